@@ -1,0 +1,132 @@
+/**
+ * Waits for job results with one QueueEvents subscription per lane per producer (not a poll per
+ * job). The events stream is capped (~10k entries) and a subscriber can miss events while
+ * disconnected, so every waiter is also re-read from the job itself: once right after the
+ * subscription is live (the job may already be done) and by one periodic sweep for all waiters.
+ */
+import { QueueEvents, type Queue } from 'bullmq';
+import type { Cluster, Redis } from 'ioredis';
+import {
+  duplicateFor,
+  JobFailedError,
+  JobNotFoundError,
+  laneKeys,
+  TimeoutError,
+  type Lane,
+  type LlmResult,
+} from '@headroom/queue';
+
+interface Waiter {
+  resolve(result: LlmResult): void;
+  reject(err: Error): void;
+}
+
+export type Settled = { state: 'completed'; result: LlmResult } | { state: 'failed'; reason: string } | { state: 'pending' } | { state: 'missing' };
+
+const SWEEP_INTERVAL_MS = 5_000;
+
+export class ResultWaiter {
+  private readonly waiters = new Map<string, { lane: Lane; set: Set<Waiter> }>();
+  private readonly events = new Map<Lane, Promise<QueueEvents>>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly connection: Redis | Cluster,
+    private readonly prefix: string,
+    private readonly queueOf: (lane: Lane) => Queue,
+  ) {}
+
+  async wait(lane: Lane, jobId: string, timeoutMs: number): Promise<LlmResult> {
+    await this.subscribe(lane);
+    return new Promise<LlmResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.remove(jobId, waiter);
+        reject(new TimeoutError(`waiting for the result of job ${jobId}`, timeoutMs));
+      }, timeoutMs);
+      const waiter: Waiter = {
+        resolve: (r) => { clearTimeout(timer); resolve(r); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      };
+      const entry = this.waiters.get(jobId) ?? { lane, set: new Set<Waiter>() };
+      entry.set.add(waiter);
+      this.waiters.set(jobId, entry);
+      this.ensureSweep();
+      void this.check(jobId);
+    });
+  }
+
+  /** Reads the job's stored state: the truth that events only announce. */
+  async read(lane: Lane, jobId: string): Promise<Settled> {
+    const job = await this.queueOf(lane).getJob(jobId);
+    if (!job) return { state: 'missing' };
+    if (job.finishedOn && job.failedReason && !job.returnvalue) return { state: 'failed', reason: job.failedReason };
+    if (job.finishedOn && job.returnvalue !== undefined && job.returnvalue !== null) return { state: 'completed', result: job.returnvalue as LlmResult };
+    return { state: 'pending' };
+  }
+
+  async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    const all = await Promise.allSettled(this.events.values());
+    await Promise.all(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
+    this.events.clear();
+  }
+
+  private async check(jobId: string): Promise<void> {
+    const entry = this.waiters.get(jobId);
+    if (!entry) return;
+    try {
+      const settled = await this.read(entry.lane, jobId);
+      if (settled.state === 'completed') this.settle(jobId, (w) => w.resolve(settled.result));
+      else if (settled.state === 'failed') this.settle(jobId, (w) => w.reject(new JobFailedError(jobId, settled.reason)));
+      else if (settled.state === 'missing') this.settle(jobId, (w) => w.reject(new JobNotFoundError(jobId)));
+    } catch {
+      // Redis away: the next sweep or event tries again; the caller's timeout still bounds the wait.
+    }
+  }
+
+  private settle(jobId: string, fn: (w: Waiter) => void): void {
+    const entry = this.waiters.get(jobId);
+    if (!entry) return;
+    this.waiters.delete(jobId);
+    for (const w of entry.set) fn(w);
+    if (this.waiters.size === 0 && this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
+  private remove(jobId: string, waiter: Waiter): void {
+    const entry = this.waiters.get(jobId);
+    entry?.set.delete(waiter);
+    if (entry && entry.set.size === 0) this.waiters.delete(jobId);
+  }
+
+  private ensureSweep(): void {
+    if (this.sweepTimer) return;
+    this.sweepTimer = setInterval(() => {
+      for (const id of this.waiters.keys()) void this.check(id);
+    }, SWEEP_INTERVAL_MS);
+    this.sweepTimer.unref();
+  }
+
+  private subscribe(lane: Lane): Promise<QueueEvents> {
+    let pending = this.events.get(lane);
+    if (!pending) {
+      const k = laneKeys(this.prefix, lane);
+      const events = new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: duplicateFor(this.connection, 'worker') as Redis });
+      events.on('completed', ({ jobId, returnvalue }) => {
+        if (this.waiters.has(jobId)) this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
+      });
+      // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
+      events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
+      events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
+      events.on('error', () => {
+        // Reconnects by itself; results missed meanwhile are picked up by the sweep.
+      });
+      pending = events.waitUntilReady().then(() => events);
+      pending.catch(() => this.events.delete(lane));
+      this.events.set(lane, pending);
+    }
+    return pending;
+  }
+}

@@ -1,0 +1,230 @@
+import { randomUUID } from 'node:crypto';
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  freePort,
+  laneKeys,
+  parseConfig,
+  publishFleetSettings,
+  startEmbeddedRedis,
+  type EmbeddedRedis,
+  type LlmResult,
+} from '@headroom/queue';
+import {
+  JobFailedError,
+  JobValidationError,
+  Producer,
+  QueueFullError,
+  RedisUnavailableError,
+  TimeoutError,
+  type LlmJobInput,
+} from './index.js';
+
+let redis: EmbeddedRedis;
+let admin: Redis;
+const open: { close(): Promise<unknown> }[] = [];
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  admin = new Redis(redis.url);
+});
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((c) => c.close()));
+});
+afterAll(async () => {
+  admin.disconnect();
+  await redis.stop();
+});
+
+const job = (overrides: Partial<LlmJobInput> = {}): LlmJobInput =>
+  ({
+    priority: 'CRITICAL',
+    provider: 'anthropic',
+    request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Hello' }] },
+    ...overrides,
+  }) as LlmJobInput;
+
+function producer(prefix: string): Producer {
+  const p = new Producer({ redis: redis.url, prefix });
+  open.push(p);
+  return p;
+}
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  return admin.keys(`{${prefix}:*`);
+}
+
+function fakeResult(model: string): LlmResult {
+  const now = Date.now();
+  return {
+    provider: 'anthropic',
+    model,
+    response: { id: 'msg_1', content: [{ type: 'text', text: 'hi' }] },
+    usage: { inputTokens: 5, outputTokens: 2, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 },
+    attempts: 1,
+    timings: { enqueuedAt: now, startedAt: now, finishedAt: now, waitMs: 0, runMs: 0 },
+    cost: { usd: 0.00001, batch: false },
+  };
+}
+
+/** A plain BullMQ worker on one lane: stands in for the fleet, which is not this package's. */
+function plainWorker(prefix: string, lane: 'critical' | 'high', processor: ConstructorParameters<typeof Worker>[1]): Worker {
+  const k = laneKeys(prefix, lane);
+  const w = new Worker(k.queueName, processor, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+  open.push(w);
+  return w;
+}
+
+describe('Producer', () => {
+  it('refuses malformed jobs with their paths and writes nothing to Redis', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    const bad: unknown[] = [
+      job({ priority: 'URGENT' as never }),
+      job({ request: { model: 'x', max_tokens: 0, messages: [{ role: 'user', content: 'a' }] } } as never),
+      job({ request: { model: 'x', max_tokens: 5, messages: [] } } as never),
+      { ...job(), provider: 'gemini' },
+      job({ tenant: 'no spaces allowed' }),
+    ];
+    for (const input of bad) {
+      await expect(p.enqueue(input as LlmJobInput)).rejects.toBeInstanceOf(JobValidationError);
+    }
+    await expect(p.enqueue(job({ request: { model: 'x', max_tokens: 5, messages: [{ role: 'user', content: 'x'.repeat(2_000_000) }] } } as never)))
+      .rejects.toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+    expect(await keysUnder(prefix)).toEqual([]);
+  });
+
+  it('gives exactly `cap` acceptances to 50 concurrent producers racing 2x the cap', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const producers = Array.from({ length: 50 }, () => producer(prefix));
+    // CRITICAL's default cap is 50: 100 attempts from 50 producers, two each, all at once.
+    const outcomes = await Promise.allSettled(producers.flatMap((p) => [p.enqueue(job()), p.enqueue(job())]));
+    const accepted = outcomes.filter((o) => o.status === 'fulfilled');
+    const refused = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+    expect(accepted).toHaveLength(50);
+    expect(refused).toHaveLength(50);
+    for (const r of refused) {
+      expect(r.reason).toBeInstanceOf(QueueFullError);
+      expect(r.reason).toMatchObject({ code: 'QUEUE_FULL', lane: 'critical', cap: 50 });
+    }
+    expect(await admin.llen(laneKeys(prefix, 'critical').wait)).toBe(50);
+  });
+
+  it('honours the cap the fleet published, and frees the slot when a job starts', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, lanes: { high: { cap: 3 } } }));
+    const p = producer(prefix);
+    for (let i = 0; i < 3; i++) await p.enqueue(job({ priority: 'HIGH' }));
+    await expect(p.enqueue(job({ priority: 'HIGH' }))).rejects.toMatchObject({ code: 'QUEUE_FULL', cap: 3 });
+
+    // Take one job the way the fleet does (manual fetch): it is now active, no longer queued.
+    const k = laneKeys(prefix, 'high');
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    const started = await w.getNextJob('token-1', { block: false });
+    expect(started).toBeDefined();
+    await expect(p.enqueue(job({ priority: 'HIGH' }))).resolves.toMatchObject({ lane: 'high' });
+    await expect(p.enqueue(job({ priority: 'HIGH' }))).rejects.toBeInstanceOf(QueueFullError);
+  });
+
+  it('refuses models the fleet does not serve, and a model of the other provider', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' }, 'gpt-4.1': { provider: 'openai' } } }));
+    const p = producer(prefix);
+    const before = await admin.llen(laneKeys(prefix, 'critical').wait);
+    await expect(p.enqueue(job({ fallback: ['claude-opus-9'] }))).rejects.toMatchObject({
+      code: 'JOB_INVALID',
+      issues: [{ path: 'fallback', message: expect.stringMatching(/unknown model "claude-opus-9"/) }],
+    });
+    await expect(p.enqueue(job({ request: { model: 'gpt-4.1', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] } } as never))).rejects.toMatchObject({
+      issues: [{ path: 'request.model', message: '"gpt-4.1" is a openai model, not anthropic' }],
+    });
+    expect(await admin.llen(laneKeys(prefix, 'critical').wait)).toBe(before);
+  });
+
+  it('returns the same job for a repeated idempotency key', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    const first = await p.enqueue(job({ idempotencyKey: 'order-42' }));
+    const again = await p.enqueue(job({ idempotencyKey: 'order-42' }));
+    const racing = await Promise.all(Array.from({ length: 10 }, () => producer(prefix).enqueue(job({ idempotencyKey: 'order-43' }))));
+    expect(again.id).toBe(first.id);
+    expect(first.existing).toBe(false);
+    expect(again.existing).toBe(true);
+    expect(new Set(racing.map((h) => h.id)).size).toBe(1);
+    expect(await admin.llen(laneKeys(prefix, 'critical').wait)).toBe(2);
+  });
+
+  it('delivers the result of a job completed by a plain BullMQ worker', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    plainWorker(prefix, 'critical', async (j) => fakeResult((j.data as { request: { model: string } }).request.model));
+    const result = await p.run(job(), { timeoutMs: 10_000 });
+    expect(result.model).toBe('claude-sonnet-4-6');
+    expect(result.usage.inputTokens).toBe(5);
+  });
+
+  it('delivers a result that was ready before result() was called', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    const handle = await p.enqueue(job());
+    const w = plainWorker(prefix, 'critical', async () => fakeResult('claude-sonnet-4-6'));
+    await new Promise<void>((resolve) => w.on('completed', () => resolve()));
+    await expect(handle.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    const info = await p.getJob(handle.id);
+    expect(info).toMatchObject({ state: 'completed', lane: 'critical', result: { model: 'claude-sonnet-4-6' } });
+  });
+
+  it('rejects result() with the failure reason, and times out when nothing runs', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    plainWorker(prefix, 'critical', async () => {
+      throw new Error('PROVIDER_ERROR: 400 invalid_request_error: max_tokens too large');
+    });
+    const failed = p.run(job(), { timeoutMs: 10_000 });
+    await expect(failed).rejects.toBeInstanceOf(JobFailedError);
+    await expect(failed).rejects.toMatchObject({ reason: 'PROVIDER_ERROR: 400 invalid_request_error: max_tokens too large' });
+
+    const idle = await p.enqueue(job({ priority: 'HIGH' }));
+    await expect(idle.result({ timeoutMs: 200 })).rejects.toBeInstanceOf(TimeoutError);
+  });
+
+  it('cancels a waiting job, freeing its slot, and never a running one', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    const a = await p.enqueue(job({ priority: 'HIGH' }));
+    const b = await p.enqueue(job({ priority: 'HIGH' }));
+    expect(await p.cancel(a.id)).toBe(true);
+    expect(await p.getJob(a.id)).toBeNull();
+    const k = laneKeys(prefix, 'high');
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    const running = await w.getNextJob('tok', { block: false });
+    expect(running?.id).toBe(b.id);
+    expect(await p.cancel(b.id)).toBe(false);
+    expect((await p.getJob(b.id))?.state).toBe('active');
+    expect(await p.cancel('high.no-such-job')).toBe(false);
+  });
+
+  it('fails fast with REDIS_UNAVAILABLE when Redis is down', async () => {
+    const port = await freePort();
+    const p = new Producer({ redis: `redis://127.0.0.1:${port}`, connectTimeoutMs: 1_000 });
+    open.push(p);
+    const started = Date.now();
+    await expect(p.enqueue(job())).rejects.toBeInstanceOf(RedisUnavailableError);
+    // The bound is the connect timeout, not a speed goal: enqueue must not hang.
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('fails fast when Redis dies under a connected producer', async () => {
+    const own = await startEmbeddedRedis();
+    const p = new Producer({ redis: own.url });
+    open.push(p);
+    await p.enqueue(job());
+    await own.stop({ kill: true });
+    const started = Date.now();
+    await expect(p.enqueue(job())).rejects.toMatchObject({ code: 'REDIS_UNAVAILABLE' });
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});

@@ -1,0 +1,234 @@
+/**
+ * The producer: validates, admits against the lane cap, adds the job, and waits for results.
+ */
+import { Queue } from 'bullmq';
+import type { Cluster, Redis } from 'ioredis';
+import {
+  admit,
+  releaseReservation,
+  asRedisError,
+  ClosedError,
+  createRedis,
+  DEFAULT_MAX_JOB_BYTES,
+  DEFAULT_PREFIX,
+  idempotentJobId,
+  laneKeys,
+  laneOfJobId,
+  laneOfPriority,
+  modelLadder,
+  newJobId,
+  parseJob,
+  waitForReady,
+  JobNotFoundError,
+  type Lane,
+  type LlmJob,
+  type LlmJobInput,
+  type LlmResult,
+  type RedisInput,
+} from '@headroom/queue';
+import { ResultWaiter } from './internal/result-waiter.js';
+
+export interface ProducerOptions {
+  /** A `redis://` or `rediss://` URL, or an ioredis connection you own (created with `enableOfflineQueue: false`). */
+  redis: RedisInput;
+  /** Key prefix shared with the fleet. @default 'hr' */
+  prefix?: string;
+  /** Largest serialized job accepted. @default 1 MiB */
+  maxJobBytes?: number;
+  /** How long `enqueue` waits for Redis before failing with REDIS_UNAVAILABLE. @default 2000 */
+  connectTimeoutMs?: number;
+  /** How long finished jobs (and so their results and idempotency keys) are kept. */
+  retention?: { completedSec?: number; failedSec?: number };
+}
+
+export interface ResultOptions {
+  /** @default 60000 */
+  timeoutMs?: number;
+}
+
+export interface JobHandle {
+  id: string;
+  lane: Lane;
+  /** True when an earlier job with the same idempotency key was returned instead of a new one. */
+  existing: boolean;
+  /** Resolves with the job's result; rejects with JobFailedError (reason, code) or TimeoutError. */
+  result(opts?: ResultOptions): Promise<LlmResult>;
+}
+
+export type JobState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed' | 'unknown';
+
+export interface JobInfo {
+  id: string;
+  lane: Lane;
+  state: JobState;
+  job: LlmJob;
+  result?: LlmResult;
+  failedReason?: string;
+  enqueuedAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+}
+
+const DEFAULT_RESULT_TIMEOUT_MS = 60_000;
+
+function toJobState(raw: string): JobState {
+  if (raw === 'waiting' || raw === 'wait' || raw === 'prioritized' || raw === 'paused') return 'waiting';
+  if (raw === 'active' || raw === 'delayed' || raw === 'completed' || raw === 'failed') return raw;
+  return 'unknown';
+}
+
+export class Producer {
+  private readonly redis: Redis | Cluster;
+  private readonly ownsRedis: boolean;
+  private readonly prefix: string;
+  private readonly maxJobBytes: number;
+  private readonly connectTimeoutMs: number;
+  private readonly removeOnComplete: { age: number };
+  private readonly removeOnFail: { age: number };
+  private readonly queues = new Map<Lane, Queue>();
+  private readonly waiter: ResultWaiter;
+  private closed = false;
+
+  constructor(opts: ProducerOptions) {
+    this.prefix = opts.prefix ?? DEFAULT_PREFIX;
+    this.maxJobBytes = opts.maxJobBytes ?? DEFAULT_MAX_JOB_BYTES;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 2_000;
+    this.removeOnComplete = { age: opts.retention?.completedSec ?? 24 * 3600 };
+    this.removeOnFail = { age: opts.retention?.failedSec ?? 7 * 24 * 3600 };
+    this.ownsRedis = typeof opts.redis === 'string';
+    this.redis = typeof opts.redis === 'string' ? createRedis(opts.redis, 'producer') : opts.redis;
+    // Connection errors surface through the calls that hit them; an unhandled 'error' event would crash the host.
+    this.redis.on('error', () => {});
+    this.waiter = new ResultWaiter(this.redis, this.prefix, (lane) => this.queue(lane));
+  }
+
+  /**
+   * Validates and enqueues a job. Throws JobValidationError / PayloadTooLargeError before anything
+   * is written, QueueFullError when the lane is at its cap, RedisUnavailableError when Redis is away.
+   */
+  async enqueue(input: LlmJobInput): Promise<JobHandle> {
+    this.assertOpen();
+    const { job } = parseJob(input, this.maxJobBytes);
+    const lane: Lane = job.sla === 'none' ? 'batch' : laneOfPriority(job.priority);
+    const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey) : newJobId(lane);
+    try {
+      await waitForReady(this.redis, this.connectTimeoutMs);
+      const outcome = await admit(this.redis, this.prefix, { lane, jobId: id, provider: job.provider, models: modelLadder(job) });
+      if (outcome === 'admitted') {
+        await this.queue(lane).add(`${job.provider}:${job.request.model}`, job, {
+          jobId: id,
+          removeOnComplete: this.removeOnComplete,
+          removeOnFail: this.removeOnFail,
+        });
+        releaseReservation(this.redis, this.prefix, lane, id).catch(() => {
+          // The reservation expires by itself; nothing is lost if this one command fails.
+        });
+      }
+      return this.handle(id, lane, outcome === 'exists');
+    } catch (err) {
+      throw asRedisError(err);
+    }
+  }
+
+  /** Enqueues and waits for the result. */
+  async run(input: LlmJobInput, opts: ResultOptions = {}): Promise<LlmResult> {
+    return (await this.enqueue(input)).result(opts);
+  }
+
+  /** A handle for a job enqueued earlier (by any producer). */
+  handleOf(id: string): JobHandle {
+    return this.handle(id, this.laneOf(id), true);
+  }
+
+  async getJob(id: string): Promise<JobInfo | null> {
+    this.assertOpen();
+    const lane = laneOfJobId(id);
+    if (!lane) return null;
+    try {
+      await waitForReady(this.redis, this.connectTimeoutMs);
+      const job = await this.queue(lane).getJob(id);
+      if (!job) return null;
+      const state = toJobState(await job.getState());
+      return {
+        id,
+        lane,
+        state,
+        job: job.data as LlmJob,
+        ...(state === 'completed' ? { result: job.returnvalue as LlmResult } : {}),
+        ...(job.failedReason ? { failedReason: job.failedReason } : {}),
+        enqueuedAt: job.timestamp,
+        ...(job.processedOn ? { startedAt: job.processedOn } : {}),
+        ...(job.finishedOn ? { finishedAt: job.finishedOn } : {}),
+      };
+    } catch (err) {
+      throw asRedisError(err);
+    }
+  }
+
+  /**
+   * Removes a job that has not started. Returns false when the job is running or finished (a
+   * provider call in flight cannot be taken back) or does not exist.
+   */
+  async cancel(id: string): Promise<boolean> {
+    this.assertOpen();
+    const lane = laneOfJobId(id);
+    if (!lane) return false;
+    try {
+      await waitForReady(this.redis, this.connectTimeoutMs);
+      const job = await this.queue(lane).getJob(id);
+      if (!job) return false;
+      const state = toJobState(await job.getState());
+      if (state !== 'waiting' && state !== 'delayed') return false;
+      // remove() refuses a locked (active) job, so a job that started meanwhile is not lost.
+      await job.remove();
+      return true;
+    } catch (err) {
+      const mapped = asRedisError(err);
+      if (mapped !== err) throw mapped;
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.waiter.close();
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    if (this.ownsRedis) this.redis.disconnect();
+  }
+
+  private handle(id: string, lane: Lane, existing: boolean): JobHandle {
+    return {
+      id,
+      lane,
+      existing,
+      result: ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS } = {}) => {
+        this.assertOpen();
+        return this.waiter.wait(lane, id, timeoutMs);
+      },
+    };
+  }
+
+  private laneOf(id: string): Lane {
+    const lane = laneOfJobId(id);
+    if (!lane) throw new JobNotFoundError(id);
+    return lane;
+  }
+
+  private queue(lane: Lane): Queue {
+    let q = this.queues.get(lane);
+    if (!q) {
+      const k = laneKeys(this.prefix, lane);
+      q = new Queue(k.queueName, { connection: this.redis as Redis, prefix: k.bullPrefix });
+      q.on('error', () => {});
+      this.queues.set(lane, q);
+    }
+    return q;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError('this Producer');
+  }
+}
+
+

@@ -1,0 +1,89 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseConfig, poolOf, redisUrlOf } from './config.js';
+import { ConfigError } from './errors.js';
+
+const EXAMPLE = fileURLToPath(new URL('../../../headroom.config.yaml', import.meta.url));
+
+function configErrorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+function writeYaml(text: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'hr-config-')), 'headroom.config.yaml');
+  writeFileSync(file, text);
+  return file;
+}
+
+describe('config', () => {
+  it('loads the annotated example at the repo root', () => {
+    const cfg = loadConfig(EXAMPLE);
+    expect(cfg.models['claude-sonnet-4-6']?.limits.itpm).toBe(450_000);
+    expect(poolOf(cfg, 'claude-sonnet-4-6')).toBe('sonnet-4');
+    expect(poolOf(cfg, 'gpt-4.1')).toBe('gpt-4.1');
+    expect(cfg.lanes.critical.cap).toBe(50);
+  });
+
+  it('fills every default from a minimal file', () => {
+    const cfg = parseConfig({ models: { m: { provider: 'anthropic' } } });
+    expect(cfg.lanes.low).toEqual({ cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000 });
+    expect(cfg.providers.anthropic.apiKeyEnv).toBe('ANTHROPIC_API_KEY');
+    expect(cfg.limits.maxJobBytes).toBe(1024 * 1024);
+  });
+
+  it('lists every problem by path with what it found', () => {
+    const file = writeYaml(`
+models:
+  claude-sonnet-4-6:
+    provider: anthropic
+    limits: { rpm: 50, itpm: -5 }
+    fallback: [claude-nope]
+  gpt-4.1:
+    provider: openai
+    limits: { itpm: 10 }
+lanes:
+  low: { reserve: 1.5, capp: 3 }
+dashboard: { port: "eighty" }
+`);
+    const err = configErrorOf(() => loadConfig(file));
+    const lines = err.issues.map((i) => `${i.path}: ${i.message}`);
+    expect(lines).toContain('models.claude-sonnet-4-6.limits.itpm: expected a positive integer, got -5');
+    expect(lines).toContain('models.claude-sonnet-4-6.fallback.0: unknown model "claude-nope" (not under models)');
+    expect(lines).toContain('lanes.low.reserve: expected a number from 0 to 1, got 1.5');
+    expect(lines).toContain('lanes.low: unknown key "capp"');
+    expect(lines.some((l) => l.startsWith('dashboard.port:'))).toBe(true);
+    expect(err.message).toContain(file);
+    expect(err.code).toBe('CONFIG_INVALID');
+  });
+
+  it('refuses a password in the file and names the env variable to use', () => {
+    const err = configErrorOf(() => parseConfig({ redis: { url: 'redis://:hunter2@localhost:6379' }, models: {} }));
+    expect(err.issues[0]?.path).toBe('redis.url');
+    expect(err.issues[0]?.message).toMatch(/REDIS_URL/);
+  });
+
+  it('refuses broken YAML with its line', () => {
+    const err = configErrorOf(() => loadConfig(writeYaml('models:\n  a: [1, 2\n')));
+    expect(err.issues[0]?.path).toMatch(/yaml line/);
+  });
+
+  it('names a missing file', () => {
+    const err = configErrorOf(() => loadConfig('/nonexistent/headroom.config.yaml'));
+    expect(err.message).toMatch(/cannot read/);
+  });
+
+  it('takes the Redis URL from the environment first', () => {
+    const cfg = parseConfig({ redis: { url: 'redis://file:1' }, models: {} });
+    expect(redisUrlOf(cfg, { REDIS_URL: 'redis://env:2' })).toBe('redis://env:2');
+    expect(redisUrlOf(cfg, {})).toBe('redis://file:1');
+  });
+});

@@ -1,0 +1,237 @@
+/**
+ * `headroom.config.yaml`: one file for the whole fleet, validated with zod. Secrets never live in
+ * it: it names the environment variables that hold them.
+ */
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, type Issue } from './errors.js';
+import { toIssues } from './internal/zod-issues.js';
+import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
+import { PROVIDERS } from './job.js';
+
+const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
+const nonNegativeInt = z.int({ error: 'expected a non-negative integer' }).nonnegative({ error: 'expected a non-negative integer' });
+const fraction = z.number({ error: 'expected a number from 0 to 1' }).min(0, { error: 'expected a number from 0 to 1' }).max(1, { error: 'expected a number from 0 to 1' });
+const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, { error: 'expected an environment variable name like MY_API_KEY' });
+const dollars = z.number({ error: 'expected a price in USD per million tokens' }).nonnegative({ error: 'expected a price in USD per million tokens' });
+
+export const ModelLimits = z.strictObject({
+  rpm: positiveInt.optional(),
+  /** Anthropic: input tokens/min (cache reads excluded). */
+  itpm: positiveInt.optional(),
+  /** Anthropic: output tokens/min. */
+  otpm: positiveInt.optional(),
+  /** OpenAI: tokens/min (input + max output). */
+  tpm: positiveInt.optional(),
+});
+export type ModelLimits = z.infer<typeof ModelLimits>;
+
+export const ModelConfig = z.strictObject({
+  provider: z.enum(PROVIDERS, { error: 'expected "anthropic" or "openai"' }),
+  /** Models that share one provider limit share a pool. @default the model name */
+  pool: z.string().min(1).optional(),
+  /** Omitted dimensions are learned from the providers' limit headers. */
+  limits: ModelLimits.default({}),
+  pricing: z
+    .strictObject({
+      inputPerMTok: dollars,
+      outputPerMTok: dollars,
+      cacheReadPerMTok: dollars.optional(),
+      cacheWritePerMTok: dollars.optional(),
+    })
+    .optional(),
+  /** Models tried next, in order, when this one is cooling down, broken, or too slow to free up. */
+  fallback: z.array(z.string().min(1)).default([]),
+});
+export type ModelConfig = z.infer<typeof ModelConfig>;
+
+const LaneConfig = (lane: Lane) =>
+  z
+    .strictObject({
+      cap: positiveInt.default(LANE_DEFAULTS[lane].cap),
+      weight: z.number().nonnegative().default(LANE_DEFAULTS[lane].weight),
+      reserve: fraction.default(LANE_DEFAULTS[lane].reserve),
+      maxWaitMs: positiveInt.default(LANE_DEFAULTS[lane].maxWaitMs),
+    })
+    .default({ ...LANE_DEFAULTS[lane] });
+
+const ProviderConfig = (defaultKeyEnv: string) =>
+  z
+    .strictObject({
+      baseURL: z.url({ error: 'expected a URL' }).optional(),
+      apiKeyEnv: envName.default(defaultKeyEnv),
+      /** Per-call timeout; the SDKs refuse long non-streaming calls without one. */
+      timeoutMs: positiveInt.default(600_000),
+    })
+    .default({ apiKeyEnv: defaultKeyEnv, timeoutMs: 600_000 });
+
+const TenantQuota = z.strictObject({
+  /** Tokens/min (input + output) across every pool. */
+  tpm: positiveInt.optional(),
+  /** Jobs queued (not yet started) per lane at once. */
+  maxQueued: positiveInt.optional(),
+});
+
+export const HeadroomConfig = z
+  .strictObject({
+    redis: z
+      .strictObject({
+        /** Used when the `urlEnv` variable is unset. No password here: put it in the env variable. */
+        url: z.string().regex(/^rediss?:\/\//, { error: 'expected a redis:// or rediss:// URL' }).optional(),
+        urlEnv: envName.default('REDIS_URL'),
+        prefix: z.string().regex(/^[\w-]{1,32}$/).default('hr'),
+      })
+      .default({ urlEnv: 'REDIS_URL', prefix: 'hr' }),
+    providers: z
+      .strictObject({
+        anthropic: ProviderConfig('ANTHROPIC_API_KEY'),
+        openai: ProviderConfig('OPENAI_API_KEY'),
+      })
+      .default({
+        anthropic: { apiKeyEnv: 'ANTHROPIC_API_KEY', timeoutMs: 600_000 },
+        openai: { apiKeyEnv: 'OPENAI_API_KEY', timeoutMs: 600_000 },
+      }),
+    models: z.record(z.string().min(1), ModelConfig),
+    lanes: z
+      .strictObject(Object.fromEntries(LANES.map((l) => [l, LaneConfig(l)])) as { [L in Lane]: ReturnType<typeof LaneConfig> })
+      .default(Object.fromEntries(LANES.map((l) => [l, { ...LANE_DEFAULTS[l] }])) as never),
+    limits: z
+      .strictObject({ maxJobBytes: positiveInt.default(1024 * 1024) })
+      .default({ maxJobBytes: 1024 * 1024 }),
+    dispatch: z
+      .strictObject({
+        /** Provider calls in flight per worker process. */
+        concurrency: positiveInt.default(32),
+        /** `strict`: always the highest non-empty lane; `weighted`: smooth weighted round-robin. */
+        order: z.enum(['strict', 'weighted']).default('strict'),
+        /** Output reservation: the request's max_tokens, or a learned p95 of actual output. */
+        outputReservation: z.enum(['max_tokens', 'p95']).default('max_tokens'),
+      })
+      .default({ concurrency: 32, order: 'strict', outputReservation: 'max_tokens' }),
+    retry: z
+      .strictObject({
+        maxAttempts: positiveInt.default(6),
+        baseDelayMs: positiveInt.default(500),
+        maxDelayMs: positiveInt.default(30_000),
+      })
+      .default({ maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000 }),
+    breaker: z
+      .strictObject({
+        failureThreshold: positiveInt.default(5),
+        openMs: positiveInt.default(30_000),
+      })
+      .default({ failureThreshold: 5, openMs: 30_000 }),
+    shedding: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Pressure (0-1) at which new LOW jobs are refused. */
+        lowAt: fraction.default(0.85),
+        /** NORMAL is only delayed unless this is set. */
+        shedNormal: z.boolean().default(false),
+      })
+      .default({ enabled: true, lowAt: 0.85, shedNormal: false }),
+    tenants: z
+      .strictObject({ default: TenantQuota.default({}), overrides: z.record(z.string(), TenantQuota).default({}) })
+      .default({ default: {}, overrides: {} }),
+    batch: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        maxRequests: positiveInt.max(100_000).default(1000),
+        maxWaitMs: positiveInt.default(60_000),
+        pollIntervalMs: positiveInt.default(30_000),
+      })
+      .default({ enabled: true, maxRequests: 1000, maxWaitMs: 60_000, pollIntervalMs: 30_000 }),
+    dashboard: z
+      .strictObject({
+        port: z.int().min(1).max(65535).default(3000),
+        host: z.string().default('0.0.0.0'),
+        usernameEnv: envName.default('HEADROOM_DASHBOARD_USER'),
+        passwordEnv: envName.default('HEADROOM_DASHBOARD_PASSWORD'),
+        tokenEnv: envName.default('HEADROOM_DASHBOARD_TOKEN'),
+        readOnly: z.boolean().default(false),
+      })
+      .default({
+        port: 3000,
+        host: '0.0.0.0',
+        usernameEnv: 'HEADROOM_DASHBOARD_USER',
+        passwordEnv: 'HEADROOM_DASHBOARD_PASSWORD',
+        tokenEnv: 'HEADROOM_DASHBOARD_TOKEN',
+        readOnly: false,
+      }),
+  })
+  ;
+export type HeadroomConfig = z.infer<typeof HeadroomConfig>;
+export type HeadroomConfigInput = z.input<typeof HeadroomConfig>;
+
+const record = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+
+/**
+ * Checks that span fields (fallback targets, dimensions per provider, secrets in the file). They
+ * run on the raw input, beside the schema, so one pass reports every problem in the file.
+ */
+function crossCheck(raw: unknown): Issue[] {
+  const issues: Issue[] = [];
+  const cfg = record(raw);
+  const models = record(cfg.models);
+  for (const [name, value] of Object.entries(models)) {
+    const model = record(value);
+    const limits = record(model.limits);
+    const fallback = Array.isArray(model.fallback) ? model.fallback : [];
+    fallback.forEach((next, i) => {
+      if (typeof next !== 'string') return;
+      const target = models[next];
+      if (target === undefined) {
+        issues.push({ path: `models.${name}.fallback.${i}`, message: `unknown model "${next}" (not under models)` });
+      } else if (record(target).provider !== model.provider) {
+        issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is a ${String(record(target).provider)} model; a fallback must use the same provider (${String(model.provider)})` });
+      }
+    });
+    if (model.provider === 'openai' && (limits.itpm !== undefined || limits.otpm !== undefined)) {
+      issues.push({ path: `models.${name}.limits`, message: 'OpenAI limits are rpm and tpm; itpm/otpm are Anthropic dimensions' });
+    }
+    if (model.provider === 'anthropic' && limits.tpm !== undefined) {
+      issues.push({ path: `models.${name}.limits.tpm`, message: 'Anthropic limits are rpm, itpm and otpm; tpm is an OpenAI dimension' });
+    }
+  }
+  const redis = record(cfg.redis);
+  if (typeof redis.url === 'string' && /\/\/[^/@]*:[^/@]+@/.test(redis.url)) {
+    const env = typeof redis.urlEnv === 'string' ? redis.urlEnv : 'REDIS_URL';
+    issues.push({ path: 'redis.url', message: `contains a password: keep secrets out of the file and set ${env} instead` });
+  }
+  return issues;
+}
+
+/** Validates an already-parsed config object. Throws `ConfigError` listing every problem by path. */
+export function parseConfig(raw: unknown, source = '(object)'): HeadroomConfig {
+  const result = HeadroomConfig.safeParse(raw, { reportInput: true });
+  const issues = [...(result.success ? [] : toIssues(result.error)), ...crossCheck(raw)];
+  if (issues.length > 0 || !result.success) throw new ConfigError(source, issues);
+  return result.data;
+}
+
+/** Reads and validates a YAML config file. */
+export function loadConfig(path: string): HeadroomConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [{ path: '(file)', message: `cannot read: ${(err as Error).message}` }]);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const issues: Issue[] = doc.errors.map((e) => ({ path: `(yaml line ${e.linePos?.[0]?.line ?? '?'})`, message: e.message.split('\n')[0] ?? e.message }));
+    throw new ConfigError(path, issues);
+  }
+  return parseConfig(doc.toJS(), path);
+}
+
+/** The pool a model draws from. */
+export function poolOf(config: HeadroomConfig, model: string): string {
+  return config.models[model]?.pool ?? model;
+}
+
+/** The Redis URL the config points at: the env variable first, then the file's url. */
+export function redisUrlOf(config: HeadroomConfig, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[config.redis.urlEnv] || config.redis.url;
+}

@@ -1,0 +1,158 @@
+/**
+ * Every error Headroom raises on purpose. Callers branch on `code`, never on message text.
+ * `instanceof` works across duplicate copies of this package (a monorepo with two versions
+ * installed) because the check is a `Symbol.for` brand, not the class identity.
+ */
+
+export const ErrorCode = {
+  JOB_INVALID: 'JOB_INVALID',
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  QUEUE_FULL: 'QUEUE_FULL',
+  SHED: 'SHED',
+  QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
+  JOB_FAILED: 'JOB_FAILED',
+  JOB_NOT_FOUND: 'JOB_NOT_FOUND',
+  TIMEOUT: 'TIMEOUT',
+  REDIS_UNAVAILABLE: 'REDIS_UNAVAILABLE',
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  CLOSED: 'CLOSED',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const BRAND = Symbol.for('headroom.error');
+
+/** One problem in an input, located by its path (`request.messages.0.role`). */
+export interface Issue {
+  path: string;
+  message: string;
+}
+
+export class HeadroomError extends Error {
+  readonly code: ErrorCode;
+  /** True when the same call may succeed later without changing the input. */
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { retryable?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.name = 'HeadroomError';
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  static [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== 'object' || value === null || !(BRAND in value)) return false;
+    // Subclasses keep ordinary prototype checks so `instanceof QueueFullError` stays precise.
+    return this === HeadroomError || Function.prototype[Symbol.hasInstance].call(this, value);
+  }
+}
+
+function formatIssues(issues: readonly Issue[]): string {
+  return issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ');
+}
+
+export class JobValidationError extends HeadroomError {
+  readonly issues: readonly Issue[];
+  constructor(issues: readonly Issue[]) {
+    super(ErrorCode.JOB_INVALID, `invalid job: ${formatIssues(issues)}`);
+    this.name = 'JobValidationError';
+    this.issues = issues;
+  }
+}
+
+export class PayloadTooLargeError extends HeadroomError {
+  readonly sizeBytes: number;
+  readonly limitBytes: number;
+  constructor(sizeBytes: number, limitBytes: number) {
+    super(ErrorCode.PAYLOAD_TOO_LARGE, `job is ${sizeBytes} bytes serialized, over the limit of ${limitBytes} bytes`);
+    this.name = 'PayloadTooLargeError';
+    this.sizeBytes = sizeBytes;
+    this.limitBytes = limitBytes;
+  }
+}
+
+export class QueueFullError extends HeadroomError {
+  readonly lane: string;
+  readonly cap: number;
+  constructor(lane: string, cap: number) {
+    super(ErrorCode.QUEUE_FULL, `lane ${lane} is full (cap ${cap} jobs not yet started)`, { retryable: true });
+    this.name = 'QueueFullError';
+    this.lane = lane;
+    this.cap = cap;
+  }
+}
+
+export class ShedError extends HeadroomError {
+  readonly lane: string;
+  readonly retryAfterMs: number;
+  constructor(lane: string, reason: string, retryAfterMs: number) {
+    super(ErrorCode.SHED, `lane ${lane} is shedding: ${reason}; retry after ${retryAfterMs} ms`, { retryable: true });
+    this.name = 'ShedError';
+    this.lane = lane;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+export class QuotaExceededError extends HeadroomError {
+  readonly tenant: string;
+  readonly limit: number;
+  constructor(tenant: string, what: string, limit: number) {
+    super(ErrorCode.QUOTA_EXCEEDED, `tenant ${tenant} is over its ${what} quota (${limit})`, { retryable: true });
+    this.name = 'QuotaExceededError';
+    this.tenant = tenant;
+    this.limit = limit;
+  }
+}
+
+export class JobFailedError extends HeadroomError {
+  readonly jobId: string;
+  /** The job's failure reason as the worker recorded it (provider message, `SHED`, ...). */
+  readonly reason: string;
+  constructor(jobId: string, reason: string) {
+    super(ErrorCode.JOB_FAILED, `job ${jobId} failed: ${reason}`);
+    this.name = 'JobFailedError';
+    this.jobId = jobId;
+    this.reason = reason;
+  }
+}
+
+export class JobNotFoundError extends HeadroomError {
+  readonly jobId: string;
+  constructor(jobId: string) {
+    super(ErrorCode.JOB_NOT_FOUND, `job ${jobId} not found`);
+    this.name = 'JobNotFoundError';
+    this.jobId = jobId;
+  }
+}
+
+export class TimeoutError extends HeadroomError {
+  readonly timeoutMs: number;
+  constructor(what: string, timeoutMs: number) {
+    super(ErrorCode.TIMEOUT, `${what} timed out after ${timeoutMs} ms`, { retryable: true });
+    this.name = 'TimeoutError';
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+export class RedisUnavailableError extends HeadroomError {
+  constructor(detail: string, cause?: unknown) {
+    super(ErrorCode.REDIS_UNAVAILABLE, `Redis is unavailable: ${detail}`, { retryable: true, cause });
+    this.name = 'RedisUnavailableError';
+  }
+}
+
+export class ConfigError extends HeadroomError {
+  readonly issues: readonly Issue[];
+  constructor(source: string, issues: readonly Issue[]) {
+    super(ErrorCode.CONFIG_INVALID, `invalid config ${source}:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export class ClosedError extends HeadroomError {
+  constructor(what: string) {
+    super(ErrorCode.CLOSED, `${what} is closed`);
+    this.name = 'ClosedError';
+  }
+}

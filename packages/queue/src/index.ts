@@ -1,0 +1,52 @@
+/**
+ * @headroom/queue — the contract shared by Headroom producers and workers: job and result
+ * schemas, lanes, the config schema, the Redis key layout, the Lua scripts and the errors.
+ *
+ * ```ts
+ * import { LlmJob, loadConfig, laneKeys } from '@headroom/queue';
+ * const config = loadConfig('headroom.config.yaml');
+ * const job = LlmJob.parse({ priority: 'HIGH', provider: 'anthropic', request: { ... } });
+ * ```
+ */
+export {
+  ErrorCode,
+  HeadroomError,
+  JobValidationError,
+  PayloadTooLargeError,
+  QueueFullError,
+  ShedError,
+  QuotaExceededError,
+  JobFailedError,
+  JobNotFoundError,
+  TimeoutError,
+  RedisUnavailableError,
+  ConfigError,
+  ClosedError,
+} from './errors.js';
+export type { Issue } from './errors.js';
+export { INTERACTIVE_LANES, LANES, PRIORITIES, LANE_DEFAULTS, laneOfPriority } from './lanes.js';
+export type { InteractiveLane, Lane, Priority, LaneDefaults } from './lanes.js';
+export {
+  LlmJob,
+  LlmResult,
+  Usage,
+  AnthropicMessagesRequest,
+  OpenAIChatRequest,
+  PROVIDERS,
+  modelLadder,
+  maxOutputTokens,
+} from './job.js';
+export type { LlmJobInput, Provider } from './job.js';
+export { parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
+export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf } from './config.js';
+export type { HeadroomConfigInput } from './config.js';
+export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
+export type { LaneKeys, PoolKeys } from './keys.js';
+export { admit, releaseReservation, publishFleetSettings, RESERVATION_TTL_MS } from './admission.js';
+export type { AdmitRequest, AdmitOutcome } from './admission.js';
+export { newJobId, idempotentJobId, laneOfJobId } from './job-ids.js';
+export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
+export type { RedisInput, ConnectionRole } from './connection.js';
+export { registerScripts, runScript } from './scripts.js';
+export { startEmbeddedRedis, freePort } from './embedded-redis.js';
+export type { EmbeddedRedis, EmbeddedRedisOptions } from './embedded-redis.js';

@@ -1,0 +1,45 @@
+import type { z } from 'zod';
+import type { Issue } from '../errors.js';
+
+function describe(input: unknown): string {
+  if (input === undefined) return 'nothing';
+  if (typeof input === 'string') return JSON.stringify(input.length > 60 ? `${input.slice(0, 57)}...` : input);
+  if (Array.isArray(input)) return 'an array';
+  if (input === null) return 'null';
+  if (typeof input === 'object') return 'an object';
+  return String(input);
+}
+
+/**
+ * Flattens zod issues into `{ path, message }` with dotted paths, adding what was found so a
+ * message reads `models.x.limits.itpm: expected a positive integer, got -5`. Parse with
+ * `reportInput: true` so zod keeps the offending input on each issue.
+ */
+export function toIssues(error: z.ZodError, basePath: readonly (string | number)[] = []): Issue[] {
+  const out: Issue[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === 'invalid_union' && 'errors' in issue && issue.errors.length > 0) {
+      // Report the branch that got furthest rather than "invalid input" for the whole union.
+      const best = [...issue.errors].sort((a, b) => maxDepth(b) - maxDepth(a))[0] ?? [];
+      for (const sub of best) out.push(...issueToList(sub, [...basePath, ...issue.path]));
+      continue;
+    }
+    out.push(...issueToList(issue, basePath));
+  }
+  return out;
+}
+
+function maxDepth(issues: readonly z.core.$ZodIssue[]): number {
+  return Math.max(0, ...issues.map((i) => i.path.length));
+}
+
+function issueToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[]): Issue[] {
+  const path = [...basePath, ...issue.path].map(String).join('.');
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+  } else if ('input' in issue && !/, got /.test(message)) {
+    message = `${message}, got ${describe(issue.input)}`;
+  }
+  return [{ path, message }];
+}

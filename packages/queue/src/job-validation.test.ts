@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { JobValidationError, PayloadTooLargeError } from './errors.js';
+import { parseJob } from './job-validation.js';
+
+const anthropic = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
+  priority: 'HIGH',
+  provider: 'anthropic',
+  request: { model: 'claude-sonnet-4-6', max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }], ...request },
+  ...extra,
+});
+const openai = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
+  priority: 'LOW',
+  provider: 'openai',
+  request: { model: 'gpt-4.1', max_completion_tokens: 64, messages: [{ role: 'user', content: 'Hi' }], ...request },
+  ...extra,
+});
+
+function issuesOf(input: unknown): { path: string; message: string }[] {
+  try {
+    parseJob(input);
+  } catch (err) {
+    expect(err).toBeInstanceOf(JobValidationError);
+    return [...(err as JobValidationError).issues];
+  }
+  throw new Error('expected a JobValidationError');
+}
+
+describe('parseJob', () => {
+  it('accepts well-formed Anthropic and OpenAI jobs', () => {
+    expect(parseJob(anthropic()).job.provider).toBe('anthropic');
+    expect(parseJob(openai()).job.provider).toBe('openai');
+    const rich = anthropic({
+      system: [{ type: 'text', text: 'be brief', cache_control: { type: 'ephemeral' } }],
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'look' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBOR' } }] },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'lookup', input: { q: 1 } }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: 'found' }] },
+      ],
+      tools: [{ name: 'lookup', input_schema: { type: 'object' } }],
+    }, { tenant: 'acme', fallback: ['claude-haiku-4-5'], metadata: { userId: 7 }, coalesce: true, maxWaitMs: 1000, onShed: 'batch' });
+    expect(parseJob(rich).job.tenant).toBe('acme');
+  });
+
+  // Each malformed job is refused with the path of what is wrong.
+  const cases: [string, unknown, string, RegExp][] = [
+    ['not an object', 'hello', '', /expected/],
+    ['missing priority', { ...anthropic(), priority: undefined }, 'priority', /CRITICAL, HIGH, NORMAL or LOW/],
+    ['lower-case priority', anthropic({}, { priority: 'high' }), 'priority', /CRITICAL/],
+    ['unknown provider', anthropic({}, { provider: 'gemini' }), 'provider', /"anthropic" or "openai"/],
+    ['missing model', anthropic({ model: undefined }), 'request.model', /string/],
+    ['empty model', anthropic({ model: '' }), 'request.model', /must not be empty/],
+    ['max_tokens zero', anthropic({ max_tokens: 0 }), 'request.max_tokens', /positive integer, got 0/],
+    ['max_tokens fractional', anthropic({ max_tokens: 1.5 }), 'request.max_tokens', /positive integer/],
+    ['max_tokens as string', anthropic({ max_tokens: '64' }), 'request.max_tokens', /positive integer/],
+    ['no messages', anthropic({ messages: [] }), 'request.messages', /must not be empty/],
+    ['messages not an array', anthropic({ messages: 'Hi' }), 'request.messages', /array of messages/],
+    ['system role in Anthropic messages', anthropic({ messages: [{ role: 'system', content: 'x' }] }), 'request.messages.0.role', /"user" or "assistant"/],
+    ['empty content', anthropic({ messages: [{ role: 'user', content: '' }] }), 'request.messages.0.content', /must not be empty/],
+    ['unknown block type', anthropic({ messages: [{ role: 'user', content: [{ type: 'video', url: 'x' }] }] }), 'request.messages.0.content.0.type', /content block/],
+    ['text block without text', anthropic({ messages: [{ role: 'user', content: [{ type: 'text' }] }] }), 'request.messages.0.content.0.text', /string/],
+    ['bad image media type', anthropic({ messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/bmp', data: 'x' } }] }] }), 'request.messages.0.content.0.source.media_type', /image\/jpeg/],
+    ['system as number', anthropic({ system: 42 }), 'request.system', /./],
+    ['temperature too high', anthropic({ temperature: 3 }), 'request.temperature', /1/],
+    ['streaming requested', anthropic({ stream: true }), 'request.stream', /streaming is not supported/],
+    ['unknown job field', anthropic({}, { priorty: 'HIGH' }), '', /unknown key "priorty"/],
+    ['bad tenant', anthropic({}, { tenant: 'a b/c' }), 'tenant', /letters, digits/],
+    ['bad sla', anthropic({}, { sla: 'later' }), 'sla', /interactive/],
+    ['negative maxWaitMs', anthropic({}, { maxWaitMs: -1 }), 'maxWaitMs', /positive integer, got -1/],
+    ['fallback not a list', anthropic({}, { fallback: 'claude-haiku-4-5' }), 'fallback', /array/],
+    ['OpenAI without an output bound', openai({ max_completion_tokens: undefined }), 'request.max_completion_tokens', /reserves the output bound/],
+    ['OpenAI with both output bounds', openai({ max_tokens: 10 }), 'request.max_tokens', /only one/],
+    ['OpenAI unknown role', openai({ messages: [{ role: 'bot', content: 'x' }] }), 'request.messages.0.role', /role/],
+    ['OpenAI tool message without id', openai({ messages: [{ role: 'tool', content: 'x' }] }), 'request.messages.0.tool_call_id', /string/],
+  ];
+
+  it.each(cases)('refuses %s', (_name, input, path, message) => {
+    const issues = issuesOf(input);
+    const hit = issues.find((i) => i.path === path);
+    expect(hit, `issues were ${JSON.stringify(issues)}`).toBeDefined();
+    expect(hit?.message).toMatch(message);
+  });
+
+  it('lists every bad field, not just the first', () => {
+    const issues = issuesOf(anthropic({ max_tokens: -1, messages: [] }, { priority: 'URGENT' }));
+    expect(issues.map((i) => i.path).sort()).toEqual(['priority', 'request.max_tokens', 'request.messages']);
+  });
+
+  it('refuses a job over the size limit with PAYLOAD_TOO_LARGE', () => {
+    const big = anthropic({ messages: [{ role: 'user', content: 'x'.repeat(2000) }] });
+    expect(() => parseJob(big, 1000)).toThrow(PayloadTooLargeError);
+    try {
+      parseJob(big, 1000);
+    } catch (err) {
+      expect((err as PayloadTooLargeError).code).toBe('PAYLOAD_TOO_LARGE');
+      expect((err as PayloadTooLargeError).limitBytes).toBe(1000);
+    }
+  });
+});

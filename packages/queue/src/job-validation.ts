@@ -1,0 +1,19 @@
+/**
+ * The edge check every job passes before anything is written: shape (zod, every bad field by
+ * path) and serialized size.
+ */
+import { JobValidationError, PayloadTooLargeError } from './errors.js';
+import { toIssues } from './internal/zod-issues.js';
+import { LlmJob } from './job.js';
+
+export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
+
+/** Returns the validated job and its serialized form, or throws `JobValidationError` / `PayloadTooLargeError`. */
+export function parseJob(input: unknown, maxJobBytes = DEFAULT_MAX_JOB_BYTES): { job: LlmJob; json: string } {
+  const parsed = LlmJob.safeParse(input, { reportInput: true });
+  if (!parsed.success) throw new JobValidationError(toIssues(parsed.error));
+  const json = JSON.stringify(parsed.data);
+  const size = Buffer.byteLength(json, 'utf8');
+  if (size > maxJobBytes) throw new PayloadTooLargeError(size, maxJobBytes);
+  return { job: parsed.data, json };
+}

@@ -1,0 +1,198 @@
+/**
+ * The job contract shared by producers and workers: what a producer may enqueue (checked before
+ * anything is written, so a mistake never costs a provider call) and what a worker returns.
+ */
+import { z } from 'zod';
+import { PRIORITIES } from './lanes.js';
+
+const nonEmpty = z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' });
+const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
+
+// ---- Anthropic Messages ----------------------------------------------------------------
+
+const CacheControl = z.object({ type: z.literal('ephemeral'), ttl: z.enum(['5m', '1h']).optional() }).optional();
+
+const AnthropicTextBlock = z.looseObject({ type: z.literal('text'), text: z.string(), cache_control: CacheControl });
+const AnthropicImageBlock = z.looseObject({
+  type: z.literal('image'),
+  source: z.discriminatedUnion('type', [
+    z.looseObject({
+      type: z.literal('base64'),
+      media_type: z.enum(['image/jpeg', 'image/png', 'image/gif', 'image/webp']),
+      data: nonEmpty,
+    }),
+    z.looseObject({ type: z.literal('url'), url: z.url() }),
+    z.looseObject({ type: z.literal('file'), file_id: nonEmpty }),
+  ]),
+  cache_control: CacheControl,
+});
+const AnthropicDocumentBlock = z.looseObject({ type: z.literal('document'), source: z.looseObject({ type: nonEmpty }) });
+const AnthropicToolUseBlock = z.looseObject({
+  type: z.literal('tool_use'),
+  id: nonEmpty,
+  name: nonEmpty,
+  input: z.record(z.string(), z.unknown()),
+});
+const AnthropicToolResultBlock = z.looseObject({
+  type: z.literal('tool_result'),
+  tool_use_id: nonEmpty,
+  content: z.union([z.string(), z.array(z.looseObject({ type: nonEmpty }))]).optional(),
+  is_error: z.boolean().optional(),
+});
+const AnthropicThinkingBlock = z.looseObject({ type: z.enum(['thinking', 'redacted_thinking']) });
+
+const AnthropicContentBlock = z.discriminatedUnion(
+  'type',
+  [
+    AnthropicTextBlock,
+    AnthropicImageBlock,
+    AnthropicDocumentBlock,
+    AnthropicToolUseBlock,
+    AnthropicToolResultBlock,
+    AnthropicThinkingBlock,
+  ],
+  { error: 'expected a content block of type text, image, document, tool_use, tool_result or thinking' },
+);
+
+export const AnthropicMessagesRequest = z.looseObject({
+  model: nonEmpty,
+  max_tokens: positiveInt,
+  messages: z
+    .array(
+      z.strictObject({
+        role: z.enum(['user', 'assistant'], { error: 'expected "user" or "assistant"' }),
+        content: z.union([nonEmpty, z.array(AnthropicContentBlock).min(1, { error: 'must not be empty' })]),
+      }),
+      { error: 'expected an array of messages' },
+    )
+    .min(1, { error: 'must not be empty' }),
+  system: z.union([z.string(), z.array(AnthropicTextBlock)]).optional(),
+  temperature: z.number().min(0).max(1).optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  top_k: positiveInt.optional(),
+  stop_sequences: z.array(z.string()).optional(),
+  stream: z.literal(false, { error: 'streaming is not supported for queued jobs; omit "stream"' }).optional(),
+});
+export type AnthropicMessagesRequest = z.infer<typeof AnthropicMessagesRequest>;
+
+// ---- OpenAI Chat Completions ----------------------------------------------------------
+
+const OpenAIContentPart = z.looseObject({ type: nonEmpty });
+const OpenAIMessage = z.discriminatedUnion(
+  'role',
+  [
+    z.looseObject({ role: z.enum(['system', 'developer']), content: z.union([z.string(), z.array(OpenAIContentPart)]) }),
+    z.looseObject({ role: z.literal('user'), content: z.union([z.string(), z.array(OpenAIContentPart).min(1)]) }),
+    z.looseObject({
+      role: z.literal('assistant'),
+      content: z.union([z.string(), z.array(OpenAIContentPart), z.null()]).optional(),
+      tool_calls: z.array(z.looseObject({ id: nonEmpty, type: z.literal('function') })).optional(),
+    }),
+    z.looseObject({ role: z.literal('tool'), tool_call_id: nonEmpty, content: z.union([z.string(), z.array(OpenAIContentPart)]) }),
+  ],
+  { error: 'expected role "system", "developer", "user", "assistant" or "tool"' },
+);
+
+export const OpenAIChatRequest = z
+  .looseObject({
+    model: nonEmpty,
+    messages: z.array(OpenAIMessage, { error: 'expected an array of messages' }).min(1, { error: 'must not be empty' }),
+    max_tokens: positiveInt.optional(),
+    max_completion_tokens: positiveInt.optional(),
+    n: positiveInt.optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    stream: z.literal(false, { error: 'streaming is not supported for queued jobs; omit "stream"' }).optional(),
+  })
+  .superRefine((req, ctx) => {
+    // The bucket reserves the output bound up front (as OpenAI itself counts it), so a request
+    // without one could never be budgeted.
+    if (req.max_tokens === undefined && req.max_completion_tokens === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['max_completion_tokens'], message: 'set max_completion_tokens (or max_tokens): Headroom reserves the output bound against tokens/min' });
+    }
+    if (req.max_tokens !== undefined && req.max_completion_tokens !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['max_tokens'], message: 'set only one of max_tokens and max_completion_tokens' });
+    }
+  });
+export type OpenAIChatRequest = z.infer<typeof OpenAIChatRequest>;
+
+// ---- The job --------------------------------------------------------------------------
+
+export const PROVIDERS = ['anthropic', 'openai'] as const;
+export type Provider = (typeof PROVIDERS)[number];
+
+const JobCommon = {
+  priority: z.enum(PRIORITIES, { error: 'expected CRITICAL, HIGH, NORMAL or LOW' }),
+  /** Models to try, in order, after `request.model` (same provider). */
+  fallback: z.array(nonEmpty).max(8).optional(),
+  /** Caller's tenant, for per-tenant quotas. */
+  tenant: z.string().regex(/^[\w.:@-]{1,128}$/, { error: 'expected 1-128 characters of letters, digits, . : @ _ -' }).optional(),
+  /** `none`: no deadline; goes to the provider's batch API at half price. */
+  sla: z.enum(['interactive', 'none']).optional(),
+  /** A repeated enqueue with the same key returns the first job instead of adding another. */
+  idempotencyKey: z.string().min(1).max(256).optional(),
+  /** Identical in-flight coalesced jobs share one provider call. */
+  coalesce: z.boolean().optional(),
+  /** How long the job may wait before it is late (and, for LOW under pressure, shed). */
+  maxWaitMs: positiveInt.optional(),
+  /** What happens to this job when LOW is shed: fail it, or move it to the batch lane. */
+  onShed: z.enum(['fail', 'batch']).optional(),
+  /** Caller's data, returned untouched with the job (never sent to the provider). */
+  metadata: z.record(z.string(), z.unknown()).optional(),
+};
+
+export const LlmJob = z.discriminatedUnion(
+  'provider',
+  [
+    z.strictObject({ ...JobCommon, provider: z.literal('anthropic'), request: AnthropicMessagesRequest }),
+    z.strictObject({ ...JobCommon, provider: z.literal('openai'), request: OpenAIChatRequest }),
+  ],
+  { error: 'expected "anthropic" or "openai"' },
+);
+export type LlmJob = z.infer<typeof LlmJob>;
+/** What a producer passes in: same shape, before defaults. */
+export type LlmJobInput = z.input<typeof LlmJob>;
+
+/** Every model a job may be served by, primary first. */
+export function modelLadder(job: Pick<LlmJob, 'request' | 'fallback'>): string[] {
+  return [job.request.model, ...(job.fallback ?? [])];
+}
+
+/** The output bound a request reserves against output tokens/min. */
+export function maxOutputTokens(job: LlmJob): number {
+  if (job.provider === 'anthropic') return job.request.max_tokens;
+  const perChoice = job.request.max_completion_tokens ?? job.request.max_tokens ?? 0;
+  return perChoice * (job.request.n ?? 1);
+}
+
+// ---- The result -----------------------------------------------------------------------
+
+export const Usage = z.object({
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  cacheReadInputTokens: z.number().int().nonnegative(),
+  cacheCreationInputTokens: z.number().int().nonnegative(),
+});
+export type Usage = z.infer<typeof Usage>;
+
+export const LlmResult = z.object({
+  provider: z.enum(PROVIDERS),
+  /** The model that answered (may be a fallback). */
+  model: z.string(),
+  /** The provider's own response body, untouched. */
+  response: z.unknown(),
+  usage: Usage,
+  /** Provider calls made for this job, including retries and fallbacks. */
+  attempts: z.number().int().positive(),
+  timings: z.object({
+    enqueuedAt: z.number(),
+    startedAt: z.number(),
+    finishedAt: z.number(),
+    waitMs: z.number(),
+    runMs: z.number(),
+  }),
+  cost: z.object({ usd: z.number().nonnegative(), batch: z.boolean() }),
+  /** True when this result was shared from an identical in-flight job. */
+  coalesced: z.boolean().optional(),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+});
+export type LlmResult = z.infer<typeof LlmResult>;

@@ -1,0 +1,101 @@
+/**
+ * The one place Redis keys are built. Every key of one lane, and every key of one bucket pool,
+ * carries the same hash tag so each Lua script touches a single Redis Cluster slot.
+ *
+ * BullMQ builds its own keys as `${bullPrefix}:${queueName}:${suffix}`; we hand it the hash-tagged
+ * `bullPrefix` (never an ioredis `keyPrefix`, which BullMQ does not support) and mirror the few
+ * BullMQ keys our own scripts read.
+ */
+
+export const DEFAULT_PREFIX = 'hr';
+
+const tag = (prefix: string, scope: string): string => `{${prefix}:${scope}}`;
+
+export interface LaneKeys {
+  /** Pass as BullMQ's `prefix` option for this lane's Queue/Worker/QueueEvents. */
+  bullPrefix: string;
+  /** The BullMQ queue name. */
+  queueName: string;
+  wait: string;
+  paused: string;
+  prioritized: string;
+  delayed: string;
+  active: string;
+  meta: string;
+  /** Our admission reservations: ZSET member = reservation id, score = expiry (ms). */
+  reservations: string;
+  /** HASH of the fleet's settings for this lane (cap), published by workers from config. */
+  settings: string;
+  /** HASH model -> provider: the models the fleet serves, so producers refuse unknown ones. */
+  models: string;
+  /** HASH of counters we keep per lane (shed, refused). */
+  stats: string;
+  /** STRING: the lane is backed off fleet-wide until this key expires. */
+  backoff: string;
+}
+
+export function laneKeys(prefix: string, lane: string): LaneKeys {
+  const bullPrefix = tag(prefix, lane);
+  const bull = (suffix: string) => `${bullPrefix}:${lane}:${suffix}`;
+  const own = (suffix: string) => `${bullPrefix}:hr:${suffix}`;
+  return {
+    bullPrefix,
+    queueName: lane,
+    wait: bull('wait'),
+    paused: bull('paused'),
+    prioritized: bull('prioritized'),
+    delayed: bull('delayed'),
+    active: bull('active'),
+    meta: bull('meta'),
+    reservations: own('reservations'),
+    settings: own('settings'),
+    models: own('models'),
+    stats: own('stats'),
+    backoff: own('backoff'),
+  };
+}
+
+export interface PoolKeys {
+  /**
+   * HASH `ts` + the amount used per dimension at `ts` (`rpm`, `itpm`, `otpm`, `tpm`; no field =
+   * nothing used) and the limits learned from the providers' headers (`limit:<dimension>`): one
+   * read on the hot path serves both.
+   */
+  bucket: string;
+  /** STRING of one reservation's charges, PX = the reservation TTL: an unsettled one ages out. */
+  reservation(id: string): string;
+  /** ZSET model -> cooldown end (ms, Redis time); the key expires with its last cooldown. */
+  cooldowns: string;
+  /** HASH of counters for the dashboard (grants per lane, waits per reason, never-fits, ...). */
+  stats: string;
+  /**
+   * Per-tenant bucket (`ts`, `rpm`, `tpm`) in the same slot as its pool, so one script checks
+   * both. Tenants are many, so it expires once it would be full again (missing = full).
+   */
+  tenantBucket(tenant: string): string;
+}
+
+export function poolKeys(prefix: string, pool: string): PoolKeys {
+  const t = tag(prefix, `pool:${pool}`);
+  return {
+    bucket: `${t}:bucket`,
+    reservation: (id: string) => `${t}:res:${id}`,
+    cooldowns: `${t}:cooldowns`,
+    stats: `${t}:stats`,
+    tenantBucket: (tenant: string) => `${t}:tenant:${tenant}`,
+  };
+}
+
+/** Fleet-wide keys that belong to no lane or pool. */
+export function fleetKeys(prefix: string) {
+  const t = tag(prefix, 'fleet');
+  return {
+    /** Batcher leader lock (value = holder token, with a fencing counter beside it). */
+    batchLeader: `${t}:batch-leader`,
+    batchFence: `${t}:batch-fence`,
+    /** HASH batch id -> JSON of the parked jobs and provider. */
+    batches: `${t}:batches`,
+    /** HASH worker id -> heartbeat JSON, for `headroom status`. */
+    workers: `${t}:workers`,
+  };
+}

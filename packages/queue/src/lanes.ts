@@ -1,0 +1,34 @@
+/**
+ * The priority lanes. Interactive lanes are served in this order; BATCH holds work with no
+ * deadline, which goes to the providers' batch APIs instead of the shared bucket.
+ */
+
+export const INTERACTIVE_LANES = ['critical', 'high', 'normal', 'low'] as const;
+export type InteractiveLane = (typeof INTERACTIVE_LANES)[number];
+export const LANES = [...INTERACTIVE_LANES, 'batch'] as const;
+export type Lane = (typeof LANES)[number];
+
+/** Job-level priority as a producer writes it. */
+export const PRIORITIES = ['CRITICAL', 'HIGH', 'NORMAL', 'LOW'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+export function laneOfPriority(priority: Priority): InteractiveLane {
+  return priority.toLowerCase() as InteractiveLane;
+}
+
+export interface LaneDefaults {
+  cap: number;
+  weight: number;
+  /** Fraction of each bucket dimension this lane must leave untouched. */
+  reserve: number;
+  /** How long a job may wait before pressure may shed it (LOW) or it is reported late. */
+  maxWaitMs: number;
+}
+
+export const LANE_DEFAULTS: Record<Lane, LaneDefaults> = {
+  critical: { cap: 50, weight: 5, reserve: 0, maxWaitMs: 60_000 },
+  high: { cap: 200, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000 },
+  normal: { cap: 1000, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000 },
+  low: { cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000 },
+  batch: { cap: 100_000, weight: 0, reserve: 0, maxWaitMs: 24 * 60 * 60_000 },
+};

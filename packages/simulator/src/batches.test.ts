@@ -1,0 +1,194 @@
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI, { toFile } from 'openai';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Simulator, startSimulator } from './index.js';
+
+const CLAUDE = 'claude-haiku-4-5';
+const GPT = 'gpt-4o-mini';
+const BATCH_MS = 200;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until<T>(read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  for (let i = 0; i < 100; i++) {
+    const value = await read();
+    if (done(value)) return value;
+    await sleep(BATCH_MS / 4);
+  }
+  throw new Error('batch never finished');
+}
+
+let sim: Simulator;
+
+beforeAll(async () => {
+  sim = await startSimulator({
+    latencyMs: 0,
+    outputTokens: 30,
+    batchCompletionMs: BATCH_MS,
+    models: {
+      [CLAUDE]: { provider: 'anthropic', limits: { rpm: 1, itpm: 10_000, otpm: 10_000 } },
+      [GPT]: { provider: 'openai', limits: { rpm: 1, tpm: 10_000 } },
+    },
+  });
+});
+afterEach(() => sim.reset());
+afterAll(() => sim.close());
+
+describe('Anthropic Message Batches through @anthropic-ai/sdk', () => {
+  const client = () => new Anthropic({ apiKey: 'sk-batch', baseURL: sim.url, maxRetries: 0 });
+  const params = (content: string) => ({ model: CLAUDE, max_tokens: 100, messages: [{ role: 'user' as const, content }] });
+
+  it('runs a batch from in_progress to ended, with results per custom_id and faults where injected', async () => {
+    sim.injectBatchFaults({ errored: ['job-2'], expired: ['job-3'] });
+    const sdk = client();
+    const created = await sdk.messages.batches.create({
+      requests: [
+        { custom_id: 'job-1', params: params('first') },
+        { custom_id: 'job-2', params: params('second') },
+        { custom_id: 'job-3', params: params('third') },
+        { custom_id: 'job-4', params: { model: CLAUDE, messages: [{ role: 'user', content: 'no max_tokens' }] } as unknown as Anthropic.MessageCreateParamsNonStreaming },
+        { custom_id: 'job-5', params: params('fifth') },
+      ],
+    });
+    expect(created).toMatchObject({ type: 'message_batch', processing_status: 'in_progress', results_url: null, ended_at: null });
+    expect(created.id).toMatch(/^msgbatch_/);
+    expect(created.request_counts).toEqual({ processing: 5, succeeded: 0, errored: 0, canceled: 0, expired: 0 });
+    expect(Date.parse(created.expires_at) - Date.parse(created.created_at)).toBe(24 * 3600_000);
+
+    // Batches have their own pool: RPM 1 is not touched by five batch requests.
+    await sdk.messages.create(params('interactive'));
+
+    const ended = await until(() => sdk.messages.batches.retrieve(created.id), (b) => b.processing_status === 'ended');
+    expect(ended.request_counts).toEqual({ processing: 0, succeeded: 2, errored: 2, canceled: 0, expired: 1 });
+    expect(ended.results_url).toBe(`${sim.url}/v1/messages/batches/${created.id}/results`);
+    expect(ended.ended_at).not.toBeNull();
+
+    const results = new Map<string, Anthropic.Messages.MessageBatchResult>();
+    for await (const entry of await sdk.messages.batches.results(created.id)) results.set(entry.custom_id, entry.result);
+    expect(results.size).toBe(5);
+    const first = results.get('job-1');
+    expect(first?.type).toBe('succeeded');
+    if (first?.type === 'succeeded') {
+      expect(first.message.usage.output_tokens).toBe(30);
+      // Same request, same answer, batch or not.
+      const direct = await new Anthropic({ apiKey: 'other-key', baseURL: sim.url, maxRetries: 0 }).messages.create(params('first'));
+      expect(first.message.content).toEqual(direct.content);
+    }
+    expect(results.get('job-2')).toEqual({ type: 'errored', error: { type: 'error', error: { type: 'api_error', message: 'Internal server error' } } });
+    expect(results.get('job-3')).toEqual({ type: 'expired' });
+    const invalid = results.get('job-4');
+    expect(invalid?.type === 'errored' && invalid.error.error).toEqual({ type: 'invalid_request_error', message: 'max_tokens: Field required' });
+
+    expect(sim.stats().batches.anthropic).toMatchObject({ created: 1, requests: 5, succeeded: 2, errored: 2, expired: 1 });
+    expect(sim.stats().models[CLAUDE]?.admitted).toBe(2); // the two interactive calls above, nothing from the batch
+  });
+
+  it('refuses a malformed batch at creation', async () => {
+    const error = await client()
+      .messages.batches.create({ requests: [{ custom_id: 'bad id!', params: params('x') }] })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((error as Error).message).toContain('custom_id');
+  });
+
+  it('cancels a batch: canceling, then ended with its requests canceled', async () => {
+    const sdk = client();
+    const batch = await sdk.messages.batches.create({ requests: [{ custom_id: 'a', params: params('a') }, { custom_id: 'b', params: params('b') }] });
+    const canceling = await sdk.messages.batches.cancel(batch.id);
+    expect(canceling.processing_status).toBe('canceling');
+    expect(canceling.cancel_initiated_at).not.toBeNull();
+    const ended = await until(() => sdk.messages.batches.retrieve(batch.id), (b) => b.processing_status === 'ended');
+    expect(ended.request_counts.canceled).toBe(2);
+  });
+
+  it('lists batches newest first through the SDK pagination', async () => {
+    const sdk = new Anthropic({ apiKey: 'sk-list', baseURL: sim.url, maxRetries: 0 });
+    const ids: string[] = [];
+    for (const name of ['x', 'y', 'z']) ids.push((await sdk.messages.batches.create({ requests: [{ custom_id: name, params: params(name) }] })).id);
+    const firstPage = await sdk.messages.batches.list({ limit: 2 });
+    expect(firstPage.data.map((b) => b.id)).toEqual([ids[2], ids[1]]);
+    expect(firstPage.has_more).toBe(true);
+    const all: string[] = [];
+    for await (const batch of sdk.messages.batches.list({ limit: 2 })) all.push(batch.id);
+    expect(all).toEqual([...ids].reverse());
+  });
+});
+
+describe('OpenAI Files + Batch through the openai SDK', () => {
+  const client = () => new OpenAI({ apiKey: 'sk-batch', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+  const line = (custom_id: string, body: Record<string, unknown>) => JSON.stringify({ custom_id, method: 'POST', url: '/v1/chat/completions', body });
+  const ask = (content: string) => ({ model: GPT, max_tokens: 100, messages: [{ role: 'user', content }] });
+
+  it('uploads a JSONL file, runs the batch through its statuses, and writes output and error files', async () => {
+    sim.injectBatchFaults({ errored: ['r2'] });
+    const sdk = client();
+    const jsonl = [line('r1', ask('one')), line('r2', ask('two')), line('r3', ask('three')), line('r4', { model: GPT, messages: [] })].join('\n');
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(jsonl), 'requests.jsonl'), purpose: 'batch' });
+    expect(file).toMatchObject({ object: 'file', purpose: 'batch', filename: 'requests.jsonl', bytes: Buffer.byteLength(jsonl) });
+    expect(await (await sdk.files.content(file.id)).text()).toBe(jsonl);
+
+    const batch = await sdk.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    expect(batch).toMatchObject({ object: 'batch', status: 'validating', input_file_id: file.id, completion_window: '24h' });
+    await sdk.chat.completions.create({ model: GPT, max_tokens: 10, messages: [{ role: 'user', content: 'interactive' }] });
+
+    const done = await until(() => sdk.batches.retrieve(batch.id), (b) => b.status === 'completed');
+    expect(done.request_counts).toEqual({ total: 4, completed: 2, failed: 2 });
+    expect(done.output_file_id).toBeTruthy();
+    expect(done.error_file_id).toBeTruthy();
+    expect(done.completed_at).toBeGreaterThanOrEqual(done.created_at);
+
+    const output = (await (await sdk.files.content(done.output_file_id as string)).text()).trim().split('\n').map((l) => JSON.parse(l));
+    expect(output).toHaveLength(2);
+    for (const entry of output) {
+      expect(entry.response.status_code).toBe(200);
+      expect(entry.response.body).toMatchObject({ object: 'chat.completion', model: GPT, usage: { completion_tokens: 30 } });
+      expect(entry.error).toBeNull();
+    }
+    const errors = (await (await sdk.files.content(done.error_file_id as string)).text()).trim().split('\n').map((l) => JSON.parse(l));
+    const byId = new Map(errors.map((e) => [e.custom_id, e.response]));
+    expect(byId.get('r4')).toMatchObject({ status_code: 400, body: { error: { code: 'empty_array' } } });
+    expect(byId.get('r2')).toMatchObject({ status_code: 500, body: { error: { type: 'server_error' } } });
+
+    expect(sim.stats().batches.openai).toMatchObject({ created: 1, requests: 4, succeeded: 2, errored: 2 });
+  });
+
+  it('fails a batch whose file mixes models or targets another endpoint, listing the errors', async () => {
+    const sdk = client();
+    const jsonl = [line('a', ask('a')), line('b', { ...ask('b'), model: 'gpt-4.1' }), JSON.stringify({ custom_id: 'c', method: 'POST', url: '/v1/embeddings', body: ask('c') })].join('\n');
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(jsonl), 'mixed.jsonl'), purpose: 'batch' });
+    const batch = await sdk.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const failed = await until(() => sdk.batches.retrieve(batch.id), (b) => b.status === 'failed');
+    expect(failed.errors?.data?.map((e) => [e.code, e.line])).toEqual([
+      ['mismatched_model', 2],
+      ['invalid_url', 3],
+    ]);
+  });
+
+  it('marks expired entries and the batch expired, and refuses unknown files', async () => {
+    sim.injectBatchFaults({ expired: ['late'] });
+    const sdk = client();
+    const file = await sdk.files.create({ file: await toFile(Buffer.from([line('ok', ask('ok')), line('late', ask('late'))].join('\n')), 'e.jsonl'), purpose: 'batch' });
+    const batch = await sdk.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const expired = await until(() => sdk.batches.retrieve(batch.id), (b) => b.status === 'expired');
+    expect(expired.request_counts).toEqual({ total: 2, completed: 1, failed: 1 });
+    const errorLine = JSON.parse((await (await sdk.files.content(expired.error_file_id as string)).text()).trim());
+    expect(errorLine).toMatchObject({ custom_id: 'late', response: null, error: { code: 'batch_expired' } });
+
+    const missing = await sdk.batches
+      .create({ input_file_id: 'file-nope', endpoint: '/v1/chat/completions', completion_window: '24h' })
+      .catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it('cancels a batch and lists batches through the SDK pagination', async () => {
+    const sdk = new OpenAI({ apiKey: 'sk-list', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(line('x', ask('x'))), 'x.jsonl'), purpose: 'batch' });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await sdk.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })).id);
+    const cancelling = await sdk.batches.cancel(ids[0] as string);
+    expect(cancelling.status).toBe('cancelling');
+    await until(() => sdk.batches.retrieve(ids[0] as string), (b) => b.status === 'cancelled');
+    const listed: string[] = [];
+    for await (const batch of sdk.batches.list({ limit: 2 })) listed.push(batch.id);
+    expect(listed).toEqual([...ids].reverse());
+  });
+});

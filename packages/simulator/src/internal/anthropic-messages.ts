@@ -1,0 +1,130 @@
+// POST /v1/messages and POST /v1/messages/count_tokens.
+
+import {
+  type AnthropicMessage,
+  anthropicError,
+  anthropicFaultError,
+  buildMessage,
+  checkAgainstModel,
+  type MessageParams,
+  validateMessageParams,
+} from './anthropic-request.js';
+import { streamMessage } from './anthropic-stream.js';
+import { type Exchange, json, parseJsonBody, type Reply, sleep } from './http-exchange.js';
+import { anthropicInputTokens, anthropicSegments } from './prompt-tokens.js';
+import type { Dimension, QuotaSnapshot } from './quota.js';
+import { anthropicRateLimitHeaders, type HeaderMap, retryAfterSeconds } from './rate-limit-headers.js';
+import type { SimulatorState } from './state.js';
+
+const DIMENSION_LABEL: Record<Dimension, string> = {
+  requests: 'requests',
+  input: 'input tokens',
+  output: 'output tokens',
+  tokens: 'tokens',
+};
+
+function parseParams(exchange: Exchange, forCounting: boolean): { ok: true; params: MessageParams } | { ok: false; reply: Reply } {
+  const body = parseJsonBody(exchange.body);
+  if (!body.ok) return { ok: false, reply: anthropicError(400, 'invalid_request_error', body.message) };
+  const valid = validateMessageParams(body.value, forCounting);
+  if (!valid.ok) return { ok: false, reply: anthropicError(400, 'invalid_request_error', valid.message) };
+  return { ok: true, params: valid.value };
+}
+
+export async function handleCreateMessage(state: SimulatorState, exchange: Exchange, apiKey: string): Promise<Reply> {
+  const parsed = parseParams(exchange, false);
+  if (!parsed.ok) return parsed.reply;
+  const { params } = parsed;
+  const model = state.model(params.model, 'anthropic');
+  if (!model) return anthropicError(404, 'not_found_error', `model: ${params.model}`);
+
+  const segments = anthropicSegments(params);
+  const totalInput = anthropicInputTokens(segments);
+  const now = state.now();
+  const headersFor = (snapshot: QuotaSnapshot): HeaderMap => anthropicRateLimitHeaders(snapshot, state.now());
+  const tooBig = checkAgainstModel(params, model, totalInput);
+  if (tooBig) {
+    return anthropicError(400, 'invalid_request_error', tooBig, headersFor(state.quota.snapshot(apiKey, model.pool, now)));
+  }
+
+  const cache = state.promptCache.plan(`${apiKey}\u0000${model.name}`, segments, totalInput, now);
+  const drawnInput = cache.input + cache.cacheCreation;
+  const result = state.admit({
+    model,
+    apiKey,
+    input: drawnInput,
+    cacheRead: cache.cacheRead,
+    cacheCreation: cache.cacheCreation,
+    maxTokens: params.max_tokens,
+    charge: { requests: 1, input: drawnInput, output: params.max_tokens },
+  });
+
+  if (result.kind === 'fault') {
+    const headers = headersFor(state.quota.snapshot(apiKey, model.pool, state.now()));
+    const { action } = result;
+    if (action.status !== 429) return anthropicFaultError(action.status, headers);
+    if (action.spendCap) {
+      return anthropicError(429, 'rate_limit_error', 'You have reached your specified API usage limits. You will regain access when your spend limit resets or is raised.', headers);
+    }
+    return anthropicError(429, 'rate_limit_error', 'Rate limited by upstream traffic.', { ...headers, 'retry-after': String(action.retryAfterSeconds) });
+  }
+
+  if (result.kind === 'refused') {
+    const { admission, snapshot } = result;
+    const headers = headersFor(snapshot);
+    const limit = snapshot[admission.dimension]?.limit ?? 0;
+    const label = DIMENSION_LABEL[admission.dimension];
+    if (!Number.isFinite(admission.waitMs)) {
+      // Larger than the whole minute's quota: waiting cannot help, so no retry-after.
+      return anthropicError(429, 'rate_limit_error', `This request would exceed your organization's rate limit of ${limit} ${label} per minute (model: ${model.name}) on its own. Please reduce the prompt length or the maximum tokens requested.`, headers);
+    }
+    return anthropicError(
+      429,
+      'rate_limit_error',
+      `This request would exceed the rate limit for your organization of ${limit} ${label} per minute (model: ${model.name}). You can see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, or try again later.`,
+      { ...headers, 'retry-after': String(retryAfterSeconds(admission.waitMs)) },
+    );
+  }
+
+  const { ticket } = result;
+  const message = buildMessage(
+    params,
+    { input_tokens: cache.input, cache_creation_input_tokens: cache.cacheCreation, cache_read_input_tokens: cache.cacheRead },
+    state.config.outputTokens,
+  );
+  const finish = (): QuotaSnapshot => {
+    state.promptCache.commit(cache.writes, state.now());
+    return state.settle(ticket, message.usage.output_tokens);
+  };
+
+  if (params.stream) {
+    const fault = state.transportFault(model.name);
+    return {
+      kind: 'stream',
+      status: 200,
+      headers: headersFor(state.quota.snapshot(apiKey, model.pool, state.now())),
+      write: (res) => streamMessage(res, message, { latencyMs: state.latencyMs(), finish, fault }),
+    };
+  }
+
+  await sleep(state.latencyMs());
+  const headers = headersFor(finish());
+  const fault = state.transportFault(model.name);
+  return withFault(json(200, message, headers), fault, message);
+}
+
+function withFault(reply: Reply, fault: ReturnType<SimulatorState['transportFault']>, message: AnthropicMessage): Reply {
+  if (!fault) return reply;
+  const text = JSON.stringify(message);
+  if (fault.kind === 'cut') return { kind: 'cut', status: 200, headers: reply.headers ?? {}, contentType: 'application/json', body: text };
+  // A truncated document: what a proxy that gave up half-way hands the client.
+  return { kind: 'raw', status: 200, headers: reply.headers ?? {}, contentType: 'application/json', body: text.slice(0, Math.floor(text.length / 2)) };
+}
+
+export function handleCountTokens(state: SimulatorState, exchange: Exchange): Reply {
+  const parsed = parseParams(exchange, true);
+  if (!parsed.ok) return parsed.reply;
+  const { params } = parsed;
+  if (!state.model(params.model, 'anthropic')) return anthropicError(404, 'not_found_error', `model: ${params.model}`);
+  return json(200, { input_tokens: anthropicInputTokens(anthropicSegments(params)) });
+}

@@ -1,0 +1,172 @@
+// The Anthropic Messages request: validation with the API's own wording (`field: problem`), the
+// answer it gets, and the error bodies the SDK parses into its APIError subclasses.
+
+import { generateAnswer, newId, requestHash } from './answer.js';
+import { json, type Reply } from './http-exchange.js';
+import type { Range, ResolvedModel } from './options.js';
+import type { HeaderMap } from './rate-limit-headers.js';
+
+type Block = Record<string, unknown>;
+
+export interface MessageParams {
+  model: string;
+  max_tokens: number;
+  messages: { role: 'user' | 'assistant'; content: string | Block[] }[];
+  system?: string | Block[];
+  tools?: unknown[];
+  stream?: boolean;
+  [field: string]: unknown;
+}
+
+export type Validation<T> = { ok: true; value: T } | { ok: false; message: string };
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function checkBlocks(blocks: unknown[], at: string): string | null {
+  for (const [i, block] of blocks.entries()) {
+    if (!isObject(block) || typeof block.type !== 'string') return `${at}.${i}: Input should be a valid content block`;
+    if (block.type === 'text' && typeof block.text !== 'string') return `${at}.${i}.text: Field required`;
+  }
+  return null;
+}
+
+/** `forCounting`: count_tokens takes the same body without `max_tokens`. */
+export function validateMessageParams(body: unknown, forCounting = false): Validation<MessageParams> {
+  const fail = (message: string) => ({ ok: false as const, message });
+  if (!isObject(body)) return fail('Input should be a valid dictionary');
+  if (body.model === undefined) return fail('model: Field required');
+  if (typeof body.model !== 'string' || body.model === '') return fail('model: Input should be a valid string');
+  if (!forCounting) {
+    if (body.max_tokens === undefined) return fail('max_tokens: Field required');
+    if (typeof body.max_tokens !== 'number' || !Number.isInteger(body.max_tokens)) {
+      return fail('max_tokens: Input should be a valid integer');
+    }
+    if (body.max_tokens < 1) return fail('max_tokens: Input should be greater than or equal to 1');
+  }
+  if (body.messages === undefined) return fail('messages: Field required');
+  if (!Array.isArray(body.messages)) return fail('messages: Input should be a valid list');
+  if (body.messages.length === 0) return fail('messages: at least one message is required');
+  for (const [i, message] of body.messages.entries()) {
+    if (!isObject(message)) return fail(`messages.${i}: Input should be a valid dictionary`);
+    if (message.role !== 'user' && message.role !== 'assistant') {
+      return fail(`messages.${i}.role: Input should be 'user' or 'assistant'`);
+    }
+    if (message.content === undefined) return fail(`messages.${i}.content: Field required`);
+    if (Array.isArray(message.content)) {
+      const problem = checkBlocks(message.content, `messages.${i}.content`);
+      if (problem) return fail(problem);
+    } else if (typeof message.content !== 'string') {
+      return fail(`messages.${i}.content: Input should be a valid string or a list of content blocks`);
+    }
+  }
+  if (body.system !== undefined) {
+    if (Array.isArray(body.system)) {
+      for (const [i, block] of body.system.entries()) {
+        if (!isObject(block) || block.type !== 'text' || typeof block.text !== 'string') {
+          return fail(`system.${i}: Input should be a text block`);
+        }
+      }
+    } else if (typeof body.system !== 'string') {
+      return fail('system: Input should be a valid string or a list of text blocks');
+    }
+  }
+  if (body.tools !== undefined && !Array.isArray(body.tools)) return fail('tools: Input should be a valid list');
+  if (body.temperature !== undefined) {
+    if (typeof body.temperature !== 'number') return fail('temperature: Input should be a valid number');
+    if (body.temperature < 0 || body.temperature > 1) return fail('temperature: Input should be between 0 and 1');
+  }
+  if (body.stream !== undefined && typeof body.stream !== 'boolean') return fail('stream: Input should be a valid boolean');
+  return { ok: true, value: body as MessageParams };
+}
+
+/** Limits that need the model: the output ceiling and the context window. */
+export function checkAgainstModel(params: MessageParams, model: ResolvedModel, inputTokens: number): string | null {
+  if (params.max_tokens > model.maxOutputTokens) {
+    return `max_tokens: ${params.max_tokens} > ${model.maxOutputTokens}, which is the maximum allowed number of output tokens for ${model.name}`;
+  }
+  if (inputTokens > model.contextWindow) {
+    return `prompt is too long: ${inputTokens} tokens > ${model.contextWindow} maximum`;
+  }
+  if (inputTokens + params.max_tokens > model.contextWindow) {
+    return `input length and \`max_tokens\` exceed context limit: ${inputTokens} + ${params.max_tokens} > ${model.contextWindow}, decrease input length or \`max_tokens\` and try again`;
+  }
+  return null;
+}
+
+export interface MessageUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_creation_input_tokens: number;
+  cache_read_input_tokens: number;
+}
+
+export interface AnthropicMessage {
+  id: string;
+  type: 'message';
+  role: 'assistant';
+  model: string;
+  content: { type: 'text'; text: string; citations: null }[];
+  stop_reason: 'end_turn' | 'max_tokens';
+  stop_sequence: null;
+  stop_details: null;
+  container: null;
+  usage: MessageUsage & {
+    cache_creation: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
+    server_tool_use: null;
+    service_tier: 'standard' | 'batch';
+  };
+}
+
+export function buildMessage(
+  params: MessageParams,
+  usage: Omit<MessageUsage, 'output_tokens'>,
+  outputLength: Range,
+  serviceTier: 'standard' | 'batch' = 'standard',
+): AnthropicMessage {
+  const answer = generateAnswer(requestHash(params), params.max_tokens, outputLength);
+  return {
+    id: newId('msg_01', 22),
+    type: 'message',
+    role: 'assistant',
+    model: params.model,
+    content: [{ type: 'text', text: answer.text, citations: null }],
+    stop_reason: answer.clipped ? 'max_tokens' : 'end_turn',
+    stop_sequence: null,
+    stop_details: null,
+    container: null,
+    usage: {
+      ...usage,
+      output_tokens: answer.outputTokens,
+      cache_creation: { ephemeral_5m_input_tokens: usage.cache_creation_input_tokens, ephemeral_1h_input_tokens: 0 },
+      server_tool_use: null,
+      service_tier: serviceTier,
+    },
+  };
+}
+
+export type AnthropicErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'request_too_large'
+  | 'rate_limit_error'
+  | 'api_error'
+  | 'overloaded_error';
+
+export function anthropicErrorBody(type: AnthropicErrorType, message: string) {
+  return { type: 'error' as const, error: { type, message } };
+}
+
+export function anthropicError(status: number, type: AnthropicErrorType, message: string, headers?: HeaderMap): Reply {
+  return json(status, anthropicErrorBody(type, message), headers);
+}
+
+/** The body of an injected 5xx, by status: 529 is Anthropic's "overloaded". */
+export function anthropicFaultError(status: number, headers: HeaderMap): Reply {
+  return status === 529
+    ? anthropicError(529, 'overloaded_error', 'Overloaded', headers)
+    : anthropicError(status, 'api_error', 'Internal server error', headers);
+}

@@ -1,0 +1,163 @@
+// The OpenAI Chat Completions request: validation with the API's own messages, params and codes,
+// the completion it gets, and the `{ error: { message, type, param, code } }` bodies.
+
+import { generateAnswer, newId, requestHash } from './answer.js';
+import { json, type Reply } from './http-exchange.js';
+import type { Range, ResolvedModel } from './options.js';
+import type { HeaderMap } from './rate-limit-headers.js';
+
+export interface ChatParams {
+  model: string;
+  messages: { role: string; content?: unknown; name?: unknown; tool_calls?: unknown }[];
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  tools?: unknown[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean } | null;
+  [field: string]: unknown;
+}
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export function openaiErrorBody(message: string, type: string, param: string | null = null, code: string | null = null): OpenAIErrorBody {
+  return { error: { message, type, param, code } };
+}
+
+export function openaiError(status: number, body: OpenAIErrorBody, headers?: HeaderMap): Reply {
+  return json(status, body, headers);
+}
+
+export function invalidRequest(message: string, param: string | null = null, code: string | null = null): OpenAIErrorBody {
+  return openaiErrorBody(message, 'invalid_request_error', param, code);
+}
+
+const ROLES = ['system', 'assistant', 'user', 'function', 'tool', 'developer'];
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+export type ChatValidation = { ok: true; value: ChatParams } | { ok: false; error: OpenAIErrorBody };
+
+export function validateChatParams(body: unknown): ChatValidation {
+  const fail = (error: OpenAIErrorBody) => ({ ok: false as const, error });
+  if (!isObject(body)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
+  if (typeof body.model !== 'string' || body.model === '') return fail(invalidRequest('you must provide a model parameter'));
+  if (body.messages === undefined) {
+    return fail(invalidRequest("Missing required parameter: 'messages'.", 'messages', 'missing_required_parameter'));
+  }
+  if (!Array.isArray(body.messages)) {
+    return fail(invalidRequest("Invalid type for 'messages': expected an array, but got another type instead.", 'messages', 'invalid_type'));
+  }
+  if (body.messages.length === 0) {
+    return fail(invalidRequest("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.", 'messages', 'empty_array'));
+  }
+  for (const [i, message] of body.messages.entries()) {
+    const at = `messages[${i}]`;
+    if (!isObject(message)) return fail(invalidRequest(`Invalid type for '${at}': expected an object.`, at, 'invalid_type'));
+    if (typeof message.role !== 'string' || !ROLES.includes(message.role)) {
+      return fail(invalidRequest(`Invalid value: '${String(message.role)}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.`, `${at}.role`, 'invalid_value'));
+    }
+    const content = message.content;
+    const contentOptional = message.role === 'assistant' && message.tool_calls !== undefined;
+    if (content === undefined || (content === null && !contentOptional)) {
+      if (!contentOptional) return fail(invalidRequest(`Missing required parameter: '${at}.content'.`, `${at}.content`, 'missing_required_parameter'));
+    } else if (content !== null && typeof content !== 'string' && !Array.isArray(content)) {
+      return fail(invalidRequest(`Invalid type for '${at}.content': expected one of a string or array of objects.`, `${at}.content`, 'invalid_type'));
+    }
+  }
+  for (const field of ['max_tokens', 'max_completion_tokens'] as const) {
+    const value = body[field];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'number' || !Number.isInteger(value)) {
+      return fail(invalidRequest(`Invalid type for '${field}': expected an integer, but got ${typeof value} instead.`, field, 'invalid_type'));
+    }
+    if (value < 1) {
+      return fail(invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= 1, but got ${value} instead.`, field, 'integer_below_min_value'));
+    }
+  }
+  if (body.tools !== undefined && !Array.isArray(body.tools)) {
+    return fail(invalidRequest("Invalid type for 'tools': expected an array.", 'tools', 'invalid_type'));
+  }
+  return { ok: true, value: body as ChatParams };
+}
+
+/** The output reservation: what the client allowed, else the model's ceiling (as OpenAI assumes). */
+export function maxTokensOf(params: ChatParams, model: ResolvedModel): number {
+  return params.max_completion_tokens ?? params.max_tokens ?? model.maxOutputTokens;
+}
+
+export function checkChatAgainstModel(params: ChatParams, model: ResolvedModel, promptTokens: number): OpenAIErrorBody | null {
+  const field = params.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+  const maxTokens = maxTokensOf(params, model);
+  if (maxTokens > model.maxOutputTokens) {
+    return invalidRequest(
+      `${field} is too large: ${maxTokens}. This model supports at most ${model.maxOutputTokens} completion tokens, whereas you provided ${maxTokens}.`,
+      field,
+      'invalid_value',
+    );
+  }
+  if (promptTokens > model.contextWindow) {
+    return invalidRequest(
+      `This model's maximum context length is ${model.contextWindow} tokens. However, your messages resulted in ${promptTokens} tokens. Please reduce the length of the messages.`,
+      'messages',
+      'context_length_exceeded',
+    );
+  }
+  return null;
+}
+
+export function modelNotFound(name: string): OpenAIErrorBody {
+  return invalidRequest(`The model \`${name}\` does not exist or you do not have access to it.`, null, 'model_not_found');
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: {
+    index: 0;
+    message: { role: 'assistant'; content: string; refusal: null; annotations: [] };
+    logprobs: null;
+    finish_reason: 'stop' | 'length';
+  }[];
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    total_tokens: number;
+    prompt_tokens_details: { cached_tokens: number; audio_tokens: number };
+    completion_tokens_details: { reasoning_tokens: number; audio_tokens: number; accepted_prediction_tokens: number; rejected_prediction_tokens: number };
+  };
+  service_tier: 'default' | 'batch';
+  system_fingerprint: string;
+}
+
+export function buildCompletion(params: ChatParams, model: ResolvedModel, promptTokens: number, outputLength: Range, createdMs: number): ChatCompletion {
+  const answer = generateAnswer(requestHash(params), maxTokensOf(params, model), outputLength);
+  return {
+    id: newId('chatcmpl-', 29),
+    object: 'chat.completion',
+    created: Math.floor(createdMs / 1000),
+    model: params.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: answer.text, refusal: null, annotations: [] },
+        logprobs: null,
+        finish_reason: answer.clipped ? 'length' : 'stop',
+      },
+    ],
+    usage: {
+      prompt_tokens: promptTokens,
+      completion_tokens: answer.outputTokens,
+      total_tokens: promptTokens + answer.outputTokens,
+      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    },
+    service_tier: 'default',
+    system_fingerprint: 'fp_headroom_sim',
+  };
+}

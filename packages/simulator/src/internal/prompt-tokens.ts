@@ -1,0 +1,130 @@
+// Prompt token counts, with the small per-message overheads both providers add for the chat
+// framing. Anthropic prompts are split into segments in cache order (tools, system, messages) so
+// prompt caching can price the prefix up to a `cache_control` breakpoint.
+
+import { canonicalJson } from './answer.js';
+import { countTokens } from './tokenizer.js';
+
+const PER_MESSAGE = 3;
+const REPLY_PRIMING = 3;
+// Images and PDFs are priced by pixels and pages we do not decode; a fixed, plausible count.
+const IMAGE_TOKENS = 1600;
+const DOCUMENT_TOKENS = 2000;
+const FIVE_MINUTES_MS = 5 * 60_000;
+const ONE_HOUR_MS = 60 * 60_000;
+
+export interface Segment {
+  tokens: number;
+  /** What identifies this segment's content for the prompt cache. */
+  material: string;
+  /** Cache lifetime when this segment carries `cache_control`, else null. */
+  breakpointTtlMs: number | null;
+}
+
+type Block = Record<string, unknown>;
+
+function ttlOf(block: Block): number | null {
+  const control = block.cache_control as Block | null | undefined;
+  if (!control || typeof control !== 'object') return null;
+  return control.ttl === '1h' ? ONE_HOUR_MS : FIVE_MINUTES_MS;
+}
+
+function blockTokens(block: Block): number {
+  switch (block.type) {
+    case 'text':
+      return countTokens(String(block.text ?? ''));
+    case 'image':
+      return IMAGE_TOKENS;
+    case 'document': {
+      const source = block.source as Block | undefined;
+      return source?.type === 'text' ? countTokens(String(source.data ?? '')) : DOCUMENT_TOKENS;
+    }
+    case 'tool_use':
+    case 'server_tool_use':
+      return countTokens(`${String(block.name ?? '')} ${canonicalJson(block.input ?? {})}`);
+    case 'tool_result':
+      return PER_MESSAGE + contentTokens(block.content as string | Block[] | undefined);
+    case 'thinking':
+      return countTokens(String(block.thinking ?? ''));
+    default:
+      return countTokens(canonicalJson(block));
+  }
+}
+
+function contentTokens(content: string | Block[] | undefined): number {
+  if (content === undefined) return 0;
+  if (typeof content === 'string') return countTokens(content);
+  return content.reduce((sum, block) => sum + blockTokens(block), 0);
+}
+
+function segmentOf(block: Block, extra: number): Segment {
+  const { cache_control: _ignored, ...content } = block;
+  return { tokens: blockTokens(block) + extra, material: canonicalJson(content), breakpointTtlMs: ttlOf(block) };
+}
+
+export interface AnthropicPrompt {
+  tools?: unknown[] | undefined;
+  system?: string | Block[] | undefined;
+  messages: { role: string; content: string | Block[] }[];
+}
+
+/** The prompt as cacheable segments; their tokens plus REPLY_PRIMING make `anthropicInputTokens`. */
+export function anthropicSegments(prompt: AnthropicPrompt): Segment[] {
+  const segments: Segment[] = [];
+  for (const tool of prompt.tools ?? []) {
+    const block = tool as Block;
+    const { cache_control: _ignored, ...content } = block;
+    segments.push({ tokens: countTokens(canonicalJson(content)), material: `tool:${canonicalJson(content)}`, breakpointTtlMs: ttlOf(block) });
+  }
+  const { system } = prompt;
+  if (typeof system === 'string' && system !== '') {
+    segments.push({ tokens: PER_MESSAGE + countTokens(system), material: `system:${system}`, breakpointTtlMs: null });
+  } else if (Array.isArray(system)) {
+    for (const [i, block] of system.entries()) segments.push(segmentOf(block, i === 0 ? PER_MESSAGE : 0));
+  }
+  for (const message of prompt.messages) {
+    if (typeof message.content === 'string') {
+      segments.push({
+        tokens: PER_MESSAGE + countTokens(message.content),
+        material: `${message.role}:${message.content}`,
+        breakpointTtlMs: null,
+      });
+      continue;
+    }
+    message.content.forEach((block, i) => {
+      const segment = segmentOf(block, i === 0 ? PER_MESSAGE : 0);
+      segments.push(i === 0 ? { ...segment, material: `${message.role}:${segment.material}` } : segment);
+    });
+    if (message.content.length === 0) segments.push({ tokens: PER_MESSAGE, material: `${message.role}:`, breakpointTtlMs: null });
+  }
+  return segments;
+}
+
+export function anthropicInputTokens(segments: readonly Segment[]): number {
+  return segments.reduce((sum, s) => sum + s.tokens, REPLY_PRIMING);
+}
+
+export interface OpenAIPrompt {
+  messages: { role: string; content?: unknown; name?: unknown; tool_calls?: unknown }[];
+  tools?: unknown[] | undefined;
+}
+
+/** OpenAI's documented chat framing: 3 tokens per message, 1 per name, 3 to prime the reply. */
+export function openaiPromptTokens(prompt: OpenAIPrompt): number {
+  let total = REPLY_PRIMING;
+  for (const message of prompt.messages) {
+    total += PER_MESSAGE + countTokens(message.role);
+    if (typeof message.name === 'string') total += 1 + countTokens(message.name);
+    if (typeof message.content === 'string') total += countTokens(message.content);
+    else if (Array.isArray(message.content)) {
+      for (const part of message.content as Block[]) {
+        if (part.type === 'text') total += countTokens(String(part.text ?? ''));
+        else if (part.type === 'image_url') total += 765;
+        else total += countTokens(canonicalJson(part));
+      }
+    }
+    if (message.tool_calls !== undefined) total += countTokens(canonicalJson(message.tool_calls));
+  }
+  for (const tool of prompt.tools ?? []) total += countTokens(canonicalJson(tool));
+  return total;
+}

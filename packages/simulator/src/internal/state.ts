@@ -1,0 +1,127 @@
+// Everything the simulator remembers, and the admission of one interactive call: the part both
+// providers share (fault, then all-or-nothing charge, then correction when the call ends).
+
+import type { AnthropicBatch } from './anthropic-batches.js';
+import { BatchFaultTable, type FaultAction, FaultTable } from './faults.js';
+import type { OpenAIBatch } from './openai-batches.js';
+import type { StoredFile } from './openai-files.js';
+import type { Provider, ResolvedModel, SimulatorResolved } from './options.js';
+import { PromptCache } from './prompt-cache.js';
+import { type Admission, type Charge, Quota, type QuotaSnapshot } from './quota.js';
+import { type AdmissionRecord, StatsRecorder } from './stats.js';
+
+export interface CallPlan {
+  model: ResolvedModel;
+  apiKey: string;
+  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: prompt). */
+  input: number;
+  cacheRead: number;
+  cacheCreation: number;
+  maxTokens: number;
+  /** Everything charged up front, in every dimension. */
+  charge: Charge;
+}
+
+export interface Ticket {
+  plan: CallPlan;
+  record: AdmissionRecord;
+}
+
+export type AdmitResult =
+  | { kind: 'fault'; action: Extract<FaultAction, { kind: 'status' }> }
+  | { kind: 'refused'; admission: Extract<Admission, { ok: false }>; snapshot: QuotaSnapshot }
+  | { kind: 'admitted'; ticket: Ticket };
+
+export class SimulatorState {
+  readonly config: SimulatorResolved;
+  readonly quota: Quota;
+  readonly faults = new FaultTable();
+  readonly batchFaults = new BatchFaultTable();
+  readonly stats: StatsRecorder;
+  readonly promptCache = new PromptCache();
+  readonly anthropicBatches = new Map<string, AnthropicBatch>();
+  readonly openaiFiles = new Map<string, StoredFile>();
+  readonly openaiBatches = new Map<string, OpenAIBatch>();
+
+  constructor(config: SimulatorResolved) {
+    this.config = config;
+    this.quota = new Quota(config.poolLimits);
+    this.stats = new StatsRecorder(config.admissionLogSize, config.clock());
+  }
+
+  now(): number {
+    return this.config.clock();
+  }
+
+  latencyMs(): number {
+    const { min, max } = this.config.latencyMs;
+    return min + (max - min) * this.config.random();
+  }
+
+  /** The model if the simulator serves it for this provider; another provider's model is unknown here too. */
+  model(name: unknown, provider: Provider): ResolvedModel | undefined {
+    const model = typeof name === 'string' ? this.config.models.get(name) : undefined;
+    return model?.provider === provider ? model : undefined;
+  }
+
+  acceptsKey(key: string): boolean {
+    if (key === '') return false;
+    return this.config.apiKeys === null || this.config.apiKeys.has(key);
+  }
+
+  admit(plan: CallPlan): AdmitResult {
+    const { model, apiKey } = plan;
+    const fault = this.faults.take(model.name, 'before-admission', this.config.random);
+    if (fault?.kind === 'status') {
+      this.stats.fault(model.name, fault.spendCap ? '429-spend-cap' : String(fault.status));
+      return { kind: 'fault', action: fault };
+    }
+    const now = this.now();
+    const admission = this.quota.acquire(apiKey, model.pool, plan.charge, now);
+    if (!admission.ok) {
+      this.stats.refused(model.name);
+      return { kind: 'refused', admission, snapshot: this.quota.snapshot(apiKey, model.pool, now) };
+    }
+    const record = this.stats.admitted(
+      {
+        t: now,
+        model: model.name,
+        pool: model.pool,
+        key: apiKey,
+        input: plan.input,
+        output: plan.maxTokens,
+        cacheRead: plan.cacheRead,
+      },
+      plan.cacheCreation,
+    );
+    return { kind: 'admitted', ticket: { plan, record } };
+  }
+
+  /** Ends an admitted call: the unused part of the output reservation goes back to the bucket. */
+  settle(ticket: Ticket, outputTokens: number): QuotaSnapshot {
+    const { plan } = ticket;
+    const unused = Math.max(0, plan.maxTokens - outputTokens);
+    const dimension = plan.model.provider === 'anthropic' ? 'output' : 'tokens';
+    const now = this.now();
+    this.quota.refund(plan.apiKey, plan.model.pool, { [dimension]: unused }, now);
+    this.stats.completed(ticket.record, outputTokens);
+    return this.quota.snapshot(plan.apiKey, plan.model.pool, now);
+  }
+
+  /** A fault that strikes after admission (malformed body, cut connection), if one is armed. */
+  transportFault(model: string): Exclude<FaultAction, { kind: 'status' }> | null {
+    const fault = this.faults.take(model, 'after-admission', this.config.random);
+    if (!fault || fault.kind === 'status') return null;
+    this.stats.fault(model, fault.kind);
+    return fault;
+  }
+
+  reset(): void {
+    const now = this.now();
+    this.quota.reset();
+    this.faults.clear();
+    this.batchFaults.clear();
+    this.promptCache.clear();
+    this.stats.reset(now);
+  }
+}

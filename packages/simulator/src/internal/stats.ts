@@ -1,0 +1,159 @@
+// What the simulator saw, for tests to assert on and for the demo to show. The admission log is
+// the evidence behind "the fleet never exceeded a limit in any window": every admitted
+// interactive call with its time and what it drew.
+
+import type { Provider } from './options.js';
+
+export interface AdmissionRecord {
+  /** When the call was admitted (ms since the epoch, simulator clock). */
+  t: number;
+  model: string;
+  pool: string;
+  /** The API key the call used (the simulator only ever sees fake keys). */
+  key: string;
+  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: prompt). */
+  input: number;
+  /** Output tokens: `max_tokens` while in flight, the actual count once the call ended. */
+  output: number;
+  /** Anthropic cache reads: reported, but not drawn from input tokens/min. */
+  cacheRead: number;
+  /** False while the call is in flight. */
+  done: boolean;
+}
+
+export interface ModelStats {
+  admitted: number;
+  /** Refused by the simulated rate limits (injected 429s are counted under faultsInjected). */
+  refused429: number;
+  /** Injected faults by kind: '429', '529', ..., 'malformed', 'cut'. */
+  faultsInjected: Record<string, number>;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheCreationTokens: number;
+}
+
+export interface BatchStats {
+  created: number;
+  requests: number;
+  succeeded: number;
+  errored: number;
+  expired: number;
+  canceled: number;
+}
+
+export interface SimulatorStats {
+  since: number;
+  /** Requests by route, ids replaced by `:id`: `POST /v1/messages`, `GET /v1/batches/:id`. */
+  requestsByPath: Record<string, number>;
+  models: Record<string, ModelStats>;
+  batches: Record<Provider, BatchStats>;
+  /** The most recent admissions, oldest first, at most `admissionLogSize` of them. */
+  admissions: AdmissionRecord[];
+  /** Admissions that fell off the front of the log. */
+  admissionsDropped: number;
+}
+
+function emptyModel(): ModelStats {
+  return {
+    admitted: 0,
+    refused429: 0,
+    faultsInjected: {},
+    inputTokens: 0,
+    outputTokens: 0,
+    cacheReadTokens: 0,
+    cacheCreationTokens: 0,
+  };
+}
+
+function emptyBatches(): BatchStats {
+  return { created: 0, requests: 0, succeeded: 0, errored: 0, expired: 0, canceled: 0 };
+}
+
+export class StatsRecorder {
+  readonly #logSize: number;
+  #since: number;
+  #paths = new Map<string, number>();
+  #models = new Map<string, ModelStats>();
+  #batches: Record<Provider, BatchStats> = { anthropic: emptyBatches(), openai: emptyBatches() };
+  #log: AdmissionRecord[] = [];
+  #dropped = 0;
+
+  constructor(logSize: number, now: number) {
+    this.#logSize = logSize;
+    this.#since = now;
+  }
+
+  request(route: string): void {
+    this.#paths.set(route, (this.#paths.get(route) ?? 0) + 1);
+  }
+
+  refused(model: string): void {
+    this.#model(model).refused429 += 1;
+  }
+
+  fault(model: string, kind: string): void {
+    const faults = this.#model(model).faultsInjected;
+    faults[kind] = (faults[kind] ?? 0) + 1;
+  }
+
+  admitted(record: Omit<AdmissionRecord, 'done'>, cacheCreation: number): AdmissionRecord {
+    const stats = this.#model(record.model);
+    stats.admitted += 1;
+    stats.inputTokens += record.input - cacheCreation;
+    stats.cacheCreationTokens += cacheCreation;
+    stats.cacheReadTokens += record.cacheRead;
+    const entry: AdmissionRecord = { ...record, done: false };
+    this.#log.push(entry);
+    // Trim in chunks so the log stays O(1) amortised per admission.
+    if (this.#log.length >= this.#logSize * 2 || (this.#logSize < 1000 && this.#log.length > this.#logSize)) {
+      const excess = this.#log.length - this.#logSize;
+      this.#log = this.#log.slice(excess);
+      this.#dropped += excess;
+    }
+    return entry;
+  }
+
+  completed(entry: AdmissionRecord, outputTokens: number): void {
+    entry.output = outputTokens;
+    entry.done = true;
+    this.#model(entry.model).outputTokens += outputTokens;
+  }
+
+  batch(provider: Provider, change: Partial<BatchStats>): void {
+    const stats = this.#batches[provider];
+    for (const [field, value] of Object.entries(change) as [keyof BatchStats, number][]) stats[field] += value;
+  }
+
+  snapshot(): SimulatorStats {
+    const excess = Math.max(0, this.#log.length - this.#logSize);
+    return {
+      since: this.#since,
+      requestsByPath: Object.fromEntries(this.#paths),
+      models: Object.fromEntries(
+        [...this.#models].map(([name, s]) => [name, { ...s, faultsInjected: { ...s.faultsInjected } }]),
+      ),
+      batches: { anthropic: { ...this.#batches.anthropic }, openai: { ...this.#batches.openai } },
+      admissions: this.#log.slice(excess).map((entry) => ({ ...entry })),
+      admissionsDropped: this.#dropped + excess,
+    };
+  }
+
+  reset(now: number): void {
+    this.#since = now;
+    this.#paths.clear();
+    this.#models.clear();
+    this.#batches = { anthropic: emptyBatches(), openai: emptyBatches() };
+    this.#log = [];
+    this.#dropped = 0;
+  }
+
+  #model(name: string): ModelStats {
+    let stats = this.#models.get(name);
+    if (!stats) {
+      stats = emptyModel();
+      this.#models.set(name, stats);
+    }
+    return stats;
+  }
+}

@@ -1,0 +1,153 @@
+import OpenAI, { type APIError } from 'openai';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Simulator, startSimulator } from './index.js';
+
+const MODEL = 'gpt-4o-mini';
+const chat = (content: string, max_tokens = 100) => ({ model: MODEL, max_tokens, messages: [{ role: 'user' as const, content }] });
+
+async function failure(promise: Promise<unknown>): Promise<APIError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as APIError;
+  }
+  throw new Error('expected the call to fail');
+}
+
+const GO_DURATION = /^(\d+h)?(\d+m)?\d+(\.\d+)?s$|^\d+ms$/;
+
+describe('OpenAI Chat Completions through the openai SDK', () => {
+  let sim: Simulator;
+  let client: OpenAI;
+
+  beforeAll(async () => {
+    sim = await startSimulator({
+      latencyMs: 0,
+      outputTokens: 50,
+      apiKeys: ['sk-oai'],
+      models: {
+        [MODEL]: { provider: 'openai', limits: { rpm: 100, tpm: 1000 } },
+        'gpt-4.1': { provider: 'openai', limits: { rpm: 2, tpm: 100_000 } },
+        'claude-haiku-4-5': { provider: 'anthropic', limits: { rpm: 100, itpm: 10_000, otpm: 10_000 } },
+      },
+    });
+    client = new OpenAI({ apiKey: 'sk-oai', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+  });
+  afterEach(() => sim.reset());
+  afterAll(() => sim.close());
+
+  it('answers with a chat.completion, usage and x-ratelimit headers with Go-style resets', async () => {
+    const { data, response } = await client.chat.completions.create(chat('Tell me about lanes.')).withResponse();
+    expect(data).toMatchObject({ object: 'chat.completion', model: MODEL });
+    expect(data.id).toMatch(/^chatcmpl-/);
+    expect(data.choices[0]).toMatchObject({ index: 0, finish_reason: 'stop', message: { role: 'assistant' } });
+    expect(data.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    const usage = data.usage;
+    expect(usage?.completion_tokens).toBe(50);
+    expect(usage?.total_tokens).toBe((usage?.prompt_tokens ?? 0) + 50);
+    expect(response.headers.get('x-request-id')).toMatch(/^req_/);
+    expect(response.headers.get('x-ratelimit-limit-requests')).toBe('100');
+    expect(response.headers.get('x-ratelimit-limit-tokens')).toBe('1000');
+    expect(response.headers.get('x-ratelimit-remaining-requests')).toBe('99');
+    // Charged prompt + max_tokens, corrected to prompt + actual output at the end.
+    expect(Number(response.headers.get('x-ratelimit-remaining-tokens'))).toBe(1000 - (usage?.total_tokens ?? 0));
+    expect(response.headers.get('x-ratelimit-reset-requests')).toMatch(GO_DURATION);
+    expect(response.headers.get('x-ratelimit-reset-tokens')).toMatch(GO_DURATION);
+  });
+
+  it('charges max_tokens toward tokens/min up front: 429 type tokens when the reservation does not fit', async () => {
+    const first = await client.chat.completions.create(chat('first', 900));
+    expect(first.usage?.completion_tokens).toBe(50); // 1000 - ~60 left
+    const error = await failure(client.chat.completions.create(chat('second', 950)));
+    expect(error).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(error.status).toBe(429);
+    expect(error.type).toBe('tokens');
+    expect(error.code).toBe('rate_limit_exceeded');
+    expect(error.message).toMatch(/tokens per min \(TPM\): Limit 1000/);
+    const retryAfter = Number(error.headers?.get('retry-after'));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(2);
+    expect(error.headers?.get('x-ratelimit-remaining-requests')).toBe('99');
+    expect(error.headers?.get('x-ratelimit-reset-tokens')).toMatch(GO_DURATION);
+    await expect(client.chat.completions.create(chat('small', 100))).resolves.toMatchObject({ object: 'chat.completion' });
+  });
+
+  it('refuses the request past RPM with type requests', async () => {
+    const gpt41 = (content: string) => ({ ...chat(content), model: 'gpt-4.1' });
+    await client.chat.completions.create(gpt41('one'));
+    await client.chat.completions.create(gpt41('two'));
+    const error = await failure(client.chat.completions.create(gpt41('three')));
+    expect(error).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(error.type).toBe('requests');
+    expect(error.headers?.get('retry-after')).toBe('30');
+    expect(error.headers?.get('x-ratelimit-remaining-requests')).toBe('0');
+  });
+
+  it('refuses a request larger than the whole TPM limit without retry-after', async () => {
+    const error = await failure(client.chat.completions.create(chat('huge', 5000)));
+    expect(error).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(error.message).toContain('Request too large');
+    expect(error.headers?.get('retry-after')).toBeNull();
+  });
+
+  it('maps bad bodies, unknown models and bad keys to the SDK errors with param and code', async () => {
+    const empty = await failure(client.chat.completions.create({ model: MODEL, messages: [] }));
+    expect(empty).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(empty.param).toBe('messages');
+    expect(empty.code).toBe('empty_array');
+
+    const zero = await failure(client.chat.completions.create(chat('hi', 0)));
+    expect(zero.code).toBe('integer_below_min_value');
+    expect(zero.param).toBe('max_tokens');
+
+    for (const model of ['gpt-nonexistent', 'claude-haiku-4-5']) {
+      const missing = await failure(client.chat.completions.create({ ...chat('hi'), model }));
+      expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+      expect(missing.code).toBe('model_not_found');
+    }
+
+    const stranger = new OpenAI({ apiKey: 'sk-wrong', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+    const denied = await failure(stranger.chat.completions.create(chat('hi')));
+    expect(denied).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect(denied.code).toBe('invalid_api_key');
+  });
+
+  it('answers injected faults in OpenAI shape', async () => {
+    sim.injectFaults({ model: MODEL, status: 503, count: 1 });
+    const unavailable = await failure(client.chat.completions.create(chat('hi')));
+    expect(unavailable).toBeInstanceOf(OpenAI.InternalServerError);
+    expect(unavailable.status).toBe(503);
+    expect(unavailable.type).toBe('server_error');
+
+    sim.injectFaults({ model: MODEL, spendCap: true, count: 1 });
+    const broke = await failure(client.chat.completions.create(chat('hi')));
+    expect(broke.code).toBe('insufficient_quota');
+    expect(broke.headers?.get('retry-after')).toBeNull();
+
+    sim.injectFaults({ model: MODEL, malformed: true, count: 1 });
+    expect(await failure(client.chat.completions.create(chat('hi')))).toBeInstanceOf(SyntaxError);
+
+    sim.injectFaults({ model: MODEL, cut: true, count: 1 });
+    const cut = await failure(client.chat.completions.create(chat('hi')));
+    expect(cut).toBeInstanceOf(Error);
+    expect(cut).not.toBeInstanceOf(OpenAI.APIError);
+
+    expect(sim.stats().models[MODEL]?.faultsInjected).toEqual({ '503': 1, '429-spend-cap': 1, malformed: 1, cut: 1 });
+  });
+
+  it('streams the same answer as chunks, with usage when asked', async () => {
+    const plain = await client.chat.completions.create(chat('stream this'));
+    const stream = await client.chat.completions.create({ ...chat('stream this'), stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    let usage: OpenAI.CompletionUsage | undefined;
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(text).toBe(plain.choices[0]?.message.content);
+    expect(finish).toBe('stop');
+    expect(usage?.completion_tokens).toBe(plain.usage?.completion_tokens);
+  });
+});

@@ -1,0 +1,54 @@
+/**
+ * `pnpm bench:enqueue`: Headroom's `enqueue` (validate + admission script + add) against raw
+ * BullMQ `Queue.add` of the same payload, measured in one run on one embedded Redis.
+ */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Producer } from '@headroom/producer-sdk';
+import { laneKeys, parseConfig, publishFleetSettings, startEmbeddedRedis } from '@headroom/queue';
+
+const JOBS = Number(process.env.BENCH_JOBS ?? 6000);
+const job = {
+  priority: 'NORMAL',
+  provider: 'anthropic',
+  request: { model: 'claude-sonnet-4-6', max_tokens: 256, messages: [{ role: 'user', content: 'Summarise the attached ticket in two sentences. '.repeat(10) }] },
+} as const;
+
+async function timed(concurrency: number, perWorker: (i: number) => Promise<unknown>): Promise<number> {
+  const per = Math.floor(JOBS / concurrency);
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => { for (let i = 0; i < per; i++) await perWorker(i); }));
+  return (per * concurrency) / ((performance.now() - started) / 1000);
+}
+
+const redis = await startEmbeddedRedis();
+const admin = new Redis(redis.url);
+try {
+  const rows: { mode: string; headroom: number; raw: number }[] = [];
+  for (const concurrency of [1, 8]) {
+    const prefix = `bench${concurrency}`;
+    await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, lanes: { normal: { cap: 10_000_000 } } }));
+    const producers = Array.from({ length: concurrency }, () => new Producer({ redis: redis.url, prefix }));
+    const raws = Array.from({ length: concurrency }, () => {
+      const k = laneKeys(`raw${concurrency}`, 'normal');
+      return new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis.url });
+    });
+    // Warm both paths (script load, connections) before measuring.
+    await Promise.all(producers.map((p) => p.enqueue(job)));
+    await Promise.all(raws.map((q) => q.add('w', job)));
+    let n = 0;
+    const raw = await timed(concurrency, () => raws[n++ % concurrency]!.add('anthropic:claude-sonnet-4-6', job));
+    let m = 0;
+    const headroom = await timed(concurrency, () => producers[m++ % concurrency]!.enqueue(job));
+    rows.push({ mode: concurrency === 1 ? '1 producer' : `${concurrency} concurrent producers`, headroom, raw });
+    await Promise.all([...producers.map((p) => p.close()), ...raws.map((q) => q.close())]);
+  }
+  console.log(`\nenqueue throughput, ${JOBS} jobs per mode (embedded redis-server, same run)\n`);
+  console.log('mode                      headroom jobs/s   raw Queue.add jobs/s   ratio');
+  for (const r of rows) {
+    console.log(`${r.mode.padEnd(26)}${r.headroom.toFixed(0).padStart(15)}${r.raw.toFixed(0).padStart(23)}${(r.headroom / r.raw).toFixed(2).padStart(8)}x`);
+  }
+} finally {
+  admin.disconnect();
+  await redis.stop();
+}
