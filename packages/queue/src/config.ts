@@ -30,7 +30,7 @@ export type ModelLimits = z.infer<typeof ModelLimits>;
 export const ModelConfig = z.strictObject({
   provider: z.enum(PROVIDERS, { error: 'expected "anthropic" or "openai"' }),
   /** Models that share one provider limit share a pool. @default the model name */
-  pool: z.string().min(1).optional(),
+  pool: z.string().regex(/^[\w.:-]{1,64}$/, { error: 'expected 1-64 letters, digits, . : _ -' }).optional(),
   /** Omitted dimensions are learned from the providers' limit headers. */
   limits: ModelLimits.default({}),
   pricing: z
@@ -92,7 +92,7 @@ export const HeadroomConfig = z
         anthropic: { apiKeyEnv: 'ANTHROPIC_API_KEY', timeoutMs: 600_000 },
         openai: { apiKeyEnv: 'OPENAI_API_KEY', timeoutMs: 600_000 },
       }),
-    models: z.record(z.string().min(1), ModelConfig),
+    models: z.record(z.string().regex(/^[\w.:-]{1,64}$/, { error: "expected a model name of 1-64 letters, digits, . : _ -" }), ModelConfig),
     lanes: z
       .strictObject(Object.fromEntries(LANES.map((l) => [l, LaneConfig(l)])) as { [L in Lane]: ReturnType<typeof LaneConfig> })
       .default(Object.fromEntries(LANES.map((l) => [l, { ...LANE_DEFAULTS[l] }])) as never),
@@ -107,8 +107,18 @@ export const HeadroomConfig = z
         order: z.enum(['strict', 'weighted']).default('strict'),
         /** Output reservation: the request's max_tokens, or a learned p95 of actual output. */
         outputReservation: z.enum(['max_tokens', 'p95']).default('max_tokens'),
+        /** A running job's lock; a worker that dies (SIGKILL) gives its jobs back after this. */
+        lockMs: positiveInt.default(30_000),
+        /** How often each worker looks for jobs whose lock expired. */
+        stalledIntervalMs: positiveInt.default(15_000),
+        /** SIGTERM: how long in-flight calls may finish before they are handed back. */
+        shutdownGraceMs: positiveInt.default(30_000),
+        /** After an empty fetch a lane is not polled again for this long (pickup latency bound). */
+        emptyLanePollMs: positiveInt.default(20),
+        /** Serve /metrics and /healthz from each worker on this port. */
+        metricsPort: z.int().min(0).max(65535).optional(),
       })
-      .default({ concurrency: 32, order: 'strict', outputReservation: 'max_tokens' }),
+      .default({ concurrency: 32, order: 'strict', outputReservation: 'max_tokens', lockMs: 30_000, stalledIntervalMs: 15_000, shutdownGraceMs: 30_000, emptyLanePollMs: 20 }),
     retry: z
       .strictObject({
         maxAttempts: positiveInt.default(6),

@@ -50,3 +50,25 @@ export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
 export { startEmbeddedRedis, freePort } from './embedded-redis.js';
 export type { EmbeddedRedis, EmbeddedRedisOptions } from './embedded-redis.js';
+export { Bucket, countedUsage, POOL_DIMENSIONS } from './bucket.js';
+export type {
+  AcquireRequest,
+  AcquireResult,
+  BucketOptions,
+  BucketSnapshot,
+  CooldownFor,
+  Dimension,
+  DimensionSnapshot,
+  Need,
+  PoolDimension,
+  PoolLimits,
+  Reservation,
+  SettleResult,
+  SettleUsage,
+  SyncResult,
+  TenantDimension,
+  TenantLimits,
+  WaitReason,
+} from './bucket.js';
+export { parseRateLimitHeaders, parseRetryAfterMs, parseDurationMs } from './rate-limit-headers.js';
+export type { Observed, ObservedLimit, HeaderSource } from './rate-limit-headers.js';

@@ -1,0 +1,480 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  Bucket,
+  type AcquireRequest,
+  type AcquireResult,
+  type BucketOptions,
+  type DimensionSnapshot,
+  type PoolLimits,
+  type Reservation,
+} from './bucket.js';
+import { type EmbeddedRedis, startEmbeddedRedis } from './embedded-redis.js';
+import type { Lane } from './lanes.js';
+import { parseRateLimitHeaders } from './rate-limit-headers.js';
+
+let server: EmbeddedRedis;
+let redis: Redis;
+
+beforeAll(async () => {
+  server = await startEmbeddedRedis();
+  redis = new Redis(server.url);
+});
+
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+/** A bucket under a prefix no other test uses. */
+function fresh(options: BucketOptions = {}, conn: Redis = redis): Bucket {
+  return new Bucket(conn, { prefix: `t-${randomUUID().slice(0, 8)}`, ...options });
+}
+
+/** Sleeps at least `ms` by the monotonic clock (a timer alone may fire up to 1 ms early). */
+async function sleepAtLeast(ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) await new Promise((r) => setTimeout(r, Math.max(1, Math.ceil(end - performance.now()))));
+}
+
+function granted(r: AcquireResult): Reservation {
+  if (r.status !== 'granted') throw new Error(`expected a grant, got ${JSON.stringify(r)}`);
+  return r.reservation;
+}
+
+function dimOf(dimensions: readonly DimensionSnapshot[] | undefined, dimension: string): DimensionSnapshot {
+  const d = dimensions?.find((x) => x.dimension === dimension);
+  if (!d) throw new Error(`no ${dimension} in ${JSON.stringify(dimensions)}`);
+  return d;
+}
+
+async function level(bucket: Bucket, pool: string, limits: PoolLimits, dimension: string) {
+  const snap = await bucket.snapshot(pool, limits);
+  return { level: dimOf(snap.dimensions, dimension).level, atMs: snap.atMs };
+}
+
+const ANTHROPIC: PoolLimits = { rpm: 50, itpm: 30_000, otpm: 8_000 };
+const need = (inputTokens: number, outputTokens: number, requests = 1) => ({ inputTokens, outputTokens, requests });
+
+describe('acquire', () => {
+  it('keeps every key of a pool, reservations and tenants included, in one Redis Cluster slot', () => {
+    const k = fresh().keys('sonnet-4');
+    const tags = [k.bucket, k.reservation('r1'), k.cooldowns, k.stats, k.tenantBucket('acme')].map((key) => /\{([^}]*)\}/.exec(key)?.[1]);
+    expect(new Set(tags).size).toBe(1);
+  });
+
+  it('charges every dimension or none: a refusal on one dimension leaves the others untouched', async () => {
+    const b = fresh();
+    const base = { pool: 'p', limits: ANTHROPIC, lane: 'critical' as const };
+    granted(await b.acquire({ ...base, need: need(29_000, 100) }));
+    const before = await b.snapshot('p', ANTHROPIC);
+    const r = await b.acquire({ ...base, need: need(2_000, 100) });
+    expect(r).toMatchObject({ status: 'wait', reason: 'itpm' });
+    const after = await b.snapshot('p', ANTHROPIC);
+    const elapsed = after.atMs - before.atMs;
+    for (const d of ['rpm', 'otpm'] as const) {
+      const was = dimOf(before.dimensions, d);
+      const now = dimOf(after.dimensions, d);
+      expect(now.level).toBeCloseTo(Math.min(was.capacity, was.level + (elapsed * was.capacity) / 60_000), 6);
+    }
+  });
+
+  it('answers never_fits, not a wait, when the need exceeds what the lane may ever draw', async () => {
+    const b = fresh();
+    const base = { pool: 'p', limits: ANTHROPIC };
+    expect(await b.acquire({ ...base, lane: 'critical', need: need(50_000, 100) })).toMatchObject({
+      status: 'never_fits', dimension: 'itpm', maxDrawable: 30_000,
+    });
+    // LOW keeps 40% back, so 20k of a 30k itpm never fits for LOW but does for CRITICAL.
+    expect(await b.acquire({ ...base, lane: 'low', need: need(20_000, 100) })).toMatchObject({
+      status: 'never_fits', dimension: 'itpm', maxDrawable: 18_000,
+    });
+    expect((await b.acquire({ ...base, lane: 'critical', need: need(20_000, 100) })).status).toBe('granted');
+    expect(await b.acquire({ ...base, lane: 'critical', need: need(1, 100), tenant: { id: 'a', limits: { tpm: 50 } } })).toMatchObject({
+      status: 'never_fits', dimension: 'tenant_tpm', maxDrawable: 50,
+    });
+    const snap = await b.snapshot('p', ANTHROPIC);
+    expect(snap.counters.neverFits).toEqual({ itpm: 2, tenant_tpm: 1 });
+  });
+
+  it('charges OpenAI tokens/min with input + max output', async () => {
+    const b = fresh();
+    const limits = { rpm: 500, tpm: 60_000 };
+    const r = granted(await b.acquire({ pool: 'gpt', limits, lane: 'critical', need: need(1000, 4000) }));
+    const { level: l, atMs } = await level(b, 'gpt', limits, 'tpm');
+    expect(l).toBeCloseTo(Math.min(60_000, 55_000 + (atMs - r.grantedAtMs)), 6);
+  });
+
+  it('leaves a dimension with no configured and no learned limit unbound', async () => {
+    const b = fresh();
+    const snap = await b.snapshot('p', { rpm: 10 });
+    expect(snap.unbound).toEqual(['itpm', 'otpm', 'tpm']);
+    for (let i = 0; i < 3; i++) granted(await b.acquire({ pool: 'p', limits: { rpm: 10 }, lane: 'critical', need: need(10_000_000, 10_000_000) }));
+  });
+
+  it('holds a bucket left idle at capacity: the burst after it is one capacity, no more', async () => {
+    const b = fresh();
+    const limits = { rpm: 60_000 }; // refills one request per ms
+    granted(await b.acquire({ pool: 'p', limits, lane: 'critical', need: need(0, 0, 100) }));
+    await sleepAtLeast(300); // refilled 300 into a 100 deficit
+    granted(await b.acquire({ pool: 'p', limits, lane: 'critical', need: need(0, 0, 60_000) }));
+    expect(await b.acquire({ pool: 'p', limits, lane: 'critical', need: need(0, 0, 50) })).toMatchObject({ status: 'wait', reason: 'rpm' });
+  });
+
+  it('applies a config change at the next call: the limits travel with each call', async () => {
+    const b = fresh();
+    granted(await b.acquire({ pool: 'p', limits: { rpm: 10 }, lane: 'critical', need: need(0, 0, 5) }));
+    expect((await b.acquire({ pool: 'p', limits: { rpm: 10 }, lane: 'critical', need: need(0, 0, 6) })).status).toBe('wait');
+    granted(await b.acquire({ pool: 'p', limits: { rpm: 100 }, lane: 'critical', need: need(0, 0, 6) }));
+  });
+});
+
+describe('priority by reserve', () => {
+  it('refuses LOW below 40% (+ need) while CRITICAL, HIGH and NORMAL still draw', async () => {
+    const b = fresh();
+    const limits = { rpm: 100 };
+    const acquire = (lane: Lane, requests: number) => b.acquire({ pool: 'p', limits, lane, need: need(0, 0, requests) });
+    granted(await acquire('critical', 58)); // level 42
+    expect((await acquire('low', 2)).status).toBe('granted'); // 40 left: exactly the reserve
+    expect(await acquire('low', 1)).toMatchObject({ status: 'wait', reason: 'rpm' });
+    granted(await acquire('normal', 15)); // 25 left, NORMAL keeps 20
+    expect((await acquire('normal', 6)).status).toBe('wait');
+    granted(await acquire('high', 19)); // 6 left, HIGH keeps 5
+    expect((await acquire('high', 2)).status).toBe('wait');
+    granted(await acquire('critical', 6)); // CRITICAL may take the last one
+    expect((await acquire('critical', 1)).status).toBe('wait');
+    const snap = await b.snapshot('p', limits);
+    expect(snap.counters.grants).toEqual({ critical: 2, low: 1, normal: 1, high: 1 });
+    expect(snap.counters.waits).toEqual({ rpm: 4 });
+  });
+
+  it('gives a lone LOW stream the full refill rate: reserves cost no throughput', async () => {
+    const b = fresh();
+    const limits = { rpm: 1200 }; // 20 per second
+    const ratePerMs = 1200 / 60_000;
+    // Start the stream with the bucket exactly at LOW's reserve, so it only ever lives on refill.
+    const start = granted(await b.acquire({ pool: 'p', limits, lane: 'critical', need: need(0, 0, 720) })).grantedAtMs;
+    let grants = 0;
+    let lastGrantAt = start;
+    const deadline = performance.now() + 2000;
+    while (performance.now() < deadline) {
+      const r = await b.acquire({ pool: 'p', limits, lane: 'low', need: need(0, 0, 1) });
+      if (r.status === 'granted') {
+        grants++;
+        lastGrantAt = r.atMs;
+      } else if (r.status === 'wait') {
+        await sleepAtLeast(r.waitMs);
+      } else throw new Error('never_fits');
+    }
+    // Refill that arrives while the stream is late is banked (the bucket is far from full): claim
+    // what a late timer left behind, and the stream has drawn all that refilled, to one request.
+    for (;;) {
+      const r = await b.acquire({ pool: 'p', limits, lane: 'low', need: need(0, 0, 1) });
+      if (r.status !== 'granted') break;
+      grants++;
+      lastGrantAt = r.atMs;
+    }
+    const refilled = (lastGrantAt - start) * ratePerMs;
+    expect(grants).toBeGreaterThan(20);
+    expect(grants).toBeGreaterThan(refilled - 1);
+    expect(grants).toBeLessThanOrEqual(refilled + 1e-6);
+  });
+});
+
+describe('waits', () => {
+  it('returns the exact wait: it matches the refill maths, and acquiring after sleeping it succeeds', async () => {
+    const cases: { name: string; limits: PoolLimits; lane: Lane; drain: AcquireRequest['need']; ask: AcquireRequest['need']; reason: string; cap: number; charged: number; asked: number }[] = [
+      { name: 'rpm', limits: { rpm: 600 }, lane: 'critical', drain: need(0, 0, 600), ask: need(0, 0, 3), reason: 'rpm', cap: 600, charged: 600, asked: 3 },
+      { name: 'itpm', limits: ANTHROPIC, lane: 'critical', drain: need(29_900, 10), ask: need(400, 10), reason: 'itpm', cap: 30_000, charged: 29_900, asked: 400 },
+      { name: 'otpm for HIGH', limits: ANTHROPIC, lane: 'high', drain: need(10, 7_000), ask: need(10, 900), reason: 'otpm', cap: 8000, charged: 7000, asked: 900 },
+      { name: 'tpm for LOW', limits: { tpm: 60_000 }, lane: 'low', drain: need(20_000, 15_000), ask: need(1000, 500), reason: 'tpm', cap: 60_000, charged: 35_000, asked: 1500 },
+    ];
+    for (const c of cases) {
+      const b = fresh();
+      const t0 = granted(await b.acquire({ pool: 'p', limits: c.limits, lane: 'critical', need: c.drain })).grantedAtMs;
+      const r = await b.acquire({ pool: 'p', limits: c.limits, lane: c.lane, need: c.ask });
+      if (r.status !== 'wait') throw new Error(`${c.name}: expected a wait, got ${r.status}`);
+      expect(r.reason, c.name).toBe(c.reason);
+      const rate = c.cap / 60_000;
+      const reserve = { critical: 0, high: 0.05, normal: 0.2, low: 0.4, batch: 0 }[c.lane];
+      const levelAtAsk = c.cap - c.charged + (r.atMs - t0) * rate;
+      const exact = (c.asked + reserve * c.cap - levelAtAsk) / rate;
+      expect(r.waitMs, c.name).toBeGreaterThanOrEqual(exact - 1e-6);
+      expect(r.waitMs, c.name).toBeLessThan(exact + 1);
+      await sleepAtLeast(r.waitMs);
+      expect((await b.acquire({ pool: 'p', limits: c.limits, lane: c.lane, need: c.ask })).status, c.name).toBe('granted');
+    }
+  });
+
+  it('waits for the tenant bucket, checked in the same call, and charges it only on a grant', async () => {
+    const b = fresh();
+    const tenant = { id: 'acme', limits: { tpm: 6000, rpm: 600 } };
+    granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(4000, 1900), tenant }));
+    const r = await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(200, 100), tenant });
+    expect(r).toMatchObject({ status: 'wait', reason: 'tenant_tpm' });
+    // Another tenant draws from the same pool untouched by acme's limit.
+    granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(200, 100), tenant: { id: 'other', limits: { tpm: 6000 } } }));
+    if (r.status !== 'wait') return;
+    await sleepAtLeast(r.waitMs);
+    granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(200, 100), tenant }));
+  });
+});
+
+describe('settle', () => {
+  it('does not charge cache reads, charges cache writes, refunds unused output (Anthropic)', async () => {
+    const b = fresh();
+    const r = granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(10_000, 4000) }));
+    const s = await b.settle(r, { input_tokens: 2000, cache_creation_input_tokens: 3000, cache_read_input_tokens: 20_000, output_tokens: 500 });
+    expect(s).toMatchObject({ status: 'settled', delta: { inputTokens: -5000, outputTokens: -3500, tokens: 0, tenantTokens: 0 } });
+    const input = await level(b, 'p', ANTHROPIC, 'itpm');
+    expect(input.level).toBeCloseTo(Math.min(30_000, 30_000 - 5000 + ((input.atMs - r.grantedAtMs) * 30_000) / 60_000), 6);
+    const output = await level(b, 'p', ANTHROPIC, 'otpm');
+    expect(output.level).toBeCloseTo(Math.min(8000, 8000 - 500 + ((output.atMs - r.grantedAtMs) * 8000) / 60_000), 6);
+  });
+
+  it('charges the difference when the input was underestimated', async () => {
+    const b = fresh();
+    const r = granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(1000, 100) }));
+    const s = await b.settle(r, { input_tokens: 1800, output_tokens: 100 });
+    expect(s).toMatchObject({ status: 'settled', delta: { inputTokens: 800, outputTokens: 0 } });
+    const { level: l, atMs } = await level(b, 'p', ANTHROPIC, 'itpm');
+    expect(l).toBeCloseTo(30_000 - 1800 + ((atMs - r.grantedAtMs) * 30_000) / 60_000, 6);
+  });
+
+  it('settles OpenAI tokens/min to prompt + completion, and the tenant bucket likewise', async () => {
+    const b = fresh();
+    const limits = { rpm: 500, tpm: 60_000 };
+    const tenant = { id: 'acme', limits: { tpm: 12_000 } };
+    const r = granted(await b.acquire({ pool: 'gpt', limits, lane: 'critical', need: need(1000, 4000), tenant }));
+    const s = await b.settle(r, { prompt_tokens: 1100, completion_tokens: 300 });
+    expect(s).toMatchObject({ status: 'settled', delta: { tokens: -3600, tenantTokens: -3600, inputTokens: 0, outputTokens: 0 } });
+    const snap = await b.snapshot('gpt', limits, { tenants: { acme: tenant.limits } });
+    const elapsed = snap.atMs - r.grantedAtMs;
+    expect(dimOf(snap.dimensions, 'tpm').level).toBeCloseTo(Math.min(60_000, 60_000 - 1400 + elapsed), 6);
+    expect(dimOf(snap.tenants.acme, 'tenant_tpm').level).toBeCloseTo(Math.min(12_000, 12_000 - 1400 + elapsed / 5), 6);
+  });
+
+  it('settles a reservation once: a repeated settle (a resent command) refunds nothing more', async () => {
+    const b = fresh();
+    const r = granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(100, 4000) }));
+    expect((await b.settle(r, { input_tokens: 100, output_tokens: 0 })).status).toBe('settled');
+    expect((await b.settle(r, { input_tokens: 100, output_tokens: 0 })).status).toBe('expired');
+  });
+
+  it('keeps the charge of a reservation that expired unsettled, and leaves no key behind', async () => {
+    const b = fresh({ reservationTtlMs: 100 });
+    const limits = { otpm: 6000 };
+    const tenant = { id: 'acme', limits: { tpm: 600_000 } }; // refills 10 tokens/ms: full again fast
+    const r = granted(await b.acquire({ pool: 'p', limits, lane: 'critical', need: need(0, 3000), tenant }));
+    await sleepAtLeast(400);
+    expect(await redis.exists(b.keys('p').reservation(r.id))).toBe(0);
+    expect(await b.settle(r, { input_tokens: 0, output_tokens: 0 })).toMatchObject({ status: 'expired' });
+    const { level: l, atMs } = await level(b, 'p', limits, 'otpm');
+    expect(l).toBeCloseTo(3000 + ((atMs - r.grantedAtMs) * 6000) / 60_000, 6);
+    // What remains is the pool's own state (levels, learned limits) and its counters; the
+    // reservation and the refilled tenant bucket are gone.
+    expect((await redis.keys(`{${b.prefix}:*`)).sort()).toEqual([b.keys('p').bucket, b.keys('p').stats].sort());
+    expect((await b.snapshot('p', limits)).counters.settleExpired).toBe(1);
+  });
+});
+
+describe('sync', () => {
+  const headers = (remaining: { input?: number; output?: number; requests?: number }, limits = { input: 30_000, output: 8000, requests: 50 }) =>
+    parseRateLimitHeaders({
+      'anthropic-ratelimit-requests-limit': String(limits.requests),
+      'anthropic-ratelimit-input-tokens-limit': String(limits.input),
+      'anthropic-ratelimit-output-tokens-limit': String(limits.output),
+      ...(remaining.requests === undefined ? {} : { 'anthropic-ratelimit-requests-remaining': String(remaining.requests) }),
+      ...(remaining.input === undefined ? {} : { 'anthropic-ratelimit-input-tokens-remaining': String(remaining.input) }),
+      ...(remaining.output === undefined ? {} : { 'anthropic-ratelimit-output-tokens-remaining': String(remaining.output) }),
+    });
+
+  it('lowers a level the provider reports lower, and never raises one', async () => {
+    const b = fresh();
+    const r = granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(10_000, 100, 10) }));
+    // The provider saw traffic from outside the fleet: 5 requests left by its count, 40 by ours.
+    const s = await b.sync('p', ANTHROPIC, headers({ requests: 5, input: 29_000 }));
+    expect(s.lowered).toEqual(['rpm']);
+    const rpm = await level(b, 'p', ANTHROPIC, 'rpm');
+    expect(rpm.level).toBeCloseTo(5 + ((rpm.atMs - s.atMs) * 50) / 60_000, 6);
+    const itpm = await level(b, 'p', ANTHROPIC, 'itpm');
+    expect(itpm.level).toBeCloseTo(20_000 + ((itpm.atMs - r.grantedAtMs) * 30_000) / 60_000, 6);
+    const snap = await b.snapshot('p', ANTHROPIC);
+    expect(snap.counters.lowered).toEqual({ rpm: 1 });
+  });
+
+  it('treats the rounding of Anthropic token counts (nearest thousand) as slack, not usage', async () => {
+    const b = fresh();
+    const r = granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(17_600, 10) }));
+    // Ours: 12,400 left. Theirs: "12,000", which may be anything up to 12,499: no evidence of usage.
+    expect((await b.sync('p', ANTHROPIC, headers({ input: 12_000 }))).lowered).toEqual([]);
+    // "11,000" means at most 11,499 left: lower to that, no further.
+    const s = await b.sync('p', ANTHROPIC, headers({ input: 11_000 }));
+    expect(s.lowered).toEqual(['itpm']);
+    const { level: l, atMs } = await level(b, 'p', ANTHROPIC, 'itpm');
+    expect(l).toBeCloseTo(11_500 + ((atMs - s.atMs) * 30_000) / 60_000, 6);
+    expect(s.atMs).toBeGreaterThan(r.grantedAtMs);
+  });
+
+  it('learns limits the config leaves out from the -limit headers, and the config still wins', async () => {
+    const b = fresh();
+    const config = { rpm: 40 }; // no token limits configured
+    expect((await b.snapshot('p', config)).unbound).toEqual(['itpm', 'otpm', 'tpm']);
+    granted(await b.acquire({ pool: 'p', limits: config, lane: 'critical', need: need(40_000, 100) }));
+    await b.sync('p', config, headers({}, { input: 30_000, output: 8000, requests: 50 }));
+    const snap = await b.snapshot('p', config);
+    expect(snap.learned).toEqual({ rpm: 50, itpm: 30_000, otpm: 8000 });
+    expect(snap.dimensions.map((d) => [d.dimension, d.capacity, d.source])).toEqual([
+      ['rpm', 40, 'config'], ['itpm', 30_000, 'learned'], ['otpm', 8000, 'learned'],
+    ]);
+    expect(await b.acquire({ pool: 'p', limits: config, lane: 'critical', need: need(40_000, 100) })).toMatchObject({
+      status: 'never_fits', dimension: 'itpm', maxDrawable: 30_000,
+    });
+  });
+
+  it('derives the level from an OpenAI reset when no remaining is sent', async () => {
+    const b = fresh();
+    const limits = { tpm: 60_000 };
+    // Full again in 30 s at 1,000 tokens/s: 30,000 tokens are in use by the provider's count.
+    const s = await b.sync('p', limits, parseRateLimitHeaders({ 'x-ratelimit-limit-tokens': '60000', 'x-ratelimit-reset-tokens': '30s' }));
+    expect(s.lowered).toEqual(['tpm']);
+    const { level: l, atMs } = await level(b, 'p', limits, 'tpm');
+    expect(l).toBeCloseTo(30_000 + (atMs - s.atMs), 6);
+  });
+});
+
+describe('cooldown', () => {
+  it('makes acquire for that model wait until the cooldown ends, then expires leaving nothing', async () => {
+    const b = fresh();
+    const { untilMs } = await b.cooldown('p', 'sonnet', { durationMs: 300 });
+    if (untilMs === null) throw new Error('cooldown not set');
+    const r = await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(10, 10), model: 'sonnet' });
+    expect(r).toMatchObject({ status: 'wait', reason: 'cooldown' });
+    if (r.status !== 'wait') return;
+    expect(r.waitMs).toBeLessThanOrEqual(300);
+    expect(r.waitMs).toBeGreaterThanOrEqual(untilMs - r.atMs - 1);
+    // Other models of the pool, and calls without a model, are not held back.
+    granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(10, 10), model: 'haiku' }));
+    expect((await b.snapshot('p', ANTHROPIC)).cooldowns.map((c) => c.model)).toEqual(['sonnet']);
+    await sleepAtLeast(r.waitMs);
+    granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(10, 10), model: 'sonnet' }));
+    await sleepAtLeast(5);
+    expect(await redis.exists(b.keys('p').cooldowns)).toBe(0);
+    const snap = await b.snapshot('p', ANTHROPIC);
+    expect(snap.cooldowns).toEqual([]);
+    expect(snap.counters.cooldownsSet).toBe(1);
+    expect(snap.counters.waits).toEqual({ cooldown: 1 });
+  });
+
+  it('only ever lengthens a cooldown, and ignores an end already past', async () => {
+    const b = fresh();
+    const long = await b.cooldown('p', 'sonnet', { durationMs: 60_000 });
+    const short = await b.cooldown('p', 'sonnet', { durationMs: 1000 });
+    expect(short.untilMs).toBe(long.untilMs);
+    expect(await b.cooldown('p', 'haiku', { untilMs: 1000 })).toEqual({ untilMs: null });
+    expect((await b.snapshot('p', ANTHROPIC)).cooldowns.map((c) => c.model)).toEqual(['sonnet']);
+  });
+});
+
+/** One charge the bucket made, at Redis time; settle corrections are signed. */
+interface Charge {
+  atMs: number;
+  grant: boolean;
+  tenant: string;
+  amounts: Record<'rpm' | 'itpm' | 'otpm' | 'tpm' | 'tenant_tpm' | 'tenant_rpm', number>;
+}
+
+/**
+ * The largest net charge in any window [t, t + T] that ends at a grant (a moment the fleet sends).
+ * Windows ending at an upward settle are left out on purpose: an underestimate was already sent,
+ * and the bucket can only hold the next sends back by it, which windows ending at grants check.
+ */
+function worstWindow(charges: Charge[], dim: keyof Charge['amounts'], windowMs: number): number {
+  const events = charges.filter((c) => c.amounts[dim] !== 0);
+  let worst = 0;
+  events.forEach((first, i) => {
+    let sum = 0;
+    for (const e of events.slice(i)) {
+      if (e.atMs > first.atMs + windowMs) break;
+      sum += e.amounts[dim];
+      if (e.grant && sum > worst) worst = sum;
+    }
+  });
+  return worst;
+}
+
+describe('the fleet invariant', () => {
+  it('never grants more than capacity + rate x T in any window T, in any dimension, across 8 clients', async () => {
+    const prefix = `t-${randomUUID().slice(0, 8)}`;
+    // Small limits, sized so that every dimension comes close to binding (net of refunds).
+    const limits = { rpm: 300, itpm: 90_000, otpm: 30_000, tpm: 120_000 };
+    const tenants = { a: { tpm: 60_000, rpm: 200 }, b: { tpm: 90_000 } } as const;
+    const lanes: Lane[] = ['critical', 'critical', 'high', 'normal', 'low'];
+    const clients = await Promise.all(Array.from({ length: 8 }, async () => {
+      const conn = new Redis(server.url, { lazyConnect: true });
+      await conn.connect();
+      return conn;
+    }));
+    const charges: Charge[] = [];
+    let waits = 0;
+    let upward = 0;
+    const deadline = performance.now() + 10_000;
+    const rnd = (lo: number, hi: number) => lo + Math.random() * (hi - lo);
+    try {
+      await Promise.all(clients.map(async (conn) => {
+        const b = new Bucket(conn, { prefix });
+        while (performance.now() < deadline) {
+          const tenant = Math.random() < 0.5 ? 'a' : 'b';
+          const lane = lanes[Math.floor(Math.random() * lanes.length)] ?? 'critical';
+          const ask = need(Math.round(rnd(50, 600)), Math.round(rnd(20, 300)));
+          const r = await b.acquire({ pool: 'p', limits, lane, need: ask, tenant: { id: tenant, limits: tenants[tenant] } });
+          if (r.status === 'never_fits') throw new Error(`never_fits ${JSON.stringify(r)}`);
+          if (r.status === 'wait') {
+            // Greedy clients: back at the exact wait, or sooner with another need and lane.
+            waits++;
+            await sleepAtLeast(Math.min(r.waitMs, rnd(0, 100), Math.max(0, deadline - performance.now())));
+            continue;
+          }
+          const tok = ask.inputTokens + ask.outputTokens;
+          charges.push({
+            atMs: r.atMs, grant: true, tenant,
+            amounts: { rpm: 1, itpm: ask.inputTokens, otpm: ask.outputTokens, tpm: tok, tenant_tpm: tok, tenant_rpm: tenant === 'a' ? 1 : 0 },
+          });
+          await new Promise((res) => setTimeout(res, rnd(0, 30)));
+          // Output never exceeds max_tokens; the input estimate may be off either way.
+          const input = Math.round(ask.inputTokens * rnd(0.6, 1.25));
+          const s = await b.settle(r.reservation, { input_tokens: input, output_tokens: Math.round(ask.outputTokens * rnd(0, 1)) });
+          if (s.status !== 'settled') throw new Error('settle expired');
+          if (input > ask.inputTokens) upward++;
+          charges.push({
+            atMs: s.atMs, grant: false, tenant,
+            amounts: { rpm: 0, itpm: s.delta.inputTokens, otpm: s.delta.outputTokens, tpm: s.delta.tokens, tenant_tpm: s.delta.tenantTokens, tenant_rpm: 0 },
+          });
+        }
+      }));
+    } finally {
+      for (const c of clients) c.disconnect();
+    }
+    charges.sort((x, y) => x.atMs - y.atMs);
+    expect(waits).toBeGreaterThan(0);
+    expect(upward).toBeGreaterThan(0);
+
+    const windows = [0, 50, 250, 1000, 3000, 10_000];
+    const checks: [keyof Charge['amounts'], number, Charge[]][] = [
+      ['rpm', limits.rpm, charges], ['itpm', limits.itpm, charges], ['otpm', limits.otpm, charges], ['tpm', limits.tpm, charges],
+      ['tenant_tpm', tenants.a.tpm, charges.filter((c) => c.tenant === 'a')],
+      ['tenant_rpm', tenants.a.rpm, charges.filter((c) => c.tenant === 'a')],
+      ['tenant_tpm', tenants.b.tpm, charges.filter((c) => c.tenant === 'b')],
+    ];
+    for (const [dim, cap, log] of checks) {
+      for (const T of windows) {
+        const bound = cap + (cap / 60_000) * T;
+        if (process.env.BUCKET_DEBUG) console.log(dim, cap, T, worstWindow(log, dim, T).toFixed(1), bound.toFixed(1));
+        expect(worstWindow(log, dim, T), `${dim} (cap ${cap}) over ${T} ms`).toBeLessThanOrEqual(bound + 1e-3);
+      }
+    }
+    // The test has teeth: the fleet pressed against the limits, drawing well past one bucketful.
+    expect(worstWindow(charges, 'rpm', 10_000)).toBeGreaterThan(limits.rpm * 1.05);
+  }, 60_000);
+});

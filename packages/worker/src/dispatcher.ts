@@ -1,0 +1,253 @@
+/**
+ * One dispatcher per worker process: fetches jobs by hand across the lanes in priority order
+ * (BullMQ has no priority across queues), one per free slot, renews their locks, and applies each
+ * job's outcome. A job told to wait goes back to the front of its lane and the lane backs off
+ * fleet-wide for exactly that wait, so a waiting job never holds a slot.
+ */
+import { Worker as BullWorker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import {
+  createRedis,
+  INTERACTIVE_LANES,
+  laneKeys,
+  type HeadroomConfig,
+  type InteractiveLane,
+  type LlmJob,
+} from '@headroom/queue';
+import { LanePicker } from './lane-picker.js';
+import { runJob, type JobProgress, type RunContext, type RunOutcome } from './job-runner.js';
+
+export interface DispatcherOptions {
+  ctx: RunContext;
+  config: HeadroomConfig;
+  redisUrl: string;
+  /** Command connection for the fleet backoff keys. */
+  redis: Redis;
+  workerId: string;
+}
+
+interface Active {
+  job: Job;
+  token: string;
+  lane: InteractiveLane;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+const IDLE_SLEEP_MAX_MS = 100;
+const FLEET_BACKOFF_REFRESH_MS = 100;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class Dispatcher {
+  private readonly lanes = new Map<InteractiveLane, BullWorker>();
+  private readonly active = new Map<string, Active>();
+  private readonly picker: LanePicker;
+  private stopping = false;
+  private loopDone: Promise<void> | undefined;
+  private slotWaiter: (() => void) | undefined;
+  private lockTimer: NodeJS.Timeout | undefined;
+  private lastFleetRefresh = 0;
+  private tokenSeq = 0;
+
+  constructor(private readonly opts: DispatcherOptions) {
+    const { config, ctx } = opts;
+    this.picker = new LanePicker({
+      order: config.dispatch.order,
+      lanes: INTERACTIVE_LANES,
+      weights: Object.fromEntries(INTERACTIVE_LANES.map((l) => [l, config.lanes[l].weight])) as Record<InteractiveLane, number>,
+      emptyForMs: config.dispatch.emptyLanePollMs,
+      now: ctx.now,
+    });
+  }
+
+  async start(): Promise<void> {
+    const { config, redisUrl } = this.opts;
+    for (const lane of INTERACTIVE_LANES) {
+      const k = laneKeys(config.redis.prefix, lane);
+      const worker = new BullWorker(k.queueName, null, {
+        connection: createRedis(redisUrl, 'worker'),
+        prefix: k.bullPrefix,
+        autorun: false,
+        lockDuration: config.dispatch.lockMs,
+        stalledInterval: config.dispatch.stalledIntervalMs,
+        // A job whose worker died twice mid-call is still retried once more before failing.
+        maxStalledCount: 2,
+        // We renew locks ourselves for the jobs we fetched by hand.
+        skipLockRenewal: true,
+        name: this.opts.workerId,
+      });
+      worker.on('error', (err) => this.opts.ctx.logger.warn({ lane, err: err.message }, 'lane worker error'));
+      await worker.waitUntilReady();
+      await worker.startStalledCheckTimer();
+      this.lanes.set(lane, worker);
+    }
+    this.lockTimer = setInterval(() => void this.renewLocks(), Math.max(500, Math.floor(config.dispatch.lockMs / 3)));
+    this.loopDone = this.loop();
+  }
+
+  get inFlight(): number {
+    return this.active.size;
+  }
+
+  /** Stops taking jobs; lets in-flight calls finish for `graceMs`, then hands the rest back. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.slotWaiter?.();
+    await this.loopDone;
+    const all = [...this.active.values()];
+    const finished = Promise.all(all.map((a) => a.done));
+    const timedOut = await Promise.race([finished.then(() => false), sleep(graceMs).then(() => true)]);
+    if (timedOut) {
+      for (const a of this.active.values()) a.abort.abort();
+      await Promise.race([Promise.all([...this.active.values()].map((a) => a.done)), sleep(5_000)]);
+    }
+    if (this.lockTimer) clearInterval(this.lockTimer);
+    await Promise.all([...this.lanes.values()].map((w) => w.close(true).catch(() => {})));
+  }
+
+  private async loop(): Promise<void> {
+    const { ctx, config } = this.opts;
+    let idle = 5;
+    while (!this.stopping) {
+      if (this.active.size >= config.dispatch.concurrency) {
+        await new Promise<void>((r) => { this.slotWaiter = r; });
+        continue;
+      }
+      try {
+        await this.refreshFleetBackoff();
+        const got = await this.fetchOne();
+        if (!got) {
+          await sleep(Math.min(idle, Math.max(1, this.picker.msUntilNextOpen())));
+          idle = Math.min(IDLE_SLEEP_MAX_MS, idle * 2);
+          continue;
+        }
+        idle = 5;
+        this.begin(got.job, got.lane, got.token);
+      } catch (err) {
+        ctx.logger.error({ err: (err as Error).message }, 'dispatch loop error; retrying');
+        await sleep(500);
+      }
+    }
+  }
+
+  private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string } | undefined> {
+    for (const lane of this.picker.candidates()) {
+      const token = `${this.opts.workerId}:${++this.tokenSeq}`;
+      const job = await this.lanes.get(lane)!.getNextJob(token, { block: false });
+      if (job) return { job, lane, token };
+      this.picker.markEmpty(lane);
+    }
+    return undefined;
+  }
+
+  private begin(job: Job, lane: InteractiveLane, token: string): void {
+    const abort = new AbortController();
+    const entry: Active = { job, token, lane, abort, done: Promise.resolve() };
+    entry.done = this.process(entry).finally(() => {
+      this.active.delete(job.id!);
+      this.opts.ctx.metrics.inFlight.set(this.active.size);
+      const waiter = this.slotWaiter;
+      this.slotWaiter = undefined;
+      waiter?.();
+    });
+    this.active.set(job.id!, entry);
+    this.opts.ctx.metrics.inFlight.set(this.active.size);
+  }
+
+  private async process({ job, token, lane, abort }: Active): Promise<void> {
+    const { ctx } = this.opts;
+    const progress = readProgress(job.progress);
+    let outcome: RunOutcome;
+    try {
+      outcome = await runJob(ctx, job.data as LlmJob, { id: job.id!, lane, enqueuedAt: job.timestamp, progress }, abort.signal);
+    } catch (err) {
+      // Not a provider failure (e.g. Redis away mid-acquire): park the job briefly; if Redis is
+      // gone entirely, the lock expires and the stalled check hands the job to another worker.
+      ctx.logger.error({ jobId: job.id, lane, err: (err as Error).message }, 'job run error');
+      outcome = { kind: 'delay', delayMs: 1_000, progress };
+    }
+    await this.apply(job, token, lane, outcome);
+  }
+
+  private async apply(job: Job, token: string, lane: InteractiveLane, outcome: RunOutcome): Promise<void> {
+    const { ctx } = this.opts;
+    const attempt = async (fn: () => Promise<unknown>) => {
+      // Redis may blink: retry the transition while our lock is still ours.
+      for (let i = 0; ; i++) {
+        try {
+          await fn();
+          return;
+        } catch (err) {
+          if (i >= 5) throw err;
+          await sleep(200 * 2 ** i);
+        }
+      }
+    };
+    try {
+      switch (outcome.kind) {
+        case 'completed':
+          await attempt(() => job.moveToCompleted(outcome.result, token, false));
+          ctx.metrics.jobs.inc({ lane, outcome: 'completed' });
+          return;
+        case 'failed':
+          await attempt(() => job.moveToFailed(new Error(outcome.reason), token, false));
+          ctx.metrics.jobs.inc({ lane, outcome: outcome.reason.startsWith('SHED') ? 'shed' : 'failed' });
+          ctx.logger.info({ jobId: job.id, lane, reason: outcome.reason }, 'job failed');
+          return;
+        case 'requeue':
+          await this.saveProgress(job, outcome.progress);
+          await attempt(() => job.moveToWait(token));
+          this.picker.backOff(lane, outcome.waitMs);
+          await this.setFleetBackoff(lane, outcome.waitMs);
+          return;
+        case 'delay':
+          await this.saveProgress(job, outcome.progress);
+          await attempt(() => job.moveToDelayed(ctx.now() + outcome.delayMs, token));
+          return;
+        case 'aborted':
+          await this.saveProgress(job, outcome.progress);
+          await attempt(() => job.moveToWait(token));
+          return;
+      }
+    } catch (err) {
+      ctx.logger.error({ jobId: job.id, lane, outcome: outcome.kind, err: (err as Error).message }, 'could not record the job outcome; its lock will expire and it runs again');
+    }
+  }
+
+  private async saveProgress(job: Job, progress: JobProgress): Promise<void> {
+    if (readProgress(job.progress).attempts !== progress.attempts) await job.updateProgress(progress as unknown as object);
+  }
+
+  private async renewLocks(): Promise<void> {
+    const lockMs = this.opts.config.dispatch.lockMs;
+    await Promise.all(
+      [...this.active.values()].map(({ job, token }) =>
+        job.extendLock(token, lockMs).catch((err: Error) => this.opts.ctx.logger.warn({ jobId: job.id, err: err.message }, 'lock renewal failed')),
+      ),
+    );
+  }
+
+  private async setFleetBackoff(lane: InteractiveLane, ms: number): Promise<void> {
+    if (ms < 1) return;
+    await this.opts.redis.set(laneKeys(this.opts.config.redis.prefix, lane).backoff, String(ms), 'PX', Math.ceil(ms)).catch(() => {});
+  }
+
+  /** Learns other workers' lane backoffs, at most every 100 ms: one pipelined read. */
+  private async refreshFleetBackoff(): Promise<void> {
+    const now = this.opts.ctx.now();
+    if (now - this.lastFleetRefresh < FLEET_BACKOFF_REFRESH_MS) return;
+    this.lastFleetRefresh = now;
+    const prefix = this.opts.config.redis.prefix;
+    const pipe = this.opts.redis.pipeline();
+    for (const lane of INTERACTIVE_LANES) pipe.pttl(laneKeys(prefix, lane).backoff);
+    const replies = (await pipe.exec()) ?? [];
+    replies.forEach(([err, ttl], i) => {
+      if (!err && typeof ttl === 'number' && ttl > 0) this.picker.backOff(INTERACTIVE_LANES[i]!, ttl);
+    });
+  }
+}
+
+function readProgress(progress: unknown): JobProgress {
+  if (typeof progress === 'object' && progress !== null && typeof (progress as JobProgress).attempts === 'number') return progress as JobProgress;
+  return { attempts: 0 };
+}

@@ -1,0 +1,86 @@
+/**
+ * Anthropic Messages through the official SDK, its retries off: every attempt is a separate
+ * bucket draw, and one policy (ours) decides what happens after a failure.
+ *
+ * ```ts
+ * const adapter = new AnthropicAdapter({ apiKey, baseURL: sim.url, timeoutMs: 60_000 });
+ * const result = await adapter.call({ model: 'claude-sonnet-4-6', request: job.request });
+ * ```
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import type { Usage } from '@headroom/queue';
+import { z } from 'zod';
+import { runSdkCall, type SdkCallSpec } from './sdk-call.js';
+import type { ProviderAdapter, ProviderCallInput, ProviderCallResult } from './types.js';
+
+export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
+
+const count = z.int().nonnegative();
+
+/** What we read from a Message; the rest of the body passes through untouched. */
+export const AnthropicMessageBody = z.looseObject({
+  type: z.literal('message'),
+  content: z.array(z.looseObject({ type: z.string() })),
+  usage: z.looseObject({
+    input_tokens: count,
+    output_tokens: count,
+    cache_read_input_tokens: count.nullish(),
+    cache_creation_input_tokens: count.nullish(),
+  }),
+});
+export type AnthropicMessageBody = z.infer<typeof AnthropicMessageBody>;
+
+export function anthropicUsage(body: AnthropicMessageBody): Usage {
+  return {
+    inputTokens: body.usage.input_tokens,
+    outputTokens: body.usage.output_tokens,
+    cacheReadInputTokens: body.usage.cache_read_input_tokens ?? 0,
+    cacheCreationInputTokens: body.usage.cache_creation_input_tokens ?? 0,
+  };
+}
+
+export interface AdapterOptions {
+  apiKey: string;
+  /** @default the provider's public API */
+  baseURL?: string | undefined;
+  /** The whole call, body included. Also lifts the SDKs' local refusal of long non-streaming calls. */
+  timeoutMs: number;
+}
+
+export class AnthropicAdapter implements ProviderAdapter {
+  readonly provider = 'anthropic' as const;
+  readonly #client: Anthropic;
+  readonly #spec: SdkCallSpec<AnthropicMessageBody>;
+
+  constructor(options: AdapterOptions) {
+    if (options.apiKey === '') throw new Error('AnthropicAdapter: apiKey is empty');
+    // The baseURL is always passed so the SDK never falls back to ANTHROPIC_BASE_URL behind the config's back.
+    this.#client = new Anthropic({
+      apiKey: options.apiKey,
+      baseURL: options.baseURL ?? ANTHROPIC_DEFAULT_BASE_URL,
+      maxRetries: 0,
+      timeout: options.timeoutMs,
+    });
+    this.#spec = {
+      provider: 'anthropic',
+      apiKey: options.apiKey,
+      timeoutMs: options.timeoutMs,
+      errors: {
+        base: Anthropic.AnthropicError,
+        api: Anthropic.APIError,
+        connection: Anthropic.APIConnectionError,
+        connectionTimeout: Anthropic.APIConnectionTimeoutError,
+        userAbort: Anthropic.APIUserAbortError,
+      },
+      requestIdHeader: 'request-id',
+      schema: AnthropicMessageBody,
+      usageOf: anthropicUsage,
+    };
+  }
+
+  call(input: ProviderCallInput): Promise<ProviderCallResult> {
+    // The job's request was validated at enqueue as an Anthropic body; only the model changes.
+    const body = { ...input.request, model: input.model, stream: false } as Anthropic.MessageCreateParamsNonStreaming;
+    return runSdkCall(this.#spec, input.signal, ({ timeout, signal }) => this.#client.messages.create(body, { timeout, signal }).asResponse());
+  }
+}

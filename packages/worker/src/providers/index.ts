@@ -1,0 +1,99 @@
+/**
+ * One adapter per provider, built from the config and the environment. Keys are read here, once,
+ * and live only inside the SDK clients: never in Redis, jobs, logs or metrics.
+ *
+ * ```ts
+ * const adapters = createAdapters(loadConfig('headroom.config.yaml'), process.env);
+ * const result = await adapters[job.provider].call({ model, request: job.request, signal });
+ * ```
+ */
+import { ConfigError, type HeadroomConfig, PROVIDERS, type Provider } from '@headroom/queue';
+import { type AdapterOptions, AnthropicAdapter } from './anthropic.js';
+import { OpenAIAdapter } from './openai.js';
+import type { ProviderAdapter, ProviderCallInput, ProviderCallResult } from './types.js';
+
+export { AnthropicAdapter, type AdapterOptions } from './anthropic.js';
+export { OpenAIAdapter } from './openai.js';
+export type {
+  FailureKind,
+  ProviderAdapter,
+  ProviderCallFailure,
+  ProviderCallInput,
+  ProviderCallOk,
+  ProviderCallResult,
+  ProviderRequest,
+} from './types.js';
+
+const ADAPTERS: Record<Provider, new (options: AdapterOptions) => ProviderAdapter> = {
+  anthropic: AnthropicAdapter,
+  openai: OpenAIAdapter,
+};
+
+function modelsOf(config: HeadroomConfig, provider: Provider): string[] {
+  return Object.entries(config.models)
+    .filter(([, model]) => model.provider === provider)
+    .map(([name]) => name);
+}
+
+function optionsFor(config: HeadroomConfig, provider: Provider, env: NodeJS.ProcessEnv): AdapterOptions | { missing: string } {
+  const { apiKeyEnv, baseURL, timeoutMs } = config.providers[provider];
+  const apiKey = env[apiKeyEnv]?.trim();
+  if (!apiKey) return { missing: apiKeyEnv };
+  return { apiKey, baseURL, timeoutMs };
+}
+
+/**
+ * Adapters for both providers. A provider that some configured model uses must have its key:
+ * a missing one throws `ConfigError` at startup, naming the variable. A provider no model uses
+ * gets an adapter that reads its key on first call and, without one, answers every call with an
+ * `auth` failure, so an unused provider never stops the worker.
+ */
+export function createAdapters(config: HeadroomConfig, env: NodeJS.ProcessEnv = process.env): Record<Provider, ProviderAdapter> {
+  const adapters = {} as Record<Provider, ProviderAdapter>;
+  const missing: { path: string; message: string }[] = [];
+  for (const provider of PROVIDERS) {
+    const models = modelsOf(config, provider);
+    if (models.length === 0) {
+      adapters[provider] = new LazyAdapter(provider, () => optionsFor(config, provider, env));
+      continue;
+    }
+    const options = optionsFor(config, provider, env);
+    if ('missing' in options) {
+      missing.push({
+        path: `providers.${provider}.apiKeyEnv`,
+        message: `environment variable ${options.missing} is not set (needed by ${models.join(', ')})`,
+      });
+      continue;
+    }
+    adapters[provider] = new ADAPTERS[provider](options);
+  }
+  if (missing.length > 0) throw new ConfigError('(environment)', missing);
+  return adapters;
+}
+
+class LazyAdapter implements ProviderAdapter {
+  readonly provider: Provider;
+  readonly #options: () => AdapterOptions | { missing: string };
+  #adapter: ProviderAdapter | undefined;
+
+  constructor(provider: Provider, options: () => AdapterOptions | { missing: string }) {
+    this.provider = provider;
+    this.#options = options;
+  }
+
+  call(input: ProviderCallInput): Promise<ProviderCallResult> {
+    if (this.#adapter === undefined) {
+      const options = this.#options();
+      if ('missing' in options) {
+        return Promise.resolve({
+          ok: false,
+          kind: 'auth',
+          status: null,
+          message: `no API key for ${this.provider}: environment variable ${options.missing} is not set`,
+        });
+      }
+      this.#adapter = new ADAPTERS[this.provider](options);
+    }
+    return this.#adapter.call(input);
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * OpenAI Chat Completions through the official SDK, its retries off: every attempt is a separate
+ * bucket draw, and one policy (ours) decides what happens after a failure.
+ *
+ * ```ts
+ * const adapter = new OpenAIAdapter({ apiKey, baseURL: `${sim.url}/v1`, timeoutMs: 60_000 });
+ * const result = await adapter.call({ model: 'gpt-4.1', request: job.request });
+ * ```
+ */
+import type { Usage } from '@headroom/queue';
+import OpenAI from 'openai';
+import { z } from 'zod';
+import type { AdapterOptions } from './anthropic.js';
+import { runSdkCall, type SdkCallSpec } from './sdk-call.js';
+import type { ProviderAdapter, ProviderCallInput, ProviderCallResult } from './types.js';
+
+/** OpenAI's default path includes `/v1` (a custom baseURL must too). */
+export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
+
+const count = z.int().nonnegative();
+
+/** What we read from a ChatCompletion; the rest of the body passes through untouched. */
+export const OpenAIChatCompletionBody = z.looseObject({
+  object: z.literal('chat.completion'),
+  choices: z.array(z.looseObject({ message: z.looseObject({ role: z.string() }) })),
+  usage: z.looseObject({
+    prompt_tokens: count,
+    completion_tokens: count,
+    prompt_tokens_details: z.looseObject({ cached_tokens: count.nullish() }).nullish(),
+  }),
+});
+export type OpenAIChatCompletionBody = z.infer<typeof OpenAIChatCompletionBody>;
+
+/**
+ * `prompt_tokens` already includes the cached tokens: they are reported again as
+ * `cacheReadInputTokens` for pricing, not added (see `costOf`).
+ */
+export function openaiUsage(body: OpenAIChatCompletionBody): Usage {
+  return {
+    inputTokens: body.usage.prompt_tokens,
+    outputTokens: body.usage.completion_tokens,
+    cacheReadInputTokens: body.usage.prompt_tokens_details?.cached_tokens ?? 0,
+    cacheCreationInputTokens: 0,
+  };
+}
+
+export class OpenAIAdapter implements ProviderAdapter {
+  readonly provider = 'openai' as const;
+  readonly #client: OpenAI;
+  readonly #spec: SdkCallSpec<OpenAIChatCompletionBody>;
+
+  constructor(options: AdapterOptions) {
+    if (options.apiKey === '') throw new Error('OpenAIAdapter: apiKey is empty');
+    // The baseURL is always passed so the SDK never falls back to OPENAI_BASE_URL behind the config's back.
+    this.#client = new OpenAI({
+      apiKey: options.apiKey,
+      baseURL: options.baseURL ?? OPENAI_DEFAULT_BASE_URL,
+      maxRetries: 0,
+      timeout: options.timeoutMs,
+    });
+    this.#spec = {
+      provider: 'openai',
+      apiKey: options.apiKey,
+      timeoutMs: options.timeoutMs,
+      errors: {
+        base: OpenAI.OpenAIError,
+        api: OpenAI.APIError,
+        connection: OpenAI.APIConnectionError,
+        connectionTimeout: OpenAI.APIConnectionTimeoutError,
+        userAbort: OpenAI.APIUserAbortError,
+      },
+      requestIdHeader: 'x-request-id',
+      schema: OpenAIChatCompletionBody,
+      usageOf: openaiUsage,
+    };
+  }
+
+  call(input: ProviderCallInput): Promise<ProviderCallResult> {
+    // The job's request was validated at enqueue as a Chat Completions body; only the model changes.
+    const body = { ...input.request, model: input.model, stream: false } as OpenAI.ChatCompletionCreateParamsNonStreaming;
+    return runSdkCall(this.#spec, input.signal, ({ timeout, signal }) => this.#client.chat.completions.create(body, { timeout, signal }).asResponse());
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * What both adapters do around one SDK call: a deadline over the whole call, reading and checking
+ * the body ourselves, and turning every way a call can fail into a `ProviderCallFailure`, so the
+ * retry policy branches on `kind` and never on message text.
+ *
+ * The body is read here (`asResponse()`), not by the SDK, for two reasons:
+ * - a malformed or cut 200 still gives us its headers and request id: that call was admitted and
+ *   paid for, and the bucket sync needs its rate-limit headers all the same;
+ * - the SDKs' `timeout` stops at the response head; a body that stalls would hang the job, so
+ *   our deadline (an abort signal) covers the body too.
+ */
+import type { Provider, Usage } from '@headroom/queue';
+import type { z } from 'zod';
+import type { FailureKind, ProviderCallFailure, ProviderCallResult } from './types.js';
+
+type ErrorClass = abstract new (...args: never[]) => Error;
+
+/** The error classes of one SDK (both Stainless SDKs have the same tree). */
+export interface SdkErrorClasses {
+  /** The SDK's base class: a plain instance is a local refusal (the request never left). */
+  base: ErrorClass;
+  api: ErrorClass;
+  connection: ErrorClass;
+  connectionTimeout: ErrorClass;
+  userAbort: ErrorClass;
+}
+
+export interface SdkCallSpec<T> {
+  provider: Provider;
+  /** Only to scrub it from every message. */
+  apiKey: string;
+  timeoutMs: number;
+  errors: SdkErrorClasses;
+  requestIdHeader: string;
+  /** The part of the body we read; anything else passes through untouched. */
+  schema: z.ZodType<T>;
+  usageOf(body: T): Usage;
+}
+
+export interface SendOptions {
+  timeout: number;
+  signal: AbortSignal;
+}
+
+/** Runs one call; never throws. */
+export async function runSdkCall<T>(
+  spec: SdkCallSpec<T>,
+  callerSignal: AbortSignal | undefined,
+  send: (options: SendOptions) => Promise<Response>,
+): Promise<ProviderCallResult> {
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), spec.timeoutMs);
+  const signal = callerSignal === undefined ? deadline.signal : AbortSignal.any([callerSignal, deadline.signal]);
+  const why = { deadline: deadline.signal, caller: callerSignal };
+  let response: Response | undefined;
+  try {
+    response = await send({ timeout: spec.timeoutMs, signal });
+    const { status, headers } = response;
+    const requestId = headers.get(spec.requestIdHeader) ?? undefined;
+    const meta = { status, headers, ...(requestId === undefined ? {} : { requestId }) };
+    const text = await response.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch (error) {
+      return failure(spec, 'bad_response', `response body is not valid JSON (${text.length} bytes): ${(error as Error).message}`, meta);
+    }
+    const parsed = spec.schema.safeParse(body);
+    if (!parsed.success) {
+      const issues = parsed.error.issues
+        .slice(0, 3)
+        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+        .join('; ');
+      return failure(spec, 'bad_response', `response body has an unexpected shape: ${issues}`, meta);
+    }
+    return { ok: true, status, response: body, usage: spec.usageOf(parsed.data), headers, ...(requestId === undefined ? {} : { requestId }) };
+  } catch (error) {
+    // Failing mid-body keeps what the head told us.
+    const meta = response === undefined ? undefined : { status: response.status, headers: response.headers, requestId: response.headers.get(spec.requestIdHeader) ?? undefined };
+    return classifyError(spec, error, why, meta);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Meta {
+  status: number | null;
+  headers?: Headers;
+  requestId?: string | undefined;
+}
+
+function failure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, kind: FailureKind, message: string, meta: Meta, retryAfterMs?: number): ProviderCallFailure {
+  return {
+    ok: false,
+    kind,
+    status: meta.status,
+    message: redact(message, spec.apiKey),
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    ...(meta.headers === undefined ? {} : { headers: meta.headers }),
+    ...(meta.requestId === undefined || meta.requestId === null ? {} : { requestId: meta.requestId }),
+  };
+}
+
+function classifyError(
+  spec: SdkCallSpec<unknown>,
+  error: unknown,
+  why: { deadline: AbortSignal; caller: AbortSignal | undefined },
+  midBody: Meta | undefined,
+): ProviderCallFailure {
+  const { errors } = spec;
+  const noResponse: Meta = midBody ?? { status: null };
+  const aborted = error instanceof errors.userAbort || (error instanceof Error && error.name === 'AbortError');
+  if (error instanceof errors.connectionTimeout || (aborted && why.deadline.aborted && !why.caller?.aborted)) {
+    return failure(spec, 'network', `request timed out after ${spec.timeoutMs} ms`, noResponse);
+  }
+  if (aborted) return failure(spec, 'network', 'request aborted by the worker', noResponse);
+  if (error instanceof errors.connection) return failure(spec, 'network', `connection error: ${causeChain(error)}`, noResponse);
+  if (error instanceof errors.api) {
+    const api = error as Error & { status?: unknown; headers?: unknown; error?: unknown; requestID?: unknown };
+    if (typeof api.status === 'number') {
+      const headers = api.headers instanceof Headers ? api.headers : undefined;
+      const requestId = typeof api.requestID === 'string' ? api.requestID : (headers?.get(spec.requestIdHeader) ?? undefined);
+      return httpFailure(spec, api.status, headers, api.error, requestId);
+    }
+  }
+  // The raw errors of reading a body: fetch's 'terminated' when the socket drops mid-body, and
+  // (if the SDK parsed it) the JSON parser's SyntaxError on a malformed 200.
+  if (error instanceof SyntaxError) return failure(spec, 'bad_response', `response body is not valid JSON: ${error.message}`, noResponse);
+  if (error instanceof TypeError && (error.message === 'terminated' || isSocketError(error))) {
+    return failure(spec, 'network', `connection closed mid-response: ${causeChain(error)}`, noResponse);
+  }
+  if (error instanceof errors.base) return failure(spec, 'invalid_request', `refused by the SDK before sending: ${error.message}`, noResponse);
+  return failure(spec, 'unknown', error instanceof Error ? `${error.name}: ${causeChain(error)}` : String(error), noResponse);
+}
+
+/** How a status maps to a kind; `retryAfter` tells a 429 that clears by waiting from a cap. */
+export function kindOfStatus(status: number, hasRetryAfter: boolean, providerCode?: string): FailureKind {
+  if (status === 429) return hasRetryAfter && providerCode !== 'insufficient_quota' ? 'rate_limit' : 'spend_cap';
+  if (status === 529) return 'overloaded';
+  // 408 and 409 (Anthropic's lock timeout) are transient: the SDKs' own policies retry them.
+  if (status === 408 || status === 409) return 'server';
+  if (status === 501 || status === 505) return 'unknown';
+  if (status >= 500 && status <= 599) return 'server';
+  if (status === 400 || status === 413 || status === 422) return 'invalid_request';
+  if (status === 401 || status === 403) return 'auth';
+  // 402: billing; does not clear by waiting, like a spend cap.
+  if (status === 402) return 'spend_cap';
+  if (status === 404) return 'not_found';
+  return 'unknown';
+}
+
+function httpFailure(spec: SdkCallSpec<unknown>, status: number, headers: Headers | undefined, body: unknown, requestId: string | undefined): ProviderCallFailure {
+  const retryAfterMs = headers === undefined ? undefined : parseRetryAfterMs(headers);
+  const detail = providerError(body);
+  const kind = kindOfStatus(status, retryAfterMs !== undefined, detail.code);
+  const message = detail.message === undefined ? `HTTP ${status} (no error message)` : detail.type === undefined ? detail.message : `${detail.type}: ${detail.message}`;
+  return failure(spec, kind, message, { status, ...(headers === undefined ? {} : { headers }), requestId }, retryAfterMs);
+}
+
+/**
+ * The provider's own error fields. Anthropic's SDK keeps the whole body
+ * (`{type:'error', error:{type, message}}`), OpenAI's keeps the inner `error` object.
+ */
+function providerError(body: unknown): { type?: string; code?: string; message?: string } {
+  if (typeof body !== 'object' || body === null) return typeof body === 'string' && body !== '' ? { message: body } : {};
+  const outer = body as Record<string, unknown>;
+  const inner = typeof outer.error === 'object' && outer.error !== null ? (outer.error as Record<string, unknown>) : outer;
+  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const type = str(inner.type);
+  const code = str(inner.code);
+  const message = str(inner.message);
+  return {
+    ...(type === undefined ? {} : { type }),
+    ...(code === undefined ? {} : { code }),
+    ...(message === undefined ? {} : { message }),
+  };
+}
+
+/**
+ * `retry-after-ms` (milliseconds), else `retry-after` (seconds, or an HTTP date). Undefined when
+ * absent or unreadable; a date in the past reads as 0.
+ */
+export function parseRetryAfterMs(headers: Headers, now: number = Date.now()): number | undefined {
+  const ms = headers.get('retry-after-ms');
+  if (ms !== null && ms.trim() !== '') {
+    const value = Number(ms);
+    if (Number.isFinite(value) && value >= 0) return value;
+  }
+  const raw = headers.get('retry-after');
+  if (raw === null || raw.trim() === '') return undefined;
+  const seconds = Number(raw);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
+  const date = Date.parse(raw);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+const KEY_SHAPED = /\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,}/g;
+
+/** Removes the API key, and anything shaped like one, from a message we are about to keep. */
+export function redact(message: string, apiKey: string): string {
+  let out = message;
+  if (apiKey.length >= 4) out = out.split(apiKey).join('[redacted]');
+  return out.replace(KEY_SHAPED, '[redacted]');
+}
+
+function isSocketError(error: Error): boolean {
+  const code = (error.cause as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && (code.startsWith('UND_ERR_') || code === 'ECONNRESET' || code === 'EPIPE');
+}
+
+function causeChain(error: Error): string {
+  const parts = [error.message];
+  let cause: unknown = error.cause;
+  for (let depth = 0; depth < 3 && cause instanceof Error; depth += 1) {
+    const code = (cause as { code?: unknown }).code;
+    parts.push(typeof code === 'string' ? `${cause.message} (${code})` : cause.message);
+    cause = cause.cause;
+  }
+  return parts.filter((p) => p !== '').join(': ');
+}

@@ -1,0 +1,58 @@
+/**
+ * Starts real fleet processes for tests and benchmarks: `headroom worker` children running the
+ * worker's source through tsx, with a config file written for the test.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { HeadroomConfigInput } from '@headroom/queue';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CLI = join(REPO_ROOT, 'packages/worker/src/cli.ts');
+
+/** YAML is a superset of JSON, so a JSON body is a valid headroom.config.yaml. */
+export function writeConfig(config: HeadroomConfigInput): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'headroom-cfg-')), 'headroom.config.yaml');
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+export interface FleetProcess {
+  child: ChildProcess;
+  id: string;
+  output(): string;
+  /** Resolves with the exit code (or signal) once the process is gone. */
+  exited: Promise<number | string>;
+}
+
+export function spawnHeadroom(args: string[], env: NodeJS.ProcessEnv = {}): FleetProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@headroom/source', CLI, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, HEADROOM_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const idIndex = args.indexOf('--id');
+  return { child, id: idIndex >= 0 ? (args[idIndex + 1] ?? '') : '', output: () => out, exited };
+}
+
+export function spawnWorker(configFile: string, redisUrl: string, id: string, env: NodeJS.ProcessEnv = {}): FleetProcess {
+  return spawnHeadroom(['worker', '--config', configFile, '--redis', redisUrl, '--id', id], env);
+}
+
+export async function stopAll(procs: FleetProcess[], signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  await Promise.all(
+    procs.map(async (p) => {
+      if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+      p.child.kill(signal);
+      const timer = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
+      await p.exited;
+      clearTimeout(timer);
+    }),
+  );
+}
