@@ -97,5 +97,7 @@ export function fleetKeys(prefix: string) {
     batches: `${t}:batches`,
     /** HASH worker id -> heartbeat JSON, for `headroom status`. */
     workers: `${t}:workers`,
+    /** HASH of fleet-wide counters for one minute (calls, jobs, waits, cost), expiring after a while. */
+    statsMinute: (minute: number) => `${t}:stats:${minute}`,
   };
 }

@@ -188,10 +188,13 @@ export class Dispatcher {
         case 'completed':
           await attempt(() => job.moveToCompleted(outcome.result, token, false));
           ctx.metrics.jobs.inc({ lane, outcome: 'completed' });
+          ctx.stats.jobEnded({ lane, outcome: 'completed', waitMs: outcome.result.timings.waitMs, model: outcome.result.model, usage: outcome.result.usage, costUsd: outcome.result.cost.usd });
           return;
         case 'failed':
           await attempt(() => job.moveToFailed(new Error(outcome.reason), token, false));
-          ctx.metrics.jobs.inc({ lane, outcome: outcome.reason.startsWith('SHED') ? 'shed' : 'failed' });
+          const ended = outcome.reason.startsWith('SHED') ? 'shed' : 'failed';
+          ctx.metrics.jobs.inc({ lane, outcome: ended });
+          ctx.stats.jobEnded({ lane, outcome: ended });
           ctx.logger.info({ jobId: job.id, lane, reason: outcome.reason }, 'job failed');
           return;
         case 'requeue':

@@ -19,6 +19,7 @@ import {
   type Usage,
 } from '@headroom/queue';
 import type { Breaker } from './breaker.js';
+import type { FleetStatsWriter } from './fleet-stats.js';
 import { costOf } from './cost.js';
 import type { Logger } from './logger.js';
 import type { WorkerMetrics } from './metrics.js';
@@ -33,6 +34,7 @@ export interface RunContext {
   estimator: TokenEstimator;
   breaker: Breaker;
   metrics: WorkerMetrics;
+  stats: FleetStatsWriter;
   logger: Logger;
   random: () => number;
   now: () => number;
@@ -105,7 +107,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     const callEnded = ctx.now();
     progress.attempts += 1;
     ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
-    ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: res.ok ? String(res.status) : String(res.status ?? 'network') });
+    ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
+    ctx.stats.call({ model, status: res.status });
 
     await settleAndSync(ctx, res.ok ? res.usage : undefined, res.ok ? undefined : res, reservation, pool, modelCfg.limits, res.headers);
 

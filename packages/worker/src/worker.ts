@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import { Bucket, createRedis, publishFleetSettings, type HeadroomConfig, type Provider } from '@headroom/queue';
 import { Breaker } from './breaker.js';
 import { Dispatcher } from './dispatcher.js';
+import { FleetStatsWriter } from './fleet-stats.js';
 import { createLogger, type Logger } from './logger.js';
 import { WorkerMetrics } from './metrics.js';
 import { createAdapters } from './providers/index.js';
@@ -47,6 +48,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
 
   const now = opts.now ?? Date.now;
   const breaker = new Breaker({ failureThreshold: config.breaker.failureThreshold, openMs: config.breaker.openMs, now });
+  const stats = new FleetStatsWriter(redis, config.redis.prefix, now);
+  stats.start();
   const adapters = createAdapters(config, opts.env ?? process.env) as Record<Provider, ProviderAdapter>;
   const dispatcher = new Dispatcher({
     config,
@@ -60,6 +63,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       estimator: new TokenEstimator(),
       breaker,
       metrics,
+      stats,
       logger,
       random: opts.random ?? Math.random,
       now,
@@ -101,6 +105,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       closing ??= (async () => {
         logger.info({ id }, 'worker stopping');
         await dispatcher.stop(graceMs ?? config.dispatch.shutdownGraceMs);
+        await stats.stop();
         await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
         redis.disconnect();
         logger.info({ id }, 'worker stopped');
