@@ -88,6 +88,7 @@ export class Producer {
   private readonly queues = new Map<Lane, Queue>();
   private readonly waiter: ResultWaiter;
   private closed = false;
+  private pendingReady: Promise<void> | undefined;
 
   constructor(opts: ProducerOptions) {
     this.prefix = opts.prefix ?? DEFAULT_PREFIX;
@@ -112,7 +113,7 @@ export class Producer {
     const lane: Lane = job.sla === 'none' ? 'batch' : laneOfPriority(job.priority);
     const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey) : newJobId(lane);
     try {
-      await waitForReady(this.redis, this.connectTimeoutMs);
+      await this.ready();
       const outcome = await admit(this.redis, this.prefix, { lane, jobId: id, provider: job.provider, models: modelLadder(job) });
       if (outcome === 'admitted') {
         await this.queue(lane).add(`${job.provider}:${job.request.model}`, job, {
@@ -145,7 +146,7 @@ export class Producer {
     const lane = laneOfJobId(id);
     if (!lane) return null;
     try {
-      await waitForReady(this.redis, this.connectTimeoutMs);
+      await this.ready();
       const job = await this.queue(lane).getJob(id);
       if (!job) return null;
       const state = toJobState(await job.getState());
@@ -174,7 +175,7 @@ export class Producer {
     const lane = laneOfJobId(id);
     if (!lane) return false;
     try {
-      await waitForReady(this.redis, this.connectTimeoutMs);
+      await this.ready();
       const job = await this.queue(lane).getJob(id);
       if (!job) return false;
       const state = toJobState(await job.getState());
@@ -224,6 +225,15 @@ export class Producer {
       this.queues.set(lane, q);
     }
     return q;
+  }
+
+  /** One wait shared by every call made while the connection comes up. */
+  private ready(): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    this.pendingReady ??= waitForReady(this.redis, this.connectTimeoutMs).finally(() => {
+      this.pendingReady = undefined;
+    });
+    return this.pendingReady;
   }
 
   private assertOpen(): void {

@@ -1,11 +1,22 @@
 /**
  * How Headroom opens Redis connections, so producers and workers agree on the settings BullMQ and
- * our failure modes need.
+ * our failure modes need. One URL string picks a single node or a Redis Cluster (see
+ * `redis-url.ts` for the forms); every caller gets `Redis | Cluster` and treats both alike, which
+ * works because every key of one lane or pool shares a hash tag (one slot per script).
+ *
+ * ```ts
+ * const producerConn = createRedis('redis://:secret@redis.internal:6379', 'producer');
+ * const workerConn = createRedis('rediss-cluster://:secret@node-1:6379,node-2:6379', 'worker');
+ * ```
  */
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { RedisUnavailableError } from './errors.js';
+import { parseRedisUrl } from './redis-url.js';
 
-/** A `redis://` / `rediss://` URL (password and TLS come with the URL), or a connection you own. */
+/**
+ * A `redis://` / `rediss://` URL, a `redis-cluster://` / `rediss-cluster://` URL (password and
+ * TLS come with the URL), or a connection you own.
+ */
 export type RedisInput = string | Redis | Cluster;
 
 export type ConnectionRole =
@@ -21,14 +32,56 @@ const ROLE_OPTIONS: Record<ConnectionRole, RedisOptions> = {
 
 const retryStrategy = (times: number) => Math.min(50 * 2 ** times, 2_000);
 
-export function createRedis(url: string, role: ConnectionRole, extra: RedisOptions = {}): Redis {
-  return new Redis(url, { ...ROLE_OPTIONS[role], retryStrategy, lazyConnect: false, ...extra });
+/**
+ * Options a `Cluster` takes at its top level rather than per node: whether the cluster as a
+ * whole queues commands while not ready, and its ready check. ioredis ignores them (or types
+ * refuse them) inside `redisOptions`, so a role's options are split before use.
+ */
+const CLUSTER_LEVEL = ['enableOfflineQueue', 'enableReadyCheck', 'lazyConnect'] as const;
+
+function splitForCluster(opts: RedisOptions): { top: ClusterOptions; node: NonNullable<ClusterOptions['redisOptions']> } {
+  const node: Record<string, unknown> = { ...opts };
+  const top: Record<string, unknown> = {};
+  for (const key of CLUSTER_LEVEL) {
+    if (key in node) top[key] = node[key];
+    delete node[key];
+  }
+  // Node connections of a cluster never reconnect by themselves (ioredis re-reads the slots
+  // instead): the retry policy belongs to the cluster.
+  delete node.retryStrategy;
+  return { top: top as ClusterOptions, node: node as NonNullable<ClusterOptions['redisOptions']> };
+}
+
+/**
+ * Opens a connection for `role`. `extra` is applied to every node connection (for a cluster, in
+ * `redisOptions`), e.g. `{ tls: { ca } }` for a private CA, or `{ connectionName }`.
+ */
+export function createRedis(url: string, role: ConnectionRole, extra: RedisOptions = {}): Redis | Cluster {
+  const parsed = parseRedisUrl(url);
+  const options: RedisOptions = { ...ROLE_OPTIONS[role], lazyConnect: false, ...extra };
+  if (parsed.kind === 'standalone') return new Redis(url, { retryStrategy, ...options });
+
+  const { top, node } = splitForCluster(options);
+  return new Cluster(parsed.nodes, {
+    clusterRetryStrategy: retryStrategy,
+    ...top,
+    redisOptions: {
+      ...(parsed.username !== undefined ? { username: parsed.username } : {}),
+      ...(parsed.password !== undefined ? { password: parsed.password } : {}),
+      ...(parsed.tls ? { tls: {} } : {}),
+      ...node,
+    },
+    // With TLS the certificate names the host, not its IP: keep the name as given (ioredis'
+    // advice for ElastiCache and other managed clusters behind TLS).
+    ...(parsed.tls ? { dnsLookup: (address: string, done: (err: null, address: string) => void) => done(null, address) } : {}),
+  });
 }
 
 /** Opens a connection of the same kind (standalone or cluster) as `conn`, for another role. */
 export function duplicateFor(conn: Redis | Cluster, role: ConnectionRole): Redis | Cluster {
   if (conn instanceof Cluster) {
-    return conn.duplicate(undefined, { redisOptions: { ...conn.options.redisOptions, ...ROLE_OPTIONS[role] } });
+    const { top, node } = splitForCluster(ROLE_OPTIONS[role]);
+    return conn.duplicate(undefined, { ...top, redisOptions: { ...conn.options.redisOptions, ...node } });
   }
   return conn.duplicate({ ...ROLE_OPTIONS[role] });
 }
@@ -57,10 +110,10 @@ export async function waitForReady(conn: Redis | Cluster, timeoutMs: number): Pr
   });
 }
 
-/** Maps ioredis' "not connected" failures to `RedisUnavailableError`; passes others through. */
+/** Maps ioredis' "not connected" failures (single node or cluster) to `RedisUnavailableError`; passes others through. */
 export function asRedisError(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
-  if (/Stream isn't writeable|Connection is closed|ECONNREFUSED|ETIMEDOUT|Reached the max retries|enableOfflineQueue/i.test(err.message)) {
+  if (/Stream isn't writeable|Connection is closed|ECONNREFUSED|ETIMEDOUT|Reached the max retries|enableOfflineQueue|CLUSTERDOWN|Failed to refresh slots cache|None of startup nodes is available/i.test(err.message)) {
     return new RedisUnavailableError(err.message, err);
   }
   return err;

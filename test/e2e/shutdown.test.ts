@@ -1,0 +1,91 @@
+/**
+ * SIGTERM: a worker stops taking jobs, lets in-flight calls finish within its grace period, and
+ * hands back what is still running after it, so another worker completes it. Nothing is lost.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/queue';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+
+const MODEL = 'claude-haiku-4-5';
+let redis: EmbeddedRedis;
+let sim: Simulator;
+const procs: FleetProcess[] = [];
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  // Every call takes 2 s, so a SIGTERM lands while calls are in flight.
+  sim = await startSimulator({ latencyMs: 2_000 });
+});
+afterAll(async () => {
+  await stopAll(procs, 'SIGKILL');
+  await sim.close();
+  await redis.stop();
+});
+
+const job = (i: number): LlmJobInput => ({
+  priority: 'NORMAL',
+  provider: 'anthropic',
+  request: { model: MODEL, max_tokens: 16, messages: [{ role: 'user', content: `shutdown ${i}` }] },
+});
+
+function config(prefix: string, graceMs: number): string {
+  return writeConfig({
+    redis: { prefix },
+    providers: { anthropic: { baseURL: sim.url, apiKeyEnv: 'SHUTDOWN_TEST_KEY' } },
+    models: { [MODEL]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 400_000, otpm: 100_000 } } },
+    dispatch: { concurrency: 8, shutdownGraceMs: graceMs, lockMs: 5_000, stalledIntervalMs: 1_000 },
+  });
+}
+
+async function inFlight(producer: Producer, ids: string[]): Promise<number> {
+  const infos = await Promise.all(ids.map((id) => producer.getJob(id)));
+  return infos.filter((i) => i?.state === 'active').length;
+}
+
+async function until(cond: () => Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('worker shutdown', () => {
+  it('finishes in-flight calls on SIGTERM within the grace period, then exits 0', async () => {
+    const cfg = config('sd1', 15_000);
+    const worker = spawnWorker(cfg, redis.url, 'sd1-w', { SHUTDOWN_TEST_KEY: 'sk-shutdown' });
+    procs.push(worker);
+    const producer = new Producer({ redis: redis.url, prefix: 'sd1' });
+    const handles = await Promise.all([1, 2, 3, 4].map((i) => producer.enqueue(job(i))));
+    await until(async () => (await inFlight(producer, handles.map((h) => h.id))) === 4);
+    worker.child.kill('SIGTERM');
+    const extra = await producer.enqueue(job(99));
+    expect(await worker.exited).toBe(0);
+    const results = await Promise.all(handles.map((h) => h.result({ timeoutMs: 5_000 })));
+    expect(results.map((r) => r.attempts)).toEqual([1, 1, 1, 1]);
+    // The worker stopped taking jobs: the one enqueued after SIGTERM is still waiting.
+    expect((await producer.getJob(extra.id))?.state).toBe('waiting');
+    await producer.close();
+  });
+
+  it('hands calls still running after the grace period back to the fleet', async () => {
+    const cfg = config('sd2', 300);
+    const first = spawnWorker(cfg, redis.url, 'sd2-a', { SHUTDOWN_TEST_KEY: 'sk-shutdown' });
+    procs.push(first);
+    const producer = new Producer({ redis: redis.url, prefix: 'sd2' });
+    const handles = await Promise.all([1, 2, 3].map((i) => producer.enqueue(job(i))));
+    await until(async () => (await inFlight(producer, handles.map((h) => h.id))) === 3);
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    // Handed back, not stuck active until a lock expires.
+    const states = await Promise.all(handles.map((h) => producer.getJob(h.id)));
+    expect(states.map((s) => s?.state)).toEqual(['waiting', 'waiting', 'waiting']);
+    const second = spawnWorker(cfg, redis.url, 'sd2-b', { SHUTDOWN_TEST_KEY: 'sk-shutdown' });
+    procs.push(second);
+    const results = await Promise.all(handles.map((h) => h.result({ timeoutMs: 20_000 })));
+    expect(results).toHaveLength(3);
+    await producer.close();
+  });
+});
