@@ -207,6 +207,54 @@ describe('Producer', () => {
     expect(await p.cancel('high.no-such-job')).toBe(false);
   });
 
+  it('refuses new jobs for a pool the fleet is shedding, with a retry hint, and only for that pool', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic', pool: 'sonnet' }, 'claude-haiku-4-5': { provider: 'anthropic' } } }));
+    const [sec] = (await admin.time()) as [string, string];
+    // The entry the worker's pressure monitor writes: untilMs:retryAfterMs:pressure (Redis time).
+    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${Number(sec) * 1000 + 5_000}:4000:0.970`);
+    const p = producer(prefix);
+    await expect(p.enqueue(job({ priority: 'LOW' }))).rejects.toMatchObject({ code: 'SHED', lane: 'low', retryAfterMs: 4000 });
+    await expect(p.enqueue(job({ priority: 'LOW', request: { model: 'claude-haiku-4-5', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] } } as never))).resolves.toBeDefined();
+    await expect(p.enqueue(job({ priority: 'HIGH' }))).resolves.toBeDefined();
+    // An entry past its time no longer sheds (a fleet that died does not shed forever).
+    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${Number(sec) * 1000 - 1}:4000:0.970`);
+    await expect(p.enqueue(job({ priority: 'LOW' }))).resolves.toBeDefined();
+  });
+
+  it('refuses a tenant past its max queued jobs, and admits it again once one starts', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, tenants: { default: { maxQueued: 3 }, overrides: { big: { maxQueued: 5 } } } }));
+    const p = producer(prefix);
+    const racing = await Promise.allSettled(Array.from({ length: 8 }, () => p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))));
+    expect(racing.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+    const refused = racing.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(refused?.reason).toMatchObject({ code: 'QUOTA_EXCEEDED', tenant: 'acme', limit: 3 });
+    for (let i = 0; i < 5; i++) await p.enqueue(job({ priority: 'HIGH', tenant: 'big' }));
+    await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'big' }))).rejects.toMatchObject({ code: 'QUOTA_EXCEEDED' });
+    await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'other' }))).resolves.toBeDefined();
+    const k = laneKeys(prefix, 'high');
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    await w.getNextJob('tok', { block: false });
+    await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))).resolves.toBeDefined();
+  });
+
+  it('coalesces identical in-flight jobs into one', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    const same = () => job({ priority: 'NORMAL', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Same question' }] } } as never);
+    const handles = await Promise.all(Array.from({ length: 50 }, () => p.enqueue(same())));
+    expect(new Set(handles.map((h) => h.id)).size).toBe(1);
+    expect(handles.filter((h) => !h.existing)).toHaveLength(1);
+    expect(await admin.llen(laneKeys(prefix, 'normal').wait)).toBe(1);
+    // Key order does not matter; a different request is a different job.
+    const reordered = await p.enqueue({ coalesce: true, request: { messages: [{ content: 'Same question', role: 'user' }], max_tokens: 32, model: 'claude-sonnet-4-6' }, provider: 'anthropic', priority: 'NORMAL' } as LlmJobInput);
+    expect(reordered.id).toBe(handles[0]!.id);
+    const other = await p.enqueue(job({ priority: 'NORMAL', coalesce: true }));
+    expect(other.id).not.toBe(handles[0]!.id);
+  });
+
   it('fails fast with REDIS_UNAVAILABLE when Redis is down', async () => {
     const port = await freePort();
     const p = new Producer({ redis: `redis://127.0.0.1:${port}`, connectTimeoutMs: 1_000 });

@@ -5,6 +5,7 @@ import { Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
   admit,
+  coalesceKeyOf,
   releaseReservation,
   asRedisError,
   ClosedError,
@@ -37,6 +38,11 @@ export interface ProducerOptions {
   maxJobBytes?: number;
   /** How long `enqueue` waits for Redis before failing with REDIS_UNAVAILABLE. @default 2000 */
   connectTimeoutMs?: number;
+  /**
+   * With `coalesce: true`, identical jobs also share a finished result for this long after the
+   * first was enqueued (a result cache). @default 0: only jobs in flight are shared
+   */
+  resultCacheTtlMs?: number;
   /** How long finished jobs (and so their results and idempotency keys) are kept. */
   retention?: { completedSec?: number; failedSec?: number };
 }
@@ -49,7 +55,7 @@ export interface ResultOptions {
 export interface JobHandle {
   id: string;
   lane: Lane;
-  /** True when an earlier job with the same idempotency key was returned instead of a new one. */
+  /** True when an earlier job was returned instead of a new one: same idempotency key, or coalesced. */
   existing: boolean;
   /** Resolves with the job's result; rejects with JobFailedError (reason, code) or TimeoutError. */
   result(opts?: ResultOptions): Promise<LlmResult>;
@@ -85,6 +91,7 @@ export class Producer {
   private readonly connectTimeoutMs: number;
   private readonly removeOnComplete: { age: number };
   private readonly removeOnFail: { age: number };
+  private readonly resultCacheTtlMs: number;
   private readonly queues = new Map<Lane, Queue>();
   private readonly waiter: ResultWaiter;
   private closed = false;
@@ -96,6 +103,7 @@ export class Producer {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 2_000;
     this.removeOnComplete = { age: opts.retention?.completedSec ?? 24 * 3600 };
     this.removeOnFail = { age: opts.retention?.failedSec ?? 7 * 24 * 3600 };
+    this.resultCacheTtlMs = opts.resultCacheTtlMs ?? 0;
     this.ownsRedis = typeof opts.redis === 'string';
     this.redis = typeof opts.redis === 'string' ? createRedis(opts.redis, 'producer') : opts.redis;
     // Connection errors surface through the calls that hit them; an unhandled 'error' event would crash the host.
@@ -114,18 +122,20 @@ export class Producer {
     const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey) : newJobId(lane);
     try {
       await this.ready();
-      const outcome = await admit(this.redis, this.prefix, { lane, jobId: id, provider: job.provider, models: modelLadder(job) });
-      if (outcome === 'admitted') {
-        await this.queue(lane).add(`${job.provider}:${job.request.model}`, job, {
-          jobId: id,
-          removeOnComplete: this.removeOnComplete,
-          removeOnFail: this.removeOnFail,
-        });
-        releaseReservation(this.redis, this.prefix, lane, id).catch(() => {
-          // The reservation expires by itself; nothing is lost if this one command fails.
-        });
-      }
-      return this.handle(id, lane, outcome === 'exists');
+      const outcome = await admit(this.redis, this.prefix, { lane, jobId: id, provider: job.provider, models: modelLadder(job), ...(job.tenant ? { tenant: job.tenant } : {}) });
+      if (outcome === 'exists') return this.handle(id, lane, true);
+      const added = await this.queue(lane).add(`${job.provider}:${job.request.model}`, job, {
+        jobId: id,
+        removeOnComplete: this.removeOnComplete,
+        removeOnFail: this.removeOnFail,
+        // BullMQ keeps one job per deduplication id while it runs (and for `ttl` after, as a cache).
+        ...(job.coalesce ? { deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } } : {}),
+      });
+      releaseReservation(this.redis, this.prefix, lane, id).catch(() => {
+        // The reservation expires by itself; nothing is lost if this one command fails.
+      });
+      // A coalesced add returns the job already in flight (with our data, not its own): use its id.
+      return added.id && added.id !== id ? this.handle(added.id, lane, true) : this.handle(id, lane, false);
     } catch (err) {
       throw asRedisError(err);
     }

@@ -5,8 +5,8 @@
  * frees by itself when the job starts, is removed, cancelled or shed.
  */
 import type { Cluster, Redis } from 'ioredis';
-import type { HeadroomConfig } from './config.js';
-import { JobValidationError, QueueFullError } from './errors.js';
+import { poolOf, type HeadroomConfig } from './config.js';
+import { JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
 import { laneKeys } from './keys.js';
 import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import { runScript } from './scripts.js';
@@ -19,6 +19,7 @@ export interface AdmitRequest {
   jobId: string;
   provider: string;
   models: readonly string[];
+  tenant?: string;
   /** Used while no fleet has published its lane settings. */
   defaultCap?: number;
 }
@@ -38,8 +39,8 @@ export async function admit(redis: Redis | Cluster, prefix: string, req: AdmitRe
   const reply = await runScript<[number, ...(string | number)[]]>(
     redis,
     'admit',
-    [k.wait, k.paused, k.prioritized, k.delayed, k.reservations, k.settings, k.models],
-    [req.jobId, RESERVATION_TTL_MS, req.defaultCap ?? LANE_DEFAULTS[req.lane].cap, `${k.bullPrefix}:${k.queueName}:`, req.provider, ...req.models],
+    [k.wait, k.paused, k.prioritized, k.delayed, k.reservations, k.settings, k.models, k.modelPools, k.shedding, k.tenantJobs(req.tenant ?? '')],
+    [req.jobId, RESERVATION_TTL_MS, req.defaultCap ?? LANE_DEFAULTS[req.lane].cap, `${k.bullPrefix}:${k.queueName}:`, req.provider, req.tenant ?? '', ...req.models],
   );
   const [code, a, b] = reply;
   switch (code) {
@@ -53,6 +54,10 @@ export async function admit(redis: Redis | Cluster, prefix: string, req: AdmitRe
       throw new JobValidationError([{ path: req.models[0] === a ? 'request.model' : 'fallback', message: `unknown model "${a}": the fleet's config has no such model` }]);
     case -3:
       throw new JobValidationError([{ path: req.models[0] === a ? 'request.model' : 'fallback', message: `"${a}" is a ${b} model, not ${req.provider}` }]);
+    case -4:
+      throw new ShedError(req.lane, `pool ${b} is under pressure (${Number(reply[3]).toFixed(2)})`, Number(a));
+    case -5:
+      throw new QuotaExceededError(req.tenant ?? '', `max queued jobs in lane ${req.lane}`, Number(a));
     default:
       throw new Error(`admit script returned unknown code ${code}`);
   }
@@ -65,12 +70,18 @@ export async function admit(redis: Redis | Cluster, prefix: string, req: AdmitRe
 export async function publishFleetSettings(redis: Redis | Cluster, config: HeadroomConfig): Promise<void> {
   const prefix = config.redis.prefix;
   const models = Object.entries(config.models).flatMap(([name, m]) => [name, m.provider]);
+  const pools = Object.keys(config.models).flatMap((name) => [name, poolOf(config, name)]);
+  const tenantMax: (string | number)[] = [];
+  if (config.tenants.default.maxQueued) tenantMax.push('tenantMax:*', config.tenants.default.maxQueued);
+  for (const [tenant, quota] of Object.entries(config.tenants.overrides)) {
+    if (quota.maxQueued) tenantMax.push(`tenantMax:${tenant}`, quota.maxQueued);
+  }
   // One MULTI per lane: each lane is its own hash slot.
   await Promise.all(
     LANES.map((lane) => {
       const k = laneKeys(prefix, lane);
-      const tx = redis.multi().hset(k.settings, 'cap', config.lanes[lane].cap).del(k.models);
-      if (models.length > 0) tx.hset(k.models, ...models);
+      const tx = redis.multi().del(k.settings, k.models, k.modelPools).hset(k.settings, 'cap', config.lanes[lane].cap, ...tenantMax);
+      if (models.length > 0) tx.hset(k.models, ...models).hset(k.modelPools, ...pools);
       return tx.exec();
     }),
   );

@@ -73,6 +73,32 @@ const TenantQuota = z.strictObject({
   maxQueued: positiveInt.optional(),
 });
 
+const DASHBOARD_ALERT_DEFAULTS = {
+  enabled: true,
+  intervalMs: 15_000,
+  utilization: 0.8,
+  forMs: 120_000,
+  rate429: 0.005,
+  rate429WindowMinutes: 5,
+  webhookUrlEnv: 'HEADROOM_ALERT_WEBHOOK_URL',
+};
+
+/** Alerts the dashboard process evaluates: a log event, and a webhook POST when one is set. */
+const DashboardAlerts = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** How often the rules are evaluated. */
+  intervalMs: positiveInt.default(15_000),
+  /** A bucket dimension at or above this fraction of its capacity... */
+  utilization: fraction.default(0.8),
+  /** ...for this long fires an alert (once per episode; it resolves when the dimension drops below). */
+  forMs: nonNegativeInt.default(120_000),
+  /** 429s / provider calls over the window above this fires an alert. */
+  rate429: fraction.default(0.005),
+  rate429WindowMinutes: positiveInt.max(120).default(5),
+  /** The env variable holding the webhook URL (webhook URLs carry tokens); unset = log only. */
+  webhookUrlEnv: envName.default('HEADROOM_ALERT_WEBHOOK_URL'),
+});
+
 export const HeadroomConfig = z
   .strictObject({
     redis: z
@@ -139,8 +165,10 @@ export const HeadroomConfig = z
         lowAt: fraction.default(0.85),
         /** NORMAL is only delayed unless this is set. */
         shedNormal: z.boolean().default(false),
+        /** A backlog that takes longer than this to drain at the refill rate counts as full pressure. */
+        horizonMs: positiveInt.default(60_000),
       })
-      .default({ enabled: true, lowAt: 0.85, shedNormal: false }),
+      .default({ enabled: true, lowAt: 0.85, shedNormal: false, horizonMs: 60_000 }),
     tenants: z
       .strictObject({ default: TenantQuota.default({}), overrides: z.record(z.string(), TenantQuota).default({}) })
       .default({ default: {}, overrides: {} }),
@@ -160,6 +188,7 @@ export const HeadroomConfig = z
         passwordEnv: envName.default('HEADROOM_DASHBOARD_PASSWORD'),
         tokenEnv: envName.default('HEADROOM_DASHBOARD_TOKEN'),
         readOnly: z.boolean().default(false),
+        alerts: DashboardAlerts.default(DASHBOARD_ALERT_DEFAULTS),
       })
       .default({
         port: 3000,
@@ -168,6 +197,7 @@ export const HeadroomConfig = z
         passwordEnv: 'HEADROOM_DASHBOARD_PASSWORD',
         tokenEnv: 'HEADROOM_DASHBOARD_TOKEN',
         readOnly: false,
+        alerts: DASHBOARD_ALERT_DEFAULTS,
       }),
   })
   ;

@@ -44,7 +44,7 @@ export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
 export { admit, releaseReservation, publishFleetSettings, RESERVATION_TTL_MS } from './admission.js';
 export type { AdmitRequest, AdmitOutcome } from './admission.js';
-export { newJobId, idempotentJobId, laneOfJobId } from './job-ids.js';
+export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
@@ -72,3 +72,5 @@ export type {
 } from './bucket.js';
 export { parseRateLimitHeaders, parseRetryAfterMs, parseDurationMs } from './rate-limit-headers.js';
 export type { Observed, ObservedLimit, HeaderSource } from './rate-limit-headers.js';
+export { computePressure } from './pressure.js';
+export type { Pressure, PressureInput } from './pressure.js';

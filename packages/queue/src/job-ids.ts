@@ -18,3 +18,21 @@ export function laneOfJobId(id: string): Lane | undefined {
   const lane = id.slice(0, id.indexOf('.'));
   return (LANES as readonly string[]).includes(lane) ? (lane as Lane) : undefined;
 }
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * The coalescing key of a job: a hash of what the provider would see (provider, request, fallback
+ * ladder), with object keys sorted, so identical requests written differently still coalesce.
+ * Tenant and metadata are left out on purpose: the answer does not depend on them.
+ */
+export function coalesceKeyOf(job: { provider: string; request: unknown; fallback?: readonly string[] | undefined }): string {
+  return createHash('sha256').update(canonical({ provider: job.provider, request: job.request, fallback: job.fallback ?? [] })).digest('hex').slice(0, 40);
+}

@@ -28,6 +28,12 @@ export interface LaneKeys {
   settings: string;
   /** HASH model -> provider: the models the fleet serves, so producers refuse unknown ones. */
   models: string;
+  /** HASH model -> pool, so admission can find the pool a job would draw from. */
+  modelPools: string;
+  /** HASH pool -> `untilMs:retryAfterMs:pressure`: new jobs for that pool are shed until then. */
+  shedding: string;
+  /** ZSET job id -> enqueue time of one tenant's jobs in this lane, for its max-queued quota. */
+  tenantJobs(tenant: string): string;
   /** HASH of counters we keep per lane (shed, refused). */
   stats: string;
   /** STRING: the lane is backed off fleet-wide until this key expires. */
@@ -50,6 +56,9 @@ export function laneKeys(prefix: string, lane: string): LaneKeys {
     reservations: own('reservations'),
     settings: own('settings'),
     models: own('models'),
+    modelPools: own('model-pools'),
+    shedding: own('shedding'),
+    tenantJobs: (tenant: string) => own(`tenant-jobs:${tenant}`),
     stats: own('stats'),
     backoff: own('backoff'),
   };
@@ -90,13 +99,22 @@ export function poolKeys(prefix: string, pool: string): PoolKeys {
 export function fleetKeys(prefix: string) {
   const t = tag(prefix, 'fleet');
   return {
-    /** Batcher leader lock (value = holder token, with a fencing counter beside it). */
+    /** Batcher leader lease: STRING `<worker id>|<fence>`, PX = the lease; renewed by its holder. */
     batchLeader: `${t}:batch-leader`,
+    /** STRING counter: the fencing token, one more for every new lease. */
     batchFence: `${t}:batch-fence`,
-    /** HASH batch id -> JSON of the parked jobs and provider. */
+    /** HASH provider batch id -> claim id: every batch the fleet submitted and has not settled. */
     batches: `${t}:batches`,
+    /** ZSET claim id -> creation time (ms): the batcher's claims, open, submitting or submitted. */
+    batchClaims: `${t}:batch-claims`,
+    /** HASH of one claim: provider, model, lock token, times, intent, file and batch id. */
+    batchClaim: (claimId: string) => `${t}:batch-claim:${claimId}`,
+    /** SET of the job ids one claim holds (active in the BATCH lane under the claim's lock token). */
+    batchClaimJobs: (claimId: string) => `${t}:batch-claim-jobs:${claimId}`,
     /** HASH worker id -> heartbeat JSON, for `headroom status`. */
     workers: `${t}:workers`,
+    /** HASH pool -> JSON of its latest pressure, for status and the dashboard. */
+    pressure: `${t}:pressure`,
     /** HASH of fleet-wide counters for one minute (calls, jobs, waits, cost), expiring after a while. */
     statsMinute: (minute: number) => `${t}:stats:${minute}`,
   };

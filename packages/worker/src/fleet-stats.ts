@@ -102,6 +102,8 @@ export interface FleetStats {
   lanes: Record<string, { completed: number; failed: number; shed: number; p95WaitMs: number | null }>;
   /** Per model: calls by status. */
   calls: Record<string, Record<string, number>>;
+  /** Per model: tokens reported by providers. */
+  tokens: Record<string, { input: number; output: number }>;
   totalCalls: number;
   calls429: number;
   /** 429s / calls over the window. */
@@ -118,7 +120,7 @@ export async function readFleetStats(redis: Redis | Cluster, prefix: string, min
   const pipe = redis.pipeline();
   for (let m = current - minutes + 1; m <= current; m++) pipe.hgetall(keys.statsMinute(m));
   const replies = (await pipe.exec()) ?? [];
-  const stats: FleetStats = { fromMs: (current - minutes + 1) * 60_000, toMs: now, lanes: {}, calls: {}, totalCalls: 0, calls429: 0, rate429: 0, costUsd: 0, series: [] };
+  const stats: FleetStats = { fromMs: (current - minutes + 1) * 60_000, toMs: now, lanes: {}, calls: {}, tokens: {}, totalCalls: 0, calls429: 0, rate429: 0, costUsd: 0, series: [] };
   const waits: Record<string, number[]> = {};
   replies.forEach(([err, hash], idx) => {
     const point = { minute: current - minutes + 1 + idx, calls: 0, calls429: 0, completed: 0, costUsd: 0 };
@@ -138,6 +140,9 @@ export async function readFleetStats(redis: Redis | Cluster, prefix: string, min
         } else if (kind === 'wait') {
           const hist = (waits[a] ??= new Array(WAIT_BUCKETS_MS.length).fill(0));
           hist[Number(b)] = (hist[Number(b)] ?? 0) + value;
+        } else if (kind === 'tokens') {
+          const t = (stats.tokens[a] ??= { input: 0, output: 0 });
+          if (b === 'input' || b === 'output') t[b] += value;
         } else if (kind === 'cost') {
           point.costUsd += value;
         }

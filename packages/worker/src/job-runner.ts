@@ -23,6 +23,7 @@ import type { FleetStatsWriter } from './fleet-stats.js';
 import { costOf } from './cost.js';
 import type { Logger } from './logger.js';
 import type { WorkerMetrics } from './metrics.js';
+import type { PressureMonitor } from './pressure-monitor.js';
 import type { ProviderAdapter, ProviderCallFailure } from './providers/types.js';
 import { decide } from './retry-policy.js';
 import { promptTokensOf, type TokenEstimator } from './token-estimator.js';
@@ -35,6 +36,7 @@ export interface RunContext {
   breaker: Breaker;
   metrics: WorkerMetrics;
   stats: FleetStatsWriter;
+  pressure: PressureMonitor;
   logger: Logger;
   random: () => number;
   now: () => number;
@@ -57,6 +59,8 @@ export type RunOutcome =
   | { kind: 'completed'; result: LlmResult }
   /** `reason` reads `CODE: message`; the producer's JobFailedError carries it. */
   | { kind: 'failed'; reason: string }
+  /** Shed from its lane under pressure, and the job asked to go to the batch lane instead. */
+  | { kind: 'to_batch'; reason: string }
   /** Back to the front of its lane, no attempt spent; the lane backs off for `waitMs`. */
   | { kind: 'requeue'; waitMs: number; progress: JobProgress }
   /** Into BullMQ's delayed set until `delayMs` from now, holding no slot. */
@@ -83,6 +87,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   if (unknown.length === modelLadder(job).length) {
     return { kind: 'failed', reason: `UNKNOWN_MODEL: no model of ${JSON.stringify(unknown)} is in the fleet's config` };
   }
+  const shed = shedReason(ctx, job, meta);
+  if (shed) return job.onShed === 'batch' ? { kind: 'to_batch', reason: shed } : { kind: 'failed', reason: `SHED: ${shed}` };
 
   while (true) {
     if (signal.aborted) return { kind: 'aborted', progress };
@@ -94,7 +100,9 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         continue;
       }
       // A cooling or broken model is that model's problem, not the lane's: park the job alone.
-      return plan.reason === 'cooldown' || plan.reason === 'breaker'
+      // A cooling or broken model, or a tenant over its quota, is that job's problem, not the
+      // lane's: park the job alone so the jobs behind it keep flowing.
+      return plan.reason === 'cooldown' || plan.reason === 'breaker' || plan.reason.startsWith('tenant')
         ? { kind: 'delay', delayMs: plan.waitMs, progress }
         : { kind: 'requeue', waitMs: plan.waitMs, progress };
     }
@@ -158,6 +166,17 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   }
 }
 
+/** LOW (and NORMAL if configured) jobs past their max wait while their pool is under pressure. */
+function shedReason(ctx: RunContext, job: LlmJob, meta: JobMeta): string | undefined {
+  const pool = poolOf(ctx.config, job.request.model);
+  if (!ctx.pressure.shedsLane(pool, meta.lane)) return undefined;
+  const waited = ctx.now() - meta.enqueuedAt;
+  const maxWaitMs = job.maxWaitMs ?? ctx.config.lanes[meta.lane].maxWaitMs;
+  if (waited <= maxWaitMs) return undefined;
+  const p = ctx.pressure.pressureOf(pool)?.value ?? 1;
+  return `waited ${Math.round(waited / 1000)} s, past its max wait of ${Math.round(maxWaitMs / 1000)} s, while pool ${pool} is under pressure (${p.toFixed(2)})`;
+}
+
 function hasAlternative(ctx: RunContext, job: LlmJob, failed: string): boolean {
   return modelLadder(job).some((m) => m !== failed && ctx.config.models[m] && ctx.breaker.canCall(m));
 }
@@ -192,6 +211,7 @@ async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Promise<Pl
       lane: meta.lane,
       reserve: laneCfg.reserve,
       model,
+      ...tenantOf(ctx.config, job.tenant),
     });
     if (res.status === 'granted') return { kind: 'granted', model, pool, reservation: res.reservation, estimate };
     ctx.breaker.release(model);
@@ -210,6 +230,13 @@ async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Promise<Pl
   }
   if (best) return { kind: 'wait', ...best };
   return { kind: 'never_fits', message: neverFits.join('; ') || 'no model on the ladder can serve this job' };
+}
+
+/** The tenant's tokens/min quota, drawn in the same atomic call as the pool. */
+function tenantOf(config: HeadroomConfig, tenant: string | undefined): { tenant?: { id: string; limits: { tpm: number } } } {
+  if (!tenant) return {};
+  const tpm = config.tenants.overrides[tenant]?.tpm ?? config.tenants.default.tpm;
+  return tpm ? { tenant: { id: tenant, limits: { tpm } } } : {};
 }
 
 async function settleAndSync(

@@ -11,6 +11,7 @@ import {
   JobFailedError,
   JobNotFoundError,
   laneKeys,
+  laneOfJobId,
   TimeoutError,
   type Lane,
   type LlmResult,
@@ -21,7 +22,18 @@ interface Waiter {
   reject(err: Error): void;
 }
 
-export type Settled = { state: 'completed'; result: LlmResult } | { state: 'failed'; reason: string } | { state: 'pending' } | { state: 'missing' };
+export type Settled =
+  | { state: 'completed'; result: LlmResult }
+  | { state: 'failed'; reason: string }
+  /** Shed to the batch lane under pressure: the answer will come from the job it became. */
+  | { state: 'moved'; to: string }
+  | { state: 'pending' }
+  | { state: 'missing' };
+
+function movedTo(returnvalue: unknown): string | undefined {
+  const to = (returnvalue as { movedTo?: unknown } | null)?.movedTo;
+  return typeof to === 'string' ? to : undefined;
+}
 
 const SWEEP_INTERVAL_MS = 5_000;
 
@@ -40,7 +52,7 @@ export class ResultWaiter {
     await this.subscribe(lane);
     return new Promise<LlmResult>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.remove(jobId, waiter);
+        this.remove(waiter);
         reject(new TimeoutError(`waiting for the result of job ${jobId}`, timeoutMs));
       }, timeoutMs);
       const waiter: Waiter = {
@@ -60,6 +72,8 @@ export class ResultWaiter {
     const job = await this.queueOf(lane).getJob(jobId);
     if (!job) return { state: 'missing' };
     if (job.finishedOn && job.failedReason && !job.returnvalue) return { state: 'failed', reason: job.failedReason };
+    const to = job.finishedOn ? movedTo(job.returnvalue) : undefined;
+    if (to) return { state: 'moved', to };
     if (job.finishedOn && job.returnvalue !== undefined && job.returnvalue !== null) return { state: 'completed', result: job.returnvalue as LlmResult };
     return { state: 'pending' };
   }
@@ -79,9 +93,23 @@ export class ResultWaiter {
       if (settled.state === 'completed') this.settle(jobId, (w) => w.resolve(settled.result));
       else if (settled.state === 'failed') this.settle(jobId, (w) => w.reject(new JobFailedError(jobId, settled.reason)));
       else if (settled.state === 'missing') this.settle(jobId, (w) => w.reject(new JobNotFoundError(jobId)));
+      else if (settled.state === 'moved') await this.forward(jobId, settled.to);
     } catch {
       // Redis away: the next sweep or event tries again; the caller's timeout still bounds the wait.
     }
+  }
+
+  /** Hands a moved job's waiters to the job it became, keeping their own timeouts. */
+  private async forward(from: string, to: string): Promise<void> {
+    const entry = this.waiters.get(from);
+    const lane = laneOfJobId(to);
+    if (!entry || !lane) return;
+    this.waiters.delete(from);
+    const target = this.waiters.get(to) ?? { lane, set: new Set<Waiter>() };
+    for (const w of entry.set) target.set.add(w);
+    this.waiters.set(to, target);
+    await this.subscribe(lane);
+    await this.check(to);
   }
 
   private settle(jobId: string, fn: (w: Waiter) => void): void {
@@ -95,10 +123,13 @@ export class ResultWaiter {
     }
   }
 
-  private remove(jobId: string, waiter: Waiter): void {
-    const entry = this.waiters.get(jobId);
-    entry?.set.delete(waiter);
-    if (entry && entry.set.size === 0) this.waiters.delete(jobId);
+  /** Only on timeout: the waiter may have been forwarded to the job its job became, so look everywhere. */
+  private remove(waiter: Waiter): void {
+    for (const [id, entry] of this.waiters) {
+      if (!entry.set.delete(waiter)) continue;
+      if (entry.set.size === 0) this.waiters.delete(id);
+      return;
+    }
   }
 
   private ensureSweep(): void {
@@ -115,7 +146,10 @@ export class ResultWaiter {
       const k = laneKeys(this.prefix, lane);
       const events = new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: duplicateFor(this.connection, 'worker') as Redis });
       events.on('completed', ({ jobId, returnvalue }) => {
-        if (this.waiters.has(jobId)) this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
+        if (!this.waiters.has(jobId)) return;
+        const to = movedTo(returnvalue);
+        if (to) void this.forward(jobId, to);
+        else this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
       });
       // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
       events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import type { DimensionSnapshot } from './bucket.js';
+import { computePressure } from './pressure.js';
+
+const dim = (dimension: DimensionSnapshot['dimension'], level: number, capacity: number): DimensionSnapshot => ({
+  dimension, level, capacity, ratePerSec: capacity / 60, source: 'config', fullInMs: 0,
+});
+const base = { models: ['m'], meanNeed: { itpm: 1000 }, horizonMs: 60_000 };
+
+describe('computePressure', () => {
+  it('is zero for a full bucket with no backlog', () => {
+    const p = computePressure({ ...base, snapshot: { dimensions: [dim('rpm', 100, 100)], cooldowns: [] }, backlogJobs: 0 });
+    expect(p.value).toBe(0);
+  });
+
+  it('does not shed a busy pool whose backlog drains quickly', () => {
+    // Bucket drawn down, but 10 queued jobs drain in 10 s at 60 rpm: well inside the horizon.
+    const p = computePressure({ ...base, snapshot: { dimensions: [dim('rpm', 0, 60)], cooldowns: [] }, backlogJobs: 10 });
+    expect(p.utilization).toBe(1);
+    expect(p.drainMs).toBeCloseTo(10_000, 0);
+    expect(p.value).toBeCloseTo(10 / 60, 5);
+  });
+
+  it('reaches 1 when the bucket is empty and the backlog outlasts the horizon', () => {
+    const p = computePressure({ ...base, meanNeed: { itpm: 2000 }, snapshot: { dimensions: [dim('rpm', 0, 60), dim('itpm', 0, 60_000)], cooldowns: [] }, backlogJobs: 200 });
+    expect(p.value).toBe(1);
+    expect(p.binding).toBe('itpm');
+  });
+
+  it('counts a cooling model in proportion to its pool', () => {
+    const snapshot = { dimensions: [dim('rpm', 100, 100)], cooldowns: [{ model: 'a', untilMs: 0, remainingMs: 5_000 }] };
+    expect(computePressure({ ...base, models: ['a', 'b'], snapshot, backlogJobs: 0 }).value).toBe(0.5);
+    expect(computePressure({ ...base, models: ['a'], snapshot, backlogJobs: 0 }).value).toBe(1);
+  });
+});
