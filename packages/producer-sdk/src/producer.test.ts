@@ -222,7 +222,7 @@ describe('Producer', () => {
     await expect(p.enqueue(job({ priority: 'LOW' }))).resolves.toBeDefined();
   });
 
-  it('refuses a tenant past its max queued jobs, and admits it again once one starts', async () => {
+  it('refuses a tenant past its max unfinished jobs, and admits it again once one finishes', async () => {
     const prefix = `t${randomUUID().slice(0, 8)}`;
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, tenants: { default: { maxQueued: 3 }, overrides: { big: { maxQueued: 5 } } } }));
     const p = producer(prefix);
@@ -236,7 +236,12 @@ describe('Producer', () => {
     const k = laneKeys(prefix, 'high');
     const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
     open.push(w);
-    await w.getNextJob('tok', { block: false });
+    const started = await w.getNextJob('tok', { block: false });
+    // Running is not finished: a runaway tenant's in-flight work still counts against it.
+    expect(started?.data.tenant).toBe('acme');
+    await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))).rejects.toMatchObject({ code: 'QUOTA_EXCEEDED' });
+    const acme = (await Promise.all((await admin.lrange(k.wait, 0, -1)).map((id) => p.getJob(id)))).find((j) => j?.job.tenant === 'acme');
+    expect(await p.cancel(acme!.id)).toBe(true);
     await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))).resolves.toBeDefined();
   });
 

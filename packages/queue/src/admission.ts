@@ -39,7 +39,7 @@ export async function admit(redis: Redis | Cluster, prefix: string, req: AdmitRe
   const reply = await runScript<[number, ...(string | number)[]]>(
     redis,
     'admit',
-    [k.wait, k.paused, k.prioritized, k.delayed, k.reservations, k.settings, k.models, k.modelPools, k.shedding, k.tenantJobs(req.tenant ?? '')],
+    [k.wait, k.paused, k.prioritized, k.delayed, k.reservations, k.settings, k.models, k.modelPools, k.shedding, k.tenantJobs(req.tenant ?? ''), k.stats],
     [req.jobId, RESERVATION_TTL_MS, req.defaultCap ?? LANE_DEFAULTS[req.lane].cap, `${k.bullPrefix}:${k.queueName}:`, req.provider, req.tenant ?? '', ...req.models],
   );
   const [code, a, b] = reply;

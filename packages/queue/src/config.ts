@@ -69,7 +69,7 @@ const ProviderConfig = (defaultKeyEnv: string) =>
 const TenantQuota = z.strictObject({
   /** Tokens/min (input + output) across every pool. */
   tpm: positiveInt.optional(),
-  /** Jobs queued (not yet started) per lane at once. */
+  /** Jobs not yet finished (waiting, delayed or running) per lane at once. */
   maxQueued: positiveInt.optional(),
 });
 
@@ -174,12 +174,22 @@ export const HeadroomConfig = z
       .default({ default: {}, overrides: {} }),
     batch: z
       .strictObject({
+        /** Run a batcher in every worker (one of them leads); off = BATCH jobs wait in their lane. */
         enabled: z.boolean().default(true),
+        /** Requests per provider batch (also capped by each provider's own limit: 100,000 / 50,000). */
         maxRequests: positiveInt.max(100_000).default(1000),
+        /** A partial batch is submitted once its oldest job has waited this long. */
         maxWaitMs: positiveInt.default(60_000),
+        /** How often each submitted batch's status is read. */
         pollIntervalMs: positiveInt.default(30_000),
+        /** The leader's lease; a dead leader is replaced after at most this long. */
+        leaseMs: positiveInt.min(1_000).default(15_000),
+        /** Lock on each claimed or parked job, renewed by the leader; a fleet down longer hands the jobs back. */
+        parkLockMs: positiveInt.min(10_000).default(3_600_000),
+        /** Bound on one batch submission; a new leader waits this long past an unanswered submit before resubmitting. */
+        submitTimeoutMs: positiveInt.min(1_000).default(120_000),
       })
-      .default({ enabled: true, maxRequests: 1000, maxWaitMs: 60_000, pollIntervalMs: 30_000 }),
+      .default({ enabled: true, maxRequests: 1000, maxWaitMs: 60_000, pollIntervalMs: 30_000, leaseMs: 15_000, parkLockMs: 3_600_000, submitTimeoutMs: 120_000 }),
     dashboard: z
       .strictObject({
         port: z.int().min(1).max(65535).default(3000),

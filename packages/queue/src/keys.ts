@@ -34,7 +34,7 @@ export interface LaneKeys {
   shedding: string;
   /** ZSET job id -> enqueue time of one tenant's jobs in this lane, for its max-queued quota. */
   tenantJobs(tenant: string): string;
-  /** HASH of counters we keep per lane (shed, refused). */
+  /** HASH of all-time counters per lane: `shed` (every shed), `shed:refused` (at admission), `shed:waiting`. */
   stats: string;
   /** STRING: the lane is backed off fleet-wide until this key expires. */
   backoff: string;

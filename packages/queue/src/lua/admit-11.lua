@@ -14,6 +14,7 @@
   KEYS[7] known models hash (model -> provider)          KEYS[8] model -> pool hash
   KEYS[9] shedding hash (pool -> untilMs:retryAfterMs:pressure)
   KEYS[10] this tenant's queued jobs zset (any key of the lane's slot when there is no tenant)
+  KEYS[11] lane stats hash (shed, shed:refused: every shed is counted)
 
   ARGV[1] job id              ARGV[2] reservation TTL ms  ARGV[3] default cap
   ARGV[4] job key prefix (`<bullPrefix>:<lane>:`)         ARGV[5] provider
@@ -26,7 +27,7 @@
     { -2, model }                  unknown model (only checked once a fleet has published its models)
     { -3, model, provider }        model belongs to another provider
     { -4, retryAfterMs, pool, pressure }   SHED: the primary model's pool is under pressure
-    { -5, max }                    QUOTA_EXCEEDED: the tenant holds its max of queued jobs
+    { -5, max }                    QUOTA_EXCEEDED: the tenant holds its max of unfinished jobs
 ]]
 local jobId = ARGV[1]
 local jobKeyPrefix = ARGV[4]
@@ -52,6 +53,8 @@ local shed = redis.call('HGET', KEYS[9], pool)
 if shed then
   local untilMs, retryAfterMs, pressure = string.match(shed, '^([%d.]+):([%d.]+):([%d.]+)$')
   if untilMs and tonumber(untilMs) > now then
+    redis.call('HINCRBY', KEYS[11], 'shed', 1)
+    redis.call('HINCRBY', KEYS[11], 'shed:refused', 1)
     return { -4, retryAfterMs, pool, pressure }
   end
 end
@@ -59,13 +62,14 @@ end
 if tenant ~= '' then
   local max = tonumber(redis.call('HGET', KEYS[6], 'tenantMax:' .. tenant) or redis.call('HGET', KEYS[6], 'tenantMax:*') or '0')
   if max > 0 and redis.call('ZCARD', KEYS[10]) >= max then
-    -- Only at the limit: forget members that started, finished or were removed since.
+    -- Only at the limit: forget members that finished or were removed since. A job that started
+    -- and went back to wait (a tenant over its tokens/min does) still counts: it is not done.
     for _, id in ipairs(redis.call('ZRANGE', KEYS[10], 0, -1)) do
       local key = jobKeyPrefix .. id
       local added = redis.call('EXISTS', key) == 1
       local reserved = redis.call('ZSCORE', KEYS[5], id)
-      -- Gone (removed, or its producer died before adding it) or started: no longer queued.
-      if (not added and not (reserved and tonumber(reserved) > now)) or (added and redis.call('HEXISTS', key, 'processedOn') == 1) then
+      -- Gone (removed, or its producer died before adding it) or finished: no longer held.
+      if (not added and not (reserved and tonumber(reserved) > now)) or (added and redis.call('HEXISTS', key, 'finishedOn') == 1) then
         redis.call('ZREM', KEYS[10], id)
       end
     end
