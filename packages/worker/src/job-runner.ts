@@ -40,6 +40,12 @@ export interface RunContext {
   logger: Logger;
   random: () => number;
   now: () => number;
+  /**
+   * Tenant id -> when its tokens/min bucket can serve again, as the bucket last said. A runaway
+   * tenant's flood is then parked without a Redis round trip per job, so the jobs of other
+   * tenants queued behind it reach the bucket sooner.
+   */
+  tenantWaits: Map<string, number>;
 }
 
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */
@@ -197,6 +203,14 @@ async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Promise<Pl
       if (!best || retryIn < best.waitMs) best = { waitMs: retryIn, reason: 'breaker' };
       continue;
     }
+    const tenantFreeAt = job.tenant ? ctx.tenantWaits.get(job.tenant) : undefined;
+    if (tenantFreeAt !== undefined) {
+      if (tenantFreeAt > ctx.now()) {
+        ctx.breaker.release(model);
+        return { kind: 'wait', waitMs: tenantFreeAt - ctx.now(), reason: 'tenant_tpm' };
+      }
+      ctx.tenantWaits.delete(job.tenant!);
+    }
     const modelCfg = ctx.config.models[model]!;
     const pool = poolOf(ctx.config, model);
     const request = { ...job.request, model } as LlmJob['request'];
@@ -221,6 +235,10 @@ async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Promise<Pl
       continue;
     }
     ctx.metrics.bucketWaits.inc({ pool, lane: meta.lane, reason: res.reason });
+    if (res.reason.startsWith('tenant') && job.tenant) {
+      ctx.tenantWaits.set(job.tenant, ctx.now() + res.waitMs);
+      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason };
+    }
     // Wait for the primary unless it is cooling down or would make the job late; then degrade.
     const tooLate = waitedMs + res.waitMs > maxWaitMs;
     if (res.reason !== 'cooldown' && (!tooLate || isLast)) {

@@ -1,0 +1,148 @@
+/**
+ * Overload behaviour end to end: a brownout sheds LOW and nothing else, a runaway tenant cannot
+ * starve its neighbours, and identical coalesced requests cost one provider call.
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { JobFailedError, Producer, ShedError, type JobHandle, type LlmJobInput, type LlmResult, type Priority } from '@headroom/producer-sdk';
+import { parseConfig, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { createLogger, readFleetStats, startWorker } from '@headroom/worker';
+
+const SONNET = 'claude-sonnet-4-6';
+const HAIKU = 'claude-haiku-4-5';
+const ENV = { PRESSURE_TEST_KEY: 'sk-pressure' };
+
+let redis: EmbeddedRedis;
+let sim: Simulator;
+let admin: Redis;
+const running: { close(): Promise<unknown> }[] = [];
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  admin = new Redis(redis.url);
+});
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((r) => r.close()));
+  await sim?.close();
+});
+afterAll(async () => {
+  admin.disconnect();
+  await redis.stop();
+});
+
+async function fleet(simOpts: Parameters<typeof startSimulator>[0], config: Omit<HeadroomConfigInput, 'redis' | 'providers'>, workers = 2) {
+  sim = await startSimulator(simOpts);
+  const prefix = `p${randomUUID().slice(0, 8)}`;
+  const cfg = parseConfig({ redis: { prefix }, providers: { anthropic: { baseURL: sim.url, apiKeyEnv: 'PRESSURE_TEST_KEY' } }, ...config });
+  for (let i = 0; i < workers; i++) running.push(await startWorker({ config: cfg, redisUrl: redis.url, env: ENV, logger: createLogger({ level: 'silent' }) }));
+  const producer = new Producer({ redis: redis.url, prefix });
+  running.push(producer);
+  return { producer, prefix };
+}
+
+const job = (priority: Priority, text: string, extra: Partial<LlmJobInput> = {}): LlmJobInput =>
+  ({ priority, provider: 'anthropic', request: { model: SONNET, max_tokens: 32, messages: [{ role: 'user', content: text }] }, ...extra }) as LlmJobInput;
+
+describe('pressure and shedding', () => {
+  it('sheds LOW in a brownout while CRITICAL and HIGH all complete, and counts every shed', async () => {
+    const limits = { rpm: 120, itpm: 200_000, otpm: 50_000 };
+    const { producer, prefix } = await fleet(
+      { models: { [SONNET]: { provider: 'anthropic', limits }, [HAIKU]: { provider: 'anthropic', limits } }, latencyMs: 20 },
+      {
+        models: { [SONNET]: { provider: 'anthropic', limits, fallback: [HAIKU] }, [HAIKU]: { provider: 'anthropic', limits } },
+        lanes: { low: { maxWaitMs: 2_000 } },
+        shedding: { lowAt: 0.85, horizonMs: 5_000 },
+        retry: { maxAttempts: 10, baseDelayMs: 100, maxDelayMs: 2_000 },
+      },
+    );
+    const accepted: { priority: Priority; handle: JobHandle }[] = [];
+    let refusedAtEnqueue = 0;
+    const offer = async (priority: Priority, n: number, tag: string) => {
+      for (let i = 0; i < n; i++) {
+        try {
+          accepted.push({ priority, handle: await producer.enqueue(job(priority, `${tag} ${i}`, priority === 'LOW' ? {} : { fallback: [HAIKU] })) });
+        } catch (err) {
+          if (!(err instanceof ShedError)) throw err;
+          expect(priority).toBe('LOW');
+          refusedAtEnqueue++;
+        }
+      }
+    };
+    // A minute of burst plus a long backlog: the bucket drains and the backlog outlasts the horizon.
+    await offer('LOW', 250, 'low');
+    await offer('HIGH', 20, 'high');
+    await offer('CRITICAL', 10, 'crit');
+    await new Promise((r) => setTimeout(r, 3_000));
+    // Brownout: the provider halves its limits and throws 529s.
+    sim.scaleLimits(0.5);
+    sim.injectFaults({ model: SONNET, status: 529, count: 5 });
+    await offer('LOW', 50, 'low-late');
+    await offer('HIGH', 10, 'high-late');
+    await offer('CRITICAL', 5, 'crit-late');
+
+    const settled = await Promise.allSettled(accepted.map((a) => a.handle.result({ timeoutMs: 120_000 })));
+    const byPriority = (p: Priority) => settled.filter((_, i) => accepted[i]!.priority === p);
+    for (const p of ['CRITICAL', 'HIGH'] as const) {
+      const rejected = byPriority(p).filter((s): s is PromiseRejectedResult => s.status === 'rejected');
+      expect(rejected.map((r) => String(r.reason)), `${p} jobs must all complete`).toEqual([]);
+    }
+    const low = byPriority('LOW');
+    const shed = low.filter((s) => s.status === 'rejected' && s.reason instanceof JobFailedError && s.reason.reason.startsWith('SHED:'));
+    const otherFailures = low.filter((s) => s.status === 'rejected' && !shed.includes(s));
+    expect(otherFailures.map((s) => String((s as PromiseRejectedResult).reason))).toEqual([]);
+    expect(shed.length + refusedAtEnqueue).toBeGreaterThan(0);
+    expect(shed.length).toBeGreaterThan(0);
+    // Every accepted job ended: completed or failed with a reason (allSettled above had no timeouts).
+    expect(settled.every((s) => s.status === 'fulfilled' || s.reason instanceof JobFailedError)).toBe(true);
+
+    // The fleet's shed counter matches the jobs that ended as shed.
+    await new Promise((r) => setTimeout(r, 1_500));
+    const stats = await readFleetStats(admin, prefix, 10);
+    expect(stats.lanes.low?.shed ?? 0).toBe(shed.length);
+    expect(stats.lanes.critical?.shed ?? 0).toBe(0);
+    expect(stats.lanes.high?.shed ?? 0).toBe(0);
+  });
+
+  it('keeps a runaway tenant from starving another tenant on the same lane', async () => {
+    const limits = { rpm: 6_000, itpm: 2_000_000, otpm: 400_000 };
+    const { producer } = await fleet(
+      { models: { [SONNET]: { provider: 'anthropic', limits } }, latencyMs: 30 },
+      // Tenant A may spend about 20 jobs' worth of tokens a minute.
+      { models: { [SONNET]: { provider: 'anthropic', limits } }, tenants: { overrides: { a: { tpm: 2_000 } } } },
+    );
+    const run = (tenant: string, n: number, tag: string) =>
+      Promise.all(Array.from({ length: n }, (_, i) => producer.enqueue(job('NORMAL', `${tag} ${i}`, { tenant }))));
+    const waitOf = (r: LlmResult) => r.timings.waitMs;
+
+    const idle = await Promise.all((await run('b', 10, 'b-idle')).map((h) => h.result({ timeoutMs: 30_000 })));
+    // A offers 10x its quota at once; B arrives behind all of it in the same FIFO lane.
+    const flood = await run('a', 200, 'a-flood');
+    const contended = await Promise.all((await run('b', 10, 'b-busy')).map((h) => h.result({ timeoutMs: 60_000 })));
+    const aStates = await Promise.all(flood.map((h) => producer.getJob(h.id)));
+    const aDone = aStates.filter((s) => s?.state === 'completed').length;
+
+    const p95 = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.ceil(xs.length * 0.95) - 1]!;
+    console.log(`tenant B p95 wait: idle A ${p95(idle.map(waitOf))} ms, runaway A ${p95(contended.map(waitOf))} ms; A completed ${aDone}/200 meanwhile`);
+    // B did not wait behind A's backlog: A is held to its quota, B is done long before A.
+    expect(aDone).toBeLessThan(100);
+    expect(Math.max(...contended.map(waitOf))).toBeLessThan(20_000);
+  });
+
+  it('serves 50 identical coalesced requests with one provider call', async () => {
+    const limits = { rpm: 1_000, itpm: 400_000, otpm: 100_000 };
+    sim = await startSimulator({ models: { [SONNET]: { provider: 'anthropic', limits } }, latencyMs: 20 });
+    const prefix = `c${randomUUID().slice(0, 8)}`;
+    const producer = new Producer({ redis: redis.url, prefix });
+    running.push(producer);
+    const same = job('HIGH', 'What is the capital of France?', { coalesce: true });
+    const handles = await Promise.all(Array.from({ length: 50 }, () => producer.enqueue(same)));
+    const cfg = parseConfig({ redis: { prefix }, providers: { anthropic: { baseURL: sim.url, apiKeyEnv: 'PRESSURE_TEST_KEY' } }, models: { [SONNET]: { provider: 'anthropic', limits } } });
+    running.push(await startWorker({ config: cfg, redisUrl: redis.url, env: ENV, logger: createLogger({ level: 'silent' }) }));
+    const results = await Promise.all(handles.map((h) => h.result({ timeoutMs: 20_000 })));
+    expect(results).toHaveLength(50);
+    expect(new Set(results.map((r) => JSON.stringify(r.response))).size).toBe(1);
+    expect(sim.stats().models[SONNET]?.admitted).toBe(1);
+  });
+});
