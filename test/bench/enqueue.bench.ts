@@ -4,15 +4,15 @@
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Producer } from '@headroom/producer-sdk';
+import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { laneKeys, parseConfig, publishFleetSettings, startEmbeddedRedis } from '@headroom/queue';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 6000);
-const job = {
+const job: LlmJobInput = {
   priority: 'NORMAL',
   provider: 'anthropic',
   request: { model: 'claude-sonnet-4-6', max_tokens: 256, messages: [{ role: 'user', content: 'Summarise the attached ticket in two sentences. '.repeat(10) }] },
-} as const;
+};
 
 async function timed(concurrency: number, perWorker: (i: number) => Promise<unknown>): Promise<number> {
   const per = Math.floor(JOBS / concurrency);
@@ -31,7 +31,7 @@ try {
     const producers = Array.from({ length: concurrency }, () => new Producer({ redis: redis.url, prefix }));
     const raws = Array.from({ length: concurrency }, () => {
       const k = laneKeys(`raw${concurrency}`, 'normal');
-      return new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis.url });
+      return new Queue(k.queueName, { prefix: k.bullPrefix, connection: { host: '127.0.0.1', port: redis.port } });
     });
     // Warm both paths (script load, connections) before measuring.
     await Promise.all(producers.map((p) => p.enqueue(job)));

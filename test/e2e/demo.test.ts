@@ -9,7 +9,7 @@ import { REPO_ROOT } from '../support/fleet.js';
 
 describe('pnpm demo', () => {
   it('runs headless for 15 s and completes jobs in every lane with zero 429s', async () => {
-    const env = { ...process.env, HEADROOM_LOG_LEVEL: 'warn' };
+    const env: NodeJS.ProcessEnv = { ...process.env, HEADROOM_LOG_LEVEL: 'warn' };
     for (const k of ['REDIS_URL', 'ANTHROPIC_API_KEY', 'OPENAI_API_KEY']) delete env[k];
     const child = spawn('pnpm', ['demo', '--duration', '15', '--check'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

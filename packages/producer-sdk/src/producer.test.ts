@@ -210,15 +210,15 @@ describe('Producer', () => {
   it('refuses new jobs for a pool the fleet is shedding, with a retry hint, and only for that pool', async () => {
     const prefix = `t${randomUUID().slice(0, 8)}`;
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic', pool: 'sonnet' }, 'claude-haiku-4-5': { provider: 'anthropic' } } }));
-    const [sec] = (await admin.time()) as [string, string];
+    const sec = Number((await admin.time())[0]);
     // The entry the worker's pressure monitor writes: untilMs:retryAfterMs:pressure (Redis time).
-    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${Number(sec) * 1000 + 5_000}:4000:0.970`);
+    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${sec * 1000 + 5_000}:4000:0.970`);
     const p = producer(prefix);
     await expect(p.enqueue(job({ priority: 'LOW' }))).rejects.toMatchObject({ code: 'SHED', lane: 'low', retryAfterMs: 4000 });
     await expect(p.enqueue(job({ priority: 'LOW', request: { model: 'claude-haiku-4-5', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] } } as never))).resolves.toBeDefined();
     await expect(p.enqueue(job({ priority: 'HIGH' }))).resolves.toBeDefined();
     // An entry past its time no longer sheds (a fleet that died does not shed forever).
-    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${Number(sec) * 1000 - 1}:4000:0.970`);
+    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${sec * 1000 - 1}:4000:0.970`);
     await expect(p.enqueue(job({ priority: 'LOW' }))).resolves.toBeDefined();
   });
 

@@ -104,7 +104,7 @@ export const HeadroomConfig = z
     redis: z
       .strictObject({
         /** Used when the `urlEnv` variable is unset. No password here: put it in the env variable. */
-        url: z.string().regex(/^rediss?:\/\//, { error: 'expected a redis:// or rediss:// URL' }).optional(),
+        url: z.string().regex(/^rediss?(-cluster)?:\/\//, { error: 'expected a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL' }).optional(),
         urlEnv: envName.default('REDIS_URL'),
         prefix: z.string().regex(/^[\w-]{1,32}$/).default('hr'),
       })

@@ -149,8 +149,9 @@ export const LlmJob = z.discriminatedUnion(
   { error: 'expected "anthropic" or "openai"' },
 );
 export type LlmJob = z.infer<typeof LlmJob>;
-/** What a producer passes in: same shape, before defaults. */
-export type LlmJobInput = z.input<typeof LlmJob>;
+type DeepReadonly<T> = T extends (...args: never[]) => unknown ? T : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+/** What a producer passes in: same shape, before defaults; `as const` literals are welcome. */
+export type LlmJobInput = DeepReadonly<z.input<typeof LlmJob>>;
 
 /** Every model a job may be served by, primary first. */
 export function modelLadder(job: Pick<LlmJob, 'request' | 'fallback'>): string[] {

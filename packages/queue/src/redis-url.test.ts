@@ -64,7 +64,10 @@ describe('parseRedisUrl', () => {
 
 describe('createRedis', () => {
   const opened: (Redis | Cluster)[] = [];
-  const open = (c: Redis | Cluster) => (opened.push(c), c);
+  const open = (c: Redis | Cluster) => {
+    opened.push(c);
+    return c;
+  };
   afterEach(() => {
     for (const c of opened.splice(0)) c.disconnect();
   });

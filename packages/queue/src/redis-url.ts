@@ -55,6 +55,13 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
   const cluster = CLUSTER_SCHEME.exec(url);
   if (!cluster) {
     if (!STANDALONE_SCHEME.test(url)) invalid('expected redis://, rediss://, redis-cluster:// or rediss-cluster://');
+    // ioredis parses it with WHATWG URL and throws a bare TypeError (its `input` holds the URL,
+    // password and all): check here so a typo gets the same clear CONFIG_INVALID as any other.
+    try {
+      new URL(url);
+    } catch {
+      invalid('not a valid URL: check the host, the port (1-65535) and that reserved characters in the password are percent-encoded');
+    }
     return { kind: 'standalone', url, tls: /^rediss:/i.test(url) };
   }
   const tls = cluster[1]!.toLowerCase() === 'rediss';

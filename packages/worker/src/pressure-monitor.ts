@@ -74,9 +74,8 @@ export class PressureMonitor {
 
   async tick(): Promise<void> {
     const prefix = this.config.redis.prefix;
-    const depthPipe = this.redis.pipeline();
-    for (const lane of INTERACTIVE_LANES) depthPipe.llen(laneKeys(prefix, lane).wait);
-    const depths = ((await depthPipe.exec()) ?? []).map(([, n]) => Number(n ?? 0));
+    // One command per lane, sent together: each lane is its own Redis Cluster slot.
+    const depths = await Promise.all(INTERACTIVE_LANES.map((lane) => this.redis.llen(laneKeys(prefix, lane).wait)));
     const backlogJobs = depths.reduce((a, b) => a + b, 0);
     const stats = await readFleetStats(this.redis, prefix, 5);
 

@@ -1,9 +1,24 @@
 import type { z } from 'zod';
 import type { Issue } from '../errors.js';
 
+/** API-key-shaped tokens (`sk-ant-...`, `sk-proj-...`) and URL passwords (`//user:pw@`). */
+const KEY_SHAPED = /\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,}/g;
+const URL_PASSWORD = /(\/\/[^/@:\s]*:)[^/\s]+@/g;
+
+/**
+ * Errors are printed and logged: a key pasted where an env variable name belongs, or a password
+ * in a URL, must not be echoed back.
+ */
+function masked(text: string): string {
+  return text.replace(URL_PASSWORD, '$1***@').replace(KEY_SHAPED, '[redacted]');
+}
+
 function describe(input: unknown): string {
   if (input === undefined) return 'nothing';
-  if (typeof input === 'string') return JSON.stringify(input.length > 60 ? `${input.slice(0, 57)}...` : input);
+  if (typeof input === 'string') {
+    const shown = masked(input);
+    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
+  }
   if (Array.isArray(input)) return 'an array';
   if (input === null) return 'null';
   if (typeof input === 'object') return 'an object';
