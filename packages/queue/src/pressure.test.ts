@@ -27,6 +27,15 @@ describe('computePressure', () => {
     expect(p.binding).toBe('itpm');
   });
 
+  it('measures utilization against what the shed lane may draw', () => {
+    // LOW (reserve 0.4) alone keeps the bucket at 40%: for LOW that bucket is fully used.
+    const snapshot = { dimensions: [dim('rpm', 24, 60)], cooldowns: [] };
+    const p = computePressure({ ...base, snapshot, backlogJobs: 500, reserve: 0.4 });
+    expect(p.utilization).toBeCloseTo(1, 5);
+    expect(p.value).toBe(1);
+    expect(computePressure({ ...base, snapshot, backlogJobs: 500 }).value).toBeCloseTo(0.6, 5);
+  });
+
   it('counts a cooling model in proportion to its pool', () => {
     const snapshot = { dimensions: [dim('rpm', 100, 100)], cooldowns: [{ model: 'a', untilMs: 0, remainingMs: 5_000 }] };
     expect(computePressure({ ...base, models: ['a', 'b'], snapshot, backlogJobs: 0 }).value).toBe(0.5);

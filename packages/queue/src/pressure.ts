@@ -16,11 +16,17 @@ export interface PressureInput {
   meanNeed: Partial<Record<string, number>>;
   /** Drain times past this count as full pressure. */
   horizonMs: number;
+  /**
+   * The reserve of the lane being shed (LOW: 0.4). That lane can never draw the bucket below its
+   * reserve, so utilization is measured against what it may draw: a bucket sitting at LOW's
+   * reserve is fully used, as far as LOW is concerned. @default 0
+   */
+  reserve?: number;
 }
 
 export interface Pressure {
   value: number;
-  /** 1 - level/capacity of the most drawn-down dimension. */
+  /** How much of what the shed lane may draw is used, in the most drawn-down dimension. */
   utilization: number;
   /** Time the backlog needs at the refill rate of its binding dimension, beyond what the bucket holds. */
   drainMs: number;
@@ -36,7 +42,7 @@ export function computePressure(input: PressureInput): Pressure {
   let binding: string | null = null;
   for (const d of input.snapshot.dimensions) {
     if (d.dimension.startsWith('tenant') || d.capacity <= 0) continue;
-    const used = clamp01(1 - d.level / d.capacity);
+    const used = clamp01((1 - d.level / d.capacity) / (1 - Math.min(0.99, input.reserve ?? 0)));
     if (used > utilization) utilization = used;
     const need = input.meanNeed[d.dimension] ?? (d.dimension === 'rpm' ? 1 : 0);
     const ms = d.ratePerSec > 0 ? (Math.max(0, input.backlogJobs * need - Math.max(0, d.level)) / d.ratePerSec) * 1000 : 0;

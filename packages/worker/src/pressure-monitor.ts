@@ -83,7 +83,7 @@ export class PressureMonitor {
     for (const [pool, models] of this.pools) {
       const limits = this.config.models[models[0]!]!.limits;
       const snapshot = await this.bucket.snapshot(pool, limits);
-      const pressure = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs });
+      const pressure = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve });
       const was = this.latest.get(pool)?.value ?? 0;
       this.latest.set(pool, pressure);
       const shedding = pressure.value >= this.config.shedding.lowAt;
