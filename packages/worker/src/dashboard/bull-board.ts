@@ -1,0 +1,89 @@
+/**
+ * Bull Board over every lane, as an express router to mount at `basePath`.
+ *
+ * - Read-only mode is enforced three times over, because a hidden button is not a control: the
+ *   adapters' `readOnlyMode`, Bull Board's `before` hook, and a middleware refusing every
+ *   non-GET request.
+ * - Adding a job and editing a job's data are always refused: both would bypass admission (the
+ *   lane caps) and job validation, and an edit would write the redacted view back.
+ * - Prompts and completions are redacted in the job view unless `showPayloads` is set.
+ * - `showWorkers: false` drops the `CLIENT LIST` per lane Bull Board would run on every poll;
+ *   the Headroom page lists workers from their heartbeats instead.
+ */
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { Router, type RequestHandler } from 'express';
+import type { LaneQueues } from './fleet-state.js';
+import { redactJobData, redactResult } from './payload-redaction.js';
+
+const LANE_DESCRIPTIONS: Record<string, string> = {
+  critical: 'CRITICAL: served first, never shed',
+  high: 'HIGH: never shed',
+  normal: 'NORMAL: delayed under pressure, not shed',
+  low: 'LOW: shed first under pressure',
+  batch: "BATCH: no deadline, sent to the providers' batch APIs",
+};
+
+/** Bull Board routes that would write jobs around Headroom's admission and validation. */
+export const ALWAYS_REFUSED_ROUTES: ReadonlySet<string> = new Set(['/api/queues/:queueName/add', '/api/queues/:queueName/:jobId/update-data']);
+
+/** Refuses writes before they reach Bull Board: 403 with a stable code. */
+export const refuseWrites: RequestHandler = (req, res, next) => {
+  if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
+  res.status(403).json({ error: { code: 'READ_ONLY', message: 'this dashboard is read-only' } });
+};
+
+export interface BullBoardOptions {
+  queues: LaneQueues;
+  basePath: string;
+  readOnly: boolean;
+  /** Show prompts and completions in the job view. @default false */
+  showPayloads?: boolean;
+  /** Linked from Bull Board's menu. */
+  headroomPath: string;
+}
+
+export function bullBoardRouter(opts: BullBoardOptions): Router {
+  const serverAdapter = new ExpressAdapter();
+  serverAdapter.setBasePath(opts.basePath);
+  const adapters = [...opts.queues.entries()].map(([lane, queue]) => {
+    const adapter = new BullMQAdapter(queue, {
+      readOnlyMode: opts.readOnly,
+      allowRetries: !opts.readOnly,
+      displayName: lane.toUpperCase(),
+      description: LANE_DESCRIPTIONS[lane] ?? lane,
+    });
+    if (!opts.showPayloads) {
+      adapter.setFormatter('data', redactJobData);
+      adapter.setFormatter('returnValue', redactResult);
+    }
+    return adapter;
+  });
+  createBullBoard({
+    queues: adapters,
+    serverAdapter,
+    options: {
+      uiConfig: {
+        boardTitle: 'Headroom',
+        showWorkers: false,
+        sortQueues: false,
+        hideDocsLink: true,
+        miscLinks: [{ text: 'Headroom quota', url: opts.headroomPath }],
+      },
+      handlerHooks: {
+        before: ({ method, route }) => {
+          if (ALWAYS_REFUSED_ROUTES.has(route)) {
+            return { allow: false, status: 403, message: 'enqueue with the producer SDK: Bull Board would bypass admission and validation' };
+          }
+          if (opts.readOnly && method !== 'get') return { allow: false, status: 403, message: 'this dashboard is read-only' };
+          return { allow: true };
+        },
+      },
+    },
+  });
+  const router = Router();
+  if (opts.readOnly) router.use(refuseWrites);
+  router.use(serverAdapter.getRouter() as RequestHandler);
+  return router;
+}

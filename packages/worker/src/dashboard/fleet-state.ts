@@ -1,0 +1,73 @@
+/**
+ * Reads of the fleet's shared state in Redis, for the dashboard page, its /metrics and its
+ * alerts: lane depths (BullMQ's own counts), the lanes' shed counters, the pressure the workers
+ * publish, and the lane queues themselves (which Bull Board also uses).
+ */
+import { Queue } from 'bullmq';
+import type { Cluster, Redis } from 'ioredis';
+import { fleetKeys, laneKeys, LANES, type Lane } from '@headroom/queue';
+
+/**
+ * BullMQ's states, as Bull Board and `getJobCounts` name them. No `paused`: BullMQ 6 pauses a
+ * queue with a flag and leaves its jobs in `waiting`.
+ */
+export const LANE_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const;
+export type LaneState = (typeof LANE_STATES)[number];
+
+export interface LaneDepth {
+  lane: Lane;
+  counts: Record<LaneState, number>;
+  /** Jobs not yet started: what the lane's cap counts (reservations aside). */
+  queued: number;
+  /** All-time counters the fleet keeps in the lane's stats hash. */
+  shedTotal: number;
+}
+
+export type LaneQueues = ReadonlyMap<Lane, Queue>;
+
+/** One BullMQ Queue per lane, all on `redis` (shared, not owned: closing them leaves it open). */
+export function openLaneQueues(redis: Redis | Cluster, prefix: string): Map<Lane, Queue> {
+  const queues = new Map<Lane, Queue>();
+  for (const lane of LANES) {
+    const k = laneKeys(prefix, lane);
+    const q = new Queue(k.queueName, { connection: redis as Redis, prefix: k.bullPrefix });
+    // Connection errors surface through the reads that hit them.
+    q.on('error', () => {});
+    queues.set(lane, q);
+  }
+  return queues;
+}
+
+export async function closeLaneQueues(queues: LaneQueues): Promise<void> {
+  await Promise.all([...queues.values()].map((q) => q.close().catch(() => {})));
+}
+
+export async function readLanes(redis: Redis | Cluster, prefix: string, queues: LaneQueues): Promise<LaneDepth[]> {
+  // Each lane is its own hash slot: separate commands (sent together), not one pipeline, so this
+  // also works on Redis Cluster.
+  const lanes = [...queues.keys()];
+  const [shed, counts] = await Promise.all([
+    Promise.all(lanes.map((lane) => redis.hget(laneKeys(prefix, lane).stats, 'shed'))),
+    Promise.all([...queues.values()].map((q) => q.getJobCounts(...LANE_STATES))),
+  ]);
+  return lanes.map((lane, i) => {
+    const raw = counts[i] ?? {};
+    const c = Object.fromEntries(LANE_STATES.map((s) => [s, Number(raw[s] ?? 0)])) as Record<LaneState, number>;
+    return { lane, counts: c, queued: c.waiting + c.prioritized + c.delayed, shedTotal: Number(shed[i] ?? 0) || 0 };
+  });
+}
+
+/** The pressure (0..1) each pool's workers last published; pools with none are absent. */
+export async function readPressure(redis: Redis | Cluster, prefix: string): Promise<Record<string, number>> {
+  const hash = await redis.hgetall(fleetKeys(prefix).pressure);
+  const out: Record<string, number> = {};
+  for (const [pool, raw] of Object.entries(hash)) {
+    try {
+      const v = (JSON.parse(raw) as { value?: unknown }).value;
+      if (typeof v === 'number' && Number.isFinite(v)) out[pool] = v;
+    } catch {
+      // A value written by another version: skip it rather than fail the page.
+    }
+  }
+  return out;
+}

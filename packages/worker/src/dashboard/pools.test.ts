@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '@headroom/queue';
+import { poolsOf, utilizationOf } from './pools.js';
+
+describe('poolsOf', () => {
+  it('groups models by pool and takes the lowest limit per dimension', () => {
+    const config = parseConfig({
+      models: {
+        'claude-sonnet-4-6': { provider: 'anthropic', pool: 'sonnet-4', limits: { rpm: 1000, itpm: 450_000 } },
+        'claude-sonnet-4-5': { provider: 'anthropic', pool: 'sonnet-4', limits: { rpm: 800, otpm: 90_000 } },
+        'gpt-4.1': { provider: 'openai', limits: { rpm: 500, tpm: 30_000 } },
+      },
+    });
+    expect(poolsOf(config)).toEqual([
+      { pool: 'gpt-4.1', provider: 'openai', models: ['gpt-4.1'], limits: { rpm: 500, tpm: 30_000 } },
+      { pool: 'sonnet-4', provider: 'anthropic', models: ['claude-sonnet-4-6', 'claude-sonnet-4-5'], limits: { rpm: 800, itpm: 450_000, otpm: 90_000 } },
+    ]);
+  });
+});
+
+describe('utilizationOf', () => {
+  it('is used / capacity, above 1 when the level is negative', () => {
+    expect(utilizationOf({ capacity: 100, level: 100 })).toBe(0);
+    expect(utilizationOf({ capacity: 100, level: 20 })).toBe(0.8);
+    expect(utilizationOf({ capacity: 100, level: -100 })).toBe(2);
+  });
+});
