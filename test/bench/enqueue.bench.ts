@@ -25,22 +25,25 @@ const redis = await startEmbeddedRedis();
 const admin = new Redis(redis.url);
 try {
   const rows: { mode: string; headroom: number; raw: number }[] = [];
-  for (const concurrency of [1, 8]) {
-    const prefix = `bench${concurrency}`;
+  // [clients, concurrent calls per client]: one producer sequential, one producer with 8 calls
+  // in flight (a busy service), and 8 producers each sequential.
+  const modes: [number, number, string][] = [[1, 1, '1 producer, sequential'], [1, 8, '1 producer, 8 in flight'], [8, 1, '8 producers, sequential']];
+  for (const [clients, inFlight, mode] of modes) {
+    const prefix = `bench${clients}x${inFlight}`;
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, lanes: { normal: { cap: 10_000_000 } } }));
-    const producers = Array.from({ length: concurrency }, () => new Producer({ redis: redis.url, prefix }));
-    const raws = Array.from({ length: concurrency }, () => {
-      const k = laneKeys(`raw${concurrency}`, 'normal');
+    const producers = Array.from({ length: clients }, () => new Producer({ redis: redis.url, prefix }));
+    const raws = Array.from({ length: clients }, () => {
+      const k = laneKeys(`raw${clients}x${inFlight}`, 'normal');
       return new Queue(k.queueName, { prefix: k.bullPrefix, connection: { host: '127.0.0.1', port: redis.port } });
     });
-    // Warm both paths (script load, connections) before measuring.
-    await Promise.all(producers.map((p) => p.enqueue(job)));
-    await Promise.all(raws.map((q) => q.add('w', job)));
+    // Warm both paths (script load, connections, JIT) before measuring.
+    for (let w = 0; w < 200; w++) await Promise.all([...producers.map((p) => p.enqueue(job)), ...raws.map((q) => q.add('w', job))]);
+    const concurrency = clients * inFlight;
     let n = 0;
-    const raw = await timed(concurrency, () => raws[n++ % concurrency]!.add('anthropic:claude-sonnet-4-6', job));
+    const raw = await timed(concurrency, () => raws[n++ % clients]!.add('anthropic:claude-sonnet-4-6', job));
     let m = 0;
-    const headroom = await timed(concurrency, () => producers[m++ % concurrency]!.enqueue(job));
-    rows.push({ mode: concurrency === 1 ? '1 producer' : `${concurrency} concurrent producers`, headroom, raw });
+    const headroom = await timed(concurrency, () => producers[m++ % clients]!.enqueue(job));
+    rows.push({ mode, headroom, raw });
     await Promise.all([...producers.map((p) => p.close()), ...raws.map((q) => q.close())]);
   }
   console.log(`\nenqueue throughput, ${JOBS} jobs per mode (embedded redis-server, same run)\n`);

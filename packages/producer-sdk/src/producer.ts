@@ -4,9 +4,7 @@
 import { Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
-  admit,
   coalesceKeyOf,
-  releaseReservation,
   asRedisError,
   ClosedError,
   createRedis,
@@ -16,7 +14,6 @@ import {
   laneKeys,
   laneOfJobId,
   laneOfPriority,
-  modelLadder,
   newJobId,
   parseJob,
   waitForReady,
@@ -27,6 +24,7 @@ import {
   type LlmResult,
   type RedisInput,
 } from '@headroom/queue';
+import { EnqueueBatcher } from './internal/enqueue-batcher.js';
 import { ResultWaiter } from './internal/result-waiter.js';
 
 export interface ProducerOptions {
@@ -43,8 +41,13 @@ export interface ProducerOptions {
    * first was enqueued (a result cache). @default 0: only jobs in flight are shared
    */
   resultCacheTtlMs?: number;
-  /** How long finished jobs (and so their results and idempotency keys) are kept. */
-  retention?: { completedSec?: number; failedSec?: number };
+  /**
+   * How long finished jobs (and so their results and idempotency keys) are kept: whichever of
+   * age and count is reached first, per lane. The counts keep Redis flat under steady load (an age
+   * alone holds a whole day of jobs).
+   * @default { completedSec: 86400, failedSec: 604800, completedCount: 10000, failedCount: 10000 }
+   */
+  retention?: { completedSec?: number; failedSec?: number; completedCount?: number; failedCount?: number };
 }
 
 export interface ResultOptions {
@@ -76,6 +79,8 @@ export interface JobInfo {
 }
 
 const DEFAULT_RESULT_TIMEOUT_MS = 60_000;
+/** Finished jobs kept per lane and outcome, whatever their age. */
+const DEFAULT_RETENTION_COUNT = 10_000;
 
 function toJobState(raw: string): JobState {
   if (raw === 'waiting' || raw === 'wait' || raw === 'prioritized' || raw === 'paused') return 'waiting';
@@ -89,11 +94,12 @@ export class Producer {
   private readonly prefix: string;
   private readonly maxJobBytes: number;
   private readonly connectTimeoutMs: number;
-  private readonly removeOnComplete: { age: number };
-  private readonly removeOnFail: { age: number };
+  private readonly removeOnComplete: { age: number; count: number };
+  private readonly removeOnFail: { age: number; count: number };
   private readonly resultCacheTtlMs: number;
   private readonly queues = new Map<Lane, Queue>();
   private readonly waiter: ResultWaiter;
+  private readonly batcher: EnqueueBatcher;
   private closed = false;
   private pendingReady: Promise<void> | undefined;
 
@@ -101,14 +107,21 @@ export class Producer {
     this.prefix = opts.prefix ?? DEFAULT_PREFIX;
     this.maxJobBytes = opts.maxJobBytes ?? DEFAULT_MAX_JOB_BYTES;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 2_000;
-    this.removeOnComplete = { age: opts.retention?.completedSec ?? 24 * 3600 };
-    this.removeOnFail = { age: opts.retention?.failedSec ?? 7 * 24 * 3600 };
+    this.removeOnComplete = { age: opts.retention?.completedSec ?? 24 * 3600, count: opts.retention?.completedCount ?? DEFAULT_RETENTION_COUNT };
+    this.removeOnFail = { age: opts.retention?.failedSec ?? 7 * 24 * 3600, count: opts.retention?.failedCount ?? DEFAULT_RETENTION_COUNT };
     this.resultCacheTtlMs = opts.resultCacheTtlMs ?? 0;
     this.ownsRedis = typeof opts.redis === 'string';
     this.redis = typeof opts.redis === 'string' ? createRedis(opts.redis, 'producer') : opts.redis;
     // Connection errors surface through the calls that hit them; an unhandled 'error' event would crash the host.
     this.redis.on('error', () => {});
     this.waiter = new ResultWaiter(this.redis, this.prefix, (lane) => this.queue(lane));
+    this.batcher = new EnqueueBatcher(this.redis, this.prefix, (lane) => this.queue(lane), (id, job) => ({
+      jobId: id,
+      removeOnComplete: this.removeOnComplete,
+      removeOnFail: this.removeOnFail,
+      // BullMQ keeps one job per deduplication id while it runs (and for `ttl` after, as a cache).
+      ...(job.coalesce ? { deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } } : {}),
+    }));
   }
 
   /**
@@ -122,23 +135,11 @@ export class Producer {
     const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey) : newJobId(lane);
     try {
       await this.ready();
-      const outcome = await admit(this.redis, this.prefix, { lane, jobId: id, provider: job.provider, models: modelLadder(job), ...(job.tenant ? { tenant: job.tenant } : {}) });
-      if (outcome === 'exists') return this.handle(id, lane, true);
-      const added = await this.queue(lane).add(`${job.provider}:${job.request.model}`, job, {
-        jobId: id,
-        removeOnComplete: this.removeOnComplete,
-        removeOnFail: this.removeOnFail,
-        // BullMQ keeps one job per deduplication id while it runs (and for `ttl` after, as a cache).
-        ...(job.coalesce ? { deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } } : {}),
-      });
-      releaseReservation(this.redis, this.prefix, lane, id).catch(() => {
-        // The reservation expires by itself; nothing is lost if this one command fails.
-      });
-      // A coalesced add returns the job already in flight (with our data, not its own): use its id.
-      return added.id && added.id !== id ? this.handle(added.id, lane, true) : this.handle(id, lane, false);
     } catch (err) {
       throw asRedisError(err);
     }
+    const { id: jobId, existing } = await this.batcher.submit(lane, id, job);
+    return this.handle(jobId, lane, existing);
   }
 
   /** Enqueues and waits for the result. */

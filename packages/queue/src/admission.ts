@@ -6,7 +6,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { poolOf, type HeadroomConfig } from './config.js';
-import { JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
+import { HeadroomError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
 import { laneKeys } from './keys.js';
 import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import { runScript } from './scripts.js';
@@ -30,37 +30,61 @@ export type AdmitOutcome = 'admitted' | 'exists';
  * Drops the reservation once the job is in the lane (where it now counts itself). Not awaited by
  * callers: it rides the connection ahead of their next command, so it costs no round trip.
  */
-export function releaseReservation(redis: Redis | Cluster, prefix: string, lane: Lane, jobId: string): Promise<number> {
-  return redis.zrem(laneKeys(prefix, lane).reservations, jobId);
+export function releaseReservation(redis: Redis | Cluster, prefix: string, lane: Lane, ...jobIds: string[]): Promise<number> {
+  return redis.zrem(laneKeys(prefix, lane).reservations, ...jobIds);
 }
 
-export async function admit(redis: Redis | Cluster, prefix: string, req: AdmitRequest): Promise<AdmitOutcome> {
-  const k = laneKeys(prefix, req.lane);
-  const reply = await runScript<[number, ...(string | number)[]]>(
-    redis,
-    'admit',
-    [k.wait, k.paused, k.prioritized, k.delayed, k.reservations, k.settings, k.models, k.modelPools, k.shedding, k.tenantJobs(req.tenant ?? ''), k.stats],
-    [req.jobId, RESERVATION_TTL_MS, req.defaultCap ?? LANE_DEFAULTS[req.lane].cap, `${k.bullPrefix}:${k.queueName}:`, req.provider, req.tenant ?? '', ...req.models],
-  );
-  const [code, a, b] = reply;
-  switch (code) {
+const REPLY_WIDTH = 4;
+
+function outcomeOf(req: AdmitRequest, [code, a, b, c]: (string | number)[]): AdmitOutcome | HeadroomError {
+  const field = (model: unknown) => (req.models[0] === model ? 'request.model' : 'fallback');
+  switch (Number(code)) {
     case 1:
       return 'admitted';
     case 2:
       return 'exists';
     case -1:
-      throw new QueueFullError(req.lane, Number(a));
+      return new QueueFullError(req.lane, Number(a));
     case -2:
-      throw new JobValidationError([{ path: req.models[0] === a ? 'request.model' : 'fallback', message: `unknown model "${a}": the fleet's config has no such model` }]);
+      return new JobValidationError([{ path: field(a), message: `unknown model "${a}": the fleet's config has no such model` }]);
     case -3:
-      throw new JobValidationError([{ path: req.models[0] === a ? 'request.model' : 'fallback', message: `"${a}" is a ${b} model, not ${req.provider}` }]);
+      return new JobValidationError([{ path: field(a), message: `"${a}" is a ${b} model, not ${req.provider}` }]);
     case -4:
-      throw new ShedError(req.lane, `pool ${b} is under pressure (${Number(reply[3]).toFixed(2)})`, Number(a));
+      return new ShedError(req.lane, `pool ${b} is under pressure (${Number(c).toFixed(2)})`, Number(a));
     case -5:
-      throw new QuotaExceededError(req.tenant ?? '', `max queued jobs in lane ${req.lane}`, Number(a));
+      return new QuotaExceededError(req.tenant ?? '', `max unfinished jobs in lane ${req.lane}`, Number(a));
     default:
       throw new Error(`admit script returned unknown code ${code}`);
   }
+}
+
+/**
+ * Admits jobs of ONE lane in one atomic call, in order. Each entry of the result is the job's
+ * outcome or the error that refuses it (QueueFullError, ShedError, QuotaExceededError,
+ * JobValidationError for a model the fleet does not serve).
+ */
+export async function admitMany(redis: Redis | Cluster, prefix: string, lane: Lane, reqs: readonly AdmitRequest[]): Promise<(AdmitOutcome | HeadroomError)[]> {
+  if (reqs.length === 0) return [];
+  const k = laneKeys(prefix, lane);
+  const args: (string | number)[] = [RESERVATION_TTL_MS, reqs[0]!.defaultCap ?? LANE_DEFAULTS[lane].cap, `${k.bullPrefix}:${k.queueName}:`, k.tenantJobsPrefix];
+  for (const r of reqs) {
+    if (r.lane !== lane) throw new Error(`admitMany: job ${r.jobId} is for lane ${r.lane}, not ${lane}`);
+    args.push(r.jobId, r.provider, r.tenant ?? '', r.models.length, ...r.models);
+  }
+  const reply = await runScript<(string | number)[]>(
+    redis,
+    'admit',
+    [k.wait, k.paused, k.prioritized, k.delayed, k.reservations, k.settings, k.models, k.modelPools, k.shedding, k.stats],
+    args,
+  );
+  return reqs.map((r, i) => outcomeOf(r, reply.slice(i * REPLY_WIDTH, (i + 1) * REPLY_WIDTH)));
+}
+
+/** Admits one job; throws the error that refuses it. */
+export async function admit(redis: Redis | Cluster, prefix: string, req: AdmitRequest): Promise<AdmitOutcome> {
+  const [outcome] = await admitMany(redis, prefix, req.lane, [req]);
+  if (outcome instanceof HeadroomError) throw outcome;
+  return outcome!;
 }
 
 /**

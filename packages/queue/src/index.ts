@@ -42,7 +42,7 @@ export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, pool
 export type { HeadroomConfigInput } from './config.js';
 export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
-export { admit, releaseReservation, publishFleetSettings, RESERVATION_TTL_MS } from './admission.js';
+export { admit, admitMany, releaseReservation, publishFleetSettings, RESERVATION_TTL_MS } from './admission.js';
 export type { AdmitRequest, AdmitOutcome } from './admission.js';
 export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';

@@ -32,8 +32,8 @@ export interface LaneKeys {
   modelPools: string;
   /** HASH pool -> `untilMs:retryAfterMs:pressure`: new jobs for that pool are shed until then. */
   shedding: string;
-  /** ZSET job id -> enqueue time of one tenant's jobs in this lane, for its max-queued quota. */
-  tenantJobs(tenant: string): string;
+  /** Prefix of the per-tenant ZSETs (job id -> enqueue time) behind the max-queued quota. */
+  tenantJobsPrefix: string;
   /** HASH of all-time counters per lane: `shed` (every shed), `shed:refused` (at admission), `shed:waiting`. */
   stats: string;
   /** STRING: the lane is backed off fleet-wide until this key expires. */
@@ -58,7 +58,7 @@ export function laneKeys(prefix: string, lane: string): LaneKeys {
     models: own('models'),
     modelPools: own('model-pools'),
     shedding: own('shedding'),
-    tenantJobs: (tenant: string) => own(`tenant-jobs:${tenant}`),
+    tenantJobsPrefix: own('tenant-jobs:'),
     stats: own('stats'),
     backoff: own('backoff'),
   };
