@@ -42,7 +42,9 @@ export class HeadroomError extends Error {
 
   static [Symbol.hasInstance](value: unknown): boolean {
     if (typeof value !== 'object' || value === null || !(BRAND in value)) return false;
-    // Subclasses keep ordinary prototype checks so `instanceof QueueFullError` stays precise.
+    // Subclasses keep ordinary prototype checks so `instanceof QueueFullError` stays precise;
+    // `this` is whichever class `instanceof` was asked about, which the class name cannot say.
+    // biome-ignore lint/complexity/noThisInStatic: see above
     return this === HeadroomError || Function.prototype[Symbol.hasInstance].call(this, value);
   }
 }

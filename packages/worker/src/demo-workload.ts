@@ -42,7 +42,10 @@ const TOPICS = ['a refund request', 'a failed deploy', 'a login loop', 'an invoi
 export function demoJob(i: number, overrides: Partial<LlmJobInput> = {}): LlmJobInput {
   const r = (i * 7919) % 100;
   let acc = 0;
-  const kind = PRIORITY_MIX.find(([, w]) => (acc += w) > r)?.[0] ?? 'NORMAL';
+  const kind = PRIORITY_MIX.find(([, w]) => {
+    acc += w;
+    return acc > r;
+  })?.[0] ?? 'NORMAL';
   const openai = i % 10 < 3;
   // Long-tailed prompt sizes, like real traffic: mostly short, a few long.
   const repeat = 1 + ((i * 31) % 7) ** 2;

@@ -89,8 +89,8 @@ export class FleetStatsWriter {
 
   private add(field: string, value: number): void {
     const minute = String(minuteOf(this.now()));
-    let fields = this.pending.get(minute);
-    if (!fields) this.pending.set(minute, (fields = new Map()));
+    const fields = this.pending.get(minute) ?? new Map<string, number>();
+    this.pending.set(minute, fields);
     fields.set(field, (fields.get(field) ?? 0) + value);
   }
 }
@@ -129,19 +129,19 @@ export async function readFleetStats(redis: Redis | Cluster, prefix: string, min
         const value = Number(raw);
         const [kind, a = '', b = ''] = splitField(field);
         if (kind === 'calls') {
-          const byStatus = (stats.calls[a] ??= {});
+          const byStatus = entry<Record<string, number>>(stats.calls, a, () => ({}));
           byStatus[b] = (byStatus[b] ?? 0) + value;
           point.calls += value;
           if (b === '429') point.calls429 += value;
         } else if (kind === 'jobs') {
-          const lane = (stats.lanes[a] ??= { completed: 0, failed: 0, shed: 0, p95WaitMs: null });
+          const lane = entry(stats.lanes, a, emptyLane);
           if (b === 'completed' || b === 'failed' || b === 'shed') lane[b] += value;
           if (b === 'completed') point.completed += value;
         } else if (kind === 'wait') {
-          const hist = (waits[a] ??= new Array(WAIT_BUCKETS_MS.length).fill(0));
+          const hist = entry(waits, a, () => new Array<number>(WAIT_BUCKETS_MS.length).fill(0));
           hist[Number(b)] = (hist[Number(b)] ?? 0) + value;
         } else if (kind === 'tokens') {
-          const t = (stats.tokens[a] ??= { input: 0, output: 0 });
+          const t = entry(stats.tokens, a, () => ({ input: 0, output: 0 }));
           if (b === 'input' || b === 'output') t[b] += value;
         } else if (kind === 'cost') {
           point.costUsd += value;
@@ -154,11 +154,20 @@ export async function readFleetStats(redis: Redis | Cluster, prefix: string, min
     stats.series.push(point);
   });
   for (const [lane, hist] of Object.entries(waits)) {
-    const entry = (stats.lanes[lane] ??= { completed: 0, failed: 0, shed: 0, p95WaitMs: null });
-    entry.p95WaitMs = percentileOf(hist, 0.95);
+    entry(stats.lanes, lane, emptyLane).p95WaitMs = percentileOf(hist, 0.95);
   }
   stats.rate429 = stats.totalCalls > 0 ? stats.calls429 / stats.totalCalls : 0;
   return stats;
+}
+
+const emptyLane = () => ({ completed: 0, failed: 0, shed: 0, p95WaitMs: null as number | null });
+
+function entry<T>(record: Record<string, T>, key: string, make: () => T): T {
+  const existing = record[key];
+  if (existing !== undefined) return existing;
+  const made = make();
+  record[key] = made;
+  return made;
 }
 
 /** `calls:<model>:<status>`; model names may hold ':' (fine-tuned OpenAI models), the last part never does. */

@@ -70,14 +70,18 @@ export class EnqueueBatcher {
         });
       }
       let next = 0;
-      batch.forEach((p, i) => {
+      for (const [i, p] of batch.entries()) {
         const outcome = outcomes[i];
-        if (outcome instanceof HeadroomError) return p.reject(outcome);
-        if (outcome === 'exists') return p.resolve({ id: p.id, existing: true });
-        // A coalesced add returns the job already in flight (with our data, not its own): use its id.
-        const job = added[next++];
-        p.resolve(job?.id && job.id !== p.id ? { id: job.id, existing: true } : { id: p.id, existing: false });
-      });
+        if (outcome instanceof HeadroomError) {
+          p.reject(outcome);
+        } else if (outcome === 'exists') {
+          p.resolve({ id: p.id, existing: true });
+        } else {
+          // A coalesced add returns the job already in flight (with our data, not its own): use its id.
+          const job = added[next++];
+          p.resolve(job?.id && job.id !== p.id ? { id: job.id, existing: true } : { id: p.id, existing: false });
+        }
+      }
     } catch (err) {
       const mapped = asRedisError(err);
       for (const p of batch) p.reject(mapped);
