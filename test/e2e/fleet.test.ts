@@ -5,7 +5,7 @@
  * backlog).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Producer, type JobHandle, type LlmJobInput, type LlmResult, type Priority } from '@headroom/producer-sdk';
+import { Producer, ShedError, type JobHandle, type LlmJobInput, type LlmResult, type Priority } from '@headroom/producer-sdk';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
@@ -47,7 +47,16 @@ describe('worker fleet', () => {
     workers = [1, 2, 3, 4].map((n) => spawnWorker(config, redis.url, `w${n}`, { FLEET_TEST_ANTHROPIC_KEY: 'sk-fleet-test' }));
     const producer = new Producer({ redis: redis.url, prefix: 'fleet' });
     const handles: { priority: Priority; handle: JobHandle }[] = [];
-    const add = async (priority: Priority, i: number) => handles.push({ priority, handle: await producer.enqueue(job(priority, i)) });
+    let shedAtEnqueue = 0;
+    const add = async (priority: Priority, i: number) => {
+      try {
+        handles.push({ priority, handle: await producer.enqueue(job(priority, i)) });
+      } catch (err) {
+        // Under pressure new LOW work is refused (never CRITICAL, HIGH or NORMAL).
+        if (!(err instanceof ShedError) || priority !== 'LOW') throw err;
+        shedAtEnqueue++;
+      }
+    };
 
     // The bucket starts full (a minute of burst), as the provider's does: a LOW backlog spends it.
     for (let i = 0; i < 320; i++) await add('LOW', i);
@@ -88,7 +97,10 @@ describe('worker fleet', () => {
     const lowBacklog = results.filter((r) => r.priority === 'LOW' && r.result.timings.enqueuedAt < critEnqueuedAt && callStart(r.result) > critEnqueuedAt);
     expect(lowBacklog.length).toBeGreaterThan(50);
     const lowJumpedAhead = lowBacklog.filter((r) => callStart(r.result) < lastCritStart);
-    expect(lowJumpedAhead.length).toBeLessThanOrEqual(5);
+    // A few LOW jobs may start in the instants a worker saw the CRITICAL lane empty (it is polled
+    // every 20 ms); without priority across lanes the whole backlog would go first.
+    expect(lowJumpedAhead.length).toBeLessThanOrEqual(10);
+    expect(shedAtEnqueue).toBeLessThan(handles.length);
 
     const exitCode = await stopAll(workers.filter((_, n) => n !== 1));
     expect(exitCode).toBeUndefined();

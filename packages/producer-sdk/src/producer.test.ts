@@ -176,6 +176,36 @@ describe('Producer', () => {
     expect(info).toMatchObject({ state: 'completed', lane: 'critical', result: { model: 'claude-sonnet-4-6' } });
   });
 
+  it('keeps at most retention.completedCount finished jobs per lane, whatever their age', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = new Producer({ redis: redis.url, prefix, retention: { completedCount: 2 } });
+    open.push(p);
+    await Promise.all(Array.from({ length: 5 }, (_, i) => p.enqueue(job({ metadata: { i } }))));
+    const w = plainWorker(prefix, 'critical', async () => fakeResult('claude-sonnet-4-6'));
+    let done = 0;
+    await new Promise<void>((resolve) => w.on('completed', () => ++done === 5 && resolve()));
+    const k = laneKeys(prefix, 'critical');
+    expect(await admin.zcard(`${k.bullPrefix}:${k.queueName}:completed`)).toBe(2);
+  });
+
+  it('closes every connection it opened', async () => {
+    const own = await startEmbeddedRedis();
+    const watcher = new Redis(own.url);
+    const clients = async () => ((await watcher.client('LIST')) as string).trim().split('\n').length;
+    try {
+      const p = new Producer({ redis: own.url, prefix: 'conns' });
+      const handle = await p.enqueue(job());
+      await expect(handle.result({ timeoutMs: 200 })).rejects.toBeInstanceOf(TimeoutError);
+      expect(await clients()).toBeGreaterThan(1);
+      await p.close();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await clients()).toBe(1);
+    } finally {
+      watcher.disconnect();
+      await own.stop();
+    }
+  });
+
   it('rejects result() with the failure reason, and times out when nothing runs', async () => {
     const prefix = `t${randomUUID().slice(0, 8)}`;
     const p = producer(prefix);

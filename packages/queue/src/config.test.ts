@@ -71,6 +71,15 @@ dashboard: { port: "eighty" }
     expect(err.issues[0]?.message).toMatch(/REDIS_URL/);
   });
 
+  it('never echoes a key pasted into the file, or a URL password, in the error', () => {
+    const key = 'sk-ant-api03-PASTEDpastedPASTED0123456789';
+    const err = configErrorOf(() => parseConfig({ redis: { url: 'redis-cluster://:hunter2@h:1' }, providers: { anthropic: { apiKeyEnv: key } }, models: {} }));
+    expect(err.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['redis.url', 'providers.anthropic.apiKeyEnv']));
+    expect(err.message).not.toContain('hunter2');
+    expect(err.message).not.toContain('PASTED');
+    expect(err.message).toContain('got "[redacted]"');
+  });
+
   it('refuses broken YAML with its line', () => {
     const err = configErrorOf(() => loadConfig(writeYaml('models:\n  a: [1, 2\n')));
     expect(err.issues[0]?.path).toMatch(/yaml line/);

@@ -40,6 +40,8 @@ describe('parseRedisUrl', () => {
     ['redis-cluster://h:1?tls=true', /no query string/],
     ['redis-cluster://h:99999', /out of range/],
     ['redis-cluster://h:x', /not host:port/],
+    ['redis://127.0.0.1:notaport', /not a valid URL/],
+    ['redis://127.0.0.1:99999', /not a valid URL/],
   ])('refuses %s with CONFIG_INVALID', (url, message) => {
     let error: unknown;
     try {
@@ -50,6 +52,11 @@ describe('parseRedisUrl', () => {
     expect(error).toBeInstanceOf(HeadroomError);
     expect((error as HeadroomError).code).toBe('CONFIG_INVALID');
     expect((error as Error).message).toMatch(message);
+  });
+
+  it('never echoes the password of a single-node URL that ioredis could not parse', () => {
+    expect(() => parseRedisUrl('redis://:hunter2@h:port')).toThrow(/not a valid URL/);
+    expect(() => parseRedisUrl('redis://:hunter2@h:port')).not.toThrow(/hunter2/);
   });
 
   it('never echoes the password in an error', () => {

@@ -40,6 +40,8 @@ const SWEEP_INTERVAL_MS = 5_000;
 export class ResultWaiter {
   private readonly waiters = new Map<string, { lane: Lane; set: Set<Waiter> }>();
   private readonly events = new Map<Lane, Promise<QueueEvents>>();
+  /** BullMQ never closes a connection it was handed: these are ours to close. */
+  private readonly connections: (Redis | Cluster)[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -83,6 +85,7 @@ export class ResultWaiter {
     const all = await Promise.allSettled(this.events.values());
     await Promise.all(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
     this.events.clear();
+    for (const conn of this.connections.splice(0)) conn.disconnect();
   }
 
   private async check(jobId: string): Promise<void> {
@@ -144,7 +147,11 @@ export class ResultWaiter {
     let pending = this.events.get(lane);
     if (!pending) {
       const k = laneKeys(this.prefix, lane);
-      const events = new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: duplicateFor(this.connection, 'worker') as Redis });
+      const connection = duplicateFor(this.connection, 'worker');
+      // While Redis is away it reports every reconnect attempt; the sweep covers what is missed.
+      connection.on('error', () => {});
+      this.connections.push(connection);
+      const events = new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis });
       events.on('completed', ({ jobId, returnvalue }) => {
         if (!this.waiters.has(jobId)) return;
         const to = movedTo(returnvalue);

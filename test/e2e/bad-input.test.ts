@@ -1,0 +1,366 @@
+/**
+ * Invariant 5, table-driven: every class of bad input is refused with a stable code and a message
+ * that says what is wrong, and nothing is half-written.
+ *
+ * - jobs (shape, types, sizes, models the fleet does not serve, caps and quotas): Producer.enqueue
+ *   throws, and every key under the prefix, with its value, is exactly as before;
+ * - config files (YAML syntax, types, unknown keys, fallbacks, secrets in the file): loadConfig
+ *   throws CONFIG_INVALID listing each problem by path, never echoing a secret;
+ * - environment and CLI (`headroom worker` and friends as real processes): exit code 2 with the
+ *   message, no stack trace, nothing written to Redis;
+ * - garbage on the wire (a provider answering malformed JSON, HTML pages, a 200 missing fields):
+ *   the job fails with a reason saying so, and the worker process keeps serving.
+ */
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HeadroomError, JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
+import { ConfigError, loadConfig, parseConfig, publishFleetSettings, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { dumpRedis, keysUnder, waitForFleet } from '../support/probes.js';
+import { startProviderStub, type ProviderStub, type WireMode } from '../support/provider-stub.js';
+
+const SONNET = 'claude-sonnet-4-6';
+const HAIKU = 'claude-haiku-4-5';
+const MINI = 'gpt-4.1-mini';
+const PREFIX = 'bad';
+/** Shaped like a real key, so a leak would be caught by shape as well as by value. */
+const PASTED_KEY = 'sk-ant-api03-PASTEDpastedPASTEDpasted0123456789abcdefABCDEF';
+
+let redis: EmbeddedRedis;
+let admin: Redis;
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  admin = new Redis(redis.url);
+});
+afterAll(async () => {
+  admin?.disconnect();
+  await redis?.stop();
+});
+
+// ---- jobs ----------------------------------------------------------------------------------
+
+const valid = {
+  priority: 'HIGH',
+  provider: 'anthropic',
+  request: { model: SONNET, max_tokens: 64, messages: [{ role: 'user', content: 'Summarise this ticket.' }] },
+} as const;
+const openai = { priority: 'HIGH', provider: 'openai', request: { model: MINI, max_completion_tokens: 64, messages: [{ role: 'user', content: 'Tag this.' }] } } as const;
+const withRequest = (request: Record<string, unknown>) => ({ ...valid, request: { ...valid.request, ...request } });
+const without = <T extends object>(obj: T, key: keyof T) => Object.fromEntries(Object.entries(obj).filter(([k]) => k !== key));
+
+interface JobCase {
+  name: string;
+  job: unknown;
+  code: string;
+  /** A fragment of the message. */
+  says: string | RegExp;
+  /** The issue's path, for JOB_INVALID. */
+  path?: string;
+  producer?: 'small';
+}
+
+const JOB_CASES: JobCase[] = [
+  { name: 'null instead of a job', job: null, code: 'JOB_INVALID', says: 'expected "anthropic" or "openai"' },
+  { name: 'a string instead of a job', job: 'summarise this', code: 'JOB_INVALID', says: 'expected "anthropic" or "openai"' },
+  { name: 'an array instead of a job', job: [valid], code: 'JOB_INVALID', says: 'expected "anthropic" or "openai"' },
+  { name: 'missing priority', job: without(valid, 'priority'), code: 'JOB_INVALID', path: 'priority', says: 'expected CRITICAL, HIGH, NORMAL or LOW' },
+  { name: 'lower-case priority', job: { ...valid, priority: 'high' }, code: 'JOB_INVALID', path: 'priority', says: 'got "high"' },
+  { name: 'numeric priority', job: { ...valid, priority: 1 }, code: 'JOB_INVALID', path: 'priority', says: 'expected CRITICAL, HIGH, NORMAL or LOW' },
+  { name: 'missing provider', job: without(valid, 'provider'), code: 'JOB_INVALID', path: 'provider', says: 'expected "anthropic" or "openai"' },
+  { name: 'unknown provider', job: { ...valid, provider: 'google' }, code: 'JOB_INVALID', path: 'provider', says: 'expected "anthropic" or "openai"' },
+  { name: 'missing request', job: without(valid, 'request'), code: 'JOB_INVALID', path: 'request', says: 'request' },
+  { name: 'request is a string', job: { ...valid, request: 'Summarise this ticket.' }, code: 'JOB_INVALID', path: 'request', says: 'request' },
+  { name: 'missing model', job: { ...valid, request: without(valid.request, 'model') }, code: 'JOB_INVALID', path: 'request.model', says: 'expected a string' },
+  { name: 'empty model', job: withRequest({ model: '' }), code: 'JOB_INVALID', path: 'request.model', says: 'must not be empty' },
+  { name: 'numeric model', job: withRequest({ model: 4 }), code: 'JOB_INVALID', path: 'request.model', says: 'expected a string' },
+  { name: 'missing max_tokens (Anthropic)', job: { ...valid, request: without(valid.request, 'max_tokens') }, code: 'JOB_INVALID', path: 'request.max_tokens', says: 'expected a positive integer' },
+  { name: 'max_tokens 0', job: withRequest({ max_tokens: 0 }), code: 'JOB_INVALID', path: 'request.max_tokens', says: 'expected a positive integer' },
+  { name: 'negative max_tokens', job: withRequest({ max_tokens: -5 }), code: 'JOB_INVALID', path: 'request.max_tokens', says: 'got -5' },
+  { name: 'fractional max_tokens', job: withRequest({ max_tokens: 1.5 }), code: 'JOB_INVALID', path: 'request.max_tokens', says: 'expected a positive integer' },
+  { name: 'max_tokens as a string', job: withRequest({ max_tokens: '64' }), code: 'JOB_INVALID', path: 'request.max_tokens', says: 'got "64"' },
+  { name: 'no messages', job: withRequest({ messages: [] }), code: 'JOB_INVALID', path: 'request.messages', says: 'must not be empty' },
+  { name: 'messages is a string', job: withRequest({ messages: 'hello' }), code: 'JOB_INVALID', path: 'request.messages', says: 'expected an array of messages' },
+  { name: 'system role inside Anthropic messages', job: withRequest({ messages: [{ role: 'system', content: 'x' }] }), code: 'JOB_INVALID', path: 'request.messages.0.role', says: 'expected "user" or "assistant"' },
+  { name: 'empty message content', job: withRequest({ messages: [{ role: 'user', content: '' }] }), code: 'JOB_INVALID', path: 'request.messages.0.content', says: 'must not be empty' },
+  { name: 'unknown content block type', job: withRequest({ messages: [{ role: 'user', content: [{ type: 'video', url: 'x' }] }] }), code: 'JOB_INVALID', path: 'request.messages.0.content.0.type', says: 'expected a content block of type' },
+  { name: 'unknown key in a message', job: withRequest({ messages: [{ role: 'user', content: 'x', name: 'bob' }] }), code: 'JOB_INVALID', path: 'request.messages.0', says: 'unknown key "name"' },
+  { name: 'temperature out of range (Anthropic)', job: withRequest({ temperature: 1.5 }), code: 'JOB_INVALID', path: 'request.temperature', says: 'got 1.5' },
+  { name: 'streaming requested', job: withRequest({ stream: true }), code: 'JOB_INVALID', path: 'request.stream', says: 'streaming is not supported' },
+  { name: 'OpenAI body without an output bound', job: { ...openai, request: without(openai.request, 'max_completion_tokens') }, code: 'JOB_INVALID', path: 'request.max_completion_tokens', says: 'set max_completion_tokens (or max_tokens)' },
+  { name: 'OpenAI body with both output bounds', job: { ...openai, request: { ...openai.request, max_tokens: 10 } }, code: 'JOB_INVALID', path: 'request.max_tokens', says: 'set only one of' },
+  { name: 'OpenAI unknown role', job: { ...openai, request: { ...openai.request, messages: [{ role: 'robot', content: 'x' }] } }, code: 'JOB_INVALID', path: 'request.messages.0.role', says: 'expected role' },
+  { name: 'unknown top-level key', job: { ...valid, callbackUrl: 'https://example.com' }, code: 'JOB_INVALID', says: 'unknown key "callbackUrl"' },
+  { name: 'tenant with spaces', job: { ...valid, tenant: 'acme corp' }, code: 'JOB_INVALID', path: 'tenant', says: 'expected 1-128 characters' },
+  { name: 'empty idempotency key', job: { ...valid, idempotencyKey: '' }, code: 'JOB_INVALID', path: 'idempotencyKey', says: 'idempotencyKey' },
+  { name: 'fallback is a string', job: { ...valid, fallback: HAIKU }, code: 'JOB_INVALID', path: 'fallback', says: 'fallback' },
+  { name: 'fallback ladder too long', job: { ...valid, fallback: Array(9).fill(HAIKU) }, code: 'JOB_INVALID', path: 'fallback', says: 'fallback' },
+  { name: 'negative maxWaitMs', job: { ...valid, maxWaitMs: -1 }, code: 'JOB_INVALID', path: 'maxWaitMs', says: 'expected a positive integer' },
+  { name: 'unknown onShed', job: { ...valid, onShed: 'drop' }, code: 'JOB_INVALID', path: 'onShed', says: 'onShed' },
+  { name: 'unknown sla', job: { ...valid, sla: 'urgent' }, code: 'JOB_INVALID', path: 'sla', says: 'sla' },
+  { name: 'coalesce as a string', job: { ...valid, coalesce: 'yes' }, code: 'JOB_INVALID', path: 'coalesce', says: 'coalesce' },
+  { name: 'metadata as an array', job: { ...valid, metadata: [1, 2] }, code: 'JOB_INVALID', path: 'metadata', says: 'metadata' },
+  { name: 'several bad fields at once (all reported)', job: { priority: 'URGENT', provider: 'anthropic', request: { model: '', max_tokens: 0, messages: [] } }, code: 'JOB_INVALID', says: /priority: .*request\.model: .*request\.max_tokens: .*request\.messages: /s },
+  { name: 'oversized payload (2 MiB prompt)', job: withRequest({ messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }] }), code: 'PAYLOAD_TOO_LARGE', says: /job is \d+ bytes serialized, over the limit of 1048576 bytes/ },
+  { name: 'oversized for a producer with a lower maxJobBytes', job: withRequest({ messages: [{ role: 'user', content: 'x'.repeat(5_000) }] }), code: 'PAYLOAD_TOO_LARGE', says: 'over the limit of 4096 bytes', producer: 'small' },
+  { name: 'unknown model (fleet settings published)', job: withRequest({ model: 'claude-nope-9' }), code: 'JOB_INVALID', path: 'request.model', says: `unknown model "claude-nope-9": the fleet's config has no such model` },
+  { name: 'unknown fallback model', job: { ...valid, fallback: ['claude-nope-9'] }, code: 'JOB_INVALID', path: 'fallback', says: 'unknown model "claude-nope-9"' },
+  { name: 'provider/model mismatch (anthropic job, OpenAI model)', job: withRequest({ model: MINI }), code: 'JOB_INVALID', path: 'request.model', says: `"${MINI}" is a openai model, not anthropic` },
+  { name: 'provider/model mismatch (OpenAI job, Anthropic model)', job: { ...openai, request: { ...openai.request, model: HAIKU } }, code: 'JOB_INVALID', path: 'request.model', says: `"${HAIKU}" is a anthropic model, not openai` },
+  { name: 'fallback on another provider', job: { ...valid, fallback: [MINI] }, code: 'JOB_INVALID', path: 'fallback', says: `"${MINI}" is a openai model` },
+  { name: 'lane at its cap (CRITICAL holds 2)', job: { ...valid, priority: 'CRITICAL' }, code: 'QUEUE_FULL', says: 'lane critical is full (cap 2 jobs not yet started)' },
+  { name: 'tenant over its max queued jobs', job: { ...valid, priority: 'NORMAL', tenant: 'greedy' }, code: 'QUOTA_EXCEEDED', says: /^tenant greedy is over its max \w+ jobs in lane normal quota \(1\)/ },
+];
+
+describe('bad jobs are refused at enqueue with nothing written', () => {
+  let producer: Producer;
+  let small: Producer;
+
+  beforeAll(async () => {
+    // What a fleet publishes at start: its models, lane caps and tenant quotas.
+    await publishFleetSettings(admin, parseConfig({
+      redis: { prefix: PREFIX },
+      models: { [SONNET]: { provider: 'anthropic' }, [HAIKU]: { provider: 'anthropic' }, [MINI]: { provider: 'openai' } },
+      lanes: { critical: { cap: 2 } },
+      tenants: { overrides: { greedy: { maxQueued: 1 } } },
+    }));
+    producer = new Producer({ redis: redis.url, prefix: PREFIX });
+    small = new Producer({ redis: redis.url, prefix: PREFIX, maxJobBytes: 4096 });
+    // Fill the CRITICAL lane to its cap, and tenant greedy to its quota: no worker takes them.
+    await producer.enqueue({ ...valid, priority: 'CRITICAL' });
+    await producer.enqueue({ ...valid, priority: 'CRITICAL' });
+    await producer.enqueue({ ...valid, priority: 'NORMAL', tenant: 'greedy' });
+  });
+  afterAll(async () => {
+    await producer?.close();
+    await small?.close();
+  });
+
+  it.each(JOB_CASES)('$name -> $code', async (c) => {
+    const before = await dumpRedis(admin, `{${PREFIX}:*`);
+    const err = await (c.producer === 'small' ? small : producer).enqueue(c.job as LlmJobInput).then(() => undefined, (e: unknown) => e);
+    expect(err, 'refused').toBeInstanceOf(HeadroomError);
+    const e = err as HeadroomError & { issues?: { path: string; message: string }[] };
+    expect(e.code).toBe(c.code);
+    if (typeof c.says === 'string') expect(e.message).toContain(c.says);
+    else expect(e.message).toMatch(c.says);
+    if (c.path !== undefined) expect(e.issues?.map((i) => i.path)).toContain(c.path);
+    // Nothing half-written: every key under the prefix, and every value, as before.
+    const after = await dumpRedis(admin, `{${PREFIX}:*`);
+    expect(after.sort((a, b) => a.key.localeCompare(b.key))).toEqual(before.sort((a, b) => a.key.localeCompare(b.key)));
+  });
+
+  it('accepts the valid job the cases were built from (the table tests the mutations, not the base)', async () => {
+    const keys = (await keysUnder(admin, PREFIX)).length;
+    const handle = await producer.enqueue(valid);
+    expect(handle.id).toMatch(/^high/);
+    expect((await keysUnder(admin, PREFIX)).length).toBeGreaterThan(keys);
+    expect(await producer.cancel(handle.id)).toBe(true);
+  });
+});
+
+// ---- config files ----------------------------------------------------------------------------
+
+const MODELS_OK = `models:\n  ${SONNET}: { provider: anthropic, limits: { rpm: 50 } }\n`;
+
+interface ConfigCase {
+  name: string;
+  yaml: string;
+  path: string;
+  says: string;
+  /** Must not appear anywhere in the error. */
+  secret?: string;
+}
+
+const CONFIG_CASES: ConfigCase[] = [
+  { name: 'YAML syntax error (unclosed flow map)', yaml: `models:\n  ${SONNET}: { provider: anthropic\n`, path: '(yaml line', says: '' },
+  { name: 'YAML bad indentation', yaml: `models:\n  ${SONNET}:\n    provider: anthropic\n   limits: { rpm: 5 }\n`, path: '(yaml line', says: '' },
+  { name: 'duplicate key', yaml: `${MODELS_OK}dispatch: { concurrency: 4 }\ndispatch: { concurrency: 8 }\n`, path: '(yaml line', says: 'unique' },
+  { name: 'empty file', yaml: '', path: '', says: 'expected object' },
+  { name: 'a list at the top level', yaml: '- models\n- lanes\n', path: '', says: 'expected object' },
+  { name: 'missing models', yaml: 'dispatch: { concurrency: 4 }\n', path: 'models', says: 'expected record' },
+  { name: 'unknown top-level key', yaml: `${MODELS_OK}workers: 3\n`, path: '', says: 'unknown key "workers"' },
+  { name: 'misspelt nested key', yaml: `${MODELS_OK}dispatch: { concurency: 4 }\n`, path: 'dispatch', says: 'unknown key "concurency"' },
+  { name: 'unknown provider for a model', yaml: `models:\n  gemini-2: { provider: google }\n`, path: 'models.gemini-2.provider', says: 'expected "anthropic" or "openai"' },
+  { name: 'negative limit', yaml: `models:\n  ${SONNET}: { provider: anthropic, limits: { itpm: -5 } }\n`, path: `models.${SONNET}.limits.itpm`, says: 'expected a positive integer, got -5' },
+  { name: 'limit as a string', yaml: `models:\n  ${SONNET}: { provider: anthropic, limits: { rpm: fast } }\n`, path: `models.${SONNET}.limits.rpm`, says: 'got "fast"' },
+  { name: 'Anthropic dimensions on an OpenAI model', yaml: `models:\n  ${MINI}: { provider: openai, limits: { itpm: 1000 } }\n`, path: `models.${MINI}.limits`, says: 'OpenAI limits are rpm and tpm' },
+  { name: 'OpenAI dimension on an Anthropic model', yaml: `models:\n  ${SONNET}: { provider: anthropic, limits: { tpm: 1000 } }\n`, path: `models.${SONNET}.limits.tpm`, says: 'Anthropic limits are rpm, itpm and otpm' },
+  { name: 'fallback to an unknown model', yaml: `models:\n  ${SONNET}: { provider: anthropic, fallback: [claude-nope] }\n`, path: `models.${SONNET}.fallback.0`, says: 'unknown model "claude-nope" (not under models)' },
+  { name: 'fallback across providers', yaml: `models:\n  ${SONNET}: { provider: anthropic, fallback: [${MINI}] }\n  ${MINI}: { provider: openai }\n`, path: `models.${SONNET}.fallback.0`, says: 'a fallback must use the same provider' },
+  { name: 'lane cap 0', yaml: `${MODELS_OK}lanes: { high: { cap: 0 } }\n`, path: 'lanes.high.cap', says: 'expected a positive integer' },
+  { name: 'unknown lane', yaml: `${MODELS_OK}lanes: { urgent: { cap: 5 } }\n`, path: 'lanes', says: 'unknown key "urgent"' },
+  { name: 'unknown dispatch order', yaml: `${MODELS_OK}dispatch: { order: random }\n`, path: 'dispatch.order', says: 'got "random"' },
+  { name: 'shedding threshold above 1', yaml: `${MODELS_OK}shedding: { lowAt: 1.5 }\n`, path: 'shedding.lowAt', says: 'expected a number from 0 to 1' },
+  { name: 'baseURL that is not a URL', yaml: `${MODELS_OK}providers: { anthropic: { baseURL: not-a-url } }\n`, path: 'providers.anthropic.baseURL', says: 'expected a URL' },
+  { name: 'metrics port out of range', yaml: `${MODELS_OK}dispatch: { metricsPort: 70000 }\n`, path: 'dispatch.metricsPort', says: '70000' },
+  { name: 'secret: API key in the file', yaml: `${MODELS_OK}providers: { anthropic: { apiKey: ${PASTED_KEY} } }\n`, path: 'providers.anthropic', says: 'unknown key "apiKey"', secret: PASTED_KEY },
+  { name: 'secret: API key pasted where the env variable name goes', yaml: `${MODELS_OK}providers: { anthropic: { apiKeyEnv: ${PASTED_KEY} } }\n`, path: 'providers.anthropic.apiKeyEnv', says: 'expected an environment variable name', secret: PASTED_KEY },
+  { name: 'secret: password in redis.url', yaml: `${MODELS_OK}redis: { url: "redis://:hunter2-pw@redis.internal:6379" }\n`, path: 'redis.url', says: 'contains a password: keep secrets out of the file and set REDIS_URL instead', secret: 'hunter2-pw' },
+  { name: 'secret: password in a redis.url of the wrong scheme', yaml: `${MODELS_OK}redis: { url: "redis-cluster://:hunter2-pw@node-1:6379" }\n`, path: 'redis.url', says: 'contains a password', secret: 'hunter2-pw' },
+  { name: 'a file that does not exist', yaml: '(missing)', path: '(file)', says: 'cannot read: ENOENT' },
+];
+
+describe('bad config files are refused with every problem by path', () => {
+  it.each(CONFIG_CASES)('$name', (c) => {
+    const file = c.yaml === '(missing)' ? join(tmpdir(), 'headroom-no-such-dir', 'headroom.config.yaml') : join(mkdtempSync(join(tmpdir(), 'headroom-bad-')), 'headroom.config.yaml');
+    if (c.yaml !== '(missing)') writeFileSync(file, c.yaml);
+    let err: unknown;
+    try {
+      loadConfig(file);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const e = err as ConfigError;
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toContain(`invalid config ${file}`);
+    const issue = e.issues.find((i) => i.path.startsWith(c.path) && i.message.includes(c.says));
+    expect(issue, `an issue at ${c.path} saying "${c.says}" in:\n${e.message}`).toBeDefined();
+    if (c.secret) expect(e.message).not.toContain(c.secret);
+  });
+});
+
+// ---- environment and CLI ----------------------------------------------------------------------
+
+interface CliCase {
+  name: string;
+  args: (ctx: { config: string; redisUrl: string }) => string[];
+  env?: NodeJS.ProcessEnv;
+  exit: number;
+  says: string;
+  secret?: string;
+  /** The prefix the command must not write under. */
+  untouched?: string;
+}
+
+const CLI_KEY_ENV = 'BAD_INPUT_ANTHROPIC_KEY';
+
+const CLI_CASES: CliCase[] = [
+  { name: 'missing API key env variable for a configured provider', args: ({ config, redisUrl }) => ['worker', '--config', config, '--redis', redisUrl], env: { [CLI_KEY_ENV]: '' }, exit: 2, says: `environment variable ${CLI_KEY_ENV} is not set (needed by ${SONNET})`, untouched: 'clikey' },
+  { name: 'missing REDIS_URL', args: ({ config }) => ['worker', '--config', config], env: { REDIS_URL: '', [CLI_KEY_ENV]: 'sk-bad-input' }, exit: 2, says: 'no Redis URL: set REDIS_URL or redis.url in' },
+  { name: 'REDIS_URL without a scheme', args: ({ config }) => ['worker', '--config', config], env: { REDIS_URL: 'localhost:6379', [CLI_KEY_ENV]: 'sk-bad-input' }, exit: 2, says: 'invalid Redis URL: expected redis://, rediss://, redis-cluster:// or rediss-cluster://' },
+  { name: 'REDIS_URL with a bad port (password not echoed)', args: ({ config }) => ['worker', '--config', config], env: { REDIS_URL: 'redis://:hunter2-pw@127.0.0.1:notaport', [CLI_KEY_ENV]: 'sk-bad-input' }, exit: 2, says: 'invalid Redis URL: not a valid URL', secret: 'hunter2-pw' },
+  { name: 'malformed --redis flag for status', args: ({ config }) => ['status', '--config', config, '--redis', 'redis-cluster://'], exit: 2, says: 'invalid Redis URL: a cluster URL needs at least one host:port' },
+  { name: 'bad config file through the CLI', args: () => ['worker', '--config', writeBadConfig()], exit: 2, says: 'expected a positive integer, got -5' },
+  { name: 'config file that does not exist', args: () => ['worker', '--config', '/nonexistent/headroom.config.yaml'], exit: 2, says: 'cannot read: ENOENT' },
+  { name: 'unknown flag', args: ({ config }) => ['worker', '--config', config, '--concurrency', '5'], exit: 2, says: "Unknown option '--concurrency'" },
+  { name: 'flag without its value', args: () => ['worker', '--redis'], exit: 2, says: "Option '--redis <value>' argument missing" },
+  { name: 'unknown command', args: () => ['wrker'], exit: 2, says: 'usage: headroom <command>' },
+  { name: 'non-numeric --duration for demo', args: () => ['demo', '--duration', 'ten'], exit: 2, says: '--duration expects a positive number, got "ten"' },
+  { name: 'dashboard port out of range', args: ({ config, redisUrl }) => ['dashboard', '--config', config, '--redis', redisUrl, '--port', '70000'], exit: 2, says: '--port: expected 0-65535, got 70000' },
+];
+
+function writeBadConfig(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'headroom-bad-')), 'headroom.config.yaml');
+  writeFileSync(file, `models:\n  ${SONNET}: { provider: anthropic, limits: { rpm: -5 } }\n`);
+  return file;
+}
+
+describe('bad environment and CLI flags: exit 2 with the message, nothing written', () => {
+  it.concurrent.each(CLI_CASES)('$name', async (c) => {
+    const config = writeConfig({ redis: { prefix: 'clikey' }, providers: { anthropic: { apiKeyEnv: CLI_KEY_ENV } }, models: { [SONNET]: { provider: 'anthropic' } } });
+    const proc = spawnHeadroom(c.args({ config, redisUrl: redis.url }), c.env ?? {});
+    const timer = setTimeout(() => proc.child.kill('SIGKILL'), 30_000);
+    const code = await proc.exited;
+    clearTimeout(timer);
+    const out = proc.output();
+    expect(code, out).toBe(c.exit);
+    expect(out).toContain(c.says);
+    expect(out, 'a clear message, not a stack trace').not.toMatch(/\n\s+at /);
+    if (c.secret) expect(out).not.toContain(c.secret);
+    if (c.untouched) expect(await keysUnder(admin, c.untouched)).toEqual([]);
+  });
+
+  it('refuses a malformed Redis URL in the Producer constructor with CONFIG_INVALID, not echoing it', () => {
+    for (const url of ['localhost:6379', 'redis://:hunter2-pw@127.0.0.1:99999', 'http://127.0.0.1:6379']) {
+      let err: unknown;
+      try {
+        new Producer({ redis: url });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(HeadroomError);
+      expect((err as HeadroomError).code).toBe('CONFIG_INVALID');
+      expect((err as Error).message).toMatch(/^invalid Redis URL: /);
+      expect((err as Error).message).not.toContain('hunter2-pw');
+    }
+  });
+
+  it('answers REDIS_UNAVAILABLE within the connect timeout when nothing listens at the URL', async () => {
+    const producer = new Producer({ redis: 'redis://127.0.0.1:1', prefix: PREFIX });
+    const started = Date.now();
+    const err = await producer.enqueue(valid).then(() => undefined, (e: unknown) => e);
+    expect((err as HeadroomError).code).toBe('REDIS_UNAVAILABLE');
+    expect(Date.now() - started).toBeLessThan(3_000);
+    await producer.close();
+  });
+});
+
+// ---- garbage on the wire ---------------------------------------------------------------------
+
+interface WireCase {
+  mode: WireMode;
+  reason: RegExp;
+}
+
+const WIRE_CASES: WireCase[] = [
+  { mode: 'malformed-json', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body is not valid JSON \(\d+ bytes\)/ },
+  { mode: 'html-200', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body is not valid JSON/ },
+  { mode: 'empty-200', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body is not valid JSON \(0 bytes\)/ },
+  { mode: 'missing-usage', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body has an unexpected shape: usage: / },
+  { mode: 'wrong-types', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body has an unexpected shape: usage\.input_tokens: / },
+  // An HTML error page carries no provider message: the reason says so, with the status.
+  { mode: 'html-502', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 502 HTTP 502 \(no error message\)$/ },
+  { mode: 'html-400', reason: /^PROVIDER_REJECTED: 400 HTTP 400 \(no error message\)$/ },
+];
+
+describe('garbage on the wire: the job fails with a clear reason, the worker keeps serving', () => {
+  let sim: Simulator;
+  let stub: ProviderStub;
+  let worker: FleetProcess;
+  let producer: Producer;
+  const prefix = 'wire';
+
+  beforeAll(async () => {
+    sim = await startSimulator({ latencyMs: 5 });
+    stub = await startProviderStub(sim.url);
+    const config = writeConfig({
+      redis: { prefix },
+      providers: { anthropic: { baseURL: stub.url, apiKeyEnv: CLI_KEY_ENV } },
+      models: { [HAIKU]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 400_000, otpm: 100_000 } } },
+      retry: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 50 },
+      // Only the job's own retries are under test here, not the breaker.
+      breaker: { failureThreshold: 100 },
+    } satisfies HeadroomConfigInput);
+    worker = spawnWorker(config, redis.url, 'wire-w1', { [CLI_KEY_ENV]: 'sk-bad-input-wire' });
+    await waitForFleet(redis.url, prefix, [worker]);
+    producer = new Producer({ redis: redis.url, prefix });
+  });
+  afterAll(async () => {
+    await producer?.close();
+    await stopAll(worker ? [worker] : [], 'SIGKILL');
+    await stub?.close();
+    await sim?.close();
+  });
+
+  const wireJob = (text: string): LlmJobInput => ({ priority: 'HIGH', provider: 'anthropic', request: { model: HAIKU, max_tokens: 16, messages: [{ role: 'user', content: text }] } });
+
+  it.each(WIRE_CASES)('$mode', async ({ mode, reason }) => {
+    const err = await producer.run(wireJob(`wire:${mode}`), { timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(JobFailedError);
+    expect((err as JobFailedError).reason).toMatch(reason);
+    expect(stub.hits.get(mode)).toBe(mode === 'html-400' ? 1 : 2);
+  });
+
+  it('kept the worker process up and serving through all of it', async () => {
+    const result = await producer.run(wireJob('a normal question after the garbage'), { timeoutMs: 20_000 });
+    expect(result.model).toBe(HAIKU);
+    expect(worker.child.exitCode).toBeNull();
+    expect(worker.output()).not.toMatch(/Unhandled|uncaught|TypeError/i);
+  });
+});

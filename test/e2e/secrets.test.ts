@@ -1,0 +1,186 @@
+/**
+ * Invariant 6: provider keys never enter Redis, job data, logs, metrics or the dashboard.
+ *
+ * A fleet run with distinctive keys (`sk-ant-SECRET-<uuid>`, `sk-proj-SECRET-<uuid>`) through
+ * both providers: successes, retries, fallbacks, and a provider (a real HTTP endpoint in front of
+ * the simulator) whose errors echo the caller's key back, as misbehaving gateways do. Afterwards
+ * every Redis key and value (each type read in full), the workers' captured logs at debug level,
+ * each worker's /metrics and every dashboard surface are searched for the keys.
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobFailedError, Producer, type JobHandle, type LlmJobInput } from '@headroom/producer-sdk';
+import { freePort, parseConfig, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { createLogger, startDashboard, type RunningDashboard } from '@headroom/worker';
+import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { dumpRedis, scrapeMetrics, waitForFleet } from '../support/probes.js';
+import { startProviderStub, type ProviderStub, type WireMode } from '../support/provider-stub.js';
+
+const SONNET = 'claude-sonnet-4-6';
+const HAIKU = 'claude-haiku-4-5';
+const MINI = 'gpt-4.1-mini';
+const PREFIX = 'secrets';
+const UUID = randomUUID();
+const ANTHROPIC_KEY = `sk-ant-SECRET-${UUID}`;
+const OPENAI_KEY = `sk-proj-SECRET-${UUID.split('').reverse().join('')}`;
+const ENV = { SECRETS_TEST_ANTHROPIC_KEY: ANTHROPIC_KEY, SECRETS_TEST_OPENAI_KEY: OPENAI_KEY, HEADROOM_LOG_LEVEL: 'debug' };
+/** Any of these in any output is a leak: the keys, and the distinctive parts alone. */
+const NEEDLES = [ANTHROPIC_KEY, OPENAI_KEY, UUID, UUID.split('').reverse().join('')];
+
+let redis: EmbeddedRedis;
+let admin: Redis;
+let sim: Simulator;
+let stub: ProviderStub;
+let dashboard: RunningDashboard;
+let producer: Producer;
+const workers: FleetProcess[] = [];
+const metricsPorts: number[] = [];
+const echoed = new Map<string, WireMode>();
+
+const leaks = (text: string) => NEEDLES.filter((n) => text.includes(n));
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  admin = new Redis(redis.url);
+  sim = await startSimulator({ apiKeys: [ANTHROPIC_KEY, OPENAI_KEY], latencyMs: { min: 5, max: 30 } });
+  stub = await startProviderStub(sim.url);
+  const limits = { rpm: 1000, itpm: 400_000, otpm: 100_000 };
+  const base = {
+    redis: { prefix: PREFIX },
+    providers: {
+      anthropic: { baseURL: stub.url, apiKeyEnv: 'SECRETS_TEST_ANTHROPIC_KEY' },
+      openai: { baseURL: `${stub.url}/v1`, apiKeyEnv: 'SECRETS_TEST_OPENAI_KEY' },
+    },
+    models: {
+      [SONNET]: { provider: 'anthropic', limits, fallback: [HAIKU] },
+      [HAIKU]: { provider: 'anthropic', limits },
+      [MINI]: { provider: 'openai', limits: { rpm: 1000, tpm: 1_000_000 } },
+    },
+    retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 },
+    breaker: { failureThreshold: 5, openMs: 1_000 },
+  } satisfies HeadroomConfigInput;
+  for (const n of [1, 2]) {
+    const port = await freePort();
+    metricsPorts.push(port);
+    workers.push(spawnWorker(writeConfig({ ...base, dispatch: { concurrency: 8, metricsPort: port } }), redis.url, `secrets-w${n}`, ENV));
+  }
+  await waitForFleet(redis.url, PREFIX, workers);
+  dashboard = await startDashboard({ config: parseConfig(base), redisUrl: redis.url, localOnly: true, port: 0, logger: createLogger({ level: process.env.SECRETS_TEST_DASHBOARD_LOG ?? 'silent' }), env: ENV });
+  producer = new Producer({ redis: redis.url, prefix: PREFIX });
+});
+
+afterAll(async () => {
+  await producer?.close();
+  await dashboard?.close();
+  await stopAll(workers, 'SIGKILL');
+  await stub?.close();
+  await sim?.close();
+  admin?.disconnect();
+  await redis?.stop();
+});
+
+const anthropicJob = (text: string, extra: Partial<LlmJobInput> = {}): LlmJobInput =>
+  ({ priority: 'HIGH', provider: 'anthropic', request: { model: SONNET, max_tokens: 32, messages: [{ role: 'user', content: text }] }, fallback: [HAIKU], ...extra }) as LlmJobInput;
+const openaiJob = (text: string): LlmJobInput => ({ priority: 'NORMAL', provider: 'openai', request: { model: MINI, max_completion_tokens: 32, messages: [{ role: 'user', content: text }] } });
+
+describe('provider keys never leave the worker', () => {
+  it('runs a full fleet run through both providers, with faults and key-echoing errors', async () => {
+    sim.injectFaults([
+      { model: SONNET, status: 429, count: 2, retryAfterSeconds: 1 },
+      { model: SONNET, status: 529, count: 3 },
+      { model: HAIKU, malformed: true, count: 1 },
+      { model: HAIKU, cut: true, count: 1 },
+      { model: MINI, status: 500, count: 2 },
+    ]);
+    const handles: JobHandle[] = [];
+    for (let i = 0; i < 20; i++) {
+      handles.push(await producer.enqueue(anthropicJob(`question ${i}`, { tenant: `t${i % 3}`, metadata: { i }, ...(i % 5 === 0 ? { idempotencyKey: `idem-${i}` } : {}) })));
+    }
+    for (let i = 0; i < 10; i++) handles.push(await producer.enqueue(openaiJob(`tag ${i}`)));
+    const echoes: [WireMode, LlmJobInput][] = [
+      ['echo-400', anthropicJob('wire:echo-400', { fallback: [] } as Partial<LlmJobInput>)],
+      ['echo-401', anthropicJob('wire:echo-401', { fallback: [] } as Partial<LlmJobInput>)],
+      ['echo-429', anthropicJob('wire:echo-429', { fallback: [] } as Partial<LlmJobInput>)],
+      ['echo-500-html', anthropicJob('wire:echo-500-html', { fallback: [] } as Partial<LlmJobInput>)],
+      ['echo-401', openaiJob('wire:echo-401')],
+      ['echo-400', openaiJob('wire:echo-400')],
+    ];
+    const echoHandles: JobHandle[] = [];
+    for (const [mode, job] of echoes) {
+      const handle = await producer.enqueue(job);
+      echoed.set(handle.id, mode);
+      echoHandles.push(handle);
+    }
+
+    const results = await Promise.all(handles.map((h) => h.result({ timeoutMs: 60_000 })));
+    expect(results).toHaveLength(30);
+    const failures = await Promise.all(echoHandles.map((h) => h.result({ timeoutMs: 60_000 }).then(() => undefined, (e: unknown) => e)));
+    for (const f of failures) expect(f).toBeInstanceOf(JobFailedError);
+    const reasons = (failures as JobFailedError[]).map((f) => f.reason);
+    for (const r of reasons) expect(leaks(r)).toEqual([]);
+    // The providers' own words survive, with the key cut out of them.
+    expect(reasons).toEqual([
+      'PROVIDER_REJECTED: 400 invalid_request_error: request from key [redacted] is malformed',
+      'PROVIDER_REJECTED: 401 invalid_request_error: Incorrect API key provided: [redacted]. You can find your API key in your dashboard.',
+      expect.stringMatching(/^SPEND_CAP: 429 rate_limit_error: key \[redacted\] has reached its monthly spend limit/),
+      expect.stringMatching(/^RETRIES_EXHAUSTED: after 3 attempts, last: 500 /),
+      'PROVIDER_REJECTED: 401 invalid_request_error: Incorrect API key provided: [redacted]. You can find your API key in your dashboard.',
+      'PROVIDER_REJECTED: 400 invalid_request_error: request from key [redacted] is malformed',
+    ]);
+
+    // The keys were really in play: the simulator authenticated both, the echo endpoint saw them.
+    const seen = new Set(sim.stats().admissions.map((a) => a.key));
+    expect(seen.has(ANTHROPIC_KEY) && seen.has(OPENAI_KEY)).toBe(true);
+    expect([...stub.hits.keys()].sort()).toEqual(['echo-400', 'echo-401', 'echo-429', 'echo-500-html']);
+  });
+
+  it('left no key in any Redis key or value (strings, hashes, lists, sets, zsets, streams)', async () => {
+    const dump = await dumpRedis(admin);
+    const types = new Set(dump.map((d) => d.type));
+    // The scan saw the variety of what the fleet writes (lists too, while jobs wait: none now).
+    for (const t of ['string', 'hash', 'zset', 'stream']) expect(types).toContain(t);
+    const found = dump.filter((d) => leaks(d.key).length > 0 || leaks(d.text).length > 0).map((d) => d.key);
+    expect(found).toEqual([]);
+    // The echoing jobs' stored failure (reason, stack trace, progress) is scrubbed too, and says so.
+    const failedJobs = dump.filter((d) => d.type === 'hash' && [...echoed.keys()].some((id) => d.key.endsWith(`:${id}`)));
+    expect(failedJobs).toHaveLength(echoed.size);
+    expect(failedJobs.filter((d) => d.text.includes('[redacted]')).length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('left no key in the workers\' logs (debug level, stdout and stderr)', () => {
+    const logs = workers.map((w) => w.output()).join('\n');
+    expect(logs).toContain('worker started');
+    expect(logs).toContain('provider call failed');
+    expect(leaks(logs)).toEqual([]);
+  });
+
+  it('shows no key in any worker\'s /metrics', async () => {
+    for (const port of metricsPorts) {
+      const text = await scrapeMetrics(port);
+      expect(text).toContain('headroom_provider_calls_total');
+      expect(leaks(text)).toEqual([]);
+    }
+  });
+
+  it('shows no key anywhere on the dashboard (page data, recent jobs, metrics, Bull Board)', async () => {
+    const get = async (path: string) => {
+      const res = await fetch(`${dashboard.url}${path}`);
+      const body = await res.text();
+      expect(res.status, `${path}: ${body}`).toBe(200);
+      return body;
+    };
+    const bodies = [await get('/api/overview'), await get('/api/recent-jobs'), await get('/metrics')];
+    const board = JSON.parse(await get('/admin/queues/api/queues')) as { queues: { name: string }[] };
+    for (const q of board.queues) {
+      for (const status of ['completed', 'failed']) {
+        bodies.push(await get(`/admin/queues/api/queues?activeQueue=${encodeURIComponent(q.name)}&status=${status}&page=1&jobsPerPage=50`));
+      }
+    }
+    const all = bodies.join('\n');
+    // The board did show the failed jobs, scrubbed.
+    expect(all).toContain('[redacted]');
+    expect(leaks(all)).toEqual([]);
+  });
+});

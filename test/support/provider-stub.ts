@@ -1,0 +1,137 @@
+/**
+ * A provider endpoint for answers the simulator never gives: a real HTTP server placed where the
+ * config's `baseURL` points. It forwards every request to the simulator untouched, except those
+ * whose last user message holds a marker `wire:<mode>`, which get a scripted bad answer instead:
+ * garbage on the wire (malformed JSON, HTML error pages, a 200 missing fields) or an error that
+ * echoes the caller's API key back, as some gateways and proxies do.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export const WIRE_MODES = [
+  'malformed-json',
+  'html-502',
+  'html-200',
+  'empty-200',
+  'missing-usage',
+  'wrong-types',
+  'html-400',
+  'echo-400',
+  'echo-401',
+  'echo-429',
+  'echo-500-html',
+] as const;
+export type WireMode = (typeof WIRE_MODES)[number];
+
+export interface ProviderStub {
+  url: string;
+  /** Requests answered by each scripted mode (forwarded ones are not counted). */
+  hits: Map<WireMode, number>;
+  close(): Promise<void>;
+}
+
+const HOP_BY_HOP = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'content-encoding', 'keep-alive']);
+
+function keyOf(req: IncomingMessage): string {
+  const bearer = /^Bearer (.+)$/i.exec(String(req.headers.authorization ?? ''))?.[1];
+  return bearer ?? String(req.headers['x-api-key'] ?? '');
+}
+
+function markerOf(body: string): WireMode | undefined {
+  try {
+    const messages = (JSON.parse(body) as { messages?: { content?: unknown }[] }).messages ?? [];
+    const text = JSON.stringify(messages.at(-1)?.content ?? '');
+    const mode = /wire:([a-z0-9-]+)/.exec(text)?.[1];
+    return WIRE_MODES.find((m) => m === mode);
+  } catch {
+    return undefined;
+  }
+}
+
+const html = (title: string, extra = '') =>
+  `<!DOCTYPE html><html><head><title>${title}</title></head><body><center><h1>${title}</h1></center>${extra}<hr><center>nginx</center></body></html>`;
+
+function answer(mode: WireMode, key: string, res: ServerResponse): void {
+  const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+    res.writeHead(status, { 'content-type': 'application/json', 'request-id': 'req_stub', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body));
+  };
+  const page = (status: number, body: string) => {
+    res.writeHead(status, { 'content-type': 'text/html' }).end(body);
+  };
+  switch (mode) {
+    case 'malformed-json':
+      json(200, '{"id":"msg_stub","type":"message","content":[{"type":"text","text":"Hel');
+      return;
+    case 'html-502':
+      page(502, html('502 Bad Gateway'));
+      return;
+    case 'html-200':
+      page(200, html('Welcome to nginx!'));
+      return;
+    case 'empty-200':
+      json(200, '');
+      return;
+    case 'missing-usage':
+      json(200, { id: 'msg_stub', type: 'message', role: 'assistant', content: [{ type: 'text', text: 'hi' }], stop_reason: 'end_turn' });
+      return;
+    case 'wrong-types':
+      json(200, { id: 'msg_stub', type: 'message', role: 'assistant', content: [{ type: 'text', text: 'hi' }], usage: { input_tokens: '12', output_tokens: 3 } });
+      return;
+    case 'html-400':
+      page(400, html('400 Bad Request', '<p>The plain HTTP request was sent to HTTPS port</p>'));
+      return;
+    case 'echo-400':
+      json(400, { type: 'error', error: { type: 'invalid_request_error', message: `request from key ${key} is malformed` } });
+      return;
+    case 'echo-401':
+      json(401, { error: { message: `Incorrect API key provided: ${key}. You can find your API key in your dashboard.`, type: 'invalid_request_error', code: 'invalid_api_key' } });
+      return;
+    case 'echo-429':
+      // No retry-after: a spend cap, which ends the job after a bounded number of tries.
+      json(429, { type: 'error', error: { type: 'rate_limit_error', message: `key ${key} has reached its monthly spend limit` } });
+      return;
+    case 'echo-500-html':
+      page(500, html('500 Internal Server Error', `<pre>upstream auth header: Bearer ${key}</pre>`));
+      return;
+  }
+}
+
+export async function startProviderStub(upstream: string): Promise<ProviderStub> {
+  const hits = new Map<WireMode, number>();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const mode = markerOf(body.toString('utf8'));
+      if (mode) {
+        hits.set(mode, (hits.get(mode) ?? 0) + 1);
+        answer(mode, keyOf(req), res);
+        return;
+      }
+      const headers = Object.fromEntries(Object.entries(req.headers).filter(([h]) => !HOP_BY_HOP.has(h)).map(([h, v]) => [h, String(v)]));
+      void (async () => {
+        const up = await fetch(`${upstream}${req.url ?? '/'}`, { method: req.method ?? 'GET', headers, ...(body.length > 0 ? { body } : {}) });
+        const out: Record<string, string> = {};
+        up.headers.forEach((v, h) => {
+          if (!HOP_BY_HOP.has(h)) out[h] = v;
+        });
+        const payload = Buffer.from(await up.arrayBuffer());
+        res.writeHead(up.status, out).end(payload);
+      })().catch(() => {
+        // The upstream cut the connection (an injected fault): cut ours too, as a proxy would.
+        res.destroy();
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    hits,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
