@@ -47,14 +47,12 @@ describe('worker fleet', () => {
     workers = [1, 2, 3, 4].map((n) => spawnWorker(config, redis.url, `w${n}`, { FLEET_TEST_ANTHROPIC_KEY: 'sk-fleet-test' }));
     const producer = new Producer({ redis: redis.url, prefix: 'fleet' });
     const handles: { priority: Priority; handle: JobHandle }[] = [];
-    let shedAtEnqueue = 0;
     const add = async (priority: Priority, i: number) => {
       try {
         handles.push({ priority, handle: await producer.enqueue(job(priority, i)) });
       } catch (err) {
         // Under pressure new LOW work is refused (never CRITICAL, HIGH or NORMAL).
         if (!(err instanceof ShedError) || priority !== 'LOW') throw err;
-        shedAtEnqueue++;
       }
     };
 
@@ -100,7 +98,6 @@ describe('worker fleet', () => {
     // A few LOW jobs may start in the instants a worker saw the CRITICAL lane empty (it is polled
     // every 20 ms); without priority across lanes the whole backlog would go first.
     expect(lowJumpedAhead.length).toBeLessThanOrEqual(10);
-    expect(shedAtEnqueue).toBeLessThan(handles.length);
 
     const exitCode = await stopAll(workers.filter((_, n) => n !== 1));
     expect(exitCode).toBeUndefined();
