@@ -66,7 +66,7 @@ function outcomeOf(req: AdmitRequest, [code, a, b, c]: (string | number)[]): Adm
 export async function admitMany(redis: Redis | Cluster, prefix: string, lane: Lane, reqs: readonly AdmitRequest[]): Promise<(AdmitOutcome | HeadroomError)[]> {
   if (reqs.length === 0) return [];
   const k = laneKeys(prefix, lane);
-  const args: (string | number)[] = [RESERVATION_TTL_MS, reqs[0]!.defaultCap ?? LANE_DEFAULTS[lane].cap, `${k.bullPrefix}:${k.queueName}:`, k.tenantJobsPrefix];
+  const args: (string | number)[] = [RESERVATION_TTL_MS, reqs[0]!.defaultCap ?? LANE_DEFAULTS[lane].cap, k.jobKeyPrefix, k.tenantJobsPrefix];
   for (const r of reqs) {
     if (r.lane !== lane) throw new Error(`admitMany: job ${r.jobId} is for lane ${r.lane}, not ${lane}`);
     args.push(r.jobId, r.provider, r.tenant ?? '', r.models.length, ...r.models);

@@ -16,6 +16,8 @@ export interface LaneKeys {
   bullPrefix: string;
   /** The BullMQ queue name. */
   queueName: string;
+  /** BullMQ's job hashes are `${jobKeyPrefix}${jobId}`. */
+  jobKeyPrefix: string;
   wait: string;
   paused: string;
   prioritized: string;
@@ -47,6 +49,7 @@ export function laneKeys(prefix: string, lane: string): LaneKeys {
   return {
     bullPrefix,
     queueName: lane,
+    jobKeyPrefix: bull(''),
     wait: bull('wait'),
     paused: bull('paused'),
     prioritized: bull('prioritized'),

@@ -36,6 +36,17 @@ describe('computePressure', () => {
     expect(computePressure({ ...base, snapshot, backlogJobs: 500 }).value).toBeCloseTo(0.6, 5);
   });
 
+  it('sheds when the lane front is past its max wait though the drain estimate looks short', () => {
+    const snapshot = { dimensions: [dim('rpm', 20, 60)], cooldowns: [] };
+    const calm = computePressure({ ...base, snapshot, backlogJobs: 5, reserve: 0.4, oldestWaitMs: 10_000, maxWaitMs: 60_000 });
+    expect(calm.value).toBeLessThan(0.85);
+    const late = computePressure({ ...base, snapshot, backlogJobs: 5, reserve: 0.4, oldestWaitMs: 90_000, maxWaitMs: 60_000 });
+    expect(late.value).toBe(1);
+    // An idle bucket never sheds, however old a job is (it will run at once).
+    const idle = computePressure({ ...base, snapshot: { dimensions: [dim('rpm', 60, 60)], cooldowns: [] }, backlogJobs: 5, reserve: 0.4, oldestWaitMs: 90_000, maxWaitMs: 60_000 });
+    expect(idle.value).toBe(0);
+  });
+
   it('counts a cooling model in proportion to its pool', () => {
     const snapshot = { dimensions: [dim('rpm', 100, 100)], cooldowns: [{ model: 'a', untilMs: 0, remainingMs: 5_000 }] };
     expect(computePressure({ ...base, models: ['a', 'b'], snapshot, backlogJobs: 0 }).value).toBe(0.5);

@@ -1,7 +1,8 @@
 /**
  * Pressure: one number per model pool, 0 (idle) to 1 (overloaded), from which LOW work is shed.
  * A full bucket is the goal, not a problem, so utilization alone never sheds: the bucket must be
- * drawn down AND the queued work must take longer than the horizon to drain at the refill rate.
+ * drawn down AND either the queued work must take longer than the horizon to drain at the refill
+ * rate, or the shed lane's oldest job must be past its max wait.
  * A pool whose every model is cooling down (the provider said 429) is under full pressure.
  */
 import type { BucketSnapshot } from './bucket.js';
@@ -22,6 +23,13 @@ export interface PressureInput {
    * reserve is fully used, as far as LOW is concerned. @default 0
    */
   reserve?: number;
+  /**
+   * How long the oldest job of the shed lane has waited, and how long it may: a lane whose front
+   * is past its max wait is not keeping up, whatever the drain estimate says (the estimate cannot
+   * see new work arriving in the lanes above). @default 0
+   */
+  oldestWaitMs?: number;
+  maxWaitMs?: number;
 }
 
 export interface Pressure {
@@ -55,6 +63,7 @@ export function computePressure(input: PressureInput): Pressure {
   const coolingModels = input.models.filter((m) => cooling.has(m)).length;
   const cooldownFactor = input.models.length > 0 ? coolingModels / input.models.length : 0;
   const drainFactor = clamp01(drainMs / input.horizonMs);
-  const value = Math.max(Math.min(utilization, drainFactor), cooldownFactor);
+  const ageFactor = input.maxWaitMs ? clamp01((input.oldestWaitMs ?? 0) / input.maxWaitMs) : 0;
+  const value = Math.max(Math.min(utilization, Math.max(drainFactor, ageFactor)), cooldownFactor);
   return { value, utilization, drainMs, coolingModels, binding };
 }

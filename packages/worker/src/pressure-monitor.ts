@@ -72,18 +72,28 @@ export class PressureMonitor {
     return this.latest.get(pool);
   }
 
+  /** Age of the job at the front of a lane (BullMQ takes from the right end of `wait`). */
+  private async oldestWaitMs(lane: InteractiveLane): Promise<number> {
+    const k = laneKeys(this.config.redis.prefix, lane);
+    const id = await this.redis.lindex(k.wait, -1);
+    if (!id) return 0;
+    const timestamp = Number(await this.redis.hget(`${k.jobKeyPrefix}${id}`, 'timestamp'));
+    return Number.isFinite(timestamp) && timestamp > 0 ? Math.max(0, Date.now() - timestamp) : 0;
+  }
+
   async tick(): Promise<void> {
     const prefix = this.config.redis.prefix;
     // One command per lane, sent together: each lane is its own Redis Cluster slot.
     const depths = await Promise.all(INTERACTIVE_LANES.map((lane) => this.redis.llen(laneKeys(prefix, lane).wait)));
     const backlogJobs = depths.reduce((a, b) => a + b, 0);
+    const oldestLowWaitMs = await this.oldestWaitMs('low');
     const stats = await readFleetStats(this.redis, prefix, 5);
 
     const shedLanes: InteractiveLane[] = this.config.shedding.shedNormal ? ['low', 'normal'] : ['low'];
     for (const [pool, models] of this.pools) {
       const limits = this.config.models[models[0]!]!.limits;
       const snapshot = await this.bucket.snapshot(pool, limits);
-      const pressure = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve });
+      const pressure = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve, oldestWaitMs: oldestLowWaitMs, maxWaitMs: this.config.lanes.low.maxWaitMs });
       const was = this.latest.get(pool)?.value ?? 0;
       this.latest.set(pool, pressure);
       const shedding = pressure.value >= this.config.shedding.lowAt;
