@@ -113,6 +113,23 @@ describe('Anthropic Message Batches through @anthropic-ai/sdk', () => {
   });
 });
 
+describe('crash drills', () => {
+  it('holds a batch create reply while the batch already exists, and counts batches per model', async () => {
+    sim.injectBatchFaults({ holdCreateReplyMs: 300 });
+    const sdk = new Anthropic({ apiKey: 'sk-hold', baseURL: sim.url, maxRetries: 0 });
+    const started = Date.now();
+    const pending = sdk.messages.batches.create({ requests: [{ custom_id: 'a', params: { model: CLAUDE, max_tokens: 10, messages: [{ role: 'user', content: 'a' }] } }] });
+    await sleep(100);
+    // The provider has the batch; the client has not heard yet.
+    expect(sim.stats().batches.anthropic.created).toBe(1);
+    expect((await sdk.messages.batches.list()).data).toHaveLength(1);
+    const created = await pending;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(created.id).toMatch(/^msgbatch_/);
+    expect(sim.stats().batchesByModel).toEqual({ [CLAUDE]: 1 });
+  });
+});
+
 describe('OpenAI Files + Batch through the openai SDK', () => {
   const client = () => new OpenAI({ apiKey: 'sk-batch', baseURL: `${sim.url}/v1`, maxRetries: 0 });
   const line = (custom_id: string, body: Record<string, unknown>) => JSON.stringify({ custom_id, method: 'POST', url: '/v1/chat/completions', body });

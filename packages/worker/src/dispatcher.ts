@@ -4,8 +4,8 @@
  * job's outcome. A job told to wait goes back to the front of its lane and the lane backs off
  * fleet-wide for exactly that wait, so a waiting job never holds a slot.
  */
-import { Worker as BullWorker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Queue, Worker as BullWorker, type Job } from 'bullmq';
+import type { Cluster, Redis } from 'ioredis';
 import {
   createRedis,
   INTERACTIVE_LANES,
@@ -14,6 +14,7 @@ import {
   type InteractiveLane,
   type LlmJob,
 } from '@headroom/queue';
+import { handOffToBatch } from './batch-handoff.js';
 import { LanePicker } from './lane-picker.js';
 import { runJob, type JobProgress, type RunContext, type RunOutcome } from './job-runner.js';
 
@@ -22,7 +23,7 @@ export interface DispatcherOptions {
   config: HeadroomConfig;
   redisUrl: string;
   /** Command connection for the fleet backoff keys. */
-  redis: Redis;
+  redis: Redis | Cluster;
   workerId: string;
 }
 
@@ -35,11 +36,18 @@ interface Active {
 }
 
 const IDLE_SLEEP_MAX_MS = 100;
+/**
+ * A lane never backs off longer than this, so its front job is looked at again (shed checks,
+ * limits that changed) even while the bucket would keep it waiting for minutes.
+ */
+const MAX_LANE_BACKOFF_MS = 1_000;
 const FLEET_BACKOFF_REFRESH_MS = 100;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Dispatcher {
   private readonly lanes = new Map<InteractiveLane, BullWorker>();
+  /** BullMQ never closes a connection it was handed: these are ours to close. */
+  private readonly connections: (Redis | Cluster)[] = [];
   private readonly active = new Map<string, Active>();
   private readonly picker: LanePicker;
   private stopping = false;
@@ -48,6 +56,7 @@ export class Dispatcher {
   private lockTimer: NodeJS.Timeout | undefined;
   private lastFleetRefresh = 0;
   private tokenSeq = 0;
+  private batch: Queue | undefined;
 
   constructor(private readonly opts: DispatcherOptions) {
     const { config, ctx } = opts;
@@ -65,7 +74,7 @@ export class Dispatcher {
     for (const lane of INTERACTIVE_LANES) {
       const k = laneKeys(config.redis.prefix, lane);
       const worker = new BullWorker(k.queueName, null, {
-        connection: createRedis(redisUrl, 'worker'),
+        connection: this.own(createRedis(redisUrl, 'worker')),
         prefix: k.bullPrefix,
         autorun: false,
         lockDuration: config.dispatch.lockMs,
@@ -83,6 +92,11 @@ export class Dispatcher {
     }
     this.lockTimer = setInterval(() => void this.renewLocks(), Math.max(500, Math.floor(config.dispatch.lockMs / 3)));
     this.loopDone = this.loop();
+  }
+
+  private own(conn: Redis | Cluster): Redis | Cluster {
+    this.connections.push(conn);
+    return conn;
   }
 
   get inFlight(): number {
@@ -103,6 +117,8 @@ export class Dispatcher {
     }
     if (this.lockTimer) clearInterval(this.lockTimer);
     await Promise.all([...this.lanes.values()].map((w) => w.close(true).catch(() => {})));
+    for (const conn of this.connections.splice(0)) conn.disconnect();
+    await this.batch?.close();
   }
 
   private async loop(): Promise<void> {
@@ -190,19 +206,36 @@ export class Dispatcher {
           ctx.metrics.jobs.inc({ lane, outcome: 'completed' });
           ctx.stats.jobEnded({ lane, outcome: 'completed', waitMs: outcome.result.timings.waitMs, model: outcome.result.model, usage: outcome.result.usage, costUsd: outcome.result.cost.usd });
           return;
-        case 'failed':
+        case 'failed': {
           await attempt(() => job.moveToFailed(new Error(outcome.reason), token, false));
           const ended = outcome.reason.startsWith('SHED') ? 'shed' : 'failed';
           ctx.metrics.jobs.inc({ lane, outcome: ended });
           ctx.stats.jobEnded({ lane, outcome: ended });
+          if (ended === 'shed') await this.countShed(lane);
           ctx.logger.info({ jobId: job.id, lane, reason: outcome.reason }, 'job failed');
           return;
+        }
         case 'requeue':
           await this.saveProgress(job, outcome.progress);
           await attempt(() => job.moveToWait(token));
-          this.picker.backOff(lane, outcome.waitMs);
-          await this.setFleetBackoff(lane, outcome.waitMs);
+          this.picker.backOff(lane, Math.min(outcome.waitMs, MAX_LANE_BACKOFF_MS));
+          await this.setFleetBackoff(lane, Math.min(outcome.waitMs, MAX_LANE_BACKOFF_MS));
           return;
+        case 'to_batch': {
+          let movedTo: string;
+          try {
+            movedTo = await handOffToBatch(this.batchQueue(), this.opts.redis, this.opts.config.redis.prefix, job.id!, job.data as LlmJob);
+          } catch (err) {
+            // The batch lane refused it (full, say): the job is shed like any other.
+            return await this.apply(job, token, lane, { kind: 'failed', reason: `SHED: ${outcome.reason}; the batch lane refused it: ${(err as Error).message}` });
+          }
+          await attempt(() => job.moveToCompleted({ movedTo, reason: outcome.reason }, token, false));
+          ctx.metrics.jobs.inc({ lane, outcome: 'shed' });
+          ctx.stats.jobEnded({ lane, outcome: 'shed' });
+          await this.countShed(lane);
+          ctx.logger.info({ jobId: job.id, lane, movedTo }, 'job shed to the batch lane');
+          return;
+        }
         case 'delay':
           await this.saveProgress(job, outcome.progress);
           await attempt(() => job.moveToDelayed(ctx.now() + outcome.delayMs, token));
@@ -215,6 +248,20 @@ export class Dispatcher {
     } catch (err) {
       ctx.logger.error({ jobId: job.id, lane, outcome: outcome.kind, err: (err as Error).message }, 'could not record the job outcome; its lock will expire and it runs again');
     }
+  }
+
+  /** The lane's all-time shed counter (admission refusals are counted by the admission script). */
+  private async countShed(lane: InteractiveLane): Promise<void> {
+    const key = laneKeys(this.opts.config.redis.prefix, lane).stats;
+    await this.opts.redis.multi().hincrby(key, 'shed', 1).hincrby(key, 'shed:waiting', 1).exec().catch(() => {});
+  }
+
+  private batchQueue(): Queue {
+    if (!this.batch) {
+      const k = laneKeys(this.opts.config.redis.prefix, 'batch');
+      this.batch = new Queue(k.queueName, { prefix: k.bullPrefix, connection: this.opts.redis as Redis });
+    }
+    return this.batch;
   }
 
   private async saveProgress(job: Job, progress: JobProgress): Promise<void> {
@@ -235,17 +282,19 @@ export class Dispatcher {
     await this.opts.redis.set(laneKeys(this.opts.config.redis.prefix, lane).backoff, String(ms), 'PX', Math.ceil(ms)).catch(() => {});
   }
 
-  /** Learns other workers' lane backoffs, at most every 100 ms: one pipelined read. */
+  /**
+   * Learns other workers' lane backoffs, at most every 100 ms. One command per lane, sent
+   * together: each lane is its own hash slot, and a Redis Cluster pipeline must stay within one
+   * slot; on a single node ioredis writes them back to back, so it is still one round trip.
+   */
   private async refreshFleetBackoff(): Promise<void> {
     const now = this.opts.ctx.now();
     if (now - this.lastFleetRefresh < FLEET_BACKOFF_REFRESH_MS) return;
     this.lastFleetRefresh = now;
     const prefix = this.opts.config.redis.prefix;
-    const pipe = this.opts.redis.pipeline();
-    for (const lane of INTERACTIVE_LANES) pipe.pttl(laneKeys(prefix, lane).backoff);
-    const replies = (await pipe.exec()) ?? [];
-    replies.forEach(([err, ttl], i) => {
-      if (!err && typeof ttl === 'number' && ttl > 0) this.picker.backOff(INTERACTIVE_LANES[i]!, ttl);
+    const ttls = await Promise.all(INTERACTIVE_LANES.map((lane) => this.opts.redis.pttl(laneKeys(prefix, lane).backoff).catch(() => -2)));
+    ttls.forEach((ttl, i) => {
+      if (ttl > 0) this.picker.backOff(INTERACTIVE_LANES[i]!, ttl);
     });
   }
 }

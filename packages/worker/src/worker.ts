@@ -4,13 +4,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { Bucket, createRedis, publishFleetSettings, type HeadroomConfig, type Provider } from '@headroom/queue';
+import { createBatchApis } from './batch/batch-apis.js';
+import { Batcher } from './batch/batcher.js';
 import { Breaker } from './breaker.js';
 import { Dispatcher } from './dispatcher.js';
 import { FleetStatsWriter } from './fleet-stats.js';
+import { Heartbeat } from './heartbeat.js';
 import { createLogger, type Logger } from './logger.js';
 import { WorkerMetrics } from './metrics.js';
+import { PressureMonitor } from './pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
 import { TokenEstimator } from './token-estimator.js';
@@ -42,15 +46,28 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const id = opts.id ?? `worker-${randomUUID().slice(0, 8)}`;
   const logger = opts.logger ?? createLogger({ name: id });
   const metrics = new WorkerMetrics();
-  const redis: Redis = createRedis(opts.redisUrl, 'worker');
+  // Keys first: a worker missing one must say so and exit before it touches Redis (it would
+  // otherwise republish the fleet's settings, or hang there while Redis is unreachable).
+  const adapters = createAdapters(config, opts.env ?? process.env) as Record<Provider, ProviderAdapter>;
+  const redis: Redis | Cluster = createRedis(opts.redisUrl, 'worker');
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   await publishFleetSettings(redis, config);
 
   const now = opts.now ?? Date.now;
-  const breaker = new Breaker({ failureThreshold: config.breaker.failureThreshold, openMs: config.breaker.openMs, now });
+  const breaker = new Breaker({
+    failureThreshold: config.breaker.failureThreshold,
+    openMs: config.breaker.openMs,
+    now,
+    onTransition: (model, from, to) => {
+      metrics.breakerOpen.set({ model }, to === 'closed' ? 0 : 1);
+      logger.warn({ event: 'breaker', model, from, to }, `breaker ${to} for ${model}`);
+    },
+  });
   const stats = new FleetStatsWriter(redis, config.redis.prefix, now);
   stats.start();
-  const adapters = createAdapters(config, opts.env ?? process.env) as Record<Provider, ProviderAdapter>;
+  const bucket = new Bucket(redis, { prefix: config.redis.prefix });
+  const pressure = new PressureMonitor(redis, bucket, config, logger);
+  pressure.start();
   const dispatcher = new Dispatcher({
     config,
     redisUrl: opts.redisUrl,
@@ -58,18 +75,37 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     workerId: id,
     ctx: {
       config,
-      bucket: new Bucket(redis, { prefix: config.redis.prefix }),
+      bucket,
       adapters,
       estimator: new TokenEstimator(),
       breaker,
       metrics,
       stats,
+      pressure,
       logger,
       random: opts.random ?? Math.random,
+      tenantWaits: new Map(),
       now,
     },
   });
   await dispatcher.start();
+  // The batch router: in every worker, one of them leads (see batch/batcher.ts).
+  const batcher = config.batch.enabled
+    ? new Batcher({ config, redisUrl: opts.redisUrl, redis, workerId: id, apis: createBatchApis(config, opts.env ?? process.env), metrics, stats, logger, now, random: opts.random ?? Math.random })
+    : undefined;
+  await batcher?.start();
+  // Breakers live in this process only: the heartbeat is how the dashboard and `status` see them.
+  const heartbeat = new Heartbeat({
+    redis,
+    prefix: config.redis.prefix,
+    id,
+    concurrency: config.dispatch.concurrency,
+    inFlight: () => dispatcher.inFlight,
+    breakers: () => breaker.snapshot(),
+    logger,
+    now,
+  });
+  heartbeat.start();
 
   let server: Server | undefined;
   let metricsPort: number | undefined;
@@ -104,8 +140,10 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     close({ graceMs } = {}) {
       closing ??= (async () => {
         logger.info({ id }, 'worker stopping');
-        await dispatcher.stop(graceMs ?? config.dispatch.shutdownGraceMs);
-        await stats.stop();
+        const grace = graceMs ?? config.dispatch.shutdownGraceMs;
+        await Promise.all([dispatcher.stop(grace), batcher?.stop(grace)]);
+        await Promise.all([stats.stop(), pressure.stop()]);
+        await heartbeat.stop();
         await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
         redis.disconnect();
         logger.info({ id }, 'worker stopped');

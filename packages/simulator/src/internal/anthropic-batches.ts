@@ -5,7 +5,7 @@
 import { anthropicError, anthropicErrorBody, buildMessage, validateMessageParams } from './anthropic-request.js';
 import { newId } from './answer.js';
 import type { BatchEntryFate } from './faults.js';
-import { type Exchange, json, parseJsonBody, type Reply } from './http-exchange.js';
+import { type Exchange, json, parseJsonBody, type Reply, replyAfter } from './http-exchange.js';
 import { anthropicInputTokens, anthropicSegments } from './prompt-tokens.js';
 import type { SimulatorState } from './state.js';
 
@@ -110,7 +110,7 @@ function view(state: SimulatorState, batch: AnthropicBatch, origin: string) {
   };
 }
 
-export function handleCreateBatch(state: SimulatorState, exchange: Exchange, apiKey: string): Reply {
+export function handleCreateBatch(state: SimulatorState, exchange: Exchange, apiKey: string): Reply | Promise<Reply> {
   const body = parseJsonBody(exchange.body);
   if (!body.ok) return anthropicError(400, 'invalid_request_error', body.message);
   const requests = (body.value as { requests?: unknown } | null)?.requests;
@@ -143,7 +143,8 @@ export function handleCreateBatch(state: SimulatorState, exchange: Exchange, api
   };
   state.anthropicBatches.set(id, batch);
   state.stats.batch('anthropic', { created: 1, requests: requests.length });
-  return json(200, view(state, batch, exchange.origin));
+  state.stats.batchModels(batch.requests.map((r) => String((r.params as { model?: unknown }).model)));
+  return replyAfter(json(200, view(state, batch, exchange.origin)), state.batchFaults.holdCreateReplyMs());
 }
 
 function owned(state: SimulatorState, id: string, apiKey: string): AnthropicBatch | undefined {

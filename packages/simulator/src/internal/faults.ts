@@ -93,6 +93,12 @@ export interface BatchFaultSpec {
   errored?: string[] | number;
   /** custom_ids to come back expired, or the fraction (0..1) of each batch's entries. */
   expired?: string[] | number;
+  /**
+   * Hold the reply to every batch create (both providers) this long after the batch exists: the
+   * provider has accepted it, the client has not heard yet. For crash drills between a submit
+   * and its record.
+   */
+  holdCreateReplyMs?: number;
 }
 
 export type BatchEntryFate = 'errored' | 'expired';
@@ -106,7 +112,15 @@ export class BatchFaultTable {
         throw new RangeError('a batch fault fraction must be within [0, 1]');
       }
     }
+    if (spec.holdCreateReplyMs !== undefined && !(spec.holdCreateReplyMs >= 0 && Number.isFinite(spec.holdCreateReplyMs))) {
+      throw new RangeError('holdCreateReplyMs must be a finite number >= 0');
+    }
     this.#specs.push({ ...spec });
+  }
+
+  /** How long to hold a batch create's reply: the longest armed hold, 0 when none. */
+  holdCreateReplyMs(): number {
+    return Math.max(0, ...this.#specs.map((s) => s.holdCreateReplyMs ?? 0));
   }
 
   clear(): void {

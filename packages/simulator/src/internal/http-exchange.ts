@@ -26,6 +26,12 @@ export function json(status: number, body: unknown, headers?: HeaderMap): Reply 
   return { kind: 'json', status, body, ...(headers ? { headers } : {}) };
 }
 
+/** `reply`, sent `ms` later (at once when 0). The timer never keeps a closing server alive. */
+export function replyAfter(reply: Reply, ms: number): Reply | Promise<Reply> {
+  if (ms <= 0) return reply;
+  return new Promise((resolve) => setTimeout(() => resolve(reply), ms).unref());
+}
+
 export class BodyTooLargeError extends Error {}
 
 export function readBody(req: IncomingMessage, limitBytes: number): Promise<Buffer> {

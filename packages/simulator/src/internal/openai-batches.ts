@@ -4,7 +4,7 @@
 
 import { newId } from './answer.js';
 import type { BatchEntryFate } from './faults.js';
-import { type Exchange, json, parseJsonBody, type Reply } from './http-exchange.js';
+import { type Exchange, json, parseJsonBody, type Reply, replyAfter } from './http-exchange.js';
 import { cursorPage, findFile, storeFile } from './openai-files.js';
 import {
   buildCompletion,
@@ -212,7 +212,7 @@ function view(state: SimulatorState, batch: OpenAIBatch) {
   };
 }
 
-export function handleCreateOpenAIBatch(state: SimulatorState, exchange: Exchange, apiKey: string): Reply {
+export function handleCreateOpenAIBatch(state: SimulatorState, exchange: Exchange, apiKey: string): Reply | Promise<Reply> {
   const body = parseJsonBody(exchange.body);
   if (!body.ok) return openaiError(400, invalidRequest(`We could not parse the JSON body of your request. (${body.message})`));
   const params = (body.value ?? {}) as Record<string, unknown>;
@@ -243,9 +243,19 @@ export function handleCreateOpenAIBatch(state: SimulatorState, exchange: Exchang
     outcome: null,
   };
   state.openaiBatches.set(batch.id, batch);
-  const requestCount = file.content.toString('utf8').split('\n').filter((l) => l.trim() !== '').length;
-  state.stats.batch('openai', { created: 1, requests: requestCount });
-  return json(200, view(state, batch));
+  const lines = file.content.toString('utf8').split('\n').filter((l) => l.trim() !== '');
+  state.stats.batch('openai', { created: 1, requests: lines.length });
+  state.stats.batchModels(lines.map(modelOfLine));
+  return replyAfter(json(200, view(state, batch)), state.batchFaults.holdCreateReplyMs());
+}
+
+/** The model a JSONL line asks for, for stats only (validation comes later, as on the API). */
+function modelOfLine(line: string): string {
+  try {
+    return String((JSON.parse(line) as { body?: { model?: unknown } }).body?.model);
+  } catch {
+    return 'undefined';
+  }
 }
 
 function owned(state: SimulatorState, id: string, apiKey: string): OpenAIBatch | undefined {

@@ -48,6 +48,8 @@ export interface SimulatorStats {
   requestsByPath: Record<string, number>;
   models: Record<string, ModelStats>;
   batches: Record<Provider, BatchStats>;
+  /** Batches created per model (a batch mixing models counts once for each), to check grouping. */
+  batchesByModel: Record<string, number>;
   /** The most recent admissions, oldest first, at most `admissionLogSize` of them. */
   admissions: AdmissionRecord[];
   /** Admissions that fell off the front of the log. */
@@ -76,6 +78,7 @@ export class StatsRecorder {
   #paths = new Map<string, number>();
   #models = new Map<string, ModelStats>();
   #batches: Record<Provider, BatchStats> = { anthropic: emptyBatches(), openai: emptyBatches() };
+  #batchesByModel = new Map<string, number>();
   #log: AdmissionRecord[] = [];
   #dropped = 0;
 
@@ -125,6 +128,11 @@ export class StatsRecorder {
     for (const [field, value] of Object.entries(change) as [keyof BatchStats, number][]) stats[field] += value;
   }
 
+  /** One batch was created holding requests for these models. */
+  batchModels(models: Iterable<string>): void {
+    for (const model of new Set(models)) this.#batchesByModel.set(model, (this.#batchesByModel.get(model) ?? 0) + 1);
+  }
+
   snapshot(): SimulatorStats {
     const excess = Math.max(0, this.#log.length - this.#logSize);
     return {
@@ -134,6 +142,7 @@ export class StatsRecorder {
         [...this.#models].map(([name, s]) => [name, { ...s, faultsInjected: { ...s.faultsInjected } }]),
       ),
       batches: { anthropic: { ...this.#batches.anthropic }, openai: { ...this.#batches.openai } },
+      batchesByModel: Object.fromEntries(this.#batchesByModel),
       admissions: this.#log.slice(excess).map((entry) => ({ ...entry })),
       admissionsDropped: this.#dropped + excess,
     };
@@ -144,6 +153,7 @@ export class StatsRecorder {
     this.#paths.clear();
     this.#models.clear();
     this.#batches = { anthropic: emptyBatches(), openai: emptyBatches() };
+    this.#batchesByModel.clear();
     this.#log = [];
     this.#dropped = 0;
   }

@@ -1,0 +1,85 @@
+/**
+ * What the batcher needs from a provider's batch API, one implementation per provider
+ * (`anthropic-batch-api.ts`, `openai-batch-api.ts`), each on the official SDK with its retries
+ * off. Every outcome is classified here, so the batcher never reads message text.
+ */
+import type { LlmJob, Provider, Usage } from '@headroom/queue';
+
+export interface BatchEntry {
+  customId: string;
+  request: LlmJob['request'];
+}
+
+export type SubmitOutcome =
+  | { kind: 'created'; batchId: string }
+  /** Refused for good (400/401/403/404): no batch exists; the jobs fail with `reason`. */
+  | { kind: 'rejected'; reason: string }
+  /** Refused for now (429, an upload that failed): no batch exists; submit again after `afterMs`. */
+  | { kind: 'retry'; afterMs: number; reason: string }
+  /** No answer, or a 5xx: the batch may exist. Look for it before ever submitting again. */
+  | { kind: 'uncertain'; reason: string };
+
+export interface SubmitInput {
+  claimId: string;
+  model: string;
+  entries: BatchEntry[];
+  /** OpenAI: a file already uploaded for this claim (reused, never uploaded twice). */
+  fileId?: string;
+  /** OpenAI: called once the input file exists, before the batch is created. */
+  onFileUploaded?(fileId: string): Promise<void>;
+  /** The whole submission must be over by then; the request is aborted at the deadline. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export interface FindInput {
+  claimId: string;
+  /** Redis time of the intent (ms). */
+  intentAt: number;
+  /** Requests the intent was for. */
+  count: number;
+  fileId?: string;
+  /** Batches the fleet already attributes to a claim: never another claim's. */
+  knownBatchIds: ReadonlySet<string>;
+  /** How long after the intent a batch made from it may carry as its creation time. */
+  windowMs: number;
+}
+
+export type EntryOutcome =
+  | { kind: 'succeeded'; response: unknown; usage: Usage }
+  /** `reason` reads `CODE: message` (BATCH_ERRORED, BATCH_EXPIRED, BATCH_CANCELED, BATCH_BAD_RESPONSE). */
+  | { kind: 'failed'; reason: string };
+
+export interface ResultEntry {
+  customId: string;
+  outcome: EntryOutcome;
+}
+
+export type BatchStatus =
+  | { ended: false }
+  | {
+      ended: true;
+      /** When the provider says it ended (ms). */
+      endedAt: number | undefined;
+      /** Provider status, for logs and metrics (`ended`, `completed`, `expired`, ...). */
+      status: string;
+      /** The fate of requests the results do not mention; undefined = they go back to the lane. */
+      missingReason?: string;
+    };
+
+export interface BatchApi {
+  readonly provider: Provider;
+  /** Serialized size of one entry as it will be sent (for the provider's size limit). */
+  entryBytes(entry: BatchEntry, model: string): number;
+  submit(input: SubmitInput): Promise<SubmitOutcome>;
+  /** A batch made from this intent, if one exists; throws when the provider cannot be asked. */
+  find(input: FindInput): Promise<string | undefined>;
+  status(batchId: string): Promise<BatchStatus>;
+  /** Every result entry of an ended batch, streamed. */
+  results(batchId: string): AsyncIterable<ResultEntry>;
+  /** Best effort: a duplicate batch that lost the race to be recorded. */
+  cancel(batchId: string): Promise<void>;
+}
+
+/** How far the provider's clock and Redis' may disagree when matching creation times. */
+export const CLOCK_SKEW_MS = 60_000;

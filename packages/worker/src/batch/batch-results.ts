@@ -1,0 +1,91 @@
+/**
+ * One batch result entry -> the fate of its job. Succeeded entries carry the same body an
+ * interactive call returns (a Message, a ChatCompletion) and are read with the same schemas, so a
+ * batch result has the same shape as an interactive one. Everything else fails its job with the
+ * provider's own words behind a stable code.
+ */
+import { z } from 'zod';
+import { AnthropicMessageBody, anthropicUsage } from '../providers/anthropic.js';
+import { OpenAIChatCompletionBody, openaiUsage } from '../providers/openai.js';
+import type { EntryOutcome } from './batch-api.js';
+
+type Scrub = (message: string) => string;
+
+const ProviderErrorBody = z.looseObject({
+  type: z.string().optional(),
+  error: z.looseObject({ type: z.string().optional(), code: z.string().nullish(), message: z.string().optional() }).optional(),
+});
+
+function bad(issues: z.core.$ZodIssue[]): EntryOutcome {
+  const detail = issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+  return { kind: 'failed', reason: `BATCH_BAD_RESPONSE: the result has an unexpected shape: ${detail}` };
+}
+
+const AnthropicEntryResult = z.discriminatedUnion('type', [
+  z.looseObject({ type: z.literal('succeeded'), message: z.unknown() }),
+  z.looseObject({ type: z.literal('errored'), error: z.unknown() }),
+  z.looseObject({ type: z.literal('canceled') }),
+  z.looseObject({ type: z.literal('expired') }),
+]);
+
+/** `result` of one line of a Message Batch's results (`{ custom_id, result }`). */
+export function anthropicEntryOutcome(result: unknown, scrub: Scrub = (m) => m): EntryOutcome {
+  const parsed = AnthropicEntryResult.safeParse(result);
+  if (!parsed.success) return bad(parsed.error.issues);
+  const entry = parsed.data;
+  switch (entry.type) {
+    case 'succeeded': {
+      const message = AnthropicMessageBody.safeParse(entry.message);
+      if (!message.success) return bad(message.error.issues);
+      return { kind: 'succeeded', response: entry.message, usage: anthropicUsage(message.data) };
+    }
+    case 'errored': {
+      const body = ProviderErrorBody.safeParse(entry.error);
+      const inner = body.success ? body.data.error : undefined;
+      const type = inner?.type ?? 'error';
+      return { kind: 'failed', reason: `BATCH_ERRORED: ${type}: ${scrub(inner?.message ?? 'no message')}` };
+    }
+    case 'canceled':
+      return { kind: 'failed', reason: 'BATCH_CANCELED: the batch was canceled before this request ran' };
+    case 'expired':
+      return { kind: 'failed', reason: 'BATCH_EXPIRED: the batch reached its 24 h limit before this request ran' };
+  }
+}
+
+const OpenAIBatchLine = z.looseObject({
+  custom_id: z.string(),
+  response: z.looseObject({ status_code: z.int(), body: z.unknown() }).nullish(),
+  error: z.looseObject({ code: z.string().nullish(), message: z.string().nullish() }).nullish(),
+});
+export type OpenAIBatchLine = z.infer<typeof OpenAIBatchLine>;
+
+/** Parses one line of an OpenAI batch output or error file; undefined when it is not one. */
+export function parseOpenAIBatchLine(text: string): OpenAIBatchLine | undefined {
+  try {
+    const parsed = OpenAIBatchLine.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One line of an OpenAI batch output or error file. */
+export function openaiEntryOutcome(line: OpenAIBatchLine, scrub: Scrub = (m) => m): EntryOutcome {
+  const { response, error } = line;
+  if (response && response.status_code >= 200 && response.status_code < 300) {
+    const body = OpenAIChatCompletionBody.safeParse(response.body);
+    if (!body.success) return bad(body.error.issues);
+    return { kind: 'succeeded', response: response.body, usage: openaiUsage(body.data) };
+  }
+  if (response) {
+    const body = ProviderErrorBody.safeParse(response.body);
+    const inner = body.success ? body.data.error : undefined;
+    const type = inner?.type ?? inner?.code ?? `HTTP ${response.status_code}`;
+    return { kind: 'failed', reason: `BATCH_ERRORED: ${type}: ${scrub(inner?.message ?? `status ${response.status_code}`)}` };
+  }
+  const code = error?.code ?? 'unknown';
+  const message = scrub(error?.message ?? 'no message');
+  if (code === 'batch_expired') return { kind: 'failed', reason: `BATCH_EXPIRED: ${message}` };
+  if (code === 'batch_cancelled') return { kind: 'failed', reason: `BATCH_CANCELED: ${message}` };
+  return { kind: 'failed', reason: `BATCH_ERRORED: ${code}: ${message}` };
+}

@@ -1,0 +1,593 @@
+/**
+ * The batch router. Every worker runs one; the one holding the lease leads:
+ *
+ * 1. gathers  takes BATCH jobs with `getNextJob` under its term's lock token, files each in the
+ *             open claim of its (provider, model) in Redis, THEN lengthens its lock to
+ *             `parkLockMs` — a crash before the filing leaves a short lock that expires, and the
+ *             stalled check hands the job back to the lane;
+ * 2. submits  a claim that is full (N, the provider's size limit) or whose oldest job waited T:
+ *             writes the intent under its fence, then sends the Message Batch / uploads the file
+ *             and creates the OpenAI Batch, then records the batch id;
+ * 3. finds    a batch whose create answer never came (crash, timeout, 5xx): OpenAI by the claim id
+ *             in the batch metadata, Anthropic by creation time and request count; not found past
+ *             the submission deadline means not made, and only then is the claim sent again;
+ * 4. polls    each submitted batch every `pollIntervalMs`, and when it ends settles every job
+ *             from its own entry (`custom_id` = job id).
+ *
+ * Parked jobs stay active in BullMQ under a long lock the leader renews in bulk: they hold no
+ * worker slot and no per-job timer, count against no lane cap (they have started), and only the
+ * claim's token can end them. A new leader reloads every claim from Redis and carries on.
+ */
+import { randomUUID } from 'node:crypto';
+import { Job, Worker as BullWorker } from 'bullmq';
+import type { Cluster, Redis } from 'ioredis';
+import { createRedis, fleetKeys, laneKeys, LlmJob, type HeadroomConfig } from '@headroom/queue';
+import type { FleetStatsWriter } from '../fleet-stats.js';
+import type { Logger } from '../logger.js';
+import type { WorkerMetrics } from '../metrics.js';
+import type { BatchApi, BatchEntry, BatchStatus } from './batch-api.js';
+import type { BatchApis } from './batch-apis.js';
+import { BatchMetrics } from './batch-metrics.js';
+import { batchLimitsFor, ClaimAssembler } from './claim-assembler.js';
+import { type ClaimRecord, ClaimStore, phaseOf } from './claim-store.js';
+import { customIdMap, customIdOf } from './custom-id.js';
+import { type JobFate, type SettleContext, settleJob } from './job-settler.js';
+import { LeaderLease } from './leader-lease.js';
+import { mapLimited, TaskPool } from './task-pool.js';
+
+export interface BatcherOptions {
+  config: HeadroomConfig;
+  redisUrl: string;
+  /** Command connection shared with the worker (claims, stats). */
+  redis: Redis | Cluster;
+  workerId: string;
+  apis: BatchApis;
+  metrics: WorkerMetrics;
+  stats: FleetStatsWriter;
+  logger: Logger;
+  now?: () => number;
+  random?: () => number;
+}
+
+interface LiveClaim extends ClaimRecord {
+  /** Local time of the claim's next step (submit, find, poll). */
+  nextAt: number;
+  /** Ready to submit: full, waited T, or inherited from an earlier leader. */
+  due: boolean;
+  /** Local time our own submit call came back; unset when the intent may be another leader's. */
+  sendEndedAt?: number;
+  busy: boolean;
+}
+
+/** Jobs taken per round before the claims are written and the lane is looked at again. */
+const FETCH_CHUNK = 500;
+const FETCH_PARALLEL = 50;
+/** How often an empty BATCH lane is looked at. */
+const LANE_POLL_MS = 250;
+/** How long after a submit's end its batch may take to show in the provider's list. */
+const FIND_GRACE_MS = 5_000;
+const RETRY_MS = 5_000;
+const SETTLE_CONCURRENCY = 16;
+const LOCK_CHUNK = 5_000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class Batcher {
+  private lane: BullWorker | undefined;
+  private leaseRedis: Redis | Cluster | undefined;
+  private laneRedis: Redis | Cluster | undefined;
+  private lease: LeaderLease | undefined;
+  private readonly store: ClaimStore;
+  private readonly assembler: ClaimAssembler;
+  private readonly claims = new Map<string, LiveClaim>();
+  private readonly batchMetrics: BatchMetrics;
+  private readonly acts = new Set<Promise<void>>();
+  private readonly inflight = new Set<AbortController>();
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private token: string | undefined;
+  private fence = 0;
+  private leading = false;
+  private resyncNeeded = false;
+  private stopping = false;
+  private loopDone: Promise<void> | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private wake: (() => void) | undefined;
+  private nextParkRenewAt = 0;
+
+  constructor(private readonly opts: BatcherOptions) {
+    this.now = opts.now ?? Date.now;
+    this.random = opts.random ?? Math.random;
+    this.store = new ClaimStore(opts.redis, opts.config.redis.prefix);
+    this.assembler = new ClaimAssembler({
+      limitsOf: (provider) => batchLimitsFor(provider, opts.config.batch.maxRequests),
+      maxWaitMs: opts.config.batch.maxWaitMs,
+      newClaimId: () => `${this.now().toString(36)}-${randomUUID().slice(0, 8)}`,
+    });
+    this.batchMetrics = new BatchMetrics(opts.metrics.registry);
+  }
+
+  /** True while this process leads the fleet's batching. */
+  get isLeader(): boolean {
+    return this.leading && (this.lease?.isHeld() ?? false);
+  }
+
+  async start(): Promise<void> {
+    const { config, redisUrl, workerId, logger } = this.opts;
+    const k = laneKeys(config.redis.prefix, 'batch');
+    this.laneRedis = createRedis(redisUrl, 'worker');
+    this.lane = new BullWorker(k.queueName, null, {
+      connection: this.laneRedis,
+      prefix: k.bullPrefix,
+      autorun: false,
+      // Short until the job is filed in a claim; then parkLockMs.
+      lockDuration: config.dispatch.lockMs,
+      stalledInterval: config.dispatch.stalledIntervalMs,
+      maxStalledCount: 3,
+      skipLockRenewal: true,
+      name: workerId,
+    });
+    this.lane.on('error', (err) => logger.warn({ lane: 'batch', err: err.message }, 'batch lane worker error'));
+    await this.lane.waitUntilReady();
+    // Every worker runs the BATCH lane's stalled check, leader or not: it is what returns jobs a
+    // leader took but died before filing.
+    await this.lane.startStalledCheckTimer();
+    this.leaseRedis = createRedis(redisUrl, 'worker');
+    this.leaseRedis.on('error', (err) => logger.warn({ err: err.message }, 'batch lease connection error'));
+    this.lease = new LeaderLease({ redis: this.leaseRedis, keys: fleetKeys(config.redis.prefix), holder: workerId, ttlMs: config.batch.leaseMs });
+    this.renewTimer = setInterval(() => void this.keepLease(), Math.max(200, Math.floor(config.batch.leaseMs / 3)));
+    this.loopDone = this.loop();
+  }
+
+  /**
+   * Stops leading. Submissions in flight get `graceMs` to finish, then are aborted (their claims
+   * stay `submitting`, and the next leader finds out whether the batch exists). Claims not yet
+   * submitted give their jobs back to the lane; parked jobs stay parked for the next leader.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.loopDone;
+    if (this.acts.size > 0) await Promise.race([Promise.all(this.acts), sleep(graceMs)]);
+    for (const abort of this.inflight) abort.abort();
+    if (this.acts.size > 0) await Promise.race([Promise.all(this.acts), sleep(5_000)]);
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    if (this.leading && this.lease?.isHeld()) {
+      await this.returnOpenClaims().catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'could not hand open batch claims back; the next leader submits them'));
+      await this.lease.release().catch(() => {});
+    }
+    this.leading = false;
+    this.batchMetrics.leader.set(0);
+    await this.lane?.close(true).catch(() => {});
+    // BullMQ never closes a connection it was handed.
+    this.laneRedis?.disconnect();
+    this.leaseRedis?.disconnect();
+  }
+
+  private async loop(): Promise<void> {
+    const { config, logger } = this.opts;
+    while (!this.stopping) {
+      try {
+        if (!this.lease!.isHeld()) {
+          if (this.leading) this.stepDown('lease lost');
+          if (await this.lease!.tryAcquire()) await this.takeOver();
+          else {
+            await this.idle((config.batch.leaseMs / 3) * (0.75 + this.random() / 2));
+            continue;
+          }
+        }
+        const idleMs = await this.tick();
+        if (idleMs > 0) await this.idle(idleMs);
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'batcher loop error; reloading claims from Redis');
+        this.resyncNeeded = true;
+        await this.idle(1_000);
+      }
+    }
+  }
+
+  private async keepLease(): Promise<void> {
+    if (!this.leading || !this.lease) return;
+    const ok = await this.lease.renew().catch(() => false);
+    if (!ok) this.stepDown('lease renewal refused');
+  }
+
+  private async takeOver(): Promise<void> {
+    this.leading = true;
+    this.fence = this.lease!.fence ?? 0;
+    // One token per term: every claim opened in this term shares it; older claims keep theirs.
+    this.token = `hrb-${this.fence}-${this.opts.workerId}`;
+    await this.resync();
+    this.batchMetrics.leader.set(1);
+    this.opts.logger.info({ fence: this.fence, claims: this.claims.size }, 'batcher leader elected');
+  }
+
+  private stepDown(why: string): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.lease?.drop();
+    this.assembler.clear();
+    this.claims.clear();
+    this.batchMetrics.leader.set(0);
+    this.batchMetrics.parkedJobs.set(0);
+    this.opts.logger.warn({ fence: this.fence, why }, 'batcher leader stepped down');
+  }
+
+  /** Rebuilds the leader's view from Redis: every claim found is carried on from where it stands. */
+  private async resync(): Promise<void> {
+    // Steps still running act on the old view: let them end first, or a claim could be worked
+    // on twice (two submissions of one claim).
+    await Promise.all(this.acts);
+    this.resyncNeeded = false;
+    this.assembler.clear();
+    this.claims.clear();
+    const now = this.now();
+    for (const claim of await this.store.loadAll()) {
+      // An inherited open claim cannot grow (its token is not ours): it is submitted as it is.
+      this.claims.set(claim.id, { ...claim, nextAt: now, due: true, busy: false });
+    }
+    this.nextParkRenewAt = 0;
+  }
+
+  /** One round: gather, start the steps that are due, renew parked locks. Returns ms to idle. */
+  private async tick(): Promise<number> {
+    if (this.resyncNeeded) await this.resync();
+    const { drained, fetched } = this.stopping ? { drained: true, fetched: 0 } : await this.gather();
+    const now = this.now();
+    for (const filled of this.assembler.takeDue(now, drained)) {
+      const claim = this.claims.get(filled.id);
+      if (claim) claim.due = true;
+    }
+    let nextAt = now + LANE_POLL_MS;
+    for (const claim of this.claims.values()) {
+      if (claim.busy || (phaseOf(claim) === 'open' && !claim.due)) continue;
+      if (claim.nextAt <= now) this.act(claim);
+      else nextAt = Math.min(nextAt, claim.nextAt);
+    }
+    if (now >= this.nextParkRenewAt) {
+      await this.renewParkLocks();
+      this.nextParkRenewAt = now + Math.floor(this.opts.config.batch.parkLockMs / 3);
+    }
+    let held = 0;
+    for (const claim of this.claims.values()) held += claim.jobIds.size;
+    this.batchMetrics.parkedJobs.set(held);
+    if (fetched >= FETCH_CHUNK) return 0;
+    const dueByWait = this.assembler.nextDueAt();
+    if (dueByWait !== undefined) nextAt = Math.min(nextAt, dueByWait);
+    return Math.max(1, nextAt - this.now());
+  }
+
+  /** Takes up to a chunk of BATCH jobs into claims. */
+  private async gather(): Promise<{ fetched: number; drained: boolean }> {
+    const lane = this.lane!;
+    const token = this.token!;
+    const jobs: Job[] = [];
+    // Several takes in flight at once ride one connection back to back instead of a round trip
+    // each; BullMQ's own worker loop takes jobs concurrently the same way.
+    while (jobs.length < FETCH_CHUNK && this.lease!.isHeld() && !this.stopping) {
+      const taken = await Promise.all(Array.from({ length: Math.min(FETCH_PARALLEL, FETCH_CHUNK - jobs.length) }, () => lane.getNextJob(token, { block: false })));
+      for (const job of taken) if (job) jobs.push(job);
+      if (taken.some((job) => !job)) break;
+    }
+    if (jobs.length === 0) return { fetched: 0, drained: true };
+    const now = this.now();
+    const opened = new Set<string>();
+    const added = new Map<string, string[]>();
+    const unusable: { job: Job; reason: string }[] = [];
+    for (const job of jobs) {
+      // Jobs are checked at enqueue; this guards the lane against anything else that wrote to it,
+      // which would otherwise be taken, fail here, stall back, and be taken again forever.
+      const parsed = LlmJob.safeParse(job.data);
+      if (!parsed.success) {
+        unusable.push({ job, reason: `JOB_INVALID: not a Headroom job: ${parsed.error.issues[0]?.message ?? 'invalid'}` });
+        continue;
+      }
+      const data = parsed.data;
+      const api = this.opts.apis[data.provider];
+      if (!api) {
+        unusable.push({ job, reason: `PROVIDER_REJECTED: no batch API for "${String(data.provider)}": its API key is not set` });
+        continue;
+      }
+      const model = data.request.model;
+      const bytes = api.entryBytes({ customId: customIdOf(data.provider, job.id!), request: data.request }, model);
+      const { claim: filling, opened: isNew } = this.assembler.add({ provider: data.provider, model, bytes, enqueuedAt: job.timestamp }, now);
+      let claim = this.claims.get(filling.id);
+      if (!claim) {
+        claim = { id: filling.id, provider: data.provider, model, token, fence: this.fence, createdAt: now, oldestAt: filling.oldestAt, jobIds: new Set(), nextAt: now, due: false, busy: false };
+        this.claims.set(claim.id, claim);
+      }
+      if (isNew) opened.add(claim.id);
+      claim.jobIds.add(job.id!);
+      claim.oldestAt = filling.oldestAt;
+      added.set(claim.id, [...(added.get(claim.id) ?? []), job.id!]);
+    }
+    // File first, lengthen the lock second: see the module comment.
+    await Promise.all(
+      [...added].map(([claimId, ids]) => {
+        const claim = this.claims.get(claimId)!;
+        return opened.has(claimId) ? this.store.create(claim) : this.store.addJobs(claimId, ids, claim.oldestAt);
+      }),
+    );
+    const filed = [...added.values()].flat();
+    if (filed.length > 0) {
+      const lost = await lane.extendJobLocks(filed, filed.map(() => token), this.opts.config.batch.parkLockMs);
+      if (lost.length > 0) await this.forget(lost);
+    }
+    for (const { job, reason } of unusable) {
+      const data = job.data as Partial<LlmJob> | undefined;
+      const view = { provider: data?.provider ?? 'anthropic', model: String(data?.request?.model ?? ''), token };
+      await settleJob(this.settleContext(), view, job.id!, { kind: 'failed', reason }, undefined).catch(() => {});
+    }
+    return { fetched: jobs.length, drained: jobs.length < FETCH_CHUNK };
+  }
+
+  /** Runs a claim's next step detached: a slow provider must not stall gathering or polling. */
+  private act(claim: LiveClaim): void {
+    claim.busy = true;
+    const step = (async () => {
+      try {
+        const phase = phaseOf(claim);
+        if (phase === 'open') await this.submit(claim);
+        else if (phase === 'submitting') await this.find(claim);
+        else await this.poll(claim);
+      } catch (err) {
+        this.opts.logger.warn({ claim: claim.id, batchId: claim.batchId, err: (err as Error).message }, 'batch step failed; retrying');
+        claim.nextAt = this.now() + RETRY_MS;
+      } finally {
+        claim.busy = false;
+      }
+    })();
+    this.acts.add(step);
+    void step.finally(() => {
+      this.acts.delete(step);
+      this.wake?.();
+    });
+  }
+
+  private async submit(claim: LiveClaim): Promise<void> {
+    const { config, logger } = this.opts;
+    const lane = this.lane!;
+    const api = this.opts.apis[claim.provider];
+    if (!api) return this.failClaim(claim, `PROVIDER_REJECTED: no batch API for "${claim.provider}": its API key is not set`);
+    const ids = [...claim.jobIds];
+    const jobs = await mapLimited(ids, SETTLE_CONCURRENCY, (id) => Job.fromId(lane, id));
+    const present = jobs.filter((j): j is Job => j !== undefined && !j.finishedOn);
+    const presentIds = new Set(present.map((j) => j.id!));
+    const gone = ids.filter((id) => !presentIds.has(id));
+    // Still ours? A job whose lock lapsed went back to the lane and must not go out twice.
+    const lost = new Set(present.length > 0 ? await lane.extendJobLocks([...presentIds], present.map(() => claim.token), config.batch.parkLockMs) : []);
+    if (gone.length + lost.size > 0) await this.forget([...gone, ...lost], claim);
+    const sending = present.filter((j) => !lost.has(j.id!));
+    if (sending.length === 0) {
+      await this.store.remove(claim);
+      this.claims.delete(claim.id);
+      return;
+    }
+    const entries: BatchEntry[] = sending.map((j) => ({ customId: customIdOf(claim.provider, j.id!), request: (j.data as LlmJob).request }));
+
+    // The local clock starts before the intent's Redis time is read, so our own deadline always
+    // falls before the one a later leader computes from the intent.
+    const started = this.now();
+    const intentAt = await this.redisTimeMs();
+    const fenced = await this.lease!.fenced((tx) => this.store.writeIntent(tx, claim.id, intentAt, entries.length));
+    if (!fenced) return; // deposed: the next leader owns this claim now
+    claim.intentAt = intentAt;
+    claim.intentCount = entries.length;
+    delete claim.sendEndedAt;
+    const abort = new AbortController();
+    this.inflight.add(abort);
+    let outcome: Awaited<ReturnType<BatchApi['submit']>>;
+    try {
+      outcome = await api.submit({
+        claimId: claim.id,
+        model: claim.model,
+        entries,
+        ...(claim.fileId ? { fileId: claim.fileId } : {}),
+        onFileUploaded: async (fileId) => {
+          claim.fileId = fileId;
+          await this.store.setFileId(claim.id, fileId);
+        },
+        timeoutMs: Math.max(1, config.batch.submitTimeoutMs - (this.now() - started)),
+        signal: abort.signal,
+      });
+    } finally {
+      this.inflight.delete(abort);
+    }
+    claim.sendEndedAt = this.now();
+    switch (outcome.kind) {
+      case 'created':
+        await this.recordSubmitted(claim, api, outcome.batchId, 'submitted');
+        return;
+      case 'rejected':
+        this.batchMetrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'rejected' });
+        logger.error({ claim: claim.id, model: claim.model, reason: outcome.reason }, 'batch refused by the provider; failing its jobs');
+        return this.failClaim(claim, outcome.reason);
+      case 'retry':
+        await this.store.clearIntent(claim.id);
+        delete claim.intentAt;
+        delete claim.intentCount;
+        claim.nextAt = this.now() + outcome.afterMs;
+        logger.warn({ claim: claim.id, model: claim.model, retryInMs: outcome.afterMs, reason: outcome.reason }, 'batch not accepted yet; retrying');
+        return;
+      case 'uncertain':
+        claim.nextAt = this.now() + FIND_GRACE_MS;
+        logger.warn({ claim: claim.id, model: claim.model, reason: outcome.reason }, 'batch submission unanswered; looking for it before any resubmission');
+        return;
+    }
+  }
+
+  /** A `submitting` claim: is there a batch for its intent? Resubmit only once surely not. */
+  private async find(claim: LiveClaim): Promise<void> {
+    const { config, logger } = this.opts;
+    const api = this.opts.apis[claim.provider];
+    if (!api) return this.failClaim(claim, `PROVIDER_REJECTED: no batch API for "${claim.provider}": its API key is not set`);
+    // Recorded meanwhile (by a submit that was slower than a reload of the claims)?
+    const recorded = await this.store.batchIdOf(claim.id);
+    if (recorded !== undefined) {
+      claim.batchId = recorded;
+      claim.nextAt = this.now();
+      return;
+    }
+    const found = await api.find({
+      claimId: claim.id,
+      intentAt: claim.intentAt!,
+      count: claim.intentCount ?? claim.jobIds.size,
+      ...(claim.fileId ? { fileId: claim.fileId } : {}),
+      knownBatchIds: await this.store.knownBatchIds(),
+      windowMs: config.batch.submitTimeoutMs,
+    });
+    if (found) {
+      logger.warn({ claim: claim.id, batchId: found }, 'found the batch of an unanswered submission');
+      await this.recordSubmitted(claim, api, found, 'found');
+      return;
+    }
+    // Our own call is over: the batch would be listed by now. Another leader's call may still be
+    // in flight until its deadline, which the intent's Redis time bounds.
+    const waitMs =
+      claim.sendEndedAt !== undefined
+        ? claim.sendEndedAt + FIND_GRACE_MS - this.now()
+        : claim.intentAt! + config.batch.submitTimeoutMs + FIND_GRACE_MS - (await this.redisTimeMs());
+    if (waitMs > 0) {
+      claim.nextAt = this.now() + waitMs;
+      return;
+    }
+    logger.warn({ claim: claim.id, model: claim.model }, 'no batch was made from the submission; submitting again');
+    await this.store.clearIntent(claim.id);
+    delete claim.intentAt;
+    delete claim.intentCount;
+    delete claim.sendEndedAt;
+    claim.due = true;
+    claim.nextAt = this.now();
+  }
+
+  private async recordSubmitted(claim: LiveClaim, api: BatchApi, batchId: string, event: 'submitted' | 'found'): Promise<void> {
+    const submittedAt = this.now();
+    if (await this.store.recordBatch(claim.id, batchId, submittedAt)) {
+      claim.batchId = batchId;
+      claim.submittedAt = submittedAt;
+      claim.nextAt = submittedAt + this.opts.config.batch.pollIntervalMs;
+      this.batchMetrics.batches.inc({ provider: claim.provider, model: claim.model, event });
+      this.opts.logger.info({ claim: claim.id, batchId, provider: claim.provider, model: claim.model, jobs: claim.intentCount }, 'batch submitted');
+      return;
+    }
+    // Another batch was recorded for this claim first: ours duplicates it. Cancel ours; the jobs
+    // settle from the recorded one (their results would be identical).
+    this.opts.logger.error({ claim: claim.id, batchId }, 'a second batch was made for one claim; canceling it');
+    this.batchMetrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'duplicate_canceled' });
+    await api.cancel(batchId).catch((err: Error) => this.opts.logger.warn({ batchId, err: err.message }, 'could not cancel the duplicate batch'));
+    this.resyncNeeded = true;
+  }
+
+  private async poll(claim: LiveClaim): Promise<void> {
+    const api = this.opts.apis[claim.provider];
+    if (!api) throw new Error(`no batch API for "${claim.provider}" to poll batch ${claim.batchId}`);
+    const status = await api.status(claim.batchId!);
+    if (!status.ended) {
+      claim.nextAt = this.now() + this.opts.config.batch.pollIntervalMs;
+      return;
+    }
+    await this.settle(claim, api, status);
+  }
+
+  /** Ends every job of an ended batch from its own entry; a crash midway is simply redone. */
+  private async settle(claim: LiveClaim, api: BatchApi, status: Extract<BatchStatus, { ended: true }>): Promise<void> {
+    const ctx = this.settleContext();
+    const view = { provider: claim.provider, model: claim.model, token: claim.token, submittedAt: claim.submittedAt };
+    const byCustomId = customIdMap(claim.provider, claim.jobIds);
+    const seen = new Set<string>();
+    const counts = { completed: 0, failed: 0, requeued: 0, skipped: 0 };
+    const pool = new TaskPool(SETTLE_CONCURRENCY);
+    const end = (jobId: string, fate: JobFate) =>
+      pool.run(async () => {
+        counts[await settleJob(ctx, view, jobId, fate, status.endedAt)] += 1;
+      });
+    for await (const entry of api.results(claim.batchId!)) {
+      const jobId = byCustomId.get(entry.customId);
+      // Not one of ours (an Anthropic batch matched by count must prove itself here).
+      if (jobId === undefined || seen.has(jobId)) continue;
+      seen.add(jobId);
+      await end(jobId, entry.outcome);
+    }
+    for (const jobId of claim.jobIds) {
+      if (seen.has(jobId)) continue;
+      const why = `batch ${claim.batchId} ${status.status} without a result for it`;
+      await end(jobId, status.missingReason ? { kind: 'failed', reason: status.missingReason } : { kind: 'requeue', why });
+    }
+    await pool.drain();
+    await this.store.remove(claim);
+    this.claims.delete(claim.id);
+    this.batchMetrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'ended' });
+    this.opts.logger.info({ claim: claim.id, batchId: claim.batchId, status: status.status, ...counts }, 'batch settled');
+  }
+
+  private async failClaim(claim: LiveClaim, reason: string): Promise<void> {
+    const ctx = this.settleContext();
+    const view = { provider: claim.provider, model: claim.model, token: claim.token };
+    await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, (id) => settleJob(ctx, view, id, { kind: 'failed', reason }, undefined));
+    await this.store.remove(claim);
+    this.claims.delete(claim.id);
+  }
+
+  /** Keeps parked jobs' locks alive; a job whose lock is gone is no longer this claim's. */
+  private async renewParkLocks(): Promise<void> {
+    const lane = this.lane!;
+    for (const claim of this.claims.values()) {
+      if (claim.busy || claim.jobIds.size === 0) continue;
+      const ids = [...claim.jobIds];
+      for (let i = 0; i < ids.length; i += LOCK_CHUNK) {
+        const chunk = ids.slice(i, i + LOCK_CHUNK);
+        const lost = await lane.extendJobLocks(chunk, chunk.map(() => claim.token), this.opts.config.batch.parkLockMs);
+        if (lost.length > 0) {
+          this.opts.logger.warn({ claim: claim.id, lost: lost.length }, 'parked jobs lost their lock (the fleet was away longer than batch.parkLockMs); they run again');
+          await this.forget(lost, claim);
+        }
+      }
+    }
+  }
+
+  /** Drops jobs from their claim (in Redis and here). */
+  private async forget(jobIds: readonly string[], only?: LiveClaim): Promise<void> {
+    for (const claim of only ? [only] : this.claims.values()) {
+      const mine = jobIds.filter((id) => claim.jobIds.has(id));
+      if (mine.length === 0) continue;
+      for (const id of mine) claim.jobIds.delete(id);
+      await this.store.removeJobs(claim.id, mine);
+    }
+  }
+
+  /** Graceful stop: jobs gathered but not sent go back to the front of the lane. */
+  private async returnOpenClaims(): Promise<void> {
+    for (const claim of this.claims.values()) {
+      if (phaseOf(claim) !== 'open' || claim.busy) continue;
+      await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, async (id) => {
+        const job = await Job.fromId(this.lane!, id);
+        await job?.moveToWait(claim.token).catch(() => {});
+      });
+      await this.store.remove(claim);
+    }
+    this.claims.clear();
+  }
+
+  private settleContext(): SettleContext {
+    const { config, metrics, stats, logger } = this.opts;
+    return { lane: this.lane!, config, metrics, stats, logger, now: this.now, parkLockMs: config.batch.parkLockMs };
+  }
+
+  private async redisTimeMs(): Promise<number> {
+    const [sec, usec] = (await this.opts.redis.time()) as [string | number, string | number];
+    return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  }
+
+  private idle(ms: number): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}
+

@@ -1,0 +1,120 @@
+/**
+ * Ends one parked job from its batch entry: completed with its own result (the same LlmResult
+ * shape an interactive call gives, cost at the batch rate), failed with the provider's reason, or
+ * handed back to the BATCH lane when its batch said nothing about it.
+ *
+ * Safe to repeat: every transition is BullMQ's own, checked against the claim's lock token, so a
+ * job settled once (by this leader before a crash, or by a deposed one) refuses a second
+ * settlement, and the refusal is recognised by reading the job, not by parsing an error.
+ */
+import { Job, type Worker as BullWorker } from 'bullmq';
+import type { HeadroomConfig, LlmJob, LlmResult, Provider, Usage } from '@headroom/queue';
+import { costOf } from '../cost.js';
+import type { FleetStatsWriter } from '../fleet-stats.js';
+import type { Logger } from '../logger.js';
+import type { WorkerMetrics } from '../metrics.js';
+
+/** A job its batches keep losing goes back to the lane this many times, then fails. */
+export const MAX_BATCH_REQUEUES = 3;
+
+export type JobFate =
+  | { kind: 'succeeded'; response: unknown; usage: Usage }
+  | { kind: 'failed'; reason: string }
+  /** The batch's results did not mention the job: it goes back to the BATCH lane. */
+  | { kind: 'requeue'; why: string };
+
+export type Settled = 'completed' | 'failed' | 'requeued' | 'skipped';
+
+export interface SettleContext {
+  /** The BATCH lane's BullMQ worker (jobs are read and moved through it). */
+  lane: BullWorker;
+  config: HeadroomConfig;
+  metrics: WorkerMetrics;
+  stats: FleetStatsWriter;
+  logger: Logger;
+  now: () => number;
+  /** Lock duration of a parked job (`batch.parkLockMs`). */
+  parkLockMs: number;
+}
+
+export interface SettleClaim {
+  provider: Provider;
+  model: string;
+  token: string;
+  submittedAt?: number | undefined;
+}
+
+interface BatchProgress {
+  batchRequeues?: number;
+}
+
+export async function settleJob(ctx: SettleContext, claim: SettleClaim, jobId: string, fate: JobFate, endedAt: number | undefined): Promise<Settled> {
+  const job = await Job.fromId(ctx.lane, jobId);
+  if (!job || job.finishedOn) return 'skipped';
+  try {
+    return await apply(ctx, claim, job, fate, endedAt);
+  } catch (err) {
+    // Still ours (our token holds its lock)? Then the failure is real: the claim is settled again
+    // later. Not ours (settled already, or its lock ran out and it went back): nothing to do.
+    const ours = await job.extendLock(claim.token, ctx.parkLockMs).catch(() => 0);
+    if (!ours) return 'skipped';
+    throw err;
+  }
+}
+
+async function apply(ctx: SettleContext, claim: SettleClaim, job: Job, fate: JobFate, endedAt: number | undefined): Promise<Settled> {
+  switch (fate.kind) {
+    case 'succeeded': {
+      const result = resultOf(ctx, claim, job, fate, endedAt);
+      await job.moveToCompleted(result, claim.token, false);
+      const { provider, model } = claim;
+      ctx.metrics.jobs.inc({ lane: 'batch', outcome: 'completed' });
+      ctx.metrics.cost.inc({ provider, model, batch: 'true' }, result.cost.usd);
+      ctx.metrics.tokens.inc({ provider, model, dimension: 'input' }, fate.usage.inputTokens);
+      ctx.metrics.tokens.inc({ provider, model, dimension: 'output' }, fate.usage.outputTokens);
+      ctx.metrics.waitSeconds.observe({ lane: 'batch' }, result.timings.waitMs / 1000);
+      ctx.stats.jobEnded({ lane: 'batch', outcome: 'completed', waitMs: result.timings.waitMs, model, usage: fate.usage, costUsd: result.cost.usd });
+      return 'completed';
+    }
+    case 'failed':
+      await fail(ctx, claim, job, fate.reason);
+      return 'failed';
+    case 'requeue': {
+      const requeues = ((job.progress ?? {}) as BatchProgress).batchRequeues ?? 0;
+      if (requeues >= MAX_BATCH_REQUEUES) {
+        await fail(ctx, claim, job, `BATCH_LOST: ${fate.why}, ${requeues + 1} times`);
+        return 'failed';
+      }
+      await job.updateProgress({ ...(typeof job.progress === 'object' ? job.progress : {}), batchRequeues: requeues + 1 });
+      await job.moveToWait(claim.token);
+      ctx.logger.warn({ jobId: job.id, model: claim.model, why: fate.why, lane: 'batch' }, 'job handed back to the BATCH lane');
+      return 'requeued';
+    }
+  }
+}
+
+async function fail(ctx: SettleContext, claim: SettleClaim, job: Job, reason: string): Promise<void> {
+  await job.moveToFailed(new Error(reason), claim.token, false);
+  ctx.metrics.jobs.inc({ lane: 'batch', outcome: 'failed' });
+  ctx.stats.jobEnded({ lane: 'batch', outcome: 'failed' });
+  ctx.logger.info({ jobId: job.id, lane: 'batch', reason }, 'job failed');
+}
+
+function resultOf(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Extract<JobFate, { kind: 'succeeded' }>, endedAt: number | undefined): LlmResult {
+  const data = job.data as LlmJob;
+  const enqueuedAt = job.timestamp;
+  // The batch ran from its submission to its end; until then the job only waited.
+  const startedAt = claim.submittedAt ?? job.processedOn ?? ctx.now();
+  const finishedAt = Math.max(startedAt, endedAt ?? ctx.now());
+  const usd = costOf(ctx.config.models[claim.model]?.pricing, fate.usage, { provider: claim.provider, batch: true });
+  return {
+    provider: claim.provider,
+    model: claim.model,
+    response: fate.response,
+    usage: fate.usage,
+    attempts: 1,
+    timings: { enqueuedAt, startedAt, finishedAt, waitMs: Math.max(0, startedAt - enqueuedAt), runMs: finishedAt - startedAt },
+    cost: { usd, batch: true },
+    ...(data.metadata ? { metadata: data.metadata } : {}),
+  };
+}
