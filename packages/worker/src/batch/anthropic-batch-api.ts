@@ -9,6 +9,7 @@ import type { Usage } from '@headroom/queue';
 import { z } from 'zod';
 import { ANTHROPIC_DEFAULT_BASE_URL, type AdapterOptions } from '../providers/anthropic.js';
 import { redact, runSdkCall, type SdkCallSpec } from '../providers/sdk-call.js';
+import { ANTHROPIC_SDK_ERRORS } from '../providers/anthropic.js';
 import type { BatchApi, BatchEntry, BatchStatus, FindInput, ResultEntry, SubmitInput, SubmitOutcome } from './batch-api.js';
 import { CLOCK_SKEW_MS } from './batch-api.js';
 import { anthropicEntryOutcome } from './batch-results.js';
@@ -88,13 +89,7 @@ export class AnthropicBatchApi implements BatchApi {
       provider: 'anthropic',
       apiKey: this.#options.apiKey,
       timeoutMs,
-      errors: {
-        base: Anthropic.AnthropicError,
-        api: Anthropic.APIError,
-        connection: Anthropic.APIConnectionError,
-        connectionTimeout: Anthropic.APIConnectionTimeoutError,
-        userAbort: Anthropic.APIUserAbortError,
-      },
+      errors: ANTHROPIC_SDK_ERRORS,
       requestIdHeader: 'request-id',
       schema: CreatedBatch,
       usageOf: () => NO_USAGE,

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { AdapterOptions } from '../providers/anthropic.js';
 import { OPENAI_DEFAULT_BASE_URL } from '../providers/openai.js';
 import { redact, runSdkCall, type SdkCallSpec } from '../providers/sdk-call.js';
+import { OPENAI_SDK_ERRORS } from '../providers/openai.js';
 import type { BatchApi, BatchEntry, BatchStatus, FindInput, ResultEntry, SubmitInput, SubmitOutcome } from './batch-api.js';
 import { CLOCK_SKEW_MS } from './batch-api.js';
 import { openaiEntryOutcome, parseOpenAIBatchLine } from './batch-results.js';
@@ -147,13 +148,7 @@ export class OpenAIBatchApi implements BatchApi {
       provider: 'openai',
       apiKey: this.#options.apiKey,
       timeoutMs,
-      errors: {
-        base: OpenAI.OpenAIError,
-        api: OpenAI.APIError,
-        connection: OpenAI.APIConnectionError,
-        connectionTimeout: OpenAI.APIConnectionTimeoutError,
-        userAbort: OpenAI.APIUserAbortError,
-      },
+      errors: OPENAI_SDK_ERRORS,
       requestIdHeader: 'x-request-id',
       schema: Created,
       usageOf: () => NO_USAGE,

@@ -10,7 +10,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import type { Usage } from '@headroom/queue';
 import { z } from 'zod';
-import { runSdkCall, type SdkCallSpec } from './sdk-call.js';
+import { runSdkCall, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
 import type { ProviderAdapter, ProviderCallInput, ProviderCallResult } from './types.js';
 
 export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
@@ -47,6 +47,15 @@ export interface AdapterOptions {
   timeoutMs: number;
 }
 
+/** The SDK's error classes, for classifying failures (the batch client uses them too). */
+export const ANTHROPIC_SDK_ERRORS: SdkErrorClasses = {
+  base: Anthropic.AnthropicError,
+  api: Anthropic.APIError,
+  connection: Anthropic.APIConnectionError,
+  connectionTimeout: Anthropic.APIConnectionTimeoutError,
+  userAbort: Anthropic.APIUserAbortError,
+};
+
 export class AnthropicAdapter implements ProviderAdapter {
   readonly provider = 'anthropic' as const;
   readonly #client: Anthropic;
@@ -65,13 +74,7 @@ export class AnthropicAdapter implements ProviderAdapter {
       provider: 'anthropic',
       apiKey: options.apiKey,
       timeoutMs: options.timeoutMs,
-      errors: {
-        base: Anthropic.AnthropicError,
-        api: Anthropic.APIError,
-        connection: Anthropic.APIConnectionError,
-        connectionTimeout: Anthropic.APIConnectionTimeoutError,
-        userAbort: Anthropic.APIUserAbortError,
-      },
+      errors: ANTHROPIC_SDK_ERRORS,
       requestIdHeader: 'request-id',
       schema: AnthropicMessageBody,
       usageOf: anthropicUsage,

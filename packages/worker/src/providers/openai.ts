@@ -11,7 +11,7 @@ import type { Usage } from '@headroom/queue';
 import OpenAI from 'openai';
 import { z } from 'zod';
 import type { AdapterOptions } from './anthropic.js';
-import { runSdkCall, type SdkCallSpec } from './sdk-call.js';
+import { runSdkCall, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
 import type { ProviderAdapter, ProviderCallInput, ProviderCallResult } from './types.js';
 
 /** OpenAI's default path includes `/v1` (a custom baseURL must too). */
@@ -44,6 +44,15 @@ export function openaiUsage(body: OpenAIChatCompletionBody): Usage {
   };
 }
 
+/** The SDK's error classes, for classifying failures (the batch client uses them too). */
+export const OPENAI_SDK_ERRORS: SdkErrorClasses = {
+  base: OpenAI.OpenAIError,
+  api: OpenAI.APIError,
+  connection: OpenAI.APIConnectionError,
+  connectionTimeout: OpenAI.APIConnectionTimeoutError,
+  userAbort: OpenAI.APIUserAbortError,
+};
+
 export class OpenAIAdapter implements ProviderAdapter {
   readonly provider = 'openai' as const;
   readonly #client: OpenAI;
@@ -62,13 +71,7 @@ export class OpenAIAdapter implements ProviderAdapter {
       provider: 'openai',
       apiKey: options.apiKey,
       timeoutMs: options.timeoutMs,
-      errors: {
-        base: OpenAI.OpenAIError,
-        api: OpenAI.APIError,
-        connection: OpenAI.APIConnectionError,
-        connectionTimeout: OpenAI.APIConnectionTimeoutError,
-        userAbort: OpenAI.APIUserAbortError,
-      },
+      errors: OPENAI_SDK_ERRORS,
       requestIdHeader: 'x-request-id',
       schema: OpenAIChatCompletionBody,
       usageOf: openaiUsage,

@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EmbeddedRedis, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, startEmbeddedRedis } from '@headroom/queue';
+import { type Simulator, startSimulator } from '@headroom/simulator';
+import { FleetStatsWriter } from '../fleet-stats.js';
+import { createLogger } from '../logger.js';
+import { WorkerMetrics } from '../metrics.js';
+import { AnthropicBatchApi } from './anthropic-batch-api.js';
+import { Batcher } from './batcher.js';
+
+const MODEL = 'claude-haiku-4-5';
+let server: EmbeddedRedis;
+let redis: Redis;
+let sim: Simulator;
+
+beforeAll(async () => {
+  server = await startEmbeddedRedis();
+  redis = new Redis(server.url);
+  sim = await startSimulator({ latencyMs: 0, batchCompletionMs: 200 });
+});
+afterAll(async () => {
+  redis.disconnect();
+  await sim.close();
+  await server.stop();
+});
+
+async function fleet(maxWaitMs: number) {
+  const prefix = `t${randomUUID().slice(0, 8)}`;
+  const config = parseConfig({
+    redis: { prefix },
+    models: { [MODEL]: { provider: 'anthropic', pricing: { inputPerMTok: 1, outputPerMTok: 5 } } },
+    dispatch: { lockMs: 5_000, stalledIntervalMs: 1_000 },
+    batch: { maxRequests: 100, maxWaitMs, pollIntervalMs: 100, leaseMs: 1_000, parkLockMs: 30_000, submitTimeoutMs: 5_000 },
+  });
+  await publishFleetSettings(redis, config);
+  const k = laneKeys(prefix, 'batch');
+  const queue = new Queue(k.queueName, { connection: redis, prefix: k.bullPrefix });
+  const batcher = (id: string) =>
+    new Batcher({
+      config,
+      redisUrl: server.url,
+      redis,
+      workerId: id,
+      apis: { anthropic: new AnthropicBatchApi({ apiKey: 'sk-batcher-test', baseURL: sim.url, timeoutMs: 5_000 }) },
+      metrics: new WorkerMetrics({ defaultMetrics: false }),
+      stats: new FleetStatsWriter(redis, prefix),
+      logger: createLogger({ level: 'silent' }),
+    });
+  const add = (n: number) =>
+    Promise.all(
+      Array.from({ length: n }, (_, i) => {
+        const job: LlmJob = { priority: 'LOW', sla: 'none', provider: 'anthropic', request: { model: MODEL, max_tokens: 16, messages: [{ role: 'user', content: `job ${i}` }] } };
+        return queue.add(`anthropic:${MODEL}`, job, { jobId: `batch.${randomUUID()}` });
+      }),
+    );
+  return { keys: fleetKeys(prefix), queue, batcher, add };
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('Batcher', () => {
+  it('hands gathered, unsubmitted jobs back to the lane on a graceful stop, and the lease over at once', async () => {
+    const { keys, queue, batcher, add } = await fleet(60_000);
+    const a = batcher('a');
+    await a.start();
+    await until(async () => a.isLeader);
+    await add(10);
+    // Filed in one claim (jobs go active a moment before they are filed).
+    await until(async () => {
+      const claims = await redis.zrange(keys.batchClaims, '0', '-1');
+      return claims.length === 1 && (await redis.scard(keys.batchClaimJobs(claims[0]!))) === 10;
+    });
+    expect(await queue.getActiveCount()).toBe(10);
+
+    await a.stop(1_000);
+    expect(await queue.getWaitingCount()).toBe(10);
+    expect(await redis.zcard(keys.batchClaims)).toBe(0);
+    expect(await redis.get(keys.batchLeader)).toBeNull(); // released: no wait for the TTL
+
+    const b = batcher('b');
+    await b.start();
+    await until(async () => b.isLeader);
+    expect(await redis.get(keys.batchLeader)).toBe('b|2');
+    await b.stop(1_000);
+    await queue.close();
+  });
+
+  it('submits partial batches after maxWaitMs and completes every job from its entry', async () => {
+    const { keys, queue, batcher, add } = await fleet(300);
+    const before = sim.stats().batches.anthropic.created;
+    const a = batcher('a');
+    await a.start();
+    const jobs = await add(130);
+    await until(async () => (await queue.getCompletedCount()) === 130);
+    expect(sim.stats().batches.anthropic.created - before).toBe(2); // 100 + 30
+    const done = await queue.getJob(jobs[0]!.id!);
+    expect(done?.returnvalue).toMatchObject({ provider: 'anthropic', model: MODEL, attempts: 1, cost: { batch: true } });
+    expect(await redis.hlen(keys.batches)).toBe(0);
+    await a.stop(1_000);
+    await queue.close();
+  });
+});
