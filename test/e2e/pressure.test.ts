@@ -49,20 +49,21 @@ describe('pressure and shedding', () => {
   it('sheds LOW in a brownout while CRITICAL and HIGH all complete, and counts every shed', async () => {
     const limits = { rpm: 120, itpm: 200_000, otpm: 50_000 };
     const { producer, prefix } = await fleet(
-      { models: { [SONNET]: { provider: 'anthropic', limits }, [HAIKU]: { provider: 'anthropic', limits } }, latencyMs: 20 },
+      { models: { [SONNET]: { provider: 'anthropic', limits }, [HAIKU]: { provider: 'anthropic', limits } }, latencyMs: 20, batchCompletionMs: 1_000 },
       {
         models: { [SONNET]: { provider: 'anthropic', limits, fallback: [HAIKU] }, [HAIKU]: { provider: 'anthropic', limits } },
         lanes: { low: { maxWaitMs: 2_000 } },
+        batch: { maxWaitMs: 1_000, pollIntervalMs: 300 },
         shedding: { lowAt: 0.85, horizonMs: 5_000 },
         retry: { maxAttempts: 10, baseDelayMs: 100, maxDelayMs: 2_000 },
       },
     );
-    const accepted: { priority: Priority; handle: JobHandle }[] = [];
+    const accepted: { priority: Priority; handle: JobHandle; onShed?: string }[] = [];
     let refusedAtEnqueue = 0;
-    const offer = async (priority: Priority, n: number, tag: string) => {
+    const offer = async (priority: Priority, n: number, tag: string, extra: Partial<LlmJobInput> = {}) => {
       for (let i = 0; i < n; i++) {
         try {
-          accepted.push({ priority, handle: await producer.enqueue(job(priority, `${tag} ${i}`, priority === 'LOW' ? {} : { fallback: [HAIKU] })) });
+          accepted.push({ priority, ...extra, handle: await producer.enqueue(job(priority, `${tag} ${i}`, priority === 'LOW' ? extra : { fallback: [HAIKU] })) } as (typeof accepted)[number]);
         } catch (err) {
           if (!(err instanceof ShedError)) throw err;
           expect(priority).toBe('LOW');
@@ -71,7 +72,9 @@ describe('pressure and shedding', () => {
       }
     };
     // A minute of burst plus a long backlog: the bucket drains and the backlog outlasts the horizon.
-    await offer('LOW', 250, 'low');
+    await offer('LOW', 230, 'low');
+    // These would rather wait for the batch API than be dropped.
+    await offer('LOW', 20, 'low-to-batch', { onShed: 'batch' });
     await offer('HIGH', 20, 'high');
     await offer('CRITICAL', 10, 'crit');
     await new Promise((r) => setTimeout(r, 3_000));
@@ -88,6 +91,11 @@ describe('pressure and shedding', () => {
       const rejected = byPriority(p).filter((s): s is PromiseRejectedResult => s.status === 'rejected');
       expect(rejected.map((r) => String(r.reason)), `${p} jobs must all complete`).toEqual([]);
     }
+    const toBatch = settled.filter((_, i) => accepted[i]!.onShed === 'batch');
+    expect(toBatch.length).toBeGreaterThan(0);
+    // Shed with onShed: 'batch', they still got their answer, from the batch API at half price.
+    expect(toBatch.every((s) => s.status === 'fulfilled')).toBe(true);
+    expect(toBatch.some((s) => s.status === 'fulfilled' && s.value.cost.batch)).toBe(true);
     const low = byPriority('LOW');
     const shed = low.filter((s) => s.status === 'rejected' && s.reason instanceof JobFailedError && s.reason.reason.startsWith('SHED:'));
     const otherFailures = low.filter((s) => s.status === 'rejected' && !shed.includes(s));
@@ -100,7 +108,8 @@ describe('pressure and shedding', () => {
     // The fleet's shed counter matches the jobs that ended as shed.
     await new Promise((r) => setTimeout(r, 1_500));
     const stats = await readFleetStats(admin, prefix, 10);
-    expect(stats.lanes.low?.shed ?? 0).toBe(shed.length);
+    const movedToBatch = toBatch.filter((s) => s.status === 'fulfilled' && s.value.cost.batch).length;
+    expect(stats.lanes.low?.shed ?? 0).toBe(shed.length + movedToBatch);
     expect(stats.lanes.critical?.shed ?? 0).toBe(0);
     expect(stats.lanes.high?.shed ?? 0).toBe(0);
   });
