@@ -25,15 +25,15 @@ import { createRedis, fleetKeys, laneKeys, LlmJob, type HeadroomConfig } from '@
 import type { FleetStatsWriter } from '../fleet-stats.js';
 import type { Logger } from '../logger.js';
 import type { WorkerMetrics } from '../metrics.js';
-import type { BatchApi, BatchEntry, BatchStatus } from './batch-api.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';
 import { batchLimitsFor, ClaimAssembler } from './claim-assembler.js';
-import { type ClaimRecord, ClaimStore, phaseOf } from './claim-store.js';
-import { customIdMap, customIdOf } from './custom-id.js';
-import { type JobFate, type SettleContext, settleJob } from './job-settler.js';
+import { ClaimSteps, type LiveClaim, SETTLE_CONCURRENCY } from './claim-steps.js';
+import { ClaimStore, phaseOf } from './claim-store.js';
+import { customIdOf } from './custom-id.js';
+import { type SettleContext, settleJob } from './job-settler.js';
 import { LeaderLease } from './leader-lease.js';
-import { mapLimited, TaskPool } from './task-pool.js';
+import { mapLimited } from './task-pool.js';
 
 export interface BatcherOptions {
   config: HeadroomConfig;
@@ -49,25 +49,12 @@ export interface BatcherOptions {
   random?: () => number;
 }
 
-interface LiveClaim extends ClaimRecord {
-  /** Local time of the claim's next step (submit, find, poll). */
-  nextAt: number;
-  /** Ready to submit: full, waited T, or inherited from an earlier leader. */
-  due: boolean;
-  /** Local time our own submit call came back; unset when the intent may be another leader's. */
-  sendEndedAt?: number;
-  busy: boolean;
-}
-
 /** Jobs taken per round before the claims are written and the lane is looked at again. */
 const FETCH_CHUNK = 500;
 const FETCH_PARALLEL = 50;
 /** How often an empty BATCH lane is looked at. */
 const LANE_POLL_MS = 250;
-/** How long after a submit's end its batch may take to show in the provider's list. */
-const FIND_GRACE_MS = 5_000;
 const RETRY_MS = 5_000;
-const SETTLE_CONCURRENCY = 16;
 const LOCK_CHUNK = 5_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -81,6 +68,7 @@ export class Batcher {
   private readonly assembler: ClaimAssembler;
   private readonly claims = new Map<string, LiveClaim>();
   private readonly batchMetrics: BatchMetrics;
+  private readonly steps: ClaimSteps;
   private readonly acts = new Set<Promise<void>>();
   private readonly inflight = new Set<AbortController>();
   private readonly now: () => number;
@@ -105,6 +93,23 @@ export class Batcher {
       newClaimId: () => `${this.now().toString(36)}-${randomUUID().slice(0, 8)}`,
     });
     this.batchMetrics = new BatchMetrics(opts.metrics.registry);
+    this.steps = new ClaimSteps({
+      config: opts.config,
+      logger: opts.logger,
+      apis: opts.apis,
+      store: this.store,
+      metrics: this.batchMetrics,
+      lane: () => this.lane!,
+      lease: () => this.lease!,
+      settleContext: () => this.settleContext(),
+      now: this.now,
+      redisTimeMs: () => this.redisTimeMs(),
+      inflight: this.inflight,
+      dropClaim: (claimId) => this.claims.delete(claimId),
+      reload: () => {
+        this.resyncNeeded = true;
+      },
+    });
   }
 
   /** True while this process leads the fleet's batching. */
@@ -326,10 +331,7 @@ export class Batcher {
     claim.busy = true;
     const step = (async () => {
       try {
-        const phase = phaseOf(claim);
-        if (phase === 'open') await this.submit(claim);
-        else if (phase === 'submitting') await this.find(claim);
-        else await this.poll(claim);
+        await this.steps.next(claim);
       } catch (err) {
         this.opts.logger.warn({ claim: claim.id, batchId: claim.batchId, err: (err as Error).message }, 'batch step failed; retrying');
         claim.nextAt = this.now() + RETRY_MS;
@@ -342,190 +344,6 @@ export class Batcher {
       this.acts.delete(step);
       this.wake?.();
     });
-  }
-
-  private async submit(claim: LiveClaim): Promise<void> {
-    const { config, logger } = this.opts;
-    const lane = this.lane!;
-    const api = this.opts.apis[claim.provider];
-    if (!api) return this.failClaim(claim, `PROVIDER_REJECTED: no batch API for "${claim.provider}": its API key is not set`);
-    const ids = [...claim.jobIds];
-    const jobs = await mapLimited(ids, SETTLE_CONCURRENCY, (id) => Job.fromId(lane, id));
-    const present = jobs.filter((j): j is Job => j !== undefined && !j.finishedOn);
-    const presentIds = new Set(present.map((j) => j.id!));
-    const gone = ids.filter((id) => !presentIds.has(id));
-    // Still ours? A job whose lock lapsed went back to the lane and must not go out twice.
-    const lost = new Set(present.length > 0 ? await lane.extendJobLocks([...presentIds], present.map(() => claim.token), config.batch.parkLockMs) : []);
-    if (gone.length + lost.size > 0) await this.forget([...gone, ...lost], claim);
-    const sending = present.filter((j) => !lost.has(j.id!));
-    if (sending.length === 0) {
-      await this.store.remove(claim);
-      this.claims.delete(claim.id);
-      return;
-    }
-    const entries: BatchEntry[] = sending.map((j) => ({ customId: customIdOf(claim.provider, j.id!), request: (j.data as LlmJob).request }));
-
-    // The local clock starts before the intent's Redis time is read, so our own deadline always
-    // falls before the one a later leader computes from the intent.
-    const started = this.now();
-    const intentAt = await this.redisTimeMs();
-    const fenced = await this.lease!.fenced((tx) => this.store.writeIntent(tx, claim.id, intentAt, entries.length));
-    if (!fenced) return; // deposed: the next leader owns this claim now
-    claim.intentAt = intentAt;
-    claim.intentCount = entries.length;
-    delete claim.sendEndedAt;
-    const abort = new AbortController();
-    this.inflight.add(abort);
-    let outcome: Awaited<ReturnType<BatchApi['submit']>>;
-    try {
-      outcome = await api.submit({
-        claimId: claim.id,
-        model: claim.model,
-        entries,
-        ...(claim.fileId ? { fileId: claim.fileId } : {}),
-        onFileUploaded: async (fileId) => {
-          claim.fileId = fileId;
-          await this.store.setFileId(claim.id, fileId);
-        },
-        timeoutMs: Math.max(1, config.batch.submitTimeoutMs - (this.now() - started)),
-        signal: abort.signal,
-      });
-    } finally {
-      this.inflight.delete(abort);
-    }
-    claim.sendEndedAt = this.now();
-    switch (outcome.kind) {
-      case 'created':
-        await this.recordSubmitted(claim, api, outcome.batchId, 'submitted');
-        return;
-      case 'rejected':
-        this.batchMetrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'rejected' });
-        logger.error({ claim: claim.id, model: claim.model, reason: outcome.reason }, 'batch refused by the provider; failing its jobs');
-        return this.failClaim(claim, outcome.reason);
-      case 'retry':
-        await this.store.clearIntent(claim.id);
-        delete claim.intentAt;
-        delete claim.intentCount;
-        claim.nextAt = this.now() + outcome.afterMs;
-        logger.warn({ claim: claim.id, model: claim.model, retryInMs: outcome.afterMs, reason: outcome.reason }, 'batch not accepted yet; retrying');
-        return;
-      case 'uncertain':
-        claim.nextAt = this.now() + FIND_GRACE_MS;
-        logger.warn({ claim: claim.id, model: claim.model, reason: outcome.reason }, 'batch submission unanswered; looking for it before any resubmission');
-        return;
-    }
-  }
-
-  /** A `submitting` claim: is there a batch for its intent? Resubmit only once surely not. */
-  private async find(claim: LiveClaim): Promise<void> {
-    const { config, logger } = this.opts;
-    const api = this.opts.apis[claim.provider];
-    if (!api) return this.failClaim(claim, `PROVIDER_REJECTED: no batch API for "${claim.provider}": its API key is not set`);
-    // Recorded meanwhile (by a submit that was slower than a reload of the claims)?
-    const recorded = await this.store.batchIdOf(claim.id);
-    if (recorded !== undefined) {
-      claim.batchId = recorded;
-      claim.nextAt = this.now();
-      return;
-    }
-    const found = await api.find({
-      claimId: claim.id,
-      intentAt: claim.intentAt!,
-      count: claim.intentCount ?? claim.jobIds.size,
-      ...(claim.fileId ? { fileId: claim.fileId } : {}),
-      knownBatchIds: await this.store.knownBatchIds(),
-      windowMs: config.batch.submitTimeoutMs,
-    });
-    if (found) {
-      logger.warn({ claim: claim.id, batchId: found }, 'found the batch of an unanswered submission');
-      await this.recordSubmitted(claim, api, found, 'found');
-      return;
-    }
-    // Our own call is over: the batch would be listed by now. Another leader's call may still be
-    // in flight until its deadline, which the intent's Redis time bounds.
-    const waitMs =
-      claim.sendEndedAt !== undefined
-        ? claim.sendEndedAt + FIND_GRACE_MS - this.now()
-        : claim.intentAt! + config.batch.submitTimeoutMs + FIND_GRACE_MS - (await this.redisTimeMs());
-    if (waitMs > 0) {
-      claim.nextAt = this.now() + waitMs;
-      return;
-    }
-    logger.warn({ claim: claim.id, model: claim.model }, 'no batch was made from the submission; submitting again');
-    await this.store.clearIntent(claim.id);
-    delete claim.intentAt;
-    delete claim.intentCount;
-    delete claim.sendEndedAt;
-    claim.due = true;
-    claim.nextAt = this.now();
-  }
-
-  private async recordSubmitted(claim: LiveClaim, api: BatchApi, batchId: string, event: 'submitted' | 'found'): Promise<void> {
-    const submittedAt = this.now();
-    if (await this.store.recordBatch(claim.id, batchId, submittedAt)) {
-      claim.batchId = batchId;
-      claim.submittedAt = submittedAt;
-      claim.nextAt = submittedAt + this.opts.config.batch.pollIntervalMs;
-      this.batchMetrics.batches.inc({ provider: claim.provider, model: claim.model, event });
-      this.opts.logger.info({ claim: claim.id, batchId, provider: claim.provider, model: claim.model, jobs: claim.intentCount }, 'batch submitted');
-      return;
-    }
-    // Another batch was recorded for this claim first: ours duplicates it. Cancel ours; the jobs
-    // settle from the recorded one (their results would be identical).
-    this.opts.logger.error({ claim: claim.id, batchId }, 'a second batch was made for one claim; canceling it');
-    this.batchMetrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'duplicate_canceled' });
-    await api.cancel(batchId).catch((err: Error) => this.opts.logger.warn({ batchId, err: err.message }, 'could not cancel the duplicate batch'));
-    this.resyncNeeded = true;
-  }
-
-  private async poll(claim: LiveClaim): Promise<void> {
-    const api = this.opts.apis[claim.provider];
-    if (!api) throw new Error(`no batch API for "${claim.provider}" to poll batch ${claim.batchId}`);
-    const status = await api.status(claim.batchId!);
-    if (!status.ended) {
-      claim.nextAt = this.now() + this.opts.config.batch.pollIntervalMs;
-      return;
-    }
-    await this.settle(claim, api, status);
-  }
-
-  /** Ends every job of an ended batch from its own entry; a crash midway is simply redone. */
-  private async settle(claim: LiveClaim, api: BatchApi, status: Extract<BatchStatus, { ended: true }>): Promise<void> {
-    const ctx = this.settleContext();
-    const view = { provider: claim.provider, model: claim.model, token: claim.token, submittedAt: claim.submittedAt };
-    const byCustomId = customIdMap(claim.provider, claim.jobIds);
-    const seen = new Set<string>();
-    const counts = { completed: 0, failed: 0, requeued: 0, skipped: 0 };
-    const pool = new TaskPool(SETTLE_CONCURRENCY);
-    const end = (jobId: string, fate: JobFate) =>
-      pool.run(async () => {
-        counts[await settleJob(ctx, view, jobId, fate, status.endedAt)] += 1;
-      });
-    for await (const entry of api.results(claim.batchId!)) {
-      const jobId = byCustomId.get(entry.customId);
-      // Not one of ours (an Anthropic batch matched by count must prove itself here).
-      if (jobId === undefined || seen.has(jobId)) continue;
-      seen.add(jobId);
-      await end(jobId, entry.outcome);
-    }
-    for (const jobId of claim.jobIds) {
-      if (seen.has(jobId)) continue;
-      const why = `batch ${claim.batchId} ${status.status} without a result for it`;
-      await end(jobId, status.missingReason ? { kind: 'failed', reason: status.missingReason } : { kind: 'requeue', why });
-    }
-    await pool.drain();
-    await this.store.remove(claim);
-    this.claims.delete(claim.id);
-    this.batchMetrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'ended' });
-    this.opts.logger.info({ claim: claim.id, batchId: claim.batchId, status: status.status, ...counts }, 'batch settled');
-  }
-
-  private async failClaim(claim: LiveClaim, reason: string): Promise<void> {
-    const ctx = this.settleContext();
-    const view = { provider: claim.provider, model: claim.model, token: claim.token };
-    await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, (id) => settleJob(ctx, view, id, { kind: 'failed', reason }, undefined));
-    await this.store.remove(claim);
-    this.claims.delete(claim.id);
   }
 
   /** Keeps parked jobs' locks alive; a job whose lock is gone is no longer this claim's. */
@@ -545,14 +363,9 @@ export class Batcher {
     }
   }
 
-  /** Drops jobs from their claim (in Redis and here). */
+  /** Drops jobs from whichever claims hold them. */
   private async forget(jobIds: readonly string[], only?: LiveClaim): Promise<void> {
-    for (const claim of only ? [only] : this.claims.values()) {
-      const mine = jobIds.filter((id) => claim.jobIds.has(id));
-      if (mine.length === 0) continue;
-      for (const id of mine) claim.jobIds.delete(id);
-      await this.store.removeJobs(claim.id, mine);
-    }
+    for (const claim of only ? [only] : this.claims.values()) await this.steps.forget(claim, jobIds);
   }
 
   /** Graceful stop: jobs gathered but not sent go back to the front of the lane. */
