@@ -12,6 +12,7 @@ import {
   DEFAULT_PREFIX,
   idempotentJobId,
   laneKeys,
+  LANE_DEFAULTS,
   laneOfJobId,
   laneOfPriority,
   newJobId,
@@ -117,8 +118,7 @@ export class Producer {
     this.waiter = new ResultWaiter(this.redis, this.prefix, (lane) => this.queue(lane));
     this.batcher = new EnqueueBatcher(this.redis, this.prefix, (lane) => this.queue(lane), (id, job) => ({
       jobId: id,
-      removeOnComplete: this.removeOnComplete,
-      removeOnFail: this.removeOnFail,
+      ...this.retentionFor(laneOfJobId(id)),
       // BullMQ keeps one job per deduplication id while it runs (and for `ttl` after, as a cache).
       ...(job.coalesce ? { deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } } : {}),
     }));
@@ -236,6 +236,16 @@ export class Producer {
       this.queues.set(lane, q);
     }
     return q;
+  }
+
+  /**
+   * A batch settles up to a whole lane's cap of jobs at once: keep that many results in the BATCH
+   * lane, or the first answers of a large batch would be trimmed before anyone read them.
+   */
+  private retentionFor(lane: Lane | undefined): { removeOnComplete: { age: number; count: number }; removeOnFail: { age: number; count: number } } {
+    if (lane !== 'batch') return { removeOnComplete: this.removeOnComplete, removeOnFail: this.removeOnFail };
+    const atLeast = (r: { age: number; count: number }) => ({ age: r.age, count: Math.max(r.count, LANE_DEFAULTS.batch.cap) });
+    return { removeOnComplete: atLeast(this.removeOnComplete), removeOnFail: atLeast(this.removeOnFail) };
   }
 
   /** One wait shared by every call made while the connection comes up. */
