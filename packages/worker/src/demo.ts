@@ -23,9 +23,9 @@ import {
   type LlmJobInput,
 } from '@headroom/queue';
 import { Producer } from '@headroom/producer-sdk';
-import { startSimulator, type Simulator } from '@headroom/simulator';
+import { startSimulator, type Simulator, type SimulatorOptions } from '@headroom/simulator';
 import { demoConfig, demoJob, hasRealKeys, realJobs } from './demo-workload.js';
-import { openStatusReader, renderStatus } from './status-view.js';
+import { openStatusReader, renderStatus, type StatusReader } from './status-view.js';
 
 export interface DemoOptions {
   /** Stop after this many seconds of load (then drain). @default run until Ctrl-C */
@@ -193,7 +193,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   }
 }
 
-async function showTable(status: { read(): ReturnType<ReturnType<typeof openStatusReader>['read']> }, out: NodeJS.WritableStream, refused: { shed: number; full: number; quota: number }): Promise<void> {
+async function showTable(status: StatusReader, out: NodeJS.WritableStream, refused: { shed: number; full: number; quota: number }): Promise<void> {
   const table = renderStatus(await status.read());
   const clear = out === process.stdout && process.stdout.isTTY ? '\x1b[2J\x1b[H' : '\n';
   out.write(`${clear}${table}\nrefused at enqueue: ${refused.shed} shed, ${refused.quota} tenant quota, ${refused.full} lane full\n`);
@@ -213,8 +213,8 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-function demoSimModels() {
-  return Object.fromEntries(
-    Object.entries(demoConfig({ prefix: 'x', simUrl: 'http://127.0.0.1', dashboardPort: 1 }).models).map(([name, m]) => [name, { provider: m.provider, limits: m.limits ?? {} }]),
-  ) as Parameters<typeof startSimulator>[0] extends infer O ? (O extends { models?: infer M } ? NonNullable<M> : never) : never;
+/** The simulator enforces the same limits the demo fleet is configured with. */
+function demoSimModels(): NonNullable<SimulatorOptions['models']> {
+  const models = demoConfig({ prefix: 'x', simUrl: 'http://127.0.0.1', dashboardPort: 1 }).models;
+  return Object.fromEntries(Object.entries(models).map(([name, m]) => [name, { provider: m.provider, limits: { rpm: m.limits?.rpm ?? 1000, ...m.limits } }]));
 }
