@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -288,6 +288,30 @@ describe('Producer', () => {
     expect(reordered.id).toBe(handles[0]!.id);
     const other = await p.enqueue(job({ priority: 'NORMAL', coalesce: true }));
     expect(other.id).not.toBe(handles[0]!.id);
+  });
+
+  it('writes a job exactly as BullMQ Queue.add does (hash, wait list, marker, events)', async () => {
+    // Admission embeds BullMQ's own add script; this is what keeps that embedding honest.
+    const ours = `t${randomUUID().slice(0, 8)}`;
+    const theirs = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(ours);
+    const handle = await p.enqueue(job({ priority: 'NORMAL' }));
+    const stored = await admin.hgetall(`${laneKeys(ours, 'normal').jobKeyPrefix}${handle.id}`);
+    const k = laneKeys(theirs, 'normal');
+    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: admin });
+    open.push(queue);
+    const plain = await queue.add(`anthropic:claude-sonnet-4-6`, JSON.parse(stored.data!), { jobId: handle.id, ...JSON.parse(stored.opts!) });
+    const expected = await admin.hgetall(`${k.jobKeyPrefix}${plain.id}`);
+    expect({ ...stored, timestamp: 'T' }).toEqual({ ...expected, timestamp: 'T' });
+    for (const [prefix, queueKeys] of [[ours, laneKeys(ours, 'normal')], [theirs, k]] as const) {
+      expect(await admin.lrange(queueKeys.wait, 0, -1), prefix).toEqual([handle.id]);
+      expect(await admin.zscore(`${queueKeys.jobKeyPrefix}marker`, '0'), prefix).toBe('0');
+      const events = (await admin.xrange(`${queueKeys.jobKeyPrefix}events`, '-', '+')).map(([, fields]) => fields);
+      expect(events, prefix).toEqual([
+        ['event', 'added', 'jobId', handle.id, 'name', 'anthropic:claude-sonnet-4-6'],
+        ['event', 'waiting', 'jobId', handle.id],
+      ]);
+    }
   });
 
   it('fails fast with REDIS_UNAVAILABLE when Redis is down', async () => {

@@ -116,9 +116,8 @@ export class Producer {
     // Connection errors surface through the calls that hit them; an unhandled 'error' event would crash the host.
     this.redis.on('error', () => {});
     this.waiter = new ResultWaiter(this.redis, this.prefix, (lane) => this.queue(lane));
-    this.batcher = new EnqueueBatcher(this.redis, this.prefix, (lane) => this.queue(lane), (id, job) => ({
-      jobId: id,
-      ...this.retentionFor(laneOfJobId(id)),
+    this.batcher = new EnqueueBatcher(this.redis, this.prefix, (lane) => this.queue(lane), (lane, job) => ({
+      ...this.retentionFor(lane),
       // BullMQ keeps one job per deduplication id while it runs (and for `ttl` after, as a cache).
       ...(job.coalesce ? { deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } } : {}),
     }));
@@ -231,7 +230,9 @@ export class Producer {
     let q = this.queues.get(lane);
     if (!q) {
       const k = laneKeys(this.prefix, lane);
-      q = new Queue(k.queueName, { connection: this.redis as Redis, prefix: k.bullPrefix });
+      // The Queue builds BullMQ's add arguments before admission: it must write nothing itself
+      // (BullMQ's queue metadata is the fleet's to write), or a refused enqueue would leave a trace.
+      q = new Queue(k.queueName, { connection: this.redis as Redis, prefix: k.bullPrefix, skipMetasUpdate: true });
       q.on('error', () => {});
       this.queues.set(lane, q);
     }
@@ -242,7 +243,7 @@ export class Producer {
    * A batch settles up to a whole lane's cap of jobs at once: keep that many results in the BATCH
    * lane, or the first answers of a large batch would be trimmed before anyone read them.
    */
-  private retentionFor(lane: Lane | undefined): { removeOnComplete: { age: number; count: number }; removeOnFail: { age: number; count: number } } {
+  private retentionFor(lane: Lane): { removeOnComplete: { age: number; count: number }; removeOnFail: { age: number; count: number } } {
     if (lane !== 'batch') return { removeOnComplete: this.removeOnComplete, removeOnFail: this.removeOnFail };
     const atLeast = (r: { age: number; count: number }) => ({ age: r.age, count: Math.max(r.count, LANE_DEFAULTS.batch.cap) });
     return { removeOnComplete: atLeast(this.removeOnComplete), removeOnFail: atLeast(this.removeOnFail) };

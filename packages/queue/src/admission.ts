@@ -1,90 +1,106 @@
 /**
- * Lane admission: the hard cap BullMQ does not have. One script reserves a slot against the
- * lane's real size (wait + paused + prioritized + delayed + live reservations); the producer then
- * adds the job. Counting BullMQ's own structures, rather than keeping a counter, means a slot
- * frees by itself when the job starts, is removed, cancelled or shed.
+ * Lane admission: the hard cap BullMQ does not have. One script checks the lane's real size
+ * (wait + paused + prioritized + delayed), the pool's shedding and the tenant's max, and adds the
+ * admitted jobs with BullMQ's own add script, all in one atomic call. Counting BullMQ's own
+ * structures, rather than keeping a counter, means a slot frees by itself when the job starts, is
+ * removed, cancelled or shed.
  */
+import { Job, type IRedisTransaction, type JobsOptions, type Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { poolOf, type HeadroomConfig } from './config.js';
-import { HeadroomError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
+import { type HeadroomError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
+import { modelLadder, type LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
 import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import { runScript } from './scripts.js';
 
-/** Long enough for any `Queue.add` round trip; short enough that a crashed producer's slot returns soon. */
-export const RESERVATION_TTL_MS = 30_000;
-
-export interface AdmitRequest {
-  lane: Lane;
+export interface LaneEntry {
   jobId: string;
-  provider: string;
-  models: readonly string[];
-  tenant?: string;
-  /** Used while no fleet has published its lane settings. */
-  defaultCap?: number;
+  job: LlmJob;
+  /** BullMQ options (retention, deduplication); `jobId` is set from the entry. */
+  opts?: Omit<JobsOptions, 'jobId' | 'delay' | 'priority' | 'parent'>;
 }
 
-export type AdmitOutcome = 'admitted' | 'exists';
+/** The job in the lane: ours, or (`existing`) one with the same id or coalescing key already there. */
+export interface Added {
+  id: string;
+  existing: boolean;
+}
+
+interface BullmqAdd {
+  keys: string[];
+  args: (string | Buffer)[];
+}
 
 /**
- * Drops the reservation once the job is in the lane (where it now counts itself). Not awaited by
- * callers: it rides the connection ahead of their next command, so it costs no round trip.
+ * BullMQ's `addStandardJob` keys and arguments for one job, built by BullMQ itself (`Job.addJob`
+ * on a transaction that records the command instead of sending it), so the job hash, options
+ * encoding and events are exactly what `Queue.add` writes.
  */
-export function releaseReservation(redis: Redis | Cluster, prefix: string, lane: Lane, ...jobIds: string[]): Promise<number> {
-  return redis.zrem(laneKeys(prefix, lane).reservations, ...jobIds);
+async function bullmqAddOf(queue: Queue, name: string, data: LlmJob, opts: JobsOptions & { jobId: string }): Promise<BullmqAdd> {
+  let recorded: { name: string; args: (string | Buffer)[] } | undefined;
+  const recorder = {
+    runCommand(command: string, args: (string | Buffer)[]) {
+      recorded = { name: command, args };
+      return recorder;
+    },
+  } as unknown as IRedisTransaction;
+  await new Job(queue, name, data, opts, opts.jobId).addJob(recorder);
+  if (!recorded?.name.startsWith('addStandardJob:')) {
+    throw new Error(`BullMQ chose ${recorded?.name ?? 'no command'} for job ${opts.jobId}; lanes only take standard jobs`);
+  }
+  return { keys: recorded.args.slice(0, 9) as string[], args: recorded.args.slice(9) };
 }
 
 const REPLY_WIDTH = 4;
 
-function outcomeOf(req: AdmitRequest, [code, a, b, c]: (string | number)[]): AdmitOutcome | HeadroomError {
-  const field = (model: unknown) => (req.models[0] === model ? 'request.model' : 'fallback');
+function outcomeOf(lane: Lane, entry: LaneEntry, models: readonly string[], [code, a, b, c]: (string | number)[]): Added | HeadroomError {
+  const field = (model: unknown) => (models[0] === model ? 'request.model' : 'fallback');
   switch (Number(code)) {
     case 1:
-      return 'admitted';
+      return { id: String(a), existing: String(a) !== entry.jobId };
     case 2:
-      return 'exists';
+      return { id: entry.jobId, existing: true };
     case -1:
-      return new QueueFullError(req.lane, Number(a));
+      return new QueueFullError(lane, Number(a));
     case -2:
       return new JobValidationError([{ path: field(a), message: `unknown model "${a}": the fleet's config has no such model` }]);
     case -3:
-      return new JobValidationError([{ path: field(a), message: `"${a}" is a ${b} model, not ${req.provider}` }]);
+      return new JobValidationError([{ path: field(a), message: `"${a}" is a ${b} model, not ${entry.job.provider}` }]);
     case -4:
-      return new ShedError(req.lane, `pool ${b} is under pressure (${Number(c).toFixed(2)})`, Number(a));
+      return new ShedError(lane, `pool ${b} is under pressure (${Number(c).toFixed(2)})`, Number(a));
     case -5:
-      return new QuotaExceededError(req.tenant ?? '', `max unfinished jobs in lane ${req.lane}`, Number(a));
+      return new QuotaExceededError(entry.job.tenant ?? '', `max unfinished jobs in lane ${lane}`, Number(a));
     default:
-      throw new Error(`admit script returned unknown code ${code}`);
+      throw new Error(`add script returned unknown code ${code}`);
   }
 }
 
 /**
- * Admits jobs of ONE lane in one atomic call, in order. Each entry of the result is the job's
- * outcome or the error that refuses it (QueueFullError, ShedError, QuotaExceededError,
- * JobValidationError for a model the fleet does not serve).
+ * Admits and adds jobs of ONE lane in one atomic call, in order. Each entry of the result is the
+ * job in the lane or the error that refuses it (QueueFullError, ShedError, QuotaExceededError,
+ * JobValidationError for a model the fleet does not serve). `queue` is the lane's BullMQ Queue.
  */
-export async function admitMany(redis: Redis | Cluster, prefix: string, lane: Lane, reqs: readonly AdmitRequest[]): Promise<(AdmitOutcome | HeadroomError)[]> {
-  if (reqs.length === 0) return [];
+export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: string, lane: Lane, entries: readonly LaneEntry[]): Promise<(Added | HeadroomError)[]> {
+  if (entries.length === 0) return [];
   const k = laneKeys(prefix, lane);
-  const args: (string | number)[] = [RESERVATION_TTL_MS, reqs[0]!.defaultCap ?? LANE_DEFAULTS[lane].cap, k.jobKeyPrefix, k.tenantJobsPrefix];
-  for (const r of reqs) {
-    if (r.lane !== lane) throw new Error(`admitMany: job ${r.jobId} is for lane ${r.lane}, not ${lane}`);
-    args.push(r.jobId, r.provider, r.tenant ?? '', r.models.length, ...r.models);
+  if (queue.name !== k.queueName) throw new Error(`addToLane: queue ${queue.name} is not lane ${lane}'s queue`);
+  const ladders = entries.map((e) => modelLadder(e.job));
+  const adds = await Promise.all(
+    entries.map((e) => bullmqAddOf(queue, `${e.job.provider}:${e.job.request.model}`, e.job, { ...e.opts, jobId: e.jobId })),
+  );
+  const args: (string | number | Buffer)[] = [LANE_DEFAULTS[lane].cap, k.jobKeyPrefix, k.tenantJobsPrefix];
+  for (const [i, e] of entries.entries()) {
+    const models = ladders[i]!;
+    args.push(e.jobId, e.job.provider, e.job.tenant ?? '', models.length, ...models, ...adds[i]!.args);
   }
   const reply = await runScript<(string | number)[]>(
     redis,
-    'admit',
-    [k.wait, k.paused, k.prioritized, k.delayed, k.reservations, k.settings, k.models, k.modelPools, k.shedding, k.stats],
+    'add',
+    [k.wait, k.prioritized, k.delayed, k.settings, k.models, k.shedding, k.stats, ...adds[0]!.keys],
     args,
   );
-  return reqs.map((r, i) => outcomeOf(r, reply.slice(i * REPLY_WIDTH, (i + 1) * REPLY_WIDTH)));
-}
-
-/** Admits one job; throws the error that refuses it. */
-export async function admit(redis: Redis | Cluster, prefix: string, req: AdmitRequest): Promise<AdmitOutcome> {
-  const [outcome] = await admitMany(redis, prefix, req.lane, [req]);
-  if (outcome instanceof HeadroomError) throw outcome;
-  return outcome!;
+  return entries.map((e, i) => outcomeOf(lane, e, ladders[i]!, reply.slice(i * REPLY_WIDTH, (i + 1) * REPLY_WIDTH)));
 }
 
 /**
@@ -93,8 +109,7 @@ export async function admit(redis: Redis | Cluster, prefix: string, req: AdmitRe
  */
 export async function publishFleetSettings(redis: Redis | Cluster, config: HeadroomConfig): Promise<void> {
   const prefix = config.redis.prefix;
-  const models = Object.entries(config.models).flatMap(([name, m]) => [name, m.provider]);
-  const pools = Object.keys(config.models).flatMap((name) => [name, poolOf(config, name)]);
+  const models = Object.entries(config.models).flatMap(([name, m]) => [name, `${m.provider}:${poolOf(config, name)}`]);
   const tenantMax: (string | number)[] = [];
   if (config.tenants.default.maxQueued) tenantMax.push('tenantMax:*', config.tenants.default.maxQueued);
   for (const [tenant, quota] of Object.entries(config.tenants.overrides)) {
@@ -104,8 +119,8 @@ export async function publishFleetSettings(redis: Redis | Cluster, config: Headr
   await Promise.all(
     LANES.map((lane) => {
       const k = laneKeys(prefix, lane);
-      const tx = redis.multi().del(k.settings, k.models, k.modelPools).hset(k.settings, 'cap', config.lanes[lane].cap, ...tenantMax);
-      if (models.length > 0) tx.hset(k.models, ...models).hset(k.modelPools, ...pools);
+      const tx = redis.multi().del(k.settings, k.models).hset(k.settings, 'cap', config.lanes[lane].cap, ...tenantMax);
+      if (models.length > 0) tx.hset(k.models, ...models);
       return tx.exec();
     }),
   );

@@ -42,8 +42,8 @@ export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, pool
 export type { HeadroomConfigInput } from './config.js';
 export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
-export { admit, admitMany, releaseReservation, publishFleetSettings, RESERVATION_TTL_MS } from './admission.js';
-export type { AdmitRequest, AdmitOutcome } from './admission.js';
+export { addToLane, publishFleetSettings } from './admission.js';
+export type { Added, LaneEntry } from './admission.js';
 export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
 export type { RedisInput, ConnectionRole } from './connection.js';

@@ -24,14 +24,13 @@ export interface LaneKeys {
   delayed: string;
   active: string;
   meta: string;
-  /** Our admission reservations: ZSET member = reservation id, score = expiry (ms). */
-  reservations: string;
   /** HASH of the fleet's settings for this lane (cap), published by workers from config. */
   settings: string;
-  /** HASH model -> provider: the models the fleet serves, so producers refuse unknown ones. */
+  /**
+   * HASH model -> `provider:pool`: the models the fleet serves, so producers refuse unknown ones,
+   * and the pool each draws from, so admission can check that pool's shedding (one read).
+   */
   models: string;
-  /** HASH model -> pool, so admission can find the pool a job would draw from. */
-  modelPools: string;
   /** HASH pool -> `untilMs:retryAfterMs:pressure`: new jobs for that pool are shed until then. */
   shedding: string;
   /** Prefix of the per-tenant ZSETs (job id -> enqueue time) behind the max-queued quota. */
@@ -42,7 +41,20 @@ export interface LaneKeys {
   backoff: string;
 }
 
-export function laneKeys(prefix: string, lane: string): LaneKeys {
+const laneKeysCache = new Map<string, Readonly<LaneKeys>>();
+
+/** Built once per (prefix, lane): every enqueue needs them. */
+export function laneKeys(prefix: string, lane: string): Readonly<LaneKeys> {
+  const cacheKey = `${prefix}\n${lane}`;
+  let keys = laneKeysCache.get(cacheKey);
+  if (!keys) {
+    keys = Object.freeze(buildLaneKeys(prefix, lane));
+    laneKeysCache.set(cacheKey, keys);
+  }
+  return keys;
+}
+
+function buildLaneKeys(prefix: string, lane: string): LaneKeys {
   const bullPrefix = tag(prefix, lane);
   const bull = (suffix: string) => `${bullPrefix}:${lane}:${suffix}`;
   const own = (suffix: string) => `${bullPrefix}:hr:${suffix}`;
@@ -56,10 +68,8 @@ export function laneKeys(prefix: string, lane: string): LaneKeys {
     delayed: bull('delayed'),
     active: bull('active'),
     meta: bull('meta'),
-    reservations: own('reservations'),
     settings: own('settings'),
     models: own('models'),
-    modelPools: own('model-pools'),
     shedding: own('shedding'),
     tenantJobsPrefix: own('tenant-jobs:'),
     stats: own('stats'),

@@ -1,12 +1,15 @@
 /**
  * Loads the Lua scripts in `src/lua/` (named `<name>-<numberOfKeys>.lua`) and registers them on
- * an ioredis connection. ioredis' `defineCommand` calls EVALSHA and falls back to EVAL on
+ * an ioredis connection. A script may embed one of BullMQ's own scripts (`--- @bullmq "name"`),
+ * taken from the installed (pinned) bullmq at load time, as a local function of that name taking
+ * `(KEYS, ARGV)`: Headroom then writes a job exactly as BullMQ would, inside its own atomic call. ioredis' `defineCommand` calls EVALSHA and falls back to EVAL on
  * NOSCRIPT, so a Redis restart or failover reloads them by itself.
  *
  * Commands are registered under a name carrying this package's version, so two versions of
  * Headroom sharing one Redis never run each other's script.
  */
 import { readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Redis, Cluster } from 'ioredis';
 import pkg from '../package.json' with { type: 'json' };
@@ -15,6 +18,12 @@ import pkg from '../package.json' with { type: 'json' };
 // URL finds the scripts from either.
 const LUA_DIR = fileURLToPath(new URL('../src/lua/', import.meta.url));
 const INCLUDE = /^--- @include "([\w/-]+)"\s*$/gm;
+const BULLMQ_INCLUDE = /^--- @bullmq "(\w+)"\s*$/gm;
+/** The BullMQ scripts Headroom embeds, with the number of keys our callers pass them. */
+const BULLMQ_SCRIPTS: Record<string, { file: string; keys: number }> = {
+  addStandardJob: { file: 'addStandardJob-9.js', keys: 9 },
+};
+const require = createRequire(import.meta.url);
 
 export interface ScriptSource {
   name: string;
@@ -30,6 +39,18 @@ function expandIncludes(lua: string, seen: Set<string>): string {
   });
 }
 
+function bullmqScript(name: string): string {
+  const known = BULLMQ_SCRIPTS[name];
+  if (!known) throw new Error(`no BullMQ script ${name} is known to scripts.ts`);
+  const mod = require(`bullmq/dist/cjs/scripts/${known.file}`) as Record<string, { name: string; content: string; keys: number } | undefined>;
+  const script = mod[name];
+  // A bullmq upgrade that changes the script's keys must fail here, not write jobs wrongly.
+  if (!script || script.keys !== known.keys) {
+    throw new Error(`bullmq's ${name} script is not the ${known.keys}-key script Headroom embeds; bullmq is pinned for this reason`);
+  }
+  return `local function ${name}(KEYS, ARGV)\n${script.content}\nend\n`;
+}
+
 let cache: ScriptSource[] | undefined;
 
 export function loadScripts(): ScriptSource[] {
@@ -40,7 +61,8 @@ export function loadScripts(): ScriptSource[] {
       const match = /^(.+)-(\d+)\.lua$/.exec(file);
       if (!match) throw new Error(`Lua script ${file} must be named <name>-<numberOfKeys>.lua`);
       const [, name, keys] = match as unknown as [string, string, string];
-      return { name, numberOfKeys: Number(keys), lua: expandIncludes(readFileSync(LUA_DIR + file, 'utf8'), new Set()) };
+      const lua = expandIncludes(readFileSync(LUA_DIR + file, 'utf8'), new Set());
+      return { name, numberOfKeys: Number(keys), lua: lua.replace(BULLMQ_INCLUDE, (_line, script: string) => bullmqScript(script)) };
     });
   return cache;
 }

@@ -5,7 +5,7 @@
  */
 import type { Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { admit, idempotentJobId, modelLadder, releaseReservation, type LlmJob } from '@headroom/queue';
+import { addToLane, HeadroomError, idempotentJobId, type LlmJob } from '@headroom/queue';
 
 export interface MovedToBatch {
   movedTo: string;
@@ -17,9 +17,9 @@ export async function handOffToBatch(queue: Queue, redis: Redis | Cluster, prefi
   // hands off again to the same job, never to a second one.
   const id = idempotentJobId('batch', `shed:${originalId}`);
   const moved: LlmJob = { ...job, sla: 'none' };
-  const outcome = await admit(redis, prefix, { lane: 'batch', jobId: id, provider: job.provider, models: modelLadder(job), ...(job.tenant ? { tenant: job.tenant } : {}) });
-  if (outcome === 'exists') return id;
-  await queue.add(`${job.provider}:${job.request.model}`, moved, { jobId: id, removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } });
-  await releaseReservation(redis, prefix, 'batch', id);
-  return id;
+  const [outcome] = await addToLane(redis, queue, prefix, 'batch', [
+    { jobId: id, job: moved, opts: { removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } } },
+  ]);
+  if (outcome instanceof HeadroomError) throw outcome;
+  return outcome!.id;
 }
