@@ -69,9 +69,14 @@ function fakeResult(model: string): LlmResult {
 }
 
 /** A plain BullMQ worker on one lane: stands in for the fleet, which is not this package's. */
-function plainWorker(prefix: string, lane: 'critical' | 'high', processor: ConstructorParameters<typeof Worker>[1]): Worker {
+function plainWorker(
+  prefix: string,
+  lane: 'critical' | 'high',
+  processor: ConstructorParameters<typeof Worker>[1],
+  opts: Partial<ConstructorParameters<typeof Worker>[2]> = {},
+): Worker {
   const k = laneKeys(prefix, lane);
-  const w = new Worker(k.queueName, processor, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+  const w = new Worker(k.queueName, processor, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }), ...opts });
   open.push(w);
   return w;
 }
@@ -218,6 +223,23 @@ describe('Producer', () => {
 
     const idle = await p.enqueue(job({ priority: 'HIGH' }));
     await expect(idle.result({ timeoutMs: 200 })).rejects.toBeInstanceOf(TimeoutError);
+  });
+
+  it('names a job whose worker died with it too often STALLED', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    const handle = await p.enqueue(job());
+    let started!: () => void;
+    const running = new Promise<void>((r) => { started = r; });
+    const doomed = plainWorker(prefix, 'critical', () => { started(); return new Promise(() => {}); }, { lockDuration: 500, stalledInterval: 200 });
+    await running;
+    // A forced close stops renewing the lock, as a killed process would: the job is left active.
+    await doomed.close(true);
+    plainWorker(prefix, 'critical', async () => 'never runs it', { lockDuration: 500, stalledInterval: 200, maxStalledCount: 0 });
+    const failed = handle.result({ timeoutMs: 15_000 });
+    await expect(failed).rejects.toBeInstanceOf(JobFailedError);
+    await expect(failed).rejects.toMatchObject({ reason: expect.stringMatching(/^STALLED: .*job stalled more than allowable limit/) });
+    expect((await p.getJob(handle.id))?.failedReason).toMatch(/^STALLED: /);
   });
 
   it('cancels a waiting job, freeing its slot, and never a running one', async () => {

@@ -26,7 +26,7 @@ import {
   type RedisInput,
 } from '@headroom/queue';
 import { EnqueueBatcher } from './internal/enqueue-batcher.js';
-import { ResultWaiter } from './internal/result-waiter.js';
+import { failureReasonOf, ResultWaiter } from './internal/result-waiter.js';
 
 export interface ProducerOptions {
   /** A `redis://` or `rediss://` URL, or an ioredis connection you own (created with `enableOfflineQueue: false`). */
@@ -166,7 +166,7 @@ export class Producer {
         state,
         job: job.data as LlmJob,
         ...(state === 'completed' ? { result: job.returnvalue as LlmResult } : {}),
-        ...(job.failedReason ? { failedReason: job.failedReason } : {}),
+        ...(job.failedReason ? { failedReason: failureReasonOf(job.failedReason) } : {}),
         enqueuedAt: job.timestamp,
         ...(job.processedOn ? { startedAt: job.processedOn } : {}),
         ...(job.finishedOn ? { finishedAt: job.finishedOn } : {}),

@@ -37,6 +37,17 @@ function movedTo(returnvalue: unknown): string | undefined {
 
 const SWEEP_INTERVAL_MS = 5_000;
 
+/**
+ * BullMQ fails a job with its own words when the job's worker died with it more times than
+ * `maxStalledCount` allows (or it was started too often); every other reason a Headroom worker
+ * records starts with a code (`RETRIES_EXHAUSTED: ...`), and callers match on that.
+ */
+const BULLMQ_STALL_REASONS = new Set(['job stalled more than allowable limit', 'job started more than allowable limit']);
+
+export function failureReasonOf(stored: string): string {
+  return BULLMQ_STALL_REASONS.has(stored) ? `STALLED: the worker running this job died during its call too many times (BullMQ: ${stored})` : stored;
+}
+
 export class ResultWaiter {
   private readonly waiters = new Map<string, { lane: Lane; set: Set<Waiter> }>();
   private readonly events = new Map<Lane, Promise<QueueEvents>>();
@@ -73,7 +84,7 @@ export class ResultWaiter {
   async read(lane: Lane, jobId: string): Promise<Settled> {
     const job = await this.queueOf(lane).getJob(jobId);
     if (!job) return { state: 'missing' };
-    if (job.finishedOn && job.failedReason && !job.returnvalue) return { state: 'failed', reason: job.failedReason };
+    if (job.finishedOn && job.failedReason && !job.returnvalue) return { state: 'failed', reason: failureReasonOf(job.failedReason) };
     const to = job.finishedOn ? movedTo(job.returnvalue) : undefined;
     if (to) return { state: 'moved', to };
     if (job.finishedOn && job.returnvalue !== undefined && job.returnvalue !== null) return { state: 'completed', result: job.returnvalue as LlmResult };
