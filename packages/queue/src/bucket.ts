@@ -9,10 +9,19 @@
  *   need: { inputTokens: 1200, outputTokens: 1024 }, model: 'claude-sonnet-4-5' });
  * if (r.status === 'granted') {
  *   const res = await callProvider();
- *   await bucket.settle(r.reservation, res.usage);                   // actual usage
- *   await bucket.sync('sonnet-4', limits, parseRateLimitHeaders(res.headers));
+ *   bucket.settle(r.reservation, res.usage).catch(log);              // actual usage
+ *   bucket.sync('sonnet-4', limits, parseRateLimitHeaders(res.headers)).catch(log);
  * } else if (r.status === 'wait') backOff(r.waitMs);                 // exact, from Redis time
+ * await bucket.close();                                             // sends what is left
  * ```
+ *
+ * One provider call costs the bucket one round trip and one script: `settle` and `sync` do not
+ * go to Redis on their own but ride on this bucket's next `acquire` to the same pool, applied
+ * before its check, so a worker's own refunds and charges are never behind its own grants. When
+ * no acquire comes, they are sent after `flushDelayMs` (default 20 ms), on `flush()`, on
+ * `close()`, or at once with `{ immediate: true }`; their promises resolve when Redis has applied
+ * them. Until then the pool holds the reservation's full charge, which errs on the safe side, and
+ * so does a crash: a reservation never settled keeps its charge and its key expires.
  *
  * Limits come with each call, so a config change applies at once and there is no set-up step;
  * a dimension the config leaves out uses the limit learned from the providers' headers, and
@@ -20,137 +29,38 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
+import { readSnapshot } from './bucket-snapshot.js';
+import {
+  POOL_DIMENSIONS,
+  type AcquireRequest,
+  type AcquireResult,
+  type BucketOptions,
+  type BucketSnapshot,
+  type CarryOptions,
+  type CooldownFor,
+  type Dimension,
+  type Need,
+  type PoolDimension,
+  type PoolLimits,
+  type Reservation,
+  type SettleResult,
+  type SettleUsage,
+  type SyncResult,
+  type TenantLimits,
+  type WaitReason,
+} from './bucket-types.js';
+import { ClosedError } from './errors.js';
+import { CarriedWork, SETTLES_PER_CALL, type CarriedBatch } from './internal/carried-work.js';
 import { DEFAULT_PREFIX, poolKeys, type PoolKeys } from './keys.js';
-import { LANE_DEFAULTS, type Lane } from './lanes.js';
+import { LANE_DEFAULTS } from './lanes.js';
 import type { Observed } from './rate-limit-headers.js';
 import { runScript } from './scripts.js';
 
-export const POOL_DIMENSIONS = ['rpm', 'itpm', 'otpm', 'tpm'] as const;
-/** Requests/min, input tokens/min, output tokens/min (Anthropic), tokens/min (OpenAI). */
-export type PoolDimension = (typeof POOL_DIMENSIONS)[number];
-export type TenantDimension = 'tenant_rpm' | 'tenant_tpm';
-export type Dimension = PoolDimension | TenantDimension;
-
-/** Per-minute limits; the same shape as the config's `ModelLimits`. */
-export interface PoolLimits {
-  rpm?: number;
-  itpm?: number;
-  otpm?: number;
-  tpm?: number;
-}
-
-export interface TenantLimits {
-  /** Tokens/min, input + output, drawn in the same call as the pool. */
-  tpm?: number;
-  rpm?: number;
-}
-
-export interface Need {
-  /** @default 1 */
-  requests?: number;
-  /** Estimated input tokens that count toward input tokens/min (cache reads excluded). */
-  inputTokens: number;
-  /** Output reservation: `max_tokens` (or a learned p95). */
-  outputTokens: number;
-}
-
-export interface AcquireRequest {
-  pool: string;
-  limits: PoolLimits;
-  need: Need;
-  lane: Lane;
-  /** Fraction of every dimension this lane must leave untouched. @default LANE_DEFAULTS[lane].reserve */
-  reserve?: number;
-  /** A model in cooldown makes the acquire wait until the cooldown ends. */
-  model?: string;
-  tenant?: { id: string; limits: TenantLimits };
-}
-
-/** A grant; hand it back to `settle`. Plain data, so it can travel with a job. */
-export interface Reservation {
-  id: string;
-  pool: string;
-  tenant?: string;
-  lane: Lane;
-  need: Required<Need>;
-  /** Redis time of the grant, ms since the epoch (fractional). */
-  grantedAtMs: number;
-}
-
-export type WaitReason = Dimension | 'cooldown';
-
-export type AcquireResult =
-  | { status: 'granted'; reservation: Reservation; atMs: number }
-  /** Every dimension (and the model's cooldown) can serve after `waitMs`, if nobody else draws. */
-  | { status: 'wait'; waitMs: number; reason: WaitReason; atMs: number }
-  /** The need is larger than this lane may ever draw from `dimension`: waiting cannot help. */
-  | { status: 'never_fits'; dimension: Dimension; maxDrawable: number; atMs: number };
-
-/** Provider usage as reported, or Headroom's normalized `Usage`. */
-export type SettleUsage =
-  | { input_tokens: number; output_tokens: number; cache_creation_input_tokens?: number | null; cache_read_input_tokens?: number | null }
-  | { prompt_tokens: number; completion_tokens: number }
-  | { inputTokens: number; outputTokens: number; cacheCreationInputTokens?: number; cacheReadInputTokens?: number };
-
-export type SettleResult =
-  | {
-      status: 'settled';
-      /** Corrections charged at settle time (negative = refunded; 0 where the dimension did not bind). */
-      delta: { inputTokens: number; outputTokens: number; tokens: number; tenantTokens: number };
-      atMs: number;
-    }
-  /** The reservation expired (or was settled already): its charge stays. */
-  | { status: 'expired'; atMs: number };
-
-export interface SyncResult {
-  lowered: PoolDimension[];
-  atMs: number;
-}
-
-export type CooldownFor = { durationMs: number } | { untilMs: number };
-
-export interface DimensionSnapshot {
-  dimension: Dimension;
-  capacity: number;
-  source: 'config' | 'learned';
-  /** Can be negative after an underestimate was settled. */
-  level: number;
-  ratePerSec: number;
-  fullInMs: number;
-}
-
-export interface BucketSnapshot {
-  pool: string;
-  atMs: number;
-  dimensions: DimensionSnapshot[];
-  /** Dimensions with no limit in config and none learned yet: they do not bind. */
-  unbound: PoolDimension[];
-  learned: PoolLimits;
-  cooldowns: { model: string; untilMs: number; remainingMs: number }[];
-  tenants: Record<string, DimensionSnapshot[]>;
-  counters: {
-    grants: Partial<Record<Lane, number>>;
-    waits: Partial<Record<WaitReason, number>>;
-    neverFits: Partial<Record<Dimension, number>>;
-    cooldownsSet: number;
-    /** Settles that found their reservation expired: calls slower than the reservation TTL. */
-    settleExpired: number;
-    lowered: Partial<Record<PoolDimension, number>>;
-  };
-}
-
-export interface BucketOptions {
-  /** Key prefix, as in the config's `redis.prefix`. @default 'hr' */
-  prefix?: string;
-  /**
-   * How long a grant can still be settled. Past it the reservation key is gone and the charge
-   * stays, so it must outlast the slowest provider call. @default 900_000 (15 min)
-   */
-  reservationTtlMs?: number;
-}
+export { POOL_DIMENSIONS } from './bucket-types.js';
+export type * from './bucket-types.js';
 
 /** The Lua scripts' first reply element. */
-export const BucketReply = { GRANTED: 1, WAIT: -1, NEVER_FITS: -2, SETTLED: 1, EXPIRED: 0, COOLING: 1, PAST: 0 } as const;
+export const BucketReply = { GRANTED: 1, WAIT: -1, NEVER_FITS: -2, APPLIED: 0, SETTLED: 1, EXPIRED: 0, COOLING: 1, PAST: 0 } as const;
 
 /**
  * What counts toward the limits. Anthropic: `input_tokens` + `cache_creation_input_tokens`
@@ -172,6 +82,7 @@ let sequence = 0;
 const nextId = () => `${PROCESS_ID}${(sequence++).toString(36)}`;
 
 const limitArg = (n: number | undefined) => (n === undefined ? '' : positive(n, 'limit'));
+const optional = (n: number | undefined) => (n === undefined ? '' : n);
 
 function positive(n: number, what: string): number {
   if (!Number.isFinite(n) || n <= 0) throw new RangeError(`${what} must be a positive number, got ${n}`);
@@ -185,18 +96,34 @@ function amount(n: number, what: string): number {
 
 type Reply = [number, number, ...(string | number)[]];
 const atMsOf = (reply: Reply) => reply[1] / 1000;
+/** Reply elements before the carried settles' results; each settle then takes five. */
+const REPLY_HEAD = 4;
+const SETTLE_REPLY = 5;
+
+/** The part of an acquire the script reads after the carried work. */
+interface AcquirePart {
+  limits: PoolLimits;
+  tenantKey: string;
+  reservationKey: string;
+  args: (string | number)[];
+}
 
 export class Bucket {
   readonly prefix: string;
   readonly reservationTtlMs: number;
+  readonly flushDelayMs: number;
   readonly #redis: Redis | Cluster;
   // Pools are few (one per provider limit in config), so their keys are built once.
   readonly #keys = new Map<string, PoolKeys>();
+  readonly #carried = new CarriedWork();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(redis: Redis | Cluster, options: BucketOptions = {}) {
     this.#redis = redis;
     this.prefix = options.prefix ?? DEFAULT_PREFIX;
     this.reservationTtlMs = positive(options.reservationTtlMs ?? 900_000, 'reservationTtlMs');
+    this.flushDelayMs = amount(options.flushDelayMs ?? 20, 'flushDelayMs');
   }
 
   keys(pool: string): PoolKeys {
@@ -208,8 +135,12 @@ export class Bucket {
     return k;
   }
 
-  /** All or nothing across every dimension, the tenant and the model's cooldown; one round trip. */
+  /**
+   * All or nothing across every dimension, the tenant and the model's cooldown; one round trip,
+   * which also carries this bucket's waiting settles and headers for the pool.
+   */
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
+    this.#open();
     const need: Required<Need> = {
       requests: amount(req.need.requests ?? 1, 'need.requests'),
       inputTokens: amount(req.need.inputTokens, 'need.inputTokens'),
@@ -219,21 +150,16 @@ export class Bucket {
     if (!(reserve >= 0 && reserve < 1)) throw new RangeError(`reserve must be in [0, 1), got ${reserve}`);
     const k = this.keys(req.pool);
     const id = nextId();
-    const { limits } = req;
     const tenant = req.tenant;
-    const args: (string | number)[] = [
-      limitArg(limits.rpm), limitArg(limits.itpm), limitArg(limits.otpm), limitArg(limits.tpm),
-      need.requests, need.inputTokens, need.outputTokens,
-      reserve, req.lane, this.reservationTtlMs,
-    ];
+    const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, req.lane, this.reservationTtlMs];
     if (tenant) args.push(req.model ?? '', limitArg(tenant.limits.tpm), limitArg(tenant.limits.rpm));
     else if (req.model) args.push(req.model);
-    const reply = await runScript<Reply>(
-      this.#redis,
-      'acquire',
-      [k.bucket, k.tenantBucket(tenant?.id ?? ''), k.cooldowns, k.stats, k.reservation(id)],
+    const reply = await this.#run(req.pool, this.#carried.take(req.pool), {
+      limits: req.limits,
+      tenantKey: k.tenantBucket(tenant?.id ?? ''),
+      reservationKey: k.reservation(id),
       args,
-    );
+    });
     const atMs = atMsOf(reply);
     switch (reply[0]) {
       case BucketReply.GRANTED: {
@@ -250,42 +176,50 @@ export class Bucket {
     }
   }
 
-  /** Replaces the reservation's estimates with reported usage; one round trip. */
-  async settle(reservation: Reservation, usage: SettleUsage): Promise<SettleResult> {
-    const counted = countedUsage(usage);
-    const k = this.keys(reservation.pool);
-    const reply = await runScript<Reply>(
-      this.#redis,
-      'settle',
-      [k.reservation(reservation.id), k.bucket, k.tenantBucket(reservation.tenant ?? ''), k.stats],
-      [amount(counted.inputTokens, 'input tokens'), amount(counted.outputTokens, 'output tokens')],
-    );
-    const atMs = atMsOf(reply);
-    if (reply[0] === BucketReply.EXPIRED) return { status: 'expired', atMs };
-    const [, , inputTokens, outputTokens, tokens, tenantTokens] = reply.map(Number);
-    return {
-      status: 'settled',
-      delta: { inputTokens: inputTokens ?? 0, outputTokens: outputTokens ?? 0, tokens: tokens ?? 0, tenantTokens: tenantTokens ?? 0 },
-      atMs,
-    };
+  /**
+   * Replaces the reservation's estimates with reported usage. Rides on the next acquire to the
+   * reservation's pool (see the module comment); resolves once Redis has applied it.
+   */
+  settle(reservation: Reservation, usage: SettleUsage, options: CarryOptions = {}): Promise<SettleResult> {
+    // A bad argument or a closed bucket rejects, as a Redis error would: callers catch one way.
+    const done = new Promise<SettleResult>((resolve, reject) => {
+      const counted = countedUsage(usage);
+      const inputTokens = amount(counted.inputTokens, 'input tokens');
+      const outputTokens = amount(counted.outputTokens, 'output tokens');
+      this.#open();
+      this.#carried.addSettle({ reservation, inputTokens, outputTokens, resolve, reject });
+    });
+    this.#sendLater(reservation.pool, options);
+    return done;
   }
 
   /**
    * Lowers the pool's levels to what the provider reports (never raises them) and learns the
-   * limits it announces. Call it after `settle`, so the bucket already holds this call's usage.
+   * limits it announces. Applied after the settles handed in before it, so the bucket already
+   * holds those calls' usage. Rides on the next acquire like `settle`; the headers are then read
+   * against that acquire's limits.
    */
-  async sync(pool: string, limits: PoolLimits, observed: Observed): Promise<SyncResult> {
-    const k = this.keys(pool);
-    const seen = POOL_DIMENSIONS.map((d) => observed[d]);
-    const opt = (n: number | undefined) => (n === undefined ? '' : n);
-    const reply = await runScript<Reply>(this.#redis, 'sync', [k.bucket, k.stats], [
-      ...POOL_DIMENSIONS.map((d) => limitArg(limits[d])),
-      ...seen.map((o) => (o?.limit ? o.limit : '')),
-      ...seen.map((o) => opt(o?.remaining)),
-      ...seen.map((o) => opt(o?.resetInMs)),
-      ...seen.map((o) => o?.remainingSlack ?? 0),
-    ]);
-    return { lowered: reply.slice(2) as PoolDimension[], atMs: atMsOf(reply) };
+  sync(pool: string, limits: PoolLimits, observed: Observed, options: CarryOptions = {}): Promise<SyncResult> {
+    const done = new Promise<SyncResult>((resolve, reject) => {
+      for (const d of POOL_DIMENSIONS) limitArg(limits[d]);
+      this.#open();
+      this.#carried.addSync(pool, limits, observed, { resolve, reject });
+    });
+    this.#sendLater(pool, options);
+    return done;
+  }
+
+  /** Sends every waiting settle and sync now; resolves when Redis has applied them all. */
+  async flush(): Promise<void> {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await Promise.all(this.#carried.pools().map((pool) => this.#flushPool(pool)));
+  }
+
+  /** Sends what is waiting and refuses further work (`ClosedError`). The connection stays open. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
   }
 
   /**
@@ -299,81 +233,91 @@ export class Bucket {
     return { untilMs: reply[0] === BucketReply.COOLING ? Number(reply[2]) : null };
   }
 
-  /** A consistent read (one MULTI) for the dashboard and `headroom status`. */
-  async snapshot(pool: string, limits: PoolLimits, options: { tenants?: Record<string, TenantLimits> } = {}): Promise<BucketSnapshot> {
+  /**
+   * A consistent read (one MULTI) for the dashboard and `headroom status`. Settles and headers
+   * still waiting in this bucket are not in it; `flush()` first where that matters.
+   */
+  snapshot(pool: string, limits: PoolLimits, options: { tenants?: Record<string, TenantLimits> } = {}): Promise<BucketSnapshot> {
+    return readSnapshot(this.#redis, this.keys(pool), pool, limits, options);
+  }
+
+  #open(): void {
+    if (this.#closed) throw new ClosedError('bucket');
+  }
+
+  #sendLater(pool: string, options: CarryOptions): void {
+    if (options.immediate || this.flushDelayMs === 0) {
+      void this.#flushPool(pool);
+      return;
+    }
+    // Kept referenced: a process that settles and then exits still gets its refunds applied.
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      void this.flush();
+    }, this.flushDelayMs);
+  }
+
+  /** Errors reach the waiters' promises, never this one's. */
+  async #flushPool(pool: string): Promise<void> {
+    const sends: Promise<unknown>[] = [];
+    for (let batch = this.#carried.take(pool); batch; batch = this.#carried.take(pool)) {
+      sends.push(this.#run(pool, batch, undefined).catch(() => undefined));
+    }
+    await Promise.all(sends);
+  }
+
+  /** One script call: the carried work, then the acquire if there is one. */
+  async #run(pool: string, batch: CarriedBatch | undefined, acquire: AcquirePart | undefined): Promise<Reply> {
     const k = this.keys(pool);
-    const tenants = Object.entries(options.tenants ?? {});
-    const multi = this.#redis
-      .multi()
-      .time()
-      .hgetall(k.bucket)
-      .zrange(k.cooldowns, '0', '-1', 'WITHSCORES')
-      .hgetall(k.stats);
-    for (const [id] of tenants) multi.hgetall(k.tenantBucket(id));
-    const results = (await multi.exec()) ?? [];
-    const value = (i: number): unknown => {
-      const [err, v] = results[i] ?? [new Error('missing reply'), null];
-      if (err) throw err;
-      return v;
-    };
-    const [sec, usec] = (value(0) as [string, string]).map(Number) as [number, number];
-    const now = (sec * 1_000_000 + usec) / 1000;
-    const bucket = value(1) as Record<string, string>;
-    const learned: PoolLimits = {};
-    for (const d of POOL_DIMENSIONS) if (bucket[`limit:${d}`] !== undefined) learned[d] = Number(bucket[`limit:${d}`]);
-
-    const dimensions: DimensionSnapshot[] = [];
-    const unbound: PoolDimension[] = [];
-    for (const d of POOL_DIMENSIONS) {
-      const capacity = limits[d] ?? learned[d];
-      if (capacity === undefined) unbound.push(d);
-      else dimensions.push(dimensionAt(d, capacity, limits[d] === undefined ? 'learned' : 'config', bucket, d, now));
+    const settles = batch?.settles ?? [];
+    const sync = batch?.sync;
+    const limits = acquire?.limits ?? sync?.limits ?? {};
+    const keys = [k.bucket, acquire?.tenantKey ?? k.bucket, k.cooldowns, k.stats, acquire?.reservationKey ?? k.bucket];
+    const args: (string | number)[] = [
+      limitArg(limits.rpm), limitArg(limits.itpm), limitArg(limits.otpm), limitArg(limits.tpm),
+      settles.length, sync ? 1 : 0,
+    ];
+    for (let i = 0; i < SETTLES_PER_CALL; i++) {
+      const s = settles[i];
+      if (s) {
+        keys.push(k.reservation(s.reservation.id), s.reservation.tenant === undefined ? k.bucket : k.tenantBucket(s.reservation.tenant));
+        args.push(s.inputTokens, s.outputTokens);
+      } else {
+        keys.push(k.bucket, k.bucket);
+      }
     }
-
-    const tenantDims: Record<string, DimensionSnapshot[]> = {};
-    tenants.forEach(([id, tl], i) => {
-      const raw = value(4 + i) as Record<string, string>;
-      const dims: DimensionSnapshot[] = [];
-      if (tl.rpm !== undefined) dims.push(dimensionAt('tenant_rpm', tl.rpm, 'config', raw, 'rpm', now));
-      if (tl.tpm !== undefined) dims.push(dimensionAt('tenant_tpm', tl.tpm, 'config', raw, 'tpm', now));
-      tenantDims[id] = dims;
-    });
-
-    const zs = value(2) as string[];
-    const cooldowns: BucketSnapshot['cooldowns'] = [];
-    for (let i = 0; i + 1 < zs.length; i += 2) {
-      const untilMs = Number(zs[i + 1]);
-      if (untilMs > now) cooldowns.push({ model: zs[i] as string, untilMs, remainingMs: untilMs - now });
+    if (sync) {
+      const seen = POOL_DIMENSIONS.map((d) => sync.observed[d]);
+      args.push(
+        ...seen.map((o) => (o?.limit ? o.limit : '')),
+        ...seen.map((o) => optional(o?.remaining)),
+        ...seen.map((o) => optional(o?.resetInMs)),
+        ...seen.map((o) => o?.remainingSlack ?? 0),
+      );
     }
-    return { pool, atMs: now, dimensions, unbound, learned, cooldowns, tenants: tenantDims, counters: counters(value(3) as Record<string, string>) };
+    if (acquire) args.push(...acquire.args);
+
+    let reply: Reply;
+    try {
+      reply = await runScript<Reply>(this.#redis, 'acquire', keys, args);
+    } catch (err) {
+      // Whether Redis applied them is unknown; the charges then stay, which errs on the safe side.
+      for (const s of settles) s.reject(err);
+      for (const w of sync?.waiters ?? []) w.reject(err);
+      throw err;
+    }
+    const atMs = atMsOf(reply);
+    for (const [i, s] of settles.entries()) s.resolve(settleResult(reply, REPLY_HEAD + i * SETTLE_REPLY, atMs));
+    if (sync) {
+      const result: SyncResult = { lowered: reply.slice(REPLY_HEAD + settles.length * SETTLE_REPLY) as PoolDimension[], atMs };
+      for (const w of sync.waiters) w.resolve(result);
+    }
+    return reply;
   }
 }
 
-function dimensionAt(
-  dimension: Dimension,
-  capacity: number,
-  source: 'config' | 'learned',
-  hash: Record<string, string>,
-  field: string,
-  now: number,
-): DimensionSnapshot {
-  const ts = hash.ts;
-  const stored = hash[field];
-  const ratePerMs = capacity / 60_000;
-  const elapsed = ts === undefined ? 0 : Math.max(0, now - Number(ts));
-  const used = stored === undefined ? 0 : Math.max(0, Number(stored) - elapsed * ratePerMs);
-  return { dimension, capacity, source, level: capacity - used, ratePerSec: capacity / 60, fullInMs: used / ratePerMs };
-}
-
-function counters(stats: Record<string, string>): BucketSnapshot['counters'] {
-  const c: BucketSnapshot['counters'] = { grants: {}, waits: {}, neverFits: {}, cooldownsSet: 0, settleExpired: 0, lowered: {} };
-  const groups = { grant: c.grants, wait: c.waits, never: c.neverFits, lowered: c.lowered } as Record<string, Record<string, number>>;
-  for (const [field, v] of Object.entries(stats)) {
-    const n = Number(v);
-    const [group, name] = field.split(':', 2);
-    if (field === 'cooldowns') c.cooldownsSet = n;
-    else if (field === 'settle:expired') c.settleExpired = n;
-    else if (group && name && groups[group]) (groups[group] as Record<string, number>)[name] = n;
-  }
-  return c;
+function settleResult(reply: Reply, at: number, atMs: number): SettleResult {
+  if (reply[at] !== BucketReply.SETTLED) return { status: 'expired', atMs };
+  const n = (i: number) => Number(reply[at + i] ?? 0);
+  return { status: 'settled', delta: { inputTokens: n(1), outputTokens: n(2), tokens: n(3), tenantTokens: n(4) }, atMs };
 }

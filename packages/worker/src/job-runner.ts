@@ -1,6 +1,6 @@
 /**
  * Runs one job: plan a model from the fallback ladder, draw its need from the shared bucket,
- * call the provider, settle and sync the bucket, and decide what happens after a failure.
+ * call the provider, hand its usage and headers back to the bucket, and decide what happens after a failure.
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it can be tested without one.
  */
@@ -124,7 +124,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
     ctx.stats.call({ model, status: res.status });
 
-    await settleAndSync(ctx, res.ok ? res.usage : undefined, res.ok ? undefined : res, reservation, pool, modelCfg.limits, res.headers);
+    settleAndSync(ctx, res.ok ? res.usage : undefined, res.ok ? undefined : res, reservation, pool, modelCfg.limits, res.headers);
 
     if (res.ok) {
       ctx.breaker.recordSuccess(model);
@@ -257,7 +257,12 @@ function tenantOf(config: HeadroomConfig, tenant: string | undefined): { tenant?
   return tpm ? { tenant: { id: tenant, limits: { tpm } } } : {};
 }
 
-async function settleAndSync(
+/**
+ * Hands the call's usage and headers to the bucket without waiting: they ride on this worker's
+ * next acquire to the pool (or go within the bucket's flush delay), so a call costs the bucket
+ * one round trip. A failure costs only a refund, so it is logged, not the job's problem.
+ */
+function settleAndSync(
   ctx: RunContext,
   usage: Usage | undefined,
   failure: ProviderCallFailure | undefined,
@@ -265,18 +270,17 @@ async function settleAndSync(
   pool: string,
   limits: HeadroomConfig['models'][string]['limits'],
   headers: Headers | undefined,
-): Promise<void> {
-  const work: Promise<unknown>[] = [];
+): void {
+  const failed = (err: unknown) => ctx.logger.warn({ err: (err as Error).message, pool }, 'bucket settle/sync failed');
   if (usage) {
-    work.push(ctx.bucket.settle(reservation, usage));
+    ctx.bucket.settle(reservation, usage).catch(failed);
   } else if (failure && refusedBeforeWork(failure)) {
     // The provider refused before doing any work: give the tokens back, keep the request.
-    work.push(ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }));
+    ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch(failed);
   }
   // Otherwise (5xx, cut connection) the provider may have counted everything: keep the charge.
-  if (headers) work.push(ctx.bucket.sync(pool, limits, parseRateLimitHeaders(headers)));
-  // Both are sent at once: one round trip where one will do.
-  await Promise.all(work).catch((err: unknown) => ctx.logger.warn({ err: (err as Error).message, pool }, 'bucket settle/sync failed'));
+  // Headers go after the settle, so the bucket holds this call's usage when they are read.
+  if (headers) ctx.bucket.sync(pool, limits, parseRateLimitHeaders(headers)).catch(failed);
 }
 
 function refusedBeforeWork(f: ProviderCallFailure): boolean {

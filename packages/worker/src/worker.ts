@@ -142,7 +142,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         logger.info({ id }, 'worker stopping');
         const grace = graceMs ?? config.dispatch.shutdownGraceMs;
         await Promise.all([dispatcher.stop(grace), batcher?.stop(grace)]);
-        await Promise.all([stats.stop(), pressure.stop()]);
+        // Settles and headers still waiting ride on no further acquire: send them now.
+        await Promise.all([stats.stop(), pressure.stop(), bucket.close()]);
         await heartbeat.stop();
         await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
         redis.disconnect();

@@ -1,0 +1,146 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Bucket, type AcquireResult, type BucketOptions, type PoolLimits, type Reservation } from './bucket.js';
+import { type EmbeddedRedis, startEmbeddedRedis } from './embedded-redis.js';
+import { ErrorCode, HeadroomError } from './errors.js';
+import { parseRateLimitHeaders } from './rate-limit-headers.js';
+
+let server: EmbeddedRedis;
+let redis: Redis;
+
+beforeAll(async () => {
+  server = await startEmbeddedRedis();
+  redis = new Redis(server.url);
+});
+
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+/** Nothing is sent by the timer during a test unless the test asks for it. */
+const HOURS = 3_600_000;
+
+function fresh(options: BucketOptions = {}): Bucket {
+  return new Bucket(redis, { prefix: `c-${randomUUID().slice(0, 8)}`, flushDelayMs: HOURS, ...options });
+}
+
+function grantOf(r: AcquireResult): Reservation {
+  if (r.status !== 'granted') throw new Error(`expected a grant, got ${JSON.stringify(r)}`);
+  return r.reservation;
+}
+
+const LIMITS: PoolLimits = { rpm: 50, itpm: 30_000, otpm: 8000 };
+const fill = { inputTokens: 100, outputTokens: 8000 };
+
+async function otpmUsed(b: Bucket, pool: string): Promise<number> {
+  const snap = await b.snapshot(pool, LIMITS);
+  return 8000 - (snap.dimensions.find((d) => d.dimension === 'otpm')?.level ?? 8000);
+}
+
+/** Whether `p` is still unsettled once every microtask queued so far has run. */
+async function isPending(p: Promise<unknown>): Promise<boolean> {
+  const marker = Symbol('pending');
+  const later = new Promise((r) => setImmediate(() => r(marker)));
+  return (await Promise.race([p.then(() => 'done', () => 'done'), later])) === marker;
+}
+
+describe('a settle carried by the next acquire', () => {
+  it('is applied before that acquire checks: the refund it carries makes the grant possible', async () => {
+    const b = fresh();
+    const first = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill }));
+    const settled = b.settle(first, { input_tokens: 100, output_tokens: 0 });
+    expect(await isPending(settled)).toBe(true);
+    // The pool's output tokens are all drawn; only the refund in flight can serve this.
+    const second = await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill });
+    expect(second.status).toBe('granted');
+    const s = await settled;
+    expect(s).toMatchObject({ status: 'settled', delta: { outputTokens: -8000 } });
+    expect(s.atMs).toBe(second.atMs);
+    await b.close();
+  });
+
+  it('carries headers after the settles, in the same call', async () => {
+    const b = fresh();
+    const r = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 100, outputTokens: 4000 } }));
+    const settled = b.settle(r, { input_tokens: 100, output_tokens: 1000 });
+    // The provider counts 2000 output tokens left; after the settle the bucket holds 7000.
+    const synced = b.sync('p', LIMITS, parseRateLimitHeaders({ 'anthropic-ratelimit-output-tokens-remaining': '2000' }));
+    const next = await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 0, outputTokens: 3000 } });
+    expect(next).toMatchObject({ status: 'wait', reason: 'otpm' });
+    expect((await synced).lowered).toEqual(['otpm']);
+    expect((await settled).atMs).toBe(next.atMs);
+    await b.close();
+  });
+
+  it('is sent by itself when no acquire comes within the flush delay', async () => {
+    const b = fresh({ flushDelayMs: 5 });
+    const r = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill }));
+    expect(await b.settle(r, { input_tokens: 100, output_tokens: 3000 })).toMatchObject({ status: 'settled', delta: { outputTokens: -5000 } });
+    expect(await otpmUsed(b, 'p')).toBeLessThanOrEqual(3000);
+    expect(await redis.exists(b.keys('p').reservation(r.id))).toBe(0);
+  });
+
+  it('is sent on close, after which the bucket refuses work with CLOSED', async () => {
+    const b = fresh();
+    const r = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill }));
+    const settled = b.settle(r, { input_tokens: 100, output_tokens: 0 });
+    await b.close();
+    expect(await isPending(settled)).toBe(false);
+    expect((await settled).status).toBe('settled');
+    expect(await otpmUsed(b, 'p')).toBeLessThan(8000);
+    await expect(b.settle(r, { input_tokens: 0, output_tokens: 0 })).rejects.toSatisfy((e) => e instanceof HeadroomError && e.code === ErrorCode.CLOSED);
+  });
+
+  it('is sent at once when asked, with whatever else waits for that pool', async () => {
+    const b = fresh();
+    const [r1, r2] = [
+      grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 0, outputTokens: 100 } })),
+      grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 0, outputTokens: 100 } })),
+    ];
+    const waiting = b.settle(r1, { input_tokens: 0, output_tokens: 0 });
+    const now = await b.settle(r2, { input_tokens: 0, output_tokens: 0 }, { immediate: true });
+    expect(now.status).toBe('settled');
+    expect(await isPending(waiting)).toBe(false);
+    await b.close();
+  });
+
+  it('refunds a reservation once, even when the same settle is handed in twice', async () => {
+    const b = fresh();
+    const r = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 100, outputTokens: 4000 } }));
+    const twice = [b.settle(r, { input_tokens: 100, output_tokens: 0 }), b.settle(r, { input_tokens: 100, output_tokens: 0 })];
+    await b.flush();
+    expect((await Promise.all(twice)).map((s) => s.status)).toEqual(['settled', 'expired']);
+    // One refund of 4000: the pool holds none of the reservation's output, not minus 4000.
+    expect(await otpmUsed(b, 'p')).toBe(0);
+    const once = await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill });
+    expect(once.status).toBe('granted');
+    expect(await otpmUsed(b, 'p')).toBeGreaterThan(7990);
+  });
+
+  it('is never carried to another pool: each pool keeps its own keys in its own slot', async () => {
+    const b = fresh();
+    const r = grantOf(await b.acquire({ pool: 'a', limits: LIMITS, lane: 'critical', need: fill }));
+    const settled = b.settle(r, { input_tokens: 100, output_tokens: 0 });
+    await b.acquire({ pool: 'b', limits: LIMITS, lane: 'critical', need: fill });
+    expect(await isPending(settled)).toBe(true);
+    expect(await redis.exists(b.keys('a').reservation(r.id))).toBe(1);
+    await b.flush();
+    expect((await settled).status).toBe('settled');
+    expect(await redis.exists(b.keys('a').reservation(r.id))).toBe(0);
+  });
+
+  it('applies more settles than one call carries, the rest by the flush, each once', async () => {
+    const b = fresh();
+    const small = { inputTokens: 0, outputTokens: 1000 };
+    const grants = [];
+    for (let i = 0; i < 7; i++) grants.push(grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: small })));
+    const settles = grants.map((r) => b.settle(r, { input_tokens: 0, output_tokens: 0 }));
+    await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: small });
+    await b.flush();
+    const results = await Promise.all(settles);
+    expect(results.every((s) => s.status === 'settled' && s.delta.outputTokens === -1000)).toBe(true);
+    expect(await redis.keys(`{${b.prefix}:pool:p}:res:*`)).toHaveLength(1);
+  });
+});

@@ -1,0 +1,90 @@
+/**
+ * The bucket as the dashboard and `headroom status` read it: levels, learned limits, cooldowns,
+ * tenants and counters, in one MULTI so they are consistent with each other.
+ */
+import type { Cluster, Redis } from 'ioredis';
+import type { BucketSnapshot, Dimension, DimensionSnapshot, PoolDimension, PoolLimits, TenantLimits } from './bucket-types.js';
+import { POOL_DIMENSIONS } from './bucket-types.js';
+import type { PoolKeys } from './keys.js';
+
+export async function readSnapshot(
+  redis: Redis | Cluster,
+  k: PoolKeys,
+  pool: string,
+  limits: PoolLimits,
+  options: { tenants?: Record<string, TenantLimits> } = {},
+): Promise<BucketSnapshot> {
+  const tenants = Object.entries(options.tenants ?? {});
+  const multi = redis
+    .multi()
+    .time()
+    .hgetall(k.bucket)
+    .zrange(k.cooldowns, '0', '-1', 'WITHSCORES')
+    .hgetall(k.stats);
+  for (const [id] of tenants) multi.hgetall(k.tenantBucket(id));
+  const results = (await multi.exec()) ?? [];
+  const value = (i: number): unknown => {
+    const [err, v] = results[i] ?? [new Error('missing reply'), null];
+    if (err) throw err;
+    return v;
+  };
+  const [sec, usec] = (value(0) as [string, string]).map(Number) as [number, number];
+  const now = (sec * 1_000_000 + usec) / 1000;
+  const bucket = value(1) as Record<string, string>;
+  const learned: PoolLimits = {};
+  for (const d of POOL_DIMENSIONS) if (bucket[`limit:${d}`] !== undefined) learned[d] = Number(bucket[`limit:${d}`]);
+
+  const dimensions: DimensionSnapshot[] = [];
+  const unbound: PoolDimension[] = [];
+  for (const d of POOL_DIMENSIONS) {
+    const capacity = limits[d] ?? learned[d];
+    if (capacity === undefined) unbound.push(d);
+    else dimensions.push(dimensionAt(d, capacity, limits[d] === undefined ? 'learned' : 'config', bucket, d, now));
+  }
+
+  const tenantDims: Record<string, DimensionSnapshot[]> = {};
+  tenants.forEach(([id, tl], i) => {
+    const raw = value(4 + i) as Record<string, string>;
+    const dims: DimensionSnapshot[] = [];
+    if (tl.rpm !== undefined) dims.push(dimensionAt('tenant_rpm', tl.rpm, 'config', raw, 'rpm', now));
+    if (tl.tpm !== undefined) dims.push(dimensionAt('tenant_tpm', tl.tpm, 'config', raw, 'tpm', now));
+    tenantDims[id] = dims;
+  });
+
+  const zs = value(2) as string[];
+  const cooldowns: BucketSnapshot['cooldowns'] = [];
+  for (let i = 0; i + 1 < zs.length; i += 2) {
+    const untilMs = Number(zs[i + 1]);
+    if (untilMs > now) cooldowns.push({ model: zs[i] as string, untilMs, remainingMs: untilMs - now });
+  }
+  return { pool, atMs: now, dimensions, unbound, learned, cooldowns, tenants: tenantDims, counters: counters(value(3) as Record<string, string>) };
+}
+
+function dimensionAt(
+  dimension: Dimension,
+  capacity: number,
+  source: 'config' | 'learned',
+  hash: Record<string, string>,
+  field: string,
+  now: number,
+): DimensionSnapshot {
+  const ts = hash.ts;
+  const stored = hash[field];
+  const ratePerMs = capacity / 60_000;
+  const elapsed = ts === undefined ? 0 : Math.max(0, now - Number(ts));
+  const used = stored === undefined ? 0 : Math.max(0, Number(stored) - elapsed * ratePerMs);
+  return { dimension, capacity, source, level: capacity - used, ratePerSec: capacity / 60, fullInMs: used / ratePerMs };
+}
+
+function counters(stats: Record<string, string>): BucketSnapshot['counters'] {
+  const c: BucketSnapshot['counters'] = { grants: {}, waits: {}, neverFits: {}, cooldownsSet: 0, settleExpired: 0, lowered: {} };
+  const groups = { grant: c.grants, wait: c.waits, never: c.neverFits, lowered: c.lowered } as Record<string, Record<string, number>>;
+  for (const [field, v] of Object.entries(stats)) {
+    const n = Number(v);
+    const [group, name] = field.split(':', 2);
+    if (field === 'cooldowns') c.cooldownsSet = n;
+    else if (field === 'settle:expired') c.settleExpired = n;
+    else if (group && name && groups[group]) (groups[group] as Record<string, number>)[name] = n;
+  }
+  return c;
+}

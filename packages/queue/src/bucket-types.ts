@@ -1,0 +1,144 @@
+/**
+ * The bucket's public shapes: what goes into `Bucket` and what comes back. Plain data, so a
+ * reservation can travel with a job.
+ */
+import type { Lane } from './lanes.js';
+
+export const POOL_DIMENSIONS = ['rpm', 'itpm', 'otpm', 'tpm'] as const;
+/** Requests/min, input tokens/min, output tokens/min (Anthropic), tokens/min (OpenAI). */
+export type PoolDimension = (typeof POOL_DIMENSIONS)[number];
+export type TenantDimension = 'tenant_rpm' | 'tenant_tpm';
+export type Dimension = PoolDimension | TenantDimension;
+
+/** Per-minute limits; the same shape as the config's `ModelLimits`. */
+export interface PoolLimits {
+  rpm?: number;
+  itpm?: number;
+  otpm?: number;
+  tpm?: number;
+}
+
+export interface TenantLimits {
+  /** Tokens/min, input + output, drawn in the same call as the pool. */
+  tpm?: number;
+  rpm?: number;
+}
+
+export interface Need {
+  /** @default 1 */
+  requests?: number;
+  /** Estimated input tokens that count toward input tokens/min (cache reads excluded). */
+  inputTokens: number;
+  /** Output reservation: `max_tokens` (or a learned p95). */
+  outputTokens: number;
+}
+
+export interface AcquireRequest {
+  pool: string;
+  limits: PoolLimits;
+  need: Need;
+  lane: Lane;
+  /** Fraction of every dimension this lane must leave untouched. @default LANE_DEFAULTS[lane].reserve */
+  reserve?: number;
+  /** A model in cooldown makes the acquire wait until the cooldown ends. */
+  model?: string;
+  tenant?: { id: string; limits: TenantLimits };
+}
+
+/** A grant; hand it back to `settle`. Plain data, so it can travel with a job. */
+export interface Reservation {
+  id: string;
+  pool: string;
+  tenant?: string;
+  lane: Lane;
+  need: Required<Need>;
+  /** Redis time of the grant, ms since the epoch (fractional). */
+  grantedAtMs: number;
+}
+
+export type WaitReason = Dimension | 'cooldown';
+
+export type AcquireResult =
+  | { status: 'granted'; reservation: Reservation; atMs: number }
+  /** Every dimension (and the model's cooldown) can serve after `waitMs`, if nobody else draws. */
+  | { status: 'wait'; waitMs: number; reason: WaitReason; atMs: number }
+  /** The need is larger than this lane may ever draw from `dimension`: waiting cannot help. */
+  | { status: 'never_fits'; dimension: Dimension; maxDrawable: number; atMs: number };
+
+/** Provider usage as reported, or Headroom's normalized `Usage`. */
+export type SettleUsage =
+  | { input_tokens: number; output_tokens: number; cache_creation_input_tokens?: number | null; cache_read_input_tokens?: number | null }
+  | { prompt_tokens: number; completion_tokens: number }
+  | { inputTokens: number; outputTokens: number; cacheCreationInputTokens?: number; cacheReadInputTokens?: number };
+
+export type SettleResult =
+  | {
+      status: 'settled';
+      /** Corrections charged at settle time (negative = refunded; 0 where the dimension did not bind). */
+      delta: { inputTokens: number; outputTokens: number; tokens: number; tenantTokens: number };
+      atMs: number;
+    }
+  /** The reservation expired (or was settled already): its charge stays. */
+  | { status: 'expired'; atMs: number };
+
+export interface SyncResult {
+  lowered: PoolDimension[];
+  atMs: number;
+}
+
+export type CooldownFor = { durationMs: number } | { untilMs: number };
+
+export interface DimensionSnapshot {
+  dimension: Dimension;
+  capacity: number;
+  source: 'config' | 'learned';
+  /** Can be negative after an underestimate was settled. */
+  level: number;
+  ratePerSec: number;
+  fullInMs: number;
+}
+
+export interface BucketSnapshot {
+  pool: string;
+  atMs: number;
+  dimensions: DimensionSnapshot[];
+  /** Dimensions with no limit in config and none learned yet: they do not bind. */
+  unbound: PoolDimension[];
+  learned: PoolLimits;
+  cooldowns: { model: string; untilMs: number; remainingMs: number }[];
+  tenants: Record<string, DimensionSnapshot[]>;
+  counters: {
+    grants: Partial<Record<Lane, number>>;
+    waits: Partial<Record<WaitReason, number>>;
+    neverFits: Partial<Record<Dimension, number>>;
+    cooldownsSet: number;
+    /** Settles that found their reservation expired: calls slower than the reservation TTL. */
+    settleExpired: number;
+    lowered: Partial<Record<PoolDimension, number>>;
+  };
+}
+
+export interface BucketOptions {
+  /** Key prefix, as in the config's `redis.prefix`. @default 'hr' */
+  prefix?: string;
+  /**
+   * How long a grant can still be settled. Past it the reservation key is gone and the charge
+   * stays, so it must outlast the slowest provider call. @default 900_000 (15 min)
+   */
+  reservationTtlMs?: number;
+  /**
+   * How long a settle or a sync may wait for the next acquire to the same pool to carry it,
+   * before an idle bucket sends it on its own. 0 sends each at once (two round trips per call).
+   * @default 20
+   */
+  flushDelayMs?: number;
+}
+
+export interface CarryOptions {
+  /**
+   * Send at once (with whatever else is waiting for that pool) instead of riding on the next
+   * acquire; for a caller that needs the result before it goes on.
+   * @default false
+   */
+  immediate?: boolean;
+}

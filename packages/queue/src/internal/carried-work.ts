@@ -1,0 +1,103 @@
+/**
+ * What a Bucket has been handed but not yet sent, per pool: settles, and the rate-limit headers
+ * of the latest responses. The next acquire to that pool carries them (one round trip per
+ * provider call); an idle bucket sends them on its own. Work is kept per pool because a script
+ * runs in one Redis Cluster slot, and all of one pool's keys share one.
+ */
+import { POOL_DIMENSIONS, type PoolLimits, type Reservation, type SettleResult, type SyncResult } from '../bucket-types.js';
+import type { Observed, ObservedLimit } from '../rate-limit-headers.js';
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(err: unknown): void;
+}
+
+export interface CarriedSettle extends Waiter<SettleResult> {
+  reservation: Reservation;
+  inputTokens: number;
+  outputTokens: number;
+}
+
+export interface CarriedSync {
+  limits: PoolLimits;
+  observed: Observed;
+  waiters: Waiter<SyncResult>[];
+}
+
+/** One script call's worth of a pool's work. */
+export interface CarriedBatch {
+  settles: CarriedSettle[];
+  sync: CarriedSync | undefined;
+}
+
+/** Settles one script call carries: each takes two of its keys, which are fixed in number. */
+export const SETTLES_PER_CALL = 4;
+
+export class CarriedWork {
+  readonly #pools = new Map<string, CarriedBatch>();
+
+  get empty(): boolean {
+    return this.#pools.size === 0;
+  }
+
+  pools(): string[] {
+    return [...this.#pools.keys()];
+  }
+
+  addSettle(settle: CarriedSettle): void {
+    this.#of(settle.reservation.pool).settles.push(settle);
+  }
+
+  /**
+   * Headers that come while earlier ones wait are merged, not queued: per dimension the lower
+   * ceiling wins, which is what applying both in turn would leave, since headers only lower.
+   */
+  addSync(pool: string, limits: PoolLimits, observed: Observed, waiter: Waiter<SyncResult>): void {
+    const batch = this.#of(pool);
+    if (batch.sync) {
+      batch.sync.limits = limits;
+      batch.sync.observed = mergeObserved(batch.sync.observed, observed);
+      batch.sync.waiters.push(waiter);
+    } else {
+      batch.sync = { limits, observed, waiters: [waiter] };
+    }
+  }
+
+  /** Removes and returns up to one call's worth of `pool`'s work, oldest settles first. */
+  take(pool: string): CarriedBatch | undefined {
+    const batch = this.#pools.get(pool);
+    if (!batch) return undefined;
+    if (batch.settles.length <= SETTLES_PER_CALL) {
+      this.#pools.delete(pool);
+      return batch;
+    }
+    // The headers stay for the call that carries the last of the settles before them.
+    return { settles: batch.settles.splice(0, SETTLES_PER_CALL), sync: undefined };
+  }
+
+  #of(pool: string): CarriedBatch {
+    let batch = this.#pools.get(pool);
+    if (!batch) {
+      batch = { settles: [], sync: undefined };
+      this.#pools.set(pool, batch);
+    }
+    return batch;
+  }
+}
+
+const ceiling = (o: ObservedLimit | undefined) => (o?.remaining === undefined ? Infinity : o.remaining + o.remainingSlack);
+
+function mergeObserved(older: Observed, newer: Observed): Observed {
+  const merged: Observed = { ...newer };
+  for (const d of POOL_DIMENSIONS) {
+    const a = older[d];
+    const b = newer[d];
+    if (!a) continue;
+    if (!b) merged[d] = a;
+    else {
+      const lower = ceiling(a) < ceiling(b) ? a : b;
+      merged[d] = { ...lower, limit: b.limit ?? a.limit };
+    }
+  }
+  return merged;
+}
