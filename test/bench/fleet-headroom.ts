@@ -116,7 +116,7 @@ export async function startHeadroom({ settings, limits, sim, redis, track }: Hea
       const fmt = (o: Record<string, number | undefined>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || '-';
       const lines = [
         `bucket grants by lane: ${fmt(c.grants)}; waits by reason: ${fmt(c.waits)}; never-fits: ${fmt(c.neverFits)}`,
-        `bucket header syncs lowered: ${fmt(c.lowered)}; cooldowns set: ${c.cooldownsSet}; settles after expiry: ${c.settleExpired}`,
+        `bucket header syncs lowered: ${fmt(c.lowered)}; cooldowns set: ${c.cooldownsSet}`,
         `bucket utilization (1 - level/capacity, most drawn dimension), sampled every 0.5 s: max ${(maxUtilization * 100).toFixed(0)}%`,
       ];
       const warnings = workers.flatMap((w) => w.output().split('\n').filter((l) => l.trim() !== '').map((l) => `${w.id}: ${l}`));

@@ -3,7 +3,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, type AcquireResult, type BucketOptions, type PoolLimits, type Reservation } from './bucket.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from './embedded-redis.js';
+import { createRedis } from './connection.js';
 import { ErrorCode, HeadroomError } from './errors.js';
+import { SETTLES_PER_CALL } from './internal/carried-work.js';
 import { parseRateLimitHeaders } from './rate-limit-headers.js';
 
 let server: EmbeddedRedis;
@@ -79,7 +81,6 @@ describe('a settle carried by the next acquire', () => {
     const r = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill }));
     expect(await b.settle(r, { input_tokens: 100, output_tokens: 3000 })).toMatchObject({ status: 'settled', delta: { outputTokens: -5000 } });
     expect(await otpmUsed(b, 'p')).toBeLessThanOrEqual(3000);
-    expect(await redis.exists(b.keys('p').reservation(r.id))).toBe(0);
   });
 
   it('is sent on close, after which the bucket refuses work with CLOSED', async () => {
@@ -111,7 +112,7 @@ describe('a settle carried by the next acquire', () => {
     const r = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 100, outputTokens: 4000 } }));
     const twice = [b.settle(r, { input_tokens: 100, output_tokens: 0 }), b.settle(r, { input_tokens: 100, output_tokens: 0 })];
     await b.flush();
-    expect((await Promise.all(twice)).map((s) => s.status)).toEqual(['settled', 'expired']);
+    expect((await Promise.all(twice)).map((s) => s.status)).toEqual(['settled', 'duplicate']);
     // One refund of 4000: the pool holds none of the reservation's output, not minus 4000.
     expect(await otpmUsed(b, 'p')).toBe(0);
     const once = await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill });
@@ -125,22 +126,62 @@ describe('a settle carried by the next acquire', () => {
     const settled = b.settle(r, { input_tokens: 100, output_tokens: 0 });
     await b.acquire({ pool: 'b', limits: LIMITS, lane: 'critical', need: fill });
     expect(await isPending(settled)).toBe(true);
-    expect(await redis.exists(b.keys('a').reservation(r.id))).toBe(1);
+    expect(await otpmUsed(b, 'a')).toBeGreaterThan(7990);
     await b.flush();
     expect((await settled).status).toBe('settled');
-    expect(await redis.exists(b.keys('a').reservation(r.id))).toBe(0);
+    expect(await otpmUsed(b, 'a')).toBeLessThan(10);
   });
 
   it('applies more settles than one call carries, the rest by the flush, each once', async () => {
     const b = fresh();
-    const small = { inputTokens: 0, outputTokens: 1000 };
+    const small = { inputTokens: 0, outputTokens: 100 };
+    const limits = { ...LIMITS, rpm: 1000 };
     const grants = [];
-    for (let i = 0; i < 7; i++) grants.push(grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: small })));
+    for (let i = 0; i < SETTLES_PER_CALL + 3; i++) grants.push(grantOf(await b.acquire({ pool: 'p', limits, lane: 'critical', need: small })));
     const settles = grants.map((r) => b.settle(r, { input_tokens: 0, output_tokens: 0 }));
-    await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: small });
+    await b.acquire({ pool: 'p', limits, lane: 'critical', need: small });
     await b.flush();
     const results = await Promise.all(settles);
-    expect(results.every((s) => s.status === 'settled' && s.delta.outputTokens === -1000)).toBe(true);
-    expect(await redis.keys(`{${b.prefix}:pool:p}:res:*`)).toHaveLength(1);
+    expect(results.every((s) => s.status === 'settled' && s.delta.outputTokens === -100)).toBe(true);
+    // The last grant, unsettled, holds its 100; the settled ones nothing.
+    expect(await otpmUsed(b, 'p')).toBeGreaterThan(90);
+    expect(await otpmUsed(b, 'p')).toBeLessThanOrEqual(100);
+  });
+
+  it('settles a reservation handed over as plain data, in another bucket', async () => {
+    const [a, b] = [fresh(), fresh()];
+    const other = new Bucket(redis, { prefix: a.prefix, flushDelayMs: HOURS });
+    const r = grantOf(await a.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill }));
+    const copy = JSON.parse(JSON.stringify(r)) as Reservation;
+    expect(await other.settle(copy, { input_tokens: 100, output_tokens: 2000 }, { immediate: true })).toMatchObject({ status: 'settled', delta: { outputTokens: -6000 } });
+    expect(await otpmUsed(a, 'p')).toBeLessThanOrEqual(2000);
+    await Promise.all([a.close(), b.close(), other.close()]);
+  });
+
+  it('rejects the settles of a call lost with its connection, and keeps their charge', async () => {
+    const conn = createRedis(server.url, 'bucket') as Redis;
+    const b = new Bucket(conn, { prefix: `c-${randomUUID().slice(0, 8)}`, flushDelayMs: HOURS });
+    const r = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill }));
+    const id = await conn.client('ID');
+    const settled = b.settle(r, { input_tokens: 100, output_tokens: 0 });
+    // Redis holds the call unrun (writes paused) while its connection is killed: the call is lost.
+    await redis.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+    const next = b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 0, outputTokens: 1 } });
+    const outcomes = Promise.all([next, settled].map((p) => p.then(() => undefined, (e: unknown) => e)));
+    await until(async () => String(await redis.call('CLIENT', 'LIST')).includes('cmd=evalsha'));
+    await redis.call('CLIENT', 'KILL', 'ID', String(id));
+    await redis.call('CLIENT', 'UNPAUSE');
+    for (const e of await outcomes) expect(e).toSatisfy((x) => x instanceof HeadroomError && x.code === ErrorCode.REDIS_UNAVAILABLE);
+    // Not resent after the reconnect: the grant's full charge stays, less only the refill.
+    await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 0, outputTokens: 0 } });
+    const snap = await b.snapshot('p', LIMITS);
+    const otpm = snap.dimensions.find((d) => d.dimension === 'otpm');
+    expect(otpm?.level).toBeCloseTo(((snap.atMs - r.grantedAtMs) * 8000) / 60_000, 6);
+    await b.close();
+    conn.disconnect();
   });
 });
+
+async function until(check: () => Promise<boolean>): Promise<void> {
+  while (!(await check())) await new Promise((r) => setTimeout(r, 5));
+}

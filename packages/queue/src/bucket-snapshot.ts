@@ -77,13 +77,12 @@ function dimensionAt(
 }
 
 function counters(stats: Record<string, string>): BucketSnapshot['counters'] {
-  const c: BucketSnapshot['counters'] = { grants: {}, waits: {}, neverFits: {}, cooldownsSet: 0, settleExpired: 0, lowered: {} };
+  const c: BucketSnapshot['counters'] = { grants: {}, waits: {}, neverFits: {}, cooldownsSet: 0, lowered: {} };
   const groups = { grant: c.grants, wait: c.waits, never: c.neverFits, lowered: c.lowered } as Record<string, Record<string, number>>;
   for (const [field, v] of Object.entries(stats)) {
     const n = Number(v);
     const [group, name] = field.split(':', 2);
     if (field === 'cooldowns') c.cooldownsSet = n;
-    else if (field === 'settle:expired') c.settleExpired = n;
     else if (group && name && groups[group]) (groups[group] as Record<string, number>)[name] = n;
   }
   return c;

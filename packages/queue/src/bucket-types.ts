@@ -45,13 +45,22 @@ export interface AcquireRequest {
   tenant?: { id: string; limits: TenantLimits };
 }
 
-/** A grant; hand it back to `settle`. Plain data, so it can travel with a job. */
+/**
+ * A grant; hand it back to `settle`. Plain data, so it can travel with a job. Redis keeps no copy:
+ * what a settle needs to correct the charge is here.
+ */
 export interface Reservation {
   id: string;
   pool: string;
   tenant?: string;
   lane: Lane;
+  /** What was charged: a settle corrects it to the reported usage. */
   need: Required<Need>;
+  /**
+   * The capacity input, output, tokens and tenant tokens were charged against (as configured, or
+   * learned from headers); 0 = the dimension did not bind, so a settle corrects nothing there.
+   */
+  chargedAgainst: { itpm: number; otpm: number; tpm: number; tenantTpm: number };
   /** Redis time of the grant, ms since the epoch (fractional). */
   grantedAtMs: number;
 }
@@ -78,8 +87,8 @@ export type SettleResult =
       delta: { inputTokens: number; outputTokens: number; tokens: number; tenantTokens: number };
       atMs: number;
     }
-  /** The reservation expired (or was settled already): its charge stays. */
-  | { status: 'expired'; atMs: number };
+  /** The same reservation was handed to this bucket's `settle` before: nothing more is corrected. */
+  | { status: 'duplicate'; atMs: number };
 
 export interface SyncResult {
   lowered: PoolDimension[];
@@ -112,8 +121,6 @@ export interface BucketSnapshot {
     waits: Partial<Record<WaitReason, number>>;
     neverFits: Partial<Record<Dimension, number>>;
     cooldownsSet: number;
-    /** Settles that found their reservation expired: calls slower than the reservation TTL. */
-    settleExpired: number;
     lowered: Partial<Record<PoolDimension, number>>;
   };
 }
@@ -121,11 +128,6 @@ export interface BucketSnapshot {
 export interface BucketOptions {
   /** Key prefix, as in the config's `redis.prefix`. @default 'hr' */
   prefix?: string;
-  /**
-   * How long a grant can still be settled. Past it the reservation key is gone and the charge
-   * stays, so it must outlast the slowest provider call. @default 900_000 (15 min)
-   */
-  reservationTtlMs?: number;
   /**
    * How long a settle or a sync may wait for the next acquire to the same pool to carry it,
    * before an idle bucket sends it on its own. 0 sends each at once (two round trips per call).

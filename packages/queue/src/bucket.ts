@@ -21,7 +21,9 @@
  * no acquire comes, they are sent after `flushDelayMs` (default 20 ms), on `flush()`, on
  * `close()`, or at once with `{ immediate: true }`; their promises resolve when Redis has applied
  * them. Until then the pool holds the reservation's full charge, which errs on the safe side, and
- * so does a crash: a reservation never settled keeps its charge and its key expires.
+ * so does a crash: a reservation never settled keeps its charge. Redis holds no reservation: the
+ * grant's reply says what a settle needs, the `Reservation` carries it, and the settle sends it
+ * back with the usage, so a grant creates no key and a settle reads none.
  *
  * Limits come with each call, so a config change applies at once and there is no set-up step;
  * a dimension the config leaves out uses the limit learned from the providers' headers, and
@@ -50,7 +52,8 @@ import {
   type WaitReason,
 } from './bucket-types.js';
 import { ClosedError } from './errors.js';
-import { CarriedWork, SETTLES_PER_CALL, type CarriedBatch } from './internal/carried-work.js';
+import { CarriedWork, type CarriedBatch, type CarriedSettle } from './internal/carried-work.js';
+import { failOnConnectionLoss } from './internal/lost-calls.js';
 import { DEFAULT_PREFIX, poolKeys, type PoolKeys } from './keys.js';
 import { LANE_DEFAULTS } from './lanes.js';
 import type { Observed } from './rate-limit-headers.js';
@@ -60,7 +63,7 @@ export { POOL_DIMENSIONS } from './bucket-types.js';
 export type * from './bucket-types.js';
 
 /** The Lua scripts' first reply element. */
-export const BucketReply = { GRANTED: 1, WAIT: -1, NEVER_FITS: -2, APPLIED: 0, SETTLED: 1, EXPIRED: 0, COOLING: 1, PAST: 0 } as const;
+export const BucketReply = { GRANTED: 1, WAIT: -1, NEVER_FITS: -2, APPLIED: 0, COOLING: 1, PAST: 0 } as const;
 
 /**
  * What counts toward the limits. Anthropic: `input_tokens` + `cache_creation_input_tokens`
@@ -96,33 +99,46 @@ function amount(n: number, what: string): number {
 
 type Reply = [number, number, ...(string | number)[]];
 const atMsOf = (reply: Reply) => reply[1] / 1000;
-/** Reply elements before the carried settles' results; each settle then takes five. */
-const REPLY_HEAD = 4;
-const SETTLE_REPLY = 5;
+/** Reply elements before the dimensions the headers lowered. */
+const REPLY_HEAD = 5;
 
 /** The part of an acquire the script reads after the carried work. */
 interface AcquirePart {
   limits: PoolLimits;
-  tenantKey: string;
-  reservationKey: string;
+  /** The tenant bucket, when the acquire checks tenant limits: the script's last key. */
+  tenantKey: string | undefined;
   args: (string | number)[];
 }
 
+/** See includes/carried-settle.lua: eight little-endian doubles per settle. */
+const SETTLE_BYTES = 64;
+
 export class Bucket {
   readonly prefix: string;
-  readonly reservationTtlMs: number;
   readonly flushDelayMs: number;
   readonly #redis: Redis | Cluster;
   // Pools are few (one per provider limit in config), so their keys are built once.
   readonly #keys = new Map<string, PoolKeys>();
   readonly #carried = new CarriedWork();
+  /**
+   * The first settle of each reservation handed in: a second one gets its outcome as
+   * `duplicate` and corrects nothing. Weak, so a settled reservation is forgotten with its object.
+   */
+  readonly #settled = new WeakMap<Reservation, Promise<SettleResult>>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
+  /**
+   * `redis` should not resend a command after a reconnect (`createRedis(url, 'bucket')` or
+   * `duplicateFor(conn, 'bucket')`): Redis keeps no record of reservations, so a settle that ran
+   * before the connection dropped and ran again after it would refund twice. On such a
+   * connection a call lost in a disconnect rejects instead: its carried settles report failure and
+   * their full charge stays, which errs on the safe side. A bucket used only for `snapshot` and
+   * `cooldown` can share any connection.
+   */
   constructor(redis: Redis | Cluster, options: BucketOptions = {}) {
     this.#redis = redis;
     this.prefix = options.prefix ?? DEFAULT_PREFIX;
-    this.reservationTtlMs = positive(options.reservationTtlMs ?? 900_000, 'reservationTtlMs');
     this.flushDelayMs = amount(options.flushDelayMs ?? 20, 'flushDelayMs');
   }
 
@@ -148,22 +164,26 @@ export class Bucket {
     };
     const reserve = req.reserve ?? LANE_DEFAULTS[req.lane].reserve;
     if (!(reserve >= 0 && reserve < 1)) throw new RangeError(`reserve must be in [0, 1), got ${reserve}`);
-    const k = this.keys(req.pool);
-    const id = nextId();
     const tenant = req.tenant;
-    const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, req.lane, this.reservationTtlMs];
-    if (tenant) args.push(req.model ?? '', limitArg(tenant.limits.tpm), limitArg(tenant.limits.rpm));
+    const tenantLimited = tenant !== undefined && (tenant.limits.tpm !== undefined || tenant.limits.rpm !== undefined);
+    const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, req.lane];
+    if (tenantLimited) args.push(req.model ?? '', limitArg(tenant.limits.tpm), limitArg(tenant.limits.rpm));
     else if (req.model) args.push(req.model);
     const reply = await this.#run(req.pool, this.#carried.take(req.pool), {
       limits: req.limits,
-      tenantKey: k.tenantBucket(tenant?.id ?? ''),
-      reservationKey: k.reservation(id),
+      tenantKey: tenantLimited ? this.keys(req.pool).tenantBucket(tenant.id) : undefined,
       args,
     });
     const atMs = atMsOf(reply);
     switch (reply[0]) {
       case BucketReply.GRANTED: {
-        const reservation: Reservation = { id, pool: req.pool, lane: req.lane, need, grantedAtMs: atMs };
+        const chargedAgainst = {
+          itpm: Number(reply[2]),
+          otpm: Number(reply[3]),
+          tpm: Number(reply[4]),
+          tenantTpm: tenantLimited ? (tenant.limits.tpm ?? 0) : 0,
+        };
+        const reservation: Reservation = { id: nextId(), pool: req.pool, lane: req.lane, need, chargedAgainst, grantedAtMs: atMs };
         if (tenant) reservation.tenant = tenant.id;
         return { status: 'granted', reservation, atMs };
       }
@@ -178,18 +198,29 @@ export class Bucket {
 
   /**
    * Replaces the reservation's estimates with reported usage. Rides on the next acquire to the
-   * reservation's pool (see the module comment); resolves once Redis has applied it.
+   * reservation's pool (see the module comment); resolves once Redis has applied it. The same
+   * reservation handed in again corrects nothing more (`duplicate`, once the first is applied).
    */
   settle(reservation: Reservation, usage: SettleUsage, options: CarryOptions = {}): Promise<SettleResult> {
     // A bad argument or a closed bucket rejects, as a Redis error would: callers catch one way.
+    let first = false;
     const done = new Promise<SettleResult>((resolve, reject) => {
       const counted = countedUsage(usage);
       const inputTokens = amount(counted.inputTokens, 'input tokens');
       const outputTokens = amount(counted.outputTokens, 'output tokens');
       this.#open();
+      const earlier = this.#settled.get(reservation);
+      if (earlier) {
+        earlier.then((r) => resolve({ status: 'duplicate', atMs: r.atMs }), reject);
+        return;
+      }
+      first = true;
       this.#carried.addSettle({ reservation, inputTokens, outputTokens, resolve, reject });
     });
-    this.#sendLater(reservation.pool, options);
+    if (first) {
+      this.#settled.set(reservation, done);
+      this.#sendLater(reservation.pool, options);
+    }
     return done;
   }
 
@@ -272,20 +303,22 @@ export class Bucket {
     const settles = batch?.settles ?? [];
     const sync = batch?.sync;
     const limits = acquire?.limits ?? sync?.limits ?? {};
-    const keys = [k.bucket, acquire?.tenantKey ?? k.bucket, k.cooldowns, k.stats, acquire?.reservationKey ?? k.bucket];
-    const args: (string | number)[] = [
+    const keys = [k.bucket, k.cooldowns, k.stats];
+    const packed = Buffer.allocUnsafe(settles.length * SETTLE_BYTES);
+    const results = settles.map((s, i) => {
+      const delta = corrections(s);
+      const at = i * SETTLE_BYTES;
+      const against = s.reservation.chargedAgainst;
+      const values = [delta.inputTokens, delta.outputTokens, delta.tokens, delta.tenantTokens, against.itpm, against.otpm, against.tpm, against.tenantTpm];
+      for (const [j, n] of values.entries()) packed.writeDoubleLE(n, at + j * 8);
+      if (delta.tenantTokens !== 0) keys.push(k.tenantBucket(s.reservation.tenant ?? ''));
+      return delta;
+    });
+    if (acquire?.tenantKey) keys.push(acquire.tenantKey);
+    const args: (string | number | Buffer)[] = [
       limitArg(limits.rpm), limitArg(limits.itpm), limitArg(limits.otpm), limitArg(limits.tpm),
-      settles.length, sync ? 1 : 0,
+      settles.length > 0 ? packed : '', sync ? 1 : 0,
     ];
-    for (let i = 0; i < SETTLES_PER_CALL; i++) {
-      const s = settles[i];
-      if (s) {
-        keys.push(k.reservation(s.reservation.id), s.reservation.tenant === undefined ? k.bucket : k.tenantBucket(s.reservation.tenant));
-        args.push(s.inputTokens, s.outputTokens);
-      } else {
-        keys.push(k.bucket, k.bucket);
-      }
-    }
     if (sync) {
       const seen = POOL_DIMENSIONS.map((d) => sync.observed[d]);
       args.push(
@@ -299,7 +332,7 @@ export class Bucket {
 
     let reply: Reply;
     try {
-      reply = await runScript<Reply>(this.#redis, 'acquire', keys, args);
+      reply = await failOnConnectionLoss(this.#redis, runScript<Reply>(this.#redis, 'acquire', keys, args));
     } catch (err) {
       // Whether Redis applied them is unknown; the charges then stay, which errs on the safe side.
       for (const s of settles) s.reject(err);
@@ -307,17 +340,27 @@ export class Bucket {
       throw err;
     }
     const atMs = atMsOf(reply);
-    for (const [i, s] of settles.entries()) s.resolve(settleResult(reply, REPLY_HEAD + i * SETTLE_REPLY, atMs));
+    for (const [i, s] of settles.entries()) s.resolve({ status: 'settled', delta: results[i]!, atMs });
     if (sync) {
-      const result: SyncResult = { lowered: reply.slice(REPLY_HEAD + settles.length * SETTLE_REPLY) as PoolDimension[], atMs };
+      const result: SyncResult = { lowered: reply.slice(REPLY_HEAD) as PoolDimension[], atMs };
       for (const w of sync.waiters) w.resolve(result);
     }
     return reply;
   }
 }
 
-function settleResult(reply: Reply, at: number, atMs: number): SettleResult {
-  if (reply[at] !== BucketReply.SETTLED) return { status: 'expired', atMs };
-  const n = (i: number) => Number(reply[at + i] ?? 0);
-  return { status: 'settled', delta: { inputTokens: n(1), outputTokens: n(2), tokens: n(3), tenantTokens: n(4) }, atMs };
+/**
+ * What a settle corrects: reported usage minus what was charged, in each dimension that bound at
+ * the grant (one that did not was charged nothing, so it is corrected by nothing).
+ */
+function corrections(s: CarriedSettle): { inputTokens: number; outputTokens: number; tokens: number; tenantTokens: number } {
+  const { need, chargedAgainst: against } = s.reservation;
+  const dIn = s.inputTokens - need.inputTokens;
+  const dOut = s.outputTokens - need.outputTokens;
+  return {
+    inputTokens: against.itpm > 0 ? dIn : 0,
+    outputTokens: against.otpm > 0 ? dOut : 0,
+    tokens: against.tpm > 0 ? dIn + dOut : 0,
+    tenantTokens: against.tenantTpm > 0 ? dIn + dOut : 0,
+  };
 }

@@ -23,11 +23,21 @@ export type ConnectionRole =
   /** Fails fast while Redis is away, so `enqueue` never hangs. */
   | 'producer'
   /** Retries forever: BullMQ workers and blocking readers require `maxRetriesPerRequest: null`. */
-  | 'worker';
+  | 'worker'
+  /**
+   * A worker's `Bucket`: like `worker`, but a command sent before a disconnect is never sent again
+   * (it rejects), because a settle must not be applied twice and Redis keeps no record of it.
+   */
+  | 'bucket';
 
-const ROLE_OPTIONS: Record<ConnectionRole, RedisOptions> = {
+type RoleOptions = RedisOptions & Pick<ClusterOptions, 'retryDelayOnFailover'>;
+
+const ROLE_OPTIONS: Record<ConnectionRole, RoleOptions> = {
   producer: { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000 },
   worker: { maxRetriesPerRequest: null, enableReadyCheck: true },
+  // A cluster resends a command whose node connection closed (after `retryDelayOnFailover`)
+  // unless that delay is 0; a single node resends unless `autoResendUnfulfilledCommands` is off.
+  bucket: { maxRetriesPerRequest: null, enableReadyCheck: true, autoResendUnfulfilledCommands: false, retryDelayOnFailover: 0 },
 };
 
 const retryStrategy = (times: number) => Math.min(50 * 2 ** times, 2_000);
@@ -37,9 +47,9 @@ const retryStrategy = (times: number) => Math.min(50 * 2 ** times, 2_000);
  * whole queues commands while not ready, and its ready check. ioredis ignores them (or types
  * refuse them) inside `redisOptions`, so a role's options are split before use.
  */
-const CLUSTER_LEVEL = ['enableOfflineQueue', 'enableReadyCheck', 'lazyConnect'] as const;
+const CLUSTER_LEVEL = ['enableOfflineQueue', 'enableReadyCheck', 'lazyConnect', 'retryDelayOnFailover'] as const;
 
-function splitForCluster(opts: RedisOptions): { top: ClusterOptions; node: NonNullable<ClusterOptions['redisOptions']> } {
+function splitForCluster(opts: RoleOptions): { top: ClusterOptions; node: NonNullable<ClusterOptions['redisOptions']> } {
   const node: Record<string, unknown> = { ...opts };
   const top: Record<string, unknown> = {};
   for (const key of CLUSTER_LEVEL) {
@@ -58,8 +68,8 @@ function splitForCluster(opts: RedisOptions): { top: ClusterOptions; node: NonNu
  */
 export function createRedis(url: string, role: ConnectionRole, extra: RedisOptions = {}): Redis | Cluster {
   const parsed = parseRedisUrl(url);
-  const options: RedisOptions = { ...ROLE_OPTIONS[role], lazyConnect: false, ...extra };
-  if (parsed.kind === 'standalone') return new Redis(url, { retryStrategy, ...options });
+  const options: RoleOptions = { ...ROLE_OPTIONS[role], lazyConnect: false, ...extra };
+  if (parsed.kind === 'standalone') return new Redis(url, { retryStrategy, ...standalone(options) });
 
   const { top, node } = splitForCluster(options);
   return new Cluster(parsed.nodes, {
@@ -83,7 +93,13 @@ export function duplicateFor(conn: Redis | Cluster, role: ConnectionRole): Redis
     const { top, node } = splitForCluster(ROLE_OPTIONS[role]);
     return conn.duplicate(undefined, { ...top, redisOptions: { ...conn.options.redisOptions, ...node } });
   }
-  return conn.duplicate({ ...ROLE_OPTIONS[role] });
+  return conn.duplicate(standalone(ROLE_OPTIONS[role]));
+}
+
+/** A single node has no use for the cluster-only options. */
+function standalone(opts: RoleOptions): RedisOptions {
+  const { retryDelayOnFailover: _cluster, ...rest } = opts;
+  return rest;
 }
 
 /**

@@ -84,8 +84,6 @@ export interface PoolKeys {
    * read on the hot path serves both.
    */
   bucket: string;
-  /** STRING of one reservation's charges, PX = the reservation TTL: an unsettled one ages out. */
-  reservation(id: string): string;
   /** ZSET model -> cooldown end (ms, Redis time); the key expires with its last cooldown. */
   cooldowns: string;
   /** HASH of counters for the dashboard (grants per lane, waits per reason, never-fits, ...). */
@@ -101,7 +99,6 @@ export function poolKeys(prefix: string, pool: string): PoolKeys {
   const t = tag(prefix, `pool:${pool}`);
   return {
     bucket: `${t}:bucket`,
-    reservation: (id: string) => `${t}:res:${id}`,
     cooldowns: `${t}:cooldowns`,
     stats: `${t}:stats`,
     tenantBucket: (tenant: string) => `${t}:tenant:${tenant}`,

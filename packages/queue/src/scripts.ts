@@ -1,6 +1,7 @@
 /**
- * Loads the Lua scripts in `src/lua/` (named `<name>-<numberOfKeys>.lua`) and registers them on
- * an ioredis connection. A script may embed one of BullMQ's own scripts (`--- @bullmq "name"`),
+ * Loads the Lua scripts in `src/lua/` (named `<name>-<numberOfKeys>.lua`, or `<name>.lua` for a
+ * script whose key count varies per call: `runScript` then passes `keys.length`) and registers
+ * them on an ioredis connection. A script may embed one of BullMQ's own scripts (`--- @bullmq "name"`),
  * taken from the installed (pinned) bullmq at load time, as a local function of that name taking
  * `(KEYS, ARGV)`: Headroom then writes a job exactly as BullMQ would, inside its own atomic call. ioredis' `defineCommand` calls EVALSHA and falls back to EVAL on
  * NOSCRIPT, so a Redis restart or failover reloads them by itself.
@@ -27,7 +28,8 @@ const require = createRequire(import.meta.url);
 
 export interface ScriptSource {
   name: string;
-  numberOfKeys: number;
+  /** Undefined: given per call. */
+  numberOfKeys: number | undefined;
   lua: string;
 }
 
@@ -58,11 +60,11 @@ export function loadScripts(): ScriptSource[] {
   cache = readdirSync(LUA_DIR)
     .filter((f) => f.endsWith('.lua'))
     .map((file) => {
-      const match = /^(.+)-(\d+)\.lua$/.exec(file);
-      if (!match) throw new Error(`Lua script ${file} must be named <name>-<numberOfKeys>.lua`);
-      const [, name, keys] = match as unknown as [string, string, string];
+      const match = /^([a-z][\w-]*?)(?:-(\d+))?\.lua$/.exec(file);
+      if (!match) throw new Error(`Lua script ${file} must be named <name>-<numberOfKeys>.lua or <name>.lua`);
+      const [, name, keys] = match as unknown as [string, string, string | undefined];
       const lua = expandIncludes(readFileSync(LUA_DIR + file, 'utf8'), new Set());
-      return { name, numberOfKeys: Number(keys), lua: lua.replace(BULLMQ_INCLUDE, (_line, script: string) => bullmqScript(script)) };
+      return { name, numberOfKeys: keys === undefined ? undefined : Number(keys), lua: lua.replace(BULLMQ_INCLUDE, (_line, script: string) => bullmqScript(script)) };
     });
   return cache;
 }
@@ -74,12 +76,13 @@ export function commandName(script: string): string {
 }
 
 const registered = new WeakSet<object>();
+let keyCountPerCall: Set<string> | undefined;
 
 /** Defines every script on `redis` once; later calls are free. */
 export function registerScripts(redis: Redis | Cluster): void {
   if (registered.has(redis)) return;
   for (const s of loadScripts()) {
-    redis.defineCommand(commandName(s.name), { numberOfKeys: s.numberOfKeys, lua: s.lua });
+    redis.defineCommand(commandName(s.name), s.numberOfKeys === undefined ? { lua: s.lua } : { numberOfKeys: s.numberOfKeys, lua: s.lua });
   }
   registered.add(redis);
 }
@@ -96,5 +99,7 @@ export async function runScript<T = unknown>(
   registerScripts(redis);
   const fn = (redis as unknown as Record<string, (...a: ScriptArg[]) => Promise<T>>)[commandName(name)];
   if (!fn) throw new Error(`no Lua script named ${name} in ${LUA_DIR}`);
+  keyCountPerCall ??= new Set(loadScripts().filter((s) => s.numberOfKeys === undefined).map((s) => s.name));
+  if (keyCountPerCall.has(name)) return fn.call(redis, keys.length, ...keys, ...args);
   return fn.call(redis, ...keys, ...args);
 }

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, publishFleetSettings, type HeadroomConfig, type Provider } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, publishFleetSettings, type HeadroomConfig, type Provider } from '@headroom/queue';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
 import { Breaker } from './breaker.js';
@@ -65,7 +65,11 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   });
   const stats = new FleetStatsWriter(redis, config.redis.prefix, now);
   stats.start();
-  const bucket = new Bucket(redis, { prefix: config.redis.prefix });
+  // Its own connection, one that never resends a command after a reconnect: Redis keeps no record
+  // of a settle, so a resent one would refund twice (see Bucket).
+  const bucketRedis = duplicateFor(redis, 'bucket');
+  bucketRedis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error (bucket)'));
+  const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix });
   const pressure = new PressureMonitor(redis, bucket, config, logger);
   pressure.start();
   const dispatcher = new Dispatcher({
@@ -146,6 +150,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         await Promise.all([stats.stop(), pressure.stop(), bucket.close()]);
         await heartbeat.stop();
         await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+        bucketRedis.disconnect();
         redis.disconnect();
         logger.info({ id }, 'worker stopped');
         logger.flush?.();

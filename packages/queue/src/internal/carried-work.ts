@@ -30,8 +30,11 @@ export interface CarriedBatch {
   sync: CarriedSync | undefined;
 }
 
-/** Settles one script call carries: each takes two of its keys, which are fixed in number. */
-export const SETTLES_PER_CALL = 4;
+/**
+ * Settles one script call carries at most: a burst (many calls ending while no acquire comes)
+ * goes in a few calls rather than one long script that holds up every other client of Redis.
+ */
+export const SETTLES_PER_CALL = 32;
 
 export class CarriedWork {
   readonly #pools = new Map<string, CarriedBatch>();

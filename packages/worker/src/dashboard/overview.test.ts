@@ -25,7 +25,7 @@ const snapshot = (level: number): BucketSnapshot => ({
   learned: {},
   cooldowns: [{ model: 'claude-sonnet-4-5', untilMs: NOW + 2_000, remainingMs: 2_000 }],
   tenants: {},
-  counters: { grants: { high: 3 }, waits: { itpm: 2 }, neverFits: {}, cooldownsSet: 1, settleExpired: 0, lowered: {} },
+  counters: { grants: { high: 3 }, waits: { itpm: 2 }, neverFits: {}, cooldownsSet: 1, lowered: {} },
 });
 
 const lane = (name: LaneDepth['lane'], waiting: number, active: number): LaneDepth => {

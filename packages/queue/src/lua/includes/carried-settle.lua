@@ -1,11 +1,18 @@
 --[[
-  A settle carried by a later call to the same pool. The reservation key holds what the grant
-  charged; GETDEL makes a repeated settle (a command resent after a reconnect, or the same
-  reservation handed in twice) find nothing and refund nothing more. A reservation already gone
-  (expired: a call slower than its TTL) keeps its charge, which errs on the safe side.
+  A settle carried by a later call to the same pool. The reservation lives with the client (the
+  grant's reply told it which capacities each dimension was charged against), so a settle sends
+  its corrections, already worked out, with those capacities: no key is read or deleted. That a
+  reservation is refunded once is the client's to keep (the Bucket dedupes, and its connection
+  does not resend a command lost in a disconnect).
 
   Needs includes/bucket-time.
 ]]
+
+-- Per settle, eight little-endian doubles: the corrections to input, output, tokens and tenant
+-- tokens (negative = refund; 0 where the dimension did not bind at the grant), then the
+-- capacities those four were charged against.
+local SETTLE_FORMAT = '<dddddddd'
+local SETTLE_BYTES = 64
 
 -- The tenant bucket is a separate key (one per tenant, expiring once full again), so it is
 -- corrected in place. A refund only makes it full sooner, so its TTL can stay; a charge may
@@ -29,30 +36,12 @@ local function correctTenant(key, delta, cap, now)
 end
 
 --[[
-  Applies one settle. `pool` is the pool hash as read (index 2..5 = rpm, itpm, otpm, tpm used at
-  pool[1]); corrections go into it in place, at `now`, without moving its `ts`, against the
-  capacities the grant was charged against (0 = the dimension did not bind: no correction).
-  Appends { 1, dInput, dOutput, dTokens, dTenantTokens } or { 0, 0, 0, 0, 0 } to `reply`.
-  Returns true when a pool field changed.
+  Applies the settles packed in `packed`. `pool` is the pool state as read (index 2..5 = rpm,
+  itpm, otpm, tpm used at pool[1]); corrections go into it in place, at `now`, without moving its
+  `ts`. A settle with a tenant correction takes the next of KEYS, from `keyAt` on. Returns
+  whether a pool field changed, and the next unused key index.
 ]]
-local function settleCarried(pool, elapsed, now, resKey, tenantKey, statsKey, input, output, reply)
-  local raw = redis.call('GETDEL', resKey)
-  local n = #reply
-  if not raw then
-    redis.call('HINCRBY', statsKey, 'settle:expired', 1)
-    reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] = 0, 0, 0, 0, 0
-    return false
-  end
-  -- the capacities input, output, tokens and tenant tokens were charged against, then the input
-  -- and output charged (see the grant in acquire)
-  local ki, ko, kt, kn, ci, co = struct.unpack('dddddd', raw)
-  input, output = tonumber(input), tonumber(output)
-  local di, dout, dt, dn = 0, 0, 0, 0
-  if ki > 0 then di = input - ci end
-  if ko > 0 then dout = output - co end
-  if kt > 0 then dt = input + output - ci - co end
-  if kn > 0 then dn = input + output - ci - co end
-
+local function settleCarried(pool, elapsed, now, packed, keyAt)
   local changed = false
   local function correct(field, delta, cap)
     if delta == 0 then return end
@@ -64,11 +53,15 @@ local function settleCarried(pool, elapsed, now, resKey, tenantKey, statsKey, in
       changed = true
     end
   end
-  correct(3, di, ki)
-  correct(4, dout, ko)
-  correct(5, dt, kt)
-  if dn ~= 0 then correctTenant(tenantKey, dn, kn, now) end
-
-  reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] = 1, di, dout, dt, dn
-  return changed
+  for at = 1, #packed, SETTLE_BYTES do
+    local di, dout, dt, dn, ki, ko, kt, kn = struct.unpack(SETTLE_FORMAT, packed, at)
+    correct(3, di, ki)
+    correct(4, dout, ko)
+    correct(5, dt, kt)
+    if dn ~= 0 then
+      correctTenant(KEYS[keyAt], dn, kn, now)
+      keyAt = keyAt + 1
+    end
+  end
+  return changed, keyAt
 end

@@ -13,36 +13,33 @@
   higher ones without losing throughput (the refill rate, not the burst, sets throughput).
 
   KEYS[1] pool bucket hash (ts, rpm, itpm, otpm, tpm = used; limit:<dim> = learned limits)
-  KEYS[2] tenant bucket hash of the acquire (ts, rpm, tpm); untouched without tenant limits
-  KEYS[3] cooldowns zset (model -> end ms)
-  KEYS[4] stats hash
-  KEYS[5] reservation key to create
-  KEYS[6..13] per carried settle: its reservation key, then the tenant bucket it charged
-  Every key names the pool's slot; a slot with nothing in it repeats KEYS[1], and the script never
-  touches a key it was not given work for.
+  KEYS[2] cooldowns zset (model -> end ms)
+  KEYS[3] stats hash
+  KEYS[4..] the tenant bucket of each carried settle with a tenant correction, in order; then,
+          last, the tenant bucket of the acquire when it has tenant limits
+  The key count varies per call (no padding: each key costs on the hot path); every key names the
+  pool's slot.
 
   ARGV[1..4]  configured limit for rpm, itpm, otpm, tpm; '' = use the learned limit, and if none
               is known the dimension does not bind
-  ARGV[5]     number of carried settles, n (0..4)
-  ARGV[6]     '1' when rate-limit headers follow the settles
-  ARGV[7..]   per settle: input tokens that count (Anthropic: input + cache creation), output
-  then, with headers, 16 values (see includes/carried-sync)
+  ARGV[5]     the carried settles, packed (see includes/carried-settle); '' = none
+  ARGV[6]     '1' when rate-limit headers follow
+  ARGV[7..]   with headers, 16 values (see includes/carried-sync)
   then the acquire, absent for a flush (each argument costs on the hot path, so callers omit the
   optional trailing ones they do not use):
     requests, input tokens, output tokens (tpm draws input + output), reserve fraction of the
-    lane (0..1), lane (for counters), reservation TTL ms; optionally model ('' = no cooldown
-    check); optionally after it tenant tokens/min, tenant requests/min ('' = none)
+    lane (0..1), lane (for counters); optionally model ('' = no cooldown check); optionally after
+    it tenant tokens/min, tenant requests/min ('' = none)
 
-  Returns { code, nowUs, a, b, settles..., lowered... }
-    code  1 GRANTED: the reservation key holds the charges (a, b = 0)
+  Returns { code, nowUs, a, b, c, lowered... }
+    code  1 GRANTED: a, b, c = the capacities input, output and tokens were charged against, as
+            given or learned (0 = the dimension did not bind); the client keeps them in the
+            reservation and sends them back with its settle
     code -1 WAIT: every dimension (and the model's cooldown) can serve after a = waitMs;
             b = the binding dimension or 'cooldown'
     code -2 NEVER_FITS: the need exceeds what this lane may ever draw from dimension a
             (capacity minus its reserve); b = that most
-    code  0 APPLIED: no acquire part was given (a, b = 0)
-    settles: five values per carried settle, in order: 1 SETTLED and the corrections charged
-            (input, output, tokens, tenant tokens; negative = refunded; 0 where the dimension
-            did not bind), or 0 EXPIRED (no such reservation: expired, or settled already) and 0s
+    code  0 APPLIED: no acquire part was given
     lowered: the dimensions the headers lowered
 ]]
 --- @include "includes/bucket-time"
@@ -53,8 +50,7 @@
 local EPS = 1e-6
 
 local now, nowUs = redisNow()
-local settles = tonumber(ARGV[5])
-local at = 7 + 2 * settles
+local at = 7
 local hasSync = ARGV[6] == '1'
 
 -- One read for usage and learned limits: this is the hot path.
@@ -62,17 +58,13 @@ local pool = redis.call('HMGET', KEYS[1], 'ts', 'rpm', 'itpm', 'otpm', 'tpm',
   'limit:rpm', 'limit:itpm', 'limit:otpm', 'limit:tpm')
 local hadTs = pool[1]
 local elapsed = elapsedSince(pool[1], now)
-local reply = { 0, nowUs, 0, 0 }
+local reply = { 0, nowUs, 0, 0, 0 }
 local changed = false
-for i = 1, settles do
-  if settleCarried(pool, elapsed, now, KEYS[4 + 2 * i], KEYS[5 + 2 * i], KEYS[4], ARGV[5 + 2 * i], ARGV[6 + 2 * i], reply) then
-    changed = true
-  end
-end
+if ARGV[5] ~= '' then changed = settleCarried(pool, elapsed, now, ARGV[5], 4) end
 local learned = false
 if hasSync then
   local lowered
-  lowered, learned = syncCarried(pool, elapsed, at, KEYS[4], reply)
+  lowered, learned = syncCarried(pool, elapsed, at, KEYS[3], reply)
   changed = changed or lowered
   at = at + 16
 end
@@ -107,21 +99,23 @@ end
 local DIMS = { 'rpm', 'itpm', 'otpm', 'tpm', 'tenant_rpm', 'tenant_tpm' }
 local requests, input, output = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
 local reserve = tonumber(ARGV[at + 3])
-local lane, ttl = ARGV[at + 4], ARGV[at + 5]
-local model = ARGV[at + 6] or ''
-local tenantTpm, tenantRpm = tonumber(ARGV[at + 7]), tonumber(ARGV[at + 8])
+local lane = ARGV[at + 4]
+local model = ARGV[at + 5] or ''
+local tenantTpm, tenantRpm = tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7])
 local hasTenant = tenantTpm ~= nil or tenantRpm ~= nil
 local need = { requests, input, output, input + output, requests, input + output }
 
-local cap, used = {}, {}
+local cap, used, capRaw = {}, {}, {}
 for j = 1, 4 do
-  local c = tonumber(ARGV[j]) or tonumber(pool[j + 5])
-  if c and c > 0 then cap[j] = c end
+  local raw = ARGV[j]
+  if raw == '' then raw = pool[j + 5] end
+  local c = tonumber(raw)
+  if c and c > 0 then cap[j], capRaw[j] = c, raw end
   used[j] = usedAt(pool[j + 1], elapsed, cap[j])
 end
 if hasTenant then
   cap[5], cap[6] = tenantRpm, tenantTpm
-  local tenant = redis.call('HMGET', KEYS[2], 'ts', 'rpm', 'tpm')
+  local tenant = redis.call('HMGET', KEYS[#KEYS], 'ts', 'rpm', 'tpm')
   local te = elapsedSince(tenant[1], now)
   used[5] = usedAt(tenant[2], te, cap[5])
   used[6] = usedAt(tenant[3], te, cap[6])
@@ -134,7 +128,7 @@ for j = 1, 6 do
     local floor = reserve * c
     if n > c - floor + EPS then
       writeCorrections()
-      redis.call('HINCRBY', KEYS[4], 'never:' .. DIMS[j], 1)
+      redis.call('HINCRBY', KEYS[3], 'never:' .. DIMS[j], 1)
       reply[1], reply[3], reply[4] = -2, DIMS[j], math.floor(c - floor)
       return reply
     end
@@ -147,7 +141,7 @@ for j = 1, 6 do
 end
 
 if model ~= '' then
-  local ends = redis.call('ZSCORE', KEYS[3], model)
+  local ends = redis.call('ZSCORE', KEYS[2], model)
   if ends then
     local w = tonumber(ends) - now
     if w > waitMs then waitMs, reason = w, 'cooldown' end
@@ -156,7 +150,7 @@ end
 
 if waitMs > 0 then
   writeCorrections()
-  redis.call('HINCRBY', KEYS[4], 'wait:' .. reason, 1)
+  redis.call('HINCRBY', KEYS[3], 'wait:' .. reason, 1)
   reply[1], reply[3], reply[4] = -1, math.ceil(waitMs), reason
   return reply
 end
@@ -185,15 +179,13 @@ if hasTenant then
     targs[#targs + 1] = u
   end
   if fullIn > 0 then
-    redis.call('HSET', KEYS[2], unpack(targs))
-    redis.call('PEXPIRE', KEYS[2], math.ceil(fullIn) + 1)
+    redis.call('HSET', KEYS[#KEYS], unpack(targs))
+    redis.call('PEXPIRE', KEYS[#KEYS], math.ceil(fullIn) + 1)
   end
 end
 
--- What a settle needs to correct the charge: the capacities input, output, tokens and tenant
--- tokens were drawn against (0 = did not bind, so no correction), then the input and output
--- charged. Packed, not printed: formatting eight numbers costs more than the rest of the write.
-redis.call('SET', KEYS[5], struct.pack('dddddd', cap[2] or 0, cap[3] or 0, cap[4] or 0, cap[6] or 0, input, output), 'PX', ttl)
-redis.call('HINCRBY', KEYS[4], 'grant:' .. lane, 1)
-reply[1] = 1
+redis.call('HINCRBY', KEYS[3], 'grant:' .. lane, 1)
+-- What a settle needs to correct the charge, returned as given or stored so the client holds the
+-- very capacity this script used: no reservation key to write now and read back at settle time.
+reply[1], reply[3], reply[4], reply[5] = 1, capRaw[2] or 0, capRaw[3] or 0, capRaw[4] or 0
 return reply
