@@ -6,6 +6,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { BucketSnapshot, Dimension, DimensionSnapshot, PoolDimension, PoolLimits, TenantLimits } from './bucket-types.js';
 import { POOL_DIMENSIONS } from './bucket-types.js';
 import type { PoolKeys } from './keys.js';
+import { LANES } from './lanes.js';
 
 export async function readSnapshot(
   redis: Redis | Cluster,
@@ -18,7 +19,7 @@ export async function readSnapshot(
   const multi = redis
     .multi()
     .time()
-    .hgetall(k.bucket)
+    .getBuffer(k.bucket)
     .zrange(k.cooldowns, '0', '-1', 'WITHSCORES')
     .hgetall(k.stats);
   for (const [id] of tenants) multi.hgetall(k.tenantBucket(id));
@@ -30,7 +31,7 @@ export async function readSnapshot(
   };
   const [sec, usec] = (value(0) as [string, string]).map(Number) as [number, number];
   const now = (sec * 1_000_000 + usec) / 1000;
-  const bucket = value(1) as Record<string, string>;
+  const bucket = poolState(value(1) as Buffer | null);
   const learned: PoolLimits = {};
   for (const d of POOL_DIMENSIONS) if (bucket[`limit:${d}`] !== undefined) learned[d] = Number(bucket[`limit:${d}`]);
 
@@ -57,7 +58,20 @@ export async function readSnapshot(
     const untilMs = Number(zs[i + 1]);
     if (untilMs > now) cooldowns.push({ model: zs[i] as string, untilMs, remainingMs: untilMs - now });
   }
-  return { pool, atMs: now, dimensions, unbound, learned, cooldowns, tenants: tenantDims, counters: counters(value(3) as Record<string, string>) };
+  return { pool, atMs: now, dimensions, unbound, learned, cooldowns, tenants: tenantDims, counters: counters(value(3) as Record<string, string>, bucket) };
+}
+
+const STATE_FIELDS = ['ts', 'rpm', 'itpm', 'otpm', 'tpm', 'limit:rpm', 'limit:itpm', 'limit:otpm', 'limit:tpm', ...LANES.map((l) => `grant:${l}`)];
+
+/** The pool state (see lua/includes/pool-state.lua) as fields; a learned limit of 0 = none. */
+function poolState(raw: Buffer | null): Record<string, string> {
+  const fields: Record<string, string> = {};
+  if (!raw || raw.length !== STATE_FIELDS.length * 8) return fields;
+  for (const [i, name] of STATE_FIELDS.entries()) {
+    const n = raw.readDoubleLE(i * 8);
+    if (n !== 0 || !/^(limit|grant):/.test(name)) fields[name] = String(n);
+  }
+  return fields;
 }
 
 function dimensionAt(
@@ -76,14 +90,22 @@ function dimensionAt(
   return { dimension, capacity, source, level: capacity - used, ratePerSec: capacity / 60, fullInMs: used / ratePerMs };
 }
 
-function counters(stats: Record<string, string>): BucketSnapshot['counters'] {
+/**
+ * Grants are counted in the pool state; the stats hash holds the rest, and the grants of versions
+ * before the state (which counted them there), added in so a rolling upgrade loses none.
+ */
+function counters(stats: Record<string, string>, state: Record<string, string>): BucketSnapshot['counters'] {
   const c: BucketSnapshot['counters'] = { grants: {}, waits: {}, neverFits: {}, cooldownsSet: 0, lowered: {} };
   const groups = { grant: c.grants, wait: c.waits, never: c.neverFits, lowered: c.lowered } as Record<string, Record<string, number>>;
-  for (const [field, v] of Object.entries(stats)) {
+  const grants = Object.entries(state).filter(([field]) => field.startsWith('grant:'));
+  for (const [field, v] of [...Object.entries(stats), ...grants]) {
     const n = Number(v);
     const [group, name] = field.split(':', 2);
     if (field === 'cooldowns') c.cooldownsSet = n;
-    else if (group && name && groups[group]) (groups[group] as Record<string, number>)[name] = n;
+    else if (group && name && groups[group]) {
+      const g = groups[group] as Record<string, number>;
+      g[name] = (g[name] ?? 0) + n;
+    }
   }
   return c;
 }

@@ -55,7 +55,7 @@ import { ClosedError } from './errors.js';
 import { CarriedWork, type CarriedBatch, type CarriedSettle } from './internal/carried-work.js';
 import { failOnConnectionLoss } from './internal/lost-calls.js';
 import { DEFAULT_PREFIX, poolKeys, type PoolKeys } from './keys.js';
-import { LANE_DEFAULTS } from './lanes.js';
+import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import type { Observed } from './rate-limit-headers.js';
 import { runScript } from './scripts.js';
 
@@ -84,6 +84,12 @@ const PROCESS_ID = randomBytes(6).toString('base64url');
 let sequence = 0;
 const nextId = () => `${PROCESS_ID}${(sequence++).toString(36)}`;
 
+function laneIndex(lane: Lane): number {
+  const i = LANES.indexOf(lane);
+  if (i < 0) throw new RangeError(`unknown lane ${lane}`);
+  return i;
+}
+
 const limitArg = (n: number | undefined) => (n === undefined ? '' : positive(n, 'limit'));
 const optional = (n: number | undefined) => (n === undefined ? '' : n);
 
@@ -102,12 +108,15 @@ const atMsOf = (reply: Reply) => reply[1] / 1000;
 /** Reply elements before the dimensions the headers lowered. */
 const REPLY_HEAD = 5;
 
-/** The part of an acquire the script reads after the carried work. */
+/** What an acquire adds to the script call (see lua/acquire.lua). */
 interface AcquirePart {
   limits: PoolLimits;
+  /** requests, input, output, reserve, lane index: packed after the limits. */
+  numbers: number[];
   /** The tenant bucket, when the acquire checks tenant limits: the script's last key. */
   tenantKey: string | undefined;
-  args: (string | number)[];
+  /** Model, tenant tokens/min, tenant requests/min: each omitted when it and those after it are unused. */
+  args: string[];
 }
 
 /** See includes/carried-settle.lua: eight little-endian doubles per settle. */
@@ -166,11 +175,12 @@ export class Bucket {
     if (!(reserve >= 0 && reserve < 1)) throw new RangeError(`reserve must be in [0, 1), got ${reserve}`);
     const tenant = req.tenant;
     const tenantLimited = tenant !== undefined && (tenant.limits.tpm !== undefined || tenant.limits.rpm !== undefined);
-    const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, req.lane];
-    if (tenantLimited) args.push(req.model ?? '', limitArg(tenant.limits.tpm), limitArg(tenant.limits.rpm));
+    const args: string[] = [];
+    if (tenantLimited) args.push(req.model ?? '', String(limitArg(tenant.limits.tpm)), String(limitArg(tenant.limits.rpm)));
     else if (req.model) args.push(req.model);
     const reply = await this.#run(req.pool, this.#carried.take(req.pool), {
       limits: req.limits,
+      numbers: [need.requests, need.inputTokens, need.outputTokens, reserve, laneIndex(req.lane)],
       tenantKey: tenantLimited ? this.keys(req.pool).tenantBucket(tenant.id) : undefined,
       args,
     });
@@ -178,9 +188,9 @@ export class Bucket {
     switch (reply[0]) {
       case BucketReply.GRANTED: {
         const chargedAgainst = {
-          itpm: Number(reply[2]),
-          otpm: Number(reply[3]),
-          tpm: Number(reply[4]),
+          itpm: capacityOf(reply[2], req.limits.itpm),
+          otpm: capacityOf(reply[3], req.limits.otpm),
+          tpm: capacityOf(reply[4], req.limits.tpm),
           tenantTpm: tenantLimited ? (tenant.limits.tpm ?? 0) : 0,
         };
         const reservation: Reservation = { id: nextId(), pool: req.pool, lane: req.lane, need, chargedAgainst, grantedAtMs: atMs };
@@ -307,28 +317,35 @@ export class Bucket {
     const packed = Buffer.allocUnsafe(settles.length * SETTLE_BYTES);
     const results = settles.map((s, i) => {
       const delta = corrections(s);
-      const at = i * SETTLE_BYTES;
       const against = s.reservation.chargedAgainst;
-      const values = [delta.inputTokens, delta.outputTokens, delta.tokens, delta.tenantTokens, against.itpm, against.otpm, against.tpm, against.tenantTpm];
-      for (const [j, n] of values.entries()) packed.writeDoubleLE(n, at + j * 8);
+      let at = i * SETTLE_BYTES;
+      for (const n of [delta.inputTokens, delta.outputTokens, delta.tokens, delta.tenantTokens, against.itpm, against.otpm, against.tpm, against.tenantTpm]) {
+        at = packed.writeDoubleLE(n, at);
+      }
       if (delta.tenantTokens !== 0) keys.push(k.tenantBucket(s.reservation.tenant ?? ''));
       return delta;
     });
     if (acquire?.tenantKey) keys.push(acquire.tenantKey);
-    const args: (string | number | Buffer)[] = [
-      limitArg(limits.rpm), limitArg(limits.itpm), limitArg(limits.otpm), limitArg(limits.tpm),
-      settles.length > 0 ? packed : '', sync ? 1 : 0,
-    ];
+    // Limits (0 = none), then the acquire's numbers: see lua/acquire.lua.
+    const numbers = acquire?.numbers ?? [];
+    const head = Buffer.allocUnsafe((POOL_DIMENSIONS.length + numbers.length) * 8);
+    let at = 0;
+    for (const d of POOL_DIMENSIONS) at = head.writeDoubleLE(limitArg(limits[d]) || 0, at);
+    for (const n of numbers) at = head.writeDoubleLE(n, at);
+    const args: (string | number | Buffer)[] = [head, settles.length > 0 ? packed : ''];
     if (sync) {
       const seen = POOL_DIMENSIONS.map((d) => sync.observed[d]);
+      const [model = '', tenantTpm = '', tenantRpm = ''] = acquire?.args ?? [];
       args.push(
+        model, tenantTpm, tenantRpm, 1,
         ...seen.map((o) => (o?.limit ? o.limit : '')),
         ...seen.map((o) => optional(o?.remaining)),
         ...seen.map((o) => optional(o?.resetInMs)),
         ...seen.map((o) => o?.remainingSlack ?? 0),
       );
+    } else if (acquire) {
+      args.push(...acquire.args);
     }
-    if (acquire) args.push(...acquire.args);
 
     let reply: Reply;
     try {
@@ -347,6 +364,12 @@ export class Bucket {
     }
     return reply;
   }
+}
+
+/** A grant's reply for one dimension (see lua/acquire.lua): 0, 1 = the configured limit, or the learned one. */
+function capacityOf(replied: string | number | undefined, configured: number | undefined): number {
+  if (typeof replied === 'string') return Number(replied);
+  return replied === 1 ? (configured ?? 0) : 0;
 }
 
 /**

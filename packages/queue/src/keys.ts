@@ -79,9 +79,10 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
 
 export interface PoolKeys {
   /**
-   * HASH `ts` + the amount used per dimension at `ts` (`rpm`, `itpm`, `otpm`, `tpm`; no field =
-   * nothing used) and the limits learned from the providers' headers (`limit:<dimension>`): one
-   * read on the hot path serves both.
+   * STRING of nine packed little-endian doubles: `ts`, the amount used at `ts` of rpm, itpm, otpm
+   * and tpm, and the limits learned from the providers' headers for the same four (0 = none); see
+   * lua/includes/pool-state.lua. One read on the hot path serves both. Named `state`, not the
+   * `bucket` hash of versions before it, so the two never meet one key (WRONGTYPE).
    */
   bucket: string;
   /** ZSET model -> cooldown end (ms, Redis time); the key expires with its last cooldown. */
@@ -98,7 +99,7 @@ export interface PoolKeys {
 export function poolKeys(prefix: string, pool: string): PoolKeys {
   const t = tag(prefix, `pool:${pool}`);
   return {
-    bucket: `${t}:bucket`,
+    bucket: `${t}:state`,
     cooldowns: `${t}:cooldowns`,
     stats: `${t}:stats`,
     tenantBucket: (tenant: string) => `${t}:tenant:${tenant}`,

@@ -27,14 +27,21 @@ function callsOn(redis: Redis | Cluster): Set<Fail> {
   return calls;
 }
 
+/** `call`, or a rejection once its connection closes first. One promise: this is the hot path. */
 export function failOnConnectionLoss<T>(redis: Redis | Cluster, call: Promise<T>): Promise<T> {
   const calls = callsOn(redis);
-  let fail: Fail = () => undefined;
-  const lost = new Promise<never>((_resolve, reject) => {
-    fail = reject;
+  return new Promise<T>((resolve, reject) => {
+    calls.add(reject);
+    // After a reported loss the command's own outcome may still come: it then changes nothing.
+    call.then(
+      (value) => {
+        calls.delete(reject);
+        resolve(value);
+      },
+      (err: unknown) => {
+        calls.delete(reject);
+        reject(err);
+      },
+    );
   });
-  calls.add(fail);
-  // The command's own outcome may still come after the loss was reported: nobody waits for it.
-  call.catch(() => undefined);
-  return Promise.race([call, lost]).finally(() => calls.delete(fail));
 }

@@ -1,10 +1,10 @@
 --[[
   One provider call's whole cost to the bucket in one script: applies what the calling worker
-  learned since its last call to this pool (up to four settles and the latest rate-limit
-  headers), then acquires the next call's need from every dimension of the pool (and of its
-  tenant) at once, or from none. Settles and headers go first, so a worker's own refunds and
-  charges are never behind its own grants. Without an acquire part it only applies them (the
-  idle flush and `settle(..., { now: true })`).
+  learned since its last call to this pool (its settles and the latest rate-limit headers), then
+  acquires the next call's need from every dimension of the pool (and of its tenant) at once, or
+  from none. Settles and headers go first, so a worker's own refunds and charges are never behind
+  its own grants. Without an acquire part it only applies them (the idle flush and
+  `settle(..., { immediate: true })`).
 
   Checking and charging in one script is what keeps separate limits from charging some
   dimensions and refusing others. Capacity of a dimension = its per-minute limit; it refills
@@ -12,29 +12,32 @@
   stays at or above `reserve * capacity` after the charge, so lower lanes leave headroom for
   higher ones without losing throughput (the refill rate, not the burst, sets throughput).
 
-  KEYS[1] pool bucket hash (ts, rpm, itpm, otpm, tpm = used; limit:<dim> = learned limits)
+  This runs once per provider call on every worker, so Redis' CPU per call bounds the fleet:
+  numbers come packed (struct) rather than as text arguments, there is one key read and one
+  write, and no table or closure is made that the call does not need.
+
+  KEYS[1] pool state: one string of packed doubles (see includes/pool-state)
   KEYS[2] cooldowns zset (model -> end ms)
-  KEYS[3] stats hash
+  KEYS[3] stats hash (counters of waits, never-fits, headers; grants are counted in the state)
   KEYS[4..] the tenant bucket of each carried settle with a tenant correction, in order; then,
           last, the tenant bucket of the acquire when it has tenant limits
-  The key count varies per call (no padding: each key costs on the hot path); every key names the
-  pool's slot.
+  The key count varies per call (no padding); every key names the pool's slot.
 
-  ARGV[1..4]  configured limit for rpm, itpm, otpm, tpm; '' = use the learned limit, and if none
-              is known the dimension does not bind
-  ARGV[5]     the carried settles, packed (see includes/carried-settle); '' = none
-  ARGV[6]     '1' when rate-limit headers follow
-  ARGV[7..]   with headers, 16 values (see includes/carried-sync)
-  then the acquire, absent for a flush (each argument costs on the hot path, so callers omit the
-  optional trailing ones they do not use):
-    requests, input tokens, output tokens (tpm draws input + output), reserve fraction of the
-    lane (0..1), lane (for counters); optionally model ('' = no cooldown check); optionally after
-    it tenant tokens/min, tenant requests/min ('' = none)
+  ARGV[1] little-endian doubles: the configured limit for rpm, itpm, otpm, tpm (0 = none: use the
+          learned limit, and if none is known the dimension does not bind); then, for an acquire
+          (absent for a flush): requests, input tokens, output tokens (tpm draws input + output),
+          the reserve fraction of the lane (0..1), the lane's index in LANES (grant counters)
+  ARGV[2] the carried settles, packed (see includes/carried-settle); '' = none
+  then, each optional (callers omit the trailing ones they do not use):
+  ARGV[3] model whose cooldown the acquire waits for ('' = none)
+  ARGV[4], ARGV[5] tenant tokens/min, tenant requests/min ('' = none)
+  ARGV[6] '1' when rate-limit headers follow: ARGV[7..22] (see includes/carried-sync)
 
   Returns { code, nowUs, a, b, c, lowered... }
-    code  1 GRANTED: a, b, c = the capacities input, output and tokens were charged against, as
-            given or learned (0 = the dimension did not bind); the client keeps them in the
-            reservation and sends them back with its settle
+    code  1 GRANTED: a, b, c for input, output and tokens: the capacity each was charged
+            against, which the client keeps in the reservation and sends back with its settle:
+            0 = the dimension did not bind, the integer 1 = the configured limit, a string = the
+            learned limit (17 digits)
     code -1 WAIT: every dimension (and the model's cooldown) can serve after a = waitMs;
             b = the binding dimension or 'cooldown'
     code -2 NEVER_FITS: the need exceeds what this lane may ever draw from dimension a
@@ -43,6 +46,7 @@
     lowered: the dimensions the headers lowered
 ]]
 --- @include "includes/bucket-time"
+--- @include "includes/pool-state"
 --- @include "includes/carried-settle"
 --- @include "includes/carried-sync"
 
@@ -50,96 +54,88 @@
 local EPS = 1e-6
 
 local now, nowUs = redisNow()
-local at = 7
-local hasSync = ARGV[6] == '1'
+local head = ARGV[1]
+local isAcquire = #head > 32
+local lr, li, lo, lt, requests, input, output, reserve, lane
+if isAcquire then
+  lr, li, lo, lt, requests, input, output, reserve, lane = struct.unpack('<ddddddddd', head)
+else
+  lr, li, lo, lt = struct.unpack('<dddd', head)
+end
 
--- One read for usage and learned limits: this is the hot path.
-local pool = redis.call('HMGET', KEYS[1], 'ts', 'rpm', 'itpm', 'otpm', 'tpm',
-  'limit:rpm', 'limit:itpm', 'limit:otpm', 'limit:tpm')
-local hadTs = pool[1]
+local pool = readPool(KEYS[1])
 local elapsed = elapsedSince(pool[1], now)
 local reply = { 0, nowUs, 0, 0, 0 }
-local changed = false
-if ARGV[5] ~= '' then changed = settleCarried(pool, elapsed, now, ARGV[5], 4) end
-local learned = false
-if hasSync then
+local changed, learned = false, false
+if ARGV[2] ~= '' then changed = settleCarried(pool, elapsed, now, ARGV[2], 4) end
+if ARGV[6] == '1' then
   local lowered
-  lowered, learned = syncCarried(pool, elapsed, at, KEYS[3], reply)
+  lowered, learned = syncCarried(pool, { lr > 0 and lr or nil, li > 0 and li or nil, lo > 0 and lo or nil, lt > 0 and lt or nil },
+    elapsed, 7, KEYS[3], reply)
   changed = changed or lowered
-  at = at + 16
 end
 
-local POOL_FIELDS = { 'rpm', 'itpm', 'otpm', 'tpm', 'limit:rpm', 'limit:itpm', 'limit:otpm', 'limit:tpm' }
-
-local function writeFields(from, to, extra)
-  local args = extra or {}
-  for j = from, to do
-    if pool[j] then
-      args[#args + 1] = POOL_FIELDS[j - 1]
-      args[#args + 1] = pool[j]
-    end
-  end
-  if #args > 0 then redis.call('HSET', KEYS[1], unpack(args)) end
-end
-
-local function writeLearned() writeFields(6, 9) end
-
--- Writes what the settles and headers changed, at the hash's own `ts`, so dimensions this call
--- has no capacity for keep their own refill.
+-- What the settles and headers changed is written at the state's own `ts` (or now, for a new
+-- one), so the levels of dimensions this call has no capacity for keep their own refill.
 local function writeCorrections()
-  if changed then writeFields(2, 5, not hadTs and { 'ts', now } or nil) end
-  if learned then writeLearned() end
+  if changed or learned then
+    pool[1] = pool[1] or now
+    writePool(KEYS[1], pool)
+  end
 end
 
-if not ARGV[at] then
+if not isAcquire then
   writeCorrections()
   return reply
 end
 
-local DIMS = { 'rpm', 'itpm', 'otpm', 'tpm', 'tenant_rpm', 'tenant_tpm' }
-local requests, input, output = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
-local reserve = tonumber(ARGV[at + 3])
-local lane = ARGV[at + 4]
-local model = ARGV[at + 5] or ''
-local tenantTpm, tenantRpm = tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7])
-local hasTenant = tenantTpm ~= nil or tenantRpm ~= nil
-local need = { requests, input, output, input + output, requests, input + output }
-
-local cap, used, capRaw = {}, {}, {}
-for j = 1, 4 do
-  local raw = ARGV[j]
-  if raw == '' then raw = pool[j + 5] end
-  local c = tonumber(raw)
-  if c and c > 0 then cap[j], capRaw[j] = c, raw end
-  used[j] = usedAt(pool[j + 1], elapsed, cap[j])
+-- The capacity of pool dimension j: configured, else learned, else nil (does not bind).
+local function capOf(limit, j)
+  if limit > 0 then return limit end
+  return pool[j + 5]
 end
-if hasTenant then
-  cap[5], cap[6] = tenantRpm, tenantTpm
-  local tenant = redis.call('HMGET', KEYS[#KEYS], 'ts', 'rpm', 'tpm')
-  local te = elapsedSince(tenant[1], now)
-  used[5] = usedAt(tenant[2], te, cap[5])
-  used[6] = usedAt(tenant[3], te, cap[6])
-end
+local cr, ci, co, ct = capOf(lr, 1), capOf(li, 2), capOf(lo, 3), capOf(lt, 4)
+local ur, ui, uo, ut = usedAt(pool[2], elapsed, cr), usedAt(pool[3], elapsed, ci), usedAt(pool[4], elapsed, co), usedAt(pool[5], elapsed, ct)
 
-local waitMs, reason = 0, nil
-for j = 1, 6 do
-  local c, n = cap[j], need[j]
-  if c and n > 0 then
-    local floor = reserve * c
-    if n > c - floor + EPS then
-      writeCorrections()
-      redis.call('HINCRBY', KEYS[3], 'never:' .. DIMS[j], 1)
-      reply[1], reply[3], reply[4] = -2, DIMS[j], math.floor(c - floor)
-      return reply
-    end
-    local short = n + floor - (c - used[j])
-    if short > EPS then
-      local w = short * 60000 / c
-      if w > waitMs then waitMs, reason = w, DIMS[j] end
-    end
+local waitMs, reason, never, neverMost = 0, nil, nil, 0
+-- One dimension's check: records the wait it needs, or that the need can never fit.
+local function check(dim, c, used, n)
+  if not c or n <= 0 or never then return end
+  local floor = reserve * c
+  if n > c - floor + EPS then
+    never, neverMost = dim, math.floor(c - floor)
+    return
+  end
+  local short = n + floor - (c - used)
+  if short > EPS then
+    local w = short * 60000 / c
+    if w > waitMs then waitMs, reason = w, dim end
   end
 end
+check('rpm', cr, ur, requests)
+check('itpm', ci, ui, input)
+check('otpm', co, uo, output)
+check('tpm', ct, ut, input + output)
 
+local tenantTpm, tenantRpm = tonumber(ARGV[4] or ''), tonumber(ARGV[5] or '')
+local hasTenant = tenantTpm ~= nil or tenantRpm ~= nil
+local tr, tt = 0, 0
+if hasTenant then
+  local tenant = redis.call('HMGET', KEYS[#KEYS], 'ts', 'rpm', 'tpm')
+  local te = elapsedSince(tenant[1], now)
+  tr, tt = usedAt(tenant[2], te, tenantRpm), usedAt(tenant[3], te, tenantTpm)
+  check('tenant_rpm', tenantRpm, tr, requests)
+  check('tenant_tpm', tenantTpm, tt, input + output)
+end
+
+if never then
+  writeCorrections()
+  redis.call('HINCRBY', KEYS[3], 'never:' .. never, 1)
+  reply[1], reply[3], reply[4] = -2, never, neverMost
+  return reply
+end
+
+local model = ARGV[3] or ''
 if model ~= '' then
   local ends = redis.call('ZSCORE', KEYS[2], model)
   if ends then
@@ -157,35 +153,33 @@ end
 
 -- Charge, moving `ts` to now. A dimension that does not bind is stored as 0, so a limit that
 -- appears later starts from a full bucket rather than from stale usage. Learned limits the
--- headers changed ride along.
-local function charged(j, n)
-  if cap[j] then return used[j] + n end
-  return 0
-end
-redis.call('HSET', KEYS[1], 'ts', now, 'rpm', charged(1, requests), 'itpm', charged(2, input),
-  'otpm', charged(3, output), 'tpm', charged(4, input + output))
-if learned then writeLearned() end
+-- headers changed ride along, and the lane's grant is counted.
+pool[1] = now
+pool[2] = cr and ur + requests or 0
+pool[3] = ci and ui + input or 0
+pool[4] = co and uo + output or 0
+pool[5] = ct and ut + input + output or 0
+local slot = GRANTS_AT + lane
+pool[slot] = (pool[slot] or 0) + 1
+writePool(KEYS[1], pool)
 
 if hasTenant then
   -- Tenants are many: their hash expires once it would be full again.
-  local targs, fullIn = { 'ts', now }, 0
-  for j = 5, 6 do
-    local u = 0
-    if cap[j] then
-      u = used[j] + need[j]
-      if u * 60000 / cap[j] > fullIn then fullIn = u * 60000 / cap[j] end
-    end
-    targs[#targs + 1] = DIMS[j] == 'tenant_rpm' and 'rpm' or 'tpm'
-    targs[#targs + 1] = u
-  end
+  local ur2 = tenantRpm and tr + requests or 0
+  local ut2 = tenantTpm and tt + input + output or 0
+  local fullIn = math.max(tenantRpm and ur2 * 60000 / tenantRpm or 0, tenantTpm and ut2 * 60000 / tenantTpm or 0)
   if fullIn > 0 then
-    redis.call('HSET', KEYS[#KEYS], unpack(targs))
+    redis.call('HSET', KEYS[#KEYS], 'ts', now, 'rpm', ur2, 'tpm', ut2)
     redis.call('PEXPIRE', KEYS[#KEYS], math.ceil(fullIn) + 1)
   end
 end
 
-redis.call('HINCRBY', KEYS[3], 'grant:' .. lane, 1)
--- What a settle needs to correct the charge, returned as given or stored so the client holds the
--- very capacity this script used: no reservation key to write now and read back at settle time.
-reply[1], reply[3], reply[4], reply[5] = 1, capRaw[2] or 0, capRaw[3] or 0, capRaw[4] or 0
+-- What a settle needs to correct the charge (see the header): the client then holds the very
+-- capacity used here, and Redis keeps no reservation to write now and read back at settle time.
+local function against(limit, c)
+  if not c then return 0 end
+  if limit > 0 then return 1 end
+  return string.format('%.17g', c)
+end
+reply[1], reply[3], reply[4], reply[5] = 1, against(li, ci), against(lo, co), against(lt, ct)
 return reply

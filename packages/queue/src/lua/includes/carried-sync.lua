@@ -2,32 +2,31 @@
   Rate-limit headers carried by a later call to the same pool. Headers may only LOWER a level,
   never raise it: they describe the provider's bucket a moment ago, before calls the fleet has
   already been granted, so a higher `remaining` is old news, not headroom. Limits the provider
-  announces are kept as learned limits (`limit:<dim>`), which acquire uses for every dimension
+  announces are kept as learned limits (see includes/pool-state), which acquire uses for every dimension
   the config leaves out.
 
   Needs includes/bucket-time.
 ]]
 
-local SYNC_DIMS = { 'rpm', 'itpm', 'otpm', 'tpm' }
-
 --[[
-  `pool` is the pool hash as read (2..5 = used at pool[1]; 6..9 = learned limits); changes go into
-  it in place, at `now`, without moving its `ts`. ARGV[at .. at+15]: for rpm, itpm, otpm, tpm
+  `pool` is the pool state as read (2..5 = used at pool[1]; 6..9 = learned limits); changes go into
+  it in place, at `now`, without moving its `ts`. `limits`: the configured limits (nil = none). ARGV[at .. at+15]: for rpm, itpm, otpm, tpm
   ('' = not given) the observed limit x4, remaining x4, time until full in ms x4 (used only
   without a remaining), slack x4 (how far the true remaining may exceed the reported one:
   Anthropic rounds token counts to the nearest thousand, and that rounding is not usage).
   Appends the name of each dimension it lowered to `lowered`. Returns whether it lowered a level,
   and whether it learned a limit.
 ]]
-local function syncCarried(pool, elapsed, at, statsKey, lowered)
+local function syncCarried(pool, limits, elapsed, at, statsKey, lowered)
+  local SYNC_DIMS = { 'rpm', 'itpm', 'otpm', 'tpm' }
   local changed, learned = false, false
   for j = 1, 4 do
     local observedCap = tonumber(ARGV[at + j - 1])
-    if observedCap and tostring(observedCap) ~= pool[j + 5] then
-      pool[j + 5] = tostring(observedCap)
+    if observedCap and observedCap > 0 and observedCap ~= pool[j + 5] then
+      pool[j + 5] = observedCap
       learned = true
     end
-    local cap = tonumber(ARGV[j]) or tonumber(pool[j + 5])
+    local cap = limits[j] or pool[j + 5]
     local remaining = tonumber(ARGV[at + 3 + j])
     local untilFull = tonumber(ARGV[at + 7 + j])
     if not remaining and cap and untilFull then
