@@ -170,6 +170,9 @@ describe('batch routing', () => {
     const keys = fleetKeys(prefix);
     expect(await admin.zcard(keys.batchClaims)).toBe(0);
     expect(await admin.hlen(keys.batches)).toBe(0);
+    // ... and the OpenAI batches' input, output and error files were deleted at the provider.
+    const files = new OpenAI({ apiKey: ENV.BATCH_TEST_OPENAI_KEY, baseURL: `${sim.url}/v1` }).files;
+    await until('the OpenAI batch files to be deleted', async () => (await files.list()).data.length === 0);
     await producer.close();
   });
 

@@ -79,6 +79,12 @@ export interface BatchApi {
   results(batchId: string): AsyncIterable<ResultEntry>;
   /** Best effort: a duplicate batch that lost the race to be recorded. */
   cancel(batchId: string): Promise<void>;
+  /**
+   * Deletes what the provider stores for a batch whose every job is settled. OpenAI keeps the
+   * input, output and error files until deleted, and they count against the organization's file
+   * storage; Anthropic deletes a batch's results itself after 29 days, so it has nothing to do.
+   */
+  discard?(batchId: string): Promise<void>;
 }
 
 /** How far the provider's clock and Redis' may disagree when matching creation times. */

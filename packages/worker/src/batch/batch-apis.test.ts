@@ -67,6 +67,18 @@ describe.each([
     expect(results.get(batch[1]!.customId)).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/^BATCH_ERRORED: .*(api_error|server_error)/) });
     expect(results.get(batch[2]!.customId)).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/^BATCH_EXPIRED: /) });
     expect(api.entryBytes(batch[0]!, model)).toBeGreaterThan(50);
+    if (provider === 'openai') {
+      // The input, output and error files go; a second discard (redone after a crash) is fine.
+      const batchFiles = await fetch(`${sim.url}/v1/batches/${outcome.batchId}`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json()) as Record<string, string | null>;
+      const ids = [batchFiles.input_file_id, batchFiles.output_file_id, batchFiles.error_file_id].filter((id): id is string => typeof id === 'string');
+      expect(ids).toHaveLength(3);
+      const files = async () => (await fetch(`${sim.url}/v1/files`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json()) as { data: { id: string }[] }).data.map((f) => f.id);
+      expect(await files()).toEqual(expect.arrayContaining(ids));
+      const discarding: BatchApi = api;
+      await discarding.discard!(outcome.batchId);
+      await discarding.discard!(outcome.batchId);
+      expect((await files()).filter((id) => ids.includes(id))).toEqual([]);
+    }
   });
 
   it('finds the batch of a submission whose answer never came, and never another claim\'s', async () => {

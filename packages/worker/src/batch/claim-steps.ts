@@ -239,6 +239,9 @@ export class ClaimSteps {
     this.d.dropClaim(claim.id);
     this.d.metrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'ended' });
     this.d.logger.info({ claim: claim.id, batchId: claim.batchId, status: status.status, ...counts }, 'batch settled');
+    // Only once the claim is gone: a settle redone after a crash must still find the results. A
+    // crash right here leaves the provider's copy behind (the logs name the batch).
+    await api.discard?.(claim.batchId!).catch((err: Error) => this.d.logger.warn({ batchId: claim.batchId, err: err.message }, 'could not delete the batch files'));
   }
 
   async failClaim(claim: LiveClaim, reason: string): Promise<void> {

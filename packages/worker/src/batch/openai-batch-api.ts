@@ -139,6 +139,19 @@ export class OpenAIBatchApi implements BatchApi {
     await this.#client.batches.cancel(batchId);
   }
 
+  async discard(batchId: string): Promise<void> {
+    const batch = await this.#client.batches.retrieve(batchId);
+    for (const fileId of [batch.input_file_id, batch.output_file_id, batch.error_file_id]) {
+      if (!fileId) continue;
+      try {
+        await this.#client.files.delete(fileId);
+      } catch (err) {
+        // Already gone (a discard redone after a crash) is what we wanted.
+        if (!(err instanceof OpenAI.NotFoundError)) throw err;
+      }
+    }
+  }
+
   #scrub(message: string): string {
     return redact(message, this.#options.apiKey);
   }
