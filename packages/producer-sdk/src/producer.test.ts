@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Queue, Worker } from 'bullmq';
+import { Queue, Worker, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -73,7 +73,7 @@ function plainWorker(
   prefix: string,
   lane: 'critical' | 'high',
   processor: ConstructorParameters<typeof Worker>[1],
-  opts: Partial<ConstructorParameters<typeof Worker>[2]> = {},
+  opts: Partial<WorkerOptions> = {},
 ): Worker {
   const k = laneKeys(prefix, lane);
   const w = new Worker(k.queueName, processor, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }), ...opts });

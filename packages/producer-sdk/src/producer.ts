@@ -6,6 +6,7 @@ import type { Cluster, Redis } from 'ioredis';
 import {
   coalesceKeyOf,
   asRedisError,
+  failureReasonOf,
   ClosedError,
   createRedis,
   DEFAULT_MAX_JOB_BYTES,
@@ -26,7 +27,7 @@ import {
   type RedisInput,
 } from '@headroom/queue';
 import { EnqueueBatcher } from './internal/enqueue-batcher.js';
-import { failureReasonOf, ResultWaiter } from './internal/result-waiter.js';
+import { ResultWaiter } from './internal/result-waiter.js';
 
 export interface ProducerOptions {
   /** A `redis://` or `rediss://` URL, or an ioredis connection you own (created with `enableOfflineQueue: false`). */

@@ -45,6 +45,7 @@ export type { LaneKeys, PoolKeys } from './keys.js';
 export { addToLane, publishFleetSettings } from './admission.js';
 export type { Added, LaneEntry } from './admission.js';
 export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
+export { failureReasonOf } from './failure-reason.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';

@@ -8,6 +8,7 @@ import { QueueEvents, type Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
   duplicateFor,
+  failureReasonOf,
   JobFailedError,
   JobNotFoundError,
   laneKeys,
@@ -36,17 +37,6 @@ function movedTo(returnvalue: unknown): string | undefined {
 }
 
 const SWEEP_INTERVAL_MS = 5_000;
-
-/**
- * BullMQ fails a job with its own words when the job's worker died with it more times than
- * `maxStalledCount` allows (or it was started too often); every other reason a Headroom worker
- * records starts with a code (`RETRIES_EXHAUSTED: ...`), and callers match on that.
- */
-const BULLMQ_STALL_REASONS = new Set(['job stalled more than allowable limit', 'job started more than allowable limit']);
-
-export function failureReasonOf(stored: string): string {
-  return BULLMQ_STALL_REASONS.has(stored) ? `STALLED: the worker running this job died during its call too many times (BullMQ: ${stored})` : stored;
-}
 
 export class ResultWaiter {
   private readonly waiters = new Map<string, { lane: Lane; set: Set<Waiter> }>();

@@ -4,7 +4,7 @@
  * request (prompts) is never read out: it may hold user data the dashboard has no business with.
  */
 import type { Job } from 'bullmq';
-import type { Lane } from '@headroom/queue';
+import { failureReasonOf, type Lane } from '@headroom/queue';
 import type { LaneQueues } from './fleet-state.js';
 
 export const RECENT_JOB_STATES = ['active', 'waiting', 'prioritized', 'delayed', 'failed', 'completed'] as const;
@@ -41,7 +41,7 @@ function toRecent(job: Job, lane: Lane, state: RecentJobState): RecentJob {
   const out: RecentJob = { id: String(job.id), lane, name: job.name, state, enqueuedAt: job.timestamp, attempts: attemptsOf(job) };
   if (job.finishedOn) out.finishedAt = job.finishedOn;
   if (typeof data.tenant === 'string') out.tenant = data.tenant;
-  if (job.failedReason) out.failedReason = job.failedReason;
+  if (job.failedReason) out.failedReason = failureReasonOf(job.failedReason);
   if (data.metadata !== undefined) {
     const text = JSON.stringify(data.metadata);
     out.metadata = text.length > METADATA_MAX_CHARS ? `${text.slice(0, METADATA_MAX_CHARS)}…` : text;
