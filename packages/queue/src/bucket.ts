@@ -111,16 +111,11 @@ const REPLY_HEAD = 5;
 /** What an acquire adds to the script call (see lua/acquire.lua). */
 interface AcquirePart {
   limits: PoolLimits;
-  /** requests, input, output, reserve, lane index: packed after the limits. */
-  numbers: number[];
   /** The tenant bucket, when the acquire checks tenant limits: the script's last key. */
   tenantKey: string | undefined;
-  /** Model, tenant tokens/min, tenant requests/min: each omitted when it and those after it are unused. */
-  args: string[];
+  /** requests, input, output, reserve, lane index, then model, tenant tokens/min, tenant requests/min (each omitted when it and those after it are unused). */
+  args: (string | number)[];
 }
-
-/** See includes/carried-settle.lua: eight little-endian doubles per settle. */
-const SETTLE_BYTES = 64;
 
 export class Bucket {
   readonly prefix: string;
@@ -175,12 +170,11 @@ export class Bucket {
     if (!(reserve >= 0 && reserve < 1)) throw new RangeError(`reserve must be in [0, 1), got ${reserve}`);
     const tenant = req.tenant;
     const tenantLimited = tenant !== undefined && (tenant.limits.tpm !== undefined || tenant.limits.rpm !== undefined);
-    const args: string[] = [];
-    if (tenantLimited) args.push(req.model ?? '', String(limitArg(tenant.limits.tpm)), String(limitArg(tenant.limits.rpm)));
+    const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, laneIndex(req.lane)];
+    if (tenantLimited) args.push(req.model ?? '', limitArg(tenant.limits.tpm), limitArg(tenant.limits.rpm));
     else if (req.model) args.push(req.model);
     const reply = await this.#run(req.pool, this.#carried.take(req.pool), {
       limits: req.limits,
-      numbers: [need.requests, need.inputTokens, need.outputTokens, reserve, laneIndex(req.lane)],
       tenantKey: tenantLimited ? this.keys(req.pool).tenantBucket(tenant.id) : undefined,
       args,
     });
@@ -314,38 +308,28 @@ export class Bucket {
     const sync = batch?.sync;
     const limits = acquire?.limits ?? sync?.limits ?? {};
     const keys = [k.bucket, k.cooldowns, k.stats];
-    const packed = Buffer.allocUnsafe(settles.length * SETTLE_BYTES);
-    const results = settles.map((s, i) => {
+    const args: (string | number)[] = [
+      limitArg(limits.rpm), limitArg(limits.itpm), limitArg(limits.otpm), limitArg(limits.tpm),
+      settles.length, sync ? 1 : 0,
+    ];
+    const results = settles.map((s) => {
       const delta = corrections(s);
       const against = s.reservation.chargedAgainst;
-      let at = i * SETTLE_BYTES;
-      for (const n of [delta.inputTokens, delta.outputTokens, delta.tokens, delta.tenantTokens, against.itpm, against.otpm, against.tpm, against.tenantTpm]) {
-        at = packed.writeDoubleLE(n, at);
-      }
+      args.push(delta.inputTokens, delta.outputTokens, delta.tokens, delta.tenantTokens, against.itpm, against.otpm, against.tpm, against.tenantTpm);
       if (delta.tenantTokens !== 0) keys.push(k.tenantBucket(s.reservation.tenant ?? ''));
       return delta;
     });
     if (acquire?.tenantKey) keys.push(acquire.tenantKey);
-    // Limits (0 = none), then the acquire's numbers: see lua/acquire.lua.
-    const numbers = acquire?.numbers ?? [];
-    const head = Buffer.allocUnsafe((POOL_DIMENSIONS.length + numbers.length) * 8);
-    let at = 0;
-    for (const d of POOL_DIMENSIONS) at = head.writeDoubleLE(limitArg(limits[d]) || 0, at);
-    for (const n of numbers) at = head.writeDoubleLE(n, at);
-    const args: (string | number | Buffer)[] = [head, settles.length > 0 ? packed : ''];
     if (sync) {
       const seen = POOL_DIMENSIONS.map((d) => sync.observed[d]);
-      const [model = '', tenantTpm = '', tenantRpm = ''] = acquire?.args ?? [];
       args.push(
-        model, tenantTpm, tenantRpm, 1,
         ...seen.map((o) => (o?.limit ? o.limit : '')),
         ...seen.map((o) => optional(o?.remaining)),
         ...seen.map((o) => optional(o?.resetInMs)),
         ...seen.map((o) => o?.remainingSlack ?? 0),
       );
-    } else if (acquire) {
-      args.push(...acquire.args);
     }
+    if (acquire) args.push(...acquire.args);
 
     let reply: Reply;
     try {

@@ -71,8 +71,15 @@ export function loadScripts(): ScriptSource[] {
 
 const VERSION_TAG = pkg.version.replace(/\W/g, '_');
 
+const names = new Map<string, string>();
+
 export function commandName(script: string): string {
-  return `hr_${VERSION_TAG}_${script.replace(/\W/g, '_')}`;
+  let name = names.get(script);
+  if (name === undefined) {
+    name = `hr_${VERSION_TAG}_${script.replace(/\W/g, '_')}`;
+    names.set(script, name);
+  }
+  return name;
 }
 
 const registered = new WeakSet<object>();

@@ -13,8 +13,9 @@
   higher ones without losing throughput (the refill rate, not the burst, sets throughput).
 
   This runs once per provider call on every worker, so Redis' CPU per call bounds the fleet:
-  numbers come packed (struct) rather than as text arguments, there is one key read and one
-  write, and no table or closure is made that the call does not need.
+  there is one key read and one write (the state is packed, so no number is printed or parsed),
+  and no table or closure is made that the call does not need. Arguments stay text: a binary
+  argument puts ioredis in its buffer mode, which costs the client more than parsing costs here.
 
   KEYS[1] pool state: one string of packed doubles (see includes/pool-state)
   KEYS[2] cooldowns zset (model -> end ms)
@@ -23,15 +24,16 @@
           last, the tenant bucket of the acquire when it has tenant limits
   The key count varies per call (no padding); every key names the pool's slot.
 
-  ARGV[1] little-endian doubles: the configured limit for rpm, itpm, otpm, tpm (0 = none: use the
-          learned limit, and if none is known the dimension does not bind); then, for an acquire
-          (absent for a flush): requests, input tokens, output tokens (tpm draws input + output),
-          the reserve fraction of the lane (0..1), the lane's index in LANES (grant counters)
-  ARGV[2] the carried settles, packed (see includes/carried-settle); '' = none
-  then, each optional (callers omit the trailing ones they do not use):
-  ARGV[3] model whose cooldown the acquire waits for ('' = none)
-  ARGV[4], ARGV[5] tenant tokens/min, tenant requests/min ('' = none)
-  ARGV[6] '1' when rate-limit headers follow: ARGV[7..22] (see includes/carried-sync)
+  ARGV[1..4]  configured limit for rpm, itpm, otpm, tpm; '' = use the learned limit, and if none
+              is known the dimension does not bind
+  ARGV[5]     number of carried settles, n
+  ARGV[6]     '1' when rate-limit headers follow the settles
+  ARGV[7..]   per settle, 8 values (see includes/carried-settle)
+  then, with headers, 16 values (see includes/carried-sync)
+  then the acquire, absent for a flush (callers omit the optional trailing arguments they do not
+  use): requests, input tokens, output tokens (tpm draws input + output), the reserve fraction of
+  the lane (0..1), the lane's index in LANES (grant counters); optionally model ('' = no cooldown
+  check); optionally after it tenant tokens/min, tenant requests/min ('' = none)
 
   Returns { code, nowUs, a, b, c, lowered... }
     code  1 GRANTED: a, b, c for input, output and tokens: the capacity each was charged
@@ -54,25 +56,20 @@
 local EPS = 1e-6
 
 local now, nowUs = redisNow()
-local head = ARGV[1]
-local isAcquire = #head > 32
-local lr, li, lo, lt, requests, input, output, reserve, lane
-if isAcquire then
-  lr, li, lo, lt, requests, input, output, reserve, lane = struct.unpack('<ddddddddd', head)
-else
-  lr, li, lo, lt = struct.unpack('<dddd', head)
-end
+local lr, li, lo, lt = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local settles = tonumber(ARGV[5])
+local at = 7 + 8 * settles
 
 local pool = readPool(KEYS[1])
 local elapsed = elapsedSince(pool[1], now)
 local reply = { 0, nowUs, 0, 0, 0 }
 local changed, learned = false, false
-if ARGV[2] ~= '' then changed = settleCarried(pool, elapsed, now, ARGV[2], 4) end
+if settles > 0 then changed = settleCarried(pool, elapsed, now, 7, settles, 4) end
 if ARGV[6] == '1' then
   local lowered
-  lowered, learned = syncCarried(pool, { lr > 0 and lr or nil, li > 0 and li or nil, lo > 0 and lo or nil, lt > 0 and lt or nil },
-    elapsed, 7, KEYS[3], reply)
+  lowered, learned = syncCarried(pool, { lr, li, lo, lt }, elapsed, at, KEYS[3], reply)
   changed = changed or lowered
+  at = at + 16
 end
 
 -- What the settles and headers changed is written at the state's own `ts` (or now, for a new
@@ -84,15 +81,16 @@ local function writeCorrections()
   end
 end
 
-if not isAcquire then
+if not ARGV[at] then
   writeCorrections()
   return reply
 end
+local requests, input, output = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+local reserve, lane = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
 
 -- The capacity of pool dimension j: configured, else learned, else nil (does not bind).
 local function capOf(limit, j)
-  if limit > 0 then return limit end
-  return pool[j + 5]
+  return limit or pool[j + 5]
 end
 local cr, ci, co, ct = capOf(lr, 1), capOf(li, 2), capOf(lo, 3), capOf(lt, 4)
 local ur, ui, uo, ut = usedAt(pool[2], elapsed, cr), usedAt(pool[3], elapsed, ci), usedAt(pool[4], elapsed, co), usedAt(pool[5], elapsed, ct)
@@ -117,7 +115,7 @@ check('itpm', ci, ui, input)
 check('otpm', co, uo, output)
 check('tpm', ct, ut, input + output)
 
-local tenantTpm, tenantRpm = tonumber(ARGV[4] or ''), tonumber(ARGV[5] or '')
+local tenantTpm, tenantRpm = tonumber(ARGV[at + 6] or ''), tonumber(ARGV[at + 7] or '')
 local hasTenant = tenantTpm ~= nil or tenantRpm ~= nil
 local tr, tt = 0, 0
 if hasTenant then
@@ -135,7 +133,7 @@ if never then
   return reply
 end
 
-local model = ARGV[3] or ''
+local model = ARGV[at + 5] or ''
 if model ~= '' then
   local ends = redis.call('ZSCORE', KEYS[2], model)
   if ends then
@@ -178,7 +176,7 @@ end
 -- capacity used here, and Redis keeps no reservation to write now and read back at settle time.
 local function against(limit, c)
   if not c then return 0 end
-  if limit > 0 then return 1 end
+  if limit then return 1 end
   return string.format('%.17g', c)
 end
 reply[1], reply[3], reply[4], reply[5] = 1, against(li, ci), against(lo, co), against(lt, ct)

@@ -8,11 +8,10 @@
   Needs includes/bucket-time.
 ]]
 
--- Per settle, eight little-endian doubles: the corrections to input, output, tokens and tenant
--- tokens (negative = refund; 0 where the dimension did not bind at the grant), then the
--- capacities those four were charged against.
-local SETTLE_FORMAT = '<dddddddd'
-local SETTLE_BYTES = 64
+-- Per settle, eight arguments: the corrections to input, output, tokens and tenant tokens
+-- (negative = refund; 0 where the dimension did not bind at the grant), then the capacities those
+-- four were charged against.
+local SETTLE_ARGS = 8
 
 -- The tenant bucket is a separate key (one per tenant, expiring once full again), so it is
 -- corrected in place. A refund only makes it full sooner, so its TTL can stay; a charge may
@@ -36,12 +35,12 @@ local function correctTenant(key, delta, cap, now)
 end
 
 --[[
-  Applies the settles packed in `packed`. `pool` is the pool state as read (index 2..5 = rpm,
+  Applies the `n` settles in ARGV from `at` on. `pool` is the pool state as read (index 2..5 = rpm,
   itpm, otpm, tpm used at pool[1]); corrections go into it in place, at `now`, without moving its
   `ts`. A settle with a tenant correction takes the next of KEYS, from `keyAt` on. Returns
   whether a pool field changed, and the next unused key index.
 ]]
-local function settleCarried(pool, elapsed, now, packed, keyAt)
+local function settleCarried(pool, elapsed, now, at, n, keyAt)
   local changed = false
   local function correct(field, delta, cap)
     if delta == 0 then return end
@@ -53,13 +52,13 @@ local function settleCarried(pool, elapsed, now, packed, keyAt)
       changed = true
     end
   end
-  for at = 1, #packed, SETTLE_BYTES do
-    local di, dout, dt, dn, ki, ko, kt, kn = struct.unpack(SETTLE_FORMAT, packed, at)
-    correct(3, di, ki)
-    correct(4, dout, ko)
-    correct(5, dt, kt)
+  for a = at, at + (n - 1) * SETTLE_ARGS, SETTLE_ARGS do
+    correct(3, tonumber(ARGV[a]), tonumber(ARGV[a + 4]))
+    correct(4, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 5]))
+    correct(5, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 6]))
+    local dn = tonumber(ARGV[a + 3])
     if dn ~= 0 then
-      correctTenant(KEYS[keyAt], dn, kn, now)
+      correctTenant(KEYS[keyAt], dn, tonumber(ARGV[a + 7]), now)
       keyAt = keyAt + 1
     end
   end
