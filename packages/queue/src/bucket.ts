@@ -52,7 +52,7 @@ import {
   type WaitReason,
 } from './bucket-types.js';
 import { ClosedError } from './errors.js';
-import { CarriedWork, type CarriedBatch, type CarriedSettle } from './internal/carried-work.js';
+import { CarriedWork, type CarriedBatch } from './internal/carried-work.js';
 import { failOnConnectionLoss } from './internal/lost-calls.js';
 import { DEFAULT_PREFIX, poolKeys, type PoolKeys } from './keys.js';
 import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
@@ -104,6 +104,7 @@ function amount(n: number, what: string): number {
 }
 
 type Reply = [number, number, ...(string | number)[]];
+type SettleDelta = Extract<SettleResult, { status: 'settled' }>['delta'];
 const atMsOf = (reply: Reply) => reply[1] / 1000;
 /** Reply elements before the dimensions the headers lowered. */
 const REPLY_HEAD = 5;
@@ -313,9 +314,11 @@ export class Bucket {
       settles.length, sync ? 1 : 0,
     ];
     const results = settles.map((s) => {
-      const delta = corrections(s);
-      const against = s.reservation.chargedAgainst;
-      args.push(delta.inputTokens, delta.outputTokens, delta.tokens, delta.tenantTokens, against.itpm, against.otpm, against.tpm, against.tenantTpm);
+      const { need, chargedAgainst: against } = s.reservation;
+      const dIn = s.inputTokens - need.inputTokens;
+      const dOut = s.outputTokens - need.outputTokens;
+      args.push(dIn, dOut, against.itpm, against.otpm, against.tpm, against.tenantTpm);
+      const delta = corrections(dIn, dOut, against);
       if (delta.tenantTokens !== 0) keys.push(k.tenantBucket(s.reservation.tenant ?? ''));
       return delta;
     });
@@ -360,10 +363,7 @@ function capacityOf(replied: string | number | undefined, configured: number | u
  * What a settle corrects: reported usage minus what was charged, in each dimension that bound at
  * the grant (one that did not was charged nothing, so it is corrected by nothing).
  */
-function corrections(s: CarriedSettle): { inputTokens: number; outputTokens: number; tokens: number; tenantTokens: number } {
-  const { need, chargedAgainst: against } = s.reservation;
-  const dIn = s.inputTokens - need.inputTokens;
-  const dOut = s.outputTokens - need.outputTokens;
+function corrections(dIn: number, dOut: number, against: Reservation['chargedAgainst']): SettleDelta {
   return {
     inputTokens: against.itpm > 0 ? dIn : 0,
     outputTokens: against.otpm > 0 ? dOut : 0,

@@ -28,7 +28,7 @@
               is known the dimension does not bind
   ARGV[5]     number of carried settles, n
   ARGV[6]     '1' when rate-limit headers follow the settles
-  ARGV[7..]   per settle, 8 values (see includes/carried-settle)
+  ARGV[7..]   per settle, 6 values (see includes/carried-settle)
   then, with headers, 16 values (see includes/carried-sync)
   then the acquire, absent for a flush (callers omit the optional trailing arguments they do not
   use): requests, input tokens, output tokens (tpm draws input + output), the reserve fraction of
@@ -58,7 +58,7 @@ local EPS = 1e-6
 local now, nowUs = redisNow()
 local lr, li, lo, lt = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local settles = tonumber(ARGV[5])
-local at = 7 + 8 * settles
+local at = 7 + 6 * settles
 
 local pool = readPool(KEYS[1])
 local elapsed = elapsedSince(pool[1], now)

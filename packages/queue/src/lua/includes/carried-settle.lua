@@ -8,10 +8,10 @@
   Needs includes/bucket-time.
 ]]
 
--- Per settle, eight arguments: the corrections to input, output, tokens and tenant tokens
--- (negative = refund; 0 where the dimension did not bind at the grant), then the capacities those
--- four were charged against.
-local SETTLE_ARGS = 8
+-- Per settle, six arguments: reported minus charged input, and output (negative = refund), then
+-- the capacities input, output, tokens and tenant tokens were charged against (0 = that dimension
+-- did not bind at the grant: nothing to correct). Tokens and tenant tokens correct by the sum.
+local SETTLE_ARGS = 6
 
 -- The tenant bucket is a separate key (one per tenant, expiring once full again), so it is
 -- corrected in place. A refund only makes it full sooner, so its TTL can stay; a charge may
@@ -53,12 +53,13 @@ local function settleCarried(pool, elapsed, now, at, n, keyAt)
     end
   end
   for a = at, at + (n - 1) * SETTLE_ARGS, SETTLE_ARGS do
-    correct(3, tonumber(ARGV[a]), tonumber(ARGV[a + 4]))
-    correct(4, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 5]))
-    correct(5, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 6]))
-    local dn = tonumber(ARGV[a + 3])
-    if dn ~= 0 then
-      correctTenant(KEYS[keyAt], dn, tonumber(ARGV[a + 7]), now)
+    local dIn, dOut = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+    local ki, ko, kt, kn = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+    if ki > 0 then correct(3, dIn, ki) end
+    if ko > 0 then correct(4, dOut, ko) end
+    if kt > 0 then correct(5, dIn + dOut, kt) end
+    if kn > 0 and dIn + dOut ~= 0 then
+      correctTenant(KEYS[keyAt], dIn + dOut, kn, now)
       keyAt = keyAt + 1
     end
   end
