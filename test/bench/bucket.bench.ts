@@ -9,10 +9,12 @@
  *
  * The figure must not come from settles left behind: after every pair run each bucket is
  * flushed, and the run fails unless every grant was settled with the exact corrections and the
- * pool left no key besides its own state and counters (reservations are held by the client). Then a short run on a pool sized so its levels never touch zero checks
- * that the pool's used tokens equal the settled usage minus the refill, to the token.
+ * pool left no key besides its own state and counters (reservations are held by the client).
+ * Then a short run on a pool sized so its levels never touch zero checks that the pool's used
+ * tokens equal the settled usage minus the refill, to the token.
  *
- *   cd test && pnpm tsx --conditions=@headroom/source bench/bucket.bench.ts
+ * Both run as shipped: `pnpm bench:bucket` builds the packages first and imports their compiled
+ * `dist/` (rate-limiter-flexible is compiled JS too).
  */
 import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
