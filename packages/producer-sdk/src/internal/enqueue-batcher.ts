@@ -1,6 +1,6 @@
 /**
- * Gathers the enqueues a producer has in flight for one lane and admits and adds them in one
- * script call: a service enqueueing concurrently pays one round trip per batch instead of one per
+ * Gathers the enqueues a producer has in flight for one lane and admits and adds them with few
+ * script calls: a service enqueueing concurrently pays a round trip per batch instead of one per
  * job. A lone enqueue is a batch of one, so nothing waits for company: the batch closes at the end
  * of the current microtask queue.
  */
@@ -43,6 +43,10 @@ export class EnqueueBatcher {
   private async flush(lane: Lane): Promise<void> {
     const all = this.pending.get(lane) ?? [];
     this.pending.delete(lane);
+    // Two calls, not one: Redis runs the first half while this process serializes the second, and
+    // the callers of the first half prepare their next enqueues while Redis runs the second. One
+    // call kept callers and Redis taking turns: with 8 in flight, one call per flush measured
+    // 0.37-0.48x raw Queue.add, two 0.58-0.69x, four or eight no better (one run each, loaded machine).
     const size = all.length > 1 ? Math.min(MAX_BATCH, Math.ceil(all.length / 2)) : 1;
     const runs: Promise<void>[] = [];
     for (let i = 0; i < all.length; i += size) runs.push(this.run(lane, all.slice(i, i + size)));
