@@ -35,9 +35,10 @@ interface BullmqAdd {
 /**
  * BullMQ's `addStandardJob` keys and arguments for one job, built by BullMQ itself (`Job.addJob`
  * on a transaction that records the command instead of sending it), so the job hash, options
- * encoding and events are exactly what `Queue.add` writes.
+ * encoding and events are exactly what `Queue.add` writes. BullMQ issues the command before its
+ * first await, so it is recorded by the time `addJob` returns: no promise per job on the hot path.
  */
-async function bullmqAddOf(queue: Queue, name: string, data: LlmJob, opts: JobsOptions & { jobId: string }): Promise<BullmqAdd> {
+function bullmqAddOf(queue: Queue, name: string, data: LlmJob, opts: JobsOptions & { jobId: string }): BullmqAdd {
   let recorded: { name: string; args: (string | Buffer)[] } | undefined;
   const recorder = {
     runCommand(command: string, args: (string | Buffer)[]) {
@@ -45,9 +46,10 @@ async function bullmqAddOf(queue: Queue, name: string, data: LlmJob, opts: JobsO
       return recorder;
     },
   } as unknown as IRedisTransaction;
-  await new Job(queue, name, data, opts, opts.jobId).addJob(recorder);
+  // Invalid options throw synchronously; what the promise later resolves to is the recorder.
+  new Job(queue, name, data, opts, opts.jobId).addJob(recorder).catch(() => {});
   if (!recorded?.name.startsWith('addStandardJob:')) {
-    throw new Error(`BullMQ chose ${recorded?.name ?? 'no command'} for job ${opts.jobId}; lanes only take standard jobs`);
+    throw new Error(`BullMQ recorded ${recorded?.name ?? 'no command'} for job ${opts.jobId}; lanes take standard jobs, added by bullmq 6.7's Job.addJob`);
   }
   return { keys: recorded.args.slice(0, 9) as string[], args: recorded.args.slice(9) };
 }
@@ -86,9 +88,7 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
   const k = laneKeys(prefix, lane);
   if (queue.name !== k.queueName) throw new Error(`addToLane: queue ${queue.name} is not lane ${lane}'s queue`);
   const ladders = entries.map((e) => modelLadder(e.job));
-  const adds = await Promise.all(
-    entries.map((e) => bullmqAddOf(queue, `${e.job.provider}:${e.job.request.model}`, e.job, { ...e.opts, jobId: e.jobId })),
-  );
+  const adds = entries.map((e) => bullmqAddOf(queue, `${e.job.provider}:${e.job.request.model}`, e.job, { ...e.opts, jobId: e.jobId }));
   const args: (string | number | Buffer)[] = [LANE_DEFAULTS[lane].cap, k.jobKeyPrefix, k.tenantJobsPrefix];
   for (const [i, e] of entries.entries()) {
     const models = ladders[i]!;
