@@ -133,12 +133,10 @@ export class Producer {
     const { job } = parseJob(input, this.maxJobBytes);
     const lane: Lane = job.sla === 'none' ? 'batch' : laneOfPriority(job.priority);
     const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey) : newJobId(lane);
-    if (this.redis.status !== 'ready') {
-      try {
-        await this.ready();
-      } catch (err) {
-        throw asRedisError(err);
-      }
+    try {
+      await this.ready();
+    } catch (err) {
+      throw asRedisError(err);
     }
     const { id: jobId, existing } = await this.batcher.submit(lane, id, job);
     return this.handle(jobId, lane, existing);

@@ -19,7 +19,6 @@ export interface LaneKeys {
   /** BullMQ's job hashes are `${jobKeyPrefix}${jobId}`. */
   jobKeyPrefix: string;
   wait: string;
-  paused: string;
   prioritized: string;
   delayed: string;
   active: string;
@@ -63,7 +62,6 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     queueName: lane,
     jobKeyPrefix: bull(''),
     wait: bull('wait'),
-    paused: bull('paused'),
     prioritized: bull('prioritized'),
     delayed: bull('delayed'),
     active: bull('active'),

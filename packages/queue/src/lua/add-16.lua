@@ -104,7 +104,8 @@ local function addOne(jobId, provider, tenant, first, last)
   if size >= cap then return -1, cap, size, '' end
   local added = addStandardJob(bullKeys, { ARGV[last + 1], ARGV[last + 2], ARGV[last + 3] })
   if type(added) ~= 'string' then
-    return redis.error_reply('BullMQ addStandardJob refused job ' .. jobId .. ' with code ' .. tostring(added))
+    -- Only a parent-job error returns a code, and lane jobs have no parent: stop loudly.
+    error('BullMQ addStandardJob refused job ' .. jobId .. ' with code ' .. tostring(added))
   end
   -- A coalesced job (BullMQ deduplication) did not grow the lane.
   if added == jobId then size = size + 1 end
@@ -117,7 +118,6 @@ local i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 3])
   local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], i + 4, i + 3 + n)
-  if type(code) == 'table' then return code end
   out[#out + 1] = code
   out[#out + 1] = a
   out[#out + 1] = b
