@@ -49,6 +49,8 @@ describe('parseJob', () => {
     ['unknown provider', anthropic({}, { provider: 'gemini' }), 'provider', /"anthropic" or "openai"/],
     ['missing model', anthropic({ model: undefined }), 'request.model', /string/],
     ['empty model', anthropic({ model: '' }), 'request.model', /must not be empty/],
+    ['model id with a space', anthropic({ model: 'claude sonnet' }), 'request.model', /no whitespace/],
+    ['fallback model id with a newline', anthropic({}, { fallback: ['claude-haiku-4-5\nclaude-opus-4-1'] }), 'fallback.0', /no whitespace/],
     ['max_tokens zero', anthropic({ max_tokens: 0 }), 'request.max_tokens', /positive integer, got 0/],
     ['max_tokens fractional', anthropic({ max_tokens: 1.5 }), 'request.max_tokens', /positive integer/],
     ['max_tokens as string', anthropic({ max_tokens: '64' }), 'request.max_tokens', /positive integer/],

@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { PRIORITIES } from './lanes.js';
 
 const nonEmpty = z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' });
+/** Provider model ids never hold whitespace; admission sends a job's models as one line-separated argument. */
+const modelId = nonEmpty.regex(/^\S*$/, { error: 'a model id has no whitespace' });
 const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 
 // ---- Anthropic Messages ----------------------------------------------------------------
@@ -55,7 +57,7 @@ const AnthropicContentBlock = z.discriminatedUnion(
 );
 
 export const AnthropicMessagesRequest = z.looseObject({
-  model: nonEmpty,
+  model: modelId,
   max_tokens: positiveInt,
   messages: z
     .array(
@@ -95,7 +97,7 @@ const OpenAIMessage = z.discriminatedUnion(
 
 export const OpenAIChatRequest = z
   .looseObject({
-    model: nonEmpty,
+    model: modelId,
     messages: z.array(OpenAIMessage, { error: 'expected an array of messages' }).min(1, { error: 'must not be empty' }),
     max_tokens: positiveInt.optional(),
     max_completion_tokens: positiveInt.optional(),
@@ -123,7 +125,7 @@ export type Provider = (typeof PROVIDERS)[number];
 const JobCommon = {
   priority: z.enum(PRIORITIES, { error: 'expected CRITICAL, HIGH, NORMAL or LOW' }),
   /** Models to try, in order, after `request.model` (same provider). */
-  fallback: z.array(nonEmpty).max(8).optional(),
+  fallback: z.array(modelId).max(8).optional(),
   /** Caller's tenant, for per-tenant quotas. */
   tenant: z.string().regex(/^[\w.:@-]{1,128}$/, { error: 'expected 1-128 characters of letters, digits, . : @ _ -' }).optional(),
   /** `none`: no deadline; goes to the provider's batch API at half price. */

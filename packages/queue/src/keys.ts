@@ -18,6 +18,12 @@ export interface LaneKeys {
   queueName: string;
   /** BullMQ's job hashes are `${jobKeyPrefix}${jobId}`. */
   jobKeyPrefix: string;
+  /**
+   * What Headroom's own lane keys start with. The add script (lua/add-9.lua) builds `settings`,
+   * `models`, `shedding`, `stats` and `tenantJobsPrefix` from it, with the same suffixes, and
+   * `prioritized` from `wait`: keep them in step.
+   */
+  ownPrefix: string;
   wait: string;
   prioritized: string;
   delayed: string;
@@ -61,6 +67,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     bullPrefix,
     queueName: lane,
     jobKeyPrefix: bull(''),
+    ownPrefix: own(''),
     wait: bull('wait'),
     prioritized: bull('prioritized'),
     delayed: bull('delayed'),

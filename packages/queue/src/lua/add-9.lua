@@ -13,16 +13,17 @@
   Every job runs BullMQ's add once, so the admission around it is kept to a few O(1) reads: it is
   what this script adds to a plain `Queue.add` (measured by `pnpm bench:enqueue`).
 
-  KEYS[1] wait list           KEYS[2] prioritized zset   KEYS[3] delayed zset
-  KEYS[4] lane settings hash (cap, tenantMax:<tenant>, tenantMax:*)
-  KEYS[5] known models hash (model -> `provider:pool`)
-  KEYS[6] shedding hash (pool -> untilMs:retryAfterMs:pressure)
-  KEYS[7] lane stats hash (shed, shed:refused: every shed is counted)
-  KEYS[8..16] BullMQ addStandardJob's nine keys, in BullMQ's order
+  KEYS[1..9] BullMQ addStandardJob's nine keys, in BullMQ's order: wait, paused, meta, id,
+  completed, delayed, active, events, marker. The lane's other keys share their hash tag and are
+  built here from ARGV[2] and KEYS[1], as BullMQ builds its job keys (keys.ts names them):
+    <lane>prioritized (zset), <own>settings (hash: cap, tenantMax:<tenant>, tenantMax:*),
+    <own>models (hash model -> `provider:pool`), <own>shedding (hash pool ->
+    untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>tenant-jobs:<tenant>
+  Passing only BullMQ's keys keeps the command as small as BullMQ's own: every argument costs the
+  client an encoding and Redis a parse, per enqueue.
 
-  ARGV[1] default cap
-  ARGV[2] job key prefix (`<bullPrefix>:<lane>:`)        ARGV[3] tenant zset key prefix (same slot)
-  then per job: job id, provider, tenant or '', number of models N, N models (primary first),
+  ARGV[1] default cap      ARGV[2] the lane's own-key prefix (`{prefix:lane}:hr:`)
+  then seven per job: job id, provider, tenant or '', the models primary first joined by '\n',
   then BullMQ addStandardJob's three arguments (packed args, job data JSON, packed options)
 
   Returns four entries per job, in order:
@@ -37,12 +38,13 @@
 ]]
 --- @bullmq "addStandardJob"
 
-local jobKeyPrefix = ARGV[2]
-local tenantKeyPrefix = ARGV[3]
-local cap = tonumber(redis.call('HGET', KEYS[4], 'cap') or ARGV[1])
-local bullKeys = { unpack(KEYS, 8, 16) }
+-- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
+local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
+local own = ARGV[2]
+local settingsKey, modelsKey, sheddingKey, statsKey = own .. 'settings', own .. 'models', own .. 'shedding', own .. 'stats'
+local cap = tonumber(redis.call('HGET', settingsKey, 'cap') or ARGV[1])
 -- BullMQ 6 keeps a paused queue's jobs in `wait` (the paused list is only read by its migration).
-local size = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+local size = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', jobKeyPrefix .. 'prioritized') + redis.call('ZCARD', KEYS[6])
 
 -- Redis time, read only by the rarer paths (a shedding entry, a tenant).
 local nowMs
@@ -55,9 +57,9 @@ local function now()
 end
 
 local function tenantFull(tenant)
-  local max = tonumber(redis.call('HGET', KEYS[4], 'tenantMax:' .. tenant) or redis.call('HGET', KEYS[4], 'tenantMax:*') or '0')
+  local max = tonumber(redis.call('HGET', settingsKey, 'tenantMax:' .. tenant) or redis.call('HGET', settingsKey, 'tenantMax:*') or '0')
   if max <= 0 then return nil end
-  local set = tenantKeyPrefix .. tenant
+  local set = own .. 'tenant-jobs:' .. tenant
   if redis.call('ZCARD', set) < max then return nil end
   -- Only at the limit: forget members that finished or were removed since. A job that started
   -- and went back to wait (a tenant over its tokens/min does) still counts: it is not done.
@@ -71,29 +73,39 @@ local function tenantFull(tenant)
   return nil
 end
 
--- ARGV[first..last] are the job's models; ARGV[last + 1..last + 3] BullMQ's add arguments.
-local function addOne(jobId, provider, tenant, first, last)
+-- The job's pool is its primary model's; every model must be one the fleet serves, for this provider.
+-- Returns the pool, or a refusal.
+local function poolOf(provider, models)
+  local pool
+  for model in string.gmatch(models, '[^\n]+') do
+    local known = redis.call('HGET', modelsKey, model)
+    -- Until a fleet has published its models, any model is admitted and is its own pool.
+    if not known then
+      if redis.call('EXISTS', modelsKey) == 1 then return nil, -2, model end
+      return pool or model
+    end
+    -- `provider:pool`; a bare provider (as an older fleet published) is a pool of its own.
+    local sep = string.find(known, ':', 1, true)
+    local owner = sep and string.sub(known, 1, sep - 1) or known
+    if owner ~= provider then return nil, -3, model, owner end
+    pool = pool or (sep and string.sub(known, sep + 1) or model)
+  end
+  return pool
+end
+
+-- ARGV[at..at + 2] are the job's BullMQ add arguments.
+local function addOne(jobId, provider, tenant, models, at)
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
     return 2, '', '', ''
   end
-  -- Until a fleet has published its models, any model is admitted and is its own pool.
-  local pool = ARGV[first]
-  for i = first, last do
-    local known = redis.call('HGET', KEYS[5], ARGV[i])
-    if not known then
-      if redis.call('EXISTS', KEYS[5]) == 1 then return -2, ARGV[i], '', '' end
-      break
-    end
-    local owner, modelPool = string.match(known, '^([^:]*):(.*)$')
-    if owner ~= provider then return -3, ARGV[i], owner, '' end
-    if i == first then pool = modelPool end
-  end
-  local shed = redis.call('HGET', KEYS[6], pool)
+  local pool, code, model, owner = poolOf(provider, models)
+  if not pool then return code, model, owner or '', '' end
+  local shed = redis.call('HGET', sheddingKey, pool)
   if shed then
     local untilMs, retryAfterMs, pressure = string.match(shed, '^([%d.]+):([%d.]+):([%d.]+)$')
     if untilMs and tonumber(untilMs) > now() then
-      redis.call('HINCRBY', KEYS[7], 'shed', 1)
-      redis.call('HINCRBY', KEYS[7], 'shed:refused', 1)
+      redis.call('HINCRBY', statsKey, 'shed', 1)
+      redis.call('HINCRBY', statsKey, 'shed:refused', 1)
       return -4, retryAfterMs, pool, pressure
     end
   end
@@ -102,26 +114,23 @@ local function addOne(jobId, provider, tenant, first, last)
     if max then return -5, max, '', '' end
   end
   if size >= cap then return -1, cap, size, '' end
-  local added = addStandardJob(bullKeys, { ARGV[last + 1], ARGV[last + 2], ARGV[last + 3] })
+  local added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })
   if type(added) ~= 'string' then
     -- Only a parent-job error returns a code, and lane jobs have no parent: stop loudly.
     error('BullMQ addStandardJob refused job ' .. jobId .. ' with code ' .. tostring(added))
   end
   -- A coalesced job (BullMQ deduplication) did not grow the lane.
   if added == jobId then size = size + 1 end
-  if tenant ~= '' then redis.call('ZADD', tenantKeyPrefix .. tenant, now(), added) end
+  if tenant ~= '' then redis.call('ZADD', own .. 'tenant-jobs:' .. tenant, now(), added) end
   return 1, added, '', ''
 end
 
 local out = {}
-local i = 4
-while i <= #ARGV do
-  local n = tonumber(ARGV[i + 3])
-  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], i + 4, i + 3 + n)
+for i = 3, #ARGV, 7 do
+  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], i + 4)
   out[#out + 1] = code
   out[#out + 1] = a
   out[#out + 1] = b
   out[#out + 1] = c
-  i = i + 7 + n
 end
 return out
