@@ -3,6 +3,7 @@ import { Queue, Worker, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  createRedis,
   freePort,
   laneKeys,
   parseConfig,
@@ -49,6 +50,14 @@ function producer(prefix: string): Producer {
   const p = new Producer({ redis: redis.url, prefix });
   open.push(p);
   return p;
+}
+
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 async function keysUnder(prefix: string): Promise<string[]> {
@@ -102,7 +111,15 @@ describe('Producer', () => {
 
   it('gives exactly `cap` acceptances to 50 concurrent producers racing 2x the cap', async () => {
     const prefix = `t${randomUUID().slice(0, 8)}`;
-    const producers = Array.from({ length: 50 }, () => producer(prefix));
+    // A connection each, as 50 services would have: producers built from one URL in one process
+    // share theirs, and their enqueues would reach Redis as a few batches, not a race.
+    const producers = Array.from({ length: 50 }, () => {
+      const connection = createRedis(redis.url, 'producer');
+      open.push({ close: async () => connection.disconnect() });
+      const p = new Producer({ redis: connection, prefix });
+      open.push(p);
+      return p;
+    });
     // CRITICAL's default cap is 50: 100 attempts from 50 producers, two each, all at once.
     const outcomes = await Promise.allSettled(producers.flatMap((p) => [p.enqueue(job()), p.enqueue(job())]));
     const accepted = outcomes.filter((o) => o.status === 'fulfilled');
@@ -338,6 +355,39 @@ describe('Producer', () => {
         ['event', 'waiting', 'jobId', handle.id],
       ]);
     }
+  });
+
+  it('shares one connection among the producers of a process, and batches their enqueues together', async () => {
+    // A Redis of its own, so the connections counted are this test's.
+    const own = await startEmbeddedRedis();
+    const ownAdmin = new Redis(own.url);
+    open.push({ close: async () => { ownAdmin.disconnect(); await own.stop(); } });
+    const connections = async () => String(await ownAdmin.client('LIST')).split('\n').filter((line: string) => line.trim() !== '').length;
+    const scriptCalls = async () => {
+      const stats = await ownAdmin.info('commandstats');
+      return [...stats.matchAll(/cmdstat_(?:eval|evalsha):calls=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+    const producers = Array.from({ length: 8 }, () => new Producer({ redis: own.url }));
+    await producers[0]!.enqueue(job());
+    expect(await connections()).toBe(2);
+
+    // Eight producers, one enqueue each, at once: from an idle connection, two script calls.
+    const calls = await scriptCalls();
+    const handles = await Promise.all(producers.map((p) => p.enqueue(job({ priority: 'NORMAL' }))));
+    expect(await scriptCalls()).toBe(calls + 2);
+    expect(new Set(handles.map((h) => h.id)).size).toBe(8);
+    expect(await ownAdmin.llen(laneKeys('hr', 'normal').wait)).toBe(8);
+
+    // The connection outlives all but the last producer to close.
+    await Promise.all(producers.slice(1).map((p) => p.close()));
+    await expect(producers[0]!.enqueue(job())).resolves.toMatchObject({ lane: 'critical' });
+    expect(await connections()).toBe(2);
+    await producers[0]!.close();
+    await waitUntil(async () => (await connections()) === 1);
+    // A producer built afterwards opens a connection again.
+    const later = new Producer({ redis: own.url });
+    await expect(later.enqueue(job())).resolves.toMatchObject({ lane: 'critical' });
+    await later.close();
   });
 
   it('fails fast with REDIS_UNAVAILABLE when Redis is down', async () => {

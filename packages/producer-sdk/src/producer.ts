@@ -1,18 +1,16 @@
 /**
  * The producer: validates, admits against the lane cap, adds the job, and waits for results.
  */
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
   coalesceKeyOf,
   asRedisError,
   failureReasonOf,
   ClosedError,
-  createRedis,
   DEFAULT_MAX_JOB_BYTES,
   DEFAULT_PREFIX,
   idempotentJobId,
-  laneKeys,
   LANE_DEFAULTS,
   laneOfJobId,
   laneOfPriority,
@@ -21,16 +19,23 @@ import {
   waitForReady,
   JobNotFoundError,
   type Lane,
+  type LaneEntry,
   type LlmJob,
   type LlmJobInput,
   type LlmResult,
   type RedisInput,
 } from '@headroom/queue';
-import { EnqueueBatcher } from './internal/enqueue-batcher.js';
+import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
 import { ResultWaiter } from './internal/result-waiter.js';
+import { sharedClient, type SharedClient } from './internal/shared-client.js';
 
 export interface ProducerOptions {
-  /** A `redis://` or `rediss://` URL, or an ioredis connection you own (created with `enableOfflineQueue: false`). */
+  /**
+   * A `redis://` or `rediss://` URL, or an ioredis connection you own (created with
+   * `enableOfflineQueue: false`). Producers in one process given the same URL, or the same
+   * connection, share it and batch their enqueues together; the last to close disconnects a
+   * connection made from a URL.
+   */
   redis: RedisInput;
   /** Key prefix shared with the fleet. @default 'hr' */
   prefix?: string;
@@ -84,6 +89,11 @@ const DEFAULT_RESULT_TIMEOUT_MS = 60_000;
 /** Finished jobs kept per lane and outcome, whatever their age. */
 const DEFAULT_RETENTION_COUNT = 10_000;
 
+interface Retention {
+  removeOnComplete: { age: number; count: number };
+  removeOnFail: { age: number; count: number };
+}
+
 function toJobState(raw: string): JobState {
   if (raw === 'waiting' || raw === 'wait' || raw === 'prioritized' || raw === 'paused') return 'waiting';
   if (raw === 'active' || raw === 'delayed' || raw === 'completed' || raw === 'failed') return raw;
@@ -91,15 +101,15 @@ function toJobState(raw: string): JobState {
 }
 
 export class Producer {
+  private readonly client: SharedClient;
   private readonly redis: Redis | Cluster;
-  private readonly ownsRedis: boolean;
   private readonly prefix: string;
   private readonly maxJobBytes: number;
   private readonly connectTimeoutMs: number;
-  private readonly removeOnComplete: { age: number; count: number };
-  private readonly removeOnFail: { age: number; count: number };
+  /** BullMQ's retention options for jobs of every lane but BATCH, and for BATCH; built once, passed per job. */
+  private readonly retention: Retention;
+  private readonly batchRetention: Retention;
   private readonly resultCacheTtlMs: number;
-  private readonly queues = new Map<Lane, Queue>();
   private readonly waiter: ResultWaiter;
   private readonly batcher: EnqueueBatcher;
   private closed = false;
@@ -109,19 +119,19 @@ export class Producer {
     this.prefix = opts.prefix ?? DEFAULT_PREFIX;
     this.maxJobBytes = opts.maxJobBytes ?? DEFAULT_MAX_JOB_BYTES;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 2_000;
-    this.removeOnComplete = { age: opts.retention?.completedSec ?? 24 * 3600, count: opts.retention?.completedCount ?? DEFAULT_RETENTION_COUNT };
-    this.removeOnFail = { age: opts.retention?.failedSec ?? 7 * 24 * 3600, count: opts.retention?.failedCount ?? DEFAULT_RETENTION_COUNT };
+    this.retention = {
+      removeOnComplete: { age: opts.retention?.completedSec ?? 24 * 3600, count: opts.retention?.completedCount ?? DEFAULT_RETENTION_COUNT },
+      removeOnFail: { age: opts.retention?.failedSec ?? 7 * 24 * 3600, count: opts.retention?.failedCount ?? DEFAULT_RETENTION_COUNT },
+    };
+    // A batch settles up to a whole lane's cap of jobs at once: keep that many results in the BATCH
+    // lane, or the first answers of a large batch would be trimmed before anyone read them.
+    const atLeastBatchCap = (r: { age: number; count: number }) => ({ age: r.age, count: Math.max(r.count, LANE_DEFAULTS.batch.cap) });
+    this.batchRetention = { removeOnComplete: atLeastBatchCap(this.retention.removeOnComplete), removeOnFail: atLeastBatchCap(this.retention.removeOnFail) };
     this.resultCacheTtlMs = opts.resultCacheTtlMs ?? 0;
-    this.ownsRedis = typeof opts.redis === 'string';
-    this.redis = typeof opts.redis === 'string' ? createRedis(opts.redis, 'producer') : opts.redis;
-    // Connection errors surface through the calls that hit them; an unhandled 'error' event would crash the host.
-    this.redis.on('error', () => {});
+    this.client = sharedClient(opts.redis);
+    this.redis = this.client.redis;
+    this.batcher = this.client.batcher(this.prefix);
     this.waiter = new ResultWaiter(this.redis, this.prefix, (lane) => this.queue(lane));
-    this.batcher = new EnqueueBatcher(this.redis, this.prefix, (lane) => this.queue(lane), (lane, job) => ({
-      ...this.retentionFor(lane),
-      // BullMQ keeps one job per deduplication id while it runs (and for `ttl` after, as a cache).
-      ...(job.coalesce ? { deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } } : {}),
-    }));
   }
 
   /**
@@ -133,12 +143,15 @@ export class Producer {
     const { job } = parseJob(input, this.maxJobBytes);
     const lane: Lane = job.sla === 'none' ? 'batch' : laneOfPriority(job.priority);
     const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey) : newJobId(lane);
-    try {
-      await this.ready();
-    } catch (err) {
-      throw asRedisError(err);
+    // Awaited only while connecting: an await per enqueue is a turn of the microtask queue.
+    if (this.redis.status !== 'ready') {
+      try {
+        await this.ready();
+      } catch (err) {
+        throw asRedisError(err);
+      }
     }
-    const { id: jobId, existing } = await this.batcher.submit(lane, id, job);
+    const { id: jobId, existing } = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job));
     return this.handle(jobId, lane, existing);
   }
 
@@ -205,8 +218,15 @@ export class Producer {
     if (this.closed) return;
     this.closed = true;
     await this.waiter.close();
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
-    if (this.ownsRedis) this.redis.disconnect();
+    await this.client.release();
+  }
+
+  /** BullMQ options for one job: retention, and deduplication for a coalesced job. */
+  private optionsOf(lane: Lane, job: LlmJob): LaneEntry['opts'] {
+    const retention = lane === 'batch' ? this.batchRetention : this.retention;
+    if (!job.coalesce) return retention;
+    // BullMQ keeps one job per deduplication id while it runs (and for `ttl` after, as a cache).
+    return { ...retention, deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } };
   }
 
   private handle(id: string, lane: Lane, existing: boolean): JobHandle {
@@ -228,26 +248,7 @@ export class Producer {
   }
 
   private queue(lane: Lane): Queue {
-    let q = this.queues.get(lane);
-    if (!q) {
-      const k = laneKeys(this.prefix, lane);
-      // The Queue builds BullMQ's add arguments before admission: it must write nothing itself
-      // (BullMQ's queue metadata is the fleet's to write), or a refused enqueue would leave a trace.
-      q = new Queue(k.queueName, { connection: this.redis as Redis, prefix: k.bullPrefix, skipMetasUpdate: true });
-      q.on('error', () => {});
-      this.queues.set(lane, q);
-    }
-    return q;
-  }
-
-  /**
-   * A batch settles up to a whole lane's cap of jobs at once: keep that many results in the BATCH
-   * lane, or the first answers of a large batch would be trimmed before anyone read them.
-   */
-  private retentionFor(lane: Lane): { removeOnComplete: { age: number; count: number }; removeOnFail: { age: number; count: number } } {
-    if (lane !== 'batch') return { removeOnComplete: this.removeOnComplete, removeOnFail: this.removeOnFail };
-    const atLeast = (r: { age: number; count: number }) => ({ age: r.age, count: Math.max(r.count, LANE_DEFAULTS.batch.cap) });
-    return { removeOnComplete: atLeast(this.removeOnComplete), removeOnFail: atLeast(this.removeOnFail) };
+    return this.client.queue(this.prefix, lane);
   }
 
   /** One wait shared by every call made while the connection comes up. */
