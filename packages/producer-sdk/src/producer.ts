@@ -143,13 +143,10 @@ export class Producer {
     const { job } = parseJob(input, this.maxJobBytes);
     const lane: Lane = job.sla === 'none' ? 'batch' : laneOfPriority(job.priority);
     const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey) : newJobId(lane);
-    // Awaited only while connecting: an await per enqueue is a turn of the microtask queue.
-    if (this.redis.status !== 'ready') {
-      try {
-        await this.ready();
-      } catch (err) {
-        throw asRedisError(err);
-      }
+    try {
+      await this.ready();
+    } catch (err) {
+      throw asRedisError(err);
     }
     const { id: jobId, existing } = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job));
     return this.handle(jobId, lane, existing);

@@ -48,9 +48,11 @@ export class EnqueueBatcher {
     this.pending.delete(lane);
     // Keep two calls in flight: Redis runs one while this process prepares the other, and the
     // callers a reply releases make up the next call together. From idle, a batch goes as two
-    // halves to start that; after that, each flush goes whole. Halving every flush instead shrank
-    // batches to single jobs within a few rounds, and one call at a time kept callers and Redis
-    // taking turns.
+    // halves to start that; after that, each flush goes whole. One call at a time kept callers
+    // and Redis taking turns (0.37-0.48x raw Queue.add with 8 in flight). Halving every flush let
+    // more, smaller calls overlap: against it, in the same bench run pairs, this took 8 in flight
+    // from 0.76-0.78x to 0.86-0.88x and 8 producers from 0.87-0.88x to 0.95-0.96x (4.0 jobs per
+    // call instead of 3.8, 51 µs of client CPU per job instead of 55).
     const busy = this.inFlight.get(lane) ?? 0;
     const size = busy === 0 && all.length > 1 ? Math.ceil(all.length / 2) : all.length;
     for (let i = 0; i < all.length; i += Math.min(size, MAX_BATCH)) void this.run(lane, all.slice(i, i + Math.min(size, MAX_BATCH)));
