@@ -109,9 +109,9 @@ const JOB_CASES: JobCase[] = [
   { name: 'oversized for a producer with a lower maxJobBytes', job: withRequest({ messages: [{ role: 'user', content: 'x'.repeat(5_000) }] }), code: 'PAYLOAD_TOO_LARGE', says: 'over the limit of 4096 bytes', producer: 'small' },
   { name: 'unknown model (fleet settings published)', job: withRequest({ model: 'claude-nope-9' }), code: 'JOB_INVALID', path: 'request.model', says: `unknown model "claude-nope-9": the fleet's config has no such model` },
   { name: 'unknown fallback model', job: { ...valid, fallback: ['claude-nope-9'] }, code: 'JOB_INVALID', path: 'fallback', says: 'unknown model "claude-nope-9"' },
-  { name: 'provider/model mismatch (anthropic job, OpenAI model)', job: withRequest({ model: MINI }), code: 'JOB_INVALID', path: 'request.model', says: `"${MINI}" is a openai model, not anthropic` },
-  { name: 'provider/model mismatch (OpenAI job, Anthropic model)', job: { ...openai, request: { ...openai.request, model: HAIKU } }, code: 'JOB_INVALID', path: 'request.model', says: `"${HAIKU}" is a anthropic model, not openai` },
-  { name: 'fallback on another provider', job: { ...valid, fallback: [MINI] }, code: 'JOB_INVALID', path: 'fallback', says: `"${MINI}" is a openai model` },
+  { name: 'provider/model mismatch (anthropic job, OpenAI model)', job: withRequest({ model: MINI }), code: 'JOB_INVALID', path: 'request.model', says: `"${MINI}" is an openai model, not anthropic` },
+  { name: 'provider/model mismatch (OpenAI job, Anthropic model)', job: { ...openai, request: { ...openai.request, model: HAIKU } }, code: 'JOB_INVALID', path: 'request.model', says: `"${HAIKU}" is an anthropic model, not openai` },
+  { name: 'fallback on another provider', job: { ...valid, fallback: [MINI] }, code: 'JOB_INVALID', path: 'fallback', says: `"${MINI}" is an openai model` },
   { name: 'lane at its cap (CRITICAL holds 2)', job: { ...valid, priority: 'CRITICAL' }, code: 'QUEUE_FULL', says: 'lane critical is full (cap 2 jobs not yet started)' },
   { name: 'tenant over its max queued jobs', job: { ...valid, priority: 'NORMAL', tenant: 'greedy' }, code: 'QUOTA_EXCEEDED', says: /^tenant greedy is over its max \w+ jobs in lane normal quota \(1\)/ },
 ];

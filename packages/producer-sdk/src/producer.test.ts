@@ -160,9 +160,16 @@ describe('Producer', () => {
       issues: [{ path: 'fallback', message: expect.stringMatching(/unknown model "claude-opus-9"/) }],
     });
     await expect(p.enqueue(job({ request: { model: 'gpt-4.1', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] } } as never))).rejects.toMatchObject({
-      issues: [{ path: 'request.model', message: '"gpt-4.1" is a openai model, not anthropic' }],
+      issues: [{ path: 'request.model', message: '"gpt-4.1" is an openai model, not anthropic' }],
     });
     expect(await admin.llen(laneKeys(prefix, 'critical').wait)).toBe(before);
+
+    // A fleet of the first version published a bare provider per model (no pool): still read right.
+    await admin.hset(laneKeys(prefix, 'critical').models, 'claude-sonnet-4-6', 'anthropic', 'gpt-4.1', 'openai');
+    await expect(p.enqueue(job())).resolves.toMatchObject({ lane: 'critical' });
+    await expect(p.enqueue(job({ request: { model: 'gpt-4.1', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] } } as never))).rejects.toMatchObject({
+      issues: [{ path: 'request.model', message: '"gpt-4.1" is an openai model, not anthropic' }],
+    });
   });
 
   it('returns the same job for a repeated idempotency key', async () => {

@@ -70,7 +70,7 @@ function outcomeOf(lane: Lane, entry: LaneEntry, models: readonly string[], [cod
     case -2:
       return new JobValidationError([{ path: field(a), message: `unknown model "${a}": the fleet's config has no such model` }]);
     case -3:
-      return new JobValidationError([{ path: field(a), message: `"${a}" is a ${b} model, not ${entry.job.provider}` }]);
+      return new JobValidationError([{ path: field(a), message: `"${a}" is an ${b} model, not ${entry.job.provider}` }]);
     case -4:
       return new ShedError(lane, `pool ${b} is under pressure (${Number(c).toFixed(2)})`, Number(a));
     case -5:
