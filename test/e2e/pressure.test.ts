@@ -154,4 +154,33 @@ describe('pressure and shedding', () => {
     expect(new Set(results.map((r) => JSON.stringify(r.response))).size).toBe(1);
     expect(sim.stats().models[SONNET]?.admitted).toBe(1);
   });
+
+  it('lets a lane\'s jobs for an idle pool pass the jobs waiting on a busy one', async () => {
+    // Sonnet's pool allows 12 requests a minute; Haiku's is idle. 30 Sonnet jobs go first, then 10
+    // Haiku jobs, all NORMAL: the Haiku jobs must not queue behind Sonnet's quota.
+    const busy = { rpm: 12, itpm: 200_000, otpm: 50_000 };
+    const idle = { rpm: 6_000, itpm: 2_000_000, otpm: 400_000 };
+    const { producer } = await fleet(
+      { models: { [SONNET]: { provider: 'anthropic', limits: busy }, [HAIKU]: { provider: 'anthropic', limits: idle } }, latencyMs: 20 },
+      {
+        models: { [SONNET]: { provider: 'anthropic', pool: 'sonnet-4', limits: busy }, [HAIKU]: { provider: 'anthropic', pool: 'haiku-4', limits: idle } },
+        // Few slots, so the Haiku jobs sit in the lane behind Sonnet's instead of all being taken at once.
+        dispatch: { concurrency: 4 },
+      },
+      1,
+    );
+    const started = Date.now();
+    const sonnet = await Promise.all(Array.from({ length: 30 }, (_, i) => producer.enqueue(job('NORMAL', `sonnet ${i}`))));
+    const haiku = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => producer.enqueue(job('NORMAL', `haiku ${i}`, { request: { model: HAIKU, max_tokens: 32, messages: [{ role: 'user', content: `haiku ${i}` }] } }))),
+    );
+    const results = await Promise.all(haiku.map((h) => h.result({ timeoutMs: 20_000 })));
+    expect(results.every((r) => r.model === HAIKU)).toBe(true);
+    // Sonnet's bucket admits one request every 5 s after its first 12: most Sonnet jobs are still
+    // waiting, behind which the Haiku jobs would have waited minutes.
+    const finished = await Promise.all(sonnet.map(async (h) => (await producer.getJob(h.id))?.state === 'completed'));
+    expect(finished.filter(Boolean).length).toBeLessThanOrEqual(15);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(sim.stats().models[SONNET]?.refused429 ?? 0).toBe(0);
+  });
 });

@@ -44,6 +44,7 @@ export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
 export { addToLane, publishFleetSettings } from './admission.js';
 export type { Added, LaneEntry } from './admission.js';
+export { bringRunnableToFront, FRONT_SEARCH_DEPTH, type FrontOutcome } from './lane-fetch.js';
 export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
 export { failureReasonOf } from './failure-reason.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';

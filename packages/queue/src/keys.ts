@@ -42,8 +42,11 @@ export interface LaneKeys {
   tenantJobsPrefix: string;
   /** HASH of all-time counters per lane: `shed` (every shed), `shed:refused` (at admission), `shed:waiting`. */
   stats: string;
-  /** STRING: the lane is backed off fleet-wide until this key expires. */
-  backoff: string;
+  /**
+   * ZSET pool -> epoch ms: the lane's jobs for that pool are backed off fleet-wide until then (the
+   * bucket told one of them to wait); the lane's jobs for other pools keep flowing.
+   */
+  poolBackoff: string;
 }
 
 const laneKeysCache = new Map<string, Readonly<LaneKeys>>();
@@ -78,7 +81,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     shedding: own('shedding'),
     tenantJobsPrefix: own('tenant-jobs:'),
     stats: own('stats'),
-    backoff: own('backoff'),
+    poolBackoff: own('pool-backoff'),
   };
 }
 

@@ -1,15 +1,19 @@
 /**
  * One dispatcher per worker process: fetches jobs by hand across the lanes in priority order
  * (BullMQ has no priority across queues), one per free slot, renews their locks, and applies each
- * job's outcome. A job told to wait goes back to the front of its lane and the lane backs off
- * fleet-wide for exactly that wait, so a waiting job never holds a slot.
+ * job's outcome. A job told to wait goes back to the front of its lane and its pool backs off in
+ * that lane, fleet-wide, for exactly that wait, so a waiting job never holds a slot. The lane's
+ * jobs for other pools keep flowing: before a fetch, the first of them is brought to the front.
+ * Only when every job near the front waits on a backed-off pool does the whole lane back off.
  */
 import { Queue, Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
+  bringRunnableToFront,
   createRedis,
   INTERACTIVE_LANES,
   laneKeys,
+  poolOf,
   type HeadroomConfig,
   type InteractiveLane,
   type LlmJob,
@@ -22,7 +26,7 @@ export interface DispatcherOptions {
   ctx: RunContext;
   config: HeadroomConfig;
   redisUrl: string;
-  /** Command connection for the fleet backoff keys. */
+  /** Command connection for the fleet's pool backoffs. */
   redis: Redis | Cluster;
   workerId: string;
 }
@@ -37,10 +41,10 @@ interface Active {
 
 const IDLE_SLEEP_MAX_MS = 100;
 /**
- * A lane never backs off longer than this, so its front job is looked at again (shed checks,
- * limits that changed) even while the bucket would keep it waiting for minutes.
+ * A pool (or a lane) never backs off longer than this, so its front job is looked at again (shed
+ * checks, limits that changed) even while the bucket would keep it waiting for minutes.
  */
-const MAX_LANE_BACKOFF_MS = 1_000;
+const MAX_BACKOFF_MS = 1_000;
 const FLEET_BACKOFF_REFRESH_MS = 100;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -55,6 +59,8 @@ export class Dispatcher {
   private slotWaiter: (() => void) | undefined;
   private lockTimer: NodeJS.Timeout | undefined;
   private lastFleetRefresh = 0;
+  /** Per lane, pool -> until (epoch ms): this worker's and, refreshed, the fleet's. */
+  private readonly poolBackoffs = new Map<InteractiveLane, Map<string, number>>(INTERACTIVE_LANES.map((lane) => [lane, new Map()]));
   private tokenSeq = 0;
   private batch: Queue | undefined;
 
@@ -148,12 +154,32 @@ export class Dispatcher {
 
   private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string } | undefined> {
     for (const lane of this.picker.candidates()) {
+      const blocked = this.backedOffPools(lane);
+      if (blocked.length > 0) {
+        const front = await bringRunnableToFront(this.opts.redis, this.opts.config.redis.prefix, lane, blocked);
+        if (front === 'blocked') {
+          this.picker.backOff(lane, this.msUntilFirstPoolReopens(lane));
+          continue;
+        }
+      }
       const token = `${this.opts.workerId}:${++this.tokenSeq}`;
       const job = await this.lanes.get(lane)!.getNextJob(token, { block: false });
       if (job) return { job, lane, token };
       this.picker.markEmpty(lane);
     }
     return undefined;
+  }
+
+  private backedOffPools(lane: InteractiveLane): string[] {
+    const now = this.opts.ctx.now();
+    const pools = this.poolBackoffs.get(lane)!;
+    for (const [pool, until] of pools) if (until <= now) pools.delete(pool);
+    return [...pools.keys()];
+  }
+
+  private msUntilFirstPoolReopens(lane: InteractiveLane): number {
+    const until = Math.min(...this.poolBackoffs.get(lane)!.values());
+    return Math.max(1, until - this.opts.ctx.now());
   }
 
   private begin(job: Job, lane: InteractiveLane, token: string): void {
@@ -218,8 +244,7 @@ export class Dispatcher {
         case 'requeue':
           await this.saveProgress(job, outcome.progress);
           await attempt(() => job.moveToWait(token));
-          this.picker.backOff(lane, Math.min(outcome.waitMs, MAX_LANE_BACKOFF_MS));
-          await this.setFleetBackoff(lane, Math.min(outcome.waitMs, MAX_LANE_BACKOFF_MS));
+          await this.backOffPool(lane, poolOf(this.opts.config, (job.data as LlmJob).request.model), Math.min(outcome.waitMs, MAX_BACKOFF_MS));
           return;
         case 'to_batch': {
           let movedTo: string;
@@ -277,24 +302,38 @@ export class Dispatcher {
     );
   }
 
-  private async setFleetBackoff(lane: InteractiveLane, ms: number): Promise<void> {
+  /** Backs the pool off in the lane, here and (for the other workers' next refresh) fleet-wide. */
+  private async backOffPool(lane: InteractiveLane, pool: string, ms: number): Promise<void> {
     if (ms < 1) return;
-    await this.opts.redis.set(laneKeys(this.opts.config.redis.prefix, lane).backoff, String(ms), 'PX', Math.ceil(ms)).catch(() => {});
+    const until = this.opts.ctx.now() + ms;
+    this.noteBackoff(lane, pool, until);
+    const key = laneKeys(this.opts.config.redis.prefix, lane).poolBackoff;
+    // GT: a shorter wait learnt later never cuts a longer one short. The key outlives no backoff.
+    await this.opts.redis.multi().zadd(key, 'GT', until, pool).pexpire(key, MAX_BACKOFF_MS * 2).exec().catch(() => {});
+  }
+
+  private noteBackoff(lane: InteractiveLane, pool: string, until: number): void {
+    const pools = this.poolBackoffs.get(lane)!;
+    if (until > (pools.get(pool) ?? 0)) pools.set(pool, until);
   }
 
   /**
-   * Learns other workers' lane backoffs, at most every 100 ms. One command per lane, sent
+   * Learns other workers' pool backoffs, at most every 100 ms. One command per lane, sent
    * together: each lane is its own hash slot, and a Redis Cluster pipeline must stay within one
    * slot; on a single node ioredis writes them back to back, so it is still one round trip.
+   * Times are the workers' clocks, so one learnt from the fleet is held to at most a second from
+   * now here: a worker whose clock runs ahead cannot back the others off for longer.
    */
   private async refreshFleetBackoff(): Promise<void> {
     const now = this.opts.ctx.now();
     if (now - this.lastFleetRefresh < FLEET_BACKOFF_REFRESH_MS) return;
     this.lastFleetRefresh = now;
     const prefix = this.opts.config.redis.prefix;
-    const ttls = await Promise.all(INTERACTIVE_LANES.map((lane) => this.opts.redis.pttl(laneKeys(prefix, lane).backoff).catch(() => -2)));
-    ttls.forEach((ttl, i) => {
-      if (ttl > 0) this.picker.backOff(INTERACTIVE_LANES[i]!, ttl);
+    const all = await Promise.all(
+      INTERACTIVE_LANES.map((lane) => this.opts.redis.zrangebyscore(laneKeys(prefix, lane).poolBackoff, now, '+inf', 'WITHSCORES').catch(() => [] as string[])),
+    );
+    all.forEach((entries, i) => {
+      for (let j = 0; j < entries.length; j += 2) this.noteBackoff(INTERACTIVE_LANES[i]!, entries[j]!, Math.min(Number(entries[j + 1]), now + MAX_BACKOFF_MS));
     });
   }
 }

@@ -1,0 +1,52 @@
+--[[
+  Brings the lane's first job that is not waiting on a backed-off pool to the front of the lane,
+  so the next BullMQ fetch takes it. A lane holds jobs for several pools (Anthropic and OpenAI
+  models, say): a job told to wait for its pool's quota goes back to the front, and without this
+  every job behind it would wait for that pool too, however idle its own pool is.
+
+  Only the first ARGV[1] jobs are looked at (the front of the wait list is its right end, where
+  BullMQ takes from). The job that moves keeps nothing but its place; the skipped jobs keep theirs,
+  so they are first again once their pool's backoff ends.
+
+  KEYS[1] the lane's wait list     KEYS[2] the lane's models hash (model -> `provider:pool`)
+  ARGV[1] how many jobs to look at   ARGV[2..] the backed-off pools
+
+  Returns 'front' (the first job is runnable), 'moved', 'blocked' (every job looked at waits on a
+  backed-off pool) or 'empty'.
+]]
+local ids = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
+if #ids == 0 then return 'empty' end
+local blocked = {}
+for i = 2, #ARGV do blocked[ARGV[i]] = true end
+-- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
+local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
+local pools = {}
+
+-- A job's pool is its primary model's, as the bucket and admission see it. The job's name is
+-- `provider:model` (a model id may itself hold ':', a fine-tuned OpenAI model does).
+local function poolOf(id)
+  local name = redis.call('HGET', jobKeyPrefix .. id, 'name')
+  if not name then return nil end
+  local sep = string.find(name, ':', 1, true)
+  local model = sep and string.sub(name, sep + 1) or name
+  local pool = pools[model]
+  if pool == nil then
+    local known = redis.call('HGET', KEYS[2], model)
+    local at = known and string.find(known, ':', 1, true)
+    pool = at and string.sub(known, at + 1) or model
+    pools[model] = pool
+  end
+  return pool
+end
+
+for i = #ids, 1, -1 do
+  local pool = poolOf(ids[i])
+  -- A job gone meanwhile (removed, or taken by another worker) is not in the way.
+  if pool and not blocked[pool] then
+    if i == #ids then return 'front' end
+    redis.call('LREM', KEYS[1], 1, ids[i])
+    redis.call('RPUSH', KEYS[1], ids[i])
+    return 'moved'
+  end
+end
+return 'blocked'
