@@ -2,7 +2,6 @@
  * The producer: validates, admits against the lane cap, adds the job, and waits for results.
  */
 import type { Queue } from 'bullmq';
-import type { Cluster, Redis } from 'ioredis';
 import {
   coalesceKeyOf,
   asRedisError,
@@ -102,7 +101,6 @@ function toJobState(raw: string): JobState {
 
 export class Producer {
   private readonly client: SharedClient;
-  private readonly redis: Redis | Cluster;
   private readonly prefix: string;
   private readonly maxJobBytes: number;
   private readonly connectTimeoutMs: number;
@@ -129,9 +127,8 @@ export class Producer {
     this.batchRetention = { removeOnComplete: atLeastBatchCap(this.retention.removeOnComplete), removeOnFail: atLeastBatchCap(this.retention.removeOnFail) };
     this.resultCacheTtlMs = opts.resultCacheTtlMs ?? 0;
     this.client = sharedClient(opts.redis);
-    this.redis = this.client.redis;
     this.batcher = this.client.batcher(this.prefix);
-    this.waiter = new ResultWaiter(this.redis, this.prefix, (lane) => this.queue(lane));
+    this.waiter = new ResultWaiter(this.client.redis, this.prefix, (lane) => this.queue(lane));
   }
 
   /**
@@ -250,8 +247,8 @@ export class Producer {
 
   /** One wait shared by every call made while the connection comes up. */
   private ready(): Promise<void> {
-    if (this.redis.status === 'ready') return Promise.resolve();
-    this.pendingReady ??= waitForReady(this.redis, this.connectTimeoutMs).finally(() => {
+    if (this.client.redis.status === 'ready') return Promise.resolve();
+    this.pendingReady ??= waitForReady(this.client.redis, this.connectTimeoutMs).finally(() => {
       this.pendingReady = undefined;
     });
     return this.pendingReady;

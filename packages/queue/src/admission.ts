@@ -97,7 +97,7 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
     const models = modelLadder(job);
     ladders.push(models);
     add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, opts, jobId);
-    args.push(jobId, job.provider, job.tenant ?? '', models.length === 1 ? models[0]! : models.join('\n'), add[9]!, add[10]!, add[11]!);
+    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), add[9]!, add[10]!, add[11]!);
   }
   // Every job of a lane has the same nine keys.
   const reply = await runScript<(string | number)[]>(redis, 'add', add.slice(0, 9) as string[], args);

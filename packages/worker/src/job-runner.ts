@@ -1,6 +1,7 @@
 /**
  * Runs one job: plan a model from the fallback ladder, draw its need from the shared bucket,
- * call the provider, hand its usage and headers back to the bucket, and decide what happens after a failure.
+ * call the provider, hand its usage and headers back to the bucket, and decide what happens
+ * after a failure.
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it can be tested without one.
  */
@@ -105,9 +106,9 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         await sleep(plan.waitMs);
         continue;
       }
-      // A cooling or broken model is that model's problem, not the lane's: park the job alone.
       // A cooling or broken model, or a tenant over its quota, is that job's problem, not the
-      // lane's: park the job alone so the jobs behind it keep flowing.
+      // lane's: park the job alone so the jobs behind it keep flowing. A pool out of quota
+      // concerns every job of that pool: requeued, it backs the pool off in the lane.
       return plan.reason === 'cooldown' || plan.reason === 'breaker' || plan.reason.startsWith('tenant')
         ? { kind: 'delay', delayMs: plan.waitMs, progress }
         : { kind: 'requeue', waitMs: plan.waitMs, progress };

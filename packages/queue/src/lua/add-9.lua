@@ -37,6 +37,7 @@
     -5, max, '', ''                        QUOTA_EXCEEDED: the tenant holds its max of unfinished jobs
 ]]
 --- @bullmq "addStandardJob"
+--- @include "includes/model-pool"
 
 -- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
 local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
@@ -84,11 +85,9 @@ local function poolOf(provider, models)
       if redis.call('EXISTS', modelsKey) == 1 then return nil, -2, model end
       return pool or model
     end
-    -- `provider:pool`; a bare provider (as an older fleet published) is a pool of its own.
-    local sep = string.find(known, ':', 1, true)
-    local owner = sep and string.sub(known, 1, sep - 1) or known
+    local owner, modelPool = providerAndPool(known, model)
     if owner ~= provider then return nil, -3, model, owner end
-    pool = pool or (sep and string.sub(known, sep + 1) or model)
+    pool = pool or modelPool
   end
   return pool
 end

@@ -14,6 +14,8 @@
   Returns 'front' (the first job is runnable), 'moved', 'blocked' (every job looked at waits on a
   backed-off pool) or 'empty'.
 ]]
+--- @include "includes/model-pool"
+
 local ids = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
 if #ids == 0 then return 'empty' end
 local blocked = {}
@@ -32,8 +34,11 @@ local function poolOf(id)
   local pool = pools[model]
   if pool == nil then
     local known = redis.call('HGET', KEYS[2], model)
-    local at = known and string.find(known, ':', 1, true)
-    pool = at and string.sub(known, at + 1) or model
+    pool = model
+    if known then
+      local _
+      _, pool = providerAndPool(known, model)
+    end
     pools[model] = pool
   end
   return pool
