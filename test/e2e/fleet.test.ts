@@ -9,6 +9,7 @@ import { Producer, ShedError, type JobHandle, type LlmJobInput, type LlmResult, 
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { waitForFleet } from '../support/probes.js';
 
 const MODEL = 'claude-sonnet-4-6';
 // RPM binds (5 requests/s); tokens/min are far from binding for these small requests.
@@ -45,6 +46,11 @@ describe('worker fleet', () => {
       dispatch: { concurrency: 16, lockMs: 4_000, stalledIntervalMs: 1_000, shutdownGraceMs: 5_000 },
     });
     workers = [1, 2, 3, 4].map((n) => spawnWorker(config, redis.url, `w${n}`, { FLEET_TEST_ANTHROPIC_KEY: 'sk-fleet-test' }));
+    // The timeline below (the CRITICAL burst at 5 s, the SIGKILL at 8 s) is a running fleet's. Four
+    // processes take about 6.4 s to boot here, more on a loaded machine: without this wait the
+    // burst was queued before any worker ran, and a kill landing on a CRITICAL call let the LOW
+    // backlog run on the full bucket ahead of that job's retry (143 LOW jobs in one full-suite run).
+    await waitForFleet(redis.url, 'fleet', workers);
     const producer = new Producer({ redis: redis.url, prefix: 'fleet' });
     const handles: { priority: Priority; handle: JobHandle }[] = [];
     const add = async (priority: Priority, i: number) => {
