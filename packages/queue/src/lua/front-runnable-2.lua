@@ -33,12 +33,9 @@ local function poolOf(id)
   local model = sep and string.sub(name, sep + 1) or name
   local pool = pools[model]
   if pool == nil then
-    local known = redis.call('HGET', KEYS[2], model)
-    pool = model
-    if known then
-      local _
-      _, pool = providerAndPool(known, model)
-    end
+    -- A model the fleet has not published is its own pool, as a bare provider entry leaves it.
+    local _, modelPool = providerAndPool(redis.call('HGET', KEYS[2], model) or '', model)
+    pool = modelPool
     pools[model] = pool
   end
   return pool
