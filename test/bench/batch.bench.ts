@@ -24,10 +24,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { fleetKeys, freePort, startEmbeddedRedis } from '@headroom/queue';
+import { fleetKeys, readFleetStats } from '@headroom/queue';
 import type { SimulatorStats } from '@headroom/simulator';
-import { readFleetStats } from '@headroom/worker';
 import { REPO_ROOT, spawnWorker, stopAll, writeConfig } from '../support/fleet.js';
+import { freePort, startEmbeddedRedis } from '@headroom/testing';
 
 const SONNET = 'claude-sonnet-4-6';
 const GPT = 'gpt-4.1-mini';

@@ -18,7 +18,8 @@
  */
 import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
-import { Bucket, startEmbeddedRedis, type PoolLimits, type SettleResult } from '@headroom/queue';
+import { Bucket, type PoolLimits, type SettleResult } from '@headroom/queue';
+import { startEmbeddedRedis } from '@headroom/testing';
 
 const WARMUP_MS = 500;
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 3_000);

@@ -14,7 +14,8 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { laneKeys, parseConfig, publishFleetSettings, startEmbeddedRedis } from '@headroom/queue';
+import { laneKeys, parseConfig, publishFleetSettings } from '@headroom/queue';
+import { startEmbeddedRedis } from '@headroom/testing';
 
 /**
  * Jobs per round for each call in flight: a round of 8 concurrent calls is 8 times as long, so

@@ -8,12 +8,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import type { EmbeddedRedis } from '@headroom/queue';
 import type { Simulator } from '@headroom/simulator';
 import { REPO_ROOT } from '../support/fleet.js';
 import type { BaselineResult } from './fleet-baseline-worker.js';
 import { cpuSecondsOf, mapLimit, sleep, type JobOutcome, type ModeDriver } from './fleet-mode.js';
 import { requestOf, type BenchLane, type BenchSettings, type JobSpec } from './fleet-workload.js';
+import type { EmbeddedRedis } from '@headroom/testing';
 
 const QUEUE = 'bench-llm';
 const PRIORITY: Record<BenchLane, number> = { CRITICAL: 1, HIGH: 2, NORMAL: 3, LOW: 4 };

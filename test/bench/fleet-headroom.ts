@@ -7,11 +7,12 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Producer, type LlmResult } from '@headroom/producer-sdk';
-import { Bucket, INTERACTIVE_LANES, laneKeys, type EmbeddedRedis, type InteractiveLane } from '@headroom/queue';
+import { Bucket, INTERACTIVE_LANES, laneKeys, type InteractiveLane } from '@headroom/queue';
 import type { Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { cpuSecondsOf, mapLimit, sleep, type JobOutcome, type ModeDriver } from './fleet-mode.js';
 import { MODEL, requestOf, type BenchSettings, type JobSpec } from './fleet-workload.js';
+import type { EmbeddedRedis } from '@headroom/testing';
 
 const PREFIX = 'bench';
 const KEY_ENV = 'FLEET_BENCH_ANTHROPIC_KEY';

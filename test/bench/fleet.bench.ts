@@ -21,13 +21,13 @@
  * BENCH_MAX_TOKENS (512), BENCH_LATENCY_MS (200-600), BENCH_SEED (42),
  * BENCH_MODES (headroom,bullmq,limiter), BENCH_TIMEOUT_SECONDS (900: watchdog).
  */
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startBullmq } from './fleet-bullmq.js';
 import { startHeadroom } from './fleet-headroom.js';
 import { mapLimit, sleep, type ModeDriver } from './fleet-mode.js';
 import { figuresOf, headroomGoals, renderTable, type JobRecord, type ModeFigures, type ModeRun } from './fleet-report.js';
 import { benchSettings, buildWorkload, MODEL, requestOf, type BenchSettings, type Workload } from './fleet-workload.js';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 type Limits = { rpm: number; itpm: number; otpm: number };
 

@@ -19,11 +19,11 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { freePort, startEmbeddedRedis } from '@headroom/queue';
 import { startSimulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { metricValue, scrapeMetrics, sleep, waitForFleet } from '../support/probes.js';
 import type { ChildMessage, ParentMessage, SoakReport } from './soak-producer.js';
+import { freePort, startEmbeddedRedis } from '@headroom/testing';
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const SECONDS = num('SOAK_SECONDS', 600);

@@ -5,9 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
-import { parseConfig, startEmbeddedRedis } from '@headroom/queue';
+import { parseConfig, createLogger } from '@headroom/queue';
 import { startSimulator } from '@headroom/simulator';
-import { createLogger, startWorker } from '@headroom/worker';
+import { startWorker } from '@headroom/worker';
+import { startEmbeddedRedis } from '@headroom/testing';
 
 const MODEL = 'claude-sonnet-4-6';
 const LIMITS = { rpm: 20_000, itpm: 4_000_000, otpm: 1_000_000 };

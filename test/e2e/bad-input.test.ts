@@ -17,11 +17,12 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeadroomError, JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { ConfigError, loadConfig, parseConfig, publishFleetSettings, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { ConfigError, loadConfig, parseConfig, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { dumpRedis, keysUnder, waitForFleet } from '../support/probes.js';
 import { startProviderStub, type ProviderStub, type WireMode } from '../support/provider-stub.js';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';

@@ -10,10 +10,11 @@ import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
-import { fleetKeys, idempotentJobId, parseConfig, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { fleetKeys, idempotentJobId, parseConfig, type HeadroomConfigInput, createLogger, readFleetStats } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
-import { createLogger, customIdOf, readFleetStats, startWorker, type RunningWorker } from '@headroom/worker';
+import { customIdOf, startWorker, type RunningWorker } from '@headroom/worker';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';

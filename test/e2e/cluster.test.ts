@@ -8,10 +8,11 @@
 import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, QueueFullError, type JobHandle, type LlmJobInput, type Priority } from '@headroom/producer-sdk';
-import { Bucket, createRedis, freePort, laneKeys, LANES, parseConfig, poolKeys, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
+import { Bucket, createRedis, laneKeys, LANES, parseConfig, poolKeys, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
+import { freePort } from '@headroom/testing';
 
 const MODEL = 'claude-sonnet-4-6';
 const LIMITS = { rpm: 600, itpm: 400_000, otpm: 100_000 };

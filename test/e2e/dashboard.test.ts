@@ -13,10 +13,11 @@ import { Redis } from 'ioredis';
 import { chromium, type Browser, type Locator } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type JobHandle, type Priority } from '@headroom/producer-sdk';
-import { Bucket, freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/queue';
+import { Bucket } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
-import { DASHBOARD_METRIC_NAMES, type AlertWebhookBody, type Overview } from '@headroom/worker';
 import { REPO_ROOT, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { DASHBOARD_METRIC_NAMES, type AlertWebhookBody, type Overview } from '@headroom/dashboard';
 
 const ARTIFACTS = join(REPO_ROOT, 'test/artifacts');
 const PREFIX = 'dash';

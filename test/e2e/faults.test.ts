@@ -17,10 +17,11 @@ import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JobFailedError, JobNotFoundError, Producer, RedisUnavailableError, type JobHandle, type LlmJobInput, type LlmResult, type Priority } from '@headroom/producer-sdk';
-import { Bucket, laneKeys, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { Bucket, laneKeys, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { sleep, until, waitForFleet } from '../support/probes.js';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';

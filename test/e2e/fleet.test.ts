@@ -6,10 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, ShedError, type JobHandle, type LlmJobInput, type LlmResult, type Priority } from '@headroom/producer-sdk';
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { waitForFleet } from '../support/probes.js';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const MODEL = 'claude-sonnet-4-6';
 // RPM binds (5 requests/s); tokens/min are far from binding for these small requests.

@@ -6,9 +6,10 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { JobFailedError, Producer, ShedError, type JobHandle, type LlmJobInput, type LlmResult, type Priority } from '@headroom/producer-sdk';
-import { parseConfig, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { parseConfig, type HeadroomConfigInput, createLogger, readFleetStats } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
-import { createLogger, readFleetStats, startWorker } from '@headroom/worker';
+import { startWorker } from '@headroom/worker';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';

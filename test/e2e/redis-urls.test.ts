@@ -7,11 +7,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createRedis, freePort, RedisUnavailableError, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { createRedis, RedisUnavailableError, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
 import { makeTestCerts, type TestCerts } from '../support/tls-certs.js';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const MODEL = 'claude-haiku-4-5';
 const LIMITS = { rpm: 600, itpm: 400_000, otpm: 100_000 };

@@ -4,9 +4,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { parseConfig, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { parseConfig, type HeadroomConfigInput, createLogger } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
-import { createLogger, startWorker, type RunningWorker } from '@headroom/worker';
+import { startWorker, type RunningWorker } from '@headroom/worker';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';

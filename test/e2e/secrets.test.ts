@@ -11,12 +11,13 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobFailedError, Producer, type JobHandle, type LlmJobInput } from '@headroom/producer-sdk';
-import { freePort, parseConfig, startEmbeddedRedis, type EmbeddedRedis, type HeadroomConfigInput } from '@headroom/queue';
+import { parseConfig, type HeadroomConfigInput, createLogger } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
-import { createLogger, startDashboard, type RunningDashboard } from '@headroom/worker';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { dumpRedis, scrapeMetrics, waitForFleet } from '../support/probes.js';
 import { startProviderStub, type ProviderStub, type WireMode } from '../support/provider-stub.js';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { startDashboard, type RunningDashboard } from '@headroom/dashboard';
 
 const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';

@@ -4,9 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const MODEL = 'claude-haiku-4-5';
 let redis: EmbeddedRedis;

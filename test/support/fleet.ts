@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { HeadroomConfigInput } from '@headroom/queue';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(REPO_ROOT, 'packages/worker/src/cli.ts');
+const CLI = join(REPO_ROOT, 'packages/cli/src/cli.ts');
 
 /** YAML is a superset of JSON, so a JSON body is a valid headroom.config.yaml. */
 export function writeConfig(config: HeadroomConfigInput): string {

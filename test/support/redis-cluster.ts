@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/queue';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const run = promisify(execFile);
 

@@ -2,16 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createRedis,
-  freePort,
-  laneKeys,
-  parseConfig,
-  publishFleetSettings,
-  startEmbeddedRedis,
-  type EmbeddedRedis,
-  type LlmResult,
-} from '@headroom/queue';
+import { createRedis, laneKeys, parseConfig, publishFleetSettings, type LlmResult } from '@headroom/queue';
 import {
   JobFailedError,
   JobValidationError,
@@ -21,6 +12,7 @@ import {
   TimeoutError,
   type LlmJobInput,
 } from './index.js';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 let redis: EmbeddedRedis;
 let admin: Redis;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, type AcquireResult, type BucketOptions, type PoolLimits, type Reservation } from './bucket.js';
-import { type EmbeddedRedis, startEmbeddedRedis } from './embedded-redis.js';
+import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
 import { createRedis } from './connection.js';
 import { ErrorCode, HeadroomError } from './errors.js';
 import { SETTLES_PER_CALL } from './internal/carried-work.js';

@@ -10,7 +10,7 @@ import {
   type PoolLimits,
   type Reservation,
 } from './bucket.js';
-import { type EmbeddedRedis, startEmbeddedRedis } from './embedded-redis.js';
+import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
 import type { Lane } from './lanes.js';
 import { parseRateLimitHeaders } from './rate-limit-headers.js';
 

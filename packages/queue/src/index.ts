@@ -50,8 +50,6 @@ export { failureReasonOf } from './failure-reason.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
-export { startEmbeddedRedis, freePort } from './embedded-redis.js';
-export type { EmbeddedRedis, EmbeddedRedisOptions } from './embedded-redis.js';
 export { Bucket, countedUsage, POOL_DIMENSIONS } from './bucket.js';
 export type {
   AcquireRequest,
@@ -76,3 +74,9 @@ export { parseRateLimitHeaders, parseRetryAfterMs, parseDurationMs } from './rat
 export type { Observed, ObservedLimit, HeaderSource } from './rate-limit-headers.js';
 export { computePressure } from './pressure.js';
 export type { Pressure, PressureInput } from './pressure.js';
+export { createLogger } from './logger.js';
+export type { Logger } from './logger.js';
+export { FleetStatsWriter, readFleetStats, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
+export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';
+export { Heartbeat, readHeartbeats, HEARTBEAT_INTERVAL_MS } from './telemetry/heartbeat.js';
+export type { WorkerHeartbeat, Heartbeats, HeartbeatOptions, BreakerBeat, BreakerSnapshot, BreakerState } from './telemetry/heartbeat.js';

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishFleetSettings } from './admission.js';
 import { parseConfig } from './config.js';
-import { type EmbeddedRedis, startEmbeddedRedis } from './embedded-redis.js';
+import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
 import { laneKeys } from './keys.js';
 import { bringRunnableToFront } from './lane-fetch.js';
 

@@ -5,19 +5,16 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, publishFleetSettings, type HeadroomConfig, type Provider } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, publishFleetSettings, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
-import { Breaker } from './breaker.js';
-import { Dispatcher } from './dispatcher.js';
-import { FleetStatsWriter } from './fleet-stats.js';
-import { Heartbeat } from './heartbeat.js';
-import { createLogger, type Logger } from './logger.js';
+import { Breaker } from './run/breaker.js';
+import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerMetrics } from './metrics.js';
-import { PressureMonitor } from './pressure-monitor.js';
+import { PressureMonitor } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
-import { TokenEstimator } from './token-estimator.js';
+import { TokenEstimator } from './run/token-estimator.js';
 
 export interface StartWorkerOptions {
   config: HeadroomConfig;

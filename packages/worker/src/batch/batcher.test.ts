@@ -2,13 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EmbeddedRedis, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, startEmbeddedRedis } from '@headroom/queue';
+import { fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger } from '@headroom/queue';
 import { type Simulator, startSimulator } from '@headroom/simulator';
-import { FleetStatsWriter } from '../fleet-stats.js';
-import { createLogger } from '../logger.js';
 import { WorkerMetrics } from '../metrics.js';
 import { AnthropicBatchApi } from './anthropic-batch-api.js';
 import { Batcher } from './batcher.js';
+import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
 
 const MODEL = 'claude-haiku-4-5';
 let server: EmbeddedRedis;

@@ -21,9 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { Job, Worker as BullWorker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { createRedis, fleetKeys, laneKeys, LlmJob, type HeadroomConfig } from '@headroom/queue';
-import type { FleetStatsWriter } from '../fleet-stats.js';
-import type { Logger } from '../logger.js';
+import { createRedis, fleetKeys, laneKeys, LlmJob, type HeadroomConfig, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';

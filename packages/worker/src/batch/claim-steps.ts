@@ -10,8 +10,7 @@
  * The leader's loop (batcher.ts) decides when; this file decides what.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
-import type { HeadroomConfig, LlmJob } from '@headroom/queue';
-import type { Logger } from '../logger.js';
+import type { HeadroomConfig, LlmJob, Logger } from '@headroom/queue';
 import type { BatchApi, BatchEntry, BatchStatus } from './batch-api.js';
 import type { BatchApis } from './batch-apis.js';
 import type { BatchMetrics } from './batch-metrics.js';

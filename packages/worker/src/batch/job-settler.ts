@@ -8,10 +8,8 @@
  * settlement, and the refusal is recognised by reading the job, not by parsing an error.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
-import type { HeadroomConfig, LlmJob, LlmResult, Provider, Usage } from '@headroom/queue';
-import { costOf } from '../cost.js';
-import type { FleetStatsWriter } from '../fleet-stats.js';
-import type { Logger } from '../logger.js';
+import type { HeadroomConfig, LlmJob, LlmResult, Provider, Usage, FleetStatsWriter, Logger } from '@headroom/queue';
+import { costOf } from '../run/cost.js';
 import type { WorkerMetrics } from '../metrics.js';
 
 /** A job its batches keep losing goes back to the lane this many times, then fails. */

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { type EmbeddedRedis, fleetKeys, startEmbeddedRedis } from '@headroom/queue';
+import { fleetKeys } from '@headroom/queue';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeaderLease } from './leader-lease.js';
+import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
 
 let server: EmbeddedRedis;
 const conns: Redis[] = [];

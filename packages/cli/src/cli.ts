@@ -1,0 +1,134 @@
+/**
+ * The `headroom` command: `headroom worker`, `headroom dashboard`, `headroom status`, `headroom demo`.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, createRedis, HeadroomError, loadConfig, redisUrlOf, waitForReady } from '@headroom/queue';
+import { startDashboard, openOverviewReader } from '@headroom/dashboard';
+import { runDemo } from './demo.js';
+import { renderStatus } from './status-view.js';
+import { startWorker } from '@headroom/worker';
+
+function positiveNumber(flag: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new HeadroomError('CONFIG_INVALID', `${flag} expects a positive number, got "${raw}"`);
+  return n;
+}
+
+const USAGE = `usage: headroom <command> [options]
+
+commands:
+  worker      run a fleet process    --config headroom.config.yaml [--redis URL] [--id NAME]
+  dashboard   Bull Board, the quota page, /metrics and alerts
+              --config headroom.config.yaml [--redis URL] [--port N] [--read-only]
+              [--show-payloads: show prompts and completions in Bull Board's job view]
+              [--local-only: bind 127.0.0.1; the only way to run without credentials]
+  status      the fleet as a table: lanes, pools, 429s, cost
+              --config headroom.config.yaml [--redis URL] [--watch]
+  demo        a whole fleet on this machine (private Redis, simulator, 3 workers, dashboard)
+              [--duration SECONDS] [--workers N] [--check: exit 1 unless every lane completed jobs with zero 429s]
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      config: { type: 'string', default: 'headroom.config.yaml' },
+      redis: { type: 'string' },
+      id: { type: 'string' },
+      port: { type: 'string' },
+      'read-only': { type: 'boolean', default: false },
+      'local-only': { type: 'boolean', default: false },
+      'show-payloads': { type: 'boolean', default: false },
+      watch: { type: 'boolean', default: false },
+      duration: { type: 'string' },
+      workers: { type: 'string' },
+      check: { type: 'boolean', default: false },
+    },
+    allowPositionals: true,
+  });
+  switch (command) {
+    case 'worker': {
+      const config = loadConfig(values.config!);
+      const redisUrl = values.redis ?? redisUrlOf(config);
+      if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${values.config}, or pass --redis`);
+      // Listen before starting: a SIGTERM that lands during start-up still gets a clean stop.
+      let stopRequested: () => void = () => {};
+      const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
+      process.once('SIGTERM', () => stopRequested());
+      process.once('SIGINT', () => stopRequested());
+      const worker = await startWorker({ config, redisUrl, ...(values.id ? { id: values.id } : {}) });
+      await stopped;
+      await worker.close();
+      return 0;
+    }
+    case 'dashboard': {
+      const config = loadConfig(values.config!);
+      const redisUrl = values.redis ?? redisUrlOf(config);
+      if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${values.config}, or pass --redis`);
+      const port = values.port === undefined ? undefined : Number(values.port);
+      if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new HeadroomError('CONFIG_INVALID', `--port: expected 0-65535, got ${values.port}`);
+      let stopRequested: () => void = () => {};
+      const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
+      process.once('SIGTERM', () => stopRequested());
+      process.once('SIGINT', () => stopRequested());
+      const dashboard = await startDashboard({
+        config,
+        redisUrl,
+        localOnly: values['local-only'],
+        readOnly: values['read-only'],
+        showPayloads: values['show-payloads'],
+        ...(port !== undefined ? { port } : {}),
+      });
+      await stopped;
+      await dashboard.close();
+      return 0;
+    }
+    case 'status': {
+      const config = loadConfig(values.config!);
+      const redisUrl = values.redis ?? redisUrlOf(config);
+      if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${values.config}, or pass --redis`);
+      const redis = createRedis(redisUrl, 'producer');
+      await waitForReady(redis, 5_000);
+      const reader = openOverviewReader(redis, config);
+      try {
+        do {
+          const table = renderStatus(await reader.read());
+          process.stdout.write(values.watch && process.stdout.isTTY ? `\x1b[2J\x1b[H${table}\n` : `${table}\n`);
+          if (values.watch) await new Promise((r) => setTimeout(r, 2_000));
+        } while (values.watch);
+      } finally {
+        await reader.close();
+        redis.disconnect();
+      }
+      return 0;
+    }
+    case 'demo':
+      return runDemo({
+        ...(values.duration ? { durationSec: positiveNumber('--duration', values.duration) } : {}),
+        ...(values.workers ? { workers: positiveNumber('--workers', values.workers) } : {}),
+        check: values.check === true,
+      });
+    default:
+      process.stderr.write(USAGE);
+      return command ? 2 : 0;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError || err instanceof HeadroomError) {
+      process.stderr.write(`headroom: ${err.message}\n`);
+      process.exit(2);
+    }
+    // A mistyped flag is a usage error, not a crash: say which flag, show the usage, no stack.
+    const code = (err as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {
+      process.stderr.write(`headroom: ${(err as Error).message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    process.stderr.write(`headroom: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,214 @@
+/**
+ * `headroom demo`: the whole system on one machine with nothing configured. Starts a private
+ * Redis (unless REDIS_URL is set), the provider simulator (unless an API key is set), worker
+ * processes and the dashboard, then drives a mixed workload — every lane, batch jobs, a runaway
+ * tenant, a 529 brownout — and shows the fleet live. Ctrl-C stops everything it started.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { ErrorCode, HeadroomError, laneKeys, parseConfig, QueueFullError, QuotaExceededError, ShedError, type HeadroomConfigInput, type LlmJobInput } from '@headroom/queue';
+import { Producer } from '@headroom/producer-sdk';
+import { freePort, REDIS_SERVER_NOT_FOUND, startEmbeddedRedis } from '@headroom/testing';
+import { startSimulator, type Simulator, type SimulatorOptions } from '@headroom/simulator';
+import { demoConfig, demoJob, hasRealKeys, realJobs } from './demo-workload.js';
+import { openOverviewReader, type OverviewReader } from '@headroom/dashboard';
+import { renderStatus } from './status-view.js';
+
+export interface DemoOptions {
+  /** Stop after this many seconds of load (then drain). @default run until Ctrl-C */
+  durationSec?: number;
+  workers?: number;
+  /** Exit 1 unless every lane completed jobs and the provider answered no 429. */
+  check?: boolean;
+  env?: NodeJS.ProcessEnv;
+  out?: NodeJS.WritableStream;
+}
+
+
+interface Started {
+  stop(): Promise<void>;
+}
+
+export async function runDemo(opts: DemoOptions = {}): Promise<number> {
+  const env = opts.env ?? process.env;
+  const out = opts.out ?? process.stdout;
+  const say = (line: string) => out.write(`${line}\n`);
+  const cleanup: Started[] = [];
+  const stopAll = async () => {
+    for (const s of cleanup.reverse()) await s.stop().catch(() => {});
+    cleanup.length = 0;
+  };
+  let interrupted = false;
+  const onSignal = () => { interrupted = true; };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'headroom-demo-'));
+    let redisUrl = env.REDIS_URL;
+    if (!redisUrl) {
+      const redis = await startEmbeddedRedis().catch((err: Error & { code?: string }) => {
+        // No redis-server installed: say what to do, as any other setup error (exit 2, no stack).
+        throw err.code === REDIS_SERVER_NOT_FOUND ? new HeadroomError(ErrorCode.REDIS_UNAVAILABLE, err.message) : err;
+      });
+      cleanup.push({ stop: () => redis.stop() });
+      redisUrl = redis.url;
+      say(`redis      started a private redis-server at ${redisUrl} (set REDIS_URL to use yours)`);
+    } else {
+      say(`redis      ${redisUrl.replace(/\/\/[^@]*@/, '//***@')}`);
+    }
+
+    const real = hasRealKeys(env);
+    let sim: Simulator | undefined;
+    if (!real) {
+      sim = await startSimulator({ models: demoSimModels(), latencyMs: { min: 40, max: 250 }, batchCompletionMs: 4_000 });
+      const s = sim;
+      cleanup.push({ stop: () => s.close() });
+      say(`provider   simulator at ${sim.url} (set ANTHROPIC_API_KEY or OPENAI_API_KEY for real calls)`);
+    } else {
+      say('provider   real APIs (API keys found): a few small requests only');
+    }
+
+    const dashboardPort = await freePort();
+    const prefix = `demo-${randomBytes(3).toString('hex')}`;
+    const configInput: HeadroomConfigInput = demoConfig({ prefix, simUrl: sim?.url, dashboardPort });
+    if (real) {
+      // Only the providers whose key is set: a worker refuses models it has no key for.
+      const keyed = (p: string) => Boolean(env[p === 'anthropic' ? 'ANTHROPIC_API_KEY' : 'OPENAI_API_KEY']);
+      configInput.models = Object.fromEntries(Object.entries(configInput.models).filter(([, m]) => keyed(m.provider)).map(([n, m]) => [n, { ...m, fallback: (m.fallback ?? []).filter((f) => keyed(configInput.models[f]!.provider)) }]));
+    }
+    const config = parseConfig(configInput, 'demo config');
+    const configFile = join(dir, 'headroom.config.yaml');
+    writeFileSync(configFile, JSON.stringify(configInput, null, 2));
+    const log = createWriteStream(join(dir, 'fleet.log'));
+    const password = randomBytes(9).toString('base64url');
+    const childEnv = {
+      ...env,
+      HEADROOM_DEMO_KEY: 'sk-demo-simulated',
+      HEADROOM_DASHBOARD_USER: 'demo',
+      HEADROOM_DASHBOARD_PASSWORD: password,
+      HEADROOM_LOG_LEVEL: env.HEADROOM_LOG_LEVEL ?? 'info',
+    };
+    const spawnCli = (args: string[]): ChildProcess => {
+      // The same runtime this process runs on (built JS, or the sources through tsx).
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout?.pipe(log, { end: false });
+      child.stderr?.pipe(log, { end: false });
+      cleanup.push({ stop: () => stopChild(child) });
+      return child;
+    };
+    const workerCount = opts.workers ?? 3;
+    for (let i = 1; i <= workerCount; i++) spawnCli(['worker', '--config', configFile, '--redis', redisUrl, '--id', `demo-w${i}`]);
+    spawnCli(['dashboard', '--config', configFile, '--redis', redisUrl, '--local-only']);
+    say(`workers    ${workerCount} processes; logs in ${join(dir, 'fleet.log')}`);
+    say(`dashboard  http://127.0.0.1:${dashboardPort}/  (user demo, password ${password}); Bull Board at /admin/queues`);
+    say('');
+
+    const producer = new Producer({ redis: redisUrl, prefix });
+    cleanup.push({ stop: () => producer.close() });
+    const statusRedis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+    const status = openOverviewReader(statusRedis, config);
+    cleanup.push({ stop: async () => { await status.close(); statusRedis.disconnect(); } });
+    // Workers publish the fleet's models and caps as they start; wait for the first.
+    await waitForFleet(statusRedis, prefix);
+
+    const refused = { shed: 0, full: 0, quota: 0 };
+    const offer = async (job: LlmJobInput) => {
+      try {
+        await producer.enqueue(job);
+      } catch (err) {
+        if (err instanceof ShedError) refused.shed++;
+        else if (err instanceof QueueFullError) refused.full++;
+        else if (err instanceof QuotaExceededError) refused.quota++;
+        else throw err;
+      }
+    };
+
+    const started = Date.now();
+    const durationMs = real ? 0 : (opts.durationSec ?? Number.POSITIVE_INFINITY) * 1000;
+    let lastTable = 0;
+    let brownout = false;
+    let runaway = false;
+    if (real) for (const job of realJobs(config)) await offer(job);
+    let i = 0;
+    while (!interrupted && Date.now() - started < durationMs) {
+      const elapsed = Date.now() - started;
+      await offer(demoJob(i++));
+      if (!runaway && elapsed > 4_000) {
+        runaway = true;
+        // A runaway tenant: far past its tokens/min and queued-jobs quotas.
+        for (let r = 0; r < 60; r++) await offer(demoJob(i++, { tenant: 'runaway', priority: 'NORMAL' }));
+      }
+      if (sim && !brownout && elapsed > Math.min(8_000, durationMs * 0.4)) {
+        brownout = true;
+        // A brownout: the primary model answers 529 for a while; the fallback ladder takes over.
+        sim.injectFaults({ model: 'claude-sonnet-4-6', status: 529, count: 40 });
+      }
+      if (Date.now() - lastTable > (out === process.stdout && process.stdout.isTTY ? 1_000 : 5_000)) {
+        lastTable = Date.now();
+        await showTable(status, out, refused);
+      }
+      await new Promise((r) => setTimeout(r, 80));
+    }
+
+    say('\nload stopped; letting the fleet drain...');
+    const drainUntil = Date.now() + (real ? 60_000 : 25_000);
+    while (!interrupted && Date.now() < drainUntil) {
+      const o = await status.read();
+      if (o.lanes.every((l) => l.queued + l.running === 0)) break;
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    const final = await status.read();
+    await showTable(status, out, refused);
+    const calls429 = sim ? Object.values(sim.stats().models).reduce((n, m) => n + m.refused429, 0) : final.calls.calls429;
+    say(`\nprovider 429s: ${calls429}; refused at enqueue: ${refused.shed} shed, ${refused.quota} over tenant quota, ${refused.full} lane full`);
+    if (!opts.check) return interrupted ? 130 : 0;
+    const lanesWithoutWork = final.lanes.filter((l) => l.done === 0 && (l.lane !== 'batch' || config.batch.enabled)).map((l) => l.lane);
+    if (lanesWithoutWork.length > 0 || calls429 > 0) {
+      say(`check failed: ${lanesWithoutWork.length ? `no completed jobs in ${lanesWithoutWork.join(', ')}` : ''}${calls429 ? ` ${calls429} provider 429s` : ''}`);
+      return 1;
+    }
+    say('check passed: jobs completed in every lane, zero 429s');
+    return 0;
+  } catch (err) {
+    if (err instanceof HeadroomError) {
+      say(`demo: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await stopAll();
+  }
+}
+
+async function showTable(status: OverviewReader, out: NodeJS.WritableStream, refused: { shed: number; full: number; quota: number }): Promise<void> {
+  const table = renderStatus(await status.read());
+  const clear = out === process.stdout && process.stdout.isTTY ? '\x1b[2J\x1b[H' : '\n';
+  out.write(`${clear}${table}\nrefused at enqueue: ${refused.shed} shed, ${refused.quota} tenant quota, ${refused.full} lane full\n`);
+}
+
+async function waitForFleet(redis: Redis, prefix: string): Promise<void> {
+  const key = laneKeys(prefix, 'critical').models;
+  for (let i = 0; i < 300 && !(await redis.exists(key)); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => { clearTimeout(timer); resolve(); });
+    child.kill('SIGTERM');
+  });
+}
+
+/** The simulator enforces the same limits the demo fleet is configured with. */
+function demoSimModels(): NonNullable<SimulatorOptions['models']> {
+  const models = demoConfig({ prefix: 'x', simUrl: 'http://127.0.0.1', dashboardPort: 1 }).models;
+  return Object.fromEntries(Object.entries(models).map(([name, m]) => [name, { provider: m.provider, limits: { rpm: m.limits?.rpm ?? 1000, ...m.limits } }]));
+}

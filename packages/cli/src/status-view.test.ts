@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import type { Overview } from '@headroom/dashboard';
+import { renderStatus } from './status-view.js';
+
+const counts = { waiting: 0, prioritized: 0, delayed: 0, active: 0, completed: 0, failed: 0 };
+
+const overview: Overview = {
+  atMs: Date.UTC(2026, 11, 4, 12, 0, 0),
+  prefix: 'hr',
+  windowMinutes: 15,
+  pools: [
+    {
+      pool: 'sonnet-4',
+      provider: 'anthropic',
+      models: ['claude-sonnet-4-6'],
+      dimensions: [
+        { dimension: 'rpm', capacity: 50, level: 25, utilization: 0.5, source: 'config', fullInMs: 30_000, burnPerSec: null, exhaustInMs: null },
+        { dimension: 'itpm', capacity: 30_000, level: 3_000, utilization: 0.9, source: 'learned', fullInMs: 54_000, burnPerSec: 600, exhaustInMs: 30_000 },
+      ],
+      unbound: ['otpm'],
+      cooldowns: [{ model: 'claude-sonnet-4-6', remainingMs: 1_500 }],
+      breakers: [],
+      pressure: 0.87,
+      waits: {},
+    },
+  ],
+  lanes: [
+    { lane: 'critical', cap: 50, counts, queued: 3, running: 2, done: 40, failed: 1, shed: 0, shedTotal: 0, p95WaitMs: 120 },
+    { lane: 'low', cap: 5000, counts, queued: 900, running: 0, done: 10, failed: 0, shed: 12, shedTotal: 30, p95WaitMs: 90_000 },
+  ],
+  workers: [{ id: 'w1', host: 'h', pid: 1, inFlight: 2, concurrency: 16, lastSeenMsAgo: 100, openBreakers: 0 }],
+  expiredWorkers: [],
+  calls: { windowMinutes: 5, total: 400, calls429: 2, rate429: 0.005, byModel: {} },
+  cost: { usdWindow: 0.5, usdPerHour: 2 },
+  minutes: [],
+  samples: [],
+  alerts: [],
+};
+
+describe('renderStatus', () => {
+  const table = renderStatus(overview);
+  const lines = table.split('\n');
+
+  it('heads the table with the fleet prefix, the time and the worker count', () => {
+    expect(lines[0]).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 1 worker(s), last 15 min');
+  });
+
+  it('prints one row per lane with queued, running, done, failed, shed and the p95 wait in units', () => {
+    const critical = lines.find((l) => l.startsWith('critical'))!;
+    expect(critical.split(/\s+/)).toEqual(['critical', '3', '2', '40', '1', '0', '120ms']);
+    const low = lines.find((l) => l.startsWith('low'))!;
+    expect(low.split(/\s+/)).toEqual(['low', '900', '0', '10', '0', '12', '1.5m']);
+  });
+
+  it('prints each pool with utilization per dimension, unbound ones, pressure and cooldowns', () => {
+    const pool = lines.find((l) => l.startsWith('sonnet-4'))!;
+    expect(pool).toContain('rpm 50%  itpm 90%  (otpm unbound)');
+    expect(pool).toContain('0.87');
+    expect(pool).toContain('claude-sonnet-4-6 1.5s');
+  });
+
+  it('ends with calls, 429s and cost over the window', () => {
+    expect(lines.at(-1)).toBe('calls 400 in 5 min, 429s 2 (0.50%), cost $0.5000 ($2.00/h)');
+  });
+});

@@ -1,0 +1,30 @@
+/**
+ * `headroom status` and the demo's live table: the dashboard's overview, as text. One source of
+ * truth for what the fleet looks like (@headroom/dashboard's overview, read by `openOverviewReader`),
+ * two renderings.
+ */
+import type { Overview } from '@headroom/dashboard';
+
+const pad = (s: string | number, n: number) => String(s).padStart(n);
+const ms = (v: number | null) => (v === null ? '-' : v >= 60_000 ? `${(v / 60_000).toFixed(1)}m` : v >= 1000 ? `${(v / 1000).toFixed(1)}s` : `${Math.round(v)}ms`);
+const pct = (v: number) => `${Math.round(v * 100)}%`;
+
+export function renderStatus(o: Overview): string {
+  const lines: string[] = [];
+  lines.push(`Headroom fleet "${o.prefix}" — ${new Date(o.atMs).toISOString()} — ${o.workers.length} worker(s), last ${o.windowMinutes} min`);
+  lines.push('');
+  lines.push(`${'lane'.padEnd(10)}${pad('queued', 8)}${pad('running', 9)}${pad('done', 8)}${pad('failed', 8)}${pad('shed', 7)}${pad('p95 wait', 10)}`);
+  for (const l of o.lanes) {
+    lines.push(`${l.lane.padEnd(10)}${pad(l.queued, 8)}${pad(l.running, 9)}${pad(l.done, 8)}${pad(l.failed, 8)}${pad(l.shed, 7)}${pad(ms(l.p95WaitMs), 10)}`);
+  }
+  lines.push('');
+  lines.push(`${'pool'.padEnd(22)}${'utilization by dimension'.padEnd(44)}${pad('pressure', 9)}  cooldowns`);
+  for (const p of o.pools) {
+    const dims = p.dimensions.map((d) => `${d.dimension} ${pct(d.utilization)}`).join('  ') + (p.unbound.length ? `  (${p.unbound.join(',')} unbound)` : '');
+    const cool = p.cooldowns.map((c) => `${c.model} ${ms(c.remainingMs)}`).join(', ') || '-';
+    lines.push(`${p.pool.padEnd(22)}${dims.padEnd(44)}${pad(p.pressure === null ? '-' : p.pressure.toFixed(2), 9)}  ${cool}`);
+  }
+  lines.push('');
+  lines.push(`calls ${o.calls.total} in ${o.calls.windowMinutes} min, 429s ${o.calls.calls429} (${(o.calls.rate429 * 100).toFixed(2)}%), cost $${o.cost.usdWindow.toFixed(4)} ($${o.cost.usdPerHour.toFixed(2)}/h)`);
+  return lines.join('\n');
+}

@@ -1,0 +1,183 @@
+/**
+ * The dashboard's Prometheus registry: fleet-wide gauges read from Redis when scraped (the
+ * workers' own /metrics count per process; these count the fleet once). One scrape is one read,
+ * shared by every gauge. If Redis is away, `headroom_dashboard_redis_up` is 0 and the fleet
+ * gauges are left out rather than reported stale.
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { type Bucket, type BucketSnapshot, type HeadroomConfig, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats } from '@headroom/queue';
+import type { Alert } from './alerts.js';
+import { LANE_STATES, readLanes, type LaneDepth, type LaneQueues } from './fleet-state.js';
+import { readPools, utilizationOf, type PoolInfo } from './pools.js';
+
+export interface FleetMetricsSource {
+  redis: Redis | Cluster;
+  config: HeadroomConfig;
+  bucket: Bucket;
+  pools: readonly PoolInfo[];
+  queues: LaneQueues;
+  alerts: () => Alert[];
+  now: () => number;
+}
+
+interface Reading {
+  lanes: LaneDepth[];
+  snapshots: BucketSnapshot[];
+  fleet: FleetStats;
+  heartbeats: Heartbeats;
+}
+
+/** Every series name this registry exports (beside `headroom_process_*`), for docs and tests. */
+export const DASHBOARD_METRIC_NAMES = [
+  'headroom_dashboard_redis_up',
+  'headroom_lane_depth',
+  'headroom_lane_cap',
+  'headroom_lane_shed_total',
+  'headroom_bucket_capacity',
+  'headroom_bucket_level',
+  'headroom_bucket_utilization',
+  'headroom_bucket_cooldowns_active',
+  'headroom_fleet_bucket_grants_total',
+  'headroom_fleet_bucket_waits_total',
+  'headroom_fleet_jobs_window',
+  'headroom_fleet_calls_window',
+  'headroom_fleet_429_ratio',
+  'headroom_fleet_cost_usd_window',
+  'headroom_fleet_wait_p95_seconds',
+  'headroom_fleet_workers',
+  'headroom_fleet_breakers',
+  'headroom_alerts_firing',
+] as const;
+
+type Labels<L extends string> = Partial<Record<L, string>>;
+/** What a fill function may do to its metric: a gauge is set, a Redis-kept counter is copied. */
+type Put<L extends string> = (labels: Labels<L>, value: number) => void;
+
+export class DashboardMetrics {
+  readonly registry = new Registry();
+  readonly #src: FleetMetricsSource;
+  #reading: { at: number; value: Promise<Reading | null> } | undefined;
+
+  constructor(source: FleetMetricsSource, opts: { defaultMetrics?: boolean } = {}) {
+    this.#src = source;
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'headroom_process_' });
+    const read = () => this.#read();
+    const windowMin = source.config.dashboard.alerts.rate429WindowMinutes;
+    const registers = [this.registry];
+
+    const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (put: Put<L>, r: Reading) => void) =>
+      new Gauge<L>({
+        name,
+        help,
+        labelNames,
+        registers,
+        async collect() {
+          const r = await read();
+          // Reset first so a label set that disappeared (a drained lane state) is not reported stale.
+          this.reset();
+          if (r) fill((labels, v) => this.set(labels, v), r);
+        },
+      });
+    // Counters Redis keeps for the whole fleet: exported as counters so rate() reads them right.
+    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (put: Put<L>, r: Reading) => void) =>
+      new Counter<L>({
+        name,
+        help,
+        labelNames,
+        registers,
+        async collect() {
+          const r = await read();
+          this.reset();
+          // Counter.inc refuses negative values; a counter in Redis never goes below 0.
+          if (r) fill((labels, v) => this.inc(labels, Math.max(0, v)), r);
+        },
+      });
+
+    new Gauge({
+      name: 'headroom_dashboard_redis_up',
+      help: '1 when the last scrape could read the fleet state from Redis.',
+      registers,
+      async collect() {
+        this.set((await read()) ? 1 : 0);
+      },
+    });
+    gauge('headroom_lane_depth', 'Jobs in each lane by BullMQ state (waiting, prioritized, delayed, active, completed, failed).', ['lane', 'state'], (put, r) => {
+      for (const l of r.lanes) for (const state of LANE_STATES) put({ lane: l.lane, state }, l.counts[state]);
+    });
+    gauge('headroom_lane_cap', 'The configured cap of jobs not yet started, per lane.', ['lane'], (put, r) => {
+      for (const l of r.lanes) put({ lane: l.lane }, source.config.lanes[l.lane].cap);
+    });
+    counter('headroom_lane_shed_total', "Jobs shed from each lane, fleet-wide (the lane's counter in Redis).", ['lane'], (put, r) => {
+      for (const l of r.lanes) put({ lane: l.lane }, l.shedTotal);
+    });
+    gauge('headroom_bucket_capacity', 'Per-minute capacity of each bucket dimension (configured or learned).', ['pool', 'dimension'], (put, r) => {
+      for (const s of r.snapshots) for (const d of s.dimensions) put({ pool: s.pool, dimension: d.dimension }, d.capacity);
+    });
+    gauge('headroom_bucket_level', 'What each bucket dimension holds now (negative after an underestimate).', ['pool', 'dimension'], (put, r) => {
+      for (const s of r.snapshots) for (const d of s.dimensions) put({ pool: s.pool, dimension: d.dimension }, d.level);
+    });
+    gauge('headroom_bucket_utilization', 'Used / capacity of each bucket dimension (above 1 after an underestimate).', ['pool', 'dimension'], (put, r) => {
+      for (const s of r.snapshots) for (const d of s.dimensions) put({ pool: s.pool, dimension: d.dimension }, utilizationOf(d));
+    });
+    gauge('headroom_bucket_cooldowns_active', 'Models of each pool cooling down after a 429.', ['pool'], (put, r) => {
+      for (const s of r.snapshots) put({ pool: s.pool }, s.cooldowns.length);
+    });
+    counter('headroom_fleet_bucket_grants_total', 'Acquires each pool granted, by lane, fleet-wide.', ['pool', 'lane'], (put, r) => {
+      for (const s of r.snapshots) for (const [lane, n] of Object.entries(s.counters.grants)) put({ pool: s.pool, lane }, n ?? 0);
+    });
+    counter('headroom_fleet_bucket_waits_total', 'Acquires each pool told to wait, by the dimension (or cooldown) that bound, fleet-wide.', ['pool', 'reason'], (put, r) => {
+      for (const s of r.snapshots) for (const [reason, n] of Object.entries(s.counters.waits)) put({ pool: s.pool, reason }, n ?? 0);
+    });
+    gauge('headroom_fleet_jobs_window', `Jobs ended over the last ${windowMin} min, by lane and outcome (completed, failed, shed).`, ['lane', 'outcome'], (put, r) => {
+      for (const [lane, v] of Object.entries(r.fleet.lanes)) {
+        for (const outcome of ['completed', 'failed', 'shed'] as const) put({ lane, outcome }, v[outcome]);
+      }
+    });
+    gauge('headroom_fleet_calls_window', `Provider calls over the last ${windowMin} min, by model and HTTP status ("network": no response).`, ['model', 'status'], (put, r) => {
+      for (const [model, byStatus] of Object.entries(r.fleet.calls)) for (const [status, n] of Object.entries(byStatus)) put({ model, status }, n);
+    });
+    gauge('headroom_fleet_429_ratio', `429s / provider calls over the last ${windowMin} min (the 429 alert's input).`, [], (put, r) => put({}, r.fleet.rate429));
+    gauge('headroom_fleet_cost_usd_window', `Estimated spend over the last ${windowMin} min, USD.`, [], (put, r) => put({}, r.fleet.costUsd));
+    gauge('headroom_fleet_wait_p95_seconds', `p95 enqueue-to-call wait over the last ${windowMin} min (a histogram bucket bound), by lane.`, ['lane'], (put, r) => {
+      for (const [lane, v] of Object.entries(r.fleet.lanes)) if (v.p95WaitMs !== null) put({ lane }, v.p95WaitMs / 1000);
+    });
+    gauge('headroom_fleet_workers', 'Worker processes with a live heartbeat.', [], (put, r) => put({}, r.heartbeats.alive.length));
+    gauge('headroom_fleet_breakers', 'Workers whose circuit breaker for a model is open or half-open.', ['model', 'state'], (put, r) => {
+      const counts = new Map<string, { model: string; state: string; n: number }>();
+      for (const w of r.heartbeats.alive) {
+        for (const b of w.breakers) {
+          if (b.state === 'closed') continue;
+          const k = JSON.stringify([b.model, b.state]);
+          const c = counts.get(k) ?? { model: b.model, state: b.state, n: 0 };
+          c.n += 1;
+          counts.set(k, c);
+        }
+      }
+      for (const c of counts.values()) put({ model: c.model, state: c.state }, c.n);
+    });
+    gauge('headroom_alerts_firing', 'Alerts this dashboard has firing now, by rule (utilization, rate429).', ['rule'], (put) => {
+      const firing = source.alerts();
+      for (const rule of ['utilization', 'rate429']) put({ rule }, firing.filter((a) => a.rule === rule).length);
+    });
+  }
+
+  /** One Redis read per scrape, shared by every gauge (prom-client collects them concurrently). */
+  #read(): Promise<Reading | null> {
+    const now = Date.now();
+    if (this.#reading && now - this.#reading.at < 1_000) return this.#reading.value;
+    const { redis, config, bucket, pools, queues } = this.#src;
+    const prefix = config.redis.prefix;
+    const value = Promise.all([
+      readLanes(redis, prefix, queues),
+      readPools(bucket, pools),
+      readFleetStats(redis, prefix, config.dashboard.alerts.rate429WindowMinutes, this.#src.now()),
+      readHeartbeats(redis, prefix),
+    ]).then(
+      ([lanes, snapshots, fleet, heartbeats]) => ({ lanes, snapshots, fleet, heartbeats }),
+      () => null,
+    );
+    this.#reading = { at: now, value };
+    return value;
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * What the Headroom page shows, as one JSON document (`GET /api/overview`): per pool each
+ * dimension's level, utilization and time to exhaustion, its cooldowns and the workers' breakers;
+ * per lane the depth, running, done, shed and p95 wait; the 429 rate and the cost burn; and the
+ * samples behind the live charts. `buildOverview` is pure; `readOverview` does the reads.
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { Bucket, type BucketSnapshot, type HeadroomConfig, type Lane, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats } from '@headroom/queue';
+import type { Alert } from './alerts.js';
+import { closeLaneQueues, openLaneQueues, readLanes, readPressure, type LaneDepth, type LaneQueues, type LaneState } from './fleet-state.js';
+import { exhaustInMs, History, type Sample } from './history.js';
+import { poolsOf, readPools, utilizationOf, type PoolInfo } from './pools.js';
+
+/** Minutes of fleet counters the page shows (charts and lane totals). */
+export const OVERVIEW_WINDOW_MINUTES = 15;
+
+export interface DimensionView {
+  dimension: string;
+  capacity: number;
+  level: number;
+  utilization: number;
+  source: 'config' | 'learned';
+  /** Time until the bucket is full again if nothing more is drawn. */
+  fullInMs: number;
+  /** Drawn per second, gross of refill, averaged over the last 30 s; null until two samples exist. */
+  burnPerSec: number | null;
+  /** Time to exhaustion at that burn (level / (burn - refill)); null when it is not running out. */
+  exhaustInMs: number | null;
+}
+
+export interface BreakerView {
+  worker: string;
+  model: string;
+  state: string;
+  consecutiveFailures: number;
+  retryInMs?: number;
+}
+
+export interface PoolView {
+  pool: string;
+  provider: string;
+  models: string[];
+  dimensions: DimensionView[];
+  /** Dimensions with no configured or learned limit: they do not bind. */
+  unbound: string[];
+  cooldowns: { model: string; remainingMs: number }[];
+  /** Breakers not closed, per worker (breakers are per process). */
+  breakers: BreakerView[];
+  /** 0..1, as the workers last published it; null when none has. */
+  pressure: number | null;
+  waits: Record<string, number>;
+}
+
+export interface LaneView {
+  lane: Lane;
+  cap: number;
+  counts: Record<LaneState, number>;
+  queued: number;
+  running: number;
+  /** Over the window, from the fleet's counters. */
+  done: number;
+  failed: number;
+  shed: number;
+  /** All-time shed counter of the lane. */
+  shedTotal: number;
+  p95WaitMs: number | null;
+}
+
+export interface Overview {
+  atMs: number;
+  prefix: string;
+  windowMinutes: number;
+  pools: PoolView[];
+  lanes: LaneView[];
+  workers: { id: string; host: string; pid: number; inFlight: number; concurrency: number; lastSeenMsAgo: number; openBreakers: number }[];
+  expiredWorkers: string[];
+  calls: {
+    /** Over the 429 alert window. */
+    windowMinutes: number;
+    total: number;
+    calls429: number;
+    rate429: number;
+    byModel: Record<string, Record<string, number>>;
+  };
+  cost: { usdWindow: number; usdPerHour: number };
+  /** One point per minute over the window, oldest first. */
+  minutes: FleetStats['series'];
+  /** Live samples newer than the request's `since`, oldest first. */
+  samples: Sample[];
+  alerts: Alert[];
+}
+
+export interface OverviewInputs {
+  config: HeadroomConfig;
+  pools: readonly PoolInfo[];
+  snapshots: readonly BucketSnapshot[];
+  lanes: readonly LaneDepth[];
+  heartbeats: Heartbeats;
+  fleet: FleetStats;
+  pressure: Record<string, number>;
+  history: History;
+  alerts: Alert[];
+  nowMs: number;
+  /** Only samples after this (ms) are returned. */
+  sinceMs: number;
+}
+
+export function buildOverview(i: OverviewInputs): Overview {
+  const rate429Minutes = i.config.dashboard.alerts.rate429WindowMinutes;
+  const recent = i.fleet.series.slice(-rate429Minutes);
+  const total = recent.reduce((a, p) => a + p.calls, 0);
+  const calls429 = recent.reduce((a, p) => a + p.calls429, 0);
+  // Cost per hour from the last 5 minutes, the current (partial) minute included at its length.
+  const costMinutes = i.fleet.series.slice(-5);
+  const costFrom = (costMinutes[0]?.minute ?? 0) * 60_000;
+  const costElapsed = Math.max(60_000, i.nowMs - costFrom);
+  const costRecent = costMinutes.reduce((a, p) => a + p.costUsd, 0);
+
+  const pools: PoolView[] = i.pools.map((p, idx) => {
+    const snap = i.snapshots[idx]!;
+    const breakers: BreakerView[] = [];
+    for (const hb of i.heartbeats.alive) {
+      for (const b of hb.breakers) {
+        if (b.state !== 'closed' && p.models.includes(b.model)) {
+          breakers.push({ worker: hb.id, model: b.model, state: b.state, consecutiveFailures: b.consecutiveFailures, ...(b.retryInMs !== undefined ? { retryInMs: b.retryInMs } : {}) });
+        }
+      }
+    }
+    return {
+      pool: p.pool,
+      provider: p.provider,
+      models: p.models,
+      dimensions: snap.dimensions.map((d) => {
+        const burn = i.history.burnPerSec(p.pool, d.dimension);
+        return {
+          dimension: d.dimension,
+          capacity: d.capacity,
+          level: d.level,
+          utilization: utilizationOf(d),
+          source: d.source,
+          fullInMs: d.fullInMs,
+          burnPerSec: burn,
+          exhaustInMs: exhaustInMs(d.level, d.capacity, burn, i.history.fallingNow(p.pool, d.dimension)),
+        };
+      }),
+      unbound: snap.unbound,
+      cooldowns: snap.cooldowns.map((c) => ({ model: c.model, remainingMs: c.remainingMs })),
+      breakers,
+      pressure: i.pressure[p.pool] ?? null,
+      waits: snap.counters.waits as Record<string, number>,
+    };
+  });
+
+  const lanes: LaneView[] = i.lanes.map((l) => {
+    const f = i.fleet.lanes[l.lane];
+    return {
+      lane: l.lane,
+      cap: i.config.lanes[l.lane].cap,
+      counts: l.counts,
+      queued: l.queued,
+      running: l.counts.active,
+      done: f?.completed ?? 0,
+      failed: f?.failed ?? 0,
+      shed: f?.shed ?? 0,
+      shedTotal: l.shedTotal,
+      p95WaitMs: f?.p95WaitMs ?? null,
+    };
+  });
+
+  return {
+    atMs: i.nowMs,
+    prefix: i.config.redis.prefix,
+    windowMinutes: i.fleet.series.length,
+    pools,
+    lanes,
+    workers: i.heartbeats.alive.map((w) => ({
+      id: w.id,
+      host: w.host,
+      pid: w.pid,
+      inFlight: w.inFlight,
+      concurrency: w.concurrency,
+      lastSeenMsAgo: Math.max(0, i.heartbeats.atMs - w.atMs),
+      openBreakers: w.breakers.filter((b) => b.state !== 'closed').length,
+    })),
+    expiredWorkers: i.heartbeats.expired,
+    calls: { windowMinutes: rate429Minutes, total, calls429, rate429: total > 0 ? calls429 / total : 0, byModel: i.fleet.calls },
+    cost: { usdWindow: i.fleet.costUsd, usdPerHour: (costRecent / costElapsed) * 3600_000 },
+    minutes: i.fleet.series,
+    samples: [...i.history.samples(i.sinceMs + 1)],
+    alerts: i.alerts,
+  };
+}
+
+export interface OverviewDeps {
+  redis: Redis | Cluster;
+  config: HeadroomConfig;
+  bucket: Bucket;
+  pools: readonly PoolInfo[];
+  queues: LaneQueues;
+  history: History;
+  alerts: () => Alert[];
+  now: () => number;
+}
+
+export async function readOverview(deps: OverviewDeps, sinceMs = 0): Promise<Overview> {
+  const { redis, config } = deps;
+  const prefix = config.redis.prefix;
+  const nowMs = deps.now();
+  const windowMinutes = Math.max(OVERVIEW_WINDOW_MINUTES, config.dashboard.alerts.rate429WindowMinutes);
+  const [snapshots, lanes, heartbeats, fleet, pressure] = await Promise.all([
+    readPools(deps.bucket, deps.pools),
+    readLanes(redis, prefix, deps.queues),
+    readHeartbeats(redis, prefix),
+    readFleetStats(redis, prefix, windowMinutes, nowMs),
+    readPressure(redis, prefix),
+  ]);
+  return buildOverview({ config, pools: deps.pools, snapshots, lanes, heartbeats, fleet, pressure, history: deps.history, alerts: deps.alerts(), nowMs, sinceMs });
+}
+
+/** The overview outside the dashboard's server (`headroom status`, the demo): no alerts, no history kept across reads. */
+export interface OverviewReader {
+  read(): Promise<Overview>;
+  close(): Promise<void>;
+}
+
+export function openOverviewReader(redis: Redis | Cluster, config: HeadroomConfig, now: () => number = Date.now): OverviewReader {
+  const queues = openLaneQueues(redis, config.redis.prefix);
+  const history = new History();
+  const deps = { redis, config, bucket: new Bucket(redis, { prefix: config.redis.prefix }), pools: poolsOf(config), queues, history, alerts: () => [], now };
+  return {
+    read: () => readOverview(deps),
+    close: () => closeLaneQueues(queues),
+  };
+}

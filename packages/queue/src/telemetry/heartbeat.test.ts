@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fleetKeys } from '@headroom/queue';
+import type { BreakerSnapshot } from './heartbeat.js';
+import { Heartbeat, readHeartbeats } from './heartbeat.js';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+
+let server: EmbeddedRedis;
+let redis: Redis;
+
+beforeAll(async () => {
+  server = await startEmbeddedRedis();
+  redis = new Redis(server.url);
+});
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+const prefix = () => `hb-${randomUUID().slice(0, 8)}`;
+
+describe('Heartbeat', () => {
+  it('publishes in-flight jobs and breaker states, readable by the dashboard', async () => {
+    const p = prefix();
+    const now = 1_000_000;
+    let breakers: BreakerSnapshot[] = [{ model: 'claude-sonnet-4-6', state: 'open', consecutiveFailures: 5, retryAt: now + 12_000 }];
+    const hb = new Heartbeat({ redis, prefix: p, id: 'w1', concurrency: 16, inFlight: () => 3, breakers: () => breakers, now: () => now });
+    await hb.beat();
+    let read = await readHeartbeats(redis, p);
+    expect(read.expired).toEqual([]);
+    expect(read.alive).toHaveLength(1);
+    expect(read.alive[0]).toMatchObject({
+      id: 'w1',
+      pid: process.pid,
+      inFlight: 3,
+      concurrency: 16,
+      breakers: [{ model: 'claude-sonnet-4-6', state: 'open', consecutiveFailures: 5, retryInMs: 12_000 }],
+    });
+    // Stamped in Redis time, valid for 3 intervals.
+    expect(read.alive[0]!.expiresAtMs - read.alive[0]!.atMs).toBe(15_000);
+    expect(Math.abs(read.alive[0]!.atMs - read.atMs)).toBeLessThan(5_000);
+
+    breakers = [];
+    await hb.beat();
+    read = await readHeartbeats(redis, p);
+    expect(read.alive[0]!.breakers).toEqual([]);
+  });
+
+  it('reports an entry past its expiry as expired, and a clean stop removes the entry', async () => {
+    const p = prefix();
+    const key = fleetKeys(p).workers;
+    const past = { id: 'gone', host: 'h', pid: 1, atMs: 1, expiresAtMs: 2, startedAt: 0, inFlight: 0, concurrency: 1, breakers: [] };
+    await redis.hset(key, 'gone', JSON.stringify(past), 'garbage', 'not json');
+    const hb = new Heartbeat({ redis, prefix: p, id: 'w2', concurrency: 1, inFlight: () => 0, breakers: () => [] });
+    await hb.beat();
+    const read = await readHeartbeats(redis, p);
+    expect(read.alive.map((w) => w.id)).toEqual(['w2']);
+    expect(read.expired).toEqual(['garbage', 'gone']);
+    await hb.stop();
+    expect(await redis.hexists(key, 'w2')).toBe(0);
+  });
+
+  it('prunes entries dead for over an hour on every 12th beat', async () => {
+    const p = prefix();
+    const key = fleetKeys(p).workers;
+    const [sec] = (await redis.time()).map(Number) as [number, number];
+    const deadLongAgo = { id: 'old', host: 'h', pid: 1, atMs: 0, expiresAtMs: sec * 1000 - 3 * 3600_000, startedAt: 0, inFlight: 0, concurrency: 1, breakers: [] };
+    const deadRecently = { ...deadLongAgo, id: 'recent', expiresAtMs: sec * 1000 - 60_000 };
+    await redis.hset(key, 'old', JSON.stringify(deadLongAgo), 'recent', JSON.stringify(deadRecently));
+    const hb = new Heartbeat({ redis, prefix: p, id: 'w3', concurrency: 1, inFlight: () => 0, breakers: () => [] });
+    for (let i = 0; i < 11; i++) await hb.beat();
+    expect(await redis.hexists(key, 'old')).toBe(1);
+    await hb.beat();
+    expect((await redis.hkeys(key)).sort()).toEqual(['recent', 'w3']);
+  });
+});

@@ -1,0 +1,207 @@
+/**
+ * Worker heartbeats: every few seconds each worker process writes one entry of the fleet's
+ * `workers` hash (in-flight jobs, its circuit breakers), so the dashboard and `headroom status`
+ * see every process. Breakers are per process (see breaker.ts): this is the only place the fleet
+ * can see them.
+ *
+ * Hash fields cannot expire before Redis 7.4, so each entry carries its own expiry, stamped in
+ * Redis time (`TIME`) so worker and dashboard clocks never need to agree. Readers skip expired
+ * entries; writers prune entries dead for an hour; a worker that stops cleanly removes its own.
+ *
+ * ```ts
+ * const hb = new Heartbeat({ redis, prefix, id, concurrency, inFlight: () => n, breakers: () => breaker.snapshot() });
+ * hb.start();
+ * const { alive } = await readHeartbeats(redis, prefix);
+ * await hb.stop();
+ * ```
+ */
+import { hostname } from 'node:os';
+import type { Cluster, Redis } from 'ioredis';
+import { fleetKeys } from '../keys.js';
+import type { Logger } from '../logger.js';
+
+export const HEARTBEAT_INTERVAL_MS = 5_000;
+/** An entry dead this long is deleted by the next writer that prunes. */
+const PRUNE_AFTER_MS = 3600_000;
+/** Writers look for dead entries every this many beats (one HGETALL a minute at the default). */
+const PRUNE_EVERY_BEATS = 12;
+
+/** A circuit breaker's state, as a worker reports it in its heartbeat. */
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+/** One model's breaker in one process, as the worker hands it to its heartbeat. */
+export interface BreakerSnapshot {
+  model: string;
+  state: BreakerState;
+  consecutiveFailures: number;
+  /** When an open breaker lets a probe through (epoch ms); absent unless open. */
+  retryAt?: number;
+}
+
+export interface BreakerBeat {
+  model: string;
+  state: BreakerState;
+  consecutiveFailures: number;
+  /** While open: how long until a probe is let through, as of the beat. */
+  retryInMs?: number;
+}
+
+export interface WorkerHeartbeat {
+  id: string;
+  host: string;
+  pid: number;
+  /** Redis time of the beat, ms. */
+  atMs: number;
+  /** Redis time after which the entry counts as dead, ms. */
+  expiresAtMs: number;
+  /** Worker clock, ms: when the process started. */
+  startedAt: number;
+  inFlight: number;
+  concurrency: number;
+  breakers: BreakerBeat[];
+}
+
+export interface HeartbeatOptions {
+  redis: Redis | Cluster;
+  prefix: string;
+  id: string;
+  concurrency: number;
+  inFlight: () => number;
+  breakers: () => BreakerSnapshot[];
+  /** @default 5000 */
+  intervalMs?: number;
+  /** How long one beat vouches for the process. @default 3 x intervalMs */
+  ttlMs?: number;
+  logger?: Logger;
+  /** Worker clock, for `startedAt` and breaker retry times. @default Date.now */
+  now?: () => number;
+}
+
+async function redisNowMs(redis: Redis | Cluster): Promise<number> {
+  const [sec, usec] = (await redis.time()).map(Number) as [number, number];
+  return sec * 1000 + Math.floor(usec / 1000);
+}
+
+export class Heartbeat {
+  readonly #o: HeartbeatOptions;
+  readonly #intervalMs: number;
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+  readonly #startedAt: number;
+  #timer: NodeJS.Timeout | undefined;
+  #beats = 0;
+  #running: Promise<void> | undefined;
+
+  constructor(options: HeartbeatOptions) {
+    this.#o = options;
+    this.#intervalMs = options.intervalMs ?? HEARTBEAT_INTERVAL_MS;
+    this.#ttlMs = options.ttlMs ?? 3 * this.#intervalMs;
+    this.#now = options.now ?? Date.now;
+    this.#startedAt = this.#now();
+  }
+
+  /** Beats at once, then every interval. Never throws: a missed beat only ages the entry. */
+  start(): void {
+    if (this.#timer) return;
+    this.#tick();
+    this.#timer = setInterval(() => this.#tick(), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Writes one entry now. */
+  async beat(): Promise<void> {
+    const { redis, prefix, id } = this.#o;
+    const atMs = await redisNowMs(redis);
+    const now = this.#now();
+    const entry: WorkerHeartbeat = {
+      id,
+      host: hostname(),
+      pid: process.pid,
+      atMs,
+      expiresAtMs: atMs + this.#ttlMs,
+      startedAt: this.#startedAt,
+      inFlight: this.#o.inFlight(),
+      concurrency: this.#o.concurrency,
+      breakers: this.#o.breakers().map((b) => ({
+        model: b.model,
+        state: b.state,
+        consecutiveFailures: b.consecutiveFailures,
+        ...(b.retryAt !== undefined ? { retryInMs: Math.max(0, b.retryAt - now) } : {}),
+      })),
+    };
+    const key = fleetKeys(prefix).workers;
+    await redis.hset(key, id, JSON.stringify(entry));
+    if (++this.#beats % PRUNE_EVERY_BEATS === 0) await this.#prune(key, atMs);
+  }
+
+  /** Stops beating and removes this worker's entry, so it leaves the dashboard at once. */
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+    await this.#o.redis.hdel(fleetKeys(this.#o.prefix).workers, this.#o.id).catch(() => {});
+  }
+
+  #tick(): void {
+    // One beat at a time: a slow Redis must not pile up writes.
+    if (this.#running) return;
+    this.#running = this.beat()
+      .catch((err: Error) => this.#o.logger?.warn({ err: err.message }, 'heartbeat failed'))
+      .finally(() => {
+        this.#running = undefined;
+      });
+  }
+
+  async #prune(key: string, nowMs: number): Promise<void> {
+    const all = await this.#o.redis.hgetall(key);
+    const dead = Object.entries(all)
+      .filter(([, raw]) => {
+        const hb = parseHeartbeat(raw);
+        return hb === undefined || hb.expiresAtMs + PRUNE_AFTER_MS < nowMs;
+      })
+      .map(([field]) => field);
+    if (dead.length > 0) await this.#o.redis.hdel(key, ...dead);
+  }
+}
+
+function parseHeartbeat(raw: string): WorkerHeartbeat | undefined {
+  try {
+    const v = JSON.parse(raw) as Partial<WorkerHeartbeat>;
+    if (typeof v.id !== 'string' || typeof v.atMs !== 'number' || typeof v.expiresAtMs !== 'number') return undefined;
+    return { ...v, breakers: Array.isArray(v.breakers) ? v.breakers : [] } as WorkerHeartbeat;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface Heartbeats {
+  /** Redis time of the read, ms. */
+  atMs: number;
+  /** Live workers, by id. */
+  alive: WorkerHeartbeat[];
+  /** Ids whose last beat has expired: stopped without a clean shutdown, or cut off from Redis. */
+  expired: string[];
+}
+
+/** The fleet's workers as of now; one round trip. */
+export async function readHeartbeats(redis: Redis | Cluster, prefix: string): Promise<Heartbeats> {
+  const key = fleetKeys(prefix).workers;
+  // TIME and HGETALL in one MULTI: a consistent read on any node layout (the hash has one slot).
+  const replies = (await redis.multi().time().hgetall(key).exec()) ?? [];
+  const [timeErr, time] = replies[0] ?? [new Error('missing reply'), null];
+  const [hashErr, hash] = replies[1] ?? [new Error('missing reply'), null];
+  if (timeErr) throw timeErr;
+  if (hashErr) throw hashErr;
+  const [sec, usec] = (time as [string, string]).map(Number) as [number, number];
+  const atMs = sec * 1000 + Math.floor(usec / 1000);
+  const alive: WorkerHeartbeat[] = [];
+  const expired: string[] = [];
+  for (const [field, raw] of Object.entries(hash as Record<string, string>)) {
+    const hb = parseHeartbeat(raw);
+    if (hb && hb.expiresAtMs >= atMs) alive.push(hb);
+    else expired.push(field);
+  }
+  alive.sort((a, b) => a.id.localeCompare(b.id));
+  expired.sort();
+  return { atMs, alive, expired };
+}
