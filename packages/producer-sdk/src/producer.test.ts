@@ -9,6 +9,7 @@ import {
   Producer,
   QueueFullError,
   RedisUnavailableError,
+  ShedError,
   TimeoutError,
   type LlmJobInput,
 } from './index.js';
@@ -239,6 +240,22 @@ describe('Producer', () => {
 
     const idle = await p.enqueue(job({ priority: 'HIGH' }));
     await expect(idle.result({ timeoutMs: 200 })).rejects.toBeInstanceOf(TimeoutError);
+  });
+
+  it('rejects result() of a job shed while it waited with ShedError, the same code as a refusal at enqueue', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    const shed = { code: 'SHED', message: 'waited 61 s, past its max wait of 60 s, while pool sonnet-4 is under pressure (0.91)', retryAfterMs: 4_000 };
+    // As a Headroom worker records it: the failure in the progress, its text as BullMQ's reason.
+    plainWorker(prefix, 'high', async (job) => {
+      await job.updateProgress({ attempts: 0, failure: shed });
+      throw new Error(`SHED: ${shed.message}`);
+    });
+    const handle = await p.enqueue(job({ priority: 'HIGH' }));
+    const err = await handle.result({ timeoutMs: 10_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShedError);
+    expect(err).toMatchObject({ code: 'SHED', jobId: handle.id, lane: 'high', retryAfterMs: 4_000 });
+    expect(await p.getJob(handle.id)).toMatchObject({ state: 'failed', failure: shed, failedReason: `SHED: ${shed.message}` });
   });
 
   it('names a job whose worker died with it too often STALLED', async () => {
