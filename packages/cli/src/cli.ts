@@ -1,12 +1,11 @@
 /**
  * The `headroom` command: `headroom worker`, `headroom dashboard`, `headroom status`, `headroom demo`.
+ * Each command imports its own package when it runs, so a worker process never loads express or
+ * Bull Board, and a dashboard never loads the provider SDKs.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, createRedis, HeadroomError, loadConfig, redisUrlOf, waitForReady } from '@headroom/queue';
-import { startDashboard, openOverviewReader } from '@headroom/dashboard';
-import { runDemo } from './demo.js';
 import { renderStatus } from './status-view.js';
-import { startWorker } from '@headroom/worker';
 
 function positiveNumber(flag: string, raw: string): number {
   const n = Number(raw);
@@ -57,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
       const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
       process.once('SIGTERM', () => stopRequested());
       process.once('SIGINT', () => stopRequested());
+      const { startWorker } = await import('@headroom/worker');
       const worker = await startWorker({ config, redisUrl, ...(values.id ? { id: values.id } : {}) });
       await stopped;
       await worker.close();
@@ -72,6 +72,7 @@ async function main(argv: string[]): Promise<number> {
       const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
       process.once('SIGTERM', () => stopRequested());
       process.once('SIGINT', () => stopRequested());
+      const { startDashboard } = await import('@headroom/dashboard');
       const dashboard = await startDashboard({
         config,
         redisUrl,
@@ -90,6 +91,7 @@ async function main(argv: string[]): Promise<number> {
       if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${values.config}, or pass --redis`);
       const redis = createRedis(redisUrl, 'producer');
       await waitForReady(redis, 5_000);
+      const { openOverviewReader } = await import('@headroom/dashboard');
       const reader = openOverviewReader(redis, config);
       try {
         do {
@@ -103,12 +105,14 @@ async function main(argv: string[]): Promise<number> {
       }
       return 0;
     }
-    case 'demo':
+    case 'demo': {
+      const { runDemo } = await import('./demo.js');
       return runDemo({
         ...(values.duration ? { durationSec: positiveNumber('--duration', values.duration) } : {}),
         ...(values.workers ? { workers: positiveNumber('--workers', values.workers) } : {}),
         check: values.check === true,
       });
+    }
     default:
       process.stderr.write(USAGE);
       return command ? 2 : 0;
