@@ -1,9 +1,9 @@
 // POST /v1/messages and POST /v1/messages/count_tokens.
 
+import { anthropicFaultReply } from './anthropic-faults.js';
 import {
   type AnthropicMessage,
   anthropicError,
-  anthropicFaultError,
   buildMessage,
   checkAgainstModel,
   type MessageParams,
@@ -60,13 +60,8 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
   });
 
   if (result.kind === 'fault') {
-    const headers = headersFor(state.quota.snapshot(apiKey, model.pool, state.now()));
-    const { action } = result;
-    if (action.status !== 429) return anthropicFaultError(action.status, headers);
-    if (action.spendCap) {
-      return anthropicError(429, 'rate_limit_error', 'You have reached your specified API usage limits. You will regain access when your spend limit resets or is raised.', headers);
-    }
-    return anthropicError(429, 'rate_limit_error', 'Rate limited by upstream traffic.', { ...headers, 'retry-after': String(action.retryAfterSeconds) });
+    const at = state.now();
+    return anthropicFaultReply(result.action, state.quota.snapshot(apiKey, model.pool, at), at);
   }
 
   if (result.kind === 'refused') {
@@ -98,7 +93,7 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
   };
 
   if (params.stream) {
-    const fault = state.transportFault(model.name);
+    const fault = state.transportFault(model);
     return {
       kind: 'stream',
       status: 200,
@@ -109,7 +104,7 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
 
   await sleep(state.latencyMs());
   const headers = headersFor(finish());
-  const fault = state.transportFault(model.name);
+  const fault = state.transportFault(model);
   return withFault(json(200, message, headers), fault, message);
 }
 

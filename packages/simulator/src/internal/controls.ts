@@ -67,7 +67,7 @@ export class Controls {
     for (const one of specs) {
       if (one.model !== undefined && !this.#state.config.models.has(one.model)) throw new RangeError(`unknown model ${one.model}`);
     }
-    for (const one of specs) this.#state.faults.add(one);
+    this.#state.faults.add(specs, this.#state.now());
   }
 
   injectBatchFaults(spec: BatchFaultSpec): void {
@@ -75,7 +75,7 @@ export class Controls {
   }
 
   faults(): FaultsView {
-    return { faults: this.#state.faults.list(), batchFaults: this.#state.batchFaults.list() };
+    return { faults: this.#state.faults.list(this.#state.now()), batchFaults: this.#state.batchFaults.list() };
   }
 
   /** Clears interactive and batch faults alike. */

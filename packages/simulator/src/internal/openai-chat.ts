@@ -2,6 +2,7 @@
 
 import type { ServerResponse } from 'node:http';
 import { type Exchange, json, parseJsonBody, type Reply, sleep } from './http-exchange.js';
+import { openaiFaultReply } from './openai-faults.js';
 import {
   type ChatCompletion,
   type ChatParams,
@@ -18,13 +19,6 @@ import { openaiPromptTokens } from './prompt-tokens.js';
 import type { QuotaSnapshot } from './quota.js';
 import { goDuration, openaiRateLimitHeaders, retryAfterSeconds } from './rate-limit-headers.js';
 import type { SimulatorState } from './state.js';
-
-const FAULT_MESSAGES: Record<number, string> = {
-  500: 'The server had an error while processing your request. Sorry about that!',
-  502: 'Bad gateway.',
-  503: 'The engine is currently overloaded, please try again later.',
-  529: 'The server is overloaded, please try again later.',
-};
 
 export async function handleChatCompletion(state: SimulatorState, exchange: Exchange, apiKey: string): Promise<Reply> {
   const body = parseJsonBody(exchange.body);
@@ -51,20 +45,7 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
     charge: { requests: 1, tokens: promptTokens + maxTokens },
   });
 
-  if (result.kind === 'fault') {
-    const headers = headersFor(state.quota.snapshot(apiKey, model.pool, state.now()));
-    const { action } = result;
-    if (action.status !== 429) {
-      return openaiError(action.status, openaiErrorBody(FAULT_MESSAGES[action.status] ?? 'Server error.', 'server_error'), headers);
-    }
-    if (action.spendCap) {
-      return openaiError(429, openaiErrorBody('You exceeded your current quota, please check your plan and billing details.', 'insufficient_quota', null, 'insufficient_quota'), headers);
-    }
-    return openaiError(429, openaiErrorBody('Rate limit reached (upstream).', 'requests', null, 'rate_limit_exceeded'), {
-      ...headers,
-      'retry-after': String(action.retryAfterSeconds),
-    });
-  }
+  if (result.kind === 'fault') return openaiFaultReply(result.action, state.quota.snapshot(apiKey, model.pool, state.now()));
 
   if (result.kind === 'refused') {
     const { admission, snapshot } = result;
@@ -95,7 +76,7 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
   const finish = () => state.settle(ticket, completion.usage.completion_tokens);
 
   if (params.stream) {
-    const fault = state.transportFault(model.name);
+    const fault = state.transportFault(model);
     return {
       kind: 'stream',
       status: 200,
@@ -106,7 +87,7 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
 
   await sleep(state.latencyMs());
   const headers = headersFor(finish());
-  const fault = state.transportFault(model.name);
+  const fault = state.transportFault(model);
   if (!fault) return json(200, completion, headers);
   const text = JSON.stringify(completion);
   if (fault.kind === 'cut') return { kind: 'cut', status: 200, headers, contentType: 'application/json', body: text };

@@ -2,7 +2,7 @@
 // providers share (fault, then all-or-nothing charge, then correction when the call ends).
 
 import type { AnthropicBatch } from './anthropic-batches.js';
-import { BatchFaultTable, type FaultAction, FaultTable } from './faults.js';
+import { BatchFaultTable, FaultTable, faultLabel, isStatusFault, type StatusFaultAction, type TransportFaultAction } from './faults.js';
 import type { OpenAIBatch } from './openai-batches.js';
 import type { StoredFile } from './openai-files.js';
 import type { Provider, ResolvedModel, SimulatorResolved } from './options.js';
@@ -28,7 +28,7 @@ export interface Ticket {
 }
 
 export type AdmitResult =
-  | { kind: 'fault'; action: Extract<FaultAction, { kind: 'status' }> }
+  | { kind: 'fault'; action: StatusFaultAction }
   | { kind: 'refused'; admission: Extract<Admission, { ok: false }>; snapshot: QuotaSnapshot }
   | { kind: 'admitted'; ticket: Ticket };
 
@@ -71,12 +71,12 @@ export class SimulatorState {
 
   admit(plan: CallPlan): AdmitResult {
     const { model, apiKey } = plan;
-    const fault = this.faults.take(model.name, 'before-admission', this.config.random);
-    if (fault?.kind === 'status') {
-      this.stats.fault(model.name, fault.spendCap ? '429-spend-cap' : String(fault.status));
+    const now = this.now();
+    const fault = this.faults.take(model.name, 'before-admission', this.config.random, now);
+    if (fault && isStatusFault(fault)) {
+      this.stats.fault(model.name, faultLabel(fault, model.provider));
       return { kind: 'fault', action: fault };
     }
-    const now = this.now();
     const admission = this.quota.acquire(apiKey, model.pool, plan.charge, now);
     if (!admission.ok) {
       this.stats.refused(model.name);
@@ -109,10 +109,10 @@ export class SimulatorState {
   }
 
   /** A fault that strikes after admission (malformed body, cut connection), if one is armed. */
-  transportFault(model: string): Exclude<FaultAction, { kind: 'status' }> | null {
-    const fault = this.faults.take(model, 'after-admission', this.config.random);
-    if (!fault || fault.kind === 'status') return null;
-    this.stats.fault(model, fault.kind);
+  transportFault(model: ResolvedModel): TransportFaultAction | null {
+    const fault = this.faults.take(model.name, 'after-admission', this.config.random, this.now());
+    if (!fault || isStatusFault(fault)) return null;
+    this.stats.fault(model.name, faultLabel(fault, model.provider));
     return fault;
   }
 
