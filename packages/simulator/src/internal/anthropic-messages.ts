@@ -10,6 +10,7 @@ import {
   validateMessageParams,
 } from './anthropic-request.js';
 import { streamMessage } from './anthropic-stream.js';
+import type { StreamDelivery } from './paced-stream.js';
 import { type Exchange, json, parseJsonBody, type Reply, sleep } from './http-exchange.js';
 import { anthropicInputTokens, anthropicSegments } from './prompt-tokens.js';
 import type { Dimension, QuotaSnapshot } from './quota.js';
@@ -57,6 +58,7 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
     cacheCreation: cache.cacheCreation,
     maxTokens: params.max_tokens,
     charge: { requests: 1, input: drawnInput, output: params.max_tokens },
+    streamed: params.stream === true,
   });
 
   if (result.kind === 'fault') {
@@ -87,9 +89,10 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
     { input_tokens: cache.input, cache_creation_input_tokens: cache.cacheCreation, cache_read_input_tokens: cache.cacheRead },
     state.config.outputTokens,
   );
-  const finish = (): QuotaSnapshot => {
+  // The prompt was read (and cached) however the answer ends, a stream cut short included.
+  const finish = (delivery?: StreamDelivery): QuotaSnapshot => {
     state.promptCache.commit(cache.writes, state.now());
-    return state.settle(ticket, message.usage.output_tokens);
+    return state.settle(ticket, delivery?.charged ?? message.usage.output_tokens, delivery);
   };
 
   if (params.stream) {
@@ -98,7 +101,14 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
       kind: 'stream',
       status: 200,
       headers: headersFor(state.quota.snapshot(apiKey, model.pool, state.now())),
-      write: (res) => streamMessage(res, message, { latencyMs: state.latencyMs(), finish, fault }),
+      write: (res) =>
+        streamMessage(res, message, {
+          latencyMs: state.latencyMs(),
+          tokenMs: () => state.streamTokenMs(),
+          fault,
+          progress: (outputSent) => state.progress(ticket, outputSent),
+          settle: finish,
+        }),
     };
   }
 

@@ -3,7 +3,7 @@
 
 import type { BatchFaultSpec, FaultSpec } from './faults.js';
 import type { ModelLimits, Provider } from './options.js';
-import type { SimulatorState } from './state.js';
+import type { Pace, PaceChange, SimulatorState } from './state.js';
 import type { SimulatorStats } from './stats.js';
 
 export interface ModelLimitsView {
@@ -60,6 +60,16 @@ export class Controls {
   /** Scales every configured limit by `factor`; `scaleLimits(1)` ends a brownout. */
   scaleLimits(factor: number): void {
     this.#state.quota.setScale(factor, this.#state.now());
+  }
+
+  /** How fast calls go now: latency, and the gap between a stream's tokens. */
+  pace(): Pace {
+    return this.#state.pace();
+  }
+
+  /** Fields not given keep their value; `streamTokenMs: null` spreads deltas over the latency again. */
+  setPace(change: PaceChange): void {
+    this.#state.setPace(change);
   }
 
   injectFaults(spec: FaultSpec | FaultSpec[]): void {

@@ -1,11 +1,8 @@
 // POST /v1/chat/completions, plain and streamed.
 
-import type { ServerResponse } from 'node:http';
 import { type Exchange, json, parseJsonBody, type Reply, sleep } from './http-exchange.js';
 import { openaiFaultReply } from './openai-faults.js';
 import {
-  type ChatCompletion,
-  type ChatParams,
   buildCompletion,
   checkChatAgainstModel,
   invalidRequest,
@@ -15,6 +12,8 @@ import {
   openaiErrorBody,
   validateChatParams,
 } from './openai-request.js';
+import { streamCompletion } from './openai-stream.js';
+import type { StreamDelivery } from './paced-stream.js';
 import { openaiPromptTokens } from './prompt-tokens.js';
 import type { QuotaSnapshot } from './quota.js';
 import { goDuration, openaiRateLimitHeaders, retryAfterSeconds } from './rate-limit-headers.js';
@@ -43,6 +42,7 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
     cacheCreation: 0,
     maxTokens,
     charge: { requests: 1, tokens: promptTokens + maxTokens },
+    streamed: params.stream === true,
   });
 
   if (result.kind === 'fault') return openaiFaultReply(result.action, state.quota.snapshot(apiKey, model.pool, state.now()));
@@ -73,7 +73,7 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
 
   const { ticket } = result;
   const completion = buildCompletion(params, model, promptTokens, state.config.outputTokens, state.now());
-  const finish = () => state.settle(ticket, completion.usage.completion_tokens);
+  const finish = (delivery?: StreamDelivery) => state.settle(ticket, delivery?.charged ?? completion.usage.completion_tokens, delivery);
 
   if (params.stream) {
     const fault = state.transportFault(model);
@@ -81,7 +81,15 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
       kind: 'stream',
       status: 200,
       headers: headersFor(state.quota.snapshot(apiKey, model.pool, state.now())),
-      write: (res) => streamCompletion(res, completion, params, state.latencyMs(), finish, fault !== null),
+      write: (res) =>
+        streamCompletion(res, completion, {
+          includeUsage: params.stream_options?.include_usage === true,
+          latencyMs: state.latencyMs(),
+          tokenMs: () => state.streamTokenMs(),
+          fault,
+          progress: (outputSent) => state.progress(ticket, outputSent),
+          settle: finish,
+        }),
     };
   }
 
@@ -92,44 +100,4 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
   const text = JSON.stringify(completion);
   if (fault.kind === 'cut') return { kind: 'cut', status: 200, headers, contentType: 'application/json', body: text };
   return { kind: 'raw', status: 200, headers, contentType: 'application/json', body: text.slice(0, Math.floor(text.length / 2)) };
-}
-
-async function streamCompletion(
-  res: ServerResponse,
-  completion: ChatCompletion,
-  params: ChatParams,
-  latencyMs: number,
-  finish: () => unknown,
-  cut: boolean,
-): Promise<void> {
-  let finished = false;
-  const settle = () => {
-    if (!finished) {
-      finished = true;
-      finish();
-    }
-  };
-  res.once('close', settle);
-  const choice = completion.choices[0];
-  const base = { id: completion.id, object: 'chat.completion.chunk', created: completion.created, model: completion.model, system_fingerprint: completion.system_fingerprint };
-  const send = (data: unknown) => {
-    if (!res.destroyed) res.write(`data: ${JSON.stringify(data)}\n\n`);
-  };
-  send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }] });
-  const words = (choice?.message.content ?? '').split(/(?<= )/);
-  const size = Math.max(1, Math.ceil(words.length / 8));
-  const pause = latencyMs / (Math.ceil(words.length / size) + 1);
-  for (let i = 0; i < words.length; i += size) {
-    await sleep(pause);
-    if (cut && i >= words.length / 2) {
-      settle();
-      res.destroy();
-      return;
-    }
-    send({ ...base, choices: [{ index: 0, delta: { content: words.slice(i, i + size).join('') }, logprobs: null, finish_reason: null }] });
-  }
-  settle();
-  send({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: choice?.finish_reason ?? 'stop' }] });
-  if (params.stream_options?.include_usage) send({ ...base, choices: [], usage: completion.usage });
-  if (!res.destroyed) res.write('data: [DONE]\n\n');
 }

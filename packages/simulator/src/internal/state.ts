@@ -5,7 +5,7 @@ import type { AnthropicBatch } from './anthropic-batches.js';
 import { BatchFaultTable, FaultTable, faultLabel, isStatusFault, type StatusFaultAction, type TransportFaultAction } from './faults.js';
 import type { OpenAIBatch } from './openai-batches.js';
 import type { StoredFile } from './openai-files.js';
-import type { Provider, ResolvedModel, SimulatorResolved } from './options.js';
+import { checkStreamTokenMs, type Provider, type Range, type ResolvedModel, type SimulatorResolved, toRange } from './options.js';
 import { PromptCache } from './prompt-cache.js';
 import { type Admission, type Charge, Quota, type QuotaSnapshot } from './quota.js';
 import { type AdmissionRecord, StatsRecorder } from './stats.js';
@@ -20,6 +20,7 @@ export interface CallPlan {
   maxTokens: number;
   /** Everything charged up front, in every dimension. */
   charge: Charge;
+  streamed: boolean;
 }
 
 export interface Ticket {
@@ -32,6 +33,18 @@ export type AdmitResult =
   | { kind: 'refused'; admission: Extract<Admission, { ok: false }>; snapshot: QuotaSnapshot }
   | { kind: 'admitted'; ticket: Ticket };
 
+/** How fast calls go; a runtime setting, kept across reset() as limits are. */
+export interface Pace {
+  latencyMs: Range;
+  /** null: a stream's deltas are spread over its latency. */
+  streamTokenMs: number | null;
+}
+
+export interface PaceChange {
+  latencyMs?: number | Range;
+  streamTokenMs?: number | null;
+}
+
 export class SimulatorState {
   readonly config: SimulatorResolved;
   readonly quota: Quota;
@@ -43,8 +56,11 @@ export class SimulatorState {
   readonly openaiFiles = new Map<string, StoredFile>();
   readonly openaiBatches = new Map<string, OpenAIBatch>();
 
+  #pace: Pace;
+
   constructor(config: SimulatorResolved) {
     this.config = config;
+    this.#pace = { latencyMs: config.latencyMs, streamTokenMs: config.streamTokenMs };
     this.quota = new Quota(config.poolLimits);
     this.stats = new StatsRecorder(config.admissionLogSize, config.clock());
   }
@@ -54,8 +70,24 @@ export class SimulatorState {
   }
 
   latencyMs(): number {
-    const { min, max } = this.config.latencyMs;
+    const { min, max } = this.#pace.latencyMs;
     return min + (max - min) * this.config.random();
+  }
+
+  /** Read per token by running streams, so a change slows (or speeds) them from their next token. */
+  streamTokenMs(): number | null {
+    return this.#pace.streamTokenMs;
+  }
+
+  pace(): Pace {
+    return { latencyMs: { ...this.#pace.latencyMs }, streamTokenMs: this.#pace.streamTokenMs };
+  }
+
+  /** Fields not given keep their value; checked before any is applied. */
+  setPace(change: PaceChange): void {
+    const latencyMs = change.latencyMs === undefined ? this.#pace.latencyMs : toRange(change.latencyMs, this.#pace.latencyMs, 'latencyMs');
+    const streamTokenMs = change.streamTokenMs === undefined ? this.#pace.streamTokenMs : checkStreamTokenMs(change.streamTokenMs);
+    this.#pace = { latencyMs, streamTokenMs };
   }
 
   /** The model if the simulator serves it for this provider; another provider's model is unknown here too. */
@@ -91,20 +123,29 @@ export class SimulatorState {
         input: plan.input,
         output: plan.maxTokens,
         cacheRead: plan.cacheRead,
+        streamed: plan.streamed,
       },
       plan.cacheCreation,
     );
     return { kind: 'admitted', ticket: { plan, record } };
   }
 
-  /** Ends an admitted call: the unused part of the output reservation goes back to the bucket. */
-  settle(ticket: Ticket, outputTokens: number): QuotaSnapshot {
+  /** A stream's live count of output tokens sent, for stats. */
+  progress(ticket: Ticket, outputSent: number): void {
+    this.stats.sent(ticket.record, outputSent);
+  }
+
+  /**
+   * Ends an admitted call charged `outputTokens`: the unused part of the output reservation goes
+   * back to the bucket. `delivery` defaults to a plain call's: every charged token delivered.
+   */
+  settle(ticket: Ticket, outputTokens: number, delivery = { outputSent: outputTokens, clientClosed: false }): QuotaSnapshot {
     const { plan } = ticket;
     const unused = Math.max(0, plan.maxTokens - outputTokens);
     const dimension = plan.model.provider === 'anthropic' ? 'output' : 'tokens';
     const now = this.now();
     this.quota.refund(plan.apiKey, plan.model.pool, { [dimension]: unused }, now);
-    this.stats.completed(ticket.record, outputTokens);
+    this.stats.completed(ticket.record, outputTokens, delivery);
     return this.quota.snapshot(plan.apiKey, plan.model.pool, now);
   }
 
