@@ -55,7 +55,7 @@ export interface Simulator {
   faults(): FaultsView;
   /** Disarms every interactive and batch fault. */
   clearFaults(): void;
-  /** Clears stats, rate-limit buckets, faults and the prompt cache. Limits and batches stay. */
+  /** Clears stats, rate-limit buckets, faults and both prompt caches. Limits, pace and batches stay. */
   reset(): void;
   close(): Promise<void>;
 }

@@ -94,7 +94,7 @@ export class Controls {
     this.#state.batchFaults.clear();
   }
 
-  /** Clears stats, rate-limit buckets, faults and the prompt cache; limits and batches stay. */
+  /** Clears stats, rate-limit buckets, faults and both prompt caches; limits, pace and batches stay. */
   reset(): void {
     this.#state.reset();
   }

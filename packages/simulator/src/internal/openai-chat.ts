@@ -14,7 +14,7 @@ import {
 } from './openai-request.js';
 import { streamCompletion } from './openai-stream.js';
 import type { StreamDelivery } from './paced-stream.js';
-import { openaiPromptTokens } from './prompt-tokens.js';
+import { openaiPromptTokens, openaiSegments } from './prompt-tokens.js';
 import type { QuotaSnapshot } from './quota.js';
 import { goDuration, openaiRateLimitHeaders, retryAfterSeconds } from './rate-limit-headers.js';
 import type { SimulatorState } from './state.js';
@@ -28,17 +28,20 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
   const model = state.model(params.model, 'openai');
   if (!model) return openaiError(404, modelNotFound(params.model));
 
-  const promptTokens = openaiPromptTokens(params);
+  const segments = openaiSegments(params);
+  const promptTokens = openaiPromptTokens(params, segments);
   const headersFor = (snapshot: QuotaSnapshot) => openaiRateLimitHeaders(snapshot);
   const tooBig = checkChatAgainstModel(params, model, promptTokens);
   if (tooBig) return openaiError(400, tooBig, headersFor(state.quota.snapshot(apiKey, model.pool, state.now())));
 
   const maxTokens = maxTokensOf(params, model);
+  // Cached prompt tokens are reported but still drawn from TPM: OpenAI's caching does not touch limits.
+  const cache = state.openaiPromptCache.plan(`${apiKey}\u0000${model.name}`, segments, promptTokens, state.now());
   const result = state.admit({
     model,
     apiKey,
     input: promptTokens,
-    cacheRead: 0,
+    cacheRead: cache.cached,
     cacheCreation: 0,
     maxTokens,
     charge: { requests: 1, tokens: promptTokens + maxTokens },
@@ -72,8 +75,11 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
   }
 
   const { ticket } = result;
-  const completion = buildCompletion(params, model, promptTokens, state.config.outputTokens, state.now());
-  const finish = (delivery?: StreamDelivery) => state.settle(ticket, delivery?.charged ?? completion.usage.completion_tokens, delivery);
+  const completion = buildCompletion(params, model, promptTokens, state.config.outputTokens, state.now(), cache.cached);
+  const finish = (delivery?: StreamDelivery) => {
+    state.openaiPromptCache.commit(cache.writes, state.now());
+    return state.settle(ticket, delivery?.charged ?? completion.usage.completion_tokens, delivery);
+  };
 
   if (params.stream) {
     const fault = state.transportFault(model);

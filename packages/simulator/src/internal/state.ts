@@ -6,6 +6,7 @@ import { BatchFaultTable, FaultTable, faultLabel, isStatusFault, type StatusFaul
 import type { OpenAIBatch } from './openai-batches.js';
 import type { StoredFile } from './openai-files.js';
 import { checkStreamTokenMs, type Provider, type Range, type ResolvedModel, type SimulatorResolved, toRange } from './options.js';
+import { AutomaticPromptCache } from './openai-prompt-cache.js';
 import { PromptCache } from './prompt-cache.js';
 import { type Admission, type Charge, Quota, type QuotaSnapshot } from './quota.js';
 import { type AdmissionRecord, StatsRecorder } from './stats.js';
@@ -13,8 +14,9 @@ import { type AdmissionRecord, StatsRecorder } from './stats.js';
 export interface CallPlan {
   model: ResolvedModel;
   apiKey: string;
-  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: prompt). */
+  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: prompt, cached part included). */
   input: number;
+  /** Anthropic: cache reads, not drawn from ITPM. OpenAI: cached prompt tokens, part of `input` and drawn from TPM. */
   cacheRead: number;
   cacheCreation: number;
   maxTokens: number;
@@ -51,7 +53,10 @@ export class SimulatorState {
   readonly faults = new FaultTable();
   readonly batchFaults = new BatchFaultTable();
   readonly stats: StatsRecorder;
+  /** Anthropic's, driven by cache_control breakpoints. */
   readonly promptCache = new PromptCache();
+  /** OpenAI's, automatic for prompts of 1024 tokens or more. */
+  readonly openaiPromptCache = new AutomaticPromptCache();
   readonly anthropicBatches = new Map<string, AnthropicBatch>();
   readonly openaiFiles = new Map<string, StoredFile>();
   readonly openaiBatches = new Map<string, OpenAIBatch>();
@@ -163,6 +168,7 @@ export class SimulatorState {
     this.faults.clear();
     this.batchFaults.clear();
     this.promptCache.clear();
+    this.openaiPromptCache.clear();
     this.stats.reset(now);
   }
 }

@@ -11,11 +11,15 @@ export interface AdmissionRecord {
   pool: string;
   /** The API key the call used (the simulator only ever sees fake keys). */
   key: string;
-  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: prompt). */
+  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: the whole prompt, cached part included). */
   input: number;
   /** Output tokens: `max_tokens` while in flight, the actual count once the call ended. */
   output: number;
-  /** Anthropic cache reads: reported, but not drawn from input tokens/min. */
+  /**
+   * Prompt tokens read from the cache. Anthropic: `cache_read_input_tokens`, not drawn from ITPM
+   * and not part of `input`. OpenAI: `prompt_tokens_details.cached_tokens`, part of `input` and
+   * drawn from TPM like the rest (OpenAI: caching does not affect rate limits).
+   */
   cacheRead: number;
   /** False while the call is in flight. */
   done: boolean;
@@ -40,6 +44,7 @@ export interface ModelStats {
   refused429: number;
   /** Injected faults by kind: '429', '529', ..., 'malformed', 'cut'. */
   faultsInjected: Record<string, number>;
+  /** As each provider reports input: Anthropic `input_tokens` (cache reads and writes apart), OpenAI `prompt_tokens` (cached included). */
   inputTokens: number;
   /** Output tokens charged: a stream the client closed counts only what it had sent. */
   outputTokens: number;
