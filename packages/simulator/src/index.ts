@@ -12,7 +12,9 @@
  * const client = new Anthropic({ apiKey: 'sk-test', baseURL: sim.url, maxRetries: 0 }); // OpenAI: baseURL sim.url + '/v1'
  * await client.messages.create({ model: 'claude-sonnet-4-6', max_tokens: 256, messages: [{ role: 'user', content: 'Hi' }] });
  * sim.injectFaults({ model: 'claude-sonnet-4-6', status: 529, count: 3 });
+ * sim.injectFaults({ overloaded: true, probability: 0.5, durationMs: 40_000 }); // a 40 s overload window
  * sim.scaleLimits(0.5); // brownout
+ * sim.setPace({ streamTokenMs: 50 }); // streams send a token every 50 ms
  * console.log(sim.stats().models['claude-sonnet-4-6']);
  * await sim.close();
  * ```
