@@ -122,10 +122,12 @@ describe('token-by-token streams through the official SDKs', () => {
     await stream.finalMessage();
     const elapsed = performance.now() - started;
 
-    // Lower bounds only: timers never fire early, so these hold on a loaded machine too.
+    // Lower bounds from the request only: the server cannot send a delta before its time (timers
+    // never fire early), while a loaded client may read several at once, so gaps between
+    // arrivals prove nothing.
     expect(arrivals).toHaveLength(24);
-    expect(arrivals[0]).toBeGreaterThanOrEqual(95);
-    expect((arrivals[23] ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThanOrEqual(23 * 20 - 10);
+    expect(arrivals[0]).toBeGreaterThanOrEqual(100 - 5);
+    expect(arrivals[23]).toBeGreaterThanOrEqual(100 + 23 * 20 - 10);
     expect(elapsed).toBeGreaterThanOrEqual(100 + 24 * 20 - 10);
   });
 
@@ -138,24 +140,27 @@ describe('token-by-token streams through the official SDKs', () => {
     await stream.finalMessage();
     // 24 deltas and the close at 25 equal steps of 10 ms.
     expect(arrivals).toHaveLength(24);
-    expect((arrivals[23] ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThanOrEqual(23 * 10 - 10);
+    expect(arrivals[0]).toBeGreaterThanOrEqual(10 - 5);
+    expect(arrivals[23]).toBeGreaterThanOrEqual(24 * 10 - 10);
     expect(performance.now() - started).toBeGreaterThanOrEqual(250 - 10);
   });
 
   it('slows a stream already running when the pace changes mid-way', async () => {
-    sim.setPace({ streamTokenMs: 10 });
-    const stream = claude.messages.stream({ model: CLAUDE, max_tokens: 100, messages: [{ role: 'user', content: 'brownout' }] });
-    let slowedAt = 0;
-    stream.on('text', () => {
-      if (slowedAt === 0) {
-        sim.setPace({ streamTokenMs: 40 });
-        slowedAt = performance.now();
-      }
+    sim.setPace({ streamTokenMs: 25 });
+    const finished = claude.messages.stream({ model: CLAUDE, max_tokens: 100, messages: [{ role: 'user', content: 'brownout' }] }).finalMessage();
+    // Read the live count and change the pace in one synchronous step: at most `sent` deltas
+    // were out when the pace changed, so every gap after the next delta is the new one.
+    let sent = 0;
+    await until(() => {
+      sent = sim.stats().admissions[0]?.outputSent ?? 0;
+      return sent > 0;
     });
-    await stream.finalMessage();
-    // 23 more deltas and the close: the first gap was already scheduled at 10 ms, the rest at 40.
-    expect(performance.now() - slowedAt).toBeGreaterThanOrEqual(10 + 23 * 40 - 20);
-    expect(sim.pace()).toEqual({ latencyMs: { min: 0, max: 0 }, streamTokenMs: 40 });
+    sim.setPace({ streamTokenMs: 50 });
+    const slowedAt = performance.now();
+    await finished;
+    expect(sent).toBeLessThan(24);
+    expect(performance.now() - slowedAt).toBeGreaterThanOrEqual((24 - sent) * 50 - 10);
+    expect(sim.pace()).toEqual({ latencyMs: { min: 0, max: 0 }, streamTokenMs: 50 });
   });
 
   it('refuses a pace it cannot keep, over HTTP and in process', async () => {
