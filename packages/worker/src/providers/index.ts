@@ -7,7 +7,7 @@
  * const result = await adapters[job.provider].call({ model, request: job.request, signal });
  * ```
  */
-import { ConfigError, type HeadroomConfig, PROVIDERS, type Provider } from '@headroom/queue';
+import { ConfigError, type HeadroomConfig, PROVIDERS, type Provider, registerSecret } from '@headroom/queue';
 import { type AdapterOptions, AnthropicAdapter } from './anthropic.js';
 import { OpenAIAdapter } from './openai.js';
 import type { ProviderAdapter, ProviderCallInput, ProviderCallResult } from './types.js';
@@ -35,9 +35,21 @@ function modelsOf(config: HeadroomConfig, provider: Provider): string[] {
     .map(([name]) => name);
 }
 
+/**
+ * The provider's key from the environment: the one place a worker reads one. It is registered as
+ * a secret as it is read, so from then on this process's logs and Redis commands cut it out
+ * (see @headroom/queue's redaction), whichever path would carry it there.
+ */
+export function providerKeyOf(config: HeadroomConfig, provider: Provider, env: NodeJS.ProcessEnv): string | undefined {
+  const apiKey = env[config.providers[provider].apiKeyEnv]?.trim();
+  if (!apiKey) return undefined;
+  registerSecret(apiKey);
+  return apiKey;
+}
+
 function optionsFor(config: HeadroomConfig, provider: Provider, env: NodeJS.ProcessEnv): AdapterOptions | { missing: string } {
   const { apiKeyEnv, baseURL, timeoutMs } = config.providers[provider];
-  const apiKey = env[apiKeyEnv]?.trim();
+  const apiKey = providerKeyOf(config, provider, env);
   if (!apiKey) return { missing: apiKeyEnv };
   return { apiKey, baseURL, timeoutMs };
 }
