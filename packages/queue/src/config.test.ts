@@ -80,6 +80,20 @@ dashboard: { port: "eighty" }
     expect(err.message).toContain('got "[redacted]"');
   });
 
+  it('never echoes a pasted key that is not shaped like sk-/pk-/rk-, wherever it lands', () => {
+    // Google- and hex-style keys, and a key pasted into a field that takes a word.
+    const google = 'AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUv0';
+    const hex = '9f8e7d6c5b4a39281706f5e4d3c2b1a0';
+    const err = configErrorOf(() =>
+      parseConfig({ providers: { anthropic: { apiKeyEnv: google }, openai: { apiKeyEnv: 'lower-case-but-short' } }, redis: { urlEnv: hex }, dispatch: { order: hex }, models: {} }),
+    );
+    expect(err.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['providers.anthropic.apiKeyEnv', 'providers.openai.apiKeyEnv', 'redis.urlEnv', 'dispatch.order']));
+    for (const secret of [google, hex, 'lower-case-but-short']) expect(err.message).not.toContain(secret);
+    // Words are still echoed where they help.
+    const plain = configErrorOf(() => parseConfig({ dispatch: { order: 'random' }, models: {} }));
+    expect(plain.message).toContain('got "random"');
+  });
+
   it('refuses broken YAML with its line', () => {
     const err = configErrorOf(() => loadConfig(writeYaml('models:\n  a: [1, 2\n')));
     expect(err.issues[0]?.path).toMatch(/yaml line/);

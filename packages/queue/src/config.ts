@@ -255,7 +255,7 @@ function crossCheck(raw: unknown): Issue[] {
 /** Validates an already-parsed config object. Throws `ConfigError` listing every problem by path. */
 export function parseConfig(raw: unknown, source = '(object)'): HeadroomConfig {
   const result = HeadroomConfig.safeParse(raw, { reportInput: true });
-  const issues = [...(result.success ? [] : toIssues(result.error)), ...crossCheck(raw)];
+  const issues = [...(result.success ? [] : toIssues(result.error, { hideSecrets: true })), ...crossCheck(raw)];
   if (issues.length > 0 || !result.success) throw new ConfigError(source, issues);
   return result.data;
 }
