@@ -140,7 +140,7 @@ export function buildOverview(i: OverviewInputs): Overview {
           source: d.source,
           fullInMs: d.fullInMs,
           burnPerSec: burn,
-          exhaustInMs: exhaustInMs(d.level, d.capacity, burn, i.history.fallingNow(p.pool, d.dimension)),
+          exhaustInMs: exhaustInMs(d.level, d.ratePerSec, burn, i.history.fallingNow(p.pool, d.dimension)),
         };
       }),
       unbound: snap.unbound,

@@ -16,6 +16,12 @@ export interface PoolLimits {
   itpm?: number;
   otpm?: number;
   tpm?: number;
+  /**
+   * Seconds of quota each dimension may hold: the bucket's capacity is `limit * burst / 60`, and
+   * over any window of W seconds the pool grants at most `limit * (burst + W) / 60`.
+   * @default 60
+   */
+  burst?: number;
 }
 
 export interface TenantLimits {
@@ -99,10 +105,12 @@ export type CooldownFor = { durationMs: number } | { untilMs: number };
 
 export interface DimensionSnapshot {
   dimension: Dimension;
+  /** What the bucket holds when full: the per-minute limit times burst / 60. */
   capacity: number;
   source: 'config' | 'learned';
   /** Can be negative after an underestimate was settled. */
   level: number;
+  /** The refill: the per-minute limit / 60. */
   ratePerSec: number;
   fullInMs: number;
 }

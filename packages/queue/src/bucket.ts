@@ -25,6 +25,10 @@
  * grant's reply says what a settle needs, the `Reservation` carries it, and the settle sends it
  * back with the usage, so a grant creates no key and a settle reads none.
  *
+ * Each dimension holds `limits.burst` seconds of its quota (default 60: a minute's worth) and
+ * refills at limit/60 per second, so over any window of W seconds a pool grants at most
+ * `limit * (burst + W) / 60` in each dimension, whatever the number of workers.
+ *
  * Limits come with each call, so a config change applies at once and there is no set-up step;
  * a dimension the config leaves out uses the limit learned from the providers' headers, and
  * binds only once one is known. Time is Redis `TIME`, so worker clocks do not matter.
@@ -91,6 +95,7 @@ function laneIndex(lane: Lane): number {
 }
 
 const limitArg = (n: number | undefined) => (n === undefined ? '' : positive(n, 'limit'));
+const burstArg = (n: number | undefined) => (n === undefined ? '' : positive(n, 'burst'));
 const optional = (n: number | undefined) => (n === undefined ? '' : n);
 
 function positive(n: number, what: string): number {
@@ -238,6 +243,7 @@ export class Bucket {
   sync(pool: string, limits: PoolLimits, observed: Observed, options: CarryOptions = {}): Promise<SyncResult> {
     const done = new Promise<SyncResult>((resolve, reject) => {
       for (const d of POOL_DIMENSIONS) limitArg(limits[d]);
+      burstArg(limits.burst);
       this.#open();
       this.#carried.addSync(pool, limits, observed, { resolve, reject });
     });
@@ -311,7 +317,7 @@ export class Bucket {
     const keys = [k.bucket, k.cooldowns, k.stats];
     const args: (string | number)[] = [
       limitArg(limits.rpm), limitArg(limits.itpm), limitArg(limits.otpm), limitArg(limits.tpm),
-      settles.length, sync ? 1 : 0,
+      burstArg(limits.burst), settles.length, sync ? 1 : 0,
     ];
     const results = settles.map((s) => {
       const { need, chargedAgainst: against } = s.reservation;

@@ -24,6 +24,14 @@ export const ModelLimits = z.strictObject({
   otpm: positiveInt.optional(),
   /** OpenAI: tokens/min (input + max output). */
   tpm: positiveInt.optional(),
+  /**
+   * Seconds of quota the pool's bucket holds in each dimension (its capacity: limit * burst / 60).
+   * Over any window of W seconds the fleet sends at most limit * (burst + W) / 60. Lower it for a
+   * provider that enforces its per-minute limit over shorter intervals; a request larger than
+   * what a lane may draw from the capacity fails NEVER_FITS. @default 60 (the providers' own
+   * bucket: one minute's quota)
+   */
+  burst: z.number({ error: 'expected a number of seconds from 1 to 60' }).min(1, { error: 'expected a number of seconds from 1 to 60' }).max(60, { error: 'expected a number of seconds from 1 to 60' }).default(60),
 });
 export type ModelLimits = z.infer<typeof ModelLimits>;
 

@@ -7,8 +7,10 @@
   `settle(..., { immediate: true })`).
 
   Checking and charging in one script is what keeps separate limits from charging some
-  dimensions and refusing others. Capacity of a dimension = its per-minute limit; it refills
-  continuously at limit/60 per second. A lane may draw only while every dimension it draws from
+  dimensions and refusing others. A dimension refills continuously at limit/60 per second, and
+  holds at most `burst` seconds of that (capacity = limit * burst / 60; burst 60 = one minute's
+  quota), so over any window of W seconds it grants at most limit * (burst + W) / 60. A lane may
+  draw only while every dimension it draws from
   stays at or above `reserve * capacity` after the charge, so lower lanes leave headroom for
   higher ones without losing throughput (the refill rate, not the burst, sets throughput).
 
@@ -26,9 +28,10 @@
 
   ARGV[1..4]  configured limit for rpm, itpm, otpm, tpm; '' = use the learned limit, and if none
               is known the dimension does not bind
-  ARGV[5]     number of carried settles, n
-  ARGV[6]     '1' when rate-limit headers follow the settles
-  ARGV[7..]   per settle, 6 values (see includes/carried-settle)
+  ARGV[5]     burst: the seconds of quota each dimension holds ('' = 60)
+  ARGV[6]     number of carried settles, n
+  ARGV[7]     '1' when rate-limit headers follow the settles
+  ARGV[8..]   per settle, 6 values (see includes/carried-settle)
   then, with headers, 16 values (see includes/carried-sync)
   then the acquire, absent for a flush (callers omit the optional trailing arguments they do not
   use): requests, input tokens, output tokens (tpm draws input + output), the reserve fraction of
@@ -43,7 +46,7 @@
     code -1 WAIT: every dimension (and the model's cooldown) can serve after a = waitMs;
             b = the binding dimension or 'cooldown'
     code -2 NEVER_FITS: the need exceeds what this lane may ever draw from dimension a
-            (capacity minus its reserve); b = that most
+            (capacity minus its reserve, capacity = limit * burst / 60); b = that most
     code  0 APPLIED: no acquire part was given
     lowered: the dimensions the headers lowered
 ]]
@@ -57,17 +60,19 @@ local EPS = 1e-6
 
 local now, nowUs = redisNow()
 local lr, li, lo, lt = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local settles = tonumber(ARGV[5])
-local at = 7 + 6 * settles
+-- Capacity per unit of limit: a dimension holds `burst` seconds of its per-minute limit.
+local burstShare = (tonumber(ARGV[5]) or 60) / 60
+local settles = tonumber(ARGV[6])
+local at = 8 + 6 * settles
 
 local pool = readPool(KEYS[1])
 local elapsed = elapsedSince(pool[1], now)
 local reply = { 0, nowUs, 0, 0, 0 }
 local changed, learned = false, false
-if settles > 0 then changed = settleCarried(pool, elapsed, now, 7, settles, 4) end
-if ARGV[6] == '1' then
+if settles > 0 then changed = settleCarried(pool, elapsed, now, 8, settles, 4) end
+if ARGV[7] == '1' then
   local lowered
-  lowered, learned = syncCarried(pool, { lr, li, lo, lt }, elapsed, at, KEYS[3], reply)
+  lowered, learned = syncCarried(pool, { lr, li, lo, lt }, burstShare, elapsed, at, KEYS[3], reply)
   changed = changed or lowered
   at = at + 16
 end
@@ -88,7 +93,8 @@ end
 local requests, input, output = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
 local reserve, lane = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
 
--- The capacity of pool dimension j: configured, else learned, else nil (does not bind).
+-- The per-minute limit of pool dimension j: configured, else learned, else nil (does not bind).
+-- It sets the refill rate; the capacity is `burstShare` of it.
 local function capOf(limit, j)
   return limit or pool[j + 5]
 end
@@ -96,24 +102,26 @@ local cr, ci, co, ct = capOf(lr, 1), capOf(li, 2), capOf(lo, 3), capOf(lt, 4)
 local ur, ui, uo, ut = usedAt(pool[2], elapsed, cr), usedAt(pool[3], elapsed, ci), usedAt(pool[4], elapsed, co), usedAt(pool[5], elapsed, ct)
 
 local waitMs, reason, never, neverMost = 0, nil, nil, 0
--- One dimension's check: records the wait it needs, or that the need can never fit.
-local function check(dim, c, used, n)
+-- One dimension's check against its limit c (the rate) and capacity c * share: records the wait
+-- it needs, or that the need can never fit.
+local function check(dim, c, used, n, share)
   if not c or n <= 0 or never then return end
-  local floor = reserve * c
-  if n > c - floor + EPS then
-    never, neverMost = dim, math.floor(c - floor)
+  local capacity = c * share
+  local floor = reserve * capacity
+  if n > capacity - floor + EPS then
+    never, neverMost = dim, math.floor(capacity - floor)
     return
   end
-  local short = n + floor - (c - used)
+  local short = n + floor - (capacity - used)
   if short > EPS then
     local w = short * 60000 / c
     if w > waitMs then waitMs, reason = w, dim end
   end
 end
-check('rpm', cr, ur, requests)
-check('itpm', ci, ui, input)
-check('otpm', co, uo, output)
-check('tpm', ct, ut, input + output)
+check('rpm', cr, ur, requests, burstShare)
+check('itpm', ci, ui, input, burstShare)
+check('otpm', co, uo, output, burstShare)
+check('tpm', ct, ut, input + output, burstShare)
 
 local tenantTpm, tenantRpm = tonumber(ARGV[at + 6] or ''), tonumber(ARGV[at + 7] or '')
 local hasTenant = tenantTpm ~= nil or tenantRpm ~= nil
@@ -122,8 +130,9 @@ if hasTenant then
   local tenant = redis.call('HMGET', KEYS[#KEYS], 'ts', 'rpm', 'tpm')
   local te = elapsedSince(tenant[1], now)
   tr, tt = usedAt(tenant[2], te, tenantRpm), usedAt(tenant[3], te, tenantTpm)
-  check('tenant_rpm', tenantRpm, tr, requests)
-  check('tenant_tpm', tenantTpm, tt, input + output)
+  -- A tenant's quota is Headroom's own, not a provider's: it keeps a minute's burst.
+  check('tenant_rpm', tenantRpm, tr, requests, 1)
+  check('tenant_tpm', tenantTpm, tt, input + output, 1)
 end
 
 if never then
