@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HeadroomError, JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
+import { HeadroomError, JobFailedError, Producer, type FailureCode, type LlmJobInput } from '@headroom/producer-sdk';
 import { ConfigError, loadConfig, parseConfig, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
@@ -306,18 +306,20 @@ describe('bad environment and CLI flags: exit 2 with the message, nothing writte
 
 interface WireCase {
   mode: WireMode;
-  reason: RegExp;
+  code: FailureCode;
+  /** The failure's message (after the code). */
+  message: RegExp;
 }
 
 const WIRE_CASES: WireCase[] = [
-  { mode: 'malformed-json', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body is not valid JSON \(\d+ bytes\)/ },
-  { mode: 'html-200', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body is not valid JSON/ },
-  { mode: 'empty-200', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body is not valid JSON \(0 bytes\)/ },
-  { mode: 'missing-usage', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body has an unexpected shape: usage: / },
-  { mode: 'wrong-types', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 200 response body has an unexpected shape: usage\.input_tokens: / },
+  { mode: 'malformed-json', code: 'RETRIES_EXHAUSTED', message: /^after 2 attempts, last: 200 response body is not valid JSON \(\d+ bytes\)/ },
+  { mode: 'html-200', code: 'RETRIES_EXHAUSTED', message: /^after 2 attempts, last: 200 response body is not valid JSON/ },
+  { mode: 'empty-200', code: 'RETRIES_EXHAUSTED', message: /^after 2 attempts, last: 200 response body is not valid JSON \(0 bytes\)/ },
+  { mode: 'missing-usage', code: 'RETRIES_EXHAUSTED', message: /^after 2 attempts, last: 200 response body has an unexpected shape: usage: / },
+  { mode: 'wrong-types', code: 'RETRIES_EXHAUSTED', message: /^after 2 attempts, last: 200 response body has an unexpected shape: usage\.input_tokens: / },
   // An HTML error page carries no provider message: the reason says so, with the status.
-  { mode: 'html-502', reason: /^RETRIES_EXHAUSTED: after 2 attempts, last: 502 HTTP 502 \(no error message\)$/ },
-  { mode: 'html-400', reason: /^PROVIDER_REJECTED: 400 HTTP 400 \(no error message\)$/ },
+  { mode: 'html-502', code: 'RETRIES_EXHAUSTED', message: /^after 2 attempts, last: 502 HTTP 502 \(no error message\)$/ },
+  { mode: 'html-400', code: 'PROVIDER_REJECTED', message: /^400 HTTP 400 \(no error message\)$/ },
 ];
 
 describe('garbage on the wire: the job fails with a clear reason, the worker keeps serving', () => {
@@ -351,10 +353,11 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
 
   const wireJob = (text: string): LlmJobInput => ({ priority: 'HIGH', provider: 'anthropic', request: { model: HAIKU, max_tokens: 16, messages: [{ role: 'user', content: text }] } });
 
-  it.each(WIRE_CASES)('$mode', async ({ mode, reason }) => {
+  it.each(WIRE_CASES)('$mode', async ({ mode, code, message }) => {
     const err = await producer.run(wireJob(`wire:${mode}`), { timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(JobFailedError);
-    expect((err as JobFailedError).reason).toMatch(reason);
+    expect((err as JobFailedError).failureCode).toBe(code);
+    expect((await producer.getJob((err as JobFailedError).jobId))?.failure).toMatchObject({ code, message });
     expect(stub.hits.get(mode)).toBe(mode === 'html-400' ? 1 : 2);
   });
 

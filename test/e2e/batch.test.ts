@@ -9,7 +9,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
+import { JobFailedError, Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
 import { fleetKeys, idempotentJobId, parseConfig, type HeadroomConfigInput, createLogger, readFleetStats } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { customIdOf, startWorker, type RunningWorker } from '@headroom/worker';
@@ -123,12 +123,13 @@ describe('batch routing', () => {
     expect(handles.every((h, i) => h.id === idOf(jobs[i]!) && h.lane === 'batch')).toBe(true);
     const settled = await Promise.allSettled(handles.map((h) => h.result({ timeoutMs: 60_000 })));
 
-    const failures = new Map<string, string>();
-    settled.forEach((s, i) => { if (s.status === 'rejected') failures.set(handles[i]!.id, String((s.reason as { reason?: string }).reason ?? s.reason)); });
+    const failures = new Map<string, unknown>();
+    settled.forEach((s, i) => { if (s.status === 'rejected') failures.set(handles[i]!.id, s.reason); });
     expect([...failures.keys()].sort()).toEqual([idOf(erroredClaude), idOf(erroredGpt), idOf(expiredHaiku)].sort());
-    expect(failures.get(idOf(erroredClaude))).toBe('BATCH_ERRORED: api_error: Internal server error');
-    expect(failures.get(idOf(erroredGpt))).toMatch(/^BATCH_ERRORED: server_error: The server had an error/);
-    expect(failures.get(idOf(expiredHaiku))).toMatch(/^BATCH_EXPIRED: /);
+    expect(failures.get(idOf(erroredClaude))).toMatchObject({ failureCode: 'BATCH_ERRORED', reason: 'BATCH_ERRORED: api_error: Internal server error' });
+    expect(failures.get(idOf(erroredGpt))).toMatchObject({ failureCode: 'BATCH_ERRORED', reason: expect.stringContaining('server_error: The server had an error') });
+    expect(failures.get(idOf(expiredHaiku))).toMatchObject({ failureCode: 'BATCH_EXPIRED' });
+    for (const f of failures.values()) expect(f).toBeInstanceOf(JobFailedError);
 
     // At most ceil(n / N) batches per (provider, model) group, and never more than ceil(1000 / N).
     const stats = sim.stats();

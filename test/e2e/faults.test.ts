@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { JobFailedError, JobNotFoundError, Producer, RedisUnavailableError, type JobHandle, type LlmJobInput, type LlmResult, type Priority } from '@headroom/producer-sdk';
+import { JobFailedError, JobNotFoundError, Producer, RedisUnavailableError, type FailureCode, type JobHandle, type LlmJobInput, type LlmResult, type Priority } from '@headroom/producer-sdk';
 import { Bucket, laneKeys, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
@@ -86,13 +86,13 @@ const job = (text: string, opts: { priority?: Priority; model?: string; fallback
 });
 
 /** How a job ended, as its producer sees it. */
-type Ending = { kind: 'completed'; result: LlmResult } | { kind: 'failed'; reason: string } | { kind: 'missing' } | { kind: 'other'; error: unknown };
+type Ending = { kind: 'completed'; result: LlmResult } | { kind: 'failed'; code: FailureCode; reason: string } | { kind: 'missing' } | { kind: 'other'; error: unknown };
 
 async function ending(handle: JobHandle, timeoutMs: number): Promise<Ending> {
   try {
     return { kind: 'completed', result: await handle.result({ timeoutMs }) };
   } catch (err) {
-    if (err instanceof JobFailedError) return { kind: 'failed', reason: err.reason };
+    if (err instanceof JobFailedError) return { kind: 'failed', code: err.failureCode, reason: err.reason };
     if (err instanceof JobNotFoundError) return { kind: 'missing' };
     return { kind: 'other', error: err };
   }
@@ -283,12 +283,14 @@ describe('faults', () => {
     expect(completed.every((e) => e.result.model === HAIKU)).toBe(true);
     expect(completed.length).toBeGreaterThan(60);
     for (const f of failed) {
-      expect(f.reason).toMatch(/^RETRIES_EXHAUSTED: after 4 attempts, last: (200 response body is not valid JSON|(200|network) connection closed mid-response|529 overloaded_error)/);
+      expect(f.code).toBe('RETRIES_EXHAUSTED');
+      expect(f.reason).toMatch(/after 4 attempts, last: (200 response body is not valid JSON|(200|network) connection closed mid-response|529 overloaded_error)/);
     }
     // With no fallback the job fails with the provider's overload as its reason.
     for (const e of primaryEndings) {
       expect(e.kind).toBe('failed');
-      expect((e as { reason: string }).reason).toMatch(/^RETRIES_EXHAUSTED: after 4 attempts, last: 529 overloaded_error: Overloaded/);
+      expect((e as Extract<Ending, { kind: 'failed' }>).code).toBe('RETRIES_EXHAUSTED');
+      expect((e as Extract<Ending, { kind: 'failed' }>).reason).toMatch(/after 4 attempts, last: 529 overloaded_error: Overloaded/);
     }
     // The breakers opened: the storm cost far fewer primary calls than there were jobs.
     expect(stats[SONNET]?.faultsInjected['529'] ?? 0).toBeLessThan(60);

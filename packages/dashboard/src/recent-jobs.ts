@@ -4,7 +4,7 @@
  * request (prompts) is never read out: it may hold user data the dashboard has no business with.
  */
 import type { Job } from 'bullmq';
-import { failureReasonOf, type Lane } from '@headroom/queue';
+import { failureOf, failureText, type Lane } from '@headroom/queue';
 import type { LaneQueues } from './fleet-state.js';
 
 export const RECENT_JOB_STATES = ['active', 'waiting', 'prioritized', 'delayed', 'failed', 'completed'] as const;
@@ -20,6 +20,7 @@ export interface RecentJob {
   finishedAt?: number;
   attempts: number;
   tenant?: string;
+  failureCode?: string;
   failedReason?: string;
   /** The producer's metadata, as JSON text (cut at 500 characters). Render it as text. */
   metadata?: string;
@@ -41,7 +42,11 @@ function toRecent(job: Job, lane: Lane, state: RecentJobState): RecentJob {
   const out: RecentJob = { id: String(job.id), lane, name: job.name, state, enqueuedAt: job.timestamp, attempts: attemptsOf(job) };
   if (job.finishedOn) out.finishedAt = job.finishedOn;
   if (typeof data.tenant === 'string') out.tenant = data.tenant;
-  if (job.failedReason) out.failedReason = failureReasonOf(job.failedReason);
+  if (job.failedReason) {
+    const failure = failureOf(job);
+    out.failureCode = failure.code;
+    out.failedReason = failureText(failure);
+  }
   if (data.metadata !== undefined) {
     const text = JSON.stringify(data.metadata);
     out.metadata = text.length > METADATA_MAX_CHARS ? `${text.slice(0, METADATA_MAX_CHARS)}…` : text;

@@ -28,5 +28,6 @@ export {
   TimeoutError,
   RedisUnavailableError,
   ClosedError,
+  FailureCode,
 } from '@headroom/queue';
-export type { Issue, LlmJobInput, LlmResult, Usage, Priority, Lane, Provider } from '@headroom/queue';
+export type { Issue, JobFailure, LlmJobInput, LlmResult, Usage, Priority, Lane, Provider } from '@headroom/queue';

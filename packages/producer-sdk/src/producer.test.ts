@@ -9,6 +9,7 @@ import {
   Producer,
   QueueFullError,
   RedisUnavailableError,
+  ShedError,
   TimeoutError,
   type LlmJobInput,
 } from './index.js';
@@ -241,6 +242,22 @@ describe('Producer', () => {
     await expect(idle.result({ timeoutMs: 200 })).rejects.toBeInstanceOf(TimeoutError);
   });
 
+  it('rejects result() of a job shed while it waited with ShedError, the same code as a refusal at enqueue', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    const shed = { code: 'SHED', message: 'waited 61 s, past its max wait of 60 s, while pool sonnet-4 is under pressure (0.91)', retryAfterMs: 4_000 };
+    // As a Headroom worker records it: the failure in the progress, its text as BullMQ's reason.
+    plainWorker(prefix, 'high', async (job) => {
+      await job.updateProgress({ attempts: 0, failure: shed });
+      throw new Error(`SHED: ${shed.message}`);
+    });
+    const handle = await p.enqueue(job({ priority: 'HIGH' }));
+    const err = await handle.result({ timeoutMs: 10_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShedError);
+    expect(err).toMatchObject({ code: 'SHED', jobId: handle.id, lane: 'high', retryAfterMs: 4_000 });
+    expect(await p.getJob(handle.id)).toMatchObject({ state: 'failed', failure: shed, failedReason: `SHED: ${shed.message}` });
+  });
+
   it('names a job whose worker died with it too often STALLED', async () => {
     const prefix = `t${randomUUID().slice(0, 8)}`;
     const p = producer(prefix);
@@ -254,8 +271,8 @@ describe('Producer', () => {
     plainWorker(prefix, 'critical', async () => 'never runs it', { lockDuration: 500, stalledInterval: 200, maxStalledCount: 0 });
     const failed = handle.result({ timeoutMs: 15_000 });
     await expect(failed).rejects.toBeInstanceOf(JobFailedError);
-    await expect(failed).rejects.toMatchObject({ reason: expect.stringMatching(/^STALLED: .*job stalled more than allowable limit/) });
-    expect((await p.getJob(handle.id))?.failedReason).toMatch(/^STALLED: /);
+    await expect(failed).rejects.toMatchObject({ failureCode: 'STALLED', reason: expect.stringContaining('job stalled more than allowable limit') });
+    expect((await p.getJob(handle.id))?.failure).toMatchObject({ code: 'STALLED', message: expect.stringContaining('job stalled more than allowable limit') });
   });
 
   it('cancels a waiting job, freeing its slot, and never a running one', async () => {

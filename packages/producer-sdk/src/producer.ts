@@ -5,7 +5,8 @@ import type { Queue } from 'bullmq';
 import {
   coalesceKeyOf,
   asRedisError,
-  failureReasonOf,
+  failureOf,
+  failureText,
   ClosedError,
   DEFAULT_MAX_JOB_BYTES,
   DEFAULT_PREFIX,
@@ -17,6 +18,7 @@ import {
   parseJob,
   waitForReady,
   JobNotFoundError,
+  type JobFailure,
   type Lane,
   type LaneEntry,
   type LlmJob,
@@ -78,6 +80,9 @@ export interface JobInfo {
   state: JobState;
   job: LlmJob;
   result?: LlmResult;
+  /** Why it failed: a stable code and a message (set once the job has failed). */
+  failure?: JobFailure;
+  /** `CODE: message`, for display, as Bull Board shows it. */
   failedReason?: string;
   enqueuedAt: number;
   startedAt?: number;
@@ -174,7 +179,7 @@ export class Producer {
         state,
         job: job.data as LlmJob,
         ...(state === 'completed' ? { result: job.returnvalue as LlmResult } : {}),
-        ...(job.failedReason ? { failedReason: failureReasonOf(job.failedReason) } : {}),
+        ...(job.failedReason ? failureFields(failureOf(job)) : {}),
         enqueuedAt: job.timestamp,
         ...(job.processedOn ? { startedAt: job.processedOn } : {}),
         ...(job.finishedOn ? { finishedAt: job.finishedOn } : {}),
@@ -259,4 +264,6 @@ export class Producer {
   }
 }
 
-
+function failureFields(failure: JobFailure): Pick<JobInfo, 'failure' | 'failedReason'> {
+  return { failure, failedReason: failureText(failure) };
+}

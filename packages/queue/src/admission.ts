@@ -58,26 +58,41 @@ function bullmqAddOf(queue: Queue, name: string, data: LlmJob, opts: LaneEntry['
 
 const REPLY_WIDTH = 4;
 
-function outcomeOf(lane: Lane, entry: LaneEntry, models: readonly string[], [code, a, b, c]: (string | number)[]): Added | HeadroomError {
+/** `add-9.lua`'s per-job reply code (see the script's header). */
+export const AddReply = {
+  ADDED: 1,
+  EXISTS: 2,
+  QUEUE_FULL: -1,
+  UNKNOWN_MODEL: -2,
+  OTHER_PROVIDER: -3,
+  SHED: -4,
+  TENANT_MAX_QUEUED: -5,
+} as const;
+
+/** The error a refusal of `add-9.lua` means for this entry. */
+function addRefusalToError(lane: Lane, entry: LaneEntry, models: readonly string[], [code, a, b, c]: (string | number)[]): HeadroomError {
   const field = (model: unknown) => (models[0] === model ? 'request.model' : 'fallback');
   switch (Number(code)) {
-    case 1:
-      return { id: String(a), existing: String(a) !== entry.jobId };
-    case 2:
-      return { id: entry.jobId, existing: true };
-    case -1:
+    case AddReply.QUEUE_FULL:
       return new QueueFullError(lane, Number(a));
-    case -2:
+    case AddReply.UNKNOWN_MODEL:
       return new JobValidationError([{ path: field(a), message: `unknown model "${a}": the fleet's config has no such model` }]);
-    case -3:
+    case AddReply.OTHER_PROVIDER:
       return new JobValidationError([{ path: field(a), message: `"${a}" is an ${b} model, not ${entry.job.provider}` }]);
-    case -4:
+    case AddReply.SHED:
       return new ShedError(lane, `pool ${b} is under pressure (${Number(c).toFixed(2)})`, Number(a));
-    case -5:
+    case AddReply.TENANT_MAX_QUEUED:
       return new QuotaExceededError(entry.job.tenant ?? '', `max unfinished jobs in lane ${lane}`, Number(a));
     default:
       throw new Error(`add script returned unknown code ${code}`);
   }
+}
+
+function outcomeOf(lane: Lane, entry: LaneEntry, models: readonly string[], reply: (string | number)[]): Added | HeadroomError {
+  const [code, a] = reply;
+  if (Number(code) === AddReply.ADDED) return { id: String(a), existing: String(a) !== entry.jobId };
+  if (Number(code) === AddReply.EXISTS) return { id: entry.jobId, existing: true };
+  return addRefusalToError(lane, entry, models, reply);
 }
 
 /**

@@ -73,6 +73,16 @@ export interface Reservation {
 
 export type WaitReason = Dimension | 'cooldown';
 
+export const TENANT_DIMENSIONS: readonly TenantDimension[] = ['tenant_rpm', 'tenant_tpm'];
+
+/**
+ * A tenant's own dimension (a wait it causes concerns only that tenant's jobs, not the pool's;
+ * its level says nothing about the pool's pressure).
+ */
+export function isTenantDimension(value: string): value is TenantDimension {
+  return (TENANT_DIMENSIONS as readonly string[]).includes(value);
+}
+
 export type AcquireResult =
   | { status: 'granted'; reservation: Reservation; atMs: number }
   /** Every dimension (and the model's cooldown) can serve after `waitMs`, if nobody else draws. */

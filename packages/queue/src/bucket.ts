@@ -63,11 +63,13 @@ import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import type { Observed } from './rate-limit-headers.js';
 import { runScript } from './scripts.js';
 
-export { POOL_DIMENSIONS } from './bucket-types.js';
+export { POOL_DIMENSIONS, TENANT_DIMENSIONS, isTenantDimension } from './bucket-types.js';
 export type * from './bucket-types.js';
 
-/** The Lua scripts' first reply element. */
-export const BucketReply = { GRANTED: 1, WAIT: -1, NEVER_FITS: -2, APPLIED: 0, COOLING: 1, PAST: 0 } as const;
+/** `acquire.lua`'s first reply element (see the script's header). */
+export const AcquireReply = { GRANTED: 1, WAIT: -1, NEVER_FITS: -2 } as const;
+/** `cooldown-2.lua`'s first reply element. */
+export const CooldownReply = { PAST: 0, COOLING: 1 } as const;
 
 /**
  * What counts toward the limits. Anthropic: `input_tokens` + `cache_creation_input_tokens`
@@ -186,7 +188,7 @@ export class Bucket {
     });
     const atMs = atMsOf(reply);
     switch (reply[0]) {
-      case BucketReply.GRANTED: {
+      case AcquireReply.GRANTED: {
         const chargedAgainst = {
           itpm: capacityOf(reply[2], req.limits.itpm),
           otpm: capacityOf(reply[3], req.limits.otpm),
@@ -197,9 +199,9 @@ export class Bucket {
         if (tenant) reservation.tenant = tenant.id;
         return { status: 'granted', reservation, atMs };
       }
-      case BucketReply.WAIT:
+      case AcquireReply.WAIT:
         return { status: 'wait', waitMs: Number(reply[2]), reason: reply[3] as WaitReason, atMs };
-      case BucketReply.NEVER_FITS:
+      case AcquireReply.NEVER_FITS:
         return { status: 'never_fits', dimension: reply[2] as Dimension, maxDrawable: Number(reply[3]), atMs };
       default:
         throw new Error(`acquire: unexpected reply ${JSON.stringify(reply)}`);
@@ -272,7 +274,7 @@ export class Bucket {
     const k = this.keys(pool);
     const [mode, ms] = 'durationMs' in span ? ['for', amount(span.durationMs, 'durationMs')] : ['until', amount(span.untilMs, 'untilMs')];
     const reply = await runScript<Reply>(this.#redis, 'cooldown', [k.cooldowns, k.stats], [model, mode, ms]);
-    return { untilMs: reply[0] === BucketReply.COOLING ? Number(reply[2]) : null };
+    return { untilMs: reply[0] === CooldownReply.COOLING ? Number(reply[2]) : null };
   }
 
   /**

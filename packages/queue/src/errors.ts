@@ -3,6 +3,7 @@
  * `instanceof` works across duplicate copies of this package (a monorepo with two versions
  * installed) because the check is a `Symbol.for` brand, not the class identity.
  */
+import { failureText, type FailureCode, type JobFailure } from './failure.js';
 
 export const ErrorCode = {
   JOB_INVALID: 'JOB_INVALID',
@@ -84,14 +85,22 @@ export class QueueFullError extends HeadroomError {
   }
 }
 
+/**
+ * A LOW (or NORMAL) job shed under pressure: refused at enqueue, or, with `jobId`, accepted and
+ * then shed while it waited past its max wait. Both are the same decision, so callers see one code.
+ */
 export class ShedError extends HeadroomError {
   readonly lane: string;
   readonly retryAfterMs: number;
-  constructor(lane: string, reason: string, retryAfterMs: number) {
-    super(ErrorCode.SHED, `lane ${lane} is shedding: ${reason}; retry after ${retryAfterMs} ms`, { retryable: true });
+  /** Set when the job had been accepted and was shed while waiting. */
+  readonly jobId?: string;
+  constructor(lane: string, reason: string, retryAfterMs: number, jobId?: string) {
+    const what = jobId === undefined ? `lane ${lane} is shedding` : `job ${jobId} was shed from lane ${lane}`;
+    super(ErrorCode.SHED, `${what}: ${reason}; retry after ${retryAfterMs} ms`, { retryable: true });
     this.name = 'ShedError';
     this.lane = lane;
     this.retryAfterMs = retryAfterMs;
+    if (jobId !== undefined) this.jobId = jobId;
   }
 }
 
@@ -108,12 +117,16 @@ export class QuotaExceededError extends HeadroomError {
 
 export class JobFailedError extends HeadroomError {
   readonly jobId: string;
-  /** The job's failure reason as the worker recorded it (provider message, `SHED`, ...). */
+  /** Why it failed, as a stable code to branch on (`PROVIDER_REJECTED`, `RETRIES_EXHAUSTED`, ...). */
+  readonly failureCode: FailureCode;
+  /** For people: `CODE: message`, as Bull Board shows it. */
   readonly reason: string;
-  constructor(jobId: string, reason: string) {
+  constructor(jobId: string, failure: JobFailure) {
+    const reason = failureText(failure);
     super(ErrorCode.JOB_FAILED, `job ${jobId} failed: ${reason}`);
     this.name = 'JobFailedError';
     this.jobId = jobId;
+    this.failureCode = failure.code;
     this.reason = reason;
   }
 }

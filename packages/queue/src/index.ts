@@ -42,15 +42,16 @@ export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, pool
 export type { HeadroomConfigInput } from './config.js';
 export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
-export { addToLane, publishFleetSettings } from './admission.js';
+export { addToLane, publishFleetSettings, AddReply } from './admission.js';
 export type { Added, LaneEntry } from './admission.js';
 export { bringRunnableToFront, FRONT_SEARCH_DEPTH, type FrontOutcome } from './lane-fetch.js';
 export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
-export { failureReasonOf } from './failure-reason.js';
+export { FailureCode, jobFailure, failureText, failureOf, asJobFailure } from './failure.js';
+export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
-export { Bucket, countedUsage, POOL_DIMENSIONS } from './bucket.js';
+export { Bucket, countedUsage, POOL_DIMENSIONS, TENANT_DIMENSIONS, isTenantDimension, AcquireReply, CooldownReply } from './bucket.js';
 export type {
   AcquireRequest,
   AcquireResult,

@@ -5,7 +5,7 @@
  * rate, or the shed lane's oldest job must be past its max wait.
  * A pool whose every model is cooling down (the provider said 429) is under full pressure.
  */
-import type { BucketSnapshot } from './bucket.js';
+import { isTenantDimension, type BucketSnapshot } from './bucket.js';
 
 export interface PressureInput {
   snapshot: Pick<BucketSnapshot, 'dimensions' | 'cooldowns'>;
@@ -49,7 +49,7 @@ export function computePressure(input: PressureInput): Pressure {
   let drainMs = 0;
   let binding: string | null = null;
   for (const d of input.snapshot.dimensions) {
-    if (d.dimension.startsWith('tenant') || d.capacity <= 0) continue;
+    if (isTenantDimension(d.dimension) || d.capacity <= 0) continue;
     const used = clamp01((1 - d.level / d.capacity) / (1 - Math.min(0.99, input.reserve ?? 0)));
     if (used > utilization) utilization = used;
     const need = input.meanNeed[d.dimension] ?? (d.dimension === 'rpm' ? 1 : 0);

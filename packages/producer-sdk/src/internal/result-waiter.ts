@@ -8,12 +8,15 @@ import { QueueEvents, type Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
   duplicateFor,
-  failureReasonOf,
+  FailureCode,
+  failureOf,
   JobFailedError,
   JobNotFoundError,
   laneKeys,
   laneOfJobId,
+  ShedError,
   TimeoutError,
+  type JobFailure,
   type Lane,
   type LlmResult,
 } from '@headroom/queue';
@@ -25,7 +28,7 @@ interface Waiter {
 
 export type Settled =
   | { state: 'completed'; result: LlmResult }
-  | { state: 'failed'; reason: string }
+  | { state: 'failed'; failure: JobFailure }
   /** Shed to the batch lane under pressure: the answer will come from the job it became. */
   | { state: 'moved'; to: string }
   | { state: 'pending' }
@@ -74,7 +77,7 @@ export class ResultWaiter {
   async read(lane: Lane, jobId: string): Promise<Settled> {
     const job = await this.queueOf(lane).getJob(jobId);
     if (!job) return { state: 'missing' };
-    if (job.finishedOn && job.failedReason && !job.returnvalue) return { state: 'failed', reason: failureReasonOf(job.failedReason) };
+    if (job.finishedOn && job.failedReason && !job.returnvalue) return { state: 'failed', failure: failureOf(job) };
     const to = job.finishedOn ? movedTo(job.returnvalue) : undefined;
     if (to) return { state: 'moved', to };
     if (job.finishedOn && job.returnvalue !== undefined && job.returnvalue !== null) return { state: 'completed', result: job.returnvalue as LlmResult };
@@ -95,7 +98,7 @@ export class ResultWaiter {
     try {
       const settled = await this.read(entry.lane, jobId);
       if (settled.state === 'completed') this.settle(jobId, (w) => w.resolve(settled.result));
-      else if (settled.state === 'failed') this.settle(jobId, (w) => w.reject(new JobFailedError(jobId, settled.reason)));
+      else if (settled.state === 'failed') this.settle(jobId, (w) => w.reject(failedJobError(jobId, entry.lane, settled.failure)));
       else if (settled.state === 'missing') this.settle(jobId, (w) => w.reject(new JobNotFoundError(jobId)));
       else if (settled.state === 'moved') await this.forward(jobId, settled.to);
     } catch {
@@ -171,4 +174,12 @@ export class ResultWaiter {
     }
     return pending;
   }
+}
+
+/**
+ * The error `result()` rejects with for a failed job. A job shed while it waited is refused for
+ * the same reason a new one is refused at enqueue, so the caller sees the same `SHED` code.
+ */
+export function failedJobError(jobId: string, lane: Lane, failure: JobFailure): JobFailedError | ShedError {
+  return failure.code === FailureCode.SHED ? new ShedError(lane, failure.message, failure.retryAfterMs ?? 0, jobId) : new JobFailedError(jobId, failure);
 }

@@ -3,7 +3,7 @@
  * (`anthropic-batch-api.ts`, `openai-batch-api.ts`), each on the official SDK with its retries
  * off. Every outcome is classified here, so the batcher never reads message text.
  */
-import type { LlmJob, Provider, Usage } from '@headroom/queue';
+import type { JobFailure, LlmJob, Provider, Usage } from '@headroom/queue';
 
 export interface BatchEntry {
   customId: string;
@@ -12,8 +12,8 @@ export interface BatchEntry {
 
 export type SubmitOutcome =
   | { kind: 'created'; batchId: string }
-  /** Refused for good (400/401/403/404): no batch exists; the jobs fail with `reason`. */
-  | { kind: 'rejected'; reason: string }
+  /** Refused for good (400/401/403/404): no batch exists; the jobs fail with `failure`. */
+  | { kind: 'rejected'; failure: JobFailure }
   /** Refused for now (429, an upload that failed): no batch exists; submit again after `afterMs`. */
   | { kind: 'retry'; afterMs: number; reason: string }
   /** No answer, or a 5xx: the batch may exist. Look for it before ever submitting again. */
@@ -47,8 +47,8 @@ export interface FindInput {
 
 export type EntryOutcome =
   | { kind: 'succeeded'; response: unknown; usage: Usage }
-  /** `reason` reads `CODE: message` (BATCH_ERRORED, BATCH_EXPIRED, BATCH_CANCELED, BATCH_BAD_RESPONSE). */
-  | { kind: 'failed'; reason: string };
+  /** BATCH_ERRORED, BATCH_EXPIRED, BATCH_CANCELED or BATCH_BAD_RESPONSE. */
+  | { kind: 'failed'; failure: JobFailure };
 
 export interface ResultEntry {
   customId: string;
@@ -64,7 +64,7 @@ export type BatchStatus =
       /** Provider status, for logs and metrics (`ended`, `completed`, `expired`, ...). */
       status: string;
       /** The fate of requests the results do not mention; undefined = they go back to the lane. */
-      missingReason?: string;
+      missingFailure?: JobFailure;
     };
 
 export interface BatchApi {

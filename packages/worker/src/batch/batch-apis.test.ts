@@ -64,8 +64,8 @@ describe.each([
     const results = await resultsOf(api, outcome.batchId);
     expect([...results.keys()].sort()).toEqual(batch.map((e) => e.customId).sort());
     expect(results.get(batch[0]!.customId)).toMatchObject({ kind: 'succeeded', usage: { outputTokens: 12 } });
-    expect(results.get(batch[1]!.customId)).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/^BATCH_ERRORED: .*(api_error|server_error)/) });
-    expect(results.get(batch[2]!.customId)).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/^BATCH_EXPIRED: /) });
+    expect(results.get(batch[1]!.customId)).toMatchObject({ kind: 'failed', failure: { code: 'BATCH_ERRORED', message: expect.stringMatching(/api_error|server_error/) } });
+    expect(results.get(batch[2]!.customId)).toMatchObject({ kind: 'failed', failure: { code: 'BATCH_EXPIRED' } });
     expect(api.entryBytes(batch[0]!, model)).toBeGreaterThan(50);
     if (provider === 'openai') {
       // The input, output and error files go; a second discard (redone after a crash) is fine.
@@ -102,13 +102,13 @@ describe.each([
 describe('submission outcomes', () => {
   it('classifies a batch the provider refuses as rejected, with its message', async () => {
     const outcome = await anthropic().submit({ claimId: 'bad', model: CLAUDE, entries: [{ ...entries('anthropic', 1, CLAUDE)[0]!, customId: 'not valid!' }], timeoutMs: 5_000 });
-    expect(outcome).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/^PROVIDER_REJECTED: 400 invalid_request_error: .*custom_id/) });
+    expect(outcome).toMatchObject({ kind: 'rejected', failure: { code: 'PROVIDER_REJECTED', message: expect.stringMatching(/^400 invalid_request_error: .*custom_id/) } });
   });
 
   it('classifies a wrong key as rejected without ever showing the key', async () => {
     const wrong = new OpenAIBatchApi({ apiKey: 'sk-wrong-key-abcdef0123456789', baseURL: `${sim.url}/v1`, timeoutMs: 5_000 });
     const outcome = await wrong.submit({ claimId: 'x', model: GPT, entries: entries('openai', 1, GPT), timeoutMs: 5_000 });
-    expect(outcome).toMatchObject({ kind: 'rejected', reason: expect.stringMatching(/^PROVIDER_REJECTED: 401 /) });
+    expect(outcome).toMatchObject({ kind: 'rejected', failure: { code: 'PROVIDER_REJECTED', message: expect.stringMatching(/^401 /) } });
     expect(JSON.stringify(outcome)).not.toContain('sk-wrong-key-abcdef0123456789');
   });
 });

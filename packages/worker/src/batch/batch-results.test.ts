@@ -19,15 +19,15 @@ describe('anthropicEntryOutcome', () => {
 
   it('fails errored, canceled and expired entries with the provider reason behind a code', () => {
     const errored = { type: 'errored', error: { type: 'error', error: { type: 'invalid_request_error', message: 'max_tokens: Field required' } } };
-    expect(anthropicEntryOutcome(errored)).toEqual({ kind: 'failed', reason: 'BATCH_ERRORED: invalid_request_error: max_tokens: Field required' });
-    expect(anthropicEntryOutcome({ type: 'canceled' })).toMatchObject({ reason: expect.stringMatching(/^BATCH_CANCELED: /) });
-    expect(anthropicEntryOutcome({ type: 'expired' })).toMatchObject({ reason: expect.stringMatching(/^BATCH_EXPIRED: /) });
+    expect(anthropicEntryOutcome(errored)).toEqual({ kind: 'failed', failure: { code: 'BATCH_ERRORED', message: 'invalid_request_error: max_tokens: Field required' } });
+    expect(anthropicEntryOutcome({ type: 'canceled' })).toMatchObject({ kind: 'failed', failure: { code: 'BATCH_CANCELED' } });
+    expect(anthropicEntryOutcome({ type: 'expired' })).toMatchObject({ kind: 'failed', failure: { code: 'BATCH_EXPIRED' } });
   });
 
   it('scrubs the message and refuses a body it cannot read', () => {
     const errored = { type: 'errored', error: { type: 'error', error: { type: 'api_error', message: 'key sk-secret leaked' } } };
-    expect(anthropicEntryOutcome(errored, (m) => m.replace('sk-secret', '[redacted]'))).toMatchObject({ reason: 'BATCH_ERRORED: api_error: key [redacted] leaked' });
-    expect(anthropicEntryOutcome({ type: 'succeeded', message: { type: 'message' } })).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/^BATCH_BAD_RESPONSE: /) });
+    expect(anthropicEntryOutcome(errored, (m) => m.replace('sk-secret', '[redacted]'))).toEqual({ kind: 'failed', failure: { code: 'BATCH_ERRORED', message: 'api_error: key [redacted] leaked' } });
+    expect(anthropicEntryOutcome({ type: 'succeeded', message: { type: 'message' } })).toMatchObject({ kind: 'failed', failure: { code: 'BATCH_BAD_RESPONSE' } });
     expect(anthropicEntryOutcome({ type: 'weird' })).toMatchObject({ kind: 'failed' });
   });
 });
@@ -44,9 +44,9 @@ describe('openaiEntryOutcome', () => {
 
   it('fails error lines with the provider reason: request errors, expiry, cancellation', () => {
     const error = { custom_id: 'b', response: { status_code: 500, body: { error: { type: 'server_error', message: 'Sorry about that!' } } }, error: null };
-    expect(openaiEntryOutcome(error)).toEqual({ kind: 'failed', reason: 'BATCH_ERRORED: server_error: Sorry about that!' });
-    expect(openaiEntryOutcome({ custom_id: 'c', response: null, error: { code: 'batch_expired', message: 'too late' } })).toEqual({ kind: 'failed', reason: 'BATCH_EXPIRED: too late' });
-    expect(openaiEntryOutcome({ custom_id: 'd', response: null, error: { code: 'batch_cancelled', message: 'stopped' } })).toEqual({ kind: 'failed', reason: 'BATCH_CANCELED: stopped' });
+    expect(openaiEntryOutcome(error)).toEqual({ kind: 'failed', failure: { code: 'BATCH_ERRORED', message: 'server_error: Sorry about that!' } });
+    expect(openaiEntryOutcome({ custom_id: 'c', response: null, error: { code: 'batch_expired', message: 'too late' } })).toEqual({ kind: 'failed', failure: { code: 'BATCH_EXPIRED', message: 'too late' } });
+    expect(openaiEntryOutcome({ custom_id: 'd', response: null, error: { code: 'batch_cancelled', message: 'stopped' } })).toEqual({ kind: 'failed', failure: { code: 'BATCH_CANCELED', message: 'stopped' } });
   });
 
   it('ignores lines that are not batch lines', () => {

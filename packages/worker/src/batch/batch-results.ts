@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { AnthropicMessageBody, anthropicUsage } from '../providers/anthropic.js';
 import { OpenAIChatCompletionBody, openaiUsage } from '../providers/openai.js';
 import type { EntryOutcome } from './batch-api.js';
+import { FailureCode, jobFailure } from '@headroom/queue';
 
 type Scrub = (message: string) => string;
 
@@ -18,7 +19,7 @@ const ProviderErrorBody = z.looseObject({
 
 function bad(issues: z.core.$ZodIssue[]): EntryOutcome {
   const detail = issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-  return { kind: 'failed', reason: `BATCH_BAD_RESPONSE: the result has an unexpected shape: ${detail}` };
+  return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_BAD_RESPONSE, `the result has an unexpected shape: ${detail}`) };
 }
 
 const AnthropicEntryResult = z.discriminatedUnion('type', [
@@ -43,12 +44,12 @@ export function anthropicEntryOutcome(result: unknown, scrub: Scrub = (m) => m):
       const body = ProviderErrorBody.safeParse(entry.error);
       const inner = body.success ? body.data.error : undefined;
       const type = inner?.type ?? 'error';
-      return { kind: 'failed', reason: `BATCH_ERRORED: ${type}: ${scrub(inner?.message ?? 'no message')}` };
+      return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_ERRORED, `${type}: ${scrub(inner?.message ?? 'no message')}`) };
     }
     case 'canceled':
-      return { kind: 'failed', reason: 'BATCH_CANCELED: the batch was canceled before this request ran' };
+      return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_CANCELED, 'the batch was canceled before this request ran') };
     case 'expired':
-      return { kind: 'failed', reason: 'BATCH_EXPIRED: the batch reached its 24 h limit before this request ran' };
+      return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_EXPIRED, 'the batch reached its 24 h limit before this request ran') };
   }
 }
 
@@ -81,11 +82,11 @@ export function openaiEntryOutcome(line: OpenAIBatchLine, scrub: Scrub = (m) => 
     const body = ProviderErrorBody.safeParse(response.body);
     const inner = body.success ? body.data.error : undefined;
     const type = inner?.type ?? inner?.code ?? `HTTP ${response.status_code}`;
-    return { kind: 'failed', reason: `BATCH_ERRORED: ${type}: ${scrub(inner?.message ?? `status ${response.status_code}`)}` };
+    return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_ERRORED, `${type}: ${scrub(inner?.message ?? `status ${response.status_code}`)}`) };
   }
   const code = error?.code ?? 'unknown';
   const message = scrub(error?.message ?? 'no message');
-  if (code === 'batch_expired') return { kind: 'failed', reason: `BATCH_EXPIRED: ${message}` };
-  if (code === 'batch_cancelled') return { kind: 'failed', reason: `BATCH_CANCELED: ${message}` };
-  return { kind: 'failed', reason: `BATCH_ERRORED: ${code}: ${message}` };
+  if (code === 'batch_expired') return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_EXPIRED, message) };
+  if (code === 'batch_cancelled') return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_CANCELED, message) };
+  return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_ERRORED, `${code}: ${message}`) };
 }

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { Job, Worker as BullWorker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { createRedis, fleetKeys, laneKeys, LlmJob, type HeadroomConfig, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { createRedis, FailureCode, fleetKeys, jobFailure, laneKeys, LlmJob, type HeadroomConfig, type JobFailure, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';
@@ -276,19 +276,19 @@ export class Batcher {
     const now = this.now();
     const opened = new Set<string>();
     const added = new Map<string, string[]>();
-    const unusable: { job: Job; reason: string }[] = [];
+    const unusable: { job: Job; failure: JobFailure }[] = [];
     for (const job of jobs) {
       // Jobs are checked at enqueue; this guards the lane against anything else that wrote to it,
       // which would otherwise be taken, fail here, stall back, and be taken again forever.
       const parsed = LlmJob.safeParse(job.data);
       if (!parsed.success) {
-        unusable.push({ job, reason: `JOB_INVALID: not a Headroom job: ${parsed.error.issues[0]?.message ?? 'invalid'}` });
+        unusable.push({ job, failure: jobFailure(FailureCode.JOB_INVALID, `not a Headroom job: ${parsed.error.issues[0]?.message ?? 'invalid'}`) });
         continue;
       }
       const data = parsed.data;
       const api = this.opts.apis[data.provider];
       if (!api) {
-        unusable.push({ job, reason: `PROVIDER_REJECTED: no batch API for "${String(data.provider)}": its API key is not set` });
+        unusable.push({ job, failure: jobFailure(FailureCode.PROVIDER_REJECTED, `no batch API for "${String(data.provider)}": its API key is not set`) });
         continue;
       }
       const model = data.request.model;
@@ -316,10 +316,10 @@ export class Batcher {
       const lost = await lane.extendJobLocks(filed, filed.map(() => token), this.opts.config.batch.parkLockMs);
       if (lost.length > 0) await this.forget(lost);
     }
-    for (const { job, reason } of unusable) {
+    for (const { job, failure } of unusable) {
       const data = job.data as Partial<LlmJob> | undefined;
       const view = { provider: data?.provider ?? 'anthropic', model: String(data?.request?.model ?? ''), token };
-      await settleJob(this.settleContext(), view, job.id!, { kind: 'failed', reason }, undefined).catch(() => {});
+      await settleJob(this.settleContext(), view, job.id!, { kind: 'failed', failure }, undefined).catch(() => {});
     }
     return { fetched: jobs.length, drained: jobs.length < FETCH_CHUNK };
   }

@@ -10,7 +10,7 @@
  * The leader's loop (batcher.ts) decides when; this file decides what.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
-import type { HeadroomConfig, LlmJob, Logger } from '@headroom/queue';
+import { FailureCode, jobFailure, type HeadroomConfig, type JobFailure, type LlmJob, type Logger } from '@headroom/queue';
 import type { BatchApi, BatchEntry, BatchStatus } from './batch-api.js';
 import type { BatchApis } from './batch-apis.js';
 import type { BatchMetrics } from './batch-metrics.js';
@@ -68,7 +68,7 @@ export class ClaimSteps {
     const { config, logger } = this.d;
     const lane = this.d.lane();
     const api = this.d.apis[claim.provider];
-    if (!api) return this.failClaim(claim, `PROVIDER_REJECTED: no batch API for "${claim.provider}": its API key is not set`);
+    if (!api) return this.failClaim(claim, jobFailure(FailureCode.PROVIDER_REJECTED, `no batch API for "${claim.provider}": its API key is not set`));
     const ids = [...claim.jobIds];
     const jobs = await mapLimited(ids, SETTLE_CONCURRENCY, (id) => Job.fromId(lane, id));
     const present = jobs.filter((j): j is Job => j !== undefined && !j.finishedOn);
@@ -120,8 +120,8 @@ export class ClaimSteps {
         return;
       case 'rejected':
         this.d.metrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'rejected' });
-        logger.error({ claim: claim.id, model: claim.model, reason: outcome.reason }, 'batch refused by the provider; failing its jobs');
-        return this.failClaim(claim, outcome.reason);
+        logger.error({ claim: claim.id, model: claim.model, failureCode: outcome.failure.code, reason: outcome.failure.message }, 'batch refused by the provider; failing its jobs');
+        return this.failClaim(claim, outcome.failure);
       case 'retry':
         await this.d.store.clearIntent(claim.id);
         delete claim.intentAt;
@@ -140,7 +140,7 @@ export class ClaimSteps {
   private async find(claim: LiveClaim): Promise<void> {
     const { config, logger } = this.d;
     const api = this.d.apis[claim.provider];
-    if (!api) return this.failClaim(claim, `PROVIDER_REJECTED: no batch API for "${claim.provider}": its API key is not set`);
+    if (!api) return this.failClaim(claim, jobFailure(FailureCode.PROVIDER_REJECTED, `no batch API for "${claim.provider}": its API key is not set`));
     // Recorded meanwhile (by a submit that was slower than a reload of the claims)?
     const recorded = await this.d.store.batchIdOf(claim.id);
     if (recorded !== undefined) {
@@ -231,7 +231,7 @@ export class ClaimSteps {
     for (const jobId of claim.jobIds) {
       if (seen.has(jobId)) continue;
       const why = `batch ${claim.batchId} ${status.status} without a result for it`;
-      await end(jobId, status.missingReason ? { kind: 'failed', reason: status.missingReason } : { kind: 'requeue', why });
+      await end(jobId, status.missingFailure ? { kind: 'failed', failure: status.missingFailure } : { kind: 'requeue', why });
     }
     await pool.drain();
     await this.d.store.remove(claim);
@@ -243,10 +243,10 @@ export class ClaimSteps {
     await api.discard?.(claim.batchId!).catch((err: Error) => this.d.logger.warn({ batchId: claim.batchId, err: err.message }, 'could not delete the batch files'));
   }
 
-  async failClaim(claim: LiveClaim, reason: string): Promise<void> {
+  async failClaim(claim: LiveClaim, failure: JobFailure): Promise<void> {
     const ctx = this.d.settleContext();
     const view = { provider: claim.provider, model: claim.model, token: claim.token };
-    await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, (id) => settleJob(ctx, view, id, { kind: 'failed', reason }, undefined));
+    await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, (id) => settleJob(ctx, view, id, { kind: 'failed', failure }, undefined));
     await this.d.store.remove(claim);
     this.d.dropClaim(claim.id);
   }

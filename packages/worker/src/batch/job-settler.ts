@@ -8,7 +8,7 @@
  * settlement, and the refusal is recognised by reading the job, not by parsing an error.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
-import type { HeadroomConfig, LlmJob, LlmResult, Provider, Usage, FleetStatsWriter, Logger } from '@headroom/queue';
+import { FailureCode, failureText, jobFailure, type HeadroomConfig, type JobFailure, type LlmJob, type LlmResult, type Provider, type Usage, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import { costOf } from '../run/cost.js';
 import type { WorkerMetrics } from '../metrics.js';
 
@@ -17,7 +17,7 @@ export const MAX_BATCH_REQUEUES = 3;
 
 export type JobFate =
   | { kind: 'succeeded'; response: unknown; usage: Usage }
-  | { kind: 'failed'; reason: string }
+  | { kind: 'failed'; failure: JobFailure }
   /** The batch's results did not mention the job: it goes back to the BATCH lane. */
   | { kind: 'requeue'; why: string };
 
@@ -75,12 +75,12 @@ async function apply(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Job
       return 'completed';
     }
     case 'failed':
-      await fail(ctx, claim, job, fate.reason);
+      await fail(ctx, claim, job, fate.failure);
       return 'failed';
     case 'requeue': {
       const requeues = ((job.progress ?? {}) as BatchProgress).batchRequeues ?? 0;
       if (requeues >= MAX_BATCH_REQUEUES) {
-        await fail(ctx, claim, job, `BATCH_LOST: ${fate.why}, ${requeues + 1} times`);
+        await fail(ctx, claim, job, jobFailure(FailureCode.BATCH_LOST, `${fate.why}, ${requeues + 1} times`));
         return 'failed';
       }
       await job.updateProgress({ ...(typeof job.progress === 'object' ? job.progress : {}), batchRequeues: requeues + 1 });
@@ -91,11 +91,13 @@ async function apply(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Job
   }
 }
 
-async function fail(ctx: SettleContext, claim: SettleClaim, job: Job, reason: string): Promise<void> {
-  await job.moveToFailed(new Error(reason), claim.token, false);
+/** As the interactive path records a failure: stored beside BullMQ's text (see `failureOf`). */
+async function fail(ctx: SettleContext, claim: SettleClaim, job: Job, failure: JobFailure): Promise<void> {
+  await job.updateProgress({ ...(typeof job.progress === 'object' ? job.progress : {}), failure });
+  await job.moveToFailed(new Error(failureText(failure)), claim.token, false);
   ctx.metrics.jobs.inc({ lane: 'batch', outcome: 'failed' });
   ctx.stats.jobEnded({ lane: 'batch', outcome: 'failed' });
-  ctx.logger.info({ jobId: job.id, lane: 'batch', reason }, 'job failed');
+  ctx.logger.info({ jobId: job.id, lane: 'batch', failureCode: failure.code, reason: failure.message }, 'job failed');
 }
 
 function resultOf(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Extract<JobFate, { kind: 'succeeded' }>, endedAt: number | undefined): LlmResult {

@@ -4,7 +4,7 @@
  * with the claim id in its `metadata`, so a batch whose create answer was lost is found for sure
  * by listing batches (`find`). The file id is kept on the claim: a retry never uploads twice.
  */
-import type { Usage } from '@headroom/queue';
+import { FailureCode, jobFailure, type Usage } from '@headroom/queue';
 import OpenAI, { toFile } from 'openai';
 import { z } from 'zod';
 import type { AdapterOptions } from '../providers/anthropic.js';
@@ -110,12 +110,12 @@ export class OpenAIBatchApi implements BatchApi {
     switch (batch.status) {
       case 'failed': {
         const errors = (batch.errors?.data ?? []).slice(0, 3).map((e) => `${e.code ?? 'error'}${e.line ? ` (line ${e.line})` : ''}: ${e.message ?? ''}`);
-        return { ended: true, status: batch.status, endedAt, missingReason: `BATCH_FAILED: ${this.#scrub(errors.join('; ') || 'the batch failed validation')}` };
+        return { ended: true, status: batch.status, endedAt, missingFailure: jobFailure(FailureCode.BATCH_FAILED, this.#scrub(errors.join('; ') || 'the batch failed validation')) };
       }
       case 'expired':
-        return { ended: true, status: batch.status, endedAt, missingReason: 'BATCH_EXPIRED: the batch reached its 24 h window before this request ran' };
+        return { ended: true, status: batch.status, endedAt, missingFailure: jobFailure(FailureCode.BATCH_EXPIRED, 'the batch reached its 24 h window before this request ran') };
       case 'cancelled':
-        return { ended: true, status: batch.status, endedAt, missingReason: 'BATCH_CANCELED: the batch was cancelled before this request ran' };
+        return { ended: true, status: batch.status, endedAt, missingFailure: jobFailure(FailureCode.BATCH_CANCELED, 'the batch was cancelled before this request ran') };
       default:
         return { ended: true, status: batch.status, endedAt };
     }

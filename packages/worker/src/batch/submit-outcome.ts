@@ -5,6 +5,7 @@
  */
 import type { ProviderCallFailure } from '../providers/types.js';
 import type { SubmitOutcome } from './batch-api.js';
+import { FailureCode, jobFailure } from '@headroom/queue';
 
 /** A 429 without retry-after (a spend cap) does not clear soon: try again much later. */
 const SPEND_CAP_RETRY_MS = 10 * 60_000;
@@ -19,7 +20,7 @@ export function submitOutcomeOf(failure: ProviderCallFailure): SubmitOutcome {
     case 'invalid_request':
     case 'auth':
     case 'not_found':
-      return { kind: 'rejected', reason: `PROVIDER_REJECTED: ${failure.status ?? 'local'} ${failure.message}` };
+      return { kind: 'rejected', failure: jobFailure(FailureCode.PROVIDER_REJECTED, `${failure.status ?? 'local'} ${failure.message}`) };
     default:
       // 5xx, 529, a 200 we could not read, a cut or timed-out connection: the batch may exist.
       return { kind: 'uncertain', reason: `${failure.status ?? 'network'} ${failure.kind}: ${failure.message}` };

@@ -14,7 +14,7 @@
  * else fail(d.code, d.reason);
  * ```
  */
-import type { HeadroomConfig } from '@headroom/queue';
+import type { FailureCode, HeadroomConfig } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure } from '../providers/types.js';
 
 export type RetryConfig = HeadroomConfig['retry'];
@@ -24,13 +24,8 @@ export const MAX_BACKOFF_MS = 30_000;
 /** A spend cap does not clear by waiting: one more try (a fallback, or a reset that just happened), then stop. */
 export const SPEND_CAP_MAX_ATTEMPTS = 2;
 
-export type RetryFailCode =
-  /** The provider refused the request itself (400/401/403/404/...): retrying cannot help. */
-  | 'PROVIDER_REJECTED'
-  /** 429 without retry-after: a spend cap or a request larger than a whole minute's limit. */
-  | 'SPEND_CAP'
-  /** `retry.maxAttempts` calls made; `reason` carries the last failure. */
-  | 'RETRIES_EXHAUSTED';
+/** The failure codes this policy decides (see `FailureCode` for what each means). */
+export type RetryFailCode = Extract<FailureCode, 'PROVIDER_REJECTED' | 'SPEND_CAP' | 'RETRIES_EXHAUSTED'>;
 
 export type RetryDecision =
   /** Call the same model again after `delayMs`. */

@@ -60,6 +60,11 @@ export class PressureMonitor {
     return this.latest.get(pool);
   }
 
+  /** When a new job for the pool may be admitted again: about the time its backlog takes to drain. */
+  retryHintMs(pool: string): number {
+    return retryHintOf(this.latest.get(pool), this.config.shedding.horizonMs);
+  }
+
   /** Age of the job at the front of a lane (BullMQ takes from the right end of `wait`). */
   private async oldestWaitMs(lane: InteractiveLane): Promise<number> {
     const k = laneKeys(this.config.redis.prefix, lane);
@@ -88,7 +93,7 @@ export class PressureMonitor {
       if (shedding !== was >= this.config.shedding.lowAt) {
         this.logger.info({ pool, pressure: pressure.value, binding: pressure.binding, drainMs: Math.round(pressure.drainMs) }, shedding ? 'pool under pressure: shedding LOW' : 'pool pressure cleared');
       }
-      const retryHint = Math.max(MIN_RETRY_HINT_MS, Math.min(pressure.drainMs, this.config.shedding.horizonMs));
+      const retryHint = retryHintOf(pressure, this.config.shedding.horizonMs);
       // Redis time (from the snapshot) so the admission script's own TIME compares like with like.
       const entry = `${Math.round(snapshot.atMs + HOLD_MS)}:${Math.round(retryHint)}:${pressure.value.toFixed(3)}`;
       await Promise.all([
@@ -100,6 +105,10 @@ export class PressureMonitor {
       ]);
     }
   }
+}
+
+function retryHintOf(pressure: Pressure | undefined, horizonMs: number): number {
+  return Math.round(Math.max(MIN_RETRY_HINT_MS, Math.min(pressure?.drainMs ?? horizonMs, horizonMs)));
 }
 
 /** Mean tokens per successful call over the last minutes; a fresh fleet assumes small jobs. */

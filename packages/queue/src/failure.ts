@@ -1,0 +1,92 @@
+/**
+ * Why a job failed, as data: a stable `code` callers branch on and a `message` for people. The
+ * worker stores the failure in the job's progress beside BullMQ's `failedReason` (which keeps
+ * `CODE: message` for Bull Board and logs), so a reader never parses the text back.
+ *
+ * ```ts
+ * const f = failureOf(job);            // { code: 'PROVIDER_REJECTED', message: '400 ...' }
+ * if (f.code === FailureCode.SHED) ...
+ * ```
+ */
+
+export const FailureCode = {
+  /** The provider refused the request itself (400/401/403/404/413): never retried. */
+  PROVIDER_REJECTED: 'PROVIDER_REJECTED',
+  /** `retry.maxAttempts` calls made; the message carries the last failure. */
+  RETRIES_EXHAUSTED: 'RETRIES_EXHAUSTED',
+  /** A 429 that waiting does not clear (a spend cap). */
+  SPEND_CAP: 'SPEND_CAP',
+  /** The request is larger than the lane may ever draw from its pool's limits. */
+  NEVER_FITS: 'NEVER_FITS',
+  /** No model of the job's ladder is in the fleet's config. */
+  UNKNOWN_MODEL: 'UNKNOWN_MODEL',
+  /** A waiting LOW (or NORMAL) job past its max wait while its pool was under pressure. */
+  SHED: 'SHED',
+  /** BullMQ failed the job: its worker died during the call more often than allowed. */
+  STALLED: 'STALLED',
+  /** The job in a lane is not a Headroom job (written by something else). */
+  JOB_INVALID: 'JOB_INVALID',
+  /** Batch: the provider answered this request with an error. */
+  BATCH_ERRORED: 'BATCH_ERRORED',
+  /** Batch: cancelled before this request ran. */
+  BATCH_CANCELED: 'BATCH_CANCELED',
+  /** Batch: the batch hit its 24 h limit before this request ran. */
+  BATCH_EXPIRED: 'BATCH_EXPIRED',
+  /** Batch: the whole batch failed (validation). */
+  BATCH_FAILED: 'BATCH_FAILED',
+  /** Batch: its batches kept losing the job. */
+  BATCH_LOST: 'BATCH_LOST',
+  /** Batch: the provider's result for this request has an unexpected shape. */
+  BATCH_BAD_RESPONSE: 'BATCH_BAD_RESPONSE',
+  /** Failed by a worker that is not Headroom's, in its own words (the message). */
+  WORKER_FAILED: 'WORKER_FAILED',
+} as const;
+export type FailureCode = (typeof FailureCode)[keyof typeof FailureCode];
+
+const CODES: ReadonlySet<string> = new Set(Object.values(FailureCode));
+
+export interface JobFailure {
+  code: FailureCode;
+  message: string;
+  /** SHED: when a new job for the same pool may be admitted again, as the worker saw it. */
+  retryAfterMs?: number;
+}
+
+export const jobFailure = (code: FailureCode, message: string, retryAfterMs?: number): JobFailure =>
+  retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs };
+
+/**
+ * The text BullMQ keeps as the job's `failedReason` (Bull Board, logs): display only. A foreign
+ * worker's failure is shown in its own words, as BullMQ keeps it.
+ */
+export function failureText(f: JobFailure): string {
+  return f.code === FailureCode.WORKER_FAILED ? f.message : `${f.code}: ${f.message}`;
+}
+
+/** The stored failure, when `value` is one (a job's `progress.failure`). */
+export function asJobFailure(value: unknown): JobFailure | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { code, message, retryAfterMs } = value as Partial<JobFailure>;
+  if (typeof code !== 'string' || !CODES.has(code) || typeof message !== 'string') return undefined;
+  return jobFailure(code as FailureCode, message, typeof retryAfterMs === 'number' ? retryAfterMs : undefined);
+}
+
+/**
+ * BullMQ fails a job in its own words when the job's worker died with it more times than
+ * `maxStalledCount` allows (or it was started too often).
+ */
+const BULLMQ_STALL_REASONS = new Set(['job stalled more than allowable limit', 'job started more than allowable limit']);
+
+/**
+ * A failed job's failure. The stored one counts only while BullMQ's `failedReason` is its text:
+ * a failure recorded by an earlier attempt that BullMQ later failed as stalled must not win.
+ */
+export function failureOf(job: { failedReason?: string | undefined; progress?: unknown }): JobFailure {
+  const reason = job.failedReason ?? '';
+  const stored = asJobFailure((job.progress as { failure?: unknown } | null | undefined)?.failure);
+  if (stored && failureText(stored) === reason) return stored;
+  if (BULLMQ_STALL_REASONS.has(reason)) {
+    return jobFailure(FailureCode.STALLED, `the worker running this job died during its call too many times (BullMQ: ${reason})`);
+  }
+  return jobFailure(FailureCode.WORKER_FAILED, reason);
+}

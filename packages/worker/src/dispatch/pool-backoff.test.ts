@@ -1,0 +1,83 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { laneKeys } from '@headroom/queue';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { MAX_BACKOFF_MS, PoolBackoffs } from './pool-backoff.js';
+
+let server: EmbeddedRedis;
+let redis: Redis;
+let seq = 0;
+
+beforeAll(async () => {
+  server = await startEmbeddedRedis();
+  redis = new Redis(server.url);
+});
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+/** Two workers of one fleet, on one clock the test moves. */
+function fleet() {
+  const prefix = `backoff${++seq}`;
+  const clock = { now: 1_700_000_000_000 };
+  const now = () => clock.now;
+  return { prefix, clock, a: new PoolBackoffs(redis, prefix, now), b: new PoolBackoffs(redis, prefix, now) };
+}
+
+describe('PoolBackoffs', () => {
+  it('backs a pool off in one lane at once here, and in the others only after they refresh', async () => {
+    const { a, b } = fleet();
+    await a.backOff('normal', 'sonnet-4', 400);
+    expect(a.backedOff('normal')).toEqual(['sonnet-4']);
+    expect(a.backedOff('high')).toEqual([]);
+    expect(b.backedOff('normal')).toEqual([]);
+    await b.refresh();
+    expect(b.backedOff('normal')).toEqual(['sonnet-4']);
+    expect(b.msUntilFirstReopens('normal')).toBe(400);
+  });
+
+  it('never backs off longer than a second, whatever the bucket said, and the key outlives no back-off', async () => {
+    const { prefix, a } = fleet();
+    await a.backOff('low', 'gpt-4.1', 90_000);
+    expect(a.msUntilFirstReopens('low')).toBe(MAX_BACKOFF_MS);
+    const ttl = await redis.pttl(laneKeys(prefix, 'low').poolBackoff);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(2 * MAX_BACKOFF_MS);
+  });
+
+  it('keeps the longer of two back-offs, fleet-wide', async () => {
+    const { a, b } = fleet();
+    await a.backOff('high', 'haiku', 800);
+    await b.backOff('high', 'haiku', 100);
+    await b.refresh();
+    expect(b.msUntilFirstReopens('high')).toBe(800);
+  });
+
+  it('drops a back-off once it has passed', async () => {
+    const { clock, a } = fleet();
+    await a.backOff('critical', 'opus', 300);
+    clock.now += 300;
+    expect(a.backedOff('critical')).toEqual([]);
+  });
+
+  it('reads the fleet at most every 100 ms', async () => {
+    const { clock, a, b } = fleet();
+    await b.refresh();
+    await a.backOff('normal', 'sonnet-4', 500);
+    await b.refresh();
+    expect(b.backedOff('normal')).toEqual([]);
+    clock.now += 100;
+    await b.refresh();
+    expect(b.backedOff('normal')).toEqual(['sonnet-4']);
+  });
+
+  it('holds a back-off learnt from a worker whose clock runs ahead to a second from now', async () => {
+    const prefix = `backoff${++seq}`;
+    const ahead = new PoolBackoffs(redis, prefix, () => 1_700_000_060_000);
+    const here = new PoolBackoffs(redis, prefix, () => 1_700_000_000_000);
+    await ahead.backOff('normal', 'sonnet-4', 1_000);
+    await here.refresh();
+    expect(here.msUntilFirstReopens('normal')).toBe(MAX_BACKOFF_MS);
+  });
+});

@@ -1,0 +1,77 @@
+/**
+ * Which pools are backed off in which lane. A job the bucket told to wait goes back to the front
+ * of its lane, and its pool backs off in that lane, fleet-wide, for the wait: this worker skips
+ * the pool's jobs at once, and the others learn it from a ZSET per lane (`pool -> until`) that
+ * they read at most every 100 ms. The lane's jobs for other pools keep flowing (the dispatcher
+ * brings the first of them to the front).
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { INTERACTIVE_LANES, laneKeys, type InteractiveLane } from '@headroom/queue';
+
+/**
+ * A pool (or a lane) never backs off longer than this, so its front job is looked at again (shed
+ * checks, limits that changed) even while the bucket would keep it waiting for minutes.
+ */
+export const MAX_BACKOFF_MS = 1_000;
+export const FLEET_BACKOFF_REFRESH_MS = 100;
+
+export class PoolBackoffs {
+  /** Per lane, pool -> until (epoch ms): this worker's and, refreshed, the fleet's. */
+  readonly #until = new Map<InteractiveLane, Map<string, number>>(INTERACTIVE_LANES.map((lane) => [lane, new Map()]));
+  #lastRefresh = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly redis: Redis | Cluster,
+    private readonly prefix: string,
+    private readonly now: () => number,
+  ) {}
+
+  /** The pools backed off in the lane now (expired entries are dropped). */
+  backedOff(lane: InteractiveLane): string[] {
+    const now = this.now();
+    const pools = this.#until.get(lane)!;
+    for (const [pool, until] of pools) if (until <= now) pools.delete(pool);
+    return [...pools.keys()];
+  }
+
+  /** Milliseconds until the first backed-off pool of the lane reopens (at least 1). */
+  msUntilFirstReopens(lane: InteractiveLane): number {
+    const until = Math.min(...this.#until.get(lane)!.values());
+    return Math.max(1, until - this.now());
+  }
+
+  /** Backs the pool off in the lane for `ms` (at most a second), here and fleet-wide. */
+  async backOff(lane: InteractiveLane, pool: string, ms: number): Promise<void> {
+    const span = Math.min(ms, MAX_BACKOFF_MS);
+    if (span < 1) return;
+    const until = this.now() + span;
+    this.#note(lane, pool, until);
+    const key = laneKeys(this.prefix, lane).poolBackoff;
+    // GT: a shorter wait learnt later never cuts a longer one short. The key outlives no backoff.
+    await this.redis.multi().zadd(key, 'GT', until, pool).pexpire(key, MAX_BACKOFF_MS * 2).exec().catch(() => {});
+  }
+
+  /**
+   * Learns other workers' pool backoffs, at most every 100 ms. One command per lane, sent
+   * together: each lane is its own hash slot, and a Redis Cluster pipeline must stay within one
+   * slot; on a single node ioredis writes them back to back, so it is still one round trip.
+   * Times are the workers' clocks, so one learnt from the fleet is held to at most a second from
+   * now here: a worker whose clock runs ahead cannot back the others off for longer.
+   */
+  async refresh(): Promise<void> {
+    const now = this.now();
+    if (now - this.#lastRefresh < FLEET_BACKOFF_REFRESH_MS) return;
+    this.#lastRefresh = now;
+    const all = await Promise.all(
+      INTERACTIVE_LANES.map((lane) => this.redis.zrangebyscore(laneKeys(this.prefix, lane).poolBackoff, now, '+inf', 'WITHSCORES').catch(() => [] as string[])),
+    );
+    all.forEach((entries, i) => {
+      for (let j = 0; j < entries.length; j += 2) this.#note(INTERACTIVE_LANES[i]!, entries[j]!, Math.min(Number(entries[j + 1]), now + MAX_BACKOFF_MS));
+    });
+  }
+
+  #note(lane: InteractiveLane, pool: string, until: number): void {
+    const pools = this.#until.get(lane)!;
+    if (until > (pools.get(pool) ?? 0)) pools.set(pool, until);
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * What running a job needs from its worker, and what it knows of the job. The runner takes these
+ * rather than a BullMQ job, so every decision it makes can be tested with an injected clock,
+ * randomness and pressure.
+ */
+import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider } from '@headroom/queue';
+import type { WorkerMetrics } from '../metrics.js';
+import type { ProviderAdapter } from '../providers/types.js';
+import type { Breaker } from './breaker.js';
+import type { TokenEstimator } from './token-estimator.js';
+
+/** What the runner asks of the pressure monitor: is this lane shed for this pool, and how hard. */
+export interface ShedView {
+  shedsLane(pool: string, lane: InteractiveLane): boolean;
+  pressureOf(pool: string): Pressure | undefined;
+  /** When a new job for the pool may be admitted again (the hint admission gives). */
+  retryHintMs(pool: string): number;
+}
+
+export interface RunContext {
+  config: HeadroomConfig;
+  bucket: Bucket;
+  adapters: Record<Provider, ProviderAdapter>;
+  estimator: TokenEstimator;
+  breaker: Breaker;
+  metrics: WorkerMetrics;
+  stats: FleetStatsWriter;
+  pressure: ShedView;
+  logger: Logger;
+  random: () => number;
+  now: () => number;
+  /**
+   * Tenant id -> when its tokens/min bucket can serve again, as the bucket last said. A runaway
+   * tenant's flood is then parked without a Redis round trip per job, so the jobs of other
+   * tenants queued behind it reach the bucket sooner.
+   */
+  tenantWaits: Map<string, number>;
+}
+
+/** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */
+export interface JobProgress {
+  attempts: number;
+  lastError?: string;
+  /** Set with the job's failure, just before BullMQ records it (see `failureOf`). */
+  failure?: JobFailure;
+}
+
+export interface JobMeta {
+  id: string;
+  lane: InteractiveLane;
+  enqueuedAt: number;
+  progress: JobProgress;
+}
+
+export type RunOutcome =
+  | { kind: 'completed'; result: LlmResult }
+  | { kind: 'failed'; failure: JobFailure; progress: JobProgress }
+  /** Shed from its lane under pressure, and the job asked to go to the batch lane instead. */
+  | { kind: 'to_batch'; failure: JobFailure; progress: JobProgress }
+  /** Back to the front of its lane, no attempt spent; its pool backs off in the lane for `waitMs`. */
+  | { kind: 'requeue'; waitMs: number; progress: JobProgress }
+  /** Into BullMQ's delayed set until `delayMs` from now, holding no slot. */
+  | { kind: 'delay'; delayMs: number; progress: JobProgress }
+  /** The worker is shutting down: back to waiting for another worker, no attempt spent. */
+  | { kind: 'aborted'; progress: JobProgress };
