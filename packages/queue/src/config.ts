@@ -40,7 +40,7 @@ export const ModelConfig = z.strictObject({
   /** Models that share one provider limit share a pool. @default the model name */
   pool: z.string().regex(/^[\w.:-]{1,64}$/, { error: 'expected 1-64 letters, digits, . : _ -' }).optional(),
   /** Omitted dimensions are learned from the providers' limit headers. */
-  limits: ModelLimits.default({}),
+  limits: ModelLimits.default({ burst: 60 }),
   pricing: z
     .strictObject({
       inputPerMTok: dollars,
