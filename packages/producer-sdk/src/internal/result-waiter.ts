@@ -3,8 +3,10 @@
  * job). The events stream is capped (~10k entries) and a subscriber can miss events while
  * disconnected, so every waiter is also re-read from the job itself: once right after the
  * subscription is live (the job may already be done) and by one periodic sweep for all waiters.
+ * A read takes only the fields that say whether the job ended (never its data, up to 1 MiB), and
+ * the result only once it has; a timeout finds its waiter directly, whatever else is waiting.
  */
-import { QueueEvents, type Queue } from 'bullmq';
+import { QueueEvents } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
   duplicateFor,
@@ -22,8 +24,32 @@ import {
 } from '@headroom/queue';
 
 interface Waiter {
+  /** The job it waits on now: a job shed to the batch lane hands its waiters to the job it became. */
+  jobId: string;
   resolve(result: LlmResult): void;
   reject(err: Error): void;
+}
+
+/** The longest delay a Node timer takes; longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A timer for any delay: chained past what one Node timer can hold. */
+function longTimer(ms: number, fn: () => void): () => void {
+  let handle: NodeJS.Timeout | undefined;
+  const arm = (left: number) => {
+    if (left === Number.POSITIVE_INFINITY) return;
+    handle = setTimeout(() => (left > MAX_TIMER_MS ? arm(left - MAX_TIMER_MS) : fn()), Math.min(left, MAX_TIMER_MS));
+  };
+  arm(ms);
+  return () => clearTimeout(handle);
+}
+
+/** `result({ timeoutMs })` takes a positive number of ms, or Infinity to wait as long as it takes. */
+export function checkTimeoutMs(timeoutMs: unknown): number {
+  if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs <= 0) {
+    throw new RangeError(`result(): timeoutMs must be a positive number of milliseconds (or Infinity), got ${String(timeoutMs)}`);
+  }
+  return timeoutMs;
 }
 
 export type Settled =
@@ -51,19 +77,20 @@ export class ResultWaiter {
   constructor(
     private readonly connection: Redis | Cluster,
     private readonly prefix: string,
-    private readonly queueOf: (lane: Lane) => Queue,
   ) {}
 
   async wait(lane: Lane, jobId: string, timeoutMs: number): Promise<LlmResult> {
+    checkTimeoutMs(timeoutMs);
     await this.subscribe(lane);
     return new Promise<LlmResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const cancel = longTimer(timeoutMs, () => {
         this.remove(waiter);
         reject(new TimeoutError(`waiting for the result of job ${jobId}`, timeoutMs));
-      }, timeoutMs);
+      });
       const waiter: Waiter = {
-        resolve: (r) => { clearTimeout(timer); resolve(r); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
+        jobId,
+        resolve: (r) => { cancel(); resolve(r); },
+        reject: (e) => { cancel(); reject(e); },
       };
       const entry = this.waiters.get(jobId) ?? { lane, set: new Set<Waiter>() };
       entry.set.add(waiter);
@@ -73,14 +100,20 @@ export class ResultWaiter {
     });
   }
 
-  /** Reads the job's stored state: the truth that events only announce. */
+  /**
+   * Reads the job's stored state: the truth that events only announce. Only the fields that say
+   * whether it ended, never its data: a sweep over many waiting jobs of 1 MiB each stays small.
+   */
   async read(lane: Lane, jobId: string): Promise<Settled> {
-    const job = await this.queueOf(lane).getJob(jobId);
-    if (!job) return { state: 'missing' };
-    if (job.finishedOn && job.failedReason && !job.returnvalue) return { state: 'failed', failure: failureOf(job) };
-    const to = job.finishedOn ? movedTo(job.returnvalue) : undefined;
+    const key = `${laneKeys(this.prefix, lane).jobKeyPrefix}${jobId}`;
+    const [timestamp, finishedOn, failedReason, returnvalue, progress] = await this.connection.hmget(key, 'timestamp', 'finishedOn', 'failedReason', 'returnvalue', 'progress');
+    if (timestamp === null) return { state: 'missing' };
+    if (!finishedOn) return { state: 'pending' };
+    const value = parseJson(returnvalue);
+    if (failedReason && (value === undefined || value === null)) return { state: 'failed', failure: failureOf({ failedReason, progress: parseJson(progress) }) };
+    const to = movedTo(value);
     if (to) return { state: 'moved', to };
-    if (job.finishedOn && job.returnvalue !== undefined && job.returnvalue !== null) return { state: 'completed', result: job.returnvalue as LlmResult };
+    if (value !== undefined && value !== null) return { state: 'completed', result: value as LlmResult };
     return { state: 'pending' };
   }
 
@@ -113,7 +146,10 @@ export class ResultWaiter {
     if (!entry || !lane) return;
     this.waiters.delete(from);
     const target = this.waiters.get(to) ?? { lane, set: new Set<Waiter>() };
-    for (const w of entry.set) target.set.add(w);
+    for (const w of entry.set) {
+      w.jobId = to;
+      target.set.add(w);
+    }
     this.waiters.set(to, target);
     await this.subscribe(lane);
     await this.check(to);
@@ -130,13 +166,11 @@ export class ResultWaiter {
     }
   }
 
-  /** Only on timeout: the waiter may have been forwarded to the job its job became, so look everywhere. */
+  /** On timeout: the waiter knows the job it waits on now (forwarding keeps it up to date). */
   private remove(waiter: Waiter): void {
-    for (const [id, entry] of this.waiters) {
-      if (!entry.set.delete(waiter)) continue;
-      if (entry.set.size === 0) this.waiters.delete(id);
-      return;
-    }
+    const entry = this.waiters.get(waiter.jobId);
+    if (!entry?.set.delete(waiter)) return;
+    if (entry.set.size === 0) this.waiters.delete(waiter.jobId);
   }
 
   private ensureSweep(): void {
@@ -182,4 +216,13 @@ export class ResultWaiter {
  */
 export function failedJobError(jobId: string, lane: Lane, failure: JobFailure): JobFailedError | ShedError {
   return failure.code === FailureCode.SHED ? new ShedError(lane, failure.message, failure.retryAfterMs ?? 0, jobId) : new JobFailedError(jobId, failure);
+}
+
+function parseJson(raw: string | null | undefined): unknown {
+  if (raw === null || raw === undefined || raw === '') return undefined;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
 }
