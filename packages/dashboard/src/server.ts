@@ -98,7 +98,7 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
   const { config } = opts;
   const env = opts.env ?? process.env;
   const localOnly = opts.localOnly ?? false;
-  const readOnly = opts.readOnly || config.dashboard.readOnly;
+  const readOnly = opts.readOnly ?? config.dashboard.readOnly;
   const auth = resolveAuth(config.dashboard, env, { localOnly });
   const logger = opts.logger ?? createLogger({ name: 'dashboard' });
   const now = opts.now ?? Date.now;
