@@ -28,6 +28,8 @@ export {
   TimeoutError,
   RedisUnavailableError,
   ClosedError,
+  FleetUnpublishedError,
+  RedisOomError,
   FailureCode,
 } from '@headroom/queue';
 export type { Issue, JobFailure, LlmJobInput, LlmResult, Usage, Priority, Lane, Provider } from '@headroom/queue';

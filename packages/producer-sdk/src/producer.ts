@@ -16,6 +16,7 @@ import {
   laneOfPriority,
   newJobId,
   parseJob,
+  releaseJobs,
   waitForReady,
   JobNotFoundError,
   type JobFailure,
@@ -59,7 +60,7 @@ export interface ProducerOptions {
 }
 
 export interface ResultOptions {
-  /** @default 60000 */
+  /** Positive ms (any length: longer than a Node timer's 2^31-1 is fine), or Infinity. @default 60000 */
   timeoutMs?: number;
 }
 
@@ -133,7 +134,7 @@ export class Producer {
     this.resultCacheTtlMs = opts.resultCacheTtlMs ?? 0;
     this.client = sharedClient(opts.redis);
     this.batcher = this.client.batcher(this.prefix);
-    this.waiter = new ResultWaiter(this.client.redis, this.prefix, (lane) => this.queue(lane));
+    this.waiter = new ResultWaiter(this.client.redis, this.prefix);
   }
 
   /**
@@ -144,7 +145,7 @@ export class Producer {
     this.assertOpen();
     const { job } = parseJob(input, this.maxJobBytes);
     const lane: Lane = job.sla === 'none' ? 'batch' : laneOfPriority(job.priority);
-    const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey) : newJobId(lane);
+    const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey, job.tenant) : newJobId(lane);
     try {
       await this.ready();
     } catch (err) {
@@ -205,6 +206,8 @@ export class Producer {
       if (state !== 'waiting' && state !== 'delayed') return false;
       // remove() refuses a locked (active) job, so a job that started meanwhile is not lost.
       await job.remove();
+      // Its bytes and its tenant's slot are free at once (else the lane upkeep frees them later).
+      await releaseJobs(this.client.redis, this.prefix, lane, [id]).catch(() => {});
       return true;
     } catch (err) {
       const mapped = asRedisError(err);

@@ -35,7 +35,9 @@ describe('config', () => {
 
   it('fills every default from a minimal file', () => {
     const cfg = parseConfig({ models: { m: { provider: 'anthropic' } } });
-    expect(cfg.lanes.low).toEqual({ cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000 });
+    expect(cfg.lanes.low).toEqual({ cap: 5000, maxBytes: 256 * 1024 * 1024, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000 });
+    expect(cfg.models.m?.limits).toEqual({ burst: 60 });
+    expect(cfg.dashboard.readOnly).toBe(true);
     expect(cfg.providers.anthropic.apiKeyEnv).toBe('ANTHROPIC_API_KEY');
     expect(cfg.limits.maxJobBytes).toBe(1024 * 1024);
   });

@@ -57,7 +57,10 @@ export type ModelConfig = z.infer<typeof ModelConfig>;
 const LaneConfig = (lane: Lane) =>
   z
     .strictObject({
+      /** Jobs not yet started. */
       cap: positiveInt.default(LANE_DEFAULTS[lane].cap),
+      /** Bytes of job data of the lane's unfinished jobs (waiting or running) together. */
+      maxBytes: positiveInt.default(LANE_DEFAULTS[lane].maxBytes),
       weight: z.number().nonnegative().default(LANE_DEFAULTS[lane].weight),
       reserve: fraction.default(LANE_DEFAULTS[lane].reserve),
       maxWaitMs: positiveInt.default(LANE_DEFAULTS[lane].maxWaitMs),
@@ -205,7 +208,13 @@ export const HeadroomConfig = z
         usernameEnv: envName.default('HEADROOM_DASHBOARD_USER'),
         passwordEnv: envName.default('HEADROOM_DASHBOARD_PASSWORD'),
         tokenEnv: envName.default('HEADROOM_DASHBOARD_TOKEN'),
-        readOnly: z.boolean().default(false),
+        /**
+         * Refuse Bull Board's writes (retry, promote, clean, remove, pause). On by default: a
+         * retry sends a job to the provider again, and a dashboard reached by a foreign page
+         * (DNS rebinding) must not be able to write. Set false to allow them; retries then go
+         * through admission (the lane caps). @default true
+         */
+        readOnly: z.boolean().default(true),
         alerts: DashboardAlerts.default(DASHBOARD_ALERT_DEFAULTS),
       })
       .default({
@@ -214,7 +223,7 @@ export const HeadroomConfig = z
         usernameEnv: 'HEADROOM_DASHBOARD_USER',
         passwordEnv: 'HEADROOM_DASHBOARD_PASSWORD',
         tokenEnv: 'HEADROOM_DASHBOARD_TOKEN',
-        readOnly: false,
+        readOnly: true,
         alerts: DASHBOARD_ALERT_DEFAULTS,
       }),
   })

@@ -10,7 +10,7 @@
  * ```
  */
 import { Cluster, Redis, type ClusterOptions, type Command, type RedisOptions } from 'ioredis';
-import { RedisUnavailableError } from './errors.js';
+import { RedisOomError, RedisUnavailableError } from './errors.js';
 import { hasRegisteredSecrets, redactRegistered } from './redaction.js';
 import { parseRedisUrl } from './redis-url.js';
 
@@ -150,9 +150,14 @@ export async function waitForReady(conn: Redis | Cluster, timeoutMs: number): Pr
   });
 }
 
-/** Maps ioredis' "not connected" failures (single node or cluster) to `RedisUnavailableError`; passes others through. */
+/**
+ * Maps ioredis' "not connected" failures (single node or cluster) to `RedisUnavailableError`, and
+ * Redis' refusal at `maxmemory` (`OOM command not allowed...`, from a command or inside a script)
+ * to `RedisOomError`; passes others through.
+ */
 export function asRedisError(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
+  if (/^OOM |\bOOM command not allowed\b/.test(err.message)) return new RedisOomError(err);
   if (/Stream isn't writeable|Connection is closed|ECONNREFUSED|ETIMEDOUT|Reached the max retries|enableOfflineQueue|CLUSTERDOWN|Failed to refresh slots cache|None of startup nodes is available/i.test(err.message)) {
     return new RedisUnavailableError(err.message, err);
   }

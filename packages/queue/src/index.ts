@@ -22,6 +22,8 @@ export {
   RedisUnavailableError,
   ConfigError,
   ClosedError,
+  FleetUnpublishedError,
+  RedisOomError,
 } from './errors.js';
 export type { Issue } from './errors.js';
 export { INTERACTIVE_LANES, LANES, PRIORITIES, LANE_DEFAULTS, laneOfPriority } from './lanes.js';
@@ -42,10 +44,14 @@ export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, pool
 export type { HeadroomConfigInput } from './config.js';
 export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
-export { addToLane, publishFleetSettings, AddReply } from './admission.js';
+export { addToLane, publishFleetSettings, releaseJobs, AddReply } from './admission.js';
+export { returnToLane, forceReturnToLane, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
+export type { ReturnOutcome, ReturnOptions } from './lane-return.js';
+export { LaneUpkeep, FLEET_UPKEEP_INTERVAL_MS } from './lane-upkeep.js';
+export type { LaneUpkeepOptions, UpkeepRound } from './lane-upkeep.js';
 export type { Added, LaneEntry } from './admission.js';
 export { bringRunnableToFront, FRONT_SEARCH_DEPTH, type FrontOutcome } from './lane-fetch.js';
-export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
+export { newJobId, idempotentJobId, handOffJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
 export { FailureCode, jobFailure, failureText, failureOf, asJobFailure } from './failure.js';
 export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';

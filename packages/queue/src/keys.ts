@@ -19,9 +19,9 @@ export interface LaneKeys {
   /** BullMQ's job hashes are `${jobKeyPrefix}${jobId}`. */
   jobKeyPrefix: string;
   /**
-   * What Headroom's own lane keys start with. The add script (lua/add-9.lua) builds `settings`,
-   * `models`, `shedding`, `stats` and `tenantJobsPrefix` from it, with the same suffixes, and
-   * `prioritized` from `wait`: keep them in step.
+   * What Headroom's own lane keys start with. The lane scripts (add, release, return) build
+   * `settings`, `models`, `shedding`, `stats`, `unfinished`, `usage` and `returning` from it, with
+   * the same suffixes, and `prioritized` and `delayed` from `wait`: keep them in step.
    */
   ownPrefix: string;
   wait: string;
@@ -29,7 +29,20 @@ export interface LaneKeys {
   delayed: string;
   active: string;
   meta: string;
-  /** HASH of the fleet's settings for this lane (cap), published by workers from config. */
+  /** BullMQ's other lane keys, for the scripts that embed its moves (lane-return.ts). */
+  stalled: string;
+  paused: string;
+  limiter: string;
+  marker: string;
+  events: string;
+  pc: string;
+  completed: string;
+  failed: string;
+  /**
+   * HASH of the fleet's settings for this lane (`cap`, `maxBytes`, `tenantMax:<tenant>`,
+   * `tenantMax:*`), published by workers from config and re-published when missing. Admission
+   * refuses while it is missing (fails closed) rather than admit against defaults.
+   */
   settings: string;
   /**
    * HASH model -> `provider:pool`: the models the fleet serves, so producers refuse unknown ones,
@@ -38,8 +51,23 @@ export interface LaneKeys {
   models: string;
   /** HASH pool -> `untilMs:retryAfterMs:pressure`: new jobs for that pool are shed until then. */
   shedding: string;
-  /** Prefix of the per-tenant ZSETs (job id -> enqueue time) behind the max-queued quota. */
-  tenantJobsPrefix: string;
+  /**
+   * HASH job id -> `<bytes>|<tenant>` of every unfinished job the lane admitted: what releasing
+   * it gives back. An entry goes when its job is finished or gone (lua/release-1.lua), once.
+   */
+  unfinished: string;
+  /**
+   * HASH of the lane's unfinished totals, kept in step with `unfinished`: `bytes` (job data), and
+   * `tenant:<tenant>` (that tenant's unfinished jobs; the field goes when it falls to 0, so an idle
+   * tenant leaves nothing behind). The byte cap and the tenants' max-queued read it in O(1).
+   */
+  usage: string;
+  /**
+   * ZSET job id -> ms: jobs a worker took from the lane and must put back (told to wait, delayed)
+   * while the lane was full. They keep their place against new jobs: admission counts them, so
+   * the next free slot is theirs. Entries are refreshed by their holder and dropped when stale.
+   */
+  returning: string;
   /** HASH of all-time counters per lane: `shed` (every shed), `shed:refused` (at admission), `shed:waiting`. */
   stats: string;
   /**
@@ -76,10 +104,20 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     delayed: bull('delayed'),
     active: bull('active'),
     meta: bull('meta'),
+    stalled: bull('stalled'),
+    paused: bull('paused'),
+    limiter: bull('limiter'),
+    marker: bull('marker'),
+    events: bull('events'),
+    pc: bull('pc'),
+    completed: bull('completed'),
+    failed: bull('failed'),
     settings: own('settings'),
     models: own('models'),
     shedding: own('shedding'),
-    tenantJobsPrefix: own('tenant-jobs:'),
+    unfinished: own('unfinished'),
+    usage: own('usage'),
+    returning: own('returning'),
     stats: own('stats'),
     poolBackoff: own('pool-backoff'),
   };

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, publishFleetSettings, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
 import { Breaker } from './run/breaker.js';
@@ -49,6 +49,10 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const redis: Redis | Cluster = createRedis(opts.redisUrl, 'worker');
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   await publishFleetSettings(redis, config);
+  // Admission fails closed without the settings: publish them again whenever they go missing (a
+  // Redis restarted without persistence, a FLUSHALL), and reconcile the lanes' admission counts.
+  const upkeep = new LaneUpkeep({ redis, config, logger });
+  upkeep.start();
 
   const now = opts.now ?? Date.now;
   const breaker = new Breaker({
@@ -144,7 +148,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         const grace = graceMs ?? config.dispatch.shutdownGraceMs;
         await Promise.all([dispatcher.stop(grace), batcher?.stop(grace)]);
         // Settles and headers still waiting ride on no further acquire: send them now.
-        await Promise.all([stats.stop(), pressure.stop(), bucket.close()]);
+        await Promise.all([stats.stop(), pressure.stop(), bucket.close(), upkeep.stop()]);
         await heartbeat.stop();
         await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
         bucketRedis.disconnect();

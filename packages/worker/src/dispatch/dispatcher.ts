@@ -12,6 +12,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { bringRunnableToFront, createRedis, INTERACTIVE_LANES, laneKeys, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { LanePicker } from './lane-picker.js';
+import { HeldJobs } from './held-jobs.js';
 import { OutcomeApplier, readProgress } from './outcome-applier.js';
 import { PoolBackoffs } from './pool-backoff.js';
 
@@ -47,6 +48,8 @@ export class Dispatcher {
   private lockTimer: NodeJS.Timeout | undefined;
   private readonly backoffs: PoolBackoffs;
   private readonly outcomes: OutcomeApplier;
+  /** Jobs waiting for room in their full lane: active, locked, holding no slot. */
+  private readonly held: HeldJobs;
   private tokenSeq = 0;
 
   constructor(private readonly opts: DispatcherOptions) {
@@ -59,7 +62,14 @@ export class Dispatcher {
       now: ctx.now,
     });
     this.backoffs = new PoolBackoffs(opts.redis, config.redis.prefix, ctx.now);
-    this.outcomes = new OutcomeApplier({ ctx, config, redis: opts.redis, backoffs: this.backoffs });
+    this.held = new HeldJobs({
+      redis: opts.redis,
+      prefix: config.redis.prefix,
+      logger: ctx.logger,
+      now: ctx.now,
+      onReturned: (held) => (held.waitMs === undefined ? Promise.resolve() : this.outcomes.backOff(held)),
+    });
+    this.outcomes = new OutcomeApplier({ ctx, config, redis: opts.redis, backoffs: this.backoffs, held: this.held });
   }
 
   async start(): Promise<void> {
@@ -108,6 +118,8 @@ export class Dispatcher {
       for (const a of this.active.values()) a.abort.abort();
       await Promise.race([Promise.all([...this.active.values()].map((a) => a.done)), sleep(5_000)]);
     }
+    // Held jobs go back whatever their lanes hold: this worker can no longer keep them.
+    await this.held.releaseAll();
     if (this.lockTimer) clearInterval(this.lockTimer);
     await Promise.all([...this.lanes.values()].map((w) => w.close(true).catch(() => {})));
     for (const conn of this.connections.splice(0)) conn.disconnect();
@@ -189,7 +201,7 @@ export class Dispatcher {
   private async renewLocks(): Promise<void> {
     const lockMs = this.opts.config.dispatch.lockMs;
     await Promise.all(
-      [...this.active.values()].map(({ job, token }) =>
+      [...this.active.values(), ...this.held.locks()].map(({ job, token }) =>
         job.extendLock(token, lockMs).catch((err: Error) => this.opts.ctx.logger.warn({ jobId: job.id, err: err.message }, 'lock renewal failed')),
       ),
     );
