@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import { chromium, type Browser, type Locator } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type JobHandle, type Priority } from '@headroom/producer-sdk';
-import { Bucket } from '@headroom/queue';
+import { Bucket, loadConfig, publishFleetSettings } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { REPO_ROOT, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
@@ -153,6 +153,9 @@ beforeAll(async () => {
   });
   await waitFor('the dashboard to answer /healthz', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok);
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  // Jobs are enqueued before a worker starts: the settings a fleet that ran before left behind
+  // (admission refuses without them).
+  await publishFleetSettings(conn, loadConfig(configFile));
   producer = new Producer({ redis: redis.url, prefix: PREFIX });
 });
 

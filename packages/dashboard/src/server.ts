@@ -21,6 +21,7 @@ import express, { type ErrorRequestHandler, type RequestHandler } from 'express'
 import { Bucket, RedisUnavailableError, asRedisError, createRedis, waitForReady, type HeadroomConfig, createLogger, type Logger } from '@headroom/queue';
 import { AlertNotifier } from './alert-notifier.js';
 import { requireAuth, resolveAuth, type DashboardAuth } from './auth.js';
+import { hostGuard } from './host-guard.js';
 import { bullBoardRouter } from './bull-board.js';
 import { closeLaneQueues, openLaneQueues } from './fleet-state.js';
 import { DashboardMetrics } from './fleet-metrics.js';
@@ -135,6 +136,8 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
     res.status(ok ? 200 : 503).json({ ok, redis: redis.status });
   });
 
+  // Before auth: a request for another site's name is refused whoever sends it (DNS rebinding).
+  app.use(hostGuard({ localOnly, hostnames: config.dashboard.hostnames }));
   app.use(requireAuth(auth));
   app.use((_req, res, next) => {
     res.set('cache-control', 'no-store');
@@ -151,9 +154,9 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
     res.json({ ...overview, readOnly });
   });
   app.get('/api/recent-jobs', strictCsp, async (_req, res) => {
-    res.json({ jobs: await readRecentJobs(queues) });
+    res.json({ jobs: await readRecentJobs(redis, prefix, queues) });
   });
-  app.use(BULL_BOARD_PATH, bullBoardRouter({ queues, basePath: BULL_BOARD_PATH, readOnly, showPayloads: opts.showPayloads ?? false, headroomPath: '/' }));
+  app.use(BULL_BOARD_PATH, bullBoardRouter({ queues, basePath: BULL_BOARD_PATH, readOnly, showPayloads: opts.showPayloads ?? false, headroomPath: '/', redis, prefix }));
   app.use('/assets', strictCsp, express.static(assetsDir(), { index: false, fallthrough: true, maxAge: 0 }));
   app.get('/favicon.ico', (_req, res) => {
     res.status(204).end();

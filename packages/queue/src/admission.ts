@@ -60,6 +60,25 @@ function bullmqAddOf(queue: Queue, name: string, data: LlmJob, opts: LaneEntry['
 
 const REPLY_WIDTH = 4;
 
+/** Metadata shown by the dashboard is cut here: it only helps an operator find a job. */
+export const SUMMARY_METADATA_MAX_CHARS = 500;
+
+/**
+ * What the dashboard shows of a job besides BullMQ's fields: its tenant and the start of its
+ * metadata, stored beside the job (`hrSummary`) so listing recent jobs never reads their data
+ * (up to 1 MiB each). '' (nothing stored) for a job with neither.
+ */
+function summaryOf(job: LlmJob): string {
+  if (job.tenant === undefined && job.metadata === undefined) return '';
+  const summary: { tenant?: string; metadata?: string } = {};
+  if (job.tenant !== undefined) summary.tenant = job.tenant;
+  if (job.metadata !== undefined) {
+    const text = JSON.stringify(job.metadata);
+    summary.metadata = text.length > SUMMARY_METADATA_MAX_CHARS ? `${text.slice(0, SUMMARY_METADATA_MAX_CHARS)}…` : text;
+  }
+  return JSON.stringify(summary);
+}
+
 /** `add-9.lua`'s per-job reply code (see the script's header). */
 export const AddReply = {
   ADDED: 1,
@@ -120,7 +139,7 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
     const models = modelLadder(job);
     ladders.push(models);
     add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, opts, jobId);
-    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), add[9]!, add[10]!, add[11]!);
+    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), add[9]!, add[10]!, add[11]!);
   }
   // Every job of a lane has the same nine keys.
   const reply = await runScript<(string | number)[]>(redis, 'add', add.slice(0, 9) as string[], args);

@@ -205,6 +205,14 @@ export const HeadroomConfig = z
       .strictObject({
         port: z.int().min(1).max(65535).default(3000),
         host: z.string().default('0.0.0.0'),
+        /**
+         * The names the dashboard is reached by (`headroom.internal.example.com`): requests with
+         * another `Host`, and writes whose `Origin` is another site, are refused, so a page in an
+         * operator's browser cannot reach it by DNS rebinding. Loopback names (127.0.0.1,
+         * localhost, [::1]) are always accepted; empty = any Host unless `--local-only`.
+         * @default []
+         */
+        hostnames: z.array(z.string().regex(/^[A-Za-z0-9.[\]:-]{1,253}$/, { error: 'expected a host name like headroom.example.com (a port may follow)' })).default([]),
         usernameEnv: envName.default('HEADROOM_DASHBOARD_USER'),
         passwordEnv: envName.default('HEADROOM_DASHBOARD_PASSWORD'),
         tokenEnv: envName.default('HEADROOM_DASHBOARD_TOKEN'),
@@ -220,6 +228,7 @@ export const HeadroomConfig = z
       .default({
         port: 3000,
         host: '0.0.0.0',
+        hostnames: [],
         usernameEnv: 'HEADROOM_DASHBOARD_USER',
         passwordEnv: 'HEADROOM_DASHBOARD_PASSWORD',
         tokenEnv: 'HEADROOM_DASHBOARD_TOKEN',

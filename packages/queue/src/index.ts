@@ -48,6 +48,7 @@ export { addToLane, publishFleetSettings, releaseJobs, AddReply } from './admiss
 export { returnToLane, forceReturnToLane, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
 export type { ReturnOutcome, ReturnOptions } from './lane-return.js';
 export { LaneUpkeep, FLEET_UPKEEP_INTERVAL_MS } from './lane-upkeep.js';
+export { retryFinishedJob, RetryReply } from './lane-retry.js';
 export type { LaneUpkeepOptions, UpkeepRound } from './lane-upkeep.js';
 export type { Added, LaneEntry } from './admission.js';
 export { bringRunnableToFront, FRONT_SEARCH_DEPTH, type FrontOutcome } from './lane-fetch.js';

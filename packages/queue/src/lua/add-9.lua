@@ -32,9 +32,10 @@
   client an encoding and Redis a parse, per enqueue.
 
   ARGV[1] the lane's own-key prefix (`{prefix:lane}:hr:`)
-  then seven per job: job id, provider, tenant or '', the models primary first joined by '\n',
-  then BullMQ addStandardJob's three arguments (packed args, job data JSON, packed options); the
-  job's size is its data JSON's length in bytes
+  then eight per job: job id, provider, tenant or '', the models primary first joined by '\n',
+  the job's summary for the dashboard or '' (stored as the job hash's `hrSummary`), then BullMQ
+  addStandardJob's three arguments (packed args, job data JSON, packed options); the job's size
+  is its data JSON's length in bytes
 
   Returns four entries per job, in order:
     1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
@@ -101,7 +102,7 @@ local function poolOf(provider, models)
 end
 
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
-local function addOne(jobId, provider, tenant, models, at)
+local function addOne(jobId, provider, tenant, models, summary, at)
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
     return 2, '', '', ''
   end
@@ -134,6 +135,7 @@ local function addOne(jobId, provider, tenant, models, at)
     size = size + 1
     bytes = bytes + jobBytes
     redis.call('HSET', unfinishedKey, jobId, jobBytes .. '|' .. tenant)
+    if summary ~= '' then redis.call('HSET', jobKeyPrefix .. jobId, 'hrSummary', summary) end
     redis.call('HINCRBY', usageKey, 'bytes', jobBytes)
     if tenant ~= '' then redis.call('HINCRBY', usageKey, 'tenant:' .. tenant, 1) end
   end
@@ -141,8 +143,8 @@ local function addOne(jobId, provider, tenant, models, at)
 end
 
 local out = {}
-for i = 2, #ARGV, 7 do
-  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], i + 4)
+for i = 2, #ARGV, 8 do
+  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], i + 5)
   out[#out + 1] = code
   out[#out + 1] = a
   out[#out + 1] = b
