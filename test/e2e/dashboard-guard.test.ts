@@ -144,7 +144,7 @@ describe('Bull Board retries, when allowed', () => {
     expect(await notStarted(prefix)).toBe(5);
 
     // One more, by hand: refused as a producer's enqueue would be.
-    const completed = await admin.zrange(laneKeys(prefix, 'normal').completed, 0, 0);
+    const completed = await admin.zrange(laneKeys(prefix, 'normal').completed, '0', '0');
     const one = await fetch(`${dash.url}/admin/queues/api/queues/normal/${completed[0]}/retry`, { method: 'PUT' });
     expect(one.status).toBe(429);
     expect(((await one.json()) as { error: { code: string } }).error.code).toBe('QUEUE_FULL');

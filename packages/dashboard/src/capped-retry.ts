@@ -11,7 +11,7 @@
  * Promote (delayed -> waiting) needs no such route: a delayed job already counts against the cap.
  */
 import { type Request, type Response, Router } from 'express';
-import { ErrorCode, HeadroomError, laneKeys, LANES, retryFinishedJob, type Lane } from '@headroom/queue';
+import { ErrorCode, type HeadroomError, laneKeys, LANES, retryFinishedJob, type Lane } from '@headroom/queue';
 import type { Cluster, Redis } from 'ioredis';
 import type { LaneQueues } from './fleet-state.js';
 
