@@ -154,8 +154,30 @@ export const HeadroomConfig = z
         emptyLanePollMs: positiveInt.default(20),
         /** Serve /metrics and /healthz from each worker on this port. */
         metricsPort: z.int().min(0).max(65535).optional(),
+        /**
+         * The address that server binds: loopback by default, so a worker's metrics are not
+         * open to its whole network unless asked (a pod sets 0.0.0.0 for its probes and scrapes).
+         * @default '127.0.0.1'
+         */
+        metricsHost: z.string().min(1).default('127.0.0.1'),
+        /**
+         * The env variable holding a bearer token that /metrics then requires (`Authorization:
+         * Bearer <token>`); /healthz and /readyz stay open for probes. Unset variable = no auth.
+         * @default 'HEADROOM_METRICS_TOKEN'
+         */
+        metricsTokenEnv: envName.default('HEADROOM_METRICS_TOKEN'),
       })
-      .default({ concurrency: 32, order: 'strict', outputReservation: 'max_tokens', lockMs: 30_000, stalledIntervalMs: 15_000, shutdownGraceMs: 30_000, emptyLanePollMs: 20 }),
+      .default({
+        concurrency: 32,
+        order: 'strict',
+        outputReservation: 'max_tokens',
+        lockMs: 30_000,
+        stalledIntervalMs: 15_000,
+        shutdownGraceMs: 30_000,
+        emptyLanePollMs: 20,
+        metricsHost: '127.0.0.1',
+        metricsTokenEnv: 'HEADROOM_METRICS_TOKEN',
+      }),
     retry: z
       .strictObject({
         maxAttempts: positiveInt.default(6),

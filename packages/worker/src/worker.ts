@@ -3,18 +3,20 @@
  * shared bucket until closed. Scale by starting more of them, on any machine.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, registerSecret, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
 import { Breaker } from './run/breaker.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerMetrics } from './metrics.js';
+import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { PressureMonitor } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
 import { TokenEstimator } from './run/token-estimator.js';
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
 export interface StartWorkerOptions {
   config: HeadroomConfig;
@@ -112,26 +114,23 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   });
   heartbeat.start();
 
-  let server: Server | undefined;
-  let metricsPort: number | undefined;
+  let server: MetricsServer | undefined;
   if (config.dispatch.metricsPort !== undefined) {
-    server = createServer((req, res) => {
-      if (req.url === '/metrics') {
-        metrics.registry.metrics().then(
-          (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
-          (err: Error) => res.writeHead(500).end(err.message),
-        );
-      } else if (req.url === '/healthz' || req.url === '/readyz') {
-        const ready = redis.status === 'ready';
-        res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: ready, id, inFlight: dispatcher.inFlight }));
-      } else {
-        res.writeHead(404).end();
-      }
+    const env = opts.env ?? process.env;
+    const token = env[config.dispatch.metricsTokenEnv] || undefined;
+    registerSecret(token);
+    server = await startMetricsServer({
+      port: config.dispatch.metricsPort,
+      host: config.dispatch.metricsHost,
+      token,
+      registry: metrics.registry,
+      health: () => ({ ready: redis.status === 'ready', body: { ok: redis.status === 'ready', id, inFlight: dispatcher.inFlight } }),
     });
-    await new Promise<void>((resolve) => server!.listen(config.dispatch.metricsPort, resolve));
-    const address = server.address();
-    metricsPort = typeof address === 'object' && address ? address.port : undefined;
+    if (!token && !LOOPBACK.has(config.dispatch.metricsHost)) {
+      logger.warn({ host: config.dispatch.metricsHost, tokenEnv: config.dispatch.metricsTokenEnv }, `worker /metrics is served on ${config.dispatch.metricsHost} without auth; set ${config.dispatch.metricsTokenEnv} to require a token`);
+    }
   }
+  const metricsPort = server?.port;
   logger.info({ id, lanes: Object.keys(config.lanes), concurrency: config.dispatch.concurrency, metricsPort }, 'worker started');
 
   let closing: Promise<void> | undefined;
@@ -150,7 +149,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         // Settles and headers still waiting ride on no further acquire: send them now.
         await Promise.all([stats.stop(), pressure.stop(), bucket.close(), upkeep.stop()]);
         await heartbeat.stop();
-        await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+        await server?.close();
         bucketRedis.disconnect();
         redis.disconnect();
         logger.info({ id }, 'worker stopped');
