@@ -11,7 +11,7 @@ import { Breaker } from './run/breaker.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerMetrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
-import { PressureMonitor } from './shedding/pressure-monitor.js';
+import { PressureMonitor, type PressureAdjust } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
 import { TokenEstimator } from './run/token-estimator.js';
@@ -28,6 +28,8 @@ export interface StartWorkerOptions {
   logger?: Logger;
   random?: () => number;
   now?: () => number;
+  /** Adjusts each pool's computed pressure before the worker acts on it. @default the identity */
+  pressure?: PressureAdjust;
 }
 
 export interface RunningWorker {
@@ -73,7 +75,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const bucketRedis = duplicateFor(redis, 'bucket');
   bucketRedis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error (bucket)'));
   const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix });
-  const pressure = new PressureMonitor(redis, bucket, config, logger);
+  const pressure = new PressureMonitor(redis, bucket, config, logger, undefined, opts.pressure);
   pressure.start();
   const dispatcher = new Dispatcher({
     config,
