@@ -255,6 +255,9 @@ describe('headroom dashboard', () => {
 
     const ctx = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD }, viewport: { width: 1400, height: 1000 } });
     const page = await ctx.newPage();
+    // Nothing is fetched from outside this machine (Bull Board's page links Google Fonts).
+    const requested: string[] = [];
+    page.on('request', (r) => requested.push(r.url()));
     await page.goto(`${base}/admin/queues`);
     const card = (title: string) => page.locator('li', { has: page.locator(`a[title="${title}"]`) });
     for (const [priority, n] of Object.entries(ENQUEUED)) {
@@ -274,6 +277,8 @@ describe('headroom dashboard', () => {
     expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
     expect(await page.locator('img[src="x"]').count()).toBe(0);
     await page.screenshot({ path: join(ARTIFACTS, 'bull-board-job-metadata.png'), fullPage: true });
+    expect(requested.length).toBeGreaterThan(0);
+    expect(requested.filter((u) => new URL(u).origin !== new URL(base).origin)).toEqual([]);
     await ctx.close();
   });
 

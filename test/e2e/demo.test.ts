@@ -1,25 +1,67 @@
 /**
  * The README's main command, as a newcomer runs it: `pnpm demo` with nothing configured (no
  * REDIS_URL, no API keys) starts its own Redis, the simulator, workers and the dashboard, drives
- * every lane, and with --check exits 0 only if every lane completed jobs with zero 429s.
+ * every lane, and with --check exits 0 only if every lane completed jobs with zero 429s. Ctrl-C
+ * (SIGINT to the whole process group, as a terminal sends it) ends it cleanly.
  */
 import { spawn } from 'node:child_process';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../support/fleet.js';
 
+function startDemo(args: string[]) {
+  const env: NodeJS.ProcessEnv = { ...process.env, HEADROOM_LOG_LEVEL: 'warn' };
+  for (const k of ['REDIS_URL', 'ANTHROPIC_API_KEY', 'OPENAI_API_KEY']) delete env[k];
+  // A process group of its own, as a terminal's foreground job is: a signal to -pid reaches all of it.
+  const child = spawn('pnpm', ['demo', ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { child, exited, output: () => out };
+}
+
+async function until(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 describe('pnpm demo', () => {
   it('runs headless for 15 s and completes jobs in every lane with zero 429s', async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, HEADROOM_LOG_LEVEL: 'warn' };
-    for (const k of ['REDIS_URL', 'ANTHROPIC_API_KEY', 'OPENAI_API_KEY']) delete env[k];
-    const child = spawn('pnpm', ['demo', '--duration', '15', '--check'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const demo = startDemo(['--duration', '15', '--check']);
+    const code = await demo.exited;
+    const out = demo.output();
     expect(out).toContain('started a private redis-server');
     expect(out).toContain('provider   simulator at');
     expect(out).toMatch(/dashboard {2}http:\/\/127\.0\.0\.1:\d+\/ {2}\(user demo, password \S+\)/);
     expect(out, out.slice(-3000)).toContain('check passed: jobs completed in every lane, zero 429s');
     expect(code).toBe(0);
   }, 120_000);
+
+  it('ends cleanly on Ctrl-C to its whole process group: drains, prints the summary, exits 0, no stack trace', async () => {
+    const demo = startDemo(['--duration', '600']);
+    try {
+      // Running: the fleet is up and the first table (every 5 s without a TTY) is out.
+      await until(() => /refused at enqueue: \d+ shed/.test(demo.output()), 90_000);
+    } catch (err) {
+      process.kill(-demo.child.pid!, 'SIGKILL');
+      throw new Error(`the demo never got going:\n${demo.output().slice(-3000)}`, { cause: err });
+    }
+    const redisUrl = /started a private redis-server at (redis:\/\/\S+)/.exec(demo.output())![1]!;
+    process.kill(-demo.child.pid!, 'SIGINT');
+    const code = await demo.exited;
+    const out = demo.output();
+    expect(out, out.slice(-3000)).toContain('interrupted: load stopped; letting the fleet drain');
+    expect(out).toMatch(/provider 429s: 0; refused at enqueue: /);
+    expect(out).not.toMatch(/MaxRetriesPerRequestError|Error:|\n\s+at /);
+    expect(code).toBe(0);
+    // Its private Redis went with it.
+    const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => {});
+    await expect(probe.connect()).rejects.toThrow();
+    probe.disconnect();
+  }, 180_000);
 });

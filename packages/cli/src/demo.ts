@@ -42,20 +42,28 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     for (const s of cleanup.reverse()) await s.stop().catch(() => {});
     cleanup.length = 0;
   };
-  let interrupted = false;
-  const onSignal = () => { interrupted = true; };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // Ctrl-C reaches the whole foreground process group. The private Redis, the workers and the
+  // dashboard run in groups of their own, so the first Ctrl-C (or SIGTERM) only stops the load:
+  // the fleet drains, the summary prints, and this process stops them. A second one skips the drain.
+  let interrupted = 0;
+  const onSignal = () => { interrupted++; };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // Should this process die without stopping them (SIGKILL aside), its children go with it.
+  const children = new Set<ChildProcess>();
+  const killChildren = () => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); };
+  process.on('exit', killChildren);
 
   try {
     const dir = mkdtempSync(join(tmpdir(), 'headroom-demo-'));
     let redisUrl = env.REDIS_URL;
     if (!redisUrl) {
-      const redis = await startEmbeddedRedis().catch((err: Error & { code?: string }) => {
+      const redis = await startEmbeddedRedis({ detached: true }).catch((err: Error & { code?: string }) => {
         // No redis-server installed: say what to do, as any other setup error (exit 2, no stack).
         throw err.code === REDIS_SERVER_NOT_FOUND ? new HeadroomError(ErrorCode.REDIS_UNAVAILABLE, err.message) : err;
       });
       cleanup.push({ stop: () => redis.stop() });
+      children.add(redis.process);
       redisUrl = redis.url;
       say(`redis      started a private redis-server at ${redisUrl} (set REDIS_URL to use yours)`);
     } else {
@@ -95,7 +103,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     };
     const spawnCli = (args: string[]): ChildProcess => {
       // The same runtime this process runs on (built JS, or the sources through tsx).
-      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      children.add(child);
       child.stdout?.pipe(log, { end: false });
       child.stderr?.pipe(log, { end: false });
       cleanup.push({ stop: () => stopChild(child) });
@@ -111,6 +120,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     const producer = new Producer({ redis: redisUrl, prefix });
     cleanup.push({ stop: () => producer.close() });
     const statusRedis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+    statusRedis.on('error', () => {}); // a read that fails says so through its own promise
     const status = openOverviewReader(statusRedis, config);
     cleanup.push({ stop: async () => { await status.close(); statusRedis.disconnect(); } });
     // Workers publish the fleet's models and caps as they start; wait for the first.
@@ -155,9 +165,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       await new Promise((r) => setTimeout(r, 80));
     }
 
-    say('\nload stopped; letting the fleet drain...');
+    say(interrupted ? '\ninterrupted: load stopped; letting the fleet drain (Ctrl-C again to skip)...' : '\nload stopped; letting the fleet drain...');
     const drainUntil = Date.now() + (real ? 60_000 : 25_000);
-    while (!interrupted && Date.now() < drainUntil) {
+    const seen = interrupted;
+    while (interrupted === seen && Date.now() < drainUntil) {
       const o = await status.read();
       if (o.lanes.every((l) => l.queued + l.running === 0)) break;
       await new Promise((r) => setTimeout(r, 1_000));
@@ -166,7 +177,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     await showTable(status, out, refused);
     const calls429 = sim ? Object.values(sim.stats().models).reduce((n, m) => n + m.refused429, 0) : final.calls.calls429;
     say(`\nprovider 429s: ${calls429}; refused at enqueue: ${refused.shed} shed, ${refused.quota} over tenant quota, ${refused.full} lane full`);
-    if (!opts.check) return interrupted ? 130 : 0;
+    // Stopped by Ctrl-C or SIGTERM is how a demo ends: a clean stop, status 0.
+    if (!opts.check) return 0;
     const lanesWithoutWork = final.lanes.filter((l) => l.done === 0 && (l.lane !== 'batch' || config.batch.enabled)).map((l) => l.lane);
     if (lanesWithoutWork.length > 0 || calls429 > 0) {
       say(`check failed: ${lanesWithoutWork.length ? `no completed jobs in ${lanesWithoutWork.join(', ')}` : ''}${calls429 ? ` ${calls429} provider 429s` : ''}`);
@@ -181,9 +193,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     }
     throw err;
   } finally {
+    await stopAll();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await stopAll();
+    process.off('exit', killChildren);
   }
 }
 

@@ -11,6 +11,9 @@
  * - Prompts and completions are redacted in the job view unless `showPayloads` is set.
  * - `showWorkers: false` drops the `CLIENT LIST` per lane Bull Board would run on every poll;
  *   the Headroom page lists workers from their heartbeats instead.
+ * - Its page asks Google Fonts for its typefaces; the link is cut, so the dashboard makes no
+ *   request to an outside host (it works offline and leaks nothing) and falls back to the
+ *   browser's sans-serif and monospace fonts.
  */
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
@@ -31,6 +34,16 @@ const LANE_DESCRIPTIONS: Record<string, string> = {
 
 /** Bull Board routes that would write jobs around Headroom's admission and validation. */
 export const ALWAYS_REFUSED_ROUTES: ReadonlySet<string> = new Set(['/api/queues/:queueName/add', '/api/queues/:queueName/:jobId/update-data']);
+
+/** Bull Board's page links a stylesheet on a host of Google's. */
+const OUTSIDE_FONTS = /<link[^>]+href="https:\/\/fonts\.(googleapis|gstatic)\.com[^>]*>\s*/g;
+
+/** Cuts links to outside font hosts out of the HTML Bull Board renders. */
+const offlinePage: RequestHandler = (_req, res, next) => {
+  const send = res.send.bind(res);
+  res.send = (body?: unknown) => send(typeof body === 'string' && body.includes('fonts.') ? body.replace(OUTSIDE_FONTS, '') : body);
+  next();
+};
 
 /** Refuses writes before they reach Bull Board: 403 with a stable code. */
 export const refuseWrites: RequestHandler = (req, res, next) => {
@@ -92,6 +105,7 @@ export function bullBoardRouter(opts: BullBoardOptions): Router {
   const router = Router();
   if (opts.readOnly) router.use(refuseWrites);
   else router.use(cappedRetryRouter({ redis: opts.redis, prefix: opts.prefix, queues: opts.queues }));
+  router.use(offlinePage);
   router.use(serverAdapter.getRouter() as RequestHandler);
   return router;
 }

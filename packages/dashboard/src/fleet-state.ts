@@ -17,7 +17,7 @@ export type LaneState = (typeof LANE_STATES)[number];
 export interface LaneDepth {
   lane: Lane;
   counts: Record<LaneState, number>;
-  /** Jobs not yet started: what the lane's cap counts (reservations aside). */
+  /** Jobs not yet started: what the lane's cap counts. */
   queued: number;
   /** All-time counters the fleet keeps in the lane's stats hash. */
   shedTotal: number;

@@ -125,9 +125,9 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
 
 export interface PoolKeys {
   /**
-   * STRING of nine packed little-endian doubles: `ts`, the amount used at `ts` of rpm, itpm, otpm
-   * and tpm, and the limits learned from the providers' headers for the same four (0 = none); see
-   * lua/includes/pool-state.lua. One read on the hot path serves both. Named `state`, not the
+   * STRING of fourteen packed little-endian doubles: `ts`, the amount used at `ts` of rpm, itpm,
+   * otpm and tpm, the limits learned from the providers' headers for the same four (0 = none), and
+   * the grants per lane; see lua/includes/pool-state.lua. One read on the hot path serves all. Named `state`, not the
    * `bucket` hash of versions before it, so the two never meet one key (WRONGTYPE).
    */
   bucket: string;

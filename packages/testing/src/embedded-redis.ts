@@ -22,6 +22,11 @@ export interface EmbeddedRedisOptions {
   args?: string[];
   /** @default 'redis-server' */
   binary?: string;
+  /**
+   * Run the server in a process group of its own, so a terminal's Ctrl-C (sent to the whole
+   * foreground group) does not reach it: its owner stops it when it is done with it. @default false
+   */
+  detached?: boolean;
 }
 
 export interface EmbeddedRedis {
@@ -55,7 +60,7 @@ export async function startEmbeddedRedis(opts: EmbeddedRedisOptions = {}): Promi
     '--appendonly', opts.appendOnly ? 'yes' : 'no', '--appendfsync', 'everysec',
     ...(opts.args ?? []),
   ];
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached ?? false });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });

@@ -1,22 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fleetKeys } from '@headroom/queue';
 import type { BreakerSnapshot } from './heartbeat.js';
 import { Heartbeat, readHeartbeats } from './heartbeat.js';
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { redisForFile } from '@headroom/testing/vitest';
 
-let server: EmbeddedRedis;
-let redis: Redis;
+const db = redisForFile();
 
-beforeAll(async () => {
-  server = await startEmbeddedRedis();
-  redis = new Redis(server.url);
-});
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 
 const prefix = () => `hb-${randomUUID().slice(0, 8)}`;
 
@@ -25,9 +15,9 @@ describe('Heartbeat', () => {
     const p = prefix();
     const now = 1_000_000;
     let breakers: BreakerSnapshot[] = [{ model: 'claude-sonnet-4-6', state: 'open', consecutiveFailures: 5, retryAt: now + 12_000 }];
-    const hb = new Heartbeat({ redis, prefix: p, id: 'w1', concurrency: 16, inFlight: () => 3, breakers: () => breakers, now: () => now });
+    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w1', concurrency: 16, inFlight: () => 3, breakers: () => breakers, now: () => now });
     await hb.beat();
-    let read = await readHeartbeats(redis, p);
+    let read = await readHeartbeats(db.redis, p);
     expect(read.expired).toEqual([]);
     expect(read.alive).toHaveLength(1);
     expect(read.alive[0]).toMatchObject({
@@ -43,7 +33,7 @@ describe('Heartbeat', () => {
 
     breakers = [];
     await hb.beat();
-    read = await readHeartbeats(redis, p);
+    read = await readHeartbeats(db.redis, p);
     expect(read.alive[0]!.breakers).toEqual([]);
   });
 
@@ -51,27 +41,27 @@ describe('Heartbeat', () => {
     const p = prefix();
     const key = fleetKeys(p).workers;
     const past = { id: 'gone', host: 'h', pid: 1, atMs: 1, expiresAtMs: 2, startedAt: 0, inFlight: 0, concurrency: 1, breakers: [] };
-    await redis.hset(key, 'gone', JSON.stringify(past), 'garbage', 'not json');
-    const hb = new Heartbeat({ redis, prefix: p, id: 'w2', concurrency: 1, inFlight: () => 0, breakers: () => [] });
+    await db.redis.hset(key, 'gone', JSON.stringify(past), 'garbage', 'not json');
+    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w2', concurrency: 1, inFlight: () => 0, breakers: () => [] });
     await hb.beat();
-    const read = await readHeartbeats(redis, p);
+    const read = await readHeartbeats(db.redis, p);
     expect(read.alive.map((w) => w.id)).toEqual(['w2']);
     expect(read.expired).toEqual(['garbage', 'gone']);
     await hb.stop();
-    expect(await redis.hexists(key, 'w2')).toBe(0);
+    expect(await db.redis.hexists(key, 'w2')).toBe(0);
   });
 
   it('prunes entries dead for over an hour on every 12th beat', async () => {
     const p = prefix();
     const key = fleetKeys(p).workers;
-    const [sec] = (await redis.time()).map(Number) as [number, number];
+    const [sec] = (await db.redis.time()).map(Number) as [number, number];
     const deadLongAgo = { id: 'old', host: 'h', pid: 1, atMs: 0, expiresAtMs: sec * 1000 - 3 * 3600_000, startedAt: 0, inFlight: 0, concurrency: 1, breakers: [] };
     const deadRecently = { ...deadLongAgo, id: 'recent', expiresAtMs: sec * 1000 - 60_000 };
-    await redis.hset(key, 'old', JSON.stringify(deadLongAgo), 'recent', JSON.stringify(deadRecently));
-    const hb = new Heartbeat({ redis, prefix: p, id: 'w3', concurrency: 1, inFlight: () => 0, breakers: () => [] });
+    await db.redis.hset(key, 'old', JSON.stringify(deadLongAgo), 'recent', JSON.stringify(deadRecently));
+    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w3', concurrency: 1, inFlight: () => 0, breakers: () => [] });
     for (let i = 0; i < 11; i++) await hb.beat();
-    expect(await redis.hexists(key, 'old')).toBe(1);
+    expect(await db.redis.hexists(key, 'old')).toBe(1);
     await hb.beat();
-    expect((await redis.hkeys(key)).sort()).toEqual(['recent', 'w3']);
+    expect((await db.redis.hkeys(key)).sort()).toEqual(['recent', 'w3']);
   });
 });
