@@ -35,9 +35,17 @@ describe('config', () => {
 
   it('fills every default from a minimal file', () => {
     const cfg = parseConfig({ models: { m: { provider: 'anthropic' } } });
-    expect(cfg.lanes.low).toEqual({ cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000 });
+    expect(cfg.lanes.low).toEqual({ cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000, retryReserve: 0.6 });
+    expect(cfg.throttle).toEqual({ k: 2, windowMs: 5_000, probeIntervalMs: 1_000 });
+    expect(cfg.retry.budget).toEqual({ ratio: 0.2, windowMs: 10_000, minPerSecond: 1 });
     expect(cfg.providers.anthropic.apiKeyEnv).toBe('ANTHROPIC_API_KEY');
     expect(cfg.limits.maxJobBytes).toBe(1024 * 1024);
+  });
+
+  it('still loads a file with the retired breaker section, and refuses a throttle k below 1 by path', () => {
+    expect(parseConfig({ models: { m: { provider: 'anthropic' } }, breaker: { failureThreshold: 5, openMs: 30_000 } }).throttle.k).toBe(2);
+    expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, throttle: { k: 0.5 } })).toThrow(/throttle\.k: expected a number of at least 1/);
+    expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, retry: { budget: { ratio: 2 } } })).toThrow(/retry\.budget\.ratio: expected a number from 0 to 1/);
   });
 
   it('lists every problem by path with what it found', () => {

@@ -38,7 +38,7 @@ export {
 } from './job.js';
 export type { LlmJobInput, Provider } from './job.js';
 export { parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
-export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf } from './config.js';
+export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';
 export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
@@ -51,7 +51,7 @@ export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
-export { Bucket, countedUsage, POOL_DIMENSIONS, TENANT_DIMENSIONS, isTenantDimension, AcquireReply, CooldownReply } from './bucket.js';
+export { Bucket, countedUsage, POOL_DIMENSIONS, TENANT_DIMENSIONS, isTenantDimension, AcquireReply, CooldownReply, THROTTLE_STATES } from './bucket.js';
 export type {
   AcquireRequest,
   AcquireResult,
@@ -69,6 +69,9 @@ export type {
   SyncResult,
   TenantDimension,
   TenantLimits,
+  ThrottleParams,
+  ThrottleSnapshot,
+  ThrottleState,
   WaitReason,
 } from './bucket.js';
 export { parseRateLimitHeaders, parseRetryAfterMs, parseDurationMs } from './rate-limit-headers.js';

@@ -23,12 +23,17 @@ export interface LaneDefaults {
   reserve: number;
   /** How long a job may wait before pressure may shed it (LOW) or it is reported late. */
   maxWaitMs: number;
+  /**
+   * Fraction of a model's retry budget this lane must leave for the lanes above: CRITICAL and
+   * HIGH retry first in a brownout; a lower lane's retry waits (no attempt spent) instead.
+   */
+  retryReserve: number;
 }
 
 export const LANE_DEFAULTS: Record<Lane, LaneDefaults> = {
-  critical: { cap: 50, weight: 5, reserve: 0, maxWaitMs: 60_000 },
-  high: { cap: 200, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000 },
-  normal: { cap: 1000, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000 },
-  low: { cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000 },
-  batch: { cap: 100_000, weight: 0, reserve: 0, maxWaitMs: 24 * 60 * 60_000 },
+  critical: { cap: 50, weight: 5, reserve: 0, maxWaitMs: 60_000, retryReserve: 0 },
+  high: { cap: 200, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000, retryReserve: 0.1 },
+  normal: { cap: 1000, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000, retryReserve: 0.5 },
+  low: { cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000, retryReserve: 0.6 },
+  batch: { cap: 100_000, weight: 0, reserve: 0, maxWaitMs: 24 * 60 * 60_000, retryReserve: 0 },
 };
