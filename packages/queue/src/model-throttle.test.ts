@@ -101,7 +101,10 @@ class Model {
 async function offer(m: Model, from: number, to: number, perSec: number, serve: number | ((t: number) => number), opts: { reserve?: number } = {}): Promise<number[]> {
   const perSecond: number[] = [];
   let seed = 7;
-  const random = () => ((seed = (seed * 16_807) % 2_147_483_647) / 2_147_483_647);
+  const random = () => {
+    seed = (seed * 16_807) % 2_147_483_647;
+    return seed / 2_147_483_647;
+  };
   for (let t = from; t < to; t += 1000 / perSec) {
     const r = await m.acquire(t, opts);
     if (!r.granted) continue;
