@@ -30,7 +30,7 @@ export type RetryFailCode = Extract<FailureCode, 'PROVIDER_REJECTED' | 'SPEND_CA
 export type RetryDecision =
   /** Call the same model again after `delayMs`. */
   | { action: 'retry'; delayMs: number; cooldownMs?: number }
-  /** Call the next model of the ladder now (its own bucket and breaker still apply). */
+  /** Call the next model of the ladder now (its own bucket and throttle still apply). */
   | { action: 'fallback'; cooldownMs?: number }
   | { action: 'fail'; code: RetryFailCode; reason: string };
 
@@ -48,8 +48,8 @@ export function describeFailure(failure: ProviderCallFailure): string {
 }
 
 /** Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))). Spreads a thundering herd best. */
-export function backoffMs(attempt: number, retry: RetryConfig, random: () => number): number {
-  const ceiling = Math.min(MAX_BACKOFF_MS, retry.maxDelayMs, retry.baseDelayMs * 2 ** Math.max(0, attempt - 1));
+export function backoffMs(attempt: number, retry: RetryConfig, random: () => number, baseDelayMs = retry.baseDelayMs): number {
+  const ceiling = Math.min(MAX_BACKOFF_MS, retry.maxDelayMs, baseDelayMs * 2 ** Math.max(0, attempt - 1));
   return Math.floor(random() * ceiling);
 }
 
@@ -82,18 +82,19 @@ export function decide(
       return context.hasNextModel
         ? { action: 'fallback', ...(hinted === undefined ? {} : { cooldownMs: hinted }) }
         : { action: 'retry', delayMs, ...(hinted === undefined ? {} : { cooldownMs: hinted }) };
-    case 'overloaded': {
-      // Overload is the model's too; without a hint, a short unjittered cooldown (the backoff
-      // ceiling) keeps the fleet from piling onto it while the breaker counts.
-      const cooldownMs = hinted ?? Math.min(MAX_BACKOFF_MS, retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
-      return context.hasNextModel ? { action: 'fallback', cooldownMs } : { action: 'retry', delayMs, cooldownMs };
-    }
+    case 'overloaded':
+      // Overload is the model's, but no cooldown: a 529 usually strikes a fraction of calls, and
+      // a fleet-wide stop at each one would idle a model that still serves the rest. The
+      // model's fleet-wide throttle and retry budget answer it; the job itself retries soon
+      // (short backoff), or falls back.
+      return context.hasNextModel ? { action: 'fallback' } : { action: 'retry', delayMs: hinted ?? backoffMs(attempt, retry, random, retry.unhealthyBaseDelayMs) };
     case 'spend_cap':
       return context.hasNextModel ? { action: 'fallback' } : { action: 'retry', delayMs: backoffMs(attempt, retry, random) };
     case 'server':
     case 'network':
     case 'bad_response':
-      return { action: 'retry', delayMs };
+      // The retry budget bounds what these retries add to the model's load, fleet-wide.
+      return { action: 'retry', delayMs: hinted ?? backoffMs(attempt, retry, random, retry.unhealthyBaseDelayMs) };
     default:
       return { action: 'fail', code: 'PROVIDER_REJECTED', reason: describeFailure(failure) };
   }
