@@ -76,7 +76,7 @@ export type {
 } from './bucket.js';
 export { parseRateLimitHeaders, parseRetryAfterMs, parseDurationMs } from './rate-limit-headers.js';
 export type { Observed, ObservedLimit, HeaderSource } from './rate-limit-headers.js';
-export { computePressure } from './pressure.js';
+export { computePressure, capacityOf } from './pressure.js';
 export type { Pressure, PressureInput } from './pressure.js';
 export { createLogger } from './logger.js';
 export type { Logger } from './logger.js';
