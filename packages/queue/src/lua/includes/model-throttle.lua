@@ -88,6 +88,7 @@ end
 ]]
 local function throttleAt(t, now, p, capRpm)
   local e = 0
+  local fresh = not t[1]
   if t[1] and now > t[1] then e = now - t[1] end
   if e > 0 then
     local a = math.exp(-e / p.window)
@@ -101,16 +102,18 @@ local function throttleAt(t, now, p, capRpm)
   if ratio > 1 - 1e-9 then ratio = 1 end
   local probeRpm = 60000 / p.probeMs
   local reference = capRpm or NOMINAL_PROBES * probeRpm
-  local allowed = t[7]
-  if allowed <= 0 then
-    allowed = ratio
-  elseif e > 0 then
-    allowed = allowed * RAMP_PER_SECOND ^ (e / 1000)
-  end
-  if allowed > ratio then allowed = ratio end
+  -- The probe floor is applied after storing, so a call that knows no limit (a flush carries
+  -- none, and falls back to the nominal reference) cannot raise a dead model's stored fraction.
   local floor = probeRpm / reference
-  if allowed < floor then allowed = floor end
+  local allowed = ratio
+  if not fresh then
+    allowed = t[7]
+    if allowed < floor then allowed = floor end
+    if e > 0 then allowed = allowed * RAMP_PER_SECOND ^ (e / 1000) end
+    if allowed > ratio then allowed = ratio end
+  end
   t[7] = allowed
+  if allowed < floor then allowed = floor end
   local rate = allowed * reference
   local state = THROTTLE_THROTTLED
   if allowed >= 1 then
