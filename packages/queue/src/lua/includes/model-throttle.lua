@@ -153,18 +153,25 @@ end
 
 --[[
   The wait before a retry fits the budget for a lane that must leave `reserve` of it; 0 = now.
-  Counting no new first calls, both counters decay by the same factor x = exp(-t / budgetWindow),
-  so the retry fits once floor * (1 - reserve) - 1 + x * (ratio * firsts * (1 - reserve) - retries)
-  >= 0. New first calls only bring that sooner, so the wait is an upper bound, capped at one
-  window: the job asks again then.
+  Two estimates, the shorter taken (the job asks again then, and waiting costs it no attempt):
+  - no new first calls: both counters decay by the same factor x = exp(-t / budgetWindow), so the
+    retry fits once floor * (1 - reserve) - 1 + x * (ratio * firsts * (1 - reserve) - retries) >= 0;
+  - first calls arriving as lately (their decayed count holds steady): the retries decay at
+    retries / budgetWindow per ms, which frees what is short at that pace.
+  Capped at one window.
 ]]
 local function budgetWait(t, p, reserve)
   local total, left = budgetOf(t, p)
-  if left - 1 >= reserve * total - 1e-6 then return 0 end
+  local short = 1 + reserve * total - left
+  if short <= 1e-6 then return 0 end
+  local w = p.budgetWindow
   local a = p.budgetFloor * (1 - reserve) - 1
   local d = p.budgetRatio * t[4] * (1 - reserve) - t[5]
-  if a <= 0 or d >= 0 then return p.budgetWindow end
-  local w = p.budgetWindow * math.log(-d / a)
+  if a > 0 and d < 0 then w = p.budgetWindow * math.log(-d / a) end
+  if t[5] > 0 then
+    local steady = short * p.budgetWindow / t[5]
+    if steady < w then w = steady end
+  end
   if w > p.budgetWindow then w = p.budgetWindow end
   if w < 1 then w = 1 end
   return w
