@@ -39,7 +39,8 @@ describe('decide', () => {
     // Full jitter: random() * min(maxDelay, base * 2^(attempt-1)), from unhealthyBaseDelayMs for
     // failures the retry budget bounds.
     ['503, attempt 1', failure('server'), 1, {}, { action: 'retry', delayMs: 50 }],
-    ['503, attempt 4', failure('server'), 4, { hasNextModel: true }, { action: 'retry', delayMs: 400 }],
+    ['503, attempt 4', failure('server'), 4, { hasNextModel: true }, { action: 'retry', delayMs: 200 }],
+    ['529, attempt 5: the ceiling stops doubling at 4x the base', failure('overloaded'), 5, {}, { action: 'retry', delayMs: 200 }],
     ['503 with retry-after', failure('server', { retryAfterMs: 2000 }), 1, {}, { action: 'retry', delayMs: 2000 }],
     ['network, attempt 2', failure('network'), 2, {}, { action: 'retry', delayMs: 100 }],
     ['bad_response, attempt 1', failure('bad_response'), 1, {}, { action: 'retry', delayMs: 50 }],
