@@ -55,12 +55,14 @@ async function until(cond: () => Promise<boolean>, ms = 15_000): Promise<void> {
 describe('worker shutdown', () => {
   it('finishes in-flight calls on SIGTERM within the grace period, then exits 0', async () => {
     const cfg = config('sd1', 15_000);
-    const worker = spawnWorker(cfg, redis.url, 'sd1-w', { SHUTDOWN_TEST_KEY: 'sk-shutdown' });
+    const worker = spawnWorker(cfg, redis.url, 'sd1-w', { SHUTDOWN_TEST_KEY: 'sk-shutdown', HEADROOM_LOG_LEVEL: 'info' });
     procs.push(worker);
     const producer = new Producer({ redis: redis.url, prefix: 'sd1' });
     const handles = await Promise.all([1, 2, 3, 4].map((i) => producer.enqueue(job(i))));
     await until(async () => (await inFlight(producer, handles.map((h) => h.id))) === 4);
     worker.child.kill('SIGTERM');
+    // Once the worker has begun to stop (however long a loaded machine takes to deliver the signal):
+    await until(async () => worker.output().includes('worker stopping'));
     const extra = await producer.enqueue(job(99));
     expect(await worker.exited).toBe(0);
     const results = await Promise.all(handles.map((h) => h.result({ timeoutMs: 5_000 })));

@@ -4,7 +4,7 @@
  * Bull Board, and a dashboard never loads the provider SDKs.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, createRedis, HeadroomError, loadConfig, redisUrlOf, waitForReady } from '@headroom/queue';
+import { ConfigError, createRedis, HeadroomError, loadConfig, redisUrlOf, waitForReady, type HeadroomConfig } from '@headroom/queue';
 import { renderStatus } from './status-view.js';
 
 function positiveNumber(flag: string, raw: string): number {
@@ -27,6 +27,27 @@ commands:
               [--duration SECONDS] [--workers N] [--check: exit 1 unless every lane completed jobs with zero 429s]
 `;
 
+/** The config file, and the Redis URL from `--redis`, else the config (its `urlEnv` or `url`). */
+function configAndRedis(file: string, flag: string | undefined): { config: HeadroomConfig; redisUrl: string } {
+  const config = loadConfig(file);
+  const redisUrl = flag ?? redisUrlOf(config);
+  if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${file}, or pass --redis`);
+  return { config, redisUrl };
+}
+
+/** Runs a long-lived service until SIGTERM or SIGINT, then closes it (its own graceful stop). */
+async function serveUntilStopped(start: () => Promise<{ close(): Promise<void> }>): Promise<number> {
+  // Listen before starting: a SIGTERM that lands during start-up still gets a clean stop.
+  let stopRequested: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
+  process.once('SIGTERM', () => stopRequested());
+  process.once('SIGINT', () => stopRequested());
+  const service = await start();
+  await stopped;
+  await service.close();
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const { values } = parseArgs({
@@ -48,47 +69,30 @@ async function main(argv: string[]): Promise<number> {
   });
   switch (command) {
     case 'worker': {
-      const config = loadConfig(values.config!);
-      const redisUrl = values.redis ?? redisUrlOf(config);
-      if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${values.config}, or pass --redis`);
-      // Listen before starting: a SIGTERM that lands during start-up still gets a clean stop.
-      let stopRequested: () => void = () => {};
-      const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
-      process.once('SIGTERM', () => stopRequested());
-      process.once('SIGINT', () => stopRequested());
-      const { startWorker } = await import('@headroom/worker');
-      const worker = await startWorker({ config, redisUrl, ...(values.id ? { id: values.id } : {}) });
-      await stopped;
-      await worker.close();
-      return 0;
+      const { config, redisUrl } = configAndRedis(values.config!, values.redis);
+      return serveUntilStopped(async () => {
+        const { startWorker } = await import('@headroom/worker');
+        return startWorker({ config, redisUrl, ...(values.id ? { id: values.id } : {}) });
+      });
     }
     case 'dashboard': {
-      const config = loadConfig(values.config!);
-      const redisUrl = values.redis ?? redisUrlOf(config);
-      if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${values.config}, or pass --redis`);
+      const { config, redisUrl } = configAndRedis(values.config!, values.redis);
       const port = values.port === undefined ? undefined : Number(values.port);
       if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new HeadroomError('CONFIG_INVALID', `--port: expected 0-65535, got ${values.port}`);
-      let stopRequested: () => void = () => {};
-      const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
-      process.once('SIGTERM', () => stopRequested());
-      process.once('SIGINT', () => stopRequested());
-      const { startDashboard } = await import('@headroom/dashboard');
-      const dashboard = await startDashboard({
-        config,
-        redisUrl,
-        localOnly: values['local-only'],
-        readOnly: values['read-only'],
-        showPayloads: values['show-payloads'],
-        ...(port !== undefined ? { port } : {}),
+      return serveUntilStopped(async () => {
+        const { startDashboard } = await import('@headroom/dashboard');
+        return startDashboard({
+          config,
+          redisUrl,
+          localOnly: values['local-only'],
+          readOnly: values['read-only'],
+          showPayloads: values['show-payloads'],
+          ...(port !== undefined ? { port } : {}),
+        });
       });
-      await stopped;
-      await dashboard.close();
-      return 0;
     }
     case 'status': {
-      const config = loadConfig(values.config!);
-      const redisUrl = values.redis ?? redisUrlOf(config);
-      if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${values.config}, or pass --redis`);
+      const { config, redisUrl } = configAndRedis(values.config!, values.redis);
       const redis = createRedis(redisUrl, 'producer');
       await waitForReady(redis, 5_000);
       const { openOverviewReader } = await import('@headroom/dashboard');

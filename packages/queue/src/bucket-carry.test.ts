@@ -1,31 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { Bucket, type AcquireResult, type BucketOptions, type PoolLimits, type Reservation } from './bucket.js';
-import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
+import { redisForFile } from '@headroom/testing/vitest';
 import { createRedis } from './connection.js';
 import { ErrorCode, HeadroomError } from './errors.js';
 import { SETTLES_PER_CALL } from './internal/carried-work.js';
 import { parseRateLimitHeaders } from './rate-limit-headers.js';
 
-let server: EmbeddedRedis;
-let redis: Redis;
+const db = redisForFile();
 
-beforeAll(async () => {
-  server = await startEmbeddedRedis();
-  redis = new Redis(server.url);
-});
 
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 
 /** Nothing is sent by the timer during a test unless the test asks for it. */
 const HOURS = 3_600_000;
 
 function fresh(options: BucketOptions = {}): Bucket {
-  return new Bucket(redis, { prefix: `c-${randomUUID().slice(0, 8)}`, flushDelayMs: HOURS, ...options });
+  return new Bucket(db.redis, { prefix: `c-${randomUUID().slice(0, 8)}`, flushDelayMs: HOURS, ...options });
 }
 
 function grantOf(r: AcquireResult): Reservation {
@@ -150,7 +141,7 @@ describe('a settle carried by the next acquire', () => {
 
   it('settles a reservation handed over as plain data, in another bucket', async () => {
     const [a, b] = [fresh(), fresh()];
-    const other = new Bucket(redis, { prefix: a.prefix, flushDelayMs: HOURS });
+    const other = new Bucket(db.redis, { prefix: a.prefix, flushDelayMs: HOURS });
     const r = grantOf(await a.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill }));
     const copy = JSON.parse(JSON.stringify(r)) as Reservation;
     expect(await other.settle(copy, { input_tokens: 100, output_tokens: 2000 }, { immediate: true })).toMatchObject({ status: 'settled', delta: { outputTokens: -6000 } });
@@ -159,18 +150,18 @@ describe('a settle carried by the next acquire', () => {
   });
 
   it('rejects the settles of a call lost with its connection, and keeps their charge', async () => {
-    const conn = createRedis(server.url, 'bucket') as Redis;
+    const conn = createRedis(db.url, 'bucket') as Redis;
     const b = new Bucket(conn, { prefix: `c-${randomUUID().slice(0, 8)}`, flushDelayMs: HOURS });
     const r = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill }));
     const id = await conn.client('ID');
     const settled = b.settle(r, { input_tokens: 100, output_tokens: 0 });
     // Redis holds the call unrun (writes paused) while its connection is killed: the call is lost.
-    await redis.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+    await db.redis.call('CLIENT', 'PAUSE', '10000', 'WRITE');
     const next = b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 0, outputTokens: 1 } });
     const outcomes = Promise.all([next, settled].map((p) => p.then(() => undefined, (e: unknown) => e)));
-    await until(async () => String(await redis.call('CLIENT', 'LIST')).includes('cmd=evalsha'));
-    await redis.call('CLIENT', 'KILL', 'ID', String(id));
-    await redis.call('CLIENT', 'UNPAUSE');
+    await until(async () => String(await db.redis.call('CLIENT', 'LIST')).includes('cmd=evalsha'));
+    await db.redis.call('CLIENT', 'KILL', 'ID', String(id));
+    await db.redis.call('CLIENT', 'UNPAUSE');
     for (const e of await outcomes) expect(e).toSatisfy((x) => x instanceof HeadroomError && x.code === ErrorCode.REDIS_UNAVAILABLE);
     // Not resent after the reconnect: the grant's full charge stays, less only the refill.
     await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: { inputTokens: 0, outputTokens: 0 } });

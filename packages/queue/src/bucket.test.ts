@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Bucket,
   type AcquireRequest,
@@ -10,25 +10,16 @@ import {
   type PoolLimits,
   type Reservation,
 } from './bucket.js';
-import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
+import { redisForFile } from '@headroom/testing/vitest';
 import type { Lane } from './lanes.js';
 import { parseRateLimitHeaders } from './rate-limit-headers.js';
 
-let server: EmbeddedRedis;
-let redis: Redis;
+const db = redisForFile();
 
-beforeAll(async () => {
-  server = await startEmbeddedRedis();
-  redis = new Redis(server.url);
-});
 
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 
 /** A bucket under a prefix no other test uses. */
-function fresh(options: BucketOptions = {}, conn: Redis = redis): Bucket {
+function fresh(options: BucketOptions = {}, conn: Redis = db.redis): Bucket {
   return new Bucket(conn, { prefix: `t-${randomUUID().slice(0, 8)}`, ...options });
 }
 
@@ -271,7 +262,7 @@ describe('settle', () => {
     const { level: l, atMs } = await level(b, 'p', limits, 'otpm');
     expect(l).toBeCloseTo(3000 + ((atMs - r.grantedAtMs) * 6000) / 60_000, 6);
     // The pool's own state (levels, learned limits, grant counts): nothing per reservation.
-    expect(await redis.keys(`{${b.prefix}:*`)).toEqual([b.keys('p').bucket]);
+    expect(await db.redis.keys(`{${b.prefix}:*`)).toEqual([b.keys('p').bucket]);
   });
 });
 
@@ -356,7 +347,7 @@ describe('cooldown', () => {
     await sleepAtLeast(r.waitMs);
     granted(await b.acquire({ pool: 'p', limits: ANTHROPIC, lane: 'critical', need: need(10, 10), model: 'sonnet' }));
     await sleepAtLeast(5);
-    expect(await redis.exists(b.keys('p').cooldowns)).toBe(0);
+    expect(await db.redis.exists(b.keys('p').cooldowns)).toBe(0);
     const snap = await b.snapshot('p', ANTHROPIC);
     expect(snap.cooldowns).toEqual([]);
     expect(snap.counters.cooldownsSet).toBe(1);
@@ -408,7 +399,7 @@ describe('the fleet invariant', () => {
     const tenants = { a: { tpm: 60_000, rpm: 200 }, b: { tpm: 90_000 } } as const;
     const lanes: Lane[] = ['critical', 'critical', 'high', 'normal', 'low'];
     const clients = await Promise.all(Array.from({ length: 8 }, async () => {
-      const conn = new Redis(server.url, { lazyConnect: true });
+      const conn = new Redis(db.url, { lazyConnect: true });
       await conn.connect();
       return conn;
     }));
@@ -542,7 +533,7 @@ describe('adaptive throttle and retry budget (wiring; the maths is in model-thro
     b.report('p', 'm', false);
     await b.flush();
     for (let i = 0; i < 5; i++) expect(await ask(b, 'm', { retry: true })).toMatchObject({ status: 'granted' });
-    expect(await redis.exists(b.keys('p').throttle)).toBe(0);
+    expect(await db.redis.exists(b.keys('p').throttle)).toBe(0);
     expect(await b.throttles('p', LIMITS, ['m'])).toEqual([]);
   });
 

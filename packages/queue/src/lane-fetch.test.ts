@@ -1,26 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { publishFleetSettings } from './admission.js';
 import { parseConfig } from './config.js';
-import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
+import { redisForFile } from '@headroom/testing/vitest';
 import { laneKeys } from './keys.js';
 import { bringRunnableToFront } from './lane-fetch.js';
 
-let server: EmbeddedRedis;
-let redis: Redis;
+const db = redisForFile();
 const queues: Queue[] = [];
 
-beforeAll(async () => {
-  server = await startEmbeddedRedis();
-  redis = new Redis(server.url);
-});
 
 afterAll(async () => {
   await Promise.all(queues.map((q) => q.close()));
-  redis.disconnect();
-  await server.stop();
 });
 
 const SONNET = 'claude-sonnet-4-6';
@@ -34,14 +26,14 @@ const FINE_TUNED = 'ft:gpt-4o-mini:acme:tagger:1';
 async function laneWith(models: string[]): Promise<{ prefix: string; ids: string[] }> {
   const prefix = `lf-${randomUUID().slice(0, 8)}`;
   await publishFleetSettings(
-    redis,
+    db.redis,
     parseConfig({
       redis: { prefix },
       models: { [SONNET]: { provider: 'anthropic', pool: 'sonnet-4' }, [HAIKU]: { provider: 'anthropic', pool: 'haiku-4' }, [FINE_TUNED]: { provider: 'openai' } },
     }),
   );
   const k = laneKeys(prefix, 'normal');
-  const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis });
+  const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: db.redis });
   queues.push(queue);
   const ids: string[] = [];
   for (const model of models) {
@@ -53,41 +45,41 @@ async function laneWith(models: string[]): Promise<{ prefix: string; ids: string
 
 /** The wait list from its front (the next job taken) back. */
 async function order(prefix: string): Promise<string[]> {
-  return (await redis.lrange(laneKeys(prefix, 'normal').wait, 0, -1)).reverse();
+  return (await db.redis.lrange(laneKeys(prefix, 'normal').wait, 0, -1)).reverse();
 }
 
 describe('bringRunnableToFront', () => {
   it('says empty for an empty lane, and front when the first job is runnable', async () => {
     const empty = await laneWith([]);
-    expect(await bringRunnableToFront(redis, empty.prefix, 'normal', ['sonnet-4'])).toBe('empty');
+    expect(await bringRunnableToFront(db.redis, empty.prefix, 'normal', ['sonnet-4'])).toBe('empty');
     const { prefix, ids } = await laneWith([HAIKU, SONNET]);
-    expect(await bringRunnableToFront(redis, prefix, 'normal', ['sonnet-4'])).toBe('front');
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['sonnet-4'])).toBe('front');
     expect(await order(prefix)).toEqual(ids);
   });
 
   it('brings the first job of another pool to the front; the skipped jobs keep their order', async () => {
     const { prefix, ids } = await laneWith([SONNET, SONNET, HAIKU, SONNET, HAIKU]);
-    expect(await bringRunnableToFront(redis, prefix, 'normal', ['sonnet-4'])).toBe('moved');
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['sonnet-4'])).toBe('moved');
     expect(await order(prefix)).toEqual([ids[2], ids[0], ids[1], ids[3], ids[4]]);
   });
 
   it('reads the pool of a model whose id holds colons (a fine-tuned OpenAI model)', async () => {
     const { prefix, ids } = await laneWith([FINE_TUNED, SONNET]);
-    expect(await bringRunnableToFront(redis, prefix, 'normal', [FINE_TUNED])).toBe('moved');
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', [FINE_TUNED])).toBe('moved');
     expect(await order(prefix)).toEqual([ids[1], ids[0]]);
   });
 
   it('says blocked when every job it looks at waits on a backed-off pool, and looks no deeper than asked', async () => {
     const { prefix, ids } = await laneWith([SONNET, HAIKU, SONNET]);
-    expect(await bringRunnableToFront(redis, prefix, 'normal', ['sonnet-4', 'haiku-4'])).toBe('blocked');
-    expect(await bringRunnableToFront(redis, prefix, 'normal', ['sonnet-4'], 1)).toBe('blocked');
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['sonnet-4', 'haiku-4'])).toBe('blocked');
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['sonnet-4'], 1)).toBe('blocked');
     expect(await order(prefix)).toEqual(ids);
   });
 
   it('passes over a job whose hash is gone', async () => {
     const { prefix, ids } = await laneWith([SONNET, HAIKU]);
-    await redis.del(`${laneKeys(prefix, 'normal').jobKeyPrefix}${ids[0]}`);
-    expect(await bringRunnableToFront(redis, prefix, 'normal', [])).toBe('moved');
+    await db.redis.del(`${laneKeys(prefix, 'normal').jobKeyPrefix}${ids[0]}`);
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', [])).toBe('moved');
     expect((await order(prefix))[0]).toBe(ids[1]);
   });
 });

@@ -6,9 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
+import { describe, expect, it } from 'vitest';
+import { redisForFile } from '@headroom/testing/vitest';
 
 const INCLUDE = readFileSync(fileURLToPath(new URL('./lua/includes/model-throttle.lua', import.meta.url)), 'utf8');
 // ARGV: the six params, then op, now, state (JSON), pool rpm ('' = none), then per op.
@@ -37,16 +36,7 @@ out.t = t
 return cjson.encode(out)
 `;
 
-let server: EmbeddedRedis;
-let redis: Redis;
-beforeAll(async () => {
-  server = await startEmbeddedRedis();
-  redis = new Redis(server.url);
-});
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+const db = redisForFile();
 
 const STATES = ['closed', 'throttled', 'open'] as const;
 interface Step {
@@ -71,7 +61,7 @@ class Model {
 
   async #run(op: string, now: number, rest: (string | number)[]): Promise<Step> {
     const p = this.params;
-    const raw = (await redis.eval(HARNESS, 0, p.k, p.windowMs, p.probeIntervalMs, p.ratio, p.budgetWindowMs, p.minPerSecond, op, now, JSON.stringify(this.state), this.poolRpm, ...rest)) as string;
+    const raw = (await db.redis.eval(HARNESS, 0, p.k, p.windowMs, p.probeIntervalMs, p.ratio, p.budgetWindowMs, p.minPerSecond, op, now, JSON.stringify(this.state), this.poolRpm, ...rest)) as string;
     const out = JSON.parse(raw) as Omit<Step, 'state' | 'granted'> & { t: number[]; state?: number; granted?: boolean };
     this.state = out.t;
     return { ...out, state: STATES[out.state ?? 0]!, granted: out.granted === true, reason: out.reason ?? '' };

@@ -2,11 +2,12 @@
  * @headroom/testing — fixtures shared by Headroom's tests (private, never published).
  *
  * ```ts
- * import { startEmbeddedRedis } from '@headroom/testing';
- * const redis = await startEmbeddedRedis();   // a redis-server of this test file's own
- * // ... new Producer({ redis: redis.url }) ...
- * await redis.stop();
+ * import { redisForFile } from '@headroom/testing/vitest';
+ * const db = redisForFile();   // a redis-server of this test file's own, with a client: db.url, db.redis
  * ```
+ *
+ * `@headroom/testing/vitest` holds what registers vitest hooks; this entry holds what needs no
+ * test runner (the demo starts its private Redis with `startEmbeddedRedis`).
  */
 export { startEmbeddedRedis, freePort, REDIS_SERVER_NOT_FOUND } from './embedded-redis.js';
 export type { EmbeddedRedis, EmbeddedRedisOptions } from './embedded-redis.js';

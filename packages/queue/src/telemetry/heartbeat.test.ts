@@ -1,21 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fleetKeys } from '@headroom/queue';
 import { Heartbeat, readHeartbeats } from './heartbeat.js';
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { redisForFile } from '@headroom/testing/vitest';
 
-let server: EmbeddedRedis;
-let redis: Redis;
+const db = redisForFile();
 
-beforeAll(async () => {
-  server = await startEmbeddedRedis();
-  redis = new Redis(server.url);
-});
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 
 const prefix = () => `hb-${randomUUID().slice(0, 8)}`;
 
@@ -24,9 +14,9 @@ describe('Heartbeat', () => {
     const p = prefix();
     const now = 1_000_000;
     let inFlight = 3;
-    const hb = new Heartbeat({ redis, prefix: p, id: 'w1', concurrency: 16, inFlight: () => inFlight, now: () => now });
+    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w1', concurrency: 16, inFlight: () => inFlight, now: () => now });
     await hb.beat();
-    let read = await readHeartbeats(redis, p);
+    let read = await readHeartbeats(db.redis, p);
     expect(read.expired).toEqual([]);
     expect(read.alive).toHaveLength(1);
     expect(read.alive[0]).toMatchObject({
@@ -42,7 +32,7 @@ describe('Heartbeat', () => {
 
     inFlight = 0;
     await hb.beat();
-    read = await readHeartbeats(redis, p);
+    read = await readHeartbeats(db.redis, p);
     expect(read.alive[0]!.inFlight).toBe(0);
   });
 
@@ -50,31 +40,31 @@ describe('Heartbeat', () => {
     const p = prefix();
     const key = fleetKeys(p).workers;
     const past = { id: 'gone', host: 'h', pid: 1, atMs: 1, expiresAtMs: 2, startedAt: 0, inFlight: 0, concurrency: 1, breakers: [] };
-    await redis.hset(key, 'gone', JSON.stringify(past), 'garbage', 'not json');
+    await db.redis.hset(key, 'gone', JSON.stringify(past), 'garbage', 'not json');
     // A live entry an older worker wrote, with its per-process breakers: read without them.
     const older = { id: 'older', host: 'h', pid: 2, atMs: 1, expiresAtMs: Number.MAX_SAFE_INTEGER, startedAt: 0, inFlight: 1, concurrency: 1, breakers: [{ model: 'm', state: 'open', consecutiveFailures: 5 }] };
-    await redis.hset(key, 'older', JSON.stringify(older));
-    const hb = new Heartbeat({ redis, prefix: p, id: 'w2', concurrency: 1, inFlight: () => 0 });
+    await db.redis.hset(key, 'older', JSON.stringify(older));
+    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w2', concurrency: 1, inFlight: () => 0 });
     await hb.beat();
-    const read = await readHeartbeats(redis, p);
+    const read = await readHeartbeats(db.redis, p);
     expect(read.alive.map((w) => w.id)).toEqual(['older', 'w2']);
     expect(read.alive[0]).not.toHaveProperty('breakers');
     expect(read.expired).toEqual(['garbage', 'gone']);
     await hb.stop();
-    expect(await redis.hexists(key, 'w2')).toBe(0);
+    expect(await db.redis.hexists(key, 'w2')).toBe(0);
   });
 
   it('prunes entries dead for over an hour on every 12th beat', async () => {
     const p = prefix();
     const key = fleetKeys(p).workers;
-    const [sec] = (await redis.time()).map(Number) as [number, number];
+    const [sec] = (await db.redis.time()).map(Number) as [number, number];
     const deadLongAgo = { id: 'old', host: 'h', pid: 1, atMs: 0, expiresAtMs: sec * 1000 - 3 * 3600_000, startedAt: 0, inFlight: 0, concurrency: 1, breakers: [] };
     const deadRecently = { ...deadLongAgo, id: 'recent', expiresAtMs: sec * 1000 - 60_000 };
-    await redis.hset(key, 'old', JSON.stringify(deadLongAgo), 'recent', JSON.stringify(deadRecently));
-    const hb = new Heartbeat({ redis, prefix: p, id: 'w3', concurrency: 1, inFlight: () => 0 });
+    await db.redis.hset(key, 'old', JSON.stringify(deadLongAgo), 'recent', JSON.stringify(deadRecently));
+    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w3', concurrency: 1, inFlight: () => 0 });
     for (let i = 0; i < 11; i++) await hb.beat();
-    expect(await redis.hexists(key, 'old')).toBe(1);
+    expect(await db.redis.hexists(key, 'old')).toBe(1);
     await hb.beat();
-    expect((await redis.hkeys(key)).sort()).toEqual(['recent', 'w3']);
+    expect((await db.redis.hkeys(key)).sort()).toEqual(['recent', 'w3']);
   });
 });

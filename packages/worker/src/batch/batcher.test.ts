@@ -1,28 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger } from '@headroom/queue';
 import { type Simulator, startSimulator } from '@headroom/simulator';
 import { WorkerMetrics } from '../metrics.js';
 import { AnthropicBatchApi } from './anthropic-batch-api.js';
 import { Batcher } from './batcher.js';
-import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
+import { redisForFile } from '@headroom/testing/vitest';
 
 const MODEL = 'claude-haiku-4-5';
-let server: EmbeddedRedis;
-let redis: Redis;
+const db = redisForFile();
 let sim: Simulator;
 
 beforeAll(async () => {
-  server = await startEmbeddedRedis();
-  redis = new Redis(server.url);
   sim = await startSimulator({ latencyMs: 0, batchCompletionMs: 200 });
 });
 afterAll(async () => {
-  redis.disconnect();
   await sim.close();
-  await server.stop();
 });
 
 async function fleet(maxWaitMs: number) {
@@ -33,18 +27,18 @@ async function fleet(maxWaitMs: number) {
     dispatch: { lockMs: 5_000, stalledIntervalMs: 1_000 },
     batch: { maxRequests: 100, maxWaitMs, pollIntervalMs: 100, leaseMs: 1_000, parkLockMs: 30_000, submitTimeoutMs: 5_000 },
   });
-  await publishFleetSettings(redis, config);
+  await publishFleetSettings(db.redis, config);
   const k = laneKeys(prefix, 'batch');
-  const queue = new Queue(k.queueName, { connection: redis, prefix: k.bullPrefix });
+  const queue = new Queue(k.queueName, { connection: db.redis, prefix: k.bullPrefix });
   const batcher = (id: string) =>
     new Batcher({
       config,
-      redisUrl: server.url,
-      redis,
+      redisUrl: db.url,
+      redis: db.redis,
       workerId: id,
       apis: { anthropic: new AnthropicBatchApi({ apiKey: 'sk-batcher-test', baseURL: sim.url, timeoutMs: 5_000 }) },
       metrics: new WorkerMetrics({ defaultMetrics: false }),
-      stats: new FleetStatsWriter(redis, prefix),
+      stats: new FleetStatsWriter(db.redis, prefix),
       logger: createLogger({ level: 'silent' }),
     });
   const add = (n: number) =>
@@ -74,20 +68,20 @@ describe('Batcher', () => {
     await add(10);
     // Filed in one claim (jobs go active a moment before they are filed).
     await until(async () => {
-      const claims = await redis.zrange(keys.batchClaims, '0', '-1');
-      return claims.length === 1 && (await redis.scard(keys.batchClaimJobs(claims[0]!))) === 10;
+      const claims = await db.redis.zrange(keys.batchClaims, '0', '-1');
+      return claims.length === 1 && (await db.redis.scard(keys.batchClaimJobs(claims[0]!))) === 10;
     });
     expect(await queue.getActiveCount()).toBe(10);
 
     await a.stop(1_000);
     expect(await queue.getWaitingCount()).toBe(10);
-    expect(await redis.zcard(keys.batchClaims)).toBe(0);
-    expect(await redis.get(keys.batchLeader)).toBeNull(); // released: no wait for the TTL
+    expect(await db.redis.zcard(keys.batchClaims)).toBe(0);
+    expect(await db.redis.get(keys.batchLeader)).toBeNull(); // released: no wait for the TTL
 
     const b = batcher('b');
     await b.start();
     await until(async () => b.isLeader);
-    expect(await redis.get(keys.batchLeader)).toBe('b|2');
+    expect(await db.redis.get(keys.batchLeader)).toBe('b|2');
     await b.stop(1_000);
     await queue.close();
   });
@@ -102,7 +96,7 @@ describe('Batcher', () => {
     expect(sim.stats().batches.anthropic.created - before).toBe(2); // 100 + 30
     const done = await queue.getJob(jobs[0]!.id!);
     expect(done?.returnvalue).toMatchObject({ provider: 'anthropic', model: MODEL, attempts: 1, cost: { batch: true } });
-    expect(await redis.hlen(keys.batches)).toBe(0);
+    expect(await db.redis.hlen(keys.batches)).toBe(0);
     await a.stop(1_000);
     await queue.close();
   });

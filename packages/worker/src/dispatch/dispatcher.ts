@@ -131,6 +131,12 @@ export class Dispatcher {
           continue;
         }
         idle = 5;
+        if (this.stopping) {
+          // Fetched while the stop began: a stopping worker starts nothing new; the job goes back
+          // to the front of its lane, no attempt spent, for another worker.
+          await this.outcomes.apply(got.job, got.token, got.lane, { kind: 'aborted', progress: readProgress(got.job.progress) });
+          break;
+        }
         this.begin(got.job, got.lane, got.token);
       } catch (err) {
         ctx.logger.error({ err: (err as Error).message }, 'dispatch loop error; retrying');

@@ -1,28 +1,19 @@
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { describe, expect, it } from 'vitest';
 import { laneKeys } from '@headroom/queue';
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { redisForFile } from '@headroom/testing/vitest';
 import { MAX_BACKOFF_MS, PoolBackoffs } from './pool-backoff.js';
 
-let server: EmbeddedRedis;
-let redis: Redis;
+const db = redisForFile();
 let seq = 0;
 
-beforeAll(async () => {
-  server = await startEmbeddedRedis();
-  redis = new Redis(server.url);
-});
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 
 /** Two workers of one fleet, on one clock the test moves. */
 function fleet() {
   const prefix = `backoff${++seq}`;
   const clock = { now: 1_700_000_000_000 };
   const now = () => clock.now;
-  return { prefix, clock, a: new PoolBackoffs(redis, prefix, now), b: new PoolBackoffs(redis, prefix, now) };
+  return { prefix, clock, a: new PoolBackoffs(db.redis, prefix, now), b: new PoolBackoffs(db.redis, prefix, now) };
 }
 
 describe('PoolBackoffs', () => {
@@ -41,7 +32,7 @@ describe('PoolBackoffs', () => {
     const { prefix, a } = fleet();
     await a.backOff('low', 'gpt-4.1', 90_000);
     expect(a.msUntilFirstReopens('low')).toBe(MAX_BACKOFF_MS);
-    const ttl = await redis.pttl(laneKeys(prefix, 'low').poolBackoff);
+    const ttl = await db.redis.pttl(laneKeys(prefix, 'low').poolBackoff);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(2 * MAX_BACKOFF_MS);
   });
@@ -74,8 +65,8 @@ describe('PoolBackoffs', () => {
 
   it('holds a back-off learnt from a worker whose clock runs ahead to a second from now', async () => {
     const prefix = `backoff${++seq}`;
-    const ahead = new PoolBackoffs(redis, prefix, () => 1_700_000_060_000);
-    const here = new PoolBackoffs(redis, prefix, () => 1_700_000_000_000);
+    const ahead = new PoolBackoffs(db.redis, prefix, () => 1_700_000_060_000);
+    const here = new PoolBackoffs(db.redis, prefix, () => 1_700_000_000_000);
     await ahead.backOff('normal', 'sonnet-4', 1_000);
     await here.refresh();
     expect(here.msUntilFirstReopens('normal')).toBe(MAX_BACKOFF_MS);

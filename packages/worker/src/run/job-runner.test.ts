@@ -1,13 +1,8 @@
-/**
- * The runner's decisions, each from a real bucket (a redis-server of this file's own), the real
- * SDK adapters and the provider simulator, with randomness and pressure injected: complete,
- * fall back, fail (and with which code), requeue, delay, shed, hand back.
- */
-import { Redis } from 'ioredis';
+
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, createLogger, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
 import { createAdapters } from '../providers/index.js';
 import { COOLDOWN_RESUME_SPREAD_MS, runJob } from './job-runner.js';
@@ -19,21 +14,16 @@ const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';
 const KEY_ENV = 'RUNNER_TEST_KEY';
 
-let server: EmbeddedRedis;
-let redis: Redis;
+const db = redisForFile();
 let sim: Simulator;
 let seq = 0;
 
 beforeAll(async () => {
-  server = await startEmbeddedRedis();
-  redis = new Redis(server.url);
   sim = await startSimulator({ latencyMs: 0 });
 });
 afterEach(() => sim.clearFaults());
 afterAll(async () => {
-  redis.disconnect();
   await sim.close();
-  await server.stop();
 });
 
 /** Pressure as a test sets it: pool -> value; the monitor's rule for which lanes it sheds. */
@@ -61,12 +51,12 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
   });
   return {
     config,
-    bucket: new Bucket(redis, { prefix, throttle: throttleParamsOf(config) }),
+    bucket: new Bucket(db.redis, { prefix, throttle: throttleParamsOf(config) }),
     adapters: createAdapters(config, { [KEY_ENV]: 'sk-runner-test' }),
     estimator: new TokenEstimator(),
     throttles: new ThrottleStates(Date.now),
     metrics: new WorkerMetrics({ defaultMetrics: false }),
-    stats: new FleetStatsWriter(redis, prefix),
+    stats: new FleetStatsWriter(db.redis, prefix),
     pressure: shedView(config, pressure),
     logger: createLogger({ level: 'silent' }),
     random,
