@@ -178,12 +178,12 @@ export const HeadroomConfig = z
       .strictObject({
         /** Admit up to k times the calls the model still serves: 2 keeps a model that serves half its calls at full rate. */
         k: z.number({ error: 'expected a number of at least 1' }).min(1, { error: 'expected a number of at least 1' }).default(2),
-        /** Time constant of the success ratio's sliding (exponentially weighted) window. */
-        windowMs: positiveInt.default(5_000),
+        /** Time constant of the success ratio's sliding (exponentially weighted) window; at least 2 x probeIntervalMs. */
+        windowMs: positiveInt.default(2_000),
         /** A dead model is called once per this long, fleet-wide. */
         probeIntervalMs: positiveInt.default(1_000),
       })
-      .default({ k: 2, windowMs: 5_000, probeIntervalMs: 1_000 }),
+      .default({ k: 2, windowMs: 2_000, probeIntervalMs: 1_000 }),
     /**
      * Retired: the per-process consecutive-failure breaker gave way to the fleet-wide throttle
      * (a dead model is its limit). Still accepted so older config files load; ignored.
@@ -279,6 +279,12 @@ function crossCheck(raw: unknown): Issue[] {
     if (model.provider === 'anthropic' && limits.tpm !== undefined) {
       issues.push({ path: `models.${name}.limits.tpm`, message: 'Anthropic limits are rpm, itpm and otpm; tpm is an OpenAI dimension' });
     }
+  }
+  const throttle = record(cfg.throttle);
+  const windowMs = typeof throttle.windowMs === 'number' ? throttle.windowMs : 2_000;
+  const probeMs = typeof throttle.probeIntervalMs === 'number' ? throttle.probeIntervalMs : 1_000;
+  if (windowMs < 2 * probeMs) {
+    issues.push({ path: 'throttle.windowMs', message: `must be at least 2 x throttle.probeIntervalMs (${2 * probeMs}): a shorter window forgets a dead model between its probes` });
   }
   const redis = record(cfg.redis);
   if (typeof redis.url === 'string' && /\/\/[^/@]*:[^/@]+@/.test(redis.url)) {

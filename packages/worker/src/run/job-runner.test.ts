@@ -120,6 +120,23 @@ describe('runJob', () => {
     expect(outcome).toEqual({ kind: 'delay', delayMs: 100, progress: { attempts: 1, triedModels: [SONNET], lastError: expect.stringContaining('503') } });
   });
 
+  it('gives back the tokens of a call answered 529 (the provider did no work), not of one answered 503', async () => {
+    // An 8,000-token output reservation: kept after a 503 (the provider may have done the work),
+    // given back after a 529.
+    const usedOtpm = async (status: 529 | 503) => {
+      // Limits well under the simulator's, so its rate-limit headers never lower the bucket here.
+      const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 100, itpm: 20_000, otpm: 20_000 } } } });
+      sim.injectFaults({ model: SONNET, status, count: 1 });
+      expect((await run(ctx, job({ request: { model: SONNET, max_tokens: 8_000, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>))).kind).toBe('delay');
+      await ctx.bucket.flush();
+      const snap = await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits);
+      const otpm = snap.dimensions.find((d) => d.dimension === 'otpm')!;
+      return otpm.capacity - otpm.level;
+    };
+    expect(await usedOtpm(503)).toBeGreaterThan(7_900);
+    expect(await usedOtpm(529)).toBeLessThan(2_000);
+  });
+
   it('retries a model on its retry budget: past it, the job waits (no attempt spent); a fallback is a first call', async () => {
     const ctx = context({ retry: { budget: { ratio: 0, minPerSecond: 0.1, windowMs: 10_000 } } });
     // A budget of 0.1/s x 10 s = 1 retry of SONNET, and no first calls to add to it.

@@ -152,8 +152,14 @@ function settleAndSync(
   if (headers) ctx.bucket.sync(pool, limits, parseRateLimitHeaders(headers)).catch(failed);
 }
 
+/**
+ * Answers that come before the provider does any work on the request. A 529 `overloaded_error` is
+ * one: the request was turned away, and the simulator (which follows the providers) spends no
+ * token quota on it. Keeping its token charge would halve the fleet's throughput in a 50%
+ * brownout for tokens the provider never counted.
+ */
 function refusedBeforeWork(f: ProviderCallFailure): boolean {
-  return f.kind === 'rate_limit' || f.kind === 'spend_cap' || f.kind === 'invalid_request' || f.kind === 'auth' || f.kind === 'not_found';
+  return f.kind === 'rate_limit' || f.kind === 'spend_cap' || f.kind === 'overloaded' || f.kind === 'invalid_request' || f.kind === 'auth' || f.kind === 'not_found';
 }
 
 function countTokens(ctx: RunContext, provider: Provider, model: string, usage: Usage): void {

@@ -18,7 +18,8 @@
   Throttle (Google SRE's client-side throttling, as a rate rather than a coin toss, so a refused
   call gets an exact wait instead of spinning through the lanes):
     success ratio s = oks / calls (1 while fewer than MIN_CALLS calls are remembered: a model
-      the fleet has not called lately starts trusted)
+      the fleet has not called lately starts trusted). A short window (2 s) so that a model that
+      dies under 15 calls a second is down to probes within about 10 s, not half a minute
     admit ratio    = min(1, k * s)                                   k = 2: up to twice the calls
                                                                       the provider still serves
     target rate    = max(one probe per probeMs, admit ratio * reference rpm)
@@ -49,8 +50,10 @@ local THROTTLE_FORMAT = '<ddddddd'
 local RAMP_PER_SECOND = 2
 -- A pool with no requests/min limit known scales this many probes' worth.
 local NOMINAL_PROBES = 60
--- Fewer remembered calls than this say nothing yet about the model's health.
-local MIN_CALLS = 2
+-- Fewer remembered calls than this say nothing yet about the model's health. At one probe per
+-- probeMs and a window of at least twice that, a dead model keeps at least this many in memory
+-- between probes, so it stays open rather than being forgotten (the config checks the window).
+local MIN_CALLS = 1
 -- Throttle states, as replies carry them.
 local THROTTLE_CLOSED, THROTTLE_THROTTLED, THROTTLE_OPEN = 0, 1, 2
 
