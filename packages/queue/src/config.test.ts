@@ -35,7 +35,7 @@ describe('config', () => {
 
   it('fills every default from a minimal file', () => {
     const cfg = parseConfig({ models: { m: { provider: 'anthropic' } } });
-    expect(cfg.lanes.low).toEqual({ cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000, retryReserve: 0.6 });
+    expect(cfg.lanes.low).toEqual({ cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000, retryReserve: 0.9 });
     expect(cfg.throttle).toEqual({ k: 2, windowMs: 2_000, probeIntervalMs: 1_000 });
     expect(cfg.retry.budget).toEqual({ ratio: 0.2, windowMs: 10_000, minPerSecond: 1 });
     expect(cfg.providers.anthropic.apiKeyEnv).toBe('ANTHROPIC_API_KEY');

@@ -32,8 +32,8 @@ export interface LaneDefaults {
 
 export const LANE_DEFAULTS: Record<Lane, LaneDefaults> = {
   critical: { cap: 50, weight: 5, reserve: 0, maxWaitMs: 60_000, retryReserve: 0 },
-  high: { cap: 200, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000, retryReserve: 0.1 },
-  normal: { cap: 1000, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000, retryReserve: 0.5 },
-  low: { cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000, retryReserve: 0.6 },
+  high: { cap: 200, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000, retryReserve: 0.2 },
+  normal: { cap: 1000, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000, retryReserve: 0.8 },
+  low: { cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000, retryReserve: 0.9 },
   batch: { cap: 100_000, weight: 0, reserve: 0, maxWaitMs: 24 * 60 * 60_000, retryReserve: 0 },
 };

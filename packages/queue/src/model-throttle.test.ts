@@ -29,7 +29,7 @@ else
     out.granted = true
   end
 end
-local ratio, s, rate = throttleAt({ t[1], t[2], t[3], t[4], t[5], t[6], t[7] }, now, p, cap)
+local ratio, s, rate = throttleAt({ t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8] }, now, p, cap)
 local total, left = budgetOf(t, p)
 out.ratio, out.success, out.rate, out.budget, out.budgetLeft = ratio, s, rate, total, left
 out.t = t
@@ -53,7 +53,7 @@ interface Step {
 
 /** One model's throttle state, stepped by hand: every call names its time. */
 class Model {
-  state: (number | null)[] = [null, 0, 0, 0, 0, 0, 0];
+  state: (number | null)[] = [null, 0, 0, 0, 0, 0, 0, 0];
   constructor(
     readonly params = { k: 2, windowMs: 2_000, probeIntervalMs: 1_000, ratio: 0.2, budgetWindowMs: 10_000, minPerSecond: 1 },
     readonly poolRpm: number | '' = 6_000,
@@ -143,6 +143,23 @@ describe('adaptive throttle', () => {
     expect(r).toMatchObject({ state: 'open', reason: 'throttle' });
     expect(r.wait).toBeGreaterThan(0);
     expect(r.wait).toBeLessThanOrEqual(1_000);
+  });
+
+  it('opens at once on 60 unhealthy outcomes in a row fleet-wide, where the window would take seconds, and never at 50%', async () => {
+    const m = new Model();
+    // A busy, healthy model: its window is full of successes.
+    await offer(m, 0, 10_000, 100, 1);
+    for (let i = 0; i < 59; i++) await m.outcome(10_000 + i, 1, 0);
+    expect((await m.peek(10_060)).state).toBe('closed');
+    await m.outcome(10_060, 1, 0);
+    expect(await m.peek(10_061)).toMatchObject({ state: 'open', ratio: 0 });
+    // One served call ends the run; the window, still mostly successes, decides again.
+    await m.outcome(10_062, 1, 1);
+    expect((await m.peek(10_063)).ratio).toBeGreaterThan(0);
+    // At 50% the run never gets there.
+    const half = new Model();
+    await offer(half, 0, 30_000, 100, 0.5);
+    expect((await half.peek(30_000)).state).not.toBe('open');
   });
 
   it('ramps a recovered model back to full rate within seconds, not all at once', async () => {

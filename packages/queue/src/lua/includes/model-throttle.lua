@@ -4,7 +4,7 @@
   within seconds and the fleet stops sending to a provider that still serves half its calls. So
   the fleet follows the model's recent success ratio instead, and every worker sees the same one.
 
-  State per model: one field of the pool's throttle hash (same slot as the pool), seven packed
+  State per model: one field of the pool's throttle hash (same slot as the pool), eight packed
   little-endian doubles. As a table:
     [1] ts: when the counters below were last brought up to date (Redis ms); nil = no state
     [2] calls, [3] oks: calls with a known outcome and those the provider served, each decayed
@@ -14,6 +14,7 @@
     [6] tokens of the throttle's own small bucket used at ts
     [7] the allowed fraction of the reference rate at ts (0 = none yet): a fraction, not a
         rate, so a flush that carries no limits leaves it right for the next acquire
+    [8] unhealthy outcomes since the last served call, fleet-wide (counted per carried batch)
 
   Throttle (Google SRE's client-side throttling, as a rate rather than a coin toss, so a refused
   call gets an exact wait instead of spinning through the lanes):
@@ -36,6 +37,13 @@
   bucket: CRITICAL is served first when capacity shrinks. A dead model (s = 0) is called once
   per probeMs fleet-wide.
 
+  The breaker survives as the throttle's floor, fleet-wide: DEAD_AFTER unhealthy outcomes in a
+  row (any served call resets the run) open the throttle at once. The window alone takes seconds
+  to forget a busy model's successes (the throttle binds only once k x s x the pool's
+  requests/min falls below what the fleet sends). A run of 60 has odds of 1 in 10^18 at 50%
+  failures; at 90% (0.2%) it opens for a few seconds about every ten minutes at 10 calls a
+  second, until a probe is served; for a dead model under 15 calls a second it fires in 4 s.
+
   Retry budget (Finagle's RetryBudget): a retry is granted only while
     retries + 1 <= floor + ratio * firsts,   floor = minPerSecond * budgetWindow / 1000
   so retries stay within `ratio` of first calls over the window (plus a floor so a quiet model
@@ -45,7 +53,9 @@
   Params table p: k, window (ms), probeMs, budgetRatio, budgetWindow (ms), budgetFloor (retries).
 ]]
 
-local THROTTLE_FORMAT = '<ddddddd'
+local THROTTLE_FORMAT = '<dddddddd'
+-- Unhealthy outcomes in a row, fleet-wide, that open the throttle whatever the window says.
+local DEAD_AFTER = 60
 -- How fast the allowed rate may climb back: this many times more each second.
 local RAMP_PER_SECOND = 2
 -- A pool with no requests/min limit known scales this many probes' worth.
@@ -74,14 +84,14 @@ end
 
 local function readThrottle(key, model)
   local raw = redis.call('HGET', key, model)
-  if not raw then return { nil, 0, 0, 0, 0, 0, 0 } end
+  if not raw then return { nil, 0, 0, 0, 0, 0, 0, 0 } end
   local t = { struct.unpack(THROTTLE_FORMAT, raw) }
-  t[8] = nil
+  t[9] = nil
   return t
 end
 
 local function writeThrottle(key, model, t)
-  redis.call('HSET', key, model, struct.pack(THROTTLE_FORMAT, t[1], t[2], t[3], t[4], t[5], t[6], t[7]))
+  redis.call('HSET', key, model, struct.pack(THROTTLE_FORMAT, t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]))
 end
 
 --[[
@@ -103,6 +113,7 @@ local function throttleAt(t, now, p, capRpm)
   if t[2] >= MIN_CALLS then s = t[3] / t[2] end
   local ratio = p.k * s
   if ratio > 1 - 1e-9 then ratio = 1 end
+  if t[8] >= DEAD_AFTER then ratio = 0 end
   local probeRpm = 60000 / p.probeMs
   local reference = capRpm or NOMINAL_PROBES * probeRpm
   -- The probe floor is applied after storing, so a call that knows no limit (a flush carries
@@ -135,6 +146,8 @@ end
 local function recordOutcomes(t, calls, oks)
   t[2] = t[2] + calls
   t[3] = t[3] + oks
+  -- Within one batch the order is unknown: a served call in it ends the run.
+  if oks > 0 then t[8] = 0 else t[8] = t[8] + calls end
 end
 
 -- The wait before one more call fits the throttle's bucket for a lane with `reserve`; 0 = now.
