@@ -337,8 +337,6 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
       providers: { anthropic: { baseURL: stub.url, apiKeyEnv: CLI_KEY_ENV } },
       models: { [HAIKU]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 400_000, otpm: 100_000 } } },
       retry: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 50 },
-      // Only the job's own retries are under test here, not the breaker.
-      breaker: { failureThreshold: 100 },
     } satisfies HeadroomConfigInput);
     worker = spawnWorker(config, redis.url, 'wire-w1', { [CLI_KEY_ENV]: 'sk-bad-input-wire' });
     await waitForFleet(redis.url, prefix, [worker]);

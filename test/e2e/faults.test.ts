@@ -242,7 +242,7 @@ describe('faults', () => {
     expect(workers.every((w) => w.child.exitCode === null)).toBe(true);
   });
 
-  it('rides out a 529 storm across a fleet: breaker, fallback, clear reasons, nothing lost', async () => {
+  it('rides out a 529 storm across a fleet: throttle, fallback, clear reasons, nothing lost', async () => {
     sim = await startSimulator({
       models: { [SONNET]: { provider: 'anthropic', limits: LIMITS }, [HAIKU]: { provider: 'anthropic', limits: LIMITS } },
       latencyMs: { min: 20, max: 60 },
@@ -256,7 +256,6 @@ describe('faults', () => {
       },
       dispatch: { concurrency: 4 },
       retry: { maxAttempts: 4, baseDelayMs: 50, maxDelayMs: 300 },
-      breaker: { failureThreshold: 3, openMs: 2_000 },
     });
     // The primary is down for good; the fallback garbles a third of its answers and cuts a
     // third of the rest mid-body (both after admission: those calls are paid for).
@@ -292,7 +291,7 @@ describe('faults', () => {
       expect((e as Extract<Ending, { kind: 'failed' }>).code).toBe('RETRIES_EXHAUSTED');
       expect((e as Extract<Ending, { kind: 'failed' }>).reason).toMatch(/after 4 attempts, last: 529 overloaded_error: Overloaded/);
     }
-    // The breakers opened: the storm cost far fewer primary calls than there were jobs.
+    // The fleet's throttle opened: the storm cost far fewer primary calls than there were jobs.
     expect(stats[SONNET]?.faultsInjected['529'] ?? 0).toBeLessThan(60);
     expect(stats[SONNET]?.admitted ?? 0).toBe(0);
     // No worker crashed on the garbage.

@@ -66,7 +66,6 @@ beforeAll(async () => {
       [MINI]: { provider: 'openai', limits: { rpm: 1000, tpm: 1_000_000 } },
     },
     retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 },
-    breaker: { failureThreshold: 5, openMs: 1_000 },
     batch: { maxWaitMs: 200, pollIntervalMs: 300 },
   } satisfies HeadroomConfigInput;
   for (const n of [1, 2]) {

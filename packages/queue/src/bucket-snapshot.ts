@@ -14,7 +14,7 @@ export async function readSnapshot(
   pool: string,
   limits: PoolLimits,
   options: { tenants?: Record<string, TenantLimits> } = {},
-): Promise<BucketSnapshot> {
+): Promise<Omit<BucketSnapshot, 'throttles'>> {
   const tenants = Object.entries(options.tenants ?? {});
   const multi = redis
     .multi()

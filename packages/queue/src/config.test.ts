@@ -35,11 +35,20 @@ describe('config', () => {
 
   it('fills every default from a minimal file', () => {
     const cfg = parseConfig({ models: { m: { provider: 'anthropic' } } });
-    expect(cfg.lanes.low).toEqual({ cap: 5000, maxBytes: 256 * 1024 * 1024, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000 });
+    expect(cfg.lanes.low).toEqual({ cap: 5000, maxBytes: 256 * 1024 * 1024, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000, retryReserve: 0.9 });
     expect(cfg.models.m?.limits).toEqual({ burst: 60 });
     expect(cfg.dashboard.readOnly).toBe(true);
+    expect(cfg.throttle).toEqual({ k: 2, windowMs: 2_000, probeIntervalMs: 1_000 });
+    expect(cfg.retry.budget).toEqual({ ratio: 0.2, windowMs: 10_000, minPerSecond: 1 });
     expect(cfg.providers.anthropic.apiKeyEnv).toBe('ANTHROPIC_API_KEY');
     expect(cfg.limits.maxJobBytes).toBe(1024 * 1024);
+  });
+
+  it('still loads a file with the retired breaker section, and refuses a throttle k below 1 by path', () => {
+    expect(parseConfig({ models: { m: { provider: 'anthropic' } }, breaker: { failureThreshold: 5, openMs: 30_000 } }).throttle.k).toBe(2);
+    expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, throttle: { k: 0.5 } })).toThrow(/throttle\.k: expected a number of at least 1/);
+    expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, retry: { budget: { ratio: 2 } } })).toThrow(/retry\.budget\.ratio: expected a number from 0 to 1/);
+    expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, throttle: { probeIntervalMs: 5_000 } })).toThrow(/throttle\.windowMs: must be at least 2 x throttle\.probeIntervalMs \(10000\)/);
   });
 
   it('lists every problem by path with what it found', () => {

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import type { ThrottleParams } from './bucket-types.js';
 import { ConfigError, type Issue } from './errors.js';
 import { toIssues } from './internal/zod-issues.js';
 import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
@@ -64,6 +65,7 @@ const LaneConfig = (lane: Lane) =>
       weight: z.number().nonnegative().default(LANE_DEFAULTS[lane].weight),
       reserve: fraction.default(LANE_DEFAULTS[lane].reserve),
       maxWaitMs: positiveInt.default(LANE_DEFAULTS[lane].maxWaitMs),
+      retryReserve: fraction.lt(1, { error: 'expected a number from 0 to below 1' }).default(LANE_DEFAULTS[lane].retryReserve),
     })
     .default({ ...LANE_DEFAULTS[lane] });
 
@@ -183,14 +185,48 @@ export const HeadroomConfig = z
         maxAttempts: positiveInt.default(6),
         baseDelayMs: positiveInt.default(500),
         maxDelayMs: positiveInt.default(30_000),
+        /**
+         * Backoff base after a failure that says the model is unhealthy (5xx, 529, no answer).
+         * Short: the fleet-wide retry budget, not each job's backoff, bounds the load retries add.
+         */
+        unhealthyBaseDelayMs: positiveInt.default(100),
+        budget: z
+          .strictObject({
+            /** Retries of a model, fleet-wide, stay within this fraction of its first calls over the window. */
+            ratio: fraction.default(0.2),
+            /** Time constant of the budget's sliding (exponentially weighted) window. */
+            windowMs: positiveInt.default(10_000),
+            /** Retries always allowed per second, so a model with little traffic can still retry. */
+            minPerSecond: z.number({ error: 'expected a non-negative number' }).nonnegative({ error: 'expected a non-negative number' }).default(1),
+          })
+          .default({ ratio: 0.2, windowMs: 10_000, minPerSecond: 1 }),
       })
-      .default({ maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000 }),
+      .default({ maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000, unhealthyBaseDelayMs: 100, budget: { ratio: 0.2, windowMs: 10_000, minPerSecond: 1 } }),
+    /**
+     * The fleet-wide adaptive throttle per model (lua/includes/model-throttle.lua): calls follow
+     * the model's recent success ratio, so a degraded model keeps serving at the rate it can and
+     * a dead one gets probes.
+     */
+    throttle: z
+      .strictObject({
+        /** Admit up to k times the calls the model still serves: 2 keeps a model that serves half its calls at full rate. */
+        k: z.number({ error: 'expected a number of at least 1' }).min(1, { error: 'expected a number of at least 1' }).default(2),
+        /** Time constant of the success ratio's sliding (exponentially weighted) window; at least 2 x probeIntervalMs. */
+        windowMs: positiveInt.default(2_000),
+        /** A dead model is called once per this long, fleet-wide. */
+        probeIntervalMs: positiveInt.default(1_000),
+      })
+      .default({ k: 2, windowMs: 2_000, probeIntervalMs: 1_000 }),
+    /**
+     * Retired: the per-process consecutive-failure breaker gave way to the fleet-wide throttle
+     * (a dead model is its limit). Still accepted so older config files load; ignored.
+     */
     breaker: z
       .strictObject({
-        failureThreshold: positiveInt.default(5),
-        openMs: positiveInt.default(30_000),
+        failureThreshold: positiveInt.optional(),
+        openMs: positiveInt.optional(),
       })
-      .default({ failureThreshold: 5, openMs: 30_000 }),
+      .optional(),
     shedding: z
       .strictObject({
         enabled: z.boolean().default(true),
@@ -292,6 +328,12 @@ function crossCheck(raw: unknown): Issue[] {
       issues.push({ path: `models.${name}.limits.tpm`, message: 'Anthropic limits are rpm, itpm and otpm; tpm is an OpenAI dimension' });
     }
   }
+  const throttle = record(cfg.throttle);
+  const windowMs = typeof throttle.windowMs === 'number' ? throttle.windowMs : 2_000;
+  const probeMs = typeof throttle.probeIntervalMs === 'number' ? throttle.probeIntervalMs : 1_000;
+  if (windowMs < 2 * probeMs) {
+    issues.push({ path: 'throttle.windowMs', message: `must be at least 2 x throttle.probeIntervalMs (${2 * probeMs}): a shorter window forgets a dead model between its probes` });
+  }
   const redis = record(cfg.redis);
   if (typeof redis.url === 'string' && /\/\/[^/@]*:[^/@]+@/.test(redis.url)) {
     const env = typeof redis.urlEnv === 'string' ? redis.urlEnv : 'REDIS_URL';
@@ -322,6 +364,11 @@ export function loadConfig(path: string): HeadroomConfig {
     throw new ConfigError(path, issues);
   }
   return parseConfig(doc.toJS(), path);
+}
+
+/** The bucket's throttle options, from the config's `throttle` and `retry.budget`. */
+export function throttleParamsOf(config: HeadroomConfig): ThrottleParams {
+  return { ...config.throttle, budget: { ...config.retry.budget } };
 }
 
 /** The pool a model draws from. */

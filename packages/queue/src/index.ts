@@ -40,7 +40,7 @@ export {
 } from './job.js';
 export type { LlmJobInput, Provider } from './job.js';
 export { parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
-export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf } from './config.js';
+export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';
 export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
@@ -58,7 +58,7 @@ export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
-export { Bucket, countedUsage, POOL_DIMENSIONS, TENANT_DIMENSIONS, isTenantDimension, AcquireReply, CooldownReply } from './bucket.js';
+export { Bucket, countedUsage, POOL_DIMENSIONS, TENANT_DIMENSIONS, isTenantDimension, AcquireReply, CooldownReply, THROTTLE_STATES } from './bucket.js';
 export type {
   AcquireRequest,
   AcquireResult,
@@ -76,11 +76,14 @@ export type {
   SyncResult,
   TenantDimension,
   TenantLimits,
+  ThrottleParams,
+  ThrottleSnapshot,
+  ThrottleState,
   WaitReason,
 } from './bucket.js';
 export { parseRateLimitHeaders, parseRetryAfterMs, parseDurationMs } from './rate-limit-headers.js';
 export type { Observed, ObservedLimit, HeaderSource } from './rate-limit-headers.js';
-export { computePressure } from './pressure.js';
+export { computePressure, capacityOf } from './pressure.js';
 export type { Pressure, PressureInput } from './pressure.js';
 export { createLogger } from './logger.js';
 export { registerSecret, redactSecrets, REDACTED } from './redaction.js';
@@ -88,4 +91,4 @@ export type { Logger } from './logger.js';
 export { FleetStatsWriter, readFleetStats, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
 export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';
 export { Heartbeat, readHeartbeats, HEARTBEAT_INTERVAL_MS } from './telemetry/heartbeat.js';
-export type { WorkerHeartbeat, Heartbeats, HeartbeatOptions, BreakerBeat, BreakerSnapshot, BreakerState } from './telemetry/heartbeat.js';
+export type { WorkerHeartbeat, Heartbeats, HeartbeatOptions } from './telemetry/heartbeat.js';

@@ -17,6 +17,7 @@ describe('keys', () => {
     expect(slotTag(laneKeys('hr', 'low').wait)).not.toBe(slotTag(laneKeys('hr', 'high').wait));
     expect(slotTag(poolKeys('hr', 'sonnet-4').bucket)).toBe('hr:pool:sonnet-4');
     expect(slotTag(poolKeys('hr', 'sonnet-4').tenantBucket('acme'))).toBe('hr:pool:sonnet-4');
+    expect(slotTag(poolKeys('hr', 'sonnet-4').throttle)).toBe('hr:pool:sonnet-4');
     expect(slotTag(fleetKeys('hr').batchLeader)).toBe('hr:fleet');
   });
 });

@@ -136,6 +136,12 @@ export interface PoolKeys {
   /** HASH of counters for the dashboard (grants per lane, waits per reason, never-fits, ...). */
   stats: string;
   /**
+   * HASH model -> six packed doubles: the model's fleet-wide adaptive throttle and retry budget
+   * (decayed call, success, first-call and retry counts; see lua/includes/model-throttle.lua).
+   * In the pool's slot, so the acquire script checks and charges it with the pool.
+   */
+  throttle: string;
+  /**
    * Per-tenant bucket (`ts`, `rpm`, `tpm`) in the same slot as its pool, so one script checks
    * both. Tenants are many, so it expires once it would be full again (missing = full).
    */
@@ -148,6 +154,7 @@ export function poolKeys(prefix: string, pool: string): PoolKeys {
     bucket: `${t}:state`,
     cooldowns: `${t}:cooldowns`,
     stats: `${t}:stats`,
+    throttle: `${t}:throttle`,
     tenantBucket: (tenant: string) => `${t}:tenant:${tenant}`,
   };
 }

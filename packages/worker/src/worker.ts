@@ -4,16 +4,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, registerSecret, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, registerSecret, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
-import { Breaker } from './run/breaker.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerMetrics } from './metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { PressureMonitor, type PressureAdjust } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
+import { ThrottleStates } from './run/throttle-states.js';
 import { TokenEstimator } from './run/token-estimator.js';
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
@@ -59,22 +59,15 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   upkeep.start();
 
   const now = opts.now ?? Date.now;
-  const breaker = new Breaker({
-    failureThreshold: config.breaker.failureThreshold,
-    openMs: config.breaker.openMs,
-    now,
-    onTransition: (model, from, to) => {
-      metrics.breakerOpen.set({ model }, to === 'closed' ? 0 : 1);
-      logger.warn({ event: 'breaker', model, from, to }, `breaker ${to} for ${model}`);
-    },
-  });
+  if (config.breaker) logger.warn({ breaker: config.breaker }, 'config: breaker is retired and ignored; the fleet-wide throttle (throttle, retry.budget) replaces it');
   const stats = new FleetStatsWriter(redis, config.redis.prefix, now);
   stats.start();
   // Its own connection, one that never resends a command after a reconnect: Redis keeps no record
   // of a settle, so a resent one would refund twice (see Bucket).
   const bucketRedis = duplicateFor(redis, 'bucket');
   bucketRedis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error (bucket)'));
-  const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix });
+  // The throttle and retry budget are checked in the bucket's own script (one round trip per call).
+  const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) });
   const pressure = new PressureMonitor(redis, bucket, config, logger, undefined, opts.pressure);
   pressure.start();
   const dispatcher = new Dispatcher({
@@ -87,7 +80,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       bucket,
       adapters,
       estimator: new TokenEstimator(),
-      breaker,
+      throttles: new ThrottleStates(now, config.throttle.probeIntervalMs),
       metrics,
       stats,
       pressure,
@@ -103,14 +96,13 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     ? new Batcher({ config, redisUrl: opts.redisUrl, redis, workerId: id, apis: createBatchApis(config, opts.env ?? process.env), metrics, stats, logger, now, random: opts.random ?? Math.random })
     : undefined;
   await batcher?.start();
-  // Breakers live in this process only: the heartbeat is how the dashboard and `status` see them.
+  // Throttles live in Redis, fleet-wide: the dashboard and `status` read them there.
   const heartbeat = new Heartbeat({
     redis,
     prefix: config.redis.prefix,
     id,
     concurrency: config.dispatch.concurrency,
     inFlight: () => dispatcher.inFlight,
-    breakers: () => breaker.snapshot(),
     logger,
     now,
   });

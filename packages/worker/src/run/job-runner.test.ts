@@ -1,13 +1,13 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Bucket, createLogger, FleetStatsWriter, parseConfig, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
+import { Bucket, createLogger, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
 import { createAdapters } from '../providers/index.js';
-import { Breaker } from './breaker.js';
-import { runJob } from './job-runner.js';
+import { COOLDOWN_RESUME_SPREAD_MS, runJob } from './job-runner.js';
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
+import { ThrottleStates } from './throttle-states.js';
 import { TokenEstimator } from './token-estimator.js';
 
 const SONNET = 'claude-sonnet-4-6';
@@ -37,7 +37,7 @@ function shedView(config: RunContext['config'], pressure: Record<string, number>
   };
 }
 
-function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<string, number> = {}): RunContext {
+function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<string, number> = {}, random: () => number = () => 0.5): RunContext {
   const prefix = `runner${++seq}`;
   const config = parseConfig({
     redis: { prefix },
@@ -46,20 +46,20 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
       [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 } },
       [HAIKU]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 } },
     },
-    retry: { maxAttempts: 3, baseDelayMs: 1_000, maxDelayMs: 8_000 },
+    retry: { maxAttempts: 3, baseDelayMs: 1_000, maxDelayMs: 8_000, unhealthyBaseDelayMs: 200 },
     ...over,
   });
   return {
     config,
-    bucket: new Bucket(db.redis, { prefix }),
+    bucket: new Bucket(db.redis, { prefix, throttle: throttleParamsOf(config) }),
     adapters: createAdapters(config, { [KEY_ENV]: 'sk-runner-test' }),
     estimator: new TokenEstimator(),
-    breaker: new Breaker({ ...config.breaker }),
+    throttles: new ThrottleStates(Date.now),
     metrics: new WorkerMetrics({ defaultMetrics: false }),
     stats: new FleetStatsWriter(db.redis, prefix),
     pressure: shedView(config, pressure),
     logger: createLogger({ level: 'silent' }),
-    random: () => 0.5,
+    random,
     now: Date.now,
     tenantWaits: new Map(),
   };
@@ -116,8 +116,52 @@ describe('runJob', () => {
   it('delays a retryable failure by the full-jitter backoff of its injected randomness', async () => {
     sim.injectFaults({ model: SONNET, status: 503, count: 1 });
     const outcome = await run(context(), job());
-    // random 0.5 of the first attempt's ceiling (baseDelayMs 1000): 500 ms, the attempt counted.
-    expect(outcome).toEqual({ kind: 'delay', delayMs: 500, progress: { attempts: 1, lastError: expect.stringContaining('503') } });
+    // random 0.5 of the first attempt's ceiling (unhealthyBaseDelayMs 200): 100 ms, the attempt counted.
+    expect(outcome).toEqual({ kind: 'delay', delayMs: 100, progress: { attempts: 1, triedModels: [SONNET], lastError: expect.stringContaining('503') } });
+  });
+
+  it('gives back the tokens of a call answered 529 (the provider did no work), not of one answered 503', async () => {
+    // An 8,000-token output reservation: kept after a 503 (the provider may have done the work),
+    // given back after a 529.
+    const usedOtpm = async (status: 529 | 503) => {
+      // Limits well under the simulator's, so its rate-limit headers never lower the bucket here.
+      const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 100, itpm: 20_000, otpm: 20_000 } } } });
+      sim.injectFaults({ model: SONNET, status, count: 1 });
+      expect((await run(ctx, job({ request: { model: SONNET, max_tokens: 8_000, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>))).kind).toBe('delay');
+      await ctx.bucket.flush();
+      const snap = await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits);
+      const otpm = snap.dimensions.find((d) => d.dimension === 'otpm')!;
+      return otpm.capacity - otpm.level;
+    };
+    expect(await usedOtpm(503)).toBeGreaterThan(7_900);
+    expect(await usedOtpm(529)).toBeLessThan(2_000);
+  });
+
+  it('retries a model on its retry budget: past it, the job waits (no attempt spent); a fallback is a first call', async () => {
+    const ctx = context({ retry: { budget: { ratio: 0, minPerSecond: 0.1, windowMs: 10_000 } } });
+    // A budget of 0.1/s x 10 s = 1 retry of SONNET, and no first calls to add to it.
+    const retried = () => ({ ...meta('critical'), progress: { attempts: 1, triedModels: [SONNET] } });
+    expect((await run(ctx, job(), retried())).kind).toBe('completed');
+    const outcome = await run(ctx, job(), retried());
+    expect(outcome).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
+    expect(outcome.kind === 'delay' && outcome.delayMs).toBeGreaterThan(25);
+    // The same job falls down its ladder instead when it has one: HAIKU's first call is no retry.
+    expect(await run(ctx, job({ fallback: [HAIKU] }), retried())).toMatchObject({ kind: 'completed', result: { model: HAIKU } });
+  });
+
+  it('requeues a job of a model the fleet has found dead: its lane backs off, and calls fall to probes', async () => {
+    const ctx = context();
+    for (let i = 0; i < 20; i++) ctx.bucket.report(SONNET, SONNET, false);
+    const outcomes = [];
+    for (let i = 0; i < 5; i++) outcomes.push(await run(ctx, job(), meta('critical')));
+    // At most the probe's token went to a call; the rest were requeued with the time to the next probe.
+    expect(outcomes.filter((o) => o.kind === 'completed').length).toBeLessThanOrEqual(1);
+    const requeued = outcomes.filter((o) => o.kind === 'requeue');
+    expect(requeued.length).toBeGreaterThanOrEqual(4);
+    for (const o of requeued) expect(o.kind === 'requeue' && o.waitMs).toBeLessThanOrEqual(1_000);
+    const [view] = await ctx.bucket.throttles(SONNET, ctx.config.models[SONNET]!.limits, [SONNET]);
+    expect(view!.state).not.toBe('closed');
+    expect(view!.successRatio).toBeLessThan(0.1);
   });
 
   it('fails RETRIES_EXHAUSTED on the last attempt, naming the last failure', async () => {
@@ -152,6 +196,22 @@ describe('runJob', () => {
     const outcome = await run(ctx, job());
     expect(outcome.kind).toBe('delay');
     expect(outcome.kind === 'delay' && outcome.delayMs).toBeGreaterThan(4_000);
+  });
+
+  it('spreads the jobs a cooldown parked over the time after it ends, by the injected randomness', async () => {
+    const delays: number[] = [];
+    for (const r of [0, 0.5, 0.999]) {
+      const ctx = context({}, {}, () => r);
+      await ctx.bucket.cooldown('claude-sonnet-4-6', SONNET, { durationMs: 10_000 });
+      const outcome = await run(ctx, job());
+      if (outcome.kind !== 'delay') throw new Error(`expected a delay, got ${outcome.kind}`);
+      delays.push(outcome.delayMs);
+    }
+    // The cooldown's end (about 10 s) plus r x 2 s: not all at the same millisecond.
+    expect(delays[0]).toBeGreaterThan(9_000);
+    expect(delays[0]).toBeLessThanOrEqual(10_000);
+    expect(delays[1]! - delays[0]!).toBeGreaterThan(COOLDOWN_RESUME_SPREAD_MS / 2 - 100);
+    expect(delays[2]! - delays[0]!).toBeGreaterThan(COOLDOWN_RESUME_SPREAD_MS - 100);
   });
 
   it('sheds a LOW job past its max wait while its pool is under pressure, with a retry hint', async () => {

@@ -5,7 +5,7 @@
  * itself, so it is tested without one (job-runner.test.ts).
  */
 import { FailureCode, jobFailure, modelLadder, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
-import type { ProviderCallFailure } from '../providers/types.js';
+import type { FailureKind, ProviderCallFailure } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
@@ -18,6 +18,18 @@ export type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context
 /** Waits this short are slept in place: cheaper than a requeue round trip. */
 const INLINE_WAIT_MS = 25;
 const MAX_INLINE_WAITS = 4;
+/**
+ * Jobs parked by a cooldown come back spread over up to this long after it ends (uniformly, by
+ * the injected randomness), not all in the same millisecond: with the bucket pacing them from
+ * there, a 429 storm's backlog resumes at the refill rate instead of as one burst.
+ */
+export const COOLDOWN_RESUME_SPREAD_MS = 2_000;
+
+/**
+ * Failures that say the model is unhealthy (the throttle counts them against its success ratio).
+ * A 429 says it is busy (the bucket's business); a 4xx says the request is wrong.
+ */
+export const UNHEALTHY: ReadonlySet<FailureKind> = new Set(['server', 'overloaded', 'network']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -25,6 +37,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   const progress: JobProgress = { ...meta.progress };
   const startedAt = ctx.now();
   let inlineWaits = 0;
+  const fellBackFrom = new Set<string>();
   const unknown = modelLadder(job).filter((m) => !ctx.config.models[m]);
   if (unknown.length === modelLadder(job).length) {
     return { kind: 'failed', failure: jobFailure(FailureCode.UNKNOWN_MODEL, `no model of ${JSON.stringify(unknown)} is in the fleet's config`), progress };
@@ -34,17 +47,20 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
 
   while (true) {
     if (signal.aborted) return { kind: 'aborted', progress };
-    const plan = await planCall(ctx, job, meta);
+    const plan = await planCall(ctx, job, meta, fellBackFrom);
     if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
     if (plan.kind === 'wait') {
       if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits++ < MAX_INLINE_WAITS) {
         await sleep(plan.waitMs);
         continue;
       }
-      // A cooling or broken model, or a tenant over its quota, is that job's problem, not the
-      // lane's: park the job alone so the jobs behind it keep flowing. A pool out of quota
-      // concerns every job of that pool: requeued, it backs the pool off in the lane.
-      return waitIsJobsOwn(plan.reason) ? { kind: 'delay', delayMs: plan.waitMs, progress } : { kind: 'requeue', waitMs: plan.waitMs, progress };
+      // A cooling model, a retry over the model's budget, or a tenant over its quota is that
+      // job's problem, not the lane's: park the job alone so the jobs behind it keep flowing. A
+      // pool out of quota or a throttled model concerns every job of it: requeued, it backs the
+      // pool off in the lane.
+      if (!waitIsJobsOwn(plan.reason)) return { kind: 'requeue', waitMs: plan.waitMs, progress };
+      const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
+      return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
     }
 
     const { model, pool, reservation, estimate } = plan;
@@ -54,6 +70,9 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     const res = await adapter.call({ model, request: job.request, signal });
     const callEnded = ctx.now();
     progress.attempts += 1;
+    if (!progress.triedModels?.includes(model)) progress.triedModels = [...(progress.triedModels ?? []), model];
+    // The outcome rides on this worker's next acquire to the pool: the fleet's throttle learns it.
+    if (!signal.aborted) ctx.bucket.report(pool, model, res.ok || !UNHEALTHY.has(res.kind));
     ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
     ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
     ctx.stats.call({ model, status: res.status });
@@ -61,7 +80,6 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     settleAndSync(ctx, res.ok ? res.usage : undefined, res.ok ? undefined : res, reservation, pool, modelCfg.limits, res.headers);
 
     if (res.ok) {
-      ctx.breaker.recordSuccess(model);
       ctx.estimator.observe(model, estimate, promptTokensOf(job.provider, res.usage), res.usage.outputTokens);
       countTokens(ctx, job.provider, model, res.usage);
       const usd = costOf(modelCfg.pricing, res.usage, { provider: job.provider, batch: false });
@@ -89,7 +107,6 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     }
 
     if (signal.aborted) return { kind: 'aborted', progress };
-    ctx.breaker.recordFailure(model, res.kind);
     if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
     progress.lastError = `${res.status ?? 'network'} ${res.kind}: ${res.message}`;
     const decision = decide(res, progress.attempts, ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });
@@ -99,8 +116,11 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     }
     if (decision.action === 'fail') return { kind: 'failed', failure: jobFailure(decision.code, decision.reason), progress };
     ctx.metrics.retries.inc({ provider: job.provider, model, kind: res.kind });
-    // With another model on the ladder, plan again at once: the cooldown or breaker steers it away.
-    if (decision.action === 'fallback' && hasAlternative(ctx, job, model)) continue;
+    // With another model on the ladder, plan again at once: the cooldown or throttle steers it away.
+    if (decision.action === 'fallback' && hasAlternative(ctx, job, model)) {
+      fellBackFrom.add(model);
+      continue;
+    }
     const delayMs = decision.action === 'retry' ? decision.delayMs : (decision.cooldownMs ?? ctx.config.retry.baseDelayMs);
     return { kind: 'delay', delayMs, progress };
   }
@@ -132,8 +152,14 @@ function settleAndSync(
   if (headers) ctx.bucket.sync(pool, limits, parseRateLimitHeaders(headers)).catch(failed);
 }
 
+/**
+ * Answers that come before the provider does any work on the request. A 529 `overloaded_error` is
+ * one: the request was turned away, and the simulator (which follows the providers) spends no
+ * token quota on it. Keeping its token charge would halve the fleet's throughput in a 50%
+ * brownout for tokens the provider never counted.
+ */
 function refusedBeforeWork(f: ProviderCallFailure): boolean {
-  return f.kind === 'rate_limit' || f.kind === 'spend_cap' || f.kind === 'invalid_request' || f.kind === 'auth' || f.kind === 'not_found';
+  return f.kind === 'rate_limit' || f.kind === 'spend_cap' || f.kind === 'overloaded' || f.kind === 'invalid_request' || f.kind === 'auth' || f.kind === 'not_found';
 }
 
 function countTokens(ctx: RunContext, provider: Provider, model: string, usage: Usage): void {

@@ -6,7 +6,7 @@
 import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
-import type { Breaker } from './breaker.js';
+import type { ThrottleStates } from './throttle-states.js';
 import type { TokenEstimator } from './token-estimator.js';
 
 /** What the runner asks of the pressure monitor: is this lane shed for this pool, and how hard. */
@@ -22,7 +22,8 @@ export interface RunContext {
   bucket: Bucket;
   adapters: Record<Provider, ProviderAdapter>;
   estimator: TokenEstimator;
-  breaker: Breaker;
+  /** Each model's fleet-wide throttle as this worker last heard it (for fallback decisions). */
+  throttles: ThrottleStates;
   metrics: WorkerMetrics;
   stats: FleetStatsWriter;
   pressure: ShedView;
@@ -40,6 +41,11 @@ export interface RunContext {
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */
 export interface JobProgress {
   attempts: number;
+  /**
+   * Models this job has called: a further call to one of them is a retry of it, drawn from its
+   * retry budget; a fallback's first call is not.
+   */
+  triedModels?: string[];
   lastError?: string;
   /** Set with the job's failure, just before BullMQ records it (see `failureOf`). */
   failure?: JobFailure;
