@@ -123,6 +123,17 @@ describe('runJob', () => {
     expect(outcome).toMatchObject({ kind: 'completed', result: { model: HAIKU, attempts: 2 } });
   });
 
+  it("falls back along the primary's configured ladder when the job names no fallback", async () => {
+    sim.injectFaults({ model: SONNET, status: 529, count: 1 });
+    const ctx = context({
+      models: {
+        [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 }, fallback: [HAIKU] },
+        [HAIKU]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 } },
+      },
+    });
+    expect(await run(ctx, job())).toMatchObject({ kind: 'completed', result: { model: HAIKU, attempts: 2 } });
+  });
+
   it('delays a retryable failure by the full-jitter backoff of its injected randomness', async () => {
     sim.injectFaults({ model: SONNET, status: 503, count: 1 });
     const outcome = await run(context(), job());

@@ -4,10 +4,11 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { FailureCode, jobFailure, modelLadder, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
+import { FailureCode, jobFailure, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
 import type { ProviderCallFailure } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
+import { ladderOf } from './model-ladder.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
 import type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context.js';
@@ -25,8 +26,9 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   const progress: JobProgress = { ...meta.progress };
   const startedAt = ctx.now();
   let inlineWaits = 0;
-  const unknown = modelLadder(job).filter((m) => !ctx.config.models[m]);
-  if (unknown.length === modelLadder(job).length) {
+  const ladder = ladderOf(ctx.config, job);
+  const unknown = ladder.filter((m) => !ctx.config.models[m]);
+  if (unknown.length === ladder.length) {
     return { kind: 'failed', failure: jobFailure(FailureCode.UNKNOWN_MODEL, `no model of ${JSON.stringify(unknown)} is in the fleet's config`), progress };
   }
   const shed = shedFailure(ctx, job, meta);

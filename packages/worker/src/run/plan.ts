@@ -1,9 +1,10 @@
 /**
- * Plans one provider call: walks the job's model ladder and draws the first model's need from
+ * Plans one provider call: walks the job's model ladder (model-ladder.ts) and draws the first model's need from
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, modelLadder, poolOf, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, maxOutputTokens, poolOf, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
 
 /** Why a plan waits: the bucket's reason, or an open breaker on every model that could serve. */
@@ -24,14 +25,14 @@ export function waitIsJobsOwn(reason: PlanWaitReason): boolean {
 
 /** Another model of the ladder is configured and not broken. */
 export function hasAlternative(ctx: RunContext, job: LlmJob, failed: string): boolean {
-  return modelLadder(job).some((m) => m !== failed && ctx.config.models[m] && ctx.breaker.canCall(m));
+  return ladderOf(ctx.config, job).some((m) => m !== failed && ctx.config.models[m] && ctx.breaker.canCall(m));
 }
 
 export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Promise<Plan> {
   const laneCfg = ctx.config.lanes[meta.lane];
   const maxWaitMs = job.maxWaitMs ?? laneCfg.maxWaitMs;
   const waitedMs = ctx.now() - meta.enqueuedAt;
-  const ladder = modelLadder(job).filter((m) => ctx.config.models[m]);
+  const ladder = ladderOf(ctx.config, job).filter((m) => ctx.config.models[m]);
   let best: { waitMs: number; reason: PlanWaitReason } | undefined;
   const neverFits: string[] = [];
 
