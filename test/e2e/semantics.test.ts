@@ -89,3 +89,46 @@ describe('the config fallback ladder', () => {
     expect(sim.stats().models[HAIKU]?.admitted ?? 0).toBe(0);
   });
 });
+
+describe('429s without retry-after', () => {
+  it('waits out a rate-limit 429 that has no retry-after by its reset headers (both providers); only a spend cap or billing answer fails SPEND_CAP', async () => {
+    const GPT_MINI = 'gpt-4.1-mini';
+    const { producer } = await fleet({
+      models: {
+        [SONNET]: { provider: 'anthropic', limits: LIMITS },
+        [HAIKU]: { provider: 'anthropic', limits: LIMITS },
+        [GPT]: { provider: 'openai', limits: { rpm: 5_000, tpm: 2_000_000 } },
+        [GPT_MINI]: { provider: 'openai', limits: { rpm: 5_000, tpm: 2_000_000 } },
+      },
+    });
+    // Two rate-limit 429s in a row, each saying (in its reset headers only) "requests free in 1 s".
+    sim.injectFaults([
+      { model: SONNET, status: 429, omitRetryAfter: true, resetMs: 1_000, count: 2 },
+      { model: GPT, status: 429, omitRetryAfter: true, resetMs: 1_000, count: 2 },
+      { model: HAIKU, spendCap: true, count: 1 },
+      { model: HAIKU, billing: true, count: 100 },
+      { model: GPT_MINI, spendCap: true, count: 100 },
+    ]);
+    const openai = (model: string): LlmJobInput => ({ priority: 'HIGH', provider: 'openai', request: { model, max_completion_tokens: 32, messages: [{ role: 'user', content: `hello ${randomUUID()}` }] } });
+    const [claude, gpt, capped, cappedGpt] = await Promise.all([
+      producer.run(job(SONNET), { timeoutMs: 30_000 }),
+      producer.run(openai(GPT), { timeoutMs: 30_000 }),
+      failureOf(producer.run(job(HAIKU), { timeoutMs: 30_000 })),
+      failureOf(producer.run(openai(GPT_MINI), { timeoutMs: 30_000 })),
+    ]);
+    for (const result of [claude, gpt]) {
+      expect(result.attempts).toBe(3);
+      // Each retry waited for the reset (at least 1 s), not the 50-200 ms backoff.
+      expect(result.timings.finishedAt - result.timings.enqueuedAt).toBeGreaterThanOrEqual(2_000);
+    }
+    expect(sim.stats().models[SONNET]?.faultsInjected['429']).toBe(2);
+    expect(sim.stats().models[GPT]?.faultsInjected['429']).toBe(2);
+    // The spend cap, then the billing error: the provider said so, twice, and the job stopped.
+    expect(capped).toBeInstanceOf(JobFailedError);
+    expect((capped as JobFailedError).failureCode).toBe('SPEND_CAP');
+    expect((capped as JobFailedError).reason).toContain('402 billing_error');
+    expect(sim.stats().models[HAIKU]?.faultsInjected).toMatchObject({ '429-spend-cap': 1, '402-billing': 1 });
+    expect((cappedGpt as JobFailedError).failureCode).toBe('SPEND_CAP');
+    expect((cappedGpt as JobFailedError).reason).toContain('insufficient_quota');
+  });
+});

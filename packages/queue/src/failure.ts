@@ -14,7 +14,7 @@ export const FailureCode = {
   PROVIDER_REJECTED: 'PROVIDER_REJECTED',
   /** `retry.maxAttempts` calls made; the message carries the last failure. */
   RETRIES_EXHAUSTED: 'RETRIES_EXHAUSTED',
-  /** A 429 that waiting does not clear (a spend cap). */
+  /** A spend cap or billing problem, as the provider's error says (it does not clear by waiting). */
   SPEND_CAP: 'SPEND_CAP',
   /** The request is larger than the lane may ever draw from its pool's limits. */
   NEVER_FITS: 'NEVER_FITS',
