@@ -132,3 +132,22 @@ describe('429s without retry-after', () => {
     expect((cappedGpt as JobFailedError).reason).toContain('insufficient_quota');
   });
 });
+
+describe('output reservation', () => {
+  it('refuses to start a worker whose outputReservation must 429, saying why', async () => {
+    const file = writeConfig({
+      redis: { prefix: `sem${randomUUID().slice(0, 6)}` },
+      providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV } },
+      models: { [SONNET]: { provider: 'anthropic', limits: LIMITS } },
+      dispatch: { outputReservation: 'p95' },
+    });
+    const worker = spawnWorker(file, redis.url, 'p95-w1', KEY);
+    procs.push(worker);
+    const code = await Promise.race([worker.exited, sleep(30_000).then(() => 'still running')]);
+    expect(code).not.toBe('still running');
+    expect(code).not.toBe(0);
+    expect(worker.output()).toContain('dispatch.outputReservation: p95 must 429');
+    expect(worker.output()).toContain(`${SONNET} (anthropic counts max_tokens toward output tokens/min (otpm) when a request starts)`);
+    expect(sim.stats().models[SONNET]?.admitted ?? 0).toBe(0);
+  });
+});

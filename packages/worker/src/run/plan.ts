@@ -3,7 +3,7 @@
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, poolOf, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, maxOutputTokens, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
 import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
 
@@ -56,7 +56,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Pro
     const pool = poolOf(ctx.config, model);
     const request = { ...job.request, model } as LlmJob['request'];
     const { estimate, reserve } = ctx.estimator.reserveFor(model, request, job.provider);
-    const outputTokens = ctx.config.dispatch.outputReservation === 'p95'
+    const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg)
       ? ctx.estimator.outputReserveFor(model, maxOutputTokens(job))
       : maxOutputTokens(job);
     const res = await ctx.bucket.acquire({
