@@ -151,3 +151,39 @@ describe('output reservation', () => {
     expect(sim.stats().models[SONNET]?.admitted ?? 0).toBe(0);
   });
 });
+
+describe('deadlines', () => {
+  it('ends a job not started by its own maxWaitMs DEADLINE_EXCEEDED in every lane, with no provider call; result() can cancel what it gave up on', async () => {
+    const { producer } = await fleet({ shedding: { enabled: false } });
+    // The model is rate limited for a minute (what outside traffic did): every job of it must wait.
+    sim.injectFaults({ model: SONNET, status: 429, count: 1, retryAfterSeconds: 60 });
+    const first = await producer.enqueue(job(SONNET));
+    void first.result({ timeoutMs: 90_000 }).catch(() => undefined);
+    await waitForCount(() => sim.stats().models[SONNET]?.faultsInjected['429'] ?? 0, 1);
+
+    const lanes = ['CRITICAL', 'HIGH', 'NORMAL', 'LOW'] as const;
+    const ends = await Promise.all(lanes.map(async (priority) => failureOf((await producer.enqueue(job(SONNET, { priority, maxWaitMs: 2_000 }))).result({ timeoutMs: 20_000 }))));
+    for (const [i, err] of ends.entries()) {
+      expect(err, lanes[i]).toBeInstanceOf(JobFailedError);
+      expect((err as JobFailedError).failureCode, lanes[i]).toBe('DEADLINE_EXCEEDED');
+    }
+
+    // A caller with no deadline on the job gives up, and takes the job with it.
+    const abandoned = await producer.enqueue(job(SONNET, { priority: 'HIGH' }));
+    const timeout = await failureOf(abandoned.result({ timeoutMs: 1_500, cancelOnTimeout: true }));
+    expect(timeout).toBeInstanceOf(TimeoutError);
+    expect((timeout as TimeoutError).cancelled).toBe(true);
+    expect(await producer.getJob(abandoned.id)).toBeNull();
+    // Not one call was made for any of them: the only answer the provider gave is the first 429.
+    expect(sim.stats().models[SONNET]?.admitted ?? 0).toBe(0);
+    expect(sim.stats().requestsByPath['POST /v1/messages']).toBe(1);
+  });
+});
+
+async function waitForCount(read: () => number, atLeast: number, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (read() < atLeast) {
+    if (Date.now() > end) throw new Error(`count ${read()} never reached ${atLeast}`);
+    await sleep(50);
+  }
+}

@@ -22,6 +22,8 @@ export const FailureCode = {
   UNKNOWN_MODEL: 'UNKNOWN_MODEL',
   /** A waiting LOW (or NORMAL) job past its max wait while its pool was under pressure. */
   SHED: 'SHED',
+  /** The job's own `maxWaitMs` passed (or would, by the wait it faced) before a call could start: no call made for it. */
+  DEADLINE_EXCEEDED: 'DEADLINE_EXCEEDED',
   /** BullMQ failed the job: its worker died during the call more often than allowed. */
   STALLED: 'STALLED',
   /** The job in a lane is not a Headroom job (written by something else). */

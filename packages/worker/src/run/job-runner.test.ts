@@ -194,6 +194,30 @@ describe('runJob', () => {
     expect((await run(ctx, job({ priority: 'LOW' }), meta('low', 1_000))).kind).toBe('completed');
   });
 
+  it.each(['critical', 'high', 'normal', 'low'] as const)('ends a %s job past its own maxWaitMs DEADLINE_EXCEEDED, without a call', async (lane) => {
+    const before = calls(SONNET);
+    const outcome = await run(context(), job({ maxWaitMs: 1_000 }), meta(lane, 5_000));
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/^not started within its maxWaitMs of 1000 ms \(waited 5\d{3} ms\)$/) } });
+    expect(calls(SONNET)).toBe(before);
+  });
+
+  it('ends the job at once when the wait it faces already passes its deadline', async () => {
+    const ctx = context();
+    await ctx.bucket.cooldown(SONNET, SONNET, { durationMs: 30_000 });
+    const before = calls(SONNET);
+    const outcome = await run(ctx, job({ maxWaitMs: 2_000 }));
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('its cooldown wait needs') } });
+    expect(calls(SONNET)).toBe(before);
+    // Without a deadline of its own the job waits out the cooldown, as before.
+    expect((await run(ctx, job())).kind).toBe('delay');
+  });
+
+  it('makes no retry due past the deadline: the job ends with the failure it had', async () => {
+    sim.injectFaults({ model: SONNET, status: 429, count: 1, retryAfterSeconds: 10 });
+    const outcome = await run(context(), job({ maxWaitMs: 3_000 }));
+    expect(outcome).toMatchObject({ kind: 'failed', progress: { attempts: 1 }, failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('the retry after 429 rate_limit') } });
+  });
+
   it('hands the job back, no attempt spent, when the worker is stopping', async () => {
     const abort = new AbortController();
     abort.abort();

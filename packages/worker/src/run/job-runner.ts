@@ -8,6 +8,7 @@ import { FailureCode, jobFailure, parseRateLimitHeaders, type HeadroomConfig, ty
 import type { ProviderCallFailure } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
+import { pastDeadline } from './deadline.js';
 import { ladderOf } from './model-ladder.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
@@ -36,9 +37,14 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
 
   while (true) {
     if (signal.aborted) return { kind: 'aborted', progress };
+    const late = pastDeadline(job, meta, ctx.now());
+    if (late) return { kind: 'failed', failure: late, progress };
     const plan = await planCall(ctx, job, meta);
     if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
     if (plan.kind === 'wait') {
+      // The bucket's wait is a lower bound: past the deadline already, the job ends now.
+      const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
+      if (tooLate) return { kind: 'failed', failure: tooLate, progress };
       if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits++ < MAX_INLINE_WAITS) {
         await sleep(plan.waitMs);
         continue;
@@ -104,6 +110,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     // With another model on the ladder, plan again at once: the cooldown or breaker steers it away.
     if (decision.action === 'fallback' && hasAlternative(ctx, job, model)) continue;
     const delayMs = decision.action === 'retry' ? decision.delayMs : (decision.cooldownMs ?? ctx.config.retry.baseDelayMs);
+    const retryTooLate = pastDeadline(job, meta, ctx.now(), delayMs, `the retry after ${progress.lastError}`);
+    if (retryTooLate) return { kind: 'failed', failure: retryTooLate, progress };
     return { kind: 'delay', delayMs, progress };
   }
 }
