@@ -187,3 +187,18 @@ async function waitForCount(read: () => number, atLeast: number, ms = 15_000): P
     await sleep(50);
   }
 }
+
+describe('cache-aware reservations', () => {
+  it('serves a prompt that is mostly a cached system block although its whole length exceeds what the lane may draw', async () => {
+    // ITPM 4,000: HIGH may draw 3,800. The prompt is ~3,500 tokens, all but a question cached.
+    const { producer } = await fleet({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 4_000, otpm: 100_000 } } } });
+    const system = [{ type: 'text' as const, text: 'Support handbook: refunds, returns, shipping. '.repeat(450), cache_control: { type: 'ephemeral' as const } }];
+    const ask = (q: string) => producer.run(job(SONNET, { request: { model: SONNET, max_tokens: 64, system, messages: [{ role: 'user', content: q }] } } as Partial<LlmJobInput>), { timeoutMs: 30_000 });
+    const first = await ask('How long do refunds take?');
+    expect(first.usage.cacheCreationInputTokens).toBeGreaterThan(3_000);
+    const later = await Promise.all(['Can I return shoes?', 'Do you ship abroad?', 'Who pays return shipping?'].map(ask));
+    for (const r of later) expect(r.usage.cacheReadInputTokens).toBe(first.usage.cacheCreationInputTokens);
+    expect(sim.stats().models[SONNET]?.refused429).toBe(0);
+    expect(sim.stats().models[SONNET]?.admitted).toBe(4);
+  });
+});

@@ -14,6 +14,7 @@ import { WorkerMetrics } from './metrics.js';
 import { PressureMonitor } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
+import { PromptCacheMemory } from './run/prompt-cache-memory.js';
 import { TokenEstimator } from './run/token-estimator.js';
 
 export interface StartWorkerOptions {
@@ -79,6 +80,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       bucket,
       adapters,
       estimator: new TokenEstimator(),
+      promptCache: new PromptCacheMemory(now),
       breaker,
       metrics,
       stats,

@@ -13,6 +13,7 @@ import { createAdapters } from '../providers/index.js';
 import { Breaker } from './breaker.js';
 import { runJob } from './job-runner.js';
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
+import { PromptCacheMemory } from './prompt-cache-memory.js';
 import { TokenEstimator } from './token-estimator.js';
 
 const SONNET = 'claude-sonnet-4-6';
@@ -64,6 +65,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     bucket: new Bucket(redis, { prefix }),
     adapters: createAdapters(config, { [KEY_ENV]: 'sk-runner-test' }),
     estimator: new TokenEstimator(),
+    promptCache: new PromptCacheMemory(Date.now),
     breaker: new Breaker({ ...config.breaker }),
     metrics: new WorkerMetrics({ defaultMetrics: false }),
     stats: new FleetStatsWriter(redis, prefix),
@@ -107,6 +109,24 @@ describe('runJob', () => {
     const outcome = await run(context(), job({ request: { model: SONNET, max_tokens: 99_000, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>));
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'NEVER_FITS', message: expect.stringContaining('otpm') } });
     expect(calls(SONNET)).toBe(before);
+  });
+
+  it('serves a mostly cached prompt whose whole length the lane may never draw, and reserves only its uncached part', async () => {
+    // ITPM 4,000: HIGH may draw 3,800; the prompt is ~3,000 o200k tokens, ~3,600 with the margin.
+    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 4_000, otpm: 100_000 } } } });
+    const system = [{ type: 'text', text: 'Policy handbook, section after section. '.repeat(500), cache_control: { type: 'ephemeral' } }];
+    const cached = (q: string): LlmJob => job({ request: { model: SONNET, max_tokens: 64, system, messages: [{ role: 'user', content: q }] } } as Partial<LlmJob>);
+    const first = await run(ctx, cached('first question'));
+    expect(first).toMatchObject({ kind: 'completed', result: { usage: { cacheCreationInputTokens: expect.any(Number) } } });
+    if (first.kind !== 'completed') return;
+    expect(first.result.usage.cacheCreationInputTokens).toBeGreaterThan(3_000);
+    // The next call knows the prefix is cached: it reserves the question alone, so HIGH's whole
+    // share is still there for it although the first call's write overdrew the bucket.
+    const second = await run(ctx, cached('second question'));
+    expect(second).toMatchObject({ kind: 'completed', result: { usage: { cacheReadInputTokens: first.result.usage.cacheCreationInputTokens } } });
+    // Only the first call met the whole prompt's never-fits; the second reserved what it knew.
+    const snapshot = await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits);
+    expect(snapshot.counters.neverFits).toEqual({ itpm: 1 });
   });
 
   it('fails PROVIDER_REJECTED after exactly one call when the provider answers 400', async () => {

@@ -71,6 +71,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     if (res.ok) {
       ctx.breaker.recordSuccess(model);
       ctx.estimator.observe(model, estimate, promptTokensOf(job.provider, res.usage), res.usage.outputTokens);
+      if (job.provider === 'anthropic') ctx.promptCache.remember(model, { ...job.request, model } as LlmJob['request'], res.usage, callStarted);
       countTokens(ctx, job.provider, model, res.usage);
       const usd = costOf(modelCfg.pricing, res.usage, { provider: job.provider, batch: false });
       ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, usd);

@@ -4,6 +4,7 @@
  * the ladder can ever serve the job in its lane.
  */
 import { isTenantDimension, maxOutputTokens, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { inputReservation } from './input-reservation.js';
 import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
 
@@ -55,19 +56,28 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Pro
     const modelCfg = ctx.config.models[model]!;
     const pool = poolOf(ctx.config, model);
     const request = { ...job.request, model } as LlmJob['request'];
-    const { estimate, reserve } = ctx.estimator.reserveFor(model, request, job.provider);
+    const input = inputReservation(ctx, model, request, job.provider);
+    const { estimate } = input;
     const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg)
       ? ctx.estimator.outputReserveFor(model, maxOutputTokens(job))
       : maxOutputTokens(job);
-    const res = await ctx.bucket.acquire({
-      pool,
-      limits: modelCfg.limits,
-      need: { requests: 1, inputTokens: reserve, outputTokens },
-      lane: meta.lane,
-      reserve: laneCfg.reserve,
-      model,
-      ...tenantOf(ctx.config, job.tenant),
-    });
+    const acquire = (inputTokens: number) =>
+      ctx.bucket.acquire({
+        pool,
+        limits: modelCfg.limits,
+        need: { requests: 1, inputTokens, outputTokens },
+        lane: meta.lane,
+        reserve: laneCfg.reserve,
+        model,
+        ...tenantOf(ctx.config, job.tenant),
+      });
+    let reserve = input.reserve;
+    let res = await acquire(reserve);
+    // A prompt that never fits in full may fit as the provider counts it, read from its cache.
+    if (res.status === 'never_fits' && res.dimension === 'itpm' && input.ifCached !== undefined) {
+      reserve = input.ifCached;
+      res = await acquire(reserve);
+    }
     if (res.status === 'granted') return { kind: 'granted', model, pool, reservation: res.reservation, estimate };
     ctx.breaker.release(model);
     if (res.status === 'never_fits') {

@@ -7,6 +7,7 @@ import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFail
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { Breaker } from './breaker.js';
+import type { PromptCacheMemory } from './prompt-cache-memory.js';
 import type { TokenEstimator } from './token-estimator.js';
 
 /** What the runner asks of the pressure monitor: is this lane shed for this pool, and how hard. */
@@ -22,6 +23,8 @@ export interface RunContext {
   bucket: Bucket;
   adapters: Record<Provider, ProviderAdapter>;
   estimator: TokenEstimator;
+  /** The provider's prompt cache as this worker has seen it (cache-aware input reservations). */
+  promptCache: PromptCacheMemory;
   breaker: Breaker;
   metrics: WorkerMetrics;
   stats: FleetStatsWriter;
