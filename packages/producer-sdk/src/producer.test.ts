@@ -303,6 +303,28 @@ describe('Producer', () => {
     expect(await p.cancel('high.no-such-job')).toBe(false);
   });
 
+  it('removes a job not yet started when its result times out with cancelOnTimeout, and leaves a running one', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const p = producer(prefix);
+    const waiting = await p.enqueue(job({ priority: 'HIGH' }));
+    const err = await waiting.result({ timeoutMs: 200, cancelOnTimeout: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect(err).toMatchObject({ code: 'TIMEOUT', cancelled: true });
+    expect(await p.getJob(waiting.id)).toBeNull();
+
+    const running = await p.enqueue(job({ priority: 'HIGH' }));
+    const k = laneKeys(prefix, 'high');
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    expect((await w.getNextJob('tok', { block: false }))?.id).toBe(running.id);
+    await expect(running.result({ timeoutMs: 200, cancelOnTimeout: true })).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: false });
+    expect((await p.getJob(running.id))?.state).toBe('active');
+    // Without the option a timeout leaves the job where it is.
+    const kept = await p.enqueue(job({ priority: 'HIGH' }));
+    await expect(kept.result({ timeoutMs: 100 })).rejects.toBeInstanceOf(TimeoutError);
+    expect((await p.getJob(kept.id))?.state).toBe('waiting');
+  });
+
   it('refuses new jobs for a pool the fleet is shedding, with a retry hint, and only for that pool', async () => {
     const prefix = await fleetPrefix();
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic', pool: 'sonnet' }, 'claude-haiku-4-5': { provider: 'anthropic' } } }));

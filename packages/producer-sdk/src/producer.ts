@@ -19,6 +19,7 @@ import {
   releaseJobs,
   waitForReady,
   JobNotFoundError,
+  TimeoutError,
   type JobFailure,
   type Lane,
   type LaneEntry,
@@ -62,6 +63,12 @@ export interface ProducerOptions {
 export interface ResultOptions {
   /** Positive ms (any length: longer than a Node timer's 2^31-1 is fine), or Infinity. @default 60000 */
   timeoutMs?: number;
+  /**
+   * On timeout, also remove the job if it has not started, so no provider call is made for an
+   * answer nobody waits for. The `TimeoutError` then says `cancelled: true`; a job already running
+   * is left to finish (`cancelled: false`). @default false
+   */
+  cancelOnTimeout?: boolean;
 }
 
 export interface JobHandle {
@@ -69,7 +76,7 @@ export interface JobHandle {
   lane: Lane;
   /** True when an earlier job was returned instead of a new one: same idempotency key, or coalesced. */
   existing: boolean;
-  /** Resolves with the job's result; rejects with JobFailedError (reason, code) or TimeoutError. */
+  /** Resolves with the job's result; rejects with JobFailedError (reason, code) or TimeoutError (`cancelOnTimeout` removes a job not started). */
   result(opts?: ResultOptions): Promise<LlmResult>;
 }
 
@@ -236,9 +243,14 @@ export class Producer {
       id,
       lane,
       existing,
-      result: ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS } = {}) => {
+      result: async ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS, cancelOnTimeout = false } = {}) => {
         this.assertOpen();
-        return this.waiter.wait(lane, id, timeoutMs);
+        try {
+          return await this.waiter.wait(lane, id, timeoutMs);
+        } catch (err) {
+          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await this.cancel(id).catch(() => false);
+          throw err;
+        }
       },
     };
   }

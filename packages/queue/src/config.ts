@@ -10,6 +10,7 @@ import { ConfigError, type Issue } from './errors.js';
 import { toIssues } from './internal/zod-issues.js';
 import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import { PROVIDERS } from './job.js';
+import { OUTPUT_COUNTINGS, outputReservationIssues } from './output-counting.js';
 
 const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.int({ error: 'expected a non-negative integer' }).nonnegative({ error: 'expected a non-negative integer' });
@@ -52,6 +53,8 @@ export const ModelConfig = z.strictObject({
     .optional(),
   /** Models tried next, in order, when this one is cooling down, broken, or too slow to free up. */
   fallback: z.array(z.string().min(1)).default([]),
+  /** How the provider charges output against its limit when a call starts. @default max_tokens (both providers) */
+  outputCounting: z.enum(OUTPUT_COUNTINGS, { error: 'expected "max_tokens" or "actual"' }).optional(),
 });
 export type ModelConfig = z.infer<typeof ModelConfig>;
 
@@ -144,7 +147,7 @@ export const HeadroomConfig = z
         concurrency: positiveInt.default(32),
         /** `strict`: always the highest non-empty lane; `weighted`: smooth weighted round-robin. */
         order: z.enum(['strict', 'weighted']).default('strict'),
-        /** Output reservation: the request's max_tokens, or a learned p95 of actual output. */
+        /** Output reservation: the request's max_tokens, or a learned p95 of actual output (only for models whose provider counts actual output: see output-counting.ts). */
         outputReservation: z.enum(['max_tokens', 'p95']).default('max_tokens'),
         /** A running job's lock; a worker that dies (SIGKILL) gives its jobs back after this. */
         lockMs: positiveInt.default(30_000),
@@ -334,6 +337,7 @@ function crossCheck(raw: unknown): Issue[] {
   if (windowMs < 2 * probeMs) {
     issues.push({ path: 'throttle.windowMs', message: `must be at least 2 x throttle.probeIntervalMs (${2 * probeMs}): a shorter window forgets a dead model between its probes` });
   }
+  issues.push(...outputReservationIssues(record(cfg.dispatch).outputReservation, models));
   const redis = record(cfg.redis);
   if (typeof redis.url === 'string' && /\/\/[^/@]*:[^/@]+@/.test(redis.url)) {
     const env = typeof redis.urlEnv === 'string' ? redis.urlEnv : 'REDIS_URL';

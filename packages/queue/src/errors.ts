@@ -191,6 +191,8 @@ export class JobNotFoundError extends HeadroomError {
 
 export class TimeoutError extends HeadroomError {
   readonly timeoutMs: number;
+  /** `result({ cancelOnTimeout: true })`: whether the job was removed before it started. */
+  cancelled?: boolean;
   constructor(what: string, timeoutMs: number) {
     super(ErrorCode.TIMEOUT, `${what} timed out after ${timeoutMs} ms`, { retryable: true });
     this.name = 'TimeoutError';

@@ -14,7 +14,7 @@ export const FailureCode = {
   PROVIDER_REJECTED: 'PROVIDER_REJECTED',
   /** `retry.maxAttempts` calls made; the message carries the last failure. */
   RETRIES_EXHAUSTED: 'RETRIES_EXHAUSTED',
-  /** A 429 that waiting does not clear (a spend cap). */
+  /** A spend cap or billing problem, as the provider's error says (it does not clear by waiting). */
   SPEND_CAP: 'SPEND_CAP',
   /** The request is larger than the lane may ever draw from its pool's limits. */
   NEVER_FITS: 'NEVER_FITS',
@@ -22,6 +22,8 @@ export const FailureCode = {
   UNKNOWN_MODEL: 'UNKNOWN_MODEL',
   /** A waiting LOW (or NORMAL) job past its max wait while its pool was under pressure. */
   SHED: 'SHED',
+  /** The job's own `maxWaitMs` passed (or would, by the wait it faced) before a call could start: no call made for it. */
+  DEADLINE_EXCEEDED: 'DEADLINE_EXCEEDED',
   /** BullMQ failed the job: its worker died during the call more often than allowed. */
   STALLED: 'STALLED',
   /** The job in a lane is not a Headroom job (written by something else). */

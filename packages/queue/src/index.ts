@@ -42,6 +42,8 @@ export type { LlmJobInput, Provider } from './job.js';
 export { parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
 export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';
+export { OUTPUT_COUNTINGS, PROVIDER_OUTPUT_COUNTING, outputCountingOf, reservesOutputP95 } from './output-counting.js';
+export type { OutputCounting } from './output-counting.js';
 export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
 export { addToLane, publishFleetSettings, releaseJobs, AddReply } from './admission.js';

@@ -134,7 +134,12 @@ const JobCommon = {
   idempotencyKey: z.string().min(1).max(256).optional(),
   /** Identical in-flight coalesced jobs share one provider call. */
   coalesce: z.boolean().optional(),
-  /** How long the job may wait before it is late (and, for LOW under pressure, shed). */
+  /**
+   * The job's deadline, in every lane: the latest a provider call for it may start, counted from
+   * enqueue. Past it (or facing a wait that passes it) the job ends DEADLINE_EXCEEDED with no
+   * call; a call in flight is never cut. Also the wait after which a job tries its next model, and
+   * a LOW job under pressure is shed.
+   */
   maxWaitMs: positiveInt.optional(),
   /** What happens to this job when LOW is shed: fail it, or move it to the batch lane. */
   onShed: z.enum(['fail', 'batch']).optional(),

@@ -13,6 +13,7 @@ import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { PressureMonitor, type PressureAdjust } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
+import { PromptCacheMemory } from './run/prompt-cache-memory.js';
 import { ThrottleStates } from './run/throttle-states.js';
 import { TokenEstimator } from './run/token-estimator.js';
 
@@ -81,6 +82,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       adapters,
       estimator: new TokenEstimator(),
       throttles: new ThrottleStates(now, config.throttle.probeIntervalMs),
+      promptCache: new PromptCacheMemory(now),
       metrics,
       stats,
       pressure,

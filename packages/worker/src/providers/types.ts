@@ -27,9 +27,9 @@ export interface ProviderCallOk {
 }
 
 export type FailureKind =
-  /** 429 with a limit that clears by waiting (retry-after). */
+  /** 429 with a limit that clears by waiting (retry-after, else the reset headers). */
   | 'rate_limit'
-  /** 429 from a spend cap / quota exhausted: no retry-after, does not clear by waiting. */
+  /** A spend cap or billing problem, as the provider's error code says (429 `insufficient_quota`, Anthropic's spend limits, 402): does not clear by waiting. */
   | 'spend_cap'
   /** 529 overloaded_error. */
   | 'overloaded'
@@ -57,6 +57,8 @@ export interface ProviderCallFailure {
   message: string;
   /** From `retry-after-ms` or `retry-after`, when the provider sent one. */
   retryAfterMs?: number;
+  /** A rate limit without `retry-after`: when its reset headers say the exhausted limit frees up. */
+  resetInMs?: number;
   headers?: Headers;
   requestId?: string;
 }

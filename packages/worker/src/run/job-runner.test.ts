@@ -7,6 +7,7 @@ import { WorkerMetrics } from '../metrics.js';
 import { createAdapters } from '../providers/index.js';
 import { COOLDOWN_RESUME_SPREAD_MS, runJob } from './job-runner.js';
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
+import { PromptCacheMemory } from './prompt-cache-memory.js';
 import { ThrottleStates } from './throttle-states.js';
 import { TokenEstimator } from './token-estimator.js';
 
@@ -55,6 +56,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     adapters: createAdapters(config, { [KEY_ENV]: 'sk-runner-test' }),
     estimator: new TokenEstimator(),
     throttles: new ThrottleStates(Date.now),
+    promptCache: new PromptCacheMemory(Date.now),
     metrics: new WorkerMetrics({ defaultMetrics: false }),
     stats: new FleetStatsWriter(db.redis, prefix),
     pressure: shedView(config, pressure),
@@ -99,6 +101,24 @@ describe('runJob', () => {
     expect(calls(SONNET)).toBe(before);
   });
 
+  it('serves a mostly cached prompt whose whole length the lane may never draw, and reserves only its uncached part', async () => {
+    // ITPM 4,000: HIGH may draw 3,800; the prompt is ~3,000 o200k tokens, ~3,600 with the margin.
+    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 4_000, otpm: 100_000 } } } });
+    const system = [{ type: 'text', text: 'Policy handbook, section after section. '.repeat(500), cache_control: { type: 'ephemeral' } }];
+    const cached = (q: string): LlmJob => job({ request: { model: SONNET, max_tokens: 64, system, messages: [{ role: 'user', content: q }] } } as Partial<LlmJob>);
+    const first = await run(ctx, cached('first question'));
+    expect(first).toMatchObject({ kind: 'completed', result: { usage: { cacheCreationInputTokens: expect.any(Number) } } });
+    if (first.kind !== 'completed') return;
+    expect(first.result.usage.cacheCreationInputTokens).toBeGreaterThan(3_000);
+    // The next call knows the prefix is cached: it reserves the question alone, so HIGH's whole
+    // share is still there for it although the first call's write overdrew the bucket.
+    const second = await run(ctx, cached('second question'));
+    expect(second).toMatchObject({ kind: 'completed', result: { usage: { cacheReadInputTokens: first.result.usage.cacheCreationInputTokens } } });
+    // Only the first call met the whole prompt's never-fits; the second reserved what it knew.
+    const snapshot = await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits);
+    expect(snapshot.counters.neverFits).toEqual({ itpm: 1 });
+  });
+
   it('fails PROVIDER_REJECTED after exactly one call when the provider answers 400', async () => {
     const requests = () => sim.stats().requestsByPath['POST /v1/messages'] ?? 0;
     const before = requests();
@@ -111,6 +131,17 @@ describe('runJob', () => {
     sim.injectFaults({ model: SONNET, status: 529, count: 1 });
     const outcome = await run(context(), job({ fallback: [HAIKU] }));
     expect(outcome).toMatchObject({ kind: 'completed', result: { model: HAIKU, attempts: 2 } });
+  });
+
+  it("falls back along the primary's configured ladder when the job names no fallback", async () => {
+    sim.injectFaults({ model: SONNET, status: 529, count: 1 });
+    const ctx = context({
+      models: {
+        [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 }, fallback: [HAIKU] },
+        [HAIKU]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 } },
+      },
+    });
+    expect(await run(ctx, job())).toMatchObject({ kind: 'completed', result: { model: HAIKU, attempts: 2 } });
   });
 
   it('delays a retryable failure by the full-jitter backoff of its injected randomness', async () => {
@@ -231,6 +262,30 @@ describe('runJob', () => {
     const ctx = context({}, { [SONNET]: 1 });
     expect((await run(ctx, job(), meta('high', 2 * 3600_000))).kind).toBe('completed');
     expect((await run(ctx, job({ priority: 'LOW' }), meta('low', 1_000))).kind).toBe('completed');
+  });
+
+  it.each(['critical', 'high', 'normal', 'low'] as const)('ends a %s job past its own maxWaitMs DEADLINE_EXCEEDED, without a call', async (lane) => {
+    const before = calls(SONNET);
+    const outcome = await run(context(), job({ maxWaitMs: 1_000 }), meta(lane, 5_000));
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/^not started within its maxWaitMs of 1000 ms \(waited 5\d{3} ms\)$/) } });
+    expect(calls(SONNET)).toBe(before);
+  });
+
+  it('ends the job at once when the wait it faces already passes its deadline', async () => {
+    const ctx = context();
+    await ctx.bucket.cooldown(SONNET, SONNET, { durationMs: 30_000 });
+    const before = calls(SONNET);
+    const outcome = await run(ctx, job({ maxWaitMs: 2_000 }));
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('its cooldown wait needs') } });
+    expect(calls(SONNET)).toBe(before);
+    // Without a deadline of its own the job waits out the cooldown, as before.
+    expect((await run(ctx, job())).kind).toBe('delay');
+  });
+
+  it('makes no retry due past the deadline: the job ends with the failure it had', async () => {
+    sim.injectFaults({ model: SONNET, status: 429, count: 1, retryAfterSeconds: 10 });
+    const outcome = await run(context(), job({ maxWaitMs: 3_000 }));
+    expect(outcome).toMatchObject({ kind: 'failed', progress: { attempts: 1 }, failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('the retry after 429 rate_limit') } });
   });
 
   it('hands the job back, no attempt spent, when the worker is stopping', async () => {

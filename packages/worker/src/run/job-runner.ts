@@ -4,10 +4,12 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { FailureCode, jobFailure, modelLadder, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
+import { FailureCode, jobFailure, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
+import { pastDeadline } from './deadline.js';
+import { ladderOf } from './model-ladder.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
 import type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context.js';
@@ -38,8 +40,9 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   const startedAt = ctx.now();
   let inlineWaits = 0;
   const fellBackFrom = new Set<string>();
-  const unknown = modelLadder(job).filter((m) => !ctx.config.models[m]);
-  if (unknown.length === modelLadder(job).length) {
+  const ladder = ladderOf(ctx.config, job);
+  const unknown = ladder.filter((m) => !ctx.config.models[m]);
+  if (unknown.length === ladder.length) {
     return { kind: 'failed', failure: jobFailure(FailureCode.UNKNOWN_MODEL, `no model of ${JSON.stringify(unknown)} is in the fleet's config`), progress };
   }
   const shed = shedFailure(ctx, job, meta);
@@ -47,9 +50,14 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
 
   while (true) {
     if (signal.aborted) return { kind: 'aborted', progress };
+    const late = pastDeadline(job, meta, ctx.now());
+    if (late) return { kind: 'failed', failure: late, progress };
     const plan = await planCall(ctx, job, meta, fellBackFrom);
     if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
     if (plan.kind === 'wait') {
+      // The bucket's wait is a lower bound: past the deadline already, the job ends now.
+      const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
+      if (tooLate) return { kind: 'failed', failure: tooLate, progress };
       if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits++ < MAX_INLINE_WAITS) {
         await sleep(plan.waitMs);
         continue;
@@ -81,6 +89,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
 
     if (res.ok) {
       ctx.estimator.observe(model, estimate, promptTokensOf(job.provider, res.usage), res.usage.outputTokens);
+      if (job.provider === 'anthropic') ctx.promptCache.remember(model, { ...job.request, model } as LlmJob['request'], res.usage, callStarted);
       countTokens(ctx, job.provider, model, res.usage);
       const usd = costOf(modelCfg.pricing, res.usage, { provider: job.provider, batch: false });
       ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, usd);
@@ -122,6 +131,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       continue;
     }
     const delayMs = decision.action === 'retry' ? decision.delayMs : (decision.cooldownMs ?? ctx.config.retry.baseDelayMs);
+    const retryTooLate = pastDeadline(job, meta, ctx.now(), delayMs, `the retry after ${progress.lastError}`);
+    if (retryTooLate) return { kind: 'failed', failure: retryTooLate, progress };
     return { kind: 'delay', delayMs, progress };
   }
 }

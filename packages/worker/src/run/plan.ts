@@ -1,9 +1,11 @@
 /**
- * Plans one provider call: walks the job's model ladder and draws the first model's need from
+ * Plans one provider call: walks the job's model ladder (model-ladder.ts) and draws the first model's need from
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, modelLadder, poolOf, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, maxOutputTokens, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { inputReservation } from './input-reservation.js';
+import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
 
 /** Why a plan waits: the bucket's reason (a dimension, a cooldown, the throttle, the retry budget). */
@@ -32,7 +34,7 @@ function degrades(reason: PlanWaitReason): boolean {
 
 /** Another model of the ladder is configured and not known to be dead (its throttle open). */
 export function hasAlternative(ctx: RunContext, job: LlmJob, failed: string): boolean {
-  return modelLadder(job).some((m) => m !== failed && ctx.config.models[m] && !ctx.throttles.isOpen(m));
+  return ladderOf(ctx.config, job).some((m) => m !== failed && ctx.config.models[m] && !ctx.throttles.isOpen(m));
 }
 
 /**
@@ -44,7 +46,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
   const laneCfg = ctx.config.lanes[meta.lane];
   const maxWaitMs = job.maxWaitMs ?? laneCfg.maxWaitMs;
   const waitedMs = ctx.now() - meta.enqueuedAt;
-  const configured = modelLadder(job).filter((m) => ctx.config.models[m]);
+  const configured = ladderOf(ctx.config, job).filter((m) => ctx.config.models[m]);
   const rest = configured.filter((m) => !avoid.has(m));
   const ladder = rest.length > 0 ? rest : configured;
   let best: { waitMs: number; reason: PlanWaitReason } | undefined;
@@ -62,21 +64,30 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     const modelCfg = ctx.config.models[model]!;
     const pool = poolOf(ctx.config, model);
     const request = { ...job.request, model } as LlmJob['request'];
-    const { estimate, reserve } = ctx.estimator.reserveFor(model, request, job.provider);
-    const outputTokens = ctx.config.dispatch.outputReservation === 'p95'
+    const input = inputReservation(ctx, model, request, job.provider);
+    const { estimate } = input;
+    const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg)
       ? ctx.estimator.outputReserveFor(model, maxOutputTokens(job))
       : maxOutputTokens(job);
-    const res = await ctx.bucket.acquire({
-      pool,
-      limits: modelCfg.limits,
-      need: { requests: 1, inputTokens: reserve, outputTokens },
-      lane: meta.lane,
-      reserve: laneCfg.reserve,
-      model,
-      retry: meta.progress.triedModels?.includes(model) ?? false,
-      retryReserve: laneCfg.retryReserve,
-      ...tenantOf(ctx.config, job.tenant),
-    });
+    const acquire = (inputTokens: number) =>
+      ctx.bucket.acquire({
+        pool,
+        limits: modelCfg.limits,
+        need: { requests: 1, inputTokens, outputTokens },
+        lane: meta.lane,
+        reserve: laneCfg.reserve,
+        model,
+        retry: meta.progress.triedModels?.includes(model) ?? false,
+        retryReserve: laneCfg.retryReserve,
+        ...tenantOf(ctx.config, job.tenant),
+      });
+    let reserve = input.reserve;
+    let res = await acquire(reserve);
+    // A prompt that never fits in full may fit as the provider counts it, read from its cache.
+    if (res.status === 'never_fits' && res.dimension === 'itpm' && input.ifCached !== undefined) {
+      reserve = input.ifCached;
+      res = await acquire(reserve);
+    }
     if (res.status !== 'never_fits') ctx.throttles.note(model, res.throttle);
     if (res.status === 'granted') return { kind: 'granted', model, pool, reservation: res.reservation, estimate };
     if (res.status === 'never_fits') {

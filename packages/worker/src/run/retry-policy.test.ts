@@ -31,6 +31,12 @@ describe('decide', () => {
     ['429 with retry-after, fallback exists', failure('rate_limit', { retryAfterMs: 7000 }), 1, { hasNextModel: true }, { action: 'fallback', cooldownMs: 7000 }],
     ['429 with a fractional retry-after-ms', failure('rate_limit', { retryAfterMs: 1234.2 }), 2, {}, { action: 'retry', delayMs: 1235, cooldownMs: 1235 }],
     ['429 with retry-after above the backoff cap', failure('rate_limit', { retryAfterMs: 45_000 }), 1, {}, { action: 'retry', delayMs: 45_000, cooldownMs: 45_000 }],
+    // A 429 without retry-after is still a rate limit: its reset headers time it, else a backoff.
+    ['429 without retry-after, reset headers', failure('rate_limit', { resetInMs: 3000 }), 1, {}, { action: 'retry', delayMs: 3000, cooldownMs: 3000 }],
+    ['429 with both, retry-after wins', failure('rate_limit', { retryAfterMs: 2000, resetInMs: 9000 }), 1, {}, { action: 'retry', delayMs: 2000, cooldownMs: 2000 }],
+    ['429 without any hint, attempt 2', failure('rate_limit'), 2, {}, { action: 'retry', delayMs: 500, cooldownMs: 1000 }],
+    ['429 without any hint, fallback exists', failure('rate_limit'), 1, { hasNextModel: true }, { action: 'fallback', cooldownMs: 500 }],
+    ['429 without any hint, attempt 5: never a spend cap', failure('rate_limit'), 5, {}, { action: 'retry', delayMs: 4000, cooldownMs: 8000 }],
     // 529: no fleet-wide cooldown (a brownout strikes a fraction of calls; the model's throttle
     // and retry budget answer it); prefer the next model, else retry soon.
     ['529, fallback exists', failure('overloaded'), 1, { hasNextModel: true }, { action: 'fallback' }],
@@ -44,7 +50,6 @@ describe('decide', () => {
     ['503 with retry-after', failure('server', { retryAfterMs: 2000 }), 1, {}, { action: 'retry', delayMs: 2000 }],
     ['network, attempt 2', failure('network'), 2, {}, { action: 'retry', delayMs: 100 }],
     ['bad_response, attempt 1', failure('bad_response'), 1, {}, { action: 'retry', delayMs: 50 }],
-    ['429 without retry-after, attempt 2: the ordinary base', failure('rate_limit'), 2, {}, { action: 'retry', delayMs: 500 }],
     // Spend cap: bounded, whatever maxAttempts says.
     ['spend cap, first attempt', failure('spend_cap'), 1, {}, { action: 'retry', delayMs: 250 }],
     ['spend cap, first attempt, fallback exists', failure('spend_cap'), 1, { hasNextModel: true }, { action: 'fallback' }],

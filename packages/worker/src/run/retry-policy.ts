@@ -85,14 +85,18 @@ export function decide(
     return { action: 'fail', code: 'RETRIES_EXHAUSTED', reason: `after ${attempt} attempts, last: ${describeFailure(failure)}` };
   }
 
-  const hinted = failure.retryAfterMs === undefined ? undefined : Math.max(0, Math.ceil(failure.retryAfterMs));
+  // A rate limit without retry-after is timed by its reset headers (`resetInMs`).
+  const hint = failure.retryAfterMs ?? (failure.kind === 'rate_limit' ? failure.resetInMs : undefined);
+  const hinted = hint === undefined ? undefined : Math.max(0, Math.ceil(hint));
   const delayMs = hinted ?? backoffMs(attempt, retry, random);
   switch (failure.kind) {
-    case 'rate_limit':
-      // The limit is the model's (its pool's), not the job's: everyone waits out retry-after.
-      return context.hasNextModel
-        ? { action: 'fallback', ...(hinted === undefined ? {} : { cooldownMs: hinted }) }
-        : { action: 'retry', delayMs, ...(hinted === undefined ? {} : { cooldownMs: hinted }) };
+    case 'rate_limit': {
+      // The limit is the model's (its pool's), not the job's: everyone waits out retry-after or
+      // the reset. With neither, a short unjittered cooldown (the backoff ceiling) keeps the
+      // fleet off the model while this job backs off.
+      const cooldownMs = hinted ?? Math.min(MAX_BACKOFF_MS, retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+      return context.hasNextModel ? { action: 'fallback', cooldownMs } : { action: 'retry', delayMs, cooldownMs };
+    }
     case 'overloaded':
       // Overload is the model's, but no cooldown: a 529 usually strikes a fraction of calls, and
       // a fleet-wide stop at each one would idle a model that still serves the rest. The

@@ -6,6 +6,7 @@
 import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
+import type { PromptCacheMemory } from './prompt-cache-memory.js';
 import type { ThrottleStates } from './throttle-states.js';
 import type { TokenEstimator } from './token-estimator.js';
 
@@ -24,6 +25,8 @@ export interface RunContext {
   estimator: TokenEstimator;
   /** Each model's fleet-wide throttle as this worker last heard it (for fallback decisions). */
   throttles: ThrottleStates;
+  /** The provider's prompt cache as this worker has seen it (cache-aware input reservations). */
+  promptCache: PromptCacheMemory;
   metrics: WorkerMetrics;
   stats: FleetStatsWriter;
   pressure: ShedView;
