@@ -1,5 +1,5 @@
 // `pnpm sim` / `headroom-sim`: runs the simulator until SIGINT or SIGTERM.
-// Flags: --port N, --latency-ms N | MIN-MAX, --batch-completion-ms N.
+// Flags: --port N, --latency-ms N | MIN-MAX, --stream-token-ms N, --batch-completion-ms N.
 
 import { parseArgs } from 'node:util';
 import { startSimulator } from './index.js';
@@ -22,19 +22,22 @@ async function main(): Promise<void> {
     options: {
       port: { type: 'string' },
       'latency-ms': { type: 'string' },
+      'stream-token-ms': { type: 'string' },
       'batch-completion-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
-    console.log('usage: headroom-sim [--port N] [--latency-ms N|MIN-MAX] [--batch-completion-ms N]');
+    console.log('usage: headroom-sim [--port N] [--latency-ms N|MIN-MAX] [--stream-token-ms N] [--batch-completion-ms N]');
     return;
   }
   const latencyMs = latency(values['latency-ms']);
+  const streamTokenMs = number('stream-token-ms', values['stream-token-ms']);
   const batchCompletionMs = number('batch-completion-ms', values['batch-completion-ms']);
   const sim = await startSimulator({
     port: number('port', values.port) ?? 4010,
     ...(latencyMs !== undefined ? { latencyMs } : {}),
+    ...(streamTokenMs !== undefined ? { streamTokenMs } : {}),
     ...(batchCompletionMs !== undefined ? { batchCompletionMs } : {}),
   });
   console.log(`headroom simulator listening on ${sim.url}`);

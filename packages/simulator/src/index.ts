@@ -12,20 +12,22 @@
  * const client = new Anthropic({ apiKey: 'sk-test', baseURL: sim.url, maxRetries: 0 }); // OpenAI: baseURL sim.url + '/v1'
  * await client.messages.create({ model: 'claude-sonnet-4-6', max_tokens: 256, messages: [{ role: 'user', content: 'Hi' }] });
  * sim.injectFaults({ model: 'claude-sonnet-4-6', status: 529, count: 3 });
+ * sim.injectFaults({ overloaded: true, probability: 0.5, durationMs: 40_000 }); // a 40 s overload window
  * sim.scaleLimits(0.5); // brownout
+ * sim.setPace({ streamTokenMs: 50 }); // streams send a token every 50 ms
  * console.log(sim.stats().models['claude-sonnet-4-6']);
  * await sim.close();
  * ```
  *
  * Other processes use the same controls over HTTP: `GET /_sim/stats`, `GET|POST /_sim/limits`,
- * `GET|POST|DELETE /_sim/faults`, `POST /_sim/batch-faults`, `POST /_sim/reset`.
+ * `GET|POST /_sim/pace`, `GET|POST|DELETE /_sim/faults`, `POST /_sim/batch-faults`, `POST /_sim/reset`.
  */
 
 import { Controls, type FaultsView, type LimitsView, type ModelLimitsView } from './internal/controls.js';
 import type { BatchFaultSpec, FaultSpec, FaultStatus } from './internal/faults.js';
 import { DEFAULT_MODELS, type ModelConfig, type ModelLimits, type Provider, type SimulatorOptions, withDefaults } from './internal/options.js';
 import { startServer } from './internal/server.js';
-import { SimulatorState } from './internal/state.js';
+import { type Pace, type PaceChange, SimulatorState } from './internal/state.js';
 import type { AdmissionRecord, BatchStats, ModelStats, SimulatorStats } from './internal/stats.js';
 import { loadTokenizer } from './internal/tokenizer.js';
 
@@ -40,7 +42,14 @@ export interface Simulator {
   setLimits(model: string, limits: Partial<ModelLimits>): void;
   /** Scales all configured limits by `factor` (0.5 halves them; 1 restores them). */
   scaleLimits(factor: number): void;
-  /** Arms one or more faults; see FaultSpec for when each strikes. */
+  /** How fast calls go now: `{ latencyMs: { min, max }, streamTokenMs }` (null: deltas spread over the latency). */
+  pace(): Pace;
+  /**
+   * Changes how fast calls go, effective for calls from now on, and for the rest of running
+   * streams' tokens; fields not given keep their value. Kept across reset(), as limits are.
+   */
+  setPace(change: PaceChange): void;
+  /** Arms one or more faults (all or none); see FaultSpec for when each strikes. */
   injectFaults(spec: FaultSpec | FaultSpec[]): void;
   /** Makes entries of batches created from now on come back errored or expired. */
   injectBatchFaults(spec: BatchFaultSpec): void;
@@ -48,7 +57,7 @@ export interface Simulator {
   faults(): FaultsView;
   /** Disarms every interactive and batch fault. */
   clearFaults(): void;
-  /** Clears stats, rate-limit buckets, faults and the prompt cache. Limits and batches stay. */
+  /** Clears stats, rate-limit buckets, faults and both prompt caches. Limits, pace and batches stay. */
   reset(): void;
   close(): Promise<void>;
 }
@@ -66,6 +75,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     limits: () => controls.limits(),
     setLimits: (model, limits) => controls.setLimits(model, limits),
     scaleLimits: (factor) => controls.scaleLimits(factor),
+    pace: () => controls.pace(),
+    setPace: (change) => controls.setPace(change),
     injectFaults: (spec) => controls.injectFaults(spec),
     injectBatchFaults: (spec) => controls.injectBatchFaults(spec),
     faults: () => controls.faults(),
@@ -88,6 +99,8 @@ export type {
   ModelLimits,
   ModelLimitsView,
   ModelStats,
+  Pace,
+  PaceChange,
   Provider,
   SimulatorOptions,
   SimulatorStats,

@@ -135,6 +135,45 @@ describe('OpenAI Chat Completions through the openai SDK', () => {
     expect(sim.stats().models[MODEL]?.faultsInjected).toEqual({ '503': 1, '429-spend-cap': 1, malformed: 1, cut: 1 });
   });
 
+  it('reports a prompt prefix seen recently as cached_tokens, and still draws it from tokens/min', async () => {
+    // A frozen clock: the bucket never refills, so what is left is exactly what was drawn.
+    const cached = await startSimulator({ latencyMs: 0, outputTokens: 10, clock: () => Date.UTC(2026, 0, 1), models: { [MODEL]: { provider: 'openai', limits: { rpm: 100, tpm: 100_000 } } } });
+    try {
+      const sdk = new OpenAI({ apiKey: 'k', baseURL: `${cached.url}/v1`, maxRetries: 0 });
+      const manual = Array.from({ length: 200 }, (_, i) => `Rule ${i}: keep the queue moving.`).join('\n');
+      const ask = (question: string) => ({ model: MODEL, max_tokens: 100, messages: [{ role: 'system' as const, content: manual }, { role: 'user' as const, content: question }] });
+
+      const first = await sdk.chat.completions.create(ask('first question'));
+      expect(first.usage?.prompt_tokens).toBeGreaterThan(1500);
+      expect(first.usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+
+      const { data: second, response } = await sdk.chat.completions.create(ask('second question')).withResponse();
+      const hit = second.usage?.prompt_tokens_details?.cached_tokens ?? 0;
+      expect(hit).toBeGreaterThanOrEqual(1024);
+      expect(hit % 128).toBe(0);
+      expect(hit).toBeLessThanOrEqual(second.usage?.prompt_tokens ?? 0);
+      // prompt_tokens still counts the cached part, and so does TPM.
+      expect(second.usage?.prompt_tokens).toBe(first.usage?.prompt_tokens);
+      expect(Number(response.headers.get('x-ratelimit-remaining-tokens'))).toBe(100_000 - (first.usage?.total_tokens ?? 0) - (second.usage?.total_tokens ?? 0));
+
+      const stream = await sdk.chat.completions.create({ ...ask('third question'), stream: true, stream_options: { include_usage: true } });
+      let streamedUsage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of stream) if (chunk.usage) streamedUsage = chunk.usage;
+      expect(streamedUsage?.prompt_tokens_details?.cached_tokens).toBe(hit);
+
+      const short = await sdk.chat.completions.create(chat('short'));
+      await sdk.chat.completions.create(chat('short'));
+      expect(short.usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+      expect((await sdk.chat.completions.create(chat('short'))).usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+
+      const stats = cached.stats();
+      expect(stats.models[MODEL]?.cacheReadTokens).toBe(2 * hit);
+      expect(stats.admissions[1]).toMatchObject({ input: second.usage?.prompt_tokens, cacheRead: hit });
+    } finally {
+      await cached.close();
+    }
+  });
+
   it('streams the same answer as chunks, with usage when asked', async () => {
     const plain = await client.chat.completions.create(chat('stream this'));
     const stream = await client.chat.completions.create({ ...chat('stream this'), stream: true, stream_options: { include_usage: true } });

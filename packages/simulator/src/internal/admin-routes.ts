@@ -5,6 +5,7 @@ import type { Controls } from './controls.js';
 import type { BatchFaultSpec, FaultSpec } from './faults.js';
 import { type Exchange, json, parseJsonBody, type Reply } from './http-exchange.js';
 import type { ModelLimits } from './options.js';
+import type { PaceChange } from './state.js';
 
 function bad(message: string): Reply {
   return json(400, { error: { type: 'invalid_request', message } });
@@ -39,6 +40,13 @@ export function handleAdmin(controls: Controls, exchange: Exchange): Reply {
           controls.setLimits(body.model, body.limits as Partial<ModelLimits>);
         } else return bad('expected { model, limits } or { scale }');
         return ok(controls.limits());
+      });
+    case 'GET /_sim/pace':
+      return ok(controls.pace());
+    case 'POST /_sim/pace':
+      return withBody(exchange, (body) => {
+        controls.setPace(body as PaceChange);
+        return ok(controls.pace());
       });
     case 'GET /_sim/faults':
       return ok(controls.faults());

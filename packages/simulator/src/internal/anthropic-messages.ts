@@ -1,15 +1,16 @@
 // POST /v1/messages and POST /v1/messages/count_tokens.
 
+import { anthropicFaultReply } from './anthropic-faults.js';
 import {
   type AnthropicMessage,
   anthropicError,
-  anthropicFaultError,
   buildMessage,
   checkAgainstModel,
   type MessageParams,
   validateMessageParams,
 } from './anthropic-request.js';
 import { streamMessage } from './anthropic-stream.js';
+import type { StreamDelivery } from './paced-stream.js';
 import { type Exchange, json, parseJsonBody, type Reply, sleep } from './http-exchange.js';
 import { anthropicInputTokens, anthropicSegments } from './prompt-tokens.js';
 import type { Dimension, QuotaSnapshot } from './quota.js';
@@ -57,16 +58,12 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
     cacheCreation: cache.cacheCreation,
     maxTokens: params.max_tokens,
     charge: { requests: 1, input: drawnInput, output: params.max_tokens },
+    streamed: params.stream === true,
   });
 
   if (result.kind === 'fault') {
-    const headers = headersFor(state.quota.snapshot(apiKey, model.pool, state.now()));
-    const { action } = result;
-    if (action.status !== 429) return anthropicFaultError(action.status, headers);
-    if (action.spendCap) {
-      return anthropicError(429, 'rate_limit_error', 'You have reached your specified API usage limits. You will regain access when your spend limit resets or is raised.', headers);
-    }
-    return anthropicError(429, 'rate_limit_error', 'Rate limited by upstream traffic.', { ...headers, 'retry-after': String(action.retryAfterSeconds) });
+    const at = state.now();
+    return anthropicFaultReply(result.action, state.quota.snapshot(apiKey, model.pool, at), at);
   }
 
   if (result.kind === 'refused') {
@@ -92,24 +89,32 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
     { input_tokens: cache.input, cache_creation_input_tokens: cache.cacheCreation, cache_read_input_tokens: cache.cacheRead },
     state.config.outputTokens,
   );
-  const finish = (): QuotaSnapshot => {
+  // The prompt was read (and cached) however the answer ends, a stream cut short included.
+  const finish = (delivery?: StreamDelivery): QuotaSnapshot => {
     state.promptCache.commit(cache.writes, state.now());
-    return state.settle(ticket, message.usage.output_tokens);
+    return state.settle(ticket, delivery?.charged ?? message.usage.output_tokens, delivery);
   };
 
   if (params.stream) {
-    const fault = state.transportFault(model.name);
+    const fault = state.transportFault(model);
     return {
       kind: 'stream',
       status: 200,
       headers: headersFor(state.quota.snapshot(apiKey, model.pool, state.now())),
-      write: (res) => streamMessage(res, message, { latencyMs: state.latencyMs(), finish, fault }),
+      write: (res) =>
+        streamMessage(res, message, {
+          latencyMs: state.latencyMs(),
+          tokenMs: () => state.streamTokenMs(),
+          fault,
+          progress: (outputSent) => state.progress(ticket, outputSent),
+          settle: finish,
+        }),
     };
   }
 
   await sleep(state.latencyMs());
   const headers = headersFor(finish());
-  const fault = state.transportFault(model.name);
+  const fault = state.transportFault(model);
   return withFault(json(200, message, headers), fault, message);
 }
 

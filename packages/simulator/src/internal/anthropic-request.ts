@@ -149,6 +149,7 @@ export function buildMessage(
 export type AnthropicErrorType =
   | 'invalid_request_error'
   | 'authentication_error'
+  | 'billing_error'
   | 'permission_error'
   | 'not_found_error'
   | 'request_too_large'
@@ -156,17 +157,11 @@ export type AnthropicErrorType =
   | 'api_error'
   | 'overloaded_error';
 
-export function anthropicErrorBody(type: AnthropicErrorType, message: string) {
-  return { type: 'error' as const, error: { type, message } };
+/** `details.error_code` names a case within a status (the SDK maps e.g. `429 enforced_spend_limit_reached` to its own class). */
+export function anthropicErrorBody(type: AnthropicErrorType, message: string, errorCode?: string) {
+  return { type: 'error' as const, error: { type, message, ...(errorCode === undefined ? {} : { details: { error_code: errorCode } }) } };
 }
 
-export function anthropicError(status: number, type: AnthropicErrorType, message: string, headers?: HeaderMap): Reply {
-  return json(status, anthropicErrorBody(type, message), headers);
-}
-
-/** The body of an injected 5xx, by status: 529 is Anthropic's "overloaded". */
-export function anthropicFaultError(status: number, headers: HeaderMap): Reply {
-  return status === 529
-    ? anthropicError(529, 'overloaded_error', 'Overloaded', headers)
-    : anthropicError(status, 'api_error', 'Internal server error', headers);
+export function anthropicError(status: number, type: AnthropicErrorType, message: string, headers?: HeaderMap, errorCode?: string): Reply {
+  return json(status, anthropicErrorBody(type, message, errorCode), headers);
 }

@@ -3,7 +3,7 @@
 
 import type { BatchFaultSpec, FaultSpec } from './faults.js';
 import type { ModelLimits, Provider } from './options.js';
-import type { SimulatorState } from './state.js';
+import type { Pace, PaceChange, SimulatorState } from './state.js';
 import type { SimulatorStats } from './stats.js';
 
 export interface ModelLimitsView {
@@ -62,12 +62,22 @@ export class Controls {
     this.#state.quota.setScale(factor, this.#state.now());
   }
 
+  /** How fast calls go now: latency, and the gap between a stream's tokens. */
+  pace(): Pace {
+    return this.#state.pace();
+  }
+
+  /** Fields not given keep their value; `streamTokenMs: null` spreads deltas over the latency again. */
+  setPace(change: PaceChange): void {
+    this.#state.setPace(change);
+  }
+
   injectFaults(spec: FaultSpec | FaultSpec[]): void {
     const specs = Array.isArray(spec) ? spec : [spec];
     for (const one of specs) {
       if (one.model !== undefined && !this.#state.config.models.has(one.model)) throw new RangeError(`unknown model ${one.model}`);
     }
-    for (const one of specs) this.#state.faults.add(one);
+    this.#state.faults.add(specs, this.#state.now());
   }
 
   injectBatchFaults(spec: BatchFaultSpec): void {
@@ -75,7 +85,7 @@ export class Controls {
   }
 
   faults(): FaultsView {
-    return { faults: this.#state.faults.list(), batchFaults: this.#state.batchFaults.list() };
+    return { faults: this.#state.faults.list(this.#state.now()), batchFaults: this.#state.batchFaults.list() };
   }
 
   /** Clears interactive and batch faults alike. */
@@ -84,7 +94,7 @@ export class Controls {
     this.#state.batchFaults.clear();
   }
 
-  /** Clears stats, rate-limit buckets, faults and the prompt cache; limits and batches stay. */
+  /** Clears stats, rate-limit buckets, faults and both prompt caches; limits, pace and batches stay. */
   reset(): void {
     this.#state.reset();
   }

@@ -1,25 +1,49 @@
-// Fault injection. Status faults (429/5xx) strike before admission and spend no quota, as a
-// provider that refuses or falls over does. Transport faults (malformed body, cut connection)
-// strike after the call was admitted and processed: the quota is spent and the client never sees
-// the answer, which is what makes them nasty.
+// Fault injection. Status faults (429/5xx, spend caps, billing) strike before admission and spend
+// no quota, as a provider that refuses or falls over does. Transport faults (malformed body, cut
+// connection) strike after the call was admitted and processed: the quota is spent and the client
+// never sees the answer, which is what makes them nasty.
 
 import { sha256 } from './answer.js';
+import type { Provider } from './options.js';
 
 export type FaultStatus = 429 | 500 | 502 | 503 | 529;
 
 export interface FaultSpec {
   /** Only calls to this model; every model when absent. */
   model?: string;
-  /** HTTP status of a status fault. Required unless `malformed`, `cut` or `spendCap` is set. */
+  /**
+   * HTTP status of a status fault, sent as given to either provider (a 529 to an OpenAI model is
+   * not something OpenAI sends; use `overloaded` for each provider's own overload answer).
+   * Required unless `malformed`, `cut`, `spendCap`, `billing` or `overloaded` is set.
+   */
   status?: FaultStatus;
   /** Strike this many matching calls, then retire. Unbounded when absent. */
   count?: number;
   /** Strike each matching call with this probability. @default 1 */
   probability?: number;
-  /** A spend-cap 429: no `retry-after`, and waiting does not clear it. */
+  /** Strike only from this long after the fault is injected. @default 0 */
+  fromMs?: number;
+  /** Strike only for this long (from `fromMs`), then retire. Unbounded when absent. */
+  durationMs?: number;
+  /**
+   * The provider's monthly spend cap, a 429 without `retry-after` that waiting does not clear.
+   * Anthropic: `rate_limit_error` with `details.error_code: enforced_spend_limit_reached`;
+   * OpenAI: `insufficient_quota`.
+   */
   spendCap?: boolean;
-  /** `retry-after` of an injected (non spend-cap) 429. @default 1 */
+  /** A billing problem: Anthropic 402 `billing_error`; OpenAI 429 `insufficient_quota`. */
+  billing?: boolean;
+  /** The provider is overloaded: Anthropic 529 `overloaded_error`; OpenAI 503. */
+  overloaded?: boolean;
+  /** `retry-after` of an injected (rate-limit) 429. @default 1 */
   retryAfterSeconds?: number;
+  /**
+   * A rate-limit 429 with no `retry-after` (nor `retry-after-ms`): the client has only the reset
+   * headers, which say requests are exhausted until `resetMs` from now. Only with `status: 429`.
+   */
+  omitRetryAfter?: boolean;
+  /** With `omitRetryAfter`: when the reset headers say requests free up. @default retryAfterSeconds * 1000 */
+  resetMs?: number;
   /** 200 with a body that is not valid JSON. */
   malformed?: boolean;
   /** The socket is destroyed half-way through the response. */
@@ -27,9 +51,17 @@ export interface FaultSpec {
 }
 
 export type FaultAction =
-  | { kind: 'status'; status: FaultStatus; spendCap: boolean; retryAfterSeconds: number }
+  | { kind: 'server'; status: Exclude<FaultStatus, 429> }
+  /** `retryAfterSeconds` null: no retry-after, and requests read exhausted until `resetMs` from now. */
+  | { kind: 'rate-limit'; retryAfterSeconds: number | null; resetMs: number }
+  | { kind: 'spend-cap' }
+  | { kind: 'billing' }
+  | { kind: 'overloaded' }
   | { kind: 'malformed' }
   | { kind: 'cut' };
+
+export type StatusFaultAction = Exclude<FaultAction, { kind: 'malformed' | 'cut' }>;
+export type TransportFaultAction = Extract<FaultAction, { kind: 'malformed' | 'cut' }>;
 
 export type FaultStage = 'before-admission' | 'after-admission';
 
@@ -37,44 +69,118 @@ interface Rule {
   spec: FaultSpec;
   action: FaultAction;
   remaining: number;
+  /** The window, in simulator-clock ms. */
+  from: number;
+  until: number;
 }
 
 const STATUSES: readonly number[] = [429, 500, 502, 503, 529];
 
+function nonNegative(value: number | undefined, name: string): void {
+  if (value !== undefined && !(value >= 0 && Number.isFinite(value))) throw new RangeError(`fault ${name} must be a finite number >= 0`);
+}
+
 export function toFaultAction(spec: FaultSpec): FaultAction {
   if (spec.cut) return { kind: 'cut' };
   if (spec.malformed) return { kind: 'malformed' };
-  const status = spec.status ?? (spec.spendCap ? 429 : undefined);
-  if (status === undefined || !STATUSES.includes(status)) {
-    throw new RangeError(`fault status must be one of ${STATUSES.join(', ')} (or set malformed / cut)`);
+  const kinds = [spec.spendCap, spec.billing, spec.overloaded].filter(Boolean).length;
+  if (kinds > 1) throw new RangeError('a fault is one of spendCap, billing or overloaded');
+  if (spec.spendCap) {
+    if (spec.status !== undefined && spec.status !== 429) throw new RangeError('a spendCap fault is a 429');
+    return { kind: 'spend-cap' };
   }
-  if (spec.spendCap && status !== 429) throw new RangeError('a spendCap fault is a 429');
-  return { kind: 'status', status, spendCap: spec.spendCap ?? false, retryAfterSeconds: spec.retryAfterSeconds ?? 1 };
+  if (spec.billing || spec.overloaded) {
+    if (spec.status !== undefined) throw new RangeError('a billing or overloaded fault takes its status from the provider; leave status out');
+    return spec.billing ? { kind: 'billing' } : { kind: 'overloaded' };
+  }
+  const { status } = spec;
+  if (status === undefined || !STATUSES.includes(status)) {
+    throw new RangeError(`fault status must be one of ${STATUSES.join(', ')} (or set malformed, cut, spendCap, billing or overloaded)`);
+  }
+  if ((spec.omitRetryAfter || spec.resetMs !== undefined) && status !== 429) throw new RangeError('omitRetryAfter and resetMs are for a 429');
+  if (spec.resetMs !== undefined && !spec.omitRetryAfter) throw new RangeError('resetMs only applies with omitRetryAfter');
+  nonNegative(spec.retryAfterSeconds, 'retryAfterSeconds');
+  nonNegative(spec.resetMs, 'resetMs');
+  if (status !== 429) return { kind: 'server', status };
+  const retryAfterSeconds = spec.retryAfterSeconds ?? 1;
+  return spec.omitRetryAfter
+    ? { kind: 'rate-limit', retryAfterSeconds: null, resetMs: spec.resetMs ?? retryAfterSeconds * 1000 }
+    : { kind: 'rate-limit', retryAfterSeconds, resetMs: retryAfterSeconds * 1000 };
+}
+
+/** The HTTP status a provider answers a status fault with. */
+export function faultStatus(action: StatusFaultAction, provider: Provider): number {
+  switch (action.kind) {
+    case 'server':
+      return action.status;
+    case 'rate-limit':
+    case 'spend-cap':
+      return 429;
+    case 'billing':
+      return provider === 'anthropic' ? 402 : 429;
+    case 'overloaded':
+      return provider === 'anthropic' ? 529 : 503;
+  }
+}
+
+/** The key a fault is counted under in `faultsInjected`: what the client saw. */
+export function faultLabel(action: FaultAction, provider: Provider): string {
+  switch (action.kind) {
+    case 'malformed':
+    case 'cut':
+      return action.kind;
+    case 'spend-cap':
+      return '429-spend-cap';
+    case 'billing':
+      return `${faultStatus(action, provider)}-billing`;
+    default:
+      return String(faultStatus(action, provider));
+  }
+}
+
+function toRule(spec: FaultSpec, now: number): Rule {
+  const action = toFaultAction(spec);
+  if (spec.count !== undefined && !(Number.isInteger(spec.count) && spec.count > 0)) {
+    throw new RangeError('fault count must be a positive integer');
+  }
+  if (spec.probability !== undefined && !(spec.probability >= 0 && spec.probability <= 1)) {
+    throw new RangeError('fault probability must be within [0, 1]');
+  }
+  nonNegative(spec.fromMs, 'fromMs');
+  if (spec.durationMs !== undefined && !(spec.durationMs > 0 && Number.isFinite(spec.durationMs))) {
+    throw new RangeError('fault durationMs must be a finite number > 0');
+  }
+  const from = now + (spec.fromMs ?? 0);
+  const until = spec.durationMs === undefined ? Number.POSITIVE_INFINITY : from + spec.durationMs;
+  return { spec: { ...spec }, action, remaining: spec.count ?? Number.POSITIVE_INFINITY, from, until };
 }
 
 export class FaultTable {
   #rules: Rule[] = [];
 
-  add(spec: FaultSpec): void {
-    const action = toFaultAction(spec);
-    if (spec.count !== undefined && !(Number.isInteger(spec.count) && spec.count > 0)) {
-      throw new RangeError('fault count must be a positive integer');
-    }
-    if (spec.probability !== undefined && !(spec.probability >= 0 && spec.probability <= 1)) {
-      throw new RangeError('fault probability must be within [0, 1]');
-    }
-    this.#rules.push({ spec: { ...spec }, action, remaining: spec.count ?? Number.POSITIVE_INFINITY });
+  /**
+   * Arms every spec or none (one that cannot be acted out refuses the lot). `now`: the simulator
+   * clock at injection, from which `fromMs` and `durationMs` count.
+   */
+  add(specs: readonly FaultSpec[], now: number): void {
+    this.#rules.push(...specs.map((spec) => toRule(spec, now)));
   }
 
   clear(): void {
     this.#rules = [];
   }
 
-  /** The fault that strikes this call at this stage, if any; consumes one of its `count`. */
-  take(model: string, stage: FaultStage, random: () => number): FaultAction | null {
+  /**
+   * The fault that strikes this call at this stage, if any; consumes one of its `count`. A rule
+   * outside its window neither strikes nor draws from `random`, so a window does not shift which
+   * calls the other rules' probabilities pick.
+   */
+  take(model: string, stage: FaultStage, random: () => number, now: number): FaultAction | null {
+    this.#expire(now);
     for (const rule of this.#rules) {
       if (rule.spec.model !== undefined && rule.spec.model !== model) continue;
-      if ((rule.action.kind === 'status') !== (stage === 'before-admission')) continue;
+      if (isStatusFault(rule.action) !== (stage === 'before-admission')) continue;
+      if (now < rule.from) continue;
       if (rule.spec.probability !== undefined && random() >= rule.spec.probability) continue;
       rule.remaining -= 1;
       if (rule.remaining <= 0) this.#rules = this.#rules.filter((r) => r !== rule);
@@ -83,9 +189,26 @@ export class FaultTable {
     return null;
   }
 
-  list(): FaultSpec[] {
-    return this.#rules.map((r) => ({ ...r.spec, ...(Number.isFinite(r.remaining) ? { count: r.remaining } : {}) }));
+  /** The rules still armed, windows restated relative to `now` so a listed spec can be re-injected as is. */
+  list(now: number): FaultSpec[] {
+    this.#expire(now);
+    return this.#rules.map((r) => {
+      const { fromMs: _from, durationMs: _duration, count: _count, ...rest } = r.spec;
+      const spec: FaultSpec = { ...rest };
+      if (Number.isFinite(r.remaining)) spec.count = r.remaining;
+      if (r.from > now) spec.fromMs = r.from - now;
+      if (Number.isFinite(r.until)) spec.durationMs = r.until - Math.max(now, r.from);
+      return spec;
+    });
   }
+
+  #expire(now: number): void {
+    if (this.#rules.some((r) => r.until <= now)) this.#rules = this.#rules.filter((r) => r.until > now);
+  }
+}
+
+export function isStatusFault(action: FaultAction): action is StatusFaultAction {
+  return action.kind !== 'malformed' && action.kind !== 'cut';
 }
 
 export interface BatchFaultSpec {

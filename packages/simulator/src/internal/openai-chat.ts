@@ -1,10 +1,8 @@
 // POST /v1/chat/completions, plain and streamed.
 
-import type { ServerResponse } from 'node:http';
 import { type Exchange, json, parseJsonBody, type Reply, sleep } from './http-exchange.js';
+import { openaiFaultReply } from './openai-faults.js';
 import {
-  type ChatCompletion,
-  type ChatParams,
   buildCompletion,
   checkChatAgainstModel,
   invalidRequest,
@@ -14,17 +12,12 @@ import {
   openaiErrorBody,
   validateChatParams,
 } from './openai-request.js';
-import { openaiPromptTokens } from './prompt-tokens.js';
+import { streamCompletion } from './openai-stream.js';
+import type { StreamDelivery } from './paced-stream.js';
+import { openaiPromptTokens, openaiSegments } from './prompt-tokens.js';
 import type { QuotaSnapshot } from './quota.js';
 import { goDuration, openaiRateLimitHeaders, retryAfterSeconds } from './rate-limit-headers.js';
 import type { SimulatorState } from './state.js';
-
-const FAULT_MESSAGES: Record<number, string> = {
-  500: 'The server had an error while processing your request. Sorry about that!',
-  502: 'Bad gateway.',
-  503: 'The engine is currently overloaded, please try again later.',
-  529: 'The server is overloaded, please try again later.',
-};
 
 export async function handleChatCompletion(state: SimulatorState, exchange: Exchange, apiKey: string): Promise<Reply> {
   const body = parseJsonBody(exchange.body);
@@ -35,36 +28,27 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
   const model = state.model(params.model, 'openai');
   if (!model) return openaiError(404, modelNotFound(params.model));
 
-  const promptTokens = openaiPromptTokens(params);
+  const segments = openaiSegments(params);
+  const promptTokens = openaiPromptTokens(params, segments);
   const headersFor = (snapshot: QuotaSnapshot) => openaiRateLimitHeaders(snapshot);
   const tooBig = checkChatAgainstModel(params, model, promptTokens);
   if (tooBig) return openaiError(400, tooBig, headersFor(state.quota.snapshot(apiKey, model.pool, state.now())));
 
   const maxTokens = maxTokensOf(params, model);
+  // Cached prompt tokens are reported but still drawn from TPM: OpenAI's caching does not touch limits.
+  const cache = state.openaiPromptCache.plan(`${apiKey}\u0000${model.name}`, segments, promptTokens, state.now());
   const result = state.admit({
     model,
     apiKey,
     input: promptTokens,
-    cacheRead: 0,
+    cacheRead: cache.cached,
     cacheCreation: 0,
     maxTokens,
     charge: { requests: 1, tokens: promptTokens + maxTokens },
+    streamed: params.stream === true,
   });
 
-  if (result.kind === 'fault') {
-    const headers = headersFor(state.quota.snapshot(apiKey, model.pool, state.now()));
-    const { action } = result;
-    if (action.status !== 429) {
-      return openaiError(action.status, openaiErrorBody(FAULT_MESSAGES[action.status] ?? 'Server error.', 'server_error'), headers);
-    }
-    if (action.spendCap) {
-      return openaiError(429, openaiErrorBody('You exceeded your current quota, please check your plan and billing details.', 'insufficient_quota', null, 'insufficient_quota'), headers);
-    }
-    return openaiError(429, openaiErrorBody('Rate limit reached (upstream).', 'requests', null, 'rate_limit_exceeded'), {
-      ...headers,
-      'retry-after': String(action.retryAfterSeconds),
-    });
-  }
+  if (result.kind === 'fault') return openaiFaultReply(result.action, state.quota.snapshot(apiKey, model.pool, state.now()));
 
   if (result.kind === 'refused') {
     const { admission, snapshot } = result;
@@ -91,64 +75,35 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
   }
 
   const { ticket } = result;
-  const completion = buildCompletion(params, model, promptTokens, state.config.outputTokens, state.now());
-  const finish = () => state.settle(ticket, completion.usage.completion_tokens);
+  const completion = buildCompletion(params, model, promptTokens, state.config.outputTokens, state.now(), cache.cached);
+  const finish = (delivery?: StreamDelivery) => {
+    state.openaiPromptCache.commit(cache.writes, state.now());
+    return state.settle(ticket, delivery?.charged ?? completion.usage.completion_tokens, delivery);
+  };
 
   if (params.stream) {
-    const fault = state.transportFault(model.name);
+    const fault = state.transportFault(model);
     return {
       kind: 'stream',
       status: 200,
       headers: headersFor(state.quota.snapshot(apiKey, model.pool, state.now())),
-      write: (res) => streamCompletion(res, completion, params, state.latencyMs(), finish, fault !== null),
+      write: (res) =>
+        streamCompletion(res, completion, {
+          includeUsage: params.stream_options?.include_usage === true,
+          latencyMs: state.latencyMs(),
+          tokenMs: () => state.streamTokenMs(),
+          fault,
+          progress: (outputSent) => state.progress(ticket, outputSent),
+          settle: finish,
+        }),
     };
   }
 
   await sleep(state.latencyMs());
   const headers = headersFor(finish());
-  const fault = state.transportFault(model.name);
+  const fault = state.transportFault(model);
   if (!fault) return json(200, completion, headers);
   const text = JSON.stringify(completion);
   if (fault.kind === 'cut') return { kind: 'cut', status: 200, headers, contentType: 'application/json', body: text };
   return { kind: 'raw', status: 200, headers, contentType: 'application/json', body: text.slice(0, Math.floor(text.length / 2)) };
-}
-
-async function streamCompletion(
-  res: ServerResponse,
-  completion: ChatCompletion,
-  params: ChatParams,
-  latencyMs: number,
-  finish: () => unknown,
-  cut: boolean,
-): Promise<void> {
-  let finished = false;
-  const settle = () => {
-    if (!finished) {
-      finished = true;
-      finish();
-    }
-  };
-  res.once('close', settle);
-  const choice = completion.choices[0];
-  const base = { id: completion.id, object: 'chat.completion.chunk', created: completion.created, model: completion.model, system_fingerprint: completion.system_fingerprint };
-  const send = (data: unknown) => {
-    if (!res.destroyed) res.write(`data: ${JSON.stringify(data)}\n\n`);
-  };
-  send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }] });
-  const words = (choice?.message.content ?? '').split(/(?<= )/);
-  const size = Math.max(1, Math.ceil(words.length / 8));
-  const pause = latencyMs / (Math.ceil(words.length / size) + 1);
-  for (let i = 0; i < words.length; i += size) {
-    await sleep(pause);
-    if (cut && i >= words.length / 2) {
-      settle();
-      res.destroy();
-      return;
-    }
-    send({ ...base, choices: [{ index: 0, delta: { content: words.slice(i, i + size).join('') }, logprobs: null, finish_reason: null }] });
-  }
-  settle();
-  send({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: choice?.finish_reason ?? 'stop' }] });
-  if (params.stream_options?.include_usage) send({ ...base, choices: [], usage: completion.usage });
-  if (!res.destroyed) res.write('data: [DONE]\n\n');
 }

@@ -135,7 +135,8 @@ export interface ChatCompletion {
   system_fingerprint: string;
 }
 
-export function buildCompletion(params: ChatParams, model: ResolvedModel, promptTokens: number, outputLength: Range, createdMs: number): ChatCompletion {
+/** `cachedTokens`: the part of `promptTokens` served from the prompt cache (included in them, as OpenAI counts). */
+export function buildCompletion(params: ChatParams, model: ResolvedModel, promptTokens: number, outputLength: Range, createdMs: number, cachedTokens = 0): ChatCompletion {
   const answer = generateAnswer(requestHash(params), maxTokensOf(params, model), outputLength);
   return {
     id: newId('chatcmpl-', 29),
@@ -154,7 +155,7 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
       prompt_tokens: promptTokens,
       completion_tokens: answer.outputTokens,
       total_tokens: promptTokens + answer.outputTokens,
-      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+      prompt_tokens_details: { cached_tokens: cachedTokens, audio_tokens: 0 },
       completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
     },
     service_tier: 'default',

@@ -29,8 +29,18 @@ export interface SimulatorOptions {
    * its first listed model. @default each model its own pool
    */
   pools?: Record<string, string[]>;
-  /** Simulated time a call takes. @default { min: 5, max: 20 } */
+  /**
+   * Simulated time a call takes; for a stream, the time until its first delta when
+   * `streamTokenMs` is set. Changeable at runtime with `setPace`. @default { min: 5, max: 20 }
+   */
   latencyMs?: number | { min: number; max: number };
+  /**
+   * Delay between a stream's output tokens (one delta each): a stream of n tokens then takes
+   * `latencyMs + n * streamTokenMs`. Unset, a stream's deltas are spread evenly over `latencyMs`,
+   * so streamed and plain calls take the same time. Changeable at runtime with `setPace`, which
+   * running streams follow from their next token. @default unset
+   */
+  streamTokenMs?: number;
   /** How long a batch stays in progress before it ends. @default 2000 */
   batchCompletionMs?: number;
   /** When given, any other key is refused with 401. @default any non-empty key */
@@ -67,6 +77,7 @@ export interface SimulatorResolved {
   /** Configured (unscaled) limits per pool. */
   poolLimits: Map<string, ModelLimits>;
   latencyMs: Range;
+  streamTokenMs: number | null;
   batchCompletionMs: number;
   apiKeys: Set<string> | null;
   outputTokens: Range;
@@ -115,12 +126,17 @@ export const DEFAULT_MODELS: Readonly<Record<string, ModelConfig>> = {
   },
 };
 
-function toRange(value: number | Range | undefined, fallback: Range, name: string): Range {
+export function toRange(value: number | Range | undefined, fallback: Range, name: string): Range {
   const range = value === undefined ? fallback : typeof value === 'number' ? { min: value, max: value } : value;
   if (!(range.min >= 0) || !(range.max >= range.min)) {
     throw new RangeError(`${name} must be a number >= 0 or { min, max } with 0 <= min <= max`);
   }
   return range;
+}
+
+export function checkStreamTokenMs(value: number | null): number | null {
+  if (value !== null && !(value >= 0 && Number.isFinite(value))) throw new RangeError('streamTokenMs must be a finite number >= 0 (or null to spread over latencyMs)');
+  return value;
 }
 
 export function checkLimits(model: string, limits: ModelLimits): void {
@@ -175,6 +191,7 @@ export function withDefaults(options: SimulatorOptions = {}): SimulatorResolved 
     models,
     poolLimits,
     latencyMs: toRange(options.latencyMs, { min: 5, max: 20 }, 'latencyMs'),
+    streamTokenMs: checkStreamTokenMs(options.streamTokenMs ?? null),
     batchCompletionMs,
     apiKeys,
     outputTokens: toRange(options.outputTokens, { min: 8, max: 300 }, 'outputTokens'),

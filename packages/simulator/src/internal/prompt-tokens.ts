@@ -109,22 +109,35 @@ export interface OpenAIPrompt {
   tools?: unknown[] | undefined;
 }
 
-/** OpenAI's documented chat framing: 3 tokens per message, 1 per name, 3 to prime the reply. */
-export function openaiPromptTokens(prompt: OpenAIPrompt): number {
-  let total = REPLY_PRIMING;
+/**
+ * The prompt as OpenAI caches it, tools first and then one segment per message; their tokens
+ * plus REPLY_PRIMING make `openaiPromptTokens`. Framing follows OpenAI's documented count: 3
+ * tokens per message, 1 per name, 3 to prime the reply.
+ */
+export function openaiSegments(prompt: OpenAIPrompt): Segment[] {
+  const segments: Segment[] = [];
+  if (prompt.tools !== undefined && prompt.tools.length > 0) {
+    const material = prompt.tools.map((tool) => canonicalJson(tool));
+    segments.push({ tokens: material.reduce((sum, tool) => sum + countTokens(tool), 0), material: `tools:${material.join(',')}`, breakpointTtlMs: null });
+  }
   for (const message of prompt.messages) {
-    total += PER_MESSAGE + countTokens(message.role);
-    if (typeof message.name === 'string') total += 1 + countTokens(message.name);
-    if (typeof message.content === 'string') total += countTokens(message.content);
+    let tokens = PER_MESSAGE + countTokens(message.role);
+    if (typeof message.name === 'string') tokens += 1 + countTokens(message.name);
+    if (typeof message.content === 'string') tokens += countTokens(message.content);
     else if (Array.isArray(message.content)) {
       for (const part of message.content as Block[]) {
-        if (part.type === 'text') total += countTokens(String(part.text ?? ''));
-        else if (part.type === 'image_url') total += 765;
-        else total += countTokens(canonicalJson(part));
+        if (part.type === 'text') tokens += countTokens(String(part.text ?? ''));
+        else if (part.type === 'image_url') tokens += 765;
+        else tokens += countTokens(canonicalJson(part));
       }
     }
-    if (message.tool_calls !== undefined) total += countTokens(canonicalJson(message.tool_calls));
+    if (message.tool_calls !== undefined) tokens += countTokens(canonicalJson(message.tool_calls));
+    segments.push({ tokens, material: canonicalJson(message), breakpointTtlMs: null });
   }
-  for (const tool of prompt.tools ?? []) total += countTokens(canonicalJson(tool));
-  return total;
+  return segments;
+}
+
+/** `segments`, when the caller has them already, saves counting the prompt twice. */
+export function openaiPromptTokens(prompt: OpenAIPrompt, segments = openaiSegments(prompt)): number {
+  return segments.reduce((sum, s) => sum + s.tokens, REPLY_PRIMING);
 }

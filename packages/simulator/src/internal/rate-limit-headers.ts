@@ -60,3 +60,13 @@ export function openaiRateLimitHeaders(snapshot: QuotaSnapshot): HeaderMap {
   if (snapshot.tokens) put('tokens', snapshot.tokens);
   return headers;
 }
+
+/**
+ * The snapshot with requests exhausted until `resetMs` from now: what an injected rate-limit 429
+ * without `retry-after` reports, so its reset headers are the client's only, exact, wait.
+ */
+export function exhaustRequests(snapshot: QuotaSnapshot, resetMs: number): QuotaSnapshot {
+  const requests = snapshot.requests;
+  if (!requests) return snapshot;
+  return { ...snapshot, requests: { ...requests, remaining: 0, resetMs } };
+}

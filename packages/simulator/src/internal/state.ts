@@ -2,10 +2,11 @@
 // providers share (fault, then all-or-nothing charge, then correction when the call ends).
 
 import type { AnthropicBatch } from './anthropic-batches.js';
-import { BatchFaultTable, type FaultAction, FaultTable } from './faults.js';
+import { BatchFaultTable, FaultTable, faultLabel, isStatusFault, type StatusFaultAction, type TransportFaultAction } from './faults.js';
 import type { OpenAIBatch } from './openai-batches.js';
 import type { StoredFile } from './openai-files.js';
-import type { Provider, ResolvedModel, SimulatorResolved } from './options.js';
+import { checkStreamTokenMs, type Provider, type Range, type ResolvedModel, type SimulatorResolved, toRange } from './options.js';
+import { AutomaticPromptCache } from './openai-prompt-cache.js';
 import { PromptCache } from './prompt-cache.js';
 import { type Admission, type Charge, Quota, type QuotaSnapshot } from './quota.js';
 import { type AdmissionRecord, StatsRecorder } from './stats.js';
@@ -13,13 +14,15 @@ import { type AdmissionRecord, StatsRecorder } from './stats.js';
 export interface CallPlan {
   model: ResolvedModel;
   apiKey: string;
-  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: prompt). */
+  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: prompt, cached part included). */
   input: number;
+  /** Anthropic: cache reads, not drawn from ITPM. OpenAI: cached prompt tokens, part of `input` and drawn from TPM. */
   cacheRead: number;
   cacheCreation: number;
   maxTokens: number;
   /** Everything charged up front, in every dimension. */
   charge: Charge;
+  streamed: boolean;
 }
 
 export interface Ticket {
@@ -28,9 +31,21 @@ export interface Ticket {
 }
 
 export type AdmitResult =
-  | { kind: 'fault'; action: Extract<FaultAction, { kind: 'status' }> }
+  | { kind: 'fault'; action: StatusFaultAction }
   | { kind: 'refused'; admission: Extract<Admission, { ok: false }>; snapshot: QuotaSnapshot }
   | { kind: 'admitted'; ticket: Ticket };
+
+/** How fast calls go; a runtime setting, kept across reset() as limits are. */
+export interface Pace {
+  latencyMs: Range;
+  /** null: a stream's deltas are spread over its latency. */
+  streamTokenMs: number | null;
+}
+
+export interface PaceChange {
+  latencyMs?: number | Range;
+  streamTokenMs?: number | null;
+}
 
 export class SimulatorState {
   readonly config: SimulatorResolved;
@@ -38,13 +53,19 @@ export class SimulatorState {
   readonly faults = new FaultTable();
   readonly batchFaults = new BatchFaultTable();
   readonly stats: StatsRecorder;
+  /** Anthropic's, driven by cache_control breakpoints. */
   readonly promptCache = new PromptCache();
+  /** OpenAI's, automatic for prompts of 1024 tokens or more. */
+  readonly openaiPromptCache = new AutomaticPromptCache();
   readonly anthropicBatches = new Map<string, AnthropicBatch>();
   readonly openaiFiles = new Map<string, StoredFile>();
   readonly openaiBatches = new Map<string, OpenAIBatch>();
 
+  #pace: Pace;
+
   constructor(config: SimulatorResolved) {
     this.config = config;
+    this.#pace = { latencyMs: config.latencyMs, streamTokenMs: config.streamTokenMs };
     this.quota = new Quota(config.poolLimits);
     this.stats = new StatsRecorder(config.admissionLogSize, config.clock());
   }
@@ -54,8 +75,24 @@ export class SimulatorState {
   }
 
   latencyMs(): number {
-    const { min, max } = this.config.latencyMs;
+    const { min, max } = this.#pace.latencyMs;
     return min + (max - min) * this.config.random();
+  }
+
+  /** Read per token by running streams, so a change slows (or speeds) them from their next token. */
+  streamTokenMs(): number | null {
+    return this.#pace.streamTokenMs;
+  }
+
+  pace(): Pace {
+    return { latencyMs: { ...this.#pace.latencyMs }, streamTokenMs: this.#pace.streamTokenMs };
+  }
+
+  /** Fields not given keep their value; checked before any is applied. */
+  setPace(change: PaceChange): void {
+    const latencyMs = change.latencyMs === undefined ? this.#pace.latencyMs : toRange(change.latencyMs, this.#pace.latencyMs, 'latencyMs');
+    const streamTokenMs = change.streamTokenMs === undefined ? this.#pace.streamTokenMs : checkStreamTokenMs(change.streamTokenMs);
+    this.#pace = { latencyMs, streamTokenMs };
   }
 
   /** The model if the simulator serves it for this provider; another provider's model is unknown here too. */
@@ -71,12 +108,12 @@ export class SimulatorState {
 
   admit(plan: CallPlan): AdmitResult {
     const { model, apiKey } = plan;
-    const fault = this.faults.take(model.name, 'before-admission', this.config.random);
-    if (fault?.kind === 'status') {
-      this.stats.fault(model.name, fault.spendCap ? '429-spend-cap' : String(fault.status));
+    const now = this.now();
+    const fault = this.faults.take(model.name, 'before-admission', this.config.random, now);
+    if (fault && isStatusFault(fault)) {
+      this.stats.fault(model.name, faultLabel(fault, model.provider));
       return { kind: 'fault', action: fault };
     }
-    const now = this.now();
     const admission = this.quota.acquire(apiKey, model.pool, plan.charge, now);
     if (!admission.ok) {
       this.stats.refused(model.name);
@@ -91,28 +128,37 @@ export class SimulatorState {
         input: plan.input,
         output: plan.maxTokens,
         cacheRead: plan.cacheRead,
+        streamed: plan.streamed,
       },
       plan.cacheCreation,
     );
     return { kind: 'admitted', ticket: { plan, record } };
   }
 
-  /** Ends an admitted call: the unused part of the output reservation goes back to the bucket. */
-  settle(ticket: Ticket, outputTokens: number): QuotaSnapshot {
+  /** A stream's live count of output tokens sent, for stats. */
+  progress(ticket: Ticket, outputSent: number): void {
+    this.stats.sent(ticket.record, outputSent);
+  }
+
+  /**
+   * Ends an admitted call charged `outputTokens`: the unused part of the output reservation goes
+   * back to the bucket. `delivery` defaults to a plain call's: every charged token delivered.
+   */
+  settle(ticket: Ticket, outputTokens: number, delivery = { outputSent: outputTokens, clientClosed: false }): QuotaSnapshot {
     const { plan } = ticket;
     const unused = Math.max(0, plan.maxTokens - outputTokens);
     const dimension = plan.model.provider === 'anthropic' ? 'output' : 'tokens';
     const now = this.now();
     this.quota.refund(plan.apiKey, plan.model.pool, { [dimension]: unused }, now);
-    this.stats.completed(ticket.record, outputTokens);
+    this.stats.completed(ticket.record, outputTokens, delivery);
     return this.quota.snapshot(plan.apiKey, plan.model.pool, now);
   }
 
   /** A fault that strikes after admission (malformed body, cut connection), if one is armed. */
-  transportFault(model: string): Exclude<FaultAction, { kind: 'status' }> | null {
-    const fault = this.faults.take(model, 'after-admission', this.config.random);
-    if (!fault || fault.kind === 'status') return null;
-    this.stats.fault(model, fault.kind);
+  transportFault(model: ResolvedModel): TransportFaultAction | null {
+    const fault = this.faults.take(model.name, 'after-admission', this.config.random, this.now());
+    if (!fault || isStatusFault(fault)) return null;
+    this.stats.fault(model.name, faultLabel(fault, model.provider));
     return fault;
   }
 
@@ -122,6 +168,7 @@ export class SimulatorState {
     this.faults.clear();
     this.batchFaults.clear();
     this.promptCache.clear();
+    this.openaiPromptCache.clear();
     this.stats.reset(now);
   }
 }

@@ -11,14 +11,31 @@ export interface AdmissionRecord {
   pool: string;
   /** The API key the call used (the simulator only ever sees fake keys). */
   key: string;
-  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: prompt). */
+  /** Tokens drawn from input tokens/min (Anthropic: input + cache creation; OpenAI: the whole prompt, cached part included). */
   input: number;
   /** Output tokens: `max_tokens` while in flight, the actual count once the call ended. */
   output: number;
-  /** Anthropic cache reads: reported, but not drawn from input tokens/min. */
+  /**
+   * Prompt tokens read from the cache. Anthropic: `cache_read_input_tokens`, not drawn from ITPM
+   * and not part of `input`. OpenAI: `prompt_tokens_details.cached_tokens`, part of `input` and
+   * drawn from TPM like the rest (OpenAI: caching does not affect rate limits).
+   */
   cacheRead: number;
   /** False while the call is in flight. */
   done: boolean;
+  /** Answered as a stream (SSE), token by token. */
+  streamed: boolean;
+  /**
+   * The client closed the connection before the stream's end. Its call was then charged only
+   * `outputSent` output tokens, as `output` says. Always false for plain calls: the simulator
+   * does not watch them, it charges their whole answer, as a provider that generated it does.
+   */
+  clientClosed: boolean;
+  /**
+   * Output tokens delivered: for a stream, those in the deltas written so far (live while in
+   * flight); for a plain call, the answer's tokens once done.
+   */
+  outputSent: number;
 }
 
 export interface ModelStats {
@@ -27,10 +44,14 @@ export interface ModelStats {
   refused429: number;
   /** Injected faults by kind: '429', '529', ..., 'malformed', 'cut'. */
   faultsInjected: Record<string, number>;
+  /** As each provider reports input: Anthropic `input_tokens` (cache reads and writes apart), OpenAI `prompt_tokens` (cached included). */
   inputTokens: number;
+  /** Output tokens charged: a stream the client closed counts only what it had sent. */
   outputTokens: number;
   cacheReadTokens: number;
   cacheCreationTokens: number;
+  /** Streams the client closed before their end. */
+  clientClosed: number;
 }
 
 export interface BatchStats {
@@ -65,6 +86,7 @@ function emptyModel(): ModelStats {
     outputTokens: 0,
     cacheReadTokens: 0,
     cacheCreationTokens: 0,
+    clientClosed: 0,
   };
 }
 
@@ -100,13 +122,13 @@ export class StatsRecorder {
     faults[kind] = (faults[kind] ?? 0) + 1;
   }
 
-  admitted(record: Omit<AdmissionRecord, 'done'>, cacheCreation: number): AdmissionRecord {
+  admitted(record: Omit<AdmissionRecord, 'done' | 'clientClosed' | 'outputSent'>, cacheCreation: number): AdmissionRecord {
     const stats = this.#model(record.model);
     stats.admitted += 1;
     stats.inputTokens += record.input - cacheCreation;
     stats.cacheCreationTokens += cacheCreation;
     stats.cacheReadTokens += record.cacheRead;
-    const entry: AdmissionRecord = { ...record, done: false };
+    const entry: AdmissionRecord = { ...record, done: false, clientClosed: false, outputSent: 0 };
     this.#log.push(entry);
     // Trim in chunks so the log stays O(1) amortised per admission.
     if (this.#log.length >= this.#logSize * 2 || (this.#logSize < 1000 && this.#log.length > this.#logSize)) {
@@ -117,10 +139,20 @@ export class StatsRecorder {
     return entry;
   }
 
-  completed(entry: AdmissionRecord, outputTokens: number): void {
+  /** A stream's progress: `outputSent` tokens are out so far. */
+  sent(entry: AdmissionRecord, outputSent: number): void {
+    entry.outputSent = outputSent;
+  }
+
+  /** The call ended having been charged `outputTokens` output tokens. */
+  completed(entry: AdmissionRecord, outputTokens: number, delivery: { outputSent: number; clientClosed: boolean }): void {
     entry.output = outputTokens;
     entry.done = true;
-    this.#model(entry.model).outputTokens += outputTokens;
+    entry.outputSent = delivery.outputSent;
+    entry.clientClosed = delivery.clientClosed;
+    const stats = this.#model(entry.model);
+    stats.outputTokens += outputTokens;
+    if (delivery.clientClosed) stats.clientClosed += 1;
   }
 
   batch(provider: Provider, change: Partial<BatchStats>): void {

@@ -27,3 +27,15 @@ export function clipToTokens(text: string, max: number): { text: string; tokens:
 export function loadTokenizer(): void {
   tokenizer();
 }
+
+/**
+ * `text` as a model emits it, one piece per token, joining back to `text`. A token can hold part
+ * of a multi-byte character, which decodes alone as garbage; such text is split at spaces instead.
+ */
+export function tokenPieces(text: string): string[] {
+  if (text === '') return [];
+  const pieces = tokenizer()
+    .encode(text)
+    .map((id) => tokenizer().decode([id]));
+  return pieces.join('') === text ? pieces : text.split(/(?<= )/);
+}

@@ -1,0 +1,53 @@
+// A chat completion as `chat.completion.chunk` server-sent events: a first chunk with the role,
+// one content delta per output token paced over time, a chunk with the finish_reason, and with
+// `stream_options.include_usage` a last chunk with `choices: []` and the usage (every chunk before
+// it then carries `usage: null`, as OpenAI documents), then `data: [DONE]`.
+
+import type { ServerResponse } from 'node:http';
+import type { TransportFaultAction } from './faults.js';
+import type { ChatCompletion } from './openai-request.js';
+import { paceDeltas, type StreamDelivery } from './paced-stream.js';
+import { tokenPieces } from './tokenizer.js';
+
+export interface CompletionStreamOptions {
+  includeUsage: boolean;
+  latencyMs: number;
+  tokenMs: () => number | null;
+  fault: TransportFaultAction | null;
+  progress: (outputSent: number) => void;
+  settle: (delivery: StreamDelivery) => void;
+}
+
+export async function streamCompletion(res: ServerResponse, completion: ChatCompletion, options: CompletionStreamOptions): Promise<void> {
+  const choice = completion.choices[0];
+  const base = {
+    id: completion.id,
+    object: 'chat.completion.chunk',
+    created: completion.created,
+    model: completion.model,
+    service_tier: completion.service_tier,
+    system_fingerprint: completion.system_fingerprint,
+  };
+  const send = (out: ServerResponse, choices: unknown[], usage: unknown = null) => {
+    if (!out.destroyed) out.write(`data: ${JSON.stringify({ ...base, choices, ...(options.includeUsage ? { usage } : {}) })}\n\n`);
+  };
+  const delta = (content: object, finish: string | null = null) => [{ index: 0, delta: content, logprobs: null, finish_reason: finish }];
+
+  send(res, delta({ role: 'assistant', content: '', refusal: null }));
+  const complete = await paceDeltas(res, {
+    pieces: tokenPieces(choice?.message.content ?? ''),
+    outputTokens: completion.usage.completion_tokens,
+    latencyMs: options.latencyMs,
+    tokenMs: options.tokenMs,
+    writeDelta: (out, piece) => send(out, delta({ content: piece })),
+    writeMalformed: (out) => out.write(`data: {"id":"${completion.id}","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":\n\n`),
+    fault: options.fault,
+    progress: options.progress,
+    settle: options.settle,
+  });
+  if (!complete) return;
+
+  send(res, delta({}, choice?.finish_reason ?? 'stop'));
+  if (options.includeUsage) send(res, [], completion.usage);
+  if (!res.destroyed) res.write('data: [DONE]\n\n');
+}

@@ -1,0 +1,259 @@
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type AdmissionRecord, type Pace, type Simulator, startSimulator } from './index.js';
+
+const CLAUDE = 'claude-haiku-4-5';
+const GPT = 'gpt-4o-mini';
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+describe('token-by-token streams through the official SDKs', () => {
+  let sim: Simulator;
+  let claude: Anthropic;
+  let gpt: OpenAI;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ latencyMs: 0, outputTokens: 24 });
+    claude = new Anthropic({ apiKey: 'k', baseURL: sim.url, maxRetries: 0 });
+    gpt = new OpenAI({ apiKey: 'k', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+  });
+  afterEach(() => {
+    sim.reset();
+    sim.setPace({ latencyMs: 0, streamTokenMs: null });
+  });
+  afterAll(() => sim.close());
+
+  it('streams Anthropic events in the API’s order with one text_delta per output token', async () => {
+    const params = { model: CLAUDE, max_tokens: 100, messages: [{ role: 'user' as const, content: 'token by token' }] };
+    const plain = await claude.messages.create(params);
+    // The SDK swallows ping events, so the order is read off the wire.
+    const response = await fetch(`${sim.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': 'k', 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+      body: JSON.stringify({ ...params, stream: true }),
+    });
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const events = (await response.text())
+      .split('\n\n')
+      .filter((block) => block !== '')
+      .map((block) => {
+        const [name, data] = block.split('\n');
+        return { name: name?.replace('event: ', ''), data: JSON.parse(data?.replace('data: ', '') ?? 'null') as Record<string, unknown> };
+      });
+    expect(events.map((e) => e.name)).toEqual([
+      'message_start',
+      'content_block_start',
+      'ping',
+      ...Array.from({ length: 24 }, () => 'content_block_delta'),
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
+    ]);
+    expect(events.every((e) => e.data.type === e.name)).toBe(true);
+    const deltas = events.filter((e) => e.name === 'content_block_delta').map((e) => e.data.delta as { type: string; text: string });
+    expect(deltas.every((d) => d.type === 'text_delta' && d.text.length > 0)).toBe(true);
+    expect(deltas.map((d) => d.text).join('')).toBe(plain.content[0]?.type === 'text' ? plain.content[0].text : null);
+    expect(events.at(-2)?.data).toMatchObject({ delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 24 } });
+
+    // The SDK assembles the same message from them.
+    const streamed = await claude.messages.stream(params).finalMessage();
+    expect(streamed.content).toEqual(plain.content);
+    expect(streamed.usage).toMatchObject({ output_tokens: 24, input_tokens: plain.usage.input_tokens });
+    expect(sim.stats().admissions.map((a) => [a.streamed, a.clientClosed, a.outputSent])).toEqual([
+      [false, false, 24],
+      [true, false, 24],
+      [true, false, 24],
+    ]);
+  });
+
+  it('streams OpenAI chunks: the role first, one content delta per token, the finish_reason, then usage and [DONE]', async () => {
+    const body = { model: GPT, max_tokens: 100, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'chunk by chunk' }] };
+    const response = await fetch(`${sim.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer k', 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const lines = (await response.text()).split('\n\n').filter((line) => line !== '');
+    expect(lines.every((line) => line.startsWith('data: '))).toBe(true);
+    expect(lines.at(-1)).toBe('data: [DONE]');
+    const chunks = lines.slice(0, -1).map((line) => JSON.parse(line.slice('data: '.length)) as OpenAI.ChatCompletionChunk);
+
+    expect(chunks).toHaveLength(1 + 24 + 2);
+    expect(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0]?.id)).toBe(true);
+    expect(chunks[0]?.choices[0]).toMatchObject({ delta: { role: 'assistant', content: '' }, finish_reason: null });
+    const contents = chunks.slice(1, 25).map((c) => c.choices[0]?.delta.content);
+    expect(contents.every((c) => typeof c === 'string' && c.length > 0)).toBe(true);
+    expect(chunks[25]?.choices[0]).toMatchObject({ delta: {}, finish_reason: 'stop' });
+    // Under include_usage every chunk carries usage, null until the last, which has no choices.
+    expect(chunks.slice(0, -1).every((c) => c.usage === null)).toBe(true);
+    expect(chunks[26]).toMatchObject({ choices: [], usage: { completion_tokens: 24 } });
+
+    const plain = await gpt.chat.completions.create({ model: GPT, max_tokens: 100, messages: [{ role: 'user', content: 'chunk by chunk' }] });
+    expect(contents.join('')).toBe(plain.choices[0]?.message.content);
+    expect(chunks[26]?.usage?.prompt_tokens).toBe(plain.usage?.prompt_tokens);
+  });
+
+  it('leaves usage out of OpenAI chunks unless include_usage is asked for', async () => {
+    const stream = await gpt.chat.completions.create({ model: GPT, max_tokens: 100, stream: true, messages: [{ role: 'user', content: 'no usage' }] });
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks).toHaveLength(1 + 24 + 1);
+    expect(chunks.some((c) => 'usage' in c)).toBe(false);
+  });
+
+  it('paces deltas streamTokenMs apart after latencyMs, set at runtime over HTTP', async () => {
+    const posted = await fetch(`${sim.url}/_sim/pace`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ latencyMs: 100, streamTokenMs: 20 }),
+    });
+    const pace: Pace = { latencyMs: { min: 100, max: 100 }, streamTokenMs: 20 };
+    expect(await posted.json()).toEqual(pace);
+    expect(await (await fetch(`${sim.url}/_sim/pace`)).json()).toEqual(pace);
+
+    const started = performance.now();
+    const arrivals: number[] = [];
+    const stream = claude.messages.stream({ model: CLAUDE, max_tokens: 100, messages: [{ role: 'user', content: 'slowly' }] });
+    stream.on('text', () => arrivals.push(performance.now() - started));
+    await stream.finalMessage();
+    const elapsed = performance.now() - started;
+
+    // Lower bounds only: timers never fire early, so these hold on a loaded machine too.
+    expect(arrivals).toHaveLength(24);
+    expect(arrivals[0]).toBeGreaterThanOrEqual(95);
+    expect((arrivals[23] ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThanOrEqual(23 * 20 - 10);
+    expect(elapsed).toBeGreaterThanOrEqual(100 + 24 * 20 - 10);
+  });
+
+  it('spreads a stream over latencyMs when streamTokenMs is unset, as long as a plain call takes', async () => {
+    sim.setPace({ latencyMs: 250 });
+    const started = performance.now();
+    const arrivals: number[] = [];
+    const stream = claude.messages.stream({ model: CLAUDE, max_tokens: 100, messages: [{ role: 'user', content: 'spread' }] });
+    stream.on('text', () => arrivals.push(performance.now() - started));
+    await stream.finalMessage();
+    // 24 deltas and the close at 25 equal steps of 10 ms.
+    expect(arrivals).toHaveLength(24);
+    expect((arrivals[23] ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThanOrEqual(23 * 10 - 10);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250 - 10);
+  });
+
+  it('slows a stream already running when the pace changes mid-way', async () => {
+    sim.setPace({ streamTokenMs: 10 });
+    const stream = claude.messages.stream({ model: CLAUDE, max_tokens: 100, messages: [{ role: 'user', content: 'brownout' }] });
+    let slowedAt = 0;
+    stream.on('text', () => {
+      if (slowedAt === 0) {
+        sim.setPace({ streamTokenMs: 40 });
+        slowedAt = performance.now();
+      }
+    });
+    await stream.finalMessage();
+    // 23 more deltas and the close: the first gap was already scheduled at 10 ms, the rest at 40.
+    expect(performance.now() - slowedAt).toBeGreaterThanOrEqual(10 + 23 * 40 - 20);
+    expect(sim.pace()).toEqual({ latencyMs: { min: 0, max: 0 }, streamTokenMs: 40 });
+  });
+
+  it('refuses a pace it cannot keep, over HTTP and in process', async () => {
+    const bad = await fetch(`${sim.url}/_sim/pace`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamTokenMs: -1 }) });
+    expect(bad.status).toBe(400);
+    expect(() => sim.setPace({ latencyMs: { min: 5, max: 1 } })).toThrow(RangeError);
+    expect(sim.pace()).toEqual({ latencyMs: { min: 0, max: 0 }, streamTokenMs: null });
+  });
+});
+
+describe('a stream the client closes is charged what it had sent', () => {
+  let sim: Simulator;
+  // A frozen clock: the buckets never refill, so what is left in them is exactly what was charged.
+  const now = Date.UTC(2026, 0, 1);
+
+  beforeAll(async () => {
+    sim = await startSimulator({
+      latencyMs: 0,
+      streamTokenMs: 15,
+      outputTokens: 200,
+      clock: () => now,
+      models: {
+        [CLAUDE]: { provider: 'anthropic', limits: { rpm: 100, itpm: 100_000, otpm: 1000 } },
+        [GPT]: { provider: 'openai', limits: { rpm: 100, tpm: 10_000 } },
+      },
+    });
+  });
+  afterEach(() => {
+    sim.reset();
+    sim.setPace({ streamTokenMs: 15 });
+  });
+  afterAll(() => sim.close());
+
+  const admission = (): AdmissionRecord => {
+    const [first] = sim.stats().admissions;
+    if (!first) throw new Error('no admission yet');
+    return first;
+  };
+
+  it('Anthropic: stops generating at the close and refunds output tokens/min to what was sent', async () => {
+    const claude = new Anthropic({ apiKey: 'k', baseURL: sim.url, maxRetries: 0 });
+    const stream = claude.messages.stream({ model: CLAUDE, max_tokens: 1000, messages: [{ role: 'user', content: 'a long answer' }] });
+    let received = 0;
+    stream.on('text', () => {
+      received += 1;
+      if (received === 5) stream.abort();
+    });
+    await expect(stream.finalMessage()).rejects.toBeInstanceOf(Anthropic.APIUserAbortError);
+    await until(() => admission().done);
+
+    const cut = admission();
+    expect(cut).toMatchObject({ streamed: true, clientClosed: true, done: true });
+    expect(cut.outputSent).toBeGreaterThanOrEqual(5);
+    expect(cut.outputSent).toBeLessThan(200);
+    expect(cut.output).toBe(cut.outputSent);
+    expect(sim.stats().models[CLAUDE]).toMatchObject({ clientClosed: 1, outputTokens: cut.outputSent });
+
+    // 1000 reserved, all but the tokens sent given back: exactly 1000 - sent fits, one more does not.
+    const room = 1000 - cut.outputSent;
+    const ask = (max_tokens: number) => claude.messages.create({ model: CLAUDE, max_tokens, messages: [{ role: 'user', content: 'fit?' }] });
+    await expect(ask(room + 1)).rejects.toBeInstanceOf(Anthropic.RateLimitError);
+    await expect(ask(room)).resolves.toMatchObject({ type: 'message' });
+  });
+
+  it('OpenAI: stops generating at the close and corrects tokens/min to the prompt plus what was sent', async () => {
+    const gpt = new OpenAI({ apiKey: 'k', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+    const stream = await gpt.chat.completions.create({
+      model: GPT,
+      max_tokens: 1000,
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'a long answer' }],
+    });
+    let received = 0;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta.content) received += 1;
+      if (received === 5) break; // leaving the loop aborts the request
+    }
+    await until(() => admission().done);
+
+    const cut = admission();
+    expect(cut).toMatchObject({ streamed: true, clientClosed: true, output: cut.outputSent });
+    expect(cut.outputSent).toBeGreaterThanOrEqual(5);
+    expect(cut.outputSent).toBeLessThan(200);
+
+    const { data, response } = await gpt.chat.completions.create({ model: GPT, max_tokens: 50, messages: [{ role: 'user', content: 'after' }] }).withResponse();
+    const usage = data.usage;
+    if (!usage) throw new Error('no usage');
+    expect(Number(response.headers.get('x-ratelimit-remaining-tokens'))).toBe(10_000 - (cut.input + cut.outputSent) - usage.total_tokens);
+  });
+
+  it('charges the whole answer when the simulator cuts the stream itself, and says it was not the client', async () => {
+    sim.injectFaults({ cut: true, count: 1 });
+    sim.setPace({ streamTokenMs: 0 }); // afterEach restores 15
+    const claude = new Anthropic({ apiKey: 'k', baseURL: sim.url, maxRetries: 0 });
+    await expect(claude.messages.stream({ model: CLAUDE, max_tokens: 1000, messages: [{ role: 'user', content: 'cut' }] }).finalMessage()).rejects.toBeInstanceOf(Error);
+    await until(() => admission().done);
+    expect(admission()).toMatchObject({ streamed: true, clientClosed: false, output: 200, outputSent: 100 });
+    expect(sim.stats().models[CLAUDE]).toMatchObject({ clientClosed: 0, faultsInjected: { cut: 1 } });
+  });
+});
