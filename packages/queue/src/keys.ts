@@ -29,6 +29,11 @@ export interface LaneKeys {
   delayed: string;
   active: string;
   meta: string;
+  /**
+   * BullMQ's ZSET that wakes blocked workers: member `0` (score 0) when a job is ready, `1` scored
+   * with the next delayed job's time. The dispatcher blocks on the four lanes' markers when idle.
+   */
+  marker: string;
   /** HASH of the fleet's settings for this lane (cap), published by workers from config. */
   settings: string;
   /**
@@ -76,6 +81,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     delayed: bull('delayed'),
     active: bull('active'),
     meta: bull('meta'),
+    marker: bull('marker'),
     settings: own('settings'),
     models: own('models'),
     shedding: own('shedding'),

@@ -6,12 +6,17 @@
  * (pool-backoff.ts), so a waiting job never holds a slot. The lane's jobs for other pools keep
  * flowing: before a fetch, the first of them is brought to the front. Only when every job near
  * the front waits on a backed-off pool does the whole lane back off.
+ *
+ * With nothing to take, the dispatcher blocks on the lanes' BullMQ markers (lane-waker.ts) and
+ * wakes the moment a job is added, rather than polling with sleeps; only on a Redis Cluster,
+ * where one command cannot block on four slots, does it still poll.
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { bringRunnableToFront, createRedis, INTERACTIVE_LANES, laneKeys, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { LanePicker } from './lane-picker.js';
+import { LaneWaker } from './lane-waker.js';
 import { OutcomeApplier, readProgress } from './outcome-applier.js';
 import { PoolBackoffs } from './pool-backoff.js';
 
@@ -33,6 +38,12 @@ interface Active {
 }
 
 const IDLE_SLEEP_MAX_MS = 100;
+/**
+ * An idle worker blocked on the markers still looks at every lane this often: a marker taken by a
+ * worker that then filled its slots from a higher lane, or lost in a Redis restart, costs at most
+ * this much pickup delay, and an idle worker one cheap round of fetches per second.
+ */
+const IDLE_BLOCK_MAX_MS = 1_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Dispatcher {
@@ -48,6 +59,7 @@ export class Dispatcher {
   private readonly backoffs: PoolBackoffs;
   private readonly outcomes: OutcomeApplier;
   private tokenSeq = 0;
+  private waker: LaneWaker | undefined;
 
   constructor(private readonly opts: DispatcherOptions) {
     const { config, ctx } = opts;
@@ -83,6 +95,7 @@ export class Dispatcher {
       await worker.startStalledCheckTimer();
       this.lanes.set(lane, worker);
     }
+    this.waker = new LaneWaker(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, INTERACTIVE_LANES);
     this.lockTimer = setInterval(() => void this.renewLocks(), Math.max(500, Math.floor(config.dispatch.lockMs / 3)));
     this.loopDone = this.loop();
   }
@@ -100,6 +113,7 @@ export class Dispatcher {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.slotWaiter?.();
+    this.waker?.close();
     await this.loopDone;
     const all = [...this.active.values()];
     const finished = Promise.all(all.map((a) => a.done));
@@ -126,6 +140,10 @@ export class Dispatcher {
         await this.backoffs.refresh();
         const got = await this.fetchOne();
         if (!got) {
+          if (this.waker?.available) {
+            await this.idleWait();
+            continue;
+          }
           await sleep(Math.min(idle, Math.max(1, this.picker.msUntilNextOpen())));
           idle = Math.min(IDLE_SLEEP_MAX_MS, idle * 2);
           continue;
@@ -133,10 +151,28 @@ export class Dispatcher {
         idle = 5;
         this.begin(got.job, got.lane, got.token);
       } catch (err) {
+        if (this.stopping) break;
         ctx.logger.error({ err: (err as Error).message }, 'dispatch loop error; retrying');
         await sleep(500);
       }
     }
+  }
+
+  /**
+   * Nothing to take: block on the lanes' markers until work arrives, a backed-off lane reopens or
+   * a delayed job is due. A lane's marker ends its "empty" mark; a delay marker says when its
+   * lane's next delayed job is due; a wait that times out looks at every lane again.
+   */
+  private async idleWait(): Promise<void> {
+    const timeoutMs = Math.min(IDLE_BLOCK_MAX_MS, this.picker.msUntilTimedOpen());
+    if (timeoutMs < 1) return;
+    const woke = await this.waker!.wait(timeoutMs);
+    if (!woke) {
+      this.picker.wakeAll();
+      return;
+    }
+    if (woke.dueAt > this.opts.ctx.now()) this.picker.dueAtTime(woke.lane, woke.dueAt);
+    else this.picker.wake(woke.lane);
   }
 
   private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string } | undefined> {
