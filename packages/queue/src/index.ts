@@ -35,10 +35,11 @@ export {
   PROVIDERS,
   modelLadder,
   maxOutputTokens,
+  isStreamed,
 } from './job.js';
 export type { LlmJobInput, Provider } from './job.js';
 export { parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
-export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf } from './config.js';
+export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';
 export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
@@ -46,6 +47,8 @@ export { addToLane, publishFleetSettings, AddReply } from './admission.js';
 export type { Added, LaneEntry } from './admission.js';
 export { bringRunnableToFront, FRONT_SEARCH_DEPTH, type FrontOutcome } from './lane-fetch.js';
 export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
+export { relayEvents, flagCancelled, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
+export type { JobEvent, RelayOutcome } from './job-events.js';
 export { FailureCode, jobFailure, failureText, failureOf, asJobFailure } from './failure.js';
 export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';

@@ -52,6 +52,14 @@ export interface LaneKeys {
    * bucket told one of them to wait); the lane's jobs for other pools keep flowing.
    */
   poolBackoff: string;
+  /**
+   * STREAM of a streamed job's events, written by the worker as they arrive from the provider and
+   * read by the producer or gateway waiting on the job (lua/relay-2.lua). It expires a while after
+   * its last write, and its reader deletes it once read to the end.
+   */
+  jobEvents(jobId: string): string;
+  /** STRING set while a job's caller has cancelled it: the relay refuses to write past it. */
+  jobCancel(jobId: string): string;
 }
 
 const laneKeysCache = new Map<string, Readonly<LaneKeys>>();
@@ -88,6 +96,8 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     tenantJobsPrefix: own('tenant-jobs:'),
     stats: own('stats'),
     poolBackoff: own('pool-backoff'),
+    jobEvents: (jobId: string) => own(`events:${jobId}`),
+    jobCancel: (jobId: string) => own(`cancel:${jobId}`),
   };
 }
 
@@ -140,6 +150,11 @@ export function fleetKeys(prefix: string) {
     workers: `${t}:workers`,
     /** HASH pool -> JSON of its latest pressure, for status and the dashboard. */
     pressure: `${t}:pressure`,
+    /**
+     * Pub/sub channel of job ids whose caller cancelled them while they ran or were being taken:
+     * the worker running one aborts it (before its provider call, or mid-stream).
+     */
+    cancelChannel: `${t}:cancel`,
     /** HASH of fleet-wide counters for one minute (calls, jobs, waits, cost), expiring after a while. */
     statsMinute: (minute: number) => `${t}:stats:${minute}`,
   };
