@@ -76,6 +76,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     workerId: id,
     ctx: {
       config,
+      redis,
       bucket,
       adapters,
       estimator: new TokenEstimator(),

@@ -14,7 +14,8 @@
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { bringRunnableToFront, createRedis, INTERACTIVE_LANES, laneKeys, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
-import { runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
+import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
+import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
 import { LaneWaker } from './lane-waker.js';
 import { OutcomeApplier, readProgress } from './outcome-applier.js';
@@ -60,6 +61,7 @@ export class Dispatcher {
   private readonly outcomes: OutcomeApplier;
   private tokenSeq = 0;
   private waker: LaneWaker | undefined;
+  private cancels: CancelListener | undefined;
 
   constructor(private readonly opts: DispatcherOptions) {
     const { config, ctx } = opts;
@@ -96,6 +98,12 @@ export class Dispatcher {
       this.lanes.set(lane, worker);
     }
     this.waker = new LaneWaker(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, INTERACTIVE_LANES);
+    this.cancels = new CancelListener(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, this.opts.ctx.now, this.opts.ctx.logger);
+    await this.cancels.start((jobId) => {
+      const running = this.active.get(jobId);
+      running?.abort.abort(new JobCancelled());
+      return running !== undefined;
+    });
     this.lockTimer = setInterval(() => void this.renewLocks(), Math.max(500, Math.floor(config.dispatch.lockMs / 3)));
     this.loopDone = this.loop();
   }
@@ -205,6 +213,7 @@ export class Dispatcher {
     });
     this.active.set(job.id!, entry);
     this.opts.ctx.metrics.inFlight.set(this.active.size);
+    if (this.cancels?.takeEarly(job.id!)) abort.abort(new JobCancelled());
   }
 
   private async process({ job, token, lane, abort }: Active): Promise<void> {

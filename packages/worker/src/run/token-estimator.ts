@@ -136,6 +136,14 @@ export function estimateInputTokens(request: ProviderRequest): number {
 }
 
 /**
+ * Tokens in output text: what a stream cut short had produced, counted the way input is estimated
+ * (no provider reports it before a stream's end).
+ */
+export function estimateOutputTokens(text: string): number {
+  return text === '' ? 0 : countTokens(text, AS_PLAIN_TEXT);
+}
+
+/**
  * The whole prompt as the provider counted it, which is what an estimate is compared with.
  * Anthropic reports cache reads and writes beside `input_tokens`; OpenAI's `prompt_tokens`
  * (`inputTokens`) already include its cached tokens.
