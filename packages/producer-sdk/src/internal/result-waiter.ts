@@ -155,24 +155,33 @@ export class ResultWaiter {
       // While Redis is away it reports every reconnect attempt; the sweep covers what is missed.
       connection.on('error', () => {});
       this.connections.push(connection);
-      const events = new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis });
-      events.on('completed', ({ jobId, returnvalue }) => {
-        if (!this.waiters.has(jobId)) return;
-        const to = movedTo(returnvalue);
-        if (to) void this.forward(jobId, to);
-        else this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
-      });
-      // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
-      events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
-      events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
-      events.on('error', () => {
-        // Reconnects by itself; results missed meanwhile are picked up by the sweep.
-      });
-      pending = events.waitUntilReady().then(() => events);
+      // Read from the stream's last entry now, not from `$` when the first read happens to go
+      // out: a job finishing in between (a fast fleet) would otherwise be missed, and its waiter
+      // would hang until the next sweep.
+      const lastEventId = this.connection
+        .xrevrange(k.events, '+', '-', 'COUNT', 1)
+        .then((last) => last[0]?.[0] ?? '0-0', () => '$');
+      pending = lastEventId.then((id) => this.#listen(new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis, lastEventId: id })));
       pending.catch(() => this.events.delete(lane));
       this.events.set(lane, pending);
     }
     return pending;
+  }
+
+  #listen(events: QueueEvents): Promise<QueueEvents> {
+    events.on('completed', ({ jobId, returnvalue }) => {
+      if (!this.waiters.has(jobId)) return;
+      const to = movedTo(returnvalue);
+      if (to) void this.forward(jobId, to);
+      else this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
+    });
+    // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
+    events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
+    events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
+    events.on('error', () => {
+      // Reconnects by itself; results missed meanwhile are picked up by the sweep.
+    });
+    return events.waitUntilReady().then(() => events);
   }
 }
 
