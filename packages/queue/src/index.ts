@@ -47,7 +47,7 @@ export { addToLane, publishFleetSettings, AddReply } from './admission.js';
 export type { Added, LaneEntry } from './admission.js';
 export { bringRunnableToFront, FRONT_SEARCH_DEPTH, type FrontOutcome } from './lane-fetch.js';
 export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
-export { relayEvents, flagCancelled, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
+export { relayEvents, flagCancelled, errorEventOf, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
 export type { JobEvent, RelayOutcome } from './job-events.js';
 export { FailureCode, jobFailure, failureText, failureOf, asJobFailure } from './failure.js';
 export type { JobFailure } from './failure.js';

@@ -17,7 +17,8 @@
  * its first event, with the job's failure, `d` the end of a complete stream.
  */
 import type { Cluster, Redis } from 'ioredis';
-import type { JobFailure } from './failure.js';
+import { failureText, type JobFailure } from './failure.js';
+import type { Provider } from './job.js';
 import { fleetKeys, laneKeys } from './keys.js';
 import { laneOfJobId } from './job-ids.js';
 import { runScript } from './scripts.js';
@@ -118,4 +119,16 @@ export async function flagCancelled(redis: Redis | Cluster, prefix: string, jobI
   const k = keysOf(prefix, jobId);
   await redis.set(k.jobCancel(jobId), '1', 'PX', CANCEL_FLAG_TTL_MS);
   await redis.publish(fleetKeys(prefix).cancelChannel, jobId);
+}
+
+/**
+ * The error event a stream ends with when it broke without the provider's own (its worker died
+ * mid-stream, or the job was cancelled), in the provider's shape: Anthropic's SSE `error` event
+ * data, OpenAI's `{"error": {...}}` chunk. Both official SDKs throw an API error on reading it.
+ */
+export function errorEventOf(provider: Provider, failure: JobFailure): string {
+  const message = failureText(failure);
+  return provider === 'anthropic'
+    ? JSON.stringify({ type: 'error', error: { type: 'api_error', message } })
+    : JSON.stringify({ error: { message, type: 'server_error', param: null, code: null } });
 }

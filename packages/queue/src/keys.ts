@@ -34,6 +34,8 @@ export interface LaneKeys {
    * with the next delayed job's time. The dispatcher blocks on the four lanes' markers when idle.
    */
   marker: string;
+  /** BullMQ's events STREAM of the lane (completed, failed, ...), which result waiters read. */
+  events: string;
   /** HASH of the fleet's settings for this lane (cap), published by workers from config. */
   settings: string;
   /**
@@ -60,6 +62,11 @@ export interface LaneKeys {
   jobEvents(jobId: string): string;
   /** STRING set while a job's caller has cancelled it: the relay refuses to write past it. */
   jobCancel(jobId: string): string;
+  /**
+   * STREAM (one entry, short-lived) a process appends to wake its own blocked reader of this
+   * lane's job events when it has a new stream to read (the reader blocks on it with the rest).
+   */
+  readerWake(readerId: string): string;
 }
 
 const laneKeysCache = new Map<string, Readonly<LaneKeys>>();
@@ -90,6 +97,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     active: bull('active'),
     meta: bull('meta'),
     marker: bull('marker'),
+    events: bull('events'),
     settings: own('settings'),
     models: own('models'),
     shedding: own('shedding'),
@@ -98,6 +106,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     poolBackoff: own('pool-backoff'),
     jobEvents: (jobId: string) => own(`events:${jobId}`),
     jobCancel: (jobId: string) => own(`cancel:${jobId}`),
+    readerWake: (readerId: string) => own(`reader-wake:${readerId}`),
   };
 }
 
