@@ -18,7 +18,7 @@
  * ```
  */
 export { Producer } from './producer.js';
-export type { ProducerOptions, ResultOptions, StreamOptions, JobHandle, JobInfo, JobState } from './producer.js';
+export type { ProducerOptions, ResultOptions, StreamOptions, CancelOptions, JobHandle, JobInfo, JobState } from './producer.js';
 export type { JobStream, StreamStart } from './internal/job-stream.js';
 export {
   ErrorCode,

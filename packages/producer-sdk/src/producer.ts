@@ -74,6 +74,11 @@ export interface StreamOptions {
   timeoutMs?: number;
 }
 
+export interface CancelOptions {
+  /** Only remove the job if it has not started; leave a running one alone. @default false */
+  ifNotStarted?: boolean;
+}
+
 export interface JobHandle {
   id: string;
   lane: Lane;
@@ -242,7 +247,7 @@ export class Producer {
    * is stopped and the job fails `CANCELLED`; a plain call already sent runs to its end (its
    * answer cannot be taken back). False too for a finished or unknown job.
    */
-  async cancel(id: string): Promise<boolean> {
+  async cancel(id: string, opts: CancelOptions = {}): Promise<boolean> {
     this.assertOpen();
     const lane = laneOfJobId(id);
     if (!lane) return false;
@@ -263,6 +268,7 @@ export class Producer {
       } else if (state !== 'active') {
         return false;
       }
+      if (opts.ifNotStarted) return false;
       await flagCancelled(this.client.redis, this.prefix, id);
       return false;
     } catch (err) {
