@@ -1,9 +1,10 @@
 /**
- * The `headroom` command: `headroom worker`, `headroom dashboard`, `headroom status`, `headroom demo`.
+ * The `headroom` command: `headroom worker`, `headroom dashboard`, `headroom gateway`, `headroom status`, `headroom demo`.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, createRedis, HeadroomError, loadConfig, redisUrlOf, waitForReady } from '@headroom/queue';
 import { startDashboard, openOverviewReader } from '@headroom/dashboard';
+import { startGateway } from '@headroom/gateway';
 import { runDemo } from './demo.js';
 import { renderStatus } from './status-view.js';
 import { startWorker } from '@headroom/worker';
@@ -22,6 +23,8 @@ commands:
               --config headroom.config.yaml [--redis URL] [--port N] [--read-only]
               [--show-payloads: show prompts and completions in Bull Board's job view]
               [--local-only: bind 127.0.0.1; the only way to run without credentials]
+  gateway     the providers' own HTTP APIs in front of the lanes: point an official SDK's baseURL here
+              --config headroom.config.yaml [--redis URL] [--port N]
   status      the fleet as a table: lanes, pools, 429s, cost
               --config headroom.config.yaml [--redis URL] [--watch]
   demo        a whole fleet on this machine (private Redis, simulator, 3 workers, dashboard)
@@ -82,6 +85,22 @@ async function main(argv: string[]): Promise<number> {
       });
       await stopped;
       await dashboard.close();
+      return 0;
+    }
+    case 'gateway': {
+      const config = loadConfig(values.config!);
+      const redisUrl = values.redis ?? redisUrlOf(config);
+      if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${values.config}, or pass --redis`);
+      const port = values.port === undefined ? undefined : Number(values.port);
+      if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new HeadroomError('CONFIG_INVALID', `--port: expected 0-65535, got ${values.port}`);
+      let stopRequested: () => void = () => {};
+      const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
+      process.once('SIGTERM', () => stopRequested());
+      process.once('SIGINT', () => stopRequested());
+      const gateway = await startGateway({ config, redisUrl, ...(port !== undefined ? { port } : {}) });
+      process.stdout.write(`headroom gateway listening on ${gateway.url}\n`);
+      await stopped;
+      await gateway.close();
       return 0;
     }
     case 'status': {
