@@ -52,8 +52,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     {
       maxHeaderSize: config.gateway.maxHeaderBytes,
       headersTimeout: config.gateway.headersTimeoutMs,
-      // The body has its own deadline (request-body.ts), answered in the provider's shape.
-      requestTimeout: 0,
+      // The body has its own, shorter deadline (request-body.ts), answered in the provider's
+      // shape; this one bounds a request whose body is being discarded after an early answer.
+      requestTimeout: config.gateway.headersTimeoutMs + config.gateway.bodyTimeoutMs + 1_000,
     },
     (req, res) => void handler.handle(req, res),
   );
@@ -121,10 +122,10 @@ class GatewayHandler {
       '/healthz': { method: 'GET', run: () => void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}') },
     };
     const route = routes[path] ?? (path.startsWith('/v1/models/') ? { method: 'GET', run: () => this.#model(req, res, dialect, decodeURIComponent(path.slice('/v1/models/'.length))) } : undefined);
-    if (!route) return send(res, dialect, { kind: 'not_found', message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions and GET /v1/models` }, true);
+    if (!route) return send(res, dialect, { kind: 'not_found', message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions and GET /v1/models` });
     if (req.method !== route.method) {
       res.setHeader('allow', route.method);
-      return send(res, dialect, { kind: 'method_not_allowed', message: `${req.method} ${path}: method not allowed; use ${route.method}` }, true);
+      return send(res, dialect, { kind: 'method_not_allowed', message: `${req.method} ${path}: method not allowed; use ${route.method}` });
     }
     await route.run();
   }
@@ -135,7 +136,7 @@ class GatewayHandler {
     const key = this.keys.authenticate(presented);
     if (!key) {
       const where = dialect.provider === 'anthropic' ? 'x-api-key (or Authorization: Bearer)' : 'Authorization: Bearer';
-      send(res, dialect, { kind: 'authentication', message: presented === undefined ? `no API key: send the gateway key in ${where}` : 'invalid API key', shouldRetry: false }, true);
+      send(res, dialect, { kind: 'authentication', message: presented === undefined ? `no API key: send the gateway key in ${where}` : 'invalid API key', shouldRetry: false });
     }
     return key;
   }
@@ -162,17 +163,17 @@ class GatewayHandler {
     const key = this.#authenticate(req, res, dialect);
     if (!key) return undefined;
     if (dialect.provider === 'anthropic' && !req.headers['anthropic-version']) {
-      send(res, dialect, { kind: 'invalid_request', message: 'anthropic-version: header is required', shouldRetry: false, param: 'anthropic-version' }, true);
+      send(res, dialect, { kind: 'invalid_request', message: 'anthropic-version: header is required', shouldRetry: false, param: 'anthropic-version' });
       return undefined;
     }
     const { options, issues } = readHeadroomHeaders(req.headers);
     if (issues.length > 0) {
-      send(res, dialect, invalid(issues), true);
+      send(res, dialect, invalid(issues));
       return undefined;
     }
     const body = await readJsonBody(req, { maxBytes: this.config.gateway.maxBodyBytes, timeoutMs: this.config.gateway.bodyTimeoutMs });
     if (!body.ok) {
-      send(res, dialect, body.error, body.close);
+      send(res, dialect, body.error);
       return undefined;
     }
     if (!isRecord(body.value)) {
@@ -259,12 +260,19 @@ class GatewayHandler {
     try {
       const result = await handle.result({ timeoutMs: maxWaitMs + RUN_BOUND_MS });
       if (gone) return;
+      const body = JSON.stringify(result.response);
       res
-        .writeHead(200, { 'content-type': 'application/json', ...ids, 'headroom-model': result.model, 'headroom-wait-ms': String(Math.round(result.timings.waitMs)) })
-        .end(JSON.stringify(result.response));
+        .writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(body)),
+          ...ids,
+          'headroom-model': result.model,
+          'headroom-wait-ms': String(Math.round(result.timings.waitMs)),
+        })
+        .end(body);
     } catch (err) {
       if (gone) return;
-      send(res, dialect, deadline.expired() ? notStarted(maxWaitMs) : fromError(err), false, ids);
+      send(res, dialect, deadline.expired() ? notStarted(maxWaitMs) : fromError(err), ids);
     } finally {
       deadline.clear();
     }
@@ -288,7 +296,7 @@ class GatewayHandler {
     try {
       start = await stream.started();
     } catch (err) {
-      if (!abort.signal.aborted) send(res, dialect, deadline.expired() ? notStarted(maxWaitMs) : fromError(err), false, ids);
+      if (!abort.signal.aborted) send(res, dialect, deadline.expired() ? notStarted(maxWaitMs) : fromError(err), ids);
       return;
     } finally {
       deadline.clear();
@@ -348,8 +356,12 @@ function dialectOf(req: IncomingMessage, path: string): Dialect {
   return req.headers['anthropic-version'] !== undefined || req.headers['x-api-key'] !== undefined ? anthropic : openai;
 }
 
-/** Sends an error in the dialect's shape. `close`: the request body was not read to its end. */
-function send(res: ServerResponse, dialect: Dialect, error: WireError, close = false, extra: Record<string, string> = {}): void {
+/**
+ * Sends an error in the dialect's shape. A request body not read yet is discarded by Node after
+ * the answer (so a client still sending reads the answer rather than a reset connection), within
+ * the server's request timeout.
+ */
+function send(res: ServerResponse, dialect: Dialect, error: WireError, extra: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -361,9 +373,9 @@ function send(res: ServerResponse, dialect: Dialect, error: WireError, close = f
     headers['retry-after-ms'] = String(Math.ceil(error.retryAfterMs));
   }
   if (error.shouldRetry !== undefined) headers['x-should-retry'] = String(error.shouldRetry);
-  if (close) headers.connection = 'close';
   const detail = error.param === undefined ? {} : { param: error.param };
-  res.writeHead(status, headers).end(dialect.errorBody(error.kind, error.message, detail));
-  if (close) res.once('finish', () => res.socket?.destroySoon());
+  const body = dialect.errorBody(error.kind, error.message, detail);
+  headers['content-length'] = String(Buffer.byteLength(body));
+  res.writeHead(status, headers).end(body);
 }
 

@@ -6,20 +6,19 @@
 import type { IncomingMessage } from 'node:http';
 import type { WireError } from './wire-errors.js';
 
-export type BodyResult = { ok: true; value: unknown } | { ok: false; error: WireError; /** The connection must close: the rest of the body was not read. */ close: boolean };
+export type BodyResult = { ok: true; value: unknown } | { ok: false; error: WireError };
 
 export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; timeoutMs: number }): Promise<BodyResult> {
   const type = req.headers['content-type'];
   if (type === undefined || !/^application\/json\s*(;|$)/i.test(type)) {
     return Promise.resolve({
       ok: false,
-      close: true,
       error: { kind: 'invalid_request', message: `content-type: expected application/json, got ${type === undefined ? 'none' : `"${type.slice(0, 100)}"`}`, shouldRetry: false, param: 'content-type' },
     });
   }
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limits.maxBytes) {
-    return Promise.resolve({ ok: false, close: true, error: tooLarge(declared, limits.maxBytes) });
+    return Promise.resolve({ ok: false, error: tooLarge(declared, limits.maxBytes) });
   }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -32,28 +31,27 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
-      if (!result.ok && result.close) req.pause();
       resolve(result);
     };
     const timer = setTimeout(
-      () => finish({ ok: false, close: true, error: { kind: 'timeout', message: `the request body did not arrive within ${limits.timeoutMs} ms`, shouldRetry: false } }),
+      () => finish({ ok: false, error: { kind: 'timeout', message: `the request body did not arrive within ${limits.timeoutMs} ms`, shouldRetry: false } }),
       limits.timeoutMs,
     );
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limits.maxBytes) return finish({ ok: false, close: true, error: tooLarge(size, limits.maxBytes) });
+      if (size > limits.maxBytes) return finish({ ok: false, error: tooLarge(size, limits.maxBytes) });
       chunks.push(chunk);
     };
     const onEnd = () => {
       const text = Buffer.concat(chunks, size).toString('utf8');
-      if (text.trim() === '') return finish({ ok: false, close: false, error: { kind: 'invalid_request', message: 'the request body is empty; expected a JSON object', shouldRetry: false } });
+      if (text.trim() === '') return finish({ ok: false, error: { kind: 'invalid_request', message: 'the request body is empty; expected a JSON object', shouldRetry: false } });
       try {
         finish({ ok: true, value: JSON.parse(text) });
       } catch (err) {
-        finish({ ok: false, close: false, error: { kind: 'invalid_request', message: `the request body is not valid JSON: ${(err as Error).message}`, shouldRetry: false } });
+        finish({ ok: false, error: { kind: 'invalid_request', message: `the request body is not valid JSON: ${(err as Error).message}`, shouldRetry: false } });
       }
     };
-    const onError = () => finish({ ok: false, close: true, error: { kind: 'invalid_request', message: 'the request body could not be read', shouldRetry: false } });
+    const onError = () => finish({ ok: false, error: { kind: 'invalid_request', message: 'the request body could not be read', shouldRetry: false } });
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
