@@ -192,8 +192,8 @@ export class Producer {
     opts.signal?.throwIfAborted();
     const streamed = { ...input, request: { ...input.request, stream: true } } as LlmJobInput;
     const handle = await this.enqueue(streamed);
-    const events = (this.events ??= new EventReader(this.client.redis, this.prefix));
-    const sub = events.subscribe(handle.lane, handle.id);
+    this.events ??= new EventReader(this.client.redis, this.prefix);
+    const sub = this.events.subscribe(handle.lane, handle.id);
     const shared = handle.existing || input.coalesce === true || input.idempotencyKey !== undefined;
     return new JobEventStream({
       id: handle.id,

@@ -189,6 +189,6 @@ describe('producer.stream', () => {
         return out;
       }),
     );
-    texts.forEach((t, n) => expect(t).toEqual(Array.from({ length: 20 }, (_, i) => `${n}:${i}`)));
+    for (const [n, t] of texts.entries()) expect(t).toEqual(Array.from({ length: 20 }, (_, i) => `${n}:${i}`));
   });
 });

@@ -3,7 +3,7 @@
  * microsecond here is added to each call). A call becomes a Headroom job through the producer
  * SDK: plain calls wait for the job's result, streamed calls relay the job's events as SSE.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
@@ -154,7 +154,10 @@ class GatewayHandler {
 
   #model(req: IncomingMessage, res: ServerResponse, dialect: Dialect, id: string): void {
     if (!this.#authenticate(req, res, dialect)) return;
-    if (!this.#served(dialect.provider).includes(id)) return send(res, dialect, { kind: 'not_found', message: `model: ${id}`, shouldRetry: false });
+    if (!this.#served(dialect.provider).includes(id)) {
+      send(res, dialect, { kind: 'not_found', message: `model: ${id}`, shouldRetry: false });
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.model(id, this.#servedAt));
   }
 

@@ -65,7 +65,8 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
       for (const tc of delta.tool_calls) {
         if (!isRecord(tc)) continue;
         const at = typeof tc.index === 'number' ? tc.index : choice.message.tool_calls.length;
-        const call = (choice.message.tool_calls[at] ??= { id: '', type: 'function', function: { name: '', arguments: '' } }) as Json & { function: Json };
+        const call = (choice.message.tool_calls[at] ?? { id: '', type: 'function', function: { name: '', arguments: '' } }) as Json & { function: Json };
+        choice.message.tool_calls[at] = call;
         if (typeof tc.id === 'string') call.id = tc.id;
         const fn = isRecord(tc.function) ? tc.function : {};
         if (typeof fn.name === 'string') call.function.name = String(call.function.name) + fn.name;
