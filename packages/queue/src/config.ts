@@ -191,10 +191,16 @@ export const HeadroomConfig = z
         shutdownGraceMs: positiveInt.default(30_000),
         /** After an empty fetch a lane is not polled again for this long (pickup latency bound). */
         emptyLanePollMs: positiveInt.default(20),
+        /**
+         * How an idle worker learns of new work: `block` on the lanes' BullMQ markers (woken within
+         * a round trip), or `poll` with sleeps of up to 100 ms (a Redis proxy that refuses blocking
+         * commands; a Redis Cluster always polls).
+         */
+        idleWake: z.enum(['block', 'poll'], { error: 'expected block or poll' }).default('block'),
         /** Serve /metrics and /healthz from each worker on this port. */
         metricsPort: z.int().min(0).max(65535).optional(),
       })
-      .default({ concurrency: 32, order: 'strict', outputReservation: 'max_tokens', lockMs: 30_000, stalledIntervalMs: 15_000, shutdownGraceMs: 30_000, emptyLanePollMs: 20 }),
+      .default({ concurrency: 32, order: 'strict', outputReservation: 'max_tokens', lockMs: 30_000, stalledIntervalMs: 15_000, shutdownGraceMs: 30_000, emptyLanePollMs: 20, idleWake: 'block' }),
     retry: z
       .strictObject({
         maxAttempts: positiveInt.default(6),

@@ -8,8 +8,8 @@
  * the front waits on a backed-off pool does the whole lane back off.
  *
  * With nothing to take, the dispatcher blocks on the lanes' BullMQ markers (lane-waker.ts) and
- * wakes the moment a job is added, rather than polling with sleeps; only on a Redis Cluster,
- * where one command cannot block on four slots, does it still poll.
+ * wakes the moment a job is added, rather than polling with sleeps; on a Redis Cluster, where one
+ * command cannot block on four slots, or with `dispatch.idleWake: poll`, it still polls.
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
@@ -97,7 +97,7 @@ export class Dispatcher {
       await worker.startStalledCheckTimer();
       this.lanes.set(lane, worker);
     }
-    this.waker = new LaneWaker(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, INTERACTIVE_LANES);
+    if (config.dispatch.idleWake === 'block') this.waker = new LaneWaker(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, INTERACTIVE_LANES);
     this.cancels = new CancelListener(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, this.opts.ctx.now, this.opts.ctx.logger);
     await this.cancels.start((jobId) => {
       const running = this.active.get(jobId);
