@@ -93,13 +93,17 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
 
 class GatewayHandler {
   readonly #servedAt = new Date();
+  readonly #modelsOf: Record<Provider, string[]>;
 
   constructor(
     private readonly config: HeadroomConfig,
     private readonly keys: ClientKeys,
     private readonly producer: Producer,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    const of = (provider: Provider) => Object.keys(config.models).filter((m) => config.models[m]?.provider === provider);
+    this.#modelsOf = { anthropic: of('anthropic'), openai: of('openai') };
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -142,9 +146,7 @@ class GatewayHandler {
   }
 
   #served(provider: Provider): string[] {
-    return Object.entries(this.config.models)
-      .filter(([, m]) => m.provider === provider)
-      .map(([name]) => name);
+    return this.#modelsOf[provider];
   }
 
   #models(req: IncomingMessage, res: ServerResponse, dialect: Dialect): void {

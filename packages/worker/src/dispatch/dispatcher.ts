@@ -180,7 +180,7 @@ export class Dispatcher {
       return;
     }
     if (woke.dueAt > this.opts.ctx.now()) this.picker.dueAtTime(woke.lane, woke.dueAt);
-    else this.picker.wake(woke.lane);
+    else this.picker.wakeFromMarker(woke.lane, INTERACTIVE_LANES);
   }
 
   private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string } | undefined> {

@@ -49,6 +49,15 @@ describe('LanePicker, strict', () => {
     expect(p.candidates()).toEqual(['critical', 'high', 'normal', 'low']);
   });
 
+  it('skips the lanes above a woken one for a while: their markers were not set', () => {
+    const { p, advance } = picker('strict');
+    p.markEmpty('normal');
+    p.wakeFromMarker('normal', INTERACTIVE_LANES);
+    expect(p.candidates()).toEqual(['normal', 'low']);
+    advance(50);
+    expect(p.candidates()).toEqual(['critical', 'high', 'normal', 'low']);
+  });
+
   it('bounds a blocking wait by back-offs and due delayed jobs, never by empty marks', () => {
     const { p, advance } = picker('strict');
     for (const lane of INTERACTIVE_LANES) p.markEmpty(lane);

@@ -69,6 +69,16 @@ export class LanePicker {
     this.emptyUntil.delete(lane);
   }
 
+  /**
+   * The lane's marker was the first one set, in priority order: the lanes above it had none, so
+   * they hold nothing ready and are not fetched from for `emptyForMs` (a NORMAL job then costs
+   * one fetch, not three). Only the priority order of the markers says so, not the picker's order.
+   */
+  wakeFromMarker(lane: InteractiveLane, priorityOrder: readonly InteractiveLane[]): void {
+    for (const above of priorityOrder.slice(0, priorityOrder.indexOf(lane))) this.markEmpty(above);
+    this.wake(lane);
+  }
+
   /** Every lane may have work again (a blocking wait timed out): try each once more. */
   wakeAll(): void {
     this.emptyUntil.clear();
