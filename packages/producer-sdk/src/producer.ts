@@ -168,8 +168,9 @@ export class Producer {
     } catch (err) {
       throw asRedisError(err);
     }
+    const fresh = this.waiter.isLive(lane);
     const { id: jobId, existing } = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job));
-    return this.handle(jobId, lane, existing);
+    return this.handle(jobId, lane, existing, fresh && !existing);
   }
 
   /** Enqueues and waits for the result. */
@@ -294,14 +295,15 @@ export class Producer {
     return { ...retention, deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } };
   }
 
-  private handle(id: string, lane: Lane, existing: boolean): JobHandle {
+  /** `fresh`: enqueued here after the lane's result subscription was live (no read needed first). */
+  private handle(id: string, lane: Lane, existing: boolean, fresh = false): JobHandle {
     return {
       id,
       lane,
       existing,
       result: ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS } = {}) => {
         this.assertOpen();
-        return this.waiter.wait(lane, id, timeoutMs);
+        return this.waiter.wait(lane, id, timeoutMs, fresh);
       },
     };
   }

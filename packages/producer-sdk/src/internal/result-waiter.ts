@@ -44,6 +44,7 @@ const SWEEP_INTERVAL_MS = 5_000;
 export class ResultWaiter {
   private readonly waiters = new Map<string, { lane: Lane; set: Set<Waiter> }>();
   private readonly events = new Map<Lane, Promise<QueueEvents>>();
+  private readonly live = new Set<Lane>();
   /** BullMQ never closes a connection it was handed: these are ours to close. */
   private readonly connections: (Redis | Cluster)[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -54,7 +55,16 @@ export class ResultWaiter {
     private readonly queueOf: (lane: Lane) => Queue,
   ) {}
 
-  async wait(lane: Lane, jobId: string, timeoutMs: number): Promise<LlmResult> {
+  /**
+   * Whether the lane's subscription was live: a job enqueued after that has all its events read,
+   * so its waiter need not read the job first.
+   */
+  isLive(lane: Lane): boolean {
+    return this.live.has(lane);
+  }
+
+  /** `fresh`: the job was enqueued after the lane's subscription was live (see `isLive`). */
+  async wait(lane: Lane, jobId: string, timeoutMs: number, fresh = false): Promise<LlmResult> {
     await this.subscribe(lane);
     return new Promise<LlmResult>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -69,7 +79,9 @@ export class ResultWaiter {
       entry.set.add(waiter);
       this.waiters.set(jobId, entry);
       this.ensureSweep();
-      void this.check(jobId);
+      // A job that may have finished before anyone listened is read once; a fresh one is not
+      // (a read per call was a round trip and a job parse for nothing on the gateway's hot path).
+      if (!fresh) void this.check(jobId);
     });
   }
 
@@ -89,6 +101,7 @@ export class ResultWaiter {
     const all = await Promise.allSettled(this.events.values());
     await Promise.all(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
     this.events.clear();
+    this.live.clear();
     for (const conn of this.connections.splice(0)) conn.disconnect();
   }
 
@@ -162,7 +175,7 @@ export class ResultWaiter {
         .xrevrange(k.events, '+', '-', 'COUNT', 1)
         .then((last) => last[0]?.[0] ?? '0-0', () => '$');
       pending = lastEventId.then((id) => this.#listen(new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis, lastEventId: id })));
-      pending.catch(() => this.events.delete(lane));
+      pending.then(() => this.live.add(lane), () => this.events.delete(lane));
       this.events.set(lane, pending);
     }
     return pending;
