@@ -24,6 +24,8 @@ let configFile: string;
 beforeAll(async () => {
   redis = await startEmbeddedRedis();
   admin = new Redis(redis.url);
+  // Redis is stopped by the last test: the test's own connection reconnects quietly.
+  admin.on('error', () => {});
   port = await freePort();
   configFile = writeConfig({
     redis: { prefix: PREFIX },
@@ -168,5 +170,17 @@ describe('bad input through headroom gateway', () => {
     const orphan = spawnHeadroom(['gateway', '--config', configFile, '--redis', redis.url, '--port', '0'], { BAD_INPUT_GATEWAY_KEY: '' });
     expect(await orphan.exited).toBe(2);
     expect(orphan.output()).toContain('gateway.keys.app.keyEnv: environment variable BAD_INPUT_GATEWAY_KEY is not set');
+  });
+
+  it('answers 503 with retry-after while Redis is down (the SDKs retry), and never crashes', async () => {
+    await redis.stop();
+    const res = await fetch(`${base}/v1/messages`, { method: 'POST', headers: ANTHROPIC, body: message() });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringContaining('the queue is unavailable') } });
+    const o = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: OPENAI, body: chat() });
+    expect(o.status).toBe(503);
+    expect(await o.json()).toMatchObject({ error: { type: 'server_error' } });
+    expect(gateway.child.exitCode).toBeNull();
   });
 });
