@@ -26,7 +26,10 @@ const WAKE_TTL_MS = 60_000;
 export interface EventSubscription {
   /** The next entry; waits for it. Undefined once closed. */
   next(): Promise<JobEvent | undefined>;
-  /** Entries after the last one returned, read now without waiting (after the job ended). */
+  /**
+   * The next page of entries (at most `READ_COUNT`) after the last one returned, read now without
+   * waiting: for after the job ended. Empty once there is nothing left.
+   */
   drain(): Promise<JobEvent[]>;
   close(): void;
 }
@@ -72,8 +75,9 @@ class LaneReader {
         });
       },
       drain: async () => {
-        const entries = await this.command.xrange(key, `(${sub.lastId}`, '+');
-        const out = [...sub.buffer.splice(0)];
+        if (sub.buffer.length > 0) return sub.buffer.splice(0);
+        const entries = await this.command.xrange(key, `(${sub.lastId}`, '+', 'COUNT', READ_COUNT);
+        const out: JobEvent[] = [];
         for (const [id, fields] of entries) {
           sub.lastId = id;
           const event = decodeJobEvent(fields[0] ?? '', fields[1] ?? '');

@@ -66,6 +66,7 @@ export class JobEventStream implements JobStream {
   readonly existing: boolean;
   readonly #p: JobStreamParts;
   #tail: JobEvent[] | undefined;
+  #draining = false;
   #start: StreamStart | undefined;
   #startWait: Promise<StreamStart> | undefined;
   #events = 0;
@@ -161,13 +162,24 @@ export class JobEventStream implements JobStream {
     for await (const data of this.raw()) yield JSON.parse(data) as unknown;
   }
 
-  /** The next entry of the stream, or undefined once the job ended and the rest was read. */
+  /**
+   * The next entry of the stream, or undefined once the job ended and the rest was read. After
+   * the job ended, the rest is read a page at a time, as the consumer takes it: a slow consumer of
+   * a long answer holds one page here, never the whole answer.
+   */
   async #next(): Promise<JobEvent | undefined> {
     for (;;) {
-      if (this.#tail) return this.#tail.shift();
+      const queued = this.#tail?.shift();
+      if (queued) return queued;
+      if (this.#draining) {
+        const page = await this.#p.sub.drain();
+        if (page.length === 0) return undefined;
+        this.#tail = page;
+        continue;
+      }
       const event = await this.#p.sub.next();
       if (event) return event;
-      this.#tail = await this.#p.sub.drain();
+      this.#draining = true;
     }
   }
 }
