@@ -45,6 +45,12 @@ export class ResultWaiter {
   private readonly waiters = new Map<string, { lane: Lane; set: Set<Waiter> }>();
   private readonly events = new Map<Lane, Promise<QueueEvents>>();
   private readonly live = new Set<Lane>();
+  /**
+   * Jobs whose end was heard with nobody waiting yet, most recent last. A job can end before its
+   * enqueue's reply is read (another connection's event got here first): its waiter, arriving
+   * just after, reads the job instead of waiting for an event already gone.
+   */
+  private readonly endedUnwaited = new Set<string>();
   /** BullMQ never closes a connection it was handed: these are ours to close. */
   private readonly connections: (Redis | Cluster)[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -80,8 +86,9 @@ export class ResultWaiter {
       this.waiters.set(jobId, entry);
       this.ensureSweep();
       // A job that may have finished before anyone listened is read once; a fresh one is not
-      // (a read per call was a round trip and a job parse for nothing on the gateway's hot path).
-      if (!fresh) void this.check(jobId);
+      // (a read per call was a round trip and a job parse for nothing on the gateway's hot path),
+      // unless its end was heard before this waiter was registered.
+      if (!fresh || this.endedUnwaited.delete(jobId)) void this.check(jobId);
     });
   }
 
@@ -181,16 +188,22 @@ export class ResultWaiter {
     return pending;
   }
 
+  #endedUnwaited(jobId: string): void {
+    this.endedUnwaited.add(jobId);
+    // Only the last few matter (a waiter follows its enqueue within moments): keep 1024 ids.
+    if (this.endedUnwaited.size > 1024) this.endedUnwaited.delete(this.endedUnwaited.values().next().value as string);
+  }
+
   #listen(events: QueueEvents): Promise<QueueEvents> {
     events.on('completed', ({ jobId, returnvalue }) => {
-      if (!this.waiters.has(jobId)) return;
+      if (!this.waiters.has(jobId)) return this.#endedUnwaited(jobId);
       const to = movedTo(returnvalue);
       if (to) void this.forward(jobId, to);
       else this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
     });
     // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
-    events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
-    events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
+    events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); else this.#endedUnwaited(jobId); });
+    events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); else this.#endedUnwaited(jobId); });
     events.on('error', () => {
       // Reconnects by itself; results missed meanwhile are picked up by the sweep.
     });
