@@ -17,6 +17,7 @@
  * (per throughput round, default 8), GATEWAY_BENCH_CONCURRENCY (default 32).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -43,6 +44,17 @@ async function until(what: string, probe: () => Promise<boolean> | boolean, time
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
   }
 }
 
@@ -191,15 +203,39 @@ async function main(): Promise<void> {
     // 3. Throughput: closed loops, proxy and gateway alternating, two rounds each.
     console.log(`\n3. throughput: ${CONCURRENCY} SDK calls in flight, ${SECONDS} s rounds, alternating`);
     const rounds: { proxy: number[]; gateway: number[]; errors: number } = { proxy: [], gateway: [], errors: 0 };
+    // CPU per request of each process, to say where a gateway request's cost goes.
+    const parts = {
+      client: () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; },
+      gateway: () => cpuSeconds(gateway.child.pid),
+      worker: () => cpuSeconds(worker.child.pid),
+      redis: () => cpuSeconds(redis.process.pid),
+      simulator: () => cpuSeconds(children[0]?.pid),
+      proxy: () => cpuSeconds(children[1]?.pid),
+    };
+    const cpuNow = () => Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()])) as Record<keyof typeof parts, number>;
+    const cpu = { proxy: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number>, gateway: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number> };
+    const served = { proxy: 0, gateway: 0 };
+    const measured = async (mode: 'proxy' | 'gateway') => {
+      const before = cpuNow();
+      const r = await closedLoop(mode === 'proxy' ? viaProxy : viaGateway, SECONDS, CONCURRENCY);
+      const after = cpuNow();
+      for (const k of Object.keys(parts) as (keyof typeof parts)[]) cpu[mode][k] = (cpu[mode][k] ?? 0) + after[k] - before[k];
+      served[mode] += r.rps * SECONDS;
+      return r;
+    };
     await closedLoop(viaProxy, 2, CONCURRENCY);
     await closedLoop(viaGateway, 2, CONCURRENCY);
     for (let r = 0; r < 2; r++) {
-      const p = await closedLoop(viaProxy, SECONDS, CONCURRENCY);
-      const g = await closedLoop(viaGateway, SECONDS, CONCURRENCY);
+      const p = await measured('proxy');
+      const g = await measured('gateway');
       rounds.proxy.push(p.rps);
       rounds.gateway.push(g.rps);
       rounds.errors += p.errors + g.errors;
       console.log(`   round ${r + 1}: pass-through proxy ${p.rps.toFixed(0)} req/s, gateway through the fleet ${g.rps.toFixed(0)} req/s (${(g.rps / p.rps).toFixed(2)}x)`);
+    }
+    for (const mode of ['proxy', 'gateway'] as const) {
+      const per = Object.entries(cpu[mode]).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${((v / Math.max(1, served[mode])) * 1000).toFixed(3)}`);
+      console.log(`   CPU ms per request, ${mode === 'proxy' ? 'pass-through proxy' : 'gateway path'}: ${per.join(', ')}`);
     }
     const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
     const ratio = sum(rounds.gateway) / sum(rounds.proxy);
