@@ -286,7 +286,7 @@ describe('Producer', () => {
     expect((await p.getJob(handle.id))?.failure).toMatchObject({ code: 'STALLED', message: expect.stringContaining('job stalled more than allowable limit') });
   });
 
-  it('cancels a waiting job, freeing its slot, and never a running one', async () => {
+  it('cancels a waiting job, freeing its slot, and only asks a running one to stop', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);
     const a = await p.enqueue(job({ priority: 'HIGH' }));
@@ -300,11 +300,13 @@ describe('Producer', () => {
     expect(running?.id).toBe(b.id);
     expect(await p.cancel(b.id)).toBe(false);
     expect((await p.getJob(b.id))?.state).toBe('active');
+    // Its worker is asked to stop: the flag its relay checks is set (the fleet's own test runs it).
+    expect(await admin.exists(k.jobCancel(b.id))).toBe(1);
     expect(await p.cancel('high.no-such-job')).toBe(false);
   });
 
   it('removes a job not yet started when its result times out with cancelOnTimeout, and leaves a running one', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     const p = producer(prefix);
     const waiting = await p.enqueue(job({ priority: 'HIGH' }));
     const err = await waiting.result({ timeoutMs: 200, cancelOnTimeout: true }).catch((e: unknown) => e);

@@ -76,6 +76,20 @@ dashboard: { port: "eighty" }
     expect(err.code).toBe('CONFIG_INVALID');
   });
 
+  it("reads the gateway's client keys with their defaults, and refuses a default priority above the key's highest", () => {
+    const example = loadConfig(EXAMPLE);
+    expect(example.gateway.keys['nightly-jobs']).toEqual({ keyEnv: 'HEADROOM_GATEWAY_KEY_NIGHTLY', tenant: 'reports', defaultPriority: 'low', maxPriority: 'normal' });
+    const minimal = parseConfig({ models: {}, gateway: { keys: { app: { keyEnv: 'APP_KEY' } } } });
+    expect(minimal.gateway.keys.app).toEqual({ keyEnv: 'APP_KEY', defaultPriority: 'normal', maxPriority: 'critical' });
+    expect(minimal.gateway.maxWaitMs).toBe(60_000);
+    const err = configErrorOf(() => parseConfig({ models: {}, gateway: { keys: { app: { keyEnv: 'app-key', defaultPriority: 'high', maxPriority: 'normal' }, 'bad name!': { keyEnv: 'X' } } } }));
+    const lines = err.issues.map((i) => `${i.path}: ${i.message}`);
+    // The value sits where a pasted key would: it is not echoed (see the secrets tests).
+    expect(lines).toContain('gateway.keys.app.keyEnv: expected an environment variable name like MY_API_KEY, got "[redacted]"');
+    expect(lines).toContain('gateway.keys.app.defaultPriority: "high" is above the key\'s maxPriority "normal"');
+    expect(lines.some((l) => l.startsWith('gateway.keys.bad name!'))).toBe(true);
+  });
+
   it('refuses a password in the file and names the env variable to use', () => {
     const err = configErrorOf(() => parseConfig({ redis: { url: 'redis://:hunter2@localhost:6379' }, models: {} }));
     expect(err.issues[0]?.path).toBe('redis.url');

@@ -115,6 +115,56 @@ const DashboardAlerts = z.strictObject({
   webhookUrlEnv: envName.default('HEADROOM_ALERT_WEBHOOK_URL'),
 });
 
+/** Lane names as the gateway's `headroom-priority` header and its keys write them. */
+const gatewayPriority = z.enum(['critical', 'high', 'normal', 'low'], { error: 'expected critical, high, normal or low' });
+
+/** One client key of the gateway. Its value lives in the environment; the file names the variable. */
+export const GatewayKeyConfig = z.strictObject({
+  /** The environment variable holding the key a client sends (`x-api-key` or `Authorization: Bearer`). */
+  keyEnv: envName,
+  /** Every request made with this key runs as this tenant; a header cannot change it. */
+  tenant: z.string().regex(/^[\w.:@-]{1,128}$/, { error: 'expected 1-128 characters of letters, digits, . : @ _ -' }).optional(),
+  /** The lane of a request without `headroom-priority`. @default 'normal' */
+  defaultPriority: gatewayPriority.default('normal'),
+  /** The highest lane this key may ask for; a higher `headroom-priority` runs at this one. @default 'critical' */
+  maxPriority: gatewayPriority.default('critical'),
+});
+export type GatewayKeyConfig = z.infer<typeof GatewayKeyConfig>;
+
+const GATEWAY_DEFAULTS = {
+  port: 8080,
+  host: '0.0.0.0',
+  keys: {},
+  maxBodyBytes: 1024 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+  maxWaitMs: 60_000,
+  slowClientMs: 30_000,
+};
+
+const GatewayConfig = z.strictObject({
+  port: z.int().min(0).max(65535).default(8080),
+  host: z.string().default('0.0.0.0'),
+  /** Client keys by name (the name shows in logs; the value never does). */
+  keys: z.record(z.string().regex(/^[\w.-]{1,64}$/, { error: 'expected a key name of 1-64 letters, digits, . _ -' }), GatewayKeyConfig).default({}),
+  /** Largest request body; a larger one gets 413 before it is read to the end. */
+  maxBodyBytes: positiveInt.default(1024 * 1024),
+  /** Largest request head (all headers together); a larger one gets 431. */
+  maxHeaderBytes: positiveInt.min(1024).default(16 * 1024),
+  /** The request head must arrive within this (a client trickling headers is cut off). */
+  headersTimeoutMs: positiveInt.default(10_000),
+  /** The request body must arrive within this once the head has (408 otherwise). */
+  bodyTimeoutMs: positiveInt.default(30_000),
+  /**
+   * How long a request may wait in its lane for its call to start, unless `headroom-max-wait-ms`
+   * says otherwise; past it the job is cancelled and the client told to retry (529 / 503).
+   */
+  maxWaitMs: positiveInt.default(60_000),
+  /** A streamed answer whose client reads nothing for this long is cut off (and its call stopped). */
+  slowClientMs: positiveInt.default(30_000),
+});
+
 export const HeadroomConfig = z
   .strictObject({
     redis: z
@@ -157,6 +207,12 @@ export const HeadroomConfig = z
         shutdownGraceMs: positiveInt.default(30_000),
         /** After an empty fetch a lane is not polled again for this long (pickup latency bound). */
         emptyLanePollMs: positiveInt.default(20),
+        /**
+         * How an idle worker learns of new work: `block` on the lanes' BullMQ markers (woken within
+         * a round trip), or `poll` with sleeps of up to 100 ms (a Redis proxy that refuses blocking
+         * commands; a Redis Cluster always polls).
+         */
+        idleWake: z.enum(['block', 'poll'], { error: 'expected block or poll' }).default('block'),
         /** Serve /metrics and /healthz from each worker on this port. */
         metricsPort: z.int().min(0).max(65535).optional(),
         /**
@@ -182,6 +238,7 @@ export const HeadroomConfig = z
         emptyLanePollMs: 20,
         metricsHost: '127.0.0.1',
         metricsTokenEnv: 'HEADROOM_METRICS_TOKEN',
+        idleWake: 'block',
       }),
     retry: z
       .strictObject({
@@ -296,6 +353,8 @@ export const HeadroomConfig = z
         readOnly: true,
         alerts: DASHBOARD_ALERT_DEFAULTS,
       }),
+    /** `headroom gateway`: the providers' wire formats over HTTP in front of the lanes. */
+    gateway: GatewayConfig.default(GATEWAY_DEFAULTS),
   })
   ;
 export type HeadroomConfig = z.infer<typeof HeadroomConfig>;
@@ -338,6 +397,15 @@ function crossCheck(raw: unknown): Issue[] {
     issues.push({ path: 'throttle.windowMs', message: `must be at least 2 x throttle.probeIntervalMs (${2 * probeMs}): a shorter window forgets a dead model between its probes` });
   }
   issues.push(...outputReservationIssues(record(cfg.dispatch).outputReservation, models));
+  const rank = ['low', 'normal', 'high', 'critical'];
+  for (const [name, value] of Object.entries(record(record(cfg.gateway).keys))) {
+    const key = record(value);
+    const def = rank.indexOf(typeof key.defaultPriority === 'string' ? key.defaultPriority : 'normal');
+    const max = rank.indexOf(typeof key.maxPriority === 'string' ? key.maxPriority : 'critical');
+    if (def >= 0 && max >= 0 && def > max) {
+      issues.push({ path: `gateway.keys.${name}.defaultPriority`, message: `"${String(key.defaultPriority)}" is above the key's maxPriority "${String(key.maxPriority ?? 'critical')}"` });
+    }
+  }
   const redis = record(cfg.redis);
   if (typeof redis.url === 'string' && /\/\/[^/@]*:[^/@]+@/.test(redis.url)) {
     const env = typeof redis.urlEnv === 'string' ? redis.urlEnv : 'REDIS_URL';

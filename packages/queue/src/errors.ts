@@ -170,6 +170,8 @@ export class JobFailedError extends HeadroomError {
   readonly failureCode: FailureCode;
   /** For people: `CODE: message`, as Bull Board shows it. */
   readonly reason: string;
+  /** The failure as stored: code, message, and the provider's HTTP status when one answered. */
+  readonly failure: JobFailure;
   constructor(jobId: string, failure: JobFailure) {
     const reason = failureText(failure);
     super(ErrorCode.JOB_FAILED, `job ${jobId} failed: ${reason}`);
@@ -177,6 +179,7 @@ export class JobFailedError extends HeadroomError {
     this.jobId = jobId;
     this.failureCode = failure.code;
     this.reason = reason;
+    this.failure = failure;
   }
 }
 

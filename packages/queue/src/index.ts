@@ -37,10 +37,11 @@ export {
   PROVIDERS,
   modelLadder,
   maxOutputTokens,
+  isStreamed,
 } from './job.js';
 export type { LlmJobInput, Provider } from './job.js';
 export { parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
-export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, throttleParamsOf } from './config.js';
+export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';
 export { OUTPUT_COUNTINGS, PROVIDER_OUTPUT_COUNTING, outputCountingOf, reservesOutputP95 } from './output-counting.js';
 export type { OutputCounting } from './output-counting.js';
@@ -55,6 +56,8 @@ export type { LaneUpkeepOptions, UpkeepRound } from './lane-upkeep.js';
 export type { Added, LaneEntry } from './admission.js';
 export { bringRunnableToFront, FRONT_SEARCH_DEPTH, type FrontOutcome } from './lane-fetch.js';
 export { newJobId, idempotentJobId, handOffJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
+export { relayEvents, flagCancelled, errorEventOf, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
+export type { JobEvent, RelayOutcome } from './job-events.js';
 export { FailureCode, jobFailure, failureText, failureOf, asJobFailure } from './failure.js';
 export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';

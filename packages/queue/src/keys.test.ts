@@ -8,7 +8,11 @@ describe('keys', () => {
     const k = laneKeys('hr', 'critical');
     expect(k.bullPrefix).toBe('{hr:critical}');
     expect(k.wait).toBe('{hr:critical}:critical:wait');
-    const keys = Object.entries(k).filter(([name]) => name !== 'queueName').map(([, v]) => v);
+    expect(k.marker).toBe('{hr:critical}:critical:marker');
+    const keys = Object.entries(k)
+      .filter(([name]) => name !== 'queueName')
+      .map(([, v]) => (typeof v === 'function' ? v('critical.7f3a') : v));
+    expect(keys).toContain('{hr:critical}:hr:events:critical.7f3a');
     const tags = new Set(keys.map(slotTag));
     expect(tags).toEqual(new Set(['hr:critical']));
   });

@@ -33,7 +33,12 @@ export interface LaneKeys {
   stalled: string;
   paused: string;
   limiter: string;
+  /**
+   * BullMQ's ZSET that wakes blocked workers: member `0` (score 0) when a job is ready, `1` scored
+   * with the next delayed job's time. The dispatcher blocks on the four lanes' markers when idle.
+   */
   marker: string;
+  /** BullMQ's events STREAM of the lane (completed, failed, ...), which result waiters read. */
   events: string;
   pc: string;
   completed: string;
@@ -75,6 +80,19 @@ export interface LaneKeys {
    * bucket told one of them to wait); the lane's jobs for other pools keep flowing.
    */
   poolBackoff: string;
+  /**
+   * STREAM of a streamed job's events, written by the worker as they arrive from the provider and
+   * read by the producer or gateway waiting on the job (lua/relay-2.lua). It expires a while after
+   * its last write, and its reader deletes it once read to the end.
+   */
+  jobEvents(jobId: string): string;
+  /** STRING set while a job's caller has cancelled it: the relay refuses to write past it. */
+  jobCancel(jobId: string): string;
+  /**
+   * STREAM (one entry, short-lived) a process appends to wake its own blocked reader of this
+   * lane's job events when it has a new stream to read (the reader blocks on it with the rest).
+   */
+  readerWake(readerId: string): string;
 }
 
 const laneKeysCache = new Map<string, Readonly<LaneKeys>>();
@@ -120,6 +138,9 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     returning: own('returning'),
     stats: own('stats'),
     poolBackoff: own('pool-backoff'),
+    jobEvents: (jobId: string) => own(`events:${jobId}`),
+    jobCancel: (jobId: string) => own(`cancel:${jobId}`),
+    readerWake: (readerId: string) => own(`reader-wake:${readerId}`),
   };
 }
 
@@ -179,6 +200,11 @@ export function fleetKeys(prefix: string) {
     workers: `${t}:workers`,
     /** HASH pool -> JSON of its latest pressure, for status and the dashboard. */
     pressure: `${t}:pressure`,
+    /**
+     * Pub/sub channel of job ids whose caller cancelled them while they ran or were being taken:
+     * the worker running one aborts it (before its provider call, or mid-stream).
+     */
+    cancelChannel: `${t}:cancel`,
     /** HASH of fleet-wide counters for one minute (calls, jobs, waits, cost), expiring after a while. */
     statsMinute: (minute: number) => `${t}:stats:${minute}`,
   };

@@ -78,6 +78,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     workerId: id,
     ctx: {
       config,
+      redis,
       bucket,
       adapters,
       estimator: new TokenEstimator(),

@@ -70,6 +70,13 @@ const SWEEP_INTERVAL_MS = 5_000;
 export class ResultWaiter {
   private readonly waiters = new Map<string, { lane: Lane; set: Set<Waiter> }>();
   private readonly events = new Map<Lane, Promise<QueueEvents>>();
+  private readonly live = new Set<Lane>();
+  /**
+   * Jobs whose end was heard with nobody waiting yet, most recent last. A job can end before its
+   * enqueue's reply is read (another connection's event got here first): its waiter, arriving
+   * just after, reads the job instead of waiting for an event already gone.
+   */
+  private readonly endedUnwaited = new Set<string>();
   /** BullMQ never closes a connection it was handed: these are ours to close. */
   private readonly connections: (Redis | Cluster)[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -79,7 +86,16 @@ export class ResultWaiter {
     private readonly prefix: string,
   ) {}
 
-  async wait(lane: Lane, jobId: string, timeoutMs: number): Promise<LlmResult> {
+  /**
+   * Whether the lane's subscription was live: a job enqueued after that has all its events read,
+   * so its waiter need not read the job first.
+   */
+  isLive(lane: Lane): boolean {
+    return this.live.has(lane);
+  }
+
+  /** `fresh`: the job was enqueued after the lane's subscription was live (see `isLive`). */
+  async wait(lane: Lane, jobId: string, timeoutMs: number, fresh = false): Promise<LlmResult> {
     checkTimeoutMs(timeoutMs);
     await this.subscribe(lane);
     return new Promise<LlmResult>((resolve, reject) => {
@@ -96,7 +112,10 @@ export class ResultWaiter {
       entry.set.add(waiter);
       this.waiters.set(jobId, entry);
       this.ensureSweep();
-      void this.check(jobId);
+      // A job that may have finished before anyone listened is read once; a fresh one is not
+      // (a read per call was a round trip and a job parse for nothing on the gateway's hot path),
+      // unless its end was heard before this waiter was registered.
+      if (!fresh || this.endedUnwaited.delete(jobId)) void this.check(jobId);
     });
   }
 
@@ -122,6 +141,7 @@ export class ResultWaiter {
     const all = await Promise.allSettled(this.events.values());
     await Promise.all(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
     this.events.clear();
+    this.live.clear();
     for (const conn of this.connections.splice(0)) conn.disconnect();
   }
 
@@ -189,24 +209,39 @@ export class ResultWaiter {
       // While Redis is away it reports every reconnect attempt; the sweep covers what is missed.
       connection.on('error', () => {});
       this.connections.push(connection);
-      const events = new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis });
-      events.on('completed', ({ jobId, returnvalue }) => {
-        if (!this.waiters.has(jobId)) return;
-        const to = movedTo(returnvalue);
-        if (to) void this.forward(jobId, to);
-        else this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
-      });
-      // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
-      events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
-      events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
-      events.on('error', () => {
-        // Reconnects by itself; results missed meanwhile are picked up by the sweep.
-      });
-      pending = events.waitUntilReady().then(() => events);
-      pending.catch(() => this.events.delete(lane));
+      // Read from the stream's last entry now, not from `$` when the first read happens to go
+      // out: a job finishing in between (a fast fleet) would otherwise be missed, and its waiter
+      // would hang until the next sweep.
+      const lastEventId = this.connection
+        .xrevrange(k.events, '+', '-', 'COUNT', 1)
+        .then((last) => last[0]?.[0] ?? '0-0', () => '$');
+      pending = lastEventId.then((id) => this.#listen(new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis, lastEventId: id })));
+      pending.then(() => this.live.add(lane), () => this.events.delete(lane));
       this.events.set(lane, pending);
     }
     return pending;
+  }
+
+  #endedUnwaited(jobId: string): void {
+    this.endedUnwaited.add(jobId);
+    // Only the last few matter (a waiter follows its enqueue within moments): keep 1024 ids.
+    if (this.endedUnwaited.size > 1024) this.endedUnwaited.delete(this.endedUnwaited.values().next().value as string);
+  }
+
+  #listen(events: QueueEvents): Promise<QueueEvents> {
+    events.on('completed', ({ jobId, returnvalue }) => {
+      if (!this.waiters.has(jobId)) return this.#endedUnwaited(jobId);
+      const to = movedTo(returnvalue);
+      if (to) void this.forward(jobId, to);
+      else this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
+    });
+    // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
+    events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); else this.#endedUnwaited(jobId); });
+    events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); else this.#endedUnwaited(jobId); });
+    events.on('error', () => {
+      // Reconnects by itself; results missed meanwhile are picked up by the sweep.
+    });
+    return events.waitUntilReady().then(() => events);
   }
 }
 

@@ -84,7 +84,7 @@ export async function runSdkCall<T>(
   }
 }
 
-interface Meta {
+export interface Meta {
   status: number | null;
   headers?: Headers;
   requestId?: string | undefined;
@@ -102,8 +102,9 @@ function failure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, kind: FailureKind, 
   };
 }
 
-function classifyError(
-  spec: SdkCallSpec<unknown>,
+/** Turns whatever an SDK call threw into a classified failure (the streaming path shares it). */
+export function classifyError(
+  spec: Pick<SdkCallSpec<unknown>, 'apiKey' | 'timeoutMs' | 'errors' | 'requestIdHeader'>,
   error: unknown,
   why: { deadline: AbortSignal; caller: AbortSignal | undefined },
   midBody: Meta | undefined,
@@ -158,7 +159,7 @@ export function kindOfStatus(status: number, providerCode?: string): FailureKind
   return 'unknown';
 }
 
-function httpFailure(spec: SdkCallSpec<unknown>, status: number, headers: Headers | undefined, body: unknown, requestId: string | undefined): ProviderCallFailure {
+function httpFailure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, status: number, headers: Headers | undefined, body: unknown, requestId: string | undefined): ProviderCallFailure {
   const retryAfterMs = headers === undefined ? undefined : parseRetryAfterMs(headers);
   const detail = providerError(body);
   const kind = kindOfStatus(status, detail.code);

@@ -1,11 +1,16 @@
-
+/**
+ * The runner's decisions, each from a real bucket (a redis-server of this file's own), the real
+ * SDK adapters and the provider simulator, with randomness and pressure injected: complete,
+ * fall back, fail (and with which code), requeue, delay, shed, hand back.
+ */
+import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Bucket, createLogger, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
+import { Bucket, decodeJobEvent, jobEventsKey, createLogger, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
 import { createAdapters } from '../providers/index.js';
-import { COOLDOWN_RESUME_SPREAD_MS, runJob } from './job-runner.js';
+import { COOLDOWN_RESUME_SPREAD_MS, JobCancelled, runJob } from './job-runner.js';
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
 import { PromptCacheMemory } from './prompt-cache-memory.js';
 import { ThrottleStates } from './throttle-states.js';
@@ -52,6 +57,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
   });
   return {
     config,
+    redis: db.redis,
     bucket: new Bucket(db.redis, { prefix, throttle: throttleParamsOf(config) }),
     adapters: createAdapters(config, { [KEY_ENV]: 'sk-runner-test' }),
     estimator: new TokenEstimator(),
@@ -292,5 +298,86 @@ describe('runJob', () => {
     const abort = new AbortController();
     abort.abort();
     expect(await run(context(), job(), meta(), abort.signal)).toEqual({ kind: 'aborted', progress: { attempts: 0 } });
+  });
+});
+
+describe('runJob, streamed', () => {
+  const streamed = (over: Record<string, unknown> = {}): LlmJob =>
+    job({ request: { model: SONNET, max_tokens: 300, stream: true, messages: [{ role: 'user', content: `a long story ${++seq}` }], ...over } } as Partial<LlmJob>);
+  const streamMeta = (): JobMeta => ({ id: `high.${randomUUID()}`, lane: 'high', enqueuedAt: Date.now(), progress: { attempts: 0 } });
+  const relayed = async (ctx: RunContext, id: string) =>
+    (await db.redis.xrange(jobEventsKey(ctx.config.redis.prefix, id), '-', '+')).map(([, f]) => decodeJobEvent(f[0]!, f[1]!)!);
+
+  it('relays every event between a start naming the model and an end, and records time to first token', async () => {
+    const ctx = context();
+    const m = streamMeta();
+    const outcome = await run(ctx, streamed(), m);
+    expect(outcome.kind).toBe('completed');
+    if (outcome.kind !== 'completed') return;
+    expect(outcome.result.streamed).toBe(true);
+    expect(outcome.result.timings.ttftMs).toBeGreaterThanOrEqual(0);
+    expect(outcome.result.timings.firstEventAt).toBeLessThanOrEqual(outcome.result.timings.finishedAt);
+    const events = await relayed(ctx, m.id);
+    expect(events[0]).toMatchObject({ kind: 'start', model: SONNET });
+    expect(events.at(-1)).toEqual({ kind: 'end' });
+    const types = events.filter((e) => e.kind === 'event').map((e) => (JSON.parse((e as { data: string }).data) as { type: string }).type);
+    expect(types[0]).toBe('message_start');
+    expect(types.at(-1)).toBe('message_stop');
+    expect((outcome.result.response as { usage: { output_tokens: number } }).usage.output_tokens).toBe(outcome.result.usage.outputTokens);
+  });
+
+  it('retries a stream that fails before its first event, with nothing relayed', async () => {
+    sim.injectFaults({ model: SONNET, status: 503, count: 1 });
+    const ctx = context();
+    const m = streamMeta();
+    expect(await run(ctx, streamed(), m)).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
+    expect(await relayed(ctx, m.id)).toEqual([]);
+  });
+
+  it('fails STREAM_FAILED, never retried, when the stream breaks after its first event, ending it with an error event', async () => {
+    sim.setPace({ streamTokenMs: 2 });
+    sim.injectFaults({ model: SONNET, cut: true, count: 1 });
+    const ctx = context();
+    const m = streamMeta();
+    try {
+      const outcome = await run(ctx, streamed({ max_tokens: 200 }), m);
+      expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED', message: expect.stringContaining('events had been streamed') }, progress: { attempts: 1 } });
+      const events = await relayed(ctx, m.id);
+      const last = events.at(-1);
+      expect(last?.kind).toBe('error');
+      expect(JSON.parse((last as { data: string }).data)).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  it('stops the provider call when its caller cancels mid-stream, and fails CANCELLED with the output produced', async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    const ctx = context();
+    const m = streamMeta();
+    const abort = new AbortController();
+    try {
+      const running = run(ctx, streamed({ max_tokens: 400 }), m, abort.signal);
+      await expect.poll(async () => (await relayed(ctx, m.id)).length, { timeout: 5_000 }).toBeGreaterThan(5);
+      abort.abort(new JobCancelled());
+      const outcome = await running;
+      expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' } });
+      const charged = Number(/about (\d+) output tokens/.exec((outcome as { failure: { message: string } }).failure.message)?.[1]);
+      await expect.poll(() => sim.stats().admissions.at(-1)?.done, { timeout: 5_000 }).toBe(true);
+      const admission = sim.stats().admissions.at(-1)!;
+      expect(admission).toMatchObject({ streamed: true, clientClosed: true });
+      expect(charged).toBeGreaterThan(0);
+      expect(admission.outputSent).toBeLessThan(400);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  it('fails CANCELLED without a call when its caller cancelled before it started', async () => {
+    const abort = new AbortController();
+    abort.abort(new JobCancelled());
+    const before = calls(SONNET);
+    expect(await run(context(), streamed(), streamMeta(), abort.signal)).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' } });
+    expect(calls(SONNET)).toBe(before);
   });
 });

@@ -4,18 +4,25 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { FailureCode, jobFailure, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
-import type { FailureKind, ProviderCallFailure } from '../providers/types.js';
+import { FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
+import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
 import { pastDeadline } from './deadline.js';
 import { ladderOf } from './model-ladder.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
-import type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context.js';
+import { isCancel, type JobMeta, type JobProgress, type RunContext, type RunOutcome } from './run-context.js';
+import { streamedCall } from './stream-call.js';
 import { promptTokensOf } from './token-estimator.js';
 
 export type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context.js';
+export { JobCancelled } from './run-context.js';
+
+/** Stopped before its provider call: cancelled by its caller, or handed back by a worker shutting down. */
+function stopped(signal: AbortSignal, progress: JobProgress, when: string): RunOutcome {
+  return isCancel(signal) ? { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller ${when}`), progress } : { kind: 'aborted', progress };
+}
 
 /** Waits this short are slept in place: cheaper than a requeue round trip. */
 const INLINE_WAIT_MS = 25;
@@ -49,7 +56,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   if (shed) return { kind: job.onShed === 'batch' ? 'to_batch' : 'failed', failure: shed, progress };
 
   while (true) {
-    if (signal.aborted) return { kind: 'aborted', progress };
+    if (signal.aborted) return stopped(signal, progress, 'before its provider call');
     const late = pastDeadline(job, meta, ctx.now());
     if (late) return { kind: 'failed', failure: late, progress };
     const plan = await planCall(ctx, job, meta, fellBackFrom);
@@ -73,9 +80,36 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
 
     const { model, pool, reservation, estimate } = plan;
     const modelCfg = ctx.config.models[model]!;
+    if (signal.aborted) {
+      // Granted but never called: the whole reservation goes back.
+      ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
+      return stopped(signal, progress, 'before its provider call');
+    }
     const adapter = ctx.adapters[job.provider];
     const callStarted = ctx.now();
-    const res = await adapter.call({ model, request: job.request, signal });
+    let res: ProviderCallResult;
+    let firstEventAt: number | undefined;
+    if (isStreamed(job)) {
+      const streamed = await streamedCall(ctx, job, meta, { model, reservation, startedAt: callStarted }, signal);
+      if (streamed.kind === 'ended') {
+        // The client holds part of an answer: never retried; charged what was produced.
+        progress.attempts += 1;
+        const endedAt = ctx.now();
+        ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (endedAt - callStarted) / 1000);
+        ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(streamed.status ?? 'network') });
+        ctx.stats.call({ model, status: streamed.status });
+        settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, streamed.headers);
+        countTokens(ctx, job.provider, model, streamed.usage);
+        ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
+        // A provider failure mid-stream is the model's; a client that went away is not.
+        if (streamed.failureKind) ctx.bucket.report(pool, model, !UNHEALTHY.has(streamed.failureKind));
+        return { kind: 'failed', failure: streamed.failure, progress };
+      }
+      res = streamed.res;
+      if (streamed.kind === 'done') firstEventAt = streamed.firstEventAt;
+    } else {
+      res = await adapter.call({ model, request: job.request, signal });
+    }
     const callEnded = ctx.now();
     progress.attempts += 1;
     if (!progress.triedModels?.includes(model)) progress.triedModels = [...(progress.triedModels ?? []), model];
@@ -108,14 +142,16 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
             finishedAt: callEnded,
             waitMs: Math.max(0, callStarted - meta.enqueuedAt),
             runMs: callEnded - callStarted,
+            ...(firstEventAt === undefined ? {} : { firstEventAt, ttftMs: Math.max(0, firstEventAt - callStarted) }),
           },
+          ...(isStreamed(job) ? { streamed: true } : {}),
           cost: { usd, batch: false },
           ...(job.metadata ? { metadata: job.metadata } : {}),
         },
       };
     }
 
-    if (signal.aborted) return { kind: 'aborted', progress };
+    if (signal.aborted) return stopped(signal, progress, 'while its provider call was starting');
     if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
     progress.lastError = `${res.status ?? 'network'} ${res.kind}: ${res.message}`;
     const decision = decide(res, progress.attempts, ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });

@@ -3,6 +3,7 @@
  * rather than a BullMQ job, so every decision it makes can be tested with an injected clock,
  * randomness and pressure.
  */
+import type { Cluster, Redis } from 'ioredis';
 import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
@@ -18,8 +19,23 @@ export interface ShedView {
   retryHintMs(pool: string): number;
 }
 
+/**
+ * The reason a job's signal carries when its caller cancelled it (`producer.cancel`, a stream's
+ * abort, a gateway client gone); any other abort is the worker shutting down.
+ */
+export class JobCancelled extends Error {
+  constructor() {
+    super('cancelled by its caller');
+    this.name = 'JobCancelled';
+  }
+}
+
+export const isCancel = (signal: AbortSignal): boolean => signal.aborted && signal.reason instanceof JobCancelled;
+
 export interface RunContext {
   config: HeadroomConfig;
+  /** Command connection: a streamed job's events are relayed on it. */
+  redis: Redis | Cluster;
   bucket: Bucket;
   adapters: Record<Provider, ProviderAdapter>;
   estimator: TokenEstimator;
