@@ -251,7 +251,7 @@ describe('faults', () => {
     const prefix = `storm${randomUUID().slice(0, 4)}`;
     const workers = await fleet(redis.url, prefix, 3, {
       models: {
-        [SONNET]: { provider: 'anthropic', limits: LIMITS, fallback: [HAIKU] },
+        [SONNET]: { provider: 'anthropic', limits: LIMITS },
         [HAIKU]: { provider: 'anthropic', limits: LIMITS },
       },
       dispatch: { concurrency: 4 },
