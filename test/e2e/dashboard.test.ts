@@ -427,12 +427,14 @@ describe('headroom dashboard', () => {
   });
 
   it("shows a model's fleet-wide throttle open in a 529 storm, with its retry budget, until it recovers", async () => {
-    // Six 529s: the first two open the throttle, the rest are spent one probe a second, so it
-    // stays open for seconds, long enough for the page and a scrape to see it.
-    sim.injectFaults({ model: MODEL, status: 529, count: 6 });
+    // Ten 529s: the first four (one per job) open the throttle, the rest are spent one probe a
+    // second, so it stays open for seconds, long enough for the page and a scrape to see it. (A
+    // single failed call would open it only until the 2 s window forgot it: the throttle judges
+    // from at least one remembered call.)
+    sim.injectFaults({ model: MODEL, status: 529, count: 10 });
     worker2 = spawnWorker(configFile, redis.url, 'dash-w2', { DASH_TEST_ANTHROPIC_KEY: API_KEY });
     const job = (i: number) => ({ priority: 'HIGH' as const, provider: 'anthropic' as const, request: { model: MODEL, max_tokens: 16, messages: [{ role: 'user' as const, content: `${PROMPT_MARKER} throttle ${i}` }] } });
-    const pending = [await producer.enqueue(job(1)), await producer.enqueue(job(2))];
+    const pending = await Promise.all([1, 2, 3, 4].map((i) => producer.enqueue(job(i))));
 
     await waitFor('an open throttle in the dashboard metrics', async () => {
       const m = await scrape(`${base}/metrics`);
@@ -449,14 +451,14 @@ describe('headroom dashboard', () => {
     await page.goto(`${base}/`);
     const note = page.locator(`[data-pool="sonnet-4"] [data-throttle="${MODEL}"]`);
     await note.waitFor();
-    expect(await textOf(note)).toMatch(new RegExp(`${MODEL} throttle (open|throttled): admits \\d+%, \\d+% of calls served, retry budget \\d+ / \\d+ left`));
+    expect(await textOf(note)).toMatch(new RegExp(`${MODEL} throttle (open|throttled): admits [\\d.]+%, [\\d.]+% of calls served, retry budget \\d+ / \\d+ left`));
     await page.screenshot({ path: join(ARTIFACTS, 'headroom-page-throttle.png'), fullPage: true });
     await ctx.close();
 
     // The probes get through once the storm is spent, the jobs complete, and the throttle
     // ramps back and reads closed fleet-wide.
     const results = await Promise.all(pending.map((h) => h.result({ timeoutMs: 60_000 })));
-    expect(results.map((r) => r.model)).toEqual([MODEL, MODEL]);
+    expect(results.map((r) => r.model)).toEqual([MODEL, MODEL, MODEL, MODEL]);
     await waitFor('the throttle to close in the dashboard metrics', async () => {
       const scraped = await scrape(`${base}/metrics`);
       return sampleOf(scraped.samples, 'headroom_fleet_throttle_state', { pool: 'sonnet-4', model: MODEL }) === 0 || undefined;
@@ -470,10 +472,12 @@ describe('headroom dashboard', () => {
 
   it('logs job id, lane, model and attempt, and never a prompt, a key or a secret', () => {
     const workerLines = worker!.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    // The two 429s of the cooldown test, and whichever of the storm's 529s this worker took.
     const failed = workerLines.filter((l) => l.msg === 'provider call failed');
-    expect(failed).toHaveLength(2);
+    expect(failed.filter((l) => l.status === 429)).toHaveLength(2);
     for (const l of failed) {
-      expect(l).toMatchObject({ lane: expect.any(String), model: MODEL, attempt: expect.any(Number), status: 429 });
+      expect(l).toMatchObject({ lane: expect.any(String), model: MODEL, attempt: expect.any(Number), status: expect.any(Number) });
+      expect([429, 529]).toContain(l.status);
       expect(String(l.jobId)).toMatch(/^(critical|high|normal|low)\./);
     }
     const dashLines = dashboard.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);

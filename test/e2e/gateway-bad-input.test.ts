@@ -6,6 +6,7 @@
 import { connect } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, publishFleetSettings } from '@headroom/queue';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 
@@ -159,7 +160,14 @@ describe('bad input through headroom gateway', () => {
   it('enqueued nothing for any of them, and still serves a good call', async () => {
     expect(CASES.length).toBeGreaterThanOrEqual(25);
     expect(await admin.keys(`{${PREFIX}:*`)).toEqual([]);
-    // No worker runs here: a good call is enqueued, waits its 200 ms, is cancelled and told to retry.
+    // No worker has published the fleet's settings: admission fails closed, and the SDKs retry.
+    const unpublished = await fetch(`${base}/v1/messages`, { method: 'POST', headers: ANTHROPIC, body: message() });
+    expect(unpublished.status).toBe(503);
+    expect(unpublished.headers.get('retry-after')).toBe('1');
+    expect(await unpublished.json()).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringContaining('no fleet settings') } });
+    // Published as a worker would, with no worker running: a good call is enqueued, waits its
+    // 200 ms, is cancelled and told to retry.
+    await publishFleetSettings(admin, loadConfig(configFile));
     const res = await fetch(`${base}/v1/messages`, { method: 'POST', headers: { ...ANTHROPIC, 'headroom-max-wait-ms': '200' }, body: message() });
     expect(res.status).toBe(529);
     expect(res.headers.get('headroom-job-id')).toMatch(/^normal\./);

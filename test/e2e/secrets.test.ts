@@ -131,7 +131,9 @@ describe('provider keys never leave the worker', () => {
     expect(reasons).toEqual([
       'PROVIDER_REJECTED: 400 invalid_request_error: request from key [redacted] is malformed',
       'PROVIDER_REJECTED: 401 invalid_request_error: Incorrect API key provided: [redacted]. You can find your API key in your dashboard.',
-      expect.stringMatching(/^SPEND_CAP: 429 rate_limit_error: key \[redacted\] has reached its monthly spend limit/),
+      // A rate_limit_error 429 is a rate limit whatever its message says (only the provider's
+      // billing codes make a spend cap): retried by the reset headers, then out of attempts.
+      expect.stringMatching(/^RETRIES_EXHAUSTED: after 3 attempts, last: 429 rate_limit_error: key \[redacted\] has reached its monthly spend limit/),
       expect.stringMatching(/^RETRIES_EXHAUSTED: after 3 attempts, last: 500 /),
       'PROVIDER_REJECTED: 401 invalid_request_error: Incorrect API key provided: [redacted]. You can find your API key in your dashboard.',
       'PROVIDER_REJECTED: 400 invalid_request_error: request from key [redacted] is malformed',

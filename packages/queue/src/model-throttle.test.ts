@@ -257,6 +257,19 @@ describe('retry budget', () => {
     expect(await m.peek(t + 10_000, { retry: true, retryReserve: 0.6 })).toMatchObject({ wait: 0 });
   });
 
+  it("keeps the floor every lane's: once first calls stop, the lowest lane still retries about minPerSecond a second", async () => {
+    const m = new Model();
+    // A busy spell, then no first calls at all (a brownout ended, its retries remain).
+    for (let t = 0; t < 10_000; t += 20) await m.acquire(t);
+    let granted = 0;
+    let t = 30_000;
+    for (; t < 60_000; t += 100) if ((await m.acquire(t, { retry: true, retryReserve: 0.9 })).granted) granted += 1;
+    // 30 s at a floor of 1/s (10 per 10 s window): about 30, never the two minutes apiece a
+    // reserved floor would make it.
+    expect(granted).toBeGreaterThanOrEqual(25);
+    expect(granted).toBeLessThanOrEqual(10 + 30 + 2);
+  });
+
   it('has a floor: a model with no first calls lately still gets minPerSecond x window retries', async () => {
     const m = new Model();
     let granted = 0;

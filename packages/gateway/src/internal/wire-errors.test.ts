@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FailureCode, JobFailedError, JobValidationError, jobFailure, QueueFullError, RedisUnavailableError, ShedError } from '@headroom/queue';
+import { FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, QueueFullError, RedisOomError, RedisUnavailableError, ShedError } from '@headroom/queue';
 import { anthropic, openai } from './dialects.js';
 import { clientPath, fromError } from './wire-errors.js';
 
@@ -19,7 +19,18 @@ describe('wire errors', () => {
   it('makes backpressure a 429 with a retry hint the SDKs honour', () => {
     expect(fromError(new QueueFullError('high', 200))).toMatchObject({ kind: 'rate_limit', retryAfterMs: 1_000 });
     expect(fromError(new ShedError('low', 'pressure 0.9', 7_000))).toMatchObject({ kind: 'rate_limit', retryAfterMs: 7_000 });
+    expect(fromError(new QueueFullError('low', { maxBytes: 1_000, bytes: 900, jobBytes: 200 })).message).toContain('would pass its maxBytes of 1000');
     expect(fromError(new RedisUnavailableError('down'))).toMatchObject({ kind: 'unavailable' });
+  });
+
+  it('answers a fleet with no published settings, or Redis out of memory, as unavailable: the SDKs retry', () => {
+    expect(fromError(new FleetUnpublishedError('normal'))).toMatchObject({ kind: 'unavailable', retryAfterMs: 1_000, message: expect.stringContaining('no fleet settings') });
+    expect(fromError(new RedisOomError())).toMatchObject({ kind: 'unavailable', retryAfterMs: 1_000, message: expect.stringContaining('out of memory') });
+  });
+
+  it('answers a job past its deadline as overloaded with a retry hint, as a call the gateway gave up on', () => {
+    const err = fromError(new JobFailedError('high.x', jobFailure(FailureCode.DEADLINE_EXCEEDED, 'not started within its maxWaitMs of 200 ms (waited 250 ms)')));
+    expect(err).toMatchObject({ kind: 'overloaded', retryAfterMs: 1_000, message: expect.stringContaining('maxWaitMs of 200 ms') });
   });
 
   it("passes a provider's 4xx through with its status and message, and never retries it", () => {

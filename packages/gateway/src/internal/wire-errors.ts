@@ -11,12 +11,14 @@
  */
 import {
   FailureCode,
+  FleetUnpublishedError,
   JobFailedError,
   JobNotFoundError,
   JobValidationError,
   PayloadTooLargeError,
   QueueFullError,
   QuotaExceededError,
+  RedisOomError,
   RedisUnavailableError,
   ShedError,
   TimeoutError,
@@ -82,6 +84,9 @@ export function fromFailure(failure: JobFailure): WireError {
       return { kind: 'not_found', message: failure.message, shouldRetry: false };
     case FailureCode.SHED:
       return { kind: 'rate_limit', message: `shed under pressure: ${failure.message}`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
+    case FailureCode.DEADLINE_EXCEEDED:
+      // Past its max wait: the same answer as a call the gateway gave up on itself.
+      return { kind: 'overloaded', message: `the call could not start in time: ${failure.message}`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
     default:
       return { kind: 'api_error', message: `${failure.code}: ${failure.message}` };
   }
@@ -91,9 +96,13 @@ export function fromFailure(failure: JobFailure): WireError {
 export function fromError(err: unknown): WireError {
   if (err instanceof JobValidationError) return invalid(err.issues);
   if (err instanceof PayloadTooLargeError) return { kind: 'too_large', message: `the request is ${err.sizeBytes} bytes as a job, over the limit of ${err.limitBytes}`, shouldRetry: false };
-  if (err instanceof QueueFullError) return { kind: 'rate_limit', message: `lane ${err.lane} is full (${err.cap} calls waiting); retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  if (err instanceof QueueFullError) return { kind: 'rate_limit', message: `${err.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof ShedError) return { kind: 'rate_limit', message: err.message, retryAfterMs: Math.max(DEFAULT_RETRY_AFTER_MS, err.retryAfterMs) };
   if (err instanceof QuotaExceededError) return { kind: 'rate_limit', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  // The fleet's settings are missing (no worker yet, or Redis lost them): workers publish them
+  // again within seconds, so the SDK's retry is the right answer.
+  if (err instanceof FleetUnpublishedError) return { kind: 'unavailable', message: `${err.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  if (err instanceof RedisOomError) return { kind: 'unavailable', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof RedisUnavailableError) return { kind: 'unavailable', message: 'the queue is unavailable; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof TimeoutError) return { kind: 'overloaded', message: 'the call did not finish in time; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof JobFailedError) return fromFailure(err.failure);

@@ -47,8 +47,11 @@
   Retry budget (Finagle's RetryBudget): a retry is granted only while
     retries + 1 <= floor + ratio * firsts,   floor = minPerSecond * budgetWindow / 1000
   so retries stay within `ratio` of first calls over the window (plus a floor so a quiet model
-  can still retry). A lane may take a retry only while `budgetReserve` of the budget stays
-  unspent after it: CRITICAL and HIGH retry first; lower lanes wait, no attempt spent.
+  can still retry). A lane may take a retry only while its `retryReserve` of the ratio's share
+  stays unspent after it: CRITICAL and HIGH retry first; lower lanes wait, no attempt spent. The
+  floor is every lane's: were it reserved too, a LOW retry would need the retries of the last
+  minutes to decay to nothing once first calls stop (after a brownout, say), about one retry
+  every two minutes; with it, the lowest lane still retries minPerSecond a second.
 
   Params table p: k, window (ms), probeMs, budgetRatio, budgetWindow (ms), budgetFloor (retries).
 ]]
@@ -168,21 +171,23 @@ local function budgetOf(t, p)
 end
 
 --[[
-  The wait before a retry fits the budget for a lane that must leave `reserve` of it; 0 = now.
-  Two estimates, the shorter taken (the job asks again then, and waiting costs it no attempt):
-  - no new first calls: both counters decay by the same factor x = exp(-t / budgetWindow), so the
-    retry fits once floor * (1 - reserve) - 1 + x * (ratio * firsts * (1 - reserve) - retries) >= 0;
+  The wait before a retry fits the budget for a lane that must leave `reserve` of the ratio's
+  share: it fits while retries + 1 <= floor + (1 - reserve) * ratio * firsts. Two estimates, the
+  shorter taken (the job asks again then, and waiting costs it no attempt):
+  - no new first calls: both counters decay by the same factor x = exp(-t / budgetWindow) (the
+    floor does not), so the retry fits once floor - 1 + x * ((1 - reserve) * ratio * firsts -
+    retries) >= 0;
   - first calls arriving as lately (their decayed count holds steady): the retries decay at
     retries / budgetWindow per ms, which frees what is short at that pace.
   Capped at one window.
 ]]
 local function budgetWait(t, p, reserve)
-  local total, left = budgetOf(t, p)
-  local short = 1 + reserve * total - left
+  local share = (1 - reserve) * p.budgetRatio * t[4]
+  local short = 1 + t[5] - p.budgetFloor - share
   if short <= 1e-6 then return 0 end
   local w = p.budgetWindow
-  local a = p.budgetFloor * (1 - reserve) - 1
-  local d = p.budgetRatio * t[4] * (1 - reserve) - t[5]
+  local a = p.budgetFloor - 1
+  local d = share - t[5]
   if a > 0 and d < 0 then w = p.budgetWindow * math.log(-d / a) end
   if t[5] > 0 then
     local steady = short * p.budgetWindow / t[5]
