@@ -1,11 +1,19 @@
 /**
- * `pnpm bench:tenants`: does a runaway tenant starve its neighbours? Tenant B sends a steady
- * stream on the NORMAL lane; we measure B's wait with tenant A idle, then with A offering 10x its
- * tokens/min quota on the same lane, in one run on one fleet. Goal: B's p95 within 2x of idle.
+ * `pnpm bench:tenants`: does a runaway tenant starve its neighbours?
+ *
+ * 1. Waits: tenant B sends a steady stream on the NORMAL lane; we measure B's wait with tenant A
+ *    idle, then with A offering 10x its tokens/min quota on the same lane, in one run on one
+ *    fleet. Goal: B's p95 within 2x of idle.
+ * 2. Admission at a quota: tenant BIG holds 20,000 unfinished jobs (its `maxQueued`) in the LOW
+ *    lane and keeps retrying. Each refusal must cost Redis the same as when BIG holds 20 (the
+ *    tenant's count is a counter, not a scan of its jobs), and other tenants' enqueues must cost
+ *    what they cost with BIG idle. Redis time per call is read from SLOWLOG (every command
+ *    logged), so the figures are Redis' own, not the client's.
  */
 import { randomUUID } from 'node:crypto';
 import { Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
-import { parseConfig, createLogger } from '@headroom/queue';
+import { createRedis, HeadroomError, parseConfig, createLogger, publishFleetSettings } from '@headroom/queue';
+import { Redis } from 'ioredis';
 import { startSimulator } from '@headroom/simulator';
 import { startWorker } from '@headroom/worker';
 import { startEmbeddedRedis } from '@headroom/testing';
@@ -68,9 +76,131 @@ try {
     console.log(`${name.padEnd(12)}${String(q(xs, 0.5)).padStart(8)}${String(q(xs, 0.95)).padStart(9)}${String(q(xs, 0.99)).padStart(9)}`);
   }
   console.log(`\nB p95 runaway / idle: ${(q(busy, 0.95) / Math.max(1, q(idle, 0.95))).toFixed(2)}x (goal <= 2x)`);
+  await atQuota();
 } finally {
   await producer.close();
   await Promise.all(workers.map((w) => w.close({ graceMs: 1_000 })));
   await sim.close();
   await redis.stop();
+}
+
+/** Part 2: a tenant at a 20,000-job quota, and the Redis time of refusing it and of serving others. */
+async function atQuota(): Promise<void> {
+  const BIG = Number(process.env.BENCH_BIG_JOBS ?? 20_000);
+  const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 400);
+  const admin = new Redis(redis.url);
+  const prefix2 = `quota${randomUUID().slice(0, 6)}`;
+  const cfg = (max: number) =>
+    parseConfig({
+      redis: { prefix: prefix2 },
+      models: { [MODEL]: { provider: 'anthropic', limits: LIMITS } },
+      lanes: { low: { cap: 100_000, maxBytes: 1024 * 1024 * 1024 } },
+      tenants: { overrides: { big: { maxQueued: max } } },
+    });
+  // No worker runs on this prefix: every job stays unfinished, as a stalled tenant's would.
+  await publishFleetSettings(admin, cfg(BIG));
+  const p2 = new Producer({ redis: redis.url, prefix: prefix2 });
+  const low = (tenant: string, i: number): LlmJobInput => ({
+    priority: 'LOW', tenant, provider: 'anthropic',
+    request: { model: MODEL, max_tokens: 48, messages: [{ role: 'user', content: `tenant ${tenant} request ${i}: summarise this ticket please.` }] },
+  });
+  const fill = async (tenant: string, n: number, from = 0) => {
+    for (let i = from; i < from + n; i += 500) await Promise.all(Array.from({ length: Math.min(500, from + n - i) }, (_, j) => p2.enqueue(low(tenant, i + j))));
+  };
+  const refusedOnce = () => p2.enqueue(low('big', -1)).then(
+    () => { throw new Error('BIG was admitted past its quota'); },
+    (e: unknown) => { if (!(e instanceof HeadroomError) || e.code !== 'QUOTA_EXCEEDED') throw e; },
+  );
+  /**
+   * Median and p95 of Redis' own time (µs) for the EVALSHAs `run` makes, those of `tenant` only
+   * when given (an add script's 4th argument after its 9 keys is the job's tenant).
+   */
+  const redisTime = async (run: () => Promise<void>, tenant?: (t: string) => boolean) => {
+    await admin.config('SET', 'slowlog-log-slower-than', '0');
+    await admin.config('SET', 'slowlog-max-len', String(SAMPLES * 4));
+    await admin.slowlog('RESET');
+    await run();
+    const log = (await admin.slowlog('GET', SAMPLES * 4)) as [number, number, number, string[]][];
+    await admin.config('SET', 'slowlog-log-slower-than', '10000');
+    const us = log
+      .filter((e) => String(e[3][0]).toLowerCase() === 'evalsha' && (!tenant || tenant(String(e[3][15] ?? ''))))
+      .map((e) => e[2])
+      .sort((x, y) => x - y);
+    return { n: us.length, p50: q(us, 0.5), p95: q(us, 0.95) };
+  };
+  const sequential = (n: number, fn: (i: number) => Promise<unknown>) => async () => {
+    for (let i = 0; i < n; i++) await fn(i);
+  };
+  /** Other tenants' enqueues, one at a time; their client-side latency (µs) is kept too. */
+  const clientUs: number[] = [];
+  const otherTenants = () =>
+    sequential(SAMPLES, async (i) => {
+      const t = performance.now();
+      await p2.enqueue(low(`t${i % 50}`, i));
+      clientUs.push((performance.now() - t) * 1000);
+    });
+  const others = (t: string) => t !== 'big';
+  const clientMedian = () => {
+    const sorted = clientUs.splice(0).sort((x, y) => x - y);
+    return Math.round(q(sorted, 0.5));
+  };
+
+  /**
+   * Other tenants enqueue while BIG keeps retrying into its quota (one refusal in flight at all
+   * times), from a connection of its own, as another service would: its calls are not batched
+   * with theirs.
+   */
+  const whileBigRetries = async () => {
+    const bigConn = createRedis(redis.url, 'producer');
+    const bigProducer = new Producer({ redis: bigConn, prefix: prefix2 });
+    let stop = false;
+    let refusals = 0;
+    const hammer = (async () => {
+      while (!stop) {
+        await bigProducer.enqueue(low('big', -1)).then(
+          () => { throw new Error('BIG was admitted past its quota'); },
+          (e: unknown) => { if (!(e instanceof HeadroomError) || e.code !== 'QUOTA_EXCEEDED') throw e; },
+        );
+        refusals += 1;
+      }
+    })();
+    const redisUs = await redisTime(otherTenants(), others);
+    const client = clientMedian();
+    stop = true;
+    await hammer;
+    await bigProducer.close();
+    bigConn.disconnect();
+    return { redisUs, client, refusals };
+  };
+
+  // Baseline in the same run: BIG at a quota of 20.
+  await publishFleetSettings(admin, cfg(20));
+  await fill('big', 20);
+  const refusedSmall = await redisTime(sequential(SAMPLES, refusedOnce));
+  const othersIdle = await redisTime(otherTenants(), others);
+  const othersIdleClient = clientMedian();
+  const busySmall = await whileBigRetries();
+  // BIG at 20,000.
+  await publishFleetSettings(admin, cfg(BIG));
+  const t0 = Date.now();
+  await fill('big', BIG - 20, 20);
+  console.log(`\nfilled tenant BIG to ${BIG} unfinished LOW jobs in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const refusedBig = await redisTime(sequential(SAMPLES, refusedOnce));
+  const busyBig = await whileBigRetries();
+
+  const big = BIG.toLocaleString('en-US');
+  console.log(`\nadmission at a tenant's quota (Redis time per EVALSHA from SLOWLOG, and the client's median; ${SAMPLES} calls each)\n`);
+  console.log('call                                                  Redis p50 µs   p95 µs   client p50 µs');
+  const row = (name: string, r: { p50: number; p95: number }, client?: number) =>
+    console.log(`${name.padEnd(52)}${String(r.p50).padStart(14)}${String(r.p95).padStart(9)}${client === undefined ? '' : String(client).padStart(16)}`);
+  row('BIG refused, holding 20 unfinished', refusedSmall);
+  row(`BIG refused, holding ${big} unfinished`, refusedBig);
+  row('other tenants admitted, BIG idle', othersIdle, othersIdleClient);
+  row('other tenants admitted, BIG at 20 retrying', busySmall.redisUs, busySmall.client);
+  row(`other tenants admitted, BIG at ${big} retrying`, busyBig.redisUs, busyBig.client);
+  console.log(`\nrefusal at ${big} / at 20 (Redis p50): ${(refusedBig.p50 / Math.max(1, refusedSmall.p50)).toFixed(2)}x (goal ~1x: O(1))`);
+  console.log(`other tenants, BIG retrying at ${big} / at 20: Redis p50 ${(busyBig.redisUs.p50 / Math.max(1, busySmall.redisUs.p50)).toFixed(2)}x, client p50 ${(busyBig.client / Math.max(1, busySmall.client)).toFixed(2)}x (goal ~1x; ${busySmall.refusals} / ${busyBig.refusals} refusals meanwhile)`);
+  console.log(`other tenants, BIG retrying at ${big} / BIG idle: client p50 ${(busyBig.client / Math.max(1, othersIdleClient)).toFixed(2)}x (the retries' own load on this process and Redis)`);
+  await p2.close();
+  admin.disconnect();
 }

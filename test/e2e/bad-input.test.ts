@@ -91,7 +91,8 @@ const JOB_CASES: JobCase[] = [
   { name: 'unknown content block type', job: withRequest({ messages: [{ role: 'user', content: [{ type: 'video', url: 'x' }] }] }), code: 'JOB_INVALID', path: 'request.messages.0.content.0.type', says: 'expected a content block of type' },
   { name: 'unknown key in a message', job: withRequest({ messages: [{ role: 'user', content: 'x', name: 'bob' }] }), code: 'JOB_INVALID', path: 'request.messages.0', says: 'unknown key "name"' },
   { name: 'temperature out of range (Anthropic)', job: withRequest({ temperature: 1.5 }), code: 'JOB_INVALID', path: 'request.temperature', says: 'got 1.5' },
-  { name: 'streaming requested', job: withRequest({ stream: true }), code: 'JOB_INVALID', path: 'request.stream', says: 'streaming is not supported' },
+  { name: 'streaming with sla none', job: { ...withRequest({ stream: true }), sla: 'none' }, code: 'JOB_INVALID', path: 'request.stream', says: 'a streamed job must be interactive' },
+  { name: 'stream as a string', job: withRequest({ stream: 'yes' }), code: 'JOB_INVALID', path: 'request.stream', says: 'expected true or false' },
   { name: 'OpenAI body without an output bound', job: { ...openai, request: without(openai.request, 'max_completion_tokens') }, code: 'JOB_INVALID', path: 'request.max_completion_tokens', says: 'set max_completion_tokens (or max_tokens)' },
   { name: 'OpenAI body with both output bounds', job: { ...openai, request: { ...openai.request, max_tokens: 10 } }, code: 'JOB_INVALID', path: 'request.max_tokens', says: 'set only one of' },
   { name: 'OpenAI unknown role', job: { ...openai, request: { ...openai.request, messages: [{ role: 'robot', content: 'x' }] } }, code: 'JOB_INVALID', path: 'request.messages.0.role', says: 'expected role' },
@@ -337,8 +338,6 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
       providers: { anthropic: { baseURL: stub.url, apiKeyEnv: CLI_KEY_ENV } },
       models: { [HAIKU]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 400_000, otpm: 100_000 } } },
       retry: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 50 },
-      // Only the job's own retries are under test here, not the breaker.
-      breaker: { failureThreshold: 100 },
     } satisfies HeadroomConfigInput);
     worker = spawnWorker(config, redis.url, 'wire-w1', { [CLI_KEY_ENV]: 'sk-bad-input-wire' });
     await waitForFleet(redis.url, prefix, [worker]);

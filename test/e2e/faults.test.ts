@@ -78,11 +78,12 @@ async function fleet(redisUrl: string, prefix: string, n: number, extra: Partial
   return started;
 }
 
-const job = (text: string, opts: { priority?: Priority; model?: string; fallback?: string[] } = {}): LlmJobInput => ({
+const job = (text: string, opts: { priority?: Priority; model?: string; fallback?: string[]; maxWaitMs?: number } = {}): LlmJobInput => ({
   priority: opts.priority ?? 'HIGH',
   provider: 'anthropic',
   request: { model: opts.model ?? HAIKU, max_tokens: 32, messages: [{ role: 'user', content: text }] },
   ...(opts.fallback ? { fallback: opts.fallback } : {}),
+  ...(opts.maxWaitMs === undefined ? {} : { maxWaitMs: opts.maxWaitMs }),
 });
 
 /** How a job ended, as its producer sees it. */
@@ -242,7 +243,7 @@ describe('faults', () => {
     expect(workers.every((w) => w.child.exitCode === null)).toBe(true);
   });
 
-  it('rides out a 529 storm across a fleet: breaker, fallback, clear reasons, nothing lost', async () => {
+  it('rides out a 529 storm across a fleet: throttle, fallback, clear reasons, nothing lost', async () => {
     sim = await startSimulator({
       models: { [SONNET]: { provider: 'anthropic', limits: LIMITS }, [HAIKU]: { provider: 'anthropic', limits: LIMITS } },
       latencyMs: { min: 20, max: 60 },
@@ -251,12 +252,11 @@ describe('faults', () => {
     const prefix = `storm${randomUUID().slice(0, 4)}`;
     const workers = await fleet(redis.url, prefix, 3, {
       models: {
-        [SONNET]: { provider: 'anthropic', limits: LIMITS, fallback: [HAIKU] },
+        [SONNET]: { provider: 'anthropic', limits: LIMITS },
         [HAIKU]: { provider: 'anthropic', limits: LIMITS },
       },
       dispatch: { concurrency: 4 },
       retry: { maxAttempts: 4, baseDelayMs: 50, maxDelayMs: 300 },
-      breaker: { failureThreshold: 3, openMs: 2_000 },
     });
     // The primary is down for good; the fallback garbles a third of its answers and cuts a
     // third of the rest mid-body (both after admission: those calls are paid for).
@@ -266,34 +266,48 @@ describe('faults', () => {
       { model: HAIKU, cut: true, probability: 0.3 },
     ]);
     const producer = producerOn(redis.url, prefix);
+    // The fleet's retry budget keeps retries within a fifth of first calls: past it a job waits
+    // rather than spend an attempt, so in a storm this long some jobs run out of time, not of
+    // attempts. Each job's deadline bounds that wait; every job must end by it, with a reason.
+    const maxWaitMs = 40_000;
     const withFallback = await Promise.all(
-      Array.from({ length: 120 }, (_, i) => producer.enqueue(job(`storm ${i}`, { model: SONNET, fallback: [HAIKU], priority: i % 3 ? 'NORMAL' : 'HIGH' }))),
+      Array.from({ length: 120 }, (_, i) => producer.enqueue(job(`storm ${i}`, { model: SONNET, fallback: [HAIKU], priority: i % 3 ? 'NORMAL' : 'HIGH', maxWaitMs }))),
     );
-    const primaryOnly = await Promise.all(Array.from({ length: 3 }, (_, i) => producer.enqueue(job(`no fallback ${i}`, { model: SONNET }))));
+    const primaryOnly = await Promise.all(Array.from({ length: 3 }, (_, i) => producer.enqueue(job(`no fallback ${i}`, { model: SONNET, maxWaitMs }))));
 
     const fallbackEndings = await Promise.all(withFallback.map((h) => ending(h, 90_000)));
     const primaryEndings = await Promise.all(primaryOnly.map((h) => ending(h, 90_000)));
     const completed = fallbackEndings.filter((e): e is Extract<Ending, { kind: 'completed' }> => e.kind === 'completed');
     const failed = fallbackEndings.filter((e): e is Extract<Ending, { kind: 'failed' }> => e.kind === 'failed');
     const stats = sim.stats().models;
-    console.log(`529 storm: ${completed.length} completed, ${failed.length} failed; sonnet 529s ${stats[SONNET]?.faultsInjected['529']}, haiku admitted ${stats[HAIKU]?.admitted} (malformed ${stats[HAIKU]?.faultsInjected.malformed ?? 0}, cut ${stats[HAIKU]?.faultsInjected.cut ?? 0})`);
+    const codes = (es: Ending[]) => es.map((e) => (e.kind === 'failed' ? e.code : e.kind)).join(',');
+    console.log(`529 storm: ${completed.length} completed, ${failed.length} failed (${codes(failed)}); primary-only ${codes(primaryEndings)}; sonnet 529s ${stats[SONNET]?.faultsInjected['529']}, haiku admitted ${stats[HAIKU]?.admitted} (malformed ${stats[HAIKU]?.faultsInjected.malformed ?? 0}, cut ${stats[HAIKU]?.faultsInjected.cut ?? 0})`);
 
-    // Nothing lost: every job ended, and each failure says what happened last.
+    // Nothing lost: every job ended, and each failure says what happened last or what it waited for.
     expect(completed.length + failed.length).toBe(120);
     expect(completed.every((e) => e.result.model === HAIKU)).toBe(true);
     expect(completed.length).toBeGreaterThan(60);
     for (const f of failed) {
-      expect(f.code).toBe('RETRIES_EXHAUSTED');
-      expect(f.reason).toMatch(/after 4 attempts, last: (200 response body is not valid JSON|(200|network) connection closed mid-response|529 overloaded_error)/);
+      if (f.code === 'DEADLINE_EXCEEDED') expect(f.reason).toMatch(/within its maxWaitMs of 40000 ms/);
+      else {
+        expect(f.code).toBe('RETRIES_EXHAUSTED');
+        expect(f.reason).toMatch(/after 4 attempts, last: (200 response body is not valid JSON|(200|network) connection closed mid-response|529 overloaded_error)/);
+      }
     }
-    // With no fallback the job fails with the provider's overload as its reason.
+    // With no fallback the job fails: out of attempts with the provider's overload as its reason,
+    // or out of time while the dead model's throttle let through one probe a second.
     for (const e of primaryEndings) {
       expect(e.kind).toBe('failed');
-      expect((e as Extract<Ending, { kind: 'failed' }>).code).toBe('RETRIES_EXHAUSTED');
-      expect((e as Extract<Ending, { kind: 'failed' }>).reason).toMatch(/after 4 attempts, last: 529 overloaded_error: Overloaded/);
+      const f = e as Extract<Ending, { kind: 'failed' }>;
+      if (f.code === 'DEADLINE_EXCEEDED') expect(f.reason).toMatch(/within its maxWaitMs of 40000 ms/);
+      else {
+        expect(f.code).toBe('RETRIES_EXHAUSTED');
+        expect(f.reason).toMatch(/after 4 attempts, last: 529 overloaded_error: Overloaded/);
+      }
     }
-    // The breakers opened: the storm cost far fewer primary calls than there were jobs.
-    expect(stats[SONNET]?.faultsInjected['529'] ?? 0).toBeLessThan(60);
+    // The fleet's throttle opened: the storm cost fewer primary calls than there were jobs (each
+    // of them would have tried the primary first), and after the first attempt none was served.
+    expect(stats[SONNET]?.faultsInjected['529'] ?? 0).toBeLessThan(123);
     expect(stats[SONNET]?.admitted ?? 0).toBe(0);
     // No worker crashed on the garbage.
     expect(workers.every((w) => w.child.exitCode === null && w.child.signalCode === null)).toBe(true);

@@ -76,11 +76,12 @@ async function roundTrip(prefix: string, workerUrl: string, producerRedis: Const
   workers.push(worker);
   const producer = new Producer({ redis: producerRedis, prefix });
   producers.push(producer);
+  // The worker has published the fleet's settings by then: admission refuses until it has.
+  await waitForOutput(worker, '"msg":"worker started"');
   const results = await Promise.all([1, 2, 3].map((i) => producer.run(job(i), { timeoutMs: 20_000 }).catch((err: Error) => {
     throw new Error(`${err.message}\nworker output:\n${worker.output()}`);
   })));
   expect(results.map((r) => r.model)).toEqual([MODEL, MODEL, MODEL]);
-  await waitForOutput(worker, '"msg":"worker started"');
   worker.child.kill('SIGTERM');
   expect(await worker.exited).toBe(0);
 }

@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { parseConfig, type HeadroomConfigInput, createLogger } from '@headroom/queue';
+import { Redis } from 'ioredis';
+import { Bucket, parseConfig, throttleParamsOf, type HeadroomConfigInput, createLogger } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startWorker, type RunningWorker } from '@headroom/worker';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
@@ -12,6 +13,8 @@ import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';
 const ENV = { RETRY_TEST_KEY: 'sk-retry-test' };
+/** The fleet's default throttle, to read a model's as the dashboard does. */
+const THROTTLE = throttleParamsOf(parseConfig({ models: {} }));
 
 let redis: EmbeddedRedis;
 let sim: Simulator;
@@ -41,7 +44,6 @@ async function fleet(overrides: Partial<HeadroomConfigInput> = {}): Promise<{ pr
       [HAIKU]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 400_000, otpm: 100_000 } },
     },
     retry: { maxAttempts: 4, baseDelayMs: 50, maxDelayMs: 200 },
-    breaker: { failureThreshold: 3, openMs: 60_000 },
     ...overrides,
   });
   const worker = await startWorker({ config, redisUrl: redis.url, env: ENV, logger: silentLogger() });
@@ -79,15 +81,28 @@ describe('retry rules with the real SDKs', () => {
     expect(result.attempts).toBe(2);
   });
 
-  it('opens the breaker in a 529 storm and serves the fallback model', async () => {
-    const { producer } = await fleet();
+  it('opens the throttle in a 529 storm (probes only) and serves the fallback model', async () => {
+    const { producer, prefix } = await fleet();
     sim.injectFaults({ model: SONNET, status: 529, count: 1000 });
-    const results = await Promise.all(Array.from({ length: 10 }, () => producer.run(job(SONNET, { fallback: [HAIKU] }), { timeoutMs: 30_000 })));
-    expect(results.every((r) => r.model === HAIKU)).toBe(true);
-    // The breaker opened after 3 consecutive 529s: the storm did not cost a call per job.
+    const first = await Promise.all(Array.from({ length: 10 }, () => producer.run(job(SONNET, { fallback: [HAIKU] }), { timeoutMs: 30_000 })));
+    // Once the fleet has seen the primary fail, its throttle is open: later jobs go straight to the
+    // fallback, and the primary gets one probe a second at most.
+    const before = sim.stats().models[SONNET]?.faultsInjected['529'] ?? 0;
+    const startedAt = Date.now();
+    const later = await Promise.all(Array.from({ length: 30 }, () => producer.run(job(SONNET, { fallback: [HAIKU] }), { timeoutMs: 30_000 })));
+    const seconds = (Date.now() - startedAt) / 1000;
+    expect([...first, ...later].every((r) => r.model === HAIKU)).toBe(true);
     const storm = sim.stats().models[SONNET]?.faultsInjected['529'] ?? 0;
-    expect(storm).toBeGreaterThanOrEqual(3);
-    expect(storm).toBeLessThan(10);
+    expect(before).toBeGreaterThanOrEqual(2);
+    expect(before).toBeLessThanOrEqual(10);
+    expect(storm - before).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+    const conn = new Redis(redis.url);
+    try {
+      const [t] = await new Bucket(conn, { prefix, throttle: THROTTLE }).throttles(SONNET, { rpm: 1000 }, [SONNET]);
+      expect(t).toMatchObject({ state: 'open', successRatio: 0 });
+    } finally {
+      conn.disconnect();
+    }
   });
 
   it('retries a 500 with backoff and succeeds', async () => {

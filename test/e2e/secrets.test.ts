@@ -1,9 +1,12 @@
 /**
  * Invariant 6: provider keys never enter Redis, job data, logs, metrics or the dashboard.
  *
- * A fleet run with distinctive keys (`sk-ant-SECRET-<uuid>`, `sk-proj-SECRET-<uuid>`) through
+ * A fleet run with distinctive keys (`sk-ant-SECRET-<uuid>`, and `opaque-SECRET-<uuid>`, which
+ * no pattern recognizes) through
  * both providers: successes, retries, fallbacks, and a provider (a real HTTP endpoint in front of
- * the simulator) whose errors echo the caller's key back, as misbehaving gateways do. Afterwards
+ * the simulator) whose errors echo the caller's key back, as misbehaving gateways do, on the
+ * interactive path and on the batch path (batch status reads answered 401 with every request
+ * header echoed, `authorization` included). Afterwards
  * every Redis key and value (each type read in full), the workers' captured logs at debug level,
  * each worker's /metrics and every dashboard surface are searched for the keys.
  */
@@ -25,7 +28,8 @@ const MINI = 'gpt-4.1-mini';
 const PREFIX = 'secrets';
 const UUID = randomUUID();
 const ANTHROPIC_KEY = `sk-ant-SECRET-${UUID}`;
-const OPENAI_KEY = `sk-proj-SECRET-${UUID.split('').reverse().join('')}`;
+// Not shaped like a key on purpose: only the worker's registration of the keys it holds cuts it.
+const OPENAI_KEY = `opaque-SECRET-${UUID.split('').reverse().join('')}`;
 const ENV = { SECRETS_TEST_ANTHROPIC_KEY: ANTHROPIC_KEY, SECRETS_TEST_OPENAI_KEY: OPENAI_KEY, HEADROOM_LOG_LEVEL: 'debug' };
 /** Any of these in any output is a leak: the keys, and the distinctive parts alone. */
 const NEEDLES = [ANTHROPIC_KEY, OPENAI_KEY, UUID, UUID.split('').reverse().join('')];
@@ -41,12 +45,14 @@ const metricsPorts: number[] = [];
 const echoed = new Map<string, WireMode>();
 
 const leaks = (text: string) => NEEDLES.filter((n) => text.includes(n));
+/** Batch status reads the stub answers with a 401 echoing the request headers. */
+const BATCH_ECHOES = 3;
 
 beforeAll(async () => {
   redis = await startEmbeddedRedis();
   admin = new Redis(redis.url);
   sim = await startSimulator({ apiKeys: [ANTHROPIC_KEY, OPENAI_KEY], latencyMs: { min: 5, max: 30 } });
-  stub = await startProviderStub(sim.url);
+  stub = await startProviderStub(sim.url, { echoBatchReads: BATCH_ECHOES });
   const limits = { rpm: 1000, itpm: 400_000, otpm: 100_000 };
   const base = {
     redis: { prefix: PREFIX },
@@ -60,7 +66,7 @@ beforeAll(async () => {
       [MINI]: { provider: 'openai', limits: { rpm: 1000, tpm: 1_000_000 } },
     },
     retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 },
-    breaker: { failureThreshold: 5, openMs: 1_000 },
+    batch: { maxWaitMs: 200, pollIntervalMs: 300 },
   } satisfies HeadroomConfigInput;
   for (const n of [1, 2]) {
     const port = await freePort();
@@ -125,7 +131,9 @@ describe('provider keys never leave the worker', () => {
     expect(reasons).toEqual([
       'PROVIDER_REJECTED: 400 invalid_request_error: request from key [redacted] is malformed',
       'PROVIDER_REJECTED: 401 invalid_request_error: Incorrect API key provided: [redacted]. You can find your API key in your dashboard.',
-      expect.stringMatching(/^SPEND_CAP: 429 rate_limit_error: key \[redacted\] has reached its monthly spend limit/),
+      // A rate_limit_error 429 is a rate limit whatever its message says (only the provider's
+      // billing codes make a spend cap): retried by the reset headers, then out of attempts.
+      expect.stringMatching(/^RETRIES_EXHAUSTED: after 3 attempts, last: 429 rate_limit_error: key \[redacted\] has reached its monthly spend limit/),
       expect.stringMatching(/^RETRIES_EXHAUSTED: after 3 attempts, last: 500 /),
       'PROVIDER_REJECTED: 401 invalid_request_error: Incorrect API key provided: [redacted]. You can find your API key in your dashboard.',
       'PROVIDER_REJECTED: 400 invalid_request_error: request from key [redacted] is malformed',
@@ -135,6 +143,19 @@ describe('provider keys never leave the worker', () => {
     const seen = new Set(sim.stats().admissions.map((a) => a.key));
     expect(seen.has(ANTHROPIC_KEY) && seen.has(OPENAI_KEY)).toBe(true);
     expect([...stub.hits.keys()].sort()).toEqual(['echo-400', 'echo-401', 'echo-429', 'echo-500-html']);
+  });
+
+  it('runs batch jobs while the provider echoes the request headers on batch status reads', async () => {
+    const batchJobs: LlmJobInput[] = [
+      { priority: 'LOW', sla: 'none', provider: 'anthropic', request: { model: HAIKU, max_tokens: 16, messages: [{ role: 'user', content: 'batch a' }] } },
+      { priority: 'LOW', sla: 'none', provider: 'openai', request: { model: MINI, max_completion_tokens: 16, messages: [{ role: 'user', content: 'batch b' }] } },
+    ];
+    const handles = await Promise.all(batchJobs.map((j) => producer.enqueue(j)));
+    const results = await Promise.all(handles.map((h) => h.result({ timeoutMs: 90_000 })));
+    for (const r of results) expect(r.cost.batch).toBe(true);
+    // The echoing answers were given, and the batcher logged them on its retry path.
+    expect(stub.hits.get('echo-batch-read')).toBe(BATCH_ECHOES);
+    expect(workers.map((w) => w.output()).join('\n')).toContain('batch step failed; retrying');
   });
 
   it('left no key in any Redis key or value (strings, hashes, lists, sets, zsets, streams)', async () => {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { waitForFleet } from '../support/probes.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const MODEL = 'claude-haiku-4-5';
@@ -57,6 +58,8 @@ describe('worker shutdown', () => {
     const cfg = config('sd1', 15_000);
     const worker = spawnWorker(cfg, redis.url, 'sd1-w', { SHUTDOWN_TEST_KEY: 'sk-shutdown', HEADROOM_LOG_LEVEL: 'info' });
     procs.push(worker);
+    // Admission refuses until a worker has published the fleet's settings.
+    await waitForFleet(redis.url, 'sd1', [worker]);
     const producer = new Producer({ redis: redis.url, prefix: 'sd1' });
     const handles = await Promise.all([1, 2, 3, 4].map((i) => producer.enqueue(job(i))));
     await until(async () => (await inFlight(producer, handles.map((h) => h.id))) === 4);
@@ -76,6 +79,7 @@ describe('worker shutdown', () => {
     const cfg = config('sd2', 300);
     const first = spawnWorker(cfg, redis.url, 'sd2-a', { SHUTDOWN_TEST_KEY: 'sk-shutdown' });
     procs.push(first);
+    await waitForFleet(redis.url, 'sd2', [first]);
     const producer = new Producer({ redis: redis.url, prefix: 'sd2' });
     const handles = await Promise.all([1, 2, 3].map((i) => producer.enqueue(job(i))));
     await until(async () => (await inFlight(producer, handles.map((h) => h.id))) === 3);

@@ -3,7 +3,9 @@
  * config's `baseURL` points. It forwards every request to the simulator untouched, except those
  * whose last user message holds a marker `wire:<mode>`, which get a scripted bad answer instead:
  * garbage on the wire (malformed JSON, HTML error pages, a 200 missing fields) or an error that
- * echoes the caller's API key back, as some gateways and proxies do.
+ * echoes the caller's API key back, as some gateways and proxies do. With `echoBatchReads: n`,
+ * the first n reads of a provider batch (status, list) get a 401 that echoes every request
+ * header, `authorization` included, as a misconfigured proxy in front of a provider does.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -20,6 +22,7 @@ export const WIRE_MODES = [
   'echo-401',
   'echo-429',
   'echo-500-html',
+  'echo-batch-read',
 ] as const;
 export type WireMode = (typeof WIRE_MODES)[number];
 
@@ -93,16 +96,31 @@ function answer(mode: WireMode, key: string, res: ServerResponse): void {
     case 'echo-500-html':
       page(500, html('500 Internal Server Error', `<pre>upstream auth header: Bearer ${key}</pre>`));
       return;
+    case 'echo-batch-read':
+      json(401, { type: 'error', error: { type: 'authentication_error', message: `invalid credentials; request headers: {"authorization":"Bearer ${key}"}` } });
+      return;
   }
 }
 
-export async function startProviderStub(upstream: string): Promise<ProviderStub> {
+/** A batch's status or the batch list, for either provider. */
+const BATCH_READ = /^\/v1\/(?:messages\/)?batches(?:\/[^/?]+)?(?:\?|$)/;
+
+export async function startProviderStub(upstream: string, opts: { echoBatchReads?: number } = {}): Promise<ProviderStub> {
   const hits = new Map<WireMode, number>();
+  let batchEchoes = opts.echoBatchReads ?? 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
+      if (batchEchoes > 0 && req.method === 'GET' && BATCH_READ.test(req.url ?? '')) {
+        batchEchoes -= 1;
+        hits.set('echo-batch-read', (hits.get('echo-batch-read') ?? 0) + 1);
+        res.writeHead(401, { 'content-type': 'application/json', 'request-id': 'req_stub' }).end(
+          JSON.stringify({ type: 'error', error: { type: 'authentication_error', message: `invalid credentials; request headers: ${JSON.stringify(req.headers)}` } }),
+        );
+        return;
+      }
       const mode = markerOf(body.toString('utf8'));
       if (mode) {
         hits.set(mode, (hits.get(mode) ?? 0) + 1);

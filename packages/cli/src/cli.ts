@@ -1,5 +1,5 @@
 /**
- * The `headroom` command: `headroom worker`, `headroom dashboard`, `headroom status`, `headroom demo`.
+ * The `headroom` command: `headroom worker`, `headroom dashboard`, `headroom gateway`, `headroom status`, `headroom demo`.
  * Each command imports its own package when it runs, so a worker process never loads express or
  * Bull Board, and a dashboard never loads the provider SDKs.
  */
@@ -21,6 +21,8 @@ commands:
               --config headroom.config.yaml [--redis URL] [--port N] [--read-only]
               [--show-payloads: show prompts and completions in Bull Board's job view]
               [--local-only: bind 127.0.0.1; the only way to run without credentials]
+  gateway     the providers' own HTTP APIs in front of the lanes: point an official SDK's baseURL here
+              --config headroom.config.yaml [--redis URL] [--port N]
   status      the fleet as a table: lanes, pools, 429s, cost
               --config headroom.config.yaml [--redis URL] [--watch]
   demo        a whole fleet on this machine (private Redis, simulator, 3 workers, dashboard)
@@ -89,6 +91,17 @@ async function main(argv: string[]): Promise<number> {
           showPayloads: values['show-payloads'],
           ...(port !== undefined ? { port } : {}),
         });
+      });
+    }
+    case 'gateway': {
+      const { config, redisUrl } = configAndRedis(values.config!, values.redis);
+      const port = values.port === undefined ? undefined : Number(values.port);
+      if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new HeadroomError('CONFIG_INVALID', `--port: expected 0-65535, got ${values.port}`);
+      return serveUntilStopped(async () => {
+        const { startGateway } = await import('@headroom/gateway');
+        const gateway = await startGateway({ config, redisUrl, ...(port !== undefined ? { port } : {}) });
+        process.stdout.write(`headroom gateway listening on ${gateway.url}\n`);
+        return gateway;
       });
     }
     case 'status': {

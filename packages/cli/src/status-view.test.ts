@@ -19,7 +19,9 @@ const overview: Overview = {
       ],
       unbound: ['otpm'],
       cooldowns: [{ model: 'claude-sonnet-4-6', remainingMs: 1_500 }],
-      breakers: [],
+      throttles: [
+        { model: 'claude-sonnet-4-6', state: 'throttled', admitRatio: 0.4, successRatio: 0.2, allowedRpm: 20, callsPerSec: 2, retriesPerSec: 0.3, retryBudget: 14, retryBudgetLeft: 3.2 },
+      ],
       pressure: 0.87,
       waits: {},
     },
@@ -28,7 +30,7 @@ const overview: Overview = {
     { lane: 'critical', cap: 50, counts, queued: 3, running: 2, done: 40, failed: 1, shed: 0, shedTotal: 0, p95WaitMs: 120 },
     { lane: 'low', cap: 5000, counts, queued: 900, running: 0, done: 10, failed: 0, shed: 12, shedTotal: 30, p95WaitMs: 90_000 },
   ],
-  workers: [{ id: 'w1', host: 'h', pid: 1, inFlight: 2, concurrency: 16, lastSeenMsAgo: 100, openBreakers: 0 }],
+  workers: [{ id: 'w1', host: 'h', pid: 1, inFlight: 2, concurrency: 16, lastSeenMsAgo: 100 }],
   expiredWorkers: [],
   calls: { windowMinutes: 5, total: 400, calls429: 2, rate429: 0.005, byModel: {} },
   cost: { usdWindow: 0.5, usdPerHour: 2 },
@@ -57,6 +59,11 @@ describe('renderStatus', () => {
     expect(pool).toContain('rpm 50%  itpm 90%  (otpm unbound)');
     expect(pool).toContain('0.87');
     expect(pool).toContain('claude-sonnet-4-6 1.5s');
+  });
+
+  it("prints each model's fleet-wide throttle: state, admit ratio, share served, retry budget left", () => {
+    const row = lines.find((l) => l.trimStart().startsWith('claude-sonnet-4-6') && l.includes('throttled'))!;
+    expect(row.split(/\s+/).filter(Boolean)).toEqual(['claude-sonnet-4-6', 'throttled', '40%', '20%', '20/min', '3/14']);
   });
 
   it('ends with calls, 429s and cost over the window', () => {

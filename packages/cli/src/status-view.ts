@@ -24,6 +24,14 @@ export function renderStatus(o: Overview): string {
     const cool = p.cooldowns.map((c) => `${c.model} ${ms(c.remainingMs)}`).join(', ') || '-';
     lines.push(`${p.pool.padEnd(22)}${dims.padEnd(44)}${pad(p.pressure === null ? '-' : p.pressure.toFixed(2), 9)}  ${cool}`);
   }
+  const throttles = o.pools.flatMap((p) => p.throttles ?? []);
+  if (throttles.length > 0) {
+    lines.push('');
+    lines.push(`${'model (fleet-wide throttle)'.padEnd(30)}${'state'.padEnd(11)}${pad('admits', 7)}${pad('served', 8)}${pad('allowed', 11)}${pad('retry budget', 14)}`);
+    for (const t of throttles) {
+      lines.push(`${t.model.padEnd(30)}${t.state.padEnd(11)}${pad(pct(t.admitRatio), 7)}${pad(pct(t.successRatio), 8)}${pad(`${Math.round(t.allowedRpm)}/min`, 11)}${pad(`${Math.max(0, Math.floor(t.retryBudgetLeft))}/${Math.floor(t.retryBudget)}`, 14)}`);
+    }
+  }
   lines.push('');
   lines.push(`calls ${o.calls.total} in ${o.calls.windowMinutes} min, 429s ${o.calls.calls429} (${(o.calls.rate429 * 100).toFixed(2)}%), cost $${o.cost.usdWindow.toFixed(4)} ($${o.cost.usdPerHour.toFixed(2)}/h)`);
   return lines.join('\n');

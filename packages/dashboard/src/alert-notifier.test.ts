@@ -65,6 +65,19 @@ describe('AlertNotifier', () => {
     expect(raw.join('\n')).not.toContain('XXXXSECRETXXXX');
   });
 
+  it('never logs the URL when the last failure is an error whose message quotes it', async () => {
+    const { logger, lines, raw } = capture();
+    // What some fetch implementations and proxies' clients throw: the request URL in the message.
+    const refused = new TypeError(`request to ${WEBHOOK} failed`, { cause: Object.assign(new Error(`connect ECONNREFUSED ${WEBHOOK}`), { code: 'ECONNREFUSED' }) });
+    const { fn } = fakeFetch([refused]);
+    await new AlertNotifier({ logger, webhookUrl: WEBHOOK, fetch: fn, attempts: 2, retryDelayMs: 1 }).notify([firing]);
+    logger.flush();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(lines.find((l) => l.event === 'alert.webhook_failed')).toMatchObject({ code: 'ALERT_WEBHOOK_FAILED', reason: 'network error (ECONNREFUSED)' });
+    expect(raw.join('\n')).not.toContain('XXXXSECRETXXXX');
+    expect(raw.join('\n')).not.toContain('hooks.example.test');
+  });
+
   it('does not retry a 4xx', async () => {
     const { logger } = capture();
     const { fn, calls } = fakeFetch([400]);

@@ -1,8 +1,10 @@
 /**
  * Sends alert events: a structured log line always, and a JSON POST to the webhook when one is
- * configured. The webhook URL is a secret (most embed a token), so it is never logged.
+ * configured. The webhook URL is a secret (most embed a token), so it is never logged: a failed
+ * attempt is described by its status or its error's code, never by an error message, which may
+ * quote the URL; and the URL is registered as a secret, so the logger cuts it from any line.
  */
-import type { Logger } from '@headroom/queue';
+import { registerSecret, type Logger } from '@headroom/queue';
 import type { AlertEvent } from './alerts.js';
 
 export interface AlertNotifierOptions {
@@ -34,6 +36,7 @@ export class AlertNotifier {
 
   constructor(options: AlertNotifierOptions) {
     this.#o = options;
+    registerSecret(options.webhookUrl);
   }
 
   get hasWebhook(): boolean {
@@ -70,10 +73,23 @@ export class AlertNotifier {
         // A 4xx says the request is wrong: another attempt would be refused the same way.
         if (res.status < 500 && res.status !== 429) break;
       } catch (err) {
-        last = (err as Error).name === 'TimeoutError' ? 'timed out' : (err as Error).message;
+        last = describeFailure(err);
       }
       if (i < attempts) await sleep(this.#o.retryDelayMs ?? 1_000);
     }
     this.#o.logger.error({ event: 'alert.webhook_failed', code: 'ALERT_WEBHOOK_FAILED', alertId: e.alert.id, status: e.status, reason: last }, 'alert webhook failed');
   }
+}
+
+/**
+ * A failed fetch in words that cannot carry the URL: `timed out`, or the network error's code
+ * (`ECONNREFUSED`, `ENOTFOUND`, `UND_ERR_...`) from its cause chain.
+ */
+function describeFailure(err: unknown): string {
+  if ((err as Error | undefined)?.name === 'TimeoutError') return 'timed out';
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(code)) return `network error (${code})`;
+  }
+  return `network error (${err instanceof Error ? err.name : typeof err})`;
 }

@@ -6,6 +6,8 @@
  *   non-GET request.
  * - Adding a job and editing a job's data are always refused: both would bypass admission (the
  *   lane caps) and job validation, and an edit would write the redacted view back.
+ * - Retrying finished jobs goes through admission (capped-retry.ts): a full lane refuses them.
+ *   Promote needs nothing of the kind: a delayed job already counts against its lane's cap.
  * - Prompts and completions are redacted in the job view unless `showPayloads` is set.
  * - `showWorkers: false` drops the `CLIENT LIST` per lane Bull Board would run on every poll;
  *   the Headroom page lists workers from their heartbeats instead.
@@ -17,6 +19,8 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Router, type RequestHandler } from 'express';
+import type { Cluster, Redis } from 'ioredis';
+import { cappedRetryRouter } from './capped-retry.js';
 import type { LaneQueues } from './fleet-state.js';
 import { redactJobData, redactResult } from './payload-redaction.js';
 
@@ -55,6 +59,9 @@ export interface BullBoardOptions {
   showPayloads?: boolean;
   /** Linked from Bull Board's menu. */
   headroomPath: string;
+  /** For retries through admission. */
+  redis: Redis | Cluster;
+  prefix: string;
 }
 
 export function bullBoardRouter(opts: BullBoardOptions): Router {
@@ -97,6 +104,7 @@ export function bullBoardRouter(opts: BullBoardOptions): Router {
   });
   const router = Router();
   if (opts.readOnly) router.use(refuseWrites);
+  else router.use(cappedRetryRouter({ redis: opts.redis, prefix: opts.prefix, queues: opts.queues }));
   router.use(offlinePage);
   router.use(serverAdapter.getRouter() as RequestHandler);
   return router;

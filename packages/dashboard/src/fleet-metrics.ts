@@ -6,7 +6,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { type Bucket, type BucketSnapshot, type HeadroomConfig, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats } from '@headroom/queue';
+import { type Bucket, type BucketSnapshot, type HeadroomConfig, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats, THROTTLE_STATES } from '@headroom/queue';
 import type { Alert } from './alerts.js';
 import { LANE_STATES, readLanes, type LaneDepth, type LaneQueues } from './fleet-state.js';
 import { readPools, utilizationOf, type PoolInfo } from './pools.js';
@@ -46,7 +46,10 @@ export const DASHBOARD_METRIC_NAMES = [
   'headroom_fleet_cost_usd_window',
   'headroom_fleet_wait_p95_seconds',
   'headroom_fleet_workers',
-  'headroom_fleet_breakers',
+  'headroom_fleet_throttle_state',
+  'headroom_fleet_throttle_admit_ratio',
+  'headroom_fleet_throttle_success_ratio',
+  'headroom_fleet_retry_budget_left',
   'headroom_alerts_firing',
 ] as const;
 
@@ -143,18 +146,18 @@ export class DashboardMetrics {
       for (const [lane, v] of Object.entries(r.fleet.lanes)) if (v.p95WaitMs !== null) put({ lane }, v.p95WaitMs / 1000);
     });
     gauge('headroom_fleet_workers', 'Worker processes with a live heartbeat.', [], (put, r) => put({}, r.heartbeats.alive.length));
-    gauge('headroom_fleet_breakers', 'Workers whose circuit breaker for a model is open or half-open.', ['model', 'state'], (put, r) => {
-      const counts = new Map<string, { model: string; state: string; n: number }>();
-      for (const w of r.heartbeats.alive) {
-        for (const b of w.breakers) {
-          if (b.state === 'closed') continue;
-          const k = JSON.stringify([b.model, b.state]);
-          const c = counts.get(k) ?? { model: b.model, state: b.state, n: 0 };
-          c.n += 1;
-          counts.set(k, c);
-        }
-      }
-      for (const c of counts.values()) put({ model: c.model, state: c.state }, c.n);
+    // Each model's fleet-wide throttle (read beside its pool's bucket), for models called lately.
+    gauge('headroom_fleet_throttle_state', 'A model\'s fleet-wide throttle: 0 closed, 1 throttled (fewer calls, by its success ratio), 2 open (probes only).', ['pool', 'model'], (put, r) => {
+      for (const s of r.snapshots) for (const t of s.throttles) put({ pool: s.pool, model: t.model }, THROTTLE_STATES.indexOf(t.state));
+    });
+    gauge('headroom_fleet_throttle_admit_ratio', 'Fraction of its pool\'s requests/min a model\'s throttle admits (1 = not throttled), fleet-wide.', ['pool', 'model'], (put, r) => {
+      for (const s of r.snapshots) for (const t of s.throttles) put({ pool: s.pool, model: t.model }, t.admitRatio);
+    });
+    gauge('headroom_fleet_throttle_success_ratio', 'Share of a model\'s recent calls the provider served (5xx, 529 and no answer count as failures), fleet-wide.', ['pool', 'model'], (put, r) => {
+      for (const s of r.snapshots) for (const t of s.throttles) put({ pool: s.pool, model: t.model }, t.successRatio);
+    });
+    gauge('headroom_fleet_retry_budget_left', 'Retries a model\'s retry budget has left over its window, fleet-wide (below 1: retries wait).', ['pool', 'model'], (put, r) => {
+      for (const s of r.snapshots) for (const t of s.throttles) put({ pool: s.pool, model: t.model }, t.retryBudgetLeft);
     });
     gauge('headroom_alerts_firing', 'Alerts this dashboard has firing now, by rule (utilization, rate429).', ['rule'], (put) => {
       const firing = source.alerts();

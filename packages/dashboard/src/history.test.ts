@@ -54,15 +54,15 @@ describe('History', () => {
 describe('exhaustInMs', () => {
   it('is level / (burn - refill) while falling', () => {
     // 60k/min refills 1000/s; burning 1500/s nets 500/s: 10k lasts 20 s.
-    expect(exhaustInMs(10_000, 60_000, 1_500, true)).toBe(20_000);
+    expect(exhaustInMs(10_000, 1_000, 1_500, true)).toBe(20_000);
   });
 
   it('is 0 when empty, null when not falling now or when the burn does not outrun the refill', () => {
-    expect(exhaustInMs(0, 60_000, 1_500, true)).toBe(0);
-    expect(exhaustInMs(-50, 60_000, null, false)).toBe(0);
+    expect(exhaustInMs(0, 1_000, 1_500, true)).toBe(0);
+    expect(exhaustInMs(-50, 1_000, null, false)).toBe(0);
     // A burst averaged into the window, but the level is rising again.
-    expect(exhaustInMs(10_000, 60_000, 1_500, false)).toBeNull();
-    expect(exhaustInMs(10_000, 60_000, 1_000, true)).toBeNull();
-    expect(exhaustInMs(10_000, 60_000, null, true)).toBeNull();
+    expect(exhaustInMs(10_000, 1_000, 1_500, false)).toBeNull();
+    expect(exhaustInMs(10_000, 1_000, 1_000, true)).toBeNull();
+    expect(exhaustInMs(10_000, 1_000, null, true)).toBeNull();
   });
 });

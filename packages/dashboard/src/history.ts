@@ -7,7 +7,7 @@
 export interface Sample {
   atMs: number;
   /** pool -> dimension -> reading. */
-  pools: Record<string, Record<string, { level: number; capacity: number; utilization: number }>>;
+  pools: Record<string, Record<string, { level: number; capacity: number; utilization: number; ratePerSec?: number }>>;
   /** lane -> depth (not yet started) and running. */
   lanes: Record<string, { queued: number; active: number }>;
 }
@@ -50,7 +50,8 @@ export class History {
 
   /**
    * The rate a dimension is drawn from (units per second, gross of refill), averaged over the
-   * drain window. Between two samples the bucket refilled `capacity / 60` per second, so what was
+   * drain window. Between two samples the bucket refilled `ratePerSec` (limit / 60; the capacity
+   * may hold less than a minute of it, see the pool's `burst`), so what was
    * drawn is what the level would have reached minus what it did reach. Refill beyond capacity is
    * lost, which only a reading at capacity can reveal: then the projection is capped (an idle
    * full bucket burns nothing). Null with fewer than two readings in the window.
@@ -62,7 +63,7 @@ export class History {
     for (let i = 1; i < points.length; i++) {
       const [t0, a] = points[i - 1]!;
       const [t1, b] = points[i]!;
-      const projected = a.level + (a.capacity / 60_000) * (t1 - t0);
+      const projected = a.level + ((a.ratePerSec ?? a.capacity / 60) / 1000) * (t1 - t0);
       const refilled = a.level >= a.capacity || b.level >= b.capacity ? Math.min(a.capacity, projected) : projected;
       drawn += Math.max(0, refilled - b.level);
     }
@@ -79,9 +80,9 @@ export class History {
     return points.length >= 2 && points.at(-1)![1].level < points.at(-2)![1].level;
   }
 
-  #points(pool: string, dimension: string, nowMs?: number): [number, { level: number; capacity: number }][] {
+  #points(pool: string, dimension: string, nowMs?: number): [number, { level: number; capacity: number; ratePerSec?: number }][] {
     const end = nowMs ?? this.latest()?.atMs ?? 0;
-    const points: [number, { level: number; capacity: number }][] = [];
+    const points: [number, { level: number; capacity: number; ratePerSec?: number }][] = [];
     for (const s of this.#samples) {
       if (s.atMs < end - this.drainWindowMs || s.atMs > end) continue;
       const d = s.pools[pool]?.[dimension];
@@ -92,13 +93,14 @@ export class History {
 }
 
 /**
- * Time until a dimension's level reaches zero at the current burn: level / (burn - refill).
+ * Time until a dimension's level reaches zero at the current burn: level / (burn - refill), the
+ * refill being the dimension's `ratePerSec`.
  * 0 when it is empty already; null when it is not falling now, or the burn does not outrun the
  * refill (it then never runs out).
  */
-export function exhaustInMs(level: number, capacity: number, burnPerSec: number | null, fallingNow: boolean): number | null {
+export function exhaustInMs(level: number, refillPerSec: number, burnPerSec: number | null, fallingNow: boolean): number | null {
   if (level <= 0) return 0;
   if (burnPerSec === null || !fallingNow) return null;
-  const net = burnPerSec - capacity / 60;
+  const net = burnPerSec - refillPerSec;
   return net > 0 ? (level / net) * 1000 : null;
 }

@@ -80,7 +80,7 @@ export class Monitor {
     const sample: Sample = { atMs: this.#o.now(), pools: {}, lanes: {} };
     for (const s of snapshots) {
       const dims: Sample['pools'][string] = {};
-      for (const d of s.dimensions) dims[d.dimension] = { level: d.level, capacity: d.capacity, utilization: utilizationOf(d) };
+      for (const d of s.dimensions) dims[d.dimension] = { level: d.level, capacity: d.capacity, utilization: utilizationOf(d), ratePerSec: d.ratePerSec };
       sample.pools[s.pool] = dims;
     }
     for (const l of lanes) sample.lanes[l.lane] = { queued: l.queued, active: l.counts.active };

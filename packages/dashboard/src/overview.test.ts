@@ -24,6 +24,10 @@ const snapshot = (level: number): BucketSnapshot => ({
   learned: {},
   cooldowns: [{ model: 'claude-sonnet-4-5', untilMs: NOW + 2_000, remainingMs: 2_000 }],
   tenants: {},
+  throttles: [
+    { model: 'claude-sonnet-4-5', state: 'open', admitRatio: 0, successRatio: 0, allowedRpm: 60, callsPerSec: 1, firstsPerSec: 0.8, retriesPerSec: 0.2, retryBudget: 12, retryBudgetLeft: 10 },
+    { model: 'claude-sonnet-4-6', state: 'closed', admitRatio: 1, successRatio: 0.55, allowedRpm: 60, callsPerSec: 4, firstsPerSec: 3, retriesPerSec: 1, retryBudget: 16, retryBudgetLeft: 6 },
+  ],
   counters: { grants: { high: 3 }, waits: { itpm: 2 }, neverFits: {}, cooldownsSet: 1, lowered: {} },
 });
 
@@ -65,8 +69,8 @@ function inputs(over: Partial<OverviewInputs> = {}): OverviewInputs {
     heartbeats: {
       atMs: NOW,
       alive: [
-        { id: 'w1', host: 'h1', pid: 1, atMs: NOW - 1_200, expiresAtMs: NOW + 10_000, startedAt: 0, inFlight: 3, concurrency: 8, breakers: [{ model: 'claude-sonnet-4-5', state: 'open', consecutiveFailures: 5, retryInMs: 4_000 }, { model: 'claude-sonnet-4-6', state: 'closed', consecutiveFailures: 0 }] },
-        { id: 'w2', host: 'h2', pid: 2, atMs: NOW, expiresAtMs: NOW + 15_000, startedAt: 0, inFlight: 0, concurrency: 8, breakers: [] },
+        { id: 'w1', host: 'h1', pid: 1, atMs: NOW - 1_200, expiresAtMs: NOW + 10_000, startedAt: 0, inFlight: 3, concurrency: 8 },
+        { id: 'w2', host: 'h2', pid: 2, atMs: NOW, expiresAtMs: NOW + 15_000, startedAt: 0, inFlight: 0, concurrency: 8 },
       ],
       expired: ['w0'],
     },
@@ -93,10 +97,13 @@ describe('buildOverview', () => {
     expect(rpm).toMatchObject({ utilization: 0, burnPerSec: null, exhaustInMs: null });
   });
 
-  it("lists the pool's cooldowns, and the breakers not closed per worker", () => {
+  it("lists the pool's cooldowns, and its models' fleet-wide throttles with their retry budgets", () => {
     const [pool] = buildOverview(inputs()).pools;
     expect(pool!.cooldowns).toEqual([{ model: 'claude-sonnet-4-5', remainingMs: 2_000 }]);
-    expect(pool!.breakers).toEqual([{ worker: 'w1', model: 'claude-sonnet-4-5', state: 'open', consecutiveFailures: 5, retryInMs: 4_000 }]);
+    expect(pool!.throttles).toEqual([
+      { model: 'claude-sonnet-4-5', state: 'open', admitRatio: 0, successRatio: 0, allowedRpm: 60, callsPerSec: 1, retriesPerSec: 0.2, retryBudget: 12, retryBudgetLeft: 10 },
+      { model: 'claude-sonnet-4-6', state: 'closed', admitRatio: 1, successRatio: 0.55, allowedRpm: 60, callsPerSec: 4, retriesPerSec: 1, retryBudget: 16, retryBudgetLeft: 6 },
+    ]);
   });
 
   it('shows lane depths from BullMQ and done / shed / p95 from the fleet counters', () => {
@@ -119,8 +126,8 @@ describe('buildOverview', () => {
   it('lists live workers with their age and expired ids, and only samples newer than since', () => {
     const o = buildOverview(inputs());
     expect(o.workers).toEqual([
-      { id: 'w1', host: 'h1', pid: 1, inFlight: 3, concurrency: 8, lastSeenMsAgo: 1_200, openBreakers: 1 },
-      { id: 'w2', host: 'h2', pid: 2, inFlight: 0, concurrency: 8, lastSeenMsAgo: 0, openBreakers: 0 },
+      { id: 'w1', host: 'h1', pid: 1, inFlight: 3, concurrency: 8, lastSeenMsAgo: 1_200 },
+      { id: 'w2', host: 'h2', pid: 2, inFlight: 0, concurrency: 8, lastSeenMsAgo: 0 },
     ]);
     expect(o.expiredWorkers).toEqual(['w0']);
     expect(o.samples.map((s) => s.atMs)).toEqual([NOW - 4_000, NOW - 2_000, NOW]);

@@ -1,11 +1,12 @@
 /**
  * What the Headroom page shows, as one JSON document (`GET /api/overview`): per pool each
- * dimension's level, utilization and time to exhaustion, its cooldowns and the workers' breakers;
+ * dimension's level, utilization and time to exhaustion, its cooldowns and its models' fleet-wide
+ * throttles (admit ratio, success ratio, retry budget left);
  * per lane the depth, running, done, shed and p95 wait; the 429 rate and the cost burn; and the
  * samples behind the live charts. `buildOverview` is pure; `readOverview` does the reads.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, type BucketSnapshot, type HeadroomConfig, type Lane, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats } from '@headroom/queue';
+import { Bucket, type BucketSnapshot, type HeadroomConfig, type Lane, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats, throttleParamsOf, type ThrottleState } from '@headroom/queue';
 import type { Alert } from './alerts.js';
 import { closeLaneQueues, openLaneQueues, readLanes, readPressure, type LaneDepth, type LaneQueues, type LaneState } from './fleet-state.js';
 import { exhaustInMs, History, type Sample } from './history.js';
@@ -28,12 +29,20 @@ export interface DimensionView {
   exhaustInMs: number | null;
 }
 
-export interface BreakerView {
-  worker: string;
+/** One model's adaptive throttle and retry budget, fleet-wide (read beside its pool's bucket). */
+export interface ThrottleView {
   model: string;
-  state: string;
-  consecutiveFailures: number;
-  retryInMs?: number;
+  state: ThrottleState;
+  /** Fraction of the pool's requests/min the throttle admits now (1 = not throttled). */
+  admitRatio: number;
+  /** Share of the model's recent calls the provider served. */
+  successRatio: number;
+  /** Calls/min the throttle allows now (the probe rate when open). */
+  allowedRpm: number;
+  callsPerSec: number;
+  retriesPerSec: number;
+  retryBudget: number;
+  retryBudgetLeft: number;
 }
 
 export interface PoolView {
@@ -44,8 +53,8 @@ export interface PoolView {
   /** Dimensions with no configured or learned limit: they do not bind. */
   unbound: string[];
   cooldowns: { model: string; remainingMs: number }[];
-  /** Breakers not closed, per worker (breakers are per process). */
-  breakers: BreakerView[];
+  /** Its models' throttles, fleet-wide: every model the fleet has called lately. */
+  throttles: ThrottleView[];
   /** 0..1, as the workers last published it; null when none has. */
   pressure: number | null;
   waits: Record<string, number>;
@@ -72,7 +81,7 @@ export interface Overview {
   windowMinutes: number;
   pools: PoolView[];
   lanes: LaneView[];
-  workers: { id: string; host: string; pid: number; inFlight: number; concurrency: number; lastSeenMsAgo: number; openBreakers: number }[];
+  workers: { id: string; host: string; pid: number; inFlight: number; concurrency: number; lastSeenMsAgo: number }[];
   expiredWorkers: string[];
   calls: {
     /** Over the 429 alert window. */
@@ -118,14 +127,17 @@ export function buildOverview(i: OverviewInputs): Overview {
 
   const pools: PoolView[] = i.pools.map((p, idx) => {
     const snap = i.snapshots[idx]!;
-    const breakers: BreakerView[] = [];
-    for (const hb of i.heartbeats.alive) {
-      for (const b of hb.breakers) {
-        if (b.state !== 'closed' && p.models.includes(b.model)) {
-          breakers.push({ worker: hb.id, model: b.model, state: b.state, consecutiveFailures: b.consecutiveFailures, ...(b.retryInMs !== undefined ? { retryInMs: b.retryInMs } : {}) });
-        }
-      }
-    }
+    const throttles: ThrottleView[] = (snap.throttles ?? []).map((t) => ({
+      model: t.model,
+      state: t.state,
+      admitRatio: t.admitRatio,
+      successRatio: t.successRatio,
+      allowedRpm: t.allowedRpm,
+      callsPerSec: t.callsPerSec,
+      retriesPerSec: t.retriesPerSec,
+      retryBudget: t.retryBudget,
+      retryBudgetLeft: t.retryBudgetLeft,
+    }));
     return {
       pool: p.pool,
       provider: p.provider,
@@ -140,12 +152,12 @@ export function buildOverview(i: OverviewInputs): Overview {
           source: d.source,
           fullInMs: d.fullInMs,
           burnPerSec: burn,
-          exhaustInMs: exhaustInMs(d.level, d.capacity, burn, i.history.fallingNow(p.pool, d.dimension)),
+          exhaustInMs: exhaustInMs(d.level, d.ratePerSec, burn, i.history.fallingNow(p.pool, d.dimension)),
         };
       }),
       unbound: snap.unbound,
       cooldowns: snap.cooldowns.map((c) => ({ model: c.model, remainingMs: c.remainingMs })),
-      breakers,
+      throttles,
       pressure: i.pressure[p.pool] ?? null,
       waits: snap.counters.waits as Record<string, number>,
     };
@@ -180,7 +192,6 @@ export function buildOverview(i: OverviewInputs): Overview {
       inFlight: w.inFlight,
       concurrency: w.concurrency,
       lastSeenMsAgo: Math.max(0, i.heartbeats.atMs - w.atMs),
-      openBreakers: w.breakers.filter((b) => b.state !== 'closed').length,
     })),
     expiredWorkers: i.heartbeats.expired,
     calls: { windowMinutes: rate429Minutes, total, calls429, rate429: total > 0 ? calls429 / total : 0, byModel: i.fleet.calls },
@@ -226,7 +237,7 @@ export interface OverviewReader {
 export function openOverviewReader(redis: Redis | Cluster, config: HeadroomConfig, now: () => number = Date.now): OverviewReader {
   const queues = openLaneQueues(redis, config.redis.prefix);
   const history = new History();
-  const deps = { redis, config, bucket: new Bucket(redis, { prefix: config.redis.prefix }), pools: poolsOf(config), queues, history, alerts: () => [], now };
+  const deps = { redis, config, bucket: new Bucket(redis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) }), pools: poolsOf(config), queues, history, alerts: () => [], now };
   return {
     read: () => readOverview(deps),
     close: () => closeLaneQueues(queues),

@@ -36,5 +36,5 @@ export function poolsOf(config: HeadroomConfig): PoolInfo[] {
 export const utilizationOf = (d: { capacity: number; level: number }): number => (d.capacity > 0 ? (d.capacity - d.level) / d.capacity : 0);
 
 export async function readPools(bucket: Bucket, pools: readonly PoolInfo[]): Promise<BucketSnapshot[]> {
-  return Promise.all(pools.map((p) => bucket.snapshot(p.pool, p.limits)));
+  return Promise.all(pools.map((p) => bucket.snapshot(p.pool, p.limits, { models: p.models })));
 }

@@ -18,9 +18,10 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
-import { Bucket, RedisUnavailableError, asRedisError, createRedis, waitForReady, type HeadroomConfig, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, RedisUnavailableError, asRedisError, createRedis, waitForReady, type HeadroomConfig, createLogger, type Logger, throttleParamsOf } from '@headroom/queue';
 import { AlertNotifier } from './alert-notifier.js';
 import { requireAuth, resolveAuth, type DashboardAuth } from './auth.js';
+import { hostGuard } from './host-guard.js';
 import { bullBoardRouter } from './bull-board.js';
 import { closeLaneQueues, openLaneQueues } from './fleet-state.js';
 import { DashboardMetrics } from './fleet-metrics.js';
@@ -98,7 +99,7 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
   const { config } = opts;
   const env = opts.env ?? process.env;
   const localOnly = opts.localOnly ?? false;
-  const readOnly = opts.readOnly || config.dashboard.readOnly;
+  const readOnly = opts.readOnly ?? config.dashboard.readOnly;
   const auth = resolveAuth(config.dashboard, env, { localOnly });
   const logger = opts.logger ?? createLogger({ name: 'dashboard' });
   const now = opts.now ?? Date.now;
@@ -109,7 +110,8 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
   redis.on('error', () => {});
   await waitForReady(redis, 5_000).catch((err: Error) => logger.warn({ err: err.message }, 'redis not ready yet; the dashboard starts anyway and /readyz says so'));
 
-  const bucket = new Bucket(redis, { prefix });
+  // With the fleet's throttle params, so snapshots carry each model's throttle (read, never charged).
+  const bucket = new Bucket(redis, { prefix, throttle: throttleParamsOf(config) });
   const pools = poolsOf(config);
   const queues = openLaneQueues(redis, prefix);
   const history = new History();
@@ -135,6 +137,8 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
     res.status(ok ? 200 : 503).json({ ok, redis: redis.status });
   });
 
+  // Before auth: a request for another site's name is refused whoever sends it (DNS rebinding).
+  app.use(hostGuard({ localOnly, hostnames: config.dashboard.hostnames }));
   app.use(requireAuth(auth));
   app.use((_req, res, next) => {
     res.set('cache-control', 'no-store');
@@ -151,9 +155,9 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
     res.json({ ...overview, readOnly });
   });
   app.get('/api/recent-jobs', strictCsp, async (_req, res) => {
-    res.json({ jobs: await readRecentJobs(queues) });
+    res.json({ jobs: await readRecentJobs(redis, prefix, queues) });
   });
-  app.use(BULL_BOARD_PATH, bullBoardRouter({ queues, basePath: BULL_BOARD_PATH, readOnly, showPayloads: opts.showPayloads ?? false, headroomPath: '/' }));
+  app.use(BULL_BOARD_PATH, bullBoardRouter({ queues, basePath: BULL_BOARD_PATH, readOnly, showPayloads: opts.showPayloads ?? false, headroomPath: '/', redis, prefix }));
   app.use('/assets', strictCsp, express.static(assetsDir(), { index: false, fallthrough: true, maxAge: 0 }));
   app.get('/favicon.ico', (_req, res) => {
     res.status(204).end();

@@ -10,11 +10,16 @@
  *   request: { model: 'claude-sonnet-4-6', max_tokens: 256, messages: [{ role: 'user', content: 'Hi' }] },
  * }, { timeoutMs: 30_000 });
  * console.log(result.model, result.usage, result.response);
+ *
+ * // Streamed: the provider's own events as they arrive, then the result.
+ * const stream = await producer.stream({ priority: 'CRITICAL', provider: 'anthropic', request: { ... } }, { signal });
+ * for await (const event of stream) console.log(event);
  * await producer.close();
  * ```
  */
 export { Producer } from './producer.js';
-export type { ProducerOptions, ResultOptions, JobHandle, JobInfo, JobState } from './producer.js';
+export type { ProducerOptions, ResultOptions, StreamOptions, CancelOptions, JobHandle, JobInfo, JobState } from './producer.js';
+export type { JobStream, StreamStart } from './internal/job-stream.js';
 export {
   ErrorCode,
   HeadroomError,
@@ -28,6 +33,8 @@ export {
   TimeoutError,
   RedisUnavailableError,
   ClosedError,
+  FleetUnpublishedError,
+  RedisOomError,
   FailureCode,
 } from '@headroom/queue';
 export type { Issue, JobFailure, LlmJobInput, LlmResult, Usage, Priority, Lane, Provider } from '@headroom/queue';

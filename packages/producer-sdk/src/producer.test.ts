@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, laneKeys, parseConfig, publishFleetSettings, type LlmResult } from '@headroom/queue';
+import { createRedis, handOffJobId, laneKeys, parseConfig, publishFleetSettings, type LlmResult } from '@headroom/queue';
 import {
   JobFailedError,
   JobValidationError,
   Producer,
   QueueFullError,
+  RedisOomError,
   RedisUnavailableError,
   ShedError,
   TimeoutError,
@@ -38,6 +39,15 @@ const job = (overrides: Partial<LlmJobInput> = {}): LlmJobInput =>
     request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Hello' }] },
     ...overrides,
   }) as LlmJobInput;
+
+/** A prefix of its own with a fleet's settings published on it, as a running fleet keeps them. */
+async function fleetPrefix(prefix = `t${randomUUID().slice(0, 8)}`, on: Redis = admin): Promise<string> {
+  await publishFleetSettings(
+    on,
+    parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' }, 'claude-haiku-4-5': { provider: 'anthropic' }, 'gpt-4.1': { provider: 'openai' } } }),
+  );
+  return prefix;
+}
 
 function producer(prefix: string): Producer {
   const p = new Producer({ redis: redis.url, prefix });
@@ -103,7 +113,7 @@ describe('Producer', () => {
   });
 
   it('gives exactly `cap` acceptances to 50 concurrent producers racing 2x the cap', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     // A connection each, as 50 services would have: producers built from one URL in one process
     // share theirs, and their enqueues would reach Redis as a few batches, not a race.
     const producers = Array.from({ length: 50 }, () => {
@@ -127,7 +137,7 @@ describe('Producer', () => {
   });
 
   it('honours the cap the fleet published, and frees the slot when a job starts', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, lanes: { high: { cap: 3 } } }));
     const p = producer(prefix);
     for (let i = 0; i < 3; i++) await p.enqueue(job({ priority: 'HIGH' }));
@@ -144,7 +154,7 @@ describe('Producer', () => {
   });
 
   it('refuses models the fleet does not serve, and a model of the other provider', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' }, 'gpt-4.1': { provider: 'openai' } } }));
     const p = producer(prefix);
     const before = await admin.llen(laneKeys(prefix, 'critical').wait);
@@ -166,7 +176,7 @@ describe('Producer', () => {
   });
 
   it('returns the same job for a repeated idempotency key', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     const p = producer(prefix);
     const first = await p.enqueue(job({ idempotencyKey: 'order-42' }));
     const again = await p.enqueue(job({ idempotencyKey: 'order-42' }));
@@ -179,7 +189,7 @@ describe('Producer', () => {
   });
 
   it('delivers the result of a job completed by a plain BullMQ worker', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     const p = producer(prefix);
     plainWorker(prefix, 'critical', async (j) => fakeResult((j.data as { request: { model: string } }).request.model));
     const result = await p.run(job(), { timeoutMs: 10_000 });
@@ -188,7 +198,7 @@ describe('Producer', () => {
   });
 
   it('delivers a result that was ready before result() was called', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     const p = producer(prefix);
     const handle = await p.enqueue(job());
     const w = plainWorker(prefix, 'critical', async () => fakeResult('claude-sonnet-4-6'));
@@ -199,7 +209,7 @@ describe('Producer', () => {
   });
 
   it('keeps at most retention.completedCount finished jobs per lane, whatever their age', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     const p = new Producer({ redis: redis.url, prefix, retention: { completedCount: 2 } });
     open.push(p);
     await Promise.all(Array.from({ length: 5 }, (_, i) => p.enqueue(job({ metadata: { i } }))));
@@ -215,6 +225,7 @@ describe('Producer', () => {
     const watcher = new Redis(own.url);
     const clients = async () => ((await watcher.client('LIST')) as string).trim().split('\n').length;
     try {
+      await fleetPrefix('conns', watcher);
       const p = new Producer({ redis: own.url, prefix: 'conns' });
       const handle = await p.enqueue(job());
       await expect(handle.result({ timeoutMs: 200 })).rejects.toBeInstanceOf(TimeoutError);
@@ -229,7 +240,7 @@ describe('Producer', () => {
   });
 
   it('rejects result() with the failure reason, and times out when nothing runs', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     const p = producer(prefix);
     plainWorker(prefix, 'critical', async () => {
       throw new Error('PROVIDER_ERROR: 400 invalid_request_error: max_tokens too large');
@@ -243,7 +254,7 @@ describe('Producer', () => {
   });
 
   it('rejects result() of a job shed while it waited with ShedError, the same code as a refusal at enqueue', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     const p = producer(prefix);
     const shed = { code: 'SHED', message: 'waited 61 s, past its max wait of 60 s, while pool sonnet-4 is under pressure (0.91)', retryAfterMs: 4_000 };
     // As a Headroom worker records it: the failure in the progress, its text as BullMQ's reason.
@@ -259,7 +270,7 @@ describe('Producer', () => {
   });
 
   it('names a job whose worker died with it too often STALLED', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     const p = producer(prefix);
     const handle = await p.enqueue(job());
     let started!: () => void;
@@ -275,8 +286,8 @@ describe('Producer', () => {
     expect((await p.getJob(handle.id))?.failure).toMatchObject({ code: 'STALLED', message: expect.stringContaining('job stalled more than allowable limit') });
   });
 
-  it('cancels a waiting job, freeing its slot, and never a running one', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+  it('cancels a waiting job, freeing its slot, and only asks a running one to stop', async () => {
+    const prefix = await fleetPrefix();
     const p = producer(prefix);
     const a = await p.enqueue(job({ priority: 'HIGH' }));
     const b = await p.enqueue(job({ priority: 'HIGH' }));
@@ -289,11 +300,35 @@ describe('Producer', () => {
     expect(running?.id).toBe(b.id);
     expect(await p.cancel(b.id)).toBe(false);
     expect((await p.getJob(b.id))?.state).toBe('active');
+    // Its worker is asked to stop: the flag its relay checks is set (the fleet's own test runs it).
+    expect(await admin.exists(k.jobCancel(b.id))).toBe(1);
     expect(await p.cancel('high.no-such-job')).toBe(false);
   });
 
+  it('removes a job not yet started when its result times out with cancelOnTimeout, and leaves a running one', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const waiting = await p.enqueue(job({ priority: 'HIGH' }));
+    const err = await waiting.result({ timeoutMs: 200, cancelOnTimeout: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect(err).toMatchObject({ code: 'TIMEOUT', cancelled: true });
+    expect(await p.getJob(waiting.id)).toBeNull();
+
+    const running = await p.enqueue(job({ priority: 'HIGH' }));
+    const k = laneKeys(prefix, 'high');
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    expect((await w.getNextJob('tok', { block: false }))?.id).toBe(running.id);
+    await expect(running.result({ timeoutMs: 200, cancelOnTimeout: true })).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: false });
+    expect((await p.getJob(running.id))?.state).toBe('active');
+    // Without the option a timeout leaves the job where it is.
+    const kept = await p.enqueue(job({ priority: 'HIGH' }));
+    await expect(kept.result({ timeoutMs: 100 })).rejects.toBeInstanceOf(TimeoutError);
+    expect((await p.getJob(kept.id))?.state).toBe('waiting');
+  });
+
   it('refuses new jobs for a pool the fleet is shedding, with a retry hint, and only for that pool', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic', pool: 'sonnet' }, 'claude-haiku-4-5': { provider: 'anthropic' } } }));
     const sec = Number((await admin.time())[0]);
     // The entry the worker's pressure monitor writes: untilMs:retryAfterMs:pressure (Redis time).
@@ -308,7 +343,7 @@ describe('Producer', () => {
   });
 
   it('refuses a tenant past its max unfinished jobs, and admits it again once one finishes', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, tenants: { default: { maxQueued: 3 }, overrides: { big: { maxQueued: 5 } } } }));
     const p = producer(prefix);
     const racing = await Promise.allSettled(Array.from({ length: 8 }, () => p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))));
@@ -330,8 +365,70 @@ describe('Producer', () => {
     await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))).resolves.toBeDefined();
   });
 
+  it('scopes idempotency keys per tenant, and no key reaches the id of a hand-off to the batch lane', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const a1 = await p.enqueue(job({ idempotencyKey: 'order-1', tenant: 'acme' }));
+    const a2 = await p.enqueue(job({ idempotencyKey: 'order-1', tenant: 'acme' }));
+    const b1 = await p.enqueue(job({ idempotencyKey: 'order-1', tenant: 'globex' }));
+    expect(a2).toMatchObject({ id: a1.id, existing: true });
+    expect(b1.id).not.toBe(a1.id);
+    expect(b1.existing).toBe(false);
+    // A caller that guesses the form the worker's hand-offs once used gets a job of its own.
+    const shed = await p.enqueue(job({ priority: 'LOW', sla: 'none', idempotencyKey: 'shed:low.0000', tenant: 'acme' }));
+    expect(shed.id).toMatch(/^batch\.idem-/);
+    expect(handOffJobId('low.0000')).toMatch(/^batch\.shed-/);
+    expect(handOffJobId('low.0000')).not.toBe(shed.id);
+  });
+
+  it('waits past the longest Node timer, and refuses a timeoutMs that is not a positive number', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const handle = await p.enqueue(job());
+    // 2^31 ms and more: a plain setTimeout would fire at once and reject with TIMEOUT.
+    const long = handle.result({ timeoutMs: 2 ** 31 + 5_000 });
+    const settledEarly = await Promise.race([long.then(() => 'settled', () => 'settled'), new Promise((r) => setTimeout(() => r('waiting'), 300))]);
+    expect(settledEarly).toBe('waiting');
+    for (const bad of [0, -1, Number.NaN, '100' as unknown as number]) {
+      await expect(handle.result({ timeoutMs: bad })).rejects.toThrow(/timeoutMs must be a positive number/);
+    }
+    await p.cancel(handle.id);
+    await expect(long).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+  });
+
+  it('reads whether a waited-on job ended from a few fields, never its data', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const handles = await Promise.all(Array.from({ length: 5 }, () => p.enqueue(job({ request: { model: 'claude-sonnet-4-6', max_tokens: 8, messages: [{ role: 'user', content: 'x'.repeat(200_000) }] } } as never))));
+    const calls = async (cmd: string) => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(await admin.info('commandstats'))?.[1] ?? 0);
+    const before = { hgetall: await calls('hgetall'), hmget: await calls('hmget') };
+    const waits = handles.map((h) => h.result({ timeoutMs: 400 }).catch((e: unknown) => e));
+    for (const w of await Promise.all(waits)) expect(w).toBeInstanceOf(TimeoutError);
+    expect(await calls('hgetall')).toBe(before.hgetall);
+    expect(await calls('hmget')).toBeGreaterThanOrEqual(before.hmget + 5);
+  });
+
+  it('refuses with REDIS_OOM when Redis is at its maxmemory, and writes nothing', async () => {
+    const own = await startEmbeddedRedis({ args: ['--maxmemory-policy', 'noeviction'] });
+    const ownAdmin = new Redis(own.url);
+    open.push({ close: async () => { ownAdmin.disconnect(); await own.stop(); } });
+    await fleetPrefix('hr', ownAdmin);
+    const p = new Producer({ redis: own.url });
+    open.push(p);
+    await p.enqueue(job());
+    // What is in use now, less a little: every write that grows memory is refused.
+    const used = Number(/used_memory:(\d+)/.exec(await ownAdmin.info('memory'))?.[1]);
+    await ownAdmin.config('SET', 'maxmemory', String(used - 1024));
+    const wait = laneKeys('hr', 'critical').wait;
+    const before = await ownAdmin.llen(wait);
+    const err = await p.enqueue(job()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisOomError);
+    expect(err).toMatchObject({ code: 'REDIS_OOM', retryable: true });
+    expect(await ownAdmin.llen(wait)).toBe(before);
+  });
+
   it('coalesces identical in-flight jobs into one', async () => {
-    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const prefix = await fleetPrefix();
     const p = producer(prefix);
     const same = () => job({ priority: 'NORMAL', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Same question' }] } } as never);
     const handles = await Promise.all(Array.from({ length: 50 }, () => p.enqueue(same())));
@@ -347,7 +444,7 @@ describe('Producer', () => {
 
   it('writes a job exactly as BullMQ Queue.add does (hash, wait list, marker, events)', async () => {
     // Admission embeds BullMQ's own add script; this is what keeps that embedding honest.
-    const ours = `t${randomUUID().slice(0, 8)}`;
+    const ours = await fleetPrefix();
     const theirs = `t${randomUUID().slice(0, 8)}`;
     const p = producer(ours);
     const handle = await p.enqueue(job({ priority: 'NORMAL' }));
@@ -383,6 +480,7 @@ describe('Producer', () => {
       const stats = await ownAdmin.info('commandstats');
       return [...stats.matchAll(/cmdstat_(?:eval|evalsha):calls=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
     };
+    await fleetPrefix('hr', ownAdmin);
     const producers = Array.from({ length: 8 }, () => new Producer({ redis: own.url }));
     await producers[0]!.enqueue(job());
     expect(await connections()).toBe(2);
@@ -418,6 +516,9 @@ describe('Producer', () => {
 
   it('fails fast when Redis dies under a connected producer', async () => {
     const own = await startEmbeddedRedis();
+    const ownAdmin = new Redis(own.url);
+    await fleetPrefix('hr', ownAdmin);
+    ownAdmin.disconnect();
     const p = new Producer({ redis: own.url });
     open.push(p);
     await p.enqueue(job());

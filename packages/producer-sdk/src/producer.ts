@@ -10,14 +10,18 @@ import {
   ClosedError,
   DEFAULT_MAX_JOB_BYTES,
   DEFAULT_PREFIX,
+  flagCancelled,
   idempotentJobId,
   LANE_DEFAULTS,
+  laneKeys,
   laneOfJobId,
   laneOfPriority,
   newJobId,
   parseJob,
+  releaseJobs,
   waitForReady,
   JobNotFoundError,
+  TimeoutError,
   type JobFailure,
   type Lane,
   type LaneEntry,
@@ -27,6 +31,8 @@ import {
   type RedisInput,
 } from '@headroom/queue';
 import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
+import { EventReader } from './internal/event-reader.js';
+import { JobEventStream, type JobStream } from './internal/job-stream.js';
 import { ResultWaiter } from './internal/result-waiter.js';
 import { sharedClient, type SharedClient } from './internal/shared-client.js';
 
@@ -59,8 +65,26 @@ export interface ProducerOptions {
 }
 
 export interface ResultOptions {
-  /** @default 60000 */
+  /** Positive ms (any length: longer than a Node timer's 2^31-1 is fine), or Infinity. @default 60000 */
   timeoutMs?: number;
+  /**
+   * On timeout, also remove the job if it has not started, so no provider call is made for an
+   * answer nobody waits for. The `TimeoutError` then says `cancelled: true`; a job already running
+   * is left to finish (`cancelled: false`). @default false
+   */
+  cancelOnTimeout?: boolean;
+}
+
+export interface StreamOptions {
+  /** Aborting cancels the job: removed if it has not started, its provider call stopped if it has. */
+  signal?: AbortSignal;
+  /** How long the job may take, wait and stream included. @default 600000 */
+  timeoutMs?: number;
+}
+
+export interface CancelOptions {
+  /** Only remove the job if it has not started; leave a running one alone. @default false */
+  ifNotStarted?: boolean;
 }
 
 export interface JobHandle {
@@ -68,7 +92,7 @@ export interface JobHandle {
   lane: Lane;
   /** True when an earlier job was returned instead of a new one: same idempotency key, or coalesced. */
   existing: boolean;
-  /** Resolves with the job's result; rejects with JobFailedError (reason, code) or TimeoutError. */
+  /** Resolves with the job's result; rejects with JobFailedError (reason, code) or TimeoutError (`cancelOnTimeout` removes a job not started). */
   result(opts?: ResultOptions): Promise<LlmResult>;
 }
 
@@ -90,6 +114,7 @@ export interface JobInfo {
 }
 
 const DEFAULT_RESULT_TIMEOUT_MS = 60_000;
+const DEFAULT_STREAM_TIMEOUT_MS = 600_000;
 /** Finished jobs kept per lane and outcome, whatever their age. */
 const DEFAULT_RETENTION_COUNT = 10_000;
 
@@ -115,6 +140,7 @@ export class Producer {
   private readonly resultCacheTtlMs: number;
   private readonly waiter: ResultWaiter;
   private readonly batcher: EnqueueBatcher;
+  private events: EventReader | undefined;
   private closed = false;
   private pendingReady: Promise<void> | undefined;
 
@@ -133,7 +159,7 @@ export class Producer {
     this.resultCacheTtlMs = opts.resultCacheTtlMs ?? 0;
     this.client = sharedClient(opts.redis);
     this.batcher = this.client.batcher(this.prefix);
-    this.waiter = new ResultWaiter(this.client.redis, this.prefix, (lane) => this.queue(lane));
+    this.waiter = new ResultWaiter(this.client.redis, this.prefix);
   }
 
   /**
@@ -144,19 +170,54 @@ export class Producer {
     this.assertOpen();
     const { job } = parseJob(input, this.maxJobBytes);
     const lane: Lane = job.sla === 'none' ? 'batch' : laneOfPriority(job.priority);
-    const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey) : newJobId(lane);
+    const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey, job.tenant) : newJobId(lane);
     try {
       await this.ready();
     } catch (err) {
       throw asRedisError(err);
     }
+    const fresh = this.waiter.isLive(lane);
     const { id: jobId, existing } = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job));
-    return this.handle(jobId, lane, existing);
+    return this.handle(jobId, lane, existing, fresh && !existing);
   }
 
   /** Enqueues and waits for the result. */
   async run(input: LlmJobInput, opts: ResultOptions = {}): Promise<LlmResult> {
     return (await this.enqueue(input)).result(opts);
+  }
+
+  /**
+   * Enqueues the job as a streamed call (`request.stream` is set for you) and returns its stream:
+   * iterate it for the provider's own events as they arrive (Anthropic SSE events' data, OpenAI
+   * chunks), then read `result()`. Enqueue errors throw here, as from `enqueue`.
+   *
+   * ```ts
+   * const stream = await producer.stream(job, { signal: req.signal });
+   * for await (const event of stream) send(event);
+   * const { usage, timings } = await stream.result();
+   * ```
+   */
+  async stream(input: LlmJobInput, opts: StreamOptions = {}): Promise<JobStream> {
+    opts.signal?.throwIfAborted();
+    const streamed = { ...input, request: { ...input.request, stream: true } } as LlmJobInput;
+    const handle = await this.enqueue(streamed);
+    this.events ??= new EventReader(this.client.redis, this.prefix);
+    const sub = this.events.subscribe(handle.lane, handle.id);
+    const shared = handle.existing || input.coalesce === true || input.idempotencyKey !== undefined;
+    return new JobEventStream({
+      id: handle.id,
+      lane: handle.lane,
+      existing: handle.existing,
+      provider: input.provider,
+      sub,
+      result: handle.result({ timeoutMs: opts.timeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS }),
+      command: this.client.redis,
+      deleteKey: shared ? undefined : laneKeys(this.prefix, handle.lane).jobEvents(handle.id),
+      signal: opts.signal,
+      cancel: async () => {
+        await this.cancel(handle.id);
+      },
+    });
   }
 
   /** A handle for a job enqueued earlier (by any producer). */
@@ -190,10 +251,12 @@ export class Producer {
   }
 
   /**
-   * Removes a job that has not started. Returns false when the job is running or finished (a
-   * provider call in flight cannot be taken back) or does not exist.
+   * Cancels a job. One that has not started is removed (true). One that a worker has taken is
+   * asked to stop (false): its provider call is not sent if it has not been yet, a streamed call
+   * is stopped and the job fails `CANCELLED`; a plain call already sent runs to its end (its
+   * answer cannot be taken back). False too for a finished or unknown job.
    */
-  async cancel(id: string): Promise<boolean> {
+  async cancel(id: string, opts: CancelOptions = {}): Promise<boolean> {
     this.assertOpen();
     const lane = laneOfJobId(id);
     if (!lane) return false;
@@ -202,10 +265,23 @@ export class Producer {
       const job = await this.queue(lane).getJob(id);
       if (!job) return false;
       const state = toJobState(await job.getState());
-      if (state !== 'waiting' && state !== 'delayed') return false;
-      // remove() refuses a locked (active) job, so a job that started meanwhile is not lost.
-      await job.remove();
-      return true;
+      if (state === 'waiting' || state === 'delayed') {
+        try {
+          // remove() refuses a locked (active) job, so a job that started meanwhile is not lost:
+          // it is asked to stop below instead.
+          await job.remove();
+          // Its bytes and its tenant's slot are free at once (else the lane upkeep frees them later).
+          await releaseJobs(this.client.redis, this.prefix, lane, [id]).catch(() => {});
+          return true;
+        } catch (err) {
+          if (asRedisError(err) !== err) throw err;
+        }
+      } else if (state !== 'active') {
+        return false;
+      }
+      if (opts.ifNotStarted) return false;
+      await flagCancelled(this.client.redis, this.prefix, id);
+      return false;
     } catch (err) {
       const mapped = asRedisError(err);
       if (mapped !== err) throw mapped;
@@ -216,6 +292,7 @@ export class Producer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.events?.close();
     await this.waiter.close();
     await this.client.release();
   }
@@ -228,14 +305,21 @@ export class Producer {
     return { ...retention, deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } };
   }
 
-  private handle(id: string, lane: Lane, existing: boolean): JobHandle {
+  /** `fresh`: enqueued here after the lane's result subscription was live (no read needed first). */
+  private handle(id: string, lane: Lane, existing: boolean, fresh = false): JobHandle {
     return {
       id,
       lane,
       existing,
-      result: ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS } = {}) => {
+      result: async ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS, cancelOnTimeout = false } = {}) => {
         this.assertOpen();
-        return this.waiter.wait(lane, id, timeoutMs);
+        try {
+          return await this.waiter.wait(lane, id, timeoutMs, fresh);
+        } catch (err) {
+          // Only a job not yet started is removed: one already running has been paid for.
+          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await this.cancel(id, { ifNotStarted: true }).catch(() => false);
+          throw err;
+        }
       },
     };
   }

@@ -1,17 +1,19 @@
 /**
- * Lane admission: the hard cap BullMQ does not have. One script checks the lane's real size
- * (wait + paused + prioritized + delayed), the pool's shedding and the tenant's max, and adds the
- * admitted jobs with BullMQ's own add script, all in one atomic call. Counting BullMQ's own
- * structures, rather than keeping a counter, means a slot frees by itself when the job starts, is
- * removed, cancelled or shed.
+ * Lane admission: the hard caps BullMQ does not have. One script checks that the fleet's settings
+ * are published (it fails closed without them), the lane's real size (wait + prioritized +
+ * delayed + jobs being put back), the bytes its unfinished jobs hold, the pool's shedding and the
+ * tenant's max, and adds the admitted jobs with BullMQ's own add script, all in one atomic call.
+ * Counting BullMQ's own structures for the size, rather than keeping a counter, means a slot frees
+ * by itself when the job starts, is removed, cancelled or shed. Bytes and tenants are counted
+ * per unfinished job, and given back once the job is finished or gone (`releaseJobs`).
  */
 import { Job, type IRedisTransaction, type JobsOptions, type Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { poolOf, type HeadroomConfig } from './config.js';
-import { type HeadroomError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
+import { FleetUnpublishedError, type HeadroomError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
 import { modelLadder, type LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
-import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
+import { LANES, type Lane } from './lanes.js';
 import { runScript } from './scripts.js';
 
 export interface LaneEntry {
@@ -58,6 +60,25 @@ function bullmqAddOf(queue: Queue, name: string, data: LlmJob, opts: LaneEntry['
 
 const REPLY_WIDTH = 4;
 
+/** Metadata shown by the dashboard is cut here: it only helps an operator find a job. */
+export const SUMMARY_METADATA_MAX_CHARS = 500;
+
+/**
+ * What the dashboard shows of a job besides BullMQ's fields: its tenant and the start of its
+ * metadata, stored beside the job (`hrSummary`) so listing recent jobs never reads their data
+ * (up to 1 MiB each). '' (nothing stored) for a job with neither.
+ */
+function summaryOf(job: LlmJob): string {
+  if (job.tenant === undefined && job.metadata === undefined) return '';
+  const summary: { tenant?: string; metadata?: string } = {};
+  if (job.tenant !== undefined) summary.tenant = job.tenant;
+  if (job.metadata !== undefined) {
+    const text = JSON.stringify(job.metadata);
+    summary.metadata = text.length > SUMMARY_METADATA_MAX_CHARS ? `${text.slice(0, SUMMARY_METADATA_MAX_CHARS)}…` : text;
+  }
+  return JSON.stringify(summary);
+}
+
 /** `add-9.lua`'s per-job reply code (see the script's header). */
 export const AddReply = {
   ADDED: 1,
@@ -67,6 +88,8 @@ export const AddReply = {
   OTHER_PROVIDER: -3,
   SHED: -4,
   TENANT_MAX_QUEUED: -5,
+  UNPUBLISHED: -6,
+  BYTES_FULL: -7,
 } as const;
 
 /** The error a refusal of `add-9.lua` means for this entry. */
@@ -83,6 +106,10 @@ function addRefusalToError(lane: Lane, entry: LaneEntry, models: readonly string
       return new ShedError(lane, `pool ${b} is under pressure (${Number(c).toFixed(2)})`, Number(a));
     case AddReply.TENANT_MAX_QUEUED:
       return new QuotaExceededError(entry.job.tenant ?? '', `max unfinished jobs in lane ${lane}`, Number(a));
+    case AddReply.UNPUBLISHED:
+      return new FleetUnpublishedError(lane);
+    case AddReply.BYTES_FULL:
+      return new QueueFullError(lane, { maxBytes: Number(a), bytes: Number(b), jobBytes: Number(c) });
     default:
       throw new Error(`add script returned unknown code ${code}`);
   }
@@ -106,13 +133,13 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
   // The script builds the lane's own keys from BullMQ's: the Queue must be this lane's.
   if (queue.name !== k.queueName || queue.opts.prefix !== k.bullPrefix) throw new Error(`addToLane: queue ${queue.opts.prefix}:${queue.name} is not lane ${lane}'s queue`);
   const ladders: string[][] = [];
-  const args: (string | number | Buffer)[] = [LANE_DEFAULTS[lane].cap, k.ownPrefix];
+  const args: (string | number | Buffer)[] = [k.ownPrefix];
   let add: BullmqAdd = [];
   for (const { jobId, job, opts } of entries) {
     const models = modelLadder(job);
     ladders.push(models);
     add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, opts, jobId);
-    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), add[9]!, add[10]!, add[11]!);
+    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), add[9]!, add[10]!, add[11]!);
   }
   // Every job of a lane has the same nine keys.
   const reply = await runScript<(string | number)[]>(redis, 'add', add.slice(0, 9) as string[], args);
@@ -120,8 +147,20 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
 }
 
 /**
- * Publishes the lane caps and the known models so every producer admits against the fleet's
- * config without holding a copy of it. Workers call this at start.
+ * Gives back the bytes and tenant counts of jobs of `lane` that are finished or gone (ids of jobs
+ * still unfinished are left counted): call it after finishing or removing jobs. Idempotent.
+ * Returns how many were released.
+ */
+export async function releaseJobs(redis: Redis | Cluster, prefix: string, lane: Lane, jobIds: readonly string[]): Promise<number> {
+  if (jobIds.length === 0) return 0;
+  const k = laneKeys(prefix, lane);
+  return Number(await runScript(redis, 'release', [k.unfinished], [k.ownPrefix, k.jobKeyPrefix, ...jobIds]));
+}
+
+/**
+ * Publishes the lane caps, byte caps, tenant quotas and the known models so every producer admits
+ * against the fleet's config without holding a copy of it. Workers call this at start, and again
+ * whenever they find it missing (lane-upkeep.ts): admission refuses every job while it is.
  */
 export async function publishFleetSettings(redis: Redis | Cluster, config: HeadroomConfig): Promise<void> {
   const prefix = config.redis.prefix;
@@ -135,7 +174,7 @@ export async function publishFleetSettings(redis: Redis | Cluster, config: Headr
   await Promise.all(
     LANES.map((lane) => {
       const k = laneKeys(prefix, lane);
-      const tx = redis.multi().del(k.settings, k.models).hset(k.settings, 'cap', config.lanes[lane].cap, ...tenantMax);
+      const tx = redis.multi().del(k.settings, k.models).hset(k.settings, 'cap', config.lanes[lane].cap, 'maxBytes', config.lanes[lane].maxBytes, ...tenantMax);
       if (models.length > 0) tx.hset(k.models, ...models);
       return tx.exec();
     }),

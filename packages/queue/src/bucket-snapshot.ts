@@ -14,7 +14,7 @@ export async function readSnapshot(
   pool: string,
   limits: PoolLimits,
   options: { tenants?: Record<string, TenantLimits> } = {},
-): Promise<BucketSnapshot> {
+): Promise<Omit<BucketSnapshot, 'throttles'>> {
   const tenants = Object.entries(options.tenants ?? {});
   const multi = redis
     .multi()
@@ -40,7 +40,7 @@ export async function readSnapshot(
   for (const d of POOL_DIMENSIONS) {
     const capacity = limits[d] ?? learned[d];
     if (capacity === undefined) unbound.push(d);
-    else dimensions.push(dimensionAt(d, capacity, limits[d] === undefined ? 'learned' : 'config', bucket, d, now));
+    else dimensions.push(dimensionAt(d, capacity, limits[d] === undefined ? 'learned' : 'config', bucket, d, now, limits.burst ?? 60));
   }
 
   const tenantDims: Record<string, DimensionSnapshot[]> = {};
@@ -74,20 +74,23 @@ function poolState(raw: Buffer | null): Record<string, string> {
   return fields;
 }
 
+/** `limit` is per minute and sets the refill; the capacity is `burstSec` seconds of it. */
 function dimensionAt(
   dimension: Dimension,
-  capacity: number,
+  limit: number,
   source: 'config' | 'learned',
   hash: Record<string, string>,
   field: string,
   now: number,
+  burstSec = 60,
 ): DimensionSnapshot {
   const ts = hash.ts;
   const stored = hash[field];
-  const ratePerMs = capacity / 60_000;
+  const ratePerMs = limit / 60_000;
+  const capacity = (limit * burstSec) / 60;
   const elapsed = ts === undefined ? 0 : Math.max(0, now - Number(ts));
   const used = stored === undefined ? 0 : Math.max(0, Number(stored) - elapsed * ratePerMs);
-  return { dimension, capacity, source, level: capacity - used, ratePerSec: capacity / 60, fullInMs: used / ratePerMs };
+  return { dimension, capacity, source, level: capacity - used, ratePerSec: limit / 60, fullInMs: used / ratePerMs };
 }
 
 /**

@@ -16,6 +16,12 @@ export interface PoolLimits {
   itpm?: number;
   otpm?: number;
   tpm?: number;
+  /**
+   * Seconds of quota each dimension may hold: the bucket's capacity is `limit * burst / 60`, and
+   * over any window of W seconds the pool grants at most `limit * (burst + W) / 60`.
+   * @default 60
+   */
+  burst?: number;
 }
 
 export interface TenantLimits {
@@ -40,8 +46,19 @@ export interface AcquireRequest {
   lane: Lane;
   /** Fraction of every dimension this lane must leave untouched. @default LANE_DEFAULTS[lane].reserve */
   reserve?: number;
-  /** A model in cooldown makes the acquire wait until the cooldown ends. */
+  /**
+   * A model in cooldown makes the acquire wait until the cooldown ends; with the bucket's
+   * `throttle` options, the model's adaptive throttle (and, for a retry, its retry budget) must
+   * admit the call too.
+   */
   model?: string;
+  /** The job has called this model before: the call draws on the model's retry budget. @default false */
+  retry?: boolean;
+  /**
+   * Fraction of the retry budget this lane must leave for the lanes above.
+   * @default RETRY_BUDGET_RESERVE[lane]
+   */
+  retryReserve?: number;
   tenant?: { id: string; limits: TenantLimits };
 }
 
@@ -65,7 +82,54 @@ export interface Reservation {
   grantedAtMs: number;
 }
 
-export type WaitReason = Dimension | 'cooldown';
+/**
+ * Why an acquire waits: a dimension, the model's cooldown (a 429's retry-after), its adaptive
+ * throttle (too few of its recent calls succeeded), or its retry budget (too many retries of it
+ * lately, for a retry).
+ */
+export type WaitReason = Dimension | 'cooldown' | 'throttle' | 'retry_budget';
+
+/** Closed: calls go at the bucket's pace. Throttled: fewer, by the success ratio. Open: probes only (a dead model). */
+export type ThrottleState = 'closed' | 'throttled' | 'open';
+
+/**
+ * The fleet-wide adaptive throttle and retry budget per model (see lua/includes/model-throttle.lua),
+ * as the config's `throttle` and `retry.budget` give them, with durations in ms.
+ */
+export interface ThrottleParams {
+  /** Admit up to `k` times the calls the model still serves (Google SRE's K). */
+  k: number;
+  /** Time constant of the success ratio's sliding window. */
+  windowMs: number;
+  /** A dead model is called once per this long, fleet-wide. */
+  probeIntervalMs: number;
+  budget: {
+    /** Retries may be at most this fraction of first calls over the window. */
+    ratio: number;
+    windowMs: number;
+    /** Retries always allowed per second, so a quiet model can still retry. */
+    minPerSecond: number;
+  };
+}
+
+/** One model's throttle and retry budget, fleet-wide, now. */
+export interface ThrottleSnapshot {
+  model: string;
+  state: ThrottleState;
+  /** Fraction of the pool's requests/min the throttle admits (1 = not throttled). */
+  admitRatio: number;
+  /** Share of the model's recent calls the provider served. */
+  successRatio: number;
+  /** Calls/min the throttle allows now (the probe rate when open). */
+  allowedRpm: number;
+  /** Calls per second with a known outcome, first calls per second and retries per second, over the windows. */
+  callsPerSec: number;
+  firstsPerSec: number;
+  retriesPerSec: number;
+  /** Retries the budget's window allows, and how many of them are left. */
+  retryBudget: number;
+  retryBudgetLeft: number;
+}
 
 export const TENANT_DIMENSIONS: readonly TenantDimension[] = ['tenant_rpm', 'tenant_tpm'];
 
@@ -78,9 +142,9 @@ export function isTenantDimension(value: string): value is TenantDimension {
 }
 
 export type AcquireResult =
-  | { status: 'granted'; reservation: Reservation; atMs: number }
-  /** Every dimension (and the model's cooldown) can serve after `waitMs`, if nobody else draws. */
-  | { status: 'wait'; waitMs: number; reason: WaitReason; atMs: number }
+  | { status: 'granted'; reservation: Reservation; atMs: number; throttle?: ThrottleState }
+  /** Every dimension (and the model's cooldown, throttle and retry budget) can serve after `waitMs`, if nobody else draws. */
+  | { status: 'wait'; waitMs: number; reason: WaitReason; atMs: number; throttle?: ThrottleState }
   /** The need is larger than this lane may ever draw from `dimension`: waiting cannot help. */
   | { status: 'never_fits'; dimension: Dimension; maxDrawable: number; atMs: number };
 
@@ -109,10 +173,12 @@ export type CooldownFor = { durationMs: number } | { untilMs: number };
 
 export interface DimensionSnapshot {
   dimension: Dimension;
+  /** What the bucket holds when full: the per-minute limit times burst / 60. */
   capacity: number;
   source: 'config' | 'learned';
   /** Can be negative after an underestimate was settled. */
   level: number;
+  /** The refill: the per-minute limit / 60. */
   ratePerSec: number;
   fullInMs: number;
 }
@@ -126,6 +192,8 @@ export interface BucketSnapshot {
   learned: PoolLimits;
   cooldowns: { model: string; untilMs: number; remainingMs: number }[];
   tenants: Record<string, DimensionSnapshot[]>;
+  /** The models' adaptive throttles (with the bucket's `throttle` options and `models` asked for). */
+  throttles: ThrottleSnapshot[];
   counters: {
     grants: Partial<Record<Lane, number>>;
     waits: Partial<Record<WaitReason, number>>;
@@ -144,6 +212,12 @@ export interface BucketOptions {
    * @default 20
    */
   flushDelayMs?: number;
+  /**
+   * The fleet-wide adaptive throttle and retry budget per model, checked in the same call as the
+   * pool (see lua/includes/model-throttle.lua). Every worker of a fleet must pass the same.
+   * @default off
+   */
+  throttle?: ThrottleParams;
 }
 
 export interface CarryOptions {

@@ -471,3 +471,75 @@ describe('the fleet invariant', () => {
     expect(worstWindow(charges, 'rpm', 10_000)).toBeGreaterThan(limits.rpm * 1.05);
   }, 60_000);
 });
+
+describe('adaptive throttle and retry budget (wiring; the maths is in model-throttle.test.ts)', () => {
+  // Windows of a minute, so the few ms this test takes decay nothing that matters.
+  const THROTTLE = { k: 2, windowMs: 60_000, probeIntervalMs: 1_000, budget: { ratio: 0.2, windowMs: 60_000, minPerSecond: 0.06 } };
+  const LIMITS: PoolLimits = { rpm: 6_000, itpm: 10_000_000, otpm: 10_000_000 };
+  const ask = (b: Bucket, model: string, extra: Partial<AcquireRequest> = {}) =>
+    b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: need(10, 10), model, ...extra });
+
+  it('turns a model the fleet reports dead into probes: the next call waits with reason throttle', async () => {
+    const b = fresh({ throttle: THROTTLE });
+    expect(await ask(b, 'm')).toMatchObject({ status: 'granted', throttle: 'closed' });
+    for (let i = 0; i < 10; i++) b.report('p', 'm', false);
+    // The reports ride on this acquire and count before its check.
+    const r = await ask(b, 'm');
+    expect(r).toMatchObject({ throttle: 'open' });
+    // One probe's token may be there; the one after it is not.
+    const next = r.status === 'granted' ? await ask(b, 'm') : r;
+    expect(next).toMatchObject({ status: 'wait', reason: 'throttle', throttle: 'open' });
+    // Another model of the same pool is not touched.
+    expect(await ask(b, 'other')).toMatchObject({ status: 'granted', throttle: 'closed' });
+    const [view] = await b.throttles('p', LIMITS, ['m', 'never-called']);
+    expect(view).toMatchObject({ model: 'm', state: 'open', successRatio: 0, admitRatio: 0, allowedRpm: 60 });
+    const snap = await b.snapshot('p', LIMITS, { models: ['m'] });
+    expect(snap.throttles.map((t) => t.model)).toEqual(['m']);
+    expect(snap.counters.waits.throttle).toBeGreaterThanOrEqual(1);
+  });
+
+  it('keeps a model whose calls half succeed closed', async () => {
+    const b = fresh({ throttle: THROTTLE });
+    for (let i = 0; i < 20; i++) b.report('p', 'm', i % 2 === 0);
+    await b.flush();
+    expect(await ask(b, 'm')).toMatchObject({ status: 'granted', throttle: 'closed' });
+    const [view] = await b.throttles('p', LIMITS, ['m']);
+    expect(view!.successRatio).toBeCloseTo(0.5, 2);
+    expect(view!.admitRatio).toBe(1);
+  });
+
+  it('spends the retry budget on retries only, and makes a lower lane wait for it first', async () => {
+    const b = fresh({ throttle: THROTTLE });
+    // 100 first calls: a budget of 0.2 x 100 + 3.6 (0.06/s over a minute) = 23.6 retries.
+    for (let i = 0; i < 100; i++) expect((await ask(b, 'm')).status).toBe('granted');
+    let lowRetries = 0;
+    while ((await ask(b, 'm', { lane: 'low', retry: true })).status === 'granted') lowRetries += 1;
+    // LOW leaves 90% of the ratio's share (its retryReserve) to the lanes above; the floor is
+    // every lane's: 3.6 + 0.1 x 20.
+    expect(lowRetries).toBe(Math.floor(3.6 + 0.1 * 20));
+    const low = await ask(b, 'm', { lane: 'low', retry: true });
+    expect(low).toMatchObject({ status: 'wait', reason: 'retry_budget' });
+    let criticalRetries = 0;
+    while ((await ask(b, 'm', { retry: true })).status === 'granted') criticalRetries += 1;
+    expect(lowRetries + criticalRetries).toBe(23);
+    expect(await ask(b, 'm', { retry: true })).toMatchObject({ status: 'wait', reason: 'retry_budget' });
+    // First calls still go.
+    expect((await ask(b, 'm')).status).toBe('granted');
+    const [view] = await b.throttles('p', LIMITS, ['m']);
+    expect(view!.retryBudgetLeft).toBeLessThan(1);
+  });
+
+  it('is off without the throttle option: reports are dropped and nothing is written', async () => {
+    const b = fresh();
+    b.report('p', 'm', false);
+    await b.flush();
+    for (let i = 0; i < 5; i++) expect(await ask(b, 'm', { retry: true })).toMatchObject({ status: 'granted' });
+    expect(await db.redis.exists(b.keys('p').throttle)).toBe(0);
+    expect(await b.throttles('p', LIMITS, ['m'])).toEqual([]);
+  });
+
+  it('refuses throttle options out of range by name', () => {
+    expect(() => fresh({ throttle: { ...THROTTLE, k: 0 } })).toThrow(/throttle\.k must be a number of at least 1/);
+    expect(() => fresh({ throttle: { ...THROTTLE, budget: { ...THROTTLE.budget, ratio: 1.5 } } })).toThrow(/throttle\.budget\.ratio/);
+  });
+});

@@ -25,6 +25,10 @@
  * grant's reply says what a settle needs, the `Reservation` carries it, and the settle sends it
  * back with the usage, so a grant creates no key and a settle reads none.
  *
+ * Each dimension holds `limits.burst` seconds of its quota (default 60: a minute's worth) and
+ * refills at limit/60 per second, so over any window of W seconds a pool grants at most
+ * `limit * (burst + W) / 60` in each dimension, whatever the number of workers.
+ *
  * Limits come with each call, so a config change applies at once and there is no set-up step;
  * a dimension the config leaves out uses the limit learned from the providers' headers, and
  * binds only once one is known. Time is Redis `TIME`, so worker clocks do not matter.
@@ -49,6 +53,9 @@ import {
   type SettleUsage,
   type SyncResult,
   type TenantLimits,
+  type ThrottleParams,
+  type ThrottleSnapshot,
+  type ThrottleState,
   type WaitReason,
 } from './bucket-types.js';
 import { ClosedError } from './errors.js';
@@ -66,6 +73,8 @@ export type * from './bucket-types.js';
 export const AcquireReply = { GRANTED: 1, WAIT: -1, NEVER_FITS: -2 } as const;
 /** `cooldown-2.lua`'s first reply element. */
 export const CooldownReply = { PAST: 0, COOLING: 1 } as const;
+/** The throttle state codes `acquire.lua` and `throttle-view-2.lua` reply with, by code. */
+export const THROTTLE_STATES: readonly ThrottleState[] = ['closed', 'throttled', 'open'];
 
 /**
  * What counts toward the limits. Anthropic: `input_tokens` + `cache_creation_input_tokens`
@@ -93,10 +102,21 @@ function laneIndex(lane: Lane): number {
 }
 
 const limitArg = (n: number | undefined) => (n === undefined ? '' : positive(n, 'limit'));
+const burstArg = (n: number | undefined) => (n === undefined ? '' : positive(n, 'burst'));
 const optional = (n: number | undefined) => (n === undefined ? '' : n);
 
 function positive(n: number, what: string): number {
   if (!Number.isFinite(n) || n <= 0) throw new RangeError(`${what} must be a positive number, got ${n}`);
+  return n;
+}
+
+function atLeast(n: number, min: number, what: string): number {
+  if (!Number.isFinite(n) || n < min) throw new RangeError(`${what} must be a number of at least ${min}, got ${n}`);
+  return n;
+}
+
+function fractionOf(n: number, what: string): number {
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new RangeError(`${what} must be a number from 0 to 1, got ${n}`);
   return n;
 }
 
@@ -109,21 +129,25 @@ type Reply = [number, number, ...(string | number)[]];
 type SettleDelta = Extract<SettleResult, { status: 'settled' }>['delta'];
 const atMsOf = (reply: Reply) => reply[1] / 1000;
 /** Reply elements before the dimensions the headers lowered. */
-const REPLY_HEAD = 5;
+const REPLY_HEAD = 6;
+const throttleOf = (reply: Reply): ThrottleState | undefined => THROTTLE_STATES[Number(reply[5])];
 
 /** What an acquire adds to the script call (see lua/acquire.lua). */
 interface AcquirePart {
   limits: PoolLimits;
   /** The tenant bucket, when the acquire checks tenant limits: the script's last key. */
   tenantKey: string | undefined;
-  /** requests, input, output, reserve, lane index, then model, tenant tokens/min, tenant requests/min (each omitted when it and those after it are unused). */
+  /** requests, input, output, reserve, lane index, then model, retry flag, retry reserve, tenant tokens/min, tenant requests/min (each omitted when it and those after it are unused). */
   args: (string | number)[];
 }
 
 export class Bucket {
   readonly prefix: string;
   readonly flushDelayMs: number;
+  readonly throttle: ThrottleParams | undefined;
   readonly #redis: Redis | Cluster;
+  /** The throttle params as the scripts take them (six arguments; '' = off). */
+  readonly #throttleArgs: (string | number)[];
   // Pools are few (one per provider limit in config), so their keys are built once.
   readonly #keys = new Map<string, PoolKeys>();
   readonly #carried = new CarriedWork();
@@ -147,6 +171,14 @@ export class Bucket {
     this.#redis = redis;
     this.prefix = options.prefix ?? DEFAULT_PREFIX;
     this.flushDelayMs = amount(options.flushDelayMs ?? 20, 'flushDelayMs');
+    this.throttle = options.throttle;
+    const t = options.throttle;
+    this.#throttleArgs = t
+      ? [
+          atLeast(t.k, 1, 'throttle.k'), positive(t.windowMs, 'throttle.windowMs'), positive(t.probeIntervalMs, 'throttle.probeIntervalMs'),
+          fractionOf(t.budget.ratio, 'throttle.budget.ratio'), positive(t.budget.windowMs, 'throttle.budget.windowMs'), amount(t.budget.minPerSecond, 'throttle.budget.minPerSecond'),
+        ]
+      : ['', '', '', '', '', ''];
   }
 
   keys(pool: string): PoolKeys {
@@ -173,9 +205,11 @@ export class Bucket {
     if (!(reserve >= 0 && reserve < 1)) throw new RangeError(`reserve must be in [0, 1), got ${reserve}`);
     const tenant = req.tenant;
     const tenantLimited = tenant !== undefined && (tenant.limits.tpm !== undefined || tenant.limits.rpm !== undefined);
+    const retryReserve = req.retryReserve ?? LANE_DEFAULTS[req.lane].retryReserve;
+    if (!(retryReserve >= 0 && retryReserve < 1)) throw new RangeError(`retryReserve must be in [0, 1), got ${retryReserve}`);
     const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, laneIndex(req.lane)];
-    if (tenantLimited) args.push(req.model ?? '', limitArg(tenant.limits.tpm), limitArg(tenant.limits.rpm));
-    else if (req.model) args.push(req.model);
+    if (tenantLimited || req.model) args.push(req.model ?? '', req.retry ? 1 : 0, retryReserve);
+    if (tenantLimited) args.push(limitArg(tenant.limits.tpm), limitArg(tenant.limits.rpm));
     const reply = await this.#run(req.pool, this.#carried.take(req.pool), {
       limits: req.limits,
       tenantKey: tenantLimited ? this.keys(req.pool).tenantBucket(tenant.id) : undefined,
@@ -192,10 +226,14 @@ export class Bucket {
         };
         const reservation: Reservation = { id: nextId(), pool: req.pool, lane: req.lane, need, chargedAgainst, grantedAtMs: atMs };
         if (tenant) reservation.tenant = tenant.id;
-        return { status: 'granted', reservation, atMs };
+        const throttle = throttleOf(reply);
+        return throttle ? { status: 'granted', reservation, atMs, throttle } : { status: 'granted', reservation, atMs };
       }
-      case AcquireReply.WAIT:
-        return { status: 'wait', waitMs: Number(reply[2]), reason: reply[3] as WaitReason, atMs };
+      case AcquireReply.WAIT: {
+        const throttle = throttleOf(reply);
+        const wait = { status: 'wait', waitMs: Number(reply[2]), reason: reply[3] as WaitReason, atMs } as const;
+        return throttle ? { ...wait, throttle } : wait;
+      }
       case AcquireReply.NEVER_FITS:
         return { status: 'never_fits', dimension: reply[2] as Dimension, maxDrawable: Number(reply[3]), atMs };
       default:
@@ -240,6 +278,7 @@ export class Bucket {
   sync(pool: string, limits: PoolLimits, observed: Observed, options: CarryOptions = {}): Promise<SyncResult> {
     const done = new Promise<SyncResult>((resolve, reject) => {
       for (const d of POOL_DIMENSIONS) limitArg(limits[d]);
+      burstArg(limits.burst);
       this.#open();
       this.#carried.addSync(pool, limits, observed, { resolve, reject });
     });
@@ -247,7 +286,20 @@ export class Bucket {
     return done;
   }
 
-  /** Sends every waiting settle and sync now; resolves when Redis has applied them all. */
+  /**
+   * Reports how a call to `model` ended, for its fleet-wide adaptive throttle: `ok` false for a
+   * failure that says the model is unhealthy (5xx, 529, no answer), true for any answer that
+   * says it works (a 4xx about the request or the quota included). Rides on the next acquire to
+   * the pool like `settle`; with the throttle off, it is dropped.
+   */
+  report(pool: string, model: string, ok: boolean, options: CarryOptions = {}): void {
+    this.#open();
+    if (!this.throttle) return;
+    this.#carried.addOutcome(pool, model, ok);
+    this.#sendLater(pool, options);
+  }
+
+  /** Sends every waiting settle, sync and report now; resolves when Redis has applied them all. */
   async flush(): Promise<void> {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -275,8 +327,33 @@ export class Bucket {
    * A consistent read (one MULTI) for the dashboard and `headroom status`. Settles and headers
    * still waiting in this bucket are not in it; `flush()` first where that matters.
    */
-  snapshot(pool: string, limits: PoolLimits, options: { tenants?: Record<string, TenantLimits> } = {}): Promise<BucketSnapshot> {
-    return readSnapshot(this.#redis, this.keys(pool), pool, limits, options);
+  async snapshot(pool: string, limits: PoolLimits, options: { tenants?: Record<string, TenantLimits>; models?: readonly string[] } = {}): Promise<BucketSnapshot> {
+    const [snap, throttles] = await Promise.all([readSnapshot(this.#redis, this.keys(pool), pool, limits, options), this.throttles(pool, limits, options.models ?? [])]);
+    return { ...snap, throttles };
+  }
+
+  /** The models' adaptive throttles and retry budgets, fleet-wide, now (empty with the throttle off). */
+  async throttles(pool: string, limits: PoolLimits, models: readonly string[]): Promise<ThrottleSnapshot[]> {
+    if (!this.throttle || models.length === 0) return [];
+    const k = this.keys(pool);
+    const reply = await runScript<string[]>(this.#redis, 'throttle-view', [k.throttle, k.bucket], [limitArg(limits.rpm), ...this.#throttleArgs, ...models]);
+    const out: ThrottleSnapshot[] = [];
+    for (let i = 0; i + 9 < reply.length; i += 10) {
+      const n = (j: number) => Number(reply[i + j]);
+      out.push({
+        model: String(reply[i]),
+        state: THROTTLE_STATES[n(1)] ?? 'closed',
+        admitRatio: n(2),
+        successRatio: n(3),
+        allowedRpm: n(4),
+        callsPerSec: n(5),
+        firstsPerSec: n(6),
+        retriesPerSec: n(7),
+        retryBudget: n(8),
+        retryBudgetLeft: n(9),
+      });
+    }
+    return out;
   }
 
   #open(): void {
@@ -309,11 +386,12 @@ export class Bucket {
     const k = this.keys(pool);
     const settles = batch?.settles ?? [];
     const sync = batch?.sync;
+    const outcomes = batch?.outcomes;
     const limits = acquire?.limits ?? sync?.limits ?? {};
-    const keys = [k.bucket, k.cooldowns, k.stats];
+    const keys = [k.bucket, k.cooldowns, k.stats, k.throttle];
     const args: (string | number)[] = [
       limitArg(limits.rpm), limitArg(limits.itpm), limitArg(limits.otpm), limitArg(limits.tpm),
-      settles.length, sync ? 1 : 0,
+      burstArg(limits.burst), settles.length, sync ? 1 : 0, outcomes?.size ?? 0, ...this.#throttleArgs,
     ];
     const results = settles.map((s) => {
       const { need, chargedAgainst: against } = s.reservation;
@@ -334,6 +412,7 @@ export class Bucket {
         ...seen.map((o) => o?.remainingSlack ?? 0),
       );
     }
+    for (const [model, o] of outcomes ?? []) args.push(model, o.calls, o.oks);
     if (acquire) args.push(...acquire.args);
 
     let reply: Reply;

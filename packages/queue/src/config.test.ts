@@ -35,9 +35,20 @@ describe('config', () => {
 
   it('fills every default from a minimal file', () => {
     const cfg = parseConfig({ models: { m: { provider: 'anthropic' } } });
-    expect(cfg.lanes.low).toEqual({ cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000 });
+    expect(cfg.lanes.low).toEqual({ cap: 5000, maxBytes: 256 * 1024 * 1024, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000, retryReserve: 0.9 });
+    expect(cfg.models.m?.limits).toEqual({ burst: 60 });
+    expect(cfg.dashboard.readOnly).toBe(true);
+    expect(cfg.throttle).toEqual({ k: 2, windowMs: 2_000, probeIntervalMs: 1_000 });
+    expect(cfg.retry.budget).toEqual({ ratio: 0.2, windowMs: 10_000, minPerSecond: 1 });
     expect(cfg.providers.anthropic.apiKeyEnv).toBe('ANTHROPIC_API_KEY');
     expect(cfg.limits.maxJobBytes).toBe(1024 * 1024);
+  });
+
+  it('still loads a file with the retired breaker section, and refuses a throttle k below 1 by path', () => {
+    expect(parseConfig({ models: { m: { provider: 'anthropic' } }, breaker: { failureThreshold: 5, openMs: 30_000 } }).throttle.k).toBe(2);
+    expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, throttle: { k: 0.5 } })).toThrow(/throttle\.k: expected a number of at least 1/);
+    expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, retry: { budget: { ratio: 2 } } })).toThrow(/retry\.budget\.ratio: expected a number from 0 to 1/);
+    expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, throttle: { probeIntervalMs: 5_000 } })).toThrow(/throttle\.windowMs: must be at least 2 x throttle\.probeIntervalMs \(10000\)/);
   });
 
   it('lists every problem by path with what it found', () => {
@@ -65,6 +76,20 @@ dashboard: { port: "eighty" }
     expect(err.code).toBe('CONFIG_INVALID');
   });
 
+  it("reads the gateway's client keys with their defaults, and refuses a default priority above the key's highest", () => {
+    const example = loadConfig(EXAMPLE);
+    expect(example.gateway.keys['nightly-jobs']).toEqual({ keyEnv: 'HEADROOM_GATEWAY_KEY_NIGHTLY', tenant: 'reports', defaultPriority: 'low', maxPriority: 'normal' });
+    const minimal = parseConfig({ models: {}, gateway: { keys: { app: { keyEnv: 'APP_KEY' } } } });
+    expect(minimal.gateway.keys.app).toEqual({ keyEnv: 'APP_KEY', defaultPriority: 'normal', maxPriority: 'critical' });
+    expect(minimal.gateway.maxWaitMs).toBe(60_000);
+    const err = configErrorOf(() => parseConfig({ models: {}, gateway: { keys: { app: { keyEnv: 'app-key', defaultPriority: 'high', maxPriority: 'normal' }, 'bad name!': { keyEnv: 'X' } } } }));
+    const lines = err.issues.map((i) => `${i.path}: ${i.message}`);
+    // The value sits where a pasted key would: it is not echoed (see the secrets tests).
+    expect(lines).toContain('gateway.keys.app.keyEnv: expected an environment variable name like MY_API_KEY, got "[redacted]"');
+    expect(lines).toContain('gateway.keys.app.defaultPriority: "high" is above the key\'s maxPriority "normal"');
+    expect(lines.some((l) => l.startsWith('gateway.keys.bad name!'))).toBe(true);
+  });
+
   it('refuses a password in the file and names the env variable to use', () => {
     const err = configErrorOf(() => parseConfig({ redis: { url: 'redis://:hunter2@localhost:6379' }, models: {} }));
     expect(err.issues[0]?.path).toBe('redis.url');
@@ -78,6 +103,20 @@ dashboard: { port: "eighty" }
     expect(err.message).not.toContain('hunter2');
     expect(err.message).not.toContain('PASTED');
     expect(err.message).toContain('got "[redacted]"');
+  });
+
+  it('never echoes a pasted key that is not shaped like sk-/pk-/rk-, wherever it lands', () => {
+    // Google- and hex-style keys, and a key pasted into a field that takes a word.
+    const google = 'AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUv0';
+    const hex = '9f8e7d6c5b4a39281706f5e4d3c2b1a0';
+    const err = configErrorOf(() =>
+      parseConfig({ providers: { anthropic: { apiKeyEnv: google }, openai: { apiKeyEnv: 'lower-case-but-short' } }, redis: { urlEnv: hex }, dispatch: { order: hex }, models: {} }),
+    );
+    expect(err.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['providers.anthropic.apiKeyEnv', 'providers.openai.apiKeyEnv', 'redis.urlEnv', 'dispatch.order']));
+    for (const secret of [google, hex, 'lower-case-but-short']) expect(err.message).not.toContain(secret);
+    // Words are still echoed where they help.
+    const plain = configErrorOf(() => parseConfig({ dispatch: { order: 'random' }, models: {} }));
+    expect(plain.message).toContain('got "random"');
   });
 
   it('refuses broken YAML with its line', () => {

@@ -5,10 +5,12 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import type { ThrottleParams } from './bucket-types.js';
 import { ConfigError, type Issue } from './errors.js';
 import { toIssues } from './internal/zod-issues.js';
 import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import { PROVIDERS } from './job.js';
+import { OUTPUT_COUNTINGS, outputReservationIssues } from './output-counting.js';
 
 const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.int({ error: 'expected a non-negative integer' }).nonnegative({ error: 'expected a non-negative integer' });
@@ -24,6 +26,14 @@ export const ModelLimits = z.strictObject({
   otpm: positiveInt.optional(),
   /** OpenAI: tokens/min (input + max output). */
   tpm: positiveInt.optional(),
+  /**
+   * Seconds of quota the pool's bucket holds in each dimension (its capacity: limit * burst / 60).
+   * Over any window of W seconds the fleet sends at most limit * (burst + W) / 60. Lower it for a
+   * provider that enforces its per-minute limit over shorter intervals; a request larger than
+   * what a lane may draw from the capacity fails NEVER_FITS. @default 60 (the providers' own
+   * bucket: one minute's quota)
+   */
+  burst: z.number({ error: 'expected a number of seconds from 1 to 60' }).min(1, { error: 'expected a number of seconds from 1 to 60' }).max(60, { error: 'expected a number of seconds from 1 to 60' }).default(60),
 });
 export type ModelLimits = z.infer<typeof ModelLimits>;
 
@@ -32,7 +42,7 @@ export const ModelConfig = z.strictObject({
   /** Models that share one provider limit share a pool. @default the model name */
   pool: z.string().regex(/^[\w.:-]{1,64}$/, { error: 'expected 1-64 letters, digits, . : _ -' }).optional(),
   /** Omitted dimensions are learned from the providers' limit headers. */
-  limits: ModelLimits.default({}),
+  limits: ModelLimits.default({ burst: 60 }),
   pricing: z
     .strictObject({
       inputPerMTok: dollars,
@@ -43,16 +53,22 @@ export const ModelConfig = z.strictObject({
     .optional(),
   /** Models tried next, in order, when this one is cooling down, broken, or too slow to free up. */
   fallback: z.array(z.string().min(1)).default([]),
+  /** How the provider charges output against its limit when a call starts. @default max_tokens (both providers) */
+  outputCounting: z.enum(OUTPUT_COUNTINGS, { error: 'expected "max_tokens" or "actual"' }).optional(),
 });
 export type ModelConfig = z.infer<typeof ModelConfig>;
 
 const LaneConfig = (lane: Lane) =>
   z
     .strictObject({
+      /** Jobs not yet started. */
       cap: positiveInt.default(LANE_DEFAULTS[lane].cap),
+      /** Bytes of job data of the lane's unfinished jobs (waiting or running) together. */
+      maxBytes: positiveInt.default(LANE_DEFAULTS[lane].maxBytes),
       weight: z.number().nonnegative().default(LANE_DEFAULTS[lane].weight),
       reserve: fraction.default(LANE_DEFAULTS[lane].reserve),
       maxWaitMs: positiveInt.default(LANE_DEFAULTS[lane].maxWaitMs),
+      retryReserve: fraction.lt(1, { error: 'expected a number from 0 to below 1' }).default(LANE_DEFAULTS[lane].retryReserve),
     })
     .default({ ...LANE_DEFAULTS[lane] });
 
@@ -99,6 +115,56 @@ const DashboardAlerts = z.strictObject({
   webhookUrlEnv: envName.default('HEADROOM_ALERT_WEBHOOK_URL'),
 });
 
+/** Lane names as the gateway's `headroom-priority` header and its keys write them. */
+const gatewayPriority = z.enum(['critical', 'high', 'normal', 'low'], { error: 'expected critical, high, normal or low' });
+
+/** One client key of the gateway. Its value lives in the environment; the file names the variable. */
+export const GatewayKeyConfig = z.strictObject({
+  /** The environment variable holding the key a client sends (`x-api-key` or `Authorization: Bearer`). */
+  keyEnv: envName,
+  /** Every request made with this key runs as this tenant; a header cannot change it. */
+  tenant: z.string().regex(/^[\w.:@-]{1,128}$/, { error: 'expected 1-128 characters of letters, digits, . : @ _ -' }).optional(),
+  /** The lane of a request without `headroom-priority`. @default 'normal' */
+  defaultPriority: gatewayPriority.default('normal'),
+  /** The highest lane this key may ask for; a higher `headroom-priority` runs at this one. @default 'critical' */
+  maxPriority: gatewayPriority.default('critical'),
+});
+export type GatewayKeyConfig = z.infer<typeof GatewayKeyConfig>;
+
+const GATEWAY_DEFAULTS = {
+  port: 8080,
+  host: '0.0.0.0',
+  keys: {},
+  maxBodyBytes: 1024 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+  maxWaitMs: 60_000,
+  slowClientMs: 30_000,
+};
+
+const GatewayConfig = z.strictObject({
+  port: z.int().min(0).max(65535).default(8080),
+  host: z.string().default('0.0.0.0'),
+  /** Client keys by name (the name shows in logs; the value never does). */
+  keys: z.record(z.string().regex(/^[\w.-]{1,64}$/, { error: 'expected a key name of 1-64 letters, digits, . _ -' }), GatewayKeyConfig).default({}),
+  /** Largest request body; a larger one gets 413 before it is read to the end. */
+  maxBodyBytes: positiveInt.default(1024 * 1024),
+  /** Largest request head (all headers together); a larger one gets 431. */
+  maxHeaderBytes: positiveInt.min(1024).default(16 * 1024),
+  /** The request head must arrive within this (a client trickling headers is cut off). */
+  headersTimeoutMs: positiveInt.default(10_000),
+  /** The request body must arrive within this once the head has (408 otherwise). */
+  bodyTimeoutMs: positiveInt.default(30_000),
+  /**
+   * How long a request may wait in its lane for its call to start, unless `headroom-max-wait-ms`
+   * says otherwise; past it the job is cancelled and the client told to retry (529 / 503).
+   */
+  maxWaitMs: positiveInt.default(60_000),
+  /** A streamed answer whose client reads nothing for this long is cut off (and its call stopped). */
+  slowClientMs: positiveInt.default(30_000),
+});
+
 export const HeadroomConfig = z
   .strictObject({
     redis: z
@@ -131,7 +197,7 @@ export const HeadroomConfig = z
         concurrency: positiveInt.default(32),
         /** `strict`: always the highest non-empty lane; `weighted`: smooth weighted round-robin. */
         order: z.enum(['strict', 'weighted']).default('strict'),
-        /** Output reservation: the request's max_tokens, or a learned p95 of actual output. */
+        /** Output reservation: the request's max_tokens, or a learned p95 of actual output (only for models whose provider counts actual output: see output-counting.ts). */
         outputReservation: z.enum(['max_tokens', 'p95']).default('max_tokens'),
         /** A running job's lock; a worker that dies (SIGKILL) gives its jobs back after this. */
         lockMs: positiveInt.default(30_000),
@@ -141,23 +207,86 @@ export const HeadroomConfig = z
         shutdownGraceMs: positiveInt.default(30_000),
         /** After an empty fetch a lane is not polled again for this long (pickup latency bound). */
         emptyLanePollMs: positiveInt.default(20),
+        /**
+         * How an idle worker learns of new work: `block` on the lanes' BullMQ markers (woken within
+         * a round trip), or `poll` with sleeps of up to 100 ms (a Redis proxy that refuses blocking
+         * commands; a Redis Cluster always polls).
+         */
+        idleWake: z.enum(['block', 'poll'], { error: 'expected block or poll' }).default('block'),
         /** Serve /metrics and /healthz from each worker on this port. */
         metricsPort: z.int().min(0).max(65535).optional(),
+        /**
+         * The address that server binds: loopback by default, so a worker's metrics are not
+         * open to its whole network unless asked (a pod sets 0.0.0.0 for its probes and scrapes).
+         * @default '127.0.0.1'
+         */
+        metricsHost: z.string().min(1).default('127.0.0.1'),
+        /**
+         * The env variable holding a bearer token that /metrics then requires (`Authorization:
+         * Bearer <token>`); /healthz and /readyz stay open for probes. Unset variable = no auth.
+         * @default 'HEADROOM_METRICS_TOKEN'
+         */
+        metricsTokenEnv: envName.default('HEADROOM_METRICS_TOKEN'),
       })
-      .default({ concurrency: 32, order: 'strict', outputReservation: 'max_tokens', lockMs: 30_000, stalledIntervalMs: 15_000, shutdownGraceMs: 30_000, emptyLanePollMs: 20 }),
+      .default({
+        concurrency: 32,
+        order: 'strict',
+        outputReservation: 'max_tokens',
+        lockMs: 30_000,
+        stalledIntervalMs: 15_000,
+        shutdownGraceMs: 30_000,
+        emptyLanePollMs: 20,
+        metricsHost: '127.0.0.1',
+        metricsTokenEnv: 'HEADROOM_METRICS_TOKEN',
+        idleWake: 'block',
+      }),
     retry: z
       .strictObject({
         maxAttempts: positiveInt.default(6),
         baseDelayMs: positiveInt.default(500),
         maxDelayMs: positiveInt.default(30_000),
+        /**
+         * Backoff base after a failure that says the model is unhealthy (5xx, 529, no answer).
+         * Short: the fleet-wide retry budget, not each job's backoff, bounds the load retries add.
+         */
+        unhealthyBaseDelayMs: positiveInt.default(100),
+        budget: z
+          .strictObject({
+            /** Retries of a model, fleet-wide, stay within this fraction of its first calls over the window. */
+            ratio: fraction.default(0.2),
+            /** Time constant of the budget's sliding (exponentially weighted) window. */
+            windowMs: positiveInt.default(10_000),
+            /** Retries always allowed per second, so a model with little traffic can still retry. */
+            minPerSecond: z.number({ error: 'expected a non-negative number' }).nonnegative({ error: 'expected a non-negative number' }).default(1),
+          })
+          .default({ ratio: 0.2, windowMs: 10_000, minPerSecond: 1 }),
       })
-      .default({ maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000 }),
+      .default({ maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000, unhealthyBaseDelayMs: 100, budget: { ratio: 0.2, windowMs: 10_000, minPerSecond: 1 } }),
+    /**
+     * The fleet-wide adaptive throttle per model (lua/includes/model-throttle.lua): calls follow
+     * the model's recent success ratio, so a degraded model keeps serving at the rate it can and
+     * a dead one gets probes.
+     */
+    throttle: z
+      .strictObject({
+        /** Admit up to k times the calls the model still serves: 2 keeps a model that serves half its calls at full rate. */
+        k: z.number({ error: 'expected a number of at least 1' }).min(1, { error: 'expected a number of at least 1' }).default(2),
+        /** Time constant of the success ratio's sliding (exponentially weighted) window; at least 2 x probeIntervalMs. */
+        windowMs: positiveInt.default(2_000),
+        /** A dead model is called once per this long, fleet-wide. */
+        probeIntervalMs: positiveInt.default(1_000),
+      })
+      .default({ k: 2, windowMs: 2_000, probeIntervalMs: 1_000 }),
+    /**
+     * Retired: the per-process consecutive-failure breaker gave way to the fleet-wide throttle
+     * (a dead model is its limit). Still accepted so older config files load; ignored.
+     */
     breaker: z
       .strictObject({
-        failureThreshold: positiveInt.default(5),
-        openMs: positiveInt.default(30_000),
+        failureThreshold: positiveInt.optional(),
+        openMs: positiveInt.optional(),
       })
-      .default({ failureThreshold: 5, openMs: 30_000 }),
+      .optional(),
     shedding: z
       .strictObject({
         enabled: z.boolean().default(true),
@@ -194,21 +323,38 @@ export const HeadroomConfig = z
       .strictObject({
         port: z.int().min(1).max(65535).default(3000),
         host: z.string().default('0.0.0.0'),
+        /**
+         * The names the dashboard is reached by (`headroom.internal.example.com`): requests with
+         * another `Host`, and writes whose `Origin` is another site, are refused, so a page in an
+         * operator's browser cannot reach it by DNS rebinding. Loopback names (127.0.0.1,
+         * localhost, [::1]) are always accepted; empty = any Host unless `--local-only`.
+         * @default []
+         */
+        hostnames: z.array(z.string().regex(/^[A-Za-z0-9.[\]:-]{1,253}$/, { error: 'expected a host name like headroom.example.com (a port may follow)' })).default([]),
         usernameEnv: envName.default('HEADROOM_DASHBOARD_USER'),
         passwordEnv: envName.default('HEADROOM_DASHBOARD_PASSWORD'),
         tokenEnv: envName.default('HEADROOM_DASHBOARD_TOKEN'),
-        readOnly: z.boolean().default(false),
+        /**
+         * Refuse Bull Board's writes (retry, promote, clean, remove, pause). On by default: a
+         * retry sends a job to the provider again, and a dashboard reached by a foreign page
+         * (DNS rebinding) must not be able to write. Set false to allow them; retries then go
+         * through admission (the lane caps). @default true
+         */
+        readOnly: z.boolean().default(true),
         alerts: DashboardAlerts.default(DASHBOARD_ALERT_DEFAULTS),
       })
       .default({
         port: 3000,
         host: '0.0.0.0',
+        hostnames: [],
         usernameEnv: 'HEADROOM_DASHBOARD_USER',
         passwordEnv: 'HEADROOM_DASHBOARD_PASSWORD',
         tokenEnv: 'HEADROOM_DASHBOARD_TOKEN',
-        readOnly: false,
+        readOnly: true,
         alerts: DASHBOARD_ALERT_DEFAULTS,
       }),
+    /** `headroom gateway`: the providers' wire formats over HTTP in front of the lanes. */
+    gateway: GatewayConfig.default(GATEWAY_DEFAULTS),
   })
   ;
 export type HeadroomConfig = z.infer<typeof HeadroomConfig>;
@@ -244,6 +390,22 @@ function crossCheck(raw: unknown): Issue[] {
       issues.push({ path: `models.${name}.limits.tpm`, message: 'Anthropic limits are rpm, itpm and otpm; tpm is an OpenAI dimension' });
     }
   }
+  const throttle = record(cfg.throttle);
+  const windowMs = typeof throttle.windowMs === 'number' ? throttle.windowMs : 2_000;
+  const probeMs = typeof throttle.probeIntervalMs === 'number' ? throttle.probeIntervalMs : 1_000;
+  if (windowMs < 2 * probeMs) {
+    issues.push({ path: 'throttle.windowMs', message: `must be at least 2 x throttle.probeIntervalMs (${2 * probeMs}): a shorter window forgets a dead model between its probes` });
+  }
+  issues.push(...outputReservationIssues(record(cfg.dispatch).outputReservation, models));
+  const rank = ['low', 'normal', 'high', 'critical'];
+  for (const [name, value] of Object.entries(record(record(cfg.gateway).keys))) {
+    const key = record(value);
+    const def = rank.indexOf(typeof key.defaultPriority === 'string' ? key.defaultPriority : 'normal');
+    const max = rank.indexOf(typeof key.maxPriority === 'string' ? key.maxPriority : 'critical');
+    if (def >= 0 && max >= 0 && def > max) {
+      issues.push({ path: `gateway.keys.${name}.defaultPriority`, message: `"${String(key.defaultPriority)}" is above the key's maxPriority "${String(key.maxPriority ?? 'critical')}"` });
+    }
+  }
   const redis = record(cfg.redis);
   if (typeof redis.url === 'string' && /\/\/[^/@]*:[^/@]+@/.test(redis.url)) {
     const env = typeof redis.urlEnv === 'string' ? redis.urlEnv : 'REDIS_URL';
@@ -255,7 +417,7 @@ function crossCheck(raw: unknown): Issue[] {
 /** Validates an already-parsed config object. Throws `ConfigError` listing every problem by path. */
 export function parseConfig(raw: unknown, source = '(object)'): HeadroomConfig {
   const result = HeadroomConfig.safeParse(raw, { reportInput: true });
-  const issues = [...(result.success ? [] : toIssues(result.error)), ...crossCheck(raw)];
+  const issues = [...(result.success ? [] : toIssues(result.error, { hideSecrets: true })), ...crossCheck(raw)];
   if (issues.length > 0 || !result.success) throw new ConfigError(source, issues);
   return result.data;
 }
@@ -274,6 +436,11 @@ export function loadConfig(path: string): HeadroomConfig {
     throw new ConfigError(path, issues);
   }
   return parseConfig(doc.toJS(), path);
+}
+
+/** The bucket's throttle options, from the config's `throttle` and `retry.budget`. */
+export function throttleParamsOf(config: HeadroomConfig): ThrottleParams {
+  return { ...config.throttle, budget: { ...config.retry.budget } };
 }
 
 /** The pool a model draws from. */

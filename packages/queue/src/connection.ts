@@ -9,8 +9,9 @@
  * const workerConn = createRedis('rediss-cluster://:secret@node-1:6379,node-2:6379', 'worker');
  * ```
  */
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { RedisUnavailableError } from './errors.js';
+import { Cluster, Redis, type ClusterOptions, type Command, type RedisOptions } from 'ioredis';
+import { RedisOomError, RedisUnavailableError } from './errors.js';
+import { hasRegisteredSecrets, redactRegistered } from './redaction.js';
 import { parseRedisUrl } from './redis-url.js';
 
 /**
@@ -69,10 +70,10 @@ function splitForCluster(opts: RoleOptions): { top: ClusterOptions; node: NonNul
 export function createRedis(url: string, role: ConnectionRole, extra: RedisOptions = {}): Redis | Cluster {
   const parsed = parseRedisUrl(url);
   const options: RoleOptions = { ...ROLE_OPTIONS[role], lazyConnect: false, ...extra };
-  if (parsed.kind === 'standalone') return new Redis(url, { retryStrategy, ...standalone(options) });
+  if (parsed.kind === 'standalone') return withoutSecrets(new Redis(url, { retryStrategy, ...standalone(options) }));
 
   const { top, node } = splitForCluster(options);
-  return new Cluster(parsed.nodes, {
+  return withoutSecrets(new Cluster(parsed.nodes, {
     clusterRetryStrategy: retryStrategy,
     ...top,
     redisOptions: {
@@ -84,16 +85,39 @@ export function createRedis(url: string, role: ConnectionRole, extra: RedisOptio
     // With TLS the certificate names the host, not its IP: keep the name as given (ioredis'
     // advice for ElastiCache and other managed clusters behind TLS).
     ...(parsed.tls ? { dnsLookup: (address: string, done: (err: null, address: string) => void) => done(null, address) } : {}),
-  });
+  }));
+}
+
+/**
+ * Cuts the process's registered secrets (see redaction.ts) out of every string argument of every
+ * command this connection sends: scripts, MULTIs and pipelines all pass through `sendCommand`.
+ * A worker then cannot write a provider key into Redis, whichever code path carried it there (a
+ * failure reason, a job's progress, a batch result). Binary arguments (BullMQ's packed options)
+ * are left alone: cutting bytes out of them would corrupt them, and provider output never goes
+ * into them. A process that registered nothing pays one boolean check per command.
+ */
+function withoutSecrets<C extends Redis | Cluster>(conn: C): C {
+  const send = conn.sendCommand.bind(conn) as (command: Command, ...rest: unknown[]) => unknown;
+  (conn as { sendCommand: typeof send }).sendCommand = (command: Command, ...rest: unknown[]) => {
+    if (hasRegisteredSecrets()) {
+      const args = command.args;
+      for (let i = 0; i < args.length; i++) {
+        const arg = args[i];
+        if (typeof arg === 'string') args[i] = redactRegistered(arg);
+      }
+    }
+    return send(command, ...rest);
+  };
+  return conn;
 }
 
 /** Opens a connection of the same kind (standalone or cluster) as `conn`, for another role. */
 export function duplicateFor(conn: Redis | Cluster, role: ConnectionRole): Redis | Cluster {
   if (conn instanceof Cluster) {
     const { top, node } = splitForCluster(ROLE_OPTIONS[role]);
-    return conn.duplicate(undefined, { ...top, redisOptions: { ...conn.options.redisOptions, ...node } });
+    return withoutSecrets(conn.duplicate(undefined, { ...top, redisOptions: { ...conn.options.redisOptions, ...node } }));
   }
-  return conn.duplicate(standalone(ROLE_OPTIONS[role]));
+  return withoutSecrets(conn.duplicate(standalone(ROLE_OPTIONS[role])));
 }
 
 /** A single node has no use for the cluster-only options. */
@@ -126,9 +150,14 @@ export async function waitForReady(conn: Redis | Cluster, timeoutMs: number): Pr
   });
 }
 
-/** Maps ioredis' "not connected" failures (single node or cluster) to `RedisUnavailableError`; passes others through. */
+/**
+ * Maps ioredis' "not connected" failures (single node or cluster) to `RedisUnavailableError`, and
+ * Redis' refusal at `maxmemory` (`OOM command not allowed...`, from a command or inside a script)
+ * to `RedisOomError`; passes others through.
+ */
 export function asRedisError(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
+  if (/^OOM |\bOOM command not allowed\b/.test(err.message)) return new RedisOomError(err);
   if (/Stream isn't writeable|Connection is closed|ECONNREFUSED|ETIMEDOUT|Reached the max retries|enableOfflineQueue|CLUSTERDOWN|Failed to refresh slots cache|None of startup nodes is available/i.test(err.message)) {
     return new RedisUnavailableError(err.message, err);
   }

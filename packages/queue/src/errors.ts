@@ -17,6 +17,10 @@ export const ErrorCode = {
   REDIS_UNAVAILABLE: 'REDIS_UNAVAILABLE',
   CONFIG_INVALID: 'CONFIG_INVALID',
   CLOSED: 'CLOSED',
+  /** No fleet has published its settings (caps, models, quotas) on this Redis: admission fails closed. */
+  FLEET_UNPUBLISHED: 'FLEET_UNPUBLISHED',
+  /** Redis refused a write at its `maxmemory`: nothing was written. */
+  REDIS_OOM: 'REDIS_OOM',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -76,12 +80,57 @@ export class PayloadTooLargeError extends HeadroomError {
 
 export class QueueFullError extends HeadroomError {
   readonly lane: string;
-  readonly cap: number;
-  constructor(lane: string, cap: number) {
-    super(ErrorCode.QUEUE_FULL, `lane ${lane} is full (cap ${cap} jobs not yet started)`, { retryable: true });
+  /** Which limit refused: the count of jobs not yet started, or the bytes of unfinished jobs. */
+  readonly limit: 'jobs' | 'bytes';
+  /** With `limit: 'jobs'`: the lane's cap of jobs not yet started. */
+  readonly cap?: number;
+  /** With `limit: 'bytes'`: the lane's byte cap, what its unfinished jobs hold, and this job's size. */
+  readonly maxBytes?: number;
+  readonly bytes?: number;
+  readonly jobBytes?: number;
+  constructor(lane: string, full: number | { maxBytes: number; bytes: number; jobBytes: number }) {
+    super(
+      ErrorCode.QUEUE_FULL,
+      typeof full === 'number'
+        ? `lane ${lane} is full (cap ${full} jobs not yet started)`
+        : `lane ${lane} is full: its unfinished jobs hold ${full.bytes} bytes, and this job's ${full.jobBytes} would pass its maxBytes of ${full.maxBytes}`,
+      { retryable: true },
+    );
     this.name = 'QueueFullError';
     this.lane = lane;
-    this.cap = cap;
+    if (typeof full === 'number') {
+      this.limit = 'jobs';
+      this.cap = full;
+    } else {
+      this.limit = 'bytes';
+      this.maxBytes = full.maxBytes;
+      this.bytes = full.bytes;
+      this.jobBytes = full.jobBytes;
+    }
+  }
+}
+
+/**
+ * No worker has published the fleet's settings (lane caps, models, tenant quotas) on this Redis:
+ * after a Redis restart without persistence, or a FLUSHALL, say. Admission refuses rather than
+ * admit against defaults; workers publish them again within `FLEET_UPKEEP_INTERVAL_MS`.
+ */
+export class FleetUnpublishedError extends HeadroomError {
+  readonly lane: string;
+  constructor(lane: string) {
+    super(ErrorCode.FLEET_UNPUBLISHED, `lane ${lane} refuses jobs: no fleet settings (caps, models, quotas) are published on this Redis; start a worker, or wait for a running one to publish them again`, {
+      retryable: true,
+    });
+    this.name = 'FleetUnpublishedError';
+    this.lane = lane;
+  }
+}
+
+/** Redis is at its `maxmemory` and refused the write (`noeviction`, as BullMQ requires). */
+export class RedisOomError extends HeadroomError {
+  constructor(cause?: unknown) {
+    super(ErrorCode.REDIS_OOM, 'Redis is out of memory (maxmemory reached): nothing was written; retry once the fleet has drained, or raise maxmemory', { retryable: true, cause });
+    this.name = 'RedisOomError';
   }
 }
 
@@ -121,6 +170,8 @@ export class JobFailedError extends HeadroomError {
   readonly failureCode: FailureCode;
   /** For people: `CODE: message`, as Bull Board shows it. */
   readonly reason: string;
+  /** The failure as stored: code, message, and the provider's HTTP status when one answered. */
+  readonly failure: JobFailure;
   constructor(jobId: string, failure: JobFailure) {
     const reason = failureText(failure);
     super(ErrorCode.JOB_FAILED, `job ${jobId} failed: ${reason}`);
@@ -128,6 +179,7 @@ export class JobFailedError extends HeadroomError {
     this.jobId = jobId;
     this.failureCode = failure.code;
     this.reason = reason;
+    this.failure = failure;
   }
 }
 
@@ -142,6 +194,8 @@ export class JobNotFoundError extends HeadroomError {
 
 export class TimeoutError extends HeadroomError {
   readonly timeoutMs: number;
+  /** `result({ cancelOnTimeout: true })`: whether the job was removed before it started. */
+  cancelled?: boolean;
   constructor(what: string, timeoutMs: number) {
     super(ErrorCode.TIMEOUT, `${what} timed out after ${timeoutMs} ms`, { retryable: true });
     this.name = 'TimeoutError';

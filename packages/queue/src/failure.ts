@@ -14,7 +14,7 @@ export const FailureCode = {
   PROVIDER_REJECTED: 'PROVIDER_REJECTED',
   /** `retry.maxAttempts` calls made; the message carries the last failure. */
   RETRIES_EXHAUSTED: 'RETRIES_EXHAUSTED',
-  /** A 429 that waiting does not clear (a spend cap). */
+  /** A spend cap or billing problem, as the provider's error says (it does not clear by waiting). */
   SPEND_CAP: 'SPEND_CAP',
   /** The request is larger than the lane may ever draw from its pool's limits. */
   NEVER_FITS: 'NEVER_FITS',
@@ -22,6 +22,8 @@ export const FailureCode = {
   UNKNOWN_MODEL: 'UNKNOWN_MODEL',
   /** A waiting LOW (or NORMAL) job past its max wait while its pool was under pressure. */
   SHED: 'SHED',
+  /** The job's own `maxWaitMs` passed (or would, by the wait it faced) before a call could start: no call made for it. */
+  DEADLINE_EXCEEDED: 'DEADLINE_EXCEEDED',
   /** BullMQ failed the job: its worker died during the call more often than allowed. */
   STALLED: 'STALLED',
   /** The job in a lane is not a Headroom job (written by something else). */
@@ -40,6 +42,13 @@ export const FailureCode = {
   BATCH_BAD_RESPONSE: 'BATCH_BAD_RESPONSE',
   /** Failed by a worker that is not Headroom's, in its own words (the message). */
   WORKER_FAILED: 'WORKER_FAILED',
+  /** Its caller went away (`producer.cancel`, a stream's abort signal, a gateway client that disconnected). */
+  CANCELLED: 'CANCELLED',
+  /**
+   * A streamed call failed after its first event: the client already had part of the answer, so
+   * the job is not retried; the stream ended with the provider's error event.
+   */
+  STREAM_FAILED: 'STREAM_FAILED',
 } as const;
 export type FailureCode = (typeof FailureCode)[keyof typeof FailureCode];
 
@@ -50,10 +59,20 @@ export interface JobFailure {
   message: string;
   /** SHED: when a new job for the same pool may be admitted again, as the worker saw it. */
   retryAfterMs?: number;
+  /**
+   * The HTTP status of the provider's answer behind the failure, when there was one
+   * (PROVIDER_REJECTED, SPEND_CAP, RETRIES_EXHAUSTED's last call, STREAM_FAILED): the gateway
+   * answers a provider's 4xx with the same status.
+   */
+  status?: number;
 }
 
-export const jobFailure = (code: FailureCode, message: string, retryAfterMs?: number): JobFailure =>
-  retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs };
+export const jobFailure = (code: FailureCode, message: string, retryAfterMs?: number, status?: number): JobFailure => ({
+  code,
+  message,
+  ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  ...(status === undefined ? {} : { status }),
+});
 
 /**
  * The text BullMQ keeps as the job's `failedReason` (Bull Board, logs): display only. A foreign
@@ -66,9 +85,9 @@ export function failureText(f: JobFailure): string {
 /** The stored failure, when `value` is one (a job's `progress.failure`). */
 export function asJobFailure(value: unknown): JobFailure | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { code, message, retryAfterMs } = value as Partial<JobFailure>;
+  const { code, message, retryAfterMs, status } = value as Partial<JobFailure>;
   if (typeof code !== 'string' || !CODES.has(code) || typeof message !== 'string') return undefined;
-  return jobFailure(code as FailureCode, message, typeof retryAfterMs === 'number' ? retryAfterMs : undefined);
+  return jobFailure(code as FailureCode, message, typeof retryAfterMs === 'number' ? retryAfterMs : undefined, typeof status === 'number' ? status : undefined);
 }
 
 /**

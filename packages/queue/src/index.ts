@@ -22,6 +22,8 @@ export {
   RedisUnavailableError,
   ConfigError,
   ClosedError,
+  FleetUnpublishedError,
+  RedisOomError,
 } from './errors.js';
 export type { Issue } from './errors.js';
 export { INTERACTIVE_LANES, LANES, PRIORITIES, LANE_DEFAULTS, laneOfPriority } from './lanes.js';
@@ -35,23 +37,33 @@ export {
   PROVIDERS,
   modelLadder,
   maxOutputTokens,
+  isStreamed,
 } from './job.js';
 export type { LlmJobInput, Provider } from './job.js';
 export { parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
-export { HeadroomConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf } from './config.js';
+export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';
+export { OUTPUT_COUNTINGS, PROVIDER_OUTPUT_COUNTING, outputCountingOf, reservesOutputP95 } from './output-counting.js';
+export type { OutputCounting } from './output-counting.js';
 export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
-export { addToLane, publishFleetSettings, AddReply } from './admission.js';
+export { addToLane, publishFleetSettings, releaseJobs, AddReply } from './admission.js';
+export { returnToLane, forceReturnToLane, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
+export type { ReturnOutcome, ReturnOptions } from './lane-return.js';
+export { LaneUpkeep, FLEET_UPKEEP_INTERVAL_MS } from './lane-upkeep.js';
+export { retryFinishedJob, RetryReply } from './lane-retry.js';
+export type { LaneUpkeepOptions, UpkeepRound } from './lane-upkeep.js';
 export type { Added, LaneEntry } from './admission.js';
 export { bringRunnableToFront, FRONT_SEARCH_DEPTH, type FrontOutcome } from './lane-fetch.js';
-export { newJobId, idempotentJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
+export { newJobId, idempotentJobId, handOffJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
+export { relayEvents, flagCancelled, errorEventOf, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
+export type { JobEvent, RelayOutcome } from './job-events.js';
 export { FailureCode, jobFailure, failureText, failureOf, asJobFailure } from './failure.js';
 export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
-export { Bucket, countedUsage, POOL_DIMENSIONS, TENANT_DIMENSIONS, isTenantDimension, AcquireReply, CooldownReply } from './bucket.js';
+export { Bucket, countedUsage, POOL_DIMENSIONS, TENANT_DIMENSIONS, isTenantDimension, AcquireReply, CooldownReply, THROTTLE_STATES } from './bucket.js';
 export type {
   AcquireRequest,
   AcquireResult,
@@ -69,15 +81,19 @@ export type {
   SyncResult,
   TenantDimension,
   TenantLimits,
+  ThrottleParams,
+  ThrottleSnapshot,
+  ThrottleState,
   WaitReason,
 } from './bucket.js';
 export { parseRateLimitHeaders, parseRetryAfterMs, parseDurationMs } from './rate-limit-headers.js';
 export type { Observed, ObservedLimit, HeaderSource } from './rate-limit-headers.js';
-export { computePressure } from './pressure.js';
+export { computePressure, capacityOf } from './pressure.js';
 export type { Pressure, PressureInput } from './pressure.js';
 export { createLogger } from './logger.js';
+export { registerSecret, redactSecrets, REDACTED } from './redaction.js';
 export type { Logger } from './logger.js';
 export { FleetStatsWriter, readFleetStats, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
 export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';
 export { Heartbeat, readHeartbeats, HEARTBEAT_INTERVAL_MS } from './telemetry/heartbeat.js';
-export type { WorkerHeartbeat, Heartbeats, HeartbeatOptions, BreakerBeat, BreakerSnapshot, BreakerState } from './telemetry/heartbeat.js';
+export type { WorkerHeartbeat, Heartbeats, HeartbeatOptions } from './telemetry/heartbeat.js';

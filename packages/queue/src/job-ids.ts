@@ -9,9 +9,25 @@ export function newJobId(lane: Lane): string {
   return `${lane}.${randomUUID()}`;
 }
 
-/** The same key always maps to the same id in a lane, so BullMQ's own id check dedupes. */
-export function idempotentJobId(lane: Lane, idempotencyKey: string): string {
-  return `${lane}.idem-${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 40)}`;
+/**
+ * The same key from the same tenant always maps to the same id in a lane, so BullMQ's own id
+ * check dedupes. Keys are scoped per tenant: two tenants choosing the same key get two jobs, and
+ * one cannot read or block another's by guessing its keys. A job without a tenant keeps the id
+ * it always had. Hand-offs to the BATCH lane use ids of their own form (`handOffJobId`), which no
+ * key maps to.
+ */
+export function idempotentJobId(lane: Lane, idempotencyKey: string, tenant?: string): string {
+  const scoped = tenant === undefined ? idempotencyKey : `tenant\u0000${tenant}\u0000${idempotencyKey}`;
+  return `${lane}.idem-${createHash('sha256').update(scoped).digest('hex').slice(0, 40)}`;
+}
+
+/**
+ * The BATCH job a shed job becomes (`onShed: 'batch'`): derived from the original's id, so a
+ * worker that dies between the add and completing the original hands off to the same job again,
+ * and of a form (`batch.shed-…`) that no idempotency key maps to (those are `batch.idem-…`).
+ */
+export function handOffJobId(originalId: string): string {
+  return `batch.shed-${createHash('sha256').update(originalId).digest('hex').slice(0, 40)}`;
 }
 
 export function laneOfJobId(id: string): Lane | undefined {

@@ -41,6 +41,11 @@ describe('parseJob', () => {
     expect(parseJob(rich).job.tenant).toBe('acme');
   });
 
+  it('accepts streamed Anthropic and OpenAI jobs (the worker relays their events)', () => {
+    expect(parseJob(anthropic({ stream: true })).job.request.stream).toBe(true);
+    expect(parseJob(openai({ stream: true, stream_options: { include_usage: true } })).job.request.stream).toBe(true);
+  });
+
   // Each malformed job is refused with the path of what is wrong.
   const cases: [string, unknown, string, RegExp][] = [
     ['not an object', 'hello', '', /expected/],
@@ -63,7 +68,9 @@ describe('parseJob', () => {
     ['bad image media type', anthropic({ messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/bmp', data: 'x' } }] }] }), 'request.messages.0.content.0.source.media_type', /image\/jpeg/],
     ['system as number', anthropic({ system: 42 }), 'request.system', /./],
     ['temperature too high', anthropic({ temperature: 3 }), 'request.temperature', /1/],
-    ['streaming requested', anthropic({ stream: true }), 'request.stream', /streaming is not supported/],
+    ['streaming with sla none', anthropic({ stream: true }, { sla: 'none' }), 'request.stream', /must be interactive: sla "none" goes to the batch API/],
+    ['stream as a string', anthropic({ stream: 'yes' }), 'request.stream', /true or false/],
+    ['OpenAI stream_options without stream', openai({ stream_options: { include_usage: true } }), 'request.stream_options', /only allowed with "stream": true/],
     ['unknown job field', anthropic({}, { priorty: 'HIGH' }), '', /unknown key "priorty"/],
     ['bad tenant', anthropic({}, { tenant: 'a b/c' }), 'tenant', /letters, digits/],
     ['bad sla', anthropic({}, { sla: 'later' }), 'sla', /interactive/],

@@ -73,7 +73,8 @@ export const AnthropicMessagesRequest = z.looseObject({
   top_p: z.number().min(0).max(1).optional(),
   top_k: positiveInt.optional(),
   stop_sequences: z.array(z.string()).optional(),
-  stream: z.literal(false, { error: 'streaming is not supported for queued jobs; omit "stream"' }).optional(),
+  /** The worker makes a streaming call and relays each event to the waiting client through Redis. */
+  stream: z.boolean({ error: 'expected true or false' }).optional(),
 });
 export type AnthropicMessagesRequest = z.infer<typeof AnthropicMessagesRequest>;
 
@@ -103,9 +104,15 @@ export const OpenAIChatRequest = z
     max_completion_tokens: positiveInt.optional(),
     n: positiveInt.optional(),
     temperature: z.number().min(0).max(2).optional(),
-    stream: z.literal(false, { error: 'streaming is not supported for queued jobs; omit "stream"' }).optional(),
+    /** The worker makes a streaming call and relays each chunk to the waiting client through Redis. */
+    stream: z.boolean({ error: 'expected true or false' }).optional(),
+    stream_options: z.looseObject({ include_usage: z.boolean({ error: 'expected true or false' }).optional() }).nullish(),
   })
   .superRefine((req, ctx) => {
+    // OpenAI answers 400 for this; refusing it here costs no provider call.
+    if (req.stream_options != null && req.stream !== true) {
+      ctx.addIssue({ code: 'custom', path: ['stream_options'], message: 'stream_options is only allowed with "stream": true' });
+    }
     // The bucket reserves the output bound up front (as OpenAI itself counts it), so a request
     // without one could never be budgeted.
     if (req.max_tokens === undefined && req.max_completion_tokens === undefined) {
@@ -134,7 +141,12 @@ const JobCommon = {
   idempotencyKey: z.string().min(1).max(256).optional(),
   /** Identical in-flight coalesced jobs share one provider call. */
   coalesce: z.boolean().optional(),
-  /** How long the job may wait before it is late (and, for LOW under pressure, shed). */
+  /**
+   * The job's deadline, in every lane: the latest a provider call for it may start, counted from
+   * enqueue. Past it (or facing a wait that passes it) the job ends DEADLINE_EXCEEDED with no
+   * call; a call in flight is never cut. Also the wait after which a job tries its next model, and
+   * a LOW job under pressure is shed.
+   */
   maxWaitMs: positiveInt.optional(),
   /** What happens to this job when LOW is shed: fail it, or move it to the batch lane. */
   onShed: z.enum(['fail', 'batch']).optional(),
@@ -142,14 +154,21 @@ const JobCommon = {
   metadata: z.record(z.string(), z.unknown()).optional(),
 };
 
-export const LlmJob = z.discriminatedUnion(
-  'provider',
-  [
-    z.strictObject({ ...JobCommon, provider: z.literal('anthropic'), request: AnthropicMessagesRequest }),
-    z.strictObject({ ...JobCommon, provider: z.literal('openai'), request: OpenAIChatRequest }),
-  ],
-  { error: 'expected "anthropic" or "openai"' },
-);
+export const LlmJob = z
+  .discriminatedUnion(
+    'provider',
+    [
+      z.strictObject({ ...JobCommon, provider: z.literal('anthropic'), request: AnthropicMessagesRequest }),
+      z.strictObject({ ...JobCommon, provider: z.literal('openai'), request: OpenAIChatRequest }),
+    ],
+    { error: 'expected "anthropic" or "openai"' },
+  )
+  .superRefine((job, ctx) => {
+    // The batch APIs answer hours later, in one piece: nobody could be reading the stream.
+    if (job.request.stream === true && job.sla === 'none') {
+      ctx.addIssue({ code: 'custom', path: ['request', 'stream'], message: 'a streamed job must be interactive: sla "none" goes to the batch API, which does not stream' });
+    }
+  });
 export type LlmJob = z.infer<typeof LlmJob>;
 type DeepReadonly<T> = T extends (...args: never[]) => unknown ? T : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 /** What a producer passes in: same shape, before defaults; `as const` literals are welcome. */
@@ -158,6 +177,11 @@ export type LlmJobInput = DeepReadonly<z.input<typeof LlmJob>>;
 /** Every model a job may be served by, primary first. */
 export function modelLadder(job: Pick<LlmJob, 'request' | 'fallback'>): string[] {
   return [job.request.model, ...(job.fallback ?? [])];
+}
+
+/** The job asks for a streamed answer (the worker relays its events through Redis). */
+export function isStreamed(job: Pick<LlmJob, 'request'>): boolean {
+  return job.request.stream === true;
 }
 
 /** The output bound a request reserves against output tokens/min. */
@@ -192,7 +216,13 @@ export const LlmResult = z.object({
     finishedAt: z.number(),
     waitMs: z.number(),
     runMs: z.number(),
+    /** Streamed jobs: when the first event arrived from the provider (epoch ms). */
+    firstEventAt: z.number().optional(),
+    /** Streamed jobs: time to first token, from the start of the provider call to its first event. */
+    ttftMs: z.number().optional(),
   }),
+  /** True when the answer was streamed; `response` is then the message assembled from its events. */
+  streamed: z.boolean().optional(),
   cost: z.object({ usd: z.number().nonnegative(), batch: z.boolean() }),
   /** True when this result was shared from an identical in-flight job. */
   coalesced: z.boolean().optional(),

@@ -8,7 +8,11 @@ describe('keys', () => {
     const k = laneKeys('hr', 'critical');
     expect(k.bullPrefix).toBe('{hr:critical}');
     expect(k.wait).toBe('{hr:critical}:critical:wait');
-    const keys = Object.entries(k).filter(([name]) => name !== 'queueName').map(([, v]) => v);
+    expect(k.marker).toBe('{hr:critical}:critical:marker');
+    const keys = Object.entries(k)
+      .filter(([name]) => name !== 'queueName')
+      .map(([, v]) => (typeof v === 'function' ? v('critical.7f3a') : v));
+    expect(keys).toContain('{hr:critical}:hr:events:critical.7f3a');
     const tags = new Set(keys.map(slotTag));
     expect(tags).toEqual(new Set(['hr:critical']));
   });
@@ -17,6 +21,7 @@ describe('keys', () => {
     expect(slotTag(laneKeys('hr', 'low').wait)).not.toBe(slotTag(laneKeys('hr', 'high').wait));
     expect(slotTag(poolKeys('hr', 'sonnet-4').bucket)).toBe('hr:pool:sonnet-4');
     expect(slotTag(poolKeys('hr', 'sonnet-4').tenantBucket('acme'))).toBe('hr:pool:sonnet-4');
+    expect(slotTag(poolKeys('hr', 'sonnet-4').throttle)).toBe('hr:pool:sonnet-4');
     expect(slotTag(fleetKeys('hr').batchLeader)).toBe('hr:fleet');
   });
 });

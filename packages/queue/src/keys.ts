@@ -19,9 +19,9 @@ export interface LaneKeys {
   /** BullMQ's job hashes are `${jobKeyPrefix}${jobId}`. */
   jobKeyPrefix: string;
   /**
-   * What Headroom's own lane keys start with. The add script (lua/add-9.lua) builds `settings`,
-   * `models`, `shedding`, `stats` and `tenantJobsPrefix` from it, with the same suffixes, and
-   * `prioritized` from `wait`: keep them in step.
+   * What Headroom's own lane keys start with. The lane scripts (add, release, return) build
+   * `settings`, `models`, `shedding`, `stats`, `unfinished`, `usage` and `returning` from it, with
+   * the same suffixes, and `prioritized` and `delayed` from `wait`: keep them in step.
    */
   ownPrefix: string;
   wait: string;
@@ -29,7 +29,25 @@ export interface LaneKeys {
   delayed: string;
   active: string;
   meta: string;
-  /** HASH of the fleet's settings for this lane (cap), published by workers from config. */
+  /** BullMQ's other lane keys, for the scripts that embed its moves (lane-return.ts). */
+  stalled: string;
+  paused: string;
+  limiter: string;
+  /**
+   * BullMQ's ZSET that wakes blocked workers: member `0` (score 0) when a job is ready, `1` scored
+   * with the next delayed job's time. The dispatcher blocks on the four lanes' markers when idle.
+   */
+  marker: string;
+  /** BullMQ's events STREAM of the lane (completed, failed, ...), which result waiters read. */
+  events: string;
+  pc: string;
+  completed: string;
+  failed: string;
+  /**
+   * HASH of the fleet's settings for this lane (`cap`, `maxBytes`, `tenantMax:<tenant>`,
+   * `tenantMax:*`), published by workers from config and re-published when missing. Admission
+   * refuses while it is missing (fails closed) rather than admit against defaults.
+   */
   settings: string;
   /**
    * HASH model -> `provider:pool`: the models the fleet serves, so producers refuse unknown ones,
@@ -38,8 +56,23 @@ export interface LaneKeys {
   models: string;
   /** HASH pool -> `untilMs:retryAfterMs:pressure`: new jobs for that pool are shed until then. */
   shedding: string;
-  /** Prefix of the per-tenant ZSETs (job id -> enqueue time) behind the max-queued quota. */
-  tenantJobsPrefix: string;
+  /**
+   * HASH job id -> `<bytes>|<tenant>` of every unfinished job the lane admitted: what releasing
+   * it gives back. An entry goes when its job is finished or gone (lua/release-1.lua), once.
+   */
+  unfinished: string;
+  /**
+   * HASH of the lane's unfinished totals, kept in step with `unfinished`: `bytes` (job data), and
+   * `tenant:<tenant>` (that tenant's unfinished jobs; the field goes when it falls to 0, so an idle
+   * tenant leaves nothing behind). The byte cap and the tenants' max-queued read it in O(1).
+   */
+  usage: string;
+  /**
+   * ZSET job id -> ms: jobs a worker took from the lane and must put back (told to wait, delayed)
+   * while the lane was full. They keep their place against new jobs: admission counts them, so
+   * the next free slot is theirs. Entries are refreshed by their holder and dropped when stale.
+   */
+  returning: string;
   /** HASH of all-time counters per lane: `shed` (every shed), `shed:refused` (at admission), `shed:waiting`. */
   stats: string;
   /**
@@ -47,6 +80,19 @@ export interface LaneKeys {
    * bucket told one of them to wait); the lane's jobs for other pools keep flowing.
    */
   poolBackoff: string;
+  /**
+   * STREAM of a streamed job's events, written by the worker as they arrive from the provider and
+   * read by the producer or gateway waiting on the job (lua/relay-2.lua). It expires a while after
+   * its last write, and its reader deletes it once read to the end.
+   */
+  jobEvents(jobId: string): string;
+  /** STRING set while a job's caller has cancelled it: the relay refuses to write past it. */
+  jobCancel(jobId: string): string;
+  /**
+   * STREAM (one entry, short-lived) a process appends to wake its own blocked reader of this
+   * lane's job events when it has a new stream to read (the reader blocks on it with the rest).
+   */
+  readerWake(readerId: string): string;
 }
 
 const laneKeysCache = new Map<string, Readonly<LaneKeys>>();
@@ -76,12 +122,25 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     delayed: bull('delayed'),
     active: bull('active'),
     meta: bull('meta'),
+    stalled: bull('stalled'),
+    paused: bull('paused'),
+    limiter: bull('limiter'),
+    marker: bull('marker'),
+    events: bull('events'),
+    pc: bull('pc'),
+    completed: bull('completed'),
+    failed: bull('failed'),
     settings: own('settings'),
     models: own('models'),
     shedding: own('shedding'),
-    tenantJobsPrefix: own('tenant-jobs:'),
+    unfinished: own('unfinished'),
+    usage: own('usage'),
+    returning: own('returning'),
     stats: own('stats'),
     poolBackoff: own('pool-backoff'),
+    jobEvents: (jobId: string) => own(`events:${jobId}`),
+    jobCancel: (jobId: string) => own(`cancel:${jobId}`),
+    readerWake: (readerId: string) => own(`reader-wake:${readerId}`),
   };
 }
 
@@ -98,6 +157,12 @@ export interface PoolKeys {
   /** HASH of counters for the dashboard (grants per lane, waits per reason, never-fits, ...). */
   stats: string;
   /**
+   * HASH model -> six packed doubles: the model's fleet-wide adaptive throttle and retry budget
+   * (decayed call, success, first-call and retry counts; see lua/includes/model-throttle.lua).
+   * In the pool's slot, so the acquire script checks and charges it with the pool.
+   */
+  throttle: string;
+  /**
    * Per-tenant bucket (`ts`, `rpm`, `tpm`) in the same slot as its pool, so one script checks
    * both. Tenants are many, so it expires once it would be full again (missing = full).
    */
@@ -110,6 +175,7 @@ export function poolKeys(prefix: string, pool: string): PoolKeys {
     bucket: `${t}:state`,
     cooldowns: `${t}:cooldowns`,
     stats: `${t}:stats`,
+    throttle: `${t}:throttle`,
     tenantBucket: (tenant: string) => `${t}:tenant:${tenant}`,
   };
 }
@@ -134,6 +200,11 @@ export function fleetKeys(prefix: string) {
     workers: `${t}:workers`,
     /** HASH pool -> JSON of its latest pressure, for status and the dashboard. */
     pressure: `${t}:pressure`,
+    /**
+     * Pub/sub channel of job ids whose caller cancelled them while they ran or were being taken:
+     * the worker running one aborts it (before its provider call, or mid-stream).
+     */
+    cancelChannel: `${t}:cancel`,
     /** HASH of fleet-wide counters for one minute (calls, jobs, waits, cost), expiring after a while. */
     statsMinute: (minute: number) => `${t}:stats:${minute}`,
   };

@@ -17,18 +17,34 @@ export function laneOfPriority(priority: Priority): InteractiveLane {
 }
 
 export interface LaneDefaults {
+  /** Jobs not yet started (waiting, prioritized, delayed). */
   cap: number;
+  /**
+   * Bytes of job data the lane's unfinished jobs (not yet started, or running) may hold together:
+   * a cap on the memory the lane takes in Redis, whatever the size of its jobs.
+   */
+  maxBytes: number;
   weight: number;
   /** Fraction of each bucket dimension this lane must leave untouched. */
   reserve: number;
   /** How long a job may wait before pressure may shed it (LOW) or it is reported late. */
   maxWaitMs: number;
+  /**
+   * Fraction of a model's retry budget this lane must leave for the lanes above: CRITICAL and
+   * HIGH retry first in a brownout; a lower lane's retry waits (no attempt spent) instead.
+   */
+  retryReserve: number;
 }
 
+const MiB = 1024 * 1024;
+
+// maxBytes: 64 MiB of CRITICAL up to 512 MiB of BATCH, 1.2 GiB in all at most: what a Redis sized
+// for the job counts at typical (few-KiB) jobs can hold, where the counts alone at the 1 MiB job
+// limit would allow 5 GB of LOW and 100 GB of BATCH.
 export const LANE_DEFAULTS: Record<Lane, LaneDefaults> = {
-  critical: { cap: 50, weight: 5, reserve: 0, maxWaitMs: 60_000 },
-  high: { cap: 200, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000 },
-  normal: { cap: 1000, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000 },
-  low: { cap: 5000, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000 },
-  batch: { cap: 100_000, weight: 0, reserve: 0, maxWaitMs: 24 * 60 * 60_000 },
+  critical: { cap: 50, maxBytes: 64 * MiB, weight: 5, reserve: 0, maxWaitMs: 60_000, retryReserve: 0 },
+  high: { cap: 200, maxBytes: 128 * MiB, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000, retryReserve: 0.2 },
+  normal: { cap: 1000, maxBytes: 256 * MiB, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000, retryReserve: 0.8 },
+  low: { cap: 5000, maxBytes: 256 * MiB, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000, retryReserve: 0.9 },
+  batch: { cap: 100_000, maxBytes: 512 * MiB, weight: 0, reserve: 0, maxWaitMs: 24 * 60 * 60_000, retryReserve: 0 },
 };

@@ -1,12 +1,37 @@
 /**
  * Structured logs (pino). Prompts and keys never reach a log line: callers log ids, lanes,
- * models and attempts, and the redaction below catches the usual secret-bearing paths anyway.
+ * models and attempts, the path redaction below catches the usual secret-bearing fields, and
+ * every line passes through `redactSecrets` on its way out — the choke point that catches a key
+ * quoted inside a message (an SDK error repeating a provider's answer), whichever call site
+ * logged it.
  */
 import { pino, type Logger } from 'pino';
+import { redactSecrets } from './redaction.js';
 
 export type { Logger };
 
+interface Destination {
+  write(line: string): unknown;
+  flush?(cb?: (err?: Error) => void): void;
+  flushSync?(): void;
+  end?(): void;
+}
+
+/**
+ * The stream pino writes to, scrubbing each serialized line. A key is ASCII without quotes or
+ * backslashes, so it reads the same inside JSON as outside, and cutting it keeps the line valid.
+ */
+function scrubbing(inner: Destination): Destination {
+  return {
+    write: (line: string) => inner.write(redactSecrets(line)),
+    ...(inner.flush ? { flush: (cb?: (err?: Error) => void) => inner.flush!(cb) } : {}),
+    ...(inner.flushSync ? { flushSync: () => inner.flushSync!() } : {}),
+    ...(inner.end ? { end: () => inner.end!() } : {}),
+  };
+}
+
 export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+  const inner = (opts.destination as Destination | undefined) ?? pino.destination({ sync: false });
   return pino(
     {
       name: opts.name ?? 'headroom',
@@ -17,6 +42,6 @@ export function createLogger(opts: { level?: string; name?: string; destination?
       },
       base: { pid: process.pid },
     },
-    (opts.destination as pino.DestinationStream | undefined) ?? pino.destination({ sync: false }),
+    scrubbing(inner) as pino.DestinationStream,
   );
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DimensionSnapshot } from './bucket.js';
-import { computePressure } from './pressure.js';
+import { capacityOf, computePressure } from './pressure.js';
 
 const dim = (dimension: DimensionSnapshot['dimension'], level: number, capacity: number): DimensionSnapshot => ({
   dimension, level, capacity, ratePerSec: capacity / 60, source: 'config', fullInMs: 0,
@@ -45,6 +45,25 @@ describe('computePressure', () => {
     // An idle bucket never sheds, however old a job is (it will run at once).
     const idle = computePressure({ ...base, snapshot: { dimensions: [dim('rpm', 60, 60)], cooldowns: [] }, backlogJobs: 5, reserve: 0.4, oldestWaitMs: 90_000, maxWaitMs: 60_000 });
     expect(idle.value).toBe(0);
+  });
+
+  it('counts capacity lost to a brownout as used: LOW sheds as under a quota squeeze', () => {
+    // A full bucket of 600 requests, 500 jobs queued: the bucket holds them all, calm.
+    const snapshot = { dimensions: [dim('rpm', 600, 600)], cooldowns: [] };
+    const calm = computePressure({ ...base, snapshot, backlogJobs: 500, reserve: 0.4 });
+    expect(calm.value).toBe(0);
+    // Half the calls served: the level and the refill count half (200 jobs over 5/s: 40 s).
+    const half = computePressure({ ...base, snapshot, backlogJobs: 500, reserve: 0.4, capacityFactor: capacityOf(['m'], [{ model: 'm', admitRatio: 1, successRatio: 0.5 }]) });
+    expect(half.utilization).toBeCloseTo(0.5 / 0.6, 5);
+    expect(half.drainMs).toBeCloseTo(40_000, 0);
+    expect(half.value).toBeCloseTo(40 / 60, 5);
+    // A dead model: nothing drains, full pressure.
+    const dead = computePressure({ ...base, snapshot, backlogJobs: 500, reserve: 0.4, capacityFactor: 0 });
+    expect(dead.value).toBe(1);
+    // Nothing queued: nothing to shed, whatever the model's health.
+    expect(computePressure({ ...base, snapshot, backlogJobs: 0, capacityFactor: 0 }).drainMs).toBe(0);
+    // A model with no throttle state counts as serving everything.
+    expect(capacityOf(['m', 'n'], [{ model: 'm', admitRatio: 0.2, successRatio: 0.1 }])).toBeCloseTo((0.02 + 1) / 2, 9);
   });
 
   it('counts a cooling model in proportion to its pool', () => {

@@ -4,8 +4,10 @@
  * drawn down AND either the queued work must take longer than the horizon to drain at the refill
  * rate, or the shed lane's oldest job must be past its max wait.
  * A pool whose every model is cooling down (the provider said 429) is under full pressure.
+ * Capacity lost to a brownout counts as used: the bucket's level and refill are scaled by the share
+ * of calls the pool's models' throttles still get served, so LOW sheds as under a quota squeeze.
  */
-import { isTenantDimension, type BucketSnapshot } from './bucket.js';
+import { isTenantDimension, type BucketSnapshot, type ThrottleSnapshot } from './bucket.js';
 
 export interface PressureInput {
   snapshot: Pick<BucketSnapshot, 'dimensions' | 'cooldowns'>;
@@ -30,6 +32,25 @@ export interface PressureInput {
    */
   oldestWaitMs?: number;
   maxWaitMs?: number;
+  /**
+   * Share of the pool's capacity that still serves calls (its models' throttles: admit ratio x
+   * success ratio, see `capacityOf`): 0.5 in a 50% brownout, 0 for a dead model. @default 1
+   */
+  capacityFactor?: number;
+}
+
+/**
+ * The share of a pool's capacity its models still get served, from their throttles: the mean over
+ * the pool's models of admit ratio x success ratio; a model with no throttle state counts 1.
+ */
+export function capacityOf(models: readonly string[], throttles: readonly Pick<ThrottleSnapshot, 'model' | 'admitRatio' | 'successRatio'>[]): number {
+  if (models.length === 0) return 1;
+  let sum = 0;
+  for (const m of models) {
+    const t = throttles.find((x) => x.model === m);
+    sum += t ? t.admitRatio * t.successRatio : 1;
+  }
+  return sum / models.length;
 }
 
 export interface Pressure {
@@ -48,12 +69,16 @@ export function computePressure(input: PressureInput): Pressure {
   let utilization = 0;
   let drainMs = 0;
   let binding: string | null = null;
+  const served = clamp01(input.capacityFactor ?? 1);
   for (const d of input.snapshot.dimensions) {
     if (isTenantDimension(d.dimension) || d.capacity <= 0) continue;
-    const used = clamp01((1 - d.level / d.capacity) / (1 - Math.min(0.99, input.reserve ?? 0)));
+    const level = d.level * served;
+    const used = clamp01((1 - level / d.capacity) / (1 - Math.min(0.99, input.reserve ?? 0)));
     if (used > utilization) utilization = used;
     const need = input.meanNeed[d.dimension] ?? (d.dimension === 'rpm' ? 1 : 0);
-    const ms = d.ratePerSec > 0 ? (Math.max(0, input.backlogJobs * need - Math.max(0, d.level)) / d.ratePerSec) * 1000 : 0;
+    const short = Math.max(0, input.backlogJobs * need - Math.max(0, level));
+    const rate = d.ratePerSec * served;
+    const ms = short <= 0 ? 0 : rate > 0 ? (short / rate) * 1000 : Number.POSITIVE_INFINITY;
     if (ms > drainMs) {
       drainMs = ms;
       binding = d.dimension;

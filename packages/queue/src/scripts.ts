@@ -23,6 +23,9 @@ const BULLMQ_INCLUDE = /^--- @bullmq "(\w+)"\s*$/gm;
 /** The BullMQ scripts Headroom embeds, with the number of keys our callers pass them. */
 const BULLMQ_SCRIPTS: Record<string, { file: string; keys: number }> = {
   addStandardJob: { file: 'addStandardJob-9.js', keys: 9 },
+  moveJobFromActiveToWait: { file: 'moveJobFromActiveToWait-9.js', keys: 9 },
+  moveToDelayed: { file: 'moveToDelayed-11.js', keys: 11 },
+  reprocessJob: { file: 'reprocessJob-9.js', keys: 9 },
 };
 const require = createRequire(import.meta.url);
 

@@ -11,5 +11,6 @@
  */
 export { startWorker } from './worker.js';
 export type { StartWorkerOptions, RunningWorker } from './worker.js';
+export type { PressureAdjust } from './shedding/pressure-monitor.js';
 export { WorkerMetrics } from './metrics.js';
 export { customIdOf, jobIdOfCustomId } from './batch/custom-id.js';

@@ -78,13 +78,6 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
-  readonly breakerOpen = new Gauge({
-    name: 'headroom_breaker_open',
-    help: '1 while a model\'s circuit breaker is open or half-open in this process.',
-    labelNames: ['model'] as const,
-    registers: [this.registry],
-  });
-
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'headroom_process_' });
   }

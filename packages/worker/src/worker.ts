@@ -3,18 +3,21 @@
  * shared bucket until closed. Scale by starting more of them, on any machine.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, publishFleetSettings, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, registerSecret, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
-import { Breaker } from './run/breaker.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerMetrics } from './metrics.js';
-import { PressureMonitor } from './shedding/pressure-monitor.js';
+import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { PressureMonitor, type PressureAdjust } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
+import { PromptCacheMemory } from './run/prompt-cache-memory.js';
+import { ThrottleStates } from './run/throttle-states.js';
 import { TokenEstimator } from './run/token-estimator.js';
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
 export interface StartWorkerOptions {
   config: HeadroomConfig;
@@ -26,6 +29,8 @@ export interface StartWorkerOptions {
   logger?: Logger;
   random?: () => number;
   now?: () => number;
+  /** Adjusts each pool's computed pressure before the worker acts on it. @default the identity */
+  pressure?: PressureAdjust;
 }
 
 export interface RunningWorker {
@@ -49,25 +54,22 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const redis: Redis | Cluster = createRedis(opts.redisUrl, 'worker');
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   await publishFleetSettings(redis, config);
+  // Admission fails closed without the settings: publish them again whenever they go missing (a
+  // Redis restarted without persistence, a FLUSHALL), and reconcile the lanes' admission counts.
+  const upkeep = new LaneUpkeep({ redis, config, logger });
+  upkeep.start();
 
   const now = opts.now ?? Date.now;
-  const breaker = new Breaker({
-    failureThreshold: config.breaker.failureThreshold,
-    openMs: config.breaker.openMs,
-    now,
-    onTransition: (model, from, to) => {
-      metrics.breakerOpen.set({ model }, to === 'closed' ? 0 : 1);
-      logger.warn({ event: 'breaker', model, from, to }, `breaker ${to} for ${model}`);
-    },
-  });
+  if (config.breaker) logger.warn({ breaker: config.breaker }, 'config: breaker is retired and ignored; the fleet-wide throttle (throttle, retry.budget) replaces it');
   const stats = new FleetStatsWriter(redis, config.redis.prefix, now);
   stats.start();
   // Its own connection, one that never resends a command after a reconnect: Redis keeps no record
   // of a settle, so a resent one would refund twice (see Bucket).
   const bucketRedis = duplicateFor(redis, 'bucket');
   bucketRedis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error (bucket)'));
-  const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix });
-  const pressure = new PressureMonitor(redis, bucket, config, logger);
+  // The throttle and retry budget are checked in the bucket's own script (one round trip per call).
+  const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) });
+  const pressure = new PressureMonitor(redis, bucket, config, logger, undefined, opts.pressure);
   pressure.start();
   const dispatcher = new Dispatcher({
     config,
@@ -76,10 +78,12 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     workerId: id,
     ctx: {
       config,
+      redis,
       bucket,
       adapters,
       estimator: new TokenEstimator(),
-      breaker,
+      throttles: new ThrottleStates(now, config.throttle.probeIntervalMs),
+      promptCache: new PromptCacheMemory(now),
       metrics,
       stats,
       pressure,
@@ -95,39 +99,35 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     ? new Batcher({ config, redisUrl: opts.redisUrl, redis, workerId: id, apis: createBatchApis(config, opts.env ?? process.env), metrics, stats, logger, now, random: opts.random ?? Math.random })
     : undefined;
   await batcher?.start();
-  // Breakers live in this process only: the heartbeat is how the dashboard and `status` see them.
+  // Throttles live in Redis, fleet-wide: the dashboard and `status` read them there.
   const heartbeat = new Heartbeat({
     redis,
     prefix: config.redis.prefix,
     id,
     concurrency: config.dispatch.concurrency,
     inFlight: () => dispatcher.inFlight,
-    breakers: () => breaker.snapshot(),
     logger,
     now,
   });
   heartbeat.start();
 
-  let server: Server | undefined;
-  let metricsPort: number | undefined;
+  let server: MetricsServer | undefined;
   if (config.dispatch.metricsPort !== undefined) {
-    server = createServer((req, res) => {
-      if (req.url === '/metrics') {
-        metrics.registry.metrics().then(
-          (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
-          (err: Error) => res.writeHead(500).end(err.message),
-        );
-      } else if (req.url === '/healthz' || req.url === '/readyz') {
-        const ready = redis.status === 'ready';
-        res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: ready, id, inFlight: dispatcher.inFlight }));
-      } else {
-        res.writeHead(404).end();
-      }
+    const env = opts.env ?? process.env;
+    const token = env[config.dispatch.metricsTokenEnv] || undefined;
+    registerSecret(token);
+    server = await startMetricsServer({
+      port: config.dispatch.metricsPort,
+      host: config.dispatch.metricsHost,
+      token,
+      registry: metrics.registry,
+      health: () => ({ ready: redis.status === 'ready', body: { ok: redis.status === 'ready', id, inFlight: dispatcher.inFlight } }),
     });
-    await new Promise<void>((resolve) => server!.listen(config.dispatch.metricsPort, resolve));
-    const address = server.address();
-    metricsPort = typeof address === 'object' && address ? address.port : undefined;
+    if (!token && !LOOPBACK.has(config.dispatch.metricsHost)) {
+      logger.warn({ host: config.dispatch.metricsHost, tokenEnv: config.dispatch.metricsTokenEnv }, `worker /metrics is served on ${config.dispatch.metricsHost} without auth; set ${config.dispatch.metricsTokenEnv} to require a token`);
+    }
   }
+  const metricsPort = server?.port;
   logger.info({ id, lanes: Object.keys(config.lanes), concurrency: config.dispatch.concurrency, metricsPort }, 'worker started');
 
   let closing: Promise<void> | undefined;
@@ -144,9 +144,9 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
         const grace = graceMs ?? config.dispatch.shutdownGraceMs;
         await Promise.all([dispatcher.stop(grace), batcher?.stop(grace)]);
         // Settles and headers still waiting ride on no further acquire: send them now.
-        await Promise.all([stats.stop(), pressure.stop(), bucket.close()]);
+        await Promise.all([stats.stop(), pressure.stop(), bucket.close(), upkeep.stop()]);
         await heartbeat.stop();
-        await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+        await server?.close();
         bucketRedis.disconnect();
         redis.disconnect();
         logger.info({ id }, 'worker stopped');

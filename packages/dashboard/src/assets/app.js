@@ -113,8 +113,15 @@ function renderPools(pools, nowMs) {
     const notes = [];
     if (p.pressure !== null) notes.push(el('span', { 'data-field': 'pressure' }, `pressure ${pct(p.pressure)}`));
     for (const c of p.cooldowns) notes.push(el('span', { class: 'cooling' }, `${c.model} cooling down ${duration(c.remainingMs)}`));
-    for (const b of p.breakers) {
-      notes.push(el('span', { class: 'breaker' }, `${b.model} breaker ${b.state} on ${b.worker}`, b.retryInMs !== undefined ? ` (probe in ${duration(b.retryInMs)})` : ''));
+    for (const t of p.throttles) {
+      notes.push(
+        el(
+          'span',
+          { class: `throttle ${t.state}`, 'data-throttle': t.model },
+          `${t.model} throttle ${t.state}: admits ${pct(t.admitRatio)}, ${pct(t.successRatio)} of calls served, retry budget ${int(Math.max(0, t.retryBudgetLeft))} / ${int(t.retryBudget)} left`,
+          t.state === 'open' ? ` (probes at ${int(t.allowedRpm)}/min)` : '',
+        ),
+      );
     }
     if (p.unbound.length > 0) notes.push(el('span', {}, `unbound: ${p.unbound.join(', ')}`));
     const chart = svg('svg', { class: 'chart small', viewBox: '0 0 800 180', role: 'img', 'aria-label': `utilization of ${p.pool}` });
@@ -134,7 +141,7 @@ function renderPools(pools, nowMs) {
         el('thead', {}, el('tr', {}, el('th', {}, 'dimension'), el('th', {}, 'level / capacity'), el('th', {}, 'utilization'), el('th', {}, 'burn'), el('th', {}, 'time to empty'), el('th', {}, 'full in'))),
         el('tbody', {}, ...rows),
       ),
-      el('div', { class: 'notes' }, ...(notes.length > 0 ? notes : [el('span', {}, 'no cooldowns, all breakers closed')])),
+      el('div', { class: 'notes' }, ...(notes.length > 0 ? notes : [el('span', {}, 'no cooldowns, no model called lately')])),
       chart,
     );
   });
@@ -192,7 +199,6 @@ function renderWorkers(workers) {
         el('td', {}, String(w.pid)),
         el('td', {}, `${w.inFlight} / ${w.concurrency}`),
         el('td', {}, `${duration(w.lastSeenMsAgo)} ago`),
-        el('td', {}, String(w.openBreakers)),
       ),
     ),
   );

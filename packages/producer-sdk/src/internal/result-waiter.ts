@@ -3,8 +3,10 @@
  * job). The events stream is capped (~10k entries) and a subscriber can miss events while
  * disconnected, so every waiter is also re-read from the job itself: once right after the
  * subscription is live (the job may already be done) and by one periodic sweep for all waiters.
+ * A read takes only the fields that say whether the job ended (never its data, up to 1 MiB), and
+ * the result only once it has; a timeout finds its waiter directly, whatever else is waiting.
  */
-import { QueueEvents, type Queue } from 'bullmq';
+import { QueueEvents } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
   duplicateFor,
@@ -22,8 +24,32 @@ import {
 } from '@headroom/queue';
 
 interface Waiter {
+  /** The job it waits on now: a job shed to the batch lane hands its waiters to the job it became. */
+  jobId: string;
   resolve(result: LlmResult): void;
   reject(err: Error): void;
+}
+
+/** The longest delay a Node timer takes; longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A timer for any delay: chained past what one Node timer can hold. */
+function longTimer(ms: number, fn: () => void): () => void {
+  let handle: NodeJS.Timeout | undefined;
+  const arm = (left: number) => {
+    if (left === Number.POSITIVE_INFINITY) return;
+    handle = setTimeout(() => (left > MAX_TIMER_MS ? arm(left - MAX_TIMER_MS) : fn()), Math.min(left, MAX_TIMER_MS));
+  };
+  arm(ms);
+  return () => clearTimeout(handle);
+}
+
+/** `result({ timeoutMs })` takes a positive number of ms, or Infinity to wait as long as it takes. */
+export function checkTimeoutMs(timeoutMs: unknown): number {
+  if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs <= 0) {
+    throw new RangeError(`result(): timeoutMs must be a positive number of milliseconds (or Infinity), got ${String(timeoutMs)}`);
+  }
+  return timeoutMs;
 }
 
 export type Settled =
@@ -44,6 +70,13 @@ const SWEEP_INTERVAL_MS = 5_000;
 export class ResultWaiter {
   private readonly waiters = new Map<string, { lane: Lane; set: Set<Waiter> }>();
   private readonly events = new Map<Lane, Promise<QueueEvents>>();
+  private readonly live = new Set<Lane>();
+  /**
+   * Jobs whose end was heard with nobody waiting yet, most recent last. A job can end before its
+   * enqueue's reply is read (another connection's event got here first): its waiter, arriving
+   * just after, reads the job instead of waiting for an event already gone.
+   */
+  private readonly endedUnwaited = new Set<string>();
   /** BullMQ never closes a connection it was handed: these are ours to close. */
   private readonly connections: (Redis | Cluster)[] = [];
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -51,36 +84,55 @@ export class ResultWaiter {
   constructor(
     private readonly connection: Redis | Cluster,
     private readonly prefix: string,
-    private readonly queueOf: (lane: Lane) => Queue,
   ) {}
 
-  async wait(lane: Lane, jobId: string, timeoutMs: number): Promise<LlmResult> {
+  /**
+   * Whether the lane's subscription was live: a job enqueued after that has all its events read,
+   * so its waiter need not read the job first.
+   */
+  isLive(lane: Lane): boolean {
+    return this.live.has(lane);
+  }
+
+  /** `fresh`: the job was enqueued after the lane's subscription was live (see `isLive`). */
+  async wait(lane: Lane, jobId: string, timeoutMs: number, fresh = false): Promise<LlmResult> {
+    checkTimeoutMs(timeoutMs);
     await this.subscribe(lane);
     return new Promise<LlmResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const cancel = longTimer(timeoutMs, () => {
         this.remove(waiter);
         reject(new TimeoutError(`waiting for the result of job ${jobId}`, timeoutMs));
-      }, timeoutMs);
+      });
       const waiter: Waiter = {
-        resolve: (r) => { clearTimeout(timer); resolve(r); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
+        jobId,
+        resolve: (r) => { cancel(); resolve(r); },
+        reject: (e) => { cancel(); reject(e); },
       };
       const entry = this.waiters.get(jobId) ?? { lane, set: new Set<Waiter>() };
       entry.set.add(waiter);
       this.waiters.set(jobId, entry);
       this.ensureSweep();
-      void this.check(jobId);
+      // A job that may have finished before anyone listened is read once; a fresh one is not
+      // (a read per call was a round trip and a job parse for nothing on the gateway's hot path),
+      // unless its end was heard before this waiter was registered.
+      if (!fresh || this.endedUnwaited.delete(jobId)) void this.check(jobId);
     });
   }
 
-  /** Reads the job's stored state: the truth that events only announce. */
+  /**
+   * Reads the job's stored state: the truth that events only announce. Only the fields that say
+   * whether it ended, never its data: a sweep over many waiting jobs of 1 MiB each stays small.
+   */
   async read(lane: Lane, jobId: string): Promise<Settled> {
-    const job = await this.queueOf(lane).getJob(jobId);
-    if (!job) return { state: 'missing' };
-    if (job.finishedOn && job.failedReason && !job.returnvalue) return { state: 'failed', failure: failureOf(job) };
-    const to = job.finishedOn ? movedTo(job.returnvalue) : undefined;
+    const key = `${laneKeys(this.prefix, lane).jobKeyPrefix}${jobId}`;
+    const [timestamp, finishedOn, failedReason, returnvalue, progress] = await this.connection.hmget(key, 'timestamp', 'finishedOn', 'failedReason', 'returnvalue', 'progress');
+    if (timestamp === null) return { state: 'missing' };
+    if (!finishedOn) return { state: 'pending' };
+    const value = parseJson(returnvalue);
+    if (failedReason && (value === undefined || value === null)) return { state: 'failed', failure: failureOf({ failedReason, progress: parseJson(progress) }) };
+    const to = movedTo(value);
     if (to) return { state: 'moved', to };
-    if (job.finishedOn && job.returnvalue !== undefined && job.returnvalue !== null) return { state: 'completed', result: job.returnvalue as LlmResult };
+    if (value !== undefined && value !== null) return { state: 'completed', result: value as LlmResult };
     return { state: 'pending' };
   }
 
@@ -89,6 +141,7 @@ export class ResultWaiter {
     const all = await Promise.allSettled(this.events.values());
     await Promise.all(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
     this.events.clear();
+    this.live.clear();
     for (const conn of this.connections.splice(0)) conn.disconnect();
   }
 
@@ -113,7 +166,10 @@ export class ResultWaiter {
     if (!entry || !lane) return;
     this.waiters.delete(from);
     const target = this.waiters.get(to) ?? { lane, set: new Set<Waiter>() };
-    for (const w of entry.set) target.set.add(w);
+    for (const w of entry.set) {
+      w.jobId = to;
+      target.set.add(w);
+    }
     this.waiters.set(to, target);
     await this.subscribe(lane);
     await this.check(to);
@@ -130,13 +186,11 @@ export class ResultWaiter {
     }
   }
 
-  /** Only on timeout: the waiter may have been forwarded to the job its job became, so look everywhere. */
+  /** On timeout: the waiter knows the job it waits on now (forwarding keeps it up to date). */
   private remove(waiter: Waiter): void {
-    for (const [id, entry] of this.waiters) {
-      if (!entry.set.delete(waiter)) continue;
-      if (entry.set.size === 0) this.waiters.delete(id);
-      return;
-    }
+    const entry = this.waiters.get(waiter.jobId);
+    if (!entry?.set.delete(waiter)) return;
+    if (entry.set.size === 0) this.waiters.delete(waiter.jobId);
   }
 
   private ensureSweep(): void {
@@ -155,24 +209,39 @@ export class ResultWaiter {
       // While Redis is away it reports every reconnect attempt; the sweep covers what is missed.
       connection.on('error', () => {});
       this.connections.push(connection);
-      const events = new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis });
-      events.on('completed', ({ jobId, returnvalue }) => {
-        if (!this.waiters.has(jobId)) return;
-        const to = movedTo(returnvalue);
-        if (to) void this.forward(jobId, to);
-        else this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
-      });
-      // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
-      events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
-      events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); });
-      events.on('error', () => {
-        // Reconnects by itself; results missed meanwhile are picked up by the sweep.
-      });
-      pending = events.waitUntilReady().then(() => events);
-      pending.catch(() => this.events.delete(lane));
+      // Read from the stream's last entry now, not from `$` when the first read happens to go
+      // out: a job finishing in between (a fast fleet) would otherwise be missed, and its waiter
+      // would hang until the next sweep.
+      const lastEventId = this.connection
+        .xrevrange(k.events, '+', '-', 'COUNT', 1)
+        .then((last) => last[0]?.[0] ?? '0-0', () => '$');
+      pending = lastEventId.then((id) => this.#listen(new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis, lastEventId: id })));
+      pending.then(() => this.live.add(lane), () => this.events.delete(lane));
       this.events.set(lane, pending);
     }
     return pending;
+  }
+
+  #endedUnwaited(jobId: string): void {
+    this.endedUnwaited.add(jobId);
+    // Only the last few matter (a waiter follows its enqueue within moments): keep 1024 ids.
+    if (this.endedUnwaited.size > 1024) this.endedUnwaited.delete(this.endedUnwaited.values().next().value as string);
+  }
+
+  #listen(events: QueueEvents): Promise<QueueEvents> {
+    events.on('completed', ({ jobId, returnvalue }) => {
+      if (!this.waiters.has(jobId)) return this.#endedUnwaited(jobId);
+      const to = movedTo(returnvalue);
+      if (to) void this.forward(jobId, to);
+      else this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
+    });
+    // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
+    events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); else this.#endedUnwaited(jobId); });
+    events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); else this.#endedUnwaited(jobId); });
+    events.on('error', () => {
+      // Reconnects by itself; results missed meanwhile are picked up by the sweep.
+    });
+    return events.waitUntilReady().then(() => events);
   }
 }
 
@@ -182,4 +251,13 @@ export class ResultWaiter {
  */
 export function failedJobError(jobId: string, lane: Lane, failure: JobFailure): JobFailedError | ShedError {
   return failure.code === FailureCode.SHED ? new ShedError(lane, failure.message, failure.retryAfterMs ?? 0, jobId) : new JobFailedError(jobId, failure);
+}
+
+function parseJson(raw: string | null | undefined): unknown {
+  if (raw === null || raw === undefined || raw === '') return undefined;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
 }

@@ -1,6 +1,6 @@
 /**
- * What a Bucket has been handed but not yet sent, per pool: settles, and the rate-limit headers
- * of the latest responses. The next acquire to that pool carries them (one round trip per
+ * What a Bucket has been handed but not yet sent, per pool: settles, the rate-limit headers
+ * of the latest responses, and the outcomes of calls per model (for the adaptive throttle). The next acquire to that pool carries them (one round trip per
  * provider call); an idle bucket sends them on its own. Work is kept per pool because a script
  * runs in one Redis Cluster slot, and all of one pool's keys share one.
  */
@@ -24,10 +24,18 @@ export interface CarriedSync {
   waiters: Waiter<SyncResult>[];
 }
 
+/** Calls to one model since the last send, and how many of them the provider served. */
+export interface CarriedOutcomes {
+  calls: number;
+  oks: number;
+}
+
 /** One script call's worth of a pool's work. */
 export interface CarriedBatch {
   settles: CarriedSettle[];
   sync: CarriedSync | undefined;
+  /** Per model: counted, not listed, so a burst of outcomes costs the script one entry per model. */
+  outcomes: Map<string, CarriedOutcomes> | undefined;
 }
 
 /**
@@ -66,6 +74,18 @@ export class CarriedWork {
     }
   }
 
+  addOutcome(pool: string, model: string, ok: boolean): void {
+    const batch = this.#of(pool);
+    batch.outcomes ??= new Map();
+    const o = batch.outcomes.get(model);
+    if (o) {
+      o.calls += 1;
+      if (ok) o.oks += 1;
+    } else {
+      batch.outcomes.set(model, { calls: 1, oks: ok ? 1 : 0 });
+    }
+  }
+
   /** Removes and returns up to one call's worth of `pool`'s work, oldest settles first. */
   take(pool: string): CarriedBatch | undefined {
     const batch = this.#pools.get(pool);
@@ -74,14 +94,14 @@ export class CarriedWork {
       this.#pools.delete(pool);
       return batch;
     }
-    // The headers stay for the call that carries the last of the settles before them.
-    return { settles: batch.settles.splice(0, SETTLES_PER_CALL), sync: undefined };
+    // The headers and outcomes stay for the call that carries the last of the settles before them.
+    return { settles: batch.settles.splice(0, SETTLES_PER_CALL), sync: undefined, outcomes: undefined };
   }
 
   #of(pool: string): CarriedBatch {
     let batch = this.#pools.get(pool);
     if (!batch) {
-      batch = { settles: [], sync: undefined };
+      batch = { settles: [], sync: undefined, outcomes: undefined };
       this.#pools.set(pool, batch);
     }
     return batch;

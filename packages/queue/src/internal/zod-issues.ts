@@ -13,9 +13,23 @@ function masked(text: string): string {
   return text.replace(URL_PASSWORD, '$1***@').replace(KEY_SHAPED, '[redacted]');
 }
 
-function describe(input: unknown): string {
+/**
+ * Where a refused value is likely a secret pasted in the wrong place: a field naming an env
+ * variable (the key's own place is the variable), a URL, a credential field.
+ */
+const SECRET_POSITION = /(?:Env|url|URL|key|Key|token|Token|password|Password|secret|Secret)$/;
+/** A run of 20+ letters and digits (both), as the random part of any vendor's key is. */
+const TOKEN_LIKE = /[A-Za-z0-9+/=]{20,}/;
+
+function looksLikeToken(text: string): boolean {
+  const run = TOKEN_LIKE.exec(text)?.[0];
+  return run !== undefined && /[A-Za-z]/.test(run) && /\d/.test(run);
+}
+
+function describe(input: unknown, path: string, hideSecrets: boolean): string {
   if (input === undefined) return 'nothing';
   if (typeof input === 'string') {
+    if (hideSecrets && (SECRET_POSITION.test(path) || looksLikeToken(input))) return JSON.stringify('[redacted]');
     const shown = masked(input);
     return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
   }
@@ -28,18 +42,20 @@ function describe(input: unknown): string {
 /**
  * Flattens zod issues into `{ path, message }` with dotted paths, adding what was found so a
  * message reads `models.x.limits.itpm: expected a positive integer, got -5`. Parse with
- * `reportInput: true` so zod keeps the offending input on each issue.
+ * `reportInput: true` so zod keeps the offending input on each issue. With `hideSecrets` (config
+ * files), a refused string in a secret's position or shaped like a key is shown as "[redacted]".
  */
-export function toIssues(error: z.ZodError, basePath: readonly (string | number)[] = []): Issue[] {
+export function toIssues(error: z.ZodError, opts: { hideSecrets?: boolean } = {}): Issue[] {
   const out: Issue[] = [];
+  const hideSecrets = opts.hideSecrets ?? false;
   for (const issue of error.issues) {
     if (issue.code === 'invalid_union' && 'errors' in issue && issue.errors.length > 0) {
       // Report the branch that got furthest rather than "invalid input" for the whole union.
       const best = [...issue.errors].sort((a, b) => maxDepth(b) - maxDepth(a))[0] ?? [];
-      for (const sub of best) out.push(...issueToList(sub, [...basePath, ...issue.path]));
+      for (const sub of best) out.push(...issueToList(sub, issue.path, hideSecrets));
       continue;
     }
-    out.push(...issueToList(issue, basePath));
+    out.push(...issueToList(issue, [], hideSecrets));
   }
   return out;
 }
@@ -48,13 +64,13 @@ function maxDepth(issues: readonly z.core.$ZodIssue[]): number {
   return Math.max(0, ...issues.map((i) => i.path.length));
 }
 
-function issueToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[]): Issue[] {
+function issueToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[], hideSecrets: boolean): Issue[] {
   const path = [...basePath, ...issue.path].map(String).join('.');
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
     message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
   } else if ('input' in issue && !/, got /.test(message)) {
-    message = `${message}, got ${describe(issue.input)}`;
+    message = `${message}, got ${describe(issue.input, path, hideSecrets)}`;
   }
   return [{ path, message }];
 }

@@ -1,76 +1,109 @@
 --[[
   One provider call's whole cost to the bucket in one script: applies what the calling worker
-  learned since its last call to this pool (its settles and the latest rate-limit headers), then
-  acquires the next call's need from every dimension of the pool (and of its tenant) at once, or
-  from none. Settles and headers go first, so a worker's own refunds and charges are never behind
-  its own grants. Without an acquire part it only applies them (the idle flush and
-  `settle(..., { immediate: true })`).
+  learned since its last call to this pool (its settles, the latest rate-limit headers and the
+  outcomes of its calls), then acquires the next call's need from every dimension of the pool
+  (and of its tenant), the model's cooldown, its adaptive throttle and, for a retry, its retry
+  budget at once, or from none. Settles, headers and outcomes go first, so a worker's own refunds,
+  charges and failures are never behind its own grants. Without an acquire part it only applies
+  them (the idle flush and `settle(..., { immediate: true })`).
 
   Checking and charging in one script is what keeps separate limits from charging some
-  dimensions and refusing others. Capacity of a dimension = its per-minute limit; it refills
-  continuously at limit/60 per second. A lane may draw only while every dimension it draws from
+  dimensions and refusing others. A dimension refills continuously at limit/60 per second, and
+  holds at most `burst` seconds of that (capacity = limit * burst / 60; burst 60 = one minute's
+  quota), so over any window of W seconds it grants at most limit * (burst + W) / 60. A lane may
+  draw only while every dimension it draws from
   stays at or above `reserve * capacity` after the charge, so lower lanes leave headroom for
-  higher ones without losing throughput (the refill rate, not the burst, sets throughput).
+  higher ones without losing throughput (the refill rate, not the burst, sets throughput). The
+  throttle and the budget keep lanes' reserves the same way (see includes/model-throttle).
 
   This runs once per provider call on every worker, so Redis' CPU per call bounds the fleet:
-  there is one key read and one write (the state is packed, so no number is printed or parsed),
-  and no table or closure is made that the call does not need. Arguments stay text: a binary
-  argument puts ioredis in its buffer mode, which costs the client more than parsing costs here.
+  there is one read and one write of the pool state (packed, so no number is printed or parsed),
+  one of the model's throttle field, and no table or closure is made that the call does not
+  need. Arguments stay text: a binary argument puts ioredis in its buffer mode, which costs the
+  client more than parsing costs here.
 
   KEYS[1] pool state: one string of packed doubles (see includes/pool-state)
   KEYS[2] cooldowns zset (model -> end ms)
   KEYS[3] stats hash (counters of waits, never-fits, headers; grants are counted in the state)
-  KEYS[4..] the tenant bucket of each carried settle with a tenant correction, in order; then,
+  KEYS[4] throttle hash (model -> packed throttle and retry-budget state, see includes/model-throttle)
+  KEYS[5..] the tenant bucket of each carried settle with a tenant correction, in order; then,
           last, the tenant bucket of the acquire when it has tenant limits
   The key count varies per call (no padding); every key names the pool's slot.
 
   ARGV[1..4]  configured limit for rpm, itpm, otpm, tpm; '' = use the learned limit, and if none
               is known the dimension does not bind
-  ARGV[5]     number of carried settles, n
-  ARGV[6]     '1' when rate-limit headers follow the settles
-  ARGV[7..]   per settle, 6 values (see includes/carried-settle)
+  ARGV[5]     burst: the seconds of quota each dimension holds ('' = 60)
+  ARGV[6]     number of carried settles, n
+  ARGV[7]     '1' when rate-limit headers follow the settles
+  ARGV[8]     number of carried outcomes, m
+  ARGV[9..14] throttle params: k, window ms, probe interval ms, budget ratio, budget window ms,
+              budget minimum retries per second; ARGV[9] = '' turns the throttle and budget off
+  ARGV[15..]  per settle, 6 values (see includes/carried-settle)
   then, with headers, 16 values (see includes/carried-sync)
+  then per outcome, 3 values: model, calls, calls the provider served (the others failed in a
+  way that says the model is unhealthy: 5xx, 529, no answer)
   then the acquire, absent for a flush (callers omit the optional trailing arguments they do not
   use): requests, input tokens, output tokens (tpm draws input + output), the reserve fraction of
   the lane (0..1), the lane's index in LANES (grant counters); optionally model ('' = no cooldown
-  check); optionally after it tenant tokens/min, tenant requests/min ('' = none)
+  or throttle check), '1' when the call retries this model for the job ('0' when it is the
+  job's first call to it), the lane's reserve of the retry budget (0..1); optionally after them
+  tenant tokens/min, tenant requests/min ('' = none)
 
-  Returns { code, nowUs, a, b, c, lowered... }
+  Returns { code, nowUs, a, b, c, throttle, lowered... }
     code  1 GRANTED: a, b, c for input, output and tokens: the capacity each was charged
             against, which the client keeps in the reservation and sends back with its settle:
             0 = the dimension did not bind, the integer 1 = the configured limit, a string = the
             learned limit (17 digits)
-    code -1 WAIT: every dimension (and the model's cooldown) can serve after a = waitMs;
-            b = the binding dimension or 'cooldown'
+    code -1 WAIT: every dimension (and the model's cooldown, throttle and retry budget) can serve
+            after a = waitMs; b = the binding dimension, 'cooldown', 'throttle' or 'retry_budget'
     code -2 NEVER_FITS: the need exceeds what this lane may ever draw from dimension a
-            (capacity minus its reserve); b = that most
+            (capacity minus its reserve, capacity = limit * burst / 60); b = that most
     code  0 APPLIED: no acquire part was given
+    throttle: the model's throttle state: 0 closed, 1 throttled, 2 open (probes only), -1 not
+            checked (no model, or the throttle off)
     lowered: the dimensions the headers lowered
 ]]
 --- @include "includes/bucket-time"
 --- @include "includes/pool-state"
 --- @include "includes/carried-settle"
 --- @include "includes/carried-sync"
+--- @include "includes/model-throttle"
 
 -- Float slack so that sleeping exactly the returned (rounded-up) wait always succeeds.
 local EPS = 1e-6
 
 local now, nowUs = redisNow()
 local lr, li, lo, lt = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local settles = tonumber(ARGV[5])
-local at = 7 + 6 * settles
+-- Capacity per unit of limit: a dimension holds `burst` seconds of its per-minute limit.
+local burstShare = (tonumber(ARGV[5]) or 60) / 60
+local settles = tonumber(ARGV[6])
+local outcomes = tonumber(ARGV[8])
+local params = throttleParams(9)
+local at = 15 + 6 * settles
 
 local pool = readPool(KEYS[1])
 local elapsed = elapsedSince(pool[1], now)
-local reply = { 0, nowUs, 0, 0, 0 }
+local reply = { 0, nowUs, 0, 0, 0, -1 }
 local changed, learned = false, false
-if settles > 0 then changed = settleCarried(pool, elapsed, now, 7, settles, 4) end
-if ARGV[6] == '1' then
+if settles > 0 then changed = settleCarried(pool, elapsed, now, 15, settles, 5) end
+if ARGV[7] == '1' then
   local lowered
-  lowered, learned = syncCarried(pool, { lr, li, lo, lt }, elapsed, at, KEYS[3], reply)
+  lowered, learned = syncCarried(pool, { lr, li, lo, lt }, burstShare, elapsed, at, KEYS[3], reply)
   changed = changed or lowered
   at = at + 16
 end
+
+-- Outcomes of earlier calls, per model: the throttle's success ratio is the fleet's.
+if outcomes > 0 and params then
+  local cap = lr or pool[6]
+  for a = at, at + (outcomes - 1) * 3, 3 do
+    local t = readThrottle(KEYS[4], ARGV[a])
+    throttleAt(t, now, params, cap)
+    recordOutcomes(t, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+    writeThrottle(KEYS[4], ARGV[a], t)
+  end
+end
+at = at + 3 * outcomes
 
 -- What the settles and headers changed is written at the state's own `ts` (or now, for a new
 -- one), so the levels of dimensions this call has no capacity for keep their own refill.
@@ -88,7 +121,8 @@ end
 local requests, input, output = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
 local reserve, lane = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
 
--- The capacity of pool dimension j: configured, else learned, else nil (does not bind).
+-- The per-minute limit of pool dimension j: configured, else learned, else nil (does not bind).
+-- It sets the refill rate; the capacity is `burstShare` of it.
 local function capOf(limit, j)
   return limit or pool[j + 5]
 end
@@ -96,34 +130,37 @@ local cr, ci, co, ct = capOf(lr, 1), capOf(li, 2), capOf(lo, 3), capOf(lt, 4)
 local ur, ui, uo, ut = usedAt(pool[2], elapsed, cr), usedAt(pool[3], elapsed, ci), usedAt(pool[4], elapsed, co), usedAt(pool[5], elapsed, ct)
 
 local waitMs, reason, never, neverMost = 0, nil, nil, 0
--- One dimension's check: records the wait it needs, or that the need can never fit.
-local function check(dim, c, used, n)
+-- One dimension's check against its limit c (the rate) and capacity c * share: records the wait
+-- it needs, or that the need can never fit.
+local function check(dim, c, used, n, share)
   if not c or n <= 0 or never then return end
-  local floor = reserve * c
-  if n > c - floor + EPS then
-    never, neverMost = dim, math.floor(c - floor)
+  local capacity = c * share
+  local floor = reserve * capacity
+  if n > capacity - floor + EPS then
+    never, neverMost = dim, math.floor(capacity - floor)
     return
   end
-  local short = n + floor - (c - used)
+  local short = n + floor - (capacity - used)
   if short > EPS then
     local w = short * 60000 / c
     if w > waitMs then waitMs, reason = w, dim end
   end
 end
-check('rpm', cr, ur, requests)
-check('itpm', ci, ui, input)
-check('otpm', co, uo, output)
-check('tpm', ct, ut, input + output)
+check('rpm', cr, ur, requests, burstShare)
+check('itpm', ci, ui, input, burstShare)
+check('otpm', co, uo, output, burstShare)
+check('tpm', ct, ut, input + output, burstShare)
 
-local tenantTpm, tenantRpm = tonumber(ARGV[at + 6] or ''), tonumber(ARGV[at + 7] or '')
+local tenantTpm, tenantRpm = tonumber(ARGV[at + 8] or ''), tonumber(ARGV[at + 9] or '')
 local hasTenant = tenantTpm ~= nil or tenantRpm ~= nil
 local tr, tt = 0, 0
 if hasTenant then
   local tenant = redis.call('HMGET', KEYS[#KEYS], 'ts', 'rpm', 'tpm')
   local te = elapsedSince(tenant[1], now)
   tr, tt = usedAt(tenant[2], te, tenantRpm), usedAt(tenant[3], te, tenantTpm)
-  check('tenant_rpm', tenantRpm, tr, requests)
-  check('tenant_tpm', tenantTpm, tt, input + output)
+  -- A tenant's quota is Headroom's own, not a provider's: it keeps a minute's burst.
+  check('tenant_rpm', tenantRpm, tr, requests, 1)
+  check('tenant_tpm', tenantTpm, tt, input + output, 1)
 end
 
 if never then
@@ -134,15 +171,24 @@ if never then
 end
 
 local model = ARGV[at + 5] or ''
+local throttle, retry, throttleState
 if model ~= '' then
   local ends = redis.call('ZSCORE', KEYS[2], model)
   if ends then
     local w = tonumber(ends) - now
     if w > waitMs then waitMs, reason = w, 'cooldown' end
   end
+  if params then
+    throttle, retry = readThrottle(KEYS[4], model), ARGV[at + 6] == '1'
+    local w, why
+    w, why, throttleState = throttleCheck(throttle, now, params, cr, reserve, retry, tonumber(ARGV[at + 7]) or 0)
+    reply[6] = throttleState
+    if w > waitMs then waitMs, reason = w, why end
+  end
 end
 
 if waitMs > 0 then
+  -- The throttle's state brought up to now is not written back: the next call decays it again.
   writeCorrections()
   redis.call('HINCRBY', KEYS[3], 'wait:' .. reason, 1)
   reply[1], reply[3], reply[4] = -1, math.ceil(waitMs), reason
@@ -160,6 +206,11 @@ pool[5] = ct and ut + input + output or 0
 local slot = GRANTS_AT + lane
 pool[slot] = (pool[slot] or 0) + 1
 writePool(KEYS[1], pool)
+
+if throttle then
+  chargeThrottle(throttle, retry, throttleState)
+  writeThrottle(KEYS[4], model, throttle)
+end
 
 if hasTenant then
   -- Tenants are many: their hash expires once it would be full again.

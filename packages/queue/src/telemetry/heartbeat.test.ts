@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { fleetKeys } from '@headroom/queue';
-import type { BreakerSnapshot } from './heartbeat.js';
 import { Heartbeat, readHeartbeats } from './heartbeat.js';
 import { redisForFile } from '@headroom/testing/vitest';
 
@@ -11,11 +10,11 @@ const db = redisForFile();
 const prefix = () => `hb-${randomUUID().slice(0, 8)}`;
 
 describe('Heartbeat', () => {
-  it('publishes in-flight jobs and breaker states, readable by the dashboard', async () => {
+  it('publishes in-flight jobs, readable by the dashboard', async () => {
     const p = prefix();
     const now = 1_000_000;
-    let breakers: BreakerSnapshot[] = [{ model: 'claude-sonnet-4-6', state: 'open', consecutiveFailures: 5, retryAt: now + 12_000 }];
-    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w1', concurrency: 16, inFlight: () => 3, breakers: () => breakers, now: () => now });
+    let inFlight = 3;
+    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w1', concurrency: 16, inFlight: () => inFlight, now: () => now });
     await hb.beat();
     let read = await readHeartbeats(db.redis, p);
     expect(read.expired).toEqual([]);
@@ -25,16 +24,16 @@ describe('Heartbeat', () => {
       pid: process.pid,
       inFlight: 3,
       concurrency: 16,
-      breakers: [{ model: 'claude-sonnet-4-6', state: 'open', consecutiveFailures: 5, retryInMs: 12_000 }],
+      startedAt: now,
     });
     // Stamped in Redis time, valid for 3 intervals.
     expect(read.alive[0]!.expiresAtMs - read.alive[0]!.atMs).toBe(15_000);
     expect(Math.abs(read.alive[0]!.atMs - read.atMs)).toBeLessThan(5_000);
 
-    breakers = [];
+    inFlight = 0;
     await hb.beat();
     read = await readHeartbeats(db.redis, p);
-    expect(read.alive[0]!.breakers).toEqual([]);
+    expect(read.alive[0]!.inFlight).toBe(0);
   });
 
   it('reports an entry past its expiry as expired, and a clean stop removes the entry', async () => {
@@ -42,10 +41,14 @@ describe('Heartbeat', () => {
     const key = fleetKeys(p).workers;
     const past = { id: 'gone', host: 'h', pid: 1, atMs: 1, expiresAtMs: 2, startedAt: 0, inFlight: 0, concurrency: 1, breakers: [] };
     await db.redis.hset(key, 'gone', JSON.stringify(past), 'garbage', 'not json');
-    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w2', concurrency: 1, inFlight: () => 0, breakers: () => [] });
+    // A live entry an older worker wrote, with its per-process breakers: read without them.
+    const older = { id: 'older', host: 'h', pid: 2, atMs: 1, expiresAtMs: Number.MAX_SAFE_INTEGER, startedAt: 0, inFlight: 1, concurrency: 1, breakers: [{ model: 'm', state: 'open', consecutiveFailures: 5 }] };
+    await db.redis.hset(key, 'older', JSON.stringify(older));
+    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w2', concurrency: 1, inFlight: () => 0 });
     await hb.beat();
     const read = await readHeartbeats(db.redis, p);
-    expect(read.alive.map((w) => w.id)).toEqual(['w2']);
+    expect(read.alive.map((w) => w.id)).toEqual(['older', 'w2']);
+    expect(read.alive[0]).not.toHaveProperty('breakers');
     expect(read.expired).toEqual(['garbage', 'gone']);
     await hb.stop();
     expect(await db.redis.hexists(key, 'w2')).toBe(0);
@@ -58,7 +61,7 @@ describe('Heartbeat', () => {
     const deadLongAgo = { id: 'old', host: 'h', pid: 1, atMs: 0, expiresAtMs: sec * 1000 - 3 * 3600_000, startedAt: 0, inFlight: 0, concurrency: 1, breakers: [] };
     const deadRecently = { ...deadLongAgo, id: 'recent', expiresAtMs: sec * 1000 - 60_000 };
     await db.redis.hset(key, 'old', JSON.stringify(deadLongAgo), 'recent', JSON.stringify(deadRecently));
-    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w3', concurrency: 1, inFlight: () => 0, breakers: () => [] });
+    const hb = new Heartbeat({ redis: db.redis, prefix: p, id: 'w3', concurrency: 1, inFlight: () => 0 });
     for (let i = 0; i < 11; i++) await hb.beat();
     expect(await db.redis.hexists(key, 'old')).toBe(1);
     await hb.beat();

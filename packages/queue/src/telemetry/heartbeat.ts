@@ -1,15 +1,15 @@
 /**
  * Worker heartbeats: every few seconds each worker process writes one entry of the fleet's
- * `workers` hash (in-flight jobs, its circuit breakers), so the dashboard and `headroom status`
- * see every process. Breakers are per process (see breaker.ts): this is the only place the fleet
- * can see them.
+ * `workers` hash (in-flight jobs, concurrency), so the dashboard and `headroom status` see every
+ * process. (Models' health is no longer per process: the fleet-wide throttle lives beside each
+ * pool's bucket, and readers take it from there.)
  *
  * Hash fields cannot expire before Redis 7.4, so each entry carries its own expiry, stamped in
  * Redis time (`TIME`) so worker and dashboard clocks never need to agree. Readers skip expired
  * entries; writers prune entries dead for an hour; a worker that stops cleanly removes its own.
  *
  * ```ts
- * const hb = new Heartbeat({ redis, prefix, id, concurrency, inFlight: () => n, breakers: () => breaker.snapshot() });
+ * const hb = new Heartbeat({ redis, prefix, id, concurrency, inFlight: () => n });
  * hb.start();
  * const { alive } = await readHeartbeats(redis, prefix);
  * await hb.stop();
@@ -26,26 +26,6 @@ const PRUNE_AFTER_MS = 3600_000;
 /** Writers look for dead entries every this many beats (one HGETALL a minute at the default). */
 const PRUNE_EVERY_BEATS = 12;
 
-/** A circuit breaker's state, as a worker reports it in its heartbeat. */
-export type BreakerState = 'closed' | 'open' | 'half_open';
-
-/** One model's breaker in one process, as the worker hands it to its heartbeat. */
-export interface BreakerSnapshot {
-  model: string;
-  state: BreakerState;
-  consecutiveFailures: number;
-  /** When an open breaker lets a probe through (epoch ms); absent unless open. */
-  retryAt?: number;
-}
-
-export interface BreakerBeat {
-  model: string;
-  state: BreakerState;
-  consecutiveFailures: number;
-  /** While open: how long until a probe is let through, as of the beat. */
-  retryInMs?: number;
-}
-
 export interface WorkerHeartbeat {
   id: string;
   host: string;
@@ -58,7 +38,6 @@ export interface WorkerHeartbeat {
   startedAt: number;
   inFlight: number;
   concurrency: number;
-  breakers: BreakerBeat[];
 }
 
 export interface HeartbeatOptions {
@@ -67,13 +46,12 @@ export interface HeartbeatOptions {
   id: string;
   concurrency: number;
   inFlight: () => number;
-  breakers: () => BreakerSnapshot[];
   /** @default 5000 */
   intervalMs?: number;
   /** How long one beat vouches for the process. @default 3 x intervalMs */
   ttlMs?: number;
   logger?: Logger;
-  /** Worker clock, for `startedAt` and breaker retry times. @default Date.now */
+  /** Worker clock, for `startedAt`. @default Date.now */
   now?: () => number;
 }
 
@@ -112,7 +90,6 @@ export class Heartbeat {
   async beat(): Promise<void> {
     const { redis, prefix, id } = this.#o;
     const atMs = await redisNowMs(redis);
-    const now = this.#now();
     const entry: WorkerHeartbeat = {
       id,
       host: hostname(),
@@ -122,12 +99,6 @@ export class Heartbeat {
       startedAt: this.#startedAt,
       inFlight: this.#o.inFlight(),
       concurrency: this.#o.concurrency,
-      breakers: this.#o.breakers().map((b) => ({
-        model: b.model,
-        state: b.state,
-        consecutiveFailures: b.consecutiveFailures,
-        ...(b.retryAt !== undefined ? { retryInMs: Math.max(0, b.retryAt - now) } : {}),
-      })),
     };
     const key = fleetKeys(prefix).workers;
     await redis.hset(key, id, JSON.stringify(entry));
@@ -168,7 +139,9 @@ function parseHeartbeat(raw: string): WorkerHeartbeat | undefined {
   try {
     const v = JSON.parse(raw) as Partial<WorkerHeartbeat>;
     if (typeof v.id !== 'string' || typeof v.atMs !== 'number' || typeof v.expiresAtMs !== 'number') return undefined;
-    return { ...v, breakers: Array.isArray(v.breakers) ? v.breakers : [] } as WorkerHeartbeat;
+    // An older worker's entry may carry its breakers: dropped, they no longer mean anything here.
+    const { breakers: _, ...entry } = v as Partial<WorkerHeartbeat> & { breakers?: unknown };
+    return entry as WorkerHeartbeat;
   } catch {
     return undefined;
   }

@@ -4,6 +4,7 @@
  * client: its BATCH jobs fail with a reason instead of stopping the worker.
  */
 import type { HeadroomConfig, Provider } from '@headroom/queue';
+import { providerKeyOf } from '../providers/index.js';
 import { AnthropicBatchApi } from './anthropic-batch-api.js';
 import type { BatchApi } from './batch-api.js';
 import { OpenAIBatchApi } from './openai-batch-api.js';
@@ -13,8 +14,8 @@ export type BatchApis = Partial<Record<Provider, BatchApi>>;
 export function createBatchApis(config: HeadroomConfig, env: NodeJS.ProcessEnv = process.env): BatchApis {
   const apis: BatchApis = {};
   for (const provider of ['anthropic', 'openai'] as const) {
-    const { apiKeyEnv, baseURL, timeoutMs } = config.providers[provider];
-    const apiKey = env[apiKeyEnv]?.trim();
+    const { baseURL, timeoutMs } = config.providers[provider];
+    const apiKey = providerKeyOf(config, provider, env);
     if (!apiKey) continue;
     const options = { apiKey, baseURL, timeoutMs };
     apis[provider] = provider === 'anthropic' ? new AnthropicBatchApi(options) : new OpenAIBatchApi(options);

@@ -29,7 +29,7 @@ import { batchLimitsFor, ClaimAssembler } from './claim-assembler.js';
 import { ClaimSteps, type LiveClaim, SETTLE_CONCURRENCY } from './claim-steps.js';
 import { ClaimStore, phaseOf } from './claim-store.js';
 import { customIdOf } from './custom-id.js';
-import { type SettleContext, settleJob } from './job-settler.js';
+import { releaseSettled, type SettleContext, settleJob } from './job-settler.js';
 import { LeaderLease } from './leader-lease.js';
 import { mapLimited } from './task-pool.js';
 
@@ -321,6 +321,7 @@ export class Batcher {
       const view = { provider: data?.provider ?? 'anthropic', model: String(data?.request?.model ?? ''), token };
       await settleJob(this.settleContext(), view, job.id!, { kind: 'failed', failure }, undefined).catch(() => {});
     }
+    if (unusable.length > 0) await releaseSettled(this.settleContext(), unusable.map(({ job }) => job.id!));
     return { fetched: jobs.length, drained: jobs.length < FETCH_CHUNK };
   }
 
@@ -381,7 +382,7 @@ export class Batcher {
 
   private settleContext(): SettleContext {
     const { config, metrics, stats, logger } = this.opts;
-    return { lane: this.lane!, config, metrics, stats, logger, now: this.now, parkLockMs: config.batch.parkLockMs };
+    return { lane: this.lane!, config, metrics, stats, logger, now: this.now, parkLockMs: config.batch.parkLockMs, redis: this.opts.redis };
   }
 
   private async redisTimeMs(): Promise<number> {

@@ -8,7 +8,8 @@
  * settlement, and the refusal is recognised by reading the job, not by parsing an error.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
-import { FailureCode, failureText, jobFailure, type HeadroomConfig, type JobFailure, type LlmJob, type LlmResult, type Provider, type Usage, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { FailureCode, failureText, jobFailure, releaseJobs, type HeadroomConfig, type JobFailure, type LlmJob, type LlmResult, type Provider, type Usage, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import type { Cluster, Redis } from 'ioredis';
 import { costOf } from '../run/cost.js';
 import type { WorkerMetrics } from '../metrics.js';
 
@@ -33,6 +34,8 @@ export interface SettleContext {
   now: () => number;
   /** Lock duration of a parked job (`batch.parkLockMs`). */
   parkLockMs: number;
+  /** Where a settled job's admission counts (bytes, tenant) are given back. */
+  redis: Redis | Cluster;
 }
 
 export interface SettleClaim {
@@ -88,6 +91,22 @@ async function apply(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Job
       ctx.logger.warn({ jobId: job.id, model: claim.model, why: fate.why, lane: 'batch' }, 'job handed back to the BATCH lane');
       return 'requeued';
     }
+  }
+}
+
+/** Ids per release call: one script call gives back this many settled jobs' admission counts. */
+const RELEASE_CHUNK = 1_000;
+
+/**
+ * Gives back the admission counts (bytes, tenant slot) of settled jobs, in chunks: ids of jobs
+ * still unfinished (handed back to the lane) stay counted. A failure is left to the lane upkeep.
+ */
+export async function releaseSettled(ctx: SettleContext, jobIds: Iterable<string>): Promise<void> {
+  const ids = [...jobIds];
+  for (let i = 0; i < ids.length; i += RELEASE_CHUNK) {
+    await releaseJobs(ctx.redis, ctx.config.redis.prefix, 'batch', ids.slice(i, i + RELEASE_CHUNK)).catch((err: Error) =>
+      ctx.logger.warn({ err: err.message, jobs: ids.length }, "could not release settled batch jobs' admission counts; the lane upkeep will"),
+    );
   }
 }
 

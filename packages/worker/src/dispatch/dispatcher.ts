@@ -6,12 +6,19 @@
  * (pool-backoff.ts), so a waiting job never holds a slot. The lane's jobs for other pools keep
  * flowing: before a fetch, the first of them is brought to the front. Only when every job near
  * the front waits on a backed-off pool does the whole lane back off.
+ *
+ * With nothing to take, the dispatcher blocks on the lanes' BullMQ markers (lane-waker.ts) and
+ * wakes the moment a job is added, rather than polling with sleeps; on a Redis Cluster, where one
+ * command cannot block on four slots, or with `dispatch.idleWake: poll`, it still polls.
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { bringRunnableToFront, createRedis, INTERACTIVE_LANES, laneKeys, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
-import { runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
+import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
+import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
+import { HeldJobs } from './held-jobs.js';
+import { LaneWaker } from './lane-waker.js';
 import { OutcomeApplier, readProgress } from './outcome-applier.js';
 import { PoolBackoffs } from './pool-backoff.js';
 
@@ -33,6 +40,12 @@ interface Active {
 }
 
 const IDLE_SLEEP_MAX_MS = 100;
+/**
+ * An idle worker blocked on the markers still looks at every lane this often: a marker taken by a
+ * worker that then filled its slots from a higher lane, or lost in a Redis restart, costs at most
+ * this much pickup delay, and an idle worker one cheap round of fetches per second.
+ */
+const IDLE_BLOCK_MAX_MS = 1_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Dispatcher {
@@ -47,7 +60,11 @@ export class Dispatcher {
   private lockTimer: NodeJS.Timeout | undefined;
   private readonly backoffs: PoolBackoffs;
   private readonly outcomes: OutcomeApplier;
+  /** Jobs waiting for room in their full lane: active, locked, holding no slot. */
+  private readonly held: HeldJobs;
   private tokenSeq = 0;
+  private waker: LaneWaker | undefined;
+  private cancels: CancelListener | undefined;
 
   constructor(private readonly opts: DispatcherOptions) {
     const { config, ctx } = opts;
@@ -59,7 +76,14 @@ export class Dispatcher {
       now: ctx.now,
     });
     this.backoffs = new PoolBackoffs(opts.redis, config.redis.prefix, ctx.now);
-    this.outcomes = new OutcomeApplier({ ctx, config, redis: opts.redis, backoffs: this.backoffs });
+    this.held = new HeldJobs({
+      redis: opts.redis,
+      prefix: config.redis.prefix,
+      logger: ctx.logger,
+      now: ctx.now,
+      onReturned: (held) => (held.waitMs === undefined ? Promise.resolve() : this.outcomes.backOff(held)),
+    });
+    this.outcomes = new OutcomeApplier({ ctx, config, redis: opts.redis, backoffs: this.backoffs, held: this.held });
   }
 
   async start(): Promise<void> {
@@ -83,6 +107,13 @@ export class Dispatcher {
       await worker.startStalledCheckTimer();
       this.lanes.set(lane, worker);
     }
+    if (config.dispatch.idleWake === 'block') this.waker = new LaneWaker(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, INTERACTIVE_LANES);
+    this.cancels = new CancelListener(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, this.opts.ctx.now, this.opts.ctx.logger);
+    await this.cancels.start((jobId) => {
+      const running = this.active.get(jobId);
+      running?.abort.abort(new JobCancelled());
+      return running !== undefined;
+    });
     this.lockTimer = setInterval(() => void this.renewLocks(), Math.max(500, Math.floor(config.dispatch.lockMs / 3)));
     this.loopDone = this.loop();
   }
@@ -100,6 +131,7 @@ export class Dispatcher {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.slotWaiter?.();
+    this.waker?.close();
     await this.loopDone;
     const all = [...this.active.values()];
     const finished = Promise.all(all.map((a) => a.done));
@@ -108,6 +140,8 @@ export class Dispatcher {
       for (const a of this.active.values()) a.abort.abort();
       await Promise.race([Promise.all([...this.active.values()].map((a) => a.done)), sleep(5_000)]);
     }
+    // Held jobs go back whatever their lanes hold: this worker can no longer keep them.
+    await this.held.releaseAll();
     if (this.lockTimer) clearInterval(this.lockTimer);
     await Promise.all([...this.lanes.values()].map((w) => w.close(true).catch(() => {})));
     for (const conn of this.connections.splice(0)) conn.disconnect();
@@ -123,9 +157,15 @@ export class Dispatcher {
         continue;
       }
       try {
-        await this.backoffs.refresh();
+        // Learning other workers' backoffs (at most every 100 ms) does not hold up this fetch:
+        // a stale view costs at most one job told to wait, not a round trip before every pickup.
+        void this.backoffs.refresh().catch(() => {});
         const got = await this.fetchOne();
         if (!got) {
+          if (this.waker?.available) {
+            await this.idleWait();
+            continue;
+          }
           await sleep(Math.min(idle, Math.max(1, this.picker.msUntilNextOpen())));
           idle = Math.min(IDLE_SLEEP_MAX_MS, idle * 2);
           continue;
@@ -139,10 +179,28 @@ export class Dispatcher {
         }
         this.begin(got.job, got.lane, got.token);
       } catch (err) {
+        if (this.stopping) break;
         ctx.logger.error({ err: (err as Error).message }, 'dispatch loop error; retrying');
         await sleep(500);
       }
     }
+  }
+
+  /**
+   * Nothing to take: block on the lanes' markers until work arrives, a backed-off lane reopens or
+   * a delayed job is due. A lane's marker ends its "empty" mark; a delay marker says when its
+   * lane's next delayed job is due; a wait that times out looks at every lane again.
+   */
+  private async idleWait(): Promise<void> {
+    const timeoutMs = Math.min(IDLE_BLOCK_MAX_MS, this.picker.msUntilTimedOpen());
+    if (timeoutMs < 1) return;
+    const woke = await this.waker!.wait(timeoutMs);
+    if (!woke) {
+      this.picker.wakeAll();
+      return;
+    }
+    if (woke.dueAt > this.opts.ctx.now()) this.picker.dueAtTime(woke.lane, woke.dueAt);
+    else this.picker.wakeFromMarker(woke.lane, INTERACTIVE_LANES);
   }
 
   private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string } | undefined> {
@@ -175,6 +233,7 @@ export class Dispatcher {
     });
     this.active.set(job.id!, entry);
     this.opts.ctx.metrics.inFlight.set(this.active.size);
+    if (this.cancels?.takeEarly(job.id!)) abort.abort(new JobCancelled());
   }
 
   private async process({ job, token, lane, abort }: Active): Promise<void> {
@@ -195,7 +254,7 @@ export class Dispatcher {
   private async renewLocks(): Promise<void> {
     const lockMs = this.opts.config.dispatch.lockMs;
     await Promise.all(
-      [...this.active.values()].map(({ job, token }) =>
+      [...this.active.values(), ...this.held.locks()].map(({ job, token }) =>
         job.extendLock(token, lockMs).catch((err: Error) => this.opts.ctx.logger.warn({ jobId: job.id, err: err.message }, 'lock renewal failed')),
       ),
     );

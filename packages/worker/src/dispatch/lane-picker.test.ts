@@ -25,14 +25,64 @@ describe('LanePicker, strict', () => {
     expect(p.candidates()[0]).toBe('critical');
   });
 
-  it('skips a backed-off lane for the wait, keeps the longer of two back-offs, and wakes it at once', () => {
+  it('skips a backed-off lane for the wait and keeps the longer of two back-offs; a marker does not end it', () => {
     const { p, advance } = picker('strict');
     p.backOff('high', 300);
     p.backOff('high', 100);
     advance(200);
     expect(p.candidates()).not.toContain('high');
     expect(p.msUntilNextOpen()).toBe(0);
+    // Work arriving in a backed-off lane cannot run before the bucket's wait ends.
     p.wake('high');
+    expect(p.candidates()).not.toContain('high');
+    advance(100);
+    expect(p.candidates()).toContain('high');
+  });
+
+  it("ends a lane's empty mark at once when its marker says work arrived", () => {
+    const { p } = picker('strict');
+    p.markEmpty('critical');
+    p.markEmpty('low');
+    p.wake('critical');
+    expect(p.candidates()).toEqual(['critical', 'high', 'normal']);
+    p.wakeAll();
+    expect(p.candidates()).toEqual(['critical', 'high', 'normal', 'low']);
+  });
+
+  it('skips the lanes above a woken one for a while: their markers were not set', () => {
+    const { p, advance } = picker('strict');
+    p.markEmpty('normal');
+    p.wakeFromMarker('normal', INTERACTIVE_LANES);
+    expect(p.candidates()).toEqual(['normal', 'low']);
+    advance(50);
+    expect(p.candidates()).toEqual(['critical', 'high', 'normal', 'low']);
+  });
+
+  it('bounds a blocking wait by back-offs and due delayed jobs, never by empty marks', () => {
+    const { p, advance } = picker('strict');
+    for (const lane of INTERACTIVE_LANES) p.markEmpty(lane);
+    // Only markers wake an idle worker for empty lanes: nothing is timed.
+    expect(p.msUntilTimedOpen()).toBe(Number.POSITIVE_INFINITY);
+    expect(p.msUntilNextOpen()).toBe(50);
+    p.backOff('normal', 400);
+    expect(p.msUntilTimedOpen()).toBe(400);
+    p.dueAtTime('low', 1_000 + 30);
+    expect(p.msUntilTimedOpen()).toBe(30);
+    advance(30);
+    // Due: the lane's delayed job is promoted by the next fetch there; the others are still empty.
+    expect(p.candidates()).toEqual(['low']);
+    expect(p.msUntilTimedOpen()).toBe(370);
+  });
+
+  it('opens a due lane no sooner than its back-off ends', () => {
+    const { p, advance } = picker('strict');
+    p.markEmpty('high');
+    p.backOff('high', 300);
+    p.dueAtTime('high', 1_000 + 100);
+    expect(p.msUntilTimedOpen()).toBe(300);
+    advance(100);
+    expect(p.candidates()).not.toContain('high');
+    advance(200);
     expect(p.candidates()).toContain('high');
   });
 

@@ -2,6 +2,14 @@
  * Chooses which lane a free slot takes from next. Strict: the highest lane with work. Weighted:
  * smooth weighted round-robin (nginx's), so every lane with work gets its share and none starves.
  * Lanes known to be empty or backed off are skipped; time is injected so tests are exact.
+ *
+ * A lane is skipped for one of three reasons, kept apart because they end differently:
+ * - empty: a fetch found nothing. It ends after `emptyForMs`, or at once when the lane's marker
+ *   says work arrived (`wake`). While busy with lower lanes, this bounds how long a new job in a
+ *   higher lane can go unseen; while idle, the dispatcher blocks on the markers instead.
+ * - closed: the bucket told the lane (or all its front jobs' pools) to wait. Ends at its time;
+ *   a marker does not end it (the work there cannot run yet).
+ * - due: the lane's next delayed job is due then (BullMQ's delay marker): it opens at that time.
  */
 import type { InteractiveLane } from '@headroom/queue';
 
@@ -15,7 +23,9 @@ export interface LanePickerOptions {
 }
 
 export class LanePicker {
-  private readonly unavailableUntil = new Map<InteractiveLane, number>();
+  private readonly emptyUntil = new Map<InteractiveLane, number>();
+  private readonly closedUntil = new Map<InteractiveLane, number>();
+  private readonly dueAt = new Map<InteractiveLane, number>();
   private readonly current = new Map<InteractiveLane, number>();
 
   constructor(private readonly opts: LanePickerOptions) {}
@@ -23,7 +33,13 @@ export class LanePicker {
   /** Lanes to try, best first. */
   candidates(): InteractiveLane[] {
     const now = this.opts.now();
-    const open = this.opts.lanes.filter((l) => (this.unavailableUntil.get(l) ?? 0) <= now);
+    for (const [lane, at] of this.dueAt) {
+      if (at <= now) {
+        this.dueAt.delete(lane);
+        this.emptyUntil.delete(lane);
+      }
+    }
+    const open = this.opts.lanes.filter((l) => (this.emptyUntil.get(l) ?? 0) <= now && (this.closedUntil.get(l) ?? 0) <= now);
     if (this.opts.order === 'strict' || open.length <= 1) return open;
     // Smooth weighted round-robin: raise every open lane by its weight, take the largest.
     let total = 0;
@@ -39,25 +55,68 @@ export class LanePicker {
   }
 
   markEmpty(lane: InteractiveLane): void {
-    this.unavailableUntil.set(lane, this.opts.now() + this.opts.emptyForMs);
+    this.emptyUntil.set(lane, this.opts.now() + this.opts.emptyForMs);
   }
 
   /** The bucket told this lane to wait: skip it until then. */
   backOff(lane: InteractiveLane, ms: number): void {
     const until = this.opts.now() + ms;
-    if ((this.unavailableUntil.get(lane) ?? 0) < until) this.unavailableUntil.set(lane, until);
+    if ((this.closedUntil.get(lane) ?? 0) < until) this.closedUntil.set(lane, until);
   }
 
-  /** Work arrived or the wait was cut short: try the lane again now. */
+  /** Work arrived in the lane (its marker): try it again now, unless it is backed off. */
   wake(lane: InteractiveLane): void {
-    this.unavailableUntil.delete(lane);
+    this.emptyUntil.delete(lane);
   }
 
-  /** Milliseconds until some lane may have work again (for the idle sleep). */
+  /**
+   * The lane's marker was the first one set, in priority order: the lanes above it had none, so
+   * they hold nothing ready and are not fetched from for `emptyForMs` (a NORMAL job then costs
+   * one fetch, not three). Only the priority order of the markers says so, not the picker's order.
+   */
+  wakeFromMarker(lane: InteractiveLane, priorityOrder: readonly InteractiveLane[]): void {
+    for (const above of priorityOrder.slice(0, priorityOrder.indexOf(lane))) this.markEmpty(above);
+    this.wake(lane);
+  }
+
+  /** Every lane may have work again (a blocking wait timed out): try each once more. */
+  wakeAll(): void {
+    this.emptyUntil.clear();
+  }
+
+  /** The lane's next delayed job is due at `at` (epoch ms): try the lane then. */
+  dueAtTime(lane: InteractiveLane, at: number): void {
+    const known = this.dueAt.get(lane);
+    if (known === undefined || at < known) this.dueAt.set(lane, at);
+  }
+
+  /** Milliseconds until some lane may have work again, empties included (polling). */
   msUntilNextOpen(): number {
+    return this.#msUntil(true);
+  }
+
+  /**
+   * Milliseconds until a backed-off lane reopens or a delayed job is due: what a blocking wait on
+   * the markers must not sleep past (an empty lane wakes it through its marker).
+   */
+  msUntilTimedOpen(): number {
+    return this.#msUntil(false);
+  }
+
+  #msUntil(withEmpty: boolean): number {
     const now = this.opts.now();
     let next = Number.POSITIVE_INFINITY;
-    for (const lane of this.opts.lanes) next = Math.min(next, Math.max(0, (this.unavailableUntil.get(lane) ?? 0) - now));
+    for (const lane of this.opts.lanes) {
+      const closed = this.closedUntil.get(lane) ?? 0;
+      const empty = withEmpty ? (this.emptyUntil.get(lane) ?? 0) : 0;
+      const due = this.dueAt.get(lane);
+      // A lane both empty and closed opens when the later of the two ends; a due delayed job opens
+      // it at its time unless it is closed longer.
+      let opensAt = Math.max(closed, empty);
+      if (!withEmpty) opensAt = due === undefined ? (closed > now ? closed : Number.POSITIVE_INFINITY) : Math.max(closed, due);
+      else if (due !== undefined) opensAt = Math.max(closed, Math.min(empty, due));
+      next = Math.min(next, Math.max(0, opensAt - now));
+    }
     return next;
   }
 }

@@ -3,12 +3,17 @@
  * BullMQ's text), shed to the batch lane, back to the front of its lane (its pool backing off
  * there), delayed, or handed back on shutdown. Each transition is retried while Redis blinks; if
  * it still fails, the job's lock expires and another worker runs it again.
+ *
+ * Putting a job back (requeue, delay) goes through the lane's cap (`returnToLane`): a full lane
+ * leaves the job held by this worker until it has room (held-jobs.ts). A finished job gives back
+ * what admission counted for it (`releaseJobs`: its bytes, its tenant's slot).
  */
 import { Queue, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { FailureCode, failureText, jobFailure, laneKeys, poolOf, type HeadroomConfig, type InteractiveLane, type JobFailure, type LlmJob } from '@headroom/queue';
+import { FailureCode, failureText, forceReturnToLane, jobFailure, laneKeys, poolOf, releaseJobs, returnToLane, type HeadroomConfig, type InteractiveLane, type JobFailure, type LlmJob, type ReturnOutcome } from '@headroom/queue';
 import type { JobProgress, RunContext, RunOutcome } from '../run/run-context.js';
 import { handOffToBatch } from '../shedding/batch-handoff.js';
+import type { HeldJob, HeldJobs } from './held-jobs.js';
 import type { PoolBackoffs } from './pool-backoff.js';
 
 export interface OutcomeApplierOptions {
@@ -16,6 +21,8 @@ export interface OutcomeApplierOptions {
   config: HeadroomConfig;
   redis: Redis | Cluster;
   backoffs: PoolBackoffs;
+  /** Where a job goes that cannot go back into its full lane yet. */
+  held: HeldJobs;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -36,17 +43,19 @@ export class OutcomeApplier {
       switch (outcome.kind) {
         case 'completed':
           await this.#attempt(() => job.moveToCompleted(outcome.result, token, false));
+          await this.#release(job, lane);
           ctx.metrics.jobs.inc({ lane, outcome: 'completed' });
           ctx.stats.jobEnded({ lane, outcome: 'completed', waitMs: outcome.result.timings.waitMs, model: outcome.result.model, usage: outcome.result.usage, costUsd: outcome.result.cost.usd });
           return;
         case 'failed':
           await this.#fail(job, token, lane, outcome.failure, outcome.progress);
           return;
-        case 'requeue':
+        case 'requeue': {
           await this.#saveProgress(job, outcome.progress);
-          await this.#attempt(() => job.moveToWait(token));
-          await this.o.backoffs.backOff(lane, poolOf(this.o.config, (job.data as LlmJob).request.model), outcome.waitMs);
+          const held: HeldJob = { job, token, lane, waitMs: outcome.waitMs };
+          if (this.#returned(held, await this.#return(job, token, lane))) await this.backOff(held);
           return;
+        }
         case 'to_batch': {
           let movedTo: string;
           try {
@@ -58,19 +67,23 @@ export class OutcomeApplier {
             return;
           }
           await this.#attempt(() => job.moveToCompleted({ movedTo, reason: failureText(outcome.failure) }, token, false));
+          await this.#release(job, lane);
           ctx.metrics.jobs.inc({ lane, outcome: 'shed' });
           ctx.stats.jobEnded({ lane, outcome: 'shed' });
           await this.#countShed(lane);
           ctx.logger.info({ jobId: job.id, lane, movedTo }, 'job shed to the batch lane');
           return;
         }
-        case 'delay':
+        case 'delay': {
           await this.#saveProgress(job, outcome.progress);
-          await this.#attempt(() => job.moveToDelayed(ctx.now() + outcome.delayMs, token));
+          const delayUntil = ctx.now() + outcome.delayMs;
+          this.#returned({ job, token, lane, delayUntil }, await this.#return(job, token, lane, outcome.delayMs));
           return;
+        }
         case 'aborted':
+          // The worker is stopping: back whatever the lane holds (a lapsed lock would do the same).
           await this.#saveProgress(job, outcome.progress);
-          await this.#attempt(() => job.moveToWait(token));
+          await this.#attempt(() => forceReturnToLane(this.o.redis, this.o.config.redis.prefix, lane, job.id!, token));
           return;
       }
     } catch (err) {
@@ -82,6 +95,39 @@ export class OutcomeApplier {
     await this.#batch?.close();
   }
 
+  /** A requeued job is back in its lane: its pool backs off there for the wait the bucket gave. */
+  async backOff(held: HeldJob): Promise<void> {
+    await this.o.backoffs.backOff(held.lane, poolOf(this.o.config, (held.job.data as LlmJob).request.model), held.waitMs ?? 0);
+  }
+
+  /** Into the lane under its cap (the delayed set with `delayMs`); retried while Redis blinks. */
+  async #return(job: Job, token: string, lane: InteractiveLane, delayMs?: number): Promise<ReturnOutcome> {
+    let outcome: ReturnOutcome = { status: 'lost', bullmqCode: 0 };
+    const { now } = this.o.ctx;
+    await this.#attempt(async () => {
+      outcome = await returnToLane(this.o.redis, this.o.config.redis.prefix, lane, job.id!, token, delayMs === undefined ? {} : { delayMs, now });
+    });
+    return outcome;
+  }
+
+  /** True when the job went back; a full lane hands it to the held jobs, a lost lock is logged. */
+  #returned(held: HeldJob, outcome: ReturnOutcome): boolean {
+    if (outcome.status === 'moved') return true;
+    if (outcome.status === 'lost') {
+      this.o.ctx.logger.warn({ jobId: held.job.id, lane: held.lane, bullmqCode: outcome.bullmqCode }, 'could not put the job back: its lock is no longer ours; it runs again');
+    } else {
+      this.o.held.hold(held);
+    }
+    return false;
+  }
+
+  /** Gives back the job's bytes and tenant slot; the lane upkeep catches a failure here later. */
+  async #release(job: Job, lane: InteractiveLane): Promise<void> {
+    await releaseJobs(this.o.redis, this.o.config.redis.prefix, lane, [job.id!]).catch((err: Error) =>
+      this.o.ctx.logger.warn({ jobId: job.id, lane, err: err.message }, 'could not release the job\'s admission counts; the lane upkeep will'),
+    );
+  }
+
   /**
    * The failure goes into the job's progress first, then BullMQ fails the job with its text: a
    * reader trusts the stored code only while BullMQ's reason is that text (`failureOf`), so a
@@ -91,6 +137,7 @@ export class OutcomeApplier {
     const { ctx } = this.o;
     await this.#attempt(() => job.updateProgress({ ...progress, failure } as unknown as object));
     await this.#attempt(() => job.moveToFailed(new Error(failureText(failure)), token, false));
+    await this.#release(job, lane);
     const ended = failure.code === FailureCode.SHED ? 'shed' : 'failed';
     ctx.metrics.jobs.inc({ lane, outcome: ended });
     ctx.stats.jobEnded({ lane, outcome: ended });

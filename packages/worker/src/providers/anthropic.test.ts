@@ -96,7 +96,23 @@ describe('AnthropicAdapter against the simulator', () => {
     }
   });
 
-  it('classifies a 429 without retry-after as spend_cap', async () => {
+  it('classifies a rate-limit 429 without retry-after as rate_limit, timed by its reset headers', async () => {
+    sim.injectFaults({ model: MODEL, status: 429, omitRetryAfter: true, resetMs: 4_000, count: 1 });
+    const f = expectFailure(await adapter.call({ model: MODEL, request: request() }));
+    expect(f).toMatchObject({ kind: 'rate_limit', status: 429, message: 'rate_limit_error: Rate limited by upstream traffic.' });
+    expect(f.retryAfterMs).toBeUndefined();
+    // The reset is sent at whole seconds, rounded up, and read against the answer's Date header.
+    expect(f.resetInMs).toBeGreaterThanOrEqual(3_000);
+    expect(f.resetInMs).toBeLessThanOrEqual(6_000);
+  });
+
+  it('classifies a 402 billing_error as spend_cap', async () => {
+    sim.injectFaults({ model: MODEL, billing: true, count: 1 });
+    const f = expectFailure(await adapter.call({ model: MODEL, request: request() }));
+    expect(f).toMatchObject({ kind: 'spend_cap', status: 402, message: expect.stringContaining('billing_error: Your credit balance is too low') });
+  });
+
+  it('classifies the spend limit (429, details.error_code enforced_spend_limit_reached) as spend_cap', async () => {
     sim.injectFaults({ model: MODEL, spendCap: true, count: 1 });
     const f = expectFailure(await adapter.call({ model: MODEL, request: request() }));
     expect(f.kind).toBe('spend_cap');

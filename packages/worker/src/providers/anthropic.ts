@@ -10,8 +10,10 @@
 import Anthropic from '@anthropic-ai/sdk';
 import type { Usage } from '@headroom/queue';
 import { z } from 'zod';
+import { AnthropicStreamAccumulator } from './anthropic-stream.js';
 import { runSdkCall, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
-import type { ProviderAdapter, ProviderCallInput, ProviderCallResult } from './types.js';
+import { runSdkStream, type OpenedStream } from './sdk-stream.js';
+import type { ProviderAdapter, ProviderCallInput, ProviderCallResult, ProviderStreamInput, ProviderStreamResult } from './types.js';
 
 export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
 
@@ -85,5 +87,15 @@ export class AnthropicAdapter implements ProviderAdapter {
     // The job's request was validated at enqueue as an Anthropic body; only the model changes.
     const body = { ...input.request, model: input.model, stream: false } as Anthropic.MessageCreateParamsNonStreaming;
     return runSdkCall(this.#spec, input.signal, ({ timeout, signal }) => this.#client.messages.create(body, { timeout, signal }).asResponse());
+  }
+
+  stream(input: ProviderStreamInput): Promise<ProviderStreamResult> {
+    const body = { ...input.request, model: input.model, stream: true } as Anthropic.MessageCreateParamsStreaming;
+    return runSdkStream(
+      this.#spec,
+      input,
+      ({ timeout, signal }) => this.#client.messages.create(body, { timeout, signal }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
+      new AnthropicStreamAccumulator(),
+    );
   }
 }

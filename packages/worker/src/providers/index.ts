@@ -7,10 +7,10 @@
  * const result = await adapters[job.provider].call({ model, request: job.request, signal });
  * ```
  */
-import { ConfigError, type HeadroomConfig, PROVIDERS, type Provider } from '@headroom/queue';
+import { ConfigError, type HeadroomConfig, PROVIDERS, type Provider, registerSecret } from '@headroom/queue';
 import { type AdapterOptions, AnthropicAdapter } from './anthropic.js';
 import { OpenAIAdapter } from './openai.js';
-import type { ProviderAdapter, ProviderCallInput, ProviderCallResult } from './types.js';
+import type { ProviderAdapter, ProviderCallFailure, ProviderCallInput, ProviderCallResult, ProviderStreamInput, ProviderStreamResult } from './types.js';
 
 export { AnthropicAdapter, type AdapterOptions } from './anthropic.js';
 export { OpenAIAdapter } from './openai.js';
@@ -22,6 +22,9 @@ export type {
   ProviderCallOk,
   ProviderCallResult,
   ProviderRequest,
+  ProviderStreamInput,
+  ProviderStreamResult,
+  StreamProgress,
 } from './types.js';
 
 const ADAPTERS: Record<Provider, new (options: AdapterOptions) => ProviderAdapter> = {
@@ -35,9 +38,21 @@ function modelsOf(config: HeadroomConfig, provider: Provider): string[] {
     .map(([name]) => name);
 }
 
+/**
+ * The provider's key from the environment: the one place a worker reads one. It is registered as
+ * a secret as it is read, so from then on this process's logs and Redis commands cut it out
+ * (see @headroom/queue's redaction), whichever path would carry it there.
+ */
+export function providerKeyOf(config: HeadroomConfig, provider: Provider, env: NodeJS.ProcessEnv): string | undefined {
+  const apiKey = env[config.providers[provider].apiKeyEnv]?.trim();
+  if (!apiKey) return undefined;
+  registerSecret(apiKey);
+  return apiKey;
+}
+
 function optionsFor(config: HeadroomConfig, provider: Provider, env: NodeJS.ProcessEnv): AdapterOptions | { missing: string } {
   const { apiKeyEnv, baseURL, timeoutMs } = config.providers[provider];
-  const apiKey = env[apiKeyEnv]?.trim();
+  const apiKey = providerKeyOf(config, provider, env);
   if (!apiKey) return { missing: apiKeyEnv };
   return { apiKey, baseURL, timeoutMs };
 }
@@ -82,18 +97,23 @@ class LazyAdapter implements ProviderAdapter {
   }
 
   call(input: ProviderCallInput): Promise<ProviderCallResult> {
+    const adapter = this.#resolve();
+    return 'message' in adapter ? Promise.resolve(adapter) : adapter.call(input);
+  }
+
+  stream(input: ProviderStreamInput): Promise<ProviderStreamResult> {
+    const adapter = this.#resolve();
+    return 'message' in adapter ? Promise.resolve({ ...adapter, progress: { events: 0, outputText: '' }, errorEvent: '' }) : adapter.stream(input);
+  }
+
+  #resolve(): ProviderAdapter | ProviderCallFailure {
     if (this.#adapter === undefined) {
       const options = this.#options();
       if ('missing' in options) {
-        return Promise.resolve({
-          ok: false,
-          kind: 'auth',
-          status: null,
-          message: `no API key for ${this.provider}: environment variable ${options.missing} is not set`,
-        });
+        return { ok: false, kind: 'auth', status: null, message: `no API key for ${this.provider}: environment variable ${options.missing} is not set` };
       }
       this.#adapter = new ADAPTERS[this.provider](options);
     }
-    return this.#adapter.call(input);
+    return this.#adapter;
   }
 }

@@ -60,6 +60,18 @@ describe('OpenAIAdapter against the simulator', () => {
     expect(f.requestId).toMatch(/^req_/);
   });
 
+  it('classifies a rate-limit 429 without retry-after as rate_limit, timed by x-ratelimit-reset-requests', async () => {
+    sim.injectFaults({ model: MODEL, status: 429, omitRetryAfter: true, resetMs: 1_500, count: 1 });
+    const f = expectFailure(await adapter.call({ model: MODEL, request: request() }));
+    expect(f).toMatchObject({ kind: 'rate_limit', status: 429, resetInMs: 1_500 });
+    expect(f.retryAfterMs).toBeUndefined();
+  });
+
+  it('classifies a billing problem (429 insufficient_quota) as spend_cap', async () => {
+    sim.injectFaults({ model: MODEL, billing: true, count: 1 });
+    expect(expectFailure(await adapter.call({ model: MODEL, request: request() }))).toMatchObject({ kind: 'spend_cap', status: 429 });
+  });
+
   it('classifies insufficient_quota (429, no retry-after) as spend_cap', async () => {
     sim.injectFaults({ model: MODEL, spendCap: true, count: 1 });
     const f = expectFailure(await adapter.call({ model: MODEL, request: request() }));

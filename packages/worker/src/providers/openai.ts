@@ -11,8 +11,10 @@ import type { Usage } from '@headroom/queue';
 import OpenAI from 'openai';
 import { z } from 'zod';
 import type { AdapterOptions } from './anthropic.js';
+import { OpenAIStreamAccumulator } from './openai-stream.js';
 import { runSdkCall, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
-import type { ProviderAdapter, ProviderCallInput, ProviderCallResult } from './types.js';
+import { runSdkStream, type OpenedStream } from './sdk-stream.js';
+import type { ProviderAdapter, ProviderCallInput, ProviderCallResult, ProviderStreamInput, ProviderStreamResult } from './types.js';
 
 /** OpenAI's default path includes `/v1` (a custom baseURL must too). */
 export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
@@ -82,5 +84,19 @@ export class OpenAIAdapter implements ProviderAdapter {
     // The job's request was validated at enqueue as a Chat Completions body; only the model changes.
     const body = { ...input.request, model: input.model, stream: false } as OpenAI.ChatCompletionCreateParamsNonStreaming;
     return runSdkCall(this.#spec, input.signal, ({ timeout, signal }) => this.#client.chat.completions.create(body, { timeout, signal }).asResponse());
+  }
+
+  stream(input: ProviderStreamInput): Promise<ProviderStreamResult> {
+    const request = input.request as OpenAI.ChatCompletionCreateParams;
+    const clientWantsUsage = request.stream_options?.include_usage === true;
+    // The bucket is settled from the usage chunk, so it is always asked for; the accumulator
+    // hides it again from a client that did not ask.
+    const body = { ...request, model: input.model, stream: true, stream_options: { ...request.stream_options, include_usage: true } } as OpenAI.ChatCompletionCreateParamsStreaming;
+    return runSdkStream(
+      this.#spec,
+      input,
+      ({ timeout, signal }) => this.#client.chat.completions.create(body, { timeout, signal }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
+      new OpenAIStreamAccumulator(clientWantsUsage),
+    );
   }
 }

@@ -22,26 +22,29 @@ describe('parseRetryAfterMs', () => {
 
 describe('kindOfStatus', () => {
   it.each([
-    [429, true, undefined, 'rate_limit'],
-    [429, false, undefined, 'spend_cap'],
-    [429, true, 'insufficient_quota', 'spend_cap'],
-    [529, false, undefined, 'overloaded'],
-    [500, false, undefined, 'server'],
-    [502, false, undefined, 'server'],
-    [503, true, undefined, 'server'],
-    [504, false, undefined, 'server'],
-    [408, false, undefined, 'server'],
-    [501, false, undefined, 'unknown'],
-    [400, false, undefined, 'invalid_request'],
-    [413, false, undefined, 'invalid_request'],
-    [422, false, undefined, 'invalid_request'],
-    [401, false, undefined, 'auth'],
-    [403, false, undefined, 'auth'],
-    [404, false, undefined, 'not_found'],
-    [402, false, undefined, 'spend_cap'],
-    [418, false, undefined, 'unknown'],
-  ] as const)('%i (retry-after: %s, code %s) -> %s', (status, hasRetryAfter, code, kind) => {
-    expect(kindOfStatus(status, hasRetryAfter, code)).toBe(kind);
+    // A 429 is a rate limit unless the provider's code says spend cap, retry-after or not.
+    [429, undefined, 'rate_limit'],
+    [429, 'rate_limit_exceeded', 'rate_limit'],
+    [429, 'insufficient_quota', 'spend_cap'],
+    [429, 'enforced_spend_limit_reached', 'spend_cap'],
+    [429, 'contract_spend_limit_reached', 'spend_cap'],
+    [529, undefined, 'overloaded'],
+    [500, undefined, 'server'],
+    [502, undefined, 'server'],
+    [503, undefined, 'server'],
+    [504, undefined, 'server'],
+    [408, undefined, 'server'],
+    [501, undefined, 'unknown'],
+    [400, undefined, 'invalid_request'],
+    [413, undefined, 'invalid_request'],
+    [422, undefined, 'invalid_request'],
+    [401, undefined, 'auth'],
+    [403, undefined, 'auth'],
+    [404, undefined, 'not_found'],
+    [402, undefined, 'spend_cap'],
+    [418, undefined, 'unknown'],
+  ] as const)('%i (code %s) -> %s', (status, code, kind) => {
+    expect(kindOfStatus(status, code)).toBe(kind);
   });
 });
 

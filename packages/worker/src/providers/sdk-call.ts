@@ -11,6 +11,7 @@
  */
 import type { Provider, Usage } from '@headroom/queue';
 import type { z } from 'zod';
+import { rateLimitResetMs } from './rate-limit-reset.js';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from './types.js';
 
 type ErrorClass = abstract new (...args: never[]) => Error;
@@ -83,7 +84,7 @@ export async function runSdkCall<T>(
   }
 }
 
-interface Meta {
+export interface Meta {
   status: number | null;
   headers?: Headers;
   requestId?: string | undefined;
@@ -101,8 +102,9 @@ function failure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, kind: FailureKind, 
   };
 }
 
-function classifyError(
-  spec: SdkCallSpec<unknown>,
+/** Turns whatever an SDK call threw into a classified failure (the streaming path shares it). */
+export function classifyError(
+  spec: Pick<SdkCallSpec<unknown>, 'apiKey' | 'timeoutMs' | 'errors' | 'requestIdHeader'>,
   error: unknown,
   why: { deadline: AbortSignal; caller: AbortSignal | undefined },
   midBody: Meta | undefined,
@@ -133,9 +135,17 @@ function classifyError(
   return failure(spec, 'unknown', error instanceof Error ? `${error.name}: ${causeChain(error)}` : String(error), noResponse);
 }
 
-/** How a status maps to a kind; `retryAfter` tells a 429 that clears by waiting from a cap. */
-export function kindOfStatus(status: number, hasRetryAfter: boolean, providerCode?: string): FailureKind {
-  if (status === 429) return hasRetryAfter && providerCode !== 'insufficient_quota' ? 'rate_limit' : 'spend_cap';
+/**
+ * The provider's error codes for a 429 that waiting does not clear: OpenAI's `insufficient_quota`
+ * (credits or the monthly budget), Anthropic's spend limits (`details.error_code`). Any other 429
+ * is a rate limit, with `retry-after` or without (it is optional in OpenAI's API): a missing
+ * header is no evidence of a cap.
+ */
+export const SPEND_CAP_CODES: ReadonlySet<string> = new Set(['insufficient_quota', 'enforced_spend_limit_reached', 'contract_spend_limit_reached']);
+
+/** How a status maps to a kind; the provider's error code tells a spend cap from a rate limit. */
+export function kindOfStatus(status: number, providerCode?: string): FailureKind {
+  if (status === 429) return providerCode !== undefined && SPEND_CAP_CODES.has(providerCode) ? 'spend_cap' : 'rate_limit';
   if (status === 529) return 'overloaded';
   // 408 and 409 (Anthropic's lock timeout) are transient: the SDKs' own policies retry them.
   if (status === 408 || status === 409) return 'server';
@@ -149,17 +159,24 @@ export function kindOfStatus(status: number, hasRetryAfter: boolean, providerCod
   return 'unknown';
 }
 
-function httpFailure(spec: SdkCallSpec<unknown>, status: number, headers: Headers | undefined, body: unknown, requestId: string | undefined): ProviderCallFailure {
+function httpFailure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, status: number, headers: Headers | undefined, body: unknown, requestId: string | undefined): ProviderCallFailure {
   const retryAfterMs = headers === undefined ? undefined : parseRetryAfterMs(headers);
   const detail = providerError(body);
-  const kind = kindOfStatus(status, retryAfterMs !== undefined, detail.code);
+  const kind = kindOfStatus(status, detail.code);
   const message = detail.message === undefined ? `HTTP ${status} (no error message)` : detail.type === undefined ? detail.message : `${detail.type}: ${detail.message}`;
-  return failure(spec, kind, message, { status, ...(headers === undefined ? {} : { headers }), requestId }, retryAfterMs);
+  const result = failure(spec, kind, message, { status, ...(headers === undefined ? {} : { headers }), requestId }, retryAfterMs);
+  if (kind === 'rate_limit' && retryAfterMs === undefined && headers !== undefined) {
+    const resetInMs = rateLimitResetMs(headers);
+    if (resetInMs !== undefined) result.resetInMs = resetInMs;
+  }
+  return result;
 }
 
 /**
  * The provider's own error fields. Anthropic's SDK keeps the whole body
- * (`{type:'error', error:{type, message}}`), OpenAI's keeps the inner `error` object.
+ * (`{type:'error', error:{type, message, details?:{error_code}}}`), OpenAI's keeps the inner
+ * `error` object (`{type, code, message}`). `code` is OpenAI's `code`, else Anthropic's
+ * `details.error_code`.
  */
 function providerError(body: unknown): { type?: string; code?: string; message?: string } {
   if (typeof body !== 'object' || body === null) return typeof body === 'string' && body !== '' ? { message: body } : {};
@@ -167,7 +184,8 @@ function providerError(body: unknown): { type?: string; code?: string; message?:
   const inner = typeof outer.error === 'object' && outer.error !== null ? (outer.error as Record<string, unknown>) : outer;
   const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
   const type = str(inner.type);
-  const code = str(inner.code);
+  const details = typeof inner.details === 'object' && inner.details !== null ? (inner.details as Record<string, unknown>) : {};
+  const code = str(inner.code) ?? str(details.error_code);
   const message = str(inner.message);
   return {
     ...(type === undefined ? {} : { type }),

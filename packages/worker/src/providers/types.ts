@@ -27,9 +27,9 @@ export interface ProviderCallOk {
 }
 
 export type FailureKind =
-  /** 429 with a limit that clears by waiting (retry-after). */
+  /** 429 with a limit that clears by waiting (retry-after, else the reset headers). */
   | 'rate_limit'
-  /** 429 from a spend cap / quota exhausted: no retry-after, does not clear by waiting. */
+  /** A spend cap or billing problem, as the provider's error code says (429 `insufficient_quota`, Anthropic's spend limits, 402): does not clear by waiting. */
   | 'spend_cap'
   /** 529 overloaded_error. */
   | 'overloaded'
@@ -57,13 +57,50 @@ export interface ProviderCallFailure {
   message: string;
   /** From `retry-after-ms` or `retry-after`, when the provider sent one. */
   retryAfterMs?: number;
+  /** A rate limit without `retry-after`: when its reset headers say the exhausted limit frees up. */
+  resetInMs?: number;
   headers?: Headers;
   requestId?: string;
 }
 
 export type ProviderCallResult = ProviderCallOk | ProviderCallFailure;
 
+export interface ProviderStreamInput extends ProviderCallInput {
+  /**
+   * Each provider event as it arrives, as the JSON text the client is to see (an Anthropic SSE
+   * event's data; an OpenAI chunk, without the usage the worker asked for when the client did
+   * not). Called in order, synchronously: the relay batches behind it.
+   */
+  onEvent(data: string): void;
+}
+
+/** How far a stream got: what a cut-short stream is charged from. */
+export interface StreamProgress {
+  /** Provider events passed to `onEvent`. */
+  events: number;
+  /** When the first event arrived (epoch ms). */
+  firstEventAt?: number;
+  /** The output text received so far (text, tool input JSON, thinking), for counting its tokens. */
+  outputText: string;
+  /** Input usage the provider already reported (Anthropic's `message_start`); OpenAI reports none before the end. */
+  inputUsage?: Pick<Usage, 'inputTokens' | 'cacheReadInputTokens' | 'cacheCreationInputTokens'>;
+  /** Output tokens the provider already reported, if any (a cumulative count in a delta). */
+  outputTokens?: number;
+}
+
+export type ProviderStreamResult =
+  /** `response` is the message (Anthropic) or chat completion (OpenAI) assembled from the events. */
+  | (ProviderCallOk & { progress: StreamProgress & { firstEventAt: number } })
+  /**
+   * With `progress.events === 0` the client saw nothing and the job may be retried like any
+   * failed call. After the first event, `errorEvent` is the provider-shaped error event the
+   * stream ends with (the provider's own, when it sent one).
+   */
+  | (ProviderCallFailure & { progress: StreamProgress; errorEvent: string });
+
 export interface ProviderAdapter {
   readonly provider: Provider;
   call(input: ProviderCallInput): Promise<ProviderCallResult>;
+  /** The same call, streamed through the SDK's stream API; never throws. */
+  stream(input: ProviderStreamInput): Promise<ProviderStreamResult>;
 }

@@ -1,13 +1,19 @@
-
+/**
+ * The runner's decisions, each from a real bucket (a redis-server of this file's own), the real
+ * SDK adapters and the provider simulator, with randomness and pressure injected: complete,
+ * fall back, fail (and with which code), requeue, delay, shed, hand back.
+ */
+import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Bucket, createLogger, FleetStatsWriter, parseConfig, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
+import { Bucket, decodeJobEvent, jobEventsKey, createLogger, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
 import { createAdapters } from '../providers/index.js';
-import { Breaker } from './breaker.js';
-import { runJob } from './job-runner.js';
+import { COOLDOWN_RESUME_SPREAD_MS, JobCancelled, runJob } from './job-runner.js';
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
+import { PromptCacheMemory } from './prompt-cache-memory.js';
+import { ThrottleStates } from './throttle-states.js';
 import { TokenEstimator } from './token-estimator.js';
 
 const SONNET = 'claude-sonnet-4-6';
@@ -37,7 +43,7 @@ function shedView(config: RunContext['config'], pressure: Record<string, number>
   };
 }
 
-function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<string, number> = {}): RunContext {
+function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<string, number> = {}, random: () => number = () => 0.5): RunContext {
   const prefix = `runner${++seq}`;
   const config = parseConfig({
     redis: { prefix },
@@ -46,20 +52,22 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
       [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 } },
       [HAIKU]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 } },
     },
-    retry: { maxAttempts: 3, baseDelayMs: 1_000, maxDelayMs: 8_000 },
+    retry: { maxAttempts: 3, baseDelayMs: 1_000, maxDelayMs: 8_000, unhealthyBaseDelayMs: 200 },
     ...over,
   });
   return {
     config,
-    bucket: new Bucket(db.redis, { prefix }),
+    redis: db.redis,
+    bucket: new Bucket(db.redis, { prefix, throttle: throttleParamsOf(config) }),
     adapters: createAdapters(config, { [KEY_ENV]: 'sk-runner-test' }),
     estimator: new TokenEstimator(),
-    breaker: new Breaker({ ...config.breaker }),
+    throttles: new ThrottleStates(Date.now),
+    promptCache: new PromptCacheMemory(Date.now),
     metrics: new WorkerMetrics({ defaultMetrics: false }),
     stats: new FleetStatsWriter(db.redis, prefix),
     pressure: shedView(config, pressure),
     logger: createLogger({ level: 'silent' }),
-    random: () => 0.5,
+    random,
     now: Date.now,
     tenantWaits: new Map(),
   };
@@ -99,6 +107,24 @@ describe('runJob', () => {
     expect(calls(SONNET)).toBe(before);
   });
 
+  it('serves a mostly cached prompt whose whole length the lane may never draw, and reserves only its uncached part', async () => {
+    // ITPM 4,000: HIGH may draw 3,800; the prompt is ~3,000 o200k tokens, ~3,600 with the margin.
+    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 4_000, otpm: 100_000 } } } });
+    const system = [{ type: 'text', text: 'Policy handbook, section after section. '.repeat(500), cache_control: { type: 'ephemeral' } }];
+    const cached = (q: string): LlmJob => job({ request: { model: SONNET, max_tokens: 64, system, messages: [{ role: 'user', content: q }] } } as Partial<LlmJob>);
+    const first = await run(ctx, cached('first question'));
+    expect(first).toMatchObject({ kind: 'completed', result: { usage: { cacheCreationInputTokens: expect.any(Number) } } });
+    if (first.kind !== 'completed') return;
+    expect(first.result.usage.cacheCreationInputTokens).toBeGreaterThan(3_000);
+    // The next call knows the prefix is cached: it reserves the question alone, so HIGH's whole
+    // share is still there for it although the first call's write overdrew the bucket.
+    const second = await run(ctx, cached('second question'));
+    expect(second).toMatchObject({ kind: 'completed', result: { usage: { cacheReadInputTokens: first.result.usage.cacheCreationInputTokens } } });
+    // Only the first call met the whole prompt's never-fits; the second reserved what it knew.
+    const snapshot = await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits);
+    expect(snapshot.counters.neverFits).toEqual({ itpm: 1 });
+  });
+
   it('fails PROVIDER_REJECTED after exactly one call when the provider answers 400', async () => {
     const requests = () => sim.stats().requestsByPath['POST /v1/messages'] ?? 0;
     const before = requests();
@@ -113,11 +139,66 @@ describe('runJob', () => {
     expect(outcome).toMatchObject({ kind: 'completed', result: { model: HAIKU, attempts: 2 } });
   });
 
+  it("falls back along the primary's configured ladder when the job names no fallback", async () => {
+    sim.injectFaults({ model: SONNET, status: 529, count: 1 });
+    const ctx = context({
+      models: {
+        [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 }, fallback: [HAIKU] },
+        [HAIKU]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 400_000, otpm: 100_000 } },
+      },
+    });
+    expect(await run(ctx, job())).toMatchObject({ kind: 'completed', result: { model: HAIKU, attempts: 2 } });
+  });
+
   it('delays a retryable failure by the full-jitter backoff of its injected randomness', async () => {
     sim.injectFaults({ model: SONNET, status: 503, count: 1 });
     const outcome = await run(context(), job());
-    // random 0.5 of the first attempt's ceiling (baseDelayMs 1000): 500 ms, the attempt counted.
-    expect(outcome).toEqual({ kind: 'delay', delayMs: 500, progress: { attempts: 1, lastError: expect.stringContaining('503') } });
+    // random 0.5 of the first attempt's ceiling (unhealthyBaseDelayMs 200): 100 ms, the attempt counted.
+    expect(outcome).toEqual({ kind: 'delay', delayMs: 100, progress: { attempts: 1, triedModels: [SONNET], lastError: expect.stringContaining('503') } });
+  });
+
+  it('gives back the tokens of a call answered 529 (the provider did no work), not of one answered 503', async () => {
+    // An 8,000-token output reservation: kept after a 503 (the provider may have done the work),
+    // given back after a 529.
+    const usedOtpm = async (status: 529 | 503) => {
+      // Limits well under the simulator's, so its rate-limit headers never lower the bucket here.
+      const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 100, itpm: 20_000, otpm: 20_000 } } } });
+      sim.injectFaults({ model: SONNET, status, count: 1 });
+      expect((await run(ctx, job({ request: { model: SONNET, max_tokens: 8_000, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>))).kind).toBe('delay');
+      await ctx.bucket.flush();
+      const snap = await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits);
+      const otpm = snap.dimensions.find((d) => d.dimension === 'otpm')!;
+      return otpm.capacity - otpm.level;
+    };
+    expect(await usedOtpm(503)).toBeGreaterThan(7_900);
+    expect(await usedOtpm(529)).toBeLessThan(2_000);
+  });
+
+  it('retries a model on its retry budget: past it, the job waits (no attempt spent); a fallback is a first call', async () => {
+    const ctx = context({ retry: { budget: { ratio: 0, minPerSecond: 0.1, windowMs: 10_000 } } });
+    // A budget of 0.1/s x 10 s = 1 retry of SONNET, and no first calls to add to it.
+    const retried = () => ({ ...meta('critical'), progress: { attempts: 1, triedModels: [SONNET] } });
+    expect((await run(ctx, job(), retried())).kind).toBe('completed');
+    const outcome = await run(ctx, job(), retried());
+    expect(outcome).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
+    expect(outcome.kind === 'delay' && outcome.delayMs).toBeGreaterThan(25);
+    // The same job falls down its ladder instead when it has one: HAIKU's first call is no retry.
+    expect(await run(ctx, job({ fallback: [HAIKU] }), retried())).toMatchObject({ kind: 'completed', result: { model: HAIKU } });
+  });
+
+  it('requeues a job of a model the fleet has found dead: its lane backs off, and calls fall to probes', async () => {
+    const ctx = context();
+    for (let i = 0; i < 20; i++) ctx.bucket.report(SONNET, SONNET, false);
+    const outcomes = [];
+    for (let i = 0; i < 5; i++) outcomes.push(await run(ctx, job(), meta('critical')));
+    // At most the probe's token went to a call; the rest were requeued with the time to the next probe.
+    expect(outcomes.filter((o) => o.kind === 'completed').length).toBeLessThanOrEqual(1);
+    const requeued = outcomes.filter((o) => o.kind === 'requeue');
+    expect(requeued.length).toBeGreaterThanOrEqual(4);
+    for (const o of requeued) expect(o.kind === 'requeue' && o.waitMs).toBeLessThanOrEqual(1_000);
+    const [view] = await ctx.bucket.throttles(SONNET, ctx.config.models[SONNET]!.limits, [SONNET]);
+    expect(view!.state).not.toBe('closed');
+    expect(view!.successRatio).toBeLessThan(0.1);
   });
 
   it('fails RETRIES_EXHAUSTED on the last attempt, naming the last failure', async () => {
@@ -154,6 +235,22 @@ describe('runJob', () => {
     expect(outcome.kind === 'delay' && outcome.delayMs).toBeGreaterThan(4_000);
   });
 
+  it('spreads the jobs a cooldown parked over the time after it ends, by the injected randomness', async () => {
+    const delays: number[] = [];
+    for (const r of [0, 0.5, 0.999]) {
+      const ctx = context({}, {}, () => r);
+      await ctx.bucket.cooldown('claude-sonnet-4-6', SONNET, { durationMs: 10_000 });
+      const outcome = await run(ctx, job());
+      if (outcome.kind !== 'delay') throw new Error(`expected a delay, got ${outcome.kind}`);
+      delays.push(outcome.delayMs);
+    }
+    // The cooldown's end (about 10 s) plus r x 2 s: not all at the same millisecond.
+    expect(delays[0]).toBeGreaterThan(9_000);
+    expect(delays[0]).toBeLessThanOrEqual(10_000);
+    expect(delays[1]! - delays[0]!).toBeGreaterThan(COOLDOWN_RESUME_SPREAD_MS / 2 - 100);
+    expect(delays[2]! - delays[0]!).toBeGreaterThan(COOLDOWN_RESUME_SPREAD_MS - 100);
+  });
+
   it('sheds a LOW job past its max wait while its pool is under pressure, with a retry hint', async () => {
     const ctx = context({}, { [SONNET]: 0.95 });
     const before = calls(SONNET);
@@ -173,9 +270,114 @@ describe('runJob', () => {
     expect((await run(ctx, job({ priority: 'LOW' }), meta('low', 1_000))).kind).toBe('completed');
   });
 
+  it.each(['critical', 'high', 'normal', 'low'] as const)('ends a %s job past its own maxWaitMs DEADLINE_EXCEEDED, without a call', async (lane) => {
+    const before = calls(SONNET);
+    const outcome = await run(context(), job({ maxWaitMs: 1_000 }), meta(lane, 5_000));
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/^not started within its maxWaitMs of 1000 ms \(waited 5\d{3} ms\)$/) } });
+    expect(calls(SONNET)).toBe(before);
+  });
+
+  it('ends the job at once when the wait it faces already passes its deadline', async () => {
+    const ctx = context();
+    await ctx.bucket.cooldown(SONNET, SONNET, { durationMs: 30_000 });
+    const before = calls(SONNET);
+    const outcome = await run(ctx, job({ maxWaitMs: 2_000 }));
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('its cooldown wait needs') } });
+    expect(calls(SONNET)).toBe(before);
+    // Without a deadline of its own the job waits out the cooldown, as before.
+    expect((await run(ctx, job())).kind).toBe('delay');
+  });
+
+  it('makes no retry due past the deadline: the job ends with the failure it had', async () => {
+    sim.injectFaults({ model: SONNET, status: 429, count: 1, retryAfterSeconds: 10 });
+    const outcome = await run(context(), job({ maxWaitMs: 3_000 }));
+    expect(outcome).toMatchObject({ kind: 'failed', progress: { attempts: 1 }, failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('the retry after 429 rate_limit') } });
+  });
+
   it('hands the job back, no attempt spent, when the worker is stopping', async () => {
     const abort = new AbortController();
     abort.abort();
     expect(await run(context(), job(), meta(), abort.signal)).toEqual({ kind: 'aborted', progress: { attempts: 0 } });
+  });
+});
+
+describe('runJob, streamed', () => {
+  const streamed = (over: Record<string, unknown> = {}): LlmJob =>
+    job({ request: { model: SONNET, max_tokens: 300, stream: true, messages: [{ role: 'user', content: `a long story ${++seq}` }], ...over } } as Partial<LlmJob>);
+  const streamMeta = (): JobMeta => ({ id: `high.${randomUUID()}`, lane: 'high', enqueuedAt: Date.now(), progress: { attempts: 0 } });
+  const relayed = async (ctx: RunContext, id: string) =>
+    (await db.redis.xrange(jobEventsKey(ctx.config.redis.prefix, id), '-', '+')).map(([, f]) => decodeJobEvent(f[0]!, f[1]!)!);
+
+  it('relays every event between a start naming the model and an end, and records time to first token', async () => {
+    const ctx = context();
+    const m = streamMeta();
+    const outcome = await run(ctx, streamed(), m);
+    expect(outcome.kind).toBe('completed');
+    if (outcome.kind !== 'completed') return;
+    expect(outcome.result.streamed).toBe(true);
+    expect(outcome.result.timings.ttftMs).toBeGreaterThanOrEqual(0);
+    expect(outcome.result.timings.firstEventAt).toBeLessThanOrEqual(outcome.result.timings.finishedAt);
+    const events = await relayed(ctx, m.id);
+    expect(events[0]).toMatchObject({ kind: 'start', model: SONNET });
+    expect(events.at(-1)).toEqual({ kind: 'end' });
+    const types = events.filter((e) => e.kind === 'event').map((e) => (JSON.parse((e as { data: string }).data) as { type: string }).type);
+    expect(types[0]).toBe('message_start');
+    expect(types.at(-1)).toBe('message_stop');
+    expect((outcome.result.response as { usage: { output_tokens: number } }).usage.output_tokens).toBe(outcome.result.usage.outputTokens);
+  });
+
+  it('retries a stream that fails before its first event, with nothing relayed', async () => {
+    sim.injectFaults({ model: SONNET, status: 503, count: 1 });
+    const ctx = context();
+    const m = streamMeta();
+    expect(await run(ctx, streamed(), m)).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
+    expect(await relayed(ctx, m.id)).toEqual([]);
+  });
+
+  it('fails STREAM_FAILED, never retried, when the stream breaks after its first event, ending it with an error event', async () => {
+    sim.setPace({ streamTokenMs: 2 });
+    sim.injectFaults({ model: SONNET, cut: true, count: 1 });
+    const ctx = context();
+    const m = streamMeta();
+    try {
+      const outcome = await run(ctx, streamed({ max_tokens: 200 }), m);
+      expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED', message: expect.stringContaining('events had been streamed') }, progress: { attempts: 1 } });
+      const events = await relayed(ctx, m.id);
+      const last = events.at(-1);
+      expect(last?.kind).toBe('error');
+      expect(JSON.parse((last as { data: string }).data)).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  it('stops the provider call when its caller cancels mid-stream, and fails CANCELLED with the output produced', async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    const ctx = context();
+    const m = streamMeta();
+    const abort = new AbortController();
+    try {
+      const running = run(ctx, streamed({ max_tokens: 400 }), m, abort.signal);
+      await expect.poll(async () => (await relayed(ctx, m.id)).length, { timeout: 5_000 }).toBeGreaterThan(5);
+      abort.abort(new JobCancelled());
+      const outcome = await running;
+      expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' } });
+      const charged = Number(/about (\d+) output tokens/.exec((outcome as { failure: { message: string } }).failure.message)?.[1]);
+      await expect.poll(() => sim.stats().admissions.at(-1)?.done, { timeout: 5_000 }).toBe(true);
+      const admission = sim.stats().admissions.at(-1)!;
+      expect(admission).toMatchObject({ streamed: true, clientClosed: true });
+      expect(charged).toBeGreaterThan(0);
+      expect(admission.outputSent).toBeLessThan(400);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  it('fails CANCELLED without a call when its caller cancelled before it started', async () => {
+    const abort = new AbortController();
+    abort.abort(new JobCancelled());
+    const before = calls(SONNET);
+    expect(await run(context(), streamed(), streamMeta(), abort.signal)).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' } });
+    expect(calls(SONNET)).toBe(before);
   });
 });

@@ -4,20 +4,41 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { FailureCode, jobFailure, modelLadder, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
-import type { ProviderCallFailure } from '../providers/types.js';
+import { FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
+import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
+import { pastDeadline } from './deadline.js';
+import { ladderOf } from './model-ladder.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
-import type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context.js';
+import { isCancel, type JobMeta, type JobProgress, type RunContext, type RunOutcome } from './run-context.js';
+import { streamedCall } from './stream-call.js';
 import { promptTokensOf } from './token-estimator.js';
 
 export type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context.js';
+export { JobCancelled } from './run-context.js';
+
+/** Stopped before its provider call: cancelled by its caller, or handed back by a worker shutting down. */
+function stopped(signal: AbortSignal, progress: JobProgress, when: string): RunOutcome {
+  return isCancel(signal) ? { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller ${when}`), progress } : { kind: 'aborted', progress };
+}
 
 /** Waits this short are slept in place: cheaper than a requeue round trip. */
 const INLINE_WAIT_MS = 25;
 const MAX_INLINE_WAITS = 4;
+/**
+ * Jobs parked by a cooldown come back spread over up to this long after it ends (uniformly, by
+ * the injected randomness), not all in the same millisecond: with the bucket pacing them from
+ * there, a 429 storm's backlog resumes at the refill rate instead of as one burst.
+ */
+export const COOLDOWN_RESUME_SPREAD_MS = 2_000;
+
+/**
+ * Failures that say the model is unhealthy (the throttle counts them against its success ratio).
+ * A 429 says it is busy (the bucket's business); a 4xx says the request is wrong.
+ */
+export const UNHEALTHY: ReadonlySet<FailureKind> = new Set(['server', 'overloaded', 'network']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -25,35 +46,75 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   const progress: JobProgress = { ...meta.progress };
   const startedAt = ctx.now();
   let inlineWaits = 0;
-  const unknown = modelLadder(job).filter((m) => !ctx.config.models[m]);
-  if (unknown.length === modelLadder(job).length) {
+  const fellBackFrom = new Set<string>();
+  const ladder = ladderOf(ctx.config, job);
+  const unknown = ladder.filter((m) => !ctx.config.models[m]);
+  if (unknown.length === ladder.length) {
     return { kind: 'failed', failure: jobFailure(FailureCode.UNKNOWN_MODEL, `no model of ${JSON.stringify(unknown)} is in the fleet's config`), progress };
   }
   const shed = shedFailure(ctx, job, meta);
   if (shed) return { kind: job.onShed === 'batch' ? 'to_batch' : 'failed', failure: shed, progress };
 
   while (true) {
-    if (signal.aborted) return { kind: 'aborted', progress };
-    const plan = await planCall(ctx, job, meta);
+    if (signal.aborted) return stopped(signal, progress, 'before its provider call');
+    const late = pastDeadline(job, meta, ctx.now());
+    if (late) return { kind: 'failed', failure: late, progress };
+    const plan = await planCall(ctx, job, meta, fellBackFrom);
     if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
     if (plan.kind === 'wait') {
+      // The bucket's wait is a lower bound: past the deadline already, the job ends now.
+      const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
+      if (tooLate) return { kind: 'failed', failure: tooLate, progress };
       if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits++ < MAX_INLINE_WAITS) {
         await sleep(plan.waitMs);
         continue;
       }
-      // A cooling or broken model, or a tenant over its quota, is that job's problem, not the
-      // lane's: park the job alone so the jobs behind it keep flowing. A pool out of quota
-      // concerns every job of that pool: requeued, it backs the pool off in the lane.
-      return waitIsJobsOwn(plan.reason) ? { kind: 'delay', delayMs: plan.waitMs, progress } : { kind: 'requeue', waitMs: plan.waitMs, progress };
+      // A cooling model, a retry over the model's budget, or a tenant over its quota is that
+      // job's problem, not the lane's: park the job alone so the jobs behind it keep flowing. A
+      // pool out of quota or a throttled model concerns every job of it: requeued, it backs the
+      // pool off in the lane.
+      if (!waitIsJobsOwn(plan.reason)) return { kind: 'requeue', waitMs: plan.waitMs, progress };
+      const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
+      return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
     }
 
     const { model, pool, reservation, estimate } = plan;
     const modelCfg = ctx.config.models[model]!;
+    if (signal.aborted) {
+      // Granted but never called: the whole reservation goes back.
+      ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
+      return stopped(signal, progress, 'before its provider call');
+    }
     const adapter = ctx.adapters[job.provider];
     const callStarted = ctx.now();
-    const res = await adapter.call({ model, request: job.request, signal });
+    let res: ProviderCallResult;
+    let firstEventAt: number | undefined;
+    if (isStreamed(job)) {
+      const streamed = await streamedCall(ctx, job, meta, { model, reservation, startedAt: callStarted }, signal);
+      if (streamed.kind === 'ended') {
+        // The client holds part of an answer: never retried; charged what was produced.
+        progress.attempts += 1;
+        const endedAt = ctx.now();
+        ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (endedAt - callStarted) / 1000);
+        ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(streamed.status ?? 'network') });
+        ctx.stats.call({ model, status: streamed.status });
+        settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, streamed.headers);
+        countTokens(ctx, job.provider, model, streamed.usage);
+        ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
+        // A provider failure mid-stream is the model's; a client that went away is not.
+        if (streamed.failureKind) ctx.bucket.report(pool, model, !UNHEALTHY.has(streamed.failureKind));
+        return { kind: 'failed', failure: streamed.failure, progress };
+      }
+      res = streamed.res;
+      if (streamed.kind === 'done') firstEventAt = streamed.firstEventAt;
+    } else {
+      res = await adapter.call({ model, request: job.request, signal });
+    }
     const callEnded = ctx.now();
     progress.attempts += 1;
+    if (!progress.triedModels?.includes(model)) progress.triedModels = [...(progress.triedModels ?? []), model];
+    // The outcome rides on this worker's next acquire to the pool: the fleet's throttle learns it.
+    if (!signal.aborted) ctx.bucket.report(pool, model, res.ok || !UNHEALTHY.has(res.kind));
     ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
     ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
     ctx.stats.call({ model, status: res.status });
@@ -61,8 +122,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     settleAndSync(ctx, res.ok ? res.usage : undefined, res.ok ? undefined : res, reservation, pool, modelCfg.limits, res.headers);
 
     if (res.ok) {
-      ctx.breaker.recordSuccess(model);
       ctx.estimator.observe(model, estimate, promptTokensOf(job.provider, res.usage), res.usage.outputTokens);
+      if (job.provider === 'anthropic') ctx.promptCache.remember(model, { ...job.request, model } as LlmJob['request'], res.usage, callStarted);
       countTokens(ctx, job.provider, model, res.usage);
       const usd = costOf(modelCfg.pricing, res.usage, { provider: job.provider, batch: false });
       ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, usd);
@@ -81,15 +142,16 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
             finishedAt: callEnded,
             waitMs: Math.max(0, callStarted - meta.enqueuedAt),
             runMs: callEnded - callStarted,
+            ...(firstEventAt === undefined ? {} : { firstEventAt, ttftMs: Math.max(0, firstEventAt - callStarted) }),
           },
+          ...(isStreamed(job) ? { streamed: true } : {}),
           cost: { usd, batch: false },
           ...(job.metadata ? { metadata: job.metadata } : {}),
         },
       };
     }
 
-    if (signal.aborted) return { kind: 'aborted', progress };
-    ctx.breaker.recordFailure(model, res.kind);
+    if (signal.aborted) return stopped(signal, progress, 'while its provider call was starting');
     if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
     progress.lastError = `${res.status ?? 'network'} ${res.kind}: ${res.message}`;
     const decision = decide(res, progress.attempts, ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });
@@ -99,9 +161,14 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     }
     if (decision.action === 'fail') return { kind: 'failed', failure: jobFailure(decision.code, decision.reason), progress };
     ctx.metrics.retries.inc({ provider: job.provider, model, kind: res.kind });
-    // With another model on the ladder, plan again at once: the cooldown or breaker steers it away.
-    if (decision.action === 'fallback' && hasAlternative(ctx, job, model)) continue;
+    // With another model on the ladder, plan again at once: the cooldown or throttle steers it away.
+    if (decision.action === 'fallback' && hasAlternative(ctx, job, model)) {
+      fellBackFrom.add(model);
+      continue;
+    }
     const delayMs = decision.action === 'retry' ? decision.delayMs : (decision.cooldownMs ?? ctx.config.retry.baseDelayMs);
+    const retryTooLate = pastDeadline(job, meta, ctx.now(), delayMs, `the retry after ${progress.lastError}`);
+    if (retryTooLate) return { kind: 'failed', failure: retryTooLate, progress };
     return { kind: 'delay', delayMs, progress };
   }
 }
@@ -132,8 +199,14 @@ function settleAndSync(
   if (headers) ctx.bucket.sync(pool, limits, parseRateLimitHeaders(headers)).catch(failed);
 }
 
+/**
+ * Answers that come before the provider does any work on the request. A 529 `overloaded_error` is
+ * one: the request was turned away, and the simulator (which follows the providers) spends no
+ * token quota on it. Keeping its token charge would halve the fleet's throughput in a 50%
+ * brownout for tokens the provider never counted.
+ */
 function refusedBeforeWork(f: ProviderCallFailure): boolean {
-  return f.kind === 'rate_limit' || f.kind === 'spend_cap' || f.kind === 'invalid_request' || f.kind === 'auth' || f.kind === 'not_found';
+  return f.kind === 'rate_limit' || f.kind === 'spend_cap' || f.kind === 'overloaded' || f.kind === 'invalid_request' || f.kind === 'auth' || f.kind === 'not_found';
 }
 
 function countTokens(ctx: RunContext, provider: Provider, model: string, usage: Usage): void {

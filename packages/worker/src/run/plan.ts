@@ -1,13 +1,15 @@
 /**
- * Plans one provider call: walks the job's model ladder and draws the first model's need from
+ * Plans one provider call: walks the job's model ladder (model-ladder.ts) and draws the first model's need from
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, modelLadder, poolOf, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, maxOutputTokens, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { inputReservation } from './input-reservation.js';
+import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
 
-/** Why a plan waits: the bucket's reason, or an open breaker on every model that could serve. */
-export type PlanWaitReason = WaitReason | 'breaker';
+/** Why a plan waits: the bucket's reason (a dimension, a cooldown, the throttle, the retry budget). */
+export type PlanWaitReason = WaitReason;
 
 export type Plan =
   | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number }
@@ -15,38 +17,46 @@ export type Plan =
   | { kind: 'never_fits'; message: string };
 
 /**
- * A wait that concerns this job alone (its model cooling down or broken, its tenant over quota),
- * not every job of its pool: the job is parked so the jobs behind it keep flowing.
+ * A wait that concerns this job alone (its model cooling down, its retry not yet in the model's
+ * budget, its tenant over quota), not every job of its pool: the job is parked so the jobs behind
+ * it keep flowing. A throttle wait concerns every job of the model, like a pool out of quota: the
+ * job is requeued and the pool backs off in the lane, so a dead model's backlog costs the fleet a
+ * few acquires a second, not one per job.
  */
 export function waitIsJobsOwn(reason: PlanWaitReason): boolean {
-  return reason === 'cooldown' || reason === 'breaker' || isTenantDimension(reason);
+  return reason === 'cooldown' || reason === 'retry_budget' || isTenantDimension(reason);
 }
 
-/** Another model of the ladder is configured and not broken. */
+/** Waits that send a job down its ladder at once rather than wait for its primary. */
+function degrades(reason: PlanWaitReason): boolean {
+  return reason === 'cooldown' || reason === 'throttle' || reason === 'retry_budget';
+}
+
+/** Another model of the ladder is configured and not known to be dead (its throttle open). */
 export function hasAlternative(ctx: RunContext, job: LlmJob, failed: string): boolean {
-  return modelLadder(job).some((m) => m !== failed && ctx.config.models[m] && ctx.breaker.canCall(m));
+  return ladderOf(ctx.config, job).some((m) => m !== failed && ctx.config.models[m] && !ctx.throttles.isOpen(m));
 }
 
-export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Promise<Plan> {
+/**
+ * `avoid`: models this run just failed on and chose to fall back from: the ladder below them is
+ * tried first (no cooldown steers it away from a 529 any more), and they only when nothing else is
+ * configured.
+ */
+export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoid: ReadonlySet<string> = new Set()): Promise<Plan> {
   const laneCfg = ctx.config.lanes[meta.lane];
   const maxWaitMs = job.maxWaitMs ?? laneCfg.maxWaitMs;
   const waitedMs = ctx.now() - meta.enqueuedAt;
-  const ladder = modelLadder(job).filter((m) => ctx.config.models[m]);
+  const configured = ladderOf(ctx.config, job).filter((m) => ctx.config.models[m]);
+  const rest = configured.filter((m) => !avoid.has(m));
+  const ladder = rest.length > 0 ? rest : configured;
   let best: { waitMs: number; reason: PlanWaitReason } | undefined;
   const neverFits: string[] = [];
 
   for (const [i, model] of ladder.entries()) {
     const isLast = i === ladder.length - 1;
-    // acquire() hands out the single half-open probe; every path below that does not call gives it back.
-    if (!ctx.breaker.acquire(model)) {
-      const retryIn = Math.max(1, ctx.breaker.msUntilProbe(model));
-      if (!best || retryIn < best.waitMs) best = { waitMs: retryIn, reason: 'breaker' };
-      continue;
-    }
     const tenantFreeAt = job.tenant ? ctx.tenantWaits.get(job.tenant) : undefined;
     if (tenantFreeAt !== undefined) {
       if (tenantFreeAt > ctx.now()) {
-        ctx.breaker.release(model);
         return { kind: 'wait', waitMs: tenantFreeAt - ctx.now(), reason: 'tenant_tpm' };
       }
       ctx.tenantWaits.delete(job.tenant!);
@@ -54,21 +64,32 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Pro
     const modelCfg = ctx.config.models[model]!;
     const pool = poolOf(ctx.config, model);
     const request = { ...job.request, model } as LlmJob['request'];
-    const { estimate, reserve } = ctx.estimator.reserveFor(model, request, job.provider);
-    const outputTokens = ctx.config.dispatch.outputReservation === 'p95'
+    const input = inputReservation(ctx, model, request, job.provider);
+    const { estimate } = input;
+    const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg)
       ? ctx.estimator.outputReserveFor(model, maxOutputTokens(job))
       : maxOutputTokens(job);
-    const res = await ctx.bucket.acquire({
-      pool,
-      limits: modelCfg.limits,
-      need: { requests: 1, inputTokens: reserve, outputTokens },
-      lane: meta.lane,
-      reserve: laneCfg.reserve,
-      model,
-      ...tenantOf(ctx.config, job.tenant),
-    });
+    const acquire = (inputTokens: number) =>
+      ctx.bucket.acquire({
+        pool,
+        limits: modelCfg.limits,
+        need: { requests: 1, inputTokens, outputTokens },
+        lane: meta.lane,
+        reserve: laneCfg.reserve,
+        model,
+        retry: meta.progress.triedModels?.includes(model) ?? false,
+        retryReserve: laneCfg.retryReserve,
+        ...tenantOf(ctx.config, job.tenant),
+      });
+    let reserve = input.reserve;
+    let res = await acquire(reserve);
+    // A prompt that never fits in full may fit as the provider counts it, read from its cache.
+    if (res.status === 'never_fits' && res.dimension === 'itpm' && input.ifCached !== undefined) {
+      reserve = input.ifCached;
+      res = await acquire(reserve);
+    }
+    if (res.status !== 'never_fits') ctx.throttles.note(model, res.throttle);
     if (res.status === 'granted') return { kind: 'granted', model, pool, reservation: res.reservation, estimate };
-    ctx.breaker.release(model);
     if (res.status === 'never_fits') {
       const needed = res.dimension === 'otpm' ? outputTokens : res.dimension.endsWith('rpm') ? 1 : reserve;
       neverFits.push(`${model} needs ${needed} in ${res.dimension} but lane ${meta.lane} may draw at most ${Math.floor(res.maxDrawable)} per minute`);
@@ -79,9 +100,10 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta): Pro
       ctx.tenantWaits.set(job.tenant, ctx.now() + res.waitMs);
       return { kind: 'wait', waitMs: res.waitMs, reason: res.reason };
     }
-    // Wait for the primary unless it is cooling down or would make the job late; then degrade.
+    // Wait for the primary unless it is cooling down, throttled, out of retry budget, or would
+    // make the job late; then degrade.
     const tooLate = waitedMs + res.waitMs > maxWaitMs;
-    if (res.reason !== 'cooldown' && (!tooLate || isLast)) {
+    if (!degrades(res.reason) && (!tooLate || isLast)) {
       return { kind: 'wait', waitMs: res.waitMs, reason: res.reason };
     }
     if (!best || res.waitMs < best.waitMs) best = { waitMs: res.waitMs, reason: res.reason };

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { FailureKind, ProviderCallFailure } from '../providers/types.js';
 import { backoffMs, decide, type RetryConfig, type RetryDecision } from './retry-policy.js';
 
-const retry: RetryConfig = { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000 };
+const retry: RetryConfig = { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000, unhealthyBaseDelayMs: 100, budget: { ratio: 0.2, windowMs: 10_000, minPerSecond: 1 } };
 const STATUS: Record<FailureKind, number | null> = {
   rate_limit: 429,
   spend_cap: 429,
@@ -31,16 +31,25 @@ describe('decide', () => {
     ['429 with retry-after, fallback exists', failure('rate_limit', { retryAfterMs: 7000 }), 1, { hasNextModel: true }, { action: 'fallback', cooldownMs: 7000 }],
     ['429 with a fractional retry-after-ms', failure('rate_limit', { retryAfterMs: 1234.2 }), 2, {}, { action: 'retry', delayMs: 1235, cooldownMs: 1235 }],
     ['429 with retry-after above the backoff cap', failure('rate_limit', { retryAfterMs: 45_000 }), 1, {}, { action: 'retry', delayMs: 45_000, cooldownMs: 45_000 }],
-    // 529: cool the model down (unjittered backoff ceiling) and prefer the next model.
-    ['529, fallback exists', failure('overloaded'), 1, { hasNextModel: true }, { action: 'fallback', cooldownMs: 500 }],
-    ['529, no fallback, attempt 3', failure('overloaded'), 3, {}, { action: 'retry', delayMs: 1000, cooldownMs: 2000 }],
-    ['529 with retry-after', failure('overloaded', { retryAfterMs: 3000 }), 1, {}, { action: 'retry', delayMs: 3000, cooldownMs: 3000 }],
-    // Full jitter: random() * min(maxDelay, base * 2^(attempt-1)).
-    ['503, attempt 1', failure('server'), 1, {}, { action: 'retry', delayMs: 250 }],
-    ['503, attempt 4', failure('server'), 4, { hasNextModel: true }, { action: 'retry', delayMs: 2000 }],
+    // A 429 without retry-after is still a rate limit: its reset headers time it, else a backoff.
+    ['429 without retry-after, reset headers', failure('rate_limit', { resetInMs: 3000 }), 1, {}, { action: 'retry', delayMs: 3000, cooldownMs: 3000 }],
+    ['429 with both, retry-after wins', failure('rate_limit', { retryAfterMs: 2000, resetInMs: 9000 }), 1, {}, { action: 'retry', delayMs: 2000, cooldownMs: 2000 }],
+    ['429 without any hint, attempt 2', failure('rate_limit'), 2, {}, { action: 'retry', delayMs: 500, cooldownMs: 1000 }],
+    ['429 without any hint, fallback exists', failure('rate_limit'), 1, { hasNextModel: true }, { action: 'fallback', cooldownMs: 500 }],
+    ['429 without any hint, attempt 5: never a spend cap', failure('rate_limit'), 5, {}, { action: 'retry', delayMs: 4000, cooldownMs: 8000 }],
+    // 529: no fleet-wide cooldown (a brownout strikes a fraction of calls; the model's throttle
+    // and retry budget answer it); prefer the next model, else retry soon.
+    ['529, fallback exists', failure('overloaded'), 1, { hasNextModel: true }, { action: 'fallback' }],
+    ['529, no fallback, attempt 3', failure('overloaded'), 3, {}, { action: 'retry', delayMs: 200 }],
+    ['529 with retry-after: the job waits it, the fleet does not', failure('overloaded', { retryAfterMs: 3000 }), 1, {}, { action: 'retry', delayMs: 3000 }],
+    // Full jitter: random() * min(maxDelay, base * 2^(attempt-1)), from unhealthyBaseDelayMs for
+    // failures the retry budget bounds.
+    ['503, attempt 1', failure('server'), 1, {}, { action: 'retry', delayMs: 50 }],
+    ['503, attempt 4', failure('server'), 4, { hasNextModel: true }, { action: 'retry', delayMs: 200 }],
+    ['529, attempt 5: the ceiling stops doubling at 4x the base', failure('overloaded'), 5, {}, { action: 'retry', delayMs: 200 }],
     ['503 with retry-after', failure('server', { retryAfterMs: 2000 }), 1, {}, { action: 'retry', delayMs: 2000 }],
-    ['network, attempt 2', failure('network'), 2, {}, { action: 'retry', delayMs: 500 }],
-    ['bad_response, attempt 1', failure('bad_response'), 1, {}, { action: 'retry', delayMs: 250 }],
+    ['network, attempt 2', failure('network'), 2, {}, { action: 'retry', delayMs: 100 }],
+    ['bad_response, attempt 1', failure('bad_response'), 1, {}, { action: 'retry', delayMs: 50 }],
     // Spend cap: bounded, whatever maxAttempts says.
     ['spend cap, first attempt', failure('spend_cap'), 1, {}, { action: 'retry', delayMs: 250 }],
     ['spend cap, first attempt, fallback exists', failure('spend_cap'), 1, { hasNextModel: true }, { action: 'fallback' }],

@@ -3,10 +3,12 @@
  * rather than a BullMQ job, so every decision it makes can be tested with an injected clock,
  * randomness and pressure.
  */
+import type { Cluster, Redis } from 'ioredis';
 import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
-import type { Breaker } from './breaker.js';
+import type { PromptCacheMemory } from './prompt-cache-memory.js';
+import type { ThrottleStates } from './throttle-states.js';
 import type { TokenEstimator } from './token-estimator.js';
 
 /** What the runner asks of the pressure monitor: is this lane shed for this pool, and how hard. */
@@ -17,12 +19,30 @@ export interface ShedView {
   retryHintMs(pool: string): number;
 }
 
+/**
+ * The reason a job's signal carries when its caller cancelled it (`producer.cancel`, a stream's
+ * abort, a gateway client gone); any other abort is the worker shutting down.
+ */
+export class JobCancelled extends Error {
+  constructor() {
+    super('cancelled by its caller');
+    this.name = 'JobCancelled';
+  }
+}
+
+export const isCancel = (signal: AbortSignal): boolean => signal.aborted && signal.reason instanceof JobCancelled;
+
 export interface RunContext {
   config: HeadroomConfig;
+  /** Command connection: a streamed job's events are relayed on it. */
+  redis: Redis | Cluster;
   bucket: Bucket;
   adapters: Record<Provider, ProviderAdapter>;
   estimator: TokenEstimator;
-  breaker: Breaker;
+  /** Each model's fleet-wide throttle as this worker last heard it (for fallback decisions). */
+  throttles: ThrottleStates;
+  /** The provider's prompt cache as this worker has seen it (cache-aware input reservations). */
+  promptCache: PromptCacheMemory;
   metrics: WorkerMetrics;
   stats: FleetStatsWriter;
   pressure: ShedView;
@@ -40,6 +60,11 @@ export interface RunContext {
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */
 export interface JobProgress {
   attempts: number;
+  /**
+   * Models this job has called: a further call to one of them is a retry of it, drawn from its
+   * retry budget; a fallback's first call is not.
+   */
+  triedModels?: string[];
   lastError?: string;
   /** Set with the job's failure, just before BullMQ records it (see `failureOf`). */
   failure?: JobFailure;

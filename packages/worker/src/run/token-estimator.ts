@@ -17,123 +17,20 @@
  * ```
  */
 import type { Provider, Usage } from '@headroom/queue';
-import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
+import { estimateInputTokens } from '@headroom/queue/token-count';
 import type { ProviderRequest } from '../providers/types.js';
 
-// User text may contain strings such as `<|endoftext|>`; the provider bills them as text, and the
-// tokenizer's default is to throw on them.
-const AS_PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
-
-/** Chat framing per message (role markers), as OpenAI documents it for its chat models. */
-export const PER_MESSAGE_TOKENS = 3;
-/** Tokens that prime the assistant's reply. */
-export const REPLY_PRIMING_TOKENS = 3;
-/**
- * An image whose pixels we do not decode. Anthropic bills about (width * height) / 750 and
- * downsizes anything above ~1.15 megapixels, so 1,600 is its ceiling: an upper bound, never an
- * under-estimate.
- */
-export const ANTHROPIC_IMAGE_TOKENS = 1600;
-/**
- * OpenAI bills images in 512px tiles: 85 base + 170 per tile. 765 is a 1024x1024 image at
- * `detail: high`/`auto` (the common case); `detail: low` is a flat 85.
- */
-export const OPENAI_IMAGE_TOKENS = 765;
-export const OPENAI_LOW_DETAIL_IMAGE_TOKENS = 85;
-/**
- * Anthropic turns each PDF page into text plus a page image: 1,500-3,000 tokens a page by its
- * docs. Pages we cannot count (URL / file sources, compressed page trees) count as one.
- */
-export const DOCUMENT_PAGE_TOKENS = 2000;
-/** Anthropic's hidden tool-use system prompt when `tools` is set (346 on Claude 4.x, rounded up). */
-export const ANTHROPIC_TOOLS_SYSTEM_TOKENS = 350;
-
-type Json = Record<string, unknown>;
-
-const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
-const text = (s: unknown): number => (typeof s === 'string' && s.length > 0 ? countTokens(s, AS_PLAIN_TEXT) : 0);
-const json = (v: unknown): number => (v === undefined ? 0 : text(JSON.stringify(v)));
-
-function pdfPages(base64: string): number {
-  // Only the uncompressed page tree is visible without a PDF parser; one page at least.
-  const body = Buffer.from(base64, 'base64').toString('latin1');
-  const pages = body.match(/\/Type\s*\/Page(?![a-zA-Z])/g)?.length ?? 0;
-  return Math.max(1, pages);
-}
-
-// Anthropic content blocks and OpenAI content parts share one walker: their `type`s are
-// disjoint but for `text`, which both bill the same way. So a request is counted by its shape,
-// and the caller need not say which dialect it is.
-function blockTokens(block: unknown): number {
-  if (!isRecord(block)) return text(block);
-  switch (block.type) {
-    case 'text':
-    case 'input_text':
-      return text(block.text);
-    case 'refusal':
-      return text(block.refusal);
-    case 'image':
-      return ANTHROPIC_IMAGE_TOKENS;
-    case 'image_url': {
-      const detail = isRecord(block.image_url) ? block.image_url.detail : undefined;
-      return detail === 'low' ? OPENAI_LOW_DETAIL_IMAGE_TOKENS : OPENAI_IMAGE_TOKENS;
-    }
-    case 'document': {
-      const source = isRecord(block.source) ? block.source : {};
-      if (source.type === 'text') return text(source.data);
-      if (source.type === 'content') return contentTokens(source.content);
-      if (source.type === 'base64' && typeof source.data === 'string') return pdfPages(source.data) * DOCUMENT_PAGE_TOKENS;
-      return DOCUMENT_PAGE_TOKENS;
-    }
-    case 'tool_use':
-    case 'server_tool_use':
-      return text(block.name) + json(block.input);
-    case 'tool_result':
-      return PER_MESSAGE_TOKENS + contentTokens(block.content);
-    case 'thinking':
-      return text(block.thinking);
-    case 'redacted_thinking':
-      // Encrypted; Anthropic drops earlier turns' thinking from the prompt anyway.
-      return 0;
-    default:
-      return json(block);
-  }
-}
-
-function contentTokens(content: unknown): number {
-  if (typeof content === 'string') return text(content);
-  if (!Array.isArray(content)) return 0;
-  let total = 0;
-  for (const block of content) total += blockTokens(block);
-  return total;
-}
-
-/**
- * The raw `o200k_base` estimate of a request's input tokens (Anthropic Messages or OpenAI Chat
- * Completions): every billed part of the prompt plus framing. Pure; runs once per job on the
- * dispatch path.
- */
-export function estimateInputTokens(request: ProviderRequest): number {
-  const body = request as unknown as Json;
-  let total = REPLY_PRIMING_TOKENS;
-  if (Array.isArray(body.tools) && body.tools.length > 0) {
-    // Anthropic tools carry `input_schema`; OpenAI's are `{type:'function', function}`.
-    if (body.tools.some((t) => isRecord(t) && t.function === undefined)) total += ANTHROPIC_TOOLS_SYSTEM_TOKENS;
-    for (const tool of body.tools) total += json(tool);
-  }
-  if (Array.isArray(body.functions)) for (const fn of body.functions) total += json(fn);
-  // A structured-output schema is sent to the model as part of the prompt.
-  if (isRecord(body.response_format) && body.response_format.type === 'json_schema') total += json(body.response_format.json_schema);
-  if (body.system !== undefined && body.system !== '') total += PER_MESSAGE_TOKENS + contentTokens(body.system);
-  const messages = Array.isArray(body.messages) ? body.messages : [];
-  for (const message of messages) {
-    if (!isRecord(message)) continue;
-    total += PER_MESSAGE_TOKENS + text(message.role) + contentTokens(message.content);
-    if (typeof message.name === 'string') total += 1 + text(message.name);
-    if (message.tool_calls !== undefined) total += json(message.tool_calls);
-  }
-  return total;
-}
+export {
+  ANTHROPIC_IMAGE_TOKENS,
+  ANTHROPIC_TOOLS_SYSTEM_TOKENS,
+  DOCUMENT_PAGE_TOKENS,
+  estimateInputTokens,
+  estimateOutputTokens,
+  OPENAI_IMAGE_TOKENS,
+  OPENAI_LOW_DETAIL_IMAGE_TOKENS,
+  PER_MESSAGE_TOKENS,
+  REPLY_PRIMING_TOKENS,
+} from '@headroom/queue/token-count';
 
 /**
  * The whole prompt as the provider counted it, which is what an estimate is compared with.

@@ -5,7 +5,7 @@
  */
 import type { Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { addToLane, HeadroomError, idempotentJobId, type LlmJob } from '@headroom/queue';
+import { addToLane, handOffJobId, HeadroomError, type LlmJob } from '@headroom/queue';
 
 export interface MovedToBatch {
   movedTo: string;
@@ -14,8 +14,8 @@ export interface MovedToBatch {
 
 export async function handOffToBatch(queue: Queue, redis: Redis | Cluster, prefix: string, originalId: string, job: LlmJob): Promise<string> {
   // Derived from the original id: a worker that dies between this add and completing the original
-  // hands off again to the same job, never to a second one.
-  const id = idempotentJobId('batch', `shed:${originalId}`);
+  // hands off again to the same job, never to a second one; no idempotency key maps to it.
+  const id = handOffJobId(originalId);
   const moved: LlmJob = { ...job, sla: 'none' };
   const [outcome] = await addToLane(redis, queue, prefix, 'batch', [
     { jobId: id, job: moved, opts: { removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } } },

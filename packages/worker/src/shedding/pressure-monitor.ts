@@ -7,7 +7,14 @@
  * stops by itself (the entries expire) when none does.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { computePressure, fleetKeys, INTERACTIVE_LANES, laneKeys, poolOf, type Bucket, type HeadroomConfig, type InteractiveLane, type Pressure, readFleetStats, type Logger } from '@headroom/queue';
+import { capacityOf, computePressure, fleetKeys, INTERACTIVE_LANES, laneKeys, poolOf, type Bucket, type HeadroomConfig, type InteractiveLane, type Pressure, readFleetStats, type Logger } from '@headroom/queue';
+
+/**
+ * Given each pool's computed pressure, the pressure to act on: the identity by default. Tests
+ * inject the pressure they need (a brownout at a moment they choose) instead of waiting for load
+ * to build one, which a busy machine can delay.
+ */
+export type PressureAdjust = (pool: string, computed: Pressure) => Pressure;
 
 /** A shedding entry outlives a few missed ticks, not a dead fleet. */
 const HOLD_MS = 3_000;
@@ -25,6 +32,7 @@ export class PressureMonitor {
     private readonly config: HeadroomConfig,
     private readonly logger: Logger,
     private readonly intervalMs = 1_000,
+    private readonly adjust: PressureAdjust = (_pool, computed) => computed,
   ) {
     this.pools = new Map();
     for (const model of Object.keys(config.models)) {
@@ -85,8 +93,9 @@ export class PressureMonitor {
     const shedLanes: InteractiveLane[] = this.config.shedding.shedNormal ? ['low', 'normal'] : ['low'];
     for (const [pool, models] of this.pools) {
       const limits = this.config.models[models[0]!]!.limits;
-      const snapshot = await this.bucket.snapshot(pool, limits);
-      const pressure = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve, oldestWaitMs: oldestLowWaitMs, maxWaitMs: this.config.lanes.low.maxWaitMs });
+      // With its models' throttles: capacity a brownout takes away counts as pressure.
+      const snapshot = await this.bucket.snapshot(pool, limits, { models });
+      const pressure = this.adjust(pool, computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve, oldestWaitMs: oldestLowWaitMs, maxWaitMs: this.config.lanes.low.maxWaitMs, capacityFactor: capacityOf(models, snapshot.throttles) }));
       const was = this.latest.get(pool)?.value ?? 0;
       this.latest.set(pool, pressure);
       const shedding = pressure.value >= this.config.shedding.lowAt;

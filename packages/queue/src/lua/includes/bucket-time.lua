@@ -1,7 +1,8 @@
 --[[
   Shared by the bucket scripts. A bucket dimension is stored as the amount `used` at time `ts`;
-  its level at `now` is `cap - max(0, used - (now - ts) * cap / 60000)`, and a missing state or
-  field is a full bucket. Storing usage (not level) lets a write leave dimensions it does not know
+  with `cap` its per-minute limit (the refill rate), its level at `now` is
+  `capacity - max(0, used - (now - ts) * cap / 60000)`, capacity being `cap * burst / 60`, and a
+  missing state or field is a full bucket. Storing usage (not level) lets a write leave dimensions it does not know
   the capacity of as they were, and lets a tenant's hash expire the moment it would be full again.
 ]]
 

@@ -10,14 +10,15 @@
 
 --[[
   `pool` is the pool state as read (2..5 = used at pool[1]; 6..9 = learned limits); changes go into
-  it in place, at `now`, without moving its `ts`. `limits`: the configured limits (nil = none). ARGV[at .. at+15]: for rpm, itpm, otpm, tpm
+  it in place, at `now`, without moving its `ts`. `limits`: the configured limits (nil = none);
+  `share`: the bucket's capacity per unit of limit (burst / 60). ARGV[at .. at+15]: for rpm, itpm, otpm, tpm
   ('' = not given) the observed limit x4, remaining x4, time until full in ms x4 (used only
   without a remaining), slack x4 (how far the true remaining may exceed the reported one:
   Anthropic rounds token counts to the nearest thousand, and that rounding is not usage).
   Appends the name of each dimension it lowered to `lowered`. Returns whether it lowered a level,
   and whether it learned a limit.
 ]]
-local function syncCarried(pool, limits, elapsed, at, statsKey, lowered)
+local function syncCarried(pool, limits, share, elapsed, at, statsKey, lowered)
   local SYNC_DIMS = { 'rpm', 'itpm', 'otpm', 'tpm' }
   local changed, learned = false, false
   for j = 1, 4 do
@@ -36,8 +37,9 @@ local function syncCarried(pool, limits, elapsed, at, statsKey, lowered)
     if cap and remaining then
       local ceiling = remaining + tonumber(ARGV[at + 11 + j])
       if ceiling < 0 then ceiling = 0 end
-      if cap - usedAt(pool[j + 1], elapsed, cap) > ceiling then
-        pool[j + 1] = cap - ceiling + elapsed * cap / 60000
+      local capacity = cap * share
+      if capacity - usedAt(pool[j + 1], elapsed, cap) > ceiling then
+        pool[j + 1] = capacity - ceiling + elapsed * cap / 60000
         lowered[#lowered + 1] = SYNC_DIMS[j]
         redis.call('HINCRBY', statsKey, 'lowered:' .. SYNC_DIMS[j], 1)
         changed = true

@@ -1,0 +1,112 @@
+/**
+ * The two wire formats the gateway speaks: each provider's error bodies, model list and SSE
+ * framing, so the official SDKs read the gateway's answers as they read the provider's.
+ */
+import type { Provider } from '@headroom/queue';
+
+/** What went wrong, in terms both providers have a status and an error type for. */
+export type ErrorKind =
+  | 'invalid_request'
+  | 'authentication'
+  | 'permission'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'too_large'
+  | 'timeout'
+  | 'rate_limit'
+  | 'api_error'
+  /** The service is too busy to take or finish the call now (a job past its max wait, out of retries). */
+  | 'overloaded'
+  /** A dependency is down (Redis). */
+  | 'unavailable';
+
+export interface Dialect {
+  readonly provider: Provider;
+  status(kind: ErrorKind): number;
+  errorBody(kind: ErrorKind, message: string, detail?: { param?: string; code?: string }): string;
+  modelList(models: readonly string[], createdAt: Date): string;
+  model(id: string, createdAt: Date): string;
+  /** One event as an SSE frame. */
+  frame(data: string): string;
+  /** What closes a complete stream (OpenAI's `[DONE]`), if anything. */
+  readonly endFrame: string;
+}
+
+const STATUS: Record<ErrorKind, number> = {
+  invalid_request: 400,
+  authentication: 401,
+  permission: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  too_large: 413,
+  timeout: 408,
+  rate_limit: 429,
+  api_error: 500,
+  overloaded: 529,
+  unavailable: 503,
+};
+
+const ANTHROPIC_TYPES: Record<ErrorKind, string> = {
+  invalid_request: 'invalid_request_error',
+  authentication: 'authentication_error',
+  permission: 'permission_error',
+  not_found: 'not_found_error',
+  method_not_allowed: 'invalid_request_error',
+  too_large: 'request_too_large',
+  timeout: 'timeout_error',
+  rate_limit: 'rate_limit_error',
+  api_error: 'api_error',
+  overloaded: 'overloaded_error',
+  unavailable: 'api_error',
+};
+
+/** The SSE event name is the data's `type`, which Anthropic writes first. */
+const TYPE_FIRST = /^\{"type":"([a-z_]+)"/;
+
+export const anthropic: Dialect = {
+  provider: 'anthropic',
+  status: (kind) => STATUS[kind],
+  errorBody: (kind, message) => JSON.stringify({ type: 'error', error: { type: ANTHROPIC_TYPES[kind], message } }),
+  modelList: (models, createdAt) =>
+    JSON.stringify({
+      data: models.map((id) => ({ type: 'model', id, display_name: id, created_at: createdAt.toISOString() })),
+      has_more: false,
+      first_id: models[0] ?? null,
+      last_id: models.at(-1) ?? null,
+    }),
+  model: (id, createdAt) => JSON.stringify({ type: 'model', id, display_name: id, created_at: createdAt.toISOString() }),
+  frame: (data) => {
+    const name = TYPE_FIRST.exec(data)?.[1] ?? ((JSON.parse(data) as { type?: string }).type || 'message');
+    return `event: ${name}\ndata: ${data}\n\n`;
+  },
+  endFrame: '',
+};
+
+const OPENAI_TYPES: Record<ErrorKind, { type: string; code: string | null }> = {
+  invalid_request: { type: 'invalid_request_error', code: null },
+  authentication: { type: 'invalid_request_error', code: 'invalid_api_key' },
+  permission: { type: 'invalid_request_error', code: 'permission_denied' },
+  not_found: { type: 'invalid_request_error', code: 'model_not_found' },
+  method_not_allowed: { type: 'invalid_request_error', code: 'method_not_supported' },
+  too_large: { type: 'invalid_request_error', code: 'request_too_large' },
+  timeout: { type: 'invalid_request_error', code: 'timeout' },
+  rate_limit: { type: 'requests', code: 'rate_limit_exceeded' },
+  api_error: { type: 'server_error', code: null },
+  overloaded: { type: 'server_error', code: 'overloaded' },
+  unavailable: { type: 'server_error', code: null },
+};
+
+export const openai: Dialect = {
+  provider: 'openai',
+  // OpenAI never answers 529: its "engine overloaded" is a 503.
+  status: (kind) => (kind === 'overloaded' ? 503 : STATUS[kind]),
+  errorBody: (kind, message, detail = {}) =>
+    JSON.stringify({ error: { message, type: OPENAI_TYPES[kind].type, param: detail.param ?? null, code: detail.code ?? OPENAI_TYPES[kind].code } }),
+  modelList: (models, createdAt) =>
+    JSON.stringify({ object: 'list', data: models.map((id) => ({ id, object: 'model', created: Math.floor(createdAt.getTime() / 1000), owned_by: 'headroom' })) }),
+  model: (id, createdAt) => JSON.stringify({ id, object: 'model', created: Math.floor(createdAt.getTime() / 1000), owned_by: 'headroom' }),
+  frame: (data) => `data: ${data}\n\n`,
+  endFrame: 'data: [DONE]\n\n',
+};
+
+export const DIALECTS: Record<Provider, Dialect> = { anthropic, openai };

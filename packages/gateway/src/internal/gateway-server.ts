@@ -1,0 +1,386 @@
+/**
+ * The gateway's HTTP server (node:http, no framework: the path is four routes, and every
+ * microsecond here is added to each call). A call becomes a Headroom job through the producer
+ * SDK: plain calls wait for the job's result, streamed calls relay the job's events as SSE.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
+import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
+import { createLogger, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
+import { estimateInputTokens } from '@headroom/queue/token-count';
+import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
+import { anthropic, openai, type Dialect } from './dialects.js';
+import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
+import { readJsonBody } from './request-body.js';
+import { DEFAULT_RETRY_AFTER_MS, fromError, invalid, type WireError } from './wire-errors.js';
+
+export interface GatewayOptions {
+  config: HeadroomConfig;
+  redisUrl: string;
+  /** Where client keys are read from (by the names in config). @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** @default config.gateway.port */
+  port?: number;
+  /** @default config.gateway.host */
+  host?: string;
+  logger?: Logger;
+}
+
+export interface RunningGateway {
+  /** `http://host:port`: Anthropic's baseURL as is, OpenAI's with `/v1` appended. */
+  readonly url: string;
+  readonly port: number;
+  /** Stops taking requests; streams and calls in flight are cut and their jobs cancelled. */
+  close(): Promise<void>;
+}
+
+/** A job may run this long after it started (retries included) before its client is told to retry. */
+const RUN_BOUND_MS = 30 * 60_000;
+
+type Json = Record<string, unknown>;
+const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
+  const { config } = opts;
+  // Keys first: a gateway missing one must say so before it touches Redis.
+  const keys = ClientKeys.fromConfig(config, opts.env ?? process.env);
+  const logger = opts.logger ?? createLogger({ name: 'gateway' });
+  const producer = new Producer({ redis: opts.redisUrl, prefix: config.redis.prefix, maxJobBytes: config.limits.maxJobBytes });
+  const handler = new GatewayHandler(config, keys, producer, logger);
+  const server = createServer(
+    {
+      maxHeaderSize: config.gateway.maxHeaderBytes,
+      headersTimeout: config.gateway.headersTimeoutMs,
+      // The body has its own, shorter deadline (request-body.ts), answered in the provider's
+      // shape; this one bounds a request whose body is being discarded after an early answer.
+      requestTimeout: config.gateway.headersTimeoutMs + config.gateway.bodyTimeoutMs + 1_000,
+    },
+    (req, res) => void handler.handle(req, res),
+  );
+  // A request Node could not parse (a header with a bare newline, a head over the size limit)
+  // never reaches the handler: answer it plainly and close, never crash.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) return socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const body = JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: `malformed HTTP request (${err.code ?? 'parse error'})` } });
+    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? config.gateway.port, opts.host ?? config.gateway.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = opts.host ?? config.gateway.host;
+  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  logger.info({ port, keys: Object.keys(config.gateway.keys) }, 'gateway started');
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${shown}:${port}`,
+    port,
+    close: () => {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        await producer.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+class GatewayHandler {
+  readonly #servedAt = new Date();
+  readonly #modelsOf: Record<Provider, string[]>;
+
+  constructor(
+    private readonly config: HeadroomConfig,
+    private readonly keys: ClientKeys,
+    private readonly producer: Producer,
+    private readonly logger: Logger,
+  ) {
+    const of = (provider: Provider) => Object.keys(config.models).filter((m) => config.models[m]?.provider === provider);
+    this.#modelsOf = { anthropic: of('anthropic'), openai: of('openai') };
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const dialect = dialectOf(req, path);
+    try {
+      await this.#route(req, res, path, dialect);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message, path }, 'gateway request failed');
+      if (!res.headersSent) send(res, dialect, { kind: 'api_error', message: 'internal gateway error' });
+      else res.destroy();
+    }
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect): Promise<void> {
+    const routes: Record<string, { method: string; run: () => Promise<void> | void }> = {
+      '/v1/messages': { method: 'POST', run: () => this.#call(req, res, anthropic) },
+      '/v1/messages/count_tokens': { method: 'POST', run: () => this.#countTokens(req, res) },
+      '/v1/chat/completions': { method: 'POST', run: () => this.#call(req, res, openai) },
+      '/v1/models': { method: 'GET', run: () => this.#models(req, res, dialect) },
+      '/healthz': { method: 'GET', run: () => void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}') },
+    };
+    const route = routes[path] ?? (path.startsWith('/v1/models/') ? { method: 'GET', run: () => this.#model(req, res, dialect, decodeURIComponent(path.slice('/v1/models/'.length))) } : undefined);
+    if (!route) return send(res, dialect, { kind: 'not_found', message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions and GET /v1/models` });
+    if (req.method !== route.method) {
+      res.setHeader('allow', route.method);
+      return send(res, dialect, { kind: 'method_not_allowed', message: `${req.method} ${path}: method not allowed; use ${route.method}` });
+    }
+    await route.run();
+  }
+
+  /** The client's key, or a 401 sent. */
+  #authenticate(req: IncomingMessage, res: ServerResponse, dialect: Dialect): ClientKey | undefined {
+    const presented = presentedKey(req.headers as { 'x-api-key'?: string; authorization?: string });
+    const key = this.keys.authenticate(presented);
+    if (!key) {
+      const where = dialect.provider === 'anthropic' ? 'x-api-key (or Authorization: Bearer)' : 'Authorization: Bearer';
+      send(res, dialect, { kind: 'authentication', message: presented === undefined ? `no API key: send the gateway key in ${where}` : 'invalid API key', shouldRetry: false });
+    }
+    return key;
+  }
+
+  #served(provider: Provider): string[] {
+    return this.#modelsOf[provider];
+  }
+
+  #models(req: IncomingMessage, res: ServerResponse, dialect: Dialect): void {
+    if (!this.#authenticate(req, res, dialect)) return;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.modelList(this.#served(dialect.provider), this.#servedAt));
+  }
+
+  #model(req: IncomingMessage, res: ServerResponse, dialect: Dialect, id: string): void {
+    if (!this.#authenticate(req, res, dialect)) return;
+    if (!this.#served(dialect.provider).includes(id)) {
+      send(res, dialect, { kind: 'not_found', message: `model: ${id}`, shouldRetry: false });
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.model(id, this.#servedAt));
+  }
+
+  /** Common checks of a call: key, version header, headroom headers, body. The body, or undefined once an error was sent. */
+  async #prepare(req: IncomingMessage, res: ServerResponse, dialect: Dialect): Promise<{ key: ClientKey; options: HeadroomOptions; body: Json } | undefined> {
+    const key = this.#authenticate(req, res, dialect);
+    if (!key) return undefined;
+    if (dialect.provider === 'anthropic' && !req.headers['anthropic-version']) {
+      send(res, dialect, { kind: 'invalid_request', message: 'anthropic-version: header is required', shouldRetry: false, param: 'anthropic-version' });
+      return undefined;
+    }
+    const { options, issues } = readHeadroomHeaders(req.headers);
+    if (issues.length > 0) {
+      send(res, dialect, invalid(issues));
+      return undefined;
+    }
+    const body = await readJsonBody(req, { maxBytes: this.config.gateway.maxBodyBytes, timeoutMs: this.config.gateway.bodyTimeoutMs });
+    if (!body.ok) {
+      send(res, dialect, body.error);
+      return undefined;
+    }
+    if (!isRecord(body.value)) {
+      send(res, dialect, { kind: 'invalid_request', message: `the request body must be a JSON object, got ${Array.isArray(body.value) ? 'an array' : typeof body.value}`, shouldRetry: false });
+      return undefined;
+    }
+    const model = body.value.model;
+    if (typeof model === 'string' && model !== '' && !this.#served(dialect.provider).includes(model)) {
+      send(res, dialect, { kind: 'not_found', message: `model: ${model} is not served by this gateway (GET /v1/models lists the ${dialect.provider} models it serves)`, shouldRetry: false, param: 'model' });
+      return undefined;
+    }
+    const strange = (options.fallback ?? []).filter((m) => !this.#served(dialect.provider).includes(m));
+    if (strange.length > 0) {
+      send(res, dialect, invalid([{ path: 'fallback', message: `not ${dialect.provider} models this gateway serves: ${strange.join(', ')}` }]));
+      return undefined;
+    }
+    return { key, options, body: body.value };
+  }
+
+  async #countTokens(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const prepared = await this.#prepare(req, res, anthropic);
+    if (!prepared) return;
+    const { body } = prepared;
+    if (typeof body.model !== 'string' || body.model === '') return send(res, anthropic, invalid([{ path: 'request.model', message: 'expected a model name' }]));
+    if (!Array.isArray(body.messages) || body.messages.length === 0) return send(res, anthropic, invalid([{ path: 'request.messages', message: 'expected a non-empty array of messages' }]));
+    // No provider key lives here: the count is the estimate the fleet reserves with, and says so.
+    res.writeHead(200, { 'content-type': 'application/json', 'headroom-estimate': 'o200k_base' }).end(JSON.stringify({ input_tokens: estimateInputTokens(body) }));
+  }
+
+  async #call(req: IncomingMessage, res: ServerResponse, dialect: Dialect): Promise<void> {
+    const prepared = await this.#prepare(req, res, dialect);
+    if (!prepared) return;
+    const { key, options, body } = prepared;
+    const maxWaitMs = options.maxWaitMs ?? this.config.gateway.maxWaitMs;
+    const job = {
+      priority: laneFor(key, options.priority).toUpperCase(),
+      provider: dialect.provider,
+      request: body,
+      maxWaitMs,
+      // A key's tenant is the key's: a header cannot move its requests to another tenant.
+      ...(key.tenant !== undefined ? { tenant: key.tenant } : options.tenant !== undefined ? { tenant: options.tenant } : {}),
+      ...(options.fallback ? { fallback: options.fallback } : {}),
+      ...(options.sla ? { sla: options.sla } : {}),
+      ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}),
+      ...(options.coalesce !== undefined ? { coalesce: options.coalesce } : {}),
+    } as LlmJobInput;
+    if (body.stream === true) await this.#streamed(res, dialect, job, maxWaitMs);
+    else await this.#plain(res, dialect, job, maxWaitMs);
+  }
+
+  /** Cancels the job if it has not started within `maxWaitMs`: its client is then told to retry. */
+  #startDeadline(id: string, maxWaitMs: number): { expired(): boolean; clear(): void } {
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      this.producer.cancel(id, { ifNotStarted: true }).then(
+        (removed) => {
+          if (!removed) expired = false;
+        },
+        () => {
+          expired = false;
+        },
+      );
+    }, maxWaitMs);
+    return { expired: () => expired, clear: () => clearTimeout(timer) };
+  }
+
+  async #plain(res: ServerResponse, dialect: Dialect, job: LlmJobInput, maxWaitMs: number): Promise<void> {
+    let handle: Awaited<ReturnType<Producer['enqueue']>>;
+    try {
+      handle = await this.producer.enqueue(job);
+    } catch (err) {
+      return send(res, dialect, fromError(err));
+    }
+    const ids = { 'headroom-job-id': handle.id, 'headroom-lane': handle.lane };
+    let gone = false;
+    // A client that leaves before its call starts takes the job with it: nothing is sent.
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      gone = true;
+      void this.producer.cancel(handle.id, { ifNotStarted: true }).catch(() => false);
+    });
+    const deadline = this.#startDeadline(handle.id, maxWaitMs);
+    try {
+      const result = await handle.result({ timeoutMs: maxWaitMs + RUN_BOUND_MS });
+      if (gone) return;
+      const body = JSON.stringify(result.response);
+      res
+        .writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(body)),
+          ...ids,
+          'headroom-model': result.model,
+          'headroom-wait-ms': String(Math.round(result.timings.waitMs)),
+        })
+        .end(body);
+    } catch (err) {
+      if (gone) return;
+      send(res, dialect, deadline.expired() ? notStarted(maxWaitMs) : fromError(err), ids);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async #streamed(res: ServerResponse, dialect: Dialect, job: LlmJobInput, maxWaitMs: number): Promise<void> {
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    let stream: Awaited<ReturnType<Producer['stream']>>;
+    try {
+      stream = await this.producer.stream(job, { signal: abort.signal, timeoutMs: maxWaitMs + RUN_BOUND_MS });
+    } catch (err) {
+      if (!abort.signal.aborted) send(res, dialect, fromError(err));
+      return;
+    }
+    const ids = { 'headroom-job-id': stream.id, 'headroom-lane': stream.lane };
+    const deadline = this.#startDeadline(stream.id, maxWaitMs);
+    let start: Awaited<ReturnType<typeof stream.started>>;
+    try {
+      start = await stream.started();
+    } catch (err) {
+      if (!abort.signal.aborted) send(res, dialect, deadline.expired() ? notStarted(maxWaitMs) : fromError(err), ids);
+      return;
+    } finally {
+      deadline.clear();
+    }
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      ...ids,
+      'headroom-model': start.model,
+      'headroom-wait-ms': String(Math.round(start.waitMs)),
+    });
+    try {
+      for await (const data of stream.raw()) {
+        if (!res.write(dialect.frame(data)) && !(await drained(res, this.config.gateway.slowClientMs))) {
+          // A client that stops reading holds nothing here for long: its call is stopped.
+          this.logger.warn({ jobId: stream.id }, 'stream client too slow; cutting it off');
+          abort.abort();
+          res.destroy();
+          return;
+        }
+      }
+      res.end(dialect.endFrame);
+    } catch {
+      // The stream ended with an error event (the provider's, or one in its shape), already
+      // written as its last frame; or the client left and the job was cancelled.
+      if (!res.destroyed) res.end();
+    }
+  }
+}
+
+function notStarted(maxWaitMs: number): WireError {
+  return { kind: 'overloaded', message: `the call did not start within ${maxWaitMs} ms (headroom-max-wait-ms); retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+}
+
+/** Waits until the response drains, the client leaves, or `ms` pass; true when drained. */
+function drained(res: ServerResponse, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onClose = () => done(false);
+    const timer = setTimeout(() => done(false), ms);
+    res.once('drain', onDrain);
+    res.once('close', onClose);
+  });
+}
+
+/** Which provider's shape an answer takes where the route does not say (models, unknown paths). */
+function dialectOf(req: IncomingMessage, path: string): Dialect {
+  if (path.startsWith('/v1/messages')) return anthropic;
+  if (path.startsWith('/v1/chat')) return openai;
+  return req.headers['anthropic-version'] !== undefined || req.headers['x-api-key'] !== undefined ? anthropic : openai;
+}
+
+/**
+ * Sends an error in the dialect's shape. A request body not read yet is discarded by Node after
+ * the answer (so a client still sending reads the answer rather than a reset connection), within
+ * the server's request timeout.
+ */
+function send(res: ServerResponse, dialect: Dialect, error: WireError, extra: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const status = error.status ?? dialect.status(error.kind);
+  const headers: Record<string, string> = { 'content-type': 'application/json', ...extra };
+  if (error.retryAfterMs !== undefined) {
+    headers['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
+    headers['retry-after-ms'] = String(Math.ceil(error.retryAfterMs));
+  }
+  if (error.shouldRetry !== undefined) headers['x-should-retry'] = String(error.shouldRetry);
+  const detail = error.param === undefined ? {} : { param: error.param };
+  const body = dialect.errorBody(error.kind, error.message, detail);
+  headers['content-length'] = String(Buffer.byteLength(body));
+  res.writeHead(status, headers).end(body);
+}
+

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { readHeadroomHeaders } from './headroom-headers.js';
+
+describe('readHeadroomHeaders', () => {
+  it('reads every option', () => {
+    const { options, issues } = readHeadroomHeaders({
+      'headroom-priority': 'CRITICAL',
+      'headroom-tenant': 'acme',
+      'headroom-fallback': 'claude-haiku-4-5, claude-opus-4-6',
+      'headroom-max-wait-ms': '2500',
+      'headroom-idempotency-key': 'ticket 4711',
+      'headroom-coalesce': 'true',
+      'headroom-sla': 'none',
+      'x-other': 'ignored',
+    });
+    expect(issues).toEqual([]);
+    expect(options).toEqual({
+      priority: 'critical',
+      tenant: 'acme',
+      fallback: ['claude-haiku-4-5', 'claude-opus-4-6'],
+      maxWaitMs: 2500,
+      idempotencyKey: 'ticket 4711',
+      coalesce: true,
+      sla: 'none',
+    });
+  });
+
+  it('names every bad header', () => {
+    const { issues } = readHeadroomHeaders({
+      'headroom-priority': 'asap',
+      'headroom-fallback': 'a,,b',
+      'headroom-max-wait-ms': '1.5',
+      'headroom-coalesce': 'yes',
+      'headroom-tenant': 'a b',
+    });
+    expect(issues.map((i) => i.path).sort()).toEqual(['headroom-coalesce', 'headroom-fallback', 'headroom-max-wait-ms', 'headroom-priority', 'headroom-tenant']);
+  });
+
+  it('refuses an unknown headroom-* header and a control character before reading any value', () => {
+    expect(readHeadroomHeaders({ 'headroom-prio': 'high' }).issues).toEqual([{ path: 'headroom-prio', message: expect.stringContaining('unknown header') }]);
+    expect(readHeadroomHeaders({ 'headroom-idempotency-key': 'a\u0000b' }).issues).toEqual([{ path: 'headroom-idempotency-key', message: expect.stringContaining('control character') }]);
+  });
+});

@@ -1,0 +1,63 @@
+/**
+ * Reads a JSON request body within the gateway's limits: the content type, the size (checked
+ * against `content-length` before reading, and again while reading a chunked body), and the time
+ * the client takes to send it. Never buffers more than the limit.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { WireError } from './wire-errors.js';
+
+export type BodyResult = { ok: true; value: unknown } | { ok: false; error: WireError };
+
+export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; timeoutMs: number }): Promise<BodyResult> {
+  const type = req.headers['content-type'];
+  if (type === undefined || !/^application\/json\s*(;|$)/i.test(type)) {
+    return Promise.resolve({
+      ok: false,
+      error: { kind: 'invalid_request', message: `content-type: expected application/json, got ${type === undefined ? 'none' : `"${type.slice(0, 100)}"`}`, shouldRetry: false, param: 'content-type' },
+    });
+  }
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limits.maxBytes) {
+    return Promise.resolve({ ok: false, error: tooLarge(declared, limits.maxBytes) });
+  }
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (result: BodyResult) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      resolve(result);
+    };
+    const timer = setTimeout(
+      () => finish({ ok: false, error: { kind: 'timeout', message: `the request body did not arrive within ${limits.timeoutMs} ms`, shouldRetry: false } }),
+      limits.timeoutMs,
+    );
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limits.maxBytes) return finish({ ok: false, error: tooLarge(size, limits.maxBytes) });
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      const text = Buffer.concat(chunks, size).toString('utf8');
+      if (text.trim() === '') return finish({ ok: false, error: { kind: 'invalid_request', message: 'the request body is empty; expected a JSON object', shouldRetry: false } });
+      try {
+        finish({ ok: true, value: JSON.parse(text) });
+      } catch (err) {
+        finish({ ok: false, error: { kind: 'invalid_request', message: `the request body is not valid JSON: ${(err as Error).message}`, shouldRetry: false } });
+      }
+    };
+    const onError = () => finish({ ok: false, error: { kind: 'invalid_request', message: 'the request body could not be read', shouldRetry: false } });
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+function tooLarge(size: number, limit: number): WireError {
+  return { kind: 'too_large', message: `the request body is ${size} bytes or more, over the gateway's limit of ${limit} bytes`, shouldRetry: false };
+}

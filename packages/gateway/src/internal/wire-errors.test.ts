@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, QueueFullError, RedisOomError, RedisUnavailableError, ShedError } from '@headroom/queue';
+import { anthropic, openai } from './dialects.js';
+import { clientPath, fromError } from './wire-errors.js';
+
+describe('wire errors', () => {
+  it('names a body field as the client wrote it, and a job option by its header', () => {
+    expect(clientPath('request.messages.0.role')).toBe('messages.0.role');
+    expect(clientPath('priority')).toBe('headroom-priority');
+    expect(clientPath('fallback.1')).toBe('headroom-fallback (1)');
+    expect(fromError(new JobValidationError([{ path: 'request.max_tokens', message: 'expected a positive integer, got 0' }]))).toMatchObject({
+      kind: 'invalid_request',
+      message: 'max_tokens: expected a positive integer, got 0',
+      param: 'max_tokens',
+      shouldRetry: false,
+    });
+  });
+
+  it('makes backpressure a 429 with a retry hint the SDKs honour', () => {
+    expect(fromError(new QueueFullError('high', 200))).toMatchObject({ kind: 'rate_limit', retryAfterMs: 1_000 });
+    expect(fromError(new ShedError('low', 'pressure 0.9', 7_000))).toMatchObject({ kind: 'rate_limit', retryAfterMs: 7_000 });
+    expect(fromError(new QueueFullError('low', { maxBytes: 1_000, bytes: 900, jobBytes: 200 })).message).toContain('would pass its maxBytes of 1000');
+    expect(fromError(new RedisUnavailableError('down'))).toMatchObject({ kind: 'unavailable' });
+  });
+
+  it('answers a fleet with no published settings, or Redis out of memory, as unavailable: the SDKs retry', () => {
+    expect(fromError(new FleetUnpublishedError('normal'))).toMatchObject({ kind: 'unavailable', retryAfterMs: 1_000, message: expect.stringContaining('no fleet settings') });
+    expect(fromError(new RedisOomError())).toMatchObject({ kind: 'unavailable', retryAfterMs: 1_000, message: expect.stringContaining('out of memory') });
+  });
+
+  it('answers a job past its deadline as overloaded with a retry hint, as a call the gateway gave up on', () => {
+    const err = fromError(new JobFailedError('high.x', jobFailure(FailureCode.DEADLINE_EXCEEDED, 'not started within its maxWaitMs of 200 ms (waited 250 ms)')));
+    expect(err).toMatchObject({ kind: 'overloaded', retryAfterMs: 1_000, message: expect.stringContaining('maxWaitMs of 200 ms') });
+  });
+
+  it("passes a provider's 4xx through with its status and message, and never retries it", () => {
+    const failure = jobFailure(FailureCode.PROVIDER_REJECTED, '403 permission_error: not allowed', undefined, 403);
+    expect(fromError(new JobFailedError('high.x', failure))).toEqual({ kind: 'permission', status: 403, message: 'permission_error: not allowed', shouldRetry: false });
+  });
+
+  it('answers a job out of retries as overloaded: 529 for Anthropic, 503 for OpenAI', () => {
+    const err = fromError(new JobFailedError('high.x', jobFailure(FailureCode.RETRIES_EXHAUSTED, 'after 6 attempts, last: 529 overloaded_error: Overloaded')));
+    expect(err.kind).toBe('overloaded');
+    expect(anthropic.status(err.kind)).toBe(529);
+    expect(openai.status(err.kind)).toBe(503);
+    expect(JSON.parse(anthropic.errorBody(err.kind, 'x'))).toEqual({ type: 'error', error: { type: 'overloaded_error', message: 'x' } });
+    expect(JSON.parse(openai.errorBody(err.kind, 'x'))).toEqual({ error: { message: 'x', type: 'server_error', param: null, code: 'overloaded' } });
+  });
+
+  it('frames SSE as each provider does', () => {
+    expect(anthropic.frame('{"type":"ping"}')).toBe('event: ping\ndata: {"type":"ping"}\n\n');
+    expect(openai.frame('{"id":"c"}')).toBe('data: {"id":"c"}\n\n');
+    expect(openai.endFrame).toBe('data: [DONE]\n\n');
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * Every way a gateway request can fail, as the status and error type that make the official SDKs
+ * do the right thing. Both SDKs retry 408, 409, 429 and 5xx (twice by default, honouring
+ * `retry-after-ms` and `retry-after`) and never retry other 4xx; both obey `x-should-retry`. So:
+ * - backpressure (a full lane, a shed LOW job, a tenant over quota) is a 429 with `retry-after`:
+ *   the SDK's own retry is the backoff;
+ * - a job that could not start in time, or ran out of retries, is Anthropic's 529
+ *   `overloaded_error` / OpenAI's 503, with `retry-after`;
+ * - a request that can never succeed (malformed, a model nobody serves, a spend cap) is a 4xx
+ *   with `x-should-retry: false`, even the spend cap's 429.
+ */
+import {
+  FailureCode,
+  FleetUnpublishedError,
+  JobFailedError,
+  JobNotFoundError,
+  JobValidationError,
+  PayloadTooLargeError,
+  QueueFullError,
+  QuotaExceededError,
+  RedisOomError,
+  RedisUnavailableError,
+  ShedError,
+  TimeoutError,
+  type Issue,
+  type JobFailure,
+} from '@headroom/queue';
+import type { ErrorKind } from './dialects.js';
+import { HEADER_OF_FIELD } from './headroom-headers.js';
+
+export interface WireError {
+  kind: ErrorKind;
+  message: string;
+  /** Overrides the kind's status: a provider's own 4xx passes through with its status. */
+  status?: number;
+  retryAfterMs?: number;
+  /** Sent as `x-should-retry`, which both SDKs obey over their own rules. */
+  shouldRetry?: boolean;
+  /** OpenAI's `param`: the field at fault. */
+  param?: string;
+}
+
+/** How long a client is told to wait when nothing better is known (a full lane, a busy fleet). */
+export const DEFAULT_RETRY_AFTER_MS = 1_000;
+
+/** A job field's path as the client wrote it: a body field without `request.`, a header by its name. */
+export function clientPath(path: string): string {
+  if (path === 'request') return '(body)';
+  if (path.startsWith('request.')) return path.slice('request.'.length);
+  const [first, ...rest] = path.split('.');
+  const header = HEADER_OF_FIELD[first ?? ''];
+  if (header) return rest.length > 0 ? `${header} (${rest.join('.')})` : header;
+  return path || '(body)';
+}
+
+export function describeIssues(issues: readonly Issue[]): string {
+  return issues.map((i) => `${clientPath(i.path)}: ${i.message}`).join('; ');
+}
+
+export function invalid(issues: readonly Issue[]): WireError {
+  return { kind: 'invalid_request', message: describeIssues(issues), shouldRetry: false, ...(issues[0] ? { param: clientPath(issues[0].path) } : {}) };
+}
+
+const KIND_OF_STATUS: Record<number, ErrorKind> = { 400: 'invalid_request', 401: 'authentication', 403: 'permission', 404: 'not_found', 413: 'too_large', 422: 'invalid_request' };
+
+/** The provider's message as it gave it: the stored failure reads `<status> <type>: <message>`. */
+function providerMessage(failure: JobFailure): string {
+  return failure.status !== undefined && failure.message.startsWith(`${failure.status} `) ? failure.message.slice(String(failure.status).length + 1) : failure.message;
+}
+
+export function fromFailure(failure: JobFailure): WireError {
+  switch (failure.code) {
+    case FailureCode.PROVIDER_REJECTED: {
+      const status = failure.status ?? 400;
+      return { kind: KIND_OF_STATUS[status] ?? 'invalid_request', status, message: providerMessage(failure), shouldRetry: false };
+    }
+    case FailureCode.RETRIES_EXHAUSTED:
+      return { kind: 'overloaded', message: `the provider kept failing: ${failure.message}`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
+    case FailureCode.SPEND_CAP:
+      return { kind: 'rate_limit', message: providerMessage(failure), shouldRetry: false };
+    case FailureCode.NEVER_FITS:
+      return { kind: 'invalid_request', message: `the request can never fit the configured limits: ${failure.message}`, shouldRetry: false };
+    case FailureCode.UNKNOWN_MODEL:
+      return { kind: 'not_found', message: failure.message, shouldRetry: false };
+    case FailureCode.SHED:
+      return { kind: 'rate_limit', message: `shed under pressure: ${failure.message}`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
+    case FailureCode.DEADLINE_EXCEEDED:
+      // Past its max wait: the same answer as a call the gateway gave up on itself.
+      return { kind: 'overloaded', message: `the call could not start in time: ${failure.message}`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+    default:
+      return { kind: 'api_error', message: `${failure.code}: ${failure.message}` };
+  }
+}
+
+/** Whatever enqueueing or waiting threw, as the client is to see it. */
+export function fromError(err: unknown): WireError {
+  if (err instanceof JobValidationError) return invalid(err.issues);
+  if (err instanceof PayloadTooLargeError) return { kind: 'too_large', message: `the request is ${err.sizeBytes} bytes as a job, over the limit of ${err.limitBytes}`, shouldRetry: false };
+  if (err instanceof QueueFullError) return { kind: 'rate_limit', message: `${err.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  if (err instanceof ShedError) return { kind: 'rate_limit', message: err.message, retryAfterMs: Math.max(DEFAULT_RETRY_AFTER_MS, err.retryAfterMs) };
+  if (err instanceof QuotaExceededError) return { kind: 'rate_limit', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  // The fleet's settings are missing (no worker yet, or Redis lost them): workers publish them
+  // again within seconds, so the SDK's retry is the right answer.
+  if (err instanceof FleetUnpublishedError) return { kind: 'unavailable', message: `${err.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  if (err instanceof RedisOomError) return { kind: 'unavailable', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  if (err instanceof RedisUnavailableError) return { kind: 'unavailable', message: 'the queue is unavailable; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  if (err instanceof TimeoutError) return { kind: 'overloaded', message: 'the call did not finish in time; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  if (err instanceof JobFailedError) return fromFailure(err.failure);
+  if (err instanceof JobNotFoundError) return { kind: 'api_error', message: `the job ${err.jobId} disappeared before it finished` };
+  return { kind: 'api_error', message: 'internal gateway error' };
+}

@@ -1,0 +1,195 @@
+/**
+ * Reads streamed jobs' events (job-events.ts in @headroom/queue) for every stream this process is
+ * waiting on, with one blocking `XREAD` per lane rather than one connection per stream: each
+ * lane's job streams share the lane's hash tag, so one command can block on all of them, on a
+ * single node or in a Redis Cluster alike.
+ *
+ * Flow control: a stream is read only while its consumer is waiting for more and has nothing
+ * buffered. A reader whose client is slow simply stops asking; its events wait in Redis (at most
+ * one answer), and this process holds at most one read (`READ_COUNT` entries) per stream. A
+ * stream that starts wanting while the lane's read is blocked on others wakes it through the
+ * lane's wake key, a one-entry stream in the same read.
+ *
+ * A connection that drops resends its read with the same ids on reconnect, so nothing is missed.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Cluster, Redis } from 'ioredis';
+import { decodeJobEvent, duplicateFor, laneKeys, type JobEvent, type Lane } from '@headroom/queue';
+
+/** Entries taken per stream per read: what one stream may hold in this process. */
+const READ_COUNT = 256;
+/** A blocked read returns at least this often, so a lost wake costs at most this much. */
+const BLOCK_MS = 5_000;
+const WAKE_TTL_MS = 60_000;
+
+/** One job's stream, as its consumer sees it. */
+export interface EventSubscription {
+  /** The next entry; waits for it. Undefined once closed. */
+  next(): Promise<JobEvent | undefined>;
+  /**
+   * The next page of entries (at most `READ_COUNT`) after the last one returned, read now without
+   * waiting: for after the job ended. Empty once there is nothing left.
+   */
+  drain(): Promise<JobEvent[]>;
+  close(): void;
+}
+
+interface Sub {
+  key: string;
+  lastId: string;
+  buffer: JobEvent[];
+  waiting: ((event: JobEvent | undefined) => void) | undefined;
+  closed: boolean;
+}
+
+class LaneReader {
+  readonly #subs = new Map<string, Sub>();
+  readonly #wakeKey: string;
+  #wakeId = '0-0';
+  #blocked = false;
+  #idle: (() => void) | undefined;
+  #running = false;
+  #closed = false;
+
+  constructor(
+    private readonly conn: Redis | Cluster,
+    private readonly command: Redis | Cluster,
+    prefix: string,
+    lane: Lane,
+    readerId: string,
+  ) {
+    this.#wakeKey = laneKeys(prefix, lane).readerWake(readerId);
+  }
+
+  subscribe(key: string): EventSubscription {
+    const sub: Sub = { key, lastId: '0-0', buffer: [], waiting: undefined, closed: false };
+    this.#subs.set(key, sub);
+    return {
+      next: () => {
+        if (sub.closed) return Promise.resolve(undefined);
+        const buffered = sub.buffer.shift();
+        if (buffered) return Promise.resolve(buffered);
+        return new Promise((resolve) => {
+          sub.waiting = resolve;
+          this.#wanted();
+        });
+      },
+      drain: async () => {
+        if (sub.buffer.length > 0) return sub.buffer.splice(0);
+        const entries = await this.command.xrange(key, `(${sub.lastId}`, '+', 'COUNT', READ_COUNT);
+        const out: JobEvent[] = [];
+        for (const [id, fields] of entries) {
+          sub.lastId = id;
+          const event = decodeJobEvent(fields[0] ?? '', fields[1] ?? '');
+          if (event) out.push(event);
+        }
+        return out;
+      },
+      close: () => {
+        sub.closed = true;
+        this.#subs.delete(key);
+        sub.waiting?.(undefined);
+        sub.waiting = undefined;
+      },
+    };
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const sub of this.#subs.values()) {
+      sub.closed = true;
+      sub.waiting?.(undefined);
+    }
+    this.#subs.clear();
+    this.#idle?.();
+  }
+
+  /** A consumer is waiting: read for it now, waking the blocked read if there is one. */
+  #wanted(): void {
+    if (!this.#running) {
+      this.#running = true;
+      void this.#loop();
+    } else if (this.#idle) {
+      const idle = this.#idle;
+      this.#idle = undefined;
+      idle();
+    } else if (this.#blocked) {
+      this.command.multi().xadd(this.#wakeKey, 'MAXLEN', '1', '*', 'w', '1').pexpire(this.#wakeKey, WAKE_TTL_MS).exec().catch(() => {});
+    }
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#closed) {
+      const wanting = [...this.#subs.values()].filter((s) => s.waiting !== undefined);
+      if (wanting.length === 0) {
+        await new Promise<void>((resolve) => { this.#idle = resolve; });
+        continue;
+      }
+      let reply: [string, [string, string[]][]][] | null;
+      try {
+        this.#blocked = true;
+        reply = (await this.conn.xread(
+          'COUNT', READ_COUNT, 'BLOCK', BLOCK_MS,
+          'STREAMS', this.#wakeKey, ...wanting.map((s) => s.key),
+          this.#wakeId, ...wanting.map((s) => s.lastId),
+        )) as [string, [string, string[]][]][] | null;
+      } catch {
+        if (this.#closed) return;
+        // The connection resends by itself; an error here is a closed or failed connection.
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      } finally {
+        this.#blocked = false;
+      }
+      for (const [key, entries] of reply ?? []) {
+        if (key === this.#wakeKey) {
+          this.#wakeId = entries.at(-1)?.[0] ?? this.#wakeId;
+          continue;
+        }
+        const sub = this.#subs.get(key);
+        if (!sub) continue;
+        for (const [id, fields] of entries) {
+          sub.lastId = id;
+          const event = decodeJobEvent(fields[0] ?? '', fields[1] ?? '');
+          if (event) sub.buffer.push(event);
+        }
+        const waiting = sub.waiting;
+        const first = sub.buffer.shift();
+        if (waiting && first) {
+          sub.waiting = undefined;
+          waiting(first);
+        }
+      }
+    }
+  }
+}
+
+/** One per producer connection and prefix: the lanes' readers, each on a blocking connection of its own. */
+export class EventReader {
+  readonly #lanes = new Map<Lane, LaneReader>();
+  readonly #connections: (Redis | Cluster)[] = [];
+  readonly #id = randomUUID().slice(0, 12);
+
+  constructor(
+    private readonly command: Redis | Cluster,
+    private readonly prefix: string,
+  ) {}
+
+  subscribe(lane: Lane, jobId: string): EventSubscription {
+    let reader = this.#lanes.get(lane);
+    if (!reader) {
+      const conn = duplicateFor(this.command, 'worker');
+      conn.on('error', () => {});
+      this.#connections.push(conn);
+      reader = new LaneReader(conn, this.command, this.prefix, lane, this.#id);
+      this.#lanes.set(lane, reader);
+    }
+    return reader.subscribe(laneKeys(this.prefix, lane).jobEvents(jobId));
+  }
+
+  close(): void {
+    for (const reader of this.#lanes.values()) reader.close();
+    this.#lanes.clear();
+    for (const conn of this.#connections.splice(0)) conn.disconnect();
+  }
+}

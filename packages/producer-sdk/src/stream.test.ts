@@ -1,0 +1,201 @@
+/**
+ * `producer.stream()` against a real Redis: a plain BullMQ worker stands in for the fleet (which
+ * is not this package's) and relays events the way the fleet's worker does, with the contract's
+ * own relay script.
+ */
+import { randomUUID } from 'node:crypto';
+import { Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FailureCode, jobEventsKey, jobFailure, laneKeys, parseConfig, publishFleetSettings, relayEvents, type JobEvent, type LlmResult } from '@headroom/queue';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { JobFailedError, Producer, type LlmJobInput } from './index.js';
+
+let redis: EmbeddedRedis;
+let admin: Redis;
+const open: { close(): Promise<unknown> }[] = [];
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  admin = new Redis(redis.url);
+});
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((c) => c.close()));
+});
+afterAll(async () => {
+  admin.disconnect();
+  await redis.stop();
+});
+
+/** A prefix whose fleet settings are published: admission fails closed without them. */
+async function fleetPrefix(): Promise<string> {
+  const prefix = `s${randomUUID().slice(0, 8)}`;
+  await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' }, 'gpt-4.1': { provider: 'openai' } } }));
+  return prefix;
+}
+
+const job = (overrides: Partial<LlmJobInput> = {}): LlmJobInput =>
+  ({ priority: 'HIGH', provider: 'anthropic', request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Hello' }] }, ...overrides }) as LlmJobInput;
+
+const delta = (text: string) => JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } });
+
+function result(): LlmResult {
+  const now = Date.now();
+  return {
+    provider: 'anthropic',
+    model: 'claude-sonnet-4-6',
+    response: { type: 'message', content: [{ type: 'text', text: 'hi there' }] },
+    usage: { inputTokens: 5, outputTokens: 2, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 },
+    attempts: 1,
+    streamed: true,
+    timings: { enqueuedAt: now, startedAt: now, finishedAt: now, waitMs: 0, runMs: 0 },
+    cost: { usd: 0, batch: false },
+  };
+}
+
+/** Stands in for the fleet on the HIGH lane: relays `script(job)`'s events, then ends the job as it says. */
+function fleet(prefix: string, script: (job: Job) => Promise<{ events: JobEvent[][]; fail?: string }>): void {
+  const k = laneKeys(prefix, 'high');
+  const w = new Worker(
+    k.queueName,
+    async (j) => {
+      const { events, fail } = await script(j);
+      let first = true;
+      for (const batch of events) {
+        await relayEvents(admin, prefix, j.id!, batch, { first });
+        first = false;
+      }
+      if (fail) throw new Error(fail);
+      return result();
+    },
+    { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }), concurrency: 50 },
+  );
+  open.push(w);
+}
+
+const start: JobEvent = { kind: 'start', model: 'claude-sonnet-4-6', waitMs: 4, startedAt: 1 };
+
+function producer(prefix: string): Producer {
+  const p = new Producer({ redis: redis.url, prefix });
+  open.push(p);
+  return p;
+}
+
+describe('producer.stream', () => {
+  it('yields the provider events in order, then the result, and leaves no stream behind', async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('hi') }], [{ kind: 'event', data: delta(' there') }, { kind: 'end' }]] }));
+    const stream = await producer(prefix).stream(job());
+    expect(await stream.started()).toEqual({ model: 'claude-sonnet-4-6', waitMs: 4, startedAt: 1 });
+    const texts: string[] = [];
+    for await (const event of stream) texts.push((event as { delta: { text: string } }).delta.text);
+    expect(texts).toEqual(['hi', ' there']);
+    expect((await stream.result()).streamed).toBe(true);
+    expect(await admin.exists(jobEventsKey(prefix, stream.id))).toBe(0);
+  });
+
+  it('marks the job streamed for the worker', async () => {
+    const prefix = await fleetPrefix();
+    let seen: unknown;
+    fleet(prefix, async (j) => {
+      seen = (j.data as { request: { stream?: boolean } }).request.stream;
+      return { events: [[start, { kind: 'end' }]] };
+    });
+    const stream = await producer(prefix).stream(job());
+    for await (const _ of stream) void _;
+    expect(seen).toBe(true);
+  });
+
+  it('throws the job error, from started() and the iteration, when the job failed before any event', async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async () => ({ events: [], fail: 'PROVIDER_REJECTED: 400 invalid_request_error: bad' }));
+    const stream = await producer(prefix).stream(job());
+    await expect(stream.started()).rejects.toBeInstanceOf(JobFailedError);
+    await expect((async () => {
+      for await (const _ of stream.raw()) void _;
+    })()).rejects.toBeInstanceOf(JobFailedError);
+  });
+
+  it('ends with the relayed error event and throws STREAM_FAILED when the stream broke part-way', async () => {
+    const prefix = await fleetPrefix();
+    const failure = jobFailure(FailureCode.STREAM_FAILED, '529 overloaded_error: Overloaded (after 2 events had been streamed)', undefined, 529);
+    const errorEvent = JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } });
+    fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('par') }], [{ kind: 'error', data: errorEvent, failure }]], fail: 'STREAM_FAILED: ...' }));
+    const stream = await producer(prefix).stream(job());
+    const seen: string[] = [];
+    const err = await (async () => {
+      for await (const data of stream.raw()) seen.push(data);
+    })().catch((e: unknown) => e);
+    expect(seen).toEqual([delta('par'), errorEvent]);
+    expect(err).toBeInstanceOf(JobFailedError);
+    expect((err as JobFailedError).failure).toMatchObject({ code: 'STREAM_FAILED', status: 529 });
+  });
+
+  it("makes the error event in the provider's shape when the job failed part-way without one", async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('par') }]], fail: 'a worker that died' }));
+    const stream = await producer(prefix).stream(job());
+    const seen: unknown[] = [];
+    await expect((async () => {
+      for await (const event of stream) seen.push(event);
+    })()).rejects.toBeInstanceOf(JobFailedError);
+    expect(seen.at(-1)).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringContaining('a worker that died') } });
+  });
+
+  it('cancels a job that has not started when the signal aborts, and nothing is left', async () => {
+    const prefix = await fleetPrefix();
+    const abort = new AbortController();
+    const p = producer(prefix);
+    const stream = await p.stream(job(), { signal: abort.signal });
+    abort.abort();
+    await expect((async () => {
+      for await (const _ of stream) void _;
+    })()).rejects.toMatchObject({ name: 'AbortError' });
+    await expect.poll(async () => p.getJob(stream.id)).toBeNull();
+  });
+
+  it('asks a running job to stop when the signal aborts: the relay refuses its next write', async () => {
+    const prefix = await fleetPrefix();
+    const abort = new AbortController();
+    let refused: string | undefined;
+    fleet(prefix, async (j) => {
+      await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('a') }], { first: true });
+      await new Promise<void>((resolve) => {
+        const poll = setInterval(async () => {
+          const outcome = await relayEvents(admin, prefix, j.id!, [{ kind: 'event', data: delta('b') }], { first: false });
+          if (outcome === 'cancelled') {
+            refused = outcome;
+            clearInterval(poll);
+            resolve();
+          }
+        }, 10);
+      });
+      return { events: [], fail: 'CANCELLED: cancelled by its caller' };
+    });
+    const stream = await producer(prefix).stream(job(), { signal: abort.signal });
+    await stream.started();
+    abort.abort();
+    await expect.poll(() => refused).toBe('cancelled');
+  });
+
+  it('serves many streams of one lane at once on one blocking read, each to its end', async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async (j) => {
+      const n = Number((j.data as { metadata: { n: number } }).metadata.n);
+      const events: JobEvent[][] = [[start]];
+      for (let i = 0; i < 20; i++) events.push([{ kind: 'event', data: delta(`${n}:${i}`) }]);
+      events.push([{ kind: 'end' }]);
+      return { events };
+    });
+    const p = producer(prefix);
+    const streams = await Promise.all(Array.from({ length: 30 }, (_, n) => p.stream(job({ metadata: { n } }))));
+    const texts = await Promise.all(
+      streams.map(async (s) => {
+        const out: string[] = [];
+        for await (const e of s) out.push((e as { delta: { text: string } }).delta.text);
+        return out;
+      }),
+    );
+    for (const [n, t] of texts.entries()) expect(t).toEqual(Array.from({ length: 20 }, (_, i) => `${n}:${i}`));
+  });
+});

@@ -1,0 +1,227 @@
+/**
+ * Admission's limits, on a real Redis: it fails closed without the fleet's settings, counts a
+ * tenant's unfinished jobs and a lane's bytes in O(1) and gives them back once, keeps the cap
+ * when a worker puts a job back, and the upkeep republishes and reconciles.
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
+import { addToLane, publishFleetSettings, releaseJobs, type Added, type LaneEntry } from './admission.js';
+import { parseConfig, type HeadroomConfig, type HeadroomConfigInput } from './config.js';
+import { ErrorCode, HeadroomError, QueueFullError } from './errors.js';
+import type { LlmJob } from './job.js';
+import { laneKeys } from './keys.js';
+import { returnToLane } from './lane-return.js';
+import { LaneUpkeep } from './lane-upkeep.js';
+import type { Lane } from './lanes.js';
+
+let server: EmbeddedRedis;
+let redis: Redis;
+const closers: { close(): Promise<unknown> }[] = [];
+
+beforeAll(async () => {
+  server = await startEmbeddedRedis();
+  redis = new Redis(server.url, { maxRetriesPerRequest: null });
+});
+afterAll(async () => {
+  await Promise.all(closers.map((c) => c.close()));
+  redis.disconnect();
+  await server.stop();
+});
+
+const SONNET = 'claude-sonnet-4-6';
+
+function config(prefix: string, extra: Partial<HeadroomConfigInput> = {}): HeadroomConfig {
+  return parseConfig({ redis: { prefix }, models: { [SONNET]: { provider: 'anthropic' } }, ...extra });
+}
+
+function lane(prefix: string, name: Lane = 'normal') {
+  const k = laneKeys(prefix, name);
+  const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis });
+  const worker = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: redis, autorun: false, skipLockRenewal: true });
+  closers.push(queue, worker);
+  let n = 0;
+  return {
+    k,
+    queue,
+    /** Takes the lane's next job, as a worker's dispatcher does. */
+    take: async (): Promise<{ job: Job; token: string }> => {
+      const token = `t${++n}`;
+      const job = await worker.getNextJob(token, { block: false });
+      if (!job) throw new Error('lane empty');
+      return { job, token };
+    },
+    add: (...jobs: Partial<LlmJob>[]) =>
+      addToLane(
+        redis,
+        queue,
+        prefix,
+        name,
+        jobs.map((j): LaneEntry => ({ jobId: `${name}.${randomUUID()}`, job: llmJob(j) })),
+      ),
+    /** Jobs not yet started, as admission counts them (BullMQ's own sets). */
+    size: async () => (await redis.llen(k.wait)) + (await redis.zcard(k.prioritized)) + (await redis.zcard(k.delayed)),
+  };
+}
+
+function llmJob(extra: Partial<LlmJob> = {}): LlmJob {
+  return {
+    priority: 'NORMAL',
+    provider: 'anthropic',
+    request: { model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] },
+    ...extra,
+  } as LlmJob;
+}
+
+const added = (r: Added | HeadroomError): Added => {
+  if (r instanceof HeadroomError) throw r;
+  return r;
+};
+
+describe('admission fails closed', () => {
+  it('refuses every job with FLEET_UNPUBLISHED until a fleet publishes, and writes nothing', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    const l = lane(prefix);
+    const [refused] = await l.add({});
+    expect(refused).toBeInstanceOf(HeadroomError);
+    expect((refused as HeadroomError).code).toBe(ErrorCode.FLEET_UNPUBLISHED);
+    expect(await l.size()).toBe(0);
+    await publishFleetSettings(redis, config(prefix));
+    expect(added((await l.add({}))[0]!).existing).toBe(false);
+  });
+
+  it('after the settings vanish (FLUSHALL, a restart without persistence) refuses rather than admit against defaults, until republished', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    const cfg = config(prefix, { lanes: { normal: { cap: 3 } }, tenants: { default: { maxQueued: 1 } } });
+    await publishFleetSettings(redis, cfg);
+    const l = lane(prefix);
+    // The settings go (FLUSHALL would take every other prefix's keys too; these are this lane's).
+    await redis.del(l.k.settings, l.k.models);
+    const replies = await l.add({}, {}, {}, {}, {}, { tenant: 'acme' }, { request: { model: 'claude-nope', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] } as LlmJob['request'] });
+    for (const r of replies) expect((r as HeadroomError).code).toBe(ErrorCode.FLEET_UNPUBLISHED);
+    expect(await l.size()).toBe(0);
+
+    // A worker's upkeep finds them missing and publishes them again: the configured cap holds.
+    const round = await new LaneUpkeep({ redis, config: cfg }).round();
+    expect(round.republished).toBe(true);
+    const after = await l.add({}, {}, {}, {}, {});
+    expect(after.filter((r) => !(r instanceof HeadroomError))).toHaveLength(3);
+    expect(after.slice(3).map((r) => (r as HeadroomError).code)).toEqual([ErrorCode.QUEUE_FULL, ErrorCode.QUEUE_FULL]);
+    const unknown = await l.add({ request: { model: 'claude-nope', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] } as LlmJob['request'] });
+    expect((unknown[0] as HeadroomError).code).toBe(ErrorCode.JOB_INVALID);
+    expect((await new LaneUpkeep({ redis, config: cfg }).round()).republished).toBe(false);
+  });
+});
+
+describe('tenant accounting', () => {
+  it('refuses a tenant at its max with a counter read (no scan of its jobs), and frees a slot once per finished job', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix, { tenants: { default: { maxQueued: 2 } } }));
+    const l = lane(prefix);
+    const [a, b, c] = await l.add({ tenant: 'acme' }, { tenant: 'acme' }, { tenant: 'acme' });
+    added(a!);
+    added(b!);
+    expect((c as HeadroomError).code).toBe(ErrorCode.QUOTA_EXCEEDED);
+    expect(await redis.hget(l.k.usage, 'tenant:acme')).toBe('2');
+
+    // Started jobs still count (they are unfinished); a finished one is given back, once.
+    const { job, token } = await l.take();
+    expect(await releaseJobs(redis, prefix, 'normal', [job.id!])).toBe(0);
+    expect((await l.add({ tenant: 'acme' }))[0]).toMatchObject({ code: ErrorCode.QUOTA_EXCEEDED });
+    await job.moveToCompleted({ ok: true }, token, false);
+    expect(await releaseJobs(redis, prefix, 'normal', [job.id!, job.id!])).toBe(1);
+    expect(await releaseJobs(redis, prefix, 'normal', [job.id!])).toBe(0);
+    expect(await redis.hget(l.k.usage, 'tenant:acme')).toBe('1');
+    added((await l.add({ tenant: 'acme' }))[0]!);
+  });
+
+  it('leaves no key or field behind once a tenant goes idle, with or without maxQueued', async () => {
+    for (const tenants of [{}, { default: { maxQueued: 5 } }]) {
+      const prefix = `ad-${randomUUID().slice(0, 8)}`;
+      await publishFleetSettings(redis, config(prefix, { tenants }));
+      const l = lane(prefix);
+      const ids: string[] = [];
+      for (let t = 0; t < 30; t++) ids.push(added((await l.add({ tenant: `tenant-${t}` }))[0]!).id);
+      // All cancelled, as Producer.cancel does: removed, then released.
+      for (const id of ids) await l.queue.remove(id);
+      expect(await releaseJobs(redis, prefix, 'normal', ids)).toBe(30);
+      expect(await redis.exists(l.k.usage)).toBe(0);
+      expect(await redis.exists(l.k.unfinished)).toBe(0);
+      expect(await redis.keys(`*${prefix}*tenant*`)).toEqual([]);
+    }
+  });
+});
+
+describe('byte caps', () => {
+  it('refuses a job that would take the lane\'s unfinished jobs past maxBytes, with QUEUE_FULL naming the bytes', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix, { lanes: { low: { maxBytes: 2_000 } } }));
+    const l = lane(prefix, 'low');
+    const big = { priority: 'LOW', request: { model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'x'.repeat(700) }] } } as Partial<LlmJob>;
+    const [a, b, c] = await l.add(big, big, big);
+    added(a!);
+    added(b!);
+    expect(c).toBeInstanceOf(QueueFullError);
+    expect(c).toMatchObject({ code: ErrorCode.QUEUE_FULL, limit: 'bytes', maxBytes: 2_000 });
+    const err = c as QueueFullError;
+    expect(err.bytes! + err.jobBytes!).toBeGreaterThan(2_000);
+    // Running jobs still hold their bytes; finished and released, they give them back.
+    const { job, token } = await l.take();
+    expect((await l.add(big))[0]).toBeInstanceOf(QueueFullError);
+    await job.moveToFailed(new Error('x'), token, false);
+    await releaseJobs(redis, prefix, 'low', [job.id!]);
+    added((await l.add(big))[0]!);
+  });
+});
+
+describe('returnToLane', () => {
+  it('keeps the cap when a worker puts a job back: the job waits with its worker, then takes the first slot that frees', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix, { lanes: { normal: { cap: 2 } } }));
+    const l = lane(prefix);
+    await l.add({}, {});
+    const a = await l.take();
+    // A new job takes the slot A left.
+    added((await l.add({}))[0]!);
+    expect(await l.size()).toBe(2);
+    // A is told to wait for quota: the lane is full, so it stays with its worker.
+    expect(await returnToLane(redis, prefix, 'normal', a.job.id!, a.token)).toMatchObject({ status: 'full', cap: 2, size: 2 });
+    expect(await l.size()).toBe(2);
+    expect(await redis.zscore(l.k.returning, a.job.id!)).not.toBeNull();
+    // Another job starts: its slot is A's, not a new job's.
+    await l.take();
+    expect((await l.add({}))[0]).toMatchObject({ code: ErrorCode.QUEUE_FULL });
+    expect(await returnToLane(redis, prefix, 'normal', a.job.id!, a.token, { delayMs: 1_000 })).toEqual({ status: 'moved' });
+    expect(await l.size()).toBe(2);
+    expect(await redis.zcard(l.k.returning)).toBe(0);
+    expect(await a.job.getState()).toBe('delayed');
+  });
+
+  it('moves a job back to the front of the lane when there is room', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const l = lane(prefix);
+    await l.add({}, {});
+    const a = await l.take();
+    expect(await returnToLane(redis, prefix, 'normal', a.job.id!, a.token)).toEqual({ status: 'moved' });
+    expect((await l.take()).job.id).toBe(a.job.id);
+  });
+});
+
+describe('LaneUpkeep', () => {
+  it('gives back jobs removed behind the fleet\'s back (Bull Board, BullMQ\'s stalled check)', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    const cfg = config(prefix, { tenants: { default: { maxQueued: 3 } } });
+    await publishFleetSettings(redis, cfg);
+    const l = lane(prefix);
+    const ids = (await l.add({ tenant: 'acme' }, { tenant: 'acme' }, { tenant: 'acme' })).map((r) => added(r).id);
+    await l.queue.remove(ids[0]!);
+    await l.queue.remove(ids[1]!);
+    expect((await l.add({ tenant: 'acme' }))[0]).toMatchObject({ code: ErrorCode.QUOTA_EXCEEDED });
+    const round = await new LaneUpkeep({ redis, config: cfg }).round();
+    expect(round.released).toBe(2);
+    expect(await redis.hget(l.k.usage, 'tenant:acme')).toBe('1');
+  });
+});

@@ -1,0 +1,134 @@
+/**
+ * A streamed job's events on their way from the worker to whoever waits on the job. The worker
+ * appends them to a Redis stream per job (`relayEvents`, lua/relay-2.lua) as they arrive from
+ * the provider; the producer SDK, and through it the gateway, reads that stream (XREAD BLOCK).
+ *
+ * Why a stream per job rather than pub/sub or a list:
+ * - bounded memory with a slow reader: the entries wait in Redis, at most one answer's worth
+ *   (`max_tokens` events), and the reader asks for the next ones only once its client took the
+ *   last; neither the worker nor the gateway buffers more than one read;
+ * - a reader that loses its connection resumes from the last entry id it saw and misses nothing
+ *   (pub/sub would drop what was sent meanwhile); a reader that starts late reads from the start;
+ * - no leftover keys: the reader deletes the stream once it has read the end, and it expires
+ *   `RELAY_TTL_MS` after the worker's last write if nobody does.
+ *
+ * Entries, one field each: `s` the start (the model answering, the wait), `e` one provider event
+ * (its JSON, as the provider sent it), `x` the provider-shaped error event a stream ended with after
+ * its first event, with the job's failure, `d` the end of a complete stream.
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { failureText, type JobFailure } from './failure.js';
+import type { Provider } from './job.js';
+import { fleetKeys, laneKeys } from './keys.js';
+import { laneOfJobId } from './job-ids.js';
+import { runScript } from './scripts.js';
+
+/** A stream expires this long after the worker's last write unless its reader deleted it. */
+export const RELAY_TTL_MS = 5 * 60_000;
+/** A cancel flag outlives any job that could still be taken or running when it was set. */
+export const CANCEL_FLAG_TTL_MS = 60 * 60_000;
+
+export type JobEvent =
+  /** The first entry: the model that answers (a fallback may), and how long the job waited. */
+  | { kind: 'start'; model: string; waitMs: number; startedAt: number }
+  /** One provider event, as JSON text: an Anthropic SSE event's data, an OpenAI chunk. */
+  | { kind: 'event'; data: string }
+  /** The stream failed after its first event: the provider's error event (JSON) and the job's failure. */
+  | { kind: 'error'; data: string; failure: JobFailure }
+  /** The stream is complete. */
+  | { kind: 'end' };
+
+const FIELD = { start: 's', event: 'e', error: 'x', end: 'd' } as const;
+
+/** The entry's field and value, as lua/relay-2.lua takes them. */
+export function encodeJobEvent(event: JobEvent): [string, string] {
+  switch (event.kind) {
+    case 'start':
+      return [FIELD.start, JSON.stringify({ model: event.model, waitMs: event.waitMs, startedAt: event.startedAt })];
+    case 'event':
+      return [FIELD.event, event.data];
+    case 'error':
+      return [FIELD.error, JSON.stringify({ data: event.data, failure: event.failure })];
+    case 'end':
+      return [FIELD.end, ''];
+  }
+}
+
+/** One stream entry back as an event; undefined for an entry this version does not know. */
+export function decodeJobEvent(field: string, value: string): JobEvent | undefined {
+  switch (field) {
+    case FIELD.event:
+      return { kind: 'event', data: value };
+    case FIELD.start: {
+      const { model, waitMs, startedAt } = JSON.parse(value) as { model: string; waitMs: number; startedAt: number };
+      return { kind: 'start', model, waitMs, startedAt };
+    }
+    case FIELD.error: {
+      const { data, failure } = JSON.parse(value) as { data: string; failure: JobFailure };
+      return { kind: 'error', data, failure };
+    }
+    case FIELD.end:
+      return { kind: 'end' };
+    default:
+      return undefined;
+  }
+}
+
+/** lua/relay-2.lua's replies below zero. */
+export const RelayReply = { CANCELLED: -1, TAKEN: -2 } as const;
+export type RelayOutcome = 'written' | 'cancelled' | 'taken';
+
+function keysOf(prefix: string, jobId: string) {
+  const lane = laneOfJobId(jobId);
+  if (!lane) throw new Error(`job id ${jobId} names no lane`);
+  return laneKeys(prefix, lane);
+}
+
+/** The key of a job's event stream. */
+export function jobEventsKey(prefix: string, jobId: string): string {
+  return keysOf(prefix, jobId).jobEvents(jobId);
+}
+
+/**
+ * Appends events to the job's stream in one call. `first` marks an attempt's first write, which
+ * is refused (`taken`) when an earlier attempt already streamed; every write is refused
+ * (`cancelled`) once the job's caller has cancelled it.
+ */
+export async function relayEvents(
+  redis: Redis | Cluster,
+  prefix: string,
+  jobId: string,
+  events: readonly JobEvent[],
+  options: { first: boolean; ttlMs?: number },
+): Promise<RelayOutcome> {
+  const k = keysOf(prefix, jobId);
+  const args: string[] = [String(options.ttlMs ?? RELAY_TTL_MS), options.first ? '1' : '0'];
+  for (const event of events) args.push(...encodeJobEvent(event));
+  const reply = await runScript<number>(redis, 'relay', [k.jobEvents(jobId), k.jobCancel(jobId)], args);
+  if (reply === RelayReply.CANCELLED) return 'cancelled';
+  if (reply === RelayReply.TAKEN) return 'taken';
+  return 'written';
+}
+
+/**
+ * Marks a job cancelled by its caller, for a worker that has taken it or is about to: the flag
+ * stops its stream at the next write, and the message on the fleet's cancel channel aborts its
+ * call at once (before the provider call, when it has not started).
+ */
+export async function flagCancelled(redis: Redis | Cluster, prefix: string, jobId: string): Promise<void> {
+  const k = keysOf(prefix, jobId);
+  await redis.set(k.jobCancel(jobId), '1', 'PX', CANCEL_FLAG_TTL_MS);
+  await redis.publish(fleetKeys(prefix).cancelChannel, jobId);
+}
+
+/**
+ * The error event a stream ends with when it broke without the provider's own (its worker died
+ * mid-stream, or the job was cancelled), in the provider's shape: Anthropic's SSE `error` event
+ * data, OpenAI's `{"error": {...}}` chunk. Both official SDKs throw an API error on reading it.
+ */
+export function errorEventOf(provider: Provider, failure: JobFailure): string {
+  const message = failureText(failure);
+  return provider === 'anthropic'
+    ? JSON.stringify({ type: 'error', error: { type: 'api_error', message } })
+    : JSON.stringify({ error: { message, type: 'server_error', param: null, code: null } });
+}

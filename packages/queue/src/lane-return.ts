@@ -1,0 +1,85 @@
+/**
+ * Putting a running job back into its lane under the lane's cap. A job that started left the
+ * lane's count of jobs not yet started, and a new job may have taken its slot since: moving it
+ * back with BullMQ alone (`moveToWait`, `moveToDelayed`) would exceed the cap. These do BullMQ's
+ * own move inside a script that first checks the cap, and when the lane is full leave the job
+ * with its worker (still active, its lock held) and record it as returning, so admission keeps the
+ * next free slot for it. The worker tries again shortly (see the worker's held jobs).
+ *
+ * ```ts
+ * const r = await returnToLane(redis, prefix, 'normal', job.id, token, { delayMs: 2_000 });
+ * if (r.status !== 'moved') holdAndRetry(job);   // the lane is full: no slot for it yet
+ * ```
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { laneKeys } from './keys.js';
+import type { Lane } from './lanes.js';
+import { runScript } from './scripts.js';
+
+/** `requeue-9.lua` / `redelay-11.lua`'s first reply element. */
+export const ReturnReply = { MOVED: 1, FULL: -1, UNPUBLISHED: -6 } as const;
+
+export type ReturnOutcome =
+  | { status: 'moved' }
+  /** The lane holds its cap: the job is still the caller's (active, locked), recorded as returning. */
+  | { status: 'full'; cap: number; size: number }
+  /** No fleet settings on this Redis (fail closed): as `full`, until a worker publishes them. */
+  | { status: 'unpublished' }
+  /** BullMQ refused the move: the job is gone or its lock is not the caller's (BullMQ's code). */
+  | { status: 'lost'; bullmqCode: number };
+
+/**
+ * How long a returning entry holds its slot without its worker trying again. A worker retries
+ * well within it; a dead worker's entries are dropped after it (its job's lock lapses and BullMQ's
+ * stalled check puts the job back).
+ */
+export const RETURNING_STALE_MS = 10_000;
+
+export interface ReturnOptions {
+  /** Into the delayed set for this long (BullMQ's `moveToDelayed`), instead of the front of the wait list. */
+  delayMs?: number;
+  /** @default Date.now: BullMQ dates a delay by the client's clock too. */
+  now?: () => number;
+}
+
+/** Moves the running job `jobId` (locked by `token`) back into `lane` if the lane has room. */
+export async function returnToLane(redis: Redis | Cluster, prefix: string, lane: Lane, jobId: string, token: string, opts: ReturnOptions = {}): Promise<ReturnOutcome> {
+  const k = laneKeys(prefix, lane);
+  const jobKey = `${k.jobKeyPrefix}${jobId}`;
+  let reply: [number, number, number];
+  if (opts.delayMs === undefined) {
+    reply = await runScript(redis, 'requeue', [k.active, k.wait, k.stalled, k.paused, k.meta, k.limiter, k.prioritized, k.marker, k.events], [
+      jobId, token, jobKey, k.ownPrefix, RETURNING_STALE_MS,
+    ]);
+  } else {
+    const now = (opts.now ?? Date.now)();
+    const delay = Math.max(0, Math.round(opts.delayMs));
+    reply = await runScript(redis, 'redelay', [k.marker, k.active, k.prioritized, k.delayed, jobKey, k.events, k.meta, k.stalled, k.wait, k.limiter, k.pc], [
+      k.jobKeyPrefix, now, jobId, token, delay, '1', '', '0', '', k.ownPrefix, RETURNING_STALE_MS,
+    ]);
+  }
+  const [code, a, b] = reply.map(Number) as [number, number, number];
+  switch (code) {
+    case ReturnReply.MOVED:
+      return a < 0 ? { status: 'lost', bullmqCode: a } : { status: 'moved' };
+    case ReturnReply.FULL:
+      return { status: 'full', cap: a, size: b };
+    case ReturnReply.UNPUBLISHED:
+      return { status: 'unpublished' };
+    default:
+      throw new Error(`return script replied ${JSON.stringify(reply)}`);
+  }
+}
+
+/**
+ * Hands a running job back to its lane whatever the lane holds, for a worker that is stopping
+ * (the alternative, letting its lock lapse, puts it back all the same later): BullMQ's move, and
+ * the job's returning entry, if any, removed.
+ */
+export async function forceReturnToLane(redis: Redis | Cluster, prefix: string, lane: Lane, jobId: string, token: string): Promise<void> {
+  const k = laneKeys(prefix, lane);
+  const reply = await runScript<number>(redis, 'force-requeue', [k.active, k.wait, k.stalled, k.paused, k.meta, k.limiter, k.prioritized, k.marker, k.events], [
+    jobId, token, `${k.jobKeyPrefix}${jobId}`, k.ownPrefix,
+  ]);
+  if (Number(reply) < 0) throw new Error(`BullMQ refused to move job ${jobId} back to lane ${lane} (code ${reply})`);
+}

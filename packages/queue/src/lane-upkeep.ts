@@ -1,0 +1,104 @@
+/**
+ * What every worker keeps true of the lanes, every `intervalMs`, so admission stays closed and
+ * exact whatever happened to Redis or to the jobs behind the fleet's back:
+ * - the fleet's settings (caps, byte caps, models, tenant quotas) are published again when they
+ *   are missing (a Redis restarted without persistence, a FLUSHALL): until then admission
+ *   refuses with FLEET_UNPUBLISHED rather than admit against defaults;
+ * - the lanes' byte and tenant counts give back jobs finished or removed where no Headroom code
+ *   saw it (Bull Board's remove and clean, BullMQ failing a stalled job): a few hundred ids per
+ *   lane per round, so each round costs Redis a bounded, small time;
+ * - returning entries whose worker stopped refreshing them are dropped.
+ *
+ * ```ts
+ * const upkeep = new LaneUpkeep({ redis, config, logger });
+ * upkeep.start();               // a round now, then every 2 s
+ * await upkeep.stop();
+ * ```
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { publishFleetSettings, releaseJobs } from './admission.js';
+import type { HeadroomConfig } from './config.js';
+import { laneKeys } from './keys.js';
+import { LANES, type Lane } from './lanes.js';
+import { RETURNING_STALE_MS } from './lane-return.js';
+import type { Logger } from './logger.js';
+
+export const FLEET_UPKEEP_INTERVAL_MS = 2_000;
+/** Unfinished-job entries looked at per lane per round. */
+export const SWEEP_COUNT = 500;
+
+export interface LaneUpkeepOptions {
+  redis: Redis | Cluster;
+  config: HeadroomConfig;
+  logger?: Logger;
+  /** @default FLEET_UPKEEP_INTERVAL_MS */
+  intervalMs?: number;
+  /** @default SWEEP_COUNT */
+  sweepCount?: number;
+}
+
+export interface UpkeepRound {
+  /** The settings were missing from at least one lane, and were published again. */
+  republished: boolean;
+  /** Unfinished-job entries given back (their jobs were finished or gone). */
+  released: number;
+}
+
+export class LaneUpkeep {
+  readonly #o: LaneUpkeepOptions;
+  readonly #cursors = new Map<Lane, string>();
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<unknown> | undefined;
+
+  constructor(options: LaneUpkeepOptions) {
+    this.#o = options;
+  }
+
+  start(): void {
+    if (this.#timer) return;
+    const run = () => {
+      this.#running ??= this.round()
+        .catch((err: Error) => this.#o.logger?.warn({ err: err.message }, 'lane upkeep failed; trying again next round'))
+        .finally(() => {
+          this.#running = undefined;
+        });
+    };
+    run();
+    this.#timer = setInterval(run, this.#o.intervalMs ?? FLEET_UPKEEP_INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+
+  /** One round; `start` runs them on its own. */
+  async round(): Promise<UpkeepRound> {
+    const { redis, config } = this.#o;
+    const prefix = config.redis.prefix;
+    // One command per lane: each lane is its own hash slot.
+    const present = await Promise.all(LANES.map((lane) => redis.exists(laneKeys(prefix, lane).settings)));
+    const republished = present.some((n) => n === 0);
+    if (republished) {
+      await publishFleetSettings(redis, config);
+      this.#o.logger?.warn({ event: 'fleet.settings_republished', lanes: LANES.filter((_, i) => present[i] === 0) }, 'fleet settings were missing from Redis (restart without persistence, FLUSHALL?); published them again');
+    }
+    const [sec, usec] = (await redis.time()) as [string | number, string | number];
+    const staleBefore = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - RETURNING_STALE_MS;
+    const released = await Promise.all(LANES.map((lane) => this.#sweep(lane, staleBefore)));
+    return { republished, released: released.reduce((a, b) => a + b, 0) };
+  }
+
+  async #sweep(lane: Lane, staleBefore: number): Promise<number> {
+    const { redis, config } = this.#o;
+    const k = laneKeys(config.redis.prefix, lane);
+    await redis.zremrangebyscore(k.returning, '-inf', staleBefore);
+    const [next, flat] = await redis.hscan(k.unfinished, this.#cursors.get(lane) ?? '0', 'COUNT', this.#o.sweepCount ?? SWEEP_COUNT);
+    this.#cursors.set(lane, next);
+    const ids: string[] = [];
+    for (let i = 0; i < flat.length; i += 2) ids.push(flat[i]!);
+    return releaseJobs(redis, config.redis.prefix, lane, ids);
+  }
+}

@@ -1,0 +1,22 @@
+--[[
+  Moves a running job to its lane's delayed set (BullMQ's moveToDelayed, embedded) if the lane has
+  room for it under its cap (delayed jobs count: they have not started); else leaves it with its
+  worker and records it as returning (see includes/lane-room).
+
+  KEYS[1..11] BullMQ moveToDelayed's keys: marker, active, prioritized, delayed, job, events, meta,
+              stalled, wait, limiter, pc
+  ARGV[1..9]  its arguments: key prefix, timestamp, job id, token, delay, skip attempt ('1'),
+              fields to update (''), fetch next ('0'), opts ('')
+  ARGV[10]    the lane's own-key prefix (`{prefix:lane}:hr:`)
+  ARGV[11]    ms after which a returning entry nobody refreshed is dropped
+
+  Returns { 1, BullMQ's reply } moved (0, or a negative BullMQ error code)
+          { -1, cap, size }     the lane is full: the job stays active, recorded as returning
+          { -6, 0, 0 }          no fleet settings published: the same, until they are
+]]
+--- @bullmq "moveToDelayed"
+--- @include "includes/lane-room"
+
+local ok, code, cap, size = laneRoom(ARGV[10], KEYS[9], ARGV[3], tonumber(ARGV[11]))
+if not ok then return { code, cap, size } end
+return { 1, moveToDelayed(KEYS, { ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9] }) }

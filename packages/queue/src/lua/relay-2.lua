@@ -1,0 +1,27 @@
+--[[
+  Appends a streamed job's events to its stream, as the worker receives them from the provider,
+  unless the job's caller has cancelled it. The stream is the relay between the worker making the
+  call and the producer or gateway waiting on the job: Redis holds what the reader has not read
+  yet (at most one answer's events), a reader that reconnects resumes from its last entry id, and
+  the key expires ARGV[1] ms after its last write, so an answer nobody reads leaves nothing behind.
+
+  KEYS[1] the job's events stream    KEYS[2] the job's cancel flag
+
+  ARGV[1] ms the stream outlives this write
+  ARGV[2] '1' on an attempt's first write, '0' after
+  ARGV[3..] the entries in order, each one field/value pair (see job-events.ts)
+
+  Returns
+    n    WRITTEN: n entries appended
+    -1   CANCELLED: the caller cancelled the job; nothing written (the worker stops the call)
+    -2   TAKEN: on a first write, an earlier attempt of the job (a worker that died mid-stream)
+         already streamed part of an answer: the reader has it, so this attempt must not add a
+         second one; nothing written
+]]
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return -2 end
+for i = 3, #ARGV, 2 do
+  redis.call('XADD', KEYS[1], '*', ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return (#ARGV - 2) / 2

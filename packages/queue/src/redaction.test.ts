@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { createRedis } from './connection.js';
+import { createLogger } from './logger.js';
+import { redactSecrets, registerSecret } from './redaction.js';
+
+// Not key-shaped on purpose: only its registration can cut it.
+const SECRET = `opaque-provider-credential-${randomUUID()}`;
+registerSecret(SECRET);
+
+let redis: EmbeddedRedis;
+let admin: Redis;
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  admin = new Redis(redis.url);
+});
+afterAll(async () => {
+  admin.disconnect();
+  await redis.stop();
+});
+
+function capture() {
+  const raw: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      raw.push(...chunk.toString().split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  return { logger: createLogger({ destination, level: 'debug' }), raw };
+}
+
+describe('redactSecrets', () => {
+  it('cuts registered values, key-shaped tokens, bearer credentials and x-api-key values', () => {
+    const text = `a ${SECRET} b sk-ant-api03-ABCDEFGHIJKLMNOP c "authorization":"Bearer abcdefgh12345678" d "x-api-key":"zzzzzzzzzzzzzz"`;
+    const out = redactSecrets(text);
+    expect(out).toBe('a [redacted] b [redacted] c "authorization":"Bearer [redacted]" d "x-api-key":"[redacted]"');
+  });
+
+  it('ignores values too short to be a secret', () => {
+    expect(registerSecret('short')).toBe(false);
+    expect(redactSecrets('a short word')).toBe('a short word');
+  });
+});
+
+describe('the logger', () => {
+  it('cuts a secret from every line, in the message, in any field, at any depth', () => {
+    const { logger, raw } = capture();
+    // What the batcher logged: an SDK error quoting a provider's 401 that echoed the request headers.
+    const echoed = `401 {"type":"error","error":{"message":"bad key","headers":{"authorization":"Bearer ${SECRET}"}}}`;
+    logger.warn({ claim: 'c1', err: echoed }, 'batch step failed; retrying');
+    logger.error({ nested: { deeper: [SECRET] } }, `message with ${SECRET}`);
+    expect(raw).toHaveLength(2);
+    for (const line of raw) {
+      expect(line).not.toContain(SECRET);
+      expect(() => JSON.parse(line)).not.toThrow();
+    }
+    expect(JSON.parse(raw[0]!).err).toBe('401 {"type":"error","error":{"message":"bad key","headers":{"authorization":"Bearer [redacted]"}}}');
+  });
+});
+
+describe('connections from createRedis', () => {
+  it('never write a registered secret: strings in commands, scripts and MULTIs are cut', async () => {
+    const conn = createRedis(redis.url, 'worker');
+    try {
+      const key = `redaction:${randomUUID()}`;
+      await conn.set(`${key}:s`, `reason: ${SECRET}`);
+      await conn.multi().hset(`${key}:h`, 'failedReason', `401 ${SECRET}`).exec();
+      await conn.eval("return redis.call('RPUSH', KEYS[1], ARGV[1])", 1, `${key}:l`, SECRET);
+      expect(await admin.get(`${key}:s`)).toBe('reason: [redacted]');
+      expect(await admin.hget(`${key}:h`, 'failedReason')).toBe('401 [redacted]');
+      expect(await admin.lrange(`${key}:l`, 0, -1)).toEqual(['[redacted]']);
+    } finally {
+      conn.disconnect();
+    }
+  });
+});

@@ -1,0 +1,65 @@
+/**
+ * Secrets out of everything a process writes: the one place that knows what a secret looks like.
+ *
+ * A process registers the secrets it holds (a worker its provider keys, the dashboard its webhook
+ * URL) once, at start. From then on two choke points scrub them, whatever the call site:
+ * - every log line, in the logger's output stream (`createLogger`), so an SDK error that quotes a
+ *   provider's answer (a 401 echoing the request's `authorization` header, say) is cut wherever
+ *   it is logged, the batch path's included;
+ * - every command sent on a connection from `createRedis` / `duplicateFor`, so a key echoed into a
+ *   failure reason, a job's progress or its result never reaches Redis, and so never a job, the
+ *   dashboard or `headroom status`, which only read Redis.
+ * Besides the registered values, anything shaped like a provider key or a bearer token is cut
+ * from log lines and from the messages a worker keeps (a proxy may echo a key we never held).
+ *
+ * ```ts
+ * registerSecret(process.env.ANTHROPIC_API_KEY);
+ * redactSecrets('401: {"authorization":"Bearer sk-ant-..."}'); // '401: {"authorization":"Bearer [redacted]"}'
+ * ```
+ */
+
+export const REDACTED = '[redacted]';
+
+/** Provider keys (`sk-ant-...`, `sk-proj-...`, `pk-`/`rk-`), whatever their owner. */
+const KEY_SHAPED = /\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,}/g;
+/** A bearer credential as an `authorization` header carries it. */
+const BEARER = /\b(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi;
+/** `"x-api-key": "..."` and `x-api-key: ...`, as headers are echoed in JSON or in text. */
+const API_KEY_HEADER = /((?:x-api-key|api-key)"?\s*[:=]\s*"?)[^\s",}]{8,}/gi;
+
+/** Shorter values are too likely to occur by chance to be cut everywhere. */
+const MIN_SECRET_LENGTH = 8;
+
+const secrets = new Set<string>();
+// Longest first, so a secret that contains another is cut whole.
+let ordered: string[] = [];
+
+/**
+ * Adds a value this process holds that must never be written anywhere. Empty, missing or very
+ * short values are ignored (they would cut ordinary text). Returns whether it was registered.
+ */
+export function registerSecret(value: string | undefined): boolean {
+  if (value === undefined || value.length < MIN_SECRET_LENGTH || secrets.has(value)) return false;
+  secrets.add(value);
+  ordered = [...secrets].sort((a, b) => b.length - a.length);
+  return true;
+}
+
+/** Whether any secret is registered: the connection scrub costs nothing until one is. */
+export function hasRegisteredSecrets(): boolean {
+  return ordered.length > 0;
+}
+
+/** Cuts the registered secrets only (exact values): what Redis commands get. */
+export function redactRegistered(text: string): string {
+  let out = text;
+  for (const secret of ordered) {
+    if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+  }
+  return out;
+}
+
+/** Cuts the registered secrets and anything shaped like a key or a bearer token. */
+export function redactSecrets(text: string): string {
+  return redactRegistered(text).replace(KEY_SHAPED, REDACTED).replace(BEARER, `$1${REDACTED}`).replace(API_KEY_HEADER, `$1${REDACTED}`);
+}

@@ -1,0 +1,108 @@
+/**
+ * An OpenAI Chat Completions stream, chunk by chunk: each relayed as the chunk's JSON, and the
+ * ChatCompletion assembled from them. The worker always asks for the usage chunk
+ * (`stream_options.include_usage`), since the bucket is settled from it; a client that did not ask
+ * for it gets the stream it asked for: no `usage` field on the chunks and no usage chunk.
+ */
+import type { Usage } from '@headroom/queue';
+import type { ProviderCallFailure } from './types.js';
+import type { StreamAccumulator } from './sdk-stream.js';
+
+type Json = Record<string, unknown>;
+const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+
+interface Choice {
+  index: number;
+  message: { role: string; content: string | null; refusal: string | null; tool_calls?: Json[] };
+  logprobs: unknown;
+  finish_reason: string | null;
+}
+
+export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
+  readonly #clientWantsUsage: boolean;
+  #meta: Json = {};
+  readonly #choices = new Map<number, Choice>();
+  #usage: Json | undefined;
+  #text = '';
+
+  constructor(clientWantsUsage: boolean) {
+    this.#clientWantsUsage = clientWantsUsage;
+  }
+
+  add(chunk: Json): string | undefined {
+    let data: string | undefined;
+    if (this.#clientWantsUsage) data = JSON.stringify(chunk);
+    else if (!(isRecord(chunk.usage) && Array.isArray(chunk.choices) && chunk.choices.length === 0)) {
+      const { usage: _usage, ...rest } = chunk;
+      data = JSON.stringify(rest);
+    }
+    if (isRecord(chunk.usage)) this.#usage = chunk.usage;
+    for (const key of ['id', 'created', 'model', 'service_tier', 'system_fingerprint']) if (chunk[key] !== undefined) this.#meta[key] = chunk[key];
+    if (Array.isArray(chunk.choices)) for (const c of chunk.choices) if (isRecord(c)) this.#choice(c);
+    return data;
+  }
+
+  #choice(c: Json): void {
+    const index = typeof c.index === 'number' ? c.index : 0;
+    let choice = this.#choices.get(index);
+    if (!choice) {
+      choice = { index, message: { role: 'assistant', content: null, refusal: null }, logprobs: null, finish_reason: null };
+      this.#choices.set(index, choice);
+    }
+    const delta = isRecord(c.delta) ? c.delta : {};
+    if (typeof delta.role === 'string') choice.message.role = delta.role;
+    if (typeof delta.content === 'string') {
+      choice.message.content = (choice.message.content ?? '') + delta.content;
+      this.#text += delta.content;
+    }
+    if (typeof delta.refusal === 'string') {
+      choice.message.refusal = (choice.message.refusal ?? '') + delta.refusal;
+      this.#text += delta.refusal;
+    }
+    if (Array.isArray(delta.tool_calls)) {
+      choice.message.tool_calls ??= [];
+      for (const tc of delta.tool_calls) {
+        if (!isRecord(tc)) continue;
+        const at = typeof tc.index === 'number' ? tc.index : choice.message.tool_calls.length;
+        const call = (choice.message.tool_calls[at] ?? { id: '', type: 'function', function: { name: '', arguments: '' } }) as Json & { function: Json };
+        choice.message.tool_calls[at] = call;
+        if (typeof tc.id === 'string') call.id = tc.id;
+        const fn = isRecord(tc.function) ? tc.function : {};
+        if (typeof fn.name === 'string') call.function.name = String(call.function.name) + fn.name;
+        if (typeof fn.arguments === 'string') {
+          call.function.arguments = String(call.function.arguments) + fn.arguments;
+          this.#text += fn.arguments;
+        }
+      }
+    }
+    if (typeof c.finish_reason === 'string') choice.finish_reason = c.finish_reason;
+  }
+
+  progress() {
+    const output = this.#usage ? num(this.#usage.completion_tokens) : undefined;
+    return { outputText: this.#text, ...(output === undefined ? {} : { outputTokens: output }) };
+  }
+
+  finish() {
+    if (this.#choices.size === 0) return { incomplete: 'the stream ended without any choice' };
+    if ([...this.#choices.values()].some((c) => c.finish_reason === null)) return { incomplete: 'the stream ended before its finish_reason' };
+    if (!this.#usage) return { incomplete: 'the stream ended without its usage chunk' };
+    const details = isRecord(this.#usage.prompt_tokens_details) ? this.#usage.prompt_tokens_details : {};
+    const usage: Usage = {
+      inputTokens: num(this.#usage.prompt_tokens),
+      outputTokens: num(this.#usage.completion_tokens),
+      cacheReadInputTokens: num(details.cached_tokens),
+      cacheCreationInputTokens: 0,
+    };
+    const choices = [...this.#choices.values()].sort((a, b) => a.index - b.index);
+    return { response: { id: this.#meta.id, object: 'chat.completion', created: this.#meta.created, model: this.#meta.model, choices, usage: this.#usage, service_tier: this.#meta.service_tier, system_fingerprint: this.#meta.system_fingerprint }, usage };
+  }
+
+  /** OpenAI ends a failing stream with `data: {"error": {...}}`; the SDK keeps the inner object. */
+  errorEvent(error: unknown, failure: ProviderCallFailure): string {
+    const inner = (error as { error?: unknown } | undefined)?.error;
+    if (isRecord(inner) && typeof inner.message === 'string') return JSON.stringify({ error: inner });
+    return JSON.stringify({ error: { message: failure.message, type: 'server_error', param: null, code: null } });
+  }
+}

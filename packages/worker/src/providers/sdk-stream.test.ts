@@ -1,0 +1,130 @@
+/**
+ * Both adapters' streamed calls against the simulator: the events relayed as the provider sent
+ * them, the message assembled from them equal to the plain call's answer, and how a stream that
+ * fails or is stopped part-way reports what it had produced.
+ */
+import { type Simulator, startSimulator } from '@headroom/simulator';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AnthropicAdapter } from './anthropic.js';
+import { OpenAIAdapter } from './openai.js';
+import type { ProviderRequest, ProviderStreamResult } from './types.js';
+
+const KEY = 'sk-stream-test-0123456789abcdef';
+const SONNET = 'claude-sonnet-4-6';
+const GPT = 'gpt-4.1';
+
+let sim: Simulator;
+let anthropic: AnthropicAdapter;
+let openai: OpenAIAdapter;
+
+beforeAll(async () => {
+  sim = await startSimulator({ latencyMs: 0, apiKeys: [KEY] });
+  anthropic = new AnthropicAdapter({ apiKey: KEY, baseURL: sim.url, timeoutMs: 10_000 });
+  openai = new OpenAIAdapter({ apiKey: KEY, baseURL: `${sim.url}/v1`, timeoutMs: 10_000 });
+});
+afterEach(() => {
+  sim.clearFaults();
+  sim.setPace({ streamTokenMs: null });
+});
+afterAll(async () => {
+  await sim.close();
+});
+
+const claude = (content: string, extra: Record<string, unknown> = {}) =>
+  ({ model: SONNET, max_tokens: 200, messages: [{ role: 'user', content }], ...extra }) as ProviderRequest;
+const gpt = (content: string, extra: Record<string, unknown> = {}) =>
+  ({ model: GPT, max_completion_tokens: 200, messages: [{ role: 'user', content }], ...extra }) as ProviderRequest;
+
+async function collect(call: (onEvent: (data: string) => void) => Promise<ProviderStreamResult>) {
+  const events: Record<string, unknown>[] = [];
+  const result = await call((data) => events.push(JSON.parse(data) as Record<string, unknown>));
+  return { events, result };
+}
+
+describe('streamed calls', () => {
+  it('Anthropic: relays each event and assembles the same message the plain call answers', async () => {
+    const plain = await anthropic.call({ model: SONNET, request: claude('Tell me about queues') });
+    const { events, result } = await collect((onEvent) => anthropic.stream({ model: SONNET, request: claude('Tell me about queues'), onEvent }));
+    if (!plain.ok || !result.ok) throw new Error('expected both calls to succeed');
+    expect(events[0]?.type).toBe('message_start');
+    expect(events.at(-1)?.type).toBe('message_stop');
+    const text = events.filter((e) => e.type === 'content_block_delta').map((e) => (e.delta as { text: string }).text).join('');
+    const plainText = (plain.response as { content: { text: string }[] }).content[0]!.text;
+    expect(text).toBe(plainText);
+    expect((result.response as { content: { text: string }[] }).content[0]!.text).toBe(plainText);
+    expect(result.usage).toEqual(plain.usage);
+    expect(result.progress.events).toBe(events.length);
+    expect(result.headers.get('anthropic-ratelimit-requests-limit')).not.toBeNull();
+  });
+
+  it('OpenAI: hides the usage it asked for from a client that did not ask, and settles from it', async () => {
+    const plain = await openai.call({ model: GPT, request: gpt('Tell me about lanes') });
+    const { events, result } = await collect((onEvent) => openai.stream({ model: GPT, request: gpt('Tell me about lanes', { stream: true }), onEvent }));
+    if (!plain.ok || !result.ok) throw new Error('expected both calls to succeed');
+    expect(events.every((e) => !('usage' in e))).toBe(true);
+    expect(events.every((e) => Array.isArray(e.choices) && e.choices.length > 0)).toBe(true);
+    expect(result.usage).toEqual(plain.usage);
+    const plainText = (plain.response as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
+    expect((result.response as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe(plainText);
+  });
+
+  it('OpenAI: passes the usage chunk through to a client that asked for it', async () => {
+    const { events, result } = await collect((onEvent) =>
+      openai.stream({ model: GPT, request: gpt('Usage please', { stream: true, stream_options: { include_usage: true } }), onEvent }),
+    );
+    if (!result.ok) throw new Error('expected success');
+    expect(events.slice(0, -1).every((e) => e.usage === null)).toBe(true);
+    expect(events.at(-1)).toMatchObject({ choices: [], usage: { completion_tokens: result.usage.outputTokens } });
+  });
+
+  it('fails before the first event like a plain call (nothing relayed, so it may be retried)', async () => {
+    sim.injectFaults({ model: SONNET, status: 529, count: 1 });
+    const { events, result } = await collect((onEvent) => anthropic.stream({ model: SONNET, request: claude('Busy?'), onEvent }));
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result).toMatchObject({ kind: 'overloaded', status: 529 });
+    expect(result.progress.events).toBe(0);
+    expect(events).toEqual([]);
+  });
+
+  it('ends a stream cut after its first event with an error event in each provider shape', async () => {
+    // Paced, so the first half of the answer reaches the client before the line drops.
+    sim.setPace({ streamTokenMs: 2 });
+    sim.injectFaults([{ model: SONNET, cut: true, count: 1 }, { model: GPT, cut: true, count: 1 }]);
+    const a = await collect((onEvent) => anthropic.stream({ model: SONNET, request: claude('A long answer please, with many words in it'), onEvent }));
+    const o = await collect((onEvent) => openai.stream({ model: GPT, request: gpt('A long answer please, with many words in it', { stream: true }), onEvent }));
+    for (const { events, result } of [a, o]) {
+      if (result.ok) throw new Error('expected the cut to fail the stream');
+      expect(result.kind).toBe('network');
+      expect(result.progress.events).toBe(events.length);
+      expect(result.progress.events).toBeGreaterThan(0);
+      expect(result.progress.outputText.length).toBeGreaterThan(0);
+    }
+    expect(JSON.parse((a.result as { errorEvent: string }).errorEvent)).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+    expect(JSON.parse((o.result as { errorEvent: string }).errorEvent)).toMatchObject({ error: { type: 'server_error' } });
+    // Anthropic reported the input up front; OpenAI reports nothing before the end.
+    expect((a.result as { progress: { inputUsage?: unknown } }).progress.inputUsage).toMatchObject({ inputTokens: expect.any(Number) });
+  });
+
+  it('stops the provider call when aborted mid-stream: the simulator sees the client close', async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    const abort = new AbortController();
+    let seen = 0;
+    const result = await anthropic.stream({
+      model: SONNET,
+      request: claude('Write a long story about a queue', { max_tokens: 400 }),
+      signal: abort.signal,
+      onEvent: (data) => {
+        if ((JSON.parse(data) as { type: string }).type === 'content_block_delta' && ++seen === 3) abort.abort();
+      },
+    });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.progress.outputText.length).toBeGreaterThan(0);
+    await expect.poll(() => sim.stats().admissions.at(-1)?.done, { timeout: 5_000 }).toBe(true);
+    const admission = sim.stats().admissions.at(-1)!;
+    expect(admission).toMatchObject({ streamed: true, clientClosed: true });
+    expect(admission.outputSent).toBeGreaterThanOrEqual(3);
+    expect(admission.outputSent).toBeLessThan(400);
+  });
+});

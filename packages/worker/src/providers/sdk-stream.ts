@@ -1,0 +1,85 @@
+/**
+ * What both adapters do around one streamed SDK call: the same deadline and failure
+ * classification as a plain call (sdk-call.ts), each event handed on as JSON text the moment the
+ * SDK yields it, and the final message assembled beside the relay for the job's result.
+ *
+ * The SDKs' raw streams are iterated (`create({ stream: true })`), not their helper classes
+ * (Anthropic's `MessageStream`, OpenAI's `ChatCompletionStream`): the helpers accumulate into
+ * the very event objects they later yield (a `message_start`'s message gains the content and
+ * final usage before a slow consumer serializes it), and OpenAI's refuses some valid streams
+ * (a `length` finish with a response format). Each event is serialized as it arrives, before
+ * anything reads it, so the client sees what the provider sent.
+ */
+import type { Usage } from '@headroom/queue';
+import { classifyError, type Meta } from './sdk-call.js';
+import type { SdkCallSpec, SendOptions } from './sdk-call.js';
+import type { ProviderCallFailure, ProviderStreamInput, ProviderStreamResult, StreamProgress } from './types.js';
+
+export type StreamSpec = Pick<SdkCallSpec<unknown>, 'provider' | 'apiKey' | 'timeoutMs' | 'errors' | 'requestIdHeader'>;
+
+/** One provider's event handling: relay text, assembly, and its error event. */
+export interface StreamAccumulator<E> {
+  /** Takes one SDK event; returns the JSON the client is to see, or undefined to send nothing for it. */
+  add(event: E): string | undefined;
+  /** What a cut-short stream is charged from. */
+  progress(): Omit<StreamProgress, 'events' | 'firstEventAt'>;
+  /** The assembled response once the stream ended, or why it is incomplete. */
+  finish(): { response: unknown; usage: Usage } | { incomplete: string };
+  /** The provider-shaped error event a stream that failed after its first event ends with. */
+  errorEvent(error: unknown, failure: ProviderCallFailure): string;
+}
+
+export interface OpenedStream<E> {
+  data: AsyncIterable<E>;
+  response: Response;
+}
+
+/** Runs one streamed call; never throws. */
+export async function runSdkStream<E>(
+  spec: StreamSpec,
+  input: ProviderStreamInput,
+  open: (options: SendOptions) => Promise<OpenedStream<E>>,
+  acc: StreamAccumulator<E>,
+): Promise<ProviderStreamResult> {
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), spec.timeoutMs);
+  const signal = input.signal === undefined ? deadline.signal : AbortSignal.any([input.signal, deadline.signal]);
+  const why = { deadline: deadline.signal, caller: input.signal };
+  let events = 0;
+  let firstEventAt: number | undefined;
+  let response: Response | undefined;
+  const progress = (): StreamProgress => ({ events, ...(firstEventAt === undefined ? {} : { firstEventAt }), ...acc.progress() });
+  try {
+    const opened = await open({ timeout: spec.timeoutMs, signal });
+    response = opened.response;
+    for await (const event of opened.data) {
+      const data = acc.add(event);
+      if (data === undefined) continue;
+      if (events === 0) firstEventAt = Date.now();
+      events += 1;
+      input.onEvent(data);
+    }
+    const { status, headers } = response;
+    const requestId = headers.get(spec.requestIdHeader) ?? undefined;
+    const done = acc.finish();
+    if ('incomplete' in done) {
+      const failure: ProviderCallFailure = { ok: false, kind: 'bad_response', status, message: done.incomplete, headers, ...(requestId === undefined ? {} : { requestId }) };
+      return { ...failure, progress: progress(), errorEvent: acc.errorEvent(undefined, failure) };
+    }
+    return {
+      ok: true,
+      status,
+      response: done.response,
+      usage: done.usage,
+      headers,
+      ...(requestId === undefined ? {} : { requestId }),
+      progress: { ...progress(), firstEventAt: firstEventAt ?? Date.now() },
+    };
+  } catch (error) {
+    const meta: Meta | undefined = response === undefined ? undefined : { status: response.status, headers: response.headers, requestId: response.headers.get(spec.requestIdHeader) ?? undefined };
+    const failure = classifyError(spec, error, why, meta);
+    return { ...failure, progress: progress(), errorEvent: acc.errorEvent(error, failure) };
+  } finally {
+    clearTimeout(timer);
+  }
+}

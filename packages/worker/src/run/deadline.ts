@@ -1,0 +1,34 @@
+/**
+ * A job's own `maxWaitMs` is its deadline, in every lane: the latest time any provider call of
+ * the job may start, counted from its enqueue. A job not started by then ends DEADLINE_EXCEEDED
+ * without a call, so a caller that gave up is not billed for an answer nobody reads. It applies
+ * to retries too (a retry due past the deadline is not made), and it ends the job as soon as the
+ * wait the bucket names (a lower bound: "if nobody else draws") already passes it, rather than
+ * when the deadline comes. A call already in flight is never cut short: the provider is charging
+ * for it, and the answer still reaches a caller who waits.
+ *
+ * The lanes' configured `maxWaitMs` is not a deadline: it is when a job tries its next model
+ * rather than wait, and when a waiting LOW job may be shed under pressure.
+ */
+import { FailureCode, jobFailure, type JobFailure, type LlmJob } from '@headroom/queue';
+import type { JobMeta } from './run-context.js';
+
+/** The epoch ms by which the job's calls must start, when the job set `maxWaitMs`. */
+export function deadlineOf(job: Pick<LlmJob, 'maxWaitMs'>, meta: Pick<JobMeta, 'enqueuedAt'>): number | undefined {
+  return job.maxWaitMs === undefined ? undefined : meta.enqueuedAt + job.maxWaitMs;
+}
+
+/**
+ * The failure when a call starting `inMs` from `now` would start after the deadline (0: now);
+ * `why` says what keeps it waiting.
+ */
+export function pastDeadline(job: Pick<LlmJob, 'maxWaitMs'>, meta: Pick<JobMeta, 'enqueuedAt'>, now: number, inMs = 0, why?: string): JobFailure | undefined {
+  const deadline = deadlineOf(job, meta);
+  if (deadline === undefined || now + inMs <= deadline) return undefined;
+  const waited = Math.max(0, Math.round(now - meta.enqueuedAt));
+  const message =
+    inMs <= 0
+      ? `not started within its maxWaitMs of ${job.maxWaitMs} ms (waited ${waited} ms)`
+      : `cannot start within its maxWaitMs of ${job.maxWaitMs} ms: waited ${waited} ms, and ${why ?? 'the wait'} needs ${Math.ceil(inMs)} ms more`;
+  return jobFailure(FailureCode.DEADLINE_EXCEEDED, message);
+}

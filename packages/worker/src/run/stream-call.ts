@@ -1,0 +1,89 @@
+/**
+ * One streamed provider call and its relay. Each event goes to the job's Redis stream as it
+ * arrives, behind a first entry naming the model and the wait; the stream ends with `end`, or,
+ * when the call fails after its first event, with the provider's error event.
+ *
+ * What happens after a failure depends on whether the client has seen anything:
+ * - before the first event nothing was relayed, so the usual retry and fallback rules apply;
+ * - after it, the client holds part of an answer and a second one cannot follow: the job fails
+ *   (STREAM_FAILED, or CANCELLED when its caller went away) and is never retried, and the bucket
+ *   is charged what was produced: the input the provider reported (or the reservation's estimate),
+ *   and the output tokens counted in the text received.
+ */
+import { FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type Usage } from '@headroom/queue';
+import type { FailureKind, ProviderCallFailure, ProviderCallOk, ProviderStreamResult, StreamProgress } from '../providers/types.js';
+import { EventRelay, type RelayRefusal } from './event-relay.js';
+import { describeFailure } from './retry-policy.js';
+import { isCancel, type JobMeta, type RunContext } from './run-context.js';
+import { estimateOutputTokens } from './token-estimator.js';
+
+export type StreamedCall =
+  /** Complete: every event and the end are in the relay. */
+  | { kind: 'done'; res: ProviderCallOk; firstEventAt: number }
+  /** Failed before its first event: nothing relayed, the usual rules apply. */
+  | { kind: 'retryable'; res: ProviderCallFailure }
+  /** Ended after its first event: the job fails with `failure`, charged `usage`. */
+  | { kind: 'ended'; status: number | null; headers?: Headers; failure: JobFailure; usage: Usage; failureKind?: FailureKind };
+
+export async function streamedCall(
+  ctx: RunContext,
+  job: LlmJob,
+  meta: JobMeta,
+  call: { model: string; reservation: Reservation; startedAt: number },
+  signal: AbortSignal,
+): Promise<StreamedCall> {
+  const stop = new AbortController();
+  const relay = new EventRelay(ctx.redis, ctx.config.redis.prefix, meta.id, (why) => stop.abort(why));
+  let first = true;
+  const res: ProviderStreamResult = await ctx.adapters[job.provider].stream({
+    model: call.model,
+    request: job.request,
+    signal: AbortSignal.any([signal, stop.signal]),
+    onEvent: (data) => {
+      if (first) {
+        first = false;
+        relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt });
+      }
+      relay.push({ kind: 'event', data });
+    },
+  });
+
+  if (res.ok) {
+    relay.push({ kind: 'end' });
+    const refused = await relay.flush();
+    // A cancel that lands after the last event changes nothing: the answer is whole and paid for.
+    if (refused === undefined || refused === 'cancelled') return { kind: 'done', res, firstEventAt: res.progress.firstEventAt };
+    return { kind: 'ended', status: res.status, headers: res.headers, failure: relayFailure(refused, res.progress), usage: res.usage };
+  }
+
+  const refused = await relay.flush();
+  const { progress, errorEvent: _e, ...failure } = res;
+  if (progress.events === 0 && !relay.started) return { kind: 'retryable', res: failure };
+  const usage = producedSoFar(progress, call.reservation);
+  const seen = { status: failure.status, ...(failure.headers === undefined ? {} : { headers: failure.headers }), usage };
+  if (isCancel(signal) || refused === 'cancelled') {
+    return { kind: 'ended', ...seen, failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller after ${progress.events} events (about ${usage.outputTokens} output tokens)`) };
+  }
+  if (refused !== undefined) return { kind: 'ended', ...seen, failure: relayFailure(refused, progress) };
+  const ended = jobFailure(FailureCode.STREAM_FAILED, `${describeFailure(failure)} (after ${progress.events} events had been streamed)`, undefined, failure.status ?? undefined);
+  relay.push({ kind: 'error', data: res.errorEvent, failure: ended });
+  await relay.flush();
+  return { kind: 'ended', ...seen, failure: ended, failureKind: failure.kind };
+}
+
+function relayFailure(refused: Exclude<RelayRefusal, 'cancelled'>, progress: StreamProgress): JobFailure {
+  if (refused === 'taken') {
+    return jobFailure(FailureCode.STREAM_FAILED, 'an earlier attempt of this job (a worker that died mid-stream) already streamed part of an answer; a second one cannot follow it');
+  }
+  return jobFailure(FailureCode.STREAM_FAILED, `relaying the stream through Redis failed after ${progress.events} events: ${refused.message}`);
+}
+
+/**
+ * What a stream cut short is charged: the input the provider reported up front (Anthropic), or the
+ * reservation's estimate (OpenAI reports none before the end); the output counted in the text
+ * received, or the provider's own count when it sent one.
+ */
+export function producedSoFar(progress: StreamProgress, reservation: Reservation): Usage {
+  const input = progress.inputUsage ?? { inputTokens: reservation.need.inputTokens, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
+  return { ...input, outputTokens: Math.max(progress.outputTokens ?? 0, estimateOutputTokens(progress.outputText)) };
+}

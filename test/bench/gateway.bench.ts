@@ -1,0 +1,258 @@
+/**
+ * `pnpm bench:gateway`: what the gateway adds, all measured in one run against the simulator at
+ * zero latency, each process on its own (simulator, worker, gateway, pass-through proxy; Redis).
+ *
+ * 1. Added latency on an idle fleet: the same Anthropic SDK calling the simulator directly, and
+ *    through gateway + queue + worker; plain calls (whole call) and streamed calls (time to the
+ *    first text delta). Calls alternate between the two paths, one at a time, so the machine's
+ *    other load falls on both alike. Goals: added p50 <= 3 ms, p99 <= 15 ms, both kinds.
+ * 2. The producer SDK's idle path: `producer.run()` end to end, and the worker's pickup (enqueue to
+ *    the provider call starting), with the worker blocking on the lanes' markers, then with the
+ *    worker polling (`dispatch.idleWake: poll`, what it did before) as the baseline.
+ * 3. Throughput: the most requests per second one gateway sustains through the fleet, beside a bare
+ *    node:http pass-through proxy to the same simulator, both driven by the same closed loop of
+ *    SDK clients. Goal: >= 0.5x the proxy.
+ *
+ * Env: GATEWAY_BENCH_CALLS (latency samples per path, default 400), GATEWAY_BENCH_SECONDS
+ * (per throughput round, default 8), GATEWAY_BENCH_CONCURRENCY (default 32).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import Anthropic from '@anthropic-ai/sdk';
+import { Producer } from '@headroom/producer-sdk';
+import { freePort, startEmbeddedRedis } from '@headroom/testing';
+import { REPO_ROOT, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+
+const MODEL = 'claude-sonnet-4-6';
+const CALLS = Number(process.env.GATEWAY_BENCH_CALLS ?? 400);
+const SECONDS = Number(process.env.GATEWAY_BENCH_SECONDS ?? 8);
+const CONCURRENCY = Number(process.env.GATEWAY_BENCH_CONCURRENCY ?? 32);
+const GATEWAY_KEY = 'hr-gateway-bench-key-0123456789';
+const PROVIDER_KEY = 'sk-gateway-bench-provider-key';
+const LIMITS = { rpm: 10_000_000, itpm: 10_000_000_000, otpm: 10_000_000_000 };
+const ENV = { BENCH_PROVIDER_KEY: PROVIDER_KEY, BENCH_GATEWAY_KEY: GATEWAY_KEY, HEADROOM_LOG_LEVEL: 'error' };
+
+function tsx(script: string, args: string[]): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', '--conditions=@headroom/source', script, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+async function until(what: string, probe: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+const up = (url: string) => fetch(url).then(() => true, () => false);
+
+function pct(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
+}
+
+const ms = (v: number) => v.toFixed(2).padStart(8);
+const body = (i: number) => ({ model: MODEL, max_tokens: 64, messages: [{ role: 'user' as const, content: `bench question ${i % 50}` }] });
+
+async function plain(client: Anthropic, i: number): Promise<number> {
+  const t = performance.now();
+  await client.messages.create(body(i));
+  return performance.now() - t;
+}
+
+async function firstToken(client: Anthropic, i: number): Promise<number> {
+  const t = performance.now();
+  let ttft = Number.NaN;
+  const stream = await client.messages.create({ ...body(i), stream: true });
+  for await (const event of stream) {
+    if (Number.isNaN(ttft) && event.type === 'content_block_delta') ttft = performance.now() - t;
+  }
+  return ttft;
+}
+
+const errorKinds = new Map<string, number>();
+
+async function closedLoop(client: Anthropic, seconds: number, concurrency: number): Promise<{ rps: number; errors: number }> {
+  const end = performance.now() + seconds * 1000;
+  let done = 0;
+  let errors = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      for (let i = w; performance.now() < end; i += concurrency) {
+        try {
+          await client.messages.create(body(i));
+          done += 1;
+        } catch (err) {
+          errors += 1;
+          const kind = `${(err as { status?: number }).status ?? ''} ${(err as Error).message.slice(0, 80)}`;
+          errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
+        }
+      }
+    }),
+  );
+  return { rps: done / seconds, errors };
+}
+
+async function main(): Promise<void> {
+  const procs: FleetProcess[] = [];
+  const children: ChildProcess[] = [];
+  const redis = await startEmbeddedRedis();
+  const [simPort, proxyPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
+  const simUrl = `http://127.0.0.1:${simPort}`;
+  try {
+    children.push(tsx(join(REPO_ROOT, 'packages/simulator/src/cli.ts'), ['--port', String(simPort), '--latency-ms', '0']));
+    await until('the simulator', () => up(`${simUrl}/_sim/stats`));
+    await fetch(`${simUrl}/_sim/limits`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, limits: LIMITS }) });
+    children.push(tsx(join(REPO_ROOT, 'test/bench/passthrough-proxy.ts'), [String(proxyPort), String(simPort)]));
+
+    const config = (idleWake: 'block' | 'poll') =>
+      writeConfig({
+        redis: { prefix: 'gwbench' },
+        providers: { anthropic: { baseURL: simUrl, apiKeyEnv: 'BENCH_PROVIDER_KEY' } },
+        models: { [MODEL]: { provider: 'anthropic', limits: LIMITS } },
+        dispatch: { concurrency: 64, idleWake },
+        gateway: { host: '127.0.0.1', keys: { bench: { keyEnv: 'BENCH_GATEWAY_KEY' } } },
+      });
+    const blockConfig = config('block');
+    let worker = spawnWorker(blockConfig, redis.url, 'bench-w1', ENV);
+    procs.push(worker);
+    const gateway = spawnHeadroom(['gateway', '--config', blockConfig, '--redis', redis.url, '--port', String(gatewayPort)], ENV);
+    procs.push(gateway);
+    await until('the gateway', () => gateway.output().includes('listening on'));
+    await until('the proxy', () => up(`http://127.0.0.1:${proxyPort}/_sim/stats`));
+
+    const direct = new Anthropic({ apiKey: PROVIDER_KEY, baseURL: simUrl, maxRetries: 0 });
+    const viaGateway = new Anthropic({ apiKey: GATEWAY_KEY, baseURL: `http://127.0.0.1:${gatewayPort}`, maxRetries: 0 });
+    const viaProxy = new Anthropic({ apiKey: PROVIDER_KEY, baseURL: `http://127.0.0.1:${proxyPort}`, maxRetries: 0 });
+    await until('the worker', async () => viaGateway.messages.create(body(0)).then(() => true, () => false));
+
+    console.log(`gateway bench: ${CALLS} sequential calls per path, then ${SECONDS} s closed loops of ${CONCURRENCY}; load average at start ${loadavg().map((l) => l.toFixed(1)).join(' / ')}`);
+    // Warm-up: JIT, connections, the gateway's lane subscriptions.
+    for (let i = 0; i < 50; i++) {
+      await plain(direct, i);
+      await plain(viaGateway, i);
+      await firstToken(direct, i);
+      await firstToken(viaGateway, i);
+    }
+
+    // 1. Added latency, idle fleet, one call at a time, paths alternating.
+    const lat = { directPlain: [] as number[], gatewayPlain: [] as number[], directTtft: [] as number[], gatewayTtft: [] as number[] };
+    for (let i = 0; i < CALLS; i++) {
+      lat.directPlain.push(await plain(direct, i));
+      lat.gatewayPlain.push(await plain(viaGateway, i));
+      lat.directTtft.push(await firstToken(direct, i));
+      lat.gatewayTtft.push(await firstToken(viaGateway, i));
+    }
+    console.log('\n1. added latency on an idle fleet (ms; Anthropic SDK, simulator at zero latency)');
+    console.log('   path                      p50      p99   added p50  added p99   goal');
+    const row = (name: string, d: number[], g: number[]) => {
+      const a50 = pct(g, 50) - pct(d, 50);
+      const a99 = pct(g, 99) - pct(d, 99);
+      console.log(`   ${`${name}, direct`.padEnd(22)}${ms(pct(d, 50))} ${ms(pct(d, 99))}`);
+      console.log(`   ${`${name}, via gateway`.padEnd(22)}${ms(pct(g, 50))} ${ms(pct(g, 99))}  ${ms(a50)}   ${ms(a99)}   p50 <= 3 ${a50 <= 3 ? 'met' : 'MISSED'}, p99 <= 15 ${a99 <= 15 ? 'met' : 'MISSED'}`);
+    };
+    row('plain call', lat.directPlain, lat.gatewayPlain);
+    row('first token', lat.directTtft, lat.gatewayTtft);
+
+    // 2. The producer SDK's idle path: blocking on markers, then polling as the baseline.
+    const producer = new Producer({ redis: redis.url, prefix: 'gwbench' });
+    const idle = async () => {
+      const total: number[] = [];
+      const pickup: number[] = [];
+      for (let i = 0; i < CALLS; i++) {
+        const t = performance.now();
+        const r = await producer.run({ priority: 'HIGH', provider: 'anthropic', request: body(i) }, { timeoutMs: 30_000 });
+        total.push(performance.now() - t);
+        pickup.push(r.timings.waitMs);
+      }
+      return { total, pickup };
+    };
+    for (let i = 0; i < 30; i++) await producer.run({ priority: 'HIGH', provider: 'anthropic', request: body(i) });
+    const blocking = await idle();
+    await stopAll([worker]);
+    worker = spawnWorker(config('poll'), redis.url, 'bench-w2', ENV);
+    procs.push(worker);
+    for (let i = 0; i < 30; i++) await producer.run({ priority: 'HIGH', provider: 'anthropic', request: body(i) }, { timeoutMs: 60_000 });
+    const polling = await idle();
+    await producer.close();
+    await stopAll([worker]);
+    worker = spawnWorker(blockConfig, redis.url, 'bench-w3', ENV);
+    procs.push(worker);
+    await until('the worker again', async () => viaGateway.messages.create(body(0)).then(() => true, () => false));
+    console.log('\n2. producer SDK on an idle fleet (ms): producer.run() end to end, and the worker pickup (enqueue to provider call)');
+    console.log('   worker idles by          run p50   run p99  pickup p50  pickup p99');
+    for (const [name, r] of [['blocking on markers', blocking], ['polling (baseline)', polling]] as const) {
+      console.log(`   ${name.padEnd(22)}${ms(pct(r.total, 50))}  ${ms(pct(r.total, 99))}   ${ms(pct(r.pickup, 50))}   ${ms(pct(r.pickup, 99))}`);
+    }
+    console.log(`   pickup p50 ratio polling / blocking: ${(pct(polling.pickup, 50) / Math.max(0.01, pct(blocking.pickup, 50))).toFixed(1)}x`);
+
+    // 3. Throughput: closed loops, proxy and gateway alternating, two rounds each.
+    console.log(`\n3. throughput: ${CONCURRENCY} SDK calls in flight, ${SECONDS} s rounds, alternating`);
+    const rounds: { proxy: number[]; gateway: number[]; errors: number } = { proxy: [], gateway: [], errors: 0 };
+    // CPU per request of each process, to say where a gateway request's cost goes.
+    const parts = {
+      client: () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; },
+      gateway: () => cpuSeconds(gateway.child.pid),
+      worker: () => cpuSeconds(worker.child.pid),
+      redis: () => cpuSeconds(redis.process.pid),
+      simulator: () => cpuSeconds(children[0]?.pid),
+      proxy: () => cpuSeconds(children[1]?.pid),
+    };
+    const cpuNow = () => Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()])) as Record<keyof typeof parts, number>;
+    const cpu = { proxy: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number>, gateway: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number> };
+    const served = { proxy: 0, gateway: 0 };
+    const measured = async (mode: 'proxy' | 'gateway') => {
+      const before = cpuNow();
+      const r = await closedLoop(mode === 'proxy' ? viaProxy : viaGateway, SECONDS, CONCURRENCY);
+      const after = cpuNow();
+      for (const k of Object.keys(parts) as (keyof typeof parts)[]) cpu[mode][k] = (cpu[mode][k] ?? 0) + after[k] - before[k];
+      served[mode] += r.rps * SECONDS;
+      return r;
+    };
+    await closedLoop(viaProxy, 2, CONCURRENCY);
+    await closedLoop(viaGateway, 2, CONCURRENCY);
+    for (let r = 0; r < 2; r++) {
+      const p = await measured('proxy');
+      const g = await measured('gateway');
+      rounds.proxy.push(p.rps);
+      rounds.gateway.push(g.rps);
+      rounds.errors += p.errors + g.errors;
+      console.log(`   round ${r + 1}: pass-through proxy ${p.rps.toFixed(0)} req/s, gateway through the fleet ${g.rps.toFixed(0)} req/s (${(g.rps / p.rps).toFixed(2)}x)`);
+    }
+    for (const mode of ['proxy', 'gateway'] as const) {
+      const per = Object.entries(cpu[mode]).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${((v / Math.max(1, served[mode])) * 1000).toFixed(3)}`);
+      console.log(`   CPU ms per request, ${mode === 'proxy' ? 'pass-through proxy' : 'gateway path'}: ${per.join(', ')}`);
+    }
+    const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
+    const ratio = sum(rounds.gateway) / sum(rounds.proxy);
+    console.log(`   total: gateway ${(sum(rounds.gateway) / 2).toFixed(0)} req/s vs proxy ${(sum(rounds.proxy) / 2).toFixed(0)} req/s = ${ratio.toFixed(2)}x (goal >= 0.5x: ${ratio >= 0.5 ? 'met' : 'MISSED'}); errors ${rounds.errors}`);
+    for (const [kind, n] of errorKinds) console.log(`   error x${n}: ${kind}`);
+    console.log(`\nload average at end ${loadavg().map((l) => l.toFixed(1)).join(' / ')}`);
+  } finally {
+    await stopAll(procs);
+    for (const c of children) c.kill('SIGTERM');
+    await redis.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,112 @@
+/**
+ * Backpressure through the gateway is the SDK's own retry: a full lane answers 429 with
+ * `retry-after`, and the official SDK, retrying by itself, succeeds once the lane drains. A call
+ * that cannot start within its max wait is cancelled and answered 529 (Anthropic) / 503 (OpenAI)
+ * with `retry-after`; a provider's 4xx comes back with its own status and message, not retried.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { laneKeys } from '@headroom/queue';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import Anthropic from '@anthropic-ai/sdk';
+import { GATEWAY_KEYS, GPT, HAIKU, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+
+let redis: EmbeddedRedis;
+let sim: Simulator;
+let fleet: GatewayFleet;
+let admin: Redis;
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  admin = new Redis(redis.url);
+  sim = await startSimulator({ latencyMs: 600, models: SIM_MODELS });
+  // One call at a time, and HIGH holds two waiting calls at most.
+  fleet = await startGatewayFleet(redis.url, sim, { dispatch: { concurrency: 1 }, lanes: { high: { cap: 2 } } });
+});
+afterAll(async () => {
+  await fleet?.close();
+  await sim?.close();
+  admin?.disconnect();
+  await redis?.stop();
+});
+
+async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+const waitingInHigh = () => admin.llen(laneKeys(fleet.prefix, 'high').wait);
+
+const ask = (content: string, model = SONNET) => ({ model, max_tokens: 16, messages: [{ role: 'user' as const, content }] });
+const HIGH = { headers: { 'headroom-priority': 'high' } };
+
+describe('backpressure through the gateway', () => {
+  it("answers a full lane with 429 and retry-after, and the SDK's own retry succeeds once it drains", async () => {
+    const client = fleet.anthropic();
+    // One runs, two wait: the lane is at its cap.
+    const running = client.messages.create(ask('first'), HIGH);
+    await until('the first call to start', async () => sim.stats().admissions.length > 0);
+    const waiting = [client.messages.create(ask('second'), HIGH), client.messages.create(ask('third'), HIGH)];
+    await until('two calls waiting', async () => (await waitingInHigh()) === 2);
+
+    const refused = await fetch(`${fleet.gateway.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.app, 'headroom-priority': 'high' },
+      body: JSON.stringify(ask('refused')),
+    });
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(await refused.json()).toMatchObject({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringContaining('lane high is full') } });
+
+    // The same SDK, retries on: its first attempt meets the full lane, a later one gets in.
+    const statuses: number[] = [];
+    const retrying = new Anthropic({
+      apiKey: GATEWAY_KEYS.app,
+      baseURL: fleet.gateway.url,
+      maxRetries: 5,
+      fetch: async (url, init) => {
+        const res = await fetch(url, init);
+        statuses.push(res.status);
+        return res;
+      },
+    });
+    const answer = await retrying.messages.create(ask('patient'), HIGH);
+    expect(answer.content.length).toBeGreaterThan(0);
+    expect(statuses[0]).toBe(429);
+    expect(statuses.at(-1)).toBe(200);
+    await Promise.all([running, ...waiting]);
+  });
+
+  it('cancels a call that cannot start within headroom-max-wait-ms and answers 529 (Anthropic) / 503 (OpenAI) with retry-after', async () => {
+    const busy = fleet.anthropic().messages.create(ask('busy'), HIGH);
+    await new Promise((r) => setTimeout(r, 50));
+    const headers = { 'content-type': 'application/json', 'headroom-max-wait-ms': '50', 'headroom-priority': 'low' };
+    const [a, o] = await Promise.all([
+      fetch(`${fleet.gateway.url}/v1/messages`, { method: 'POST', headers: { ...headers, 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.app }, body: JSON.stringify(ask('late', HAIKU)) }),
+      fetch(`${fleet.gateway.url}/v1/chat/completions`, { method: 'POST', headers: { ...headers, authorization: `Bearer ${GATEWAY_KEYS.app}` }, body: JSON.stringify({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'late' }] }) }),
+    ]);
+    expect(a.status).toBe(529);
+    expect(await a.json()).toMatchObject({ type: 'error', error: { type: 'overloaded_error', message: expect.stringContaining('did not start within 50 ms') } });
+    expect(o.status).toBe(503);
+    expect(await o.json()).toMatchObject({ error: { type: 'server_error', message: expect.stringContaining('did not start within 50 ms') } });
+    for (const r of [a, o]) expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    await busy;
+    // Cancelled: never sent.
+    expect(sim.stats().admissions.some((x) => x.model === HAIKU || x.model === GPT)).toBe(false);
+  });
+
+  it("passes a provider's 4xx through with its status and message, and tells the SDK not to retry", async () => {
+    // The simulator refuses max_tokens above the model's ceiling, as Anthropic does.
+    const res = await fetch(`${fleet.gateway.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.app },
+      body: JSON.stringify({ model: SONNET, max_tokens: 70_000, messages: [{ role: 'user', content: 'too long' }] }),
+    });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('x-should-retry')).toBe('false');
+    expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining('max_tokens') } });
+  });
+});

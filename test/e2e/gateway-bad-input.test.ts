@@ -1,0 +1,194 @@
+/**
+ * Bad input through `headroom gateway` (the CLI process): every case gets its provider's error
+ * shape with a status the SDKs do not retry, a message naming what is wrong, and nothing is
+ * enqueued. The gateway never crashes: a good call still goes through at the end.
+ */
+import { connect } from 'node:net';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, publishFleetSettings } from '@headroom/queue';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+
+const KEY = 'hr-gw-bad-input-key-0123456789';
+const PREFIX = 'gwbad';
+const SONNET = 'claude-sonnet-4-6';
+const GPT = 'gpt-4.1';
+
+let redis: EmbeddedRedis;
+let admin: Redis;
+let gateway: FleetProcess;
+let base: string;
+let port: number;
+let configFile: string;
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  admin = new Redis(redis.url);
+  // Redis is stopped by the last test: the test's own connection reconnects quietly.
+  admin.on('error', () => {});
+  port = await freePort();
+  configFile = writeConfig({
+    redis: { prefix: PREFIX },
+    models: { [SONNET]: { provider: 'anthropic' }, [GPT]: { provider: 'openai' } },
+    gateway: {
+      host: '127.0.0.1',
+      keys: { app: { keyEnv: 'BAD_INPUT_GATEWAY_KEY' } },
+      maxBodyBytes: 64 * 1024,
+      maxHeaderBytes: 8 * 1024,
+      bodyTimeoutMs: 500,
+    },
+  });
+  gateway = spawnHeadroom(['gateway', '--config', configFile, '--redis', redis.url, '--port', String(port)], { BAD_INPUT_GATEWAY_KEY: KEY });
+  base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  while (!gateway.output().includes('listening on')) {
+    if (Date.now() > deadline || gateway.child.exitCode !== null) throw new Error(`gateway did not start:\n${gateway.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+});
+afterAll(async () => {
+  if (gateway) await stopAll([gateway]);
+  admin?.disconnect();
+  await redis?.stop();
+});
+
+const ANTHROPIC = { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': KEY };
+const OPENAI = { 'content-type': 'application/json', authorization: `Bearer ${KEY}` };
+const message = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }], ...extra });
+const chat = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'hi' }], ...extra });
+
+interface Case {
+  name: string;
+  /** A fetch request, or raw bytes for what fetch refuses to send. */
+  path?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | (() => ReadableStream<Uint8Array>);
+  raw?: string;
+  status: number;
+  says: string | RegExp;
+  provider: 'anthropic' | 'openai';
+}
+
+const CASES: Case[] = [
+  { name: 'bad JSON (Anthropic)', headers: ANTHROPIC, body: '{"model": ', status: 400, says: 'the request body is not valid JSON', provider: 'anthropic' },
+  { name: 'bad JSON (OpenAI)', path: '/v1/chat/completions', headers: OPENAI, body: '{"model": gpt}', status: 400, says: 'not valid JSON', provider: 'openai' },
+  { name: 'wrong content type', headers: { ...ANTHROPIC, 'content-type': 'text/plain' }, body: message(), status: 400, says: 'content-type: expected application/json, got "text/plain"', provider: 'anthropic' },
+  { name: 'no content type', headers: { 'anthropic-version': '2023-06-01', 'x-api-key': KEY }, body: new Blob([message()]) as unknown as string, status: 400, says: 'content-type: expected application/json', provider: 'anthropic' },
+  { name: 'oversized body', headers: ANTHROPIC, body: message({ system: 'x'.repeat(70_000) }), status: 413, says: "over the gateway's limit of 65536 bytes", provider: 'anthropic' },
+  {
+    name: 'oversized chunked body (no content-length)',
+    headers: ANTHROPIC,
+    body: () => new ReadableStream({ start(c) { for (let i = 0; i < 20; i++) c.enqueue(new TextEncoder().encode('x'.repeat(8_192))); c.close(); } }),
+    status: 413,
+    says: "over the gateway's limit",
+    provider: 'anthropic',
+  },
+  { name: 'empty body', headers: ANTHROPIC, body: '', status: 400, says: 'the request body is empty', provider: 'anthropic' },
+  { name: 'a JSON array for a body', headers: ANTHROPIC, body: '[1,2]', status: 400, says: 'must be a JSON object, got an array', provider: 'anthropic' },
+  { name: 'missing key', headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' }, body: message(), status: 401, says: 'no API key', provider: 'anthropic' },
+  { name: 'wrong key', headers: { ...ANTHROPIC, 'x-api-key': 'hr-gw-not-a-key-000000000000' }, body: message(), status: 401, says: 'invalid API key', provider: 'anthropic' },
+  { name: 'wrong bearer key (OpenAI)', path: '/v1/chat/completions', headers: { ...OPENAI, authorization: 'Bearer sk-someone-elses-key-000000' }, body: chat(), status: 401, says: 'invalid API key', provider: 'openai' },
+  { name: 'missing anthropic-version', headers: { 'content-type': 'application/json', 'x-api-key': KEY }, body: message(), status: 400, says: 'anthropic-version: header is required', provider: 'anthropic' },
+  { name: 'unknown priority', headers: { ...ANTHROPIC, 'headroom-priority': 'urgent' }, body: message(), status: 400, says: 'headroom-priority: expected critical, high, normal or low, got "urgent"', provider: 'anthropic' },
+  { name: 'misspelt headroom header', headers: { ...ANTHROPIC, 'headroom-priorty': 'high' }, body: message(), status: 400, says: 'headroom-priorty: unknown header', provider: 'anthropic' },
+  { name: 'bad max wait', headers: { ...ANTHROPIC, 'headroom-max-wait-ms': '-5' }, body: message(), status: 400, says: 'headroom-max-wait-ms: expected a whole number of milliseconds', provider: 'anthropic' },
+  { name: 'tenant with spaces', headers: { ...ANTHROPIC, 'headroom-tenant': 'acme corp' }, body: message(), status: 400, says: 'headroom-tenant: expected 1-128 characters', provider: 'anthropic' },
+  { name: 'coalesce not a boolean', headers: { ...ANTHROPIC, 'headroom-coalesce': 'maybe' }, body: message(), status: 400, says: 'headroom-coalesce: expected true or false', provider: 'anthropic' },
+  { name: 'unknown sla', headers: { ...ANTHROPIC, 'headroom-sla': 'tomorrow' }, body: message(), status: 400, says: 'headroom-sla: expected interactive or none', provider: 'anthropic' },
+  { name: 'fallback model nobody serves', headers: { ...ANTHROPIC, 'headroom-fallback': 'claude-nope-9' }, body: message(), status: 400, says: 'headroom-fallback: not anthropic models this gateway serves: claude-nope-9', provider: 'anthropic' },
+  { name: 'empty idempotency key', headers: { ...ANTHROPIC, 'headroom-idempotency-key': '' }, body: message(), status: 400, says: 'headroom-idempotency-key: expected 1-256 characters', provider: 'anthropic' },
+  { name: 'a control character in a header', headers: { ...ANTHROPIC, 'headroom-tenant': 'acme\tcorp' }, body: message(), status: 400, says: 'headroom-tenant: holds a control character', provider: 'anthropic' },
+  { name: 'unknown model', headers: ANTHROPIC, body: message({ model: 'claude-nope-9' }), status: 404, says: 'model: claude-nope-9 is not served by this gateway', provider: 'anthropic' },
+  { name: 'an OpenAI model on the Anthropic API', headers: ANTHROPIC, body: message({ model: GPT }), status: 404, says: `model: ${GPT} is not served`, provider: 'anthropic' },
+  { name: 'streaming with sla none', headers: { ...ANTHROPIC, 'headroom-sla': 'none' }, body: message({ stream: true }), status: 400, says: 'stream: a streamed job must be interactive', provider: 'anthropic' },
+  { name: 'missing messages', headers: ANTHROPIC, body: JSON.stringify({ model: SONNET, max_tokens: 16 }), status: 400, says: 'messages: expected an array of messages', provider: 'anthropic' },
+  { name: 'max_tokens 0', headers: ANTHROPIC, body: message({ max_tokens: 0 }), status: 400, says: 'max_tokens: expected a positive integer, got 0', provider: 'anthropic' },
+  { name: 'system role inside Anthropic messages', headers: ANTHROPIC, body: message({ messages: [{ role: 'system', content: 'x' }] }), status: 400, says: 'messages.0.role: expected "user" or "assistant"', provider: 'anthropic' },
+  { name: 'OpenAI without an output bound', path: '/v1/chat/completions', headers: OPENAI, body: JSON.stringify({ model: GPT, messages: [{ role: 'user', content: 'hi' }] }), status: 400, says: 'max_completion_tokens: set max_completion_tokens (or max_tokens)', provider: 'openai' },
+  { name: 'OpenAI stream_options without stream', path: '/v1/chat/completions', headers: OPENAI, body: chat({ stream_options: { include_usage: true } }), status: 400, says: 'stream_options: stream_options is only allowed with "stream": true', provider: 'openai' },
+  { name: 'unknown path', path: '/v1/complete', headers: ANTHROPIC, body: message(), status: 404, says: 'no such endpoint', provider: 'anthropic' },
+  { name: 'wrong method', method: 'GET', headers: { 'anthropic-version': '2023-06-01', 'x-api-key': KEY }, status: 405, says: 'method not allowed; use POST', provider: 'anthropic' },
+  { name: 'a header with a newline (raw request)', raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: ${KEY}\r\nheadroom-tenant: acme\nevil: 1\r\ncontent-length: 2\r\n\r\n{}`, status: 400, says: 'malformed HTTP request', provider: 'anthropic' },
+  { name: 'a head over the header limit (raw request)', raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: ${KEY}\r\nx-padding: ${'p'.repeat(10_000)}\r\ncontent-length: 2\r\n\r\n{}`, status: 431, says: 'malformed HTTP request', provider: 'anthropic' },
+  {
+    name: 'a body that never finishes arriving (raw request)',
+    raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nanthropic-version: 2023-06-01\r\nx-api-key: ${KEY}\r\ncontent-length: 500\r\n\r\n{"model":`,
+    status: 408,
+    says: 'did not arrive within 500 ms',
+    provider: 'anthropic',
+  },
+];
+
+async function send(c: Case): Promise<{ status: number; body: string }> {
+  if (c.raw !== undefined) {
+    return new Promise((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write(c.raw!));
+      let text = '';
+      socket.on('data', (d) => { text += d.toString(); });
+      socket.on('error', reject);
+      socket.on('close', () => {
+        const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+        resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4) });
+      });
+      socket.setTimeout(10_000, () => socket.destroy());
+    });
+  }
+  const body = typeof c.body === 'function' ? c.body() : c.body;
+  const res = await fetch(`${base}${c.path ?? '/v1/messages'}`, {
+    method: c.method ?? 'POST',
+    headers: c.headers ?? {},
+    ...(body === undefined ? {} : { body, duplex: 'half' }),
+  } as RequestInit);
+  return { status: res.status, body: await res.text() };
+}
+
+describe('bad input through headroom gateway', () => {
+  it.each(CASES)('$name: $status in its provider shape, naming the problem', async (c) => {
+    const { status, body } = await send(c);
+    expect(status, body).toBe(c.status);
+    const parsed = JSON.parse(body) as Record<string, unknown>;
+    // Anthropic: {type: 'error', error: {type, message}}; OpenAI: {error: {message, type, param, code}}.
+    if (c.provider === 'anthropic') expect(parsed).toMatchObject({ type: 'error', error: { type: expect.any(String), message: expect.any(String) } });
+    else expect(Object.keys(parsed.error as object).sort()).toEqual(['code', 'message', 'param', 'type']);
+    const message = (parsed.error as { message: string }).message;
+    if (typeof c.says === 'string') expect(message).toContain(c.says);
+    else expect(message).toMatch(c.says);
+  });
+
+  it('enqueued nothing for any of them, and still serves a good call', async () => {
+    expect(CASES.length).toBeGreaterThanOrEqual(25);
+    expect(await admin.keys(`{${PREFIX}:*`)).toEqual([]);
+    // No worker has published the fleet's settings: admission fails closed, and the SDKs retry.
+    const unpublished = await fetch(`${base}/v1/messages`, { method: 'POST', headers: ANTHROPIC, body: message() });
+    expect(unpublished.status).toBe(503);
+    expect(unpublished.headers.get('retry-after')).toBe('1');
+    expect(await unpublished.json()).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringContaining('no fleet settings') } });
+    // Published as a worker would, with no worker running: a good call is enqueued, waits its
+    // 200 ms, is cancelled and told to retry.
+    await publishFleetSettings(admin, loadConfig(configFile));
+    const res = await fetch(`${base}/v1/messages`, { method: 'POST', headers: { ...ANTHROPIC, 'headroom-max-wait-ms': '200' }, body: message() });
+    expect(res.status).toBe(529);
+    expect(res.headers.get('headroom-job-id')).toMatch(/^normal\./);
+    expect(gateway.child.exitCode).toBeNull();
+  });
+
+  it('refuses to start without its client keys, naming the variable', async () => {
+    const orphan = spawnHeadroom(['gateway', '--config', configFile, '--redis', redis.url, '--port', '0'], { BAD_INPUT_GATEWAY_KEY: '' });
+    expect(await orphan.exited).toBe(2);
+    expect(orphan.output()).toContain('gateway.keys.app.keyEnv: environment variable BAD_INPUT_GATEWAY_KEY is not set');
+  });
+
+  it('answers 503 with retry-after while Redis is down (the SDKs retry), and never crashes', async () => {
+    await redis.stop();
+    const res = await fetch(`${base}/v1/messages`, { method: 'POST', headers: ANTHROPIC, body: message() });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringContaining('the queue is unavailable') } });
+    const o = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: OPENAI, body: chat() });
+    expect(o.status).toBe(503);
+    expect(await o.json()).toMatchObject({ error: { type: 'server_error' } });
+    expect(gateway.child.exitCode).toBeNull();
+  });
+});

@@ -1,0 +1,148 @@
+/**
+ * Clients that go away: an SDK call aborted mid-stream stops the provider call (the simulator sees
+ * its connection closed before the stream's end), the bucket is charged the output produced, and
+ * the job ends CANCELLED; a client gone before its call started takes its job with it, and the
+ * provider never sees the call.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Producer } from '@headroom/producer-sdk';
+import { decodeJobEvent, laneKeys } from '@headroom/queue';
+import { estimateOutputTokens } from '@headroom/queue/token-count';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { GATEWAY_KEYS, GPT, HAIKU, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+
+let redis: EmbeddedRedis;
+let admin: Redis;
+let sim: Simulator;
+let fleet: GatewayFleet;
+let producer: Producer;
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  admin = new Redis(redis.url);
+  sim = await startSimulator({ latencyMs: 5, models: SIM_MODELS, outputTokens: { min: 300, max: 300 } });
+  fleet = await startGatewayFleet(redis.url, sim, { dispatch: { concurrency: 1 } });
+  producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+});
+afterAll(async () => {
+  await producer?.close();
+  await fleet?.close();
+  await sim?.close();
+  admin?.disconnect();
+  await redis?.stop();
+});
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('clients that go away', () => {
+  it('Anthropic: aborting messages.stream() mid-stream stops the provider call; the job ends CANCELLED, charged the output produced', async () => {
+    sim.setPace({ streamTokenMs: 25 });
+    try {
+      const abort = new AbortController();
+      const stream = fleet.anthropic().messages.stream({ model: SONNET, max_tokens: 400, messages: [{ role: 'user', content: 'A long story, please.' }] }, { signal: abort.signal });
+      const { response } = await stream.withResponse();
+      const jobId = response.headers.get('headroom-job-id')!;
+      let deltas = 0;
+      stream.on('text', () => {
+        if (++deltas === 10) abort.abort();
+      });
+      await expect(stream.finalMessage()).rejects.toThrow();
+      expect(deltas).toBeGreaterThanOrEqual(10);
+
+      const failure = await until('the job to end', async () => (await producer.getJob(jobId))?.failure);
+      expect(failure.code).toBe('CANCELLED');
+      const admission = await until('the provider call to end', () => sim.stats().admissions.find((a) => a.model === SONNET && a.streamed && a.done));
+      expect(admission.clientClosed).toBe(true);
+      expect(admission.outputSent).toBeGreaterThanOrEqual(10);
+      expect(admission.outputSent).toBeLessThan(300);
+
+      // Charged what was produced: the output counted in the text the worker received, which is
+      // at least what it relayed before the cancel, and far below the 400 reserved.
+      const charged = Number(/about (\d+) output tokens/.exec(failure.message)?.[1]);
+      const relayed = (await admin.xrange(laneKeys(fleet.prefix, 'normal').jobEvents(jobId), '-', '+'))
+        .map(([, f]) => decodeJobEvent(f[0]!, f[1]!))
+        .filter((e) => e?.kind === 'event')
+        .map((e) => JSON.parse((e as { data: string }).data) as { delta?: { text?: string } })
+        .map((e) => e.delta?.text ?? '')
+        .join('');
+      expect(charged).toBeGreaterThanOrEqual(estimateOutputTokens(relayed));
+      expect(charged).toBeGreaterThan(0);
+      expect(charged).toBeLessThanOrEqual(admission.outputSent + 2);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  it('OpenAI: breaking off a streamed create() mid-stream stops the provider call too', async () => {
+    sim.setPace({ streamTokenMs: 25 });
+    try {
+      const abort = new AbortController();
+      const before = sim.stats().admissions.length;
+      const stream = await fleet.openai().chat.completions.create(
+        { model: GPT, max_completion_tokens: 400, stream: true, messages: [{ role: 'user', content: 'A long story, please.' }] },
+        { signal: abort.signal },
+      );
+      let chunks = 0;
+      // The OpenAI SDK ends an aborted stream's iteration quietly.
+      await (async () => {
+        for await (const _ of stream) if (++chunks === 8) abort.abort();
+      })().catch(() => undefined);
+      expect(chunks).toBeGreaterThanOrEqual(8);
+      const admission = await until('the provider call to end', () => sim.stats().admissions.slice(before).find((a) => a.model === GPT && a.done));
+      expect(admission).toMatchObject({ streamed: true, clientClosed: true });
+      expect(admission.outputSent).toBeLessThan(300);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  it('a client gone before its call started takes its job with it: the provider never sees it', async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    try {
+      // The one slot is busy with a slow stream, so the next call waits in its lane.
+      const busy = fleet.anthropic().messages.stream({ model: SONNET, max_tokens: 400, messages: [{ role: 'user', content: 'Keep the worker busy.' }] });
+      await busy.withResponse();
+      const abort = new AbortController();
+      const call = fleet.anthropic().messages.create({ model: HAIKU, max_tokens: 16, messages: [{ role: 'user', content: 'never mind' }] }, { signal: abort.signal, headers: { 'headroom-priority': 'high' } });
+      const jobId = await until('the call to be queued', async () => (await admin.lrange(laneKeys(fleet.prefix, 'high').wait, 0, -1))[0]);
+      abort.abort();
+      await expect(call).rejects.toThrow();
+      await until('the job to be removed', async () => (await producer.getJob(jobId)) === null);
+      await busy.finalMessage();
+      expect(sim.stats().admissions.some((a) => a.model === HAIKU)).toBe(false);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  it('a streamed call whose client leaves before it started is removed as well', async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    try {
+      const busy = fleet.anthropic().messages.stream({ model: SONNET, max_tokens: 400, messages: [{ role: 'user', content: 'Busy again.' }] });
+      await busy.withResponse();
+      const abort = new AbortController();
+      const call = fleet.anthropic(GATEWAY_KEYS.app).messages.create(
+        { model: HAIKU, max_tokens: 16, stream: true, messages: [{ role: 'user', content: 'stream, then never mind' }] },
+        { signal: abort.signal, headers: { 'headroom-priority': 'high' } },
+      );
+      const jobId = await until('the call to be queued', async () => (await admin.lrange(laneKeys(fleet.prefix, 'high').wait, 0, -1))[0]);
+      abort.abort();
+      await expect(call).rejects.toThrow();
+      await until('the job to be removed', async () => (await producer.getJob(jobId)) === null);
+      await busy.finalMessage();
+      expect(sim.stats().admissions.some((a) => a.model === HAIKU)).toBe(false);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+});

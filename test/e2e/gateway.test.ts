@@ -1,0 +1,144 @@
+/**
+ * The gateway with the official SDKs, unchanged but for `baseURL` and a gateway key: the same
+ * answers (content and usage) as the simulator gives them directly, plain and streamed through
+ * their own stream helpers, and the SSE events as curl shows them.
+ */
+import { spawn } from 'node:child_process';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { GATEWAY_KEYS, GPT, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+
+let redis: EmbeddedRedis;
+let sim: Simulator;
+let fleet: GatewayFleet;
+let direct: { anthropic: Anthropic; openai: OpenAI };
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  sim = await startSimulator({ latencyMs: 2, models: SIM_MODELS });
+  fleet = await startGatewayFleet(redis.url, sim);
+  direct = {
+    anthropic: new Anthropic({ apiKey: PROVIDER_KEY, baseURL: sim.url, maxRetries: 0 }),
+    openai: new OpenAI({ apiKey: PROVIDER_KEY, baseURL: `${sim.url}/v1`, maxRetries: 0 }),
+  };
+});
+afterAll(async () => {
+  await fleet?.close();
+  await sim?.close();
+  await redis?.stop();
+});
+
+const claude = (content: string) => ({ model: SONNET, max_tokens: 120, messages: [{ role: 'user' as const, content }] });
+const chat = (content: string) => ({ model: GPT, max_completion_tokens: 120, messages: [{ role: 'user' as const, content }] });
+
+describe('the gateway with the official SDKs', () => {
+  it('Anthropic: messages.create gets the answer the provider gives directly, and says how it was served', async () => {
+    const body = claude('What is a priority queue?');
+    const viaGateway = await fleet.anthropic().messages.create(body).withResponse();
+    const directly = await direct.anthropic.messages.create(body);
+    expect(viaGateway.data.content).toEqual(directly.content);
+    expect(viaGateway.data.usage).toEqual(directly.usage);
+    expect(viaGateway.data.model).toBe(SONNET);
+    const h = viaGateway.response.headers;
+    expect(h.get('headroom-job-id')).toMatch(/^normal\./);
+    expect(h.get('headroom-lane')).toBe('normal');
+    expect(h.get('headroom-model')).toBe(SONNET);
+    expect(Number(h.get('headroom-wait-ms'))).toBeGreaterThanOrEqual(0);
+  });
+
+  it('OpenAI: chat.completions.create gets the answer the provider gives directly', async () => {
+    const body = chat('What is a lane?');
+    const viaGateway = await fleet.openai().chat.completions.create(body);
+    const directly = await direct.openai.chat.completions.create(body);
+    expect(viaGateway.choices).toEqual(directly.choices);
+    expect(viaGateway.usage).toEqual(directly.usage);
+  });
+
+  it('Anthropic: messages.stream() yields the same text and final usage as streaming directly', async () => {
+    const body = claude('Tell me a short story about a lighthouse.');
+    const viaGateway = fleet.anthropic().messages.stream(body);
+    const texts: string[] = [];
+    viaGateway.on('text', (t) => texts.push(t));
+    const gatewayFinal = await viaGateway.finalMessage();
+    const directFinal = await direct.anthropic.messages.stream(body).finalMessage();
+    expect(texts.length).toBeGreaterThan(1);
+    expect(texts.join('')).toBe((directFinal.content[0] as { text: string }).text);
+    expect(gatewayFinal.content).toEqual(directFinal.content);
+    expect(gatewayFinal.usage).toEqual(directFinal.usage);
+    expect(gatewayFinal.stop_reason).toBe(directFinal.stop_reason);
+  });
+
+  it('OpenAI: create({ stream: true }) yields the same text and final usage chunk as streaming directly', async () => {
+    const body = { ...chat('Tell me a short story about a harbour.'), stream: true as const, stream_options: { include_usage: true } };
+    const collect = async (client: OpenAI) => {
+      let text = '';
+      let usage: unknown;
+      let chunks = 0;
+      for await (const chunk of await client.chat.completions.create(body)) {
+        chunks += 1;
+        text += chunk.choices[0]?.delta.content ?? '';
+        if (chunk.usage) usage = chunk.usage;
+      }
+      return { text, usage, chunks };
+    };
+    const viaGateway = await collect(fleet.openai());
+    const directly = await collect(direct.openai);
+    expect(viaGateway.text).toBe(directly.text);
+    expect(viaGateway.usage).toEqual(directly.usage);
+    expect(viaGateway.chunks).toBe(directly.chunks);
+  });
+
+  it('OpenAI: a stream without include_usage carries no usage, as the provider sends it', async () => {
+    const body = { ...chat('Count to five.'), stream: true as const };
+    let sawUsage = false;
+    let text = '';
+    for await (const chunk of await fleet.openai().chat.completions.create(body)) {
+      if ('usage' in chunk) sawUsage = true;
+      text += chunk.choices[0]?.delta.content ?? '';
+    }
+    expect(sawUsage).toBe(false);
+    expect(text.length).toBeGreaterThan(0);
+  });
+
+  it('curl -N shows the SSE events as they come', async () => {
+    const out = await new Promise<string>((resolve, reject) => {
+      const curl = spawn('curl', [
+        '-sN',
+        `${fleet.gateway.url}/v1/messages`,
+        '-H', 'content-type: application/json',
+        '-H', 'anthropic-version: 2023-06-01',
+        '-H', `x-api-key: ${GATEWAY_KEYS.app}`,
+        '-H', 'headroom-priority: high',
+        '-d', JSON.stringify({ ...claude('Say hello.'), stream: true }),
+      ]);
+      let text = '';
+      curl.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+      curl.on('error', reject);
+      curl.on('close', () => resolve(text));
+    });
+    const events = [...out.matchAll(/^event: (\w+)$/gm)].map((m) => m[1]);
+    expect(events[0]).toBe('message_start');
+    expect(events).toContain('content_block_delta');
+    expect(events.at(-1)).toBe('message_stop');
+    expect(out).toMatch(/^data: \{"type":"message_start"/m);
+  });
+
+  it('lists the models it serves in each format, and counts tokens without a provider key', async () => {
+    const claudeModels = (await fleet.anthropic().models.list()).data.map((m) => m.id);
+    const gptModels = (await fleet.openai().models.list()).data.map((m) => m.id);
+    expect(claudeModels.sort()).toEqual(['claude-haiku-4-5', 'claude-sonnet-4-6']);
+    expect(gptModels.sort()).toEqual(['gpt-4.1', 'gpt-4.1-mini']);
+    const counted = await fleet.anthropic().messages.countTokens({ model: SONNET, messages: [{ role: 'user', content: 'How many tokens is this?' }] });
+    expect(counted.input_tokens).toBeGreaterThan(5);
+  });
+
+  it('never shows the provider key to the client, and the provider never sees the gateway key', async () => {
+    await fleet.anthropic().messages.create(claude('Keys?'));
+    const keysSeen = new Set(sim.stats().admissions.map((a) => a.key));
+    expect(keysSeen.has(GATEWAY_KEYS.app)).toBe(false);
+    expect(keysSeen.has(PROVIDER_KEY)).toBe(true);
+  });
+});
