@@ -22,6 +22,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Anthropic from '@anthropic-ai/sdk';
+import { Redis } from 'ioredis';
 import { Producer } from '@headroom/producer-sdk';
 import { freePort, startEmbeddedRedis } from '@headroom/testing';
 import { REPO_ROOT, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
@@ -215,10 +216,18 @@ async function main(): Promise<void> {
     const cpuNow = () => Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()])) as Record<keyof typeof parts, number>;
     const cpu = { proxy: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number>, gateway: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number> };
     const served = { proxy: 0, gateway: 0 };
+    // Redis commands per gateway request, from INFO (commands inside scripts included): where the
+    // gateway path's Redis and worker CPU goes.
+    const stats = new Redis(redis.url);
+    const commandsNow = async () => Number(/total_commands_processed:(\d+)/.exec(await stats.info('stats'))?.[1] ?? 0);
+    let gatewayCommands = 0;
+
     const measured = async (mode: 'proxy' | 'gateway') => {
       const before = cpuNow();
+      const commandsBefore = await commandsNow();
       const r = await closedLoop(mode === 'proxy' ? viaProxy : viaGateway, SECONDS, CONCURRENCY);
       const after = cpuNow();
+      if (mode === 'gateway') gatewayCommands += (await commandsNow()) - commandsBefore - 1;
       for (const k of Object.keys(parts) as (keyof typeof parts)[]) cpu[mode][k] = (cpu[mode][k] ?? 0) + after[k] - before[k];
       served[mode] += r.rps * SECONDS;
       return r;
@@ -237,6 +246,8 @@ async function main(): Promise<void> {
       const per = Object.entries(cpu[mode]).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${((v / Math.max(1, served[mode])) * 1000).toFixed(3)}`);
       console.log(`   CPU ms per request, ${mode === 'proxy' ? 'pass-through proxy' : 'gateway path'}: ${per.join(', ')}`);
     }
+    console.log(`   Redis commands per gateway request: ${(gatewayCommands / Math.max(1, served.gateway)).toFixed(1)} (inside scripts included)`);
+    stats.disconnect();
     const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
     const ratio = sum(rounds.gateway) / sum(rounds.proxy);
     console.log(`   total: gateway ${(sum(rounds.gateway) / 2).toFixed(0)} req/s vs proxy ${(sum(rounds.proxy) / 2).toFixed(0)} req/s = ${ratio.toFixed(2)}x (goal >= 0.5x: ${ratio >= 0.5 ? 'met' : 'MISSED'}); errors ${rounds.errors}`);

@@ -27,8 +27,15 @@ export interface FleetProcess {
   exited: Promise<number | string>;
 }
 
+/**
+ * Extra node flags for every fleet process, e.g. `HEADROOM_FLEET_NODE_FLAGS="--cpu-prof
+ * --cpu-prof-dir=/tmp/prof"` to profile a bench's workers and gateway (node refuses --cpu-prof in
+ * NODE_OPTIONS). A process writes its profile when it exits on SIGTERM.
+ */
+const NODE_FLAGS = (process.env.HEADROOM_FLEET_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+
 export function spawnHeadroom(args: string[], env: NodeJS.ProcessEnv = {}): FleetProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@headroom/source', CLI, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', '--conditions=@headroom/source', CLI, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, HEADROOM_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
