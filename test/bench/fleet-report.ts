@@ -54,11 +54,37 @@ export interface ModeFigures {
   meanAttempts: number;
   lostDetail: string[];
   failedDetail: Record<string, number>;
+  cache: CacheFigures;
 }
 
-function modelStats(stats: SimulatorStats): { admitted: number; refused429: number } {
+/**
+ * Goodput counted in prompt tokens, cache reads included, against what ITPM allows when reads
+ * are free of it: at a hit rate h (the share of admitted prompt tokens read from the cache) a
+ * full ITPM serves ITPM / (1 - h) prompt tokens a minute. The ratio of the two is, by algebra, the
+ * ITPM utilization itself; it is printed in these terms because that is the claim being checked.
+ */
+export interface CacheFigures {
+  /** Prompt tokens admitted per minute in the window: uncached + cache writes + cache reads. */
+  promptPerMin: number;
+  /** Of those, per minute: cache writes (drawn from ITPM) and cache reads (not drawn). */
+  writesPerMin: number;
+  readsPerMin: number;
+  /** cache reads / prompt tokens admitted in the window. */
+  hitRate: number;
+  /** ITPM / (1 - hitRate). */
+  idealPerMin: number;
+  /** promptPerMin / idealPerMin. */
+  ratio: number;
+  /** The same ratio less what the window drew from the simulator's ITPM bucket (its level fell): the refill rate alone. */
+  ratioOfRefill: number;
+  /** Over the whole run: cache-write tokens, and the calls that wrote (all in flight before the first write ended). */
+  runWrites: number;
+  runWriteCalls: number;
+}
+
+function modelStats(stats: SimulatorStats): { admitted: number; refused429: number; cacheWrites: number } {
   const m = stats.models[MODEL];
-  return { admitted: m?.admitted ?? 0, refused429: m?.refused429 ?? 0 };
+  return { admitted: m?.admitted ?? 0, refused429: m?.refused429 ?? 0, cacheWrites: m?.cacheCreationTokens ?? 0 };
 }
 
 /**
@@ -108,11 +134,14 @@ export function figuresOf(run: ModeRun): ModeFigures {
   const seconds = (to - from) / 1000;
   let requests = 0;
   let input = 0;
+  let cacheRead = 0;
   let output = 0;
   for (const a of run.simFinal.admissions) {
     if (a.model !== MODEL || a.t < from || a.t >= to) continue;
     requests += 1;
+    // `input` is what ITPM drew: plain input and cache writes. Cache reads are apart.
     input += a.input;
+    cacheRead += a.cacheRead;
     output += a.output;
   }
   const utilization = {
@@ -155,6 +184,23 @@ export function figuresOf(run: ModeRun): ModeFigures {
   }
   const inWindow = run.lowBacklog.filter((s) => s.t >= from && s.t <= to).map((s) => s.n);
   const replay = replayItpm(run);
+  const perMin = (tokens: number) => (tokens / seconds) * 60;
+  const hitRate = cacheRead / Math.max(1, input + cacheRead);
+  const idealPerMin = run.limits.itpm / (1 - hitRate);
+  // Cache writes are counted by the simulator at admission, so the counters at the window's ends bound them.
+  const writes = atEnd.cacheWrites - atStart.cacheWrites;
+  const drawnDown = (replay.start - replay.end) * run.limits.itpm;
+  const cache: CacheFigures = {
+    promptPerMin: perMin(input + cacheRead),
+    writesPerMin: perMin(writes),
+    readsPerMin: perMin(cacheRead),
+    hitRate,
+    idealPerMin,
+    ratio: perMin(input + cacheRead) / idealPerMin,
+    ratioOfRefill: perMin(input - drawnDown) / run.limits.itpm,
+    runWrites: final.cacheWrites,
+    runWriteCalls: run.simFinal.admissions.filter((a) => a.model === MODEL && a.cacheRead === 0 && a.input > 0).length,
+  };
   return {
     name: run.name,
     utilization,
@@ -174,6 +220,7 @@ export function figuresOf(run: ModeRun): ModeFigures {
     meanAttempts: attempted ? attempts / attempted : Number.NaN,
     lostDetail,
     failedDetail,
+    cache,
   };
 }
 
@@ -227,6 +274,39 @@ export function renderTable(all: ModeFigures[]): string {
     );
   }
   return lines.join('\n');
+}
+
+const kTok = (n: number) => `${(n / 1000).toFixed(n < 10_000 ? 1 : 0)}k`;
+
+/** The prompt-cache figures, for a workload whose prompts share a cached block. */
+export function renderCacheTable(all: ModeFigures[], itpm: number): string {
+  const w = Math.max(12, ...all.map((f) => f.name.length)) + 2;
+  const lines = [
+    `goodput in prompt tokens/min (uncached + cache writes + cache reads) against the ideal ITPM / (1 - hit rate), ITPM ${kTok(itpm)}/min; in the window:`,
+    `${pad('mode', w)}${lpad('prompt/min', 12)}${lpad('writes/min', 12)}${lpad('reads/min', 11)}${lpad('hit rate', 10)}${lpad('ideal/min', 11)}${lpad('goodput/ideal', 15)}${lpad('of refill', 11)}${lpad('429s', 7)}`,
+  ];
+  for (const f of all) {
+    const c = f.cache;
+    lines.push(
+      `${pad(f.name, w)}${lpad(kTok(c.promptPerMin), 12)}${lpad(kTok(c.writesPerMin), 12)}${lpad(kTok(c.readsPerMin), 11)}${lpad(pct(c.hitRate), 10)}${lpad(kTok(c.idealPerMin), 11)}${lpad(pct(c.ratio), 15)}${lpad(pct(c.ratioOfRefill), 11)}${lpad(String(f.refused429), 7)}`,
+    );
+  }
+  for (const f of all) lines.push(`${f.name}: over the whole run ${kTok(f.cache.runWrites)} cache-write tokens; ${f.cache.runWriteCalls} calls read nothing from the cache (the first ones, in flight before the first write ended)`);
+  lines.push('"of refill" = the same ratio less the tokens the window drew down from the simulator\'s ITPM bucket (its level fell): the refill rate alone');
+  return lines.join('\n');
+}
+
+/**
+ * The prompt-cache goal of issue #18: goodput within 5% of ITPM / (1 - hit rate), and no 429s.
+ * Judged on the refill alone, with the admitted figure at least 95%: in this workload the lanes
+ * above LOW alone offer about 1x ITPM, so they keep spending the reserve the bucket holds for them
+ * through the window (its level falls), which lifts the admitted figure above what the limit
+ * sustains by however much of the burst the window happens to catch; that is not the cache at work.
+ */
+export function cacheGoal(f: ModeFigures): string {
+  const c = f.cache;
+  const ok = Math.abs(c.ratioOfRefill - 1) <= 0.05 && c.ratio >= 0.95 && f.refused429 === 0;
+  return `  ${ok ? 'PASS' : 'MISS'}  prompt tokens within 5% of ITPM / (1 - hit rate) with 0 429s: ${pct(c.ratioOfRefill)} of ${kTok(c.idealPerMin)}/min on the refill alone (hit rate ${pct(c.hitRate)}); ${pct(c.ratio)} admitted with the bucket drawn ${pct(f.itpmLevel.start, 0)} -> ${pct(f.itpmLevel.end, 0)}; ${f.refused429} 429s`;
 }
 
 export function headroomGoals(f: ModeFigures): string[] {
