@@ -75,8 +75,12 @@ export interface CacheFigures {
   idealPerMin: number;
   /** promptPerMin / idealPerMin. */
   ratio: number;
-  /** The same ratio less what the window drew from the simulator's ITPM bucket (its level fell): the refill rate alone. */
-  ratioOfRefill: number;
+  /**
+   * Tokens the window drew from the simulator's ITPM bucket (its level fell), as a share of the
+   * window's refill. The simulator admits no more than refill + what its bucket held, so
+   * ratio = 1 - unused refill + drawn: an excess over the ideal is this burst, never a sustained rate.
+   */
+  drawn: number;
   /** Over the whole run: cache-write tokens, and the calls that wrote (all in flight before the first write ended). */
   runWrites: number;
   runWriteCalls: number;
@@ -197,7 +201,7 @@ export function figuresOf(run: ModeRun): ModeFigures {
     hitRate,
     idealPerMin,
     ratio: perMin(input + cacheRead) / idealPerMin,
-    ratioOfRefill: perMin(input - drawnDown) / run.limits.itpm,
+    drawn: perMin(drawnDown) / run.limits.itpm,
     runWrites: final.cacheWrites,
     runWriteCalls: run.simFinal.admissions.filter((a) => a.model === MODEL && a.cacheRead === 0 && a.input > 0).length,
   };
@@ -283,30 +287,31 @@ export function renderCacheTable(all: ModeFigures[], itpm: number): string {
   const w = Math.max(12, ...all.map((f) => f.name.length)) + 2;
   const lines = [
     `goodput in prompt tokens/min (uncached + cache writes + cache reads) against the ideal ITPM / (1 - hit rate), ITPM ${kTok(itpm)}/min; in the window:`,
-    `${pad('mode', w)}${lpad('prompt/min', 12)}${lpad('writes/min', 12)}${lpad('reads/min', 11)}${lpad('hit rate', 10)}${lpad('ideal/min', 11)}${lpad('goodput/ideal', 15)}${lpad('of refill', 11)}${lpad('429s', 7)}`,
+    `${pad('mode', w)}${lpad('prompt/min', 12)}${lpad('writes/min', 12)}${lpad('reads/min', 11)}${lpad('hit rate', 10)}${lpad('ideal/min', 11)}${lpad('goodput/ideal', 15)}${lpad('unused', 8)}${lpad('drawn', 8)}${lpad('429s', 7)}`,
   ];
   for (const f of all) {
     const c = f.cache;
     lines.push(
-      `${pad(f.name, w)}${lpad(kTok(c.promptPerMin), 12)}${lpad(kTok(c.writesPerMin), 12)}${lpad(kTok(c.readsPerMin), 11)}${lpad(pct(c.hitRate), 10)}${lpad(kTok(c.idealPerMin), 11)}${lpad(pct(c.ratio), 15)}${lpad(pct(c.ratioOfRefill), 11)}${lpad(String(f.refused429), 7)}`,
+      `${pad(f.name, w)}${lpad(kTok(c.promptPerMin), 12)}${lpad(kTok(c.writesPerMin), 12)}${lpad(kTok(c.readsPerMin), 11)}${lpad(pct(c.hitRate), 10)}${lpad(kTok(c.idealPerMin), 11)}${lpad(pct(c.ratio), 15)}${lpad(pct(f.unusedRefill), 8)}${lpad(pct(c.drawn), 8)}${lpad(String(f.refused429), 7)}`,
     );
   }
   for (const f of all) lines.push(`${f.name}: over the whole run ${kTok(f.cache.runWrites)} cache-write tokens; ${f.cache.runWriteCalls} calls read nothing from the cache (the first ones, in flight before the first write ended)`);
-  lines.push('"of refill" = the same ratio less the tokens the window drew down from the simulator\'s ITPM bucket (its level fell): the refill rate alone');
+  lines.push('goodput/ideal = 100% - unused + drawn, where unused = ITPM refill lost while the simulator\'s bucket was full and drawn = what the window took from the bucket\'s level (both as a share of the window\'s ITPM refill)');
   return lines.join('\n');
 }
 
 /**
  * The prompt-cache goal of issue #18: goodput within 5% of ITPM / (1 - hit rate), and no 429s.
- * Judged on the refill alone, with the admitted figure at least 95%: in this workload the lanes
- * above LOW alone offer about 1x ITPM, so they keep spending the reserve the bucket holds for them
- * through the window (its level falls), which lifts the admitted figure above what the limit
- * sustains by however much of the burst the window happens to catch; that is not the cache at work.
+ * Below it, Headroom left the limit unused (whole-prompt reservations, a margin too wide). Above
+ * it, the simulator admitted what its bucket held at the window's start (`drawn`): the lanes above
+ * LOW alone offer about 1x ITPM and keep spending the reserves held for them until the level
+ * settles, which a 10 s warm-up does not wait for (bench:fleet:cached warms up for 40 s).
  */
 export function cacheGoal(f: ModeFigures): string {
   const c = f.cache;
-  const ok = Math.abs(c.ratioOfRefill - 1) <= 0.05 && c.ratio >= 0.95 && f.refused429 === 0;
-  return `  ${ok ? 'PASS' : 'MISS'}  prompt tokens within 5% of ITPM / (1 - hit rate) with 0 429s: ${pct(c.ratioOfRefill)} of ${kTok(c.idealPerMin)}/min on the refill alone (hit rate ${pct(c.hitRate)}); ${pct(c.ratio)} admitted with the bucket drawn ${pct(f.itpmLevel.start, 0)} -> ${pct(f.itpmLevel.end, 0)}; ${f.refused429} 429s`;
+  const ok = Math.abs(c.ratio - 1) <= 0.05 && f.refused429 === 0;
+  const over = c.ratio > 1.05 ? `; over by the bucket's burst (${pct(c.drawn)} drawn): lengthen BENCH_WARMUP_SECONDS` : '';
+  return `  ${ok ? 'PASS' : 'MISS'}  prompt tokens within 5% of ITPM / (1 - hit rate) with 0 429s: ${kTok(c.promptPerMin)}/min = ${pct(c.ratio)} of ${kTok(c.idealPerMin)}/min (hit rate ${pct(c.hitRate)}; ${pct(f.unusedRefill)} of the refill unused, ${pct(c.drawn)} drawn from the bucket, ${pct(f.itpmLevel.start, 0)} -> ${pct(f.itpmLevel.end, 0)} full); ${f.refused429} 429s${over}`;
 }
 
 export function headroomGoals(f: ModeFigures): string[] {

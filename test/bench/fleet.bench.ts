@@ -21,7 +21,8 @@
  * BENCH_MAX_TOKENS (512), BENCH_LATENCY_MS (200-600), BENCH_SEED (42),
  * BENCH_MODES (headroom,bullmq,limiter), BENCH_TIMEOUT_SECONDS (900: watchdog),
  * BENCH_CACHED_SHARE (0): the share of each prompt moved into one system block every job shares,
- * marked `cache_control: { type: 'ephemeral' }` (`pnpm bench:fleet:cached` sets 0.8). Cache reads
+ * marked `cache_control: { type: 'ephemeral' }` (`pnpm bench:fleet:cached` sets 0.8, and a 40 s
+ * warm-up so the window opens with the ITPM bucket's level settled, see cacheGoal). Cache reads
  * are not drawn from ITPM, so ITPM is then sized on the uncached part (see limitsFor) and the
  * report adds goodput in prompt tokens against the ideal ITPM / (1 - hit rate).
  */
