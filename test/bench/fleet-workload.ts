@@ -17,6 +17,12 @@ const num = (name: string, fallback: number): number => {
   return value;
 };
 
+const share = (name: string): number => {
+  const value = num(name, 0);
+  if (value >= 1) throw new RangeError(`${name} must be below 1 (the share of each prompt in the cached block), got ${value}`);
+  return value;
+};
+
 export interface BenchSettings {
   /** Worker processes per mode (Headroom workers, or BullMQ worker processes for the baselines). */
   workers: number;
@@ -45,6 +51,11 @@ export interface BenchSettings {
   seed: number;
   /** Modes to run, by key (headroom, bullmq, limiter). */
   modes: string[];
+  /**
+   * Share of each prompt's input moved into one system block shared by every job and marked
+   * `cache_control: { type: 'ephemeral' }` (0 = no system block, the plain workload).
+   */
+  cachedShare: number;
 }
 
 export function benchSettings(): BenchSettings {
@@ -68,6 +79,7 @@ export function benchSettings(): BenchSettings {
     latencyMs: { min: latMin ?? 200, max: latMax ?? latMin ?? 600 },
     seed: num('BENCH_SEED', 42),
     modes: (process.env.BENCH_MODES ?? 'headroom,bullmq,limiter').split(',').map((s) => s.trim()).filter(Boolean),
+    cachedShare: share('BENCH_CACHED_SHARE'),
   };
 }
 
@@ -76,10 +88,15 @@ export interface JobSpec {
   seq: number;
   lane: BenchLane;
   at: number;
+  /** Words of the job's own user message. */
   words: number;
   seed: number;
-  /** Input tokens as the simulator counts them (filled by calibration). */
+  /** Words of the shared cached system block the request carries (0 = none). */
+  systemWords: number;
+  /** Input tokens as the simulator counts them, system block included (filled by calibration). */
   tokens: number;
+  /** Of `tokens`, those in the cached system block: read from cache once it is written (filled by calibration). */
+  cachedTokens: number;
 }
 
 export interface Workload {
@@ -118,14 +135,31 @@ export function buildWorkload(s: BenchSettings): Workload {
   };
   let seq = 0;
   const preload: JobSpec[] = [];
-  for (let i = 0; i < s.preload; i++) preload.push({ seq: seq++, lane: 'LOW', at: -1, words: size(), seed: Math.floor(random() * 2 ** 32), tokens: 0 });
+  const job = (lane: BenchLane, at: number): JobSpec => ({ seq: seq++, lane, at, words: size(), seed: Math.floor(random() * 2 ** 32), systemWords: 0, tokens: 0, cachedTokens: 0 });
+  for (let i = 0; i < s.preload; i++) preload.push(job('LOW', -1));
   const arrivals: JobSpec[] = [];
   const endMs = (s.warmupSec + s.measureSec) * 1000;
   // Poisson arrivals: exponential gaps.
   for (let t = -Math.log(1 - random()) * (1000 / s.rate); t < endMs; t += -Math.log(1 - random()) * (1000 / s.rate)) {
-    arrivals.push({ seq: seq++, lane: pickLane(), at: t, words: size(), seed: Math.floor(random() * 2 ** 32), tokens: 0 });
+    arrivals.push(job(pickLane(), t));
   }
+  if (s.cachedShare > 0) splitCached([...preload, ...arrivals], arrivals, s.cachedShare);
   return { preload, arrivals };
+}
+
+/**
+ * Moves `share` of the mean prompt into one system block every job carries: the block is
+ * `share` x the arrivals' mean prompt in words, and each job's own message keeps `1 - share` of
+ * its drawn size, so the mean prompt is unchanged and, on the mean, `share` of it is cacheable.
+ * The draws are made before the split, so the same seed gives the same jobs at any share.
+ */
+function splitCached(all: JobSpec[], arrivals: JobSpec[], share: number): void {
+  const meanWords = arrivals.reduce((t, j) => t + j.words, 0) / Math.max(1, arrivals.length);
+  const systemWords = Math.round(meanWords * share);
+  for (const spec of all) {
+    spec.systemWords = systemWords;
+    spec.words = Math.max(1, Math.round(spec.words * (1 - share)));
+  }
 }
 
 // Common words that are one token each (with their leading space) in cl100k and o200k alike.
@@ -150,7 +184,34 @@ export function promptOf(spec: JobSpec): string {
   return words.join(' ');
 }
 
+// The shared block's text depends on its size only, so every job (and every mode) sends the same
+// bytes and the provider's cache, keyed on the exact prefix, serves them all from one entry.
+const SYSTEM_SEED = 0x5eed;
+const systemTexts = new Map<number, string>();
+export function systemTextOf(words: number): string {
+  let text = systemTexts.get(words);
+  if (text === undefined) {
+    const random = prng(SYSTEM_SEED);
+    const out = new Array<string>(words + 1);
+    out[0] = 'Shared instructions for every job:';
+    for (let i = 1; i <= words; i++) out[i] = VOCAB[Math.floor(random() * VOCAB.length)]!;
+    text = out.join(' ');
+    systemTexts.set(words, text);
+  }
+  return text;
+}
+
+// A type alias, not an interface: the producer's request type has an index signature.
+export type BenchRequest = {
+  model: string;
+  max_tokens: number;
+  system?: { type: 'text'; text: string; cache_control: { type: 'ephemeral' } }[];
+  messages: { role: 'user'; content: string }[];
+};
+
 /** The provider-native request body, identical in every mode. */
-export function requestOf(spec: JobSpec, maxTokens: number): { model: string; max_tokens: number; messages: { role: 'user'; content: string }[] } {
-  return { model: MODEL, max_tokens: maxTokens, messages: [{ role: 'user', content: promptOf(spec) }] };
+export function requestOf(spec: JobSpec, maxTokens: number): BenchRequest {
+  const messages: BenchRequest['messages'] = [{ role: 'user', content: promptOf(spec) }];
+  if (spec.systemWords === 0) return { model: MODEL, max_tokens: maxTokens, messages };
+  return { model: MODEL, max_tokens: maxTokens, system: [{ type: 'text', text: systemTextOf(spec.systemWords), cache_control: { type: 'ephemeral' } }], messages };
 }

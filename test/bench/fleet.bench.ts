@@ -19,14 +19,19 @@
  * jobs/s), BENCH_OVERLOAD (2), BENCH_PRELOAD (2000), BENCH_WORKERS (4), BENCH_CONCURRENCY (16),
  * BENCH_MIX (5/15/30/50), BENCH_PROMPT_MEDIAN (800 words), BENCH_PROMPT_SIGMA (1),
  * BENCH_MAX_TOKENS (512), BENCH_LATENCY_MS (200-600), BENCH_SEED (42),
- * BENCH_MODES (headroom,bullmq,limiter), BENCH_TIMEOUT_SECONDS (900: watchdog).
+ * BENCH_MODES (headroom,bullmq,limiter), BENCH_TIMEOUT_SECONDS (900: watchdog),
+ * BENCH_CACHED_SHARE (0): the share of each prompt moved into one system block every job shares,
+ * marked `cache_control: { type: 'ephemeral' }` (`pnpm bench:fleet:cached` sets 0.8, and a 40 s
+ * warm-up so the window opens with the ITPM bucket's level settled, see cacheGoal). Cache reads
+ * are not drawn from ITPM, so ITPM is then sized on the uncached part (see limitsFor) and the
+ * report adds goodput in prompt tokens against the ideal ITPM / (1 - hit rate).
  */
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startBullmq } from './fleet-bullmq.js';
 import { startHeadroom } from './fleet-headroom.js';
 import { mapLimit, sleep, type ModeDriver } from './fleet-mode.js';
-import { figuresOf, headroomGoals, renderTable, type JobRecord, type ModeFigures, type ModeRun } from './fleet-report.js';
-import { benchSettings, buildWorkload, MODEL, requestOf, type BenchSettings, type Workload } from './fleet-workload.js';
+import { cacheGoal, figuresOf, headroomGoals, renderCacheTable, renderTable, type JobRecord, type ModeFigures, type ModeRun } from './fleet-report.js';
+import { benchSettings, buildWorkload, MODEL, requestOf, type BenchSettings, type JobSpec, type Workload } from './fleet-workload.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 type Limits = { rpm: number; itpm: number; otpm: number };
@@ -59,8 +64,9 @@ async function calibrate(w: Workload, s: BenchSettings): Promise<string> {
   const sample = all.filter((_, i) => i % Math.max(1, Math.floor(all.length / 200)) === 0);
   const sim = await startSimulator({ latencyMs: 0 });
   const counted: number[] = [];
+  let cachedTokens = 0;
   try {
-    await mapLimit(sample, 8, async (spec, i) => {
+    const count = async (spec: JobSpec) => {
       const { max_tokens: _, ...body } = requestOf(spec, s.maxTokens);
       const res = await fetch(`${sim.url}/v1/messages/count_tokens`, {
         method: 'POST',
@@ -68,11 +74,18 @@ async function calibrate(w: Workload, s: BenchSettings): Promise<string> {
         body: JSON.stringify(body),
       });
       if (!res.ok) throw new Error(`count_tokens: ${res.status} ${await res.text()}`);
-      counted[i] = ((await res.json()) as { input_tokens: number }).input_tokens;
+      return ((await res.json()) as { input_tokens: number }).input_tokens;
+    };
+    await mapLimit(sample, 8, async (spec, i) => {
+      counted[i] = await count(spec);
     });
+    // The shared block's own tokens (what a cache hit reads): one job counted with and without it.
+    const first = all[0];
+    if (first && first.systemWords > 0) cachedTokens = (await count(first)) - (await count({ ...first, systemWords: 0 }));
   } finally {
     await sim.close();
   }
+  for (const spec of all) spec.cachedTokens = spec.systemWords > 0 ? cachedTokens : 0;
   // Least squares: tokens = a + b * words.
   const n = sample.length;
   const mx = sample.reduce((t, j) => t + j.words, 0) / n;
@@ -87,13 +100,23 @@ async function calibrate(w: Workload, s: BenchSettings): Promise<string> {
   const a = my - b * mx;
   for (const spec of all) spec.tokens = Math.round(a + b * spec.words);
   const worst = Math.max(...sample.map((j, i) => Math.abs(Math.round(a + b * j.words) - counted[i]!) / counted[i]!));
-  return `input tokens = ${a.toFixed(1)} + ${b.toFixed(4)} x words (fit on ${n} prompts counted by the simulator, worst miss ${(worst * 100).toFixed(2)}%)`;
+  const cached = cachedTokens > 0 ? `; the shared cached system block (${all[0]!.systemWords} words) is ${cachedTokens} of them` : '';
+  return `input tokens = ${a.toFixed(1)} + ${b.toFixed(4)} x words (fit on ${n} prompts counted by the simulator, worst miss ${(worst * 100).toFixed(2)}%)${cached}`;
 }
 
-/** ITPM binds: the arrivals offer `overload` times it. RPM and OTPM are sized so they do not bind. */
+/**
+ * ITPM binds: the arrivals offer `overload` times it. RPM and OTPM are sized so they do not bind.
+ *
+ * With a cached share, ITPM is sized on the uncached tokens (each prompt less the shared block),
+ * because cache reads are not drawn from it: the arrivals then offer `overload` x ITPM after
+ * caching, and the request rate at which ITPM binds stays rate / overload whatever the share (the
+ * limit shrinks with the uncached mean prompt), so RPM (3x that rate) and OTPM (max_tokens at
+ * that rate) stay as slack as in the plain workload. The offered prompts, cache reads included,
+ * are then overload / (1 - share) x ITPM.
+ */
 function limitsFor(w: Workload, s: BenchSettings): { limits: Limits; meanTokens: number; bindingRpm: number } {
   const offeredSec = s.warmupSec + s.measureSec;
-  const tokens = w.arrivals.reduce((sum, j) => sum + j.tokens, 0);
+  const tokens = w.arrivals.reduce((sum, j) => sum + j.tokens - j.cachedTokens, 0);
   const meanTokens = tokens / Math.max(1, w.arrivals.length);
   const itpm = Math.round(((tokens / offeredSec) * 60) / s.overload / 1000) * 1000;
   // The request rate at which ITPM binds for this workload's mean prompt.
@@ -239,7 +262,7 @@ const figures: ModeFigures[] = runs.map(figuresOf);
 const s = settings;
 console.log(`
 fleet bench: ${MODEL} limits RPM ${limits.rpm} / ITPM ${limits.itpm} / OTPM ${limits.otpm} (ITPM binds at ~${bindingRpm.toFixed(0)} req/min)
-workload: ${s.rate} jobs/s Poisson, lanes CRITICAL/HIGH/NORMAL/LOW ${s.mix.CRITICAL}/${s.mix.HIGH}/${s.mix.NORMAL}/${s.mix.LOW}%, log-normal prompts (mean ${meanTokens.toFixed(0)} input tokens, median ${s.promptMedian} words, sigma ${s.promptSigma}), max_tokens ${s.maxTokens}
+workload: ${s.rate} jobs/s Poisson, lanes CRITICAL/HIGH/NORMAL/LOW ${s.mix.CRITICAL}/${s.mix.HIGH}/${s.mix.NORMAL}/${s.mix.LOW}%, log-normal prompts (mean ${meanTokens.toFixed(0)} ${s.cachedShare > 0 ? `uncached input tokens + ${workload.arrivals[0]?.cachedTokens ?? 0} in the shared cached system block, ${(s.cachedShare * 100).toFixed(0)}% of the mean prompt` : 'input tokens'}, median ${s.promptMedian} words, sigma ${s.promptSigma}), max_tokens ${s.maxTokens}
 ${calibration}
 offered ${s.overload}x ITPM for ${s.warmupSec} s warm-up + ${s.measureSec} s measured, after a ${s.preload}-job LOW preload; ${s.workers} processes x ${s.concurrency} concurrent calls per mode; simulator latency ${s.latencyMs.min}-${s.latencyMs.max} ms
 goodput = input tokens the simulator admitted in the window / ITPM; unused = refill the simulator's ITPM bucket lost while full in the window;
@@ -249,6 +272,7 @@ cancelled = not started when the window closed (removed by the bench);
 lost = accepted - completed - failed - cancelled; never = the percentile falls on a job not served (failed, or still waiting at the window's end)
 `);
 console.log(renderTable(figures));
+if (s.cachedShare > 0) console.log(`\n${renderCacheTable(figures, limits.itpm)}`);
 for (const [i, run] of runs.entries()) {
   const f = figures[i]!;
   console.log(`\n${run.name}: drain ${(run.drainMs / 1000).toFixed(1)} s`);
@@ -259,6 +283,7 @@ const headroom = figures.find((f) => f.name === 'headroom');
 if (headroom) {
   console.log('\nHeadroom goals');
   console.log(headroomGoals(headroom).join('\n'));
+  if (s.cachedShare > 0) console.log(cacheGoal(headroom));
 }
 log(`bench finished in ${((Date.now() - startedAt) / 1000).toFixed(0)} s`);
 process.exit(0);
