@@ -490,7 +490,7 @@ describe('Producer', () => {
     // BullMQ's layout: priority x 2^32 + a counter; the priority stored on the job as BullMQ reads it.
     expect(Math.floor(score / 2 ** 32)).toBe(Number(stored.priority));
     expect(Number(stored.priority)).toBeGreaterThanOrEqual(1);
-    expect(stored).toMatchObject({ hrRound: expect.any(String), hrSeq: String(score % 2 ** 32) });
+    expect(stored).toMatchObject({ hrRound: expect.any(String), hrLow: String(score % 2 ** 32) });
     expect(await admin.zscore(k.marker, '0')).toBe('0');
     const got = await producer(prefix).getJob(handle.id);
     expect(got?.state).toBe('waiting');

@@ -8,7 +8,7 @@
   its right end, then the prioritized set from its lowest score (where a fair lane keeps its jobs).
   The job that moves goes to the wait list's right end, taken before anything else; the skipped
   jobs keep their places, so they are first again once their pool's backoff ends. A fair-queued
-  job that moved keeps its place in its hash (`hrRound`, `hrSeq`): put back, it goes there again.
+  job that moved keeps its place in its hash (`hrRound`, `hrLow`): put back, it goes there again.
 
   KEYS[1] the lane's wait list     KEYS[2] the lane's prioritized set
   KEYS[3] the lane's models hash (model -> `provider:pool`)

@@ -5,29 +5,32 @@
   lane").
 
   A job's start tag is max(its tenant's last finish tag, the lane's virtual time); its tenant's
-  finish tag becomes start + cost / weight. The lane's virtual time is the start of the round at
-  the head of the prioritized set (read at enqueue: no write on fetch). Tags are cut into rounds of
-  FAIR_ROUND_TOKENS: the job's BullMQ priority is its round counted from the lane's base round
-  (+1), and its score BullMQ's own `priority * 2^32 + counter`, so jobs of one round keep their
-  enqueue order. A tenant that floods the lane spreads its backlog over many rounds; another's new
-  job lands in the head's round, behind at most a round's worth of the flood. Nothing idles while
-  any job waits (work-conserving): the order changes, never the rate.
+  finish tag becomes start + cost / weight. The lane's virtual time is the start tag of the job at
+  the head of the prioritized set (read at enqueue: no write on fetch). The score keeps BullMQ's
+  layout, `priority * 2^32 + low`: the priority is the tag's round of FAIR_ROUND_TOKENS counted
+  from the lane's base round (+1), and the low 32 bits are the tag's offset in its round (10 bits)
+  then an enqueue counter (22 bits), so the set is in start-tag order to the token, ties in
+  enqueue order. A tenant that floods the lane spreads its backlog far ahead in tags; another's
+  new job starts at the head's tag and is next but one. Nothing idles while any job waits
+  (work-conserving): the order changes, never the rate.
 
   Bounds (BullMQ's priority ceiling is 2^21 - 1, where the score is still an exact double):
   - the base moves up to the head's round whenever the head's priority passes FAIR_REBASE_AT
     (every waiting job is rescored, at most the lane's cap, once per 2^20 rounds: ~1 billion
     tokens of one tenant's backlog), and whenever the lane's set is empty (free);
   - a job more than 2^21 - 1 rounds beyond the base (one tenant holding over 2 billion tokens of
-    work in one lane) is clamped to the last priority: it waits in enqueue order behind the rest.
+    work, over its weight, in one lane) is clamped to the last priority and offset: it waits in
+    enqueue order behind the rest.
   The score never overflows; fairness degrades to FIFO only past that clamp.
 
   The lane's `<own>fair` HASH: base (the round priority 1 stands for), v (the lane's virtual time,
-  tokens), top (the largest finish tag given), seq (enqueue order within a round), t:<tenant>
-  (that tenant's finish tag; `t:` for jobs without a tenant, one anonymous tenant). A job's hash
-  keeps its round and counter (`hrRound`, `hrSeq`), so a job put back takes its place again.
+  tokens), top (the largest finish tag given), seq (the enqueue counter), t:<tenant> (that
+  tenant's finish tag; `t:` for jobs without a tenant, one anonymous tenant). A job's hash keeps
+  its round and low bits (`hrRound`, `hrLow`), so a job put back takes its place again.
 ]]
 local FAIR_ROUND_TOKENS = 1024
 local FAIR_SPAN = 0x100000000
+local FAIR_SEQ_SPAN = 0x400000
 local FAIR_MAX_PRIORITY = 2097151
 local FAIR_REBASE_AT = 1048576
 
@@ -78,8 +81,10 @@ local function fairPlace(own, jobKeyPrefix, jobId, tenant, cost, weight)
     redis.call('DEL', fairKey)
   else
     base = base or math.floor(v / FAIR_ROUND_TOKENS)
-    local headP = math.floor(tonumber(head[2]) / FAIR_SPAN)
-    local headStart = (base + headP - 1) * FAIR_ROUND_TOKENS
+    local headScore = tonumber(head[2])
+    local headP = math.floor(headScore / FAIR_SPAN)
+    local headOffset = math.floor((headScore - headP * FAIR_SPAN) / FAIR_SEQ_SPAN)
+    local headStart = (base + headP - 1) * FAIR_ROUND_TOKENS + headOffset
     if headStart > v then v = headStart end
     if headP > FAIR_REBASE_AT then
       fairRebase(prioritizedKey, jobKeyPrefix .. 'delayed', jobKeyPrefix, headP - 1)
@@ -90,11 +95,16 @@ local function fairPlace(own, jobKeyPrefix, jobId, tenant, cost, weight)
   local f = start + math.ceil(cost / weight)
   if f > top then top = f end
   local round = math.floor(start / FAIR_ROUND_TOKENS)
-  local p = fairClamp(round - base + 1)
-  seq = (seq + 1) % FAIR_SPAN
+  local offset = start - round * FAIR_ROUND_TOKENS
+  local p = round - base + 1
+  if p > FAIR_MAX_PRIORITY then
+    p, offset = FAIR_MAX_PRIORITY, FAIR_ROUND_TOKENS - 1
+  end
+  seq = (seq + 1) % FAIR_SEQ_SPAN
+  local low = offset * FAIR_SEQ_SPAN + seq
   redis.call('HSET', fairKey, 'base', base, 'v', v, 'top', top, 'seq', seq, 't:' .. tenant, f)
-  redis.call('ZADD', prioritizedKey, p * FAIR_SPAN + seq, jobId)
-  redis.call('HSET', jobKeyPrefix .. jobId, 'priority', p, 'hrRound', round, 'hrSeq', seq)
+  redis.call('ZADD', prioritizedKey, p * FAIR_SPAN + low, jobId)
+  redis.call('HSET', jobKeyPrefix .. jobId, 'priority', p, 'hrRound', round, 'hrLow', low)
 end
 
 -- A job put back by BullMQ's moveJobFromActiveToWait sits at the front of its priority (counter
@@ -102,7 +112,7 @@ end
 -- to run keep the order they were enqueued in. Returns true for a fair-queued job.
 local function fairRestore(own, jobKeyPrefix, jobId)
   local jobKey = jobKeyPrefix .. jobId
-  local place = redis.call('HMGET', jobKey, 'hrRound', 'hrSeq')
+  local place = redis.call('HMGET', jobKey, 'hrRound', 'hrLow')
   local round = tonumber(place[1])
   if not round then return false end
   local p = fairPriorityOf(own, round)
