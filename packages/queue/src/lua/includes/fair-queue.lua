@@ -5,13 +5,13 @@
   lane").
 
   A job's start tag is max(its tenant's last finish tag, the lane's virtual time); its tenant's
-  finish tag becomes start + cost / weight. The lane's virtual time is the start tag of the job at
-  the head of the prioritized set (read at enqueue: no write on fetch). The score keeps BullMQ's
-  layout, `priority * 2^32 + low`: the priority is the tag's round of FAIR_ROUND_TOKENS counted
-  from the lane's base round (+1), and the low 32 bits are the tag's offset in its round (10 bits)
-  then an enqueue counter (22 bits), so the set is in start-tag order to the token, ties in
-  enqueue order. A tenant that floods the lane spreads its backlog far ahead in tags; another's
-  new job starts at the head's tag and is next but one. Nothing idles while any job waits
+  finish tag becomes start + cost / weight. The lane's virtual time is the start tag of the job
+  at the head of the prioritized set, less one (read at enqueue: no write on fetch). The score
+  keeps BullMQ's layout, `priority * 2^32 + low`: the priority is the tag's round of
+  FAIR_ROUND_TOKENS counted from the lane's base round (+1), and the low 32 bits are the tag's
+  offset in its round (10 bits) then an enqueue counter (22 bits), so the set is in start-tag
+  order to the token, ties in enqueue order. A tenant that floods the lane spreads its backlog far ahead in tags; another's
+  new job starts just before the head's tag and is next. Nothing idles while any job waits
   (work-conserving): the order changes, never the rate.
 
   Bounds (BullMQ's priority ceiling is 2^21 - 1, where the score is still an exact double):
@@ -84,8 +84,10 @@ local function fairPlace(own, jobKeyPrefix, jobId, tenant, cost, weight)
     local headScore = tonumber(head[2])
     local headP = math.floor(headScore / FAIR_SPAN)
     local headOffset = math.floor((headScore - headP * FAIR_SPAN) / FAIR_SEQ_SPAN)
+    -- The job in service started at most at the head's tag: a tenant with nothing waiting starts
+    -- just before the head, as start-time fair queueing starts it at the tag in service.
     local headStart = (base + headP - 1) * FAIR_ROUND_TOKENS + headOffset
-    if headStart > v then v = headStart end
+    if headStart - 1 > v then v = headStart - 1 end
     if headP > FAIR_REBASE_AT then
       fairRebase(prioritizedKey, jobKeyPrefix .. 'delayed', jobKeyPrefix, headP - 1)
       base = base + headP - 1
@@ -97,11 +99,15 @@ local function fairPlace(own, jobKeyPrefix, jobId, tenant, cost, weight)
   local round = math.floor(start / FAIR_ROUND_TOKENS)
   local offset = start - round * FAIR_ROUND_TOKENS
   local p = round - base + 1
-  if p > FAIR_MAX_PRIORITY then
-    p, offset = FAIR_MAX_PRIORITY, FAIR_ROUND_TOKENS - 1
-  end
   seq = (seq + 1) % FAIR_SEQ_SPAN
   local low = offset * FAIR_SEQ_SPAN + seq
+  if p > FAIR_MAX_PRIORITY then
+    low = (FAIR_ROUND_TOKENS - 1) * FAIR_SEQ_SPAN + seq
+  elseif p < 1 then
+    -- Before the base (a head put back from an older round): first of all.
+    low = 0
+  end
+  p = fairClamp(p)
   redis.call('HSET', fairKey, 'base', base, 'v', v, 'top', top, 'seq', seq, 't:' .. tenant, f)
   redis.call('ZADD', prioritizedKey, p * FAIR_SPAN + low, jobId)
   redis.call('HSET', jobKeyPrefix .. jobId, 'priority', p, 'hrRound', round, 'hrLow', low)
