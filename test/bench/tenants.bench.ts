@@ -239,7 +239,8 @@ async function fairShare(): Promise<void> {
     // saved-up capacity, sets the rate from the start of the flood.
     models: { [MODEL]: { provider: 'anthropic', limits: { ...LIMITS, rpm: RPM, burst: 1 } } },
     // Room for A's whole flood: no lane cap or tenant quota refuses it, only the order protects B.
-    lanes: { normal: { cap: 200_000, maxBytes: 2 * 1024 * 1024 * 1024 } },
+    // BENCH_FAIR_LANE=fifo: the same run on a FIFO lane, the baseline fair sharing is measured against.
+    lanes: { normal: { cap: 200_000, maxBytes: 2 * 1024 * 1024 * 1024, fairness: process.env.BENCH_FAIR_LANE === 'fifo' ? 'fifo' : 'tenants' } },
     dispatch: { concurrency: Number(process.env.BENCH_FAIR_CONCURRENCY ?? 32) },
   });
   const fleet = await Promise.all([1, 2].map(() => startWorker({ config: cfg, redisUrl: redis.url, env: { BENCH_KEY: 'sk-bench' }, logger: createLogger({ level: 'silent' }) })));
@@ -277,7 +278,7 @@ async function fairShare(): Promise<void> {
     stop = true;
     await flood;
     const goodput = served / (seconds * perSecond);
-    console.log(`\nfair sharing with no quota (2 in-process workers; pool limit ${RPM} requests/min, burst 1 s; one NORMAL lane)`);
+    console.log(`\nfair sharing with no quota (2 in-process workers; pool limit ${RPM} requests/min, burst 1 s; one NORMAL lane, ${cfg.lanes.normal.fairness})`);
     console.log(`A offers 10x its half (${aPerSecond.toFixed(0)} jobs/s; ${offered} offered), B 0.1x (one job every ${bEveryMs.toFixed(0)} ms, ${B_FAIR_JOBS} jobs)\n`);
     console.log('B wait        p50 ms   p95 ms   p99 ms');
     for (const [name, xs] of [['A idle', idle], ['A flooding', busy]] as const) {
