@@ -174,6 +174,7 @@ export async function publishFleetSettings(redis: Redis | Cluster, config: Headr
     if (quota.maxQueued) tenantMax.push(`tenantMax:${tenant}`, quota.maxQueued);
     if (quota.weight) tenantMax.push(`weight:${tenant}`, quota.weight);
   }
+  if (Object.values(config.tenants.overrides).some((q) => q.weight)) tenantMax.push('weights', 1);
   // One MULTI per lane: each lane is its own hash slot.
   await Promise.all(
     LANES.map((lane) => {

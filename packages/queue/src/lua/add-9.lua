@@ -39,7 +39,8 @@
 
   In a lane whose settings say `fair` = 1, an added job leaves BullMQ's wait list for its fair
   place in the lane's prioritized set (includes/fair-queue.lua); also read then:
-    <own>fair (hash), <lane>delayed, settings' weight:<tenant> / weight:*
+    <own>fair (hash), <lane>delayed, settings' weight:* / weights (1: some tenant has its own
+    weight:<tenant>)
 
   Returns four entries per job, in order:
     1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
@@ -62,9 +63,9 @@ local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
 local own = ARGV[1]
 local settingsKey, modelsKey, sheddingKey, statsKey = own .. 'settings', own .. 'models', own .. 'shedding', own .. 'stats'
 local unfinishedKey, usageKey = own .. 'unfinished', own .. 'usage'
-local settings = redis.call('HMGET', settingsKey, 'cap', 'maxBytes', 'tenantMax:*', 'fair', 'weight:*')
+local settings = redis.call('HMGET', settingsKey, 'cap', 'maxBytes', 'tenantMax:*', 'fair', 'weight:*', 'weights')
 local cap, maxBytes, tenantMaxAll = tonumber(settings[1]), tonumber(settings[2]), tonumber(settings[3] or '0')
-local fair, weightAll = settings[4] == '1', tonumber(settings[5] or '1')
+local fair, weightAll, anyWeight = settings[4] == '1', tonumber(settings[5] or '1'), settings[6] == '1'
 -- BullMQ 6 keeps a paused queue's jobs in `wait` (the paused list is only read by its migration).
 local size
 local bytes
@@ -107,9 +108,10 @@ local function poolOf(provider, models)
   return pool
 end
 
--- The tenant's share of a fair lane (1 unless the config gives it another).
+-- The tenant's share of a fair lane (1 unless the config gives it another). `weights` says some
+-- tenant has one of its own: without it, no read per job.
 local function weightOf(tenant)
-  if tenant == '' then return weightAll end
+  if tenant == '' or not anyWeight then return weightAll end
   return tonumber(redis.call('HGET', settingsKey, 'weight:' .. tenant) or '') or weightAll
 end
 
