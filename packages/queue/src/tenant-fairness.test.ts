@@ -195,6 +195,16 @@ describe('order within a lane when jobs are put back', () => {
     expect(await lane.takeAll()).toEqual([a[0], b[0], a[1], b[1]]);
   });
 
+  it('puts a job back ahead of the jobs enqueued while it ran, even after the lane emptied meanwhile', async () => {
+    const lane = await fairLane();
+    const [first] = await lane.add('a', 1000, 1);
+    const t = (await lane.take())!;
+    // The lane is empty while it runs: the next jobs start a new base.
+    const later = await lane.add('b', 1000, 2);
+    expect((await returnToLane(conn, lane.prefix, 'normal', t.job.id!, t.token)).status).toBe('moved');
+    expect(await lane.takeAll()).toEqual([first, ...later]);
+  });
+
   it('brings a job delayed for a retry back to its own round, ahead of the jobs behind it', async () => {
     const lane = await fairLane();
     // ~1k tokens each: one round apiece.

@@ -121,8 +121,11 @@ local function fairRestore(own, jobKeyPrefix, jobId)
   local place = redis.call('HMGET', jobKey, 'hrRound', 'hrLow')
   local round = tonumber(place[1])
   if not round then return false end
-  local p = fairPriorityOf(own, round)
-  redis.call('ZADD', jobKeyPrefix .. 'prioritized', 'XX', p * FAIR_SPAN + tonumber(place[2]), jobId)
+  local base = tonumber(redis.call('HGET', own .. 'fair', 'base') or '') or round
+  local p = fairClamp(round - base + 1)
+  -- From before the base (the lane emptied or rebased while it ran): ahead of every job since.
+  local low = round < base and 0 or tonumber(place[2])
+  redis.call('ZADD', jobKeyPrefix .. 'prioritized', 'XX', p * FAIR_SPAN + low, jobId)
   redis.call('HSET', jobKey, 'priority', p)
   return true
 end
