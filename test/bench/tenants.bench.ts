@@ -9,6 +9,11 @@
  *    tenant's count is a counter, not a scan of its jobs), and other tenants' enqueues must cost
  *    what they cost with BIG idle. Redis time per call is read from SLOWLOG (every command
  *    logged), so the figures are Redis' own, not the client's.
+ * 3. Fair sharing with no quota: on a pool whose requests/min bind (the bucket is the limit),
+ *    tenant A offers 10x its half of the pool and B 0.1x of its half, on one NORMAL lane with no
+ *    tenant quota. We measure B's wait with A idle and with A flooding, in one run on one fleet,
+ *    and the pool's goodput while A floods. Goals: B's p95 within 1.5x of idle; goodput >= 98% of
+ *    the limit (fair sharing reorders the lane, it never idles the pool).
  */
 import { randomUUID } from 'node:crypto';
 import { Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
@@ -54,7 +59,25 @@ async function streamB(tag: string): Promise<number[]> {
 }
 const q = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.ceil(xs.length * p) - 1)]!;
 
+// BENCH_TENANTS_ONLY=fair runs part 3 alone.
+const only = process.env.BENCH_TENANTS_ONLY;
 try {
+  if (only === 'fair') {
+    await fairShare();
+  } else {
+    await isolation();
+    await fairShare();
+    await atQuota();
+  }
+} finally {
+  await producer.close();
+  await Promise.all(workers.map((w) => w.close({ graceMs: 1_000 })));
+  await sim.close();
+  await redis.stop();
+}
+
+/** Part 1: tenant A at its quotas, offering 10x, and B's wait. */
+async function isolation(): Promise<void> {
   const idle = await streamB('A idle');
   // A offers 10x its quota: ~70 tokens a job, so A_TPM/70 jobs a minute are its share.
   const aJobs = Math.ceil((A_TPM / 70) * 10);
@@ -76,12 +99,6 @@ try {
     console.log(`${name.padEnd(12)}${String(q(xs, 0.5)).padStart(8)}${String(q(xs, 0.95)).padStart(9)}${String(q(xs, 0.99)).padStart(9)}`);
   }
   console.log(`\nB p95 runaway / idle: ${(q(busy, 0.95) / Math.max(1, q(idle, 0.95))).toFixed(2)}x (goal <= 2x)`);
-  await atQuota();
-} finally {
-  await producer.close();
-  await Promise.all(workers.map((w) => w.close({ graceMs: 1_000 })));
-  await sim.close();
-  await redis.stop();
 }
 
 /** Part 2: a tenant at a 20,000-job quota, and the Redis time of refusing it and of serving others. */
@@ -203,4 +220,74 @@ async function atQuota(): Promise<void> {
   console.log(`other tenants, BIG retrying at ${big} / BIG idle: client p50 ${(busyBig.client / Math.max(1, othersIdleClient)).toFixed(2)}x (the retries' own load on this process and Redis)`);
   await p2.close();
   admin.disconnect();
+}
+
+/** Part 3: no quota, a pool at its limit, and fair sharing inside the lane. */
+async function fairShare(): Promise<void> {
+  const RPM = Number(process.env.BENCH_FAIR_RPM ?? 6_000);
+  const B_FAIR_JOBS = Number(process.env.BENCH_FAIR_B_JOBS ?? 60);
+  const perSecond = RPM / 60;
+  // Two tenants with work: each one's share is half the pool.
+  const share = perSecond / 2;
+  const aPerSecond = 10 * share;
+  const bEveryMs = 1_000 / (0.1 * share);
+  const prefix3 = `fair${randomUUID().slice(0, 6)}`;
+  const cfg = parseConfig({
+    redis: { prefix: prefix3 },
+    providers: { anthropic: { baseURL: sim.url, apiKeyEnv: 'BENCH_KEY' } },
+    // Requests/min bind (the simulator allows more); a 1 s burst so the bucket, not a minute of
+    // saved-up capacity, sets the rate from the start of the flood.
+    models: { [MODEL]: { provider: 'anthropic', limits: { ...LIMITS, rpm: RPM, burst: 1 } } },
+    // Room for A's whole flood: no lane cap or tenant quota refuses it, only the order protects B.
+    // BENCH_FAIR_LANE=fifo: the same run on a FIFO lane, the baseline fair sharing is measured against.
+    lanes: { normal: { cap: 200_000, maxBytes: 2 * 1024 * 1024 * 1024, fairness: process.env.BENCH_FAIR_LANE === 'fifo' ? 'fifo' : 'tenants' } },
+    dispatch: { concurrency: Number(process.env.BENCH_FAIR_CONCURRENCY ?? 32) },
+  });
+  const fleet = await Promise.all([1, 2].map(() => startWorker({ config: cfg, redisUrl: redis.url, env: { BENCH_KEY: 'sk-bench' }, logger: createLogger({ level: 'silent' }) })));
+  const p3 = new Producer({ redis: redis.url, prefix: prefix3 });
+  const admitted = () => sim.stats().models[MODEL]?.admitted ?? 0;
+  const streamB3 = async (): Promise<number[]> => {
+    const handles = [];
+    for (let i = 0; i < B_FAIR_JOBS; i++) {
+      handles.push(await p3.enqueue(job('b', i)));
+      await new Promise((r) => setTimeout(r, bEveryMs));
+    }
+    const results: LlmResult[] = await Promise.all(handles.map((h) => h.result({ timeoutMs: 120_000 })));
+    return results.map((r) => r.timings.waitMs).sort((x, y) => x - y);
+  };
+  try {
+    const idle = await streamB3();
+    let stop = false;
+    let offered = 0;
+    const flood = (async () => {
+      // A's offer in batches every 100 ms: 10x its share, far past what the pool serves.
+      const batch = Math.max(1, Math.round(aPerSecond / 10));
+      while (!stop) {
+        const t = performance.now();
+        await Promise.all(Array.from({ length: batch }, () => p3.enqueue(job('a', offered++)).catch(() => undefined)));
+        await new Promise((r) => setTimeout(r, Math.max(0, 100 - (performance.now() - t))));
+      }
+    })();
+    // Let the bucket's burst drain and A's backlog form before measuring.
+    await new Promise((r) => setTimeout(r, 3_000));
+    const n0 = admitted();
+    const t0 = performance.now();
+    const busy = await streamB3();
+    const served = admitted() - n0;
+    const seconds = (performance.now() - t0) / 1000;
+    stop = true;
+    await flood;
+    const goodput = served / (seconds * perSecond);
+    console.log(`\nfair sharing with no quota (2 in-process workers; pool limit ${RPM} requests/min, burst 1 s; one NORMAL lane, ${cfg.lanes.normal.fairness})`);
+    console.log(`A offers 10x its half (${aPerSecond.toFixed(0)} jobs/s; ${offered} offered), B 0.1x (one job every ${bEveryMs.toFixed(0)} ms, ${B_FAIR_JOBS} jobs)\n`);
+    console.log('B wait        p50 ms   p95 ms   p99 ms');
+    for (const [name, xs] of [['A idle', idle], ['A flooding', busy]] as const) {
+      console.log(`${name.padEnd(12)}${String(q(xs, 0.5)).padStart(8)}${String(q(xs, 0.95)).padStart(9)}${String(q(xs, 0.99)).padStart(9)}`);
+    }
+    console.log(`\nB p95 flooding / idle: ${(q(busy, 0.95) / Math.max(1, q(idle, 0.95))).toFixed(2)}x (goal <= 1.5x)`);
+    console.log(`pool goodput while A floods: ${served} calls in ${seconds.toFixed(1)} s = ${(goodput * 100).toFixed(1)}% of the limit (goal >= 98%)`);
+  } finally {
+    await p3.close();
+    await Promise.all(fleet.map((w) => w.close({ graceMs: 1_000 })));
+  }
 }

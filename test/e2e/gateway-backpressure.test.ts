@@ -38,7 +38,8 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 20
     await new Promise((r) => setTimeout(r, 5));
   }
 }
-const waitingInHigh = () => admin.llen(laneKeys(fleet.prefix, 'high').wait);
+// A fair lane keeps its waiting jobs in BullMQ's prioritized set.
+const waitingInHigh = async () => (await admin.llen(laneKeys(fleet.prefix, 'high').wait)) + (await admin.zcard(laneKeys(fleet.prefix, 'high').prioritized));
 
 const ask = (content: string, model = SONNET) => ({ model, max_tokens: 16, messages: [{ role: 'user' as const, content }] });
 const HIGH = { headers: { 'headroom-priority': 'high' } };

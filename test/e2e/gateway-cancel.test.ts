@@ -44,6 +44,12 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
   }
 }
 
+/** Jobs waiting in a lane: its wait list, then its prioritized set (where a fair lane keeps them). */
+async function queuedIn(lane: 'high'): Promise<string[]> {
+  const k = laneKeys(fleet.prefix, lane);
+  return [...(await admin.lrange(k.wait, 0, -1)), ...(await admin.zrange(k.prioritized, '0', '-1'))];
+}
+
 describe('clients that go away', () => {
   it('Anthropic: aborting messages.stream() mid-stream stops the provider call; the job ends CANCELLED, charged the output produced', async () => {
     sim.setPace({ streamTokenMs: 25 });
@@ -114,7 +120,7 @@ describe('clients that go away', () => {
       await busy.withResponse();
       const abort = new AbortController();
       const call = fleet.anthropic().messages.create({ model: HAIKU, max_tokens: 16, messages: [{ role: 'user', content: 'never mind' }] }, { signal: abort.signal, headers: { 'headroom-priority': 'high' } });
-      const jobId = await until('the call to be queued', async () => (await admin.lrange(laneKeys(fleet.prefix, 'high').wait, 0, -1))[0]);
+      const jobId = await until('the call to be queued', async () => (await queuedIn('high'))[0]);
       abort.abort();
       await expect(call).rejects.toThrow();
       await until('the job to be removed', async () => (await producer.getJob(jobId)) === null);
@@ -135,7 +141,7 @@ describe('clients that go away', () => {
         { model: HAIKU, max_tokens: 16, stream: true, messages: [{ role: 'user', content: 'stream, then never mind' }] },
         { signal: abort.signal, headers: { 'headroom-priority': 'high' } },
       );
-      const jobId = await until('the call to be queued', async () => (await admin.lrange(laneKeys(fleet.prefix, 'high').wait, 0, -1))[0]);
+      const jobId = await until('the call to be queued', async () => (await queuedIn('high'))[0]);
       abort.abort();
       await expect(call).rejects.toThrow();
       await until('the job to be removed', async () => (await producer.getJob(jobId)) === null);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, handOffJobId, laneKeys, parseConfig, publishFleetSettings, type LlmResult } from '@headroom/queue';
+import { createRedis, handOffJobId, laneKeys, parseConfig, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
 import {
   JobFailedError,
   JobValidationError,
@@ -41,12 +41,22 @@ const job = (overrides: Partial<LlmJobInput> = {}): LlmJobInput =>
   }) as LlmJobInput;
 
 /** A prefix of its own with a fleet's settings published on it, as a running fleet keeps them. */
-async function fleetPrefix(prefix = `t${randomUUID().slice(0, 8)}`, on: Redis = admin): Promise<string> {
+async function fleetPrefix(prefix = `t${randomUUID().slice(0, 8)}`, on: Redis = admin, extra: Partial<HeadroomConfigInput> = {}): Promise<string> {
   await publishFleetSettings(
     on,
-    parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' }, 'claude-haiku-4-5': { provider: 'anthropic' }, 'gpt-4.1': { provider: 'openai' } } }),
+    parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' }, 'claude-haiku-4-5': { provider: 'anthropic' }, 'gpt-4.1': { provider: 'openai' } }, ...extra }),
   );
   return prefix;
+}
+
+/** Jobs waiting in a lane: BullMQ's wait list and its prioritized set (where a fair lane keeps them). */
+async function waiting(on: Redis, k: LaneKeys): Promise<number> {
+  return (await on.llen(k.wait)) + (await on.zcard(k.prioritized));
+}
+
+/** The ids of the jobs waiting in a lane, in the order BullMQ takes them. */
+async function waitingIds(on: Redis, k: LaneKeys): Promise<string[]> {
+  return [...(await on.lrange(k.wait, 0, -1)).reverse(), ...(await on.zrange(k.prioritized, '0', '-1'))];
 }
 
 function producer(prefix: string): Producer {
@@ -133,7 +143,7 @@ describe('Producer', () => {
       expect(r.reason).toBeInstanceOf(QueueFullError);
       expect(r.reason).toMatchObject({ code: 'QUEUE_FULL', lane: 'critical', cap: 50 });
     }
-    expect(await admin.llen(laneKeys(prefix, 'critical').wait)).toBe(50);
+    expect(await waiting(admin, laneKeys(prefix, 'critical'))).toBe(50);
   });
 
   it('honours the cap the fleet published, and frees the slot when a job starts', async () => {
@@ -157,7 +167,7 @@ describe('Producer', () => {
     const prefix = await fleetPrefix();
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' }, 'gpt-4.1': { provider: 'openai' } } }));
     const p = producer(prefix);
-    const before = await admin.llen(laneKeys(prefix, 'critical').wait);
+    const before = await waiting(admin, laneKeys(prefix, 'critical'));
     await expect(p.enqueue(job({ fallback: ['claude-opus-9'] }))).rejects.toMatchObject({
       code: 'JOB_INVALID',
       issues: [{ path: 'fallback', message: expect.stringMatching(/unknown model "claude-opus-9"/) }],
@@ -165,7 +175,7 @@ describe('Producer', () => {
     await expect(p.enqueue(job({ request: { model: 'gpt-4.1', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] } } as never))).rejects.toMatchObject({
       issues: [{ path: 'request.model', message: '"gpt-4.1" is an openai model, not anthropic' }],
     });
-    expect(await admin.llen(laneKeys(prefix, 'critical').wait)).toBe(before);
+    expect(await waiting(admin, laneKeys(prefix, 'critical'))).toBe(before);
 
     // A fleet of the first version published a bare provider per model (no pool): still read right.
     await admin.hset(laneKeys(prefix, 'critical').models, 'claude-sonnet-4-6', 'anthropic', 'gpt-4.1', 'openai');
@@ -185,7 +195,7 @@ describe('Producer', () => {
     expect(first.existing).toBe(false);
     expect(again.existing).toBe(true);
     expect(new Set(racing.map((h) => h.id)).size).toBe(1);
-    expect(await admin.llen(laneKeys(prefix, 'critical').wait)).toBe(2);
+    expect(await waiting(admin, laneKeys(prefix, 'critical'))).toBe(2);
   });
 
   it('delivers the result of a job completed by a plain BullMQ worker', async () => {
@@ -360,7 +370,7 @@ describe('Producer', () => {
     // Running is not finished: a runaway tenant's in-flight work still counts against it.
     expect(started?.data.tenant).toBe('acme');
     await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))).rejects.toMatchObject({ code: 'QUOTA_EXCEEDED' });
-    const acme = (await Promise.all((await admin.lrange(k.wait, 0, -1)).map((id) => p.getJob(id)))).find((j) => j?.job.tenant === 'acme');
+    const acme = (await Promise.all((await waitingIds(admin, k)).map((id) => p.getJob(id)))).find((j) => j?.job.tenant === 'acme');
     expect(await p.cancel(acme!.id)).toBe(true);
     await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))).resolves.toBeDefined();
   });
@@ -419,12 +429,11 @@ describe('Producer', () => {
     // What is in use now, less a little: every write that grows memory is refused.
     const used = Number(/used_memory:(\d+)/.exec(await ownAdmin.info('memory'))?.[1]);
     await ownAdmin.config('SET', 'maxmemory', String(used - 1024));
-    const wait = laneKeys('hr', 'critical').wait;
-    const before = await ownAdmin.llen(wait);
+    const before = await waiting(ownAdmin, laneKeys('hr', 'critical'));
     const err = await p.enqueue(job()).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RedisOomError);
     expect(err).toMatchObject({ code: 'REDIS_OOM', retryable: true });
-    expect(await ownAdmin.llen(wait)).toBe(before);
+    expect(await waiting(ownAdmin, laneKeys('hr', 'critical'))).toBe(before);
   });
 
   it('coalesces identical in-flight jobs into one', async () => {
@@ -434,7 +443,7 @@ describe('Producer', () => {
     const handles = await Promise.all(Array.from({ length: 50 }, () => p.enqueue(same())));
     expect(new Set(handles.map((h) => h.id)).size).toBe(1);
     expect(handles.filter((h) => !h.existing)).toHaveLength(1);
-    expect(await admin.llen(laneKeys(prefix, 'normal').wait)).toBe(1);
+    expect(await waiting(admin, laneKeys(prefix, 'normal'))).toBe(1);
     // Key order does not matter; a different request is a different job.
     const reordered = await p.enqueue({ coalesce: true, request: { messages: [{ content: 'Same question', role: 'user' }], max_tokens: 32, model: 'claude-sonnet-4-6' }, provider: 'anthropic', priority: 'NORMAL' } as LlmJobInput);
     expect(reordered.id).toBe(handles[0]!.id);
@@ -443,8 +452,9 @@ describe('Producer', () => {
   });
 
   it('writes a job exactly as BullMQ Queue.add does (hash, wait list, marker, events)', async () => {
-    // Admission embeds BullMQ's own add script; this is what keeps that embedding honest.
-    const ours = await fleetPrefix();
+    // Admission embeds BullMQ's own add script; this is what keeps that embedding honest. In a
+    // FIFO lane: a fair lane then moves the job to its place in the prioritized set (below).
+    const ours = await fleetPrefix(undefined, admin, { lanes: { normal: { fairness: 'fifo' } } });
     const theirs = `t${randomUUID().slice(0, 8)}`;
     const p = producer(ours);
     const handle = await p.enqueue(job({ priority: 'NORMAL' }));
@@ -470,6 +480,22 @@ describe('Producer', () => {
     }
   });
 
+  it("places a fair lane's job in BullMQ's prioritized set as a prioritized Queue.add would, with its fair place kept beside it", async () => {
+    const prefix = await fleetPrefix();
+    const k = laneKeys(prefix, 'normal');
+    const handle = await producer(prefix).enqueue(job({ priority: 'NORMAL', tenant: 'acme' }));
+    expect(await admin.llen(k.wait)).toBe(0);
+    const score = Number(await admin.zscore(k.prioritized, handle.id));
+    const stored = await admin.hgetall(`${k.jobKeyPrefix}${handle.id}`);
+    // BullMQ's layout: priority x 2^32 + a counter; the priority stored on the job as BullMQ reads it.
+    expect(Math.floor(score / 2 ** 32)).toBe(Number(stored.priority));
+    expect(Number(stored.priority)).toBeGreaterThanOrEqual(1);
+    expect(stored).toMatchObject({ hrRound: expect.any(String), hrLow: String(score % 2 ** 32) });
+    expect(await admin.zscore(k.marker, '0')).toBe('0');
+    const got = await producer(prefix).getJob(handle.id);
+    expect(got?.state).toBe('waiting');
+  });
+
   it('shares one connection among the producers of a process, and batches their enqueues together', async () => {
     // A Redis of its own, so the connections counted are this test's.
     const own = await startEmbeddedRedis();
@@ -490,7 +516,7 @@ describe('Producer', () => {
     const handles = await Promise.all(producers.map((p) => p.enqueue(job({ priority: 'NORMAL' }))));
     expect(await scriptCalls()).toBe(calls + 2);
     expect(new Set(handles.map((h) => h.id)).size).toBe(8);
-    expect(await ownAdmin.llen(laneKeys('hr', 'normal').wait)).toBe(8);
+    expect(await waiting(ownAdmin, laneKeys('hr', 'normal'))).toBe(8);
 
     // The connection outlives all but the last producer to close.
     await Promise.all(producers.slice(1).map((p) => p.close()));

@@ -15,6 +15,7 @@ import { modelLadder, type LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
 import { LANES, type Lane } from './lanes.js';
 import { runScript } from './scripts.js';
+import { fairCost } from './tenant-fairness.js';
 
 export interface LaneEntry {
   jobId: string;
@@ -139,7 +140,8 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
     const models = modelLadder(job);
     ladders.push(models);
     add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, opts, jobId);
-    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), add[9]!, add[10]!, add[11]!);
+    const data = add[10]!;
+    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), fairCost(job, data.length), add[9]!, data, add[11]!);
   }
   // Every job of a lane has the same nine keys.
   const reply = await runScript<(string | number)[]>(redis, 'add', add.slice(0, 9) as string[], args);
@@ -158,7 +160,7 @@ export async function releaseJobs(redis: Redis | Cluster, prefix: string, lane: 
 }
 
 /**
- * Publishes the lane caps, byte caps, tenant quotas and the known models so every producer admits
+ * Publishes the lane caps, byte caps, fairness, tenant quotas and weights and the known models so every producer admits
  * against the fleet's config without holding a copy of it. Workers call this at start, and again
  * whenever they find it missing (lane-upkeep.ts): admission refuses every job while it is.
  */
@@ -167,14 +169,18 @@ export async function publishFleetSettings(redis: Redis | Cluster, config: Headr
   const models = Object.entries(config.models).flatMap(([name, m]) => [name, `${m.provider}:${poolOf(config, name)}`]);
   const tenantMax: (string | number)[] = [];
   if (config.tenants.default.maxQueued) tenantMax.push('tenantMax:*', config.tenants.default.maxQueued);
+  if (config.tenants.default.weight) tenantMax.push('weight:*', config.tenants.default.weight);
   for (const [tenant, quota] of Object.entries(config.tenants.overrides)) {
     if (quota.maxQueued) tenantMax.push(`tenantMax:${tenant}`, quota.maxQueued);
+    if (quota.weight) tenantMax.push(`weight:${tenant}`, quota.weight);
   }
+  if (Object.values(config.tenants.overrides).some((q) => q.weight)) tenantMax.push('weights', 1);
   // One MULTI per lane: each lane is its own hash slot.
   await Promise.all(
     LANES.map((lane) => {
       const k = laneKeys(prefix, lane);
-      const tx = redis.multi().del(k.settings, k.models).hset(k.settings, 'cap', config.lanes[lane].cap, 'maxBytes', config.lanes[lane].maxBytes, ...tenantMax);
+      const fair = config.lanes[lane].fairness === 'tenants' ? 1 : 0;
+      const tx = redis.multi().del(k.settings, k.models).hset(k.settings, 'cap', config.lanes[lane].cap, 'maxBytes', config.lanes[lane].maxBytes, 'fair', fair, ...tenantMax);
       if (models.length > 0) tx.hset(k.models, ...models);
       return tx.exec();
     }),

@@ -35,7 +35,10 @@ describe('config', () => {
 
   it('fills every default from a minimal file', () => {
     const cfg = parseConfig({ models: { m: { provider: 'anthropic' } } });
-    expect(cfg.lanes.low).toEqual({ cap: 5000, maxBytes: 256 * 1024 * 1024, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000, retryReserve: 0.9 });
+    expect(cfg.lanes.low).toEqual({ cap: 5000, maxBytes: 256 * 1024 * 1024, weight: 0.1, reserve: 0.4, maxWaitMs: 3_600_000, retryReserve: 0.9, fairness: 'tenants' });
+    expect(cfg.lanes.batch.fairness).toBe('fifo');
+    // A lane given only some of its settings still gets the rest, fairness included.
+    expect(parseConfig({ models: { m: { provider: 'anthropic' } }, lanes: { high: { cap: 3 } } }).lanes.high.fairness).toBe('tenants');
     expect(cfg.models.m?.limits).toEqual({ burst: 60 });
     expect(cfg.dashboard.readOnly).toBe(true);
     expect(cfg.throttle).toEqual({ k: 2, windowMs: 2_000, probeIntervalMs: 1_000 });

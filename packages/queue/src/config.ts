@@ -69,6 +69,12 @@ const LaneConfig = (lane: Lane) =>
       reserve: fraction.default(LANE_DEFAULTS[lane].reserve),
       maxWaitMs: positiveInt.default(LANE_DEFAULTS[lane].maxWaitMs),
       retryReserve: fraction.lt(1, { error: 'expected a number from 0 to below 1' }).default(LANE_DEFAULTS[lane].retryReserve),
+      /**
+       * `tenants`: jobs are served in start-time fair order by tokens across the tenants with work
+       * waiting (docs/architecture.md, "Fair sharing inside a lane"); `fifo`: in enqueue order.
+       * @default tenants (BATCH: fifo)
+       */
+      fairness: z.enum(['tenants', 'fifo']).default(LANE_DEFAULTS[lane].fairness),
     })
     .default({ ...LANE_DEFAULTS[lane] });
 
@@ -87,6 +93,8 @@ const TenantQuota = z.strictObject({
   tpm: positiveInt.optional(),
   /** Jobs not yet finished (waiting, delayed or running) per lane at once. */
   maxQueued: positiveInt.optional(),
+  /** Share of a fair lane's tokens against other tenants with work waiting (1 = equal). @default 1 */
+  weight: z.number().min(0.01).max(100).optional(),
 });
 
 const DASHBOARD_ALERT_DEFAULTS = {

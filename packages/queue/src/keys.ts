@@ -20,7 +20,7 @@ export interface LaneKeys {
   jobKeyPrefix: string;
   /**
    * What Headroom's own lane keys start with. The lane scripts (add, release, return) build
-   * `settings`, `models`, `shedding`, `stats`, `unfinished`, `usage` and `returning` from it, with
+   * `settings`, `models`, `shedding`, `stats`, `unfinished`, `usage`, `returning` and `fair` from it, with
    * the same suffixes, and `prioritized` and `delayed` from `wait`: keep them in step.
    */
   ownPrefix: string;
@@ -73,6 +73,11 @@ export interface LaneKeys {
    * the next free slot is theirs. Entries are refreshed by their holder and dropped when stale.
    */
   returning: string;
+  /**
+   * HASH of a fair lane's start-time fair queueing state: `base`, `v`, `top`, `seq` and
+   * `t:<tenant>` finish tags (lua/includes/fair-queue.lua). Only tenants with work waiting.
+   */
+  fair: string;
   /** HASH of all-time counters per lane: `shed` (every shed), `shed:refused` (at admission), `shed:waiting`. */
   stats: string;
   /**
@@ -136,6 +141,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     unfinished: own('unfinished'),
     usage: own('usage'),
     returning: own('returning'),
+    fair: own('fair'),
     stats: own('stats'),
     poolBackoff: own('pool-backoff'),
     jobEvents: (jobId: string) => own(`events:${jobId}`),

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
-import { publishFleetSettings } from './admission.js';
+import { addToLane, publishFleetSettings, type Added } from './admission.js';
 import { parseConfig } from './config.js';
 import { redisForFile } from '@headroom/testing/vitest';
+import type { LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
 import { bringRunnableToFront } from './lane-fetch.js';
 
@@ -74,6 +75,24 @@ describe('bringRunnableToFront', () => {
     expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['sonnet-4', 'haiku-4'])).toBe('blocked');
     expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['sonnet-4'], 1)).toBe('blocked');
     expect(await order(prefix)).toEqual(ids);
+  });
+
+  it("looks past the wait list into a fair lane's prioritized set; the skipped jobs keep their places", async () => {
+    const { prefix } = await laneWith([]);
+    const k = laneKeys(prefix, 'normal');
+    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: db.redis });
+    queues.push(queue);
+    const job = (model: string) => ({ priority: 'NORMAL', provider: 'anthropic', tenant: 't', request: { model, max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] } }) as LlmJob;
+    const added = await addToLane(db.redis, queue, prefix, 'normal', [SONNET, SONNET, HAIKU].map((m) => ({ jobId: `normal.${randomUUID()}`, job: job(m) })));
+    const ids = added.map((a) => (a as Added).id);
+    expect(await db.redis.llen(k.wait)).toBe(0);
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['haiku-4'])).toBe('front');
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['sonnet-4'])).toBe('moved');
+    expect(await order(prefix)).toEqual([ids[2]]);
+    expect(await db.redis.zrange(k.prioritized, '0', '-1')).toEqual([ids[0], ids[1]]);
+    // With a job on the wait list, the prioritized set is looked at after it.
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['haiku-4'])).toBe('moved');
+    expect(await order(prefix)).toEqual([ids[0], ids[2]]);
   });
 
   it('passes over a job whose hash is gone', async () => {

@@ -1,6 +1,7 @@
 /**
  * Taking around a backed-off pool: a lane's jobs may draw from several pools, and a job told to
- * wait for its pool's quota must not hold up the jobs behind it that draw from another.
+ * wait for its pool's quota must not hold up the jobs behind it that draw from another. The lane's
+ * order is BullMQ's: its wait list, then its prioritized set (a fair lane's jobs).
  */
 import type { Cluster, Redis } from 'ioredis';
 import { laneKeys } from './keys.js';
@@ -25,5 +26,5 @@ export async function bringRunnableToFront(
   depth = FRONT_SEARCH_DEPTH,
 ): Promise<FrontOutcome> {
   const k = laneKeys(prefix, lane);
-  return runScript<FrontOutcome>(redis, 'front-runnable', [k.wait, k.models], [depth, ...blocked]);
+  return runScript<FrontOutcome>(redis, 'front-runnable', [k.wait, k.prioritized, k.models], [depth, ...blocked]);
 }

@@ -34,6 +34,11 @@ export interface LaneDefaults {
    * HIGH retry first in a brownout; a lower lane's retry waits (no attempt spent) instead.
    */
   retryReserve: number;
+  /**
+   * `tenants`: start-time fair order by tokens across the tenants with work waiting; `fifo`:
+   * enqueue order (BATCH: its jobs leave in provider batches, where order buys nothing).
+   */
+  fairness: 'tenants' | 'fifo';
 }
 
 const MiB = 1024 * 1024;
@@ -42,9 +47,9 @@ const MiB = 1024 * 1024;
 // for the job counts at typical (few-KiB) jobs can hold, where the counts alone at the 1 MiB job
 // limit would allow 5 GB of LOW and 100 GB of BATCH.
 export const LANE_DEFAULTS: Record<Lane, LaneDefaults> = {
-  critical: { cap: 50, maxBytes: 64 * MiB, weight: 5, reserve: 0, maxWaitMs: 60_000, retryReserve: 0 },
-  high: { cap: 200, maxBytes: 128 * MiB, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000, retryReserve: 0.2 },
-  normal: { cap: 1000, maxBytes: 256 * MiB, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000, retryReserve: 0.8 },
-  low: { cap: 5000, maxBytes: 256 * MiB, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000, retryReserve: 0.9 },
-  batch: { cap: 100_000, maxBytes: 512 * MiB, weight: 0, reserve: 0, maxWaitMs: 24 * 60 * 60_000, retryReserve: 0 },
+  critical: { cap: 50, maxBytes: 64 * MiB, weight: 5, reserve: 0, maxWaitMs: 60_000, retryReserve: 0, fairness: 'tenants' },
+  high: { cap: 200, maxBytes: 128 * MiB, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000, retryReserve: 0.2, fairness: 'tenants' },
+  normal: { cap: 1000, maxBytes: 256 * MiB, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000, retryReserve: 0.8, fairness: 'tenants' },
+  low: { cap: 5000, maxBytes: 256 * MiB, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000, retryReserve: 0.9, fairness: 'tenants' },
+  batch: { cap: 100_000, maxBytes: 512 * MiB, weight: 0, reserve: 0, maxWaitMs: 24 * 60 * 60_000, retryReserve: 0, fairness: 'fifo' },
 };

@@ -90,6 +90,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       logger,
       random: opts.random ?? Math.random,
       tenantWaits: new Map(),
+      poolSleepers: new Map(),
       now,
     },
   });

@@ -32,10 +32,15 @@
   client an encoding and Redis a parse, per enqueue.
 
   ARGV[1] the lane's own-key prefix (`{prefix:lane}:hr:`)
-  then eight per job: job id, provider, tenant or '', the models primary first joined by '\n',
-  the job's summary for the dashboard or '' (stored as the job hash's `hrSummary`), then BullMQ
-  addStandardJob's three arguments (packed args, job data JSON, packed options); the job's size
-  is its data JSON's length in bytes
+  then nine per job: job id, provider, tenant or '', the models primary first joined by '\n',
+  the job's summary for the dashboard or '' (stored as the job hash's `hrSummary`), its cost in
+  tokens for fair sharing (tenant-fairness.ts), then BullMQ addStandardJob's three arguments
+  (packed args, job data JSON, packed options); the job's size is its data JSON's length in bytes
+
+  In a lane whose settings say `fair` = 1, an added job leaves BullMQ's wait list for its fair
+  place in the lane's prioritized set (includes/fair-queue.lua); also read then:
+    <own>fair (hash), <lane>delayed, settings' weight:* / weights (1: some tenant has its own
+    weight:<tenant>)
 
   Returns four entries per job, in order:
     1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
@@ -51,14 +56,16 @@
 ]]
 --- @bullmq "addStandardJob"
 --- @include "includes/model-pool"
+--- @include "includes/fair-queue"
 
 -- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
 local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
 local own = ARGV[1]
 local settingsKey, modelsKey, sheddingKey, statsKey = own .. 'settings', own .. 'models', own .. 'shedding', own .. 'stats'
 local unfinishedKey, usageKey = own .. 'unfinished', own .. 'usage'
-local settings = redis.call('HMGET', settingsKey, 'cap', 'maxBytes', 'tenantMax:*')
+local settings = redis.call('HMGET', settingsKey, 'cap', 'maxBytes', 'tenantMax:*', 'fair', 'weight:*', 'weights')
 local cap, maxBytes, tenantMaxAll = tonumber(settings[1]), tonumber(settings[2]), tonumber(settings[3] or '0')
+local fair, weightAll, anyWeight = settings[4] == '1', tonumber(settings[5] or '1'), settings[6] == '1'
 -- BullMQ 6 keeps a paused queue's jobs in `wait` (the paused list is only read by its migration).
 local size
 local bytes
@@ -101,8 +108,15 @@ local function poolOf(provider, models)
   return pool
 end
 
+-- The tenant's share of a fair lane (1 unless the config gives it another). `weights` says some
+-- tenant has one of its own: without it, no read per job.
+local function weightOf(tenant)
+  if tenant == '' or not anyWeight then return weightAll end
+  return tonumber(redis.call('HGET', settingsKey, 'weight:' .. tenant) or '') or weightAll
+end
+
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
-local function addOne(jobId, provider, tenant, models, summary, at)
+local function addOne(jobId, provider, tenant, models, summary, cost, at)
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
     return 2, '', '', ''
   end
@@ -138,13 +152,18 @@ local function addOne(jobId, provider, tenant, models, summary, at)
     if summary ~= '' then redis.call('HSET', jobKeyPrefix .. jobId, 'hrSummary', summary) end
     redis.call('HINCRBY', usageKey, 'bytes', jobBytes)
     if tenant ~= '' then redis.call('HINCRBY', usageKey, 'tenant:' .. tenant, 1) end
+    if fair then
+      -- BullMQ pushed it on the wait list's left end: taking it off there is O(1).
+      redis.call('LREM', KEYS[1], 1, jobId)
+      fairPlace(own, jobKeyPrefix, jobId, tenant, math.max(1, tonumber(cost) or 1), weightOf(tenant))
+    end
   end
   return 1, added, '', ''
 end
 
 local out = {}
-for i = 2, #ARGV, 8 do
-  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], i + 5)
+for i = 2, #ARGV, 9 do
+  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], i + 6)
   out[#out + 1] = code
   out[#out + 1] = a
   out[#out + 1] = b

@@ -1,7 +1,9 @@
 --[[
   Moves a running job to its lane's delayed set (BullMQ's moveToDelayed, embedded) if the lane has
   room for it under its cap (delayed jobs count: they have not started); else leaves it with its
-  worker and records it as returning (see includes/lane-room).
+  worker and records it as returning (see includes/lane-room). A fair-queued job's stored BullMQ
+  priority is set to its own round against the lane's current base: BullMQ promotes it by that
+  priority when its delay ends (to the back of its round; a rebase meanwhile moves it along).
 
   KEYS[1..11] BullMQ moveToDelayed's keys: marker, active, prioritized, delayed, job, events, meta,
               stalled, wait, limiter, pc
@@ -16,7 +18,10 @@
 ]]
 --- @bullmq "moveToDelayed"
 --- @include "includes/lane-room"
+--- @include "includes/fair-queue"
 
 local ok, code, cap, size = laneRoom(ARGV[10], KEYS[9], ARGV[3], tonumber(ARGV[11]))
 if not ok then return { code, cap, size } end
+local round = tonumber(redis.call('HGET', KEYS[5], 'hrRound') or '')
+if round then redis.call('HSET', KEYS[5], 'priority', fairPriorityOf(ARGV[10], round)) end
 return { 1, moveToDelayed(KEYS, { ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9] }) }

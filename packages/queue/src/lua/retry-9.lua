@@ -21,6 +21,7 @@
           { -8, code }          BullMQ refused it (code -1: no such job; -3: not in that state)
 ]]
 --- @bullmq "reprocessJob"
+--- @include "includes/fair-queue"
 
 local own, tenant, jobId, jobKey = ARGV[7], ARGV[8], ARGV[1], KEYS[1]
 local settings = redis.call('HMGET', own .. 'settings', 'cap', 'maxBytes', 'tenantMax:' .. tenant, 'tenantMax:*')
@@ -39,6 +40,10 @@ if tenant ~= '' then
   local max = tonumber(settings[3] or settings[4] or '0')
   if max > 0 and tonumber(redis.call('HGET', usageKey, 'tenant:' .. tenant) or '0') >= max then return { -5, max } end
 end
+-- A fair-queued job goes back by its own round against the lane's current base (BullMQ adds it by
+-- its stored priority, which a rebase since may have left behind).
+local round = tonumber(redis.call('HGET', jobKey, 'hrRound') or '')
+if round then redis.call('HSET', jobKey, 'priority', fairPriorityOf(own, round)) end
 local moved = reprocessJob(KEYS, { ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6] })
 if moved ~= 1 then return { -8, moved } end
 -- Counted as unfinished again, once (a job still counted is not counted twice).

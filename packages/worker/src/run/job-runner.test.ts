@@ -70,6 +70,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     random,
     now: Date.now,
     tenantWaits: new Map(),
+    poolSleepers: new Map(),
   };
 }
 
@@ -214,6 +215,21 @@ describe('runJob', () => {
     const outcome = await run(ctx, job(), meta('critical'));
     expect(outcome).toMatchObject({ kind: 'requeue', progress: { attempts: 0 } });
     expect(outcome.kind === 'requeue' && outcome.waitMs).toBeGreaterThan(25);
+  });
+
+  it('requeues a job facing a short quota wait while another job of its pool sleeps in place for it', async () => {
+    // 3,000 requests/min with a 1 s burst: 50 in the bucket, then one every 20 ms (a short wait,
+    // one a job alone would sleep in place for).
+    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 3_000, itpm: 10_000_000, otpm: 10_000_000, burst: 1 } } } });
+    // Another job of this worker is already sleeping for the pool's next refill.
+    ctx.poolSleepers.set(SONNET, 1);
+    const outcomes = await Promise.all(Array.from({ length: 55 }, () => run(ctx, job(), meta('critical'))));
+    const requeued = outcomes.filter((o) => o.kind === 'requeue');
+    expect(outcomes.filter((o) => o.kind === 'completed').length).toBeGreaterThanOrEqual(50);
+    // Not a herd of sleepers racing for each refill: back to the lane, whose front is served next.
+    expect(requeued.length).toBeGreaterThanOrEqual(1);
+    for (const o of requeued) expect(o.kind === 'requeue' && o.waitMs).toBeLessThanOrEqual(25);
+    expect(ctx.poolSleepers.get(SONNET)).toBe(1);
   });
 
   it('delays the job alone when its tenant is over its tokens/min quota', async () => {

@@ -4,7 +4,7 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
+import { FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, poolOf, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
@@ -46,6 +46,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   const progress: JobProgress = { ...meta.progress };
   const startedAt = ctx.now();
   let inlineWaits = 0;
+  // The pool a requeue backs off (its primary's), and the one whose sleeper slot it may take.
+  const primaryPool = poolOf(ctx.config, job.request.model);
   const fellBackFrom = new Set<string>();
   const ladder = ladderOf(ctx.config, job);
   const unknown = ladder.filter((m) => !ctx.config.models[m]);
@@ -65,15 +67,22 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       // The bucket's wait is a lower bound: past the deadline already, the job ends now.
       const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
       if (tooLate) return { kind: 'failed', failure: tooLate, progress };
-      if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits++ < MAX_INLINE_WAITS) {
-        await sleep(plan.waitMs);
+      const jobsOwn = waitIsJobsOwn(plan.reason);
+      if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits < MAX_INLINE_WAITS && (jobsOwn || !ctx.poolSleepers.get(primaryPool))) {
+        inlineWaits++;
+        if (!jobsOwn) ctx.poolSleepers.set(primaryPool, 1);
+        try {
+          await sleep(plan.waitMs);
+        } finally {
+          if (!jobsOwn) ctx.poolSleepers.delete(primaryPool);
+        }
         continue;
       }
       // A cooling model, a retry over the model's budget, or a tenant over its quota is that
       // job's problem, not the lane's: park the job alone so the jobs behind it keep flowing. A
       // pool out of quota or a throttled model concerns every job of it: requeued, it backs the
       // pool off in the lane.
-      if (!waitIsJobsOwn(plan.reason)) return { kind: 'requeue', waitMs: plan.waitMs, progress };
+      if (!jobsOwn) return { kind: 'requeue', waitMs: plan.waitMs, progress };
       const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
       return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
     }

@@ -73,10 +73,13 @@ export class PressureMonitor {
     return retryHintOf(this.latest.get(pool), this.config.shedding.horizonMs);
   }
 
-  /** Age of the job at the front of a lane (BullMQ takes from the right end of `wait`). */
+  /**
+   * Age of the job at the front of a lane: BullMQ takes from the right end of `wait`, then the
+   * lowest score of `prioritized` (where a fair lane keeps its jobs).
+   */
   private async oldestWaitMs(lane: InteractiveLane): Promise<number> {
     const k = laneKeys(this.config.redis.prefix, lane);
-    const id = await this.redis.lindex(k.wait, -1);
+    const id = (await this.redis.lindex(k.wait, -1)) ?? (await this.redis.zrange(k.prioritized, '0', '0'))[0];
     if (!id) return 0;
     const timestamp = Number(await this.redis.hget(`${k.jobKeyPrefix}${id}`, 'timestamp'));
     return Number.isFinite(timestamp) && timestamp > 0 ? Math.max(0, Date.now() - timestamp) : 0;
@@ -84,8 +87,14 @@ export class PressureMonitor {
 
   async tick(): Promise<void> {
     const prefix = this.config.redis.prefix;
-    // One command per lane, sent together: each lane is its own Redis Cluster slot.
-    const depths = await Promise.all(INTERACTIVE_LANES.map((lane) => this.redis.llen(laneKeys(prefix, lane).wait)));
+    // Two commands per lane, sent together: each lane is its own Redis Cluster slot. A fair lane
+    // keeps its waiting jobs in `prioritized`.
+    const depths = await Promise.all(
+      INTERACTIVE_LANES.flatMap((lane) => {
+        const k = laneKeys(prefix, lane);
+        return [this.redis.llen(k.wait), this.redis.zcard(k.prioritized)];
+      }),
+    );
     const backlogJobs = depths.reduce((a, b) => a + b, 0);
     const oldestLowWaitMs = await this.oldestWaitMs('low');
     const stats = await readFleetStats(this.redis, prefix, 5);

@@ -4,11 +4,14 @@
   models, say): a job told to wait for its pool's quota goes back to the front, and without this
   every job behind it would wait for that pool too, however idle its own pool is.
 
-  Only the first ARGV[1] jobs are looked at (the front of the wait list is its right end, where
-  BullMQ takes from). The job that moves keeps nothing but its place; the skipped jobs keep theirs,
-  so they are first again once their pool's backoff ends.
+  Only the first ARGV[1] jobs are looked at, in the order BullMQ takes them: the wait list from
+  its right end, then the prioritized set from its lowest score (where a fair lane keeps its jobs).
+  The job that moves goes to the wait list's right end, taken before anything else; the skipped
+  jobs keep their places, so they are first again once their pool's backoff ends. A fair-queued
+  job that moved keeps its place in its hash (`hrRound`, `hrLow`): put back, it goes there again.
 
-  KEYS[1] the lane's wait list     KEYS[2] the lane's models hash (model -> `provider:pool`)
+  KEYS[1] the lane's wait list     KEYS[2] the lane's prioritized set
+  KEYS[3] the lane's models hash (model -> `provider:pool`)
   ARGV[1] how many jobs to look at   ARGV[2..] the backed-off pools
 
   Returns 'front' (the first job is runnable), 'moved', 'blocked' (every job looked at waits on a
@@ -16,8 +19,11 @@
 ]]
 --- @include "includes/model-pool"
 
-local ids = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
-if #ids == 0 then return 'empty' end
+local depth = tonumber(ARGV[1])
+local ids = redis.call('LRANGE', KEYS[1], -depth, -1)
+local queued = {}
+if #ids < depth then queued = redis.call('ZRANGE', KEYS[2], 0, depth - #ids - 1) end
+if #ids == 0 and #queued == 0 then return 'empty' end
 local blocked = {}
 for i = 2, #ARGV do blocked[ARGV[i]] = true end
 -- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
@@ -34,7 +40,7 @@ local function poolOf(id)
   local pool = pools[model]
   if pool == nil then
     -- A model the fleet has not published is its own pool, as a bare provider entry leaves it.
-    local _, modelPool = providerAndPool(redis.call('HGET', KEYS[2], model) or '', model)
+    local _, modelPool = providerAndPool(redis.call('HGET', KEYS[3], model) or '', model)
     pool = modelPool
     pools[model] = pool
   end
@@ -48,6 +54,15 @@ for i = #ids, 1, -1 do
     if i == #ids then return 'front' end
     redis.call('LREM', KEYS[1], 1, ids[i])
     redis.call('RPUSH', KEYS[1], ids[i])
+    return 'moved'
+  end
+end
+for i = 1, #queued do
+  local pool = poolOf(queued[i])
+  if pool and not blocked[pool] then
+    if i == 1 and #ids == 0 then return 'front' end
+    redis.call('ZREM', KEYS[2], queued[i])
+    redis.call('RPUSH', KEYS[1], queued[i])
     return 'moved'
   end
 end
