@@ -59,11 +59,13 @@ async function streamB(tag: string): Promise<number[]> {
 }
 const q = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.ceil(xs.length * p) - 1)]!;
 
-// BENCH_TENANTS_ONLY=fair runs part 3 alone.
+// BENCH_TENANTS_ONLY=fair runs part 3 alone, =quota part 2.
 const only = process.env.BENCH_TENANTS_ONLY;
 try {
   if (only === 'fair') {
     await fairShare();
+  } else if (only === 'quota') {
+    await atQuota();
   } else {
     await isolation();
     await fairShare();
