@@ -139,6 +139,9 @@ beforeAll(async () => {
       'claude-opus-4-1': { provider: 'anthropic', pool: 'opus-4', limits: OPUS_LIMITS },
     },
     dispatch: { concurrency: 8, lockMs: 5_000, stalledIntervalMs: 1_000, shutdownGraceMs: 5_000, metricsPort: workerMetricsPort },
+    // The throttle test's storm lasts as long as a loaded machine takes to show it in a browser;
+    // at one probe a second its four jobs must not run out of attempts meanwhile.
+    retry: { maxAttempts: 30 },
     dashboard: { alerts: { intervalMs: 250, forMs: 1_000, webhookUrlEnv: 'DASH_TEST_WEBHOOK_URL' } },
   });
   const port = await freePort();
@@ -430,11 +433,10 @@ describe('headroom dashboard', () => {
   });
 
   it("shows a model's fleet-wide throttle open in a 529 storm, with its retry budget, until it recovers", async () => {
-    // Ten 529s: the first four (one per job) open the throttle, the rest are spent one probe a
-    // second, so it stays open for seconds, long enough for the page and a scrape to see it. (A
-    // single failed call would open it only until the 2 s window forgot it: the throttle judges
-    // from at least one remembered call.)
-    sim.injectFaults({ model: MODEL, status: 529, count: 10 });
+    // Every call answered 529 until the page and the scrapes have seen the throttle open (the
+    // storm ends when the test says, not after a count of calls a busy machine may spend before
+    // the browser is up): four jobs' failures open it, then it probes once a second.
+    sim.injectFaults({ model: MODEL, status: 529 });
     worker2 = spawnWorker(configFile, redis.url, 'dash-w2', { DASH_TEST_ANTHROPIC_KEY: API_KEY });
     const job = (i: number) => ({ priority: 'HIGH' as const, provider: 'anthropic' as const, request: { model: MODEL, max_tokens: 16, messages: [{ role: 'user' as const, content: `${PROMPT_MARKER} throttle ${i}` }] } });
     const pending = await Promise.all([1, 2, 3, 4].map((i) => producer.enqueue(job(i))));
@@ -458,8 +460,9 @@ describe('headroom dashboard', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'headroom-page-throttle.png'), fullPage: true });
     await ctx.close();
 
-    // The probes get through once the storm is spent, the jobs complete, and the throttle
-    // ramps back and reads closed fleet-wide.
+    // The storm ends: the probes get through, the jobs complete, and the throttle ramps back
+    // and reads closed fleet-wide.
+    sim.clearFaults();
     const results = await Promise.all(pending.map((h) => h.result({ timeoutMs: 60_000 })));
     expect(results.map((r) => r.model)).toEqual([MODEL, MODEL, MODEL, MODEL]);
     await waitFor('the throttle to close in the dashboard metrics', async () => {
