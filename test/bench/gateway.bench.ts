@@ -17,7 +17,6 @@
  * (per throughput round, default 8), GATEWAY_BENCH_CONCURRENCY (default 32).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -25,6 +24,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { Redis } from 'ioredis';
 import { Producer } from '@headroom/producer-sdk';
 import { freePort, startEmbeddedRedis } from '@headroom/testing';
+import { cpuSecondsOf } from './fleet-mode.js';
 import { REPO_ROOT, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 
 const MODEL = 'claude-sonnet-4-6';
@@ -45,17 +45,6 @@ async function until(what: string, probe: () => Promise<boolean> | boolean, time
   while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
   }
 }
 
@@ -207,11 +196,11 @@ async function main(): Promise<void> {
     // CPU per request of each process, to say where a gateway request's cost goes.
     const parts = {
       client: () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; },
-      gateway: () => cpuSeconds(gateway.child.pid),
-      worker: () => cpuSeconds(worker.child.pid),
-      redis: () => cpuSeconds(redis.process.pid),
-      simulator: () => cpuSeconds(children[0]?.pid),
-      proxy: () => cpuSeconds(children[1]?.pid),
+      gateway: () => cpuSecondsOf(gateway.child.pid),
+      worker: () => cpuSecondsOf(worker.child.pid),
+      redis: () => cpuSecondsOf(redis.process.pid),
+      simulator: () => cpuSecondsOf(children[0]?.pid),
+      proxy: () => cpuSecondsOf(children[1]?.pid),
     };
     const cpuNow = () => Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()])) as Record<keyof typeof parts, number>;
     const cpu = { proxy: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number>, gateway: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number> };
