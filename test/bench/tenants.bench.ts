@@ -17,7 +17,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
-import { createRedis, HeadroomError, parseConfig, createLogger, publishFleetSettings } from '@headroom/queue';
+import { Bucket, createRedis, HeadroomError, parseConfig, createLogger, publishFleetSettings } from '@headroom/queue';
 import { Redis } from 'ioredis';
 import { startSimulator } from '@headroom/simulator';
 import { startWorker } from '@headroom/worker';
@@ -227,7 +227,7 @@ async function atQuota(): Promise<void> {
 /** Part 3: no quota, a pool at its limit, and fair sharing inside the lane. */
 async function fairShare(): Promise<void> {
   const RPM = Number(process.env.BENCH_FAIR_RPM ?? 6_000);
-  const B_FAIR_JOBS = Number(process.env.BENCH_FAIR_B_JOBS ?? 60);
+  const B_FAIR_JOBS = Number(process.env.BENCH_FAIR_B_JOBS ?? 150);
   const perSecond = RPM / 60;
   // Two tenants with work: each one's share is half the pool.
   const share = perSecond / 2;
@@ -272,11 +272,21 @@ async function fairShare(): Promise<void> {
     })();
     // Let the bucket's burst drain and A's backlog form before measuring.
     await new Promise((r) => setTimeout(r, 3_000));
+    const counters = async () => {
+      const conn = new Redis(redis.url);
+      try {
+        return (await new Bucket(conn, { prefix: prefix3 }).snapshot(MODEL, cfg.models[MODEL]!.limits)).counters;
+      } finally {
+        conn.disconnect();
+      }
+    };
+    const c0 = await counters();
     const n0 = admitted();
     const t0 = performance.now();
     const busy = await streamB3();
     const served = admitted() - n0;
     const seconds = (performance.now() - t0) / 1000;
+    const c1 = await counters();
     stop = true;
     await flood;
     const goodput = served / (seconds * perSecond);
@@ -288,6 +298,10 @@ async function fairShare(): Promise<void> {
     }
     console.log(`\nB p95 flooding / idle: ${(q(busy, 0.95) / Math.max(1, q(idle, 0.95))).toFixed(2)}x (goal <= 1.5x)`);
     console.log(`pool goodput while A floods: ${served} calls in ${seconds.toFixed(1)} s = ${(goodput * 100).toFixed(1)}% of the limit (goal >= 98%)`);
+    // The churn a saturated pool costs: acquires told to wait (and requeued) per call granted.
+    const grants = Object.values(c1.grants).reduce((a, b) => a + b, 0) - Object.values(c0.grants).reduce((a, b) => a + b, 0);
+    const waits = Object.entries(c1.waits).map(([why, n]) => `${why} ${((n - (c0.waits[why as keyof typeof c0.waits] ?? 0)) / Math.max(1, grants)).toFixed(2)}`);
+    console.log(`bucket waits per grant while A floods: ${waits.join(', ') || 'none'}`);
   } finally {
     await p3.close();
     await Promise.all(fleet.map((w) => w.close({ graceMs: 1_000 })));

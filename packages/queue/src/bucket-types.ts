@@ -60,6 +60,12 @@ export interface AcquireRequest {
    */
   retryReserve?: number;
   tenant?: { id: string; limits: TenantLimits };
+  /**
+   * Further fraction of every pool dimension to leave, for a tenant with nothing queued: set for a
+   * job whose tenant had work queued ahead of it in a fair lane. A wait it alone causes has reason
+   * `fair_share`. @default 0
+   */
+  fairReserve?: number;
 }
 
 /**
@@ -87,7 +93,7 @@ export interface Reservation {
  * throttle (too few of its recent calls succeeded), or its retry budget (too many retries of it
  * lately, for a retry).
  */
-export type WaitReason = Dimension | 'cooldown' | 'throttle' | 'retry_budget';
+export type WaitReason = Dimension | 'cooldown' | 'throttle' | 'retry_budget' | 'fair_share';
 
 /** Closed: calls go at the bucket's pace. Throttled: fewer, by the success ratio. Open: probes only (a dead model). */
 export type ThrottleState = 'closed' | 'throttled' | 'open';

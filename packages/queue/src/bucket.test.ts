@@ -140,6 +140,29 @@ describe('priority by reserve', () => {
     expect(snap.counters.waits).toEqual({ rpm: 4 });
   });
 
+  it("holds a queued-up tenant's job above the fair reserve, which a fresh tenant's job draws (wait reason fair_share)", async () => {
+    const b = fresh();
+    const limits = { rpm: 100 }; // capacity 100 (a minute's burst), refilling 1 per 600 ms
+    const acquire = (requests: number, fairReserve?: number) =>
+      b.acquire({ pool: 'p', limits, lane: 'normal', need: need(0, 0, requests), ...(fairReserve === undefined ? {} : { fairReserve }) });
+    granted(await acquire(75, 0.05)); // 25 left: NORMAL keeps 20, a queued-up tenant 5 more
+    const held = await acquire(1, 0.05);
+    expect(held).toMatchObject({ status: 'wait', reason: 'fair_share' });
+    // The wait is for the one request above 25 to refill, not for NORMAL's floor.
+    expect(held.status === 'wait' ? held.waitMs : 0).toBeGreaterThan(500);
+    expect(held.status === 'wait' ? held.waitMs : Infinity).toBeLessThanOrEqual(600);
+    granted(await acquire(5)); // a fresh tenant's job draws the fair reserve: 20 left
+    expect(await acquire(1)).toMatchObject({ status: 'wait', reason: 'rpm' });
+    expect((await b.snapshot('p', limits)).counters.waits).toEqual({ fair_share: 1, rpm: 1 });
+  });
+
+  it('lets a need the fair reserve would make too large ignore it: fairness never fails or starves a job', async () => {
+    const b = fresh();
+    // NORMAL may draw 80 of 100; 79 + the fair reserve's 5 would need more than the capacity.
+    granted(await b.acquire({ pool: 'p', limits: { rpm: 100 }, lane: 'normal', need: need(0, 0, 79), fairReserve: 0.05 }));
+    await expect(b.acquire({ pool: 'p', limits: { rpm: 100 }, lane: 'normal', need: need(0, 0, 1), fairReserve: 0.8 })).rejects.toThrow(/fairReserve/);
+  });
+
   it('gives a lone LOW stream the full refill rate: reserves cost no throughput', async () => {
     const b = fresh();
     const limits = { rpm: 1200 }; // 20 per second

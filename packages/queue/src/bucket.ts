@@ -137,7 +137,7 @@ interface AcquirePart {
   limits: PoolLimits;
   /** The tenant bucket, when the acquire checks tenant limits: the script's last key. */
   tenantKey: string | undefined;
-  /** requests, input, output, reserve, lane index, then model, retry flag, retry reserve, tenant tokens/min, tenant requests/min (each omitted when it and those after it are unused). */
+  /** requests, input, output, reserve, lane index, then model, retry flag, retry reserve, tenant tokens/min, tenant requests/min, fair reserve (each omitted when it and those after it are unused). */
   args: (string | number)[];
 }
 
@@ -207,9 +207,13 @@ export class Bucket {
     const tenantLimited = tenant !== undefined && (tenant.limits.tpm !== undefined || tenant.limits.rpm !== undefined);
     const retryReserve = req.retryReserve ?? LANE_DEFAULTS[req.lane].retryReserve;
     if (!(retryReserve >= 0 && retryReserve < 1)) throw new RangeError(`retryReserve must be in [0, 1), got ${retryReserve}`);
+    const fairReserve = req.fairReserve ?? 0;
+    if (!(fairReserve >= 0 && reserve + fairReserve < 1)) throw new RangeError(`fairReserve must be >= 0 and below 1 - reserve, got ${fairReserve}`);
     const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, laneIndex(req.lane)];
-    if (tenantLimited || req.model) args.push(req.model ?? '', req.retry ? 1 : 0, retryReserve);
+    if (tenantLimited || req.model || fairReserve > 0) args.push(req.model ?? '', req.retry ? 1 : 0, retryReserve);
     if (tenantLimited) args.push(limitArg(tenant.limits.tpm), limitArg(tenant.limits.rpm));
+    else if (fairReserve > 0) args.push('', '');
+    if (fairReserve > 0) args.push(fairReserve);
     const reply = await this.#run(req.pool, this.#carried.take(req.pool), {
       limits: req.limits,
       tenantKey: tenantLimited ? this.keys(req.pool).tenantBucket(tenant.id) : undefined,

@@ -67,6 +67,8 @@ const LaneConfig = (lane: Lane) =>
       maxBytes: positiveInt.default(LANE_DEFAULTS[lane].maxBytes),
       weight: z.number().nonnegative().default(LANE_DEFAULTS[lane].weight),
       reserve: fraction.default(LANE_DEFAULTS[lane].reserve),
+      /** The share of each pool a queued-up tenant's jobs leave for a tenant with nothing queued (fair lanes). */
+      fairReserve: fraction.default(LANE_DEFAULTS[lane].fairReserve),
       maxWaitMs: positiveInt.default(LANE_DEFAULTS[lane].maxWaitMs),
       retryReserve: fraction.lt(1, { error: 'expected a number from 0 to below 1' }).default(LANE_DEFAULTS[lane].retryReserve),
       /**
@@ -76,6 +78,7 @@ const LaneConfig = (lane: Lane) =>
        */
       fairness: z.enum(['tenants', 'fifo']).default(LANE_DEFAULTS[lane].fairness),
     })
+    .refine((l) => l.reserve + l.fairReserve < 1, { error: 'reserve + fairReserve must stay below 1 (the share of a pool the lane leaves untouched)', path: ['fairReserve'] })
     .default({ ...LANE_DEFAULTS[lane] });
 
 const ProviderConfig = (defaultKeyEnv: string) =>

@@ -6,7 +6,7 @@ import { parseConfig } from './config.js';
 import { redisForFile } from '@headroom/testing/vitest';
 import type { LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
-import { bringRunnableToFront } from './lane-fetch.js';
+import { bringRunnableToFront, fairShareOnly } from './lane-fetch.js';
 
 const db = redisForFile();
 const queues: Queue[] = [];
@@ -93,6 +93,26 @@ describe('bringRunnableToFront', () => {
     // With a job on the wait list, the prioritized set is looked at after it.
     expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['haiku-4'])).toBe('moved');
     expect(await order(prefix)).toEqual([ids[0], ids[2]]);
+  });
+
+  it("lets a fresh tenant's job past a pool backed off only for queued-up tenants (~pool), not past a full backoff", async () => {
+    const { prefix } = await laneWith([]);
+    const k = laneKeys(prefix, 'normal');
+    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: db.redis });
+    queues.push(queue);
+    const job = (tenant: string) => ({ priority: 'NORMAL', provider: 'anthropic', tenant, request: { model: SONNET, max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] } }) as LlmJob;
+    // A's first job is fresh (the lane was empty); its next two queued behind it are not.
+    const added = await addToLane(db.redis, queue, prefix, 'normal', ['a', 'a', 'a'].map((t) => ({ jobId: `normal.${randomUUID()}`, job: job(t) })));
+    const ids = added.map((a) => (a as Added).id);
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', [fairShareOnly('sonnet-4')])).toBe('front');
+    // Take A's fresh job: the two queued-up ones are held back, a full backoff holds everything.
+    await db.redis.zrem(k.prioritized, ids[0]!);
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', [fairShareOnly('sonnet-4')])).toBe('blocked');
+    // B has nothing queued: its job starts at the lane's virtual time, first, and may run.
+    const [b] = await addToLane(db.redis, queue, prefix, 'normal', [{ jobId: `normal.${randomUUID()}`, job: job('b') }]);
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', [fairShareOnly('sonnet-4')])).toBe('front');
+    expect((await db.redis.zrange(k.prioritized, 0, 0))[0]).toBe((b as Added).id);
+    expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['sonnet-4', fairShareOnly('sonnet-4')])).toBe('blocked');
   });
 
   it('passes over a job whose hash is gone', async () => {

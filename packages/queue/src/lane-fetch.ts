@@ -14,9 +14,18 @@ export type FrontOutcome = 'front' | 'moved' | 'blocked' | 'empty';
 export const FRONT_SEARCH_DEPTH = 50;
 
 /**
+ * Marks a pool backed off only for the jobs of tenants with work queued (the fair reserve held
+ * them back, lua/acquire.lua): a fresh tenant's job of that pool may still run. `~` is in no pool
+ * name (config.ts), so `~<pool>` never names one.
+ */
+export const FAIR_SHARE_ONLY = '~';
+export const fairShareOnly = (pool: string): string => FAIR_SHARE_ONLY + pool;
+
+/**
  * Brings the first job of the lane (within `depth`) whose primary model's pool is not in
  * `blocked` to the front, where BullMQ's next fetch takes it. 'blocked': every job looked at
- * waits on a backed-off pool, so the whole lane may back off.
+ * waits on a backed-off pool, so the whole lane may back off. A `fairShareOnly(pool)` entry holds
+ * back that pool's jobs except a fresh tenant's (`hrFresh` in its options).
  */
 export async function bringRunnableToFront(
   redis: Redis | Cluster,

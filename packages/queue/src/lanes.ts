@@ -27,6 +27,13 @@ export interface LaneDefaults {
   weight: number;
   /** Fraction of each bucket dimension this lane must leave untouched. */
   reserve: number;
+  /**
+   * In a fair lane, the further fraction of each pool dimension that a job whose tenant already
+   * had work queued ahead of it leaves untouched, for a tenant with nothing queued: that tenant's
+   * job is then served from it at once, not behind a flooding tenant's jobs racing for each
+   * refill. A standing level, not a rate: throughput is unchanged (docs/architecture.md).
+   */
+  fairReserve: number;
   /** How long a job may wait before pressure may shed it (LOW) or it is reported late. */
   maxWaitMs: number;
   /**
@@ -47,9 +54,9 @@ const MiB = 1024 * 1024;
 // for the job counts at typical (few-KiB) jobs can hold, where the counts alone at the 1 MiB job
 // limit would allow 5 GB of LOW and 100 GB of BATCH.
 export const LANE_DEFAULTS: Record<Lane, LaneDefaults> = {
-  critical: { cap: 50, maxBytes: 64 * MiB, weight: 5, reserve: 0, maxWaitMs: 60_000, retryReserve: 0, fairness: 'tenants' },
-  high: { cap: 200, maxBytes: 128 * MiB, weight: 3, reserve: 0.05, maxWaitMs: 5 * 60_000, retryReserve: 0.2, fairness: 'tenants' },
-  normal: { cap: 1000, maxBytes: 256 * MiB, weight: 1, reserve: 0.2, maxWaitMs: 30 * 60_000, retryReserve: 0.8, fairness: 'tenants' },
-  low: { cap: 5000, maxBytes: 256 * MiB, weight: 0.1, reserve: 0.4, maxWaitMs: 60 * 60_000, retryReserve: 0.9, fairness: 'tenants' },
-  batch: { cap: 100_000, maxBytes: 512 * MiB, weight: 0, reserve: 0, maxWaitMs: 24 * 60 * 60_000, retryReserve: 0, fairness: 'fifo' },
+  critical: { cap: 50, maxBytes: 64 * MiB, weight: 5, reserve: 0, fairReserve: 0.02, maxWaitMs: 60_000, retryReserve: 0, fairness: 'tenants' },
+  high: { cap: 200, maxBytes: 128 * MiB, weight: 3, reserve: 0.05, fairReserve: 0.02, maxWaitMs: 5 * 60_000, retryReserve: 0.2, fairness: 'tenants' },
+  normal: { cap: 1000, maxBytes: 256 * MiB, weight: 1, reserve: 0.2, fairReserve: 0.02, maxWaitMs: 30 * 60_000, retryReserve: 0.8, fairness: 'tenants' },
+  low: { cap: 5000, maxBytes: 256 * MiB, weight: 0.1, reserve: 0.4, fairReserve: 0.02, maxWaitMs: 60 * 60_000, retryReserve: 0.9, fairness: 'tenants' },
+  batch: { cap: 100_000, maxBytes: 512 * MiB, weight: 0, reserve: 0, fairReserve: 0, maxWaitMs: 24 * 60 * 60_000, retryReserve: 0, fairness: 'fifo' },
 };

@@ -119,6 +119,25 @@ describe('fair sharing inside a lane', () => {
     expect(order.indexOf(later[0]!)).toBeLessThanOrEqual(1);
   });
 
+  it("marks a job fresh when its tenant had nothing queued ahead of it, in its options BullMQ's fetch returns", async () => {
+    const lane = await fairLane();
+    const a = await lane.add('a', 100, 3);
+    const b = await lane.add('b', 100, 1);
+    const b2 = await lane.add('b', 100, 1);
+    const fresh = new Map<string, unknown>();
+    const otherOpts = new Set<string>();
+    for (let got = await lane.take(); got; got = await lane.take()) {
+      const { hrFresh, ...rest } = got.job.opts as Record<string, unknown>;
+      fresh.set(got.job.id!, hrFresh);
+      otherOpts.add(JSON.stringify(rest));
+    }
+    // The mark is added to the options BullMQ stored, which are otherwise untouched: the same for all.
+    expect(otherOpts.size).toBe(1);
+    // A's first job found the lane empty; its next two queued behind it. B's first started at the
+    // lane's virtual time (nothing of B's queued), its second behind its first.
+    expect([a[0], a[1], a[2], b[0], b2[0]].map((id) => fresh.get(id!))).toEqual([1, undefined, undefined, 1, undefined]);
+  });
+
   it('counts jobs without a tenant as one anonymous tenant', async () => {
     const lane = await fairLane();
     const anon = await lane.add(undefined, 1000, 10);

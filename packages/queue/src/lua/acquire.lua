@@ -14,7 +14,10 @@
   draw only while every dimension it draws from
   stays at or above `reserve * capacity` after the charge, so lower lanes leave headroom for
   higher ones without losing throughput (the refill rate, not the burst, sets throughput). The
-  throttle and the budget keep lanes' reserves the same way (see includes/model-throttle).
+  throttle and the budget keep lanes' reserves the same way (see includes/model-throttle). Inside
+  a fair lane, a job whose tenant had work queued ahead of it also leaves `fairReserve *
+  capacity`, so a tenant with nothing queued is served from it at once rather than racing a
+  flood's jobs for each refill.
 
   This runs once per provider call on every worker, so Redis' CPU per call bounds the fleet:
   there is one read and one write of the pool state (packed, so no number is printed or parsed),
@@ -47,7 +50,9 @@
   the lane (0..1), the lane's index in LANES (grant counters); optionally model ('' = no cooldown
   or throttle check), '1' when the call retries this model for the job ('0' when it is the
   job's first call to it), the lane's reserve of the retry budget (0..1); optionally after them
-  tenant tokens/min, tenant requests/min ('' = none)
+  tenant tokens/min, tenant requests/min ('' = none); optionally after them the fair reserve
+  (0..1): the further fraction of each pool dimension this job leaves, because its tenant had
+  work queued ahead of it in a fair lane (a fresh tenant's job, sent 0 or nothing, may draw it)
 
   Returns { code, nowUs, a, b, c, throttle, lowered... }
     code  1 GRANTED: a, b, c for input, output and tokens: the capacity each was charged
@@ -55,7 +60,9 @@
             0 = the dimension did not bind, the integer 1 = the configured limit, a string = the
             learned limit (17 digits)
     code -1 WAIT: every dimension (and the model's cooldown, throttle and retry budget) can serve
-            after a = waitMs; b = the binding dimension, 'cooldown', 'throttle' or 'retry_budget'
+            after a = waitMs; b = the binding dimension, 'cooldown', 'throttle' or 'retry_budget',
+            or 'fair_share' when only the fair reserve holds the job back (a fresh tenant's job
+            would be granted now)
     code -2 NEVER_FITS: the need exceeds what this lane may ever draw from dimension a
             (capacity minus its reserve, capacity = limit * burst / 60); b = that most
     code  0 APPLIED: no acquire part was given
@@ -130,9 +137,11 @@ local cr, ci, co, ct = capOf(lr, 1), capOf(li, 2), capOf(lo, 3), capOf(lt, 4)
 local ur, ui, uo, ut = usedAt(pool[2], elapsed, cr), usedAt(pool[3], elapsed, ci), usedAt(pool[4], elapsed, co), usedAt(pool[5], elapsed, ct)
 
 local waitMs, reason, never, neverMost = 0, nil, nil, 0
+local fairReserve, fairWaitMs = tonumber(ARGV[at + 10] or '') or 0, 0
 -- One dimension's check against its limit c (the rate) and capacity c * share: records the wait
--- it needs, or that the need can never fit.
-local function check(dim, c, used, n, share)
+-- it needs, or that the need can never fit. With `fair`, also the wait to leave the fair reserve
+-- above the lane's floor; a need too large for that ignores it (fairness never makes a job fail).
+local function check(dim, c, used, n, share, fair)
   if not c or n <= 0 or never then return end
   local capacity = c * share
   local floor = reserve * capacity
@@ -145,11 +154,18 @@ local function check(dim, c, used, n, share)
     local w = short * 60000 / c
     if w > waitMs then waitMs, reason = w, dim end
   end
+  if fair and fairReserve > 0 and n + floor + fairReserve * capacity <= capacity + EPS then
+    local fairShort = short + fairReserve * capacity
+    if fairShort > EPS then
+      local w = fairShort * 60000 / c
+      if w > fairWaitMs then fairWaitMs = w end
+    end
+  end
 end
-check('rpm', cr, ur, requests, burstShare)
-check('itpm', ci, ui, input, burstShare)
-check('otpm', co, uo, output, burstShare)
-check('tpm', ct, ut, input + output, burstShare)
+check('rpm', cr, ur, requests, burstShare, true)
+check('itpm', ci, ui, input, burstShare, true)
+check('otpm', co, uo, output, burstShare, true)
+check('tpm', ct, ut, input + output, burstShare, true)
 
 local tenantTpm, tenantRpm = tonumber(ARGV[at + 8] or ''), tonumber(ARGV[at + 9] or '')
 local hasTenant = tenantTpm ~= nil or tenantRpm ~= nil
@@ -186,6 +202,9 @@ if model ~= '' then
     if w > waitMs then waitMs, reason = w, why end
   end
 end
+
+-- Only the fair reserve holds the job back: a fresh tenant's job would be served now.
+if waitMs <= 0 and fairWaitMs > 0 then waitMs, reason = fairWaitMs, 'fair_share' end
 
 if waitMs > 0 then
   -- The throttle's state brought up to now is not written back: the next call decays it again.

@@ -38,7 +38,9 @@
   (packed args, job data JSON, packed options); the job's size is its data JSON's length in bytes
 
   In a lane whose settings say `fair` = 1, an added job leaves BullMQ's wait list for its fair
-  place in the lane's prioritized set (includes/fair-queue.lua); also read then:
+  place in the lane's prioritized set (includes/fair-queue.lua), and one whose tenant had nothing
+  queued ahead of it gets `hrFresh: 1` in its stored options (the fair reserve, acquire.lua); also
+  read then:
     <own>fair (hash), <lane>delayed, settings' weight:* / weights (1: some tenant has its own
     weight:<tenant>)
 
@@ -155,7 +157,13 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     if fair then
       -- BullMQ pushed it on the wait list's left end: taking it off there is O(1).
       redis.call('LREM', KEYS[1], 1, jobId)
-      fairPlace(own, jobKeyPrefix, jobId, tenant, math.max(1, tonumber(cost) or 1), weightOf(tenant))
+      if fairPlace(own, jobKeyPrefix, jobId, tenant, math.max(1, tonumber(cost) or 1), weightOf(tenant)) then
+        -- Its tenant had nothing queued ahead: said in its options, the one place BullMQ's fetch
+        -- hands the worker besides the data, so the worker knows without another round trip.
+        local jobKey = jobKeyPrefix .. jobId
+        local opts = redis.call('HGET', jobKey, 'opts') or '{}'
+        redis.call('HSET', jobKey, 'opts', opts == '{}' and '{"hrFresh":1}' or '{"hrFresh":1,' .. string.sub(opts, 2))
+      end
     end
   end
   return 1, added, '', ''

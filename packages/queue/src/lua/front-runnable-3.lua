@@ -12,7 +12,9 @@
 
   KEYS[1] the lane's wait list     KEYS[2] the lane's prioritized set
   KEYS[3] the lane's models hash (model -> `provider:pool`)
-  ARGV[1] how many jobs to look at   ARGV[2..] the backed-off pools
+  ARGV[1] how many jobs to look at   ARGV[2..] the backed-off pools; `~<pool>` = backed off only
+          for jobs of tenants with work queued (the fair reserve): a fresh tenant's job, one
+          with `hrFresh` in its stored options, may still run
 
   Returns 'front' (the first job is runnable), 'moved', 'blocked' (every job looked at waits on a
   backed-off pool) or 'empty'.
@@ -24,8 +26,10 @@ local ids = redis.call('LRANGE', KEYS[1], -depth, -1)
 local queued = {}
 if #ids < depth then queued = redis.call('ZRANGE', KEYS[2], 0, depth - #ids - 1) end
 if #ids == 0 and #queued == 0 then return 'empty' end
-local blocked = {}
-for i = 2, #ARGV do blocked[ARGV[i]] = true end
+local blocked, fairOnly = {}, {}
+for i = 2, #ARGV do
+  if string.sub(ARGV[i], 1, 1) == '~' then fairOnly[string.sub(ARGV[i], 2)] = true else blocked[ARGV[i]] = true end
+end
 -- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
 local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
 local pools = {}
@@ -47,10 +51,18 @@ local function poolOf(id)
   return pool
 end
 
-for i = #ids, 1, -1 do
-  local pool = poolOf(ids[i])
+-- May the job run: its pool is not backed off, or only for queued-up tenants and it is fresh.
+local function runnable(id)
+  local pool = poolOf(id)
   -- A job gone meanwhile (removed, or taken by another worker) is not in the way.
-  if pool and not blocked[pool] then
+  if not pool or blocked[pool] then return false end
+  if not fairOnly[pool] then return true end
+  local opts = redis.call('HGET', jobKeyPrefix .. id, 'opts') or ''
+  return string.find(opts, '"hrFresh":1', 1, true) ~= nil
+end
+
+for i = #ids, 1, -1 do
+  if runnable(ids[i]) then
     if i == #ids then return 'front' end
     redis.call('LREM', KEYS[1], 1, ids[i])
     redis.call('RPUSH', KEYS[1], ids[i])
@@ -58,8 +70,7 @@ for i = #ids, 1, -1 do
   end
 end
 for i = 1, #queued do
-  local pool = poolOf(queued[i])
-  if pool and not blocked[pool] then
+  if runnable(queued[i]) then
     if i == 1 and #ids == 0 then return 'front' end
     redis.call('ZREM', KEYS[2], queued[i])
     redis.call('RPUSH', KEYS[1], queued[i])

@@ -209,7 +209,7 @@ export class Dispatcher {
       if (blocked.length > 0) {
         const front = await bringRunnableToFront(this.opts.redis, this.opts.config.redis.prefix, lane, blocked);
         if (front === 'blocked') {
-          this.picker.backOff(lane, this.backoffs.msUntilFirstReopens(lane));
+          this.picker.backOff(lane, this.backoffs.msUntilFirstReopens(lane), this.backoffs.fairShareOnly(lane));
           continue;
         }
       }
@@ -241,7 +241,8 @@ export class Dispatcher {
     const progress = readProgress(job.progress);
     let outcome: RunOutcome;
     try {
-      outcome = await runJob(ctx, job.data as LlmJob, { id: job.id!, lane, enqueuedAt: job.timestamp, progress }, abort.signal);
+      const fresh = (job.opts as { hrFresh?: number }).hrFresh === 1;
+      outcome = await runJob(ctx, job.data as LlmJob, { id: job.id!, lane, enqueuedAt: job.timestamp, progress, ...(fresh ? { fresh } : {}) }, abort.signal);
     } catch (err) {
       // Not a provider failure (e.g. Redis away mid-acquire): park the job briefly; if Redis is
       // gone entirely, the lock expires and the stalled check hands the job to another worker.

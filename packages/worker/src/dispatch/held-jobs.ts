@@ -33,6 +33,8 @@ export interface HeldJob {
   delayUntil?: number;
   /** A requeue's wait, for the pool backoff applied once it is back. */
   waitMs?: number;
+  /** The wait was the fair reserve's: the backoff holds back only queued-up tenants' jobs. */
+  fairShare?: boolean;
 }
 
 export class HeldJobs {

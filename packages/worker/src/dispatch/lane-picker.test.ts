@@ -39,6 +39,28 @@ describe('LanePicker, strict', () => {
     expect(p.candidates()).toContain('high');
   });
 
+  it('opens a lane closed only by the fair reserve when work arrives (it may be a fresh tenant\'s), never one closed for every job', () => {
+    const { p, advance } = picker('strict');
+    p.backOff('normal', 300, true);
+    expect(p.candidates()).not.toContain('normal');
+    p.wake('normal');
+    expect(p.candidates()).toContain('normal');
+    // A closure for every job is not loosened by a fair-share one, and a marker does not end it.
+    p.backOff('normal', 100);
+    p.backOff('normal', 300, true);
+    p.wake('normal');
+    expect(p.candidates()).not.toContain('normal');
+    advance(100);
+    expect(p.candidates()).toContain('normal');
+    // A fair-share closure after a full one has ended is a fair-share one again.
+    p.backOff('normal', 300, true);
+    p.backOff('normal', 50, true);
+    advance(60);
+    expect(p.candidates()).not.toContain('normal');
+    p.wake('normal');
+    expect(p.candidates()).toContain('normal');
+  });
+
   it("ends a lane's empty mark at once when its marker says work arrived", () => {
     const { p } = picker('strict');
     p.markEmpty('critical');

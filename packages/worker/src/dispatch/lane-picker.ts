@@ -8,7 +8,8 @@
  *   says work arrived (`wake`). While busy with lower lanes, this bounds how long a new job in a
  *   higher lane can go unseen; while idle, the dispatcher blocks on the markers instead.
  * - closed: the bucket told the lane (or all its front jobs' pools) to wait. Ends at its time;
- *   a marker does not end it (the work there cannot run yet).
+ *   a marker does not end it (the work there cannot run yet), unless only the fair reserve closed
+ *   it: a job just added may be a fresh tenant's, which may run.
  * - due: the lane's next delayed job is due then (BullMQ's delay marker): it opens at that time.
  */
 import type { InteractiveLane } from '@headroom/queue';
@@ -25,6 +26,8 @@ export interface LanePickerOptions {
 export class LanePicker {
   private readonly emptyUntil = new Map<InteractiveLane, number>();
   private readonly closedUntil = new Map<InteractiveLane, number>();
+  /** Lanes closed only by the fair reserve: a marker opens them. */
+  private readonly closedForFairShare = new Set<InteractiveLane>();
   private readonly dueAt = new Map<InteractiveLane, number>();
   private readonly current = new Map<InteractiveLane, number>();
 
@@ -58,15 +61,25 @@ export class LanePicker {
     this.emptyUntil.set(lane, this.opts.now() + this.opts.emptyForMs);
   }
 
-  /** The bucket told this lane to wait: skip it until then. */
-  backOff(lane: InteractiveLane, ms: number): void {
-    const until = this.opts.now() + ms;
-    if ((this.closedUntil.get(lane) ?? 0) < until) this.closedUntil.set(lane, until);
+  /**
+   * The bucket told this lane to wait: skip it until then. `fairShare`: only the jobs of tenants
+   * with work queued must wait, so work arriving (a marker) opens the lane again.
+   */
+  backOff(lane: InteractiveLane, ms: number, fairShare = false): void {
+    const now = this.opts.now();
+    const closed = this.closedUntil.get(lane) ?? 0;
+    const active = closed > now;
+    // A closure for every job, still running, is not loosened by a fair-share one.
+    if (fairShare && active && !this.closedForFairShare.has(lane)) return;
+    this.closedUntil.set(lane, Math.max(active ? closed : 0, now + ms));
+    if (fairShare) this.closedForFairShare.add(lane);
+    else this.closedForFairShare.delete(lane);
   }
 
-  /** Work arrived in the lane (its marker): try it again now, unless it is backed off. */
+  /** Work arrived in the lane (its marker): try it again now, unless it is backed off for every job. */
   wake(lane: InteractiveLane): void {
     this.emptyUntil.delete(lane);
+    if (this.closedForFairShare.delete(lane)) this.closedUntil.delete(lane);
   }
 
   /**

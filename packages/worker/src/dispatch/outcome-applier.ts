@@ -51,9 +51,14 @@ export class OutcomeApplier {
           await this.#fail(job, token, lane, outcome.failure, outcome.progress);
           return;
         case 'requeue': {
+          const held: HeldJob = { job, token, lane, waitMs: outcome.waitMs, ...(outcome.fairShare ? { fairShare: true } : {}) };
+          // The pool backs off before the job's two round trips back: meanwhile this worker's
+          // loop would fetch more of its jobs only to be told the same wait (a saturated pool's
+          // churn). A job held for room gets the backoff again when it is back (onReturned).
+          const backedOff = this.backOff(held);
           await this.#saveProgress(job, outcome.progress);
-          const held: HeldJob = { job, token, lane, waitMs: outcome.waitMs };
-          if (this.#returned(held, await this.#return(job, token, lane))) await this.backOff(held);
+          this.#returned(held, await this.#return(job, token, lane));
+          await backedOff;
           return;
         }
         case 'to_batch': {
@@ -95,9 +100,9 @@ export class OutcomeApplier {
     await this.#batch?.close();
   }
 
-  /** A requeued job is back in its lane: its pool backs off there for the wait the bucket gave. */
+  /** A requeued job's pool backs off in its lane for the wait the bucket gave. */
   async backOff(held: HeldJob): Promise<void> {
-    await this.o.backoffs.backOff(held.lane, poolOf(this.o.config, (held.job.data as LlmJob).request.model), held.waitMs ?? 0);
+    await this.o.backoffs.backOff(held.lane, poolOf(this.o.config, (held.job.data as LlmJob).request.model), held.waitMs ?? 0, held.fairShare === true);
   }
 
   /** Into the lane under its cap (the delayed set with `delayMs`); retried while Redis blinks. */

@@ -1,6 +1,6 @@
 
 import { describe, expect, it } from 'vitest';
-import { laneKeys } from '@headroom/queue';
+import { fairShareOnly, laneKeys } from '@headroom/queue';
 import { redisForFile } from '@headroom/testing/vitest';
 import { MAX_BACKOFF_MS, PoolBackoffs } from './pool-backoff.js';
 
@@ -26,6 +26,17 @@ describe('PoolBackoffs', () => {
     await b.refresh();
     expect(b.backedOff('normal')).toEqual(['sonnet-4']);
     expect(b.msUntilFirstReopens('normal')).toBe(400);
+  });
+
+  it('backs a pool off for queued-up tenants only (~pool) after a fair-share wait, here and fleet-wide', async () => {
+    const { a, b } = fleet();
+    await a.backOff('normal', 'sonnet-4', 20, true);
+    expect(a.backedOff('normal')).toEqual([fairShareOnly('sonnet-4')]);
+    expect(a.fairShareOnly('normal')).toBe(true);
+    await b.refresh();
+    expect(b.backedOff('normal')).toEqual(['~sonnet-4']);
+    await a.backOff('normal', 'haiku-4', 20);
+    expect(a.fairShareOnly('normal')).toBe(false);
   });
 
   it('never backs off longer than a second, whatever the bucket said, and the key outlives no back-off', async () => {

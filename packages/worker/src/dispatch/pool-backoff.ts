@@ -3,10 +3,12 @@
  * of its lane, and its pool backs off in that lane, fleet-wide, for the wait: this worker skips
  * the pool's jobs at once, and the others learn it from a ZSET per lane (`pool -> until`) that
  * they read at most every 100 ms. The lane's jobs for other pools keep flowing (the dispatcher
- * brings the first of them to the front).
+ * brings the first of them to the front). A wait only the fair reserve caused (acquire.lua's
+ * `fair_share`) backs off `fairShareOnly(pool)`: the pool's jobs of tenants with work queued wait,
+ * a fresh tenant's may still run.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { INTERACTIVE_LANES, laneKeys, type InteractiveLane } from '@headroom/queue';
+import { fairShareOnly, FAIR_SHARE_ONLY, INTERACTIVE_LANES, laneKeys, type InteractiveLane } from '@headroom/queue';
 
 /**
  * A pool (or a lane) never backs off longer than this, so its front job is looked at again (shed
@@ -26,12 +28,17 @@ export class PoolBackoffs {
     private readonly now: () => number,
   ) {}
 
-  /** The pools backed off in the lane now (expired entries are dropped). */
+  /** The pools backed off in the lane now (expired entries are dropped), `fairShareOnly` ones included. */
   backedOff(lane: InteractiveLane): string[] {
     const now = this.now();
     const pools = this.#until.get(lane)!;
     for (const [pool, until] of pools) if (until <= now) pools.delete(pool);
     return [...pools.keys()];
+  }
+
+  /** Every backed-off pool of the lane is so only for queued-up tenants: a new (fresh) job may run. */
+  fairShareOnly(lane: InteractiveLane): boolean {
+    return this.backedOff(lane).every((p) => p.startsWith(FAIR_SHARE_ONLY));
   }
 
   /** Milliseconds until the first backed-off pool of the lane reopens (at least 1). */
@@ -40,11 +47,15 @@ export class PoolBackoffs {
     return Math.max(1, until - this.now());
   }
 
-  /** Backs the pool off in the lane for `ms` (at most a second), here and fleet-wide. */
-  async backOff(lane: InteractiveLane, pool: string, ms: number): Promise<void> {
+  /**
+   * Backs the pool off in the lane for `ms` (at most a second), here and fleet-wide; with
+   * `fairShare`, only for the jobs of tenants with work queued.
+   */
+  async backOff(lane: InteractiveLane, pool: string, ms: number, fairShare = false): Promise<void> {
     const span = Math.min(ms, MAX_BACKOFF_MS);
     if (span < 1) return;
     const until = this.now() + span;
+    if (fairShare) pool = fairShareOnly(pool);
     this.#note(lane, pool, until);
     const key = laneKeys(this.prefix, lane).poolBackoff;
     // GT: a shorter wait learnt later never cuts a longer one short. The key outlives no backoff.

@@ -77,7 +77,8 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
 const job = (over: Partial<LlmJob> = {}): LlmJob =>
   ({ priority: 'HIGH', provider: 'anthropic', request: { model: SONNET, max_tokens: 64, messages: [{ role: 'user', content: `question ${++seq}` }] }, ...over }) as LlmJob;
 
-const meta = (lane: InteractiveLane = 'high', waitedMs = 0): JobMeta => ({ id: `job-${seq}`, lane, enqueuedAt: Date.now() - waitedMs, progress: { attempts: 0 } });
+/** A job whose tenant had nothing queued ahead of it (`fresh`), as most jobs of a lane without a backlog are. */
+const meta = (lane: InteractiveLane = 'high', waitedMs = 0): JobMeta => ({ id: `job-${seq}`, lane, enqueuedAt: Date.now() - waitedMs, progress: { attempts: 0 }, fresh: true });
 
 const run = (ctx: RunContext, j: LlmJob, m: JobMeta = meta(), signal = new AbortController().signal) => runJob(ctx, j, m, signal);
 
@@ -230,6 +231,21 @@ describe('runJob', () => {
     expect(requeued.length).toBeGreaterThanOrEqual(1);
     for (const o of requeued) expect(o.kind === 'requeue' && o.waitMs).toBeLessThanOrEqual(25);
     expect(ctx.poolSleepers.get(SONNET)).toBe(1);
+  });
+
+  it("requeues a queued-up tenant's job the fair reserve holds back (fairShare: only such jobs back off), and serves a fresh tenant's from it", async () => {
+    const limits = { rpm: 100, itpm: 400_000, otpm: 100_000 };
+    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits } } });
+    // 21 requests left: NORMAL keeps 20, a queued-up tenant's job 2 more (lanes.normal.fairReserve 0.02).
+    expect((await ctx.bucket.acquire({ pool: SONNET, limits, lane: 'critical', need: { requests: 79, inputTokens: 0, outputTokens: 0 } })).status).toBe('granted');
+    const queuedUp = await run(ctx, job({ tenant: 'a', priority: 'NORMAL' }), { ...meta('normal'), fresh: false });
+    expect(queuedUp).toMatchObject({ kind: 'requeue', fairShare: true, progress: { attempts: 0 } });
+    const fresh = await run(ctx, job({ tenant: 'b', priority: 'NORMAL' }), meta('normal'));
+    expect(fresh.kind).toBe('completed');
+    // In a FIFO lane nobody leaves the fair reserve.
+    const fifo = context({ models: { [SONNET]: { provider: 'anthropic', limits } }, lanes: { normal: { fairness: 'fifo' } } });
+    expect((await fifo.bucket.acquire({ pool: SONNET, limits, lane: 'critical', need: { requests: 79, inputTokens: 0, outputTokens: 0 } })).status).toBe('granted');
+    expect((await run(fifo, job({ tenant: 'a', priority: 'NORMAL' }), { ...meta('normal'), fresh: false })).kind).toBe('completed');
   });
 
   it('delays the job alone when its tenant is over its tokens/min quota', async () => {

@@ -68,7 +68,10 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
       if (tooLate) return { kind: 'failed', failure: tooLate, progress };
       const jobsOwn = waitIsJobsOwn(plan.reason);
-      if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits < MAX_INLINE_WAITS && (jobsOwn || !ctx.poolSleepers.get(primaryPool))) {
+      // A fair-share wait is never slept in place: the jobs it holds back (all of one pool, and
+      // short waits) would race a sleeper for the same refill and come back out of lane order.
+      const inline = plan.reason !== 'fair_share' && (jobsOwn || !ctx.poolSleepers.get(primaryPool));
+      if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits < MAX_INLINE_WAITS && inline) {
         inlineWaits++;
         if (!jobsOwn) ctx.poolSleepers.set(primaryPool, 1);
         try {
@@ -82,7 +85,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       // job's problem, not the lane's: park the job alone so the jobs behind it keep flowing. A
       // pool out of quota or a throttled model concerns every job of it: requeued, it backs the
       // pool off in the lane.
-      if (!jobsOwn) return { kind: 'requeue', waitMs: plan.waitMs, progress };
+      if (!jobsOwn) return { kind: 'requeue', waitMs: plan.waitMs, progress, ...(plan.reason === 'fair_share' ? { fairShare: true } : {}) };
       const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
       return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
     }

@@ -80,6 +80,8 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
         retry: meta.progress.triedModels?.includes(model) ?? false,
         retryReserve: laneCfg.retryReserve,
         ...tenantOf(ctx.config, job.tenant),
+        // A job of a tenant with work queued ahead leaves the fair reserve to a fresh tenant's.
+        fairReserve: laneCfg.fairness === 'tenants' && !meta.fresh ? laneCfg.fairReserve : 0,
       });
     let reserve = input.reserve;
     let res = await acquire(reserve);

@@ -82,6 +82,12 @@ export interface JobMeta {
   lane: InteractiveLane;
   enqueuedAt: number;
   progress: JobProgress;
+  /**
+   * In a fair lane, its tenant had nothing queued ahead of it when it was enqueued (`hrFresh` in
+   * its options, set by the add script): it may draw the pool's fair reserve, which the jobs of
+   * tenants with work queued leave for it. @default false
+   */
+  fresh?: boolean;
 }
 
 export type RunOutcome =
@@ -89,8 +95,11 @@ export type RunOutcome =
   | { kind: 'failed'; failure: JobFailure; progress: JobProgress }
   /** Shed from its lane under pressure, and the job asked to go to the batch lane instead. */
   | { kind: 'to_batch'; failure: JobFailure; progress: JobProgress }
-  /** Back to the front of its lane, no attempt spent; its pool backs off in the lane for `waitMs`. */
-  | { kind: 'requeue'; waitMs: number; progress: JobProgress }
+  /**
+   * Back to its place in its lane, no attempt spent; its pool backs off in the lane for `waitMs`,
+   * for the jobs of tenants with work queued only when `fairShare` (a fresh tenant's job may run).
+   */
+  | { kind: 'requeue'; waitMs: number; progress: JobProgress; fairShare?: boolean }
   /** Into BullMQ's delayed set until `delayMs` from now, holding no slot. */
   | { kind: 'delay'; delayMs: number; progress: JobProgress }
   /** The worker is shutting down: back to waiting for another worker, no attempt spent. */

@@ -64,7 +64,9 @@ local function fairRebase(prioritizedKey, delayedKey, jobKeyPrefix, shift)
 end
 
 -- Places a job just added to the lane (already out of BullMQ's wait list) in the prioritized set
--- at its fair place. `cost` is its tokens (>= 1), `weight` its tenant's share (> 0).
+-- at its fair place. `cost` is its tokens (>= 1), `weight` its tenant's share (> 0). Returns true
+-- when its tenant had nothing queued ahead of it (its tag starts at the lane's virtual time): such
+-- a job may draw the pool's fair reserve, which queued-up tenants' jobs leave (acquire.lua).
 local function fairPlace(own, jobKeyPrefix, jobId, tenant, cost, weight)
   local fairKey = own .. 'fair'
   local prioritizedKey = jobKeyPrefix .. 'prioritized'
@@ -111,6 +113,7 @@ local function fairPlace(own, jobKeyPrefix, jobId, tenant, cost, weight)
   redis.call('HSET', fairKey, 'base', base, 'v', v, 'top', top, 'seq', seq, 't:' .. tenant, f)
   redis.call('ZADD', prioritizedKey, p * FAIR_SPAN + low, jobId)
   redis.call('HSET', jobKeyPrefix .. jobId, 'priority', p, 'hrRound', round, 'hrLow', low)
+  return finish <= v
 end
 
 -- A job put back by BullMQ's moveJobFromActiveToWait sits at the front of its priority (counter
