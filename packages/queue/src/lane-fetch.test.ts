@@ -6,7 +6,7 @@ import { parseConfig } from './config.js';
 import { redisForFile } from '@headroom/testing/vitest';
 import type { LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
-import { bringRunnableToFront, fairShareOnly } from './lane-fetch.js';
+import { bringRunnableToFront, fairShareOnly, readyJobs } from './lane-fetch.js';
 
 const db = redisForFile();
 const queues: Queue[] = [];
@@ -111,7 +111,7 @@ describe('bringRunnableToFront', () => {
     // B has nothing queued: its job starts at the lane's virtual time, first, and may run.
     const [b] = await addToLane(db.redis, queue, prefix, 'normal', [{ jobId: `normal.${randomUUID()}`, job: job('b') }]);
     expect(await bringRunnableToFront(db.redis, prefix, 'normal', [fairShareOnly('sonnet-4')])).toBe('front');
-    expect((await db.redis.zrange(k.prioritized, 0, 0))[0]).toBe((b as Added).id);
+    expect((await db.redis.zrange(k.prioritized, '0', '0'))[0]).toBe((b as Added).id);
     expect(await bringRunnableToFront(db.redis, prefix, 'normal', ['sonnet-4', fairShareOnly('sonnet-4')])).toBe('blocked');
   });
 
@@ -120,5 +120,32 @@ describe('bringRunnableToFront', () => {
     await db.redis.del(`${laneKeys(prefix, 'normal').jobKeyPrefix}${ids[0]}`);
     expect(await bringRunnableToFront(db.redis, prefix, 'normal', [])).toBe('moved');
     expect((await order(prefix))[0]).toBe(ids[1]);
+  });
+});
+
+describe('readyJobs', () => {
+  it('counts what a fetch could take in each lane (waiting, fair-queued, delayed and due; 0 when paused) in one call, and clears an empty lane\'s stale marker', async () => {
+    const { prefix } = await laneWith([SONNET, HAIKU]);
+    const high = laneKeys(prefix, 'high');
+    const low = laneKeys(prefix, 'low');
+    const queue = (k: typeof high) => {
+      const q = new Queue(k.queueName, { prefix: k.bullPrefix, connection: db.redis });
+      queues.push(q);
+      return q;
+    };
+    const highQ = queue(high);
+    const lowQ = queue(low);
+    const now = Date.now();
+    // HIGH: one job due now, one delayed for a minute; CRITICAL: nothing, but a stale marker.
+    await highQ.add('anthropic:x', {}, { jobId: 'high.1', delay: 1 });
+    await highQ.add('anthropic:x', {}, { jobId: 'high.2', delay: 60_000 });
+    await db.redis.zadd(laneKeys(prefix, 'critical').marker, 0, '0');
+    await lowQ.add('anthropic:x', {}, { jobId: 'low.1' });
+    await lowQ.pause();
+    expect(await readyJobs(db.redis, prefix, ['critical', 'high', 'normal', 'low'], now + 10)).toEqual([0, 1, 2, 0]);
+    // Empty: its base marker is gone, so an idle worker does not wake for it; HIGH's delay marker stays.
+    expect(await db.redis.zrange(laneKeys(prefix, 'critical').marker, '0', '-1')).toEqual([]);
+    expect(await db.redis.zrange(high.marker, '0', '-1')).toContain('1');
+    expect(await readyJobs(db.redis, prefix, ['high'], now + 120_000)).toEqual([2]);
   });
 });

@@ -37,3 +37,17 @@ export async function bringRunnableToFront(
   const k = laneKeys(prefix, lane);
   return runScript<FrontOutcome>(redis, 'front-runnable', [k.wait, k.prioritized, k.models], [depth, ...blocked]);
 }
+
+/**
+ * How many jobs each lane could hand a fetch now (waiting, prioritized, delayed and due; 0 when
+ * paused), in one round trip for all: cheaper than BullMQ's fetch run on each lane to find it
+ * empty. Clears an empty lane's stale base marker (lua/ready-lanes.lua). One Redis node only: the
+ * lanes live in different Cluster slots.
+ */
+export async function readyJobs(redis: Redis | Cluster, prefix: string, lanes: readonly Lane[], nowMs: number): Promise<number[]> {
+  const keys = lanes.flatMap((lane) => {
+    const k = laneKeys(prefix, lane);
+    return [k.wait, k.prioritized, k.delayed, k.marker, k.meta];
+  });
+  return runScript<number[]>(redis, 'ready-lanes', keys, [nowMs]);
+}
