@@ -163,13 +163,15 @@ async function main(): Promise<void> {
     const idle = async () => {
       const total: number[] = [];
       const pickup: number[] = [];
+      const call: number[] = [];
       for (let i = 0; i < CALLS; i++) {
         const t = performance.now();
         const r = await producer.run({ priority: 'HIGH', provider: 'anthropic', request: body(i) }, { timeoutMs: 30_000 });
         total.push(performance.now() - t);
         pickup.push(r.timings.waitMs);
+        call.push(r.timings.runMs);
       }
-      return { total, pickup };
+      return { total, pickup, call };
     };
     for (let i = 0; i < 30; i++) await producer.run({ priority: 'HIGH', provider: 'anthropic', request: body(i) });
     const blocking = await idle();
@@ -189,6 +191,9 @@ async function main(): Promise<void> {
       console.log(`   ${name.padEnd(22)}${ms(pct(r.total, 50))}  ${ms(pct(r.total, 99))}   ${ms(pct(r.pickup, 50))}   ${ms(pct(r.pickup, 99))}`);
     }
     console.log(`   pickup p50 ratio polling / blocking: ${(pct(polling.pickup, 50) / Math.max(0.01, pct(blocking.pickup, 50))).toFixed(1)}x`);
+    // Where the blocking run's time goes (the worker's clock, whole ms): the queue's part is the
+    // run less the worker's own provider call.
+    console.log(`   blocking run p50 ${pct(blocking.total, 50).toFixed(2)} = worker's provider call p50 ${pct(blocking.call, 50).toFixed(0)} + the queue's part (pickup, acquire, completion, result)`);
 
     // 3. Throughput: closed loops, proxy and gateway alternating, two rounds each.
     console.log(`\n3. throughput: ${CONCURRENCY} SDK calls in flight, ${SECONDS} s rounds, alternating`);

@@ -96,7 +96,9 @@ describe('Batcher', () => {
     expect(sim.stats().batches.anthropic.created - before).toBe(2); // 100 + 30
     const done = await queue.getJob(jobs[0]!.id!);
     expect(done?.returnvalue).toMatchObject({ provider: 'anthropic', model: MODEL, attempts: 1, cost: { batch: true } });
-    expect(await db.redis.hlen(keys.batches)).toBe(0);
+    // The claim's records go once its jobs have ended (claim-steps: end every job, release, then
+    // remove): nothing is left behind, a moment after the last completion.
+    await until(async () => (await db.redis.hlen(keys.batches)) === 0 && (await db.redis.zcard(keys.batchClaims)) === 0);
     await a.stop(1_000);
     await queue.close();
   });
