@@ -77,8 +77,11 @@ const served = () => sim!.stats().models[MODEL]?.admitted ?? 0;
 describe('brownout', () => {
   it('keeps CRITICAL completing while half the calls are answered 529, within the retry budget', async () => {
     sim = await startSimulator({ models: { [MODEL]: { provider: 'anthropic', limits: LIMITS } }, latencyMs: { min: 50, max: 150 }, random: seeded(16) });
-    // Attempts enough that no CRITICAL job runs out at 50% (0.5^12): the test is about flow.
-    const { producer, throttle } = await fleet('half', 3, { retry: { maxAttempts: 12 } });
+    // Attempts enough that no CRITICAL job runs out at 50% (0.5^12): the test is about flow. The
+    // throttle's window is 10 s, not 2 s, so the success ratio read below averages enough calls
+    // however slowly a loaded machine makes them (under a CPU hog, a 2 s window held a dozen calls
+    // and read 0.88 of a coin's 0.5).
+    const { producer, throttle } = await fleet('half', 3, { retry: { maxAttempts: 12 }, throttle: { windowMs: 10_000 } });
     // A LOW backlog keeps the lanes busy below CRITICAL.
     const low: JobHandle[] = [];
     for (let i = 0; i < 150; i++) low.push(await producer.enqueue(job('LOW', i)));
