@@ -20,6 +20,8 @@ export const FRONT_SEARCH_DEPTH = 50;
  */
 export const FAIR_SHARE_ONLY = '~';
 export const fairShareOnly = (pool: string): string => FAIR_SHARE_ONLY + pool;
+/** Every entry holds back only queued-up tenants' jobs: a fresh job may still run. */
+export const allFairShareOnly = (backedOff: readonly string[]): boolean => backedOff.every((p) => p.startsWith(FAIR_SHARE_ONLY));
 
 /**
  * Brings the first job of the lane (within `depth`) whose primary model's pool is not in

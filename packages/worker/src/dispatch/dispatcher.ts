@@ -18,7 +18,7 @@
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { bringRunnableToFront, createRedis, INTERACTIVE_LANES, laneKeys, readyJobs, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
+import { allFairShareOnly, bringRunnableToFront, createRedis, INTERACTIVE_LANES, laneKeys, readyJobs, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
@@ -242,7 +242,7 @@ export class Dispatcher {
       if (blocked.length > 0) {
         const front = await bringRunnableToFront(this.opts.redis, this.opts.config.redis.prefix, lane, blocked);
         if (front === 'blocked') {
-          this.picker.backOff(lane, this.backoffs.msUntilFirstReopens(lane), this.backoffs.fairShareOnly(lane));
+          this.picker.backOff(lane, this.backoffs.msUntilFirstReopens(lane), allFairShareOnly(blocked));
           continue;
         }
       }

@@ -115,15 +115,14 @@ export class OutcomeApplier {
     return outcome;
   }
 
-  /** True when the job went back; a full lane hands it to the held jobs, a lost lock is logged. */
-  #returned(held: HeldJob, outcome: ReturnOutcome): boolean {
-    if (outcome.status === 'moved') return true;
+  /** A job that did not go back: a full lane hands it to the held jobs, a lost lock is logged. */
+  #returned(held: HeldJob, outcome: ReturnOutcome): void {
+    if (outcome.status === 'moved') return;
     if (outcome.status === 'lost') {
       this.o.ctx.logger.warn({ jobId: held.job.id, lane: held.lane, bullmqCode: outcome.bullmqCode }, 'could not put the job back: its lock is no longer ours; it runs again');
     } else {
       this.o.held.hold(held);
     }
-    return false;
   }
 
   /** Gives back the job's bytes and tenant slot; the lane upkeep catches a failure here later. */

@@ -8,7 +8,7 @@
  * a fresh tenant's may still run.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { fairShareOnly, FAIR_SHARE_ONLY, INTERACTIVE_LANES, laneKeys, type InteractiveLane } from '@headroom/queue';
+import { fairShareOnly, INTERACTIVE_LANES, laneKeys, type InteractiveLane } from '@headroom/queue';
 
 /**
  * A pool (or a lane) never backs off longer than this, so its front job is looked at again (shed
@@ -34,11 +34,6 @@ export class PoolBackoffs {
     const pools = this.#until.get(lane)!;
     for (const [pool, until] of pools) if (until <= now) pools.delete(pool);
     return [...pools.keys()];
-  }
-
-  /** Every backed-off pool of the lane is so only for queued-up tenants: a new (fresh) job may run. */
-  fairShareOnly(lane: InteractiveLane): boolean {
-    return this.backedOff(lane).every((p) => p.startsWith(FAIR_SHARE_ONLY));
   }
 
   /** Milliseconds until the first backed-off pool of the lane reopens (at least 1). */
