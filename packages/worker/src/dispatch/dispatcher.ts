@@ -234,15 +234,23 @@ export class Dispatcher {
   private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string } | undefined> {
     const candidates = this.picker.candidates();
     const counting = this.waker?.available === true;
-    if (counting) await this.countReady(candidates);
-    for (const lane of candidates) {
+    for (const [i, lane] of candidates.entries()) {
+      // Counted only when reached: a lane known to hold work (its marker woke us) is fetched from
+      // without first asking about the lanes after it, a round trip off the idle path.
+      if (counting && !this.ready.has(lane)) await this.countReady(candidates.slice(i));
       const known = this.ready.get(lane);
       if (counting && known === undefined) continue;
-      const blocked = this.backoffs.backedOff(lane);
+      // A pool this worker has a job sleeping for (its next refill is that job's) is backed off
+      // in the sleeper's lane too, until the sleeper's acquire has answered.
+      const sleepers = this.opts.ctx.poolSleepers.in(lane);
+      const backedOff = this.backoffs.backedOff(lane);
+      const blocked = [...backedOff, ...sleepers.map((s) => s.pool)];
       if (blocked.length > 0) {
         const front = await bringRunnableToFront(this.opts.redis, this.opts.config.redis.prefix, lane, blocked);
         if (front === 'blocked') {
-          this.picker.backOff(lane, this.backoffs.msUntilFirstReopens(lane), allFairShareOnly(blocked));
+          const now = this.opts.ctx.now();
+          const reopensIn = Math.min(backedOff.length > 0 ? this.backoffs.msUntilFirstReopens(lane) : Number.POSITIVE_INFINITY, ...sleepers.map((s) => Math.max(1, s.until - now)));
+          this.picker.backOff(lane, reopensIn, allFairShareOnly(blocked));
           continue;
         }
       }

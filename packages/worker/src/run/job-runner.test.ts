@@ -4,7 +4,7 @@
  * fall back, fail (and with which code), requeue, delay, shed, hand back.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Bucket, decodeJobEvent, jobEventsKey, createLogger, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
@@ -12,6 +12,7 @@ import { WorkerMetrics } from '../metrics.js';
 import { createAdapters } from '../providers/index.js';
 import { COOLDOWN_RESUME_SPREAD_MS, JobCancelled, runJob } from './job-runner.js';
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
+import { PoolSleepers } from './pool-sleepers.js';
 import { PromptCacheMemory } from './prompt-cache-memory.js';
 import { ThrottleStates } from './throttle-states.js';
 import { TokenEstimator } from './token-estimator.js';
@@ -70,7 +71,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     random,
     now: Date.now,
     tenantWaits: new Map(),
-    poolSleepers: new Map(),
+    poolSleepers: new PoolSleepers(),
   };
 }
 
@@ -223,14 +224,28 @@ describe('runJob', () => {
     // one a job alone would sleep in place for).
     const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 3_000, itpm: 10_000_000, otpm: 10_000_000, burst: 1 } } } });
     // Another job of this worker is already sleeping for the pool's next refill.
-    ctx.poolSleepers.set(SONNET, 1);
+    ctx.poolSleepers.take(SONNET, 'critical', Date.now() + 20);
     const outcomes = await Promise.all(Array.from({ length: 55 }, () => run(ctx, job(), meta('critical'))));
     const requeued = outcomes.filter((o) => o.kind === 'requeue');
     expect(outcomes.filter((o) => o.kind === 'completed').length).toBeGreaterThanOrEqual(50);
     // Not a herd of sleepers racing for each refill: back to the lane, whose front is served next.
     expect(requeued.length).toBeGreaterThanOrEqual(1);
     for (const o of requeued) expect(o.kind === 'requeue' && o.waitMs).toBeLessThanOrEqual(25);
-    expect(ctx.poolSleepers.get(SONNET)).toBe(1);
+    expect(ctx.poolSleepers.has(SONNET)).toBe(true);
+  });
+
+  it('holds its pool in its lane while it sleeps in place for a refill, until its next acquire has answered', async () => {
+    // 3,000 requests/min with a 1 s burst: 50 in the bucket, then one every 20 ms.
+    const limits = { rpm: 3_000, itpm: 10_000_000, otpm: 10_000_000, burst: 1 };
+    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits } } });
+    expect((await ctx.bucket.acquire({ pool: SONNET, limits, lane: 'critical', need: { requests: 50, inputTokens: 0, outputTokens: 0 } })).status).toBe('granted');
+    const running = run(ctx, job(), meta('critical'));
+    // The dispatcher sees the pool held in the job's lane (not in the others) while it sleeps.
+    await vi.waitUntil(() => ctx.poolSleepers.in('critical').length === 1, { timeout: 2_000, interval: 1 });
+    expect(ctx.poolSleepers.in('critical')[0]).toMatchObject({ pool: SONNET, lane: 'critical' });
+    expect(ctx.poolSleepers.in('high')).toEqual([]);
+    expect((await running).kind).toBe('completed');
+    expect(ctx.poolSleepers.has(SONNET)).toBe(false);
   });
 
   it("requeues a queued-up tenant's job the fair reserve holds back (fairShare: only such jobs back off), and serves a fresh tenant's from it", async () => {

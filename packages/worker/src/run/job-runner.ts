@@ -46,6 +46,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   const progress: JobProgress = { ...meta.progress };
   const startedAt = ctx.now();
   let inlineWaits = 0;
+  let sleeping = false;
   // The pool a requeue backs off (its primary's), and the one whose sleeper slot it may take.
   const primaryPool = poolOf(ctx.config, job.request.model);
   const fellBackFrom = new Set<string>();
@@ -57,131 +58,140 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   const shed = shedFailure(ctx, job, meta);
   if (shed) return { kind: job.onShed === 'batch' ? 'to_batch' : 'failed', failure: shed, progress };
 
-  while (true) {
-    if (signal.aborted) return stopped(signal, progress, 'before its provider call');
-    const late = pastDeadline(job, meta, ctx.now());
-    if (late) return { kind: 'failed', failure: late, progress };
-    const plan = await planCall(ctx, job, meta, fellBackFrom);
-    if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
-    if (plan.kind === 'wait') {
-      // The bucket's wait is a lower bound: past the deadline already, the job ends now.
-      const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
-      if (tooLate) return { kind: 'failed', failure: tooLate, progress };
-      const jobsOwn = waitIsJobsOwn(plan.reason);
-      // A fair-share wait is never slept in place: the jobs it holds back (all of one pool, and
-      // short waits) would race a sleeper for the same refill and come back out of lane order.
-      const inline = plan.reason !== 'fair_share' && (jobsOwn || !ctx.poolSleepers.get(primaryPool));
-      if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits < MAX_INLINE_WAITS && inline) {
-        inlineWaits++;
-        if (!jobsOwn) ctx.poolSleepers.set(primaryPool, 1);
-        try {
+  try {
+    while (true) {
+      if (signal.aborted) return stopped(signal, progress, 'before its provider call');
+      const late = pastDeadline(job, meta, ctx.now());
+      if (late) return { kind: 'failed', failure: late, progress };
+      const plan = await planCall(ctx, job, meta, fellBackFrom);
+      // A sleeper holds its pool until this acquire has answered (granted or told to wait again).
+      if (sleeping) {
+        ctx.poolSleepers.release(primaryPool);
+        sleeping = false;
+      }
+      if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
+      if (plan.kind === 'wait') {
+        // The bucket's wait is a lower bound: past the deadline already, the job ends now.
+        const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
+        if (tooLate) return { kind: 'failed', failure: tooLate, progress };
+        const jobsOwn = waitIsJobsOwn(plan.reason);
+        // A fair-share wait is never slept in place: the jobs it holds back (all of one pool, and
+        // short waits) would race a sleeper for the same refill and come back out of lane order.
+        const inline = plan.reason !== 'fair_share' && (jobsOwn || !ctx.poolSleepers.has(primaryPool));
+        if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits < MAX_INLINE_WAITS && inline) {
+          inlineWaits++;
+          if (!jobsOwn) {
+            ctx.poolSleepers.take(primaryPool, meta.lane, ctx.now() + plan.waitMs);
+            sleeping = true;
+          }
           await sleep(plan.waitMs);
-        } finally {
-          if (!jobsOwn) ctx.poolSleepers.delete(primaryPool);
+          continue;
         }
+        // A cooling model, a retry over the model's budget, or a tenant over its quota is that
+        // job's problem, not the lane's: park the job alone so the jobs behind it keep flowing. A
+        // pool out of quota or a throttled model concerns every job of it: requeued, it backs the
+        // pool off in the lane.
+        if (!jobsOwn) return { kind: 'requeue', waitMs: plan.waitMs, progress, ...(plan.reason === 'fair_share' ? { fairShare: true } : {}) };
+        const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
+        return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
+      }
+
+      const { model, pool, reservation, estimate } = plan;
+      const modelCfg = ctx.config.models[model]!;
+      if (signal.aborted) {
+        // Granted but never called: the whole reservation goes back.
+        ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
+        return stopped(signal, progress, 'before its provider call');
+      }
+      const adapter = ctx.adapters[job.provider];
+      const callStarted = ctx.now();
+      let res: ProviderCallResult;
+      let firstEventAt: number | undefined;
+      if (isStreamed(job)) {
+        const streamed = await streamedCall(ctx, job, meta, { model, reservation, startedAt: callStarted }, signal);
+        if (streamed.kind === 'ended') {
+          // The client holds part of an answer: never retried; charged what was produced.
+          progress.attempts += 1;
+          const endedAt = ctx.now();
+          ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (endedAt - callStarted) / 1000);
+          ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(streamed.status ?? 'network') });
+          ctx.stats.call({ model, status: streamed.status });
+          settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, streamed.headers);
+          countTokens(ctx, job.provider, model, streamed.usage);
+          ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
+          // A provider failure mid-stream is the model's; a client that went away is not.
+          if (streamed.failureKind) ctx.bucket.report(pool, model, !UNHEALTHY.has(streamed.failureKind));
+          return { kind: 'failed', failure: streamed.failure, progress };
+        }
+        res = streamed.res;
+        if (streamed.kind === 'done') firstEventAt = streamed.firstEventAt;
+      } else {
+        res = await adapter.call({ model, request: job.request, signal });
+      }
+      const callEnded = ctx.now();
+      progress.attempts += 1;
+      if (!progress.triedModels?.includes(model)) progress.triedModels = [...(progress.triedModels ?? []), model];
+      // The outcome rides on this worker's next acquire to the pool: the fleet's throttle learns it.
+      if (!signal.aborted) ctx.bucket.report(pool, model, res.ok || !UNHEALTHY.has(res.kind));
+      ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
+      ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
+      ctx.stats.call({ model, status: res.status });
+
+      settleAndSync(ctx, res.ok ? res.usage : undefined, res.ok ? undefined : res, reservation, pool, modelCfg.limits, res.headers);
+
+      if (res.ok) {
+        ctx.estimator.observe(model, estimate, promptTokensOf(job.provider, res.usage), res.usage.outputTokens);
+        if (job.provider === 'anthropic') ctx.promptCache.remember(model, { ...job.request, model } as LlmJob['request'], res.usage, callStarted);
+        countTokens(ctx, job.provider, model, res.usage);
+        const usd = costOf(modelCfg.pricing, res.usage, { provider: job.provider, batch: false });
+        ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, usd);
+        ctx.metrics.waitSeconds.observe({ lane: meta.lane }, Math.max(0, callStarted - meta.enqueuedAt) / 1000);
+        return {
+          kind: 'completed',
+          result: {
+            provider: job.provider,
+            model,
+            response: res.response,
+            usage: res.usage,
+            attempts: progress.attempts,
+            timings: {
+              enqueuedAt: meta.enqueuedAt,
+              startedAt,
+              finishedAt: callEnded,
+              waitMs: Math.max(0, callStarted - meta.enqueuedAt),
+              runMs: callEnded - callStarted,
+              ...(firstEventAt === undefined ? {} : { firstEventAt, ttftMs: Math.max(0, firstEventAt - callStarted) }),
+            },
+            ...(isStreamed(job) ? { streamed: true } : {}),
+            cost: { usd, batch: false },
+            ...(job.metadata ? { metadata: job.metadata } : {}),
+          },
+        };
+      }
+
+      if (signal.aborted) return stopped(signal, progress, 'while its provider call was starting');
+      if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
+      progress.lastError = `${res.status ?? 'network'} ${res.kind}: ${res.message}`;
+      const decision = decide(res, progress.attempts, ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });
+      ctx.logger.warn({ jobId: meta.id, lane: meta.lane, model, attempt: progress.attempts, status: res.status, kind: res.kind, action: decision.action }, 'provider call failed');
+      if (decision.action !== 'fail' && decision.cooldownMs) {
+        await ctx.bucket.cooldown(pool, model, { durationMs: decision.cooldownMs });
+      }
+      if (decision.action === 'fail') return { kind: 'failed', failure: jobFailure(decision.code, decision.reason), progress };
+      ctx.metrics.retries.inc({ provider: job.provider, model, kind: res.kind });
+      // With another model on the ladder, plan again at once: the cooldown or throttle steers it away.
+      if (decision.action === 'fallback' && hasAlternative(ctx, job, model)) {
+        fellBackFrom.add(model);
         continue;
       }
-      // A cooling model, a retry over the model's budget, or a tenant over its quota is that
-      // job's problem, not the lane's: park the job alone so the jobs behind it keep flowing. A
-      // pool out of quota or a throttled model concerns every job of it: requeued, it backs the
-      // pool off in the lane.
-      if (!jobsOwn) return { kind: 'requeue', waitMs: plan.waitMs, progress, ...(plan.reason === 'fair_share' ? { fairShare: true } : {}) };
-      const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
-      return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
+      const delayMs = decision.action === 'retry' ? decision.delayMs : (decision.cooldownMs ?? ctx.config.retry.baseDelayMs);
+      const retryTooLate = pastDeadline(job, meta, ctx.now(), delayMs, `the retry after ${progress.lastError}`);
+      if (retryTooLate) return { kind: 'failed', failure: retryTooLate, progress };
+      return { kind: 'delay', delayMs, progress };
     }
-
-    const { model, pool, reservation, estimate } = plan;
-    const modelCfg = ctx.config.models[model]!;
-    if (signal.aborted) {
-      // Granted but never called: the whole reservation goes back.
-      ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
-      return stopped(signal, progress, 'before its provider call');
-    }
-    const adapter = ctx.adapters[job.provider];
-    const callStarted = ctx.now();
-    let res: ProviderCallResult;
-    let firstEventAt: number | undefined;
-    if (isStreamed(job)) {
-      const streamed = await streamedCall(ctx, job, meta, { model, reservation, startedAt: callStarted }, signal);
-      if (streamed.kind === 'ended') {
-        // The client holds part of an answer: never retried; charged what was produced.
-        progress.attempts += 1;
-        const endedAt = ctx.now();
-        ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (endedAt - callStarted) / 1000);
-        ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(streamed.status ?? 'network') });
-        ctx.stats.call({ model, status: streamed.status });
-        settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, streamed.headers);
-        countTokens(ctx, job.provider, model, streamed.usage);
-        ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
-        // A provider failure mid-stream is the model's; a client that went away is not.
-        if (streamed.failureKind) ctx.bucket.report(pool, model, !UNHEALTHY.has(streamed.failureKind));
-        return { kind: 'failed', failure: streamed.failure, progress };
-      }
-      res = streamed.res;
-      if (streamed.kind === 'done') firstEventAt = streamed.firstEventAt;
-    } else {
-      res = await adapter.call({ model, request: job.request, signal });
-    }
-    const callEnded = ctx.now();
-    progress.attempts += 1;
-    if (!progress.triedModels?.includes(model)) progress.triedModels = [...(progress.triedModels ?? []), model];
-    // The outcome rides on this worker's next acquire to the pool: the fleet's throttle learns it.
-    if (!signal.aborted) ctx.bucket.report(pool, model, res.ok || !UNHEALTHY.has(res.kind));
-    ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
-    ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
-    ctx.stats.call({ model, status: res.status });
-
-    settleAndSync(ctx, res.ok ? res.usage : undefined, res.ok ? undefined : res, reservation, pool, modelCfg.limits, res.headers);
-
-    if (res.ok) {
-      ctx.estimator.observe(model, estimate, promptTokensOf(job.provider, res.usage), res.usage.outputTokens);
-      if (job.provider === 'anthropic') ctx.promptCache.remember(model, { ...job.request, model } as LlmJob['request'], res.usage, callStarted);
-      countTokens(ctx, job.provider, model, res.usage);
-      const usd = costOf(modelCfg.pricing, res.usage, { provider: job.provider, batch: false });
-      ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, usd);
-      ctx.metrics.waitSeconds.observe({ lane: meta.lane }, Math.max(0, callStarted - meta.enqueuedAt) / 1000);
-      return {
-        kind: 'completed',
-        result: {
-          provider: job.provider,
-          model,
-          response: res.response,
-          usage: res.usage,
-          attempts: progress.attempts,
-          timings: {
-            enqueuedAt: meta.enqueuedAt,
-            startedAt,
-            finishedAt: callEnded,
-            waitMs: Math.max(0, callStarted - meta.enqueuedAt),
-            runMs: callEnded - callStarted,
-            ...(firstEventAt === undefined ? {} : { firstEventAt, ttftMs: Math.max(0, firstEventAt - callStarted) }),
-          },
-          ...(isStreamed(job) ? { streamed: true } : {}),
-          cost: { usd, batch: false },
-          ...(job.metadata ? { metadata: job.metadata } : {}),
-        },
-      };
-    }
-
-    if (signal.aborted) return stopped(signal, progress, 'while its provider call was starting');
-    if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
-    progress.lastError = `${res.status ?? 'network'} ${res.kind}: ${res.message}`;
-    const decision = decide(res, progress.attempts, ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });
-    ctx.logger.warn({ jobId: meta.id, lane: meta.lane, model, attempt: progress.attempts, status: res.status, kind: res.kind, action: decision.action }, 'provider call failed');
-    if (decision.action !== 'fail' && decision.cooldownMs) {
-      await ctx.bucket.cooldown(pool, model, { durationMs: decision.cooldownMs });
-    }
-    if (decision.action === 'fail') return { kind: 'failed', failure: jobFailure(decision.code, decision.reason), progress };
-    ctx.metrics.retries.inc({ provider: job.provider, model, kind: res.kind });
-    // With another model on the ladder, plan again at once: the cooldown or throttle steers it away.
-    if (decision.action === 'fallback' && hasAlternative(ctx, job, model)) {
-      fellBackFrom.add(model);
-      continue;
-    }
-    const delayMs = decision.action === 'retry' ? decision.delayMs : (decision.cooldownMs ?? ctx.config.retry.baseDelayMs);
-    const retryTooLate = pastDeadline(job, meta, ctx.now(), delayMs, `the retry after ${progress.lastError}`);
-    if (retryTooLate) return { kind: 'failed', failure: retryTooLate, progress };
-    return { kind: 'delay', delayMs, progress };
+  } finally {
+    // A job leaving the loop (stopped, late, an error) no longer holds its pool for a refill.
+    if (sleeping) ctx.poolSleepers.release(primaryPool);
   }
 }
 

@@ -8,6 +8,7 @@ import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFail
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { PromptCacheMemory } from './prompt-cache-memory.js';
+import type { PoolSleepers } from './pool-sleepers.js';
 import type { ThrottleStates } from './throttle-states.js';
 import type { TokenEstimator } from './token-estimator.js';
 
@@ -55,13 +56,8 @@ export interface RunContext {
    * tenants queued behind it reach the bucket sooner.
    */
   tenantWaits: Map<string, number>;
-  /**
-   * Pool -> how many of this worker's jobs are sleeping in place for its quota (a short wait).
-   * One at a time per pool: the rest go back to their lane, so a saturated pool's slots are not
-   * a herd of sleepers racing for each refill, and the next job the pool serves is the one at the
-   * front of the lane (a light tenant's, in a fair lane), not whichever sleeper wakes first.
-   */
-  poolSleepers: Map<string, number>;
+  /** The one job per pool sleeping in place for its quota (a short wait), and the lane it holds. */
+  poolSleepers: PoolSleepers;
 }
 
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */
