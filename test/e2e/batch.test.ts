@@ -186,7 +186,7 @@ describe('batch routing', () => {
     const procs: FleetProcess[] = [];
     try {
       procs.push(spawnWorker(configFile, redis.url, 'leader-a', ENV));
-      await until('worker a to lead', async () => (await admin.get(keys.batchLeader))?.startsWith('leader-a|') ?? false, 30_000);
+      await until('worker a to lead', async () => (await admin.get(keys.batchLeader))?.startsWith('leader-a|') ?? false, 60_000); // a process start on a loaded machine
       procs.push(spawnWorker(configFile, redis.url, 'follower-b', ENV));
 
       // The provider accepts each batch but its answer is held back: the leader is killed while

@@ -53,6 +53,12 @@ let xssJobId = '';
 const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 const AUTH = { authorization: basic(USER, PASSWORD) };
 
+/**
+ * A wait that includes a worker process starting (tsx compiling its source) gets what
+ * `waitForFleet` allows a start: on a loaded 2-core machine a start alone took over 30 s.
+ */
+const WITH_PROCESS_START_MS = 60_000;
+
 /** Polls `probe` until it returns a value other than undefined/false; fails with `what` after `timeoutMs`. */
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -368,7 +374,7 @@ describe('headroom dashboard', () => {
     // Two 429s from "outside traffic", then a worker runs every job.
     sim.injectFaults({ model: MODEL, status: 429, count: 2, retryAfterSeconds: 1 });
     worker = spawnWorker(configFile, redis.url, 'dash-w1', { DASH_TEST_ANTHROPIC_KEY: API_KEY });
-    const seen = await waitFor('the worker heartbeat on the overview', async () => (await overview()).workers.find((w) => w.id === 'dash-w1'));
+    const seen = await waitFor('the worker heartbeat on the overview', async () => (await overview()).workers.find((w) => w.id === 'dash-w1'), WITH_PROCESS_START_MS);
     expect(seen.concurrency).toBe(8);
     const results = await Promise.all(handles.map((h) => h.handle.result({ timeoutMs: 60_000 })));
     expect(results).toHaveLength(handles.length);
@@ -444,7 +450,7 @@ describe('headroom dashboard', () => {
     await waitFor('an open throttle in the dashboard metrics', async () => {
       const m = await scrape(`${base}/metrics`);
       return m.samples.some((x) => x.name === 'headroom_fleet_throttle_state' && x.labels.model === MODEL && x.labels.pool === 'sonnet-4' && x.value === 2) || undefined;
-    });
+    }, WITH_PROCESS_START_MS);
     const m = await scrape(`${base}/metrics`);
     expect(sampleOf(m.samples, 'headroom_fleet_throttle_success_ratio', { pool: 'sonnet-4', model: MODEL })).toBeLessThan(0.5);
     expect(sampleOf(m.samples, 'headroom_fleet_retry_budget_left', { pool: 'sonnet-4', model: MODEL })).toBeGreaterThan(0);
