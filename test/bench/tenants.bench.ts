@@ -13,17 +13,24 @@
  *    tenant A offers 10x its half of the pool and B 0.1x of its half, on one NORMAL lane with no
  *    tenant quota. We measure B's wait with A idle and with A flooding, in one run on one fleet,
  *    and the pool's goodput while A floods. Goals: B's p95 within 1.5x of idle; goodput >= 98% of
- *    the limit (fair sharing reorders the lane, it never idles the pool).
+ *    the limit (fair sharing reorders the lane, it never idles the pool). Deployed as a fleet is:
+ *    two worker processes, A's flood from a process of its own (a runaway service), B's producer
+ *    here. BENCH_FAIR_DIAG=1 prints B's slowest jobs as `wait(pickup/fetches)`: the wait, the part
+ *    before its (last) fetch, and how many times it was fetched.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
-import { Bucket, createRedis, HeadroomError, parseConfig, createLogger, publishFleetSettings } from '@headroom/queue';
+import { Bucket, createRedis, HeadroomError, parseConfig, createLogger, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
 import { Redis } from 'ioredis';
 import { startSimulator } from '@headroom/simulator';
 import { startWorker } from '@headroom/worker';
 import { startEmbeddedRedis } from '@headroom/testing';
+import { REPO_ROOT, spawnWorker, stopAll, writeConfig } from '../support/fleet.js';
+import { until, waitForFleet } from '../support/probes.js';
+import { MODEL, tenantJob } from './tenant-jobs.js';
 
-const MODEL = 'claude-sonnet-4-6';
 const LIMITS = { rpm: 20_000, itpm: 4_000_000, otpm: 1_000_000 };
 const A_TPM = 3_000;
 const B_JOBS = Number(process.env.BENCH_B_JOBS ?? 100);
@@ -42,10 +49,7 @@ const config = parseConfig({
 });
 const workers = await Promise.all([1, 2].map(() => startWorker({ config, redisUrl: redis.url, env: { BENCH_KEY: 'sk-bench' }, logger: createLogger({ level: 'silent' }) })));
 const producer = new Producer({ redis: redis.url, prefix });
-const job = (tenant: string, i: number): LlmJobInput => ({
-  priority: 'NORMAL', tenant, provider: 'anthropic',
-  request: { model: MODEL, max_tokens: 48, messages: [{ role: 'user', content: `tenant ${tenant} request ${i}: summarise this ticket please.` }] },
-});
+const job = tenantJob;
 
 async function streamB(tag: string): Promise<number[]> {
   const handles = [];
@@ -224,17 +228,21 @@ async function atQuota(): Promise<void> {
   admin.disconnect();
 }
 
-/** Part 3: no quota, a pool at its limit, and fair sharing inside the lane. */
+/**
+ * Part 3: no quota, a pool at its limit, and fair sharing inside the lane. Deployed as a fleet
+ * is: two worker processes, A's flood from a service (process) of its own; B's producer, whose
+ * waits are measured, and the simulator here.
+ */
 async function fairShare(): Promise<void> {
   const RPM = Number(process.env.BENCH_FAIR_RPM ?? 6_000);
-  const B_FAIR_JOBS = Number(process.env.BENCH_FAIR_B_JOBS ?? 150);
+  const B_FAIR_JOBS = Number(process.env.BENCH_FAIR_B_JOBS ?? 300);
   const perSecond = RPM / 60;
   // Two tenants with work: each one's share is half the pool.
   const share = perSecond / 2;
   const aPerSecond = 10 * share;
   const bEveryMs = 1_000 / (0.1 * share);
   const prefix3 = `fair${randomUUID().slice(0, 6)}`;
-  const cfg = parseConfig({
+  const cfgInput: HeadroomConfigInput = {
     redis: { prefix: prefix3 },
     providers: { anthropic: { baseURL: sim.url, apiKeyEnv: 'BENCH_KEY' } },
     // Requests/min bind (the simulator allows more); a 1 s burst so the bucket, not a minute of
@@ -244,8 +252,10 @@ async function fairShare(): Promise<void> {
     // BENCH_FAIR_LANE=fifo: the same run on a FIFO lane, the baseline fair sharing is measured against.
     lanes: { normal: { cap: 200_000, maxBytes: 2 * 1024 * 1024 * 1024, fairness: process.env.BENCH_FAIR_LANE === 'fifo' ? 'fifo' : 'tenants' } },
     dispatch: { concurrency: Number(process.env.BENCH_FAIR_CONCURRENCY ?? 32) },
-  });
-  const fleet = await Promise.all([1, 2].map(() => startWorker({ config: cfg, redisUrl: redis.url, env: { BENCH_KEY: 'sk-bench' }, logger: createLogger({ level: 'silent' }) })));
+  };
+  const cfg = parseConfig(cfgInput);
+  const configFile = writeConfig(cfgInput);
+  const fleet = [1, 2].map((i) => spawnWorker(configFile, redis.url, `fair-w${i}`, { BENCH_KEY: 'sk-bench', HEADROOM_LOG_LEVEL: 'error' }));
   const p3 = new Producer({ redis: redis.url, prefix: prefix3 });
   const admitted = () => sim.stats().models[MODEL]?.admitted ?? 0;
   const streamB3 = async (): Promise<number[]> => {
@@ -255,21 +265,33 @@ async function fairShare(): Promise<void> {
       await new Promise((r) => setTimeout(r, bEveryMs));
     }
     const results: LlmResult[] = await Promise.all(handles.map((h) => h.result({ timeoutMs: 120_000 })));
+    if (process.env.BENCH_FAIR_DIAG) {
+      const conn = new Redis(redis.url);
+      const rows = await Promise.all(handles.map(async (h, i) => {
+        const [processedOn, ats] = await conn.hmget(`{${prefix3}:normal}:normal:${h.id}`, 'processedOn', 'ats');
+        const r = results[i]!;
+        return { wait: r.timings.waitMs, pickup: Number(processedOn) - r.timings.enqueuedAt, ats: Number(ats) };
+      }));
+      conn.disconnect();
+      rows.sort((x, y) => y.wait - x.wait);
+      console.log('  slowest B: ' + rows.slice(0, 12).map((r) => `${r.wait}(${r.pickup}/${r.ats})`).join(' '));
+    }
     return results.map((r) => r.timings.waitMs).sort((x, y) => x - y);
   };
+  let flood: ChildProcess | undefined;
   try {
+    await waitForFleet(redis.url, prefix3, fleet);
     const idle = await streamB3();
-    let stop = false;
-    let offered = 0;
-    const flood = (async () => {
-      // A's offer in batches every 100 ms: 10x its share, far past what the pool serves.
-      const batch = Math.max(1, Math.round(aPerSecond / 10));
-      while (!stop) {
-        const t = performance.now();
-        await Promise.all(Array.from({ length: batch }, () => p3.enqueue(job('a', offered++)).catch(() => undefined)));
-        await new Promise((r) => setTimeout(r, Math.max(0, 100 - (performance.now() - t))));
-      }
-    })();
+    // A's offer, 10x its share, far past what the pool serves.
+    flood = spawn(process.execPath, ['--import', 'tsx', '--conditions=@headroom/source', join(REPO_ROOT, 'test/bench/tenant-flood.ts')], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, FLOOD_REDIS_URL: redis.url, FLOOD_PREFIX: prefix3, FLOOD_TENANT: 'a', FLOOD_PER_SECOND: String(aPerSecond) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let floodOut = '';
+    flood.stdout!.on('data', (d: Buffer) => { floodOut += d.toString(); });
+    const floodExited = new Promise((r) => flood!.once('exit', r));
+    await until(() => floodOut.includes('flooding'), 30_000, 'the flood process');
     // Let the bucket's burst drain and A's backlog form before measuring.
     await new Promise((r) => setTimeout(r, 3_000));
     const counters = async () => {
@@ -287,10 +309,11 @@ async function fairShare(): Promise<void> {
     const served = admitted() - n0;
     const seconds = (performance.now() - t0) / 1000;
     const c1 = await counters();
-    stop = true;
-    await flood;
+    flood.kill('SIGTERM');
+    await floodExited;
+    const offered = Number(/offered (\d+)/.exec(floodOut)?.[1] ?? Number.NaN);
     const goodput = served / (seconds * perSecond);
-    console.log(`\nfair sharing with no quota (2 in-process workers; pool limit ${RPM} requests/min, burst 1 s; one NORMAL lane, ${cfg.lanes.normal.fairness})`);
+    console.log(`\nfair sharing with no quota (2 worker processes, A's flood from a process of its own; pool limit ${RPM} requests/min, burst 1 s; one NORMAL lane, ${cfg.lanes.normal.fairness})`);
     console.log(`A offers 10x its half (${aPerSecond.toFixed(0)} jobs/s; ${offered} offered), B 0.1x (one job every ${bEveryMs.toFixed(0)} ms, ${B_FAIR_JOBS} jobs)\n`);
     console.log('B wait        p50 ms   p95 ms   p99 ms');
     for (const [name, xs] of [['A idle', idle], ['A flooding', busy]] as const) {
@@ -303,7 +326,8 @@ async function fairShare(): Promise<void> {
     const waits = Object.entries(c1.waits).map(([why, n]) => `${why} ${((n - (c0.waits[why as keyof typeof c0.waits] ?? 0)) / Math.max(1, grants)).toFixed(2)}`);
     console.log(`bucket waits per grant while A floods: ${waits.join(', ') || 'none'}`);
   } finally {
+    if (flood?.exitCode === null) flood.kill('SIGKILL');
     await p3.close();
-    await Promise.all(fleet.map((w) => w.close({ graceMs: 1_000 })));
+    await stopAll(fleet);
   }
 }
