@@ -17,7 +17,7 @@
  * Env: GATEWAY_BENCH_CALLS (latency samples per path, default 400), GATEWAY_BENCH_SECONDS
  * (per throughput round, default 8), GATEWAY_BENCH_CONCURRENCY (default 32).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -26,7 +26,7 @@ import { Redis } from 'ioredis';
 import { Producer } from '@headroom/producer-sdk';
 import { freePort, startEmbeddedRedis } from '@headroom/testing';
 import { cpuSecondsOf } from './fleet-mode.js';
-import { REPO_ROOT, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { REPO_ROOT, spawnHeadroom, spawnTsx, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 
 const MODEL = 'claude-sonnet-4-6';
 const CALLS = Number(process.env.GATEWAY_BENCH_CALLS ?? 400);
@@ -36,10 +36,6 @@ const GATEWAY_KEY = 'hr-gateway-bench-key-0123456789';
 const PROVIDER_KEY = 'sk-gateway-bench-provider-key';
 const LIMITS = { rpm: 10_000_000, itpm: 10_000_000_000, otpm: 10_000_000_000 };
 const ENV = { BENCH_PROVIDER_KEY: PROVIDER_KEY, BENCH_GATEWAY_KEY: GATEWAY_KEY, HEADROOM_LOG_LEVEL: 'error' };
-
-function tsx(script: string, args: string[]): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', '--conditions=@headroom/source', script, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-}
 
 async function until(what: string, probe: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -105,10 +101,10 @@ async function main(): Promise<void> {
   const [simPort, proxyPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
   const simUrl = `http://127.0.0.1:${simPort}`;
   try {
-    children.push(tsx(join(REPO_ROOT, 'packages/simulator/src/cli.ts'), ['--port', String(simPort), '--latency-ms', '0']));
+    children.push(spawnTsx(join(REPO_ROOT, 'packages/simulator/src/cli.ts'), ['--port', String(simPort), '--latency-ms', '0']));
     await until('the simulator', () => up(`${simUrl}/_sim/stats`));
     await fetch(`${simUrl}/_sim/limits`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, limits: LIMITS }) });
-    children.push(tsx(join(REPO_ROOT, 'test/bench/passthrough-proxy.ts'), [String(proxyPort), String(simPort)]));
+    children.push(spawnTsx(join(REPO_ROOT, 'test/bench/passthrough-proxy.ts'), [String(proxyPort), String(simPort)]));
 
     const config = (idleWake: 'block' | 'poll') =>
       writeConfig({

@@ -18,16 +18,16 @@
  *    here. BENCH_FAIR_DIAG=1 prints B's slowest jobs as `wait(pickup/fetches)`: the wait, the part
  *    before its (last) fetch, and how many times it was fetched.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
-import { Bucket, createRedis, HeadroomError, parseConfig, createLogger, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
+import { Bucket, createRedis, HeadroomError, parseConfig, createLogger, publishFleetSettings, laneKeys, type HeadroomConfigInput } from '@headroom/queue';
 import { Redis } from 'ioredis';
 import { startSimulator } from '@headroom/simulator';
 import { startWorker } from '@headroom/worker';
 import { startEmbeddedRedis } from '@headroom/testing';
-import { REPO_ROOT, spawnWorker, stopAll, writeConfig } from '../support/fleet.js';
+import { REPO_ROOT, spawnTsx, spawnWorker, stopAll, writeConfig } from '../support/fleet.js';
 import { until, waitForFleet } from '../support/probes.js';
 import { MODEL, tenantJob } from './tenant-jobs.js';
 
@@ -268,7 +268,7 @@ async function fairShare(): Promise<void> {
     if (process.env.BENCH_FAIR_DIAG) {
       const conn = new Redis(redis.url);
       const rows = await Promise.all(handles.map(async (h, i) => {
-        const [processedOn, ats] = await conn.hmget(`{${prefix3}:normal}:normal:${h.id}`, 'processedOn', 'ats');
+        const [processedOn, ats] = await conn.hmget(laneKeys(prefix3, 'normal').jobKeyPrefix + h.id, 'processedOn', 'ats');
         const r = results[i]!;
         return { wait: r.timings.waitMs, pickup: Number(processedOn) - r.timings.enqueuedAt, ats: Number(ats) };
       }));
@@ -283,8 +283,7 @@ async function fairShare(): Promise<void> {
     await waitForFleet(redis.url, prefix3, fleet);
     const idle = await streamB3();
     // A's offer, 10x its share, far past what the pool serves.
-    flood = spawn(process.execPath, ['--import', 'tsx', '--conditions=@headroom/source', join(REPO_ROOT, 'test/bench/tenant-flood.ts')], {
-      cwd: REPO_ROOT,
+    flood = spawnTsx(join(REPO_ROOT, 'test/bench/tenant-flood.ts'), [], {
       env: { ...process.env, FLOOD_REDIS_URL: redis.url, FLOOD_PREFIX: prefix3, FLOOD_TENANT: 'a', FLOOD_PER_SECOND: String(aPerSecond) },
       stdio: ['ignore', 'pipe', 'inherit'],
     });

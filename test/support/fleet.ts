@@ -2,7 +2,7 @@
  * Starts real fleet processes for tests and benchmarks: `headroom worker` children running the
  * worker's source through tsx, with a config file written for the test.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,12 +34,13 @@ export interface FleetProcess {
  */
 const NODE_FLAGS = (process.env.HEADROOM_FLEET_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
 
+/** Runs a TypeScript script of the repository through tsx, on the packages' source, from the repository root. */
+export function spawnTsx(script: string, args: string[] = [], opts: Omit<SpawnOptions, 'cwd'> = {}): ChildProcess {
+  return spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', '--conditions=@headroom/source', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts, cwd: REPO_ROOT });
+}
+
 export function spawnHeadroom(args: string[], env: NodeJS.ProcessEnv = {}): FleetProcess {
-  const child = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', '--conditions=@headroom/source', CLI, ...args], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, HEADROOM_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnTsx(CLI, args, { env: { ...process.env, HEADROOM_LOG_LEVEL: 'warn', ...env } });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });

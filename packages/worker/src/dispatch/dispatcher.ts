@@ -85,7 +85,7 @@ export class Dispatcher {
       emptyForMs: config.dispatch.emptyLanePollMs,
       now: ctx.now,
     });
-    this.backoffs = new PoolBackoffs(opts.redis, config.redis.prefix, ctx.now);
+    this.backoffs = new PoolBackoffs(opts.redis, config.redis.prefix, ctx.now, ctx.poolSleepers);
     this.held = new HeldJobs({
       redis: opts.redis,
       prefix: config.redis.prefix,
@@ -240,17 +240,11 @@ export class Dispatcher {
       if (counting && !this.ready.has(lane)) await this.countReady(candidates.slice(i));
       const known = this.ready.get(lane);
       if (counting && known === undefined) continue;
-      // A pool this worker has a job sleeping for (its next refill is that job's) is backed off
-      // in the sleeper's lane too, until the sleeper's acquire has answered.
-      const sleepers = this.opts.ctx.poolSleepers.in(lane);
-      const backedOff = this.backoffs.backedOff(lane);
-      const blocked = [...backedOff, ...sleepers.map((s) => s.pool)];
+      const blocked = this.backoffs.backedOff(lane);
       if (blocked.length > 0) {
         const front = await bringRunnableToFront(this.opts.redis, this.opts.config.redis.prefix, lane, blocked);
         if (front === 'blocked') {
-          const now = this.opts.ctx.now();
-          const reopensIn = Math.min(backedOff.length > 0 ? this.backoffs.msUntilFirstReopens(lane) : Number.POSITIVE_INFINITY, ...sleepers.map((s) => Math.max(1, s.until - now)));
-          this.picker.backOff(lane, reopensIn, allFairShareOnly(blocked));
+          this.picker.backOff(lane, this.backoffs.msUntilFirstReopens(lane), allFairShareOnly(blocked));
           continue;
         }
       }

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { allFairShareOnly, fairShareOnly, laneKeys } from '@headroom/queue';
 import { redisForFile } from '@headroom/testing/vitest';
+import { PoolSleepers } from '../run/pool-sleepers.js';
 import { MAX_BACKOFF_MS, PoolBackoffs } from './pool-backoff.js';
 
 const db = redisForFile();
@@ -37,6 +38,26 @@ describe('PoolBackoffs', () => {
     expect(b.backedOff('normal')).toEqual(['~sonnet-4']);
     await a.backOff('normal', 'haiku-4', 20);
     expect(allFairShareOnly(a.backedOff('normal'))).toBe(false);
+  });
+
+  it("backs off a pool this worker's job sleeps in place for, in that job's lane only and here only, until the sleeper lets go", async () => {
+    const prefix = `backoff${++seq}`;
+    const clock = { now: 1_700_000_000_000 };
+    const sleepers = new PoolSleepers();
+    const here = new PoolBackoffs(db.redis, prefix, () => clock.now, sleepers);
+    const other = new PoolBackoffs(db.redis, prefix, () => clock.now);
+    sleepers.take('sonnet-4', 'normal', clock.now + 20);
+    expect(here.backedOff('normal')).toEqual(['sonnet-4']);
+    expect(here.backedOff('high')).toEqual([]);
+    expect(here.msUntilFirstReopens('normal')).toBe(20);
+    await other.refresh();
+    expect(other.backedOff('normal')).toEqual([]);
+    // Past its sleep end it still holds the pool until its acquire has answered.
+    clock.now += 30;
+    expect(here.backedOff('normal')).toEqual(['sonnet-4']);
+    expect(here.msUntilFirstReopens('normal')).toBe(1);
+    sleepers.release('sonnet-4');
+    expect(here.backedOff('normal')).toEqual([]);
   });
 
   it('never backs off longer than a second, whatever the bucket said, and the key outlives no back-off', async () => {

@@ -5,10 +5,12 @@
  * they read at most every 100 ms. The lane's jobs for other pools keep flowing (the dispatcher
  * brings the first of them to the front). A wait only the fair reserve caused (acquire.lua's
  * `fair_share`) backs off `fairShareOnly(pool)`: the pool's jobs of tenants with work queued wait,
- * a fresh tenant's may still run.
+ * a fresh tenant's may still run. A pool one of this worker's jobs sleeps in place for is backed
+ * off in that job's lane too, here only, until the sleeper's acquire answers (run/pool-sleepers.ts).
  */
 import type { Cluster, Redis } from 'ioredis';
 import { fairShareOnly, INTERACTIVE_LANES, laneKeys, type InteractiveLane } from '@headroom/queue';
+import { PoolSleepers } from '../run/pool-sleepers.js';
 
 /**
  * A pool (or a lane) never backs off longer than this, so its front job is looked at again (shed
@@ -26,19 +28,26 @@ export class PoolBackoffs {
     private readonly redis: Redis | Cluster,
     private readonly prefix: string,
     private readonly now: () => number,
+    private readonly sleepers = new PoolSleepers(),
   ) {}
 
-  /** The pools backed off in the lane now (expired entries are dropped), `fairShareOnly` ones included. */
+  /**
+   * The pools backed off in the lane now (expired entries are dropped), `fairShareOnly` ones and
+   * those a sleeper of this worker holds included.
+   */
   backedOff(lane: InteractiveLane): string[] {
     const now = this.now();
     const pools = this.#until.get(lane)!;
     for (const [pool, until] of pools) if (until <= now) pools.delete(pool);
-    return [...pools.keys()];
+    return [...pools.keys(), ...this.sleepers.in(lane).map((s) => s.pool)];
   }
 
-  /** Milliseconds until the first backed-off pool of the lane reopens (at least 1). */
+  /**
+   * Milliseconds until the first backed-off pool of the lane reopens (at least 1); a sleeper's
+   * pool is looked at again when its sleep ends.
+   */
   msUntilFirstReopens(lane: InteractiveLane): number {
-    const until = Math.min(...this.#until.get(lane)!.values());
+    const until = Math.min(...this.#until.get(lane)!.values(), ...this.sleepers.in(lane).map((s) => s.until));
     return Math.max(1, until - this.now());
   }
 
