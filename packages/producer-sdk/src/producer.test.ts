@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Queue, Worker, type WorkerOptions } from 'bullmq';
+import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, handOffJobId, laneKeys, parseConfig, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
@@ -15,6 +15,7 @@ import {
   type LlmJobInput,
 } from './index.js';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { standInWorker, type StandInWorker } from './fleet-stand-in.test-support.js';
 
 let redis: EmbeddedRedis;
 let admin: Redis;
@@ -90,15 +91,9 @@ function fakeResult(model: string): LlmResult {
   };
 }
 
-/** A plain BullMQ worker on one lane: stands in for the fleet, which is not this package's. */
-function plainWorker(
-  prefix: string,
-  lane: 'critical' | 'high',
-  processor: ConstructorParameters<typeof Worker>[1],
-  opts: Partial<WorkerOptions> = {},
-): Worker {
-  const k = laneKeys(prefix, lane);
-  const w = new Worker(k.queueName, processor, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }), ...opts });
+/** The fleet's stand-in on one lane (fleet-stand-in.test-support.ts). */
+function plainWorker(prefix: string, lane: 'critical' | 'high', processor: (job: Job) => unknown, opts: Partial<WorkerOptions> = {}): StandInWorker {
+  const w = standInWorker(redis.url, prefix, lane, processor, opts);
   open.push(w);
   return w;
 }
@@ -207,6 +202,22 @@ describe('Producer', () => {
     expect(result.usage.inputTokens).toBe(5);
   });
 
+  it('takes its own jobs\' results from its replies stream, and deletes the stream when it closes', async () => {
+    const prefix = await fleetPrefix();
+    const p = new Producer({ redis: redis.url, prefix });
+    plainWorker(prefix, 'critical', async () => fakeResult('claude-sonnet-4-6'));
+    const handle = await p.enqueue(job());
+    await expect(handle.result({ timeoutMs: 10_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    // The job named this producer's stream; its worker wrote the result there as it finished it.
+    const k = laneKeys(prefix, 'critical');
+    const replyTo = (JSON.parse((await admin.hget(`${k.jobKeyPrefix}${handle.id}`, 'opts')) ?? '{}') as { hrReplyTo?: string }).hrReplyTo;
+    expect(replyTo).toMatch(/^[\w-]+$/);
+    const replies = await admin.xrange(k.replies(replyTo!), '-', '+');
+    expect(replies.map(([, f]) => f.slice(0, 4))).toEqual([['j', handle.id, 'e', 'completed']]);
+    await p.close();
+    expect(await admin.exists(k.replies(replyTo!))).toBe(0);
+  });
+
   it('delivers a result that was ready before result() was called', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);
@@ -285,11 +296,19 @@ describe('Producer', () => {
     const handle = await p.enqueue(job());
     let started!: () => void;
     const running = new Promise<void>((r) => { started = r; });
-    const doomed = plainWorker(prefix, 'critical', () => { started(); return new Promise(() => {}); }, { lockDuration: 500, stalledInterval: 200 });
+    // BullMQ's own workers: what is tested is BullMQ's stalled check, and a job it fails sends no
+    // reply, so the waiter learns it from the job (its periodic read).
+    const k = laneKeys(prefix, 'critical');
+    const bullWorker = (processor: () => Promise<unknown>, opts: Partial<WorkerOptions>) => {
+      const w = new Worker(k.queueName, processor, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }), ...opts });
+      open.push(w);
+      return w;
+    };
+    const doomed = bullWorker(() => { started(); return new Promise<never>(() => {}); }, { lockDuration: 500, stalledInterval: 200 });
     await running;
     // A forced close stops renewing the lock, as a killed process would: the job is left active.
     await doomed.close(true);
-    plainWorker(prefix, 'critical', async () => 'never runs it', { lockDuration: 500, stalledInterval: 200, maxStalledCount: 0 });
+    bullWorker(async () => 'never runs it', { lockDuration: 500, stalledInterval: 200, maxStalledCount: 0 });
     const failed = handle.result({ timeoutMs: 15_000 });
     await expect(failed).rejects.toBeInstanceOf(JobFailedError);
     await expect(failed).rejects.toMatchObject({ failureCode: 'STALLED', reason: expect.stringContaining('job stalled more than allowable limit') });
@@ -412,7 +431,9 @@ describe('Producer', () => {
     const handles = await Promise.all(Array.from({ length: 5 }, () => p.enqueue(job({ request: { model: 'claude-sonnet-4-6', max_tokens: 8, messages: [{ role: 'user', content: 'x'.repeat(200_000) }] } } as never))));
     const calls = async (cmd: string) => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(await admin.info('commandstats'))?.[1] ?? 0);
     const before = { hgetall: await calls('hgetall'), hmget: await calls('hmget') };
-    const waits = handles.map((h) => h.result({ timeoutMs: 400 }).catch((e: unknown) => e));
+    // Handles of jobs enqueued elsewhere: their results do not come to this producer, so each
+    // waiter reads its job once.
+    const waits = handles.map((h) => p.handleOf(h.id).result({ timeoutMs: 400 }).catch((e: unknown) => e));
     for (const w of await Promise.all(waits)) expect(w).toBeInstanceOf(TimeoutError);
     expect(await calls('hgetall')).toBe(before.hgetall);
     expect(await calls('hmget')).toBeGreaterThanOrEqual(before.hmget + 5);
@@ -509,7 +530,9 @@ describe('Producer', () => {
     await fleetPrefix('hr', ownAdmin);
     const producers = Array.from({ length: 8 }, () => new Producer({ redis: own.url }));
     await producers[0]!.enqueue(job());
-    expect(await connections()).toBe(2);
+    // This one and the shared command connection, and the critical lane's reader (the results of
+    // the producers' own jobs come on it).
+    await waitUntil(async () => (await connections()) === 3);
 
     // Eight producers, one enqueue each, at once: from an idle connection, two script calls.
     const calls = await scriptCalls();
@@ -521,7 +544,8 @@ describe('Producer', () => {
     // The connection outlives all but the last producer to close.
     await Promise.all(producers.slice(1).map((p) => p.close()));
     await expect(producers[0]!.enqueue(job())).resolves.toMatchObject({ lane: 'critical' });
-    expect(await connections()).toBe(2);
+    // This one, the shared command connection, and producer 0's readers of the two lanes it used.
+    expect(await connections()).toBe(4);
     await producers[0]!.close();
     await waitUntil(async () => (await connections()) === 1);
     // A producer built afterwards opens a connection again.

@@ -19,6 +19,7 @@ import {
   newJobId,
   parseJob,
   releaseJobs,
+  REPLY_TO_OPTION,
   waitForReady,
   JobNotFoundError,
   TimeoutError,
@@ -33,7 +34,7 @@ import {
 import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
 import { EventReader } from './internal/event-reader.js';
 import { JobEventStream, type JobStream } from './internal/job-stream.js';
-import { ResultWaiter } from './internal/result-waiter.js';
+import { ResultWaiter, type WaitMode } from './internal/result-waiter.js';
 import { sharedClient, type SharedClient } from './internal/shared-client.js';
 
 export interface ProducerOptions {
@@ -140,7 +141,10 @@ export class Producer {
   private readonly resultCacheTtlMs: number;
   private readonly waiter: ResultWaiter;
   private readonly batcher: EnqueueBatcher;
-  private events: EventReader | undefined;
+  /** The lanes' blocking readers: streamed jobs' events, and this producer's replies. */
+  private readonly events: EventReader;
+  /** Per lane: its retention with this producer's `hrReplyTo`, built once. */
+  private readonly replyOpts = new Map<Lane, LaneEntry['opts']>();
   private closed = false;
   private pendingReady: Promise<void> | undefined;
 
@@ -159,7 +163,8 @@ export class Producer {
     this.resultCacheTtlMs = opts.resultCacheTtlMs ?? 0;
     this.client = sharedClient(opts.redis);
     this.batcher = this.client.batcher(this.prefix);
-    this.waiter = new ResultWaiter(this.client.redis, this.prefix);
+    this.events = new EventReader(this.client.redis, this.prefix);
+    this.waiter = new ResultWaiter(this.client.redis, this.prefix, this.events);
   }
 
   /**
@@ -176,9 +181,13 @@ export class Producer {
     } catch (err) {
       throw asRedisError(err);
     }
+    // A job in an interactive lane asks its worker to send its result here; a BATCH job is
+    // settled by the batcher, and its waiter reads the lane's events.
+    const replyTo = lane === 'batch' ? undefined : this.waiter.replyTo(lane);
     const fresh = this.waiter.isLive(lane);
-    const { id: jobId, existing } = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job));
-    return this.handle(jobId, lane, existing, fresh && !existing);
+    const { id: jobId, existing } = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo));
+    // A job that was there already (idempotent repeat, coalesced) replies to whoever enqueued it.
+    return this.handle(jobId, lane, existing, existing ? 'read' : replyTo !== undefined ? 'reply' : fresh ? 'fresh' : 'read');
   }
 
   /** Enqueues and waits for the result. */
@@ -201,7 +210,6 @@ export class Producer {
     opts.signal?.throwIfAborted();
     const streamed = { ...input, request: { ...input.request, stream: true } } as LlmJobInput;
     const handle = await this.enqueue(streamed);
-    this.events ??= new EventReader(this.client.redis, this.prefix);
     const sub = this.events.subscribe(handle.lane, handle.id);
     const shared = handle.existing || input.coalesce === true || input.idempotencyKey !== undefined;
     return new JobEventStream({
@@ -222,7 +230,7 @@ export class Producer {
 
   /** A handle for a job enqueued earlier (by any producer). */
   handleOf(id: string): JobHandle {
-    return this.handle(id, this.laneOf(id), true);
+    return this.handle(id, this.laneOf(id), true, 'read');
   }
 
   async getJob(id: string): Promise<JobInfo | null> {
@@ -272,6 +280,8 @@ export class Producer {
           await job.remove();
           // Its bytes and its tenant's slot are free at once (else the lane upkeep frees them later).
           await releaseJobs(this.client.redis, this.prefix, lane, [id]).catch(() => {});
+          // A job that replies here sends nothing when removed: its waiters learn it now.
+          this.waiter.recheck(id);
           return true;
         } catch (err) {
           if (asRedisError(err) !== err) throw err;
@@ -292,21 +302,29 @@ export class Producer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.events?.close();
+    await this.events.close();
     await this.waiter.close();
     await this.client.release();
   }
 
-  /** BullMQ options for one job: retention, and deduplication for a coalesced job. */
-  private optionsOf(lane: Lane, job: LlmJob): LaneEntry['opts'] {
-    const retention = lane === 'batch' ? this.batchRetention : this.retention;
+  /** BullMQ options for one job: retention, where its result goes, and deduplication for a coalesced job. */
+  private optionsOf(lane: Lane, job: LlmJob, replyTo: string | undefined): LaneEntry['opts'] {
+    let retention: LaneEntry['opts'] = lane === 'batch' ? this.batchRetention : this.retention;
+    if (replyTo !== undefined) {
+      let withReply = this.replyOpts.get(lane);
+      if (!withReply) {
+        withReply = { ...retention, [REPLY_TO_OPTION]: replyTo } as LaneEntry['opts'];
+        this.replyOpts.set(lane, withReply);
+      }
+      retention = withReply;
+    }
     if (!job.coalesce) return retention;
     // BullMQ keeps one job per deduplication id while it runs (and for `ttl` after, as a cache).
     return { ...retention, deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } };
   }
 
-  /** `fresh`: enqueued here after the lane's result subscription was live (no read needed first). */
-  private handle(id: string, lane: Lane, existing: boolean, fresh = false): JobHandle {
+  /** `mode`: how its waiter learns the job ended (result-waiter.ts). */
+  private handle(id: string, lane: Lane, existing: boolean, mode: WaitMode): JobHandle {
     return {
       id,
       lane,
@@ -314,7 +332,7 @@ export class Producer {
       result: async ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS, cancelOnTimeout = false } = {}) => {
         this.assertOpen();
         try {
-          return await this.waiter.wait(lane, id, timeoutMs, fresh);
+          return await this.waiter.wait(lane, id, timeoutMs, mode);
         } catch (err) {
           // Only a job not yet started is removed: one already running has been paid for.
           if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await this.cancel(id, { ifNotStarted: true }).catch(() => false);

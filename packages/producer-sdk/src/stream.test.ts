@@ -4,11 +4,12 @@
  * own relay script.
  */
 import { randomUUID } from 'node:crypto';
-import { Worker, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FailureCode, jobEventsKey, jobFailure, laneKeys, parseConfig, publishFleetSettings, relayEvents, type JobEvent, type LlmResult } from '@headroom/queue';
+import { FailureCode, jobEventsKey, jobFailure, parseConfig, publishFleetSettings, relayEvents, type JobEvent, type LlmResult } from '@headroom/queue';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { standInWorker } from './fleet-stand-in.test-support.js';
 import { JobFailedError, Producer, type LlmJobInput } from './index.js';
 
 let redis: EmbeddedRedis;
@@ -55,21 +56,16 @@ function result(): LlmResult {
 
 /** Stands in for the fleet on the HIGH lane: relays `script(job)`'s events, then ends the job as it says. */
 function fleet(prefix: string, script: (job: Job) => Promise<{ events: JobEvent[][]; fail?: string }>): void {
-  const k = laneKeys(prefix, 'high');
-  const w = new Worker(
-    k.queueName,
-    async (j) => {
-      const { events, fail } = await script(j);
-      let first = true;
-      for (const batch of events) {
-        await relayEvents(admin, prefix, j.id!, batch, { first });
-        first = false;
-      }
-      if (fail) throw new Error(fail);
-      return result();
-    },
-    { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }), concurrency: 50 },
-  );
+  const w = standInWorker(redis.url, prefix, 'high', async (j) => {
+    const { events, fail } = await script(j);
+    let first = true;
+    for (const batch of events) {
+      await relayEvents(admin, prefix, j.id!, batch, { first });
+      first = false;
+    }
+    if (fail) throw new Error(fail);
+    return result();
+  });
   open.push(w);
 }
 

@@ -13,6 +13,7 @@ import { parseConfig, type HeadroomConfig, type HeadroomConfigInput } from './co
 import { ErrorCode, HeadroomError, QueueFullError } from './errors.js';
 import type { LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
+import { finishJob } from './lane-finish.js';
 import { returnToLane } from './lane-return.js';
 import { LaneUpkeep } from './lane-upkeep.js';
 import type { Lane } from './lanes.js';
@@ -46,6 +47,7 @@ function lane(prefix: string, name: Lane = 'normal') {
   return {
     k,
     queue,
+    backend: worker.backend,
     /** Takes the lane's next job, as a worker's dispatcher does. */
     take: async (): Promise<{ job: Job; token: string }> => {
       const token = `t${++n}`;
@@ -207,6 +209,75 @@ describe('returnToLane', () => {
     const a = await l.take();
     expect(await returnToLane(redis, prefix, 'normal', a.job.id!, a.token)).toEqual({ status: 'moved' });
     expect((await l.take()).job.id).toBe(a.job.id);
+  });
+});
+
+describe('finishJob', () => {
+  it('completes a job as BullMQ would and gives back its tenant slot and bytes in the same call', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix, { tenants: { default: { maxQueued: 2 } } }));
+    const l = lane(prefix);
+    await l.add({ tenant: 'acme' }, { tenant: 'acme' });
+    const bytesBefore = Number(await redis.hget(l.k.usage, 'bytes'));
+    const { job, token } = await l.take();
+    expect(await finishJob(redis, prefix, 'normal', l.backend, job, token, { completed: { answer: 42 } })).toEqual({ status: 'finished' });
+    expect(await job.getState()).toBe('completed');
+    expect((await l.queue.getJob(job.id!))?.returnvalue).toEqual({ answer: 42 });
+    // BullMQ's own event, which result waiters read.
+    const events = await redis.xrange(l.k.events, '-', '+');
+    expect(events.some(([, f]) => f.includes('completed') && f.includes(job.id!) && f.includes('{"answer":42}'))).toBe(true);
+    expect(await redis.hget(l.k.usage, 'tenant:acme')).toBe('1');
+    expect(Number(await redis.hget(l.k.usage, 'bytes'))).toBeLessThan(bytesBefore);
+    expect(await redis.hexists(l.k.unfinished, job.id!)).toBe(0);
+    added((await l.add({ tenant: 'acme' }))[0]!);
+  });
+
+  it('fails a job with its failure text (no stack trace of the worker\'s code) and gives back its counts', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const l = lane(prefix);
+    await l.add({ tenant: 'acme' });
+    const { job, token } = await l.take();
+    expect(await finishJob(redis, prefix, 'normal', l.backend, job, token, { failed: 'PROVIDER_ERROR: boom' })).toEqual({ status: 'finished' });
+    const stored = await l.queue.getJob(job.id!);
+    expect(await stored!.getState()).toBe('failed');
+    expect(stored!.failedReason).toBe('PROVIDER_ERROR: boom');
+    expect(stored!.stacktrace).toEqual([]);
+    expect(await redis.hget(l.k.usage, 'tenant:acme')).toBeNull();
+  });
+
+  it('sends the result to the replies stream its producer named (hrReplyTo), in the same call', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const k = laneKeys(prefix, 'normal');
+    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis });
+    closers.push(queue);
+    await addToLane(redis, queue, prefix, 'normal', [
+      { jobId: 'normal.a', job: llmJob(), opts: { hrReplyTo: 'producer1' } as LaneEntry['opts'] },
+      { jobId: 'normal.b', job: llmJob() },
+    ]);
+    const l = lane(prefix);
+    for (const end of [{ completed: { answer: 7 } }, { failed: 'PROVIDER_ERROR: no' }]) {
+      const { job, token } = await l.take();
+      expect(await finishJob(redis, prefix, 'normal', l.backend, job, token, end)).toEqual({ status: 'finished' });
+    }
+    // One entry, for the job that named a producer: id, how it ended, BullMQ's stored value.
+    const entries = await redis.xrange(k.replies('producer1'), '-', '+');
+    expect(entries.map(([, f]) => f)).toEqual([['j', 'normal.a', 'e', 'completed', 'v', '{"answer":7}']]);
+    expect(await redis.pttl(k.replies('producer1'))).toBeGreaterThan(0);
+  });
+
+  it('reports a job whose lock is not the caller\'s as lost, and leaves it running and counted', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const l = lane(prefix);
+    await l.add({ tenant: 'acme' });
+    const { job } = await l.take();
+    const r = await finishJob(redis, prefix, 'normal', l.backend, job, 'someone-else', { completed: { answer: 1 } });
+    expect(r.status).toBe('lost');
+    expect(r.status === 'lost' && r.bullmqCode).toBeLessThan(0);
+    expect(await job.getState()).toBe('active');
+    expect(await redis.hget(l.k.usage, 'tenant:acme')).toBe('1');
   });
 });
 

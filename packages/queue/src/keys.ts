@@ -98,6 +98,13 @@ export interface LaneKeys {
    * lane's job events when it has a new stream to read (the reader blocks on it with the rest).
    */
   readerWake(readerId: string): string;
+  /**
+   * STREAM of the results of one producer's jobs in this lane (`hrReplyTo` in the job's options),
+   * written by the worker in the same call that finishes the job (lua/finish-14.lua) and read by
+   * that producer's lane reader: a waiting producer reads its own results, not every event of the
+   * lane. Capped, expires a while after its last write, deleted when its producer closes.
+   */
+  replies(readerId: string): string;
 }
 
 const laneKeysCache = new Map<string, Readonly<LaneKeys>>();
@@ -147,6 +154,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     jobEvents: (jobId: string) => own(`events:${jobId}`),
     jobCancel: (jobId: string) => own(`cancel:${jobId}`),
     readerWake: (readerId: string) => own(`reader-wake:${readerId}`),
+    replies: (readerId: string) => own(`replies:${readerId}`),
   };
 }
 

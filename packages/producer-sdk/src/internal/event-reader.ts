@@ -10,6 +10,10 @@
  * stream that starts wanting while the lane's read is blocked on others wakes it through the
  * lane's wake key, a one-entry stream in the same read.
  *
+ * The same read takes the producer's replies stream for the lane (keys.ts `replies`): the results
+ * of its own jobs, written by the worker that finished each (`listen`). It is read whenever
+ * anything is listening, without flow control: an entry is one job's result, handed on at once.
+ *
  * A connection that drops resends its read with the same ids on reconnect, so nothing is missed.
  */
 import { randomUUID } from 'node:crypto';
@@ -42,8 +46,16 @@ interface Sub {
   closed: boolean;
 }
 
+/** A stream read whenever its reader runs, each entry's fields handed to `onEntry` as they come. */
+interface Listener {
+  key: string;
+  lastId: string;
+  onEntry(fields: string[]): void;
+}
+
 class LaneReader {
   readonly #subs = new Map<string, Sub>();
+  #listener: Listener | undefined;
   readonly #wakeKey: string;
   #wakeId = '0-0';
   #blocked = false;
@@ -94,6 +106,13 @@ class LaneReader {
     };
   }
 
+  /** Reads `key` from its start, for as long as this reader lives; a second call is a no-op. */
+  listen(key: string, onEntry: (fields: string[]) => void): void {
+    if (this.#listener) return;
+    this.#listener = { key, lastId: '0-0', onEntry };
+    this.#wanted();
+  }
+
   close(): void {
     this.#closed = true;
     for (const sub of this.#subs.values()) {
@@ -120,7 +139,8 @@ class LaneReader {
 
   async #loop(): Promise<void> {
     while (!this.#closed) {
-      const wanting = [...this.#subs.values()].filter((s) => s.waiting !== undefined);
+      const wanting: { key: string; lastId: string }[] = [...this.#subs.values()].filter((s) => s.waiting !== undefined);
+      if (this.#listener) wanting.push(this.#listener);
       if (wanting.length === 0) {
         await new Promise<void>((resolve) => { this.#idle = resolve; });
         continue;
@@ -146,6 +166,14 @@ class LaneReader {
           this.#wakeId = entries.at(-1)?.[0] ?? this.#wakeId;
           continue;
         }
+        const listener = this.#listener;
+        if (listener?.key === key) {
+          for (const [id, fields] of entries) {
+            listener.lastId = id;
+            listener.onEntry(fields);
+          }
+          continue;
+        }
         const sub = this.#subs.get(key);
         if (!sub) continue;
         for (const [id, fields] of entries) {
@@ -168,6 +196,7 @@ class LaneReader {
 export class EventReader {
   readonly #lanes = new Map<Lane, LaneReader>();
   readonly #connections: (Redis | Cluster)[] = [];
+  readonly #listening = new Set<Lane>();
   readonly #id = randomUUID().slice(0, 12);
 
   constructor(
@@ -175,7 +204,38 @@ export class EventReader {
     private readonly prefix: string,
   ) {}
 
+  /** What a job sets as its `hrReplyTo` option for its result to come to this reader. */
+  get id(): string {
+    return this.#id;
+  }
+
   subscribe(lane: Lane, jobId: string): EventSubscription {
+    return this.#reader(lane).subscribe(laneKeys(this.prefix, lane).jobEvents(jobId));
+  }
+
+  /**
+   * Reads this reader's replies stream of `lane` (keys.ts `replies`) from its start, handing each
+   * entry's fields to `onEntry`; idempotent per lane. True when this call started it.
+   */
+  listen(lane: Lane, onEntry: (fields: string[]) => void): boolean {
+    if (this.#listening.has(lane)) return false;
+    this.#listening.add(lane);
+    this.#reader(lane).listen(laneKeys(this.prefix, lane).replies(this.#id), onEntry);
+    return true;
+  }
+
+  /** Stops reading and deletes the replies streams it read: nothing of this reader stays in Redis. */
+  async close(): Promise<void> {
+    for (const reader of this.#lanes.values()) reader.close();
+    this.#lanes.clear();
+    for (const conn of this.#connections.splice(0)) conn.disconnect();
+    const keys = [...this.#listening].map((lane) => laneKeys(this.prefix, lane).replies(this.#id));
+    this.#listening.clear();
+    // One key per call: on a Redis Cluster each lane is its own slot.
+    await Promise.all(keys.map((key) => this.command.del(key).catch(() => 0)));
+  }
+
+  #reader(lane: Lane): LaneReader {
     let reader = this.#lanes.get(lane);
     if (!reader) {
       const conn = duplicateFor(this.command, 'worker');
@@ -184,12 +244,6 @@ export class EventReader {
       reader = new LaneReader(conn, this.command, this.prefix, lane, this.#id);
       this.#lanes.set(lane, reader);
     }
-    return reader.subscribe(laneKeys(this.prefix, lane).jobEvents(jobId));
-  }
-
-  close(): void {
-    for (const reader of this.#lanes.values()) reader.close();
-    this.#lanes.clear();
-    for (const conn of this.#connections.splice(0)) conn.disconnect();
+    return reader;
   }
 }

@@ -1,10 +1,17 @@
 /**
- * Waits for job results with one QueueEvents subscription per lane per producer (not a poll per
- * job). The events stream is capped (~10k entries) and a subscriber can miss events while
- * disconnected, so every waiter is also re-read from the job itself: once right after the
- * subscription is live (the job may already be done) and by one periodic sweep for all waiters.
- * A read takes only the fields that say whether the job ended (never its data, up to 1 MiB), and
- * the result only once it has; a timeout finds its waiter directly, whatever else is waiting.
+ * Waits for job results. A job this producer enqueued in an interactive lane names the producer's
+ * replies stream (`hrReplyTo`), and the worker that finishes it writes its result there in the same
+ * call (queue's lane-finish.ts): the producer reads its own results, one entry per job, on the
+ * lane's blocking reader it already has for streamed jobs (event-reader.ts). Any other job (one
+ * enqueued elsewhere, a coalesced or idempotent repeat, the batch lane) is waited for through one
+ * QueueEvents subscription per lane, which reads every event of the lane: five per job, anyone's.
+ *
+ * Either way a waiter can miss its end (a trimmed stream, a connection down, a job ended by
+ * BullMQ's stalled check or removed elsewhere), so every waiter is also re-read from the job
+ * itself: once right after it starts waiting when the job may already be done, and by one
+ * periodic sweep for all waiters. A read takes only the fields that say whether the job ended
+ * (never its data, up to 1 MiB), and the result only once it has; a timeout finds its waiter
+ * directly, whatever else is waiting.
  */
 import { QueueEvents } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
@@ -22,6 +29,14 @@ import {
   type Lane,
   type LlmResult,
 } from '@headroom/queue';
+import type { EventReader } from './event-reader.js';
+
+/**
+ * How a waiter learns its job ended: `reply` from this producer's replies stream; `fresh` from the
+ * lane's events, all of which it will see (enqueued after the subscription was live); `read` from
+ * the lane's events after one read of the job (it may have ended already).
+ */
+export type WaitMode = 'reply' | 'fresh' | 'read';
 
 interface Waiter {
   /** The job it waits on now: a job shed to the batch lane hands its waiters to the job it became. */
@@ -84,7 +99,22 @@ export class ResultWaiter {
   constructor(
     private readonly connection: Redis | Cluster,
     private readonly prefix: string,
+    private readonly replies: EventReader,
   ) {}
+
+  /**
+   * What a job enqueued now in `lane` sets as its `hrReplyTo` for its result to come to this
+   * producer: starts reading the lane's replies stream (once per lane).
+   */
+  replyTo(lane: Lane): string {
+    this.replies.listen(lane, (fields) => this.#onReply(fields));
+    return this.replies.id;
+  }
+
+  /** The job may have ended without an event or reply to say so (cancelled here): read it now. */
+  recheck(jobId: string): void {
+    if (this.waiters.has(jobId)) void this.check(jobId);
+  }
 
   /**
    * Whether the lane's subscription was live: a job enqueued after that has all its events read,
@@ -94,10 +124,9 @@ export class ResultWaiter {
     return this.live.has(lane);
   }
 
-  /** `fresh`: the job was enqueued after the lane's subscription was live (see `isLive`). */
-  async wait(lane: Lane, jobId: string, timeoutMs: number, fresh = false): Promise<LlmResult> {
+  async wait(lane: Lane, jobId: string, timeoutMs: number, mode: WaitMode): Promise<LlmResult> {
     checkTimeoutMs(timeoutMs);
-    await this.subscribe(lane);
+    if (mode !== 'reply') await this.subscribe(lane);
     return new Promise<LlmResult>((resolve, reject) => {
       const cancel = longTimer(timeoutMs, () => {
         this.remove(waiter);
@@ -112,10 +141,10 @@ export class ResultWaiter {
       entry.set.add(waiter);
       this.waiters.set(jobId, entry);
       this.ensureSweep();
-      // A job that may have finished before anyone listened is read once; a fresh one is not
-      // (a read per call was a round trip and a job parse for nothing on the gateway's hot path),
-      // unless its end was heard before this waiter was registered.
-      if (!fresh || this.endedUnwaited.delete(jobId)) void this.check(jobId);
+      // A job that may have finished before anyone listened is read once; a fresh one or one
+      // that replies is not (a read per call was a round trip and a job parse for nothing on the
+      // gateway's hot path), unless its end was heard before this waiter was registered.
+      if (this.endedUnwaited.delete(jobId) || mode === 'read') void this.check(jobId);
     });
   }
 
@@ -226,6 +255,27 @@ export class ResultWaiter {
     this.endedUnwaited.add(jobId);
     // Only the last few matter (a waiter follows its enqueue within moments): keep 1024 ids.
     if (this.endedUnwaited.size > 1024) this.endedUnwaited.delete(this.endedUnwaited.values().next().value as string);
+  }
+
+  /** An entry of the replies stream: `j` job id, `e` completed | failed, `v` its value (lane-finish.ts). */
+  #onReply(fields: string[]): void {
+    const entry: Record<string, string> = {};
+    for (let i = 0; i + 1 < fields.length; i += 2) entry[fields[i]!] = fields[i + 1]!;
+    const jobId = entry.j;
+    if (jobId === undefined) return;
+    if (!this.waiters.has(jobId)) {
+      this.#endedUnwaited(jobId);
+      return;
+    }
+    const value = entry.e === 'completed' ? parseJson(entry.v) : undefined;
+    if (value === undefined || value === null) {
+      // A failure's record is in the job's progress beside BullMQ's text: read it from the job.
+      void this.check(jobId);
+      return;
+    }
+    const to = movedTo(value);
+    if (to) void this.forward(jobId, to);
+    else this.settle(jobId, (w) => w.resolve(value as LlmResult));
   }
 
   #listen(events: QueueEvents): Promise<QueueEvents> {

@@ -93,7 +93,7 @@ export class Dispatcher {
       now: ctx.now,
       onReturned: (held) => (held.waitMs === undefined ? Promise.resolve() : this.outcomes.backOff(held)),
     });
-    this.outcomes = new OutcomeApplier({ ctx, config, redis: opts.redis, backoffs: this.backoffs, held: this.held });
+    this.outcomes = new OutcomeApplier({ ctx, config, redis: opts.redis, backoffs: this.backoffs, held: this.held, backendOf: (lane) => this.lanes.get(lane)!.backend });
   }
 
   async start(): Promise<void> {

@@ -6,11 +6,11 @@
  *
  * Putting a job back (requeue, delay) goes through the lane's cap (`returnToLane`): a full lane
  * leaves the job held by this worker until it has room (held-jobs.ts). A finished job gives back
- * what admission counted for it (`releaseJobs`: its bytes, its tenant's slot).
+ * what admission counted for it (its bytes, its tenant's slot) in the same call (`finishJob`).
  */
 import { Queue, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { FailureCode, failureText, forceReturnToLane, jobFailure, laneKeys, poolOf, releaseJobs, returnToLane, type HeadroomConfig, type InteractiveLane, type JobFailure, type LlmJob, type ReturnOutcome } from '@headroom/queue';
+import { FailureCode, failureText, finishJob, forceReturnToLane, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome } from '@headroom/queue';
 import type { JobProgress, RunContext, RunOutcome } from '../run/run-context.js';
 import { handOffToBatch } from '../shedding/batch-handoff.js';
 import type { HeldJob, HeldJobs } from './held-jobs.js';
@@ -23,6 +23,8 @@ export interface OutcomeApplierOptions {
   backoffs: PoolBackoffs;
   /** Where a job goes that cannot go back into its full lane yet. */
   held: HeldJobs;
+  /** The lane's BullMQ backend (`worker.backend`): it builds a finish's keys and arguments. */
+  backendOf(lane: InteractiveLane): FinishArgsBuilder;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -42,8 +44,7 @@ export class OutcomeApplier {
     try {
       switch (outcome.kind) {
         case 'completed':
-          await this.#attempt(() => job.moveToCompleted(outcome.result, token, false));
-          await this.#release(job, lane);
+          await this.#finish(job, token, lane, { completed: outcome.result });
           ctx.metrics.jobs.inc({ lane, outcome: 'completed' });
           ctx.stats.jobEnded({ lane, outcome: 'completed', waitMs: outcome.result.timings.waitMs, model: outcome.result.model, usage: outcome.result.usage, costUsd: outcome.result.cost.usd });
           return;
@@ -71,8 +72,7 @@ export class OutcomeApplier {
             await this.#fail(job, token, lane, failure, outcome.progress);
             return;
           }
-          await this.#attempt(() => job.moveToCompleted({ movedTo, reason: failureText(outcome.failure) }, token, false));
-          await this.#release(job, lane);
+          await this.#finish(job, token, lane, { completed: { movedTo, reason: failureText(outcome.failure) } });
           ctx.metrics.jobs.inc({ lane, outcome: 'shed' });
           ctx.stats.jobEnded({ lane, outcome: 'shed' });
           await this.#countShed(lane);
@@ -125,11 +125,17 @@ export class OutcomeApplier {
     }
   }
 
-  /** Gives back the job's bytes and tenant slot; the lane upkeep catches a failure here later. */
-  async #release(job: Job, lane: InteractiveLane): Promise<void> {
-    await releaseJobs(this.o.redis, this.o.config.redis.prefix, lane, [job.id!]).catch((err: Error) =>
-      this.o.ctx.logger.warn({ jobId: job.id, lane, err: err.message }, 'could not release the job\'s admission counts; the lane upkeep will'),
-    );
+  /**
+   * Ends the job and gives back its admission counts, retried while Redis blinks. A job whose lock
+   * is no longer ours (it stalled and another worker took it) is left to that worker.
+   */
+  async #finish(job: Job, token: string, lane: InteractiveLane, end: JobEnd): Promise<void> {
+    let lostCode: number | undefined;
+    await this.#attempt(async () => {
+      const r = await finishJob(this.o.redis, this.o.config.redis.prefix, lane, this.o.backendOf(lane), job, token, end);
+      lostCode = r.status === 'lost' ? r.bullmqCode : undefined;
+    });
+    if (lostCode !== undefined) this.o.ctx.logger.warn({ jobId: job.id, lane, bullmqCode: lostCode }, 'could not finish the job: its lock is no longer ours; it runs again');
   }
 
   /**
@@ -140,8 +146,7 @@ export class OutcomeApplier {
   async #fail(job: Job, token: string, lane: InteractiveLane, failure: JobFailure, progress: JobProgress): Promise<void> {
     const { ctx } = this.o;
     await this.#attempt(() => job.updateProgress({ ...progress, failure } as unknown as object));
-    await this.#attempt(() => job.moveToFailed(new Error(failureText(failure)), token, false));
-    await this.#release(job, lane);
+    await this.#finish(job, token, lane, { failed: failureText(failure) });
     const ended = failure.code === FailureCode.SHED ? 'shed' : 'failed';
     ctx.metrics.jobs.inc({ lane, outcome: ended });
     ctx.stats.jobEnded({ lane, outcome: ended });

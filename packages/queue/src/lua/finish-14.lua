@@ -1,0 +1,33 @@
+--[[
+  Ends a running job (BullMQ's moveToFinished, embedded: completed or failed), gives back what
+  admission counted for it (includes/release-job) and tells the producer waiting on it, in one
+  call: these were two round trips on the path of every job, and the producer read every event of
+  the lane (added, waiting, active, completed, drained: five per job, anyone's) to find its own.
+
+  KEYS[1..14] BullMQ moveToFinished's keys, in BullMQ's order (built by BullMQ's
+              moveToCompletedArgs / moveToFailedArgs)
+  ARGV[1]     the lane's own-key prefix (`{prefix:lane}:hr:`)
+  ARGV[2]     the replies stream of the producer waiting on the job (keys.ts `replies`), or ''
+  ARGV[3..]   moveToFinished's arguments (8, or 9 with job fields to update)
+
+  The reply is one entry: `j` job id, `e` completed | failed, `v` the return value (JSON) or the
+  failure text, as BullMQ stores them. The stream keeps its last ~1000 entries and lives an hour
+  past its last write: a producer gone without closing leaves nothing for long.
+
+  Returns BullMQ's reply: 0 when the job ended, a negative BullMQ error code when it did not (the
+  job is gone, or its lock is not the caller's); nothing is released or sent then.
+]]
+--- @bullmq "moveToFinished"
+--- @include "includes/release-job"
+
+local own, replies = ARGV[1], ARGV[2]
+local args = {}
+for i = 3, #ARGV do args[i - 2] = ARGV[i] end
+local ended = moveToFinished(KEYS, args)
+if type(ended) == 'number' and ended < 0 then return ended end
+releaseJob(own .. 'unfinished', own .. 'usage', KEYS[12], args[1])
+if replies ~= '' then
+  redis.call('XADD', replies, 'MAXLEN', '~', 1000, '*', 'j', args[1], 'e', args[5], 'v', args[4])
+  redis.call('PEXPIRE', replies, 3600000)
+end
+return 0
