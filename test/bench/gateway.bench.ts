@@ -246,6 +246,12 @@ async function main(): Promise<void> {
       console.log(`   CPU ms per request, ${mode === 'proxy' ? 'pass-through proxy' : 'gateway path'}: ${per.join(', ')}`);
     }
     console.log(`   Redis commands per gateway request: ${(gatewayCommands / Math.max(1, served.gateway)).toFixed(1)} (inside scripts included)`);
+    // What one gateway process sustains when the fleet behind it is scaled out (its own CPU is
+    // then the bound), beside one proxy process: requests per CPU-second of each, measured here.
+    // On this box every process shares two cores, so the end-to-end ratio below is the ratio of
+    // the whole path's CPU instead.
+    const perCpuSecond = (mode: 'proxy' | 'gateway') => served[mode] / Math.max(1e-9, cpu[mode][mode] ?? 0);
+    console.log(`   per process: gateway ${perCpuSecond('gateway').toFixed(0)} req per CPU-second, pass-through proxy ${perCpuSecond('proxy').toFixed(0)} (${(perCpuSecond('gateway') / perCpuSecond('proxy')).toFixed(2)}x)`);
     stats.disconnect();
     const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
     const ratio = sum(rounds.gateway) / sum(rounds.proxy);
