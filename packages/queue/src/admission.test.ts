@@ -249,14 +249,12 @@ describe('finishJob', () => {
   it('sends the result to the replies stream its producer named (hrReplyTo), in the same call', async () => {
     const prefix = `ad-${randomUUID().slice(0, 8)}`;
     await publishFleetSettings(redis, config(prefix));
-    const k = laneKeys(prefix, 'normal');
-    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis });
-    closers.push(queue);
-    await addToLane(redis, queue, prefix, 'normal', [
+    const l = lane(prefix);
+    const k = l.k;
+    await addToLane(redis, l.queue, prefix, 'normal', [
       { jobId: 'normal.a', job: llmJob(), opts: { hrReplyTo: 'producer1' } as LaneEntry['opts'] },
       { jobId: 'normal.b', job: llmJob() },
     ]);
-    const l = lane(prefix);
     for (const end of [{ completed: { answer: 7 } }, { failed: 'PROVIDER_ERROR: no' }]) {
       const { job, token } = await l.take();
       expect(await finishJob(redis, prefix, 'normal', l.backend, job, token, end)).toEqual({ status: 'finished' });

@@ -50,7 +50,7 @@ export type { LaneKeys, PoolKeys } from './keys.js';
 export { addToLane, publishFleetSettings, releaseJobs, AddReply } from './admission.js';
 export { returnToLane, forceReturnToLane, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
 export type { ReturnOutcome, ReturnOptions } from './lane-return.js';
-export { finishJob, REPLY_TO_OPTION, replyToOf } from './lane-finish.js';
+export { finishJob, REPLY_TO_OPTION } from './lane-finish.js';
 export type { FinishArgsBuilder, FinishOutcome, JobEnd } from './lane-finish.js';
 export { LaneUpkeep, FLEET_UPKEEP_INTERVAL_MS } from './lane-upkeep.js';
 export { retryFinishedJob, RetryReply } from './lane-retry.js';

@@ -30,7 +30,7 @@ export interface FinishArgsBuilder {
 export const REPLY_TO_OPTION = 'hrReplyTo';
 
 /** The reader id a job's producer asked its result to be sent to, if any. */
-export function replyToOf(job: Job): string | undefined {
+function replyToOf(job: Job): string | undefined {
   const to = (job.opts as Record<string, unknown>)[REPLY_TO_OPTION];
   return typeof to === 'string' && to !== '' ? to : undefined;
 }

@@ -106,9 +106,8 @@ class LaneReader {
     };
   }
 
-  /** Reads `key` from its start, for as long as this reader lives; a second call is a no-op. */
+  /** Reads `key` from its start, for as long as this reader lives (one such key per reader). */
   listen(key: string, onEntry: (fields: string[]) => void): void {
-    if (this.#listener) return;
     this.#listener = { key, lastId: '0-0', onEntry };
     this.#wanted();
   }
@@ -215,13 +214,12 @@ export class EventReader {
 
   /**
    * Reads this reader's replies stream of `lane` (keys.ts `replies`) from its start, handing each
-   * entry's fields to `onEntry`; idempotent per lane. True when this call started it.
+   * entry's fields to `onEntry`; idempotent per lane.
    */
-  listen(lane: Lane, onEntry: (fields: string[]) => void): boolean {
-    if (this.#listening.has(lane)) return false;
+  listen(lane: Lane, onEntry: (fields: string[]) => void): void {
+    if (this.#listening.has(lane)) return;
     this.#listening.add(lane);
     this.#reader(lane).listen(laneKeys(this.prefix, lane).replies(this.#id), onEntry);
-    return true;
   }
 
   /** Stops reading and deletes the replies streams it read: nothing of this reader stays in Redis. */

@@ -261,33 +261,34 @@ export class ResultWaiter {
   #onReply(fields: string[]): void {
     const entry: Record<string, string> = {};
     for (let i = 0; i + 1 < fields.length; i += 2) entry[fields[i]!] = fields[i + 1]!;
-    const jobId = entry.j;
-    if (jobId === undefined) return;
+    if (entry.j === undefined) return;
+    // A failure's record is in the job's progress beside BullMQ's text: it is read from the job.
+    if (entry.e === 'completed') this.#completed(entry.j, parseJson(entry.v));
+    else this.#ended(entry.j);
+  }
+
+  /** A job completed (its replies stream or the lane's events said so) with this return value. */
+  #completed(jobId: string, returnvalue: unknown): void {
     if (!this.waiters.has(jobId)) {
       this.#endedUnwaited(jobId);
       return;
     }
-    const value = entry.e === 'completed' ? parseJson(entry.v) : undefined;
-    if (value === undefined || value === null) {
-      // A failure's record is in the job's progress beside BullMQ's text: read it from the job.
-      void this.check(jobId);
-      return;
-    }
-    const to = movedTo(value);
+    const to = movedTo(returnvalue);
     if (to) void this.forward(jobId, to);
-    else this.settle(jobId, (w) => w.resolve(value as LlmResult));
+    else this.settle(jobId, (w) => w.resolve(returnvalue as LlmResult));
+  }
+
+  /** A job ended without its result in hand (failed, removed): its waiters read it from the job. */
+  #ended(jobId: string): void {
+    if (this.waiters.has(jobId)) void this.check(jobId);
+    else this.#endedUnwaited(jobId);
   }
 
   #listen(events: QueueEvents): Promise<QueueEvents> {
-    events.on('completed', ({ jobId, returnvalue }) => {
-      if (!this.waiters.has(jobId)) return this.#endedUnwaited(jobId);
-      const to = movedTo(returnvalue);
-      if (to) void this.forward(jobId, to);
-      else this.settle(jobId, (w) => w.resolve(returnvalue as unknown as LlmResult));
-    });
+    events.on('completed', ({ jobId, returnvalue }) => this.#completed(jobId, returnvalue));
     // A 'failed' event may precede a retry in some BullMQ paths: confirm from the job itself.
-    events.on('failed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); else this.#endedUnwaited(jobId); });
-    events.on('removed', ({ jobId }) => { if (this.waiters.has(jobId)) void this.check(jobId); else this.#endedUnwaited(jobId); });
+    events.on('failed', ({ jobId }) => this.#ended(jobId));
+    events.on('removed', ({ jobId }) => this.#ended(jobId));
     events.on('error', () => {
       // Reconnects by itself; results missed meanwhile are picked up by the sweep.
     });
