@@ -13,7 +13,7 @@ import { startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { PressureMonitor, type PressureAdjust } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
-import { PoolSleepers } from './run/pool-sleepers.js';
+import { PoolHolds } from './run/pool-holds.js';
 import { PromptCacheMemory } from './run/prompt-cache-memory.js';
 import { ThrottleStates } from './run/throttle-states.js';
 import { TokenEstimator } from './run/token-estimator.js';
@@ -91,7 +91,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       logger,
       random: opts.random ?? Math.random,
       tenantWaits: new Map(),
-      poolSleepers: new PoolSleepers(),
+      poolHolds: new PoolHolds(),
       now,
     },
   });

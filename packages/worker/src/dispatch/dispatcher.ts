@@ -40,6 +40,8 @@ interface Active {
   job: Job;
   token: string;
   lane: InteractiveLane;
+  /** This worker's fetch count when it took the job: the lane's order among its jobs. */
+  fetched: number;
   abort: AbortController;
   done: Promise<void>;
 }
@@ -85,7 +87,7 @@ export class Dispatcher {
       emptyForMs: config.dispatch.emptyLanePollMs,
       now: ctx.now,
     });
-    this.backoffs = new PoolBackoffs(opts.redis, config.redis.prefix, ctx.now, ctx.poolSleepers);
+    this.backoffs = new PoolBackoffs(opts.redis, config.redis.prefix, ctx.now, ctx.poolHolds);
     this.held = new HeldJobs({
       redis: opts.redis,
       prefix: config.redis.prefix,
@@ -187,7 +189,7 @@ export class Dispatcher {
           await this.outcomes.apply(got.job, got.token, got.lane, { kind: 'aborted', progress: readProgress(got.job.progress) });
           break;
         }
-        this.begin(got.job, got.lane, got.token);
+        this.begin(got);
       } catch (err) {
         if (this.stopping) break;
         ctx.logger.error({ err: (err as Error).message }, 'dispatch loop error; retrying');
@@ -231,7 +233,7 @@ export class Dispatcher {
     });
   }
 
-  private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string } | undefined> {
+  private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string; fetched: number } | undefined> {
     const candidates = this.picker.candidates();
     const counting = this.waker?.available === true;
     for (const [i, lane] of candidates.entries()) {
@@ -248,20 +250,21 @@ export class Dispatcher {
           continue;
         }
       }
-      const token = `${this.opts.workerId}:${++this.tokenSeq}`;
+      const fetched = ++this.tokenSeq;
+      const token = `${this.opts.workerId}:${fetched}`;
       const job = await this.lanes.get(lane)!.getNextJob(token, { block: false });
       // Counted down to nothing, the lane is asked again before the next fetch there.
       if (known !== undefined && known > 1 && job) this.ready.set(lane, known - 1);
       else this.ready.delete(lane);
-      if (job) return { job, lane, token };
+      if (job) return { job, lane, token, fetched };
       this.picker.markEmpty(lane);
     }
     return undefined;
   }
 
-  private begin(job: Job, lane: InteractiveLane, token: string): void {
+  private begin({ job, lane, token, fetched }: { job: Job; lane: InteractiveLane; token: string; fetched: number }): void {
     const abort = new AbortController();
-    const entry: Active = { job, token, lane, abort, done: Promise.resolve() };
+    const entry: Active = { job, token, lane, fetched, abort, done: Promise.resolve() };
     entry.done = this.process(entry).finally(() => {
       this.active.delete(job.id!);
       this.opts.ctx.metrics.inFlight.set(this.active.size);
@@ -274,13 +277,13 @@ export class Dispatcher {
     if (this.cancels?.takeEarly(job.id!)) abort.abort(new JobCancelled());
   }
 
-  private async process({ job, token, lane, abort }: Active): Promise<void> {
+  private async process({ job, token, lane, fetched, abort }: Active): Promise<void> {
     const { ctx } = this.opts;
     const progress = readProgress(job.progress);
     let outcome: RunOutcome;
     try {
       const fresh = (job.opts as { hrFresh?: number }).hrFresh === 1;
-      outcome = await runJob(ctx, job.data as LlmJob, { id: job.id!, lane, enqueuedAt: job.timestamp, progress, ...(fresh ? { fresh } : {}) }, abort.signal);
+      outcome = await runJob(ctx, job.data as LlmJob, { id: job.id!, lane, enqueuedAt: job.timestamp, progress, fetched, ...(fresh ? { fresh } : {}) }, abort.signal);
     } catch (err) {
       // Not a provider failure (e.g. Redis away mid-acquire): park the job briefly; if Redis is
       // gone entirely, the lock expires and the stalled check hands the job to another worker.

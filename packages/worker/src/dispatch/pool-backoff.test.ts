@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { allFairShareOnly, fairShareOnly, laneKeys } from '@headroom/queue';
 import { redisForFile } from '@headroom/testing/vitest';
-import { PoolSleepers } from '../run/pool-sleepers.js';
+import { PoolHolds } from '../run/pool-holds.js';
 import { MAX_BACKOFF_MS, PoolBackoffs } from './pool-backoff.js';
 
 const db = redisForFile();
@@ -43,10 +43,10 @@ describe('PoolBackoffs', () => {
   it("backs off a pool this worker's job sleeps in place for, in that job's lane only and here only, until the sleeper lets go", async () => {
     const prefix = `backoff${++seq}`;
     const clock = { now: 1_700_000_000_000 };
-    const sleepers = new PoolSleepers();
-    const here = new PoolBackoffs(db.redis, prefix, () => clock.now, sleepers);
+    const holds = new PoolHolds();
+    const here = new PoolBackoffs(db.redis, prefix, () => clock.now, holds);
     const other = new PoolBackoffs(db.redis, prefix, () => clock.now);
-    sleepers.take('sonnet-4', 'normal', clock.now + 20);
+    holds.take('sonnet-4', 'normal', clock.now + 20);
     expect(here.backedOff('normal')).toEqual(['sonnet-4']);
     expect(here.backedOff('high')).toEqual([]);
     expect(here.msUntilFirstReopens('normal')).toBe(20);
@@ -56,7 +56,7 @@ describe('PoolBackoffs', () => {
     clock.now += 30;
     expect(here.backedOff('normal')).toEqual(['sonnet-4']);
     expect(here.msUntilFirstReopens('normal')).toBe(1);
-    sleepers.release('sonnet-4');
+    holds.release('sonnet-4');
     expect(here.backedOff('normal')).toEqual([]);
   });
 

@@ -6,11 +6,11 @@
  * brings the first of them to the front). A wait only the fair reserve caused (acquire.lua's
  * `fair_share`) backs off `fairShareOnly(pool)`: the pool's jobs of tenants with work queued wait,
  * a fresh tenant's may still run. A pool one of this worker's jobs sleeps in place for is backed
- * off in that job's lane too, here only, until the sleeper's acquire answers (run/pool-sleepers.ts).
+ * off in that job's lane too, here only, until the sleeper's acquire answers (run/pool-holds.ts).
  */
 import type { Cluster, Redis } from 'ioredis';
 import { fairShareOnly, INTERACTIVE_LANES, laneKeys, type InteractiveLane } from '@headroom/queue';
-import { PoolSleepers } from '../run/pool-sleepers.js';
+import { PoolHolds } from '../run/pool-holds.js';
 
 /**
  * A pool (or a lane) never backs off longer than this, so its front job is looked at again (shed
@@ -28,7 +28,7 @@ export class PoolBackoffs {
     private readonly redis: Redis | Cluster,
     private readonly prefix: string,
     private readonly now: () => number,
-    private readonly sleepers = new PoolSleepers(),
+    private readonly holds = new PoolHolds(),
   ) {}
 
   /**
@@ -39,7 +39,7 @@ export class PoolBackoffs {
     const now = this.now();
     const pools = this.#until.get(lane)!;
     for (const [pool, until] of pools) if (until <= now) pools.delete(pool);
-    return [...pools.keys(), ...this.sleepers.in(lane).map((s) => s.pool)];
+    return [...pools.keys(), ...this.holds.in(lane).map((s) => s.pool)];
   }
 
   /**
@@ -47,7 +47,7 @@ export class PoolBackoffs {
    * pool is looked at again when its sleep ends.
    */
   msUntilFirstReopens(lane: InteractiveLane): number {
-    const until = Math.min(...this.#until.get(lane)!.values(), ...this.sleepers.in(lane).map((s) => s.until));
+    const until = Math.min(...this.#until.get(lane)!.values(), ...this.holds.in(lane).map((s) => s.until));
     return Math.max(1, until - this.now());
   }
 

@@ -12,7 +12,7 @@ import { WorkerMetrics } from '../metrics.js';
 import { createAdapters } from '../providers/index.js';
 import { COOLDOWN_RESUME_SPREAD_MS, JobCancelled, runJob } from './job-runner.js';
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
-import { PoolSleepers } from './pool-sleepers.js';
+import { PoolHolds } from './pool-holds.js';
 import { PromptCacheMemory } from './prompt-cache-memory.js';
 import { ThrottleStates } from './throttle-states.js';
 import { TokenEstimator } from './token-estimator.js';
@@ -71,7 +71,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     random,
     now: Date.now,
     tenantWaits: new Map(),
-    poolSleepers: new PoolSleepers(),
+    poolHolds: new PoolHolds(),
   };
 }
 
@@ -224,14 +224,14 @@ describe('runJob', () => {
     // one a job alone would sleep in place for).
     const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 3_000, itpm: 10_000_000, otpm: 10_000_000, burst: 1 } } } });
     // Another job of this worker is already sleeping for the pool's next refill.
-    ctx.poolSleepers.take(SONNET, 'critical', Date.now() + 20);
+    ctx.poolHolds.take(SONNET, 'critical', Date.now() + 20);
     const outcomes = await Promise.all(Array.from({ length: 55 }, () => run(ctx, job(), meta('critical'))));
     const requeued = outcomes.filter((o) => o.kind === 'requeue');
     expect(outcomes.filter((o) => o.kind === 'completed').length).toBeGreaterThanOrEqual(50);
     // Not a herd of sleepers racing for each refill: back to the lane, whose front is served next.
     expect(requeued.length).toBeGreaterThanOrEqual(1);
     for (const o of requeued) expect(o.kind === 'requeue' && o.waitMs).toBeLessThanOrEqual(25);
-    expect(ctx.poolSleepers.has(SONNET)).toBe(true);
+    expect(ctx.poolHolds.has(SONNET)).toBe(true);
   });
 
   it('holds its pool in its lane while it sleeps in place for a refill, until its next acquire has answered', async () => {
@@ -241,11 +241,24 @@ describe('runJob', () => {
     expect((await ctx.bucket.acquire({ pool: SONNET, limits, lane: 'critical', need: { requests: 50, inputTokens: 0, outputTokens: 0 } })).status).toBe('granted');
     const running = run(ctx, job(), meta('critical'));
     // The dispatcher sees the pool held in the job's lane (not in the others) while it sleeps.
-    await vi.waitUntil(() => ctx.poolSleepers.in('critical').length === 1, { timeout: 2_000, interval: 1 });
-    expect(ctx.poolSleepers.in('critical')[0]).toMatchObject({ pool: SONNET, lane: 'critical' });
-    expect(ctx.poolSleepers.in('high')).toEqual([]);
+    await vi.waitUntil(() => ctx.poolHolds.in('critical').length === 1, { timeout: 2_000, interval: 1 });
+    expect(ctx.poolHolds.in('critical')[0]).toMatchObject({ pool: SONNET, lane: 'critical' });
+    expect(ctx.poolHolds.in('high')).toEqual([]);
     expect((await running).kind).toBe('completed');
-    expect(ctx.poolSleepers.has(SONNET)).toBe(false);
+    expect(ctx.poolHolds.has(SONNET)).toBe(false);
+  });
+
+  it('gives its grant back and goes behind a job of its pool and lane fetched before it that waits; that job, and one fetched before it, are served', async () => {
+    const ctx = context();
+    ctx.poolHolds.waited('ahead', { lane: 'critical', pool: SONNET, fetched: 5, waitEnd: Date.now() + 200, fairShare: false });
+    const behind = await run(ctx, job(), { ...meta('critical'), id: 'behind', fetched: 6 });
+    expect(behind).toMatchObject({ kind: 'requeue', progress: { attempts: 0 } });
+    expect(behind.kind === 'requeue' && behind.waitMs).toBeGreaterThanOrEqual(1);
+    expect(behind.kind === 'requeue' && behind.waitMs).toBeLessThanOrEqual(200);
+    expect((await run(ctx, job(), { ...meta('critical'), id: 'earlier', fetched: 4 })).kind).toBe('completed');
+    // The waiting job, fetched again, is served; then the one behind it.
+    expect((await run(ctx, job(), { ...meta('critical'), id: 'ahead', fetched: 9 })).kind).toBe('completed');
+    expect((await run(ctx, job(), { ...meta('critical'), id: 'behind', fetched: 10 })).kind).toBe('completed');
   });
 
   it("requeues a queued-up tenant's job the fair reserve holds back (fairShare: only such jobs back off), and serves a fresh tenant's from it", async () => {

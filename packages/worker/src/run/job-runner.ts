@@ -47,6 +47,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   const startedAt = ctx.now();
   let inlineWaits = 0;
   let sleeping = false;
+  // Back to its lane told to wait for its pool: it stays ahead of the jobs fetched after it.
+  let waitsForPool = false;
   // The pool a requeue backs off (its primary's), and the one whose sleeper slot it may take.
   const primaryPool = poolOf(ctx.config, job.request.model);
   const fellBackFrom = new Set<string>();
@@ -66,7 +68,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       const plan = await planCall(ctx, job, meta, fellBackFrom);
       // A sleeper holds its pool until this acquire has answered (granted or told to wait again).
       if (sleeping) {
-        ctx.poolSleepers.release(primaryPool);
+        ctx.poolHolds.release(primaryPool);
         sleeping = false;
       }
       if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
@@ -75,13 +77,16 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
         if (tooLate) return { kind: 'failed', failure: tooLate, progress };
         const jobsOwn = waitIsJobsOwn(plan.reason);
+        if (!jobsOwn && meta.fetched !== undefined) {
+          ctx.poolHolds.waited(meta.id, { lane: meta.lane, pool: primaryPool, fetched: meta.fetched, waitEnd: ctx.now() + plan.waitMs, fairShare: plan.reason === 'fair_share' });
+        }
         // A fair-share wait is never slept in place: the jobs it holds back (all of one pool, and
         // short waits) would race a sleeper for the same refill and come back out of lane order.
-        const inline = plan.reason !== 'fair_share' && (jobsOwn || !ctx.poolSleepers.has(primaryPool));
+        const inline = plan.reason !== 'fair_share' && (jobsOwn || !ctx.poolHolds.has(primaryPool));
         if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits < MAX_INLINE_WAITS && inline) {
           inlineWaits++;
           if (!jobsOwn) {
-            ctx.poolSleepers.take(primaryPool, meta.lane, ctx.now() + plan.waitMs);
+            ctx.poolHolds.take(primaryPool, meta.lane, ctx.now() + plan.waitMs);
             sleeping = true;
           }
           await sleep(plan.waitMs);
@@ -91,18 +96,28 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         // job's problem, not the lane's: park the job alone so the jobs behind it keep flowing. A
         // pool out of quota or a throttled model concerns every job of it: requeued, it backs the
         // pool off in the lane.
-        if (!jobsOwn) return { kind: 'requeue', waitMs: plan.waitMs, progress, ...(plan.reason === 'fair_share' ? { fairShare: true } : {}) };
+        if (!jobsOwn) {
+          waitsForPool = true;
+          return { kind: 'requeue', waitMs: plan.waitMs, progress, ...(plan.reason === 'fair_share' ? { fairShare: true } : {}) };
+        }
         const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
         return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
       }
 
       const { model, pool, reservation, estimate } = plan;
       const modelCfg = ctx.config.models[model]!;
-      if (signal.aborted) {
+      // A job of this pool fetched before this one waits: the refill this one was granted is
+      // that job's, ahead of it in the lane (pool-holds.ts). It goes back behind that job.
+      const ahead = pool === primaryPool && meta.fetched !== undefined ? ctx.poolHolds.ahead(meta.id, meta.lane, pool, meta.fetched, meta.fresh === true, ctx.now()) : undefined;
+      if (signal.aborted || ahead) {
         // Granted but never called: the whole reservation goes back.
         ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
-        return stopped(signal, progress, 'before its provider call');
+        if (!ahead) return stopped(signal, progress, 'before its provider call');
+        ctx.poolHolds.waited(meta.id, { lane: meta.lane, pool, fetched: meta.fetched!, waitEnd: ctx.now() + ahead.waitMs, fairShare: ahead.fairShare });
+        waitsForPool = true;
+        return { kind: 'requeue', waitMs: ahead.waitMs, progress, ...(ahead.fairShare ? { fairShare: true } : {}) };
       }
+      ctx.poolHolds.done(meta.id);
       const adapter = ctx.adapters[job.provider];
       const callStarted = ctx.now();
       let res: ProviderCallResult;
@@ -190,8 +205,10 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       return { kind: 'delay', delayMs, progress };
     }
   } finally {
-    // A job leaving the loop (stopped, late, an error) no longer holds its pool for a refill.
-    if (sleeping) ctx.poolSleepers.release(primaryPool);
+    // A job leaving the loop (stopped, late, an error) no longer holds its pool for a refill, nor
+    // waits for it ahead of others, unless it went back to its lane to wait.
+    if (sleeping) ctx.poolHolds.release(primaryPool);
+    if (!waitsForPool) ctx.poolHolds.done(meta.id);
   }
 }
 

@@ -8,7 +8,7 @@ import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFail
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { PromptCacheMemory } from './prompt-cache-memory.js';
-import type { PoolSleepers } from './pool-sleepers.js';
+import type { PoolHolds } from './pool-holds.js';
 import type { ThrottleStates } from './throttle-states.js';
 import type { TokenEstimator } from './token-estimator.js';
 
@@ -56,8 +56,8 @@ export interface RunContext {
    * tenants queued behind it reach the bucket sooner.
    */
   tenantWaits: Map<string, number>;
-  /** The one job per pool sleeping in place for its quota (a short wait), and the lane it holds. */
-  poolSleepers: PoolSleepers;
+  /** Pools held back in a lane by a job of this worker out of it: the pool's sleeper, a job on its way back (pool-holds.ts). */
+  poolHolds: PoolHolds;
 }
 
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */
@@ -84,6 +84,11 @@ export interface JobMeta {
    * tenants with work queued leave for it. @default false
    */
   fresh?: boolean;
+  /**
+   * The order in which this worker fetched it (its dispatcher counts fetches): a job fetched
+   * earlier is ahead of it in its lane (pool-holds.ts). Undefined: no order kept.
+   */
+  fetched?: number;
 }
 
 export type RunOutcome =

@@ -1,0 +1,113 @@
+/**
+ * What keeps a lane's jobs of one pool in lane order inside this worker, where the bucket alone
+ * would serve whichever acquire arrives after a refill:
+ *
+ * - **The sleeper.** The one job per pool this worker lets sleep in place for a short bucket wait
+ *   (the rest go back to their lane, so a saturated pool's slots are not a herd of sleepers
+ *   racing for each refill). Until its acquire after the sleep has answered, the dispatcher treats
+ *   the pool as backed off in the sleeper's lane (pool-backoff.ts): a job fetched behind it would
+ *   otherwise reach the bucket as the refill comes in.
+ * - **Jobs told to wait, ahead of later ones.** The dispatcher fetches a lane in its order, one
+ *   job per free slot, each sending its acquire at once. A job told to wait (to sleep, or to go
+ *   back to its place) is ahead of every job of its pool and lane fetched after it; one of those
+ *   whose acquire arrives a moment later, once the refill is in, is granted it. So a job granted
+ *   while a job fetched before it waits gives the grant back and goes back behind it (`ahead`).
+ *   The wait ends when that job is granted here, ends otherwise, or shortly after its wait (another
+ *   worker may have taken it). A fresh tenant's job passes a wait the fair reserve alone caused,
+ *   as it passes the reserve itself.
+ */
+import type { InteractiveLane } from '@headroom/queue';
+
+export interface PoolHold {
+  pool: string;
+  lane: InteractiveLane;
+  /** When the sleep ends (epoch ms); the hold lasts until the sleeper's next acquire answers. */
+  until: number;
+}
+
+export interface Waiting {
+  lane: InteractiveLane;
+  pool: string;
+  /** The order in which this worker fetched it (the dispatcher's fetch count). */
+  fetched: number;
+  /** When the bucket's wait ends (epoch ms). */
+  waitEnd: number;
+  fairShare: boolean;
+}
+
+/**
+ * How long past its wait a job told to wait still counts as ahead: its trip back, its pool's
+ * backoff in the lane (up to a second) and a fetch, even on a loaded machine. Past it the job is
+ * taken to have gone to another worker.
+ */
+export const WAITING_GRACE_MS = 1_000;
+/** Places kept for jobs that went back and were not seen since: the most a worker keeps in mind. */
+const MAX_PLACES = 10_000;
+
+export class PoolHolds {
+  readonly #byPool = new Map<string, PoolHold>();
+  readonly #waiting = new Map<string, Waiting>();
+  /**
+   * Job -> the fetch count of its first fetch here: its place among this worker's jobs, kept when
+   * it is fetched again after going back, so two jobs never each see the other as ahead.
+   */
+  readonly #places = new Map<string, number>();
+
+  has(pool: string): boolean {
+    return this.#byPool.has(pool);
+  }
+
+  take(pool: string, lane: InteractiveLane, until: number): void {
+    this.#byPool.set(pool, { pool, lane, until });
+  }
+
+  release(pool: string): void {
+    this.#byPool.delete(pool);
+  }
+
+  /** The sleepers holding pools in the lane. */
+  in(lane: InteractiveLane): PoolHold[] {
+    return [...this.#byPool.values()].filter((s) => s.lane === lane);
+  }
+
+  /** Job `jobId`, fetched `fetched`-th, was told to wait for its pool until `waitEnd`. */
+  waited(jobId: string, w: Waiting): void {
+    const fetched = this.#placeOf(jobId, w.fetched);
+    if (!this.#places.has(jobId)) {
+      if (this.#places.size >= MAX_PLACES) this.#places.delete(this.#places.keys().next().value as string);
+      this.#places.set(jobId, fetched);
+    }
+    this.#waiting.set(jobId, { ...w, fetched });
+  }
+
+  /** Job `jobId` was granted, or ended: it no longer waits. */
+  done(jobId: string): void {
+    this.#waiting.delete(jobId);
+    this.#places.delete(jobId);
+  }
+
+  /**
+   * A job of this worker fetched before job `jobId` (`fetched`) that waits for the same pool in the
+   * same lane, if any: how long its wait has left (at least 1 ms), and whether only the fair
+   * reserve caused it.
+   */
+  ahead(jobId: string, lane: InteractiveLane, pool: string, fetched: number, fresh: boolean, now: number): { waitMs: number; fairShare: boolean } | undefined {
+    const place = this.#placeOf(jobId, fetched);
+    let found: { waitMs: number; fairShare: boolean } | undefined;
+    for (const [id, w] of this.#waiting) {
+      if (w.waitEnd + WAITING_GRACE_MS <= now) {
+        this.#waiting.delete(id);
+        continue;
+      }
+      if (id === jobId || w.lane !== lane || w.pool !== pool || w.fetched >= place || (fresh && w.fairShare)) continue;
+      const waitMs = Math.max(1, w.waitEnd - now);
+      if (!found || waitMs > found.waitMs) found = { waitMs, fairShare: w.fairShare };
+    }
+    return found;
+  }
+
+  /** A job fetched again after going back keeps the place of its first fetch here. */
+  #placeOf(jobId: string, fetched: number): number {
+    return Math.min(fetched, this.#places.get(jobId) ?? fetched);
+  }
+}
