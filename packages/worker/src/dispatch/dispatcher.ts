@@ -18,7 +18,7 @@
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { allFairShareOnly, bringRunnableToFront, createRedis, INTERACTIVE_LANES, laneKeys, readyJobs, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
+import { allFairShareOnly, bringRunnableToFront, createRedis, INTERACTIVE_LANES, laneKeys, poolOf, readyJobs, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
@@ -256,7 +256,10 @@ export class Dispatcher {
       // Counted down to nothing, the lane is asked again before the next fetch there.
       if (known !== undefined && known > 1 && job) this.ready.set(lane, known - 1);
       else this.ready.delete(lane);
-      if (job) return { job, lane, token, fetched };
+      if (job) {
+        this.opts.ctx.poolHolds.fetched(job.id!, lane, poolOf(this.opts.config, (job.data as LlmJob).request.model));
+        return { job, lane, token, fetched };
+      }
       this.picker.markEmpty(lane);
     }
     return undefined;

@@ -59,6 +59,7 @@ export class OutcomeApplier {
           const backedOff = this.backOff(held);
           await this.#saveProgress(job, outcome.progress);
           this.#returned(held, await this.#return(job, token, lane));
+          ctx.poolHolds.back(job.id!);
           await backedOff;
           return;
         }

@@ -35,6 +35,22 @@ describe('PoolHolds: jobs told to wait, ahead of later ones', () => {
     expect(holds.ahead('b', 'normal', 'sonnet', 5, false, 1_000)).toEqual({ waitMs: 50, fairShare: true });
   });
 
+  it('stops holding later jobs back for a job back in its lane once this worker fetches another of its pool and lane', () => {
+    const holds = new PoolHolds();
+    holds.waited('a', wait(3, 1_500));
+    holds.back('a');
+    // Still ahead while nothing else of the pool and lane was fetched here.
+    expect(holds.ahead('b', 'normal', 'sonnet', 5, false, 1_000)).toEqual({ waitMs: 500, fairShare: false });
+    // Fetched again here: in hand, still ahead until granted.
+    holds.fetched('a', 'normal', 'sonnet');
+    holds.back('a');
+    // Another job of the pool in another lane says nothing; one in the same lane says A went elsewhere.
+    holds.fetched('c', 'high', 'sonnet');
+    expect(holds.ahead('b', 'normal', 'sonnet', 5, false, 1_000)).toBeDefined();
+    holds.fetched('c', 'normal', 'sonnet');
+    expect(holds.ahead('b', 'normal', 'sonnet', 5, false, 1_000)).toBeUndefined();
+  });
+
   it('forgets a waiting job some time after its wait ended (another worker took it)', () => {
     const holds = new PoolHolds();
     holds.waited('a', wait(3, 1_000));

@@ -12,8 +12,11 @@
  *   back to its place) is ahead of every job of its pool and lane fetched after it; one of those
  *   whose acquire arrives a moment later, once the refill is in, is granted it. So a job granted
  *   while a job fetched before it waits gives the grant back and goes back behind it (`ahead`).
- *   The wait ends when that job is granted here, ends otherwise, or shortly after its wait (another
- *   worker may have taken it). A fresh tenant's job passes a wait the fair reserve alone caused,
+ *   That holds until this worker fetches a job of that pool and lane again: the waiting job itself
+ *   (then until it is granted), or another, which says the waiting job went to another worker, or
+ *   is behind. Holding on for the whole wait instead made a 4-worker fleet, whose jobs mostly come
+ *   back to another worker, a third slower. A job keeps the place of its first fetch here, so two
+ *   jobs never each yield to the other. A fresh tenant's job passes a wait the fair reserve alone caused,
  *   as it passes the reserve itself.
  */
 import type { InteractiveLane } from '@headroom/queue';
@@ -33,12 +36,13 @@ export interface Waiting {
   /** When the bucket's wait ends (epoch ms). */
   waitEnd: number;
   fairShare: boolean;
+  /** Back in its lane (no longer in this worker's hands). */
+  back?: boolean;
 }
 
 /**
- * How long past its wait a job told to wait still counts as ahead: its trip back, its pool's
- * backoff in the lane (up to a second) and a fetch, even on a loaded machine. Past it the job is
- * taken to have gone to another worker.
+ * A job told to wait stops counting this long after its wait at the latest, if this worker has not
+ * fetched from its pool and lane since: its trip back and a fetch, even on a loaded machine.
  */
 export const WAITING_GRACE_MS = 1_000;
 /** Places kept for jobs that went back and were not seen since: the most a worker keeps in mind. */
@@ -78,6 +82,24 @@ export class PoolHolds {
       this.#places.set(jobId, fetched);
     }
     this.#waiting.set(jobId, { ...w, fetched });
+  }
+
+  /** Job `jobId` is back in its lane (anyone may fetch it now). */
+  back(jobId: string): void {
+    const w = this.#waiting.get(jobId);
+    if (w) w.back = true;
+  }
+
+  /**
+   * This worker fetched `jobId`, of `pool` in `lane`: it is in hand again if it was waiting; any
+   * other job of the pool and lane back in the lane waits no more here (another worker took it,
+   * or it is behind this one).
+   */
+  fetched(jobId: string, lane: InteractiveLane, pool: string): void {
+    for (const [id, w] of this.#waiting) {
+      if (id === jobId) w.back = false;
+      else if (w.back && w.lane === lane && w.pool === pool) this.#waiting.delete(id);
+    }
   }
 
   /** Job `jobId` was granted, or ended: it no longer waits. */
