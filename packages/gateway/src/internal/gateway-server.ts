@@ -316,6 +316,12 @@ class GatewayHandler {
     });
     try {
       for await (const data of stream.raw()) {
+        // The events of one read from Redis come in microtasks: corked until the next tick, they
+        // leave (with the head, the first time) in one write, so the client wakes once for them.
+        if (res.writableCorked === 0) {
+          res.cork();
+          process.nextTick(() => res.uncork());
+        }
         if (!res.write(dialect.frame(data)) && !(await drained(res, this.config.gateway.slowClientMs))) {
           // A client that stops reading holds nothing here for long: its call is stopped.
           this.logger.warn({ jobId: stream.id }, 'stream client too slow; cutting it off');

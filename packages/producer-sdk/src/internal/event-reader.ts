@@ -160,6 +160,7 @@ class LaneReader {
       } finally {
         this.#blocked = false;
       }
+      let handedOn = false;
       for (const [key, entries] of reply ?? []) {
         if (key === this.#wakeKey) {
           this.#wakeId = entries.at(-1)?.[0] ?? this.#wakeId;
@@ -185,8 +186,13 @@ class LaneReader {
         if (waiting && first) {
           sub.waiting = undefined;
           waiting(first);
+          handedOn = true;
         }
       }
+      // A consumer handed an entry takes the rest of its buffer in microtasks and asks again:
+      // one tick later it is waiting and joins the next read, where reading at once would block
+      // without it and cost a wake write and a second read for its next entries.
+      if (handedOn) await new Promise((resolve) => setImmediate(resolve));
     }
   }
 }

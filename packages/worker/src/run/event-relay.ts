@@ -1,8 +1,11 @@
 /**
  * The worker's end of a streamed job's relay: events are appended to the job's Redis stream as
- * they arrive (job-events.ts in @headroom/queue), one script call in flight at a time. The first
- * event goes out at once; the events that arrive while a call is in flight go together in the
- * next, so a fast stream costs a few round trips, not one per token, and a slow one adds no wait.
+ * they arrive (job-events.ts in @headroom/queue), one script call in flight at a time. A write
+ * goes out once the events the SDK parsed from the same network read are in (a `setImmediate`:
+ * the SDK hands them on in microtasks), and the events that arrive while a call is in flight go
+ * together in the next, so a fast stream costs a few round trips, not one per token, and a slow
+ * one adds no wait. A provider's first read usually holds `message_start` with the first
+ * content events: sent alone, the first token waited for a second write and a second read.
  * What waits here is bounded by what arrives during one round trip to Redis.
  */
 import type { Cluster, Redis } from 'ioredis';
@@ -43,13 +46,18 @@ export class EventRelay {
   }
 
   #send(): void {
-    const batch = this.#pending.splice(0);
-    const first = this.#first;
-    this.#first = false;
-    this.#inFlight = relayEvents(this.redis, this.prefix, this.jobId, batch, { first })
+    this.#inFlight = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => {
+        // Empty once refused: a refusal drops what was pending.
+        const batch = this.#pending.splice(0);
+        if (batch.length === 0) return undefined;
+        const first = this.#first;
+        this.#first = false;
+        return relayEvents(this.redis, this.prefix, this.jobId, batch, { first });
+      })
       .then(
         (outcome) => {
-          if (outcome !== 'written') this.#refuse(outcome);
+          if (outcome !== undefined && outcome !== 'written') this.#refuse(outcome);
         },
         (err: unknown) => this.#refuse(err instanceof Error ? err : new Error(String(err))),
       )
