@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger } from '@headroom/queue';
+import { addToLane, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger } from '@headroom/queue';
 import { type Simulator, startSimulator } from '@headroom/simulator';
 import { WorkerMetrics } from '../metrics.js';
 import { AnthropicBatchApi } from './anthropic-batch-api.js';
@@ -9,6 +9,8 @@ import { Batcher } from './batcher.js';
 import { redisForFile } from '@headroom/testing/vitest';
 
 const MODEL = 'claude-haiku-4-5';
+/** Configured, but no batch API for its provider is: its jobs are failed as unusable. */
+const OPENAI_MODEL = 'gpt-4o-mini';
 const db = redisForFile();
 let sim: Simulator;
 
@@ -23,7 +25,7 @@ async function fleet(maxWaitMs: number) {
   const prefix = `t${randomUUID().slice(0, 8)}`;
   const config = parseConfig({
     redis: { prefix },
-    models: { [MODEL]: { provider: 'anthropic', pricing: { inputPerMTok: 1, outputPerMTok: 5 } } },
+    models: { [MODEL]: { provider: 'anthropic', pricing: { inputPerMTok: 1, outputPerMTok: 5 } }, [OPENAI_MODEL]: { provider: 'openai' } },
     dispatch: { lockMs: 5_000, stalledIntervalMs: 1_000 },
     batch: { maxRequests: 100, maxWaitMs, pollIntervalMs: 100, leaseMs: 1_000, parkLockMs: 30_000, submitTimeoutMs: 5_000 },
   });
@@ -48,7 +50,19 @@ async function fleet(maxWaitMs: number) {
         return queue.add(`anthropic:${MODEL}`, job, { jobId: `batch.${randomUUID()}` });
       }),
     );
-  return { keys: fleetKeys(prefix), queue, batcher, add };
+  /** Through admission, as a producer adds them: each job's bytes and tenant are counted. */
+  const admit = async (n: number, provider: 'anthropic' | 'openai' = 'anthropic') => {
+    const model = provider === 'anthropic' ? MODEL : OPENAI_MODEL;
+    const entries = Array.from({ length: n }, (_, i) => ({
+      jobId: `batch.${randomUUID()}`,
+      job: { priority: 'LOW', sla: 'none', provider, tenant: 'acme', request: { model, max_tokens: 16, messages: [{ role: 'user', content: `admitted ${i}` }] } } as LlmJob,
+      opts: {},
+    }));
+    const added = await addToLane(db.redis, queue, prefix, 'batch', entries);
+    expect(added.every((a) => !(a instanceof Error))).toBe(true);
+    return entries.map((e) => e.jobId);
+  };
+  return { keys: fleetKeys(prefix), lane: k, queue, batcher, add, admit };
 }
 
 async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
@@ -96,9 +110,29 @@ describe('Batcher', () => {
     expect(sim.stats().batches.anthropic.created - before).toBe(2); // 100 + 30
     const done = await queue.getJob(jobs[0]!.id!);
     expect(done?.returnvalue).toMatchObject({ provider: 'anthropic', model: MODEL, attempts: 1, cost: { batch: true } });
-    // The claim's records go once its jobs have ended (claim-steps: end every job, release, then
-    // remove): nothing is left behind, a moment after the last completion.
+    // The claim's records go once its jobs have ended (claim-steps: end every job, then remove the
+    // claim): nothing is left behind, a moment after the last completion.
     await until(async () => (await db.redis.hlen(keys.batches)) === 0 && (await db.redis.zcard(keys.batchClaims)) === 0);
+    await a.stop(1_000);
+    await queue.close();
+  });
+
+  it('gives back what admission counted for each job in the call that ends it, completed or failed', async () => {
+    const { lane, queue, batcher, admit } = await fleet(200);
+    const completed = await admit(5);
+    const failed = await admit(2, 'openai');
+    const counted = await db.redis.hgetall(lane.usage);
+    expect(Number(counted.bytes)).toBeGreaterThan(0);
+    expect(counted['tenant:acme']).toBe('7');
+    const a = batcher('a');
+    await a.start();
+    await until(async () => (await queue.getCompletedCount()) === 5 && (await queue.getFailedCount()) === 2);
+    expect((await queue.getJob(failed[0]!))?.failedReason).toContain('no batch API for "openai"');
+    expect((await queue.getJob(completed[0]!))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+    // Nothing left counted: ending a job gives its counts back (finishJob), so a tenant's cap
+    // and the lane's byte cap see the room at once, not after the lane upkeep.
+    expect(await db.redis.hlen(lane.unfinished)).toBe(0);
+    expect(await db.redis.hgetall(lane.usage)).toEqual({});
     await a.stop(1_000);
     await queue.close();
   });

@@ -29,7 +29,7 @@ import { batchLimitsFor, ClaimAssembler } from './claim-assembler.js';
 import { ClaimSteps, type LiveClaim, SETTLE_CONCURRENCY } from './claim-steps.js';
 import { ClaimStore, phaseOf } from './claim-store.js';
 import { customIdOf } from './custom-id.js';
-import { releaseSettled, type SettleContext, settleJob } from './job-settler.js';
+import { type SettleContext, settleJob } from './job-settler.js';
 import { LeaderLease } from './leader-lease.js';
 import { mapLimited } from './task-pool.js';
 
@@ -325,7 +325,6 @@ export class Batcher {
       const view = { provider: data?.provider ?? 'anthropic', model: String(data?.request?.model ?? ''), token };
       await settleJob(this.settleContext(), view, job.id!, { kind: 'failed', failure }, undefined).catch(() => {});
     }
-    if (unusable.length > 0) await releaseSettled(this.settleContext(), unusable.map(({ job }) => job.id!));
     return { fetched: jobs.length, drained: jobs.length < FETCH_CHUNK };
   }
 

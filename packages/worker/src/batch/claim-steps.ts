@@ -16,7 +16,7 @@ import type { BatchApis } from './batch-apis.js';
 import type { BatchMetrics } from './batch-metrics.js';
 import { type ClaimRecord, type ClaimStore, phaseOf } from './claim-store.js';
 import { customIdMap, customIdOf } from './custom-id.js';
-import { type JobFate, releaseSettled, type SettleContext, settleJob } from './job-settler.js';
+import { type JobFate, type SettleContext, settleJob } from './job-settler.js';
 import type { LeaderLease } from './leader-lease.js';
 import { mapLimited, TaskPool } from './task-pool.js';
 
@@ -234,7 +234,6 @@ export class ClaimSteps {
       await end(jobId, status.missingFailure ? { kind: 'failed', failure: status.missingFailure } : { kind: 'requeue', why });
     }
     await pool.drain();
-    await releaseSettled(ctx, claim.jobIds);
     await this.d.store.remove(claim);
     this.d.dropClaim(claim.id);
     this.d.metrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'ended' });
@@ -248,7 +247,6 @@ export class ClaimSteps {
     const ctx = this.d.settleContext();
     const view = { provider: claim.provider, model: claim.model, token: claim.token };
     await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, (id) => settleJob(ctx, view, id, { kind: 'failed', failure }, undefined));
-    await releaseSettled(ctx, claim.jobIds);
     await this.d.store.remove(claim);
     this.d.dropClaim(claim.id);
   }

@@ -5,10 +5,12 @@
  *
  * Safe to repeat: every transition is BullMQ's own, checked against the claim's lock token, so a
  * job settled once (by this leader before a crash, or by a deposed one) refuses a second
- * settlement, and the refusal is recognised by reading the job, not by parsing an error.
+ * settlement, and the refusal is recognised by reading the job, not by parsing an error. A job
+ * ends as an interactive one does (`finishJob`): what admission counted for it (its bytes, its
+ * tenant's slot) is given back in the same call, so no crash can leave it counted.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
-import { FailureCode, failureText, jobFailure, releaseJobs, type HeadroomConfig, type JobFailure, type LlmJob, type LlmResult, type Provider, type Usage, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { FailureCode, failureText, finishJob, jobFailure, type HeadroomConfig, type JobEnd, type JobFailure, type LlmJob, type LlmResult, type Provider, type Usage, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { Cluster, Redis } from 'ioredis';
 import { costOf } from '../run/cost.js';
 import type { WorkerMetrics } from '../metrics.js';
@@ -34,7 +36,7 @@ export interface SettleContext {
   now: () => number;
   /** Lock duration of a parked job (`batch.parkLockMs`). */
   parkLockMs: number;
-  /** Where a settled job's admission counts (bytes, tenant) are given back. */
+  /** Where jobs are ended (with their admission counts: bytes, tenant). */
   redis: Redis | Cluster;
 }
 
@@ -67,7 +69,7 @@ async function apply(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Job
   switch (fate.kind) {
     case 'succeeded': {
       const result = resultOf(ctx, claim, job, fate, endedAt);
-      await job.moveToCompleted(result, claim.token, false);
+      if (!(await end(ctx, claim, job, { completed: result }))) return 'skipped';
       const { provider, model } = claim;
       ctx.metrics.jobs.inc({ lane: 'batch', outcome: 'completed' });
       ctx.metrics.cost.inc({ provider, model, batch: 'true' }, result.cost.usd);
@@ -78,13 +80,11 @@ async function apply(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Job
       return 'completed';
     }
     case 'failed':
-      await fail(ctx, claim, job, fate.failure);
-      return 'failed';
+      return (await fail(ctx, claim, job, fate.failure)) ? 'failed' : 'skipped';
     case 'requeue': {
       const requeues = ((job.progress ?? {}) as BatchProgress).batchRequeues ?? 0;
       if (requeues >= MAX_BATCH_REQUEUES) {
-        await fail(ctx, claim, job, jobFailure(FailureCode.BATCH_LOST, `${fate.why}, ${requeues + 1} times`));
-        return 'failed';
+        return (await fail(ctx, claim, job, jobFailure(FailureCode.BATCH_LOST, `${fate.why}, ${requeues + 1} times`))) ? 'failed' : 'skipped';
       }
       await job.updateProgress({ ...(typeof job.progress === 'object' ? job.progress : {}), batchRequeues: requeues + 1 });
       await job.moveToWait(claim.token);
@@ -94,29 +94,20 @@ async function apply(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Job
   }
 }
 
-/** Ids per release call: one script call gives back this many settled jobs' admission counts. */
-const RELEASE_CHUNK = 1_000;
-
-/**
- * Gives back the admission counts (bytes, tenant slot) of settled jobs, in chunks: ids of jobs
- * still unfinished (handed back to the lane) stay counted. A failure is left to the lane upkeep.
- */
-export async function releaseSettled(ctx: SettleContext, jobIds: Iterable<string>): Promise<void> {
-  const ids = [...jobIds];
-  for (let i = 0; i < ids.length; i += RELEASE_CHUNK) {
-    await releaseJobs(ctx.redis, ctx.config.redis.prefix, 'batch', ids.slice(i, i + RELEASE_CHUNK)).catch((err: Error) =>
-      ctx.logger.warn({ err: err.message, jobs: ids.length }, "could not release settled batch jobs' admission counts; the lane upkeep will"),
-    );
-  }
+/** Ends the job under the claim's lock; false when the lock is no longer the claim's (another settled it, or it went back). */
+async function end(ctx: SettleContext, claim: SettleClaim, job: Job, how: JobEnd): Promise<boolean> {
+  const r = await finishJob(ctx.redis, ctx.config.redis.prefix, 'batch', ctx.lane.backend, job, claim.token, how);
+  return r.status === 'finished';
 }
 
-/** As the interactive path records a failure: stored beside BullMQ's text (see `failureOf`). */
-async function fail(ctx: SettleContext, claim: SettleClaim, job: Job, failure: JobFailure): Promise<void> {
+/** As the interactive path records a failure: stored beside BullMQ's text (see `failureOf`). False when the job was not the claim's to fail. */
+async function fail(ctx: SettleContext, claim: SettleClaim, job: Job, failure: JobFailure): Promise<boolean> {
   await job.updateProgress({ ...(typeof job.progress === 'object' ? job.progress : {}), failure });
-  await job.moveToFailed(new Error(failureText(failure)), claim.token, false);
+  if (!(await end(ctx, claim, job, { failed: failureText(failure) }))) return false;
   ctx.metrics.jobs.inc({ lane: 'batch', outcome: 'failed' });
   ctx.stats.jobEnded({ lane: 'batch', outcome: 'failed' });
   ctx.logger.info({ jobId: job.id, lane: 'batch', failureCode: failure.code, reason: failure.message }, 'job failed');
+  return true;
 }
 
 function resultOf(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Extract<JobFate, { kind: 'succeeded' }>, endedAt: number | undefined): LlmResult {
