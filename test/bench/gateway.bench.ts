@@ -137,7 +137,8 @@ async function main(): Promise<void> {
     }
 
     // 1. Added latency, idle fleet, one call at a time, paths alternating.
-    const lat = { directPlain: [] as number[], gatewayPlain: [] as number[], proxyPlain: [] as number[], directTtft: [] as number[], gatewayTtft: [] as number[], proxyTtft: [] as number[] };
+    const lat = { directPlain: [] as number[], gatewayPlain: [] as number[], proxyPlain: [] as number[], directTtft: [] as number[], gatewayTtft: [] as number[], proxyTtft: [] as number[], ping: [] as number[] };
+    const pinger = new Redis(redis.url);
     for (let i = 0; i < CALLS; i++) {
       lat.directPlain.push(await plain(direct, i));
       lat.gatewayPlain.push(await plain(viaGateway, i));
@@ -145,6 +146,9 @@ async function main(): Promise<void> {
       lat.directTtft.push(await firstToken(direct, i));
       lat.gatewayTtft.push(await firstToken(viaGateway, i));
       lat.proxyTtft.push(await firstToken(viaProxy, i));
+      const t = performance.now();
+      await pinger.ping();
+      lat.ping.push(performance.now() - t);
     }
     console.log('\n1. added latency on an idle fleet (ms; Anthropic SDK, simulator at zero latency)');
     console.log('   path                      p50      p99   added p50  added p99   goal');
@@ -162,6 +166,18 @@ async function main(): Promise<void> {
     for (const [name, d, p] of [['plain call', lat.directPlain, lat.proxyPlain], ['first token', lat.directTtft, lat.proxyTtft]] as const) {
       console.log(`   ${`${name}, via proxy`.padEnd(22)}${ms(pct(p, 50))} ${ms(pct(p, 99))}  ${ms(pct(p, 50) - pct(d, 50))}   ${ms(pct(p, 99) - pct(d, 99))}   (a bare pass-through proxy, for scale)`);
     }
+
+    // What one hop between processes costs on this machine, the unit the added latency is made
+    // of: a Redis PING from a process that was just waiting on other calls (as every hop on the
+    // gateway path is), then the same PING back to back (both processes kept running).
+    const hot: number[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const t = performance.now();
+      await pinger.ping();
+      hot.push(performance.now() - t);
+    }
+    pinger.disconnect();
+    console.log(`   one round trip to Redis on this machine: p50 ${pct(lat.ping, 50).toFixed(3)} ms between the calls above, ${pct(hot, 50).toFixed(3)} ms back to back`);
 
     // 2. The producer SDK's idle path: blocking on markers, then polling as the baseline.
     const producer = new Producer({ redis: redis.url, prefix: 'gwbench' });
