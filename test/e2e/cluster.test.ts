@@ -7,7 +7,7 @@
  */
 import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Producer, QueueFullError, type JobHandle, type LlmJobInput, type Priority } from '@headroom/producer-sdk';
+import { JobNotFoundError, Producer, QueueFullError, type JobHandle, type LlmJobInput, type Priority } from '@headroom/producer-sdk';
 import { Bucket, createRedis, laneKeys, LANES, parseConfig, poolKeys, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
@@ -112,6 +112,11 @@ describe('Redis Cluster (3 masters)', () => {
     expect(batch.lane).toBe('batch');
     expect((await producer.getJob(batch.id))?.lane).toBe('batch');
     expect(new Set(handles.map((h) => h.lane))).toEqual(new Set(['critical', 'high', 'normal', 'low']));
+    // A cancel is one script on the lane's node, the reply to the job's waiter included.
+    const doomed = await producer.enqueue(job('CRITICAL', 500));
+    const waiting = doomed.result({ timeoutMs: 3_000 });
+    expect(await newProducer().cancel(doomed.id)).toBe(true);
+    await expect(waiting).rejects.toBeInstanceOf(JobNotFoundError);
 
     const masters = new Set(await Promise.all([...LANES.map((l) => masterOf(laneKeys(PREFIX, l).wait)), masterOf(poolKeys(PREFIX, MODEL).bucket)]));
     expect(masters.size).toBeGreaterThan(1);

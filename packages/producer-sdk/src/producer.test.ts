@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, handOffJobId, laneKeys, parseConfig, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
 import {
   JobFailedError,
+  JobNotFoundError,
   JobValidationError,
   Producer,
   QueueFullError,
@@ -332,6 +333,16 @@ describe('Producer', () => {
     // Its worker is asked to stop: the flag its relay checks is set (the fleet's own test runs it).
     expect(await admin.exists(k.jobCancel(b.id))).toBe(1);
     expect(await p.cancel('high.no-such-job')).toBe(false);
+  });
+
+  it("tells a job's waiter in another producer at once when the job is cancelled, through its replies stream", async () => {
+    const prefix = await fleetPrefix();
+    const [a, b] = [producer(prefix), producer(prefix)];
+    const handle = await a.enqueue(job({ priority: 'HIGH' }));
+    // Shorter than the waiter's 5 s sweep: only the cancel's reply can end this wait in time.
+    const result = handle.result({ timeoutMs: 3_000 });
+    expect(await b.cancel(handle.id)).toBe(true);
+    await expect(result).rejects.toBeInstanceOf(JobNotFoundError);
   });
 
   it('removes a job not yet started when its result times out with cancelOnTimeout, and leaves a running one', async () => {

@@ -18,7 +18,7 @@ import {
   laneOfPriority,
   newJobId,
   parseJob,
-  releaseJobs,
+  cancelIfNotStarted,
   REPLY_TO_OPTION,
   waitForReady,
   JobNotFoundError,
@@ -266,36 +266,22 @@ export class Producer {
    */
   async cancel(id: string, opts: CancelOptions = {}): Promise<boolean> {
     this.assertOpen();
-    const lane = laneOfJobId(id);
-    if (!lane) return false;
+    if (!laneOfJobId(id)) return false;
     try {
       await this.ready();
-      const job = await this.queue(lane).getJob(id);
-      if (!job) return false;
-      const state = toJobState(await job.getState());
-      if (state === 'waiting' || state === 'delayed') {
-        try {
-          // remove() refuses a locked (active) job, so a job that started meanwhile is not lost:
-          // it is asked to stop below instead.
-          await job.remove();
-          // Its bytes and its tenant's slot are free at once (else the lane upkeep frees them later).
-          await releaseJobs(this.client.redis, this.prefix, lane, [id]).catch(() => {});
-          // A job that replies here sends nothing when removed: its waiters learn it now.
-          this.waiter.recheck(id);
-          return true;
-        } catch (err) {
-          if (asRedisError(err) !== err) throw err;
-        }
-      } else if (state !== 'active') {
-        return false;
+      // One call removes a job not started, gives back its admission counts and tells whoever
+      // waits on it, in any process, through its replies stream (lane-cancel.ts).
+      const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id);
+      if (outcome === 'removed') {
+        // This process's waiters of a job that replies elsewhere (a coalesced repeat) learn it now.
+        this.waiter.recheck(id);
+        return true;
       }
-      if (opts.ifNotStarted) return false;
+      if (outcome !== 'started' || opts.ifNotStarted) return false;
       await flagCancelled(this.client.redis, this.prefix, id);
       return false;
     } catch (err) {
-      const mapped = asRedisError(err);
-      if (mapped !== err) throw mapped;
-      return false;
+      throw asRedisError(err);
     }
   }
 

@@ -13,6 +13,7 @@ import { parseConfig, type HeadroomConfig, type HeadroomConfigInput } from './co
 import { ErrorCode, HeadroomError, QueueFullError } from './errors.js';
 import type { LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
+import { cancelIfNotStarted } from './lane-cancel.js';
 import { finishJob } from './lane-finish.js';
 import { returnToLane } from './lane-return.js';
 import { LaneUpkeep } from './lane-upkeep.js';
@@ -276,6 +277,51 @@ describe('finishJob', () => {
     expect(r.status === 'lost' && r.bullmqCode).toBeLessThan(0);
     expect(await job.getState()).toBe('active');
     expect(await redis.hget(l.k.usage, 'tenant:acme')).toBe('1');
+  });
+});
+
+describe('cancelIfNotStarted', () => {
+  it('removes a waiting job, gives back its counts and tells its producer, in one call', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix, { tenants: { default: { maxQueued: 1 } } }));
+    const l = lane(prefix);
+    await addToLane(redis, l.queue, prefix, 'normal', [{ jobId: 'normal.w', job: llmJob({ tenant: 'acme' }), opts: { hrReplyTo: 'producer1' } as LaneEntry['opts'] }]);
+    expect((await l.add({ tenant: 'acme' }))[0]).toMatchObject({ code: ErrorCode.QUOTA_EXCEEDED });
+    expect(await cancelIfNotStarted(redis, prefix, 'normal.w')).toBe('removed');
+    expect(await l.queue.getJob('normal.w')).toBeUndefined();
+    expect(await l.size()).toBe(0);
+    expect(await redis.hexists(l.k.unfinished, 'normal.w')).toBe(0);
+    expect(await redis.hgetall(l.k.usage)).toEqual({});
+    // BullMQ's own event for lane-event readers, and the entry for the producer that waits on it.
+    const events = await redis.xrange(l.k.events, '-', '+');
+    expect(events.some(([, f]) => f.includes('removed') && f.includes('normal.w'))).toBe(true);
+    const replies = await redis.xrange(l.k.replies('producer1'), '-', '+');
+    expect(replies.map(([, f]) => f)).toEqual([['j', 'normal.w', 'e', 'removed', 'v', '']]);
+    // The tenant's slot is free at once.
+    added((await l.add({ tenant: 'acme' }))[0]!);
+  });
+
+  it('removes a delayed job too; leaves a started one running and counted; says when there is nothing to cancel', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const l = lane(prefix);
+    const [a, b] = (await l.add({ tenant: 'acme' }, { tenant: 'acme' })).map((r) => added(r).id) as [string, string];
+    const { job, token } = await l.take();
+    expect(job.id).toBe(a);
+    // A job told to wait goes back to its lane delayed, not started.
+    const later = await l.take();
+    expect(await returnToLane(redis, prefix, 'normal', b, later.token, { delayMs: 60_000, now: Date.now })).toMatchObject({ status: 'moved' });
+    expect(await cancelIfNotStarted(redis, prefix, a)).toBe('started');
+    expect(await job.getState()).toBe('active');
+    expect(await redis.hget(l.k.usage, 'tenant:acme')).toBe('2');
+    expect(await (await l.queue.getJob(b))!.getState()).toBe('delayed');
+    expect(await cancelIfNotStarted(redis, prefix, b)).toBe('removed');
+    expect(await redis.hget(l.k.usage, 'tenant:acme')).toBe('1');
+    expect(await finishJob(redis, prefix, 'normal', l.backend, job, token, { completed: { ok: true } })).toEqual({ status: 'finished' });
+    expect(await cancelIfNotStarted(redis, prefix, a)).toBe('finished');
+    expect(await (await l.queue.getJob(a))!.getState()).toBe('completed');
+    expect(await cancelIfNotStarted(redis, prefix, 'normal.nope')).toBe('missing');
+    expect(await cancelIfNotStarted(redis, prefix, 'no-lane')).toBe('missing');
   });
 });
 

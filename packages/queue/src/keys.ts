@@ -100,7 +100,8 @@ export interface LaneKeys {
   readerWake(readerId: string): string;
   /**
    * STREAM of the results of one producer's jobs in this lane (`hrReplyTo` in the job's options),
-   * written by the worker in the same call that finishes the job (lua/finish-14.lua) and read by
+   * written by the worker in the same call that finishes the job (lua/finish-14.lua), or by the
+   * call that cancels it before it started (lua/cancel-3.lua), and read by
    * that producer's lane reader: a waiting producer reads its own results, not every event of the
    * lane. Capped, expires a while after its last write, deleted when its producer closes.
    */

@@ -7,7 +7,8 @@
  * QueueEvents subscription per lane, which reads every event of the lane: five per job, anyone's.
  *
  * Either way a waiter can miss its end (a trimmed stream, a connection down, a job ended by
- * BullMQ's stalled check or removed elsewhere), so every waiter is also re-read from the job
+ * BullMQ's stalled check or removed outside Headroom, e.g. in Bull Board; a cancel anywhere
+ * replies), so every waiter is also re-read from the job
  * itself: once right after it starts waiting when the job may already be done, and by one
  * periodic sweep for all waiters. A read takes only the fields that say whether the job ended
  * (never its data, up to 1 MiB), and the result only once it has; a timeout finds its waiter
@@ -257,12 +258,13 @@ export class ResultWaiter {
     if (this.endedUnwaited.size > 1024) this.endedUnwaited.delete(this.endedUnwaited.values().next().value as string);
   }
 
-  /** An entry of the replies stream: `j` job id, `e` completed | failed, `v` its value (lane-finish.ts). */
+  /** An entry of the replies stream: `j` job id, `e` completed | failed | removed, `v` its value (lane-finish.ts, lane-cancel.ts). */
   #onReply(fields: string[]): void {
     const entry: Record<string, string> = {};
     for (let i = 0; i + 1 < fields.length; i += 2) entry[fields[i]!] = fields[i + 1]!;
     if (entry.j === undefined) return;
-    // A failure's record is in the job's progress beside BullMQ's text: it is read from the job.
+    // A failure's record is in the job's progress beside BullMQ's text, a removal is the job's
+    // absence: either is read from the job.
     if (entry.e === 'completed') this.#completed(entry.j, parseJson(entry.v));
     else this.#ended(entry.j);
   }

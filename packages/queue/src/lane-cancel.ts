@@ -1,0 +1,29 @@
+/**
+ * Cancelling a job that has not started, in one call (`cancel-3.lua`): removed with BullMQ's own
+ * script, its admission counts given back, and the producer waiting on it told through its
+ * replies stream (a `removed` entry beside the `completed` / `failed` ones `finishJob` writes).
+ * A job that has started is not touched: stopping it is the caller's next step (`flagCancelled`).
+ *
+ * ```ts
+ * if ((await cancelIfNotStarted(redis, prefix, jobId)) === 'started') await flagCancelled(redis, prefix, jobId);
+ * ```
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { laneOfJobId } from './job-ids.js';
+import { laneKeys } from './keys.js';
+import { runScript } from './scripts.js';
+
+/** `removed`: gone from its lane; `started`: a worker has it (left running); `finished` or `missing`: nothing to cancel. */
+export type CancelOutcome = 'removed' | 'started' | 'finished' | 'missing';
+
+const OUTCOMES: Record<number, CancelOutcome> = { 1: 'removed', 0: 'started', [-1]: 'finished', [-2]: 'missing' };
+
+export async function cancelIfNotStarted(redis: Redis | Cluster, prefix: string, jobId: string): Promise<CancelOutcome> {
+  const lane = laneOfJobId(jobId);
+  if (!lane) return 'missing';
+  const k = laneKeys(prefix, lane);
+  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix]));
+  const outcome = OUTCOMES[reply];
+  if (!outcome) throw new Error(`cancel-3.lua: unexpected reply ${reply}`);
+  return outcome;
+}

@@ -1,0 +1,36 @@
+--[[
+  Cancels a job that has not started, in one call: BullMQ's removeJob (the job out of its list or
+  set and its hash gone, the lane's `removed` event), the release of what admission counted for it
+  (its bytes, its tenant's slot), and a `removed` entry in the replies stream of the producer
+  waiting on it (its `hrReplyTo` option: keys.ts `replies`), so a waiter in any process learns at
+  once, not at its next sweep. A job that has started (its lock held, or in the active list: a
+  running, held or batch-parked job) is left alone: its caller is told, and stops it another way.
+
+  KEYS[1]  the job's hash           KEYS[2]  the lane's repeat key (BullMQ's removeJob)
+  KEYS[3]  the lane's active list
+  ARGV[1]  the job id               ARGV[2]  the lane's BullMQ key prefix (`{prefix:lane}:lane:`)
+  ARGV[3]  the lane's own-key prefix (`{prefix:lane}:hr:`)
+
+  Returns 1 removed, 0 started (left running), -1 finished already, -2 no such job.
+]]
+--- @bullmq "removeJob"
+--- @include "includes/release-job"
+
+local jobKey, id, bullPrefix, own = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', jobKey) == 0 then return -2 end
+if redis.call('HEXISTS', jobKey, 'finishedOn') == 1 then return -1 end
+if redis.call('EXISTS', jobKey .. ':lock') == 1 or redis.call('LPOS', KEYS[3], id) then return 0 end
+
+-- Read before the hash goes: where the job's result was to be sent.
+local replyTo
+local ok, opts = pcall(cjson.decode, redis.call('HGET', jobKey, 'opts') or '{}')
+if ok and type(opts) == 'table' and type(opts.hrReplyTo) == 'string' and opts.hrReplyTo ~= '' then replyTo = opts.hrReplyTo end
+
+if removeJob({jobKey, KEYS[2]}, {id, '1', bullPrefix}) ~= 1 then return 0 end
+releaseJob(own .. 'unfinished', own .. 'usage', jobKey, id)
+if replyTo then
+  local replies = own .. 'replies:' .. replyTo
+  redis.call('XADD', replies, 'MAXLEN', '~', 1000, '*', 'j', id, 'e', 'removed', 'v', '')
+  redis.call('PEXPIRE', replies, 3600000)
+end
+return 1
