@@ -7,10 +7,9 @@
  * QueueEvents subscription per lane, which reads every event of the lane: five per job, anyone's.
  *
  * Either way a waiter can miss its end (a trimmed stream, a connection down, a job ended by
- * BullMQ's stalled check or removed outside Headroom, e.g. in Bull Board; a cancel anywhere
- * replies), so every waiter is also re-read from the job
- * itself: once right after it starts waiting when the job may already be done, and by one
- * periodic sweep for all waiters. A read takes only the fields that say whether the job ended
+ * BullMQ's stalled check or removed outside Headroom, as in Bull Board; a `Producer.cancel` in any
+ * process replies), so every waiter is also re-read from the job itself: once right after it
+ * starts waiting when the job may already be done, and by one periodic sweep for all waiters. A read takes only the fields that say whether the job ended
  * (never its data, up to 1 MiB), and the result only once it has; a timeout finds its waiter
  * directly, whatever else is waiting.
  */

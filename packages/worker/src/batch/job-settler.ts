@@ -5,9 +5,10 @@
  *
  * Safe to repeat: every transition is BullMQ's own, checked against the claim's lock token, so a
  * job settled once (by this leader before a crash, or by a deposed one) refuses a second
- * settlement, and the refusal is recognised by reading the job, not by parsing an error. A job
- * ends as an interactive one does (`finishJob`): what admission counted for it (its bytes, its
- * tenant's slot) is given back in the same call, so no crash can leave it counted.
+ * settlement, and the refusal is recognised by reading the job or from the finish's answer,
+ * never by parsing an error. A job ends as an interactive one does (`finishJob`): what admission
+ * counted for it (its bytes, its tenant's slot) is given back in the same call, so no crash can
+ * leave it counted.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
 import { FailureCode, failureText, finishJob, jobFailure, type HeadroomConfig, type JobEnd, type JobFailure, type LlmJob, type LlmResult, type Provider, type Usage, type FleetStatsWriter, type Logger } from '@headroom/queue';
