@@ -18,7 +18,6 @@
  * window. So the window holds exactly the fleet's side: reading 20,000 results and completing
  * 20,000 jobs. While batches run at the provider (hours, in production), the fleet only polls.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,7 +25,7 @@ import { Redis } from 'ioredis';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { fleetKeys, readFleetStats } from '@headroom/queue';
 import type { SimulatorStats } from '@headroom/simulator';
-import { REPO_ROOT, spawnWorker, stopAll, writeConfig } from '../support/fleet.js';
+import { REPO_ROOT, spawnTsx, spawnWorker, stopAll, writeConfig } from '../support/fleet.js';
 import { freePort, startEmbeddedRedis } from '@headroom/testing';
 
 const SONNET = 'claude-sonnet-4-6';
@@ -90,7 +89,7 @@ function cpuSeconds(pid: number | undefined): number {
 async function startSimProcess(batchCompletionMs: number) {
   const port = await freePort();
   const cli = join(REPO_ROOT, 'packages/simulator/src/cli.ts');
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@headroom/source', cli, '--port', String(port), '--latency-ms', '5-20', '--batch-completion-ms', String(batchCompletionMs)], { cwd: REPO_ROOT, stdio: 'ignore' });
+  const child = spawnTsx(cli, ['--port', String(port), '--latency-ms', '5-20', '--batch-completion-ms', String(batchCompletionMs)], { stdio: 'ignore' });
   const url = `http://127.0.0.1:${port}`;
   const call = async (path: string, body?: unknown) => {
     const res = await fetch(`${url}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

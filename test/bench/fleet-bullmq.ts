@@ -4,12 +4,12 @@
  * (fleet-baseline-worker.ts) calling the Anthropic SDK with its default retries. With `limiter`,
  * every Worker carries BullMQ's global per-queue rate limit.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Simulator } from '@headroom/simulator';
-import { REPO_ROOT } from '../support/fleet.js';
+import { spawnTsx } from '../support/fleet.js';
 import type { BaselineResult } from './fleet-baseline-worker.js';
 import { cpuSecondsOf, mapLimit, sleep, type JobOutcome, type ModeDriver } from './fleet-mode.js';
 import { requestOf, type BenchLane, type BenchSettings, type JobSpec } from './fleet-workload.js';
@@ -37,11 +37,7 @@ interface BaselineProcess {
 }
 
 function spawnBaseline(id: string, env: Record<string, string>): BaselineProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@headroom/source', WORKER_SCRIPT], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnTsx(WORKER_SCRIPT, [], { env: { ...process.env, ...env } });
   let out = '';
   let markReady: () => void = () => {};
   const ready = new Promise<void>((resolve, reject) => {
