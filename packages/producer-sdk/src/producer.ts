@@ -270,13 +270,10 @@ export class Producer {
     try {
       await this.ready();
       // One call removes a job not started, gives back its admission counts and tells whoever
-      // waits on it, in any process, through its replies stream (lane-cancel.ts).
+      // waits on it, in this process or another: its replies stream gets a `removed` entry, the
+      // lane's events BullMQ's `removed` (lane-cancel.ts).
       const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id);
-      if (outcome === 'removed') {
-        // This process's waiters of a job that replies elsewhere (a coalesced repeat) learn it now.
-        this.waiter.recheck(id);
-        return true;
-      }
+      if (outcome === 'removed') return true;
       if (outcome !== 'started' || opts.ifNotStarted) return false;
       await flagCancelled(this.client.redis, this.prefix, id);
       return false;

@@ -9,9 +9,9 @@
  * Either way a waiter can miss its end (a trimmed stream, a connection down, a job ended by
  * BullMQ's stalled check or removed outside Headroom, as in Bull Board; a `Producer.cancel` in any
  * process replies), so every waiter is also re-read from the job itself: once right after it
- * starts waiting when the job may already be done, and by one periodic sweep for all waiters. A read takes only the fields that say whether the job ended
- * (never its data, up to 1 MiB), and the result only once it has; a timeout finds its waiter
- * directly, whatever else is waiting.
+ * starts waiting when the job may already be done, and by one periodic sweep for all waiters. A
+ * read takes only the fields that say whether the job ended (never its data, up to 1 MiB), and
+ * the result only once it has; a timeout finds its waiter directly, whatever else is waiting.
  */
 import { QueueEvents } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
@@ -109,11 +109,6 @@ export class ResultWaiter {
   replyTo(lane: Lane): string {
     this.replies.listen(lane, (fields) => this.#onReply(fields));
     return this.replies.id;
-  }
-
-  /** The job may have ended without an event or reply to say so (cancelled here): read it now. */
-  recheck(jobId: string): void {
-    if (this.waiters.has(jobId)) void this.check(jobId);
   }
 
   /**

@@ -16,8 +16,8 @@
  *   (then until it is granted), or another, which says the waiting job went to another worker, or
  *   is behind. Holding on for the whole wait instead made a 4-worker fleet, whose jobs mostly come
  *   back to another worker, a third slower. A job keeps the place of its first fetch here, so two
- *   jobs never each yield to the other. A fresh tenant's job passes a wait the fair reserve alone caused,
- *   as it passes the reserve itself.
+ *   jobs never each yield to the other. A fresh tenant's job passes a wait the fair reserve alone
+ *   caused, as it passes the reserve itself.
  */
 import type { InteractiveLane } from '@headroom/queue';
 
