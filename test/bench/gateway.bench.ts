@@ -6,13 +6,15 @@
  *    through gateway + queue + worker; plain calls (whole call) and streamed calls (time to the
  *    first text delta). Calls alternate between the paths, one at a time, so the machine's other
  *    load falls on all alike. Goals: added p50 <= 3 ms, p99 <= 15 ms, both kinds. A bare
- *    pass-through proxy's added latency is measured in the same loop, for scale.
+ *    pass-through proxy's added latency is measured in the same loop, for scale, and the floor of
+ *    any queue in front of the provider on the machine: a bare Redis list-and-stream relay with
+ *    the same SDK in its back process (bare-queue.ts), plain calls.
  * 2. The producer SDK's idle path: `producer.run()` end to end, and the worker's pickup (enqueue to
  *    the provider call starting), with the worker blocking on the lanes' markers, then with the
  *    worker polling (`dispatch.idleWake: poll`, what it did before) as the baseline.
  * 3. Throughput: the most requests per second one gateway sustains through the fleet, beside a bare
  *    node:http pass-through proxy to the same simulator, both driven by the same closed loop of
- *    SDK clients. Goal: >= 0.5x the proxy.
+ *    SDK clients. Goal: >= 0.5x the proxy. The bare queue's throughput is measured beside them.
  *
  * Env: GATEWAY_BENCH_CALLS (latency samples per path, default 400), GATEWAY_BENCH_SECONDS
  * (per throughput round, default 8), GATEWAY_BENCH_CONCURRENCY (default 32).
@@ -73,6 +75,9 @@ async function firstToken(client: Anthropic, i: number): Promise<number> {
 
 const errorKinds = new Map<string, number>();
 
+/** The paths the throughput rounds drive: the pass-through proxy, the gateway, the bare queue. */
+type Mode = 'proxy' | 'gateway' | 'bare';
+
 async function closedLoop(client: Anthropic, seconds: number, concurrency: number): Promise<{ rps: number; errors: number }> {
   const end = performance.now() + seconds * 1000;
   let done = 0;
@@ -98,13 +103,15 @@ async function main(): Promise<void> {
   const procs: FleetProcess[] = [];
   const children: ChildProcess[] = [];
   const redis = await startEmbeddedRedis();
-  const [simPort, proxyPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
+  const [simPort, proxyPort, gatewayPort, barePort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const simUrl = `http://127.0.0.1:${simPort}`;
   try {
     children.push(spawnTsx(join(REPO_ROOT, 'packages/simulator/src/cli.ts'), ['--port', String(simPort), '--latency-ms', '0']));
     await until('the simulator', () => up(`${simUrl}/_sim/stats`));
     await fetch(`${simUrl}/_sim/limits`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, limits: LIMITS }) });
     children.push(spawnTsx(join(REPO_ROOT, 'test/bench/passthrough-proxy.ts'), [String(proxyPort), String(simPort)]));
+    children.push(spawnTsx(join(REPO_ROOT, 'test/bench/bare-queue.ts'), ['front', String(barePort), redis.url]));
+    children.push(spawnTsx(join(REPO_ROOT, 'test/bench/bare-queue.ts'), ['back', String(simPort), redis.url, PROVIDER_KEY]));
 
     const config = (idleWake: 'block' | 'poll') =>
       writeConfig({
@@ -125,6 +132,8 @@ async function main(): Promise<void> {
     const direct = new Anthropic({ apiKey: PROVIDER_KEY, baseURL: simUrl, maxRetries: 0 });
     const viaGateway = new Anthropic({ apiKey: GATEWAY_KEY, baseURL: `http://127.0.0.1:${gatewayPort}`, maxRetries: 0 });
     const viaProxy = new Anthropic({ apiKey: PROVIDER_KEY, baseURL: `http://127.0.0.1:${proxyPort}`, maxRetries: 0 });
+    const viaBare = new Anthropic({ apiKey: PROVIDER_KEY, baseURL: `http://127.0.0.1:${barePort}`, maxRetries: 0 });
+    await until('the bare queue', async () => viaBare.messages.create(body(0)).then(() => true, () => false));
     await until('the worker', async () => viaGateway.messages.create(body(0)).then(() => true, () => false));
 
     console.log(`gateway bench: ${CALLS} sequential calls per path, then ${SECONDS} s closed loops of ${CONCURRENCY}; load average at start ${loadavg().map((l) => l.toFixed(1)).join(' / ')}`);
@@ -134,10 +143,11 @@ async function main(): Promise<void> {
       await plain(viaGateway, i);
       await firstToken(direct, i);
       await firstToken(viaGateway, i);
+      await plain(viaBare, i);
     }
 
     // 1. Added latency, idle fleet, one call at a time, paths alternating.
-    const lat = { directPlain: [] as number[], gatewayPlain: [] as number[], proxyPlain: [] as number[], directTtft: [] as number[], gatewayTtft: [] as number[], proxyTtft: [] as number[], ping: [] as number[] };
+    const lat = { directPlain: [] as number[], gatewayPlain: [] as number[], proxyPlain: [] as number[], directTtft: [] as number[], gatewayTtft: [] as number[], proxyTtft: [] as number[], barePlain: [] as number[], ping: [] as number[] };
     const pinger = new Redis(redis.url);
     for (let i = 0; i < CALLS; i++) {
       lat.directPlain.push(await plain(direct, i));
@@ -146,6 +156,7 @@ async function main(): Promise<void> {
       lat.directTtft.push(await firstToken(direct, i));
       lat.gatewayTtft.push(await firstToken(viaGateway, i));
       lat.proxyTtft.push(await firstToken(viaProxy, i));
+      lat.barePlain.push(await plain(viaBare, i));
       const t = performance.now();
       await pinger.ping();
       lat.ping.push(performance.now() - t);
@@ -166,6 +177,11 @@ async function main(): Promise<void> {
     for (const [name, d, p] of [['plain call', lat.directPlain, lat.proxyPlain], ['first token', lat.directTtft, lat.proxyTtft]] as const) {
       console.log(`   ${`${name}, via proxy`.padEnd(22)}${ms(pct(p, 50))} ${ms(pct(p, 99))}  ${ms(pct(p, 50) - pct(d, 50))}   ${ms(pct(p, 99) - pct(d, 99))}   (a bare pass-through proxy, for scale)`);
     }
+    // The floor of any queue in front of the provider on this machine: a bare Redis list and
+    // stream relay with the same SDK in its back process (bare-queue.ts), in the same loop.
+    const bareAdded = pct(lat.barePlain, 50) - pct(lat.directPlain, 50);
+    console.log(`   ${'plain call, bare queue'.padEnd(22)}${ms(pct(lat.barePlain, 50))} ${ms(pct(lat.barePlain, 99))}  ${ms(bareAdded)}   ${ms(pct(lat.barePlain, 99) - pct(lat.directPlain, 99))}   (LPUSH, BLMOVE, SDK call, XADD, XREAD: the floor)`);
+    console.log(`   gateway path over the floor, plain call p50: ${(pct(lat.gatewayPlain, 50) - pct(lat.barePlain, 50)).toFixed(2)} ms`);
 
     // What one hop between processes costs on this machine, the unit the added latency is made
     // of: a Redis PING from a process that was just waiting on other calls (as every hop on the
@@ -218,7 +234,7 @@ async function main(): Promise<void> {
 
     // 3. Throughput: closed loops, proxy and gateway alternating, two rounds each.
     console.log(`\n3. throughput: ${CONCURRENCY} SDK calls in flight, ${SECONDS} s rounds, alternating`);
-    const rounds: { proxy: number[]; gateway: number[]; errors: number } = { proxy: [], gateway: [], errors: 0 };
+    const rounds: Record<Mode, number[]> & { errors: number } = { proxy: [], gateway: [], bare: [], errors: 0 };
     // CPU per request of each process, to say where a gateway request's cost goes.
     const parts = {
       client: () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; },
@@ -227,51 +243,61 @@ async function main(): Promise<void> {
       redis: () => cpuSecondsOf(redis.process.pid),
       simulator: () => cpuSecondsOf(children[0]?.pid),
       proxy: () => cpuSecondsOf(children[1]?.pid),
+      'bare front': () => cpuSecondsOf(children[2]?.pid),
+      'bare back': () => cpuSecondsOf(children[3]?.pid),
     };
     const cpuNow = () => Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()])) as Record<keyof typeof parts, number>;
-    const cpu = { proxy: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number>, gateway: Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<string, number> };
-    const served = { proxy: 0, gateway: 0 };
+    const zero = () => Object.fromEntries(Object.keys(parts).map((k) => [k, 0])) as Record<keyof typeof parts, number>;
+    const cpu: Record<Mode, Record<keyof typeof parts, number>> = { proxy: zero(), gateway: zero(), bare: zero() };
+    const served: Record<Mode, number> = { proxy: 0, gateway: 0, bare: 0 };
+    const clients: Record<Mode, Anthropic> = { proxy: viaProxy, gateway: viaGateway, bare: viaBare };
     // Redis commands per gateway request, from INFO (commands inside scripts included): where the
     // gateway path's Redis and worker CPU goes.
     const stats = new Redis(redis.url);
     const commandsNow = async () => Number(/total_commands_processed:(\d+)/.exec(await stats.info('stats'))?.[1] ?? 0);
     let gatewayCommands = 0;
 
-    const measured = async (mode: 'proxy' | 'gateway') => {
+    const measured = async (mode: Mode) => {
       const before = cpuNow();
       const commandsBefore = await commandsNow();
-      const r = await closedLoop(mode === 'proxy' ? viaProxy : viaGateway, SECONDS, CONCURRENCY);
+      const r = await closedLoop(clients[mode], SECONDS, CONCURRENCY);
       const after = cpuNow();
       if (mode === 'gateway') gatewayCommands += (await commandsNow()) - commandsBefore - 1;
-      for (const k of Object.keys(parts) as (keyof typeof parts)[]) cpu[mode][k] = (cpu[mode][k] ?? 0) + after[k] - before[k];
+      for (const k of Object.keys(parts) as (keyof typeof parts)[]) cpu[mode][k] += after[k] - before[k];
       served[mode] += r.rps * SECONDS;
       return r;
     };
     await closedLoop(viaProxy, 2, CONCURRENCY);
     await closedLoop(viaGateway, 2, CONCURRENCY);
+    await closedLoop(viaBare, 2, CONCURRENCY);
     for (let r = 0; r < 2; r++) {
       const p = await measured('proxy');
       const g = await measured('gateway');
+      const b = await measured('bare');
       rounds.proxy.push(p.rps);
       rounds.gateway.push(g.rps);
-      rounds.errors += p.errors + g.errors;
-      console.log(`   round ${r + 1}: pass-through proxy ${p.rps.toFixed(0)} req/s, gateway through the fleet ${g.rps.toFixed(0)} req/s (${(g.rps / p.rps).toFixed(2)}x)`);
+      rounds.bare.push(b.rps);
+      rounds.errors += p.errors + g.errors + b.errors;
+      console.log(`   round ${r + 1}: pass-through proxy ${p.rps.toFixed(0)} req/s, gateway through the fleet ${g.rps.toFixed(0)} req/s (${(g.rps / p.rps).toFixed(2)}x), bare queue ${b.rps.toFixed(0)} req/s (${(b.rps / p.rps).toFixed(2)}x)`);
     }
-    for (const mode of ['proxy', 'gateway'] as const) {
-      const per = Object.entries(cpu[mode]).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${((v / Math.max(1, served[mode])) * 1000).toFixed(3)}`);
-      console.log(`   CPU ms per request, ${mode === 'proxy' ? 'pass-through proxy' : 'gateway path'}: ${per.join(', ')}`);
+    const pathNames: Record<Mode, string> = { proxy: 'pass-through proxy', gateway: 'gateway path', bare: 'bare queue' };
+    for (const mode of ['proxy', 'gateway', 'bare'] as const) {
+      // Only the processes that worked for this path (more than 2 µs of CPU per request).
+      const per = Object.entries(cpu[mode]).map(([k, v]) => [k, (v / Math.max(1, served[mode])) * 1000] as const).filter(([, v]) => v > 0.002);
+      console.log(`   CPU ms per request, ${pathNames[mode]}: ${per.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}`);
     }
     console.log(`   Redis commands per gateway request: ${(gatewayCommands / Math.max(1, served.gateway)).toFixed(1)} (inside scripts included)`);
     // What one gateway process sustains when the fleet behind it is scaled out (its own CPU is
     // then the bound), beside one proxy process: requests per CPU-second of each, measured here.
     // On this box every process shares two cores, so the end-to-end ratio below is the ratio of
     // the whole path's CPU instead.
-    const perCpuSecond = (mode: 'proxy' | 'gateway') => served[mode] / Math.max(1e-9, cpu[mode][mode] ?? 0);
+    const perCpuSecond = (mode: 'proxy' | 'gateway') => served[mode] / Math.max(1e-9, cpu[mode][mode]);
     console.log(`   per process: gateway ${perCpuSecond('gateway').toFixed(0)} req per CPU-second, pass-through proxy ${perCpuSecond('proxy').toFixed(0)} (${(perCpuSecond('gateway') / perCpuSecond('proxy')).toFixed(2)}x)`);
     stats.disconnect();
     const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
     const ratio = sum(rounds.gateway) / sum(rounds.proxy);
     console.log(`   total: gateway ${(sum(rounds.gateway) / 2).toFixed(0)} req/s vs proxy ${(sum(rounds.proxy) / 2).toFixed(0)} req/s = ${ratio.toFixed(2)}x (goal >= 0.5x: ${ratio >= 0.5 ? 'met' : 'MISSED'}); errors ${rounds.errors}`);
+    console.log(`   the floor, a bare queue with the SDK in its back process: ${(sum(rounds.bare) / 2).toFixed(0)} req/s = ${(sum(rounds.bare) / sum(rounds.proxy)).toFixed(2)}x the proxy; the gateway path ${(sum(rounds.gateway) / sum(rounds.bare)).toFixed(2)}x the floor`);
     for (const [kind, n] of errorKinds) console.log(`   error x${n}: ${kind}`);
     console.log(`\nload average at end ${loadavg().map((l) => l.toFixed(1)).join(' / ')}`);
   } finally {
