@@ -89,6 +89,10 @@ export class AnthropicStreamAccumulator implements StreamAccumulator<Json> {
     }
   }
 
+  outputLength(): number {
+    return this.#text.length;
+  }
+
   progress() {
     const usage = isRecord(this.#message?.usage) ? this.#message.usage : undefined;
     const input = num(usage?.input_tokens);

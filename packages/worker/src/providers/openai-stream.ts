@@ -79,6 +79,10 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
     if (typeof c.finish_reason === 'string') choice.finish_reason = c.finish_reason;
   }
 
+  outputLength(): number {
+    return this.#text.length;
+  }
+
   progress() {
     const output = this.#usage ? num(this.#usage.completion_tokens) : undefined;
     return { outputText: this.#text, ...(output === undefined ? {} : { outputTokens: output }) };

@@ -35,10 +35,15 @@ const claude = (content: string, extra: Record<string, unknown> = {}) =>
 const gpt = (content: string, extra: Record<string, unknown> = {}) =>
   ({ model: GPT, max_completion_tokens: 200, messages: [{ role: 'user', content }], ...extra }) as ProviderRequest;
 
-async function collect(call: (onEvent: (data: string) => void) => Promise<ProviderStreamResult>) {
+async function collect(call: (onEvent: (data: string, output: boolean) => void) => Promise<ProviderStreamResult>) {
   const events: Record<string, unknown>[] = [];
-  const result = await call((data) => events.push(JSON.parse(data) as Record<string, unknown>));
-  return { events, result };
+  /** Per event, whether it added to the answer's output. */
+  const output: boolean[] = [];
+  const result = await call((data, added) => {
+    events.push(JSON.parse(data) as Record<string, unknown>);
+    output.push(added);
+  });
+  return { events, output, result };
 }
 
 describe('streamed calls', () => {
@@ -55,6 +60,19 @@ describe('streamed calls', () => {
     expect(result.usage).toEqual(plain.usage);
     expect(result.progress.events).toBe(events.length);
     expect(result.headers.get('anthropic-ratelimit-requests-limit')).not.toBeNull();
+  });
+
+  it('marks the events that add to the output: the first token is the first such event', async () => {
+    const a = await collect((onEvent) => anthropic.stream({ model: SONNET, request: claude('Which event holds the first token?'), onEvent }));
+    // Anthropic: every text delta adds output; message_start, the block's start and stop, and the
+    // message's delta and stop do not.
+    expect(a.output).toEqual(a.events.map((e) => e.type === 'content_block_delta' && (e.delta as { text: string }).text !== ''));
+    expect(a.events[a.output.indexOf(true)]?.type).toBe('content_block_delta');
+    expect(a.output.indexOf(true)).toBeGreaterThan(0);
+    const o = await collect((onEvent) => openai.stream({ model: GPT, request: gpt('Which chunk holds the first token?', { stream: true }), onEvent }));
+    const content = (e: Record<string, unknown>) => ((e.choices as { delta: { content?: string | null } }[])[0]?.delta.content ?? '') !== '';
+    expect(o.output).toEqual(o.events.map(content));
+    expect(o.output).toContain(true);
   });
 
   it('OpenAI: hides the usage it asked for from a client that did not ask, and settles from it', async () => {

@@ -23,6 +23,8 @@ export interface StreamAccumulator<E> {
   add(event: E): string | undefined;
   /** What a cut-short stream is charged from. */
   progress(): Omit<StreamProgress, 'events' | 'firstEventAt'>;
+  /** The length of the output text so far (`progress().outputText`), read after every event. */
+  outputLength(): number;
   /** The assembled response once the stream ended, or why it is incomplete. */
   finish(): { response: unknown; usage: Usage } | { incomplete: string };
   /** The provider-shaped error event a stream that failed after its first event ends with. */
@@ -52,12 +54,15 @@ export async function runSdkStream<E>(
   try {
     const opened = await open({ timeout: spec.timeoutMs, signal });
     response = opened.response;
+    let outputLength = 0;
     for await (const event of opened.data) {
       const data = acc.add(event);
       if (data === undefined) continue;
       if (events === 0) firstEventAt = Date.now();
       events += 1;
-      input.onEvent(data);
+      const length = acc.outputLength();
+      input.onEvent(data, length > outputLength);
+      outputLength = length;
     }
     const { status, headers } = response;
     const requestId = headers.get(spec.requestIdHeader) ?? undefined;

@@ -69,9 +69,11 @@ export interface ProviderStreamInput extends ProviderCallInput {
   /**
    * Each provider event as it arrives, as the JSON text the client is to see (an Anthropic SSE
    * event's data; an OpenAI chunk, without the usage the worker asked for when the client did
-   * not). Called in order, synchronously: the relay batches behind it.
+   * not). Called in order, synchronously: the relay batches behind it. `output`: the event added
+   * to the answer's output (text, tool input, thinking), where the events before the first such
+   * one only open the message.
    */
-  onEvent(data: string): void;
+  onEvent(data: string, output: boolean): void;
 }
 
 /** How far a stream got: what a cut-short stream is charged from. */

@@ -1,6 +1,7 @@
 /**
- * The relay's writes, against a real Redis: what the SDK hands on in one tick goes in one write,
- * what arrives during a write goes in the next, and a refusal stops it.
+ * The relay's writes, against a real Redis: what the SDK hands on in one tick goes in one write
+ * (the first token excepted, which goes at once), what arrives during a write goes in the next,
+ * and a refusal stops it.
  */
 import { describe, expect, it } from 'vitest';
 import { decodeJobEvent, flagCancelled, jobEventsKey, newJobId, type JobEvent } from '@headroom/queue';
@@ -24,15 +25,18 @@ async function entries(jobId: string): Promise<JobEvent[]> {
 const start: JobEvent = { kind: 'start', model: 'm', waitMs: 1, startedAt: 1 };
 const event = (n: number): JobEvent => ({ kind: 'event', data: `{"n":${n}}` });
 
+/** A relay for a new job, and the script calls so far (the relay script loaded already: a first call's EVAL would count too). */
+async function counted(): Promise<{ jobId: string; relay: EventRelay; before: number }> {
+  const warm = new EventRelay(db.redis, PREFIX, newJobId('high'), () => {});
+  warm.push(start);
+  await warm.flush();
+  const jobId = newJobId('high');
+  return { jobId, relay: new EventRelay(db.redis, PREFIX, jobId, () => {}), before: await scriptCalls() };
+}
+
 describe('EventRelay', () => {
   it('writes the events handed on in one tick in one call, and those that come during it in the next', async () => {
-    // The relay script loaded already: a first call's EVAL would count too.
-    const warm = new EventRelay(db.redis, PREFIX, newJobId('high'), () => {});
-    warm.push(start);
-    await warm.flush();
-    const jobId = newJobId('high');
-    const relay = new EventRelay(db.redis, PREFIX, jobId, () => {});
-    const before = await scriptCalls();
+    const { jobId, relay, before } = await counted();
     // A provider's first network read: the start, message_start and the first deltas, parsed
     // and handed on by the SDK in microtasks of one tick.
     relay.push(start);
@@ -47,6 +51,24 @@ describe('EventRelay', () => {
     relay.push(event(4));
     expect(await relay.flush()).toBeUndefined();
     expect(relay.started).toBe(true);
+    expect(await scriptCalls()).toBe(before + 2);
+    expect(await entries(jobId)).toEqual([start, event(1), event(2), event(3), event(4)]);
+  });
+
+  it('sends the first token at once, with the events before it, and the rest of its tick after it', async () => {
+    const { jobId, relay, before } = await counted();
+    // message_start and content_block_start open the message; the first delta is the first token.
+    relay.push(start);
+    relay.push(event(1));
+    await Promise.resolve();
+    relay.push(event(2), { now: true });
+    await Promise.resolve();
+    // Its write began within the same tick (without `now` it waits for the tick's end: above).
+    expect(relay.started).toBe(true);
+    // The rest of a fast provider's read follows in the next write.
+    relay.push(event(3));
+    relay.push(event(4));
+    expect(await relay.flush()).toBeUndefined();
     expect(await scriptCalls()).toBe(before + 2);
     expect(await entries(jobId)).toEqual([start, event(1), event(2), event(3), event(4)]);
   });

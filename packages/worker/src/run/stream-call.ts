@@ -35,16 +35,21 @@ export async function streamedCall(
   const stop = new AbortController();
   const relay = new EventRelay(ctx.redis, ctx.config.redis.prefix, meta.id, (why) => stop.abort(why));
   let first = true;
+  let output = false;
   const res: ProviderStreamResult = await ctx.adapters[job.provider].stream({
     model: call.model,
     request: job.request,
     signal: AbortSignal.any([signal, stop.signal]),
-    onEvent: (data) => {
+    onEvent: (data, carriesOutput) => {
       if (first) {
         first = false;
         relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt });
       }
-      relay.push({ kind: 'event', data });
+      // The first token leaves at once, with the events that opened the message, rather than
+      // behind the rest of its network read (a fast provider's whole answer).
+      const firstToken = carriesOutput && !output;
+      if (carriesOutput) output = true;
+      relay.push({ kind: 'event', data }, { now: firstToken });
     },
   });
 
