@@ -8,7 +8,7 @@
  * content events: sent alone, the first token waited for a second write and a second read.
  * The first token itself does not wait for the rest of its read (`push(..., { now: true })`):
  * a fast provider's first read holds the whole answer, and parsing and relaying all of it before
- * the first token reached the client cost that token 0.4-0.9 ms (`pnpm bench:gateway`).
+ * the first token reached the client cost that token about 1 ms (`pnpm bench:gateway`).
  * What waits here is bounded by what arrives during one round trip to Redis.
  */
 import type { Cluster, Redis } from 'ioredis';
