@@ -15,6 +15,7 @@
 ]]
 --- @bullmq "removeJob"
 --- @include "includes/release-job"
+--- @include "includes/job-reply"
 
 local jobKey, id, bullPrefix, own = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', jobKey) == 0 then return -2 end
@@ -28,9 +29,5 @@ if ok and type(opts) == 'table' and type(opts.hrReplyTo) == 'string' and opts.hr
 
 if removeJob({jobKey, KEYS[2]}, {id, '1', bullPrefix}) ~= 1 then return 0 end
 releaseJob(own .. 'unfinished', own .. 'usage', jobKey, id)
-if replyTo then
-  local replies = own .. 'replies:' .. replyTo
-  redis.call('XADD', replies, 'MAXLEN', '~', 1000, '*', 'j', id, 'e', 'removed', 'v', '')
-  redis.call('PEXPIRE', replies, 3600000)
-end
+if replyTo then replyToProducer(own .. 'replies:' .. replyTo, id, 'removed', '') end
 return 1

@@ -10,15 +10,15 @@
   ARGV[2]     the replies stream of the producer waiting on the job (keys.ts `replies`), or ''
   ARGV[3..]   moveToFinished's arguments (8, or 9 with job fields to update)
 
-  The reply is one entry: `j` job id, `e` completed | failed, `v` the return value (JSON) or the
-  failure text, as BullMQ stores them. The stream keeps its last ~1000 entries and lives an hour
-  past its last write: a producer gone without closing leaves nothing for long.
+  The reply is one entry (includes/job-reply): `e` completed | failed, `v` the return value (JSON)
+  or the failure text, as BullMQ stores them.
 
   Returns BullMQ's reply: 0 when the job ended, a negative BullMQ error code when it did not (the
   job is gone, or its lock is not the caller's); nothing is released or sent then.
 ]]
 --- @bullmq "moveToFinished"
 --- @include "includes/release-job"
+--- @include "includes/job-reply"
 
 local own, replies = ARGV[1], ARGV[2]
 local args = {}
@@ -26,8 +26,5 @@ for i = 3, #ARGV do args[i - 2] = ARGV[i] end
 local ended = moveToFinished(KEYS, args)
 if type(ended) == 'number' and ended < 0 then return ended end
 releaseJob(own .. 'unfinished', own .. 'usage', KEYS[12], args[1])
-if replies ~= '' then
-  redis.call('XADD', replies, 'MAXLEN', '~', 1000, '*', 'j', args[1], 'e', args[5], 'v', args[4])
-  redis.call('PEXPIRE', replies, 3600000)
-end
+if replies ~= '' then replyToProducer(replies, args[1], args[5], args[4]) end
 return 0
