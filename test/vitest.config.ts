@@ -9,5 +9,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Files start their own redis-server and worker processes: run them one at a time on 2 cores.
     fileParallelism: false,
+    // A failed test prints what its fleet processes logged.
+    setupFiles: ['support/report-failures.ts'],
   },
 });

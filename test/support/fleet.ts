@@ -39,6 +39,13 @@ export function spawnTsx(script: string, args: string[] = [], opts: Omit<SpawnOp
   return spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', '--conditions=@headroom/source', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts, cwd: REPO_ROOT });
 }
 
+/** The processes spawned since the last `takeSpawned()`: what a failed test prints (report-failures.ts). */
+const spawned: FleetProcess[] = [];
+
+export function takeSpawned(): FleetProcess[] {
+  return spawned.splice(0);
+}
+
 export function spawnHeadroom(args: string[], env: NodeJS.ProcessEnv = {}): FleetProcess {
   const child = spawnTsx(CLI, args, { env: { ...process.env, HEADROOM_LOG_LEVEL: 'warn', ...env } });
   let out = '';
@@ -46,7 +53,9 @@ export function spawnHeadroom(args: string[], env: NodeJS.ProcessEnv = {}): Flee
   child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const idIndex = args.indexOf('--id');
-  return { child, id: idIndex >= 0 ? (args[idIndex + 1] ?? '') : '', output: () => out, exited };
+  const proc: FleetProcess = { child, id: idIndex >= 0 ? (args[idIndex + 1] ?? '') : args[0] ?? '', output: () => out, exited };
+  spawned.push(proc);
+  return proc;
 }
 
 export function spawnWorker(configFile: string, redisUrl: string, id: string, env: NodeJS.ProcessEnv = {}): FleetProcess {
