@@ -91,6 +91,19 @@ describe('the gateway with the official SDKs', () => {
     expect(viaGateway.chunks).toBe(directly.chunks);
   });
 
+  it('OpenAI: n choices, plain and streamed, come back as the provider gives them directly', async () => {
+    const body = { ...chat('Name a colour.'), n: 3 };
+    const viaGateway = await fleet.openai().chat.completions.create(body);
+    const directly = await direct.openai.chat.completions.create(body);
+    expect(viaGateway.choices).toHaveLength(3);
+    expect(viaGateway.choices).toEqual(directly.choices);
+    expect(viaGateway.usage).toEqual(directly.usage);
+    // Streamed, the choices' chunks interleave; the SDK's helper puts each together by its index.
+    const streamed = await fleet.openai().chat.completions.stream({ ...body, stream_options: { include_usage: true } }).finalChatCompletion();
+    expect(streamed.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual(directly.choices.map((c) => [c.index, c.message.content, c.finish_reason]));
+    expect(streamed.usage).toEqual(directly.usage);
+  });
+
   it('OpenAI: a stream without include_usage carries no usage, as the provider sends it', async () => {
     const body = { ...chat('Count to five.'), stream: true as const };
     let sawUsage = false;

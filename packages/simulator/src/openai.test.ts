@@ -174,6 +174,61 @@ describe('OpenAI Chat Completions through the openai SDK', () => {
     }
   });
 
+  it('answers n choices, each its own answer, all billed and all reserved up front', async () => {
+    const one = await client.chat.completions.create(chat('three ways to say it', 20));
+    const three = await client.chat.completions.create({ ...chat('three ways to say it', 20), n: 3 });
+    expect(three.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    // The first choice is the answer without n; the others are answers of their own.
+    expect(three.choices[0]?.message.content).toBe(one.choices[0]?.message.content);
+    expect(new Set(three.choices.map((c) => c.message.content)).size).toBe(3);
+    const alone = await Promise.all([1, 2].map(async (i) => (await client.chat.completions.create({ ...chat(three.choices[i]!.message.content!, 20) })).usage!.prompt_tokens));
+    const sent = (await client.chat.completions.create(chat('', 20))).usage!.prompt_tokens;
+    // Each choice's tokens, counted as a prompt of its own less an empty prompt's overhead.
+    const tokensOf = [one.usage!.completion_tokens, ...alone.map((t) => t - sent)];
+    expect(three.usage?.completion_tokens).toBe(tokensOf.reduce((a, b) => a + b, 0));
+    // TPM 1000: a prompt and 3 x 400 is more than the whole minute's tokens; a prompt and 400 fits.
+    sim.reset();
+    const refused = await failure(client.chat.completions.create({ ...chat('too many', 400), n: 3 }));
+    expect(refused.status).toBe(429);
+    expect(refused.message).toMatch(/Request too large .* Requested 12\d\d\b/);
+    await expect(client.chat.completions.create(chat('too many', 400))).resolves.toBeDefined();
+  });
+
+  it('refuses an n that is not an integer from 1 to 128, naming it', async () => {
+    for (const [n, code] of [[0, 'integer_below_min_value'], [129, 'integer_above_max_value'], [1.5, 'invalid_type'], ['2', 'invalid_type']] as const) {
+      const err = await failure(client.chat.completions.create({ ...chat('n'), n } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming));
+      expect(err.status, String(n)).toBe(400);
+      expect((err as APIError & { param?: string }).param).toBe('n');
+      expect(err.code, String(n)).toBe(code);
+    }
+  });
+
+  it('streams n choices as chunks named by their index, each put back together as its plain answer', async () => {
+    const plain = await client.chat.completions.create({ ...chat('two at once', 30), n: 2 });
+    const indexes = new Set<number>();
+    const stream = await client.chat.completions.create({ ...chat('two at once', 30), n: 2, stream: true, stream_options: { include_usage: true } });
+    const texts = ['', ''];
+    const finishes: (string | null)[] = [null, null];
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      expect(chunk.choices.length).toBeLessThanOrEqual(1);
+      for (const c of chunk.choices) {
+        indexes.add(c.index);
+        texts[c.index] += c.delta.content ?? '';
+        finishes[c.index] = c.finish_reason ?? finishes[c.index]!;
+      }
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect([...indexes].sort()).toEqual([0, 1]);
+    expect(texts).toEqual(plain.choices.map((c) => c.message.content));
+    expect(finishes).toEqual(plain.choices.map((c) => c.finish_reason));
+    expect(usage?.completion_tokens).toBe(plain.usage?.completion_tokens);
+    // The SDK's stream helper assembles the same choices.
+    const helper = client.chat.completions.stream({ ...chat('two at once', 30), n: 2 });
+    const final = await helper.finalChatCompletion();
+    expect(final.choices.map((c) => c.message.content)).toEqual(plain.choices.map((c) => c.message.content));
+  });
+
   it('streams the same answer as chunks, with usage when asked', async () => {
     const plain = await client.chat.completions.create(chat('stream this'));
     const stream = await client.chat.completions.create({ ...chat('stream this'), stream: true, stream_options: { include_usage: true } });

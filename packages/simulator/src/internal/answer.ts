@@ -5,8 +5,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Range } from './options.js';
 import { clipToTokens } from './tokenizer.js';
 
-// Fields that change how an answer is delivered, not what it says.
-const DELIVERY_FIELDS = new Set(['stream', 'stream_options', 'metadata', 'user', 'service_tier']);
+// Fields that change how an answer is delivered, not what it says (`n` adds choices after the
+// first, which stays the answer the request gets without it).
+const DELIVERY_FIELDS = new Set(['stream', 'stream_options', 'metadata', 'user', 'service_tier', 'n']);
 
 /** JSON with sorted keys, so two clients serialising the same request differently hash the same. */
 export function canonicalJson(value: unknown): string {

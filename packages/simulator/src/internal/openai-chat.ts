@@ -6,10 +6,10 @@ import {
   buildCompletion,
   checkChatAgainstModel,
   invalidRequest,
-  maxTokensOf,
   modelNotFound,
   openaiError,
   openaiErrorBody,
+  reservedOutputOf,
   validateChatParams,
 } from './openai-request.js';
 import { streamCompletion } from './openai-stream.js';
@@ -34,7 +34,7 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
   const tooBig = checkChatAgainstModel(params, model, promptTokens);
   if (tooBig) return openaiError(400, tooBig, headersFor(state.quota.snapshot(apiKey, model.pool, state.now())));
 
-  const maxTokens = maxTokensOf(params, model);
+  const reservedOutput = reservedOutputOf(params, model);
   // Cached prompt tokens are reported but still drawn from TPM: OpenAI's caching does not touch limits.
   const cache = state.openaiPromptCache.plan(`${apiKey}\u0000${model.name}`, segments, promptTokens, state.now());
   const result = state.admit({
@@ -43,8 +43,8 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
     input: promptTokens,
     cacheRead: cache.cached,
     cacheCreation: 0,
-    maxTokens,
-    charge: { requests: 1, tokens: promptTokens + maxTokens },
+    maxTokens: reservedOutput,
+    charge: { requests: 1, tokens: promptTokens + reservedOutput },
     streamed: params.stream === true,
   });
 
@@ -57,7 +57,7 @@ export async function handleChatCompletion(state: SimulatorState, exchange: Exch
     const limited = snapshot[admission.dimension];
     const limit = limited?.limit ?? 0;
     const unit = byTokens ? 'tokens per min (TPM)' : 'requests per min (RPM)';
-    const requested = byTokens ? promptTokens + maxTokens : 1;
+    const requested = byTokens ? promptTokens + reservedOutput : 1;
     if (!Number.isFinite(admission.waitMs)) {
       return openaiError(429, openaiErrorBody(`Request too large for ${model.name} on ${unit}: Limit ${limit}, Requested ${requested}. The input or output tokens must be reduced in order to run successfully.`, 'tokens', null, 'rate_limit_exceeded'), headers);
     }

@@ -1,7 +1,7 @@
 // The OpenAI Chat Completions request: validation with the API's own messages, params and codes,
 // the completion it gets, and the `{ error: { message, type, param, code } }` bodies.
 
-import { generateAnswer, newId, requestHash } from './answer.js';
+import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
@@ -11,6 +11,8 @@ export interface ChatParams {
   messages: { role: string; content?: unknown; name?: unknown; tool_calls?: unknown }[];
   max_tokens?: number;
   max_completion_tokens?: number;
+  /** How many choices to generate (1-128). */
+  n?: number | null;
   tools?: unknown[];
   stream?: boolean;
   stream_options?: { include_usage?: boolean } | null;
@@ -78,15 +80,29 @@ export function validateChatParams(body: unknown): ChatValidation {
       return fail(invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= 1, but got ${value} instead.`, field, 'integer_below_min_value'));
     }
   }
+  const n = body.n;
+  if (n !== undefined && n !== null) {
+    if (typeof n !== 'number' || !Number.isInteger(n)) return fail(invalidRequest(`Invalid type for 'n': expected an integer, but got ${typeof n} instead.`, 'n', 'invalid_type'));
+    if (n < 1) return fail(invalidRequest(`Invalid 'n': integer below minimum value. Expected a value >= 1, but got ${n} instead.`, 'n', 'integer_below_min_value'));
+    if (n > MAX_CHOICES) return fail(invalidRequest(`Invalid 'n': integer above maximum value. Expected a value <= ${MAX_CHOICES}, but got ${n} instead.`, 'n', 'integer_above_max_value'));
+  }
   if (body.tools !== undefined && !Array.isArray(body.tools)) {
     return fail(invalidRequest("Invalid type for 'tools': expected an array.", 'tools', 'invalid_type'));
   }
   return { ok: true, value: body as ChatParams };
 }
 
-/** The output reservation: what the client allowed, else the model's ceiling (as OpenAI assumes). */
+/** The most `n` takes. */
+const MAX_CHOICES = 128;
+
+/** One choice's output ceiling: what the client allowed, else the model's (as OpenAI assumes). */
 export function maxTokensOf(params: ChatParams, model: ResolvedModel): number {
   return params.max_completion_tokens ?? params.max_tokens ?? model.maxOutputTokens;
+}
+
+/** The output reservation: each of the `n` choices may run to the ceiling, and all are billed. */
+export function reservedOutputOf(params: ChatParams, model: ResolvedModel): number {
+  return maxTokensOf(params, model) * (params.n ?? 1);
 }
 
 export function checkChatAgainstModel(params: ChatParams, model: ResolvedModel, promptTokens: number): OpenAIErrorBody | null {
@@ -119,7 +135,7 @@ export interface ChatCompletion {
   created: number;
   model: string;
   choices: {
-    index: 0;
+    index: number;
     message: { role: 'assistant'; content: string; refusal: null; annotations: [] };
     logprobs: null;
     finish_reason: 'stop' | 'length';
@@ -135,26 +151,36 @@ export interface ChatCompletion {
   system_fingerprint: string;
 }
 
-/** `cachedTokens`: the part of `promptTokens` served from the prompt cache (included in them, as OpenAI counts). */
+/**
+ * `cachedTokens`: the part of `promptTokens` served from the prompt cache (included in them, as
+ * OpenAI counts). With `n`, each choice is its own answer (the first is the one a request without
+ * `n` gets) and `completion_tokens` is their sum: every choice is billed.
+ */
 export function buildCompletion(params: ChatParams, model: ResolvedModel, promptTokens: number, outputLength: Range, createdMs: number, cachedTokens = 0): ChatCompletion {
-  const answer = generateAnswer(requestHash(params), maxTokensOf(params, model), outputLength);
+  const hash = requestHash(params);
+  const choices = Array.from({ length: params.n ?? 1 }, (_, index) => {
+    const answer = generateAnswer(index === 0 ? hash : sha256(`${hash}:${index}`), maxTokensOf(params, model), outputLength);
+    return {
+      tokens: answer.outputTokens,
+      choice: {
+        index,
+        message: { role: 'assistant' as const, content: answer.text, refusal: null, annotations: [] as [] },
+        logprobs: null,
+        finish_reason: answer.clipped ? ('length' as const) : ('stop' as const),
+      },
+    };
+  });
+  const completionTokens = choices.reduce((sum, c) => sum + c.tokens, 0);
   return {
     id: newId('chatcmpl-', 29),
     object: 'chat.completion',
     created: Math.floor(createdMs / 1000),
     model: params.model,
-    choices: [
-      {
-        index: 0,
-        message: { role: 'assistant', content: answer.text, refusal: null, annotations: [] },
-        logprobs: null,
-        finish_reason: answer.clipped ? 'length' : 'stop',
-      },
-    ],
+    choices: choices.map((c) => c.choice),
     usage: {
       prompt_tokens: promptTokens,
-      completion_tokens: answer.outputTokens,
-      total_tokens: promptTokens + answer.outputTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
       prompt_tokens_details: { cached_tokens: cachedTokens, audio_tokens: 0 },
       completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
     },

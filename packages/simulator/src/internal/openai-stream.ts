@@ -1,7 +1,9 @@
 // A chat completion as `chat.completion.chunk` server-sent events: a first chunk with the role,
 // one content delta per output token paced over time, a chunk with the finish_reason, and with
 // `stream_options.include_usage` a last chunk with `choices: []` and the usage (every chunk before
-// it then carries `usage: null`, as OpenAI documents), then `data: [DONE]`.
+// it then carries `usage: null`, as OpenAI documents), then `data: [DONE]`. With `n`, each chunk
+// carries one choice, named by its `index`: the choices' roles first, then their tokens in turn,
+// then their finish_reasons, so a client must put each choice together by its index.
 
 import type { ServerResponse } from 'node:http';
 import type { TransportFaultAction } from './faults.js';
@@ -19,7 +21,6 @@ export interface CompletionStreamOptions {
 }
 
 export async function streamCompletion(res: ServerResponse, completion: ChatCompletion, options: CompletionStreamOptions): Promise<void> {
-  const choice = completion.choices[0];
   const base = {
     id: completion.id,
     object: 'chat.completion.chunk',
@@ -31,15 +32,15 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
   const send = (out: ServerResponse, choices: unknown[], usage: unknown = null) => {
     if (!out.destroyed) out.write(`data: ${JSON.stringify({ ...base, choices, ...(options.includeUsage ? { usage } : {}) })}\n\n`);
   };
-  const delta = (content: object, finish: string | null = null) => [{ index: 0, delta: content, logprobs: null, finish_reason: finish }];
+  const delta = (index: number, content: object, finish: string | null = null) => [{ index, delta: content, logprobs: null, finish_reason: finish }];
 
-  send(res, delta({ role: 'assistant', content: '', refusal: null }));
+  for (const choice of completion.choices) send(res, delta(choice.index, { role: 'assistant', content: '', refusal: null }));
   const complete = await paceDeltas(res, {
-    pieces: tokenPieces(choice?.message.content ?? ''),
+    pieces: interleaved(completion.choices.map((c) => tokenPieces(c.message.content))),
     outputTokens: completion.usage.completion_tokens,
     latencyMs: options.latencyMs,
     tokenMs: options.tokenMs,
-    writeDelta: (out, piece) => send(out, delta({ content: piece })),
+    writeDelta: (out, [index, piece]) => send(out, delta(index, { content: piece })),
     writeMalformed: (out) => out.write(`data: {"id":"${completion.id}","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":\n\n`),
     fault: options.fault,
     progress: options.progress,
@@ -47,7 +48,17 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
   });
   if (!complete) return;
 
-  send(res, delta({}, choice?.finish_reason ?? 'stop'));
+  for (const choice of completion.choices) send(res, delta(choice.index, {}, choice.finish_reason));
   if (options.includeUsage) send(res, [], completion.usage);
   if (!res.destroyed) res.write('data: [DONE]\n\n');
+}
+
+/** Each choice's pieces as `[index, piece]`, taken in turn: the first token of every choice, then the second... */
+function interleaved(choices: readonly string[][]): [number, string][] {
+  const out: [number, string][] = [];
+  const longest = Math.max(0, ...choices.map((pieces) => pieces.length));
+  for (let at = 0; at < longest; at++) {
+    for (const [index, pieces] of choices.entries()) if (at < pieces.length) out.push([index, pieces[at]!]);
+  }
+  return out;
 }

@@ -15,16 +15,16 @@ export interface StreamDelivery {
   clientClosed: boolean;
 }
 
-export interface PacedStreamOptions {
+export interface PacedStreamOptions<Piece = string> {
   /** The answer, one piece per output token. */
-  pieces: readonly string[];
+  pieces: readonly Piece[];
   /** Output tokens the whole answer is charged (the usage the provider reports). */
   outputTokens: number;
   /** Until the first delta when `tokenMs()` is a number; spread over all deltas when it is null. */
   latencyMs: number;
   /** The gap between deltas, read before each gap so a runtime change applies to running streams. */
   tokenMs: () => number | null;
-  writeDelta: (res: ServerResponse, piece: string) => void;
+  writeDelta: (res: ServerResponse, piece: Piece) => void;
   /** Half of an event whose JSON never closes: a proxy that gave up mid-write. */
   writeMalformed: (res: ServerResponse) => void;
   fault: TransportFaultAction | null;
@@ -37,7 +37,7 @@ export interface PacedStreamOptions {
  * Writes the deltas; resolves true when all are out and the caller should close the stream with
  * its final events, false when the stream ended early (client gone, or a fault struck).
  */
-export async function paceDeltas(res: ServerResponse, options: PacedStreamOptions): Promise<boolean> {
+export async function paceDeltas<Piece>(res: ServerResponse, options: PacedStreamOptions<Piece>): Promise<boolean> {
   const { pieces, outputTokens } = options;
   let sent = 0;
   let settled = false;
@@ -78,7 +78,7 @@ export async function paceDeltas(res: ServerResponse, options: PacedStreamOption
     // groups tokens instead of stretching the stream.
     res.cork();
     do {
-      options.writeDelta(res, pieces[sent] as string);
+      options.writeDelta(res, pieces[sent] as Piece);
       sent += 1;
       due += gap();
     } while (sent < pieces.length && sent !== faultAt && due <= performance.now());
