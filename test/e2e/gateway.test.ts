@@ -31,6 +31,9 @@ afterAll(async () => {
   await redis?.stop();
 });
 
+/** The simulator's request ids, shaped as each provider's: the gateway has none of its own to send. */
+const ANTHROPIC_REQUEST_ID = /^req_011[0-9A-Za-z]{21}$/;
+const OPENAI_REQUEST_ID = /^req_[0-9A-Za-z]{32}$/;
 const claude = (content: string) => ({ model: SONNET, max_tokens: 120, messages: [{ role: 'user' as const, content }] });
 const chat = (content: string) => ({ model: GPT, max_completion_tokens: 120, messages: [{ role: 'user' as const, content }] });
 
@@ -47,6 +50,9 @@ describe('the gateway with the official SDKs', () => {
     expect(h.get('headroom-lane')).toBe('normal');
     expect(h.get('headroom-model')).toBe(SONNET);
     expect(Number(h.get('headroom-wait-ms'))).toBeGreaterThanOrEqual(0);
+    // The provider's id for the call (its request-id header, which the SDK reads), not one of ours.
+    expect(viaGateway.request_id).toMatch(ANTHROPIC_REQUEST_ID);
+    expect(viaGateway.data._request_id).toBe(viaGateway.request_id);
   });
 
   it('OpenAI: chat.completions.create gets the answer the provider gives directly', async () => {
@@ -55,6 +61,19 @@ describe('the gateway with the official SDKs', () => {
     const directly = await direct.openai.chat.completions.create(body);
     expect(viaGateway.choices).toEqual(directly.choices);
     expect(viaGateway.usage).toEqual(directly.usage);
+    expect(viaGateway._request_id).toMatch(OPENAI_REQUEST_ID);
+  });
+
+  it("streams carry the provider's request id too, from their first byte", async () => {
+    const anthropicStream = await fleet.anthropic().messages.create({ ...claude('Hello.'), stream: true }).withResponse();
+    for await (const _event of anthropicStream.data);
+    expect(anthropicStream.request_id).toMatch(ANTHROPIC_REQUEST_ID);
+    const openaiStream = await fleet.openai().chat.completions.create({ ...chat('Hello.'), stream: true }).withResponse();
+    for await (const _chunk of openaiStream.data);
+    expect(openaiStream.request_id).toMatch(OPENAI_REQUEST_ID);
+    // Each call is its own: two calls, two ids.
+    const again = await fleet.anthropic().messages.create(claude('Hello.')).withResponse();
+    expect(again.request_id).not.toBe(anthropicStream.request_id);
   });
 
   it('Anthropic: messages.stream() yields the same text and final usage as streaming directly', async () => {

@@ -29,8 +29,11 @@ export const RELAY_TTL_MS = 5 * 60_000;
 export const CANCEL_FLAG_TTL_MS = 60 * 60_000;
 
 export type JobEvent =
-  /** The first entry: the model that answers (a fallback may), and how long the job waited. */
-  | { kind: 'start'; model: string; waitMs: number; startedAt: number }
+  /**
+   * The first entry: the model that answers (a fallback may), how long the job waited, and the
+   * provider's id for the call when it sent one (see `LlmResult.providerRequestId`).
+   */
+  | { kind: 'start'; model: string; waitMs: number; startedAt: number; providerRequestId?: string }
   /** One provider event, as JSON text: an Anthropic SSE event's data, an OpenAI chunk. */
   | { kind: 'event'; data: string }
   /** The stream failed after its first event: the provider's error event (JSON) and the job's failure. */
@@ -44,7 +47,7 @@ const FIELD = { start: 's', event: 'e', error: 'x', end: 'd' } as const;
 export function encodeJobEvent(event: JobEvent): [string, string] {
   switch (event.kind) {
     case 'start':
-      return [FIELD.start, JSON.stringify({ model: event.model, waitMs: event.waitMs, startedAt: event.startedAt })];
+      return [FIELD.start, JSON.stringify({ model: event.model, waitMs: event.waitMs, startedAt: event.startedAt, providerRequestId: event.providerRequestId })];
     case 'event':
       return [FIELD.event, event.data];
     case 'error':
@@ -60,8 +63,8 @@ export function decodeJobEvent(field: string, value: string): JobEvent | undefin
     case FIELD.event:
       return { kind: 'event', data: value };
     case FIELD.start: {
-      const { model, waitMs, startedAt } = JSON.parse(value) as { model: string; waitMs: number; startedAt: number };
-      return { kind: 'start', model, waitMs, startedAt };
+      const { model, waitMs, startedAt, providerRequestId } = JSON.parse(value) as { model: string; waitMs: number; startedAt: number; providerRequestId?: unknown };
+      return { kind: 'start', model, waitMs, startedAt, ...(typeof providerRequestId === 'string' ? { providerRequestId } : {}) };
     }
     case FIELD.error: {
       const { data, failure } = JSON.parse(value) as { data: string; failure: JobFailure };

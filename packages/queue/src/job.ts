@@ -223,6 +223,12 @@ export const LlmResult = z.object({
   }),
   /** True when the answer was streamed; `response` is then the message assembled from its events. */
   streamed: z.boolean().optional(),
+  /**
+   * The provider's id for the call that answered (Anthropic's `request-id` header, OpenAI's
+   * `x-request-id`): what the provider's support asks for. The gateway answers with it in the same
+   * header, so an SDK's `_request_id` is the provider's.
+   */
+  providerRequestId: z.string().optional(),
   cost: z.object({ usd: z.number().nonnegative(), batch: z.boolean() }),
   /** True when this result was shared from an identical in-flight job. */
   coalesced: z.boolean().optional(),

@@ -30,6 +30,8 @@ export interface Dialect {
   frame(data: string): string;
   /** What closes a complete stream (OpenAI's `[DONE]`), if anything. */
   readonly endFrame: string;
+  /** The header the provider names its call in, which its SDK reads into `_request_id`. */
+  readonly requestIdHeader: string;
 }
 
 const STATUS: Record<ErrorKind, number> = {
@@ -80,6 +82,7 @@ export const anthropic: Dialect = {
     return `event: ${name}\ndata: ${data}\n\n`;
   },
   endFrame: '',
+  requestIdHeader: 'request-id',
 };
 
 const OPENAI_TYPES: Record<ErrorKind, { type: string; code: string | null }> = {
@@ -107,6 +110,7 @@ export const openai: Dialect = {
   model: (id, createdAt) => JSON.stringify({ id, object: 'model', created: Math.floor(createdAt.getTime() / 1000), owned_by: 'headroom' }),
   frame: (data) => `data: ${data}\n\n`,
   endFrame: 'data: [DONE]\n\n',
+  requestIdHeader: 'x-request-id',
 };
 
 export const DIALECTS: Record<Provider, Dialect> = { anthropic, openai };

@@ -273,6 +273,7 @@ class GatewayHandler {
           ...ids,
           'headroom-model': result.model,
           'headroom-wait-ms': String(Math.round(result.timings.waitMs)),
+          ...(result.providerRequestId === undefined ? {} : { [dialect.requestIdHeader]: result.providerRequestId }),
         })
         .end(body);
     } catch (err) {
@@ -313,6 +314,7 @@ class GatewayHandler {
       ...ids,
       'headroom-model': start.model,
       'headroom-wait-ms': String(Math.round(start.waitMs)),
+      ...(start.providerRequestId === undefined ? {} : { [dialect.requestIdHeader]: start.providerRequestId }),
     });
     try {
       for await (const data of stream.raw()) {

@@ -22,6 +22,8 @@ export interface StreamStart {
   waitMs: number;
   /** When its provider call started (epoch ms). */
   startedAt: number;
+  /** The provider's id for the call, when it sent one (`LlmResult.providerRequestId`). */
+  providerRequestId?: string;
 }
 
 /** A streamed job: iterate it for the provider's events, then read its result. */
@@ -111,7 +113,7 @@ export class JobEventStream implements JobStream {
       // Aborted: the job was cancelled for the caller, who asked for that, not for its error.
       this.#p.signal?.throwIfAborted();
       if (first?.kind === 'start') {
-        this.#start = { model: first.model, waitMs: first.waitMs, startedAt: first.startedAt };
+        this.#start = { model: first.model, waitMs: first.waitMs, startedAt: first.startedAt, ...(first.providerRequestId === undefined ? {} : { providerRequestId: first.providerRequestId }) };
         return this.#start;
       }
       // Nothing was streamed: the job's own error, or its end without events.

@@ -54,6 +54,7 @@ export async function runSdkStream<E>(
   try {
     const opened = await open({ timeout: spec.timeoutMs, signal });
     response = opened.response;
+    input.onOpen?.(response.headers.get(spec.requestIdHeader) ?? undefined);
     let outputLength = 0;
     for await (const event of opened.data) {
       const data = acc.add(event);

@@ -74,6 +74,8 @@ export interface ProviderStreamInput extends ProviderCallInput {
    * one only open the message.
    */
   onEvent(data: string, output: boolean): void;
+  /** The provider's id for the call (its `request-id` / `x-request-id` header), once it answered; before the first event. */
+  onOpen?(requestId: string | undefined): void;
 }
 
 /** How far a stream got: what a cut-short stream is charged from. */

@@ -94,6 +94,8 @@ describe('runJob', () => {
     expect(outcome.result.usage.outputTokens).toBeGreaterThan(0);
     expect((outcome.result.response as { type: string }).type).toBe('message');
     expect(outcome.result.timings.finishedAt).toBeGreaterThanOrEqual(outcome.result.timings.startedAt);
+    // The provider's own id for the call (the simulator's request-id header).
+    expect(outcome.result.providerRequestId).toMatch(/^req_011\w{21}$/);
   });
 
   it('fails UNKNOWN_MODEL without a call when no model of the ladder is configured', async () => {
@@ -378,7 +380,8 @@ describe('runJob, streamed', () => {
     expect(outcome.result.timings.ttftMs).toBeGreaterThanOrEqual(0);
     expect(outcome.result.timings.firstEventAt).toBeLessThanOrEqual(outcome.result.timings.finishedAt);
     const events = await relayed(ctx, m.id);
-    expect(events[0]).toMatchObject({ kind: 'start', model: SONNET });
+    expect(events[0]).toMatchObject({ kind: 'start', model: SONNET, providerRequestId: outcome.result.providerRequestId });
+    expect(outcome.result.providerRequestId).toMatch(/^req_011\w{21}$/);
     expect(events.at(-1)).toEqual({ kind: 'end' });
     const types = events.filter((e) => e.kind === 'event').map((e) => (JSON.parse((e as { data: string }).data) as { type: string }).type);
     expect(types[0]).toBe('message_start');

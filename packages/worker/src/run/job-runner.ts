@@ -178,6 +178,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
               ...(firstEventAt === undefined ? {} : { firstEventAt, ttftMs: Math.max(0, firstEventAt - callStarted) }),
             },
             ...(isStreamed(job) ? { streamed: true } : {}),
+            ...(res.requestId === undefined ? {} : { providerRequestId: res.requestId }),
             cost: { usd, batch: false },
             ...(job.metadata ? { metadata: job.metadata } : {}),
           },

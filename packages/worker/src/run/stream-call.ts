@@ -36,14 +36,19 @@ export async function streamedCall(
   const relay = new EventRelay(ctx.redis, ctx.config.redis.prefix, meta.id, (why) => stop.abort(why));
   let first = true;
   let output = false;
+  let providerRequestId: string | undefined;
   const res: ProviderStreamResult = await ctx.adapters[job.provider].stream({
     model: call.model,
     request: job.request,
     signal: AbortSignal.any([signal, stop.signal]),
+    onOpen: (requestId) => {
+      providerRequestId = requestId;
+    },
     onEvent: (data, carriesOutput) => {
       if (first) {
         first = false;
-        relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt });
+        const start = { kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt } as const;
+        relay.push(providerRequestId === undefined ? start : { ...start, providerRequestId });
       }
       // The first token leaves at once, with the events that opened the message, rather than
       // behind the rest of its network read (a fast provider's whole answer).
