@@ -10,6 +10,7 @@ import { laneKeys } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { GATEWAY_KEYS, GPT, HAIKU, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
 
 let redis: EmbeddedRedis;
@@ -109,5 +110,27 @@ describe('backpressure through the gateway', () => {
     expect(res.status).toBe(400);
     expect(res.headers.get('x-should-retry')).toBe('false');
     expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining('max_tokens') } });
+  });
+
+  it("answers each provider refusal with the provider's status, so the SDK raises its own error class, with the provider's request id", async () => {
+    const anthropic = fleet.anthropic(GATEWAY_KEYS.app, { maxRetries: 0 });
+    const openai = fleet.openai(GATEWAY_KEYS.app, { maxRetries: 0 });
+    const cases = [
+      [403, Anthropic.PermissionDeniedError, OpenAI.PermissionDeniedError],
+      [404, Anthropic.NotFoundError, OpenAI.NotFoundError],
+      [413, Anthropic.APIError, OpenAI.APIError],
+    ] as const;
+    for (const [status, anthropicClass, openaiClass] of cases) {
+      sim.injectFaults([{ model: SONNET, status, count: 1 }, { model: GPT, status, count: 1 }]);
+      const a = await anthropic.messages.create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: `refused ${status}` }] }).then(() => undefined, (e: unknown) => e);
+      expect(a, `anthropic ${status}`).toBeInstanceOf(anthropicClass);
+      expect((a as InstanceType<typeof Anthropic.APIError>).status).toBe(status);
+      expect((a as InstanceType<typeof Anthropic.APIError>).requestID).toMatch(/^req_011\w{21}$/);
+      const o = await openai.chat.completions.create({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: `refused ${status}` }] }).then(() => undefined, (e: unknown) => e);
+      expect(o, `openai ${status}`).toBeInstanceOf(openaiClass);
+      expect((o as InstanceType<typeof OpenAI.APIError>).status).toBe(status);
+      expect((o as InstanceType<typeof OpenAI.APIError>).requestID).toMatch(/^req_\w{32}$/);
+    }
+    sim.clearFaults();
   });
 });

@@ -52,7 +52,7 @@ describe('the gateway with the official SDKs', () => {
     expect(Number(h.get('headroom-wait-ms'))).toBeGreaterThanOrEqual(0);
     // The provider's id for the call (its request-id header, which the SDK reads), not one of ours.
     expect(viaGateway.request_id).toMatch(ANTHROPIC_REQUEST_ID);
-    expect(viaGateway.data._request_id).toBe(viaGateway.request_id);
+    expect((viaGateway.data as { _request_id?: string })._request_id).toBe(viaGateway.request_id);
   });
 
   it('OpenAI: chat.completions.create gets the answer the provider gives directly', async () => {

@@ -1,11 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { FailureCode, failureOf, failureText, jobFailure } from './failure.js';
+import { answeredFailure, FailureCode, failureOf, failureText, jobFailure } from './failure.js';
 
 describe('failureOf', () => {
   const rejected = jobFailure(FailureCode.PROVIDER_REJECTED, '400 invalid_request_error: max_tokens: too large');
 
   it('reads the code the worker stored beside BullMQ text, without parsing the text', () => {
     expect(failureOf({ failedReason: failureText(rejected), progress: { attempts: 1, failure: rejected } })).toEqual(rejected);
+  });
+
+  it("keeps the provider's status and its id for the call it answered", () => {
+    const refused = answeredFailure(FailureCode.PROVIDER_REJECTED, '403 permission_error: no access', { status: 403, requestId: 'req_011abc' });
+    expect(refused).toEqual({ code: FailureCode.PROVIDER_REJECTED, message: '403 permission_error: no access', status: 403, providerRequestId: 'req_011abc' });
+    expect(failureOf({ failedReason: failureText(refused), progress: { attempts: 1, failure: refused } })).toEqual(refused);
+    // No answer (a network failure): neither is made up.
+    expect(answeredFailure(FailureCode.RETRIES_EXHAUSTED, 'after 3 attempts', { status: null })).toEqual({ code: FailureCode.RETRIES_EXHAUSTED, message: 'after 3 attempts' });
   });
 
   it('keeps a shed job retry hint', () => {

@@ -65,6 +65,8 @@ export interface JobFailure {
    * answers a provider's 4xx with the same status.
    */
   status?: number;
+  /** The provider's id for that answer (`LlmResult.providerRequestId`): what its support asks for. */
+  providerRequestId?: string;
 }
 
 export const jobFailure = (code: FailureCode, message: string, retryAfterMs?: number, status?: number): JobFailure => ({
@@ -72,6 +74,12 @@ export const jobFailure = (code: FailureCode, message: string, retryAfterMs?: nu
   message,
   ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
   ...(status === undefined ? {} : { status }),
+});
+
+/** A failure behind which the provider answered: its status and its id for the call are kept. */
+export const answeredFailure = (code: FailureCode, message: string, answer: { status: number | null; requestId?: string | undefined }): JobFailure => ({
+  ...jobFailure(code, message, undefined, answer.status ?? undefined),
+  ...(answer.requestId === undefined ? {} : { providerRequestId: answer.requestId }),
 });
 
 /**
@@ -85,9 +93,10 @@ export function failureText(f: JobFailure): string {
 /** The stored failure, when `value` is one (a job's `progress.failure`). */
 export function asJobFailure(value: unknown): JobFailure | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { code, message, retryAfterMs, status } = value as Partial<JobFailure>;
+  const { code, message, retryAfterMs, status, providerRequestId } = value as Partial<JobFailure>;
   if (typeof code !== 'string' || !CODES.has(code) || typeof message !== 'string') return undefined;
-  return jobFailure(code as FailureCode, message, typeof retryAfterMs === 'number' ? retryAfterMs : undefined, typeof status === 'number' ? status : undefined);
+  const failure = jobFailure(code as FailureCode, message, typeof retryAfterMs === 'number' ? retryAfterMs : undefined, typeof status === 'number' ? status : undefined);
+  return typeof providerRequestId === 'string' ? { ...failure, providerRequestId } : failure;
 }
 
 /**

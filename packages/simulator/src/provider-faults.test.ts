@@ -77,6 +77,28 @@ describe('injected faults as each provider sends them, through the official SDKs
     expect(sim.stats().models[GPT]?.faultsInjected).toEqual({ '429-billing': 1 });
   });
 
+  it('sends a refusal (400, 401, 403, 404, 413) as each provider’s error class and type', async () => {
+    const expected = [
+      [400, Anthropic.BadRequestError, 'invalid_request_error', OpenAI.BadRequestError, null],
+      [401, Anthropic.AuthenticationError, 'authentication_error', OpenAI.AuthenticationError, 'invalid_api_key'],
+      [403, Anthropic.PermissionDeniedError, 'permission_error', OpenAI.PermissionDeniedError, 'model_not_found'],
+      [404, Anthropic.NotFoundError, 'not_found_error', OpenAI.NotFoundError, 'model_not_found'],
+      [413, Anthropic.APIError, 'request_too_large', OpenAI.APIError, 'request_too_large'],
+    ] as const;
+    for (const [status, anthropicClass, anthropicType, openaiClass, openaiCode] of expected) {
+      sim.injectFaults([{ model: CLAUDE, status, count: 1 }, { model: GPT, status, count: 1 }]);
+      const anthropic = await failure(askClaude());
+      expect(anthropic, String(status)).toBeInstanceOf(anthropicClass);
+      expect(anthropic).toMatchObject({ status, type: anthropicType });
+      const openai = await failure(askGpt());
+      expect(openai, String(status)).toBeInstanceOf(openaiClass);
+      expect(openai).toMatchObject({ status, type: 'invalid_request_error', code: openaiCode });
+      expect(openai.headers.get('retry-after')).toBeNull();
+    }
+    expect(sim.stats().models[CLAUDE]?.faultsInjected).toEqual({ '400': 1, '401': 1, '403': 1, '404': 1, '413': 1 });
+    expect(() => sim.injectFaults({ status: 418 as never })).toThrow(/fault status must be one of 400, 401, 403, 404, 413, 429/);
+  });
+
   it('sends overload as Anthropic’s 529 overloaded_error and OpenAI’s 503', async () => {
     sim.injectFaults({ overloaded: true, count: 2 });
     const anthropic = await failure(askClaude());

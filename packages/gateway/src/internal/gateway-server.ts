@@ -386,6 +386,7 @@ function send(res: ServerResponse, dialect: Dialect, error: WireError, extra: Re
     headers['retry-after-ms'] = String(Math.ceil(error.retryAfterMs));
   }
   if (error.shouldRetry !== undefined) headers['x-should-retry'] = String(error.shouldRetry);
+  if (error.requestId !== undefined) headers[dialect.requestIdHeader] = error.requestId;
   const detail = error.param === undefined ? {} : { param: error.param };
   const body = dialect.errorBody(error.kind, error.message, detail);
   headers['content-length'] = String(Buffer.byteLength(body));

@@ -38,6 +38,8 @@ export interface WireError {
   shouldRetry?: boolean;
   /** OpenAI's `param`: the field at fault. */
   param?: string;
+  /** The provider's id for the call whose answer this is, sent in its own header (`Dialect.requestIdHeader`). */
+  requestId?: string;
 }
 
 /** How long a client is told to wait when nothing better is known (a full lane, a busy fleet). */
@@ -105,7 +107,10 @@ export function fromError(err: unknown): WireError {
   if (err instanceof RedisOomError) return { kind: 'unavailable', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof RedisUnavailableError) return { kind: 'unavailable', message: 'the queue is unavailable; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof TimeoutError) return { kind: 'overloaded', message: 'the call did not finish in time; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
-  if (err instanceof JobFailedError) return fromFailure(err.failure);
+  if (err instanceof JobFailedError) {
+    const { providerRequestId } = err.failure;
+    return providerRequestId === undefined ? fromFailure(err.failure) : { ...fromFailure(err.failure), requestId: providerRequestId };
+  }
   if (err instanceof JobNotFoundError) return { kind: 'api_error', message: `the job ${err.jobId} disappeared before it finished` };
   return { kind: 'api_error', message: 'internal gateway error' };
 }

@@ -6,7 +6,9 @@
 import { sha256 } from './answer.js';
 import type { Provider } from './options.js';
 
-export type FaultStatus = 429 | 500 | 502 | 503 | 529;
+/** A provider's refusal of the request (4xx), its rate limit, or its failure (5xx, Anthropic's 529). */
+export type FaultStatus = ClientFaultStatus | 429 | 500 | 502 | 503 | 529;
+export type ClientFaultStatus = 400 | 401 | 403 | 404 | 413;
 
 export interface FaultSpec {
   /** Only calls to this model; every model when absent. */
@@ -51,7 +53,9 @@ export interface FaultSpec {
 }
 
 export type FaultAction =
-  | { kind: 'server'; status: Exclude<FaultStatus, 429> }
+  | { kind: 'server'; status: Exclude<FaultStatus, 429 | ClientFaultStatus> }
+  /** The provider refuses the request: bad request, key, permission, model, size. */
+  | { kind: 'client'; status: ClientFaultStatus }
   /** `retryAfterSeconds` null: no retry-after, and requests read exhausted until `resetMs` from now. */
   | { kind: 'rate-limit'; retryAfterSeconds: number | null; resetMs: number }
   | { kind: 'spend-cap' }
@@ -74,7 +78,8 @@ interface Rule {
   until: number;
 }
 
-const STATUSES: readonly number[] = [429, 500, 502, 503, 529];
+const CLIENT_STATUSES: readonly number[] = [400, 401, 403, 404, 413];
+const STATUSES: readonly number[] = [...CLIENT_STATUSES, 429, 500, 502, 503, 529];
 
 function nonNegative(value: number | undefined, name: string): void {
   if (value !== undefined && !(value >= 0 && Number.isFinite(value))) throw new RangeError(`fault ${name} must be a finite number >= 0`);
@@ -101,7 +106,8 @@ export function toFaultAction(spec: FaultSpec): FaultAction {
   if (spec.resetMs !== undefined && !spec.omitRetryAfter) throw new RangeError('resetMs only applies with omitRetryAfter');
   nonNegative(spec.retryAfterSeconds, 'retryAfterSeconds');
   nonNegative(spec.resetMs, 'resetMs');
-  if (status !== 429) return { kind: 'server', status };
+  if (CLIENT_STATUSES.includes(status)) return { kind: 'client', status: status as ClientFaultStatus };
+  if (status !== 429) return { kind: 'server', status: status as Exclude<FaultStatus, 429 | ClientFaultStatus> };
   const retryAfterSeconds = spec.retryAfterSeconds ?? 1;
   return spec.omitRetryAfter
     ? { kind: 'rate-limit', retryAfterSeconds: null, resetMs: spec.resetMs ?? retryAfterSeconds * 1000 }
@@ -112,6 +118,7 @@ export function toFaultAction(spec: FaultSpec): FaultAction {
 export function faultStatus(action: StatusFaultAction, provider: Provider): number {
   switch (action.kind) {
     case 'server':
+    case 'client':
       return action.status;
     case 'rate-limit':
     case 'spend-cap':

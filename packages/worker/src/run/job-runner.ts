@@ -4,7 +4,7 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, poolOf, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
+import { answeredFailure, FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, poolOf, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
@@ -193,7 +193,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       if (decision.action !== 'fail' && decision.cooldownMs) {
         await ctx.bucket.cooldown(pool, model, { durationMs: decision.cooldownMs });
       }
-      if (decision.action === 'fail') return { kind: 'failed', failure: jobFailure(decision.code, decision.reason), progress };
+      // The provider's status (the gateway answers its 4xx with it) and its id for the call go with the failure.
+      if (decision.action === 'fail') return { kind: 'failed', failure: answeredFailure(decision.code, decision.reason, res), progress };
       ctx.metrics.retries.inc({ provider: job.provider, model, kind: res.kind });
       // With another model on the ladder, plan again at once: the cooldown or throttle steers it away.
       if (decision.action === 'fallback' && hasAlternative(ctx, job, model)) {

@@ -10,7 +10,7 @@
  *   is charged what was produced: the input the provider reported (or the reservation's estimate),
  *   and the output tokens counted in the text received.
  */
-import { FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type Usage } from '@headroom/queue';
+import { answeredFailure, FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallOk, ProviderStreamResult, StreamProgress } from '../providers/types.js';
 import { EventRelay, type RelayRefusal } from './event-relay.js';
 import { describeFailure } from './retry-policy.js';
@@ -75,7 +75,7 @@ export async function streamedCall(
     return { kind: 'ended', ...seen, failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller after ${progress.events} events (about ${usage.outputTokens} output tokens)`) };
   }
   if (refused !== undefined) return { kind: 'ended', ...seen, failure: relayFailure(refused, progress) };
-  const ended = jobFailure(FailureCode.STREAM_FAILED, `${describeFailure(failure)} (after ${progress.events} events had been streamed)`, undefined, failure.status ?? undefined);
+  const ended = answeredFailure(FailureCode.STREAM_FAILED, `${describeFailure(failure)} (after ${progress.events} events had been streamed)`, failure);
   relay.push({ kind: 'error', data: res.errorEvent, failure: ended });
   await relay.flush();
   return { kind: 'ended', ...seen, failure: ended, failureKind: failure.kind };
