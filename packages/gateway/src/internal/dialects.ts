@@ -114,3 +114,12 @@ export const openai: Dialect = {
 };
 
 export const DIALECTS: Record<Provider, Dialect> = { anthropic, openai };
+
+/**
+ * The provider's id for the call, in the header its SDK reads. Only printable ASCII of a sane
+ * length goes on: a provider answering garbage must not make the answer itself fail to send
+ * (Node refuses a header with control characters).
+ */
+export function requestIdHeader(dialect: Dialect, id: string | undefined): Record<string, string> {
+  return id !== undefined && /^[\x21-\x7e]{1,256}$/.test(id) ? { [dialect.requestIdHeader]: id } : {};
+}

@@ -10,7 +10,7 @@ import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { createLogger, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
-import { anthropic, openai, type Dialect } from './dialects.js';
+import { anthropic, openai, requestIdHeader, type Dialect } from './dialects.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
 import { DEFAULT_RETRY_AFTER_MS, fromError, invalid, type WireError } from './wire-errors.js';
@@ -273,7 +273,7 @@ class GatewayHandler {
           ...ids,
           'headroom-model': result.model,
           'headroom-wait-ms': String(Math.round(result.timings.waitMs)),
-          ...(result.providerRequestId === undefined ? {} : { [dialect.requestIdHeader]: result.providerRequestId }),
+          ...requestIdHeader(dialect, result.providerRequestId),
         })
         .end(body);
     } catch (err) {
@@ -314,7 +314,7 @@ class GatewayHandler {
       ...ids,
       'headroom-model': start.model,
       'headroom-wait-ms': String(Math.round(start.waitMs)),
-      ...(start.providerRequestId === undefined ? {} : { [dialect.requestIdHeader]: start.providerRequestId }),
+      ...requestIdHeader(dialect, start.providerRequestId),
     });
     try {
       for await (const data of stream.raw()) {
@@ -386,7 +386,7 @@ function send(res: ServerResponse, dialect: Dialect, error: WireError, extra: Re
     headers['retry-after-ms'] = String(Math.ceil(error.retryAfterMs));
   }
   if (error.shouldRetry !== undefined) headers['x-should-retry'] = String(error.shouldRetry);
-  if (error.requestId !== undefined) headers[dialect.requestIdHeader] = error.requestId;
+  Object.assign(headers, requestIdHeader(dialect, error.requestId));
   const detail = error.param === undefined ? {} : { param: error.param };
   const body = dialect.errorBody(error.kind, error.message, detail);
   headers['content-length'] = String(Buffer.byteLength(body));
