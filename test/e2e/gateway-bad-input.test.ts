@@ -102,6 +102,8 @@ const CASES: Case[] = [
   { name: 'a control character in a header', headers: { ...ANTHROPIC, 'headroom-tenant': 'acme\tcorp' }, body: message(), status: 400, says: 'headroom-tenant: holds a control character', provider: 'anthropic' },
   { name: 'unknown model', headers: ANTHROPIC, body: message({ model: 'claude-nope-9' }), status: 404, says: 'model: claude-nope-9 is not served by this gateway', provider: 'anthropic' },
   { name: 'an OpenAI model on the Anthropic API', headers: ANTHROPIC, body: message({ model: GPT }), status: 404, says: `model: ${GPT} is not served`, provider: 'anthropic' },
+  { name: 'a beta name with spaces', headers: { ...ANTHROPIC, 'anthropic-beta': 'context 1m' }, body: message(), status: 400, says: 'anthropic-beta (0): expected a beta name', provider: 'anthropic' },
+  { name: 'betas with sla none', headers: { ...ANTHROPIC, 'anthropic-beta': 'context-1m-2025-08-07', 'headroom-sla': 'none' }, body: message(), status: 400, says: 'anthropic-beta: betas go with interactive calls only', provider: 'anthropic' },
   { name: 'streaming with sla none', headers: { ...ANTHROPIC, 'headroom-sla': 'none' }, body: message({ stream: true }), status: 400, says: 'stream: a streamed job must be interactive', provider: 'anthropic' },
   { name: 'missing messages', headers: ANTHROPIC, body: JSON.stringify({ model: SONNET, max_tokens: 16 }), status: 400, says: 'messages: expected an array of messages', provider: 'anthropic' },
   { name: 'max_tokens 0', headers: ANTHROPIC, body: message({ max_tokens: 0 }), status: 400, says: 'max_tokens: expected a positive integer, got 0', provider: 'anthropic' },

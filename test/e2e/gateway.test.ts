@@ -110,6 +110,21 @@ describe('the gateway with the official SDKs', () => {
     expect(viaGateway.chunks).toBe(directly.chunks);
   });
 
+  it("Anthropic: the client's betas (anthropic-beta) reach the provider, plain and streamed", async () => {
+    const betas = ['context-1m-2025-08-07', 'interleaved-thinking-2025-05-14'];
+    const before = sim.stats().admissions.length;
+    const plain = await fleet.anthropic().beta.messages.create({ ...claude('beta plain'), betas });
+    expect(plain.content.length).toBeGreaterThan(0);
+    await fleet.anthropic().beta.messages.stream({ ...claude('beta stream'), betas }).finalMessage();
+    // A call without betas sends none.
+    await fleet.anthropic().messages.create(claude('no beta'));
+    expect(sim.stats().admissions.slice(before).map((a) => [a.betas, a.streamed])).toEqual([
+      [betas, false],
+      [betas, true],
+      [undefined, false],
+    ]);
+  });
+
   it('OpenAI: n choices, plain and streamed, come back as the provider gives them directly', async () => {
     const body = { ...chat('Name a colour.'), n: 3 };
     const viaGateway = await fleet.openai().chat.completions.create(body);

@@ -38,6 +38,7 @@ export {
   modelLadder,
   maxOutputTokens,
   isStreamed,
+  betasOf,
 } from './job.js';
 export type { LlmJobInput, Provider } from './job.js';
 export { parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';

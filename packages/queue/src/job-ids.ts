@@ -46,9 +46,10 @@ function canonical(value: unknown): string {
 
 /**
  * The coalescing key of a job: a hash of what the provider would see (provider, request, fallback
- * ladder), with object keys sorted, so identical requests written differently still coalesce.
+ * ladder, Anthropic betas), with object keys sorted, so identical requests written differently still coalesce.
  * Tenant and metadata are left out on purpose: the answer does not depend on them.
  */
-export function coalesceKeyOf(job: { provider: string; request: unknown; fallback?: readonly string[] | undefined }): string {
-  return createHash('sha256').update(canonical({ provider: job.provider, request: job.request, fallback: job.fallback ?? [] })).digest('hex').slice(0, 40);
+export function coalesceKeyOf(job: { provider: string; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined }): string {
+  // Betas change what the same body asks for (left out when absent: `canonical` drops undefined).
+  return createHash('sha256').update(canonical({ provider: job.provider, request: job.request, fallback: job.fallback ?? [], betas: job.betas })).digest('hex').slice(0, 40);
 }

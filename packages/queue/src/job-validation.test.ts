@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { JobValidationError, PayloadTooLargeError } from './errors.js';
+import { betasOf } from './job.js';
+import { coalesceKeyOf } from './job-ids.js';
 import { parseJob } from './job-validation.js';
 
 const anthropic = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
@@ -44,6 +46,22 @@ describe('parseJob', () => {
   it('accepts streamed Anthropic and OpenAI jobs (the worker relays their events)', () => {
     expect(parseJob(anthropic({ stream: true })).job.request.stream).toBe(true);
     expect(parseJob(openai({ stream: true, stream_options: { include_usage: true } })).job.request.stream).toBe(true);
+  });
+
+  it("takes an Anthropic job's betas for its interactive calls, and nowhere they would be lost", () => {
+    const betas = ['context-1m-2025-08-07'];
+    const { job } = parseJob(anthropic({}, { betas }));
+    expect(job.provider === 'anthropic' && job.betas).toEqual(betas);
+    expect(betasOf(job)).toEqual({ betas });
+    expect(betasOf(parseJob(anthropic()).job)).toEqual({});
+    expect(issuesOf(anthropic({}, { betas, sla: 'none' }))).toEqual([{ path: 'betas', message: expect.stringContaining('interactive calls only') }]);
+    expect(issuesOf(anthropic({}, { betas, onShed: 'batch' }))[0]?.path).toBe('betas');
+    expect(issuesOf(anthropic({}, { betas: ['Not A Beta'] }))[0]?.path).toBe('betas.0');
+    expect(issuesOf(anthropic({}, { betas: [] }))[0]?.path).toBe('betas');
+    expect(issuesOf(openai({}, { betas }))[0]?.message).toMatch(/betas/);
+    // Two calls that differ only in their betas are not the same call.
+    expect(coalesceKeyOf({ ...job, betas: undefined })).not.toBe(coalesceKeyOf(job));
+    expect(coalesceKeyOf({ ...job, betas: undefined })).toBe(coalesceKeyOf(parseJob(anthropic()).job));
   });
 
   // Each malformed job is refused with the path of what is wrong.

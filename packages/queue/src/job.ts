@@ -154,11 +154,20 @@ const JobCommon = {
   metadata: z.record(z.string(), z.unknown()).optional(),
 };
 
+/**
+ * Anthropic's beta features the call opts into, sent as its `anthropic-beta` header (the SDK's
+ * `client.beta.messages.create({ betas })`): a beta's request fields mean nothing without it.
+ */
+const AnthropicBetas = z
+  .array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,99}$/, { error: 'expected a beta name: lowercase letters, digits, . _ -, as in "context-1m-2025-08-07"' }))
+  .min(1, { error: 'must not be empty (leave betas out)' })
+  .max(16);
+
 export const LlmJob = z
   .discriminatedUnion(
     'provider',
     [
-      z.strictObject({ ...JobCommon, provider: z.literal('anthropic'), request: AnthropicMessagesRequest }),
+      z.strictObject({ ...JobCommon, provider: z.literal('anthropic'), request: AnthropicMessagesRequest, betas: AnthropicBetas.optional() }),
       z.strictObject({ ...JobCommon, provider: z.literal('openai'), request: OpenAIChatRequest }),
     ],
     { error: 'expected "anthropic" or "openai"' },
@@ -167,6 +176,10 @@ export const LlmJob = z
     // The batch APIs answer hours later, in one piece: nobody could be reading the stream.
     if (job.request.stream === true && job.sla === 'none') {
       ctx.addIssue({ code: 'custom', path: ['request', 'stream'], message: 'a streamed job must be interactive: sla "none" goes to the batch API, which does not stream' });
+    }
+    // A batch carries one set of headers for all its requests; a job's betas would be lost there.
+    if (job.provider === 'anthropic' && job.betas !== undefined && (job.sla === 'none' || job.onShed === 'batch')) {
+      ctx.addIssue({ code: 'custom', path: ['betas'], message: 'betas go with interactive calls only: the batch lane (sla "none", onShed "batch") sends none' });
     }
   });
 export type LlmJob = z.infer<typeof LlmJob>;
@@ -177,6 +190,11 @@ export type LlmJobInput = DeepReadonly<z.input<typeof LlmJob>>;
 /** Every model a job may be served by, primary first. */
 export function modelLadder(job: Pick<LlmJob, 'request' | 'fallback'>): string[] {
   return [job.request.model, ...(job.fallback ?? [])];
+}
+
+/** The job's Anthropic betas, as the provider call's input takes them (nothing for a job without). */
+export function betasOf(job: LlmJob): { betas?: readonly string[] } {
+  return job.provider === 'anthropic' && job.betas !== undefined ? { betas: job.betas } : {};
 }
 
 /** The job asks for a streamed answer (the worker relays its events through Redis). */

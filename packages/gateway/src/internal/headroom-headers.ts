@@ -103,4 +103,6 @@ export const HEADER_OF_FIELD: Record<string, string> = {
   idempotencyKey: 'headroom-idempotency-key',
   coalesce: 'headroom-coalesce',
   sla: 'headroom-sla',
+  // Anthropic's own header, carried to the provider call as the job's betas.
+  betas: 'anthropic-beta',
 };

@@ -23,6 +23,8 @@ export interface CallPlan {
   /** Everything charged up front, in every dimension. */
   charge: Charge;
   streamed: boolean;
+  /** Anthropic: the `anthropic-beta` header's betas. */
+  betas?: string[];
 }
 
 export interface Ticket {
@@ -129,6 +131,7 @@ export class SimulatorState {
         output: plan.maxTokens,
         cacheRead: plan.cacheRead,
         streamed: plan.streamed,
+        ...(plan.betas ? { betas: plan.betas } : {}),
       },
       plan.cacheCreation,
     );

@@ -25,6 +25,8 @@ export interface AdmissionRecord {
   done: boolean;
   /** Answered as a stream (SSE), token by token. */
   streamed: boolean;
+  /** Anthropic: the betas the call opted into (its `anthropic-beta` header), when it sent any. */
+  betas?: string[];
   /**
    * The client closed the connection before the stream's end. Its call was then charged only
    * `outputSent` output tokens, as `output` says. Always false for plain calls: the simulator

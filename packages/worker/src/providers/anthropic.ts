@@ -58,6 +58,11 @@ export const ANTHROPIC_SDK_ERRORS: SdkErrorClasses = {
   userAbort: Anthropic.APIUserAbortError,
 };
 
+/** The job's betas as the SDK's `client.beta.messages` sends them: one `anthropic-beta` header, comma-joined. */
+function betaHeaders(input: ProviderCallInput): { headers?: Record<string, string> } {
+  return input.betas === undefined || input.betas.length === 0 ? {} : { headers: { 'anthropic-beta': input.betas.join(',') } };
+}
+
 export class AnthropicAdapter implements ProviderAdapter {
   readonly provider = 'anthropic' as const;
   readonly #client: Anthropic;
@@ -86,7 +91,7 @@ export class AnthropicAdapter implements ProviderAdapter {
   call(input: ProviderCallInput): Promise<ProviderCallResult> {
     // The job's request was validated at enqueue as an Anthropic body; only the model changes.
     const body = { ...input.request, model: input.model, stream: false } as Anthropic.MessageCreateParamsNonStreaming;
-    return runSdkCall(this.#spec, input.signal, ({ timeout, signal }) => this.#client.messages.create(body, { timeout, signal }).asResponse());
+    return runSdkCall(this.#spec, input.signal, ({ timeout, signal }) => this.#client.messages.create(body, { timeout, signal, ...betaHeaders(input) }).asResponse());
   }
 
   stream(input: ProviderStreamInput): Promise<ProviderStreamResult> {
@@ -94,7 +99,7 @@ export class AnthropicAdapter implements ProviderAdapter {
     return runSdkStream(
       this.#spec,
       input,
-      ({ timeout, signal }) => this.#client.messages.create(body, { timeout, signal }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
+      ({ timeout, signal }) => this.#client.messages.create(body, { timeout, signal, ...betaHeaders(input) }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
       new AnthropicStreamAccumulator(),
     );
   }
