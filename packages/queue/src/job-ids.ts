@@ -46,8 +46,8 @@ function canonical(value: unknown): string {
 
 /**
  * The coalescing key of a job: a hash of what the provider would see (provider, request, fallback
- * ladder, Anthropic betas), with object keys sorted, so identical requests written differently still coalesce.
- * Tenant and metadata are left out on purpose: the answer does not depend on them.
+ * ladder, Anthropic betas), with object keys sorted, so identical requests written differently
+ * still coalesce. Tenant and metadata are left out on purpose: the answer does not depend on them.
  */
 export function coalesceKeyOf(job: { provider: string; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined }): string {
   // Betas change what the same body asks for (left out when absent: `canonical` drops undefined).

@@ -224,7 +224,7 @@ class GatewayHandler {
       ...(options.sla ? { sla: options.sla } : {}),
       ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}),
       ...(options.coalesce !== undefined ? { coalesce: options.coalesce } : {}),
-      ...(dialect.provider === 'anthropic' ? betasOf(req.headers['anthropic-beta']) : {}),
+      ...(dialect.provider === 'anthropic' ? betasFromHeader(req.headers['anthropic-beta']) : {}),
     } as LlmJobInput;
     if (body.stream === true) await this.#streamed(res, dialect, job, maxWaitMs);
     else await this.#plain(res, dialect, job, maxWaitMs);
@@ -347,7 +347,7 @@ class GatewayHandler {
  * Node joins a repeated header the same way), for the worker to send with the provider call. The
  * job's validation checks each name.
  */
-function betasOf(header: string | string[] | undefined): { betas?: string[] } {
+function betasFromHeader(header: string | string[] | undefined): { betas?: string[] } {
   const betas = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').map((b) => b.trim()).filter((b) => b !== '');
   return betas.length > 0 ? { betas } : {};
 }

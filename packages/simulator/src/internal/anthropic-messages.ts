@@ -33,7 +33,7 @@ function parseParams(exchange: Exchange, forCounting: boolean): { ok: true; para
 }
 
 /** The betas a call opts into: its `anthropic-beta` header, comma-separated (a repeated header joined). */
-function betasOf(exchange: Exchange): { betas?: string[] } {
+function betasFromHeader(exchange: Exchange): { betas?: string[] } {
   const header = exchange.headers['anthropic-beta'];
   const betas = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').map((b) => b.trim()).filter((b) => b !== '');
   return betas.length > 0 ? { betas } : {};
@@ -66,7 +66,7 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
     maxTokens: params.max_tokens,
     charge: { requests: 1, input: drawnInput, output: params.max_tokens },
     streamed: params.stream === true,
-    ...betasOf(exchange),
+    ...betasFromHeader(exchange),
   });
 
   if (result.kind === 'fault') {

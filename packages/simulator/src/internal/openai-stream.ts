@@ -53,7 +53,7 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
   if (!res.destroyed) res.write('data: [DONE]\n\n');
 }
 
-/** Each choice's pieces as `[index, piece]`, taken in turn: the first token of every choice, then the second... */
+/** Each choice's pieces as `[index, piece]`, in turn: every choice's first token, then their second, ... */
 function interleaved(choices: readonly string[][]): [number, string][] {
   const out: [number, string][] = [];
   const longest = Math.max(0, ...choices.map((pieces) => pieces.length));
