@@ -70,7 +70,13 @@ function providerMessage(failure: JobFailure): string {
   return failure.status !== undefined && failure.message.startsWith(`${failure.status} `) ? failure.message.slice(String(failure.status).length + 1) : failure.message;
 }
 
+/** A failed job's answer; the provider's id for the call behind it, when there was one, goes with it. */
 export function fromFailure(failure: JobFailure): WireError {
+  const error = answerTo(failure);
+  return failure.providerRequestId === undefined ? error : { ...error, requestId: failure.providerRequestId };
+}
+
+function answerTo(failure: JobFailure): WireError {
   switch (failure.code) {
     case FailureCode.PROVIDER_REJECTED: {
       const status = failure.status ?? 400;
@@ -107,10 +113,7 @@ export function fromError(err: unknown): WireError {
   if (err instanceof RedisOomError) return { kind: 'unavailable', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof RedisUnavailableError) return { kind: 'unavailable', message: 'the queue is unavailable; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof TimeoutError) return { kind: 'overloaded', message: 'the call did not finish in time; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
-  if (err instanceof JobFailedError) {
-    const { providerRequestId } = err.failure;
-    return providerRequestId === undefined ? fromFailure(err.failure) : { ...fromFailure(err.failure), requestId: providerRequestId };
-  }
+  if (err instanceof JobFailedError) return fromFailure(err.failure);
   if (err instanceof JobNotFoundError) return { kind: 'api_error', message: `the job ${err.jobId} disappeared before it finished` };
   return { kind: 'api_error', message: 'internal gateway error' };
 }

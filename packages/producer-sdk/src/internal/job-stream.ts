@@ -113,7 +113,8 @@ export class JobEventStream implements JobStream {
       // Aborted: the job was cancelled for the caller, who asked for that, not for its error.
       this.#p.signal?.throwIfAborted();
       if (first?.kind === 'start') {
-        this.#start = { model: first.model, waitMs: first.waitMs, startedAt: first.startedAt, ...(first.providerRequestId === undefined ? {} : { providerRequestId: first.providerRequestId }) };
+        const { kind: _kind, ...start } = first;
+        this.#start = start;
         return this.#start;
       }
       // Nothing was streamed: the job's own error, or its end without events.

@@ -50,11 +50,14 @@ export async function runSdkStream<E>(
   let events = 0;
   let firstEventAt: number | undefined;
   let response: Response | undefined;
+  // Read once, when the provider answers: the relay's start entry, the result and a failure all carry it.
+  let requestId: string | undefined;
   const progress = (): StreamProgress => ({ events, ...(firstEventAt === undefined ? {} : { firstEventAt }), ...acc.progress() });
   try {
     const opened = await open({ timeout: spec.timeoutMs, signal });
     response = opened.response;
-    input.onOpen?.(response.headers.get(spec.requestIdHeader) ?? undefined);
+    requestId = response.headers.get(spec.requestIdHeader) ?? undefined;
+    input.onOpen?.(requestId);
     let outputLength = 0;
     for await (const event of opened.data) {
       const data = acc.add(event);
@@ -66,7 +69,6 @@ export async function runSdkStream<E>(
       outputLength = length;
     }
     const { status, headers } = response;
-    const requestId = headers.get(spec.requestIdHeader) ?? undefined;
     const done = acc.finish();
     if ('incomplete' in done) {
       const failure: ProviderCallFailure = { ok: false, kind: 'bad_response', status, message: done.incomplete, headers, ...(requestId === undefined ? {} : { requestId }) };
@@ -82,7 +84,7 @@ export async function runSdkStream<E>(
       progress: { ...progress(), firstEventAt: firstEventAt ?? Date.now() },
     };
   } catch (error) {
-    const meta: Meta | undefined = response === undefined ? undefined : { status: response.status, headers: response.headers, requestId: response.headers.get(spec.requestIdHeader) ?? undefined };
+    const meta: Meta | undefined = response === undefined ? undefined : { status: response.status, headers: response.headers, requestId };
     const failure = classifyError(spec, error, why, meta);
     return { ...failure, progress: progress(), errorEvent: acc.errorEvent(error, failure) };
   } finally {

@@ -48,8 +48,8 @@ export async function streamedCall(
     onEvent: (data, carriesOutput) => {
       if (first) {
         first = false;
-        const start = { kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt } as const;
-        relay.push(providerRequestId === undefined ? start : { ...start, providerRequestId });
+        // An absent id is left out of the entry (JSON drops undefined).
+        relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt, providerRequestId });
       }
       // The first token leaves at once, with the events that opened the message, rather than
       // behind the rest of its network read (a fast provider's whole answer).
