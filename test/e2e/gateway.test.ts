@@ -9,7 +9,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { GATEWAY_KEYS, GPT, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+import { GATEWAY_KEYS, GPT, GPT_MINI, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
 
 let redis: EmbeddedRedis;
 let sim: Simulator;
@@ -136,6 +136,25 @@ describe('the gateway with the official SDKs', () => {
     const streamed = await fleet.openai().chat.completions.stream({ ...body, stream_options: { include_usage: true } }).finalChatCompletion();
     expect(streamed.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual(directly.choices.map((c) => [c.index, c.message.content, c.finish_reason]));
     expect(streamed.usage).toEqual(directly.usage);
+  });
+
+  it("OpenAI: a call that sets no max_completion_tokens (the SDK's default) is served like the provider serves it, plain and streamed", async () => {
+    const body = { model: GPT, messages: [{ role: 'user' as const, content: 'What is a token bucket?' }] };
+    const viaGateway = await fleet.openai().chat.completions.create(body);
+    const directly = await direct.openai.chat.completions.create(body);
+    expect(viaGateway.choices).toEqual(directly.choices);
+    expect(viaGateway.usage).toEqual(directly.usage);
+    const streamed = await fleet.openai().chat.completions.stream({ ...body, stream_options: { include_usage: true } }).finalChatCompletion();
+    expect(streamed.choices[0]?.message.content).toBe(directly.choices[0]?.message.content);
+    expect(streamed.usage).toEqual(directly.usage);
+    // A model with no maxOutputTokens in the fleet's config cannot budget such a call: refused
+    // at enqueue, naming the field and the setting, and nothing reaches the provider.
+    const admitted = sim.stats().models[GPT_MINI]?.admitted ?? 0;
+    const refused = await fleet.openai().chat.completions.create({ ...body, model: GPT_MINI }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('max_completion_tokens');
+    expect((refused as Error).message).toContain(`model "${GPT_MINI}" has no maxOutputTokens`);
+    expect(sim.stats().models[GPT_MINI]?.admitted ?? 0).toBe(admitted);
   });
 
   it('OpenAI: a stream without include_usage carries no usage, as the provider sends it', async () => {

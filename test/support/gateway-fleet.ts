@@ -70,7 +70,8 @@ export async function startGatewayFleet(
     models: {
       [SONNET]: { provider: 'anthropic', limits: ANTHROPIC_LIMITS },
       [HAIKU]: { provider: 'anthropic', limits: ANTHROPIC_LIMITS },
-      [GPT]: { provider: 'openai', limits: OPENAI_LIMITS },
+      // As the simulator's: a call with no max_completion_tokens reserves it. GPT_MINI has none.
+      [GPT]: { provider: 'openai', limits: OPENAI_LIMITS, maxOutputTokens: 32_768 },
       [GPT_MINI]: { provider: 'openai', limits: OPENAI_LIMITS },
     },
     gateway: {

@@ -24,7 +24,7 @@ export function demoConfig(opts: { prefix: string; simUrl: string | undefined; d
         fallback: ['claude-haiku-4-5'],
       },
       'claude-haiku-4-5': { provider: 'anthropic', pool: 'haiku-4', limits: { rpm: 240, itpm: 60_000, otpm: 16_000 }, pricing: { inputPerMTok: 1, outputPerMTok: 5 } },
-      'gpt-4.1-mini': { provider: 'openai', limits: { rpm: 240, tpm: 80_000 }, pricing: { inputPerMTok: 0.4, outputPerMTok: 1.6 } },
+      'gpt-4.1-mini': { provider: 'openai', limits: { rpm: 240, tpm: 80_000 }, pricing: { inputPerMTok: 0.4, outputPerMTok: 1.6 }, maxOutputTokens: 32_768 },
     },
     lanes: { low: { maxWaitMs: 15_000 } },
     dispatch: { concurrency: 16, lockMs: 15_000, stalledIntervalMs: 5_000, shutdownGraceMs: 5_000 },

@@ -118,6 +118,54 @@ describe('admission fails closed', () => {
   });
 });
 
+describe('a request with no output bound', () => {
+  const GPT = 'gpt-4.1';
+  const MINI = 'gpt-4.1-mini';
+  const chat = (model: string, extra: Partial<LlmJob> = {}): Partial<LlmJob> =>
+    ({ provider: 'openai', request: { model, messages: [{ role: 'user', content: 'hi' }] }, ...extra }) as Partial<LlmJob>;
+
+  it("is admitted when every model of its ladder has maxOutputTokens in the fleet's config, refused naming the model otherwise, and nothing is added", async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, parseConfig({ redis: { prefix }, models: { [GPT]: { provider: 'openai', maxOutputTokens: 32_768 }, [MINI]: { provider: 'openai' } } }));
+    const l = lane(prefix);
+    const [capped, uncapped, uncappedFallback, bounded] = await l.add(
+      chat(GPT),
+      chat(MINI),
+      chat(GPT, { fallback: [MINI] }),
+      chat(MINI, { request: { model: MINI, max_completion_tokens: 64, messages: [{ role: 'user', content: 'hi' }] } } as Partial<LlmJob>),
+    );
+    expect(added(capped!).existing).toBe(false);
+    expect(added(bounded!).existing).toBe(false);
+    for (const [refused, model] of [[uncapped, MINI], [uncappedFallback, MINI]] as const) {
+      expect((refused as HeadroomError).code).toBe(ErrorCode.JOB_INVALID);
+      expect((refused as HeadroomError).message).toContain(`request.max_completion_tokens: set max_completion_tokens (or max_tokens): model "${model}" has no maxOutputTokens`);
+    }
+    expect(await l.size()).toBe(2);
+  });
+
+  it('is taken by the batch lane without a cap: the batch API is never drawn from the bucket', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, parseConfig({ redis: { prefix }, models: { [MINI]: { provider: 'openai' } } }));
+    const [result] = await lane(prefix, 'batch').add(chat(MINI, { sla: 'none' } as Partial<LlmJob>));
+    expect(added(result!).existing).toBe(false);
+  });
+
+  it("costs its primary model's output cap per choice in a fair lane, as a bounded one costs its own bound", async () => {
+    const request = { model: GPT, messages: [{ role: 'user', content: 'hi' }] };
+    const charged: Record<string, number> = {};
+    for (const [tenant, extra] of [['uncapped', { n: 2 }], ['bounded', { max_completion_tokens: 1_500 }]] as const) {
+      // A tenant's first job in an empty fair lane starts at tag 0: its finish tag is its cost.
+      const prefix = `ad-${randomUUID().slice(0, 8)}`;
+      await publishFleetSettings(redis, parseConfig({ redis: { prefix }, models: { [GPT]: { provider: 'openai', maxOutputTokens: 1_000 } }, lanes: { normal: { fairness: 'tenants' } } }));
+      const l = lane(prefix);
+      const { id } = added((await l.add(chat(GPT, { tenant, request: { ...request, ...extra } } as Partial<LlmJob>)))[0]!);
+      const data = (await redis.hget(`${l.k.jobKeyPrefix}${id}`, 'data'))!;
+      charged[tenant] = Number(await redis.hget(l.k.fair, `t:${tenant}`)) - Math.ceil(data.length / 4);
+    }
+    expect(charged).toEqual({ uncapped: 2 * 1_000, bounded: 1_500 });
+  });
+});
+
 describe('tenant accounting', () => {
   it('refuses a tenant at its max with a counter read (no scan of its jobs), and frees a slot once per finished job', async () => {
     const prefix = `ad-${randomUUID().slice(0, 8)}`;

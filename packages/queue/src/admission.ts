@@ -15,7 +15,7 @@ import { modelLadder, type LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
 import { LANES, type Lane } from './lanes.js';
 import { runScript } from './scripts.js';
-import { fairCost } from './tenant-fairness.js';
+import { fairCostArg } from './tenant-fairness.js';
 
 export interface LaneEntry {
   jobId: string;
@@ -91,6 +91,7 @@ export const AddReply = {
   TENANT_MAX_QUEUED: -5,
   UNPUBLISHED: -6,
   BYTES_FULL: -7,
+  NO_OUTPUT_BOUND: -8,
 } as const;
 
 /** The error a refusal of `add-9.lua` means for this entry. */
@@ -111,6 +112,13 @@ function addRefusalToError(lane: Lane, entry: LaneEntry, models: readonly string
       return new FleetUnpublishedError(lane);
     case AddReply.BYTES_FULL:
       return new QueueFullError(lane, { maxBytes: Number(a), bytes: Number(b), jobBytes: Number(c) });
+    case AddReply.NO_OUTPUT_BOUND:
+      return new JobValidationError([
+        {
+          path: 'request.max_completion_tokens',
+          message: `set max_completion_tokens (or max_tokens): model "${a}" has no maxOutputTokens in the fleet's config, and Headroom reserves a call's output bound against tokens/min (as OpenAI counts it)`,
+        },
+      ]);
     default:
       throw new Error(`add script returned unknown code ${code}`);
   }
@@ -141,7 +149,7 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
     ladders.push(models);
     add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, opts, jobId);
     const data = add[10]!;
-    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), fairCost(job, data.length), add[9]!, data, add[11]!);
+    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), fairCostArg(job, data.length, lane), add[9]!, data, add[11]!);
   }
   // Every job of a lane has the same nine keys.
   const reply = await runScript<(string | number)[]>(redis, 'add', add.slice(0, 9) as string[], args);
@@ -160,13 +168,15 @@ export async function releaseJobs(redis: Redis | Cluster, prefix: string, lane: 
 }
 
 /**
- * Publishes the lane caps, byte caps, fairness, tenant quotas and weights and the known models so every producer admits
- * against the fleet's config without holding a copy of it. Workers call this at start, and again
+ * Publishes the lane caps, byte caps, fairness, tenant quotas and weights and the known models
+ * (with their output caps) so every producer admits against the fleet's config without holding a
+ * copy of it. Workers call this at start, and again
  * whenever they find it missing (lane-upkeep.ts): admission refuses every job while it is.
  */
 export async function publishFleetSettings(redis: Redis | Cluster, config: HeadroomConfig): Promise<void> {
   const prefix = config.redis.prefix;
   const models = Object.entries(config.models).flatMap(([name, m]) => [name, `${m.provider}:${poolOf(config, name)}`]);
+  const outputCaps = Object.entries(config.models).flatMap(([name, m]) => (m.maxOutputTokens === undefined ? [] : [name, m.maxOutputTokens]));
   const tenantMax: (string | number)[] = [];
   if (config.tenants.default.maxQueued) tenantMax.push('tenantMax:*', config.tenants.default.maxQueued);
   if (config.tenants.default.weight) tenantMax.push('weight:*', config.tenants.default.weight);
@@ -180,8 +190,9 @@ export async function publishFleetSettings(redis: Redis | Cluster, config: Headr
     LANES.map((lane) => {
       const k = laneKeys(prefix, lane);
       const fair = config.lanes[lane].fairness === 'tenants' ? 1 : 0;
-      const tx = redis.multi().del(k.settings, k.models).hset(k.settings, 'cap', config.lanes[lane].cap, 'maxBytes', config.lanes[lane].maxBytes, 'fair', fair, ...tenantMax);
+      const tx = redis.multi().del(k.settings, k.models, k.outputCaps).hset(k.settings, 'cap', config.lanes[lane].cap, 'maxBytes', config.lanes[lane].maxBytes, 'fair', fair, ...tenantMax);
       if (models.length > 0) tx.hset(k.models, ...models);
+      if (outputCaps.length > 0) tx.hset(k.outputCaps, ...outputCaps);
       return tx.exec();
     }),
   );

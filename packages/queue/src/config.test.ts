@@ -65,6 +65,7 @@ models:
   gpt-4.1:
     provider: openai
     limits: { itpm: 10 }
+    maxOutputTokens: 0.5
 lanes:
   low: { reserve: 1.5, capp: 3 }
 dashboard: { port: "eighty" }
@@ -74,6 +75,7 @@ dashboard: { port: "eighty" }
     expect(lines).toContain('models.claude-sonnet-4-6.limits.itpm: expected a positive integer, got -5');
     expect(lines).toContain('models.claude-sonnet-4-6.fallback.0: unknown model "claude-nope" (not under models)');
     expect(lines).toContain('lanes.low.reserve: expected a number from 0 to 1, got 1.5');
+    expect(lines).toContain('models.gpt-4.1.maxOutputTokens: expected a positive integer, got 0.5');
     expect(lines).toContain('lanes.low: unknown key "capp"');
     expect(lines.some((l) => l.startsWith('dashboard.port:'))).toBe(true);
     expect(err.message).toContain(file);

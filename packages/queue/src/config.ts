@@ -53,6 +53,12 @@ export const ModelConfig = z.strictObject({
     .optional(),
   /** Models tried next, in order, when this one is cooling down, broken, or too slow to free up. */
   fallback: z.array(z.string().min(1)).default([]),
+  /**
+   * The most output the model produces in one answer: what an OpenAI request that sets neither
+   * `max_completion_tokens` nor `max_tokens` reserves against tokens/min (per choice), as OpenAI
+   * counts such a request itself. Without it such a request is refused for this model.
+   */
+  maxOutputTokens: z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' }).optional(),
   /** How the provider charges output against its limit when a call starts. @default max_tokens (both providers) */
   outputCounting: z.enum(OUTPUT_COUNTINGS, { error: 'expected "max_tokens" or "actual"' }).optional(),
 });

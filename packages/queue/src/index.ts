@@ -36,7 +36,7 @@ export {
   OpenAIChatRequest,
   PROVIDERS,
   modelLadder,
-  maxOutputTokens,
+  outputBoundFor,
   isStreamed,
   betasOf,
 } from './job.js';

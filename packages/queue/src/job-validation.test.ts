@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { JobValidationError, PayloadTooLargeError } from './errors.js';
-import { betasOf } from './job.js';
+import { betasOf, maxOutputTokens, outputBoundFor } from './job.js';
 import { coalesceKeyOf } from './job-ids.js';
 import { parseJob } from './job-validation.js';
 
@@ -94,7 +94,6 @@ describe('parseJob', () => {
     ['bad sla', anthropic({}, { sla: 'later' }), 'sla', /interactive/],
     ['negative maxWaitMs', anthropic({}, { maxWaitMs: -1 }), 'maxWaitMs', /positive integer, got -1/],
     ['fallback not a list', anthropic({}, { fallback: 'claude-haiku-4-5' }), 'fallback', /array/],
-    ['OpenAI without an output bound', openai({ max_completion_tokens: undefined }), 'request.max_completion_tokens', /reserves the output bound/],
     ['OpenAI with both output bounds', openai({ max_tokens: 10 }), 'request.max_tokens', /only one/],
     ['OpenAI unknown role', openai({ messages: [{ role: 'bot', content: 'x' }] }), 'request.messages.0.role', /role/],
     ['OpenAI tool message without id', openai({ messages: [{ role: 'tool', content: 'x' }] }), 'request.messages.0.tool_call_id', /string/],
@@ -105,6 +104,17 @@ describe('parseJob', () => {
     const hit = issues.find((i) => i.path === path);
     expect(hit, `issues were ${JSON.stringify(issues)}`).toBeDefined();
     expect(hit?.message).toMatch(message);
+  });
+
+  it("takes an OpenAI request with no output bound (OpenAI's default), which reserves its model's output cap per choice", () => {
+    const { job } = parseJob(openai({ max_completion_tokens: undefined, n: 3 }));
+    expect(maxOutputTokens(job)).toBeUndefined();
+    expect(outputBoundFor(job, { maxOutputTokens: 32_768 })).toBe(3 * 32_768);
+    expect(outputBoundFor(job, {})).toBeUndefined();
+    // A bound of its own wins over the model's cap, for every choice.
+    const bounded = parseJob(openai({ max_completion_tokens: undefined, max_tokens: 100, n: 2 })).job;
+    expect(outputBoundFor(bounded, { maxOutputTokens: 32_768 })).toBe(200);
+    expect(outputBoundFor(parseJob(anthropic()).job, { maxOutputTokens: 32_768 })).toBe(64);
   });
 
   it('lists every bad field, not just the first', () => {

@@ -113,11 +113,8 @@ export const OpenAIChatRequest = z
     if (req.stream_options != null && req.stream !== true) {
       ctx.addIssue({ code: 'custom', path: ['stream_options'], message: 'stream_options is only allowed with "stream": true' });
     }
-    // The bucket reserves the output bound up front (as OpenAI itself counts it), so a request
-    // without one could never be budgeted.
-    if (req.max_tokens === undefined && req.max_completion_tokens === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['max_completion_tokens'], message: 'set max_completion_tokens (or max_tokens): Headroom reserves the output bound against tokens/min' });
-    }
+    // A request with no output bound is OpenAI's default and is allowed: it reserves its models'
+    // configured maxOutputTokens, as OpenAI counts it (admission refuses it for a model without).
     if (req.max_tokens !== undefined && req.max_completion_tokens !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['max_tokens'], message: 'set only one of max_tokens and max_completion_tokens' });
     }
@@ -202,11 +199,30 @@ export function isStreamed(job: Pick<LlmJob, 'request'>): boolean {
   return job.request.stream === true;
 }
 
-/** The output bound a request reserves against output tokens/min. */
-export function maxOutputTokens(job: LlmJob): number {
+/** How many answers the request asks for (OpenAI's `n`): its output bound counts once per choice. */
+export function choicesOf(job: LlmJob): number {
+  return job.provider === 'openai' ? (job.request.n ?? 1) : 1;
+}
+
+/**
+ * The output bound the request sets, all choices together, or undefined for an OpenAI request
+ * that sets none (it reserves its model's `maxOutputTokens` instead: `outputBoundFor`).
+ */
+export function maxOutputTokens(job: LlmJob): number | undefined {
   if (job.provider === 'anthropic') return job.request.max_tokens;
-  const perChoice = job.request.max_completion_tokens ?? job.request.max_tokens ?? 0;
-  return perChoice * (job.request.n ?? 1);
+  const perChoice = job.request.max_completion_tokens ?? job.request.max_tokens;
+  return perChoice === undefined ? undefined : perChoice * choicesOf(job);
+}
+
+/**
+ * What a call of the job on a model with this config reserves against output tokens/min: the
+ * request's own bound, else the model's `maxOutputTokens` for each choice (what the provider
+ * itself counts for a request without one); undefined when neither is set.
+ */
+export function outputBoundFor(job: LlmJob, model: { maxOutputTokens?: number | undefined }): number | undefined {
+  const own = maxOutputTokens(job);
+  if (own !== undefined) return own;
+  return model.maxOutputTokens === undefined ? undefined : model.maxOutputTokens * choicesOf(job);
 }
 
 // ---- The result -----------------------------------------------------------------------

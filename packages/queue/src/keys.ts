@@ -20,7 +20,7 @@ export interface LaneKeys {
   jobKeyPrefix: string;
   /**
    * What Headroom's own lane keys start with. The lane scripts (add, release, return) build
-   * `settings`, `models`, `shedding`, `stats`, `unfinished`, `usage`, `returning` and `fair` from it, with
+   * `settings`, `models`, `output-caps`, `shedding`, `stats`, `unfinished`, `usage`, `returning` and `fair` from it, with
    * the same suffixes, and `prioritized` and `delayed` from `wait`: keep them in step.
    */
   ownPrefix: string;
@@ -54,6 +54,11 @@ export interface LaneKeys {
    * and the pool each draws from, so admission can check that pool's shedding (one read).
    */
   models: string;
+  /**
+   * HASH model -> its configured `maxOutputTokens`, for the models that have one: what a request
+   * with no output bound reserves, so admission refuses such a request for a model without one.
+   */
+  outputCaps: string;
   /** HASH pool -> `untilMs:retryAfterMs:pressure`: new jobs for that pool are shed until then. */
   shedding: string;
   /**
@@ -145,6 +150,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     failed: bull('failed'),
     settings: own('settings'),
     models: own('models'),
+    outputCaps: own('output-caps'),
     shedding: own('shedding'),
     unfinished: own('unfinished'),
     usage: own('usage'),

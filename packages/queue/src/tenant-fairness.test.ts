@@ -14,7 +14,7 @@ import { HeadroomError } from './errors.js';
 import type { LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
 import { forceReturnToLane, returnToLane } from './lane-return.js';
-import { fairCost } from './tenant-fairness.js';
+import { fairCostArg } from './tenant-fairness.js';
 
 const db = redisForFile();
 let conn: Redis;
@@ -80,7 +80,7 @@ async function fairLane(extra: Partial<HeadroomConfigInput> = {}) {
 /** A job's cost as the add script charged it. */
 const costOf = (maxTokens: number, tenant?: string) => {
   const job = llmJob(tenant, maxTokens);
-  return fairCost(job, JSON.stringify(job).length);
+  return Number(fairCostArg(job, JSON.stringify(job).length, 'normal'));
 };
 
 describe('fair sharing inside a lane', () => {

@@ -6,18 +6,27 @@
  * another's one-liners.
  *
  * The estimate is `max output + request bytes / 4`. Output is what the bucket reserves up front
- * (`max_tokens`); four bytes a token is the usual rule for English text and JSON, and the request's
+ * (`max_tokens`, or the model's `maxOutputTokens` for a request without one); four bytes a token is the usual rule for English text and JSON, and the request's
  * envelope counts the same for every tenant. Running the real tokenizer here would cost every
  * enqueue a few hundred microseconds and load it into every producer; fairness needs the ratio
  * between tenants' jobs, not the exact count. Images and documents are over-counted (their base64
  * bytes, not what the provider bills): a tenant sending them is served a little less often.
  */
-import { maxOutputTokens, type LlmJob } from './job.js';
+import { choicesOf, maxOutputTokens, type LlmJob } from './job.js';
+import type { Lane } from './lanes.js';
 
 /** Bytes of request JSON counted as one token. */
 export const BYTES_PER_TOKEN = 4;
 
-/** The job's cost in tokens (at least 1), from its data JSON's length. */
-export function fairCost(job: LlmJob, dataBytes: number): number {
-  return Math.max(1, maxOutputTokens(job) + Math.ceil(dataBytes / BYTES_PER_TOKEN));
+/**
+ * The job's cost in tokens (at least 1), from its data JSON's length, as the add script takes it:
+ * a request with no output bound of its own (an OpenAI default) costs its primary model's
+ * `maxOutputTokens` per choice, which only the fleet's published config knows, so it is sent as
+ * `<cost without output>*<choices>` and the script adds the rest.
+ */
+export function fairCostArg(job: LlmJob, dataBytes: number, lane: Lane): string {
+  const output = maxOutputTokens(job);
+  const cost = Math.max(1, (output ?? 0) + Math.ceil(dataBytes / BYTES_PER_TOKEN));
+  // The batch lane's calls go to the batch API, never drawn from the bucket: nothing to reserve.
+  return output === undefined && lane !== 'batch' ? `${cost}*${choicesOf(job)}` : String(cost);
 }

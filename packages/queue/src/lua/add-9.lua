@@ -25,7 +25,8 @@
   completed, delayed, active, events, marker. The lane's other keys share their hash tag and are
   built here from ARGV[1] and KEYS[1], as BullMQ builds its job keys (keys.ts names them):
     <lane>prioritized (zset), <own>settings (hash: cap, maxBytes, tenantMax:<tenant>,
-    tenantMax:*), <own>models (hash model -> `provider:pool`), <own>shedding (hash pool ->
+    tenantMax:*), <own>models (hash model -> `provider:pool`), <own>output-caps (hash model ->
+    maxOutputTokens, read only for a request with no output bound), <own>shedding (hash pool ->
     untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>unfinished (hash
     job id -> `bytes|tenant`), <own>usage (hash: bytes, tenant:<tenant>), <own>returning (zset)
   Passing only BullMQ's keys keeps the command as small as BullMQ's own: every argument costs the
@@ -34,7 +35,9 @@
   ARGV[1] the lane's own-key prefix (`{prefix:lane}:hr:`)
   then nine per job: job id, provider, tenant or '', the models primary first joined by '\n',
   the job's summary for the dashboard or '' (stored as the job hash's `hrSummary`), its cost in
-  tokens for fair sharing (tenant-fairness.ts), then BullMQ addStandardJob's three arguments
+  tokens for fair sharing (tenant-fairness.ts; `<cost>*<choices>` for a request that sets no output
+  bound: every model of its ladder must have a published output cap, and the primary's, times
+  its choices, is added to its cost), then BullMQ addStandardJob's three arguments
   (packed args, job data JSON, packed options); the job's size is its data JSON's length in bytes
 
   In a lane whose settings say `fair` = 1, an added job leaves BullMQ's wait list for its fair
@@ -55,6 +58,8 @@
     -5, max, '', ''                        QUOTA_EXCEEDED: the tenant holds its max of unfinished jobs
     -6, '', '', ''                         FLEET_UNPUBLISHED: no settings published on this Redis
     -7, maxBytes, bytes, jobBytes          QUEUE_FULL: the lane's unfinished jobs hold its byte cap
+    -8, model, '', ''                      the request sets no output bound and the model has no
+                                           maxOutputTokens in the fleet's config
 ]]
 --- @bullmq "addStandardJob"
 --- @include "includes/model-pool"
@@ -110,6 +115,18 @@ local function poolOf(provider, models)
   return pool
 end
 
+-- A request with no output bound reserves its models' output caps: every model of the ladder must
+-- have one. Returns its cost with the primary's cap added, or a refusal.
+local function uncappedCost(models, cost, choices)
+  local primaryCap
+  for model in string.gmatch(models, '[^\n]+') do
+    local modelCap = redis.call('HGET', own .. 'output-caps', model)
+    if not modelCap then return nil, model end
+    primaryCap = primaryCap or tonumber(modelCap)
+  end
+  return tostring(tonumber(cost) + primaryCap * tonumber(choices))
+end
+
 -- The tenant's share of a fair lane (1 unless the config gives it another). `weights` says some
 -- tenant has one of its own: without it, no read per job.
 local function weightOf(tenant)
@@ -125,6 +142,12 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
   if not cap then return -6, '', '', '' end
   local pool, code, model, owner = poolOf(provider, models)
   if not pool then return code, model, owner or '', '' end
+  local baseCost, choices = string.match(cost, '^(%d+)%*(%d+)$')
+  if baseCost then
+    local uncapped
+    cost, uncapped = uncappedCost(models, baseCost, choices)
+    if not cost then return -8, uncapped, '', '' end
+  end
   local shed = redis.call('HGET', sheddingKey, pool)
   if shed then
     local untilMs, retryAfterMs, pressure = string.match(shed, '^([%d.]+):([%d.]+):([%d.]+)$')

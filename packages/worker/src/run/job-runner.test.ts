@@ -112,6 +112,24 @@ describe('runJob', () => {
     expect(calls(SONNET)).toBe(before);
   });
 
+  it("reserves an OpenAI request's model maxOutputTokens per choice when it sets no output bound, as OpenAI counts it", async () => {
+    const GPT = 'gpt-4.1';
+    const MINI = 'gpt-4.1-mini';
+    // tpm 100,000: HIGH may draw 95,000. Two choices of 32,768 fit; three never can.
+    const ctx = context({
+      providers: { openai: { baseURL: `${sim.url}/v1`, apiKeyEnv: KEY_ENV } },
+      models: { [GPT]: { provider: 'openai', limits: { rpm: 1_000, tpm: 100_000 }, maxOutputTokens: 32_768 }, [MINI]: { provider: 'openai', limits: { rpm: 1_000, tpm: 100_000 } } },
+    });
+    const chat = (model: string, n: number): LlmJob => ({ priority: 'HIGH', provider: 'openai', request: { model, n, messages: [{ role: 'user', content: `question ${++seq}` }] } }) as LlmJob;
+    const before = calls(GPT) + calls(MINI);
+    expect(await run(ctx, chat(GPT, 2))).toMatchObject({ kind: 'completed', result: { model: GPT } });
+    expect(await run(ctx, chat(GPT, 3))).toMatchObject({ kind: 'failed', failure: { code: 'NEVER_FITS', message: expect.stringMatching(/gpt-4\.1 needs 98\d{3} in tpm/) } });
+    // A model without maxOutputTokens in this worker's config (admission refuses such a job
+    // against the published config; this is a worker whose config differs) is never called.
+    expect(await run(ctx, chat(MINI, 1))).toMatchObject({ kind: 'failed', failure: { code: 'NEVER_FITS', message: expect.stringContaining('gpt-4.1-mini has no maxOutputTokens') } });
+    expect(calls(GPT) + calls(MINI)).toBe(before + 1);
+  });
+
   it('serves a mostly cached prompt whose whole length the lane may never draw, and reserves only its uncached part', async () => {
     // ITPM 4,000: HIGH may draw 3,800; the prompt is ~3,000 o200k tokens, ~3,600 with the margin.
     const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 4_000, otpm: 100_000 } } } });

@@ -3,7 +3,7 @@
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
 import { inputReservation } from './input-reservation.js';
 import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
@@ -66,9 +66,13 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     const request = { ...job.request, model } as LlmJob['request'];
     const input = inputReservation(ctx, model, request, job.provider);
     const { estimate } = input;
-    const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg)
-      ? ctx.estimator.outputReserveFor(model, maxOutputTokens(job))
-      : maxOutputTokens(job);
+    const bound = outputBoundFor(job, modelCfg);
+    if (bound === undefined) {
+      // Admission refused this against the published config; a worker whose own config differs.
+      neverFits.push(`${model} has no maxOutputTokens in this worker's config and the request sets no max_completion_tokens`);
+      continue;
+    }
+    const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg) ? ctx.estimator.outputReserveFor(model, bound) : bound;
     const acquire = (inputTokens: number) =>
       ctx.bucket.acquire({
         pool,
@@ -93,7 +97,8 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     if (res.status !== 'never_fits') ctx.throttles.note(model, res.throttle);
     if (res.status === 'granted') return { kind: 'granted', model, pool, reservation: res.reservation, estimate };
     if (res.status === 'never_fits') {
-      const needed = res.dimension === 'otpm' ? outputTokens : res.dimension.endsWith('rpm') ? 1 : reserve;
+      // OpenAI's tpm counts the prompt and the output bound together.
+      const needed = res.dimension === 'otpm' ? outputTokens : res.dimension.endsWith('rpm') ? 1 : res.dimension === 'tpm' ? reserve + outputTokens : reserve;
       neverFits.push(`${model} needs ${needed} in ${res.dimension} but lane ${meta.lane} may draw at most ${Math.floor(res.maxDrawable)} per minute`);
       continue;
     }
