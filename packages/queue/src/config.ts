@@ -158,6 +158,7 @@ const GATEWAY_DEFAULTS = {
   bodyTimeoutMs: 30_000,
   maxWaitMs: 60_000,
   slowClientMs: 30_000,
+  shutdownGraceMs: 30_000,
 };
 
 const GatewayConfig = z.strictObject({
@@ -180,6 +181,11 @@ const GatewayConfig = z.strictObject({
   maxWaitMs: positiveInt.default(60_000),
   /** A streamed answer whose client reads nothing for this long is cut off (and its call stopped). */
   slowClientMs: positiveInt.default(30_000),
+  /**
+   * On SIGTERM (`close()`) the gateway takes no new connection and answers the calls it holds for
+   * up to this long; then the rest are cut and their jobs cancelled.
+   */
+  shutdownGraceMs: positiveInt.default(30_000),
 });
 
 export const HeadroomConfig = z

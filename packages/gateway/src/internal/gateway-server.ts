@@ -31,8 +31,21 @@ export interface RunningGateway {
   /** `http://host:port`: Anthropic's baseURL as is, OpenAI's with `/v1` appended. */
   readonly url: string;
   readonly port: number;
-  /** Stops taking requests; streams and calls in flight are cut and their jobs cancelled. */
+  /**
+   * Drains: takes no new connection, answers `/healthz` 503 and closes each connection after its
+   * answer, and gives the calls it holds up to `gateway.shutdownGraceMs` to be answered; then cuts
+   * the rest (a stream's call is stopped, a job not started is cancelled).
+   */
   close(): Promise<void>;
+}
+
+/** After the grace, how long the cut calls' cancels are given before the producer closes. */
+const CUT_SETTLE_MS = 2_000;
+
+/** Whether `promise` settled within `ms`. */
+function within(promise: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([promise.then(() => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); })]).finally(() => clearTimeout(timer));
 }
 
 /** A job may run this long after it started (retries included) before its client is told to retry. */
@@ -80,10 +93,18 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     port,
     close: () => {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
+        // A rolling deploy's SIGTERM: the answers in flight are the clients' (some already paid
+        // for at the provider), so they are given time, while the load balancer, told by
+        // /healthz, sends new calls elsewhere.
+        handler.drain();
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const drained = await within(handler.idle(), config.gateway.shutdownGraceMs);
+        if (!drained) logger.warn({ inFlight: handler.inFlight, graceMs: config.gateway.shutdownGraceMs }, 'gateway stopping: cutting the calls still in flight');
+        server.closeAllConnections();
+        await stopped;
+        // A cut call cancels its job from its own close handler: let those cancels go out first.
+        await within(handler.idle(), CUT_SETTLE_MS);
         await producer.close();
       })();
       return closing;
@@ -105,16 +126,52 @@ class GatewayHandler {
     this.#modelsOf = { anthropic: of('anthropic'), openai: of('openai') };
   }
 
+  /** Requests being handled now. */
+  inFlight = 0;
+  #draining = false;
+  #onIdle: (() => void) | undefined;
+
+  /** From now on each answer closes its connection, and /healthz says the gateway is stopping. */
+  drain(): void {
+    this.#draining = true;
+  }
+
+  /** Resolves once no request is being handled. */
+  idle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this.#onIdle;
+      this.#onIdle = () => {
+        previous?.();
+        resolve();
+      };
+    });
+  }
+
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const dialect = dialectOf(req, path);
+    this.inFlight++;
+    // A keep-alive client's next call goes to another instance rather than to one going away.
+    if (this.#draining) res.setHeader('connection', 'close');
     try {
       await this.#route(req, res, path, dialect);
     } catch (err) {
       this.logger.error({ err: (err as Error).message, path }, 'gateway request failed');
       if (!res.headersSent) send(res, dialect, { kind: 'api_error', message: 'internal gateway error' });
       else res.destroy();
+    } finally {
+      if (--this.inFlight === 0 && this.#onIdle) {
+        const onIdle = this.#onIdle;
+        this.#onIdle = undefined;
+        onIdle();
+      }
     }
+  }
+
+  #health(res: ServerResponse): void {
+    const body = this.#draining ? '{"ok":false,"draining":true}' : '{"ok":true}';
+    res.writeHead(this.#draining ? 503 : 200, { 'content-type': 'application/json' }).end(body);
   }
 
   async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect): Promise<void> {
@@ -123,7 +180,7 @@ class GatewayHandler {
       '/v1/messages/count_tokens': { method: 'POST', run: () => this.#countTokens(req, res) },
       '/v1/chat/completions': { method: 'POST', run: () => this.#call(req, res, openai) },
       '/v1/models': { method: 'GET', run: () => this.#models(req, res, dialect) },
-      '/healthz': { method: 'GET', run: () => void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}') },
+      '/healthz': { method: 'GET', run: () => this.#health(res) },
     };
     const route = routes[path] ?? (path.startsWith('/v1/models/') ? { method: 'GET', run: () => this.#model(req, res, dialect, decodeURIComponent(path.slice('/v1/models/'.length))) } : undefined);
     if (!route) return send(res, dialect, { kind: 'not_found', message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions and GET /v1/models` });

@@ -1,0 +1,123 @@
+/**
+ * `headroom gateway` (the CLI process) stopped by SIGTERM, as a rolling deploy stops it: it takes
+ * no new connection, answers the calls it holds (plain and streamed, through the official SDKs)
+ * within `gateway.shutdownGraceMs` and exits 0; past the grace it cuts what is left, and a cut
+ * stream's provider call is stopped.
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, parseConfig, type HeadroomConfigInput } from '@headroom/queue';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { startWorker, type RunningWorker } from '@headroom/worker';
+import { spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+
+const SONNET = 'claude-sonnet-4-6';
+const GPT = 'gpt-4.1';
+const KEY = 'hr-gw-drain-key-0123456789abcdef';
+const ENV = { DRAIN_PROVIDER_KEY: 'sk-drain-provider', DRAIN_GATEWAY_KEY: KEY };
+
+let redis: EmbeddedRedis;
+let sim: Simulator;
+let worker: RunningWorker;
+const gateways: FleetProcess[] = [];
+
+function configInput(prefix: string, shutdownGraceMs: number): HeadroomConfigInput {
+  return {
+    redis: { prefix },
+    providers: {
+      anthropic: { baseURL: sim.url, apiKeyEnv: 'DRAIN_PROVIDER_KEY' },
+      openai: { baseURL: `${sim.url}/v1`, apiKeyEnv: 'DRAIN_PROVIDER_KEY' },
+    },
+    models: { [SONNET]: { provider: 'anthropic' }, [GPT]: { provider: 'openai' } },
+    gateway: { host: '127.0.0.1', keys: { app: { keyEnv: 'DRAIN_GATEWAY_KEY' } }, shutdownGraceMs },
+  };
+}
+
+/** A `headroom gateway` process on the worker's lanes, once it listens. */
+async function startGatewayProcess(shutdownGraceMs: number): Promise<{ proc: FleetProcess; url: string }> {
+  const port = await freePort();
+  const file = writeConfig(configInput('drain', shutdownGraceMs));
+  const proc = spawnHeadroom(['gateway', '--config', file, '--redis', redis.url, '--port', String(port)], ENV);
+  gateways.push(proc);
+  const deadline = Date.now() + 30_000;
+  while (!proc.output().includes('listening on')) {
+    if (Date.now() > deadline || proc.child.exitCode !== null) throw new Error(`gateway did not start:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { proc, url: `http://127.0.0.1:${port}` };
+}
+
+/** Resolves once the simulator holds `n` calls in flight. */
+async function callsInFlight(n: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (sim.stats().admissions.filter((a) => !a.done).length < n) {
+    if (Date.now() > deadline) throw new Error(`fewer than ${n} calls reached the provider`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  // Each call takes 2 s; a stream's deltas are spread over it.
+  sim = await startSimulator({ latencyMs: 2_000 });
+  worker = await startWorker({ config: parseConfig(configInput('drain', 1_000)), redisUrl: redis.url, env: ENV, logger: createLogger({ level: 'silent' }) });
+});
+afterAll(async () => {
+  await stopAll(gateways, 'SIGKILL');
+  await worker?.close({ graceMs: 1_000 });
+  await sim?.close();
+  await redis?.stop();
+});
+
+describe('headroom gateway on SIGTERM', () => {
+  it('answers the plain and streamed calls it holds, refuses new connections, and exits 0', async () => {
+    const { proc, url } = await startGatewayProcess(20_000);
+    const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 0 });
+    const openai = new OpenAI({ apiKey: KEY, baseURL: `${url}/v1`, maxRetries: 0 });
+    const direct = new Anthropic({ apiKey: ENV.DRAIN_PROVIDER_KEY, baseURL: sim.url, maxRetries: 0 });
+    const question = { model: SONNET, max_tokens: 64, messages: [{ role: 'user' as const, content: 'What does a drain do?' }] };
+    const plain = anthropic.messages.create(question);
+    const chatBody = { model: GPT, max_completion_tokens: 64, messages: [{ role: 'user' as const, content: 'Count the calls.' }] };
+    const streamed = openai.chat.completions.stream({ ...chatBody, stream_options: { include_usage: true } }).finalChatCompletion();
+    await callsInFlight(2);
+
+    proc.child.kill('SIGTERM');
+    // No new connection once it stops listening (a load balancer's probe fails, calls go elsewhere).
+    const refusedAt = Date.now() + 5_000;
+    let refused: unknown;
+    while (!refused && Date.now() < refusedAt) {
+      refused = await fetch(`${url}/healthz`).then(() => undefined, (err: unknown) => err);
+      if (!refused) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(((refused as Error).cause as NodeJS.ErrnoException).code).toBe('ECONNREFUSED');
+
+    // The calls in flight still get their whole answers.
+    const [answer, chat] = await Promise.all([plain, streamed]);
+    expect(answer.content).toEqual((await direct.messages.create(question)).content);
+    const directChat = await new OpenAI({ apiKey: ENV.DRAIN_PROVIDER_KEY, baseURL: `${sim.url}/v1`, maxRetries: 0 }).chat.completions.create(chatBody);
+    expect(chat.choices[0]?.message.content).toBe(directChat.choices[0]?.message.content);
+    expect(chat.usage).toEqual(directChat.usage);
+    expect(await proc.exited).toBe(0);
+    expect(sim.stats().models[GPT]?.clientClosed ?? 0).toBe(0);
+  });
+
+  it('past its grace cuts the stream it still holds: the client sees the connection close, the provider call is stopped', async () => {
+    const { proc, url } = await startGatewayProcess(300);
+    const openai = new OpenAI({ apiKey: KEY, baseURL: `${url}/v1`, maxRetries: 0 });
+    const closedBefore = sim.stats().models[GPT]?.clientClosed ?? 0;
+    const cut = openai.chat.completions
+      .stream({ model: GPT, max_completion_tokens: 64, messages: [{ role: 'user', content: 'Take your time.' }] })
+      .finalChatCompletion()
+      .then(() => undefined, (err: unknown) => err);
+    await callsInFlight(1);
+    proc.child.kill('SIGTERM');
+    expect(await cut).toBeInstanceOf(Error);
+    expect(await proc.exited).toBe(0);
+    // The worker stops the provider call once the stream's reader is gone.
+    const deadline = Date.now() + 10_000;
+    while ((sim.stats().models[GPT]?.clientClosed ?? 0) === closedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(sim.stats().models[GPT]?.clientClosed ?? 0).toBe(closedBefore + 1);
+  });
+});
