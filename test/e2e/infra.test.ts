@@ -3,8 +3,8 @@
  * parses; every command and flag the manifests give `headroom` is in the CLI's usage; the
  * ConfigMap's headroom.config.yaml passes `parseConfig`; every environment variable set for a
  * Headroom container is one the code reads; the KEDA list names are `laneKeys()`; the stop grace
- * outlasts `dispatch.shutdownGraceMs`; and the Dockerfile's pnpm commands name real packages and
- * scripts of this workspace.
+ * outlasts `dispatch.shutdownGraceMs` (a gateway's, its preStop and `gateway.shutdownGraceMs`);
+ * and the Dockerfile's pnpm commands name real packages and scripts of this workspace.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -121,7 +121,7 @@ describe('infra/k8s', () => {
 
   it('holds a headroom.config.yaml in the ConfigMap that parseConfig accepts, mounted where --config points', () => {
     expect(Object.keys(cmConfig.models).length).toBeGreaterThan(0);
-    for (const name of ['headroom-worker', 'headroom-dashboard']) {
+    for (const name of ['headroom-worker', 'headroom-dashboard', 'headroom-gateway']) {
       const pod = one('Deployment', name).spec.template.spec;
       const container = pod.containers[0];
       const configPath = container.args[container.args.indexOf('--config') + 1];
@@ -139,6 +139,7 @@ describe('infra/k8s', () => {
     }
     expect(one('Deployment', 'headroom-worker').spec.template.spec.containers[0].args[0]).toBe('worker');
     expect(one('Deployment', 'headroom-dashboard').spec.template.spec.containers[0].args[0]).toBe('dashboard');
+    expect(one('Deployment', 'headroom-gateway').spec.template.spec.containers[0].args[0]).toBe('gateway');
   });
 
   it('sets only environment variables the code reads, and every one the config needs', () => {
@@ -152,6 +153,11 @@ describe('infra/k8s', () => {
     for (const p of providersInUse) expect(workerEnv).toContain(cmConfig.providers[p].apiKeyEnv);
     const dashEnv = one('Deployment', 'headroom-dashboard').spec.template.spec.containers[0].env.map((e: Doc) => e.name);
     expect(dashEnv).toEqual(expect.arrayContaining([cmConfig.dashboard.usernameEnv, cmConfig.dashboard.passwordEnv]));
+    // The gateway refuses to start without every client key's variable.
+    const gatewayEnv = one('Deployment', 'headroom-gateway').spec.template.spec.containers[0].env.map((e: Doc) => e.name);
+    const keyEnvs = Object.values(cmConfig.gateway.keys).map((k) => k.keyEnv);
+    expect(keyEnvs.length).toBeGreaterThan(0);
+    expect(gatewayEnv).toEqual(expect.arrayContaining(keyEnvs));
   });
 
   it('gives a worker longer to stop than dispatch.shutdownGraceMs, and serves probes on the configured ports', () => {
@@ -164,6 +170,15 @@ describe('infra/k8s', () => {
     const dc = one('Deployment', 'headroom-dashboard').spec.template.spec.containers[0];
     expect(ports(dc).get('http')).toBe(cmConfig.dashboard.port);
     expect(worker.securityContext.runAsNonRoot).toBe(true);
+    // The gateway: preStop's sleep, then its drain, before any SIGKILL; probed on its port.
+    const gateway = one('Deployment', 'headroom-gateway').spec.template.spec;
+    const gc = gateway.containers[0];
+    const preStopMs = Number(gc.lifecycle.preStop.exec.command[1]) * 1000;
+    expect(gateway.terminationGracePeriodSeconds * 1000).toBeGreaterThanOrEqual(preStopMs + cmConfig.gateway.shutdownGraceMs + 5_000);
+    expect(ports(gc).get('http')).toBe(cmConfig.gateway.port);
+    expect(gc.readinessProbe.httpGet.path).toBe('/healthz');
+    for (const probe of [gc.readinessProbe, gc.livenessProbe]) expect(ports(gc).has((probe.httpGet ?? probe.tcpSocket).port)).toBe(true);
+    expect(gateway.securityContext.runAsNonRoot).toBe(true);
   });
 
   it('selects the right pods from the PodDisruptionBudget, the Service and each Deployment', () => {
@@ -171,10 +186,13 @@ describe('infra/k8s', () => {
     const within = (selector: Record<string, string>, pod: Record<string, string>) => expect(pod).toMatchObject(selector);
     for (const d of byKind('Deployment')) within(d.spec.selector.matchLabels, d.spec.template.metadata.labels);
     within(one('PodDisruptionBudget', 'headroom-worker').spec.selector.matchLabels, labels('headroom-worker'));
-    const svc = one('Service', 'headroom-dashboard');
-    within(svc.spec.selector, labels('headroom-dashboard'));
-    const portNames = one('Deployment', 'headroom-dashboard').spec.template.spec.containers[0].ports.map((p: Doc) => p.name);
-    for (const p of svc.spec.ports) expect(portNames).toContain(p.targetPort);
+    within(one('PodDisruptionBudget', 'headroom-gateway').spec.selector.matchLabels, labels('headroom-gateway'));
+    for (const name of ['headroom-dashboard', 'headroom-gateway']) {
+      const svc = one('Service', name);
+      within(svc.spec.selector, labels(name));
+      const portNames = one('Deployment', name).spec.template.spec.containers[0].ports.map((p: Doc) => p.name);
+      for (const p of svc.spec.ports) expect(portNames).toContain(p.targetPort);
+    }
   });
 
   it("scales the worker Deployment with KEDA on every interactive lane's wait list, as laneKeys() names it", () => {
@@ -212,7 +230,7 @@ describe('infra/docker-compose.yml', () => {
   const compose = (): Doc => yamlDocs(join(INFRA, 'docker-compose.yml'))[0];
   const headroomServices = () => {
     const services = Object.entries<Doc>(compose().services).filter(([, s]) => String(s.image).startsWith('headroom'));
-    expect(services.map(([name]) => name)).toEqual(expect.arrayContaining(['worker', 'dashboard', 'simulator']));
+    expect(services.map(([name]) => name)).toEqual(expect.arrayContaining(['worker', 'dashboard', 'gateway', 'simulator']));
     return services;
   };
 
@@ -252,8 +270,13 @@ describe('infra/docker-compose.yml', () => {
         const configFile = resolve(INFRA, composeDefault(s.volumes[0]).split(':')[0]!);
         expect(Number.parseInt(s.stop_grace_period, 10) * 1000).toBeGreaterThanOrEqual(loadConfig(configFile).dispatch.shutdownGraceMs + 5_000);
       }
+      if (s.command[0] === 'gateway') {
+        expect(Object.keys(s.environment)).toEqual(expect.arrayContaining(Object.values(rootConfig.gateway.keys).map((k) => k.keyEnv)));
+        expect(Number.parseInt(s.stop_grace_period, 10) * 1000).toBeGreaterThanOrEqual(rootConfig.gateway.shutdownGraceMs + 5_000);
+      }
     }
     expect(compose().services.simulator.profiles).toEqual(['sim']);
+    expect(compose().services.gateway.profiles).toEqual(['gateway']);
   });
 });
 
