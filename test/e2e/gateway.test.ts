@@ -169,6 +169,33 @@ describe('the gateway with the official SDKs', () => {
     expect(text.length).toBeGreaterThan(0);
   });
 
+  it('counts what it answered on its metrics port, by route, status and client key', async () => {
+    const scrape = async (): Promise<Map<string, number>> => {
+      const text = await (await fetch(`http://127.0.0.1:${fleet.gateway.metricsPort}/metrics`)).text();
+      const values = new Map<string, number>();
+      for (const line of text.split('\n')) {
+        const m = /^(headroom_gateway_\w+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+        if (m) values.set(m[1]!, Number(m[2]));
+      }
+      return values;
+    };
+    const before = await scrape();
+    const delta = async (series: string) => ((await scrape()).get(series) ?? 0) - (before.get(series) ?? 0);
+    await fleet.anthropic().messages.create(claude('Count me.'));
+    const stream = fleet.anthropic().messages.stream(claude('Count me as a stream.'));
+    await stream.finalMessage();
+    const refused = await fleet.anthropic('hr-not-a-key-0123456789abcdef').messages.create(claude('Who am I?')).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect(await delta('headroom_gateway_requests_total{route="messages",status="200",key="app"}')).toBe(2);
+    expect(await delta('headroom_gateway_requests_total{route="messages",status="401",key=""}')).toBe(1);
+    expect(await delta('headroom_gateway_request_duration_seconds_count{route="messages",stream="true"}')).toBe(1);
+    expect(await delta('headroom_gateway_request_duration_seconds_count{route="messages",stream="false"}')).toBe(2);
+    expect(await delta('headroom_gateway_stream_first_byte_seconds_count{route="messages"}')).toBe(1);
+    expect((await scrape()).get('headroom_gateway_requests_in_flight')).toBe(0);
+    // The probes answer there too, without a key.
+    expect(await (await fetch(`http://127.0.0.1:${fleet.gateway.metricsPort}/readyz`)).json()).toMatchObject({ ok: true });
+  });
+
   it('curl -N shows the SSE events as they come', async () => {
     const out = await new Promise<string>((resolve, reject) => {
       const curl = spawn('curl', [

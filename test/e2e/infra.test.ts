@@ -176,6 +176,8 @@ describe('infra/k8s', () => {
     const preStopMs = Number(gc.lifecycle.preStop.exec.command[1]) * 1000;
     expect(gateway.terminationGracePeriodSeconds * 1000).toBeGreaterThanOrEqual(preStopMs + cmConfig.gateway.shutdownGraceMs + 5_000);
     expect(ports(gc).get('http')).toBe(cmConfig.gateway.port);
+    expect(ports(gc).get('metrics')).toBe(cmConfig.gateway.metricsPort);
+    expect(one('Deployment', 'headroom-gateway').spec.template.metadata.annotations['prometheus.io/port']).toBe(String(cmConfig.gateway.metricsPort));
     expect(gc.readinessProbe.httpGet.path).toBe('/healthz');
     for (const probe of [gc.readinessProbe, gc.livenessProbe]) expect(ports(gc).has((probe.httpGet ?? probe.tcpSocket).port)).toBe(true);
     expect(gateway.securityContext.runAsNonRoot).toBe(true);

@@ -84,6 +84,7 @@ export async function startGatewayFleet(
       },
       maxBodyBytes: 64 * 1024,
       bodyTimeoutMs: 1_000,
+      metricsPort: 0,
     },
     ...overrides,
   });

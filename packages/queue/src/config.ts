@@ -159,6 +159,8 @@ const GATEWAY_DEFAULTS = {
   maxWaitMs: 60_000,
   slowClientMs: 30_000,
   shutdownGraceMs: 30_000,
+  metricsHost: '127.0.0.1',
+  metricsTokenEnv: 'HEADROOM_METRICS_TOKEN',
 };
 
 const GatewayConfig = z.strictObject({
@@ -186,6 +188,12 @@ const GatewayConfig = z.strictObject({
    * up to this long; then the rest are cut and their jobs cancelled.
    */
   shutdownGraceMs: positiveInt.default(30_000),
+  /** Serve /metrics, /healthz and /readyz on this port, apart from the client-facing one. */
+  metricsPort: z.int().min(0).max(65535).optional(),
+  /** The address that server binds (as `dispatch.metricsHost`). @default '127.0.0.1' */
+  metricsHost: z.string().min(1).default('127.0.0.1'),
+  /** The env variable holding the bearer token /metrics then requires (as `dispatch.metricsTokenEnv`). */
+  metricsTokenEnv: envName.default('HEADROOM_METRICS_TOKEN'),
 });
 
 export const HeadroomConfig = z

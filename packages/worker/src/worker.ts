@@ -4,12 +4,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, registerSecret, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerMetrics } from './metrics.js';
-import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { PressureMonitor, type PressureAdjust } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
@@ -18,7 +18,6 @@ import { PromptCacheMemory } from './run/prompt-cache-memory.js';
 import { ThrottleStates } from './run/throttle-states.js';
 import { TokenEstimator } from './run/token-estimator.js';
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
 export interface StartWorkerOptions {
   config: HeadroomConfig;
@@ -113,22 +112,16 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   });
   heartbeat.start();
 
-  let server: MetricsServer | undefined;
-  if (config.dispatch.metricsPort !== undefined) {
-    const env = opts.env ?? process.env;
-    const token = env[config.dispatch.metricsTokenEnv] || undefined;
-    registerSecret(token);
-    server = await startMetricsServer({
-      port: config.dispatch.metricsPort,
-      host: config.dispatch.metricsHost,
-      token,
-      registry: metrics.registry,
-      health: () => ({ ready: redis.status === 'ready', body: { ok: redis.status === 'ready', id, inFlight: dispatcher.inFlight } }),
-    });
-    if (!token && !LOOPBACK.has(config.dispatch.metricsHost)) {
-      logger.warn({ host: config.dispatch.metricsHost, tokenEnv: config.dispatch.metricsTokenEnv }, `worker /metrics is served on ${config.dispatch.metricsHost} without auth; set ${config.dispatch.metricsTokenEnv} to require a token`);
-    }
-  }
+  const { metricsPort: port } = config.dispatch;
+  const server: MetricsServer | undefined =
+    port === undefined
+      ? undefined
+      : await serveMetrics('worker', { ...config.dispatch, metricsPort: port }, {
+          env: opts.env ?? process.env,
+          logger,
+          registry: metrics.registry,
+          health: () => ({ ready: redis.status === 'ready', body: { ok: redis.status === 'ready', id, inFlight: dispatcher.inFlight } }),
+        });
   const metricsPort = server?.port;
   logger.info({ id, lanes: Object.keys(config.lanes), concurrency: config.dispatch.concurrency, metricsPort }, 'worker started');
 

@@ -6,11 +6,14 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { createLogger, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
+import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
 import { anthropic, openai, requestIdHeader, type Dialect } from './dialects.js';
+import { CLIENT_CLOSED, GatewayMetrics, routeOf, type RequestRecord } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
 import { DEFAULT_RETRY_AFTER_MS, fromError, invalid, type WireError } from './wire-errors.js';
@@ -31,6 +34,10 @@ export interface RunningGateway {
   /** `http://host:port`: Anthropic's baseURL as is, OpenAI's with `/v1` appended. */
   readonly url: string;
   readonly port: number;
+  /** This process's counters (served on `gateway.metricsPort` when set). */
+  readonly metrics: GatewayMetrics;
+  /** Where /metrics, /healthz and /readyz are served, when `gateway.metricsPort` is set. */
+  readonly metricsPort?: number;
   /**
    * Drains: takes no new connection, answers `/healthz` 503 and closes each connection after its
    * answer, and gives the calls it holds up to `gateway.shutdownGraceMs` to be answered; then cuts
@@ -60,7 +67,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const keys = ClientKeys.fromConfig(config, opts.env ?? process.env);
   const logger = opts.logger ?? createLogger({ name: 'gateway' });
   const producer = new Producer({ redis: opts.redisUrl, prefix: config.redis.prefix, maxJobBytes: config.limits.maxJobBytes });
-  const handler = new GatewayHandler(config, keys, producer, logger);
+  const metrics = new GatewayMetrics({ defaultMetrics: config.gateway.metricsPort !== undefined });
+  const handler = new GatewayHandler(config, keys, producer, logger, metrics);
   const server = createServer(
     {
       maxHeaderSize: config.gateway.maxHeaderBytes,
@@ -86,11 +94,24 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? config.gateway.host;
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  logger.info({ port, keys: Object.keys(config.gateway.keys) }, 'gateway started');
+  const { metricsPort: metricsPortSetting } = config.gateway;
+  const metricsServer: MetricsServer | undefined =
+    metricsPortSetting === undefined
+      ? undefined
+      : await serveMetrics('gateway', { ...config.gateway, metricsPort: metricsPortSetting }, {
+          env: opts.env ?? process.env,
+          logger,
+          registry: metrics.registry,
+          // Ready while it takes calls: not once it drains (it no longer listens then).
+          health: () => ({ ready: !handler.draining, body: { ok: !handler.draining, inFlight: handler.inFlight } }),
+        });
+  logger.info({ port, keys: Object.keys(config.gateway.keys), metricsPort: metricsServer?.port }, 'gateway started');
   let closing: Promise<void> | undefined;
   return {
     url: `http://${shown}:${port}`,
     port,
+    metrics,
+    ...(metricsServer ? { metricsPort: metricsServer.port } : {}),
     close: () => {
       closing ??= (async () => {
         // A rolling deploy's SIGTERM: the answers in flight are the clients' (some already paid
@@ -106,10 +127,16 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         // A cut call cancels its job from its own close handler: let those cancels go out first.
         await within(handler.idle(), CUT_SETTLE_MS);
         await producer.close();
+        await metricsServer?.close();
       })();
       return closing;
     },
   };
+}
+
+/** A request in flight as it will be counted, and when it came. */
+interface Counted extends Omit<RequestRecord, 'status' | 'seconds'> {
+  startedAt: number;
 }
 
 class GatewayHandler {
@@ -121,6 +148,7 @@ class GatewayHandler {
     private readonly keys: ClientKeys,
     private readonly producer: Producer,
     private readonly logger: Logger,
+    private readonly metrics: GatewayMetrics,
   ) {
     const of = (provider: Provider) => Object.keys(config.models).filter((m) => config.models[m]?.provider === provider);
     this.#modelsOf = { anthropic: of('anthropic'), openai: of('openai') };
@@ -130,10 +158,16 @@ class GatewayHandler {
   inFlight = 0;
   #draining = false;
   #onIdle: (() => void) | undefined;
+  /** What each request in flight is counted as, filled in as it is known (its key, streaming). */
+  readonly #records = new WeakMap<ServerResponse, Counted>();
 
   /** From now on each answer closes its connection, and /healthz says the gateway is stopping. */
   drain(): void {
     this.#draining = true;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
   }
 
   /** Resolves once no request is being handled. */
@@ -152,6 +186,15 @@ class GatewayHandler {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const dialect = dialectOf(req, path);
     this.inFlight++;
+    this.metrics.inFlight.inc();
+    const record: Counted = { route: routeOf(path), key: '', stream: false, startedAt: performance.now() };
+    this.#records.set(res, record);
+    // 'close' follows the answer's end, or a client that left: counted once either way.
+    res.once('close', () => {
+      this.metrics.inFlight.dec();
+      const status = res.headersSent ? String(res.statusCode) : CLIENT_CLOSED;
+      this.metrics.record({ ...record, status, seconds: (performance.now() - record.startedAt) / 1000 });
+    });
     // A keep-alive client's next call goes to another instance rather than to one going away.
     if (this.#draining) res.setHeader('connection', 'close');
     try {
@@ -195,6 +238,8 @@ class GatewayHandler {
   #authenticate(req: IncomingMessage, res: ServerResponse, dialect: Dialect): ClientKey | undefined {
     const presented = presentedKey(req.headers as { 'x-api-key'?: string; authorization?: string });
     const key = this.keys.authenticate(presented);
+    const record = this.#records.get(res);
+    if (key && record) record.key = key.name;
     if (!key) {
       const where = dialect.provider === 'anthropic' ? 'x-api-key (or Authorization: Bearer)' : 'Authorization: Bearer';
       send(res, dialect, { kind: 'authentication', message: presented === undefined ? `no API key: send the gateway key in ${where}` : 'invalid API key', shouldRetry: false });
@@ -269,6 +314,8 @@ class GatewayHandler {
     const prepared = await this.#prepare(req, res, dialect);
     if (!prepared) return;
     const { key, options, body } = prepared;
+    const record = this.#records.get(res);
+    if (record) record.stream = body.stream === true;
     const maxWaitMs = options.maxWaitMs ?? this.config.gateway.maxWaitMs;
     const job = {
       priority: laneFor(key, options.priority).toUpperCase(),
@@ -368,14 +415,17 @@ class GatewayHandler {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
+      // A draining gateway's `connection: close` (set in handle) stands.
+      ...(res.hasHeader('connection') ? {} : { connection: 'keep-alive' }),
       ...ids,
       'headroom-model': start.model,
       'headroom-wait-ms': String(Math.round(start.waitMs)),
       ...requestIdHeader(dialect, start.providerRequestId),
     });
+    const record = this.#records.get(res);
     try {
       for await (const data of stream.raw()) {
+        if (record && record.firstByteSeconds === undefined) record.firstByteSeconds = (performance.now() - record.startedAt) / 1000;
         // The events of one read from Redis come in microtasks: corked until the next tick, they
         // leave (with the head, the first time) in one write, so the client wakes once for them.
         if (res.writableCorked === 0) {

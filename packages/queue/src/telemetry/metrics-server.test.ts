@@ -1,13 +1,15 @@
 import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { WorkerMetrics } from './metrics.js';
 import { startMetricsServer } from './metrics-server.js';
+
+/** A registry as the server reads one (prom-client's `Registry` has the same two members). */
+const registry = { contentType: 'text/plain; version=0.0.4; charset=utf-8', metrics: async () => '# TYPE headroom_jobs_total counter\nheadroom_jobs_total 3\n' };
 
 const health = () => ({ ready: true, body: { ok: true } });
 
-describe('the worker metrics server', () => {
+describe('the metrics server of a worker or gateway', () => {
   it('requires the bearer token for /metrics when one is set, and keeps the probes open', async () => {
-    const server = await startMetricsServer({ port: 0, host: '127.0.0.1', token: 'metrics-token-123', registry: new WorkerMetrics({ defaultMetrics: false }).registry, health });
+    const server = await startMetricsServer({ name: 'worker', port: 0, host: '127.0.0.1', token: 'metrics-token-123', registry, health });
     try {
       const url = `http://127.0.0.1:${server.port}`;
       const anonymous = await fetch(`${url}/metrics`);
@@ -26,7 +28,7 @@ describe('the worker metrics server', () => {
 
   it('binds the configured host only: loopback by default is not reachable on another interface', async () => {
     const other = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
-    const server = await startMetricsServer({ port: 0, host: '127.0.0.1', token: undefined, registry: new WorkerMetrics({ defaultMetrics: false }).registry, health });
+    const server = await startMetricsServer({ name: 'worker', port: 0, host: '127.0.0.1', token: undefined, registry, health });
     try {
       expect((await fetch(`http://127.0.0.1:${server.port}/metrics`)).status).toBe(200);
       if (other) await expect(fetch(`http://${other}:${server.port}/metrics`)).rejects.toThrow();
