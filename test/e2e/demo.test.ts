@@ -1,7 +1,8 @@
 /**
  * The README's main command, as a newcomer runs it: `pnpm demo` with nothing configured (no
- * REDIS_URL, no API keys) starts its own Redis, the simulator, workers and the dashboard, drives
- * every lane, and with --check exits 0 only if every lane completed jobs with zero 429s. Ctrl-C
+ * REDIS_URL, no API keys) starts its own Redis, the simulator, workers, the dashboard and the
+ * gateway, drives every lane (and calls through the gateway), and with --check exits 0 only if
+ * every lane completed jobs, every gateway call was answered, with zero 429s. Ctrl-C
  * (SIGINT to the whole process group, as a terminal sends it) ends it cleanly.
  */
 import { spawn } from 'node:child_process';
@@ -37,7 +38,9 @@ describe('pnpm demo', () => {
     expect(out).toContain('started a private redis-server');
     expect(out).toContain('provider   simulator at');
     expect(out).toMatch(/dashboard {2}http:\/\/127\.0\.0\.1:\d+\/ {2}\(user demo, password \S+\)/);
-    expect(out, out.slice(-3000)).toContain('check passed: jobs completed in every lane, zero 429s');
+    expect(out).toMatch(/gateway {4}http:\/\/127\.0\.0\.1:\d+ {2}\(key hr-demo-[0-9a-f]{24}\)/);
+    expect(out).toMatch(/gateway: (\d+) of \1 calls answered 200/);
+    expect(out, out.slice(-3000)).toContain('check passed: jobs completed in every lane, every call through the gateway answered, zero 429s');
     expect(code).toBe(0);
   }, 120_000);
 

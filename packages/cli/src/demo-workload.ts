@@ -8,7 +8,10 @@ export function hasRealKeys(env: NodeJS.ProcessEnv): boolean {
   return Boolean(env.ANTHROPIC_API_KEY || env.OPENAI_API_KEY);
 }
 
-export function demoConfig(opts: { prefix: string; simUrl: string | undefined; dashboardPort: number }): HeadroomConfigInput {
+/** The variable the demo's gateway reads its one client key from. */
+export const DEMO_GATEWAY_KEY_ENV = 'HEADROOM_DEMO_GATEWAY_KEY';
+
+export function demoConfig(opts: { prefix: string; simUrl: string | undefined; dashboardPort: number; gatewayPort: number }): HeadroomConfigInput {
   const sim = opts.simUrl;
   return {
     redis: { prefix: opts.prefix },
@@ -32,6 +35,7 @@ export function demoConfig(opts: { prefix: string; simUrl: string | undefined; d
     tenants: { overrides: { runaway: { tpm: 3_000, maxQueued: 20 } } },
     batch: { maxRequests: 50, maxWaitMs: 3_000, pollIntervalMs: 1_000 },
     dashboard: { port: opts.dashboardPort, host: '127.0.0.1' },
+    gateway: { port: opts.gatewayPort, host: '127.0.0.1', keys: { demo: { keyEnv: DEMO_GATEWAY_KEY_ENV } } },
   };
 }
 

@@ -1,8 +1,9 @@
 /**
  * `headroom demo`: the whole system on one machine with nothing configured. Starts a private
  * Redis (unless REDIS_URL is set), the provider simulator (unless an API key is set), worker
- * processes and the dashboard, then drives a mixed workload — every lane, batch jobs, a runaway
- * tenant, a 529 brownout — and shows the fleet live. Ctrl-C stops everything it started.
+ * processes, the dashboard and the gateway, then drives a mixed workload — every lane, batch jobs,
+ * a runaway tenant, a 529 brownout, calls through the gateway in Anthropic's wire format — and
+ * shows the fleet live. Ctrl-C stops everything it started.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +15,7 @@ import { ErrorCode, HeadroomError, laneKeys, parseConfig, QueueFullError, QuotaE
 import { Producer } from '@headroom/producer-sdk';
 import { freePort, REDIS_SERVER_NOT_FOUND, startEmbeddedRedis } from '@headroom/testing';
 import { startSimulator, type Simulator, type SimulatorOptions } from '@headroom/simulator';
-import { demoConfig, demoJob, hasRealKeys, realJobs } from './demo-workload.js';
+import { DEMO_GATEWAY_KEY_ENV, demoConfig, demoJob, hasRealKeys, realJobs } from './demo-workload.js';
 import { openOverviewReader, type OverviewReader } from '@headroom/dashboard';
 import { renderStatus } from './status-view.js';
 
@@ -82,8 +83,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     }
 
     const dashboardPort = await freePort();
+    const gatewayPort = await freePort();
     const prefix = `demo-${randomBytes(3).toString('hex')}`;
-    const configInput: HeadroomConfigInput = demoConfig({ prefix, simUrl: sim?.url, dashboardPort });
+    const configInput: HeadroomConfigInput = demoConfig({ prefix, simUrl: sim?.url, dashboardPort, gatewayPort });
     if (real) {
       // Only the providers whose key is set: a worker refuses models it has no key for.
       const keyed = (p: string) => Boolean(env[p === 'anthropic' ? 'ANTHROPIC_API_KEY' : 'OPENAI_API_KEY']);
@@ -94,8 +96,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     writeFileSync(configFile, JSON.stringify(configInput, null, 2));
     const log = createWriteStream(join(dir, 'fleet.log'));
     const password = randomBytes(9).toString('base64url');
+    const gatewayKey = `hr-demo-${randomBytes(12).toString('hex')}`;
     const childEnv = {
       ...env,
+      [DEMO_GATEWAY_KEY_ENV]: gatewayKey,
       HEADROOM_DEMO_KEY: 'sk-demo-simulated',
       HEADROOM_DASHBOARD_USER: 'demo',
       HEADROOM_DASHBOARD_PASSWORD: password,
@@ -113,8 +117,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     const workerCount = opts.workers ?? 3;
     for (let i = 1; i <= workerCount; i++) spawnCli(['worker', '--config', configFile, '--redis', redisUrl, '--id', `demo-w${i}`]);
     spawnCli(['dashboard', '--config', configFile, '--redis', redisUrl, '--local-only']);
+    spawnCli(['gateway', '--config', configFile, '--redis', redisUrl]);
+    const gateway = new DemoGateway(`http://127.0.0.1:${gatewayPort}`, gatewayKey);
     say(`workers    ${workerCount} processes; logs in ${join(dir, 'fleet.log')}`);
     say(`dashboard  http://127.0.0.1:${dashboardPort}/  (user demo, password ${password}); Bull Board at /admin/queues`);
+    say(`gateway    ${gateway.url}  (key ${gatewayKey}): an official SDK's baseURL (OpenAI's with /v1), e.g.`);
+    say(`           curl ${gateway.url}/v1/messages -H 'x-api-key: ${gatewayKey}' -H 'anthropic-version: 2023-06-01' \\`);
+    say(`             -H 'content-type: application/json' -H 'headroom-priority: critical' -d '${JSON.stringify(GATEWAY_CALL)}'`);
     say('');
 
     const producer = new Producer({ redis: redisUrl, prefix });
@@ -125,6 +134,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     cleanup.push({ stop: async () => { await status.close(); statusRedis.disconnect(); } });
     // Workers publish the fleet's models and caps as they start; wait for the first.
     await waitForFleet(statusRedis, prefix);
+    if (!(await gateway.ready())) say(`gateway    did not start at ${gateway.url} (see the fleet log); the demo goes on without it`);
 
     const refused = { shed: 0, full: 0, quota: 0 };
     const offer = async (job: LlmJobInput) => {
@@ -153,6 +163,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
         // A runaway tenant: far past its tokens/min and queued-jobs quotas.
         for (let r = 0; r < 60; r++) await offer(demoJob(i++, { tenant: 'runaway', priority: 'NORMAL' }));
       }
+      // A service of another language would call like this: the provider's wire format, a CRITICAL lane.
+      if (sim && i % 25 === 0) gateway.call();
       if (sim && !brownout && elapsed > Math.min(8_000, durationMs * 0.4)) {
         brownout = true;
         // A brownout: the primary model answers 529 for a while; the fallback ladder takes over.
@@ -176,15 +188,18 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     const final = await status.read();
     await showTable(status, out, refused);
     const calls429 = sim ? Object.values(sim.stats().models).reduce((n, m) => n + m.refused429, 0) : final.calls.calls429;
+    const viaGateway = await gateway.settled();
     say(`\nprovider 429s: ${calls429}; refused at enqueue: ${refused.shed} shed, ${refused.quota} over tenant quota, ${refused.full} lane full`);
+    if (sim) say(`gateway: ${viaGateway.answered} of ${viaGateway.sent} calls answered 200${viaGateway.answered > 0 ? `, lane wait p50 ${viaGateway.waitP50Ms} ms` : ''}${viaGateway.errors.length ? `; ${viaGateway.errors.slice(0, 3).join(', ')}` : ''}`);
     // Stopped by Ctrl-C or SIGTERM is how a demo ends: a clean stop, status 0.
     if (!opts.check) return 0;
     const lanesWithoutWork = final.lanes.filter((l) => l.done === 0 && (l.lane !== 'batch' || config.batch.enabled)).map((l) => l.lane);
-    if (lanesWithoutWork.length > 0 || calls429 > 0) {
-      say(`check failed: ${lanesWithoutWork.length ? `no completed jobs in ${lanesWithoutWork.join(', ')}` : ''}${calls429 ? ` ${calls429} provider 429s` : ''}`);
+    const gatewayFailed = sim !== undefined && (viaGateway.answered === 0 || viaGateway.errors.length > 0);
+    if (lanesWithoutWork.length > 0 || calls429 > 0 || gatewayFailed) {
+      say(`check failed: ${lanesWithoutWork.length ? `no completed jobs in ${lanesWithoutWork.join(', ')}` : ''}${calls429 ? ` ${calls429} provider 429s` : ''}${gatewayFailed ? ' calls through the gateway not all answered' : ''}`);
       return 1;
     }
-    say('check passed: jobs completed in every lane, zero 429s');
+    say(`check passed: jobs completed in every lane${sim ? ', every call through the gateway answered' : ''}, zero 429s`);
     return 0;
   } catch (err) {
     if (err instanceof HeadroomError) {
@@ -197,6 +212,55 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('exit', killChildren);
+  }
+}
+
+/** What the demo sends through its gateway, as any service's Anthropic SDK would. */
+const GATEWAY_CALL = { model: 'claude-sonnet-4-6', max_tokens: 64, messages: [{ role: 'user', content: 'Say hello through the gateway.' }] };
+
+/** The demo's calls through its gateway: plain HTTP in Anthropic's format, what any language sends. */
+class DemoGateway {
+  #sent = 0;
+  readonly #waits: number[] = [];
+  readonly #errors: string[] = [];
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(
+    readonly url: string,
+    private readonly key: string,
+  ) {}
+
+  #up = false;
+
+  /** Waits (up to 30 s) until the gateway listens: it starts beside the workers. */
+  async ready(): Promise<boolean> {
+    for (let i = 0; i < 300 && !this.#up; i++) {
+      this.#up = await fetch(`${this.url}/healthz`).then((r) => r.ok, () => false);
+      if (!this.#up) await new Promise((r) => setTimeout(r, 100));
+    }
+    return this.#up;
+  }
+
+  call(): void {
+    if (!this.#up) return;
+    this.#sent++;
+    const headers = { 'x-api-key': this.key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json', 'headroom-priority': 'critical' };
+    const done = fetch(`${this.url}/v1/messages`, { method: 'POST', headers, body: JSON.stringify(GATEWAY_CALL) }).then(
+      async (res) => {
+        await res.arrayBuffer();
+        if (res.ok) this.#waits.push(Number(res.headers.get('headroom-wait-ms')));
+        else this.#errors.push(`HTTP ${res.status}`);
+      },
+      (err: Error) => { this.#errors.push(err.message); },
+    );
+    this.#pending.add(done);
+    void done.finally(() => this.#pending.delete(done));
+  }
+
+  async settled(): Promise<{ sent: number; answered: number; waitP50Ms: number; errors: string[] }> {
+    await Promise.all(this.#pending);
+    const sorted = [...this.#waits].sort((a, b) => a - b);
+    return { sent: this.#sent, answered: sorted.length, waitP50Ms: sorted[Math.floor(sorted.length / 2)] ?? 0, errors: this.#errors };
   }
 }
 
@@ -222,6 +286,6 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 /** The simulator enforces the same limits the demo fleet is configured with. */
 function demoSimModels(): NonNullable<SimulatorOptions['models']> {
-  const models = demoConfig({ prefix: 'x', simUrl: 'http://127.0.0.1', dashboardPort: 1 }).models;
+  const models = demoConfig({ prefix: 'x', simUrl: 'http://127.0.0.1', dashboardPort: 1, gatewayPort: 1 }).models;
   return Object.fromEntries(Object.entries(models).map(([name, m]) => [name, { provider: m.provider, limits: { rpm: m.limits?.rpm ?? 1000, ...m.limits } }]));
 }
