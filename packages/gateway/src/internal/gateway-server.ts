@@ -143,6 +143,13 @@ class GatewayHandler {
   readonly #servedAt = new Date();
   readonly #modelsOf: Record<Provider, string[]>;
 
+  /** Requests whose answers are not done yet (sent in full, or cut). */
+  inFlight = 0;
+  #draining = false;
+  #onIdle: (() => void) | undefined;
+  /** What each request in flight is counted as, filled in as it is known (its key, streaming). */
+  readonly #records = new WeakMap<ServerResponse, Counted>();
+
   constructor(
     private readonly config: HeadroomConfig,
     private readonly keys: ClientKeys,
@@ -154,13 +161,6 @@ class GatewayHandler {
     this.#modelsOf = { anthropic: of('anthropic'), openai: of('openai') };
   }
 
-  /** Requests being handled now. */
-  inFlight = 0;
-  #draining = false;
-  #onIdle: (() => void) | undefined;
-  /** What each request in flight is counted as, filled in as it is known (its key, streaming). */
-  readonly #records = new WeakMap<ServerResponse, Counted>();
-
   /** From now on each answer closes its connection, and /healthz says the gateway is stopping. */
   drain(): void {
     this.#draining = true;
@@ -170,7 +170,7 @@ class GatewayHandler {
     return this.#draining;
   }
 
-  /** Resolves once no request is being handled. */
+  /** Resolves once every answer is done. */
   idle(): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => {
@@ -189,11 +189,17 @@ class GatewayHandler {
     this.metrics.inFlight.inc();
     const record: Counted = { route: routeOf(path), key: '', stream: false, startedAt: performance.now() };
     this.#records.set(res, record);
-    // 'close' follows the answer's end, or a client that left: counted once either way.
+    // 'close' follows the answer's last byte handed to the socket, or a client that left: counted
+    // once either way. A drain waits for it, not for the handler, whose end() may still be flushing.
     res.once('close', () => {
       this.metrics.inFlight.dec();
       const status = res.headersSent ? String(res.statusCode) : CLIENT_CLOSED;
       this.metrics.record({ ...record, status, seconds: (performance.now() - record.startedAt) / 1000 });
+      if (--this.inFlight === 0 && this.#onIdle) {
+        const onIdle = this.#onIdle;
+        this.#onIdle = undefined;
+        onIdle();
+      }
     });
     // A keep-alive client's next call goes to another instance rather than to one going away.
     if (this.#draining) res.setHeader('connection', 'close');
@@ -203,12 +209,6 @@ class GatewayHandler {
       this.logger.error({ err: (err as Error).message, path }, 'gateway request failed');
       if (!res.headersSent) send(res, dialect, { kind: 'api_error', message: 'internal gateway error' });
       else res.destroy();
-    } finally {
-      if (--this.inFlight === 0 && this.#onIdle) {
-        const onIdle = this.#onIdle;
-        this.#onIdle = undefined;
-        onIdle();
-      }
     }
   }
 
