@@ -2,13 +2,16 @@
  * The whole path against a real 3-master Redis Cluster (with a password): producers enqueue into
  * every lane through a `redis-cluster://` URL, a lane cap holds while producers race, and a
  * `headroom worker` process given one node of the cluster completes the jobs through the shared
- * bucket, results coming back through QueueEvents. Lanes and pools sit in different slots, so
- * this also proves no script, MULTI or pipeline crosses slots.
+ * bucket, results coming back through QueueEvents; the gateway serves the official SDK's plain
+ * and streamed calls through it, and a producer's stream relays its events. Lanes and pools sit in
+ * different slots, so this also proves no script, MULTI, pipeline or blocking read crosses slots.
  */
+import Anthropic from '@anthropic-ai/sdk';
 import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobNotFoundError, Producer, QueueFullError, type JobHandle, type LlmJobInput, type Priority } from '@headroom/producer-sdk';
-import { Bucket, createRedis, laneKeys, LANES, parseConfig, poolKeys, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
+import { startGateway } from '@headroom/gateway';
+import { Bucket, createLogger, createRedis, laneKeys, LANES, parseConfig, poolKeys, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
@@ -142,6 +145,29 @@ describe('Redis Cluster (3 masters)', () => {
     const snapshot = await new Bucket(admin, { prefix: PREFIX }).snapshot(MODEL, LIMITS);
     const grants = Object.values(snapshot.counters.grants).reduce((a, b) => a + (b ?? 0), 0);
     expect(grants).toBe(handles.length);
+  });
+
+  it('serves plain and streamed calls through the gateway, and a producer stream, over the cluster', async () => {
+    const GATEWAY_KEY = 'hr-cluster-gateway-key-0123456789';
+    const config = parseConfig({ ...configInput, gateway: { port: 0, host: '127.0.0.1', keys: { app: { keyEnv: 'CLUSTER_GATEWAY_KEY' } } } });
+    const gateway = await startGateway({ config, redisUrl: url, env: { CLUSTER_GATEWAY_KEY: GATEWAY_KEY }, logger: createLogger({ level: 'silent' }) });
+    try {
+      const client = new Anthropic({ apiKey: GATEWAY_KEY, baseURL: gateway.url, maxRetries: 0 });
+      const body = { model: MODEL, max_tokens: 32, messages: [{ role: 'user' as const, content: 'through the gateway, over the cluster' }] };
+      const plain = await client.messages.create(body, { headers: { 'headroom-priority': 'critical' } }).withResponse();
+      expect(plain.data.usage.output_tokens).toBeGreaterThan(0);
+      expect(plain.response.headers.get('headroom-lane')).toBe('critical');
+      // The events relay through the job's own stream, read by the gateway's blocking XREAD.
+      const streamed = await client.messages.stream(body).finalMessage();
+      expect(streamed.usage.output_tokens).toBeGreaterThan(0);
+      const stream = await newProducer().stream(job('HIGH', 9_001));
+      let events = 0;
+      for await (const _ of stream) events++;
+      expect(events).toBeGreaterThan(2);
+      expect((await stream.result()).usage.outputTokens).toBeGreaterThan(0);
+    } finally {
+      await gateway.close();
+    }
   });
 
   it('serves the dashboard overview from the cluster', async () => {
