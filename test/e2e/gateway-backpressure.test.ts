@@ -60,6 +60,7 @@ describe('backpressure through the gateway', () => {
       body: JSON.stringify(ask('refused')),
     });
     expect(refused.status).toBe(429);
+    expect(refused.headers.get('headroom-error-code')).toBe('QUEUE_FULL');
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(await refused.json()).toMatchObject({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringContaining('lane high is full') } });
 
@@ -116,6 +117,7 @@ describe('backpressure through the gateway', () => {
     const anthropic = fleet.anthropic(GATEWAY_KEYS.app, { maxRetries: 0 });
     const openai = fleet.openai(GATEWAY_KEYS.app, { maxRetries: 0 });
     const cases = [
+      [401, Anthropic.AuthenticationError, OpenAI.AuthenticationError],
       [403, Anthropic.PermissionDeniedError, OpenAI.PermissionDeniedError],
       [404, Anthropic.NotFoundError, OpenAI.NotFoundError],
       [413, Anthropic.APIError, OpenAI.APIError],
@@ -126,10 +128,13 @@ describe('backpressure through the gateway', () => {
       expect(a, `anthropic ${status}`).toBeInstanceOf(anthropicClass);
       expect((a as InstanceType<typeof Anthropic.APIError>).status).toBe(status);
       expect((a as InstanceType<typeof Anthropic.APIError>).requestID).toMatch(/^req_011\w{21}$/);
+      // Whose refusal it is: the provider's, of the fleet's key (a 401 of the caller's own key says GATEWAY_KEY_INVALID).
+      expect((a as InstanceType<typeof Anthropic.APIError>).headers?.get('headroom-error-code')).toBe('PROVIDER_REJECTED');
       const o = await openai.chat.completions.create({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: `refused ${status}` }] }).then(() => undefined, (e: unknown) => e);
       expect(o, `openai ${status}`).toBeInstanceOf(openaiClass);
       expect((o as InstanceType<typeof OpenAI.APIError>).status).toBe(status);
       expect((o as InstanceType<typeof OpenAI.APIError>).requestID).toMatch(/^req_\w{32}$/);
+      expect((o as InstanceType<typeof OpenAI.APIError>).headers?.get('headroom-error-code')).toBe('PROVIDER_REJECTED');
     }
     sim.clearFaults();
   });

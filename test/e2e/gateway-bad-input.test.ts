@@ -122,7 +122,28 @@ const CASES: Case[] = [
   },
 ];
 
-async function send(c: Case): Promise<{ status: number; body: string }> {
+/**
+ * The `headroom-error-code` each case is answered with, where it is not `JOB_INVALID` (every other
+ * 400): who refused and why, which the status alone cannot say. The two raw requests Node itself
+ * refuses never reach the gateway's handler, and carry none.
+ */
+const CODES: Record<string, string | undefined> = {
+  'oversized body': 'PAYLOAD_TOO_LARGE',
+  'oversized chunked body (no content-length)': 'PAYLOAD_TOO_LARGE',
+  'missing key': 'GATEWAY_KEY_INVALID',
+  'wrong key': 'GATEWAY_KEY_INVALID',
+  'wrong bearer key (OpenAI)': 'GATEWAY_KEY_INVALID',
+  'unknown model': 'UNKNOWN_MODEL',
+  'an OpenAI model on the Anthropic API': 'UNKNOWN_MODEL',
+  'unknown path': 'NOT_FOUND',
+  'wrong method': 'METHOD_NOT_ALLOWED',
+  'a body that never finishes arriving (raw request)': 'BODY_TIMEOUT',
+  'a header with a newline (raw request)': undefined,
+  'a head over the header limit (raw request)': undefined,
+};
+const codeOf = (c: Case) => (c.name in CODES ? CODES[c.name] : 'JOB_INVALID');
+
+async function send(c: Case): Promise<{ status: number; body: string; code: string | undefined }> {
   if (c.raw !== undefined) {
     return new Promise((resolve, reject) => {
       const socket = connect(port, '127.0.0.1', () => socket.write(c.raw!));
@@ -131,7 +152,8 @@ async function send(c: Case): Promise<{ status: number; body: string }> {
       socket.on('error', reject);
       socket.on('close', () => {
         const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-        resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4) });
+        const code = /^headroom-error-code: (\S+)\r$/im.exec(text.slice(0, text.indexOf('\r\n\r\n') + 2))?.[1];
+        resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4), code });
       });
       socket.setTimeout(10_000, () => socket.destroy());
     });
@@ -142,13 +164,14 @@ async function send(c: Case): Promise<{ status: number; body: string }> {
     headers: c.headers ?? {},
     ...(body === undefined ? {} : { body, duplex: 'half' }),
   } as RequestInit);
-  return { status: res.status, body: await res.text() };
+  return { status: res.status, body: await res.text(), code: res.headers.get('headroom-error-code') ?? undefined };
 }
 
 describe('bad input through headroom gateway', () => {
   it.each(CASES)('$name: $status in its provider shape, naming the problem', async (c) => {
-    const { status, body } = await send(c);
+    const { status, body, code } = await send(c);
     expect(status, body).toBe(c.status);
+    expect(code).toBe(codeOf(c));
     const parsed = JSON.parse(body) as Record<string, unknown>;
     // Anthropic: {type: 'error', error: {type, message}}; OpenAI: {error: {message, type, param, code}}.
     if (c.provider === 'anthropic') expect(parsed).toMatchObject({ type: 'error', error: { type: expect.any(String), message: expect.any(String) } });
@@ -164,6 +187,7 @@ describe('bad input through headroom gateway', () => {
     // No worker has published the fleet's settings: admission fails closed, and the SDKs retry.
     const unpublished = await fetch(`${base}/v1/messages`, { method: 'POST', headers: ANTHROPIC, body: message() });
     expect(unpublished.status).toBe(503);
+    expect(unpublished.headers.get('headroom-error-code')).toBe('FLEET_UNPUBLISHED');
     expect(unpublished.headers.get('retry-after')).toBe('1');
     expect(await unpublished.json()).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringContaining('no fleet settings') } });
     // Published as a worker would, with no worker running: a good call is enqueued, waits its
@@ -171,6 +195,7 @@ describe('bad input through headroom gateway', () => {
     await publishFleetSettings(admin, loadConfig(configFile));
     const res = await fetch(`${base}/v1/messages`, { method: 'POST', headers: { ...ANTHROPIC, 'headroom-max-wait-ms': '200' }, body: message() });
     expect(res.status).toBe(529);
+    expect(res.headers.get('headroom-error-code')).toBe('DEADLINE_EXCEEDED');
     expect(res.headers.get('headroom-job-id')).toMatch(/^normal\./);
     expect(gateway.child.exitCode).toBeNull();
   });
@@ -185,6 +210,7 @@ describe('bad input through headroom gateway', () => {
     await redis.stop();
     const res = await fetch(`${base}/v1/messages`, { method: 'POST', headers: ANTHROPIC, body: message() });
     expect(res.status).toBe(503);
+    expect(res.headers.get('headroom-error-code')).toBe('REDIS_UNAVAILABLE');
     expect(res.headers.get('retry-after')).toBe('1');
     expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringContaining('the queue is unavailable') } });
     const o = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: OPENAI, body: chat() });

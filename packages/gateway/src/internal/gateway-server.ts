@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createLogger, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
+import { createLogger, ErrorCode, FailureCode, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -16,7 +16,7 @@ import { anthropic, openai, requestIdHeader, type Dialect } from './dialects.js'
 import { CLIENT_CLOSED, GatewayMetrics, routeOf, type RequestRecord } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
-import { DEFAULT_RETRY_AFTER_MS, fromError, invalid, type WireError } from './wire-errors.js';
+import { DEFAULT_RETRY_AFTER_MS, fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
 
 export interface GatewayOptions {
   config: HeadroomConfig;
@@ -207,7 +207,7 @@ class GatewayHandler {
       await this.#route(req, res, path, dialect);
     } catch (err) {
       this.logger.error({ err: (err as Error).message, path }, 'gateway request failed');
-      if (!res.headersSent) send(res, dialect, { kind: 'api_error', message: 'internal gateway error' });
+      if (!res.headersSent) send(res, dialect, { kind: 'api_error', code: GatewayCode.INTERNAL, message: 'internal gateway error' });
       else res.destroy();
     }
   }
@@ -226,10 +226,10 @@ class GatewayHandler {
       '/healthz': { method: 'GET', run: () => this.#health(res) },
     };
     const route = routes[path] ?? (path.startsWith('/v1/models/') ? { method: 'GET', run: () => this.#model(req, res, dialect, decodeURIComponent(path.slice('/v1/models/'.length))) } : undefined);
-    if (!route) return send(res, dialect, { kind: 'not_found', message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions and GET /v1/models` });
+    if (!route) return send(res, dialect, { kind: 'not_found', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions and GET /v1/models` });
     if (req.method !== route.method) {
       res.setHeader('allow', route.method);
-      return send(res, dialect, { kind: 'method_not_allowed', message: `${req.method} ${path}: method not allowed; use ${route.method}` });
+      return send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}` });
     }
     await route.run();
   }
@@ -242,7 +242,7 @@ class GatewayHandler {
     if (key && record) record.key = key.name;
     if (!key) {
       const where = dialect.provider === 'anthropic' ? 'x-api-key (or Authorization: Bearer)' : 'Authorization: Bearer';
-      send(res, dialect, { kind: 'authentication', message: presented === undefined ? `no API key: send the gateway key in ${where}` : 'invalid API key', shouldRetry: false });
+      send(res, dialect, { kind: 'authentication', code: GatewayCode.KEY_INVALID, message: presented === undefined ? `no API key: send the gateway key in ${where}` : 'invalid API key', shouldRetry: false });
     }
     return key;
   }
@@ -259,7 +259,7 @@ class GatewayHandler {
   #model(req: IncomingMessage, res: ServerResponse, dialect: Dialect, id: string): void {
     if (!this.#authenticate(req, res, dialect)) return;
     if (!this.#served(dialect.provider).includes(id)) {
-      send(res, dialect, { kind: 'not_found', message: `model: ${id}`, shouldRetry: false });
+      send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${id}`, shouldRetry: false });
       return;
     }
     res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.model(id, this.#servedAt));
@@ -270,7 +270,7 @@ class GatewayHandler {
     const key = this.#authenticate(req, res, dialect);
     if (!key) return undefined;
     if (dialect.provider === 'anthropic' && !req.headers['anthropic-version']) {
-      send(res, dialect, { kind: 'invalid_request', message: 'anthropic-version: header is required', shouldRetry: false, param: 'anthropic-version' });
+      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'anthropic-version: header is required', shouldRetry: false, param: 'anthropic-version' });
       return undefined;
     }
     const { options, issues } = readHeadroomHeaders(req.headers);
@@ -284,12 +284,12 @@ class GatewayHandler {
       return undefined;
     }
     if (!isRecord(body.value)) {
-      send(res, dialect, { kind: 'invalid_request', message: `the request body must be a JSON object, got ${Array.isArray(body.value) ? 'an array' : typeof body.value}`, shouldRetry: false });
+      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body must be a JSON object, got ${Array.isArray(body.value) ? 'an array' : typeof body.value}`, shouldRetry: false });
       return undefined;
     }
     const model = body.value.model;
     if (typeof model === 'string' && model !== '' && !this.#served(dialect.provider).includes(model)) {
-      send(res, dialect, { kind: 'not_found', message: `model: ${model} is not served by this gateway (GET /v1/models lists the ${dialect.provider} models it serves)`, shouldRetry: false, param: 'model' });
+      send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${model} is not served by this gateway (GET /v1/models lists the ${dialect.provider} models it serves)`, shouldRetry: false, param: 'model' });
       return undefined;
     }
     const strange = (options.fallback ?? []).filter((m) => !this.#served(dialect.provider).includes(m));
@@ -460,7 +460,7 @@ function betasFromHeader(header: string | string[] | undefined): { betas?: strin
 }
 
 function notStarted(maxWaitMs: number): WireError {
-  return { kind: 'overloaded', message: `the call did not start within ${maxWaitMs} ms (headroom-max-wait-ms); retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  return { kind: 'overloaded', code: FailureCode.DEADLINE_EXCEEDED, message: `the call did not start within ${maxWaitMs} ms (headroom-max-wait-ms); retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
 }
 
 /** Waits until the response drains, the client leaves, or `ms` pass; true when drained. */
@@ -504,6 +504,7 @@ function send(res: ServerResponse, dialect: Dialect, error: WireError, extra: Re
     headers['retry-after-ms'] = String(Math.ceil(error.retryAfterMs));
   }
   if (error.shouldRetry !== undefined) headers['x-should-retry'] = String(error.shouldRetry);
+  headers['headroom-error-code'] = error.code;
   Object.assign(headers, requestIdHeader(dialect, error.requestId));
   const detail = error.param === undefined ? {} : { param: error.param };
   const body = dialect.errorBody(error.kind, error.message, detail);

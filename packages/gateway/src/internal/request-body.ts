@@ -4,7 +4,8 @@
  * the client takes to send it. Never buffers more than the limit.
  */
 import type { IncomingMessage } from 'node:http';
-import type { WireError } from './wire-errors.js';
+import { ErrorCode } from '@headroom/queue';
+import { GatewayCode, type WireError } from './wire-errors.js';
 
 export type BodyResult = { ok: true; value: unknown } | { ok: false; error: WireError };
 
@@ -13,7 +14,7 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
   if (type === undefined || !/^application\/json\s*(;|$)/i.test(type)) {
     return Promise.resolve({
       ok: false,
-      error: { kind: 'invalid_request', message: `content-type: expected application/json, got ${type === undefined ? 'none' : `"${type.slice(0, 100)}"`}`, shouldRetry: false, param: 'content-type' },
+      error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `content-type: expected application/json, got ${type === undefined ? 'none' : `"${type.slice(0, 100)}"`}`, shouldRetry: false, param: 'content-type' },
     });
   }
   const declared = Number(req.headers['content-length']);
@@ -34,7 +35,7 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
       resolve(result);
     };
     const timer = setTimeout(
-      () => finish({ ok: false, error: { kind: 'timeout', message: `the request body did not arrive within ${limits.timeoutMs} ms`, shouldRetry: false } }),
+      () => finish({ ok: false, error: { kind: 'timeout', code: GatewayCode.BODY_TIMEOUT, message: `the request body did not arrive within ${limits.timeoutMs} ms`, shouldRetry: false } }),
       limits.timeoutMs,
     );
     const onData = (chunk: Buffer) => {
@@ -44,14 +45,14 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
     };
     const onEnd = () => {
       const text = Buffer.concat(chunks, size).toString('utf8');
-      if (text.trim() === '') return finish({ ok: false, error: { kind: 'invalid_request', message: 'the request body is empty; expected a JSON object', shouldRetry: false } });
+      if (text.trim() === '') return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'the request body is empty; expected a JSON object', shouldRetry: false } });
       try {
         finish({ ok: true, value: JSON.parse(text) });
       } catch (err) {
-        finish({ ok: false, error: { kind: 'invalid_request', message: `the request body is not valid JSON: ${(err as Error).message}`, shouldRetry: false } });
+        finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body is not valid JSON: ${(err as Error).message}`, shouldRetry: false } });
       }
     };
-    const onError = () => finish({ ok: false, error: { kind: 'invalid_request', message: 'the request body could not be read', shouldRetry: false } });
+    const onError = () => finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'the request body could not be read', shouldRetry: false } });
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
@@ -59,5 +60,5 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
 }
 
 function tooLarge(size: number, limit: number): WireError {
-  return { kind: 'too_large', message: `the request body is ${size} bytes or more, over the gateway's limit of ${limit} bytes`, shouldRetry: false };
+  return { kind: 'too_large', code: ErrorCode.PAYLOAD_TOO_LARGE, message: `the request body is ${size} bytes or more, over the gateway's limit of ${limit} bytes`, shouldRetry: false };
 }

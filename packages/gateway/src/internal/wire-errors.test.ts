@@ -16,6 +16,16 @@ describe('wire errors', () => {
     });
   });
 
+  it("says with a stable code whose refusal each answer is, beside the status", () => {
+    expect(fromError(new QueueFullError('high', 200)).code).toBe('QUEUE_FULL');
+    expect(fromError(new JobValidationError([{ path: 'request.model', message: 'x' }])).code).toBe('JOB_INVALID');
+    expect(fromError(new RedisUnavailableError('down')).code).toBe('REDIS_UNAVAILABLE');
+    // A provider's 401 is the fleet's key refused, not the caller's: PROVIDER_REJECTED, status kept.
+    const rejected = fromError(new JobFailedError('high.1', jobFailure(FailureCode.PROVIDER_REJECTED, '401 authentication_error: invalid x-api-key', undefined, 401)));
+    expect(rejected).toMatchObject({ code: 'PROVIDER_REJECTED', status: 401, kind: 'authentication', message: 'authentication_error: invalid x-api-key' });
+    expect(fromError(new Error('boom')).code).toBe('INTERNAL');
+  });
+
   it('makes backpressure a 429 with a retry hint the SDKs honour', () => {
     expect(fromError(new QueueFullError('high', 200))).toMatchObject({ kind: 'rate_limit', retryAfterMs: 1_000 });
     expect(fromError(new ShedError('low', 'pressure 0.9', 7_000))).toMatchObject({ kind: 'rate_limit', retryAfterMs: 7_000 });
@@ -35,7 +45,7 @@ describe('wire errors', () => {
 
   it("passes a provider's 4xx through with its status and message, and never retries it", () => {
     const failure = jobFailure(FailureCode.PROVIDER_REJECTED, '403 permission_error: not allowed', undefined, 403);
-    expect(fromError(new JobFailedError('high.x', failure))).toEqual({ kind: 'permission', status: 403, message: 'permission_error: not allowed', shouldRetry: false });
+    expect(fromError(new JobFailedError('high.x', failure))).toEqual({ kind: 'permission', code: 'PROVIDER_REJECTED', status: 403, message: 'permission_error: not allowed', shouldRetry: false });
   });
 
   it('answers a job out of retries as overloaded: 529 for Anthropic, 503 for OpenAI', () => {

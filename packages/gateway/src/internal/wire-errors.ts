@@ -10,8 +10,10 @@
  *   with `x-should-retry: false`, even the spend cap's 429.
  */
 import {
+  ErrorCode,
   FailureCode,
   FleetUnpublishedError,
+  HeadroomError,
   JobFailedError,
   JobNotFoundError,
   JobValidationError,
@@ -28,8 +30,28 @@ import {
 import type { ErrorKind } from './dialects.js';
 import { HEADER_OF_FIELD } from './headroom-headers.js';
 
+/**
+ * The gateway's own codes for what only it refuses; every other answer carries Headroom's error
+ * code (`QUEUE_FULL`, `SHED`, ...) or the failed job's failure code (`PROVIDER_REJECTED`, ...).
+ */
+export const GatewayCode = {
+  /** No client key, or one the gateway does not know: the caller's own key, not the fleet's. */
+  KEY_INVALID: 'GATEWAY_KEY_INVALID',
+  /** No such endpoint. */
+  NOT_FOUND: 'NOT_FOUND',
+  METHOD_NOT_ALLOWED: 'METHOD_NOT_ALLOWED',
+  /** The request body did not arrive within `gateway.bodyTimeoutMs`. */
+  BODY_TIMEOUT: 'BODY_TIMEOUT',
+  INTERNAL: 'INTERNAL',
+} as const;
+
 export interface WireError {
   kind: ErrorKind;
+  /**
+   * Stable, sent as `headroom-error-code`: what the status cannot say, such as whether a 401 is
+   * the caller's key (`GATEWAY_KEY_INVALID`) or the provider refusing the fleet's (`PROVIDER_REJECTED`).
+   */
+  code: string;
   message: string;
   /** Overrides the kind's status: a provider's own 4xx passes through with its status. */
   status?: number;
@@ -60,7 +82,7 @@ export function describeIssues(issues: readonly Issue[]): string {
 }
 
 export function invalid(issues: readonly Issue[]): WireError {
-  return { kind: 'invalid_request', message: describeIssues(issues), shouldRetry: false, ...(issues[0] ? { param: clientPath(issues[0].path) } : {}) };
+  return { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: describeIssues(issues), shouldRetry: false, ...(issues[0] ? { param: clientPath(issues[0].path) } : {}) };
 }
 
 const KIND_OF_STATUS: Record<number, ErrorKind> = { 400: 'invalid_request', 401: 'authentication', 403: 'permission', 404: 'not_found', 413: 'too_large', 422: 'invalid_request' };
@@ -72,11 +94,11 @@ function providerMessage(failure: JobFailure): string {
 
 /** A failed job's answer; the provider's id for the call behind it, when there was one, goes with it. */
 export function fromFailure(failure: JobFailure): WireError {
-  const error = answerTo(failure);
+  const error = { ...answerTo(failure), code: failure.code };
   return failure.providerRequestId === undefined ? error : { ...error, requestId: failure.providerRequestId };
 }
 
-function answerTo(failure: JobFailure): WireError {
+function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
   switch (failure.code) {
     case FailureCode.PROVIDER_REJECTED: {
       const status = failure.status ?? 400;
@@ -102,6 +124,12 @@ function answerTo(failure: JobFailure): WireError {
 
 /** Whatever enqueueing or waiting threw, as the client is to see it. */
 export function fromError(err: unknown): WireError {
+  if (err instanceof JobFailedError) return fromFailure(err.failure);
+  const answer = answerToError(err);
+  return { ...answer, code: err instanceof HeadroomError ? err.code : GatewayCode.INTERNAL };
+}
+
+function answerToError(err: unknown): Omit<WireError, 'code'> {
   if (err instanceof JobValidationError) return invalid(err.issues);
   if (err instanceof PayloadTooLargeError) return { kind: 'too_large', message: `the request is ${err.sizeBytes} bytes as a job, over the limit of ${err.limitBytes}`, shouldRetry: false };
   if (err instanceof QueueFullError) return { kind: 'rate_limit', message: `${err.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
@@ -113,7 +141,6 @@ export function fromError(err: unknown): WireError {
   if (err instanceof RedisOomError) return { kind: 'unavailable', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof RedisUnavailableError) return { kind: 'unavailable', message: 'the queue is unavailable; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof TimeoutError) return { kind: 'overloaded', message: 'the call did not finish in time; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
-  if (err instanceof JobFailedError) return fromFailure(err.failure);
   if (err instanceof JobNotFoundError) return { kind: 'api_error', message: `the job ${err.jobId} disappeared before it finished` };
   return { kind: 'api_error', message: 'internal gateway error' };
 }
