@@ -170,8 +170,8 @@ export async function releaseJobs(redis: Redis | Cluster, prefix: string, lane: 
 /**
  * Publishes the lane caps, byte caps, fairness, tenant quotas and weights and the known models
  * (with their output caps) so every producer admits against the fleet's config without holding a
- * copy of it. Workers call this at start, and again
- * whenever they find it missing (lane-upkeep.ts): admission refuses every job while it is.
+ * copy of it. Workers call this at start, and again whenever they find it missing
+ * (lane-upkeep.ts): admission refuses every job while it is.
  */
 export async function publishFleetSettings(redis: Redis | Cluster, config: HeadroomConfig): Promise<void> {
   const prefix = config.redis.prefix;

@@ -20,8 +20,9 @@ export interface LaneKeys {
   jobKeyPrefix: string;
   /**
    * What Headroom's own lane keys start with. The lane scripts (add, release, return) build
-   * `settings`, `models`, `output-caps`, `shedding`, `stats`, `unfinished`, `usage`, `returning` and `fair` from it, with
-   * the same suffixes, and `prioritized` and `delayed` from `wait`: keep them in step.
+   * `settings`, `models`, `output-caps`, `shedding`, `stats`, `unfinished`, `usage`, `returning`
+   * and `fair` from it, with the same suffixes, and `prioritized` and `delayed` from `wait`: keep
+   * them in step.
    */
   ownPrefix: string;
   wait: string;

@@ -6,8 +6,9 @@
  * another's one-liners.
  *
  * The estimate is `max output + request bytes / 4`. Output is what the bucket reserves up front
- * (`max_tokens`, or the model's `maxOutputTokens` for a request without one); four bytes a token is the usual rule for English text and JSON, and the request's
- * envelope counts the same for every tenant. Running the real tokenizer here would cost every
+ * (`max_tokens`, or the model's `maxOutputTokens` for a request without one); four bytes a token
+ * is the usual rule for English text and JSON, and the request's envelope counts the same for
+ * every tenant. Running the real tokenizer here would cost every
  * enqueue a few hundred microseconds and load it into every producer; fairness needs the ratio
  * between tenants' jobs, not the exact count. Images and documents are over-counted (their base64
  * bytes, not what the provider bills): a tenant sending them is served a little less often.

@@ -5,11 +5,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { WorkerMetrics } from './metrics.js';
-import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { PressureMonitor, type PressureAdjust } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
