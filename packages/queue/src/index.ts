@@ -36,6 +36,7 @@ export {
   OpenAIChatRequest,
   PROVIDERS,
   modelLadder,
+  maxOutputTokens,
   outputBoundFor,
   isStreamed,
   betasOf,

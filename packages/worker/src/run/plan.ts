@@ -3,7 +3,7 @@
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, maxOutputTokens, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
 import { inputReservation } from './input-reservation.js';
 import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
@@ -99,7 +99,11 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     if (res.status === 'never_fits') {
       // OpenAI's tpm counts the prompt and the output bound together.
       const needed = res.dimension === 'otpm' ? outputTokens : res.dimension.endsWith('rpm') ? 1 : res.dimension === 'tpm' ? reserve + outputTokens : reserve;
-      neverFits.push(`${model} needs ${needed} in ${res.dimension} but lane ${meta.lane} may draw at most ${Math.floor(res.maxDrawable)} per minute`);
+      // An output bound taken from the model's cap is the caller's to lower.
+      const capped = res.dimension !== 'itpm' && !res.dimension.endsWith('rpm') && maxOutputTokens(job) === undefined;
+      neverFits.push(
+        `${model} needs ${needed} in ${res.dimension} but lane ${meta.lane} may draw at most ${Math.floor(res.maxDrawable)} per minute${capped ? ` (its output cap of ${bound} is reserved for a request with no max_completion_tokens: set one to reserve less)` : ''}`,
+      );
       continue;
     }
     ctx.metrics.bucketWaits.inc({ pool, lane: meta.lane, reason: res.reason });
