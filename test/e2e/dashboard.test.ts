@@ -13,7 +13,8 @@ import { Redis } from 'ioredis';
 import { chromium, type Browser, type Locator } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type JobHandle, type Priority } from '@headroom/producer-sdk';
-import { Bucket, loadConfig, publishFleetSettings } from '@headroom/queue';
+import { startGateway } from '@headroom/gateway';
+import { Bucket, createLogger, loadConfig, publishFleetSettings } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { REPO_ROOT, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
@@ -436,6 +437,31 @@ describe('headroom dashboard', () => {
     // A worker that stops cleanly leaves the fleet at once.
     await stopAll([worker]);
     await waitFor('the stopped worker to leave', async () => (await overview()).workers.length === 0);
+  });
+
+  it('lists a running gateway on the Headroom page and in /metrics, and drops it when it stops', async () => {
+    const config = loadConfig(configFile);
+    const gateway = await startGateway({
+      config: { ...config, gateway: { ...config.gateway, port: 0, host: '127.0.0.1', keys: { app: { keyEnv: 'DASH_GATEWAY_KEY', defaultPriority: 'normal', maxPriority: 'critical' } } } },
+      redisUrl: redis.url,
+      env: { DASH_GATEWAY_KEY: 'hr-dash-gateway-key-0123456789' },
+      logger: createLogger({ level: 'silent' }),
+    });
+    try {
+      const seen = await waitFor('the gateway heartbeat on the overview', async () => (await overview()).gateways.find((g) => g.id === gateway.id));
+      expect(seen).toMatchObject({ pid: process.pid, inFlight: 0 });
+      expect(sampleOf((await scrape(`${base}/metrics`)).samples, 'headroom_fleet_gateways')).toBe(1);
+      const ctx = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD } });
+      const page = await ctx.newPage();
+      await page.goto(`${base}/`);
+      await page.locator(`tr[data-gateway="${gateway.id}"]`).waitFor();
+      expect(await page.locator('#gateways-section').isVisible()).toBe(true);
+      await ctx.close();
+    } finally {
+      await gateway.close();
+    }
+    // A gateway that stops cleanly leaves at once.
+    await waitFor('the stopped gateway to leave', async () => (await overview()).gateways.length === 0);
   });
 
   it("shows a model's fleet-wide throttle open in a 529 storm, with its retry budget, until it recovers", async () => {

@@ -32,6 +32,7 @@ const overview: Overview = {
   ],
   workers: [{ id: 'w1', host: 'h', pid: 1, inFlight: 2, concurrency: 16, lastSeenMsAgo: 100 }],
   expiredWorkers: [],
+  gateways: [],
   calls: { windowMinutes: 5, total: 400, calls429: 2, rate429: 0.005, byModel: {} },
   cost: { usdWindow: 0.5, usdPerHour: 2 },
   minutes: [],
@@ -45,6 +46,15 @@ describe('renderStatus', () => {
 
   it('heads the table with the fleet prefix, the time and the worker count', () => {
     expect(lines[0]).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 1 worker(s), last 15 min');
+  });
+
+  it('counts the gateways there too, with their requests in flight, when any runs', () => {
+    const gateways = [
+      { id: 'gateway-a', host: 'h', pid: 7, inFlight: 3, lastSeenMsAgo: 50 },
+      { id: 'gateway-b', host: 'h', pid: 8, inFlight: 2, lastSeenMsAgo: 50 },
+    ];
+    const head = renderStatus({ ...overview, gateways }).split('\n')[0];
+    expect(head).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 1 worker(s), 2 gateway(s) (5 requests in flight), last 15 min');
   });
 
   it('prints one row per lane with queued, running, done, failed, shed and the p95 wait in units', () => {

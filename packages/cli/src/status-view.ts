@@ -11,7 +11,8 @@ const pct = (v: number) => `${Math.round(v * 100)}%`;
 
 export function renderStatus(o: Overview): string {
   const lines: string[] = [];
-  lines.push(`Headroom fleet "${o.prefix}" — ${new Date(o.atMs).toISOString()} — ${o.workers.length} worker(s), last ${o.windowMinutes} min`);
+  const gateways = o.gateways.length > 0 ? `, ${o.gateways.length} gateway(s) (${o.gateways.reduce((n, g) => n + g.inFlight, 0)} requests in flight)` : '';
+  lines.push(`Headroom fleet "${o.prefix}" — ${new Date(o.atMs).toISOString()} — ${o.workers.length} worker(s)${gateways}, last ${o.windowMinutes} min`);
   lines.push('');
   lines.push(`${'lane'.padEnd(10)}${pad('queued', 8)}${pad('running', 9)}${pad('done', 8)}${pad('failed', 8)}${pad('shed', 7)}${pad('p95 wait', 10)}`);
   for (const l of o.lanes) {

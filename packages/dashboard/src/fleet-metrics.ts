@@ -26,6 +26,7 @@ interface Reading {
   snapshots: BucketSnapshot[];
   fleet: FleetStats;
   heartbeats: Heartbeats;
+  gatewayHeartbeats: Heartbeats;
 }
 
 /** Every series name this registry exports (beside `headroom_process_*`), for docs and tests. */
@@ -46,6 +47,7 @@ export const DASHBOARD_METRIC_NAMES = [
   'headroom_fleet_cost_usd_window',
   'headroom_fleet_wait_p95_seconds',
   'headroom_fleet_workers',
+  'headroom_fleet_gateways',
   'headroom_fleet_throttle_state',
   'headroom_fleet_throttle_admit_ratio',
   'headroom_fleet_throttle_success_ratio',
@@ -146,6 +148,7 @@ export class DashboardMetrics {
       for (const [lane, v] of Object.entries(r.fleet.lanes)) if (v.p95WaitMs !== null) put({ lane }, v.p95WaitMs / 1000);
     });
     gauge('headroom_fleet_workers', 'Worker processes with a live heartbeat.', [], (put, r) => put({}, r.heartbeats.alive.length));
+    gauge('headroom_fleet_gateways', 'Gateway processes with a live heartbeat.', [], (put, r) => put({}, r.gatewayHeartbeats.alive.length));
     // Each model's fleet-wide throttle (read beside its pool's bucket), for models called lately.
     gauge('headroom_fleet_throttle_state', 'A model\'s fleet-wide throttle: 0 closed, 1 throttled (fewer calls, by its success ratio), 2 open (probes only).', ['pool', 'model'], (put, r) => {
       for (const s of r.snapshots) for (const t of s.throttles) put({ pool: s.pool, model: t.model }, THROTTLE_STATES.indexOf(t.state));
@@ -176,8 +179,9 @@ export class DashboardMetrics {
       readPools(bucket, pools),
       readFleetStats(redis, prefix, config.dashboard.alerts.rate429WindowMinutes, this.#src.now()),
       readHeartbeats(redis, prefix),
+      readHeartbeats(redis, prefix, 'gateway'),
     ]).then(
-      ([lanes, snapshots, fleet, heartbeats]) => ({ lanes, snapshots, fleet, heartbeats }),
+      ([lanes, snapshots, fleet, heartbeats, gatewayHeartbeats]) => ({ lanes, snapshots, fleet, heartbeats, gatewayHeartbeats }),
       () => null,
     );
     this.#reading = { at: now, value };

@@ -74,6 +74,7 @@ function inputs(over: Partial<OverviewInputs> = {}): OverviewInputs {
       ],
       expired: ['w0'],
     },
+    gatewayHeartbeats: { atMs: NOW, alive: [{ id: 'gateway-1', host: 'h3', pid: 3, atMs: NOW - 2_000, expiresAtMs: NOW + 13_000, startedAt: 0, inFlight: 12, concurrency: 0 }], expired: [] },
     fleet,
     pressure: { 'sonnet-4': 0.4 },
     history,
@@ -123,13 +124,14 @@ describe('buildOverview', () => {
     expect(o.windowMinutes).toBe(15);
   });
 
-  it('lists live workers with their age and expired ids, and only samples newer than since', () => {
+  it('lists live workers and gateways with their age and expired ids, and only samples newer than since', () => {
     const o = buildOverview(inputs());
     expect(o.workers).toEqual([
       { id: 'w1', host: 'h1', pid: 1, inFlight: 3, concurrency: 8, lastSeenMsAgo: 1_200 },
       { id: 'w2', host: 'h2', pid: 2, inFlight: 0, concurrency: 8, lastSeenMsAgo: 0 },
     ]);
     expect(o.expiredWorkers).toEqual(['w0']);
+    expect(o.gateways).toEqual([{ id: 'gateway-1', host: 'h3', pid: 3, inFlight: 12, lastSeenMsAgo: 2_000 }]);
     expect(o.samples.map((s) => s.atMs)).toEqual([NOW - 4_000, NOW - 2_000, NOW]);
   });
 });

@@ -83,6 +83,8 @@ export interface Overview {
   lanes: LaneView[];
   workers: { id: string; host: string; pid: number; inFlight: number; concurrency: number; lastSeenMsAgo: number }[];
   expiredWorkers: string[];
+  /** Live gateways: requests each has in flight. */
+  gateways: { id: string; host: string; pid: number; inFlight: number; lastSeenMsAgo: number }[];
   calls: {
     /** Over the 429 alert window. */
     windowMinutes: number;
@@ -105,6 +107,7 @@ export interface OverviewInputs {
   snapshots: readonly BucketSnapshot[];
   lanes: readonly LaneDepth[];
   heartbeats: Heartbeats;
+  gatewayHeartbeats: Heartbeats;
   fleet: FleetStats;
   pressure: Record<string, number>;
   history: History;
@@ -194,6 +197,7 @@ export function buildOverview(i: OverviewInputs): Overview {
       lastSeenMsAgo: Math.max(0, i.heartbeats.atMs - w.atMs),
     })),
     expiredWorkers: i.heartbeats.expired,
+    gateways: i.gatewayHeartbeats.alive.map((g) => ({ id: g.id, host: g.host, pid: g.pid, inFlight: g.inFlight, lastSeenMsAgo: Math.max(0, i.gatewayHeartbeats.atMs - g.atMs) })),
     calls: { windowMinutes: rate429Minutes, total, calls429, rate429: total > 0 ? calls429 / total : 0, byModel: i.fleet.calls },
     cost: { usdWindow: i.fleet.costUsd, usdPerHour: (costRecent / costElapsed) * 3600_000 },
     minutes: i.fleet.series,
@@ -218,14 +222,15 @@ export async function readOverview(deps: OverviewDeps, sinceMs = 0): Promise<Ove
   const prefix = config.redis.prefix;
   const nowMs = deps.now();
   const windowMinutes = Math.max(OVERVIEW_WINDOW_MINUTES, config.dashboard.alerts.rate429WindowMinutes);
-  const [snapshots, lanes, heartbeats, fleet, pressure] = await Promise.all([
+  const [snapshots, lanes, heartbeats, gatewayHeartbeats, fleet, pressure] = await Promise.all([
     readPools(deps.bucket, deps.pools),
     readLanes(redis, prefix, deps.queues),
     readHeartbeats(redis, prefix),
+    readHeartbeats(redis, prefix, 'gateway'),
     readFleetStats(redis, prefix, windowMinutes, nowMs),
     readPressure(redis, prefix),
   ]);
-  return buildOverview({ config, pools: deps.pools, snapshots, lanes, heartbeats, fleet, pressure, history: deps.history, alerts: deps.alerts(), nowMs, sinceMs });
+  return buildOverview({ config, pools: deps.pools, snapshots, lanes, heartbeats, gatewayHeartbeats, fleet, pressure, history: deps.history, alerts: deps.alerts(), nowMs, sinceMs });
 }
 
 /** The overview outside the dashboard's server (`headroom status`, the demo): no alerts, no history kept across reads. */

@@ -102,4 +102,4 @@ export type { Logger } from './logger.js';
 export { FleetStatsWriter, readFleetStats, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
 export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';
 export { Heartbeat, readHeartbeats, HEARTBEAT_INTERVAL_MS } from './telemetry/heartbeat.js';
-export type { WorkerHeartbeat, Heartbeats, HeartbeatOptions } from './telemetry/heartbeat.js';
+export type { WorkerHeartbeat, Heartbeats, HeartbeatKind, HeartbeatOptions } from './telemetry/heartbeat.js';

@@ -220,6 +220,8 @@ export function fleetKeys(prefix: string) {
     batchClaimJobs: (claimId: string) => `${t}:batch-claim-jobs:${claimId}`,
     /** HASH worker id -> heartbeat JSON, for `headroom status`. */
     workers: `${t}:workers`,
+    /** HASH gateway id -> heartbeat JSON, for the dashboard and `headroom status`. */
+    gateways: `${t}:gateways`,
     /** HASH pool -> JSON of its latest pressure, for status and the dashboard. */
     pressure: `${t}:pressure`,
     /**

@@ -204,6 +204,24 @@ function renderWorkers(workers) {
   );
 }
 
+function renderGateways(gateways) {
+  document.getElementById('gateways-section').hidden = gateways.length === 0;
+  replaceRows(
+    document.querySelector('#gateways tbody'),
+    gateways.map((g) =>
+      el(
+        'tr',
+        { 'data-gateway': g.id },
+        el('td', {}, g.id),
+        el('td', {}, g.host),
+        el('td', {}, String(g.pid)),
+        el('td', {}, String(g.inFlight)),
+        el('td', {}, `${duration(g.lastSeenMsAgo)} ago`),
+      ),
+    ),
+  );
+}
+
 function renderJobs(jobs) {
   replaceRows(
     document.querySelector('#jobs tbody'),
@@ -249,8 +267,9 @@ async function refresh() {
     renderLanes(o.lanes, o.atMs);
     renderCalls(o);
     renderWorkers(o.workers);
+    renderGateways(o.gateways);
     document.body.dataset.updatedAt = String(o.atMs);
-    setStatus(`updated ${new Date(o.atMs).toLocaleTimeString()} · ${o.workers.length} worker(s)`);
+    setStatus(`updated ${new Date(o.atMs).toLocaleTimeString()} · ${o.workers.length} worker(s)${o.gateways.length ? ` · ${o.gateways.length} gateway(s)` : ''}`);
   } catch (err) {
     setStatus(`update failed: ${err.message}`, true);
   }

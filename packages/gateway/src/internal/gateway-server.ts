@@ -3,12 +3,13 @@
  * microsecond here is added to each call). A call becomes a Headroom job through the producer
  * SDK: plain calls wait for the job's result, streamed calls relay the job's events as SSE.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createLogger, ErrorCode, FailureCode, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
+import { createLogger, createRedis, ErrorCode, FailureCode, Heartbeat, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -31,6 +32,8 @@ export interface GatewayOptions {
 }
 
 export interface RunningGateway {
+  /** Its entry in the fleet's gateways (the dashboard, `headroom status`). */
+  readonly id: string;
   /** `http://host:port`: Anthropic's baseURL as is, OpenAI's with `/v1` appended. */
   readonly url: string;
   readonly port: number;
@@ -105,9 +108,18 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
           // Ready while it takes calls: not once it drains (it no longer listens then).
           health: () => ({ ready: !handler.draining, body: { ok: !handler.draining, inFlight: handler.inFlight } }),
         });
-  logger.info({ port, keys: Object.keys(config.gateway.keys), metricsPort: metricsServer?.port }, 'gateway started');
+  // Seen by the dashboard and `headroom status` beside the workers. Its own connection, so a beat
+  // never waits behind an enqueue, and one that fails fast: a beat while Redis is away is missed,
+  // not queued, and never holds up a stop.
+  const id = `gateway-${randomUUID().slice(0, 8)}`;
+  const heartbeatRedis = createRedis(opts.redisUrl, 'producer');
+  heartbeatRedis.on('error', () => {});
+  const heartbeat = new Heartbeat({ redis: heartbeatRedis, prefix: config.redis.prefix, kind: 'gateway', id, concurrency: 0, inFlight: () => handler.inFlight, logger });
+  heartbeat.start();
+  logger.info({ id, port, keys: Object.keys(config.gateway.keys), metricsPort: metricsServer?.port }, 'gateway started');
   let closing: Promise<void> | undefined;
   return {
+    id,
     url: `http://${shown}:${port}`,
     port,
     metrics,
@@ -128,6 +140,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         await within(handler.idle(), CUT_SETTLE_MS);
         await producer.close();
         await metricsServer?.close();
+        await heartbeat.stop();
+        heartbeatRedis.disconnect();
       })();
       return closing;
     },

@@ -36,6 +36,18 @@ describe('Heartbeat', () => {
     expect(read.alive[0]!.inFlight).toBe(0);
   });
 
+  it("keeps gateways apart from workers: each kind in its own hash, read and removed by kind", async () => {
+    const p = prefix();
+    const worker = new Heartbeat({ redis: db.redis, prefix: p, id: 'w1', concurrency: 8, inFlight: () => 1 });
+    const gateway = new Heartbeat({ redis: db.redis, prefix: p, kind: 'gateway', id: 'g1', concurrency: 0, inFlight: () => 5 });
+    await Promise.all([worker.beat(), gateway.beat()]);
+    expect((await readHeartbeats(db.redis, p)).alive.map((h) => h.id)).toEqual(['w1']);
+    expect((await readHeartbeats(db.redis, p, 'gateway')).alive).toMatchObject([{ id: 'g1', inFlight: 5 }]);
+    await gateway.stop();
+    expect((await readHeartbeats(db.redis, p, 'gateway')).alive).toEqual([]);
+    expect((await readHeartbeats(db.redis, p)).alive).toHaveLength(1);
+  });
+
   it('reports an entry past its expiry as expired, and a clean stop removes the entry', async () => {
     const p = prefix();
     const key = fleetKeys(p).workers;

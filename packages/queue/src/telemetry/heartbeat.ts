@@ -1,7 +1,7 @@
 /**
- * Worker heartbeats: every few seconds each worker process writes one entry of the fleet's
- * `workers` hash (in-flight jobs, concurrency), so the dashboard and `headroom status` see every
- * process. (Models' health is no longer per process: the fleet-wide throttle lives beside each
+ * Heartbeats: every few seconds each worker process writes one entry of the fleet's `workers`
+ * hash (in-flight jobs, concurrency), and each gateway one of its `gateways` hash (requests in
+ * flight), so the dashboard and `headroom status` see every process. (Models' health is no longer per process: the fleet-wide throttle lives beside each
  * pool's bucket, and readers take it from there.)
  *
  * Hash fields cannot expire before Redis 7.4, so each entry carries its own expiry, stamped in
@@ -36,13 +36,22 @@ export interface WorkerHeartbeat {
   expiresAtMs: number;
   /** Worker clock, ms: when the process started. */
   startedAt: number;
+  /** A worker's jobs in flight; a gateway's requests. */
   inFlight: number;
+  /** A worker's call slots; 0 for a gateway, which holds none. */
   concurrency: number;
 }
+
+/** The processes that beat: each kind has its own hash. */
+export type HeartbeatKind = 'worker' | 'gateway';
+
+const keyOf = (prefix: string, kind: HeartbeatKind) => (kind === 'gateway' ? fleetKeys(prefix).gateways : fleetKeys(prefix).workers);
 
 export interface HeartbeatOptions {
   redis: Redis | Cluster;
   prefix: string;
+  /** @default 'worker' */
+  kind?: HeartbeatKind;
   id: string;
   concurrency: number;
   inFlight: () => number;
@@ -100,17 +109,17 @@ export class Heartbeat {
       inFlight: this.#o.inFlight(),
       concurrency: this.#o.concurrency,
     };
-    const key = fleetKeys(prefix).workers;
+    const key = keyOf(prefix, this.#o.kind ?? 'worker');
     await redis.hset(key, id, JSON.stringify(entry));
     if (++this.#beats % PRUNE_EVERY_BEATS === 0) await this.#prune(key, atMs);
   }
 
-  /** Stops beating and removes this worker's entry, so it leaves the dashboard at once. */
+  /** Stops beating and removes this process's entry, so it leaves the dashboard at once. */
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     await this.#running;
-    await this.#o.redis.hdel(fleetKeys(this.#o.prefix).workers, this.#o.id).catch(() => {});
+    await this.#o.redis.hdel(keyOf(this.#o.prefix, this.#o.kind ?? 'worker'), this.#o.id).catch(() => {});
   }
 
   #tick(): void {
@@ -150,15 +159,15 @@ function parseHeartbeat(raw: string): WorkerHeartbeat | undefined {
 export interface Heartbeats {
   /** Redis time of the read, ms. */
   atMs: number;
-  /** Live workers, by id. */
+  /** Live processes, by id. */
   alive: WorkerHeartbeat[];
   /** Ids whose last beat has expired: stopped without a clean shutdown, or cut off from Redis. */
   expired: string[];
 }
 
-/** The fleet's workers as of now; one round trip. */
-export async function readHeartbeats(redis: Redis | Cluster, prefix: string): Promise<Heartbeats> {
-  const key = fleetKeys(prefix).workers;
+/** The fleet's workers (or gateways) as of now; one round trip. */
+export async function readHeartbeats(redis: Redis | Cluster, prefix: string, kind: HeartbeatKind = 'worker'): Promise<Heartbeats> {
+  const key = keyOf(prefix, kind);
   // TIME and HGETALL in one MULTI: a consistent read on any node layout (the hash has one slot).
   const replies = (await redis.multi().time().hgetall(key).exec()) ?? [];
   const [timeErr, time] = replies[0] ?? [new Error('missing reply'), null];
