@@ -224,13 +224,12 @@ class DemoGateway {
   readonly #waits: number[] = [];
   readonly #errors: string[] = [];
   readonly #pending = new Set<Promise<void>>();
+  #up = false;
 
   constructor(
     readonly url: string,
     private readonly key: string,
   ) {}
-
-  #up = false;
 
   /** Waits (up to 30 s) until the gateway listens: it starts beside the workers. */
   async ready(): Promise<boolean> {
