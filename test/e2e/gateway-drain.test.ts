@@ -2,12 +2,13 @@
  * `headroom gateway` (the CLI process) stopped by SIGTERM, as a rolling deploy stops it: it takes
  * no new connection, answers the calls it holds (plain and streamed, through the official SDKs)
  * within `gateway.shutdownGraceMs` and exits 0; past the grace it cuts what is left, and a cut
- * stream's provider call is stopped.
+ * stream's provider call is stopped. And one killed outright (SIGKILL) loses no job it accepted.
  */
 import Anthropic from '@anthropic-ai/sdk';
+import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, parseConfig, type HeadroomConfigInput } from '@headroom/queue';
+import { createLogger, laneKeys, parseConfig, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { startWorker, type RunningWorker } from '@headroom/worker';
@@ -119,5 +120,31 @@ describe('headroom gateway on SIGTERM', () => {
     const deadline = Date.now() + 10_000;
     while ((sim.stats().models[GPT]?.clientClosed ?? 0) === closedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(sim.stats().models[GPT]?.clientClosed ?? 0).toBe(closedBefore + 1);
+  });
+
+  it('killed mid-call (SIGKILL): its clients see the connection cut, the jobs still end completed, and the relayed stream expires', async () => {
+    const { proc, url } = await startGatewayProcess(20_000);
+    const admin = new Redis(redis.url);
+    try {
+      const k = laneKeys('drain', 'normal');
+      const completedBefore = await admin.zcard(k.completed);
+      const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 0 });
+      const body = { model: SONNET, max_tokens: 64, messages: [{ role: 'user' as const, content: 'Are you still there?' }] };
+      const plain = anthropic.messages.create(body).then(() => undefined, (err: unknown) => err);
+      const streamed = anthropic.messages.stream(body).finalMessage().then(() => undefined, (err: unknown) => err);
+      await callsInFlight(2);
+      proc.child.kill('SIGKILL');
+      for (const cut of await Promise.all([plain, streamed])) expect(cut).toBeInstanceOf(Anthropic.APIConnectionError);
+      // The fleet finishes what it accepted, with nobody left to answer.
+      const deadline = Date.now() + 15_000;
+      while ((await admin.zcard(k.completed)) < completedBefore + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(await admin.zcard(k.completed)).toBe(completedBefore + 2);
+      // The stream's events wait for a reader that is gone: they expire, they are not kept.
+      const [, relayed] = await admin.scan('0', 'MATCH', `${k.ownPrefix}events:*`, 'COUNT', 1000);
+      expect(relayed.length).toBeGreaterThan(0);
+      for (const key of relayed) expect(await admin.pttl(key)).toBeGreaterThan(0);
+    } finally {
+      admin.disconnect();
+    }
   });
 });
