@@ -86,13 +86,15 @@ describe('headroom gateway on SIGTERM', () => {
 
     proc.child.kill('SIGTERM');
     // No new connection once it stops listening (a load balancer's probe fails, calls go elsewhere).
+    // One accepted just before is reset with the idle connections; the next is refused.
     const refusedAt = Date.now() + 5_000;
-    let refused: unknown;
-    while (!refused && Date.now() < refusedAt) {
-      refused = await fetch(`${url}/healthz`).then(() => undefined, (err: unknown) => err);
-      if (!refused) await new Promise((r) => setTimeout(r, 20));
+    let code: string | undefined;
+    while (code !== 'ECONNREFUSED' && Date.now() < refusedAt) {
+      const err = await fetch(`${url}/healthz`).then(() => undefined, (e: unknown) => e as Error);
+      code = (err?.cause as NodeJS.ErrnoException | undefined)?.code;
+      if (code !== 'ECONNREFUSED') await new Promise((r) => setTimeout(r, 20));
     }
-    expect(((refused as Error).cause as NodeJS.ErrnoException).code).toBe('ECONNREFUSED');
+    expect(code).toBe('ECONNREFUSED');
 
     // The calls in flight still get their whole answers.
     const [answer, chat] = await Promise.all([plain, streamed]);
@@ -108,18 +110,24 @@ describe('headroom gateway on SIGTERM', () => {
     const { proc, url } = await startGatewayProcess(300);
     const openai = new OpenAI({ apiKey: KEY, baseURL: `${url}/v1`, maxRetries: 0 });
     const closedBefore = sim.stats().models[GPT]?.clientClosed ?? 0;
-    const cut = openai.chat.completions
-      .stream({ model: GPT, max_completion_tokens: 64, messages: [{ role: 'user', content: 'Take your time.' }] })
-      .finalChatCompletion()
-      .then(() => undefined, (err: unknown) => err);
-    await callsInFlight(1);
-    proc.child.kill('SIGTERM');
-    expect(await cut).toBeInstanceOf(Error);
-    expect(await proc.exited).toBe(0);
-    // The worker stops the provider call once the stream's reader is gone.
-    const deadline = Date.now() + 10_000;
-    while ((sim.stats().models[GPT]?.clientClosed ?? 0) === closedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(sim.stats().models[GPT]?.clientClosed ?? 0).toBe(closedBefore + 1);
+    // A stream of ~13 s, so it is still running when the cut comes, however busy the machine.
+    sim.setPace({ streamTokenMs: 200 });
+    try {
+      const cut = openai.chat.completions
+        .stream({ model: GPT, max_completion_tokens: 64, messages: [{ role: 'user', content: 'Take your time.' }] })
+        .finalChatCompletion()
+        .then(() => undefined, (err: unknown) => err);
+      await callsInFlight(1);
+      proc.child.kill('SIGTERM');
+      expect(await cut).toBeInstanceOf(Error);
+      expect(await proc.exited).toBe(0);
+      // The worker stops the provider call once the stream's reader is gone.
+      const deadline = Date.now() + 10_000;
+      while ((sim.stats().models[GPT]?.clientClosed ?? 0) === closedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(sim.stats().models[GPT]?.clientClosed ?? 0).toBe(closedBefore + 1);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
   });
 
   it('killed mid-call (SIGKILL): its clients see the connection cut, the jobs still end completed, and the relayed stream expires', async () => {

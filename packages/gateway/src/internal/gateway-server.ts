@@ -115,7 +115,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const heartbeatRedis = createRedis(opts.redisUrl, 'producer');
   heartbeatRedis.on('error', () => {});
   const heartbeat = new Heartbeat({ redis: heartbeatRedis, prefix: config.redis.prefix, kind: 'gateway', id, concurrency: 0, inFlight: () => handler.inFlight, logger });
-  heartbeat.start();
+  // Its first beat waits for the connection (a fail-fast one refuses commands until then).
+  heartbeatRedis.once('ready', () => heartbeat.start());
   logger.info({ id, port, keys: Object.keys(config.gateway.keys), metricsPort: metricsServer?.port }, 'gateway started');
   let closing: Promise<void> | undefined;
   return {
