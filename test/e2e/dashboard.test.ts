@@ -450,7 +450,8 @@ describe('headroom dashboard', () => {
     try {
       const seen = await waitFor('the gateway heartbeat on the overview', async () => (await overview()).gateways.find((g) => g.id === gateway.id));
       expect(seen).toMatchObject({ pid: process.pid, inFlight: 0 });
-      expect(sampleOf((await scrape(`${base}/metrics`)).samples, 'headroom_fleet_gateways')).toBe(1);
+      // A scrape reuses a reading up to 1 s old: wait for one taken since the gateway's beat.
+      await waitFor('the gateway on /metrics', async () => sampleOf((await scrape(`${base}/metrics`)).samples, 'headroom_fleet_gateways') === 1);
       const ctx = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD } });
       const page = await ctx.newPage();
       await page.goto(`${base}/`);
