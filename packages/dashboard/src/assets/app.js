@@ -187,36 +187,19 @@ function renderCalls(o) {
   lineChart(document.getElementById('calls-chart'), series, { nowMs: o.atMs, format: int, spanMs: o.windowMinutes * 60_000 });
 }
 
-function renderWorkers(workers) {
+/** Workers and gateways alike, from their heartbeats: one row each, `inFlight` as the kind shows it. */
+function renderProcesses(table, attr, processes, inFlight) {
   replaceRows(
-    document.querySelector('#workers tbody'),
-    workers.map((w) =>
+    document.querySelector(`${table} tbody`),
+    processes.map((p) =>
       el(
         'tr',
-        { 'data-worker': w.id },
-        el('td', {}, w.id),
-        el('td', {}, w.host),
-        el('td', {}, String(w.pid)),
-        el('td', {}, `${w.inFlight} / ${w.concurrency}`),
-        el('td', {}, `${duration(w.lastSeenMsAgo)} ago`),
-      ),
-    ),
-  );
-}
-
-function renderGateways(gateways) {
-  document.getElementById('gateways-section').hidden = gateways.length === 0;
-  replaceRows(
-    document.querySelector('#gateways tbody'),
-    gateways.map((g) =>
-      el(
-        'tr',
-        { 'data-gateway': g.id },
-        el('td', {}, g.id),
-        el('td', {}, g.host),
-        el('td', {}, String(g.pid)),
-        el('td', {}, String(g.inFlight)),
-        el('td', {}, `${duration(g.lastSeenMsAgo)} ago`),
+        { [attr]: p.id },
+        el('td', {}, p.id),
+        el('td', {}, p.host),
+        el('td', {}, String(p.pid)),
+        el('td', {}, inFlight(p)),
+        el('td', {}, `${duration(p.lastSeenMsAgo)} ago`),
       ),
     ),
   );
@@ -266,8 +249,9 @@ async function refresh() {
     renderPools(o.pools, o.atMs);
     renderLanes(o.lanes, o.atMs);
     renderCalls(o);
-    renderWorkers(o.workers);
-    renderGateways(o.gateways);
+    renderProcesses('#workers', 'data-worker', o.workers, (w) => `${w.inFlight} / ${w.concurrency}`);
+    document.getElementById('gateways-section').hidden = o.gateways.length === 0;
+    renderProcesses('#gateways', 'data-gateway', o.gateways, (g) => String(g.inFlight));
     document.body.dataset.updatedAt = String(o.atMs);
     setStatus(`updated ${new Date(o.atMs).toLocaleTimeString()} · ${o.workers.length} worker(s)${o.gateways.length ? ` · ${o.gateways.length} gateway(s)` : ''}`);
   } catch (err) {

@@ -10,18 +10,6 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** The routes a request is counted under: the endpoints, and `other` for anything else (404s), so the label stays bounded. */
 export type RouteLabel = 'messages' | 'count_tokens' | 'chat_completions' | 'models' | 'healthz' | 'other';
 
-const ROUTES: Record<string, RouteLabel> = {
-  '/v1/messages': 'messages',
-  '/v1/messages/count_tokens': 'count_tokens',
-  '/v1/chat/completions': 'chat_completions',
-  '/v1/models': 'models',
-  '/healthz': 'healthz',
-};
-
-export function routeOf(path: string): RouteLabel {
-  return ROUTES[path] ?? (path.startsWith('/v1/models/') ? 'models' : 'other');
-}
-
 /** nginx's code for a request whose client left before any answer was sent. */
 export const CLIENT_CLOSED = '499';
 
@@ -67,13 +55,16 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  readonly inFlight = new Gauge({
-    name: 'headroom_gateway_requests_in_flight',
-    help: 'Requests being handled now (streams included).',
-    registers: [this.registry],
-  });
-
-  constructor(opts: { defaultMetrics?: boolean } = {}) {
+  /** `inFlight`: the server's own count, read at each scrape rather than kept twice. */
+  constructor(opts: { defaultMetrics?: boolean; inFlight: () => number }) {
+    new Gauge({
+      name: 'headroom_gateway_requests_in_flight',
+      help: 'Requests being handled now (streams included).',
+      registers: [this.registry],
+      collect() {
+        this.set(opts.inFlight());
+      },
+    });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'headroom_process_' });
   }
 

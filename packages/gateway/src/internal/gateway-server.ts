@@ -14,7 +14,7 @@ import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
 import { anthropic, openai, requestIdHeader, type Dialect } from './dialects.js';
-import { CLIENT_CLOSED, GatewayMetrics, routeOf, type RequestRecord } from './gateway-metrics.js';
+import { CLIENT_CLOSED, GatewayMetrics, type RequestRecord, type RouteLabel } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
 import { DEFAULT_RETRY_AFTER_MS, fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
@@ -70,7 +70,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const keys = ClientKeys.fromConfig(config, opts.env ?? process.env);
   const logger = opts.logger ?? createLogger({ name: 'gateway' });
   const producer = new Producer({ redis: opts.redisUrl, prefix: config.redis.prefix, maxJobBytes: config.limits.maxJobBytes });
-  const metrics = new GatewayMetrics({ defaultMetrics: config.gateway.metricsPort !== undefined });
+  const metrics: GatewayMetrics = new GatewayMetrics({ defaultMetrics: config.gateway.metricsPort !== undefined, inFlight: (): number => handler.inFlight });
   const handler = new GatewayHandler(config, keys, producer, logger, metrics);
   const server = createServer(
     {
@@ -149,6 +149,13 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   };
 }
 
+/** An endpoint: its method, what its requests are counted under, and what answers them. */
+interface Route {
+  label: RouteLabel;
+  method: string;
+  run(req: IncomingMessage, res: ServerResponse, dialect: Dialect, path: string): Promise<void> | void;
+}
+
 /** A request in flight as it will be counted, and when it came. */
 interface Counted extends Omit<RequestRecord, 'status' | 'seconds'> {
   startedAt: number;
@@ -201,13 +208,12 @@ class GatewayHandler {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const dialect = dialectOf(req, path);
     this.inFlight++;
-    this.metrics.inFlight.inc();
-    const record: Counted = { route: routeOf(path), key: '', stream: false, startedAt: performance.now() };
+    const route = this.#routeOf(path);
+    const record: Counted = { route: route?.label ?? 'other', key: '', stream: false, startedAt: performance.now() };
     this.#records.set(res, record);
     // 'close' follows the answer's last byte handed to the socket, or a client that left: counted
     // once either way. A drain waits for it, not for the handler, whose end() may still be flushing.
     res.once('close', () => {
-      this.metrics.inFlight.dec();
       const status = res.headersSent ? String(res.statusCode) : CLIENT_CLOSED;
       this.metrics.record({ ...record, status, seconds: (performance.now() - record.startedAt) / 1000 });
       if (--this.inFlight === 0 && this.#onIdle) {
@@ -219,7 +225,7 @@ class GatewayHandler {
     // A keep-alive client's next call goes to another instance rather than to one going away.
     if (this.#draining) res.setHeader('connection', 'close');
     try {
-      await this.#route(req, res, path, dialect);
+      await this.#route(req, res, path, dialect, route);
     } catch (err) {
       this.logger.error({ err: (err as Error).message, path }, 'gateway request failed');
       if (!res.headersSent) send(res, dialect, { kind: 'api_error', code: GatewayCode.INTERNAL, message: 'internal gateway error' });
@@ -232,21 +238,31 @@ class GatewayHandler {
     res.writeHead(this.#draining ? 503 : 200, { 'content-type': 'application/json' }).end(body);
   }
 
-  async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect): Promise<void> {
-    const routes: Record<string, { method: string; run: () => Promise<void> | void }> = {
-      '/v1/messages': { method: 'POST', run: () => this.#call(req, res, anthropic) },
-      '/v1/messages/count_tokens': { method: 'POST', run: () => this.#countTokens(req, res) },
-      '/v1/chat/completions': { method: 'POST', run: () => this.#call(req, res, openai) },
-      '/v1/models': { method: 'GET', run: () => this.#models(req, res, dialect) },
-      '/healthz': { method: 'GET', run: () => this.#health(res) },
-    };
-    const route = routes[path] ?? (path.startsWith('/v1/models/') ? { method: 'GET', run: () => this.#model(req, res, dialect, decodeURIComponent(path.slice('/v1/models/'.length))) } : undefined);
+  /** The endpoints, built once: each with the label its requests are counted under. */
+  readonly #routes: Record<string, Route> = {
+    '/v1/messages': { label: 'messages', method: 'POST', run: (req, res) => this.#call(req, res, anthropic) },
+    '/v1/messages/count_tokens': { label: 'count_tokens', method: 'POST', run: (req, res) => this.#countTokens(req, res) },
+    '/v1/chat/completions': { label: 'chat_completions', method: 'POST', run: (req, res) => this.#call(req, res, openai) },
+    '/v1/models': { label: 'models', method: 'GET', run: (req, res, dialect) => this.#models(req, res, dialect) },
+    '/healthz': { label: 'healthz', method: 'GET', run: (_req, res) => this.#health(res) },
+  };
+  readonly #modelRoute: Route = {
+    label: 'models',
+    method: 'GET',
+    run: (req, res, dialect, path) => this.#model(req, res, dialect, decodeURIComponent(path.slice('/v1/models/'.length))),
+  };
+
+  #routeOf(path: string): Route | undefined {
+    return this.#routes[path] ?? (path.startsWith('/v1/models/') ? this.#modelRoute : undefined);
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect, route: Route | undefined): Promise<void> {
     if (!route) return send(res, dialect, { kind: 'not_found', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions and GET /v1/models` });
     if (req.method !== route.method) {
       res.setHeader('allow', route.method);
       return send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}` });
     }
-    await route.run();
+    await route.run(req, res, dialect, path);
   }
 
   /** The client's key, or a 401 sent. */
