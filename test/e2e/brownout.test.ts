@@ -91,7 +91,11 @@ describe('brownout', () => {
       critical.push(await producer.enqueue(job('CRITICAL', i)));
       await sleep(100);
     }
-    const results = await Promise.all(critical.map((h) => h.result({ timeoutMs: 60_000 })));
+    // Every CRITICAL job completes; how soon is the machine's: a retry waits on the fleet-wide
+    // budget (20% of calls, at least 1/s), whose refill slows with the fleet's call rate, and under
+    // the whole suite's load 60 s was not always enough for the unluckiest job. The bound only
+    // keeps a stuck job from hanging the run; what is asserted is completion and the counts below.
+    const results = await Promise.all(critical.map((h) => h.result({ timeoutMs: 150_000 })));
     const during = sim.stats().models[MODEL]!;
     expect(results).toHaveLength(40);
     expect(during.faultsInjected['529'] ?? 0).toBeGreaterThan(20);
@@ -108,7 +112,7 @@ describe('brownout', () => {
     // Retries within budget: every served call took at most ~2 calls (1 / 0.5), not 3 (SDK-style).
     expect(calls() / served()).toBeLessThan(2.2);
     expect(sim.stats().models[MODEL]?.refused429 ?? 0).toBe(0);
-  });
+  }, 300_000);
 
   it('falls to about one probe a second in a full outage, then ramps back and completes every job', async () => {
     sim = await startSimulator({ models: { [MODEL]: { provider: 'anthropic', limits: LIMITS } }, latencyMs: { min: 20, max: 60 } });
