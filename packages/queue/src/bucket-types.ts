@@ -59,6 +59,11 @@ export interface AcquireRequest {
    * @default RETRY_BUDGET_RESERVE[lane]
    */
   retryReserve?: number;
+  /**
+   * A retry not held by the retry budget (still counted in it): the lane is exempt.
+   * @default LANE_DEFAULTS[lane].retryBudgetExempt
+   */
+  retryBudgetExempt?: boolean;
   tenant?: { id: string; limits: TenantLimits };
   /**
    * Further fraction of every pool dimension to leave, for a tenant with nothing queued: set for a

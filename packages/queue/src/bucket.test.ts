@@ -542,14 +542,22 @@ describe('adaptive throttle and retry budget (wiring; the maths is in model-thro
     expect(lowRetries).toBe(Math.floor(3.6 + 0.1 * 20));
     const low = await ask(b, 'm', { lane: 'low', retry: true });
     expect(low).toMatchObject({ status: 'wait', reason: 'retry_budget' });
+    let highRetries = 0;
+    while ((await ask(b, 'm', { lane: 'high', retry: true })).status === 'granted') highRetries += 1;
+    // HIGH leaves 20%: 3.6 + 0.8 x 20 in all.
+    expect(lowRetries + highRetries).toBe(Math.floor(3.6 + 0.8 * 20));
+    expect(await ask(b, 'm', { lane: 'high', retry: true })).toMatchObject({ status: 'wait', reason: 'retry_budget' });
+    // A CRITICAL retry, not exempt, takes what HIGH left; exempt (CRITICAL's default), the budget
+    // does not hold it, and counts it: past the budget now, HIGH waits longer.
     let criticalRetries = 0;
-    while ((await ask(b, 'm', { retry: true })).status === 'granted') criticalRetries += 1;
-    expect(lowRetries + criticalRetries).toBe(23);
-    expect(await ask(b, 'm', { retry: true })).toMatchObject({ status: 'wait', reason: 'retry_budget' });
+    while ((await ask(b, 'm', { retry: true, retryBudgetExempt: false })).status === 'granted') criticalRetries += 1;
+    expect(lowRetries + highRetries + criticalRetries).toBe(23);
+    expect(await ask(b, 'm', { retry: true, retryBudgetExempt: false })).toMatchObject({ status: 'wait', reason: 'retry_budget' });
+    for (let i = 0; i < 5; i++) expect(await ask(b, 'm', { retry: true })).toMatchObject({ status: 'granted' });
+    const [spent] = await b.throttles('p', LIMITS, ['m']);
+    expect(spent!.retryBudgetLeft).toBeLessThan(-4);
     // First calls still go.
     expect((await ask(b, 'm')).status).toBe('granted');
-    const [view] = await b.throttles('p', LIMITS, ['m']);
-    expect(view!.retryBudgetLeft).toBeLessThan(1);
   });
 
   it('is off without the throttle option: reports are dropped and nothing is written', async () => {

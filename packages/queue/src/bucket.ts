@@ -210,7 +210,9 @@ export class Bucket {
     const fairReserve = req.fairReserve ?? 0;
     if (!(fairReserve >= 0 && reserve + fairReserve < 1)) throw new RangeError(`fairReserve must be >= 0 and below 1 - reserve, got ${fairReserve}`);
     const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, laneIndex(req.lane)];
-    if (tenantLimited || req.model || fairReserve > 0) args.push(req.model ?? '', req.retry ? 1 : 0, retryReserve);
+    // '2': a retry the budget counts but does not hold (an exempt lane's).
+    const retry = !req.retry ? 0 : (req.retryBudgetExempt ?? LANE_DEFAULTS[req.lane].retryBudgetExempt) ? 2 : 1;
+    if (tenantLimited || req.model || fairReserve > 0) args.push(req.model ?? '', retry, retryReserve);
     if (tenantLimited) args.push(limitArg(tenant.limits.tpm), limitArg(tenant.limits.rpm));
     else if (fairReserve > 0) args.push('', '');
     if (fairReserve > 0) args.push(fairReserve);

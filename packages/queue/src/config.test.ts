@@ -35,7 +35,7 @@ describe('config', () => {
 
   it('fills every default from a minimal file', () => {
     const cfg = parseConfig({ models: { m: { provider: 'anthropic' } } });
-    expect(cfg.lanes.low).toEqual({ cap: 5000, maxBytes: 256 * 1024 * 1024, weight: 0.1, reserve: 0.4, fairReserve: 0.02, maxWaitMs: 3_600_000, retryReserve: 0.9, fairness: 'tenants' });
+    expect(cfg.lanes.low).toEqual({ cap: 5000, maxBytes: 256 * 1024 * 1024, weight: 0.1, reserve: 0.4, fairReserve: 0.02, maxWaitMs: 3_600_000, retryReserve: 0.9, retryBudgetExempt: false, fairness: 'tenants' });
     expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, lanes: { low: { fairReserve: 0.6 } } })).toThrow(/lanes\.low\.fairReserve.*reserve \+ fairReserve must stay below 1/);
     expect(cfg.lanes.batch.fairness).toBe('fifo');
     // A lane given only some of its settings still gets the rest, fairness included.

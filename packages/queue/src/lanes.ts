@@ -42,6 +42,16 @@ export interface LaneDefaults {
    */
   retryReserve: number;
   /**
+   * The lane's retries are not held by the retry budget (they still count in it, so the lanes
+   * below retry less): only the throttle, the bucket and the job's attempts bound them. CRITICAL's
+   * default: the budget protects the provider from piled-up retries and first calls from being
+   * crowded out by them, and neither is served by holding a CRITICAL retry while a LOW job's first
+   * call goes (a brownout's CRITICAL jobs waited seconds per retry under it, tens of seconds on a
+   * busy machine). The bucket's lane reserves then give CRITICAL's retries the capacity the lower
+   * lanes' first calls would have used; the throttle still cuts every call of a failing model.
+   */
+  retryBudgetExempt: boolean;
+  /**
    * `tenants`: start-time fair order by tokens across the tenants with work waiting; `fifo`:
    * enqueue order (BATCH: its jobs leave in provider batches, where order buys nothing).
    */
@@ -54,9 +64,9 @@ const MiB = 1024 * 1024;
 // for the job counts at typical (few-KiB) jobs can hold, where the counts alone at the 1 MiB job
 // limit would allow 5 GB of LOW and 100 GB of BATCH.
 export const LANE_DEFAULTS: Record<Lane, LaneDefaults> = {
-  critical: { cap: 50, maxBytes: 64 * MiB, weight: 5, reserve: 0, fairReserve: 0.02, maxWaitMs: 60_000, retryReserve: 0, fairness: 'tenants' },
-  high: { cap: 200, maxBytes: 128 * MiB, weight: 3, reserve: 0.05, fairReserve: 0.02, maxWaitMs: 5 * 60_000, retryReserve: 0.2, fairness: 'tenants' },
-  normal: { cap: 1000, maxBytes: 256 * MiB, weight: 1, reserve: 0.2, fairReserve: 0.02, maxWaitMs: 30 * 60_000, retryReserve: 0.8, fairness: 'tenants' },
-  low: { cap: 5000, maxBytes: 256 * MiB, weight: 0.1, reserve: 0.4, fairReserve: 0.02, maxWaitMs: 60 * 60_000, retryReserve: 0.9, fairness: 'tenants' },
-  batch: { cap: 100_000, maxBytes: 512 * MiB, weight: 0, reserve: 0, fairReserve: 0, maxWaitMs: 24 * 60 * 60_000, retryReserve: 0, fairness: 'fifo' },
+  critical: { cap: 50, maxBytes: 64 * MiB, weight: 5, reserve: 0, fairReserve: 0.02, maxWaitMs: 60_000, retryReserve: 0, retryBudgetExempt: true, fairness: 'tenants' },
+  high: { cap: 200, maxBytes: 128 * MiB, weight: 3, reserve: 0.05, fairReserve: 0.02, maxWaitMs: 5 * 60_000, retryReserve: 0.2, retryBudgetExempt: false, fairness: 'tenants' },
+  normal: { cap: 1000, maxBytes: 256 * MiB, weight: 1, reserve: 0.2, fairReserve: 0.02, maxWaitMs: 30 * 60_000, retryReserve: 0.8, retryBudgetExempt: false, fairness: 'tenants' },
+  low: { cap: 5000, maxBytes: 256 * MiB, weight: 0.1, reserve: 0.4, fairReserve: 0.02, maxWaitMs: 60 * 60_000, retryReserve: 0.9, retryBudgetExempt: false, fairness: 'tenants' },
+  batch: { cap: 100_000, maxBytes: 512 * MiB, weight: 0, reserve: 0, fairReserve: 0, maxWaitMs: 24 * 60 * 60_000, retryReserve: 0, retryBudgetExempt: false, fairness: 'fifo' },
 };

@@ -53,7 +53,7 @@ interface Step {
 
 /** One model's throttle state, stepped by hand: every call names its time. */
 class Model {
-  state: (number | null)[] = [null, 0, 0, 0, 0, 0, 0, 0];
+  state: (number | null)[] = [null, 0, 0, 0, 0, 0, 0, 0, 1, 0];
   constructor(
     readonly params = { k: 2, windowMs: 2_000, probeIntervalMs: 1_000, ratio: 0.2, budgetWindowMs: 10_000, minPerSecond: 1 },
     readonly poolRpm: number | '' = 6_000,
@@ -268,6 +268,70 @@ describe('retry budget', () => {
     // reserved floor would make it.
     expect(granted).toBeGreaterThanOrEqual(25);
     expect(granted).toBeLessThanOrEqual(10 + 30 + 2);
+  });
+
+  it('gives the retry the budget frees next to the higher lane it turned away (its claim), not to whoever asks first', async () => {
+    const m = new Model();
+    // No first calls: every lane has the floor alone (10 retries a window); spend it.
+    for (let i = 0; i < 10; i++) expect(await m.acquire(0, { retry: true, retryReserve: 0.9 })).toMatchObject({ granted: true });
+    const critical = await m.acquire(0, { retry: true, retryReserve: 0 });
+    expect(critical).toMatchObject({ granted: false, reason: 'retry_budget' });
+    // The wait is exact: the retry fits then, not a little later (each early return is an acquire).
+    expect(critical.wait).toBeCloseTo(10_000 * Math.log(10 / 9), 0);
+    expect(await m.peek(critical.wait - 5, { retry: true, retryReserve: 0 })).toMatchObject({ reason: 'retry_budget' });
+    // A LOW retry asking first when that retry frees up is turned away: it is CRITICAL's.
+    const low = await m.acquire(critical.wait, { retry: true, retryReserve: 0.9 });
+    expect(low).toMatchObject({ granted: false, reason: 'retry_budget' });
+    expect(low.wait).toBeGreaterThan(0);
+    expect(low.wait).toBeLessThanOrEqual(1_000);
+    expect(await m.acquire(critical.wait, { retry: true, retryReserve: 0 })).toMatchObject({ granted: true });
+    // First calls are never held by the claim.
+    expect(await m.acquire(critical.wait)).toMatchObject({ granted: true });
+    // A HIGH retry turned away meanwhile does not take the claim from CRITICAL's lane...
+    const t = critical.wait + 10;
+    expect(await m.acquire(t, { retry: true, retryReserve: 0.2 })).toMatchObject({ granted: false, reason: 'retry_budget' });
+    // ...and once nobody above renews it, the claim lapses within its grace and LOW retries again.
+    let at = t;
+    while (!(await m.acquire(at, { retry: true, retryReserve: 0.9 })).granted) at += 100;
+    expect(at - critical.wait).toBeLessThanOrEqual(1_000 + 2_000);
+  });
+
+  it('extends a lane claim with each refusal in that lane and hands it to a higher lane', async () => {
+    const m = new Model();
+    for (let i = 0; i < 10; i++) await m.acquire(0, { retry: true, retryReserve: 0.9 });
+    const high = await m.acquire(0, { retry: true, retryReserve: 0.2 });
+    expect(high.reason).toBe('retry_budget');
+    // CRITICAL, turned away too, claims over HIGH: a HIGH retry now waits for it like LOW does.
+    const critical = await m.acquire(100, { retry: true, retryReserve: 0 });
+    expect(critical.reason).toBe('retry_budget');
+    const t = 100 + critical.wait;
+    expect(await m.acquire(t, { retry: true, retryReserve: 0.2 })).toMatchObject({ granted: false, reason: 'retry_budget' });
+    expect(await m.acquire(t, { retry: true, retryReserve: 0 })).toMatchObject({ granted: true });
+  });
+
+  it('reads a state written before the claim (eight doubles, a worker not yet upgraded) as no claim', async () => {
+    const key = 'throttle-compat';
+    const raw = (await db.redis.eval(
+      `${INCLUDE}
+redis.call('HSET', KEYS[1], 'm', struct.pack('<dddddddd', 1000, 4, 2, 30, 3, 0.5, 1, 0))
+local t = readThrottle(KEYS[1], 'm')
+local p = throttleParams(1)
+local wait = budgetCheck(t, 1000, p, 0.9)
+writeThrottle(KEYS[1], 'm', t)
+return cjson.encode({ t = t, wait = wait, len = #redis.call('HGET', KEYS[1], 'm') })`,
+      1,
+      key,
+      2,
+      2_000,
+      1_000,
+      0.2,
+      10_000,
+      1,
+    )) as string;
+    const out = JSON.parse(raw) as { t: number[]; wait: number; len: number };
+    expect(out.t).toEqual([1000, 4, 2, 30, 3, 0.5, 1, 0, 1, 0]);
+    expect(out.wait).toBe(0);
+    expect(out.len).toBe(80);
   });
 
   it('has a floor: a model with no first calls lately still gets minPerSecond x window retries', async () => {

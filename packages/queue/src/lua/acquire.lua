@@ -48,8 +48,8 @@
   then the acquire, absent for a flush (callers omit the optional trailing arguments they do not
   use): requests, input tokens, output tokens (tpm draws input + output), the reserve fraction of
   the lane (0..1), the lane's index in LANES (grant counters); optionally model ('' = no cooldown
-  or throttle check), '1' when the call retries this model for the job ('0' when it is the
-  job's first call to it), the lane's reserve of the retry budget (0..1); optionally after them
+  or throttle check), '1' when the call retries this model for the job ('2' the same from a lane
+  the retry budget does not hold, '0' when it is the job's first call to it), the lane's reserve of the retry budget (0..1); optionally after them
   tenant tokens/min, tenant requests/min ('' = none); optionally after them the fair reserve
   (0..1): the further fraction of each pool dimension this job leaves, because its tenant had
   work queued ahead of it in a fair lane (a fresh tenant's job, sent 0 or nothing, may draw it)
@@ -187,7 +187,7 @@ if never then
 end
 
 local model = ARGV[at + 5] or ''
-local throttle, retry, throttleState
+local throttle, retry, throttleState, claimed
 if model ~= '' then
   local ends = redis.call('ZSCORE', KEYS[2], model)
   if ends then
@@ -195,9 +195,10 @@ if model ~= '' then
     if w > waitMs then waitMs, reason = w, 'cooldown' end
   end
   if params then
-    throttle, retry = readThrottle(KEYS[4], model), ARGV[at + 6] == '1'
+    -- '2': an exempt lane's retry, charged to the budget but not held by it.
+    throttle, retry = readThrottle(KEYS[4], model), ARGV[at + 6] ~= '0'
     local w, why
-    w, why, throttleState = throttleCheck(throttle, now, params, cr, reserve, retry, tonumber(ARGV[at + 7]) or 0)
+    w, why, throttleState, claimed = throttleCheck(throttle, now, params, cr, reserve, ARGV[at + 6] == '1', tonumber(ARGV[at + 7]) or 0)
     reply[6] = throttleState
     if w > waitMs then waitMs, reason = w, why end
   end
@@ -207,7 +208,9 @@ end
 if waitMs <= 0 and fairWaitMs > 0 then waitMs, reason = fairWaitMs, 'fair_share' end
 
 if waitMs > 0 then
-  -- The throttle's state brought up to now is not written back: the next call decays it again.
+  -- The throttle's state brought up to now is not written back (the next call decays it again),
+  -- unless this retry's refusal claimed the retry budget for its lane.
+  if claimed then writeThrottle(KEYS[4], model, throttle) end
   writeCorrections()
   redis.call('HINCRBY', KEYS[3], 'wait:' .. reason, 1)
   reply[1], reply[3], reply[4] = -1, math.ceil(waitMs), reason

@@ -200,13 +200,15 @@ describe('runJob', () => {
   it('retries a model on its retry budget: past it, the job waits (no attempt spent); a fallback is a first call', async () => {
     const ctx = context({ retry: { budget: { ratio: 0, minPerSecond: 0.1, windowMs: 10_000 } } });
     // A budget of 0.1/s x 10 s = 1 retry of SONNET, and no first calls to add to it.
-    const retried = () => ({ ...meta('critical'), progress: { attempts: 1, triedModels: [SONNET] } });
+    const retried = (lane: 'critical' | 'high' = 'high') => ({ ...meta(lane), progress: { attempts: 1, triedModels: [SONNET] } });
     expect((await run(ctx, job(), retried())).kind).toBe('completed');
     const outcome = await run(ctx, job(), retried());
     expect(outcome).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
     expect(outcome.kind === 'delay' && outcome.delayMs).toBeGreaterThan(25);
     // The same job falls down its ladder instead when it has one: HAIKU's first call is no retry.
     expect(await run(ctx, job({ fallback: [HAIKU] }), retried())).toMatchObject({ kind: 'completed', result: { model: HAIKU } });
+    // CRITICAL's retries are not held by the budget (lanes.critical.retryBudgetExempt).
+    expect(await run(ctx, job(), retried('critical'))).toMatchObject({ kind: 'completed', result: { model: SONNET } });
   });
 
   it('requeues a job of a model the fleet has found dead: its lane backs off, and calls fall to probes', async () => {

@@ -83,6 +83,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
         model,
         retry: meta.progress.triedModels?.includes(model) ?? false,
         retryReserve: laneCfg.retryReserve,
+        retryBudgetExempt: laneCfg.retryBudgetExempt,
         ...tenantOf(ctx.config, job.tenant),
         // A job of a tenant with work queued ahead leaves the fair reserve to a fresh tenant's.
         fairReserve: laneCfg.fairness === 'tenants' && !meta.fresh ? laneCfg.fairReserve : 0,

@@ -15,6 +15,9 @@
     [7] the allowed fraction of the reference rate at ts (0 = none yet): a fraction, not a
         rate, so a flush that carries no limits leaves it right for the next acquire
     [8] unhealthy outcomes since the last served call, fleet-wide (counted per carried batch)
+    [9], [10] the retry budget's claim: the retryReserve of the highest lane whose retry the
+        budget turned away, and until when (Redis ms) lanes below it may not retry (see below).
+        A state written before the claim existed (eight doubles) reads as no claim
 
   Throttle (Google SRE's client-side throttling, as a rate rather than a coin toss, so a refused
   call gets an exact wait instead of spinning through the lanes):
@@ -53,10 +56,23 @@
   minutes to decay to nothing once first calls stop (after a brownout, say), about one retry
   every two minutes; with it, the lowest lane still retries minPerSecond a second.
 
+  The claim makes "CRITICAL retries first" hold for the retries the budget frees up, not only for
+  its size. Without it, a CRITICAL retry told to wait for the budget raced every lane's retries for
+  the next one freed, floor included: in a 50% brownout with a LOW backlog retrying, a CRITICAL job
+  went through dozens of short waits on three workers and took 7-13 s to make three calls on a busy
+  machine (and past 60 s under CI's whole suite). Now a retry the budget turns away claims the
+  budget for its lane: until it is due back (its wait, plus CLAIM_GRACE_MS for the trip back
+  through its lane), a lane with a higher retryReserve may not retry, so the retry freed next is
+  the waiting lane's. Each refusal in that lane extends the claim; a higher lane's takes it over.
+  First calls are never held by it, and a claim nobody renews ends within its grace.
+
   Params table p: k, window (ms), probeMs, budgetRatio, budgetWindow (ms), budgetFloor (retries).
 ]]
 
-local THROTTLE_FORMAT = '<dddddddd'
+local THROTTLE_FORMAT = '<dddddddddd'
+-- What a lane's refused retry adds to its claim on the budget: its trip back through the lane
+-- (a delayed job's promotion and fetch) after its wait, during which lower lanes still hold off.
+local CLAIM_GRACE_MS = 1000
 -- Unhealthy outcomes in a row, fleet-wide, that open the throttle whatever the window says.
 local DEAD_AFTER = 60
 -- How fast the allowed rate may climb back: this many times more each second.
@@ -87,14 +103,20 @@ end
 
 local function readThrottle(key, model)
   local raw = redis.call('HGET', key, model)
-  if not raw then return { nil, 0, 0, 0, 0, 0, 0, 0 } end
+  if not raw then return { nil, 0, 0, 0, 0, 0, 0, 0, 1, 0 } end
+  -- Eight doubles: written by a worker from before the claim (a rolling upgrade); no claim.
+  if #raw == 64 then
+    local t = { struct.unpack('<dddddddd', raw) }
+    t[9], t[10] = 1, 0
+    return t
+  end
   local t = { struct.unpack(THROTTLE_FORMAT, raw) }
-  t[9] = nil
+  t[11] = nil
   return t
 end
 
 local function writeThrottle(key, model, t)
-  redis.call('HSET', key, model, struct.pack(THROTTLE_FORMAT, t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]))
+  redis.call('HSET', key, model, struct.pack(THROTTLE_FORMAT, t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9] or 1, t[10] or 0))
 end
 
 --[[
@@ -177,8 +199,10 @@ end
   - no new first calls: both counters decay by the same factor x = exp(-t / budgetWindow) (the
     floor does not), so the retry fits once floor - 1 + x * ((1 - reserve) * ratio * firsts -
     retries) >= 0;
-  - first calls arriving as lately (their decayed count holds steady): the retries decay at
-    retries / budgetWindow per ms, which frees what is short at that pace.
+  - first calls arriving as lately (their decayed count holds steady): the retries alone decay,
+    so it fits once retries x exp(-t / budgetWindow) <= retries - short. (A linear estimate of
+    that decay, short x budgetWindow / retries, was always early: a job came back to be told a
+    shorter wait, then a shorter one, each an acquire.)
   Capped at one window.
 ]]
 local function budgetWait(t, p, reserve)
@@ -189,8 +213,8 @@ local function budgetWait(t, p, reserve)
   local a = p.budgetFloor - 1
   local d = share - t[5]
   if a > 0 and d < 0 then w = p.budgetWindow * math.log(-d / a) end
-  if t[5] > 0 then
-    local steady = short * p.budgetWindow / t[5]
+  if short < t[5] then
+    local steady = -p.budgetWindow * math.log(1 - short / t[5])
     if steady < w then w = steady end
   end
   if w > p.budgetWindow then w = p.budgetWindow end
@@ -199,22 +223,45 @@ local function budgetWait(t, p, reserve)
 end
 
 --[[
+  The retry budget's answer for a retry of a lane leaving `reserve`: the wait (0 = it fits), and
+  whether `t`'s claim changed (the caller then writes `t` back even though the call waits). A
+  lane below a live claim waits for the claim to end; a retry the budget turns away claims it for
+  its lane (see the claim above).
+]]
+local function budgetCheck(t, now, p, reserve)
+  local claimBy, claimUntil = t[9] or 1, t[10] or 0
+  local live = claimUntil > now
+  if live and reserve > claimBy + 1e-9 then
+    local w = claimUntil - now
+    if w > p.budgetWindow then w = p.budgetWindow end
+    return w, false
+  end
+  local w = budgetWait(t, p, reserve)
+  if w <= 0 then return 0, false end
+  local untilAt = now + w + CLAIM_GRACE_MS
+  if live and reserve > claimBy - 1e-9 and claimUntil >= untilAt then return w, false end
+  t[9], t[10] = reserve, untilAt
+  return w, true
+end
+
+--[[
   One call's check against the model's throttle and, for a retry, its retry budget, with `t`
   brought up to now. Returns the wait (0 = the call may go now), its reason ('throttle' or
-  'retry_budget', nil when 0) and the throttle state.
+  'retry_budget', nil when 0), the throttle state, and whether the budget's claim changed.
 ]]
 local function throttleCheck(t, now, p, capRpm, reserve, retry, retryReserve)
   local _, _, rate, state = throttleAt(t, now, p, capRpm)
-  local wait, reason = 0, nil
+  local wait, reason, claimed = 0, nil, false
   if state ~= THROTTLE_CLOSED then
     wait = throttleWait(t, rate, reserve)
     if wait > 0 then reason = 'throttle' end
   end
   if retry then
-    local w = budgetWait(t, p, retryReserve)
+    local w
+    w, claimed = budgetCheck(t, now, p, retryReserve)
     if w > wait then wait, reason = w, 'retry_budget' end
   end
-  return wait, reason, state
+  return wait, reason, state, claimed
 end
 
 -- Charges a granted call: a first call or a retry, and a token while the throttle binds.
