@@ -159,7 +159,7 @@ export class DashboardMetrics {
     gauge('headroom_fleet_throttle_success_ratio', 'Share of a model\'s recent calls the provider served (5xx, 529 and no answer count as failures), fleet-wide.', ['pool', 'model'], (put, r) => {
       for (const s of r.snapshots) for (const t of s.throttles) put({ pool: s.pool, model: t.model }, t.successRatio);
     });
-    gauge('headroom_fleet_retry_budget_left', 'Retries a model\'s retry budget has left over its window, fleet-wide (below 1: retries wait).', ['pool', 'model'], (put, r) => {
+    gauge('headroom_fleet_retry_budget_left', 'Retries a model\'s retry budget has left over its window, fleet-wide (below 1: the retries it holds wait; an exempt lane\'s retries, counted but not held, can take it below 0).', ['pool', 'model'], (put, r) => {
       for (const s of r.snapshots) for (const t of s.throttles) put({ pool: s.pool, model: t.model }, t.retryBudgetLeft);
     });
     gauge('headroom_alerts_firing', 'Alerts this dashboard has firing now, by rule (utilization, rate429).', ['rule'], (put) => {

@@ -60,7 +60,8 @@ export interface AcquireRequest {
    */
   retryReserve?: number;
   /**
-   * A retry not held by the retry budget (still counted in it): the lane is exempt.
+   * A retry not held by the retry budget while the model's throttle is closed (still counted in
+   * it): the lane is exempt.
    * @default LANE_DEFAULTS[lane].retryBudgetExempt
    */
   retryBudgetExempt?: boolean;

@@ -77,7 +77,7 @@ const LaneConfig = (lane: Lane) =>
       fairReserve: fraction.default(LANE_DEFAULTS[lane].fairReserve),
       maxWaitMs: positiveInt.default(LANE_DEFAULTS[lane].maxWaitMs),
       retryReserve: fraction.lt(1, { error: 'expected a number from 0 to below 1' }).default(LANE_DEFAULTS[lane].retryReserve),
-      /** The lane's retries are not held by the retry budget (docs/faults-brownout.md). @default true for CRITICAL */
+      /** The lane's retries are not held by the retry budget while the model's throttle is closed (docs/faults-brownout.md). @default true for CRITICAL */
       retryBudgetExempt: z.boolean({ error: 'expected true or false' }).default(LANE_DEFAULTS[lane].retryBudgetExempt),
       /**
        * `tenants`: jobs are served in start-time fair order by tokens across the tenants with work

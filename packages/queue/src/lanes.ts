@@ -42,13 +42,15 @@ export interface LaneDefaults {
    */
   retryReserve: number;
   /**
-   * The lane's retries are not held by the retry budget (they still count in it, so the lanes
-   * below retry less): only the throttle, the bucket and the job's attempts bound them. CRITICAL's
-   * default: the budget protects the provider from piled-up retries and first calls from being
-   * crowded out by them, and neither is served by holding a CRITICAL retry while a LOW job's first
-   * call goes (a brownout's CRITICAL jobs waited seconds per retry under it, tens of seconds on a
-   * busy machine). The bucket's lane reserves then give CRITICAL's retries the capacity the lower
-   * lanes' first calls would have used; the throttle still cuts every call of a failing model.
+   * While the model's throttle is closed (it serves at least 1/k of its calls, and fewer than 8
+   * unhealthy answers in a row came back), the lane's retries
+   * are not held by the retry budget (they still count in it, so the lanes below retry less): the
+   * bucket and the job's attempts bound them. CRITICAL's default: the budget protects the provider
+   * from piled-up retries and first calls from being crowded out by them, and neither is served by
+   * holding a CRITICAL retry while a LOW job's first call goes (a brownout's CRITICAL jobs waited
+   * seconds per retry under it, tens of seconds on a busy machine). The bucket's lane reserves
+   * then give CRITICAL's retries the capacity the lower lanes' first calls would have used. Once
+   * the throttle binds, the budget paces them too (model-throttle.lua says why).
    */
   retryBudgetExempt: boolean;
   /**

@@ -22,7 +22,7 @@ if op == 'outcome' then
   recordOutcomes(t, tonumber(ARGV[11]), tonumber(ARGV[12]))
 else
   local retry = ARGV[11] == '1'
-  local wait, reason, state = throttleCheck(t, now, p, cap, tonumber(ARGV[12]), retry, tonumber(ARGV[13]))
+  local wait, reason, state = throttleCheck(t, now, p, cap, tonumber(ARGV[12]), retry, tonumber(ARGV[13]), ARGV[14] == '1')
   out.wait, out.reason, out.state = wait, reason or '', state
   if op == 'acquire' and wait == 0 then
     chargeThrottle(t, retry, state)
@@ -73,13 +73,13 @@ class Model {
   }
 
   /** Asks for a call (and takes it when it may go). */
-  acquire(now: number, opts: { retry?: boolean; reserve?: number; retryReserve?: number } = {}): Promise<Step> {
-    return this.#run('acquire', now, [opts.retry ? 1 : 0, opts.reserve ?? 0, opts.retryReserve ?? 0]);
+  acquire(now: number, opts: { retry?: boolean; reserve?: number; retryReserve?: number; exempt?: boolean } = {}): Promise<Step> {
+    return this.#run('acquire', now, [opts.retry ? 1 : 0, opts.reserve ?? 0, opts.retryReserve ?? 0, opts.exempt ? 1 : 0]);
   }
 
   /** Only asks. */
-  peek(now: number, opts: { retry?: boolean; reserve?: number; retryReserve?: number } = {}): Promise<Step> {
-    return this.#run('peek', now, [opts.retry ? 1 : 0, opts.reserve ?? 0, opts.retryReserve ?? 0]);
+  peek(now: number, opts: { retry?: boolean; reserve?: number; retryReserve?: number; exempt?: boolean } = {}): Promise<Step> {
+    return this.#run('peek', now, [opts.retry ? 1 : 0, opts.reserve ?? 0, opts.retryReserve ?? 0, opts.exempt ? 1 : 0]);
   }
 }
 
@@ -294,6 +294,27 @@ describe('retry budget', () => {
     let at = t;
     while (!(await m.acquire(at, { retry: true, retryReserve: 0.9 })).granted) at += 100;
     expect(at - critical.wait).toBeLessThanOrEqual(1_000 + 2_000);
+  });
+
+  it("does not hold an exempt lane's retry while the throttle is closed, and paces it once the throttle binds", async () => {
+    const m = new Model();
+    for (let i = 0; i < 10; i++) await m.acquire(0, { retry: true, retryReserve: 0.9 });
+    expect(await m.acquire(0, { retry: true })).toMatchObject({ granted: false, reason: 'retry_budget' });
+    // Closed (nothing failed lately): granted past the budget, and counted in it.
+    const exempt = await m.acquire(0, { retry: true, exempt: true });
+    expect(exempt).toMatchObject({ granted: true, state: 'closed' });
+    expect(exempt.budgetLeft).toBeLessThan(-0.9);
+    // A run of 8 unhealthy outcomes (an outage's first second, before the window has fallen):
+    // still closed, but the budget holds the exempt lane's retries again.
+    await m.outcome(40, 40, 40);
+    await m.outcome(50, 8, 0);
+    const run = await m.peek(50, { retry: true, exempt: true });
+    expect(run).toMatchObject({ state: 'closed', reason: 'retry_budget' });
+    // 90% failures: the throttle binds, and the budget paces the exempt lane's retries too.
+    await m.outcome(100, 50, 5);
+    const paced = await m.peek(100, { retry: true, exempt: true });
+    expect(paced.state).not.toBe('closed');
+    expect(paced).toMatchObject({ reason: 'retry_budget' });
   });
 
   it('extends a lane claim with each refusal in that lane and hands it to a higher lane', async () => {

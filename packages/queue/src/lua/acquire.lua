@@ -49,7 +49,8 @@
   use): requests, input tokens, output tokens (tpm draws input + output), the reserve fraction of
   the lane (0..1), the lane's index in LANES (grant counters); optionally model ('' = no cooldown
   or throttle check), '1' when the call retries this model for the job ('2' the same from a lane
-  the retry budget does not hold, '0' when it is the job's first call to it), the lane's reserve of the retry budget (0..1); optionally after them
+  the retry budget does not hold while the throttle is closed, '0' when it is the job's first
+  call to it), the lane's reserve of the retry budget (0..1); optionally after them
   tenant tokens/min, tenant requests/min ('' = none); optionally after them the fair reserve
   (0..1): the further fraction of each pool dimension this job leaves, because its tenant had
   work queued ahead of it in a fair lane (a fresh tenant's job, sent 0 or nothing, may draw it)
@@ -195,10 +196,10 @@ if model ~= '' then
     if w > waitMs then waitMs, reason = w, 'cooldown' end
   end
   if params then
-    -- '2': an exempt lane's retry, charged to the budget but not held by it.
+    -- '2': an exempt lane's retry, charged to the budget but not held by it while the throttle is closed.
     throttle, retry = readThrottle(KEYS[4], model), ARGV[at + 6] ~= '0'
     local w, why
-    w, why, throttleState, claimed = throttleCheck(throttle, now, params, cr, reserve, ARGV[at + 6] == '1', tonumber(ARGV[at + 7]) or 0)
+    w, why, throttleState, claimed = throttleCheck(throttle, now, params, cr, reserve, retry, tonumber(ARGV[at + 7]) or 0, ARGV[at + 6] == '2')
     reply[6] = throttleState
     if w > waitMs then waitMs, reason = w, why end
   end

@@ -59,8 +59,8 @@
   The claim makes "CRITICAL retries first" hold for the retries the budget frees up, not only for
   its size. Without it, a CRITICAL retry told to wait for the budget raced every lane's retries for
   the next one freed, floor included: in a 50% brownout with a LOW backlog retrying, a CRITICAL job
-  went through dozens of short waits on three workers and took 7-13 s to make three calls on a busy
-  machine (and past 60 s under CI's whole suite). Now a retry the budget turns away claims the
+  went through dozens of short waits on three workers (the slowest of 40 took 3.6-16.6 s beside a
+  parallel test run, and past 60 s under CI's whole suite). Now a retry the budget turns away claims the
   budget for its lane: until it is due back (its wait, plus CLAIM_GRACE_MS for the trip back
   through its lane), a lane with a higher retryReserve may not retry, so the retry freed next is
   the waiting lane's. Each refusal in that lane extends the claim; a higher lane's takes it over.
@@ -75,6 +75,9 @@ local THROTTLE_FORMAT = '<dddddddddd'
 local CLAIM_GRACE_MS = 1000
 -- Unhealthy outcomes in a row, fleet-wide, that open the throttle whatever the window says.
 local DEAD_AFTER = 60
+-- Unhealthy outcomes in a row, fleet-wide, past which an exempt lane's retries are held by the
+-- budget too, closed throttle or not (see throttleCheck).
+local EXEMPT_UNTIL_RUN = 8
 -- How fast the allowed rate may climb back: this many times more each second.
 local RAMP_PER_SECOND = 2
 -- A pool with no requests/min limit known scales this many probes' worth.
@@ -248,15 +251,24 @@ end
   One call's check against the model's throttle and, for a retry, its retry budget, with `t`
   brought up to now. Returns the wait (0 = the call may go now), its reason ('throttle' or
   'retry_budget', nil when 0), the throttle state, and whether the budget's claim changed.
+  `exempt`: the retry's lane is not held by the budget while the throttle is closed (the model
+  serves at least 1/k of its calls, so the retry is likelier to be served than not) and fewer
+  than EXEMPT_UNTIL_RUN unhealthy outcomes in a row have come back. Once the throttle binds, the
+  budget paces it too: sent back to back at 90% failures, a job spent its attempts in a second or
+  two and failed (20 of 66 CRITICAL jobs in bench:brownout) where, paced, it waits, no attempt
+  spent, for the provider to recover. The run covers an outage's first second: the success
+  ratio takes about a window to fall under 1/k, and the jobs in flight could spend their attempts
+  back to back meanwhile. At 50% failures a run of 8 is one call in 256, so it rarely holds a
+  retry there.
 ]]
-local function throttleCheck(t, now, p, capRpm, reserve, retry, retryReserve)
+local function throttleCheck(t, now, p, capRpm, reserve, retry, retryReserve, exempt)
   local _, _, rate, state = throttleAt(t, now, p, capRpm)
   local wait, reason, claimed = 0, nil, false
   if state ~= THROTTLE_CLOSED then
     wait = throttleWait(t, rate, reserve)
     if wait > 0 then reason = 'throttle' end
   end
-  if retry then
+  if retry and not (exempt and state == THROTTLE_CLOSED and t[8] < EXEMPT_UNTIL_RUN) then
     local w
     w, claimed = budgetCheck(t, now, p, retryReserve)
     if w > wait then wait, reason = w, 'retry_budget' end
