@@ -83,11 +83,13 @@ describe('brownout', () => {
     // ratio read below averages enough calls however slowly a loaded machine makes them (under a
     // CPU hog, a 2 s window held a dozen calls and read 0.88 of a coin's 0.5).
     const { producer, throttle } = await fleet('half', 3, { retry: { maxAttempts: 30 }, throttle: { windowMs: 10_000 } });
+    // The brownout starts before any call: a burst of calls served before it (the bucket starts
+    // full) would stay in the throttle's window and read as a healthier model than the brownout's.
+    sim.injectFaults({ model: MODEL, overloaded: true, probability: 0.5 });
+    const faultsFrom = Date.now();
     // A LOW backlog keeps the lanes busy below CRITICAL.
     const low: JobHandle[] = [];
     for (let i = 0; i < 150; i++) low.push(await producer.enqueue(job('LOW', i)));
-    sim.injectFaults({ model: MODEL, overloaded: true, probability: 0.5 });
-    const faultsFrom = Date.now();
     const critical: JobHandle[] = [];
     for (let i = 0; i < 40; i++) {
       critical.push(await producer.enqueue(job('CRITICAL', i)));
@@ -105,15 +107,13 @@ describe('brownout', () => {
     expect(during.faultsInjected['529'] ?? 0).toBeGreaterThan(20);
     // Many needed more than one call, and got it while the brownout went on.
     expect(results.filter((r) => r.attempts > 1).length).toBeGreaterThan(5);
-    // The model still serves half its calls: the throttle does not cut them (k = 2). Read once
-    // the window holds the brownout alone, not the LOW calls served before it began. The fleet's
-    // ratio reads above the simulator's own on a loaded machine (0.65-0.77 where the simulator
-    // served 49-52% of the same stretch's calls, left open in the round's note), so the bound
-    // says "failures seen, far from none", not "exactly half".
+    // The model still serves half its calls: the throttle does not cut them (k = 2). Read once the
+    // window is full. (With the backlog's first calls made before the brownout, 91 of them served
+    // in a burst, the ratio read 0.65-0.77 while the simulator served 49-52% of the calls since.)
     await sleep(Math.max(0, faultsFrom + 12_000 - Date.now()));
     const t = await throttle();
     expect(t?.successRatio).toBeGreaterThan(0.25);
-    expect(t?.successRatio).toBeLessThan(0.85);
+    expect(t?.successRatio).toBeLessThan(0.75);
     expect(t?.admitRatio).toBeGreaterThan(0.5);
     sim.clearFaults();
     const lowEnds = await Promise.allSettled(low.map((h) => h.result({ timeoutMs: 90_000 })));
