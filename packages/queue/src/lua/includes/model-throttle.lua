@@ -119,7 +119,7 @@ local function readThrottle(key, model)
 end
 
 local function writeThrottle(key, model, t)
-  redis.call('HSET', key, model, struct.pack(THROTTLE_FORMAT, t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9] or 1, t[10] or 0))
+  redis.call('HSET', key, model, struct.pack(THROTTLE_FORMAT, t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10]))
 end
 
 --[[
@@ -232,7 +232,7 @@ end
   its lane (see the claim above).
 ]]
 local function budgetCheck(t, now, p, reserve)
-  local claimBy, claimUntil = t[9] or 1, t[10] or 0
+  local claimBy, claimUntil = t[9], t[10]
   local live = claimUntil > now
   if live and reserve > claimBy + 1e-9 then
     local w = claimUntil - now
