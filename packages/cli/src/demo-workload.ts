@@ -55,7 +55,11 @@ export function demoJob(i: number, overrides: Partial<LlmJobInput> = {}): LlmJob
   const repeat = 1 + ((i * 31) % 7) ** 2;
   const content = `Summarise ${TOPICS[i % TOPICS.length]} (ticket ${i}) for the on-call engineer. ${'Context line with details. '.repeat(repeat)}`;
   const maxTokens = 64 + ((i * 13) % 4) * 64;
-  const base = openai
+  // Some interactive OpenAI jobs call the Responses API (the batch lane takes Chat Completions only).
+  const responses = openai && i % 10 === 2 && (kind === 'CRITICAL' || kind === 'HIGH' || kind === 'NORMAL');
+  const base = responses
+    ? { provider: 'openai' as const, api: 'responses' as const, request: { model: 'gpt-4.1-mini', max_output_tokens: maxTokens, input: content } }
+    : openai
     ? { provider: 'openai' as const, request: { model: 'gpt-4.1-mini', max_completion_tokens: maxTokens, messages: [{ role: 'user' as const, content }] } }
     : { provider: 'anthropic' as const, request: { model: 'claude-sonnet-4-6', max_tokens: maxTokens, messages: [{ role: 'user' as const, content }] }, fallback: ['claude-haiku-4-5'] };
   return {

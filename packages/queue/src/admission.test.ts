@@ -102,7 +102,7 @@ describe('admission fails closed', () => {
     const l = lane(prefix);
     // The settings go (FLUSHALL would take every other prefix's keys too; these are this lane's).
     await redis.del(l.k.settings, l.k.models);
-    const replies = await l.add({}, {}, {}, {}, {}, { tenant: 'acme' }, { request: { model: 'claude-nope', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] } as LlmJob['request'] });
+    const replies = await l.add({}, {}, {}, {}, {}, { tenant: 'acme' }, { request: { model: 'claude-nope', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] } });
     for (const r of replies) expect((r as HeadroomError).code).toBe(ErrorCode.FLEET_UNPUBLISHED);
     expect(await l.size()).toBe(0);
 
@@ -112,7 +112,7 @@ describe('admission fails closed', () => {
     const after = await l.add({}, {}, {}, {}, {});
     expect(after.filter((r) => !(r instanceof HeadroomError))).toHaveLength(3);
     expect(after.slice(3).map((r) => (r as HeadroomError).code)).toEqual([ErrorCode.QUEUE_FULL, ErrorCode.QUEUE_FULL]);
-    const unknown = await l.add({ request: { model: 'claude-nope', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] } as LlmJob['request'] });
+    const unknown = await l.add({ request: { model: 'claude-nope', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] } });
     expect((unknown[0] as HeadroomError).code).toBe(ErrorCode.JOB_INVALID);
     expect((await new LaneUpkeep({ redis, config: cfg }).round()).republished).toBe(false);
   });

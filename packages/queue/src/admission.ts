@@ -11,7 +11,7 @@ import { Job, type IRedisTransaction, type JobsOptions, type Queue } from 'bullm
 import type { Cluster, Redis } from 'ioredis';
 import { poolOf, type HeadroomConfig } from './config.js';
 import { FleetUnpublishedError, type HeadroomError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
-import { modelLadder, type LlmJob } from './job.js';
+import { modelLadder, outputBoundField, type LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
 import { LANES, type Lane } from './lanes.js';
 import { runScript } from './scripts.js';
@@ -115,8 +115,8 @@ function addRefusalToError(lane: Lane, entry: LaneEntry, models: readonly string
     case AddReply.NO_OUTPUT_BOUND:
       return new JobValidationError([
         {
-          path: 'request.max_completion_tokens',
-          message: `set max_completion_tokens (or max_tokens): model "${a}" has no maxOutputTokens in the fleet's config, and Headroom reserves a call's output bound against tokens/min (as OpenAI counts it)`,
+          path: `request.${outputBoundField(entry.job)}`,
+          message: `set ${outputBoundField(entry.job)}${outputBoundField(entry.job) === 'max_completion_tokens' ? ' (or max_tokens)' : ''}: model "${a}" has no maxOutputTokens in the fleet's config, and Headroom reserves a call's output bound against tokens/min (as OpenAI counts it)`,
         },
       ]);
     default:

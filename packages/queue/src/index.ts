@@ -34,14 +34,17 @@ export {
   Usage,
   AnthropicMessagesRequest,
   OpenAIChatRequest,
+  OpenAIResponsesRequest,
   PROVIDERS,
+  apiOf,
   modelLadder,
   maxOutputTokens,
   outputBoundFor,
+  outputBoundField,
   isStreamed,
-  betasOf,
+  callOptionsOf,
 } from './job.js';
-export type { LlmJobInput, Provider } from './job.js';
+export type { LlmJobInput, Provider, ProviderApi } from './job.js';
 export { parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
 export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';

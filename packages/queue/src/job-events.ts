@@ -18,7 +18,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { failureText, type JobFailure } from './failure.js';
-import type { Provider } from './job.js';
+import type { ProviderApi } from './job.js';
 import { fleetKeys, laneKeys } from './keys.js';
 import { laneOfJobId } from './job-ids.js';
 import { runScript } from './scripts.js';
@@ -126,12 +126,18 @@ export async function flagCancelled(redis: Redis | Cluster, prefix: string, jobI
 
 /**
  * The error event a stream ends with when it broke without the provider's own (its worker died
- * mid-stream, or the job was cancelled), in the provider's shape: Anthropic's SSE `error` event
- * data, OpenAI's `{"error": {...}}` chunk. Both official SDKs throw an API error on reading it.
+ * mid-stream, or the job was cancelled), in the API's shape: Anthropic's SSE `error` event data,
+ * OpenAI Chat Completions' `{"error": {...}}` chunk, the Responses API's `error` event (numbered
+ * after the `sequence` events before it). The official SDKs throw an API error on reading each.
  */
-export function errorEventOf(provider: Provider, failure: JobFailure): string {
+export function errorEventOf(api: ProviderApi, failure: JobFailure, sequence: number): string {
   const message = failureText(failure);
-  return provider === 'anthropic'
-    ? JSON.stringify({ type: 'error', error: { type: 'api_error', message } })
-    : JSON.stringify({ error: { message, type: 'server_error', param: null, code: null } });
+  switch (api) {
+    case 'messages':
+      return JSON.stringify({ type: 'error', error: { type: 'api_error', message } });
+    case 'chat':
+      return JSON.stringify({ error: { message, type: 'server_error', param: null, code: null } });
+    case 'responses':
+      return JSON.stringify({ type: 'error', code: 'server_error', message, param: null, sequence_number: sequence });
+  }
 }

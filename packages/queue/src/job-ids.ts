@@ -49,7 +49,8 @@ function canonical(value: unknown): string {
  * ladder, Anthropic betas), with object keys sorted, so identical requests written differently
  * still coalesce. Tenant and metadata are left out on purpose: the answer does not depend on them.
  */
-export function coalesceKeyOf(job: { provider: string; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined }): string {
-  // Betas change what the same body asks for (left out when absent: `canonical` drops undefined).
-  return createHash('sha256').update(canonical({ provider: job.provider, request: job.request, fallback: job.fallback ?? [], betas: job.betas })).digest('hex').slice(0, 40);
+export function coalesceKeyOf(job: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined }): string {
+  // Betas and the API change what the same body asks for (left out when absent: `canonical`
+  // drops undefined, so a Chat Completions job's key is what it was before OpenAI had two APIs).
+  return createHash('sha256').update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], betas: job.betas })).digest('hex').slice(0, 40);
 }

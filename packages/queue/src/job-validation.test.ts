@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { JobValidationError, PayloadTooLargeError } from './errors.js';
-import { betasOf, maxOutputTokens, outputBoundFor } from './job.js';
+import { apiOf, callOptionsOf, maxOutputTokens, outputBoundField, outputBoundFor } from './job.js';
 import { coalesceKeyOf } from './job-ids.js';
 import { parseJob } from './job-validation.js';
 
@@ -8,6 +8,13 @@ const anthropic = (request: Record<string, unknown> = {}, extra: Record<string, 
   priority: 'HIGH',
   provider: 'anthropic',
   request: { model: 'claude-sonnet-4-6', max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }], ...request },
+  ...extra,
+});
+const responses = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
+  priority: 'HIGH',
+  provider: 'openai',
+  api: 'responses',
+  request: { model: 'gpt-4.1', max_output_tokens: 64, input: 'Hi', ...request },
   ...extra,
 });
 const openai = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
@@ -52,8 +59,8 @@ describe('parseJob', () => {
     const betas = ['context-1m-2025-08-07'];
     const { job } = parseJob(anthropic({}, { betas }));
     expect(job.provider === 'anthropic' && job.betas).toEqual(betas);
-    expect(betasOf(job)).toEqual({ betas });
-    expect(betasOf(parseJob(anthropic()).job)).toEqual({});
+    expect(callOptionsOf(job)).toEqual({ betas });
+    expect(callOptionsOf(parseJob(anthropic()).job)).toEqual({});
     expect(issuesOf(anthropic({}, { betas, sla: 'none' }))).toEqual([{ path: 'betas', message: expect.stringContaining('interactive calls only') }]);
     expect(issuesOf(anthropic({}, { betas, onShed: 'batch' }))[0]?.path).toBe('betas');
     expect(issuesOf(anthropic({}, { betas: ['Not A Beta'] }))[0]?.path).toBe('betas.0');
@@ -115,6 +122,41 @@ describe('parseJob', () => {
     const bounded = parseJob(openai({ max_completion_tokens: undefined, max_tokens: 100, n: 2 })).job;
     expect(outputBoundFor(bounded, { maxOutputTokens: 32_768 })).toBe(200);
     expect(outputBoundFor(parseJob(anthropic()).job, { maxOutputTokens: 32_768 })).toBe(64);
+  });
+
+  it("takes OpenAI Responses jobs (api \"responses\"), with their own output bound, call options and coalescing key", () => {
+    const { job } = parseJob(responses({ instructions: 'Be brief.', input: [{ role: 'user', content: 'Hi' }, { type: 'function_call_output', call_id: 'c1', output: '4' }] }));
+    expect(apiOf(job)).toBe('responses');
+    expect(apiOf(parseJob(openai()).job)).toBe('chat');
+    expect(apiOf(parseJob(openai({}, { api: 'chat' })).job)).toBe('chat');
+    expect(apiOf(parseJob(anthropic()).job)).toBe('messages');
+    expect(maxOutputTokens(job)).toBe(64);
+    expect(outputBoundField(job)).toBe('max_output_tokens');
+    const unbounded = parseJob(responses({ max_output_tokens: null })).job;
+    expect(maxOutputTokens(unbounded)).toBeUndefined();
+    expect(outputBoundFor(unbounded, { maxOutputTokens: 32_768 })).toBe(32_768);
+    expect(callOptionsOf(job)).toEqual({ api: 'responses' });
+    expect(callOptionsOf(parseJob(openai()).job)).toEqual({});
+    expect(parseJob(responses({ stream: true })).job.request.stream).toBe(true);
+    // The same body asks a different API for a different thing: never coalesced with it.
+    const body = { model: 'gpt-4.1', input: 'Hi' };
+    expect(coalesceKeyOf({ provider: 'openai', api: 'responses', request: body })).not.toBe(coalesceKeyOf({ provider: 'openai', request: body }));
+    expect(coalesceKeyOf({ provider: 'openai', request: body })).toBe(coalesceKeyOf({ provider: 'openai', api: undefined, request: body }));
+  });
+
+  it('refuses a Responses job the queue cannot serve, naming the field', () => {
+    expect(issuesOf(responses({ background: true }))).toEqual([{ path: 'request.background', message: expect.stringContaining('background responses are not supported') }]);
+    expect(issuesOf(responses({}, { sla: 'none' }))).toEqual([{ path: 'sla', message: expect.stringContaining('Chat Completions jobs only') }]);
+    expect(issuesOf(responses({}, { onShed: 'batch' }))[0]?.path).toBe('onShed');
+    expect(issuesOf(responses({ stream_options: {} }))[0]?.path).toBe('request.stream_options');
+    expect(issuesOf(responses({ input: [] }))[0]?.path).toBe('request.input');
+    expect(issuesOf(responses({ input: '' }))[0]?.path).toBe('request.input');
+    expect(issuesOf(responses({ input: [{ content: 'neither role nor type' }] }))[0]?.path).toBe('request.input.0');
+    expect(issuesOf(responses({ max_output_tokens: 0 }))[0]?.path).toBe('request.max_output_tokens');
+    // A Chat Completions body under api "responses" (and the other way round) names what is missing.
+    expect(issuesOf(responses({ input: undefined, messages: [{ role: 'user', content: 'Hi' }] })).map((i) => i.path)).toContain('request.input');
+    expect(issuesOf(openai({}, { api: 'assistants' }))[0]).toEqual({ path: 'api', message: 'expected api "chat" (or none) or "responses", got "assistants"' });
+    expect(issuesOf(anthropic({}, { provider: 'gemini' }))[0]).toEqual({ path: 'provider', message: 'expected "anthropic" or "openai", got "gemini"' });
   });
 
   it('lists every bad field, not just the first', () => {

@@ -121,6 +121,38 @@ export const OpenAIChatRequest = z
   });
 export type OpenAIChatRequest = z.infer<typeof OpenAIChatRequest>;
 
+// ---- OpenAI Responses -----------------------------------------------------------------
+
+/** An input item: a message (`role`, with or without `type: "message"`) or a typed item (`function_call_output`, ...). */
+const OpenAIInputItem = z.looseObject({ type: z.string().optional(), role: z.string().optional() }).refine((item) => item.type !== undefined || item.role !== undefined, {
+  error: 'expected an input item: a message with a "role", or an item with a "type"',
+});
+
+export const OpenAIResponsesRequest = z
+  .looseObject({
+    model: modelId,
+    input: z.union([nonEmpty, z.array(OpenAIInputItem).min(1, { error: 'must not be empty' })], { error: 'expected a string or an array of input items' }),
+    instructions: z.string().nullish(),
+    max_output_tokens: positiveInt.nullish(),
+    temperature: z.number().min(0).max(2).nullish(),
+    top_p: z.number().min(0).max(1).nullish(),
+    /** The worker makes a streaming call and relays each event to the waiting client through Redis. */
+    stream: z.boolean({ error: 'expected true or false' }).optional(),
+    stream_options: z.looseObject({}).nullish(),
+    background: z.boolean().nullish(),
+  })
+  .superRefine((req, ctx) => {
+    if (req.stream_options != null && req.stream !== true) {
+      ctx.addIssue({ code: 'custom', path: ['stream_options'], message: 'stream_options is only allowed with "stream": true' });
+    }
+    // A background response answers at once with a queued id the caller polls: the queue would
+    // report the call done before the provider ran it, and its usage would never reach the bucket.
+    if (req.background === true) {
+      ctx.addIssue({ code: 'custom', path: ['background'], message: 'background responses are not supported: Headroom queues the call itself (leave background out, or use sla "none" for work with no deadline)' });
+    }
+  });
+export type OpenAIResponsesRequest = z.infer<typeof OpenAIResponsesRequest>;
+
 // ---- The job --------------------------------------------------------------------------
 
 export const PROVIDERS = ['anthropic', 'openai'] as const;
@@ -165,7 +197,15 @@ export const LlmJob = z
     'provider',
     [
       z.strictObject({ ...JobCommon, provider: z.literal('anthropic'), request: AnthropicMessagesRequest, betas: AnthropicBetas.optional() }),
-      z.strictObject({ ...JobCommon, provider: z.literal('openai'), request: OpenAIChatRequest }),
+      // OpenAI's two APIs: Chat Completions (`api` "chat", the default) and Responses.
+      z.discriminatedUnion(
+        'api',
+        [
+          z.strictObject({ ...JobCommon, provider: z.literal('openai'), api: z.literal('chat').optional(), request: OpenAIChatRequest }),
+          z.strictObject({ ...JobCommon, provider: z.literal('openai'), api: z.literal('responses'), request: OpenAIResponsesRequest }),
+        ],
+        { error: 'expected api "chat" (or none) or "responses"' },
+      ),
     ],
     { error: 'expected "anthropic" or "openai"' },
   )
@@ -175,6 +215,10 @@ export const LlmJob = z
       ctx.addIssue({ code: 'custom', path: ['request', 'stream'], message: 'a streamed job must be interactive: sla "none" goes to the batch API, which does not stream' });
     }
     // A batch carries one set of headers for all its requests; a job's betas would be lost there.
+    // One OpenAI batch holds one endpoint's requests, and the batch lane builds Chat Completions batches.
+    if (job.provider === 'openai' && job.api === 'responses' && (job.sla === 'none' || job.onShed === 'batch')) {
+      ctx.addIssue({ code: 'custom', path: [job.sla === 'none' ? 'sla' : 'onShed'], message: 'the batch lane (sla "none", onShed "batch") takes Chat Completions jobs only, not api "responses"' });
+    }
     if (job.provider === 'anthropic' && job.betas !== undefined && (job.sla === 'none' || job.onShed === 'batch')) {
       ctx.addIssue({ code: 'custom', path: ['betas'], message: 'betas go with interactive calls only: the batch lane (sla "none", onShed "batch") sends none' });
     }
@@ -189,9 +233,13 @@ export function modelLadder(job: Pick<LlmJob, 'request' | 'fallback'>): string[]
   return [job.request.model, ...(job.fallback ?? [])];
 }
 
-/** The job's Anthropic betas, as the provider call's input takes them (nothing for a job without). */
-export function betasOf(job: LlmJob): { betas?: readonly string[] } {
-  return job.provider === 'anthropic' && job.betas !== undefined ? { betas: job.betas } : {};
+/**
+ * What the provider call takes from the job beside its request, as the call's input takes it: an
+ * Anthropic job's betas, an OpenAI job's API when it is Responses (nothing for a job with neither).
+ */
+export function callOptionsOf(job: LlmJob): { betas?: readonly string[]; api?: 'responses' } {
+  if (job.provider === 'anthropic') return job.betas !== undefined ? { betas: job.betas } : {};
+  return job.api === 'responses' ? { api: 'responses' } : {};
 }
 
 /** The job asks for a streamed answer (the worker relays its events through Redis). */
@@ -199,9 +247,16 @@ export function isStreamed(job: Pick<LlmJob, 'request'>): boolean {
   return job.request.stream === true;
 }
 
+/** Which provider API the job calls: Anthropic Messages, OpenAI Chat Completions or OpenAI Responses. */
+export type ProviderApi = 'messages' | 'chat' | 'responses';
+
+export function apiOf(job: Pick<LlmJob, 'provider'> & { api?: 'chat' | 'responses' | undefined }): ProviderApi {
+  return job.provider === 'anthropic' ? 'messages' : (job.api ?? 'chat');
+}
+
 /** How many answers the request asks for (OpenAI's `n`): its output bound counts once per choice. */
 export function choicesOf(job: LlmJob): number {
-  return job.provider === 'openai' ? (job.request.n ?? 1) : 1;
+  return job.provider === 'openai' && job.api !== 'responses' ? (job.request.n ?? 1) : 1;
 }
 
 /**
@@ -210,8 +265,14 @@ export function choicesOf(job: LlmJob): number {
  */
 export function maxOutputTokens(job: LlmJob): number | undefined {
   if (job.provider === 'anthropic') return job.request.max_tokens;
+  if (job.api === 'responses') return job.request.max_output_tokens ?? undefined;
   const perChoice = job.request.max_completion_tokens ?? job.request.max_tokens;
   return perChoice === undefined ? undefined : perChoice * choicesOf(job);
+}
+
+/** The request field that bounds the job's output, as its API names it (for messages that ask the caller to set one). */
+export function outputBoundField(job: Pick<LlmJob, 'provider'> & { api?: 'chat' | 'responses' | undefined }): string {
+  return { messages: 'max_tokens', chat: 'max_completion_tokens', responses: 'max_output_tokens' }[apiOf(job)];
 }
 
 /**

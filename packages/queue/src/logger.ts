@@ -37,7 +37,7 @@ export function createLogger(opts: { level?: string; name?: string; destination?
       name: opts.name ?? 'headroom',
       level: opts.level ?? process.env.HEADROOM_LOG_LEVEL ?? 'info',
       redact: {
-        paths: ['apiKey', '*.apiKey', 'headers.authorization', 'headers["x-api-key"]', 'request.messages', 'request.system', '*.request.messages'],
+        paths: ['apiKey', '*.apiKey', 'headers.authorization', 'headers["x-api-key"]', 'request.messages', 'request.system', 'request.input', 'request.instructions', '*.request.messages', '*.request.input'],
         censor: '[redacted]',
       },
       base: { pid: process.pid },

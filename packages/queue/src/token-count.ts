@@ -63,7 +63,11 @@ function blockTokens(block: unknown): number {
   switch (block.type) {
     case 'text':
     case 'input_text':
+    case 'output_text':
       return text(block.text);
+    case 'input_image':
+      // The Responses API's image part: `detail` on the part itself.
+      return block.detail === 'low' ? OPENAI_LOW_DETAIL_IMAGE_TOKENS : OPENAI_IMAGE_TOKENS;
     case 'refusal':
       return text(block.refusal);
     case 'image':
@@ -103,30 +107,61 @@ function contentTokens(content: unknown): number {
 }
 
 /**
- * The raw `o200k_base` estimate of a request's input tokens (Anthropic Messages or OpenAI Chat
- * Completions): every billed part of the prompt plus framing. Pure; runs once per job on the
- * dispatch path.
+ * The raw `o200k_base` estimate of a request's input tokens (Anthropic Messages, OpenAI Chat
+ * Completions or OpenAI Responses, told apart by their shape): every billed part of the prompt
+ * plus framing. Pure; runs once per job on the dispatch path.
  */
 export function estimateInputTokens(request: object): number {
   const body = request as unknown as Json;
+  // Responses requests carry `input` (and `instructions`) where the others carry `messages`.
+  const responses = body.input !== undefined && body.messages === undefined;
   let total = REPLY_PRIMING_TOKENS;
   if (Array.isArray(body.tools) && body.tools.length > 0) {
-    // Anthropic tools carry `input_schema`; OpenAI's are `{type:'function', function}`.
-    if (body.tools.some((t) => isRecord(t) && t.function === undefined)) total += ANTHROPIC_TOOLS_SYSTEM_TOKENS;
+    // Anthropic tools carry `input_schema`; Chat Completions' are `{type:'function', function}`,
+    // Responses' `{type:'function', name, parameters}`.
+    if (!responses && body.tools.some((t) => isRecord(t) && t.function === undefined)) total += ANTHROPIC_TOOLS_SYSTEM_TOKENS;
     for (const tool of body.tools) total += json(tool);
   }
   if (Array.isArray(body.functions)) for (const fn of body.functions) total += json(fn);
   // A structured-output schema is sent to the model as part of the prompt.
   if (isRecord(body.response_format) && body.response_format.type === 'json_schema') total += json(body.response_format.json_schema);
+  if (isRecord(body.text) && isRecord(body.text.format) && body.text.format.type === 'json_schema') total += json(body.text.format.schema);
   if (body.system !== undefined && body.system !== '') total += PER_MESSAGE_TOKENS + contentTokens(body.system);
-  const messages = Array.isArray(body.messages) ? body.messages : [];
+  const messages = responses ? responsesMessages(body) : Array.isArray(body.messages) ? body.messages : [];
   for (const message of messages) {
     if (!isRecord(message)) continue;
+    if (message.role === undefined) {
+      // A Responses item that is not a message: a function call or its output, a reasoning item...
+      total += PER_MESSAGE_TOKENS + itemTokens(message);
+      continue;
+    }
     total += PER_MESSAGE_TOKENS + text(message.role) + contentTokens(message.content);
     if (typeof message.name === 'string') total += 1 + text(message.name);
     if (message.tool_calls !== undefined) total += json(message.tool_calls);
   }
   return total;
+}
+
+/** A Responses request's prompt as the model reads it: the instructions as a system message, then the input. */
+function responsesMessages(body: Json): unknown[] {
+  const instructions = typeof body.instructions === 'string' && body.instructions !== '' ? [{ role: 'system', content: body.instructions }] : [];
+  const input = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : Array.isArray(body.input) ? body.input : [];
+  return [...instructions, ...input];
+}
+
+/** A Responses input item other than a message, as the model reads it. */
+function itemTokens(item: Json): number {
+  switch (item.type) {
+    case 'function_call':
+      return text(item.name) + text(item.arguments);
+    case 'function_call_output':
+      return typeof item.output === 'string' ? text(item.output) : contentTokens(item.output);
+    case 'reasoning':
+      // Encrypted or summarised; earlier turns' reasoning is not billed again in full.
+      return 0;
+    default:
+      return json(item);
+  }
 }
 
 /**

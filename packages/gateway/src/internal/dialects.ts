@@ -1,8 +1,9 @@
 /**
- * The two wire formats the gateway speaks: each provider's error bodies, model list and SSE
- * framing, so the official SDKs read the gateway's answers as they read the provider's.
+ * The wire formats the gateway speaks: each provider's error bodies, model list and SSE framing
+ * (OpenAI's two APIs frame their streams differently), so the official SDKs read the gateway's
+ * answers as they read the provider's.
  */
-import type { Provider } from '@headroom/queue';
+import type { Provider, ProviderApi } from '@headroom/queue';
 
 /** What went wrong, in terms both providers have a status and an error type for. */
 export type ErrorKind =
@@ -22,6 +23,8 @@ export type ErrorKind =
 
 export interface Dialect {
   readonly provider: Provider;
+  /** The provider API a call in this dialect is a job for. */
+  readonly api: ProviderApi;
   status(kind: ErrorKind): number;
   errorBody(kind: ErrorKind, message: string, detail?: { param?: string; code?: string }): string;
   modelList(models: readonly string[], createdAt: Date): string;
@@ -62,11 +65,18 @@ const ANTHROPIC_TYPES: Record<ErrorKind, string> = {
   unavailable: 'api_error',
 };
 
-/** The SSE event name is the data's `type`, which Anthropic writes first. */
-const TYPE_FIRST = /^\{"type":"([a-z_]+)"/;
+/** The SSE event name is the data's `type`, which Anthropic and OpenAI's Responses API write first. */
+const TYPE_FIRST = /^\{"type":"([a-z_.]+)"/;
+
+/** `event: <the data's type>` before the data, as Anthropic and OpenAI's Responses API frame their events. */
+function namedFrame(data: string, fallback: string): string {
+  const name = TYPE_FIRST.exec(data)?.[1] ?? ((JSON.parse(data) as { type?: string }).type || fallback);
+  return `event: ${name}\ndata: ${data}\n\n`;
+}
 
 export const anthropic: Dialect = {
   provider: 'anthropic',
+  api: 'messages',
   status: (kind) => STATUS[kind],
   errorBody: (kind, message) => JSON.stringify({ type: 'error', error: { type: ANTHROPIC_TYPES[kind], message } }),
   modelList: (models, createdAt) =>
@@ -77,10 +87,7 @@ export const anthropic: Dialect = {
       last_id: models.at(-1) ?? null,
     }),
   model: (id, createdAt) => JSON.stringify({ type: 'model', id, display_name: id, created_at: createdAt.toISOString() }),
-  frame: (data) => {
-    const name = TYPE_FIRST.exec(data)?.[1] ?? ((JSON.parse(data) as { type?: string }).type || 'message');
-    return `event: ${name}\ndata: ${data}\n\n`;
-  },
+  frame: (data) => namedFrame(data, 'message'),
   endFrame: '',
   requestIdHeader: 'request-id',
 };
@@ -101,6 +108,7 @@ const OPENAI_TYPES: Record<ErrorKind, { type: string; code: string | null }> = {
 
 export const openai: Dialect = {
   provider: 'openai',
+  api: 'chat',
   // OpenAI never answers 529: its "engine overloaded" is a 503.
   status: (kind) => (kind === 'overloaded' ? 503 : STATUS[kind]),
   errorBody: (kind, message, detail = {}) =>
@@ -111,6 +119,17 @@ export const openai: Dialect = {
   frame: (data) => `data: ${data}\n\n`,
   endFrame: 'data: [DONE]\n\n',
   requestIdHeader: 'x-request-id',
+};
+
+/**
+ * OpenAI's Responses API: OpenAI's errors and models, its events framed with their names (an
+ * `error` event is what the SDK throws on) and no `[DONE]` after the last.
+ */
+export const openaiResponses: Dialect = {
+  ...openai,
+  api: 'responses',
+  frame: (data) => namedFrame(data, 'message'),
+  endFrame: '',
 };
 
 export const DIALECTS: Record<Provider, Dialect> = { anthropic, openai };

@@ -1,5 +1,5 @@
 /**
- * The gateway's HTTP server (node:http, no framework: the path is four routes, and every
+ * The gateway's HTTP server (node:http, no framework: the path is a handful of routes, and every
  * microsecond here is added to each call). A call becomes a Headroom job through the producer
  * SDK: plain calls wait for the job's result, streamed calls relay the job's events as SSE.
  */
@@ -13,7 +13,7 @@ import { createLogger, createRedis, ErrorCode, FailureCode, Heartbeat, type Head
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
-import { anthropic, openai, requestIdHeader, type Dialect } from './dialects.js';
+import { anthropic, openai, openaiResponses, requestIdHeader, type Dialect } from './dialects.js';
 import { CLIENT_CLOSED, GatewayMetrics, type RequestRecord, type RouteLabel } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
@@ -243,6 +243,7 @@ class GatewayHandler {
     '/v1/messages': { label: 'messages', method: 'POST', run: (req, res) => this.#call(req, res, anthropic) },
     '/v1/messages/count_tokens': { label: 'count_tokens', method: 'POST', run: (req, res) => this.#countTokens(req, res) },
     '/v1/chat/completions': { label: 'chat_completions', method: 'POST', run: (req, res) => this.#call(req, res, openai) },
+    '/v1/responses': { label: 'responses', method: 'POST', run: (req, res) => this.#call(req, res, openaiResponses) },
     '/v1/models': { label: 'models', method: 'GET', run: (req, res, dialect) => this.#models(req, res, dialect) },
     '/healthz': { label: 'healthz', method: 'GET', run: (_req, res) => this.#health(res) },
   };
@@ -257,7 +258,7 @@ class GatewayHandler {
   }
 
   async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect, route: Route | undefined): Promise<void> {
-    if (!route) return send(res, dialect, { kind: 'not_found', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions and GET /v1/models` });
+    if (!route) return send(res, dialect, { kind: 'not_found', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models` });
     if (req.method !== route.method) {
       res.setHeader('allow', route.method);
       return send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}` });
@@ -351,6 +352,7 @@ class GatewayHandler {
     const job = {
       priority: laneFor(key, options.priority).toUpperCase(),
       provider: dialect.provider,
+      ...(dialect.api === 'responses' ? { api: 'responses' } : {}),
       request: body,
       maxWaitMs,
       // A key's tenant is the key's: a header cannot move its requests to another tenant.
@@ -515,6 +517,7 @@ function drained(res: ServerResponse, ms: number): Promise<boolean> {
 function dialectOf(req: IncomingMessage, path: string): Dialect {
   if (path.startsWith('/v1/messages')) return anthropic;
   if (path.startsWith('/v1/chat')) return openai;
+  if (path.startsWith('/v1/responses')) return openaiResponses;
   return req.headers['anthropic-version'] !== undefined || req.headers['x-api-key'] !== undefined ? anthropic : openai;
 }
 

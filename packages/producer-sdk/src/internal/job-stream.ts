@@ -12,7 +12,7 @@
  * provider's shape made here; then the iteration throws `JobFailedError`.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { errorEventOf, JobFailedError, type JobEvent, type Lane, type LlmResult, type Provider } from '@headroom/queue';
+import { errorEventOf, JobFailedError, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
 import type { EventSubscription } from './event-reader.js';
 
 export interface StreamStart {
@@ -52,7 +52,8 @@ export interface JobStreamParts {
   id: string;
   lane: Lane;
   existing: boolean;
-  provider: Provider;
+  /** The provider API the job calls: the shape of an error event the stream ends with. */
+  api: ProviderApi;
   sub: EventSubscription;
   result: Promise<LlmResult>;
   command: Redis | Cluster;
@@ -142,7 +143,7 @@ export class JobEventStream implements JobStream {
         );
         const err = this.#settledError;
         if (err instanceof JobFailedError) {
-          yield errorEventOf(this.#p.provider, err.failure);
+          yield errorEventOf(this.#p.api, err.failure, this.#events);
           throw err;
         }
         if (err !== undefined) throw err;
@@ -152,7 +153,8 @@ export class JobEventStream implements JobStream {
         this.#events += 1;
         yield entry.data;
       } else if (entry.kind === 'error') {
-        yield entry.data;
+        // Empty when the provider's own event already said it (a Responses stream's response.failed).
+        if (entry.data !== '') yield entry.data;
         throw new JobFailedError(this.id, entry.failure);
       } else if (entry.kind === 'end') {
         if (this.#p.deleteKey) await this.#p.command.del(this.#p.deleteKey).catch(() => 0);

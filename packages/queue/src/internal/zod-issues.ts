@@ -70,7 +70,10 @@ function issueToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[], 
   if (issue.code === 'unrecognized_keys') {
     message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
   } else if ('input' in issue && !/, got /.test(message)) {
-    message = `${message}, got ${describe(issue.input, path, hideSecrets)}`;
+    // A discriminated union's issue holds the whole object; what was wrong is its discriminator.
+    const discriminator = 'discriminator' in issue && typeof issue.discriminator === 'string' ? issue.discriminator : undefined;
+    const input = discriminator !== undefined && typeof issue.input === 'object' && issue.input !== null ? (issue.input as Record<string, unknown>)[discriminator] : issue.input;
+    message = `${message}, got ${describe(input, path, hideSecrets)}`;
   }
   return [{ path, message }];
 }

@@ -8,6 +8,7 @@ import { type Exchange, json, parseJsonBody, type Reply, replyAfter } from './ht
 import { cursorPage, findFile, storeFile } from './openai-files.js';
 import {
   buildCompletion,
+  invalidJson,
   invalidRequest,
   modelNotFound,
   type OpenAIErrorBody,
@@ -214,7 +215,7 @@ function view(state: SimulatorState, batch: OpenAIBatch) {
 
 export function handleCreateOpenAIBatch(state: SimulatorState, exchange: Exchange, apiKey: string): Reply | Promise<Reply> {
   const body = parseJsonBody(exchange.body);
-  if (!body.ok) return openaiError(400, invalidRequest(`We could not parse the JSON body of your request. (${body.message})`));
+  if (!body.ok) return openaiError(400, invalidJson(body.message));
   const params = (body.value ?? {}) as Record<string, unknown>;
   for (const field of ['input_file_id', 'endpoint', 'completion_window']) {
     if (params[field] === undefined) return openaiError(400, invalidRequest(`Missing required parameter: '${field}'.`, field, 'missing_required_parameter'));

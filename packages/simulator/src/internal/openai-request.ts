@@ -35,9 +35,14 @@ export function invalidRequest(message: string, param: string | null = null, cod
   return openaiErrorBody(message, 'invalid_request_error', param, code);
 }
 
+/** A body that is not JSON, as both OpenAI endpoints refuse it. */
+export function invalidJson(message: string): OpenAIErrorBody {
+  return invalidRequest(`We could not parse the JSON body of your request. (${message})`);
+}
+
 const ROLES = ['system', 'assistant', 'user', 'function', 'tool', 'developer'];
 
-function isObject(value: unknown): value is Record<string, unknown> {
+export function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
@@ -105,16 +110,20 @@ export function reservedOutputOf(params: ChatParams, model: ResolvedModel): numb
   return maxTokensOf(params, model) * (params.n ?? 1);
 }
 
+/** An output ceiling (`field`, as the client named it) above what the model can write. Both OpenAI endpoints check it. */
+export function outputCeilingTooLarge(field: string, maxTokens: number, model: ResolvedModel): OpenAIErrorBody | null {
+  if (maxTokens <= model.maxOutputTokens) return null;
+  return invalidRequest(
+    `${field} is too large: ${maxTokens}. This model supports at most ${model.maxOutputTokens} completion tokens, whereas you provided ${maxTokens}.`,
+    field,
+    'invalid_value',
+  );
+}
+
 export function checkChatAgainstModel(params: ChatParams, model: ResolvedModel, promptTokens: number): OpenAIErrorBody | null {
   const field = params.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
-  const maxTokens = maxTokensOf(params, model);
-  if (maxTokens > model.maxOutputTokens) {
-    return invalidRequest(
-      `${field} is too large: ${maxTokens}. This model supports at most ${model.maxOutputTokens} completion tokens, whereas you provided ${maxTokens}.`,
-      field,
-      'invalid_value',
-    );
-  }
+  const tooLarge = outputCeilingTooLarge(field, maxTokensOf(params, model), model);
+  if (tooLarge) return tooLarge;
   if (promptTokens > model.contextWindow) {
     return invalidRequest(
       `This model's maximum context length is ${model.contextWindow} tokens. However, your messages resulted in ${promptTokens} tokens. Please reduce the length of the messages.`,

@@ -6,18 +6,12 @@
 // then their finish_reasons, so a client must put each choice together by its index.
 
 import type { ServerResponse } from 'node:http';
-import type { TransportFaultAction } from './faults.js';
 import type { ChatCompletion } from './openai-request.js';
-import { paceDeltas, type StreamDelivery } from './paced-stream.js';
+import { paceDeltas, type StreamPacing } from './paced-stream.js';
 import { tokenPieces } from './tokenizer.js';
 
-export interface CompletionStreamOptions {
+export interface CompletionStreamOptions extends StreamPacing {
   includeUsage: boolean;
-  latencyMs: number;
-  tokenMs: () => number | null;
-  fault: TransportFaultAction | null;
-  progress: (outputSent: number) => void;
-  settle: (delivery: StreamDelivery) => void;
 }
 
 export async function streamCompletion(res: ServerResponse, completion: ChatCompletion, options: CompletionStreamOptions): Promise<void> {

@@ -33,6 +33,9 @@ export interface PacedStreamOptions<Piece = string> {
   settle: (delivery: StreamDelivery) => void;
 }
 
+/** How a call's stream is paced, faulted and settled: what the handler decides, not the provider's framing. */
+export type StreamPacing = Pick<PacedStreamOptions, 'latencyMs' | 'tokenMs' | 'fault' | 'progress' | 'settle'>;
+
 /**
  * Writes the deltas; resolves true when all are out and the caller should close the stream with
  * its final events, false when the stream ended early (client gone, or a fault struck).

@@ -1,6 +1,8 @@
 // Prompt token counts, with the small per-message overheads both providers add for the chat
 // framing. Anthropic prompts are split into segments in cache order (tools, system, messages) so
-// prompt caching can price the prefix up to a `cache_control` breakpoint.
+// prompt caching can price the prefix up to a `cache_control` breakpoint. OpenAI's two endpoints,
+// Chat Completions and Responses, count through one path: a Responses prompt is read as the chat
+// messages it amounts to.
 
 import { canonicalJson } from './answer.js';
 import { countTokens } from './tokenizer.js';
@@ -10,6 +12,8 @@ const REPLY_PRIMING = 3;
 // Images and PDFs are priced by pixels and pages we do not decode; a fixed, plausible count.
 const IMAGE_TOKENS = 1600;
 const DOCUMENT_TOKENS = 2000;
+// OpenAI's price of one high-detail 512 px image tile set, the same fixed guess for every image.
+const OPENAI_IMAGE_TOKENS = 765;
 const FIVE_MINUTES_MS = 5 * 60_000;
 const ONE_HOUR_MS = 60 * 60_000;
 
@@ -104,10 +108,21 @@ export function anthropicInputTokens(segments: readonly Segment[]): number {
   return segments.reduce((sum, s) => sum + s.tokens, REPLY_PRIMING);
 }
 
+export interface OpenAIMessage {
+  role: string;
+  content?: unknown;
+  name?: unknown;
+  tool_calls?: unknown;
+}
+
 export interface OpenAIPrompt {
-  messages: { role: string; content?: unknown; name?: unknown; tool_calls?: unknown }[];
+  messages: OpenAIMessage[];
   tools?: unknown[] | undefined;
 }
+
+/** The text a content part carries: Chat's `text`, Responses' `input_text` and `output_text`. */
+const TEXT_PARTS = new Set(['text', 'input_text', 'output_text']);
+const IMAGE_PARTS = new Set(['image_url', 'input_image']);
 
 /**
  * The prompt as OpenAI caches it, tools first and then one segment per message; their tokens
@@ -126,8 +141,8 @@ export function openaiSegments(prompt: OpenAIPrompt): Segment[] {
     if (typeof message.content === 'string') tokens += countTokens(message.content);
     else if (Array.isArray(message.content)) {
       for (const part of message.content as Block[]) {
-        if (part.type === 'text') tokens += countTokens(String(part.text ?? ''));
-        else if (part.type === 'image_url') tokens += 765;
+        if (TEXT_PARTS.has(String(part.type))) tokens += countTokens(String(part.text ?? ''));
+        else if (IMAGE_PARTS.has(String(part.type))) tokens += OPENAI_IMAGE_TOKENS;
         else tokens += countTokens(canonicalJson(part));
       }
     }
@@ -140,4 +155,41 @@ export function openaiSegments(prompt: OpenAIPrompt): Segment[] {
 /** `segments`, when the caller has them already, saves counting the prompt twice. */
 export function openaiPromptTokens(prompt: OpenAIPrompt, segments = openaiSegments(prompt)): number {
   return segments.reduce((sum, s) => sum + s.tokens, REPLY_PRIMING);
+}
+
+export interface ResponsesPrompt {
+  instructions?: string | null | undefined;
+  /** A string, or input items (validated by the caller: objects, message items with a role). */
+  input: string | readonly Block[];
+  tools?: unknown[] | undefined;
+}
+
+/**
+ * A Responses API prompt as the chat messages it amounts to, so both endpoints count (and cache)
+ * through `openaiSegments`: `instructions` is a system message (OpenAI: "a system (or developer)
+ * message inserted into the model's context"), a string input one user message, each message
+ * item a message, and any other item (a function call, its output, ...) a message holding its text.
+ */
+export function responsesPrompt(prompt: ResponsesPrompt): OpenAIPrompt {
+  const messages: OpenAIMessage[] = [];
+  if (typeof prompt.instructions === 'string' && prompt.instructions !== '') messages.push({ role: 'system', content: prompt.instructions });
+  if (typeof prompt.input === 'string') messages.push({ role: 'user', content: prompt.input });
+  else for (const item of prompt.input) messages.push(itemAsMessage(item));
+  return { messages, tools: prompt.tools };
+}
+
+function itemAsMessage(item: Block): OpenAIMessage {
+  // `type: 'message'`, `id` and `status` are framing: the same message counts the same with or without them.
+  if (typeof item.role === 'string') return { role: item.role, content: item.content };
+  switch (item.type) {
+    case 'function_call_output':
+    case 'custom_tool_call_output':
+      return { role: 'tool', content: item.output };
+    case 'function_call':
+      return { role: 'assistant', content: `${String(item.name ?? '')} ${String(item.arguments ?? '')}` };
+    default: {
+      const { id: _id, status: _status, ...content } = item;
+      return { role: String(item.type), content: canonicalJson(content) };
+    }
+  }
 }

@@ -20,6 +20,7 @@ import { handleCancelOpenAIBatch, handleCreateOpenAIBatch, handleGetOpenAIBatch,
 import { handleChatCompletion } from './openai-chat.js';
 import { handleDeleteFile, handleFileContent, handleGetFile, handleListFiles, handleUploadFile } from './openai-files.js';
 import { invalidRequest, openaiError } from './openai-request.js';
+import { handleCreateResponse } from './openai-responses.js';
 import type { Provider } from './options.js';
 import type { SimulatorState } from './state.js';
 
@@ -52,6 +53,7 @@ const ROUTES: Route[] = [
   route('POST', '/v1/messages/batches/:id/cancel', 'anthropic', (s, e, k, id) => handleCancelBatch(s, e, id, k)),
   route('GET', '/v1/messages/batches/:id/results', 'anthropic', (s, _e, k, id) => handleBatchResults(s, id, k)),
   route('POST', '/v1/chat/completions', 'openai', (s, e, k) => handleChatCompletion(s, e, k)),
+  route('POST', '/v1/responses', 'openai', (s, e, k) => handleCreateResponse(s, e, k)),
   route('POST', '/v1/files', 'openai', (s, e, k) => handleUploadFile(s, e, k)),
   route('GET', '/v1/files', 'openai', (s, e, k) => handleListFiles(s, e, k)),
   route('GET', '/v1/files/:id', 'openai', (s, _e, k, id) => handleGetFile(s, id, k)),

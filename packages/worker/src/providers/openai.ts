@@ -1,6 +1,8 @@
 /**
- * OpenAI Chat Completions through the official SDK, its retries off: every attempt is a separate
- * bucket draw, and one policy (ours) decides what happens after a failure.
+ * OpenAI Chat Completions and Responses through the official SDK, its retries off: every attempt
+ * is a separate bucket draw, and one policy (ours) decides what happens after a failure. A call
+ * whose input says `api: 'responses'` goes to `client.responses`, any other to
+ * `client.chat.completions`.
  *
  * ```ts
  * const adapter = new OpenAIAdapter({ apiKey, baseURL: `${sim.url}/v1`, timeoutMs: 60_000 });
@@ -11,6 +13,7 @@ import type { Usage } from '@headroom/queue';
 import OpenAI from 'openai';
 import { z } from 'zod';
 import type { AdapterOptions } from './anthropic.js';
+import { OpenAIResponseBody, OpenAIResponsesAccumulator, responsesUsage } from './openai-responses.js';
 import { OpenAIStreamAccumulator } from './openai-stream.js';
 import { runSdkCall, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
 import { runSdkStream, type OpenedStream } from './sdk-stream.js';
@@ -59,6 +62,7 @@ export class OpenAIAdapter implements ProviderAdapter {
   readonly provider = 'openai' as const;
   readonly #client: OpenAI;
   readonly #spec: SdkCallSpec<OpenAIChatCompletionBody>;
+  readonly #responsesSpec: SdkCallSpec<OpenAIResponseBody>;
 
   constructor(options: AdapterOptions) {
     if (options.apiKey === '') throw new Error('OpenAIAdapter: apiKey is empty');
@@ -78,15 +82,31 @@ export class OpenAIAdapter implements ProviderAdapter {
       schema: OpenAIChatCompletionBody,
       usageOf: openaiUsage,
     };
+    this.#responsesSpec = { ...this.#spec, schema: OpenAIResponseBody, usageOf: responsesUsage };
   }
 
   call(input: ProviderCallInput): Promise<ProviderCallResult> {
+    if (input.api === 'responses') {
+      // Validated at enqueue as a Responses body; only the model changes.
+      const body = { ...input.request, model: input.model, stream: false } as OpenAI.Responses.ResponseCreateParamsNonStreaming;
+      return runSdkCall(this.#responsesSpec, input.signal, ({ timeout, signal }) => this.#client.responses.create(body, { timeout, signal }).asResponse());
+    }
     // The job's request was validated at enqueue as a Chat Completions body; only the model changes.
     const body = { ...input.request, model: input.model, stream: false } as OpenAI.ChatCompletionCreateParamsNonStreaming;
     return runSdkCall(this.#spec, input.signal, ({ timeout, signal }) => this.#client.chat.completions.create(body, { timeout, signal }).asResponse());
   }
 
   stream(input: ProviderStreamInput): Promise<ProviderStreamResult> {
+    if (input.api === 'responses') {
+      // The terminal event carries the usage: a Responses stream needs no option for it.
+      const body = { ...input.request, model: input.model, stream: true } as OpenAI.Responses.ResponseCreateParamsStreaming;
+      return runSdkStream(
+        this.#responsesSpec,
+        input,
+        ({ timeout, signal }) => this.#client.responses.create(body, { timeout, signal }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
+        new OpenAIResponsesAccumulator(),
+      );
+    }
     const request = input.request as OpenAI.ChatCompletionCreateParams;
     const clientWantsUsage = request.stream_options?.include_usage === true;
     // The bucket is settled from the usage chunk, so it is always asked for; the accumulator

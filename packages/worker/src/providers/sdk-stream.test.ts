@@ -35,6 +35,8 @@ const claude = (content: string, extra: Record<string, unknown> = {}) =>
 const gpt = (content: string, extra: Record<string, unknown> = {}) =>
   ({ model: GPT, max_completion_tokens: 200, messages: [{ role: 'user', content }], ...extra }) as ProviderRequest;
 
+const ask = (input: string, extra: Record<string, unknown> = {}) => ({ model: GPT, max_output_tokens: 1000, input, ...extra }) as ProviderRequest;
+
 async function collect(call: (onEvent: (data: string, output: boolean) => void) => Promise<ProviderStreamResult>) {
   const events: Record<string, unknown>[] = [];
   /** Per event, whether it added to the answer's output. */
@@ -95,6 +97,27 @@ describe('streamed calls', () => {
     expect(events.at(-1)).toMatchObject({ choices: [], usage: { completion_tokens: result.usage.outputTokens } });
   });
 
+  it('OpenAI Responses: relays each event as sent and takes the Response and usage from its terminal event', async () => {
+    const plain = await openai.call({ model: GPT, request: ask('Tell me about harbours'), api: 'responses' });
+    const { events, output, result } = await collect((onEvent) => openai.stream({ model: GPT, request: ask('Tell me about harbours', { stream: true }), api: 'responses', onEvent }));
+    if (!plain.ok || !result.ok) throw new Error('expected both calls to succeed');
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+    expect(events[0]?.type).toBe('response.created');
+    expect(events.at(-1)?.type).toBe('response.completed');
+    // Only the text deltas add to the output (the first token is the first delta).
+    expect(output.indexOf(true)).toBe(events.findIndex((e) => e.type === 'response.output_text.delta'));
+    expect(result.usage).toEqual(plain.usage);
+    expect(result.usage.outputTokens).toBeGreaterThan(0);
+    const text = (r: unknown) => ((r as { output: { content: { text: string }[] }[] }).output[0]!.content[0]!.text);
+    expect(text(result.response)).toBe(text(plain.response));
+    expect(result.progress.outputText).toBe(text(plain.response));
+    // A clipped answer is an answer: the incomplete Response, settled from its usage.
+    const clipped = await collect((onEvent) => openai.stream({ model: GPT, request: ask('Tell me about harbours', { stream: true, max_output_tokens: 16 }), api: 'responses', onEvent }));
+    if (!clipped.result.ok) throw new Error('expected the clipped stream to succeed');
+    expect(clipped.events.at(-1)?.type).toBe('response.incomplete');
+    expect(clipped.result.usage.outputTokens).toBe(16);
+  });
+
   it('fails before the first event like a plain call (nothing relayed, so it may be retried)', async () => {
     sim.injectFaults({ model: SONNET, status: 529, count: 1 });
     const { events, result } = await collect((onEvent) => anthropic.stream({ model: SONNET, request: claude('Busy?'), onEvent }));
@@ -120,6 +143,13 @@ describe('streamed calls', () => {
     }
     expect(JSON.parse((a.result as { errorEvent: string }).errorEvent)).toMatchObject({ type: 'error', error: { type: 'api_error' } });
     expect(JSON.parse((o.result as { errorEvent: string }).errorEvent)).toMatchObject({ error: { type: 'server_error' } });
+    // The Responses API's own error event, numbered after the last event relayed.
+    sim.injectFaults({ model: GPT, cut: true, count: 1 });
+    const r = await collect((onEvent) => openai.stream({ model: GPT, request: ask('A long answer please, with many words in it', { stream: true }), api: 'responses', onEvent }));
+    if (r.result.ok) throw new Error('expected the cut to fail the Responses stream');
+    expect(r.result.kind).toBe('network');
+    expect(r.result.progress.outputText.length).toBeGreaterThan(0);
+    expect(JSON.parse(r.result.errorEvent)).toEqual({ type: 'error', code: 'server_error', message: expect.any(String), param: null, sequence_number: r.events.length });
     // Anthropic reported the input up front; OpenAI reports nothing before the end.
     expect((a.result as { progress: { inputUsage?: unknown } }).progress.inputUsage).toMatchObject({ inputTokens: expect.any(Number) });
   });

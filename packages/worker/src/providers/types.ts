@@ -11,6 +11,8 @@ export interface ProviderCallInput {
   /** The model to call; replaces `request.model` (a fallback may differ from the job's model). */
   model: string;
   request: ProviderRequest;
+  /** OpenAI's API the request is for: Responses when "responses", else Chat Completions (the job's `api`). */
+  api?: 'responses';
   /** Anthropic betas the call opts into (its `anthropic-beta` header); the job's `betas`. */
   betas?: readonly string[];
   /** Aborts the call (worker shutdown). */

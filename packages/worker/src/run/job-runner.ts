@@ -4,7 +4,7 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { answeredFailure, betasOf, FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, poolOf, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
+import { answeredFailure, callOptionsOf, FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, poolOf, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
@@ -141,7 +141,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         res = streamed.res;
         if (streamed.kind === 'done') firstEventAt = streamed.firstEventAt;
       } else {
-        res = await adapter.call({ model, request: job.request, ...betasOf(job), signal });
+        res = await adapter.call({ model, request: job.request, ...callOptionsOf(job), signal });
       }
       const callEnded = ctx.now();
       progress.attempts += 1;

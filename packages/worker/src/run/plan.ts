@@ -3,7 +3,7 @@
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, maxOutputTokens, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
 import { inputReservation } from './input-reservation.js';
 import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
@@ -69,7 +69,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     const bound = outputBoundFor(job, modelCfg);
     if (bound === undefined) {
       // Admission refused this against the published config; a worker whose own config differs.
-      neverFits.push(`${model} has no maxOutputTokens in this worker's config and the request sets no max_completion_tokens`);
+      neverFits.push(`${model} has no maxOutputTokens in this worker's config and the request sets no ${outputBoundField(job)}`);
       continue;
     }
     const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg) ? ctx.estimator.outputReserveFor(model, bound) : bound;
@@ -103,7 +103,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
       // An output bound taken from the model's cap is the caller's to lower.
       const capped = res.dimension !== 'itpm' && !res.dimension.endsWith('rpm') && maxOutputTokens(job) === undefined;
       neverFits.push(
-        `${model} needs ${needed} in ${res.dimension} but lane ${meta.lane} may draw at most ${Math.floor(res.maxDrawable)} per minute${capped ? ` (its output cap of ${bound} is reserved for a request with no max_completion_tokens: set one to reserve less)` : ''}`,
+        `${model} needs ${needed} in ${res.dimension} but lane ${meta.lane} may draw at most ${Math.floor(res.maxDrawable)} per minute${capped ? ` (its output cap of ${bound} is reserved for a request with no ${outputBoundField(job)}: set one to reserve less)` : ''}`,
       );
       continue;
     }

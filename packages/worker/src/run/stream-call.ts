@@ -10,7 +10,7 @@
  *   is charged what was produced: the input the provider reported (or the reservation's estimate),
  *   and the output tokens counted in the text received.
  */
-import { answeredFailure, betasOf, FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type Usage } from '@headroom/queue';
+import { answeredFailure, callOptionsOf, FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallOk, ProviderStreamResult, StreamProgress } from '../providers/types.js';
 import { EventRelay, type RelayRefusal } from './event-relay.js';
 import { describeFailure } from './retry-policy.js';
@@ -40,7 +40,7 @@ export async function streamedCall(
   const res: ProviderStreamResult = await ctx.adapters[job.provider].stream({
     model: call.model,
     request: job.request,
-    ...betasOf(job),
+    ...callOptionsOf(job),
     signal: AbortSignal.any([signal, stop.signal]),
     onOpen: (requestId) => {
       providerRequestId = requestId;

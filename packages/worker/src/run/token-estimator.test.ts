@@ -90,6 +90,37 @@ describe('estimateInputTokens', () => {
     expect(estimateInputTokens(r)).toBe(expected);
   });
 
+  it('counts a Responses request as the chat request it stands for: instructions, input string or items, function calls and outputs, its tools', () => {
+    const asChat = req({ model: 'm', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: TICKET }] });
+    expect(estimateInputTokens(req({ model: 'm', instructions: 'Be brief.', input: TICKET }))).toBe(estimateInputTokens(asChat));
+    const items = req({
+      model: 'm',
+      instructions: 'Be brief.',
+      input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: TICKET }] }],
+    });
+    expect(estimateInputTokens(items)).toBe(estimateInputTokens(asChat));
+    // A Responses tool is `{type, name, parameters}`: no Anthropic tool-use prompt for it.
+    const tool = { type: 'function', name: 'weather', parameters: { type: 'object' } };
+    const withCalls = req({
+      model: 'm',
+      tools: [tool],
+      input: [
+        { role: 'user', content: 'Oslo?' },
+        { type: 'function_call', call_id: 'c1', name: 'weather', arguments: '{"city":"Oslo"}' },
+        { type: 'function_call_output', call_id: 'c1', output: '{"celsius":4}' },
+        { role: 'user', content: [{ type: 'input_image', image_url: 'https://example.com/a.png', detail: 'low' }] },
+      ],
+    });
+    expect(estimateInputTokens(withCalls)).toBe(
+      REPLY_PRIMING_TOKENS +
+        tok(JSON.stringify(tool)) +
+        (FRAME + tok('Oslo?')) +
+        (PER_MESSAGE_TOKENS + tok('weather') + tok('{"city":"Oslo"}')) +
+        (PER_MESSAGE_TOKENS + tok('{"celsius":4}')) +
+        (FRAME + OPENAI_LOW_DETAIL_IMAGE_TOKENS),
+    );
+  });
+
   it('treats special-token strings in user text as text instead of throwing', () => {
     const r = req({ model: 'm', max_tokens: 10, messages: [{ role: 'user', content: 'ignore <|endoftext|> this' }] });
     expect(estimateInputTokens(r)).toBeGreaterThan(FRAME + REPLY_PRIMING_TOKENS);
@@ -239,9 +270,15 @@ describe('agreement with the simulator (cl100k + framing, a stand-in for the pro
       const o = await openai.call({ model: 'gpt-4.1', request: asOpenAI });
       if (!a.ok || !o.ok) throw new Error('simulator call failed');
       const oEstimate = estimateInputTokens(asOpenAI);
-      rows.push(`${name}: anthropic est ${estimate} vs sim ${a.usage.inputTokens}; openai est ${oEstimate} vs sim ${o.usage.inputTokens}`);
+      // The same prompt as a Responses request: instructions and input items.
+      const asResponses = req({ model: 'x', max_output_tokens: 16, ...(system ? { instructions: system } : {}), input: rest.messages });
+      const r = await openai.call({ model: 'gpt-4.1', request: asResponses, api: 'responses' });
+      if (!r.ok) throw new Error(`simulator Responses call failed: ${r.message}`);
+      const rEstimate = estimateInputTokens(asResponses);
+      rows.push(`${name}: anthropic est ${estimate} vs sim ${a.usage.inputTokens}; openai est ${oEstimate} vs sim ${o.usage.inputTokens}; responses est ${rEstimate} vs sim ${r.usage.inputTokens}`);
       expect(Math.abs(estimate - a.usage.inputTokens) / a.usage.inputTokens).toBeLessThan(0.1);
       expect(Math.abs(oEstimate - o.usage.inputTokens) / o.usage.inputTokens).toBeLessThan(0.1);
+      expect(Math.abs(rEstimate - r.usage.inputTokens) / r.usage.inputTokens).toBeLessThan(0.1);
     }
     console.log(rows.join('\n'));
   });

@@ -1,0 +1,53 @@
+// A Response as the Responses API streams it: named server-sent events (`event: <type>` then
+// `data: <json>`), each data object carrying its `type` and a `sequence_number` counting from 0.
+// The order: response.created and response.in_progress (the response with no output and no
+// usage), response.output_item.added (the message, in progress, empty), response.content_part.added
+// (an empty output_text), one response.output_text.delta per output token paced over time, then
+// response.output_text.done, response.content_part.done, response.output_item.done, and last
+// response.completed, or response.incomplete when max_output_tokens cut the answer short, with
+// the whole response and its usage. Unlike Chat Completions there is no `data: [DONE]`: the
+// terminal event ends the stream. The official SDK's stream helper checks this order strictly.
+
+import type { ServerResponse } from 'node:http';
+import { finishedAt, inProgress, type OpenAIResponse } from './openai-responses-request.js';
+import { paceDeltas, type StreamPacing } from './paced-stream.js';
+import { tokenPieces } from './tokenizer.js';
+
+export interface ResponseStreamOptions extends StreamPacing {
+  /** The simulator clock (ms), read when the stream ends for the response's `completed_at`. */
+  now: () => number;
+}
+
+export async function streamResponse(res: ServerResponse, response: OpenAIResponse, options: ResponseStreamOptions): Promise<void> {
+  let sequence = 0;
+  const send = (out: ServerResponse, type: string, fields: object) => {
+    if (out.destroyed) return;
+    out.write(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence, ...fields })}\n\n`);
+    sequence += 1;
+  };
+  const [message] = response.output;
+  const [part] = message.content;
+  const { text } = part;
+  const at = { item_id: message.id, output_index: 0, content_index: 0 };
+
+  const started = inProgress(response);
+  send(res, 'response.created', { response: started });
+  send(res, 'response.in_progress', { response: started });
+  send(res, 'response.output_item.added', { output_index: 0, item: { ...message, status: 'in_progress', content: [] } });
+  send(res, 'response.content_part.added', { ...at, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+  const complete = await paceDeltas(res, {
+    ...options,
+    pieces: tokenPieces(text),
+    outputTokens: response.usage.output_tokens,
+    writeDelta: (out, delta) => send(out, 'response.output_text.delta', { ...at, delta, logprobs: [] }),
+    writeMalformed: (out) =>
+      out.write(`event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":${sequence},"item_id":"${message.id}","output_index":0,"content_index":0,"delta":\n\n`),
+  });
+  if (!complete) return;
+
+  const done = finishedAt(response, options.now());
+  send(res, 'response.output_text.done', { ...at, text, logprobs: [] });
+  send(res, 'response.content_part.done', { ...at, part });
+  send(res, 'response.output_item.done', { output_index: 0, item: message });
+  send(res, done.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: done });
+}
