@@ -178,6 +178,42 @@ describe('batch routing', () => {
     await producer.close();
   });
 
+  it('sends OpenAI Responses jobs as Responses batches of their own, beside Chat Completions jobs of the same model', async () => {
+    sim.reset();
+    const prefix = `b${randomUUID().slice(0, 8)}`;
+    const config = parseConfig(fleetConfig(prefix, { maxRequests: 100, maxWaitMs: 500, pollIntervalMs: 200, leaseMs: 2_000, parkLockMs: 60_000, submitTimeoutMs: 10_000 }));
+    const worker = await startWorker({ config, redisUrl: redis.url, env: ENV, id: 'w-responses', logger: createLogger({ level: 'silent' }) });
+    const producer = new Producer({ redis: redis.url, prefix });
+    try {
+      const responsesJob = (i: number): LlmJobInput => ({
+        priority: 'LOW', sla: 'none', provider: 'openai', api: 'responses', metadata: { i },
+        request: { model: GPT, max_output_tokens: 40, instructions: 'Classify.', input: [{ role: 'user', content: `Responses batch question ${i}` }] },
+      });
+      const jobs = [...Array.from({ length: 20 }, (_, i) => responsesJob(i)), ...Array.from({ length: 20 }, (_, i) => noSla(GPT, `chat-${i}`, i))];
+      const handles = await Promise.all(jobs.map((j) => producer.enqueue(j)));
+      const results = await Promise.all(handles.map((h) => h.result({ timeoutMs: 30_000 })));
+      // Two batches for the one model: one per endpoint (one OpenAI batch holds one endpoint's requests).
+      const stats = sim.stats();
+      expect(stats.batchesByModel[GPT]).toBe(2);
+      expect(stats.batches.openai.requests).toBe(40);
+      expect(Object.values(stats.models).reduce((a, m) => a + m.admitted, 0)).toBe(0);
+      const direct = new OpenAI({ apiKey: 'sk-direct', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+      for (const [i, result] of results.slice(0, 20).entries()) {
+        const response = result.response as OpenAI.Responses.Response;
+        expect(response.object).toBe('response');
+        expect(response.service_tier).toBe('batch');
+        expect(result).toMatchObject({ provider: 'openai', model: GPT, cost: { batch: true }, metadata: { i } });
+        expect(result.usage.outputTokens).toBe(response.usage!.output_tokens);
+        const same = await direct.responses.create(jobs[i]!.request as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+        expect((response.output[0] as { content: { text: string }[] }).content[0]!.text).toBe(same.output_text);
+      }
+      for (const [i, result] of results.slice(20).entries()) expect(textOf(result)).toBe(await directText(jobs[20 + i]!));
+    } finally {
+      await producer.close();
+      await worker.close();
+    }
+  });
+
   it('survives a leader SIGKILLed between a provider accepting its batch and the batch id being recorded', async () => {
     sim.reset();
     const prefix = `k${randomUUID().slice(0, 8)}`;

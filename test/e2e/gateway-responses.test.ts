@@ -175,10 +175,10 @@ describe('the Responses API through the gateway', () => {
     }
     const unknownModel = await fleet.openai().responses.create({ model: 'gpt-nope', input: 'hi' }).then(() => undefined, (e: unknown) => e);
     expect(unknownModel).toBeInstanceOf(OpenAI.NotFoundError);
-    // A batch-lane job cannot be a Responses call (one OpenAI batch holds one endpoint's requests).
-    const batch = await fleet.openai().responses.create(ask('hi'), { headers: { 'headroom-sla': 'none' } }).then(() => undefined, (e: unknown) => e);
-    expect(batch).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((batch as Error).message).toContain('api "responses"');
+    // A streamed call cannot go to the batch lane.
+    const batchStream = await fleet.openai().responses.create({ ...ask('hi'), stream: true }, { headers: { 'headroom-sla': 'none' } }).then(() => undefined, (e: unknown) => e);
+    expect(batchStream).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((batchStream as Error).message).toContain('sla "none"');
     expect(await jobKeys()).toBe(keysBefore);
     expect(sim.stats().admissions.length).toBe(callsBefore);
     admin.disconnect();

@@ -55,8 +55,8 @@ export function demoJob(i: number, overrides: Partial<LlmJobInput> = {}): LlmJob
   const repeat = 1 + ((i * 31) % 7) ** 2;
   const content = `Summarise ${TOPICS[i % TOPICS.length]} (ticket ${i}) for the on-call engineer. ${'Context line with details. '.repeat(repeat)}`;
   const maxTokens = 64 + ((i * 13) % 4) * 64;
-  // Some interactive OpenAI jobs call the Responses API (the batch lane takes Chat Completions only).
-  const responses = openai && i % 10 === 2 && (kind === 'CRITICAL' || kind === 'HIGH' || kind === 'NORMAL');
+  // Some OpenAI jobs call the Responses API.
+  const responses = openai && i % 10 === 2;
   const base = responses
     ? { provider: 'openai' as const, api: 'responses' as const, request: { model: 'gpt-4.1-mini', max_output_tokens: maxTokens, input: content } }
     : openai

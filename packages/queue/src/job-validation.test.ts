@@ -138,6 +138,9 @@ describe('parseJob', () => {
     expect(callOptionsOf(job)).toEqual({ api: 'responses' });
     expect(callOptionsOf(parseJob(openai()).job)).toEqual({});
     expect(parseJob(responses({ stream: true })).job.request.stream).toBe(true);
+    // The batch lane takes them too (a Responses batch of their own).
+    expect(parseJob(responses({}, { sla: 'none', priority: 'LOW' })).job.sla).toBe('none');
+    expect(parseJob(responses({}, { onShed: 'batch', priority: 'LOW' })).job.onShed).toBe('batch');
     // The same body asks a different API for a different thing: never coalesced with it.
     const body = { model: 'gpt-4.1', input: 'Hi' };
     expect(coalesceKeyOf({ provider: 'openai', api: 'responses', request: body })).not.toBe(coalesceKeyOf({ provider: 'openai', request: body }));
@@ -146,8 +149,6 @@ describe('parseJob', () => {
 
   it('refuses a Responses job the queue cannot serve, naming the field', () => {
     expect(issuesOf(responses({ background: true }))).toEqual([{ path: 'request.background', message: expect.stringContaining('background responses are not supported') }]);
-    expect(issuesOf(responses({}, { sla: 'none' }))).toEqual([{ path: 'sla', message: expect.stringContaining('Chat Completions jobs only') }]);
-    expect(issuesOf(responses({}, { onShed: 'batch' }))[0]?.path).toBe('onShed');
     expect(issuesOf(responses({ stream_options: {} }))[0]?.path).toBe('request.stream_options');
     expect(issuesOf(responses({ input: [] }))[0]?.path).toBe('request.input');
     expect(issuesOf(responses({ input: '' }))[0]?.path).toBe('request.input');

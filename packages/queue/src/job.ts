@@ -215,10 +215,6 @@ export const LlmJob = z
       ctx.addIssue({ code: 'custom', path: ['request', 'stream'], message: 'a streamed job must be interactive: sla "none" goes to the batch API, which does not stream' });
     }
     // A batch carries one set of headers for all its requests; a job's betas would be lost there.
-    // One OpenAI batch holds one endpoint's requests, and the batch lane builds Chat Completions batches.
-    if (job.provider === 'openai' && job.api === 'responses' && (job.sla === 'none' || job.onShed === 'batch')) {
-      ctx.addIssue({ code: 'custom', path: [job.sla === 'none' ? 'sla' : 'onShed'], message: 'the batch lane (sla "none", onShed "batch") takes Chat Completions jobs only, not api "responses"' });
-    }
     if (job.provider === 'anthropic' && job.betas !== undefined && (job.sla === 'none' || job.onShed === 'batch')) {
       ctx.addIssue({ code: 'custom', path: ['betas'], message: 'betas go with interactive calls only: the batch lane (sla "none", onShed "batch") sends none' });
     }

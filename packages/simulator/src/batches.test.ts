@@ -196,6 +196,78 @@ describe('OpenAI Files + Batch through the openai SDK', () => {
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
   });
 
+  it('runs a /v1/responses batch: each line answered with the Response the interactive call gives, as batch tier', async () => {
+    const sdk = client();
+    const respond = (custom_id: string, body: Record<string, unknown>) => JSON.stringify({ custom_id, method: 'POST', url: '/v1/responses', body });
+    const first = { model: GPT, max_output_tokens: 100, instructions: 'Be brief.', input: 'Tell me about lanes.' };
+    const second = { model: GPT, max_output_tokens: 100, input: [{ role: 'user', content: [{ type: 'input_text', text: 'And buckets?' }] }] };
+    const jsonl = [
+      respond('q1', first),
+      respond('q2', second),
+      respond('q3', { model: GPT, input: '' }),
+      respond('q4', { ...first, stream: true }),
+    ].join('\n');
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(jsonl), 'responses.jsonl'), purpose: 'batch' });
+    const batch = await sdk.batches.create({ input_file_id: file.id, endpoint: '/v1/responses', completion_window: '24h' });
+    expect(batch.endpoint).toBe('/v1/responses');
+
+    const done = await until(() => sdk.batches.retrieve(batch.id), (b) => b.status === 'completed');
+    expect(done.endpoint).toBe('/v1/responses');
+    expect(done.request_counts).toEqual({ total: 4, completed: 2, failed: 2 });
+
+    const output = (await (await sdk.files.content(done.output_file_id as string)).text()).trim().split('\n').map((l) => JSON.parse(l));
+    const bodies = new Map<string, OpenAI.Responses.Response>(output.map((e) => [e.custom_id, e.response.body]));
+    // Separate keys: each direct call gets a fresh 1-RPM pool.
+    for (const [i, [id, body]] of [['q1', first], ['q2', second]].entries()) {
+      const batched = bodies.get(id as string);
+      const direct = await new OpenAI({ apiKey: `sk-direct-${i}`, baseURL: `${sim.url}/v1`, maxRetries: 0 }).responses.create(body as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+      expect(batched).toMatchObject({ object: 'response', status: 'completed', model: GPT, service_tier: 'batch' });
+      expect(batched?.id).toMatch(/^resp_/);
+      expect(batched?.completed_at).toBeGreaterThanOrEqual(batched?.created_at ?? Infinity);
+      const text = batched?.output[0]?.type === 'message' && batched.output[0].content[0]?.type === 'output_text' ? batched.output[0].content[0].text : undefined;
+      expect(text).toBe(direct.output_text);
+      expect(batched?.usage).toEqual(direct.usage);
+    }
+    const usage = [...bodies.values()].map((b) => b.usage);
+    expect(done.usage).toMatchObject({
+      input_tokens: usage.reduce((sum, u) => sum + (u?.input_tokens ?? 0), 0),
+      output_tokens: usage.reduce((sum, u) => sum + (u?.output_tokens ?? 0), 0),
+    });
+
+    const errors = (await (await sdk.files.content(done.error_file_id as string)).text()).trim().split('\n').map((l) => JSON.parse(l));
+    const byId = new Map(errors.map((e) => [e.custom_id, e.response]));
+    expect(byId.get('q3')).toMatchObject({ status_code: 400, body: { error: { param: 'input', code: 'empty_string' } } });
+    expect(byId.get('q4')).toMatchObject({ status_code: 400, body: { error: { param: 'stream' } } });
+  });
+
+  it('answers a /v1/responses line naming an unknown model with a 404 line', async () => {
+    const sdk = client();
+    const jsonl = JSON.stringify({ custom_id: 'u', method: 'POST', url: '/v1/responses', body: { model: 'gpt-nope', input: 'hi' } });
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(jsonl), 'unknown.jsonl'), purpose: 'batch' });
+    const batch = await sdk.batches.create({ input_file_id: file.id, endpoint: '/v1/responses', completion_window: '24h' });
+    const done = await until(() => sdk.batches.retrieve(batch.id), (b) => b.status === 'completed');
+    const errorLine = JSON.parse((await (await sdk.files.content(done.error_file_id as string)).text()).trim());
+    expect(errorLine.response).toMatchObject({ status_code: 404, body: { error: { code: 'model_not_found' } } });
+  });
+
+  it('fails a /v1/responses batch whose line targets /v1/chat/completions', async () => {
+    const sdk = client();
+    const jsonl = [JSON.stringify({ custom_id: 'r', method: 'POST', url: '/v1/responses', body: { model: GPT, input: 'r' } }), line('c', ask('c'))].join('\n');
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(jsonl), 'wrong-url.jsonl'), purpose: 'batch' });
+    const batch = await sdk.batches.create({ input_file_id: file.id, endpoint: '/v1/responses', completion_window: '24h' });
+    const failed = await until(() => sdk.batches.retrieve(batch.id), (b) => b.status === 'failed');
+    expect(failed.errors?.data?.map((e) => [e.code, e.line, e.param])).toEqual([['invalid_url', 2, 'url']]);
+  });
+
+  it('refuses a batch for an endpoint it does not serve, naming both it does', async () => {
+    const sdk = client();
+    const file = await sdk.files.create({ file: await toFile(Buffer.from(line('x', ask('x'))), 'x.jsonl'), purpose: 'batch' });
+    const error = await sdk.batches.create({ input_file_id: file.id, endpoint: '/v1/embeddings', completion_window: '24h' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(error).toMatchObject({ status: 400, param: 'endpoint', code: 'invalid_value' });
+    expect((error as Error).message).toContain("'/v1/chat/completions' and '/v1/responses'");
+  });
+
   it('cancels a batch and lists batches through the SDK pagination', async () => {
     const sdk = new OpenAI({ apiKey: 'sk-list', baseURL: `${sim.url}/v1`, maxRetries: 0 });
     const file = await sdk.files.create({ file: await toFile(Buffer.from(line('x', ask('x'))), 'x.jsonl'), purpose: 'batch' });

@@ -1,25 +1,15 @@
-// OpenAI Batch: a JSONL file of chat requests becomes an output file (successes) and an error file
+// OpenAI Batch: a JSONL file of requests to one endpoint (Chat Completions or Responses) becomes an output file (successes) and an error file
 // (failures). Timeline over `batchCompletionMs`: validating (first 10%), in_progress, finalizing
 // (last 10%), then completed; advanced lazily when read. Draws nothing from interactive limits.
 
 import { newId } from './answer.js';
 import type { BatchEntryFate } from './faults.js';
 import { type Exchange, json, parseJsonBody, type Reply, replyAfter } from './http-exchange.js';
+import { BATCH_ENDPOINTS, type BatchEndpoint, isBatchEndpoint, type LineContext } from './openai-batch-endpoints.js';
 import { cursorPage, findFile, storeFile } from './openai-files.js';
-import {
-  buildCompletion,
-  invalidJson,
-  invalidRequest,
-  modelNotFound,
-  type OpenAIErrorBody,
-  openaiError,
-  openaiErrorBody,
-  validateChatParams,
-} from './openai-request.js';
-import { openaiPromptTokens } from './prompt-tokens.js';
+import { invalidJson, invalidRequest, type OpenAIErrorBody, openaiError, openaiErrorBody } from './openai-request.js';
 import type { SimulatorState } from './state.js';
 
-const ENDPOINT = '/v1/chat/completions';
 const DAY_S = 24 * 60 * 60;
 const CANCEL_GRACE_MS = 100;
 
@@ -39,6 +29,8 @@ export interface OpenAIBatch {
   id: string;
   apiKey: string;
   inputFileId: string;
+  /** Every line's `url` must name it; it decides how each line is validated and answered. */
+  endpoint: BatchEndpoint;
   createdAt: number;
   metadata: unknown;
   cancelAt: number | null;
@@ -54,7 +46,7 @@ function seconds(ms: number): number {
 }
 
 /** Validates the input file the way the validating phase does: one bad line fails the whole batch. */
-function parseLines(content: string): { lines: BatchLine[] } | { errors: LineError[] } {
+function parseLines(content: string, endpoint: BatchEndpoint): { lines: BatchLine[] } | { errors: LineError[] } {
   const errors: LineError[] = [];
   const lines: BatchLine[] = [];
   const seen = new Set<string>();
@@ -74,7 +66,7 @@ function parseLines(content: string): { lines: BatchLine[] } | { errors: LineErr
       if (entry[field] === undefined) errors.push({ code: 'missing_required_parameter', line, message: `Missing required parameter: '${field}'.`, param: field });
     }
     if (entry.method !== undefined && entry.method !== 'POST') errors.push({ code: 'invalid_method', line, message: "Only 'POST' is supported.", param: 'method' });
-    if (entry.url !== undefined && entry.url !== ENDPOINT) {
+    if (entry.url !== undefined && entry.url !== endpoint) {
       errors.push({ code: 'invalid_url', line, message: 'The URL provided for this request does not match the batch endpoint.', param: 'url' });
     }
     const customId = String(entry.custom_id);
@@ -101,7 +93,7 @@ function refresh(state: SimulatorState, batch: OpenAIBatch): void {
   const span = state.config.batchCompletionMs;
   if (batch.lines === null && batch.errors === null && now >= batch.createdAt + span * 0.1) {
     const file = findFile(state, batch.inputFileId, batch.apiKey);
-    const parsed = file ? parseLines(file.content.toString('utf8')) : { errors: [{ code: 'file_not_found', line: null, message: 'The input file was deleted.', param: null }] };
+    const parsed = file ? parseLines(file.content.toString('utf8'), batch.endpoint) : { errors: [{ code: 'file_not_found', line: null, message: 'The input file was deleted.', param: null }] };
     if ('errors' in parsed) {
       batch.errors = parsed.errors;
       batch.outcome = { status: 'failed', at: batch.createdAt + span * 0.1, outputFileId: null, errorFileId: null, completed: 0, failed: 0, inputTokens: 0, outputTokens: 0 };
@@ -125,6 +117,8 @@ function finish(state: SimulatorState, batch: OpenAIBatch, lines: BatchLine[], a
   let inputTokens = 0;
   let outputTokens = 0;
   const fail = (customId: string, status: number, body: OpenAIErrorBody) => failures.push(outputLine(customId, status, body));
+  const answer = BATCH_ENDPOINTS[batch.endpoint];
+  const context: LineContext = { model: (name) => state.model(name, 'openai'), outputLength: state.config.outputTokens, at };
   for (const { custom_id, body } of lines) {
     const fate = batch.fates.get(custom_id);
     if (fate === 'expired') {
@@ -136,21 +130,14 @@ function finish(state: SimulatorState, batch: OpenAIBatch, lines: BatchLine[], a
       fail(custom_id, 500, openaiErrorBody('The server had an error while processing your request. Sorry about that!', 'server_error'));
       continue;
     }
-    const valid = validateChatParams(body);
-    if (!valid.ok) {
-      fail(custom_id, 400, valid.error);
+    const answered = answer(body, context);
+    if (answered.status !== 200) {
+      fail(custom_id, answered.status, answered.body);
       continue;
     }
-    const model = state.model(valid.value.model, 'openai');
-    if (!model) {
-      fail(custom_id, 404, modelNotFound(valid.value.model));
-      continue;
-    }
-    const completion = buildCompletion(valid.value, model, openaiPromptTokens(valid.value), state.config.outputTokens, at);
-    completion.service_tier = 'batch';
-    inputTokens += completion.usage.prompt_tokens;
-    outputTokens += completion.usage.completion_tokens;
-    output.push(outputLine(custom_id, 200, completion));
+    inputTokens += answered.inputTokens;
+    outputTokens += answered.outputTokens;
+    output.push(outputLine(custom_id, 200, answered.body));
   }
   const outputFile = output.length ? storeFile(state, batch.apiKey, `${batch.id}_output.jsonl`, 'batch_output', `${output.join('\n')}\n`) : null;
   const errorFile = failures.length ? storeFile(state, batch.apiKey, `${batch.id}_error.jsonl`, 'batch_output', `${failures.join('\n')}\n`) : null;
@@ -182,7 +169,7 @@ function view(state: SimulatorState, batch: OpenAIBatch) {
   return {
     id: batch.id,
     object: 'batch' as const,
-    endpoint: ENDPOINT,
+    endpoint: batch.endpoint,
     model: (batch.lines?.[0]?.body as { model?: string } | undefined)?.model ?? null,
     errors: batch.errors ? { object: 'list', data: batch.errors } : null,
     input_file_id: batch.inputFileId,
@@ -220,8 +207,10 @@ export function handleCreateOpenAIBatch(state: SimulatorState, exchange: Exchang
   for (const field of ['input_file_id', 'endpoint', 'completion_window']) {
     if (params[field] === undefined) return openaiError(400, invalidRequest(`Missing required parameter: '${field}'.`, field, 'missing_required_parameter'));
   }
-  if (params.endpoint !== ENDPOINT) {
-    return openaiError(400, invalidRequest(`Invalid value for 'endpoint': the simulator supports '${ENDPOINT}' only.`, 'endpoint', 'invalid_value'));
+  const { endpoint } = params;
+  if (!isBatchEndpoint(endpoint)) {
+    const supported = Object.keys(BATCH_ENDPOINTS).map((e) => `'${e}'`);
+    return openaiError(400, invalidRequest(`Invalid value for 'endpoint': the simulator supports ${supported.join(' and ')}.`, 'endpoint', 'invalid_value'));
   }
   if (params.completion_window !== '24h') {
     return openaiError(400, invalidRequest("Invalid value for 'completion_window': supported values are: '24h'.", 'completion_window', 'invalid_value'));
@@ -235,6 +224,7 @@ export function handleCreateOpenAIBatch(state: SimulatorState, exchange: Exchang
     id: newId('batch_', 32),
     apiKey,
     inputFileId: file.id,
+    endpoint,
     createdAt: state.now(),
     metadata: params.metadata,
     cancelAt: null,

@@ -22,6 +22,8 @@ export type SubmitOutcome =
 export interface SubmitInput {
   claimId: string;
   model: string;
+  /** OpenAI: the claim's API, which its batch's endpoint is (Chat Completions when absent). */
+  api?: 'responses';
   entries: BatchEntry[];
   /** OpenAI: a file already uploaded for this claim (reused, never uploaded twice). */
   fileId?: string;
@@ -70,7 +72,7 @@ export type BatchStatus =
 export interface BatchApi {
   readonly provider: Provider;
   /** Serialized size of one entry as it will be sent (for the provider's size limit). */
-  entryBytes(entry: BatchEntry, model: string): number;
+  entryBytes(entry: BatchEntry, model: string, api?: 'responses'): number;
   submit(input: SubmitInput): Promise<SubmitOutcome>;
   /** A batch made from this intent, if one exists; throws when the provider cannot be asked. */
   find(input: FindInput): Promise<string | undefined>;

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { AnthropicMessageBody, anthropicUsage } from '../providers/anthropic.js';
 import { OpenAIChatCompletionBody, openaiUsage } from '../providers/openai.js';
+import { OpenAIResponseBody, responsesUsage } from '../providers/openai-responses.js';
 import type { EntryOutcome } from './batch-api.js';
 import { FailureCode, jobFailure } from '@headroom/queue';
 
@@ -74,6 +75,12 @@ export function parseOpenAIBatchLine(text: string): OpenAIBatchLine | undefined 
 export function openaiEntryOutcome(line: OpenAIBatchLine, scrub: Scrub = (m) => m): EntryOutcome {
   const { response, error } = line;
   if (response && response.status_code >= 200 && response.status_code < 300) {
+    // A Responses batch answers Responses (`object: "response"`), a Chat Completions one completions.
+    if ((response.body as { object?: unknown } | null)?.object === 'response') {
+      const body = OpenAIResponseBody.safeParse(response.body);
+      if (!body.success) return bad(body.error.issues);
+      return { kind: 'succeeded', response: response.body, usage: responsesUsage(body.data) };
+    }
     const body = OpenAIChatCompletionBody.safeParse(response.body);
     if (!body.success) return bad(body.error.issues);
     return { kind: 'succeeded', response: response.body, usage: openaiUsage(body.data) };

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { Job, Worker as BullWorker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { createRedis, FailureCode, fleetKeys, jobFailure, laneKeys, LlmJob, readyJobs, type HeadroomConfig, type JobFailure, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { callOptionsOf, createRedis, FailureCode, fleetKeys, jobFailure, laneKeys, LlmJob, readyJobs, type HeadroomConfig, type JobFailure, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';
@@ -296,11 +296,12 @@ export class Batcher {
         continue;
       }
       const model = data.request.model;
-      const bytes = api.entryBytes({ customId: customIdOf(data.provider, job.id!), request: data.request }, model);
-      const { claim: filling, opened: isNew } = this.assembler.add({ provider: data.provider, model, bytes, enqueuedAt: job.timestamp }, now);
+      const { api: endpointApi } = callOptionsOf(data);
+      const bytes = api.entryBytes({ customId: customIdOf(data.provider, job.id!), request: data.request }, model, endpointApi);
+      const { claim: filling, opened: isNew } = this.assembler.add({ provider: data.provider, model, ...(endpointApi ? { api: endpointApi } : {}), bytes, enqueuedAt: job.timestamp }, now);
       let claim = this.claims.get(filling.id);
       if (!claim) {
-        claim = { id: filling.id, provider: data.provider, model, token, fence: this.fence, createdAt: now, oldestAt: filling.oldestAt, jobIds: new Set(), nextAt: now, due: false, busy: false };
+        claim = { id: filling.id, provider: data.provider, model, ...(filling.api ? { api: filling.api } : {}), token, fence: this.fence, createdAt: now, oldestAt: filling.oldestAt, jobIds: new Set(), nextAt: now, due: false, busy: false };
         this.claims.set(claim.id, claim);
       }
       if (isNew) opened.add(claim.id);

@@ -21,6 +21,17 @@ describe('ClaimAssembler', () => {
     expect(a.add(job('same', 0, 10, 'openai'), 0).claim.id).not.toBe(a.add(job('same', 0, 10, 'anthropic'), 0).claim.id);
   });
 
+  it("keeps a model's Responses jobs in claims of their own (one OpenAI batch holds one endpoint's requests)", () => {
+    const a = assembler();
+    const chat = a.add(job('m'), 0).claim;
+    const responses = a.add({ ...job('m'), api: 'responses' }, 0).claim;
+    expect(responses.id).not.toBe(chat.id);
+    expect(responses.api).toBe('responses');
+    expect(chat.api).toBeUndefined();
+    expect(a.add({ ...job('m'), api: 'responses' }, 0).claim.id).toBe(responses.id);
+    expect(a.add(job('m'), 0).claim.id).toBe(chat.id);
+  });
+
   it('seals a claim before the job that would take it past the byte limit', () => {
     const a = assembler({ maxRequests: 100, maxBytes: 25 });
     expect(a.add(job('m', 0, 10), 0).claim.id).toBe('c1');

@@ -1,6 +1,7 @@
 /**
- * Groups BATCH jobs into claims, one open claim per (provider, model) — an OpenAI batch file must
- * hold a single model, and grouping Anthropic the same way keeps batches and costs per model — and
+ * Groups BATCH jobs into claims, one open claim per (provider, model, API) — an OpenAI batch file
+ * must hold a single model and a batch a single endpoint (Chat Completions or Responses), and
+ * grouping Anthropic the same way keeps batches and costs per model — and
  * decides when a claim is due: full (N requests or the provider's size limit), or its oldest job
  * has waited T. Pure: time comes in as an argument, Redis is the caller's business.
  */
@@ -30,6 +31,8 @@ export interface FillingClaim {
   id: string;
   provider: Provider;
   model: string;
+  /** OpenAI Responses jobs' claims; Chat Completions (and Anthropic) claims have none. */
+  api?: 'responses';
   count: number;
   bytes: number;
   /** Enqueue time of the oldest job in the claim. */
@@ -43,6 +46,7 @@ export interface FillingClaim {
 export interface IncomingJob {
   provider: Provider;
   model: string;
+  api?: 'responses';
   /** Serialized size of the job's batch entry. */
   bytes: number;
   enqueuedAt: number;
@@ -62,7 +66,7 @@ export class ClaimAssembler {
 
   /** The claim this job joins; a claim that cannot take it is sealed and a new one opened. */
   add(job: IncomingJob, now: number): { claim: FillingClaim; opened: boolean } {
-    const key = `${job.provider}\u0000${job.model}`;
+    const key = `${job.provider}\u0000${job.model}\u0000${job.api ?? ''}`;
     const limits = this.opts.limitsOf(job.provider);
     let claim = this.filling.get(key);
     if (claim && claim.count > 0 && claim.bytes + job.bytes > limits.maxBytes) {
@@ -71,7 +75,7 @@ export class ClaimAssembler {
     }
     let opened = false;
     if (!claim) {
-      claim = { id: this.opts.newClaimId(), provider: job.provider, model: job.model, count: 0, bytes: 0, oldestAt: job.enqueuedAt, openedAt: now, sealed: false };
+      claim = { id: this.opts.newClaimId(), provider: job.provider, model: job.model, ...(job.api ? { api: job.api } : {}), count: 0, bytes: 0, oldestAt: job.enqueuedAt, openedAt: now, sealed: false };
       this.filling.set(key, claim);
       opened = true;
     }

@@ -101,6 +101,7 @@ export class ClaimSteps {
       outcome = await api.submit({
         claimId: claim.id,
         model: claim.model,
+        ...(claim.api ? { api: claim.api } : {}),
         entries,
         ...(claim.fileId ? { fileId: claim.fileId } : {}),
         onFileUploaded: async (fileId) => {

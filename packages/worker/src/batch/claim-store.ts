@@ -18,6 +18,8 @@ export interface ClaimRecord {
   id: string;
   provider: Provider;
   model: string;
+  /** "responses" for a claim of OpenAI Responses jobs (its batch's endpoint); absent for Chat Completions. */
+  api?: 'responses';
   /** BullMQ lock token of every job in the claim. */
   token: string;
   /** Fence of the lease under which the claim was opened. */
@@ -62,6 +64,7 @@ export class ClaimStore {
       .hset(this.keys.batchClaim(claim.id), {
         provider: claim.provider,
         model: claim.model,
+        ...(claim.api ? { api: claim.api } : {}),
         token: claim.token,
         fence: claim.fence,
         createdAt: claim.createdAt,
@@ -136,6 +139,8 @@ export class ClaimStore {
         id,
         provider: h.provider as Provider,
         model: h.model,
+        // A claim filed before OpenAI had two APIs has no api: Chat Completions, as it was.
+        ...(h.api === 'responses' ? { api: 'responses' as const } : {}),
         token: h.token,
         fence: Number(h.fence ?? 0),
         createdAt: Number(h.createdAt ?? 0),

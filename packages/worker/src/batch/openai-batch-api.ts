@@ -16,7 +16,9 @@ import { CLOCK_SKEW_MS } from './batch-api.js';
 import { openaiEntryOutcome, parseOpenAIBatchLine } from './batch-results.js';
 import { submitOutcomeOf } from './submit-outcome.js';
 
-const ENDPOINT = '/v1/chat/completions';
+/** A batch's endpoint, and each line's url: one batch holds one API's requests. */
+const ENDPOINTS = { chat: '/v1/chat/completions', responses: '/v1/responses' } as const;
+const endpointOf = (api: 'responses' | undefined) => ENDPOINTS[api ?? 'chat'];
 /** The metadata key that ties a batch to its claim. */
 export const CLAIM_METADATA_KEY = 'headroom_claim';
 const NO_USAGE: Usage = { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
@@ -24,9 +26,9 @@ const Created = z.looseObject({ id: z.string().min(1) });
 const UPLOAD_RETRY_MS = 5_000;
 const ENDED = new Set(['completed', 'failed', 'expired', 'cancelled']);
 
-function lineOf(entry: BatchEntry, model: string): string {
+function lineOf(entry: BatchEntry, model: string, api: 'responses' | undefined): string {
   const { stream: _stream, ...request } = entry.request as Record<string, unknown>;
-  return JSON.stringify({ custom_id: entry.customId, method: 'POST', url: ENDPOINT, body: { ...request, model } });
+  return JSON.stringify({ custom_id: entry.customId, method: 'POST', url: endpointOf(api), body: { ...request, model } });
 }
 
 /** Lines of a streamed body, without holding a 200 MB file in memory at once. */
@@ -60,15 +62,15 @@ export class OpenAIBatchApi implements BatchApi {
     this.#client = new OpenAI({ apiKey: options.apiKey, baseURL: options.baseURL ?? OPENAI_DEFAULT_BASE_URL, maxRetries: 0, timeout: options.timeoutMs });
   }
 
-  entryBytes(entry: BatchEntry, model: string): number {
-    return Buffer.byteLength(lineOf(entry, model), 'utf8') + 1;
+  entryBytes(entry: BatchEntry, model: string, api?: 'responses'): number {
+    return Buffer.byteLength(lineOf(entry, model, api), 'utf8') + 1;
   }
 
   async submit(input: SubmitInput): Promise<SubmitOutcome> {
     const deadline = this.#now() + input.timeoutMs;
     let fileId = input.fileId;
     if (fileId === undefined) {
-      const jsonl = `${input.entries.map((e) => lineOf(e, input.model)).join('\n')}\n`;
+      const jsonl = `${input.entries.map((e) => lineOf(e, input.model, input.api)).join('\n')}\n`;
       const file = await toFile(Buffer.from(jsonl, 'utf8'), `headroom-${input.claimId}.jsonl`, { type: 'application/jsonl' });
       const uploaded = await runSdkCall(this.#spec(Math.max(1, deadline - this.#now())), input.signal, ({ timeout, signal }) =>
         this.#client.files.create({ file, purpose: 'batch' }, { timeout, signal }).asResponse(),
@@ -85,7 +87,7 @@ export class OpenAIBatchApi implements BatchApi {
     const inputFileId = fileId;
     const res = await runSdkCall(this.#spec(Math.max(1, deadline - this.#now())), input.signal, ({ timeout, signal }) =>
       this.#client.batches
-        .create({ input_file_id: inputFileId, endpoint: ENDPOINT, completion_window: '24h', metadata: { [CLAIM_METADATA_KEY]: input.claimId } }, { timeout, signal })
+        .create({ input_file_id: inputFileId, endpoint: endpointOf(input.api), completion_window: '24h', metadata: { [CLAIM_METADATA_KEY]: input.claimId } }, { timeout, signal })
         .asResponse(),
     );
     if (!res.ok) return submitOutcomeOf(res);
