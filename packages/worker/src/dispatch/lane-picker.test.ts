@@ -25,6 +25,13 @@ describe('LanePicker, strict', () => {
     expect(p.candidates()[0]).toBe('critical');
   });
 
+  it('refuses a back-off with no end, which would hide the lane for good', () => {
+    const { p } = picker('strict');
+    expect(() => p.backOff('critical', Number.POSITIVE_INFINITY)).toThrow(RangeError);
+    expect(() => p.backOff('critical', Number.NaN)).toThrow(/finite/);
+    expect(p.candidates()).toEqual(['critical', 'high', 'normal', 'low']);
+  });
+
   it('skips a backed-off lane for the wait and keeps the longer of two back-offs; a marker does not end it', () => {
     const { p, advance } = picker('strict');
     p.backOff('high', 300);

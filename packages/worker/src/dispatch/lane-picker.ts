@@ -66,6 +66,8 @@ export class LanePicker {
    * with work queued must wait, so work arriving (a marker) opens the lane again.
    */
   backOff(lane: InteractiveLane, ms: number, fairShare = false): void {
+    // A closure that never ends would hide the lane from this worker for good (only a time ends it).
+    if (!Number.isFinite(ms)) throw new RangeError(`lane ${lane}: a back-off must be a finite time, got ${ms}`);
     const now = this.opts.now();
     const closed = this.closedUntil.get(lane) ?? 0;
     const active = closed > now;

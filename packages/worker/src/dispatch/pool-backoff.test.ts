@@ -60,6 +60,20 @@ describe('PoolBackoffs', () => {
     expect(here.backedOff('normal')).toEqual([]);
   });
 
+  it('says "look again at once" when nothing holds the lane any more, never an endless wait', async () => {
+    const prefix = `backoff${++seq}`;
+    const clock = { now: 1_700_000_000_000 };
+    const holds = new PoolHolds();
+    const here = new PoolBackoffs(db.redis, prefix, () => clock.now, holds);
+    // The dispatcher reads backedOff, makes a round trip, then asks when the lane reopens: the
+    // sleeper's acquire may have answered meanwhile, releasing the only hold.
+    holds.take('sonnet-4', 'critical', clock.now + 20);
+    expect(here.backedOff('critical')).toEqual(['sonnet-4']);
+    holds.release('sonnet-4');
+    expect(here.msUntilFirstReopens('critical')).toBe(1);
+    expect(here.msUntilFirstReopens('high')).toBe(1);
+  });
+
   it('never backs off longer than a second, whatever the bucket said, and the key outlives no back-off', async () => {
     const { prefix, a } = fleet();
     await a.backOff('low', 'gpt-4.1', 90_000);

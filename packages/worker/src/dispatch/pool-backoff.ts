@@ -43,12 +43,17 @@ export class PoolBackoffs {
   }
 
   /**
-   * Milliseconds until the first backed-off pool of the lane reopens (at least 1); a sleeper's
-   * pool is looked at again when its sleep ends.
+   * Milliseconds until the first backed-off pool of the lane reopens (at least 1, at most
+   * MAX_BACKOFF_MS); a sleeper's pool is looked at again when its sleep ends. With nothing holding
+   * the lane any more, 1: the caller read `backedOff` before a round trip, during which the
+   * sleeper's acquire may have answered (its hold released). The minimum of nothing was Infinity,
+   * and the lane picker closed the lane for good: after a 40 s outage in bench:brownout, a
+   * worker's CRITICAL lane stayed closed to the end of the run while it served LOW.
    */
   msUntilFirstReopens(lane: InteractiveLane): number {
-    const until = Math.min(...this.#until.get(lane)!.values(), ...this.holds.in(lane).map((s) => s.until));
-    return Math.max(1, until - this.now());
+    const untils = [...this.#until.get(lane)!.values(), ...this.holds.in(lane).map((s) => s.until)];
+    if (untils.length === 0) return 1;
+    return Math.min(MAX_BACKOFF_MS, Math.max(1, Math.min(...untils) - this.now()));
   }
 
   /**
