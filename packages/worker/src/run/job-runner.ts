@@ -219,7 +219,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
  * A probe of a dead model that failed as a dead model does: the fleet's throttle chose to send
  * it, one per probe interval fleet-wide, to learn whether the model is back, so it costs the job
  * whose call it was no attempt. Without this, the probes of a long outage land on a few jobs
- * (the highest lanes' retries first) and spend their attempts: a 40 s outage failed 7 of 66
+ * (the highest lanes' retries first) and spend their attempts: a 40 s outage failed 7 of 4,024
  * jobs RETRIES_EXHAUSTED. Bounded by time, not count: a job rides out `outageGraceMs` from its
  * first free probe, so a request that fails on its own while nothing else calls the model (its
  * failures alone keep the throttle open) still runs out of attempts.
