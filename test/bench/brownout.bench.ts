@@ -171,6 +171,10 @@ for (const r of runs) {
   perSuccess[`${r.p}:${r.mode}`] = ratio;
   const inBrownout = (calls(r.stats.atTo) - calls(r.stats.atFromPlus5)) / ((SPAN_MS - 5_000) / 1000);
   console.log(`${String(r.p).padEnd(5)}${r.mode.padEnd(10)}${cells.join('')}${pad(ratio.toFixed(2), 12)}${pad(String(failed), 8)}${pad(String(lost), 6)}${pad(String(refused429(r.stats.final)), 6)}${pad(inBrownout.toFixed(1), 12)}`);
+  // Jobs still waiting when the bench stopped, whenever they came: a fleet that stops serving a
+  // lane after the brownout shows here, where the columns above (brownout-window jobs) may not.
+  const waiting = LANES.map((lane: BenchLane) => `${lane} ${accepted.filter((j) => j.spec.lane === lane && j.outcome?.state === 'cancelled').length}`);
+  console.log(`${''.padEnd(15)}still waiting when the bench stopped (cancelled): ${waiting.join(', ')}`);
   const reasons = new Map<string, number>();
   for (const j of accepted) if (j.outcome?.state === 'failed') reasons.set((j.outcome.detail ?? '').slice(0, 70), (reasons.get((j.outcome.detail ?? '').slice(0, 70)) ?? 0) + 1);
   for (const [reason, n] of reasons) console.log(`${''.padEnd(15)}failed ${n}: ${reason}`);

@@ -226,31 +226,7 @@ describe('runJob', () => {
     expect(view!.successRatio).toBeLessThan(0.1);
   });
 
-  it("spends no attempt on a failed probe of a dead model, for retry.outageGraceMs from the job's first", async () => {
-    const ctx = context({ throttle: { probeIntervalMs: 100 } });
-    for (let i = 0; i < 20; i++) ctx.bucket.report(SONNET, SONNET, false);
-    sim.injectFaults({ model: SONNET, status: 529, count: 1_000 });
-    /** Runs the job until its call goes (requeued meanwhile, as a dead model's jobs are, until the probe is theirs). */
-    const untilCalled = async (m: JobMeta) => {
-      for (;;) {
-        const outcome = await run(ctx, job(), m);
-        if (outcome.kind !== 'requeue') return outcome;
-        await new Promise((r) => setTimeout(r, outcome.waitMs));
-      }
-    };
-    // On its last attempt: the probe fails, and the job waits for the next one instead of failing.
-    const last = { ...meta('critical'), progress: { attempts: 2, triedModels: [SONNET] } };
-    const probed = await untilCalled(last);
-    expect(probed).toMatchObject({ kind: 'delay', progress: { attempts: 3, freeProbes: 1, outageSince: expect.any(Number) } });
-    const again = await untilCalled({ ...last, progress: probed.kind === 'delay' ? probed.progress : last.progress });
-    expect(again).toMatchObject({ kind: 'delay', progress: { attempts: 4, freeProbes: 2 } });
-    if (again.kind !== 'delay') return;
-    // Past the grace its probes count again: the next failure is its last.
-    const late = { ...last, progress: { ...again.progress, outageSince: Date.now() - ctx.config.retry.outageGraceMs } };
-    expect(await untilCalled(late)).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: 529 /) }, progress: { attempts: 5, freeProbes: 2 } });
-  });
-
-  it('fails RETRIES_EXHAUSTED on the last attempt, naming the last failure (a model not found dead: no probe)', async () => {
+  it('fails RETRIES_EXHAUSTED on the last attempt, naming the last failure', async () => {
     sim.injectFaults({ model: SONNET, status: 503, count: 1 });
     const outcome = await run(context(), job(), { ...meta(), progress: { attempts: 2 } });
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: 503 /) } });

@@ -104,7 +104,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
       }
 
-      const { model, pool, reservation, estimate, probe } = plan;
+      const { model, pool, reservation, estimate } = plan;
       const modelCfg = ctx.config.models[model]!;
       // A job of this pool fetched before this one waits: the refill this one was granted is
       // that job's, ahead of it in the lane (pool-holds.ts). It goes back behind that job.
@@ -188,8 +188,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       if (signal.aborted) return stopped(signal, progress, 'while its provider call was starting');
       if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
       progress.lastError = `${res.status ?? 'network'} ${res.kind}: ${res.message}`;
-      if (probe && UNHEALTHY.has(res.kind)) freeProbe(progress, callEnded, ctx.config.retry.outageGraceMs);
-      const decision = decide(res, countedAttempts(progress), ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });
+      const decision = decide(res, progress.attempts, ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });
       ctx.logger.warn({ jobId: meta.id, lane: meta.lane, model, attempt: progress.attempts, status: res.status, kind: res.kind, action: decision.action }, 'provider call failed');
       if (decision.action !== 'fail' && decision.cooldownMs) {
         await ctx.bucket.cooldown(pool, model, { durationMs: decision.cooldownMs });
@@ -213,25 +212,6 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     if (sleeping) ctx.poolHolds.release(primaryPool);
     if (!waitsForPool) ctx.poolHolds.done(meta.id);
   }
-}
-
-/**
- * A probe of a dead model that failed as a dead model does: the fleet's throttle chose to send
- * it, one per probe interval fleet-wide, to learn whether the model is back, so it costs the job
- * whose call it was no attempt. Without this, the probes of a long outage land on a few jobs
- * (the highest lanes' retries first) and spend their attempts: a 40 s outage failed 7 of 4,024
- * jobs RETRIES_EXHAUSTED. Bounded by time, not count: a job rides out `outageGraceMs` from its
- * first free probe, so a request that fails on its own while nothing else calls the model (its
- * failures alone keep the throttle open) still runs out of attempts.
- */
-function freeProbe(progress: JobProgress, now: number, outageGraceMs: number): void {
-  progress.outageSince ??= now;
-  if (now - progress.outageSince < outageGraceMs) progress.freeProbes = (progress.freeProbes ?? 0) + 1;
-}
-
-/** The calls that count against `retry.maxAttempts`: all of them but the free probes. */
-export function countedAttempts(progress: JobProgress): number {
-  return progress.attempts - (progress.freeProbes ?? 0);
 }
 
 /**

@@ -12,8 +12,7 @@ import type { JobMeta, RunContext } from './run-context.js';
 export type PlanWaitReason = WaitReason;
 
 export type Plan =
-  /** `probe`: granted while the model's throttle was open (a dead model, called once per probe interval fleet-wide). */
-  | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; probe: boolean }
+  | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number }
   | { kind: 'wait'; waitMs: number; reason: PlanWaitReason }
   | { kind: 'never_fits'; message: string };
 
@@ -97,7 +96,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
       res = await acquire(reserve);
     }
     if (res.status !== 'never_fits') ctx.throttles.note(model, res.throttle);
-    if (res.status === 'granted') return { kind: 'granted', model, pool, reservation: res.reservation, estimate, probe: res.throttle === 'open' };
+    if (res.status === 'granted') return { kind: 'granted', model, pool, reservation: res.reservation, estimate };
     if (res.status === 'never_fits') {
       // OpenAI's tpm counts the prompt and the output bound together.
       const needed = res.dimension === 'otpm' ? outputTokens : res.dimension.endsWith('rpm') ? 1 : res.dimension === 'tpm' ? reserve + outputTokens : reserve;

@@ -62,14 +62,7 @@ export interface RunContext {
 
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */
 export interface JobProgress {
-  /** Provider calls made for the job (the result's `attempts`). */
   attempts: number;
-  /**
-   * Of those, failed probes of a dead model that cost the job no attempt (see `countedAttempts`),
-   * and when the first of them failed: a job rides out an outage for `retry.outageGraceMs`.
-   */
-  freeProbes?: number;
-  outageSince?: number;
   /**
    * Models this job has called: a further call to one of them is a retry of it, drawn from its
    * retry budget; a fallback's first call is not.
