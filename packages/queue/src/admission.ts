@@ -112,13 +112,15 @@ function addRefusalToError(lane: Lane, entry: LaneEntry, models: readonly string
       return new FleetUnpublishedError(lane);
     case AddReply.BYTES_FULL:
       return new QueueFullError(lane, { maxBytes: Number(a), bytes: Number(b), jobBytes: Number(c) });
-    case AddReply.NO_OUTPUT_BOUND:
+    case AddReply.NO_OUTPUT_BOUND: {
+      const field = outputBoundField(entry.job);
       return new JobValidationError([
         {
-          path: `request.${outputBoundField(entry.job)}`,
-          message: `set ${outputBoundField(entry.job)}${outputBoundField(entry.job) === 'max_completion_tokens' ? ' (or max_tokens)' : ''}: model "${a}" has no maxOutputTokens in the fleet's config, and Headroom reserves a call's output bound against tokens/min (as OpenAI counts it)`,
+          path: `request.${field}`,
+          message: `set ${field}${field === 'max_completion_tokens' ? ' (or max_tokens)' : ''}: model "${a}" has no maxOutputTokens in the fleet's config, and Headroom reserves a call's output bound against tokens/min (as OpenAI counts it)`,
         },
       ]);
+    }
     default:
       throw new Error(`add script returned unknown code ${code}`);
   }
