@@ -97,8 +97,12 @@ describe('pressure and shedding', () => {
     sim.injectFaults({ model: SONNET, status: 529, count: 5 });
     brownout = true;
     // The workers act on it from their next pressure tick (each second).
-    await until(async () => (await admin.hlen(laneKeys(prefix, 'low').shedding)) > 0, 10_000, 'the shedding entry for LOW');
+    const sheddingKey = laneKeys(prefix, 'low').shedding;
+    await until(async () => (await admin.hlen(sheddingKey)) > 0, 10_000, 'the shedding entry for LOW');
+    // What admission read, for the message should none of the late LOW jobs be refused.
+    const entryBefore = { entries: await admin.hgetall(sheddingKey), redisTime: await admin.time() };
     await offer('LOW', 50, 'low-late');
+    const entryAfter = { entries: await admin.hgetall(sheddingKey), redisTime: await admin.time() };
     await offer('HIGH', 10, 'high-late');
     await offer('CRITICAL', 5, 'crit-late');
 
@@ -118,7 +122,7 @@ describe('pressure and shedding', () => {
     const shed = low.filter((s) => s.status === 'rejected' && s.reason instanceof ShedError && s.reason.jobId !== undefined);
     const otherFailures = low.filter((s) => s.status === 'rejected' && !shed.includes(s));
     expect(otherFailures.map((s) => String((s as PromiseRejectedResult).reason))).toEqual([]);
-    expect(refusedAtEnqueue, 'LOW jobs refused at enqueue in the brownout').toBeGreaterThan(0);
+    expect(refusedAtEnqueue, `LOW jobs refused at enqueue in the brownout (shedding entries ${JSON.stringify({ entryBefore, entryAfter })})`).toBeGreaterThan(0);
     expect(shed.length, 'waiting LOW jobs shed').toBeGreaterThan(0);
     // Every accepted job ended: completed or failed with a reason (allSettled above had no timeouts).
     expect(settled.every((s) => s.status === 'fulfilled' || s.reason instanceof JobFailedError || s.reason instanceof ShedError)).toBe(true);

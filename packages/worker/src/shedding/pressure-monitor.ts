@@ -16,8 +16,11 @@ import { capacityOf, computePressure, fleetKeys, INTERACTIVE_LANES, laneKeys, po
  */
 export type PressureAdjust = (pool: string, computed: Pressure) => Pressure;
 
-/** A shedding entry outlives a few missed ticks, not a dead fleet. */
-const HOLD_MS = 3_000;
+/**
+ * A shedding entry outlives ticks a loaded machine delays by seconds (a tick makes about ten round
+ * trips), not a dead fleet for long: nothing refreshes it once every worker is gone.
+ */
+const HOLD_MS = 10_000;
 const MIN_RETRY_HINT_MS = 1_000;
 
 export class PressureMonitor {
