@@ -58,6 +58,13 @@ const OPENAI = { 'content-type': 'application/json', authorization: `Bearer ${KE
 const message = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }], ...extra });
 const chat = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'hi' }], ...extra });
 
+/** An object nested `levels` deep: `{ a: { a: ... {} } }`. */
+function nested(levels: number): object {
+  let v: object = {};
+  for (let i = 1; i < levels; i++) v = { a: v };
+  return v;
+}
+
 interface Case {
   name: string;
   /** A fetch request, or raw bytes for what fetch refuses to send. */
@@ -87,6 +94,11 @@ const CASES: Case[] = [
   },
   { name: 'empty body', headers: ANTHROPIC, body: '', status: 400, says: 'the request body is empty', provider: 'anthropic' },
   { name: 'a JSON array for a body', headers: ANTHROPIC, body: '[1,2]', status: 400, says: 'must be a JSON object, got an array', provider: 'anthropic' },
+  { name: 'null for a body', headers: ANTHROPIC, body: 'null', status: 400, says: 'must be a JSON object, got null', provider: 'anthropic' },
+  // Validation, the token estimate and JSON.stringify recurse: thousands deep overflowed the stack (a 500).
+  { name: 'a tool schema nested 200 deep', headers: ANTHROPIC, body: message({ tools: [{ name: 't', input_schema: { type: 'object', properties: nested(200) } }] }), status: 400, says: 'the request body nests deeper than 128 levels, at tools.0.input_schema.properties.a.a.a.a...', provider: 'anthropic' },
+  { name: 'a response schema nested 200 deep (OpenAI)', path: '/v1/chat/completions', headers: OPENAI, body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: nested(200) } } }), status: 400, says: 'nests deeper than 128 levels, at response_format.json_schema.schema.a', provider: 'openai' },
+  { name: 'count_tokens nested 200 deep', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: message({ metadata: nested(200) }), status: 400, says: 'nests deeper than 128 levels, at metadata.a.a', provider: 'anthropic' },
   { name: 'missing key', headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' }, body: message(), status: 401, says: 'no API key', provider: 'anthropic' },
   { name: 'wrong key', headers: { ...ANTHROPIC, 'x-api-key': 'hr-gw-not-a-key-000000000000' }, body: message(), status: 401, says: 'invalid API key', provider: 'anthropic' },
   { name: 'wrong bearer key (OpenAI)', path: '/v1/chat/completions', headers: { ...OPENAI, authorization: 'Bearer sk-someone-elses-key-000000' }, body: chat(), status: 401, says: 'invalid API key', provider: 'openai' },

@@ -3,6 +3,7 @@ import { JobValidationError, PayloadTooLargeError } from './errors.js';
 import { apiOf, callOptionsOf, maxOutputTokens, outputBoundField, outputBoundFor } from './job.js';
 import { coalesceKeyOf } from './job-ids.js';
 import { parseJob } from './job-validation.js';
+import { MAX_JSON_DEPTH } from './json-depth.js';
 
 const anthropic = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
   priority: 'HIGH',
@@ -163,6 +164,14 @@ describe('parseJob', () => {
   it('lists every bad field, not just the first', () => {
     const issues = issuesOf(anthropic({ max_tokens: -1, messages: [] }, { priority: 'URGENT' }));
     expect(issues.map((i) => i.path).sort()).toEqual(['priority', 'request.max_tokens', 'request.messages']);
+  });
+
+  it('refuses a job nested deeper than MAX_JSON_DEPTH before walking it, naming where', () => {
+    let schema: object = {};
+    for (let i = 0; i < 10_000; i++) schema = { a: schema };
+    // Recursion (zod, JSON.stringify) overflowed the stack at some thousands of levels.
+    const issues = issuesOf(anthropic({ tools: [{ name: 't', input_schema: { type: 'object', properties: schema } }] }));
+    expect(issues).toEqual([{ path: 'request.tools.0.input_schema.properties.a.a.a...', message: `nests deeper than ${MAX_JSON_DEPTH} levels` }]);
   });
 
   it('refuses a job over the size limit with PAYLOAD_TOO_LARGE', () => {

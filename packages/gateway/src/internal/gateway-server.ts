@@ -316,7 +316,7 @@ class GatewayHandler {
       return undefined;
     }
     if (!isRecord(body.value)) {
-      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body must be a JSON object, got ${Array.isArray(body.value) ? 'an array' : typeof body.value}`, shouldRetry: false });
+      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body must be a JSON object, got ${Array.isArray(body.value) ? 'an array' : body.value === null ? 'null' : typeof body.value}`, shouldRetry: false });
       return undefined;
     }
     const model = body.value.model;
