@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HeadroomError, JobFailedError, Producer, type FailureCode, type LlmJobInput } from '@headroom/producer-sdk';
-import { ConfigError, loadConfig, parseConfig, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
+import { ConfigError, laneKeys, loadConfig, parseConfig, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
+import { Queue } from 'bullmq';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { dumpRedis, keysUnder, waitForFleet } from '../support/probes.js';
@@ -358,6 +359,34 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
     expect((err as JobFailedError).failureCode).toBe(code);
     expect((await producer.getJob((err as JobFailedError).jobId))?.failure).toMatchObject({ code, message });
     expect(stub.hits.get(mode)).toBe(mode === 'html-400' ? 1 : 2);
+  });
+
+  it("fails a job another tool wrote straight into a lane with JOB_INVALID, naming what is wrong, and takes it once", async () => {
+    // What BullMQ's own Queue.add writes: no admission checked it. Unchecked, it threw in the
+    // worker, went back to its lane when its lock expired, and was taken again, for ever.
+    const lane = laneKeys(prefix, 'high');
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const queue = new Queue(lane.queueName, { connection, prefix: lane.bullPrefix });
+    const providerCalls = () => [...stub.hits.values()].reduce((a, b) => a + b, 0);
+    const callsBefore = providerCalls();
+    try {
+      await queue.add('foreign', { priority: 'HIGH', provider: 'anthropic', request: { model: HAIKU, messages: 'not a list' } }, { jobId: 'high.foreign-1' });
+      const err = await producer.handleOf('high.foreign-1').result({ timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(JobFailedError);
+      expect((err as JobFailedError).failureCode).toBe('JOB_INVALID');
+      expect((err as JobFailedError).reason).toMatch(/^JOB_INVALID: invalid job: request\.max_tokens: .*request\.messages: expected an array.* \(checked by a worker of this version\)$/);
+      expect(await queue.getJob('high.foreign-1').then((j) => j?.attemptsStarted)).toBe(1);
+      // Nothing a Headroom job has: this one threw in the fetch itself.
+      await queue.add('foreign', { hello: 'world' }, { jobId: 'high.foreign-2' });
+      const other = await producer.handleOf('high.foreign-2').result({ timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+      expect((other as JobFailedError).failureCode).toBe('JOB_INVALID');
+      expect((other as JobFailedError).reason).toMatch(/provider: expected "anthropic" or "openai", got nothing/);
+      // The provider never heard of it.
+      expect(providerCalls()).toBe(callsBefore);
+    } finally {
+      await queue.close();
+      connection.disconnect();
+    }
   });
 
   it('kept the worker process up and serving through all of it', async () => {

@@ -9,18 +9,28 @@ import { MAX_JSON_DEPTH, tooDeepAt } from './json-depth.js';
 
 export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
 
-/** Returns the validated job and its serialized form, or throws `JobValidationError` / `PayloadTooLargeError`. */
-export function parseJob(input: unknown, maxJobBytes = DEFAULT_MAX_JOB_BYTES): { job: LlmJob; json: string } {
-  // `reportInput` is only wanted for the message of a refusal, and a valid job paid for it: timed
-  // inside a sequential enqueue loop, the parse took 29 µs with it and 20 µs without. So parse a
-  // second time, with it, only to say what was wrong.
+/**
+ * The job's shape: nesting depth, then zod (every bad field by path). Throws
+ * `JobValidationError`. A worker checks each job it takes with this, since a lane can hold jobs
+ * no admission of its version checked (written by another tool, or a newer version's producer).
+ */
+export function checkJob(input: unknown): LlmJob {
   // Before anything recursive walks it (zod, JSON.stringify): see json-depth.ts.
   const deep = tooDeepAt(input);
   if (deep !== undefined) throw new JobValidationError([{ path: deep, message: `nests deeper than ${MAX_JSON_DEPTH} levels` }]);
+  // `reportInput` is only wanted for the message of a refusal, and a valid job paid for it: timed
+  // inside a sequential enqueue loop, the parse took 29 µs with it and 20 µs without. So parse a
+  // second time, with it, only to say what was wrong.
   const parsed = LlmJob.safeParse(input);
   if (!parsed.success) throw new JobValidationError(toIssues(LlmJob.safeParse(input, { reportInput: true }).error ?? parsed.error));
-  const json = JSON.stringify(parsed.data);
+  return parsed.data;
+}
+
+/** Returns the validated job and its serialized form, or throws `JobValidationError` / `PayloadTooLargeError`. */
+export function parseJob(input: unknown, maxJobBytes = DEFAULT_MAX_JOB_BYTES): { job: LlmJob; json: string } {
+  const job = checkJob(input);
+  const json = JSON.stringify(job);
   const size = Buffer.byteLength(json, 'utf8');
   if (size > maxJobBytes) throw new PayloadTooLargeError(size, maxJobBytes);
-  return { job: parsed.data, json };
+  return { job, json };
 }

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { Job, Worker as BullWorker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { callOptionsOf, createRedis, FailureCode, fleetKeys, jobFailure, laneKeys, LlmJob, readyJobs, type HeadroomConfig, type JobFailure, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { callOptionsOf, checkJob, createRedis, FailureCode, fleetKeys, jobFailure, JobValidationError, laneKeys, readyJobs, type HeadroomConfig, type LlmJob, type JobFailure, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';
@@ -284,12 +284,14 @@ export class Batcher {
     for (const job of jobs) {
       // Jobs are checked at enqueue; this guards the lane against anything else that wrote to it,
       // which would otherwise be taken, fail here, stall back, and be taken again forever.
-      const parsed = LlmJob.safeParse(job.data);
-      if (!parsed.success) {
-        unusable.push({ job, failure: jobFailure(FailureCode.JOB_INVALID, `not a Headroom job: ${parsed.error.issues[0]?.message ?? 'invalid'}`) });
+      let data: LlmJob;
+      try {
+        data = checkJob(job.data);
+      } catch (err) {
+        if (!(err instanceof JobValidationError)) throw err;
+        unusable.push({ job, failure: jobFailure(FailureCode.JOB_INVALID, `${err.message} (checked by a worker of this version)`) });
         continue;
       }
-      const data = parsed.data;
       const api = this.opts.apis[data.provider];
       if (!api) {
         unusable.push({ job, failure: jobFailure(FailureCode.PROVIDER_REJECTED, `no batch API for "${String(data.provider)}": its API key is not set`) });

@@ -18,7 +18,7 @@
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { allFairShareOnly, bringRunnableToFront, createRedis, INTERACTIVE_LANES, laneKeys, poolOf, readyJobs, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
+import { allFairShareOnly, bringRunnableToFront, checkJob, createRedis, FailureCode, INTERACTIVE_LANES, jobFailure, JobValidationError, laneKeys, poolOf, readyJobs, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
@@ -257,12 +257,33 @@ export class Dispatcher {
       if (known !== undefined && known > 1 && job) this.ready.set(lane, known - 1);
       else this.ready.delete(lane);
       if (job) {
+        const invalid = await this.refuseInvalid(job, lane, token);
+        if (invalid) continue;
         this.opts.ctx.poolHolds.fetched(job.id!, lane, poolOf(this.opts.config, (job.data as LlmJob).request.model));
         return { job, lane, token, fetched };
       }
       this.picker.markEmpty(lane);
     }
     return undefined;
+  }
+
+  /**
+   * Fails a job this worker's version cannot read with `JOB_INVALID`, naming what is wrong: a
+   * lane can hold jobs no admission of this version checked (written by another tool, or by a
+   * newer version's producer during a roll-over). Unchecked, such a job threw here or in its run,
+   * went back to its lane when its lock expired, and was taken again, for ever. Otherwise the job
+   * carries its validated data from here on.
+   */
+  private async refuseInvalid(job: Job, lane: InteractiveLane, token: string): Promise<boolean> {
+    try {
+      job.data = checkJob(job.data);
+      return false;
+    } catch (err) {
+      if (!(err instanceof JobValidationError)) throw err;
+      this.opts.ctx.logger.warn({ jobId: job.id, lane, err: err.message }, 'job refused: not a job this worker can read');
+      await this.outcomes.apply(job, token, lane, { kind: 'failed', failure: jobFailure(FailureCode.JOB_INVALID, `${err.message} (checked by a worker of this version)`), progress: readProgress(job.progress) });
+      return true;
+    }
   }
 
   private begin({ job, lane, token, fetched }: { job: Job; lane: InteractiveLane; token: string; fetched: number }): void {
