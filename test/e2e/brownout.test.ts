@@ -140,17 +140,18 @@ describe('brownout', () => {
     // job may have been mid-call): never the backlog's worth.
     expect(probes).toBeLessThanOrEqual(Math.ceil(seconds) + 2);
     expect(probes).toBeGreaterThanOrEqual(1);
-    // Nothing fails while it is down: jobs wait on the throttle, no attempt spent.
+    // Nothing fails while it is down: jobs wait on the throttle, no attempt spent, and the calls
+    // that fail while other jobs' fail too (the outage's onset, the probes) count no attempt.
     const failedWhileDown = (await Promise.all(handles.map((h) => producer.getJob(h.id)))).filter((j) => j?.state === 'failed');
-    expect(failedWhileDown.length).toBeLessThanOrEqual(3);
+    expect(failedWhileDown.map((j) => j?.failedReason)).toEqual([]);
 
     sim.clearFaults();
     await until(async () => (await throttle())?.state === 'closed', 30_000, 'the throttle to close after recovery');
     const endings = await Promise.allSettled(handles.map((h) => h.result({ timeoutMs: 90_000 })));
-    const failed = endings.filter((e): e is PromiseRejectedResult => e.status === 'rejected');
-    // Every job ended: completed, or (a job that drew its attempts on probes) failed with a reason.
-    for (const f of failed) expect(String(f.reason)).toMatch(/RETRIES_EXHAUSTED: after \d+ attempts, last: 529 overloaded_error/);
-    expect(endings.length - failed.length).toBeGreaterThanOrEqual(115);
+    // Every job completed once the model was back, none out of attempts.
+    expect(endings.filter((e) => e.status === 'rejected').map((e) => String((e as PromiseRejectedResult).reason))).toEqual([]);
+    // Among them the jobs whose calls failed in the outage.
+    expect(endings.some((e) => e.status === 'fulfilled' && e.value.attempts > 1)).toBe(true);
     expect((await throttle())?.admitRatio).toBe(1);
     expect(sim.stats().models[MODEL]?.refused429 ?? 0).toBe(0);
   });

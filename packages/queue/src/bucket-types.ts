@@ -154,7 +154,18 @@ export function isTenantDimension(value: string): value is TenantDimension {
 }
 
 export type AcquireResult =
-  | { status: 'granted'; reservation: Reservation; atMs: number; throttle?: ThrottleState }
+  | {
+      status: 'granted';
+      reservation: Reservation;
+      atMs: number;
+      throttle?: ThrottleState;
+      /**
+       * With `throttle`: the model's unhealthy outcomes in a row, fleet-wide, before this call. More
+       * than the job's own failed calls means other calls are failing too (a dead model, not one
+       * bad request).
+       */
+      unhealthyRun?: number;
+    }
   /** Every dimension (and the model's cooldown, throttle and retry budget) can serve after `waitMs`, if nobody else draws. */
   | { status: 'wait'; waitMs: number; reason: WaitReason; atMs: number; throttle?: ThrottleState }
   /** The need is larger than this lane may ever draw from `dimension`: waiting cannot help. */

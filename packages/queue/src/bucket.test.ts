@@ -504,11 +504,12 @@ describe('adaptive throttle and retry budget (wiring; the maths is in model-thro
 
   it('turns a model the fleet reports dead into probes: the next call waits with reason throttle', async () => {
     const b = fresh({ throttle: THROTTLE });
-    expect(await ask(b, 'm')).toMatchObject({ status: 'granted', throttle: 'closed' });
+    expect(await ask(b, 'm')).toMatchObject({ status: 'granted', throttle: 'closed', unhealthyRun: 0 });
     for (let i = 0; i < 10; i++) b.report('p', 'm', false);
-    // The reports ride on this acquire and count before its check.
+    // The reports ride on this acquire and count before its check; a probe granted says how
+    // many unhealthy outcomes in a row came before it, fleet-wide.
     const r = await ask(b, 'm');
-    expect(r).toMatchObject({ throttle: 'open' });
+    expect(r).toMatchObject({ status: 'granted', throttle: 'open', unhealthyRun: 10 });
     // One probe's token may be there; the one after it is not.
     const next = r.status === 'granted' ? await ask(b, 'm') : r;
     expect(next).toMatchObject({ status: 'wait', reason: 'throttle', throttle: 'open' });
@@ -525,7 +526,8 @@ describe('adaptive throttle and retry budget (wiring; the maths is in model-thro
     const b = fresh({ throttle: THROTTLE });
     for (let i = 0; i < 20; i++) b.report('p', 'm', i % 2 === 0);
     await b.flush();
-    expect(await ask(b, 'm')).toMatchObject({ status: 'granted', throttle: 'closed' });
+    // The flush carried one batch with calls served in it: the run is over.
+    expect(await ask(b, 'm')).toMatchObject({ status: 'granted', throttle: 'closed', unhealthyRun: 0 });
     const [view] = await b.throttles('p', LIMITS, ['m']);
     expect(view!.successRatio).toBeCloseTo(0.5, 2);
     expect(view!.admitRatio).toBe(1);

@@ -129,7 +129,7 @@ type Reply = [number, number, ...(string | number)[]];
 type SettleDelta = Extract<SettleResult, { status: 'settled' }>['delta'];
 const atMsOf = (reply: Reply) => reply[1] / 1000;
 /** Reply elements before the dimensions the headers lowered. */
-const REPLY_HEAD = 6;
+const REPLY_HEAD = 7;
 const throttleOf = (reply: Reply): ThrottleState | undefined => THROTTLE_STATES[Number(reply[5])];
 
 /** What an acquire adds to the script call (see lua/acquire.lua). */
@@ -233,7 +233,7 @@ export class Bucket {
         const reservation: Reservation = { id: nextId(), pool: req.pool, lane: req.lane, need, chargedAgainst, grantedAtMs: atMs };
         if (tenant) reservation.tenant = tenant.id;
         const throttle = throttleOf(reply);
-        return throttle ? { status: 'granted', reservation, atMs, throttle } : { status: 'granted', reservation, atMs };
+        return throttle ? { status: 'granted', reservation, atMs, throttle, unhealthyRun: Number(reply[6]) } : { status: 'granted', reservation, atMs };
       }
       case AcquireReply.WAIT: {
         const throttle = throttleOf(reply);

@@ -283,6 +283,12 @@ export const HeadroomConfig = z
          * Short: the fleet-wide retry budget, not each job's backoff, bounds the load retries add.
          */
         unhealthyBaseDelayMs: positiveInt.default(100),
+        /**
+         * How long a job may ride out a model's outage: a call that fails as a dead model's do
+         * while other jobs' calls to it fail too costs the job no attempt, for this long from the
+         * job's first such failure (the worker's job-runner.ts, outage-evidence.ts).
+         */
+        outageGraceMs: positiveInt.default(300_000),
         budget: z
           .strictObject({
             /** Retries of a model, fleet-wide, stay within this fraction of its first calls over the window. */
@@ -294,7 +300,7 @@ export const HeadroomConfig = z
           })
           .default({ ratio: 0.2, windowMs: 10_000, minPerSecond: 1 }),
       })
-      .default({ maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000, unhealthyBaseDelayMs: 100, budget: { ratio: 0.2, windowMs: 10_000, minPerSecond: 1 } }),
+      .default({ maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000, unhealthyBaseDelayMs: 100, outageGraceMs: 300_000, budget: { ratio: 0.2, windowMs: 10_000, minPerSecond: 1 } }),
     /**
      * The fleet-wide adaptive throttle per model (lua/includes/model-throttle.lua): calls follow
      * the model's recent success ratio, so a degraded model keeps serving at the rate it can and

@@ -15,6 +15,7 @@ import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
 import { PoolHolds } from './run/pool-holds.js';
 import { PromptCacheMemory } from './run/prompt-cache-memory.js';
+import { OutageEvidence } from './run/outage-evidence.js';
 import { ThrottleStates } from './run/throttle-states.js';
 import { TokenEstimator } from './run/token-estimator.js';
 
@@ -83,6 +84,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       adapters,
       estimator: new TokenEstimator(),
       throttles: new ThrottleStates(now, config.throttle.probeIntervalMs),
+      outages: new OutageEvidence(),
       promptCache: new PromptCacheMemory(now),
       metrics,
       stats,

@@ -55,7 +55,7 @@
   (0..1): the further fraction of each pool dimension this job leaves, because its tenant had
   work queued ahead of it in a fair lane (a fresh tenant's job, sent 0 or nothing, may draw it)
 
-  Returns { code, nowUs, a, b, c, throttle, lowered... }
+  Returns { code, nowUs, a, b, c, throttle, run, lowered... }
     code  1 GRANTED: a, b, c for input, output and tokens: the capacity each was charged
             against, which the client keeps in the reservation and sends back with its settle:
             0 = the dimension did not bind, the integer 1 = the configured limit, a string = the
@@ -69,6 +69,9 @@
     code  0 APPLIED: no acquire part was given
     throttle: the model's throttle state: 0 closed, 1 throttled, 2 open (probes only), -1 not
             checked (no model, or the throttle off)
+    run: the model's unhealthy outcomes in a row, fleet-wide, as the throttle knew them (0 when
+            not checked): the worker tells a dead model's probe (other jobs' calls failing too)
+            from a job failing on its own
     lowered: the dimensions the headers lowered
 ]]
 --- @include "includes/bucket-time"
@@ -91,7 +94,7 @@ local at = 15 + 6 * settles
 
 local pool = readPool(KEYS[1])
 local elapsed = elapsedSince(pool[1], now)
-local reply = { 0, nowUs, 0, 0, 0, -1 }
+local reply = { 0, nowUs, 0, 0, 0, -1, 0 }
 local changed, learned = false, false
 if settles > 0 then changed = settleCarried(pool, elapsed, now, 15, settles, 5) end
 if ARGV[7] == '1' then
@@ -200,7 +203,7 @@ if model ~= '' then
     throttle, retry = readThrottle(KEYS[4], model), ARGV[at + 6] ~= '0'
     local w, why
     w, why, throttleState, claimed = throttleCheck(throttle, now, params, cr, reserve, retry, tonumber(ARGV[at + 7]) or 0, ARGV[at + 6] == '2')
-    reply[6] = throttleState
+    reply[6], reply[7] = throttleState, throttle[8]
     if w > waitMs then waitMs, reason = w, why end
   end
 end

@@ -14,6 +14,7 @@ import { COOLDOWN_RESUME_SPREAD_MS, JobCancelled, runJob } from './job-runner.js
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
 import { PoolHolds } from './pool-holds.js';
 import { PromptCacheMemory } from './prompt-cache-memory.js';
+import { OutageEvidence } from './outage-evidence.js';
 import { ThrottleStates } from './throttle-states.js';
 import { TokenEstimator } from './token-estimator.js';
 
@@ -63,6 +64,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     adapters: createAdapters(config, { [KEY_ENV]: 'sk-runner-test' }),
     estimator: new TokenEstimator(),
     throttles: new ThrottleStates(Date.now),
+    outages: new OutageEvidence(),
     promptCache: new PromptCacheMemory(Date.now),
     metrics: new WorkerMetrics({ defaultMetrics: false }),
     stats: new FleetStatsWriter(db.redis, prefix),
@@ -226,7 +228,73 @@ describe('runJob', () => {
     expect(view!.successRatio).toBeLessThan(0.1);
   });
 
-  it('fails RETRIES_EXHAUSTED on the last attempt, naming the last failure', async () => {
+  it("spends no attempt on a failed probe of a dead model, for retry.outageGraceMs from the job's first", async () => {
+    const ctx = context({ throttle: { probeIntervalMs: 100 } });
+    // Other jobs' calls failing: the model's unhealthy run (20) is longer than the job's calls.
+    for (let i = 0; i < 20; i++) ctx.bucket.report(SONNET, SONNET, false);
+    sim.injectFaults({ model: SONNET, status: 529, count: 1_000 });
+    /** Runs the job until its call goes (requeued meanwhile, as a dead model's jobs are, until the probe is theirs). */
+    const untilCalled = async (m: JobMeta) => {
+      for (;;) {
+        const outcome = await run(ctx, job(), m);
+        if (outcome.kind !== 'requeue') return outcome;
+        await new Promise((r) => setTimeout(r, outcome.waitMs));
+      }
+    };
+    // On its last attempt: the probe fails, and the job waits for the next one instead of failing.
+    const last = { ...meta('critical'), progress: { attempts: 2, triedModels: [SONNET] } };
+    const probed = await untilCalled(last);
+    expect(probed).toMatchObject({ kind: 'delay', progress: { attempts: 3, outageFailures: 1, outageSince: expect.any(Number) } });
+    const again = await untilCalled({ ...last, progress: probed.kind === 'delay' ? probed.progress : last.progress });
+    expect(again).toMatchObject({ kind: 'delay', progress: { attempts: 4, outageFailures: 2 } });
+    if (again.kind !== 'delay') return;
+    // Past the grace its probes count again: the next failure is its last.
+    const late = { ...last, progress: { ...again.progress, outageSince: Date.now() - ctx.config.retry.outageGraceMs } };
+    expect(await untilCalled(late)).toMatchObject({
+      kind: 'failed',
+      failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: 529 .*\(and 2 failed in the model's outage, not counted\)$/) },
+      progress: { attempts: 5, outageFailures: 2 },
+    });
+  });
+
+  it('spends an attempt on a failed probe when the failures that opened the throttle were all its own', async () => {
+    const ctx = context({ throttle: { probeIntervalMs: 100 } });
+    // The job's own two calls, nothing else: the model's unhealthy run is 2, the job's calls 2.
+    for (let i = 0; i < 2; i++) ctx.bucket.report(SONNET, SONNET, false);
+    sim.injectFaults({ model: SONNET, status: 503, count: 1_000 });
+    const last = { ...meta('critical'), progress: { attempts: 2, triedModels: [SONNET] } };
+    let outcome = await run(ctx, job(), last);
+    while (outcome.kind === 'requeue') {
+      await new Promise((r) => setTimeout(r, outcome.kind === 'requeue' ? outcome.waitMs : 0));
+      outcome = await run(ctx, job(), last);
+    }
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: 503 /) }, progress: { attempts: 3 } });
+    expect(outcome.kind === 'failed' && outcome.progress.outageFailures).toBeFalsy();
+  });
+
+  it("spends no attempt on a failure while this worker sees other jobs' calls to the model fail, none started later served", async () => {
+    const ctx = context();
+    // An outage's onset: the fleet's throttle has not opened yet, but the calls of three other
+    // jobs started since the latest served one have all failed.
+    ctx.outages.record(SONNET, 'before', Date.now() - 1_000, true);
+    for (let i = 0; i < 9; i++) ctx.outages.record(SONNET, `other-${i % 3}`, Date.now() - 500 + i, false);
+    sim.injectFaults({ model: SONNET, status: 529, count: 1 });
+    const outcome = await run(ctx, job(), { ...meta(), progress: { attempts: 2, triedModels: [SONNET] } });
+    expect(outcome).toMatchObject({ kind: 'delay', progress: { attempts: 3, outageFailures: 1 } });
+    // A call that started after them and was served ends the outage: the next failure counts.
+    const served = await run(ctx, job(), { ...meta(), progress: { attempts: 0 } });
+    expect(served.kind).toBe('completed');
+    sim.injectFaults({ model: SONNET, status: 529, count: 1 });
+    let last = await run(ctx, job(), { ...meta(), progress: { attempts: 2, triedModels: [SONNET] } });
+    // (told to wait for the model's retry budget meanwhile, no attempt spent)
+    while (last.kind === 'requeue') {
+      await new Promise((r) => setTimeout(r, last.kind === 'requeue' ? last.waitMs : 0));
+      last = await run(ctx, job(), { ...meta(), progress: { attempts: 2, triedModels: [SONNET] } });
+    }
+    expect(last).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED' } });
+  });
+
+  it('fails RETRIES_EXHAUSTED on the last attempt, naming the last failure (a model not found dead: no probe)', async () => {
     sim.injectFaults({ model: SONNET, status: 503, count: 1 });
     const outcome = await run(context(), job(), { ...meta(), progress: { attempts: 2 } });
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: 503 /) } });

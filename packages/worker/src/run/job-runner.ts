@@ -104,7 +104,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
       }
 
-      const { model, pool, reservation, estimate } = plan;
+      const { model, pool, reservation, estimate, probeRun } = plan;
+      const attemptsBefore = progress.attempts;
       const modelCfg = ctx.config.models[model]!;
       // A job of this pool fetched before this one waits: the refill this one was granted is
       // that job's, ahead of it in the lane (pool-holds.ts). It goes back behind that job.
@@ -135,7 +136,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           countTokens(ctx, job.provider, model, streamed.usage);
           ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
           // A provider failure mid-stream is the model's; a client that went away is not.
-          if (streamed.failureKind) ctx.bucket.report(pool, model, !UNHEALTHY.has(streamed.failureKind));
+          if (streamed.failureKind) report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted }, !UNHEALTHY.has(streamed.failureKind));
           return { kind: 'failed', failure: streamed.failure, progress };
         }
         res = streamed.res;
@@ -147,7 +148,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       progress.attempts += 1;
       if (!progress.triedModels?.includes(model)) progress.triedModels = [...(progress.triedModels ?? []), model];
       // The outcome rides on this worker's next acquire to the pool: the fleet's throttle learns it.
-      if (!signal.aborted) ctx.bucket.report(pool, model, res.ok || !UNHEALTHY.has(res.kind));
+      if (!signal.aborted) report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted }, res.ok || !UNHEALTHY.has(res.kind));
       ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
       ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
       ctx.stats.call({ model, status: res.status });
@@ -188,13 +189,18 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       if (signal.aborted) return stopped(signal, progress, 'while its provider call was starting');
       if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
       progress.lastError = `${res.status ?? 'network'} ${res.kind}: ${res.message}`;
-      const decision = decide(res, progress.attempts, ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });
+      if (UNHEALTHY.has(res.kind) && inOutage(ctx, model, meta.id, probeRun, attemptsBefore)) countNoAttempt(progress, callEnded, ctx.config.retry.outageGraceMs);
+      const decision = decide(res, countedAttempts(progress), ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });
       ctx.logger.warn({ jobId: meta.id, lane: meta.lane, model, attempt: progress.attempts, status: res.status, kind: res.kind, action: decision.action }, 'provider call failed');
       if (decision.action !== 'fail' && decision.cooldownMs) {
         await ctx.bucket.cooldown(pool, model, { durationMs: decision.cooldownMs });
       }
       // The provider's status (the gateway answers its 4xx with it) and its id for the call go with the failure.
-      if (decision.action === 'fail') return { kind: 'failed', failure: answeredFailure(decision.code, decision.reason, res), progress };
+      if (decision.action === 'fail') {
+        // The reason counts the attempts that counted; the calls an outage cost are named beside them.
+        const reason = decision.code === 'RETRIES_EXHAUSTED' && progress.outageFailures ? `${decision.reason} (and ${progress.outageFailures} failed in the model's outage, not counted)` : decision.reason;
+        return { kind: 'failed', failure: answeredFailure(decision.code, reason, res), progress };
+      }
       ctx.metrics.retries.inc({ provider: job.provider, model, kind: res.kind });
       // With another model on the ladder, plan again at once: the cooldown or throttle steers it away.
       if (decision.action === 'fallback' && hasAlternative(ctx, job, model)) {
@@ -212,6 +218,48 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     if (sleeping) ctx.poolHolds.release(primaryPool);
     if (!waitsForPool) ctx.poolHolds.done(meta.id);
   }
+}
+
+/**
+ * The outcome of a call: to the fleet's throttle (it rides on this worker's next acquire to the
+ * pool) and to this worker's outage evidence.
+ */
+function report(ctx: RunContext, call: { pool: string; model: string; jobId: string; startedAt: number }, served: boolean): void {
+  ctx.bucket.report(call.pool, call.model, served);
+  ctx.outages.record(call.model, call.jobId, call.startedAt, served);
+}
+
+/**
+ * A call that failed as a dead model's do was the fleet's outage, not the job's own failure,
+ * when other jobs' calls to the model are failing too:
+ * - it was a probe (granted while the model's throttle was open, one per probe interval
+ *   fleet-wide) and the model's unhealthy run, fleet-wide, at the grant is longer than all the
+ *   job's own calls so far;
+ * - or this worker saw other jobs' calls to it fail, and none started later served
+ *   (outage-evidence.ts), as at an outage's onset, before the throttle can tell.
+ * A request that fails on its own while nothing else calls the model keeps the throttle open by
+ * itself (its failures are the whole run) and is no evidence to itself, so it still runs out of
+ * attempts.
+ */
+function inOutage(ctx: RunContext, model: string, jobId: string, probeRun: number | undefined, ownCalls: number): boolean {
+  return (probeRun !== undefined && probeRun > ownCalls) || ctx.outages.othersFailing(model, jobId);
+}
+
+/**
+ * Without this, an outage's failures land on the jobs that retry fastest (the highest lanes',
+ * whose retries go first) and spend their attempts: a 40 s outage failed 4 of 4,360 jobs
+ * RETRIES_EXHAUSTED in bench:brownout, CRITICAL and HIGH ones. Bounded by time: a job rides out
+ * `outageGraceMs` from its first such failure, so a few bad requests of one model with nothing
+ * else served, each the others' evidence, do not retry for ever.
+ */
+function countNoAttempt(progress: JobProgress, now: number, outageGraceMs: number): void {
+  progress.outageSince ??= now;
+  if (now - progress.outageSince < outageGraceMs) progress.outageFailures = (progress.outageFailures ?? 0) + 1;
+}
+
+/** The calls that count against `retry.maxAttempts`: all of them but an outage's. */
+export function countedAttempts(progress: JobProgress): number {
+  return progress.attempts - (progress.outageFailures ?? 0);
 }
 
 /**

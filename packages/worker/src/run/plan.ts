@@ -12,7 +12,11 @@ import type { JobMeta, RunContext } from './run-context.js';
 export type PlanWaitReason = WaitReason;
 
 export type Plan =
-  | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number }
+  /**
+   * `probeRun`: granted while the model's throttle was open (a dead model, called once per probe
+   * interval fleet-wide), with the model's unhealthy outcomes in a row, fleet-wide, at the grant.
+   */
+  | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; probeRun?: number }
   | { kind: 'wait'; waitMs: number; reason: PlanWaitReason }
   | { kind: 'never_fits'; message: string };
 
@@ -96,7 +100,10 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
       res = await acquire(reserve);
     }
     if (res.status !== 'never_fits') ctx.throttles.note(model, res.throttle);
-    if (res.status === 'granted') return { kind: 'granted', model, pool, reservation: res.reservation, estimate };
+    if (res.status === 'granted') {
+      const granted = { kind: 'granted', model, pool, reservation: res.reservation, estimate } as const;
+      return res.throttle === 'open' ? { ...granted, probeRun: res.unhealthyRun ?? 0 } : granted;
+    }
     if (res.status === 'never_fits') {
       // OpenAI's tpm counts the prompt and the output bound together.
       const needed = res.dimension === 'otpm' ? outputTokens : res.dimension.endsWith('rpm') ? 1 : res.dimension === 'tpm' ? reserve + outputTokens : reserve;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { FailureKind, ProviderCallFailure } from '../providers/types.js';
 import { backoffMs, decide, type RetryConfig, type RetryDecision } from './retry-policy.js';
 
-const retry: RetryConfig = { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000, unhealthyBaseDelayMs: 100, budget: { ratio: 0.2, windowMs: 10_000, minPerSecond: 1 } };
+const retry: RetryConfig = { maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000, unhealthyBaseDelayMs: 100, outageGraceMs: 300_000, budget: { ratio: 0.2, windowMs: 10_000, minPerSecond: 1 } };
 const STATUS: Record<FailureKind, number | null> = {
   rate_limit: 429,
   spend_cap: 429,

@@ -9,6 +9,7 @@ import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { PromptCacheMemory } from './prompt-cache-memory.js';
 import type { PoolHolds } from './pool-holds.js';
+import type { OutageEvidence } from './outage-evidence.js';
 import type { ThrottleStates } from './throttle-states.js';
 import type { TokenEstimator } from './token-estimator.js';
 
@@ -42,6 +43,8 @@ export interface RunContext {
   estimator: TokenEstimator;
   /** Each model's fleet-wide throttle as this worker last heard it (for fallback decisions). */
   throttles: ThrottleStates;
+  /** Each model's failures this worker has seen since the latest call it served started. */
+  outages: OutageEvidence;
   /** The provider's prompt cache as this worker has seen it (cache-aware input reservations). */
   promptCache: PromptCacheMemory;
   metrics: WorkerMetrics;
@@ -62,7 +65,14 @@ export interface RunContext {
 
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */
 export interface JobProgress {
+  /** Provider calls made for the job (the result's `attempts`). */
   attempts: number;
+  /**
+   * Of those, failures in a model's outage that cost the job no attempt (see `countedAttempts`),
+   * and when the first of them failed: a job rides out an outage for `retry.outageGraceMs`.
+   */
+  outageFailures?: number;
+  outageSince?: number;
   /**
    * Models this job has called: a further call to one of them is a retry of it, drawn from its
    * retry budget; a fallback's first call is not.
