@@ -3,7 +3,7 @@ import { JobValidationError, PayloadTooLargeError } from './errors.js';
 import { apiOf, callOptionsOf, maxOutputTokens, outputBoundField, outputBoundFor } from './job.js';
 import { coalesceKeyOf } from './job-ids.js';
 import { parseJob } from './job-validation.js';
-import { MAX_JSON_DEPTH } from './json-depth.js';
+import { MAX_JSON_DEPTH } from './json-value.js';
 
 const anthropic = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
   priority: 'HIGH',
@@ -172,6 +172,14 @@ describe('parseJob', () => {
     // Recursion (zod, JSON.stringify) overflowed the stack at some thousands of levels.
     const issues = issuesOf(anthropic({ tools: [{ name: 't', input_schema: { type: 'object', properties: schema } }] }));
     expect(issues).toEqual([{ path: 'request.tools.0.input_schema.properties.a.a.a...', message: `nests deeper than ${MAX_JSON_DEPTH} levels` }]);
+  });
+
+  it('refuses what JSON cannot carry with a coded error, where it used to be dropped or throw a TypeError', () => {
+    // A BigInt threw JSON.stringify's bare TypeError; a function vanished from the metadata
+    // handed back with the result.
+    expect(issuesOf(anthropic({}, { metadata: { ticket: 10n } }))).toEqual([{ path: 'metadata.ticket', message: 'a BigInt is not JSON (send it as a string or a number)' }]);
+    expect(issuesOf(anthropic({}, { metadata: { onDone: () => 1 } }))).toEqual([{ path: 'metadata.onDone', message: 'a function is not JSON' }]);
+    expect(issuesOf(anthropic({ tools: [{ name: 't', input_schema: { type: 'object', default: Number.NaN } }] }))).toEqual([{ path: 'request.tools.0.input_schema.default', message: 'NaN is not JSON' }]);
   });
 
   it('refuses a job over the size limit with PAYLOAD_TOO_LARGE', () => {

@@ -1,23 +1,23 @@
 /**
- * The edge check every job passes before anything is written: nesting depth, shape (zod, every
- * bad field by path) and serialized size.
+ * The edge check every job passes before anything is written: plain JSON (json-value.ts), shape
+ * (zod, every bad field by path) and serialized size.
  */
 import { JobValidationError, PayloadTooLargeError } from './errors.js';
 import { toIssues } from './internal/zod-issues.js';
 import { LlmJob } from './job.js';
-import { MAX_JSON_DEPTH, tooDeepAt } from './json-depth.js';
+import { jsonIssueAt } from './json-value.js';
 
 export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
 
 /**
- * The job's shape: nesting depth, then zod (every bad field by path). Throws
+ * The job's shape: plain JSON no deeper than MAX_JSON_DEPTH, then zod (every bad field by path). Throws
  * `JobValidationError`. A worker checks each job it takes with this, since a lane can hold jobs
  * no admission of its version checked (written by another tool, or a newer version's producer).
  */
 export function checkJob(input: unknown): LlmJob {
-  // Before anything recursive walks it (zod, JSON.stringify): see json-depth.ts.
-  const deep = tooDeepAt(input);
-  if (deep !== undefined) throw new JobValidationError([{ path: deep, message: `nests deeper than ${MAX_JSON_DEPTH} levels` }]);
+  // Before anything recursive walks it (zod, JSON.stringify): see json-value.ts.
+  const notJson = jsonIssueAt(input);
+  if (notJson) throw new JobValidationError([notJson]);
   // `reportInput` is only wanted for the message of a refusal, and a valid job paid for it: timed
   // inside a sequential enqueue loop, the parse took 29 µs with it and 20 µs without. So parse a
   // second time, with it, only to say what was wrong.

@@ -4,7 +4,7 @@
  * the client takes to send it. Never buffers more than the limit.
  */
 import type { IncomingMessage } from 'node:http';
-import { ErrorCode, MAX_JSON_DEPTH, tooDeepAt } from '@headroom/queue';
+import { ErrorCode, jsonIssueAt } from '@headroom/queue';
 import { GatewayCode, type WireError } from './wire-errors.js';
 
 export type BodyResult = { ok: true; value: unknown } | { ok: false; error: WireError };
@@ -52,11 +52,9 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
       } catch (err) {
         return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body is not valid JSON: ${(err as Error).message}`, shouldRetry: false } });
       }
-      // Every route walks the body recursively (validation, the token estimate): see json-depth.ts.
-      const deep = tooDeepAt(value);
-      if (deep !== undefined) {
-        return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body nests deeper than ${MAX_JSON_DEPTH} levels, at ${deep}`, shouldRetry: false } });
-      }
+      // Every route walks the body recursively (validation, the token estimate): see json-value.ts.
+      const deep = jsonIssueAt(value);
+      if (deep) return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `${deep.path}: ${deep.message}`, shouldRetry: false, param: deep.path } });
       finish({ ok: true, value });
     };
     const onError = () => finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'the request body could not be read', shouldRetry: false } });

@@ -1,0 +1,76 @@
+/**
+ * What a job may carry: plain JSON, checked at the edges before anything recursive walks it. A
+ * job is stored as JSON and handed back as JSON, so a value JSON cannot hold would be dropped or
+ * changed on the way (a function or `undefined` in an array silently, NaN as `null`, a Date as a
+ * string) or throw a bare `TypeError` (a BigInt) where a coded error was due. And the job's
+ * validation, the token estimate and `JSON.stringify` all recurse: a request nested some thousands
+ * deep (a tool's schema, say) overflowed the stack, a 500 from the gateway where a 400 was due.
+ * Iterative, so the check cannot overflow itself. Real requests nest a few tens of levels at most.
+ */
+import type { Issue } from './errors.js';
+
+export const MAX_JSON_DEPTH = 128;
+
+interface Step {
+  key: string;
+  parent: Step | undefined;
+}
+
+/**
+ * The first place where `value` (an object or array; anything else is left to the schema) holds
+ * what plain JSON cannot, or nests deeper than `max` levels (the value itself is level 1), with
+ * its path (`tools.0.input_schema...`, at most 8 keys shown); undefined when it is plain JSON.
+ * A key whose value is `undefined` is allowed: it is simply absent in JSON.
+ */
+export function jsonIssueAt(value: unknown, max = MAX_JSON_DEPTH): Issue | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  const stack: [unknown, number, Step | undefined][] = [[value, 1, undefined]];
+  while (stack.length > 0) {
+    const [v, level, at] = stack.pop()!;
+    const wrong = notJson(v);
+    if (wrong) return { path: pathOf(at), message: wrong };
+    if (v === null || typeof v !== 'object') continue;
+    if (level > max) return { path: pathOf(at), message: `nests deeper than ${max} levels` };
+    // Pushed last first, so the first issue in the document's order is the one named.
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], level + 1, { key: String(i), parent: at }]);
+    } else {
+      const entries = Object.entries(v);
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [key, x] = entries[i]!;
+        if (x !== undefined) stack.push([x, level + 1, { key, parent: at }]);
+      }
+    }
+  }
+  return undefined;
+}
+
+function notJson(v: unknown): string | undefined {
+  switch (typeof v) {
+    case 'bigint':
+      return 'a BigInt is not JSON (send it as a string or a number)';
+    case 'function':
+    case 'symbol':
+      return `a ${typeof v} is not JSON`;
+    case 'undefined':
+      return 'undefined is not JSON (in an array; use null)';
+    case 'number':
+      return Number.isFinite(v) ? undefined : `${v} is not JSON`;
+    case 'object': {
+      if (v === null || Array.isArray(v)) return undefined;
+      const proto: unknown = Object.getPrototypeOf(v);
+      if (proto === Object.prototype || proto === null) return undefined;
+      const name = (v as { constructor?: { name?: string } }).constructor?.name;
+      return `${name ? `a ${name}` : 'this object'} is not plain JSON (send a string, a number or a plain object)`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function pathOf(at: Step | undefined): string {
+  const keys: string[] = [];
+  for (let s = at; s; s = s.parent) keys.push(s.key);
+  keys.reverse();
+  return keys.length > 8 ? `${keys.slice(0, 8).join('.')}...` : keys.join('.');
+}
