@@ -35,6 +35,13 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
+  readonly outageFailures = new Counter({
+    name: 'headroom_outage_failures_total',
+    help: "Failed calls that cost their job no attempt: other jobs' calls to the model were failing too (an outage, not the job's own failure).",
+    labelNames: ['provider', 'model'] as const,
+    registers: [this.registry],
+  });
+
   readonly bucketWaits = new Counter({
     name: 'headroom_bucket_waits_total',
     help: 'Acquires told to wait, by pool, lane and the dimension that bound.',

@@ -257,8 +257,8 @@ export class Dispatcher {
       if (known !== undefined && known > 1 && job) this.ready.set(lane, known - 1);
       else this.ready.delete(lane);
       if (job) {
-        const invalid = await this.refuseInvalid(job, lane, token);
-        if (invalid) continue;
+        // Refused, it is done with: look again from the top lane, strict lane order kept.
+        if (await this.refuseInvalid(job, lane, token)) return this.fetchOne();
         this.opts.ctx.poolHolds.fetched(job.id!, lane, poolOf(this.opts.config, (job.data as LlmJob).request.model));
         return { job, lane, token, fetched };
       }

@@ -281,6 +281,7 @@ describe('runJob', () => {
     sim.injectFaults({ model: SONNET, status: 529, count: 1 });
     const outcome = await run(ctx, job(), { ...meta(), progress: { attempts: 2, triedModels: [SONNET] } });
     expect(outcome).toMatchObject({ kind: 'delay', progress: { attempts: 3, outageFailures: 1 } });
+    expect((await ctx.metrics.outageFailures.get()).values).toEqual([{ labels: { provider: 'anthropic', model: SONNET }, value: 1 }]);
     // A call that started after them and was served ends the outage: the next failure counts.
     const served = await run(ctx, job(), { ...meta(), progress: { attempts: 0 } });
     expect(served.kind).toBe('completed');

@@ -189,7 +189,9 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       if (signal.aborted) return stopped(signal, progress, 'while its provider call was starting');
       if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
       progress.lastError = `${res.status ?? 'network'} ${res.kind}: ${res.message}`;
-      if (UNHEALTHY.has(res.kind) && inOutage(ctx, model, meta.id, probeRun, attemptsBefore)) countNoAttempt(progress, callEnded, ctx.config.retry.outageGraceMs);
+      if (UNHEALTHY.has(res.kind) && inOutage(ctx, model, meta.id, probeRun, attemptsBefore) && countNoAttempt(progress, callEnded, ctx.config.retry.outageGraceMs)) {
+        ctx.metrics.outageFailures.inc({ provider: job.provider, model });
+      }
       const decision = decide(res, countedAttempts(progress), ctx.config.retry, ctx.random, { hasNextModel: hasAlternative(ctx, job, model) });
       ctx.logger.warn({ jobId: meta.id, lane: meta.lane, model, attempt: progress.attempts, status: res.status, kind: res.kind, action: decision.action }, 'provider call failed');
       if (decision.action !== 'fail' && decision.cooldownMs) {
@@ -246,15 +248,18 @@ function inOutage(ctx: RunContext, model: string, jobId: string, probeRun: numbe
 }
 
 /**
- * Without this, an outage's failures land on the jobs that retry fastest (the highest lanes',
- * whose retries go first) and spend their attempts: a 40 s outage failed 4 of 4,360 jobs
- * RETRIES_EXHAUSTED in bench:brownout, CRITICAL and HIGH ones. Bounded by time: a job rides out
- * `outageGraceMs` from its first such failure, so a few bad requests of one model with nothing
- * else served, each the others' evidence, do not retry for ever.
+ * Counts the failure as the outage's; false once the job's grace is over. Without this, an
+ * outage's failures land on the jobs that retry fastest (the highest lanes', whose retries go
+ * first) and spend their attempts: a 40 s outage failed 3-4 of about 4,360 jobs
+ * RETRIES_EXHAUSTED in bench:brownout, each within the outage's first second. Bounded by time: a
+ * job rides out `outageGraceMs` from its first such failure, so a few bad requests of one model
+ * with nothing else served, each the others' evidence, do not retry for ever.
  */
-function countNoAttempt(progress: JobProgress, now: number, outageGraceMs: number): void {
+function countNoAttempt(progress: JobProgress, now: number, outageGraceMs: number): boolean {
   progress.outageSince ??= now;
-  if (now - progress.outageSince < outageGraceMs) progress.outageFailures = (progress.outageFailures ?? 0) + 1;
+  if (now - progress.outageSince >= outageGraceMs) return false;
+  progress.outageFailures = (progress.outageFailures ?? 0) + 1;
+  return true;
 }
 
 /** The calls that count against `retry.maxAttempts`: all of them but an outage's. */
