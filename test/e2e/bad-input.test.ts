@@ -67,9 +67,9 @@ interface JobCase {
 }
 
 const JOB_CASES: JobCase[] = [
-  { name: 'null instead of a job', job: null, code: 'JOB_INVALID', says: 'expected "anthropic" or "openai"' },
-  { name: 'a string instead of a job', job: 'summarise this', code: 'JOB_INVALID', says: 'expected "anthropic" or "openai"' },
-  { name: 'an array instead of a job', job: [valid], code: 'JOB_INVALID', says: 'expected "anthropic" or "openai"' },
+  { name: 'null instead of a job', job: null, code: 'JOB_INVALID', says: 'expected a job (an object), got null' },
+  { name: 'a string instead of a job', job: 'summarise this', code: 'JOB_INVALID', says: 'expected a job (an object), got string' },
+  { name: 'an array instead of a job', job: [valid], code: 'JOB_INVALID', says: 'expected a job (an object), got an array' },
   { name: 'missing priority', job: without(valid, 'priority'), code: 'JOB_INVALID', path: 'priority', says: 'expected CRITICAL, HIGH, NORMAL or LOW' },
   { name: 'lower-case priority', job: { ...valid, priority: 'high' }, code: 'JOB_INVALID', path: 'priority', says: 'got "high"' },
   { name: 'numeric priority', job: { ...valid, priority: 1 }, code: 'JOB_INVALID', path: 'priority', says: 'expected CRITICAL, HIGH, NORMAL or LOW' },

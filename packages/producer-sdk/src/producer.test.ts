@@ -434,6 +434,14 @@ describe('Producer', () => {
     }
     await p.cancel(handle.id);
     await expect(long).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+    // run() and stream() refuse it before enqueueing: after, the job would run while its caller
+    // saw an error.
+    const k = laneKeys(prefix, 'critical');
+    const before = await waiting(admin, k);
+    expect(before).toBe(0);
+    await expect(p.run(job(), { timeoutMs: Number.NaN })).rejects.toThrow(/^run\(\): timeoutMs must be a positive number/);
+    await expect(p.stream(job(), { timeoutMs: -1 })).rejects.toThrow(/^stream\(\): timeoutMs must be a positive number/);
+    expect(await waiting(admin, k)).toBe(before);
   });
 
   it('reads whether a waited-on job ended from a few fields, never its data', async () => {

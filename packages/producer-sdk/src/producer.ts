@@ -35,7 +35,7 @@ import {
 import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
 import { EventReader } from './internal/event-reader.js';
 import { JobEventStream, type JobStream } from './internal/job-stream.js';
-import { ResultWaiter, type WaitMode } from './internal/result-waiter.js';
+import { checkTimeoutMs, ResultWaiter, type WaitMode } from './internal/result-waiter.js';
 import { sharedClient, type SharedClient } from './internal/shared-client.js';
 
 export interface ProducerOptions {
@@ -193,6 +193,8 @@ export class Producer {
 
   /** Enqueues and waits for the result. */
   async run(input: LlmJobInput, opts: ResultOptions = {}): Promise<LlmResult> {
+    // Before enqueueing: refused after it, the job would run while its caller saw an error.
+    if (opts.timeoutMs !== undefined) checkTimeoutMs(opts.timeoutMs, 'run()');
     return (await this.enqueue(input)).result(opts);
   }
 
@@ -209,6 +211,7 @@ export class Producer {
    */
   async stream(input: LlmJobInput, opts: StreamOptions = {}): Promise<JobStream> {
     opts.signal?.throwIfAborted();
+    if (opts.timeoutMs !== undefined) checkTimeoutMs(opts.timeoutMs, 'stream()');
     const streamed = { ...input, request: { ...input.request, stream: true } } as LlmJobInput;
     const handle = await this.enqueue(streamed);
     const sub = this.events.subscribe(handle.lane, handle.id);

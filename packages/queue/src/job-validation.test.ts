@@ -161,6 +161,12 @@ describe('parseJob', () => {
     expect(issuesOf(anthropic({}, { provider: 'gemini' }))[0]).toEqual({ path: 'provider', message: 'expected "anthropic" or "openai", got "gemini"' });
   });
 
+  it('says a job must be an object when it is not one', () => {
+    for (const [input, got] of [[null, 'null'], [[], 'an array'], ['job', 'string'], [undefined, 'undefined']] as const) {
+      expect(issuesOf(input)).toEqual([{ path: '', message: `expected a job (an object), got ${got}` }]);
+    }
+  });
+
   it('lists every bad field, not just the first', () => {
     const issues = issuesOf(anthropic({ max_tokens: -1, messages: [] }, { priority: 'URGENT' }));
     expect(issues.map((i) => i.path).sort()).toEqual(['priority', 'request.max_tokens', 'request.messages']);

@@ -15,6 +15,10 @@ export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
  * no admission of its version checked (written by another tool, or a newer version's producer).
  */
 export function checkJob(input: unknown): LlmJob {
+  // The schema's first word on one would be its provider's ("expected anthropic or openai").
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new JobValidationError([{ path: '', message: `expected a job (an object), got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` }]);
+  }
   // Before anything recursive walks it (zod, JSON.stringify): see json-value.ts.
   const notJson = jsonIssueAt(input);
   if (notJson) throw new JobValidationError([notJson]);

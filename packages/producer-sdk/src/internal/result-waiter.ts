@@ -60,9 +60,9 @@ function longTimer(ms: number, fn: () => void): () => void {
 }
 
 /** `result({ timeoutMs })` takes a positive number of ms, or Infinity to wait as long as it takes. */
-export function checkTimeoutMs(timeoutMs: unknown): number {
+export function checkTimeoutMs(timeoutMs: unknown, caller = 'result()'): number {
   if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs <= 0) {
-    throw new RangeError(`result(): timeoutMs must be a positive number of milliseconds (or Infinity), got ${String(timeoutMs)}`);
+    throw new RangeError(`${caller}: timeoutMs must be a positive number of milliseconds (or Infinity), got ${String(timeoutMs)}`);
   }
   return timeoutMs;
 }
