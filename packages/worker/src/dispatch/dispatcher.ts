@@ -252,6 +252,7 @@ export class Dispatcher {
       }
       const fetched = ++this.tokenSeq;
       const token = `${this.opts.workerId}:${fetched}`;
+      this.opts.ctx.poolHolds.sending(fetched);
       const job = await this.lanes.get(lane)!.getNextJob(token, { block: false });
       // Counted down to nothing, the lane is asked again before the next fetch there.
       if (known !== undefined && known > 1 && job) this.ready.set(lane, known - 1);
@@ -259,7 +260,7 @@ export class Dispatcher {
       if (job) {
         // Refused, it is done with: look again from the top lane, strict lane order kept.
         if (await this.refuseInvalid(job, lane, token)) return this.fetchOne();
-        this.opts.ctx.poolHolds.fetched(job.id!, lane, poolOf(this.opts.config, (job.data as LlmJob).request.model));
+        this.opts.ctx.poolHolds.fetched(job.id!, lane, poolOf(this.opts.config, (job.data as LlmJob).request.model), fetched);
         return { job, lane, token, fetched };
       }
       this.picker.markEmpty(lane);

@@ -37,18 +37,37 @@ describe('PoolHolds: jobs told to wait, ahead of later ones', () => {
 
   it('stops holding later jobs back for a job back in its lane once this worker fetches another of its pool and lane', () => {
     const holds = new PoolHolds();
+    holds.sending(4);
     holds.waited('a', wait(3, 1_500));
     holds.back('a');
     // Still ahead while nothing else of the pool and lane was fetched here.
     expect(holds.ahead('b', 'normal', 'sonnet', 5, false, 1_000)).toEqual({ waitMs: 500, fairShare: false });
     // Fetched again here: in hand, still ahead until granted.
-    holds.fetched('a', 'normal', 'sonnet');
+    holds.sending(6);
+    holds.fetched('a', 'normal', 'sonnet', 6);
     holds.back('a');
     // Another job of the pool in another lane says nothing; one in the same lane says A went elsewhere.
-    holds.fetched('c', 'high', 'sonnet');
+    holds.sending(7);
+    holds.fetched('c', 'high', 'sonnet', 7);
     expect(holds.ahead('b', 'normal', 'sonnet', 5, false, 1_000)).toBeDefined();
-    holds.fetched('c', 'normal', 'sonnet');
+    holds.sending(8);
+    holds.fetched('c', 'normal', 'sonnet', 8);
     expect(holds.ahead('b', 'normal', 'sonnet', 5, false, 1_000)).toBeUndefined();
+  });
+
+  it('takes no fetch sent before a job was back as a sign it went elsewhere: it took the job behind it', () => {
+    const holds = new PoolHolds();
+    holds.waited('a', wait(3, 1_002, true));
+    // Fetch 9 is sent while A's return is still on its way; A's return answers first.
+    holds.sending(9);
+    holds.back('a');
+    holds.fetched('b', 'normal', 'sonnet', 9);
+    // B was behind A in the lane: it gives a grant back to A.
+    expect(holds.ahead('b', 'normal', 'sonnet', 9, false, 1_003)).toEqual({ waitMs: 1, fairShare: true });
+    // A fetch sent after A was back that takes another job says A went elsewhere.
+    holds.sending(10);
+    holds.fetched('c', 'normal', 'sonnet', 10);
+    expect(holds.ahead('b', 'normal', 'sonnet', 9, false, 1_003)).toBeUndefined();
   });
 
   it('forgets a waiting job some time after its wait ended (another worker took it)', () => {

@@ -14,7 +14,10 @@
  *   while a job fetched before it waits gives the grant back and goes back behind it (`ahead`).
  *   That holds until this worker fetches a job of that pool and lane again: the waiting job itself
  *   (then until it is granted), or another, which says the waiting job went to another worker, or
- *   is behind. Holding on for the whole wait instead made a 4-worker fleet, whose jobs mostly come
+ *   is behind; but only a fetch sent after the job was back says so. A fetch sent while the job
+ *   was still on its way back (its return and the fetch run on different connections, so their
+ *   replies come in either order) took the job behind it from the lane's front: in CI the job
+ *   behind was granted a refill 2 ms into a fair-share wait and called half a second ahead. Holding on for the whole wait instead made a 4-worker fleet, whose jobs mostly come
  *   back to another worker, a third slower. A job keeps the place of its first fetch here, so two
  *   jobs never each yield to the other. A fresh tenant's job passes a wait the fair reserve alone
  *   caused, as it passes the reserve itself.
@@ -38,6 +41,8 @@ export interface Waiting {
   fairShare: boolean;
   /** Back in its lane (no longer in this worker's hands). */
   back?: boolean;
+  /** The last fetch this worker had sent when it was back: a later fetch saw it in the lane. */
+  backAfterFetch?: number;
 }
 
 /**
@@ -56,6 +61,8 @@ export class PoolHolds {
    * it is fetched again after going back, so two jobs never each see the other as ahead.
    */
   readonly #places = new Map<string, number>();
+  /** The dispatcher's count of fetches sent. */
+  #sent = 0;
 
   has(pool: string): boolean {
     return this.#byPool.has(pool);
@@ -84,21 +91,29 @@ export class PoolHolds {
     this.#waiting.set(jobId, { ...w, fetched });
   }
 
+  /** The dispatcher is sending its `fetch`-th fetch. */
+  sending(fetch: number): void {
+    this.#sent = fetch;
+  }
+
   /** Job `jobId` is back in its lane (anyone may fetch it now). */
   back(jobId: string): void {
     const w = this.#waiting.get(jobId);
-    if (w) w.back = true;
+    if (w) {
+      w.back = true;
+      w.backAfterFetch = this.#sent;
+    }
   }
 
   /**
-   * This worker fetched `jobId`, of `pool` in `lane`: it is in hand again if it was waiting; any
-   * other job of the pool and lane back in the lane waits no more here (another worker took it,
-   * or it is behind this one).
+   * This worker's `fetch`-th fetch took `jobId`, of `pool` in `lane`: it is in hand again if it
+   * was waiting; any other job of the pool and lane that was back in the lane before that fetch
+   * was sent waits no more here (another worker took it, or it is behind this one).
    */
-  fetched(jobId: string, lane: InteractiveLane, pool: string): void {
+  fetched(jobId: string, lane: InteractiveLane, pool: string, fetch: number): void {
     for (const [id, w] of this.#waiting) {
       if (id === jobId) w.back = false;
-      else if (w.back && w.lane === lane && w.pool === pool) this.#waiting.delete(id);
+      else if (w.back && (w.backAfterFetch ?? 0) < fetch && w.lane === lane && w.pool === pool) this.#waiting.delete(id);
     }
   }
 
