@@ -263,7 +263,7 @@ function countNoAttempt(progress: JobProgress, now: number, outageGraceMs: numbe
 }
 
 /** The calls that count against `retry.maxAttempts`: all of them but an outage's. */
-export function countedAttempts(progress: JobProgress): number {
+function countedAttempts(progress: JobProgress): number {
   return progress.attempts - (progress.outageFailures ?? 0);
 }
 
