@@ -46,7 +46,7 @@ export {
 } from './job.js';
 export type { LlmJobInput, Provider, ProviderApi } from './job.js';
 export { checkJob, parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
-export { MAX_JSON_DEPTH, jsonIssueAt } from './json-value.js';
+export { MAX_JSON_DEPTH, jsonIssueAt, kindOf } from './json-value.js';
 export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';
 export { OUTPUT_COUNTINGS, PROVIDER_OUTPUT_COUNTING, outputCountingOf, reservesOutputP95 } from './output-counting.js';

@@ -5,7 +5,7 @@
 import { JobValidationError, PayloadTooLargeError } from './errors.js';
 import { toIssues } from './internal/zod-issues.js';
 import { LlmJob } from './job.js';
-import { jsonIssueAt } from './json-value.js';
+import { jsonIssueAt, kindOf } from './json-value.js';
 
 export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
 
@@ -17,7 +17,7 @@ export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
 export function checkJob(input: unknown): LlmJob {
   // The schema's first word on one would be its provider's ("expected anthropic or openai").
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new JobValidationError([{ path: '', message: `expected a job (an object), got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` }]);
+    throw new JobValidationError([{ path: '', message: `expected a job (an object), got ${kindOf(input)}` }]);
   }
   // Before anything recursive walks it (zod, JSON.stringify): see json-value.ts.
   const notJson = jsonIssueAt(input);

@@ -45,6 +45,13 @@ export function jsonIssueAt(value: unknown, max = MAX_JSON_DEPTH): Issue | undef
   return undefined;
 }
 
+/** What kind of JSON value `value` is, for a message: `null`, `an array`, `an object`, or its type. */
+export function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : typeof value;
+}
+
 function notJson(v: unknown): string | undefined {
   switch (typeof v) {
     case 'bigint':

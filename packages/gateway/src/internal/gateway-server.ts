@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createLogger, createRedis, ErrorCode, FailureCode, Heartbeat, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
+import { createLogger, createRedis, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -316,7 +316,7 @@ class GatewayHandler {
       return undefined;
     }
     if (!isRecord(body.value)) {
-      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body must be a JSON object, got ${Array.isArray(body.value) ? 'an array' : body.value === null ? 'null' : typeof body.value}`, shouldRetry: false });
+      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body must be a JSON object, got ${kindOf(body.value)}`, shouldRetry: false });
       return undefined;
     }
     const model = body.value.model;

@@ -17,8 +17,9 @@
  *   is behind; but only a fetch sent after the job was back says so. A fetch sent while the job
  *   was still on its way back (its return and the fetch run on different connections, so their
  *   replies come in either order) took the job behind it from the lane's front: in CI the job
- *   behind was granted a refill 2 ms into a fair-share wait and called half a second ahead. Holding on for the whole wait instead made a 4-worker fleet, whose jobs mostly come
- *   back to another worker, a third slower. A job keeps the place of its first fetch here, so two
+ *   behind was granted a refill 2 ms into a fair-share wait and called half a second ahead.
+ *   Holding on for the whole wait instead made a 4-worker fleet, whose jobs mostly come back to
+ *   another worker, a third slower. A job keeps the place of its first fetch here, so two
  *   jobs never each yield to the other. A fresh tenant's job passes a wait the fair reserve alone
  *   caused, as it passes the reserve itself.
  */
@@ -39,9 +40,10 @@ export interface Waiting {
   /** When the bucket's wait ends (epoch ms). */
   waitEnd: number;
   fairShare: boolean;
-  /** Back in its lane (no longer in this worker's hands). */
-  back?: boolean;
-  /** The last fetch this worker had sent when it was back: a later fetch saw it in the lane. */
+  /**
+   * Back in its lane (no longer in this worker's hands), after this worker had sent that many
+   * fetches: a later fetch saw it in the lane. Undefined while in hand.
+   */
   backAfterFetch?: number;
 }
 
@@ -99,10 +101,7 @@ export class PoolHolds {
   /** Job `jobId` is back in its lane (anyone may fetch it now). */
   back(jobId: string): void {
     const w = this.#waiting.get(jobId);
-    if (w) {
-      w.back = true;
-      w.backAfterFetch = this.#sent;
-    }
+    if (w) w.backAfterFetch = this.#sent;
   }
 
   /**
@@ -112,8 +111,8 @@ export class PoolHolds {
    */
   fetched(jobId: string, lane: InteractiveLane, pool: string, fetch: number): void {
     for (const [id, w] of this.#waiting) {
-      if (id === jobId) w.back = false;
-      else if (w.back && (w.backAfterFetch ?? 0) < fetch && w.lane === lane && w.pool === pool) this.#waiting.delete(id);
+      if (id === jobId) w.backAfterFetch = undefined;
+      else if (w.backAfterFetch !== undefined && w.backAfterFetch < fetch && w.lane === lane && w.pool === pool) this.#waiting.delete(id);
     }
   }
 
