@@ -82,6 +82,26 @@ dashboard: { port: "eighty" }
     expect(err.code).toBe('CONFIG_INVALID');
   });
 
+  it('refuses models of one pool with different limits or providers, naming both', () => {
+    const sonnet = { provider: 'anthropic', pool: 'sonnet-4', limits: { rpm: 50, itpm: 30_000, otpm: 8_000 } };
+    expect(parseConfig({ models: { a: sonnet, b: { ...sonnet, limits: { ...sonnet.limits, burst: 60 } } } }).models.b?.pool).toBe('sonnet-4');
+    const err = configErrorOf(() =>
+      parseConfig({
+        models: {
+          'claude-sonnet-4-6': sonnet,
+          'claude-sonnet-4-5': { ...sonnet, limits: { rpm: 50, itpm: 40_000, otpm: 8_000 } },
+          'claude-sonnet-4': { provider: 'anthropic', pool: 'sonnet-4' },
+          'gpt-4.1': { provider: 'openai', pool: 'sonnet-4', limits: { rpm: 50 } },
+        },
+      }),
+    );
+    expect(err.issues.map((i) => `${i.path}: ${i.message}`)).toEqual([
+      'models.claude-sonnet-4-5.limits: differ from those of "claude-sonnet-4-6", which shares pool "sonnet-4": every model of a pool must have the same limits',
+      'models.claude-sonnet-4.limits: differ from those of "claude-sonnet-4-6", which shares pool "sonnet-4": every model of a pool must have the same limits',
+      'models.gpt-4.1.pool: pool "sonnet-4" holds anthropic model "claude-sonnet-4-6": a pool is one provider\'s limit',
+    ]);
+  });
+
   it("reads the gateway's client keys with their defaults, and refuses a default priority above the key's highest", () => {
     const example = loadConfig(EXAMPLE);
     expect(example.gateway.keys['nightly-jobs']).toEqual({ keyEnv: 'HEADROOM_GATEWAY_KEY_NIGHTLY', tenant: 'reports', defaultPriority: 'low', maxPriority: 'normal' });

@@ -429,6 +429,7 @@ function crossCheck(raw: unknown): Issue[] {
       issues.push({ path: `models.${name}.limits.tpm`, message: 'Anthropic limits are rpm, itpm and otpm; tpm is an OpenAI dimension' });
     }
   }
+  issues.push(...poolIssues(models));
   const throttle = record(cfg.throttle);
   const windowMs = typeof throttle.windowMs === 'number' ? throttle.windowMs : 2_000;
   const probeMs = typeof throttle.probeIntervalMs === 'number' ? throttle.probeIntervalMs : 1_000;
@@ -449,6 +450,33 @@ function crossCheck(raw: unknown): Issue[] {
   if (typeof redis.url === 'string' && /\/\/[^/@]*:[^/@]+@/.test(redis.url)) {
     const env = typeof redis.urlEnv === 'string' ? redis.urlEnv : 'REDIS_URL';
     issues.push({ path: 'redis.url', message: `contains a password: keep secrets out of the file and set ${env} instead` });
+  }
+  return issues;
+}
+
+/**
+ * The models of one pool draw from one bucket, and each acquire paces it by the calling model's
+ * limits: two sets of limits would measure one level against two capacities (and one provider's
+ * headers against the other's dimensions).
+ */
+function poolIssues(models: Record<string, unknown>): Issue[] {
+  const issues: Issue[] = [];
+  const first = new Map<string, { name: string; provider: unknown; limits: string }>();
+  const limitsOf = (model: Record<string, unknown>) => {
+    const limits = record(model.limits);
+    return JSON.stringify([limits.rpm, limits.itpm, limits.otpm, limits.tpm, limits.burst ?? 60].map((v) => v ?? null));
+  };
+  for (const [name, value] of Object.entries(models)) {
+    const model = record(value);
+    const pool = typeof model.pool === 'string' ? model.pool : name;
+    const seen = first.get(pool);
+    if (seen === undefined) {
+      first.set(pool, { name, provider: model.provider, limits: limitsOf(model) });
+    } else if (seen.provider !== model.provider) {
+      issues.push({ path: `models.${name}.pool`, message: `pool "${pool}" holds ${String(seen.provider)} model "${seen.name}": a pool is one provider's limit` });
+    } else if (seen.limits !== limitsOf(model)) {
+      issues.push({ path: `models.${name}.limits`, message: `differ from those of "${seen.name}", which shares pool "${pool}": every model of a pool must have the same limits` });
+    }
   }
   return issues;
 }
