@@ -38,9 +38,12 @@ export async function readSnapshot(
   const dimensions: DimensionSnapshot[] = [];
   const unbound: PoolDimension[] = [];
   for (const d of POOL_DIMENSIONS) {
-    const capacity = limits[d] ?? learned[d];
+    // As acquire.lua paces it: the lower of the configured and the learned limit.
+    const configured = limits[d];
+    const announced = learned[d];
+    const capacity = configured === undefined ? announced : announced === undefined ? configured : Math.min(configured, announced);
     if (capacity === undefined) unbound.push(d);
-    else dimensions.push(dimensionAt(d, capacity, limits[d] === undefined ? 'learned' : 'config', bucket, d, now, limits.burst ?? 60));
+    else dimensions.push(dimensionAt(d, capacity, capacity === configured ? 'config' : 'learned', bucket, d, now, limits.burst ?? 60));
   }
 
   const tenantDims: Record<string, DimensionSnapshot[]> = {};

@@ -87,7 +87,7 @@ export interface Reservation {
   need: Required<Need>;
   /**
    * The capacity input, output, tokens and tenant tokens were charged against (as configured, or
-   * learned from headers); 0 = the dimension did not bind, so a settle corrects nothing there.
+   * learned from headers when lower or alone); 0 = the dimension did not bind, so a settle corrects nothing there.
    */
   chargedAgainst: { itpm: number; otpm: number; tpm: number; tenantTpm: number };
   /** Redis time of the grant, ms since the epoch (fractional). */
@@ -198,6 +198,7 @@ export interface DimensionSnapshot {
   dimension: Dimension;
   /** What the bucket holds when full: the per-minute limit times burst / 60. */
   capacity: number;
+  /** Where the binding limit came from: the config, or the provider's headers (none configured, or the config's is higher). */
   source: 'config' | 'learned';
   /** Can be negative after an underestimate was settled. */
   level: number;

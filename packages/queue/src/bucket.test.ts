@@ -343,6 +343,37 @@ describe('sync', () => {
     });
   });
 
+  it("paces by the provider's announced limit where the config sets a higher one", async () => {
+    // The config says a tier the account does not have: 100M tokens/min where OpenAI grants 2M.
+    const b = fresh();
+    const config = { rpm: 100_000, tpm: 100_000_000 };
+    const openai = (remainingTokens: number) =>
+      parseRateLimitHeaders({
+        'x-ratelimit-limit-requests': '5000',
+        'x-ratelimit-remaining-requests': '4999',
+        'x-ratelimit-limit-tokens': '2000000',
+        'x-ratelimit-remaining-tokens': String(remainingTokens),
+      });
+    // A quarter of the configured capacity in use when the headers first arrive: a quarter of the
+    // announced one after (the level, what is left, keeps its fullness at the new scale).
+    granted(await b.acquire({ pool: 'p', limits: config, lane: 'critical', need: need(25_000_000, 0) }));
+    await b.sync('p', config, openai(2_000_000));
+    const snap = await b.snapshot('p', config);
+    expect(snap.dimensions.map((d) => [d.dimension, d.capacity, d.source])).toEqual([
+      ['rpm', 5000, 'learned'], ['tpm', 2_000_000, 'learned'],
+    ]);
+    expect(dimOf(snap.dimensions, 'tpm').level).toBeGreaterThan(1_490_000);
+    expect(dimOf(snap.dimensions, 'tpm').level).toBeLessThan(1_510_000);
+    // With the level measured against the configured 100M, NORMAL (which leaves 20% of capacity
+    // to the lanes above) waited ~10 s for 13 tokens with 2M left at the provider.
+    await b.sync('p', config, openai(1_999_990));
+    const r = granted(await b.acquire({ pool: 'p', limits: config, lane: 'normal', need: need(8, 5) }));
+    expect(r.chargedAgainst.tpm).toBe(2_000_000);
+    expect(await b.settle(r, { inputTokens: 8, outputTokens: 3 })).toMatchObject({ status: 'settled', delta: { tokens: -2 } });
+    // More than the announced limit never fits, whatever the config says.
+    expect(await b.acquire({ pool: 'p', limits: config, lane: 'critical', need: need(2_500_000, 0) })).toMatchObject({ status: 'never_fits', dimension: 'tpm', maxDrawable: 2_000_000 });
+  });
+
   it('derives the level from an OpenAI reset when no remaining is sent', async () => {
     const b = fresh();
     const limits = { tpm: 60_000 };

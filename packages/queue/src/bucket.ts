@@ -31,7 +31,8 @@
  *
  * Limits come with each call, so a config change applies at once and there is no set-up step;
  * a dimension the config leaves out uses the limit learned from the providers' headers, and
- * binds only once one is known. Time is Redis `TIME`, so worker clocks do not matter.
+ * binds only once one is known; one the config sets above what the provider announces is paced
+ * by the provider's. Time is Redis `TIME`, so worker clocks do not matter.
  */
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
@@ -440,7 +441,7 @@ export class Bucket {
   }
 }
 
-/** A grant's reply for one dimension (see lua/acquire.lua): 0, 1 = the configured limit, or the learned one. */
+/** A grant's reply for one dimension (see lua/acquire.lua): 0, 1 = the configured limit, or the learned one (lower or alone). */
 function capacityOf(replied: string | number | undefined, configured: number | undefined): number {
   if (typeof replied === 'string') return Number(replied);
   return replied === 1 ? (configured ?? 0) : 0;

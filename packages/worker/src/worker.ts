@@ -13,6 +13,7 @@ import { WorkerMetrics } from './metrics.js';
 import { PressureMonitor, type PressureAdjust } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
+import { LimitNotices } from './run/limit-notices.js';
 import { PoolHolds } from './run/pool-holds.js';
 import { PromptCacheMemory } from './run/prompt-cache-memory.js';
 import { OutageEvidence } from './run/outage-evidence.js';
@@ -93,6 +94,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       random: opts.random ?? Math.random,
       tenantWaits: new Map(),
       poolHolds: new PoolHolds(),
+      limitNotices: new LimitNotices(logger),
       now,
     },
   });

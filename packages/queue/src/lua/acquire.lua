@@ -33,8 +33,8 @@
           last, the tenant bucket of the acquire when it has tenant limits
   The key count varies per call (no padding); every key names the pool's slot.
 
-  ARGV[1..4]  configured limit for rpm, itpm, otpm, tpm; '' = use the learned limit, and if none
-              is known the dimension does not bind
+  ARGV[1..4]  configured limit for rpm, itpm, otpm, tpm ('' = none); a learned limit below it
+              binds instead, and with neither the dimension does not bind
   ARGV[5]     burst: the seconds of quota each dimension holds ('' = 60)
   ARGV[6]     number of carried settles, n
   ARGV[7]     '1' when rate-limit headers follow the settles
@@ -59,7 +59,7 @@
     code  1 GRANTED: a, b, c for input, output and tokens: the capacity each was charged
             against, which the client keeps in the reservation and sends back with its settle:
             0 = the dimension did not bind, the integer 1 = the configured limit, a string = the
-            learned limit (17 digits)
+            learned limit (17 digits), when it is the lower or the only one
     code -1 WAIT: every dimension (and the model's cooldown, throttle and retry budget) can serve
             after a = waitMs; b = the binding dimension, 'cooldown', 'throttle' or 'retry_budget',
             or 'fair_share' when only the fair reserve holds the job back (a fresh tenant's job
@@ -106,7 +106,7 @@ end
 
 -- Outcomes of earlier calls, per model: the throttle's success ratio is the fleet's.
 if outcomes > 0 and params then
-  local cap = lr or pool[6]
+  local cap = limitOf(lr, pool[6])
   for a = at, at + (outcomes - 1) * 3, 3 do
     local t = readThrottle(KEYS[4], ARGV[a])
     throttleAt(t, now, params, cap)
@@ -132,12 +132,9 @@ end
 local requests, input, output = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
 local reserve, lane = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
 
--- The per-minute limit of pool dimension j: configured, else learned, else nil (does not bind).
--- It sets the refill rate; the capacity is `burstShare` of it.
-local function capOf(limit, j)
-  return limit or pool[j + 5]
-end
-local cr, ci, co, ct = capOf(lr, 1), capOf(li, 2), capOf(lo, 3), capOf(lt, 4)
+-- The per-minute limit of each pool dimension (`limitOf`: the lower of configured and learned;
+-- nil: does not bind). It sets the refill rate; the capacity is `burstShare` of it.
+local cr, ci, co, ct = limitOf(lr, pool[6]), limitOf(li, pool[7]), limitOf(lo, pool[8]), limitOf(lt, pool[9])
 local ur, ui, uo, ut = usedAt(pool[2], elapsed, cr), usedAt(pool[3], elapsed, ci), usedAt(pool[4], elapsed, co), usedAt(pool[5], elapsed, ct)
 
 local waitMs, reason, never, neverMost = 0, nil, nil, 0
@@ -253,7 +250,7 @@ end
 -- capacity used here, and Redis keeps no reservation to write now and read back at settle time.
 local function against(limit, c)
   if not c then return 0 end
-  if limit then return 1 end
+  if limit == c then return 1 end
   return string.format('%.17g', c)
 end
 reply[1], reply[3], reply[4], reply[5] = 1, against(li, ci), against(lo, co), against(lt, ct)

@@ -22,7 +22,7 @@ local now = redisNow()
 local params = throttleParams(2)
 local out = {}
 if not params then return out end
-local cap = tonumber(ARGV[1]) or readPool(KEYS[2])[6]
+local cap = limitOf(tonumber(ARGV[1]), readPool(KEYS[2])[6])
 local f = function(x) return string.format('%.6g', x) end
 for i = 8, #ARGV do
   local model = ARGV[i]

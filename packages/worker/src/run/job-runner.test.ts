@@ -12,6 +12,7 @@ import { WorkerMetrics } from '../metrics.js';
 import { createAdapters } from '../providers/index.js';
 import { COOLDOWN_RESUME_SPREAD_MS, JobCancelled, runJob } from './job-runner.js';
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
+import { LimitNotices } from './limit-notices.js';
 import { PoolHolds } from './pool-holds.js';
 import { PromptCacheMemory } from './prompt-cache-memory.js';
 import { OutageEvidence } from './outage-evidence.js';
@@ -46,6 +47,7 @@ function shedView(config: RunContext['config'], pressure: Record<string, number>
 }
 
 function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<string, number> = {}, random: () => number = () => 0.5): RunContext {
+  const logger = createLogger({ level: 'silent' });
   const prefix = `runner${++seq}`;
   const config = parseConfig({
     redis: { prefix },
@@ -69,11 +71,12 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     metrics: new WorkerMetrics({ defaultMetrics: false }),
     stats: new FleetStatsWriter(db.redis, prefix),
     pressure: shedView(config, pressure),
-    logger: createLogger({ level: 'silent' }),
+    logger,
     random,
     now: Date.now,
     tenantWaits: new Map(),
     poolHolds: new PoolHolds(),
+    limitNotices: new LimitNotices(logger),
   };
 }
 

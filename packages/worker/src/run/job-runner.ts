@@ -290,7 +290,11 @@ function settleAndSync(
   }
   // Otherwise (5xx, cut connection) the provider may have counted everything: keep the charge.
   // Headers go after the settle, so the bucket holds this call's usage when they are read.
-  if (headers) ctx.bucket.sync(pool, limits, parseRateLimitHeaders(headers)).catch(failed);
+  if (headers) {
+    const observed = parseRateLimitHeaders(headers);
+    ctx.limitNotices.check(pool, limits, observed);
+    ctx.bucket.sync(pool, limits, observed).catch(failed);
+  }
 }
 
 /**

@@ -8,6 +8,7 @@ import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFail
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { PromptCacheMemory } from './prompt-cache-memory.js';
+import type { LimitNotices } from './limit-notices.js';
 import type { PoolHolds } from './pool-holds.js';
 import type { OutageEvidence } from './outage-evidence.js';
 import type { ThrottleStates } from './throttle-states.js';
@@ -61,6 +62,8 @@ export interface RunContext {
   tenantWaits: Map<string, number>;
   /** Pools held back in a lane by a job of this worker out of it: the pool's sleeper, a job on its way back (pool-holds.ts). */
   poolHolds: PoolHolds;
+  /** Says once when the config sets a limit above the provider's announced one. */
+  limitNotices: LimitNotices;
 }
 
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */

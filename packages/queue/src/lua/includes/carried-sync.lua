@@ -2,10 +2,10 @@
   Rate-limit headers carried by a later call to the same pool. Headers may only LOWER a level,
   never raise it: they describe the provider's bucket a moment ago, before calls the fleet has
   already been granted, so a higher `remaining` is old news, not headroom. Limits the provider
-  announces are kept as learned limits (see includes/pool-state), which acquire uses for every dimension
-  the config leaves out.
+  announces are kept as learned limits (see includes/pool-state); acquire paces each dimension by
+  the lower of the configured and the learned one (`limitOf`).
 
-  Needs includes/bucket-time.
+  Needs includes/bucket-time and includes/pool-state.
 ]]
 
 --[[
@@ -24,10 +24,17 @@ local function syncCarried(pool, limits, share, elapsed, at, statsKey, lowered)
   for j = 1, 4 do
     local observedCap = tonumber(ARGV[at + j - 1])
     if observedCap and observedCap > 0 and observedCap ~= pool[j + 5] then
+      local before = limitOf(limits[j], pool[j + 5])
       pool[j + 5] = observedCap
       learned = true
+      -- A new limit keeps the level's fullness: the same share of the pool in use, at the new
+      -- scale (a level measured against a capacity ten times the new one would wait for ever).
+      local after = limitOf(limits[j], observedCap)
+      if before and after ~= before and pool[j + 1] then
+        pool[j + 1] = usedAt(pool[j + 1], elapsed, before) * after / before + elapsed * after / 60000
+      end
     end
-    local cap = limits[j] or pool[j + 5]
+    local cap = limitOf(limits[j], pool[j + 5])
     local remaining = tonumber(ARGV[at + 3 + j])
     local untilFull = tonumber(ARGV[at + 7 + j])
     if not remaining and cap and untilFull then

@@ -13,6 +13,16 @@
 local POOL_FORMAT = '<dddddddddddddd'
 local GRANTS_AT = 10
 
+-- A dimension's per-minute limit: the lower of the configured one and the one the provider last
+-- announced (nil = neither: the dimension does not bind). A config above the announced limit is
+-- wrong (a tier copied from the docs, a limit the provider lowered), and pacing by it would refill
+-- the bucket faster than the provider does and measure the lane reserves against capacity that
+-- does not exist; a config below it is the operator keeping headroom for other callers.
+local function limitOf(configured, learned)
+  if configured and learned then return math.min(configured, learned) end
+  return configured or learned
+end
+
 local function readPool(key)
   local raw = redis.call('GET', key)
   if not raw then return {} end
