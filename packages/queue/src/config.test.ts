@@ -82,6 +82,17 @@ dashboard: { port: "eighty" }
     expect(err.code).toBe('CONFIG_INVALID');
   });
 
+  it("refuses an OpenAI fallback without maxOutputTokens where its primary has one: a request with no output bound could never fall back to it", () => {
+    const gpt = { provider: 'openai', maxOutputTokens: 32_768 };
+    expect(parseConfig({ models: { 'gpt-4.1': { ...gpt, fallback: ['gpt-4.1-mini'] }, 'gpt-4.1-mini': gpt } }).models['gpt-4.1']?.fallback).toEqual(['gpt-4.1-mini']);
+    // Without a cap on the primary, such requests are refused at enqueue anyway: nothing to say.
+    expect(parseConfig({ models: { 'gpt-4.1': { provider: 'openai', fallback: ['gpt-4.1-mini'] }, 'gpt-4.1-mini': { provider: 'openai' } } }).models['gpt-4.1-mini']).toBeDefined();
+    const err = configErrorOf(() => parseConfig({ models: { 'gpt-4.1': { ...gpt, fallback: ['gpt-4.1-mini'] }, 'gpt-4.1-mini': { provider: 'openai' } } }));
+    expect(err.issues.map((i) => `${i.path}: ${i.message}`)).toEqual([
+      'models.gpt-4.1.fallback.0: "gpt-4.1-mini" has no maxOutputTokens, so a request that sets no max_completion_tokens (the SDKs\' default), which "gpt-4.1" serves, could never fall back to it: set models.gpt-4.1-mini.maxOutputTokens',
+    ]);
+  });
+
   it('refuses models of one pool with different limits or providers, naming both', () => {
     const sonnet = { provider: 'anthropic', pool: 'sonnet-4', limits: { rpm: 50, itpm: 30_000, otpm: 8_000 } };
     expect(parseConfig({ models: { a: sonnet, b: { ...sonnet, limits: { ...sonnet.limits, burst: 60 } } } }).models.b?.pool).toBe('sonnet-4');

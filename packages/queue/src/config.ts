@@ -420,6 +420,14 @@ function crossCheck(raw: unknown): Issue[] {
         issues.push({ path: `models.${name}.fallback.${i}`, message: `unknown model "${next}" (not under models)` });
       } else if (record(target).provider !== model.provider) {
         issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is a ${String(record(target).provider)} model; a fallback must use the same provider (${String(model.provider)})` });
+      } else if (model.provider === 'openai' && model.maxOutputTokens !== undefined && record(target).maxOutputTokens === undefined) {
+        // Admission checks the output cap of the models a job names; a configured fallback is
+        // the workers' to add, so a job without an output bound was admitted for the primary and
+        // then could never run on this one (plan.ts skips it).
+        issues.push({
+          path: `models.${name}.fallback.${i}`,
+          message: `"${next}" has no maxOutputTokens, so a request that sets no max_completion_tokens (the SDKs' default), which "${name}" serves, could never fall back to it: set models.${next}.maxOutputTokens`,
+        });
       }
     });
     if (model.provider === 'openai' && (limits.itpm !== undefined || limits.otpm !== undefined)) {
