@@ -194,6 +194,20 @@ describe('Producer', () => {
     expect(await waiting(admin, laneKeys(prefix, 'critical'))).toBe(2);
   });
 
+  it("refuses an idempotency key repeated with a different job, rather than answer it with the first job's result", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const first = await p.enqueue(job({ idempotencyKey: 'order-44' }));
+    const other = job({ idempotencyKey: 'order-44', request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Something else' }] } });
+    await expect(p.enqueue(other)).rejects.toMatchObject({
+      code: 'JOB_INVALID',
+      issues: [{ path: 'idempotencyKey', message: expect.stringContaining(`already names job ${first.id}, which holds a different job`) }],
+    });
+    // The same job again is still the first one, and nothing else was enqueued.
+    expect((await p.enqueue(job({ idempotencyKey: 'order-44' }))).id).toBe(first.id);
+    expect(await waiting(admin, laneKeys(prefix, 'critical'))).toBe(1);
+  });
+
   it('delivers the result of a job completed by a plain BullMQ worker', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);

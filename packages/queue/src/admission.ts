@@ -92,6 +92,7 @@ export const AddReply = {
   UNPUBLISHED: -6,
   BYTES_FULL: -7,
   NO_OUTPUT_BOUND: -8,
+  IDEMPOTENCY_CONFLICT: -9,
 } as const;
 
 /** The error a refusal of `add-9.lua` means for this entry. */
@@ -121,6 +122,10 @@ function addRefusalToError(lane: Lane, entry: LaneEntry, models: readonly string
         },
       ]);
     }
+    case AddReply.IDEMPOTENCY_CONFLICT:
+      return new JobValidationError([
+        { path: 'idempotencyKey', message: `already names job ${entry.jobId}, which holds a different job: a repeat must send the same job again (a new request needs a new key)` },
+      ]);
     default:
       throw new Error(`add script returned unknown code ${code}`);
   }

@@ -60,6 +60,8 @@
     -7, maxBytes, bytes, jobBytes          QUEUE_FULL: the lane's unfinished jobs hold its byte cap
     -8, model, '', ''                      the request sets no output bound and the model has no
                                            maxOutputTokens in the fleet's config
+    -9, '', '', ''                         IDEMPOTENCY_CONFLICT: the job's idempotency key names a job
+                                           that holds a different one
 ]]
 --- @bullmq "addStandardJob"
 --- @include "includes/model-pool"
@@ -137,6 +139,12 @@ end
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
 local function addOne(jobId, provider, tenant, models, summary, cost, at)
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
+    -- An idempotency key names one job: a repeat must send that job again. Answering another
+    -- request with the first one's result would hand its caller an answer to a question it did
+    -- not ask. (Other fixed ids, a shed job's hand-off, are derived from the job itself.)
+    if string.find(jobId, '.idem-', 1, true) and redis.call('HGET', jobKeyPrefix .. jobId, 'data') ~= ARGV[at + 1] then
+      return -9, '', '', ''
+    end
     return 2, '', '', ''
   end
   if not cap then return -6, '', '', '' end
