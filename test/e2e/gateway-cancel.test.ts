@@ -131,6 +131,37 @@ describe('clients that go away', () => {
     }
   });
 
+  it("a client leaving a stream it shares (headroom-coalesce) stops only its own: the other gets the whole answer", async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    try {
+      const body = { model: SONNET, max_tokens: 40, messages: [{ role: 'user' as const, content: 'One answer for two clients.' }] };
+      const headers = { 'headroom-coalesce': 'true' };
+      const before = sim.stats().admissions.length;
+      const abort = new AbortController();
+      const leaving = fleet.anthropic().messages.stream(body, { signal: abort.signal, headers });
+      const { response } = await leaving.withResponse();
+      const jobId = response.headers.get('headroom-job-id')!;
+      const staying = fleet.anthropic().messages.stream(body, { headers });
+      expect((await staying.withResponse()).response.headers.get('headroom-job-id')).toBe(jobId);
+      let deltas = 0;
+      leaving.on('text', () => {
+        if (++deltas === 5) abort.abort();
+      });
+      await expect(leaving.finalMessage()).rejects.toThrow();
+      // Before, the leaving client's cancel stopped the shared call: the other stream ended with
+      // CANCELLED after a few words.
+      const answer = await staying.finalMessage();
+      expect(answer.stop_reason).toBe('max_tokens');
+      expect(answer.usage.output_tokens).toBe(40);
+      expect((await producer.getJob(jobId))?.state).toBe('completed');
+      const calls = sim.stats().admissions.slice(before);
+      expect(calls).toHaveLength(1);
+      expect(calls[0]).toMatchObject({ clientClosed: false });
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
   it('a streamed call whose client leaves before it started is removed as well', async () => {
     sim.setPace({ streamTokenMs: 20 });
     try {

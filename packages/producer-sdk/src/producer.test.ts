@@ -505,6 +505,28 @@ describe('Producer', () => {
     expect(other.id).not.toBe(handles[0]!.id);
   });
 
+  it("leaves a job callers share to the others when one stops waiting, and cancels it when the last does", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const coalesced = () => job({ priority: 'NORMAL', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Shared question' }] } } as never);
+    const [a, b, c] = await Promise.all([p.enqueue(coalesced()), p.enqueue(coalesced()), p.enqueue(coalesced())]);
+    expect(new Set([a!.id, b!.id, c!.id]).size).toBe(1);
+    // Two callers stop waiting: the job stays for the third.
+    expect(await p.cancel(a!.id, { keepShared: true })).toBe(false);
+    expect(await p.cancel(b!.id, { keepShared: true })).toBe(false);
+    expect((await p.getJob(a!.id))?.state).toBe('waiting');
+    // A timed-out wait is one of those (cancelOnTimeout): the last caller's removes the job.
+    await expect(c!.result({ timeoutMs: 100, cancelOnTimeout: true })).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: true });
+    expect(await p.getJob(a!.id)).toBeNull();
+
+    // An idempotent repeat shares the same way; an explicit cancel still stops it for everyone.
+    const first = await p.enqueue(job({ idempotencyKey: 'shared-1' }));
+    await p.enqueue(job({ idempotencyKey: 'shared-1' }));
+    expect(await p.cancel(first.id, { keepShared: true })).toBe(false);
+    expect((await p.getJob(first.id))?.state).toBe('waiting');
+    expect(await p.cancel(first.id)).toBe(true);
+  });
+
   it('writes a job exactly as BullMQ Queue.add does (hash, wait list, marker, events)', async () => {
     // Admission embeds BullMQ's own add script; this is what keeps that embedding honest. In a
     // FIFO lane: a fair lane then moves the job to its place in the prioritized set (below).

@@ -72,13 +72,16 @@ export interface ResultOptions {
   /**
    * On timeout, also remove the job if it has not started, so no provider call is made for an
    * answer nobody waits for. The `TimeoutError` then says `cancelled: true`; a job already running
-   * is left to finish (`cancelled: false`). @default false
+   * is left to finish (`cancelled: false`), as is one other callers share. @default false
    */
   cancelOnTimeout?: boolean;
 }
 
 export interface StreamOptions {
-  /** Aborting cancels the job: removed if it has not started, its provider call stopped if it has. */
+  /**
+   * Aborting cancels the job: removed if it has not started, its provider call stopped if it has;
+   * a job other callers share (coalesced, an idempotent repeat) is left to them.
+   */
   signal?: AbortSignal;
   /** How long the job may take, wait and stream included. @default 600000 */
   timeoutMs?: number;
@@ -87,6 +90,13 @@ export interface StreamOptions {
 export interface CancelOptions {
   /** Only remove the job if it has not started; leave a running one alone. @default false */
   ifNotStarted?: boolean;
+  /**
+   * The caller only stops waiting (its client left, its stream was aborted, its wait timed out):
+   * a job that other callers share (an idempotent repeat or a coalesced join of it) is left to
+   * them, and only this caller's share is given back. What `stream()`'s abort, `cancelOnTimeout`
+   * and the gateway do. @default false (an explicit cancel stops the job for everyone)
+   */
+  keepShared?: boolean;
 }
 
 export interface JobHandle {
@@ -227,7 +237,7 @@ export class Producer {
       deleteKey: shared ? undefined : laneKeys(this.prefix, handle.lane).jobEvents(handle.id),
       signal: opts.signal,
       cancel: async () => {
-        await this.cancel(handle.id);
+        await this.cancel(handle.id, { keepShared: true });
       },
     });
   }
@@ -276,7 +286,7 @@ export class Producer {
       // One call removes a job not started, gives back its admission counts and tells whoever
       // waits on it, in this process or another: its replies stream gets a `removed` entry, the
       // lane's events BullMQ's `removed` (lane-cancel.ts).
-      const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id);
+      const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, { keepShared: opts.keepShared === true });
       if (outcome === 'removed') return true;
       if (outcome !== 'started' || opts.ifNotStarted) return false;
       await flagCancelled(this.client.redis, this.prefix, id);
@@ -322,7 +332,7 @@ export class Producer {
           return await this.waiter.wait(lane, id, timeoutMs, mode);
         } catch (err) {
           // Only a job not yet started is removed: one already running has been paid for.
-          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await this.cancel(id, { ifNotStarted: true }).catch(() => false);
+          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await this.cancel(id, { ifNotStarted: true, keepShared: true }).catch(() => false);
           throw err;
         }
       },

@@ -13,16 +13,24 @@ import { laneOfJobId } from './job-ids.js';
 import { laneKeys } from './keys.js';
 import { runScript } from './scripts.js';
 
-/** `removed`: gone from its lane; `started`: a worker has it (left running); `finished` or `missing`: nothing to cancel. */
-export type CancelOutcome = 'removed' | 'started' | 'finished' | 'missing';
+/**
+ * `removed`: gone from its lane; `started`: a worker has it (left running); `finished` or
+ * `missing`: nothing to cancel; `shared`: (`keepShared` only) other callers share the job, so it
+ * stays for them and only this caller's share was given back.
+ */
+export type CancelOutcome = 'removed' | 'started' | 'finished' | 'missing' | 'shared';
 
-const OUTCOMES: Record<number, CancelOutcome> = { 1: 'removed', 0: 'started', [-1]: 'finished', [-2]: 'missing' };
+const OUTCOMES: Record<number, CancelOutcome> = { 1: 'removed', 0: 'started', [-1]: 'finished', [-2]: 'missing', 2: 'shared' };
 
-export async function cancelIfNotStarted(redis: Redis | Cluster, prefix: string, jobId: string): Promise<CancelOutcome> {
+/**
+ * `keepShared`: the caller only stops waiting (a client gone, a stream aborted, a wait timed out):
+ * a job that idempotent repeats or coalesced joins share stays for the others.
+ */
+export async function cancelIfNotStarted(redis: Redis | Cluster, prefix: string, jobId: string, opts: { keepShared?: boolean } = {}): Promise<CancelOutcome> {
   const lane = laneOfJobId(jobId);
   if (!lane) return 'missing';
   const k = laneKeys(prefix, lane);
-  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix]));
+  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, opts.keepShared ? '1' : '0']));
   const outcome = OUTCOMES[reply];
   if (!outcome) throw new Error(`cancel-3.lua: unexpected reply ${reply}`);
   return outcome;

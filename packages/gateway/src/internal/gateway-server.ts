@@ -372,7 +372,7 @@ class GatewayHandler {
     let expired = false;
     const timer = setTimeout(() => {
       expired = true;
-      this.producer.cancel(id, { ifNotStarted: true }).then(
+      this.producer.cancel(id, { ifNotStarted: true, keepShared: true }).then(
         (removed) => {
           if (!removed) expired = false;
         },
@@ -397,7 +397,7 @@ class GatewayHandler {
     res.once('close', () => {
       if (res.writableFinished) return;
       gone = true;
-      void this.producer.cancel(handle.id, { ifNotStarted: true }).catch(() => false);
+      void this.producer.cancel(handle.id, { ifNotStarted: true, keepShared: true }).catch(() => false);
     });
     const deadline = this.#startDeadline(handle.id, maxWaitMs);
     try {

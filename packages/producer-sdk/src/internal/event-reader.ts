@@ -53,8 +53,19 @@ interface Listener {
   onEntry(fields: string[]): void;
 }
 
+/** Stream entry ids (`<ms>-<seq>`) in order. */
+function idAfter(a: string, b: string): boolean {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am > bm || (am === bm && as > bs);
+}
+
 class LaneReader {
-  readonly #subs = new Map<string, Sub>();
+  /**
+   * Stream key -> its subscriptions: callers sharing one job (coalesced, an idempotent repeat)
+   * in one process each read it, from its own position.
+   */
+  readonly #subs = new Map<string, Set<Sub>>();
   #listener: Listener | undefined;
   readonly #wakeKey: string;
   #wakeId = '0-0';
@@ -75,7 +86,9 @@ class LaneReader {
 
   subscribe(key: string): EventSubscription {
     const sub: Sub = { key, lastId: '0-0', buffer: [], waiting: undefined, closed: false };
-    this.#subs.set(key, sub);
+    const subs = this.#subs.get(key) ?? new Set<Sub>();
+    subs.add(sub);
+    this.#subs.set(key, subs);
     return {
       next: () => {
         if (sub.closed) return Promise.resolve(undefined);
@@ -99,7 +112,8 @@ class LaneReader {
       },
       close: () => {
         sub.closed = true;
-        this.#subs.delete(key);
+        subs.delete(sub);
+        if (subs.size === 0 && this.#subs.get(key) === subs) this.#subs.delete(key);
         sub.waiting?.(undefined);
         sub.waiting = undefined;
       },
@@ -114,7 +128,7 @@ class LaneReader {
 
   close(): void {
     this.#closed = true;
-    for (const sub of this.#subs.values()) {
+    for (const sub of [...this.#subs.values()].flatMap((subs) => [...subs])) {
       sub.closed = true;
       sub.waiting?.(undefined);
     }
@@ -138,7 +152,13 @@ class LaneReader {
 
   async #loop(): Promise<void> {
     while (!this.#closed) {
-      const wanting: { key: string; lastId: string }[] = [...this.#subs.values()].filter((s) => s.waiting !== undefined);
+      // Per key, from the earliest position a waiting subscription has reached.
+      const wanting: { key: string; lastId: string }[] = [];
+      for (const [key, subs] of this.#subs) {
+        let from: string | undefined;
+        for (const s of subs) if (s.waiting !== undefined && (from === undefined || idAfter(from, s.lastId))) from = s.lastId;
+        if (from !== undefined) wanting.push({ key, lastId: from });
+      }
       if (this.#listener) wanting.push(this.#listener);
       if (wanting.length === 0) {
         await new Promise<void>((resolve) => { this.#idle = resolve; });
@@ -174,19 +194,23 @@ class LaneReader {
           }
           continue;
         }
-        const sub = this.#subs.get(key);
-        if (!sub) continue;
-        for (const [id, fields] of entries) {
-          sub.lastId = id;
-          const event = decodeJobEvent(fields[0] ?? '', fields[1] ?? '');
-          if (event) sub.buffer.push(event);
-        }
-        const waiting = sub.waiting;
-        const first = sub.buffer.shift();
-        if (waiting && first) {
-          sub.waiting = undefined;
-          waiting(first);
-          handedOn = true;
+        // To the subscriptions waiting, each from past its own position; one not waiting reads
+        // its entries when it next asks (they wait in Redis, as for a slow reader).
+        for (const sub of this.#subs.get(key) ?? []) {
+          const waiting = sub.waiting;
+          if (!waiting) continue;
+          for (const [id, fields] of entries) {
+            if (!idAfter(id, sub.lastId)) continue;
+            sub.lastId = id;
+            const event = decodeJobEvent(fields[0] ?? '', fields[1] ?? '');
+            if (event) sub.buffer.push(event);
+          }
+          const first = sub.buffer.shift();
+          if (first) {
+            sub.waiting = undefined;
+            waiting(first);
+            handedOn = true;
+          }
         }
       }
       // A consumer handed an entry takes the rest of its buffer in microtasks and asks again:

@@ -51,6 +51,9 @@
     1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
                                            deduplicated it into a job already in flight
     2, '', '', ''                          a job with this id exists already (idempotent repeat)
+
+  A repeat and a coalesced join each count one more caller sharing the job (`hrJoins` in its hash):
+  a caller that stops waiting then leaves it to the others instead of cancelling it (cancel-3.lua).
     -1, cap, size, ''                      QUEUE_FULL: the lane holds its cap of jobs not yet started
     -2, model, '', ''                      unknown model (not in the fleet's published models)
     -3, model, provider, ''                model belongs to another provider
@@ -145,6 +148,8 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     if string.find(jobId, '.idem-', 1, true) and redis.call('HGET', jobKeyPrefix .. jobId, 'data') ~= ARGV[at + 1] then
       return -9, '', '', ''
     end
+    -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
+    redis.call('HINCRBY', jobKeyPrefix .. jobId, 'hrJoins', 1)
     return 2, '', '', ''
   end
   if not cap then return -6, '', '', '' end
@@ -177,7 +182,9 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     -- Only a parent-job error returns a code, and lane jobs have no parent: stop loudly.
     error('BullMQ addStandardJob refused job ' .. jobId .. ' with code ' .. tostring(added))
   end
-  -- A coalesced job (BullMQ deduplication) did not grow the lane, nor its tenant's count.
+  -- A coalesced job (BullMQ deduplication) did not grow the lane, nor its tenant's count; it
+  -- has one more caller sharing it (see the EXISTS path above).
+  if added ~= jobId then redis.call('HINCRBY', jobKeyPrefix .. added, 'hrJoins', 1) end
   if added == jobId then
     size = size + 1
     bytes = bytes + jobBytes
