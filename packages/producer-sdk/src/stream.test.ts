@@ -90,6 +90,23 @@ describe('producer.stream', () => {
     expect(await admin.exists(jobEventsKey(prefix, stream.id))).toBe(0);
   });
 
+  it('replays a finished stream to a repeat of its idempotency key, and names the key once the stream has expired', async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('hi') }, { kind: 'end' }]] }));
+    const first = await producer(prefix).stream(job({ idempotencyKey: 'stream-1' }));
+    for await (const _ of first) void _;
+    await first.result();
+    const again = await producer(prefix).stream(job({ idempotencyKey: 'stream-1' }));
+    expect(again.existing).toBe(true);
+    const texts: string[] = [];
+    for await (const event of again) texts.push((event as { delta: { text: string } }).delta.text);
+    expect(texts).toEqual(['hi']);
+    // Its events expire (RELAY_TTL_MS after the last): a later repeat gets a clear error, not a bare one.
+    await admin.del(jobEventsKey(prefix, first.id));
+    const late = await producer(prefix).stream(job({ idempotencyKey: 'stream-1' }));
+    await expect(late.started()).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey', message: expect.stringContaining('whose stream has expired') }] });
+  });
+
   it('marks the job streamed for the worker', async () => {
     const prefix = await fleetPrefix();
     let seen: unknown;

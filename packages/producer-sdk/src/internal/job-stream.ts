@@ -12,7 +12,7 @@
  * provider's shape made here; then the iteration throws `JobFailedError`.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { errorEventOf, JobFailedError, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
+import { errorEventOf, JobFailedError, JobValidationError, RELAY_TTL_MS, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
 import type { EventSubscription } from './event-reader.js';
 
 export interface StreamStart {
@@ -121,6 +121,13 @@ export class JobEventStream implements JobStream {
       // Nothing was streamed: the job's own error, or its end without events.
       if (first) this.#tail = [first, ...(this.#tail ?? [])];
       await this.#p.result;
+      if (this.existing) {
+        // A repeat of an idempotency key whose job streamed and finished longer ago than its
+        // events are kept: its answer is in its result, but can no longer be streamed.
+        throw new JobValidationError([
+          { path: 'idempotencyKey', message: `names job ${this.id}, which finished and whose stream has expired (events are kept ${RELAY_TTL_MS / 60_000} minutes after the last): its answer can no longer be streamed; read its result, or use a new key` },
+        ]);
+      }
       throw new Error(`job ${this.id} finished without streaming any event (its stream expired)`);
     })();
     return this.#startWait;
