@@ -367,7 +367,10 @@ class GatewayHandler {
     else await this.#plain(res, dialect, job, maxWaitMs);
   }
 
-  /** Cancels the job if it has not started within `maxWaitMs`: its client is then told to retry. */
+  /**
+   * Cancels the job if it has not started within `maxWaitMs`: its client is then told to retry. A
+   * job other requests share is left to them, and this client waits on with them for its answer.
+   */
   #startDeadline(id: string, maxWaitMs: number): { expired(): boolean; clear(): void } {
     let expired = false;
     const timer = setTimeout(() => {

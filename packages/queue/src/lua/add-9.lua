@@ -51,9 +51,6 @@
     1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
                                            deduplicated it into a job already in flight
     2, '', '', ''                          a job with this id exists already (idempotent repeat)
-
-  A repeat and a coalesced join each count one more caller sharing the job (`hrJoins` in its hash):
-  a caller that stops waiting then leaves it to the others instead of cancelling it (cancel-3.lua).
     -1, cap, size, ''                      QUEUE_FULL: the lane holds its cap of jobs not yet started
     -2, model, '', ''                      unknown model (not in the fleet's published models)
     -3, model, provider, ''                model belongs to another provider
@@ -65,6 +62,9 @@
                                            maxOutputTokens in the fleet's config
     -9, '', '', ''                         IDEMPOTENCY_CONFLICT: the job's idempotency key names a job
                                            that holds a different one
+
+  A repeat and a coalesced join each count one more caller sharing the job (`hrJoins` in its hash):
+  a caller that stops waiting then leaves it to the others instead of cancelling it (cancel-3.lua).
 ]]
 --- @bullmq "addStandardJob"
 --- @include "includes/model-pool"
