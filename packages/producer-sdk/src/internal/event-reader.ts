@@ -194,11 +194,13 @@ class LaneReader {
           }
           continue;
         }
-        // To the subscriptions waiting, each from past its own position; one not waiting reads
-        // its entries when it next asks (they wait in Redis, as for a slow reader).
+        // To the subscriptions waiting, each from past its own position. One not waiting, or
+        // behind where this read began (it joined while the read was out), reads its entries
+        // when it next asks: they wait in Redis, as for a slow reader.
+        const from = wanting.find((w) => w.key === key)?.lastId ?? '0-0';
         for (const sub of this.#subs.get(key) ?? []) {
           const waiting = sub.waiting;
-          if (!waiting) continue;
+          if (!waiting || idAfter(from, sub.lastId)) continue;
           for (const [id, fields] of entries) {
             if (!idAfter(id, sub.lastId)) continue;
             sub.lastId = id;
