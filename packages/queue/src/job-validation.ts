@@ -3,6 +3,7 @@
  * (zod, every bad field by path) and serialized size.
  */
 import { JobValidationError, PayloadTooLargeError } from './errors.js';
+import { FailureCode, jobFailure, type JobFailure } from './failure.js';
 import { toIssues } from './internal/zod-issues.js';
 import { LlmJob } from './job.js';
 import { jsonIssueAt, kindOf } from './json-value.js';
@@ -28,6 +29,19 @@ export function checkJob(input: unknown): LlmJob {
   const parsed = LlmJob.safeParse(input);
   if (!parsed.success) throw new JobValidationError(toIssues(LlmJob.safeParse(input, { reportInput: true }).error ?? parsed.error));
   return parsed.data;
+}
+
+/**
+ * `checkJob` for a job a worker took from a lane: its validated data, or the `JOB_INVALID` failure
+ * to end it with, naming each bad field. Any other error (not the job's) is thrown.
+ */
+export function checkTakenJob(input: unknown): { job: LlmJob } | { failure: JobFailure } {
+  try {
+    return { job: checkJob(input) };
+  } catch (err) {
+    if (!(err instanceof JobValidationError)) throw err;
+    return { failure: jobFailure(FailureCode.JOB_INVALID, `${err.message} (checked by a worker of this version)`) };
+  }
 }
 
 /** Returns the validated job and its serialized form, or throws `JobValidationError` / `PayloadTooLargeError`. */

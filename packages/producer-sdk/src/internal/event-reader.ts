@@ -153,12 +153,14 @@ class LaneReader {
   async #loop(): Promise<void> {
     while (!this.#closed) {
       // Per key, from the earliest position a waiting subscription has reached.
-      const wanting: { key: string; lastId: string }[] = [];
+      const readFrom = new Map<string, string>();
       for (const [key, subs] of this.#subs) {
-        let from: string | undefined;
-        for (const s of subs) if (s.waiting !== undefined && (from === undefined || idAfter(from, s.lastId))) from = s.lastId;
-        if (from !== undefined) wanting.push({ key, lastId: from });
+        for (const s of subs) {
+          const from = readFrom.get(key);
+          if (s.waiting !== undefined && (from === undefined || idAfter(from, s.lastId))) readFrom.set(key, s.lastId);
+        }
       }
+      const wanting: { key: string; lastId: string }[] = [...readFrom].map(([key, lastId]) => ({ key, lastId }));
       if (this.#listener) wanting.push(this.#listener);
       if (wanting.length === 0) {
         await new Promise<void>((resolve) => { this.#idle = resolve; });
@@ -197,7 +199,7 @@ class LaneReader {
         // To the subscriptions waiting, each from past its own position. One not waiting, or
         // behind where this read began (it joined while the read was out), reads its entries
         // when it next asks: they wait in Redis, as for a slow reader.
-        const from = wanting.find((w) => w.key === key)?.lastId ?? '0-0';
+        const from = readFrom.get(key) ?? '0-0';
         for (const sub of this.#subs.get(key) ?? []) {
           const waiting = sub.waiting;
           if (!waiting || idAfter(from, sub.lastId)) continue;

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { Job, Worker as BullWorker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { callOptionsOf, checkJob, createRedis, FailureCode, fleetKeys, jobFailure, JobValidationError, laneKeys, readyJobs, type HeadroomConfig, type LlmJob, type JobFailure, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { callOptionsOf, checkTakenJob, createRedis, FailureCode, fleetKeys, jobFailure, laneKeys, readyJobs, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';
@@ -284,14 +284,12 @@ export class Batcher {
     for (const job of jobs) {
       // Jobs are checked at enqueue; this guards the lane against anything else that wrote to it,
       // which would otherwise be taken, fail here, stall back, and be taken again forever.
-      let data: LlmJob;
-      try {
-        data = checkJob(job.data);
-      } catch (err) {
-        if (!(err instanceof JobValidationError)) throw err;
-        unusable.push({ job, failure: jobFailure(FailureCode.JOB_INVALID, `${err.message} (checked by a worker of this version)`) });
+      const checked = checkTakenJob(job.data);
+      if ('failure' in checked) {
+        unusable.push({ job, failure: checked.failure });
         continue;
       }
+      const data = checked.job;
       const api = this.opts.apis[data.provider];
       if (!api) {
         unusable.push({ job, failure: jobFailure(FailureCode.PROVIDER_REJECTED, `no batch API for "${String(data.provider)}": its API key is not set`) });

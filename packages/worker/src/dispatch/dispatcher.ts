@@ -18,7 +18,7 @@
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { allFairShareOnly, bringRunnableToFront, checkJob, createRedis, FailureCode, INTERACTIVE_LANES, jobFailure, JobValidationError, laneKeys, poolOf, readyJobs, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
+import { allFairShareOnly, bringRunnableToFront, checkTakenJob, createRedis, INTERACTIVE_LANES, laneKeys, poolOf, readyJobs, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
@@ -276,15 +276,14 @@ export class Dispatcher {
    * carries its validated data from here on.
    */
   private async refuseInvalid(job: Job, lane: InteractiveLane, token: string): Promise<boolean> {
-    try {
-      job.data = checkJob(job.data);
+    const checked = checkTakenJob(job.data);
+    if ('job' in checked) {
+      job.data = checked.job;
       return false;
-    } catch (err) {
-      if (!(err instanceof JobValidationError)) throw err;
-      this.opts.ctx.logger.warn({ jobId: job.id, lane, err: err.message }, 'job refused: not a job this worker can read');
-      await this.outcomes.apply(job, token, lane, { kind: 'failed', failure: jobFailure(FailureCode.JOB_INVALID, `${err.message} (checked by a worker of this version)`), progress: readProgress(job.progress) });
-      return true;
     }
+    this.opts.ctx.logger.warn({ jobId: job.id, lane, err: checked.failure.message }, 'job refused: not a job this worker can read');
+    await this.outcomes.apply(job, token, lane, { kind: 'failed', failure: checked.failure, progress: readProgress(job.progress) });
+    return true;
   }
 
   private begin({ job, lane, token, fetched }: { job: Job; lane: InteractiveLane; token: string; fetched: number }): void {
