@@ -101,6 +101,42 @@ describe('backpressure through the gateway', () => {
     expect(sim.stats().admissions.some((x) => x.model === HAIKU || x.model === GPT)).toBe(false);
   });
 
+  it('gives each client sharing a job its own start deadline: past it, one gets its 529 / 503 while the other gets the answer', async () => {
+    const admitted = (model: string) => sim.stats().admissions.filter((x) => x.model === model).length;
+    const before = { haiku: admitted(HAIKU), gpt: admitted(GPT), all: sim.stats().admissions.length };
+    const busy = fleet.anthropic().messages.create(ask('busy'), HIGH);
+    await until('the busy call to start', async () => sim.stats().admissions.length > before.all);
+    const shared = { 'content-type': 'application/json', 'headroom-priority': 'high', 'headroom-coalesce': 'true' };
+    const anthropicHeaders = { ...shared, 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.app };
+    const openaiHeaders = { ...shared, authorization: `Bearer ${GATEWAY_KEYS.app}` };
+    const plain = JSON.stringify(ask('one answer for two', HAIKU));
+    const streamed = JSON.stringify({ model: GPT, max_completion_tokens: 16, stream: true, messages: [{ role: 'user', content: 'one stream for two' }] });
+    const post = (path: string, headers: Record<string, string>, body: string, maxWaitMs: number) =>
+      fetch(`${fleet.gateway.url}${path}`, { method: 'POST', headers: { ...headers, 'headroom-max-wait-ms': String(maxWaitMs) }, body });
+    const [patientPlain, hastyPlain, patientStream, hastyStream] = await Promise.all([
+      post('/v1/messages', anthropicHeaders, plain, 20_000),
+      post('/v1/messages', anthropicHeaders, plain, 100),
+      post('/v1/chat/completions', openaiHeaders, streamed, 20_000),
+      post('/v1/chat/completions', openaiHeaders, streamed, 100),
+    ]);
+    // The hasty clients were told at their own deadline, while the job was still waiting for the busy call.
+    expect(hastyPlain.status).toBe(529);
+    expect(await hastyPlain.json()).toMatchObject({ error: { type: 'overloaded_error', message: expect.stringContaining('did not start within 100 ms') } });
+    expect(hastyStream.status).toBe(503);
+    expect(await hastyStream.json()).toMatchObject({ error: { message: expect.stringContaining('did not start within 100 ms') } });
+    // Each shared job ran once, for the patient client, which got the whole answer.
+    expect(patientPlain.status).toBe(200);
+    expect(patientPlain.headers.get('headroom-job-id')).toBe(hastyPlain.headers.get('headroom-job-id'));
+    expect(((await patientPlain.json()) as { content: unknown[] }).content.length).toBeGreaterThan(0);
+    expect(patientStream.status).toBe(200);
+    const events = await patientStream.text();
+    expect(events).toMatch(/"finish_reason":"(stop|length)"/);
+    expect(events.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    expect(admitted(HAIKU) - before.haiku).toBe(1);
+    expect(admitted(GPT) - before.gpt).toBe(1);
+    await busy;
+  });
+
   it("passes a provider's 4xx through with its status and message, and tells the SDK not to retry", async () => {
     // The simulator refuses max_tokens above the model's ceiling, as Anthropic does.
     const res = await fetch(`${fleet.gateway.url}/v1/messages`, {

@@ -505,15 +505,33 @@ describe('Producer', () => {
     expect(other.id).not.toBe(handles[0]!.id);
   });
 
+  it('lets a coalesced request join its job in flight when the lane is full or its tenant at its max: a join takes no room', async () => {
+    const prefix = await fleetPrefix();
+    await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, lanes: { high: { cap: 2 } }, tenants: { default: { maxQueued: 2 } } }));
+    const p = producer(prefix);
+    const shared = () => job({ priority: 'HIGH', tenant: 'acme', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Asked by many' }] } } as never);
+    const first = await p.enqueue(shared());
+    await p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }));
+    // The lane holds its cap and acme its max: a new job is refused for either, a join is not.
+    await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'other' }))).rejects.toMatchObject({ code: 'QUEUE_FULL' });
+    await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))).rejects.toMatchObject({ code: 'QUOTA_EXCEEDED' });
+    const join = await p.enqueue({ ...shared(), tenant: 'globex' });
+    expect(join).toMatchObject({ id: first.id, existing: true });
+    await expect(p.enqueue(shared())).resolves.toMatchObject({ id: first.id, existing: true });
+    expect(await waiting(admin, laneKeys(prefix, 'high'))).toBe(2);
+    // Another request coalesces nowhere: refused as any new job.
+    await expect(p.enqueue({ ...shared(), request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Asked once' }] } } as never)).rejects.toMatchObject({ code: 'QUOTA_EXCEEDED' });
+  });
+
   it("leaves a job callers share to the others when one stops waiting, and cancels it when the last does", async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);
     const coalesced = () => job({ priority: 'NORMAL', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Shared question' }] } } as never);
     const [a, b, c] = await Promise.all([p.enqueue(coalesced()), p.enqueue(coalesced()), p.enqueue(coalesced())]);
     expect(new Set([a!.id, b!.id, c!.id]).size).toBe(1);
-    // Two callers stop waiting: the job stays for the third.
-    expect(await p.cancel(a!.id, { keepShared: true })).toBe(false);
-    expect(await p.cancel(b!.id, { keepShared: true })).toBe(false);
+    // Two callers stop waiting: the job stays for the third (each is out of it: true).
+    expect(await p.cancel(a!.id, { keepShared: true })).toBe(true);
+    expect(await p.cancel(b!.id, { keepShared: true, ifNotStarted: true })).toBe(true);
     expect((await p.getJob(a!.id))?.state).toBe('waiting');
     // A timed-out wait is one of those (cancelOnTimeout): the last caller's removes the job.
     await expect(c!.result({ timeoutMs: 100, cancelOnTimeout: true })).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: true });
@@ -522,9 +540,28 @@ describe('Producer', () => {
     // An idempotent repeat shares the same way; an explicit cancel still stops it for everyone.
     const first = await p.enqueue(job({ idempotencyKey: 'shared-1' }));
     await p.enqueue(job({ idempotencyKey: 'shared-1' }));
-    expect(await p.cancel(first.id, { keepShared: true })).toBe(false);
+    expect(await p.cancel(first.id, { keepShared: true })).toBe(true);
     expect((await p.getJob(first.id))?.state).toBe('waiting');
     expect(await p.cancel(first.id)).toBe(true);
+  });
+
+  it('leaves a shared job that has started untouched when a caller cancels only if not started: its share is kept', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const first = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'started-1' }));
+    await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'started-1' }));
+    const k = laneKeys(prefix, 'high');
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    expect((await w.getNextJob('tok', { block: false }))?.id).toBe(first.id);
+    // A start deadline passing after the start: the caller waits on, still sharing the job.
+    expect(await p.cancel(first.id, { keepShared: true, ifNotStarted: true })).toBe(false);
+    expect(await admin.hget(`${k.jobKeyPrefix}${first.id}`, 'hrJoins')).toBe('1');
+    // A caller that leaves gives its share back, started or not; the last one's leaving is a cancel.
+    expect(await p.cancel(first.id, { keepShared: true })).toBe(true);
+    expect(await admin.hget(`${k.jobKeyPrefix}${first.id}`, 'hrJoins')).toBe('0');
+    expect(await p.cancel(first.id, { keepShared: true })).toBe(false);
+    expect((await p.getJob(first.id))?.state).toBe('active');
   });
 
   it('writes a job exactly as BullMQ Queue.add does (hash, wait list, marker, events)', async () => {

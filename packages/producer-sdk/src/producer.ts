@@ -72,7 +72,8 @@ export interface ResultOptions {
   /**
    * On timeout, also remove the job if it has not started, so no provider call is made for an
    * answer nobody waits for. The `TimeoutError` then says `cancelled: true`; a job already running
-   * is left to finish (`cancelled: false`), as is one other callers share. @default false
+   * is left to finish (`cancelled: false`). One not started that other callers share is left to
+   * them, this caller's share given back (`cancelled: true`). @default false
    */
   cancelOnTimeout?: boolean;
 }
@@ -88,7 +89,7 @@ export interface StreamOptions {
 }
 
 export interface CancelOptions {
-  /** Only remove the job if it has not started; leave a running one alone. @default false */
+  /** Only remove the job if it has not started; leave a running one alone (a share in it too). @default false */
   ifNotStarted?: boolean;
   /**
    * The caller only stops waiting (its client left, its stream was aborted, its wait timed out):
@@ -276,7 +277,9 @@ export class Producer {
    * Cancels a job. One that has not started is removed (true). One that a worker has taken is
    * asked to stop (false): its provider call is not sent if it has not been yet, a streamed call
    * is stopped and the job fails `CANCELLED`; a plain call already sent runs to its end (its
-   * answer cannot be taken back). False too for a finished or unknown job.
+   * answer cannot be taken back). False too for a finished or unknown job. With `keepShared`, a
+   * job other callers share is left to them and only this caller's share given back: true, since
+   * it no longer runs for this caller (with `ifNotStarted`, only before it starts).
    */
   async cancel(id: string, opts: CancelOptions = {}): Promise<boolean> {
     this.assertOpen();
@@ -286,8 +289,8 @@ export class Producer {
       // One call removes a job not started, gives back its admission counts and tells whoever
       // waits on it, in this process or another: its replies stream gets a `removed` entry, the
       // lane's events BullMQ's `removed` (lane-cancel.ts).
-      const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, { keepShared: opts.keepShared === true });
-      if (outcome === 'removed') return true;
+      const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, { keepShared: opts.keepShared === true, ifNotStarted: opts.ifNotStarted === true });
+      if (outcome === 'removed' || outcome === 'shared') return true;
       if (outcome !== 'started' || opts.ifNotStarted) return false;
       await flagCancelled(this.client.redis, this.prefix, id);
       return false;

@@ -194,7 +194,7 @@ export class JobNotFoundError extends HeadroomError {
 
 export class TimeoutError extends HeadroomError {
   readonly timeoutMs: number;
-  /** `result({ cancelOnTimeout: true })`: whether the job was removed before it started. */
+  /** `result({ cancelOnTimeout: true })`: whether the job was withdrawn before it started (removed, or this caller's share of a shared job given back). */
   cancelled?: boolean;
   constructor(what: string, timeoutMs: number) {
     super(ErrorCode.TIMEOUT, `${what} timed out after ${timeoutMs} ms`, { retryable: true });

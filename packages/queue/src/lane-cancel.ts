@@ -24,13 +24,20 @@ const OUTCOMES: Record<number, CancelOutcome> = { 1: 'removed', 0: 'started', [-
 
 /**
  * `keepShared`: the caller only stops waiting (a client gone, a stream aborted, a wait timed out):
- * a job that idempotent repeats or coalesced joins share stays for the others.
+ * a job that idempotent repeats or coalesced joins share stays for the others. With
+ * `ifNotStarted` too, a started job is not touched at all, its caller's share included: that
+ * caller waits on for it (a start deadline that passed just after the start).
  */
-export async function cancelIfNotStarted(redis: Redis | Cluster, prefix: string, jobId: string, opts: { keepShared?: boolean } = {}): Promise<CancelOutcome> {
+export async function cancelIfNotStarted(
+  redis: Redis | Cluster,
+  prefix: string,
+  jobId: string,
+  opts: { keepShared?: boolean; ifNotStarted?: boolean } = {},
+): Promise<CancelOutcome> {
   const lane = laneOfJobId(jobId);
   if (!lane) return 'missing';
   const k = laneKeys(prefix, lane);
-  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, opts.keepShared ? '1' : '0']));
+  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, !opts.keepShared ? '0' : opts.ifNotStarted ? '2' : '1']));
   const outcome = OUTCOMES[reply];
   if (!outcome) throw new Error(`cancel-3.lua: unexpected reply ${reply}`);
   return outcome;

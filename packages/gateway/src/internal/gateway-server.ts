@@ -60,6 +60,8 @@ function within(promise: Promise<void>, ms: number): Promise<boolean> {
 
 /** A job may run this long after it started (retries included) before its client is told to retry. */
 const RUN_BOUND_MS = 30 * 60_000;
+/** What a client's start deadline resolves with once the client has left its job. */
+const LEFT = Symbol('left');
 
 type Json = Record<string, unknown>;
 const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -368,23 +370,28 @@ class GatewayHandler {
   }
 
   /**
-   * Cancels the job if it has not started within `maxWaitMs`: its client is then told to retry. A
-   * job other requests share is left to them, and this client waits on with them for its answer.
+   * The client's start deadline: a job not started within `maxWaitMs` is withdrawn for it, and the
+   * client is told to retry. A job other requests share (`headroom-coalesce`, an idempotency key)
+   * stays for them with this client's share given back, so each client's deadline is its own.
+   * `left` resolves once this client is out of the job; one that started in time is waited for.
    */
-  #startDeadline(id: string, maxWaitMs: number): { expired(): boolean; clear(): void } {
+  #startDeadline(id: string, maxWaitMs: number): { left: Promise<typeof LEFT>; expired(): boolean; clear(): void } {
     let expired = false;
+    let leave: (value: typeof LEFT) => void = () => {};
+    const left = new Promise<typeof LEFT>((resolve) => (leave = resolve));
     const timer = setTimeout(() => {
       expired = true;
       this.producer.cancel(id, { ifNotStarted: true, keepShared: true }).then(
-        (removed) => {
-          if (!removed) expired = false;
+        (out) => {
+          if (out) leave(LEFT);
+          else expired = false;
         },
         () => {
           expired = false;
         },
       );
     }, maxWaitMs);
-    return { expired: () => expired, clear: () => clearTimeout(timer) };
+    return { left, expired: () => expired, clear: () => clearTimeout(timer) };
   }
 
   async #plain(res: ServerResponse, dialect: Dialect, job: LlmJobInput, maxWaitMs: number): Promise<void> {
@@ -404,7 +411,14 @@ class GatewayHandler {
     });
     const deadline = this.#startDeadline(handle.id, maxWaitMs);
     try {
-      const result = await handle.result({ timeoutMs: maxWaitMs + RUN_BOUND_MS });
+      const answer = handle.result({ timeoutMs: maxWaitMs + RUN_BOUND_MS });
+      const result = await Promise.race([answer, deadline.left]);
+      if (result === LEFT) {
+        // Out of the job, which runs on for the others: the producer's wait on it ends with it.
+        answer.catch(() => undefined);
+        if (!gone) send(res, dialect, notStarted(maxWaitMs), ids);
+        return;
+      }
       if (gone) return;
       const body = JSON.stringify(result.response);
       res
@@ -441,7 +455,15 @@ class GatewayHandler {
     const deadline = this.#startDeadline(stream.id, maxWaitMs);
     let start: Awaited<ReturnType<typeof stream.started>>;
     try {
-      start = await stream.started();
+      const started = stream.started();
+      const first = await Promise.race([started, deadline.left]);
+      if (first === LEFT) {
+        // Out of the job, which runs on for the others: this read of its stream ends with it.
+        started.catch(() => undefined);
+        if (!abort.signal.aborted) send(res, dialect, notStarted(maxWaitMs), ids);
+        return;
+      }
+      start = first;
     } catch (err) {
       if (!abort.signal.aborted) send(res, dialect, deadline.expired() ? notStarted(maxWaitMs) : fromError(err), ids);
       return;

@@ -65,6 +65,8 @@
 
   A repeat and a coalesced join each count one more caller sharing the job (`hrJoins` in its hash):
   a caller that stops waiting then leaves it to the others instead of cancelling it (cancel-3.lua).
+  Neither takes room, so neither is refused for it (shedding, the tenant's max, the lane's caps): a
+  join is looked for only when such a refusal would be the answer, so an ordinary add pays nothing.
 ]]
 --- @bullmq "addStandardJob"
 --- @include "includes/model-pool"
@@ -139,6 +141,34 @@ local function weightOf(tenant)
   return tonumber(redis.call('HGET', settingsKey, 'weight:' .. tenant) or '') or weightAll
 end
 
+-- Why the lane has no room for a job now, as addOne's reply (its pool shedding, its tenant at its
+-- max, the lane at its cap or byte cap), or nil.
+local function noRoom(pool, tenant, jobBytes)
+  local shed = redis.call('HGET', sheddingKey, pool)
+  if shed then
+    local untilMs, retryAfterMs, pressure = string.match(shed, '^([%d.]+):([%d.]+):([%d.]+)$')
+    if untilMs and tonumber(untilMs) > now() then return -4, retryAfterMs, pool, pressure end
+  end
+  if tenant ~= '' then
+    local max = tenantFull(tenant)
+    if max then return -5, max, '', '' end
+  end
+  if size >= cap then return -1, cap, size, '' end
+  if maxBytes and bytes + jobBytes > maxBytes then return -7, maxBytes, bytes, jobBytes end
+  return nil
+end
+
+-- Whether a coalesced job would join one BullMQ holds under its deduplication key (in flight, or
+-- finished within the result cache's ttl): a join adds nothing to the lane, its bytes or its
+-- tenant's count, so a refusal for room does not apply to it. Read only on such a refusal.
+-- `packedArgs`: BullMQ add's first argument, whose 9th entry is the deduplication key.
+local function joinsInFlight(packedArgs)
+  local dedupKey = cmsgpack.unpack(packedArgs)[9]
+  if type(dedupKey) ~= 'string' or dedupKey == '' then return false end
+  local current = redis.call('GET', dedupKey)
+  return current ~= false and redis.call('EXISTS', jobKeyPrefix .. current) == 1
+end
+
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
 local function addOne(jobId, provider, tenant, models, summary, cost, at)
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
@@ -161,22 +191,15 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     cost, uncapped = uncappedCost(models, baseCost, choices)
     if not cost then return -8, uncapped, '', '' end
   end
-  local shed = redis.call('HGET', sheddingKey, pool)
-  if shed then
-    local untilMs, retryAfterMs, pressure = string.match(shed, '^([%d.]+):([%d.]+):([%d.]+)$')
-    if untilMs and tonumber(untilMs) > now() then
+  local jobBytes = #ARGV[at + 1]
+  local refused, a, b, c = noRoom(pool, tenant, jobBytes)
+  if refused and not joinsInFlight(ARGV[at]) then
+    if refused == -4 then
       redis.call('HINCRBY', statsKey, 'shed', 1)
       redis.call('HINCRBY', statsKey, 'shed:refused', 1)
-      return -4, retryAfterMs, pool, pressure
     end
+    return refused, a, b, c
   end
-  if tenant ~= '' then
-    local max = tenantFull(tenant)
-    if max then return -5, max, '', '' end
-  end
-  if size >= cap then return -1, cap, size, '' end
-  local jobBytes = #ARGV[at + 1]
-  if maxBytes and bytes + jobBytes > maxBytes then return -7, maxBytes, bytes, jobBytes end
   local added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })
   if type(added) ~= 'string' then
     -- Only a parent-job error returns a code, and lane jobs have no parent: stop loudly.

@@ -10,9 +10,12 @@
   KEYS[3]  the lane's active list
   ARGV[1]  the job id               ARGV[2]  the lane's BullMQ key prefix (`{prefix:lane}:lane:`)
   ARGV[3]  the lane's own-key prefix (`{prefix:lane}:hr:`)
-  ARGV[4]  '1': the caller only stops waiting. A job other callers share (an idempotent repeat or
-           a coalesced join counted it in `hrJoins`, add-9.lua) gives back one share and stays, so
-           one client leaving does not cut off the others' answer; otherwise it is cancelled.
+  ARGV[4]  '0': cancel the job for every caller. '1': the caller only stops waiting: a job other
+           callers share (an idempotent repeat or a coalesced join counted it in `hrJoins`,
+           add-9.lua) gives back one share and stays, so one client leaving does not cut off the
+           others' answer; otherwise it is cancelled. '2': as '1', but only if the job has not
+           started: a caller whose start deadline passed leaves a job still waiting, and waits on
+           for one that has started (its share kept, so the others' leaving cannot stop it).
 
   Returns 1 removed, 0 started (left running), -1 finished already, -2 no such job, 2 shared (kept
   for the callers still sharing it).
@@ -24,11 +27,13 @@
 local jobKey, id, bullPrefix, own = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', jobKey) == 0 then return -2 end
 if redis.call('HEXISTS', jobKey, 'finishedOn') == 1 then return -1 end
-if ARGV[4] == '1' and tonumber(redis.call('HGET', jobKey, 'hrJoins') or '0') > 0 then
+local function started() return redis.call('EXISTS', jobKey .. ':lock') == 1 or redis.call('LPOS', KEYS[3], id) end
+if ARGV[4] == '2' and started() then return 0 end
+if ARGV[4] ~= '0' and tonumber(redis.call('HGET', jobKey, 'hrJoins') or '0') > 0 then
   redis.call('HINCRBY', jobKey, 'hrJoins', -1)
   return 2
 end
-if redis.call('EXISTS', jobKey .. ':lock') == 1 or redis.call('LPOS', KEYS[3], id) then return 0 end
+if started() then return 0 end
 
 -- Read before the hash goes: where the job's result was to be sent.
 local replyTo
