@@ -593,6 +593,22 @@ describe('adaptive throttle and retry budget (wiring; the maths is in model-thro
     expect((await ask(b, 'm')).status).toBe('granted');
   });
 
+  it('takes back the place of a retry the provider served: only retries that fail spend the budget', async () => {
+    const b = fresh({ throttle: THROTTLE });
+    // No first calls: the floor alone, 3.6 retries.
+    let granted = 0;
+    while ((await ask(b, 'm', { lane: 'low', retry: true })).status === 'granted') granted += 1;
+    expect(granted).toBe(3);
+    // Their outcomes come in: two served, one failed. A served first call gives nothing back.
+    b.report('p', 'm', true, { retry: true });
+    b.report('p', 'm', true, { retry: true });
+    b.report('p', 'm', false, { retry: true });
+    b.report('p', 'm', true);
+    let more = 0;
+    while ((await ask(b, 'm', { lane: 'low', retry: true })).status === 'granted') more += 1;
+    expect(more).toBe(2);
+  });
+
   it('is off without the throttle option: reports are dropped and nothing is written', async () => {
     const b = fresh();
     b.report('p', 'm', false);

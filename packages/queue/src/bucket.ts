@@ -296,13 +296,14 @@ export class Bucket {
   /**
    * Reports how a call to `model` ended, for its fleet-wide adaptive throttle: `ok` false for a
    * failure that says the model is unhealthy (5xx, 529, no answer), true for any answer that
-   * says it works (a 4xx about the request or the quota included). Rides on the next acquire to
-   * the pool like `settle`; with the throttle off, it is dropped.
+   * says it works (a 4xx about the request or the quota included). `retry`: the call was granted
+   * as a retry (`AcquireRequest.retry`); served, it gives its place in the retry budget back.
+   * Rides on the next acquire to the pool like `settle`; with the throttle off, it is dropped.
    */
-  report(pool: string, model: string, ok: boolean, options: CarryOptions = {}): void {
+  report(pool: string, model: string, ok: boolean, options: CarryOptions & { retry?: boolean } = {}): void {
     this.#open();
     if (!this.throttle) return;
-    this.#carried.addOutcome(pool, model, ok);
+    this.#carried.addOutcome(pool, model, ok, options.retry === true);
     this.#sendLater(pool, options);
   }
 
@@ -419,7 +420,7 @@ export class Bucket {
         ...seen.map((o) => o?.remainingSlack ?? 0),
       );
     }
-    for (const [model, o] of outcomes ?? []) args.push(model, o.calls, o.oks);
+    for (const [model, o] of outcomes ?? []) args.push(model, o.calls, o.oks, o.servedRetries);
     if (acquire) args.push(...acquire.args);
 
     let reply: Reply;

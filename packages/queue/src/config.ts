@@ -291,7 +291,7 @@ export const HeadroomConfig = z
         outageGraceMs: positiveInt.default(300_000),
         budget: z
           .strictObject({
-            /** Retries of a model, fleet-wide, stay within this fraction of its first calls over the window. */
+            /** Retries of a model that fail, fleet-wide, stay within this fraction of its first calls over the window (a served retry gives its place back). */
             ratio: fraction.default(0.2),
             /** Time constant of the budget's sliding (exponentially weighted) window. */
             windowMs: positiveInt.default(10_000),

@@ -19,7 +19,7 @@ if t[1] == cjson.null then t[1] = nil end
 local out = {}
 if op == 'outcome' then
   throttleAt(t, now, p, cap)
-  recordOutcomes(t, tonumber(ARGV[11]), tonumber(ARGV[12]))
+  recordOutcomes(t, tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]))
 else
   local retry = ARGV[11] == '1'
   local wait, reason, state = throttleCheck(t, now, p, cap, tonumber(ARGV[12]), retry, tonumber(ARGV[13]), ARGV[14] == '1')
@@ -67,9 +67,9 @@ class Model {
     return { ...out, state: STATES[out.state ?? 0]!, granted: out.granted === true, reason: out.reason ?? '' };
   }
 
-  /** `calls` outcomes at `now`, `oks` of them served. */
-  outcome(now: number, calls: number, oks: number): Promise<Step> {
-    return this.#run('outcome', now, [calls, oks]);
+  /** `calls` outcomes at `now`, `oks` of them served, `servedRetries` of those retries. */
+  outcome(now: number, calls: number, oks: number, servedRetries = 0): Promise<Step> {
+    return this.#run('outcome', now, [calls, oks, servedRetries]);
   }
 
   /** Asks for a call (and takes it when it may go). */
@@ -215,15 +215,18 @@ describe('adaptive throttle', () => {
 });
 
 describe('retry budget', () => {
-  it('keeps retries within 20% of first calls (plus 1/s) over the window', async () => {
+  it('keeps failed retries within 20% of first calls (plus 1/s) over the window', async () => {
     const m = new Model();
     let firsts = 0;
     let retries = 0;
-    // 50 first calls a second, each followed by a retry when the budget allows one.
+    // 50 first calls a second, each followed by a retry when the budget allows one, which fails.
     for (let t = 0; t < 30_000; t += 20) {
       if ((await m.acquire(t)).granted) firsts += 1;
       await m.outcome(t, 1, 1);
-      if ((await m.acquire(t + 1, { retry: true })).granted) retries += 1;
+      if ((await m.acquire(t + 1, { retry: true })).granted) {
+        retries += 1;
+        await m.outcome(t + 1, 1, 0);
+      }
     }
     expect(firsts).toBe(1500);
     // 0.2 x 50/s + 1/s = 11/s over 30 s, plus the first window's floor (10 retries).
@@ -353,6 +356,33 @@ return cjson.encode({ t = t, wait = wait, len = #redis.call('HGET', KEYS[1], 'm'
     expect(out.t).toEqual([1000, 4, 2, 30, 3, 0.5, 1, 0, 1, 0]);
     expect(out.wait).toBe(0);
     expect(out.len).toBe(80);
+  });
+
+  it('does not hold retries the provider serves: after a brownout, a LOW backlog of retries drains at the pace they are served', async () => {
+    const m = new Model();
+    // A 50% brownout: 50 first calls a second, every other one failing and retried by the lowest
+    // lane when the budget allows, its retries failing as often. Then the brownout ends and first
+    // calls stop: its retries remain.
+    for (let t = 0, i = 0; t < 10_000; t += 20, i++) {
+      await m.acquire(t);
+      await m.outcome(t, 1, i % 2);
+      if (i % 2 === 0 && (await m.acquire(t + 1, { retry: true, retryReserve: 0.9 })).granted) await m.outcome(t + 1, 1, i % 4 === 0 ? 1 : 0, i % 4 === 0 ? 1 : 0);
+    }
+    const offerRetries = async (model: Model, from: number, served: boolean) => {
+      let granted = 0;
+      for (let t = from; t < from + 10_000; t += 100) {
+        if (!(await model.acquire(t, { retry: true, retryReserve: 0.9 })).granted) continue;
+        granted += 1;
+        await model.outcome(t, 1, served ? 1 : 0, served ? 1 : 0);
+      }
+      return granted;
+    };
+    // Were they still failing, the lowest lane's retries would be held to the floor: about one a second.
+    const stillFailing = new Model();
+    stillFailing.state = [...m.state];
+    expect(await offerRetries(stillFailing, 10_000, false)).toBeLessThanOrEqual(10 + 2);
+    // Served, each gives its place back: all 100 offered in 10 s go.
+    expect(await offerRetries(m, 10_000, true)).toBe(100);
   });
 
   it('has a floor: a model with no first calls lately still gets minPerSecond x window retries', async () => {

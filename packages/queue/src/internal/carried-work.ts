@@ -24,10 +24,11 @@ export interface CarriedSync {
   waiters: Waiter<SyncResult>[];
 }
 
-/** Calls to one model since the last send, and how many of them the provider served. */
+/** Calls to one model since the last send, how many of them the provider served, and how many of those were retries. */
 export interface CarriedOutcomes {
   calls: number;
   oks: number;
+  servedRetries: number;
 }
 
 /** One script call's worth of a pool's work. */
@@ -74,16 +75,17 @@ export class CarriedWork {
     }
   }
 
-  addOutcome(pool: string, model: string, ok: boolean): void {
+  addOutcome(pool: string, model: string, ok: boolean, retry: boolean): void {
     const batch = this.#of(pool);
     batch.outcomes ??= new Map();
-    const o = batch.outcomes.get(model);
-    if (o) {
-      o.calls += 1;
-      if (ok) o.oks += 1;
-    } else {
-      batch.outcomes.set(model, { calls: 1, oks: ok ? 1 : 0 });
+    let o = batch.outcomes.get(model);
+    if (!o) {
+      o = { calls: 0, oks: 0, servedRetries: 0 };
+      batch.outcomes.set(model, o);
     }
+    o.calls += 1;
+    if (ok) o.oks += 1;
+    if (ok && retry) o.servedRetries += 1;
   }
 
   /** Removes and returns up to one call's worth of `pool`'s work, oldest settles first. */

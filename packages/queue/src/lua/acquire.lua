@@ -43,8 +43,9 @@
               budget minimum retries per second; ARGV[9] = '' turns the throttle and budget off
   ARGV[15..]  per settle, 6 values (see includes/carried-settle)
   then, with headers, 16 values (see includes/carried-sync)
-  then per outcome, 3 values: model, calls, calls the provider served (the others failed in a
-  way that says the model is unhealthy: 5xx, 529, no answer)
+  then per outcome, 4 values: model, calls, calls the provider served (the others failed in a
+  way that says the model is unhealthy: 5xx, 529, no answer), retries among those served (each
+  gives its place in the retry budget back)
   then the acquire, absent for a flush (callers omit the optional trailing arguments they do not
   use): requests, input tokens, output tokens (tpm draws input + output), the reserve fraction of
   the lane (0..1), the lane's index in LANES (grant counters); optionally model ('' = no cooldown
@@ -107,14 +108,14 @@ end
 -- Outcomes of earlier calls, per model: the throttle's success ratio is the fleet's.
 if outcomes > 0 and params then
   local cap = limitOf(lr, pool[6])
-  for a = at, at + (outcomes - 1) * 3, 3 do
+  for a = at, at + (outcomes - 1) * 4, 4 do
     local t = readThrottle(KEYS[4], ARGV[a])
     throttleAt(t, now, params, cap)
-    recordOutcomes(t, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+    recordOutcomes(t, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]))
     writeThrottle(KEYS[4], ARGV[a], t)
   end
 end
-at = at + 3 * outcomes
+at = at + 4 * outcomes
 
 -- What the settles and headers changed is written at the state's own `ts` (or now, for a new
 -- one), so the levels of dimensions this call has no capacity for keep their own refill.

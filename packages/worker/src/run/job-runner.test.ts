@@ -202,11 +202,17 @@ describe('runJob', () => {
     expect(await usedOtpm(529)).toBeLessThan(2_000);
   });
 
-  it('retries a model on its retry budget: past it, the job waits (no attempt spent); a fallback is a first call', async () => {
+  it('retries a model on its retry budget: past it, the job waits (no attempt spent); a served retry gives its place back; a fallback is a first call', async () => {
     const ctx = context({ retry: { budget: { ratio: 0, minPerSecond: 0.1, windowMs: 10_000 } } });
     // A budget of 0.1/s x 10 s = 1 retry of SONNET, and no first calls to add to it.
     const retried = (lane: 'critical' | 'high' = 'high') => ({ ...meta(lane), progress: { attempts: 1, triedModels: [SONNET] } });
+    // Retries the provider serves spend nothing: each gives its place back.
     expect((await run(ctx, job(), retried())).kind).toBe('completed');
+    expect((await run(ctx, job(), retried())).kind).toBe('completed');
+    // One that fails keeps it (the model still serves most calls: its throttle stays closed)...
+    sim.injectFaults({ model: SONNET, status: 529, count: 1 });
+    expect(await run(ctx, job(), retried())).toMatchObject({ kind: 'delay', progress: { attempts: 2 } });
+    // ...and the next retry waits for the budget, no call made.
     const outcome = await run(ctx, job(), retried());
     expect(outcome).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
     expect(outcome.kind === 'delay' && outcome.delayMs).toBeGreaterThan(25);

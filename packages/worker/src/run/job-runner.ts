@@ -106,6 +106,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
 
       const { model, pool, reservation, estimate, probeRun } = plan;
       const attemptsBefore = progress.attempts;
+      // Granted as a retry of the model (plan.ts): served, it gives its place in the budget back.
+      const retry = progress.triedModels?.includes(model) ?? false;
       const modelCfg = ctx.config.models[model]!;
       // A job of this pool fetched before this one waits: the refill this one was granted is
       // that job's, ahead of it in the lane (pool-holds.ts). It goes back behind that job.
@@ -136,7 +138,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           countTokens(ctx, job.provider, model, streamed.usage);
           ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
           // A provider failure mid-stream is the model's; a client that went away is not.
-          if (streamed.failureKind) report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted }, !UNHEALTHY.has(streamed.failureKind));
+          if (streamed.failureKind) report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, !UNHEALTHY.has(streamed.failureKind));
           return { kind: 'failed', failure: streamed.failure, progress };
         }
         res = streamed.res;
@@ -148,7 +150,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       progress.attempts += 1;
       if (!progress.triedModels?.includes(model)) progress.triedModels = [...(progress.triedModels ?? []), model];
       // The outcome rides on this worker's next acquire to the pool: the fleet's throttle learns it.
-      if (!signal.aborted) report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted }, res.ok || !UNHEALTHY.has(res.kind));
+      if (!signal.aborted) report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, res.ok || !UNHEALTHY.has(res.kind));
       ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
       ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
       ctx.stats.call({ model, status: res.status });
@@ -226,8 +228,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
  * The outcome of a call: to the fleet's throttle (it rides on this worker's next acquire to the
  * pool) and to this worker's outage evidence.
  */
-function report(ctx: RunContext, call: { pool: string; model: string; jobId: string; startedAt: number }, served: boolean): void {
-  ctx.bucket.report(call.pool, call.model, served);
+function report(ctx: RunContext, call: { pool: string; model: string; jobId: string; startedAt: number; retry: boolean }, served: boolean): void {
+  ctx.bucket.report(call.pool, call.model, served, { retry: call.retry });
   ctx.outages.record(call.model, call.jobId, call.startedAt, served);
 }
 

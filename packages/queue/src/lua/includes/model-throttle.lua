@@ -47,14 +47,21 @@
   failures; at 90% (0.2%) it opens for a few seconds about every ten minutes at 10 calls a
   second, until a probe is served; for a dead model under 15 calls a second it fires in 4 s.
 
-  Retry budget (Finagle's RetryBudget): a retry is granted only while
+  Retry budget (Finagle's RetryBudget, counting only the retries that were not served): a retry is
+  granted only while
     retries + 1 <= floor + ratio * firsts,   floor = minPerSecond * budgetWindow / 1000
-  so retries stay within `ratio` of first calls over the window (plus a floor so a quiet model
-  can still retry). A lane may take a retry only while its `retryReserve` of the ratio's share
-  stays unspent after it: CRITICAL and HIGH retry first; lower lanes wait, no attempt spent. The
-  floor is every lane's: were it reserved too, a LOW retry would need the retries of the last
-  minutes to decay to nothing once first calls stop (after a brownout, say), about one retry
-  every two minutes; with it, the lowest lane still retries minPerSecond a second.
+  where `retries` are those granted less those the provider served: a served retry gives its place
+  back when its outcome comes in. So the retries that fail stay within `ratio` of first calls over
+  the window (plus a floor so a quiet model can still retry), which is the load the budget exists
+  to bound, while retries to a model that serves them are not held: once a brownout ends, its
+  backlog of retries drains at the pace the provider serves it, not at the floor's (counting every
+  granted retry, a LOW backlog of 76 retries took 85 s to drain at one a second from a recovered
+  provider with room for ten). At a failure rate f the retries granted are at most 1/f of that
+  bound (twice it at 50%, the same for a dead model). A lane may take a retry only while its
+  `retryReserve` of the ratio's share stays unspent after it: CRITICAL and HIGH retry first; lower
+  lanes wait, no attempt spent. The floor is every lane's: were it reserved too, a LOW retry would
+  need the failed retries of the last minutes to decay to nothing once first calls stop; with it,
+  the lowest lane still retries minPerSecond a second while its retries keep failing.
 
   The claim makes "CRITICAL retries first" hold for the retries the budget frees up, not only for
   its size. Without it, a CRITICAL retry told to wait for the budget raced every lane's retries for
@@ -170,10 +177,13 @@ local function throttleAt(t, now, p, capRpm)
   return ratio, s, rate, state
 end
 
--- Adds `calls` outcomes of which `oks` were served (t already brought up to now).
-local function recordOutcomes(t, calls, oks)
+-- Adds `calls` outcomes of which `oks` were served, `servedRetries` of those retries (t already
+-- brought up to now). A served retry gives its place in the retry budget back (see above).
+local function recordOutcomes(t, calls, oks, servedRetries)
   t[2] = t[2] + calls
   t[3] = t[3] + oks
+  t[5] = t[5] - servedRetries
+  if t[5] < 0 then t[5] = 0 end
   -- Within one batch the order is unknown: a served call in it ends the run.
   if oks > 0 then t[8] = 0 else t[8] = t[8] + calls end
 end
