@@ -523,6 +523,52 @@ describe('Producer', () => {
     await expect(p.enqueue({ ...shared(), request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Asked once' }] } } as never)).rejects.toMatchObject({ code: 'QUOTA_EXCEEDED' });
   });
 
+  it('serves identical requests from a finished result for resultCacheTtlMs, but never a failure: the next one runs afresh', async () => {
+    const prefix = await fleetPrefix();
+    const p = new Producer({ redis: redis.url, prefix, resultCacheTtlMs: 60_000 });
+    open.push(p);
+    const ask = (content: string) => job({ priority: 'HIGH', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content }] } } as never);
+    let calls = 0;
+    plainWorker(prefix, 'high', (j) => {
+      calls += 1;
+      if ((j.data as { request: { messages: { content: string }[] } }).request.messages[0]!.content === 'fails once' && calls === 2) throw new Error('RETRIES_EXHAUSTED: after 6 attempts, last: 529 overloaded_error: Overloaded');
+      return fakeResult('claude-sonnet-4-6');
+    });
+    const ok = await p.enqueue(ask('answered'));
+    await ok.result({ timeoutMs: 5_000 });
+    // A completed answer is served again from the cache: same job, no new call.
+    const again = await p.enqueue(ask('answered'));
+    expect(again).toMatchObject({ id: ok.id, existing: true });
+    await again.result({ timeoutMs: 5_000 });
+    expect(calls).toBe(1);
+    // A failure is not an answer to serve: the identical request after it is a new job.
+    const failing = await p.enqueue(ask('fails once'));
+    await expect(failing.result({ timeoutMs: 5_000 })).rejects.toThrow(/529 overloaded_error/);
+    const retried = await p.enqueue(ask('fails once'));
+    expect(retried.id).not.toBe(failing.id);
+    expect(retried.existing).toBe(false);
+    await expect(retried.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+  });
+
+  it('does not join a coalesced request to its job in flight once that job is cancelled: it gets a job of its own', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const ask = () => job({ priority: 'HIGH', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Cancelled mid-call' }] } } as never);
+    const first = await p.enqueue(ask());
+    const k = laneKeys(prefix, 'high');
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    expect((await w.getNextJob('tok', { block: false }))?.id).toBe(first.id);
+    // Its only caller leaves while it runs: it is flagged cancelled, and its worker stops it.
+    expect(await p.cancel(first.id, { keepShared: true })).toBe(false);
+    const next = await p.enqueue(ask());
+    expect(next.id).not.toBe(first.id);
+    expect(next.existing).toBe(false);
+    expect(await waitingIds(admin, k)).toEqual([next.id]);
+    // A join of the new one is a join again.
+    await expect(p.enqueue(ask())).resolves.toMatchObject({ id: next.id, existing: true });
+  });
+
   it("leaves a job callers share to the others when one stops waiting, and cancels it when the last does", async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);

@@ -54,7 +54,8 @@ export interface ProducerOptions {
   connectTimeoutMs?: number;
   /**
    * With `coalesce: true`, identical jobs also share a finished result for this long after the
-   * first was enqueued (a result cache). @default 0: only jobs in flight are shared
+   * first was enqueued (a result cache). A failure is not kept: the next identical job runs
+   * afresh. @default 0: only jobs in flight are shared
    */
   resultCacheTtlMs?: number;
   /**

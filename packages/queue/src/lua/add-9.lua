@@ -158,15 +158,23 @@ local function noRoom(pool, tenant, jobBytes)
   return nil
 end
 
--- Whether a coalesced job would join one BullMQ holds under its deduplication key (in flight, or
--- finished within the result cache's ttl): a join adds nothing to the lane, its bytes or its
--- tenant's count, so a refusal for room does not apply to it. Read only on such a refusal.
--- `packedArgs`: BullMQ add's first argument, whose 9th entry is the deduplication key.
-local function joinsInFlight(packedArgs)
+-- The deduplication key a coalesced job's BullMQ add carries (the 9th entry of its first,
+-- packed argument), or nil.
+local function dedupKeyOf(packedArgs)
   local dedupKey = cmsgpack.unpack(packedArgs)[9]
-  if type(dedupKey) ~= 'string' or dedupKey == '' then return false end
+  if type(dedupKey) ~= 'string' or dedupKey == '' then return nil end
+  return dedupKey
+end
+
+-- Whether a coalesced job would join one BullMQ holds under its deduplication key (in flight, or
+-- finished within the result cache's ttl), and not one cancelled for its callers: a join adds
+-- nothing to the lane, its bytes or its tenant's count, so a refusal for room does not apply to
+-- it. Read only on such a refusal.
+local function joinsInFlight(packedArgs)
+  local dedupKey = dedupKeyOf(packedArgs)
+  if not dedupKey then return false end
   local current = redis.call('GET', dedupKey)
-  return current ~= false and redis.call('EXISTS', jobKeyPrefix .. current) == 1
+  return current ~= false and redis.call('EXISTS', jobKeyPrefix .. current) == 1 and redis.call('EXISTS', own .. 'cancel:' .. current) == 0
 end
 
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
@@ -201,6 +209,14 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     return refused, a, b, c
   end
   local added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })
+  if type(added) == 'string' and added ~= jobId and redis.call('EXISTS', own .. 'cancel:' .. added) == 1 then
+    -- Coalesced into a job cancelled for its callers (the last of them left it running, or it
+    -- was cancelled outright): it is stopping, and a join would get its CANCELLED. Its
+    -- deduplication key gives way, and this job is added as a new one. (Room was checked: only
+    -- a join of a job not cancelled passes a refusal for room, joinsInFlight.)
+    redis.call('DEL', dedupKeyOf(ARGV[at]))
+    added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })
+  end
   if type(added) ~= 'string' then
     -- Only a parent-job error returns a code, and lane jobs have no parent: stop loudly.
     error('BullMQ addStandardJob refused job ' .. jobId .. ' with code ' .. tostring(added))

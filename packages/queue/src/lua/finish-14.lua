@@ -13,6 +13,11 @@
   The reply is one entry (includes/job-reply): `e` completed | failed, `v` the return value (JSON)
   or the failure text, as BullMQ stores them.
 
+  A coalesced job that failed gives up its deduplication key, which BullMQ keeps for the result
+  cache's ttl (`resultCacheTtlMs`) whatever the outcome: a failure is no answer to serve from a
+  cache, and a passing one (out of retries in a brownout, cancelled, shed, past its deadline) would
+  be handed to callers who never tried. The next identical request runs afresh.
+
   Returns BullMQ's reply: 0 when the job ended, a negative BullMQ error code when it did not (the
   job is gone, or its lock is not the caller's); nothing is released or sent then.
 ]]
@@ -23,8 +28,14 @@
 local own, replies = ARGV[1], ARGV[2]
 local args = {}
 for i = 3, #ARGV do args[i - 2] = ARGV[i] end
+-- Read before the job's hash may go (removeOnFail).
+local dedupId = args[5] == 'failed' and redis.call('HGET', KEYS[12], 'deid')
 local ended = moveToFinished(KEYS, args)
 if type(ended) == 'number' and ended < 0 then return ended end
+if dedupId then
+  local dedupKey = args[7] .. 'de:' .. dedupId
+  if redis.call('GET', dedupKey) == args[1] then redis.call('DEL', dedupKey) end
+end
 releaseJob(own .. 'unfinished', own .. 'usage', KEYS[12], args[1])
 if replies ~= '' then replyToProducer(replies, args[1], args[5], args[4]) end
 return 0
