@@ -4,6 +4,7 @@
  * enqueued. The gateway never crashes: a good call still goes through at the end.
  */
 import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fleetKeys, loadConfig, publishFleetSettings } from '@headroom/queue';
@@ -81,6 +82,9 @@ interface Case {
 const CASES: Case[] = [
   { name: 'bad JSON (Anthropic)', headers: ANTHROPIC, body: '{"model": ', status: 400, says: 'the request body is not valid JSON', provider: 'anthropic' },
   { name: 'bad JSON (OpenAI)', path: '/v1/chat/completions', headers: OPENAI, body: '{"model": gpt}', status: 400, says: 'not valid JSON', provider: 'openai' },
+  { name: 'unsupported content-encoding', headers: { ...ANTHROPIC, 'content-encoding': 'zstd' }, body: message(), status: 400, says: 'content-encoding: "zstd" is not supported', provider: 'anthropic' },
+  { name: 'content-encoding gzip on a body that is not gzip', headers: { ...ANTHROPIC, 'content-encoding': 'gzip' }, body: message(), status: 400, says: 'the request body is not valid gzip (content-encoding)', provider: 'anthropic' },
+  { name: 'gzip body inflating past the limit', headers: { ...ANTHROPIC, 'content-encoding': 'gzip' }, body: new Blob([gzipSync(Buffer.alloc(1024 * 1024, 0x20))]) as unknown as string, status: 413, says: 'the inflated request body is 65537 bytes or more', provider: 'anthropic' },
   { name: 'wrong content type', headers: { ...ANTHROPIC, 'content-type': 'text/plain' }, body: message(), status: 400, says: 'content-type: expected application/json, got "text/plain"', provider: 'anthropic' },
   { name: 'no content type', headers: { 'anthropic-version': '2023-06-01', 'x-api-key': KEY }, body: new Blob([message()]) as unknown as string, status: 400, says: 'content-type: expected application/json', provider: 'anthropic' },
   { name: 'oversized body', headers: ANTHROPIC, body: message({ system: 'x'.repeat(70_000) }), status: 413, says: "over the gateway's limit of 65536 bytes", provider: 'anthropic' },
@@ -142,6 +146,7 @@ const CASES: Case[] = [
 const CODES: Record<string, string | undefined> = {
   'oversized body': 'PAYLOAD_TOO_LARGE',
   'oversized chunked body (no content-length)': 'PAYLOAD_TOO_LARGE',
+  'gzip body inflating past the limit': 'PAYLOAD_TOO_LARGE',
   'missing key': 'GATEWAY_KEY_INVALID',
   'wrong key': 'GATEWAY_KEY_INVALID',
   'wrong bearer key (OpenAI)': 'GATEWAY_KEY_INVALID',

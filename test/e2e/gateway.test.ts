@@ -4,6 +4,7 @@
  * their own stream helpers, and the SSE events as curl shows them.
  */
 import { spawn } from 'node:child_process';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -194,6 +195,20 @@ describe('the gateway with the official SDKs', () => {
     expect((await scrape()).get('headroom_gateway_requests_in_flight')).toBe(0);
     // The probes answer there too, without a key.
     expect(await (await fetch(`http://127.0.0.1:${fleet.gateway.metricsPort}/readyz`)).json()).toMatchObject({ ok: true });
+  });
+
+  it('takes a body sent compressed (content-encoding gzip or br), as clients with request compression send it', async () => {
+    const body = chat('What is request compression?');
+    const directly = await direct.openai.chat.completions.create(body);
+    for (const [encoding, compress] of [['gzip', gzipSync], ['br', brotliCompressSync]] as const) {
+      const res = await fetch(`${fleet.gateway.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': encoding, authorization: `Bearer ${GATEWAY_KEYS.app}` },
+        body: compress(Buffer.from(JSON.stringify(body))),
+      });
+      expect(res.status, encoding).toBe(200);
+      expect(((await res.json()) as { choices: unknown }).choices).toEqual(directly.choices);
+    }
   });
 
   it('curl -N shows the SSE events as they come', async () => {

@@ -1,15 +1,30 @@
 /**
  * Reads a JSON request body within the gateway's limits: the content type, the size (checked
  * against `content-length` before reading, and again while reading a chunked body), and the time
- * the client takes to send it. Never buffers more than the limit.
+ * the client takes to send it. Never buffers more than the limit. A body sent compressed
+ * (`content-encoding: gzip`, `deflate` or `br`, as HTTP clients with request compression send it)
+ * is inflated, and the limit holds for what it inflates to.
  */
 import type { IncomingMessage } from 'node:http';
+import { promisify } from 'node:util';
+import { brotliDecompress, gunzip, inflate, type ZlibOptions } from 'node:zlib';
 import { ErrorCode, jsonIssueAt } from '@headroom/queue';
 import { GatewayCode, type WireError } from './wire-errors.js';
 
 export type BodyResult = { ok: true; value: unknown } | { ok: false; error: WireError };
 
+type Inflate = (body: Buffer, opts: ZlibOptions) => Promise<Buffer>;
+const INFLATE: Record<string, Inflate> = { gzip: promisify(gunzip), 'x-gzip': promisify(gunzip), deflate: promisify(inflate), br: promisify(brotliDecompress) };
+
 export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; timeoutMs: number }): Promise<BodyResult> {
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  const inflateBody = encoding === 'identity' ? undefined : INFLATE[encoding];
+  if (encoding !== 'identity' && !inflateBody) {
+    return Promise.resolve({
+      ok: false,
+      error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `content-encoding: "${encoding.slice(0, 100)}" is not supported; send the body uncompressed, or as gzip, deflate or br`, shouldRetry: false, param: 'content-encoding' },
+    });
+  }
   const type = req.headers['content-type'];
   if (type === undefined || !/^application\/json\s*(;|$)/i.test(type)) {
     return Promise.resolve({
@@ -30,7 +45,7 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
       done = true;
       clearTimeout(timer);
       req.off('data', onData);
-      req.off('end', onEnd);
+      req.off('end', onEndListener);
       req.off('error', onError);
       resolve(result);
     };
@@ -43,8 +58,17 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
       if (size > limits.maxBytes) return finish({ ok: false, error: tooLarge(size, limits.maxBytes) });
       chunks.push(chunk);
     };
-    const onEnd = () => {
-      const text = Buffer.concat(chunks, size).toString('utf8');
+    const onEnd = async () => {
+      let raw: Buffer = Buffer.concat(chunks, size);
+      if (inflateBody) {
+        try {
+          raw = await inflateBody(raw, { maxOutputLength: limits.maxBytes });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return finish({ ok: false, error: tooLarge(limits.maxBytes + 1, limits.maxBytes, 'inflated ') });
+          return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body is not valid ${encoding} (content-encoding): ${(err as Error).message}`, shouldRetry: false, param: 'content-encoding' } });
+        }
+      }
+      const text = raw.toString('utf8');
       if (text.trim() === '') return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'the request body is empty; expected a JSON object', shouldRetry: false } });
       let value: unknown;
       try {
@@ -57,13 +81,14 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
       if (deep) return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `${deep.path}: ${deep.message}`, shouldRetry: false, param: deep.path } });
       finish({ ok: true, value });
     };
+    const onEndListener = () => void onEnd();
     const onError = () => finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'the request body could not be read', shouldRetry: false } });
     req.on('data', onData);
-    req.on('end', onEnd);
+    req.on('end', onEndListener);
     req.on('error', onError);
   });
 }
 
-function tooLarge(size: number, limit: number): WireError {
-  return { kind: 'too_large', code: ErrorCode.PAYLOAD_TOO_LARGE, message: `the request body is ${size} bytes or more, over the gateway's limit of ${limit} bytes`, shouldRetry: false };
+function tooLarge(size: number, limit: number, what = ''): WireError {
+  return { kind: 'too_large', code: ErrorCode.PAYLOAD_TOO_LARGE, message: `the ${what}request body is ${size} bytes or more, over the gateway's limit of ${limit} bytes`, shouldRetry: false };
 }
