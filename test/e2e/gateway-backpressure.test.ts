@@ -104,7 +104,8 @@ describe('backpressure through the gateway', () => {
   it('gives each client sharing a job its own start deadline: past it, one gets its 529 / 503 while the other gets the answer', async () => {
     const admitted = (model: string) => sim.stats().admissions.filter((x) => x.model === model).length;
     const before = { haiku: admitted(HAIKU), gpt: admitted(GPT), all: sim.stats().admissions.length };
-    const busy = fleet.anthropic().messages.create(ask('busy'), HIGH);
+    // Two CRITICAL calls hold the one slot for about 1.2 s, well past the hasty clients' 100 ms.
+    const busy = [1, 2].map((n) => fleet.anthropic().messages.create(ask(`busy ${n}`), { headers: { 'headroom-priority': 'critical' } }));
     await until('the busy call to start', async () => sim.stats().admissions.length > before.all);
     const shared = { 'content-type': 'application/json', 'headroom-priority': 'high', 'headroom-coalesce': 'true' };
     const anthropicHeaders = { ...shared, 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.app };
@@ -134,7 +135,7 @@ describe('backpressure through the gateway', () => {
     expect(events.trimEnd().endsWith('data: [DONE]')).toBe(true);
     expect(admitted(HAIKU) - before.haiku).toBe(1);
     expect(admitted(GPT) - before.gpt).toBe(1);
-    await busy;
+    await Promise.all(busy);
   });
 
   it("passes a provider's 4xx through with its status and message, and tells the SDK not to retry", async () => {
