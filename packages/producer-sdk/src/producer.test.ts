@@ -550,6 +550,29 @@ describe('Producer', () => {
     await expect(retried.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
   });
 
+  it('does not serve a cached result whose job retention already removed: the identical request runs afresh', async () => {
+    const prefix = await fleetPrefix();
+    // A cache longer than the jobs are kept: at a high rate, a count of 10,000 goes in minutes.
+    const p = new Producer({ redis: redis.url, prefix, resultCacheTtlMs: 60_000, retention: { completedCount: 1 } });
+    open.push(p);
+    const ask = (content: string) => job({ priority: 'HIGH', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content }] } } as never);
+    let calls = 0;
+    plainWorker(prefix, 'high', () => {
+      calls += 1;
+      return fakeResult('claude-sonnet-4-6');
+    });
+    const first = await p.enqueue(ask('kept briefly'));
+    await first.result({ timeoutMs: 5_000 });
+    // Another job completes: retention keeps one, so the first is removed while its cache key lives.
+    await (await p.enqueue(ask('another'))).result({ timeoutMs: 5_000 });
+    await waitUntil(async () => (await admin.exists(`${laneKeys(prefix, 'high').jobKeyPrefix}${first.id}`)) === 0);
+    const again = await p.enqueue(ask('kept briefly'));
+    expect(again.id).not.toBe(first.id);
+    expect(again.existing).toBe(false);
+    await expect(again.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    expect(calls).toBe(3);
+  });
+
   it('does not join a coalesced request to its job in flight once that job is cancelled: it gets a job of its own', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);

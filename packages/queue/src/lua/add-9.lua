@@ -209,11 +209,14 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     return refused, a, b, c
   end
   local added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })
-  if type(added) == 'string' and added ~= jobId and redis.call('EXISTS', own .. 'cancel:' .. added) == 1 then
-    -- Coalesced into a job cancelled for its callers (the last of them left it running, or it
-    -- was cancelled outright): it is stopping, and a join would get its CANCELLED. Its
-    -- deduplication key gives way, and this job is added as a new one. (Room was checked: only
-    -- a join of a job not cancelled passes a refusal for room, joinsInFlight.)
+  if type(added) == 'string' and added ~= jobId
+    and (redis.call('EXISTS', jobKeyPrefix .. added) == 0 or redis.call('EXISTS', own .. 'cancel:' .. added) == 1) then
+    -- Coalesced into a job that is gone or going: removed by retention while the result cache's
+    -- ttl keeps its key (BullMQ then dedupes into a job that no longer exists), or cancelled for
+    -- its callers (the last of them left it running, or it was cancelled outright), where a join
+    -- would get its CANCELLED. The deduplication key gives way, and this job is added as a new
+    -- one. (Room was checked: only a join of a job there and not cancelled passes a refusal for
+    -- room, joinsInFlight.)
     redis.call('DEL', dedupKeyOf(ARGV[at]))
     added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })
   end
