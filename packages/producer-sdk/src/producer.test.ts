@@ -550,6 +550,36 @@ describe('Producer', () => {
     await expect(retried.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
   });
 
+  it('coalesces for as long as a job is in flight, however short the result cache, and caches from its completion', async () => {
+    const prefix = await fleetPrefix();
+    const p = new Producer({ redis: redis.url, prefix, resultCacheTtlMs: 300 });
+    open.push(p);
+    const ask = (content: string, stream = false) => job({ priority: 'HIGH', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, stream, messages: [{ role: 'user', content }] } } as never);
+    const first = await p.enqueue(ask('waits long'));
+    // No worker yet: the job waits past the cache's 300 ms, and identical requests still join it.
+    await new Promise((r) => setTimeout(r, 600));
+    await expect(p.enqueue(ask('waits long'))).resolves.toMatchObject({ id: first.id, existing: true });
+    plainWorker(prefix, 'high', () => fakeResult('claude-sonnet-4-6'));
+    await first.result({ timeoutMs: 5_000 });
+    const keys = await admin.keys(`${laneKeys(prefix, 'high').jobKeyPrefix}de:*`);
+    const values = await Promise.all(keys.map((k) => admin.get(k)));
+    // From its completion, the cache's 300 ms.
+    const key = keys[values.indexOf(first.id)];
+    expect(key).toBeDefined();
+    const left = await admin.pttl(key!);
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThanOrEqual(300);
+    await expect(p.enqueue(ask('waits long'))).resolves.toMatchObject({ id: first.id, existing: true });
+    await waitUntil(async () => (await admin.exists(key!)) === 0);
+    await expect(p.enqueue(ask('waits long'))).resolves.toMatchObject({ existing: false });
+
+    // A streamed job's answer is cached only as long as its events are kept (RELAY_TTL_MS).
+    const long = new Producer({ redis: redis.url, prefix, resultCacheTtlMs: 3_600_000 });
+    open.push(long);
+    const streamed = await long.enqueue(ask('streamed', true));
+    expect((await admin.hgetall(`${laneKeys(prefix, 'high').jobKeyPrefix}${streamed.id}`)).opts).toContain('"hrCacheTtl":300000');
+  });
+
   it('does not serve a cached result whose job retention already removed: the identical request runs afresh', async () => {
     const prefix = await fleetPrefix();
     // A cache longer than the jobs are kept: at a high rate, a count of 10,000 goes in minutes.

@@ -21,6 +21,9 @@ import {
   parseJob,
   cancelIfNotStarted,
   REPLY_TO_OPTION,
+  CACHE_TTL_OPTION,
+  RELAY_TTL_MS,
+  isStreamed,
   waitForReady,
   JobNotFoundError,
   TimeoutError,
@@ -53,9 +56,10 @@ export interface ProducerOptions {
   /** How long `enqueue` waits for Redis before failing with REDIS_UNAVAILABLE. @default 2000 */
   connectTimeoutMs?: number;
   /**
-   * With `coalesce: true`, identical jobs also share a finished result for this long after the
-   * first was enqueued (a result cache). A failure is not kept: the next identical job runs
-   * afresh. @default 0: only jobs in flight are shared
+   * With `coalesce: true`, identical jobs share one job while it is in flight and also, for this
+   * long after it completed, its result (a result cache; a streamed job's for at most 5 minutes,
+   * as long as its events are kept). A failure is not kept: the next identical job runs afresh.
+   * @default 0: only jobs in flight are shared
    */
   resultCacheTtlMs?: number;
   /**
@@ -320,8 +324,12 @@ export class Producer {
       retention = withReply;
     }
     if (!job.coalesce) return retention;
-    // BullMQ keeps one job per deduplication id while it runs (and for `ttl` after, as a cache).
-    return { ...retention, deduplication: { id: coalesceKeyOf(job), ...(this.resultCacheTtlMs > 0 ? { ttl: this.resultCacheTtlMs } : {}) } };
+    // BullMQ keeps one job per deduplication id while it is in flight. The result cache is not
+    // BullMQ's ttl, which counts from the add (a job waiting longer would stop coalescing): the
+    // finish script keeps the key that long once the job completed. A streamed job's events are
+    // kept RELAY_TTL_MS after its end: past that, a join could not be streamed its answer.
+    const cacheTtl = isStreamed(job) ? Math.min(this.resultCacheTtlMs, RELAY_TTL_MS) : this.resultCacheTtlMs;
+    return { ...retention, deduplication: { id: coalesceKeyOf(job) }, ...(cacheTtl > 0 ? { [CACHE_TTL_OPTION]: cacheTtl } : {}) } as LaneEntry['opts'];
   }
 
   /** `mode`: how its waiter learns the job ended (result-waiter.ts). */

@@ -56,7 +56,7 @@ export type { LaneKeys, PoolKeys } from './keys.js';
 export { addToLane, publishFleetSettings, releaseJobs, AddReply } from './admission.js';
 export { returnToLane, forceReturnToLane, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
 export type { ReturnOutcome, ReturnOptions } from './lane-return.js';
-export { finishJob, REPLY_TO_OPTION } from './lane-finish.js';
+export { finishJob, REPLY_TO_OPTION, CACHE_TTL_OPTION } from './lane-finish.js';
 export type { FinishArgsBuilder, FinishOutcome, JobEnd } from './lane-finish.js';
 export { cancelIfNotStarted } from './lane-cancel.js';
 export type { CancelOutcome } from './lane-cancel.js';

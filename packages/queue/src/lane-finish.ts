@@ -29,6 +29,12 @@ export interface FinishArgsBuilder {
 /** The option a producer sets on a job it will wait for: its reader id, naming its replies stream. */
 export const REPLY_TO_OPTION = 'hrReplyTo';
 
+/**
+ * The option a producer with a result cache (`resultCacheTtlMs`) sets on a coalesced job: how long
+ * its deduplication key is kept once the job completed, so identical requests get its result.
+ */
+export const CACHE_TTL_OPTION = 'hrCacheTtl';
+
 /** The reader id a job's producer asked its result to be sent to, if any. */
 function replyToOf(job: Job): string | undefined {
   const to = (job.opts as Record<string, unknown>)[REPLY_TO_OPTION];
@@ -57,6 +63,10 @@ export async function finishJob(redis: Redis | Cluster, prefix: string, lane: La
   const args = all.slice(MOVE_KEYS).flatMap((a) => (a === undefined ? [] : [typeof a === 'boolean' ? String(a) : a]));
   const k = laneKeys(prefix, lane);
   const replyTo = replyToOf(job);
-  const reply = Number(await runScript(redis, 'finish', keys, [k.ownPrefix, replyTo === undefined ? '' : k.replies(replyTo), ...args]));
+  const dedupKey = job.deduplicationId ? `${k.jobKeyPrefix}de:${job.deduplicationId}` : '';
+  const cacheTtl = (job.opts as Record<string, unknown>)[CACHE_TTL_OPTION];
+  const reply = Number(
+    await runScript(redis, 'finish', keys, [k.ownPrefix, replyTo === undefined ? '' : k.replies(replyTo), dedupKey, typeof cacheTtl === 'number' && cacheTtl > 0 ? cacheTtl : '', ...args]),
+  );
   return reply < 0 ? { status: 'lost', bullmqCode: reply } : { status: 'finished' };
 }

@@ -8,15 +8,20 @@
               moveToCompletedArgs / moveToFailedArgs)
   ARGV[1]     the lane's own-key prefix (`{prefix:lane}:hr:`)
   ARGV[2]     the replies stream of the producer waiting on the job (keys.ts `replies`), or ''
-  ARGV[3..]   moveToFinished's arguments (8, or 9 with job fields to update)
+  ARGV[3]     a coalesced job's deduplication key, or ''
+  ARGV[4]     how long that key serves the job's result once it completed (its `hrCacheTtl`
+              option, the producer's `resultCacheTtlMs`), or ''
+  ARGV[5..]   moveToFinished's arguments (8, or 9 with job fields to update)
 
   The reply is one entry (includes/job-reply): `e` completed | failed, `v` the return value (JSON)
   or the failure text, as BullMQ stores them.
 
-  A coalesced job that failed gives up its deduplication key, which BullMQ keeps for the result
-  cache's ttl (`resultCacheTtlMs`) whatever the outcome: a failure is no answer to serve from a
-  cache, and a passing one (out of retries in a brownout, cancelled, shed, past its deadline) would
-  be handed to callers who never tried. The next identical request runs afresh.
+  A coalesced job's deduplication key has no expiry while the job is in flight (identical requests
+  join it however long it waits or runs), and BullMQ deletes it when the job ends. A completed job
+  with a result cache keeps it from then on for the cache's ttl: identical requests get its result.
+  A failed one gives it up: a failure is no answer to serve from a cache, and a passing one (out of
+  retries in a brownout, cancelled, shed, past its deadline) would be handed to callers who never
+  tried. (BullMQ's own ttl counts from the add: a job waiting longer than it stopped coalescing.)
 
   Returns BullMQ's reply: 0 when the job ended, a negative BullMQ error code when it did not (the
   job is gone, or its lock is not the caller's); nothing is released or sent then.
@@ -25,16 +30,19 @@
 --- @include "includes/release-job"
 --- @include "includes/job-reply"
 
-local own, replies = ARGV[1], ARGV[2]
+local own, replies, dedupKey, cacheTtl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local args = {}
-for i = 3, #ARGV do args[i - 2] = ARGV[i] end
--- Read before the job's hash may go (removeOnFail).
-local dedupId = args[5] == 'failed' and redis.call('HGET', KEYS[12], 'deid')
+for i = 5, #ARGV do args[i - 4] = ARGV[i] end
+-- Whether the key is this job's (read before BullMQ's move, which deletes one without expiry).
+local ownsKey = dedupKey ~= '' and redis.call('GET', dedupKey) == args[1]
 local ended = moveToFinished(KEYS, args)
 if type(ended) == 'number' and ended < 0 then return ended end
-if dedupId then
-  local dedupKey = args[7] .. 'de:' .. dedupId
-  if redis.call('GET', dedupKey) == args[1] then redis.call('DEL', dedupKey) end
+if ownsKey then
+  if args[5] == 'failed' then
+    redis.call('DEL', dedupKey)
+  elseif cacheTtl then
+    redis.call('SET', dedupKey, args[1], 'PX', cacheTtl)
+  end
 end
 releaseJob(own .. 'unfinished', own .. 'usage', KEYS[12], args[1])
 if replies ~= '' then replyToProducer(replies, args[1], args[5], args[4]) end
