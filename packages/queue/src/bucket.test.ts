@@ -593,7 +593,7 @@ describe('adaptive throttle and retry budget (wiring; the maths is in model-thro
     expect((await ask(b, 'm')).status).toBe('granted');
   });
 
-  it('takes back the place of a retry the provider served: only retries that fail spend the budget', async () => {
+  it('takes back the place of a retry the provider served, or never got: only retries that fail spend the budget', async () => {
     const b = fresh({ throttle: THROTTLE });
     // No first calls: the floor alone, 3.6 retries.
     let granted = 0;
@@ -607,6 +607,13 @@ describe('adaptive throttle and retry budget (wiring; the maths is in model-thro
     let more = 0;
     while ((await ask(b, 'm', { lane: 'low', retry: true })).status === 'granted') more += 1;
     expect(more).toBe(2);
+    // One of those two is handed back unsent (another job of the pool was ahead of it).
+    b.unsentRetry('p', 'm');
+    expect(await ask(b, 'm', { lane: 'low', retry: true })).toMatchObject({ status: 'granted' });
+    expect(await ask(b, 'm', { lane: 'low', retry: true })).toMatchObject({ status: 'wait', reason: 'retry_budget' });
+    // Neither moves the model's health: four outcomes reported, three of them served.
+    const [view] = await b.throttles('p', LIMITS, ['m']);
+    expect(view!.successRatio).toBeCloseTo(3 / 4, 2);
   });
 
   it('is off without the throttle option: reports are dropped and nothing is written', async () => {

@@ -307,6 +307,17 @@ export class Bucket {
     this.#sendLater(pool, options);
   }
 
+  /**
+   * A retry of `model` granted (`AcquireRequest.retry`) whose call was never sent (its grant handed
+   * back): its place in the retry budget goes back. Rides on the next acquire, like `report`.
+   */
+  unsentRetry(pool: string, model: string, options: CarryOptions = {}): void {
+    this.#open();
+    if (!this.throttle) return;
+    this.#carried.addUnsentRetry(pool, model);
+    this.#sendLater(pool, options);
+  }
+
   /** Sends every waiting settle, sync and report now; resolves when Redis has applied them all. */
   async flush(): Promise<void> {
     if (this.#timer) clearTimeout(this.#timer);
@@ -420,7 +431,7 @@ export class Bucket {
         ...seen.map((o) => o?.remainingSlack ?? 0),
       );
     }
-    for (const [model, o] of outcomes ?? []) args.push(model, o.calls, o.oks, o.servedRetries);
+    for (const [model, o] of outcomes ?? []) args.push(model, o.calls, o.oks, o.retriesBack);
     if (acquire) args.push(...acquire.args);
 
     let reply: Reply;

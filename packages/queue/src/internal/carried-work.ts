@@ -24,11 +24,14 @@ export interface CarriedSync {
   waiters: Waiter<SyncResult>[];
 }
 
-/** Calls to one model since the last send, how many of them the provider served, and how many of those were retries. */
+/**
+ * Calls to one model since the last send, how many of them the provider served, and the retries
+ * whose place in the retry budget goes back: those served, and those granted but never sent.
+ */
 export interface CarriedOutcomes {
   calls: number;
   oks: number;
-  servedRetries: number;
+  retriesBack: number;
 }
 
 /** One script call's worth of a pool's work. */
@@ -76,16 +79,26 @@ export class CarriedWork {
   }
 
   addOutcome(pool: string, model: string, ok: boolean, retry: boolean): void {
+    const o = this.#outcomesOf(pool, model);
+    o.calls += 1;
+    if (ok) o.oks += 1;
+    if (ok && retry) o.retriesBack += 1;
+  }
+
+  /** A retry granted whose call was never sent: no outcome, only its place in the budget back. */
+  addUnsentRetry(pool: string, model: string): void {
+    this.#outcomesOf(pool, model).retriesBack += 1;
+  }
+
+  #outcomesOf(pool: string, model: string): CarriedOutcomes {
     const batch = this.#of(pool);
     batch.outcomes ??= new Map();
     let o = batch.outcomes.get(model);
     if (!o) {
-      o = { calls: 0, oks: 0, servedRetries: 0 };
+      o = { calls: 0, oks: 0, retriesBack: 0 };
       batch.outcomes.set(model, o);
     }
-    o.calls += 1;
-    if (ok) o.oks += 1;
-    if (ok && retry) o.servedRetries += 1;
+    return o;
   }
 
   /** Removes and returns up to one call's worth of `pool`'s work, oldest settles first. */

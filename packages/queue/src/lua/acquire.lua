@@ -44,8 +44,8 @@
   ARGV[15..]  per settle, 6 values (see includes/carried-settle)
   then, with headers, 16 values (see includes/carried-sync)
   then per outcome, 4 values: model, calls, calls the provider served (the others failed in a
-  way that says the model is unhealthy: 5xx, 529, no answer), retries among those served (each
-  gives its place in the retry budget back)
+  way that says the model is unhealthy: 5xx, 529, no answer), retries whose place in the retry
+  budget goes back (those served, and those granted but never sent)
   then the acquire, absent for a flush (callers omit the optional trailing arguments they do not
   use): requests, input tokens, output tokens (tpm draws input + output), the reserve fraction of
   the lane (0..1), the lane's index in LANES (grant counters); optionally model ('' = no cooldown

@@ -50,8 +50,8 @@
   Retry budget (Finagle's RetryBudget, counting only the retries that were not served): a retry is
   granted only while
     retries + 1 <= floor + ratio * firsts,   floor = minPerSecond * budgetWindow / 1000
-  where `retries` are those granted less those the provider served: a served retry gives its place
-  back when its outcome comes in. So the retries that fail stay within `ratio` of first calls over
+  where `retries` are those granted less those the provider served (or that were never sent): a
+  served retry gives its place back when its outcome comes in. So the retries that fail stay within `ratio` of first calls over
   the window (plus a floor so a quiet model can still retry), which is the load the budget exists
   to bound, while retries to a model that serves them are not held: once a brownout ends, its
   backlog of retries drains at the pace the provider serves it, not at the floor's (counting every
@@ -177,12 +177,13 @@ local function throttleAt(t, now, p, capRpm)
   return ratio, s, rate, state
 end
 
--- Adds `calls` outcomes of which `oks` were served, `servedRetries` of those retries (t already
--- brought up to now). A served retry gives its place in the retry budget back (see above).
-local function recordOutcomes(t, calls, oks, servedRetries)
+-- Adds `calls` outcomes of which `oks` were served (t already brought up to now), and gives
+-- `retriesBack` retries their place in the retry budget back: those served (see above), and those
+-- granted but never sent.
+local function recordOutcomes(t, calls, oks, retriesBack)
   t[2] = t[2] + calls
   t[3] = t[3] + oks
-  t[5] = t[5] - servedRetries
+  t[5] = t[5] - retriesBack
   if t[5] < 0 then t[5] = 0 end
   -- Within one batch the order is unknown: a served call in it ends the run.
   if oks > 0 then t[8] = 0 else t[8] = t[8] + calls end
