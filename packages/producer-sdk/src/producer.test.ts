@@ -552,23 +552,24 @@ describe('Producer', () => {
 
   it('coalesces for as long as a job is in flight, however short the result cache, and caches from its completion', async () => {
     const prefix = await fleetPrefix();
-    const p = new Producer({ redis: redis.url, prefix, resultCacheTtlMs: 300 });
+    // A cache of 2 s: room enough, on a busy machine, to read the key after the job completes.
+    const p = new Producer({ redis: redis.url, prefix, resultCacheTtlMs: 2_000 });
     open.push(p);
     const ask = (content: string, stream = false) => job({ priority: 'HIGH', coalesce: true, request: { model: 'claude-sonnet-4-6', max_tokens: 32, stream, messages: [{ role: 'user', content }] } } as never);
     const first = await p.enqueue(ask('waits long'));
-    // No worker yet: the job waits past the cache's 300 ms, and identical requests still join it.
-    await new Promise((r) => setTimeout(r, 600));
+    // No worker yet: the job waits past the cache's 2 s, and identical requests still join it.
+    await new Promise((r) => setTimeout(r, 2_300));
     await expect(p.enqueue(ask('waits long'))).resolves.toMatchObject({ id: first.id, existing: true });
     plainWorker(prefix, 'high', () => fakeResult('claude-sonnet-4-6'));
     await first.result({ timeoutMs: 5_000 });
     const keys = await admin.keys(`${laneKeys(prefix, 'high').jobKeyPrefix}de:*`);
     const values = await Promise.all(keys.map((k) => admin.get(k)));
-    // From its completion, the cache's 300 ms.
+    // From its completion, the cache's 2 s.
     const key = keys[values.indexOf(first.id)];
     expect(key).toBeDefined();
     const left = await admin.pttl(key!);
     expect(left).toBeGreaterThan(0);
-    expect(left).toBeLessThanOrEqual(300);
+    expect(left).toBeLessThanOrEqual(2_000);
     await expect(p.enqueue(ask('waits long'))).resolves.toMatchObject({ id: first.id, existing: true });
     await waitUntil(async () => (await admin.exists(key!)) === 0);
     await expect(p.enqueue(ask('waits long'))).resolves.toMatchObject({ existing: false });

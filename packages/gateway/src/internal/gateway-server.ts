@@ -373,9 +373,10 @@ class GatewayHandler {
    * The client's start deadline: a job not started within `maxWaitMs` is withdrawn for it, and the
    * client is told to retry. A job other requests share (`headroom-coalesce`, an idempotency key)
    * stays for them with this client's share given back, so each client's deadline is its own.
-   * `left` resolves once this client is out of the job; one that started in time is waited for.
+   * `unlessLeft(wait)` is `wait`, or LEFT once this client is out of the job (the job runs on for
+   * the others, and the producer's wait on it ends with it); one that started in time is waited for.
    */
-  #startDeadline(id: string, maxWaitMs: number): { left: Promise<typeof LEFT>; expired(): boolean; clear(): void } {
+  #startDeadline(id: string, maxWaitMs: number): { unlessLeft<T>(wait: Promise<T>): Promise<T | typeof LEFT>; expired(): boolean; clear(): void } {
     let expired = false;
     let leave: (value: typeof LEFT) => void = () => {};
     const left = new Promise<typeof LEFT>((resolve) => (leave = resolve));
@@ -391,7 +392,14 @@ class GatewayHandler {
         },
       );
     }, maxWaitMs);
-    return { left, expired: () => expired, clear: () => clearTimeout(timer) };
+    return {
+      unlessLeft: (wait) => {
+        wait.catch(() => undefined);
+        return Promise.race([wait, left]);
+      },
+      expired: () => expired,
+      clear: () => clearTimeout(timer),
+    };
   }
 
   async #plain(res: ServerResponse, dialect: Dialect, job: LlmJobInput, maxWaitMs: number): Promise<void> {
@@ -411,11 +419,8 @@ class GatewayHandler {
     });
     const deadline = this.#startDeadline(handle.id, maxWaitMs);
     try {
-      const answer = handle.result({ timeoutMs: maxWaitMs + RUN_BOUND_MS });
-      const result = await Promise.race([answer, deadline.left]);
+      const result = await deadline.unlessLeft(handle.result({ timeoutMs: maxWaitMs + RUN_BOUND_MS }));
       if (result === LEFT) {
-        // Out of the job, which runs on for the others: the producer's wait on it ends with it.
-        answer.catch(() => undefined);
         if (!gone) send(res, dialect, notStarted(maxWaitMs), ids);
         return;
       }
@@ -455,11 +460,8 @@ class GatewayHandler {
     const deadline = this.#startDeadline(stream.id, maxWaitMs);
     let start: Awaited<ReturnType<typeof stream.started>>;
     try {
-      const started = stream.started();
-      const first = await Promise.race([started, deadline.left]);
+      const first = await deadline.unlessLeft(stream.started());
       if (first === LEFT) {
-        // Out of the job, which runs on for the others: this read of its stream ends with it.
-        started.catch(() => undefined);
         if (!abort.signal.aborted) send(res, dialect, notStarted(maxWaitMs), ids);
         return;
       }

@@ -166,15 +166,22 @@ local function dedupKeyOf(packedArgs)
   return dedupKey
 end
 
+-- Whether a job a coalesced one would join is there to join: not removed by retention while the
+-- result cache's ttl kept its key (BullMQ then dedupes into a job that no longer exists), nor
+-- cancelled for its callers (the last of them left it running, or it was cancelled outright), where
+-- a join would get its CANCELLED.
+local function joinable(id)
+  return redis.call('EXISTS', jobKeyPrefix .. id) == 1 and redis.call('EXISTS', own .. 'cancel:' .. id) == 0
+end
+
 -- Whether a coalesced job would join one BullMQ holds under its deduplication key (in flight, or
--- finished within the result cache's ttl), and not one cancelled for its callers: a join adds
--- nothing to the lane, its bytes or its tenant's count, so a refusal for room does not apply to
--- it. Read only on such a refusal.
+-- finished within the result cache's ttl): a join adds nothing to the lane, its bytes or its
+-- tenant's count, so a refusal for room does not apply to it. Read only on such a refusal.
 local function joinsInFlight(packedArgs)
   local dedupKey = dedupKeyOf(packedArgs)
   if not dedupKey then return false end
   local current = redis.call('GET', dedupKey)
-  return current ~= false and redis.call('EXISTS', jobKeyPrefix .. current) == 1 and redis.call('EXISTS', own .. 'cancel:' .. current) == 0
+  return current ~= false and joinable(current)
 end
 
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
@@ -209,13 +216,9 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     return refused, a, b, c
   end
   local added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })
-  if type(added) == 'string' and added ~= jobId
-    and (redis.call('EXISTS', jobKeyPrefix .. added) == 0 or redis.call('EXISTS', own .. 'cancel:' .. added) == 1) then
-    -- Coalesced into a job that is gone or going: removed by retention while the result cache's
-    -- ttl keeps its key (BullMQ then dedupes into a job that no longer exists), or cancelled for
-    -- its callers (the last of them left it running, or it was cancelled outright), where a join
-    -- would get its CANCELLED. The deduplication key gives way, and this job is added as a new
-    -- one. (Room was checked: only a join of a job there and not cancelled passes a refusal for
+  if type(added) == 'string' and added ~= jobId and not joinable(added) then
+    -- Coalesced into a job that is gone or going: its deduplication key gives way, and this job
+    -- is added as a new one. (Room was checked: only a joinable job's join passes a refusal for
     -- room, joinsInFlight.)
     redis.call('DEL', dedupKeyOf(ARGV[at]))
     added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })

@@ -104,10 +104,9 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         return { kind: 'delay', delayMs: plan.waitMs + spread, progress };
       }
 
-      const { model, pool, reservation, estimate, probeRun } = plan;
+      // A grant as a retry of the model, served or never sent, gives its place in the budget back.
+      const { model, pool, reservation, estimate, retry, probeRun } = plan;
       const attemptsBefore = progress.attempts;
-      // Granted as a retry of the model (plan.ts): served, it gives its place in the budget back.
-      const retry = progress.triedModels?.includes(model) ?? false;
       const modelCfg = ctx.config.models[model]!;
       // A job of this pool fetched before this one waits: the refill this one was granted is
       // that job's, ahead of it in the lane (pool-holds.ts). It goes back behind that job.

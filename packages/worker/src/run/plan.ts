@@ -13,10 +13,11 @@ export type PlanWaitReason = WaitReason;
 
 export type Plan =
   /**
-   * `probeRun`: granted while the model's throttle was open (a dead model, called once per probe
-   * interval fleet-wide), with the model's unhealthy outcomes in a row, fleet-wide, at the grant.
+   * `retry`: granted as a retry of the model (the job called it before), drawing on its retry
+   * budget. `probeRun`: granted while the model's throttle was open (a dead model, called once per
+   * probe interval fleet-wide), with the model's unhealthy outcomes in a row, fleet-wide, at the grant.
    */
-  | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; probeRun?: number }
+  | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; retry: boolean; probeRun?: number }
   | { kind: 'wait'; waitMs: number; reason: PlanWaitReason }
   | { kind: 'never_fits'; message: string };
 
@@ -77,6 +78,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
       continue;
     }
     const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg) ? ctx.estimator.outputReserveFor(model, bound) : bound;
+    const retry = meta.progress.triedModels?.includes(model) ?? false;
     const acquire = (inputTokens: number) =>
       ctx.bucket.acquire({
         pool,
@@ -85,7 +87,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
         lane: meta.lane,
         reserve: laneCfg.reserve,
         model,
-        retry: meta.progress.triedModels?.includes(model) ?? false,
+        retry,
         retryReserve: laneCfg.retryReserve,
         retryBudgetExempt: laneCfg.retryBudgetExempt,
         ...tenantOf(ctx.config, job.tenant),
@@ -101,7 +103,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     }
     if (res.status !== 'never_fits') ctx.throttles.note(model, res.throttle);
     if (res.status === 'granted') {
-      const granted = { kind: 'granted', model, pool, reservation: res.reservation, estimate } as const;
+      const granted = { kind: 'granted', model, pool, reservation: res.reservation, estimate, retry } as const;
       return res.throttle === 'open' ? { ...granted, probeRun: res.unhealthyRun ?? 0 } : granted;
     }
     if (res.status === 'never_fits') {
