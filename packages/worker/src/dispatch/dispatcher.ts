@@ -223,11 +223,12 @@ export class Dispatcher {
    * Asks how many jobs the lanes without a known count hold (blocking mode only: one script over
    * all lanes needs one Redis node). Empty ones are marked empty, as an empty fetch would.
    */
-  private async countReady(lanes: readonly InteractiveLane[]): Promise<void> {
-    const unknown = lanes.filter((lane) => !this.ready.has(lane));
+  private async countReady(lanes: readonly InteractiveLane[], counted: Set<InteractiveLane>): Promise<void> {
+    const unknown = lanes.filter((lane) => !this.ready.has(lane) && !counted.has(lane));
     if (unknown.length === 0) return;
     const counts = await readyJobs(this.opts.redis, this.opts.config.redis.prefix, unknown, this.opts.ctx.now());
     unknown.forEach((lane, i) => {
+      counted.add(lane);
       if ((counts[i] ?? 0) > 0) this.ready.set(lane, counts[i]!);
       else this.picker.markEmpty(lane);
     });
@@ -236,10 +237,13 @@ export class Dispatcher {
   private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string; fetched: number } | undefined> {
     const candidates = this.picker.candidates();
     const counting = this.waker?.available === true;
+    // Lanes asked about in this pass: one found empty is not asked again for the lanes after it
+    // (an idle worker's look at the lanes once a second was 4 script calls, not 1).
+    const counted = new Set<InteractiveLane>();
     for (const [i, lane] of candidates.entries()) {
       // Counted only when reached: a lane known to hold work (its marker woke us) is fetched from
       // without first asking about the lanes after it, a round trip off the idle path.
-      if (counting && !this.ready.has(lane)) await this.countReady(candidates.slice(i));
+      if (counting && !this.ready.has(lane)) await this.countReady(candidates.slice(i), counted);
       const known = this.ready.get(lane);
       if (counting && known === undefined) continue;
       const blocked = this.backoffs.backedOff(lane);
