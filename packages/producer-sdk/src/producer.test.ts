@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, handOffJobId, laneKeys, parseConfig, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
+import { createRedis, FailureCode, failureText, finishJob, handOffJobId, jobFailure, laneKeys, parseConfig, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
 import {
   JobFailedError,
   JobNotFoundError,
@@ -662,6 +662,101 @@ describe('Producer', () => {
     expect(await admin.hget(`${k.jobKeyPrefix}${first.id}`, 'hrJoins')).toBe('0');
     expect(await p.cancel(first.id, { keepShared: true })).toBe(false);
     expect((await p.getJob(first.id))?.state).toBe('active');
+  });
+
+  it('withdraws a job not started within its maxWaitMs at the deadline and rejects DEADLINE_EXCEEDED, where before the caller waited until a worker reached it', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const k = laneKeys(prefix, 'critical');
+    const startedAt = Date.now();
+    const handle = await p.enqueue(job({ maxWaitMs: 300 }));
+    const err = await handle.result({ timeoutMs: 10_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(JobFailedError);
+    expect(err).toMatchObject({ failureCode: 'DEADLINE_EXCEEDED', message: expect.stringContaining('did not start within 300 ms') });
+    // At its deadline, not at the wait's 10 s timeout.
+    expect(Date.now() - startedAt).toBeLessThan(5_000);
+    // No worker will call the provider for it: it is gone, its slot given back.
+    expect(await p.getJob(handle.id)).toBeNull();
+    expect(await waiting(admin, k)).toBe(0);
+    // A job that started in time is waited for past its deadline: its call is being paid for.
+    const slow = plainWorker(prefix, 'critical', async () => {
+      await new Promise((r) => setTimeout(r, 600));
+      return fakeResult('claude-sonnet-4-6');
+    });
+    await expect(p.run(job({ maxWaitMs: 300 }), { timeoutMs: 10_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    await slow.close();
+  });
+
+  it('leaves a job a worker took and put back to that worker at the deadline: its end, with its attempts, is the worker\'s to record', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const k = laneKeys(prefix, 'high');
+    const handle = await p.enqueue(job({ priority: 'HIGH', maxWaitMs: 300 }));
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    // Taken, then put back to wait (for its bucket, say): not started now, but not untouched.
+    const taken = await w.getNextJob('tok', { block: false });
+    expect(taken?.id).toBe(handle.id);
+    await taken!.moveToWait('tok');
+    const ended = handle.result({ timeoutMs: 10_000 }).then(() => 'completed', (e: JobFailedError) => e.failureCode);
+    await new Promise((r) => setTimeout(r, 800));
+    // Past the deadline the job is still there for its worker, and its caller still waits.
+    expect((await p.getJob(handle.id))?.state).toBe('waiting');
+    expect(await Promise.race([ended, new Promise((r) => setTimeout(() => r('waiting'), 50))])).toBe('waiting');
+    // The worker ends it at the deadline, and the caller hears that.
+    const again = await w.getNextJob('tok2', { block: false });
+    const failure = jobFailure(FailureCode.DEADLINE_EXCEEDED, 'not started within its maxWaitMs of 300 ms (waited 900 ms)');
+    await again!.updateProgress({ failure });
+    await finishJob(admin, prefix, 'high', w.backend, again!, 'tok2', { failed: failureText(failure) });
+    expect(await ended).toBe('DEADLINE_EXCEEDED');
+  });
+
+  it("gives a caller joining a coalesced job its own maxWaitMs: it leaves at its deadline, the job stays for the others", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const k = laneKeys(prefix, 'high');
+    const ask = (maxWaitMs: number) => job({ priority: 'HIGH', coalesce: true, maxWaitMs, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Patient and hasty' }] } } as never);
+    const patient = await p.enqueue(ask(60_000));
+    const hasty = await p.enqueue(ask(200));
+    expect(hasty).toMatchObject({ id: patient.id, existing: true });
+    const patientResult = patient.result({ timeoutMs: 20_000 });
+    // The hasty caller hears at its own deadline, not the first caller's minute.
+    await expect(hasty.result({ timeoutMs: 20_000 })).rejects.toMatchObject({ failureCode: 'DEADLINE_EXCEEDED' });
+    expect(await admin.hget(`${k.jobKeyPrefix}${patient.id}`, 'hrJoins')).toBe('0');
+    expect(await waitingIds(admin, k)).toEqual([patient.id]);
+    // The job then runs for the patient one.
+    plainWorker(prefix, 'high', () => fakeResult('claude-sonnet-4-6'));
+    await expect(patientResult).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+  });
+
+  it('gives back one share per caller: a caller that stopped waiting and then passes its deadline leaves once', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const k = laneKeys(prefix, 'high');
+    const ask = (maxWaitMs: number) => job({ priority: 'HIGH', coalesce: true, maxWaitMs, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Three callers' }] } } as never);
+    const a = await p.enqueue(ask(60_000));
+    const b = await p.enqueue(ask(300));
+    const c = await p.enqueue(ask(60_000));
+    expect(await admin.hget(`${k.jobKeyPrefix}${a.id}`, 'hrJoins')).toBe('2');
+    const aResult = a.result({ timeoutMs: 20_000 });
+    // B's client goes away before the start: B's share is given back...
+    const gone = new AbortController();
+    const bResult = b.result({ timeoutMs: 20_000, signal: gone.signal });
+    gone.abort(new Error('client left'));
+    await expect(bResult).rejects.toThrow('client left');
+    await waitUntil(async () => (await admin.hget(`${k.jobKeyPrefix}${a.id}`, 'hrJoins')) === '1');
+    // ...and its deadline, passing later on another wait of B's, gives back nothing more (it gave
+    // back a second share, so C's leaving below stopped the job under A).
+    await expect(b.result({ timeoutMs: 20_000 })).rejects.toMatchObject({ failureCode: 'DEADLINE_EXCEEDED' });
+    expect(await admin.hget(`${k.jobKeyPrefix}${a.id}`, 'hrJoins')).toBe('1');
+    const cGone = new AbortController();
+    const cResult = c.result({ timeoutMs: 20_000, signal: cGone.signal });
+    cGone.abort();
+    await expect(cResult).rejects.toMatchObject({ name: 'AbortError' });
+    await waitUntil(async () => (await admin.hget(`${k.jobKeyPrefix}${a.id}`, 'hrJoins')) === '0');
+    expect(await waitingIds(admin, k)).toEqual([a.id]);
+    plainWorker(prefix, 'high', () => fakeResult('claude-sonnet-4-6'));
+    await expect(aResult).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
   });
 
   it('writes a job exactly as BullMQ Queue.add does (hash, wait list, marker, events)', async () => {

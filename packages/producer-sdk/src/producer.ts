@@ -40,6 +40,7 @@ import { EventReader } from './internal/event-reader.js';
 import { JobEventStream, type JobStream } from './internal/job-stream.js';
 import { checkTimeoutMs, ResultWaiter, type WaitMode } from './internal/result-waiter.js';
 import { sharedClient, type SharedClient } from './internal/shared-client.js';
+import { StartDeadline } from './internal/start-deadline.js';
 
 export interface ProducerOptions {
   /**
@@ -81,6 +82,13 @@ export interface ResultOptions {
    * them, this caller's share given back (`cancelled: true`). @default false
    */
   cancelOnTimeout?: boolean;
+  /**
+   * Aborting stops the wait (the result rejects with the signal's reason) and withdraws the job
+   * for this caller if it has not started: removed, or, when other callers share it, this
+   * caller's share given back. A job already running is left to finish (a plain call sent cannot
+   * be taken back).
+   */
+  signal?: AbortSignal;
 }
 
 export interface StreamOptions {
@@ -110,8 +118,37 @@ export interface JobHandle {
   lane: Lane;
   /** True when an earlier job was returned instead of a new one: same idempotency key, or coalesced. */
   existing: boolean;
-  /** Resolves with the job's result; rejects with JobFailedError (reason, code) or TimeoutError (`cancelOnTimeout` removes a job not started). */
+  /**
+   * Resolves with the job's result; rejects with JobFailedError (reason, code) or TimeoutError
+   * (`cancelOnTimeout` removes a job not started). A job enqueued with `maxWaitMs` and not started
+   * within it of this caller's enqueue is withdrawn for this caller, and this rejects then with
+   * `DEADLINE_EXCEEDED`: a caller that joined a job another made (coalesced, an idempotent repeat)
+   * keeps its own deadline.
+   */
   result(opts?: ResultOptions): Promise<LlmResult>;
+}
+
+/** A handle as this producer holds it: with the caller's one way out of the job. */
+interface CallerHandle extends JobHandle {
+  /**
+   * Withdraws this caller: the job removed if no one else shares it, else this caller's share
+   * given back. A caller leaves once: a later leave (a deadline after a client left, an abort
+   * after a deadline) gives back nothing more.
+   */
+  leave(how: Leave): Promise<boolean>;
+}
+
+/**
+ * `always`: started or not (a stream aborted: its call is stopped); `waiting`: only if not running
+ * now (a caller that stopped waiting); `deadline`: the caller's start deadline, which leaves a job
+ * a worker took before and no one else shares to that worker (lane-cancel.ts).
+ */
+type Leave = 'always' | 'waiting' | 'deadline';
+
+/** The caller's own start deadline: the job's `maxWaitMs` from this caller's enqueue. */
+interface StartBy {
+  maxWaitMs: number;
+  enqueuedAt: number;
 }
 
 export type JobState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed' | 'unknown';
@@ -189,7 +226,12 @@ export class Producer {
    * is written, QueueFullError when the lane is at its cap, RedisUnavailableError when Redis is away.
    */
   async enqueue(input: LlmJobInput): Promise<JobHandle> {
+    return this.enqueueFor(input);
+  }
+
+  private async enqueueFor(input: LlmJobInput): Promise<CallerHandle> {
     this.assertOpen();
+    const enqueuedAt = Date.now();
     const { job } = parseJob(input, this.maxJobBytes);
     const lane: Lane = job.sla === 'none' ? 'batch' : laneOfPriority(job.priority);
     const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey, job.tenant) : newJobId(lane);
@@ -204,7 +246,9 @@ export class Producer {
     const fresh = this.waiter.isLive(lane);
     const { id: jobId, existing } = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo));
     // A job that was there already (idempotent repeat, coalesced) replies to whoever enqueued it.
-    return this.handle(jobId, lane, existing, existing ? 'read' : replyTo !== undefined ? 'reply' : fresh ? 'fresh' : 'read');
+    // A BATCH job's wait is for its batch, not for a start.
+    const startBy = lane !== 'batch' && job.maxWaitMs !== undefined ? { maxWaitMs: job.maxWaitMs, enqueuedAt } : undefined;
+    return this.handle(jobId, lane, existing, existing ? 'read' : replyTo !== undefined ? 'reply' : fresh ? 'fresh' : 'read', startBy);
   }
 
   /** Enqueues and waits for the result. */
@@ -229,7 +273,7 @@ export class Producer {
     opts.signal?.throwIfAborted();
     if (opts.timeoutMs !== undefined) checkTimeoutMs(opts.timeoutMs, 'stream()');
     const streamed = { ...input, request: { ...input.request, stream: true } } as LlmJobInput;
-    const handle = await this.enqueue(streamed);
+    const handle = await this.enqueueFor(streamed);
     const sub = this.events.subscribe(handle.lane, handle.id);
     const shared = handle.existing || input.coalesce === true || input.idempotencyKey !== undefined;
     return new JobEventStream({
@@ -243,7 +287,7 @@ export class Producer {
       deleteKey: shared ? undefined : laneKeys(this.prefix, handle.lane).jobEvents(handle.id),
       signal: opts.signal,
       cancel: async () => {
-        await this.cancel(handle.id, { keepShared: true });
+        await handle.leave('always');
       },
     });
   }
@@ -287,6 +331,11 @@ export class Producer {
    * it no longer runs for this caller (with `ifNotStarted`, only before it starts).
    */
   async cancel(id: string, opts: CancelOptions = {}): Promise<boolean> {
+    return this.withdraw(id, { keepShared: opts.keepShared === true, ifNotStarted: opts.ifNotStarted === true });
+  }
+
+  /** `cancel`, and for a caller's start deadline (`atDeadline`, lane-cancel.ts). */
+  private async withdraw(id: string, opts: { keepShared: boolean; ifNotStarted: boolean; atDeadline?: boolean }): Promise<boolean> {
     this.assertOpen();
     if (!laneOfJobId(id)) return false;
     try {
@@ -294,7 +343,7 @@ export class Producer {
       // One call removes a job not started, gives back its admission counts and tells whoever
       // waits on it, in this process or another: its replies stream gets a `removed` entry, the
       // lane's events BullMQ's `removed` (lane-cancel.ts).
-      const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, { keepShared: opts.keepShared === true, ifNotStarted: opts.ifNotStarted === true });
+      const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, opts);
       if (outcome === 'removed' || outcome === 'shared') return true;
       if (outcome !== 'started' || opts.ifNotStarted) return false;
       await flagCancelled(this.client.redis, this.prefix, id);
@@ -333,19 +382,41 @@ export class Producer {
   }
 
   /** `mode`: how its waiter learns the job ended (result-waiter.ts). */
-  private handle(id: string, lane: Lane, existing: boolean, mode: WaitMode): JobHandle {
+  private handle(id: string, lane: Lane, existing: boolean, mode: WaitMode, startBy?: StartBy): CallerHandle {
+    // One caller gives back one share: each leave waits for the one before, and once out, stays out.
+    let leaving: Promise<boolean> = Promise.resolve(false);
+    const leave = (how: Leave): Promise<boolean> => {
+      const opts = { keepShared: true, ifNotStarted: how !== 'always', atDeadline: how === 'deadline' };
+      leaving = leaving.then((out) => out || this.withdraw(id, opts).catch(() => false));
+      return leaving;
+    };
     return {
       id,
       lane,
       existing,
-      result: async ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS, cancelOnTimeout = false } = {}) => {
+      leave,
+      result: async ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS, cancelOnTimeout = false, signal } = {}) => {
         this.assertOpen();
+        signal?.throwIfAborted();
+        // Ends the wait itself when the caller is out of the job, so nothing waits on for it.
+        const stop = new AbortController();
+        const deadline = startBy && new StartDeadline(id, startBy.maxWaitMs, startBy.enqueuedAt, () => leave('deadline'));
+        deadline?.signal.addEventListener('abort', () => stop.abort(), { once: true });
+        const onAbort = () => {
+          void leave('waiting');
+          stop.abort(signal?.reason);
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
         try {
-          return await this.waiter.wait(lane, id, timeoutMs, mode);
+          const wait = this.waiter.wait(lane, id, timeoutMs, mode, stop.signal);
+          return await (deadline ? deadline.guard(wait) : wait);
         } catch (err) {
           // Only a job not yet started is removed: one already running has been paid for.
-          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await this.cancel(id, { ifNotStarted: true, keepShared: true }).catch(() => false);
+          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await leave('waiting');
           throw err;
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+          deadline?.clear();
         }
       },
     };

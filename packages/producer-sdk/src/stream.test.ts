@@ -167,6 +167,26 @@ describe('producer.stream', () => {
     await expect.poll(async () => p.getJob(stream.id)).toBeNull();
   });
 
+  it("ends a caller's stream DEADLINE_EXCEEDED when its job has not started within its maxWaitMs, while a caller sharing the job streams it all", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const ask = (maxWaitMs: number) => job({ coalesce: true, maxWaitMs, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'One answer, two deadlines' }] } } as never);
+    const patient = await p.stream(ask(60_000));
+    const hasty = await p.stream(ask(150));
+    expect(hasty).toMatchObject({ id: patient.id, existing: true });
+    await expect(hasty.started()).rejects.toMatchObject({ failureCode: 'DEADLINE_EXCEEDED' });
+    // The fleet reaches the job after the hasty caller left: the events are the patient one's.
+    fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('hi') }, { kind: 'end' }]] }));
+    const seen: string[] = [];
+    for await (const data of patient.raw()) seen.push(data);
+    expect(seen).toEqual([delta('hi')]);
+    const late: string[] = [];
+    await expect((async () => {
+      for await (const data of hasty.raw()) late.push(data);
+    })()).rejects.toMatchObject({ failureCode: 'DEADLINE_EXCEEDED' });
+    expect(late).toEqual([]);
+  });
+
   it('asks a running job to stop when the signal aborts: the relay refuses its next write', async () => {
     const prefix = await fleetPrefix();
     const abort = new AbortController();

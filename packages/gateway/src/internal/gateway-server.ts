@@ -17,7 +17,7 @@ import { anthropic, openai, openaiResponses, requestIdHeader, type Dialect } fro
 import { CLIENT_CLOSED, GatewayMetrics, type RequestRecord, type RouteLabel } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
-import { DEFAULT_RETRY_AFTER_MS, fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
+import { fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
 
 export interface GatewayOptions {
   config: HeadroomConfig;
@@ -60,8 +60,6 @@ function within(promise: Promise<void>, ms: number): Promise<boolean> {
 
 /** A job may run this long after it started (retries included) before its client is told to retry. */
 const RUN_BOUND_MS = 30 * 60_000;
-/** What a client's start deadline resolves with once the client has left its job. */
-const LEFT = Symbol('left');
 
 type Json = Record<string, unknown>;
 const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -370,38 +368,11 @@ class GatewayHandler {
   }
 
   /**
-   * The client's start deadline: a job not started within `maxWaitMs` is withdrawn for it, and the
-   * client is told to retry. A job other requests share (`headroom-coalesce`, an idempotency key)
-   * stays for them with this client's share given back, so each client's deadline is its own.
-   * `unlessLeft(wait)` is `wait`, or LEFT once this client is out of the job (the job runs on for
-   * the others, and the producer's wait on it ends with it); one that started in time is waited for.
+   * The client's start deadline is the producer's (`headroom-max-wait-ms` is the job's
+   * `maxWaitMs`): a job not started within it is withdrawn for this client (removed, or, shared
+   * with others through `headroom-coalesce` or an idempotency key, left to them with this client's
+   * share given back) and the client told to retry. A client that leaves is withdrawn the same way.
    */
-  #startDeadline(id: string, maxWaitMs: number): { unlessLeft<T>(wait: Promise<T>): Promise<T | typeof LEFT>; expired(): boolean; clear(): void } {
-    let expired = false;
-    let leave: (value: typeof LEFT) => void = () => {};
-    const left = new Promise<typeof LEFT>((resolve) => (leave = resolve));
-    const timer = setTimeout(() => {
-      expired = true;
-      this.producer.cancel(id, { ifNotStarted: true, keepShared: true }).then(
-        (out) => {
-          if (out) leave(LEFT);
-          else expired = false;
-        },
-        () => {
-          expired = false;
-        },
-      );
-    }, maxWaitMs);
-    return {
-      unlessLeft: (wait) => {
-        wait.catch(() => undefined);
-        return Promise.race([wait, left]);
-      },
-      expired: () => expired,
-      clear: () => clearTimeout(timer),
-    };
-  }
-
   async #plain(res: ServerResponse, dialect: Dialect, job: LlmJobInput, maxWaitMs: number): Promise<void> {
     let handle: Awaited<ReturnType<Producer['enqueue']>>;
     try {
@@ -410,21 +381,14 @@ class GatewayHandler {
       return send(res, dialect, fromError(err));
     }
     const ids = { 'headroom-job-id': handle.id, 'headroom-lane': handle.lane };
-    let gone = false;
+    const gone = new AbortController();
     // A client that leaves before its call starts takes the job with it: nothing is sent.
     res.once('close', () => {
-      if (res.writableFinished) return;
-      gone = true;
-      void this.producer.cancel(handle.id, { ifNotStarted: true, keepShared: true }).catch(() => false);
+      if (!res.writableFinished) gone.abort();
     });
-    const deadline = this.#startDeadline(handle.id, maxWaitMs);
     try {
-      const result = await deadline.unlessLeft(handle.result({ timeoutMs: maxWaitMs + RUN_BOUND_MS }));
-      if (result === LEFT) {
-        if (!gone) send(res, dialect, notStarted(maxWaitMs), ids);
-        return;
-      }
-      if (gone) return;
+      const result = await handle.result({ timeoutMs: maxWaitMs + RUN_BOUND_MS, signal: gone.signal });
+      if (gone.signal.aborted) return;
       const body = JSON.stringify(result.response);
       res
         .writeHead(200, {
@@ -437,10 +401,7 @@ class GatewayHandler {
         })
         .end(body);
     } catch (err) {
-      if (gone) return;
-      send(res, dialect, deadline.expired() ? notStarted(maxWaitMs) : fromError(err), ids);
-    } finally {
-      deadline.clear();
+      if (!gone.signal.aborted) send(res, dialect, fromError(err), ids);
     }
   }
 
@@ -457,20 +418,13 @@ class GatewayHandler {
       return;
     }
     const ids = { 'headroom-job-id': stream.id, 'headroom-lane': stream.lane };
-    const deadline = this.#startDeadline(stream.id, maxWaitMs);
     let start: Awaited<ReturnType<typeof stream.started>>;
     try {
-      const first = await deadline.unlessLeft(stream.started());
-      if (first === LEFT) {
-        if (!abort.signal.aborted) send(res, dialect, notStarted(maxWaitMs), ids);
-        return;
-      }
-      start = first;
+      // Rejects DEADLINE_EXCEEDED once the job has not started within the client's max wait.
+      start = await stream.started();
     } catch (err) {
-      if (!abort.signal.aborted) send(res, dialect, deadline.expired() ? notStarted(maxWaitMs) : fromError(err), ids);
+      if (!abort.signal.aborted) send(res, dialect, fromError(err), ids);
       return;
-    } finally {
-      deadline.clear();
     }
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -517,10 +471,6 @@ class GatewayHandler {
 function betasFromHeader(header: string | string[] | undefined): { betas?: string[] } {
   const betas = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').map((b) => b.trim()).filter((b) => b !== '');
   return betas.length > 0 ? { betas } : {};
-}
-
-function notStarted(maxWaitMs: number): WireError {
-  return { kind: 'overloaded', code: FailureCode.DEADLINE_EXCEEDED, message: `the call did not start within ${maxWaitMs} ms (headroom-max-wait-ms); retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
 }
 
 /** Waits until the response drains, the client leaves, or `ms` pass; true when drained. */

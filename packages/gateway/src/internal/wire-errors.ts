@@ -115,8 +115,9 @@ function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
     case FailureCode.SHED:
       return { kind: 'rate_limit', message: `shed under pressure: ${failure.message}`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
     case FailureCode.DEADLINE_EXCEEDED:
-      // Past its max wait: the same answer as a call the gateway gave up on itself.
-      return { kind: 'overloaded', message: `the call could not start in time: ${failure.message}`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+      // Not started within its max wait (the client's own, headroom-max-wait-ms, or the job's at
+      // its pickup): the SDK's retry is the right answer.
+      return { kind: 'overloaded', message: `the call could not start in time: ${failure.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
     default:
       return { kind: 'api_error', message: `${failure.code}: ${failure.message}` };
   }

@@ -12,7 +12,7 @@
  * provider's shape made here; then the iteration throws `JobFailedError`.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { errorEventOf, JobFailedError, JobValidationError, RELAY_TTL_MS, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
+import { errorEventOf, FailureCode, JobFailedError, JobValidationError, RELAY_TTL_MS, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
 import type { EventSubscription } from './event-reader.js';
 
 export interface StreamStart {
@@ -75,6 +75,8 @@ export class JobEventStream implements JobStream {
   #events = 0;
   #iterating = false;
   #settledError: unknown;
+  /** Out of the job before it streamed anything: there is nothing to read. */
+  #out = false;
 
   constructor(parts: JobStreamParts) {
     this.#p = parts;
@@ -86,6 +88,9 @@ export class JobEventStream implements JobStream {
       () => parts.sub.close(),
       (err: unknown) => {
         this.#settledError = err;
+        // Not started in time: nothing was streamed for this caller, and what a job shared with
+        // others streams after this caller left is theirs.
+        if (err instanceof JobFailedError && err.failureCode === FailureCode.DEADLINE_EXCEEDED) this.#out = true;
         parts.sub.close();
       },
     );
@@ -183,6 +188,7 @@ export class JobEventStream implements JobStream {
     for (;;) {
       const queued = this.#tail?.shift();
       if (queued) return queued;
+      if (this.#out) return undefined;
       if (this.#draining) {
         const page = await this.#p.sub.drain();
         if (page.length === 0) return undefined;

@@ -119,19 +119,30 @@ export class ResultWaiter {
     return this.live.has(lane);
   }
 
-  async wait(lane: Lane, jobId: string, timeoutMs: number, mode: WaitMode): Promise<LlmResult> {
+  /** `signal`: the caller stopped waiting; the wait rejects with its reason and is forgotten. */
+  async wait(lane: Lane, jobId: string, timeoutMs: number, mode: WaitMode, signal?: AbortSignal): Promise<LlmResult> {
     checkTimeoutMs(timeoutMs);
     if (mode !== 'reply') await this.subscribe(lane);
+    signal?.throwIfAborted();
     return new Promise<LlmResult>((resolve, reject) => {
+      const onAbort = () => {
+        this.remove(waiter);
+        waiter.reject(signal?.reason as Error);
+      };
       const cancel = longTimer(timeoutMs, () => {
         this.remove(waiter);
-        reject(new TimeoutError(`waiting for the result of job ${jobId}`, timeoutMs));
+        waiter.reject(new TimeoutError(`waiting for the result of job ${jobId}`, timeoutMs));
       });
+      const done = () => {
+        cancel();
+        signal?.removeEventListener('abort', onAbort);
+      };
       const waiter: Waiter = {
         jobId,
-        resolve: (r) => { cancel(); resolve(r); },
-        reject: (e) => { cancel(); reject(e); },
+        resolve: (r) => { done(); resolve(r); },
+        reject: (e) => { done(); reject(e); },
       };
+      signal?.addEventListener('abort', onAbort, { once: true });
       const entry = this.waiters.get(jobId) ?? { lane, set: new Set<Waiter>() };
       entry.set.add(waiter);
       this.waiters.set(jobId, entry);

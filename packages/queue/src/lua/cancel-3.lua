@@ -16,6 +16,10 @@
            others' answer; otherwise it is cancelled. '2': as '1', but only if the job has not
            started: a caller whose start deadline passed leaves a job still waiting, and waits on
            for one that has started (its share kept, so the others' leaving cannot stop it).
+           '3': as '2', for a caller's start deadline: a job a worker took before (put back to
+           wait for its bucket or its retry: it has `processedOn`) and no one else shares is left
+           to its worker, which ends it at the deadline with its attempts on record; only a job
+           never taken is removed (no call was made for it).
 
   Returns 1 removed, 0 started (left running), -1 finished already, -2 no such job, 2 shared (kept
   for the callers still sharing it).
@@ -28,12 +32,13 @@ local jobKey, id, bullPrefix, own = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', jobKey) == 0 then return -2 end
 if redis.call('HEXISTS', jobKey, 'finishedOn') == 1 then return -1 end
 local function started() return redis.call('EXISTS', jobKey .. ':lock') == 1 or redis.call('LPOS', KEYS[3], id) end
-if ARGV[4] == '2' and started() then return 0 end
+if (ARGV[4] == '2' or ARGV[4] == '3') and started() then return 0 end
 if ARGV[4] ~= '0' and tonumber(redis.call('HGET', jobKey, 'hrJoins') or '0') > 0 then
   redis.call('HINCRBY', jobKey, 'hrJoins', -1)
   return 2
 end
 if started() then return 0 end
+if ARGV[4] == '3' and redis.call('HEXISTS', jobKey, 'processedOn') == 1 then return 0 end
 
 -- Read before the hash goes: where the job's result was to be sent.
 local replyTo
