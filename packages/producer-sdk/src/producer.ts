@@ -398,19 +398,18 @@ export class Producer {
       result: async ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS, cancelOnTimeout = false, signal } = {}) => {
         this.assertOpen();
         signal?.throwIfAborted();
-        // Ends the wait itself when the caller is out of the job, so nothing waits on for it.
-        const stop = new AbortController();
-        const deadline = startBy && new StartDeadline(id, startBy.maxWaitMs, startBy.enqueuedAt, () => leave('deadline'));
-        deadline?.signal.addEventListener('abort', () => stop.abort(), { once: true });
+        // Ends the wait itself once the caller is out of the job, so nothing waits on for it.
+        const stop = signal || startBy ? new AbortController() : undefined;
+        const deadline = startBy && new StartDeadline(id, startBy.maxWaitMs, startBy.enqueuedAt, () => leave('deadline'), (err) => stop?.abort(err));
         const onAbort = () => {
           void leave('waiting');
-          stop.abort(signal?.reason);
+          stop?.abort(signal?.reason);
         };
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
-          const wait = this.waiter.wait(lane, id, timeoutMs, mode, stop.signal);
-          return await (deadline ? deadline.guard(wait) : wait);
-        } catch (err) {
+          return await this.waiter.wait(lane, id, timeoutMs, mode, stop?.signal);
+        } catch (caught) {
+          const err = deadline ? await deadline.settle(caught) : caught;
           // Only a job not yet started is removed: one already running has been paid for.
           if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await leave('waiting');
           throw err;

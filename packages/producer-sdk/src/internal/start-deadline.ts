@@ -13,53 +13,48 @@ import { FailureCode, JobFailedError, jobFailure } from '@headroom/queue';
 
 export class StartDeadline {
   readonly #timer: NodeJS.Timeout;
-  readonly #left: Promise<never>;
-  readonly #gone = new AbortController();
-  readonly #error: JobFailedError;
+  readonly #jobId: string;
+  readonly #maxWaitMs: number;
   /** The leave's outcome (true: out of the job), once the deadline passed. */
   #leaving: Promise<boolean> | undefined;
+  #error: JobFailedError | undefined;
 
   /**
    * `leave` withdraws the caller if the job has not started, and says whether it did (the
-   * producer's `cancel(id, { ifNotStarted: true, keepShared: true })`).
+   * producer's `cancel(id, { ifNotStarted: true, keepShared: true })`); `end` then ends the
+   * caller's wait with the deadline's error.
    */
-  constructor(jobId: string, maxWaitMs: number, enqueuedAt: number, leave: () => Promise<boolean>, now = Date.now()) {
-    this.#error = new JobFailedError(jobId, jobFailure(FailureCode.DEADLINE_EXCEEDED, `did not start within ${maxWaitMs} ms; withdrawn for this caller`));
-    let fail: (err: JobFailedError) => void = () => {};
-    this.#left = new Promise<never>((_resolve, reject) => (fail = reject));
-    this.#left.catch(() => undefined);
+  constructor(jobId: string, maxWaitMs: number, enqueuedAt: number, leave: () => Promise<boolean>, end: (err: JobFailedError) => void, now = Date.now()) {
+    this.#jobId = jobId;
+    this.#maxWaitMs = maxWaitMs;
     this.#timer = setTimeout(
       () => {
         // Redis away: not left; the wait's own timeout still bounds it.
-        this.#leaving = leave().catch(() => false);
-        void this.#leaving.then((out) => {
-          if (!out) return;
-          this.#gone.abort();
-          fail(this.#error);
-        });
+        const leaving = leave().catch(() => false);
+        this.#leaving = leaving;
+        void leaving.then((out) => out && end(this.#deadlineError()));
       },
       Math.max(0, enqueuedAt + maxWaitMs - now),
     );
   }
 
-  /** Aborted once the caller is out of the job: a wait on it can stop listening. */
-  get signal(): AbortSignal {
-    return this.#gone.signal;
-  }
-
-  /** `wait`, or `DEADLINE_EXCEEDED` once the caller left the job at its deadline. */
-  async guard<T>(wait: Promise<T>): Promise<T> {
-    try {
-      return await Promise.race([wait, this.#left]);
-    } catch (err) {
-      // The leave's removal can end the wait (as cancelled) before the leave's own answer is in.
-      if (this.#leaving && (await this.#leaving)) throw this.#error;
-      throw err;
-    }
+  /**
+   * What the caller's wait ended with, as the caller should hear it: the deadline's error once the
+   * caller left at it (the leave's removal can end the wait, as cancelled, before the leave's own
+   * answer is in).
+   */
+  async settle(err: unknown): Promise<unknown> {
+    return this.#leaving && (await this.#leaving) ? this.#deadlineError() : err;
   }
 
   /** Once the wait is over, however it ended. */
   clear(): void {
     clearTimeout(this.#timer);
+  }
+
+  /** Made when needed: an error captures a stack, a cost no call that starts in time should pay. */
+  #deadlineError(): JobFailedError {
+    this.#error ??= new JobFailedError(this.#jobId, jobFailure(FailureCode.DEADLINE_EXCEEDED, `did not start within ${this.#maxWaitMs} ms; withdrawn for this caller`));
+    return this.#error;
   }
 }
