@@ -8,6 +8,7 @@ import { brotliCompressSync, gzipSync } from 'node:zlib';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Producer } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { GATEWAY_KEYS, GPT, GPT_MINI, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
@@ -156,6 +157,82 @@ describe('the gateway with the official SDKs', () => {
     expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('max_completion_tokens');
     expect((refused as Error).message).toContain(`model "${GPT_MINI}" has no maxOutputTokens`);
     expect(sim.stats().models[GPT_MINI]?.admitted ?? 0).toBe(admitted);
+  });
+
+  it('Anthropic: a tool call and its result, plain and through messages.stream(), as the provider gives them directly', async () => {
+    const tools = [{ name: 'get_weather', description: 'Weather for a city', input_schema: { type: 'object' as const, properties: { city: { type: 'string' }, days: { type: 'integer' } }, required: ['city'] } }];
+    const body = { ...claude('Weather in Lisbon?'), tools, tool_choice: { type: 'tool' as const, name: 'get_weather' } };
+    const inputOf = (m: Anthropic.Message) => (m.content.find((b) => b.type === 'tool_use') as Anthropic.ToolUseBlock | undefined)?.input;
+    const directly = await direct.anthropic.messages.create(body);
+    expect(directly.stop_reason).toBe('tool_use');
+    const viaGateway = await fleet.anthropic().messages.create(body);
+    expect(viaGateway.stop_reason).toBe('tool_use');
+    expect(inputOf(viaGateway)).toEqual(inputOf(directly));
+    expect(viaGateway.usage).toEqual(directly.usage);
+    // Streamed: the input arrives as input_json_delta events, which the helper puts together.
+    const stream = fleet.anthropic().messages.stream(body);
+    const partials: string[] = [];
+    stream.on('inputJson', (partial) => partials.push(partial));
+    const final = await stream.finalMessage();
+    expect(inputOf(final)).toEqual(inputOf(directly));
+    expect(partials.length).toBe(directly.usage.output_tokens);
+    expect(final.usage).toEqual(directly.usage);
+    // The job's result, put together by the worker from the events, holds the same call.
+    const { response } = await stream.withResponse();
+    const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+    const job = await producer.getJob(response.headers.get('headroom-job-id')!);
+    await producer.close();
+    expect(job?.result?.response).toMatchObject({ stop_reason: 'tool_use', content: [{ type: 'tool_use', name: 'get_weather', input: inputOf(directly) }] });
+    // The agent's next turn: the tool's result goes back, and the answer is text.
+    const use = final.content[0] as Anthropic.ToolUseBlock;
+    const next = await fleet.anthropic().messages.create({
+      ...claude('Weather in Lisbon?'),
+      tools,
+      messages: [
+        { role: 'user', content: 'Weather in Lisbon?' },
+        { role: 'assistant', content: final.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: '21 C, sunny' }] },
+      ],
+    });
+    expect(next.content[0]?.type).toBe('text');
+  });
+
+  it('OpenAI: a tool call and its result, plain, streamed and through chat.completions.stream(), as the provider gives them directly', async () => {
+    const tools = [{ type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } }, required: ['city'] } } }];
+    const body = { ...chat('Weather in Lisbon?'), tools, tool_choice: 'required' as const };
+    const functionOf = (m: OpenAI.Chat.ChatCompletionMessage) => (m.tool_calls?.[0] as OpenAI.Chat.ChatCompletionMessageFunctionToolCall | undefined)?.function;
+    const directly = await direct.openai.chat.completions.create(body);
+    expect(directly.choices[0]?.finish_reason).toBe('tool_calls');
+    const viaGateway = await fleet.openai().chat.completions.create(body);
+    expect(viaGateway.choices[0]?.finish_reason).toBe('tool_calls');
+    expect(functionOf(viaGateway.choices[0]!.message)).toEqual(functionOf(directly.choices[0]!.message));
+    expect(viaGateway.usage).toEqual(directly.usage);
+    // Streamed: the arguments arrive in pieces, by the call's index.
+    let args = '';
+    const streamed = await fleet.openai().chat.completions.create({ ...body, stream: true }).withResponse();
+    for await (const chunk of streamed.data) args += chunk.choices[0]?.delta.tool_calls?.[0]?.function?.arguments ?? '';
+    expect(args).toBe(functionOf(directly.choices[0]!.message)?.arguments);
+    // The job's result, put together by the worker from the chunks, holds the same call.
+    const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+    const job = await producer.getJob(streamed.response.headers.get('headroom-job-id')!);
+    await producer.close();
+    expect(job?.result?.response).toMatchObject({ choices: [{ finish_reason: 'tool_calls', message: { tool_calls: [{ type: 'function', function: functionOf(directly.choices[0]!.message) }] } }] });
+    const final = await fleet.openai().chat.completions.stream({ ...body, stream_options: { include_usage: true } }).finalChatCompletion();
+    expect(final.choices[0]?.finish_reason).toBe('tool_calls');
+    expect(functionOf(final.choices[0]!.message)).toEqual(functionOf(directly.choices[0]!.message));
+    expect(final.usage).toEqual(directly.usage);
+    // The next turn: the tool's result goes back, and the answer is text.
+    const call = final.choices[0]!.message.tool_calls![0]!;
+    const next = await fleet.openai().chat.completions.create({
+      ...chat('Weather in Lisbon?'),
+      tools,
+      messages: [
+        { role: 'user', content: 'Weather in Lisbon?' },
+        { role: 'assistant', content: null, tool_calls: [call] },
+        { role: 'tool', tool_call_id: call.id, content: '21 C, sunny' },
+      ],
+    });
+    expect(typeof next.choices[0]?.message.content).toBe('string');
   });
 
   it('OpenAI: a stream without include_usage carries no usage, as the provider sends it', async () => {

@@ -5,6 +5,7 @@ import { type AdmissionRecord, type Pace, type Simulator, startSimulator } from 
 
 const CLAUDE = 'claude-haiku-4-5';
 const GPT = 'gpt-4o-mini';
+const TOOL_SCHEMA = { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['city'] };
 
 async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -25,6 +26,70 @@ describe('token-by-token streams through the official SDKs', () => {
     sim.setPace({ latencyMs: 0, streamTokenMs: null });
   });
   afterAll(() => sim.close());
+
+  it('answers an Anthropic request that forces a tool with a tool_use block, the same plain and streamed through messages.stream()', async () => {
+    const params = {
+      model: CLAUDE,
+      max_tokens: 200,
+      tools: [{ name: 'get_weather', description: 'Weather for a city', input_schema: TOOL_SCHEMA as Anthropic.Tool.InputSchema }],
+      tool_choice: { type: 'tool' as const, name: 'get_weather' },
+      messages: [{ role: 'user' as const, content: 'Weather in Paris?' }],
+    };
+    const plain = await claude.messages.create(params);
+    expect(plain.stop_reason).toBe('tool_use');
+    const [block] = plain.content;
+    expect(block).toMatchObject({ type: 'tool_use', name: 'get_weather', id: expect.stringMatching(/^toolu_01/) });
+    const input = (block as Anthropic.ToolUseBlock).input as Record<string, unknown>;
+    expect(Object.keys(input).sort()).toEqual(['city', 'days', 'unit']);
+    expect(typeof input.city).toBe('string');
+    expect(input.unit).toBe('celsius');
+    expect(plain.usage.output_tokens).toBeGreaterThan(0);
+
+    const stream = claude.messages.stream(params);
+    const partials: string[] = [];
+    stream.on('inputJson', (partial) => partials.push(partial));
+    const final = await stream.finalMessage();
+    expect(final.stop_reason).toBe('tool_use');
+    expect((final.content[0] as Anthropic.ToolUseBlock).input).toEqual(input);
+    // One input_json_delta per output token, as text arrives one text_delta per token.
+    expect(partials.length).toBe(final.usage.output_tokens);
+    expect(final.usage.output_tokens).toBe(plain.usage.output_tokens);
+
+    // Left to the model (no tool_choice), the answer is text.
+    const auto = await claude.messages.create({ ...params, tool_choice: undefined });
+    expect(auto.content[0]?.type).toBe('text');
+  });
+
+  it('answers a Chat Completions request that forces a tool with tool_calls, the same plain and streamed through chat.completions.stream()', async () => {
+    const params = {
+      model: GPT,
+      max_completion_tokens: 200,
+      tools: [{ type: 'function' as const, function: { name: 'get_weather', parameters: TOOL_SCHEMA } }],
+      tool_choice: 'required' as const,
+      messages: [{ role: 'user' as const, content: 'Weather in Paris?' }],
+    };
+    const plain = await gpt.chat.completions.create(params);
+    const choice = plain.choices[0]!;
+    expect(choice.finish_reason).toBe('tool_calls');
+    expect(choice.message.content).toBeNull();
+    const call = choice.message.tool_calls?.[0] as OpenAI.Chat.ChatCompletionMessageFunctionToolCall;
+    expect(call).toMatchObject({ type: 'function', id: expect.stringMatching(/^call_/), function: { name: 'get_weather' } });
+    const args = JSON.parse(call.function.arguments) as Record<string, unknown>;
+    expect(Object.keys(args).sort()).toEqual(['city', 'days', 'unit']);
+
+    const stream = gpt.chat.completions.stream({ ...params, stream_options: { include_usage: true } });
+    const final = await stream.finalChatCompletion();
+    const streamed = final.choices[0]!;
+    expect(streamed.finish_reason).toBe('tool_calls');
+    expect((streamed.message.tool_calls![0] as OpenAI.Chat.ChatCompletionMessageFunctionToolCall).function).toEqual(call.function);
+    expect(final.usage?.completion_tokens).toBe(plain.usage?.completion_tokens);
+
+    // Named, that tool (another request: its own arguments); left to the model, text.
+    const named = await gpt.chat.completions.create({ ...params, tool_choice: { type: 'function', function: { name: 'get_weather' } } });
+    expect(named.choices[0]!.message.tool_calls?.[0]).toMatchObject({ function: { name: 'get_weather' } });
+    const auto = await gpt.chat.completions.create({ ...params, tool_choice: 'auto' });
+    expect(auto.choices[0]!.message.tool_calls).toBeUndefined();
+  });
 
   it('streams Anthropic events in the API’s order with one text_delta per output token', async () => {
     const params = { model: CLAUDE, max_tokens: 100, messages: [{ role: 'user' as const, content: 'token by token' }] };

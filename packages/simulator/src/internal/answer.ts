@@ -31,7 +31,7 @@ export function requestHash(body: Record<string, unknown>): string {
 }
 
 // mulberry32: tiny, seedable, good enough to pick words.
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -42,7 +42,7 @@ function prng(seed: number): () => number {
   };
 }
 
-const WORDS = (
+export const WORDS = (
   'the queue keeps every job until a worker takes it and the bucket says there is room for the call ' +
   'tokens refill at a steady rate so bursts spend the minute while the rate sets throughput ' +
   'priority lanes let urgent work go first background work waits or moves to a batch at half price ' +

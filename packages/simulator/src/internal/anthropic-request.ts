@@ -2,6 +2,7 @@
 // answer it gets, and the error bodies the SDK parses into its APIError subclasses.
 
 import { generateAnswer, newId, requestHash } from './answer.js';
+import { anthropicForcedTool, toolCall } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
@@ -107,8 +108,8 @@ export interface AnthropicMessage {
   type: 'message';
   role: 'assistant';
   model: string;
-  content: { type: 'text'; text: string; citations: null }[];
-  stop_reason: 'end_turn' | 'max_tokens';
+  content: ({ type: 'text'; text: string; citations: null } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> })[];
+  stop_reason: 'end_turn' | 'max_tokens' | 'tool_use';
   stop_sequence: null;
   stop_details: null;
   container: null;
@@ -125,14 +126,19 @@ export function buildMessage(
   outputLength: Range,
   serviceTier: 'standard' | 'batch' = 'standard',
 ): AnthropicMessage {
-  const answer = generateAnswer(requestHash(params), params.max_tokens, outputLength);
+  const hash = requestHash(params);
+  const tool = anthropicForcedTool(params);
+  const call = tool && toolCall(tool, hash, params.max_tokens);
+  const answer = call ? { text: '', outputTokens: call.outputTokens, clipped: false } : generateAnswer(hash, params.max_tokens, outputLength);
   return {
     id: newId('msg_01', 22),
     type: 'message',
     role: 'assistant',
     model: params.model,
-    content: [{ type: 'text', text: answer.text, citations: null }],
-    stop_reason: answer.clipped ? 'max_tokens' : 'end_turn',
+    content: call
+      ? [{ type: 'tool_use', id: newId('toolu_01', 22), name: call.name, input: JSON.parse(call.arguments) as Record<string, unknown> }]
+      : [{ type: 'text', text: answer.text, citations: null }],
+    stop_reason: call ? 'tool_use' : answer.clipped ? 'max_tokens' : 'end_turn',
     stop_sequence: null,
     stop_details: null,
     container: null,

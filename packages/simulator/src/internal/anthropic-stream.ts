@@ -1,6 +1,7 @@
 // A Messages answer as server-sent events, in the order the API sends them: message_start,
-// content_block_start, ping, one content_block_delta (text_delta) per output token paced over
-// time, content_block_stop, message_delta with the usage, message_stop.
+// content_block_start, ping, one content_block_delta (text_delta, or input_json_delta for a tool
+// call's input) per output token paced over time, content_block_stop, message_delta with the
+// usage, message_stop.
 
 import type { ServerResponse } from 'node:http';
 import type { AnthropicMessage } from './anthropic-request.js';
@@ -33,15 +34,19 @@ export async function streamMessage(res: ServerResponse, message: AnthropicMessa
       usage: { ...usage, output_tokens: 1 },
     },
   });
-  event(res, 'content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '', citations: null } });
+  const block = message.content[0];
+  const tool = block?.type === 'tool_use' ? block : undefined;
+  const contentBlock = tool ? { type: 'tool_use', id: tool.id, name: tool.name, input: {} } : { type: 'text', text: '', citations: null };
+  event(res, 'content_block_start', { type: 'content_block_start', index: 0, content_block: contentBlock });
   event(res, 'ping', { type: 'ping' });
 
   const complete = await paceDeltas(res, {
-    pieces: tokenPieces(message.content[0]?.text ?? ''),
+    pieces: tokenPieces(tool ? JSON.stringify(tool.input) : block?.type === 'text' ? block.text : ''),
     outputTokens: usage.output_tokens,
     latencyMs: options.latencyMs,
     tokenMs: options.tokenMs,
-    writeDelta: (out, piece) => event(out, 'content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } }),
+    writeDelta: (out, piece) =>
+      event(out, 'content_block_delta', { type: 'content_block_delta', index: 0, delta: tool ? { type: 'input_json_delta', partial_json: piece } : { type: 'text_delta', text: piece } }),
     writeMalformed: (out) => out.write('event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":\n\n'),
     fault: options.fault,
     progress: options.progress,

@@ -2,6 +2,7 @@
 // the completion it gets, and the `{ error: { message, type, param, code } }` bodies.
 
 import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
+import { openaiForcedTool, toolCall } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
@@ -145,9 +146,9 @@ export interface ChatCompletion {
   model: string;
   choices: {
     index: number;
-    message: { role: 'assistant'; content: string; refusal: null; annotations: [] };
+    message: { role: 'assistant'; content: string | null; refusal: null; annotations: []; tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: string } }[] };
     logprobs: null;
-    finish_reason: 'stop' | 'length';
+    finish_reason: 'stop' | 'length' | 'tool_calls';
   }[];
   usage: {
     prompt_tokens: number;
@@ -167,8 +168,18 @@ export interface ChatCompletion {
  */
 export function buildCompletion(params: ChatParams, model: ResolvedModel, promptTokens: number, outputLength: Range, createdMs: number, cachedTokens = 0): ChatCompletion {
   const hash = requestHash(params);
+  const tool = openaiForcedTool(params);
   const choices = Array.from({ length: params.n ?? 1 }, (_, index) => {
-    const answer = generateAnswer(index === 0 ? hash : sha256(`${hash}:${index}`), maxTokensOf(params, model), outputLength);
+    const choiceHash = index === 0 ? hash : sha256(`${hash}:${index}`);
+    const call = tool && toolCall(tool, choiceHash, maxTokensOf(params, model));
+    if (call) {
+      const toolCalls = [{ id: newId('call_', 24), type: 'function' as const, function: { name: call.name, arguments: call.arguments } }];
+      return {
+        tokens: call.outputTokens,
+        choice: { index, message: { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], tool_calls: toolCalls }, logprobs: null, finish_reason: 'tool_calls' as const },
+      };
+    }
+    const answer = generateAnswer(choiceHash, maxTokensOf(params, model), outputLength);
     return {
       tokens: answer.outputTokens,
       choice: {

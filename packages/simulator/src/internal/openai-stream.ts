@@ -3,7 +3,8 @@
 // `stream_options.include_usage` a last chunk with `choices: []` and the usage (every chunk before
 // it then carries `usage: null`, as OpenAI documents), then `data: [DONE]`. With `n`, each chunk
 // carries one choice, named by its `index`: the choices' roles first, then their tokens in turn,
-// then their finish_reasons, so a client must put each choice together by its index.
+// then their finish_reasons, so a client must put each choice together by its index. A choice that
+// calls a tool opens with the call's id and name, and its tokens are pieces of the arguments.
 
 import type { ServerResponse } from 'node:http';
 import type { ChatCompletion } from './openai-request.js';
@@ -28,13 +29,18 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
   };
   const delta = (index: number, content: object, finish: string | null = null) => [{ index, delta: content, logprobs: null, finish_reason: finish }];
 
-  for (const choice of completion.choices) send(res, delta(choice.index, { role: 'assistant', content: '', refusal: null }));
+  const callOf = (index: number) => completion.choices[index]?.message.tool_calls?.[0];
+  for (const choice of completion.choices) {
+    const call = callOf(choice.index);
+    const opening = call ? { tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] } : {};
+    send(res, delta(choice.index, { role: 'assistant', content: call ? null : '', refusal: null, ...opening }));
+  }
   const complete = await paceDeltas(res, {
-    pieces: interleaved(completion.choices.map((c) => tokenPieces(c.message.content))),
+    pieces: interleaved(completion.choices.map((c) => tokenPieces(c.message.tool_calls?.[0]?.function.arguments ?? c.message.content ?? ''))),
     outputTokens: completion.usage.completion_tokens,
     latencyMs: options.latencyMs,
     tokenMs: options.tokenMs,
-    writeDelta: (out, [index, piece]) => send(out, delta(index, { content: piece })),
+    writeDelta: (out, [index, piece]) => send(out, delta(index, callOf(index) ? { tool_calls: [{ index: 0, function: { arguments: piece } }] } : { content: piece })),
     writeMalformed: (out) => out.write(`data: {"id":"${completion.id}","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":\n\n`),
     fault: options.fault,
     progress: options.progress,

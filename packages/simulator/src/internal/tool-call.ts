@@ -1,0 +1,88 @@
+// Tool calls: a request that forces one (Anthropic `tool_choice: { type: 'tool' | 'any' }`, OpenAI
+// `tool_choice: 'required'` or `{ type: 'function' }`) is answered with a call of that tool, its
+// arguments made from the tool's JSON schema, deterministically (the same request, the same
+// arguments), so the tool paths of the SDKs' stream helpers can be checked through a gateway. A
+// request that leaves the choice to the model (`auto`, or none) gets a text answer, as before.
+// Arguments that would not fit `max_tokens` are not cut part-way: the request gets its text answer.
+
+import { prng, WORDS } from './answer.js';
+import { countTokens } from './tokenizer.js';
+
+export interface ToolCall {
+  name: string;
+  /** The arguments as the model writes them: a JSON object's text. */
+  arguments: string;
+  outputTokens: number;
+}
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** An Anthropic tool: `{ name, input_schema }`. */
+function anthropicTool(tool: unknown): { name: string; schema: unknown } | undefined {
+  return isObject(tool) && typeof tool.name === 'string' ? { name: tool.name, schema: tool.input_schema } : undefined;
+}
+
+/** A Chat Completions tool: `{ type: 'function', function: { name, parameters } }`. */
+function openaiTool(tool: unknown): { name: string; schema: unknown } | undefined {
+  const fn = isObject(tool) ? tool.function : undefined;
+  return isObject(fn) && typeof fn.name === 'string' ? { name: fn.name, schema: fn.parameters } : undefined;
+}
+
+function forced(tools: unknown, choice: unknown, read: (tool: unknown) => { name: string; schema: unknown } | undefined, named: (choice: Json) => string | undefined, anyOf: (choice: unknown) => boolean): { name: string; schema: unknown } | undefined {
+  if (!Array.isArray(tools) || tools.length === 0) return undefined;
+  const all = tools.map(read).filter((t) => t !== undefined);
+  const name = isObject(choice) ? named(choice) : undefined;
+  if (name !== undefined) return all.find((t) => t.name === name);
+  return anyOf(choice) ? all[0] : undefined;
+}
+
+/** The tool an Anthropic request forces, if it forces one. */
+export function anthropicForcedTool(params: { tools?: unknown; tool_choice?: unknown }): { name: string; schema: unknown } | undefined {
+  return forced(params.tools, params.tool_choice, anthropicTool, (c) => (c.type === 'tool' && typeof c.name === 'string' ? c.name : undefined), (c) => isObject(c) && c.type === 'any');
+}
+
+/** The tool a Chat Completions request forces, if it forces one. */
+export function openaiForcedTool(params: { tools?: unknown; tool_choice?: unknown }): { name: string; schema: unknown } | undefined {
+  return forced(
+    params.tools,
+    params.tool_choice,
+    openaiTool,
+    (c) => (c.type === 'function' && isObject(c.function) && typeof c.function.name === 'string' ? c.function.name : undefined),
+    (c) => c === 'required',
+  );
+}
+
+/** A value of the schema's type: an enum's first value, a word, a small number. */
+function sampleOf(schema: unknown, random: () => number): unknown {
+  if (!isObject(schema)) return null;
+  if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
+  switch (schema.type) {
+    case 'string':
+      return WORDS[Math.floor(random() * WORDS.length)] ?? 'ok';
+    case 'integer':
+    case 'number':
+      return 1 + Math.floor(random() * 99);
+    case 'boolean':
+      return true;
+    case 'array':
+      return [];
+    case 'object':
+      return argumentsOf(schema, random);
+    default:
+      return null;
+  }
+}
+
+function argumentsOf(schema: Json, random: () => number): Json {
+  const properties = isObject(schema.properties) ? schema.properties : {};
+  return Object.fromEntries(Object.entries(properties).map(([key, property]) => [key, sampleOf(property, random)]));
+}
+
+/** The call of `tool` this request gets (`hash`: the request's), or undefined when it would not fit `maxTokens`. */
+export function toolCall(tool: { name: string; schema: unknown }, hash: string, maxTokens: number): ToolCall | undefined {
+  const random = prng(Number.parseInt(hash.slice(8, 16), 16));
+  const text = JSON.stringify(isObject(tool.schema) ? argumentsOf(tool.schema, random) : {});
+  const outputTokens = countTokens(text);
+  return outputTokens <= maxTokens ? { name: tool.name, arguments: text, outputTokens } : undefined;
+}
