@@ -608,7 +608,7 @@ describe('adaptive throttle and retry budget (wiring; the maths is in model-thro
     while ((await ask(b, 'm', { lane: 'low', retry: true })).status === 'granted') more += 1;
     expect(more).toBe(2);
     // One of those two is handed back unsent (another job of the pool was ahead of it).
-    b.unsentRetry('p', 'm');
+    b.retryWithoutOutcome('p', 'm');
     expect(await ask(b, 'm', { lane: 'low', retry: true })).toMatchObject({ status: 'granted' });
     expect(await ask(b, 'm', { lane: 'low', retry: true })).toMatchObject({ status: 'wait', reason: 'retry_budget' });
     // Neither moves the model's health: four outcomes reported, three of them served.

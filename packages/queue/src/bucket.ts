@@ -308,13 +308,14 @@ export class Bucket {
   }
 
   /**
-   * A retry of `model` granted (`AcquireRequest.retry`) whose call was never sent (its grant handed
-   * back): its place in the retry budget goes back. Rides on the next acquire, like `report`.
+   * A retry of `model` granted (`AcquireRequest.retry`) whose call says nothing of the model: never
+   * sent (its grant handed back), or stopped by its caller (a stream the client cut). Its place in
+   * the retry budget goes back, and no outcome is counted. Rides on the next acquire, like `report`.
    */
-  unsentRetry(pool: string, model: string, options: CarryOptions = {}): void {
+  retryWithoutOutcome(pool: string, model: string, options: CarryOptions = {}): void {
     this.#open();
     if (!this.throttle) return;
-    this.#carried.addUnsentRetry(pool, model);
+    this.#carried.addRetryBack(pool, model);
     this.#sendLater(pool, options);
   }
 

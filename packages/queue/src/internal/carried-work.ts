@@ -85,8 +85,8 @@ export class CarriedWork {
     if (ok && retry) o.retriesBack += 1;
   }
 
-  /** A retry granted whose call was never sent: no outcome, only its place in the budget back. */
-  addUnsentRetry(pool: string, model: string): void {
+  /** A retry granted whose call said nothing of the model (`Bucket.retryWithoutOutcome`): only its place back. */
+  addRetryBack(pool: string, model: string): void {
     this.#outcomesOf(pool, model).retriesBack += 1;
   }
 

@@ -534,6 +534,28 @@ describe('runJob, streamed', () => {
     }
   });
 
+  it("gives a retry's place in the budget back when its caller cuts its stream: the call says nothing of the model", async () => {
+    // A budget of 0.1/s x 10 s = 1 retry of SONNET, and no first calls to add to it.
+    const ctx = context({ retry: { budget: { ratio: 0, minPerSecond: 0.1, windowMs: 10_000 } } });
+    const retried = (): JobMeta => ({ ...streamMeta(), progress: { attempts: 1, triedModels: [SONNET] } });
+    sim.setPace({ streamTokenMs: 20 });
+    try {
+      const m = retried();
+      const abort = new AbortController();
+      const running = run(ctx, streamed({ max_tokens: 400 }), m, abort.signal);
+      await expect.poll(async () => (await relayed(ctx, m.id)).length, { timeout: 5_000 }).toBeGreaterThan(3);
+      abort.abort(new JobCancelled());
+      expect(await running).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' } });
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+    // The budget's one retry is there again: the next retry is called (and fails, keeping it)...
+    sim.injectFaults({ model: SONNET, status: 529, count: 1 });
+    expect(await run(ctx, streamed(), retried())).toMatchObject({ kind: 'delay', progress: { attempts: 2 } });
+    // ...so the one after waits for the budget, no call made.
+    expect(await run(ctx, streamed(), retried())).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
+  });
+
   it('fails CANCELLED without a call when its caller cancelled before it started', async () => {
     const abort = new AbortController();
     abort.abort(new JobCancelled());
