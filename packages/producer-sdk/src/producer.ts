@@ -397,7 +397,10 @@ export class Producer {
       leave,
       result: async ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS, cancelOnTimeout = false, signal } = {}) => {
         this.assertOpen();
-        signal?.throwIfAborted();
+        if (signal?.aborted) {
+          void leave('waiting');
+          throw signal.reason;
+        }
         // Ends the wait itself once the caller is out of the job, so nothing waits on for it.
         const stop = signal || startBy ? new AbortController() : undefined;
         const deadline = startBy && new StartDeadline(id, startBy.maxWaitMs, startBy.enqueuedAt, () => leave('deadline'), (err) => stop?.abort(err));

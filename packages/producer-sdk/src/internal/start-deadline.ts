@@ -20,9 +20,9 @@ export class StartDeadline {
   #error: JobFailedError | undefined;
 
   /**
-   * `leave` withdraws the caller if the job has not started, and says whether it did (the
-   * producer's `cancel(id, { ifNotStarted: true, keepShared: true })`); `end` then ends the
-   * caller's wait with the deadline's error.
+   * `leave` withdraws the caller if the job has not started, and says whether the caller is out
+   * (the handle's one way out: `lane-cancel.ts` with `atDeadline`); `end` then ends the caller's
+   * wait with the deadline's error.
    */
   constructor(jobId: string, maxWaitMs: number, enqueuedAt: number, leave: () => Promise<boolean>, end: (err: JobFailedError) => void, now = Date.now()) {
     this.#jobId = jobId;
