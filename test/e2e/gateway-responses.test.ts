@@ -93,6 +93,36 @@ describe('the Responses API through the gateway', () => {
     expect(viaGateway.final.status).toBe('completed');
   });
 
+  it('a function call and its output, plain and through responses.stream(), as the provider gives them directly', async () => {
+    const tools = [{ type: 'function' as const, name: 'get_weather', strict: false, parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } } } }];
+    const body = { ...ask('Weather in Oslo?'), tools, tool_choice: 'required' as const };
+    const callOf = (r: OpenAI.Responses.Response) => r.output.find((i): i is OpenAI.Responses.ResponseFunctionToolCall => i.type === 'function_call');
+    const directly = await direct.responses.create(body);
+    const viaGateway = await fleet.openai().responses.create(body);
+    expect(callOf(viaGateway)).toMatchObject({ name: 'get_weather', arguments: callOf(directly)?.arguments });
+    expect(viaGateway.usage).toEqual(directly.usage);
+    // Streamed: the arguments arrive as function_call_arguments deltas, which the helper puts together.
+    const stream = fleet.openai().responses.stream(body);
+    const deltas: string[] = [];
+    stream.on('response.function_call_arguments.delta', (e) => deltas.push(e.delta));
+    const final = await stream.finalResponse();
+    expect(deltas.join('')).toBe(callOf(directly)?.arguments);
+    expect(callOf(final)).toMatchObject({ name: 'get_weather', arguments: callOf(directly)?.arguments });
+    expect(final.usage).toEqual(directly.usage);
+    // The next turn: the call and its output go back as input items, and the answer is text.
+    const call = callOf(final)!;
+    const next = await fleet.openai().responses.create({
+      ...ask('Weather in Oslo?'),
+      tools,
+      input: [
+        { role: 'user', content: 'Weather in Oslo?' },
+        { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments },
+        { type: 'function_call_output', call_id: call.call_id, output: '4 C, snow' },
+      ],
+    });
+    expect(next.output_text.length).toBeGreaterThan(0);
+  });
+
   it('create({ stream: true }) yields the provider\'s events in its order, numbered as it numbered them', async () => {
     const body = { ...ask('Say hello to the harbour master.'), stream: true as const };
     const events = async (client: OpenAI) => {

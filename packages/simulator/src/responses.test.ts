@@ -150,6 +150,29 @@ describe('OpenAI Responses API through the openai SDK', () => {
     ]);
   });
 
+  it('answers a request that forces a function with a function_call item, the same plain and through responses.stream()', async () => {
+    const tools = [{ type: 'function' as const, name: 'get_weather', strict: false, parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } } } }];
+    const params = { ...ask('Weather in Oslo?', 100), tools, tool_choice: 'required' as const };
+    const plain = await client.responses.create(params);
+    const [call] = plain.output;
+    expect(call).toMatchObject({ type: 'function_call', name: 'get_weather', status: 'completed', call_id: expect.stringMatching(/^call_/) });
+    const args = JSON.parse((call as OpenAI.Responses.ResponseFunctionToolCall).arguments) as Record<string, unknown>;
+    expect(Object.keys(args).sort()).toEqual(['city', 'days']);
+    const stream = client.responses.stream(params);
+    const deltas: string[] = [];
+    stream.on('response.function_call_arguments.delta', (e) => deltas.push(e.delta));
+    const final = await stream.finalResponse();
+    expect(deltas.join('')).toBe((call as OpenAI.Responses.ResponseFunctionToolCall).arguments);
+    expect(deltas.length).toBe(plain.usage?.output_tokens);
+    expect(final.output).toMatchObject([{ type: 'function_call', name: 'get_weather', arguments: (call as OpenAI.Responses.ResponseFunctionToolCall).arguments }]);
+    expect(final.usage).toEqual(plain.usage);
+    // Named, that function; left to the model, text.
+    const named = await client.responses.create({ ...params, tool_choice: { type: 'function', name: 'get_weather' } });
+    expect(named.output[0]).toMatchObject({ type: 'function_call', name: 'get_weather' });
+    const auto = await client.responses.create({ ...params, tool_choice: 'auto' });
+    expect(auto.output[0]?.type).toBe('message');
+  });
+
   it('streams raw events in order, sequence numbers from 0, one text delta per output token', async () => {
     const plain = await client.responses.create(ask('event by event'));
     const stream = await client.responses.create({ ...ask('event by event'), stream: true });

@@ -3,6 +3,7 @@
 // (temperature, tools, text, truncation, ...) pass over and are echoed back as OpenAI echoes them.
 
 import { generateAnswer, newId, requestHash } from './answer.js';
+import { responsesForcedTool, toolCall } from './tool-call.js';
 import { invalidRequest, isObject, type OpenAIErrorBody, outputCeilingTooLarge } from './openai-request.js';
 import type { Range, ResolvedModel } from './options.js';
 
@@ -131,6 +132,16 @@ export interface OutputMessage {
   content: [OutputText];
 }
 
+/** A call of a function tool, as the model makes it. */
+export interface FunctionCallItem {
+  type: 'function_call';
+  id: string;
+  call_id: string;
+  name: string;
+  arguments: string;
+  status: 'in_progress' | 'completed';
+}
+
 export interface ResponseUsage {
   input_tokens: number;
   input_tokens_details: { cached_tokens: number };
@@ -153,8 +164,8 @@ export interface OpenAIResponse {
   max_output_tokens: number | null;
   max_tool_calls: unknown;
   model: string;
-  /** One assistant message with one output_text part. */
-  output: [OutputMessage];
+  /** One assistant message with one output_text part, or one function call (a forced tool). */
+  output: [OutputMessage] | [FunctionCallItem];
   parallel_tool_calls: unknown;
   previous_response_id: unknown;
   prompt_cache_key: unknown;
@@ -185,8 +196,14 @@ export interface PromptCount {
  * to `max_output_tokens`, and then `incomplete` as OpenAI reports a response cut short.
  */
 export function buildResponse(params: ResponsesParams, model: ResolvedModel, prompt: PromptCount, outputLength: Range, createdMs: number): OpenAIResponse {
-  const answer = generateAnswer(requestHash(params), maxOutputTokensOf(params, model), outputLength);
+  const hash = requestHash(params);
+  const tool = responsesForcedTool(params);
+  const call = tool && toolCall(tool, hash, maxOutputTokensOf(params, model));
+  const answer = call ? { text: '', outputTokens: call.outputTokens, clipped: false } : generateAnswer(hash, maxOutputTokensOf(params, model), outputLength);
   const status = answer.clipped ? 'incomplete' : 'completed';
+  const output: OpenAIResponse['output'] = call
+    ? [{ type: 'function_call', id: newId('fc_', 48), call_id: newId('call_', 24), name: call.name, arguments: call.arguments, status: 'completed' }]
+    : [{ type: 'message', id: newId('msg_', 48), status, role: 'assistant', content: [{ type: 'output_text', text: answer.text, annotations: [], logprobs: [] }] }];
   const given = (field: string, fallback: unknown): unknown => params[field] ?? fallback;
   return {
     id: newId('resp_', 48),
@@ -201,15 +218,7 @@ export function buildResponse(params: ResponsesParams, model: ResolvedModel, pro
     max_output_tokens: params.max_output_tokens ?? null,
     max_tool_calls: given('max_tool_calls', null),
     model: params.model,
-    output: [
-      {
-        type: 'message',
-        id: newId('msg_', 48),
-        status,
-        role: 'assistant',
-        content: [{ type: 'output_text', text: answer.text, annotations: [], logprobs: [] }],
-      },
-    ],
+    output,
     parallel_tool_calls: given('parallel_tool_calls', true),
     previous_response_id: given('previous_response_id', null),
     prompt_cache_key: given('prompt_cache_key', null),

@@ -6,10 +6,13 @@
 // response.output_text.done, response.content_part.done, response.output_item.done, and last
 // response.completed, or response.incomplete when max_output_tokens cut the answer short, with
 // the whole response and its usage. Unlike Chat Completions there is no `data: [DONE]`: the
-// terminal event ends the stream. The official SDK's stream helper checks this order strictly.
+// terminal event ends the stream. The official SDK's stream helper checks this order strictly. A
+// function call (a forced tool) streams as response.output_item.added (the call, its arguments
+// empty), one response.function_call_arguments.delta per output token, then
+// response.function_call_arguments.done, response.output_item.done and response.completed.
 
 import type { ServerResponse } from 'node:http';
-import { finishedAt, inProgress, type OpenAIResponse } from './openai-responses-request.js';
+import { finishedAt, inProgress, type FunctionCallItem, type OpenAIResponse } from './openai-responses-request.js';
 import { paceDeltas, type StreamPacing } from './paced-stream.js';
 import { tokenPieces } from './tokenizer.js';
 
@@ -25,7 +28,9 @@ export async function streamResponse(res: ServerResponse, response: OpenAIRespon
     out.write(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence, ...fields })}\n\n`);
     sequence += 1;
   };
-  const [message] = response.output;
+  const [item] = response.output;
+  if (item.type === 'function_call') return streamFunctionCall(res, response, item, options, send);
+  const message = item;
   const [part] = message.content;
   const { text } = part;
   const at = { item_id: message.id, output_index: 0, content_index: 0 };
@@ -50,4 +55,25 @@ export async function streamResponse(res: ServerResponse, response: OpenAIRespon
   send(res, 'response.content_part.done', { ...at, part });
   send(res, 'response.output_item.done', { output_index: 0, item: message });
   send(res, done.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: done });
+}
+
+type Send = (out: ServerResponse, type: string, fields: object) => void;
+
+async function streamFunctionCall(res: ServerResponse, response: OpenAIResponse, call: FunctionCallItem, options: ResponseStreamOptions, send: Send): Promise<void> {
+  const at = { item_id: call.id, output_index: 0 };
+  const started = inProgress(response);
+  send(res, 'response.created', { response: started });
+  send(res, 'response.in_progress', { response: started });
+  send(res, 'response.output_item.added', { output_index: 0, item: { ...call, status: 'in_progress', arguments: '' } });
+  const complete = await paceDeltas(res, {
+    ...options,
+    pieces: tokenPieces(call.arguments),
+    outputTokens: response.usage.output_tokens,
+    writeDelta: (out, delta) => send(out, 'response.function_call_arguments.delta', { ...at, delta }),
+    writeMalformed: (out) => out.write(`event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta","item_id":"${call.id}","output_index":0,"delta":\n\n`),
+  });
+  if (!complete) return;
+  send(res, 'response.function_call_arguments.done', { ...at, arguments: call.arguments });
+  send(res, 'response.output_item.done', { output_index: 0, item: call });
+  send(res, 'response.completed', { response: finishedAt(response, options.now()) });
 }

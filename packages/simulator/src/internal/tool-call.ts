@@ -1,5 +1,5 @@
 // Tool calls: a request that forces one (Anthropic `tool_choice: { type: 'tool' | 'any' }`, OpenAI
-// `tool_choice: 'required'` or `{ type: 'function' }`) is answered with a call of that tool, its
+// `tool_choice: 'required'` or `{ type: 'function' }`, in Chat Completions and Responses) is answered with a call of that tool, its
 // arguments made from the tool's JSON schema, deterministically (the same request, the same
 // arguments), so the tool paths of the SDKs' stream helpers can be checked through a gateway. A
 // request that leaves the choice to the model (`auto`, or none) gets a text answer, as before.
@@ -40,6 +40,16 @@ function forced(tools: unknown, choice: unknown, read: (tool: unknown) => { name
 /** The tool an Anthropic request forces, if it forces one. */
 export function anthropicForcedTool(params: { tools?: unknown; tool_choice?: unknown }): { name: string; schema: unknown } | undefined {
   return forced(params.tools, params.tool_choice, anthropicTool, (c) => (c.type === 'tool' && typeof c.name === 'string' ? c.name : undefined), (c) => isObject(c) && c.type === 'any');
+}
+
+/** A Responses tool: `{ type: 'function', name, parameters }`. */
+function responsesTool(tool: unknown): { name: string; schema: unknown } | undefined {
+  return isObject(tool) && tool.type === 'function' && typeof tool.name === 'string' ? { name: tool.name, schema: tool.parameters } : undefined;
+}
+
+/** The tool a Responses request forces, if it forces one. */
+export function responsesForcedTool(params: { tools?: unknown; tool_choice?: unknown }): { name: string; schema: unknown } | undefined {
+  return forced(params.tools, params.tool_choice, responsesTool, (c) => (c.type === 'function' && typeof c.name === 'string' ? c.name : undefined), (c) => c === 'required');
 }
 
 /** The tool a Chat Completions request forces, if it forces one. */
