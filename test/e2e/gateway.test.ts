@@ -235,6 +235,37 @@ describe('the gateway with the official SDKs', () => {
     expect(typeof next.choices[0]?.message.content).toBe('string');
   });
 
+  it('parallel tool calls, streamed through both SDKs, as the provider gives them directly; the job result holds them all', async () => {
+    const schema = { type: 'object' as const, properties: { city: { type: 'string' } } };
+    const names = ['get_weather', 'get_time'];
+    const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+    try {
+      // Anthropic: two tool_use blocks, each streamed as its own block.
+      const claudeBody = { ...claude('Weather and time in Rome?'), tools: names.map((name) => ({ name, input_schema: schema })), tool_choice: { type: 'any' as const } };
+      const uses = (m: Anthropic.Message) => m.content.map((b) => [(b as Anthropic.ToolUseBlock).name, (b as Anthropic.ToolUseBlock).input]);
+      const directly = await direct.anthropic.messages.create(claudeBody);
+      expect(uses(directly).map(([name]) => name)).toEqual(names);
+      const stream = fleet.anthropic().messages.stream(claudeBody);
+      const final = await stream.finalMessage();
+      expect(uses(final)).toEqual(uses(directly));
+      const job = await producer.getJob((await stream.withResponse()).response.headers.get('headroom-job-id')!);
+      expect(uses(job!.result!.response as Anthropic.Message)).toEqual(uses(directly));
+      // OpenAI: two tool_calls, the second opened by a chunk of its own index.
+      const gptBody = { ...chat('Weather and time in Rome?'), tools: names.map((name) => ({ type: 'function' as const, function: { name, parameters: schema } })), tool_choice: 'required' as const };
+      const fns = (m: OpenAI.Chat.ChatCompletionMessage) => m.tool_calls?.map((c) => (c as OpenAI.Chat.ChatCompletionMessageFunctionToolCall).function);
+      const plain = await direct.openai.chat.completions.create(gptBody);
+      expect(fns(plain.choices[0]!.message)?.map((f) => f.name)).toEqual(names);
+      const streamed = await fleet.openai().chat.completions.create({ ...gptBody, stream: true, stream_options: { include_usage: true } }).withResponse();
+      for await (const _chunk of streamed.data);
+      const viaHelper = await fleet.openai().chat.completions.stream(gptBody).finalChatCompletion();
+      expect(fns(viaHelper.choices[0]!.message)).toEqual(fns(plain.choices[0]!.message));
+      const gptJob = await producer.getJob(streamed.response.headers.get('headroom-job-id')!);
+      expect(fns((gptJob!.result!.response as OpenAI.Chat.ChatCompletion).choices[0]!.message)).toEqual(fns(plain.choices[0]!.message));
+    } finally {
+      await producer.close();
+    }
+  });
+
   it('OpenAI: a stream without include_usage carries no usage, as the provider sends it', async () => {
     const body = { ...chat('Count to five.'), stream: true as const };
     let sawUsage = false;

@@ -60,6 +60,41 @@ describe('token-by-token streams through the official SDKs', () => {
     expect(auto.content[0]?.type).toBe('text');
   });
 
+  it('calls the first two tools in parallel when a request lets the model pick any, unless parallel calls are off', async () => {
+    const tools = ['get_weather', 'get_time', 'get_news'];
+    // Anthropic: two tool_use blocks, each opened, filled and closed in turn when streamed.
+    const claudeParams = {
+      model: CLAUDE,
+      max_tokens: 300,
+      tools: tools.map((name) => ({ name, input_schema: TOOL_SCHEMA as Anthropic.Tool.InputSchema })),
+      tool_choice: { type: 'any' as const },
+      messages: [{ role: 'user' as const, content: 'Weather and time in Rome?' }],
+    };
+    const plain = await claude.messages.create(claudeParams);
+    expect(plain.content.map((b) => (b as Anthropic.ToolUseBlock).name)).toEqual(['get_weather', 'get_time']);
+    const final = await claude.messages.stream(claudeParams).finalMessage();
+    expect(final.content.map((b) => [(b as Anthropic.ToolUseBlock).name, (b as Anthropic.ToolUseBlock).input])).toEqual(plain.content.map((b) => [(b as Anthropic.ToolUseBlock).name, (b as Anthropic.ToolUseBlock).input]));
+    expect(final.usage.output_tokens).toBe(plain.usage.output_tokens);
+    const single = await claude.messages.create({ ...claudeParams, tool_choice: { type: 'any', disable_parallel_tool_use: true } });
+    expect(single.content).toHaveLength(1);
+    // OpenAI: two tool_calls, the second opened by a chunk of its own index when streamed.
+    const gptParams = {
+      model: GPT,
+      max_completion_tokens: 300,
+      tools: tools.map((name) => ({ type: 'function' as const, function: { name, parameters: TOOL_SCHEMA } })),
+      tool_choice: 'required' as const,
+      messages: [{ role: 'user' as const, content: 'Weather and time in Rome?' }],
+    };
+    const completion = await gpt.chat.completions.create(gptParams);
+    const fns = (m: OpenAI.Chat.ChatCompletionMessage) => m.tool_calls?.map((c) => (c as OpenAI.Chat.ChatCompletionMessageFunctionToolCall).function);
+    expect(fns(completion.choices[0]!.message)?.map((f) => f.name)).toEqual(['get_weather', 'get_time']);
+    const streamed = await gpt.chat.completions.stream({ ...gptParams, stream_options: { include_usage: true } }).finalChatCompletion();
+    expect(fns(streamed.choices[0]!.message)).toEqual(fns(completion.choices[0]!.message));
+    expect(streamed.usage?.completion_tokens).toBe(completion.usage?.completion_tokens);
+    const one = await gpt.chat.completions.create({ ...gptParams, parallel_tool_calls: false });
+    expect(one.choices[0]!.message.tool_calls).toHaveLength(1);
+  });
+
   it('answers a Chat Completions request that forces a tool with tool_calls, the same plain and streamed through chat.completions.stream()', async () => {
     const params = {
       model: GPT,

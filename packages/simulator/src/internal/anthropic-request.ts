@@ -2,7 +2,7 @@
 // answer it gets, and the error bodies the SDK parses into its APIError subclasses.
 
 import { generateAnswer, newId, requestHash } from './answer.js';
-import { anthropicForcedTool, toolCall } from './tool-call.js';
+import { anthropicForcedTools, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
@@ -127,18 +127,17 @@ export function buildMessage(
   serviceTier: 'standard' | 'batch' = 'standard',
 ): AnthropicMessage {
   const hash = requestHash(params);
-  const tool = anthropicForcedTool(params);
-  const call = tool && toolCall(tool, hash, params.max_tokens);
-  const answer = call ? { text: '', outputTokens: call.outputTokens, clipped: false } : generateAnswer(hash, params.max_tokens, outputLength);
+  const calls = toolCalls(anthropicForcedTools(params), hash, params.max_tokens);
+  const answer = calls ? { text: '', outputTokens: calls.reduce((sum, c) => sum + c.outputTokens, 0), clipped: false } : generateAnswer(hash, params.max_tokens, outputLength);
   return {
     id: newId('msg_01', 22),
     type: 'message',
     role: 'assistant',
     model: params.model,
-    content: call
-      ? [{ type: 'tool_use', id: newId('toolu_01', 22), name: call.name, input: JSON.parse(call.arguments) as Record<string, unknown> }]
+    content: calls
+      ? calls.map((call) => ({ type: 'tool_use' as const, id: newId('toolu_01', 22), name: call.name, input: JSON.parse(call.arguments) as Record<string, unknown> }))
       : [{ type: 'text', text: answer.text, citations: null }],
-    stop_reason: call ? 'tool_use' : answer.clipped ? 'max_tokens' : 'end_turn',
+    stop_reason: calls ? 'tool_use' : answer.clipped ? 'max_tokens' : 'end_turn',
     stop_sequence: null,
     stop_details: null,
     container: null,

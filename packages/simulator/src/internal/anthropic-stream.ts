@@ -1,7 +1,8 @@
 // A Messages answer as server-sent events, in the order the API sends them: message_start,
 // content_block_start, ping, one content_block_delta (text_delta, or input_json_delta for a tool
 // call's input) per output token paced over time, content_block_stop, message_delta with the
-// usage, message_stop.
+// usage, message_stop. Parallel tool calls are blocks one after the other, each opened and closed
+// around its own deltas.
 
 import type { ServerResponse } from 'node:http';
 import type { AnthropicMessage } from './anthropic-request.js';
@@ -34,19 +35,29 @@ export async function streamMessage(res: ServerResponse, message: AnthropicMessa
       usage: { ...usage, output_tokens: 1 },
     },
   });
-  const block = message.content[0];
-  const tool = block?.type === 'tool_use' ? block : undefined;
-  const contentBlock = tool ? { type: 'tool_use', id: tool.id, name: tool.name, input: {} } : { type: 'text', text: '', citations: null };
-  event(res, 'content_block_start', { type: 'content_block_start', index: 0, content_block: contentBlock });
+  const blocks = message.content;
+  const opening = (index: number) => {
+    const block = blocks[index];
+    return block?.type === 'tool_use' ? { type: 'tool_use', id: block.id, name: block.name, input: {} } : { type: 'text', text: '', citations: null };
+  };
+  event(res, 'content_block_start', { type: 'content_block_start', index: 0, content_block: opening(0) });
   event(res, 'ping', { type: 'ping' });
 
-  const complete = await paceDeltas(res, {
-    pieces: tokenPieces(tool ? JSON.stringify(tool.input) : block?.type === 'text' ? block.text : ''),
+  let open = 0;
+  const complete = await paceDeltas<[number, string]>(res, {
+    pieces: blocks.flatMap((block, index) => tokenPieces(block.type === 'tool_use' ? JSON.stringify(block.input) : block.text).map((piece): [number, string] => [index, piece])),
     outputTokens: usage.output_tokens,
     latencyMs: options.latencyMs,
     tokenMs: options.tokenMs,
-    writeDelta: (out, piece) =>
-      event(out, 'content_block_delta', { type: 'content_block_delta', index: 0, delta: tool ? { type: 'input_json_delta', partial_json: piece } : { type: 'text_delta', text: piece } }),
+    writeDelta: (out, [index, piece]) => {
+      if (index !== open) {
+        event(out, 'content_block_stop', { type: 'content_block_stop', index: open });
+        open = index;
+        event(out, 'content_block_start', { type: 'content_block_start', index, content_block: opening(index) });
+      }
+      const delta = blocks[index]?.type === 'tool_use' ? { type: 'input_json_delta', partial_json: piece } : { type: 'text_delta', text: piece };
+      event(out, 'content_block_delta', { type: 'content_block_delta', index, delta });
+    },
     writeMalformed: (out) => out.write('event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":\n\n'),
     fault: options.fault,
     progress: options.progress,
@@ -54,7 +65,7 @@ export async function streamMessage(res: ServerResponse, message: AnthropicMessa
   });
   if (!complete) return;
 
-  event(res, 'content_block_stop', { type: 'content_block_stop', index: 0 });
+  event(res, 'content_block_stop', { type: 'content_block_stop', index: open });
   event(res, 'message_delta', {
     type: 'message_delta',
     delta: { stop_reason: message.stop_reason, stop_sequence: null },

@@ -2,7 +2,7 @@
 // the completion it gets, and the `{ error: { message, type, param, code } }` bodies.
 
 import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
-import { openaiForcedTool, toolCall } from './tool-call.js';
+import { openaiForcedTools, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
@@ -168,15 +168,15 @@ export interface ChatCompletion {
  */
 export function buildCompletion(params: ChatParams, model: ResolvedModel, promptTokens: number, outputLength: Range, createdMs: number, cachedTokens = 0): ChatCompletion {
   const hash = requestHash(params);
-  const tool = openaiForcedTool(params);
+  const tools = openaiForcedTools(params);
   const choices = Array.from({ length: params.n ?? 1 }, (_, index) => {
     const choiceHash = index === 0 ? hash : sha256(`${hash}:${index}`);
-    const call = tool && toolCall(tool, choiceHash, maxTokensOf(params, model));
-    if (call) {
-      const toolCalls = [{ id: newId('call_', 24), type: 'function' as const, function: { name: call.name, arguments: call.arguments } }];
+    const calls = toolCalls(tools, choiceHash, maxTokensOf(params, model));
+    if (calls) {
+      const made = calls.map((call) => ({ id: newId('call_', 24), type: 'function' as const, function: { name: call.name, arguments: call.arguments } }));
       return {
-        tokens: call.outputTokens,
-        choice: { index, message: { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], tool_calls: toolCalls }, logprobs: null, finish_reason: 'tool_calls' as const },
+        tokens: calls.reduce((sum, c) => sum + c.outputTokens, 0),
+        choice: { index, message: { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], tool_calls: made }, logprobs: null, finish_reason: 'tool_calls' as const },
       };
     }
     const answer = generateAnswer(choiceHash, maxTokensOf(params, model), outputLength);

@@ -3,7 +3,7 @@
 // (temperature, tools, text, truncation, ...) pass over and are echoed back as OpenAI echoes them.
 
 import { generateAnswer, newId, requestHash } from './answer.js';
-import { responsesForcedTool, toolCall } from './tool-call.js';
+import { responsesForcedTools, toolCalls } from './tool-call.js';
 import { invalidRequest, isObject, type OpenAIErrorBody, outputCeilingTooLarge } from './openai-request.js';
 import type { Range, ResolvedModel } from './options.js';
 
@@ -197,8 +197,7 @@ export interface PromptCount {
  */
 export function buildResponse(params: ResponsesParams, model: ResolvedModel, prompt: PromptCount, outputLength: Range, createdMs: number): OpenAIResponse {
   const hash = requestHash(params);
-  const tool = responsesForcedTool(params);
-  const call = tool && toolCall(tool, hash, maxOutputTokensOf(params, model));
+  const call = toolCalls(responsesForcedTools(params), hash, maxOutputTokensOf(params, model))?.[0];
   const answer = call ? { text: '', outputTokens: call.outputTokens, clipped: false } : generateAnswer(hash, maxOutputTokensOf(params, model), outputLength);
   const status = answer.clipped ? 'incomplete' : 'completed';
   const output: OpenAIResponse['output'] = call

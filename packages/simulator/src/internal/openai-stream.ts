@@ -4,7 +4,8 @@
 // it then carries `usage: null`, as OpenAI documents), then `data: [DONE]`. With `n`, each chunk
 // carries one choice, named by its `index`: the choices' roles first, then their tokens in turn,
 // then their finish_reasons, so a client must put each choice together by its index. A choice that
-// calls a tool opens with the call's id and name, and its tokens are pieces of the arguments.
+// calls tools opens with its first call's id and name, and its tokens are pieces of the arguments;
+// each further (parallel) call opens with a chunk of its own `index`, id and name.
 
 import type { ServerResponse } from 'node:http';
 import type { ChatCompletion } from './openai-request.js';
@@ -29,18 +30,34 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
   };
   const delta = (index: number, content: object, finish: string | null = null) => [{ index, delta: content, logprobs: null, finish_reason: finish }];
 
-  const callOf = (index: number) => completion.choices[index]?.message.tool_calls?.[0];
+  const callsOf = (index: number) => completion.choices[index]?.message.tool_calls;
+  const opening = (at: number, call: NonNullable<ReturnType<typeof callsOf>>[number]) => ({ tool_calls: [{ index: at, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
   for (const choice of completion.choices) {
-    const call = callOf(choice.index);
-    const opening = call ? { tool_calls: [{ index: 0, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] } : {};
-    send(res, delta(choice.index, { role: 'assistant', content: call ? null : '', refusal: null, ...opening }));
+    const first = callsOf(choice.index)?.[0];
+    send(res, delta(choice.index, { role: 'assistant', content: first ? null : '', refusal: null, ...(first ? opening(0, first) : {}) }));
   }
+  // Each choice's pieces with the call they belong to (-1: text), and the call each has open.
+  const open = completion.choices.map(() => 0);
   const complete = await paceDeltas(res, {
-    pieces: interleaved(completion.choices.map((c) => tokenPieces(c.message.tool_calls?.[0]?.function.arguments ?? c.message.content ?? ''))),
+    pieces: interleaved(
+      completion.choices.map((c) =>
+        c.message.tool_calls
+          ? c.message.tool_calls.flatMap((call, at) => tokenPieces(call.function.arguments).map((piece): [number, string] => [at, piece]))
+          : tokenPieces(c.message.content ?? '').map((piece): [number, string] => [-1, piece]),
+      ),
+    ),
     outputTokens: completion.usage.completion_tokens,
     latencyMs: options.latencyMs,
     tokenMs: options.tokenMs,
-    writeDelta: (out, [index, piece]) => send(out, delta(index, callOf(index) ? { tool_calls: [{ index: 0, function: { arguments: piece } }] } : { content: piece })),
+    writeDelta: (out, [index, [at, piece]]) => {
+      if (at < 0) return send(out, delta(index, { content: piece }));
+      const call = callsOf(index)?.[at];
+      if (at !== open[index] && call) {
+        open[index] = at;
+        send(out, delta(index, opening(at, call)));
+      }
+      send(out, delta(index, { tool_calls: [{ index: at, function: { arguments: piece } }] }));
+    },
     writeMalformed: (out) => out.write(`data: {"id":"${completion.id}","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":\n\n`),
     fault: options.fault,
     progress: options.progress,
@@ -54,8 +71,8 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
 }
 
 /** Each choice's pieces as `[index, piece]`, in turn: every choice's first token, then their second, ... */
-function interleaved(choices: readonly string[][]): [number, string][] {
-  const out: [number, string][] = [];
+function interleaved<T>(choices: readonly T[][]): [number, T][] {
+  const out: [number, T][] = [];
   const longest = Math.max(0, ...choices.map((pieces) => pieces.length));
   for (let at = 0; at < longest; at++) {
     for (const [index, pieces] of choices.entries()) if (at < pieces.length) out.push([index, pieces[at]!]);

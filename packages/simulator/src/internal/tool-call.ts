@@ -3,6 +3,9 @@
 // arguments made from the tool's JSON schema, deterministically (the same request, the same
 // arguments), so the tool paths of the SDKs' stream helpers can be checked through a gateway. A
 // request that leaves the choice to the model (`auto`, or none) gets a text answer, as before.
+// Left any tool (Anthropic `any`, OpenAI `required`) with two or more, the model calls the first two
+// in parallel, unless parallel calls are off (Anthropic `disable_parallel_tool_use`, OpenAI
+// `parallel_tool_calls: false`); a named tool, or the Responses API, gets one call.
 // Arguments that would not fit `max_tokens` are not cut part-way: the request gets its text answer.
 
 import { prng, WORDS } from './answer.js';
@@ -29,17 +32,24 @@ function openaiTool(tool: unknown): { name: string; schema: unknown } | undefine
   return isObject(fn) && typeof fn.name === 'string' ? { name: fn.name, schema: fn.parameters } : undefined;
 }
 
-function forced(tools: unknown, choice: unknown, read: (tool: unknown) => { name: string; schema: unknown } | undefined, named: (choice: Json) => string | undefined, anyOf: (choice: unknown) => boolean): { name: string; schema: unknown } | undefined {
-  if (!Array.isArray(tools) || tools.length === 0) return undefined;
-  const all = tools.map(read).filter((t) => t !== undefined);
-  const name = isObject(choice) ? named(choice) : undefined;
-  if (name !== undefined) return all.find((t) => t.name === name);
-  return anyOf(choice) ? all[0] : undefined;
+export interface Tool {
+  name: string;
+  schema: unknown;
 }
 
-/** The tool an Anthropic request forces, if it forces one. */
-export function anthropicForcedTool(params: { tools?: unknown; tool_choice?: unknown }): { name: string; schema: unknown } | undefined {
-  return forced(params.tools, params.tool_choice, anthropicTool, (c) => (c.type === 'tool' && typeof c.name === 'string' ? c.name : undefined), (c) => isObject(c) && c.type === 'any');
+/** The tools a request forces calls of: the named one, or (any tool) the first `most`. */
+function forced(tools: unknown, choice: unknown, read: (tool: unknown) => Tool | undefined, named: (choice: Json) => string | undefined, anyOf: (choice: unknown) => boolean, most = 1): Tool[] {
+  if (!Array.isArray(tools) || tools.length === 0) return [];
+  const all = tools.map(read).filter((t) => t !== undefined);
+  const name = isObject(choice) ? named(choice) : undefined;
+  if (name !== undefined) return all.filter((t) => t.name === name).slice(0, 1);
+  return anyOf(choice) ? all.slice(0, most) : [];
+}
+
+/** The tools an Anthropic request forces calls of (none: a text answer). */
+export function anthropicForcedTools(params: { tools?: unknown; tool_choice?: unknown }): Tool[] {
+  const parallel = !(isObject(params.tool_choice) && params.tool_choice.disable_parallel_tool_use === true);
+  return forced(params.tools, params.tool_choice, anthropicTool, (c) => (c.type === 'tool' && typeof c.name === 'string' ? c.name : undefined), (c) => isObject(c) && c.type === 'any', parallel ? 2 : 1);
 }
 
 /** A Responses tool: `{ type: 'function', name, parameters }`. */
@@ -47,19 +57,20 @@ function responsesTool(tool: unknown): { name: string; schema: unknown } | undef
   return isObject(tool) && tool.type === 'function' && typeof tool.name === 'string' ? { name: tool.name, schema: tool.parameters } : undefined;
 }
 
-/** The tool a Responses request forces, if it forces one. */
-export function responsesForcedTool(params: { tools?: unknown; tool_choice?: unknown }): { name: string; schema: unknown } | undefined {
+/** The tool a Responses request forces a call of (none: a text answer). */
+export function responsesForcedTools(params: { tools?: unknown; tool_choice?: unknown }): Tool[] {
   return forced(params.tools, params.tool_choice, responsesTool, (c) => (c.type === 'function' && typeof c.name === 'string' ? c.name : undefined), (c) => c === 'required');
 }
 
-/** The tool a Chat Completions request forces, if it forces one. */
-export function openaiForcedTool(params: { tools?: unknown; tool_choice?: unknown }): { name: string; schema: unknown } | undefined {
+/** The tools a Chat Completions request forces calls of (none: a text answer). */
+export function openaiForcedTools(params: { tools?: unknown; tool_choice?: unknown; parallel_tool_calls?: unknown }): Tool[] {
   return forced(
     params.tools,
     params.tool_choice,
     openaiTool,
     (c) => (c.type === 'function' && isObject(c.function) && typeof c.function.name === 'string' ? c.function.name : undefined),
     (c) => c === 'required',
+    params.parallel_tool_calls === false ? 1 : 2,
   );
 }
 
@@ -89,10 +100,16 @@ function argumentsOf(schema: Json, random: () => number): Json {
   return Object.fromEntries(Object.entries(properties).map(([key, property]) => [key, sampleOf(property, random)]));
 }
 
-/** The call of `tool` this request gets (`hash`: the request's), or undefined when it would not fit `maxTokens`. */
-export function toolCall(tool: { name: string; schema: unknown }, hash: string, maxTokens: number): ToolCall | undefined {
-  const random = prng(Number.parseInt(hash.slice(8, 16), 16));
-  const text = JSON.stringify(isObject(tool.schema) ? argumentsOf(tool.schema, random) : {});
-  const outputTokens = countTokens(text);
-  return outputTokens <= maxTokens ? { name: tool.name, arguments: text, outputTokens } : undefined;
+/**
+ * The calls of `tools` this request gets (`hash`: the request's), or undefined when there are none
+ * or they would not fit `maxTokens` together.
+ */
+export function toolCalls(tools: readonly Tool[], hash: string, maxTokens: number): ToolCall[] | undefined {
+  if (tools.length === 0) return undefined;
+  const seed = Number.parseInt(hash.slice(8, 16), 16);
+  const calls = tools.map((tool, i) => {
+    const text = JSON.stringify(isObject(tool.schema) ? argumentsOf(tool.schema, prng(seed + i * 7919)) : {});
+    return { name: tool.name, arguments: text, outputTokens: countTokens(text) };
+  });
+  return calls.reduce((sum, c) => sum + c.outputTokens, 0) <= maxTokens ? calls : undefined;
 }
