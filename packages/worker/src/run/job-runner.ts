@@ -114,7 +114,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       if (signal.aborted || ahead) {
         // Granted but never called: the whole reservation goes back, and a retry's place in the budget.
         ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
-        if (retry) ctx.bucket.retryWithoutOutcome(pool, model);
+        report(ctx, { pool, model, jobId: meta.id, startedAt: ctx.now(), retry }, undefined);
         if (!ahead) return stopped(signal, progress, 'before its provider call');
         ctx.poolHolds.waited(meta.id, { lane: meta.lane, pool, fetched: meta.fetched!, waitEnd: ctx.now() + ahead.waitMs, fairShare: ahead.fairShare });
         waitsForPool = true;
@@ -137,10 +137,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, streamed.headers);
           countTokens(ctx, job.provider, model, streamed.usage);
           ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
-          // A provider failure mid-stream is the model's; a client that went away is not (a retry's
-          // place in the budget goes back: it is failing retries the budget bounds).
-          if (streamed.failureKind) report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, !UNHEALTHY.has(streamed.failureKind));
-          else if (retry) ctx.bucket.retryWithoutOutcome(pool, model);
+          // A provider failure mid-stream is the model's; a client that went away is not.
+          report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, streamed.failureKind ? !UNHEALTHY.has(streamed.failureKind) : undefined);
           return { kind: 'failed', failure: streamed.failure, progress };
         }
         res = streamed.res;
@@ -152,8 +150,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       progress.attempts += 1;
       if (!progress.triedModels?.includes(model)) progress.triedModels = [...(progress.triedModels ?? []), model];
       // The outcome rides on this worker's next acquire to the pool: the fleet's throttle learns it.
-      if (!signal.aborted) report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, res.ok || !UNHEALTHY.has(res.kind));
-      else if (retry) ctx.bucket.retryWithoutOutcome(pool, model);
+      report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, signal.aborted ? undefined : res.ok || !UNHEALTHY.has(res.kind));
       ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
       ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
       ctx.stats.call({ model, status: res.status });
@@ -229,9 +226,15 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
 
 /**
  * The outcome of a call: to the fleet's throttle (it rides on this worker's next acquire to the
- * pool) and to this worker's outage evidence.
+ * pool) and to this worker's outage evidence. `served` undefined: the call says nothing of the
+ * model (never sent, or stopped by its caller), and only a retry's place in the budget goes back,
+ * since it is the failing retries that the budget bounds.
  */
-function report(ctx: RunContext, call: { pool: string; model: string; jobId: string; startedAt: number; retry: boolean }, served: boolean): void {
+function report(ctx: RunContext, call: { pool: string; model: string; jobId: string; startedAt: number; retry: boolean }, served: boolean | undefined): void {
+  if (served === undefined) {
+    if (call.retry) ctx.bucket.retryWithoutOutcome(call.pool, call.model);
+    return;
+  }
   ctx.bucket.report(call.pool, call.model, served, { retry: call.retry });
   ctx.outages.record(call.model, call.jobId, call.startedAt, served);
 }
