@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, FailureCode, failureText, finishJob, handOffJobId, jobFailure, laneKeys, parseConfig, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
+import { createRedis, FailureCode, failureText, finishJob, handOffJobId, idempotentJobId, jobFailure, laneKeys, parseConfig, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
 import {
   JobFailedError,
   JobNotFoundError,
@@ -606,6 +606,39 @@ describe('Producer', () => {
     expect(again.existing).toBe(false);
     await expect(again.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
     expect(calls).toBe(3);
+  });
+
+  it('keeps an idempotency key that coalesced into another job naming that job after it finished: its repeat makes no new call', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const ask = (idempotencyKey: string, content = 'Asked under two keys') =>
+      job({ priority: 'HIGH', coalesce: true, idempotencyKey, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content }] } } as never);
+    const first = await p.enqueue(ask('key-a'));
+    const joined = await p.enqueue(ask('key-b'));
+    expect(joined).toMatchObject({ id: first.id, existing: true });
+    let calls = 0;
+    plainWorker(prefix, 'high', () => {
+      calls += 1;
+      return fakeResult('claude-sonnet-4-6');
+    });
+    await joined.result({ timeoutMs: 5_000 });
+    // No result cache: the coalescing key went with the job's end. Before, key-b's repeat (a
+    // client's retry after a lost answer) named no job and ran the call again.
+    const k = laneKeys(prefix, 'high');
+    const alias = k.idempotentAlias(idempotentJobId('high', 'key-b'));
+    // Kept as long as the job's retention keeps it (the producer's default: 7 days for a failure).
+    expect(await admin.ttl(alias)).toBeGreaterThan(7 * 24 * 3600 - 60);
+    const repeat = await p.enqueue(ask('key-b'));
+    expect(repeat).toMatchObject({ id: first.id, existing: true });
+    await expect(repeat.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    expect(calls).toBe(1);
+    expect(await admin.hget(`${k.jobKeyPrefix}${first.id}`, 'hrJoins')).toBe('2');
+    // The key names the job it was first sent with: another job under it is refused, as for any key.
+    await expect(p.enqueue(ask('key-b', 'Another question'))).rejects.toMatchObject({ code: 'JOB_INVALID' });
+    // Once the joined job is gone (retention), the key's repeat makes a job of its own.
+    await admin.del(`${k.jobKeyPrefix}${first.id}`);
+    const afresh = await p.enqueue(ask('key-b'));
+    expect(afresh).toMatchObject({ id: idempotentJobId('high', 'key-b'), existing: false });
   });
 
   it('does not join a coalesced request to its job in flight once that job is cancelled: it gets a job of its own', async () => {

@@ -20,8 +20,8 @@ export interface LaneKeys {
   jobKeyPrefix: string;
   /**
    * What Headroom's own lane keys start with. The lane scripts (add, release, return) build
-   * `settings`, `models`, `output-caps`, `shedding`, `stats`, `unfinished`, `usage`, `returning`
-   * and `fair` from it, with the same suffixes, and `prioritized` and `delayed` from `wait`: keep
+   * `settings`, `models`, `output-caps`, `shedding`, `stats`, `unfinished`, `usage`, `returning`,
+   * `idem-alias:<id>` and `fair` from it, with the same suffixes, and `prioritized` and `delayed` from `wait`: keep
    * them in step.
    */
   ownPrefix: string;
@@ -97,6 +97,12 @@ export interface LaneKeys {
    * its last write, and its reader deletes it once read to the end.
    */
   jobEvents(jobId: string): string;
+  /**
+   * STRING `<job id>|<sha1 of the job's data>`: the job an idempotent job coalesced into, under the
+   * id its key maps to (add-9.lua), so a repeat of that key finds that job after the coalescing
+   * key is gone. It lives as long as the job's retention.
+   */
+  idempotentAlias(jobId: string): string;
   /** STRING set while a job's caller has cancelled it: the relay refuses to write past it. */
   jobCancel(jobId: string): string;
   /**
@@ -160,6 +166,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     stats: own('stats'),
     poolBackoff: own('pool-backoff'),
     jobEvents: (jobId: string) => own(`events:${jobId}`),
+    idempotentAlias: (jobId: string) => own(`idem-alias:${jobId}`),
     jobCancel: (jobId: string) => own(`cancel:${jobId}`),
     readerWake: (readerId: string) => own(`reader-wake:${readerId}`),
     replies: (readerId: string) => own(`replies:${readerId}`),

@@ -28,7 +28,8 @@
     tenantMax:*), <own>models (hash model -> `provider:pool`), <own>output-caps (hash model ->
     maxOutputTokens, read only for a request with no output bound), <own>shedding (hash pool ->
     untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>unfinished (hash
-    job id -> `bytes|tenant`), <own>usage (hash: bytes, tenant:<tenant>), <own>returning (zset)
+    job id -> `bytes|tenant`), <own>usage (hash: bytes, tenant:<tenant>), <own>returning (zset),
+    <own>idem-alias:<job id> (string: the job an idempotent one coalesced into, see rememberJoin)
   Passing only BullMQ's keys keeps the command as small as BullMQ's own: every argument costs the
   client an encoding and Redis a parse, per enqueue.
 
@@ -49,7 +50,8 @@
 
   Returns four entries per job, in order:
     1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
-                                           deduplicated it into a job already in flight
+                                           deduplicated it into a job already in flight, or when
+                                           its idempotency key's earlier request was (idem-alias)
     2, '', '', ''                          a job with this id exists already (idempotent repeat)
     -1, cap, size, ''                      QUEUE_FULL: the lane holds its cap of jobs not yet started
     -2, model, '', ''                      unknown model (not in the fleet's published models)
@@ -61,7 +63,8 @@
     -8, model, '', ''                      the request sets no output bound and the model has no
                                            maxOutputTokens in the fleet's config
     -9, '', '', ''                         IDEMPOTENCY_CONFLICT: the job's idempotency key names a job
-                                           that holds a different one
+                                           that holds a different one (or, having coalesced into
+                                           another job, was first sent with a different one)
 
   A repeat and a coalesced join each count one more caller sharing the job (`hrJoins` in its hash):
   a caller that stops waiting then leaves it to the others instead of cancelling it (cancel-3.lua).
@@ -184,6 +187,34 @@ local function joinsInFlight(packedArgs)
   return current ~= false and joinable(current)
 end
 
+-- An idempotent job that coalesced into another has no job under its own id: the id its key maps
+-- to names the job it joined, with a digest of its data, so a repeat of the key finds that job
+-- once the coalescing key is gone (the job finished, its result cache over), as a repeat of a key
+-- whose job ran finds that job. It lives as long as the job's retention would have kept it (the
+-- larger of its completed and failed ages; a week when it gives none): past that, or once the
+-- joined job is gone, the key's repeat makes a job of its own, as any key's does.
+local ALIAS_DEFAULT_SEC = 7 * 24 * 3600
+local function rememberJoin(jobId, target, data, packedOpts)
+  local opts = cmsgpack.unpack(packedOpts)
+  local ttl = 0
+  for _, retention in ipairs({ opts['removeOnComplete'], opts['removeOnFail'] }) do
+    if type(retention) == 'table' and tonumber(retention['age']) then ttl = math.max(ttl, tonumber(retention['age'])) end
+  end
+  if ttl <= 0 then ttl = ALIAS_DEFAULT_SEC end
+  redis.call('SET', own .. 'idem-alias:' .. jobId, target .. '|' .. redis.sha1hex(data), 'EX', math.ceil(ttl))
+end
+
+-- The job an idempotent job's earlier request joined (see rememberJoin), still there; -9 when the
+-- repeat is not the same job (as for a key's own job); nil when the key names no joined job.
+local function joinedUnder(jobId, data)
+  local alias = redis.call('GET', own .. 'idem-alias:' .. jobId)
+  if not alias then return nil end
+  local target, digest = string.match(alias, '^(.+)|(%x+)$')
+  if not target or redis.call('EXISTS', jobKeyPrefix .. target) == 0 then return nil end
+  if digest ~= redis.sha1hex(data) then return -9 end
+  return target
+end
+
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
 local function addOne(jobId, provider, tenant, models, summary, cost, at)
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
@@ -196,6 +227,15 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
     redis.call('HINCRBY', jobKeyPrefix .. jobId, 'hrJoins', 1)
     return 2, '', '', ''
+  end
+  local idempotent = string.find(jobId, '.idem-', 1, true) ~= nil
+  if idempotent then
+    local target = joinedUnder(jobId, ARGV[at + 1])
+    if target == -9 then return -9, '', '', '' end
+    if target then
+      redis.call('HINCRBY', jobKeyPrefix .. target, 'hrJoins', 1)
+      return 1, target, '', ''
+    end
   end
   if not cap then return -6, '', '', '' end
   local pool, code, model, owner = poolOf(provider, models)
@@ -229,7 +269,10 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
   end
   -- A coalesced job (BullMQ deduplication) did not grow the lane, nor its tenant's count; it
   -- has one more caller sharing it (see the EXISTS path above).
-  if added ~= jobId then redis.call('HINCRBY', jobKeyPrefix .. added, 'hrJoins', 1) end
+  if added ~= jobId then
+    redis.call('HINCRBY', jobKeyPrefix .. added, 'hrJoins', 1)
+    if idempotent then rememberJoin(jobId, added, ARGV[at + 1], ARGV[at + 2]) end
+  end
   if added == jobId then
     size = size + 1
     bytes = bytes + jobBytes
