@@ -73,6 +73,7 @@ export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
+export { holdLease, releaseLease } from './lease.js';
 export { Bucket, countedUsage, POOL_DIMENSIONS, TENANT_DIMENSIONS, isTenantDimension, AcquireReply, CooldownReply, THROTTLE_STATES } from './bucket.js';
 export type {
   AcquireRequest,

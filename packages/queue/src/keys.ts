@@ -229,8 +229,10 @@ export function fleetKeys(prefix: string) {
     workers: `${t}:workers`,
     /** HASH gateway id -> heartbeat JSON, for the dashboard and `headroom status`. */
     gateways: `${t}:gateways`,
-    /** HASH pool -> JSON of its latest pressure, for status and the dashboard. */
+    /** HASH pool -> JSON of its latest pressure, for status, the dashboard and the other workers. */
     pressure: `${t}:pressure`,
+    /** STRING worker id, PX a few seconds: the worker that computes the pools' pressure for the fleet (lease.ts). */
+    pressureLeader: `${t}:pressure-leader`,
     /**
      * Pub/sub channel of job ids whose caller cancelled them while they ran or were being taken:
      * the worker running one aborts it (before its provider call, or mid-stream).

@@ -71,7 +71,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   bucketRedis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error (bucket)'));
   // The throttle and retry budget are checked in the bucket's own script (one round trip per call).
   const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) });
-  const pressure = new PressureMonitor(redis, bucket, config, logger, undefined, opts.pressure);
+  const pressure = new PressureMonitor({ redis, bucket, config, logger, holder: id, ...(opts.pressure ? { adjust: opts.pressure } : {}) });
   pressure.start();
   const dispatcher = new Dispatcher({
     config,

@@ -1,4 +1,3 @@
-
 import { describe, expect, it } from 'vitest';
 import { Bucket, createLogger, fleetKeys, laneKeys, parseConfig, type HeadroomConfigInput } from '@headroom/queue';
 import { redisForFile } from '@headroom/testing/vitest';
@@ -7,13 +6,26 @@ import { PressureMonitor } from './pressure-monitor.js';
 const SONNET = 'claude-sonnet-4-6';
 const db = redisForFile();
 let seq = 0;
+const silent = createLogger({ level: 'silent' });
 
-
-function monitor(over: Partial<HeadroomConfigInput> = {}) {
+function fleet(over: Partial<HeadroomConfigInput> = {}) {
   const prefix = `pressure${++seq}`;
   const config = parseConfig({ redis: { prefix }, models: { [SONNET]: { provider: 'anthropic', pool: 'sonnet-4', limits: { rpm: 50, itpm: 30_000, otpm: 8_000 } } }, ...over });
-  const bucket = new Bucket(db.redis, { prefix });
-  return { prefix, config, bucket, m: new PressureMonitor(db.redis, bucket, config, createLogger({ level: 'silent' })) };
+  return { prefix, config, bucket: new Bucket(db.redis, { prefix }) };
+}
+
+function monitor(over: Partial<HeadroomConfigInput> = {}) {
+  const f = fleet(over);
+  return { ...f, m: new PressureMonitor({ redis: db.redis, bucket: f.bucket, config: f.config, logger: silent, holder: 'w1' }) };
+}
+
+/** Two workers' monitors on one fleet, each counting the ticks it computed. */
+function twoWorkers() {
+  const { prefix, config, bucket } = fleet();
+  const computed = { w1: 0, w2: 0 };
+  const of = (holder: 'w1' | 'w2') =>
+    new PressureMonitor({ redis: db.redis, bucket, config, logger: silent, holder, adjust: (_pool, p) => { computed[holder] += 1; return p; } });
+  return { prefix, config, bucket, computed, w1: of('w1'), w2: of('w2') };
 }
 
 describe('PressureMonitor', () => {
@@ -59,6 +71,59 @@ describe('PressureMonitor', () => {
     await bucket.cooldown('sonnet-4', SONNET, { durationMs: 5_000 });
     await m.tick();
     expect(m.shedsLane('sonnet-4', 'low')).toBe(false);
+  });
+
+  it('computes on one worker only: the others take the pressure it published, shedding alike', async () => {
+    const { prefix, bucket, computed, w1, w2 } = twoWorkers();
+    await bucket.cooldown('sonnet-4', SONNET, { durationMs: 5_000 });
+    await w1.tick();
+    await w2.tick();
+    await w1.tick();
+    await w2.tick();
+    // Before, every worker computed every tick (about twenty commands each); now one does.
+    expect(computed).toEqual({ w1: 2, w2: 0 });
+    expect(await db.redis.get(fleetKeys(prefix).pressureLeader)).toBe('w1');
+    expect(w2.pressureOf('sonnet-4')).toEqual(w1.pressureOf('sonnet-4'));
+    expect(w2.shedsLane('sonnet-4', 'low')).toBe(true);
+    expect(w2.retryHintMs('sonnet-4')).toBe(w1.retryHintMs('sonnet-4'));
+  });
+
+  it('hands the computing over when its worker stops, at the next tick of another', async () => {
+    const { prefix, computed, w1, w2 } = twoWorkers();
+    await w1.tick();
+    await w2.tick();
+    await w1.stop();
+    expect(await db.redis.exists(fleetKeys(prefix).pressureLeader)).toBe(0);
+    await w2.tick();
+    expect(computed).toEqual({ w1: 1, w2: 1 });
+    expect(await db.redis.get(fleetKeys(prefix).pressureLeader)).toBe('w2');
+    // The lease expires by itself when its holder dies without stopping: three ticks.
+    expect(await db.redis.pttl(fleetKeys(prefix).pressureLeader)).toBeGreaterThan(2_000);
+  });
+
+  it('gives the computing up when it fails there (its bucket connection gone), for another worker to take', async () => {
+    const { prefix, config, w2 } = twoWorkers();
+    const gone = db.redis.duplicate();
+    await gone.quit();
+    const broken = new PressureMonitor({ redis: db.redis, bucket: new Bucket(gone, { prefix }), config, logger: silent, holder: 'w1' });
+    await expect(broken.tick()).rejects.toThrow(/closed/i);
+    expect(await db.redis.exists(fleetKeys(prefix).pressureLeader)).toBe(0);
+    await w2.tick();
+    expect(await db.redis.get(fleetKeys(prefix).pressureLeader)).toBe('w2');
+  });
+
+  it("stops acting on a pressure the leader has not renewed for longer than a shedding entry's hold", async () => {
+    const { prefix, bucket, w1, w2 } = twoWorkers();
+    await bucket.cooldown('sonnet-4', SONNET, { durationMs: 60_000 });
+    await w1.tick();
+    await w2.tick();
+    expect(w2.shedsLane('sonnet-4', 'low')).toBe(true);
+    // The leader keeps its lease but its ticks fail: what it published ages.
+    const published = JSON.parse((await db.redis.hget(fleetKeys(prefix).pressure, 'sonnet-4'))!);
+    await db.redis.hset(fleetKeys(prefix).pressure, 'sonnet-4', JSON.stringify({ ...published, atMs: published.atMs - 11_000 }));
+    await w2.tick();
+    expect(w2.pressureOf('sonnet-4')).toBeUndefined();
+    expect(w2.shedsLane('sonnet-4', 'low')).toBe(false);
   });
 
   it('hints a retry between a second and the shedding horizon', async () => {

@@ -2,12 +2,18 @@
  * Computes each pool's pressure about once a second and acts on it: while a pool's pressure is
  * at or above `shedding.lowAt`, new LOW jobs for it are refused at admission (a short-lived
  * `shedding` entry in the LOW lane's slot, read by the admission script) and waiting LOW jobs
- * past their max wait are shed when they reach the front of the lane. Every worker runs one;
- * their writes are idempotent, so the fleet keeps shedding as long as any worker lives, and
- * stops by itself (the entries expire) when none does.
+ * past their max wait are shed when they reach the front of the lane.
+ *
+ * One worker computes it for the fleet: the one holding a short lease (`pressureLeader`, three
+ * ticks long), which writes the shedding entries and each pool's pressure (`{…:fleet}:pressure`,
+ * also what the dashboard shows). The others read that hash, one command a tick where computing
+ * took about twenty (lane depths, the oldest LOW job, five minutes of fleet stats, a bucket
+ * snapshot per pool, two writes), the same values from every worker. A leader that dies is
+ * replaced within the lease; the shedding entries outlive that gap, and expire by themselves when
+ * no worker is left.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { capacityOf, computePressure, fleetKeys, INTERACTIVE_LANES, laneKeys, poolOf, type Bucket, type HeadroomConfig, type InteractiveLane, type Pressure, readFleetStats, type Logger } from '@headroom/queue';
+import { capacityOf, computePressure, fleetKeys, holdLease, INTERACTIVE_LANES, laneKeys, poolOf, readFleetStats, releaseLease, type Bucket, type HeadroomConfig, type InteractiveLane, type Logger, type Pressure } from '@headroom/queue';
 
 /**
  * Given each pool's computed pressure, the pressure to act on: the identity by default. Tests
@@ -22,21 +28,53 @@ export type PressureAdjust = (pool: string, computed: Pressure) => Pressure;
  */
 const HOLD_MS = 10_000;
 const MIN_RETRY_HINT_MS = 1_000;
+/** The leader's lease, in ticks: a leader late by a tick or two keeps it. */
+const LEASE_TICKS = 3;
+
+export interface PressureMonitorOptions {
+  redis: Redis | Cluster;
+  bucket: Bucket;
+  config: HeadroomConfig;
+  logger: Logger;
+  /** This worker's id: the lease's holder while it computes for the fleet. */
+  holder: string;
+  /** @default 1000 */
+  intervalMs?: number;
+  /** Applied by the worker that computes. @default the identity */
+  adjust?: PressureAdjust;
+}
+
+/** A pool's pressure as the computing worker published it (`{…:fleet}:pressure`). */
+interface Published extends Pressure {
+  /** Redis time of the bucket snapshot it was computed from. */
+  atMs: number;
+  shedding: boolean;
+}
 
 export class PressureMonitor {
   private readonly latest = new Map<string, Pressure>();
   private readonly pools: Map<string, string[]>;
+  private readonly redis: Redis | Cluster;
+  private readonly bucket: Bucket;
+  private readonly config: HeadroomConfig;
+  private readonly logger: Logger;
+  private readonly holder: string;
+  private readonly intervalMs: number;
+  private readonly adjust: PressureAdjust;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** Whether this worker computed the last tick (it then gives the lease up when it stops). */
+  private leading = false;
 
-  constructor(
-    private readonly redis: Redis | Cluster,
-    private readonly bucket: Bucket,
-    private readonly config: HeadroomConfig,
-    private readonly logger: Logger,
-    private readonly intervalMs = 1_000,
-    private readonly adjust: PressureAdjust = (_pool, computed) => computed,
-  ) {
+  constructor(opts: PressureMonitorOptions) {
+    const { config } = opts;
+    this.redis = opts.redis;
+    this.bucket = opts.bucket;
+    this.config = config;
+    this.logger = opts.logger;
+    this.holder = opts.holder;
+    this.intervalMs = opts.intervalMs ?? 1_000;
+    this.adjust = opts.adjust ?? ((_pool, computed) => computed);
     this.pools = new Map();
     for (const model of Object.keys(config.models)) {
       const pool = poolOf(config, model);
@@ -58,6 +96,11 @@ export class PressureMonitor {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.running;
+    // Another worker takes over at its next tick, not at the lease's expiry.
+    if (this.leading) {
+      this.leading = false;
+      await releaseLease(this.redis, fleetKeys(this.config.redis.prefix).pressureLeader, this.holder).catch(() => {});
+    }
   }
 
   /** Lanes whose waiting jobs this pool's pressure sheds. */
@@ -88,7 +131,40 @@ export class PressureMonitor {
     return Number.isFinite(timestamp) && timestamp > 0 ? Math.max(0, Date.now() - timestamp) : 0;
   }
 
+  /** One tick: computes and publishes the pools' pressure while this worker leads, else reads it. */
   async tick(): Promise<void> {
+    const lease = fleetKeys(this.config.redis.prefix).pressureLeader;
+    this.leading = await holdLease(this.redis, lease, this.holder, LEASE_TICKS * this.intervalMs);
+    if (!this.leading) return this.follow();
+    try {
+      await this.compute();
+    } catch (err) {
+      // A leader that cannot compute (its bucket connection down, say) lets another try next tick.
+      this.leading = false;
+      await releaseLease(this.redis, lease, this.holder).catch(() => {});
+      throw err;
+    }
+  }
+
+  /**
+   * Takes the pressure the leader published. One older than a shedding entry's hold by this
+   * worker's clock (a leader stalled while it keeps its lease) is no longer acted on: no pressure
+   * is known then, as at a worker's start, and admission's own entries expire the same way.
+   */
+  private async follow(): Promise<void> {
+    const published = await this.redis.hgetall(fleetKeys(this.config.redis.prefix).pressure);
+    for (const pool of this.pools.keys()) {
+      const entry = parsePublished(published[pool]);
+      if (entry && Date.now() - entry.atMs <= HOLD_MS) {
+        const { atMs: _atMs, shedding: _shedding, ...pressure } = entry;
+        this.latest.set(pool, pressure);
+      } else {
+        this.latest.delete(pool);
+      }
+    }
+  }
+
+  private async compute(): Promise<void> {
     const prefix = this.config.redis.prefix;
     // Two commands per lane, sent together: each lane is its own Redis Cluster slot. A fair lane
     // keeps its waiting jobs in `prioritized`.
@@ -125,6 +201,16 @@ export class PressureMonitor {
         this.redis.hset(fleetKeys(prefix).pressure, pool, JSON.stringify({ ...pressure, atMs: snapshot.atMs, shedding })),
       ]);
     }
+  }
+}
+
+function parsePublished(raw: string | undefined): Published | undefined {
+  if (raw === undefined) return undefined;
+  try {
+    const entry = JSON.parse(raw) as Partial<Published>;
+    return typeof entry.value === 'number' && typeof entry.atMs === 'number' ? (entry as Published) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
