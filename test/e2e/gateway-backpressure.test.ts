@@ -2,7 +2,8 @@
  * Backpressure through the gateway is the SDK's own retry: a full lane answers 429 with
  * `retry-after`, and the official SDK, retrying by itself, succeeds once the lane drains. A call
  * that cannot start within its max wait is cancelled and answered 529 (Anthropic) / 503 (OpenAI)
- * with `retry-after`; a provider's 4xx comes back with its own status and message, not retried.
+ * with `retry-after`; a provider's 4xx comes back with its own status and message, not retried. A
+ * retry of a 529 under the same `headroom-idempotency-key` runs the job again.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,8 +23,9 @@ beforeAll(async () => {
   redis = await startEmbeddedRedis();
   admin = new Redis(redis.url);
   sim = await startSimulator({ latencyMs: 600, models: SIM_MODELS });
-  // One call at a time, and HIGH holds two waiting calls at most.
-  fleet = await startGatewayFleet(redis.url, sim, { dispatch: { concurrency: 1 }, lanes: { high: { cap: 2 } } });
+  // One call at a time, and HIGH holds two waiting calls at most; a job gives up after two
+  // attempts, soon.
+  fleet = await startGatewayFleet(redis.url, sim, { dispatch: { concurrency: 1 }, lanes: { high: { cap: 2 } }, retry: { maxAttempts: 2, baseDelayMs: 50, maxDelayMs: 100 } });
 });
 afterAll(async () => {
   await fleet?.close();
@@ -41,6 +43,22 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 20
 }
 // A fair lane keeps its waiting jobs in BullMQ's prioritized set.
 const waitingInHigh = async () => (await admin.llen(laneKeys(fleet.prefix, 'high').wait)) + (await admin.zcard(laneKeys(fleet.prefix, 'high').prioritized));
+
+/** The official SDK with its own retries on, recording each answer it got. */
+function retryingClient(maxRetries: number) {
+  const answers: { status: number; jobId: string | null }[] = [];
+  const client = new Anthropic({
+    apiKey: GATEWAY_KEYS.app,
+    baseURL: fleet.gateway.url,
+    maxRetries,
+    fetch: async (url, init) => {
+      const res = await fetch(url, init);
+      answers.push({ status: res.status, jobId: res.headers.get('headroom-job-id') });
+      return res;
+    },
+  });
+  return { client, answers };
+}
 
 const ask = (content: string, model = SONNET) => ({ model, max_tokens: 16, messages: [{ role: 'user' as const, content }] });
 const HIGH = { headers: { 'headroom-priority': 'high' } };
@@ -65,21 +83,11 @@ describe('backpressure through the gateway', () => {
     expect(await refused.json()).toMatchObject({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringContaining('lane high is full') } });
 
     // The same SDK, retries on: its first attempt meets the full lane, a later one gets in.
-    const statuses: number[] = [];
-    const retrying = new Anthropic({
-      apiKey: GATEWAY_KEYS.app,
-      baseURL: fleet.gateway.url,
-      maxRetries: 5,
-      fetch: async (url, init) => {
-        const res = await fetch(url, init);
-        statuses.push(res.status);
-        return res;
-      },
-    });
-    const answer = await retrying.messages.create(ask('patient'), HIGH);
+    const retrying = retryingClient(5);
+    const answer = await retrying.client.messages.create(ask('patient'), HIGH);
     expect(answer.content.length).toBeGreaterThan(0);
-    expect(statuses[0]).toBe(429);
-    expect(statuses.at(-1)).toBe(200);
+    expect(retrying.answers[0]?.status).toBe(429);
+    expect(retrying.answers.at(-1)?.status).toBe(200);
     await Promise.all([running, ...waiting]);
   });
 
@@ -136,6 +144,20 @@ describe('backpressure through the gateway', () => {
     expect(admitted(HAIKU) - before.haiku).toBe(1);
     expect(admitted(GPT) - before.gpt).toBe(1);
     await Promise.all(busy);
+  });
+
+  it("runs the job again when the SDK retries a 529 with the same headroom-idempotency-key", async () => {
+    // The job's two attempts meet 529s: it ends RETRIES_EXHAUSTED, answered 529 with retry-after.
+    sim.injectFaults({ model: HAIKU, status: 529, count: 2 });
+    const { client, answers } = retryingClient(2);
+    const answer = await client.messages.create(ask('retried under one key', HAIKU), { headers: { 'headroom-priority': 'high', 'headroom-idempotency-key': 'sdk-retry-1' } });
+    expect(answer.content.length).toBeGreaterThan(0);
+    // The SDK's retry carried the same key: the same job, run again. Before, the repeat was given
+    // the failure again at once, and the SDK's retries all ended 529.
+    expect(answers.map((a) => a.status)).toEqual([529, 200]);
+    expect(answers[1]!.jobId).toBe(answers[0]!.jobId);
+    expect(sim.stats().models[HAIKU]?.faultsInjected['529']).toBe(2);
+    sim.clearFaults();
   });
 
   it("passes a provider's 4xx through with its status and message, and tells the SDK not to retry", async () => {

@@ -212,6 +212,67 @@ describe('Producer', () => {
     expect(await waiting(admin, laneKeys(prefix, 'critical'))).toBe(1);
   });
 
+  it('runs a job again for a repeat of its idempotency key after a failure that told its caller to retry, and answers one that did not with that failure', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const ask = (idempotencyKey: string) => job({ priority: 'HIGH', idempotencyKey });
+    const failures: Record<string, string[]> = {
+      'retry-me': ['RETRIES_EXHAUSTED: after 6 attempts, last: 529 overloaded_error: Overloaded'],
+      'rejected': ['PROVIDER_REJECTED: 400 invalid_request_error: max_tokens: too large'],
+    };
+    const calls: Record<string, number> = {};
+    plainWorker(prefix, 'high', (j) => {
+      const key = Object.keys(failures).find((k) => j.id === idempotentJobId('high', k))!;
+      calls[key] = (calls[key] ?? 0) + 1;
+      const failure = failures[key]!.shift();
+      if (failure) throw new Error(failure);
+      return fakeResult('claude-sonnet-4-6');
+    });
+    const failed = await p.enqueue(ask('retry-me'));
+    await expect(failed.result({ timeoutMs: 5_000 })).rejects.toThrow(/RETRIES_EXHAUSTED: after 6 attempts/);
+    // The gateway answered it 529 with retry-after, and the SDK's retry sends the same key: before,
+    // the repeat got the same failure at once, every time, for as long as the job was kept.
+    const retried = await p.enqueue(ask('retry-me'));
+    expect(retried).toMatchObject({ id: failed.id, existing: false });
+    await expect(retried.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    expect(calls['retry-me']).toBe(2);
+    // Answered, the key's repeat is that answer again: no third run.
+    await expect((await p.enqueue(ask('retry-me'))).result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    expect(calls['retry-me']).toBe(2);
+    // The provider refused the request itself: the repeat is told so again, with no new run.
+    const refused = await p.enqueue(ask('rejected'));
+    await expect(refused.result({ timeoutMs: 5_000 })).rejects.toThrow(/PROVIDER_REJECTED: 400/);
+    const repeat = await p.enqueue(ask('rejected'));
+    expect(repeat).toMatchObject({ id: refused.id, existing: true });
+    await expect(repeat.result({ timeoutMs: 5_000 })).rejects.toThrow(/PROVIDER_REJECTED: 400/);
+    expect(calls.rejected).toBe(1);
+  });
+
+  it('keeps the failed run of an idempotency key when its repeat finds the lane full, and runs it once there is room', async () => {
+    const prefix = await fleetPrefix();
+    await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, lanes: { high: { cap: 1 } } }));
+    const p = producer(prefix);
+    const k = laneKeys(prefix, 'high');
+    const failed = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'full-lane' }));
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    const taken = (await w.getNextJob('tok', { block: false }))!;
+    await taken.moveToFailed(new Error('DEADLINE_EXCEEDED: not started within its max wait of 100 ms'), 'tok', false);
+    const filler = await p.enqueue(job({ priority: 'HIGH' }));
+    await expect(p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'full-lane' }))).rejects.toMatchObject({ code: 'QUEUE_FULL' });
+    expect(await admin.hget(`${k.jobKeyPrefix}${failed.id}`, 'failedReason')).toMatch(/^DEADLINE_EXCEEDED/);
+    await p.cancel(filler.id);
+    // What a cut stream leaves under the id: its events (the relay would take them for an earlier
+    // attempt's answer and refuse the new run's) and its cancel flag (it would stop the new run).
+    await admin.xadd(k.jobEvents(failed.id), '*', 'event', '{}');
+    await admin.set(k.jobCancel(failed.id), '1', 'EX', 60);
+    const again = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'full-lane' }));
+    expect(again).toMatchObject({ id: failed.id, existing: false });
+    expect(await waitingIds(admin, k)).toEqual([failed.id]);
+    expect(await admin.exists(k.jobEvents(failed.id), k.jobCancel(failed.id))).toBe(0);
+    expect(await admin.hget(`${k.jobKeyPrefix}${failed.id}`, 'failedReason')).toBeNull();
+  });
+
   it('delivers the result of a job completed by a plain BullMQ worker', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { answeredFailure, FailureCode, failureOf, failureText, jobFailure } from './failure.js';
+import { answeredFailure, FailureCode, failureOf, failureText, jobFailure, REPLAYED_FAILURES } from './failure.js';
 
 describe('failureOf', () => {
   const rejected = jobFailure(FailureCode.PROVIDER_REJECTED, '400 invalid_request_error: max_tokens: too large');
@@ -40,5 +42,14 @@ describe('failureOf', () => {
   it('refuses a stored failure with an unknown code', () => {
     const bogus = { code: 'NOT_A_CODE', message: 'x' };
     expect(failureOf({ failedReason: 'NOT_A_CODE: x', progress: { failure: bogus } })).toEqual({ code: FailureCode.WORKER_FAILED, message: 'NOT_A_CODE: x' });
+  });
+});
+
+describe('REPLAYED_FAILURES', () => {
+  it('is the list the add script answers an idempotent repeat with again (the script keeps its own copy)', () => {
+    const lua = readFileSync(fileURLToPath(new URL('./lua/add-9.lua', import.meta.url)), 'utf8');
+    const table = /local REPLAYED = \{([^}]*)\}/.exec(lua)?.[1] ?? '';
+    const inScript = [...table.matchAll(/(\w+) = true/g)].map((m) => m[1]);
+    expect(new Set(inScript)).toEqual(REPLAYED_FAILURES);
   });
 });

@@ -52,7 +52,8 @@
     1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
                                            deduplicated it into a job already in flight, or when
                                            its idempotency key's earlier request was (idem-alias)
-    2, '', '', ''                          a job with this id exists already (idempotent repeat)
+    2, '', '', ''                          a job with this id exists already (idempotent repeat);
+                                           a repeat of one that failed to retry is added again (1)
     -1, cap, size, ''                      QUEUE_FULL: the lane holds its cap of jobs not yet started
     -2, model, '', ''                      unknown model (not in the fleet's published models)
     -3, model, provider, ''                model belongs to another provider
@@ -72,6 +73,7 @@
   join is looked for only when such a refusal would be the answer, so an ordinary add pays nothing.
 ]]
 --- @bullmq "addStandardJob"
+--- @bullmq "removeJob"
 --- @include "includes/model-pool"
 --- @include "includes/fair-queue"
 
@@ -187,6 +189,30 @@ local function joinsInFlight(packedArgs)
   return current ~= false and joinable(current)
 end
 
+-- Failures a repeat of an idempotency key is answered with again: the request itself is at fault
+-- and would fail the same way (failure.ts REPLAYED_FAILURES: keep the two in step). After any
+-- other failure (one that told its caller to retry: SHED, DEADLINE_EXCEEDED, RETRIES_EXHAUSTED,
+-- CANCELLED, a stall) the repeat runs the job again: the caller's retry is the retry it was told
+-- to make, where replaying the failure would answer every retry the same for the job's retention.
+local REPLAYED = { PROVIDER_REJECTED = true, SPEND_CAP = true, NEVER_FITS = true, UNKNOWN_MODEL = true, JOB_INVALID = true, BATCH_ERRORED = true, BATCH_FAILED = true }
+
+-- Whether the job failed (not completed, not handed to the batch lane) with a failure that is not
+-- replayed.
+local function failedToRetry(jobKey)
+  local job = redis.call('HMGET', jobKey, 'finishedOn', 'failedReason', 'returnvalue')
+  if not job[1] or not job[2] or job[2] == '' or (job[3] and job[3] ~= 'null') then return false end
+  local code = string.match(job[2], '^([A-Z_]+): ')
+  return not (code and REPLAYED[code])
+end
+
+-- The failed run under an idempotent id gives way to the repeat's: its record, and what a stream
+-- or a cancel left under the id (the relay would take an old stream for an earlier attempt's
+-- answer, a cancel flag would stop the new run).
+local function clearFailedRun(jobId)
+  removeJob({ jobKeyPrefix .. jobId, jobKeyPrefix .. 'repeat' }, { jobId, '1', jobKeyPrefix })
+  redis.call('DEL', own .. 'events:' .. jobId, own .. 'cancel:' .. jobId)
+end
+
 -- An idempotent job that coalesced into another has no job under its own id: the id its key maps
 -- to names the job it joined, with a digest of its data, so a repeat of the key finds that job
 -- once the coalescing key is gone (the job finished, its result cache over), as a repeat of a key
@@ -212,24 +238,32 @@ local function joinedUnder(jobId, data)
   local target, digest = string.match(alias, '^(.+)|(%x+)$')
   if not target or redis.call('EXISTS', jobKeyPrefix .. target) == 0 then return nil end
   if digest ~= redis.sha1hex(data) then return -9 end
+  -- A joined job that failed to retry is not this key's answer: the repeat runs afresh.
+  if failedToRetry(jobKeyPrefix .. target) then return nil end
   return target
 end
 
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
 local function addOne(jobId, provider, tenant, models, summary, cost, at)
+  local idempotent = string.find(jobId, '.idem-', 1, true) ~= nil
+  local rerun = false
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
     -- An idempotency key names one job: a repeat must send that job again. Answering another
     -- request with the first one's result would hand its caller an answer to a question it did
     -- not ask. (Other fixed ids, a shed job's hand-off, are derived from the job itself.)
-    if string.find(jobId, '.idem-', 1, true) and redis.call('HGET', jobKeyPrefix .. jobId, 'data') ~= ARGV[at + 1] then
+    if idempotent and redis.call('HGET', jobKeyPrefix .. jobId, 'data') ~= ARGV[at + 1] then
       return -9, '', '', ''
     end
-    -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
-    redis.call('HINCRBY', jobKeyPrefix .. jobId, 'hrJoins', 1)
-    return 2, '', '', ''
+    -- A repeat after a failure that told its caller to retry runs the job again, admitted as a
+    -- new job (the failed run's record is kept if it is refused).
+    rerun = idempotent and failedToRetry(jobKeyPrefix .. jobId)
+    if not rerun then
+      -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
+      redis.call('HINCRBY', jobKeyPrefix .. jobId, 'hrJoins', 1)
+      return 2, '', '', ''
+    end
   end
-  local idempotent = string.find(jobId, '.idem-', 1, true) ~= nil
-  if idempotent then
+  if idempotent and not rerun then
     local target = joinedUnder(jobId, ARGV[at + 1])
     if target == -9 then return -9, '', '', '' end
     if target then
@@ -255,6 +289,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     end
     return refused, a, b, c
   end
+  if rerun then clearFailedRun(jobId) end
   local added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })
   if type(added) == 'string' and added ~= jobId and not joinable(added) then
     -- Coalesced into a job that is gone or going: its deduplication key gives way, and this job
