@@ -219,6 +219,8 @@ describe('Producer', () => {
     const failures: Record<string, string[]> = {
       'retry-me': ['RETRIES_EXHAUSTED: after 6 attempts, last: 529 overloaded_error: Overloaded'],
       'rejected': ['PROVIDER_REJECTED: 400 invalid_request_error: max_tokens: too large'],
+      // A batch's errored entry may be the provider's own failure: never replayed.
+      'batch-errored': ['BATCH_ERRORED: api_error: Internal server error'],
     };
     const calls: Record<string, number> = {};
     plainWorker(prefix, 'high', (j) => {
@@ -246,6 +248,9 @@ describe('Producer', () => {
     expect(repeat).toMatchObject({ id: refused.id, existing: true });
     await expect(repeat.result({ timeoutMs: 5_000 })).rejects.toThrow(/PROVIDER_REJECTED: 400/);
     expect(calls.rejected).toBe(1);
+    await expect((await p.enqueue(ask('batch-errored'))).result({ timeoutMs: 5_000 })).rejects.toThrow(/BATCH_ERRORED/);
+    await expect((await p.enqueue(ask('batch-errored'))).result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    expect(calls['batch-errored']).toBe(2);
   });
 
   it('keeps the failed run of an idempotency key when its repeat finds the lane full, and runs it once there is room', async () => {

@@ -54,9 +54,11 @@ export type FailureCode = (typeof FailureCode)[keyof typeof FailureCode];
 
 /**
  * Failures a repeat of the job's idempotency key is answered with again: the request itself is at
- * fault and would fail the same way. After any other failure (one that told its caller to retry:
- * SHED, DEADLINE_EXCEEDED, RETRIES_EXHAUSTED, CANCELLED, a stall) the repeat runs the job again,
- * admitted as a new job (lua/add-9.lua keeps the same list).
+ * fault and would fail the same way (the gateway tells the SDK not to retry them). After any other
+ * failure (one that told its caller to retry: SHED, DEADLINE_EXCEEDED, RETRIES_EXHAUSTED,
+ * CANCELLED, a stall) the repeat runs the job again, admitted as a new job (lua/add-9.lua keeps the
+ * same list). A batch failure is never replayed: BATCH_ERRORED holds the provider's server errors
+ * as well as its refusals, and BATCH_FAILED may be another request's fault.
  */
 export const REPLAYED_FAILURES: ReadonlySet<FailureCode> = new Set([
   FailureCode.PROVIDER_REJECTED,
@@ -64,8 +66,6 @@ export const REPLAYED_FAILURES: ReadonlySet<FailureCode> = new Set([
   FailureCode.NEVER_FITS,
   FailureCode.UNKNOWN_MODEL,
   FailureCode.JOB_INVALID,
-  FailureCode.BATCH_ERRORED,
-  FailureCode.BATCH_FAILED,
 ]);
 
 const CODES: ReadonlySet<string> = new Set(Object.values(FailureCode));

@@ -194,7 +194,7 @@ end
 -- other failure (one that told its caller to retry: SHED, DEADLINE_EXCEEDED, RETRIES_EXHAUSTED,
 -- CANCELLED, a stall) the repeat runs the job again: the caller's retry is the retry it was told
 -- to make, where replaying the failure would answer every retry the same for the job's retention.
-local REPLAYED = { PROVIDER_REJECTED = true, SPEND_CAP = true, NEVER_FITS = true, UNKNOWN_MODEL = true, JOB_INVALID = true, BATCH_ERRORED = true, BATCH_FAILED = true }
+local REPLAYED = { PROVIDER_REJECTED = true, SPEND_CAP = true, NEVER_FITS = true, UNKNOWN_MODEL = true, JOB_INVALID = true }
 
 -- Whether the job failed (not completed, not handed to the batch lane) with a failure that is not
 -- replayed.
