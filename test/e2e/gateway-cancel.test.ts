@@ -2,7 +2,8 @@
  * Clients that go away: an SDK call aborted mid-stream stops the provider call (the simulator sees
  * its connection closed before the stream's end), the bucket is charged the output produced, and
  * the job ends CANCELLED; a client gone before its call started takes its job with it, and the
- * provider never sees the call.
+ * provider never sees the call. A client that left asking again under its idempotency key gets the
+ * job run again, streamed from its start.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -110,6 +111,34 @@ describe('clients that go away', () => {
     } finally {
       sim.setPace({ streamTokenMs: null });
     }
+  });
+
+  it('a client that left a stream and asks again under the same headroom-idempotency-key gets the whole answer, streamed afresh', async () => {
+    const request = { model: SONNET, max_tokens: 400, messages: [{ role: 'user' as const, content: 'A story I will ask for twice.' }] };
+    const headers = { headers: { 'headroom-idempotency-key': 'story-twice' } };
+    sim.setPace({ streamTokenMs: 25 });
+    let jobId: string;
+    try {
+      const abort = new AbortController();
+      const first = fleet.anthropic().messages.stream(request, { ...headers, signal: abort.signal });
+      jobId = (await first.withResponse()).response.headers.get('headroom-job-id')!;
+      let deltas = 0;
+      first.on('text', () => {
+        if (++deltas === 5) abort.abort();
+      });
+      await expect(first.finalMessage()).rejects.toThrow();
+      expect((await until('the job to end', async () => (await producer.getJob(jobId))?.failure)).code).toBe('CANCELLED');
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+    // Before, the repeat was answered with the cancelled job's failure, and the SDK's retries too.
+    const again = fleet.anthropic().messages.stream(request, headers);
+    expect((await again.withResponse()).response.headers.get('headroom-job-id')).toBe(jobId);
+    const message = await again.finalMessage();
+    // The whole answer (the simulator writes 300 tokens), from its start: none of the first run's events.
+    expect(message.usage.output_tokens).toBe(300);
+    expect(message.content[0]).toMatchObject({ type: 'text', text: expect.any(String) });
+    expect((await producer.getJob(jobId))?.state).toBe('completed');
   });
 
   it('a client gone before its call started takes its job with it: the provider never sees it', async () => {
