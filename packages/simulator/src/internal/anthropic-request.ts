@@ -2,7 +2,7 @@
 // answer it gets, and the error bodies the SDK parses into its APIError subclasses.
 
 import { generateAnswer, newId, requestHash } from './answer.js';
-import { anthropicForcedTools, toolCalls } from './tool-call.js';
+import { anthropicForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
@@ -128,7 +128,7 @@ export function buildMessage(
 ): AnthropicMessage {
   const hash = requestHash(params);
   const calls = toolCalls(anthropicForcedTools(params), hash, params.max_tokens);
-  const answer = calls ? { text: '', outputTokens: calls.reduce((sum, c) => sum + c.outputTokens, 0), clipped: false } : generateAnswer(hash, params.max_tokens, outputLength);
+  const answer = calls ? { text: '', outputTokens: outputTokensOf(calls), clipped: false } : generateAnswer(hash, params.max_tokens, outputLength);
   return {
     id: newId('msg_01', 22),
     type: 'message',

@@ -2,7 +2,7 @@
 // the completion it gets, and the `{ error: { message, type, param, code } }` bodies.
 
 import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
-import { openaiForcedTools, toolCalls } from './tool-call.js';
+import { openaiForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
@@ -175,7 +175,7 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
     if (calls) {
       const made = calls.map((call) => ({ id: newId('call_', 24), type: 'function' as const, function: { name: call.name, arguments: call.arguments } }));
       return {
-        tokens: calls.reduce((sum, c) => sum + c.outputTokens, 0),
+        tokens: outputTokensOf(calls),
         choice: { index, message: { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], tool_calls: made }, logprobs: null, finish_reason: 'tool_calls' as const },
       };
     }

@@ -197,8 +197,9 @@ export interface PromptCount {
  */
 export function buildResponse(params: ResponsesParams, model: ResolvedModel, prompt: PromptCount, outputLength: Range, createdMs: number): OpenAIResponse {
   const hash = requestHash(params);
-  const call = toolCalls(responsesForcedTools(params), hash, maxOutputTokensOf(params, model))?.[0];
-  const answer = call ? { text: '', outputTokens: call.outputTokens, clipped: false } : generateAnswer(hash, maxOutputTokensOf(params, model), outputLength);
+  const maxTokens = maxOutputTokensOf(params, model);
+  const call = toolCalls(responsesForcedTools(params), hash, maxTokens)?.[0];
+  const answer = call ? { text: '', outputTokens: call.outputTokens, clipped: false } : generateAnswer(hash, maxTokens, outputLength);
   const status = answer.clipped ? 'incomplete' : 'completed';
   const output: OpenAIResponse['output'] = call
     ? [{ type: 'function_call', id: newId('fc_', 48), call_id: newId('call_', 24), name: call.name, arguments: call.arguments, status: 'completed' }]

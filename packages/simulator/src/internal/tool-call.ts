@@ -111,5 +111,10 @@ export function toolCalls(tools: readonly Tool[], hash: string, maxTokens: numbe
     const text = JSON.stringify(isObject(tool.schema) ? argumentsOf(tool.schema, prng(seed + i * 7919)) : {});
     return { name: tool.name, arguments: text, outputTokens: countTokens(text) };
   });
-  return calls.reduce((sum, c) => sum + c.outputTokens, 0) <= maxTokens ? calls : undefined;
+  return outputTokensOf(calls) <= maxTokens ? calls : undefined;
+}
+
+/** The output tokens of a turn's calls together. */
+export function outputTokensOf(calls: readonly ToolCall[]): number {
+  return calls.reduce((sum, c) => sum + c.outputTokens, 0);
 }
