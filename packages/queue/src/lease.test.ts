@@ -11,7 +11,8 @@ describe('holdLease', () => {
     expect(await holdLease(db.redis, key, 'a', 1_000)).toBe(true);
     expect(await holdLease(db.redis, key, 'b', 1_000)).toBe(false);
     expect(await holdLease(db.redis, key, 'a', 60_000)).toBe(true);
-    expect(await db.redis.pttl(key)).toBeGreaterThan(59_000);
+    // Renewed for the new ttl: far past the first one's second, however slow the machine.
+    expect(await db.redis.pttl(key)).toBeGreaterThan(1_000);
     await releaseLease(db.redis, key, 'b');
     expect(await db.redis.get(key)).toBe('a');
     await releaseLease(db.redis, key, 'a');

@@ -97,8 +97,10 @@ describe('PressureMonitor', () => {
     await w2.tick();
     expect(computed).toEqual({ w1: 1, w2: 1 });
     expect(await db.redis.get(fleetKeys(prefix).pressureLeader)).toBe('w2');
-    // The lease expires by itself when its holder dies without stopping: three ticks.
-    expect(await db.redis.pttl(fleetKeys(prefix).pressureLeader)).toBeGreaterThan(2_000);
+    // The lease expires by itself when its holder dies without stopping: it is set for three ticks.
+    const ttl = await db.redis.pttl(fleetKeys(prefix).pressureLeader);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(3_000);
   });
 
   it('gives the computing up when it fails there (its bucket connection gone), for another worker to take', async () => {
