@@ -361,13 +361,19 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
     expect(stub.hits.get(mode)).toBe(mode === 'html-400' ? 1 : 2);
   });
 
-  it("fails a job another tool wrote straight into a lane with JOB_INVALID, naming what is wrong, and takes it once", async () => {
-    // What BullMQ's own Queue.add writes: no admission checked it. Unchecked, it threw in the
-    // worker, went back to its lane when its lock expired, and was taken again, for ever.
+  const providerCalls = () => [...stub.hits.values()].reduce((a, b) => a + b, 0);
+  /** The HIGH lane's BullMQ Queue, as another tool holds it: its `add` skips admission. */
+  const highLaneAsAnotherTool = () => {
     const lane = laneKeys(prefix, 'high');
     const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
     const queue = new Queue(lane.queueName, { connection, prefix: lane.bullPrefix });
-    const providerCalls = () => [...stub.hits.values()].reduce((a, b) => a + b, 0);
+    return { queue, close: async () => { await queue.close(); connection.disconnect(); } };
+  };
+
+  it("fails a job another tool wrote straight into a lane with JOB_INVALID, naming what is wrong, and takes it once", async () => {
+    // What BullMQ's own Queue.add writes: no admission checked it. Unchecked, it threw in the
+    // worker, went back to its lane when its lock expired, and was taken again, for ever.
+    const { queue, close } = highLaneAsAnotherTool();
     const callsBefore = providerCalls();
     try {
       await queue.add('foreign', { priority: 'HIGH', provider: 'anthropic', request: { model: HAIKU, messages: 'not a list' } }, { jobId: 'high.foreign-1' });
@@ -384,8 +390,25 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
       // The provider never heard of it.
       expect(providerCalls()).toBe(callsBefore);
     } finally {
-      await queue.close();
-      connection.disconnect();
+      await close();
+    }
+  });
+
+  it("fails a well-formed job added around admission (BullMQ's Queue.add) with JOB_INVALID, never sending it: it skipped the lane's cap", async () => {
+    const { queue, close } = highLaneAsAnotherTool();
+    const callsBefore = providerCalls();
+    try {
+      // Exactly what a producer sends, but written by BullMQ's own add: no cap, quota or shed saw it.
+      await queue.add(`anthropic:${HAIKU}`, wireJob('added around admission'), { jobId: 'high.around-1' });
+      const err = await producer.handleOf('high.around-1').result({ timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(JobFailedError);
+      expect((err as JobFailedError).failureCode).toBe('JOB_INVALID');
+      expect((err as JobFailedError).reason).toMatch(/^JOB_INVALID: not admitted: the job reached its lane without Headroom's admission \(BullMQ's Queue\.add, say\)/);
+      expect(providerCalls()).toBe(callsBefore);
+      // The same job through admission runs.
+      expect((await producer.run(wireJob('added around admission'), { timeoutMs: 20_000 })).model).toBe(HAIKU);
+    } finally {
+      await close();
     }
   });
 

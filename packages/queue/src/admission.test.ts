@@ -8,7 +8,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
-import { addToLane, publishFleetSettings, releaseJobs, type Added, type LaneEntry } from './admission.js';
+import { addToLane, ADMITTED_OPTION, publishFleetSettings, releaseJobs, unadmitted, type Added, type LaneEntry } from './admission.js';
 import { parseConfig, type HeadroomConfig, type HeadroomConfigInput } from './config.js';
 import { ErrorCode, HeadroomError, QueueFullError } from './errors.js';
 import type { LlmJob } from './job.js';
@@ -163,6 +163,26 @@ describe('a request with no output bound', () => {
       charged[tenant] = Number(await redis.hget(l.k.fair, `t:${tenant}`)) - Math.ceil(data.length / 4);
     }
     expect(charged).toEqual({ uncapped: 2 * 1_000, bounded: 1_500 });
+  });
+});
+
+describe('the admission mark', () => {
+  it("marks every job it adds, and tells a worker which jobs it took were added around it (Queue.add), with no round trip for marked ones", async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const l = lane(prefix);
+    const [added] = await l.add({});
+    await l.queue.add(`anthropic:${SONNET}`, llmJob({}), { jobId: 'normal.around' });
+    // A job an older producer admitted: counted by the lane, without the mark.
+    await l.queue.add(`anthropic:${SONNET}`, llmJob({}), { jobId: 'normal.older' });
+    await redis.hset(l.k.unfinished, 'normal.older', '100|');
+    const taken = [(await l.take()).job, (await l.take()).job, (await l.take()).job];
+    expect(taken.find((j) => j.id === (added as Added).id)?.opts).toMatchObject({ [ADMITTED_OPTION]: 1 });
+    expect([...(await unadmitted(redis, prefix, 'normal', taken))]).toEqual(['normal.around']);
+    // Marked jobs alone: nothing is asked of Redis, so even a closed connection answers.
+    const closed = new Redis(server.url, { lazyConnect: true, enableOfflineQueue: false });
+    expect((await unadmitted(closed, prefix, 'normal', taken.filter((j) => j.id === (added as Added).id))).size).toBe(0);
+    closed.disconnect();
   });
 });
 

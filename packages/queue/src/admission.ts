@@ -11,6 +11,7 @@ import { Job, type IRedisTransaction, type JobsOptions, type Queue } from 'bullm
 import type { Cluster, Redis } from 'ioredis';
 import { poolOf, type HeadroomConfig } from './config.js';
 import { FleetUnpublishedError, type HeadroomError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
+import { FailureCode, jobFailure, type JobFailure } from './failure.js';
 import { modelLadder, outputBoundField, type LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
 import { LANES, type Lane } from './lanes.js';
@@ -60,6 +61,33 @@ function bullmqAddOf(queue: Queue, name: string, data: LlmJob, opts: LaneEntry['
 }
 
 const REPLY_WIDTH = 4;
+
+/**
+ * Every job admission adds carries this in its BullMQ options, which BullMQ stores with the job and
+ * its fetch hands back: a worker knows an admitted job without a round trip. Another tool's
+ * `Queue.add` does not set it; such a job skipped every cap, quota and shed, and is refused where
+ * it is taken (`unadmitted`).
+ */
+export const ADMITTED_OPTION = 'hrAdmitted';
+
+/**
+ * The jobs of `lane` among `jobs` (as a worker took them) that admission never added: without the
+ * mark in their options and not counted by the lane (its `unfinished` entry, which admission
+ * writes for every job it adds and which stays until the job is finished). The count is asked for
+ * only about jobs without the mark (a job enqueued before the mark existed is still counted, and
+ * runs), so a lane of admitted jobs costs nothing here.
+ */
+/** What a job admission never added fails with, at the worker that takes it. */
+export function notAdmittedFailure(): JobFailure {
+  return jobFailure(FailureCode.JOB_INVALID, "not admitted: the job reached its lane without Headroom's admission (BullMQ's Queue.add, say), so no cap, quota or shedding applied to it; enqueue it with the producer SDK or through the gateway");
+}
+
+export async function unadmitted(redis: Redis | Cluster, prefix: string, lane: Lane, jobs: readonly { id?: string; opts: object }[]): Promise<Set<string>> {
+  const unmarked = jobs.filter((j) => (j.opts as Record<string, unknown>)[ADMITTED_OPTION] !== 1).map((j) => j.id!);
+  if (unmarked.length === 0) return new Set();
+  const counted = await redis.hmget(laneKeys(prefix, lane).unfinished, ...unmarked);
+  return new Set(unmarked.filter((_, i) => counted[i] === null));
+}
 
 /** Metadata shown by the dashboard is cut here: it only helps an operator find a job. */
 export const SUMMARY_METADATA_MAX_CHARS = 500;
@@ -154,7 +182,7 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
   for (const { jobId, job, opts } of entries) {
     const models = modelLadder(job);
     ladders.push(models);
-    add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, opts, jobId);
+    add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, { ...opts, [ADMITTED_OPTION]: 1 } as LaneEntry['opts'], jobId);
     const data = add[10]!;
     args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), fairCostArg(job, data.length, lane), add[9]!, data, add[11]!);
   }

@@ -43,26 +43,24 @@ async function fleet(maxWaitMs: number) {
       stats: new FleetStatsWriter(db.redis, prefix),
       logger: createLogger({ level: 'silent' }),
     });
-  const add = (n: number) =>
-    Promise.all(
-      Array.from({ length: n }, (_, i) => {
-        const job: LlmJob = { priority: 'LOW', sla: 'none', provider: 'anthropic', request: { model: MODEL, max_tokens: 16, messages: [{ role: 'user', content: `job ${i}` }] } };
-        return queue.add(`anthropic:${MODEL}`, job, { jobId: `batch.${randomUUID()}` });
-      }),
-    );
+  const batchJob = (i: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant?: string): LlmJob => ({
+    priority: 'LOW',
+    sla: 'none',
+    provider,
+    ...(tenant ? { tenant } : {}),
+    request: { model: provider === 'anthropic' ? MODEL : OPENAI_MODEL, max_tokens: 16, messages: [{ role: 'user', content: `job ${i}` }] },
+  });
   /** Through admission, as a producer adds them: each job's bytes and tenant are counted. */
-  const admit = async (n: number, provider: 'anthropic' | 'openai' = 'anthropic') => {
-    const model = provider === 'anthropic' ? MODEL : OPENAI_MODEL;
-    const entries = Array.from({ length: n }, (_, i) => ({
-      jobId: `batch.${randomUUID()}`,
-      job: { priority: 'LOW', sla: 'none', provider, tenant: 'acme', request: { model, max_tokens: 16, messages: [{ role: 'user', content: `admitted ${i}` }] } } as LlmJob,
-      opts: {},
-    }));
+  const admit = async (n: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant: string | undefined = 'acme') => {
+    const entries = Array.from({ length: n }, (_, i) => ({ jobId: `batch.${randomUUID()}`, job: batchJob(i, provider, tenant), opts: {} }));
     const added = await addToLane(db.redis, queue, prefix, 'batch', entries);
     expect(added.every((a) => !(a instanceof Error))).toBe(true);
     return entries.map((e) => e.jobId);
   };
-  return { keys: fleetKeys(prefix), lane: k, queue, batcher, add, admit };
+  const add = (n: number) => admit(n, 'anthropic', undefined);
+  /** Around admission, as another tool's `Queue.add` writes a job: nothing counts it. */
+  const addAround = (i: number) => queue.add(`anthropic:${MODEL}`, batchJob(i), { jobId: `batch.${randomUUID()}` });
+  return { keys: fleetKeys(prefix), lane: k, queue, batcher, add, admit, addAround };
 }
 
 async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
@@ -108,7 +106,7 @@ describe('Batcher', () => {
     const jobs = await add(130);
     await until(async () => (await queue.getCompletedCount()) === 130);
     expect(sim.stats().batches.anthropic.created - before).toBe(2); // 100 + 30
-    const done = await queue.getJob(jobs[0]!.id!);
+    const done = await queue.getJob(jobs[0]!);
     expect(done?.returnvalue).toMatchObject({ provider: 'anthropic', model: MODEL, attempts: 1, cost: { batch: true } });
     // The claim's records go once its jobs have ended (claim-steps: end every job, then remove the
     // claim): nothing is left behind, a moment after the last completion.
@@ -133,6 +131,26 @@ describe('Batcher', () => {
     // and the lane's byte cap see the room at once, not after the lane upkeep.
     expect(await db.redis.hlen(lane.unfinished)).toBe(0);
     expect(await db.redis.hgetall(lane.usage)).toEqual({});
+    await a.stop(1_000);
+    await queue.close();
+  });
+
+  it("fails a well-formed job added around admission (BullMQ's Queue.add) JOB_INVALID and never submits it; a job counted by a version before the mark runs", async () => {
+    const { lane, queue, batcher, admit, addAround } = await fleet(200);
+    const before = sim.stats().batches.anthropic.created;
+    const around = await addAround(0);
+    // What a job admitted before admission marked its options looks like: counted, unmarked.
+    const older = await addAround(1);
+    await db.redis.hset(lane.unfinished, older.id!, '100|');
+    const admitted = await admit(1);
+    const a = batcher('a');
+    await a.start();
+    await until(async () => (await queue.getFailedCount()) === 1 && (await queue.getCompletedCount()) === 2);
+    expect((await queue.getJob(around.id!))?.failedReason).toMatch(/^JOB_INVALID: not admitted: the job reached its lane without Headroom's admission/);
+    expect((await queue.getJob(older.id!))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+    expect((await queue.getJob(admitted[0]!))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+    // One batch, of the two jobs admitted.
+    expect(sim.stats().batches.anthropic.created - before).toBe(1);
     await a.stop(1_000);
     await queue.close();
   });

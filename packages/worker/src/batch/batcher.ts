@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { Job, Worker as BullWorker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { callOptionsOf, checkTakenJob, createRedis, FailureCode, fleetKeys, jobFailure, laneKeys, readyJobs, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { callOptionsOf, checkTakenJob, createRedis, FailureCode, fleetKeys, jobFailure, laneKeys, notAdmittedFailure, readyJobs, unadmitted, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';
@@ -281,12 +281,14 @@ export class Batcher {
     const opened = new Set<string>();
     const added = new Map<string, string[]>();
     const unusable: { job: Job; failure: JobFailure }[] = [];
+    // Added around admission (BullMQ's Queue.add): no cap or quota applied to it, so not sent either.
+    const notAdmitted = await unadmitted(this.opts.redis, this.opts.config.redis.prefix, 'batch', jobs);
     for (const job of jobs) {
       // Jobs are checked at enqueue; this guards the lane against anything else that wrote to it,
       // which would otherwise be taken, fail here, stall back, and be taken again forever.
       const checked = checkTakenJob(job.data);
-      if ('failure' in checked) {
-        unusable.push({ job, failure: checked.failure });
+      if ('failure' in checked || notAdmitted.has(job.id!)) {
+        unusable.push({ job, failure: 'failure' in checked ? checked.failure : notAdmittedFailure() });
         continue;
       }
       const data = checked.job;

@@ -18,7 +18,7 @@
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { allFairShareOnly, bringRunnableToFront, checkTakenJob, createRedis, INTERACTIVE_LANES, laneKeys, poolOf, readyJobs, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
+import { allFairShareOnly, bringRunnableToFront, checkTakenJob, createRedis, INTERACTIVE_LANES, laneKeys, notAdmittedFailure, poolOf, readyJobs, unadmitted, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
@@ -273,20 +273,24 @@ export class Dispatcher {
   }
 
   /**
-   * Fails a job this worker's version cannot read with `JOB_INVALID`, naming what is wrong: a
-   * lane can hold jobs no admission of this version checked (written by another tool, or by a
-   * newer version's producer during a roll-over). Unchecked, such a job threw here or in its run,
+   * Fails a job this worker's version cannot read, or one admission never added, with
+   * `JOB_INVALID`, naming what is wrong: a lane can hold jobs no admission of this version checked
+   * (written by another tool, or by a newer version's producer during a roll-over). Unchecked, such a job threw here or in its run,
    * went back to its lane when its lock expired, and was taken again, for ever. Otherwise the job
    * carries its validated data from here on.
    */
   private async refuseInvalid(job: Job, lane: InteractiveLane, token: string): Promise<boolean> {
     const checked = checkTakenJob(job.data);
-    if ('job' in checked) {
-      job.data = checked.job;
+    let failure = 'failure' in checked ? checked.failure : undefined;
+    // Well formed but added around admission (BullMQ's Queue.add): it skipped the lane's caps,
+    // its tenant's quota and shedding, so it is not sent either.
+    if (!failure && (await unadmitted(this.opts.redis, this.opts.config.redis.prefix, lane, [job])).size > 0) failure = notAdmittedFailure();
+    if (!failure) {
+      job.data = (checked as { job: LlmJob }).job;
       return false;
     }
-    this.opts.ctx.logger.warn({ jobId: job.id, lane, err: checked.failure.message }, 'job refused: not a job this worker can read');
-    await this.outcomes.apply(job, token, lane, { kind: 'failed', failure: checked.failure, progress: readProgress(job.progress) });
+    this.opts.ctx.logger.warn({ jobId: job.id, lane, err: failure.message }, 'job refused: not a job this worker can read');
+    await this.outcomes.apply(job, token, lane, { kind: 'failed', failure, progress: readProgress(job.progress) });
     return true;
   }
 
