@@ -145,6 +145,27 @@ describe('provider keys never leave the worker', () => {
     expect([...stub.hits.keys()].sort()).toEqual(['echo-400', 'echo-401', 'echo-429', 'echo-500-html']);
   });
 
+  it('streams answers that echo the key a few characters per event: no event, joined or alone, holds it', async () => {
+    const streamed = async (job: LlmJobInput) => {
+      const stream = await producer.stream(job, { timeoutMs: 60_000 });
+      const events: unknown[] = [];
+      for await (const event of stream) events.push(event);
+      return { events, result: await stream.result() };
+    };
+    const anthropic = await streamed({ ...anthropicJob('wire:echo-stream', { fallback: [] } as Partial<LlmJobInput>), request: { model: SONNET, max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'wire:echo-stream' }] } } as LlmJobInput);
+    const openai = await streamed({ priority: 'NORMAL', provider: 'openai', request: { model: MINI, max_completion_tokens: 64, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'wire:echo-stream' }] } });
+    const text = (events: unknown[]) =>
+      (events as { delta?: { text?: string }; choices?: { delta?: { content?: string } }[] }[]).map((e) => e.delta?.text ?? e.choices?.[0]?.delta?.content ?? '').join('');
+    // The key is cut where it began: at most its first three characters left before it was known.
+    expect(text(anthropic.events)).toBe(`your key is ${ANTHROPIC_KEY.slice(0, 3)}[redacted] ok`);
+    expect(text(openai.events)).toBe(`your key is ${OPENAI_KEY.slice(0, 3)}[redacted] ok`);
+    for (const { events, result } of [anthropic, openai]) {
+      expect(leaks(JSON.stringify(events))).toEqual([]);
+      expect(leaks(JSON.stringify(result.response))).toEqual([]);
+    }
+    expect(stub.hits.get('echo-stream')).toBe(2);
+  });
+
   it('runs batch jobs while the provider echoes the request headers on batch status reads', async () => {
     const batchJobs: LlmJobInput[] = [
       { priority: 'LOW', sla: 'none', provider: 'anthropic', request: { model: HAIKU, max_tokens: 16, messages: [{ role: 'user', content: 'batch a' }] } },

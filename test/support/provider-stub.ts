@@ -6,6 +6,8 @@
  * echoes the caller's API key back, as some gateways and proxies do. With `echoBatchReads: n`,
  * the first n reads of a provider batch (status, list) get a 401 that echoes every request
  * header, `authorization` included, as a misconfigured proxy in front of a provider does.
+ * `echo-stream` answers a streamed call with the caller's key in its text, three characters per
+ * delta (Anthropic events or OpenAI chunks, by the path): whole in no one event.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,6 +25,7 @@ export const WIRE_MODES = [
   'echo-429',
   'echo-500-html',
   'echo-batch-read',
+  'echo-stream',
 ] as const;
 export type WireMode = (typeof WIRE_MODES)[number];
 
@@ -54,7 +57,29 @@ function markerOf(body: string): WireMode | undefined {
 const html = (title: string, extra = '') =>
   `<!DOCTYPE html><html><head><title>${title}</title></head><body><center><h1>${title}</h1></center>${extra}<hr><center>nginx</center></body></html>`;
 
-function answer(mode: WireMode, key: string, res: ServerResponse): void {
+/** A streamed answer whose text, `your key is <key> ok`, comes three characters per delta. */
+function echoStream(path: string, key: string, res: ServerResponse): void {
+  const text = `your key is ${key} ok`;
+  const pieces = Array.from({ length: Math.ceil(text.length / 3) }, (_, i) => text.slice(i * 3, i * 3 + 3));
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'request-id': 'req_stub', 'x-request-id': 'req_stub' });
+  if (path.startsWith('/v1/chat/completions')) {
+    const chunk = (delta: object, extra: object = {}) => `data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
+    res.write(chunk({ role: 'assistant', content: '' }));
+    for (const piece of pieces) res.write(chunk({ content: piece }));
+    res.write(`data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`);
+    res.end(`data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [], usage: { prompt_tokens: 12, completion_tokens: pieces.length, total_tokens: 12 + pieces.length } })}\n\ndata: [DONE]\n\n`);
+    return;
+  }
+  const event = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  res.write(event('message_start', { message: { id: 'msg_stub', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 1 } } }));
+  res.write(event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
+  for (const piece of pieces) res.write(event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: piece } }));
+  res.write(event('content_block_stop', { index: 0 }));
+  res.write(event('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: pieces.length } }));
+  res.end(event('message_stop', {}));
+}
+
+function answer(mode: WireMode, key: string, res: ServerResponse, path: string): void {
   const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
     res.writeHead(status, { 'content-type': 'application/json', 'request-id': 'req_stub', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body));
   };
@@ -99,6 +124,9 @@ function answer(mode: WireMode, key: string, res: ServerResponse): void {
     case 'echo-batch-read':
       json(401, { type: 'error', error: { type: 'authentication_error', message: `invalid credentials; request headers: {"authorization":"Bearer ${key}"}` } });
       return;
+    case 'echo-stream':
+      echoStream(path, key, res);
+      return;
   }
 }
 
@@ -124,7 +152,7 @@ export async function startProviderStub(upstream: string, opts: { echoBatchReads
       const mode = markerOf(body.toString('utf8'));
       if (mode) {
         hits.set(mode, (hits.get(mode) ?? 0) + 1);
-        answer(mode, keyOf(req), res);
+        answer(mode, keyOf(req), res, req.url ?? '/');
         return;
       }
       const headers = Object.fromEntries(Object.entries(req.headers).filter(([h]) => !HOP_BY_HOP.has(h)).map(([h, v]) => [h, String(v)]));

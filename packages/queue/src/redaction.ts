@@ -45,6 +45,11 @@ export function registerSecret(value: string | undefined): boolean {
   return true;
 }
 
+/** The registered secrets, longest first (a stream's relay looks for them across events). */
+export function registeredSecrets(): readonly string[] {
+  return ordered;
+}
+
 /** Whether any secret is registered: the connection scrub costs nothing until one is. */
 export function hasRegisteredSecrets(): boolean {
   return ordered.length > 0;

@@ -89,8 +89,8 @@ export class AnthropicStreamAccumulator implements StreamAccumulator<Json> {
     }
   }
 
-  outputLength(): number {
-    return this.#text.length;
+  outputText(): string {
+    return this.#text;
   }
 
   progress() {

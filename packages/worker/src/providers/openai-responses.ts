@@ -62,8 +62,8 @@ export class OpenAIResponsesAccumulator implements StreamAccumulator<Json> {
     return JSON.stringify(event);
   }
 
-  outputLength(): number {
-    return this.#text.length;
+  outputText(): string {
+    return this.#text;
   }
 
   progress() {

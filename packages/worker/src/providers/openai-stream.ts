@@ -79,8 +79,8 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
     if (typeof c.finish_reason === 'string') choice.finish_reason = c.finish_reason;
   }
 
-  outputLength(): number {
-    return this.#text.length;
+  outputText(): string {
+    return this.#text;
   }
 
   progress() {

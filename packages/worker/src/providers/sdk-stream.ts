@@ -10,7 +10,8 @@
  * (a `length` finish with a response format). Each event is serialized as it arrives, before
  * anything reads it, so the client sees what the provider sent.
  */
-import type { Usage } from '@headroom/queue';
+import { registeredSecrets, type Usage } from '@headroom/queue';
+import { StreamSecrets } from './stream-secrets.js';
 import { classifyError, type Meta } from './sdk-call.js';
 import type { SdkCallSpec, SendOptions } from './sdk-call.js';
 import type { ProviderCallFailure, ProviderStreamInput, ProviderStreamResult, StreamProgress } from './types.js';
@@ -23,8 +24,8 @@ export interface StreamAccumulator<E> {
   add(event: E): string | undefined;
   /** What a cut-short stream is charged from. */
   progress(): Omit<StreamProgress, 'events' | 'firstEventAt'>;
-  /** The length of the output text so far (`progress().outputText`), read after every event. */
-  outputLength(): number;
+  /** The output text so far (`progress().outputText`), read after every event. */
+  outputText(): string;
   /** The assembled response once the stream ended, or why it is incomplete. */
   finish(): { response: unknown; usage: Usage } | { incomplete: string };
   /** The provider-shaped error event a stream that failed after its first event ends with. */
@@ -59,14 +60,23 @@ export async function runSdkStream<E>(
     requestId = response.headers.get(spec.requestIdHeader) ?? undefined;
     input.onOpen?.(requestId);
     let outputLength = 0;
-    for await (const event of opened.data) {
-      const data = acc.add(event);
-      if (data === undefined) continue;
-      if (events === 0) firstEventAt = Date.now();
-      events += 1;
-      const length = acc.outputLength();
-      input.onEvent(data, length > outputLength);
-      outputLength = length;
+    // A key the provider echoes in pieces is whole in no one event: see stream-secrets.ts.
+    const secrets = registeredSecrets();
+    const guard = secrets.length > 0 ? new StreamSecrets(secrets, input.onEvent) : undefined;
+    try {
+      for await (const event of opened.data) {
+        const data = acc.add(event);
+        if (data === undefined) continue;
+        if (events === 0) firstEventAt = Date.now();
+        events += 1;
+        const text = acc.outputText();
+        if (guard) guard.push(data, text, text.length > outputLength);
+        else input.onEvent(data, text.length > outputLength);
+        outputLength = text.length;
+      }
+    } finally {
+      // What a secret's start held back goes before the end, or before the error event.
+      guard?.end();
     }
     const { status, headers } = response;
     const done = acc.finish();
