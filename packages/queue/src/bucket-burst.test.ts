@@ -91,4 +91,42 @@ describe('burst', () => {
     // The clients really drew: the burst at least was granted.
     expect(grants.length).toBeGreaterThanOrEqual(20);
   });
+
+  it("draws at most limit * (burst + W) / 60 in any window, less what settles give back in it, when each call settles at a third of its reservation", async () => {
+    const prefix = `burst-${randomUUID().slice(0, 8)}`;
+    // 100 tokens of burst, refilled at 100 a second.
+    const limits: PoolLimits = { itpm: 6_000, burst: 1 };
+    /** Redis time of each grant (+ its reservation) and each refund (- what it gave back). */
+    const moves: { atMs: number; tokens: number }[] = [];
+    let firstAt: number | undefined;
+    const client = async () => {
+      const bucket = bucketOn(prefix);
+      for (;;) {
+        const r = await bucket.acquire({ pool: 'p', limits, lane: 'critical', need: { inputTokens: 60, outputTokens: 0 } });
+        firstAt ??= r.atMs;
+        if (r.atMs - firstAt > 2_500) return;
+        if (r.status === 'wait') {
+          await sleep(r.waitMs);
+          continue;
+        }
+        if (r.status !== 'granted') throw new Error(`unexpected ${JSON.stringify(r)}`);
+        moves.push({ atMs: r.atMs, tokens: 60 });
+        const settled = await bucket.settle(r.reservation, { inputTokens: 20, outputTokens: 0 }, { immediate: true });
+        if (settled.status !== 'settled') throw new Error(`unexpected ${JSON.stringify(settled)}`);
+        moves.push({ atMs: settled.atMs, tokens: settled.delta.inputTokens });
+      }
+    };
+    await Promise.all([client(), client(), client(), client()]);
+    const net = (from: number, windowMs: number) => moves.filter((m) => m.atMs >= from && m.atMs < from + windowMs).reduce((sum, m) => sum + m.tokens, 0);
+    // The busiest window starts at a grant, or just after a refund.
+    const busiest = (windowMs: number) => Math.max(...moves.flatMap((m) => [net(m.atMs, windowMs), net(m.atMs + 1e-3, windowMs)]));
+    const bound = (windowSec: number) => (6_000 * (1 + windowSec)) / 60 + 1e-6;
+    expect(busiest(1_000)).toBeLessThanOrEqual(bound(1));
+    expect(busiest(250)).toBeLessThanOrEqual(bound(0.25));
+    // Refunds were drawn again: more was granted than the bound, so the net is what is bounded.
+    const granted = moves.filter((m) => m.tokens > 0);
+    const span = (Math.max(...granted.map((m) => m.atMs)) - Math.min(...granted.map((m) => m.atMs))) / 1000;
+    expect(granted.length * 60).toBeGreaterThan(bound(span));
+    expect(moves.filter((m) => m.tokens === -40)).toHaveLength(granted.length);
+  });
 });
