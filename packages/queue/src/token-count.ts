@@ -45,7 +45,28 @@ export const ANTHROPIC_TOOLS_SYSTEM_TOKENS = 350;
 type Json = Record<string, unknown>;
 
 const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
-const text = (s: unknown): number => (typeof s === 'string' && s.length > 0 ? countTokens(s, AS_PLAIN_TEXT) : 0);
+/**
+ * BPE takes time quadratic in the length of one pre-token piece, and a piece is a whole run of
+ * letters, of punctuation or of whitespace: 60 KB of one word (a DNA string, a minified blob) took
+ * 2.5 s, and a 1 MiB job would hold the gateway's or a worker's event loop for minutes. Such runs
+ * are counted in slices of `LONG_PIECE` characters, which may count a token more per slice: the
+ * estimate errs high on them, and ordinary text and JSON are counted exactly as before.
+ */
+const LONG_PIECE = 128;
+const LONG_PIECES = new RegExp(`[\\p{L}\\p{M}]{${LONG_PIECE + 1},}|[^\\s\\p{L}\\p{N}]{${LONG_PIECE + 1},}|\\s{${LONG_PIECE + 1},}`, 'gu');
+
+function countText(s: string): number {
+  let total = 0;
+  let from = 0;
+  for (const match of s.matchAll(LONG_PIECES)) {
+    total += countTokens(s.slice(from, match.index), AS_PLAIN_TEXT);
+    for (let at = 0; at < match[0].length; at += LONG_PIECE) total += countTokens(match[0].slice(at, at + LONG_PIECE), AS_PLAIN_TEXT);
+    from = match.index + match[0].length;
+  }
+  return total + countTokens(from === 0 ? s : s.slice(from), AS_PLAIN_TEXT);
+}
+
+const text = (s: unknown): number => (typeof s === 'string' && s.length > 0 ? countText(s) : 0);
 const json = (v: unknown): number => (v === undefined ? 0 : text(JSON.stringify(v)));
 
 function pdfPages(base64: string): number {
@@ -169,6 +190,6 @@ function itemTokens(item: Json): number {
  * (no provider reports it before a stream's end).
  */
 export function estimateOutputTokens(text: string): number {
-  return text === '' ? 0 : countTokens(text, AS_PLAIN_TEXT);
+  return text === '' ? 0 : countText(text);
 }
 

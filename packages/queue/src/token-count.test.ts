@@ -1,0 +1,40 @@
+import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
+import { describe, expect, it } from 'vitest';
+import { estimateInputTokens, estimateOutputTokens } from './token-count.js';
+
+describe('token counts of long runs', () => {
+  it('counts a 1 MiB job of one word (a DNA string) as the tokenizer would, without holding the event loop for minutes', () => {
+    const dna = 'ACGT'.repeat(262_144);
+    // 'ACGT' is two tokens however often it repeats, and the slices fall between repeats.
+    expect(countTokens('ACGT'.repeat(64))).toBe(128);
+    expect(estimateOutputTokens(dna)).toBe(524_288);
+    const request = { model: 'gpt-4.1', messages: [{ role: 'user', content: dna }] };
+    expect(estimateInputTokens(request)).toBeGreaterThanOrEqual(524_288);
+  });
+
+  it('errs high, by at most two tokens a slice, on a long run the slices cut inside tokens', () => {
+    const word = 'headroomqueue'.repeat(1_000);
+    const exact = countTokens(word);
+    const estimate = estimateOutputTokens(word);
+    expect(estimate).toBeGreaterThanOrEqual(exact);
+    expect(estimate - exact).toBeLessThanOrEqual(2 * Math.ceil(word.length / 128));
+  });
+
+  it('counts ordinary text, code, compact JSON and short runs exactly as the tokenizer does', () => {
+    const samples = [
+      'The queue keeps every job until a worker takes it. '.repeat(200),
+      JSON.stringify({ type: 'object', properties: Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`field_${i}`, { type: 'string', description: 'a value' }])) }),
+      'function f(a,b){return a+b}'.repeat(100),
+      `${'a'.repeat(128)} ${'-'.repeat(128)}${' '.repeat(128)}y`,
+    ];
+    for (const text of samples) expect(estimateOutputTokens(text)).toBe(countTokens(text));
+  });
+
+  it('slices long runs of punctuation and of whitespace too', () => {
+    for (const run of ['='.repeat(5_000), ' '.repeat(5_000), '\n'.repeat(5_000)]) {
+      const estimate = estimateOutputTokens(`start ${run} end`);
+      expect(estimate).toBeGreaterThanOrEqual(countTokens(`start ${run} end`));
+      expect(estimate).toBeLessThanOrEqual(countTokens(`start ${run} end`) + 2 * Math.ceil(run.length / 128) + 2);
+    }
+  });
+});
