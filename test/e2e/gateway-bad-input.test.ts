@@ -77,6 +77,8 @@ interface Case {
   status: number;
   says: string | RegExp;
   provider: 'anthropic' | 'openai';
+  /** OpenAI's `code`, where the case pins it. */
+  code?: string | null;
 }
 
 const CASES: Case[] = [
@@ -121,11 +123,16 @@ const CASES: Case[] = [
   { name: 'a beta name with spaces', headers: { ...ANTHROPIC, 'anthropic-beta': 'context 1m' }, body: message(), status: 400, says: 'anthropic-beta (0): expected a beta name', provider: 'anthropic' },
   { name: 'betas with sla none', headers: { ...ANTHROPIC, 'anthropic-beta': 'context-1m-2025-08-07', 'headroom-sla': 'none' }, body: message(), status: 400, says: 'anthropic-beta: betas go with interactive calls only', provider: 'anthropic' },
   { name: 'streaming with sla none', headers: { ...ANTHROPIC, 'headroom-sla': 'none' }, body: message({ stream: true }), status: 400, says: 'stream: a streamed job must be interactive', provider: 'anthropic' },
+  { name: 'a max wait with sla none', headers: { ...ANTHROPIC, 'headroom-sla': 'none', 'headroom-max-wait-ms': '3000' }, body: message(), status: 400, says: 'headroom-max-wait-ms: cannot be combined with headroom-sla: none', provider: 'anthropic' },
   { name: 'missing messages', headers: ANTHROPIC, body: JSON.stringify({ model: SONNET, max_tokens: 16 }), status: 400, says: 'messages: expected an array of messages', provider: 'anthropic' },
   { name: 'max_tokens 0', headers: ANTHROPIC, body: message({ max_tokens: 0 }), status: 400, says: 'max_tokens: expected a positive integer, got 0', provider: 'anthropic' },
   { name: 'system role inside Anthropic messages', headers: ANTHROPIC, body: message({ messages: [{ role: 'system', content: 'x' }] }), status: 400, says: 'messages.0.role: expected "user" or "assistant"', provider: 'anthropic' },
   { name: 'OpenAI stream_options without stream', path: '/v1/chat/completions', headers: OPENAI, body: chat({ stream_options: { include_usage: true } }), status: 400, says: 'stream_options: stream_options is only allowed with "stream": true', provider: 'openai' },
   { name: 'unknown path', path: '/v1/complete', headers: ANTHROPIC, body: message(), status: 404, says: 'no such endpoint', provider: 'anthropic' },
+  // OpenAI's own answer to an endpoint it lacks: no code (it is not a model that is missing).
+  { name: 'an OpenAI endpoint the gateway lacks', path: '/v1/embeddings', headers: OPENAI, body: chat(), status: 404, says: 'POST /v1/embeddings: no such endpoint', provider: 'openai', code: null },
+  { name: 'a model id that is not valid percent-encoding', method: 'GET', path: '/v1/models/%E0%A4%A', headers: { 'anthropic-version': '2023-06-01', 'x-api-key': KEY }, status: 404, says: 'model: %E0%A4%A', provider: 'anthropic' },
+  { name: 'a model list page of 0', method: 'GET', path: '/v1/models?limit=0', headers: { 'anthropic-version': '2023-06-01', 'x-api-key': KEY }, status: 400, says: 'limit: expected an integer from 1 to 1000, got "0"', provider: 'anthropic' },
   { name: 'wrong method', method: 'GET', headers: { 'anthropic-version': '2023-06-01', 'x-api-key': KEY }, status: 405, says: 'method not allowed; use POST', provider: 'anthropic' },
   { name: 'a header with a newline (raw request)', raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: ${KEY}\r\nheadroom-tenant: acme\nevil: 1\r\ncontent-length: 2\r\n\r\n{}`, status: 400, says: 'malformed HTTP request', provider: 'anthropic' },
   { name: 'a head over the header limit (raw request)', raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: ${KEY}\r\nx-padding: ${'p'.repeat(10_000)}\r\ncontent-length: 2\r\n\r\n{}`, status: 431, says: 'malformed HTTP request', provider: 'anthropic' },
@@ -153,6 +160,8 @@ const CODES: Record<string, string | undefined> = {
   'unknown model': 'UNKNOWN_MODEL',
   'an OpenAI model on the Anthropic API': 'UNKNOWN_MODEL',
   'unknown path': 'NOT_FOUND',
+  'an OpenAI endpoint the gateway lacks': 'NOT_FOUND',
+  'a model id that is not valid percent-encoding': 'UNKNOWN_MODEL',
   'wrong method': 'METHOD_NOT_ALLOWED',
   'a body that never finishes arriving (raw request)': 'BODY_TIMEOUT',
   'a header with a newline (raw request)': undefined,
@@ -160,7 +169,7 @@ const CODES: Record<string, string | undefined> = {
 };
 const codeOf = (c: Case) => (c.name in CODES ? CODES[c.name] : 'JOB_INVALID');
 
-async function send(c: Case): Promise<{ status: number; body: string; code: string | undefined }> {
+async function send(c: Case): Promise<{ status: number; body: string; code: string | undefined; shouldRetry?: string | undefined }> {
   if (c.raw !== undefined) {
     return new Promise((resolve, reject) => {
       const socket = connect(port, '127.0.0.1', () => socket.write(c.raw!));
@@ -169,8 +178,10 @@ async function send(c: Case): Promise<{ status: number; body: string; code: stri
       socket.on('error', reject);
       socket.on('close', () => {
         const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-        const code = /^headroom-error-code: (\S+)\r$/im.exec(text.slice(0, text.indexOf('\r\n\r\n') + 2))?.[1];
-        resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4), code });
+        const head = text.slice(0, text.indexOf('\r\n\r\n') + 2);
+        const code = /^headroom-error-code: (\S+)\r$/im.exec(head)?.[1];
+        const shouldRetry = /^x-should-retry: (\S+)\r$/im.exec(head)?.[1];
+        resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4), code, shouldRetry });
       });
       socket.setTimeout(10_000, () => socket.destroy());
     });
@@ -181,18 +192,22 @@ async function send(c: Case): Promise<{ status: number; body: string; code: stri
     headers: c.headers ?? {},
     ...(body === undefined ? {} : { body, duplex: 'half' }),
   } as RequestInit);
-  return { status: res.status, body: await res.text(), code: res.headers.get('headroom-error-code') ?? undefined };
+  return { status: res.status, body: await res.text(), code: res.headers.get('headroom-error-code') ?? undefined, shouldRetry: res.headers.get('x-should-retry') ?? undefined };
 }
 
 describe('bad input through headroom gateway', () => {
   it.each(CASES)('$name: $status in its provider shape, naming the problem', async (c) => {
-    const { status, body, code } = await send(c);
+    const { status, body, code, shouldRetry } = await send(c);
     expect(status, body).toBe(c.status);
     expect(code).toBe(codeOf(c));
+    // A body that was slow to come may come in time on a retry (docs/gateway.md: the SDKs retry a
+    // 408); the others would fail the same way again.
+    if (code === 'BODY_TIMEOUT') expect(shouldRetry).not.toBe('false');
     const parsed = JSON.parse(body) as Record<string, unknown>;
     // Anthropic: {type: 'error', error: {type, message}}; OpenAI: {error: {message, type, param, code}}.
     if (c.provider === 'anthropic') expect(parsed).toMatchObject({ type: 'error', error: { type: expect.any(String), message: expect.any(String) } });
     else expect(Object.keys(parsed.error as object).sort()).toEqual(['code', 'message', 'param', 'type']);
+    if (c.code !== undefined) expect((parsed.error as { code: unknown }).code).toBe(c.code);
     const message = (parsed.error as { message: string }).message;
     if (typeof c.says === 'string') expect(message).toContain(c.says);
     else expect(message).toMatch(c.says);

@@ -351,6 +351,34 @@ describe('the gateway with the official SDKs', () => {
     expect(counted.input_tokens).toBeGreaterThan(5);
   });
 
+  it("pages the Anthropic model list as Anthropic does (limit, after_id, before_id), and the SDK's auto-pagination walks it once", async () => {
+    const client = fleet.anthropic();
+    const all = (await client.models.list()).data.map((m) => m.id);
+    expect(all).toHaveLength(2);
+    const first = await client.models.list({ limit: 1 });
+    expect(first.data.map((m) => m.id)).toEqual([all[0]]);
+    expect(first.has_more).toBe(true);
+    const next = await client.models.list({ limit: 1, after_id: all[0]! });
+    expect(next.data.map((m) => m.id)).toEqual([all[1]]);
+    expect(next.has_more).toBe(false);
+    expect((await client.models.list({ limit: 1, before_id: all[1]! })).data.map((m) => m.id)).toEqual([all[0]]);
+    const walked: string[] = [];
+    for await (const model of client.models.list({ limit: 1 })) walked.push(model.id);
+    expect(walked).toEqual(all);
+  });
+
+  it('keeps two clients without tenants apart under the same idempotency key: each gets its own answer', async () => {
+    const headers = { 'headroom-idempotency-key': 'gateway-idem-shared' };
+    const callsBefore = sim.stats().admissions.length;
+    const app = await fleet.anthropic().messages.create(claude('The app asks this'), { headers }).withResponse();
+    // Another client, another question, the same key: not the app's job, nor a 400 naming it.
+    const capped = await fleet.anthropic(GATEWAY_KEYS.capped).messages.create(claude('The capped client asks that'), { headers }).withResponse();
+    expect(capped.response.headers.get('headroom-job-id')).not.toBe(app.response.headers.get('headroom-job-id'));
+    const cappedAgain = await fleet.anthropic(GATEWAY_KEYS.capped).messages.create(claude('The capped client asks that'), { headers }).withResponse();
+    expect(cappedAgain.data).toEqual(capped.data);
+    expect(sim.stats().admissions.length - callsBefore).toBe(2);
+  });
+
   it("answers a repeated idempotency key with the first call's answer, and refuses the key on another request", async () => {
     const headers = { 'headroom-idempotency-key': 'gateway-idem-1' };
     const first = await fleet.anthropic().messages.create(claude('Idempotent question'), { headers }).withResponse();

@@ -11,6 +11,8 @@ export type ErrorKind =
   | 'authentication'
   | 'permission'
   | 'not_found'
+  /** No such endpoint (OpenAI's "Invalid URL", with no code: it is not a model that is missing). */
+  | 'unknown_endpoint'
   | 'method_not_allowed'
   | 'too_large'
   | 'timeout'
@@ -27,7 +29,8 @@ export interface Dialect {
   readonly api: ProviderApi;
   status(kind: ErrorKind): number;
   errorBody(kind: ErrorKind, message: string, detail?: { param?: string; code?: string }): string;
-  modelList(models: readonly string[], createdAt: Date): string;
+  /** A list of models; `hasMore` when the client asked for a page that ends before the list does. */
+  modelList(models: readonly string[], createdAt: Date, hasMore: boolean): string;
   model(id: string, createdAt: Date): string;
   /** One event as an SSE frame. */
   frame(data: string): string;
@@ -42,6 +45,7 @@ const STATUS: Record<ErrorKind, number> = {
   authentication: 401,
   permission: 403,
   not_found: 404,
+  unknown_endpoint: 404,
   method_not_allowed: 405,
   too_large: 413,
   timeout: 408,
@@ -56,6 +60,7 @@ const ANTHROPIC_TYPES: Record<ErrorKind, string> = {
   authentication: 'authentication_error',
   permission: 'permission_error',
   not_found: 'not_found_error',
+  unknown_endpoint: 'not_found_error',
   method_not_allowed: 'invalid_request_error',
   too_large: 'request_too_large',
   timeout: 'timeout_error',
@@ -79,10 +84,10 @@ export const anthropic: Dialect = {
   api: 'messages',
   status: (kind) => STATUS[kind],
   errorBody: (kind, message) => JSON.stringify({ type: 'error', error: { type: ANTHROPIC_TYPES[kind], message } }),
-  modelList: (models, createdAt) =>
+  modelList: (models, createdAt, hasMore) =>
     JSON.stringify({
       data: models.map((id) => ({ type: 'model', id, display_name: id, created_at: createdAt.toISOString() })),
-      has_more: false,
+      has_more: hasMore,
       first_id: models[0] ?? null,
       last_id: models.at(-1) ?? null,
     }),
@@ -97,6 +102,7 @@ const OPENAI_TYPES: Record<ErrorKind, { type: string; code: string | null }> = {
   authentication: { type: 'invalid_request_error', code: 'invalid_api_key' },
   permission: { type: 'invalid_request_error', code: 'permission_denied' },
   not_found: { type: 'invalid_request_error', code: 'model_not_found' },
+  unknown_endpoint: { type: 'invalid_request_error', code: null },
   method_not_allowed: { type: 'invalid_request_error', code: 'method_not_supported' },
   too_large: { type: 'invalid_request_error', code: 'request_too_large' },
   timeout: { type: 'invalid_request_error', code: 'timeout' },

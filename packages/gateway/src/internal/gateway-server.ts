@@ -3,8 +3,8 @@
  * microsecond here is added to each call). A call becomes a Headroom job through the producer
  * SDK: plain calls wait for the job's result, streamed calls relay the job's events as SSE.
  */
-import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createHash, randomUUID } from 'node:crypto';
+import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -250,7 +250,7 @@ class GatewayHandler {
   readonly #modelRoute: Route = {
     label: 'models',
     method: 'GET',
-    run: (req, res, dialect, path) => this.#model(req, res, dialect, decodeURIComponent(path.slice('/v1/models/'.length))),
+    run: (req, res, dialect, path) => this.#model(req, res, dialect, decodedId(path.slice('/v1/models/'.length))),
   };
 
   #routeOf(path: string): Route | undefined {
@@ -258,7 +258,7 @@ class GatewayHandler {
   }
 
   async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect, route: Route | undefined): Promise<void> {
-    if (!route) return send(res, dialect, { kind: 'not_found', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models` });
+    if (!route) return send(res, dialect, { kind: 'unknown_endpoint', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models` });
     if (req.method !== route.method) {
       res.setHeader('allow', route.method);
       return send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}` });
@@ -285,7 +285,9 @@ class GatewayHandler {
 
   #models(req: IncomingMessage, res: ServerResponse, dialect: Dialect): void {
     if (!this.#authenticate(req, res, dialect)) return;
-    res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.modelList(this.#served(dialect.provider), this.#servedAt));
+    const page = pageOf(this.#served(dialect.provider), new URL(req.url ?? '/', 'http://gateway').searchParams, dialect);
+    if ('error' in page) send(res, dialect, invalid([page.error]));
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.modelList(page.models, this.#servedAt, page.hasMore));
   }
 
   #model(req: IncomingMessage, res: ServerResponse, dialect: Dialect, id: string): void {
@@ -348,6 +350,10 @@ class GatewayHandler {
     const { key, options, body } = prepared;
     const record = this.#records.get(res);
     if (record) record.stream = body.stream === true;
+    // A batch job has no start deadline: the provider's batch API answers within its own window.
+    if (options.sla === 'none' && options.maxWaitMs !== undefined) {
+      return send(res, dialect, invalid([{ path: 'maxWaitMs', message: 'cannot be combined with headroom-sla: none: a batch call starts when its batch is sent and answers within the batch window, so no start deadline applies' }]));
+    }
     const maxWaitMs = options.maxWaitMs ?? this.config.gateway.maxWaitMs;
     const job = {
       priority: laneFor(key, options.priority).toUpperCase(),
@@ -359,7 +365,7 @@ class GatewayHandler {
       ...(key.tenant !== undefined ? { tenant: key.tenant } : options.tenant !== undefined ? { tenant: options.tenant } : {}),
       ...(options.fallback ? { fallback: options.fallback } : {}),
       ...(options.sla ? { sla: options.sla } : {}),
-      ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}),
+      ...(options.idempotencyKey !== undefined ? { idempotencyKey: scopedIdempotencyKey(options.idempotencyKey, key, key.tenant ?? options.tenant) } : {}),
       ...(options.coalesce !== undefined ? { coalesce: options.coalesce } : {}),
       ...(dialect.provider === 'anthropic' ? betasFromHeader(req.headers['anthropic-beta']) : {}),
     } as LlmJobInput;
@@ -520,6 +526,54 @@ function send(res: ServerResponse, dialect: Dialect, error: WireError, extra: Re
   const detail = error.param === undefined ? {} : { param: error.param };
   const body = dialect.errorBody(error.kind, error.message, detail);
   headers['content-length'] = String(Buffer.byteLength(body));
-  res.writeHead(status, headers).end(body);
+  // Node knows no reason phrase for Anthropic's 529 and would send "unknown".
+  res.writeHead(status, status === 529 ? 'Overloaded' : STATUS_CODES[status], headers).end(body);
 }
 
+
+/** A path segment as the client meant it, or as sent when it is not valid percent-encoding (no such model then). */
+function decodedId(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/** Anthropic's model list pages (`limit`, 1-1000, default 20; `after_id` / `before_id`, ids in the list); OpenAI's list is whole. */
+const DEFAULT_PAGE = 20;
+const MAX_PAGE = 1_000;
+
+function pageOf(models: readonly string[], query: URLSearchParams, dialect: Dialect): { models: readonly string[]; hasMore: boolean } | { error: { path: string; message: string } } {
+  if (dialect.provider !== 'anthropic') return { models, hasMore: false };
+  const limitText = query.get('limit');
+  const limit = limitText === null ? DEFAULT_PAGE : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) return { error: { path: 'limit', message: `expected an integer from 1 to ${MAX_PAGE}, got "${limitText}"` } };
+  const after = query.get('after_id');
+  const before = query.get('before_id');
+  const at = (id: string, name: string) => {
+    const i = models.indexOf(id);
+    return i === -1 ? { error: { path: name, message: `no model "${id}" in this list` } } : i;
+  };
+  if (before !== null) {
+    const end = at(before, 'before_id');
+    if (typeof end !== 'number') return end;
+    return { models: models.slice(Math.max(0, end - limit), end), hasMore: end - limit > 0 };
+  }
+  const start = after === null ? 0 : at(after, 'after_id');
+  if (typeof start !== 'number') return start;
+  const from = after === null ? 0 : start + 1;
+  return { models: models.slice(from, from + limit), hasMore: from + limit < models.length };
+}
+
+/**
+ * Idempotency keys are scoped per tenant (job-ids.ts); a call with no tenant has its key scoped
+ * to the client key that sent it, so two clients without tenants never share a job by choosing
+ * the same key (one would read the other's answer). Within the job's 256 characters, readable;
+ * past them, by digest.
+ */
+function scopedIdempotencyKey(idempotencyKey: string, key: ClientKey, tenant: string | undefined): string {
+  if (tenant !== undefined) return idempotencyKey;
+  const scoped = `gateway-key:${key.name}:${idempotencyKey}`;
+  return scoped.length <= 256 ? scoped : `gateway-key:${key.name}:sha256:${createHash('sha256').update(idempotencyKey).digest('hex')}`;
+}

@@ -50,7 +50,7 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
       resolve(result);
     };
     const timer = setTimeout(
-      () => finish({ ok: false, error: { kind: 'timeout', code: GatewayCode.BODY_TIMEOUT, message: `the request body did not arrive within ${limits.timeoutMs} ms`, shouldRetry: false } }),
+      () => finish({ ok: false, error: { kind: 'timeout', code: GatewayCode.BODY_TIMEOUT, message: `the request body did not arrive within ${limits.timeoutMs} ms` } }),
       limits.timeoutMs,
     );
     const onData = (chunk: Buffer) => {

@@ -43,6 +43,11 @@ describe('wire errors', () => {
     expect(err).toMatchObject({ kind: 'overloaded', retryAfterMs: 1_000, message: expect.stringContaining('maxWaitMs of 200 ms') });
   });
 
+  it('tells the client to retry when the worker foresaw a start, not a second from now (a model cooling down for 30 s)', () => {
+    const failure = jobFailure(FailureCode.DEADLINE_EXCEEDED, 'cannot start within its maxWaitMs of 5000 ms: waited 2020 ms, and its cooldown wait needs 27980 ms more', 27_980);
+    expect(fromError(new JobFailedError('high.x', failure))).toMatchObject({ kind: 'overloaded', retryAfterMs: 27_980 });
+  });
+
   it("passes a provider's 4xx through with its status and message, and never retries it", () => {
     const failure = jobFailure(FailureCode.PROVIDER_REJECTED, '403 permission_error: not allowed', undefined, 403);
     expect(fromError(new JobFailedError('high.x', failure))).toEqual({ kind: 'permission', code: 'PROVIDER_REJECTED', status: 403, message: 'permission_error: not allowed', shouldRetry: false });

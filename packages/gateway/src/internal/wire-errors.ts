@@ -116,8 +116,9 @@ function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
       return { kind: 'rate_limit', message: `shed under pressure: ${failure.message}`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
     case FailureCode.DEADLINE_EXCEEDED:
       // Not started within its max wait (the client's own, headroom-max-wait-ms, or the job's at
-      // its pickup): the SDK's retry is the right answer.
-      return { kind: 'overloaded', message: `the call could not start in time: ${failure.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+      // its pickup): the SDK's retry is the right answer, after the wait the worker foresaw (a
+      // model cooling down for the provider's retry-after, a drained pool) when it knew one.
+      return { kind: 'overloaded', message: `the call could not start in time: ${failure.message}; retry later`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
     default:
       return { kind: 'api_error', message: `${failure.code}: ${failure.message}` };
   }

@@ -30,5 +30,7 @@ export function pastDeadline(job: Pick<LlmJob, 'maxWaitMs'>, meta: Pick<JobMeta,
     inMs <= 0
       ? `not started within its maxWaitMs of ${job.maxWaitMs} ms (waited ${waited} ms)`
       : `cannot start within its maxWaitMs of ${job.maxWaitMs} ms: waited ${waited} ms, and ${why ?? 'the wait'} needs ${Math.ceil(inMs)} ms more`;
-  return jobFailure(FailureCode.DEADLINE_EXCEEDED, message);
+  // The wait that passes the deadline is when a retry could start (a lower bound: others draw
+  // too); a client told to retry sooner only fails again (the gateway's `retry-after`).
+  return jobFailure(FailureCode.DEADLINE_EXCEEDED, message, inMs > 0 ? Math.ceil(inMs) : undefined);
 }

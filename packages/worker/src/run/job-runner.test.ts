@@ -443,6 +443,10 @@ describe('runJob', () => {
     const before = calls(SONNET);
     const outcome = await run(ctx, job({ maxWaitMs: 2_000 }));
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('its cooldown wait needs') } });
+    // When a retry could start: the cooldown's end, not a second from now (the gateway's retry-after).
+    const retryAfterMs = outcome.kind === 'failed' ? (outcome.failure.retryAfterMs ?? 0) : 0;
+    expect(retryAfterMs).toBeGreaterThan(25_000);
+    expect(retryAfterMs).toBeLessThanOrEqual(30_000);
     expect(calls(SONNET)).toBe(before);
     // Without a deadline of its own the job waits out the cooldown, as before.
     expect((await run(ctx, job())).kind).toBe('delay');
@@ -452,6 +456,8 @@ describe('runJob', () => {
     sim.injectFaults({ model: SONNET, status: 429, count: 1, retryAfterSeconds: 10 });
     const outcome = await run(context(), job({ maxWaitMs: 3_000 }));
     expect(outcome).toMatchObject({ kind: 'failed', progress: { attempts: 1 }, failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('the retry after 429 rate_limit') } });
+    // The provider's retry-after (10 s), less what already passed, is when the caller may try again.
+    expect(outcome.kind === 'failed' ? outcome.failure.retryAfterMs : undefined).toBeGreaterThan(5_000);
   });
 
   it('hands the job back, no attempt spent, when the worker is stopping', async () => {
