@@ -79,6 +79,22 @@ describe('the config fallback ladder', () => {
     expect(sim.stats().models[SONNET]?.faultsInjected['429']).toBe(1);
   });
 
+  it("serves a job from its fallback when it would be late waiting behind a backlog on its primary's drained pool", async () => {
+    // Sonnet holds two calls and refills one every 5 s; Haiku is idle.
+    const { producer } = await fleet({
+      models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 12, itpm: 2_000_000, otpm: 400_000, burst: 10 } }, [HAIKU]: { provider: 'anthropic', limits: LIMITS } },
+    });
+    const backlog = await Promise.all([1, 2, 3, 4].map(() => producer.enqueue(job(SONNET))));
+    // Behind them, a job that may go to Haiku and must start within 5 s: it used to wait for
+    // its turn at Sonnet, never taken while the jobs ahead waited, and end DEADLINE_EXCEEDED.
+    const late = await producer.run(job(SONNET, { fallback: [HAIKU], maxWaitMs: 5_000 }), { timeoutMs: 20_000 });
+    expect(late.model).toBe(HAIKU);
+    // The backlog keeps its place on Sonnet: the first ran, the rest wait their refill.
+    expect((await backlog[0]!.result({ timeoutMs: 20_000 })).model).toBe(SONNET);
+    expect(sim.stats().models[HAIKU]?.admitted).toBe(1);
+    for (const handle of backlog) await producer.cancel(handle.id);
+  });
+
   it('keeps a job that asks for no fallback (fallback: []) on its primary', async () => {
     const { producer } = await fleet({
       models: { [SONNET]: { provider: 'anthropic', limits: LIMITS, fallback: [HAIKU] }, [HAIKU]: { provider: 'anthropic', limits: LIMITS } },

@@ -184,7 +184,7 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
     ladders.push(models);
     add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, { ...opts, [ADMITTED_OPTION]: 1 } as LaneEntry['opts'], jobId);
     const data = add[10]!;
-    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), fairCostArg(job, data.length, lane), add[9]!, data, add[11]!);
+    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), fairCostArg(job, data.length, lane), job.maxWaitMs ?? '', add[9]!, data, add[11]!);
   }
   // Every job of a lane has the same nine keys.
   const reply = await runScript<(string | number)[]>(redis, 'add', add.slice(0, 9) as string[], args);
@@ -212,6 +212,7 @@ export async function publishFleetSettings(redis: Redis | Cluster, config: Headr
   const prefix = config.redis.prefix;
   const models = Object.entries(config.models).flatMap(([name, m]) => [name, `${m.provider}:${poolOf(config, name)}`]);
   const outputCaps = Object.entries(config.models).flatMap(([name, m]) => (m.maxOutputTokens === undefined ? [] : [name, m.maxOutputTokens]));
+  const fallbacks = Object.entries(config.models).flatMap(([name, m]) => (m.fallback.length === 0 ? [] : [name, m.fallback.join('\n')]));
   const tenantMax: (string | number)[] = [];
   if (config.tenants.default.maxQueued) tenantMax.push('tenantMax:*', config.tenants.default.maxQueued);
   if (config.tenants.default.weight) tenantMax.push('weight:*', config.tenants.default.weight);
@@ -225,7 +226,8 @@ export async function publishFleetSettings(redis: Redis | Cluster, config: Headr
     LANES.map((lane) => {
       const k = laneKeys(prefix, lane);
       const fair = config.lanes[lane].fairness === 'tenants' ? 1 : 0;
-      const tx = redis.multi().del(k.settings, k.models, k.outputCaps).hset(k.settings, 'cap', config.lanes[lane].cap, 'maxBytes', config.lanes[lane].maxBytes, 'fair', fair, ...tenantMax);
+      const tx = redis.multi().del(k.settings, k.models, k.outputCaps, k.fallbacks).hset(k.settings, 'cap', config.lanes[lane].cap, 'maxBytes', config.lanes[lane].maxBytes, 'fair', fair, ...tenantMax);
+      if (fallbacks.length > 0) tx.hset(k.fallbacks, ...fallbacks);
       if (models.length > 0) tx.hset(k.models, ...models);
       if (outputCaps.length > 0) tx.hset(k.outputCaps, ...outputCaps);
       return tx.exec();

@@ -60,6 +60,11 @@ export interface LaneKeys {
    * with no output bound reserves, so admission refuses such a request for a model without one.
    */
   outputCaps: string;
+  /**
+   * HASH model -> its configured fallback ladder (`\n`-joined), for the models that have one: a
+   * job waiting behind its primary's backed-off pool may be taken for a fallback (front-runnable).
+   */
+  fallbacks: string;
   /** HASH pool -> `untilMs:retryAfterMs:pressure`: new jobs for that pool are shed until then. */
   shedding: string;
   /**
@@ -158,6 +163,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     settings: own('settings'),
     models: own('models'),
     outputCaps: own('output-caps'),
+    fallbacks: own('fallbacks'),
     shedding: own('shedding'),
     unfinished: own('unfinished'),
     usage: own('usage'),

@@ -23,21 +23,29 @@ export const fairShareOnly = (pool: string): string => FAIR_SHARE_ONLY + pool;
 /** Every entry holds back only queued-up tenants' jobs: a fresh job may still run. */
 export const allFairShareOnly = (backedOff: readonly string[]): boolean => backedOff.every((p) => p.startsWith(FAIR_SHARE_ONLY));
 
+/** What a lane's backoffs say, for taking around them. */
+export interface LaneBackoffs {
+  /** The backed-off pools (`fairShareOnly(pool)` for those held back only for queued-up tenants). */
+  pools: readonly string[];
+  /** When the bucket's wait for a backed-off pool ends (epoch ms), where known: the backoff itself lasts at most a second. */
+  waitEnds?: ReadonlyMap<string, number>;
+  /** The lane's configured maxWaitMs: a job without its own falls back past it. */
+  laneMaxWaitMs: number;
+  now: number;
+}
+
 /**
- * Brings the first job of the lane (within `depth`) whose primary model's pool is not in
- * `blocked` to the front, where BullMQ's next fetch takes it. 'blocked': every job looked at
- * waits on a backed-off pool, so the whole lane may back off. A `fairShareOnly(pool)` entry holds
- * back that pool's jobs except a fresh tenant's (`hrFresh` in its options).
+ * Brings the first job of the lane (within `depth`) that may run to the front, where BullMQ's
+ * next fetch takes it: one whose primary model's pool is not backed off, or, when it is, one that
+ * would go down its ladder now (a fallback's pool open, and the primary's wait past the job's
+ * maxWaitMs). 'blocked': every job looked at waits on a backed-off pool, so the whole lane may
+ * back off. A `fairShareOnly(pool)` entry holds back that pool's jobs except a fresh tenant's
+ * (`hrFresh` in its options).
  */
-export async function bringRunnableToFront(
-  redis: Redis | Cluster,
-  prefix: string,
-  lane: Lane,
-  blocked: readonly string[],
-  depth = FRONT_SEARCH_DEPTH,
-): Promise<FrontOutcome> {
+export async function bringRunnableToFront(redis: Redis | Cluster, prefix: string, lane: Lane, backoffs: LaneBackoffs, depth = FRONT_SEARCH_DEPTH): Promise<FrontOutcome> {
   const k = laneKeys(prefix, lane);
-  return runScript<FrontOutcome>(redis, 'front-runnable', [k.wait, k.prioritized, k.models], [depth, ...blocked]);
+  const ends = [...(backoffs.waitEnds ?? new Map<string, number>())].flat();
+  return runScript<FrontOutcome>(redis, 'front-runnable', [k.wait, k.prioritized, k.models, k.fallbacks], [depth, backoffs.laneMaxWaitMs, backoffs.now, backoffs.pools.length, ...backoffs.pools, ...ends]);
 }
 
 /**

@@ -34,12 +34,15 @@
   client an encoding and Redis a parse, per enqueue.
 
   ARGV[1] the lane's own-key prefix (`{prefix:lane}:hr:`)
-  then nine per job: job id, provider, tenant or '', the models primary first joined by '\n',
-  the job's summary for the dashboard or '' (stored as the job hash's `hrSummary`), its cost in
-  tokens for fair sharing (tenant-fairness.ts; `<cost>*<choices>` for a request that sets no output
-  bound: every model of its ladder must have a published output cap, and the primary's, times
-  its choices, is added to its cost), then BullMQ addStandardJob's three arguments
-  (packed args, job data JSON, packed options); the job's size is its data JSON's length in bytes
+  then ten per job: job id, provider, tenant or '', the models primary first joined by '\n'
+  (stored as `hrLadder` when there is more than one), the job's summary for the dashboard or ''
+  (stored as the job hash's `hrSummary`), its cost in tokens for fair sharing (tenant-fairness.ts;
+  `<cost>*<choices>` for a request that sets no output bound: every model of its ladder must have
+  a published output cap, and the primary's, times its choices, is added to its cost), its own
+  maxWaitMs or '' (stored as `hrMaxWait`), then BullMQ addStandardJob's three arguments (packed
+  args, job data JSON, packed options); the job's size is its data JSON's length in bytes.
+  `hrLadder` and `hrMaxWait` let a job stuck behind its primary's backed-off pool be taken for a
+  fallback without reading its data (front-runnable-4.lua).
 
   In a lane whose settings say `fair` = 1, an added job leaves BullMQ's wait list for its fair
   place in the lane's prioritized set (includes/fair-queue.lua), and one whose tenant had nothing
@@ -244,7 +247,7 @@ local function joinedUnder(jobId, data)
 end
 
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
-local function addOne(jobId, provider, tenant, models, summary, cost, at)
+local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, at)
   local idempotent = string.find(jobId, '.idem-', 1, true) ~= nil
   local rerun = false
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
@@ -313,6 +316,8 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
     bytes = bytes + jobBytes
     redis.call('HSET', unfinishedKey, jobId, jobBytes .. '|' .. tenant)
     if summary ~= '' then redis.call('HSET', jobKeyPrefix .. jobId, 'hrSummary', summary) end
+    if string.find(models, '\n', 1, true) then redis.call('HSET', jobKeyPrefix .. jobId, 'hrLadder', models) end
+    if maxWait ~= '' then redis.call('HSET', jobKeyPrefix .. jobId, 'hrMaxWait', maxWait) end
     redis.call('HINCRBY', usageKey, 'bytes', jobBytes)
     if tenant ~= '' then redis.call('HINCRBY', usageKey, 'tenant:' .. tenant, 1) end
     if fair then
@@ -331,8 +336,8 @@ local function addOne(jobId, provider, tenant, models, summary, cost, at)
 end
 
 local out = {}
-for i = 2, #ARGV, 9 do
-  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], i + 6)
+for i = 2, #ARGV, 10 do
+  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], i + 7)
   out[#out + 1] = code
   out[#out + 1] = a
   out[#out + 1] = b

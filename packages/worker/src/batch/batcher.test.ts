@@ -43,13 +43,14 @@ async function fleet(maxWaitMs: number) {
       stats: new FleetStatsWriter(db.redis, prefix),
       logger: createLogger({ level: 'silent' }),
     });
-  const batchJob = (i: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant?: string): LlmJob => ({
-    priority: 'LOW',
-    sla: 'none',
-    provider,
-    ...(tenant ? { tenant } : {}),
-    request: { model: provider === 'anthropic' ? MODEL : OPENAI_MODEL, max_tokens: 16, messages: [{ role: 'user', content: `job ${i}` }] },
-  });
+  const batchJob = (i: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant?: string): LlmJob =>
+    ({
+      priority: 'LOW',
+      sla: 'none',
+      provider,
+      ...(tenant ? { tenant } : {}),
+      request: { model: provider === 'anthropic' ? MODEL : OPENAI_MODEL, max_tokens: 16, messages: [{ role: 'user', content: `job ${i}` }] },
+    }) as LlmJob;
   /** Through admission, as a producer adds them: each job's bytes and tenant are counted. */
   const admit = async (n: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant: string | undefined = 'acme') => {
     const entries = Array.from({ length: n }, (_, i) => ({ jobId: `batch.${randomUUID()}`, job: batchJob(i, provider, tenant), opts: {} }));

@@ -248,7 +248,12 @@ export class Dispatcher {
       if (counting && known === undefined) continue;
       const blocked = this.backoffs.backedOff(lane);
       if (blocked.length > 0) {
-        const front = await bringRunnableToFront(this.opts.redis, this.opts.config.redis.prefix, lane, blocked);
+        const front = await bringRunnableToFront(this.opts.redis, this.opts.config.redis.prefix, lane, {
+          pools: blocked,
+          waitEnds: this.backoffs.waitEnds(lane),
+          laneMaxWaitMs: this.opts.config.lanes[lane].maxWaitMs,
+          now: this.opts.ctx.now(),
+        });
         if (front === 'blocked') {
           this.picker.backOff(lane, this.backoffs.msUntilFirstReopens(lane), allFairShareOnly(blocked));
           continue;

@@ -29,6 +29,22 @@ describe('PoolBackoffs', () => {
     expect(b.msUntilFirstReopens('normal')).toBe(400);
   });
 
+  it("keeps the bucket's whole wait beside the one-second backoff, here and fleet-wide, for a job that may fall back", async () => {
+    const { a, b, clock } = fleet();
+    await a.backOff('normal', 'sonnet-4', 30_000);
+    expect(a.msUntilFirstReopens('normal')).toBe(MAX_BACKOFF_MS);
+    expect(a.waitEnds('normal')).toEqual(new Map([['sonnet-4', clock.now + 30_000]]));
+    await b.refresh();
+    // Learnt as a wait, not as a pool backed off (`@sonnet-4` names none).
+    expect(b.backedOff('normal')).toEqual(['sonnet-4']);
+    expect(b.waitEnds('normal')).toEqual(new Map([['sonnet-4', clock.now + 30_000]]));
+    // A fair-share wait holds back only queued-up tenants: no wait to fall back from.
+    await a.backOff('high', 'haiku-4', 30_000, true);
+    expect(a.waitEnds('high').size).toBe(0);
+    clock.now += 30_001;
+    expect(a.waitEnds('normal').size).toBe(0);
+  });
+
   it('backs a pool off for queued-up tenants only (~pool) after a fair-share wait, here and fleet-wide', async () => {
     const { a, b } = fleet();
     await a.backOff('normal', 'sonnet-4', 20, true);

@@ -17,11 +17,23 @@ import { PoolHolds } from '../run/pool-holds.js';
  * checks, limits that changed) even while the bucket would keep it waiting for minutes.
  */
 export const MAX_BACKOFF_MS = 1_000;
+/**
+ * A member `@<pool>` of a lane's backoff ZSET, scored with the end of the bucket's wait that
+ * backed the pool off. `@` is in no pool name (config.ts); a worker of an older version reads it
+ * as a pool no job has, which holds nothing back.
+ */
+const WAIT_END = '@';
 export const FLEET_BACKOFF_REFRESH_MS = 100;
 
 export class PoolBackoffs {
   /** Per lane, pool -> until (epoch ms): this worker's and, refreshed, the fleet's. */
   readonly #until = new Map<InteractiveLane, Map<string, number>>(INTERACTIVE_LANES.map((lane) => [lane, new Map()]));
+  /**
+   * Per lane, pool -> when the bucket's wait that backed it off ends (epoch ms), uncapped: a job
+   * behind the pool's backoff with a fallback is taken for it once that wait would make it late
+   * (lane-fetch.ts). Kept in the same ZSET as `WAIT_END<pool>`.
+   */
+  readonly #waitEnd = new Map<InteractiveLane, Map<string, number>>(INTERACTIVE_LANES.map((lane) => [lane, new Map()]));
   #lastRefresh = Number.NEGATIVE_INFINITY;
 
   constructor(
@@ -40,6 +52,14 @@ export class PoolBackoffs {
     const pools = this.#until.get(lane)!;
     for (const [pool, until] of pools) if (until <= now) pools.delete(pool);
     return [...pools.keys(), ...this.holds.in(lane).map((s) => s.pool)];
+  }
+
+  /** When the bucket's waits behind the lane's backoffs end (epoch ms), by pool: those not yet over. */
+  waitEnds(lane: InteractiveLane): Map<string, number> {
+    const now = this.now();
+    const ends = this.#waitEnd.get(lane)!;
+    for (const [pool, end] of ends) if (end <= now) ends.delete(pool);
+    return ends;
   }
 
   /**
@@ -64,11 +84,17 @@ export class PoolBackoffs {
     const span = Math.min(ms, MAX_BACKOFF_MS);
     if (span < 1) return;
     const until = this.now() + span;
+    const waitEnd = this.now() + ms;
     if (fairShare) pool = fairShareOnly(pool);
     this.#note(lane, pool, until);
     const key = laneKeys(this.prefix, lane).poolBackoff;
     // GT: a shorter wait learnt later never cuts a longer one short. The key outlives no backoff.
-    await this.redis.multi().zadd(key, 'GT', until, pool).pexpire(key, MAX_BACKOFF_MS * 2).exec().catch(() => {});
+    const tx = this.redis.multi().zadd(key, 'GT', until, pool);
+    if (!fairShare) {
+      this.#noteWaitEnd(lane, pool, waitEnd);
+      tx.zadd(key, waitEnd, WAIT_END + pool);
+    }
+    await tx.pexpire(key, MAX_BACKOFF_MS * 2).exec().catch(() => {});
   }
 
   /**
@@ -86,8 +112,17 @@ export class PoolBackoffs {
       INTERACTIVE_LANES.map((lane) => this.redis.zrangebyscore(laneKeys(this.prefix, lane).poolBackoff, now, '+inf', 'WITHSCORES').catch(() => [] as string[])),
     );
     all.forEach((entries, i) => {
-      for (let j = 0; j < entries.length; j += 2) this.#note(INTERACTIVE_LANES[i]!, entries[j]!, Math.min(Number(entries[j + 1]), now + MAX_BACKOFF_MS));
+      for (let j = 0; j < entries.length; j += 2) {
+        const member = entries[j]!;
+        if (member.startsWith(WAIT_END)) this.#noteWaitEnd(INTERACTIVE_LANES[i]!, member.slice(WAIT_END.length), Number(entries[j + 1]));
+        else this.#note(INTERACTIVE_LANES[i]!, member, Math.min(Number(entries[j + 1]), now + MAX_BACKOFF_MS));
+      }
     });
+  }
+
+  /** The latest learnt: a wait is set afresh by every requeue, and only ever ends later when learnt again. */
+  #noteWaitEnd(lane: InteractiveLane, pool: string, end: number): void {
+    this.#waitEnd.get(lane)!.set(pool, end);
   }
 
   #note(lane: InteractiveLane, pool: string, until: number): void {
