@@ -2,17 +2,18 @@
  * Backpressure through the gateway is the SDK's own retry: a full lane answers 429 with
  * `retry-after`, and the official SDK, retrying by itself, succeeds once the lane drains. A call
  * that cannot start within its max wait is cancelled and answered 529 (Anthropic) / 503 (OpenAI)
- * with `retry-after`; a provider's 4xx comes back with its own status and message, not retried. A
- * retry of a 529 under the same `headroom-idempotency-key` runs the job again.
+ * with `retry-after`; a provider's 4xx or spend cap comes back as the provider sent it (its status
+ * and error body, so the SDK raises the same error as from the provider), not retried. A retry of
+ * a 529 under the same `headroom-idempotency-key` runs the job again.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { laneKeys } from '@headroom/queue';
-import { startSimulator, type Simulator } from '@headroom/simulator';
+import { startSimulator, type FaultSpec, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { GATEWAY_KEYS, GPT, HAIKU, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+import { GATEWAY_KEYS, GPT, HAIKU, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
 
 let redis: EmbeddedRedis;
 let sim: Simulator;
@@ -196,5 +197,108 @@ describe('backpressure through the gateway', () => {
       expect((o as InstanceType<typeof OpenAI.APIError>).headers?.get('headroom-error-code')).toBe('PROVIDER_REJECTED');
     }
     sim.clearFaults();
+  });
+
+  /**
+   * What code catching an SDK's error branches on: its class, status, and the provider's fields
+   * (Anthropic's body, type, `details.error_code`; OpenAI's `error` object, type, code, param).
+   */
+  const anthropicView = (e: unknown) => {
+    const err = e as InstanceType<typeof Anthropic.APIError>;
+    return { class: err.constructor.name, status: err.status, message: err.message, error: err.error, type: err.type, errorCode: err.errorCode, details: err.details };
+  };
+  const openaiView = (e: unknown) => {
+    const err = e as InstanceType<typeof OpenAI.APIError>;
+    return { class: err.constructor.name, status: err.status, message: err.message, error: err.error, type: err.type, code: err.code, param: err.param };
+  };
+  const caught = (call: Promise<unknown>) => call.then(() => expect.unreachable('expected the call to be refused'), (e: unknown) => e);
+
+  it("answers a provider's refusal or spend cap with the provider's own error body: the SDK's error equals the one it gets from the provider", async () => {
+    const direct = {
+      anthropic: new Anthropic({ apiKey: PROVIDER_KEY, baseURL: sim.url, maxRetries: 0 }),
+      openai: new OpenAI({ apiKey: PROVIDER_KEY, baseURL: `${sim.url}/v1`, maxRetries: 0 }),
+    };
+    const gateway = { anthropic: fleet.anthropic(GATEWAY_KEYS.app, { maxRetries: 0 }), openai: fleet.openai(GATEWAY_KEYS.app, { maxRetries: 0 }) };
+    type Clients = typeof direct;
+    // A spend cap is tried twice by the worker (the cap may just have lifted): one fault for the
+    // direct call, then what the gateway's job meets.
+    const cases: { name: string; sdkClass: string; code: string; fault?: FaultSpec; faults?: number; call: (c: Clients) => Promise<unknown>; view: (e: unknown) => object }[] = [
+      {
+        // No fault: the simulator refuses a max_output_tokens under OpenAI's floor, as OpenAI does.
+        name: 'OpenAI 400 with param and code',
+        sdkClass: 'BadRequestError',
+        code: 'PROVIDER_REJECTED',
+        call: (c) => c.openai.responses.create({ model: GPT, input: 'too short an answer', max_output_tokens: 8 }),
+        view: openaiView,
+      },
+      {
+        name: 'OpenAI 403 model_not_found',
+        sdkClass: 'PermissionDeniedError',
+        code: 'PROVIDER_REJECTED',
+        fault: { model: GPT, status: 403 },
+        call: (c) => c.openai.chat.completions.create({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'not allowed' }] }),
+        view: openaiView,
+      },
+      {
+        name: 'OpenAI 403 model_not_found, streamed',
+        sdkClass: 'PermissionDeniedError',
+        code: 'PROVIDER_REJECTED',
+        fault: { model: GPT, status: 403 },
+        call: (c) => c.openai.chat.completions.create({ model: GPT, max_completion_tokens: 16, stream: true, messages: [{ role: 'user', content: 'not allowed, streamed' }] }),
+        view: openaiView,
+      },
+      {
+        name: 'OpenAI 429 insufficient_quota',
+        sdkClass: 'RateLimitError',
+        code: 'SPEND_CAP',
+        fault: { model: GPT, spendCap: true },
+        faults: 3,
+        call: (c) => c.openai.chat.completions.create({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'over quota' }] }),
+        view: openaiView,
+      },
+      {
+        name: 'Anthropic 403',
+        sdkClass: 'PermissionDeniedError',
+        code: 'PROVIDER_REJECTED',
+        fault: { model: SONNET, status: 403 },
+        call: (c) => c.anthropic.messages.create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'not allowed' }] }),
+        view: anthropicView,
+      },
+      {
+        // 429 with details.error_code: enforced_spend_limit_reached, which the SDK raises as its own class.
+        name: 'Anthropic spend limit',
+        sdkClass: 'EnforcedSpendLimitReachedError',
+        code: 'SPEND_CAP',
+        fault: { model: SONNET, spendCap: true },
+        faults: 3,
+        call: (c) => c.anthropic.messages.create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'over the spend limit' }] }),
+        view: anthropicView,
+      },
+      {
+        name: 'Anthropic 402 billing_error',
+        sdkClass: 'PaymentRequiredError',
+        code: 'SPEND_CAP',
+        fault: { model: SONNET, billing: true },
+        faults: 3,
+        call: (c) => c.anthropic.messages.create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'no credit' }] }),
+        view: anthropicView,
+      },
+    ];
+    for (const { name, sdkClass, code, fault, faults = 2, call, view } of cases) {
+      if (fault) sim.injectFaults({ ...fault, count: faults });
+      const fromProvider = await caught(call(direct));
+      // The SDK's own class for the case (a spend limit's, a billing error's), not a generic one.
+      expect((fromProvider as Error).constructor.name, name).toBe(sdkClass);
+      const fromGateway = await caught(call(gateway));
+      expect(view(fromGateway), name).toEqual(view(fromProvider));
+      const { headers, requestID } = fromGateway as InstanceType<typeof OpenAI.APIError>;
+      expect(headers?.get('headroom-error-code'), name).toBe(code);
+      expect(headers?.get('headroom-job-id'), name).toBeTruthy();
+      expect(headers?.get('x-should-retry'), name).toBe('false');
+      // The provider's id for the call behind the answer, as its SDK reads it.
+      expect(requestID, name).toMatch(/^req_/);
+      expect(requestID, name).not.toBe((fromProvider as InstanceType<typeof OpenAI.APIError>).requestID);
+      sim.clearFaults();
+    }
   });
 });

@@ -5,8 +5,9 @@
  * no pattern recognizes) through
  * both providers: successes, retries, fallbacks, and a provider (a real HTTP endpoint in front of
  * the simulator) whose errors echo the caller's key back, as misbehaving gateways do, on the
- * interactive path and on the batch path (batch status reads answered 401 with every request
- * header echoed, `authorization` included). Afterwards
+ * interactive path (in the failures' messages and in the providers' error bodies they keep for
+ * the gateway to answer with) and on the batch path (batch status reads answered 401 with every
+ * request header echoed, `authorization` included). Afterwards
  * every Redis key and value (each type read in full), the workers' captured logs at debug level,
  * each worker's /metrics and every dashboard surface are searched for the keys.
  */
@@ -137,6 +138,20 @@ describe('provider keys never leave the worker', () => {
       expect.stringMatching(/^RETRIES_EXHAUSTED: after 3 attempts, last: 500 /),
       'PROVIDER_REJECTED: 401 invalid_request_error: Incorrect API key provided: [redacted]. You can find your API key in your dashboard.',
       'PROVIDER_REJECTED: 400 invalid_request_error: request from key [redacted] is malformed',
+    ]);
+
+    // The providers' error bodies go with the failures (the gateway answers a refusal with its
+    // body, verbatim), cut the same way. A body not of the provider's shape is not kept: the
+    // OpenAI-shaped 401 to the Anthropic SDK, the HTML page.
+    const bodies = (failures as JobFailedError[]).map((f) => f.failure.providerError?.body);
+    expect(leaks(JSON.stringify(bodies))).toEqual([]);
+    expect(bodies).toEqual([
+      { type: 'error', error: { type: 'invalid_request_error', message: 'request from key [redacted] is malformed' } },
+      undefined,
+      { type: 'error', error: { type: 'rate_limit_error', message: 'key [redacted] has reached its monthly spend limit' } },
+      undefined,
+      { error: { message: 'Incorrect API key provided: [redacted]. You can find your API key in your dashboard.', type: 'invalid_request_error', code: 'invalid_api_key' } },
+      { error: { type: 'invalid_request_error', message: 'request from key [redacted] is malformed' } },
     ]);
 
     // The keys were really in play: the simulator authenticated both, the echo endpoint saw them.

@@ -37,4 +37,4 @@ export {
   RedisOomError,
   FailureCode,
 } from '@headroom/queue';
-export type { Issue, JobFailure, LlmJobInput, LlmResult, Usage, Priority, Lane, Provider } from '@headroom/queue';
+export type { Issue, JobFailure, LlmJobInput, LlmResult, ProviderError, Usage, Priority, Lane, Provider } from '@headroom/queue';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, FailureCode, failureText, finishJob, handOffJobId, idempotentJobId, jobFailure, laneKeys, parseConfig, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
+import { answeredFailure, createRedis, FailureCode, failureText, finishJob, handOffJobId, idempotentJobId, jobFailure, laneKeys, parseConfig, providerErrorOf, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
 import {
   JobFailedError,
   JobNotFoundError,
@@ -373,6 +373,24 @@ describe('Producer', () => {
     expect(err).toBeInstanceOf(ShedError);
     expect(err).toMatchObject({ code: 'SHED', jobId: handle.id, lane: 'high', retryAfterMs: 4_000 });
     expect(await p.getJob(handle.id)).toMatchObject({ state: 'failed', failure: shed, failedReason: `SHED: ${shed.message}` });
+  });
+
+  it("hands a provider's refusal back with the provider's status, request id and error body", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const body = { error: { message: 'You are not allowed to sample from this model.', type: 'invalid_request_error', param: null, code: 'model_not_found' } };
+    const refused = answeredFailure(FailureCode.PROVIDER_REJECTED, `403 invalid_request_error: ${body.error.message}`, { status: 403, requestId: 'req_abc', providerError: providerErrorOf('openai', body) });
+    // As a Headroom worker records it: the failure in the progress, its text as BullMQ's reason.
+    plainWorker(prefix, 'high', async (job) => {
+      await job.updateProgress({ attempts: 1, failure: refused });
+      throw new Error(failureText(refused));
+    });
+    const handle = await p.enqueue(job({ priority: 'HIGH' }));
+    const err = await handle.result({ timeoutMs: 10_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(JobFailedError);
+    expect((err as JobFailedError).failure).toEqual(refused);
+    expect((err as JobFailedError).failure.providerError).toEqual({ provider: 'openai', body });
+    expect((await p.getJob(handle.id))?.failure).toEqual(refused);
   });
 
   it('names a job whose worker died with it too often STALLED', async () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { answeredFailure, FailureCode, failureOf, failureText, jobFailure, REPLAYED_FAILURES } from './failure.js';
+import { answeredFailure, FailureCode, failureOf, failureText, jobFailure, PROVIDER_ERROR_MAX_BYTES, providerErrorOf, REPLAYED_FAILURES } from './failure.js';
 
 describe('failureOf', () => {
   const rejected = jobFailure(FailureCode.PROVIDER_REJECTED, '400 invalid_request_error: max_tokens: too large');
@@ -42,6 +42,50 @@ describe('failureOf', () => {
   it('refuses a stored failure with an unknown code', () => {
     const bogus = { code: 'NOT_A_CODE', message: 'x' };
     expect(failureOf({ failedReason: 'NOT_A_CODE: x', progress: { failure: bogus } })).toEqual({ code: FailureCode.WORKER_FAILED, message: 'NOT_A_CODE: x' });
+  });
+});
+
+describe('the provider\'s error body', () => {
+  const openaiBody = { error: { message: "Invalid 'max_output_tokens': integer below minimum value.", type: 'invalid_request_error', param: 'max_output_tokens', code: 'integer_below_min_value' } };
+  const anthropicBody = { type: 'error', error: { type: 'rate_limit_error', message: 'You have reached your API usage limits.', details: { error_code: 'enforced_spend_limit_reached' } }, request_id: 'req_011abc' };
+  /** As a reader gets it back: through JSON, as Redis stores the job's progress. */
+  const stored = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
+
+  it("keeps each provider's error shape as it was sent, every field included", () => {
+    expect(providerErrorOf('openai', openaiBody)).toEqual({ provider: 'openai', body: openaiBody });
+    expect(providerErrorOf('anthropic', anthropicBody)).toEqual({ provider: 'anthropic', body: anthropicBody });
+  });
+
+  it('keeps no body that is not the provider\'s error shape, nor one past the size bound', () => {
+    expect(providerErrorOf('openai', '<html><body>502 Bad Gateway</body></html>')).toBeUndefined();
+    expect(providerErrorOf('openai', { detail: 'a proxy of its own' })).toBeUndefined();
+    expect(providerErrorOf('openai', { error: 'a string, not an object' })).toBeUndefined();
+    expect(providerErrorOf('openai', [openaiBody])).toBeUndefined();
+    // An Anthropic body names itself an error and its error's type.
+    expect(providerErrorOf('anthropic', openaiBody.error)).toBeUndefined();
+    expect(providerErrorOf('anthropic', { error: { type: 'api_error', message: 'x' } })).toBeUndefined();
+    const large = { error: { message: 'x'.repeat(PROVIDER_ERROR_MAX_BYTES), type: 'invalid_request_error', param: null, code: null } };
+    expect(providerErrorOf('openai', large)).toBeUndefined();
+    const justFits = { error: { message: '' } };
+    justFits.error.message = 'x'.repeat(PROVIDER_ERROR_MAX_BYTES - JSON.stringify(justFits).length);
+    expect(providerErrorOf('openai', justFits)?.body).toEqual(justFits);
+  });
+
+  it('goes with the failure the provider answered, and comes back from storage as it went in', () => {
+    const capped = answeredFailure(FailureCode.SPEND_CAP, '429 rate_limit_error: You have reached your API usage limits. (after 2 attempts)', {
+      status: 429,
+      requestId: 'req_011abc',
+      providerError: providerErrorOf('anthropic', anthropicBody),
+    });
+    expect(capped.providerError).toEqual({ provider: 'anthropic', body: anthropicBody });
+    expect(failureOf({ failedReason: failureText(capped), progress: stored({ attempts: 2, failure: capped }) })).toEqual(capped);
+  });
+
+  it('reads back no stored body that is not a provider error (a reader passes it on verbatim)', () => {
+    const rejected = jobFailure(FailureCode.PROVIDER_REJECTED, '400 invalid_request_error: bad', undefined, 400);
+    for (const providerError of [{ provider: 'cohere', body: openaiBody }, { provider: 'openai', body: '<html>' }, { provider: 'anthropic', body: openaiBody }, 'text', null]) {
+      expect(failureOf({ failedReason: failureText(rejected), progress: { failure: { ...rejected, providerError } } })).toEqual(rejected);
+    }
   });
 });
 

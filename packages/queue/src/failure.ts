@@ -6,8 +6,10 @@
  * ```ts
  * const f = failureOf(job);            // { code: 'PROVIDER_REJECTED', message: '400 ...' }
  * if (f.code === FailureCode.SHED) ...
+ * f.providerError?.body;                // { error: { message, type, param, code } }: the provider's own
  * ```
  */
+import { PROVIDERS, type Provider } from './job.js';
 
 export const FailureCode = {
   /** The provider refused the request itself (400/401/403/404/413): never retried. */
@@ -70,6 +72,40 @@ export const REPLAYED_FAILURES: ReadonlySet<FailureCode> = new Set([
 
 const CODES: ReadonlySet<string> = new Set(Object.values(FailureCode));
 
+/**
+ * The most of a provider's error body a failure keeps, as JSON. The providers' error bodies are a
+ * few hundred bytes; one larger than this is not an error a client needs verbatim (the failure's
+ * message still says what went wrong), and every failed job carries it in Redis.
+ */
+export const PROVIDER_ERROR_MAX_BYTES = 4096;
+
+/**
+ * The provider's own error body, as it sent it (secrets cut): what the gateway answers a refusal
+ * with, so the client's SDK reads the provider's fields (OpenAI's `code` and `param`, Anthropic's
+ * `details.error_code`, which picks the SDK's error class) as it would from the provider.
+ */
+export interface ProviderError {
+  provider: Provider;
+  /**
+   * Anthropic `{ type: 'error', error: { type, message, details? }, request_id? }`; OpenAI
+   * `{ error: { message, type, param, code } }`.
+   */
+  body: Record<string, unknown>;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * `body` kept as the provider's error when it has that provider's error shape and fits
+ * `PROVIDER_ERROR_MAX_BYTES`; else undefined (an HTML error page, a proxy's own JSON), and the
+ * failure's code, status and message are all there is.
+ */
+export function providerErrorOf(provider: Provider, body: unknown): ProviderError | undefined {
+  if (!isObject(body) || !isObject(body.error) || typeof body.error.message !== 'string') return undefined;
+  if (provider === 'anthropic' && (body.type !== 'error' || typeof body.error.type !== 'string')) return undefined;
+  return Buffer.byteLength(JSON.stringify(body)) <= PROVIDER_ERROR_MAX_BYTES ? { provider, body } : undefined;
+}
+
 export interface JobFailure {
   code: FailureCode;
   message: string;
@@ -83,6 +119,8 @@ export interface JobFailure {
   status?: number;
   /** The provider's id for that answer (`LlmResult.providerRequestId`): what its support asks for. */
   providerRequestId?: string;
+  /** That answer's error body, as the provider sent it, when it was one (see `ProviderError`). */
+  providerError?: ProviderError;
 }
 
 export const jobFailure = (code: FailureCode, message: string, retryAfterMs?: number, status?: number): JobFailure => ({
@@ -92,10 +130,15 @@ export const jobFailure = (code: FailureCode, message: string, retryAfterMs?: nu
   ...(status === undefined ? {} : { status }),
 });
 
-/** A failure behind which the provider answered: its status and its id for the call are kept. */
-export const answeredFailure = (code: FailureCode, message: string, answer: { status: number | null; requestId?: string | undefined }): JobFailure => ({
+/** A failure behind which the provider answered: its status, its id for the call and its error body are kept. */
+export const answeredFailure = (
+  code: FailureCode,
+  message: string,
+  answer: { status: number | null; requestId?: string | undefined; providerError?: ProviderError | undefined },
+): JobFailure => ({
   ...jobFailure(code, message, undefined, answer.status ?? undefined),
   ...(answer.requestId === undefined ? {} : { providerRequestId: answer.requestId }),
+  ...(answer.providerError === undefined ? {} : { providerError: answer.providerError }),
 });
 
 /**
@@ -109,10 +152,16 @@ export function failureText(f: JobFailure): string {
 /** The stored failure, when `value` is one (a job's `progress.failure`). */
 export function asJobFailure(value: unknown): JobFailure | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { code, message, retryAfterMs, status, providerRequestId } = value as Partial<JobFailure>;
+  const { code, message, retryAfterMs, status, providerRequestId, providerError } = value as Partial<JobFailure>;
   if (typeof code !== 'string' || !CODES.has(code) || typeof message !== 'string') return undefined;
   const failure = jobFailure(code as FailureCode, message, typeof retryAfterMs === 'number' ? retryAfterMs : undefined, typeof status === 'number' ? status : undefined);
-  return typeof providerRequestId === 'string' ? { ...failure, providerRequestId } : failure;
+  // Checked as on the way in: a reader passes the body on verbatim.
+  const kept = isObject(providerError) && PROVIDERS.includes(providerError.provider as Provider) ? providerErrorOf(providerError.provider as Provider, providerError.body) : undefined;
+  return {
+    ...failure,
+    ...(typeof providerRequestId === 'string' ? { providerRequestId } : {}),
+    ...(kept === undefined ? {} : { providerError: kept }),
+  };
 }
 
 /**

@@ -17,7 +17,7 @@ import { anthropic, openai, openaiResponses, requestIdHeader, type Dialect } fro
 import { CLIENT_CLOSED, GatewayMetrics, type RequestRecord, type RouteLabel } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
-import { fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
+import { errorBodyOf, fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
 
 export interface GatewayOptions {
   config: HeadroomConfig;
@@ -523,8 +523,7 @@ function send(res: ServerResponse, dialect: Dialect, error: WireError, extra: Re
   if (error.shouldRetry !== undefined) headers['x-should-retry'] = String(error.shouldRetry);
   headers['headroom-error-code'] = error.code;
   Object.assign(headers, requestIdHeader(dialect, error.requestId));
-  const detail = error.param === undefined ? {} : { param: error.param };
-  const body = dialect.errorBody(error.kind, error.message, detail);
+  const body = errorBodyOf(dialect, error);
   headers['content-length'] = String(Buffer.byteLength(body));
   // Node knows no reason phrase for Anthropic's 529 and would send "unknown".
   res.writeHead(status, status === 529 ? 'Overloaded' : STATUS_CODES[status], headers).end(body);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, QueueFullError, RedisOomError, RedisUnavailableError, ShedError } from '@headroom/queue';
-import { anthropic, openai } from './dialects.js';
-import { clientPath, fromError } from './wire-errors.js';
+import { answeredFailure, FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, providerErrorOf, QueueFullError, RedisOomError, RedisUnavailableError, ShedError } from '@headroom/queue';
+import { anthropic, openai, openaiResponses } from './dialects.js';
+import { clientPath, errorBodyOf, fromError } from './wire-errors.js';
 
 describe('wire errors', () => {
   it('names a body field as the client wrote it, and a job option by its header', () => {
@@ -51,6 +51,38 @@ describe('wire errors', () => {
   it("passes a provider's 4xx through with its status and message, and never retries it", () => {
     const failure = jobFailure(FailureCode.PROVIDER_REJECTED, '403 permission_error: not allowed', undefined, 403);
     expect(fromError(new JobFailedError('high.x', failure))).toEqual({ kind: 'permission', code: 'PROVIDER_REJECTED', status: 403, message: 'permission_error: not allowed', shouldRetry: false });
+  });
+
+  it("answers a provider's refusal with the provider's own error body, every field as it sent it", () => {
+    const body = { error: { message: "Invalid 'max_output_tokens': integer below minimum value.", type: 'invalid_request_error', param: 'max_output_tokens', code: 'integer_below_min_value' } };
+    const failure = answeredFailure(FailureCode.PROVIDER_REJECTED, `400 invalid_request_error: ${body.error.message}`, { status: 400, requestId: 'req_1', providerError: providerErrorOf('openai', body) });
+    const err = fromError(new JobFailedError('high.x', failure));
+    expect(err).toMatchObject({ code: 'PROVIDER_REJECTED', status: 400, requestId: 'req_1', shouldRetry: false });
+    expect(JSON.parse(errorBodyOf(openai, err))).toEqual(body);
+    expect(JSON.parse(errorBodyOf(openaiResponses, err))).toEqual(body);
+    // Never to the other provider's SDK: that one gets its own shape, rebuilt.
+    expect(JSON.parse(errorBodyOf(anthropic, err))).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: `invalid_request_error: ${body.error.message}` } });
+    // No body kept (an HTML page): rebuilt, as before.
+    const bare = fromError(new JobFailedError('high.x', jobFailure(FailureCode.PROVIDER_REJECTED, '403 permission_error: not allowed', undefined, 403)));
+    expect(JSON.parse(errorBodyOf(openai, bare))).toEqual({ error: { message: 'permission_error: not allowed', type: 'invalid_request_error', param: null, code: 'permission_denied' } });
+  });
+
+  it("answers a spend cap with the provider's status and body: a 429, or Anthropic's billing 402, never retried", () => {
+    const capped = { type: 'error', error: { type: 'rate_limit_error', message: 'You have reached your API usage limits.', details: { error_code: 'enforced_spend_limit_reached' } } };
+    const cap = fromError(new JobFailedError('high.x', answeredFailure(FailureCode.SPEND_CAP, '429 rate_limit_error: ...', { status: 429, providerError: providerErrorOf('anthropic', capped) })));
+    expect(cap).toMatchObject({ code: 'SPEND_CAP', kind: 'rate_limit', status: 429, shouldRetry: false });
+    expect(JSON.parse(errorBodyOf(anthropic, cap))).toEqual(capped);
+    const billing = { type: 'error', error: { type: 'billing_error', message: 'Your credit balance is too low.' } };
+    const unpaid = fromError(new JobFailedError('high.x', answeredFailure(FailureCode.SPEND_CAP, '402 billing_error: ...', { status: 402, providerError: providerErrorOf('anthropic', billing) })));
+    expect(unpaid).toMatchObject({ code: 'SPEND_CAP', status: 402, shouldRetry: false });
+    expect(JSON.parse(errorBodyOf(anthropic, unpaid))).toEqual(billing);
+  });
+
+  it("keeps Headroom's own answer for a job out of retries, whatever the provider's last body was", () => {
+    const last = providerErrorOf('anthropic', { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } });
+    const err = fromError(new JobFailedError('high.x', answeredFailure(FailureCode.RETRIES_EXHAUSTED, 'after 6 attempts, last: 529 overloaded_error: Overloaded', { status: 529, providerError: last })));
+    expect(err.providerError).toBeUndefined();
+    expect(JSON.parse(errorBodyOf(anthropic, err))).toMatchObject({ error: { type: 'overloaded_error', message: expect.stringContaining('the provider kept failing') } });
   });
 
   it('answers a job out of retries as overloaded: 529 for Anthropic, 503 for OpenAI', () => {

@@ -7,7 +7,10 @@
  * - a job that could not start in time, or ran out of retries, is Anthropic's 529
  *   `overloaded_error` / OpenAI's 503, with `retry-after`;
  * - a request that can never succeed (malformed, a model nobody serves, a spend cap) is a 4xx
- *   with `x-should-retry: false`, even the spend cap's 429.
+ *   with `x-should-retry: false`, even the spend cap's 429;
+ * - a provider's refusal and its spend cap are the provider's own answer: its status and its
+ *   error body, verbatim, so the SDK raises the class and reads the fields it would from the
+ *   provider.
  */
 import {
   ErrorCode,
@@ -26,8 +29,9 @@ import {
   TimeoutError,
   type Issue,
   type JobFailure,
+  type ProviderError,
 } from '@headroom/queue';
-import type { ErrorKind } from './dialects.js';
+import type { Dialect, ErrorKind } from './dialects.js';
 import { HEADER_OF_FIELD } from './headroom-headers.js';
 
 /**
@@ -62,6 +66,8 @@ export interface WireError {
   param?: string;
   /** The provider's id for the call whose answer this is, sent in its own header (`Dialect.requestIdHeader`). */
   requestId?: string;
+  /** The provider's own error body: sent verbatim, in place of one built from `kind` and `message`, to a client of that provider's dialect. */
+  providerError?: ProviderError;
 }
 
 /** How long a client is told to wait when nothing better is known (a full lane, a busy fleet). */
@@ -98,16 +104,22 @@ export function fromFailure(failure: JobFailure): WireError {
   return failure.providerRequestId === undefined ? error : { ...error, requestId: failure.providerRequestId };
 }
 
+/** The provider's error body, when the failure kept one: the answer is the provider's own. */
+const asSent = (failure: JobFailure) => (failure.providerError === undefined ? {} : { providerError: failure.providerError });
+
 function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
   switch (failure.code) {
     case FailureCode.PROVIDER_REJECTED: {
       const status = failure.status ?? 400;
-      return { kind: KIND_OF_STATUS[status] ?? 'invalid_request', status, message: providerMessage(failure), shouldRetry: false };
+      return { kind: KIND_OF_STATUS[status] ?? 'invalid_request', status, message: providerMessage(failure), shouldRetry: false, ...asSent(failure) };
     }
     case FailureCode.RETRIES_EXHAUSTED:
       return { kind: 'overloaded', message: `the provider kept failing: ${failure.message}`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
     case FailureCode.SPEND_CAP:
-      return { kind: 'rate_limit', message: providerMessage(failure), shouldRetry: false };
+      // The provider's status: its spend caps are 429s, Anthropic's billing error a 402 (which
+      // its SDK raises as PaymentRequiredError, where a 429 would be a RateLimitError). The SDKs
+      // retry neither, told so besides.
+      return { kind: 'rate_limit', ...(failure.status === undefined ? {} : { status: failure.status }), message: providerMessage(failure), shouldRetry: false, ...asSent(failure) };
     case FailureCode.NEVER_FITS:
       return { kind: 'invalid_request', message: `the request can never fit the configured limits: ${failure.message}`, shouldRetry: false };
     case FailureCode.UNKNOWN_MODEL:
@@ -122,6 +134,16 @@ function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
     default:
       return { kind: 'api_error', message: `${failure.code}: ${failure.message}` };
   }
+}
+
+/**
+ * The answer's body: the provider's own error body when there is one for this dialect's provider,
+ * else one in the dialect's shape. An Anthropic body means nothing to the OpenAI SDK; the gateway
+ * makes each call a job for its dialect's provider, so a kept body is always its own.
+ */
+export function errorBodyOf(dialect: Dialect, error: WireError): string {
+  if (error.providerError?.provider === dialect.provider) return JSON.stringify(error.providerError.body);
+  return dialect.errorBody(error.kind, error.message, error.param === undefined ? {} : { param: error.param });
 }
 
 /** Whatever enqueueing or waiting threw, as the client is to see it. */

@@ -119,6 +119,11 @@ describe('AnthropicAdapter against the simulator', () => {
     expect(f.status).toBe(429);
     expect(f.retryAfterMs).toBeUndefined();
     expect(f.message).toContain('usage limits');
+    // The body as sent, for the client: its error_code is what the SDK picks its error class by.
+    expect(f.providerError).toEqual({
+      provider: 'anthropic',
+      body: { type: 'error', error: { type: 'rate_limit_error', message: expect.stringContaining('usage limits'), details: { error_code: 'enforced_spend_limit_reached' } } },
+    });
   });
 
   it.each([
@@ -245,6 +250,22 @@ describe('AnthropicAdapter against the simulator', () => {
       const f = expectFailure(await echo.call({ model: MODEL, request: request() }));
       expect(f.kind).toBe('invalid_request');
       expect(f.message).toBe('invalid_request_error: bad credentials header: Bearer [redacted]');
+      expect(f.providerError?.body).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'bad credentials header: Bearer [redacted]' } });
+    } finally {
+      server.close();
+    }
+  });
+
+  it("keeps no error body from an HTML error page: the client gets one rebuilt from the failure", async () => {
+    const { server, url } = await stub((_req, res) => {
+      res.writeHead(400, { 'content-type': 'text/html' });
+      res.end('<html><body><h1>400 Bad Request</h1><p>The plain HTTP request was sent to HTTPS port</p></body></html>');
+    });
+    try {
+      const html = new AnthropicAdapter({ apiKey: KEY, baseURL: url, timeoutMs: 10_000 });
+      const f = expectFailure(await html.call({ model: MODEL, request: request() }));
+      expect(f).toMatchObject({ kind: 'invalid_request', status: 400 });
+      expect(f.providerError).toBeUndefined();
     } finally {
       server.close();
     }

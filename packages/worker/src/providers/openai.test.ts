@@ -112,6 +112,18 @@ describe('OpenAIAdapter against the simulator', () => {
       status: 400,
       message: 'invalid_request_error: max_completion_tokens is too large: 100000. This model supports at most 32768 completion tokens, whereas you provided 100000.',
     });
+    // The body as sent, param and code included, for the client.
+    expect(f.providerError).toEqual({
+      provider: 'openai',
+      body: {
+        error: {
+          message: 'max_completion_tokens is too large: 100000. This model supports at most 32768 completion tokens, whereas you provided 100000.',
+          type: 'invalid_request_error',
+          param: 'max_completion_tokens',
+          code: 'invalid_value',
+        },
+      },
+    });
   });
 
   it('classifies an unknown model as not_found', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { kindOfStatus, parseRetryAfterMs, redact } from './sdk-call.js';
+import { PROVIDER_ERROR_MAX_BYTES } from '@headroom/queue';
+import { kindOfStatus, parseRetryAfterMs, redact, sentError } from './sdk-call.js';
 
 describe('parseRetryAfterMs', () => {
   const now = Date.parse('2026-01-01T00:00:00Z');
@@ -57,5 +58,38 @@ describe('redact', () => {
   });
   it('leaves masked hints and ordinary text alone', () => {
     expect(redact('Incorrect API key provided: sk-***. Try again.', 'sk-secret-key-1234567890')).toBe('Incorrect API key provided: sk-***. Try again.');
+  });
+});
+
+describe('sentError', () => {
+  const KEY = 'opaque-provider-key-0123456789';
+  const openai = { provider: 'openai' as const, apiKey: KEY };
+  const anthropic = { provider: 'anthropic' as const, apiKey: KEY };
+
+  it("rebuilds OpenAI's body around the error member its SDK keeps, and keeps Anthropic's whole body", () => {
+    const inner = { message: 'You exceeded your current quota.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' };
+    expect(sentError(openai, inner)).toEqual({ provider: 'openai', body: { error: inner } });
+    const body = { type: 'error', error: { type: 'billing_error', message: 'Your credit balance is too low.' }, request_id: 'req_011abc' };
+    expect(sentError(anthropic, body)).toEqual({ provider: 'anthropic', body });
+  });
+
+  it('cuts the key, and anything shaped like one, from every string of the body', () => {
+    const body = { type: 'error', error: { type: 'authentication_error', message: `invalid key ${KEY}`, details: { echoed: [`Bearer ${KEY}`, 'sk-proj-AAAABBBBCCCCDDDD'], [KEY]: 1 } } };
+    expect(sentError(anthropic, body)?.body).toEqual({
+      type: 'error',
+      error: { type: 'authentication_error', message: 'invalid key [redacted]', details: { echoed: ['Bearer [redacted]', '[redacted]'], '[redacted]': 1 } },
+    });
+  });
+
+  it('keeps nothing that is not an error body of the provider, or is too large to keep', () => {
+    // What the SDKs hold for an HTML page or an empty body.
+    expect(sentError(openai, undefined)).toBeUndefined();
+    expect(sentError(anthropic, undefined)).toBeUndefined();
+    expect(sentError(anthropic, { detail: 'a proxy of its own' })).toBeUndefined();
+    expect(sentError(openai, { message: 'x'.repeat(PROVIDER_ERROR_MAX_BYTES), type: 'invalid_request_error' })).toBeUndefined();
+    // Nested past the stack: given up, never thrown (a provider call never throws).
+    let deep: unknown = { message: 'deep', type: 'x' };
+    for (let i = 0; i < 200_000; i++) deep = [deep];
+    expect(sentError(openai, { message: 'm', type: 't', deep })).toBeUndefined();
   });
 });

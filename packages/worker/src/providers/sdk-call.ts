@@ -9,7 +9,7 @@
  * - the SDKs' `timeout` stops at the response head; a body that stalls would hang the job, so
  *   our deadline (an abort signal) covers the body too.
  */
-import type { Provider, Usage } from '@headroom/queue';
+import { providerErrorOf, type Provider, type ProviderError, type Usage } from '@headroom/queue';
 import type { z } from 'zod';
 import { rateLimitResetMs } from './rate-limit-reset.js';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from './types.js';
@@ -104,7 +104,7 @@ function failure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, kind: FailureKind, 
 
 /** Turns whatever an SDK call threw into a classified failure (the streaming path shares it). */
 export function classifyError(
-  spec: Pick<SdkCallSpec<unknown>, 'apiKey' | 'timeoutMs' | 'errors' | 'requestIdHeader'>,
+  spec: Pick<SdkCallSpec<unknown>, 'provider' | 'apiKey' | 'timeoutMs' | 'errors' | 'requestIdHeader'>,
   error: unknown,
   why: { deadline: AbortSignal; caller: AbortSignal | undefined },
   midBody: Meta | undefined,
@@ -159,9 +159,9 @@ export function kindOfStatus(status: number, providerCode?: string): FailureKind
   return 'unknown';
 }
 
-function httpFailure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, status: number, headers: Headers | undefined, body: unknown, requestId: string | undefined): ProviderCallFailure {
+function httpFailure(spec: Pick<SdkCallSpec<unknown>, 'provider' | 'apiKey'>, status: number, headers: Headers | undefined, body: unknown, requestId: string | undefined): ProviderCallFailure {
   const retryAfterMs = headers === undefined ? undefined : parseRetryAfterMs(headers);
-  const detail = providerError(body);
+  const detail = errorFields(body);
   const kind = kindOfStatus(status, detail.code);
   const message = detail.message === undefined ? `HTTP ${status} (no error message)` : detail.type === undefined ? detail.message : `${detail.type}: ${detail.message}`;
   const result = failure(spec, kind, message, { status, ...(headers === undefined ? {} : { headers }), requestId }, retryAfterMs);
@@ -169,7 +169,35 @@ function httpFailure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, status: number,
     const resetInMs = rateLimitResetMs(headers);
     if (resetInMs !== undefined) result.resetInMs = resetInMs;
   }
+  const sent = sentError(spec, body);
+  if (sent !== undefined) result.providerError = sent;
   return result;
+}
+
+/**
+ * The error body the provider sent, its secrets cut as the message's are, to answer the client
+ * with verbatim: rebuilt from our message, it lost fields code branches on (OpenAI's `param` and
+ * `code`; Anthropic's `details.error_code`, which picks the SDK's error class). Anthropic's SDK
+ * keeps the whole body; OpenAI's keeps its `error` member, which is all an OpenAI error body
+ * holds. Undefined when the body is not the provider's error shape (an HTML page, a proxy's JSON)
+ * or is too large to keep (`providerErrorOf`).
+ */
+export function sentError(spec: Pick<SdkCallSpec<unknown>, 'provider' | 'apiKey'>, body: unknown): ProviderError | undefined {
+  if (body === undefined || body === null) return undefined;
+  try {
+    return providerErrorOf(spec.provider, redactStrings(spec.provider === 'openai' ? { error: body } : body, (text) => redact(text, spec.apiKey)));
+  } catch {
+    // Nested deeper than the stack allows: no error body a client needs.
+    return undefined;
+  }
+}
+
+/** Every string of a JSON value (keys too) through `cut`. */
+function redactStrings(value: unknown, cut: (text: string) => string): unknown {
+  if (typeof value === 'string') return cut(value);
+  if (Array.isArray(value)) return value.map((v) => redactStrings(v, cut));
+  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [cut(k), redactStrings(v, cut)]));
+  return value;
 }
 
 /**
@@ -178,7 +206,7 @@ function httpFailure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, status: number,
  * `error` object (`{type, code, message}`). `code` is OpenAI's `code`, else Anthropic's
  * `details.error_code`.
  */
-function providerError(body: unknown): { type?: string; code?: string; message?: string } {
+function errorFields(body: unknown): { type?: string; code?: string; message?: string } {
   if (typeof body !== 'object' || body === null) return typeof body === 'string' && body !== '' ? { message: body } : {};
   const outer = body as Record<string, unknown>;
   const inner = typeof outer.error === 'object' && outer.error !== null ? (outer.error as Record<string, unknown>) : outer;

@@ -3,7 +3,7 @@
  * off, so every attempt is drawn from the bucket and one policy, ours, decides), the usage the
  * provider reports, and every failure classified so the retry policy never reads message text.
  */
-import type { LlmJob, Provider, Usage } from '@headroom/queue';
+import type { LlmJob, Provider, ProviderError, Usage } from '@headroom/queue';
 
 export type ProviderRequest = LlmJob['request'];
 
@@ -65,6 +65,8 @@ export interface ProviderCallFailure {
   resetInMs?: number;
   headers?: Headers;
   requestId?: string;
+  /** The provider's error body, secrets cut, when it sent one of its error shape (kept with the job's failure). */
+  providerError?: ProviderError;
 }
 
 export type ProviderCallResult = ProviderCallOk | ProviderCallFailure;

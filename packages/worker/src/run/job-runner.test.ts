@@ -159,6 +159,14 @@ describe('runJob', () => {
     const outcome = await run(context(), job({ request: { model: SONNET, max_tokens: 80_000, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>));
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'PROVIDER_REJECTED', message: expect.stringMatching(/^400 invalid_request_error: max_tokens/) }, progress: { attempts: 1 } });
     expect(requests() - before).toBe(1);
+    // The provider's answer goes with the failure: its status, its id for the call, its error body.
+    expect(outcome).toMatchObject({
+      failure: {
+        status: 400,
+        providerRequestId: expect.stringMatching(/^req_/),
+        providerError: { provider: 'anthropic', body: { type: 'error', error: { type: 'invalid_request_error', message: expect.stringMatching(/^max_tokens: 80000 > /) } } },
+      },
+    });
   });
 
   it('falls back down the ladder at once when the primary is overloaded', async () => {
