@@ -58,6 +58,8 @@ describe('redact', () => {
   });
   it('leaves masked hints and ordinary text alone', () => {
     expect(redact('Incorrect API key provided: sk-***. Try again.', 'sk-secret-key-1234567890')).toBe('Incorrect API key provided: sk-***. Try again.');
+    // A proxy's own bearer token or x-api-key, which the worker never held, is cut too (redaction.ts).
+    expect(redact('upstream said: authorization: Bearer proxy-token-0123456789 and x-api-key: "gw-key-0123456789"', 'unrelated')).toBe('upstream said: authorization: Bearer [redacted] and x-api-key: "[redacted]"');
   });
 });
 

@@ -9,7 +9,7 @@
  * - the SDKs' `timeout` stops at the response head; a body that stalls would hang the job, so
  *   our deadline (an abort signal) covers the body too.
  */
-import { providerErrorOf, type Provider, type ProviderError, type Usage } from '@headroom/queue';
+import { providerErrorOf, REDACTED, redactSecrets, type Provider, type ProviderError, type Usage } from '@headroom/queue';
 import type { z } from 'zod';
 import { rateLimitResetMs } from './rate-limit-reset.js';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from './types.js';
@@ -240,13 +240,12 @@ export function parseRetryAfterMs(headers: Headers, now: number = Date.now()): n
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-const KEY_SHAPED = /\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,}/g;
-
-/** Removes the API key, and anything shaped like one, from a message we are about to keep. */
+/**
+ * Removes the API key, and anything shaped like a key or a bearer credential (redaction.ts: a
+ * proxy may echo one we never held), from a message or error body we are about to keep.
+ */
 export function redact(message: string, apiKey: string): string {
-  let out = message;
-  if (apiKey.length >= 4) out = out.split(apiKey).join('[redacted]');
-  return out.replace(KEY_SHAPED, '[redacted]');
+  return redactSecrets(apiKey.length >= 4 ? message.split(apiKey).join(REDACTED) : message);
 }
 
 function isSocketError(error: Error): boolean {
