@@ -177,16 +177,21 @@ interface ConfigCase {
   says: string;
   /** Must not appear anywhere in the error. */
   secret?: string;
+  /** A line of the error's message, as printed. */
+  printed?: string;
 }
 
 const CONFIG_CASES: ConfigCase[] = [
   { name: 'YAML syntax error (unclosed flow map)', yaml: `models:\n  ${SONNET}: { provider: anthropic\n`, path: '(yaml line', says: '' },
   { name: 'YAML bad indentation', yaml: `models:\n  ${SONNET}:\n    provider: anthropic\n   limits: { rpm: 5 }\n`, path: '(yaml line', says: '' },
   { name: 'duplicate key', yaml: `${MODELS_OK}dispatch: { concurrency: 4 }\ndispatch: { concurrency: 8 }\n`, path: '(yaml line', says: 'unique' },
-  { name: 'empty file', yaml: '', path: '', says: 'expected object' },
-  { name: 'a list at the top level', yaml: '- models\n- lanes\n', path: '', says: 'expected object' },
-  { name: 'missing models', yaml: 'dispatch: { concurrency: 4 }\n', path: 'models', says: 'expected record' },
-  { name: 'unknown top-level key', yaml: `${MODELS_OK}workers: 3\n`, path: '', says: 'unknown key "workers"' },
+  { name: 'empty file', yaml: '', path: '(file)', says: 'the file is empty' },
+  { name: 'a file of comments only', yaml: '# models: to come\n', path: '(file)', says: 'the file is empty (or holds only comments)' },
+  { name: 'a list at the top level', yaml: '- models\n- lanes\n', path: '', says: 'expected the config: a mapping of sections (models:, lanes:, dispatch:, ...), got an array' },
+  { name: 'missing models', yaml: 'dispatch: { concurrency: 4 }\n', path: 'models', says: 'required: the models the fleet serves' },
+  { name: 'unknown top-level key', yaml: `${MODELS_OK}workers: 3\n`, path: '', says: 'unknown key "workers"', printed: '(top level): unknown key "workers"' },
+  { name: 'a model name with a space', yaml: `models:\n  claude sonnet: { provider: anthropic }\n`, path: 'models.claude sonnet', says: 'expected a model name of 1-64 letters, digits, . : _ -' },
+  { name: 'a bad redis.prefix', yaml: `${MODELS_OK}redis: { prefix: "hr:prod" }\n`, path: 'redis.prefix', says: 'expected 1-32 letters, digits, _ or -, got "hr:prod"' },
   { name: 'misspelt nested key', yaml: `${MODELS_OK}dispatch: { concurency: 4 }\n`, path: 'dispatch', says: 'unknown key "concurency"' },
   { name: 'unknown provider for a model', yaml: `models:\n  gemini-2: { provider: google }\n`, path: 'models.gemini-2.provider', says: 'expected "anthropic" or "openai"' },
   { name: 'negative limit', yaml: `models:\n  ${SONNET}: { provider: anthropic, limits: { itpm: -5 } }\n`, path: `models.${SONNET}.limits.itpm`, says: 'expected a positive integer, got -5' },
@@ -225,6 +230,7 @@ describe('bad config files are refused with every problem by path', () => {
     const issue = e.issues.find((i) => i.path.startsWith(c.path) && i.message.includes(c.says));
     expect(issue, `an issue at ${c.path} saying "${c.says}" in:\n${e.message}`).toBeDefined();
     if (c.secret) expect(e.message).not.toContain(c.secret);
+    if (c.printed) expect(e.message.split('\n')).toContain(`  ${c.printed}`);
   });
 });
 

@@ -7,6 +7,8 @@ import { loadConfig, parseConfig, poolOf, redisUrlOf } from './config.js';
 import { ConfigError } from './errors.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../../headroom.config.yaml', import.meta.url));
+/** The least a config must hold. */
+const ONE_MODEL = { m: { provider: 'anthropic' } };
 
 function configErrorOf(fn: () => unknown): ConfigError {
   try {
@@ -164,6 +166,26 @@ dashboard: { port: "eighty" }
   it('names a missing file', () => {
     const err = configErrorOf(() => loadConfig('/nonexistent/headroom.config.yaml'));
     expect(err.message).toMatch(/cannot read/);
+  });
+
+  it('says where a problem is when it has no path, what a name may hold, and nothing about a type that is not wrong', () => {
+    const message = (input: unknown) => configErrorOf(() => parseConfig(input)).message;
+    expect(message({ models: ONE_MODEL, lanez: {} })).toContain('\n  (top level): unknown key "lanez"');
+    expect(message(['models'])).toContain('(top level): expected the config: a mapping of sections (models:, lanes:, dispatch:, ...), got an array');
+    expect(message({ models: ONE_MODEL, redis: { prefix: 'a b' } })).toContain('redis.prefix: expected 1-32 letters, digits, _ or -, got "a b"');
+    expect(message({ models: { 'claude sonnet': { provider: 'anthropic' } } })).toContain('models.claude sonnet: expected a model name of 1-64 letters, digits, . : _ -, got "claude sonnet"');
+    expect(message({ dispatch: {} })).toContain('models: required: the models the fleet serves');
+    // A rule across fields is not about the type of what holds them.
+    const fair = message({ models: ONE_MODEL, lanes: { low: { fairReserve: 0.6 } } });
+    expect(fair).toMatch(/lanes\.low\.fairReserve: reserve \+ fairReserve must stay below 1 \(the share of a pool the lane leaves untouched\)$/);
+    expect(fair).not.toContain('got');
+  });
+
+  it('says an empty file is empty', () => {
+    for (const text of ['', '# nothing yet\n']) {
+      const err = configErrorOf(() => loadConfig(writeYaml(text)));
+      expect(err.issues).toEqual([{ path: '(file)', message: 'the file is empty (or holds only comments): it needs at least models:' }]);
+    }
   });
 
   it('takes the Redis URL from the environment first', () => {

@@ -198,6 +198,9 @@ const GatewayConfig = z.strictObject({
   metricsTokenEnv: envName.default('HEADROOM_METRICS_TOKEN'),
 });
 
+/** What a YAML file whose top level is a list or a scalar is told. */
+const NOT_A_MAPPING = 'expected the config: a mapping of sections (models:, lanes:, dispatch:, ...)';
+
 export const HeadroomConfig = z
   .strictObject({
     redis: z
@@ -205,7 +208,7 @@ export const HeadroomConfig = z
         /** Used when the `urlEnv` variable is unset. No password here: put it in the env variable. */
         url: z.string().regex(/^rediss?(-cluster)?:\/\//, { error: 'expected a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL' }).optional(),
         urlEnv: envName.default('REDIS_URL'),
-        prefix: z.string().regex(/^[\w-]{1,32}$/).default('hr'),
+        prefix: z.string({ error: 'expected 1-32 letters, digits, _ or -' }).regex(/^[\w-]{1,32}$/, { error: 'expected 1-32 letters, digits, _ or -' }).default('hr'),
       })
       .default({ urlEnv: 'REDIS_URL', prefix: 'hr' }),
     providers: z
@@ -217,7 +220,9 @@ export const HeadroomConfig = z
         anthropic: { apiKeyEnv: 'ANTHROPIC_API_KEY', timeoutMs: 600_000 },
         openai: { apiKeyEnv: 'OPENAI_API_KEY', timeoutMs: 600_000 },
       }),
-    models: z.record(z.string().regex(/^[\w.:-]{1,64}$/, { error: "expected a model name of 1-64 letters, digits, . : _ -" }), ModelConfig),
+    models: z.record(z.string().regex(/^[\w.:-]{1,64}$/, { error: 'expected a model name of 1-64 letters, digits, . : _ -' }), ModelConfig, {
+      error: 'required: the models the fleet serves, each under its name (models: { claude-sonnet-4-6: { provider: anthropic } })',
+    }),
     lanes: z
       .strictObject(Object.fromEntries(LANES.map((l) => [l, LaneConfig(l)])) as { [L in Lane]: ReturnType<typeof LaneConfig> })
       .default(Object.fromEntries(LANES.map((l) => [l, { ...LANE_DEFAULTS[l] }])) as never),
@@ -394,8 +399,7 @@ export const HeadroomConfig = z
       }),
     /** `headroom gateway`: the providers' wire formats over HTTP in front of the lanes. */
     gateway: GatewayConfig.default(GATEWAY_DEFAULTS),
-  })
-  ;
+  }, { error: NOT_A_MAPPING });
 export type HeadroomConfig = z.infer<typeof HeadroomConfig>;
 export type HeadroomConfigInput = z.input<typeof HeadroomConfig>;
 
@@ -510,6 +514,8 @@ export function loadConfig(path: string): HeadroomConfig {
     const issues: Issue[] = doc.errors.map((e) => ({ path: `(yaml line ${e.linePos?.[0]?.line ?? '?'})`, message: e.message.split('\n')[0] ?? e.message }));
     throw new ConfigError(path, issues);
   }
+  // YAML reads an empty file (or one of comments only) as null, which the schema would call "expected an object".
+  if (doc.contents === null) throw new ConfigError(path, [{ path: '(file)', message: 'the file is empty (or holds only comments): it needs at least models:' }]);
   return parseConfig(doc.toJS(), path);
 }
 
