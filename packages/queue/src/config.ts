@@ -8,9 +8,12 @@ import { z } from 'zod';
 import type { ThrottleParams } from './bucket-types.js';
 import { ConfigError, type Issue } from './errors.js';
 import { toIssues } from './internal/zod-issues.js';
-import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
-import { PROVIDERS } from './job.js';
+import { INTERACTIVE_LANES, LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
+import { PROVIDERS, TenantId } from './job.js';
 import { OUTPUT_COUNTINGS, outputReservationIssues } from './output-counting.js';
+
+/** The shortest `dispatch.lockMs` (see there). */
+export const MIN_LOCK_MS = 1_000;
 
 const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.int({ error: 'expected a non-negative integer' }).nonnegative({ error: 'expected a non-negative integer' });
@@ -142,7 +145,7 @@ export const GatewayKeyConfig = z.strictObject({
   /** The environment variable holding the key a client sends (`x-api-key` or `Authorization: Bearer`). */
   keyEnv: envName,
   /** Every request made with this key runs as this tenant; a header cannot change it. */
-  tenant: z.string().regex(/^[\w.:@-]{1,128}$/, { error: 'expected 1-128 characters of letters, digits, . : @ _ -' }).optional(),
+  tenant: TenantId.optional(),
   /** The lane of a request without `headroom-priority`. @default 'normal' */
   defaultPriority: gatewayPriority.default('normal'),
   /** The highest lane this key may ask for; a higher `headroom-priority` runs at this one. @default 'critical' */
@@ -237,8 +240,15 @@ export const HeadroomConfig = z
         order: z.enum(['strict', 'weighted']).default('strict'),
         /** Output reservation: the request's max_tokens, or a learned p95 of actual output (only for models whose provider counts actual output: see output-counting.ts). */
         outputReservation: z.enum(['max_tokens', 'p95']).default('max_tokens'),
-        /** A running job's lock; a worker that dies (SIGKILL) gives its jobs back after this. */
-        lockMs: positiveInt.default(30_000),
+        /**
+         * A running job's lock; a worker that dies (SIGKILL) gives its jobs back after this. The
+         * dispatcher renews it every max(500 ms, lockMs / 3): a lock under a second outlives a
+         * renewal by less than half a second, so any pause of the worker's event loop (a GC, a
+         * slow Redis reply) lets it lapse and the job still running runs again elsewhere. It may
+         * be shorter than `stalledIntervalMs`: BullMQ's stalled check moves a job only once its
+         * lock key is gone (moveStalledJobsToWait), so the interval only sets how soon after.
+         */
+        lockMs: positiveInt.min(MIN_LOCK_MS, { error: `expected at least ${MIN_LOCK_MS} (a shorter lock, renewed every max(500 ms, lockMs / 3), lapses on an ordinary pause of the worker, and the job still running runs again elsewhere)` }).default(30_000),
         /** How often each worker looks for jobs whose lock expired. */
         stalledIntervalMs: positiveInt.default(15_000),
         /** SIGTERM: how long in-flight calls may finish before they are handed back. */
@@ -343,7 +353,8 @@ export const HeadroomConfig = z
       })
       .default({ enabled: true, lowAt: 0.85, shedNormal: false, horizonMs: 60_000 }),
     tenants: z
-      .strictObject({ default: TenantQuota.default({}), overrides: z.record(z.string(), TenantQuota).default({}) })
+      // An override is found by the tenant a job names: a name no job can carry would never apply.
+      .strictObject({ default: TenantQuota.default({}), overrides: z.record(TenantId, TenantQuota).default({}) })
       .default({ default: {}, overrides: {} }),
     batch: z
       .strictObject({
@@ -403,7 +414,38 @@ export const HeadroomConfig = z
 export type HeadroomConfig = z.infer<typeof HeadroomConfig>;
 export type HeadroomConfigInput = z.input<typeof HeadroomConfig>;
 
-const record = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const record = (v: unknown): Record<string, unknown> => (isRecord(v) ? v : {});
+/** A raw value where the schema wants a number, else its default (the schema reports the rest). */
+const numberOr = (v: unknown, fallback: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);
+
+/** Shown with up to two decimals, rounded down (it is a most). */
+const most = (n: number): string => String(Math.floor(n * 100 + 1e-9) / 100);
+
+/**
+ * A model whose request limit leaves no lane room for one call: every call fails NEVER_FITS.
+ * The bucket holds `rpm * burst / 60` requests and a lane may draw what its reserve leaves
+ * (acquire.lua); every call draws exactly one request, so that much is certain at load. (Token
+ * needs vary by request, so the token dimensions are left to the bucket's own NEVER_FITS.)
+ */
+function neverFitsIssues(name: string, limits: Record<string, unknown>, lanes: Record<string, unknown>): Issue[] {
+  const rpm = limits.rpm;
+  if (typeof rpm !== 'number' || rpm <= 0) return [];
+  const burst = numberOr(limits.burst, 60);
+  const capacity = (rpm * burst) / 60;
+  const least = INTERACTIVE_LANES.map((lane) => ({ lane, reserve: Math.min(1, Math.max(0, numberOr(record(lanes[lane]).reserve, LANE_DEFAULTS[lane].reserve))) })).reduce((a, b) => (b.reserve < a.reserve ? b : a));
+  const drawable = capacity * (1 - least.reserve);
+  // acquire.lua's tolerance: a need fits up to 1e-6 over.
+  if (drawable + 1e-6 >= 1) return [];
+  const needBurst = Math.ceil(60 / (rpm * (1 - least.reserve)) - 1e-9);
+  const fix = least.reserve >= 1 ? `lower lanes.${least.lane}.reserve` : needBurst <= 60 ? `raise burst to at least ${needBurst} (or rpm)` : 'raise rpm';
+  return [
+    {
+      path: `models.${name}.limits`,
+      message: `rpm ${rpm} x burst ${burst} / 60 = ${most(capacity)} requests fit in the pool's bucket, and even lane ${least.lane} (reserve ${least.reserve}, the least) may draw at most ${most(drawable)} of them: every call needs 1, so every call would fail NEVER_FITS; ${fix}`,
+    },
+  ];
+}
 
 /**
  * Checks that span fields (fallback targets, dimensions per provider, secrets in the file). They
@@ -413,6 +455,11 @@ function crossCheck(raw: unknown): Issue[] {
   const issues: Issue[] = [];
   const cfg = record(raw);
   const models = record(cfg.models);
+  if (isRecord(cfg.models) && Object.keys(models).length === 0) {
+    // Admission refuses every job for a model the fleet does not serve: such a worker could only
+    // publish that nothing is served, over the fleet's models.
+    issues.push({ path: 'models', message: 'lists no model: a fleet that serves no model refuses every job; list at least one' });
+  }
   for (const [name, value] of Object.entries(models)) {
     const model = record(value);
     const limits = record(model.limits);
@@ -420,7 +467,13 @@ function crossCheck(raw: unknown): Issue[] {
     fallback.forEach((next, i) => {
       if (typeof next !== 'string') return;
       const target = models[next];
-      if (target === undefined) {
+      // The ladder is the model, then its fallbacks: a model twice on it is only called twice.
+      const first = fallback.indexOf(next);
+      if (next === name) {
+        issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is the model itself, which the ladder already starts with` });
+      } else if (first < i) {
+        issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is already listed (fallback.${first})` });
+      } else if (target === undefined) {
         issues.push({ path: `models.${name}.fallback.${i}`, message: `unknown model "${next}" (not under models)` });
       } else if (record(target).provider !== model.provider) {
         issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is a ${String(record(target).provider)} model; a fallback must use the same provider (${String(model.provider)})` });
@@ -440,6 +493,7 @@ function crossCheck(raw: unknown): Issue[] {
     if (model.provider === 'anthropic' && limits.tpm !== undefined) {
       issues.push({ path: `models.${name}.limits.tpm`, message: 'Anthropic limits are rpm, itpm and otpm; tpm is an OpenAI dimension' });
     }
+    issues.push(...neverFitsIssues(name, limits, record(cfg.lanes)));
   }
   issues.push(...poolIssues(models));
   const throttle = record(cfg.throttle);
@@ -449,6 +503,15 @@ function crossCheck(raw: unknown): Issue[] {
     issues.push({ path: 'throttle.windowMs', message: `must be at least 2 x throttle.probeIntervalMs (${2 * probeMs}): a shorter window forgets a dead model between its probes` });
   }
   issues.push(...outputReservationIssues(record(cfg.dispatch).outputReservation, models));
+  const retry = record(cfg.retry);
+  const baseDelayMs = numberOr(retry.baseDelayMs, 500);
+  if (numberOr(retry.maxDelayMs, 30_000) < baseDelayMs) {
+    issues.push({ path: 'retry.maxDelayMs', message: `is below retry.baseDelayMs (${baseDelayMs}): every backoff would be cut below its own base; raise maxDelayMs or lower baseDelayMs` });
+  }
+  const lanes = record(cfg.lanes);
+  if (record(cfg.dispatch).order === 'weighted' && INTERACTIVE_LANES.every((l) => numberOr(record(lanes[l]).weight, LANE_DEFAULTS[l].weight) === 0)) {
+    issues.push({ path: 'lanes', message: 'every lane has weight 0, so dispatch.order "weighted" has no shares to give (the lanes would be taken in strict order): give the lanes weights, or set dispatch.order to "strict"' });
+  }
   const rank = ['low', 'normal', 'high', 'critical'];
   for (const [name, value] of Object.entries(record(record(cfg.gateway).keys))) {
     const key = record(value);
