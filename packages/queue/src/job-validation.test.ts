@@ -179,6 +179,11 @@ describe('parseJob', () => {
     expect(issuesOf(anthropic({ max_tokens: -1 }))[0]?.message).toMatch(/, got -1$/);
   });
 
+  it('takes an idempotency key of any characters: it only feeds a hashed job id', () => {
+    const { job } = parseJob(anthropic({}, { idempotencyKey: 'héllo wörld 日本' }));
+    expect(job.idempotencyKey).toBe('héllo wörld 日本');
+  });
+
   it('lists every bad field, not just the first', () => {
     const issues = issuesOf(anthropic({ max_tokens: -1, messages: [] }, { priority: 'URGENT' }));
     expect(issues.map((i) => i.path).sort()).toEqual(['priority', 'request.max_tokens', 'request.messages']);
