@@ -177,16 +177,22 @@ interface ConfigCase {
   says: string;
   /** Must not appear anywhere in the error. */
   secret?: string;
+  /** A line of the error's message, as printed. */
+  printed?: string;
 }
 
 const CONFIG_CASES: ConfigCase[] = [
   { name: 'YAML syntax error (unclosed flow map)', yaml: `models:\n  ${SONNET}: { provider: anthropic\n`, path: '(yaml line', says: '' },
   { name: 'YAML bad indentation', yaml: `models:\n  ${SONNET}:\n    provider: anthropic\n   limits: { rpm: 5 }\n`, path: '(yaml line', says: '' },
   { name: 'duplicate key', yaml: `${MODELS_OK}dispatch: { concurrency: 4 }\ndispatch: { concurrency: 8 }\n`, path: '(yaml line', says: 'unique' },
-  { name: 'empty file', yaml: '', path: '', says: 'expected object' },
-  { name: 'a list at the top level', yaml: '- models\n- lanes\n', path: '', says: 'expected object' },
-  { name: 'missing models', yaml: 'dispatch: { concurrency: 4 }\n', path: 'models', says: 'expected record' },
-  { name: 'unknown top-level key', yaml: `${MODELS_OK}workers: 3\n`, path: '', says: 'unknown key "workers"' },
+  { name: 'empty file', yaml: '', path: '(file)', says: 'the file is empty' },
+  { name: 'a file of comments only', yaml: '# models: to come\n', path: '(file)', says: 'the file is empty (or holds only comments)' },
+  { name: 'a list at the top level', yaml: '- models\n- lanes\n', path: '', says: 'expected the config: a mapping of sections (models:, lanes:, dispatch:, ...), got an array' },
+  { name: 'missing models', yaml: 'dispatch: { concurrency: 4 }\n', path: 'models', says: 'required: the models the fleet serves' },
+  { name: 'no models at all (models: {})', yaml: 'models: {}\n', path: 'models', says: 'lists no model' },
+  { name: 'unknown top-level key', yaml: `${MODELS_OK}workers: 3\n`, path: '', says: 'unknown key "workers"', printed: '(top level): unknown key "workers"' },
+  { name: 'a model name with a space', yaml: `models:\n  claude sonnet: { provider: anthropic }\n`, path: 'models.claude sonnet', says: 'expected a model name of 1-64 letters, digits, . : _ -' },
+  { name: 'a bad redis.prefix', yaml: `${MODELS_OK}redis: { prefix: "hr:prod" }\n`, path: 'redis.prefix', says: 'expected 1-32 letters, digits, _ or -, got "hr:prod"' },
   { name: 'misspelt nested key', yaml: `${MODELS_OK}dispatch: { concurency: 4 }\n`, path: 'dispatch', says: 'unknown key "concurency"' },
   { name: 'unknown provider for a model', yaml: `models:\n  gemini-2: { provider: google }\n`, path: 'models.gemini-2.provider', says: 'expected "anthropic" or "openai"' },
   { name: 'negative limit', yaml: `models:\n  ${SONNET}: { provider: anthropic, limits: { itpm: -5 } }\n`, path: `models.${SONNET}.limits.itpm`, says: 'expected a positive integer, got -5' },
@@ -194,6 +200,13 @@ const CONFIG_CASES: ConfigCase[] = [
   { name: 'Anthropic dimensions on an OpenAI model', yaml: `models:\n  ${MINI}: { provider: openai, limits: { itpm: 1000 } }\n`, path: `models.${MINI}.limits`, says: 'OpenAI limits are rpm and tpm' },
   { name: 'OpenAI dimension on an Anthropic model', yaml: `models:\n  ${SONNET}: { provider: anthropic, limits: { tpm: 1000 } }\n`, path: `models.${SONNET}.limits.tpm`, says: 'Anthropic limits are rpm, itpm and otpm' },
   { name: 'fallback to an unknown model', yaml: `models:\n  ${SONNET}: { provider: anthropic, fallback: [claude-nope] }\n`, path: `models.${SONNET}.fallback.0`, says: 'unknown model "claude-nope" (not under models)' },
+  { name: 'fallback to the model itself', yaml: `models:\n  ${SONNET}: { provider: anthropic, fallback: [${SONNET}] }\n`, path: `models.${SONNET}.fallback.0`, says: 'is the model itself' },
+  { name: 'the same fallback twice', yaml: `models:\n  ${SONNET}: { provider: anthropic, fallback: [${HAIKU}, ${HAIKU}] }\n  ${HAIKU}: { provider: anthropic }\n`, path: `models.${SONNET}.fallback.1`, says: 'is already listed (fallback.0)' },
+  { name: 'a request limit no lane can draw one call from', yaml: `models:\n  ${SONNET}: { provider: anthropic, limits: { rpm: 2, burst: 1 } }\n`, path: `models.${SONNET}.limits`, says: 'rpm 2 x burst 1 / 60 = 0.03 requests fit' },
+  { name: 'retry ceiling below its base', yaml: `${MODELS_OK}retry: { baseDelayMs: 2000, maxDelayMs: 1000 }\n`, path: 'retry.maxDelayMs', says: 'is below retry.baseDelayMs (2000)' },
+  { name: 'a tenant override no job can name', yaml: `${MODELS_OK}tenants: { overrides: { "acme corp": { tpm: 100 } } }\n`, path: 'tenants.overrides.acme corp', says: 'expected 1-128 characters of letters, digits' },
+  { name: 'a lock shorter than its renewal allows', yaml: `${MODELS_OK}dispatch: { lockMs: 500 }\n`, path: 'dispatch.lockMs', says: 'expected at least 1000' },
+  { name: 'weighted order with every weight 0', yaml: `${MODELS_OK}dispatch: { order: weighted }\nlanes: { critical: { weight: 0 }, high: { weight: 0 }, normal: { weight: 0 }, low: { weight: 0 } }\n`, path: 'lanes', says: 'every lane has weight 0' },
   { name: 'fallback across providers', yaml: `models:\n  ${SONNET}: { provider: anthropic, fallback: [${MINI}] }\n  ${MINI}: { provider: openai }\n`, path: `models.${SONNET}.fallback.0`, says: 'a fallback must use the same provider' },
   { name: 'lane cap 0', yaml: `${MODELS_OK}lanes: { high: { cap: 0 } }\n`, path: 'lanes.high.cap', says: 'expected a positive integer' },
   { name: 'unknown lane', yaml: `${MODELS_OK}lanes: { urgent: { cap: 5 } }\n`, path: 'lanes', says: 'unknown key "urgent"' },
@@ -225,6 +238,7 @@ describe('bad config files are refused with every problem by path', () => {
     const issue = e.issues.find((i) => i.path.startsWith(c.path) && i.message.includes(c.says));
     expect(issue, `an issue at ${c.path} saying "${c.says}" in:\n${e.message}`).toBeDefined();
     if (c.secret) expect(e.message).not.toContain(c.secret);
+    if (c.printed) expect(e.message.split('\n')).toContain(`  ${c.printed}`);
   });
 });
 

@@ -105,4 +105,16 @@ describe('lane caps', () => {
     expect(await admin.hget(k.settings, 'tenantMax:*')).toBe('2');
     await expect(producer.enqueue(job(9, { priority: 'HIGH', request: { model: 'claude-nope', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJobInput>))).rejects.toMatchObject({ code: 'JOB_INVALID' });
   });
+
+  it('refuses with FLEET_UNPUBLISHED (retryable) while only the models are lost, and the running worker publishes them again', async () => {
+    // What a worker whose config served no model left behind when it started and stopped: the
+    // settings, and no models. Admission used to refuse every job "unknown model" (JOB_INVALID,
+    // not retryable) until a worker restarted.
+    const { prefix, producer } = await fleet({});
+    const k = laneKeys(prefix, 'high');
+    await admin.del(k.models);
+    await expect(producer.enqueue(job(0, { priority: 'HIGH' }))).rejects.toMatchObject({ code: 'FLEET_UNPUBLISHED', retryable: true });
+    await until(async () => (await admin.hget(k.models, SONNET)) !== null, 15_000, 'the models to be published again');
+    await expect(producer.enqueue(job(1, { priority: 'HIGH' }))).resolves.toMatchObject({ id: expect.stringMatching(/^high\./) });
+  });
 });

@@ -394,6 +394,16 @@ describe('the gateway with the official SDKs', () => {
     expect(sim.stats().admissions.length).toBe(callsBefore);
   });
 
+  it('takes a non-ASCII idempotency key, as the SDK sends it (latin1 bytes), and answers its repeat with the same job', async () => {
+    // It was refused as "holds a control character": the key only feeds a hashed job id.
+    const headers = { 'headroom-idempotency-key': 'héllo-gateway' };
+    const first = await fleet.anthropic().messages.create(claude('Idempotent non-ASCII question'), { headers }).withResponse();
+    const again = await fleet.anthropic().messages.create(claude('Idempotent non-ASCII question'), { headers }).withResponse();
+    expect(again.response.headers.get('headroom-job-id')).toMatch(/\.idem-[0-9a-f]{40}$/);
+    expect(again.response.headers.get('headroom-job-id')).toBe(first.response.headers.get('headroom-job-id'));
+    expect(again.data).toEqual(first.data);
+  });
+
   it('never shows the provider key to the client, and the provider never sees the gateway key', async () => {
     await fleet.anthropic().messages.create(claude('Keys?'));
     const keysSeen = new Set(sim.stats().admissions.map((a) => a.key));

@@ -14,7 +14,7 @@ const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';
 const ENV = { RETRY_TEST_KEY: 'sk-retry-test' };
 /** The fleet's default throttle, to read a model's as the dashboard does. */
-const THROTTLE = throttleParamsOf(parseConfig({ models: {} }));
+const THROTTLE = throttleParamsOf(parseConfig({ models: { m: { provider: 'anthropic' } } }));
 
 let redis: EmbeddedRedis;
 let sim: Simulator;

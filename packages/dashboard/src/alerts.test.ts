@@ -109,7 +109,7 @@ describe('429 rate alert', () => {
 
 describe('dashboard.alerts config', () => {
   it('defaults to 80% for 2 min, 0.5% 429s over 5 min, every 15 s, webhook from HEADROOM_ALERT_WEBHOOK_URL', () => {
-    expect(parseConfig({ models: {} }).dashboard.alerts).toEqual({
+    expect(parseConfig({ models: { m: { provider: 'anthropic' } } }).dashboard.alerts).toEqual({
       enabled: true,
       intervalMs: 15_000,
       utilization: 0.8,
@@ -123,7 +123,7 @@ describe('dashboard.alerts config', () => {
   it('refuses bad values by path, and a URL where an env variable name belongs', () => {
     let err: unknown;
     try {
-      parseConfig({ models: {}, dashboard: { alerts: { utilization: 1.5, rate429WindowMinutes: 500, webhookUrlEnv: 'https://hooks.example/T0/secret' } } });
+      parseConfig({ models: { m: { provider: 'anthropic' } }, dashboard: { alerts: { utilization: 1.5, rate429WindowMinutes: 500, webhookUrlEnv: 'https://hooks.example/T0/secret' } } });
     } catch (e) {
       err = e;
     }

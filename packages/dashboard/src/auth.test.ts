@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { HeadroomError, parseConfig } from '@headroom/queue';
 import { isAuthorized, resolveAuth, type DashboardAuth } from './auth.js';
 
-const dashboard = parseConfig({ models: {} }).dashboard;
+const dashboard = parseConfig({ models: { m: { provider: 'anthropic' } } }).dashboard;
 const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 
 describe('resolveAuth', () => {
@@ -34,7 +34,7 @@ describe('resolveAuth', () => {
   });
 
   it('reads the variables the config names', () => {
-    const custom = parseConfig({ models: {}, dashboard: { usernameEnv: 'U', passwordEnv: 'P', tokenEnv: 'T' } }).dashboard;
+    const custom = parseConfig({ models: { m: { provider: 'anthropic' } }, dashboard: { usernameEnv: 'U', passwordEnv: 'P', tokenEnv: 'T' } }).dashboard;
     expect(resolveAuth(custom, { U: 'a', P: 'b', T: 'c' }, { localOnly: false })).toEqual({ mode: 'credentials', basic: { username: 'a', password: 'b' }, token: 'c' });
   });
 });

@@ -116,6 +116,28 @@ describe('admission fails closed', () => {
     expect((unknown[0] as HeadroomError).code).toBe(ErrorCode.JOB_INVALID);
     expect((await new LaneUpkeep({ redis, config: cfg }).round()).republished).toBe(false);
   });
+
+  it('refuses with FLEET_UNPUBLISHED, not an unknown model, when only the models are lost, and the upkeep publishes them again', async () => {
+    // A worker whose config served no model published an empty models hash (no key at all) over
+    // the fleet's, and stopped; the settings hash stayed. Every job was refused "unknown model"
+    // (JOB_INVALID, not retryable) and no running worker noticed.
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    const cfg = config(prefix);
+    await publishFleetSettings(redis, cfg);
+    const l = lane(prefix);
+    await redis.del(l.k.models);
+    const [refused] = await l.add({});
+    expect(refused).toMatchObject({ code: ErrorCode.FLEET_UNPUBLISHED, retryable: true });
+    expect(await l.size()).toBe(0);
+
+    const round = await new LaneUpkeep({ redis, config: cfg }).round();
+    expect(round.republished).toBe(true);
+    expect(await redis.hget(l.k.models, SONNET)).toBe(`anthropic:${SONNET}`);
+    expect(added((await l.add({}))[0]!).existing).toBe(false);
+    // A model the fleet does not serve is still JOB_INVALID once the models are there.
+    const [unknown] = await l.add({ request: { model: 'claude-nope', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] } });
+    expect(unknown).toMatchObject({ code: ErrorCode.JOB_INVALID });
+  });
 });
 
 describe('a request with no output bound', () => {

@@ -46,7 +46,8 @@ describe('burst', () => {
     const bucket = bucketOn(`burst-${randomUUID().slice(0, 8)}`);
     const limits: PoolLimits = { itpm: 600, burst: 10 };
     const tooBig = await bucket.acquire({ pool: 'p', limits, lane: 'critical', need: { inputTokens: 101, outputTokens: 0 } });
-    expect(tooBig).toMatchObject({ status: 'never_fits', dimension: 'itpm', maxDrawable: 100 });
+    // With the limit that bound, so the refusal can say how the 100 came about (600 x 10 / 60).
+    expect(tooBig).toMatchObject({ status: 'never_fits', dimension: 'itpm', maxDrawable: 100, limit: 600 });
     expect((await bucket.acquire({ pool: 'p', limits, lane: 'critical', need: { inputTokens: 100, outputTokens: 0 } })).status).toBe('granted');
     const next = await bucket.acquire({ pool: 'p', limits, lane: 'critical', need: { inputTokens: 100, outputTokens: 0 } });
     // 100 tokens at 10 per second: 10 s, less what refilled between the two calls.

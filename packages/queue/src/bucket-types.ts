@@ -168,8 +168,12 @@ export type AcquireResult =
     }
   /** Every dimension (and the model's cooldown, throttle and retry budget) can serve after `waitMs`, if nobody else draws. */
   | { status: 'wait'; waitMs: number; reason: WaitReason; atMs: number; throttle?: ThrottleState }
-  /** The need is larger than this lane may ever draw from `dimension`: waiting cannot help. */
-  | { status: 'never_fits'; dimension: Dimension; maxDrawable: number; atMs: number };
+  /**
+   * The need is larger than this lane may ever draw from `dimension` (`maxDrawable`, rounded down):
+   * waiting cannot help. `limit` is the per-minute limit that bound, configured or learned; the
+   * lane's most is limit x burst / 60 (a tenant's: limit) less the lane's reserve.
+   */
+  | { status: 'never_fits'; dimension: Dimension; maxDrawable: number; limit: number; atMs: number };
 
 /** Provider usage as reported, or Headroom's normalized `Usage`. */
 export type SettleUsage =

@@ -242,7 +242,7 @@ export class Bucket {
         return throttle ? { ...wait, throttle } : wait;
       }
       case AcquireReply.NEVER_FITS:
-        return { status: 'never_fits', dimension: reply[2] as Dimension, maxDrawable: Number(reply[3]), atMs };
+        return { status: 'never_fits', dimension: reply[2] as Dimension, maxDrawable: Number(reply[3]), limit: Number(reply[4]), atMs };
       default:
         throw new Error(`acquire: unexpected reply ${JSON.stringify(reply)}`);
     }

@@ -7,6 +7,8 @@ import { loadConfig, parseConfig, poolOf, redisUrlOf } from './config.js';
 import { ConfigError } from './errors.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../../headroom.config.yaml', import.meta.url));
+/** The least a config must hold. */
+const ONE_MODEL = { m: { provider: 'anthropic' } };
 
 function configErrorOf(fn: () => unknown): ConfigError {
   try {
@@ -116,10 +118,10 @@ dashboard: { port: "eighty" }
   it("reads the gateway's client keys with their defaults, and refuses a default priority above the key's highest", () => {
     const example = loadConfig(EXAMPLE);
     expect(example.gateway.keys['nightly-jobs']).toEqual({ keyEnv: 'HEADROOM_GATEWAY_KEY_NIGHTLY', tenant: 'reports', defaultPriority: 'low', maxPriority: 'normal' });
-    const minimal = parseConfig({ models: {}, gateway: { keys: { app: { keyEnv: 'APP_KEY' } } } });
+    const minimal = parseConfig({ models: ONE_MODEL, gateway: { keys: { app: { keyEnv: 'APP_KEY' } } } });
     expect(minimal.gateway.keys.app).toEqual({ keyEnv: 'APP_KEY', defaultPriority: 'normal', maxPriority: 'critical' });
     expect(minimal.gateway.maxWaitMs).toBe(60_000);
-    const err = configErrorOf(() => parseConfig({ models: {}, gateway: { keys: { app: { keyEnv: 'app-key', defaultPriority: 'high', maxPriority: 'normal' }, 'bad name!': { keyEnv: 'X' } } } }));
+    const err = configErrorOf(() => parseConfig({ models: ONE_MODEL, gateway: { keys: { app: { keyEnv: 'app-key', defaultPriority: 'high', maxPriority: 'normal' }, 'bad name!': { keyEnv: 'X' } } } }));
     const lines = err.issues.map((i) => `${i.path}: ${i.message}`);
     // The value sits where a pasted key would: it is not echoed (see the secrets tests).
     expect(lines).toContain('gateway.keys.app.keyEnv: expected an environment variable name like MY_API_KEY, got "[redacted]"');
@@ -128,14 +130,14 @@ dashboard: { port: "eighty" }
   });
 
   it('refuses a password in the file and names the env variable to use', () => {
-    const err = configErrorOf(() => parseConfig({ redis: { url: 'redis://:hunter2@localhost:6379' }, models: {} }));
+    const err = configErrorOf(() => parseConfig({ redis: { url: 'redis://:hunter2@localhost:6379' }, models: ONE_MODEL }));
     expect(err.issues[0]?.path).toBe('redis.url');
     expect(err.issues[0]?.message).toMatch(/REDIS_URL/);
   });
 
   it('never echoes a key pasted into the file, or a URL password, in the error', () => {
     const key = 'sk-ant-api03-PASTEDpastedPASTED0123456789';
-    const err = configErrorOf(() => parseConfig({ redis: { url: 'redis-cluster://:hunter2@h:1' }, providers: { anthropic: { apiKeyEnv: key } }, models: {} }));
+    const err = configErrorOf(() => parseConfig({ redis: { url: 'redis-cluster://:hunter2@h:1' }, providers: { anthropic: { apiKeyEnv: key } }, models: ONE_MODEL }));
     expect(err.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['redis.url', 'providers.anthropic.apiKeyEnv']));
     expect(err.message).not.toContain('hunter2');
     expect(err.message).not.toContain('PASTED');
@@ -147,12 +149,12 @@ dashboard: { port: "eighty" }
     const google = 'AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUv0';
     const hex = '9f8e7d6c5b4a39281706f5e4d3c2b1a0';
     const err = configErrorOf(() =>
-      parseConfig({ providers: { anthropic: { apiKeyEnv: google }, openai: { apiKeyEnv: 'lower-case-but-short' } }, redis: { urlEnv: hex }, dispatch: { order: hex }, models: {} }),
+      parseConfig({ providers: { anthropic: { apiKeyEnv: google }, openai: { apiKeyEnv: 'lower-case-but-short' } }, redis: { urlEnv: hex }, dispatch: { order: hex }, models: ONE_MODEL }),
     );
     expect(err.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['providers.anthropic.apiKeyEnv', 'providers.openai.apiKeyEnv', 'redis.urlEnv', 'dispatch.order']));
     for (const secret of [google, hex, 'lower-case-but-short']) expect(err.message).not.toContain(secret);
     // Words are still echoed where they help.
-    const plain = configErrorOf(() => parseConfig({ dispatch: { order: 'random' }, models: {} }));
+    const plain = configErrorOf(() => parseConfig({ dispatch: { order: 'random' }, models: ONE_MODEL }));
     expect(plain.message).toContain('got "random"');
   });
 
@@ -166,8 +168,74 @@ dashboard: { port: "eighty" }
     expect(err.message).toMatch(/cannot read/);
   });
 
+  it('refuses a config that serves no model: admission would refuse every job', () => {
+    const err = configErrorOf(() => parseConfig({ models: {} }));
+    expect(err.issues).toEqual([{ path: 'models', message: 'lists no model: a fleet that serves no model refuses every job; list at least one' }]);
+  });
+
+  it('refuses values that are certainly mistakes, naming each by path', () => {
+    const lines = (input: Record<string, unknown>) => configErrorOf(() => parseConfig(input)).issues.map((i) => `${i.path}: ${i.message}`);
+    // A ladder that names its own model, or one model twice.
+    expect(lines({ models: { a: { provider: 'anthropic', fallback: ['b', 'a', 'b'] }, b: { provider: 'anthropic' } } })).toEqual([
+      'models.a.fallback.1: "a" is the model itself, which the ladder already starts with',
+      'models.a.fallback.2: "b" is already listed (fallback.0)',
+    ]);
+    // A backoff ceiling below its base (the default base is 500).
+    expect(lines({ models: ONE_MODEL, retry: { maxDelayMs: 200 } })).toEqual(['retry.maxDelayMs: is below retry.baseDelayMs (500): every backoff would be cut below its own base; raise maxDelayMs or lower baseDelayMs']);
+    expect(parseConfig({ models: ONE_MODEL, retry: { baseDelayMs: 1_000, maxDelayMs: 1_000 } }).retry.maxDelayMs).toBe(1_000);
+    // A tenant override no job can carry (the job's own tenant rule).
+    expect(lines({ models: ONE_MODEL, tenants: { overrides: { 'acme corp': { tpm: 10 } } } })).toEqual(['tenants.overrides.acme corp: expected 1-128 characters of letters, digits, . : @ _ -, got "acme corp"']);
+    expect(parseConfig({ models: ONE_MODEL, tenants: { overrides: { 'team@acme.io:eu-1': { tpm: 10 } } } }).tenants.overrides['team@acme.io:eu-1']).toEqual({ tpm: 10 });
+    // A lock renewed as often as it lasts; one shorter than the stalled interval is fine (BullMQ moves a job only once its lock is gone).
+    expect(lines({ models: ONE_MODEL, dispatch: { lockMs: 500 } })[0]).toMatch(/^dispatch\.lockMs: expected at least 1000 .*, got 500$/);
+    expect(parseConfig({ models: ONE_MODEL, dispatch: { lockMs: 1_000, stalledIntervalMs: 5_000 } }).dispatch.lockMs).toBe(1_000);
+    // Weighted order with nothing to weigh.
+    const zero = { weight: 0 };
+    expect(lines({ models: ONE_MODEL, dispatch: { order: 'weighted' }, lanes: { critical: zero, high: zero, normal: zero, low: zero } })).toEqual([
+      'lanes: every lane has weight 0, so dispatch.order "weighted" has no shares to give (the lanes would be taken in strict order): give the lanes weights, or set dispatch.order to "strict"',
+    ]);
+    expect(parseConfig({ models: ONE_MODEL, lanes: { critical: zero, high: zero, normal: zero, low: zero } }).dispatch.order).toBe('strict');
+    expect(parseConfig({ models: ONE_MODEL, dispatch: { order: 'weighted' }, lanes: { critical: zero, high: zero, normal: zero } }).lanes.low.weight).toBe(0.1);
+  });
+
+  it('refuses a model whose request limit leaves no lane room for one call, with the arithmetic', () => {
+    const err = configErrorOf(() => parseConfig({ models: { m: { provider: 'anthropic', limits: { rpm: 2, burst: 1 } } } }));
+    expect(err.issues).toEqual([
+      {
+        path: 'models.m.limits',
+        message: "rpm 2 x burst 1 / 60 = 0.03 requests fit in the pool's bucket, and even lane critical (reserve 0, the least) may draw at most 0.03 of them: every call needs 1, so every call would fail NEVER_FITS; raise burst to at least 30 (or rpm)",
+      },
+    ]);
+    // One call fits exactly; the least reserve of any lane decides.
+    expect(parseConfig({ models: { m: { provider: 'anthropic', limits: { rpm: 2, burst: 30 } } } }).models.m?.limits.burst).toBe(30);
+    expect(parseConfig({ models: { m: { provider: 'anthropic', limits: { rpm: 1 } } } }).models.m?.limits.rpm).toBe(1);
+    expect(configErrorOf(() => parseConfig({ models: { m: { provider: 'anthropic', limits: { rpm: 1 } } }, lanes: { critical: { reserve: 0.5 } } })).issues[0]?.message).toContain(
+      'and even lane high (reserve 0.05, the least) may draw at most 0.95 of them: every call needs 1, so every call would fail NEVER_FITS; raise rpm',
+    );
+  });
+
+  it('says where a problem is when it has no path, what a name may hold, and nothing about a type that is not wrong', () => {
+    const message = (input: unknown) => configErrorOf(() => parseConfig(input)).message;
+    expect(message({ models: ONE_MODEL, lanez: {} })).toContain('\n  (top level): unknown key "lanez"');
+    expect(message(['models'])).toContain('(top level): expected the config: a mapping of sections (models:, lanes:, dispatch:, ...), got an array');
+    expect(message({ models: ONE_MODEL, redis: { prefix: 'a b' } })).toContain('redis.prefix: expected 1-32 letters, digits, _ or -, got "a b"');
+    expect(message({ models: { 'claude sonnet': { provider: 'anthropic' } } })).toContain('models.claude sonnet: expected a model name of 1-64 letters, digits, . : _ -, got "claude sonnet"');
+    expect(message({ dispatch: {} })).toContain('models: required: the models the fleet serves');
+    // A rule across fields is not about the type of what holds them.
+    const fair = message({ models: ONE_MODEL, lanes: { low: { fairReserve: 0.6 } } });
+    expect(fair).toMatch(/lanes\.low\.fairReserve: reserve \+ fairReserve must stay below 1 \(the share of a pool the lane leaves untouched\)$/);
+    expect(fair).not.toContain('got');
+  });
+
+  it('says an empty file is empty', () => {
+    for (const text of ['', '# nothing yet\n']) {
+      const err = configErrorOf(() => loadConfig(writeYaml(text)));
+      expect(err.issues).toEqual([{ path: '(file)', message: 'the file is empty (or holds only comments): it needs at least models:' }]);
+    }
+  });
+
   it('takes the Redis URL from the environment first', () => {
-    const cfg = parseConfig({ redis: { url: 'redis://file:1' }, models: {} });
+    const cfg = parseConfig({ redis: { url: 'redis://file:1' }, models: ONE_MODEL });
     expect(redisUrlOf(cfg, { REDIS_URL: 'redis://env:2' })).toBe('redis://env:2');
     expect(redisUrlOf(cfg, {})).toBe('redis://file:1');
   });

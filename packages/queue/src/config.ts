@@ -8,9 +8,12 @@ import { z } from 'zod';
 import type { ThrottleParams } from './bucket-types.js';
 import { ConfigError, type Issue } from './errors.js';
 import { toIssues } from './internal/zod-issues.js';
-import { LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
-import { PROVIDERS } from './job.js';
+import { INTERACTIVE_LANES, LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
+import { PROVIDERS, TenantId } from './job.js';
 import { OUTPUT_COUNTINGS, outputReservationIssues } from './output-counting.js';
+
+/** The shortest `dispatch.lockMs` (see there). */
+export const MIN_LOCK_MS = 1_000;
 
 const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.int({ error: 'expected a non-negative integer' }).nonnegative({ error: 'expected a non-negative integer' });
@@ -142,7 +145,7 @@ export const GatewayKeyConfig = z.strictObject({
   /** The environment variable holding the key a client sends (`x-api-key` or `Authorization: Bearer`). */
   keyEnv: envName,
   /** Every request made with this key runs as this tenant; a header cannot change it. */
-  tenant: z.string().regex(/^[\w.:@-]{1,128}$/, { error: 'expected 1-128 characters of letters, digits, . : @ _ -' }).optional(),
+  tenant: TenantId.optional(),
   /** The lane of a request without `headroom-priority`. @default 'normal' */
   defaultPriority: gatewayPriority.default('normal'),
   /** The highest lane this key may ask for; a higher `headroom-priority` runs at this one. @default 'critical' */
@@ -198,6 +201,9 @@ const GatewayConfig = z.strictObject({
   metricsTokenEnv: envName.default('HEADROOM_METRICS_TOKEN'),
 });
 
+/** What a YAML file whose top level is a list or a scalar is told. */
+const NOT_A_MAPPING = 'expected the config: a mapping of sections (models:, lanes:, dispatch:, ...)';
+
 export const HeadroomConfig = z
   .strictObject({
     redis: z
@@ -205,7 +211,7 @@ export const HeadroomConfig = z
         /** Used when the `urlEnv` variable is unset. No password here: put it in the env variable. */
         url: z.string().regex(/^rediss?(-cluster)?:\/\//, { error: 'expected a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL' }).optional(),
         urlEnv: envName.default('REDIS_URL'),
-        prefix: z.string().regex(/^[\w-]{1,32}$/).default('hr'),
+        prefix: z.string({ error: 'expected 1-32 letters, digits, _ or -' }).regex(/^[\w-]{1,32}$/, { error: 'expected 1-32 letters, digits, _ or -' }).default('hr'),
       })
       .default({ urlEnv: 'REDIS_URL', prefix: 'hr' }),
     providers: z
@@ -217,7 +223,9 @@ export const HeadroomConfig = z
         anthropic: { apiKeyEnv: 'ANTHROPIC_API_KEY', timeoutMs: 600_000 },
         openai: { apiKeyEnv: 'OPENAI_API_KEY', timeoutMs: 600_000 },
       }),
-    models: z.record(z.string().regex(/^[\w.:-]{1,64}$/, { error: "expected a model name of 1-64 letters, digits, . : _ -" }), ModelConfig),
+    models: z.record(z.string().regex(/^[\w.:-]{1,64}$/, { error: 'expected a model name of 1-64 letters, digits, . : _ -' }), ModelConfig, {
+      error: 'required: the models the fleet serves, each under its name (models: { claude-sonnet-4-6: { provider: anthropic } })',
+    }),
     lanes: z
       .strictObject(Object.fromEntries(LANES.map((l) => [l, LaneConfig(l)])) as { [L in Lane]: ReturnType<typeof LaneConfig> })
       .default(Object.fromEntries(LANES.map((l) => [l, { ...LANE_DEFAULTS[l] }])) as never),
@@ -232,8 +240,15 @@ export const HeadroomConfig = z
         order: z.enum(['strict', 'weighted']).default('strict'),
         /** Output reservation: the request's max_tokens, or a learned p95 of actual output (only for models whose provider counts actual output: see output-counting.ts). */
         outputReservation: z.enum(['max_tokens', 'p95']).default('max_tokens'),
-        /** A running job's lock; a worker that dies (SIGKILL) gives its jobs back after this. */
-        lockMs: positiveInt.default(30_000),
+        /**
+         * A running job's lock; a worker that dies (SIGKILL) gives its jobs back after this. The
+         * dispatcher renews it every max(500 ms, lockMs / 3): a lock under a second outlives a
+         * renewal by less than half a second, so any pause of the worker's event loop (a GC, a
+         * slow Redis reply) lets it lapse and the job still running runs again elsewhere. It may
+         * be shorter than `stalledIntervalMs`: BullMQ's stalled check moves a job only once its
+         * lock key is gone (moveStalledJobsToWait), so the interval only sets how soon after.
+         */
+        lockMs: positiveInt.min(MIN_LOCK_MS, { error: `expected at least ${MIN_LOCK_MS} (a shorter lock, renewed every max(500 ms, lockMs / 3), lapses on an ordinary pause of the worker, and the job still running runs again elsewhere)` }).default(30_000),
         /** How often each worker looks for jobs whose lock expired. */
         stalledIntervalMs: positiveInt.default(15_000),
         /** SIGTERM: how long in-flight calls may finish before they are handed back. */
@@ -338,7 +353,8 @@ export const HeadroomConfig = z
       })
       .default({ enabled: true, lowAt: 0.85, shedNormal: false, horizonMs: 60_000 }),
     tenants: z
-      .strictObject({ default: TenantQuota.default({}), overrides: z.record(z.string(), TenantQuota).default({}) })
+      // An override is found by the tenant a job names: a name no job can carry would never apply.
+      .strictObject({ default: TenantQuota.default({}), overrides: z.record(TenantId, TenantQuota).default({}) })
       .default({ default: {}, overrides: {} }),
     batch: z
       .strictObject({
@@ -394,12 +410,42 @@ export const HeadroomConfig = z
       }),
     /** `headroom gateway`: the providers' wire formats over HTTP in front of the lanes. */
     gateway: GatewayConfig.default(GATEWAY_DEFAULTS),
-  })
-  ;
+  }, { error: NOT_A_MAPPING });
 export type HeadroomConfig = z.infer<typeof HeadroomConfig>;
 export type HeadroomConfigInput = z.input<typeof HeadroomConfig>;
 
-const record = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const record = (v: unknown): Record<string, unknown> => (isRecord(v) ? v : {});
+/** A raw value where the schema wants a number, else its default (the schema reports the rest). */
+const numberOr = (v: unknown, fallback: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);
+
+/** Shown with up to two decimals, rounded down (it is a most). */
+const most = (n: number): string => String(Math.floor(n * 100 + 1e-9) / 100);
+
+/**
+ * A model whose request limit leaves no lane room for one call: every call fails NEVER_FITS.
+ * The bucket holds `rpm * burst / 60` requests and a lane may draw what its reserve leaves
+ * (acquire.lua); every call draws exactly one request, so that much is certain at load. (Token
+ * needs vary by request, so the token dimensions are left to the bucket's own NEVER_FITS.)
+ */
+function neverFitsIssues(name: string, limits: Record<string, unknown>, lanes: Record<string, unknown>): Issue[] {
+  const rpm = limits.rpm;
+  if (typeof rpm !== 'number' || rpm <= 0) return [];
+  const burst = numberOr(limits.burst, 60);
+  const capacity = (rpm * burst) / 60;
+  const least = INTERACTIVE_LANES.map((lane) => ({ lane, reserve: Math.min(1, Math.max(0, numberOr(record(lanes[lane]).reserve, LANE_DEFAULTS[lane].reserve))) })).reduce((a, b) => (b.reserve < a.reserve ? b : a));
+  const drawable = capacity * (1 - least.reserve);
+  // acquire.lua's tolerance: a need fits up to 1e-6 over.
+  if (drawable + 1e-6 >= 1) return [];
+  const needBurst = Math.ceil(60 / (rpm * (1 - least.reserve)) - 1e-9);
+  const fix = least.reserve >= 1 ? `lower lanes.${least.lane}.reserve` : needBurst <= 60 ? `raise burst to at least ${needBurst} (or rpm)` : 'raise rpm';
+  return [
+    {
+      path: `models.${name}.limits`,
+      message: `rpm ${rpm} x burst ${burst} / 60 = ${most(capacity)} requests fit in the pool's bucket, and even lane ${least.lane} (reserve ${least.reserve}, the least) may draw at most ${most(drawable)} of them: every call needs 1, so every call would fail NEVER_FITS; ${fix}`,
+    },
+  ];
+}
 
 /**
  * Checks that span fields (fallback targets, dimensions per provider, secrets in the file). They
@@ -409,6 +455,11 @@ function crossCheck(raw: unknown): Issue[] {
   const issues: Issue[] = [];
   const cfg = record(raw);
   const models = record(cfg.models);
+  if (isRecord(cfg.models) && Object.keys(models).length === 0) {
+    // Admission refuses every job for a model the fleet does not serve: such a worker could only
+    // publish that nothing is served, over the fleet's models.
+    issues.push({ path: 'models', message: 'lists no model: a fleet that serves no model refuses every job; list at least one' });
+  }
   for (const [name, value] of Object.entries(models)) {
     const model = record(value);
     const limits = record(model.limits);
@@ -416,7 +467,13 @@ function crossCheck(raw: unknown): Issue[] {
     fallback.forEach((next, i) => {
       if (typeof next !== 'string') return;
       const target = models[next];
-      if (target === undefined) {
+      // The ladder is the model, then its fallbacks: a model twice on it is only called twice.
+      const first = fallback.indexOf(next);
+      if (next === name) {
+        issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is the model itself, which the ladder already starts with` });
+      } else if (first < i) {
+        issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is already listed (fallback.${first})` });
+      } else if (target === undefined) {
         issues.push({ path: `models.${name}.fallback.${i}`, message: `unknown model "${next}" (not under models)` });
       } else if (record(target).provider !== model.provider) {
         issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is a ${String(record(target).provider)} model; a fallback must use the same provider (${String(model.provider)})` });
@@ -436,6 +493,7 @@ function crossCheck(raw: unknown): Issue[] {
     if (model.provider === 'anthropic' && limits.tpm !== undefined) {
       issues.push({ path: `models.${name}.limits.tpm`, message: 'Anthropic limits are rpm, itpm and otpm; tpm is an OpenAI dimension' });
     }
+    issues.push(...neverFitsIssues(name, limits, record(cfg.lanes)));
   }
   issues.push(...poolIssues(models));
   const throttle = record(cfg.throttle);
@@ -445,6 +503,15 @@ function crossCheck(raw: unknown): Issue[] {
     issues.push({ path: 'throttle.windowMs', message: `must be at least 2 x throttle.probeIntervalMs (${2 * probeMs}): a shorter window forgets a dead model between its probes` });
   }
   issues.push(...outputReservationIssues(record(cfg.dispatch).outputReservation, models));
+  const retry = record(cfg.retry);
+  const baseDelayMs = numberOr(retry.baseDelayMs, 500);
+  if (numberOr(retry.maxDelayMs, 30_000) < baseDelayMs) {
+    issues.push({ path: 'retry.maxDelayMs', message: `is below retry.baseDelayMs (${baseDelayMs}): every backoff would be cut below its own base; raise maxDelayMs or lower baseDelayMs` });
+  }
+  const lanes = record(cfg.lanes);
+  if (record(cfg.dispatch).order === 'weighted' && INTERACTIVE_LANES.every((l) => numberOr(record(lanes[l]).weight, LANE_DEFAULTS[l].weight) === 0)) {
+    issues.push({ path: 'lanes', message: 'every lane has weight 0, so dispatch.order "weighted" has no shares to give (the lanes would be taken in strict order): give the lanes weights, or set dispatch.order to "strict"' });
+  }
   const rank = ['low', 'normal', 'high', 'critical'];
   for (const [name, value] of Object.entries(record(record(cfg.gateway).keys))) {
     const key = record(value);
@@ -510,6 +577,8 @@ export function loadConfig(path: string): HeadroomConfig {
     const issues: Issue[] = doc.errors.map((e) => ({ path: `(yaml line ${e.linePos?.[0]?.line ?? '?'})`, message: e.message.split('\n')[0] ?? e.message }));
     throw new ConfigError(path, issues);
   }
+  // YAML reads an empty file (or one of comments only) as null, which the schema would call "expected an object".
+  if (doc.contents === null) throw new ConfigError(path, [{ path: '(file)', message: 'the file is empty (or holds only comments): it needs at least models:' }]);
   return parseConfig(doc.toJS(), path);
 }
 

@@ -213,7 +213,7 @@ export class RedisUnavailableError extends HeadroomError {
 export class ConfigError extends HeadroomError {
   readonly issues: readonly Issue[];
   constructor(source: string, issues: readonly Issue[]) {
-    super(ErrorCode.CONFIG_INVALID, `invalid config ${source}:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+    super(ErrorCode.CONFIG_INVALID, `invalid config ${source}:\n${issues.map((i) => `  ${i.path || '(top level)'}: ${i.message}`).join('\n')}`);
     this.name = 'ConfigError';
     this.issues = issues;
   }

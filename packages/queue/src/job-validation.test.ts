@@ -167,6 +167,23 @@ describe('parseJob', () => {
     }
   });
 
+  it("says what was found only where the value's type or value is what is wrong, not for a rule across fields", () => {
+    // Rules over several fields are raised on the object holding them: "got an object" misled.
+    expect(issuesOf(anthropic({ stream: true }, { sla: 'none' }))).toEqual([{ path: 'request.stream', message: 'a streamed job must be interactive: sla "none" goes to the batch API, which does not stream' }]);
+    expect(issuesOf(anthropic({}, { sla: 'none', betas: ['context-1m-2025-08-07'] }))).toEqual([{ path: 'betas', message: 'betas go with interactive calls only: the batch lane (sla "none", onShed "batch") sends none' }]);
+    expect(issuesOf(responses({ background: true }))).toEqual([
+      { path: 'request.background', message: 'background responses are not supported: Headroom queues the call itself (leave background out, or use sla "none" for work with no deadline)' },
+    ]);
+    // A value of the wrong type or out of range still says what it was.
+    expect(issuesOf(responses({ background: 'yes' }))[0]?.message).toMatch(/, got "yes"$/);
+    expect(issuesOf(anthropic({ max_tokens: -1 }))[0]?.message).toMatch(/, got -1$/);
+  });
+
+  it('takes an idempotency key of any characters: it only feeds a hashed job id', () => {
+    const { job } = parseJob(anthropic({}, { idempotencyKey: 'héllo wörld 日本' }));
+    expect(job.idempotencyKey).toBe('héllo wörld 日本');
+  });
+
   it('lists every bad field, not just the first', () => {
     const issues = issuesOf(anthropic({ max_tokens: -1, messages: [] }, { priority: 'URGENT' }));
     expect(issues.map((i) => i.path).sort()).toEqual(['priority', 'request.max_tokens', 'request.messages']);

@@ -158,12 +158,19 @@ export type OpenAIResponsesRequest = z.infer<typeof OpenAIResponsesRequest>;
 export const PROVIDERS = ['anthropic', 'openai'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 
+/**
+ * A tenant as a job names it (and as config keys name one: `tenants.overrides`, a gateway key's
+ * `tenant`): it goes into Redis key fields and the dashboard, so a closed alphabet.
+ */
+export const TenantId = z.string().regex(/^[\w.:@-]{1,128}$/, { error: 'expected 1-128 characters of letters, digits, . : @ _ -' });
+export type TenantId = z.infer<typeof TenantId>;
+
 const JobCommon = {
   priority: z.enum(PRIORITIES, { error: 'expected CRITICAL, HIGH, NORMAL or LOW' }),
   /** Models to try, in order, after `request.model` (same provider). */
   fallback: z.array(modelId).max(8).optional(),
   /** Caller's tenant, for per-tenant quotas. */
-  tenant: z.string().regex(/^[\w.:@-]{1,128}$/, { error: 'expected 1-128 characters of letters, digits, . : @ _ -' }).optional(),
+  tenant: TenantId.optional(),
   /** `none`: no deadline; goes to the provider's batch API at half price. */
   sla: z.enum(['interactive', 'none']).optional(),
   /** A repeated enqueue with the same key returns the first job instead of adding another. */

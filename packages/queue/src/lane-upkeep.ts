@@ -1,9 +1,10 @@
 /**
  * What every worker keeps true of the lanes, every `intervalMs`, so admission stays closed and
  * exact whatever happened to Redis or to the jobs behind the fleet's back:
- * - the fleet's settings (caps, byte caps, models, tenant quotas) are published again when they
- *   are missing (a Redis restarted without persistence, a FLUSHALL): until then admission
- *   refuses with FLEET_UNPUBLISHED rather than admit against defaults;
+ * - the fleet's settings (caps, byte caps, tenant quotas) and its models are published again
+ *   when either is missing (a Redis restarted without persistence, a FLUSHALL, a worker that
+ *   published no models): until then admission refuses with FLEET_UNPUBLISHED rather than admit
+ *   against defaults;
  * - the lanes' byte and tenant counts give back jobs finished or removed where no Headroom code
  *   saw it (Bull Board's remove and clean, BullMQ failing a stalled job): a few hundred ids per
  *   lane per round, so each round costs Redis a bounded, small time;
@@ -38,7 +39,7 @@ export interface LaneUpkeepOptions {
 }
 
 export interface UpkeepRound {
-  /** The settings were missing from at least one lane, and were published again. */
+  /** The settings or the models were missing from at least one lane, and were published again. */
   republished: boolean;
   /** Unfinished-job entries given back (their jobs were finished or gone). */
   released: number;
@@ -78,12 +79,21 @@ export class LaneUpkeep {
   async round(): Promise<UpkeepRound> {
     const { redis, config } = this.#o;
     const prefix = config.redis.prefix;
-    // One command per lane: each lane is its own hash slot.
-    const present = await Promise.all(LANES.map((lane) => redis.exists(laneKeys(prefix, lane).settings)));
-    const republished = present.some((n) => n === 0);
+    // One command per lane (each lane is its own hash slot), asking for both hashes admission
+    // needs: the models hash can go without the settings (a worker whose config served no model
+    // published none), and admission then refuses every job until it is back. Redis keeps no
+    // empty hash, so "exists" is "holds something". The output caps may rightly be absent.
+    const present = await Promise.all(
+      LANES.map((lane) => {
+        const k = laneKeys(prefix, lane);
+        return redis.exists(k.settings, k.models);
+      }),
+    );
+    const missing = LANES.filter((_, i) => present[i] !== 2);
+    const republished = missing.length > 0;
     if (republished) {
       await publishFleetSettings(redis, config);
-      this.#o.logger?.warn({ event: 'fleet.settings_republished', lanes: LANES.filter((_, i) => present[i] === 0) }, 'fleet settings were missing from Redis (restart without persistence, FLUSHALL?); published them again');
+      this.#o.logger?.warn({ event: 'fleet.settings_republished', lanes: missing }, 'fleet settings or models were missing from Redis (restart without persistence, FLUSHALL?); published them again');
     }
     const [sec, usec] = (await redis.time()) as [string | number, string | number];
     const staleBefore = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - RETURNING_STALE_MS;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '@headroom/queue';
 import { ClientKeys, laneFor, presentedKey } from './client-keys.js';
 
-const config = (keys: Record<string, unknown>) => parseConfig({ models: {}, gateway: { keys } });
+const config = (keys: Record<string, unknown>) => parseConfig({ models: { m: { provider: 'anthropic' } }, gateway: { keys } });
 const ENV = { WEB_KEY: 'hr-web-0123456789abcdef', BATCH_KEY: 'hr-batch-0123456789abcdef' };
 
 describe('ClientKeys', () => {

@@ -40,4 +40,12 @@ describe('readHeadroomHeaders', () => {
     expect(readHeadroomHeaders({ 'headroom-prio': 'high' }).issues).toEqual([{ path: 'headroom-prio', message: expect.stringContaining('unknown header') }]);
     expect(readHeadroomHeaders({ 'headroom-idempotency-key': 'a\u0000b' }).issues).toEqual([{ path: 'headroom-idempotency-key', message: expect.stringContaining('control character') }]);
   });
+
+  it('takes a non-ASCII idempotency key as Node hands over its latin1 bytes, and calls other non-ASCII what it is', () => {
+    // "héllo" as a JS or Python client sends it (é is the one byte 0xe9), and as curl sends its UTF-8.
+    expect(readHeadroomHeaders({ 'headroom-idempotency-key': 'h\u00e9llo' })).toEqual({ options: { idempotencyKey: 'héllo' }, issues: [] });
+    expect(readHeadroomHeaders({ 'headroom-idempotency-key': Buffer.from('héllo', 'utf8').toString('latin1') }).issues).toEqual([]);
+    expect(readHeadroomHeaders({ 'headroom-idempotency-key': 'h\u00e9llo\u007f' }).issues).toEqual([{ path: 'headroom-idempotency-key', message: 'holds a control character; expected printable characters' }]);
+    expect(readHeadroomHeaders({ 'headroom-tenant': 'h\u00e9llo' }).issues).toEqual([{ path: 'headroom-tenant', message: 'holds a non-ASCII character; expected printable ASCII' }]);
+  });
 });

@@ -28,8 +28,20 @@ export const HEADROOM_HEADERS = [
 ] as const;
 
 const PRIORITIES: readonly string[] = ['critical', 'high', 'normal', 'low'];
-/** Printable ASCII only: a control character (a smuggled newline, say) is refused, never passed on. */
+/**
+ * No control character (a smuggled newline, a tab, NUL, DEL): refused in every header, never
+ * passed on. Node hands a header's bytes over as latin1, one character per byte, so \x80-\xff
+ * are the bytes of non-ASCII text (UTF-8's included, as curl sends it), not controls.
+ */
+const NO_CONTROL = /^[\x20-\x7e\x80-\u{10ffff}]*$/u;
+/** Printable ASCII: what every header's value but the idempotency key is made of. */
 const PRINTABLE = /^[\x20-\x7e]*$/;
+/**
+ * The idempotency key also takes latin1's other printable characters (a JS or Python client sends
+ * "héllo" as those bytes): the key only feeds a SHA-256 job id (job-ids.ts), so any character
+ * does, and the producer SDK takes any already.
+ */
+const KEY_HEADER = 'headroom-idempotency-key';
 const MAX_WAIT_CAP_MS = 24 * 3600_000;
 
 function one(headers: IncomingHttpHeaders, name: string): string | undefined {
@@ -49,7 +61,9 @@ export function readHeadroomHeaders(headers: IncomingHttpHeaders): { options: He
   }
   for (const name of HEADROOM_HEADERS) {
     const value = one(headers, name);
-    if (value !== undefined && !PRINTABLE.test(value)) bad(name, 'holds a control character; expected printable ASCII');
+    if (value === undefined) continue;
+    if (!NO_CONTROL.test(value)) bad(name, 'holds a control character; expected printable characters');
+    else if (name !== KEY_HEADER && !PRINTABLE.test(value)) bad(name, 'holds a non-ASCII character; expected printable ASCII');
   }
   if (issues.length > 0) return { options, issues };
 
@@ -76,10 +90,10 @@ export function readHeadroomHeaders(headers: IncomingHttpHeaders): { options: He
     if (Number.isInteger(ms) && ms >= 1 && ms <= MAX_WAIT_CAP_MS) options.maxWaitMs = ms;
     else bad('headroom-max-wait-ms', `expected a whole number of milliseconds from 1 to ${MAX_WAIT_CAP_MS}, got "${maxWait}"`);
   }
-  const idem = one(headers, 'headroom-idempotency-key');
+  const idem = one(headers, KEY_HEADER);
   if (idem !== undefined) {
     if (idem.length >= 1 && idem.length <= 256) options.idempotencyKey = idem;
-    else bad('headroom-idempotency-key', `expected 1-256 characters, got ${idem.length}`);
+    else bad(KEY_HEADER, `expected 1-256 characters, got ${idem.length}`);
   }
   const coalesce = one(headers, 'headroom-coalesce')?.trim().toLowerCase();
   if (coalesce !== undefined) {

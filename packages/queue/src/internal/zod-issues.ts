@@ -64,12 +64,22 @@ function maxDepth(issues: readonly z.core.$ZodIssue[]): number {
   return Math.max(0, ...issues.map((i) => i.path.length));
 }
 
+/**
+ * Issues about the value itself (its type, its range, its format, which values are allowed): what
+ * was found says what is wrong. A rule spanning fields (`custom`: a refinement) is raised on the
+ * object holding them, so "got an object" would only mislead.
+ */
+const ABOUT_THE_VALUE: ReadonlySet<string> = new Set(['invalid_type', 'invalid_value', 'invalid_format', 'too_small', 'too_big', 'not_multiple_of', 'invalid_key', 'invalid_element', 'invalid_union']);
+
 function issueToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[], hideSecrets: boolean): Issue[] {
   const path = [...basePath, ...issue.path].map(String).join('.');
   let message = issue.message;
+  // A record key's own message ("expected a model name of ...") is on its inner issue; zod's
+  // outer one only says "Invalid key in record".
+  if (issue.code === 'invalid_key' && issue.issues[0] !== undefined) message = issue.issues[0].message;
   if (issue.code === 'unrecognized_keys') {
     message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
-  } else if ('input' in issue && !/, got /.test(message)) {
+  } else if ('input' in issue && ABOUT_THE_VALUE.has(issue.code) && !/, got /.test(message)) {
     // A discriminated union's issue holds the whole object; what was wrong is its discriminator.
     const discriminator = 'discriminator' in issue && typeof issue.discriminator === 'string' ? issue.discriminator : undefined;
     const input = discriminator !== undefined && typeof issue.input === 'object' && issue.input !== null ? (issue.input as Record<string, unknown>)[discriminator] : issue.input;

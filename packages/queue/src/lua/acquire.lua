@@ -66,7 +66,9 @@
             or 'fair_share' when only the fair reserve holds the job back (a fresh tenant's job
             would be granted now)
     code -2 NEVER_FITS: the need exceeds what this lane may ever draw from dimension a
-            (capacity minus its reserve, capacity = limit * burst / 60); b = that most
+            (capacity minus its reserve, capacity = limit * burst / 60); b = that most, rounded
+            down; c = the limit per minute that bound (configured or learned), so the caller can
+            say how that most came about
     code  0 APPLIED: no acquire part was given
     throttle: the model's throttle state: 0 closed, 1 throttled, 2 open (probes only), -1 not
             checked (no model, or the throttle off)
@@ -138,7 +140,7 @@ local reserve, lane = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
 local cr, ci, co, ct = limitOf(lr, pool[6]), limitOf(li, pool[7]), limitOf(lo, pool[8]), limitOf(lt, pool[9])
 local ur, ui, uo, ut = usedAt(pool[2], elapsed, cr), usedAt(pool[3], elapsed, ci), usedAt(pool[4], elapsed, co), usedAt(pool[5], elapsed, ct)
 
-local waitMs, reason, never, neverMost = 0, nil, nil, 0
+local waitMs, reason, never, neverMost, neverLimit = 0, nil, nil, 0, 0
 local fairReserve, fairWaitMs = tonumber(ARGV[at + 10] or '') or 0, 0
 -- One dimension's check against its limit c (the rate) and capacity c * share: records the wait
 -- it needs, or that the need can never fit. With `fair`, also the wait to leave the fair reserve
@@ -148,7 +150,7 @@ local function check(dim, c, used, n, share, fair)
   local capacity = c * share
   local floor = reserve * capacity
   if n > capacity - floor + EPS then
-    never, neverMost = dim, math.floor(capacity - floor)
+    never, neverMost, neverLimit = dim, math.floor(capacity - floor), c
     return
   end
   local short = n + floor - (capacity - used)
@@ -184,7 +186,8 @@ end
 if never then
   writeCorrections()
   redis.call('HINCRBY', KEYS[3], 'never:' .. never, 1)
-  reply[1], reply[3], reply[4] = -2, never, neverMost
+  -- As a string: Redis would cut a fractional (learned) limit to an integer.
+  reply[1], reply[3], reply[4], reply[5] = -2, never, neverMost, string.format('%.17g', neverLimit)
   return reply
 end
 

@@ -13,7 +13,9 @@
 
   It fails closed: without the settings hash (a Redis restarted without persistence, a FLUSHALL)
   every job is refused rather than admitted against defaults; workers publish it again within
-  seconds (lane-upkeep.ts). Every model must be in the published models hash.
+  seconds (lane-upkeep.ts). Every model must be in the published models hash; a model missing
+  while that hash is gone altogether is FLEET_UNPUBLISHED too, not an unknown model (a fleet
+  always serves some model: the hash went with a lost key, and the workers publish it again).
 
   Every job runs BullMQ's add once, so the admission around it is kept to a few O(1) reads and
   writes: it is what this script adds to a plain `Queue.add` (measured by `pnpm bench:enqueue`).
@@ -62,7 +64,8 @@
     -3, model, provider, ''                model belongs to another provider
     -4, retryAfterMs, pool, pressure       SHED: the primary model's pool is under pressure
     -5, max, '', ''                        QUOTA_EXCEEDED: the tenant holds its max of unfinished jobs
-    -6, '', '', ''                         FLEET_UNPUBLISHED: no settings published on this Redis
+    -6, '', '', ''                         FLEET_UNPUBLISHED: no settings (or no models) published
+                                           on this Redis
     -7, maxBytes, bytes, jobBytes          QUEUE_FULL: the lane's unfinished jobs hold its byte cap
     -8, model, '', ''                      the request sets no output bound and the model has no
                                            maxOutputTokens in the fleet's config
@@ -122,7 +125,11 @@ local function poolOf(provider, models)
   local pool
   for model in string.gmatch(models, '[^\n]+') do
     local known = redis.call('HGET', modelsKey, model)
-    if not known then return nil, -2, model end
+    if not known then
+      -- Only a refusal pays for this look: an admitted job's models are all there.
+      if redis.call('EXISTS', modelsKey) == 0 then return nil, -6, '' end
+      return nil, -2, model
+    end
     local owner, modelPool = providerAndPool(known, model)
     if owner ~= provider then return nil, -3, model, owner end
     pool = pool or modelPool

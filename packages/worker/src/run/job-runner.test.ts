@@ -114,6 +114,10 @@ describe('runJob', () => {
     const before = calls(SONNET);
     const outcome = await run(context(), job({ request: { model: SONNET, max_tokens: 99_000, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>));
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'NEVER_FITS', message: expect.stringContaining('otpm') } });
+    // With the arithmetic: what the bucket holds (limit x burst / 60) and the lane's reserve.
+    expect(outcome).toMatchObject({
+      failure: { message: expect.stringMatching(/needs 99000 in otpm but lane \w+ may draw at most 9\d000 at once: the bucket holds otpm 100000 x burst 60 \/ 60 = 100000, less the lane's reserve of 0\.\d+ \(\d+\)/) },
+    });
     expect(calls(SONNET)).toBe(before);
   });
 

@@ -112,7 +112,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
       // An output bound taken from the model's cap is the caller's to lower.
       const capped = res.dimension !== 'itpm' && !res.dimension.endsWith('rpm') && maxOutputTokens(job) === undefined;
       neverFits.push(
-        `${model} needs ${needed} in ${res.dimension} but lane ${meta.lane} may draw at most ${Math.floor(res.maxDrawable)} per minute${capped ? ` (its output cap of ${bound} is reserved for a request with no ${outputBoundField(job)}: set one to reserve less)` : ''}`,
+        `${model} needs ${needed} in ${res.dimension} but lane ${meta.lane} may draw at most ${drawableText(res.dimension, res.limit, modelCfg.limits.burst, laneCfg.reserve)}${capped ? ` (its output cap of ${bound} is reserved for a request with no ${outputBoundField(job)}: set one to reserve less)` : ''}`,
       );
       continue;
     }
@@ -131,6 +131,21 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
   }
   if (best) return { kind: 'wait', ...best };
   return { kind: 'never_fits', message: neverFits.join('; ') || 'no model on the ladder can serve this job' };
+}
+
+/** Up to two decimals, rounded down: a most. */
+const atMost = (n: number): string => String(Math.floor(n * 100 + 1e-9) / 100);
+
+/**
+ * What a lane may ever draw from a dimension, and how that comes about (acquire.lua): the bucket
+ * holds `burst` seconds of the per-minute limit (a tenant's quota a minute of it), and the lane
+ * leaves its reserve of that. "0 per minute" said neither where the 0 came from nor that it was
+ * no rate at all.
+ */
+function drawableText(dimension: string, limit: number, burst: number, reserve: number): string {
+  const seconds = isTenantDimension(dimension) ? 60 : burst;
+  const capacity = (limit * seconds) / 60;
+  return `${atMost(capacity * (1 - reserve))} at once: the bucket holds ${dimension} ${limit} x burst ${seconds} / 60 = ${atMost(capacity)}, less the lane's reserve of ${reserve} (${atMost(capacity * reserve)})`;
 }
 
 /** The tenant's tokens/min quota, drawn in the same atomic call as the pool. */
