@@ -950,6 +950,19 @@ describe('Producer', () => {
     expect(Date.now() - started).toBeLessThan(2_000);
   });
 
+  it('says once that Redis is unavailable, from every call that needs it', async () => {
+    const port = await freePort();
+    const p = new Producer({ redis: `redis://127.0.0.1:${port}`, connectTimeoutMs: 1_000 });
+    open.push(p);
+    for (const call of [() => p.enqueue(job()), () => p.run(job()), () => p.getJob('high.x'), () => p.cancel('high.x')]) {
+      const err = await call().then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(RedisUnavailableError);
+      expect((err as Error).message).toMatch(/^Redis is unavailable: /);
+      // The connect error was mapped twice: "Redis is unavailable: Redis is unavailable: connect ECONNREFUSED".
+      expect((err as Error).message).not.toMatch(/^Redis is unavailable: Redis is unavailable/);
+    }
+  });
+
   it('fails fast when Redis dies under a connected producer', async () => {
     const own = await startEmbeddedRedis();
     const ownAdmin = new Redis(own.url);
