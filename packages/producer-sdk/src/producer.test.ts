@@ -963,6 +963,35 @@ describe('Producer', () => {
     }
   });
 
+  it("rejects a result's wait TIMEOUT at its timeout when the producer never reached Redis, saying so, and closes", async () => {
+    const port = await freePort();
+    const p = new Producer({ redis: `redis://127.0.0.1:${port}`, connectTimeoutMs: 1_000 });
+    // The wait used to await the lane's subscription before arming its timeout: it never settled.
+    const err = await p.handleOf('high.some-job').result({ timeoutMs: 300 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect(err).toMatchObject({ code: 'TIMEOUT', timeoutMs: 300 });
+    expect((err as Error).cause).toBeInstanceOf(RedisUnavailableError);
+    expect((err as Error).message).toMatch(/timed out after 300 ms \(Redis is unavailable: the connection is /);
+    // The subscription that never came up must not hold close() either.
+    await p.close();
+  });
+
+  it('rejects TIMEOUT at its timeout for every wait once Redis died under a connected producer, and closes', async () => {
+    const own = await startEmbeddedRedis();
+    const ownAdmin = new Redis(own.url);
+    await fleetPrefix('hr', ownAdmin);
+    ownAdmin.disconnect();
+    const p = new Producer({ redis: own.url });
+    const handle = await p.enqueue(job());
+    // The low lane's subscription comes up while Redis is there; the normal lane's only after.
+    await expect(p.handleOf('low.gone').result({ timeoutMs: 5_000 })).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+    await own.stop({ kill: true });
+    await expect(handle.result({ timeoutMs: 300 })).rejects.toMatchObject({ code: 'TIMEOUT' });
+    await expect(p.handleOf('low.some-job').result({ timeoutMs: 300 })).rejects.toMatchObject({ code: 'TIMEOUT', cause: expect.any(RedisUnavailableError) });
+    await expect(p.handleOf('normal.some-job').result({ timeoutMs: 300 })).rejects.toMatchObject({ code: 'TIMEOUT', cause: expect.any(RedisUnavailableError) });
+    await p.close();
+  });
+
   it('fails fast when Redis dies under a connected producer', async () => {
     const own = await startEmbeddedRedis();
     const ownAdmin = new Redis(own.url);

@@ -73,7 +73,11 @@ export interface ProducerOptions {
 }
 
 export interface ResultOptions {
-  /** Positive ms (any length: longer than a Node timer's 2^31-1 is fine), or Infinity. @default 60000 */
+  /**
+   * Positive ms (any length: longer than a Node timer's 2^31-1 is fine), or Infinity. The wait never
+   * outlasts it: with Redis out of reach it keeps waiting (a result that arrives in time is
+   * delivered) and rejects TIMEOUT at this time, its `cause` a `RedisUnavailableError`. @default 60000
+   */
   timeoutMs?: number;
   /**
    * On timeout, also remove the job if it has not started, so no provider call is made for an
