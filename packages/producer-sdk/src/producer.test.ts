@@ -426,7 +426,55 @@ describe('Producer', () => {
     // Shorter than the waiter's 5 s sweep: only the cancel's reply can end this wait in time.
     const result = handle.result({ timeoutMs: 3_000 });
     expect(await b.cancel(handle.id)).toBe(true);
-    await expect(result).rejects.toBeInstanceOf(JobNotFoundError);
+    await expect(result).rejects.toMatchObject({ code: 'JOB_FAILED', failureCode: 'CANCELLED' });
+  });
+
+  it('tells every waiter of a job cancelled before it started CANCELLED, whoever cancelled it and wherever they wait', async () => {
+    const prefix = await fleetPrefix();
+    const a = producer(prefix);
+    // Another producer on a connection of its own, as in another process.
+    const connection = createRedis(redis.url, 'producer');
+    open.push({ close: async () => connection.disconnect() });
+    const b = new Producer({ redis: connection, prefix });
+    open.push(b);
+
+    // Cancelled by the producer that enqueued it: its own waiter (replies stream), and a waiter
+    // in the other producer (the lane's events).
+    const mine = await a.enqueue(job({ priority: 'HIGH' }));
+    const waits = [mine.result({ timeoutMs: 10_000 }), b.handleOf(mine.id).result({ timeoutMs: 10_000 })].map((w) => w.then(() => undefined, (e: unknown) => e));
+    expect(await a.cancel(mine.id)).toBe(true);
+    for (const err of await Promise.all(waits)) {
+      expect(err).toBeInstanceOf(JobFailedError);
+      expect(err).toMatchObject({ code: 'JOB_FAILED', jobId: mine.id, failureCode: 'CANCELLED' });
+    }
+    // Cancelled by the other producer; a result() asked after the cancel is told the same.
+    const theirs = await a.enqueue(job({ priority: 'HIGH' }));
+    const waiting = theirs.result({ timeoutMs: 10_000 });
+    expect(await b.cancel(theirs.id)).toBe(true);
+    await expect(waiting).rejects.toMatchObject({ failureCode: 'CANCELLED', reason: expect.stringMatching(/^CANCELLED: cancelled before it started/) });
+    await expect(a.handleOf(theirs.id).result({ timeoutMs: 10_000 })).rejects.toMatchObject({ failureCode: 'CANCELLED' });
+    // It leaves no record, as before.
+    expect(await a.getJob(theirs.id)).toBeNull();
+  });
+
+  it('still says JOB_NOT_FOUND for a job gone another way, an idempotent job enqueued again after a cancel included', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    await expect(p.handleOf('high.never-was').result({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(JobNotFoundError);
+    const k = laneKeys(prefix, 'high');
+    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: admin });
+    open.push(queue);
+    // Removed outside Headroom (Bull Board's remove; a retention trim likewise leaves nothing).
+    const removed = await p.enqueue(job({ priority: 'HIGH' }));
+    await queue.remove(removed.id);
+    await expect(removed.result({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(JobNotFoundError);
+    // A key's job cancelled, then enqueued again under the key: the new run is not the cancelled one.
+    const first = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'again-1' }));
+    expect(await p.cancel(first.id)).toBe(true);
+    const again = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'again-1' }));
+    expect(again).toMatchObject({ id: first.id, existing: false });
+    await queue.remove(again.id);
+    await expect(p.handleOf(again.id).result({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(JobNotFoundError);
   });
 
   it('removes a job not yet started when its result times out with cancelOnTimeout, and leaves a running one', async () => {
@@ -517,7 +565,7 @@ describe('Producer', () => {
       await expect(handle.result({ timeoutMs: bad })).rejects.toThrow(/timeoutMs must be a positive number/);
     }
     await p.cancel(handle.id);
-    await expect(long).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+    await expect(long).rejects.toMatchObject({ code: 'JOB_FAILED', failureCode: 'CANCELLED' });
     // run() and stream() refuse it before enqueueing: after, the job would run while its caller
     // saw an error.
     const k = laneKeys(prefix, 'critical');

@@ -8,7 +8,8 @@
  *
  * Either way a waiter can miss its end (a trimmed stream, a connection down, a job ended by
  * BullMQ's stalled check or removed outside Headroom, as in Bull Board; a `Producer.cancel` in any
- * process replies), so every waiter is also re-read from the job itself: once right after it
+ * process replies, and leaves a note that the job was cancelled: its waiters are told CANCELLED,
+ * not JOB_NOT_FOUND), so every waiter is also re-read from the job itself: once right after it
  * starts waiting when the job may already be done, and by one periodic sweep for all waiters. A
  * read takes only the fields that say whether the job ended (never its data, up to 1 MiB), and
  * the result only once it has; a timeout finds its waiter directly, whatever else is waiting.
@@ -16,6 +17,7 @@
 import { QueueEvents } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
+  cancelledFailure,
   ClosedError,
   duplicateFor,
   FailureCode,
@@ -186,7 +188,11 @@ export class ResultWaiter {
   async read(lane: Lane, jobId: string): Promise<Settled> {
     const key = `${laneKeys(this.prefix, lane).jobKeyPrefix}${jobId}`;
     const [timestamp, finishedOn, failedReason, returnvalue, progress] = await this.connection.hmget(key, 'timestamp', 'finishedOn', 'failedReason', 'returnvalue', 'progress');
-    if (timestamp === null) return { state: 'missing' };
+    if (timestamp === null) {
+      // Gone: cancelled before it started (cancel-3.lua left a note of why), or missing.
+      const cancelled = await cancelledFailure(this.connection, this.prefix, jobId);
+      return cancelled ? { state: 'failed', failure: cancelled } : { state: 'missing' };
+    }
     if (!finishedOn) return { state: 'pending' };
     const value = parseJson(returnvalue);
     if (failedReason && (value === undefined || value === null)) return { state: 'failed', failure: failureOf({ failedReason, progress: parseJson(progress) }) };
