@@ -8,8 +8,6 @@ import {
   failureOf,
   failureText,
   ClosedError,
-  DEFAULT_MAX_JOB_BYTES,
-  DEFAULT_PREFIX,
   flagCancelled,
   apiOf,
   idempotentJobId,
@@ -39,34 +37,40 @@ import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
 import { EventReader } from './internal/event-reader.js';
 import { JobEventStream, type JobStream } from './internal/job-stream.js';
 import { checkTimeoutMs, ResultWaiter, type WaitMode } from './internal/result-waiter.js';
+import { resolveProducerOptions } from './internal/producer-options.js';
 import { sharedClient, type SharedClient } from './internal/shared-client.js';
 import { StartDeadline } from './internal/start-deadline.js';
 
+/**
+ * Checked at construction (internal/producer-options.ts): a missing or malformed option, or one
+ * not listed here, throws `ConfigError` (`CONFIG_INVALID`) naming each, before any connection.
+ */
 export interface ProducerOptions {
   /**
-   * A `redis://` or `rediss://` URL, or an ioredis connection you own (created with
-   * `enableOfflineQueue: false`). Producers in one process given the same URL, or the same
-   * connection, share it and batch their enqueues together; the last to close disconnects a
-   * connection made from a URL.
+   * A `redis://`, `rediss://`, `redis-cluster://` or `rediss-cluster://` URL, or an ioredis
+   * connection you own (created with `enableOfflineQueue: false`). Producers in one process given
+   * the same URL, or the same connection, share it and batch their enqueues together; the last to
+   * close disconnects a connection made from a URL. Required: none (`process.env.REDIS_URL!` with
+   * the variable unset) is `CONFIG_INVALID`.
    */
   redis: RedisInput;
-  /** Key prefix shared with the fleet. @default 'hr' */
+  /** Key prefix shared with the fleet: 1-32 letters, digits, `_` or `-`, as its `redis.prefix`. @default 'hr' */
   prefix?: string;
-  /** Largest serialized job accepted. @default 1 MiB */
+  /** Largest serialized job accepted, in bytes: a positive integer. @default 1 MiB */
   maxJobBytes?: number;
-  /** How long `enqueue` waits for Redis before failing with REDIS_UNAVAILABLE. @default 2000 */
+  /** How long a call waits for Redis before failing with REDIS_UNAVAILABLE: a positive integer of ms. @default 2000 */
   connectTimeoutMs?: number;
   /**
    * With `coalesce: true`, identical jobs share one job while it is in flight and also, for this
    * long after it completed, its result (a result cache; a streamed job's for at most 5 minutes,
    * as long as its events are kept). A failure is not kept: the next identical job runs afresh.
-   * @default 0: only jobs in flight are shared
+   * A non-negative integer of ms. @default 0: only jobs in flight are shared
    */
   resultCacheTtlMs?: number;
   /**
    * How long finished jobs (and so their results and idempotency keys) are kept: whichever of
    * age and count is reached first, per lane. The counts keep Redis flat under steady load (an age
-   * alone holds a whole day of jobs).
+   * alone holds a whole day of jobs). Non-negative integers.
    * @default { completedSec: 86400, failedSec: 604800, completedCount: 10000, failedCount: 10000 }
    */
   retention?: { completedSec?: number; failedSec?: number; completedCount?: number; failedCount?: number };
@@ -174,8 +178,6 @@ export interface JobInfo {
 
 const DEFAULT_RESULT_TIMEOUT_MS = 60_000;
 const DEFAULT_STREAM_TIMEOUT_MS = 600_000;
-/** Finished jobs kept per lane and outcome, whatever their age. */
-const DEFAULT_RETENTION_COUNT = 10_000;
 
 interface Retention {
   removeOnComplete: { age: number; count: number };
@@ -206,19 +208,21 @@ export class Producer {
   private closed = false;
   private pendingReady: Promise<void> | undefined;
 
-  constructor(opts: ProducerOptions) {
-    this.prefix = opts.prefix ?? DEFAULT_PREFIX;
-    this.maxJobBytes = opts.maxJobBytes ?? DEFAULT_MAX_JOB_BYTES;
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? 2_000;
+  /** Throws `ConfigError` (`CONFIG_INVALID`) naming every bad option, before any connection is made. */
+  constructor(options: ProducerOptions) {
+    const opts = resolveProducerOptions(options);
+    this.prefix = opts.prefix;
+    this.maxJobBytes = opts.maxJobBytes;
+    this.connectTimeoutMs = opts.connectTimeoutMs;
     this.retention = {
-      removeOnComplete: { age: opts.retention?.completedSec ?? 24 * 3600, count: opts.retention?.completedCount ?? DEFAULT_RETENTION_COUNT },
-      removeOnFail: { age: opts.retention?.failedSec ?? 7 * 24 * 3600, count: opts.retention?.failedCount ?? DEFAULT_RETENTION_COUNT },
+      removeOnComplete: { age: opts.retention.completedSec, count: opts.retention.completedCount },
+      removeOnFail: { age: opts.retention.failedSec, count: opts.retention.failedCount },
     };
     // A batch settles up to a whole lane's cap of jobs at once: keep that many results in the BATCH
     // lane, or the first answers of a large batch would be trimmed before anyone read them.
     const atLeastBatchCap = (r: { age: number; count: number }) => ({ age: r.age, count: Math.max(r.count, LANE_DEFAULTS.batch.cap) });
     this.batchRetention = { removeOnComplete: atLeastBatchCap(this.retention.removeOnComplete), removeOnFail: atLeastBatchCap(this.retention.removeOnFail) };
-    this.resultCacheTtlMs = opts.resultCacheTtlMs ?? 0;
+    this.resultCacheTtlMs = opts.resultCacheTtlMs;
     this.client = sharedClient(opts.redis);
     this.batcher = this.client.batcher(this.prefix);
     this.events = new EventReader(this.client.redis, this.prefix);

@@ -51,7 +51,7 @@ export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig
 export type { HeadroomConfigInput } from './config.js';
 export { OUTPUT_COUNTINGS, PROVIDER_OUTPUT_COUNTING, outputCountingOf, reservesOutputP95 } from './output-counting.js';
 export type { OutputCounting } from './output-counting.js';
-export { DEFAULT_PREFIX, laneKeys, poolKeys, fleetKeys } from './keys.js';
+export { DEFAULT_PREFIX, PREFIX_PATTERN, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
 export { addToLane, ADMITTED_OPTION, notAdmittedFailure, publishFleetSettings, releaseJobs, unadmitted, AddReply } from './admission.js';
 export { returnToLane, forceReturnToLane, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
@@ -71,6 +71,9 @@ export type { JobEvent, RelayOutcome } from './job-events.js';
 export { FailureCode, jobFailure, answeredFailure, failureText, failureOf, asJobFailure, REPLAYED_FAILURES } from './failure.js';
 export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
+export { parseRedisUrl } from './redis-url.js';
+export type { ParsedRedisUrl } from './redis-url.js';
+export { toIssues } from './internal/zod-issues.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
 export { holdLease, releaseLease } from './lease.js';

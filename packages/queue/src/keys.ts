@@ -9,6 +9,12 @@
 
 export const DEFAULT_PREFIX = 'hr';
 
+/**
+ * What a key prefix may be (config's `redis.prefix`, a producer's `prefix`): it goes inside every
+ * key's hash tag, where a `{` or `}` would cut the tag and scatter a lane's keys over slots.
+ */
+export const PREFIX_PATTERN = /^[\w-]{1,32}$/;
+
 const tag = (prefix: string, scope: string): string => `{${prefix}:${scope}}`;
 
 export interface LaneKeys {
