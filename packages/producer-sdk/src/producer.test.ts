@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, FailureCode, failureText, finishJob, handOffJobId, idempotentJobId, jobFailure, laneKeys, parseConfig, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
 import {
+  ClosedError,
   JobFailedError,
   JobNotFoundError,
   JobValidationError,
@@ -553,6 +554,21 @@ describe('Producer', () => {
     expect(handOffJobId('low.0000')).not.toBe(shed.id);
   });
 
+  it('scopes idempotency keys per lane: another priority (or sla) makes another job; in one lane another job under the key is JOB_INVALID', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const normal = await p.enqueue(job({ priority: 'NORMAL', idempotencyKey: 'order-7' }));
+    const high = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'order-7' }));
+    const batch = await p.enqueue(job({ priority: 'NORMAL', sla: 'none', idempotencyKey: 'order-7' }));
+    expect(new Set([normal.id, high.id, batch.id]).size).toBe(3);
+    expect([normal.existing, high.existing, batch.existing]).toEqual([false, false, false]);
+    // Within a lane the key names one job: the same job again returns it, another is refused.
+    await expect(p.enqueue(job({ priority: 'NORMAL', idempotencyKey: 'order-7' }))).resolves.toMatchObject({ id: normal.id, existing: true });
+    await expect(p.enqueue(job({ priority: 'NORMAL', idempotencyKey: 'order-7', metadata: { other: true } }))).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey' }] });
+    // The batch lane holds every priority: there another priority is another job under the key.
+    await expect(p.enqueue(job({ priority: 'LOW', sla: 'none', idempotencyKey: 'order-7' }))).rejects.toMatchObject({ code: 'JOB_INVALID' });
+  });
+
   it('waits past the longest Node timer, and refuses a timeoutMs that is not a positive number', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);
@@ -986,6 +1002,19 @@ describe('Producer', () => {
     const later = new Producer({ redis: own.url });
     await expect(later.enqueue(job())).resolves.toMatchObject({ lane: 'critical' });
     await later.close();
+  });
+
+  it('refuses every call after close() with CLOSED', async () => {
+    const prefix = await fleetPrefix();
+    const p = new Producer({ redis: redis.url, prefix });
+    const handle = await p.enqueue(job());
+    await p.close();
+    for (const call of [() => p.enqueue(job()), () => p.run(job()), () => p.stream(job()), () => p.getJob(handle.id), () => p.cancel(handle.id), () => handle.result()]) {
+      const err = await call().then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(ClosedError);
+      expect(err).toMatchObject({ code: 'CLOSED' });
+    }
+    await p.close();
   });
 
   it('fails fast with REDIS_UNAVAILABLE when Redis is down', async () => {
