@@ -31,6 +31,7 @@ import {
   type LlmJob,
   type LlmJobInput,
   type LlmResult,
+  type CancelOutcome,
   type RedisInput,
 } from '@headroom/queue';
 import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
@@ -105,8 +106,21 @@ export interface StreamOptions {
    * a job other callers share (coalesced, an idempotent repeat) is left to them.
    */
   signal?: AbortSignal;
-  /** How long the job may take, wait and stream included. @default 600000 */
+  /**
+   * How long this caller waits for the stream, wait and stream included: then its iteration and
+   * `result()` reject TIMEOUT, as `result({ timeoutMs })` does, and, as there, the job is left to
+   * run on (its result can still be read: `handleOf(id).result()`) unless `cancelOnTimeout`.
+   * @default 600000
+   */
   timeoutMs?: number;
+  /**
+   * On timeout, also cancel the job for this caller, as an abort does: removed if it has not
+   * started, its streamed call stopped if it has (the bucket keeps only the tokens produced; no
+   * one reads the rest); a job other callers share is left to them, this caller's share given
+   * back. The `TimeoutError` then says `cancelled: true` (false: the job had ended or was gone).
+   * @default false
+   */
+  cancelOnTimeout?: boolean;
 }
 
 export interface CancelOptions {
@@ -140,11 +154,21 @@ export interface JobHandle {
 interface CallerHandle extends JobHandle {
   /**
    * Withdraws this caller: the job removed if no one else shares it, else this caller's share
-   * given back. A caller leaves once: a later leave (a deadline after a client left, an abort
-   * after a deadline) gives back nothing more.
+   * given back (`always`: a running job's call asked to stop, `stopping`). A caller leaves once: a
+   * later leave (a deadline after a client left, an abort after a deadline) gives back nothing
+   * more. Undefined when Redis could not be reached.
    */
-  leave(how: Leave): Promise<boolean>;
+  leave(how: Leave): Promise<Withdrawal | undefined>;
 }
+
+/**
+ * How a withdrawal went: `cancelIfNotStarted`'s outcome, or `stopping` when a running job's call
+ * was asked to stop (`flagCancelled`).
+ */
+type Withdrawal = CancelOutcome | 'stopping';
+
+/** Out of the job: it no longer runs for this caller. */
+const isOut = (w: Withdrawal | undefined): boolean => w === 'removed' || w === 'shared';
 
 /**
  * `always`: started or not (a stream aborted: its call is stopped); `waiting`: only if not running
@@ -290,7 +314,14 @@ export class Producer {
       existing: handle.existing,
       api: apiOf(input),
       sub,
-      result: handle.result({ timeoutMs: opts.timeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS }),
+      result: handle.result({ timeoutMs: opts.timeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS }).catch(async (err: unknown) => {
+        // As result()'s cancelOnTimeout, and as an abort: a stream's call can be stopped mid-way.
+        if (opts.cancelOnTimeout && err instanceof TimeoutError) {
+          const w = await handle.leave('always');
+          err.cancelled = isOut(w) || w === 'stopping';
+        }
+        throw err;
+      }),
       command: this.client.redis,
       deleteKey: shared ? undefined : laneKeys(this.prefix, handle.lane).jobEvents(handle.id),
       signal: opts.signal,
@@ -339,23 +370,22 @@ export class Producer {
    * it no longer runs for this caller (with `ifNotStarted`, only before it starts).
    */
   async cancel(id: string, opts: CancelOptions = {}): Promise<boolean> {
-    return this.withdraw(id, { keepShared: opts.keepShared === true, ifNotStarted: opts.ifNotStarted === true });
+    return isOut(await this.withdraw(id, { keepShared: opts.keepShared === true, ifNotStarted: opts.ifNotStarted === true }));
   }
 
   /** `cancel`, and for a caller's start deadline (`atDeadline`, lane-cancel.ts). */
-  private async withdraw(id: string, opts: { keepShared: boolean; ifNotStarted: boolean; atDeadline?: boolean }): Promise<boolean> {
+  private async withdraw(id: string, opts: { keepShared: boolean; ifNotStarted: boolean; atDeadline?: boolean }): Promise<Withdrawal> {
     this.assertOpen();
-    if (!laneOfJobId(id)) return false;
+    if (!laneOfJobId(id)) return 'missing';
     try {
       await this.ready();
       // One call removes a job not started, gives back its admission counts and tells whoever
       // waits on it, in this process or another: its replies stream gets a `removed` entry, the
       // lane's events BullMQ's `removed` (lane-cancel.ts).
       const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, opts);
-      if (outcome === 'removed' || outcome === 'shared') return true;
-      if (outcome !== 'started' || opts.ifNotStarted) return false;
+      if (outcome !== 'started' || opts.ifNotStarted) return outcome;
       await flagCancelled(this.client.redis, this.prefix, id);
-      return false;
+      return 'stopping';
     } catch (err) {
       throw asRedisError(err);
     }
@@ -392,10 +422,10 @@ export class Producer {
   /** `mode`: how its waiter learns the job ended (result-waiter.ts). */
   private handle(id: string, lane: Lane, existing: boolean, mode: WaitMode, startBy?: StartBy): CallerHandle {
     // One caller gives back one share: each leave waits for the one before, and once out, stays out.
-    let leaving: Promise<boolean> = Promise.resolve(false);
-    const leave = (how: Leave): Promise<boolean> => {
+    let leaving: Promise<Withdrawal | undefined> = Promise.resolve(undefined);
+    const leave = (how: Leave): Promise<Withdrawal | undefined> => {
       const opts = { keepShared: true, ifNotStarted: how !== 'always', atDeadline: how === 'deadline' };
-      leaving = leaving.then((out) => out || this.withdraw(id, opts).catch(() => false));
+      leaving = leaving.then((last) => (isOut(last) ? last : this.withdraw(id, opts).catch(() => undefined)));
       return leaving;
     };
     return {
@@ -411,7 +441,7 @@ export class Producer {
         }
         // Ends the wait itself once the caller is out of the job, so nothing waits on for it.
         const stop = signal || startBy ? new AbortController() : undefined;
-        const deadline = startBy && new StartDeadline(id, startBy.maxWaitMs, startBy.enqueuedAt, () => leave('deadline'), (err) => stop?.abort(err));
+        const deadline = startBy && new StartDeadline(id, startBy.maxWaitMs, startBy.enqueuedAt, () => leave('deadline').then(isOut), (err) => stop?.abort(err));
         const onAbort = () => {
           void leave('waiting');
           stop?.abort(signal?.reason);
@@ -422,7 +452,7 @@ export class Producer {
         } catch (caught) {
           const err = deadline ? await deadline.settle(caught) : caught;
           // Only a job not yet started is removed: one already running has been paid for.
-          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await leave('waiting');
+          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = isOut(await leave('waiting'));
           throw err;
         } finally {
           signal?.removeEventListener('abort', onAbort);
