@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HeadroomError, JobFailedError, Producer, type FailureCode, type LlmJobInput } from '@headroom/producer-sdk';
+import { ConfigError as ProducerConfigError, HeadroomError, JobFailedError, Producer, type FailureCode, type LlmJobInput, type ProducerOptions } from '@headroom/producer-sdk';
 import { ConfigError, laneKeys, loadConfig, parseConfig, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
 import { Queue } from 'bullmq';
 import { startSimulator, type Simulator } from '@headroom/simulator';
@@ -272,6 +272,46 @@ const CLI_CASES: CliCase[] = [
   { name: 'dashboard port out of range', args: ({ config, redisUrl }) => ['dashboard', '--config', config, '--redis', redisUrl, '--port', '70000'], exit: 2, says: '--port: expected 0-65535, got 70000' },
 ];
 
+/** What `new Producer(options)` threw, or undefined (a producer made is closed at once). */
+function constructed(options: unknown): unknown {
+  try {
+    void new Producer(options as ProducerOptions).close();
+    return undefined;
+  } catch (e) {
+    return e;
+  }
+}
+
+interface ProducerOptionCase {
+  name: string;
+  /** The options, given the test's Redis URL (a producer that connected would show in CLIENT LIST). */
+  options: (redisUrl: string) => unknown;
+  /** Every option named, in order. */
+  paths: string[];
+  says: string;
+}
+
+const PRODUCER_OPTION_CASES: ProducerOptionCase[] = [
+  // The README quickstart, copied with REDIS_URL unset: a bare TypeError ("reading 'on'") before.
+  { name: 'redis undefined (process.env.REDIS_URL! unset)', options: () => ({ redis: process.env.HEADROOM_NO_SUCH_VARIABLE }), paths: ['redis'], says: 'redis: no Redis URL (got undefined): set REDIS_URL' },
+  { name: 'redis empty (REDIS_URL set to nothing)', options: () => ({ redis: '' }), paths: ['redis'], says: 'redis: no Redis URL (got an empty string): set REDIS_URL' },
+  { name: 'redis a number', options: () => ({ redis: 6379 }), paths: ['redis'], says: 'or an ioredis connection, got number' },
+  { name: 'no options at all', options: () => undefined, paths: ['(options)'], says: 'expected an object with at least `redis`, got nothing' },
+  // Accepted before: every job then passed the size check.
+  { name: "maxJobBytes 'abc'", options: (url) => ({ redis: url, maxJobBytes: 'abc' }), paths: ['maxJobBytes'], says: 'maxJobBytes: expected a positive integer, got "abc"' },
+  // Accepted before: every job refused "over the limit of -1 bytes".
+  { name: 'maxJobBytes -1', options: (url) => ({ redis: url, maxJobBytes: -1 }), paths: ['maxJobBytes'], says: 'expected a positive integer, got -1' },
+  // Accepted before: every call failed "not ready after -5 ms".
+  { name: 'connectTimeoutMs -5', options: (url) => ({ redis: url, connectTimeoutMs: -5 }), paths: ['connectTimeoutMs'], says: 'connectTimeoutMs: expected a positive integer, got -5' },
+  { name: 'connectTimeoutMs past a Node timer', options: (url) => ({ redis: url, connectTimeoutMs: 2 ** 31 }), paths: ['connectTimeoutMs'], says: 'at most 2147483647' },
+  { name: 'resultCacheTtlMs NaN', options: (url) => ({ redis: url, resultCacheTtlMs: Number.NaN }), paths: ['resultCacheTtlMs'], says: 'resultCacheTtlMs: expected a non-negative integer' },
+  { name: 'retention count negative', options: (url) => ({ redis: url, retention: { completedCount: -1 } }), paths: ['retention.completedCount'], says: 'retention.completedCount: expected a non-negative integer, got -1' },
+  { name: 'retention not an object', options: (url) => ({ redis: url, retention: 7 }), paths: ['retention'], says: 'retention: expected an object' },
+  { name: 'a prefix that would break the hash tag', options: (url) => ({ redis: url, prefix: 'a}b' }), paths: ['prefix'], says: "prefix: expected the fleet's prefix" },
+  { name: 'a misspelt option', options: (url) => ({ redis: url, connectTimeout: 500 }), paths: ['(options)'], says: 'unknown key "connectTimeout"' },
+  { name: 'every bad option at once', options: () => ({ redis: undefined, maxJobBytes: 'abc', connectTimeoutMs: -5 }), paths: ['redis', 'maxJobBytes', 'connectTimeoutMs'], says: 'no Redis URL' },
+];
+
 function writeBadConfig(): string {
   const file = join(mkdtempSync(join(tmpdir(), 'headroom-bad-')), 'headroom.config.yaml');
   writeFileSync(file, `models:\n  ${SONNET}: { provider: anthropic, limits: { rpm: -5 } }\n`);
@@ -295,17 +335,25 @@ describe('bad environment and CLI flags: exit 2 with the message, nothing writte
 
   it('refuses a malformed Redis URL in the Producer constructor with CONFIG_INVALID, not echoing it', () => {
     for (const url of ['localhost:6379', 'redis://:hunter2-pw@127.0.0.1:99999', 'http://127.0.0.1:6379']) {
-      let err: unknown;
-      try {
-        new Producer({ redis: url });
-      } catch (e) {
-        err = e;
-      }
+      const err = constructed({ redis: url });
       expect(err).toBeInstanceOf(HeadroomError);
       expect((err as HeadroomError).code).toBe('CONFIG_INVALID');
-      expect((err as Error).message).toMatch(/^invalid Redis URL: /);
+      expect((err as ConfigError).issues).toEqual([{ path: 'redis', message: expect.stringMatching(/^invalid Redis URL: /) }]);
       expect((err as Error).message).not.toContain('hunter2-pw');
     }
+  });
+
+  it.each(PRODUCER_OPTION_CASES)('refuses Producer option $name with CONFIG_INVALID naming it, before connecting', async (c) => {
+    const clients = async () => String(await admin.client('LIST')).trim().split('\n').length;
+    const before = await clients();
+    const err = constructed(c.options(redis.url));
+    // What a producer's caller imports: the SDK's own export.
+    expect(err, 'refused').toBeInstanceOf(ProducerConfigError);
+    expect((err as ConfigError).code).toBe('CONFIG_INVALID');
+    expect((err as ConfigError).issues.map((i) => i.path)).toEqual(c.paths);
+    expect((err as Error).message).toContain(c.says);
+    expect((err as Error).message, 'the options, named as such').toMatch(/^invalid config \(Producer options\):/);
+    expect(await clients()).toBe(before);
   });
 
   it('answers REDIS_UNAVAILABLE within the connect timeout when nothing listens at the URL', async () => {

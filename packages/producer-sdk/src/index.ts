@@ -32,6 +32,7 @@ export {
   JobNotFoundError,
   TimeoutError,
   RedisUnavailableError,
+  ConfigError,
   ClosedError,
   FleetUnpublishedError,
   RedisOomError,

@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { answeredFailure, createRedis, FailureCode, failureText, finishJob, handOffJobId, idempotentJobId, jobFailure, laneKeys, parseConfig, providerErrorOf, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
 import {
+  ClosedError,
   JobFailedError,
   JobNotFoundError,
   JobValidationError,
@@ -444,7 +445,55 @@ describe('Producer', () => {
     // Shorter than the waiter's 5 s sweep: only the cancel's reply can end this wait in time.
     const result = handle.result({ timeoutMs: 3_000 });
     expect(await b.cancel(handle.id)).toBe(true);
-    await expect(result).rejects.toBeInstanceOf(JobNotFoundError);
+    await expect(result).rejects.toMatchObject({ code: 'JOB_FAILED', failureCode: 'CANCELLED' });
+  });
+
+  it('tells every waiter of a job cancelled before it started CANCELLED, whoever cancelled it and wherever they wait', async () => {
+    const prefix = await fleetPrefix();
+    const a = producer(prefix);
+    // Another producer on a connection of its own, as in another process.
+    const connection = createRedis(redis.url, 'producer');
+    open.push({ close: async () => connection.disconnect() });
+    const b = new Producer({ redis: connection, prefix });
+    open.push(b);
+
+    // Cancelled by the producer that enqueued it: its own waiter (replies stream), and a waiter
+    // in the other producer (the lane's events).
+    const mine = await a.enqueue(job({ priority: 'HIGH' }));
+    const waits = [mine.result({ timeoutMs: 10_000 }), b.handleOf(mine.id).result({ timeoutMs: 10_000 })].map((w) => w.then(() => undefined, (e: unknown) => e));
+    expect(await a.cancel(mine.id)).toBe(true);
+    for (const err of await Promise.all(waits)) {
+      expect(err).toBeInstanceOf(JobFailedError);
+      expect(err).toMatchObject({ code: 'JOB_FAILED', jobId: mine.id, failureCode: 'CANCELLED' });
+    }
+    // Cancelled by the other producer; a result() asked after the cancel is told the same.
+    const theirs = await a.enqueue(job({ priority: 'HIGH' }));
+    const waiting = theirs.result({ timeoutMs: 10_000 });
+    expect(await b.cancel(theirs.id)).toBe(true);
+    await expect(waiting).rejects.toMatchObject({ failureCode: 'CANCELLED', reason: expect.stringMatching(/^CANCELLED: cancelled before it started/) });
+    await expect(a.handleOf(theirs.id).result({ timeoutMs: 10_000 })).rejects.toMatchObject({ failureCode: 'CANCELLED' });
+    // It leaves no record, as before.
+    expect(await a.getJob(theirs.id)).toBeNull();
+  });
+
+  it('still says JOB_NOT_FOUND for a job gone another way, an idempotent job enqueued again after a cancel included', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    await expect(p.handleOf('high.never-was').result({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(JobNotFoundError);
+    const k = laneKeys(prefix, 'high');
+    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: admin });
+    open.push(queue);
+    // Removed outside Headroom (Bull Board's remove; a retention trim likewise leaves nothing).
+    const removed = await p.enqueue(job({ priority: 'HIGH' }));
+    await queue.remove(removed.id);
+    await expect(removed.result({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(JobNotFoundError);
+    // A key's job cancelled, then enqueued again under the key: the new run is not the cancelled one.
+    const first = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'again-1' }));
+    expect(await p.cancel(first.id)).toBe(true);
+    const again = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'again-1' }));
+    expect(again).toMatchObject({ id: first.id, existing: false });
+    await queue.remove(again.id);
+    await expect(p.handleOf(again.id).result({ timeoutMs: 10_000 })).rejects.toBeInstanceOf(JobNotFoundError);
   });
 
   it('removes a job not yet started when its result times out with cancelOnTimeout, and leaves a running one', async () => {
@@ -523,6 +572,21 @@ describe('Producer', () => {
     expect(handOffJobId('low.0000')).not.toBe(shed.id);
   });
 
+  it('scopes idempotency keys per lane: another priority (or sla) makes another job; in one lane another job under the key is JOB_INVALID', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const normal = await p.enqueue(job({ priority: 'NORMAL', idempotencyKey: 'order-7' }));
+    const high = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'order-7' }));
+    const batch = await p.enqueue(job({ priority: 'NORMAL', sla: 'none', idempotencyKey: 'order-7' }));
+    expect(new Set([normal.id, high.id, batch.id]).size).toBe(3);
+    expect([normal.existing, high.existing, batch.existing]).toEqual([false, false, false]);
+    // Within a lane the key names one job: the same job again returns it, another is refused.
+    await expect(p.enqueue(job({ priority: 'NORMAL', idempotencyKey: 'order-7' }))).resolves.toMatchObject({ id: normal.id, existing: true });
+    await expect(p.enqueue(job({ priority: 'NORMAL', idempotencyKey: 'order-7', metadata: { other: true } }))).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey' }] });
+    // The batch lane holds every priority: there another priority is another job under the key.
+    await expect(p.enqueue(job({ priority: 'LOW', sla: 'none', idempotencyKey: 'order-7' }))).rejects.toMatchObject({ code: 'JOB_INVALID' });
+  });
+
   it('waits past the longest Node timer, and refuses a timeoutMs that is not a positive number', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);
@@ -535,7 +599,7 @@ describe('Producer', () => {
       await expect(handle.result({ timeoutMs: bad })).rejects.toThrow(/timeoutMs must be a positive number/);
     }
     await p.cancel(handle.id);
-    await expect(long).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+    await expect(long).rejects.toMatchObject({ code: 'JOB_FAILED', failureCode: 'CANCELLED' });
     // run() and stream() refuse it before enqueueing: after, the job would run while its caller
     // saw an error.
     const k = laneKeys(prefix, 'critical');
@@ -958,6 +1022,19 @@ describe('Producer', () => {
     await later.close();
   });
 
+  it('refuses every call after close() with CLOSED', async () => {
+    const prefix = await fleetPrefix();
+    const p = new Producer({ redis: redis.url, prefix });
+    const handle = await p.enqueue(job());
+    await p.close();
+    for (const call of [() => p.enqueue(job()), () => p.run(job()), () => p.stream(job()), () => p.getJob(handle.id), () => p.cancel(handle.id), () => handle.result()]) {
+      const err = await call().then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(ClosedError);
+      expect(err).toMatchObject({ code: 'CLOSED' });
+    }
+    await p.close();
+  });
+
   it('fails fast with REDIS_UNAVAILABLE when Redis is down', async () => {
     const port = await freePort();
     const p = new Producer({ redis: `redis://127.0.0.1:${port}`, connectTimeoutMs: 1_000 });
@@ -966,6 +1043,48 @@ describe('Producer', () => {
     await expect(p.enqueue(job())).rejects.toBeInstanceOf(RedisUnavailableError);
     // The bound is the connect timeout, not a speed goal: enqueue must not hang.
     expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('says once that Redis is unavailable, from every call that needs it', async () => {
+    const port = await freePort();
+    const p = new Producer({ redis: `redis://127.0.0.1:${port}`, connectTimeoutMs: 1_000 });
+    open.push(p);
+    for (const call of [() => p.enqueue(job()), () => p.run(job()), () => p.getJob('high.x'), () => p.cancel('high.x')]) {
+      const err = await call().then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(RedisUnavailableError);
+      expect((err as Error).message).toMatch(/^Redis is unavailable: /);
+      // The connect error was mapped twice: "Redis is unavailable: Redis is unavailable: connect ECONNREFUSED".
+      expect((err as Error).message).not.toMatch(/^Redis is unavailable: Redis is unavailable/);
+    }
+  });
+
+  it("rejects a result's wait TIMEOUT at its timeout when the producer never reached Redis, saying so, and closes", async () => {
+    const port = await freePort();
+    const p = new Producer({ redis: `redis://127.0.0.1:${port}`, connectTimeoutMs: 1_000 });
+    // The wait used to await the lane's subscription before arming its timeout: it never settled.
+    const err = await p.handleOf('high.some-job').result({ timeoutMs: 300 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect(err).toMatchObject({ code: 'TIMEOUT', timeoutMs: 300 });
+    expect((err as Error).cause).toBeInstanceOf(RedisUnavailableError);
+    expect((err as Error).message).toMatch(/timed out after 300 ms \(Redis is unavailable: the connection is /);
+    // The subscription that never came up must not hold close() either.
+    await p.close();
+  });
+
+  it('rejects TIMEOUT at its timeout for every wait once Redis died under a connected producer, and closes', async () => {
+    const own = await startEmbeddedRedis();
+    const ownAdmin = new Redis(own.url);
+    await fleetPrefix('hr', ownAdmin);
+    ownAdmin.disconnect();
+    const p = new Producer({ redis: own.url });
+    const handle = await p.enqueue(job());
+    // The low lane's subscription comes up while Redis is there; the normal lane's only after.
+    await expect(p.handleOf('low.gone').result({ timeoutMs: 5_000 })).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+    await own.stop({ kill: true });
+    await expect(handle.result({ timeoutMs: 300 })).rejects.toMatchObject({ code: 'TIMEOUT' });
+    await expect(p.handleOf('low.some-job').result({ timeoutMs: 300 })).rejects.toMatchObject({ code: 'TIMEOUT', cause: expect.any(RedisUnavailableError) });
+    await expect(p.handleOf('normal.some-job').result({ timeoutMs: 300 })).rejects.toMatchObject({ code: 'TIMEOUT', cause: expect.any(RedisUnavailableError) });
+    await p.close();
   });
 
   it('fails fast when Redis dies under a connected producer', async () => {

@@ -8,8 +8,6 @@ import {
   failureOf,
   failureText,
   ClosedError,
-  DEFAULT_MAX_JOB_BYTES,
-  DEFAULT_PREFIX,
   flagCancelled,
   apiOf,
   idempotentJobId,
@@ -33,47 +31,58 @@ import {
   type LlmJob,
   type LlmJobInput,
   type LlmResult,
+  type CancelOutcome,
   type RedisInput,
 } from '@headroom/queue';
 import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
 import { EventReader } from './internal/event-reader.js';
 import { JobEventStream, type JobStream } from './internal/job-stream.js';
 import { checkTimeoutMs, ResultWaiter, type WaitMode } from './internal/result-waiter.js';
+import { resolveProducerOptions } from './internal/producer-options.js';
 import { sharedClient, type SharedClient } from './internal/shared-client.js';
 import { StartDeadline } from './internal/start-deadline.js';
 
+/**
+ * Checked at construction (internal/producer-options.ts): a missing or malformed option, or one
+ * not listed here, throws `ConfigError` (`CONFIG_INVALID`) naming each, before any connection.
+ */
 export interface ProducerOptions {
   /**
-   * A `redis://` or `rediss://` URL, or an ioredis connection you own (created with
-   * `enableOfflineQueue: false`). Producers in one process given the same URL, or the same
-   * connection, share it and batch their enqueues together; the last to close disconnects a
-   * connection made from a URL.
+   * A `redis://`, `rediss://`, `redis-cluster://` or `rediss-cluster://` URL, or an ioredis
+   * connection you own (created with `enableOfflineQueue: false`). Producers in one process given
+   * the same URL, or the same connection, share it and batch their enqueues together; the last to
+   * close disconnects a connection made from a URL. Required: none (`process.env.REDIS_URL!` with
+   * the variable unset) is `CONFIG_INVALID`.
    */
   redis: RedisInput;
-  /** Key prefix shared with the fleet. @default 'hr' */
+  /** Key prefix shared with the fleet: 1-32 letters, digits, `_` or `-`, as its `redis.prefix`. @default 'hr' */
   prefix?: string;
-  /** Largest serialized job accepted. @default 1 MiB */
+  /** Largest serialized job accepted, in bytes: a positive integer. @default 1 MiB */
   maxJobBytes?: number;
-  /** How long `enqueue` waits for Redis before failing with REDIS_UNAVAILABLE. @default 2000 */
+  /** How long a call waits for Redis before failing with REDIS_UNAVAILABLE: a positive integer of ms. @default 2000 */
   connectTimeoutMs?: number;
   /**
    * With `coalesce: true`, identical jobs share one job while it is in flight and also, for this
    * long after it completed, its result (a result cache; a streamed job's for at most 5 minutes,
    * as long as its events are kept). A failure is not kept: the next identical job runs afresh.
-   * @default 0: only jobs in flight are shared
+   * A non-negative integer of ms. @default 0: only jobs in flight are shared
    */
   resultCacheTtlMs?: number;
   /**
    * How long finished jobs (and so their results and idempotency keys) are kept: whichever of
    * age and count is reached first, per lane. The counts keep Redis flat under steady load (an age
-   * alone holds a whole day of jobs).
+   * alone holds a whole day of jobs). Non-negative integers.
    * @default { completedSec: 86400, failedSec: 604800, completedCount: 10000, failedCount: 10000 }
    */
   retention?: { completedSec?: number; failedSec?: number; completedCount?: number; failedCount?: number };
 }
 
 export interface ResultOptions {
-  /** Positive ms (any length: longer than a Node timer's 2^31-1 is fine), or Infinity. @default 60000 */
+  /**
+   * Positive ms (any length: longer than a Node timer's 2^31-1 is fine), or Infinity. The wait never
+   * outlasts it: with Redis out of reach it keeps waiting (a result that arrives in time is
+   * delivered) and rejects TIMEOUT at this time, its `cause` a `RedisUnavailableError`. @default 60000
+   */
   timeoutMs?: number;
   /**
    * On timeout, also remove the job if it has not started, so no provider call is made for an
@@ -97,8 +106,21 @@ export interface StreamOptions {
    * a job other callers share (coalesced, an idempotent repeat) is left to them.
    */
   signal?: AbortSignal;
-  /** How long the job may take, wait and stream included. @default 600000 */
+  /**
+   * How long this caller waits for the stream, wait and stream included: then its iteration and
+   * `result()` reject TIMEOUT, as `result({ timeoutMs })` does, and, as there, the job is left to
+   * run on (its result can still be read: `handleOf(id).result()`) unless `cancelOnTimeout`.
+   * @default 600000
+   */
   timeoutMs?: number;
+  /**
+   * On timeout, also cancel the job for this caller, as an abort does: removed if it has not
+   * started, its streamed call stopped if it has (the bucket keeps only the tokens produced; no
+   * one reads the rest); a job other callers share is left to them, this caller's share given
+   * back. The `TimeoutError` then says `cancelled: true` (false: the job had ended or was gone).
+   * @default false
+   */
+  cancelOnTimeout?: boolean;
 }
 
 export interface CancelOptions {
@@ -132,11 +154,21 @@ export interface JobHandle {
 interface CallerHandle extends JobHandle {
   /**
    * Withdraws this caller: the job removed if no one else shares it, else this caller's share
-   * given back. A caller leaves once: a later leave (a deadline after a client left, an abort
-   * after a deadline) gives back nothing more.
+   * given back (`always`: a running job's call asked to stop, `stopping`). A caller leaves once: a
+   * later leave (a deadline after a client left, an abort after a deadline) gives back nothing
+   * more. Undefined when Redis could not be reached.
    */
-  leave(how: Leave): Promise<boolean>;
+  leave(how: Leave): Promise<Withdrawal | undefined>;
 }
+
+/**
+ * How a withdrawal went: `cancelIfNotStarted`'s outcome, or `stopping` when a running job's call
+ * was asked to stop (`flagCancelled`).
+ */
+type Withdrawal = CancelOutcome | 'stopping';
+
+/** Out of the job: it no longer runs for this caller. */
+const isOut = (w: Withdrawal | undefined): boolean => w === 'removed' || w === 'shared';
 
 /**
  * `always`: started or not (a stream aborted: its call is stopped); `waiting`: only if not running
@@ -170,8 +202,6 @@ export interface JobInfo {
 
 const DEFAULT_RESULT_TIMEOUT_MS = 60_000;
 const DEFAULT_STREAM_TIMEOUT_MS = 600_000;
-/** Finished jobs kept per lane and outcome, whatever their age. */
-const DEFAULT_RETENTION_COUNT = 10_000;
 
 interface Retention {
   removeOnComplete: { age: number; count: number };
@@ -202,19 +232,21 @@ export class Producer {
   private closed = false;
   private pendingReady: Promise<void> | undefined;
 
-  constructor(opts: ProducerOptions) {
-    this.prefix = opts.prefix ?? DEFAULT_PREFIX;
-    this.maxJobBytes = opts.maxJobBytes ?? DEFAULT_MAX_JOB_BYTES;
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? 2_000;
+  /** Throws `ConfigError` (`CONFIG_INVALID`) naming every bad option, before any connection is made. */
+  constructor(options: ProducerOptions) {
+    const opts = resolveProducerOptions(options);
+    this.prefix = opts.prefix;
+    this.maxJobBytes = opts.maxJobBytes;
+    this.connectTimeoutMs = opts.connectTimeoutMs;
     this.retention = {
-      removeOnComplete: { age: opts.retention?.completedSec ?? 24 * 3600, count: opts.retention?.completedCount ?? DEFAULT_RETENTION_COUNT },
-      removeOnFail: { age: opts.retention?.failedSec ?? 7 * 24 * 3600, count: opts.retention?.failedCount ?? DEFAULT_RETENTION_COUNT },
+      removeOnComplete: { age: opts.retention.completedSec, count: opts.retention.completedCount },
+      removeOnFail: { age: opts.retention.failedSec, count: opts.retention.failedCount },
     };
     // A batch settles up to a whole lane's cap of jobs at once: keep that many results in the BATCH
     // lane, or the first answers of a large batch would be trimmed before anyone read them.
     const atLeastBatchCap = (r: { age: number; count: number }) => ({ age: r.age, count: Math.max(r.count, LANE_DEFAULTS.batch.cap) });
     this.batchRetention = { removeOnComplete: atLeastBatchCap(this.retention.removeOnComplete), removeOnFail: atLeastBatchCap(this.retention.removeOnFail) };
-    this.resultCacheTtlMs = opts.resultCacheTtlMs ?? 0;
+    this.resultCacheTtlMs = opts.resultCacheTtlMs;
     this.client = sharedClient(opts.redis);
     this.batcher = this.client.batcher(this.prefix);
     this.events = new EventReader(this.client.redis, this.prefix);
@@ -282,7 +314,14 @@ export class Producer {
       existing: handle.existing,
       api: apiOf(input),
       sub,
-      result: handle.result({ timeoutMs: opts.timeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS }),
+      result: handle.result({ timeoutMs: opts.timeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS }).catch(async (err: unknown) => {
+        // As result()'s cancelOnTimeout, and as an abort: a stream's call can be stopped mid-way.
+        if (opts.cancelOnTimeout && err instanceof TimeoutError) {
+          const w = await handle.leave('always');
+          err.cancelled = isOut(w) || w === 'stopping';
+        }
+        throw err;
+      }),
       command: this.client.redis,
       deleteKey: shared ? undefined : laneKeys(this.prefix, handle.lane).jobEvents(handle.id),
       signal: opts.signal,
@@ -331,23 +370,22 @@ export class Producer {
    * it no longer runs for this caller (with `ifNotStarted`, only before it starts).
    */
   async cancel(id: string, opts: CancelOptions = {}): Promise<boolean> {
-    return this.withdraw(id, { keepShared: opts.keepShared === true, ifNotStarted: opts.ifNotStarted === true });
+    return isOut(await this.withdraw(id, { keepShared: opts.keepShared === true, ifNotStarted: opts.ifNotStarted === true }));
   }
 
   /** `cancel`, and for a caller's start deadline (`atDeadline`, lane-cancel.ts). */
-  private async withdraw(id: string, opts: { keepShared: boolean; ifNotStarted: boolean; atDeadline?: boolean }): Promise<boolean> {
+  private async withdraw(id: string, opts: { keepShared: boolean; ifNotStarted: boolean; atDeadline?: boolean }): Promise<Withdrawal> {
     this.assertOpen();
-    if (!laneOfJobId(id)) return false;
+    if (!laneOfJobId(id)) return 'missing';
     try {
       await this.ready();
       // One call removes a job not started, gives back its admission counts and tells whoever
       // waits on it, in this process or another: its replies stream gets a `removed` entry, the
       // lane's events BullMQ's `removed` (lane-cancel.ts).
       const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, opts);
-      if (outcome === 'removed' || outcome === 'shared') return true;
-      if (outcome !== 'started' || opts.ifNotStarted) return false;
+      if (outcome !== 'started' || opts.ifNotStarted) return outcome;
       await flagCancelled(this.client.redis, this.prefix, id);
-      return false;
+      return 'stopping';
     } catch (err) {
       throw asRedisError(err);
     }
@@ -384,10 +422,10 @@ export class Producer {
   /** `mode`: how its waiter learns the job ended (result-waiter.ts). */
   private handle(id: string, lane: Lane, existing: boolean, mode: WaitMode, startBy?: StartBy): CallerHandle {
     // One caller gives back one share: each leave waits for the one before, and once out, stays out.
-    let leaving: Promise<boolean> = Promise.resolve(false);
-    const leave = (how: Leave): Promise<boolean> => {
+    let leaving: Promise<Withdrawal | undefined> = Promise.resolve(undefined);
+    const leave = (how: Leave): Promise<Withdrawal | undefined> => {
       const opts = { keepShared: true, ifNotStarted: how !== 'always', atDeadline: how === 'deadline' };
-      leaving = leaving.then((out) => out || this.withdraw(id, opts).catch(() => false));
+      leaving = leaving.then((last) => (isOut(last) ? last : this.withdraw(id, opts).catch(() => undefined)));
       return leaving;
     };
     return {
@@ -403,7 +441,7 @@ export class Producer {
         }
         // Ends the wait itself once the caller is out of the job, so nothing waits on for it.
         const stop = signal || startBy ? new AbortController() : undefined;
-        const deadline = startBy && new StartDeadline(id, startBy.maxWaitMs, startBy.enqueuedAt, () => leave('deadline'), (err) => stop?.abort(err));
+        const deadline = startBy && new StartDeadline(id, startBy.maxWaitMs, startBy.enqueuedAt, () => leave('deadline').then(isOut), (err) => stop?.abort(err));
         const onAbort = () => {
           void leave('waiting');
           stop?.abort(signal?.reason);
@@ -414,7 +452,7 @@ export class Producer {
         } catch (caught) {
           const err = deadline ? await deadline.settle(caught) : caught;
           // Only a job not yet started is removed: one already running has been paid for.
-          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = await leave('waiting');
+          if (cancelOnTimeout && err instanceof TimeoutError) err.cancelled = isOut(await leave('waiting'));
           throw err;
         } finally {
           signal?.removeEventListener('abort', onAbort);

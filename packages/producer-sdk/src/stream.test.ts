@@ -211,6 +211,52 @@ describe('producer.stream', () => {
     await expect.poll(() => refused).toBe('cancelled');
   });
 
+  it("leaves a stream's job to run on when the caller's timeout passes, as result() does", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const stream = await p.stream(job(), { timeoutMs: 200 });
+    await expect(stream.started()).rejects.toMatchObject({ code: 'TIMEOUT' });
+    const err = await stream.result().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'TIMEOUT' });
+    expect((err as { cancelled?: boolean }).cancelled).toBeUndefined();
+    expect((await p.getJob(stream.id))?.state).toBe('waiting');
+  });
+
+  it('with cancelOnTimeout, removes a job not started when the timeout passes, and says so', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const stream = await p.stream(job(), { timeoutMs: 200, cancelOnTimeout: true });
+    await expect((async () => {
+      for await (const _ of stream) void _;
+    })()).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: true });
+    expect(await p.getJob(stream.id)).toBeNull();
+  });
+
+  it('with cancelOnTimeout, stops a running streamed call when the timeout passes, as an abort does', async () => {
+    const prefix = await fleetPrefix();
+    let refused: string | undefined;
+    fleet(prefix, async (j) => {
+      await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('a') }], { first: true });
+      // A long answer: it writes until the relay refuses (the job's caller cancelled it).
+      await new Promise<void>((resolve) => {
+        const poll = setInterval(async () => {
+          const outcome = await relayEvents(admin, prefix, j.id!, [{ kind: 'event', data: delta('b') }], { first: false });
+          if (outcome === 'cancelled') {
+            refused = outcome;
+            clearInterval(poll);
+            resolve();
+          }
+        }, 10);
+      });
+      return { events: [], fail: 'CANCELLED: cancelled by its caller' };
+    });
+    // Long enough for the stand-in to start the call first (started() would reject TIMEOUT if not).
+    const stream = await producer(prefix).stream(job(), { timeoutMs: 5_000, cancelOnTimeout: true });
+    await stream.started();
+    await expect(stream.result()).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: true });
+    await expect.poll(() => refused).toBe('cancelled');
+  });
+
   it('serves many streams of one lane at once on one blocking read, each to its end', async () => {
     const prefix = await fleetPrefix();
     fleet(prefix, async (j) => {

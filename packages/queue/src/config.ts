@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { ThrottleParams } from './bucket-types.js';
 import { ConfigError, type Issue } from './errors.js';
 import { toIssues } from './internal/zod-issues.js';
+import { PREFIX_PATTERN } from './keys.js';
 import { INTERACTIVE_LANES, LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import { PROVIDERS, TenantId } from './job.js';
 import { OUTPUT_COUNTINGS, outputReservationIssues } from './output-counting.js';
@@ -211,7 +212,7 @@ export const HeadroomConfig = z
         /** Used when the `urlEnv` variable is unset. No password here: put it in the env variable. */
         url: z.string().regex(/^rediss?(-cluster)?:\/\//, { error: 'expected a redis://, rediss://, redis-cluster:// or rediss-cluster:// URL' }).optional(),
         urlEnv: envName.default('REDIS_URL'),
-        prefix: z.string({ error: 'expected 1-32 letters, digits, _ or -' }).regex(/^[\w-]{1,32}$/, { error: 'expected 1-32 letters, digits, _ or -' }).default('hr'),
+        prefix: z.string({ error: 'expected 1-32 letters, digits, _ or -' }).regex(PREFIX_PATTERN, { error: 'expected 1-32 letters, digits, _ or -' }).default('hr'),
       })
       .default({ urlEnv: 'REDIS_URL', prefix: 'hr' }),
     providers: z

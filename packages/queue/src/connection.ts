@@ -10,7 +10,7 @@
  * ```
  */
 import { Cluster, Redis, type ClusterOptions, type Command, type RedisOptions } from 'ioredis';
-import { RedisOomError, RedisUnavailableError } from './errors.js';
+import { HeadroomError, RedisOomError, RedisUnavailableError } from './errors.js';
 import { hasRegisteredSecrets, redactRegistered } from './redaction.js';
 import { parseRedisUrl } from './redis-url.js';
 
@@ -153,10 +153,12 @@ export async function waitForReady(conn: Redis | Cluster, timeoutMs: number): Pr
 /**
  * Maps ioredis' "not connected" failures (single node or cluster) to `RedisUnavailableError`, and
  * Redis' refusal at `maxmemory` (`OOM command not allowed...`, from a command or inside a script)
- * to `RedisOomError`; passes others through.
+ * to `RedisOomError`; passes others through. One of ours passes through as it is: a
+ * `RedisUnavailableError` from `waitForReady` quotes ioredis' `ECONNREFUSED`, and mapping it again
+ * read "Redis is unavailable: Redis is unavailable: connect ECONNREFUSED ...".
  */
 export function asRedisError(err: unknown): unknown {
-  if (!(err instanceof Error)) return err;
+  if (!(err instanceof Error) || err instanceof HeadroomError) return err;
   if (/^OOM |\bOOM command not allowed\b/.test(err.message)) return new RedisOomError(err);
   if (/Stream isn't writeable|Connection is closed|ECONNREFUSED|ETIMEDOUT|Reached the max retries|enableOfflineQueue|CLUSTERDOWN|Failed to refresh slots cache|None of startup nodes is available/i.test(err.message)) {
     return new RedisUnavailableError(err.message, err);

@@ -11,7 +11,9 @@ export function newJobId(lane: Lane): string {
 
 /**
  * The same key from the same tenant always maps to the same id in a lane, so BullMQ's own id
- * check dedupes. Keys are scoped per tenant: two tenants choosing the same key get two jobs, and
+ * check dedupes. The lane is part of the id: the same key in another lane (another priority, or
+ * `sla: 'none'`) is another job. Refusing that would need a look at the other lanes, which live in
+ * other Cluster slots, outside the lane's atomic add (docs/producer.md says so to callers). Keys are scoped per tenant: two tenants choosing the same key get two jobs, and
  * one cannot read or block another's by guessing its keys. A job without a tenant keeps the id
  * it always had. Hand-offs to the BATCH lane use ids of their own form (`handOffJobId`), which no
  * key maps to.

@@ -9,6 +9,12 @@
 
 export const DEFAULT_PREFIX = 'hr';
 
+/**
+ * What a key prefix may be (config's `redis.prefix`, a producer's `prefix`): it goes inside every
+ * key's hash tag, where a `{` or `}` would cut the tag and scatter a lane's keys over slots.
+ */
+export const PREFIX_PATTERN = /^[\w-]{1,32}$/;
+
 const tag = (prefix: string, scope: string): string => `{${prefix}:${scope}}`;
 
 export interface LaneKeys {
@@ -21,7 +27,7 @@ export interface LaneKeys {
   /**
    * What Headroom's own lane keys start with. The lane scripts (add, release, return) build
    * `settings`, `models`, `output-caps`, `shedding`, `stats`, `unfinished`, `usage`, `returning`,
-   * `idem-alias:<id>` and `fair` from it, with the same suffixes, and `prioritized` and `delayed` from `wait`: keep
+   * `idem-alias:<id>`, `cancelled:<id>` and `fair` from it, with the same suffixes, and `prioritized` and `delayed` from `wait`: keep
    * them in step.
    */
   ownPrefix: string;
@@ -111,6 +117,13 @@ export interface LaneKeys {
   /** STRING set while a job's caller has cancelled it: the relay refuses to write past it. */
   jobCancel(jobId: string): string;
   /**
+   * STRING, short-lived: the failure (JSON) a job cancelled before it started ends with for its
+   * waiters, written by the call that removes it (lua/cancel-3.lua). The job leaves no record, so
+   * without it a waiter could not tell a cancel from a job gone any other way (JOB_NOT_FOUND).
+   * Deleted when an idempotent job is added again under the id (lua/add-9.lua).
+   */
+  jobCancelled(jobId: string): string;
+  /**
    * STREAM (one entry, short-lived) a process appends to wake its own blocked reader of this
    * lane's job events when it has a new stream to read (the reader blocks on it with the rest).
    */
@@ -174,6 +187,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     jobEvents: (jobId: string) => own(`events:${jobId}`),
     idempotentAlias: (jobId: string) => own(`idem-alias:${jobId}`),
     jobCancel: (jobId: string) => own(`cancel:${jobId}`),
+    jobCancelled: (jobId: string) => own(`cancelled:${jobId}`),
     readerWake: (readerId: string) => own(`reader-wake:${readerId}`),
     replies: (readerId: string) => own(`replies:${readerId}`),
   };

@@ -1,17 +1,27 @@
 /**
  * Cancelling a job that has not started, in one call (`cancel-3.lua`): removed with BullMQ's own
- * script, its admission counts given back, and the producer waiting on it told through its
- * replies stream (a `removed` entry beside the `completed` / `failed` ones `finishJob` writes).
- * A job that has started is not touched: stopping it is the caller's next step (`flagCancelled`).
+ * script, its admission counts given back, a short-lived note of how it ended (`cancelledFailure`
+ * reads it), and the producer waiting on it told through its replies stream (a `removed` entry
+ * beside the `completed` / `failed` ones `finishJob` writes). A job that has started is not
+ * touched: stopping it is the caller's next step (`flagCancelled`).
  *
  * ```ts
  * if ((await cancelIfNotStarted(redis, prefix, jobId)) === 'started') await flagCancelled(redis, prefix, jobId);
  * ```
  */
 import type { Cluster, Redis } from 'ioredis';
+import { asJobFailure, FailureCode, jobFailure, type JobFailure } from './failure.js';
 import { laneOfJobId } from './job-ids.js';
 import { laneKeys } from './keys.js';
 import { runScript } from './scripts.js';
+
+/**
+ * How long a cancelled job's note lives. It is for the waiters there at the cancel, in any
+ * process: they hear at once (a reply, the lane's `removed` event) or at their next sweep (5 s),
+ * so minutes cover a Redis blip, and a late `result()` soon after. Not longer: a gateway's leaving
+ * clients cancel jobs at their own rate, and each note is a key.
+ */
+export const CANCELLED_NOTE_TTL_MS = 10 * 60_000;
 
 /**
  * `removed`: gone from its lane; `started`: a worker has it (left running); `finished` or
@@ -40,7 +50,9 @@ export async function cancelIfNotStarted(
   const lane = laneOfJobId(jobId);
   if (!lane) return 'missing';
   const k = laneKeys(prefix, lane);
-  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, modeOf(opts)]));
+  const mode = modeOf(opts);
+  const note = JSON.stringify(cancelledAs(mode));
+  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, mode, note, String(CANCELLED_NOTE_TTL_MS)]));
   const outcome = OUTCOMES[reply];
   if (!outcome) throw new Error(`cancel-3.lua: unexpected reply ${reply}`);
   return outcome;
@@ -50,4 +62,31 @@ function modeOf(opts: { keepShared?: boolean; ifNotStarted?: boolean; atDeadline
   if (!opts.keepShared) return '0';
   if (!opts.ifNotStarted) return '1';
   return opts.atDeadline ? '3' : '2';
+}
+
+/**
+ * What the waiters of a job removed by this cancel are told: an explicit cancel is `CANCELLED` for
+ * everyone; a removal because its last caller left is the same code, saying so. (That caller hears
+ * its own reason: the signal's, `TIMEOUT` with `cancelled`, or `DEADLINE_EXCEEDED`.)
+ */
+function cancelledAs(mode: string): JobFailure {
+  if (mode === '0') return jobFailure(FailureCode.CANCELLED, 'cancelled before it started (Producer.cancel); no provider call was made');
+  if (mode === '3') return jobFailure(FailureCode.DEADLINE_EXCEEDED, "not started within its caller's maxWaitMs; withdrawn, no provider call was made");
+  return jobFailure(FailureCode.CANCELLED, 'withdrawn before it started: its last caller stopped waiting; no provider call was made');
+}
+
+/**
+ * Why a job that is gone ended, when `cancel-3.lua` removed it within `CANCELLED_NOTE_TTL_MS`:
+ * its failure, else undefined (a job never there, trimmed by retention, or removed another way).
+ */
+export async function cancelledFailure(redis: Redis | Cluster, prefix: string, jobId: string): Promise<JobFailure | undefined> {
+  const lane = laneOfJobId(jobId);
+  if (!lane) return undefined;
+  const raw = await redis.get(laneKeys(prefix, lane).jobCancelled(jobId));
+  if (raw === null) return undefined;
+  try {
+    return asJobFailure(JSON.parse(raw));
+  } catch {
+    return undefined;
+  }
 }

@@ -8,7 +8,8 @@
  *
  * Either way a waiter can miss its end (a trimmed stream, a connection down, a job ended by
  * BullMQ's stalled check or removed outside Headroom, as in Bull Board; a `Producer.cancel` in any
- * process replies), so every waiter is also re-read from the job itself: once right after it
+ * process replies, and leaves a note that the job was cancelled: its waiters are told CANCELLED,
+ * not JOB_NOT_FOUND), so every waiter is also re-read from the job itself: once right after it
  * starts waiting when the job may already be done, and by one periodic sweep for all waiters. A
  * read takes only the fields that say whether the job ended (never its data, up to 1 MiB), and
  * the result only once it has; a timeout finds its waiter directly, whatever else is waiting.
@@ -16,6 +17,8 @@
 import { QueueEvents } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
+  cancelledFailure,
+  ClosedError,
   duplicateFor,
   FailureCode,
   failureOf,
@@ -23,6 +26,7 @@ import {
   JobNotFoundError,
   laneKeys,
   laneOfJobId,
+  RedisUnavailableError,
   ShedError,
   TimeoutError,
   type JobFailure,
@@ -94,6 +98,9 @@ export class ResultWaiter {
   private readonly endedUnwaited = new Set<string>();
   /** BullMQ never closes a connection it was handed: these are ours to close. */
   private readonly connections: (Redis | Cluster)[] = [];
+  /** Every lane's QueueEvents once made, ready or not, for `close`. */
+  private readonly subscriptions: { events: QueueEvents; connection: Redis | Cluster }[] = [];
+  private closed = false;
   private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -119,21 +126,29 @@ export class ResultWaiter {
     return this.live.has(lane);
   }
 
-  /** `signal`: the caller stopped waiting; the wait rejects with its reason and is forgotten. */
+  /**
+   * `signal`: the caller stopped waiting; the wait rejects with its reason and is forgotten.
+   *
+   * The timeout is armed before anything touches Redis: the lane's subscription waits for its
+   * connection, which, with Redis unreachable (never reached, or lost), retries for ever. A wait
+   * that awaited it first hung past its timeout; now it rejects TIMEOUT at its time, saying Redis
+   * was unreachable, and a subscription that comes up in time registers the waiter as before.
+   */
   async wait(lane: Lane, jobId: string, timeoutMs: number, mode: WaitMode, signal?: AbortSignal): Promise<LlmResult> {
     checkTimeoutMs(timeoutMs);
-    if (mode !== 'reply') await this.subscribe(lane);
     signal?.throwIfAborted();
     return new Promise<LlmResult>((resolve, reject) => {
+      let over = false;
       const onAbort = () => {
         this.remove(waiter);
         waiter.reject(signal?.reason as Error);
       };
       const cancel = longTimer(timeoutMs, () => {
         this.remove(waiter);
-        waiter.reject(new TimeoutError(`waiting for the result of job ${jobId}`, timeoutMs));
+        waiter.reject(new TimeoutError(`waiting for the result of job ${jobId}`, timeoutMs, this.unreachable()));
       });
       const done = () => {
+        over = true;
         cancel();
         signal?.removeEventListener('abort', onAbort);
       };
@@ -143,15 +158,27 @@ export class ResultWaiter {
         reject: (e) => { done(); reject(e); },
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      const entry = this.waiters.get(jobId) ?? { lane, set: new Set<Waiter>() };
-      entry.set.add(waiter);
-      this.waiters.set(jobId, entry);
-      this.ensureSweep();
-      // A job that may have finished before anyone listened is read once; a fresh one or one
-      // that replies is not (a read per call was a round trip and a job parse for nothing on the
-      // gateway's hot path), unless its end was heard before this waiter was registered.
-      if (this.endedUnwaited.delete(jobId) || mode === 'read') void this.check(jobId);
+      const register = () => {
+        if (over || this.closed) return;
+        const entry = this.waiters.get(jobId) ?? { lane, set: new Set<Waiter>() };
+        entry.set.add(waiter);
+        this.waiters.set(jobId, entry);
+        this.ensureSweep();
+        // A job that may have finished before anyone listened is read once; a fresh one or one
+        // that replies is not (a read per call was a round trip and a job parse for nothing on the
+        // gateway's hot path), unless its end was heard before this waiter was registered.
+        if (this.endedUnwaited.delete(jobId) || mode === 'read') void this.check(jobId);
+      };
+      // A subscription that failed leaves the waiter to the sweep, which reads the job itself.
+      if (mode === 'reply') register();
+      else this.subscribe(lane).then(register, register);
     });
+  }
+
+  /** Why a wait that timed out may have heard nothing: Redis out of reach as it timed out. */
+  private unreachable(): RedisUnavailableError | undefined {
+    const status = this.connection.status;
+    return status === 'ready' ? undefined : new RedisUnavailableError(`the connection is ${status}`);
   }
 
   /**
@@ -161,7 +188,11 @@ export class ResultWaiter {
   async read(lane: Lane, jobId: string): Promise<Settled> {
     const key = `${laneKeys(this.prefix, lane).jobKeyPrefix}${jobId}`;
     const [timestamp, finishedOn, failedReason, returnvalue, progress] = await this.connection.hmget(key, 'timestamp', 'finishedOn', 'failedReason', 'returnvalue', 'progress');
-    if (timestamp === null) return { state: 'missing' };
+    if (timestamp === null) {
+      // Gone: cancelled before it started (cancel-3.lua left a note of why), or missing.
+      const cancelled = await cancelledFailure(this.connection, this.prefix, jobId);
+      return cancelled ? { state: 'failed', failure: cancelled } : { state: 'missing' };
+    }
     if (!finishedOn) return { state: 'pending' };
     const value = parseJson(returnvalue);
     if (failedReason && (value === undefined || value === null)) return { state: 'failed', failure: failureOf({ failedReason, progress: parseJson(progress) }) };
@@ -172,11 +203,21 @@ export class ResultWaiter {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    const all = await Promise.allSettled(this.events.values());
-    await Promise.all(all.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
+    // Not the subscriptions' promises: one whose connection never came up (Redis out of reach)
+    // never settles. Nor is a QueueEvents' close awaited while its connection is down: it waits
+    // for the connection to be ready or to end, and ioredis emits no end for a connection cut
+    // between reconnect attempts. Such a one is cut (its reconnects stop) and let go.
+    const subscriptions = this.subscriptions.splice(0);
     this.events.clear();
     this.live.clear();
+    await Promise.all(
+      subscriptions.map(({ events, connection }) => {
+        const closing = events.close().catch(() => undefined);
+        return connection.status === 'ready' ? closing : undefined;
+      }),
+    );
     for (const conn of this.connections.splice(0)) conn.disconnect();
   }
 
@@ -250,7 +291,12 @@ export class ResultWaiter {
       const lastEventId = this.connection
         .xrevrange(k.events, '+', '-', 'COUNT', 1)
         .then((last) => last[0]?.[0] ?? '0-0', () => '$');
-      pending = lastEventId.then((id) => this.#listen(new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis, lastEventId: id })));
+      pending = lastEventId.then((id) => {
+        if (this.closed) throw new ClosedError('this producer\'s result waiter');
+        const events = new QueueEvents(k.queueName, { prefix: k.bullPrefix, connection: connection as Redis, lastEventId: id });
+        this.subscriptions.push({ events, connection });
+        return this.#listen(events);
+      });
       pending.then(() => this.live.add(lane), () => this.events.delete(lane));
       this.events.set(lane, pending);
     }

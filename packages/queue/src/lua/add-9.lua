@@ -31,7 +31,8 @@
     maxOutputTokens, read only for a request with no output bound), <own>shedding (hash pool ->
     untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>unfinished (hash
     job id -> `bytes|tenant`), <own>usage (hash: bytes, tenant:<tenant>), <own>returning (zset),
-    <own>idem-alias:<job id> (string: the job an idempotent one coalesced into, see rememberJoin)
+    <own>idem-alias:<job id> (string: the job an idempotent one coalesced into, see rememberJoin),
+    <own>cancelled:<job id> (string: deleted when an idempotent job is added under its id again)
   Passing only BullMQ's keys keeps the command as small as BullMQ's own: every argument costs the
   client an encoding and Redis a parse, per enqueue.
 
@@ -319,6 +320,8 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     if idempotent then rememberJoin(jobId, added, ARGV[at + 1], ARGV[at + 2]) end
   end
   if added == jobId then
+    -- A key's job cancelled before it started left a note of it (cancel-3.lua): this run is not cancelled.
+    if idempotent then redis.call('DEL', own .. 'cancelled:' .. jobId) end
     size = size + 1
     bytes = bytes + jobBytes
     redis.call('HSET', unfinishedKey, jobId, jobBytes .. '|' .. tenant)

@@ -1,9 +1,10 @@
 --[[
   Cancels a job that has not started, in one call: BullMQ's removeJob (the job out of its list or
   set and its hash gone, the lane's `removed` event), the release of what admission counted for it
-  (its bytes, its tenant's slot), and a `removed` entry in the replies stream of the producer
-  waiting on it (its `hrReplyTo` option: keys.ts `replies`), so a waiter in any process learns at
-  once, not at its next sweep. A job that has started (its lock held, or in the active list: a
+  (its bytes, its tenant's slot), a short-lived note of why it ended (keys.ts `jobCancelled`: the
+  failure its waiters are told, CANCELLED, where the job's absence alone reads JOB_NOT_FOUND), and
+  a `removed` entry in the replies stream of the producer waiting on it (its `hrReplyTo` option:
+  keys.ts `replies`), so a waiter in any process learns at once, not at its next sweep. A job that has started (its lock held, or in the active list: a
   running, held or batch-parked job) is left alone: its caller is told, and stops it another way.
 
   KEYS[1]  the job's hash           KEYS[2]  the lane's repeat key (BullMQ's removeJob)
@@ -20,6 +21,8 @@
            wait for its bucket or its retry: it has `processedOn`) and no one else shares is left
            to its worker, which ends it at the deadline with its attempts on record; only a job
            never taken is removed (no call was made for it).
+  ARGV[5]  the failure (JSON) a removed job's waiters are told, kept under `<own>cancelled:<id>`
+  ARGV[6]  how long that note lives (ms)
 
   Returns 1 removed, 0 started (left running), -1 finished already, -2 no such job, 2 shared (kept
   for the callers still sharing it).
@@ -47,5 +50,6 @@ if ok and type(opts) == 'table' and type(opts.hrReplyTo) == 'string' and opts.hr
 
 if removeJob({jobKey, KEYS[2]}, {id, '1', bullPrefix}) ~= 1 then return 0 end
 releaseJob(own .. 'unfinished', own .. 'usage', jobKey, id)
+redis.call('SET', own .. 'cancelled:' .. id, ARGV[5], 'PX', ARGV[6])
 if replyTo then replyToProducer(own .. 'replies:' .. replyTo, id, 'removed', '') end
 return 1

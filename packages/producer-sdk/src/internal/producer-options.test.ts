@@ -1,0 +1,44 @@
+import { Redis } from 'ioredis';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import type { z } from 'zod';
+import type { ProducerOptions } from '../producer.js';
+import { type ProducerResolved, resolveProducerOptions } from './producer-options.js';
+
+describe('resolveProducerOptions', () => {
+  it('checks every option the public type declares, and no other', () => {
+    expectTypeOf<keyof z.input<typeof ProducerResolved>>().toEqualTypeOf<keyof ProducerOptions>();
+    expectTypeOf<ProducerOptions>().toExtend<z.input<typeof ProducerResolved>>();
+  });
+
+  it('fills in the defaults the options document', () => {
+    expect(resolveProducerOptions({ redis: 'redis://127.0.0.1:6379' })).toEqual({
+      redis: 'redis://127.0.0.1:6379',
+      prefix: 'hr',
+      maxJobBytes: 1024 * 1024,
+      connectTimeoutMs: 2_000,
+      resultCacheTtlMs: 0,
+      retention: { completedSec: 86_400, failedSec: 604_800, completedCount: 10_000, failedCount: 10_000 },
+    });
+    expect(resolveProducerOptions({ redis: 'redis://h:1', retention: { completedCount: 0 } }).retention).toMatchObject({ completedCount: 0, failedCount: 10_000 });
+  });
+
+  it('takes an ioredis connection as it is, and refuses an object that is not one', () => {
+    const connection = new Redis({ lazyConnect: true });
+    expect(resolveProducerOptions({ redis: connection }).redis).toBe(connection);
+    expect(() => resolveProducerOptions({ redis: { host: '127.0.0.1' } })).toThrow(/redis: expected a redis:\/\/.*or an ioredis connection, got object/);
+    connection.disconnect();
+  });
+
+  it('never echoes a refused URL, password or not', () => {
+    const err = (() => {
+      try {
+        resolveProducerOptions({ redis: 'redis://:hunter2-pw@cache.internal:99999' });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err?.message).toMatch(/redis: invalid Redis URL: /);
+    expect(err?.message).not.toContain('cache.internal');
+    expect(err?.message).not.toContain('hunter2');
+  });
+});
