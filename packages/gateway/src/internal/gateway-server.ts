@@ -418,7 +418,8 @@ class GatewayHandler {
     });
     let stream: Awaited<ReturnType<Producer['stream']>>;
     try {
-      stream = await this.producer.stream(job, { signal: abort.signal, timeoutMs: maxWaitMs + RUN_BOUND_MS });
+      // A stream nobody reads past its bound is stopped, not left spending tokens.
+      stream = await this.producer.stream(job, { signal: abort.signal, timeoutMs: maxWaitMs + RUN_BOUND_MS, cancelOnTimeout: true });
     } catch (err) {
       if (!abort.signal.aborted) send(res, dialect, fromError(err));
       return;
