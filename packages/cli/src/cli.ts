@@ -18,7 +18,8 @@ const USAGE = `usage: headroom <command> [options]
 commands:
   worker      run a fleet process    --config headroom.config.yaml [--redis URL] [--id NAME]
   dashboard   Bull Board, the quota page, /metrics and alerts
-              --config headroom.config.yaml [--redis URL] [--port N] [--read-only]
+              --config headroom.config.yaml [--redis URL] [--port N]
+              [--read-only: refuse Bull Board's writes; without it, dashboard.readOnly decides (default true)]
               [--show-payloads: show prompts and completions in Bull Board's job view]
               [--local-only: bind 127.0.0.1; the only way to run without credentials]
   gateway     the providers' own HTTP APIs in front of the lanes: point an official SDK's baseURL here
@@ -59,7 +60,8 @@ async function main(argv: string[]): Promise<number> {
       redis: { type: 'string' },
       id: { type: 'string' },
       port: { type: 'string' },
-      'read-only': { type: 'boolean', default: false },
+      // No default: absent, the dashboard follows `dashboard.readOnly` (itself true by default).
+      'read-only': { type: 'boolean' },
       'local-only': { type: 'boolean', default: false },
       'show-payloads': { type: 'boolean', default: false },
       watch: { type: 'boolean', default: false },
@@ -87,7 +89,7 @@ async function main(argv: string[]): Promise<number> {
           config,
           redisUrl,
           localOnly: values['local-only'],
-          readOnly: values['read-only'],
+          ...(values['read-only'] ? { readOnly: true } : {}),
           showPayloads: values['show-payloads'],
           ...(port !== undefined ? { port } : {}),
         });
