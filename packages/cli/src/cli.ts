@@ -109,6 +109,9 @@ async function main(argv: string[]): Promise<number> {
     case 'status': {
       const { config, redisUrl } = configAndRedis(values.config!, values.redis);
       const redis = createRedis(redisUrl, 'producer');
+      // A read that fails says so through its own promise; without a listener ioredis would also
+      // print each reconnect's error, with a stack, between the tables.
+      redis.on('error', () => {});
       await waitForReady(redis, 5_000);
       const { openOverviewReader } = await import('@headroom/dashboard');
       const reader = openOverviewReader(redis, config);

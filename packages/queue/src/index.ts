@@ -71,6 +71,7 @@ export type { JobEvent, RelayOutcome } from './job-events.js';
 export { FailureCode, jobFailure, answeredFailure, failureText, failureOf, asJobFailure, REPLAYED_FAILURES } from './failure.js';
 export type { JobFailure } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
+export { reportOutages, isConnectionError } from './connection-outages.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
 export { holdLease, releaseLease } from './lease.js';

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, reportOutages, LaneUpkeep, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
@@ -54,7 +54,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   // otherwise republish the fleet's settings, or hang there while Redis is unreachable).
   const adapters = createAdapters(config, opts.env ?? process.env) as Record<Provider, ProviderAdapter>;
   const redis: Redis | Cluster = createRedis(opts.redisUrl, 'worker');
-  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  reportOutages(redis, logger, 'main');
   await publishFleetSettings(redis, config);
   // Admission fails closed without the settings: publish them again whenever they go missing (a
   // Redis restarted without persistence, a FLUSHALL), and reconcile the lanes' admission counts.
@@ -68,7 +68,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   // Its own connection, one that never resends a command after a reconnect: Redis keeps no record
   // of a settle, so a resent one would refund twice (see Bucket).
   const bucketRedis = duplicateFor(redis, 'bucket');
-  bucketRedis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error (bucket)'));
+  reportOutages(bucketRedis, logger, 'bucket');
   // The throttle and retry budget are checked in the bucket's own script (one round trip per call).
   const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) });
   const pressure = new PressureMonitor({ redis, bucket, config, logger, holder: id, ...(opts.pressure ? { adjust: opts.pressure } : {}) });

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { Job, Worker as BullWorker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { callOptionsOf, checkTakenJob, createRedis, FailureCode, fleetKeys, jobFailure, laneKeys, notAdmittedFailure, readyJobs, unadmitted, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { callOptionsOf, checkTakenJob, createRedis, FailureCode, fleetKeys, isConnectionError, reportOutages, jobFailure, laneKeys, notAdmittedFailure, readyJobs, unadmitted, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';
@@ -119,6 +119,7 @@ export class Batcher {
     const { config, redisUrl, workerId, logger } = this.opts;
     const k = laneKeys(config.redis.prefix, 'batch');
     this.laneRedis = createRedis(redisUrl, 'worker');
+    reportOutages(this.laneRedis, logger, 'lane:batch');
     this.lane = new BullWorker(k.queueName, null, {
       connection: this.laneRedis,
       prefix: k.bullPrefix,
@@ -130,13 +131,15 @@ export class Batcher {
       skipLockRenewal: true,
       name: workerId,
     });
-    this.lane.on('error', (err) => logger.warn({ lane: 'batch', err: err.message }, 'batch lane worker error'));
+    this.lane.on('error', (err) => {
+      if (!isConnectionError(err)) logger.warn({ lane: 'batch', err: err.message }, 'batch lane worker error');
+    });
     await this.lane.waitUntilReady();
     // Every worker runs the BATCH lane's stalled check, leader or not: it is what returns jobs a
     // leader took but died before filing.
     await this.lane.startStalledCheckTimer();
     this.leaseRedis = createRedis(redisUrl, 'worker');
-    this.leaseRedis.on('error', (err) => logger.warn({ err: err.message }, 'batch lease connection error'));
+    reportOutages(this.leaseRedis, logger, 'batch-lease');
     this.lease = new LeaderLease({ redis: this.leaseRedis, keys: fleetKeys(config.redis.prefix), holder: workerId, ttlMs: config.batch.leaseMs });
     this.renewTimer = setInterval(() => void this.keepLease(), Math.max(200, Math.floor(config.batch.leaseMs / 3)));
     this.loopDone = this.loop();

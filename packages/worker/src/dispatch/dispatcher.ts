@@ -18,7 +18,7 @@
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { allFairShareOnly, bringRunnableToFront, checkTakenJob, createRedis, INTERACTIVE_LANES, laneKeys, notAdmittedFailure, poolOf, readyJobs, unadmitted, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
+import { allFairShareOnly, bringRunnableToFront, checkTakenJob, createRedis, INTERACTIVE_LANES, isConnectionError, reportOutages, laneKeys, notAdmittedFailure, poolOf, readyJobs, unadmitted, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
@@ -103,7 +103,7 @@ export class Dispatcher {
     for (const lane of INTERACTIVE_LANES) {
       const k = laneKeys(config.redis.prefix, lane);
       const worker = new BullWorker(k.queueName, null, {
-        connection: this.own(createRedis(redisUrl, 'worker')),
+        connection: this.own(createRedis(redisUrl, 'worker'), `lane:${lane}`),
         prefix: k.bullPrefix,
         autorun: false,
         lockDuration: config.dispatch.lockMs,
@@ -114,13 +114,16 @@ export class Dispatcher {
         skipLockRenewal: true,
         name: this.opts.workerId,
       });
-      worker.on('error', (err) => this.opts.ctx.logger.warn({ lane, err: err.message }, 'lane worker error'));
+      // Its connections' failures are the connection's to report (once per outage), not once per retry here.
+      worker.on('error', (err) => {
+        if (!isConnectionError(err)) this.opts.ctx.logger.warn({ lane, err: err.message }, 'lane worker error');
+      });
       await worker.waitUntilReady();
       await worker.startStalledCheckTimer();
       this.lanes.set(lane, worker);
     }
-    if (config.dispatch.idleWake === 'block') this.waker = new LaneWaker(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, INTERACTIVE_LANES);
-    this.cancels = new CancelListener(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, this.opts.ctx.now, this.opts.ctx.logger);
+    if (config.dispatch.idleWake === 'block') this.waker = new LaneWaker(this.own(createRedis(redisUrl, 'worker'), 'lane-waker'), config.redis.prefix, INTERACTIVE_LANES);
+    this.cancels = new CancelListener(this.own(createRedis(redisUrl, 'worker'), 'cancels'), config.redis.prefix, this.opts.ctx.now, this.opts.ctx.logger);
     await this.cancels.start((jobId) => {
       const running = this.active.get(jobId);
       running?.abort.abort(new JobCancelled());
@@ -130,7 +133,9 @@ export class Dispatcher {
     this.loopDone = this.loop();
   }
 
-  private own(conn: Redis | Cluster): Redis | Cluster {
+  /** Keeps `conn` to close on stop, and reports its outages under `name`. */
+  private own(conn: Redis | Cluster, name: string): Redis | Cluster {
+    reportOutages(conn, this.opts.ctx.logger, name);
     this.connections.push(conn);
     return conn;
   }
