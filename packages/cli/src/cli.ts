@@ -38,17 +38,23 @@ function configAndRedis(file: string, flag: string | undefined): { config: Headr
   return { config, redisUrl };
 }
 
-/** Runs a long-lived service until SIGTERM or SIGINT, then closes it (its own graceful stop). */
-async function serveUntilStopped(start: () => Promise<{ close(): Promise<void> }>): Promise<number> {
+/**
+ * Runs a long-lived service until SIGTERM or SIGINT, then closes it (its own graceful stop), and
+ * returns the exit code: 0, or 1 for a worker whose stop Redis did not answer
+ * (docs/operations.md#shutdown). `start` gets a signal aborted on SIGTERM: a worker still waiting
+ * for Redis to start stops on it too, rather than only once a start that may never end is done.
+ */
+async function serveUntilStopped(start: (signal: AbortSignal) => Promise<{ close(): Promise<unknown> }>): Promise<number> {
   // Listen before starting: a SIGTERM that lands during start-up still gets a clean stop.
-  let stopRequested: () => void = () => {};
-  const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
-  process.once('SIGTERM', () => stopRequested());
-  process.once('SIGINT', () => stopRequested());
-  const service = await start();
+  const stop = new AbortController();
+  const stopped = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+  process.once('SIGTERM', () => stop.abort());
+  process.once('SIGINT', () => stop.abort());
+  const service = await start(stop.signal);
   await stopped;
-  await service.close();
-  return 0;
+  // Only a worker tells how its stop went (`WorkerStopped`); the dashboard and the gateway hold no jobs.
+  const outcome = (await service.close()) as { drained?: boolean } | undefined;
+  return outcome?.drained === false ? 1 : 0;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -74,9 +80,9 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'worker': {
       const { config, redisUrl } = configAndRedis(values.config!, values.redis);
-      return serveUntilStopped(async () => {
+      return serveUntilStopped(async (signal) => {
         const { startWorker } = await import('@headroom/worker');
-        return startWorker({ config, redisUrl, ...(values.id ? { id: values.id } : {}) });
+        return startWorker({ config, redisUrl, signal, ...(values.id ? { id: values.id } : {}) });
       });
     }
     case 'dashboard': {

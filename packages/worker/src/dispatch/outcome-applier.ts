@@ -162,7 +162,8 @@ export class OutcomeApplier {
         await fn();
         return;
       } catch (err) {
-        if (i >= 5) throw err;
+        // A connection ended by a stop that gave up on Redis does not come back: no use waiting.
+        if (i >= 5 || this.o.redis.status === 'end') throw err;
         await sleep(200 * 2 ** i);
       }
     }
