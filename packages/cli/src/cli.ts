@@ -18,7 +18,8 @@ const USAGE = `usage: headroom <command> [options]
 commands:
   worker      run a fleet process    --config headroom.config.yaml [--redis URL] [--id NAME]
   dashboard   Bull Board, the quota page, /metrics and alerts
-              --config headroom.config.yaml [--redis URL] [--port N] [--read-only]
+              --config headroom.config.yaml [--redis URL] [--port N]
+              [--read-only: refuse Bull Board's writes; without it, dashboard.readOnly decides (default true)]
               [--show-payloads: show prompts and completions in Bull Board's job view]
               [--local-only: bind 127.0.0.1; the only way to run without credentials]
   gateway     the providers' own HTTP APIs in front of the lanes: point an official SDK's baseURL here
@@ -37,17 +38,23 @@ function configAndRedis(file: string, flag: string | undefined): { config: Headr
   return { config, redisUrl };
 }
 
-/** Runs a long-lived service until SIGTERM or SIGINT, then closes it (its own graceful stop). */
-async function serveUntilStopped(start: () => Promise<{ close(): Promise<void> }>): Promise<number> {
+/**
+ * Runs a long-lived service until SIGTERM or SIGINT, then closes it (its own graceful stop), and
+ * returns the exit code: 0, or 1 for a worker whose stop Redis did not answer
+ * (docs/operations.md#shutdown). `start` gets a signal aborted on SIGTERM: a worker still waiting
+ * for Redis to start stops on it too, rather than only once a start that may never end is done.
+ */
+async function serveUntilStopped(start: (signal: AbortSignal) => Promise<{ close(): Promise<unknown> }>): Promise<number> {
   // Listen before starting: a SIGTERM that lands during start-up still gets a clean stop.
-  let stopRequested: () => void = () => {};
-  const stopped = new Promise<void>((resolve) => { stopRequested = resolve; });
-  process.once('SIGTERM', () => stopRequested());
-  process.once('SIGINT', () => stopRequested());
-  const service = await start();
+  const stop = new AbortController();
+  const stopped = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+  process.once('SIGTERM', () => stop.abort());
+  process.once('SIGINT', () => stop.abort());
+  const service = await start(stop.signal);
   await stopped;
-  await service.close();
-  return 0;
+  // Only a worker tells how its stop went (`WorkerStopped`); the dashboard and the gateway hold no jobs.
+  const outcome = (await service.close()) as { drained?: boolean } | undefined;
+  return outcome?.drained === false ? 1 : 0;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -59,7 +66,8 @@ async function main(argv: string[]): Promise<number> {
       redis: { type: 'string' },
       id: { type: 'string' },
       port: { type: 'string' },
-      'read-only': { type: 'boolean', default: false },
+      // No default: absent, the dashboard follows `dashboard.readOnly` (itself true by default).
+      'read-only': { type: 'boolean' },
       'local-only': { type: 'boolean', default: false },
       'show-payloads': { type: 'boolean', default: false },
       watch: { type: 'boolean', default: false },
@@ -72,9 +80,9 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'worker': {
       const { config, redisUrl } = configAndRedis(values.config!, values.redis);
-      return serveUntilStopped(async () => {
+      return serveUntilStopped(async (signal) => {
         const { startWorker } = await import('@headroom/worker');
-        return startWorker({ config, redisUrl, ...(values.id ? { id: values.id } : {}) });
+        return startWorker({ config, redisUrl, signal, ...(values.id ? { id: values.id } : {}) });
       });
     }
     case 'dashboard': {
@@ -87,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
           config,
           redisUrl,
           localOnly: values['local-only'],
-          readOnly: values['read-only'],
+          ...(values['read-only'] ? { readOnly: true } : {}),
           showPayloads: values['show-payloads'],
           ...(port !== undefined ? { port } : {}),
         });
@@ -107,6 +115,9 @@ async function main(argv: string[]): Promise<number> {
     case 'status': {
       const { config, redisUrl } = configAndRedis(values.config!, values.redis);
       const redis = createRedis(redisUrl, 'producer');
+      // A read that fails says so through its own promise; without a listener ioredis would also
+      // print each reconnect's error, with a stack, between the tables.
+      redis.on('error', () => {});
       await waitForReady(redis, 5_000);
       const { openOverviewReader } = await import('@headroom/dashboard');
       const reader = openOverviewReader(redis, config);

@@ -18,7 +18,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
-import { Bucket, RedisUnavailableError, asRedisError, createRedis, waitForReady, type HeadroomConfig, createLogger, type Logger, throttleParamsOf } from '@headroom/queue';
+import { Bucket, RedisUnavailableError, asRedisError, createRedis, reportOutages, waitForReady, type HeadroomConfig, createLogger, type Logger, throttleParamsOf } from '@headroom/queue';
 import { AlertNotifier } from './alert-notifier.js';
 import { requireAuth, resolveAuth, type DashboardAuth } from './auth.js';
 import { hostGuard } from './host-guard.js';
@@ -107,7 +107,7 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
 
   // Fails fast while Redis is away (the producer role): a page shows 503, it never hangs.
   const redis = createRedis(opts.redisUrl, 'producer');
-  redis.on('error', () => {});
+  reportOutages(redis, logger, 'dashboard');
   await waitForReady(redis, 5_000).catch((err: Error) => logger.warn({ err: err.message }, 'redis not ready yet; the dashboard starts anyway and /readyz says so'));
 
   // With the fleet's throttle params, so snapshots carry each model's throttle (read, never charged).

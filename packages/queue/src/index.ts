@@ -74,6 +74,7 @@ export { createRedis, duplicateFor, waitForReady, asRedisError } from './connect
 export { parseRedisUrl } from './redis-url.js';
 export type { ParsedRedisUrl } from './redis-url.js';
 export { toIssues } from './internal/zod-issues.js';
+export { reportOutages, isConnectionError } from './connection-outages.js';
 export type { RedisInput, ConnectionRole } from './connection.js';
 export { registerScripts, runScript } from './scripts.js';
 export { holdLease, releaseLease } from './lease.js';

@@ -31,7 +31,10 @@ function scrubbing(inner: Destination): Destination {
 }
 
 export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
-  const inner = (opts.destination as Destination | undefined) ?? pino.destination({ sync: false });
+  // minLength 1 writes each line as soon as it comes, as 0 does, but makes `logger.flush(cb)` wait
+  // for the writes in flight: with 0, sonic-boom calls back at once, and a process that exits
+  // next (a worker's last "worker stopped") can lose or reorder its last lines.
+  const inner = (opts.destination as Destination | undefined) ?? pino.destination({ sync: false, minLength: 1 });
   return pino(
     {
       name: opts.name ?? 'headroom',

@@ -6,11 +6,11 @@
  * import { loadConfig } from '@headroom/queue';
  * import { startWorker } from '@headroom/worker';
  * const worker = await startWorker({ config: loadConfig('headroom.config.yaml'), redisUrl: process.env.REDIS_URL! });
- * process.once('SIGTERM', () => worker.close());
+ * process.once('SIGTERM', async () => process.exit((await worker.close()).drained ? 0 : 1));
  * ```
  */
 export { startWorker } from './worker.js';
-export type { StartWorkerOptions, RunningWorker } from './worker.js';
+export type { StartWorkerOptions, RunningWorker, WorkerStopped } from './worker.js';
 export type { PressureAdjust } from './shedding/pressure-monitor.js';
 export { WorkerMetrics } from './metrics.js';
 export { customIdOf, jobIdOfCustomId } from './batch/custom-id.js';

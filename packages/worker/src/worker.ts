@@ -1,10 +1,16 @@
 /**
  * A fleet process: publishes the fleet's lane caps and models, then dispatches jobs through the
  * shared bucket until closed. Scale by starting more of them, on any machine.
+ *
+ * A stop is bounded whatever Redis does: its grace (`dispatch.shutdownGraceMs`) for the calls in
+ * flight, then `STOP_TAIL_MS` for them to end and for the worker to hand back what it holds and
+ * write its settles, heartbeat and leases. Redis not answering by then, the worker gives up on it
+ * (`drained: false`; `headroom worker` exits 1) and leaves the jobs it held to BullMQ's stalled
+ * check. A worker that never reached Redis stops at once.
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, LaneUpkeep, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, reportOutages, LaneUpkeep, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
@@ -33,6 +39,25 @@ export interface StartWorkerOptions {
   now?: () => number;
   /** Adjusts each pool's computed pressure before the worker acts on it. @default the identity */
   pressure?: PressureAdjust;
+  /**
+   * Stops the worker when aborted, as `close()` does, also while it is still starting (waiting
+   * for an unreachable Redis, it would otherwise never get to stop): `startWorker` then resolves
+   * with the worker already stopping, and its `close()` tells how the stop went.
+   */
+  signal?: AbortSignal;
+}
+
+/** How a stop went. */
+export interface WorkerStopped {
+  /**
+   * True when Redis answered the whole stop: every job the worker held ended or went back to its
+   * lane, and its settles, heartbeat and leases were written. False when it did not answer within
+   * the grace plus `STOP_TAIL_MS` (5 s), or never answered this worker: the jobs it held (if any)
+   * are left to BullMQ's stalled check, which puts them back in their lanes once their locks lapse
+   * (`dispatch.lockMs`) and Redis is back; its unsent settles are dropped (their calls keep their
+   * full charge).
+   */
+  drained: boolean;
 }
 
 export interface RunningWorker {
@@ -41,8 +66,31 @@ export interface RunningWorker {
   /** Port of the /metrics server, when `dispatch.metricsPort` is set. */
   metricsPort?: number;
   readonly inFlight: number;
-  /** Stops taking jobs; in-flight calls get `graceMs` (default: config) to finish, then are handed back. */
-  close(opts?: { graceMs?: number }): Promise<void>;
+  /**
+   * Stops taking jobs; in-flight calls get `graceMs` (default: config) to finish, then are handed
+   * back. Resolves once stopped, in at most `graceMs` + 5 s whatever Redis does.
+   */
+  close(opts?: { graceMs?: number }): Promise<WorkerStopped>;
+}
+
+/**
+ * How long past its grace a stop waits for Redis: calls aborted when the grace ends need a moment
+ * to end and hand their jobs back. Orchestrators' stop periods keep this margin over the grace
+ * (infra/: 45 s for a 30 s grace).
+ */
+export const STOP_TAIL_MS = 5_000;
+
+/** Whether `promise` fulfilled within `ms` (false when it rejected or was still pending). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => false), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function startWorker(opts: StartWorkerOptions): Promise<RunningWorker> {
@@ -50,29 +98,29 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const id = opts.id ?? `worker-${randomUUID().slice(0, 8)}`;
   const logger = opts.logger ?? createLogger({ name: id });
   const metrics = new WorkerMetrics();
+  const env = opts.env ?? process.env;
+  const now = opts.now ?? Date.now;
+  const random = opts.random ?? Math.random;
   // Keys first: a worker missing one must say so and exit before it touches Redis (it would
   // otherwise republish the fleet's settings, or hang there while Redis is unreachable).
-  const adapters = createAdapters(config, opts.env ?? process.env) as Record<Provider, ProviderAdapter>;
-  const redis: Redis | Cluster = createRedis(opts.redisUrl, 'worker');
-  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-  await publishFleetSettings(redis, config);
-  // Admission fails closed without the settings: publish them again whenever they go missing (a
-  // Redis restarted without persistence, a FLUSHALL), and reconcile the lanes' admission counts.
-  const upkeep = new LaneUpkeep({ redis, config, logger });
-  upkeep.start();
-
-  const now = opts.now ?? Date.now;
+  const adapters = createAdapters(config, env) as Record<Provider, ProviderAdapter>;
   if (config.breaker) logger.warn({ breaker: config.breaker }, 'config: breaker is retired and ignored; the fleet-wide throttle (throttle, retry.budget) replaces it');
-  const stats = new FleetStatsWriter(redis, config.redis.prefix, now);
-  stats.start();
+
+  // Every part is built up front (no round trip in a constructor), so a stop knows them all,
+  // whatever point the start had reached.
+  const redis: Redis | Cluster = createRedis(opts.redisUrl, 'worker');
+  reportOutages(redis, logger, 'main');
   // Its own connection, one that never resends a command after a reconnect: Redis keeps no record
   // of a settle, so a resent one would refund twice (see Bucket).
   const bucketRedis = duplicateFor(redis, 'bucket');
-  bucketRedis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error (bucket)'));
+  reportOutages(bucketRedis, logger, 'bucket');
+  // Admission fails closed without the settings: publish them again whenever they go missing (a
+  // Redis restarted without persistence, a FLUSHALL), and reconcile the lanes' admission counts.
+  const upkeep = new LaneUpkeep({ redis, config, logger });
+  const stats = new FleetStatsWriter(redis, config.redis.prefix, now);
   // The throttle and retry budget are checked in the bucket's own script (one round trip per call).
   const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) });
   const pressure = new PressureMonitor({ redis, bucket, config, logger, holder: id, ...(opts.pressure ? { adjust: opts.pressure } : {}) });
-  pressure.start();
   const dispatcher = new Dispatcher({
     config,
     redisUrl: opts.redisUrl,
@@ -91,19 +139,17 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       stats,
       pressure,
       logger,
-      random: opts.random ?? Math.random,
+      random,
       tenantWaits: new Map(),
       poolHolds: new PoolHolds(),
       limitNotices: new LimitNotices(logger),
       now,
     },
   });
-  await dispatcher.start();
   // The batch router: in every worker, one of them leads (see batch/batcher.ts).
   const batcher = config.batch.enabled
-    ? new Batcher({ config, redisUrl: opts.redisUrl, redis, workerId: id, apis: createBatchApis(config, opts.env ?? process.env), metrics, stats, logger, now, random: opts.random ?? Math.random })
+    ? new Batcher({ config, redisUrl: opts.redisUrl, redis, workerId: id, apis: createBatchApis(config, env), metrics, stats, logger, now, random })
     : undefined;
-  await batcher?.start();
   // Throttles live in Redis, fleet-wide: the dashboard and `status` read them there.
   const heartbeat = new Heartbeat({
     redis,
@@ -114,44 +160,113 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     logger,
     now,
   });
-  heartbeat.start();
+  let server: MetricsServer | undefined;
+  /** Redis has answered this worker: until then it took nothing, wrote nothing, started nothing. */
+  let reachedRedis = false;
+  let beating = false;
+  let stopAsked = false;
 
-  const { metricsPort: port } = config.dispatch;
-  const server: MetricsServer | undefined =
-    port === undefined
-      ? undefined
-      : await serveMetrics('worker', { ...config.dispatch, metricsPort: port }, {
-          env: opts.env ?? process.env,
-          logger,
-          registry: metrics.registry,
-          health: () => ({ ready: redis.status === 'ready', body: { ok: redis.status === 'ready', id, inFlight: dispatcher.inFlight } }),
+  const start = async (): Promise<void> => {
+    await publishFleetSettings(redis, config);
+    reachedRedis = true;
+    // A stop asked for meanwhile waits for this to return: nothing more is started.
+    if (stopAsked) return;
+    upkeep.start();
+    stats.start();
+    pressure.start();
+    await dispatcher.start();
+    if (stopAsked) return;
+    await batcher?.start();
+    if (stopAsked) return;
+    heartbeat.start();
+    beating = true;
+    const { metricsPort: port } = config.dispatch;
+    if (port === undefined) return;
+    server = await serveMetrics('worker', { ...config.dispatch, metricsPort: port }, {
+      env,
+      logger,
+      registry: metrics.registry,
+      health: () => ({ ready: redis.status === 'ready', body: { ok: redis.status === 'ready', id, inFlight: dispatcher.inFlight } }),
+    });
+  };
+  /** Settles with the start's error, or undefined; never rejects. */
+  const started: Promise<unknown> = start().then(() => undefined, (err: unknown) => err);
+
+  /** What a stop does while Redis answers: what started, stopped in order. */
+  const stopInOrder = async (graceMs: number): Promise<void> => {
+    await started;
+    await Promise.all([dispatcher.stop(graceMs), batcher?.stop(graceMs)]);
+    // Settles and headers still waiting ride on no further acquire: send them now.
+    await Promise.all([stats.stop(), pressure.stop(), bucket.close(), upkeep.stop()]);
+    if (beating) await heartbeat.stop();
+    await server?.close();
+  };
+
+  /** What a stop does once it gives up on Redis: stop every timer and cut every connection, waiting on nothing. */
+  const halt = (): void => {
+    dispatcher.halt();
+    batcher?.halt();
+    for (const part of [stats, pressure, upkeep, heartbeat]) void part.stop().catch(() => {});
+    void server?.close().catch(() => {});
+    bucketRedis.disconnect();
+    redis.disconnect();
+  };
+
+  let closing: Promise<WorkerStopped> | undefined;
+  const close = (graceMs?: number): Promise<WorkerStopped> => {
+    closing ??= (async () => {
+      stopAsked = true;
+      logger.info({ id }, 'worker stopping');
+      const grace = graceMs ?? config.dispatch.shutdownGraceMs;
+      let drained = false;
+      if (!reachedRedis) {
+        logger.warn({ id }, 'worker stopping before Redis ever answered it: it took no job');
+      } else {
+        let failed: Error | undefined;
+        const inOrder = stopInOrder(grace).catch((err: Error) => {
+          failed = err;
+          throw err;
         });
-  const metricsPort = server?.port;
-  logger.info({ id, lanes: Object.keys(config.lanes), concurrency: config.dispatch.concurrency, metricsPort }, 'worker started');
+        drained = await within(inOrder, grace + STOP_TAIL_MS);
+        if (failed) logger.error({ id, err: failed.message }, 'the stop failed: jobs this worker held are left to the stalled check, which puts them back in their lanes once their locks lapse');
+        else if (!drained) logger.error({ id, waitedMs: grace + STOP_TAIL_MS }, 'Redis did not answer the stop in time: jobs this worker held are left to the stalled check, which puts them back in their lanes once their locks lapse');
+      }
+      if (drained) {
+        bucketRedis.disconnect();
+        redis.disconnect();
+      } else halt();
+      logger.info({ id, drained }, 'worker stopped');
+      // The line above is the last: let it reach stdout before a caller exits the process.
+      await within(new Promise<void>((resolve) => logger.flush(() => resolve())), 1_000);
+      return { drained };
+    })();
+    return closing;
+  };
 
-  let closing: Promise<void> | undefined;
+  const stopped = new Promise<void>((resolve) => {
+    if (!opts.signal) return;
+    const onAbort = () => {
+      void close();
+      resolve();
+    };
+    if (opts.signal.aborted) onAbort();
+    else opts.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  const failure = await Promise.race([started, stopped]);
+  if (failure !== undefined && !stopAsked) {
+    // A start that failed (a metrics port in use, a Redis too old) stops what it had started.
+    await close();
+    throw failure;
+  }
+  if (!stopAsked) logger.info({ id, lanes: Object.keys(config.lanes), concurrency: config.dispatch.concurrency, metricsPort: server?.port }, 'worker started');
+
   return {
     id,
     metrics,
-    ...(metricsPort !== undefined ? { metricsPort } : {}),
+    ...(server ? { metricsPort: server.port } : {}),
     get inFlight() {
       return dispatcher.inFlight;
     },
-    close({ graceMs } = {}) {
-      closing ??= (async () => {
-        logger.info({ id }, 'worker stopping');
-        const grace = graceMs ?? config.dispatch.shutdownGraceMs;
-        await Promise.all([dispatcher.stop(grace), batcher?.stop(grace)]);
-        // Settles and headers still waiting ride on no further acquire: send them now.
-        await Promise.all([stats.stop(), pressure.stop(), bucket.close(), upkeep.stop()]);
-        await heartbeat.stop();
-        await server?.close();
-        bucketRedis.disconnect();
-        redis.disconnect();
-        logger.info({ id }, 'worker stopped');
-        logger.flush?.();
-      })();
-      return closing;
-    },
+    close: ({ graceMs } = {}) => close(graceMs),
   };
 }

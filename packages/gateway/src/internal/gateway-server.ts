@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createLogger, createRedis, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
+import { createLogger, createRedis, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -113,7 +113,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // not queued, and never holds up a stop.
   const id = `gateway-${randomUUID().slice(0, 8)}`;
   const heartbeatRedis = createRedis(opts.redisUrl, 'producer');
-  heartbeatRedis.on('error', () => {});
+  reportOutages(heartbeatRedis, logger, 'heartbeat');
   const heartbeat = new Heartbeat({ redis: heartbeatRedis, prefix: config.redis.prefix, kind: 'gateway', id, concurrency: 0, inFlight: () => handler.inFlight, logger });
   // Its first beat waits for the connection (a fail-fast one refuses commands until then).
   heartbeatRedis.once('ready', () => heartbeat.start());

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { Job, Worker as BullWorker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { callOptionsOf, checkTakenJob, createRedis, FailureCode, fleetKeys, jobFailure, laneKeys, notAdmittedFailure, readyJobs, unadmitted, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { callOptionsOf, checkTakenJob, ClosedError, createRedis, FailureCode, fleetKeys, isConnectionError, reportOutages, jobFailure, laneKeys, notAdmittedFailure, readyJobs, unadmitted, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';
@@ -110,6 +110,11 @@ export class Batcher {
     });
   }
 
+  /** A stop while `start` waited on Redis: it must not go on to lead. */
+  private throwIfStopping(): void {
+    if (this.stopping) throw new ClosedError('the batcher');
+  }
+
   /** True while this process leads the fleet's batching. */
   get isLeader(): boolean {
     return this.leading && (this.lease?.isHeld() ?? false);
@@ -119,6 +124,7 @@ export class Batcher {
     const { config, redisUrl, workerId, logger } = this.opts;
     const k = laneKeys(config.redis.prefix, 'batch');
     this.laneRedis = createRedis(redisUrl, 'worker');
+    reportOutages(this.laneRedis, logger, 'lane:batch');
     this.lane = new BullWorker(k.queueName, null, {
       connection: this.laneRedis,
       prefix: k.bullPrefix,
@@ -130,13 +136,17 @@ export class Batcher {
       skipLockRenewal: true,
       name: workerId,
     });
-    this.lane.on('error', (err) => logger.warn({ lane: 'batch', err: err.message }, 'batch lane worker error'));
+    this.lane.on('error', (err) => {
+      if (!isConnectionError(err)) logger.warn({ lane: 'batch', err: err.message }, 'batch lane worker error');
+    });
     await this.lane.waitUntilReady();
+    this.throwIfStopping();
     // Every worker runs the BATCH lane's stalled check, leader or not: it is what returns jobs a
     // leader took but died before filing.
     await this.lane.startStalledCheckTimer();
+    this.throwIfStopping();
     this.leaseRedis = createRedis(redisUrl, 'worker');
-    this.leaseRedis.on('error', (err) => logger.warn({ err: err.message }, 'batch lease connection error'));
+    reportOutages(this.leaseRedis, logger, 'batch-lease');
     this.lease = new LeaderLease({ redis: this.leaseRedis, keys: fleetKeys(config.redis.prefix), holder: workerId, ttlMs: config.batch.leaseMs });
     this.renewTimer = setInterval(() => void this.keepLease(), Math.max(200, Math.floor(config.batch.leaseMs / 3)));
     this.loopDone = this.loop();
@@ -150,10 +160,14 @@ export class Batcher {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.wake?.();
-    await this.loopDone;
-    if (this.acts.size > 0) await Promise.race([Promise.all(this.acts), sleep(graceMs)]);
+    // The grace runs from the call: a loop stuck on an unreachable Redis must not keep the
+    // submissions in flight from being aborted when it ends.
+    const graceOver = sleep(graceMs);
+    await Promise.race([this.loopDone, graceOver]);
+    if (this.acts.size > 0) await Promise.race([Promise.all(this.acts), graceOver]);
     for (const abort of this.inflight) abort.abort();
     if (this.acts.size > 0) await Promise.race([Promise.all(this.acts), sleep(5_000)]);
+    await this.loopDone;
     if (this.renewTimer) clearInterval(this.renewTimer);
     if (this.leading && this.lease?.isHeld()) {
       await this.returnOpenClaims().catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'could not hand open batch claims back; the next leader submits them'));
@@ -163,6 +177,23 @@ export class Batcher {
     this.batchMetrics.leader.set(0);
     await this.lane?.close(true).catch(() => {});
     // BullMQ never closes a connection it was handed.
+    this.laneRedis?.disconnect();
+    this.leaseRedis?.disconnect();
+  }
+
+  /**
+   * Gives up on Redis, for a stop Redis does not answer: leads no more, aborts the submissions in
+   * flight, stops its timers, closes the lane without waiting and cuts its connections. Claims it
+   * held are found by the next leader; jobs it took are left to the lane's stalled check.
+   */
+  halt(): void {
+    this.stopping = true;
+    this.wake?.();
+    for (const abort of this.inflight) abort.abort();
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.leading = false;
+    this.batchMetrics.leader.set(0);
+    void this.lane?.close(true).catch(() => {});
     this.laneRedis?.disconnect();
     this.leaseRedis?.disconnect();
   }

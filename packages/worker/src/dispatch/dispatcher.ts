@@ -18,7 +18,7 @@
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { allFairShareOnly, bringRunnableToFront, checkTakenJob, createRedis, INTERACTIVE_LANES, laneKeys, notAdmittedFailure, poolOf, readyJobs, unadmitted, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
+import { allFairShareOnly, bringRunnableToFront, checkTakenJob, ClosedError, createRedis, INTERACTIVE_LANES, isConnectionError, reportOutages, laneKeys, notAdmittedFailure, poolOf, readyJobs, unadmitted, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
@@ -98,12 +98,17 @@ export class Dispatcher {
     this.outcomes = new OutcomeApplier({ ctx, config, redis: opts.redis, backoffs: this.backoffs, held: this.held, backendOf: (lane) => this.lanes.get(lane)!.backend });
   }
 
+  /**
+   * Opens the lanes and starts taking jobs. A `stop()` or `halt()` while it waits on Redis
+   * makes it throw `ClosedError` rather than go on to take jobs.
+   */
   async start(): Promise<void> {
     const { config, redisUrl } = this.opts;
     for (const lane of INTERACTIVE_LANES) {
+      this.throwIfStopping();
       const k = laneKeys(config.redis.prefix, lane);
       const worker = new BullWorker(k.queueName, null, {
-        connection: this.own(createRedis(redisUrl, 'worker')),
+        connection: this.own(createRedis(redisUrl, 'worker'), `lane:${lane}`),
         prefix: k.bullPrefix,
         autorun: false,
         lockDuration: config.dispatch.lockMs,
@@ -114,23 +119,32 @@ export class Dispatcher {
         skipLockRenewal: true,
         name: this.opts.workerId,
       });
-      worker.on('error', (err) => this.opts.ctx.logger.warn({ lane, err: err.message }, 'lane worker error'));
-      await worker.waitUntilReady();
-      await worker.startStalledCheckTimer();
+      // Its connections' failures are the connection's to report (once per outage), not once per retry here.
+      worker.on('error', (err) => {
+        if (!isConnectionError(err)) this.opts.ctx.logger.warn({ lane, err: err.message }, 'lane worker error');
+      });
+      // Kept before it is ready, so a stop while it waits for Redis closes it too.
       this.lanes.set(lane, worker);
+      await worker.waitUntilReady();
+      this.throwIfStopping();
+      await worker.startStalledCheckTimer();
     }
-    if (config.dispatch.idleWake === 'block') this.waker = new LaneWaker(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, INTERACTIVE_LANES);
-    this.cancels = new CancelListener(this.own(createRedis(redisUrl, 'worker')), config.redis.prefix, this.opts.ctx.now, this.opts.ctx.logger);
+    this.throwIfStopping();
+    if (config.dispatch.idleWake === 'block') this.waker = new LaneWaker(this.own(createRedis(redisUrl, 'worker'), 'lane-waker'), config.redis.prefix, INTERACTIVE_LANES);
+    this.cancels = new CancelListener(this.own(createRedis(redisUrl, 'worker'), 'cancels'), config.redis.prefix, this.opts.ctx.now, this.opts.ctx.logger);
     await this.cancels.start((jobId) => {
       const running = this.active.get(jobId);
       running?.abort.abort(new JobCancelled());
       return running !== undefined;
     });
+    this.throwIfStopping();
     this.lockTimer = setInterval(() => void this.renewLocks(), Math.max(500, Math.floor(config.dispatch.lockMs / 3)));
     this.loopDone = this.loop();
   }
 
-  private own(conn: Redis | Cluster): Redis | Cluster {
+  /** Keeps `conn` to close on stop, and reports its outages under `name`. */
+  private own(conn: Redis | Cluster, name: string): Redis | Cluster {
+    reportOutages(conn, this.opts.ctx.logger, name);
     this.connections.push(conn);
     return conn;
   }
@@ -139,25 +153,53 @@ export class Dispatcher {
     return this.active.size;
   }
 
-  /** Stops taking jobs; lets in-flight calls finish for `graceMs`, then hands the rest back. */
+  private throwIfStopping(): void {
+    if (this.stopping) throw new ClosedError('the dispatcher');
+  }
+
+  /**
+   * Stops taking jobs; lets in-flight calls finish for `graceMs`, then hands the rest back. The
+   * grace runs from the call, whatever the loop is waiting on: a loop stuck on an unreachable Redis
+   * must not keep the calls in flight from being aborted when it ends.
+   */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.slotWaiter?.();
     this.waker?.close();
-    await this.loopDone;
+    const graceOver = sleep(graceMs);
+    await Promise.race([this.loopDone, graceOver]);
+    // The loop begins no job once stopping is set: these are all the calls there will be.
     const all = [...this.active.values()];
     const finished = Promise.all(all.map((a) => a.done));
-    const timedOut = await Promise.race([finished.then(() => false), sleep(graceMs).then(() => true)]);
+    const timedOut = await Promise.race([finished.then(() => false), graceOver.then(() => true)]);
     if (timedOut) {
       for (const a of this.active.values()) a.abort.abort();
       await Promise.race([Promise.all([...this.active.values()].map((a) => a.done)), sleep(5_000)]);
     }
+    await this.loopDone;
     // Held jobs go back whatever their lanes hold: this worker can no longer keep them.
     await this.held.releaseAll();
     if (this.lockTimer) clearInterval(this.lockTimer);
     await Promise.all([...this.lanes.values()].map((w) => w.close(true).catch(() => {})));
     for (const conn of this.connections.splice(0)) conn.disconnect();
     await this.outcomes.close();
+  }
+
+  /**
+   * Gives up on Redis, for a stop Redis does not answer: takes no more jobs, aborts the calls still
+   * running, stops its timers, closes the lanes without waiting and cuts its connections. Jobs it
+   * still holds are left to BullMQ's stalled check. Nothing here waits: a command queued on a
+   * connection that is between reconnects is never settled by ioredis, even by a disconnect.
+   */
+  halt(): void {
+    this.stopping = true;
+    this.slotWaiter?.();
+    this.waker?.close();
+    for (const a of this.active.values()) a.abort.abort();
+    if (this.lockTimer) clearInterval(this.lockTimer);
+    void this.held.releaseAll();
+    for (const w of this.lanes.values()) void w.close(true).catch(() => {});
+    for (const conn of this.connections) conn.disconnect();
   }
 
   private async loop(): Promise<void> {

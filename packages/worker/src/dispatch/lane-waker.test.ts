@@ -72,6 +72,19 @@ describe('LaneWaker', () => {
     const { waker } = fleet();
     const woke = waker.wait(30_000);
     waker.close();
-    await expect(woke).rejects.toThrow();
+    await expect(woke).resolves.toBeUndefined();
+  });
+
+  it('lets close() end a wait while Redis is unreachable (ioredis never settles that command once disconnected)', async () => {
+    const gone = await startEmbeddedRedis();
+    const conn = new Redis(gone.url, { maxRetriesPerRequest: null });
+    conn.on('error', () => {});
+    const waker = new LaneWaker(conn, 'wake-gone', INTERACTIVE_LANES);
+    await conn.ping();
+    await gone.stop({ kill: true });
+    await new Promise<void>((resolve) => conn.once('reconnecting', () => resolve()));
+    const woke = waker.wait(30_000);
+    waker.close();
+    await expect(woke).resolves.toBeUndefined();
   });
 });

@@ -28,6 +28,9 @@ export class LaneWaker {
   readonly #conn: Redis | undefined;
   readonly #markers: string[];
   readonly #lanes: readonly InteractiveLane[];
+  #closed = false;
+  /** Ends the wait under way, if any. */
+  #endWait: (() => void) | undefined;
 
   constructor(conn: Redis | Cluster, prefix: string, lanes: readonly InteractiveLane[]) {
     this.#conn = conn instanceof Cluster ? undefined : conn;
@@ -45,9 +48,18 @@ export class LaneWaker {
    * as BullMQ's workers do; a fetch puts it back while the lane still has work.
    */
   async wait(timeoutMs: number): Promise<Wake | undefined> {
-    if (!this.#conn || timeoutMs < 1) return undefined;
+    if (!this.#conn || timeoutMs < 1 || this.#closed) return undefined;
     // Redis takes the timeout in seconds, with decimals.
-    const reply = await this.#conn.bzpopmin(...this.#markers, (Math.ceil(timeoutMs) / 1000).toFixed(3));
+    const pop = this.#conn.bzpopmin(...this.#markers, (Math.ceil(timeoutMs) / 1000).toFixed(3));
+    // Left behind by close(), it fails with the connection, or never settles: ioredis leaves a
+    // command queued while it reconnects pending for ever once disconnected.
+    pop.catch(() => {});
+    const ended = new Promise<null>((resolve) => {
+      this.#endWait = () => resolve(null);
+    });
+    const reply = await Promise.race([pop, ended]).finally(() => {
+      this.#endWait = undefined;
+    });
     if (!reply) return undefined;
     const [key, , score] = reply;
     const lane = this.#lanes[this.#markers.indexOf(key)];
@@ -55,8 +67,13 @@ export class LaneWaker {
     return { lane, dueAt: Number(score) };
   }
 
-  /** Ends a blocked wait at once (it rejects); the connection is not used again. */
+  /**
+   * Ends a blocked wait at once (it returns nothing), whether or not Redis answers: a stopping
+   * dispatcher must not wait on a Redis that is gone. The connection is not used again.
+   */
   close(): void {
+    this.#closed = true;
+    this.#endWait?.();
     this.#conn?.disconnect();
   }
 }

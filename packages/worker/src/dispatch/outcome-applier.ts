@@ -10,7 +10,7 @@
  */
 import { Queue, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { FailureCode, failureText, finishJob, forceReturnToLane, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome } from '@headroom/queue';
+import { FailureCode, failureText, finishJob, forceReturnToLane, isConnectionError, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome } from '@headroom/queue';
 import type { JobProgress, RunContext, RunOutcome } from '../run/run-context.js';
 import { handOffToBatch } from '../shedding/batch-handoff.js';
 import type { HeldJob, HeldJobs } from './held-jobs.js';
@@ -162,7 +162,8 @@ export class OutcomeApplier {
         await fn();
         return;
       } catch (err) {
-        if (i >= 5) throw err;
+        // A connection ended by a stop that gave up on Redis does not come back: no use waiting.
+        if (i >= 5 || this.o.redis.status === 'end') throw err;
         await sleep(200 * 2 ** i);
       }
     }
@@ -178,6 +179,11 @@ export class OutcomeApplier {
     if (!this.#batch) {
       const k = laneKeys(this.o.config.redis.prefix, 'batch');
       this.#batch = new Queue(k.queueName, { prefix: k.bullPrefix, connection: this.o.redis as Redis });
+      // A Queue re-emits its connection's errors, and one with no listener throws them: the
+      // worker's main connection reports its outages; anything else is logged here.
+      this.#batch.on('error', (err) => {
+        if (!isConnectionError(err)) this.o.ctx.logger.warn({ lane: 'batch', err: err.message }, 'batch queue error');
+      });
     }
     return this.#batch;
   }
