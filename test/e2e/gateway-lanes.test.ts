@@ -77,6 +77,9 @@ describe('lanes through the gateway', () => {
   it("keeps a key's tenant whatever headroom-tenant says, and takes the header from a key without one", async () => {
     const bound = await fleet.anthropic(GATEWAY_KEYS.tenant).messages.create(ask(SONNET, 'tenant?'), { headers: { 'headroom-tenant': 'someone-else' } }).withResponse();
     expect((await producer.getJob(bound.response.headers.get('headroom-job-id')!))?.job.tenant).toBe('acme');
+    // Not read, so not refused either: a malformed one from a client that always sends it.
+    const malformed = await fleet.anthropic(GATEWAY_KEYS.tenant).messages.create(ask(SONNET, 'tenant?'), { headers: { 'headroom-tenant': 'acme corp' } }).withResponse();
+    expect((await producer.getJob(malformed.response.headers.get('headroom-job-id')!))?.job.tenant).toBe('acme');
     const free = await fleet.anthropic().messages.create(ask(SONNET, 'tenant?'), { headers: { 'headroom-tenant': 'globex' } }).withResponse();
     expect((await producer.getJob(free.response.headers.get('headroom-job-id')!))?.job.tenant).toBe('globex');
   });

@@ -307,7 +307,8 @@ class GatewayHandler {
       send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'anthropic-version: header is required', shouldRetry: false, param: 'anthropic-version' });
       return undefined;
     }
-    const { options, issues } = readHeadroomHeaders(req.headers);
+    // A key's own tenant is the tenant: its requests' headroom-tenant is not read, so not refused either.
+    const { options, issues } = readHeadroomHeaders(req.headers, key.tenant !== undefined ? { ignore: ['headroom-tenant'] } : {});
     if (issues.length > 0) {
       send(res, dialect, invalid(issues));
       return undefined;

@@ -47,5 +47,7 @@ describe('readHeadroomHeaders', () => {
     expect(readHeadroomHeaders({ 'headroom-idempotency-key': Buffer.from('héllo', 'utf8').toString('latin1') }).issues).toEqual([]);
     expect(readHeadroomHeaders({ 'headroom-idempotency-key': 'h\u00e9llo\u007f' }).issues).toEqual([{ path: 'headroom-idempotency-key', message: 'holds a control character; expected printable characters' }]);
     expect(readHeadroomHeaders({ 'headroom-tenant': 'h\u00e9llo' }).issues).toEqual([{ path: 'headroom-tenant', message: 'holds a non-ASCII character; expected printable ASCII' }]);
+    // Ignored (a key with its own tenant): neither read nor refused, and the others still are.
+    expect(readHeadroomHeaders({ 'headroom-tenant': 'acme corp\t', 'headroom-priority': 'high' }, { ignore: ['headroom-tenant'] })).toEqual({ options: { priority: 'high' }, issues: [] });
   });
 });

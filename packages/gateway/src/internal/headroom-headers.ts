@@ -49,10 +49,15 @@ function one(headers: IncomingHttpHeaders, name: string): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
-export function readHeadroomHeaders(headers: IncomingHttpHeaders): { options: HeadroomOptions; issues: Issue[] } {
+/**
+ * The `headroom-*` headers of a request, checked. `ignore`: headers the request's key decides
+ * (a key with its own tenant ignores `headroom-tenant`), neither read nor refused.
+ */
+export function readHeadroomHeaders(all: IncomingHttpHeaders, { ignore = [] }: { ignore?: readonly string[] } = {}): { options: HeadroomOptions; issues: Issue[] } {
   const issues: Issue[] = [];
   const options: HeadroomOptions = {};
   const bad = (path: string, message: string) => issues.push({ path, message });
+  const headers = ignore.length === 0 ? all : Object.fromEntries(Object.entries(all).filter(([name]) => !ignore.includes(name)));
 
   for (const name of Object.keys(headers)) {
     if (name.startsWith('headroom-') && !(HEADROOM_HEADERS as readonly string[]).includes(name)) {
