@@ -136,6 +136,31 @@ describe('Batcher', () => {
     await queue.close();
   });
 
+  it('looks at an empty lane less often the longer it stays empty (up to every 2 s), and takes a job that comes', async () => {
+    const { lane, queue, batcher, add } = await fleet(200);
+    const a = batcher('a');
+    await a.start();
+    await until(async () => a.isLeader);
+    const monitor = await db.redis.duplicate().monitor();
+    const looks: number[] = [];
+    // The ready-lanes script over the BATCH lane alone: five keys, the lane's wait list first.
+    monitor.on('monitor', (time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'evalsha' && args[2] === '5' && args[3] === lane.wait) looks.push(Number(time) * 1000);
+    });
+    try {
+      await expect.poll(() => looks.length, { timeout: 15_000, interval: 100 }).toBeGreaterThanOrEqual(5);
+    } finally {
+      monitor.disconnect();
+    }
+    const gaps = looks.slice(1).map((t, i) => t - looks[i]!);
+    // Four looks a second, before; a slow machine only makes the gaps longer.
+    expect(gaps.at(-1)).toBeGreaterThanOrEqual(1_500);
+    const [id] = await add(1);
+    await until(async () => (await queue.getJob(id!))?.returnvalue !== undefined && (await queue.getJob(id!))?.returnvalue !== null, 15_000);
+    await a.stop(1_000);
+    await queue.close();
+  });
+
   it("fails a well-formed job added around admission (BullMQ's Queue.add) JOB_INVALID and never submits it; a job counted by a version before the mark runs", async () => {
     const { lane, queue, batcher, admit, addAround } = await fleet(200);
     const before = sim.stats().batches.anthropic.created;
