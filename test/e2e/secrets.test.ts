@@ -174,11 +174,17 @@ describe('provider keys never leave the worker', () => {
     // The key is cut where it began: at most its first three characters left before it was known.
     expect(text(anthropic.events)).toBe(`your key is ${ANTHROPIC_KEY.slice(0, 3)}[redacted] ok`);
     expect(text(openai.events)).toBe(`your key is ${OPENAI_KEY.slice(0, 3)}[redacted] ok`);
-    for (const { events, result } of [anthropic, openai]) {
+    // Two choices whose chunks interleave: each is read on its own, so each key is seen whole.
+    const two = await streamed({ priority: 'NORMAL', provider: 'openai', request: { model: MINI, max_completion_tokens: 64, n: 2, stream: true, messages: [{ role: 'user', content: 'wire:echo-stream' }] } });
+    for (const index of [0, 1]) {
+      const choice = (two.events as { choices?: { index: number; delta?: { content?: string } }[] }[]).map((e) => e.choices?.find((c) => c.index === index)?.delta?.content ?? '').join('');
+      expect(choice).toBe(`your key is ${OPENAI_KEY.slice(0, 3)}[redacted] ok`);
+    }
+    for (const { events, result } of [anthropic, openai, two]) {
       expect(leaks(JSON.stringify(events))).toEqual([]);
       expect(leaks(JSON.stringify(result.response))).toEqual([]);
     }
-    expect(stub.hits.get('echo-stream')).toBe(2);
+    expect(stub.hits.get('echo-stream')).toBe(3);
   });
 
   it('runs batch jobs while the provider echoes the request headers on batch status reads', async () => {

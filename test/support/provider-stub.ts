@@ -57,16 +57,21 @@ function markerOf(body: string): WireMode | undefined {
 const html = (title: string, extra = '') =>
   `<!DOCTYPE html><html><head><title>${title}</title></head><body><center><h1>${title}</h1></center>${extra}<hr><center>nginx</center></body></html>`;
 
-/** A streamed answer whose text, `your key is <key> ok`, comes three characters per delta. */
-function echoStream(path: string, key: string, res: ServerResponse): void {
+/**
+ * A streamed answer whose text, `your key is <key> ok`, comes three characters per delta; an
+ * OpenAI request with `n: 2` gets two choices, their chunks interleaved.
+ */
+function echoStream(path: string, key: string, res: ServerResponse, body: string): void {
   const text = `your key is ${key} ok`;
   const pieces = Array.from({ length: Math.ceil(text.length / 3) }, (_, i) => text.slice(i * 3, i * 3 + 3));
   res.writeHead(200, { 'content-type': 'text/event-stream', 'request-id': 'req_stub', 'x-request-id': 'req_stub' });
   if (path.startsWith('/v1/chat/completions')) {
     const chunk = (delta: object, extra: object = {}) => `data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
+    const choices = (JSON.parse(body) as { n?: number }).n === 2 ? [0, 1] : [0];
+    const chunkOf = (index: number, delta: object) => `data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index, delta, finish_reason: null }] })}\n\n`;
     res.write(chunk({ role: 'assistant', content: '' }));
-    for (const piece of pieces) res.write(chunk({ content: piece }));
-    res.write(`data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`);
+    for (const piece of pieces) for (const index of choices) res.write(chunkOf(index, { content: piece }));
+    for (const index of choices) res.write(`data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index, delta: {}, finish_reason: 'stop' }] })}\n\n`);
     res.end(`data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [], usage: { prompt_tokens: 12, completion_tokens: pieces.length, total_tokens: 12 + pieces.length } })}\n\ndata: [DONE]\n\n`);
     return;
   }
@@ -79,7 +84,7 @@ function echoStream(path: string, key: string, res: ServerResponse): void {
   res.end(event('message_stop', {}));
 }
 
-function answer(mode: WireMode, key: string, res: ServerResponse, path: string): void {
+function answer(mode: WireMode, key: string, res: ServerResponse, path: string, body: string): void {
   const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
     res.writeHead(status, { 'content-type': 'application/json', 'request-id': 'req_stub', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body));
   };
@@ -125,7 +130,7 @@ function answer(mode: WireMode, key: string, res: ServerResponse, path: string):
       json(401, { type: 'error', error: { type: 'authentication_error', message: `invalid credentials; request headers: {"authorization":"Bearer ${key}"}` } });
       return;
     case 'echo-stream':
-      echoStream(path, key, res);
+      echoStream(path, key, res, body);
       return;
   }
 }
@@ -152,7 +157,7 @@ export async function startProviderStub(upstream: string, opts: { echoBatchReads
       const mode = markerOf(body.toString('utf8'));
       if (mode) {
         hits.set(mode, (hits.get(mode) ?? 0) + 1);
-        answer(mode, keyOf(req), res, req.url ?? '/');
+        answer(mode, keyOf(req), res, req.url ?? '/', body.toString('utf8'));
         return;
       }
       const headers = Object.fromEntries(Object.entries(req.headers).filter(([h]) => !HOP_BY_HOP.has(h)).map(([h, v]) => [h, String(v)]));

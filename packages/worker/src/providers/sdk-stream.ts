@@ -70,7 +70,7 @@ export async function runSdkStream<E>(
         if (events === 0) firstEventAt = Date.now();
         events += 1;
         const text = acc.outputText();
-        if (guard) guard.push(data, text, text.length > outputLength);
+        if (guard) guard.push(data, event, text.length > outputLength);
         else input.onEvent(data, text.length > outputLength);
         outputLength = text.length;
       }

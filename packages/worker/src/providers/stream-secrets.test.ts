@@ -3,20 +3,21 @@ import { HOLD_FROM, StreamSecrets } from './stream-secrets.js';
 
 const KEY = 'opaque-PROBE-SECRET-a1b2c3d4e5f6';
 
-/** Anthropic's text delta, as the accumulator serializes it. */
-const anthropicDelta = (text: string) => JSON.stringify({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } });
+/** Anthropic's text delta. */
+const anthropicDelta = (text: string, index = 0) => ({ type: 'content_block_delta', index, delta: { type: 'text_delta', text } });
 /** An OpenAI Chat chunk. */
-const openaiChunk = (content: string) => JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content }, finish_reason: null }] });
+const openaiChunk = (content: string, index = 0) => ({ id: 'c1', object: 'chat.completion.chunk', choices: [{ index, delta: { content }, finish_reason: null }] });
+
+/** Pushes an event as the worker does: its JSON and itself. */
+const push = (guard: StreamSecrets, event: object) => guard.push(JSON.stringify(event), event, true);
 
 /** Runs `pieces` through a guard as a stream's deltas; returns what left, as it left. */
-function run(pieces: string[], frame: (text: string) => string = anthropicDelta, end = true) {
+function run(pieces: string[], frame: (text: string) => object = anthropicDelta, end = true) {
   const sent: string[] = [];
   const guard = new StreamSecrets([KEY], (data) => sent.push(data));
   const leftAfter: number[] = [];
-  let text = '';
   for (const piece of pieces) {
-    text += piece;
-    guard.push(frame(piece), text, piece.length > 0);
+    push(guard, frame(piece));
     leftAfter.push(sent.length);
   }
   if (end) guard.end();
@@ -68,11 +69,45 @@ describe('StreamSecrets', () => {
   it('keeps events without text in their place behind a held one', () => {
     const sent: string[] = [];
     const guard = new StreamSecrets([KEY], (data) => sent.push(data));
-    guard.push(anthropicDelta('x opaque'), 'x opaque', true);
-    guard.push('{"type":"ping"}', 'x opaque', false);
+    push(guard, anthropicDelta('x opaque'));
+    push(guard, { type: 'ping' });
     expect(sent).toEqual([]);
-    guard.push(anthropicDelta('-PROBE-SECRET-a1b2c3d4e5f6!'), `x ${KEY}!`, true);
+    push(guard, anthropicDelta('-PROBE-SECRET-a1b2c3d4e5f6!'));
     expect(sent.map((d) => (JSON.parse(d) as { type: string }).type)).toEqual(['content_block_delta', 'ping', 'content_block_delta']);
     expect(joined(sent)).toBe('x [redacted]!');
+  });
+
+  it('reads interleaved parts of an answer apart: two choices, two content blocks', () => {
+    const text = `a ${KEY} b`;
+    const parts = pieces(text, 4);
+    // Choice 1 says something else between each piece of choice 0's.
+    const chunks = parts.flatMap((p) => [openaiChunk(p, 0), openaiChunk('zz', 1)]);
+    const sent: string[] = [];
+    const guard = new StreamSecrets([KEY], (data) => sent.push(data));
+    for (const chunk of chunks) push(guard, chunk);
+    guard.end();
+    const choice = (i: number) =>
+      sent
+        .map((d) => JSON.parse(d) as { choices: { index: number; delta: { content: string } }[] })
+        .filter((c) => c.choices[0]!.index === i)
+        .map((c) => c.choices[0]!.delta.content)
+        .join('');
+    expect(choice(0)).toBe(`a ${KEY.slice(0, 2)}[redacted] b`);
+    expect(choice(1)).toBe('zz'.repeat(parts.length));
+    // Anthropic blocks: a thinking block's pieces between a text block's.
+    const blocks = pieces(`x ${KEY}`, 3).flatMap((p) => [anthropicDelta(p, 1), { type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'hm' } }]);
+    const out: string[] = [];
+    const g = new StreamSecrets([KEY], (data) => out.push(data));
+    for (const b of blocks) push(g, b);
+    g.end();
+    expect(out.map((d) => JSON.parse(d) as { index: number; delta: { text?: string } }).filter((e) => e.index === 1).map((e) => e.delta.text).join('')).toBe(`x ${KEY.slice(0, 1)}[redacted]`);
+  });
+
+  it("cuts it from every Responses delta: a custom tool call's input as well as text", () => {
+    const sent: string[] = [];
+    const guard = new StreamSecrets([KEY], (data) => sent.push(data));
+    for (const p of pieces(`call(${KEY})`, 3)) push(guard, { type: 'response.custom_tool_call_input.delta', output_index: 1, item_id: 'ct_1', delta: p, sequence_number: 3 });
+    guard.end();
+    expect(sent.map((d) => (JSON.parse(d) as { delta: string }).delta).join('')).toBe(`call(${KEY.slice(0, 1)}[redacted])`);
   });
 });

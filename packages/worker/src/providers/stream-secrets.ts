@@ -5,10 +5,13 @@
  * few characters per delta, and each piece passed the scrub on its own (relayed to Redis and on
  * to the client, whole once joined).
  *
- * So a stream's events pass through here first, with the output text they add (the deltas joined,
- * as each provider's accumulator keeps it). While that text ends with the start of a registered
- * secret, `HOLD_FROM` characters or more, the events that carry it are held back; once a secret
- * is whole, its characters are cut from the held events' deltas (`[redacted]` where it began) and
+ * So a stream's events pass through here first. Each event's text fields (`DELTA_FIELDS`) are
+ * joined per channel: the part of the answer they continue (Anthropic's content block, OpenAI's
+ * choice and tool call, a Responses output item and content part), named by the event's own
+ * indexes, so interleaved choices or blocks are never read as one text. While a channel's text
+ * ends with the start of a registered secret, `HOLD_FROM` characters or more, the event that
+ * carries it and every event after it are held back (the stream keeps its order); once the secret
+ * is whole, its characters are cut from the held events' fields (`[redacted]` where it began) and
  * the events go on; once the text stops matching, they go on untouched. At most `HOLD_FROM - 1`
  * characters of a secret leave before it is recognised, and a stream that ends inside a secret's
  * start has that start cut. Ordinary text is never held (it would need the start of a key).
@@ -19,71 +22,99 @@ import { REDACTED } from '@headroom/queue';
 export const HOLD_FROM = 4;
 
 /**
- * The fields a provider's stream events carry output text in (Anthropic `text`, `partial_json`,
- * `thinking`; OpenAI Chat `content`, `refusal`, `arguments`; Responses `delta`), in the order the
- * accumulators join them.
+ * The fields a provider's stream events carry answer text in: Anthropic `text`, `partial_json`,
+ * `thinking`; OpenAI Chat `content`, `refusal`, `arguments`; every Responses `*.delta` (output
+ * text, function and custom tool call input, code, transcripts) and its `.done` events' `text`.
  */
-const DELTA_FIELDS = new Set(['text', 'partial_json', 'thinking', 'content', 'refusal', 'arguments', 'delta']);
+const DELTA_FIELDS = new Set(['text', 'partial_json', 'thinking', 'content', 'refusal', 'arguments', 'delta', 'input', 'code', 'transcript']);
 
-/** A range of the output text to cut; `[redacted]` stands where the first of it that is sent was. */
+/** The top-level fields that say which part of the answer an event continues. */
+const PART_FIELDS = ['index', 'output_index', 'content_index', 'summary_index', 'item_id'] as const;
+
+/** A range of a channel's text to cut; `[redacted]` stands where the first of it that is sent was. */
 interface Cut {
   start: number;
   end: number;
   marked: boolean;
 }
 
+interface Channel {
+  text: string;
+  cuts: Cut[];
+  /** Where the start of a secret that the text ends with begins, or Infinity: events reaching past it are held. */
+  holdFrom: number;
+}
+
+/** One text field of an event: where it stands in its channel, and how to reach it in the event. */
+interface Delta {
+  channel: Channel;
+  from: number;
+  to: number;
+  path: (string | number)[];
+}
+
 interface Held {
   data: string;
   carriesOutput: boolean;
-  /** The range of the output text this event added. */
-  from: number;
-  to: number;
+  deltas: Delta[];
 }
 
 export class StreamSecrets {
+  readonly #channels = new Map<string, Channel>();
   readonly #held: Held[] = [];
-  /** Ranges of the output text to cut, in order; dropped once every event they touch has gone. */
-  #cuts: Cut[] = [];
-  #text = '';
 
   constructor(
     private readonly secrets: readonly string[],
     private readonly emit: (data: string, carriesOutput: boolean) => void,
   ) {}
 
-  /** One event, with the whole output text so far (the event's delta at its end). */
-  push(data: string, text: string, carriesOutput: boolean): void {
-    const from = this.#text.length;
-    this.#text = text;
-    this.#held.push({ data, carriesOutput, from, to: text.length });
-    this.#cutCompleted(from);
-    const start = this.#secretStartAtEnd();
-    this.#release(start >= HOLD_FROM ? text.length - start : Number.POSITIVE_INFINITY);
+  /** One event: its JSON as the client is to see it, and the event it was serialized from. */
+  push(data: string, event: unknown, carriesOutput: boolean): void {
+    const deltas: Delta[] = [];
+    const part = partOf(event);
+    walk(event, [], [], (path, channelPath, value) => {
+      const key = `${part}|${channelPath.join('.')}`;
+      let channel = this.#channels.get(key);
+      if (!channel) {
+        channel = { text: '', cuts: [], holdFrom: Number.POSITIVE_INFINITY };
+        this.#channels.set(key, channel);
+      }
+      const from = channel.text.length;
+      channel.text += value;
+      deltas.push({ channel, from, to: channel.text.length, path });
+    });
+    this.#held.push({ data, carriesOutput, deltas });
+    for (const { channel, from } of deltas) {
+      this.#cutCompleted(channel, from);
+      const start = this.#secretStartAtEnd(channel.text);
+      channel.holdFrom = start >= HOLD_FROM ? channel.text.length - start : Number.POSITIVE_INFINITY;
+    }
+    this.#release(false);
   }
 
-  /** The stream ended (or failed): everything held goes, a secret's start at its very end cut. */
+  /** The stream ended (or failed): everything held goes, a secret's start at a channel's very end cut. */
   end(): void {
-    const start = this.#secretStartAtEnd();
-    if (start >= HOLD_FROM) this.#cuts.push({ start: this.#text.length - start, end: this.#text.length, marked: false });
-    this.#release(Number.POSITIVE_INFINITY);
+    for (const channel of this.#channels.values()) {
+      const start = this.#secretStartAtEnd(channel.text);
+      if (start >= HOLD_FROM) channel.cuts.push({ start: channel.text.length - start, end: channel.text.length, marked: false });
+    }
+    this.#release(true);
   }
 
-  /** Cuts every secret that became whole with the text added from `from` on. */
-  #cutCompleted(from: number): void {
-    const text = this.#text;
+  /** Cuts every secret that became whole in the channel with the text added from `from` on. */
+  #cutCompleted(channel: Channel, from: number): void {
     for (const secret of this.secrets) {
-      let at = text.indexOf(secret, Math.max(0, from - secret.length + 1));
+      let at = channel.text.indexOf(secret, Math.max(0, from - secret.length + 1));
       while (at !== -1) {
-        this.#cuts.push({ start: at, end: at + secret.length, marked: false });
-        at = text.indexOf(secret, at + secret.length);
+        channel.cuts.push({ start: at, end: at + secret.length, marked: false });
+        at = channel.text.indexOf(secret, at + secret.length);
       }
     }
-    this.#cuts.sort((a, b) => a.start - b.start);
+    channel.cuts.sort((a, b) => a.start - b.start);
   }
 
-  /** The length of the longest start of a secret (short of the whole) that the text ends with. */
-  #secretStartAtEnd(): number {
-    const text = this.#text;
+  /** The length of the longest start of a secret (short of the whole) that `text` ends with. */
+  #secretStartAtEnd(text: string): number {
     let longest = 0;
     for (const secret of this.secrets) {
       // Only where the secret's first character stands: ordinary text costs a scan of its tail.
@@ -98,46 +129,60 @@ export class StreamSecrets {
     return longest;
   }
 
-  /** Sends the held events, in order, up to the first whose text reaches past `upTo`. */
-  #release(upTo: number): void {
-    while (this.#held.length > 0 && this.#held[0]!.to <= upTo) {
-      const event = this.#held.shift()!;
+  /** Sends the held events, in order, up to the first whose text reaches into a held secret's start (all, at the end). */
+  #release(all: boolean): void {
+    while (this.#held.length > 0) {
+      const event = this.#held[0]!;
+      if (!all && event.deltas.some((d) => d.to > d.channel.holdFrom)) break;
+      this.#held.shift();
       this.emit(this.#cutFrom(event), event.carriesOutput);
     }
-    const next = this.#held[0]?.from ?? this.#text.length;
-    this.#cuts = this.#cuts.filter((cut) => cut.end > next);
   }
 
-  /** The event with the cut parts of its delta taken out. */
+  /** The event with the cut parts of its text fields taken out. */
   #cutFrom(event: Held): string {
-    const cuts = this.#cuts.filter((cut) => cut.start < event.to && cut.end > event.from);
-    if (cuts.length === 0) return event.data;
-    const added = this.#text.slice(event.from, event.to);
-    const parsed: unknown = JSON.parse(event.data);
-    let at = event.from;
-    let mapped = true;
-    const rewrite = (value: unknown): unknown => {
-      if (Array.isArray(value)) return value.map(rewrite);
-      if (value === null || typeof value !== 'object') return value;
-      const out: Record<string, unknown> = {};
-      for (const [key, v] of Object.entries(value)) {
-        if (DELTA_FIELDS.has(key) && typeof v === 'string' && v !== '') {
-          if (!added.startsWith(v, at - event.from)) mapped = false;
-          out[key] = cutRange(v, at, cuts);
-          at += v.length;
-        } else out[key] = rewrite(v);
-      }
-      return out;
-    };
-    const cut = rewrite(parsed);
-    // Text the event adds but not found in its fields as the accumulator joined them: every delta
-    // field is cut whole rather than let a piece through.
-    if (!mapped || at !== event.to) return JSON.stringify(cutWhole(parsed));
-    return JSON.stringify(cut);
+    const cut = event.deltas.filter((d) => d.channel.cuts.some((c) => c.start < d.to && c.end > d.from));
+    if (cut.length === 0) return event.data;
+    const parsed = JSON.parse(event.data) as unknown;
+    for (const d of cut) {
+      const parent = d.path.slice(0, -1).reduce<unknown>((node, step) => (node as Record<string | number, unknown> | undefined)?.[step], parsed) as Record<string | number, unknown> | undefined;
+      const leaf = d.path.at(-1)!;
+      // The client's JSON may leave out what the event held (OpenAI's usage when not asked for): a field not there is not sent.
+      if (parent && typeof parent[leaf] === 'string') parent[leaf] = cutRange(parent[leaf] as string, d.from, d.channel.cuts);
+    }
+    return JSON.stringify(parsed);
   }
 }
 
-/** `value`, standing at `at` in the output text, with the parts inside `cuts` removed (`[redacted]` once per cut). */
+/** Which part of the answer a top-level event continues, by its own indexes. */
+function partOf(event: unknown): string {
+  if (event === null || typeof event !== 'object' || Array.isArray(event)) return '';
+  const e = event as Record<string, unknown>;
+  return PART_FIELDS.map((f) => (e[f] === undefined ? '' : String(e[f]))).join(',');
+}
+
+/**
+ * Calls `found` for every non-empty text field, in the event's order, with its path (object keys
+ * and array positions) and its channel path (the array elements' own `index` where they carry one,
+ * as OpenAI's choices and tool calls do, and the field's name).
+ */
+function walk(value: unknown, path: (string | number)[], channelPath: (string | number)[], found: (path: (string | number)[], channelPath: (string | number)[], text: string) => void): void {
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => {
+      const own = (item as { index?: unknown } | null)?.index;
+      walk(item, [...path, i], [...channelPath, typeof own === 'number' ? own : i], found);
+    });
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  for (const [key, v] of Object.entries(value)) {
+    if (typeof v === 'string') {
+      if (DELTA_FIELDS.has(key) && v !== '') found([...path, key], [...channelPath, key], v);
+    } else if (typeof v === 'object' && v !== null) walk(v, [...path, key], channelPath, found);
+  }
+}
+
+/** `value`, standing at `at` in its channel's text, with the parts inside `cuts` removed (`[redacted]` once per cut). */
 function cutRange(value: string, at: number, cuts: readonly Cut[]): string {
   let out = '';
   let pos = at;
@@ -150,10 +195,4 @@ function cutRange(value: string, at: number, cuts: readonly Cut[]): string {
     pos = Math.min(cut.end, end);
   }
   return out + value.slice(pos - at);
-}
-
-function cutWhole(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(cutWhole);
-  if (value === null || typeof value !== 'object') return value;
-  return Object.fromEntries(Object.entries(value).map(([key, v]) => [key, DELTA_FIELDS.has(key) && typeof v === 'string' && v !== '' ? REDACTED : cutWhole(v)]));
 }
