@@ -34,6 +34,7 @@ afterAll(async () => {
 });
 
 const SONNET = 'claude-sonnet-4-6';
+const HAIKU = 'claude-haiku-4-5';
 
 function config(prefix: string, extra: Partial<HeadroomConfigInput> = {}): HeadroomConfig {
   return parseConfig({ redis: { prefix }, models: { [SONNET]: { provider: 'anthropic' } }, ...extra });
@@ -137,6 +138,29 @@ describe('admission fails closed', () => {
     // A model the fleet does not serve is still JOB_INVALID once the models are there.
     const [unknown] = await l.add({ request: { model: 'claude-nope', max_tokens: 1, messages: [{ role: 'user', content: 'x' }] } });
     expect(unknown).toMatchObject({ code: ErrorCode.JOB_INVALID });
+  });
+
+  it('tells a lost output-caps or fallbacks hash from one the config leaves empty: refuses FLEET_UNPUBLISHED meanwhile, and the upkeep publishes it again', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    const MINI = 'gpt-4.1-mini';
+    const cfg = parseConfig({ redis: { prefix }, models: { [SONNET]: { provider: 'anthropic', fallback: [HAIKU] }, [HAIKU]: { provider: 'anthropic' }, [MINI]: { provider: 'openai', maxOutputTokens: 32_768 } } });
+    await publishFleetSettings(redis, cfg);
+    const k = laneKeys(prefix, 'normal');
+    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis });
+    closers.push(queue);
+    // A request with no output bound reserves the model's cap: with the caps hash gone, the fleet
+    // must publish it again, not refuse the request as if the model had none.
+    const uncapped = { priority: 'NORMAL', provider: 'openai', request: { model: MINI, messages: [{ role: 'user', content: 'x' }] } } as LlmJob;
+    await redis.del(k.outputCaps, k.fallbacks);
+    const [refused] = await addToLane(redis, queue, prefix, 'normal', [{ jobId: `normal.${randomUUID()}`, job: uncapped }]);
+    expect(refused).toMatchObject({ code: ErrorCode.FLEET_UNPUBLISHED });
+    expect((await new LaneUpkeep({ redis, config: cfg }).round()).republished).toBe(true);
+    expect(await redis.hget(k.fallbacks, SONNET)).toBe(HAIKU);
+    expect(added((await addToLane(redis, queue, prefix, 'normal', [{ jobId: `normal.${randomUUID()}`, job: uncapped }]))[0]!).existing).toBe(false);
+    // A config with neither: nothing is missing, nothing republished.
+    const bare = config(`ad-${randomUUID().slice(0, 8)}`);
+    await publishFleetSettings(redis, bare);
+    expect((await new LaneUpkeep({ redis, config: bare }).round()).republished).toBe(false);
   });
 });
 

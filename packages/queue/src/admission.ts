@@ -226,7 +226,13 @@ export async function publishFleetSettings(redis: Redis | Cluster, config: Headr
     LANES.map((lane) => {
       const k = laneKeys(prefix, lane);
       const fair = config.lanes[lane].fairness === 'tenants' ? 1 : 0;
-      const tx = redis.multi().del(k.settings, k.models, k.outputCaps, k.fallbacks).hset(k.settings, 'cap', config.lanes[lane].cap, 'maxBytes', config.lanes[lane].maxBytes, 'fair', fair, ...tenantMax);
+      // `published` names the optional hashes this config fills, so a lost one is told from one the
+      // config leaves empty (lane-upkeep.ts republishes it; admission fails closed meanwhile).
+      const published = `${outputCaps.length > 0 ? 'output-caps ' : ''}${fallbacks.length > 0 ? 'fallbacks' : ''}`.trim();
+      const tx = redis
+        .multi()
+        .del(k.settings, k.models, k.outputCaps, k.fallbacks)
+        .hset(k.settings, 'cap', config.lanes[lane].cap, 'maxBytes', config.lanes[lane].maxBytes, 'fair', fair, 'published', published, ...tenantMax);
       if (fallbacks.length > 0) tx.hset(k.fallbacks, ...fallbacks);
       if (models.length > 0) tx.hset(k.models, ...models);
       if (outputCaps.length > 0) tx.hset(k.outputCaps, ...outputCaps);

@@ -477,7 +477,7 @@ function crossCheck(raw: unknown): Issue[] {
       } else if (target === undefined) {
         issues.push({ path: `models.${name}.fallback.${i}`, message: `unknown model "${next}" (not under models)` });
       } else if (record(target).provider !== model.provider) {
-        issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is a ${String(record(target).provider)} model; a fallback must use the same provider (${String(model.provider)})` });
+        issues.push({ path: `models.${name}.fallback.${i}`, message: `"${next}" is a model of ${String(record(target).provider)}; a fallback must use the same provider (${String(model.provider)})` });
       } else if (model.provider === 'openai' && model.maxOutputTokens !== undefined && record(target).maxOutputTokens === undefined) {
         // Admission checks the output cap of the models a job names; a configured fallback is
         // the workers' to add, so a job without an output bound was admitted for the primary and
@@ -506,8 +506,10 @@ function crossCheck(raw: unknown): Issue[] {
   issues.push(...outputReservationIssues(record(cfg.dispatch).outputReservation, models));
   const retry = record(cfg.retry);
   const baseDelayMs = numberOr(retry.baseDelayMs, 500);
-  if (numberOr(retry.maxDelayMs, 30_000) < baseDelayMs) {
-    issues.push({ path: 'retry.maxDelayMs', message: `is below retry.baseDelayMs (${baseDelayMs}): every backoff would be cut below its own base; raise maxDelayMs or lower baseDelayMs` });
+  const maxDelayMs = numberOr(retry.maxDelayMs, 30_000);
+  for (const base of ['baseDelayMs', 'unhealthyBaseDelayMs'] as const) {
+    const value = base === 'baseDelayMs' ? baseDelayMs : numberOr(retry.unhealthyBaseDelayMs, 100);
+    if (maxDelayMs < value) issues.push({ path: 'retry.maxDelayMs', message: `is below retry.${base} (${value}): every such backoff would be cut below its own base; raise maxDelayMs or lower ${base}` });
   }
   const lanes = record(cfg.lanes);
   if (record(cfg.dispatch).order === 'weighted' && INTERACTIVE_LANES.every((l) => numberOr(record(lanes[l]).weight, LANE_DEFAULTS[l].weight) === 0)) {

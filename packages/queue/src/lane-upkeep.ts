@@ -79,17 +79,22 @@ export class LaneUpkeep {
   async round(): Promise<UpkeepRound> {
     const { redis, config } = this.#o;
     const prefix = config.redis.prefix;
-    // One command per lane (each lane is its own hash slot), asking for both hashes admission
-    // needs: the models hash can go without the settings (a worker whose config served no model
+    // One command per lane (each lane is its own hash slot), asking for every hash admission
+    // reads: the models hash can go without the settings (a worker whose config served no model
     // published none), and admission then refuses every job until it is back. Redis keeps no
-    // empty hash, so "exists" is "holds something". The output caps may rightly be absent.
+    // empty hash, so "exists" is "holds something": the output caps and configured fallbacks are
+    // looked for only when this config has some (a lost output-caps hash refused every request
+    // without an output bound; a lost fallbacks hash kept late jobs from their fallbacks).
+    const hasCaps = Object.values(config.models).some((m) => m.maxOutputTokens !== undefined);
+    const hasFallbacks = Object.values(config.models).some((m) => m.fallback.length > 0);
     const present = await Promise.all(
       LANES.map((lane) => {
         const k = laneKeys(prefix, lane);
-        return redis.exists(k.settings, k.models);
+        return redis.exists(k.settings, k.models, ...(hasCaps ? [k.outputCaps] : []), ...(hasFallbacks ? [k.fallbacks] : []));
       }),
     );
-    const missing = LANES.filter((_, i) => present[i] !== 2);
+    const expected = 2 + Number(hasCaps) + Number(hasFallbacks);
+    const missing = LANES.filter((_, i) => present[i] !== expected);
     const republished = missing.length > 0;
     if (republished) {
       await publishFleetSettings(redis, config);

@@ -144,7 +144,13 @@ local function uncappedCost(models, cost, choices)
   local primaryCap
   for model in string.gmatch(models, '[^\n]+') do
     local modelCap = redis.call('HGET', own .. 'output-caps', model)
-    if not modelCap then return nil, model end
+    if not modelCap then
+      -- Only a refusal pays for this look: the hash a fleet published (settings' `published`)
+      -- lost to an eviction or a partial restore is FLEET_UNPUBLISHED, not the model's fault.
+      local published = redis.call('HGET', settingsKey, 'published') or ''
+      if string.find(published, 'output-caps', 1, true) and redis.call('EXISTS', own .. 'output-caps') == 0 then return nil, nil, true end
+      return nil, model
+    end
     primaryCap = primaryCap or tonumber(modelCap)
   end
   return tostring(tonumber(cost) + primaryCap * tonumber(choices))
@@ -287,8 +293,9 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
   if not pool then return code, model, owner or '', '' end
   local baseCost, choices = string.match(cost, '^(%d+)%*(%d+)$')
   if baseCost then
-    local uncapped
-    cost, uncapped = uncappedCost(models, baseCost, choices)
+    local uncapped, lost
+    cost, uncapped, lost = uncappedCost(models, baseCost, choices)
+    if lost then return -6, '', '', '' end
     if not cost then return -8, uncapped, '', '' end
   end
   local jobBytes = #ARGV[at + 1]
