@@ -10,7 +10,7 @@ import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobFailedError, Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
-import { fleetKeys, idempotentJobId, parseConfig, type HeadroomConfigInput, createLogger, readFleetStats } from '@headroom/queue';
+import { fleetKeys, idempotentJobId, laneKeys, parseConfig, type HeadroomConfigInput, createLogger, readFleetStats } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { customIdOf, startWorker, type RunningWorker } from '@headroom/worker';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
@@ -130,6 +130,8 @@ describe('batch routing', () => {
     expect(failures.get(idOf(erroredGpt))).toMatchObject({ failureCode: 'BATCH_ERRORED', reason: expect.stringContaining('server_error: The server had an error') });
     expect(failures.get(idOf(expiredHaiku))).toMatchObject({ failureCode: 'BATCH_EXPIRED' });
     for (const f of failures.values()) expect(f).toBeInstanceOf(JobFailedError);
+    // Each went out in its batch once: one attempt, as the dashboard's recent jobs read it (0 before).
+    for (const id of failures.keys()) expect(JSON.parse((await admin.hget(`${laneKeys(prefix, 'batch').jobKeyPrefix}${id}`, 'progress')) ?? '{}')).toMatchObject({ attempts: 1 });
 
     // At most ceil(n / N) batches per (provider, model) group, and never more than ceil(1000 / N).
     const stats = sim.stats();

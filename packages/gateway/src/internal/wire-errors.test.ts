@@ -43,6 +43,13 @@ describe('wire errors', () => {
     expect(err).toMatchObject({ kind: 'overloaded', retryAfterMs: 1_000, message: expect.stringContaining('maxWaitMs of 200 ms') });
   });
 
+  it("answers a batch's failure without an automatic retry: each would be another batch, hours long", () => {
+    for (const code of [FailureCode.BATCH_ERRORED, FailureCode.BATCH_EXPIRED, FailureCode.BATCH_CANCELED]) {
+      expect(fromError(new JobFailedError('batch.x', jobFailure(code, 'the batch entry failed')))).toMatchObject({ kind: 'api_error', code, shouldRetry: false });
+    }
+    expect(fromError(new JobFailedError('high.x', jobFailure(FailureCode.STREAM_FAILED, 'cut')))).not.toHaveProperty('shouldRetry');
+  });
+
   it('tells the client to retry when the worker foresaw a start, not a second from now (a model cooling down for 30 s)', () => {
     const failure = jobFailure(FailureCode.DEADLINE_EXCEEDED, 'cannot start within its maxWaitMs of 5000 ms: waited 2020 ms, and its cooldown wait needs 27980 ms more', 27_980);
     expect(fromError(new JobFailedError('high.x', failure))).toMatchObject({ kind: 'overloaded', retryAfterMs: 27_980 });

@@ -132,7 +132,10 @@ function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
       // model cooling down for the provider's retry-after, a drained pool) when it knew one.
       return { kind: 'overloaded', message: `the call could not start in time: ${failure.message}; retry later`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
     default:
-      return { kind: 'api_error', message: `${failure.code}: ${failure.message}` };
+      // A batch's failure (errored, expired, cancelled, lost) came after hours in a batch: the
+      // SDK's automatic retry would send a new batch each time, so it is left to the caller
+      // (docs/batch.md: resubmit it if it still matters).
+      return { kind: 'api_error', message: `${failure.code}: ${failure.message}`, ...(failure.code.startsWith('BATCH_') ? { shouldRetry: false } : {}) };
   }
 }
 

@@ -103,7 +103,10 @@ async function end(ctx: SettleContext, claim: SettleClaim, job: Job, how: JobEnd
 
 /** As the interactive path records a failure: stored beside BullMQ's text (see `failureOf`). False when the job was not the claim's to fail. */
 async function fail(ctx: SettleContext, claim: SettleClaim, job: Job, failure: JobFailure): Promise<boolean> {
-  await job.updateProgress({ ...(typeof job.progress === 'object' ? job.progress : {}), failure });
+  // A batch's failure ends the one attempt the job had (it went out in the batch), as a completed
+  // batch job's result counts it: the dashboard reads attempts from here.
+  const attempts = failure.code.startsWith('BATCH_') ? { attempts: 1 } : {};
+  await job.updateProgress({ ...(typeof job.progress === 'object' ? job.progress : {}), ...attempts, failure });
   if (!(await end(ctx, claim, job, { failed: failureText(failure) }))) return false;
   ctx.metrics.jobs.inc({ lane: 'batch', outcome: 'failed' });
   ctx.stats.jobEnded({ lane: 'batch', outcome: 'failed' });

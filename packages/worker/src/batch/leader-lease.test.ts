@@ -28,6 +28,22 @@ function setup() {
 }
 
 describe('LeaderLease', () => {
+  it('holds a lease taken after a long wait for Redis (a restart, its commands queued meanwhile) for its whole TTL', async () => {
+    const { lease, tick } = setup();
+    const a = lease('a');
+    // The WATCH answers 20 s after it was sent, as one queued while Redis restarted does.
+    const redis = (a as unknown as { opts: { redis: Redis } }).opts.redis;
+    const watch = redis.watch.bind(redis);
+    redis.watch = (async (...keys: string[]) => {
+      const reply = await watch(...keys);
+      tick(20_000);
+      return reply;
+    }) as typeof redis.watch;
+    expect(await a.tryAcquire()).toBe(true);
+    expect(a.isHeld()).toBe(true);
+    expect(a.fence).toBe(1);
+  });
+
   it('lets one holder in at a time, with a fence that grows with every lease', async () => {
     const { keys, lease } = setup();
     const a = lease('a');

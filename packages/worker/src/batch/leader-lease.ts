@@ -57,7 +57,6 @@ export class LeaderLease {
     return this.serial(async () => {
       if (this.isHeld()) return true;
       const { redis, keys, holder, ttlMs } = this.opts;
-      const started = this.monotonic();
       await redis.watch(keys.batchLeader, keys.batchFence);
       const [current, fence] = await Promise.all([redis.get(keys.batchLeader), redis.get(keys.batchFence)]);
       if (current !== null) {
@@ -67,6 +66,10 @@ export class LeaderLease {
       }
       const next = Number(fence ?? 0) + 1;
       const value = `${holder}|${next}`;
+      // The lease's TTL starts when Redis runs the SET, after this: counted from here, not from
+      // before the WATCH, which may have waited out a Redis restart in the offline queue (the
+      // lease then looked expired the moment it was taken, and nobody led until its TTL ran out).
+      const started = this.monotonic();
       const done = await redis.multi().set(keys.batchLeader, value, 'PX', ttlMs).set(keys.batchFence, next).exec();
       if (done === null) return false;
       this.value = value;
