@@ -183,6 +183,8 @@ dashboard: { port: "eighty" }
     // A backoff ceiling below its base (the default base is 500).
     expect(lines({ models: ONE_MODEL, retry: { maxDelayMs: 200 } })).toEqual(['retry.maxDelayMs: is below retry.baseDelayMs (500): every such backoff would be cut below its own base; raise maxDelayMs or lower baseDelayMs']);
     expect(lines({ models: ONE_MODEL, retry: { unhealthyBaseDelayMs: 50_000 } })).toEqual(['retry.maxDelayMs: is below retry.unhealthyBaseDelayMs (50000): every such backoff would be cut below its own base; raise maxDelayMs or lower unhealthyBaseDelayMs']);
+    // Its default under a small maxDelayMs (as tests set) is only capped, not a mistake of the file's.
+    expect(parseConfig({ models: ONE_MODEL, retry: { baseDelayMs: 20, maxDelayMs: 50 } }).retry.maxDelayMs).toBe(50);
     expect(parseConfig({ models: ONE_MODEL, retry: { baseDelayMs: 1_000, maxDelayMs: 1_000 } }).retry.maxDelayMs).toBe(1_000);
     // A tenant override no job can carry (the job's own tenant rule).
     expect(lines({ models: ONE_MODEL, tenants: { overrides: { 'acme corp': { tpm: 10 } } } })).toEqual(['tenants.overrides.acme corp: expected 1-128 characters of letters, digits, . : @ _ -, got "acme corp"']);

@@ -507,7 +507,9 @@ function crossCheck(raw: unknown): Issue[] {
   const retry = record(cfg.retry);
   const baseDelayMs = numberOr(retry.baseDelayMs, 500);
   const maxDelayMs = numberOr(retry.maxDelayMs, 30_000);
+  // unhealthyBaseDelayMs only when set: its default (100) under a small maxDelayMs is just capped.
   for (const base of ['baseDelayMs', 'unhealthyBaseDelayMs'] as const) {
+    if (base === 'unhealthyBaseDelayMs' && retry.unhealthyBaseDelayMs === undefined) continue;
     const value = base === 'baseDelayMs' ? baseDelayMs : numberOr(retry.unhealthyBaseDelayMs, 100);
     if (maxDelayMs < value) issues.push({ path: 'retry.maxDelayMs', message: `is below retry.${base} (${value}): every such backoff would be cut below its own base; raise maxDelayMs or lower ${base}` });
   }
