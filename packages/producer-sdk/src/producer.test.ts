@@ -104,6 +104,15 @@ function plainWorker(prefix: string, lane: 'critical' | 'high', processor: (job:
   return w;
 }
 
+/** A producer on a Redis of its own, published to as a fleet would: for tests that kill that Redis. */
+async function producerOnItsOwnRedis(): Promise<{ own: EmbeddedRedis; p: Producer }> {
+  const own = await startEmbeddedRedis();
+  const ownAdmin = new Redis(own.url);
+  await fleetPrefix('hr', ownAdmin);
+  ownAdmin.disconnect();
+  return { own, p: new Producer({ redis: own.url }) };
+}
+
 describe('Producer', () => {
   it('refuses malformed jobs with their paths and writes nothing to Redis', async () => {
     const prefix = `t${randomUUID().slice(0, 8)}`;
@@ -1072,11 +1081,7 @@ describe('Producer', () => {
   });
 
   it('rejects TIMEOUT at its timeout for every wait once Redis died under a connected producer, and closes', async () => {
-    const own = await startEmbeddedRedis();
-    const ownAdmin = new Redis(own.url);
-    await fleetPrefix('hr', ownAdmin);
-    ownAdmin.disconnect();
-    const p = new Producer({ redis: own.url });
+    const { own, p } = await producerOnItsOwnRedis();
     const handle = await p.enqueue(job());
     // The low lane's subscription comes up while Redis is there; the normal lane's only after.
     await expect(p.handleOf('low.gone').result({ timeoutMs: 5_000 })).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
@@ -1088,11 +1093,7 @@ describe('Producer', () => {
   });
 
   it('fails fast when Redis dies under a connected producer', async () => {
-    const own = await startEmbeddedRedis();
-    const ownAdmin = new Redis(own.url);
-    await fleetPrefix('hr', ownAdmin);
-    ownAdmin.disconnect();
-    const p = new Producer({ redis: own.url });
+    const { own, p } = await producerOnItsOwnRedis();
     open.push(p);
     await p.enqueue(job());
     await own.stop({ kill: true });

@@ -77,6 +77,29 @@ function producer(prefix: string): Producer {
   return p;
 }
 
+/**
+ * A stand-in worker whose job streams a long answer: it writes until the relay refuses (its
+ * caller cancelled it). `outcome` is the refusal, once it came.
+ */
+function writeUntilRefused(prefix: string): { outcome?: string } {
+  const seen: { outcome?: string } = {};
+  fleet(prefix, async (j) => {
+    await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('a') }], { first: true });
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(async () => {
+        const outcome = await relayEvents(admin, prefix, j.id!, [{ kind: 'event', data: delta('b') }], { first: false });
+        if (outcome === 'cancelled') {
+          seen.outcome = outcome;
+          clearInterval(poll);
+          resolve();
+        }
+      }, 10);
+    });
+    return { events: [], fail: 'CANCELLED: cancelled by its caller' };
+  });
+  return seen;
+}
+
 describe('producer.stream', () => {
   it('yields the provider events in order, then the result, and leaves no stream behind', async () => {
     const prefix = await fleetPrefix();
@@ -190,25 +213,11 @@ describe('producer.stream', () => {
   it('asks a running job to stop when the signal aborts: the relay refuses its next write', async () => {
     const prefix = await fleetPrefix();
     const abort = new AbortController();
-    let refused: string | undefined;
-    fleet(prefix, async (j) => {
-      await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('a') }], { first: true });
-      await new Promise<void>((resolve) => {
-        const poll = setInterval(async () => {
-          const outcome = await relayEvents(admin, prefix, j.id!, [{ kind: 'event', data: delta('b') }], { first: false });
-          if (outcome === 'cancelled') {
-            refused = outcome;
-            clearInterval(poll);
-            resolve();
-          }
-        }, 10);
-      });
-      return { events: [], fail: 'CANCELLED: cancelled by its caller' };
-    });
+    const refused = writeUntilRefused(prefix);
     const stream = await producer(prefix).stream(job(), { signal: abort.signal });
     await stream.started();
     abort.abort();
-    await expect.poll(() => refused).toBe('cancelled');
+    await expect.poll(() => refused.outcome).toBe('cancelled');
   });
 
   it("leaves a stream's job to run on when the caller's timeout passes, as result() does", async () => {
@@ -234,27 +243,12 @@ describe('producer.stream', () => {
 
   it('with cancelOnTimeout, stops a running streamed call when the timeout passes, as an abort does', async () => {
     const prefix = await fleetPrefix();
-    let refused: string | undefined;
-    fleet(prefix, async (j) => {
-      await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('a') }], { first: true });
-      // A long answer: it writes until the relay refuses (the job's caller cancelled it).
-      await new Promise<void>((resolve) => {
-        const poll = setInterval(async () => {
-          const outcome = await relayEvents(admin, prefix, j.id!, [{ kind: 'event', data: delta('b') }], { first: false });
-          if (outcome === 'cancelled') {
-            refused = outcome;
-            clearInterval(poll);
-            resolve();
-          }
-        }, 10);
-      });
-      return { events: [], fail: 'CANCELLED: cancelled by its caller' };
-    });
+    const refused = writeUntilRefused(prefix);
     // Long enough for the stand-in to start the call first (started() would reject TIMEOUT if not).
     const stream = await producer(prefix).stream(job(), { timeoutMs: 5_000, cancelOnTimeout: true });
     await stream.started();
     await expect(stream.result()).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: true });
-    await expect.poll(() => refused).toBe('cancelled');
+    await expect.poll(() => refused.outcome).toBe('cancelled');
   });
 
   it('serves many streams of one lane at once on one blocking read, each to its end', async () => {

@@ -112,3 +112,4 @@ export { FleetStatsWriter, readFleetStats, WAIT_BUCKETS_MS } from './telemetry/f
 export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';
 export { Heartbeat, readHeartbeats, HEARTBEAT_INTERVAL_MS } from './telemetry/heartbeat.js';
 export type { WorkerHeartbeat, Heartbeats, HeartbeatKind, HeartbeatOptions } from './telemetry/heartbeat.js';
+export { within } from './within.js';

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, reportOutages, LaneUpkeep, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
@@ -79,19 +79,6 @@ export interface RunningWorker {
  * (infra/: 45 s for a 30 s grace).
  */
 export const STOP_TAIL_MS = 5_000;
-
-/** Whether `promise` fulfilled within `ms` (false when it rejected or was still pending). */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true, () => false), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 export async function startWorker(opts: StartWorkerOptions): Promise<RunningWorker> {
   const { config } = opts;

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createLogger, createRedis, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider } from '@headroom/queue';
+import { createLogger, createRedis, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -51,12 +51,6 @@ export interface RunningGateway {
 
 /** After the grace, how long the cut calls' cancels are given before the producer closes. */
 const CUT_SETTLE_MS = 2_000;
-
-/** Whether `promise` settled within `ms`. */
-function within(promise: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise.then(() => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); })]).finally(() => clearTimeout(timer));
-}
 
 /** A job may run this long after it started (retries included) before its client is told to retry. */
 const RUN_BOUND_MS = 30 * 60_000;
