@@ -334,30 +334,45 @@ describe('runJob', () => {
   it('requeues a job facing a short quota wait while another job of its pool sleeps in place for it', async () => {
     // 3,000 requests/min with a 1 s burst: 50 in the bucket, then one every 20 ms (a short wait,
     // one a job alone would sleep in place for).
-    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 3_000, itpm: 10_000_000, otpm: 10_000_000, burst: 1 } } } });
-    // Another job of this worker is already sleeping for the pool's next refill.
-    ctx.poolHolds.take(SONNET, 'critical', Date.now() + 20);
-    const outcomes = await Promise.all(Array.from({ length: 55 }, () => run(ctx, job(), meta('critical'))));
-    const requeued = outcomes.filter((o) => o.kind === 'requeue');
-    expect(outcomes.filter((o) => o.kind === 'completed').length).toBeGreaterThanOrEqual(50);
+    // A machine busy enough to spread the 55 acquires over more than the refills they need
+    // grants them all (nothing to see): the scenario is tried again on a fresh bucket.
+    let requeued: Awaited<ReturnType<typeof run>>[] = [];
+    for (let attempt = 0; attempt < 10 && requeued.length === 0; attempt++) {
+      const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 3_000, itpm: 10_000_000, otpm: 10_000_000, burst: 1 } } } });
+      // Another job of this worker is already sleeping for the pool's next refill.
+      ctx.poolHolds.take(SONNET, 'critical', Date.now() + 20);
+      const outcomes = await Promise.all(Array.from({ length: 55 }, () => run(ctx, job(), meta('critical'))));
+      requeued = outcomes.filter((o) => o.kind === 'requeue');
+      expect(outcomes.filter((o) => o.kind === 'completed').length).toBeGreaterThanOrEqual(50);
+      expect(ctx.poolHolds.has(SONNET)).toBe(true);
+    }
     // Not a herd of sleepers racing for each refill: back to the lane, whose front is served next.
     expect(requeued.length).toBeGreaterThanOrEqual(1);
     for (const o of requeued) expect(o.kind === 'requeue' && o.waitMs).toBeLessThanOrEqual(25);
-    expect(ctx.poolHolds.has(SONNET)).toBe(true);
   });
 
   it('holds its pool in its lane while it sleeps in place for a refill, until its next acquire has answered', async () => {
     // 3,000 requests/min with a 1 s burst: 50 in the bucket, then one every 20 ms.
     const limits = { rpm: 3_000, itpm: 10_000_000, otpm: 10_000_000, burst: 1 };
-    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits } } });
-    expect((await ctx.bucket.acquire({ pool: SONNET, limits, lane: 'critical', need: { requests: 50, inputTokens: 0, outputTokens: 0 } })).status).toBe('granted');
-    const running = run(ctx, job(), meta('critical'));
-    // The dispatcher sees the pool held in the job's lane (not in the others) while it sleeps.
-    await vi.waitUntil(() => ctx.poolHolds.in('critical').length === 1, { timeout: 2_000, interval: 1 });
-    expect(ctx.poolHolds.in('critical')[0]).toMatchObject({ pool: SONNET, lane: 'critical' });
-    expect(ctx.poolHolds.in('high')).toEqual([]);
-    expect((await running).kind).toBe('completed');
-    expect(ctx.poolHolds.has(SONNET)).toBe(false);
+    // The job sleeps only if its acquire comes within 20 ms of the bucket being emptied; on a
+    // machine busy enough to take longer it is simply granted (no hold to see), so the scenario
+    // is tried again on a fresh bucket until the job did sleep (bound by events, not a clock).
+    let held: ReturnType<PoolHolds['in']> = [];
+    for (let attempt = 0; attempt < 10 && held.length === 0; attempt++) {
+      const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits } } });
+      expect((await ctx.bucket.acquire({ pool: SONNET, limits, lane: 'critical', need: { requests: 50, inputTokens: 0, outputTokens: 0 } })).status).toBe('granted');
+      let done = false;
+      const running = run(ctx, job(), meta('critical')).finally(() => (done = true));
+      // The dispatcher sees the pool held in the job's lane (not in the others) while it sleeps.
+      await vi.waitUntil(() => done || ctx.poolHolds.in('critical').length === 1, { timeout: 10_000, interval: 1 });
+      if (!done) {
+        held = ctx.poolHolds.in('critical');
+        expect(ctx.poolHolds.in('high')).toEqual([]);
+      }
+      expect((await running).kind).toBe('completed');
+      expect(ctx.poolHolds.has(SONNET)).toBe(false);
+    }
+    expect(held).toEqual([expect.objectContaining({ pool: SONNET, lane: 'critical' })]);
   });
 
   it('gives its grant back and goes behind a job of its pool and lane fetched before it that waits; that job, and one fetched before it, are served', async () => {
