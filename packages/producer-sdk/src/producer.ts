@@ -313,6 +313,8 @@ export class Producer {
       lane: handle.lane,
       existing: handle.existing,
       api: apiOf(input),
+      // A repeat's request is the job's own: the same key on another request is refused at enqueue.
+      includeUsage: input.provider === 'openai' && input.api !== 'responses' && input.request.stream_options?.include_usage === true,
       sub,
       result: handle.result({ timeoutMs: opts.timeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS }).catch(async (err: unknown) => {
         // As result()'s cancelOnTimeout, and as an abort: a stream's call can be stopped mid-way.
