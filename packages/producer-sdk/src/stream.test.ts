@@ -136,6 +136,26 @@ describe('producer.stream', () => {
     expect(await late.result()).toEqual(stored);
   });
 
+  it("streams a coalesced join, served from the result cache after the job's events expired, the answer from its result", async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('hi there') }, { kind: 'end' }]] }));
+    const cached = new Producer({ redis: redis.url, prefix, resultCacheTtlMs: 3_600_000 });
+    open.push(cached);
+    const first = await cached.stream(job({ coalesce: true }));
+    for await (const _ of first) void _;
+    const stored = await first.result();
+    await admin.del(jobEventsKey(prefix, first.id));
+    const join = await cached.stream(job({ coalesce: true }));
+    expect(join).toMatchObject({ id: first.id, existing: true });
+    const texts: string[] = [];
+    for await (const event of join) {
+      const e = event as { type: string; delta?: { text?: string } };
+      if (e.type === 'content_block_delta') texts.push(e.delta?.text ?? '');
+    }
+    expect(texts).toEqual(['hi there']);
+    expect(await join.result()).toEqual(stored);
+  });
+
   it("keeps a failed job's error for a repeat of its idempotency key, with no events to read", async () => {
     const prefix = await fleetPrefix();
     fleet(prefix, async () => ({ events: [], fail: 'PROVIDER_REJECTED: 400 invalid_request_error: bad' }));
