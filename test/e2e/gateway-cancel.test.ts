@@ -3,12 +3,18 @@
  * its connection closed before the stream's end), the bucket is charged the output produced, and
  * the job ends CANCELLED; a client gone before its call started takes its job with it, and the
  * provider never sees the call. A client that left asking again under its idempotency key gets the
- * job run again, streamed from its start.
+ * job run again, streamed from its start. One that comes back under its key after its job completed
+ * and its events expired (kept RELAY_TTL_MS, 5 min, after the last: the tests delete the job's
+ * events key instead of waiting) gets the first answer again through the unmodified SDKs' stream
+ * helpers, streamed from the job's stored result, with no provider call; it used to be a 400
+ * naming the key ("whose stream has expired").
  */
+import type Anthropic from '@anthropic-ai/sdk';
+import type OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '@headroom/producer-sdk';
-import { decodeJobEvent, laneKeys } from '@headroom/queue';
+import { decodeJobEvent, jobEventsKey, laneKeys } from '@headroom/queue';
 import { estimateOutputTokens } from '@headroom/queue/token-count';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
@@ -210,5 +216,90 @@ describe('clients that go away', () => {
     } finally {
       sim.setPace({ streamTokenMs: null });
     }
+  });
+});
+
+/** Expires the job's events now, as RELAY_TTL_MS would: 1 when they were still there to expire. */
+const expireEvents = (jobId: string | null) => admin.del(jobEventsKey(fleet.prefix, jobId ?? ''));
+const providerCalls = () => sim.stats().admissions.length;
+
+describe('a streamed repeat of an idempotency key whose events expired', () => {
+  it('client.messages.stream() gets the first final message, text and usage again', async () => {
+    const options = { headers: { 'headroom-idempotency-key': 'replay-messages' } };
+    const body = { model: SONNET, max_tokens: 300, messages: [{ role: 'user' as const, content: 'Tell me a short story about a lighthouse.' }] };
+    const collect = async () => {
+      const stream = fleet.anthropic().messages.stream(body, options);
+      const deltas: string[] = [];
+      stream.on('text', (delta) => deltas.push(delta));
+      const { response } = await stream.withResponse();
+      const final: Anthropic.Message = await stream.finalMessage();
+      return { jobId: response.headers.get('headroom-job-id'), deltas, final, text: await stream.finalText() };
+    };
+    const first = await collect();
+    expect(first.text.length).toBeGreaterThan(0);
+    expect(await expireEvents(first.jobId)).toBe(1);
+    const calls = providerCalls();
+
+    const again = await collect();
+    expect(again.jobId).toBe(first.jobId);
+    expect(again.final).toEqual(first.final);
+    expect(again.text).toBe(first.text);
+    expect(again.deltas.join('')).toBe(first.text);
+    expect(again.final.usage).toEqual(first.final.usage);
+    expect(again.final.stop_reason).toBe(first.final.stop_reason);
+    expect(providerCalls()).toBe(calls);
+  });
+
+  it('chat.completions.create({ stream: true, stream_options: { include_usage: true } }) gets the first text, finish_reason and usage chunk again', async () => {
+    const options = { headers: { 'headroom-idempotency-key': 'replay-chat' } };
+    const body = { model: GPT, max_completion_tokens: 300, messages: [{ role: 'user' as const, content: 'Tell me a short story about a canal.' }], stream: true as const, stream_options: { include_usage: true } };
+    const collect = async () => {
+      const { data: stream, response } = await fleet.openai().chat.completions.create(body, options).withResponse();
+      let text = '';
+      let finish: string | null = null;
+      let usage: OpenAI.CompletionUsage | null | undefined;
+      let id: string | undefined;
+      for await (const chunk of stream) {
+        id = chunk.id;
+        for (const choice of chunk.choices) {
+          text += choice.delta.content ?? '';
+          finish = choice.finish_reason ?? finish;
+        }
+        if (chunk.usage) usage = chunk.usage;
+      }
+      return { jobId: response.headers.get('headroom-job-id'), id, text, finish, usage };
+    };
+    const first = await collect();
+    expect(first.text.length).toBeGreaterThan(0);
+    expect(first.usage?.completion_tokens).toBeGreaterThan(0);
+    expect(await expireEvents(first.jobId)).toBe(1);
+    const calls = providerCalls();
+
+    const again = await collect();
+    expect(again).toEqual(first);
+    expect(providerCalls()).toBe(calls);
+  });
+
+  it('responses.stream() gets the first Response, text and usage again', async () => {
+    const options = { headers: { 'headroom-idempotency-key': 'replay-responses' } };
+    const body = { model: GPT, max_output_tokens: 300, input: 'Tell me a short story about a harbour.' };
+    // The first call by create({ stream: true }), whose headers name the job; the repeat by the helper.
+    const { data: events, response } = await fleet.openai().responses.create({ ...body, stream: true }, options).withResponse();
+    let first: OpenAI.Responses.Response | undefined;
+    for await (const event of events) if (event.type === 'response.completed') first = event.response;
+    expect(first?.output_text ?? first?.output.length).toBeTruthy();
+    expect(await expireEvents(response.headers.get('headroom-job-id'))).toBe(1);
+    const calls = providerCalls();
+
+    const stream = fleet.openai().responses.stream(body, options);
+    const deltas: string[] = [];
+    stream.on('response.output_text.delta', (e) => deltas.push(e.delta));
+    const again = await stream.finalResponse();
+    const { output_text: _text, ...stored } = first!;
+    expect(again).toMatchObject(stored);
+    expect(again.usage).toEqual(first!.usage);
+    expect(deltas.join('')).toBe(again.output_text);
+    expect(again.output_text.length).toBeGreaterThan(0);
+    expect(providerCalls()).toBe(calls);
   });
 });

@@ -735,11 +735,12 @@ describe('Producer', () => {
     await waitUntil(async () => (await admin.exists(key!)) === 0);
     await expect(p.enqueue(ask('waits long'))).resolves.toMatchObject({ existing: false });
 
-    // A streamed job's answer is cached only as long as its events are kept (RELAY_TTL_MS).
+    // A streamed job's answer is cached as long as any other's: a join after its events expired
+    // is streamed the answer from its result (stream.test.ts).
     const long = new Producer({ redis: redis.url, prefix, resultCacheTtlMs: 3_600_000 });
     open.push(long);
     const streamed = await long.enqueue(ask('streamed', true));
-    expect((await admin.hgetall(`${laneKeys(prefix, 'high').jobKeyPrefix}${streamed.id}`)).opts).toContain('"hrCacheTtl":300000');
+    expect((await admin.hgetall(`${laneKeys(prefix, 'high').jobKeyPrefix}${streamed.id}`)).opts).toContain('"hrCacheTtl":3600000');
   });
 
   it('does not serve a cached result whose job retention already removed: the identical request runs afresh', async () => {

@@ -20,8 +20,6 @@ import {
   cancelIfNotStarted,
   REPLY_TO_OPTION,
   CACHE_TTL_OPTION,
-  RELAY_TTL_MS,
-  isStreamed,
   waitForReady,
   JobNotFoundError,
   TimeoutError,
@@ -63,8 +61,8 @@ export interface ProducerOptions {
   connectTimeoutMs?: number;
   /**
    * With `coalesce: true`, identical jobs share one job while it is in flight and also, for this
-   * long after it completed, its result (a result cache; a streamed job's for at most 5 minutes,
-   * as long as its events are kept). A failure is not kept: the next identical job runs afresh.
+   * long after it completed, its result (a result cache; a streamed join is streamed the answer,
+   * from the result once the job's events expired). A failure is not kept: the next identical job runs afresh.
    * A non-negative integer of ms. @default 0: only jobs in flight are shared
    */
   resultCacheTtlMs?: number;
@@ -313,6 +311,8 @@ export class Producer {
       lane: handle.lane,
       existing: handle.existing,
       api: apiOf(input),
+      // A repeat's request is the job's own: the same key on another request is refused at enqueue.
+      includeUsage: input.provider === 'openai' && input.api !== 'responses' && input.request.stream_options?.include_usage === true,
       sub,
       result: handle.result({ timeoutMs: opts.timeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS }).catch(async (err: unknown) => {
         // As result()'s cancelOnTimeout, and as an abort: a stream's call can be stopped mid-way.
@@ -413,10 +413,11 @@ export class Producer {
     if (!job.coalesce) return retention;
     // BullMQ keeps one job per deduplication id while it is in flight. The result cache is not
     // BullMQ's ttl, which counts from the add (a job waiting longer would stop coalescing): the
-    // finish script keeps the key that long once the job completed. A streamed job's events are
-    // kept RELAY_TTL_MS after its end: past that, a join could not be streamed its answer.
-    const cacheTtl = isStreamed(job) ? Math.min(this.resultCacheTtlMs, RELAY_TTL_MS) : this.resultCacheTtlMs;
-    return { ...retention, deduplication: { id: coalesceKeyOf(job) }, ...(cacheTtl > 0 ? { [CACHE_TTL_OPTION]: cacheTtl } : {}) } as LaneEntry['opts'];
+    // finish script keeps the key that long once the job completed. A streamed join after its
+    // job's events expired is streamed the answer from the result (job-stream.ts), so a streamed
+    // job's cache lasts as long as any other's.
+    const cache = this.resultCacheTtlMs > 0 ? { [CACHE_TTL_OPTION]: this.resultCacheTtlMs } : {};
+    return { ...retention, deduplication: { id: coalesceKeyOf(job) }, ...cache } as LaneEntry['opts'];
   }
 
   /** `mode`: how its waiter learns the job ended (result-waiter.ts). */

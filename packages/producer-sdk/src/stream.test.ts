@@ -113,7 +113,7 @@ describe('producer.stream', () => {
     expect(await admin.exists(jobEventsKey(prefix, stream.id))).toBe(0);
   });
 
-  it('replays a finished stream to a repeat of its idempotency key, and names the key once the stream has expired', async () => {
+  it('replays a finished stream to a repeat of its idempotency key, and streams its answer from its result once its events expired', async () => {
     const prefix = await fleetPrefix();
     fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('hi') }, { kind: 'end' }]] }));
     const first = await producer(prefix).stream(job({ idempotencyKey: 'stream-1' }));
@@ -124,10 +124,50 @@ describe('producer.stream', () => {
     const texts: string[] = [];
     for await (const event of again) texts.push((event as { delta: { text: string } }).delta.text);
     expect(texts).toEqual(['hi']);
-    // Its events expire (RELAY_TTL_MS after the last): a later repeat gets a clear error, not a bare one.
+    // Its events expire (RELAY_TTL_MS after the last): a later repeat is streamed the answer its result holds.
     await admin.del(jobEventsKey(prefix, first.id));
     const late = await producer(prefix).stream(job({ idempotencyKey: 'stream-1' }));
-    await expect(late.started()).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey', message: expect.stringContaining('whose stream has expired') }] });
+    const stored = await first.result();
+    expect(await late.started()).toEqual({ model: stored.model, waitMs: stored.timings.waitMs, startedAt: stored.timings.startedAt });
+    const events: { type: string; delta?: { text?: string } }[] = [];
+    for await (const event of late) events.push(event as (typeof events)[number]);
+    expect(events.map((e) => e.type)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
+    expect(events[2]?.delta?.text).toBe('hi there');
+    expect(await late.result()).toEqual(stored);
+  });
+
+  it("streams a coalesced join, served from the result cache after the job's events expired, the answer from its result", async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('hi there') }, { kind: 'end' }]] }));
+    const cached = new Producer({ redis: redis.url, prefix, resultCacheTtlMs: 3_600_000 });
+    open.push(cached);
+    const first = await cached.stream(job({ coalesce: true }));
+    for await (const _ of first) void _;
+    const stored = await first.result();
+    await admin.del(jobEventsKey(prefix, first.id));
+    const join = await cached.stream(job({ coalesce: true }));
+    expect(join).toMatchObject({ id: first.id, existing: true });
+    const texts: string[] = [];
+    for await (const event of join) {
+      const e = event as { type: string; delta?: { text?: string } };
+      if (e.type === 'content_block_delta') texts.push(e.delta?.text ?? '');
+    }
+    expect(texts).toEqual(['hi there']);
+    expect(await join.result()).toEqual(stored);
+  });
+
+  it("keeps a failed job's error for a repeat of its idempotency key, with no events to read", async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async () => ({ events: [], fail: 'PROVIDER_REJECTED: 400 invalid_request_error: bad' }));
+    const first = await producer(prefix).stream(job({ idempotencyKey: 'stream-failed' }));
+    const failed = await first.started().catch((err: unknown) => err);
+    expect(failed).toBeInstanceOf(JobFailedError);
+    const again = await producer(prefix).stream(job({ idempotencyKey: 'stream-failed' }));
+    expect(again.existing).toBe(true);
+    await expect(again.started()).rejects.toMatchObject({ code: 'JOB_FAILED', jobId: first.id, failureCode: (failed as JobFailedError).failureCode });
+    await expect((async () => {
+      for await (const _ of again.raw()) void _;
+    })()).rejects.toBeInstanceOf(JobFailedError);
   });
 
   it('marks the job streamed for the worker', async () => {

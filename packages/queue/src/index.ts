@@ -68,6 +68,8 @@ export { allFairShareOnly, bringRunnableToFront, fairShareOnly, FAIR_SHARE_ONLY,
 export { newJobId, idempotentJobId, handOffJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
 export { relayEvents, flagCancelled, errorEventOf, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
 export type { JobEvent, RelayOutcome } from './job-events.js';
+export { replayEventsOf } from './stream-replay.js';
+export type { ReplayOptions } from './stream-replay.js';
 export { FailureCode, jobFailure, answeredFailure, failureText, failureOf, asJobFailure, providerErrorOf, PROVIDER_ERROR_MAX_BYTES, REPLAYED_FAILURES } from './failure.js';
 export type { JobFailure, ProviderError } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';

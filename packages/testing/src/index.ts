@@ -11,3 +11,4 @@
  */
 export { startEmbeddedRedis, freePort, REDIS_SERVER_NOT_FOUND } from './embedded-redis.js';
 export type { EmbeddedRedis, EmbeddedRedisOptions } from './embedded-redis.js';
+export { ANTHROPIC_MESSAGE, CHAT_COMPLETION, RESPONSE } from './provider-answers.js';

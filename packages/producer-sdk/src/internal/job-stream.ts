@@ -7,12 +7,15 @@
  *
  * A job that ends without any event (refused by the provider, out of retries, shed, cancelled
  * while waiting) makes `started()` and the iteration throw the job's error, as `result()` does.
+ * One that ended well but whose events are gone (a repeat of its idempotency key, or a coalesced
+ * join, after they expired: `RELAY_TTL_MS`) is streamed its answer made from its result
+ * (`replayEventsOf`), in the shapes the provider streams it.
  * One that ends after its first event ends with the error event it relayed (the provider's own),
  * or, when its worker could not write one (it died, or the job was cancelled), one in the
  * provider's shape made here; then the iteration throws `JobFailedError`.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { errorEventOf, FailureCode, JobFailedError, JobValidationError, RELAY_TTL_MS, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
+import { errorEventOf, FailureCode, JobFailedError, replayEventsOf, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
 import type { EventSubscription } from './event-reader.js';
 
 export interface StreamStart {
@@ -52,8 +55,10 @@ export interface JobStreamParts {
   id: string;
   lane: Lane;
   existing: boolean;
-  /** The provider API the job calls: the shape of an error event the stream ends with. */
+  /** The provider API the job calls: the shape of an error event the stream ends with, or of a replay. */
   api: ProviderApi;
+  /** The request asked for Chat Completions' usage chunk (`stream_options.include_usage`): a replay has it only then. */
+  includeUsage: boolean;
   sub: EventSubscription;
   result: Promise<LlmResult>;
   command: Redis | Cluster;
@@ -125,15 +130,13 @@ export class JobEventStream implements JobStream {
       }
       // Nothing was streamed: the job's own error, or its end without events.
       if (first) this.#tail = [first, ...(this.#tail ?? [])];
-      await this.#p.result;
-      if (this.existing) {
-        // A repeat of an idempotency key whose job streamed and finished longer ago than its
-        // events are kept: its answer is in its result, but can no longer be streamed.
-        throw new JobValidationError([
-          { path: 'idempotencyKey', message: `names job ${this.id}, which finished and whose stream has expired (events are kept ${RELAY_TTL_MS / 60_000} minutes after the last): its answer can no longer be streamed; read its result, or use a new key` },
-        ]);
-      }
-      throw new Error(`job ${this.id} finished without streaming any event (its stream expired)`);
+      const result = await this.#p.result;
+      // It ended well, and its events are gone: a repeat of its idempotency key (or a coalesced
+      // join) after they expired. Its answer is in its result, already paid for: streamed from
+      // there, as the client's SDK expects, rather than refused or run again.
+      this.#tail = [...replayEventsOf(this.#p.api, result.response, { includeUsage: this.#p.includeUsage }).map((data): JobEvent => ({ kind: 'event', data })), { kind: 'end' }];
+      this.#start = { model: result.model, waitMs: result.timings.waitMs, startedAt: result.timings.startedAt, ...(result.providerRequestId === undefined ? {} : { providerRequestId: result.providerRequestId }) };
+      return this.#start;
     })();
     return this.#startWait;
   }

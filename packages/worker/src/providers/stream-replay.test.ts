@@ -1,0 +1,40 @@
+/**
+ * A stream replayed from a job's result (`replayEventsOf`, for a repeat whose events expired)
+ * assembles, by the same accumulators that put the first stream together, into the answer the
+ * result holds: what it streams is that answer, block for block, with its stop reason and usage.
+ */
+import { replayEventsOf, type ProviderApi } from '@headroom/queue';
+import { ANTHROPIC_MESSAGE, CHAT_COMPLETION, RESPONSE } from '@headroom/testing';
+import { describe, expect, it } from 'vitest';
+import { AnthropicStreamAccumulator } from './anthropic-stream.js';
+import { OpenAIResponsesAccumulator } from './openai-responses.js';
+import { OpenAIStreamAccumulator } from './openai-stream.js';
+import type { StreamAccumulator } from './sdk-stream.js';
+
+function replayed(api: ProviderApi, answer: unknown, acc: StreamAccumulator<Record<string, unknown>>) {
+  for (const event of replayEventsOf(api, answer, { includeUsage: true })) acc.add(JSON.parse(event) as Record<string, unknown>);
+  return acc.finish();
+}
+
+describe('a replayed stream assembles into the stored answer', () => {
+  it('Anthropic: thinking, redacted thinking, cited text and a tool call, with the stop reason and usage', () => {
+    expect(replayed('messages', ANTHROPIC_MESSAGE, new AnthropicStreamAccumulator())).toEqual({
+      response: ANTHROPIC_MESSAGE,
+      usage: { inputTokens: 12, outputTokens: 40, cacheReadInputTokens: 3, cacheCreationInputTokens: 0 },
+    });
+  });
+
+  it('Chat Completions: two choices, one text and one tool call, and the usage chunk', () => {
+    expect(replayed('chat', CHAT_COMPLETION, new OpenAIStreamAccumulator(true))).toEqual({
+      response: CHAT_COMPLETION,
+      usage: { inputTokens: 9, outputTokens: 14, cacheReadInputTokens: 4, cacheCreationInputTokens: 0 },
+    });
+  });
+
+  it('Responses: every output item in its events, and the stored Response in the terminal one', () => {
+    const acc = new OpenAIResponsesAccumulator();
+    expect(replayed('responses', RESPONSE, acc)).toEqual({ response: RESPONSE, usage: { inputTokens: 8, outputTokens: 20, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 } });
+    // Output the accumulator counts: the summary, the text and the call's arguments, each once.
+    expect(acc.outputText()).toBe('Thought briefly.A harbour story.{"city":"Oslo"}');
+  });
+});
