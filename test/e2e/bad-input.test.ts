@@ -322,7 +322,9 @@ describe('bad environment and CLI flags: exit 2 with the message, nothing writte
   it.concurrent.each(CLI_CASES)('$name', async (c) => {
     const config = writeConfig({ redis: { prefix: 'clikey' }, providers: { anthropic: { apiKeyEnv: CLI_KEY_ENV } }, models: { [SONNET]: { provider: 'anthropic' } } });
     const proc = spawnHeadroom(c.args({ config, redisUrl: redis.url }), c.env ?? {});
-    const timer = setTimeout(() => proc.child.kill('SIGKILL'), 30_000);
+    // Bounds a process that never exits; the cases start at once, so on a loaded 2-core machine
+    // each one's start (tsx compiling the CLI) alone took 30 s: the bound stays under the test's.
+    const timer = setTimeout(() => proc.child.kill('SIGKILL'), 100_000);
     const code = await proc.exited;
     clearTimeout(timer);
     const out = proc.output();
