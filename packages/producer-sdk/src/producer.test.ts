@@ -447,6 +447,24 @@ describe('Producer', () => {
     expect(await p.cancel('high.no-such-job')).toBe(false);
   });
 
+  it('refuses to cancel a batch job its batch holds, and leaves no cancel flag behind', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const parked = await p.enqueue(job({ priority: 'LOW', sla: 'none' }));
+    const k = laneKeys(prefix, 'batch');
+    // The batch leader takes a job into its claim, and parks it there while its batch runs.
+    const leader = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(leader);
+    expect((await leader.getNextJob('claim-1', { block: false }))?.id).toBe(parked.id);
+    expect(await p.cancel(parked.id)).toBe(false);
+    expect((await p.getJob(parked.id))?.state).toBe('active');
+    // Nothing in the batch lane reads the flag: left behind, it would outlive the job by an hour.
+    expect(await admin.exists(k.jobCancel(parked.id))).toBe(0);
+    // One not yet taken into a claim is removed, as in any lane.
+    const waitingOne = await p.enqueue(job({ priority: 'LOW', sla: 'none', metadata: { n: 2 } }));
+    expect(await p.cancel(waitingOne.id)).toBe(true);
+  });
+
   it("tells a job's waiter in another producer at once when the job is cancelled, through its replies stream", async () => {
     const prefix = await fleetPrefix();
     const [a, b] = [producer(prefix), producer(prefix)];

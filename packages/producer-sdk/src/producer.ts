@@ -365,7 +365,9 @@ export class Producer {
    * Cancels a job. One that has not started is removed (true). One that a worker has taken is
    * asked to stop (false): its provider call is not sent if it has not been yet, a streamed call
    * is stopped and the job fails `CANCELLED`; a plain call already sent runs to its end (its
-   * answer cannot be taken back). False too for a finished or unknown job. With `keepShared`, a
+   * answer cannot be taken back). False for a batch job its batch holds (taken into a claim, or
+   * parked with its provider batch): it runs to its end, nothing is flagged. False too for a
+   * finished or unknown job. With `keepShared`, a
    * job other callers share is left to them and only this caller's share given back: true, since
    * it no longer runs for this caller (with `ifNotStarted`, only before it starts).
    */
@@ -384,6 +386,11 @@ export class Producer {
       // lane's events BullMQ's `removed` (lane-cancel.ts).
       const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, opts);
       if (outcome !== 'started' || opts.ifNotStarted) return outcome;
+      // A started batch job is in its leader's claim or parked with its provider batch. Both
+      // providers cancel only a whole batch, never one request of it, and nothing in the batch
+      // lane reads the flag: the job runs to its end (cancel says false), and no flag is left to
+      // outlive it by CANCEL_FLAG_TTL_MS.
+      if (laneOfJobId(id) === 'batch') return outcome;
       await flagCancelled(this.client.redis, this.prefix, id);
       return 'stopping';
     } catch (err) {
