@@ -263,6 +263,39 @@ describe('Producer', () => {
     expect(calls['batch-errored']).toBe(2);
   });
 
+  it("keeps the failed run of an idempotency key in the lane's failed set when its repeat runs the job again, until retention trims it", async () => {
+    const prefix = await fleetPrefix();
+    const p = new Producer({ redis: redis.url, prefix, retention: { failedCount: 2 } });
+    open.push(p);
+    const k = laneKeys(prefix, 'high');
+    const failedSet = `${k.bullPrefix}:${k.queueName}:failed`;
+    const outcomes = ['RETRIES_EXHAUSTED: after 6 attempts, last: 529 overloaded_error: Overloaded', 'ok'];
+    const w = plainWorker(prefix, 'high', (j) => {
+      if (j.data.idempotencyKey !== 'order-9') throw new Error('RETRIES_EXHAUSTED: another job');
+      const outcome = outcomes.shift()!;
+      if (outcome !== 'ok') throw new Error(outcome);
+      return fakeResult('claude-sonnet-4-6');
+    });
+    const first = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'order-9' }));
+    await expect(first.result({ timeoutMs: 5_000 })).rejects.toThrow(/RETRIES_EXHAUSTED: after 6 attempts/);
+    const { finishedAt } = (await p.getJob(first.id))!;
+    const again = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'order-9' }));
+    // The key still names its one id, now the new run's: a repeat while it runs shares it.
+    expect(again).toMatchObject({ id: first.id, existing: false });
+    await expect(again.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    // The failed run is what Bull Board lists among the lane's failed jobs, with why it failed.
+    const kept = `${first.id}.failed-${finishedAt}`;
+    expect(await admin.zrange(failedSet, '0', '-1')).toEqual([kept]);
+    expect(await p.getJob(kept)).toMatchObject({ state: 'failed', failedReason: expect.stringMatching(/^RETRIES_EXHAUSTED: after 6 attempts/), job: { idempotencyKey: 'order-9' } });
+    expect(await p.getJob(first.id)).toMatchObject({ state: 'completed' });
+    // Retention trims it as any failed job: two later failures leave the newest two.
+    const later = await Promise.all([1, 2].map((n) => p.enqueue(job({ priority: 'HIGH', metadata: { n } }))));
+    for (const h of later) await expect(h.result({ timeoutMs: 5_000 })).rejects.toThrow(/another job/);
+    expect((await admin.zrange(failedSet, '0', '-1')).sort()).toEqual(later.map((h) => h.id).sort());
+    expect(await admin.exists(`${k.jobKeyPrefix}${kept}`)).toBe(0);
+    await w.close();
+  });
+
   it('keeps the failed run of an idempotency key when its repeat finds the lane full, and runs it once there is room', async () => {
     const prefix = await fleetPrefix();
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, lanes: { high: { cap: 1 } } }));
@@ -286,6 +319,10 @@ describe('Producer', () => {
     expect(await waitingIds(admin, k)).toEqual([failed.id]);
     expect(await admin.exists(k.jobEvents(failed.id), k.jobCancel(failed.id))).toBe(0);
     expect(await admin.hget(`${k.jobKeyPrefix}${failed.id}`, 'failedReason')).toBeNull();
+    // Its failed run is kept beside it, under an id of its own.
+    const [kept] = await admin.zrange(`${k.bullPrefix}:${k.queueName}:failed`, '0', '-1');
+    expect(kept).toMatch(new RegExp(`^${failed.id.replace('.', '\\.')}\\.failed-\\d+$`));
+    expect(await admin.hget(`${k.jobKeyPrefix}${kept}`, 'failedReason')).toMatch(/^DEADLINE_EXCEEDED/);
   });
 
   it('delivers the result of a job completed by a plain BullMQ worker', async () => {
