@@ -597,6 +597,54 @@ describe('Producer', () => {
     await expect(p.enqueue(job({ priority: 'LOW' }))).resolves.toBeDefined();
   });
 
+  it("takes a LOW job that asked onShed 'batch' into the batch lane when its pool sheds at enqueue, under the batch lane's cap and its tenant's quota there", async () => {
+    const prefix = await fleetPrefix();
+    await publishFleetSettings(
+      admin,
+      parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic', pool: 'sonnet' } }, lanes: { batch: { cap: 3 } }, tenants: { overrides: { acme: { maxQueued: 1 } } } }),
+    );
+    const sec = Number((await admin.time())[0]);
+    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${sec * 1000 + 60_000}:4000:0.970`);
+    const p = producer(prefix);
+    const low = (overrides: Partial<LlmJobInput>) => job({ priority: 'LOW', onShed: 'batch', ...overrides });
+    const batch = laneKeys(prefix, 'batch');
+
+    // Accepted into the batch lane, as if shed a moment after enqueue: the handle is the batch job.
+    const moved = await p.enqueue(low({ tenant: 'acme' }));
+    expect(moved).toMatchObject({ lane: 'batch', existing: false });
+    expect(moved.id).toMatch(/^batch\.shed-/);
+    expect(await p.getJob(moved.id)).toMatchObject({ state: 'waiting', job: { priority: 'LOW', sla: 'none', onShed: 'batch', tenant: 'acme' } });
+    expect(await waiting(admin, laneKeys(prefix, 'low'))).toBe(0);
+    // The batch lane's admission applies: the tenant's quota there...
+    const overQuota = await p.enqueue(low({ tenant: 'acme', metadata: { n: 2 } })).catch((e: unknown) => e);
+    expect(overQuota).toBeInstanceOf(ShedError);
+    expect(overQuota).toMatchObject({ code: 'SHED', lane: 'low', retryAfterMs: 4000, message: expect.stringMatching(/pool sonnet is under pressure \(0\.97\); the batch lane refused it \(onShed 'batch'\): tenant acme is over its max unfinished jobs in lane batch quota/) });
+    // ...an idempotency key's repeat while the pool sheds finds the same batch job...
+    const keyed = await p.enqueue(low({ idempotencyKey: 'nightly-7' }));
+    expect(keyed.id).toBe(handOffJobId(idempotentJobId('low', 'nightly-7')));
+    await expect(p.enqueue(low({ idempotencyKey: 'nightly-7' }))).resolves.toMatchObject({ id: keyed.id, lane: 'batch', existing: true });
+    // (After the pressure, too, as a repeat finds a worker's hand-off: no second run in LOW.)
+    await admin.hdel(laneKeys(prefix, 'low').shedding, 'sonnet');
+    await expect(p.enqueue(low({ idempotencyKey: 'nightly-7' }))).resolves.toMatchObject({ id: keyed.id, lane: 'batch', existing: true });
+    await expect(p.enqueue(low({ idempotencyKey: 'nightly-7', metadata: { other: true } }))).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey' }] });
+    expect(await waiting(admin, laneKeys(prefix, 'low'))).toBe(0);
+    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${sec * 1000 + 60_000}:4000:0.970`);
+    // ...and the lane's cap.
+    await p.enqueue(low({ metadata: { n: 3 } }));
+    expect(await waiting(admin, batch)).toBe(3);
+    await expect(p.enqueue(low({ metadata: { n: 4 } }))).rejects.toMatchObject({ code: 'SHED', message: expect.stringMatching(/the batch lane refused it \(onShed 'batch'\): lane batch is full/) });
+    // Without onShed 'batch' (or streamed: a batch's answer is no stream) the job is refused, as before.
+    await expect(p.enqueue(job({ priority: 'LOW' }))).rejects.toMatchObject({ code: 'SHED', message: expect.not.stringMatching(/batch/) });
+    expect(await waiting(admin, batch)).toBe(3);
+    // Its answer comes from its batch, to the handle the enqueue returned.
+    const leader = new Worker(batch.queueName, null, { prefix: batch.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(leader);
+    const taken = (await leader.getNextJob('claim-1', { block: false }))!;
+    expect(taken.id).toBe(moved.id);
+    await taken.moveToCompleted(fakeResult('claude-sonnet-4-6'), 'claim-1', false);
+    await expect(moved.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+  });
+
   it('refuses a tenant past its max unfinished jobs, and admits it again once one finishes', async () => {
     const prefix = await fleetPrefix();
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, tenants: { default: { maxQueued: 3 }, overrides: { big: { maxQueued: 5 } } } }));

@@ -31,7 +31,8 @@
     maxOutputTokens, read only for a request with no output bound), <own>shedding (hash pool ->
     untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>unfinished (hash
     job id -> `bytes|tenant`), <own>usage (hash: bytes, tenant:<tenant>), <own>returning (zset),
-    <own>idem-alias:<job id> (string: the job an idempotent one coalesced into, see rememberJoin),
+    <own>idem-alias:<job id> (string: the job an idempotent one coalesced into, see rememberJoin,
+    or the BATCH job it became when shed at admission, admission.ts rememberHandOff),
     <own>cancelled:<job id> (string: deleted when an idempotent job is added under its id again),
     <lane>failed (zset) and <lane><id>[:logs]: a failed run an idempotent repeat runs again is
     renamed to `<id>.failed-<finishedOn>` there (setFailedRunAside)
@@ -59,7 +60,9 @@
   Returns four entries per job, in order:
     1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
                                            deduplicated it into a job already in flight, or when
-                                           its idempotency key's earlier request was (idem-alias)
+                                           its idempotency key's earlier request was (idem-alias),
+                                           or was moved to the BATCH lane at admission (a
+                                           `batch.shed-` id: the job is in that lane)
     2, '', '', ''                          a job with this id exists already (idempotent repeat);
                                            a repeat of one that failed to retry is added again (1),
                                            the failed record kept as `<id>.failed-<finishedOn>`
@@ -262,14 +265,21 @@ local function rememberJoin(jobId, target, data, packedOpts)
   redis.call('SET', own .. 'idem-alias:' .. jobId, target .. '|' .. redis.sha1hex(data), 'EX', math.ceil(ttl))
 end
 
--- The job an idempotent job's earlier request joined (see rememberJoin), still there; -9 when the
--- repeat is not the same job (as for a key's own job); nil when the key names no joined job.
+-- The job an idempotent job's earlier request joined (see rememberJoin), still there, or the BATCH
+-- job it was moved to when this lane shed it at admission (admission.ts rememberHandOff), and
+-- whether that job is in another lane; -9 when the repeat is not the same job (as for a key's own
+-- job); nil when the key names no joined job.
 local function joinedUnder(jobId, data)
   local alias = redis.call('GET', own .. 'idem-alias:' .. jobId)
   if not alias then return nil end
   local target, digest = string.match(alias, '^(.+)|(%x+)$')
-  if not target or redis.call('EXISTS', jobKeyPrefix .. target) == 0 then return nil end
+  if not target then return nil end
+  -- Another lane is another hash slot, out of this script's reach: the alias lives as long as that
+  -- job is kept, and answers the key's repeats as the pointer a worker's hand-off leaves does.
+  local elsewhere = string.match(target, '^[^.]+') ~= string.match(jobId, '^[^.]+')
+  if not elsewhere and redis.call('EXISTS', jobKeyPrefix .. target) == 0 then return nil end
   if digest ~= redis.sha1hex(data) then return -9 end
+  if elsewhere then return target, true end
   -- A joined job that failed to retry is not this key's answer: the repeat runs afresh.
   if failedToRetry(jobKeyPrefix .. target) then return nil end
   return target
@@ -297,10 +307,10 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     end
   end
   if idempotent and not rerun then
-    local target = joinedUnder(jobId, ARGV[at + 1])
+    local target, elsewhere = joinedUnder(jobId, ARGV[at + 1])
     if target == -9 then return -9, '', '', '' end
     if target then
-      redis.call('HINCRBY', jobKeyPrefix .. target, 'hrJoins', 1)
+      if not elsewhere then redis.call('HINCRBY', jobKeyPrefix .. target, 'hrJoins', 1) end
       return 1, target, '', ''
     end
   end
