@@ -102,6 +102,8 @@ describe('pressure and shedding', () => {
     // What admission read, for the message should none of the late LOW jobs be refused.
     const entryBefore = { entries: await admin.hgetall(sheddingKey), redisTime: await admin.time() };
     await offer('LOW', 50, 'low-late');
+    // Refused SHED at enqueue, these go to the batch lane as if shed a moment later.
+    await offer('LOW', 5, 'low-late-to-batch', { onShed: 'batch' });
     const entryAfter = { entries: await admin.hgetall(sheddingKey), redisTime: await admin.time() };
     await offer('HIGH', 10, 'high-late');
     await offer('CRITICAL', 5, 'crit-late');
@@ -117,6 +119,9 @@ describe('pressure and shedding', () => {
     // Shed with onShed: 'batch', they still got their answer, from the batch API at half price.
     expect(toBatch.every((s) => s.status === 'fulfilled')).toBe(true);
     expect(toBatch.some((s) => s.status === 'fulfilled' && s.value.cost.batch)).toBe(true);
+    const atEnqueue = settled.filter((_, i) => accepted[i]!.onShed === 'batch' && accepted[i]!.handle.lane === 'batch');
+    expect(atEnqueue.length, "LOW jobs with onShed: 'batch' taken into the batch lane at enqueue").toBeGreaterThan(0);
+    expect(atEnqueue.every((s) => s.status === 'fulfilled' && s.value.cost.batch)).toBe(true);
     const low = byPriority('LOW');
     // A waiting LOW job that is shed rejects result() with the same code as a refusal at enqueue.
     const shed = low.filter((s) => s.status === 'rejected' && s.reason instanceof ShedError && s.reason.jobId !== undefined);
@@ -130,7 +135,8 @@ describe('pressure and shedding', () => {
     // The fleet's shed counter matches the jobs that ended as shed.
     await new Promise((r) => setTimeout(r, 1_500));
     const stats = await readFleetStats(admin, prefix, 10);
-    const movedToBatch = toBatch.filter((s) => s.status === 'fulfilled' && s.value.cost.batch).length;
+    // (A job moved at enqueue never waited in LOW: admission counts it, `shed:refused`, not a worker.)
+    const movedToBatch = toBatch.filter((s) => s.status === 'fulfilled' && s.value.cost.batch && !atEnqueue.includes(s)).length;
     expect(stats.lanes.low?.shed ?? 0).toBe(shed.length + movedToBatch);
     expect(stats.lanes.critical?.shed ?? 0).toBe(0);
     expect(stats.lanes.high?.shed ?? 0).toBe(0);

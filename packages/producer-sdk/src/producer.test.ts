@@ -263,6 +263,39 @@ describe('Producer', () => {
     expect(calls['batch-errored']).toBe(2);
   });
 
+  it("keeps the failed run of an idempotency key in the lane's failed set when its repeat runs the job again, until retention trims it", async () => {
+    const prefix = await fleetPrefix();
+    const p = new Producer({ redis: redis.url, prefix, retention: { failedCount: 2 } });
+    open.push(p);
+    const k = laneKeys(prefix, 'high');
+    const failedSet = `${k.bullPrefix}:${k.queueName}:failed`;
+    const outcomes = ['RETRIES_EXHAUSTED: after 6 attempts, last: 529 overloaded_error: Overloaded', 'ok'];
+    const w = plainWorker(prefix, 'high', (j) => {
+      if (j.data.idempotencyKey !== 'order-9') throw new Error('RETRIES_EXHAUSTED: another job');
+      const outcome = outcomes.shift()!;
+      if (outcome !== 'ok') throw new Error(outcome);
+      return fakeResult('claude-sonnet-4-6');
+    });
+    const first = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'order-9' }));
+    await expect(first.result({ timeoutMs: 5_000 })).rejects.toThrow(/RETRIES_EXHAUSTED: after 6 attempts/);
+    const { finishedAt } = (await p.getJob(first.id))!;
+    const again = await p.enqueue(job({ priority: 'HIGH', idempotencyKey: 'order-9' }));
+    // The key still names its one id, now the new run's: a repeat while it runs shares it.
+    expect(again).toMatchObject({ id: first.id, existing: false });
+    await expect(again.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+    // The failed run is what Bull Board lists among the lane's failed jobs, with why it failed.
+    const kept = `${first.id}.failed-${finishedAt}`;
+    expect(await admin.zrange(failedSet, '0', '-1')).toEqual([kept]);
+    expect(await p.getJob(kept)).toMatchObject({ state: 'failed', failedReason: expect.stringMatching(/^RETRIES_EXHAUSTED: after 6 attempts/), job: { idempotencyKey: 'order-9' } });
+    expect(await p.getJob(first.id)).toMatchObject({ state: 'completed' });
+    // Retention trims it as any failed job: two later failures leave the newest two.
+    const later = await Promise.all([1, 2].map((n) => p.enqueue(job({ priority: 'HIGH', metadata: { n } }))));
+    for (const h of later) await expect(h.result({ timeoutMs: 5_000 })).rejects.toThrow(/another job/);
+    expect((await admin.zrange(failedSet, '0', '-1')).sort()).toEqual(later.map((h) => h.id).sort());
+    expect(await admin.exists(`${k.jobKeyPrefix}${kept}`)).toBe(0);
+    await w.close();
+  });
+
   it('keeps the failed run of an idempotency key when its repeat finds the lane full, and runs it once there is room', async () => {
     const prefix = await fleetPrefix();
     await publishFleetSettings(admin, parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic' } }, lanes: { high: { cap: 1 } } }));
@@ -286,6 +319,10 @@ describe('Producer', () => {
     expect(await waitingIds(admin, k)).toEqual([failed.id]);
     expect(await admin.exists(k.jobEvents(failed.id), k.jobCancel(failed.id))).toBe(0);
     expect(await admin.hget(`${k.jobKeyPrefix}${failed.id}`, 'failedReason')).toBeNull();
+    // Its failed run is kept beside it, under an id of its own.
+    const [kept] = await admin.zrange(`${k.bullPrefix}:${k.queueName}:failed`, '0', '-1');
+    expect(kept).toMatch(new RegExp(`^${failed.id.replace('.', '\\.')}\\.failed-\\d+$`));
+    expect(await admin.hget(`${k.jobKeyPrefix}${kept}`, 'failedReason')).toMatch(/^DEADLINE_EXCEEDED/);
   });
 
   it('delivers the result of a job completed by a plain BullMQ worker', async () => {
@@ -447,6 +484,24 @@ describe('Producer', () => {
     expect(await p.cancel('high.no-such-job')).toBe(false);
   });
 
+  it('refuses to cancel a batch job its batch holds, and leaves no cancel flag behind', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const parked = await p.enqueue(job({ priority: 'LOW', sla: 'none' }));
+    const k = laneKeys(prefix, 'batch');
+    // The batch leader takes a job into its claim, and parks it there while its batch runs.
+    const leader = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(leader);
+    expect((await leader.getNextJob('claim-1', { block: false }))?.id).toBe(parked.id);
+    expect(await p.cancel(parked.id)).toBe(false);
+    expect((await p.getJob(parked.id))?.state).toBe('active');
+    // Nothing in the batch lane reads the flag: left behind, it would outlive the job by an hour.
+    expect(await admin.exists(k.jobCancel(parked.id))).toBe(0);
+    // One not yet taken into a claim is removed, as in any lane.
+    const waitingOne = await p.enqueue(job({ priority: 'LOW', sla: 'none', metadata: { n: 2 } }));
+    expect(await p.cancel(waitingOne.id)).toBe(true);
+  });
+
   it("tells a job's waiter in another producer at once when the job is cancelled, through its replies stream", async () => {
     const prefix = await fleetPrefix();
     const [a, b] = [producer(prefix), producer(prefix)];
@@ -540,6 +595,54 @@ describe('Producer', () => {
     // An entry past its time no longer sheds (a fleet that died does not shed forever).
     await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${sec * 1000 - 1}:4000:0.970`);
     await expect(p.enqueue(job({ priority: 'LOW' }))).resolves.toBeDefined();
+  });
+
+  it("takes a LOW job that asked onShed 'batch' into the batch lane when its pool sheds at enqueue, under the batch lane's cap and its tenant's quota there", async () => {
+    const prefix = await fleetPrefix();
+    await publishFleetSettings(
+      admin,
+      parseConfig({ redis: { prefix }, models: { 'claude-sonnet-4-6': { provider: 'anthropic', pool: 'sonnet' } }, lanes: { batch: { cap: 3 } }, tenants: { overrides: { acme: { maxQueued: 1 } } } }),
+    );
+    const sec = Number((await admin.time())[0]);
+    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${sec * 1000 + 60_000}:4000:0.970`);
+    const p = producer(prefix);
+    const low = (overrides: Partial<LlmJobInput>) => job({ priority: 'LOW', onShed: 'batch', ...overrides });
+    const batch = laneKeys(prefix, 'batch');
+
+    // Accepted into the batch lane, as if shed a moment after enqueue: the handle is the batch job.
+    const moved = await p.enqueue(low({ tenant: 'acme' }));
+    expect(moved).toMatchObject({ lane: 'batch', existing: false });
+    expect(moved.id).toMatch(/^batch\.shed-/);
+    expect(await p.getJob(moved.id)).toMatchObject({ state: 'waiting', job: { priority: 'LOW', sla: 'none', onShed: 'batch', tenant: 'acme' } });
+    expect(await waiting(admin, laneKeys(prefix, 'low'))).toBe(0);
+    // The batch lane's admission applies: the tenant's quota there...
+    const overQuota = await p.enqueue(low({ tenant: 'acme', metadata: { n: 2 } })).catch((e: unknown) => e);
+    expect(overQuota).toBeInstanceOf(ShedError);
+    expect(overQuota).toMatchObject({ code: 'SHED', lane: 'low', retryAfterMs: 4000, message: expect.stringMatching(/pool sonnet is under pressure \(0\.97\); the batch lane refused it \(onShed 'batch'\): tenant acme is over its max unfinished jobs in lane batch quota/) });
+    // ...an idempotency key's repeat while the pool sheds finds the same batch job...
+    const keyed = await p.enqueue(low({ idempotencyKey: 'nightly-7' }));
+    expect(keyed.id).toBe(handOffJobId(idempotentJobId('low', 'nightly-7')));
+    await expect(p.enqueue(low({ idempotencyKey: 'nightly-7' }))).resolves.toMatchObject({ id: keyed.id, lane: 'batch', existing: true });
+    // (After the pressure, too, as a repeat finds a worker's hand-off: no second run in LOW.)
+    await admin.hdel(laneKeys(prefix, 'low').shedding, 'sonnet');
+    await expect(p.enqueue(low({ idempotencyKey: 'nightly-7' }))).resolves.toMatchObject({ id: keyed.id, lane: 'batch', existing: true });
+    await expect(p.enqueue(low({ idempotencyKey: 'nightly-7', metadata: { other: true } }))).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey' }] });
+    expect(await waiting(admin, laneKeys(prefix, 'low'))).toBe(0);
+    await admin.hset(laneKeys(prefix, 'low').shedding, 'sonnet', `${sec * 1000 + 60_000}:4000:0.970`);
+    // ...and the lane's cap.
+    await p.enqueue(low({ metadata: { n: 3 } }));
+    expect(await waiting(admin, batch)).toBe(3);
+    await expect(p.enqueue(low({ metadata: { n: 4 } }))).rejects.toMatchObject({ code: 'SHED', message: expect.stringMatching(/the batch lane refused it \(onShed 'batch'\): lane batch is full/) });
+    // Without onShed 'batch' (or streamed: a batch's answer is no stream) the job is refused, as before.
+    await expect(p.enqueue(job({ priority: 'LOW' }))).rejects.toMatchObject({ code: 'SHED', message: expect.not.stringMatching(/batch/) });
+    expect(await waiting(admin, batch)).toBe(3);
+    // Its answer comes from its batch, to the handle the enqueue returned.
+    const leader = new Worker(batch.queueName, null, { prefix: batch.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(leader);
+    const taken = (await leader.getNextJob('claim-1', { block: false }))!;
+    expect(taken.id).toBe(moved.id);
+    await taken.moveToCompleted(fakeResult('claude-sonnet-4-6'), 'claim-1', false);
+    await expect(moved.result({ timeoutMs: 5_000 })).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
   });
 
   it('refuses a tenant past its max unfinished jobs, and admits it again once one finishes', async () => {

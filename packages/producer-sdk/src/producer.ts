@@ -10,6 +10,11 @@ import {
   ClosedError,
   flagCancelled,
   apiOf,
+  handOffJobId,
+  QueueFullError,
+  QuotaExceededError,
+  rememberHandOff,
+  ShedError,
   idempotentJobId,
   LANE_DEFAULTS,
   laneKeys,
@@ -23,6 +28,7 @@ import {
   waitForReady,
   JobNotFoundError,
   TimeoutError,
+  type Added,
   type JobFailure,
   type Lane,
   type LaneEntry,
@@ -199,6 +205,8 @@ export interface JobInfo {
 }
 
 const DEFAULT_RESULT_TIMEOUT_MS = 60_000;
+/** The providers' batch completion window: the longest a BATCH job waits for its batch to end. */
+const BATCH_WINDOW_SEC = 24 * 3600;
 const DEFAULT_STREAM_TIMEOUT_MS = 600_000;
 
 interface Retention {
@@ -220,6 +228,8 @@ export class Producer {
   /** BullMQ's retention options for jobs of every lane but BATCH, and for BATCH; built once, passed per job. */
   private readonly retention: Retention;
   private readonly batchRetention: Retention;
+  /** How long a finished BATCH job is kept at most (its retention's longer age). */
+  private readonly batchKeptSec: number;
   private readonly resultCacheTtlMs: number;
   private readonly waiter: ResultWaiter;
   private readonly batcher: EnqueueBatcher;
@@ -244,6 +254,7 @@ export class Producer {
     // lane, or the first answers of a large batch would be trimmed before anyone read them.
     const atLeastBatchCap = (r: { age: number; count: number }) => ({ age: r.age, count: Math.max(r.count, LANE_DEFAULTS.batch.cap) });
     this.batchRetention = { removeOnComplete: atLeastBatchCap(this.retention.removeOnComplete), removeOnFail: atLeastBatchCap(this.retention.removeOnFail) };
+    this.batchKeptSec = Math.max(opts.retention.completedSec, opts.retention.failedSec);
     this.resultCacheTtlMs = opts.resultCacheTtlMs;
     this.client = sharedClient(opts.redis);
     this.batcher = this.client.batcher(this.prefix);
@@ -274,11 +285,47 @@ export class Producer {
     // settled by the batcher, and its waiter reads the lane's events.
     const replyTo = lane === 'batch' ? undefined : this.waiter.replyTo(lane);
     const fresh = this.waiter.isLive(lane);
-    const { id: jobId, existing } = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo));
+    let added: Added;
+    try {
+      added = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo));
+    } catch (err) {
+      if (err instanceof ShedError && job.onShed === 'batch' && !isStreamed(job)) return this.shedToBatch(lane, id, job, err);
+      throw err;
+    }
+    const { id: jobId, existing } = added;
+    // An idempotent repeat of a job moved to the BATCH lane at admission is answered with that job.
+    const at = laneOfJobId(jobId) ?? lane;
     // A job that was there already (idempotent repeat, coalesced) replies to whoever enqueued it.
     // A BATCH job's wait is for its batch, not for a start.
-    const startBy = lane !== 'batch' && job.maxWaitMs !== undefined ? { maxWaitMs: job.maxWaitMs, enqueuedAt } : undefined;
-    return this.handle(jobId, lane, existing, existing ? 'read' : replyTo !== undefined ? 'reply' : fresh ? 'fresh' : 'read', startBy);
+    const startBy = at !== 'batch' && job.maxWaitMs !== undefined ? { maxWaitMs: job.maxWaitMs, enqueuedAt } : undefined;
+    return this.handle(jobId, at, existing, existing ? 'read' : replyTo !== undefined ? 'reply' : fresh ? 'fresh' : 'read', startBy);
+  }
+
+  /**
+   * A job that asked `onShed: 'batch'`, refused SHED at admission, goes where a worker would have
+   * moved it had it been shed a moment after: the BATCH lane, under the id a worker's hand-off
+   * gives it (`handOffJobId`: an idempotent job's repeat while its pool sheds finds the same
+   * job), through the BATCH lane's own admission (its caps, byte cap and the tenant's quota
+   * there). Refused there too, it is shed, as a worker sheds a job the batch lane refuses. A
+   * streamed job is not moved: nobody could read a batch's answer as a stream.
+   */
+  private async shedToBatch(lane: Lane, originalId: string, job: LlmJob, shed: ShedError): Promise<CallerHandle> {
+    const moved: LlmJob = { ...job, sla: 'none' };
+    const fresh = this.waiter.isLive('batch');
+    try {
+      const { id, existing } = await this.batcher.submit('batch', handOffJobId(originalId), moved, this.optionsOf('batch', moved, undefined));
+      // The key's repeats find this job also once the pool no longer sheds, for as long as it may
+      // wait for its batch (the batch APIs' 24 h window) and is then kept. The job is accepted
+      // whether this lands or not: lost (Redis blinked), only such a repeat would run it again.
+      if (job.idempotencyKey !== undefined) {
+        await rememberHandOff(this.client.redis, this.prefix, lane, originalId, id, job, this.batchKeptSec + BATCH_WINDOW_SEC).catch(() => {});
+      }
+      return this.handle(id, 'batch', existing, existing || !fresh ? 'read' : 'fresh');
+    } catch (err) {
+      // Only the batch lane's room: anything else (Redis away, say) is what it is.
+      if (!(err instanceof QueueFullError || err instanceof QuotaExceededError)) throw err;
+      throw new ShedError(lane, `${shed.reason}; the batch lane refused it (onShed 'batch'): ${err.message}`, shed.retryAfterMs);
+    }
   }
 
   /** Enqueues and waits for the result. */
@@ -365,7 +412,9 @@ export class Producer {
    * Cancels a job. One that has not started is removed (true). One that a worker has taken is
    * asked to stop (false): its provider call is not sent if it has not been yet, a streamed call
    * is stopped and the job fails `CANCELLED`; a plain call already sent runs to its end (its
-   * answer cannot be taken back). False too for a finished or unknown job. With `keepShared`, a
+   * answer cannot be taken back). False for a batch job its batch holds (taken into a claim, or
+   * parked with its provider batch): it runs to its end, nothing is flagged. False too for a
+   * finished or unknown job. With `keepShared`, a
    * job other callers share is left to them and only this caller's share given back: true, since
    * it no longer runs for this caller (with `ifNotStarted`, only before it starts).
    */
@@ -384,6 +433,11 @@ export class Producer {
       // lane's events BullMQ's `removed` (lane-cancel.ts).
       const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, opts);
       if (outcome !== 'started' || opts.ifNotStarted) return outcome;
+      // A started batch job is in its leader's claim or parked with its provider batch. Both
+      // providers cancel only a whole batch, never one request of it, and nothing in the batch
+      // lane reads the flag: the job runs to its end (cancel says false), and no flag is left to
+      // outlive it by CANCEL_FLAG_TTL_MS.
+      if (laneOfJobId(id) === 'batch') return outcome;
       await flagCancelled(this.client.redis, this.prefix, id);
       return 'stopping';
     } catch (err) {

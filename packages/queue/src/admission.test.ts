@@ -8,7 +8,8 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
-import { addToLane, ADMITTED_OPTION, publishFleetSettings, releaseJobs, unadmitted, type Added, type LaneEntry } from './admission.js';
+import { addToLane, ADMITTED_OPTION, publishFleetSettings, releaseJobs, rememberHandOff, unadmitted, type Added, type LaneEntry } from './admission.js';
+import { handOffJobId, idempotentJobId } from './job-ids.js';
 import { parseConfig, type HeadroomConfig, type HeadroomConfigInput } from './config.js';
 import { ErrorCode, HeadroomError, QueueFullError } from './errors.js';
 import type { LlmJob } from './job.js';
@@ -229,6 +230,27 @@ describe('the admission mark', () => {
     const closed = new Redis(server.url, { lazyConnect: true, enableOfflineQueue: false });
     expect((await unadmitted(closed, prefix, 'normal', taken.filter((j) => j.id === (added as Added).id))).size).toBe(0);
     closed.disconnect();
+  });
+});
+
+describe('an idempotent job moved to the batch lane at admission', () => {
+  it("answers its key's repeat with the BATCH job its alias names, in another lane: no new job, no share counted on a hash out of reach", async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const low = lane(prefix, 'low');
+    const job = llmJob({ priority: 'LOW', onShed: 'batch', idempotencyKey: 'k' });
+    const jobId = idempotentJobId('low', 'k');
+    const add = (j: LlmJob) => addToLane(redis, low.queue, prefix, 'low', [{ jobId, job: j }]);
+    await rememberHandOff(redis, prefix, 'low', jobId, handOffJobId(jobId), job, 60);
+    expect(await add(job)).toEqual([{ id: handOffJobId(jobId), existing: true }]);
+    expect(await low.size()).toBe(0);
+    expect(await redis.exists(`${low.k.jobKeyPrefix}${jobId}`, `${low.k.jobKeyPrefix}${handOffJobId(jobId)}`)).toBe(0);
+    // The key on another job is refused, as for the key's own job.
+    const [other] = await add(llmJob({ priority: 'LOW', onShed: 'batch', idempotencyKey: 'k', metadata: { other: true } }));
+    expect(other).toMatchObject({ code: ErrorCode.JOB_INVALID });
+    // Once the alias is gone, the key makes a job of its own.
+    await redis.del(low.k.idempotentAlias(jobId));
+    expect(await add(job)).toEqual([{ id: jobId, existing: false }]);
   });
 });
 

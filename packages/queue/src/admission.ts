@@ -7,6 +7,7 @@
  * by itself when the job starts, is removed, cancelled or shed. Bytes and tenants are counted
  * per unfinished job, and given back once the job is finished or gone (`releaseJobs`).
  */
+import { createHash } from 'node:crypto';
 import { Job, type IRedisTransaction, type JobsOptions, type Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { poolOf, type HeadroomConfig } from './config.js';
@@ -189,6 +190,22 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
   // Every job of a lane has the same nine keys.
   const reply = await runScript<(string | number)[]>(redis, 'add', add.slice(0, 9) as string[], args);
   return entries.map((e, i) => outcomeOf(lane, e, ladders[i]!, reply.slice(i * REPLY_WIDTH, (i + 1) * REPLY_WIDTH)));
+}
+
+/**
+ * Names, under an idempotent job's id in the lane that shed it at admission, the BATCH job it was
+ * moved to instead (`onShed: 'batch'`), for `ttlSec`: a repeat of the key is answered with that
+ * job by the add script (its `joinedUnder`), also once the pool no longer sheds, rather than run
+ * again, as a repeat finds the pointer a worker's hand-off leaves. The value is the add script's
+ * alias (`<job id>|<sha1 of the job's data as BullMQ stores it>`, keys.ts `idempotentAlias`): a
+ * repeat with another job under the key is refused as for the key's own job. Written after the
+ * BATCH job is added (another hash slot, so not in its call): a producer that dies between the
+ * two leaves the key to run again on a repeat once its pool no longer sheds.
+ */
+export async function rememberHandOff(redis: Redis | Cluster, prefix: string, lane: Lane, jobId: string, handOffId: string, job: LlmJob, ttlSec: number): Promise<void> {
+  // BullMQ stores the data as JSON.stringify of what `addToLane` was given: the same job, so the same digest.
+  const digest = createHash('sha1').update(JSON.stringify(job)).digest('hex');
+  await redis.set(laneKeys(prefix, lane).idempotentAlias(jobId), `${handOffId}|${digest}`, 'EX', Math.ceil(ttlSec));
 }
 
 /**

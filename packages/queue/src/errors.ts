@@ -141,6 +141,8 @@ export class RedisOomError extends HeadroomError {
 export class ShedError extends HeadroomError {
   readonly lane: string;
   readonly retryAfterMs: number;
+  /** Why it was shed (the pool and its pressure, say), as the message has it. */
+  readonly reason: string;
   /** Set when the job had been accepted and was shed while waiting. */
   readonly jobId?: string;
   constructor(lane: string, reason: string, retryAfterMs: number, jobId?: string) {
@@ -148,6 +150,7 @@ export class ShedError extends HeadroomError {
     super(ErrorCode.SHED, `${what}: ${reason}; retry after ${retryAfterMs} ms`, { retryable: true });
     this.name = 'ShedError';
     this.lane = lane;
+    this.reason = reason;
     this.retryAfterMs = retryAfterMs;
     if (jobId !== undefined) this.jobId = jobId;
   }

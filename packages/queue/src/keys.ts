@@ -111,7 +111,8 @@ export interface LaneKeys {
   /**
    * STRING `<job id>|<sha1 of the job's data>`: the job an idempotent job coalesced into, under the
    * id its key maps to (add-9.lua), so a repeat of that key finds that job after the coalescing
-   * key is gone. It lives as long as the job's retention.
+   * key is gone; or the BATCH job it was moved to when shed at admission (admission.ts
+   * `rememberHandOff`). It lives as long as the job's retention.
    */
   idempotentAlias(jobId: string): string;
   /** STRING set while a job's caller has cancelled it: the relay refuses to write past it. */

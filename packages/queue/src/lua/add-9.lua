@@ -31,8 +31,11 @@
     maxOutputTokens, read only for a request with no output bound), <own>shedding (hash pool ->
     untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>unfinished (hash
     job id -> `bytes|tenant`), <own>usage (hash: bytes, tenant:<tenant>), <own>returning (zset),
-    <own>idem-alias:<job id> (string: the job an idempotent one coalesced into, see rememberJoin),
-    <own>cancelled:<job id> (string: deleted when an idempotent job is added under its id again)
+    <own>idem-alias:<job id> (string: the job an idempotent one coalesced into, see rememberJoin,
+    or the BATCH job it became when shed at admission, admission.ts rememberHandOff),
+    <own>cancelled:<job id> (string: deleted when an idempotent job is added under its id again),
+    <lane>failed (zset) and <lane><id>[:logs]: a failed run an idempotent repeat runs again is
+    renamed to `<id>.failed-<finishedOn>` there (setFailedRunAside)
   Passing only BullMQ's keys keeps the command as small as BullMQ's own: every argument costs the
   client an encoding and Redis a parse, per enqueue.
 
@@ -57,9 +60,12 @@
   Returns four entries per job, in order:
     1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
                                            deduplicated it into a job already in flight, or when
-                                           its idempotency key's earlier request was (idem-alias)
+                                           its idempotency key's earlier request was (idem-alias),
+                                           or was moved to the BATCH lane at admission (a
+                                           `batch.shed-` id: the job is in that lane)
     2, '', '', ''                          a job with this id exists already (idempotent repeat);
-                                           a repeat of one that failed to retry is added again (1)
+                                           a repeat of one that failed to retry is added again (1),
+                                           the failed record kept as `<id>.failed-<finishedOn>`
     -1, cap, size, ''                      QUEUE_FULL: the lane holds its cap of jobs not yet started
     -2, model, '', ''                      unknown model (not in the fleet's published models)
     -3, model, provider, ''                model belongs to another provider
@@ -80,7 +86,6 @@
   join is looked for only when such a refusal would be the answer, so an ordinary add pays nothing.
 ]]
 --- @bullmq "addStandardJob"
---- @bullmq "removeJob"
 --- @include "includes/model-pool"
 --- @include "includes/fair-queue"
 
@@ -222,11 +227,24 @@ local function failedToRetry(jobKey)
   return not (code and REPLAYED[code])
 end
 
--- The failed run under an idempotent id gives way to the repeat's: its record, and what a stream
--- or a cancel left under the id (the relay would take an old stream for an earlier attempt's
--- answer, a cancel flag would stop the new run).
-local function clearFailedRun(jobId)
-  removeJob({ jobKeyPrefix .. jobId, jobKeyPrefix .. 'repeat' }, { jobId, '1', jobKeyPrefix })
+-- The failed run under an idempotent id gives the id to the repeat's and keeps its record under
+-- an id of its own, `<id>.failed-<its finishedOn>`, in the lane's failed set at its place: Bull
+-- Board still shows why it failed, and the lane's retention removes it as any failed job. (Removed
+-- instead, the operator lost the failure to the retry.) The key keeps naming one id, so a repeat
+-- while the new run waits or runs finds it there, with no mapping that could expire under it.
+-- What a stream or a cancel left under the id goes: the relay would take an old stream for an
+-- earlier attempt's answer, a cancel flag would stop the new run.
+local function setFailedRunAside(jobId)
+  local jobKey = jobKeyPrefix .. jobId
+  local failedKey = jobKeyPrefix .. 'failed'
+  local keptId = jobId .. '.failed-' .. redis.call('HGET', jobKey, 'finishedOn')
+  local score = redis.call('ZSCORE', failedKey, jobId)
+  redis.call('RENAME', jobKey, jobKeyPrefix .. keptId)
+  if redis.call('EXISTS', jobKey .. ':logs') == 1 then redis.call('RENAME', jobKey .. ':logs', jobKeyPrefix .. keptId .. ':logs') end
+  if score then
+    redis.call('ZREM', failedKey, jobId)
+    redis.call('ZADD', failedKey, score, keptId)
+  end
   redis.call('DEL', own .. 'events:' .. jobId, own .. 'cancel:' .. jobId)
 end
 
@@ -247,14 +265,21 @@ local function rememberJoin(jobId, target, data, packedOpts)
   redis.call('SET', own .. 'idem-alias:' .. jobId, target .. '|' .. redis.sha1hex(data), 'EX', math.ceil(ttl))
 end
 
--- The job an idempotent job's earlier request joined (see rememberJoin), still there; -9 when the
--- repeat is not the same job (as for a key's own job); nil when the key names no joined job.
+-- The job an idempotent job's earlier request joined (see rememberJoin), still there, or the BATCH
+-- job it was moved to when this lane shed it at admission (admission.ts rememberHandOff), and
+-- whether that job is in another lane; -9 when the repeat is not the same job (as for a key's own
+-- job); nil when the key names no joined job.
 local function joinedUnder(jobId, data)
   local alias = redis.call('GET', own .. 'idem-alias:' .. jobId)
   if not alias then return nil end
   local target, digest = string.match(alias, '^(.+)|(%x+)$')
-  if not target or redis.call('EXISTS', jobKeyPrefix .. target) == 0 then return nil end
+  if not target then return nil end
+  -- Another lane is another hash slot, out of this script's reach: the alias lives as long as that
+  -- job is kept, and answers the key's repeats as the pointer a worker's hand-off leaves does.
+  local elsewhere = string.match(target, '^[^.]+') ~= string.match(jobId, '^[^.]+')
+  if not elsewhere and redis.call('EXISTS', jobKeyPrefix .. target) == 0 then return nil end
   if digest ~= redis.sha1hex(data) then return -9 end
+  if elsewhere then return target, true end
   -- A joined job that failed to retry is not this key's answer: the repeat runs afresh.
   if failedToRetry(jobKeyPrefix .. target) then return nil end
   return target
@@ -272,7 +297,8 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
       return -9, '', '', ''
     end
     -- A repeat after a failure that told its caller to retry runs the job again, admitted as a
-    -- new job (the failed run's record is kept if it is refused).
+    -- new job under the id (the failed run's record moves aside, setFailedRunAside; refused, it
+    -- stays as it was).
     rerun = idempotent and failedToRetry(jobKeyPrefix .. jobId)
     if not rerun then
       -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
@@ -281,10 +307,10 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     end
   end
   if idempotent and not rerun then
-    local target = joinedUnder(jobId, ARGV[at + 1])
+    local target, elsewhere = joinedUnder(jobId, ARGV[at + 1])
     if target == -9 then return -9, '', '', '' end
     if target then
-      redis.call('HINCRBY', jobKeyPrefix .. target, 'hrJoins', 1)
+      if not elsewhere then redis.call('HINCRBY', jobKeyPrefix .. target, 'hrJoins', 1) end
       return 1, target, '', ''
     end
   end
@@ -307,7 +333,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     end
     return refused, a, b, c
   end
-  if rerun then clearFailedRun(jobId) end
+  if rerun then setFailedRunAside(jobId) end
   local added = addStandardJob(KEYS, { ARGV[at], ARGV[at + 1], ARGV[at + 2] })
   if type(added) == 'string' and added ~= jobId and not joinable(added) then
     -- Coalesced into a job that is gone or going: its deduplication key gives way, and this job
