@@ -289,7 +289,7 @@ export class Producer {
     try {
       added = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo));
     } catch (err) {
-      if (err instanceof ShedError && job.onShed === 'batch' && !isStreamed(job)) return this.shedToBatch(lane, id, job, err);
+      if (err instanceof ShedError && job.onShed === 'batch') return this.shedToBatch(lane, id, job, err);
       throw err;
     }
     const { id: jobId, existing } = added;
@@ -306,8 +306,8 @@ export class Producer {
    * moved it had it been shed a moment after: the BATCH lane, under the id a worker's hand-off
    * gives it (`handOffJobId`: an idempotent job's repeat while its pool sheds finds the same
    * job), through the BATCH lane's own admission (its caps, byte cap and the tenant's quota
-   * there). Refused there too, it is shed, as a worker sheds a job the batch lane refuses. A
-   * streamed job is not moved: nobody could read a batch's answer as a stream.
+   * there). Refused there too, it is shed, as a worker sheds a job the batch lane refuses. (A
+   * streamed job cannot ask for it: the job's validation refuses the pair.)
    */
   private async shedToBatch(lane: Lane, originalId: string, job: LlmJob, shed: ShedError): Promise<CallerHandle> {
     const moved: LlmJob = { ...job, sla: 'none' };

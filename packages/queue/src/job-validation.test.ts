@@ -95,6 +95,7 @@ describe('parseJob', () => {
     ['system as number', anthropic({ system: 42 }), 'request.system', /./],
     ['temperature too high', anthropic({ temperature: 3 }), 'request.temperature', /1/],
     ['streaming with sla none', anthropic({ stream: true }, { sla: 'none' }), 'request.stream', /must be interactive: sla "none" goes to the batch API/],
+    ['streaming with onShed batch', anthropic({ stream: true }, { priority: 'LOW', onShed: 'batch' }), 'onShed', /streamed job cannot be shed to the batch API/],
     ['stream as a string', anthropic({ stream: 'yes' }), 'request.stream', /true or false/],
     ['OpenAI stream_options without stream', openai({ stream_options: { include_usage: true } }), 'request.stream_options', /only allowed with "stream": true/],
     ['unknown job field', anthropic({}, { priorty: 'HIGH' }), '', /unknown key "priorty"/],

@@ -222,6 +222,10 @@ export const LlmJob = z
     if (job.request.stream === true && job.sla === 'none') {
       ctx.addIssue({ code: 'custom', path: ['request', 'stream'], message: 'a streamed job must be interactive: sla "none" goes to the batch API, which does not stream' });
     }
+    // Shed to the batch lane, a streamed job's reader would wait hours for a stream that never comes.
+    if (job.request.stream === true && job.onShed === 'batch') {
+      ctx.addIssue({ code: 'custom', path: ['onShed'], message: 'a streamed job cannot be shed to the batch API, which does not stream: use onShed "fail" (the default)' });
+    }
     // A batch carries one set of headers for all its requests; a job's betas would be lost there.
     if (job.provider === 'anthropic' && job.betas !== undefined && (job.sla === 'none' || job.onShed === 'batch')) {
       ctx.addIssue({ code: 'custom', path: ['betas'], message: 'betas go with interactive calls only: the batch lane (sla "none", onShed "batch") sends none' });
