@@ -4,8 +4,31 @@
  * Bull Board, and a dashboard never loads the provider SDKs.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, createRedis, HeadroomError, loadConfig, redisUrlOf, waitForReady, type HeadroomConfig } from '@headroom/queue';
+import { ReplyError } from 'ioredis';
+import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, maskUrlPasswords, RedisUnavailableError, redisUrlOf, waitForReady, type HeadroomConfig } from '@headroom/queue';
+import type { OverviewReader } from '@headroom/dashboard';
 import { renderStatus } from './status-view.js';
+
+/**
+ * Exit codes beside 0 (docs/operations.md#exit-codes): 1 a worker's stop Redis did not answer, or
+ * a crash; 2 bad input (config, flags, URL); 3 `headroom status` could not read Redis.
+ */
+const EXIT_REDIS_UNREADABLE = 3;
+
+/**
+ * What Redis said, when `err` came from Redis (unreachable, closed, refused the command) rather
+ * than from this code: status then prints that in one line, and a bug still gets its stack.
+ */
+function redisFailureOf(err: unknown): string | undefined {
+  const mapped = asRedisError(err);
+  if (mapped instanceof RedisUnavailableError) {
+    const detail = ((mapped.cause as Error | undefined)?.message ?? mapped.message).replace(/^Redis is unavailable: /, '');
+    // ioredis' words for a command refused while it reconnects ("Stream isn't writeable and enableOfflineQueue options is false").
+    return /enableOfflineQueue|Connection is closed/.test(detail) ? `the connection was lost (${detail})` : detail;
+  }
+  if (mapped instanceof HeadroomError || mapped instanceof ReplyError) return (mapped as Error).message;
+  return undefined;
+}
 
 function positiveNumber(flag: string, raw: string): number {
   const n = Number(raw);
@@ -24,7 +47,7 @@ commands:
               [--local-only: bind 127.0.0.1; the only way to run without credentials]
   gateway     the providers' own HTTP APIs in front of the lanes: point an official SDK's baseURL here
               --config headroom.config.yaml [--redis URL] [--port N]
-  status      the fleet as a table: lanes, pools, 429s, cost
+  status      the fleet as a table: lanes, pools, 429s, cost (exit 3: Redis could not be read)
               --config headroom.config.yaml [--redis URL] [--watch]
   demo        a whole fleet on this machine (private Redis, simulator, 3 workers, dashboard)
               [--duration SECONDS] [--workers N] [--check: exit 1 unless every lane completed jobs with zero 429s]
@@ -118,17 +141,25 @@ async function main(argv: string[]): Promise<number> {
       // A read that fails says so through its own promise; without a listener ioredis would also
       // print each reconnect's error, with a stack, between the tables.
       redis.on('error', () => {});
-      await waitForReady(redis, 5_000);
-      const { openOverviewReader } = await import('@headroom/dashboard');
-      const reader = openOverviewReader(redis, config);
+      let reader: OverviewReader | undefined;
       try {
+        await waitForReady(redis, 5_000);
+        const { openOverviewReader } = await import('@headroom/dashboard');
+        reader = openOverviewReader(redis, config);
         do {
           const table = renderStatus(await reader.read());
           process.stdout.write(values.watch && process.stdout.isTTY ? `\x1b[2J\x1b[H${table}\n` : `${table}\n`);
           if (values.watch) await new Promise((r) => setTimeout(r, 2_000));
         } while (values.watch);
+      } catch (err) {
+        // Redis down, unreachable or refusing (a wrong password): one line saying which Redis and
+        // what it said, and a code of its own, where a read failing mid-table printed a stack and 1.
+        const failure = redisFailureOf(err);
+        if (failure === undefined) throw err;
+        process.stderr.write(`headroom status: cannot read the fleet from Redis at ${maskUrlPasswords(redisUrl)}: ${failure}\n`);
+        return EXIT_REDIS_UNREADABLE;
       } finally {
-        await reader.close();
+        await reader?.close();
         redis.disconnect();
       }
       return 0;

@@ -11,7 +11,7 @@ import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { ErrorCode, HeadroomError, laneKeys, parseConfig, QueueFullError, QuotaExceededError, ShedError, type HeadroomConfigInput, type LlmJobInput } from '@headroom/queue';
+import { ErrorCode, HeadroomError, laneKeys, maskUrlPasswords, parseConfig, QueueFullError, QuotaExceededError, ShedError, type HeadroomConfigInput, type LlmJobInput } from '@headroom/queue';
 import { Producer } from '@headroom/producer-sdk';
 import { freePort, REDIS_SERVER_NOT_FOUND, startEmbeddedRedis } from '@headroom/testing';
 import { startSimulator, type Simulator, type SimulatorOptions } from '@headroom/simulator';
@@ -68,7 +68,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       redisUrl = redis.url;
       say(`redis      started a private redis-server at ${redisUrl} (set REDIS_URL to use yours)`);
     } else {
-      say(`redis      ${redisUrl.replace(/\/\/[^@]*@/, '//***@')}`);
+      say(`redis      ${maskUrlPasswords(redisUrl)}`);
     }
 
     const real = hasRealKeys(env);

@@ -45,7 +45,12 @@ describe('renderStatus', () => {
   const lines = table.split('\n');
 
   it('heads the table with the fleet prefix, the time and the worker count', () => {
-    expect(lines[0]).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 1 worker(s), last 15 min');
+    expect(lines[0]).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 1 worker(s)');
+  });
+
+  it("names the lanes' window above their table", () => {
+    expect(lines[2]).toBe('lanes (done, failed, shed and p95 wait over the last 15 min)');
+    expect(lines[3]?.split(/\s+/)).toEqual(['lane', 'queued', 'running', 'done', 'failed', 'shed', 'p95', 'wait']);
   });
 
   it('counts the gateways there too, with their requests in flight, when any runs', () => {
@@ -54,7 +59,7 @@ describe('renderStatus', () => {
       { id: 'gateway-b', host: 'h', pid: 8, inFlight: 2, lastSeenMsAgo: 50 },
     ];
     const head = renderStatus({ ...overview, gateways }).split('\n')[0];
-    expect(head).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 1 worker(s), 2 gateway(s) (5 requests in flight), last 15 min');
+    expect(head).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 1 worker(s), 2 gateway(s) (5 requests in flight)');
   });
 
   it('prints one row per lane with queued, running, done, failed, shed and the p95 wait in units', () => {
@@ -76,7 +81,7 @@ describe('renderStatus', () => {
     expect(row.split(/\s+/).filter(Boolean)).toEqual(['claude-sonnet-4-6', 'throttled', '40%', '20%', '20/min', '3/14']);
   });
 
-  it('ends with calls, 429s and cost over the window', () => {
-    expect(lines.at(-1)).toBe('calls 400 in 5 min, 429s 2 (0.50%), cost $0.5000 ($2.00/h)');
+  it('ends with calls, 429s and cost over one window, named once before them', () => {
+    expect(lines.at(-1)).toBe('last 5 min: calls 400, 429s 2 (0.50%), cost $0.5000 ($2.00/h)');
   });
 });

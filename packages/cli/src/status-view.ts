@@ -1,7 +1,8 @@
 /**
  * `headroom status` and the demo's live table: the dashboard's overview, as text. One source of
  * truth for what the fleet looks like (@headroom/dashboard's overview, read by `openOverviewReader`),
- * two renderings.
+ * two renderings. Every figure counted over a window says which: the lanes' over the overview's
+ * window, calls, 429s and cost together over the 429 alert window.
  */
 import type { Overview } from '@headroom/dashboard';
 
@@ -12,8 +13,9 @@ const pct = (v: number) => `${Math.round(v * 100)}%`;
 export function renderStatus(o: Overview): string {
   const lines: string[] = [];
   const gateways = o.gateways.length > 0 ? `, ${o.gateways.length} gateway(s) (${o.gateways.reduce((n, g) => n + g.inFlight, 0)} requests in flight)` : '';
-  lines.push(`Headroom fleet "${o.prefix}" — ${new Date(o.atMs).toISOString()} — ${o.workers.length} worker(s)${gateways}, last ${o.windowMinutes} min`);
+  lines.push(`Headroom fleet "${o.prefix}" — ${new Date(o.atMs).toISOString()} — ${o.workers.length} worker(s)${gateways}`);
   lines.push('');
+  lines.push(`lanes (done, failed, shed and p95 wait over the last ${o.windowMinutes} min)`);
   lines.push(`${'lane'.padEnd(10)}${pad('queued', 8)}${pad('running', 9)}${pad('done', 8)}${pad('failed', 8)}${pad('shed', 7)}${pad('p95 wait', 10)}`);
   for (const l of o.lanes) {
     lines.push(`${l.lane.padEnd(10)}${pad(l.queued, 8)}${pad(l.running, 9)}${pad(l.done, 8)}${pad(l.failed, 8)}${pad(l.shed, 7)}${pad(ms(l.p95WaitMs), 10)}`);
@@ -34,6 +36,6 @@ export function renderStatus(o: Overview): string {
     }
   }
   lines.push('');
-  lines.push(`calls ${o.calls.total} in ${o.calls.windowMinutes} min, 429s ${o.calls.calls429} (${(o.calls.rate429 * 100).toFixed(2)}%), cost $${o.cost.usdWindow.toFixed(4)} ($${o.cost.usdPerHour.toFixed(2)}/h)`);
+  lines.push(`last ${o.calls.windowMinutes} min: calls ${o.calls.total}, 429s ${o.calls.calls429} (${(o.calls.rate429 * 100).toFixed(2)}%), cost $${o.cost.usdWindow.toFixed(4)} ($${o.cost.usdPerHour.toFixed(2)}/h)`);
   return lines.join('\n');
 }

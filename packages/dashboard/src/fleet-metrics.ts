@@ -2,7 +2,9 @@
  * The dashboard's Prometheus registry: fleet-wide gauges read from Redis when scraped (the
  * workers' own /metrics count per process; these count the fleet once). One scrape is one read,
  * shared by every gauge. If Redis is away, `headroom_dashboard_redis_up` is 0 and the fleet
- * gauges are left out rather than reported stale.
+ * gauges are left out rather than reported stale. A window's count (jobs, calls) that fell to
+ * nothing reads 0, not absent: the series used to vanish once the window passed its last event,
+ * which a Prometheus query reads as "no data", not as "none".
  */
 import type { Cluster, Redis } from 'ioredis';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
@@ -84,6 +86,20 @@ export class DashboardMetrics {
           if (r) fill((labels, v) => this.set(labels, v), r);
         },
       });
+    // A count over the window: every label set it has reported stays, at 0 while the window holds none.
+    const windowGauge = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (put: Put<L>, r: Reading) => void) => {
+      const seen = new Map<string, Labels<L>>();
+      return gauge(name, help, labelNames, (put, r) => {
+        const now = new Set<string>();
+        fill((labels, v) => {
+          const key = JSON.stringify(labels);
+          seen.set(key, labels);
+          now.add(key);
+          put(labels, v);
+        }, r);
+        for (const [key, labels] of seen) if (!now.has(key)) put(labels, 0);
+      });
+    };
     // Counters Redis keeps for the whole fleet: exported as counters so rate() reads them right.
     const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (put: Put<L>, r: Reading) => void) =>
       new Counter<L>({
@@ -134,12 +150,13 @@ export class DashboardMetrics {
     counter('headroom_fleet_bucket_waits_total', 'Acquires each pool told to wait, by the dimension (or cooldown) that bound, fleet-wide.', ['pool', 'reason'], (put, r) => {
       for (const s of r.snapshots) for (const [reason, n] of Object.entries(s.counters.waits)) put({ pool: s.pool, reason }, n ?? 0);
     });
-    gauge('headroom_fleet_jobs_window', `Jobs ended over the last ${windowMin} min, by lane and outcome (completed, failed, shed).`, ['lane', 'outcome'], (put, r) => {
-      for (const [lane, v] of Object.entries(r.fleet.lanes)) {
-        for (const outcome of ['completed', 'failed', 'shed'] as const) put({ lane, outcome }, v[outcome]);
+    // Every lane from the first scrape: an idle fleet reads 0 rather than nothing.
+    windowGauge('headroom_fleet_jobs_window', `Jobs ended over the last ${windowMin} min, by lane and outcome (completed, failed, shed).`, ['lane', 'outcome'], (put, r) => {
+      for (const { lane } of r.lanes) {
+        for (const outcome of ['completed', 'failed', 'shed'] as const) put({ lane, outcome }, r.fleet.lanes[lane]?.[outcome] ?? 0);
       }
     });
-    gauge('headroom_fleet_calls_window', `Provider calls over the last ${windowMin} min, by model and HTTP status ("network": no response).`, ['model', 'status'], (put, r) => {
+    windowGauge('headroom_fleet_calls_window', `Provider calls over the last ${windowMin} min, by model and HTTP status ("network": no response).`, ['model', 'status'], (put, r) => {
       for (const [model, byStatus] of Object.entries(r.fleet.calls)) for (const [status, n] of Object.entries(byStatus)) put({ model, status }, n);
     });
     gauge('headroom_fleet_429_ratio', `429s / provider calls over the last ${windowMin} min (the 429 alert's input).`, [], (put, r) => put({}, r.fleet.rate429));
@@ -170,14 +187,14 @@ export class DashboardMetrics {
 
   /** One Redis read per scrape, shared by every gauge (prom-client collects them concurrently). */
   #read(): Promise<Reading | null> {
-    const now = Date.now();
+    const now = this.#src.now();
     if (this.#reading && now - this.#reading.at < 1_000) return this.#reading.value;
     const { redis, config, bucket, pools, queues } = this.#src;
     const prefix = config.redis.prefix;
     const value = Promise.all([
       readLanes(redis, prefix, queues),
       readPools(bucket, pools),
-      readFleetStats(redis, prefix, config.dashboard.alerts.rate429WindowMinutes, this.#src.now()),
+      readFleetStats(redis, prefix, config.dashboard.alerts.rate429WindowMinutes, now),
       readHeartbeats(redis, prefix),
       readHeartbeats(redis, prefix, 'gateway'),
     ]).then(

@@ -4,7 +4,7 @@
  * `dashboard.alerts.intervalMs`. Reads only: a read-only dashboard stays read-only.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { type Bucket, type HeadroomConfig, readFleetStats, type Logger } from '@headroom/queue';
+import { type Bucket, type HeadroomConfig, isConnectionError, readFleetStats, type Logger } from '@headroom/queue';
 import type { AlertNotifier } from './alert-notifier.js';
 import { EMPTY_ALERT_STATE, evaluateAlerts, type Alert, type AlertState, type Observation } from './alerts.js';
 import { readLanes, type LaneQueues } from './fleet-state.js';
@@ -14,6 +14,7 @@ import { readPools, utilizationOf, type PoolInfo } from './pools.js';
 export const SAMPLE_INTERVAL_MS = 2_000;
 
 export interface MonitorOptions {
+  /** With `reportOutages` on it: the monitor leaves Redis outages to that one line each way. */
   redis: Redis | Cluster;
   config: HeadroomConfig;
   bucket: Bucket;
@@ -34,7 +35,8 @@ export class Monitor {
   #sampling: Promise<void> | undefined;
   #inFlightSample: Promise<Sample> | undefined;
   #evaluating: Promise<void> | undefined;
-  #lastSampleError = '';
+  /** Per read (sample, evaluation): the message of its last failure logged, until a read succeeds. */
+  #lastReadError = new Map<string, string>();
 
   constructor(options: MonitorOptions) {
     this.#o = options;
@@ -106,14 +108,8 @@ export class Monitor {
   #tickSample(): void {
     if (this.#sampling) return;
     this.#sampling = this.sample()
-      .then(() => {
-        this.#lastSampleError = '';
-      })
-      .catch((err: Error) => {
-        // Log a failing read once per distinct error, not every two seconds.
-        if (err.message !== this.#lastSampleError) this.#o.logger.warn({ err: err.message }, 'dashboard sample failed');
-        this.#lastSampleError = err.message;
-      })
+      .then(() => void this.#lastReadError.delete('sample'))
+      .catch((err: Error) => this.#readFailed('sample', err, 'dashboard sample failed'))
       .finally(() => {
         this.#sampling = undefined;
       });
@@ -123,9 +119,26 @@ export class Monitor {
     if (this.#evaluating) return;
     // A failed read skips the evaluation: alerts neither fire nor resolve on missing data.
     this.#evaluating = this.evaluate()
-      .catch((err: Error) => this.#o.logger.warn({ err: err.message }, 'alert evaluation skipped: read failed'))
+      .then(() => void this.#lastReadError.delete('evaluation'))
+      .catch((err: Error) => this.#readFailed('evaluation', err, 'alert evaluation skipped: read failed'))
       .finally(() => {
         this.#evaluating = undefined;
       });
+  }
+
+  /**
+   * A background read that failed. Redis away is the outage its connection logs once when it
+   * starts and once when it ends (`reportOutages`): logged here too, it was a warn line per
+   * evaluation and per distinct sample error for as long as the outage lasted. So it goes to debug;
+   * any other failure is a warn, once until that read succeeds again.
+   */
+  #readFailed(read: 'sample' | 'evaluation', err: Error, msg: string): void {
+    if (isConnectionError(err)) {
+      this.#o.logger.debug({ read, err: err.message }, `dashboard ${read} skipped: redis unavailable`);
+      return;
+    }
+    if (this.#lastReadError.get(read) === err.message) return;
+    this.#lastReadError.set(read, err.message);
+    this.#o.logger.warn({ err: err.message }, msg);
   }
 }

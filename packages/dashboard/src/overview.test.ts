@@ -114,14 +114,24 @@ describe('buildOverview', () => {
     expect(o.lanes.find((l) => l.lane === 'critical')).toMatchObject({ done: 0, p95WaitMs: null });
   });
 
-  it('computes the 429 rate over the alert window and the cost per hour from the last 5 minutes', () => {
+  it('counts calls, 429s and cost over one window, the 429 alert window, and the cost per hour over it too', () => {
     const o = buildOverview(inputs());
     // Minutes 6..10: 500 calls, one 429 (minute 9); minute 5's falls outside the 5-minute window.
     expect(o.calls).toMatchObject({ windowMinutes: 5, total: 500, calls429: 1, rate429: 1 / 500 });
-    // $0.30 over minutes 6..10, i.e. 4.5 minutes up to now: $4/h.
+    // $0.30 over minutes 6..10 (minute 5's $0.06 is outside, as its calls are), 4.5 minutes up to now: $4/h.
+    expect(o.cost.usdWindow).toBeCloseTo(0.3, 9);
     expect(o.cost.usdPerHour).toBeCloseTo(0.3 / 4.5 * 60, 9);
-    expect(o.cost.usdWindow).toBe(0.36);
     expect(o.windowMinutes).toBe(15);
+  });
+
+  it('takes a longer 429 window for calls and cost alike', () => {
+    const base = inputs();
+    const config = { ...base.config, dashboard: { ...base.config.dashboard, alerts: { ...base.config.dashboard.alerts, rate429WindowMinutes: 10 } } };
+    const o = buildOverview({ ...base, config });
+    // Minutes 1..10: the six busy ones, 600 calls, both 429s, $0.36 over 9.5 minutes.
+    expect(o.calls).toMatchObject({ windowMinutes: 10, total: 600, calls429: 2 });
+    expect(o.cost.usdWindow).toBeCloseTo(0.36, 9);
+    expect(o.cost.usdPerHour).toBeCloseTo(0.36 / 9.5 * 60, 9);
   });
 
   it('lists live workers and gateways with their age and expired ids, and only samples newer than since', () => {

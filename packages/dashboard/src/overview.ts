@@ -86,13 +86,17 @@ export interface Overview {
   /** Live gateways: requests each has in flight. */
   gateways: { id: string; host: string; pid: number; inFlight: number; lastSeenMsAgo: number }[];
   calls: {
-    /** Over the 429 alert window. */
+    /** Over the 429 alert window (`dashboard.alerts.rate429WindowMinutes`). */
     windowMinutes: number;
     total: number;
     calls429: number;
     rate429: number;
     byModel: Record<string, Record<string, number>>;
   };
+  /**
+   * Over the same window as `calls` (shown beside them, so one window for both): spent, and that
+   * spend as a rate per hour (the current, partial minute counted at its length).
+   */
   cost: { usdWindow: number; usdPerHour: number };
   /** One point per minute over the window, oldest first. */
   minutes: FleetStats['series'];
@@ -118,15 +122,15 @@ export interface OverviewInputs {
 }
 
 export function buildOverview(i: OverviewInputs): Overview {
+  // Calls, 429s and cost over one window: `headroom status` prints them on one line, and cost over
+  // 15 minutes beside calls over 5 read as one window to whoever compared them.
   const rate429Minutes = i.config.dashboard.alerts.rate429WindowMinutes;
   const recent = i.fleet.series.slice(-rate429Minutes);
   const total = recent.reduce((a, p) => a + p.calls, 0);
   const calls429 = recent.reduce((a, p) => a + p.calls429, 0);
-  // Cost per hour from the last 5 minutes, the current (partial) minute included at its length.
-  const costMinutes = i.fleet.series.slice(-5);
-  const costFrom = (costMinutes[0]?.minute ?? 0) * 60_000;
-  const costElapsed = Math.max(60_000, i.nowMs - costFrom);
-  const costRecent = costMinutes.reduce((a, p) => a + p.costUsd, 0);
+  const costRecent = recent.reduce((a, p) => a + p.costUsd, 0);
+  // Per hour: the window's first minute to now, the current (partial) minute included at its length.
+  const costElapsed = Math.max(60_000, i.nowMs - (recent[0]?.minute ?? 0) * 60_000);
 
   const pools: PoolView[] = i.pools.map((p, idx) => {
     const snap = i.snapshots[idx]!;
@@ -199,7 +203,7 @@ export function buildOverview(i: OverviewInputs): Overview {
     expiredWorkers: i.heartbeats.expired,
     gateways: i.gatewayHeartbeats.alive.map((g) => ({ id: g.id, host: g.host, pid: g.pid, inFlight: g.inFlight, lastSeenMsAgo: Math.max(0, i.gatewayHeartbeats.atMs - g.atMs) })),
     calls: { windowMinutes: rate429Minutes, total, calls429, rate429: total > 0 ? calls429 / total : 0, byModel: i.fleet.calls },
-    cost: { usdWindow: i.fleet.costUsd, usdPerHour: (costRecent / costElapsed) * 3600_000 },
+    cost: { usdWindow: costRecent, usdPerHour: (costRecent / costElapsed) * 3600_000 },
     minutes: i.fleet.series,
     samples: [...i.history.samples(i.sinceMs + 1)],
     alerts: i.alerts,

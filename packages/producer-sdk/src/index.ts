@@ -38,4 +38,4 @@ export {
   RedisOomError,
   FailureCode,
 } from '@headroom/queue';
-export type { Issue, JobFailure, LlmJobInput, LlmResult, ProviderError, Usage, Priority, Lane, Provider } from '@headroom/queue';
+export type { Issue, JobFailure, LlmJobInput, LlmResult, LoggerLike, ProviderError, Usage, Priority, Lane, Provider } from '@headroom/queue';

@@ -36,6 +36,7 @@ import {
   type LlmJobInput,
   type LlmResult,
   type CancelOutcome,
+  type LoggerLike,
   type RedisInput,
 } from '@headroom/queue';
 import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
@@ -79,6 +80,15 @@ export interface ProducerOptions {
    * @default { completedSec: 86400, failedSec: 604800, completedCount: 10000, failedCount: 10000 }
    */
   retention?: { completedSec?: number; failedSec?: number; completedCount?: number; failedCount?: number };
+  /**
+   * Where the producer says that its Redis connection was lost (warn, `redis connection lost;
+   * reconnecting`, once per outage) and is back (info, `redis connection back`), each with
+   * `connection: 'producer'` and the error. Any object with `warn`, `info` and `error` taking
+   * (fields, message): a pino logger, or `console`. Producers sharing a connection and a logger
+   * log one pair of lines. Without one nothing is printed: calls that need Redis while it is away
+   * reject `REDIS_UNAVAILABLE`, as with one. @default none
+   */
+  logger?: LoggerLike;
 }
 
 export interface ResultOptions {
@@ -239,6 +249,8 @@ export class Producer {
   private readonly replyOpts = new Map<Lane, LaneEntry['opts']>();
   private closed = false;
   private pendingReady: Promise<void> | undefined;
+  /** Stops this producer's outage lines (its `logger` option), on close. */
+  private readonly stopOutageLog: (() => void) | undefined;
 
   /** Throws `ConfigError` (`CONFIG_INVALID`) naming every bad option, before any connection is made. */
   constructor(options: ProducerOptions) {
@@ -257,6 +269,7 @@ export class Producer {
     this.batchKeptSec = Math.max(opts.retention.completedSec, opts.retention.failedSec);
     this.resultCacheTtlMs = opts.resultCacheTtlMs;
     this.client = sharedClient(opts.redis);
+    this.stopOutageLog = opts.logger ? this.client.reportOutagesTo(opts.logger) : undefined;
     this.batcher = this.client.batcher(this.prefix);
     this.events = new EventReader(this.client.redis, this.prefix);
     this.waiter = new ResultWaiter(this.client.redis, this.prefix, this.events);
@@ -448,6 +461,7 @@ export class Producer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stopOutageLog?.();
     await this.events.close();
     await this.waiter.close();
     await this.client.release();

@@ -15,26 +15,33 @@
 import type { Cluster, Redis } from 'ioredis';
 import { asRedisError } from './connection.js';
 import { RedisUnavailableError } from './errors.js';
-import type { Logger } from './logger.js';
+import type { LoggerLike } from './logger.js';
 
 /**
  * Logs the first error of an outage on `conn` (warn, with `connection: name` and the error's
  * message) and its end when the connection is ready again (info); the errors in between are
  * the same outage retried, and are dropped. An error while the connection is ready (no outage
- * under way) is logged too.
+ * under way) is logged too. Returns what stops it: a producer that closes leaves a connection it
+ * shares (or was handed) to others, without its listeners.
  */
-export function reportOutages(conn: Redis | Cluster, logger: Logger, name: string): void {
+export function reportOutages(conn: Redis | Cluster, logger: LoggerLike, name: string): () => void {
   let down = false;
-  conn.on('error', (err: Error) => {
+  const onError = (err: Error) => {
     if (down && conn.status !== 'ready') return;
     down = true;
     logger.warn({ connection: name, err: err.message }, 'redis connection lost; reconnecting');
-  });
-  conn.on('ready', () => {
+  };
+  const onReady = () => {
     if (!down) return;
     down = false;
     logger.info({ connection: name }, 'redis connection back');
-  });
+  };
+  conn.on('error', onError);
+  conn.on('ready', onReady);
+  return () => {
+    conn.off('error', onError);
+    conn.off('ready', onReady);
+  };
 }
 
 /**

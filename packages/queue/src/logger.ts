@@ -10,6 +10,16 @@ import { redactSecrets } from './redaction.js';
 
 export type { Logger };
 
+/**
+ * A logger handed to Headroom code from outside (a producer's `logger` option): the three levels
+ * it calls, each as (fields, message). pino's `Logger` is one, and so is `console`.
+ */
+export interface LoggerLike {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
 interface Destination {
   write(line: string): unknown;
   flush?(cb?: (err?: Error) => void): void;

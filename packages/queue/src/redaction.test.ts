@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { createRedis } from './connection.js';
 import { createLogger } from './logger.js';
-import { redactSecrets, registerSecret } from './redaction.js';
+import { maskUrlPasswords, redactSecrets, registerSecret } from './redaction.js';
 
 // Not key-shaped on purpose: only its registration can cut it.
 const SECRET = `opaque-provider-credential-${randomUUID()}`;
@@ -43,6 +43,14 @@ describe('redactSecrets', () => {
   it('ignores values too short to be a secret', () => {
     expect(registerSecret('short')).toBe(false);
     expect(redactSecrets('a short word')).toBe('a short word');
+  });
+});
+
+describe('maskUrlPasswords', () => {
+  it("masks a URL's password and keeps where it points", () => {
+    expect(maskUrlPasswords('redis://:hunter2@10.0.0.1:6380/2')).toBe('redis://:***@10.0.0.1:6380/2');
+    expect(maskUrlPasswords('at rediss-cluster://app:p@ss@n1:7000,n2:7001: refused')).toBe('at rediss-cluster://app:***@n1:7000,n2:7001: refused');
+    expect(maskUrlPasswords('redis://app@h:1 and redis://127.0.0.1:6379')).toBe('redis://app@h:1 and redis://127.0.0.1:6379');
   });
 });
 

@@ -27,6 +27,9 @@ const BEARER = /\b(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi;
 /** `"x-api-key": "..."` and `x-api-key: ...`, as headers are echoed in JSON or in text. */
 const API_KEY_HEADER = /((?:x-api-key|api-key)"?\s*[:=]\s*"?)[^\s",}]{8,}/gi;
 
+/** The password of a URL (`//user:pw@host`, `//:pw@host`): the rest of the URL says where, and stays. */
+const URL_PASSWORD = /(\/\/[^/@:\s]*:)[^/\s]+@/g;
+
 /** Shorter values are too likely to occur by chance to be cut everywhere. */
 const MIN_SECRET_LENGTH = 8;
 
@@ -67,4 +70,12 @@ export function redactRegistered(text: string): string {
 /** Cuts the registered secrets and anything shaped like a key or a bearer token. */
 export function redactSecrets(text: string): string {
   return redactRegistered(text).replace(KEY_SHAPED, REDACTED).replace(BEARER, `$1${REDACTED}`).replace(API_KEY_HEADER, `$1${REDACTED}`);
+}
+
+/**
+ * `text` with every URL's password replaced by `***`: a Redis URL named in an error (which server
+ * could not be read) or in the demo's banner, where the URL is worth showing and its password never.
+ */
+export function maskUrlPasswords(text: string): string {
+  return text.replace(URL_PASSWORD, '$1***@');
 }

@@ -174,7 +174,7 @@ function renderCalls(o) {
   document.getElementById('calls-total').textContent = int(o.calls.total);
   document.getElementById('calls-429').textContent = int(o.calls.calls429);
   document.getElementById('rate-429').textContent = pct(o.calls.rate429);
-  document.getElementById('cost-window').textContent = `${usd(o.cost.usdWindow)} / ${o.windowMinutes} min`;
+  document.getElementById('cost-window').textContent = `${usd(o.cost.usdWindow)} / ${o.calls.windowMinutes} min`;
   document.getElementById('cost-rate').textContent = `${usd(o.cost.usdPerHour)} / h`;
   document.getElementById('window-minutes').textContent = String(o.windowMinutes);
   const at = (m) => m.minute * 60_000 + 30_000;

@@ -1,6 +1,8 @@
+import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import type { z } from 'zod';
+import { createLogger, type Logger } from '@headroom/queue';
 import type { ProducerOptions } from '../producer.js';
 import { type ProducerResolved, resolveProducerOptions } from './producer-options.js';
 
@@ -27,6 +29,18 @@ describe('resolveProducerOptions', () => {
     expect(resolveProducerOptions({ redis: connection }).redis).toBe(connection);
     expect(() => resolveProducerOptions({ redis: { host: '127.0.0.1' } })).toThrow(/redis: expected a redis:\/\/.*or an ioredis connection, got object/);
     connection.disconnect();
+  });
+
+  it('takes a pino logger or console as `logger`, and refuses what lacks warn, info or error', () => {
+    expectTypeOf<Logger>().toExtend<NonNullable<ProducerOptions['logger']>>();
+    expectTypeOf<Console>().toExtend<NonNullable<ProducerOptions['logger']>>();
+    const pinoLogger = createLogger({ destination: new Writable({ write: (_c, _e, cb) => cb() }) });
+    expect(resolveProducerOptions({ redis: 'redis://h:1', logger: pinoLogger }).logger).toBe(pinoLogger);
+    expect(resolveProducerOptions({ redis: 'redis://h:1', logger: console }).logger).toBe(console);
+    const expected = 'logger: expected a logger with warn, info and error methods, each taking (fields, message): a pino logger, or console';
+    for (const logger of ['info', { warn() {}, info() {} }, null]) {
+      expect(() => resolveProducerOptions({ redis: 'redis://h:1', logger })).toThrow(expected);
+    }
   });
 
   it('never echoes a refused URL, password or not', () => {

@@ -20,6 +20,7 @@ import {
   PREFIX_PATTERN,
   toIssues,
   type Issue,
+  type LoggerLike,
   type RedisInput,
 } from '@headroom/queue';
 
@@ -60,6 +61,12 @@ function redisIssue(value: unknown): Issue | undefined {
   return at(`expected ${SCHEMES}, or an ioredis connection, got ${Array.isArray(value) ? 'an array' : typeof value}`);
 }
 
+/** pino's `Logger`, `console`, or any object with these methods: the levels the producer calls. */
+function isLogger(value: unknown): value is LoggerLike {
+  const v = value as Partial<Record<keyof LoggerLike, unknown>> | null;
+  return typeof v === 'object' && v !== null && typeof v.warn === 'function' && typeof v.info === 'function' && typeof v.error === 'function';
+}
+
 const RETENTION_DEFAULTS = { completedSec: 24 * 3600, failedSec: 7 * 24 * 3600, completedCount: 10_000, failedCount: 10_000 };
 
 /** `ProducerOptions` checked, with their defaults (producer.ts documents each). */
@@ -78,6 +85,7 @@ export const ProducerResolved = z.strictObject({
       failedCount: nonNegativeInt.default(RETENTION_DEFAULTS.failedCount),
     }, { error: 'expected an object: { completedSec?, failedSec?, completedCount?, failedCount? }' })
     .default(RETENTION_DEFAULTS),
+  logger: z.custom<LoggerLike>(isLogger, { error: 'expected a logger with warn, info and error methods, each taking (fields, message): a pino logger, or console' }).optional(),
 });
 export type ProducerResolved = z.infer<typeof ProducerResolved>;
 

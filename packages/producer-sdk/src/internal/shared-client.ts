@@ -11,7 +11,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { createRedis, laneKeys, type Lane, type RedisInput } from '@headroom/queue';
+import { createRedis, laneKeys, reportOutages, type Lane, type LoggerLike, type RedisInput } from '@headroom/queue';
 import { EnqueueBatcher } from './enqueue-batcher.js';
 
 export class SharedClient {
@@ -19,6 +19,8 @@ export class SharedClient {
   /** Per key prefix, per lane. */
   private readonly queues = new Map<string, Map<Lane, Queue>>();
   private readonly batchers = new Map<string, EnqueueBatcher>();
+  /** Per logger: the producers that gave it, and what stops its outage lines. */
+  private readonly outageLoggers = new Map<LoggerLike, { refs: number; stop: () => void }>();
 
   constructor(
     readonly redis: Redis | Cluster,
@@ -54,6 +56,26 @@ export class SharedClient {
       this.batchers.set(prefix, b);
     }
     return b;
+  }
+
+  /**
+   * Logs this connection's outages to `logger` (connection-outages.ts: one line when Redis goes, one
+   * when it is back) until the returned function is called. Producers sharing the connection and
+   * the logger (an app's one logger) get one pair of lines, not one per producer.
+   */
+  reportOutagesTo(logger: LoggerLike): () => void {
+    let entry = this.outageLoggers.get(logger);
+    if (!entry) {
+      entry = { refs: 0, stop: reportOutages(this.redis, logger, 'producer') };
+      this.outageLoggers.set(logger, entry);
+    }
+    const held = entry;
+    held.refs++;
+    return () => {
+      if (--held.refs > 0) return;
+      held.stop();
+      this.outageLoggers.delete(logger);
+    };
   }
 
   retain(): this {

@@ -1,16 +1,16 @@
 import type { z } from 'zod';
 import type { Issue } from '../errors.js';
+import { maskUrlPasswords } from '../redaction.js';
 
-/** API-key-shaped tokens (`sk-ant-...`, `sk-proj-...`) and URL passwords (`//user:pw@`). */
+/** API-key-shaped tokens (`sk-ant-...`, `sk-proj-...`). */
 const KEY_SHAPED = /\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,}/g;
-const URL_PASSWORD = /(\/\/[^/@:\s]*:)[^/\s]+@/g;
 
 /**
  * Errors are printed and logged: a key pasted where an env variable name belongs, or a password
  * in a URL, must not be echoed back.
  */
 function masked(text: string): string {
-  return text.replace(URL_PASSWORD, '$1***@').replace(KEY_SHAPED, '[redacted]');
+  return maskUrlPasswords(text).replace(KEY_SHAPED, '[redacted]');
 }
 
 /**

@@ -1,0 +1,66 @@
+/**
+ * `headroom status` when Redis cannot be read, run as the real command: one line on stderr naming
+ * the Redis URL (its password masked) and what failed, and exit code 3 (docs/operations.md#exit-codes),
+ * whether Redis was never there, refuses the password, or goes away under `--watch`. It printed
+ * a stack and exited 1 when a read failed after connecting, and exited 2, the bad-input code,
+ * without naming the URL when the first connect failed.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { until } from '../support/probes.js';
+
+const procs: FleetProcess[] = [];
+const servers: EmbeddedRedis[] = [];
+afterAll(async () => {
+  await stopAll(procs, 'SIGKILL');
+  for (const s of servers) await s.stop({ kill: true });
+});
+
+const config = writeConfig({ redis: { prefix: 'strd' }, models: { 'claude-haiku-4-5': { provider: 'anthropic', limits: { rpm: 100 } } } });
+
+/** Runs `headroom status` to its end: exit code and output. */
+async function status(redisUrl: string, ...flags: string[]): Promise<{ code: number | string; out: string; proc: FleetProcess }> {
+  const proc = spawnHeadroom(['status', '--config', config, '--redis', redisUrl, ...flags]);
+  procs.push(proc);
+  return { code: await proc.exited, out: proc.output(), proc };
+}
+
+describe('headroom status without a readable Redis', () => {
+  it('says which Redis could not be reached and why, in one line, and exits 3', async () => {
+    const port = await freePort();
+    const { code, out } = await status(`redis://127.0.0.1:${port}`);
+    expect(out).toBe(`headroom status: cannot read the fleet from Redis at redis://127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+    expect(code).toBe(3);
+  });
+
+  it('masks the password of the URL it names', async () => {
+    const port = await freePort();
+    const { code, out } = await status(`redis://:hunter2-secret@127.0.0.1:${port}`);
+    expect(out).toBe(`headroom status: cannot read the fleet from Redis at redis://:***@127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+    expect(code).toBe(3);
+  });
+
+  it('says what Redis answered to a wrong password', async () => {
+    const server = await startEmbeddedRedis({ args: ['--requirepass', 'right-password'] });
+    servers.push(server);
+    const { code, out } = await status(`redis://:wrong-password@127.0.0.1:${server.port}`);
+    expect(out.trim().split('\n')).toHaveLength(1);
+    expect(out).toMatch(new RegExp(`^headroom status: cannot read the fleet from Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${server.port}: WRONGPASS`));
+    expect(out).not.toContain('wrong-password');
+    expect(code).toBe(3);
+  });
+
+  it('with --watch, ends with that line and exit 3 when Redis goes away after a table, not a stack and 1', async () => {
+    const server = await startEmbeddedRedis();
+    servers.push(server);
+    const proc = spawnHeadroom(['status', '--config', config, '--redis', server.url, '--watch']);
+    procs.push(proc);
+    await until(() => proc.output().includes('last 5 min: calls'), 60_000, 'the first table');
+    await server.stop({ kill: true });
+    expect(await proc.exited).toBe(3);
+    const lines = proc.output().trimEnd().split('\n');
+    expect(lines.at(-1)).toMatch(new RegExp(`^headroom status: cannot read the fleet from Redis at ${server.url.replace(/\./g, '\\.')}: `));
+    expect(proc.output()).not.toMatch(/^\s+at /m);
+  });
+});
