@@ -1148,6 +1148,20 @@ describe('Producer', () => {
     await p.close();
   });
 
+  it('rejects with CLOSED a result() still waiting when its producer closes, rather than leave it to its timeout', async () => {
+    const prefix = await fleetPrefix();
+    const p = new Producer({ redis: redis.url, prefix });
+    const handle = await p.enqueue(job());
+    // No worker runs it: the wait would last its whole (long) timeout.
+    const waiting = handle.result({ timeoutMs: 3_600_000 }).then(() => undefined, (e: unknown) => e);
+    const alsoWaiting = p.handleOf(handle.id).result({ timeoutMs: 3_600_000 }).then(() => undefined, (e: unknown) => e);
+    await p.close();
+    for (const err of await Promise.all([waiting, alsoWaiting])) {
+      expect(err).toBeInstanceOf(ClosedError);
+      expect(err).toMatchObject({ code: 'CLOSED', message: expect.stringContaining(handle.id) });
+    }
+  });
+
   it('fails fast with REDIS_UNAVAILABLE when Redis is down', async () => {
     const port = await freePort();
     const p = new Producer({ redis: `redis://127.0.0.1:${port}`, connectTimeoutMs: 1_000 });

@@ -159,7 +159,9 @@ export class ResultWaiter {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       const register = () => {
-        if (over || this.closed) return;
+        if (over) return;
+        // Closed while its subscription came up: nothing would ever answer it.
+        if (this.closed) return waiter.reject(new ClosedError(`this producer's wait for the result of job ${jobId}`));
         const entry = this.waiters.get(jobId) ?? { lane, set: new Set<Waiter>() };
         entry.set.add(waiter);
         this.waiters.set(jobId, entry);
@@ -205,6 +207,11 @@ export class ResultWaiter {
   async close(): Promise<void> {
     this.closed = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    // Nothing will tell these waits their jobs ended: rejected now, not left to their timeouts.
+    for (const [jobId, entry] of this.waiters) {
+      for (const w of entry.set) w.reject(new ClosedError(`this producer's wait for the result of job ${jobId}`));
+    }
+    this.waiters.clear();
     // Not the subscriptions' promises: one whose connection never came up (Redis out of reach)
     // never settles. Nor is a QueueEvents' close awaited while its connection is down: it waits
     // for the connection to be ready or to end, and ioredis emits no end for a connection cut
