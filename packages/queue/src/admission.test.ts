@@ -416,6 +416,55 @@ describe('finishJob', () => {
   });
 });
 
+describe("one job's own commands", () => {
+  it('writes the job\'s own fields in one HSET at its add, and its finish reads the job only in BullMQ\'s move', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix, { models: { [SONNET]: { provider: 'anthropic', fallback: [HAIKU] }, [HAIKU]: { provider: 'anthropic' } } }));
+    const l = lane(prefix);
+    const monitor = await new Redis(server.url).monitor();
+    const seen: string[][] = [];
+    let marked: (() => void) | undefined;
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'echo') marked?.();
+      else seen.push(args);
+    });
+    // Commands on the job's own hash since the last look, once the monitor has seen them all (an
+    // ECHO sent after them comes through it last).
+    const onJob = async (id: string) => {
+      await new Promise<void>((resolve) => {
+        marked = resolve;
+        void redis.echo('seen');
+      });
+      return seen.splice(0).filter((a) => a[1] === `${l.k.jobKeyPrefix}${id}`).map((a) => a.slice(0, 1).concat(a.slice(2)));
+    };
+    try {
+      const [added] = await l.add({ fallback: [HAIKU], maxWaitMs: 30_000, metadata: { team: 'x' } });
+      const id = (added as Added).id;
+      const adds = (await onJob(id)).filter(([c]) => c!.toLowerCase() === 'hset');
+      // One HSET beside BullMQ's own write: the fair place, the fresh mark, the ladder and maxWaitMs.
+      expect(adds).toHaveLength(1);
+      for (const field of ['priority', 'hrRound', 'hrLow', 'opts', 'hrLadder', 'hrMaxWait']) expect(adds[0]).toContain(field);
+      const stored = await redis.hgetall(`${l.k.jobKeyPrefix}${id}`);
+      expect(JSON.parse(stored.opts!)).toMatchObject({ hrFresh: 1, hrAdmitted: 1 });
+      expect(stored.hrLadder).toBe(`${SONNET}\n${HAIKU}`);
+      expect(stored.hrMaxWait).toBe('30000');
+      const usage = Number(await redis.hget(l.k.usage, 'bytes'));
+      expect(usage).toBeGreaterThan(0);
+
+      const { job, token } = await l.take();
+      await onJob(id);
+      expect(await finishJob(redis, prefix, 'normal', l.backend, job, token, { completed: { answer: 1 } })).toEqual({ status: 'finished' });
+      // BullMQ's move looks the job up once; the release that follows it in the same call does not ask again.
+      const reads = (await onJob(id)).filter(([c]) => ['exists', 'hexists'].includes(c!.toLowerCase()));
+      expect(reads).toEqual([['EXISTS']]);
+      expect(await redis.hget(l.k.unfinished, id)).toBeNull();
+      expect(await redis.hget(l.k.usage, 'bytes')).toBeNull();
+    } finally {
+      monitor.disconnect();
+    }
+  });
+});
+
 describe('cancelIfNotStarted', () => {
   it('removes a waiting job, gives back its counts and tells its producer, in one call', async () => {
     const prefix = `ad-${randomUUID().slice(0, 8)}`;

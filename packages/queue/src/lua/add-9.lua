@@ -358,22 +358,28 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     size = size + 1
     bytes = bytes + jobBytes
     redis.call('HSET', unfinishedKey, jobId, jobBytes .. '|' .. tenant)
-    if summary ~= '' then redis.call('HSET', jobKeyPrefix .. jobId, 'hrSummary', summary) end
-    if string.find(models, '\n', 1, true) then redis.call('HSET', jobKeyPrefix .. jobId, 'hrLadder', models) end
-    if maxWait ~= '' then redis.call('HSET', jobKeyPrefix .. jobId, 'hrMaxWait', maxWait) end
     redis.call('HINCRBY', usageKey, 'bytes', jobBytes)
     if tenant ~= '' then redis.call('HINCRBY', usageKey, 'tenant:' .. tenant, 1) end
+    -- The job hash's own fields, written in one HSET (they were up to five, one per field).
+    local jobKey = jobKeyPrefix .. jobId
+    local fields = {}
     if fair then
       -- BullMQ pushed it on the wait list's left end: taking it off there is O(1).
       redis.call('LREM', KEYS[1], 1, jobId)
-      if fairPlace(own, jobKeyPrefix, jobId, tenant, math.max(1, tonumber(cost) or 1), weightOf(tenant)) then
+      local fresh, place = fairPlace(own, jobKeyPrefix, jobId, tenant, math.max(1, tonumber(cost) or 1), weightOf(tenant))
+      fields = place
+      if fresh then
         -- Its tenant had nothing queued ahead: said in its options, the one place BullMQ's fetch
         -- hands the worker besides the data, so the worker knows without another round trip.
-        local jobKey = jobKeyPrefix .. jobId
         local opts = redis.call('HGET', jobKey, 'opts') or '{}'
-        redis.call('HSET', jobKey, 'opts', opts == '{}' and '{"hrFresh":1}' or '{"hrFresh":1,' .. string.sub(opts, 2))
+        fields[#fields + 1] = 'opts'
+        fields[#fields + 1] = opts == '{}' and '{"hrFresh":1}' or '{"hrFresh":1,' .. string.sub(opts, 2)
       end
     end
+    if summary ~= '' then fields[#fields + 1] = 'hrSummary'; fields[#fields + 1] = summary end
+    if string.find(models, '\n', 1, true) then fields[#fields + 1] = 'hrLadder'; fields[#fields + 1] = models end
+    if maxWait ~= '' then fields[#fields + 1] = 'hrMaxWait'; fields[#fields + 1] = maxWait end
+    if #fields > 0 then redis.call('HSET', jobKey, unpack(fields)) end
   end
   return 1, added, '', ''
 end

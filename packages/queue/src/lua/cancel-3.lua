@@ -49,7 +49,7 @@ local ok, opts = pcall(cjson.decode, redis.call('HGET', jobKey, 'opts') or '{}')
 if ok and type(opts) == 'table' and type(opts.hrReplyTo) == 'string' and opts.hrReplyTo ~= '' then replyTo = opts.hrReplyTo end
 
 if removeJob({jobKey, KEYS[2]}, {id, '1', bullPrefix}) ~= 1 then return 0 end
-releaseJob(own .. 'unfinished', own .. 'usage', jobKey, id)
+releaseJob(own .. 'unfinished', own .. 'usage', jobKey, id, true)
 redis.call('SET', own .. 'cancelled:' .. id, ARGV[5], 'PX', ARGV[6])
 if replyTo then replyToProducer(own .. 'replies:' .. replyTo, id, 'removed', '') end
 return 1

@@ -44,6 +44,6 @@ if ownsKey then
     redis.call('SET', dedupKey, args[1], 'PX', cacheTtl)
   end
 end
-releaseJob(own .. 'unfinished', own .. 'usage', KEYS[12], args[1])
+releaseJob(own .. 'unfinished', own .. 'usage', KEYS[12], args[1], true)
 if replies ~= '' then replyToProducer(replies, args[1], args[5], args[4]) end
 return 0

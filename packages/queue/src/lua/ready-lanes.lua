@@ -17,10 +17,14 @@
 local dueScore = (tonumber(ARGV[1]) + 1) * 0x1000 - 1
 local out = {}
 for i = 1, #KEYS, 5 do
-  local ready = 0
-  if redis.call('HEXISTS', KEYS[i + 4], 'paused') == 0 then
-    ready = redis.call('LLEN', KEYS[i]) + redis.call('ZCARD', KEYS[i + 1]) + redis.call('ZCOUNT', KEYS[i + 2], 0, dueScore)
-    if ready == 0 then redis.call('ZREM', KEYS[i + 3], '0') end
+  local ready = redis.call('LLEN', KEYS[i]) + redis.call('ZCARD', KEYS[i + 1]) + redis.call('ZCOUNT', KEYS[i + 2], 0, dueScore)
+  -- Paused is asked only of a lane with work: most lanes asked about are empty, and an empty lane
+  -- has nothing to hand a fetch paused or not (BullMQ's pause deletes the marker, so the ZREM
+  -- finds none in a paused lane).
+  if ready == 0 then
+    redis.call('ZREM', KEYS[i + 3], '0')
+  elseif redis.call('HEXISTS', KEYS[i + 4], 'paused') == 1 then
+    ready = 0
   end
   out[#out + 1] = ready
 end

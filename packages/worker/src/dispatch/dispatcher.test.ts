@@ -1,6 +1,8 @@
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, parseConfig } from '@headroom/queue';
+import { addToLane, createLogger, laneKeys, parseConfig } from '@headroom/queue';
+import { startSimulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { startWorker } from '../worker.js';
 
@@ -46,5 +48,52 @@ describe('an idle worker', () => {
     }
     // Each wake is one look over the lanes (before: one per lane still unknown, 4 for 1).
     expect(looks).toBeLessThanOrEqual(waits + 1);
+  });
+});
+
+describe('a busy worker', () => {
+  it('asks about the lanes below a lane known to hold work only once that lane comes back empty', async () => {
+    const prefix = 'busy1';
+    const sim = await startSimulator({ latencyMs: 5, apiKeys: ['sk-busy'] });
+    const config = parseConfig({
+      redis: { prefix },
+      providers: { anthropic: { baseURL: sim.url, apiKeyEnv: 'BUSY_TEST_KEY' } },
+      models: { 'claude-sonnet-4-6': { provider: 'anthropic', limits: { rpm: 100_000, itpm: 100_000_000, otpm: 100_000_000 } } },
+      dispatch: { concurrency: 2 },
+      batch: { enabled: false },
+    });
+    const worker = await startWorker({ config, redisUrl: server.url, env: { BUSY_TEST_KEY: 'sk-busy' }, logger: createLogger({ level: 'silent' }) });
+    const redis = new Redis(server.url);
+    const monitor = await new Redis(server.url).monitor();
+    // The lanes each count asked about, by name, in key order.
+    const asked: string[][] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (!isReadyLanes(args) || !args[3]?.startsWith(`{${prefix}:`)) return;
+      const keys = args.slice(3, 3 + Number(args[2]));
+      asked.push(keys.filter((k) => k.endsWith(':wait')).map((k) => /:(\w+):wait$/.exec(k)![1]!));
+    });
+    const k = laneKeys(prefix, 'normal');
+    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis });
+    const jobs = 40;
+    try {
+      const entries = Array.from({ length: jobs }, (_, i) => ({
+        jobId: `normal.busy-${i}`,
+        job: { priority: 'NORMAL' as const, provider: 'anthropic' as const, request: { model: 'claude-sonnet-4-6', max_tokens: 16, messages: [{ role: 'user' as const, content: `q ${i}` }] } },
+        opts: {},
+      }));
+      await addToLane(redis, queue, prefix, 'normal', entries);
+      await expect.poll(() => redis.zcard(`${k.jobKeyPrefix}completed`), { timeout: 60_000, interval: 50 }).toBe(jobs);
+    } finally {
+      monitor.disconnect();
+      await worker.close({ graceMs: 100 });
+      await queue.close();
+      redis.disconnect();
+      await sim.close();
+    }
+    // NORMAL holds the work: LOW is reached, and asked about, only when NORMAL's count is used up
+    // and NORMAL is asked again in the same call (the counts above NORMAL, CRITICAL and HIGH's
+    // empty marks running out, asked about LOW each time too).
+    expect(asked.length).toBeGreaterThan(0);
+    for (const lanes of asked) if (lanes.includes('low')) expect(lanes).toContain('normal');
   });
 });

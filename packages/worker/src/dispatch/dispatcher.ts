@@ -276,6 +276,12 @@ export class Dispatcher {
     });
   }
 
+  /** `lanes` from `from` up to, not including, the first one after it with a known count. */
+  private untilKnown(lanes: readonly InteractiveLane[], from: number): InteractiveLane[] {
+    const known = lanes.findIndex((lane, i) => i > from && this.ready.has(lane));
+    return lanes.slice(from, known < 0 ? undefined : known);
+  }
+
   private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string; fetched: number } | undefined> {
     const candidates = this.picker.candidates();
     const counting = this.waker?.available === true;
@@ -283,9 +289,12 @@ export class Dispatcher {
     // (an idle worker's look at the lanes once a second was 4 script calls, not 1).
     const counted = new Set<InteractiveLane>();
     for (const [i, lane] of candidates.entries()) {
-      // Counted only when reached: a lane known to hold work (its marker woke us) is fetched from
-      // without first asking about the lanes after it, a round trip off the idle path.
-      if (counting && !this.ready.has(lane)) await this.countReady(candidates.slice(i), counted);
+      // Counted only when reached: a lane known to hold work (its marker woke us, or a count not
+      // yet used up) is fetched from without first asking about the lanes after it, a round trip
+      // off the idle path; and a count asks only about the lanes up to the next one known to hold
+      // work, as the lanes past it are reached only if its fetch comes back empty (under load,
+      // the lanes below the busy one were asked about at every count, 4 commands each).
+      if (counting && !this.ready.has(lane)) await this.countReady(this.untilKnown(candidates, i), counted);
       const known = this.ready.get(lane);
       if (counting && known === undefined) continue;
       const blocked = this.backoffs.backedOff(lane);

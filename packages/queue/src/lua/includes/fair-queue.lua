@@ -64,9 +64,11 @@ local function fairRebase(prioritizedKey, delayedKey, jobKeyPrefix, shift)
 end
 
 -- Places a job just added to the lane (already out of BullMQ's wait list) in the prioritized set
--- at its fair place. `cost` is its tokens (>= 1), `weight` its tenant's share (> 0). Returns true
--- when its tenant had nothing queued ahead of it (its tag starts at the lane's virtual time): such
--- a job may draw the pool's fair reserve, which queued-up tenants' jobs leave (acquire.lua).
+-- at its fair place. `cost` is its tokens (>= 1), `weight` its tenant's share (> 0). Returns
+-- whether its tenant had nothing queued ahead of it (its tag starts at the lane's virtual time):
+-- such a job may draw the pool's fair reserve, which queued-up tenants' jobs leave (acquire.lua);
+-- then the job hash's fields for its place (`priority`, `hrRound`, `hrLow`), which the caller
+-- writes with the job's other fields in one HSET.
 local function fairPlace(own, jobKeyPrefix, jobId, tenant, cost, weight)
   local fairKey = own .. 'fair'
   local prioritizedKey = jobKeyPrefix .. 'prioritized'
@@ -112,8 +114,7 @@ local function fairPlace(own, jobKeyPrefix, jobId, tenant, cost, weight)
   p = fairClamp(p)
   redis.call('HSET', fairKey, 'base', base, 'v', v, 'top', top, 'seq', seq, 't:' .. tenant, f)
   redis.call('ZADD', prioritizedKey, p * FAIR_SPAN + low, jobId)
-  redis.call('HSET', jobKeyPrefix .. jobId, 'priority', p, 'hrRound', round, 'hrLow', low)
-  return finish <= v
+  return finish <= v, { 'priority', p, 'hrRound', round, 'hrLow', low }
 end
 
 -- A job put back by BullMQ's moveJobFromActiveToWait sits at the front of its priority (counter
