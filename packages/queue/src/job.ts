@@ -330,8 +330,6 @@ export const LlmResult = z.object({
    */
   providerRequestId: z.string().optional(),
   cost: z.object({ usd: z.number().nonnegative(), batch: z.boolean() }),
-  /** True when this result was shared from an identical in-flight job. */
-  coalesced: z.boolean().optional(),
   metadata: z.record(z.string(), z.unknown()).optional(),
 });
 export type LlmResult = z.infer<typeof LlmResult>;
