@@ -4,10 +4,12 @@
  * that cannot start within its max wait is cancelled and answered 529 (Anthropic) / 503 (OpenAI)
  * with `retry-after`; a provider's 4xx or spend cap comes back as the provider sent it (its status
  * and error body, so the SDK raises the same error as from the provider), not retried. A retry of
- * a 529 under the same `headroom-idempotency-key` runs the job again.
+ * a 529 under the same `headroom-idempotency-key` runs the job again. A job clients share waits
+ * for the latest deadline among them, while each hears its own.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Producer } from '@headroom/producer-sdk';
 import { laneKeys } from '@headroom/queue';
 import { startSimulator, type FaultSpec, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
@@ -145,6 +147,42 @@ describe('backpressure through the gateway', () => {
     expect(admitted(HAIKU) - before.haiku).toBe(1);
     expect(admitted(GPT) - before.gpt).toBe(1);
     await Promise.all(busy);
+  });
+
+  it('runs a shared job for the client that joined it with a later deadline, though its first caller\'s deadline passed', async () => {
+    // The first caller enqueues with a 300 ms deadline and does not wait (so never withdraws); a
+    // client joins through the gateway with the default 60 s. Before, the worker applied the first
+    // caller's deadline to the job, and the client that would wait got 529 DEADLINE_EXCEEDED.
+    const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+    const hold = new AbortController();
+    sim.setPace({ streamTokenMs: 60_000 });
+    try {
+      // A CRITICAL stream holds the one slot until the test lets it go.
+      const busy = fleet.anthropic().messages.stream({ model: SONNET, max_tokens: 400, messages: [{ role: 'user', content: 'Hold the slot.' }] }, { signal: hold.signal, headers: { 'headroom-priority': 'critical' } });
+      await busy.withResponse();
+      const body = ask('asked first with a short deadline', HAIKU);
+      const first = await producer.enqueue({ priority: 'HIGH', provider: 'anthropic', coalesce: true, maxWaitMs: 300, request: body });
+      const joined = fetch(`${fleet.gateway.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.app, 'headroom-priority': 'high', 'headroom-coalesce': 'true' },
+        body: JSON.stringify(body),
+      });
+      const jobKey = `${laneKeys(fleet.prefix, 'high').jobKeyPrefix}${first.id}`;
+      await until('the client to join the job', async () => (await admin.hget(jobKey, 'hrJoins')) === '1');
+      const enqueuedAt = Number(await admin.hget(jobKey, 'timestamp'));
+      await until("the first caller's deadline to pass", async () => Date.now() > enqueuedAt + 300);
+      const before = sim.stats().admissions.filter((x) => x.model === HAIKU).length;
+      hold.abort();
+      await expect(busy.finalMessage()).rejects.toThrow();
+      const res = await joined;
+      expect(res.status).toBe(200);
+      expect(res.headers.get('headroom-job-id')).toBe(first.id);
+      expect(((await res.json()) as { content: unknown[] }).content.length).toBeGreaterThan(0);
+      expect(sim.stats().admissions.filter((x) => x.model === HAIKU).length - before).toBe(1);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+      await producer.close();
+    }
   });
 
   it("runs the job again when the SDK retries a 529 with the same headroom-idempotency-key", async () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { answeredFailure, createRedis, FailureCode, failureText, finishJob, handOffJobId, idempotentJobId, jobFailure, laneKeys, parseConfig, providerErrorOf, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
 import {
   ClosedError,
@@ -1023,6 +1023,19 @@ describe('Producer', () => {
     // The job then runs for the patient one.
     plainWorker(prefix, 'high', () => fakeResult('claude-sonnet-4-6'));
     await expect(patientResult).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+  });
+
+  it('tells a caller that it joined a coalesced job by its handle, and hands every caller the one result, which names none of them', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const first = await p.enqueue(coalescedHigh('Who joined?', 60_000));
+    const joiner = await p.enqueue(coalescedHigh('Who joined?', 60_000));
+    expect([first.existing, joiner.existing]).toEqual([false, true]);
+    plainWorker(prefix, 'high', () => fakeResult('claude-sonnet-4-6'));
+    const [a, b] = await Promise.all([first.result({ timeoutMs: 20_000 }), joiner.result({ timeoutMs: 20_000 })]);
+    expect(b).toEqual(a);
+    // The result is stored once for all its callers: a per-caller `coalesced` flag could not be true of it.
+    expectTypeOf<LlmResult>().not.toHaveProperty('coalesced');
   });
 
   it('gives back one share per caller: a caller that stopped waiting and then passes its deadline leaves once', async () => {

@@ -58,6 +58,7 @@ export { returnToLane, forceReturnToLane, ReturnReply, RETURNING_STALE_MS } from
 export type { ReturnOutcome, ReturnOptions } from './lane-return.js';
 export { finishJob, REPLY_TO_OPTION, CACHE_TTL_OPTION } from './lane-finish.js';
 export type { FinishArgsBuilder, FinishOutcome, JobEnd } from './lane-finish.js';
+export { SHARED_MAX_WAIT_OPTION, withSharedDeadline } from './shared-deadline.js';
 export { cancelIfNotStarted, cancelledFailure, CANCELLED_NOTE_TTL_MS } from './lane-cancel.js';
 export type { CancelOutcome } from './lane-cancel.js';
 export { LaneUpkeep, FLEET_UPKEEP_INTERVAL_MS } from './lane-upkeep.js';

@@ -181,8 +181,9 @@ const JobCommon = {
    * The job's deadline, in every lane: the latest a provider call for it may start, counted from
    * enqueue. Past it (or facing a wait that passes it) the job ends DEADLINE_EXCEEDED with no
    * call; a call in flight is never cut. The producer's `result()` rejects so at the deadline,
-   * each caller's from its own enqueue (a coalesced join's included). Also the wait after which a
-   * job tries its next model, and a LOW job under pressure is shed.
+   * each caller's from its own enqueue (a coalesced join's included), and a job callers share waits
+   * for the latest of theirs (shared-deadline.ts). Also the wait after which a job tries its next
+   * model, and a LOW job under pressure is shed.
    */
   maxWaitMs: positiveInt.optional(),
   /** What happens to this job when LOW is shed: fail it, or move it to the batch lane. */
@@ -333,8 +334,6 @@ export const LlmResult = z.object({
    */
   providerRequestId: z.string().optional(),
   cost: z.object({ usd: z.number().nonnegative(), batch: z.boolean() }),
-  /** True when this result was shared from an identical in-flight job. */
-  coalesced: z.boolean().optional(),
   metadata: z.record(z.string(), z.unknown()).optional(),
 });
 export type LlmResult = z.infer<typeof LlmResult>;

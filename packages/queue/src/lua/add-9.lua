@@ -82,6 +82,8 @@
 
   A repeat and a coalesced join each count one more caller sharing the job (`hrJoins` in its hash):
   a caller that stops waiting then leaves it to the others instead of cancelling it (cancel-3.lua).
+  Each also moves the job's start deadline to its own when that is later (or none), in `hrMaxWait`
+  and in the job's options, where the worker's fetch reads it (shared-deadline.ts).
   Neither takes room, so neither is refused for it (shedding, the tenant's max, the lane's caps): a
   join is looked for only when such a refusal would be the answer, so an ordinary add pays nothing.
 ]]
@@ -285,6 +287,30 @@ local function joinedUnder(jobId, data)
   return target
 end
 
+-- A caller joining a job (a coalesced join, a repeat of its idempotency key) with a later start
+-- deadline than the job's, or none, moves the job's to its own, counted from the job's enqueue:
+-- otherwise the job ended DEADLINE_EXCEEDED at the first caller's deadline for a caller still
+-- willing to wait (shared-deadline.ts). Only a join pays for this: two hash reads, no data decoded.
+local function extendDeadline(jobKey, maxWait, packedArgs)
+  local job = redis.call('HMGET', jobKey, 'hrMaxWait', 'timestamp', 'finishedOn', 'opts')
+  -- No deadline (none set, or lifted by an earlier caller) is the latest; a finished job has none to keep.
+  if not job[1] or job[3] then return end
+  local value = 'null'
+  if maxWait ~= '' then
+    -- Both times are the producers' BullMQ timestamps, as the worker counts the job's wait.
+    local wanted = tonumber(cmsgpack.unpack(packedArgs)[4]) + tonumber(maxWait) - tonumber(job[2])
+    if wanted <= tonumber(job[1]) then return end
+    value = string.format('%d', wanted)
+    redis.call('HSET', jobKey, 'hrMaxWait', value)
+  else
+    redis.call('HDEL', jobKey, 'hrMaxWait')
+  end
+  local opts = job[4] or '{}'
+  local moved, n = string.gsub(opts, '"hrMaxWait":[%w.]+', '"hrMaxWait":' .. value, 1)
+  if n == 0 then moved = opts == '{}' and '{"hrMaxWait":' .. value .. '}' or '{"hrMaxWait":' .. value .. ',' .. string.sub(opts, 2) end
+  redis.call('HSET', jobKey, 'opts', moved)
+end
+
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
 local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, at)
   local idempotent = string.find(jobId, '.idem-', 1, true) ~= nil
@@ -303,6 +329,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     if not rerun then
       -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
       redis.call('HINCRBY', jobKeyPrefix .. jobId, 'hrJoins', 1)
+      if idempotent then extendDeadline(jobKeyPrefix .. jobId, maxWait, ARGV[at]) end
       return 2, '', '', ''
     end
   end
@@ -310,7 +337,12 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     local target, elsewhere = joinedUnder(jobId, ARGV[at + 1])
     if target == -9 then return -9, '', '', '' end
     if target then
-      if not elsewhere then redis.call('HINCRBY', jobKeyPrefix .. target, 'hrJoins', 1) end
+      -- A job in another lane (the BATCH job it was shed to) is out of this script's reach; a
+      -- batch job has no start deadline to move.
+      if not elsewhere then
+        redis.call('HINCRBY', jobKeyPrefix .. target, 'hrJoins', 1)
+        extendDeadline(jobKeyPrefix .. target, maxWait, ARGV[at])
+      end
       return 1, target, '', ''
     end
   end
@@ -350,6 +382,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
   -- has one more caller sharing it (see the EXISTS path above).
   if added ~= jobId then
     redis.call('HINCRBY', jobKeyPrefix .. added, 'hrJoins', 1)
+    extendDeadline(jobKeyPrefix .. added, maxWait, ARGV[at])
     if idempotent then rememberJoin(jobId, added, ARGV[at + 1], ARGV[at + 2]) end
   end
   if added == jobId then

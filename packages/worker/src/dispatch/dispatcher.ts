@@ -18,7 +18,7 @@
  */
 import { Worker as BullWorker, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { allFairShareOnly, bringRunnableToFront, checkTakenJob, ClosedError, createRedis, INTERACTIVE_LANES, isConnectionError, reportOutages, laneKeys, notAdmittedFailure, poolOf, readyJobs, unadmitted, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
+import { allFairShareOnly, bringRunnableToFront, checkTakenJob, ClosedError, createRedis, INTERACTIVE_LANES, isConnectionError, reportOutages, laneKeys, notAdmittedFailure, poolOf, readyJobs, unadmitted, withSharedDeadline, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
 import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
@@ -371,7 +371,8 @@ export class Dispatcher {
     let outcome: RunOutcome;
     try {
       const fresh = (job.opts as { hrFresh?: number }).hrFresh === 1;
-      outcome = await runJob(ctx, job.data as LlmJob, { id: job.id!, lane, enqueuedAt: job.timestamp, progress, fetched, ...(fresh ? { fresh } : {}) }, abort.signal);
+      // Its deadline is the latest its callers want (coalesced joins, repeats), not its first caller's.
+      outcome = await runJob(ctx, withSharedDeadline(job.data as LlmJob, job.opts), { id: job.id!, lane, enqueuedAt: job.timestamp, progress, fetched, ...(fresh ? { fresh } : {}) }, abort.signal);
     } catch (err) {
       // Not a provider failure (e.g. Redis away mid-acquire): park the job briefly; if Redis is
       // gone entirely, the lock expires and the stalled check hands the job to another worker.

@@ -5,7 +5,9 @@
  * to retries too (a retry due past the deadline is not made), and it ends the job as soon as the
  * wait the bucket names (a lower bound: "if nobody else draws") already passes it, rather than
  * when the deadline comes. A call already in flight is never cut short: the provider is charging
- * for it, and the answer still reaches a caller who waits.
+ * for it, and the answer still reaches a caller who waits. A job several callers share has the
+ * latest deadline any of them wants: the dispatcher hands the job here with it
+ * (`withSharedDeadline`), each caller being withdrawn at its own by its producer.
  *
  * The lanes' configured `maxWaitMs` is not a deadline: it is when a job tries its next model
  * rather than wait, and when a waiting LOW job may be shed under pressure.
