@@ -18,7 +18,11 @@ export type Plan =
    * probe interval fleet-wide), with the model's unhealthy outcomes in a row, fleet-wide, at the grant.
    */
   | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; retry: boolean; probeRun?: number }
-  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason }
+  /**
+   * `recheckMs`: park the job only this long, though the bucket said `waitMs` (a tenant's quota:
+   * its calls in flight refund what they do not use when they settle, tenant-waits.ts).
+   */
+  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason; recheckMs?: number }
   | { kind: 'never_fits'; message: string };
 
 /**
@@ -59,15 +63,10 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
 
   for (const [i, model] of ladder.entries()) {
     const isLast = i === ladder.length - 1;
-    const tenantFreeAt = job.tenant ? ctx.tenantWaits.get(job.tenant) : undefined;
-    if (tenantFreeAt !== undefined) {
-      if (tenantFreeAt > ctx.now()) {
-        return { kind: 'wait', waitMs: tenantFreeAt - ctx.now(), reason: 'tenant_tpm' };
-      }
-      ctx.tenantWaits.delete(job.tenant!);
-    }
     const modelCfg = ctx.config.models[model]!;
     const pool = poolOf(ctx.config, model);
+    const tenantHeld = job.tenant ? ctx.tenantWaits.heldFor(pool, job.tenant, ctx.now()) : undefined;
+    if (tenantHeld) return { kind: 'wait', ...tenantHeld };
     const request = { ...job.request, model } as LlmJob['request'];
     const input = inputReservation(ctx, model, request, job.provider);
     const { estimate } = input;
@@ -118,8 +117,8 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     }
     ctx.metrics.bucketWaits.inc({ pool, lane: meta.lane, reason: res.reason });
     if (isTenantDimension(res.reason) && job.tenant) {
-      ctx.tenantWaits.set(job.tenant, ctx.now() + res.waitMs);
-      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason };
+      const recheckMs = ctx.tenantWaits.told(pool, job.tenant, res.reason, res.waitMs, ctx.now());
+      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason, recheckMs };
     }
     // Wait for the primary unless it is cooling down, throttled, out of retry budget, or would
     // make the job late; then degrade.
