@@ -451,6 +451,18 @@ describe('runJob', () => {
     expect((await run(ctx, tenantJob(SONNET))).kind).toBe('completed');
   });
 
+  it("fails NEVER_FITS at once, naming the prompt and output it needs, for a job larger than its tenant's quota while the tenant's jobs are held", async () => {
+    const { ctx } = clocked({ tenants: { default: { tpm: 2_000 } } });
+    const outcomes = await Promise.all([run(ctx, tenantJob(SONNET)), run(ctx, tenantJob(SONNET))]);
+    expect(outcomes.map((o) => o.kind).sort()).toEqual(['completed', 'delay']);
+    // 3,000 of output and the prompt: more than the 1,900 HIGH may ever hold of 2,000 tokens/min.
+    const huge = await run(ctx, tenantJob(SONNET, 3_000));
+    expect(huge).toMatchObject({
+      kind: 'failed',
+      failure: { code: 'NEVER_FITS', message: expect.stringMatching(/^claude-sonnet-4-6 needs 30\d\d in tenant_tpm but lane high may draw at most 1900 at once/) },
+    });
+  });
+
   it('delays the job alone when its only model is cooling down after a 429', async () => {
     const ctx = context();
     await ctx.bucket.cooldown('claude-sonnet-4-6', SONNET, { durationMs: 5_000 });
