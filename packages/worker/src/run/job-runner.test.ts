@@ -335,6 +335,13 @@ describe('runJob', () => {
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: 503 /) } });
   });
 
+  it('fails RETRIES_EXHAUSTED with no status when the last call was cut mid-answer: its head\'s 200 was no answer', async () => {
+    sim.injectFaults({ model: SONNET, cut: true, count: 1 });
+    const outcome = await run(context(), job(), { ...meta(), progress: { attempts: 2 } });
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: network connection closed mid-response/) } });
+    expect(outcome.kind === 'failed' && 'status' in outcome.failure).toBe(false);
+  });
+
   it('requeues (no attempt spent) when its pool is out of quota, so the pool backs off in the lane', async () => {
     // One request a minute: the first call empties the bucket for a minute.
     const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 1, itpm: 400_000, otpm: 100_000 } } } });
@@ -589,6 +596,8 @@ describe('runJob, streamed', () => {
     try {
       const outcome = await run(ctx, streamed({ max_tokens: 200 }), m);
       expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED', message: expect.stringContaining('events had been streamed') }, progress: { attempts: 1 } });
+      // A cut stream had no answer of its own: no status (the stream's head said 200).
+      expect(outcome.kind === 'failed' && 'status' in outcome.failure).toBe(false);
       const events = await relayed(ctx, m.id);
       const last = events.at(-1);
       expect(last?.kind).toBe('error');
