@@ -1,6 +1,7 @@
 /**
  * Overload behaviour end to end: a brownout sheds LOW and nothing else, a runaway tenant cannot
- * starve its neighbours, and identical coalesced requests cost one provider call.
+ * starve its neighbours, a tenant at its quota in one pool is still served in another and from
+ * its calls' refunds, and identical coalesced requests cost one provider call.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -166,6 +167,47 @@ describe('pressure and shedding', () => {
     // delayed set), so B's ten were all done while most of A's 200 were not. Counted in jobs, not
     // in seconds, so a slow machine cannot tip it.
     expect(aDone).toBeLessThan(100);
+  });
+
+  it("holds a tenant at its quota in one pool only, serves it from its calls' refunds within a second, and fails at once a job its quota never serves", async () => {
+    const limits = { rpm: 6_000, itpm: 2_000_000, otpm: 400_000 };
+    const models = { [SONNET]: { provider: 'anthropic' as const, limits }, [HAIKU]: { provider: 'anthropic' as const, limits } };
+    // Calls last long enough for the tenant's second large job to ask while the first is in
+    // flight; each answers 10 tokens, so a call hands back nearly all of its output reservation.
+    const { producer } = await fleet({ models, latencyMs: 2_000, outputTokens: 10 }, { models, tenants: { overrides: { t: { tpm: 2_000 } } } }, 1);
+    const ask = (model: string, maxTokens: number, extra: Partial<LlmJobInput> = {}) =>
+      producer.enqueue({ priority: 'NORMAL', provider: 'anthropic', tenant: 't', request: { model, max_tokens: maxTokens, messages: [{ role: 'user', content: 'x' }] }, ...extra } as LlmJobInput);
+
+    // NORMAL may hold 1,600 of the tenant's 2,000 in a pool: one 1,500-token job fits, the other
+    // is told to wait about 43 s for the refill alone.
+    const big = [await ask(HAIKU, 1_500), await ask(HAIKU, 1_500)];
+    let parked = -1;
+    await until(async () => {
+      const states = await Promise.all(big.map((h) => producer.getJob(h.id)));
+      parked = states.findIndex((s) => s?.state === 'delayed');
+      return parked >= 0;
+    }, 60_000, "the tenant's second large job parked");
+
+    // Its job for another pool draws from its own, untouched bucket there; a job of 3,000 tokens
+    // fails at once, naming prompt plus output. Before, the sonnet job was held for haiku's wait
+    // (past its maxWaitMs: DEADLINE_EXCEEDED) and the huge one failed after it, "needs 16".
+    const other = await ask(SONNET, 16, { maxWaitMs: 30_000 });
+    const huge = await ask(HAIKU, 3_000);
+    expect((await other.result({ timeoutMs: 120_000 })).model).toBe(SONNET);
+    const hugeFailure = await huge.result({ timeoutMs: 120_000 }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(hugeFailure).toBeInstanceOf(JobFailedError);
+    expect((hugeFailure as JobFailedError).failure).toMatchObject({ code: 'NEVER_FITS', message: expect.stringMatching(/^claude-haiku-4-5 needs 30\d\d in tenant_tpm but lane normal may draw at most 1600 at once/) });
+
+    // Once the first call settles, its refund serves the tenant within a second: a job allowed
+    // 20 s of waiting completes (the bucket's wait was remembered for all of its 43 s before, and
+    // the job failed DEADLINE_EXCEEDED), and so does the parked one.
+    await big[1 - parked]!.result({ timeoutMs: 120_000 });
+    const after = await ask(HAIKU, 16, { maxWaitMs: 20_000 });
+    expect((await after.result({ timeoutMs: 120_000 })).model).toBe(HAIKU);
+    expect((await big[parked]!.result({ timeoutMs: 120_000 })).attempts).toBe(1);
   });
 
   it('serves 50 identical coalesced requests with one provider call', async () => {

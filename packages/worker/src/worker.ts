@@ -22,6 +22,7 @@ import type { ProviderAdapter } from './providers/types.js';
 import { LimitNotices } from './run/limit-notices.js';
 import { PoolHolds } from './run/pool-holds.js';
 import { PromptCacheMemory } from './run/prompt-cache-memory.js';
+import { TenantWaits } from './run/tenant-waits.js';
 import { OutageEvidence } from './run/outage-evidence.js';
 import { ThrottleStates } from './run/throttle-states.js';
 import { TokenEstimator } from './run/token-estimator.js';
@@ -127,7 +128,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       pressure,
       logger,
       random,
-      tenantWaits: new Map(),
+      tenantWaits: new TenantWaits(),
       poolHolds: new PoolHolds(),
       limitNotices: new LimitNotices(logger),
       now,

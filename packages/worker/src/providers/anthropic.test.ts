@@ -149,11 +149,14 @@ describe('AnthropicAdapter against the simulator', () => {
     expect(f.requestId).toMatch(/^req_/);
   });
 
-  it('classifies a connection cut mid-body as network', async () => {
+  it('classifies a connection cut mid-body as network, with no status but the head\'s headers', async () => {
     sim.injectFaults({ model: MODEL, cut: true, count: 1 });
     const f = expectFailure(await adapter.call({ model: MODEL, request: request() }));
     expect(f.kind).toBe('network');
     expect(f.message).toMatch(/mid-response.*terminated/);
+    // The head's 200 was no answer: code branching on a failure's status must not read one.
+    expect(f.status).toBeNull();
+    expect(f.headers?.get('anthropic-ratelimit-requests-remaining')).toMatch(/^\d+$/);
   });
 
   it('classifies a 400 as invalid_request with the provider message', async () => {
@@ -198,7 +201,8 @@ describe('AnthropicAdapter against the simulator', () => {
     try {
       const slow = new AnthropicAdapter({ apiKey: KEY, baseURL: url, timeoutMs: 300 });
       const body = expectFailure(await slow.call({ model: MODEL, request: request() }));
-      expect(body).toMatchObject({ kind: 'network', status: 200, message: 'request timed out after 300 ms' });
+      // The head said 200, but the call never ended: no status, as for a head that never came.
+      expect(body).toMatchObject({ kind: 'network', status: null, message: 'request timed out after 300 ms' });
       const head = expectFailure(await slow.call({ model: MODEL, request: request() }));
       expect(head).toMatchObject({ kind: 'network', status: null, message: 'request timed out after 300 ms' });
       expect(calls).toBe(2);

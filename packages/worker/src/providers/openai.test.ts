@@ -98,11 +98,13 @@ describe('OpenAIAdapter against the simulator', () => {
     expect(f.headers?.get('x-ratelimit-remaining-tokens')).toMatch(/^\d+$/);
   });
 
-  it('classifies a connection cut mid-body as network', async () => {
+  it('classifies a connection cut mid-body as network, with no status but the head\'s headers', async () => {
     sim.injectFaults({ model: MODEL, cut: true, count: 1 });
     const f = expectFailure(await adapter.call({ model: MODEL, request: request() }));
     expect(f.kind).toBe('network');
     expect(f.message).toMatch(/terminated/);
+    expect(f.status).toBeNull();
+    expect(f.headers?.get('x-ratelimit-remaining-tokens')).toMatch(/^\d+$/);
   });
 
   it('classifies a 400 as invalid_request with the provider message', async () => {

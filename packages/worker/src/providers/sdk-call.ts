@@ -111,12 +111,16 @@ export function classifyError(
 ): ProviderCallFailure {
   const { errors } = spec;
   const noResponse: Meta = midBody ?? { status: null };
+  // A call that never ended has no status: the head's 200 said the body would follow, not how the
+  // call went, and a failure's status is the answer (the gateway, the metrics and callers branch
+  // on it). The head's rate-limit headers and request id are kept: the call was admitted.
+  const unanswered: Meta = { ...noResponse, status: null };
   const aborted = error instanceof errors.userAbort || (error instanceof Error && error.name === 'AbortError');
   if (error instanceof errors.connectionTimeout || (aborted && why.deadline.aborted && !why.caller?.aborted)) {
-    return failure(spec, 'network', `request timed out after ${spec.timeoutMs} ms`, noResponse);
+    return failure(spec, 'network', `request timed out after ${spec.timeoutMs} ms`, unanswered);
   }
-  if (aborted) return failure(spec, 'network', 'request aborted by the worker', noResponse);
-  if (error instanceof errors.connection) return failure(spec, 'network', `connection error: ${causeChain(error)}`, noResponse);
+  if (aborted) return failure(spec, 'network', 'request aborted by the worker', unanswered);
+  if (error instanceof errors.connection) return failure(spec, 'network', `connection error: ${causeChain(error)}`, unanswered);
   if (error instanceof errors.api) {
     const api = error as Error & { status?: unknown; headers?: unknown; error?: unknown; requestID?: unknown };
     if (typeof api.status === 'number') {
@@ -129,7 +133,7 @@ export function classifyError(
   // (if the SDK parsed it) the JSON parser's SyntaxError on a malformed 200.
   if (error instanceof SyntaxError) return failure(spec, 'bad_response', `response body is not valid JSON: ${error.message}`, noResponse);
   if (error instanceof TypeError && (error.message === 'terminated' || isSocketError(error))) {
-    return failure(spec, 'network', `connection closed mid-response: ${causeChain(error)}`, noResponse);
+    return failure(spec, 'network', `connection closed mid-response: ${causeChain(error)}`, unanswered);
   }
   if (error instanceof errors.base) return failure(spec, 'invalid_request', `refused by the SDK before sending: ${error.message}`, noResponse);
   return failure(spec, 'unknown', error instanceof Error ? `${error.name}: ${causeChain(error)}` : String(error), noResponse);

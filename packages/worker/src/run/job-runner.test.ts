@@ -16,6 +16,7 @@ import { LimitNotices } from './limit-notices.js';
 import { PoolHolds } from './pool-holds.js';
 import { PromptCacheMemory } from './prompt-cache-memory.js';
 import { OutageEvidence } from './outage-evidence.js';
+import { TenantWaits, TENANT_RECHECK_MS } from './tenant-waits.js';
 import { ThrottleStates } from './throttle-states.js';
 import { TokenEstimator } from './token-estimator.js';
 
@@ -74,7 +75,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     logger,
     random,
     now: Date.now,
-    tenantWaits: new Map(),
+    tenantWaits: new TenantWaits(),
     poolHolds: new PoolHolds(),
     limitNotices: new LimitNotices(logger),
   };
@@ -85,6 +86,18 @@ const job = (over: Partial<LlmJob> = {}): LlmJob =>
 
 /** A job whose tenant had nothing queued ahead of it (`fresh`), as most jobs of a lane without a backlog are. */
 const meta = (lane: InteractiveLane = 'high', waitedMs = 0): JobMeta => ({ id: `job-${seq}`, lane, enqueuedAt: Date.now() - waitedMs, progress: { attempts: 0 }, fresh: true });
+
+/** A context whose clock the test moves: what the worker remembers of a wait is read at known times. */
+function clocked(over: Partial<HeadroomConfigInput> = {}): { ctx: RunContext; advance(ms: number): void } {
+  let t = Date.now();
+  const advance = (ms: number) => {
+    t += ms;
+  };
+  return { ctx: { ...context(over), now: () => t }, advance };
+}
+
+/** A job of tenant acme whose output reservation (1,500) is most of a 2,000 tokens/min quota. */
+const tenantJob = (model: string, maxTokens = 1_500): LlmJob => job({ tenant: 'acme', request: { model, max_tokens: maxTokens, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>);
 
 const run = (ctx: RunContext, j: LlmJob, m: JobMeta = meta(), signal = new AbortController().signal) => runJob(ctx, j, m, signal);
 
@@ -322,6 +335,13 @@ describe('runJob', () => {
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: 503 /) } });
   });
 
+  it('fails RETRIES_EXHAUSTED with no status when the last call was cut mid-answer: its head\'s 200 was no answer', async () => {
+    sim.injectFaults({ model: SONNET, cut: true, count: 1 });
+    const outcome = await run(context(), job(), { ...meta(), progress: { attempts: 2 } });
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: network connection closed mid-response/) } });
+    expect(outcome.kind === 'failed' && 'status' in outcome.failure).toBe(false);
+  });
+
   it('requeues (no attempt spent) when its pool is out of quota, so the pool backs off in the lane', async () => {
     // One request a minute: the first call empties the bucket for a minute.
     const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 1, itpm: 400_000, otpm: 100_000 } } } });
@@ -404,14 +424,50 @@ describe('runJob', () => {
   });
 
   it('delays the job alone when its tenant is over its tokens/min quota', async () => {
-    const ctx = context({ tenants: { default: { tpm: 2_000 } } });
-    const big = (): LlmJob => job({ tenant: 'acme', request: { model: SONNET, max_tokens: 1_500, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>);
+    const { ctx } = clocked({ tenants: { default: { tpm: 2_000 } } });
     // Both draw before either call ends (nothing is refunded yet): the second cannot fit.
-    const outcomes = await Promise.all([run(ctx, big()), run(ctx, big())]);
-    expect(outcomes.map((o) => o.kind)).toEqual(['completed', 'delay']);
-    // The next job of that tenant waits without asking the bucket; another tenant's job runs.
-    expect(ctx.tenantWaits.has('acme')).toBe(true);
+    const outcomes = await Promise.all([run(ctx, tenantJob(SONNET)), run(ctx, tenantJob(SONNET))]);
+    expect(outcomes.map((o) => o.kind).sort()).toEqual(['completed', 'delay']);
+    // The next job of that tenant for the pool waits without asking the bucket; another tenant's job runs.
+    expect(ctx.tenantWaits.heldFor(SONNET, 'acme', ctx.now())).toMatchObject({ reason: 'tenant_tpm' });
     expect((await run(ctx, job({ tenant: 'other' }))).kind).toBe('completed');
+  });
+
+  it('holds a tenant over its quota in one pool back in that pool only: its own bucket in another pool serves it', async () => {
+    const { ctx } = clocked({ tenants: { default: { tpm: 2_000 } } });
+    const outcomes = await Promise.all([run(ctx, tenantJob(SONNET)), run(ctx, tenantJob(SONNET))]);
+    expect(outcomes.map((o) => o.kind).sort()).toEqual(['completed', 'delay']);
+    // Haiku is a pool of its own: the tenant's bucket there is untouched.
+    expect(await run(ctx, tenantJob(HAIKU))).toMatchObject({ kind: 'completed', result: { model: HAIKU } });
+    expect((await run(ctx, job({ tenant: 'acme' }))).kind).toBe('delay');
+  });
+
+  it("asks a tenant's bucket again after TENANT_RECHECK_MS at most, so what its settled calls did not use serves its next job", async () => {
+    const { ctx, advance } = clocked({ tenants: { default: { tpm: 2_000 } } });
+    const outcomes = await Promise.all([run(ctx, tenantJob(SONNET)), run(ctx, tenantJob(SONNET))]);
+    const parked = outcomes.find((o) => o.kind === 'delay');
+    // On the refill alone the bucket says about 34 s (1,510 more than HIGH may hold of 2,000, at
+    // 2,000/min); the call in flight hands back most of its 1,500 output tokens when it settles.
+    expect(parked?.kind === 'delay' && parked.delayMs).toBeLessThanOrEqual(TENANT_RECHECK_MS);
+    // Until then the tenant's next job is parked as well, without asking the bucket.
+    const waitsOf = async () => (await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits)).counters.waits.tenant_tpm ?? 0;
+    const told = await waitsOf();
+    expect(await run(ctx, tenantJob(SONNET))).toMatchObject({ kind: 'delay', delayMs: expect.any(Number) });
+    expect(await waitsOf()).toBe(told);
+    advance(TENANT_RECHECK_MS);
+    expect((await run(ctx, tenantJob(SONNET))).kind).toBe('completed');
+  });
+
+  it("fails NEVER_FITS at once, naming the prompt and output it needs, for a job larger than its tenant's quota while the tenant's jobs are held", async () => {
+    const { ctx } = clocked({ tenants: { default: { tpm: 2_000 } } });
+    const outcomes = await Promise.all([run(ctx, tenantJob(SONNET)), run(ctx, tenantJob(SONNET))]);
+    expect(outcomes.map((o) => o.kind).sort()).toEqual(['completed', 'delay']);
+    // 3,000 of output and the prompt: more than the 1,900 HIGH may ever hold of 2,000 tokens/min.
+    const huge = await run(ctx, tenantJob(SONNET, 3_000));
+    expect(huge).toMatchObject({
+      kind: 'failed',
+      failure: { code: 'NEVER_FITS', message: expect.stringMatching(/^claude-sonnet-4-6 needs 30\d\d in tenant_tpm but lane high may draw at most 1900 at once/) },
+    });
   });
 
   it('delays the job alone when its only model is cooling down after a 429', async () => {
@@ -540,6 +596,8 @@ describe('runJob, streamed', () => {
     try {
       const outcome = await run(ctx, streamed({ max_tokens: 200 }), m);
       expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED', message: expect.stringContaining('events had been streamed') }, progress: { attempts: 1 } });
+      // A cut stream had no answer of its own: no status (the stream's head said 200).
+      expect(outcome.kind === 'failed' && 'status' in outcome.failure).toBe(false);
       const events = await relayed(ctx, m.id);
       const last = events.at(-1);
       expect(last?.kind).toBe('error');

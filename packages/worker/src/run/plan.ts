@@ -18,7 +18,11 @@ export type Plan =
    * probe interval fleet-wide), with the model's unhealthy outcomes in a row, fleet-wide, at the grant.
    */
   | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; retry: boolean; probeRun?: number }
-  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason }
+  /**
+   * `recheckMs`: park the job only this long, though the bucket said `waitMs` (a tenant's quota:
+   * its calls in flight refund what they do not use when they settle, tenant-waits.ts).
+   */
+  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason; recheckMs?: number }
   | { kind: 'never_fits'; message: string };
 
 /**
@@ -56,16 +60,10 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
   const ladder = rest.length > 0 ? rest : configured;
   let best: { waitMs: number; reason: PlanWaitReason } | undefined;
   const neverFits: string[] = [];
+  const quota = tenantOf(ctx.config, job.tenant);
 
   for (const [i, model] of ladder.entries()) {
     const isLast = i === ladder.length - 1;
-    const tenantFreeAt = job.tenant ? ctx.tenantWaits.get(job.tenant) : undefined;
-    if (tenantFreeAt !== undefined) {
-      if (tenantFreeAt > ctx.now()) {
-        return { kind: 'wait', waitMs: tenantFreeAt - ctx.now(), reason: 'tenant_tpm' };
-      }
-      ctx.tenantWaits.delete(job.tenant!);
-    }
     const modelCfg = ctx.config.models[model]!;
     const pool = poolOf(ctx.config, model);
     const request = { ...job.request, model } as LlmJob['request'];
@@ -78,6 +76,12 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
       continue;
     }
     const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg) ? ctx.estimator.outputReserveFor(model, bound) : bound;
+    // The tenant's last wait in the pool holds the jobs its quota can serve. One larger than the
+    // lane may ever draw from it goes to the bucket, which fails it NEVER_FITS now, not after the wait.
+    if (quota.tenant && input.reserve + outputTokens <= quota.tenant.limits.tpm * (1 - laneCfg.reserve)) {
+      const held = ctx.tenantWaits.heldFor(pool, quota.tenant.id, ctx.now());
+      if (held) return { kind: 'wait', ...held };
+    }
     const retry = meta.progress.triedModels?.includes(model) ?? false;
     const acquire = (inputTokens: number) =>
       ctx.bucket.acquire({
@@ -90,7 +94,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
         retry,
         retryReserve: laneCfg.retryReserve,
         retryBudgetExempt: laneCfg.retryBudgetExempt,
-        ...tenantOf(ctx.config, job.tenant),
+        ...quota,
         // A job of a tenant with work queued ahead leaves the fair reserve to a fresh tenant's.
         fairReserve: laneCfg.fairness === 'tenants' && !meta.fresh ? laneCfg.fairReserve : 0,
       });
@@ -107,8 +111,8 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
       return res.throttle === 'open' ? { ...granted, probeRun: res.unhealthyRun ?? 0 } : granted;
     }
     if (res.status === 'never_fits') {
-      // OpenAI's tpm counts the prompt and the output bound together.
-      const needed = res.dimension === 'otpm' ? outputTokens : res.dimension.endsWith('rpm') ? 1 : res.dimension === 'tpm' ? reserve + outputTokens : reserve;
+      // OpenAI's tpm, and a tenant's, count the prompt and the output bound together.
+      const needed = res.dimension === 'otpm' ? outputTokens : res.dimension.endsWith('rpm') ? 1 : res.dimension === 'tpm' || res.dimension === 'tenant_tpm' ? reserve + outputTokens : reserve;
       // An output bound taken from the model's cap is the caller's to lower.
       const capped = res.dimension !== 'itpm' && !res.dimension.endsWith('rpm') && maxOutputTokens(job) === undefined;
       neverFits.push(
@@ -118,8 +122,8 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     }
     ctx.metrics.bucketWaits.inc({ pool, lane: meta.lane, reason: res.reason });
     if (isTenantDimension(res.reason) && job.tenant) {
-      ctx.tenantWaits.set(job.tenant, ctx.now() + res.waitMs);
-      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason };
+      const recheckMs = ctx.tenantWaits.told(pool, job.tenant, res.reason, res.waitMs, ctx.now());
+      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason, recheckMs };
     }
     // Wait for the primary unless it is cooling down, throttled, out of retry budget, or would
     // make the job late; then degrade.

@@ -10,6 +10,7 @@ import type { ProviderAdapter } from '../providers/types.js';
 import type { PromptCacheMemory } from './prompt-cache-memory.js';
 import type { LimitNotices } from './limit-notices.js';
 import type { PoolHolds } from './pool-holds.js';
+import type { TenantWaits } from './tenant-waits.js';
 import type { OutageEvidence } from './outage-evidence.js';
 import type { ThrottleStates } from './throttle-states.js';
 import type { TokenEstimator } from './token-estimator.js';
@@ -54,12 +55,8 @@ export interface RunContext {
   logger: Logger;
   random: () => number;
   now: () => number;
-  /**
-   * Tenant id -> when its tokens/min bucket can serve again, as the bucket last said. A runaway
-   * tenant's flood is then parked without a Redis round trip per job, so the jobs of other
-   * tenants queued behind it reach the bucket sooner.
-   */
-  tenantWaits: Map<string, number>;
+  /** Each tenant's tokens/min bucket in each pool as the bucket last answered this worker (tenant-waits.ts). */
+  tenantWaits: TenantWaits;
   /** Pools held back in a lane by a job of this worker out of it: the pool's sleeper, a job on its way back (pool-holds.ts). */
   poolHolds: PoolHolds;
   /** Says once when the config sets a limit above the provider's announced one. */
