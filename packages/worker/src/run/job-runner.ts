@@ -190,7 +190,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
 
       if (signal.aborted) return stopped(signal, progress, 'while its provider call was starting');
       if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
-      progress.lastError = `${res.status ?? 'network'} ${res.kind}: ${res.message}`;
+      // `503 server: ...`; a failure with no status (a network one) says its kind once: `network: ...`.
+      progress.lastError = `${res.status === null ? '' : `${res.status} `}${res.kind}: ${res.message}`;
       if (UNHEALTHY.has(res.kind) && inOutage(ctx, model, meta.id, probeRun, attemptsBefore) && countNoAttempt(progress, callEnded, ctx.config.retry.outageGraceMs)) {
         ctx.metrics.outageFailures.inc({ provider: job.provider, model });
       }
