@@ -95,6 +95,25 @@ describe('the config fallback ladder', () => {
     for (const handle of backlog) await producer.cancel(handle.id);
   });
 
+  it("serves a job from its fallback at once when the jobs ahead on its primary, not the bucket's wait alone, would make it late", async () => {
+    // Sonnet holds two calls and refills one every 10 s; Haiku is idle.
+    const { producer } = await fleet({
+      models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 6, itpm: 2_000_000, otpm: 400_000, burst: 20 } }, [HAIKU]: { provider: 'anthropic', limits: LIMITS } },
+    });
+    const backlog = await Promise.all([1, 2, 3, 4].map(() => producer.enqueue(job(SONNET))));
+    // Two run; the third waits 10 s for the bucket, the fourth 20 s. Behind them, a job that must
+    // start within 15 s: the bucket's wait fits, its turn does not. It went to Haiku only once the
+    // third had started and the bucket's wait itself passed its deadline.
+    await backlog[1]!.result({ timeoutMs: 20_000 });
+    const late = await producer.run(job(SONNET, { fallback: [HAIKU], maxWaitMs: 15_000 }), { timeoutMs: 20_000 });
+    expect(late.model).toBe(HAIKU);
+    const third = await backlog[2]!.result({ timeoutMs: 30_000 });
+    expect(third.model).toBe(SONNET);
+    // Served before the job ahead of it started on Sonnet.
+    expect(late.timings.finishedAt).toBeLessThan(third.timings.enqueuedAt + third.timings.waitMs);
+    for (const handle of backlog) await producer.cancel(handle.id);
+  });
+
   it('keeps a job that asks for no fallback (fallback: []) on its primary', async () => {
     const { producer } = await fleet({
       models: { [SONNET]: { provider: 'anthropic', limits: LIMITS, fallback: [HAIKU] }, [HAIKU]: { provider: 'anthropic', limits: LIMITS } },

@@ -65,7 +65,7 @@ export { LaneUpkeep, FLEET_UPKEEP_INTERVAL_MS } from './lane-upkeep.js';
 export { retryFinishedJob, RetryReply } from './lane-retry.js';
 export type { LaneUpkeepOptions, UpkeepRound } from './lane-upkeep.js';
 export type { Added, LaneEntry } from './admission.js';
-export { allFairShareOnly, bringRunnableToFront, fairShareOnly, FAIR_SHARE_ONLY, FRONT_SEARCH_DEPTH, readyJobs, type FrontOutcome, type LaneBackoffs } from './lane-fetch.js';
+export { allFairShareOnly, bringRunnableToFront, fairShareOnly, FAIR_SHARE_ONLY, FRONT_SEARCH_DEPTH, readyJobs, type FrontOutcome, type FrontResult, type LaneBackoffs } from './lane-fetch.js';
 export { newJobId, idempotentJobId, handOffJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
 export { relayEvents, flagCancelled, errorEventOf, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
 export type { JobEvent, RelayOutcome } from './job-events.js';

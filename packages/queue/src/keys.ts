@@ -99,7 +99,9 @@ export interface LaneKeys {
   stats: string;
   /**
    * ZSET pool -> epoch ms: the lane's jobs for that pool are backed off fleet-wide until then (the
-   * bucket told one of them to wait); the lane's jobs for other pools keep flowing.
+   * bucket told one of them to wait); the lane's jobs for other pools keep flowing. Beside them,
+   * `@<pool>` -> when the bucket's wait ends and `+<pool>` -> that plus the pool's pace
+   * (worker pool-backoff.ts).
    */
   poolBackoff: string;
   /**

@@ -44,8 +44,26 @@ async function laneWith(models: string[]): Promise<{ prefix: string; ids: string
   return { prefix, ids };
 }
 
+const sonnetJob = (extra: Partial<LlmJob>) => ({ priority: 'NORMAL', provider: 'anthropic', request: { model: SONNET, max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }, ...extra }) as LlmJob;
+
+/** A NORMAL lane (fair: its jobs in the prioritized set) with these jobs admitted, in order. */
+async function admitted(jobs: LlmJob[]): Promise<{ prefix: string; ids: string[] }> {
+  const { prefix } = await laneWith([]);
+  const k = laneKeys(prefix, 'normal');
+  const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: db.redis });
+  queues.push(queue);
+  const added = await addToLane(db.redis, queue, prefix, 'normal', jobs.map((job) => ({ jobId: `normal.${randomUUID()}`, job })));
+  return { prefix, ids: added.map((a) => (a as Added).id) };
+}
+
 /** Backoffs of these pools in a NORMAL lane whose maxWaitMs is a minute, with no bucket wait known. */
 const backedOff = (pools: string[], waitEnds?: Map<string, number>) => ({ pools, laneMaxWaitMs: 60_000, now: Date.now(), ...(waitEnds ? { waitEnds } : {}) });
+
+/** What bringing a runnable job to the front did, when no job was taken for its fallback. */
+async function frontOf(...args: Parameters<typeof bringRunnableToFront>): Promise<string> {
+  const { outcome, fallsBack } = await bringRunnableToFront(...args);
+  return fallsBack === undefined ? outcome : `${outcome} ${fallsBack}`;
+}
 
 /** The wait list from its front (the next job taken) back. */
 async function order(prefix: string): Promise<string[]> {
@@ -55,28 +73,28 @@ async function order(prefix: string): Promise<string[]> {
 describe('bringRunnableToFront', () => {
   it('says empty for an empty lane, and front when the first job is runnable', async () => {
     const empty = await laneWith([]);
-    expect(await bringRunnableToFront(db.redis, empty.prefix, 'normal', backedOff(['sonnet-4']))).toBe('empty');
+    expect(await frontOf(db.redis, empty.prefix, 'normal', backedOff(['sonnet-4']))).toBe('empty');
     const { prefix, ids } = await laneWith([HAIKU, SONNET]);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4']))).toBe('front');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4']))).toBe('front');
     expect(await order(prefix)).toEqual(ids);
   });
 
   it('brings the first job of another pool to the front; the skipped jobs keep their order', async () => {
     const { prefix, ids } = await laneWith([SONNET, SONNET, HAIKU, SONNET, HAIKU]);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4']))).toBe('moved');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4']))).toBe('moved');
     expect(await order(prefix)).toEqual([ids[2], ids[0], ids[1], ids[3], ids[4]]);
   });
 
   it('reads the pool of a model whose id holds colons (a fine-tuned OpenAI model)', async () => {
     const { prefix, ids } = await laneWith([FINE_TUNED, SONNET]);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff([FINE_TUNED]))).toBe('moved');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff([FINE_TUNED]))).toBe('moved');
     expect(await order(prefix)).toEqual([ids[1], ids[0]]);
   });
 
   it('says blocked when every job it looks at waits on a backed-off pool, and looks no deeper than asked', async () => {
     const { prefix, ids } = await laneWith([SONNET, HAIKU, SONNET]);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4', 'haiku-4']))).toBe('blocked');
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4']), 1)).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4', 'haiku-4']))).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4']), 1)).toBe('blocked');
     expect(await order(prefix)).toEqual(ids);
   });
 
@@ -89,12 +107,12 @@ describe('bringRunnableToFront', () => {
     const added = await addToLane(db.redis, queue, prefix, 'normal', [SONNET, SONNET, HAIKU].map((m) => ({ jobId: `normal.${randomUUID()}`, job: job(m) })));
     const ids = added.map((a) => (a as Added).id);
     expect(await db.redis.llen(k.wait)).toBe(0);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['haiku-4']))).toBe('front');
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4']))).toBe('moved');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['haiku-4']))).toBe('front');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4']))).toBe('moved');
     expect(await order(prefix)).toEqual([ids[2]]);
     expect(await db.redis.zrange(k.prioritized, '0', '-1')).toEqual([ids[0], ids[1]]);
     // With a job on the wait list, the prioritized set is looked at after it.
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['haiku-4']))).toBe('moved');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['haiku-4']))).toBe('moved');
     expect(await order(prefix)).toEqual([ids[0], ids[2]]);
   });
 
@@ -107,36 +125,48 @@ describe('bringRunnableToFront', () => {
     // A's first job is fresh (the lane was empty); its next two queued behind it are not.
     const added = await addToLane(db.redis, queue, prefix, 'normal', ['a', 'a', 'a'].map((t) => ({ jobId: `normal.${randomUUID()}`, job: job(t) })));
     const ids = added.map((a) => (a as Added).id);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff([fairShareOnly('sonnet-4')]))).toBe('front');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff([fairShareOnly('sonnet-4')]))).toBe('front');
     // Take A's fresh job: the two queued-up ones are held back, a full backoff holds everything.
     await db.redis.zrem(k.prioritized, ids[0]!);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff([fairShareOnly('sonnet-4')]))).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff([fairShareOnly('sonnet-4')]))).toBe('blocked');
     // B has nothing queued: its job starts at the lane's virtual time, first, and may run.
     const [b] = await addToLane(db.redis, queue, prefix, 'normal', [{ jobId: `normal.${randomUUID()}`, job: job('b') }]);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff([fairShareOnly('sonnet-4')]))).toBe('front');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff([fairShareOnly('sonnet-4')]))).toBe('front');
     expect((await db.redis.zrange(k.prioritized, '0', '0'))[0]).toBe((b as Added).id);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4', fairShareOnly('sonnet-4')]))).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4', fairShareOnly('sonnet-4')]))).toBe('blocked');
   });
 
   it("takes a job past its primary's backed-off pool for a fallback once the primary's wait would make it late, and only then", async () => {
-    const { prefix } = await laneWith([]);
-    const k = laneKeys(prefix, 'normal');
-    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: db.redis });
-    queues.push(queue);
-    const job = (extra: Partial<LlmJob>) => ({ priority: 'NORMAL', provider: 'anthropic', request: { model: SONNET, max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }, ...extra }) as LlmJob;
     // Two plain Sonnet jobs ahead, then one that may fall back to Haiku within 5 s.
-    const added = await addToLane(db.redis, queue, prefix, 'normal', [job({}), job({}), job({ fallback: [HAIKU], maxWaitMs: 5_000 })].map((j) => ({ jobId: `normal.${randomUUID()}`, job: j })));
-    const ids = added.map((a) => (a as Added).id);
+    const { prefix, ids } = await admitted([sonnetJob({}), sonnetJob({}), sonnetJob({ fallback: [HAIKU], maxWaitMs: 5_000 })]);
     const now = Date.now();
     // The bucket's wait for Sonnet ends within the job's 5 s: it waits its turn.
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4'], new Map([['sonnet-4', now + 2_000]])))).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4'], new Map([['sonnet-4', now + 2_000]])))).toBe('blocked');
     // No wait known (a backoff from a worker of an older version): nothing to judge lateness by.
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4']))).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4']))).toBe('blocked');
     // Its fallback's pool is backed off too: nowhere to go.
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4', 'haiku-4'], new Map([['sonnet-4', now + 30_000]])))).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4', 'haiku-4'], new Map([['sonnet-4', now + 30_000]])))).toBe('blocked');
     // The wait for Sonnet passes its deadline, and Haiku is open: taken ahead of the two.
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4'], new Map([['sonnet-4', now + 30_000]])))).toBe('moved');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4'], new Map([['sonnet-4', now + 30_000]])))).toBe(`moved ${ids[2]}`);
     expect((await order(prefix))[0]).toBe(ids[2]);
+  });
+
+  it("counts the jobs of the primary's pool ahead of a job, each at the pool's pace, after the bucket's wait", async () => {
+    const late = (maxWaitMs: number) => sonnetJob({ fallback: [HAIKU], maxWaitMs });
+    // Three plain Sonnet jobs, then one that must start within 2 s and one within 4.5 s, both with Haiku.
+    const { prefix, ids } = await admitted([sonnetJob({}), sonnetJob({}), sonnetJob({}), late(2_000), late(4_500)]);
+    const k = laneKeys(prefix, 'normal');
+    const now = Date.now();
+    const waitOf = (paceMs: number) => ({ ...backedOff(['sonnet-4'], new Map([['sonnet-4', now + 500]])), paces: new Map([['sonnet-4', paceMs]]) });
+    // The bucket's wait alone (0.5 s) is within both deadlines, and so it is at an unknown pace.
+    expect(await frontOf(db.redis, prefix, 'normal', waitOf(0))).toBe('blocked');
+    // At a second a job, the first late one starts 3.5 s out: past its 2 s, it is taken for Haiku.
+    expect(await frontOf(db.redis, prefix, 'normal', waitOf(1_000))).toBe(`moved ${ids[3]}`);
+    expect(await order(prefix)).toEqual([ids[3]]);
+    // Gone to Haiku, it is not ahead of the last, which starts 3.5 s out: within its 4.5 s, it waits its turn.
+    await db.redis.lrem(k.wait, 1, ids[3]!);
+    expect(await frontOf(db.redis, prefix, 'normal', waitOf(1_000))).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', waitOf(1_500))).toBe(`moved ${ids[4]}`);
   });
 
   it("falls back by the primary's configured ladder, past the lane's maxWaitMs for a job without its own", async () => {
@@ -153,16 +183,16 @@ describe('bringRunnableToFront', () => {
     const ids = added.map((a) => (a as Added).id);
     const ends = new Map([['sonnet-4', Date.now() + 90_000]]);
     // A 90 s wait for Sonnet passes the lane's minute: the first job goes down its configured ladder.
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff(['sonnet-4'], ends))).toBe('front');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4'], ends))).toBe(`front ${ids[0]}`);
     expect(await db.redis.zrange(k.prioritized, '0', '0')).toEqual([ids[0]]);
     // With a lane of 5 minutes, neither is late yet.
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', { ...backedOff(['sonnet-4'], ends), laneMaxWaitMs: 300_000 })).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', { ...backedOff(['sonnet-4'], ends), laneMaxWaitMs: 300_000 })).toBe('blocked');
   });
 
   it('passes over a job whose hash is gone', async () => {
     const { prefix, ids } = await laneWith([SONNET, HAIKU]);
     await db.redis.del(`${laneKeys(prefix, 'normal').jobKeyPrefix}${ids[0]}`);
-    expect(await bringRunnableToFront(db.redis, prefix, 'normal', backedOff([]))).toBe('moved');
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff([]))).toBe('moved');
     expect((await order(prefix))[0]).toBe(ids[1]);
   });
 });

@@ -10,6 +10,17 @@ import { runScript } from './scripts.js';
 
 export type FrontOutcome = 'front' | 'moved' | 'blocked' | 'empty';
 
+/** What bringing a runnable job to the front did. */
+export interface FrontResult {
+  outcome: FrontOutcome;
+  /**
+   * The job at the front runs only on a fallback: its primary could not start it within its
+   * maxWaitMs (the bucket's wait, then the jobs of its pool ahead of it). The worker that takes it
+   * passes over its primary's pool, whose refills those jobs wait for.
+   */
+  fallsBack?: string;
+}
+
 /** How far into a lane the dispatcher looks for a job whose pool is not backed off. */
 export const FRONT_SEARCH_DEPTH = 50;
 
@@ -29,6 +40,11 @@ export interface LaneBackoffs {
   pools: readonly string[];
   /** When the bucket's wait for a backed-off pool ends (epoch ms), where known: the backoff itself lasts at most a second. */
   waitEnds?: ReadonlyMap<string, number>;
+  /**
+   * A backed-off pool's pace (ms): how long its bucket takes to refill one job's draw, so each job
+   * of the pool ahead of another in the lane starts it that much later. Unknown: 0.
+   */
+  paces?: ReadonlyMap<string, number>;
   /** The lane's configured maxWaitMs: a job without its own falls back past it. */
   laneMaxWaitMs: number;
   now: number;
@@ -37,15 +53,16 @@ export interface LaneBackoffs {
 /**
  * Brings the first job of the lane (within `depth`) that may run to the front, where BullMQ's
  * next fetch takes it: one whose primary model's pool is not backed off, or, when it is, one that
- * would go down its ladder now (a fallback's pool open, and the primary's wait past the job's
- * maxWaitMs). 'blocked': every job looked at waits on a backed-off pool, so the whole lane may
- * back off. A `fairShareOnly(pool)` entry holds back that pool's jobs except a fresh tenant's
- * (`hrFresh` in its options).
+ * would go down its ladder now (a fallback's pool open, and the primary's wait plus the jobs of
+ * its pool ahead of it past the job's maxWaitMs: `fallsBack`). 'blocked': every job looked at
+ * waits on a backed-off pool, so the whole lane may back off. A `fairShareOnly(pool)` entry holds
+ * back that pool's jobs except a fresh tenant's (`hrFresh` in its options).
  */
-export async function bringRunnableToFront(redis: Redis | Cluster, prefix: string, lane: Lane, backoffs: LaneBackoffs, depth = FRONT_SEARCH_DEPTH): Promise<FrontOutcome> {
+export async function bringRunnableToFront(redis: Redis | Cluster, prefix: string, lane: Lane, backoffs: LaneBackoffs, depth = FRONT_SEARCH_DEPTH): Promise<FrontResult> {
   const k = laneKeys(prefix, lane);
-  const ends = [...(backoffs.waitEnds ?? new Map<string, number>())].flat();
-  return runScript<FrontOutcome>(redis, 'front-runnable', [k.wait, k.prioritized, k.models, k.fallbacks], [depth, backoffs.laneMaxWaitMs, backoffs.now, backoffs.pools.length, ...backoffs.pools, ...ends]);
+  const waits = [...(backoffs.waitEnds ?? new Map<string, number>())].flatMap(([pool, end]) => [pool, end, backoffs.paces?.get(pool) ?? 0]);
+  const reply = await runScript<FrontOutcome | [FrontOutcome, string]>(redis, 'front-runnable', [k.wait, k.prioritized, k.models, k.fallbacks], [depth, backoffs.laneMaxWaitMs, backoffs.now, backoffs.pools.length, ...backoffs.pools, ...waits]);
+  return Array.isArray(reply) ? { outcome: reply[0], fallsBack: reply[1] } : { outcome: reply };
 }
 
 /**

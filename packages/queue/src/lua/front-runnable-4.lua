@@ -12,11 +12,15 @@
 
   A job whose primary's pool is backed off may still run on a fallback: when its ladder (its own,
   `hrLadder` in its hash, or its primary's configured one) has a model whose pool is not backed
-  off, and the wait its pool's backoff names (the bucket's, not the backoff's one-second cap)
-  would take the job past its maxWaitMs (its own, `hrMaxWait`, or the lane's), counted from its
-  enqueue. That is when a worker's plan goes down the ladder (plan.ts): without this, such a job
-  was never taken while the jobs ahead of it waited on its primary, and missed its deadline with
-  its fallback idle.
+  off, and its primary could not start it within its maxWaitMs (its own, `hrMaxWait`, or the
+  lane's), counted from its enqueue. Its primary starts it once the bucket's wait its pool's
+  backoff names is over (not the backoff's one-second cap) and the bucket has then served the
+  jobs of that pool ahead of it in the lane, each taking the pool's pace (the refill of one job's
+  draw) -- the jobs ahead that go down their own ladders excepted. Counting the bucket's wait
+  alone, a job behind a backlog was taken only once that wait passed its deadline, a few hundred
+  ms before it, and one taken a moment late ended DEADLINE_EXCEEDED with its fallback idle. The
+  worker that takes such a job is told its id, and its plan passes over the primary's pool
+  (plan.ts): acquired, it would take the refill the jobs ahead wait for.
 
   KEYS[1] the lane's wait list     KEYS[2] the lane's prioritized set
   KEYS[3] the lane's models hash (model -> `provider:pool`)
@@ -25,10 +29,11 @@
   ARGV[4] n, the number of backed-off pools, then ARGV[5..4+n] the pools; `~<pool>` = backed off
           only for jobs of tenants with work queued (the fair reserve): a fresh tenant's job, one
           with `hrFresh` in its stored options, may still run
-  then pairs: a backed-off pool and when the bucket's wait for it ends (epoch ms), where known
+  then triples, where known: a backed-off pool, when the bucket's wait for it ends (epoch ms), and
+  its pace (ms; 0 when unknown)
 
   Returns 'front' (the first job is runnable), 'moved', 'blocked' (every job looked at waits on a
-  backed-off pool) or 'empty'.
+  backed-off pool) or 'empty'; for a job runnable only on a fallback, {'front' or 'moved', its id}.
 ]]
 --- @include "includes/model-pool"
 
@@ -37,12 +42,17 @@ local ids = redis.call('LRANGE', KEYS[1], -depth, -1)
 local queued = {}
 if #ids < depth then queued = redis.call('ZRANGE', KEYS[2], 0, depth - #ids - 1) end
 if #ids == 0 and #queued == 0 then return 'empty' end
-local blocked, fairOnly, waitEnd = {}, {}, {}
+local blocked, fairOnly, waitEnd, pace = {}, {}, {}, {}
 local n = tonumber(ARGV[4])
 for i = 5, 4 + n do
   if string.sub(ARGV[i], 1, 1) == '~' then fairOnly[string.sub(ARGV[i], 2)] = true else blocked[ARGV[i]] = true end
 end
-for i = 5 + n, #ARGV, 2 do waitEnd[ARGV[i]] = tonumber(ARGV[i + 1]) end
+for i = 5 + n, #ARGV, 3 do
+  waitEnd[ARGV[i]] = tonumber(ARGV[i + 1])
+  pace[ARGV[i]] = tonumber(ARGV[i + 2]) or 0
+end
+-- Per backed-off pool, the jobs looked at so far that wait for it: the bucket serves them first.
+local ahead = {}
 -- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
 local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
 local pools = {}
@@ -68,13 +78,14 @@ local function primaryOf(id)
 end
 
 -- Whether a job held back by its primary's pool would go down its ladder now: a fallback's pool
--- is open, and waiting for the primary would make the job late.
+-- is open, and waiting for the primary (its bucket's wait, then the jobs ahead) would make the job late.
 local function fallsBack(id, primary, pool)
   local ends = waitEnd[pool]
   if not ends then return false end
   local job = redis.call('HMGET', jobKeyPrefix .. id, 'hrLadder', 'hrMaxWait', 'timestamp')
   local maxWait = tonumber(job[2] or '') or laneMaxWait
-  if not job[3] or ends - tonumber(job[3]) <= maxWait then return false end
+  local starts = ends + (ahead[pool] or 0) * pace[pool]
+  if not job[3] or starts - tonumber(job[3]) <= maxWait then return false end
   local ladder = job[1] or redis.call('HGET', KEYS[4], primary)
   if not ladder then return false end
   for model in string.gmatch(ladder, '[^\n]+') do
@@ -84,33 +95,45 @@ local function fallsBack(id, primary, pool)
   return false
 end
 
--- May the job run: its pool is not backed off, or only for queued-up tenants and it is fresh,
--- or it would go down its ladder to a pool that is not.
+-- May the job run: its pool is not backed off, or only for queued-up tenants and it is fresh
+-- (true); or it would go down its ladder to a pool that is not ('fallback'). A job that waits
+-- for its backed-off pool counts as ahead of that pool's later jobs.
 local function runnable(id)
   local primary = primaryOf(id)
   -- A job gone meanwhile (removed, or taken by another worker) is not in the way.
   if not primary then return false end
   local pool = poolOfModel(primary)
-  if blocked[pool] then return fallsBack(id, primary, pool) end
+  if blocked[pool] then
+    if fallsBack(id, primary, pool) then return 'fallback' end
+    ahead[pool] = (ahead[pool] or 0) + 1
+    return false
+  end
   if not fairOnly[pool] then return true end
   local opts = redis.call('HGET', jobKeyPrefix .. id, 'opts') or ''
   return string.find(opts, '"hrFresh":1', 1, true) ~= nil
 end
 
+local function said(outcome, id, how)
+  if how == 'fallback' then return { outcome, id } end
+  return outcome
+end
+
 for i = #ids, 1, -1 do
-  if runnable(ids[i]) then
-    if i == #ids then return 'front' end
+  local how = runnable(ids[i])
+  if how then
+    if i == #ids then return said('front', ids[i], how) end
     redis.call('LREM', KEYS[1], 1, ids[i])
     redis.call('RPUSH', KEYS[1], ids[i])
-    return 'moved'
+    return said('moved', ids[i], how)
   end
 end
 for i = 1, #queued do
-  if runnable(queued[i]) then
-    if i == 1 and #ids == 0 then return 'front' end
+  local how = runnable(queued[i])
+  if how then
+    if i == 1 and #ids == 0 then return said('front', queued[i], how) end
     redis.call('ZREM', KEYS[2], queued[i])
     redis.call('RPUSH', KEYS[1], queued[i])
-    return 'moved'
+    return said('moved', queued[i], how)
   end
 end
 return 'blocked'

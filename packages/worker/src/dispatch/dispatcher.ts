@@ -36,12 +36,17 @@ export interface DispatcherOptions {
   workerId: string;
 }
 
+/** A job this worker took, with what the taking learnt of it. */
+type Fetched = Pick<Active, 'job' | 'lane' | 'token' | 'fetched' | 'lateOn'>;
+
 interface Active {
   job: Job;
   token: string;
   lane: InteractiveLane;
   /** This worker's fetch count when it took the job: the lane's order among its jobs. */
   fetched: number;
+  /** Taken past its primary's queue for a fallback: that pool (`JobMeta.lateOn`). */
+  lateOn?: string;
   abort: AbortController;
   done: Promise<void>;
 }
@@ -282,7 +287,7 @@ export class Dispatcher {
     return lanes.slice(from, known < 0 ? undefined : known);
   }
 
-  private async fetchOne(): Promise<{ job: Job; lane: InteractiveLane; token: string; fetched: number } | undefined> {
+  private async fetchOne(): Promise<Fetched | undefined> {
     const candidates = this.picker.candidates();
     const counting = this.waker?.available === true;
     // Lanes asked about in this pass: one found empty is not asked again for the lanes after it
@@ -298,14 +303,17 @@ export class Dispatcher {
       const known = this.ready.get(lane);
       if (counting && known === undefined) continue;
       const blocked = this.backoffs.backedOff(lane);
+      let fallsBack: string | undefined;
       if (blocked.length > 0) {
         const front = await bringRunnableToFront(this.opts.redis, this.opts.config.redis.prefix, lane, {
           pools: blocked,
           waitEnds: this.backoffs.waitEnds(lane),
+          paces: this.backoffs.paces(lane),
           laneMaxWaitMs: this.opts.config.lanes[lane].maxWaitMs,
           now: this.opts.ctx.now(),
         });
-        if (front === 'blocked') {
+        fallsBack = front.fallsBack;
+        if (front.outcome === 'blocked') {
           this.picker.backOff(lane, this.backoffs.msUntilFirstReopens(lane), allFairShareOnly(blocked));
           continue;
         }
@@ -320,8 +328,10 @@ export class Dispatcher {
       if (job) {
         // Refused, it is done with: look again from the top lane, strict lane order kept.
         if (await this.refuseInvalid(job, lane, token)) return this.fetchOne();
-        this.opts.ctx.poolHolds.fetched(job.id!, lane, poolOf(this.opts.config, (job.data as LlmJob).request.model), fetched);
-        return { job, lane, token, fetched };
+        const pool = poolOf(this.opts.config, (job.data as LlmJob).request.model);
+        this.opts.ctx.poolHolds.fetched(job.id!, lane, pool, fetched);
+        // Another worker may have taken the job brought forward: this one is then judged by its plan alone.
+        return { job, lane, token, fetched, ...(job.id === fallsBack ? { lateOn: pool } : {}) };
       }
       this.picker.markEmpty(lane);
     }
@@ -350,9 +360,10 @@ export class Dispatcher {
     return true;
   }
 
-  private begin({ job, lane, token, fetched }: { job: Job; lane: InteractiveLane; token: string; fetched: number }): void {
+  private begin(got: Fetched): void {
     const abort = new AbortController();
-    const entry: Active = { job, token, lane, fetched, abort, done: Promise.resolve() };
+    const entry: Active = { ...got, abort, done: Promise.resolve() };
+    const { job } = got;
     entry.done = this.process(entry).finally(() => {
       this.active.delete(job.id!);
       this.opts.ctx.metrics.inFlight.set(this.active.size);
@@ -365,14 +376,14 @@ export class Dispatcher {
     if (this.cancels?.takeEarly(job.id!)) abort.abort(new JobCancelled());
   }
 
-  private async process({ job, token, lane, fetched, abort }: Active): Promise<void> {
+  private async process({ job, token, lane, fetched, lateOn, abort }: Active): Promise<void> {
     const { ctx } = this.opts;
     const progress = readProgress(job.progress);
     let outcome: RunOutcome;
     try {
       const fresh = (job.opts as { hrFresh?: number }).hrFresh === 1;
       // Its deadline is the latest its callers want (coalesced joins, repeats), not its first caller's.
-      outcome = await runJob(ctx, withSharedDeadline(job.data as LlmJob, job.opts), { id: job.id!, lane, enqueuedAt: job.timestamp, progress, fetched, ...(fresh ? { fresh } : {}) }, abort.signal);
+      outcome = await runJob(ctx, withSharedDeadline(job.data as LlmJob, job.opts), { id: job.id!, lane, enqueuedAt: job.timestamp, progress, fetched, ...(fresh ? { fresh } : {}), ...(lateOn ? { lateOn } : {}) }, abort.signal);
     } catch (err) {
       // Not a provider failure (e.g. Redis away mid-acquire): park the job briefly; if Redis is
       // gone entirely, the lock expires and the stalled check hands the job to another worker.

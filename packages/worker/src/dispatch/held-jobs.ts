@@ -35,6 +35,8 @@ export interface HeldJob {
   waitMs?: number;
   /** The wait was the fair reserve's: the backoff holds back only queued-up tenants' jobs. */
   fairShare?: boolean;
+  /** The pool's pace (the refill of the job's draw, ms), for the backoff. */
+  paceMs?: number;
 }
 
 export class HeldJobs {

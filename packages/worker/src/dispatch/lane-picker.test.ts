@@ -32,27 +32,46 @@ describe('LanePicker, strict', () => {
     expect(p.candidates()).toEqual(['critical', 'high', 'normal', 'low']);
   });
 
-  it('skips a backed-off lane for the wait and keeps the longer of two back-offs; a marker does not end it', () => {
+  it('skips a backed-off lane for the wait and keeps the longer of two back-offs', () => {
     const { p, advance } = picker('strict');
     p.backOff('high', 300);
     p.backOff('high', 100);
     advance(200);
     expect(p.candidates()).not.toContain('high');
     expect(p.msUntilNextOpen()).toBe(0);
-    // Work arriving in a backed-off lane cannot run before the bucket's wait ends.
-    p.wake('high');
-    expect(p.candidates()).not.toContain('high');
     advance(100);
     expect(p.candidates()).toContain('high');
   });
 
-  it('opens a lane closed only by the fair reserve when work arrives (it may be a fresh tenant\'s), never one closed for every job', () => {
+  it('opens a lane closed for every job when work arrives (another pool\'s, or one going to its fallback), once emptyForMs after it closed', () => {
+    const { p, advance } = picker('strict');
+    p.backOff('high', 800);
+    advance(10);
+    // Closed 10 ms ago: the marker ends the closure 50 ms after it began, not 800.
+    p.wake('high');
+    expect(p.candidates()).not.toContain('high');
+    expect(p.msUntilTimedOpen()).toBe(40);
+    advance(40);
+    expect(p.candidates()).toContain('high');
+    // Closed again, and work arrives after emptyForMs: open at once.
+    p.backOff('high', 800);
+    advance(60);
+    expect(p.candidates()).not.toContain('high');
+    p.wake('high');
+    expect(p.candidates()).toContain('high');
+    // With no work arriving, the closure lasts its time.
+    p.backOff('high', 800);
+    advance(799);
+    expect(p.candidates()).not.toContain('high');
+  });
+
+  it('opens a lane closed only by the fair reserve when work arrives (it may be a fresh tenant\'s) at once, one closed for every job only after emptyForMs', () => {
     const { p, advance } = picker('strict');
     p.backOff('normal', 300, true);
     expect(p.candidates()).not.toContain('normal');
     p.wake('normal');
     expect(p.candidates()).toContain('normal');
-    // A closure for every job is not loosened by a fair-share one, and a marker does not end it.
+    // A closure for every job is not loosened by a fair-share one, and a marker does not end it at once.
     p.backOff('normal', 100);
     p.backOff('normal', 300, true);
     p.wake('normal');

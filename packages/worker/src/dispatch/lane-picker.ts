@@ -7,9 +7,12 @@
  * - empty: a fetch found nothing. It ends after `emptyForMs`, or at once when the lane's marker
  *   says work arrived (`wake`). While busy with lower lanes, this bounds how long a new job in a
  *   higher lane can go unseen; while idle, the dispatcher blocks on the markers instead.
- * - closed: the bucket told the lane (or all its front jobs' pools) to wait. Ends at its time;
- *   a marker does not end it (the work there cannot run yet), unless only the fair reserve closed
- *   it: a job just added may be a fresh tenant's, which may run.
+ * - closed: the bucket told the lane (or all its front jobs' pools) to wait. Ends at its time, or
+ *   when a marker says work arrived: a job just added may be for another pool, may go to an idle
+ *   fallback that waiting would make late, or (a lane closed only by the fair reserve) may be a
+ *   fresh tenant's. Left closed, such a job waited up to a second, its deadline passing meanwhile.
+ *   A full closure is looked behind at most once per `emptyForMs`, so a lane flooded with jobs
+ *   that must wait costs a look per 20 ms, not one per job added.
  * - due: the lane's next delayed job is due then (BullMQ's delay marker): it opens at that time.
  */
 import type { InteractiveLane } from '@headroom/queue';
@@ -26,6 +29,8 @@ export interface LanePickerOptions {
 export class LanePicker {
   private readonly emptyUntil = new Map<InteractiveLane, number>();
   private readonly closedUntil = new Map<InteractiveLane, number>();
+  /** When the lane was last closed: a marker opens a full closure no sooner than `emptyForMs` after. */
+  private readonly closedAt = new Map<InteractiveLane, number>();
   /** Lanes closed only by the fair reserve: a marker opens them. */
   private readonly closedForFairShare = new Set<InteractiveLane>();
   private readonly dueAt = new Map<InteractiveLane, number>();
@@ -74,14 +79,20 @@ export class LanePicker {
     // A closure for every job, still running, is not loosened by a fair-share one.
     if (fairShare && active && !this.closedForFairShare.has(lane)) return;
     this.closedUntil.set(lane, Math.max(active ? closed : 0, now + ms));
+    this.closedAt.set(lane, now);
     if (fairShare) this.closedForFairShare.add(lane);
     else this.closedForFairShare.delete(lane);
   }
 
-  /** Work arrived in the lane (its marker): try it again now, unless it is backed off for every job. */
+  /**
+   * Work arrived in the lane (its marker): try it again now; if it is backed off for every job,
+   * once `emptyForMs` has passed since it was closed.
+   */
   wake(lane: InteractiveLane): void {
     this.emptyUntil.delete(lane);
     if (this.closedForFairShare.delete(lane)) this.closedUntil.delete(lane);
+    const closed = this.closedUntil.get(lane);
+    if (closed !== undefined) this.closedUntil.set(lane, Math.min(closed, (this.closedAt.get(lane) ?? 0) + this.opts.emptyForMs));
   }
 
   /**

@@ -52,7 +52,7 @@ export class OutcomeApplier {
           await this.#fail(job, token, lane, outcome.failure, outcome.progress);
           return;
         case 'requeue': {
-          const held: HeldJob = { job, token, lane, waitMs: outcome.waitMs, ...(outcome.fairShare ? { fairShare: true } : {}) };
+          const held: HeldJob = { job, token, lane, waitMs: outcome.waitMs, ...(outcome.fairShare ? { fairShare: true } : {}), ...(outcome.paceMs === undefined ? {} : { paceMs: outcome.paceMs }) };
           // The pool backs off before the job's two round trips back: meanwhile this worker's
           // loop would fetch more of its jobs only to be told the same wait (a saturated pool's
           // churn). A job held for room gets the backoff again when it is back (onReturned).
@@ -103,7 +103,7 @@ export class OutcomeApplier {
 
   /** A requeued job's pool backs off in its lane for the wait the bucket gave. */
   async backOff(held: HeldJob): Promise<void> {
-    await this.o.backoffs.backOff(held.lane, poolOf(this.o.config, (held.job.data as LlmJob).request.model), held.waitMs ?? 0, held.fairShare === true);
+    await this.o.backoffs.backOff(held.lane, poolOf(this.o.config, (held.job.data as LlmJob).request.model), held.waitMs ?? 0, held.fairShare === true, held.paceMs);
   }
 
   /** Into the lane under its cap (the delayed set with `delayMs`); retried while Redis blinks. */

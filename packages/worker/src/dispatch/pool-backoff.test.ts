@@ -38,6 +38,14 @@ describe('PoolBackoffs', () => {
     // Learnt as a wait, not as a pool backed off (`@sonnet-4` names none).
     expect(b.backedOff('normal')).toEqual(['sonnet-4']);
     expect(b.waitEnds('normal')).toEqual(new Map([['sonnet-4', clock.now + 30_000]]));
+    // The pool's pace (the refill of one job's draw) goes with it, fleet-wide; unknown, the last learnt stays.
+    await a.backOff('normal', 'sonnet-4', 30_000, false, 500);
+    await a.backOff('normal', 'sonnet-4', 30_000);
+    expect(a.paces('normal')).toEqual(new Map([['sonnet-4', 500]]));
+    clock.now += 100;
+    await b.refresh();
+    expect(b.paces('normal')).toEqual(new Map([['sonnet-4', 500]]));
+    clock.now -= 100;
     // A fair-share wait holds back only queued-up tenants: no wait to fall back from.
     await a.backOff('high', 'haiku-4', 30_000, true);
     expect(a.waitEnds('high').size).toBe(0);

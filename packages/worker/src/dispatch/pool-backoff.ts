@@ -23,6 +23,14 @@ export const MAX_BACKOFF_MS = 1_000;
  * as a pool no job has, which holds nothing back.
  */
 const WAIT_END = '@';
+/**
+ * A member `+<pool>`, scored with when the bucket's wait for a second job like the one that backed
+ * the pool off would end: `@<pool>`'s end plus the pool's pace (the refill of one such job's
+ * draw). The jobs of the pool queued in the lane start that much apart, so a job behind them
+ * whose fallback is open is taken for it at once, not when the bucket's wait alone would make it
+ * late (lane-fetch.ts). `+` is in no pool name either.
+ */
+const NEXT_END = '+';
 export const FLEET_BACKOFF_REFRESH_MS = 100;
 
 export class PoolBackoffs {
@@ -34,6 +42,8 @@ export class PoolBackoffs {
    * (lane-fetch.ts). Kept in the same ZSET as `WAIT_END<pool>`.
    */
   readonly #waitEnd = new Map<InteractiveLane, Map<string, number>>(INTERACTIVE_LANES.map((lane) => [lane, new Map()]));
+  /** Per lane, pool -> its pace (ms), learnt with its wait's end (`NEXT_END<pool>`). */
+  readonly #pace = new Map<InteractiveLane, Map<string, number>>(INTERACTIVE_LANES.map((lane) => [lane, new Map()]));
   #lastRefresh = Number.NEGATIVE_INFINITY;
 
   constructor(
@@ -62,6 +72,11 @@ export class PoolBackoffs {
     return ends;
   }
 
+  /** The paces of the pools whose waits `waitEnds` gives (ms), where known. */
+  paces(lane: InteractiveLane): Map<string, number> {
+    return this.#pace.get(lane)!;
+  }
+
   /**
    * Milliseconds until the first backed-off pool of the lane reopens (at least 1, at most
    * MAX_BACKOFF_MS); a sleeper's pool is looked at again when its sleep ends. With nothing holding
@@ -78,9 +93,10 @@ export class PoolBackoffs {
 
   /**
    * Backs the pool off in the lane for `ms` (at most a second), here and fleet-wide; with
-   * `fairShare`, only for the jobs of tenants with work queued.
+   * `fairShare`, only for the jobs of tenants with work queued. `paceMs`: how long the pool's
+   * bucket takes to refill the draw of the job told to wait; unknown, the last one learnt stays.
    */
-  async backOff(lane: InteractiveLane, pool: string, ms: number, fairShare = false): Promise<void> {
+  async backOff(lane: InteractiveLane, pool: string, ms: number, fairShare = false, paceMs?: number): Promise<void> {
     const span = Math.min(ms, MAX_BACKOFF_MS);
     if (span < 1) return;
     const until = this.now() + span;
@@ -93,6 +109,10 @@ export class PoolBackoffs {
     if (!fairShare) {
       this.#noteWaitEnd(lane, pool, waitEnd);
       tx.zadd(key, waitEnd, WAIT_END + pool);
+      const paces = this.#pace.get(lane)!;
+      if (paceMs !== undefined) paces.set(pool, paceMs);
+      const pace = paces.get(pool);
+      if (pace !== undefined) tx.zadd(key, waitEnd + pace, NEXT_END + pool);
     }
     await tx.pexpire(key, MAX_BACKOFF_MS * 2).exec().catch(() => {});
   }
@@ -112,10 +132,19 @@ export class PoolBackoffs {
       INTERACTIVE_LANES.map((lane) => this.redis.zrangebyscore(laneKeys(this.prefix, lane).poolBackoff, now, '+inf', 'WITHSCORES').catch(() => [] as string[])),
     );
     all.forEach((entries, i) => {
+      const lane = INTERACTIVE_LANES[i]!;
+      const nextEnds = new Map<string, number>();
       for (let j = 0; j < entries.length; j += 2) {
         const member = entries[j]!;
-        if (member.startsWith(WAIT_END)) this.#noteWaitEnd(INTERACTIVE_LANES[i]!, member.slice(WAIT_END.length), Number(entries[j + 1]));
-        else this.#note(INTERACTIVE_LANES[i]!, member, Math.min(Number(entries[j + 1]), now + MAX_BACKOFF_MS));
+        const score = Number(entries[j + 1]);
+        if (member.startsWith(WAIT_END)) this.#noteWaitEnd(lane, member.slice(WAIT_END.length), score);
+        else if (member.startsWith(NEXT_END)) nextEnds.set(member.slice(NEXT_END.length), score);
+        else this.#note(lane, member, Math.min(score, now + MAX_BACKOFF_MS));
+      }
+      // Both members of a pool are written in one transaction: their difference is its pace.
+      for (const [pool, next] of nextEnds) {
+        const end = this.#waitEnd.get(lane)!.get(pool);
+        if (end !== undefined) this.#pace.get(lane)!.set(pool, Math.max(0, next - end));
       }
     });
   }

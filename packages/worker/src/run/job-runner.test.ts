@@ -351,6 +351,24 @@ describe('runJob', () => {
     expect(outcome.kind === 'requeue' && outcome.waitMs).toBeGreaterThan(25);
   });
 
+  it("records its pool's pace with a requeue: the refill of the job's draw at the pool's binding limit", async () => {
+    // 2 requests/min bind (30 s a job); 64 output tokens at 100,000/min take 38 ms.
+    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 2, itpm: 400_000, otpm: 100_000, burst: 30 } } } });
+    expect((await run(ctx, job(), meta('critical'))).kind).toBe('completed');
+    expect(await run(ctx, job(), meta('critical'))).toMatchObject({ kind: 'requeue', paceMs: 30_000 });
+  });
+
+  it("goes down its ladder without drawing from its primary's pool when taken past that pool's queue for a fallback (lateOn)", async () => {
+    const ctx = context();
+    const grants = async () => (await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits)).counters.grants.high ?? 0;
+    const outcome = await run(ctx, job({ fallback: [HAIKU], maxWaitMs: 60_000 }), { ...meta(), lateOn: SONNET });
+    expect(outcome).toMatchObject({ kind: 'completed', result: { model: HAIKU, attempts: 1 } });
+    // Sonnet's bucket was not drawn: its refill stays for the jobs queued ahead.
+    expect(await grants()).toBe(0);
+    // With nowhere else to go, it still runs on its primary.
+    expect(await run(ctx, job({ fallback: [] }), { ...meta(), lateOn: SONNET })).toMatchObject({ kind: 'completed', result: { model: SONNET } });
+  });
+
   it('requeues a job facing a short quota wait while another job of its pool sleeps in place for it', async () => {
     // 3,000 requests/min with a 1 s burst: 50 in the bucket, then one every 20 ms (a short wait,
     // one a job alone would sleep in place for).

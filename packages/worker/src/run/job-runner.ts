@@ -98,7 +98,14 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         // pool off in the lane.
         if (!jobsOwn) {
           waitsForPool = true;
-          return { kind: 'requeue', waitMs: plan.waitMs, progress, ...(plan.reason === 'fair_share' ? { fairShare: true } : {}) };
+          return {
+            kind: 'requeue',
+            waitMs: plan.waitMs,
+            progress,
+            ...(plan.reason === 'fair_share' ? { fairShare: true } : {}),
+            // The backoff is its primary's pool's: so is the pace it records.
+            ...(plan.pace?.pool === primaryPool ? { paceMs: plan.pace.ms } : {}),
+          };
         }
         const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
         return { kind: 'delay', delayMs: (plan.recheckMs ?? plan.waitMs) + spread, progress };

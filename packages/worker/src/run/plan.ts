@@ -3,7 +3,7 @@
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, maxOutputTokens, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type PoolLimits, type Reservation, type WaitReason } from '@headroom/queue';
 import { inputReservation } from './input-reservation.js';
 import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
@@ -20,9 +20,11 @@ export type Plan =
   | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; retry: boolean; probeRun?: number }
   /**
    * `recheckMs`: park the job only this long, though the bucket said `waitMs` (a tenant's quota:
-   * its calls in flight refund what they do not use when they settle, tenant-waits.ts).
+   * its calls in flight refund what they do not use when they settle, tenant-waits.ts). `pace`:
+   * the pool whose bucket said wait, and how long it takes to refill this job's draw (ms): how
+   * far apart that pool's queued jobs will start (pool-backoff.ts).
    */
-  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason; recheckMs?: number }
+  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason; recheckMs?: number; pace?: { pool: string; ms: number } }
   | { kind: 'never_fits'; message: string };
 
 /**
@@ -36,6 +38,14 @@ export function waitIsJobsOwn(reason: PlanWaitReason): boolean {
   return reason === 'cooldown' || reason === 'retry_budget' || isTenantDimension(reason);
 }
 
+/**
+ * A job told to wait goes back to its lane and must be fetched again before its deadline: on a
+ * loaded fleet that trip takes tens of ms (the jobs that missed in the fallback probe were fetched
+ * 3-40 ms late), and the other workers learn a pool's backoff every 100 ms. A job with another
+ * model to go to does not bet its deadline on a wait that ends closer to it than this.
+ */
+export const REQUEUE_TRIP_MS = 100;
+
 /** Waits that send a job down its ladder at once rather than wait for its primary. */
 function degrades(reason: PlanWaitReason): boolean {
   return reason === 'cooldown' || reason === 'throttle' || reason === 'retry_budget';
@@ -47,18 +57,34 @@ export function hasAlternative(ctx: RunContext, job: LlmJob, failed: string): bo
 }
 
 /**
+ * How long a pool's bucket takes, at its configured limits, to refill one draw of `need` (ms): once
+ * it is drained, its queued jobs of that size start this far apart. It counts the reservation
+ * (the output bound), so it is at most that when calls give unused output back.
+ */
+export function paceOf(limits: PoolLimits, need: { inputTokens: number; outputTokens: number }): number {
+  const draws: [number, number | undefined][] = [
+    [1, limits.rpm],
+    [need.inputTokens, limits.itpm],
+    [need.outputTokens, limits.otpm],
+    [need.inputTokens + need.outputTokens, limits.tpm],
+  ];
+  return Math.max(0, ...draws.map(([n, perMinute]) => (perMinute ? (n * 60_000) / perMinute : 0)));
+}
+
+/**
  * `avoid`: models this run just failed on and chose to fall back from: the ladder below them is
  * tried first (no cooldown steers it away from a 529 any more), and they only when nothing else is
- * configured.
+ * configured. The models of the pool the job was taken past (`meta.lateOn`) are passed over the
+ * same way.
  */
 export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoid: ReadonlySet<string> = new Set()): Promise<Plan> {
   const laneCfg = ctx.config.lanes[meta.lane];
   const maxWaitMs = job.maxWaitMs ?? laneCfg.maxWaitMs;
   const waitedMs = ctx.now() - meta.enqueuedAt;
   const configured = ladderOf(ctx.config, job).filter((m) => ctx.config.models[m]);
-  const rest = configured.filter((m) => !avoid.has(m));
+  const rest = configured.filter((m) => !avoid.has(m) && (meta.lateOn === undefined || poolOf(ctx.config, m) !== meta.lateOn));
   const ladder = rest.length > 0 ? rest : configured;
-  let best: { waitMs: number; reason: PlanWaitReason } | undefined;
+  let best: { waitMs: number; reason: PlanWaitReason; pace: { pool: string; ms: number } } | undefined;
   const neverFits: string[] = [];
   const quota = tenantOf(ctx.config, job.tenant);
 
@@ -127,11 +153,12 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     }
     // Wait for the primary unless it is cooling down, throttled, out of retry budget, or would
     // make the job late; then degrade.
-    const tooLate = waitedMs + res.waitMs > maxWaitMs;
+    const tooLate = waitedMs + res.waitMs + REQUEUE_TRIP_MS > maxWaitMs;
+    const pace = { pool, ms: paceOf(modelCfg.limits, { inputTokens: reserve, outputTokens }) };
     if (!degrades(res.reason) && (!tooLate || isLast)) {
-      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason };
+      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason, pace };
     }
-    if (!best || res.waitMs < best.waitMs) best = { waitMs: res.waitMs, reason: res.reason };
+    if (!best || res.waitMs < best.waitMs) best = { waitMs: res.waitMs, reason: res.reason, pace };
   }
   if (best) return { kind: 'wait', ...best };
   return { kind: 'never_fits', message: neverFits.join('; ') || 'no model on the ladder can serve this job' };

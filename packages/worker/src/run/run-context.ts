@@ -99,6 +99,13 @@ export interface JobMeta {
    * earlier is ahead of it in its lane (pool-holds.ts). Undefined: no order kept.
    */
   fetched?: number;
+  /**
+   * The pool of its primary that could not start it within its maxWaitMs, the queue of that pool's
+   * jobs ahead of it counted, when it was taken past them for a fallback (lane-fetch.ts): its plan
+   * passes over that pool's models while another remains, since acquired they would take the
+   * refill the jobs ahead wait for.
+   */
+  lateOn?: string;
 }
 
 export type RunOutcome =
@@ -109,8 +116,9 @@ export type RunOutcome =
   /**
    * Back to its place in its lane, no attempt spent; its pool backs off in the lane for `waitMs`,
    * for the jobs of tenants with work queued only when `fairShare` (a fresh tenant's job may run).
+   * `paceMs`: how long the pool's bucket takes to refill the job's draw, where known.
    */
-  | { kind: 'requeue'; waitMs: number; progress: JobProgress; fairShare?: boolean }
+  | { kind: 'requeue'; waitMs: number; progress: JobProgress; fairShare?: boolean; paceMs?: number }
   /** Into BullMQ's delayed set until `delayMs` from now, holding no slot. */
   | { kind: 'delay'; delayMs: number; progress: JobProgress }
   /** The worker is shutting down: back to waiting for another worker, no attempt spent. */
