@@ -17,9 +17,18 @@
  *    two worker processes, A's flood from a process of its own (a runaway service), B's producer
  *    here. BENCH_FAIR_DIAG=1 prints B's slowest jobs as `wait(pickup/fetches)`: the wait, the part
  *    before its (last) fetch, and how many times it was fetched.
+ * 4. A held tenant's backlog: tenant A (tpm 3,000) has 2,000 NORMAL jobs queued (its `maxQueued`),
+ *    its calls using a third of their `max_tokens`, while B sends one job every 100 ms. Measured
+ *    over a window, with A idle and with A's backlog held, in one run on one fleet (two worker
+ *    processes): Redis commands/s, the workers' CPU, B's wait, and A's served tokens/min. Goals:
+ *    B's p95 within 2x of idle; Redis commands within a few times idle, whatever A has queued
+ *    (held jobs park for their turn, not once a second); A served about its quota.
+ *    `BENCH_TENANTS_ONLY=churn` runs this part alone; BENCH_CHURN_WINDOW_S sets the window (30).
+ * BENCH_PORT_BASE=N puts the bench's Redis servers and simulators on ports N..N+3.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
 import { Bucket, createRedis, HeadroomError, parseConfig, createLogger, publishFleetSettings, laneKeys, type HeadroomConfigInput } from '@headroom/queue';
@@ -35,8 +44,11 @@ const LIMITS = { rpm: 20_000, itpm: 4_000_000, otpm: 1_000_000 };
 const A_TPM = 3_000;
 const B_JOBS = Number(process.env.BENCH_B_JOBS ?? 100);
 
-const redis = await startEmbeddedRedis();
-const sim = await startSimulator({ models: { [MODEL]: { provider: 'anthropic', limits: LIMITS } }, latencyMs: { min: 20, max: 60 } });
+// BENCH_PORT_BASE: the bench's servers on that port and the next three, rather than free ports.
+const portBase = process.env.BENCH_PORT_BASE ? Number(process.env.BENCH_PORT_BASE) : undefined;
+const portAt = (offset: number) => (portBase === undefined ? {} : { port: portBase + offset });
+const redis = await startEmbeddedRedis(portAt(0));
+const sim = await startSimulator({ ...portAt(1), models: { [MODEL]: { provider: 'anthropic', limits: LIMITS } }, latencyMs: { min: 20, max: 60 } });
 const prefix = `ten${randomUUID().slice(0, 6)}`;
 const config = parseConfig({
   redis: { prefix },
@@ -63,17 +75,20 @@ async function streamB(tag: string): Promise<number[]> {
 }
 const q = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.ceil(xs.length * p) - 1)]!;
 
-// BENCH_TENANTS_ONLY=fair runs part 3 alone, =quota part 2.
+// BENCH_TENANTS_ONLY=fair runs part 3 alone, =quota part 2, =churn part 4.
 const only = process.env.BENCH_TENANTS_ONLY;
 try {
   if (only === 'fair') {
     await fairShare();
   } else if (only === 'quota') {
     await atQuota();
+  } else if (only === 'churn') {
+    await heldBacklog();
   } else {
     await isolation();
     await fairShare();
     await atQuota();
+    await heldBacklog();
   }
 } finally {
   await producer.close();
@@ -328,5 +343,90 @@ async function fairShare(): Promise<void> {
     if (flood?.exitCode === null) flood.kill('SIGKILL');
     await p3.close();
     await stopAll(fleet);
+  }
+}
+
+/**
+ * Part 4: a tenant held by its tokens/min quota with 2,000 jobs queued, and what holding it costs:
+ * Redis commands, the workers' CPU, its neighbour's wait. On a Redis and a simulator of its own,
+ * so the counts are this fleet's alone.
+ */
+async function heldBacklog(): Promise<void> {
+  const WINDOW_S = Number(process.env.BENCH_CHURN_WINDOW_S ?? 30);
+  const A_JOBS = 2_000;
+  const A_MAX_TOKENS = 300;
+  const own = await startEmbeddedRedis(portAt(2));
+  // Every answer 100 tokens: A's calls use a third of their output reservation, refunded when they settle.
+  const sim4 = await startSimulator({ ...portAt(3), models: { [MODEL]: { provider: 'anthropic', limits: LIMITS } }, latencyMs: { min: 300, max: 800 }, outputTokens: 100 });
+  const prefix4 = `churn${randomUUID().slice(0, 6)}`;
+  const configFile = writeConfig({
+    redis: { prefix: prefix4 },
+    providers: { anthropic: { baseURL: sim4.url, apiKeyEnv: 'BENCH_KEY' } },
+    models: { [MODEL]: { provider: 'anthropic', limits: LIMITS } },
+    lanes: { normal: { cap: 10_000 } },
+    tenants: { overrides: { a: { tpm: A_TPM, maxQueued: A_JOBS } } },
+    dispatch: { concurrency: 32 },
+  });
+  const fleet = [1, 2].map((i) => spawnWorker(configFile, own.url, `churn-w${i}`, { BENCH_KEY: 'sk-bench', HEADROOM_LOG_LEVEL: 'error' }));
+  const p4 = new Producer({ redis: own.url, prefix: prefix4 });
+  const admin = new Redis(own.url);
+  /** The workers' CPU seconds so far (Linux: utime + stime of each process, at 100 ticks/s). */
+  const cpuSeconds = () =>
+    fleet.reduce((sum, w) => {
+      const fields = readFileSync(`/proc/${w.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return sum + (Number(fields[11]) + Number(fields[12])) / 100;
+    }, 0);
+  const commands = async () => Number(/total_commands_processed:(\d+)/.exec(await admin.info('stats'))![1]);
+  const bJob = (i: number): LlmJobInput => job('b', i);
+  const aJob = (i: number): LlmJobInput => {
+    const j = job('a', i);
+    return { ...j, request: { ...j.request, max_tokens: A_MAX_TOKENS } } as LlmJobInput;
+  };
+  /** B one job every 100 ms for the window: Redis commands/s, worker CPU s/s, B's sorted waits. */
+  const measure = async () => {
+    const c0 = await commands();
+    const cpu0 = cpuSeconds();
+    const t0 = performance.now();
+    const handles = [];
+    let i = 0;
+    while (performance.now() - t0 < WINDOW_S * 1000) {
+      handles.push(await p4.enqueue(bJob(i++)));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const rates = { commands: ((await commands()) - c0) / seconds, cpu: (cpuSeconds() - cpu0) / seconds, from: Date.now() - seconds * 1000, to: Date.now(), seconds };
+    const results: LlmResult[] = await Promise.all(handles.map((h) => h.result({ timeoutMs: 120_000 })));
+    return { ...rates, waits: results.map((r) => r.timings.waitMs).sort((x, y) => x - y) };
+  };
+  try {
+    await waitForFleet(own.url, prefix4, fleet);
+    const idle = await measure();
+    const aIds: string[] = [];
+    for (let i = 0; i < A_JOBS; i += 200) {
+      const handles = await Promise.all(Array.from({ length: Math.min(200, A_JOBS - i) }, (_, j) => p4.enqueue(aJob(i + j))));
+      aIds.push(...handles.map((h) => h.id));
+    }
+    // Let A's first burst (a minute of quota in its bucket) be spent and its backlog be held.
+    await new Promise((r) => setTimeout(r, 10_000));
+    const held = await measure();
+    let aTokens = 0;
+    for (const id of aIds) {
+      const info = await p4.getJob(id);
+      if (info?.result && info.finishedAt !== undefined && info.finishedAt >= held.from && info.finishedAt <= held.to) aTokens += info.result.usage.inputTokens + info.result.usage.outputTokens;
+    }
+    const perMinute = (aTokens / held.seconds) * 60;
+    console.log(`\na held tenant's backlog (2 worker processes; tenant A at tpm ${A_TPM} with ${A_JOBS} NORMAL jobs queued, its calls using a third of max_tokens ${A_MAX_TOKENS}; B one job every 100 ms; ${WINDOW_S} s windows)\n`);
+    console.log('phase          Redis cmds/s   worker CPU s/s   B p50 ms   B p95 ms');
+    for (const [name, m] of [['A idle', idle], ['A held', held]] as const) {
+      console.log(`${name.padEnd(15)}${m.commands.toFixed(0).padStart(12)}${m.cpu.toFixed(2).padStart(17)}${String(q(m.waits, 0.5)).padStart(11)}${String(q(m.waits, 0.95)).padStart(11)}`);
+    }
+    console.log(`\nRedis commands held / idle: ${(held.commands / Math.max(1, idle.commands)).toFixed(2)}x; B p95 held / idle: ${(q(held.waits, 0.95) / Math.max(1, q(idle.waits, 0.95))).toFixed(2)}x (goal <= 2x)`);
+    console.log(`A served ${perMinute.toFixed(0)} tokens/min in the window = ${((perMinute / A_TPM) * 100).toFixed(0)}% of its quota (the minute bucket's level at the window's start moves this by ~+-20%)`);
+  } finally {
+    await p4.close();
+    admin.disconnect();
+    await stopAll(fleet);
+    await sim4.close();
+    await own.stop();
   }
 }

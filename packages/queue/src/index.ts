@@ -54,7 +54,7 @@ export type { OutputCounting } from './output-counting.js';
 export { DEFAULT_PREFIX, PREFIX_PATTERN, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
 export { addToLane, ADMITTED_OPTION, notAdmittedFailure, publishFleetSettings, rememberHandOff, releaseJobs, unadmitted, AddReply } from './admission.js';
-export { returnToLane, forceReturnToLane, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
+export { returnToLane, forceReturnToLane, promoteDelayed, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
 export type { ReturnOutcome, ReturnOptions } from './lane-return.js';
 export { finishJob, REPLY_TO_OPTION, CACHE_TTL_OPTION } from './lane-finish.js';
 export type { FinishArgsBuilder, FinishOutcome, JobEnd } from './lane-finish.js';

@@ -72,6 +72,17 @@ export async function returnToLane(redis: Redis | Cluster, prefix: string, lane:
 }
 
 /**
+ * Brings a job parked in `lane`'s delayed set back into the lane now, at the place its delay's end
+ * would have given it (BullMQ's promote). False when it is not delayed any more (its delay ended,
+ * a worker took it, it finished or was removed): nothing is changed then.
+ */
+export async function promoteDelayed(redis: Redis | Cluster, prefix: string, lane: Lane, jobId: string): Promise<boolean> {
+  const k = laneKeys(prefix, lane);
+  const reply = await runScript<number>(redis, 'promote', [k.delayed, k.wait, k.paused, k.meta, k.prioritized, k.active, k.pc, k.events, k.marker], [k.jobKeyPrefix, jobId]);
+  return Number(reply) === 0;
+}
+
+/**
  * Hands a running job back to its lane whatever the lane holds, for a worker that is stopping
  * (the alternative, letting its lock lapse, puts it back all the same later): BullMQ's move, and
  * the job's returning entry, if any, removed.

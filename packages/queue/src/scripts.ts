@@ -26,6 +26,7 @@ const BULLMQ_SCRIPTS: Record<string, { file: string; keys: number }> = {
   moveJobFromActiveToWait: { file: 'moveJobFromActiveToWait-9.js', keys: 9 },
   moveToDelayed: { file: 'moveToDelayed-11.js', keys: 11 },
   moveToFinished: { file: 'moveToFinished-14.js', keys: 14 },
+  promote: { file: 'promote-9.js', keys: 9 },
   removeJob: { file: 'removeJob-2.js', keys: 2 },
   reprocessJob: { file: 'reprocessJob-9.js', keys: 9 },
 };

@@ -4,8 +4,9 @@
  * fall back, fail (and with which code), requeue, delay, shed, hand back.
  */
 import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Bucket, decodeJobEvent, jobEventsKey, createLogger, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
+import { Bucket, decodeJobEvent, jobEventsKey, createLogger, laneKeys, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
@@ -447,7 +448,7 @@ describe('runJob', () => {
     const outcomes = await Promise.all([run(ctx, tenantJob(SONNET)), run(ctx, tenantJob(SONNET))]);
     expect(outcomes.map((o) => o.kind).sort()).toEqual(['completed', 'delay']);
     // The next job of that tenant for the pool waits without asking the bucket; another tenant's job runs.
-    expect(ctx.tenantWaits.heldFor(SONNET, 'acme', ctx.now())).toMatchObject({ reason: 'tenant_tpm' });
+    expect(ctx.tenantWaits.heldFor(SONNET, 'acme', { id: 'probe', lane: 'high', paceMs: 0, ownDeadline: false }, ctx.now())).toMatchObject({ reason: 'tenant_tpm' });
     expect((await run(ctx, job({ tenant: 'other' }))).kind).toBe('completed');
   });
 
@@ -474,6 +475,31 @@ describe('runJob', () => {
     expect(await waitsOf()).toBe(told);
     advance(TENANT_RECHECK_MS);
     expect((await run(ctx, tenantJob(SONNET))).kind).toBe('completed');
+  });
+
+  it("parks a held job of a tenant over its quota for its turn, not for the recheck, and brings it back when the tenant's bucket grants again", async () => {
+    const { ctx, advance } = clocked({ tenants: { default: { tpm: 2_000 } } });
+    const k = laneKeys(ctx.config.redis.prefix, 'high');
+    const lane = new Queue(k.queueName, { prefix: k.bullPrefix, connection: db.redis });
+    try {
+      const outcomes = await Promise.all([run(ctx, tenantJob(SONNET)), run(ctx, tenantJob(SONNET))]);
+      expect(outcomes.map((o) => o.kind).sort()).toEqual(['completed', 'delay']);
+      // The tenant's next job, held without asking: parked behind the bucket's wait (~34 s on the
+      // refill alone) and its own draw's refill, not for a second (a backlog parked for a second
+      // each goes through the lane every second).
+      const held = await lane.add('held', {}, { delay: 3_600_000 });
+      const outcome = await run(ctx, tenantJob(SONNET), { ...meta(), id: held.id! });
+      expect(outcome.kind === 'delay' && outcome.delayMs).toBeGreaterThan(30_000);
+      expect(await lane.getJobState(held.id!)).toBe('delayed');
+      // At the recheck the tenant's settled call has refunded most of its reservation: the next
+      // job is granted, and the held job is brought back to ask with the rest.
+      advance(TENANT_RECHECK_MS);
+      expect((await run(ctx, tenantJob(SONNET))).kind).toBe('completed');
+      await vi.waitUntil(async () => (await lane.getJobState(held.id!)) !== 'delayed', { timeout: 10_000, interval: 5 });
+      expect(await lane.getJobState(held.id!)).toBe('waiting');
+    } finally {
+      await lane.close();
+    }
   });
 
   it("fails NEVER_FITS at once, naming the prompt and output it needs, for a job larger than its tenant's quota while the tenant's jobs are held", async () => {

@@ -108,7 +108,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           };
         }
         const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
-        return { kind: 'delay', delayMs: (plan.recheckMs ?? plan.waitMs) + spread, progress };
+        return { kind: 'delay', delayMs: (plan.parkMs ?? plan.waitMs) + spread, progress };
       }
 
       // A grant as a retry of the model, served or never sent, gives its place in the budget back.

@@ -3,7 +3,8 @@
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type PoolLimits, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, maxOutputTokens, promoteDelayed, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type PoolLimits, type Reservation, type WaitReason } from '@headroom/queue';
+import { deadlineOf } from './deadline.js';
 import { inputReservation } from './input-reservation.js';
 import { ladderOf } from './model-ladder.js';
 import type { JobMeta, RunContext } from './run-context.js';
@@ -19,12 +20,13 @@ export type Plan =
    */
   | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; retry: boolean; probeRun?: number }
   /**
-   * `recheckMs`: park the job only this long, though the bucket said `waitMs` (a tenant's quota:
-   * its calls in flight refund what they do not use when they settle, tenant-waits.ts). `pace`:
+   * `parkMs`: park the job this long, though the bucket said `waitMs` (a tenant's quota: its calls
+   * in flight refund what they do not use when they settle; its held jobs wait their turn,
+   * tenant-waits.ts). `pace`:
    * the pool whose bucket said wait, and how long it takes to refill this job's draw (ms): how
    * far apart that pool's queued jobs will start (pool-backoff.ts).
    */
-  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason; recheckMs?: number; pace?: { pool: string; ms: number } }
+  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason; parkMs?: number; pace?: { pool: string; ms: number } }
   | { kind: 'never_fits'; message: string };
 
 /**
@@ -102,10 +104,13 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
       continue;
     }
     const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg) ? ctx.estimator.outputReserveFor(model, bound) : bound;
-    // The tenant's last wait in the pool holds the jobs its quota can serve. One larger than the
-    // lane may ever draw from it goes to the bucket, which fails it NEVER_FITS now, not after the wait.
-    if (quota.tenant && input.reserve + outputTokens <= quota.tenant.limits.tpm * (1 - laneCfg.reserve)) {
-      const held = ctx.tenantWaits.heldFor(pool, quota.tenant.id, ctx.now());
+    // The tenant's last wait in the pool holds the jobs its quota can serve, each parked for its
+    // turn (its draw's refill at the tenant's quota apart). One larger than the lane may ever draw
+    // from it goes to the bucket, which fails it NEVER_FITS now, not after the wait.
+    const draw = input.reserve + outputTokens;
+    if (quota.tenant && draw <= quota.tenant.limits.tpm * (1 - laneCfg.reserve)) {
+      const paceMs = (draw * 60_000) / quota.tenant.limits.tpm;
+      const held = ctx.tenantWaits.heldFor(pool, quota.tenant.id, { id: meta.id, lane: meta.lane, paceMs, ownDeadline: deadlineOf(job, meta) !== undefined }, ctx.now());
       if (held) return { kind: 'wait', ...held };
     }
     const retry = meta.progress.triedModels?.includes(model) ?? false;
@@ -133,6 +138,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     }
     if (res.status !== 'never_fits') ctx.throttles.note(model, res.throttle);
     if (res.status === 'granted') {
+      if (quota.tenant) releaseParked(ctx, pool, quota.tenant.id, meta.id);
       const granted = { kind: 'granted', model, pool, reservation: res.reservation, estimate, retry } as const;
       return res.throttle === 'open' ? { ...granted, probeRun: res.unhealthyRun ?? 0 } : granted;
     }
@@ -148,8 +154,8 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     }
     ctx.metrics.bucketWaits.inc({ pool, lane: meta.lane, reason: res.reason });
     if (isTenantDimension(res.reason) && job.tenant) {
-      const recheckMs = ctx.tenantWaits.told(pool, job.tenant, res.reason, res.waitMs, ctx.now());
-      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason, recheckMs };
+      const parkMs = ctx.tenantWaits.told(pool, job.tenant, meta.id, res.reason, res.waitMs, ctx.now());
+      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason, parkMs };
     }
     // Wait for the primary unless it is cooling down, throttled, out of retry budget, or would
     // make the job late; then degrade.
@@ -177,6 +183,23 @@ function drawableText(dimension: string, limit: number, burst: number, reserve: 
   const seconds = isTenantDimension(dimension) ? 60 : burst;
   const capacity = (limit * seconds) / 60;
   return `${atMost(capacity * (1 - reserve))} at once: the bucket holds ${dimension} ${limit} x burst ${seconds} / 60 = ${atMost(capacity)}, less the lane's reserve of ${reserve} (${atMost(capacity * reserve)})`;
+}
+
+/**
+ * The tenant's bucket in the pool granted a job: its earliest job parked here behind the quota is
+ * brought back now, to ask with what the tenant's settled calls refunded (tenant-waits.ts). Not
+ * awaited: the granted call does not wait on it, and a promote that fails leaves the job to its
+ * park's end.
+ */
+function releaseParked(ctx: RunContext, pool: string, tenant: string, jobId: string): void {
+  const next = ctx.tenantWaits.granted(pool, tenant, jobId, ctx.now());
+  if (next.length === 0) return;
+  void (async () => {
+    for (const parked of next) {
+      ctx.tenantWaits.unpark(pool, tenant, parked.id);
+      if (await promoteDelayed(ctx.redis, ctx.config.redis.prefix, parked.lane, parked.id)) return;
+    }
+  })().catch((err: Error) => ctx.logger.warn({ err: err.message, pool, tenant }, 'could not bring back a job parked behind its tenant quota; it comes back when its park ends'));
 }
 
 /** The tenant's tokens/min quota, drawn in the same atomic call as the pool. */
