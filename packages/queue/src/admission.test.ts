@@ -418,10 +418,14 @@ describe('finishJob', () => {
 
 describe("one job's own commands", () => {
   it('writes the job\'s own fields in one HSET at its add, and its finish reads the job only in BullMQ\'s move', async () => {
+    // The monitor first, from the file's connected client: a command from another connection at
+    // the moment MONITOR answers (a fresh client's ready check, the lane's BullMQ connections
+    // coming up) can share a read with its reply, which ioredis then takes for a reply to nothing
+    // ("Command queue state error").
+    const monitor = await redis.monitor();
     const prefix = `ad-${randomUUID().slice(0, 8)}`;
     await publishFleetSettings(redis, config(prefix, { models: { [SONNET]: { provider: 'anthropic', fallback: [HAIKU] }, [HAIKU]: { provider: 'anthropic' } } }));
     const l = lane(prefix);
-    const monitor = await new Redis(server.url).monitor();
     const seen: string[][] = [];
     let marked: (() => void) | undefined;
     monitor.on('monitor', (_time: string, args: string[]) => {

@@ -30,7 +30,11 @@ describe('an idle worker', () => {
       batch: { enabled: false },
     });
     const worker = await startWorker({ config, redisUrl: server.url, env: { IDLE_TEST_KEY: 'sk-idle' }, logger: createLogger({ level: 'silent' }) });
-    const monitor = await new Redis(server.url).monitor();
+    // From a client already connected: a fresh one's own ready check would race MONITOR's reply.
+    const base = new Redis(server.url);
+    await base.ping();
+    const monitor = await base.monitor();
+    base.disconnect();
     let waits = 0;
     let looks = 0;
     const interactive = (args: string[]) => args.slice(3, 3 + Number(args[2])).some((k) => /:(critical|high|normal|low):wait$/.test(k));
@@ -62,9 +66,14 @@ describe('a busy worker', () => {
       dispatch: { concurrency: 2 },
       batch: { enabled: false },
     });
-    const worker = await startWorker({ config, redisUrl: server.url, env: { BUSY_TEST_KEY: 'sk-busy' }, logger: createLogger({ level: 'silent' }) });
+    // The monitor before the worker, from a client already connected: a command from another
+    // connection at the moment MONITOR answers can share a read with its reply, which ioredis
+    // takes for a reply to nothing ("Command queue state error"). The worker's first looks, over
+    // every lane, are counted too, and keep to the rule checked below.
     const redis = new Redis(server.url);
-    const monitor = await new Redis(server.url).monitor();
+    await redis.ping();
+    const monitor = await redis.monitor();
+    const worker = await startWorker({ config, redisUrl: server.url, env: { BUSY_TEST_KEY: 'sk-busy' }, logger: createLogger({ level: 'silent' }) });
     // The lanes each count asked about, by name, in key order.
     const asked: string[][] = [];
     monitor.on('monitor', (_time: string, args: string[]) => {
