@@ -40,6 +40,32 @@ async function isPending(p: Promise<unknown>): Promise<boolean> {
 }
 
 describe('a settle carried by the next acquire', () => {
+  it("release gives a grant never sent back whole, its request and its tenant's request too; a settle of no usage keeps the request", async () => {
+    const b = fresh();
+    // Requests bind: the pool holds 2 (rpm 2, burst 60 s), the tenant 2 (rpm 2).
+    const limits: PoolLimits = { rpm: 2, itpm: 30_000, otpm: 8000 };
+    const tenant = { id: 'acme', limits: { rpm: 2 } };
+    const ask = () => b.acquire({ pool: 'p', limits, lane: 'critical', need: { inputTokens: 10, outputTokens: 10 }, tenant });
+    const first = grantOf(await ask());
+    const second = grantOf(await ask());
+    expect((await ask()).status).toBe('wait');
+    // A call the provider refused still counted against its requests: a zero settle keeps it.
+    expect(await b.settle(first, { inputTokens: 0, outputTokens: 0 }, { immediate: true })).toMatchObject({
+      status: 'settled', delta: { requests: 0, tenantRequests: 0, inputTokens: -10, outputTokens: -10 },
+    });
+    expect(await ask()).toMatchObject({ status: 'wait', reason: 'rpm' });
+    // A grant never sent did not: released, its request serves the next acquire (the pool's and
+    // the tenant's, both of which bound), which carries the release.
+    const released = b.release(second);
+    const third = await ask();
+    expect(third.status).toBe('granted');
+    expect(await released).toMatchObject({ status: 'settled', delta: { requests: -1, tenantRequests: -1, inputTokens: -10, outputTokens: -10 }, atMs: third.atMs });
+    expect((await ask()).status).toBe('wait');
+    // Once per reservation, whichever way it goes back.
+    expect((await b.settle(second, { inputTokens: 0, outputTokens: 0 })).status).toBe('duplicate');
+    await b.close();
+  });
+
   it('is applied before that acquire checks: the refund it carries makes the grant possible', async () => {
     const b = fresh();
     const first = grantOf(await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill }));

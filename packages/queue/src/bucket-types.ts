@@ -86,10 +86,10 @@ export interface Reservation {
   /** What was charged: a settle corrects it to the reported usage. */
   need: Required<Need>;
   /**
-   * The capacity input, output, tokens and tenant tokens were charged against (as configured, or
-   * learned from headers when lower or alone); 0 = the dimension did not bind, so a settle corrects nothing there.
+   * The capacity each dimension was charged against (as configured, or learned from headers when
+   * lower or alone); 0 = the dimension did not bind, so a settle corrects nothing there.
    */
-  chargedAgainst: { itpm: number; otpm: number; tpm: number; tenantTpm: number };
+  chargedAgainst: { rpm: number; itpm: number; otpm: number; tpm: number; tenantRpm: number; tenantTpm: number };
   /** Redis time of the grant, ms since the epoch (fractional). */
   grantedAtMs: number;
 }
@@ -184,8 +184,11 @@ export type SettleUsage =
 export type SettleResult =
   | {
       status: 'settled';
-      /** Corrections charged at settle time (negative = refunded; 0 where the dimension did not bind). */
-      delta: { inputTokens: number; outputTokens: number; tokens: number; tenantTokens: number };
+      /**
+       * Corrections charged at settle time (negative = refunded; 0 where the dimension did not
+       * bind). Requests move only for a `release` (a grant never sent).
+       */
+      delta: { requests: number; inputTokens: number; outputTokens: number; tokens: number; tenantRequests: number; tenantTokens: number };
       atMs: number;
     }
   /** The same reservation was handed to this bucket's `settle` before: nothing more is corrected. */

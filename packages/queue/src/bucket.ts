@@ -23,7 +23,8 @@
  * them. Until then the pool holds the reservation's full charge, which errs on the safe side, and
  * so does a crash: a reservation never settled keeps its charge. Redis holds no reservation: the
  * grant's reply says what a settle needs, the `Reservation` carries it, and the settle sends it
- * back with the usage, so a grant creates no key and a settle reads none.
+ * back with the usage, so a grant creates no key and a settle reads none. A grant whose call is
+ * never sent goes back whole with `release` (its request too), the same way.
  *
  * Each dimension holds `limits.burst` seconds of its quota (default 60: a minute's worth) and
  * refills at limit/60 per second, so over any window of W seconds a pool grants at most
@@ -130,7 +131,7 @@ type Reply = [number, number, ...(string | number)[]];
 type SettleDelta = Extract<SettleResult, { status: 'settled' }>['delta'];
 const atMsOf = (reply: Reply) => reply[1] / 1000;
 /** Reply elements before the dimensions the headers lowered. */
-const REPLY_HEAD = 7;
+const REPLY_HEAD = 8;
 const throttleOf = (reply: Reply): ThrottleState | undefined => THROTTLE_STATES[Number(reply[5])];
 
 /** What an acquire adds to the script call (see lua/acquire.lua). */
@@ -226,9 +227,11 @@ export class Bucket {
     switch (reply[0]) {
       case AcquireReply.GRANTED: {
         const chargedAgainst = {
+          rpm: capacityOf(reply[7], req.limits.rpm),
           itpm: capacityOf(reply[2], req.limits.itpm),
           otpm: capacityOf(reply[3], req.limits.otpm),
           tpm: capacityOf(reply[4], req.limits.tpm),
+          tenantRpm: tenantLimited ? (tenant.limits.rpm ?? 0) : 0,
           tenantTpm: tenantLimited ? (tenant.limits.tpm ?? 0) : 0,
         };
         const reservation: Reservation = { id: nextId(), pool: req.pool, lane: req.lane, need, chargedAgainst, grantedAtMs: atMs };
@@ -254,12 +257,28 @@ export class Bucket {
    * reservation handed in again corrects nothing more (`duplicate`, once the first is applied).
    */
   settle(reservation: Reservation, usage: SettleUsage, options: CarryOptions = {}): Promise<SettleResult> {
+    return this.#settle(reservation, () => {
+      const counted = countedUsage(usage);
+      return { inputTokens: amount(counted.inputTokens, 'input tokens'), outputTokens: amount(counted.outputTokens, 'output tokens'), requestsBack: 0 };
+    }, options);
+  }
+
+  /**
+   * Gives a grant back whole, its request included: for a grant whose call was never sent (the
+   * job was cancelled, or yields its turn to a job ahead of it). A settle of zero usage keeps the
+   * request, since a call the provider refused still counted against its requests per minute; a
+   * grant never sent did not, and keeping it would cost a pool whose requests bind one call.
+   * Once per reservation, like `settle` (the two share the dedupe).
+   */
+  release(reservation: Reservation, options: CarryOptions = {}): Promise<SettleResult> {
+    return this.#settle(reservation, () => ({ inputTokens: 0, outputTokens: 0, requestsBack: reservation.need.requests }), options);
+  }
+
+  #settle(reservation: Reservation, what: () => { inputTokens: number; outputTokens: number; requestsBack: number }, options: CarryOptions): Promise<SettleResult> {
     // A bad argument or a closed bucket rejects, as a Redis error would: callers catch one way.
     let first = false;
     const done = new Promise<SettleResult>((resolve, reject) => {
-      const counted = countedUsage(usage);
-      const inputTokens = amount(counted.inputTokens, 'input tokens');
-      const outputTokens = amount(counted.outputTokens, 'output tokens');
+      const { inputTokens, outputTokens, requestsBack } = what();
       this.#open();
       const earlier = this.#settled.get(reservation);
       if (earlier) {
@@ -267,7 +286,7 @@ export class Bucket {
         return;
       }
       first = true;
-      this.#carried.addSettle({ reservation, inputTokens, outputTokens, resolve, reject });
+      this.#carried.addSettle({ reservation, inputTokens, outputTokens, requestsBack, resolve, reject });
     });
     if (first) {
       this.#settled.set(reservation, done);
@@ -417,9 +436,9 @@ export class Bucket {
       const { need, chargedAgainst: against } = s.reservation;
       const dIn = s.inputTokens - need.inputTokens;
       const dOut = s.outputTokens - need.outputTokens;
-      args.push(dIn, dOut, against.itpm, against.otpm, against.tpm, against.tenantTpm);
-      const delta = corrections(dIn, dOut, against);
-      if (delta.tenantTokens !== 0) keys.push(k.tenantBucket(s.reservation.tenant ?? ''));
+      args.push(dIn, dOut, against.itpm, against.otpm, against.tpm, against.tenantTpm, 0 - s.requestsBack, against.rpm, against.tenantRpm);
+      const delta = corrections(0 - s.requestsBack, dIn, dOut, against);
+      if (delta.tenantTokens !== 0 || delta.tenantRequests !== 0) keys.push(k.tenantBucket(s.reservation.tenant ?? ''));
       return delta;
     });
     if (acquire?.tenantKey) keys.push(acquire.tenantKey);
@@ -464,11 +483,13 @@ function capacityOf(replied: string | number | undefined, configured: number | u
  * What a settle corrects: reported usage minus what was charged, in each dimension that bound at
  * the grant (one that did not was charged nothing, so it is corrected by nothing).
  */
-function corrections(dIn: number, dOut: number, against: Reservation['chargedAgainst']): SettleDelta {
+function corrections(dReq: number, dIn: number, dOut: number, against: Reservation['chargedAgainst']): SettleDelta {
   return {
+    requests: against.rpm > 0 ? dReq : 0,
     inputTokens: against.itpm > 0 ? dIn : 0,
     outputTokens: against.otpm > 0 ? dOut : 0,
     tokens: against.tpm > 0 ? dIn + dOut : 0,
+    tenantRequests: against.tenantRpm > 0 ? dReq : 0,
     tenantTokens: against.tenantTpm > 0 ? dIn + dOut : 0,
   };
 }

@@ -16,6 +16,8 @@ export interface CarriedSettle extends Waiter<SettleResult> {
   reservation: Reservation;
   inputTokens: number;
   outputTokens: number;
+  /** Requests given back: the reservation's own for a grant never sent (`release`), else 0. */
+  requestsBack: number;
 }
 
 export interface CarriedSync {

@@ -41,7 +41,7 @@
   ARGV[8]     number of carried outcomes, m
   ARGV[9..14] throttle params: k, window ms, probe interval ms, budget ratio, budget window ms,
               budget minimum retries per second; ARGV[9] = '' turns the throttle and budget off
-  ARGV[15..]  per settle, 6 values (see includes/carried-settle)
+  ARGV[15..]  per settle, 9 values (see includes/carried-settle)
   then, with headers, 16 values (see includes/carried-sync)
   then per outcome, 4 values: model, calls, calls the provider served (the others failed in a
   way that says the model is unhealthy: 5xx, 529, no answer), retries whose place in the retry
@@ -56,11 +56,11 @@
   (0..1): the further fraction of each pool dimension this job leaves, because its tenant had
   work queued ahead of it in a fair lane (a fresh tenant's job, sent 0 or nothing, may draw it)
 
-  Returns { code, nowUs, a, b, c, throttle, run, lowered... }
-    code  1 GRANTED: a, b, c for input, output and tokens: the capacity each was charged
-            against, which the client keeps in the reservation and sends back with its settle:
-            0 = the dimension did not bind, the integer 1 = the configured limit, a string = the
-            learned limit (17 digits), when it is the lower or the only one
+  Returns { code, nowUs, a, b, c, throttle, run, d, lowered... }
+    code  1 GRANTED: a, b, c, d for input, output, tokens and requests: the capacity each was
+            charged against, which the client keeps in the reservation and sends back with its
+            settle: 0 = the dimension did not bind, the integer 1 = the configured limit, a
+            string = the learned limit (17 digits), when it is the lower or the only one
     code -1 WAIT: every dimension (and the model's cooldown, throttle and retry budget) can serve
             after a = waitMs; b = the binding dimension, 'cooldown', 'throttle' or 'retry_budget',
             or 'fair_share' when only the fair reserve holds the job back (a fresh tenant's job
@@ -93,11 +93,11 @@ local burstShare = (tonumber(ARGV[5]) or 60) / 60
 local settles = tonumber(ARGV[6])
 local outcomes = tonumber(ARGV[8])
 local params = throttleParams(9)
-local at = 15 + 6 * settles
+local at = 15 + SETTLE_ARGS * settles
 
 local pool = readPool(KEYS[1])
 local elapsed = elapsedSince(pool[1], now)
-local reply = { 0, nowUs, 0, 0, 0, -1, 0 }
+local reply = { 0, nowUs, 0, 0, 0, -1, 0, 0 }
 local changed, learned = false, false
 if settles > 0 then changed = settleCarried(pool, elapsed, now, 15, settles, 5) end
 if ARGV[7] == '1' then
@@ -257,5 +257,5 @@ local function against(limit, c)
   if limit == c then return 1 end
   return string.format('%.17g', c)
 end
-reply[1], reply[3], reply[4], reply[5] = 1, against(li, ci), against(lo, co), against(lt, ct)
+reply[1], reply[3], reply[4], reply[5], reply[8] = 1, against(li, ci), against(lo, co), against(lt, ct), against(lr, cr)
 return reply

@@ -414,13 +414,21 @@ describe('runJob', () => {
     expect(held).toEqual([expect.objectContaining({ pool: SONNET, lane: 'critical' })]);
   });
 
-  it('gives its grant back and goes behind a job of its pool and lane fetched before it that waits; that job, and one fetched before it, are served', async () => {
-    const ctx = context();
+  it('gives its grant back whole (its request too) and goes behind a job of its pool and lane fetched before it that waits; that job, and one fetched before it, are served', async () => {
+    // Requests bind and barely refill (6 a minute): a request kept for the grant given back shows.
+    const limits = { rpm: 6, itpm: 400_000, otpm: 100_000 };
+    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits } } });
+    const requestsLeft = async () => {
+      await ctx.bucket.flush();
+      return (await ctx.bucket.snapshot(SONNET, limits)).dimensions.find((d) => d.dimension === 'rpm')!.level;
+    };
+    expect(await requestsLeft()).toBe(6);
     ctx.poolHolds.waited('ahead', { lane: 'critical', pool: SONNET, fetched: 5, waitEnd: Date.now() + 200, fairShare: false });
     const behind = await run(ctx, job(), { ...meta('critical'), id: 'behind', fetched: 6 });
     expect(behind).toMatchObject({ kind: 'requeue', progress: { attempts: 0 } });
     expect(behind.kind === 'requeue' && behind.waitMs).toBeGreaterThanOrEqual(1);
     expect(behind.kind === 'requeue' && behind.waitMs).toBeLessThanOrEqual(200);
+    expect(await requestsLeft()).toBe(6);
     expect((await run(ctx, job(), { ...meta('critical'), id: 'earlier', fetched: 4 })).kind).toBe('completed');
     // The waiting job, fetched again, is served; then the one behind it.
     expect((await run(ctx, job(), { ...meta('critical'), id: 'ahead', fetched: 9 })).kind).toBe('completed');

@@ -119,8 +119,10 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       // that job's, ahead of it in the lane (pool-holds.ts). It goes back behind that job.
       const ahead = pool === primaryPool && meta.fetched !== undefined ? ctx.poolHolds.ahead(meta.id, meta.lane, pool, meta.fetched, meta.fresh === true, ctx.now()) : undefined;
       if (signal.aborted || ahead) {
-        // Granted but never called: the whole reservation goes back, and a retry's place in the budget.
-        ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
+        // Granted but never called: the whole reservation goes back, its request too (kept, a
+        // pool whose requests bind would lose a call per grant given back), and a retry's place
+        // in the budget.
+        ctx.bucket.release(reservation).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
         report(ctx, { pool, model, jobId: meta.id, startedAt: ctx.now(), retry }, undefined);
         if (!ahead) return stopped(signal, progress, 'before its provider call');
         ctx.poolHolds.waited(meta.id, { lane: meta.lane, pool, fetched: meta.fetched!, waitEnd: ctx.now() + ahead.waitMs, fairShare: ahead.fairShare });

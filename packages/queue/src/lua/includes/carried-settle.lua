@@ -8,25 +8,27 @@
   Needs includes/bucket-time.
 ]]
 
--- Per settle, six arguments: reported minus charged input, and output (negative = refund), then
+-- Per settle, nine arguments: reported minus charged input, and output (negative = refund), then
 -- the capacities input, output, tokens and tenant tokens were charged against (0 = that dimension
--- did not bind at the grant: nothing to correct). Tokens and tenant tokens correct by the sum.
-local SETTLE_ARGS = 6
+-- did not bind at the grant: nothing to correct), then the requests given back (a grant never
+-- sent: its request goes back too) and the capacities requests and tenant requests were charged
+-- against. Tokens and tenant tokens correct by the sum of input and output.
+local SETTLE_ARGS = 9
 
 -- The tenant bucket is a separate key (one per tenant, expiring once full again), so it is
 -- corrected in place. A refund only makes it full sooner, so its TTL can stay; a charge may
 -- need a longer one.
-local function correctTenant(key, delta, cap, now)
-  local t = redis.call('HMGET', key, 'ts', 'tpm')
+local function correctTenant(key, field, delta, cap, now)
+  local t = redis.call('HMGET', key, 'ts', field)
   local e = elapsedSince(t[1], now)
   local cur = usedAt(t[2], e, cap)
   local new = cur + delta
   if new < 0 then new = 0 end
   if new == cur then return end
   if t[1] then
-    redis.call('HSET', key, 'tpm', new + e * cap / 60000)
+    redis.call('HSET', key, field, new + e * cap / 60000)
   else
-    redis.call('HSET', key, 'tpm', new, 'ts', now)
+    redis.call('HSET', key, field, new, 'ts', now)
   end
   if new > cur then
     local want = math.ceil(new * 60000 / cap) + 1
@@ -37,7 +39,8 @@ end
 --[[
   Applies the `n` settles in ARGV from `at` on. `pool` is the pool state as read (index 2..5 = rpm,
   itpm, otpm, tpm used at pool[1]); corrections go into it in place, at `now`, without moving its
-  `ts`. A settle with a tenant correction takes the next of KEYS, from `keyAt` on. Returns
+  `ts`. A settle with a tenant correction (tokens, requests or both) takes the next of KEYS, from
+  `keyAt` on. Returns
   whether a pool field changed, and the next unused key index.
 ]]
 local function settleCarried(pool, elapsed, now, at, n, keyAt)
@@ -55,11 +58,15 @@ local function settleCarried(pool, elapsed, now, at, n, keyAt)
   for a = at, at + (n - 1) * SETTLE_ARGS, SETTLE_ARGS do
     local dIn, dOut = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
     local ki, ko, kt, kn = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+    local dReq, kr, knr = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
+    if kr > 0 then correct(2, dReq, kr) end
     if ki > 0 then correct(3, dIn, ki) end
     if ko > 0 then correct(4, dOut, ko) end
     if kt > 0 then correct(5, dIn + dOut, kt) end
-    if kn > 0 and dIn + dOut ~= 0 then
-      correctTenant(KEYS[keyAt], dIn + dOut, kn, now)
+    local tokens, reqs = kn > 0 and dIn + dOut ~= 0, knr > 0 and dReq ~= 0
+    if tokens or reqs then
+      if tokens then correctTenant(KEYS[keyAt], 'tpm', dIn + dOut, kn, now) end
+      if reqs then correctTenant(KEYS[keyAt], 'rpm', dReq, knr, now) end
       keyAt = keyAt + 1
     end
   end
