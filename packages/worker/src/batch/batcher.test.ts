@@ -141,7 +141,11 @@ describe('Batcher', () => {
     const a = batcher('a');
     await a.start();
     await until(async () => a.isLeader);
-    const monitor = await db.redis.duplicate().monitor();
+    // From a client already connected: a fresh one's own ready check would race MONITOR's reply.
+    const base = db.redis.duplicate();
+    await base.ping();
+    const monitor = await base.monitor();
+    base.disconnect();
     const looks: number[] = [];
     // The ready-lanes script over the BATCH lane alone: five keys, the lane's wait list first.
     monitor.on('monitor', (time: string, args: string[]) => {
