@@ -351,6 +351,18 @@ describe('the gateway with the official SDKs', () => {
     expect(counted.input_tokens).toBeGreaterThan(5);
   });
 
+  it('answers HEAD on what it serves with GET, without a body, and names GET and HEAD to another method', async () => {
+    const headers = { 'x-api-key': GATEWAY_KEYS.app, 'anthropic-version': '2023-06-01' };
+    const head = await fetch(`${fleet.gateway.url}/v1/models`, { method: 'HEAD', headers });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-type')).toContain('application/json');
+    expect(await head.text()).toBe('');
+    const options = await fetch(`${fleet.gateway.url}/v1/models`, { method: 'OPTIONS', headers });
+    expect(options.status).toBe(405);
+    expect(options.headers.get('allow')).toBe('GET, HEAD');
+    expect(await options.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining('OPTIONS /v1/models: method not allowed') } });
+  });
+
   it("pages the Anthropic model list as Anthropic does (limit, after_id, before_id), and the SDK's auto-pagination walks it once", async () => {
     const client = fleet.anthropic();
     const all = (await client.models.list()).data.map((m) => m.id);

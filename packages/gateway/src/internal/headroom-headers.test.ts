@@ -25,6 +25,11 @@ describe('readHeadroomHeaders', () => {
     });
   });
 
+  it("reads headroom-fallback: none as no fallback, over the config's ladder for the model", () => {
+    expect(readHeadroomHeaders({ 'headroom-fallback': ' None ' })).toEqual({ options: { fallback: [] }, issues: [] });
+    expect(readHeadroomHeaders({ 'headroom-fallback': '' }).issues).toEqual([{ path: 'headroom-fallback', message: expect.stringContaining('or none') }]);
+  });
+
   it('names every bad header', () => {
     const { issues } = readHeadroomHeaders({
       'headroom-priority': 'asap',

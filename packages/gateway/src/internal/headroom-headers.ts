@@ -83,9 +83,11 @@ export function readHeadroomHeaders(all: IncomingHttpHeaders, { ignore = [] }: {
     else bad('headroom-tenant', `expected 1-128 characters of letters, digits, . : @ _ -, got "${tenant}"`);
   }
   const fallback = one(headers, 'headroom-fallback');
-  if (fallback !== undefined) {
+  // `none`: this call falls back nowhere, whatever the config's ladder for its model says.
+  if (fallback?.trim().toLowerCase() === 'none') options.fallback = [];
+  else if (fallback !== undefined) {
     const models = fallback.split(',').map((m) => m.trim());
-    if (models.some((m) => m === '')) bad('headroom-fallback', `expected a comma-separated list of model names, got "${fallback}"`);
+    if (models.some((m) => m === '')) bad('headroom-fallback', `expected a comma-separated list of model names, or none, got "${fallback}"`);
     else if (models.length > 8) bad('headroom-fallback', `at most 8 models, got ${models.length}`);
     else options.fallback = models;
   }
