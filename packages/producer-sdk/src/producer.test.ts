@@ -767,6 +767,12 @@ describe('Producer', () => {
     expect(reordered.id).toBe(handles[0]!.id);
     const other = await p.enqueue(job({ priority: 'NORMAL', coalesce: true }));
     expect(other.id).not.toBe(handles[0]!.id);
+    // Per tenant: another tenant's identical request is a job of its own, and learns nothing.
+    const acme = await p.enqueue({ ...same(), tenant: 'acme' });
+    const globex = await p.enqueue({ ...same(), tenant: 'globex' });
+    expect([acme.existing, globex.existing]).toEqual([false, false]);
+    expect(new Set([acme.id, globex.id, handles[0]!.id]).size).toBe(3);
+    expect((await p.enqueue({ ...same(), tenant: 'acme' })).id).toBe(acme.id);
   });
 
   it('lets a coalesced request join its job in flight when the lane is full or its tenant at its max: a join takes no room', async () => {

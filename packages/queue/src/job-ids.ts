@@ -49,10 +49,14 @@ function canonical(value: unknown): string {
 /**
  * The coalescing key of a job: a hash of what the provider would see (provider, request, fallback
  * ladder, Anthropic betas), with object keys sorted, so identical requests written differently
- * still coalesce. Tenant and metadata are left out on purpose: the answer does not depend on them.
+ * still coalesce, and of its tenant. Per tenant because a join tells its caller something: that
+ * the same request was in flight (`existing`, and how soon it answered), which one tenant must not
+ * learn of another's (the reason providers keep prompt caches per organization); and a shared job
+ * has one tenant, whose quota it draws and whose cancel stops it. Metadata is left out: the answer
+ * does not depend on it.
  */
-export function coalesceKeyOf(job: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined }): string {
-  // Betas and the API change what the same body asks for (left out when absent: `canonical`
-  // drops undefined, so a Chat Completions job's key is what it was before OpenAI had two APIs).
-  return createHash('sha256').update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], betas: job.betas })).digest('hex').slice(0, 40);
+export function coalesceKeyOf(job: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined; tenant?: string | undefined }): string {
+  // Betas, the API and the tenant are left out when absent (`canonical` drops undefined), so a
+  // Chat Completions job's key, or one with no tenant, is what it was before they counted.
+  return createHash('sha256').update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], betas: job.betas, tenant: job.tenant })).digest('hex').slice(0, 40);
 }

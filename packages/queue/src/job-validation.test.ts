@@ -72,6 +72,13 @@ describe('parseJob', () => {
     expect(coalesceKeyOf({ ...job, betas: undefined })).toBe(coalesceKeyOf(parseJob(anthropic()).job));
   });
 
+  it('coalesces within a tenant only: the same request from two tenants, or from a tenant and none, is two jobs', () => {
+    const { job } = parseJob(anthropic());
+    expect(coalesceKeyOf({ ...job, tenant: 'acme' })).toBe(coalesceKeyOf({ ...job, tenant: 'acme', metadata: { user: 'u1' } } as typeof job));
+    expect(coalesceKeyOf({ ...job, tenant: 'acme' })).not.toBe(coalesceKeyOf({ ...job, tenant: 'globex' }));
+    expect(coalesceKeyOf({ ...job, tenant: 'acme' })).not.toBe(coalesceKeyOf({ ...job, tenant: undefined }));
+  });
+
   // Each malformed job is refused with the path of what is wrong.
   const cases: [string, unknown, string, RegExp][] = [
     ['not an object', 'hello', '', /expected/],
