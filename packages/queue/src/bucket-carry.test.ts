@@ -61,6 +61,8 @@ describe('a settle carried by the next acquire', () => {
     expect(third.status).toBe('granted');
     expect(await released).toMatchObject({ status: 'settled', delta: { requests: -1, tenantRequests: -1, inputTokens: -10, outputTokens: -10 }, atMs: third.atMs });
     expect((await ask()).status).toBe('wait');
+    // The lane's count of grants is of calls let through: three granted, one given back.
+    expect((await b.snapshot('p', limits)).counters.grants).toEqual({ critical: 2 });
     // Once per reservation, whichever way it goes back.
     expect((await b.settle(second, { inputTokens: 0, outputTokens: 0 })).status).toBe('duplicate');
     await b.close();

@@ -436,7 +436,7 @@ export class Bucket {
       const { need, chargedAgainst: against } = s.reservation;
       const dIn = s.inputTokens - need.inputTokens;
       const dOut = s.outputTokens - need.outputTokens;
-      args.push(dIn, dOut, against.itpm, against.otpm, against.tpm, against.tenantTpm, 0 - s.requestsBack, against.rpm, against.tenantRpm);
+      args.push(dIn, dOut, against.itpm, against.otpm, against.tpm, against.tenantTpm, 0 - s.requestsBack, against.rpm, against.tenantRpm, laneIndex(s.reservation.lane));
       const delta = corrections(0 - s.requestsBack, dIn, dOut, against);
       if (delta.tenantTokens !== 0 || delta.tenantRequests !== 0) keys.push(k.tenantBucket(s.reservation.tenant ?? ''));
       return delta;

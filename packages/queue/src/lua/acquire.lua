@@ -41,7 +41,7 @@
   ARGV[8]     number of carried outcomes, m
   ARGV[9..14] throttle params: k, window ms, probe interval ms, budget ratio, budget window ms,
               budget minimum retries per second; ARGV[9] = '' turns the throttle and budget off
-  ARGV[15..]  per settle, 9 values (see includes/carried-settle)
+  ARGV[15..]  per settle, 10 values (see includes/carried-settle)
   then, with headers, 16 values (see includes/carried-sync)
   then per outcome, 4 values: model, calls, calls the provider served (the others failed in a
   way that says the model is unhealthy: 5xx, 529, no answer), retries whose place in the retry

@@ -5,15 +5,16 @@
   reservation is refunded once is the client's to keep (the Bucket dedupes, and its connection
   does not resend a command lost in a disconnect).
 
-  Needs includes/bucket-time.
+  Needs includes/bucket-time and includes/pool-state.
 ]]
 
--- Per settle, nine arguments: reported minus charged input, and output (negative = refund), then
+-- Per settle, ten arguments: reported minus charged input, and output (negative = refund), then
 -- the capacities input, output, tokens and tenant tokens were charged against (0 = that dimension
 -- did not bind at the grant: nothing to correct), then the requests given back (a grant never
--- sent: its request goes back too) and the capacities requests and tenant requests were charged
--- against. Tokens and tenant tokens correct by the sum of input and output.
-local SETTLE_ARGS = 9
+-- sent: its request goes back too, and its lane's grant is uncounted), the capacities requests and
+-- tenant requests were charged against, and the grant's lane index. Tokens and tenant tokens
+-- correct by the sum of input and output.
+local SETTLE_ARGS = 10
 
 -- The tenant bucket is a separate key (one per tenant, expiring once full again), so it is
 -- corrected in place. A refund only makes it full sooner, so its TTL can stay; a charge may
@@ -60,6 +61,14 @@ local function settleCarried(pool, elapsed, now, at, n, keyAt)
     local ki, ko, kt, kn = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
     local dReq, kr, knr = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
     if kr > 0 then correct(2, dReq, kr) end
+    if dReq < 0 then
+      -- A grant given back was no call: the lane's count of grants is of calls let through.
+      local slot = GRANTS_AT + tonumber(ARGV[a + 9])
+      if (pool[slot] or 0) > 0 then
+        pool[slot] = pool[slot] - 1
+        changed = true
+      end
+    end
     if ki > 0 then correct(3, dIn, ki) end
     if ko > 0 then correct(4, dOut, ko) end
     if kt > 0 then correct(5, dIn + dOut, kt) end
