@@ -50,7 +50,8 @@ commands:
   status      the fleet as a table: lanes, pools, 429s, cost (exit 3: Redis could not be read)
               --config headroom.config.yaml [--redis URL] [--watch]
   demo        a whole fleet on this machine (private Redis, simulator, 3 workers, dashboard)
-              [--duration SECONDS] [--workers N] [--check: exit 1 unless every lane completed jobs with zero 429s]
+              [--duration SECONDS] [--workers N] [--check: exit 1 unless every lane completed jobs with zero 429s and,
+              on the simulator, every call through the gateway was answered]
 `;
 
 /** The config file, and the Redis URL from `--redis`, else the config (its `urlEnv` or `url`). */

@@ -23,7 +23,7 @@ export interface DemoOptions {
   /** Stop after this many seconds of load (then drain). @default run until Ctrl-C */
   durationSec?: number;
   workers?: number;
-  /** Exit 1 unless every lane completed jobs and the provider answered no 429. */
+  /** Exit 1 unless every lane completed jobs, the provider answered no 429 and (on the simulator) every call through the gateway was answered. */
   check?: boolean;
   env?: NodeJS.ProcessEnv;
   out?: NodeJS.WritableStream;
