@@ -89,7 +89,7 @@ const JOB_CASES: JobCase[] = [
   { name: 'messages is a string', job: withRequest({ messages: 'hello' }), code: 'JOB_INVALID', path: 'request.messages', says: 'expected an array of messages' },
   { name: 'system role inside Anthropic messages', job: withRequest({ messages: [{ role: 'system', content: 'x' }] }), code: 'JOB_INVALID', path: 'request.messages.0.role', says: 'expected "user" or "assistant"' },
   { name: 'empty message content', job: withRequest({ messages: [{ role: 'user', content: '' }] }), code: 'JOB_INVALID', path: 'request.messages.0.content', says: 'must not be empty' },
-  { name: 'unknown content block type', job: withRequest({ messages: [{ role: 'user', content: [{ type: 'video', url: 'x' }] }] }), code: 'JOB_INVALID', path: 'request.messages.0.content.0.type', says: 'expected a content block of type' },
+  { name: 'content block without a type', job: withRequest({ messages: [{ role: 'user', content: [{ url: 'x' }] }] }), code: 'JOB_INVALID', path: 'request.messages.0.content.0.type', says: 'expected a string' },
   { name: 'unknown key in a message', job: withRequest({ messages: [{ role: 'user', content: 'x', name: 'bob' }] }), code: 'JOB_INVALID', path: 'request.messages.0', says: 'unknown key "name"' },
   { name: 'temperature out of range (Anthropic)', job: withRequest({ temperature: 1.5 }), code: 'JOB_INVALID', path: 'request.temperature', says: 'got 1.5' },
   { name: 'streaming with sla none', job: { ...withRequest({ stream: true }), sla: 'none' }, code: 'JOB_INVALID', path: 'request.stream', says: 'a streamed job must be interactive' },

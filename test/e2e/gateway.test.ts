@@ -66,6 +66,37 @@ describe('the gateway with the official SDKs', () => {
     expect(viaGateway._request_id).toMatch(OPENAI_REQUEST_ID);
   });
 
+  it("takes back the provider's own blocks on the next turn (a server tool's use and result, a search result) and OpenAI's custom tool calls, as the provider does", async () => {
+    const turn = {
+      model: SONNET,
+      max_tokens: 60,
+      messages: [
+        { role: 'user' as const, content: [{ type: 'search_result' as const, source: 'https://example.com', title: 'A page', content: [{ type: 'text' as const, text: 'found' }] }] },
+        {
+          role: 'assistant' as const,
+          content: [
+            { type: 'server_tool_use' as const, id: 'srvtoolu_01', name: 'web_search' as const, input: { query: 'queues' } },
+            { type: 'web_search_tool_result' as const, tool_use_id: 'srvtoolu_01', content: [{ type: 'web_search_result' as const, url: 'https://example.com', title: 't', encrypted_content: 'e' }] },
+            { type: 'text' as const, text: 'Queues hold work.' },
+          ],
+        },
+        { role: 'user' as const, content: 'And then?' },
+      ],
+    };
+    const viaGateway = await fleet.anthropic().messages.create(turn);
+    expect(viaGateway.content).toEqual((await direct.anthropic.messages.create(turn)).content);
+    const custom = {
+      model: GPT,
+      max_completion_tokens: 60,
+      messages: [
+        { role: 'user' as const, content: 'Find foo.' },
+        { role: 'assistant' as const, tool_calls: [{ id: 'call_1', type: 'custom' as const, custom: { name: 'grep', input: 'foo' } }] },
+        { role: 'tool' as const, tool_call_id: 'call_1', content: 'bar' },
+      ],
+    };
+    expect((await fleet.openai().chat.completions.create(custom)).choices).toEqual((await direct.openai.chat.completions.create(custom)).choices);
+  });
+
   it("streams carry the provider's request id too, from their first byte", async () => {
     const anthropicStream = await fleet.anthropic().messages.create({ ...claude('Hello.'), stream: true }).withResponse();
     for await (const _event of anthropicStream.data);

@@ -785,9 +785,9 @@ describe('Producer', () => {
     // The lane holds its cap and acme its max: a new job is refused for either, a join is not.
     await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'other' }))).rejects.toMatchObject({ code: 'QUEUE_FULL' });
     await expect(p.enqueue(job({ priority: 'HIGH', tenant: 'acme' }))).rejects.toMatchObject({ code: 'QUOTA_EXCEEDED' });
-    const join = await p.enqueue({ ...shared(), tenant: 'globex' });
-    expect(join).toMatchObject({ id: first.id, existing: true });
     await expect(p.enqueue(shared())).resolves.toMatchObject({ id: first.id, existing: true });
+    // Another tenant's identical request joins nothing (coalescing is per tenant): a new job, refused.
+    await expect(p.enqueue({ ...shared(), tenant: 'globex' })).rejects.toMatchObject({ code: 'QUEUE_FULL' });
     expect(await waiting(admin, laneKeys(prefix, 'high'))).toBe(2);
     // Another request coalesces nowhere: refused as any new job.
     await expect(p.enqueue({ ...shared(), request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Asked once' }] } } as never)).rejects.toMatchObject({ code: 'QUOTA_EXCEEDED' });

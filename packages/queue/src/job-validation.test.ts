@@ -72,6 +72,35 @@ describe('parseJob', () => {
     expect(coalesceKeyOf({ ...job, betas: undefined })).toBe(coalesceKeyOf(parseJob(anthropic()).job));
   });
 
+  it("takes the content blocks and messages Headroom does not read as the provider would, to be checked there: a server tool's turn sent back, a search result, a custom tool's call, a function's answer", () => {
+    const serverToolTurn = [
+      { role: 'user', content: [{ type: 'search_result', source: 'https://example.com', title: 'A page', content: [{ type: 'text', text: 'found' }] }] },
+      {
+        role: 'assistant',
+        content: [
+          { type: 'server_tool_use', id: 'srvtoolu_1', name: 'web_search', input: { query: 'q' } },
+          { type: 'web_search_tool_result', tool_use_id: 'srvtoolu_1', content: [{ type: 'web_search_result', url: 'https://example.com', title: 't', encrypted_content: 'e' }] },
+          { type: 'text', text: 'Answer', citations: [{ type: 'web_search_result_location', url: 'https://example.com', title: 't', encrypted_index: 'i', cited_text: 'c' }] },
+        ],
+      },
+      { role: 'user', content: 'And then?' },
+    ];
+    expect(parseJob(anthropic({ messages: serverToolTurn })).job.request).toMatchObject({ messages: serverToolTurn });
+    const customToolCall = [
+      { role: 'user', content: 'x' },
+      { role: 'assistant', tool_calls: [{ id: 'call_1', type: 'custom', custom: { name: 'grep', input: 'foo' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: 'bar' },
+    ];
+    expect(parseJob(openai({ messages: customToolCall })).job.request).toMatchObject({ messages: customToolCall });
+    const functionAnswer = [
+      { role: 'user', content: 'x' },
+      { role: 'assistant', content: null, function_call: { name: 'f', arguments: '{}' } },
+      { role: 'function', name: 'f', content: 'res' },
+    ];
+    expect(parseJob(openai({ messages: functionAnswer })).job.request).toMatchObject({ messages: functionAnswer });
+    expect(issuesOf(openai({ messages: [{ role: 'function', content: 'res' }] }))[0]?.path).toBe('request.messages.0.name');
+  });
+
   it('coalesces within a tenant only: the same request from two tenants, or from a tenant and none, is two jobs', () => {
     const { job } = parseJob(anthropic());
     expect(coalesceKeyOf({ ...job, tenant: 'acme' })).toBe(coalesceKeyOf({ ...job, tenant: 'acme', metadata: { user: 'u1' } } as typeof job));
@@ -96,7 +125,8 @@ describe('parseJob', () => {
     ['messages not an array', anthropic({ messages: 'Hi' }), 'request.messages', /array of messages/],
     ['system role in Anthropic messages', anthropic({ messages: [{ role: 'system', content: 'x' }] }), 'request.messages.0.role', /"user" or "assistant"/],
     ['empty content', anthropic({ messages: [{ role: 'user', content: '' }] }), 'request.messages.0.content', /must not be empty/],
-    ['unknown block type', anthropic({ messages: [{ role: 'user', content: [{ type: 'video', url: 'x' }] }] }), 'request.messages.0.content.0.type', /content block/],
+    ['block without a type', anthropic({ messages: [{ role: 'user', content: [{ text: 'x' }] }] }), 'request.messages.0.content.0.type', /string/],
+    ['tool_use block without an id', anthropic({ messages: [{ role: 'assistant', content: [{ type: 'tool_use', name: 'f', input: {} }] }] }), 'request.messages.0.content.0.id', /string/],
     ['text block without text', anthropic({ messages: [{ role: 'user', content: [{ type: 'text' }] }] }), 'request.messages.0.content.0.text', /string/],
     ['bad image media type', anthropic({ messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/bmp', data: 'x' } }] }] }), 'request.messages.0.content.0.source.media_type', /image\/jpeg/],
     ['system as number', anthropic({ system: 42 }), 'request.system', /./],

@@ -43,18 +43,28 @@ const AnthropicToolResultBlock = z.looseObject({
 });
 const AnthropicThinkingBlock = z.looseObject({ type: z.enum(['thinking', 'redacted_thinking']) });
 
-const AnthropicContentBlock = z.discriminatedUnion(
-  'type',
-  [
-    AnthropicTextBlock,
-    AnthropicImageBlock,
-    AnthropicDocumentBlock,
-    AnthropicToolUseBlock,
-    AnthropicToolResultBlock,
-    AnthropicThinkingBlock,
-  ],
-  { error: 'expected a content block of type text, image, document, tool_use, tool_result or thinking' },
-);
+/** The blocks Headroom reads (to count tokens, or to answer a mistake before it costs a call). */
+const CHECKED_BLOCKS: Record<string, z.ZodType> = {
+  text: AnthropicTextBlock,
+  image: AnthropicImageBlock,
+  document: AnthropicDocumentBlock,
+  tool_use: AnthropicToolUseBlock,
+  tool_result: AnthropicToolResultBlock,
+  thinking: AnthropicThinkingBlock,
+  redacted_thinking: AnthropicThinkingBlock,
+};
+
+/**
+ * A content block: one of the kinds above, checked field by field, or any other kind, passed to
+ * the provider as it is. Anthropic adds block kinds often (search results, server tools' uses
+ * and results, container uploads...), and a conversation with a server tool must send the
+ * provider's own blocks back on its next turn: a closed list refused such turns, even when the
+ * blocks came from the gateway's own answer. The provider checks what Headroom does not know.
+ */
+const AnthropicContentBlock = z.looseObject({ type: nonEmpty }).superRefine((block, ctx) => {
+  const checked = CHECKED_BLOCKS[block.type]?.safeParse(block);
+  if (checked && !checked.success) for (const issue of checked.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+});
 
 export const AnthropicMessagesRequest = z.looseObject({
   model: modelId,
@@ -89,11 +99,14 @@ const OpenAIMessage = z.discriminatedUnion(
     z.looseObject({
       role: z.literal('assistant'),
       content: z.union([z.string(), z.array(OpenAIContentPart), z.null()]).optional(),
-      tool_calls: z.array(z.looseObject({ id: nonEmpty, type: z.literal('function') })).optional(),
+      // `function` or `custom` (a custom tool's call, answered with free text) today.
+      tool_calls: z.array(z.looseObject({ id: nonEmpty, type: nonEmpty })).optional(),
     }),
     z.looseObject({ role: z.literal('tool'), tool_call_id: nonEmpty, content: z.union([z.string(), z.array(OpenAIContentPart)]) }),
+    // The deprecated answer to a `function_call`, which the API and the SDK's types still take.
+    z.looseObject({ role: z.literal('function'), name: nonEmpty, content: z.union([z.string(), z.null()]) }),
   ],
-  { error: 'expected role "system", "developer", "user", "assistant" or "tool"' },
+  { error: 'expected role "system", "developer", "user", "assistant", "tool" or "function"' },
 );
 
 export const OpenAIChatRequest = z
