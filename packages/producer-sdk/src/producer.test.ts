@@ -1229,6 +1229,31 @@ describe('Producer', () => {
     await p.close();
   });
 
+  it('fails enqueue, getJob and cancel REDIS_UNAVAILABLE within connectTimeoutMs while a connected Redis stalls, and works again after', async () => {
+    const own = await startEmbeddedRedis();
+    try {
+      const admin = new Redis(own.url);
+      await fleetPrefix('hr', admin);
+      const p = new Producer({ redis: own.url, connectTimeoutMs: 500 });
+      open.push(p);
+      const before = await p.enqueue(job());
+      // Redis answers no client for 4 s: the connection stays up, replies just do not come.
+      await admin.call('CLIENT', 'PAUSE', '4000', 'ALL');
+      admin.disconnect();
+      const started = Date.now();
+      for (const call of [() => p.enqueue(job()), () => p.getJob(before.id), () => p.cancel(before.id)]) {
+        const err = await call().then(() => undefined, (e: unknown) => e);
+        expect(err).toBeInstanceOf(RedisUnavailableError);
+        expect((err as Error).message).toMatch(/no answer within 500 ms/);
+      }
+      // Three calls, each bounded by its own 500 ms, well inside the 4 s stall (they used to wait it out).
+      expect(Date.now() - started).toBeLessThan(3_000);
+      await expect.poll(() => p.enqueue(job()).then(() => true, () => false), { timeout: 10_000, interval: 200 }).toBe(true);
+    } finally {
+      await own.stop({ kill: true });
+    }
+  });
+
   it('fails fast when Redis dies under a connected producer', async () => {
     const { own, p } = await producerOnItsOwnRedis();
     open.push(p);

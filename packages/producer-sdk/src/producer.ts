@@ -26,6 +26,7 @@ import {
   REPLY_TO_OPTION,
   CACHE_TTL_OPTION,
   waitForReady,
+  answeredWithin,
   JobNotFoundError,
   TimeoutError,
   type Added,
@@ -300,7 +301,7 @@ export class Producer {
     const fresh = this.waiter.isLive(lane);
     let added: Added;
     try {
-      added = await this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo));
+      added = await this.answered(this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo)), `the enqueue of ${id}`);
     } catch (err) {
       if (err instanceof ShedError && job.onShed === 'batch') return this.shedToBatch(lane, id, job, err);
       throw err;
@@ -326,7 +327,7 @@ export class Producer {
     const moved: LlmJob = { ...job, sla: 'none' };
     const fresh = this.waiter.isLive('batch');
     try {
-      const { id, existing } = await this.batcher.submit('batch', handOffJobId(originalId), moved, this.optionsOf('batch', moved, undefined));
+      const { id, existing } = await this.answered(this.batcher.submit('batch', handOffJobId(originalId), moved, this.optionsOf('batch', moved, undefined)), `the enqueue of ${originalId} in the batch lane`);
       // The key's repeats find this job also once the pool no longer sheds, for as long as it may
       // wait for its batch (the batch APIs' 24 h window) and is then kept. The job is accepted
       // whether this lands or not: lost (Redis blinked), only such a repeat would run it again.
@@ -402,23 +403,27 @@ export class Producer {
     if (!lane) return null;
     try {
       await this.ready();
-      const job = await this.queue(lane).getJob(id);
-      if (!job) return null;
-      const state = toJobState(await job.getState());
-      return {
-        id,
-        lane,
-        state,
-        job: job.data as LlmJob,
-        ...(state === 'completed' ? { result: job.returnvalue as LlmResult } : {}),
-        ...(job.failedReason ? failureFields(failureOf(job)) : {}),
-        enqueuedAt: job.timestamp,
-        ...(job.processedOn ? { startedAt: job.processedOn } : {}),
-        ...(job.finishedOn ? { finishedAt: job.finishedOn } : {}),
-      };
+      return await this.answered(this.readJob(lane, id), `the read of ${id}`);
     } catch (err) {
       throw asRedisError(err);
     }
+  }
+
+  private async readJob(lane: Lane, id: string): Promise<JobInfo | null> {
+    const job = await this.queue(lane).getJob(id);
+    if (!job) return null;
+    const state = toJobState(await job.getState());
+    return {
+      id,
+      lane,
+      state,
+      job: job.data as LlmJob,
+      ...(state === 'completed' ? { result: job.returnvalue as LlmResult } : {}),
+      ...(job.failedReason ? failureFields(failureOf(job)) : {}),
+      enqueuedAt: job.timestamp,
+      ...(job.processedOn ? { startedAt: job.processedOn } : {}),
+      ...(job.finishedOn ? { finishedAt: job.finishedOn } : {}),
+    };
   }
 
   /**
@@ -441,21 +446,25 @@ export class Producer {
     if (!laneOfJobId(id)) return 'missing';
     try {
       await this.ready();
-      // One call removes a job not started, gives back its admission counts and tells whoever
-      // waits on it, in this process or another: its replies stream gets a `removed` entry, the
-      // lane's events BullMQ's `removed` (lane-cancel.ts).
-      const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, opts);
-      if (outcome !== 'started' || opts.ifNotStarted) return outcome;
-      // A started batch job is in its leader's claim or parked with its provider batch. Both
-      // providers cancel only a whole batch, never one request of it, and nothing in the batch
-      // lane reads the flag: the job runs to its end (cancel says false), and no flag is left to
-      // outlive it by CANCEL_FLAG_TTL_MS.
-      if (laneOfJobId(id) === 'batch') return outcome;
-      await flagCancelled(this.client.redis, this.prefix, id);
-      return 'stopping';
+      return await this.answered(this.stop(id, opts), `the cancel of ${id}`);
     } catch (err) {
       throw asRedisError(err);
     }
+  }
+
+  private async stop(id: string, opts: { keepShared: boolean; ifNotStarted: boolean; atDeadline?: boolean }): Promise<Withdrawal> {
+    // One call removes a job not started, gives back its admission counts and tells whoever
+    // waits on it, in this process or another: its replies stream gets a `removed` entry, the
+    // lane's events BullMQ's `removed` (lane-cancel.ts).
+    const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, opts);
+    if (outcome !== 'started' || opts.ifNotStarted) return outcome;
+    // A started batch job is in its leader's claim or parked with its provider batch. Both
+    // providers cancel only a whole batch, never one request of it, and nothing in the batch
+    // lane reads the flag: the job runs to its end (cancel says false), and no flag is left to
+    // outlive it by CANCEL_FLAG_TTL_MS.
+    if (laneOfJobId(id) === 'batch') return outcome;
+    await flagCancelled(this.client.redis, this.prefix, id);
+    return 'stopping';
   }
 
   async close(): Promise<void> {
@@ -539,6 +548,15 @@ export class Producer {
 
   private queue(lane: Lane): Queue {
     return this.client.queue(this.prefix, lane);
+  }
+
+  /**
+   * A call's Redis work, bounded by `connectTimeoutMs` once the connection is up: a Redis that
+   * stalls (paused, stuck on a long command, a network black hole) fails the call
+   * `REDIS_UNAVAILABLE` instead of holding it for the stall's length.
+   */
+  private answered<T>(work: Promise<T>, what: string): Promise<T> {
+    return answeredWithin(work, this.connectTimeoutMs, what);
   }
 
   /** One wait shared by every call made while the connection comes up. */

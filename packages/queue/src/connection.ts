@@ -127,6 +127,24 @@ function standalone(opts: RoleOptions): RedisOptions {
 }
 
 /**
+ * `reply`, or `RedisUnavailableError` once Redis has not answered it within `ms`: a connection
+ * that is up but gets no answer (Redis paused or stuck on a long command, a network black hole)
+ * would otherwise hold its caller for as long as the stall lasts. The command itself is not
+ * withdrawn: Redis may still apply it when it answers again.
+ */
+export async function answeredWithin<T>(reply: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RedisUnavailableError(`no answer within ${ms} ms to ${what}; Redis may still apply it when it answers`)), ms);
+  });
+  try {
+    return await Promise.race([reply, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Resolves when `conn` is ready, or throws `RedisUnavailableError`: at once while the connection
  * is between reconnect attempts, on the first connection error, or after `timeoutMs`. A
  * producer with Redis away gets a clear error instead of a hang.

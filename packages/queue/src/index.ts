@@ -73,7 +73,7 @@ export { replayEventsOf } from './stream-replay.js';
 export type { ReplayOptions } from './stream-replay.js';
 export { FailureCode, jobFailure, answeredFailure, failureText, failureOf, asJobFailure, providerErrorOf, PROVIDER_ERROR_MAX_BYTES, REPLAYED_FAILURES } from './failure.js';
 export type { JobFailure, ProviderError } from './failure.js';
-export { createRedis, duplicateFor, waitForReady, asRedisError } from './connection.js';
+export { createRedis, duplicateFor, waitForReady, answeredWithin, asRedisError } from './connection.js';
 export { parseRedisUrl } from './redis-url.js';
 export type { ParsedRedisUrl } from './redis-url.js';
 export { toIssues } from './internal/zod-issues.js';
