@@ -84,6 +84,9 @@ export class DashboardMetrics {
           // Reset first so a label set that disappeared (a drained lane state) is not reported stale.
           this.reset();
           if (r) fill((labels, v) => this.set(labels, v), r);
+          // reset() puts a gauge without labels back at 0: with no reading that would say "0 workers
+          // alive" and clear the 429 ratio while Redis is away, so the series is left out instead.
+          else this.remove({});
         },
       });
     // A count over the window: every label set it has reported stays, at 0 while the window holds none.
@@ -112,6 +115,8 @@ export class DashboardMetrics {
           this.reset();
           // Counter.inc refuses negative values; a counter in Redis never goes below 0.
           if (r) fill((labels, v) => this.inc(labels, Math.max(0, v)), r);
+          // As for gauges: reset() would put a counter without labels at 0, which rate() reads as a restart.
+          else this.remove({});
         },
       });
 
