@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
 import { FailureCode, jobFailure } from './failure.js';
-import { decodeJobEvent, encodeJobEvent, flagCancelled, jobEventsKey, relayEvents, type JobEvent } from './job-events.js';
+import { checkRelay, decodeJobEvent, encodeJobEvent, flagCancelled, jobEventsKey, relayEvents, type JobEvent } from './job-events.js';
 import { fleetKeys, laneKeys } from './keys.js';
 
 let server: EmbeddedRedis;
@@ -53,6 +53,17 @@ describe('job events', () => {
     await relayEvents(redis, prefix, jobId, [{ kind: 'event', data: '{"n":1}' }], { first: true });
     expect(await relayEvents(redis, prefix, jobId, [{ kind: 'event', data: '{"again":1}' }], { first: true })).toBe('taken');
     expect(await read(prefix, jobId)).toEqual([{ kind: 'event', data: '{"n":1}' }]);
+  });
+
+  it("checks before a provider call, writing nothing, what an attempt's first write would meet: open, taken or cancelled", async () => {
+    const { prefix, jobId } = fresh();
+    expect(await checkRelay(redis, prefix, jobId)).toBe('open');
+    expect(await redis.exists(jobEventsKey(prefix, jobId))).toBe(0);
+    await relayEvents(redis, prefix, jobId, [{ kind: 'start', model: 'm', waitMs: 0, startedAt: 1 }], { first: true });
+    expect(await checkRelay(redis, prefix, jobId)).toBe('taken');
+    expect(await read(prefix, jobId)).toHaveLength(1);
+    await flagCancelled(redis, prefix, jobId);
+    expect(await checkRelay(redis, prefix, jobId)).toBe('cancelled');
   });
 
   it('refuses every write once the caller cancelled, and tells the fleet on its cancel channel', async () => {

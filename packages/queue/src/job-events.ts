@@ -113,6 +113,21 @@ export async function relayEvents(
   return 'written';
 }
 
+/** Whether an attempt's first write would be taken: `open`, or why not. */
+export type RelayCheck = 'open' | Exclude<RelayOutcome, 'written'>;
+
+/**
+ * The checks of an attempt's first write (`relayEvents` with `first`), with nothing written: a
+ * worker asks before its provider call, so a job whose relay is already refused (an earlier
+ * attempt streamed part of an answer, or its caller cancelled it) fails without a call whose
+ * answer could never be relayed. The first write still checks: an earlier attempt whose worker
+ * lost the job but runs on may write between the two.
+ */
+export async function checkRelay(redis: Redis | Cluster, prefix: string, jobId: string): Promise<RelayCheck> {
+  const outcome = await relayEvents(redis, prefix, jobId, [], { first: true });
+  return outcome === 'written' ? 'open' : outcome;
+}
+
 /**
  * Marks a job cancelled by its caller, for a worker that has taken it or is about to: the flag
  * stops its stream at the next write, and the message on the fleet's cancel channel aborts its

@@ -9,17 +9,19 @@
 
   ARGV[1] ms the stream outlives this write
   ARGV[2] '1' on an attempt's first write, '0' after
-  ARGV[3..] the entries in order, each one field/value pair (see job-events.ts)
+  ARGV[3..] the entries in order, each one field/value pair (see job-events.ts); none: only the
+          checks, asked by a worker before its provider call (`checkRelay`), nothing written
 
   Returns
-    n    WRITTEN: n entries appended
+    n    WRITTEN: n entries appended (0: only the checks, passed)
     -1   CANCELLED: the caller cancelled the job; nothing written (the worker stops the call)
-    -2   TAKEN: on a first write, an earlier attempt of the job (a worker that died mid-stream)
-         already streamed part of an answer: the reader has it, so this attempt must not add a
-         second one; nothing written
+    -2   TAKEN: on a first write, an earlier attempt of the job (its worker died mid-stream, or
+         lost the job when its lock lapsed) already streamed part of an answer: the reader has
+         it, so this attempt must not add a second one; nothing written
 ]]
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return -2 end
+if #ARGV == 2 then return 0 end
 for i = 3, #ARGV, 2 do
   redis.call('XADD', KEYS[1], '*', ARGV[i], ARGV[i + 1])
 end

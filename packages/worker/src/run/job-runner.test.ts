@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Bucket, decodeJobEvent, jobEventsKey, createLogger, laneKeys, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
+import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
@@ -103,6 +103,20 @@ const tenantJob = (model: string, maxTokens = 1_500): LlmJob => job({ tenant: 'a
 const run = (ctx: RunContext, j: LlmJob, m: JobMeta = meta(), signal = new AbortController().signal) => runJob(ctx, j, m, signal);
 
 const calls = (model: string) => sim.stats().models[model]?.admitted ?? 0;
+
+/**
+ * A context whose SONNET requests bind and barely refill (6 a minute), and what the bucket holds
+ * of them: a request kept for a grant given back shows.
+ */
+function scarceRequests(): { ctx: RunContext; requestsLeft(): Promise<number> } {
+  const limits = { rpm: 6, itpm: 400_000, otpm: 100_000 };
+  const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits } } });
+  const requestsLeft = async () => {
+    await ctx.bucket.flush();
+    return (await ctx.bucket.snapshot(SONNET, limits)).dimensions.find((d) => d.dimension === 'rpm')!.level;
+  };
+  return { ctx, requestsLeft };
+}
 
 describe('runJob', () => {
   it('completes with the provider response, its usage, one attempt and the timings', async () => {
@@ -415,13 +429,7 @@ describe('runJob', () => {
   });
 
   it('gives its grant back whole (its request too) and goes behind a job of its pool and lane fetched before it that waits; that job, and one fetched before it, are served', async () => {
-    // Requests bind and barely refill (6 a minute): a request kept for the grant given back shows.
-    const limits = { rpm: 6, itpm: 400_000, otpm: 100_000 };
-    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits } } });
-    const requestsLeft = async () => {
-      await ctx.bucket.flush();
-      return (await ctx.bucket.snapshot(SONNET, limits)).dimensions.find((d) => d.dimension === 'rpm')!.level;
-    };
+    const { ctx, requestsLeft } = scarceRequests();
     expect(await requestsLeft()).toBe(6);
     ctx.poolHolds.waited('ahead', { lane: 'critical', pool: SONNET, fetched: 5, waitEnd: Date.now() + 200, fairShare: false });
     const behind = await run(ctx, job(), { ...meta('critical'), id: 'behind', fetched: 6 });
@@ -701,6 +709,38 @@ describe('runJob, streamed', () => {
     expect(await run(ctx, streamed(), retried())).toMatchObject({ kind: 'delay', progress: { attempts: 2 } });
     // ...so the one after waits for the budget, no call made.
     expect(await run(ctx, streamed(), retried())).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
+  });
+
+  it('fails STREAM_FAILED without a provider call, its grant given back whole, when an earlier attempt already streamed part of an answer', async () => {
+    const { ctx, requestsLeft } = scarceRequests();
+    const m = streamMeta();
+    // What a worker killed mid-stream (or one that lost the job's lock) left in the relay: its
+    // first write, the start and the provider's first event, read by the caller already.
+    const earlier = [
+      { kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now(), providerRequestId: 'req_earlier' },
+      { kind: 'event', data: '{"type":"message_start","message":{"id":"msg_earlier"}}' },
+    ] as const;
+    expect(await relayEvents(db.redis, ctx.config.redis.prefix, m.id, earlier, { first: true })).toBe('written');
+    const before = calls(SONNET);
+    const outcome = await run(ctx, streamed(), m);
+    // No call whose answer would be thrown away: none reached the provider, none is charged.
+    expect(calls(SONNET) - before).toBe(0);
+    expect(outcome).toEqual({
+      kind: 'failed',
+      failure: expect.objectContaining({ code: 'STREAM_FAILED', message: 'an earlier attempt of this job already streamed part of an answer; a second one cannot follow it' }),
+      progress: { attempts: 0 },
+    });
+    expect(await requestsLeft()).toBe(6);
+    expect(await relayed(ctx, m.id)).toEqual(earlier);
+  });
+
+  it("fails CANCELLED without a call when its cancel flag is set though this worker never heard the cancel", async () => {
+    const ctx = context();
+    const m = streamMeta();
+    await flagCancelled(db.redis, ctx.config.redis.prefix, m.id);
+    const before = calls(SONNET);
+    expect(await run(ctx, streamed(), m)).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' }, progress: { attempts: 0 } });
+    expect(calls(SONNET) - before).toBe(0);
   });
 
   it('fails CANCELLED without a call when its caller cancelled before it started', async () => {

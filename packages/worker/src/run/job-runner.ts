@@ -4,7 +4,7 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { answeredFailure, callOptionsOf, FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, poolOf, type HeadroomConfig, type LlmJob, type Provider, type Reservation, type Usage } from '@headroom/queue';
+import { answeredFailure, callOptionsOf, checkRelay, FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, poolOf, type HeadroomConfig, type LlmJob, type Provider, type RelayCheck, type Reservation, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
@@ -13,7 +13,7 @@ import { ladderOf } from './model-ladder.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
 import { isCancel, type JobMeta, type JobProgress, type RunContext, type RunOutcome } from './run-context.js';
-import { streamedCall } from './stream-call.js';
+import { relayTakenFailure, streamedCall } from './stream-call.js';
 import { promptTokensOf } from './token-estimator.js';
 
 export type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context.js';
@@ -59,6 +59,12 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   }
   const shed = shedFailure(ctx, job, meta);
   if (shed) return { kind: job.onShed === 'batch' ? 'to_batch' : 'failed', failure: shed, progress };
+  // A streamed job run again after its worker died or lost it mid-stream finds that attempt's
+  // events in its relay, which refuses a second answer: failed before the provider call, not after
+  // it (the call was charged and its answer thrown away). Sent ahead of the first plan's acquire
+  // and read once granted, so it adds no round trip; the relay's first write still checks, for an
+  // earlier attempt that writes in between. Unanswered (Redis failing), that first write decides.
+  const relay: Promise<RelayCheck> | undefined = isStreamed(job) ? checkRelay(ctx.redis, ctx.config.redis.prefix, meta.id).catch(() => 'open' as const) : undefined;
 
   try {
     while (true) {
@@ -118,12 +124,16 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       // A job of this pool fetched before this one waits: the refill this one was granted is
       // that job's, ahead of it in the lane (pool-holds.ts). It goes back behind that job.
       const ahead = pool === primaryPool && meta.fetched !== undefined ? ctx.poolHolds.ahead(meta.id, meta.lane, pool, meta.fetched, meta.fresh === true, ctx.now()) : undefined;
-      if (signal.aborted || ahead) {
+      const relayed = relay === undefined ? 'open' : await relay;
+      if (signal.aborted || ahead || relayed !== 'open') {
         // Granted but never called: the whole reservation goes back, its request too (kept, a
         // pool whose requests bind would lose a call per grant given back), and a retry's place
         // in the budget.
         ctx.bucket.release(reservation).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
         report(ctx, { pool, model, jobId: meta.id, startedAt: ctx.now(), retry }, undefined);
+        if (relayed === 'taken') return { kind: 'failed', failure: relayTakenFailure(), progress };
+        // Its caller cancelled it (the flag the relay checks) and this worker missed the message.
+        if (relayed === 'cancelled') return { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, 'cancelled by its caller before its provider call'), progress };
         if (!ahead) return stopped(signal, progress, 'before its provider call');
         ctx.poolHolds.waited(meta.id, { lane: meta.lane, pool, fetched: meta.fetched!, waitEnd: ctx.now() + ahead.waitMs, fairShare: ahead.fairShare });
         waitsForPool = true;

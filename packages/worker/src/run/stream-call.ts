@@ -82,10 +82,23 @@ export async function streamedCall(
   return { kind: 'ended', ...seen, failure: ended, failureKind: failure.kind };
 }
 
+/**
+ * Why a job fails whose relay holds an earlier attempt's events: that attempt's worker died
+ * mid-stream, or lost the job when its lock lapsed (Redis away longer than the lock) and may be
+ * streaming still. Either way the relay holds at least that attempt's first write: its `start`
+ * (the model answering and the provider's request id, which a gateway has already sent as the
+ * response's head) and the provider's first event (Anthropic's `message_start`, the Responses
+ * `response.created`, a Chat Completions chunk, each with that answer's id). Another call's
+ * events carry another id, so they cannot follow, even when no text was streamed yet. Found
+ * before the provider call (`checkRelay` in job-runner.ts), or at the first write when the
+ * earlier attempt wrote in between.
+ */
+export function relayTakenFailure(): JobFailure {
+  return jobFailure(FailureCode.STREAM_FAILED, 'an earlier attempt of this job already streamed part of an answer; a second one cannot follow it');
+}
+
 function relayFailure(refused: Exclude<RelayRefusal, 'cancelled'>, progress: StreamProgress): JobFailure {
-  if (refused === 'taken') {
-    return jobFailure(FailureCode.STREAM_FAILED, 'an earlier attempt of this job (a worker that died mid-stream) already streamed part of an answer; a second one cannot follow it');
-  }
+  if (refused === 'taken') return relayTakenFailure();
   return jobFailure(FailureCode.STREAM_FAILED, `relaying the stream through Redis failed after ${progress.events} events: ${refused.message}`);
 }
 
