@@ -667,6 +667,24 @@ describe('runJob, streamed', () => {
     }
   });
 
+  it("lets a plain call already sent run to its end when its caller cancels: the job completes with the provider's answer", async () => {
+    sim.setPace({ latencyMs: { min: 400, max: 400 } });
+    const abort = new AbortController();
+    try {
+      const before = calls(SONNET);
+      const running = run(context(), job(), meta(), abort.signal);
+      await expect.poll(() => calls(SONNET), { timeout: 5_000, interval: 5 }).toBe(before + 1);
+      abort.abort(new JobCancelled());
+      // The provider has the call and counts it: its answer goes to the job, not away.
+      const outcome = await running;
+      expect(outcome).toMatchObject({ kind: 'completed', result: { attempts: 1 } });
+      expect(outcome.kind === 'completed' && outcome.result.usage.outputTokens).toBeGreaterThan(0);
+      expect(calls(SONNET)).toBe(before + 1);
+    } finally {
+      sim.setPace({ latencyMs: { min: 0, max: 0 } });
+    }
+  });
+
   it('stops the provider call when its caller cancels mid-stream, and fails CANCELLED with the output produced', async () => {
     sim.setPace({ streamTokenMs: 20 });
     const ctx = context();

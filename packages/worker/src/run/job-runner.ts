@@ -24,6 +24,23 @@ function stopped(signal: AbortSignal, progress: JobProgress, when: string): RunO
   return isCancel(signal) ? { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller ${when}`), progress } : { kind: 'aborted', progress };
 }
 
+/**
+ * The signal a plain (not streamed) call is made with: the job's, except that its caller's cancel
+ * does not cut it. A plain call already sent runs to its end, as `Producer.cancel` promises: the
+ * provider has taken it and counts it whether or not anyone reads the answer, which then goes to
+ * the job's result rather than away. A stop of the worker (its shutdown grace run out) still cuts
+ * it, and the job goes back to the fleet. A streamed call is stopped by a cancel: its output ends.
+ */
+function plainCallSignal(job: AbortSignal): { signal: AbortSignal; dispose(): void } {
+  if (job.aborted && !isCancel(job)) return { signal: job, dispose: () => {} };
+  const call = new AbortController();
+  const onAbort = () => {
+    if (!isCancel(job)) call.abort(job.reason);
+  };
+  job.addEventListener('abort', onAbort);
+  return { signal: call.signal, dispose: () => job.removeEventListener('abort', onAbort) };
+}
+
 /** Waits this short are slept in place: cheaper than a requeue round trip. */
 const INLINE_WAIT_MS = 25;
 const MAX_INLINE_WAITS = 4;
@@ -163,13 +180,18 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         res = streamed.res;
         if (streamed.kind === 'done') firstEventAt = streamed.firstEventAt;
       } else {
-        res = await adapter.call({ model, request: job.request, ...callOptionsOf(job), signal });
+        const call = plainCallSignal(signal);
+        try {
+          res = await adapter.call({ model, request: job.request, ...callOptionsOf(job), signal: call.signal });
+        } finally {
+          call.dispose();
+        }
       }
       const callEnded = ctx.now();
       progress.attempts += 1;
       if (!progress.triedModels?.includes(model)) progress.triedModels = [...(progress.triedModels ?? []), model];
       // The outcome rides on this worker's next acquire to the pool: the fleet's throttle learns it.
-      report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, signal.aborted ? undefined : res.ok || !UNHEALTHY.has(res.kind));
+      report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, !res.ok && signal.aborted ? undefined : res.ok || !UNHEALTHY.has(res.kind));
       ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
       ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
       ctx.stats.call({ model, status: res.status });
@@ -207,7 +229,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         };
       }
 
-      if (signal.aborted) return stopped(signal, progress, 'while its provider call was starting');
+      if (signal.aborted) return stopped(signal, progress, 'during its provider call');
       if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
       // `503 server: ...`; a failure with no status (a network one) says its kind once: `network: ...`.
       progress.lastError = `${res.status === null ? '' : `${res.status} `}${res.kind}: ${res.message}`;
