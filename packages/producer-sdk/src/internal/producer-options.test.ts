@@ -31,6 +31,18 @@ describe('resolveProducerOptions', () => {
     connection.disconnect();
   });
 
+  it('names a missing redis once, beside the other bad options', () => {
+    const err = (() => {
+      try {
+        resolveProducerOptions({ prefix: 'bad prefix' } as never);
+      } catch (e) {
+        return e as { issues: { path: string; message: string }[] };
+      }
+    })();
+    expect(err?.issues.map((i) => i.path).sort()).toEqual(['prefix', 'redis']);
+    expect(err?.issues.find((i) => i.path === 'redis')?.message).toMatch(/^no Redis URL \(got undefined\): set REDIS_URL/);
+  });
+
   it('takes a pino logger or console as `logger`, and refuses what lacks warn, info or error', () => {
     expectTypeOf<Logger>().toExtend<NonNullable<ProducerOptions['logger']>>();
     expectTypeOf<Console>().toExtend<NonNullable<ProducerOptions['logger']>>();
