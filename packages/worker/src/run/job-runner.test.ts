@@ -731,7 +731,8 @@ describe('runJob, streamed', () => {
 
   it('fails STREAM_FAILED without a provider call, its grant given back whole, when an earlier attempt already streamed part of an answer', async () => {
     const { ctx, requestsLeft } = scarceRequests();
-    const m = streamMeta();
+    // Run again: taken from its lane before (BullMQ's attemptsStarted 2).
+    const m = { ...streamMeta(), takenBefore: true };
     // What a worker killed mid-stream (or one that lost the job's lock) left in the relay: its
     // first write, the start and the provider's first event, read by the caller already.
     const earlier = [
@@ -754,7 +755,8 @@ describe('runJob, streamed', () => {
 
   it("fails CANCELLED without a call when its cancel flag is set though this worker never heard the cancel", async () => {
     const ctx = context();
-    const m = streamMeta();
+    // Run again: taken from its lane before (BullMQ's attemptsStarted 2).
+    const m = { ...streamMeta(), takenBefore: true };
     await flagCancelled(db.redis, ctx.config.redis.prefix, m.id);
     const before = calls(SONNET);
     expect(await run(ctx, streamed(), m)).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' }, progress: { attempts: 0 } });

@@ -32,12 +32,12 @@ function stopped(signal: AbortSignal, progress: JobProgress, when: string): RunO
  * it, and the job goes back to the fleet. A streamed call is stopped by a cancel: its output ends.
  */
 function plainCallSignal(job: AbortSignal): { signal: AbortSignal; dispose(): void } {
-  if (job.aborted && !isCancel(job)) return { signal: job, dispose: () => {} };
   const call = new AbortController();
   const onAbort = () => {
     if (!isCancel(job)) call.abort(job.reason);
   };
-  job.addEventListener('abort', onAbort);
+  if (job.aborted) onAbort();
+  else job.addEventListener('abort', onAbort, { once: true });
   return { signal: call.signal, dispose: () => job.removeEventListener('abort', onAbort) };
 }
 
@@ -78,10 +78,11 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   if (shed) return { kind: job.onShed === 'batch' ? 'to_batch' : 'failed', failure: shed, progress };
   // A streamed job run again after its worker died or lost it mid-stream finds that attempt's
   // events in its relay, which refuses a second answer: failed before the provider call, not after
-  // it (the call was charged and its answer thrown away). Sent ahead of the first plan's acquire
-  // and read once granted, so it adds no round trip; the relay's first write still checks, for an
-  // earlier attempt that writes in between. Unanswered (Redis failing), that first write decides.
-  const relay: Promise<RelayCheck> | undefined = isStreamed(job) ? checkRelay(ctx.redis, ctx.config.redis.prefix, meta.id).catch(() => 'open' as const) : undefined;
+  // it (the call was charged and its answer thrown away). Asked only of a job taken before (a
+  // first fetch has no earlier attempt), sent ahead of the first plan's acquire and read once
+  // granted, so it adds no round trip; the relay's first write still checks, for an earlier
+  // attempt that writes in between. Unanswered (Redis failing), that first write decides.
+  const relay: Promise<RelayCheck> | undefined = isStreamed(job) && meta.takenBefore ? checkRelay(ctx.redis, ctx.config.redis.prefix, meta.id).catch(() => 'open' as const) : undefined;
 
   try {
     while (true) {

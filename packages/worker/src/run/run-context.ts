@@ -106,6 +106,11 @@ export interface JobMeta {
    * refill the jobs ahead wait for.
    */
   lateOn?: string;
+  /**
+   * Taken from its lane before (BullMQ's `attemptsStarted` above 1: a stall, a requeue, a worker's
+   * hand-back): an earlier attempt may have streamed part of an answer into its relay.
+   */
+  takenBefore?: boolean;
 }
 
 export type RunOutcome =
