@@ -123,6 +123,35 @@ describe('the gateway with the official SDKs', () => {
     expect(gatewayFinal.stop_reason).toBe(directFinal.stop_reason);
   });
 
+  it("Anthropic: extended thinking, plain and through messages.stream(), as the provider gives it directly; its signed block goes back on the next turn", async () => {
+    const body = { model: SONNET, max_tokens: 1_200, thinking: { type: 'enabled' as const, budget_tokens: 1_024 }, messages: [{ role: 'user' as const, content: 'Think, then answer.' }] };
+    const directly = await direct.anthropic.messages.create(body);
+    expect(directly.content.map((b) => b.type)).toEqual(['thinking', 'text']);
+    const plain = await fleet.anthropic().messages.create(body);
+    expect(plain.content).toEqual(directly.content);
+    expect(plain.usage).toEqual(directly.usage);
+    const stream = fleet.anthropic().messages.stream(body);
+    const thoughts: string[] = [];
+    stream.on('thinking', (delta) => thoughts.push(delta));
+    const final = await stream.finalMessage();
+    expect(thoughts.length).toBeGreaterThan(1);
+    expect(thoughts.join('')).toBe((directly.content[0] as Anthropic.ThinkingBlock).thinking);
+    expect(final.content).toEqual(directly.content);
+    expect(final.usage).toEqual(directly.usage);
+    // The job's result, put together by the worker from the events, keeps the block and its signature.
+    const { response } = await stream.withResponse();
+    const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+    const job = await producer.getJob(response.headers.get('headroom-job-id')!);
+    await producer.close();
+    expect(job?.result?.response).toMatchObject({ content: [{ type: 'thinking', signature: (directly.content[0] as Anthropic.ThinkingBlock).signature }, { type: 'text' }] });
+    // The provider checks a thinking block passed back against its signature: through the gateway it is the one it sent.
+    const next = await fleet.anthropic().messages.create({
+      ...body,
+      messages: [...body.messages, { role: 'assistant', content: final.content }, { role: 'user', content: 'Go on.' }],
+    });
+    expect(next.content[0]?.type).toBe('thinking');
+  });
+
   it('OpenAI: create({ stream: true }) yields the same text and final usage chunk as streaming directly', async () => {
     const body = { ...chat('Tell me a short story about a harbour.'), stream: true as const, stream_options: { include_usage: true } };
     const collect = async (client: OpenAI) => {

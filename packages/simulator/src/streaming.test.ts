@@ -169,6 +169,68 @@ describe('token-by-token streams through the official SDKs', () => {
     ]);
   });
 
+  it('opens an answer with signed thinking when thinking is on, the same plain and through messages.stream(), and checks a block passed back', async () => {
+    const params = { model: CLAUDE, max_tokens: 2_000, thinking: { type: 'enabled' as const, budget_tokens: 1_024 }, messages: [{ role: 'user' as const, content: 'think first' }] };
+    const plain = await claude.messages.create(params);
+    expect(plain.content.map((b) => b.type)).toEqual(['thinking', 'text']);
+    const [thinking, text] = plain.content as [Anthropic.ThinkingBlock, Anthropic.TextBlock];
+    expect(thinking.thinking.length).toBeGreaterThan(0);
+    expect(thinking.signature.length).toBeGreaterThan(0);
+    // Thinking tokens are output tokens: 24 of thinking, 24 of answer.
+    expect(plain.usage.output_tokens).toBe(48);
+
+    const stream = claude.messages.stream(params);
+    const thoughts: string[] = [];
+    let signature = '';
+    stream.on('thinking', (delta) => thoughts.push(delta));
+    stream.on('signature', (s) => {
+      signature = s;
+    });
+    const streamed = await stream.finalMessage();
+    expect(streamed.content).toEqual(plain.content);
+    expect(thoughts.join('')).toBe(thinking.thinking);
+    expect(signature).toBe(thinking.signature);
+    expect(streamed.usage.output_tokens).toBe(48);
+
+    // The next turn passes the block back as it came; altered, the API's own 400.
+    const next = (block: Anthropic.ThinkingBlock) => ({
+      ...params,
+      messages: [params.messages[0]!, { role: 'assistant' as const, content: [block, text] }, { role: 'user' as const, content: 'and then?' }],
+    });
+    expect((await claude.messages.create(next(thinking))).content[0]?.type).toBe('thinking');
+    await expect(claude.messages.create(next({ ...thinking, thinking: `${thinking.thinking} (edited)` }))).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining('messages.1.content.0: Invalid `signature` in `thinking` block'),
+    });
+
+    // Omitted thinking is billed and signed, and streams no thinking text.
+    const omitted = { ...params, thinking: { ...params.thinking, display: 'omitted' as const } };
+    const quiet = claude.messages.stream(omitted);
+    let quietThoughts = 0;
+    quiet.on('thinking', () => quietThoughts++);
+    const hidden = await quiet.finalMessage();
+    expect(hidden.content[0]).toMatchObject({ type: 'thinking', thinking: '', signature: expect.any(String) });
+    expect(quietThoughts).toBe(0);
+    expect(hidden.usage.output_tokens).toBe(48);
+    expect(sim.stats().admissions.at(-1)).toMatchObject({ streamed: true, outputSent: 48 });
+  });
+
+  it('refuses thinking the API refuses: a budget under 1,024 or not below max_tokens, or with a forced tool', async () => {
+    const base = { model: CLAUDE, max_tokens: 2_000, messages: [{ role: 'user' as const, content: 'hi' }] };
+    const refused = async (body: Record<string, unknown>) => (await claude.messages.create({ ...base, ...body } as Anthropic.MessageCreateParamsNonStreaming).catch((err: unknown) => err)) as { status: number; message: string };
+    expect(await refused({ thinking: { type: 'enabled', budget_tokens: 512 } })).toMatchObject({ status: 400, message: expect.stringContaining('thinking.enabled.budget_tokens: Input should be greater than or equal to 1024') });
+    expect(await refused({ thinking: { type: 'enabled', budget_tokens: 2_000 } })).toMatchObject({ status: 400, message: expect.stringContaining('`max_tokens` must be greater than `thinking.budget_tokens`') });
+    expect(await refused({ thinking: { type: 'sometimes' } })).toMatchObject({ status: 400, message: expect.stringContaining('thinking.type') });
+    const tools = [{ name: 'get_weather', input_schema: TOOL_SCHEMA as Anthropic.Tool.InputSchema }];
+    expect(await refused({ thinking: { type: 'enabled', budget_tokens: 1_024 }, tools, tool_choice: { type: 'tool', name: 'get_weather' } })).toMatchObject({
+      status: 400,
+      message: expect.stringContaining('Thinking may not be enabled when tool_choice forces tool use'),
+    });
+    // Off, or adaptive: accepted.
+    expect((await claude.messages.create({ ...base, thinking: { type: 'disabled' } })).content.map((b) => b.type)).toEqual(['text']);
+    expect((await claude.messages.create({ ...base, thinking: { type: 'adaptive' } })).content.map((b) => b.type)).toEqual(['thinking', 'text']);
+  });
+
   it('streams OpenAI chunks: the role first, one content delta per token, the finish_reason, then usage and [DONE]', async () => {
     const body = { model: GPT, max_tokens: 100, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'chunk by chunk' }] };
     const response = await fetch(`${sim.url}/v1/chat/completions`, {

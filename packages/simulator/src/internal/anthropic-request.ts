@@ -1,7 +1,8 @@
 // The Anthropic Messages request: validation with the API's own wording (`field: problem`), the
 // answer it gets, and the error bodies the SDK parses into its APIError subclasses.
 
-import { generateAnswer, newId, requestHash } from './answer.js';
+import { createHmac } from 'node:crypto';
+import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
 import { anthropicForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
@@ -79,7 +80,76 @@ export function validateMessageParams(body: unknown, forCounting = false): Valid
     if (body.temperature < 0 || body.temperature > 1) return fail('temperature: Input should be between 0 and 1');
   }
   if (body.stream !== undefined && typeof body.stream !== 'boolean') return fail('stream: Input should be a valid boolean');
+  const thinking = checkThinking(body, forCounting);
+  if (thinking) return fail(thinking);
+  const signatures = checkSignatures(body.messages as { content: unknown }[]);
+  if (signatures) return fail(signatures);
   return { ok: true, value: body as MessageParams };
+}
+
+const THINKING_TYPES = ['enabled', 'disabled', 'adaptive', 'between_tools'];
+/** The API's floor for a thinking budget. */
+const MIN_THINKING_BUDGET = 1024;
+
+/** `thinking` as the API checks it: a known type; `enabled` with a budget of at least 1,024 below `max_tokens`. */
+function checkThinking(body: Record<string, unknown>, forCounting: boolean): string | null {
+  const { thinking } = body;
+  if (thinking === undefined) return null;
+  if (!isObject(thinking)) return 'thinking: Input should be a valid dictionary';
+  if (typeof thinking.type !== 'string' || !THINKING_TYPES.includes(thinking.type)) {
+    return `thinking.type: Input should be ${THINKING_TYPES.map((t) => `'${t}'`).join(', ')}`;
+  }
+  if (thinking.display !== undefined && thinking.display !== null && thinking.display !== 'summarized' && thinking.display !== 'omitted') {
+    return `thinking.${thinking.type}.display: Input should be 'summarized' or 'omitted'`;
+  }
+  if (thinking.type !== 'enabled') return null;
+  const budget = thinking.budget_tokens;
+  if (budget === undefined) return 'thinking.enabled.budget_tokens: Field required';
+  if (typeof budget !== 'number' || !Number.isInteger(budget)) return 'thinking.enabled.budget_tokens: Input should be a valid integer';
+  if (budget < MIN_THINKING_BUDGET) return `thinking.enabled.budget_tokens: Input should be greater than or equal to ${MIN_THINKING_BUDGET}`;
+  if (!forCounting && typeof body.max_tokens === 'number' && body.max_tokens <= budget) {
+    return '`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size';
+  }
+  if (anthropicForcedTools(body).length > 0) return 'Thinking may not be enabled when tool_choice forces tool use.';
+  return null;
+}
+
+/**
+ * The key the simulator signs its thinking with. Fixed, so answers stay the same across runs;
+ * what matters is that a block passed back is checked, as the API checks its own signatures.
+ */
+const SIGNING_KEY = 'headroom-simulator-thinking';
+
+/** A thinking block's signature: over its text and the request it answered, opaque to clients. */
+export function thinkingSignature(thinking: string, requestHashHex: string): string {
+  const nonce = Buffer.from(requestHashHex, 'hex').subarray(0, 16);
+  return Buffer.concat([nonce, signatureMac(nonce, thinking)]).toString('base64');
+}
+
+const signatureMac = (nonce: Buffer, thinking: string) => createHmac('sha256', SIGNING_KEY).update(nonce).update(thinking).digest();
+
+function signatureHolds(thinking: string, signature: string): boolean {
+  const raw = Buffer.from(signature, 'base64');
+  return raw.length === 48 && signatureMac(raw.subarray(0, 16), thinking).equals(raw.subarray(16));
+}
+
+/**
+ * Thinking blocks passed back (required with tools) must be as the API sent them: the API checks
+ * each `signature` against its text. The simulator checks its own, by the request-hash prefix it
+ * signed with (the nonce, its first 16 bytes, is the request's hash: a block from another request
+ * still verifies, as a real one would).
+ */
+function checkSignatures(messages: { content: unknown }[]): string | null {
+  for (const [i, message] of messages.entries()) {
+    if (!Array.isArray(message.content)) continue;
+    for (const [j, block] of message.content.entries()) {
+      if (!isObject(block) || block.type !== 'thinking') continue;
+      if (typeof block.thinking !== 'string') return `messages.${i}.content.${j}.thinking: Field required`;
+      if (typeof block.signature !== 'string') return `messages.${i}.content.${j}.signature: Field required`;
+      if (!signatureHolds(block.thinking, block.signature)) return `messages.${i}.content.${j}: Invalid \`signature\` in \`thinking\` block`;
+    }
+  }
+  return null;
 }
 
 /** Limits that need the model: the output ceiling and the context window. */
@@ -103,12 +173,17 @@ export interface MessageUsage {
   cache_read_input_tokens: number;
 }
 
+export type AnthropicBlock =
+  | { type: 'thinking'; thinking: string; signature: string }
+  | { type: 'text'; text: string; citations: null }
+  | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
+
 export interface AnthropicMessage {
   id: string;
   type: 'message';
   role: 'assistant';
   model: string;
-  content: ({ type: 'text'; text: string; citations: null } | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> })[];
+  content: AnthropicBlock[];
   stop_reason: 'end_turn' | 'max_tokens' | 'tool_use';
   stop_sequence: null;
   stop_details: null;
@@ -127,28 +202,51 @@ export function buildMessage(
   serviceTier: 'standard' | 'batch' = 'standard',
 ): AnthropicMessage {
   const hash = requestHash(params);
-  const calls = toolCalls(anthropicForcedTools(params), hash, params.max_tokens);
-  const answer = calls ? { text: '', outputTokens: outputTokensOf(calls), clipped: false } : generateAnswer(hash, params.max_tokens, outputLength);
+  const thought = thinkingOf(params, hash, outputLength);
+  const room = params.max_tokens - (thought?.tokens ?? 0);
+  const calls = toolCalls(anthropicForcedTools(params), hash, room);
+  const answer = calls ? { text: '', outputTokens: outputTokensOf(calls), clipped: false } : generateAnswer(hash, room, outputLength);
+  const content: AnthropicBlock[] = calls
+    ? calls.map((call) => ({ type: 'tool_use' as const, id: newId('toolu_01', 22), name: call.name, input: JSON.parse(call.arguments) as Record<string, unknown> }))
+    : [{ type: 'text', text: answer.text, citations: null }];
   return {
     id: newId('msg_01', 22),
     type: 'message',
     role: 'assistant',
     model: params.model,
-    content: calls
-      ? calls.map((call) => ({ type: 'tool_use' as const, id: newId('toolu_01', 22), name: call.name, input: JSON.parse(call.arguments) as Record<string, unknown> }))
-      : [{ type: 'text', text: answer.text, citations: null }],
+    content: thought ? [thought.block, ...content] : content,
     stop_reason: calls ? 'tool_use' : answer.clipped ? 'max_tokens' : 'end_turn',
     stop_sequence: null,
     stop_details: null,
     container: null,
     usage: {
       ...usage,
-      output_tokens: answer.outputTokens,
+      output_tokens: (thought?.tokens ?? 0) + answer.outputTokens,
       cache_creation: { ephemeral_5m_input_tokens: usage.cache_creation_input_tokens, ephemeral_1h_input_tokens: 0 },
       server_tool_use: null,
       service_tier: serviceTier,
     },
   };
+}
+
+export interface Thought {
+  block: { type: 'thinking'; thinking: string; signature: string };
+  /** Output tokens the thinking cost: billed whether its text is shown or omitted. */
+  tokens: number;
+}
+
+/**
+ * The thinking a request with `thinking` enabled (or adaptive) opens its answer with: as
+ * deterministic as the answer, within the budget and leaving at least one token of `max_tokens`
+ * for the answer. `display: 'omitted'` keeps the tokens and the signature and drops the text.
+ */
+export function thinkingOf(params: MessageParams, hash: string, length: Range): Thought | undefined {
+  const thinking = isObject(params.thinking) ? params.thinking : undefined;
+  if (thinking?.type !== 'enabled' && thinking?.type !== 'adaptive') return undefined;
+  const budget = thinking.type === 'enabled' ? Number(thinking.budget_tokens) : params.max_tokens - 1;
+  const thought = generateAnswer(sha256(`${hash}:thinking`), Math.max(0, Math.min(budget, params.max_tokens - 1)), length);
+  const text = thinking.display === 'omitted' ? '' : thought.text;
+  return { block: { type: 'thinking', thinking: text, signature: thinkingSignature(text, hash) }, tokens: thought.outputTokens };
 }
 
 export type AnthropicErrorType =
