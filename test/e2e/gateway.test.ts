@@ -123,6 +123,32 @@ describe('the gateway with the official SDKs', () => {
     expect(gatewayFinal.stop_reason).toBe(directFinal.stop_reason);
   });
 
+  it("a stream the provider overloads in the stream before its first token is retried behind the client's back: the stream helpers get one whole answer", async () => {
+    const body = claude('Overloaded at first?');
+    const directly = await direct.anthropic.messages.stream(body).finalMessage();
+    const admitted = (model: string) => sim.stats().models[model]?.admitted ?? 0;
+    const before = admitted(SONNET);
+    sim.injectFaults({ model: SONNET, overloaded: true, midCall: true, count: 1 });
+    // No fallback: the answer is the same model's, comparable with the direct one.
+    const final = await fleet.anthropic().messages.stream(body, { headers: { 'headroom-fallback': 'none' } }).finalMessage();
+    expect(final.content).toEqual(directly.content);
+    expect(final.usage).toEqual(directly.usage);
+    expect(admitted(SONNET)).toBe(before + 2);
+
+    const question = chat('Overloaded at first, OpenAI?');
+    let directText = '';
+    for await (const chunk of await direct.openai.chat.completions.create({ ...question, stream: true })) directText += chunk.choices[0]?.delta.content ?? '';
+    sim.injectFaults({ model: GPT, overloaded: true, midCall: true, count: 1 });
+    let text = '';
+    const roles: string[] = [];
+    for await (const chunk of await fleet.openai().chat.completions.create({ ...question, stream: true }, { headers: { 'headroom-fallback': 'none' } })) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      if (chunk.choices[0]?.delta.role) roles.push(chunk.choices[0].delta.role);
+    }
+    expect(text).toBe(directText);
+    expect(roles).toEqual(['assistant']);
+  });
+
   it("Anthropic: extended thinking, plain and through messages.stream(), as the provider gives it directly; its signed block goes back on the next turn", async () => {
     const body = { model: SONNET, max_tokens: 1_200, thinking: { type: 'enabled' as const, budget_tokens: 1_024 }, messages: [{ role: 'user' as const, content: 'Think, then answer.' }] };
     const directly = await direct.anthropic.messages.create(body);

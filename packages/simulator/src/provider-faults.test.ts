@@ -112,6 +112,66 @@ describe('injected faults as each provider sends them, through the official SDKs
     expect(sim.stats().models[GPT]?.faultsInjected).toEqual({ '503': 1 });
   });
 
+  it('strikes an overload mid-call: streams get their opening events, then the error in the stream; only the request is charged', async () => {
+    const remaining = async () => {
+      const { response } = await claude.messages.create({ model: CLAUDE, max_tokens: 20, messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+      return { requests: response.headers.get('anthropic-ratelimit-requests-remaining'), input: response.headers.get('anthropic-ratelimit-input-tokens-remaining'), output: response.headers.get('anthropic-ratelimit-output-tokens-remaining') };
+    };
+    const untouched = await remaining();
+    sim.reset();
+
+    sim.injectFaults([
+      { model: CLAUDE, overloaded: true, midCall: true, count: 1 },
+      { model: GPT, overloaded: true, midCall: true, count: 2 },
+    ]);
+    // Anthropic: message_start, then `event: error`, which the SDK raises as an APIError without a status.
+    const events: string[] = [];
+    const stream = await claude.messages.create({ model: CLAUDE, max_tokens: 20, messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const anthropic = await failure(
+      (async () => {
+        for await (const event of stream) events.push(event.type);
+      })(),
+    );
+    expect(events).toEqual(['message_start', 'content_block_start']);
+    expect(anthropic).toBeInstanceOf(Anthropic.APIError);
+    expect(anthropic).toMatchObject({ status: undefined, error: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } } });
+    // The call was given up: its tokens are back, its request is not.
+    const after = await remaining();
+    expect(after.input).toBe(untouched.input);
+    expect(after.output).toBe(untouched.output);
+    expect(Number(after.requests)).toBe(Number(untouched.requests) - 1);
+
+    // OpenAI Chat Completions: the role chunk, then an error chunk.
+    const chunks: unknown[] = [];
+    const chat = await gpt.chat.completions.create({ model: GPT, max_tokens: 20, messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const openai = await failure(
+      (async () => {
+        for await (const chunk of chat) chunks.push(chunk.choices[0]?.delta);
+      })(),
+    );
+    expect(chunks).toEqual([{ role: 'assistant', content: '', refusal: null }]);
+    expect(openai).toMatchObject({ status: undefined, type: 'server_error', code: 'server_is_overloaded' });
+
+    // Responses: response.created ... then an `error` event.
+    const types: string[] = [];
+    const response = await gpt.responses.create({ model: GPT, max_output_tokens: 20, input: 'hi', stream: true });
+    const responses = await failure(
+      (async () => {
+        for await (const event of response) types.push(event.type);
+      })(),
+    );
+    expect(types).toEqual(['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+    expect(responses).toMatchObject({ status: undefined, code: 'server_is_overloaded' });
+
+    // A plain call gets the provider's overload status after its latency.
+    sim.injectFaults({ overloaded: true, midCall: true, count: 2 });
+    expect(await failure(askClaude())).toMatchObject({ status: 529, type: 'overloaded_error' });
+    expect(await failure(askGpt())).toMatchObject({ status: 503, type: 'server_error' });
+    expect(sim.stats().models[CLAUDE]?.faultsInjected).toEqual({ '529-mid-call': 2 });
+    expect(sim.stats().models[GPT]?.faultsInjected).toEqual({ '503-mid-call': 3 });
+    expect(() => sim.injectFaults({ status: 500, midCall: true })).toThrow(/midCall is for an overloaded fault/);
+  });
+
   it('sends a rate-limit 429 without retry-after whose reset headers carry the wait', async () => {
     sim.injectFaults([
       { model: CLAUDE, status: 429, omitRetryAfter: true, resetMs: 3000, count: 1 },

@@ -10,7 +10,8 @@ import {
   validateMessageParams,
 } from './anthropic-request.js';
 import { streamMessage } from './anthropic-stream.js';
-import type { StreamDelivery } from './paced-stream.js';
+import type { TransportFaultAction } from './faults.js';
+import { GIVEN_UP, type StreamDelivery } from './paced-stream.js';
 import { type Exchange, json, parseJsonBody, type Reply, sleep } from './http-exchange.js';
 import { anthropicInputTokens, anthropicSegments } from './prompt-tokens.js';
 import type { Dimension, QuotaSnapshot } from './quota.js';
@@ -97,9 +98,10 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
     { input_tokens: cache.input, cache_creation_input_tokens: cache.cacheCreation, cache_read_input_tokens: cache.cacheRead },
     state.config.outputTokens,
   );
-  // The prompt was read (and cached) however the answer ends, a stream cut short included.
+  // The prompt was read (and cached) however the answer ends, a stream cut short included, unless
+  // the provider gave the call up.
   const finish = (delivery?: StreamDelivery): QuotaSnapshot => {
-    state.promptCache.commit(cache.writes, state.now());
+    if (!delivery?.givenUp) state.promptCache.commit(cache.writes, state.now());
     return state.settle(ticket, delivery?.charged ?? message.usage.output_tokens, delivery);
   };
 
@@ -121,12 +123,13 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
   }
 
   await sleep(state.latencyMs());
-  const headers = headersFor(finish());
   const fault = state.transportFault(model);
+  if (fault?.kind === 'overloaded-mid-call') return anthropicFaultReply({ kind: 'overloaded' }, finish(GIVEN_UP), state.now());
+  const headers = headersFor(finish());
   return withFault(json(200, message, headers), fault, message);
 }
 
-function withFault(reply: Reply, fault: ReturnType<SimulatorState['transportFault']>, message: AnthropicMessage): Reply {
+function withFault(reply: Reply, fault: Exclude<TransportFaultAction, { kind: 'overloaded-mid-call' }> | null, message: AnthropicMessage): Reply {
   if (!fault) return reply;
   const text = JSON.stringify(message);
   if (fault.kind === 'cut') return { kind: 'cut', status: 200, headers: reply.headers ?? {}, contentType: 'application/json', body: text };

@@ -79,6 +79,7 @@ export async function streamMessage(res: ServerResponse, message: AnthropicMessa
       event(out, 'content_block_delta', { type: 'content_block_delta', index, delta });
     },
     writeMalformed: (out) => out.write('event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":\n\n'),
+    writeOverloaded: (out) => event(out, 'error', { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }),
     fault: options.fault,
     progress: options.progress,
     settle: options.settle,

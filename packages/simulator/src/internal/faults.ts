@@ -1,7 +1,9 @@
 // Fault injection. Status faults (429/5xx, spend caps, billing) strike before admission and spend
 // no quota, as a provider that refuses or falls over does. Transport faults (malformed body, cut
 // connection) strike after the call was admitted and processed: the quota is spent and the client
-// never sees the answer, which is what makes them nasty.
+// never sees the answer, which is what makes them nasty. A mid-call overload strikes after
+// admission too, before the answer's first token: a stream has its 200 head and opening events,
+// then the provider's error inside it; the call is given back, as an overload's is.
 
 import { sha256 } from './answer.js';
 import type { Provider } from './options.js';
@@ -37,6 +39,14 @@ export interface FaultSpec {
   billing?: boolean;
   /** The provider is overloaded: Anthropic 529 `overloaded_error`; OpenAI 503. */
   overloaded?: boolean;
+  /**
+   * With `overloaded`: the overload strikes after the call was admitted, before its first token. A
+   * stream gets its head and opening events, then the error in the stream (Anthropic `event: error`
+   * with `overloaded_error`; Chat Completions a `{"error": ...}` chunk after the role chunk;
+   * Responses an `error` event, `server_is_overloaded`); a plain call the 529 / 503 after its
+   * latency. Nothing is charged but the request.
+   */
+  midCall?: boolean;
   /** `retry-after` of an injected (rate-limit) 429. @default 1 */
   retryAfterSeconds?: number;
   /**
@@ -62,10 +72,11 @@ export type FaultAction =
   | { kind: 'billing' }
   | { kind: 'overloaded' }
   | { kind: 'malformed' }
-  | { kind: 'cut' };
+  | { kind: 'cut' }
+  | { kind: 'overloaded-mid-call' };
 
-export type StatusFaultAction = Exclude<FaultAction, { kind: 'malformed' | 'cut' }>;
-export type TransportFaultAction = Extract<FaultAction, { kind: 'malformed' | 'cut' }>;
+export type StatusFaultAction = Exclude<FaultAction, { kind: 'malformed' | 'cut' | 'overloaded-mid-call' }>;
+export type TransportFaultAction = Extract<FaultAction, { kind: 'malformed' | 'cut' | 'overloaded-mid-call' }>;
 
 export type FaultStage = 'before-admission' | 'after-admission';
 
@@ -88,6 +99,7 @@ function nonNegative(value: number | undefined, name: string): void {
 export function toFaultAction(spec: FaultSpec): FaultAction {
   if (spec.cut) return { kind: 'cut' };
   if (spec.malformed) return { kind: 'malformed' };
+  if (spec.midCall && !spec.overloaded) throw new RangeError('midCall is for an overloaded fault');
   const kinds = [spec.spendCap, spec.billing, spec.overloaded].filter(Boolean).length;
   if (kinds > 1) throw new RangeError('a fault is one of spendCap, billing or overloaded');
   if (spec.spendCap) {
@@ -96,7 +108,7 @@ export function toFaultAction(spec: FaultSpec): FaultAction {
   }
   if (spec.billing || spec.overloaded) {
     if (spec.status !== undefined) throw new RangeError('a billing or overloaded fault takes its status from the provider; leave status out');
-    return spec.billing ? { kind: 'billing' } : { kind: 'overloaded' };
+    return spec.billing ? { kind: 'billing' } : spec.midCall ? { kind: 'overloaded-mid-call' } : { kind: 'overloaded' };
   }
   const { status } = spec;
   if (status === undefined || !STATUSES.includes(status)) {
@@ -136,6 +148,8 @@ export function faultLabel(action: FaultAction, provider: Provider): string {
     case 'malformed':
     case 'cut':
       return action.kind;
+    case 'overloaded-mid-call':
+      return `${faultStatus({ kind: 'overloaded' }, provider)}-mid-call`;
     case 'spend-cap':
       return '429-spend-cap';
     case 'billing':
@@ -215,7 +229,7 @@ export class FaultTable {
 }
 
 export function isStatusFault(action: FaultAction): action is StatusFaultAction {
-  return action.kind !== 'malformed' && action.kind !== 'cut';
+  return action.kind !== 'malformed' && action.kind !== 'cut' && action.kind !== 'overloaded-mid-call';
 }
 
 export interface BatchFaultSpec {

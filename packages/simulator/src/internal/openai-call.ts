@@ -8,7 +8,7 @@ import { json, type Reply, sleep } from './http-exchange.js';
 import { openaiFaultReply } from './openai-faults.js';
 import { openaiError, openaiErrorBody } from './openai-request.js';
 import type { ResolvedModel } from './options.js';
-import type { StreamDelivery, StreamPacing } from './paced-stream.js';
+import { GIVEN_UP, type StreamDelivery, type StreamPacing } from './paced-stream.js';
 import type { Segment } from './prompt-tokens.js';
 import type { QuotaSnapshot } from './quota.js';
 import { goDuration, type HeaderMap, openaiRateLimitHeaders, retryAfterSeconds } from './rate-limit-headers.js';
@@ -31,7 +31,7 @@ export interface AdmittedCall {
   ticket: Ticket;
   /** Prompt tokens served from the prompt cache, part of `promptTokens` and still drawn from TPM. */
   cachedTokens: number;
-  /** Ends the call charged `outputTokens`; the prompt was read (and cached) however the answer ended. */
+  /** Ends the call charged `outputTokens`; the prompt was read (and cached) however the answer ended, unless given up. */
   finish(outputTokens: number, delivery?: StreamDelivery): QuotaSnapshot;
 }
 
@@ -67,7 +67,7 @@ export function admitOpenAICall(state: SimulatorState, plan: OpenAICallPlan): Op
       ticket,
       cachedTokens: cache.cached,
       finish: (outputTokens, delivery) => {
-        state.openaiPromptCache.commit(cache.writes, state.now());
+        if (!delivery?.givenUp) state.openaiPromptCache.commit(cache.writes, state.now());
         return state.settle(ticket, outputTokens, delivery);
       },
     },
@@ -105,8 +105,9 @@ function rateLimited(model: ResolvedModel, refused: Extract<AdmitResult, { kind:
  */
 export async function replyPlain(state: SimulatorState, call: AdmittedCall, outputTokens: number, body: () => unknown): Promise<Reply> {
   await sleep(state.latencyMs());
-  const headers = openaiRateLimitHeaders(call.finish(outputTokens));
   const fault = state.transportFault(call.model);
+  if (fault?.kind === 'overloaded-mid-call') return openaiFaultReply({ kind: 'overloaded' }, call.finish(0, GIVEN_UP));
+  const headers = openaiRateLimitHeaders(call.finish(outputTokens));
   const value = body();
   if (!fault) return json(200, value, headers);
   const text = JSON.stringify(value);

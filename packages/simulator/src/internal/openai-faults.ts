@@ -8,7 +8,8 @@ import { openaiError, openaiErrorBody } from './openai-request.js';
 import type { QuotaSnapshot } from './quota.js';
 import { exhaustRequests, openaiRateLimitHeaders } from './rate-limit-headers.js';
 
-const OVERLOADED = 'The engine is currently overloaded, please try again later.';
+export const OVERLOADED_MESSAGE = 'The engine is currently overloaded, please try again later.';
+const OVERLOADED = OVERLOADED_MESSAGE;
 
 const SERVER_MESSAGES: Record<number, string> = {
   500: 'The server had an error while processing your request. Sorry about that!',

@@ -15,6 +15,7 @@ import type { ServerResponse } from 'node:http';
 import { finishedAt, inProgress, type FunctionCallItem, type OpenAIResponse } from './openai-responses-request.js';
 import { paceDeltas, type StreamPacing } from './paced-stream.js';
 import { tokenPieces } from './tokenizer.js';
+import { OVERLOADED_MESSAGE } from './openai-faults.js';
 
 export interface ResponseStreamOptions extends StreamPacing {
   /** The simulator clock (ms), read when the stream ends for the response's `completed_at`. */
@@ -47,6 +48,7 @@ export async function streamResponse(res: ServerResponse, response: OpenAIRespon
     writeDelta: (out, delta) => send(out, 'response.output_text.delta', { ...at, delta, logprobs: [] }),
     writeMalformed: (out) =>
       out.write(`event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":${sequence},"item_id":"${message.id}","output_index":0,"content_index":0,"delta":\n\n`),
+    writeOverloaded: (out) => send(out, 'error', overloadedError),
   });
   if (!complete) return;
 
@@ -58,6 +60,9 @@ export async function streamResponse(res: ServerResponse, response: OpenAIRespon
 }
 
 type Send = (out: ServerResponse, type: string, fields: object) => void;
+
+/** The Responses API's `error` event for an overload mid-call. */
+const overloadedError = { code: 'server_is_overloaded', message: OVERLOADED_MESSAGE, param: null };
 
 async function streamFunctionCall(res: ServerResponse, response: OpenAIResponse, call: FunctionCallItem, options: ResponseStreamOptions, send: Send): Promise<void> {
   const at = { item_id: call.id, output_index: 0 };
@@ -71,6 +76,7 @@ async function streamFunctionCall(res: ServerResponse, response: OpenAIResponse,
     outputTokens: response.usage.output_tokens,
     writeDelta: (out, delta) => send(out, 'response.function_call_arguments.delta', { ...at, delta }),
     writeMalformed: (out) => out.write(`event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta","item_id":"${call.id}","output_index":0,"delta":\n\n`),
+    writeOverloaded: (out) => send(out, 'error', overloadedError),
   });
   if (!complete) return;
   send(res, 'response.function_call_arguments.done', { ...at, arguments: call.arguments });

@@ -11,6 +11,7 @@ import type { ServerResponse } from 'node:http';
 import type { ChatCompletion } from './openai-request.js';
 import { paceDeltas, type StreamPacing } from './paced-stream.js';
 import { tokenPieces } from './tokenizer.js';
+import { OVERLOADED_MESSAGE } from './openai-faults.js';
 
 export interface CompletionStreamOptions extends StreamPacing {
   includeUsage: boolean;
@@ -59,6 +60,8 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
       send(out, delta(index, { tool_calls: [{ index: at, function: { arguments: piece } }] }));
     },
     writeMalformed: (out) => out.write(`data: {"id":"${completion.id}","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":\n\n`),
+    // OpenAI's error object, as its 503 carries it, in a chunk of its own.
+    writeOverloaded: (out) => out.write(`data: ${JSON.stringify({ error: { message: OVERLOADED_MESSAGE, type: 'server_error', param: null, code: 'server_is_overloaded' } })}\n\n`),
     fault: options.fault,
     progress: options.progress,
     settle: options.settle,

@@ -14,6 +14,10 @@ class FakeResponse extends EventEmitter {
   }
   cork(): void {}
   uncork(): void {}
+  ended = false;
+  end(): void {
+    this.ended = true;
+  }
   destroy(): void {
     this.destroyed = true;
     this.emit('close');
@@ -40,6 +44,7 @@ function run(res: FakeResponse, overrides: Partial<PacedStreamOptions> & { onDel
       overrides.onDelta?.(deltas.length);
     },
     writeMalformed: (out) => out.write('data: {"broken":'),
+    writeOverloaded: (out) => out.write('event: error'),
     fault: null,
     progress: (sent) => progress.push(sent),
     settle: (delivery) => settled.push(delivery),
@@ -84,6 +89,16 @@ describe('paceDeltas', () => {
       expect(res.destroyed).toBe(fault.kind === 'cut');
       if (fault.kind === 'malformed') expect(res.writes).toEqual(['data: {"broken":']);
     }
+  });
+
+  it('strikes a mid-call overload before the first delta: the error in the stream, the call given up', async () => {
+    const res = new FakeResponse();
+    const { done, deltas, settled } = run(res, { fault: { kind: 'overloaded-mid-call' } });
+    expect(await done).toBe(false);
+    expect(deltas).toEqual([]);
+    expect(res.writes).toEqual(['event: error']);
+    expect(res.ended).toBe(true);
+    expect(settled).toEqual([{ charged: 0, outputSent: 0, clientClosed: false, givenUp: true }]);
   });
 
   it('reads the gap after each delta, so a pace change reaches a running stream', async () => {

@@ -10,6 +10,8 @@ import type { TransportFaultAction } from './faults.js';
 export interface StreamDelivery {
   /** Output tokens the call is charged. */
   charged: number;
+  /** The provider gave the call up (a mid-call overload): its input is given back too. */
+  givenUp?: boolean;
   /** Output tokens whose deltas were written. */
   outputSent: number;
   clientClosed: boolean;
@@ -27,11 +29,16 @@ export interface PacedStreamOptions<Piece = string> {
   writeDelta: (res: ServerResponse, piece: Piece) => void;
   /** Half of an event whose JSON never closes: a proxy that gave up mid-write. */
   writeMalformed: (res: ServerResponse) => void;
+  /** The provider's overload error, in the stream (a mid-call overload). */
+  writeOverloaded: (res: ServerResponse) => void;
   fault: TransportFaultAction | null;
   progress: (outputSent: number) => void;
   /** Runs exactly once: when the last delta is out, when a fault strikes, or when the client leaves. */
   settle: (delivery: StreamDelivery) => void;
 }
+
+/** A call the provider gave up before its first token (a mid-call overload), plain or streamed. */
+export const GIVEN_UP: StreamDelivery = { charged: 0, outputSent: 0, clientClosed: false, givenUp: true };
 
 /** How a call's stream is paced, faulted and settled: what the handler decides, not the provider's framing. */
 export type StreamPacing = Pick<PacedStreamOptions, 'latencyMs' | 'tokenMs' | 'fault' | 'progress' | 'settle'>;
@@ -63,12 +70,19 @@ export async function paceDeltas<Piece>(res: ServerResponse, options: PacedStrea
   const spreadMs = options.latencyMs / (pieces.length + 1);
   const gap = () => options.tokenMs() ?? spreadMs;
   let due = performance.now() + (options.tokenMs() === null ? spreadMs : options.latencyMs);
-  const faultAt = options.fault ? Math.floor(pieces.length / 2) : -1;
+  // A mid-call overload strikes before the first token; the others half-way.
+  const faultAt = !options.fault ? -1 : options.fault.kind === 'overloaded-mid-call' ? 0 : Math.floor(pieces.length / 2);
 
   while (sent <= pieces.length) {
     const wait = due - performance.now();
     if (wait > 0) await pause(res, wait);
     if (clientClosed) return false;
+    if (sent === faultAt && options.fault?.kind === 'overloaded-mid-call') {
+      settle(GIVEN_UP);
+      options.writeOverloaded(res);
+      res.end();
+      return false;
+    }
     if (sent === faultAt && options.fault) {
       // The provider generated (and bills) the whole answer; the client sees half of it.
       settle({ charged: outputTokens, outputSent: Math.min(sent, outputTokens), clientClosed: false });

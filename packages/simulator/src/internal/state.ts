@@ -147,12 +147,18 @@ export class SimulatorState {
    * Ends an admitted call charged `outputTokens`: the unused part of the output reservation goes
    * back to the bucket. `delivery` defaults to a plain call's: every charged token delivered.
    */
-  settle(ticket: Ticket, outputTokens: number, delivery = { outputSent: outputTokens, clientClosed: false }): QuotaSnapshot {
+  settle(ticket: Ticket, outputTokens: number, delivery: { outputSent: number; clientClosed: boolean; givenUp?: boolean } = { outputSent: outputTokens, clientClosed: false }): QuotaSnapshot {
     const { plan } = ticket;
-    const unused = Math.max(0, plan.maxTokens - outputTokens);
-    const dimension = plan.model.provider === 'anthropic' ? 'output' : 'tokens';
     const now = this.now();
-    this.quota.refund(plan.apiKey, plan.model.pool, { [dimension]: unused }, now);
+    if (delivery.givenUp) {
+      // A call the provider gave up (a mid-call overload) costs only its request, as an overload does.
+      const { requests: _kept, ...tokens } = plan.charge;
+      this.quota.refund(plan.apiKey, plan.model.pool, tokens, now);
+    } else {
+      const unused = Math.max(0, plan.maxTokens - outputTokens);
+      const dimension = plan.model.provider === 'anthropic' ? 'output' : 'tokens';
+      this.quota.refund(plan.apiKey, plan.model.pool, { [dimension]: unused }, now);
+    }
     this.stats.completed(ticket.record, outputTokens, delivery);
     return this.quota.snapshot(plan.apiKey, plan.model.pool, now);
   }

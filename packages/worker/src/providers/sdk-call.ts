@@ -128,6 +128,8 @@ export function classifyError(
       const requestId = typeof api.requestID === 'string' ? api.requestID : (headers?.get(spec.requestIdHeader) ?? undefined);
       return httpFailure(spec, api.status, headers, api.error, requestId);
     }
+    const inBand = inBandFailure(spec, api.error, unanswered);
+    if (inBand !== undefined) return inBand;
   }
   // The raw errors of reading a body: fetch's 'terminated' when the socket drops mid-body, and
   // (if the SDK parsed it) the JSON parser's SyntaxError on a malformed 200.
@@ -173,6 +175,55 @@ function httpFailure(spec: Pick<SdkCallSpec<unknown>, 'provider' | 'apiKey'>, st
     const resetInMs = rateLimitResetMs(headers);
     if (resetInMs !== undefined) result.resetInMs = resetInMs;
   }
+  const sent = sentError(spec, body);
+  if (sent !== undefined) result.providerError = sent;
+  return result;
+}
+
+/**
+ * The status each provider answers an error with, by the error's type (Anthropic) or code and type
+ * (OpenAI): what an error sent inside a stream would have been as a response of its own.
+ */
+const ERROR_STATUS: Record<Provider, Record<string, number>> = {
+  anthropic: {
+    invalid_request_error: 400,
+    authentication_error: 401,
+    billing_error: 402,
+    permission_error: 403,
+    not_found_error: 404,
+    request_too_large: 413,
+    rate_limit_error: 429,
+    api_error: 500,
+    timeout_error: 504,
+    overloaded_error: 529,
+  },
+  openai: {
+    invalid_request_error: 400,
+    invalid_api_key: 401,
+    model_not_found: 404,
+    rate_limit_exceeded: 429,
+    insufficient_quota: 429,
+    server_error: 500,
+    server_is_overloaded: 503,
+    slow_down: 503,
+  },
+};
+
+/**
+ * An error the provider sent inside a stream, after its 200 head: Anthropic's `event: error`
+ * (`overloaded_error` when it runs out of capacity mid-call, as a 529 would say before it), an
+ * OpenAI chunk `{"error": ...}` or Responses `error` event (`server_is_overloaded`). The SDKs raise
+ * it as an API error without a status; classified by what the same error answered as a response
+ * would be, so an overload is retried like a 529 rather than taken for a refusal. The failure has
+ * no status: the head said 200, and the call never ended.
+ */
+function inBandFailure(spec: Pick<SdkCallSpec<unknown>, 'provider' | 'apiKey'>, body: unknown, meta: Meta): ProviderCallFailure | undefined {
+  const detail = errorFields(body);
+  const table = ERROR_STATUS[spec.provider];
+  const status = (detail.code === undefined ? undefined : table[detail.code]) ?? (detail.type === undefined ? undefined : table[detail.type]);
+  if (status === undefined) return undefined;
+  const what = detail.code ?? detail.type;
+  const result = failure(spec, kindOfStatus(status, detail.code), `${what} in the stream${detail.message === undefined ? '' : `: ${detail.message}`}`, meta);
   const sent = sentError(spec, body);
   if (sent !== undefined) result.providerError = sent;
   return result;

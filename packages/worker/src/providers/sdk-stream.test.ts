@@ -128,6 +128,22 @@ describe('streamed calls', () => {
     expect(events).toEqual([]);
   });
 
+  it("classifies an overload sent in the stream, after the opening events, as an overload (retried like a 529), in each provider's shape", async () => {
+    sim.injectFaults([{ model: SONNET, overloaded: true, midCall: true, count: 1 }, { model: GPT, overloaded: true, midCall: true, count: 2 }]);
+    const a = await collect((onEvent) => anthropic.stream({ model: SONNET, request: claude('Busy?'), onEvent }));
+    const o = await collect((onEvent) => openai.stream({ model: GPT, request: gpt('Busy?', { stream: true }), onEvent }));
+    const r = await collect((onEvent) => openai.stream({ model: GPT, request: ask('Busy?', { stream: true }), api: 'responses', onEvent }));
+    // Anthropic's in-band overloaded_error is its 529; OpenAI's server_is_overloaded its 503. The
+    // call has no status: its head said 200 and it never ended.
+    expect(a.result).toMatchObject({ ok: false, kind: 'overloaded', status: null, message: 'overloaded_error in the stream: Overloaded' });
+    expect(o.result).toMatchObject({ ok: false, kind: 'server', status: null, message: expect.stringContaining('server_is_overloaded in the stream') });
+    expect(r.result).toMatchObject({ ok: false, kind: 'server', status: null, message: expect.stringContaining('server_is_overloaded in the stream') });
+    // The opening events came before the error; none carried output.
+    expect(a.events.map((e) => e.type)).toEqual(['message_start', 'content_block_start']);
+    expect(r.events.map((e) => e.type)).toEqual(['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+    for (const { output } of [a, o, r]) expect(output.every((added) => !added)).toBe(true);
+  });
+
   it('ends a stream cut after its first event with an error event in each provider shape', async () => {
     // Paced, so the first half of the answer reaches the client before the line drops.
     sim.setPace({ streamTokenMs: 2 });

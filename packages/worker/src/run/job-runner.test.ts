@@ -648,6 +648,29 @@ describe('runJob, streamed', () => {
     expect(await relayed(ctx, m.id)).toEqual([]);
   });
 
+  it('retries a stream the provider overloads in the stream before its first token: the client never saw its opening, so the retry answers', async () => {
+    sim.injectFaults({ model: SONNET, overloaded: true, midCall: true, count: 1 });
+    const ctx = context();
+    const m = streamMeta();
+    const before = calls(SONNET);
+    const story = streamed();
+    const first = await run(ctx, story, m);
+    // Without the hold, message_start was relayed and the job failed STREAM_FAILED.
+    expect(first).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
+    expect(await relayed(ctx, m.id)).toEqual([]);
+    if (first.kind !== 'delay') throw new Error('expected a retry');
+    const second = await run(ctx, story, { ...m, progress: first.progress });
+    expect(second).toMatchObject({ kind: 'completed', result: { attempts: 2 } });
+    expect(calls(SONNET)).toBe(before + 2);
+    // One answer in the relay: the second call's, opened by its own message_start.
+    const events = await relayed(ctx, m.id);
+    const starts = events.filter((e) => e.kind === 'event' && (JSON.parse(e.data) as { type: string }).type === 'message_start');
+    expect(starts).toHaveLength(1);
+    expect((JSON.parse((starts[0] as { data: string }).data) as { message: { id: string } }).message.id).toBe((second as { result: { response: { id: string } } }).result.response.id);
+    expect(events[0]).toMatchObject({ kind: 'start', model: SONNET });
+    expect(events.at(-1)).toEqual({ kind: 'end' });
+  });
+
   it('fails STREAM_FAILED, never retried, when the stream breaks after its first event, ending it with an error event', async () => {
     sim.setPace({ streamTokenMs: 2 });
     sim.injectFaults({ model: SONNET, cut: true, count: 1 });

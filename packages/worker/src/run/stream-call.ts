@@ -3,8 +3,16 @@
  * arrives, behind a first entry naming the model and the wait; the stream ends with `end`, or,
  * when the call fails after its first event, with the provider's error event.
  *
+ * The events that open an answer before any of its output (Anthropic's `message_start`, the
+ * Responses API's `response.created`, a Chat Completions role chunk) wait here and go with the
+ * first event that carries output, or after `OPENING_HOLD_MS`. A provider that fails a call in
+ * the stream, after its 200 head (Anthropic's in-band `overloaded_error`, OpenAI's
+ * `server_is_overloaded`), mostly does so before the first token, and the client, having seen
+ * nothing, can still get another call's answer. The first token itself is not delayed: it leaves
+ * with them, as it did with the opening events of the same network read.
+ *
  * What happens after a failure depends on whether the client has seen anything:
- * - before the first event nothing was relayed, so the usual retry and fallback rules apply;
+ * - before the first output nothing was relayed, so the usual retry and fallback rules apply;
  * - after it, the client holds part of an answer and a second one cannot follow: the job fails
  *   (STREAM_FAILED, or CANCELLED when its caller went away) and is never retried, and the bucket
  *   is charged what was produced: the input the provider reported (or the reservation's estimate),
@@ -17,12 +25,21 @@ import { describeFailure } from './retry-policy.js';
 import { isCancel, type JobMeta, type RunContext } from './run-context.js';
 import { estimateOutputTokens } from './token-estimator.js';
 
+/**
+ * The longest the opening events wait for the first output. A model that thinks without showing
+ * it (`display: omitted`) or reads a long prompt first can take minutes to its first token, and a
+ * client (an SDK's timeout, a proxy's) may count from the response head: after this the head and
+ * the opening go out, and a failure from then on ends the stream as before. The in-band overloads
+ * the hold is for come within a second or two of the head.
+ */
+export const OPENING_HOLD_MS = 5_000;
+
 export type StreamedCall =
   /** Complete: every event and the end are in the relay. */
   | { kind: 'done'; res: ProviderCallOk; firstEventAt: number }
-  /** Failed before its first event: nothing relayed, the usual rules apply. */
+  /** Failed before its first output: nothing relayed, the usual rules apply. */
   | { kind: 'retryable'; res: ProviderCallFailure }
-  /** Ended after its first event: the job fails with `failure`, charged `usage`. */
+  /** Ended after its first output: the job fails with `failure`, charged `usage`. */
   | { kind: 'ended'; status: number | null; headers?: Headers; failure: JobFailure; usage: Usage; failureKind?: FailureKind };
 
 export async function streamedCall(
@@ -34,9 +51,19 @@ export async function streamedCall(
 ): Promise<StreamedCall> {
   const stop = new AbortController();
   const relay = new EventRelay(ctx.redis, ctx.config.redis.prefix, meta.id, (why) => stop.abort(why));
-  let first = true;
   let output = false;
+  /** The answer's opening events, until its first output; undefined once relayed. */
+  let opening: string[] | undefined = [];
+  let holdTimer: NodeJS.Timeout | undefined;
   let providerRequestId: string | undefined;
+  const relayOpening = () => {
+    if (opening === undefined) return;
+    clearTimeout(holdTimer);
+    // An absent id is left out of the entry (JSON drops undefined).
+    relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt, providerRequestId });
+    for (const data of opening) relay.push({ kind: 'event', data });
+    opening = undefined;
+  };
   const res: ProviderStreamResult = await ctx.adapters[job.provider].stream({
     model: call.model,
     request: job.request,
@@ -46,11 +73,12 @@ export async function streamedCall(
       providerRequestId = requestId;
     },
     onEvent: (data, carriesOutput) => {
-      if (first) {
-        first = false;
-        // An absent id is left out of the entry (JSON drops undefined).
-        relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt, providerRequestId });
+      if (!carriesOutput && opening !== undefined) {
+        opening.push(data);
+        holdTimer ??= setTimeout(relayOpening, OPENING_HOLD_MS);
+        return;
       }
+      relayOpening();
       // The first token leaves at once, with the events that opened the message, rather than
       // behind the rest of its network read (a fast provider's whole answer).
       const firstToken = carriesOutput && !output;
@@ -59,7 +87,10 @@ export async function streamedCall(
     },
   });
 
+  clearTimeout(holdTimer);
   if (res.ok) {
+    // An answer without output (an empty text) is relayed whole at its end.
+    relayOpening();
     relay.push({ kind: 'end' });
     const refused = await relay.flush();
     // A cancel that lands after the last event changes nothing: the answer is whole and paid for.
@@ -69,10 +100,12 @@ export async function streamedCall(
 
   const refused = await relay.flush();
   const { progress, errorEvent: _e, ...failure } = res;
-  if (progress.events === 0 && !relay.started) return { kind: 'retryable', res: failure };
+  const cancelled = isCancel(signal) || refused === 'cancelled';
+  // A call its caller cancelled once the provider had begun is charged what it produced, relayed or not.
+  if (!relay.started && !(cancelled && progress.events > 0)) return { kind: 'retryable', res: failure };
   const usage = producedSoFar(progress, call.reservation);
   const seen = { status: failure.status, ...(failure.headers === undefined ? {} : { headers: failure.headers }), usage };
-  if (isCancel(signal) || refused === 'cancelled') {
+  if (cancelled) {
     return { kind: 'ended', ...seen, failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller after ${progress.events} events (about ${usage.outputTokens} output tokens)`) };
   }
   if (refused !== undefined) return { kind: 'ended', ...seen, failure: relayFailure(refused, progress) };
