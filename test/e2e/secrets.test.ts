@@ -187,6 +187,33 @@ describe('provider keys never leave the worker', () => {
     expect(stub.hits.get('echo-stream')).toBe(3);
   });
 
+  it('cuts a key an answer spells again in its logprobs, token by token, plain and streamed', async () => {
+    type Entry = { token: string; bytes: number[]; top_logprobs: { token: string; bytes: number[] }[] };
+    const spelled = (entries: Entry[]) => [
+      entries.map((e) => e.token).join(''),
+      entries.map((e) => e.top_logprobs[0]?.token ?? '').join(''),
+      String.fromCharCode(...entries.flatMap((e) => e.bytes)),
+      String.fromCharCode(...entries.flatMap((e) => e.top_logprobs[0]?.bytes ?? [])),
+    ];
+    const request = { model: MINI, max_completion_tokens: 64, logprobs: true, top_logprobs: 1, messages: [{ role: 'user' as const, content: 'wire:echo-logprobs' }] };
+    const plain = await producer.run({ priority: 'NORMAL', provider: 'openai', request }, { timeoutMs: 60_000 });
+    const plainEntries = (plain.response as { choices: { logprobs: { content: Entry[] } }[] }).choices[0]!.logprobs.content;
+    const stream = await producer.stream({ priority: 'NORMAL', provider: 'openai', request: { ...request, stream: true } }, { timeoutMs: 60_000 });
+    const events: unknown[] = [];
+    for await (const event of stream) events.push(event);
+    const streamed = await stream.result();
+    const eventEntries = (events as { choices?: { logprobs?: { content?: Entry[] } | null }[] }[]).flatMap((e) => e.choices?.[0]?.logprobs?.content ?? []);
+    expect(eventEntries.length).toBeGreaterThan(5);
+    for (const text of [...spelled(plainEntries), ...spelled(eventEntries)]) {
+      expect(text).toContain('your key is');
+      expect(text).toContain('[redacted]');
+      expect(text).not.toContain(OPENAI_KEY.slice(0, 4));
+    }
+    // The stored results, the stream's put together by the worker, hold them cut too.
+    for (const result of [plain, streamed]) expect(JSON.stringify(result.response)).not.toContain(OPENAI_KEY.slice(0, 4));
+    expect(stub.hits.get('echo-logprobs')).toBe(2);
+  });
+
   it('runs batch jobs while the provider echoes the request headers on batch status reads', async () => {
     const batchJobs: LlmJobInput[] = [
       { priority: 'LOW', sla: 'none', provider: 'anthropic', request: { model: HAIKU, max_tokens: 16, messages: [{ role: 'user', content: 'batch a' }] } },

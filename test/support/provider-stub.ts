@@ -7,7 +7,9 @@
  * the first n reads of a provider batch (status, list) get a 401 that echoes every request
  * header, `authorization` included, as a misconfigured proxy in front of a provider does.
  * `echo-stream` answers a streamed call with the caller's key in its text, three characters per
- * delta (Anthropic events or OpenAI chunks, by the path): whole in no one event.
+ * delta (Anthropic events or OpenAI chunks, by the path): whole in no one event. `echo-logprobs`
+ * answers an OpenAI Chat call, plain or streamed, with the key in its text and, as `logprobs: true`
+ * asks, the text again as tokens of three characters (`token`, `bytes`, `top_logprobs`).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,6 +28,7 @@ export const WIRE_MODES = [
   'echo-500-html',
   'echo-batch-read',
   'echo-stream',
+  'echo-logprobs',
 ] as const;
 export type WireMode = (typeof WIRE_MODES)[number];
 
@@ -84,6 +87,27 @@ function echoStream(path: string, key: string, res: ServerResponse, body: string
   res.end(event('message_stop', {}));
 }
 
+/** An OpenAI Chat answer echoing the key, with its logprobs: every token also spelled as bytes and as the first alternative. */
+function echoLogprobs(key: string, res: ServerResponse, body: string): void {
+  const text = `your key is ${key} ok`;
+  const tokens = Array.from({ length: Math.ceil(text.length / 3) }, (_, i) => text.slice(i * 3, i * 3 + 3));
+  const bytes = (t: string) => [...Buffer.from(t, 'utf8')];
+  const entry = (token: string) => ({ token, logprob: -0.01, bytes: bytes(token), top_logprobs: [{ token, logprob: -0.01, bytes: bytes(token) }] });
+  const usage = { prompt_tokens: 12, completion_tokens: tokens.length, total_tokens: 12 + tokens.length };
+  const base = { id: 'chatcmpl-stub', created: 1, model: 'gpt-4.1-mini' };
+  if ((JSON.parse(body) as { stream?: boolean }).stream !== true) {
+    res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': 'req_stub' });
+    res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: { content: tokens.map(entry), refusal: null }, finish_reason: 'stop' }], usage }));
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'req_stub' });
+  const chunk = (choice: object, extra: object = {}) => `data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [choice], ...extra })}\n\n`;
+  res.write(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
+  for (const token of tokens) res.write(chunk({ index: 0, delta: { content: token }, logprobs: { content: [entry(token)], refusal: null }, finish_reason: null }));
+  res.write(chunk({ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }));
+  res.end(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage })}\n\ndata: [DONE]\n\n`);
+}
+
 function answer(mode: WireMode, key: string, res: ServerResponse, path: string, body: string): void {
   const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
     res.writeHead(status, { 'content-type': 'application/json', 'request-id': 'req_stub', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body));
@@ -131,6 +155,9 @@ function answer(mode: WireMode, key: string, res: ServerResponse, path: string, 
       return;
     case 'echo-stream':
       echoStream(path, key, res, body);
+      return;
+    case 'echo-logprobs':
+      echoLogprobs(key, res, body);
       return;
   }
 }

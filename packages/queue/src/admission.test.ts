@@ -214,21 +214,30 @@ describe('a request with no output bound', () => {
 });
 
 describe('the admission mark', () => {
-  it("marks every job it adds, and tells a worker which jobs it took were added around it (Queue.add), with no round trip for marked ones", async () => {
+  it("marks every job it adds with its own id, and tells a worker which jobs it took were added around it (Queue.add, a copy of an admitted job), with no round trip for marked ones", async () => {
     const prefix = `t${randomUUID().slice(0, 8)}`;
     await publishFleetSettings(redis, config(prefix));
     const l = lane(prefix);
     const [added] = await l.add({});
+    const id = (added as Added).id;
     await l.queue.add(`anthropic:${SONNET}`, llmJob({}), { jobId: 'normal.around' });
-    // A job an older producer admitted: counted by the lane, without the mark.
+    // A job an older producer admitted: counted by the lane, without the mark (or marked 1).
     await l.queue.add(`anthropic:${SONNET}`, llmJob({}), { jobId: 'normal.older' });
     await redis.hset(l.k.unfinished, 'normal.older', '100|');
-    const taken = [(await l.take()).job, (await l.take()).job, (await l.take()).job];
-    expect(taken.find((j) => j.id === (added as Added).id)?.opts).toMatchObject({ [ADMITTED_OPTION]: 1 });
-    expect([...(await unadmitted(redis, prefix, 'normal', taken))]).toEqual(['normal.around']);
+    await l.queue.add(`anthropic:${SONNET}`, llmJob({}), { jobId: 'normal.older-1', [ADMITTED_OPTION]: 1 } as never);
+    await redis.hset(l.k.unfinished, 'normal.older-1', '100|');
+    // Copies of an admitted job, re-added the usual way with its options, and a forged mark.
+    const original = (await l.queue.getJob(id))!;
+    await l.queue.add(original.name, original.data, { ...original.opts, jobId: 'normal.copy' });
+    await l.queue.add(original.name, original.data, { [ADMITTED_OPTION]: 1 } as never);
+    const taken = [];
+    for (let i = 0; i < 6; i++) taken.push((await l.take()).job);
+    expect(taken.find((j) => j.id === id)?.opts).toMatchObject({ [ADMITTED_OPTION]: id });
+    const copyWithOwnId = taken.find((j) => ![id, 'normal.around', 'normal.older', 'normal.older-1', 'normal.copy'].includes(j.id!))!;
+    expect([...(await unadmitted(redis, prefix, 'normal', taken))].sort()).toEqual(['normal.around', 'normal.copy', copyWithOwnId.id].sort());
     // Marked jobs alone: nothing is asked of Redis, so even a closed connection answers.
     const closed = new Redis(server.url, { lazyConnect: true, enableOfflineQueue: false });
-    expect((await unadmitted(closed, prefix, 'normal', taken.filter((j) => j.id === (added as Added).id))).size).toBe(0);
+    expect((await unadmitted(closed, prefix, 'normal', taken.filter((j) => j.id === id))).size).toBe(0);
     closed.disconnect();
   });
 });
@@ -449,7 +458,7 @@ describe("one job's own commands", () => {
       expect(adds).toHaveLength(1);
       for (const field of ['priority', 'hrRound', 'hrLow', 'opts', 'hrLadder', 'hrMaxWait']) expect(adds[0]).toContain(field);
       const stored = await redis.hgetall(`${l.k.jobKeyPrefix}${id}`);
-      expect(JSON.parse(stored.opts!)).toMatchObject({ hrFresh: 1, hrAdmitted: 1 });
+      expect(JSON.parse(stored.opts!)).toMatchObject({ hrFresh: 1, hrAdmitted: id });
       expect(stored.hrLadder).toBe(`${SONNET}\n${HAIKU}`);
       expect(stored.hrMaxWait).toBe('30000');
       const usage = Number(await redis.hget(l.k.usage, 'bytes'));

@@ -65,18 +65,20 @@ const REPLY_WIDTH = 4;
 
 /**
  * Every job admission adds carries this in its BullMQ options, which BullMQ stores with the job and
- * its fetch hands back: a worker knows an admitted job without a round trip. Another tool's
- * `Queue.add` does not set it; such a job skipped every cap, quota and shed, and is refused where
- * it is taken (`unadmitted`).
+ * its fetch hands back: a worker knows an admitted job without a round trip. The value is the
+ * job's own id, so the mark does not travel: a copy of an admitted job (another tool's
+ * `Queue.add(job.name, job.data, job.opts)`, the way to re-add a job) gets another id and reads as
+ * unmarked. Another tool's `Queue.add` does not set it; such a job skipped every cap, quota and
+ * shed, and is refused where it is taken (`unadmitted`).
  */
 export const ADMITTED_OPTION = 'hrAdmitted';
 
 /**
- * The jobs of `lane` among `jobs` (as a worker took them) that admission never added: without the
- * mark in their options and not counted by the lane (its `unfinished` entry, which admission
+ * The jobs of `lane` among `jobs` (as a worker took them) that admission never added: without their
+ * own mark in their options and not counted by the lane (its `unfinished` entry, which admission
  * writes for every job it adds and which stays until the job is finished). The count is asked for
- * only about jobs without the mark (a job enqueued before the mark existed is still counted, and
- * runs), so a lane of admitted jobs costs nothing here.
+ * only about jobs without the mark (a job enqueued before the mark existed, or marked `1` as it
+ * was until 6 Dec 2026, is still counted, and runs), so a lane of admitted jobs costs nothing here.
  */
 /** What a job admission never added fails with, at the worker that takes it. */
 export function notAdmittedFailure(): JobFailure {
@@ -84,7 +86,7 @@ export function notAdmittedFailure(): JobFailure {
 }
 
 export async function unadmitted(redis: Redis | Cluster, prefix: string, lane: Lane, jobs: readonly { id?: string; opts: object }[]): Promise<Set<string>> {
-  const unmarked = jobs.filter((j) => (j.opts as Record<string, unknown>)[ADMITTED_OPTION] !== 1).map((j) => j.id!);
+  const unmarked = jobs.filter((j) => (j.opts as Record<string, unknown>)[ADMITTED_OPTION] !== j.id).map((j) => j.id!);
   if (unmarked.length === 0) return new Set();
   const counted = await redis.hmget(laneKeys(prefix, lane).unfinished, ...unmarked);
   return new Set(unmarked.filter((_, i) => counted[i] === null));
@@ -183,7 +185,7 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
   for (const { jobId, job, opts } of entries) {
     const models = modelLadder(job);
     ladders.push(models);
-    add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, { ...opts, [ADMITTED_OPTION]: 1 } as LaneEntry['opts'], jobId);
+    add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, { ...opts, [ADMITTED_OPTION]: jobId } as LaneEntry['opts'], jobId);
     const data = add[10]!;
     args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), fairCostArg(job, data.length, lane), job.maxWaitMs ?? '', add[9]!, data, add[11]!);
   }

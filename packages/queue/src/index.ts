@@ -109,7 +109,7 @@ export type { Observed, ObservedLimit, HeaderSource } from './rate-limit-headers
 export { computePressure, capacityOf } from './pressure.js';
 export type { Pressure, PressureInput } from './pressure.js';
 export { createLogger } from './logger.js';
-export { registerSecret, registeredSecrets, redactSecrets, maskUrlPasswords, REDACTED } from './redaction.js';
+export { registerSecret, registeredSecrets, redactSecrets, maskUrlPasswords, cutSecretTokens, REDACTED } from './redaction.js';
 export type { Logger, LoggerLike } from './logger.js';
 export { FleetStatsWriter, readFleetStats, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
 export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';

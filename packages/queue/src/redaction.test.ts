@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { createRedis } from './connection.js';
 import { createLogger } from './logger.js';
-import { maskUrlPasswords, redactSecrets, registerSecret } from './redaction.js';
+import { cutSecretTokens, maskUrlPasswords, REDACTED, redactSecrets, registerSecret } from './redaction.js';
 
 // Not key-shaped on purpose: only its registration can cut it.
 const SECRET = `opaque-provider-credential-${randomUUID()}`;
@@ -43,6 +43,42 @@ describe('redactSecrets', () => {
   it('ignores values too short to be a secret', () => {
     expect(registerSecret('short')).toBe(false);
     expect(redactSecrets('a short word')).toBe('a short word');
+  });
+});
+
+describe('cutSecretTokens', () => {
+  const KEY = 'sk-tokenized-key-0123456789';
+  const bytes = (t: string) => [...Buffer.from(t, 'utf8')];
+  /** OpenAI's logprobs for a text cut into tokens of three characters, each with its first alternative. */
+  const logprobs = (text: string) =>
+    (text.match(/.{1,3}/g) ?? []).map((token) => ({ token, logprob: -0.1, bytes: bytes(token), top_logprobs: [{ token, logprob: -0.1, bytes: bytes(token) }, { token: 'x', logprob: -3, bytes: [120] }] }));
+
+  it('cuts a key spelled by a run of tokens, in each rank of their alternatives too, and fixes their bytes', () => {
+    const response = { choices: [{ index: 0, message: { content: `your key is ${KEY} ok` }, logprobs: { content: logprobs(`your key is ${KEY} ok`), refusal: null } }] };
+    const cut = cutSecretTokens(response, [KEY]);
+    const entries = cut.choices[0]!.logprobs.content;
+    const joined = entries.map((e) => e.token).join('');
+    expect(joined).toBe(`your key is ${REDACTED} ok`);
+    expect(entries.map((e) => e.top_logprobs[0]!.token).join('')).toBe(`your key is ${REDACTED} ok`);
+    for (const e of entries) {
+      expect(e.bytes).toEqual(bytes(e.token));
+      expect(e.top_logprobs[0]!.bytes).toEqual(bytes(e.top_logprobs[0]!.token));
+    }
+    // Nothing of the key's body is left in any token or byte list (the text itself is the Redis
+    // scrub's: the key stands whole there).
+    const text = JSON.stringify(cut.choices[0]!.logprobs);
+    expect(text).not.toContain(KEY.slice(3, 12));
+    expect(String.fromCharCode(...entries.flatMap((e) => e.bytes))).not.toContain(KEY);
+    // The rest of the answer is untouched, and the input was not changed.
+    expect(response.choices[0]!.logprobs.content.map((e) => e.token).join('')).toBe(`your key is ${KEY} ok`);
+    expect(cut.choices[0]!.message).toBe(response.choices[0]!.message);
+  });
+
+  it('gives back the value itself when no token run spells a secret', () => {
+    const response = { output: [{ content: [{ type: 'output_text', text: 'hello', logprobs: logprobs('hello there, nothing secret') }] }] };
+    expect(cutSecretTokens(response, [KEY])).toBe(response);
+    expect(cutSecretTokens(response, [])).toBe(response);
+    expect(cutSecretTokens('plain', [KEY])).toBe('plain');
   });
 });
 

@@ -79,3 +79,88 @@ export function redactSecrets(text: string): string {
 export function maskUrlPasswords(text: string): string {
   return text.replace(URL_PASSWORD, '$1***@');
 }
+
+/** One entry of a provider's per-token list (OpenAI's `logprobs`): its text and, optionally, its UTF-8 bytes. */
+interface TokenEntry {
+  token: string;
+  bytes?: unknown;
+  top_logprobs?: unknown;
+}
+
+const isTokenEntry = (v: unknown): v is TokenEntry => typeof v === 'object' && v !== null && typeof (v as { token?: unknown }).token === 'string';
+
+/**
+ * A registered secret spelled out by a list of tokens. OpenAI's `logprobs` list each token of an
+ * answer on its own (`{ token, bytes, logprob, top_logprobs }`): a key the provider echoed is whole
+ * in the answer's text, where the Redis scrub cuts it, and in pieces in its logprobs, each piece
+ * passing the scrub (and `bytes` spelling it as numbers). Every array of such entries is read as
+ * one text, and so is each rank of their `top_logprobs` (the first alternative is mostly the token
+ * itself): the tokens a secret overlaps are cut as the text is (`[redacted]` where it began), their
+ * `bytes` made the cut token's. `value` itself comes back when no secret is there.
+ */
+export function cutSecretTokens<T>(value: T, secrets: readonly string[] = ordered): T {
+  if (secrets.length === 0 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    let out: unknown[] = value.map((item) => cutSecretTokens(item, secrets));
+    if (out.length > 0 && out.every(isTokenEntry)) out = cutSequence(out as TokenEntry[], secrets);
+    return (out.every((item, i) => item === value[i]) ? value : out) as T;
+  }
+  let changed = false;
+  const copy: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    const cut = cutSecretTokens(v, secrets);
+    if (cut !== v) changed = true;
+    copy[key] = cut;
+  }
+  return (changed ? copy : value) as T;
+}
+
+/** The entries with the secrets their joined tokens spell cut; each rank of their `top_logprobs` likewise. */
+function cutSequence(entries: TokenEntry[], secrets: readonly string[]): TokenEntry[] {
+  let out = cutTokens(entries, secrets);
+  const ranks = Math.max(0, ...out.map((e) => (Array.isArray(e.top_logprobs) ? e.top_logprobs.length : 0)));
+  for (let rank = 0; rank < ranks; rank++) {
+    const at = out.map((e, i) => ({ i, alt: Array.isArray(e.top_logprobs) ? (e.top_logprobs[rank] as unknown) : undefined })).filter((x): x is { i: number; alt: TokenEntry } => isTokenEntry(x.alt));
+    const cut = cutTokens(
+      at.map((x) => x.alt),
+      secrets,
+    );
+    at.forEach((x, k) => {
+      if (cut[k] === x.alt) return;
+      const top = [...(out[x.i]!.top_logprobs as unknown[])];
+      top[rank] = cut[k];
+      if (out === entries) out = [...entries];
+      out[x.i] = { ...out[x.i]!, top_logprobs: top };
+    });
+  }
+  return out;
+}
+
+function cutTokens(entries: TokenEntry[], secrets: readonly string[]): TokenEntry[] {
+  const text = entries.map((e) => e.token).join('');
+  const cuts: [start: number, end: number][] = [];
+  for (const secret of secrets) {
+    for (let at = text.indexOf(secret); at !== -1; at = text.indexOf(secret, at + secret.length)) cuts.push([at, at + secret.length]);
+  }
+  if (cuts.length === 0) return entries;
+  cuts.sort((a, b) => a[0] - b[0]);
+  let pos = 0;
+  const marked = new Set<number>();
+  return entries.map((entry) => {
+    const from = pos;
+    const to = pos + entry.token.length;
+    pos = to;
+    let token = '';
+    let at = from;
+    for (const [i, [start, end]] of cuts.entries()) {
+      if (end <= at || start >= to) continue;
+      token += text.slice(at, Math.max(at, start));
+      if (!marked.has(i)) token += REDACTED;
+      marked.add(i);
+      at = Math.min(end, to);
+    }
+    if (at === from) return entry;
+    token += text.slice(at, to);
+    return { ...entry, token, ...(Array.isArray(entry.bytes) ? { bytes: [...Buffer.from(token, 'utf8')] } : {}) };
+  });
+}

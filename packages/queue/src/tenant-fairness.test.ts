@@ -127,11 +127,13 @@ describe('fair sharing inside a lane', () => {
     const fresh = new Map<string, unknown>();
     const otherOpts = new Set<string>();
     for (let got = await lane.take(); got; got = await lane.take()) {
-      const { hrFresh, ...rest } = got.job.opts as Record<string, unknown>;
+      const { hrFresh, hrAdmitted, ...rest } = got.job.opts as Record<string, unknown>;
       fresh.set(got.job.id!, hrFresh);
+      expect(hrAdmitted).toBe(got.job.id);
       otherOpts.add(JSON.stringify(rest));
     }
-    // The mark is added to the options BullMQ stored, which are otherwise untouched: the same for all.
+    // The mark is added to the options BullMQ stored, which are otherwise untouched: the same for
+    // all (but admission's own mark, each job's id).
     expect(otherOpts.size).toBe(1);
     // A's first job found the lane empty; its next two queued behind it. B's first started at the
     // lane's virtual time (nothing of B's queued), its second behind its first.

@@ -9,7 +9,7 @@ import { AnthropicMessageBody, anthropicUsage } from '../providers/anthropic.js'
 import { OpenAIChatCompletionBody, openaiUsage } from '../providers/openai.js';
 import { OpenAIResponseBody, responsesUsage } from '../providers/openai-responses.js';
 import type { EntryOutcome } from './batch-api.js';
-import { FailureCode, jobFailure } from '@headroom/queue';
+import { cutSecretTokens, FailureCode, jobFailure } from '@headroom/queue';
 
 type Scrub = (message: string) => string;
 
@@ -79,11 +79,12 @@ export function openaiEntryOutcome(line: OpenAIBatchLine, scrub: Scrub = (m) => 
     if ((response.body as { object?: unknown } | null)?.object === 'response') {
       const body = OpenAIResponseBody.safeParse(response.body);
       if (!body.success) return bad(body.error.issues);
-      return { kind: 'succeeded', response: response.body, usage: responsesUsage(body.data) };
+      return { kind: 'succeeded', response: cutSecretTokens(response.body), usage: responsesUsage(body.data) };
     }
     const body = OpenAIChatCompletionBody.safeParse(response.body);
     if (!body.success) return bad(body.error.issues);
-    return { kind: 'succeeded', response: response.body, usage: openaiUsage(body.data) };
+    // A key echoed in the answer is cut from its text by the Redis scrub; its logprobs' tokens spell it in pieces.
+    return { kind: 'succeeded', response: cutSecretTokens(response.body), usage: openaiUsage(body.data) };
   }
   if (response) {
     const body = ProviderErrorBody.safeParse(response.body);

@@ -9,7 +9,7 @@
  * - the SDKs' `timeout` stops at the response head; a body that stalls would hang the job, so
  *   our deadline (an abort signal) covers the body too.
  */
-import { providerErrorOf, REDACTED, redactSecrets, type Provider, type ProviderError, type Usage } from '@headroom/queue';
+import { cutSecretTokens, providerErrorOf, REDACTED, redactSecrets, type Provider, type ProviderError, type Usage } from '@headroom/queue';
 import type { z } from 'zod';
 import { rateLimitResetMs } from './rate-limit-reset.js';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from './types.js';
@@ -74,7 +74,10 @@ export async function runSdkCall<T>(
         .join('; ');
       return failure(spec, 'bad_response', `response body has an unexpected shape: ${issues}`, meta);
     }
-    return { ok: true, status, response: body, usage: spec.usageOf(parsed.data), headers, ...(requestId === undefined ? {} : { requestId }) };
+    // A key the provider echoed is whole in the answer's text (the Redis scrub cuts it there) but
+    // in pieces in its logprobs' tokens; only an answer that lists tokens is walked.
+    const answer = text.includes('"token"') ? cutSecretTokens(body) : body;
+    return { ok: true, status, response: answer, usage: spec.usageOf(parsed.data), headers, ...(requestId === undefined ? {} : { requestId }) };
   } catch (error) {
     // Failing mid-body keeps what the head told us.
     const meta = response === undefined ? undefined : { status: response.status, headers: response.headers, requestId: response.headers.get(spec.requestIdHeader) ?? undefined };

@@ -10,7 +10,7 @@
  * (a `length` finish with a response format). Each event is serialized as it arrives, before
  * anything reads it, so the client sees what the provider sent.
  */
-import { registeredSecrets, type Usage } from '@headroom/queue';
+import { cutSecretTokens, registeredSecrets, type Usage } from '@headroom/queue';
 import { StreamSecrets } from './stream-secrets.js';
 import { classifyError, type Meta } from './sdk-call.js';
 import type { SdkCallSpec, SendOptions } from './sdk-call.js';
@@ -87,7 +87,8 @@ export async function runSdkStream<E>(
     return {
       ok: true,
       status,
-      response: done.response,
+      // Its logprobs' tokens, put together from the events, may spell a key the text had cut.
+      response: cutSecretTokens(done.response),
       usage: done.usage,
       headers,
       ...(requestId === undefined ? {} : { requestId }),

@@ -110,4 +110,24 @@ describe('StreamSecrets', () => {
     guard.end();
     expect(sent.map((d) => (JSON.parse(d) as { delta: string }).delta).join('')).toBe(`call(${KEY.slice(0, 1)}[redacted])`);
   });
+
+  it("cuts it from the logprobs that list the answer token by token: each token, its bytes, each rank of its alternatives", () => {
+    const bytes = (t: string) => [...Buffer.from(t, 'utf8')];
+    const entry = (token: string) => ({ token, logprob: -0.1, bytes: bytes(token), top_logprobs: [{ token, logprob: -0.1, bytes: bytes(token) }, { token: '?', logprob: -4, bytes: [63] }] });
+    // OpenAI Chat with logprobs: each chunk's content and, beside it, the same text as tokens (two per chunk here).
+    const chunk = (text: string) => ({ id: 'c1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: text }, logprobs: { content: pieces(text, 3).map(entry), refusal: null }, finish_reason: null }] });
+    const sent: string[] = [];
+    const guard = new StreamSecrets([KEY], (data) => sent.push(data));
+    for (const p of pieces(`your key is ${KEY} ok`, 6)) push(guard, chunk(p));
+    guard.end();
+    type Entry = { token: string; bytes: number[]; top_logprobs: { token: string; bytes: number[] }[] };
+    const entries = sent.flatMap((d) => (JSON.parse(d) as { choices: { logprobs: { content: Entry[] } }[] }).choices[0]!.logprobs.content);
+    // The key starts a chunk here: held from its first six characters, none of it leaves.
+    expect(joined(sent)).toBe('your key is [redacted] ok');
+    expect(entries.map((e) => e.token).join('')).toBe('your key is [redacted] ok');
+    expect(entries.map((e) => e.top_logprobs[0]!.token).join('')).toBe('your key is [redacted] ok');
+    expect(entries.map((e) => e.top_logprobs[1]!.token).join('')).toBe('?'.repeat(entries.length));
+    for (const e of entries) expect(e.bytes).toEqual(bytes(e.token));
+    expect(String.fromCharCode(...entries.flatMap((e) => e.bytes))).not.toContain(KEY.slice(0, HOLD_FROM));
+  });
 });

@@ -24,9 +24,14 @@ export const HOLD_FROM = 4;
 /**
  * The fields a provider's stream events carry answer text in: Anthropic `text`, `partial_json`,
  * `thinking`; OpenAI Chat `content`, `refusal`, `arguments`; every Responses `*.delta` (output
- * text, function and custom tool call input, code, transcripts) and its `.done` events' `text`.
+ * text, function and custom tool call input, code, transcripts) and its `.done` events' `text`;
+ * and OpenAI's logprobs, which list the same text again token by token (`token`, with its
+ * `bytes`, and each alternative's in `top_logprobs`).
  */
-const DELTA_FIELDS = new Set(['text', 'partial_json', 'thinking', 'content', 'refusal', 'arguments', 'delta', 'input', 'code', 'transcript']);
+const DELTA_FIELDS = new Set(['text', 'partial_json', 'thinking', 'content', 'refusal', 'arguments', 'delta', 'input', 'code', 'transcript', 'token']);
+
+/** A logprobs entry: one token of the answer. */
+const isTokenEntry = (v: unknown) => typeof v === 'object' && v !== null && typeof (v as { token?: unknown }).token === 'string';
 
 /** The top-level fields that say which part of the answer an event continues. */
 const PART_FIELDS = ['index', 'output_index', 'content_index', 'summary_index', 'item_id'] as const;
@@ -148,7 +153,11 @@ export class StreamSecrets {
       const parent = d.path.slice(0, -1).reduce<unknown>((node, step) => (node as Record<string | number, unknown> | undefined)?.[step], parsed) as Record<string | number, unknown> | undefined;
       const leaf = d.path.at(-1)!;
       // The client's JSON may leave out what the event held (OpenAI's usage when not asked for): a field not there is not sent.
-      if (parent && typeof parent[leaf] === 'string') parent[leaf] = cutRange(parent[leaf] as string, d.from, d.channel.cuts);
+      if (parent && typeof parent[leaf] === 'string') {
+        parent[leaf] = cutRange(parent[leaf] as string, d.from, d.channel.cuts);
+        // A token's bytes spell what it did: they follow its cut text.
+        if (leaf === 'token' && Array.isArray(parent.bytes)) parent.bytes = [...Buffer.from(parent[leaf] as string, 'utf8')];
+      }
     }
     return JSON.stringify(parsed);
   }
@@ -178,6 +187,10 @@ function walk(value: unknown, path: (string | number)[], channelPath: (string | 
   for (const [key, v] of Object.entries(value)) {
     if (typeof v === 'string') {
       if (DELTA_FIELDS.has(key) && v !== '') found([...path, key], [...channelPath, key], v);
+    } else if (Array.isArray(v) && key !== 'top_logprobs' && v.some(isTokenEntry)) {
+      // A list of tokens continues one text, across the list and the events: positions are not
+      // parts. Each rank of the alternatives (`top_logprobs`) is a text of its own.
+      v.forEach((item, i) => walk(item, [...path, key, i], [...channelPath, key], found));
     } else if (typeof v === 'object' && v !== null) walk(v, [...path, key], channelPath, found);
   }
 }
