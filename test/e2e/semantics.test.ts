@@ -114,6 +114,30 @@ describe('the config fallback ladder', () => {
     for (const handle of backlog) await producer.cancel(handle.id);
   });
 
+  it("serves jobs from their fallback at once while jobs without one retry their failing primary ahead of them", async () => {
+    const { producer } = await fleet({
+      models: { [SONNET]: { provider: 'anthropic', limits: LIMITS, fallback: [HAIKU] }, [HAIKU]: { provider: 'anthropic', limits: LIMITS } },
+    });
+    // Sonnet fails every call; Haiku is healthy. Jobs that name no fallback wait out the outage
+    // in the lane, until their 20 s deadline or their last attempt.
+    sim.injectFaults({ model: SONNET, status: 529 });
+    const stuck = await Promise.all([1, 2, 3, 4].map(() => producer.enqueue(job(SONNET, { fallback: [], maxWaitMs: 20_000 }))));
+    const stuckEnds = Promise.all(stuck.map((h) => failureOf(h.result({ timeoutMs: 60_000 })).then((failure) => ({ failure, at: Date.now() }))));
+    await sleep(2_000);
+    // Behind them, jobs with the configured ladder: they waited behind the backlog's backoff for
+    // their own deadline (60 s here), as if Sonnet were merely busy, until the backlog ended.
+    const served = await Promise.all([1, 2, 3, 4].map(() => producer.run(job(SONNET, { maxWaitMs: 60_000 }), { timeoutMs: 60_000 })));
+    const servedBy = Date.now();
+    expect(served.map((r) => r.model)).toEqual([HAIKU, HAIKU, HAIKU, HAIKU]);
+    // All served while the backlog still waited on Sonnet (they used to be served only once it ended).
+    const ends = await stuckEnds;
+    expect(Math.min(...ends.map((e) => e.at))).toBeGreaterThan(servedBy);
+    for (const { failure } of ends) {
+      expect(failure).toBeInstanceOf(JobFailedError);
+      expect(['DEADLINE_EXCEEDED', 'RETRIES_EXHAUSTED']).toContain((failure as JobFailedError).failure.code);
+    }
+  });
+
   it('keeps a job that asks for no fallback (fallback: []) on its primary', async () => {
     const { producer } = await fleet({
       models: { [SONNET]: { provider: 'anthropic', limits: LIMITS, fallback: [HAIKU] }, [HAIKU]: { provider: 'anthropic', limits: LIMITS } },

@@ -64,6 +64,17 @@ function bullmqAddOf(queue: Queue, name: string, data: LlmJob, opts: LaneEntry['
 const REPLY_WIDTH = 4;
 
 /**
+ * The job's models for the add script, primary first, '\n'-joined; stored as its `hrLadder` when
+ * there is more than one. A job that names no fallback of its own (`fallback: []`) gets a trailing
+ * '\n', so it is stored too, holding no fallback: without it the lane's fetch read the primary's
+ * configured ladder for the job (front-runnable-4.lua), took it for a fallback it does not have,
+ * and the worker's plan, with nowhere to go, sent it straight back, round after round.
+ */
+function ladderArg(job: LlmJob, models: readonly string[]): string {
+  return job.fallback?.length === 0 ? `${models.join('\n')}\n` : models.join('\n');
+}
+
+/**
  * Every job admission adds carries this in its BullMQ options, which BullMQ stores with the job and
  * its fetch hands back: a worker knows an admitted job without a round trip. The value is the
  * job's own id, so the mark does not travel: a copy of an admitted job (another tool's
@@ -187,7 +198,7 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
     ladders.push(models);
     add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, { ...opts, [ADMITTED_OPTION]: jobId } as LaneEntry['opts'], jobId);
     const data = add[10]!;
-    args.push(jobId, job.provider, job.tenant ?? '', models.join('\n'), summaryOf(job), fairCostArg(job, data.length, lane), job.maxWaitMs ?? '', add[9]!, data, add[11]!);
+    args.push(jobId, job.provider, job.tenant ?? '', ladderArg(job, models), summaryOf(job), fairCostArg(job, data.length, lane), job.maxWaitMs ?? '', add[9]!, data, add[11]!);
   }
   // Every job of a lane has the same nine keys.
   const reply = await runScript<(string | number)[]>(redis, 'add', add.slice(0, 9) as string[], args);

@@ -151,6 +151,23 @@ describe('bringRunnableToFront', () => {
     expect((await order(prefix))[0]).toBe(ids[2]);
   });
 
+  it("takes a job past its failing primary's backed-off pool for an open fallback at once, whatever its deadline", async () => {
+    // Jobs without a ladder retrying a failing Sonnet keep its pool backed off; behind them, one with Haiku.
+    const { prefix, ids } = await admitted([sonnetJob({ fallback: [] }), sonnetJob({ fallback: [] }), sonnetJob({ fallback: [HAIKU] })]);
+    const now = Date.now();
+    // The throttle's wait (a probe a second) is far within the job's deadline: without word of the failure, it waits.
+    const probing = backedOff(['sonnet-4'], new Map([['sonnet-4', now + 900]]));
+    expect(await frontOf(db.redis, prefix, 'normal', probing)).toBe('blocked');
+    // Sonnet failing: taken for Haiku now, ahead of the two that have nowhere to go.
+    expect(await frontOf(db.redis, prefix, 'normal', { ...probing, failingModels: [SONNET] })).toBe(`moved ${ids[2]}`);
+    expect((await order(prefix))[0]).toBe(ids[2]);
+    // Also with no bucket wait known; never to a fallback that is failing too, or whose pool is backed off.
+    const { prefix: p2, ids: ids2 } = await admitted([sonnetJob({ fallback: [HAIKU] })]);
+    expect(await frontOf(db.redis, p2, 'normal', { ...backedOff(['sonnet-4']), failingModels: [SONNET, HAIKU] })).toBe('blocked');
+    expect(await frontOf(db.redis, p2, 'normal', { ...backedOff(['sonnet-4', 'haiku-4']), failingModels: [SONNET] })).toBe('blocked');
+    expect(await frontOf(db.redis, p2, 'normal', { ...backedOff(['sonnet-4']), failingModels: [SONNET] })).toBe(`front ${ids2[0]}`);
+  });
+
   it("counts the jobs of the primary's pool ahead of a job, each at the pool's pace, after the bucket's wait", async () => {
     const late = (maxWaitMs: number) => sonnetJob({ fallback: [HAIKU], maxWaitMs });
     // Three plain Sonnet jobs, then one that must start within 2 s and one within 4.5 s, both with Haiku.
@@ -187,6 +204,13 @@ describe('bringRunnableToFront', () => {
     expect(await db.redis.zrange(k.prioritized, '0', '0')).toEqual([ids[0]]);
     // With a lane of 5 minutes, neither is late yet.
     expect(await frontOf(db.redis, prefix, 'normal', { ...backedOff(['sonnet-4'], ends), laneMaxWaitMs: 300_000 })).toBe('blocked');
+    // A job that asks for no fallback (fallback: []) is never taken for the configured one: it had
+    // nowhere to go, and its worker sent it straight back, round after round.
+    await db.redis.del(k.prioritized);
+    const [none] = await addToLane(db.redis, queue, prefix, 'normal', [{ jobId: `normal.${randomUUID()}`, job: { ...job, fallback: [] } }]);
+    expect(await db.redis.hget(`${k.jobKeyPrefix}${(none as Added).id}`, 'hrLadder')).toBe(`${SONNET}\n`);
+    expect(await frontOf(db.redis, prefix, 'normal', backedOff(['sonnet-4'], ends))).toBe('blocked');
+    expect(await frontOf(db.redis, prefix, 'normal', { ...backedOff(['sonnet-4'], ends), failingModels: [SONNET] })).toBe('blocked');
   });
 
   it('passes over a job whose hash is gone', async () => {

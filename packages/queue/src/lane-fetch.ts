@@ -45,6 +45,11 @@ export interface LaneBackoffs {
    * of the pool ahead of another in the lane starts it that much later. Unknown: 0.
    */
   paces?: ReadonlyMap<string, number>;
+  /**
+   * Models whose fleet-wide throttle binds, as the worker last heard (failing): a job of one with
+   * an open fallback goes down its ladder at once, as the worker's plan would send it.
+   */
+  failingModels?: readonly string[];
   /** The lane's configured maxWaitMs: a job without its own falls back past it. */
   laneMaxWaitMs: number;
   now: number;
@@ -53,15 +58,24 @@ export interface LaneBackoffs {
 /**
  * Brings the first job of the lane (within `depth`) that may run to the front, where BullMQ's
  * next fetch takes it: one whose primary model's pool is not backed off, or, when it is, one that
- * would go down its ladder now (a fallback's pool open, and the primary's wait plus the jobs of
- * its pool ahead of it past the job's maxWaitMs: `fallsBack`). 'blocked': every job looked at
+ * would go down its ladder now (a fallback's pool open, and the primary failing, or its wait plus
+ * the jobs of its pool ahead of it past the job's maxWaitMs: `fallsBack`). 'blocked': every job looked at
  * waits on a backed-off pool, so the whole lane may back off. A `fairShareOnly(pool)` entry holds
  * back that pool's jobs except a fresh tenant's (`hrFresh` in its options).
  */
 export async function bringRunnableToFront(redis: Redis | Cluster, prefix: string, lane: Lane, backoffs: LaneBackoffs, depth = FRONT_SEARCH_DEPTH): Promise<FrontResult> {
   const k = laneKeys(prefix, lane);
   const waits = [...(backoffs.waitEnds ?? new Map<string, number>())].flatMap(([pool, end]) => [pool, end, backoffs.paces?.get(pool) ?? 0]);
-  const reply = await runScript<FrontOutcome | [FrontOutcome, string]>(redis, 'front-runnable', [k.wait, k.prioritized, k.models, k.fallbacks], [depth, backoffs.laneMaxWaitMs, backoffs.now, backoffs.pools.length, ...backoffs.pools, ...waits]);
+  const reply = await runScript<FrontOutcome | [FrontOutcome, string]>(redis, 'front-runnable', [k.wait, k.prioritized, k.models, k.fallbacks], [
+    depth,
+    backoffs.laneMaxWaitMs,
+    backoffs.now,
+    backoffs.pools.length,
+    ...backoffs.pools,
+    backoffs.failingModels?.length ?? 0,
+    ...(backoffs.failingModels ?? []),
+    ...waits,
+  ]);
   return Array.isArray(reply) ? { outcome: reply[0], fallsBack: reply[1] } : { outcome: reply };
 }
 

@@ -41,7 +41,8 @@
 
   ARGV[1] the lane's own-key prefix (`{prefix:lane}:hr:`)
   then ten per job: job id, provider, tenant or '', the models primary first joined by '\n'
-  (stored as `hrLadder` when there is more than one), the job's summary for the dashboard or ''
+  (stored as `hrLadder` when there is more than one, or when the job names no fallback of its
+  own, `fallback: []`, which its trailing '\n' says: the configured ladder is not its), the job's summary for the dashboard or ''
   (stored as the job hash's `hrSummary`), its cost in tokens for fair sharing (tenant-fairness.ts;
   `<cost>*<choices>` for a request that sets no output bound: every model of its ladder must have
   a published output cap, and the primary's, times its choices, is added to its cost), its own

@@ -12,8 +12,10 @@
 
   A job whose primary's pool is backed off may still run on a fallback: when its ladder (its own,
   `hrLadder` in its hash, or its primary's configured one) has a model whose pool is not backed
-  off, and its primary could not start it within its maxWaitMs (its own, `hrMaxWait`, or the
-  lane's), counted from its enqueue. Its primary starts it once the bucket's wait its pool's
+  off (nor failing), and its primary is failing (its fleet-wide throttle binds: the worker's plan
+  sends such a job down its ladder at once, and a backlog of jobs without a ladder, retrying the
+  failing model, kept the pool backed off in front of it until its deadline) or could not start it
+  within its maxWaitMs (its own, `hrMaxWait`, or the lane's), counted from its enqueue. Its primary starts it once the bucket's wait its pool's
   backoff names is over (not the backoff's one-second cap) and the bucket has then served the
   jobs of that pool ahead of it in the lane, each taking the pool's pace (the refill of one job's
   draw) -- the jobs ahead that go down their own ladders excepted. Counting the bucket's wait
@@ -29,6 +31,8 @@
   ARGV[4] n, the number of backed-off pools, then ARGV[5..4+n] the pools; `~<pool>` = backed off
           only for jobs of tenants with work queued (the fair reserve): a fresh tenant's job, one
           with `hrFresh` in its stored options, may still run
+  ARGV[5+n] m, the number of failing models (their throttle binds, as the worker last heard),
+          then the m models
   then triples, where known: a backed-off pool, when the bucket's wait for it ends (epoch ms), and
   its pace (ms; 0 when unknown)
 
@@ -42,12 +46,14 @@ local ids = redis.call('LRANGE', KEYS[1], -depth, -1)
 local queued = {}
 if #ids < depth then queued = redis.call('ZRANGE', KEYS[2], 0, depth - #ids - 1) end
 if #ids == 0 and #queued == 0 then return 'empty' end
-local blocked, fairOnly, waitEnd, pace = {}, {}, {}, {}
+local blocked, fairOnly, waitEnd, pace, failing = {}, {}, {}, {}, {}
 local n = tonumber(ARGV[4])
 for i = 5, 4 + n do
   if string.sub(ARGV[i], 1, 1) == '~' then fairOnly[string.sub(ARGV[i], 2)] = true else blocked[ARGV[i]] = true end
 end
-for i = 5 + n, #ARGV, 3 do
+local m = tonumber(ARGV[5 + n])
+for i = 6 + n, 5 + n + m do failing[ARGV[i]] = true end
+for i = 6 + n + m, #ARGV, 3 do
   waitEnd[ARGV[i]] = tonumber(ARGV[i + 1])
   pace[ARGV[i]] = tonumber(ARGV[i + 2]) or 0
 end
@@ -78,19 +84,22 @@ local function primaryOf(id)
 end
 
 -- Whether a job held back by its primary's pool would go down its ladder now: a fallback's pool
--- is open, and waiting for the primary (its bucket's wait, then the jobs ahead) would make the job late.
+-- is open (and its model not failing), and the primary is failing, or waiting for it (its bucket's
+-- wait, then the jobs ahead) would make the job late.
 local function fallsBack(id, primary, pool)
   local ends = waitEnd[pool]
-  if not ends then return false end
+  if not ends and not failing[primary] then return false end
   local job = redis.call('HMGET', jobKeyPrefix .. id, 'hrLadder', 'hrMaxWait', 'timestamp')
-  local maxWait = tonumber(job[2] or '') or laneMaxWait
-  local starts = ends + (ahead[pool] or 0) * pace[pool]
-  if not job[3] or starts - tonumber(job[3]) <= maxWait then return false end
+  if not failing[primary] then
+    local maxWait = tonumber(job[2] or '') or laneMaxWait
+    local starts = ends + (ahead[pool] or 0) * pace[pool]
+    if not job[3] or starts - tonumber(job[3]) <= maxWait then return false end
+  end
   local ladder = job[1] or redis.call('HGET', KEYS[4], primary)
   if not ladder then return false end
   for model in string.gmatch(ladder, '[^\n]+') do
     local other = poolOfModel(model)
-    if model ~= primary and not blocked[other] and not fairOnly[other] then return true end
+    if model ~= primary and not failing[model] and not blocked[other] and not fairOnly[other] then return true end
   end
   return false
 end

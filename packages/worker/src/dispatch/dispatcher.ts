@@ -309,6 +309,7 @@ export class Dispatcher {
           pools: blocked,
           waitEnds: this.backoffs.waitEnds(lane),
           paces: this.backoffs.paces(lane),
+          failingModels: this.opts.ctx.throttles.failing(),
           laneMaxWaitMs: this.opts.config.lanes[lane].maxWaitMs,
           now: this.opts.ctx.now(),
         });
