@@ -111,7 +111,7 @@ export type { Pressure, PressureInput } from './pressure.js';
 export { createLogger } from './logger.js';
 export { registerSecret, registeredSecrets, redactSecrets, maskUrlPasswords, cutSecretTokens, REDACTED } from './redaction.js';
 export type { Logger, LoggerLike } from './logger.js';
-export { FleetStatsWriter, readFleetStats, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
+export { FleetStatsWriter, readFleetStats, SPEND_CAP_STATUS, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
 export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';
 export { Heartbeat, readHeartbeats, HEARTBEAT_INTERVAL_MS } from './telemetry/heartbeat.js';
 export type { WorkerHeartbeat, Heartbeats, HeartbeatKind, HeartbeatOptions } from './telemetry/heartbeat.js';

@@ -23,7 +23,7 @@ export class WorkerMetrics {
 
   readonly rateLimited = new Counter({
     name: 'headroom_provider_429_total',
-    help: '429 responses from providers: traffic outside the fleet or a limit set too high.',
+    help: 'Rate-limit 429 responses from providers: traffic outside the fleet or a limit set too high (a spend cap is not counted).',
     labelNames: ['provider', 'model'] as const,
     registers: [this.registry],
   });

@@ -20,7 +20,16 @@ export interface CallEvent {
   model: string;
   /** HTTP status, or null when no response came. */
   status: number | null;
+  /**
+   * A 429 that is a spend cap or a billing answer, not a rate limit: counted apart
+   * (`429-spend-cap`), so the 429 rate and its alert say what they are for (traffic outside the
+   * fleet, or a limit set too high), not that the organisation's money ran out.
+   */
+  spendCap?: boolean;
 }
+
+/** The status a spend cap's (or billing's) 429 is counted under. */
+export const SPEND_CAP_STATUS = '429-spend-cap';
 
 export interface JobEndEvent {
   lane: Lane;
@@ -49,7 +58,7 @@ export class FleetStatsWriter {
   }
 
   call(e: CallEvent): void {
-    this.add(`calls:${e.model}:${e.status ?? 'network'}`, 1);
+    this.add(`calls:${e.model}:${e.status === 429 && e.spendCap ? SPEND_CAP_STATUS : (e.status ?? 'network')}`, 1);
   }
 
   jobEnded(e: JobEndEvent): void {

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
+import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, readFleetStats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
@@ -319,6 +319,23 @@ describe('runJob', () => {
     }
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringMatching(/^after 3 attempts, last: 503 /) }, progress: { attempts: 3 } });
     expect(outcome.kind === 'failed' && outcome.progress.outageFailures).toBeFalsy();
+  });
+
+  it("counts a spend cap's 429 apart from rate limits: not in headroom_provider_429_total nor in the fleet's 429 rate", async () => {
+    const ctx = context();
+    // A spend cap is tried once more, then fails SPEND_CAP.
+    sim.injectFaults({ model: SONNET, spendCap: true, count: 2 });
+    const first = await run(ctx, job({ fallback: [] }));
+    if (first.kind !== 'delay') throw new Error(`expected one more try, got ${first.kind}`);
+    expect(await run(ctx, job({ fallback: [] }), { ...meta(), progress: first.progress })).toMatchObject({ kind: 'failed', failure: { code: 'SPEND_CAP' } });
+    expect((await ctx.metrics.rateLimited.get()).values).toEqual([]);
+    sim.injectFaults({ model: SONNET, status: 429, count: 1, retryAfterSeconds: 1 });
+    expect((await run(ctx, job({ fallback: [] }))).kind).toBe('delay');
+    expect((await ctx.metrics.rateLimited.get()).values).toEqual([{ labels: { provider: 'anthropic', model: SONNET }, value: 1 }]);
+    await ctx.stats.flush();
+    const fleet = await readFleetStats(db.redis, ctx.config.redis.prefix, 1);
+    expect(fleet.calls[SONNET]).toMatchObject({ '429': 1, [SPEND_CAP_STATUS]: 2 });
+    expect(fleet.calls429).toBe(1);
   });
 
   it("spends no attempt on a failure while this worker sees other jobs' calls to the model fail, none started later served", async () => {

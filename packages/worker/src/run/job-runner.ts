@@ -170,7 +170,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           const endedAt = ctx.now();
           ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (endedAt - callStarted) / 1000);
           ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(streamed.status ?? 'network') });
-          ctx.stats.call({ model, status: streamed.status });
+          ctx.stats.call({ model, status: streamed.status, spendCap: streamed.failureKind === 'spend_cap' });
           settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, streamed.headers);
           countTokens(ctx, job.provider, model, streamed.usage);
           ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
@@ -195,7 +195,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, !res.ok && signal.aborted ? undefined : res.ok || !UNHEALTHY.has(res.kind));
       ctx.metrics.callSeconds.observe({ provider: job.provider, model }, (callEnded - callStarted) / 1000);
       ctx.metrics.providerCalls.inc({ provider: job.provider, model, status: String(res.status ?? 'network') });
-      ctx.stats.call({ model, status: res.status });
+      ctx.stats.call({ model, status: res.status, spendCap: !res.ok && res.kind === 'spend_cap' });
 
       settleAndSync(ctx, res.ok ? res.usage : undefined, res.ok ? undefined : res, reservation, pool, modelCfg.limits, res.headers);
 
@@ -231,7 +231,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       }
 
       if (signal.aborted) return stopped(signal, progress, 'during its provider call');
-      if (res.status === 429) ctx.metrics.rateLimited.inc({ provider: job.provider, model });
+      // A rate limit's 429; a spend cap's (or billing's) is not a limit the fleet could have kept.
+      if (res.kind === 'rate_limit') ctx.metrics.rateLimited.inc({ provider: job.provider, model });
       // `503 server: ...`; a failure with no status (a network one) says its kind once: `network: ...`.
       progress.lastError = `${res.status === null ? '' : `${res.status} `}${res.kind}: ${res.message}`;
       if (UNHEALTHY.has(res.kind) && inOutage(ctx, model, meta.id, probeRun, attemptsBefore) && countNoAttempt(progress, callEnded, ctx.config.retry.outageGraceMs)) {
