@@ -208,6 +208,24 @@ describe('Producer', () => {
     expect(await waiting(admin, laneKeys(prefix, 'critical'))).toBe(2);
   });
 
+  it("takes a repeat of an idempotency key with its own maxWaitMs as the same job, its deadline the caller's own", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const k = laneKeys(prefix, 'critical');
+    const first = await p.enqueue(job({ idempotencyKey: 'order-45', maxWaitMs: 3_000 }));
+    // A retry that waits longer (the gateway's headroom-max-wait-ms, say), one that waits less, one with none.
+    for (const maxWaitMs of [20_000, 1_000, undefined]) {
+      const again = await p.enqueue(job({ idempotencyKey: 'order-45', ...(maxWaitMs === undefined ? {} : { maxWaitMs }) }));
+      expect(again).toMatchObject({ id: first.id, existing: true });
+    }
+    // The job waits for the latest deadline its callers want: none, once one set none.
+    expect(await admin.hget(`${k.jobKeyPrefix}${first.id}`, 'hrMaxWait')).toBeNull();
+    expect(await waiting(admin, k)).toBe(1);
+    // Another request under the key is still refused, whatever its deadline.
+    const other = job({ idempotencyKey: 'order-45', maxWaitMs: 3_000, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Something else' }] } });
+    await expect(p.enqueue(other)).rejects.toMatchObject({ code: 'JOB_INVALID' });
+  });
+
   it("refuses an idempotency key repeated with a different job, rather than answer it with the first job's result", async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);

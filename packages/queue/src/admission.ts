@@ -70,6 +70,19 @@ const REPLY_WIDTH = 4;
  * configured ladder for the job (front-runnable-4.lua), took it for a fallback it does not have,
  * and the worker's plan, with nowhere to go, sent it straight back, round after round.
  */
+/**
+ * The job with its own `maxWaitMs` as the last field of its data: a repeat of its idempotency key
+ * is the same job whatever its caller's deadline (each caller keeps its own, shared-deadline.ts),
+ * and the add script compares two jobs' data without it by cutting that last field off the JSON,
+ * where nothing nested can stand (`sameJob`, add-9.lua). Compared whole, a retry with another
+ * `maxWaitMs` (`headroom-max-wait-ms`) was refused as another request under the key.
+ */
+function maxWaitLast(job: LlmJob): LlmJob {
+  if (job.maxWaitMs === undefined) return job;
+  const { maxWaitMs, ...rest } = job;
+  return { ...rest, maxWaitMs } as LlmJob;
+}
+
 function ladderArg(job: LlmJob, models: readonly string[]): string {
   return job.fallback?.length === 0 ? `${models.join('\n')}\n` : models.join('\n');
 }
@@ -196,7 +209,7 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
   for (const { jobId, job, opts } of entries) {
     const models = modelLadder(job);
     ladders.push(models);
-    add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, job, { ...opts, [ADMITTED_OPTION]: jobId } as LaneEntry['opts'], jobId);
+    add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, maxWaitLast(job), { ...opts, [ADMITTED_OPTION]: jobId } as LaneEntry['opts'], jobId);
     const data = add[10]!;
     args.push(jobId, job.provider, job.tenant ?? '', ladderArg(job, models), summaryOf(job), fairCostArg(job, data.length, lane), job.maxWaitMs ?? '', add[9]!, data, add[11]!);
   }

@@ -251,6 +251,18 @@ local function setFailedRunAside(jobId)
   redis.call('DEL', own .. 'events:' .. jobId, own .. 'cancel:' .. jobId)
 end
 
+-- The job's data without its own maxWaitMs, which admission writes as the data's last field
+-- (admission.ts maxWaitLast): a caller's deadline is its own, not part of the job it asks for.
+local function withoutMaxWait(data)
+  return (string.gsub(data, ',"maxWaitMs":[%d.eE+-]+}$', '}', 1))
+end
+
+-- Whether a repeat of an idempotency key asks for the job stored under it (data compared whole,
+-- or but for the callers' deadlines).
+local function sameJob(stored, data)
+  return stored == data or (stored ~= false and withoutMaxWait(stored) == withoutMaxWait(data))
+end
+
 -- An idempotent job that coalesced into another has no job under its own id: the id its key maps
 -- to names the job it joined, with a digest of its data, so a repeat of the key finds that job
 -- once the coalescing key is gone (the job finished, its result cache over), as a repeat of a key
@@ -265,7 +277,7 @@ local function rememberJoin(jobId, target, data, packedOpts)
     if type(retention) == 'table' and tonumber(retention['age']) then ttl = math.max(ttl, tonumber(retention['age'])) end
   end
   if ttl <= 0 then ttl = ALIAS_DEFAULT_SEC end
-  redis.call('SET', own .. 'idem-alias:' .. jobId, target .. '|' .. redis.sha1hex(data), 'EX', math.ceil(ttl))
+  redis.call('SET', own .. 'idem-alias:' .. jobId, target .. '|' .. redis.sha1hex(withoutMaxWait(data)), 'EX', math.ceil(ttl))
 end
 
 -- The job an idempotent job's earlier request joined (see rememberJoin), still there, or the BATCH
@@ -281,7 +293,8 @@ local function joinedUnder(jobId, data)
   -- job is kept, and answers the key's repeats as the pointer a worker's hand-off leaves does.
   local elsewhere = string.match(target, '^[^.]+') ~= string.match(jobId, '^[^.]+')
   if not elsewhere and redis.call('EXISTS', jobKeyPrefix .. target) == 0 then return nil end
-  if digest ~= redis.sha1hex(data) then return -9 end
+  -- An alias written before the digest left the deadline out holds the whole data's.
+  if digest ~= redis.sha1hex(withoutMaxWait(data)) and digest ~= redis.sha1hex(data) then return -9 end
   if elsewhere then return target, true end
   -- A joined job that failed to retry is not this key's answer: the repeat runs afresh.
   if failedToRetry(jobKeyPrefix .. target) then return nil end
@@ -320,7 +333,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     -- An idempotency key names one job: a repeat must send that job again. Answering another
     -- request with the first one's result would hand its caller an answer to a question it did
     -- not ask. (Other fixed ids, a shed job's hand-off, are derived from the job itself.)
-    if idempotent and redis.call('HGET', jobKeyPrefix .. jobId, 'data') ~= ARGV[at + 1] then
+    if idempotent and not sameJob(redis.call('HGET', jobKeyPrefix .. jobId, 'data'), ARGV[at + 1]) then
       return -9, '', '', ''
     end
     -- A repeat after a failure that told its caller to retry runs the job again, admitted as a
