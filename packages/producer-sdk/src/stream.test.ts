@@ -113,6 +113,28 @@ describe('producer.stream', () => {
     expect(await admin.exists(jobEventsKey(prefix, stream.id))).toBe(0);
   });
 
+  it('throws TIMEOUT, never ends as if whole, when the rest of a completed answer expired before the reader took it', async () => {
+    const prefix = await fleetPrefix();
+    const texts = Array.from({ length: 600 }, (_, i) => `t${i} `);
+    fleet(prefix, async () => ({ events: [[start, ...texts.map((t): JobEvent => ({ kind: 'event', data: delta(t) }))], [{ kind: 'end' }]] }));
+    const stream = await producer(prefix).stream(job());
+    await stream.result();
+    const read: string[] = [];
+    let thrown: unknown;
+    try {
+      for await (const event of stream) {
+        read.push((event as { delta: { text: string } }).delta.text);
+        // The reader pauses past RELAY_TTL_MS: the events expire (here, at once).
+        if (read.length === 2) await admin.del(jobEventsKey(prefix, stream.id));
+      }
+    } catch (err) {
+      thrown = err;
+    }
+    expect(read.length).toBeLessThan(texts.length);
+    expect(thrown).toMatchObject({ code: 'TIMEOUT', message: expect.stringContaining('result() holds its whole answer') });
+    expect((await stream.result()).response).toBeDefined();
+  });
+
   it('replays a finished stream to a repeat of its idempotency key, and streams its answer from its result once its events expired', async () => {
     const prefix = await fleetPrefix();
     fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('hi') }, { kind: 'end' }]] }));

@@ -12,10 +12,12 @@
  * (`replayEventsOf`), in the shapes the provider streams it.
  * One that ends after its first event ends with the error event it relayed (the provider's own),
  * or, when its worker could not write one (it died, or the job was cancelled), one in the
- * provider's shape made here; then the iteration throws `JobFailedError`.
+ * provider's shape made here; then the iteration throws `JobFailedError`. One that completed but
+ * whose remaining events expired before this reader took them (it paused past `RELAY_TTL_MS`)
+ * throws `TimeoutError`, never ends as if the answer were whole: `result()` holds all of it.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { errorEventOf, FailureCode, JobFailedError, replayEventsOf, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
+import { errorEventOf, FailureCode, JobFailedError, RELAY_TTL_MS, replayEventsOf, TimeoutError, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
 import type { EventSubscription } from './event-reader.js';
 
 export interface StreamStart {
@@ -162,7 +164,13 @@ export class JobEventStream implements JobStream {
           throw err;
         }
         if (err !== undefined) throw err;
-        return;
+        // It completed, and its end was written before it did: the rest of its events are gone.
+        // They expire RELAY_TTL_MS after the worker's last write, and this reader came back later
+        // (or Redis lost them). Ending here handed the caller a cut-short answer as if whole.
+        throw new TimeoutError(
+          `reading the events of job ${this.id} (gone before the rest was read: they are kept ${RELAY_TTL_MS / 60_000} min after the worker's last write, and the job completed: result() holds its whole answer)`,
+          RELAY_TTL_MS,
+        );
       }
       if (entry.kind === 'event') {
         this.#events += 1;
