@@ -2,7 +2,9 @@
  * `headroom gateway` (the CLI process) stopped by SIGTERM, as a rolling deploy stops it: it takes
  * no new connection, answers the calls it holds (plain and streamed, through the official SDKs)
  * within `gateway.shutdownGraceMs` and exits 0; past the grace it cuts what is left, and a cut
- * stream's provider call is stopped. And one killed outright (SIGKILL) loses no job it accepted.
+ * stream's provider call is stopped, a call not started withdrawn (cancelled, as its client would
+ * have it: its SDK sends it again elsewhere). And one killed outright (SIGKILL) loses no job it
+ * accepted.
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { Redis } from 'ioredis';
@@ -127,6 +129,34 @@ describe('headroom gateway on SIGTERM', () => {
       expect(sim.stats().models[GPT]?.clientClosed ?? 0).toBe(closedBefore + 1);
     } finally {
       sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  it('past its grace withdraws the calls it holds that have not started, as their clients would: the jobs end cancelled, with no provider call', async () => {
+    const { proc, url } = await startGatewayProcess(300);
+    const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 0 });
+    const k = laneKeys('drain', 'normal');
+    // The lane is paused (Bull Board's pause): the calls wait in it, unstarted.
+    const admin = new Redis(redis.url);
+    await admin.hset(k.meta, 'paused', 1);
+    const admittedBefore = sim.stats().admissions.length;
+    try {
+      const calls = [1, 2, 3].map((i) => anthropic.messages.create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: `Wait ${i}` }] }).then(() => undefined, (err: unknown) => err));
+      const deadline = Date.now() + 20_000;
+      while ((await admin.zcard(k.prioritized)) + (await admin.llen(k.paused)) + (await admin.llen(k.wait)) < 3) {
+        if (Date.now() > deadline) throw new Error('the calls did not reach the lane');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      proc.child.kill('SIGTERM');
+      for (const err of await Promise.all(calls)) expect(err).toBeInstanceOf(Anthropic.APIConnectionError);
+      expect(await proc.exited).toBe(0);
+      // Withdrawn: gone from the lane, each with its cancelled note for a caller that asks.
+      expect((await admin.zcard(k.prioritized)) + (await admin.llen(k.paused)) + (await admin.llen(k.wait))).toBe(0);
+      expect(await admin.keys(`${k.jobCancelled('*')}`)).toHaveLength(3);
+      expect(sim.stats().admissions.length).toBe(admittedBefore);
+    } finally {
+      await admin.hdel(k.meta, 'paused');
+      admin.disconnect();
     }
   });
 
