@@ -66,23 +66,48 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const producer = new Producer({ redis: opts.redisUrl, prefix: config.redis.prefix, maxJobBytes: config.limits.maxJobBytes });
   const metrics: GatewayMetrics = new GatewayMetrics({ defaultMetrics: config.gateway.metricsPort !== undefined, inFlight: (): number => handler.inFlight });
   const handler = new GatewayHandler(config, keys, producer, logger, metrics);
+  const { headersTimeoutMs, bodyTimeoutMs } = config.gateway;
+  // Sockets whose request head has arrived, with its answer: a timeout on one of those is its
+  // body's, and once its answer has started, a second answer would corrupt the stream.
+  const answering = new WeakMap<Socket, ServerResponse>();
   const server = createServer(
     {
       maxHeaderSize: config.gateway.maxHeaderBytes,
-      headersTimeout: config.gateway.headersTimeoutMs,
+      headersTimeout: headersTimeoutMs,
       // The body has its own, shorter deadline (request-body.ts), answered in the provider's
       // shape; this one bounds a request whose body is being discarded after an early answer.
-      requestTimeout: config.gateway.headersTimeoutMs + config.gateway.bodyTimeoutMs + 1_000,
+      requestTimeout: headersTimeoutMs + bodyTimeoutMs + 1_000,
+      // Node checks both timeouts only on this sweep (30 s by default), so a 2 s headersTimeoutMs
+      // cut a trickling client off after 20-30 s. Sweeping at least every second (and twice per
+      // timeout) holds each limit to within a second of its value.
+      connectionsCheckingInterval: Math.max(1, Math.min(1_000, Math.floor(headersTimeoutMs / 2))),
     },
-    (req, res) => void handler.handle(req, res),
+    (req, res) => {
+      answering.set(req.socket, res);
+      // A body answered early is still being discarded after the answer: its socket stays marked,
+      // so a timeout then closes it rather than writing a second answer behind the first.
+      res.once('close', () => {
+        if (req.complete && answering.get(req.socket) === res) answering.delete(req.socket);
+      });
+      void handler.handle(req, res);
+    },
   );
-  // A request Node could not parse (a header with a bare newline, a head over the size limit)
-  // never reaches the handler: answer it plainly and close, never crash.
+  // A request Node could not parse (a header with a bare newline, a head over the size limit) or
+  // that did not arrive in time never reaches the handler: answer it plainly and close, never crash.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable) return socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const body = JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: `malformed HTTP request (${err.code ?? 'parse error'})` } });
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    const res = answering.get(socket);
+    if (!socket.writable || res?.headersSent) return socket.destroy();
+    const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : timeout ? 408 : 400;
+    const message = !timeout
+      ? `malformed HTTP request (${err.code ?? 'parse error'})`
+      : res
+        ? `the request body did not arrive in time (within ${headersTimeoutMs + bodyTimeoutMs + 1_000} ms of the request's start: gateway.headersTimeoutMs + gateway.bodyTimeoutMs + 1 s)`
+        : `the request head did not arrive in time (within ${headersTimeoutMs} ms: gateway.headersTimeoutMs)`;
+    const body = JSON.stringify({ type: 'error', error: { type: timeout ? 'timeout_error' : 'invalid_request_error', message } });
+    // Only a timeout may go better on a retry; a request Node cannot parse fails the same way again.
+    const retry = timeout ? '' : 'x-should-retry: false\r\n';
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
