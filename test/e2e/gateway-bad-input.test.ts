@@ -212,8 +212,9 @@ describe('bad input through headroom gateway', () => {
     expect(status, body).toBe(c.status);
     expect(code).toBe(codeOf(c));
     // A request that was slow to come may come in time on a retry (docs/gateway.md: the SDKs retry
-    // a 408); the others would fail the same way again.
+    // a 408); the others would fail the same way again, and say so (docs/gateway.md#errors).
     if (status === 408) expect(shouldRetry).not.toBe('false');
+    else expect(shouldRetry).toBe('false');
     const parsed = JSON.parse(body) as Record<string, unknown>;
     // Anthropic: {type: 'error', error: {type, message}}; OpenAI: {error: {message, type, param, code}}.
     if (c.provider === 'anthropic') expect(parsed).toMatchObject({ type: 'error', error: { type: expect.any(String), message: expect.any(String) } });

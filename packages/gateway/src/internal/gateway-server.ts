@@ -277,13 +277,13 @@ class GatewayHandler {
   }
 
   async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect, route: Route | undefined): Promise<void> {
-    if (!route) return send(res, dialect, { kind: 'unknown_endpoint', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models` });
+    if (!route) return send(res, dialect, { kind: 'unknown_endpoint', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models`, shouldRetry: false });
     // HEAD is GET without the body (Node's server leaves the body out), as HTTP has it: health
     // checkers and proxies probe with it.
     const get = route.method === 'GET';
     if (req.method !== route.method && !(get && req.method === 'HEAD')) {
       res.setHeader('allow', get ? 'GET, HEAD' : route.method);
-      return send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}` });
+      return send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}`, shouldRetry: false });
     }
     await route.run(req, res, dialect, path);
   }
