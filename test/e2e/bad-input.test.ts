@@ -270,6 +270,12 @@ const CLI_CASES: CliCase[] = [
   { name: 'unknown command', args: () => ['wrker'], exit: 2, says: 'usage: headroom <command>' },
   { name: 'non-numeric --duration for demo', args: () => ['demo', '--duration', 'ten'], exit: 2, says: '--duration expects a positive number, got "ten"' },
   { name: 'dashboard port out of range', args: ({ config, redisUrl }) => ['dashboard', '--config', config, '--redis', redisUrl, '--port', '70000'], exit: 2, says: '--port: expected 0-65535, got 70000' },
+  // Started silently with ./headroom.config.yaml before, the file given ignored.
+  { name: 'a config file given without --config', args: ({ config }) => ['worker', config], exit: 2, says: "headroom worker: unexpected argument '" },
+  // Ran status (exit 0) before, the demo's flags ignored.
+  { name: "another command's flags", args: ({ config, redisUrl }) => ['status', '--config', config, '--redis', redisUrl, '--workers', '9', '--check'], exit: 2, says: 'headroom status: --workers is not a flag of status (it is one of headroom demo)' },
+  { name: '--help', args: () => ['--help'], exit: 0, says: 'usage: headroom <command>' },
+  { name: '-h after a command', args: () => ['gateway', '-h'], exit: 0, says: 'usage: headroom <command>' },
 ];
 
 /** What `new Producer(options)` threw, or undefined (a producer made is closed at once). */
