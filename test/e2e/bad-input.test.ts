@@ -276,6 +276,8 @@ const CLI_CASES: CliCase[] = [
   { name: "another command's flags", args: ({ config, redisUrl }) => ['status', '--config', config, '--redis', redisUrl, '--workers', '9', '--check'], exit: 2, says: 'headroom status: --workers is not a flag of status (it is one of headroom demo)' },
   { name: '--help', args: () => ['--help'], exit: 0, says: 'usage: headroom <command>' },
   { name: '-h after a command', args: () => ['gateway', '-h'], exit: 0, says: 'usage: headroom <command>' },
+  // A pino stack and exit 1 before.
+  { name: 'an unknown HEADROOM_LOG_LEVEL', args: ({ config, redisUrl }) => ['worker', '--config', config, '--redis', redisUrl], env: { HEADROOM_LOG_LEVEL: 'verbose', [CLI_KEY_ENV]: 'sk-bad-input' }, exit: 2, says: 'HEADROOM_LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"' },
 ];
 
 /** What `new Producer(options)` threw, or undefined (a producer made is closed at once). */

@@ -4,7 +4,7 @@
  * Bull Board, and a dashboard never loads the provider SDKs.
  */
 import { ReplyError } from 'ioredis';
-import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, maskUrlPasswords, RedisUnavailableError, redisUrlOf, waitForReady, type HeadroomConfig } from '@headroom/queue';
+import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, logLevelOf, maskUrlPasswords, RedisUnavailableError, redisUrlOf, waitForReady, type HeadroomConfig } from '@headroom/queue';
 import type { OverviewReader } from '@headroom/dashboard';
 import { parseCommandLine } from './args.js';
 import { renderStatus } from './status-view.js';
@@ -92,6 +92,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const values = parsed.args;
   const { command } = values;
+  // Checked before anything starts: a bad HEADROOM_LOG_LEVEL surfaced as a pino stack and exit 1
+  // from deep inside a service's start (and, for the demo, from each child it spawns).
+  if (command !== 'status') logLevelOf(undefined);
   switch (command) {
     case 'worker': {
       const { config, redisUrl } = configAndRedis(values.config, values.redis);
