@@ -114,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
           localOnly: values.localOnly,
           ...(values.readOnly ? { readOnly: true } : {}),
           showPayloads: values.showPayloads,
-          ...(port !== undefined ? { port } : {}),
+          ...(port !== undefined ? { port, portSetting: '--port' } : {}),
         });
       });
     }
@@ -123,7 +123,7 @@ async function main(argv: string[]): Promise<number> {
       const { port } = values;
       return serveUntilStopped(async () => {
         const { startGateway } = await import('@headroom/gateway');
-        const gateway = await startGateway({ config, redisUrl, ...(port !== undefined ? { port } : {}) });
+        const gateway = await startGateway({ config, redisUrl, ...(port !== undefined ? { port, portSetting: '--port' } : {}) });
         process.stdout.write(`headroom gateway listening on ${gateway.url}\n`);
         return gateway;
       });

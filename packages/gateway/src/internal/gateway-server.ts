@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createLogger, createRedis, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
+import { createLogger, createRedis, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -26,6 +26,8 @@ export interface GatewayOptions {
   env?: NodeJS.ProcessEnv;
   /** @default config.gateway.port */
   port?: number;
+  /** What chose `port`, named when it cannot be listened on (the CLI's `--port`). @default 'gateway.port', or 'the port option' when `port` is given */
+  portSetting?: string;
   /** @default config.gateway.host */
   host?: string;
   logger?: Logger;
@@ -109,10 +111,14 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const retry = timeout ? '' : 'x-should-retry: false\r\n';
     socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? config.gateway.port, opts.host ?? config.gateway.host, () => resolve());
-  });
+  const portSetting = opts.portSetting ?? (opts.port === undefined ? 'gateway.port' : 'the port option');
+  try {
+    await listen(server, { port: opts.port ?? config.gateway.port, host: opts.host ?? config.gateway.host, what: 'the gateway', setting: portSetting });
+  } catch (err) {
+    // Nothing was served: let go of Redis, so a caller that handles the error is not kept alive.
+    await producer.close();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? config.gateway.host;
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
