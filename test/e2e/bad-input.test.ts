@@ -12,6 +12,7 @@
  *   the job fails with a reason saying so, and the worker process keeps serving.
  */
 import { writeFileSync, mkdtempSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -244,12 +245,21 @@ describe('bad config files are refused with every problem by path', () => {
 
 // ---- environment and CLI ----------------------------------------------------------------------
 
+interface CliContext {
+  config: string;
+  redisUrl: string;
+  /** A port another process listens on (all addresses). */
+  busyPort: number;
+  /** A config whose worker /metrics port is `busyPort`, with a gateway key (its own prefix: its worker writes). */
+  busyConfig: string;
+}
+
 interface CliCase {
   name: string;
-  args: (ctx: { config: string; redisUrl: string }) => string[];
+  args: (ctx: CliContext) => string[];
   env?: NodeJS.ProcessEnv;
   exit: number;
-  says: string;
+  says: string | ((ctx: CliContext) => string);
   secret?: string;
   /** The prefix the command must not write under. */
   untouched?: string;
@@ -270,6 +280,18 @@ const CLI_CASES: CliCase[] = [
   { name: 'unknown command', args: () => ['wrker'], exit: 2, says: 'usage: headroom <command>' },
   { name: 'non-numeric --duration for demo', args: () => ['demo', '--duration', 'ten'], exit: 2, says: '--duration expects a positive number, got "ten"' },
   { name: 'dashboard port out of range', args: ({ config, redisUrl }) => ['dashboard', '--config', config, '--redis', redisUrl, '--port', '70000'], exit: 2, says: '--port: expected 0-65535, got 70000' },
+  // Started silently with ./headroom.config.yaml before, the file given ignored.
+  { name: 'a config file given without --config', args: ({ config }) => ['worker', config], exit: 2, says: "headroom worker: unexpected argument '" },
+  // Ran status (exit 0) before, the demo's flags ignored.
+  { name: "another command's flags", args: ({ config, redisUrl }) => ['status', '--config', config, '--redis', redisUrl, '--workers', '9', '--check'], exit: 2, says: 'headroom status: --workers is not a flag of status (it is one of headroom demo)' },
+  { name: '--help', args: () => ['--help'], exit: 0, says: 'usage: headroom <command>' },
+  { name: '-h after a command', args: () => ['gateway', '-h'], exit: 0, says: 'usage: headroom <command>' },
+  // A pino stack and exit 1 before.
+  { name: 'an unknown HEADROOM_LOG_LEVEL', args: ({ config, redisUrl }) => ['worker', '--config', config, '--redis', redisUrl], env: { HEADROOM_LOG_LEVEL: 'verbose', [CLI_KEY_ENV]: 'sk-bad-input' }, exit: 2, says: 'HEADROOM_LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"' },
+  // Each a raw `Error: listen EADDRINUSE` stack and exit 1 before.
+  { name: 'the gateway on a port in use', args: ({ busyConfig, redisUrl, busyPort }) => ['gateway', '--config', busyConfig, '--redis', redisUrl, '--port', String(busyPort)], env: { BAD_INPUT_GATEWAY_KEY: 'hr-gw-bad-input-key-0123456789' }, exit: 2, says: ({ busyPort }) => `the gateway cannot listen on 0.0.0.0:${busyPort}: the address is already in use; choose another with --port` },
+  { name: 'the dashboard on a port in use', args: ({ config, redisUrl, busyPort }) => ['dashboard', '--config', config, '--redis', redisUrl, '--local-only', '--port', String(busyPort)], exit: 2, says: ({ busyPort }) => `the dashboard cannot listen on 127.0.0.1:${busyPort}: the address is already in use; choose another with --port` },
+  { name: "a worker's metrics port in use", args: ({ busyConfig, redisUrl }) => ['worker', '--config', busyConfig, '--redis', redisUrl], env: { [CLI_KEY_ENV]: 'sk-bad-input' }, exit: 2, says: ({ busyPort }) => `the worker's /metrics server cannot listen on 127.0.0.1:${busyPort}: the address is already in use; choose another with dispatch.metricsPort` },
 ];
 
 /** What `new Producer(options)` threw, or undefined (a producer made is closed at once). */
@@ -319,9 +341,20 @@ function writeBadConfig(): string {
 }
 
 describe('bad environment and CLI flags: exit 2 with the message, nothing written', () => {
+  let busy: Server;
+  let busyPort: number;
+  beforeAll(async () => {
+    busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '0.0.0.0', resolve));
+    busyPort = (busy.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+
   it.concurrent.each(CLI_CASES)('$name', async (c) => {
     const config = writeConfig({ redis: { prefix: 'clikey' }, providers: { anthropic: { apiKeyEnv: CLI_KEY_ENV } }, models: { [SONNET]: { provider: 'anthropic' } } });
-    const proc = spawnHeadroom(c.args({ config, redisUrl: redis.url }), c.env ?? {});
+    const busyConfig = writeConfig({ redis: { prefix: 'clibusy' }, providers: { anthropic: { apiKeyEnv: CLI_KEY_ENV } }, models: { [SONNET]: { provider: 'anthropic' } }, dispatch: { metricsPort: busyPort, metricsHost: '127.0.0.1' }, gateway: { keys: { app: { keyEnv: 'BAD_INPUT_GATEWAY_KEY' } } } });
+    const ctx: CliContext = { config, redisUrl: redis.url, busyPort, busyConfig };
+    const proc = spawnHeadroom(c.args(ctx), c.env ?? {});
     // Bounds a process that never exits; the cases start at once, so on a loaded 2-core machine
     // each one's start (tsx compiling the CLI) alone took 30 s: the bound stays under the test's.
     const timer = setTimeout(() => proc.child.kill('SIGKILL'), 100_000);
@@ -329,7 +362,7 @@ describe('bad environment and CLI flags: exit 2 with the message, nothing writte
     clearTimeout(timer);
     const out = proc.output();
     expect(code, out).toBe(c.exit);
-    expect(out).toContain(c.says);
+    expect(out).toContain(typeof c.says === 'function' ? c.says(ctx) : c.says);
     expect(out, 'a clear message, not a stack trace').not.toMatch(/\n\s+at /);
     if (c.secret) expect(out).not.toContain(c.secret);
     if (c.untouched) expect(await keysUnder(admin, c.untouched)).toEqual([]);

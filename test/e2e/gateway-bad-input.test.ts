@@ -38,6 +38,8 @@ beforeAll(async () => {
       maxBodyBytes: 64 * 1024,
       maxHeaderBytes: 8 * 1024,
       bodyTimeoutMs: 500,
+      // Far below Node's own 30 s sweep of slow heads, which this limit used to wait for.
+      headersTimeoutMs: 2_000,
     },
   });
   gateway = spawnHeadroom(['gateway', '--config', configFile, '--redis', redis.url, '--port', String(port)], { BAD_INPUT_GATEWAY_KEY: KEY });
@@ -143,6 +145,14 @@ const CASES: Case[] = [
     says: 'did not arrive within 500 ms',
     provider: 'anthropic',
   },
+  // The raw send gives up after 10 s of silence: a 408 only Node's 30 s sweep sends never comes.
+  {
+    name: 'a head that never finishes arriving (raw request)',
+    raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n`,
+    status: 408,
+    says: 'the request head did not arrive in time (within 2000 ms: gateway.headersTimeoutMs)',
+    provider: 'anthropic',
+  },
 ];
 
 /**
@@ -166,6 +176,7 @@ const CODES: Record<string, string | undefined> = {
   'a body that never finishes arriving (raw request)': 'BODY_TIMEOUT',
   'a header with a newline (raw request)': undefined,
   'a head over the header limit (raw request)': undefined,
+  'a head that never finishes arriving (raw request)': undefined,
 };
 const codeOf = (c: Case) => (c.name in CODES ? CODES[c.name] : 'JOB_INVALID');
 
@@ -200,9 +211,10 @@ describe('bad input through headroom gateway', () => {
     const { status, body, code, shouldRetry } = await send(c);
     expect(status, body).toBe(c.status);
     expect(code).toBe(codeOf(c));
-    // A body that was slow to come may come in time on a retry (docs/gateway.md: the SDKs retry a
-    // 408); the others would fail the same way again.
-    if (code === 'BODY_TIMEOUT') expect(shouldRetry).not.toBe('false');
+    // A request that was slow to come may come in time on a retry (docs/gateway.md: the SDKs retry
+    // a 408); the others would fail the same way again, and say so (docs/gateway.md#errors).
+    if (status === 408) expect(shouldRetry).not.toBe('false');
+    else expect(shouldRetry).toBe('false');
     const parsed = JSON.parse(body) as Record<string, unknown>;
     // Anthropic: {type: 'error', error: {type, message}}; OpenAI: {error: {message, type, param, code}}.
     if (c.provider === 'anthropic') expect(parsed).toMatchObject({ type: 'error', error: { type: expect.any(String), message: expect.any(String) } });

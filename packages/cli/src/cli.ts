@@ -3,10 +3,10 @@
  * Each command imports its own package when it runs, so a worker process never loads express or
  * Bull Board, and a dashboard never loads the provider SDKs.
  */
-import { parseArgs } from 'node:util';
 import { ReplyError } from 'ioredis';
-import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, maskUrlPasswords, RedisUnavailableError, redisUrlOf, waitForReady, type HeadroomConfig } from '@headroom/queue';
+import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, logLevelOf, maskUrlPasswords, RedisUnavailableError, redisUrlOf, waitForReady, type HeadroomConfig } from '@headroom/queue';
 import type { OverviewReader } from '@headroom/dashboard';
+import { parseCommandLine } from './args.js';
 import { renderStatus } from './status-view.js';
 
 /**
@@ -30,13 +30,7 @@ function redisFailureOf(err: unknown): string | undefined {
   return undefined;
 }
 
-function positiveNumber(flag: string, raw: string): number {
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new HeadroomError('CONFIG_INVALID', `${flag} expects a positive number, got "${raw}"`);
-  return n;
-}
-
-const USAGE = `usage: headroom <command> [options]
+const USAGE = `usage: headroom <command> [options]       headroom --help: this text
 
 commands:
   worker      run a fleet process    --config headroom.config.yaml [--redis URL] [--id NAME]
@@ -82,62 +76,60 @@ async function serveUntilStopped(start: (signal: AbortSignal) => Promise<{ close
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      config: { type: 'string', default: 'headroom.config.yaml' },
-      redis: { type: 'string' },
-      id: { type: 'string' },
-      port: { type: 'string' },
-      // No default: absent, the dashboard follows `dashboard.readOnly` (itself true by default).
-      'read-only': { type: 'boolean' },
-      'local-only': { type: 'boolean', default: false },
-      'show-payloads': { type: 'boolean', default: false },
-      watch: { type: 'boolean', default: false },
-      duration: { type: 'string' },
-      workers: { type: 'string' },
-      check: { type: 'boolean', default: false },
-    },
-    allowPositionals: true,
-  });
+  const parsed = parseCommandLine(argv);
+  if (parsed.kind === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (parsed.kind === 'none') {
+    process.stderr.write(USAGE);
+    return 0;
+  }
+  if (parsed.kind === 'usage') {
+    // A usage mistake, not a crash: say what is wrong, no stack (docs/operations.md#exit-codes).
+    process.stderr.write(`headroom: ${parsed.message}\n${parsed.showUsage ? `\n${USAGE}` : ''}`);
+    return 2;
+  }
+  const values = parsed.args;
+  const { command } = values;
+  // Checked before anything starts: a bad HEADROOM_LOG_LEVEL surfaced as a pino stack and exit 1
+  // from deep inside a service's start (and, for the demo, from each child it spawns).
+  if (command !== 'status') logLevelOf(undefined);
   switch (command) {
     case 'worker': {
-      const { config, redisUrl } = configAndRedis(values.config!, values.redis);
+      const { config, redisUrl } = configAndRedis(values.config, values.redis);
       return serveUntilStopped(async (signal) => {
         const { startWorker } = await import('@headroom/worker');
         return startWorker({ config, redisUrl, signal, ...(values.id ? { id: values.id } : {}) });
       });
     }
     case 'dashboard': {
-      const { config, redisUrl } = configAndRedis(values.config!, values.redis);
-      const port = values.port === undefined ? undefined : Number(values.port);
-      if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new HeadroomError('CONFIG_INVALID', `--port: expected 0-65535, got ${values.port}`);
+      const { config, redisUrl } = configAndRedis(values.config, values.redis);
+      const { port } = values;
       return serveUntilStopped(async () => {
         const { startDashboard } = await import('@headroom/dashboard');
         return startDashboard({
           config,
           redisUrl,
-          localOnly: values['local-only'],
-          ...(values['read-only'] ? { readOnly: true } : {}),
-          showPayloads: values['show-payloads'],
-          ...(port !== undefined ? { port } : {}),
+          localOnly: values.localOnly,
+          ...(values.readOnly ? { readOnly: true } : {}),
+          showPayloads: values.showPayloads,
+          ...(port !== undefined ? { port, portSetting: '--port' } : {}),
         });
       });
     }
     case 'gateway': {
-      const { config, redisUrl } = configAndRedis(values.config!, values.redis);
-      const port = values.port === undefined ? undefined : Number(values.port);
-      if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new HeadroomError('CONFIG_INVALID', `--port: expected 0-65535, got ${values.port}`);
+      const { config, redisUrl } = configAndRedis(values.config, values.redis);
+      const { port } = values;
       return serveUntilStopped(async () => {
         const { startGateway } = await import('@headroom/gateway');
-        const gateway = await startGateway({ config, redisUrl, ...(port !== undefined ? { port } : {}) });
+        const gateway = await startGateway({ config, redisUrl, ...(port !== undefined ? { port, portSetting: '--port' } : {}) });
         process.stdout.write(`headroom gateway listening on ${gateway.url}\n`);
         return gateway;
       });
     }
     case 'status': {
-      const { config, redisUrl } = configAndRedis(values.config!, values.redis);
+      const { config, redisUrl } = configAndRedis(values.config, values.redis);
       const redis = createRedis(redisUrl, 'producer');
       // A read that fails says so through its own promise; without a listener ioredis would also
       // print each reconnect's error, with a stack, between the tables.
@@ -168,14 +160,11 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const { runDemo } = await import('./demo.js');
       return runDemo({
-        ...(values.duration ? { durationSec: positiveNumber('--duration', values.duration) } : {}),
-        ...(values.workers ? { workers: positiveNumber('--workers', values.workers) } : {}),
-        check: values.check === true,
+        ...(values.durationSec !== undefined ? { durationSec: values.durationSec } : {}),
+        ...(values.workers !== undefined ? { workers: values.workers } : {}),
+        check: values.check,
       });
     }
-    default:
-      process.stderr.write(USAGE);
-      return command ? 2 : 0;
   }
 }
 
@@ -184,12 +173,6 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof ConfigError || err instanceof HeadroomError) {
       process.stderr.write(`headroom: ${err.message}\n`);
-      process.exit(2);
-    }
-    // A mistyped flag is a usage error, not a crash: say which flag, show the usage, no stack.
-    const code = (err as { code?: unknown } | null)?.code;
-    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {
-      process.stderr.write(`headroom: ${(err as Error).message}\n\n${USAGE}`);
       process.exit(2);
     }
     process.stderr.write(`headroom: ${(err as Error).stack ?? String(err)}\n`);

@@ -14,11 +14,11 @@
  * ```
  */
 import { existsSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
-import { Bucket, RedisUnavailableError, asRedisError, createRedis, reportOutages, waitForReady, type HeadroomConfig, createLogger, type Logger, throttleParamsOf } from '@headroom/queue';
+import { Bucket, listen, RedisUnavailableError, asRedisError, createRedis, reportOutages, waitForReady, type HeadroomConfig, createLogger, type Logger, throttleParamsOf } from '@headroom/queue';
 import { AlertNotifier } from './alert-notifier.js';
 import { requireAuth, resolveAuth, type DashboardAuth } from './auth.js';
 import { hostGuard } from './host-guard.js';
@@ -46,6 +46,8 @@ export interface StartDashboardOptions {
   showPayloads?: boolean;
   /** @default config.dashboard.port (0 = a free port) */
   port?: number;
+  /** What chose `port`, named when it cannot be listened on (the CLI's `--port`). @default 'dashboard.port', or 'the port option' when `port` is given */
+  portSetting?: string;
   logger?: Logger;
   /** @default Date.now */
   now?: () => number;
@@ -185,9 +187,16 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
 
   if (!existsSync(assetsDir())) logger.error({ code: 'DASHBOARD_ASSETS_MISSING', dir: assetsDir() }, 'the Headroom page assets are missing from this install; / will answer 404');
   const host = localOnly ? '127.0.0.1' : config.dashboard.host;
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(opts.port ?? config.dashboard.port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
-  });
+  const server = createServer(app);
+  const portSetting = opts.portSetting ?? (opts.port === undefined ? 'dashboard.port' : 'the port option');
+  try {
+    await listen(server, { port: opts.port ?? config.dashboard.port, host, what: 'the dashboard', setting: portSetting });
+  } catch (err) {
+    // Nothing was served: let go of Redis, so a caller that handles the error is not kept alive.
+    await closeLaneQueues(queues);
+    redis.disconnect();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
   monitor.start();

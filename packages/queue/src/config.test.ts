@@ -57,6 +57,32 @@ describe('config', () => {
     expect(() => parseConfig({ models: { m: { provider: 'anthropic' } }, throttle: { probeIntervalMs: 5_000 } })).toThrow(/throttle\.windowMs: must be at least 2 x throttle\.probeIntervalMs \(10000\)/);
   });
 
+  it('states the real rule of a bounded setting, not only that it is a positive integer', () => {
+    const lines = configErrorOf(() =>
+      parseConfig({
+        models: ONE_MODEL,
+        batch: { maxRequests: 200_000, parkLockMs: 5_000, leaseMs: 10, submitTimeoutMs: 1.5 },
+        dashboard: { port: 70_000, alerts: { rate429WindowMinutes: 121 } },
+        gateway: { maxHeaderBytes: 100 },
+        tenants: { default: { weight: 0 } },
+        lanes: { low: { weight: -1 } },
+      }),
+    ).issues.map((i) => `${i.path}: ${i.message}`);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        'batch.maxRequests: expected an integer from 1 to 100000, got 200000',
+        'batch.parkLockMs: expected an integer of at least 10000, got 5000',
+        'batch.leaseMs: expected an integer of at least 1000, got 10',
+        'batch.submitTimeoutMs: expected an integer of at least 1000, got 1.5',
+        'dashboard.port: expected an integer from 1 to 65535, got 70000',
+        'dashboard.alerts.rate429WindowMinutes: expected an integer from 1 to 120, got 121',
+        'gateway.maxHeaderBytes: expected an integer of at least 1024, got 100',
+        'tenants.default.weight: expected a number from 0.01 to 100, got 0',
+        'lanes.low.weight: expected a number of at least 0, got -1',
+      ]),
+    );
+  });
+
   it('lists every problem by path with what it found', () => {
     const file = writeYaml(`
 models:

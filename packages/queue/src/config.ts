@@ -17,6 +17,18 @@ import { OUTPUT_COUNTINGS, outputReservationIssues } from './output-counting.js'
 export const MIN_LOCK_MS = 1_000;
 
 const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
+/**
+ * An integer within bounds, every refusal stating the whole rule. One `{ error }` on the schema
+ * would also stand in for the bounds' own messages, so `positiveInt.max(100_000)` said "expected
+ * a positive integer, got 200000".
+ */
+function intIn(min: number, max?: number) {
+  const rule = max === undefined ? `expected an integer of at least ${min}` : `expected an integer from ${min} to ${max}`;
+  const atLeast = z.int({ error: rule }).min(min, { error: rule });
+  return max === undefined ? atLeast : atLeast.max(max, { error: rule });
+}
+/** A TCP port (0: any free one, where the setting allows it). */
+const port = (min: 0 | 1) => intIn(min, 65535);
 const nonNegativeInt = z.int({ error: 'expected a non-negative integer' }).nonnegative({ error: 'expected a non-negative integer' });
 const fraction = z.number({ error: 'expected a number from 0 to 1' }).min(0, { error: 'expected a number from 0 to 1' }).max(1, { error: 'expected a number from 0 to 1' });
 const envName = z.string().regex(/^[A-Z_][A-Z0-9_]*$/, { error: 'expected an environment variable name like MY_API_KEY' });
@@ -75,7 +87,7 @@ const LaneConfig = (lane: Lane) =>
       cap: positiveInt.default(LANE_DEFAULTS[lane].cap),
       /** Bytes of job data of the lane's unfinished jobs (waiting or running) together. */
       maxBytes: positiveInt.default(LANE_DEFAULTS[lane].maxBytes),
-      weight: z.number().nonnegative().default(LANE_DEFAULTS[lane].weight),
+      weight: z.number({ error: 'expected a number of at least 0' }).nonnegative({ error: 'expected a number of at least 0' }).default(LANE_DEFAULTS[lane].weight),
       reserve: fraction.default(LANE_DEFAULTS[lane].reserve),
       /** The share of each pool a queued-up tenant's jobs leave for a tenant with nothing queued (fair lanes). */
       fairReserve: fraction.default(LANE_DEFAULTS[lane].fairReserve),
@@ -109,7 +121,7 @@ const TenantQuota = z.strictObject({
   /** Jobs not yet finished (waiting, delayed or running) per lane at once. */
   maxQueued: positiveInt.optional(),
   /** Share of a fair lane's tokens against other tenants with work waiting (1 = equal). @default 1 */
-  weight: z.number().min(0.01).max(100).optional(),
+  weight: z.number({ error: 'expected a number from 0.01 to 100' }).min(0.01, { error: 'expected a number from 0.01 to 100' }).max(100, { error: 'expected a number from 0.01 to 100' }).optional(),
 });
 
 const DASHBOARD_ALERT_DEFAULTS = {
@@ -133,7 +145,7 @@ const DashboardAlerts = z.strictObject({
   forMs: nonNegativeInt.default(120_000),
   /** 429s / provider calls over the window above this fires an alert. */
   rate429: fraction.default(0.005),
-  rate429WindowMinutes: positiveInt.max(120).default(5),
+  rate429WindowMinutes: intIn(1, 120).default(5),
   /** The env variable holding the webhook URL (webhook URLs carry tokens); unset = log only. */
   webhookUrlEnv: envName.default('HEADROOM_ALERT_WEBHOOK_URL'),
 });
@@ -170,14 +182,14 @@ const GATEWAY_DEFAULTS = {
 };
 
 const GatewayConfig = z.strictObject({
-  port: z.int().min(0).max(65535).default(8080),
+  port: port(0).default(8080),
   host: z.string().default('0.0.0.0'),
   /** Client keys by name (the name shows in logs; the value never does). */
   keys: z.record(z.string().regex(/^[\w.-]{1,64}$/, { error: 'expected a key name of 1-64 letters, digits, . _ -' }), GatewayKeyConfig).default({}),
   /** Largest request body; a larger one gets 413 before it is read to the end. */
   maxBodyBytes: positiveInt.default(1024 * 1024),
   /** Largest request head (all headers together); a larger one gets 431. */
-  maxHeaderBytes: positiveInt.min(1024).default(16 * 1024),
+  maxHeaderBytes: intIn(1024).default(16 * 1024),
   /** The request head must arrive within this (a client trickling headers is cut off). */
   headersTimeoutMs: positiveInt.default(10_000),
   /** The request body must arrive within this once the head has (408 otherwise). */
@@ -195,7 +207,7 @@ const GatewayConfig = z.strictObject({
    */
   shutdownGraceMs: positiveInt.default(30_000),
   /** Serve /metrics, /healthz and /readyz on this port, apart from the client-facing one. */
-  metricsPort: z.int().min(0).max(65535).optional(),
+  metricsPort: port(0).optional(),
   /** The address that server binds (as `dispatch.metricsHost`). @default '127.0.0.1' */
   metricsHost: z.string().min(1).default('127.0.0.1'),
   /** The env variable holding the bearer token /metrics then requires (as `dispatch.metricsTokenEnv`). */
@@ -263,7 +275,7 @@ export const HeadroomConfig = z
          */
         idleWake: z.enum(['block', 'poll'], { error: 'expected block or poll' }).default('block'),
         /** Serve /metrics and /healthz from each worker on this port. */
-        metricsPort: z.int().min(0).max(65535).optional(),
+        metricsPort: port(0).optional(),
         /**
          * The address that server binds: loopback by default, so a worker's metrics are not
          * open to its whole network unless asked (a pod sets 0.0.0.0 for its probes and scrapes).
@@ -362,22 +374,22 @@ export const HeadroomConfig = z
         /** Run a batcher in every worker (one of them leads); off = BATCH jobs wait in their lane. */
         enabled: z.boolean().default(true),
         /** Requests per provider batch (also capped by each provider's own limit: 100,000 / 50,000). */
-        maxRequests: positiveInt.max(100_000).default(1000),
+        maxRequests: intIn(1, 100_000).default(1000),
         /** A partial batch is submitted once its oldest job has waited this long. */
         maxWaitMs: positiveInt.default(60_000),
         /** How often each submitted batch's status is read. */
         pollIntervalMs: positiveInt.default(30_000),
         /** The leader's lease; a dead leader is replaced after at most this long. */
-        leaseMs: positiveInt.min(1_000).default(15_000),
+        leaseMs: intIn(1_000).default(15_000),
         /** Lock on each claimed or parked job, renewed by the leader; a fleet down longer hands the jobs back. */
-        parkLockMs: positiveInt.min(10_000).default(3_600_000),
+        parkLockMs: intIn(10_000).default(3_600_000),
         /** Bound on one batch submission; a new leader waits this long past an unanswered submit before resubmitting. */
-        submitTimeoutMs: positiveInt.min(1_000).default(120_000),
+        submitTimeoutMs: intIn(1_000).default(120_000),
       })
       .default({ enabled: true, maxRequests: 1000, maxWaitMs: 60_000, pollIntervalMs: 30_000, leaseMs: 15_000, parkLockMs: 3_600_000, submitTimeoutMs: 120_000 }),
     dashboard: z
       .strictObject({
-        port: z.int().min(1).max(65535).default(3000),
+        port: port(1).default(3000),
         host: z.string().default('0.0.0.0'),
         /**
          * The names the dashboard is reached by (`headroom.internal.example.com`): requests with

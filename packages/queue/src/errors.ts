@@ -21,6 +21,8 @@ export const ErrorCode = {
   FLEET_UNPUBLISHED: 'FLEET_UNPUBLISHED',
   /** Redis refused a write at its `maxmemory`: nothing was written. */
   REDIS_OOM: 'REDIS_OOM',
+  /** A server could not listen where its settings say (the port taken, not ours to bind). */
+  ADDRESS_UNAVAILABLE: 'ADDRESS_UNAVAILABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -204,6 +206,23 @@ export class TimeoutError extends HeadroomError {
     super(ErrorCode.TIMEOUT, `${what} timed out after ${timeoutMs} ms${cause ? ` (${cause.message})` : ''}`, { retryable: true, cause });
     this.name = 'TimeoutError';
     this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * A server (gateway, dashboard, a /metrics port) could not listen: a configuration mistake, not
+ * a crash, so it names the address and the setting that chose it.
+ */
+export class AddressUnavailableError extends HeadroomError {
+  /** `host:port` as asked for. */
+  readonly address: string;
+  /** What chose it: a config path (`dispatch.metricsPort`) or a flag (`--port`). */
+  readonly setting: string;
+  constructor(what: string, address: string, setting: string, reason: string, cause?: unknown) {
+    super(ErrorCode.ADDRESS_UNAVAILABLE, `${what} cannot listen on ${address}: ${reason}; choose another with ${setting}`, { cause });
+    this.name = 'AddressUnavailableError';
+    this.address = address;
+    this.setting = setting;
   }
 }
 

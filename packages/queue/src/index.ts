@@ -24,7 +24,9 @@ export {
   ClosedError,
   FleetUnpublishedError,
   RedisOomError,
+  AddressUnavailableError,
 } from './errors.js';
+export { listen } from './listen.js';
 export type { Issue } from './errors.js';
 export { INTERACTIVE_LANES, LANES, PRIORITIES, LANE_DEFAULTS, laneOfPriority } from './lanes.js';
 export type { InteractiveLane, Lane, Priority, LaneDefaults } from './lanes.js';
@@ -108,9 +110,9 @@ export { parseRateLimitHeaders, parseRetryAfterMs, parseDurationMs } from './rat
 export type { Observed, ObservedLimit, HeaderSource } from './rate-limit-headers.js';
 export { computePressure, capacityOf } from './pressure.js';
 export type { Pressure, PressureInput } from './pressure.js';
-export { createLogger } from './logger.js';
+export { createLogger, LOG_LEVELS, logLevelOf } from './logger.js';
 export { registerSecret, registeredSecrets, redactSecrets, maskUrlPasswords, cutSecretTokens, REDACTED } from './redaction.js';
-export type { Logger, LoggerLike } from './logger.js';
+export type { Logger, LoggerLike, LogLevel } from './logger.js';
 export { FleetStatsWriter, readFleetStats, SPEND_CAP_STATUS, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
 export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';
 export { Heartbeat, readHeartbeats, HEARTBEAT_INTERVAL_MS } from './telemetry/heartbeat.js';

@@ -6,6 +6,7 @@
  * logged it.
  */
 import { pino, type Logger } from 'pino';
+import { ErrorCode, HeadroomError } from './errors.js';
 import { redactSecrets } from './redaction.js';
 
 export type { Logger };
@@ -40,6 +41,24 @@ function scrubbing(inner: Destination): Destination {
   };
 }
 
+/** pino's levels, quietest last. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * The level `level` names, else `HEADROOM_LOG_LEVEL`, else `info`. pino throws a bare
+ * "unknown level verbose" with a stack from deep inside the logger; a typo in the variable is bad
+ * input, so it is refused as CONFIG_INVALID naming where the level came from and what is allowed.
+ */
+export function logLevelOf(level: string | undefined, env: NodeJS.ProcessEnv = process.env): LogLevel {
+  const [source, value] = level !== undefined ? ['level', level] : ['HEADROOM_LOG_LEVEL', env.HEADROOM_LOG_LEVEL];
+  // An empty variable is one set to nothing (`HEADROOM_LOG_LEVEL= headroom worker`): the default.
+  if (value === undefined || value === '') return 'info';
+  const known = LOG_LEVELS.find((l) => l === value.trim().toLowerCase());
+  if (known) return known;
+  throw new HeadroomError(ErrorCode.CONFIG_INVALID, `${source}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value.slice(0, 60))}`);
+}
+
 export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
   // minLength 1 writes each line as soon as it comes, as 0 does, but makes `logger.flush(cb)` wait
   // for the writes in flight: with 0, sonic-boom calls back at once, and a process that exits
@@ -48,7 +67,7 @@ export function createLogger(opts: { level?: string; name?: string; destination?
   return pino(
     {
       name: opts.name ?? 'headroom',
-      level: opts.level ?? process.env.HEADROOM_LOG_LEVEL ?? 'info',
+      level: logLevelOf(opts.level),
       redact: {
         paths: ['apiKey', '*.apiKey', 'headers.authorization', 'headers["x-api-key"]', 'request.messages', 'request.system', 'request.input', 'request.instructions', '*.request.messages', '*.request.input'],
         censor: '[redacted]',

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createLogger, createRedis, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
+import { createLogger, createRedis, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -26,6 +26,8 @@ export interface GatewayOptions {
   env?: NodeJS.ProcessEnv;
   /** @default config.gateway.port */
   port?: number;
+  /** What chose `port`, named when it cannot be listened on (the CLI's `--port`). @default 'gateway.port', or 'the port option' when `port` is given */
+  portSetting?: string;
   /** @default config.gateway.host */
   host?: string;
   logger?: Logger;
@@ -66,28 +68,57 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const producer = new Producer({ redis: opts.redisUrl, prefix: config.redis.prefix, maxJobBytes: config.limits.maxJobBytes });
   const metrics: GatewayMetrics = new GatewayMetrics({ defaultMetrics: config.gateway.metricsPort !== undefined, inFlight: (): number => handler.inFlight });
   const handler = new GatewayHandler(config, keys, producer, logger, metrics);
+  const { headersTimeoutMs, bodyTimeoutMs } = config.gateway;
+  // Sockets whose request head has arrived, with its answer: a timeout on one of those is its
+  // body's, and once its answer has started, a second answer would corrupt the stream.
+  const answering = new WeakMap<Socket, ServerResponse>();
   const server = createServer(
     {
       maxHeaderSize: config.gateway.maxHeaderBytes,
-      headersTimeout: config.gateway.headersTimeoutMs,
+      headersTimeout: headersTimeoutMs,
       // The body has its own, shorter deadline (request-body.ts), answered in the provider's
       // shape; this one bounds a request whose body is being discarded after an early answer.
-      requestTimeout: config.gateway.headersTimeoutMs + config.gateway.bodyTimeoutMs + 1_000,
+      requestTimeout: headersTimeoutMs + bodyTimeoutMs + 1_000,
+      // Node checks both timeouts only on this sweep (30 s by default), so a 2 s headersTimeoutMs
+      // cut a trickling client off after 20-30 s. Sweeping at least every second (and twice per
+      // timeout) holds each limit to within a second of its value.
+      connectionsCheckingInterval: Math.max(1, Math.min(1_000, Math.floor(headersTimeoutMs / 2))),
     },
-    (req, res) => void handler.handle(req, res),
+    (req, res) => {
+      answering.set(req.socket, res);
+      // A body answered early is still being discarded after the answer: its socket stays marked,
+      // so a timeout then closes it rather than writing a second answer behind the first.
+      res.once('close', () => {
+        if (req.complete && answering.get(req.socket) === res) answering.delete(req.socket);
+      });
+      void handler.handle(req, res);
+    },
   );
-  // A request Node could not parse (a header with a bare newline, a head over the size limit)
-  // never reaches the handler: answer it plainly and close, never crash.
+  // A request Node could not parse (a header with a bare newline, a head over the size limit) or
+  // that did not arrive in time never reaches the handler: answer it plainly and close, never crash.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable) return socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const body = JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: `malformed HTTP request (${err.code ?? 'parse error'})` } });
-    socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    const res = answering.get(socket);
+    if (!socket.writable || res?.headersSent) return socket.destroy();
+    const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : timeout ? 408 : 400;
+    const message = !timeout
+      ? `malformed HTTP request (${err.code ?? 'parse error'})`
+      : res
+        ? `the request body did not arrive in time (within ${headersTimeoutMs + bodyTimeoutMs + 1_000} ms of the request's start: gateway.headersTimeoutMs + gateway.bodyTimeoutMs + 1 s)`
+        : `the request head did not arrive in time (within ${headersTimeoutMs} ms: gateway.headersTimeoutMs)`;
+    const body = JSON.stringify({ type: 'error', error: { type: timeout ? 'timeout_error' : 'invalid_request_error', message } });
+    // Only a timeout may go better on a retry; a request Node cannot parse fails the same way again.
+    const retry = timeout ? '' : 'x-should-retry: false\r\n';
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? config.gateway.port, opts.host ?? config.gateway.host, () => resolve());
-  });
+  const portSetting = opts.portSetting ?? (opts.port === undefined ? 'gateway.port' : 'the port option');
+  try {
+    await listen(server, { port: opts.port ?? config.gateway.port, host: opts.host ?? config.gateway.host, what: 'the gateway', setting: portSetting });
+  } catch (err) {
+    // Nothing was served: let go of Redis, so a caller that handles the error is not kept alive.
+    await producer.close();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? config.gateway.host;
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
@@ -252,13 +283,13 @@ class GatewayHandler {
   }
 
   async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect, route: Route | undefined): Promise<void> {
-    if (!route) return send(res, dialect, { kind: 'unknown_endpoint', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models` });
+    if (!route) return send(res, dialect, { kind: 'unknown_endpoint', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models`, shouldRetry: false });
     // HEAD is GET without the body (Node's server leaves the body out), as HTTP has it: health
     // checkers and proxies probe with it.
     const get = route.method === 'GET';
     if (req.method !== route.method && !(get && req.method === 'HEAD')) {
       res.setHeader('allow', get ? 'GET, HEAD' : route.method);
-      return send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}` });
+      return send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}`, shouldRetry: false });
     }
     await route.run(req, res, dialect, path);
   }

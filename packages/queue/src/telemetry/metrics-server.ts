@@ -13,6 +13,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { listen } from '../listen.js';
 import type { Logger } from '../logger.js';
 import { registerSecret } from '../redaction.js';
 
@@ -66,10 +67,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, resolve);
-  });
+  await listen(server, { port: opts.port, host: opts.host, what: `the ${opts.name}'s /metrics server`, setting: opts.name === 'worker' ? 'dispatch.metricsPort' : 'gateway.metricsPort' });
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise<void>((r) => server.close(() => r())),
