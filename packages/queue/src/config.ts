@@ -116,7 +116,7 @@ const ProviderConfig = (defaultKeyEnv: string) =>
     .default({ apiKeyEnv: defaultKeyEnv, timeoutMs: 600_000 });
 
 const TenantQuota = z.strictObject({
-  /** Tokens/min (input + output) across every pool. */
+  /** Tokens/min (input + output) in each pool: a tenant has its own bucket in every pool it draws from. */
   tpm: positiveInt.optional(),
   /** Jobs not yet finished (waiting, delayed or running) per lane at once. */
   maxQueued: positiveInt.optional(),
