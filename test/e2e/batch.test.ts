@@ -242,6 +242,7 @@ describe('batch routing', () => {
       const keyed = await producer.enqueue(low('keyed', 'moved-key'));
       const cancelled = await producer.enqueue(low('cancelled'));
       const plain = await producer.enqueue(low('plain'));
+      const lowTimestamp = Number(await admin.hget(`${laneKeys(prefix, 'low').jobKeyPrefix}${plain.id}`, 'timestamp'));
       brownout = true;
       await until('the LOW pool to shed', shedding, 10_000);
       await new Promise((r) => setTimeout(r, 1_200)); // past the LOW lane's max wait
@@ -264,6 +265,9 @@ describe('batch routing', () => {
       await batchLane.resume();
       const result = await plain.result({ timeoutMs: 30_000 });
       expect(result.cost.batch).toBe(true);
+      // The caller waited from its LOW enqueue, not from the hand-off.
+      expect(result.timings.enqueuedAt).toBe(lowTimestamp);
+      expect(result.timings.waitMs).toBe(result.timings.startedAt - lowTimestamp);
       expect(await producer.getJob(plain.id)).toMatchObject({ id: handOffJobId(plain.id), state: 'completed', result: { cost: { batch: true } } });
       await expect(keyed.result({ timeoutMs: 30_000 })).rejects.toMatchObject({ failureCode: 'BATCH_EXPIRED' });
       await expect(atEnqueue.result({ timeoutMs: 30_000 })).rejects.toMatchObject({ failureCode: 'BATCH_EXPIRED' });
