@@ -273,6 +273,18 @@ describe('batch routing', () => {
       await expect(atEnqueue.result({ timeoutMs: 30_000 })).rejects.toMatchObject({ failureCode: 'BATCH_EXPIRED' });
       expect(await producer.getJob(keyed.id)).toMatchObject({ state: 'failed', failure: { code: 'BATCH_EXPIRED' } });
 
+      // Once the pool no longer sheds, each key's repeat runs the job again: the expiry told its
+      // caller to resubmit if it still mattered.
+      brownout = false;
+      await until('the LOW pool to stop shedding', async () => !(await shedding()), 10_000);
+      const interactiveBefore = sim.stats().models[HAIKU]?.admitted ?? 0;
+      for (const key of ['moved-key', 'at-enqueue-key']) {
+        const again = await producer.enqueue(low(key === 'moved-key' ? 'keyed' : 'at-enqueue', key));
+        expect(again).toMatchObject({ lane: 'low', existing: false });
+        const rerun = await again.result({ timeoutMs: 30_000 });
+        expect(rerun.cost.batch).toBeFalsy();
+      }
+      expect((sim.stats().models[HAIKU]?.admitted ?? 0) - interactiveBefore).toBe(2);
     } finally {
       await Promise.all(lanes.map((q) => q.close()));
       await producer.close();

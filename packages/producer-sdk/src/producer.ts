@@ -14,6 +14,7 @@ import {
   QueueFullError,
   QuotaExceededError,
   rememberHandOff,
+  releaseFailedHandOff,
   ShedError,
   idempotentJobId,
   LANE_DEFAULTS,
@@ -306,9 +307,17 @@ export class Producer {
     // settled by the batcher, and its waiter reads the lane's events.
     const replyTo = lane === 'batch' ? undefined : this.waiter.replyTo(lane);
     const fresh = this.waiter.isLive(lane);
+    const add = () => this.answered(this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo)), `the enqueue of ${id}`);
     let added: Added;
     try {
-      added = await this.answered(this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo)), `the enqueue of ${id}`);
+      added = await add();
+      // A key's repeat answered with the BATCH job its run was shed to, whose batch failed in a way
+      // that told its caller to resubmit (expired, errored, canceled): run it again, as a repeat
+      // does after such a failure of the key's own job (hand-off-rerun.ts).
+      if (job.idempotencyKey !== undefined && added.existing && lane !== 'batch') {
+        const handOff = laneOfJobId(added.id) === 'batch' ? added.id : await this.movedToOf(added.id);
+        if (handOff !== undefined && (await this.answered(releaseFailedHandOff(this.client.redis, this.prefix, lane, id, handOff), `the enqueue of ${id}`))) added = await add();
+      }
     } catch (err) {
       if (err instanceof ShedError && job.onShed === 'batch') return this.shedToBatch(lane, id, job, err);
       throw err;

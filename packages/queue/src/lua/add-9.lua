@@ -67,6 +67,7 @@
     2, '', '', ''                          a job with this id exists already (idempotent repeat);
                                            a repeat of one that failed to retry is added again (1),
                                            the failed record kept as `<id>.failed-<finishedOn>`
+                                           (so is a shed job's `batch.shed-` hand-off job)
     -1, cap, size, ''                      QUEUE_FULL: the lane holds its cap of jobs not yet started
     -2, model, '', ''                      unknown model (not in the fleet's published models)
     -3, model, provider, ''                model belongs to another provider
@@ -315,6 +316,10 @@ end
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
 local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, at)
   local idempotent = string.find(jobId, '.idem-', 1, true) ~= nil
+  -- A shed job's BATCH job (`batch.shed-…`, derived from the shed job's id) is added again under
+  -- its id when that job's key is repeated after its batch failed (hand-off-rerun.ts frees the
+  -- key): it runs again as a key's own job does, or the new run would be handed to the old failure.
+  local handOff = string.find(jobId, '.shed-', 1, true) ~= nil
   local rerun = false
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
     -- An idempotency key names one job: a repeat must send that job again. Answering another
@@ -326,7 +331,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     -- A repeat after a failure that told its caller to retry runs the job again, admitted as a
     -- new job under the id (the failed run's record moves aside, setFailedRunAside; refused, it
     -- stays as it was).
-    rerun = idempotent and failedToRetry(jobKeyPrefix .. jobId)
+    rerun = (idempotent or handOff) and failedToRetry(jobKeyPrefix .. jobId)
     if not rerun then
       -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
       redis.call('HINCRBY', jobKeyPrefix .. jobId, 'hrJoins', 1)
