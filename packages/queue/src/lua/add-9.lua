@@ -29,7 +29,8 @@
     <lane>prioritized (zset), <own>settings (hash: cap, maxBytes, tenantMax:<tenant>,
     tenantMax:*), <own>models (hash model -> `provider:pool`), <own>output-caps (hash model ->
     maxOutputTokens, read only for a request with no output bound), <own>shedding (hash pool ->
-    untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>unfinished (hash
+    untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>shed-refused:<minute>
+    (string: this minute's refusals SHED, for the fleet stats' window; two hours), <own>unfinished (hash
     job id -> `bytes|tenant`), <own>usage (hash: bytes, tenant:<tenant>), <own>returning (zset),
     <own>idem-alias:<job id> (string: the job an idempotent one coalesced into, see rememberJoin,
     or the BATCH job it became when shed at admission, admission.ts rememberHandOff),
@@ -109,6 +110,9 @@ if cap then
     + redis.call('ZCARD', own .. 'returning')
   bytes = tonumber(redis.call('HGET', usageKey, 'bytes') or '0')
 end
+
+-- How long a minute's count of admission's sheds is kept: as long as the fleet's minute hashes.
+local SHED_MINUTE_TTL_SEC = 2 * 3600
 
 -- Redis time, read only by the rarer paths (a shedding entry).
 local nowMs
@@ -368,6 +372,12 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     if refused == -4 then
       redis.call('HINCRBY', statsKey, 'shed', 1)
       redis.call('HINCRBY', statsKey, 'shed:refused', 1)
+      -- The windowed figures (dashboard, `headroom status`, /metrics) read sheds per minute: the
+      -- workers count theirs in the fleet's minute hash, another hash slot, so this lane keeps its
+      -- own minute's count (fleet-stats.ts adds it). Redis time was read for the shedding entry.
+      local minuteKey = own .. 'shed-refused:' .. math.floor(now() / 60000)
+      redis.call('INCR', minuteKey)
+      redis.call('EXPIRE', minuteKey, SHED_MINUTE_TTL_SEC)
     end
     return refused, a, b, c
   end
