@@ -297,22 +297,19 @@ describe('a key whose job was shed to the batch lane and failed there', () => {
     await shedAndExpire();
     expect((await redis.zrange(batch.k.failed, '0', '-1')).filter((id) => id.startsWith(`${handOff}.failed-`))).toHaveLength(1);
 
+    /** Shed at enqueue (admission's alias), then its BATCH job failed with `failedReason`: is the alias released? */
+    const shedAtEnqueueAndFail = async (key: string, failedReason: string) => {
+      const id = idempotentJobId('low', key);
+      await rememberHandOff(redis, prefix, 'low', id, handOffJobId(id), job, 60);
+      await addToLane(redis, batch.queue, prefix, 'batch', [{ jobId: handOffJobId(id), job: { ...job, sla: 'none' } }]);
+      const parked = await batch.take();
+      await finishJob(redis, prefix, 'batch', batch.backend, parked.job, parked.token, { failed: failedReason });
+      return { released: await releaseFailedHandOff(redis, prefix, 'low', id, handOffJobId(id)), aliased: await redis.exists(low.k.idempotentAlias(id)) };
+    };
     // A failure that would only repeat (the provider refused the request) is answered again.
-    const refusedId = idempotentJobId('low', 'refused');
-    await rememberHandOff(redis, prefix, 'low', refusedId, handOffJobId(refusedId), job, 60);
-    await addToLane(redis, batch.queue, prefix, 'batch', [{ jobId: handOffJobId(refusedId), job: { ...job, sla: 'none' } }]);
-    const parked = await batch.take();
-    await finishJob(redis, prefix, 'batch', batch.backend, parked.job, parked.token, { failed: 'PROVIDER_REJECTED: invalid_request_error: bad' });
-    expect(await releaseFailedHandOff(redis, prefix, 'low', refusedId, handOffJobId(refusedId))).toBe(false);
-    expect(await redis.exists(low.k.idempotentAlias(refusedId))).toBe(1);
+    expect(await shedAtEnqueueAndFail('refused', 'PROVIDER_REJECTED: invalid_request_error: bad')).toEqual({ released: false, aliased: 1 });
     // The alias admission leaves for a job shed at enqueue goes once its BATCH job expired.
-    const aliasId = idempotentJobId('low', 'alias');
-    await rememberHandOff(redis, prefix, 'low', aliasId, handOffJobId(aliasId), job, 60);
-    await addToLane(redis, batch.queue, prefix, 'batch', [{ jobId: handOffJobId(aliasId), job: { ...job, sla: 'none' } }]);
-    const aliased = await batch.take();
-    await finishJob(redis, prefix, 'batch', batch.backend, aliased.job, aliased.token, { failed: 'BATCH_EXPIRED: expired' });
-    expect(await releaseFailedHandOff(redis, prefix, 'low', aliasId, handOffJobId(aliasId))).toBe(true);
-    expect(await redis.exists(low.k.idempotentAlias(aliasId))).toBe(0);
+    expect(await shedAtEnqueueAndFail('alias', 'BATCH_EXPIRED: expired')).toEqual({ released: true, aliased: 0 });
   });
 });
 
