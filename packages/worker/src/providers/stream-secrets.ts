@@ -190,7 +190,9 @@ function walk(value: unknown, path: (string | number)[], channelPath: (string | 
     } else if (Array.isArray(v) && key !== 'top_logprobs' && v.some(isTokenEntry)) {
       // A list of tokens continues one text, across the list and the events: positions are not
       // parts. Each rank of the alternatives (`top_logprobs`) is a text of its own.
-      v.forEach((item, i) => walk(item, [...path, key, i], [...channelPath, key], found));
+      v.forEach((item, i) => {
+        walk(item, [...path, key, i], [...channelPath, key], found);
+      });
     } else if (typeof v === 'object' && v !== null) walk(v, [...path, key], channelPath, found);
   }
 }
