@@ -7,10 +7,11 @@
 import { randomUUID } from 'node:crypto';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobFailedError, Producer, type LlmJobInput, type LlmResult } from '@headroom/producer-sdk';
-import { fleetKeys, idempotentJobId, laneKeys, parseConfig, type HeadroomConfigInput, createLogger, readFleetStats } from '@headroom/queue';
+import { fleetKeys, handOffJobId, idempotentJobId, laneKeys, parseConfig, type HeadroomConfigInput, createLogger, readFleetStats } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { customIdOf, startWorker, type RunningWorker } from '@headroom/worker';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
@@ -211,6 +212,81 @@ describe('batch routing', () => {
       }
       for (const [i, result] of results.slice(20).entries()) expect(textOf(result)).toBe(await directText(jobs[20 + i]!));
     } finally {
+      await producer.close();
+      await worker.close();
+    }
+  });
+
+  it("follows a LOW job shed to the batch lane while it waited (getJob, cancel, its timings), and runs its key again after its batch expired", async () => {
+    sim.reset();
+    const prefix = `m${randomUUID().slice(0, 8)}`;
+    const config = parseConfig({
+      ...fleetConfig(prefix, { maxRequests: 100, maxWaitMs: 300, pollIntervalMs: 200, leaseMs: 2_000, parkLockMs: 60_000, submitTimeoutMs: 10_000 }),
+      lanes: { low: { maxWaitMs: 1_000 } },
+    });
+    // The pools' pressure is the test's to set (as in pressure.test.ts); the sheds and hand-offs it
+    // leads to are the fleet's own doing.
+    let brownout = false;
+    const worker = await startWorker({ config, redisUrl: redis.url, env: ENV, id: 'w-moved', logger: createLogger({ level: 'silent' }), pressure: (_pool, computed) => ({ ...computed, value: brownout ? 1 : 0 }) });
+    const producer = new Producer({ redis: redis.url, prefix });
+    const lanes = (['low', 'batch'] as const).map((lane) => new Queue(laneKeys(prefix, lane).queueName, { prefix: laneKeys(prefix, lane).bullPrefix, connection: admin }));
+    const [lowLane, batchLane] = lanes as [Queue, Queue];
+    const low = (tag: string, key?: string): LlmJobInput =>
+      ({ priority: 'LOW', onShed: 'batch', provider: 'anthropic', ...(key ? { idempotencyKey: key } : {}), request: { model: HAIKU, max_tokens: 40, messages: [{ role: 'user', content: `Moved question ${tag}` }] } }) as LlmJobInput;
+    const shedding = async () => (await admin.hlen(laneKeys(prefix, 'low').shedding)) > 0;
+    try {
+      // Held in their lanes until the test lets them go: the LOW jobs must wait past their max
+      // wait, and the BATCH jobs they become must wait unclaimed for a while.
+      await lowLane.pause();
+      await batchLane.pause();
+      const keyed = await producer.enqueue(low('keyed', 'moved-key'));
+      const cancelled = await producer.enqueue(low('cancelled'));
+      const plain = await producer.enqueue(low('plain'));
+      const lowTimestamp = Number(await admin.hget(`${laneKeys(prefix, 'low').jobKeyPrefix}${plain.id}`, 'timestamp'));
+      brownout = true;
+      await until('the LOW pool to shed', shedding, 10_000);
+      await new Promise((r) => setTimeout(r, 1_200)); // past the LOW lane's max wait
+      // Refused SHED at admission, this one goes to the batch lane at enqueue.
+      const atEnqueue = await producer.enqueue(low('at-enqueue', 'at-enqueue-key'));
+      expect(atEnqueue.lane).toBe('batch');
+      await lowLane.resume();
+      const lowDone = async () => (await Promise.all([keyed, cancelled, plain].map((h) => lowLane.getJobState(h.id)))).every((s) => s === 'completed');
+      await until('the waiting LOW jobs to be handed to the batch lane', lowDone, 20_000);
+
+      // getJob reports the job it became, still waiting for its batch (not `completed` with a pointer).
+      expect(await producer.getJob(keyed.id)).toMatchObject({ id: handOffJobId(keyed.id), lane: 'batch', state: 'waiting', movedFrom: keyed.id, job: { sla: 'none' } });
+      expect((await producer.getJob(keyed.id))?.result).toBeUndefined();
+      // cancel follows it too: not yet in a claim, it is removed.
+      expect(await producer.cancel(cancelled.id)).toBe(true);
+      expect(await batchLane.getJob(handOffJobId(cancelled.id))).toBeUndefined();
+      await expect(cancelled.result({ timeoutMs: 10_000 })).rejects.toMatchObject({ failureCode: 'CANCELLED' });
+
+      sim.injectBatchFaults({ expired: [customIdOf('anthropic', handOffJobId(keyed.id)), customIdOf('anthropic', atEnqueue.id)] });
+      await batchLane.resume();
+      const result = await plain.result({ timeoutMs: 30_000 });
+      expect(result.cost.batch).toBe(true);
+      // The caller waited from its LOW enqueue, not from the hand-off.
+      expect(result.timings.enqueuedAt).toBe(lowTimestamp);
+      expect(result.timings.waitMs).toBe(result.timings.startedAt - lowTimestamp);
+      expect(await producer.getJob(plain.id)).toMatchObject({ id: handOffJobId(plain.id), state: 'completed', result: { cost: { batch: true } } });
+      await expect(keyed.result({ timeoutMs: 30_000 })).rejects.toMatchObject({ failureCode: 'BATCH_EXPIRED' });
+      await expect(atEnqueue.result({ timeoutMs: 30_000 })).rejects.toMatchObject({ failureCode: 'BATCH_EXPIRED' });
+      expect(await producer.getJob(keyed.id)).toMatchObject({ state: 'failed', failure: { code: 'BATCH_EXPIRED' } });
+
+      // Once the pool no longer sheds, each key's repeat runs the job again: the expiry told its
+      // caller to resubmit if it still mattered.
+      brownout = false;
+      await until('the LOW pool to stop shedding', async () => !(await shedding()), 10_000);
+      const interactiveBefore = sim.stats().models[HAIKU]?.admitted ?? 0;
+      for (const key of ['moved-key', 'at-enqueue-key']) {
+        const again = await producer.enqueue(low(key === 'moved-key' ? 'keyed' : 'at-enqueue', key));
+        expect(again).toMatchObject({ lane: 'low', existing: false });
+        const rerun = await again.result({ timeoutMs: 30_000 });
+        expect(rerun.cost.batch).toBeFalsy();
+      }
+      expect((sim.stats().models[HAIKU]?.admitted ?? 0) - interactiveBefore).toBe(2);
+    } finally {
+      await Promise.all(lanes.map((q) => q.close()));
       await producer.close();
       await worker.close();
     }

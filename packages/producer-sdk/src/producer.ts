@@ -14,6 +14,7 @@ import {
   QueueFullError,
   QuotaExceededError,
   rememberHandOff,
+  releaseFailedHandOff,
   ShedError,
   idempotentJobId,
   LANE_DEFAULTS,
@@ -43,7 +44,7 @@ import {
 import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
 import { EventReader } from './internal/event-reader.js';
 import { JobEventStream, type JobStream } from './internal/job-stream.js';
-import { checkTimeoutMs, ResultWaiter, type WaitMode } from './internal/result-waiter.js';
+import { checkTimeoutMs, movedTo, ResultWaiter, type WaitMode } from './internal/result-waiter.js';
 import { resolveProducerOptions } from './internal/producer-options.js';
 import { sharedClient, type SharedClient } from './internal/shared-client.js';
 import { StartDeadline } from './internal/start-deadline.js';
@@ -210,9 +211,16 @@ export interface JobInfo {
   failure?: JobFailure;
   /** `CODE: message`, for display, as Bull Board shows it. */
   failedReason?: string;
+  /** When the caller enqueued it (for a job shed to the batch lane, its first enqueue). */
   enqueuedAt: number;
   startedAt?: number;
   finishedAt?: number;
+  /**
+   * Set when the id asked for is a LOW job (`onShed: 'batch'`) shed to the batch lane while it
+   * waited: the job it became is reported (its `id`, `lane`, state and, once done, its result),
+   * and this is the id asked for.
+   */
+  movedFrom?: string;
 }
 
 const DEFAULT_RESULT_TIMEOUT_MS = 60_000;
@@ -299,9 +307,17 @@ export class Producer {
     // settled by the batcher, and its waiter reads the lane's events.
     const replyTo = lane === 'batch' ? undefined : this.waiter.replyTo(lane);
     const fresh = this.waiter.isLive(lane);
+    const add = () => this.answered(this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo)), `the enqueue of ${id}`);
     let added: Added;
     try {
-      added = await this.answered(this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo)), `the enqueue of ${id}`);
+      added = await add();
+      // A key's repeat answered with the BATCH job its run was shed to, whose batch failed in a way
+      // that told its caller to resubmit (expired, errored, canceled): run it again, as a repeat
+      // does after such a failure of the key's own job (hand-off-rerun.ts).
+      if (job.idempotencyKey !== undefined && added.existing && lane !== 'batch') {
+        const handOff = laneOfJobId(added.id) === 'batch' ? added.id : await this.movedToOf(added.id);
+        if (handOff !== undefined && (await this.answered(releaseFailedHandOff(this.client.redis, this.prefix, lane, id, handOff), `the enqueue of ${id}`))) added = await add();
+      }
     } catch (err) {
       if (err instanceof ShedError && job.onShed === 'batch') return this.shedToBatch(lane, id, job, err);
       throw err;
@@ -413,6 +429,14 @@ export class Producer {
     const job = await this.queue(lane).getJob(id);
     if (!job) return null;
     const state = toJobState(await job.getState());
+    // A LOW job a worker shed to the batch lane completed with a pointer to the job it became:
+    // that job is the caller's (its state, its result), as result() follows it.
+    const to = state === 'completed' ? movedTo(job.returnvalue) : undefined;
+    const toLane = to === undefined ? undefined : laneOfJobId(to);
+    if (to !== undefined && toLane !== undefined) {
+      const moved = await this.readJob(toLane, to);
+      return moved && { ...moved, enqueuedAt: job.timestamp, movedFrom: id };
+    }
     return {
       id,
       lane,
@@ -457,6 +481,11 @@ export class Producer {
     // waits on it, in this process or another: its replies stream gets a `removed` entry, the
     // lane's events BullMQ's `removed` (lane-cancel.ts).
     const outcome = await cancelIfNotStarted(this.client.redis, this.prefix, id, opts);
+    // Finished may mean shed to the batch lane while it waited: the job it became is the one to stop.
+    if (outcome === 'finished') {
+      const to = await this.movedToOf(id);
+      if (to !== undefined) return this.stop(to, opts);
+    }
     if (outcome !== 'started' || opts.ifNotStarted) return outcome;
     // A started batch job is in its leader's claim or parked with its provider batch. Both
     // providers cancel only a whole batch, never one request of it, and nothing in the batch
@@ -465,6 +494,19 @@ export class Producer {
     if (laneOfJobId(id) === 'batch') return outcome;
     await flagCancelled(this.client.redis, this.prefix, id);
     return 'stopping';
+  }
+
+  /** The BATCH job a finished job was handed to (`onShed: 'batch'`), or undefined. */
+  private async movedToOf(id: string): Promise<string | undefined> {
+    const lane = laneOfJobId(id);
+    if (!lane || lane === 'batch') return undefined;
+    const raw = await this.client.redis.hget(`${laneKeys(this.prefix, lane).jobKeyPrefix}${id}`, 'returnvalue');
+    if (raw === null) return undefined;
+    try {
+      return movedTo(JSON.parse(raw));
+    } catch {
+      return undefined;
+    }
   }
 
   async close(): Promise<void> {

@@ -16,6 +16,7 @@ import type { LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
 import { cancelIfNotStarted } from './lane-cancel.js';
 import { finishJob } from './lane-finish.js';
+import { releaseFailedHandOff } from './hand-off-rerun.js';
 import { returnToLane } from './lane-return.js';
 import { LaneUpkeep } from './lane-upkeep.js';
 import type { Lane } from './lanes.js';
@@ -260,6 +261,55 @@ describe('an idempotent job moved to the batch lane at admission', () => {
     // Once the alias is gone, the key makes a job of its own.
     await redis.del(low.k.idempotentAlias(jobId));
     expect(await add(job)).toEqual([{ id: jobId, existing: false }]);
+  });
+});
+
+describe('a key whose job was shed to the batch lane and failed there', () => {
+  it('runs again on a repeat once its BATCH job failed to retry: the pointer goes (kept aside), and the hand-off job is added afresh under its id', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const [low, batch] = [lane(prefix, 'low'), lane(prefix, 'batch')];
+    const job = llmJob({ priority: 'LOW', onShed: 'batch', idempotencyKey: 'k' });
+    const jobId = idempotentJobId('low', 'k');
+    const handOff = handOffJobId(jobId);
+    const addLow = async () => added((await addToLane(redis, low.queue, prefix, 'low', [{ jobId, job }]))[0]!);
+    const handOffAgain = async () => added((await addToLane(redis, batch.queue, prefix, 'batch', [{ jobId: handOff, job: { ...job, sla: 'none' } }]))[0]!);
+    /** What a worker does with a waiting job it sheds, then the batch leader with its expired entry. */
+    const shedAndExpire = async () => {
+      const taken = await low.take();
+      await handOffAgain();
+      await finishJob(redis, prefix, 'low', low.backend, taken.job, taken.token, { completed: { movedTo: handOff, reason: 'SHED: under pressure' } });
+      const parked = await batch.take();
+      expect(parked.job.id).toBe(handOff);
+      await finishJob(redis, prefix, 'batch', batch.backend, parked.job, parked.token, { failed: 'BATCH_EXPIRED: the batch expired before the request ran' });
+    };
+    expect(await addLow()).toEqual({ id: jobId, existing: false });
+    await shedAndExpire();
+    // The repeat lands on the moved run, as before: the BATCH job is out of the add script's reach.
+    expect(await addLow()).toEqual({ id: jobId, existing: true });
+    expect(await releaseFailedHandOff(redis, prefix, 'low', jobId, handOff)).toBe(true);
+    expect(await addLow()).toEqual({ id: jobId, existing: false });
+    expect(await low.size()).toBe(1);
+    const movedAside = (await redis.zrange(low.k.completed, '0', '-1')).filter((id) => id.startsWith(`${jobId}.moved-`));
+    expect(movedAside).toHaveLength(1);
+    expect(JSON.parse((await redis.hget(`${low.k.jobKeyPrefix}${movedAside[0]}`, 'returnvalue'))!)).toMatchObject({ movedTo: handOff });
+    // Shed again, it is handed to a new BATCH job under the same id, not to the old failure.
+    await shedAndExpire();
+    expect((await redis.zrange(batch.k.failed, '0', '-1')).filter((id) => id.startsWith(`${handOff}.failed-`))).toHaveLength(1);
+
+    /** Shed at enqueue (admission's alias), then its BATCH job failed with `failedReason`: is the alias released? */
+    const shedAtEnqueueAndFail = async (key: string, failedReason: string) => {
+      const id = idempotentJobId('low', key);
+      await rememberHandOff(redis, prefix, 'low', id, handOffJobId(id), job, 60);
+      await addToLane(redis, batch.queue, prefix, 'batch', [{ jobId: handOffJobId(id), job: { ...job, sla: 'none' } }]);
+      const parked = await batch.take();
+      await finishJob(redis, prefix, 'batch', batch.backend, parked.job, parked.token, { failed: failedReason });
+      return { released: await releaseFailedHandOff(redis, prefix, 'low', id, handOffJobId(id)), aliased: await redis.exists(low.k.idempotentAlias(id)) };
+    };
+    // A failure that would only repeat (the provider refused the request) is answered again.
+    expect(await shedAtEnqueueAndFail('refused', 'PROVIDER_REJECTED: invalid_request_error: bad')).toEqual({ released: false, aliased: 1 });
+    // The alias admission leaves for a job shed at enqueue goes once its BATCH job expired.
+    expect(await shedAtEnqueueAndFail('alias', 'BATCH_EXPIRED: expired')).toEqual({ released: true, aliased: 0 });
   });
 });
 

@@ -62,6 +62,7 @@ export { finishJob, REPLY_TO_OPTION, CACHE_TTL_OPTION } from './lane-finish.js';
 export type { FinishArgsBuilder, FinishOutcome, JobEnd } from './lane-finish.js';
 export { SHARED_MAX_WAIT_OPTION, withSharedDeadline } from './shared-deadline.js';
 export { cancelIfNotStarted, cancelledFailure, CANCELLED_NOTE_TTL_MS } from './lane-cancel.js';
+export { releaseFailedHandOff } from './hand-off-rerun.js';
 export type { CancelOutcome } from './lane-cancel.js';
 export { LaneUpkeep, FLEET_UPKEEP_INTERVAL_MS } from './lane-upkeep.js';
 export { retryFinishedJob, RetryReply } from './lane-retry.js';

@@ -11,7 +11,7 @@ describe('keys', () => {
     expect(k.marker).toBe('{hr:critical}:critical:marker');
     const keys = Object.entries(k)
       .filter(([name]) => name !== 'queueName')
-      .map(([, v]) => (typeof v === 'function' ? v('critical.7f3a') : v));
+      .map(([, v]) => (typeof v === 'function' ? (v as (arg: string) => string)('critical.7f3a') : v));
     expect(keys).toContain('{hr:critical}:hr:events:critical.7f3a');
     const tags = new Set(keys.map(slotTag));
     expect(tags).toEqual(new Set(['hr:critical']));

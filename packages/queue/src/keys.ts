@@ -127,6 +127,13 @@ export interface LaneKeys {
    */
   jobCancelled(jobId: string): string;
   /**
+   * STRING counter of the jobs refused SHED at admission in one minute (Redis time, epoch ms /
+   * 60,000), expiring after two hours (lua/add-9.lua): the fleet stats' windowed `shed` adds it,
+   * as the workers count the sheds they make in the fleet's per-minute hash, which lives in
+   * another hash slot, out of the add script's reach.
+   */
+  shedRefusedMinute(minute: number): string;
+  /**
    * STREAM (one entry, short-lived) a process appends to wake its own blocked reader of this
    * lane's job events when it has a new stream to read (the reader blocks on it with the rest).
    */
@@ -191,6 +198,7 @@ function buildLaneKeys(prefix: string, lane: string): LaneKeys {
     idempotentAlias: (jobId: string) => own(`idem-alias:${jobId}`),
     jobCancel: (jobId: string) => own(`cancel:${jobId}`),
     jobCancelled: (jobId: string) => own(`cancelled:${jobId}`),
+    shedRefusedMinute: (minute: number) => own(`shed-refused:${minute}`),
     readerWake: (readerId: string) => own(`reader-wake:${readerId}`),
     replies: (readerId: string) => own(`replies:${readerId}`),
   };

@@ -79,7 +79,8 @@ export type Settled =
   | { state: 'pending' }
   | { state: 'missing' };
 
-function movedTo(returnvalue: unknown): string | undefined {
+/** The BATCH job a job shed while it waited became (`{ movedTo }`, its return value), or undefined. */
+export function movedTo(returnvalue: unknown): string | undefined {
   const to = (returnvalue as { movedTo?: unknown } | null)?.movedTo;
   return typeof to === 'string' ? to : undefined;
 }

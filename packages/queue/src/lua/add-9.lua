@@ -29,7 +29,8 @@
     <lane>prioritized (zset), <own>settings (hash: cap, maxBytes, tenantMax:<tenant>,
     tenantMax:*), <own>models (hash model -> `provider:pool`), <own>output-caps (hash model ->
     maxOutputTokens, read only for a request with no output bound), <own>shedding (hash pool ->
-    untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>unfinished (hash
+    untilMs:retryAfterMs:pressure), <own>stats (hash: shed, shed:refused), <own>shed-refused:<minute>
+    (string: this minute's refusals SHED, for the fleet stats' window; two hours), <own>unfinished (hash
     job id -> `bytes|tenant`), <own>usage (hash: bytes, tenant:<tenant>), <own>returning (zset),
     <own>idem-alias:<job id> (string: the job an idempotent one coalesced into, see rememberJoin,
     or the BATCH job it became when shed at admission, admission.ts rememberHandOff),
@@ -67,6 +68,7 @@
     2, '', '', ''                          a job with this id exists already (idempotent repeat);
                                            a repeat of one that failed to retry is added again (1),
                                            the failed record kept as `<id>.failed-<finishedOn>`
+                                           (so is a shed job's `batch.shed-` hand-off job)
     -1, cap, size, ''                      QUEUE_FULL: the lane holds its cap of jobs not yet started
     -2, model, '', ''                      unknown model (not in the fleet's published models)
     -3, model, provider, ''                model belongs to another provider
@@ -108,6 +110,9 @@ if cap then
     + redis.call('ZCARD', own .. 'returning')
   bytes = tonumber(redis.call('HGET', usageKey, 'bytes') or '0')
 end
+
+-- How long a minute's count of admission's sheds is kept: as long as the fleet's minute hashes.
+local SHED_MINUTE_TTL_SEC = 2 * 3600
 
 -- Redis time, read only by the rarer paths (a shedding entry).
 local nowMs
@@ -328,6 +333,10 @@ end
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
 local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, at)
   local idempotent = string.find(jobId, '.idem-', 1, true) ~= nil
+  -- A shed job's BATCH job (`batch.shed-…`, derived from the shed job's id) is added again under
+  -- its id when that job's key is repeated after its batch failed (hand-off-rerun.ts frees the
+  -- key): it runs again as a key's own job does, or the new run would be handed to the old failure.
+  local handOff = string.find(jobId, '.shed-', 1, true) ~= nil
   local rerun = false
   if redis.call('EXISTS', jobKeyPrefix .. jobId) == 1 then
     -- An idempotency key names one job: a repeat must send that job again. Answering another
@@ -339,7 +348,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     -- A repeat after a failure that told its caller to retry runs the job again, admitted as a
     -- new job under the id (the failed run's record moves aside, setFailedRunAside; refused, it
     -- stays as it was).
-    rerun = idempotent and failedToRetry(jobKeyPrefix .. jobId)
+    rerun = (idempotent or handOff) and failedToRetry(jobKeyPrefix .. jobId)
     if not rerun then
       -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
       redis.call('HINCRBY', jobKeyPrefix .. jobId, 'hrJoins', 1)
@@ -376,6 +385,12 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     if refused == -4 then
       redis.call('HINCRBY', statsKey, 'shed', 1)
       redis.call('HINCRBY', statsKey, 'shed:refused', 1)
+      -- The windowed figures (dashboard, `headroom status`, /metrics) read sheds per minute: the
+      -- workers count theirs in the fleet's minute hash, another hash slot, so this lane keeps its
+      -- own minute's count (fleet-stats.ts adds it). Redis time was read for the shedding entry.
+      local minuteKey = own .. 'shed-refused:' .. math.floor(now() / 60000)
+      redis.call('INCR', minuteKey)
+      redis.call('EXPIRE', minuteKey, SHED_MINUTE_TTL_SEC)
     end
     return refused, a, b, c
   end

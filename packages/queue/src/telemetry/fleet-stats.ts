@@ -5,9 +5,9 @@
  * pipeline; a minute's hash expires after two hours.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { fleetKeys } from '../keys.js';
+import { fleetKeys, laneKeys } from '../keys.js';
 import type { Usage } from '../job.js';
-import type { Lane } from '../lanes.js';
+import type { InteractiveLane, Lane } from '../lanes.js';
 
 /** Upper bounds (ms) of the wait histogram's buckets; the last is open-ended. */
 export const WAIT_BUCKETS_MS = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000, Number.POSITIVE_INFINITY];
@@ -124,12 +124,27 @@ export interface FleetStats {
   series: { minute: number; calls: number; calls429: number; completed: number; costUsd: number }[];
 }
 
+/**
+ * The lanes whose admission refuses jobs SHED (LOW; NORMAL with `shedding.shedNormal`): each
+ * counts those per minute in its own slot (add-9.lua), beside the sheds workers count here.
+ */
+const ADMISSION_SHED_LANES: readonly InteractiveLane[] = ['low', 'normal'];
+
 /** Adds up the last `minutes` minutes (the current one included). */
 export async function readFleetStats(redis: Redis | Cluster, prefix: string, minutes: number, now = Date.now()): Promise<FleetStats> {
   const current = minuteOf(now);
   const keys = fleetKeys(prefix);
   const pipe = redis.pipeline();
-  for (let m = current - minutes + 1; m <= current; m++) pipe.hgetall(keys.statsMinute(m));
+  const window = Array.from({ length: minutes }, (_, i) => current - minutes + 1 + i);
+  for (const m of window) pipe.hgetall(keys.statsMinute(m));
+  // One MGET per lane (each lane is a hash slot of its own), beside the pipeline.
+  const refusedSheds = Promise.all(
+    ADMISSION_SHED_LANES.map(async (lane) => {
+      const k = laneKeys(prefix, lane);
+      const counts = minutes > 0 ? await redis.mget(window.map((m) => k.shedRefusedMinute(m))).catch(() => []) : [];
+      return [lane, counts.reduce((sum, c) => sum + Number(c ?? 0), 0)] as const;
+    }),
+  );
   const replies = (await pipe.exec()) ?? [];
   const stats: FleetStats = { fromMs: (current - minutes + 1) * 60_000, toMs: now, lanes: {}, calls: {}, tokens: {}, totalCalls: 0, calls429: 0, rate429: 0, costUsd: 0, series: [] };
   const waits: Record<string, number[]> = {};
@@ -164,6 +179,10 @@ export async function readFleetStats(redis: Redis | Cluster, prefix: string, min
     stats.costUsd += point.costUsd;
     stats.series.push(point);
   });
+  // Jobs refused SHED at admission are sheds too (the all-time `shed` counter holds both).
+  for (const [lane, refused] of await refusedSheds) {
+    if (refused > 0) entry(stats.lanes, lane, emptyLane).shed += refused;
+  }
   for (const [lane, hist] of Object.entries(waits)) {
     entry(stats.lanes, lane, emptyLane).p95WaitMs = percentileOf(hist, 0.95);
   }

@@ -21,13 +21,14 @@ afterAll(async () => {
   await sim.close();
 });
 
-async function fleet(maxWaitMs: number) {
+async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?: number; parkLockMs?: number } = {}) {
   const prefix = `t${randomUUID().slice(0, 8)}`;
+  const provider = over.sim ?? sim;
   const config = parseConfig({
     redis: { prefix },
     models: { [MODEL]: { provider: 'anthropic', pricing: { inputPerMTok: 1, outputPerMTok: 5 } }, [OPENAI_MODEL]: { provider: 'openai' } },
     dispatch: { lockMs: 5_000, stalledIntervalMs: 1_000 },
-    batch: { maxRequests: 100, maxWaitMs, pollIntervalMs: 100, leaseMs: 1_000, parkLockMs: 30_000, submitTimeoutMs: 5_000 },
+    batch: { maxRequests: 100, maxWaitMs, pollIntervalMs: over.pollIntervalMs ?? 100, leaseMs: 1_000, parkLockMs: over.parkLockMs ?? 30_000, submitTimeoutMs: 5_000 },
   });
   await publishFleetSettings(db.redis, config);
   const k = laneKeys(prefix, 'batch');
@@ -38,7 +39,7 @@ async function fleet(maxWaitMs: number) {
       redisUrl: db.url,
       redis: db.redis,
       workerId: id,
-      apis: { anthropic: new AnthropicBatchApi({ apiKey: 'sk-batcher-test', baseURL: sim.url, timeoutMs: 5_000 }) },
+      apis: { anthropic: new AnthropicBatchApi({ apiKey: 'sk-batcher-test', baseURL: provider.url, timeoutMs: 5_000 }) },
       metrics: new WorkerMetrics({ defaultMetrics: false }),
       stats: new FleetStatsWriter(db.redis, prefix),
       logger: createLogger({ level: 'silent' }),
@@ -115,6 +116,26 @@ describe('Batcher', () => {
     await a.stop(1_000);
     await queue.close();
   });
+
+  it('keeps parked jobs locked for a batch that outlasts parkLockMs, and sends each job once', async () => {
+    // A batch running longer than the park lock (10 s, the shortest allowed), polled every second:
+    // the leader's renewals, which fell on the poll's tick, must still reach the polled claim.
+    const slow = await startSimulator({ latencyMs: 0, batchCompletionMs: 16_000 });
+    try {
+      const { queue, batcher, add } = await fleet(200, { sim: slow, pollIntervalMs: 1_000, parkLockMs: 10_000 });
+      const a = batcher('a');
+      await a.start();
+      const jobs = await add(5);
+      await until(async () => (await queue.getCompletedCount()) === 5, 60_000);
+      expect(slow.stats().batches.anthropic.requests).toBe(5);
+      expect(slow.stats().batches.anthropic.created).toBe(1);
+      expect((await queue.getJob(jobs[0]!))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+      await a.stop(1_000);
+      await queue.close();
+    } finally {
+      await slow.close();
+    }
+  }, 90_000);
 
   it('gives back what admission counted for each job in the call that ends it, completed or failed', async () => {
     const { lane, queue, batcher, admit } = await fleet(200);

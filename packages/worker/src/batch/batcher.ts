@@ -281,15 +281,18 @@ export class Batcher {
       const claim = this.claims.get(filled.id);
       if (claim) claim.due = true;
     }
+    // Renewed before this round's steps start: a step started first marks its claim busy, and the
+    // renewal's due time usually falls on a poll's tick, so renewing after them skipped the polled
+    // claim every time, and a healthy leader let its parked jobs go back to the lane (sent twice).
+    if (now >= this.nextParkRenewAt) {
+      await this.renewParkLocks();
+      this.nextParkRenewAt = now + Math.floor(this.opts.config.batch.parkLockMs / 3);
+    }
     let nextAt = now + this.lanePollMs;
     for (const claim of this.claims.values()) {
       if (claim.busy || (phaseOf(claim) === 'open' && !claim.due)) continue;
       if (claim.nextAt <= now) this.act(claim);
       else nextAt = Math.min(nextAt, claim.nextAt);
-    }
-    if (now >= this.nextParkRenewAt) {
-      await this.renewParkLocks();
-      this.nextParkRenewAt = now + Math.floor(this.opts.config.batch.parkLockMs / 3);
     }
     let held = 0;
     for (const claim of this.claims.values()) held += claim.jobIds.size;
@@ -391,16 +394,22 @@ export class Batcher {
     });
   }
 
-  /** Keeps parked jobs' locks alive; a job whose lock is gone is no longer this claim's. */
+  /**
+   * Keeps parked jobs' locks alive; a job whose lock is gone is no longer this claim's. A busy
+   * claim's locks are renewed too: a slow submission or the settling of a large batch can outlast
+   * `parkLockMs / 3`, and its jobs must not lapse meanwhile. Its lost jobs are left to its step
+   * (the submission checks the locks itself; a settle skips jobs not ours): a job settled a moment
+   * ago has no lock either, and is no lapse to report.
+   */
   private async renewParkLocks(): Promise<void> {
     const lane = this.lane!;
     for (const claim of this.claims.values()) {
-      if (claim.busy || claim.jobIds.size === 0) continue;
+      if (claim.jobIds.size === 0) continue;
       const ids = [...claim.jobIds];
       for (let i = 0; i < ids.length; i += LOCK_CHUNK) {
         const chunk = ids.slice(i, i + LOCK_CHUNK);
         const lost = await lane.extendJobLocks(chunk, chunk.map(() => claim.token), this.opts.config.batch.parkLockMs);
-        if (lost.length > 0) {
+        if (lost.length > 0 && !claim.busy) {
           this.opts.logger.warn({ claim: claim.id, lost: lost.length }, 'parked jobs lost their lock (the fleet was away longer than batch.parkLockMs); they run again');
           await this.forget(lost, claim);
         }

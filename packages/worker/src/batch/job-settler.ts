@@ -14,6 +14,7 @@ import { Job, type Worker as BullWorker } from 'bullmq';
 import { FailureCode, failureText, finishJob, jobFailure, type HeadroomConfig, type JobEnd, type JobFailure, type LlmJob, type LlmResult, type Provider, type Usage, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { Cluster, Redis } from 'ioredis';
 import { costOf } from '../run/cost.js';
+import { enqueuedAtOf } from '../shedding/batch-handoff.js';
 import type { WorkerMetrics } from '../metrics.js';
 
 /** A job its batches keep losing goes back to the lane this many times, then fails. */
@@ -116,7 +117,8 @@ async function fail(ctx: SettleContext, claim: SettleClaim, job: Job, failure: J
 
 function resultOf(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Extract<JobFate, { kind: 'succeeded' }>, endedAt: number | undefined): LlmResult {
   const data = job.data as LlmJob;
-  const enqueuedAt = job.timestamp;
+  // A job shed to the batch lane while it waited: its caller has waited since its first enqueue.
+  const enqueuedAt = enqueuedAtOf(job);
   // The batch ran from its submission to its end; until then the job only waited.
   const startedAt = claim.submittedAt ?? job.processedOn ?? ctx.now();
   const finishedAt = Math.max(startedAt, endedAt ?? ctx.now());

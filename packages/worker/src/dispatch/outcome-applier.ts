@@ -66,7 +66,7 @@ export class OutcomeApplier {
         case 'to_batch': {
           let movedTo: string;
           try {
-            movedTo = await handOffToBatch(this.#batchQueue(), this.o.redis, this.o.config.redis.prefix, job.id!, job.data as LlmJob);
+            movedTo = await handOffToBatch(this.#batchQueue(), this.o.redis, this.o.config.redis.prefix, job.id!, job.data as LlmJob, job.timestamp);
           } catch (err) {
             // The batch lane refused it (full, say): the job is shed like any other.
             const failure = jobFailure(FailureCode.SHED, `${outcome.failure.message}; the batch lane refused it: ${(err as Error).message}`, outcome.failure.retryAfterMs);
