@@ -79,7 +79,9 @@ function configEnvNames(value: unknown, out = new Set<string>()): Set<string> {
 function sourceMentions(name: string): boolean {
   const walk = (dir: string): string[] =>
     readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') ? [join(dir, e.name)] : []));
-  return ['queue', 'worker', 'producer-sdk'].some((p) => walk(join(REPO_ROOT, 'packages', p, 'src')).some((f) => readFileSync(f, 'utf8').includes(`process.env.${name}`)));
+  // `process.env.X`, or `env.X` of an environment a function takes (defaulting to process.env).
+  const read = new RegExp(`\\benv\\.${name}\\b`);
+  return ['queue', 'worker', 'producer-sdk'].some((p) => walk(join(REPO_ROOT, 'packages', p, 'src')).some((f) => read.test(readFileSync(f, 'utf8'))));
 }
 
 /** Node.js' own variables, which a container may set for the runtime. */
