@@ -15,10 +15,11 @@
   off (nor failing), and its primary is failing (its fleet-wide throttle binds: the worker's plan
   sends such a job down its ladder at once, and a backlog of jobs without a ladder, retrying the
   failing model, kept the pool backed off in front of it until its deadline) or could not start it
-  within its maxWaitMs (its own, `hrMaxWait`, or the lane's), counted from its enqueue. Its primary starts it once the bucket's wait its pool's
-  backoff names is over (not the backoff's one-second cap) and the bucket has then served the
-  jobs of that pool ahead of it in the lane, each taking the pool's pace (the refill of one job's
-  draw) -- the jobs ahead that go down their own ladders excepted. Counting the bucket's wait
+  within its maxWaitMs (its own, `hrMaxWait`, or the lane's), counted from its enqueue. Its primary
+  starts it once the bucket's wait its pool's backoff names is over (not the backoff's one-second
+  cap) and the bucket has then served the jobs of that pool ahead of it in the lane, each taking
+  the pool's pace (the refill of one job's draw) -- the jobs ahead that go down their own ladders
+  excepted. Counting the bucket's wait
   alone, a job behind a backlog was taken only once that wait passed its deadline, a few hundred
   ms before it, and one taken a moment late ended DEADLINE_EXCEEDED with its fallback idle. The
   worker that takes such a job is told its id, and its plan passes over the primary's pool
