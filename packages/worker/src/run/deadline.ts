@@ -2,10 +2,9 @@
  * A job's own `maxWaitMs` is its deadline, in every lane: the latest time any provider call of
  * the job may start, counted from its enqueue. A job not started by then ends DEADLINE_EXCEEDED
  * without a call, so a caller that gave up is not billed for an answer nobody reads. It applies
- * to retries too (a retry due past the deadline is not made), and it ends the job as soon as a
- * sure wait the bucket names (a cooldown, requests, input tokens: "if nobody else draws") already
- * passes it, rather than when the deadline comes; a wait on output reserved at `max_tokens` is not
- * sure (job-runner.ts `SETTLES_FOR_LESS`). A call already in flight is never cut short: the provider is charging
+ * to retries too (a retry due past the deadline is not made), and it ends the job as soon as the
+ * wait the bucket names (a lower bound: "if nobody else draws") already passes it, rather than
+ * when the deadline comes. A call already in flight is never cut short: the provider is charging
  * for it, and the answer still reaches a caller who waits. A job several callers share has the
  * latest deadline any of them wants: the dispatcher hands the job here with it
  * (`withSharedDeadline`), each caller being withdrawn at its own by its producer.

@@ -8,7 +8,7 @@ import { answeredFailure, callOptionsOf, checkRelay, FailureCode, isStreamed, jo
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
-import { deadlineOf, pastDeadline } from './deadline.js';
+import { pastDeadline } from './deadline.js';
 import { ladderOf } from './model-ladder.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
@@ -40,16 +40,6 @@ function plainCallSignal(job: AbortSignal): { signal: AbortSignal; dispose(): vo
   else job.addEventListener('abort', onAbort, { once: true });
   return { signal: call.signal, dispose: () => job.removeEventListener('abort', onAbort) };
 }
-
-/**
- * The waits counted from output reserved at `max_tokens` (a pool's output or tokens/min, a
- * tenant's tokens/min), which the calls in flight give back when they settle for what they used:
- * such a wait past a job's deadline does not say the job cannot start in time. Ending the job on
- * it failed DEADLINE_EXCEEDED jobs the tenant's refunds served in time (6 jobs of max_tokens 1,000
- * and 10 tokens of output on a 3,000 tokens/min tenant, 3 s deadlines: 2 failed, one after 45 ms,
- * on "its tenant_tpm wait needs 4867 ms more"). The job waits, and ends at its deadline.
- */
-const SETTLES_FOR_LESS: ReadonlySet<string> = new Set(['otpm', 'tpm', 'tenant_tpm']);
 
 /** Waits this short are slept in place: cheaper than a requeue round trip. */
 const INLINE_WAIT_MS = 25;
@@ -107,10 +97,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       }
       if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
       if (plan.kind === 'wait') {
-        // A wait past the deadline ends the job now, when the wait is sure: not one counted from
-        // output reserved at max_tokens, which the calls in flight give back when they settle.
-        const sure = !SETTLES_FOR_LESS.has(plan.reason);
-        const tooLate = sure ? pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`) : undefined;
+        // The bucket's wait is a lower bound: past the deadline already, the job ends now.
+        const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
         if (tooLate) return { kind: 'failed', failure: tooLate, progress };
         const jobsOwn = waitIsJobsOwn(plan.reason);
         if (!jobsOwn && meta.fetched !== undefined) {
@@ -144,10 +132,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           };
         }
         const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
-        // Parked no later than just past its deadline, where the next look ends it.
-        const deadline = deadlineOf(job, meta);
-        const untilPast = deadline === undefined ? Number.POSITIVE_INFINITY : Math.max(0, deadline - ctx.now()) + 1;
-        return { kind: 'delay', delayMs: Math.min((plan.parkMs ?? plan.waitMs) + spread, untilPast), progress };
+        return { kind: 'delay', delayMs: (plan.parkMs ?? plan.waitMs) + spread, progress };
       }
 
       // A grant as a retry of the model, served or never sent, gives its place in the budget back.
