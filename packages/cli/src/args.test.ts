@@ -51,5 +51,8 @@ describe('parseCommandLine', () => {
     expect(usage(['demo', '--duration', 'ten'])).toBe('headroom demo: --duration expects a positive number, got "ten"');
     expect(usage(['dashboard', '--port', '70000'])).toBe('headroom dashboard: --port: expected 0-65535, got 70000');
     expect(usage(['gateway', '--port', ''])).toBe('headroom gateway: --port: expected 0-65535, got ');
+    // Number() reads these; no one means them as a port.
+    expect(usage(['gateway', '--port', '1e3'])).toBe('headroom gateway: --port: expected 0-65535, got 1e3');
+    expect(usage(['gateway', '--port', '0x50'])).toBe('headroom gateway: --port: expected 0-65535, got 0x50');
   });
 });

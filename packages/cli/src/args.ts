@@ -118,8 +118,9 @@ function checkedValues(command: Command, values: Record<string, string | boolean
 class FlagValueError extends Error {}
 
 function portOf(raw: string): number {
-  const n = Number(raw);
-  if (raw.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new FlagValueError(`--port: expected 0-65535, got ${raw}`);
+  // Digits only: Number() also reads `1e3` and `0x50`, which no one means as a port.
+  const n = /^\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new FlagValueError(`--port: expected 0-65535, got ${raw}`);
   return n;
 }
 

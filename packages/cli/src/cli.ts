@@ -87,7 +87,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (parsed.kind === 'usage') {
     // A usage mistake, not a crash: say what is wrong, no stack (docs/operations.md#exit-codes).
-    process.stderr.write(`headroom: ${parsed.message}\n${parsed.showUsage ? `\n${USAGE}` : ''}`);
+    // A command's mistakes name it already (`headroom worker: ...`); others get the program's name.
+    const said = parsed.message.startsWith('headroom ') ? parsed.message : `headroom: ${parsed.message}`;
+    process.stderr.write(`${said}\n${parsed.showUsage ? `\n${USAGE}` : ''}`);
     return 2;
   }
   const values = parsed.args;
