@@ -112,7 +112,7 @@ export type { Observed, ObservedLimit, HeaderSource } from './rate-limit-headers
 export { computePressure, capacityOf } from './pressure.js';
 export type { Pressure, PressureInput } from './pressure.js';
 export { createLogger, LOG_LEVELS, logLevelOf } from './logger.js';
-export { registerSecret, registeredSecrets, redactSecrets, maskUrlPasswords, cutSecretTokens, REDACTED } from './redaction.js';
+export { registerSecret, registeredSecrets, redactSecrets, maskUrlPasswords, cutSecretTokens, isTokenEntry, REDACTED } from './redaction.js';
 export type { Logger, LoggerLike, LogLevel } from './logger.js';
 export { FleetStatsWriter, readFleetStats, SPEND_CAP_STATUS, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
 export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';

@@ -87,7 +87,8 @@ interface TokenEntry {
   top_logprobs?: unknown;
 }
 
-const isTokenEntry = (v: unknown): v is TokenEntry => typeof v === 'object' && v !== null && typeof (v as { token?: unknown }).token === 'string';
+/** One entry of a per-token list (a logprobs entry): an object with a string `token`. */
+export const isTokenEntry = (v: unknown): v is TokenEntry => typeof v === 'object' && v !== null && typeof (v as { token?: unknown }).token === 'string';
 
 /**
  * A registered secret spelled out by a list of tokens. OpenAI's `logprobs` list each token of an
@@ -100,19 +101,23 @@ const isTokenEntry = (v: unknown): v is TokenEntry => typeof v === 'object' && v
  */
 export function cutSecretTokens<T>(value: T, secrets: readonly string[] = ordered): T {
   if (secrets.length === 0 || value === null || typeof value !== 'object') return value;
+  // Copied only where something was cut: every streamed answer passes here, nearly all untouched.
   if (Array.isArray(value)) {
-    let out: unknown[] = value.map((item) => cutSecretTokens(item, secrets));
-    if (out.length > 0 && out.every(isTokenEntry)) out = cutSequence(out as TokenEntry[], secrets);
-    return (out.every((item, i) => item === value[i]) ? value : out) as T;
+    let out: unknown[] | undefined;
+    value.forEach((item, i) => {
+      const cut = cutSecretTokens(item, secrets);
+      if (cut !== item) (out ??= [...value])[i] = cut;
+    });
+    const items = out ?? value;
+    const cut = items.length > 0 && items.every(isTokenEntry) ? cutSequence(items as TokenEntry[], secrets) : items;
+    return cut as T;
   }
-  let changed = false;
-  const copy: Record<string, unknown> = {};
+  let copy: Record<string, unknown> | undefined;
   for (const [key, v] of Object.entries(value)) {
     const cut = cutSecretTokens(v, secrets);
-    if (cut !== v) changed = true;
-    copy[key] = cut;
+    if (cut !== v) (copy ??= { ...(value as Record<string, unknown>) })[key] = cut;
   }
-  return (changed ? copy : value) as T;
+  return (copy ?? value) as T;
 }
 
 /** The entries with the secrets their joined tokens spell cut; each rank of their `top_logprobs` likewise. */

@@ -93,6 +93,7 @@
 --- @bullmq "addStandardJob"
 --- @include "includes/model-pool"
 --- @include "includes/fair-queue"
+--- @include "includes/run-aside"
 
 -- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
 local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
@@ -240,20 +241,9 @@ end
 -- Board still shows why it failed, and the lane's retention removes it as any failed job. (Removed
 -- instead, the operator lost the failure to the retry.) The key keeps naming one id, so a repeat
 -- while the new run waits or runs finds it there, with no mapping that could expire under it.
--- What a stream or a cancel left under the id goes: the relay would take an old stream for an
--- earlier attempt's answer, a cancel flag would stop the new run.
 local function setFailedRunAside(jobId)
-  local jobKey = jobKeyPrefix .. jobId
-  local failedKey = jobKeyPrefix .. 'failed'
-  local keptId = jobId .. '.failed-' .. redis.call('HGET', jobKey, 'finishedOn')
-  local score = redis.call('ZSCORE', failedKey, jobId)
-  redis.call('RENAME', jobKey, jobKeyPrefix .. keptId)
-  if redis.call('EXISTS', jobKey .. ':logs') == 1 then redis.call('RENAME', jobKey .. ':logs', jobKeyPrefix .. keptId .. ':logs') end
-  if score then
-    redis.call('ZREM', failedKey, jobId)
-    redis.call('ZADD', failedKey, score, keptId)
-  end
-  redis.call('DEL', own .. 'events:' .. jobId, own .. 'cancel:' .. jobId)
+  local keptId = jobId .. '.failed-' .. redis.call('HGET', jobKeyPrefix .. jobId, 'finishedOn')
+  setRunAside(jobKeyPrefix, own, jobId, keptId, jobKeyPrefix .. 'failed')
 end
 
 -- The job's data without its own maxWaitMs, which admission writes as the data's last field

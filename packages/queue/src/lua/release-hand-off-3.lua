@@ -7,9 +7,9 @@
 
   Two pointers lead a key's repeat to the BATCH job, and either is taken away:
   - the run a worker shed while it waited, completed with `{"movedTo":"<batch id>",...}`: its record
-    is kept as `<id>.moved-<its finishedOn>` at its place in the lane's completed set (as add-9.lua's
-    setFailedRunAside keeps a failed run), so the id is free for the repeat's new run and Bull Board
-    still shows where the first went; what a stream or a cancel left under the id goes with it;
+    is kept as `<id>.moved-<its finishedOn>` at its place in the lane's completed set
+    (includes/run-aside.lua), so the id is free for the repeat's new run and Bull Board still shows
+    where the first went;
   - the alias admission left when the lane shed the job at enqueue (admission.ts rememberHandOff,
     `<job id>|<digest>`): deleted.
 
@@ -18,22 +18,15 @@
   ARGV[1] the job id, ARGV[2] the BATCH job id, ARGV[3] the lane's own-key prefix
   Returns 1 when a pointer to that BATCH job was taken away, 0 when the key points elsewhere (or nowhere)
 ]]
+--- @include "includes/run-aside"
+
 local jobKey, completedKey, aliasKey = KEYS[1], KEYS[2], KEYS[3]
 local jobId, target, own = ARGV[1], ARGV[2], ARGV[3]
 local released = 0
 
 local job = redis.call('HMGET', jobKey, 'finishedOn', 'returnvalue')
 if job[1] and job[2] and string.find(job[2], '"movedTo":"' .. target .. '"', 1, true) then
-  local keptId = jobId .. '.moved-' .. job[1]
-  local keptKey = string.sub(jobKey, 1, #jobKey - #jobId) .. keptId
-  local score = redis.call('ZSCORE', completedKey, jobId)
-  redis.call('RENAME', jobKey, keptKey)
-  if redis.call('EXISTS', jobKey .. ':logs') == 1 then redis.call('RENAME', jobKey .. ':logs', keptKey .. ':logs') end
-  if score then
-    redis.call('ZREM', completedKey, jobId)
-    redis.call('ZADD', completedKey, score, keptId)
-  end
-  redis.call('DEL', own .. 'events:' .. jobId, own .. 'cancel:' .. jobId)
+  setRunAside(string.sub(jobKey, 1, #jobKey - #jobId), own, jobId, jobId .. '.moved-' .. job[1], completedKey)
   released = 1
 end
 

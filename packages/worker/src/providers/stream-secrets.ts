@@ -16,7 +16,7 @@
  * characters of a secret leave before it is recognised, and a stream that ends inside a secret's
  * start has that start cut. Ordinary text is never held (it would need the start of a key).
  */
-import { REDACTED } from '@headroom/queue';
+import { isTokenEntry, REDACTED } from '@headroom/queue';
 
 /** Characters of a secret's start that hold a stream back; fewer leave unexamined. */
 export const HOLD_FROM = 4;
@@ -29,9 +29,6 @@ export const HOLD_FROM = 4;
  * `bytes`, and each alternative's in `top_logprobs`).
  */
 const DELTA_FIELDS = new Set(['text', 'partial_json', 'thinking', 'content', 'refusal', 'arguments', 'delta', 'input', 'code', 'transcript', 'token']);
-
-/** A logprobs entry: one token of the answer. */
-const isTokenEntry = (v: unknown) => typeof v === 'object' && v !== null && typeof (v as { token?: unknown }).token === 'string';
 
 /** The top-level fields that say which part of the answer an event continues. */
 const PART_FIELDS = ['index', 'output_index', 'content_index', 'summary_index', 'item_id'] as const;
