@@ -106,7 +106,9 @@ export function cutSecretTokens<T>(value: T, secrets: readonly string[] = ordere
     let out: unknown[] | undefined;
     value.forEach((item, i) => {
       const cut = cutSecretTokens(item, secrets);
-      if (cut !== item) (out ??= [...value])[i] = cut;
+      if (cut === item) return;
+      out ??= [...value];
+      out[i] = cut;
     });
     const items = out ?? value;
     const cut = items.length > 0 && items.every(isTokenEntry) ? cutSequence(items as TokenEntry[], secrets) : items;
@@ -115,7 +117,9 @@ export function cutSecretTokens<T>(value: T, secrets: readonly string[] = ordere
   let copy: Record<string, unknown> | undefined;
   for (const [key, v] of Object.entries(value)) {
     const cut = cutSecretTokens(v, secrets);
-    if (cut !== v) (copy ??= { ...(value as Record<string, unknown>) })[key] = cut;
+    if (cut === v) continue;
+    copy ??= { ...(value as Record<string, unknown>) };
+    copy[key] = cut;
   }
   return (copy ?? value) as T;
 }
