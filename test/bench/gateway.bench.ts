@@ -255,14 +255,24 @@ async function main(): Promise<void> {
     // gateway path's Redis and worker CPU goes.
     const stats = new Redis(redis.url);
     const commandsNow = async () => Number(/total_commands_processed:(\d+)/.exec(await stats.info('stats'))?.[1] ?? 0);
+    // Each command's calls (scripts' own included), to say which commands make up the count.
+    const callsByCommand = async () =>
+      new Map([...(await stats.info('commandstats')).matchAll(/cmdstat_([^:]+):calls=(\d+)/g)].map((m) => [m[1] as string, Number(m[2])]));
     let gatewayCommands = 0;
+    const gatewayByCommand = new Map<string, number>();
 
     const measured = async (mode: Mode) => {
       const before = cpuNow();
       const commandsBefore = await commandsNow();
+      const byCommandBefore = await callsByCommand();
       const r = await closedLoop(clients[mode], SECONDS, CONCURRENCY);
       const after = cpuNow();
-      if (mode === 'gateway') gatewayCommands += (await commandsNow()) - commandsBefore - 1;
+      if (mode === 'gateway') {
+        gatewayCommands += (await commandsNow()) - commandsBefore - 1;
+        for (const [name, calls] of await callsByCommand()) {
+          gatewayByCommand.set(name, (gatewayByCommand.get(name) ?? 0) + calls - (byCommandBefore.get(name) ?? 0));
+        }
+      }
       for (const k of Object.keys(parts) as (keyof typeof parts)[]) cpu[mode][k] += after[k] - before[k];
       served[mode] += r.rps * SECONDS;
       return r;
@@ -287,6 +297,8 @@ async function main(): Promise<void> {
       console.log(`   CPU ms per request, ${pathNames[mode]}: ${per.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}`);
     }
     console.log(`   Redis commands per gateway request: ${(gatewayCommands / Math.max(1, served.gateway)).toFixed(1)} (inside scripts included)`);
+    const perRequest = [...gatewayByCommand].map(([name, calls]) => [name, calls / Math.max(1, served.gateway)] as const).filter(([, n]) => n >= 0.05);
+    console.log(`     by command: ${perRequest.sort((a, b) => b[1] - a[1]).map(([name, n]) => `${name} ${n.toFixed(1)}`).join(', ')}`);
     // What one gateway process sustains when the fleet behind it is scaled out (its own CPU is
     // then the bound), beside one proxy process: requests per CPU-second of each, measured here.
     // On this box every process shares two cores, so the end-to-end ratio below is the ratio of
