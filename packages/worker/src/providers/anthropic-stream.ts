@@ -10,6 +10,8 @@ import type { StreamAccumulator } from './sdk-stream.js';
 type Json = Record<string, unknown>;
 const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+/** Blocks whose streamed text is not what the thinking cost (hiddenOutput). */
+const THINKING_BLOCKS = new Set(['thinking', 'redacted_thinking']);
 
 export class AnthropicStreamAccumulator implements StreamAccumulator<Json> {
   #message: Json | undefined;
@@ -18,6 +20,8 @@ export class AnthropicStreamAccumulator implements StreamAccumulator<Json> {
   #text = '';
   #stopped = false;
   #outputTokens: number | undefined;
+  /** A thinking block began: omitted, or (Claude 4 models) a summary of the thinking billed. */
+  #hidden = false;
 
   add(event: Json): string {
     // Serialized first: nothing below may touch what the client is sent.
@@ -27,7 +31,10 @@ export class AnthropicStreamAccumulator implements StreamAccumulator<Json> {
         if (isRecord(event.message)) this.#message = { ...event.message, usage: { ...(event.message.usage as Json) } };
         break;
       case 'content_block_start':
-        if (typeof event.index === 'number' && isRecord(event.content_block)) this.#content[event.index] = { ...event.content_block };
+        if (typeof event.index === 'number' && isRecord(event.content_block)) {
+          this.#content[event.index] = { ...event.content_block };
+          if (THINKING_BLOCKS.has(String(event.content_block.type))) this.#hidden = true;
+        }
         break;
       case 'content_block_delta':
         this.#delta(event.index, event.delta);
@@ -102,6 +109,7 @@ export class AnthropicStreamAccumulator implements StreamAccumulator<Json> {
         ? {}
         : { inputUsage: { inputTokens: input, cacheReadInputTokens: num(usage?.cache_read_input_tokens) ?? 0, cacheCreationInputTokens: num(usage?.cache_creation_input_tokens) ?? 0 } }),
       ...(this.#outputTokens === undefined ? {} : { outputTokens: this.#outputTokens }),
+      ...(this.#hidden ? { hiddenOutput: true as const } : {}),
     };
   }
 

@@ -53,10 +53,13 @@ export class OpenAIResponsesAccumulator implements StreamAccumulator<Json> {
   #text = '';
   #terminal: Json | undefined;
   #lastSequence = -1;
+  /** A reasoning item began: its tokens are billed, at most a summary of them streamed. */
+  #hidden = false;
 
   add(event: Json): string | undefined {
     const type = typeof event.type === 'string' ? event.type : '';
     if (typeof event.sequence_number === 'number') this.#lastSequence = event.sequence_number;
+    if (type === 'response.output_item.added' && isRecord(event.item) && event.item.type === 'reasoning') this.#hidden = true;
     if (OUTPUT_DELTA.test(type) && typeof event.delta === 'string') this.#text += event.delta;
     if (TERMINAL.has(type) && isRecord(event.response)) this.#terminal = event;
     return JSON.stringify(event);
@@ -68,7 +71,11 @@ export class OpenAIResponsesAccumulator implements StreamAccumulator<Json> {
 
   progress() {
     const usage = this.#terminal && isRecord(this.#terminal.response) && isRecord(this.#terminal.response.usage) ? this.#terminal.response.usage : undefined;
-    return { outputText: this.#text, ...(typeof usage?.output_tokens === 'number' ? { outputTokens: usage.output_tokens } : {}) };
+    return {
+      outputText: this.#text,
+      ...(typeof usage?.output_tokens === 'number' ? { outputTokens: usage.output_tokens } : {}),
+      ...(this.#hidden ? { hiddenOutput: true as const } : {}),
+    };
   }
 
   finish() {

@@ -21,13 +21,16 @@ interface Choice {
 
 export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
   readonly #clientWantsUsage: boolean;
+  /** A reasoning model's: its reasoning tokens are billed, and no chunk shows them. */
+  readonly #reasons: boolean;
   #meta: Json = {};
   readonly #choices = new Map<number, Choice>();
   #usage: Json | undefined;
   #text = '';
 
-  constructor(clientWantsUsage: boolean) {
+  constructor(clientWantsUsage: boolean, reasons = false) {
     this.#clientWantsUsage = clientWantsUsage;
+    this.#reasons = reasons;
   }
 
   add(chunk: Json): string | undefined {
@@ -85,7 +88,7 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
 
   progress() {
     const output = this.#usage ? num(this.#usage.completion_tokens) : undefined;
-    return { outputText: this.#text, ...(output === undefined ? {} : { outputTokens: output }) };
+    return { outputText: this.#text, ...(output === undefined ? {} : { outputTokens: output }), ...(this.#reasons ? { hiddenOutput: true as const } : {}) };
   }
 
   finish() {

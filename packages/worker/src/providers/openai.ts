@@ -116,7 +116,9 @@ export class OpenAIAdapter implements ProviderAdapter {
       this.#spec,
       input,
       ({ timeout, signal }) => this.#client.chat.completions.create(body, { timeout, signal }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
-      new OpenAIStreamAccumulator(clientWantsUsage),
+      // Nothing in a Chat Completions stream shows reasoning: the request's effort is what says a
+      // reasoning model thinks (one called without it is counted by its visible text).
+      new OpenAIStreamAccumulator(clientWantsUsage, request.reasoning_effort != null && request.reasoning_effort !== 'none'),
     );
   }
 }

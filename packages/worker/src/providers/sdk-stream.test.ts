@@ -5,7 +5,11 @@
  */
 import { type Simulator, startSimulator } from '@headroom/simulator';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Reservation } from '@headroom/queue';
+import { producedSoFar } from '../run/stream-call.js';
 import { AnthropicAdapter } from './anthropic.js';
+import { OpenAIStreamAccumulator } from './openai-stream.js';
+import { OpenAIResponsesAccumulator } from './openai-responses.js';
 import { OpenAIAdapter } from './openai.js';
 import type { ProviderRequest, ProviderStreamResult } from './types.js';
 
@@ -190,5 +194,48 @@ describe('streamed calls', () => {
     expect(admission).toMatchObject({ streamed: true, clientClosed: true });
     expect(admission.outputSent).toBeGreaterThanOrEqual(3);
     expect(admission.outputSent).toBeLessThan(400);
+  });
+
+  it('charges a stream stopped while the model thinks its whole output reservation: the streamed text tells nothing of what the thinking cost', async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    const abort = new AbortController();
+    const request = claude('Think about queues', { max_tokens: 2_000, thinking: { type: 'enabled', budget_tokens: 1_024, display: 'omitted' } });
+    const result = await anthropic.stream({
+      model: SONNET,
+      request,
+      signal: abort.signal,
+      onEvent: (data) => {
+        // Omitted thinking streams no text: stop a moment into it.
+        if ((JSON.parse(data) as { content_block?: { type: string } }).content_block?.type === 'thinking') setTimeout(() => abort.abort(), 150);
+      },
+    });
+    if (result.ok) throw new Error('expected the stream to be stopped');
+    expect(result.progress).toMatchObject({ outputText: '', hiddenOutput: true });
+    await expect.poll(() => sim.stats().admissions.at(-1)?.done, { timeout: 5_000 }).toBe(true);
+    const billed = sim.stats().admissions.at(-1)!.outputSent;
+    expect(billed).toBeGreaterThan(0);
+    const reservation: Reservation = {
+      id: 'r1',
+      pool: SONNET,
+      lane: 'high',
+      need: { requests: 1, inputTokens: 10, outputTokens: 2_000 },
+      chargedAgainst: { rpm: 0, itpm: 0, otpm: 0, tpm: 0, tenantRpm: 0, tenantTpm: 0 },
+      grantedAtMs: Date.now(),
+    };
+    // Counted from its text, it was charged nothing of what the provider billed.
+    expect(producedSoFar(result.progress, reservation).outputTokens).toBe(2_000);
+    expect(producedSoFar({ ...result.progress, outputTokens: 37 }, reservation).outputTokens).toBe(37);
+    const { hiddenOutput: _h, ...shown } = result.progress;
+    expect(producedSoFar(shown, reservation).outputTokens).toBe(0);
+  });
+
+  it("OpenAI: marks hidden reasoning from a Responses stream's reasoning item and from a Chat request's reasoning_effort", () => {
+    const responses = new OpenAIResponsesAccumulator();
+    responses.add({ type: 'response.created', sequence_number: 0, response: { id: 'resp_1' } });
+    expect(responses.progress().hiddenOutput).toBeUndefined();
+    responses.add({ type: 'response.output_item.added', sequence_number: 1, output_index: 0, item: { id: 'rs_1', type: 'reasoning', summary: [] } });
+    expect(responses.progress()).toMatchObject({ outputText: '', hiddenOutput: true });
+    expect(new OpenAIStreamAccumulator(true, true).progress().hiddenOutput).toBe(true);
+    expect(new OpenAIStreamAccumulator(true).progress().hiddenOutput).toBeUndefined();
   });
 });

@@ -96,6 +96,12 @@ export interface StreamProgress {
   inputUsage?: Pick<Usage, 'inputTokens' | 'cacheReadInputTokens' | 'cacheCreationInputTokens'>;
   /** Output tokens the provider already reported, if any (a cumulative count in a delta). */
   outputTokens?: number;
+  /**
+   * The answer holds output the stream does not show whole: a thinking block (omitted, or a
+   * summary of longer thinking) or OpenAI's hidden reasoning. Its text then undercounts what the
+   * provider bills, by an amount nothing in the stream tells.
+   */
+  hiddenOutput?: true;
 }
 
 export type ProviderStreamResult =

@@ -138,9 +138,13 @@ function relayFailure(refused: Exclude<RelayRefusal, 'cancelled'>, progress: Str
 /**
  * What a stream cut short is charged: the input the provider reported up front (Anthropic), or the
  * reservation's estimate (OpenAI reports none before the end); the output counted in the text
- * received, or the provider's own count when it sent one.
+ * received, or the provider's own count when it sent one. An answer with output the stream hides
+ * (thinking, reasoning) and no count from the provider keeps its whole output reservation: its
+ * text tells nothing of what the thinking cost, and charging less than the provider does is how a
+ * fleet trips 429s.
  */
 export function producedSoFar(progress: StreamProgress, reservation: Reservation): Usage {
   const input = progress.inputUsage ?? { inputTokens: reservation.need.inputTokens, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
-  return { ...input, outputTokens: Math.max(progress.outputTokens ?? 0, estimateOutputTokens(progress.outputText)) };
+  const unknown = progress.hiddenOutput === true && progress.outputTokens === undefined;
+  return { ...input, outputTokens: Math.max(progress.outputTokens ?? 0, estimateOutputTokens(progress.outputText), unknown ? reservation.need.outputTokens : 0) };
 }
