@@ -71,7 +71,7 @@ export type { Added, LaneEntry } from './admission.js';
 export { allFairShareOnly, bringRunnableToFront, fairShareOnly, FAIR_SHARE_ONLY, FRONT_SEARCH_DEPTH, readyJobs, type FrontOutcome, type FrontResult, type LaneBackoffs } from './lane-fetch.js';
 export { newJobId, idempotentJobId, handOffJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
 export { relayEvents, checkRelay, flagCancelled, errorEventOf, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
-export type { JobEvent, RelayCheck, RelayOutcome } from './job-events.js';
+export type { JobEvent, RelayCheck, RelayOutcome, StreamErrorEvent } from './job-events.js';
 export { replayEventsOf } from './stream-replay.js';
 export type { ReplayOptions } from './stream-replay.js';
 export { FailureCode, jobFailure, answeredFailure, failureText, failureOf, asJobFailure, providerErrorOf, PROVIDER_ERROR_MAX_BYTES, REPLAYED_FAILURES } from './failure.js';

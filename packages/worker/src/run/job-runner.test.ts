@@ -688,7 +688,7 @@ describe('runJob, streamed', () => {
     expect(events.at(-1)).toEqual({ kind: 'end' });
   });
 
-  it('fails STREAM_FAILED, never retried, when the stream breaks after its first event, ending it with an error event', async () => {
+  it("fails STREAM_FAILED, never retried, when the stream breaks after its first event, its error event left for the finish that fails the job", async () => {
     sim.setPace({ streamTokenMs: 2 });
     sim.injectFaults({ model: SONNET, cut: true, count: 1 });
     const ctx = context();
@@ -698,10 +698,14 @@ describe('runJob, streamed', () => {
       expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED', message: expect.stringContaining('events had been streamed') }, progress: { attempts: 1 } });
       // A cut stream had no answer of its own: no status (the stream's head said 200).
       expect(outcome.kind === 'failed' && 'status' in outcome.failure).toBe(false);
+      // The caller must not read the failure while the job is still active: a repeat of its
+      // idempotency key sent then joined the dying job and got the failure again, where a repeat
+      // after a failure runs again. The error event goes with the outcome, for the finish.
       const events = await relayed(ctx, m.id);
-      const last = events.at(-1);
-      expect(last?.kind).toBe('error');
-      expect(JSON.parse((last as { data: string }).data)).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+      expect(events.length).toBeGreaterThan(1);
+      expect(events.map((e) => e.kind)).not.toContain('error');
+      expect(outcome.kind === 'failed' && outcome.streamError).toMatchObject({ kind: 'error', failure: { code: 'STREAM_FAILED' } });
+      expect(JSON.parse((outcome as { streamError: { data: string } }).streamError.data)).toMatchObject({ type: 'error', error: { type: 'api_error' } });
     } finally {
       sim.setPace({ streamTokenMs: null });
     }

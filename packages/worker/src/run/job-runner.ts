@@ -176,7 +176,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
           // A provider failure mid-stream is the model's; a client that went away is not.
           report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, streamed.failureKind ? !UNHEALTHY.has(streamed.failureKind) : undefined);
-          return { kind: 'failed', failure: streamed.failure, progress };
+          return { kind: 'failed', failure: streamed.failure, progress, ...(streamed.streamError ? { streamError: streamed.streamError } : {}) };
         }
         res = streamed.res;
         if (streamed.kind === 'done') firstEventAt = streamed.firstEventAt;

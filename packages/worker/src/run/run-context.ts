@@ -4,7 +4,7 @@
  * randomness and pressure.
  */
 import type { Cluster, Redis } from 'ioredis';
-import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider } from '@headroom/queue';
+import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider, StreamErrorEvent } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { PromptCacheMemory } from './prompt-cache-memory.js';
@@ -115,7 +115,8 @@ export interface JobMeta {
 
 export type RunOutcome =
   | { kind: 'completed'; result: LlmResult }
-  | { kind: 'failed'; failure: JobFailure; progress: JobProgress }
+  /** `streamError`: the entry its stream ends with, written by the finish that fails it (stream-call.ts). */
+  | { kind: 'failed'; failure: JobFailure; progress: JobProgress; streamError?: StreamErrorEvent }
   /** Shed from its lane under pressure, and the job asked to go to the batch lane instead. */
   | { kind: 'to_batch'; failure: JobFailure; progress: JobProgress }
   /**
