@@ -10,6 +10,7 @@ import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
 import { pastDeadline } from './deadline.js';
 import { ladderOf } from './model-ladder.js';
+import { modelWaitMs } from './model-wait.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
 import { isCancel, type JobMeta, type JobProgress, type RunContext, type RunOutcome } from './run-context.js';
@@ -247,7 +248,11 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       if (decision.action === 'fail') {
         // The reason counts the attempts that counted; the calls an outage cost are named beside them.
         const reason = decision.code === 'RETRIES_EXHAUSTED' && progress.outageFailures ? `${decision.reason} (and ${progress.outageFailures} failed in the model's outage, not counted)` : decision.reason;
-        return { kind: 'failed', failure: answeredFailure(decision.code, reason, res), progress };
+        const failure = answeredFailure(decision.code, reason, res);
+        if (decision.code !== 'RETRIES_EXHAUSTED') return { kind: 'failed', failure, progress };
+        // Out of attempts on a model that keeps failing: the caller is told the wait the fleet keeps for it.
+        const retryAfterMs = await modelWaitMs(ctx, pool, model, modelCfg.limits, res);
+        return { kind: 'failed', failure: retryAfterMs === undefined ? failure : { ...failure, retryAfterMs }, progress };
       }
       ctx.metrics.retries.inc({ provider: job.provider, model, kind: res.kind });
       // With another model on the ladder, plan again at once: the cooldown or throttle steers it away.
