@@ -19,7 +19,7 @@ import { laneKeys } from './keys.js';
 import { cancelIfNotStarted } from './lane-cancel.js';
 import { finishJob } from './lane-finish.js';
 import { releaseFailedHandOff } from './hand-off-rerun.js';
-import { returnToLane } from './lane-return.js';
+import { promoteRaisedTenantParks, returnToLane } from './lane-return.js';
 import { LaneUpkeep } from './lane-upkeep.js';
 import type { Lane } from './lanes.js';
 
@@ -399,6 +399,31 @@ describe('returnToLane', () => {
     expect(await a.job.getState()).toBe('delayed');
   });
 
+  it("brings back the jobs parked behind a tenant quota that a worker's config raised, and leaves other parks to their end", async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const l = lane(prefix);
+    // A minute's parks: acme's two behind its 2,000 tokens/min, beta's behind 5,000, and a retry's backoff.
+    await l.add({ tenant: 'acme' }, { tenant: 'acme' }, { tenant: 'beta' }, { tenant: 'acme' });
+    const parks = [{ tenant: 'acme', tpm: 2_000 }, { tenant: 'acme', tpm: 2_000 }, { tenant: 'beta', tpm: 5_000 }, undefined];
+    const ids: string[] = [];
+    for (const tenantPark of parks) {
+      const { job, token } = await l.take();
+      ids.push(job.id!);
+      expect(await returnToLane(redis, prefix, 'normal', job.id!, token, { delayMs: 60_000, ...(tenantPark ? { tenantPark } : {}) })).toEqual({ status: 'moved' });
+    }
+    expect(await redis.zcard(l.k.delayed)).toBe(4);
+    // acme's quota raised to 10,000; beta's as it was.
+    const quotaOf = (tenant: string) => ({ acme: 10_000, beta: 5_000 })[tenant];
+    expect(await promoteRaisedTenantParks(redis, prefix, 'normal', quotaOf)).toBe(2);
+    const states = await Promise.all(ids.map(async (id) => (await l.queue.getJob(id))!.getState()));
+    expect(states.slice(0, 2).every((s) => s === 'waiting' || s === 'prioritized')).toBe(true);
+    expect(states.slice(2)).toEqual(['delayed', 'delayed']);
+    // A quota removed altogether is a raise too.
+    expect(await promoteRaisedTenantParks(redis, prefix, 'normal', () => undefined)).toBe(1);
+    expect(await (await l.queue.getJob(ids[3]!))!.getState()).toBe('delayed');
+  });
+
   it('moves a job back to the front of the lane when there is room', async () => {
     const prefix = `ad-${randomUUID().slice(0, 8)}`;
     await publishFleetSettings(redis, config(prefix));
@@ -467,7 +492,7 @@ describe('finishJob', () => {
     const prefix = `ad-${randomUUID().slice(0, 8)}`;
     await publishFleetSettings(redis, config(prefix));
     const l = lane(prefix);
-    const job = llmJob({ idempotencyKey: 'cut', request: { model: SONNET, max_tokens: 16, stream: true, messages: [{ role: 'user', content: 'hi' }] } as LlmJob['request'] });
+    const job = llmJob({ idempotencyKey: 'cut', request: { model: SONNET, max_tokens: 16, stream: true, messages: [{ role: 'user', content: 'hi' }] } } as Partial<LlmJob>);
     const jobId = idempotentJobId('normal', 'cut');
     const add = async () => added((await addToLane(redis, l.queue, prefix, 'normal', [{ jobId, job }]))[0]!);
     expect(await add()).toEqual({ id: jobId, existing: false });

@@ -49,14 +49,15 @@ export {
 export type { LlmJobInput, Provider, ProviderApi } from './job.js';
 export { checkJob, checkTakenJob, parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
 export { MAX_JSON_DEPTH, jsonIssueAt, kindOf } from './json-value.js';
-export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, throttleParamsOf } from './config.js';
+export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, tenantTpmOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';
 export { OUTPUT_COUNTINGS, PROVIDER_OUTPUT_COUNTING, outputCountingOf, reservesOutputP95 } from './output-counting.js';
 export type { OutputCounting } from './output-counting.js';
 export { DEFAULT_PREFIX, PREFIX_PATTERN, laneKeys, poolKeys, fleetKeys } from './keys.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
 export { addToLane, ADMITTED_OPTION, notAdmittedFailure, publishFleetSettings, rememberHandOff, releaseJobs, unadmitted, AddReply } from './admission.js';
-export { returnToLane, forceReturnToLane, promoteDelayed, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
+export { returnToLane, forceReturnToLane, promoteDelayed, promoteRaisedTenantParks, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';
+export type { TenantPark } from './tenant-parks.js';
 export type { ReturnOutcome, ReturnOptions } from './lane-return.js';
 export { finishJob, REPLY_TO_OPTION, CACHE_TTL_OPTION } from './lane-finish.js';
 export type { FinishArgsBuilder, FinishOutcome, JobEnd } from './lane-finish.js';

@@ -10,7 +10,7 @@
  */
 import { Queue, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { FailureCode, failureText, finishJob, forceReturnToLane, isConnectionError, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome, type StreamErrorEvent } from '@headroom/queue';
+import { FailureCode, failureText, finishJob, forceReturnToLane, isConnectionError, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome, type StreamErrorEvent, type TenantPark } from '@headroom/queue';
 import type { JobProgress, RunContext, RunOutcome } from '../run/run-context.js';
 import { handOffToBatch } from '../shedding/batch-handoff.js';
 import type { HeldJob, HeldJobs } from './held-jobs.js';
@@ -83,7 +83,8 @@ export class OutcomeApplier {
         case 'delay': {
           await this.#saveProgress(job, outcome.progress);
           const delayUntil = ctx.now() + outcome.delayMs;
-          this.#returned({ job, token, lane, delayUntil }, await this.#return(job, token, lane, outcome.delayMs));
+          const tenantPark = outcome.tenantPark === undefined ? {} : { tenantPark: outcome.tenantPark };
+          this.#returned({ job, token, lane, delayUntil, ...tenantPark }, await this.#return(job, token, lane, { delayMs: outcome.delayMs, ...tenantPark }));
           return;
         }
         case 'aborted':
@@ -107,11 +108,11 @@ export class OutcomeApplier {
   }
 
   /** Into the lane under its cap (the delayed set with `delayMs`); retried while Redis blinks. */
-  async #return(job: Job, token: string, lane: InteractiveLane, delayMs?: number): Promise<ReturnOutcome> {
+  async #return(job: Job, token: string, lane: InteractiveLane, delay?: { delayMs: number; tenantPark?: TenantPark }): Promise<ReturnOutcome> {
     let outcome: ReturnOutcome = { status: 'lost', bullmqCode: 0 };
     const { now } = this.o.ctx;
     await this.#attempt(async () => {
-      outcome = await returnToLane(this.o.redis, this.o.config.redis.prefix, lane, job.id!, token, delayMs === undefined ? {} : { delayMs, now });
+      outcome = await returnToLane(this.o.redis, this.o.config.redis.prefix, lane, job.id!, token, delay === undefined ? {} : { ...delay, now });
     });
     return outcome;
   }

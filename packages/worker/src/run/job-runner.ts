@@ -4,7 +4,7 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { answeredFailure, callOptionsOf, checkRelay, FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, poolOf, type HeadroomConfig, type LlmJob, type Provider, type RelayCheck, type Reservation, type Usage } from '@headroom/queue';
+import { answeredFailure, callOptionsOf, checkRelay, FailureCode, isStreamed, isTenantDimension, jobFailure, parseRateLimitHeaders, poolOf, tenantTpmOf, type HeadroomConfig, type LlmJob, type Provider, type RelayCheck, type Reservation, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
@@ -133,7 +133,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           };
         }
         const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
-        return { kind: 'delay', delayMs: (plan.parkMs ?? plan.waitMs) + spread, progress };
+        const tpm = isTenantDimension(plan.reason) && job.tenant ? tenantTpmOf(ctx.config, job.tenant) : undefined;
+        return { kind: 'delay', delayMs: (plan.parkMs ?? plan.waitMs) + spread, progress, ...(tpm === undefined ? {} : { tenantPark: { tenant: job.tenant!, tpm } }) };
       }
 
       // A grant as a retry of the model, served or never sent, gives its place in the budget back.
