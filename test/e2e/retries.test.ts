@@ -120,6 +120,30 @@ describe('retry rules with the real SDKs', () => {
     expect(result.attempts).toBe(3);
   });
 
+  it("runs a streamed job again on a repeat of its key sent the moment its caller reads STREAM_FAILED, and streams the rerun's answer", async () => {
+    const { producer } = await fleet();
+    sim.setPace({ streamTokenMs: 2 });
+    try {
+      sim.injectFaults({ model: HAIKU, cut: true, count: 1 });
+      const keyed = job(HAIKU, { idempotencyKey: `cut-${randomUUID()}`, fallback: [], request: { model: HAIKU, max_tokens: 200, stream: true, messages: [{ role: 'user', content: 'a long story' }] } } as Partial<LlmJobInput>);
+      const first = await producer.stream(keyed);
+      const seen: unknown[] = [];
+      const failed = await (async () => {
+        for await (const event of first) seen.push(event);
+      })().catch((err: unknown) => err);
+      expect(failed).toMatchObject({ failureCode: 'STREAM_FAILED' });
+      expect(seen.length).toBeGreaterThan(1);
+      // At once: the caller saw the failure, so the job has failed, and a failed keyed job runs again.
+      const again = await producer.stream(keyed);
+      const events: { type?: string }[] = [];
+      for await (const event of again) events.push(event as { type?: string });
+      expect(events.at(-1)?.type).toBe('message_stop');
+      expect(await again.result()).toMatchObject({ model: HAIKU, attempts: 1 });
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
   it('fails a 400 at once with the provider message, without retrying', async () => {
     const { producer } = await fleet();
     const before = sim.stats().requestsByPath['POST /v1/messages'] ?? 0;

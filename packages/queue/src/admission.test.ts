@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
 import { addToLane, ADMITTED_OPTION, publishFleetSettings, releaseJobs, rememberHandOff, unadmitted, type Added, type LaneEntry } from './admission.js';
 import { handOffJobId, idempotentJobId } from './job-ids.js';
+import { decodeJobEvent, jobEventsKey, relayEvents } from './job-events.js';
+import { FailureCode, failureText, jobFailure } from './failure.js';
 import { parseConfig, type HeadroomConfig, type HeadroomConfigInput } from './config.js';
 import { ErrorCode, HeadroomError, QueueFullError } from './errors.js';
 import type { LlmJob } from './job.js';
@@ -17,7 +19,7 @@ import { laneKeys } from './keys.js';
 import { cancelIfNotStarted } from './lane-cancel.js';
 import { finishJob } from './lane-finish.js';
 import { releaseFailedHandOff } from './hand-off-rerun.js';
-import { returnToLane } from './lane-return.js';
+import { promoteRaisedTenantParks, returnToLane } from './lane-return.js';
 import { LaneUpkeep } from './lane-upkeep.js';
 import type { Lane } from './lanes.js';
 
@@ -397,6 +399,31 @@ describe('returnToLane', () => {
     expect(await a.job.getState()).toBe('delayed');
   });
 
+  it("brings back the jobs parked behind a tenant quota that a worker's config raised, and leaves other parks to their end", async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const l = lane(prefix);
+    // A minute's parks: acme's two behind its 2,000 tokens/min, beta's behind 5,000, and a retry's backoff.
+    await l.add({ tenant: 'acme' }, { tenant: 'acme' }, { tenant: 'beta' }, { tenant: 'acme' });
+    const parks = [{ tenant: 'acme', tpm: 2_000 }, { tenant: 'acme', tpm: 2_000 }, { tenant: 'beta', tpm: 5_000 }, undefined];
+    const ids: string[] = [];
+    for (const tenantPark of parks) {
+      const { job, token } = await l.take();
+      ids.push(job.id!);
+      expect(await returnToLane(redis, prefix, 'normal', job.id!, token, { delayMs: 60_000, ...(tenantPark ? { tenantPark } : {}) })).toEqual({ status: 'moved' });
+    }
+    expect(await redis.zcard(l.k.delayed)).toBe(4);
+    // acme's quota raised to 10,000; beta's as it was.
+    const quotaOf = (tenant: string) => ({ acme: 10_000, beta: 5_000 })[tenant];
+    expect(await promoteRaisedTenantParks(redis, prefix, 'normal', quotaOf)).toBe(2);
+    const states = await Promise.all(ids.map(async (id) => (await l.queue.getJob(id))!.getState()));
+    expect(states.slice(0, 2).every((s) => s === 'waiting' || s === 'prioritized')).toBe(true);
+    expect(states.slice(2)).toEqual(['delayed', 'delayed']);
+    // A quota removed altogether is a raise too.
+    expect(await promoteRaisedTenantParks(redis, prefix, 'normal', () => undefined)).toBe(1);
+    expect(await (await l.queue.getJob(ids[3]!))!.getState()).toBe('delayed');
+  });
+
   it('moves a job back to the front of the lane when there is room', async () => {
     const prefix = `ad-${randomUUID().slice(0, 8)}`;
     await publishFleetSettings(redis, config(prefix));
@@ -459,6 +486,30 @@ describe('finishJob', () => {
     const entries = await redis.xrange(k.replies('producer1'), '-', '+');
     expect(entries.map(([, f]) => f)).toEqual([['j', 'normal.a', 'e', 'completed', 'v', '{"answer":7}']]);
     expect(await redis.pttl(k.replies('producer1'))).toBeGreaterThan(0);
+  });
+
+  it("ends a streamed job's events with its error entry in the call that fails it: a repeat of its key sent on reading the entry runs again", async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const l = lane(prefix);
+    const job = llmJob({ idempotencyKey: 'cut', request: { model: SONNET, max_tokens: 16, stream: true, messages: [{ role: 'user', content: 'hi' }] } } as Partial<LlmJob>);
+    const jobId = idempotentJobId('normal', 'cut');
+    const add = async () => added((await addToLane(redis, l.queue, prefix, 'normal', [{ jobId, job }]))[0]!);
+    expect(await add()).toEqual({ id: jobId, existing: false });
+    const { job: taken, token } = await l.take();
+    expect(await relayEvents(redis, prefix, jobId, [{ kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now() }, { kind: 'event', data: '{"type":"message_start"}' }], { first: true })).toBe('written');
+    const failure = jobFailure(FailureCode.STREAM_FAILED, 'the connection was cut (after 1 events had been streamed)');
+    const streamError = { kind: 'error' as const, data: '{"type":"error","error":{"type":"api_error","message":"cut"}}', failure };
+    expect(await finishJob(redis, prefix, 'normal', l.backend, taken, token, { failed: failureText(failure), streamError })).toEqual({ status: 'finished' });
+    const events = (await redis.xrange(jobEventsKey(prefix, jobId), '-', '+')).map(([, f]) => decodeJobEvent(f[0]!, f[1]!));
+    expect(events.map((e) => e?.kind)).toEqual(['start', 'event', 'error']);
+    expect(events.at(-1)).toEqual(streamError);
+    expect(await redis.pttl(jobEventsKey(prefix, jobId))).toBeGreaterThan(0);
+    // The caller read the failure: its repeat, sent at once, runs the job again rather than joining the failed run.
+    expect(await add()).toEqual({ id: jobId, existing: false });
+    expect(['waiting', 'prioritized']).toContain(await (await l.queue.getJob(jobId))!.getState());
+    // The new run's relay starts empty: the failed run's events went with its record.
+    expect(await redis.exists(jobEventsKey(prefix, jobId))).toBe(0);
   });
 
   it('reports a job whose lock is not the caller\'s as lost, and leaves it running and counted', async () => {

@@ -604,6 +604,11 @@ export function throttleParamsOf(config: HeadroomConfig): ThrottleParams {
   return { ...config.throttle, budget: { ...config.retry.budget } };
 }
 
+/** The tenant's tokens/min quota in each pool (its override's, else the default's), or undefined: none. */
+export function tenantTpmOf(config: HeadroomConfig, tenant: string): number | undefined {
+  return config.tenants.overrides[tenant]?.tpm ?? config.tenants.default.tpm;
+}
+
 /** The pool a model draws from. */
 export function poolOf(config: HeadroomConfig, model: string): string {
   return config.models[model]?.pool ?? model;

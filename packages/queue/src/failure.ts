@@ -109,7 +109,12 @@ export function providerErrorOf(provider: Provider, body: unknown): ProviderErro
 export interface JobFailure {
   code: FailureCode;
   message: string;
-  /** SHED: when a new job for the same pool may be admitted again, as the worker saw it. */
+  /**
+   * When sending the job again may do better, as the worker saw it: SHED, when a new job for the
+   * same pool may be admitted; DEADLINE_EXCEEDED, the wait that passed the deadline;
+   * RETRIES_EXHAUSTED, the wait the fleet keeps for the failing model (its provider's retry-after,
+   * its cooldown, its throttle's spacing). The gateway's `retry-after`.
+   */
   retryAfterMs?: number;
   /**
    * The HTTP status of the provider's answer behind the failure, when there was one

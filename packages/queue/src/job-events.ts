@@ -41,6 +41,9 @@ export type JobEvent =
   /** The stream is complete. */
   | { kind: 'end' };
 
+/** The entry a stream that failed after its first event ends with, written as its job is failed (lane-finish.ts). */
+export type StreamErrorEvent = Extract<JobEvent, { kind: 'error' }>;
+
 const FIELD = { start: 's', event: 'e', error: 'x', end: 'd' } as const;
 
 /** The entry's field and value, as lua/relay-2.lua takes them. */

@@ -14,6 +14,7 @@
  */
 import type { Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
+import { encodeJobEvent, RELAY_TTL_MS, type StreamErrorEvent } from './job-events.js';
 import { laneKeys } from './keys.js';
 import type { Lane } from './lanes.js';
 import { runScript } from './scripts.js';
@@ -41,8 +42,12 @@ function replyToOf(job: Job): string | undefined {
   return typeof to === 'string' && to !== '' ? to : undefined;
 }
 
-/** How the job ends: its result, or the failure text BullMQ stores as `failedReason`. */
-export type JobEnd = { completed: unknown } | { failed: string };
+/**
+ * How the job ends: its result, or the failure text BullMQ stores as `failedReason`. A streamed
+ * job that failed after its first event ends its stream with `streamError`, written by the call
+ * that fails the job (lua/finish-14.lua says why).
+ */
+export type JobEnd = { completed: unknown } | { failed: string; streamError?: StreamErrorEvent };
 
 /** moveToFinished's key count: the rest of what BullMQ builds are its arguments. */
 const MOVE_KEYS = 14;
@@ -65,8 +70,18 @@ export async function finishJob(redis: Redis | Cluster, prefix: string, lane: La
   const replyTo = replyToOf(job);
   const dedupKey = job.deduplicationId ? `${k.jobKeyPrefix}de:${job.deduplicationId}` : '';
   const cacheTtl = (job.opts as Record<string, unknown>)[CACHE_TTL_OPTION];
+  const [lastField, lastValue] = 'failed' in end && end.streamError ? encodeJobEvent(end.streamError) : ['', ''];
   const reply = Number(
-    await runScript(redis, 'finish', keys, [k.ownPrefix, replyTo === undefined ? '' : k.replies(replyTo), dedupKey, typeof cacheTtl === 'number' && cacheTtl > 0 ? cacheTtl : '', ...args]),
+    await runScript(redis, 'finish', keys, [
+      k.ownPrefix,
+      replyTo === undefined ? '' : k.replies(replyTo),
+      dedupKey,
+      typeof cacheTtl === 'number' && cacheTtl > 0 ? cacheTtl : '',
+      lastField,
+      lastValue,
+      lastField === '' ? '' : RELAY_TTL_MS,
+      ...args,
+    ]),
   );
   return reply < 0 ? { status: 'lost', bullmqCode: reply } : { status: 'finished' };
 }

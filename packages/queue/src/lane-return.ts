@@ -15,6 +15,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { laneKeys } from './keys.js';
 import type { Lane } from './lanes.js';
 import { runScript } from './scripts.js';
+import { parseTenantParkMark, TENANT_PARK_FIELD, tenantParkMark, type TenantPark } from './tenant-parks.js';
 
 /** `requeue-9.lua` / `redelay-11.lua`'s first reply element. */
 export const ReturnReply = { MOVED: 1, FULL: -1, UNPUBLISHED: -6 } as const;
@@ -40,6 +41,8 @@ export interface ReturnOptions {
   delayMs?: number;
   /** @default Date.now: BullMQ dates a delay by the client's clock too. */
   now?: () => number;
+  /** With `delayMs`: the job is parked behind its tenant's tokens/min quota, this one (tenant-parks.ts). */
+  tenantPark?: TenantPark;
 }
 
 /** Moves the running job `jobId` (locked by `token`) back into `lane` if the lane has room. */
@@ -55,7 +58,7 @@ export async function returnToLane(redis: Redis | Cluster, prefix: string, lane:
     const now = (opts.now ?? Date.now)();
     const delay = Math.max(0, Math.round(opts.delayMs));
     reply = await runScript(redis, 'redelay', [k.marker, k.active, k.prioritized, k.delayed, jobKey, k.events, k.meta, k.stalled, k.wait, k.limiter, k.pc], [
-      k.jobKeyPrefix, now, jobId, token, delay, '1', '', '0', '', k.ownPrefix, RETURNING_STALE_MS,
+      k.jobKeyPrefix, now, jobId, token, delay, '1', '', '0', '', k.ownPrefix, RETURNING_STALE_MS, opts.tenantPark ? tenantParkMark(opts.tenantPark) : '',
     ]);
   }
   const [code, a, b] = reply.map(Number) as [number, number, number];
@@ -80,6 +83,41 @@ export async function promoteDelayed(redis: Redis | Cluster, prefix: string, lan
   const k = laneKeys(prefix, lane);
   const reply = await runScript<number>(redis, 'promote', [k.delayed, k.wait, k.paused, k.meta, k.prioritized, k.active, k.pc, k.events, k.marker], [k.jobKeyPrefix, jobId]);
   return Number(reply) === 0;
+}
+
+/** Delayed jobs read per round trip when looking for parked ones: a tenant's flood can be thousands. */
+const PARK_PAGE = 500;
+
+/**
+ * Brings back every job of `lane` parked behind a tenant quota lower than the one `quotaOf` gives
+ * the tenant now (undefined: no quota at all). Returns how many were brought back. A job whose
+ * park ended meanwhile, or that a worker took, is left as it is.
+ */
+export async function promoteRaisedTenantParks(redis: Redis | Cluster, prefix: string, lane: Lane, quotaOf: (tenant: string) => number | undefined): Promise<number> {
+  const k = laneKeys(prefix, lane);
+  let promoted = 0;
+  for (let start = 0; ; start += PARK_PAGE) {
+    const ids = await redis.zrange(k.delayed, String(start), String(start + PARK_PAGE - 1));
+    if (ids.length === 0) return promoted;
+    const pipeline = redis.pipeline();
+    for (const id of ids) pipeline.hget(`${k.jobKeyPrefix}${id}`, TENANT_PARK_FIELD);
+    const marks = (await pipeline.exec()) ?? [];
+    let gone = 0;
+    for (const [i, id] of ids.entries()) {
+      const mark = marks[i]?.[1];
+      const park = typeof mark === 'string' ? parseTenantParkMark(mark) : undefined;
+      if (!park) continue;
+      const now = quotaOf(park.tenant);
+      if (now !== undefined && now <= park.tpm) continue;
+      if (await promoteDelayed(redis, prefix, lane, id)) {
+        promoted += 1;
+        gone += 1;
+      }
+    }
+    // Promoted jobs left the delayed set: the next page starts that much earlier.
+    start -= gone;
+    if (ids.length < PARK_PAGE) return promoted;
+  }
 }
 
 /**

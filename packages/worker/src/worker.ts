@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, INTERACTIVE_LANES, promoteRaisedTenantParks, tenantTpmOf, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
@@ -157,6 +157,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const start = async (): Promise<void> => {
     await publishFleetSettings(redis, config);
     reachedRedis = true;
+    await bringBackRaisedTenantParks(redis, config, logger);
     // A stop asked for meanwhile waits for this to return: nothing more is started.
     if (stopAsked) return;
     upkeep.start();
@@ -257,4 +258,22 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     },
     close: ({ graceMs } = {}) => close(graceMs),
   };
+}
+
+/**
+ * Jobs parked behind a tenant quota lower than this worker's config gives the tenant (the fleet
+ * restarted with it raised) come back now, not after the old quota's spacing: only the worker
+ * that parked them would have brought them back early, and it is gone. A failure leaves them to
+ * their parks' end.
+ */
+async function bringBackRaisedTenantParks(redis: Redis | Cluster, config: HeadroomConfig, logger: Logger): Promise<void> {
+  const quotaOf = (tenant: string) => tenantTpmOf(config, tenant);
+  for (const lane of INTERACTIVE_LANES) {
+    try {
+      const promoted = await promoteRaisedTenantParks(redis, config.redis.prefix, lane, quotaOf);
+      if (promoted > 0) logger.info({ lane, promoted }, "brought back jobs parked behind a tenant quota this worker's config raised");
+    } catch (err) {
+      logger.warn({ lane, err: (err as Error).message }, 'could not look for jobs parked behind a raised tenant quota; they come back when their parks end');
+    }
+  }
 }

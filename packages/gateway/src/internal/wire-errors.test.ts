@@ -101,6 +101,13 @@ describe('wire errors', () => {
     expect(JSON.parse(openai.errorBody(err.kind, 'x'))).toEqual({ error: { message: 'x', type: 'server_error', param: null, code: 'overloaded' } });
   });
 
+  it("tells the client to retry a job out of retries after the wait the fleet keeps for its failing model, not a second from now", () => {
+    const failure = { ...jobFailure(FailureCode.RETRIES_EXHAUSTED, 'after 3 attempts, last: 500 api_error: Internal server error'), retryAfterMs: 2_000 };
+    expect(fromError(new JobFailedError('high.x', failure))).toMatchObject({ kind: 'overloaded', retryAfterMs: 2_000 });
+    // None known (one bad call of a healthy model): the default second.
+    expect(fromError(new JobFailedError('high.x', jobFailure(FailureCode.RETRIES_EXHAUSTED, 'after 3 attempts, last: 503 x')))).toMatchObject({ retryAfterMs: 1_000 });
+  });
+
   it('frames SSE as each provider does', () => {
     expect(anthropic.frame('{"type":"ping"}')).toBe('event: ping\ndata: {"type":"ping"}\n\n');
     expect(openai.frame('{"id":"c"}')).toBe('data: {"id":"c"}\n\n');

@@ -1,9 +1,9 @@
 /**
  * A streamed job as its caller reads it: the provider's events in order, then the result. The
  * events come from the job's Redis stream (event-reader.ts); whether the job ended, and how, from
- * the result waiter. Every entry a worker relays is written before its job finishes, so once the
- * job has ended, what remains in the stream is all there will ever be: it is read to the end and
- * the stream is done.
+ * the result waiter. Every entry a worker relays is written before its job finishes (the error
+ * entry of a stream that failed part-way, with it), so once the job has ended, what remains in the
+ * stream is all there will ever be: it is read to the end and the stream is done.
  *
  * A job that ends without any event (refused by the provider, out of retries, shed, cancelled
  * while waiting) makes `started()` and the iteration throw the job's error, as `result()` does.

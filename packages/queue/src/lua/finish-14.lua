@@ -11,7 +11,11 @@
   ARGV[3]     a coalesced job's deduplication key, or ''
   ARGV[4]     how long that key serves the job's result once it completed (its `hrCacheTtl`
               option, the producer's `resultCacheTtlMs`), or ''
-  ARGV[5..]   moveToFinished's arguments (8, or 9 with job fields to update)
+  ARGV[5]     the field of an entry ending a streamed job's events (`<own>events:<job id>`): the
+              error entry a stream that failed after its first event ends with (job-events.ts), or ''
+  ARGV[6]     that entry's value, or ''
+  ARGV[7]     ms that stream outlives this write (job-events.ts RELAY_TTL_MS), or ''
+  ARGV[8..]   moveToFinished's arguments (8, or 9 with job fields to update)
 
   The reply is one entry (includes/job-reply): `e` completed | failed, `v` the return value (JSON)
   or the failure text, as BullMQ stores them.
@@ -31,8 +35,9 @@
 --- @include "includes/job-reply"
 
 local own, replies, dedupKey, cacheTtl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local lastField, lastValue, relayTtl = ARGV[5], ARGV[6], ARGV[7]
 local args = {}
-for i = 5, #ARGV do args[i - 4] = ARGV[i] end
+for i = 8, #ARGV do args[i - 7] = ARGV[i] end
 -- Whether the key is this job's (read before BullMQ's move, which deletes one without expiry).
 local ownsKey = dedupKey ~= '' and redis.call('GET', dedupKey) == args[1]
 local ended = moveToFinished(KEYS, args)
@@ -45,5 +50,10 @@ if ownsKey then
   end
 end
 releaseJob(own .. 'unfinished', own .. 'usage', KEYS[12], args[1], true)
+if lastField ~= '' then
+  local events = own .. 'events:' .. args[1]
+  redis.call('XADD', events, '*', lastField, lastValue)
+  redis.call('PEXPIRE', events, relayTtl)
+end
 if replies ~= '' then replyToProducer(replies, args[1], args[5], args[4]) end
 return 0

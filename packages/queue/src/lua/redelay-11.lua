@@ -11,6 +11,10 @@
               fields to update (''), fetch next ('0'), opts ('')
   ARGV[10]    the lane's own-key prefix (`{prefix:lane}:hr:`)
   ARGV[11]    ms after which a returning entry nobody refreshed is dropped
+  ARGV[12]    a job parked behind its tenant's tokens/min quota: `<tenant>|<tpm>`, the quota it was
+              parked under, kept in its hash as `hrTenantPark` so any worker that serves the tenant
+              a higher quota brings it back (tenant-parks.ts); '' or absent: parked for another
+              reason, and an earlier mark goes
 
   Returns { 1, BullMQ's reply } moved (0, or a negative BullMQ error code)
           { -1, cap, size }     the lane is full: the job stays active, recorded as returning
@@ -24,4 +28,12 @@ local ok, code, cap, size = laneRoom(ARGV[10], KEYS[9], ARGV[3], tonumber(ARGV[1
 if not ok then return { code, cap, size } end
 local round = tonumber(redis.call('HGET', KEYS[5], 'hrRound') or '')
 if round then redis.call('HSET', KEYS[5], 'priority', fairPriorityOf(ARGV[10], round)) end
-return { 1, moveToDelayed(KEYS, { ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9] }) }
+local moved = moveToDelayed(KEYS, { ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9] })
+if moved == 0 then
+  if ARGV[12] and ARGV[12] ~= '' then
+    redis.call('HSET', KEYS[5], 'hrTenantPark', ARGV[12])
+  else
+    redis.call('HDEL', KEYS[5], 'hrTenantPark')
+  end
+end
+return { 1, moved }

@@ -12,7 +12,7 @@
  */
 import type { Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { forceReturnToLane, returnToLane, type InteractiveLane, type Logger } from '@headroom/queue';
+import { forceReturnToLane, returnToLane, type InteractiveLane, type Logger, type TenantPark } from '@headroom/queue';
 
 export interface HeldJobsOptions {
   redis: Redis | Cluster;
@@ -31,6 +31,8 @@ export interface HeldJob {
   lane: InteractiveLane;
   /** Delayed: back into the delayed set until then (ms, this process's clock); else to the front. */
   delayUntil?: number;
+  /** Delayed behind its tenant's tokens/min quota, this one (lane-return.ts `promoteRaisedTenantParks`). */
+  tenantPark?: TenantPark;
   /** A requeue's wait, for the pool backoff applied once it is back. */
   waitMs?: number;
   /** The wait was the fair reserve's: the backoff holds back only queued-up tenants' jobs. */
@@ -94,7 +96,8 @@ export class HeldJobs {
     if (this.#stopped || !this.#held.has(held.job.id!)) return;
     const delayMs = held.delayUntil === undefined ? undefined : Math.max(0, held.delayUntil - this.#o.now());
     try {
-      const r = await returnToLane(this.#o.redis, this.#o.prefix, held.lane, held.job.id!, held.token, delayMs === undefined ? {} : { delayMs, now: this.#o.now });
+      const tenantPark = held.tenantPark === undefined ? {} : { tenantPark: held.tenantPark };
+      const r = await returnToLane(this.#o.redis, this.#o.prefix, held.lane, held.job.id!, held.token, delayMs === undefined ? {} : { delayMs, now: this.#o.now, ...tenantPark });
       if (this.#stopped) return;
       if (r.status === 'moved') {
         this.#held.delete(held.job.id!);

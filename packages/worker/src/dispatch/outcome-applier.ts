@@ -10,7 +10,7 @@
  */
 import { Queue, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { FailureCode, failureText, finishJob, forceReturnToLane, isConnectionError, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome } from '@headroom/queue';
+import { FailureCode, failureText, finishJob, forceReturnToLane, isConnectionError, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome, type StreamErrorEvent, type TenantPark } from '@headroom/queue';
 import type { JobProgress, RunContext, RunOutcome } from '../run/run-context.js';
 import { handOffToBatch } from '../shedding/batch-handoff.js';
 import type { HeldJob, HeldJobs } from './held-jobs.js';
@@ -49,7 +49,7 @@ export class OutcomeApplier {
           ctx.stats.jobEnded({ lane, outcome: 'completed', waitMs: outcome.result.timings.waitMs, model: outcome.result.model, usage: outcome.result.usage, costUsd: outcome.result.cost.usd });
           return;
         case 'failed':
-          await this.#fail(job, token, lane, outcome.failure, outcome.progress);
+          await this.#fail(job, token, lane, outcome.failure, outcome.progress, outcome.streamError);
           return;
         case 'requeue': {
           const held: HeldJob = { job, token, lane, waitMs: outcome.waitMs, ...(outcome.fairShare ? { fairShare: true } : {}), ...(outcome.paceMs === undefined ? {} : { paceMs: outcome.paceMs }) };
@@ -83,7 +83,8 @@ export class OutcomeApplier {
         case 'delay': {
           await this.#saveProgress(job, outcome.progress);
           const delayUntil = ctx.now() + outcome.delayMs;
-          this.#returned({ job, token, lane, delayUntil }, await this.#return(job, token, lane, outcome.delayMs));
+          const tenantPark = outcome.tenantPark === undefined ? {} : { tenantPark: outcome.tenantPark };
+          this.#returned({ job, token, lane, delayUntil, ...tenantPark }, await this.#return(job, token, lane, { delayMs: outcome.delayMs, ...tenantPark }));
           return;
         }
         case 'aborted':
@@ -107,11 +108,11 @@ export class OutcomeApplier {
   }
 
   /** Into the lane under its cap (the delayed set with `delayMs`); retried while Redis blinks. */
-  async #return(job: Job, token: string, lane: InteractiveLane, delayMs?: number): Promise<ReturnOutcome> {
+  async #return(job: Job, token: string, lane: InteractiveLane, delay?: { delayMs: number; tenantPark?: TenantPark }): Promise<ReturnOutcome> {
     let outcome: ReturnOutcome = { status: 'lost', bullmqCode: 0 };
     const { now } = this.o.ctx;
     await this.#attempt(async () => {
-      outcome = await returnToLane(this.o.redis, this.o.config.redis.prefix, lane, job.id!, token, delayMs === undefined ? {} : { delayMs, now });
+      outcome = await returnToLane(this.o.redis, this.o.config.redis.prefix, lane, job.id!, token, delay === undefined ? {} : { ...delay, now });
     });
     return outcome;
   }
@@ -144,10 +145,10 @@ export class OutcomeApplier {
    * reader trusts the stored code only while BullMQ's reason is that text (`failureOf`), so a
    * worker dying between the two leaves nothing misleading.
    */
-  async #fail(job: Job, token: string, lane: InteractiveLane, failure: JobFailure, progress: JobProgress): Promise<void> {
+  async #fail(job: Job, token: string, lane: InteractiveLane, failure: JobFailure, progress: JobProgress, streamError?: StreamErrorEvent): Promise<void> {
     const { ctx } = this.o;
     await this.#attempt(() => job.updateProgress({ ...progress, failure } as unknown as object));
-    await this.#finish(job, token, lane, { failed: failureText(failure) });
+    await this.#finish(job, token, lane, { failed: failureText(failure), ...(streamError ? { streamError } : {}) });
     const ended = failure.code === FailureCode.SHED ? 'shed' : 'failed';
     ctx.metrics.jobs.inc({ lane, outcome: ended });
     ctx.stats.jobEnded({ lane, outcome: ended });

@@ -361,6 +361,35 @@ describe('runJob', () => {
     expect(last).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED' } });
   });
 
+  it("tells a job out of attempts on a dead model with no fallback the wait its throttle keeps between calls, as its retry-after", async () => {
+    // Probes one per 2 s: a client told to come back in 1 s came back into the same outage.
+    const ctx = context({ throttle: { probeIntervalMs: 2_000, windowMs: 4_000 } });
+    for (let i = 0; i < 2; i++) ctx.bucket.report(SONNET, SONNET, false);
+    sim.injectFaults({ model: SONNET, status: 500, count: 1_000 });
+    const last = { ...meta(), progress: { attempts: 2, triedModels: [SONNET] } };
+    let outcome = await run(ctx, job({ fallback: [] }), last);
+    while (outcome.kind === 'requeue') {
+      await new Promise((r) => setTimeout(r, outcome.kind === 'requeue' ? outcome.waitMs : 0));
+      outcome = await run(ctx, job({ fallback: [] }), last);
+    }
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', status: 500 } });
+    const [throttle] = await ctx.bucket.throttles(SONNET, ctx.config.models[SONNET]!.limits, [SONNET]);
+    expect(throttle).toMatchObject({ state: 'open' });
+    expect(outcome.kind === 'failed' && outcome.failure.retryAfterMs).toBe(Math.ceil(60_000 / throttle!.allowedRpm));
+    expect(outcome.kind === 'failed' && outcome.failure.retryAfterMs).toBeGreaterThan(1_000);
+  });
+
+  it("tells a job out of attempts the provider's own retry-after on its last call, and nothing for a model that is not failing", async () => {
+    sim.injectFaults({ model: SONNET, status: 429, count: 1, retryAfterSeconds: 7 });
+    const limited = await run(context(), job({ fallback: [] }), { ...meta(), progress: { attempts: 2 } });
+    expect(limited).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', retryAfterMs: 7_000 } });
+    // One 503 of a healthy model: no wait is known, the gateway's default stands.
+    sim.injectFaults({ model: SONNET, status: 503, count: 1 });
+    const once = await run(context(), job({ fallback: [] }), { ...meta(), progress: { attempts: 2 } });
+    expect(once).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED' } });
+    expect(once.kind === 'failed' && 'retryAfterMs' in once.failure).toBe(false);
+  });
+
   it('fails RETRIES_EXHAUSTED on the last attempt, naming the last failure (a model not found dead: no probe)', async () => {
     sim.injectFaults({ model: SONNET, status: 503, count: 1 });
     const outcome = await run(context(), job(), { ...meta(), progress: { attempts: 2 } });
@@ -688,7 +717,7 @@ describe('runJob, streamed', () => {
     expect(events.at(-1)).toEqual({ kind: 'end' });
   });
 
-  it('fails STREAM_FAILED, never retried, when the stream breaks after its first event, ending it with an error event', async () => {
+  it("fails STREAM_FAILED, never retried, when the stream breaks after its first event, its error event left for the finish that fails the job", async () => {
     sim.setPace({ streamTokenMs: 2 });
     sim.injectFaults({ model: SONNET, cut: true, count: 1 });
     const ctx = context();
@@ -698,10 +727,14 @@ describe('runJob, streamed', () => {
       expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED', message: expect.stringContaining('events had been streamed') }, progress: { attempts: 1 } });
       // A cut stream had no answer of its own: no status (the stream's head said 200).
       expect(outcome.kind === 'failed' && 'status' in outcome.failure).toBe(false);
+      // The caller must not read the failure while the job is still active: a repeat of its
+      // idempotency key sent then joined the dying job and got the failure again, where a repeat
+      // after a failure runs again. The error event goes with the outcome, for the finish.
       const events = await relayed(ctx, m.id);
-      const last = events.at(-1);
-      expect(last?.kind).toBe('error');
-      expect(JSON.parse((last as { data: string }).data)).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+      expect(events.length).toBeGreaterThan(1);
+      expect(events.map((e) => e.kind)).not.toContain('error');
+      expect(outcome.kind === 'failed' && outcome.streamError).toMatchObject({ kind: 'error', failure: { code: 'STREAM_FAILED' } });
+      expect(JSON.parse((outcome as { streamError: { data: string } }).streamError.data)).toMatchObject({ type: 'error', error: { type: 'api_error' } });
     } finally {
       sim.setPace({ streamTokenMs: null });
     }

@@ -4,12 +4,13 @@
  * Returns an outcome for the dispatcher to apply to the BullMQ job; it never touches the job
  * itself, so it is tested without one (job-runner.test.ts).
  */
-import { answeredFailure, callOptionsOf, checkRelay, FailureCode, isStreamed, jobFailure, parseRateLimitHeaders, poolOf, type HeadroomConfig, type LlmJob, type Provider, type RelayCheck, type Reservation, type Usage } from '@headroom/queue';
+import { answeredFailure, callOptionsOf, checkRelay, FailureCode, isStreamed, isTenantDimension, jobFailure, parseRateLimitHeaders, poolOf, tenantTpmOf, type HeadroomConfig, type LlmJob, type Provider, type RelayCheck, type Reservation, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
 import { pastDeadline } from './deadline.js';
 import { ladderOf } from './model-ladder.js';
+import { modelWaitMs } from './model-wait.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
 import { isCancel, type JobMeta, type JobProgress, type RunContext, type RunOutcome } from './run-context.js';
@@ -132,7 +133,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           };
         }
         const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
-        return { kind: 'delay', delayMs: (plan.parkMs ?? plan.waitMs) + spread, progress };
+        const tpm = isTenantDimension(plan.reason) && job.tenant ? tenantTpmOf(ctx.config, job.tenant) : undefined;
+        return { kind: 'delay', delayMs: (plan.parkMs ?? plan.waitMs) + spread, progress, ...(tpm === undefined ? {} : { tenantPark: { tenant: job.tenant!, tpm } }) };
       }
 
       // A grant as a retry of the model, served or never sent, gives its place in the budget back.
@@ -176,7 +178,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
           // A provider failure mid-stream is the model's; a client that went away is not.
           report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, streamed.failureKind ? !UNHEALTHY.has(streamed.failureKind) : undefined);
-          return { kind: 'failed', failure: streamed.failure, progress };
+          return { kind: 'failed', failure: streamed.failure, progress, ...(streamed.streamError ? { streamError: streamed.streamError } : {}) };
         }
         res = streamed.res;
         if (streamed.kind === 'done') firstEventAt = streamed.firstEventAt;
@@ -247,7 +249,11 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       if (decision.action === 'fail') {
         // The reason counts the attempts that counted; the calls an outage cost are named beside them.
         const reason = decision.code === 'RETRIES_EXHAUSTED' && progress.outageFailures ? `${decision.reason} (and ${progress.outageFailures} failed in the model's outage, not counted)` : decision.reason;
-        return { kind: 'failed', failure: answeredFailure(decision.code, reason, res), progress };
+        const failure = answeredFailure(decision.code, reason, res);
+        if (decision.code !== 'RETRIES_EXHAUSTED') return { kind: 'failed', failure, progress };
+        // Out of attempts on a model that keeps failing: the caller is told the wait the fleet keeps for it.
+        const retryAfterMs = await modelWaitMs(ctx, pool, model, modelCfg.limits, res);
+        return { kind: 'failed', failure: retryAfterMs === undefined ? failure : { ...failure, retryAfterMs }, progress };
       }
       ctx.metrics.retries.inc({ provider: job.provider, model, kind: res.kind });
       // With another model on the ladder, plan again at once: the cooldown or throttle steers it away.

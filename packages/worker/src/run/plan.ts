@@ -3,7 +3,7 @@
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, promoteDelayed, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, type HeadroomConfig, type LlmJob, type PoolLimits, type Reservation, type WaitReason } from '@headroom/queue';
+import { isTenantDimension, maxOutputTokens, promoteDelayed, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, tenantTpmOf, type HeadroomConfig, type LlmJob, type PoolLimits, type Reservation, type WaitReason } from '@headroom/queue';
 import { deadlineOf } from './deadline.js';
 import { inputReservation } from './input-reservation.js';
 import { ladderOf } from './model-ladder.js';
@@ -205,6 +205,6 @@ function releaseParked(ctx: RunContext, pool: string, tenant: string, jobId: str
 /** The tenant's tokens/min quota, drawn in the same atomic call as the pool. */
 function tenantOf(config: HeadroomConfig, tenant: string | undefined): { tenant?: { id: string; limits: { tpm: number } } } {
   if (!tenant) return {};
-  const tpm = config.tenants.overrides[tenant]?.tpm ?? config.tenants.default.tpm;
+  const tpm = tenantTpmOf(config, tenant);
   return tpm ? { tenant: { id: tenant, limits: { tpm } } } : {};
 }

@@ -4,7 +4,7 @@
  * randomness and pressure.
  */
 import type { Cluster, Redis } from 'ioredis';
-import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider } from '@headroom/queue';
+import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider, StreamErrorEvent, TenantPark } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { PromptCacheMemory } from './prompt-cache-memory.js';
@@ -115,7 +115,8 @@ export interface JobMeta {
 
 export type RunOutcome =
   | { kind: 'completed'; result: LlmResult }
-  | { kind: 'failed'; failure: JobFailure; progress: JobProgress }
+  /** `streamError`: the entry its stream ends with, written by the finish that fails it (stream-call.ts). */
+  | { kind: 'failed'; failure: JobFailure; progress: JobProgress; streamError?: StreamErrorEvent }
   /** Shed from its lane under pressure, and the job asked to go to the batch lane instead. */
   | { kind: 'to_batch'; failure: JobFailure; progress: JobProgress }
   /**
@@ -124,7 +125,10 @@ export type RunOutcome =
    * `paceMs`: how long the pool's bucket takes to refill the job's draw, where known.
    */
   | { kind: 'requeue'; waitMs: number; progress: JobProgress; fairShare?: boolean; paceMs?: number }
-  /** Into BullMQ's delayed set until `delayMs` from now, holding no slot. */
-  | { kind: 'delay'; delayMs: number; progress: JobProgress }
+  /**
+   * Into BullMQ's delayed set until `delayMs` from now, holding no slot; `tenantPark`: parked behind
+   * its tenant's tokens/min quota, this one (a worker serving the tenant more brings it back).
+   */
+  | { kind: 'delay'; delayMs: number; progress: JobProgress; tenantPark?: TenantPark }
   /** The worker is shutting down: back to waiting for another worker, no attempt spent. */
   | { kind: 'aborted'; progress: JobProgress };

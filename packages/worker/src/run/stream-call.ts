@@ -14,11 +14,12 @@
  * What happens after a failure depends on whether the client has seen anything:
  * - before the first output nothing was relayed, so the usual retry and fallback rules apply;
  * - after it, the client holds part of an answer and a second one cannot follow: the job fails
- *   (STREAM_FAILED, or CANCELLED when its caller went away) and is never retried, and the bucket
+ *   (STREAM_FAILED, or CANCELLED when its caller went away) and is never retried, its stream ended
+ *   with the provider's error event by the same call that fails it (`streamError`), and the bucket
  *   is charged what was produced: the input the provider reported (or the reservation's estimate),
  *   and the output tokens counted in the text received.
  */
-import { answeredFailure, callOptionsOf, FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type Usage } from '@headroom/queue';
+import { answeredFailure, callOptionsOf, FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type StreamErrorEvent, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallOk, ProviderStreamResult, StreamProgress } from '../providers/types.js';
 import { EventRelay, type RelayRefusal } from './event-relay.js';
 import { describeFailure } from './retry-policy.js';
@@ -39,8 +40,11 @@ export type StreamedCall =
   | { kind: 'done'; res: ProviderCallOk; firstEventAt: number }
   /** Failed before its first output: nothing relayed, the usual rules apply. */
   | { kind: 'retryable'; res: ProviderCallFailure }
-  /** Ended after its first output: the job fails with `failure`, charged `usage`. */
-  | { kind: 'ended'; status: number | null; headers?: Headers; failure: JobFailure; usage: Usage; failureKind?: FailureKind };
+  /**
+   * Ended after its first output: the job fails with `failure`, charged `usage`; its stream ends
+   * with `streamError` (the provider's error event), written when the job is failed.
+   */
+  | { kind: 'ended'; status: number | null; headers?: Headers; failure: JobFailure; usage: Usage; failureKind?: FailureKind; streamError?: StreamErrorEvent };
 
 export async function streamedCall(
   ctx: RunContext,
@@ -110,9 +114,9 @@ export async function streamedCall(
   }
   if (refused !== undefined) return { kind: 'ended', ...seen, failure: relayFailure(refused, progress) };
   const ended = answeredFailure(FailureCode.STREAM_FAILED, `${describeFailure(failure)} (after ${progress.events} events had been streamed)`, failure);
-  relay.push({ kind: 'error', data: res.errorEvent, failure: ended });
-  await relay.flush();
-  return { kind: 'ended', ...seen, failure: ended, failureKind: failure.kind };
+  // Not relayed here: the finish that fails the job writes it (lua/finish-14.lua), so a caller
+  // that reads the failure finds the job failed, and a repeat of its key runs again.
+  return { kind: 'ended', ...seen, failure: ended, failureKind: failure.kind, streamError: { kind: 'error', data: res.errorEvent, failure: ended } };
 }
 
 /**
