@@ -6,6 +6,7 @@ import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
 import { anthropicForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
+import { MESSAGES_NULLABLE, withoutNulls } from './nullable-fields.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
 type Block = Record<string, unknown>;
@@ -30,14 +31,25 @@ function checkBlocks(blocks: unknown[], at: string): string | null {
   for (const [i, block] of blocks.entries()) {
     if (!isObject(block) || typeof block.type !== 'string') return `${at}.${i}: Input should be a valid content block`;
     if (block.type === 'text' && typeof block.text !== 'string') return `${at}.${i}.text: Field required`;
+    if (block.type === 'tool_result' && block.content !== undefined) {
+      // A tool result's content is optional, a string or blocks; anything else (null included) is
+      // refused, as the API's schema refuses it (the wording here is the simulator's guess).
+      if (Array.isArray(block.content)) {
+        const problem = checkBlocks(block.content, `${at}.${i}.content`);
+        if (problem) return problem;
+      } else if (typeof block.content !== 'string') {
+        return `${at}.${i}.content: Input should be a valid string or a list of content blocks`;
+      }
+    }
   }
   return null;
 }
 
 /** `forCounting`: count_tokens takes the same body without `max_tokens`. */
-export function validateMessageParams(body: unknown, forCounting = false): Validation<MessageParams> {
+export function validateMessageParams(given: unknown, forCounting = false): Validation<MessageParams> {
   const fail = (message: string) => ({ ok: false as const, message });
-  if (!isObject(body)) return fail('Input should be a valid dictionary');
+  if (!isObject(given)) return fail('Input should be a valid dictionary');
+  const body = withoutNulls(given, MESSAGES_NULLABLE);
   if (body.model === undefined) return fail('model: Field required');
   if (typeof body.model !== 'string' || body.model === '') return fail('model: Input should be a valid string');
   if (!forCounting) {
@@ -74,7 +86,11 @@ export function validateMessageParams(body: unknown, forCounting = false): Valid
       return fail('system: Input should be a valid string or a list of text blocks');
     }
   }
-  if (body.tools !== undefined && !Array.isArray(body.tools)) return fail('tools: Input should be a valid list');
+  if (body.tools !== undefined) {
+    if (!Array.isArray(body.tools)) return fail('tools: Input should be a valid list');
+    const notATool = body.tools.findIndex((tool) => !isObject(tool));
+    if (notATool >= 0) return fail(`tools.${notATool}: Input should be a valid dictionary`);
+  }
   if (body.temperature !== undefined) {
     if (typeof body.temperature !== 'number') return fail('temperature: Input should be a valid number');
     if (body.temperature < 0 || body.temperature > 1) return fail('temperature: Input should be between 0 and 1');

@@ -4,6 +4,7 @@
 import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
 import { openaiForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
+import { CHAT_NULLABLE, withoutNulls } from './nullable-fields.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
@@ -49,9 +50,10 @@ export function isObject(value: unknown): value is Record<string, unknown> {
 
 export type ChatValidation = { ok: true; value: ChatParams } | { ok: false; error: OpenAIErrorBody };
 
-export function validateChatParams(body: unknown): ChatValidation {
+export function validateChatParams(given: unknown): ChatValidation {
   const fail = (error: OpenAIErrorBody) => ({ ok: false as const, error });
-  if (!isObject(body)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
+  if (!isObject(given)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
+  const body = withoutNulls(given, CHAT_NULLABLE);
   if (typeof body.model !== 'string' || body.model === '') return fail(invalidRequest('you must provide a model parameter'));
   if (body.messages === undefined) {
     return fail(invalidRequest("Missing required parameter: 'messages'.", 'messages', 'missing_required_parameter'));
@@ -69,11 +71,18 @@ export function validateChatParams(body: unknown): ChatValidation {
       return fail(invalidRequest(`Invalid value: '${String(message.role)}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.`, `${at}.role`, 'invalid_value'));
     }
     const content = message.content;
-    const contentOptional = message.role === 'assistant' && message.tool_calls !== undefined;
+    const contentOptional = message.role === 'assistant' && message.tool_calls !== undefined && message.tool_calls !== null;
     if (content === undefined || (content === null && !contentOptional)) {
       if (!contentOptional) return fail(invalidRequest(`Missing required parameter: '${at}.content'.`, `${at}.content`, 'missing_required_parameter'));
     } else if (content !== null && typeof content !== 'string' && !Array.isArray(content)) {
       return fail(invalidRequest(`Invalid type for '${at}.content': expected one of a string or array of objects.`, `${at}.content`, 'invalid_type'));
+    }
+    if (Array.isArray(content)) {
+      for (const [j, part] of content.entries()) {
+        const partAt = `${at}.content[${j}]`;
+        if (!isObject(part)) return fail(invalidRequest(`Invalid type for '${partAt}': expected an object, but got ${part === null ? 'null' : typeof part} instead.`, partAt, 'invalid_type'));
+        if (typeof part.type !== 'string') return fail(invalidRequest(`Missing required parameter: '${partAt}.type'.`, `${partAt}.type`, 'missing_required_parameter'));
+      }
     }
   }
   for (const field of ['max_tokens', 'max_completion_tokens'] as const) {
@@ -95,6 +104,8 @@ export function validateChatParams(body: unknown): ChatValidation {
   if (body.tools !== undefined && !Array.isArray(body.tools)) {
     return fail(invalidRequest("Invalid type for 'tools': expected an array.", 'tools', 'invalid_type'));
   }
+  const notATool = Array.isArray(body.tools) ? body.tools.findIndex((tool) => !isObject(tool)) : -1;
+  if (notATool >= 0) return fail(invalidRequest(`Invalid type for 'tools[${notATool}]': expected an object.`, `tools[${notATool}]`, 'invalid_type'));
   return { ok: true, value: body as ChatParams };
 }
 

@@ -6,6 +6,7 @@ import { generateAnswer, newId, requestHash } from './answer.js';
 import { responsesForcedTools, toolCalls } from './tool-call.js';
 import { invalidRequest, isObject, type OpenAIErrorBody, outputCeilingTooLarge } from './openai-request.js';
 import type { Range, ResolvedModel } from './options.js';
+import { RESPONSES_NULLABLE, withoutNulls } from './nullable-fields.js';
 
 export interface ResponsesParams {
   model: string;
@@ -57,9 +58,10 @@ function checkInputItem(item: unknown, at: string): OpenAIErrorBody | null {
   return null;
 }
 
-export function validateResponseParams(body: unknown): ResponsesValidation {
+export function validateResponseParams(given: unknown): ResponsesValidation {
   const fail = (error: OpenAIErrorBody) => ({ ok: false as const, error });
-  if (!isObject(body)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
+  if (!isObject(given)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
+  const body = withoutNulls(given, RESPONSES_NULLABLE);
   if (body.model === undefined || body.model === null) return fail(missing('model'));
   if (typeof body.model !== 'string' || body.model === '') return fail(invalidType('model', 'a non-empty string', body.model));
 
