@@ -5,6 +5,7 @@ import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
 import { openaiForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import { CHAT_NULLABLE, withoutNulls } from './nullable-fields.js';
+import { chatJsonFormat, jsonAnswer } from './structured-output.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
@@ -190,7 +191,8 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
         choice: { index, message: { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], tool_calls: made }, logprobs: null, finish_reason: 'tool_calls' as const },
       };
     }
-    const answer = generateAnswer(choiceHash, maxTokensOf(params, model), outputLength);
+    const json = chatJsonFormat(params);
+    const answer = json ? jsonAnswer(json, choiceHash, maxTokensOf(params, model), outputLength) : generateAnswer(choiceHash, maxTokensOf(params, model), outputLength);
     return {
       tokens: answer.outputTokens,
       choice: {

@@ -7,6 +7,7 @@ import { responsesForcedTools, toolCalls } from './tool-call.js';
 import { invalidRequest, isObject, type OpenAIErrorBody, outputCeilingTooLarge } from './openai-request.js';
 import type { Range, ResolvedModel } from './options.js';
 import { RESPONSES_NULLABLE, withoutNulls } from './nullable-fields.js';
+import { jsonAnswer, responsesJsonFormat } from './structured-output.js';
 
 export interface ResponsesParams {
   model: string;
@@ -201,7 +202,12 @@ export function buildResponse(params: ResponsesParams, model: ResolvedModel, pro
   const hash = requestHash(params);
   const maxTokens = maxOutputTokensOf(params, model);
   const call = toolCalls(responsesForcedTools(params), hash, maxTokens)?.[0];
-  const answer = call ? { text: '', outputTokens: call.outputTokens, clipped: false } : generateAnswer(hash, maxTokens, outputLength);
+  const json = responsesJsonFormat(params);
+  const answer = call
+    ? { text: '', outputTokens: call.outputTokens, clipped: false }
+    : json
+      ? jsonAnswer(json, hash, maxTokens, outputLength)
+      : generateAnswer(hash, maxTokens, outputLength);
   const status = answer.clipped ? 'incomplete' : 'completed';
   const output: OpenAIResponse['output'] = call
     ? [{ type: 'function_call', id: newId('fc_', 48), call_id: newId('call_', 24), name: call.name, arguments: call.arguments, status: 'completed' }]
