@@ -7,6 +7,7 @@ import { anthropicForcedTools, outputTokensOf, toolCalls } from './tool-call.js'
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
 import { MESSAGES_NULLABLE, withoutNulls } from './nullable-fields.js';
+import { cutAtStop, stopStrings } from './stop-sequences.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
 type Block = Record<string, unknown>;
@@ -96,6 +97,11 @@ export function validateMessageParams(given: unknown, forCounting = false): Vali
     if (body.temperature < 0 || body.temperature > 1) return fail('temperature: Input should be between 0 and 1');
   }
   if (body.stream !== undefined && typeof body.stream !== 'boolean') return fail('stream: Input should be a valid boolean');
+  if (body.stop_sequences !== undefined) {
+    if (!Array.isArray(body.stop_sequences)) return fail('stop_sequences: Input should be a valid list');
+    const notAString = body.stop_sequences.findIndex((s) => typeof s !== 'string');
+    if (notAString >= 0) return fail(`stop_sequences.${notAString}: Input should be a valid string`);
+  }
   const thinking = checkThinking(body, forCounting);
   if (thinking) return fail(thinking);
   const signatures = checkSignatures(body.messages as { content: unknown }[]);
@@ -200,8 +206,8 @@ export interface AnthropicMessage {
   role: 'assistant';
   model: string;
   content: AnthropicBlock[];
-  stop_reason: 'end_turn' | 'max_tokens' | 'tool_use';
-  stop_sequence: null;
+  stop_reason: 'end_turn' | 'max_tokens' | 'tool_use' | 'stop_sequence';
+  stop_sequence: string | null;
   stop_details: null;
   container: null;
   usage: MessageUsage & {
@@ -221,7 +227,7 @@ export function buildMessage(
   const thought = thinkingOf(params, hash, outputLength);
   const room = params.max_tokens - (thought?.tokens ?? 0);
   const calls = toolCalls(anthropicForcedTools(params), hash, room);
-  const answer = calls ? { text: '', outputTokens: outputTokensOf(calls), clipped: false } : generateAnswer(hash, room, outputLength);
+  const answer = calls ? { text: '', outputTokens: outputTokensOf(calls), clipped: false, stopSequence: null } : cutAtStop(generateAnswer(hash, room, outputLength), stopStrings(params.stop_sequences));
   const content: AnthropicBlock[] = calls
     ? calls.map((call) => ({ type: 'tool_use' as const, id: newId('toolu_01', 22), name: call.name, input: JSON.parse(call.arguments) as Record<string, unknown> }))
     : [{ type: 'text', text: answer.text, citations: null }];
@@ -231,8 +237,8 @@ export function buildMessage(
     role: 'assistant',
     model: params.model,
     content: thought ? [thought.block, ...content] : content,
-    stop_reason: calls ? 'tool_use' : answer.clipped ? 'max_tokens' : 'end_turn',
-    stop_sequence: null,
+    stop_reason: calls ? 'tool_use' : answer.stopSequence !== null ? 'stop_sequence' : answer.clipped ? 'max_tokens' : 'end_turn',
+    stop_sequence: answer.stopSequence,
     stop_details: null,
     container: null,
     usage: {

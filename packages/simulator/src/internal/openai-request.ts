@@ -6,6 +6,7 @@ import { openaiForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import { CHAT_NULLABLE, withoutNulls } from './nullable-fields.js';
 import { chatJsonFormat, jsonAnswer } from './structured-output.js';
+import { cutAtStop, stopStrings } from './stop-sequences.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
@@ -192,7 +193,8 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
       };
     }
     const json = chatJsonFormat(params);
-    const answer = json ? jsonAnswer(json, choiceHash, maxTokensOf(params, model), outputLength) : generateAnswer(choiceHash, maxTokensOf(params, model), outputLength);
+    const written = json ? jsonAnswer(json, choiceHash, maxTokensOf(params, model), outputLength) : generateAnswer(choiceHash, maxTokensOf(params, model), outputLength);
+    const answer = cutAtStop(written, stopStrings(params.stop));
     return {
       tokens: answer.outputTokens,
       choice: {
