@@ -3,7 +3,7 @@
 // the simulator's 500.
 
 import Anthropic from '@anthropic-ai/sdk';
-import OpenAI from 'openai';
+import OpenAI, { type APIError } from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Simulator, startSimulator } from './index.js';
 
@@ -90,13 +90,13 @@ describe('nullable and malformed request fields', () => {
       openai.chat.completions.create({ model: GPT, messages: [{ role: 'user', content: [null] }] } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming),
     );
     expect(part).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((part as OpenAI.APIError).param).toBe('messages[0].content[0]');
+    expect((part as APIError).param).toBe('messages[0].content[0]');
 
     const chatTool = await failure(
       openai.chat.completions.create({ model: GPT, messages: [{ role: 'user', content: 'hi' }], tools: [null] } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming),
     );
     expect(chatTool).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((chatTool as OpenAI.APIError).param).toBe('tools[0]');
+    expect((chatTool as APIError).param).toBe('tools[0]');
 
     const result = await failure(
       anthropic.messages.create({

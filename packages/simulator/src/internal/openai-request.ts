@@ -7,6 +7,7 @@ import { json, type Reply } from './http-exchange.js';
 import { CHAT_NULLABLE, withoutNulls } from './nullable-fields.js';
 import { chatJsonFormat, jsonAnswer } from './structured-output.js';
 import { cutAtStop, stopStrings } from './stop-sequences.js';
+import { MAX_TOP_LOGPROBS, type TokenLogprob, tokenLogprobs } from './logprobs.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
@@ -20,6 +21,8 @@ export interface ChatParams {
   tools?: unknown[];
   stream?: boolean;
   stream_options?: { include_usage?: boolean } | null;
+  logprobs?: boolean;
+  top_logprobs?: number;
   [field: string]: unknown;
 }
 
@@ -87,21 +90,18 @@ export function validateChatParams(given: unknown): ChatValidation {
       }
     }
   }
-  for (const field of ['max_tokens', 'max_completion_tokens'] as const) {
-    const value = body[field];
-    if (value === undefined || value === null) continue;
-    if (typeof value !== 'number' || !Number.isInteger(value)) {
-      return fail(invalidRequest(`Invalid type for '${field}': expected an integer, but got ${typeof value} instead.`, field, 'invalid_type'));
-    }
-    if (value < 1) {
-      return fail(invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= 1, but got ${value} instead.`, field, 'integer_below_min_value'));
-    }
+  const integers: [string, number, number][] = [
+    ['max_tokens', 1, Number.POSITIVE_INFINITY],
+    ['max_completion_tokens', 1, Number.POSITIVE_INFINITY],
+    ['n', 1, MAX_CHOICES],
+    ['top_logprobs', 0, MAX_TOP_LOGPROBS],
+  ];
+  for (const [field, min, max] of integers) {
+    const error = integerOutOfRange(field, body[field], min, max);
+    if (error) return fail(error);
   }
-  const n = body.n;
-  if (n !== undefined && n !== null) {
-    if (typeof n !== 'number' || !Number.isInteger(n)) return fail(invalidRequest(`Invalid type for 'n': expected an integer, but got ${typeof n} instead.`, 'n', 'invalid_type'));
-    if (n < 1) return fail(invalidRequest(`Invalid 'n': integer below minimum value. Expected a value >= 1, but got ${n} instead.`, 'n', 'integer_below_min_value'));
-    if (n > MAX_CHOICES) return fail(invalidRequest(`Invalid 'n': integer above maximum value. Expected a value <= ${MAX_CHOICES}, but got ${n} instead.`, 'n', 'integer_above_max_value'));
+  if (body.logprobs !== undefined && typeof body.logprobs !== 'boolean') {
+    return fail(invalidRequest(`Invalid type for 'logprobs': expected a boolean, but got ${typeof body.logprobs} instead.`, 'logprobs', 'invalid_type'));
   }
   if (body.tools !== undefined && !Array.isArray(body.tools)) {
     return fail(invalidRequest("Invalid type for 'tools': expected an array.", 'tools', 'invalid_type'));
@@ -113,6 +113,17 @@ export function validateChatParams(given: unknown): ChatValidation {
 
 /** The most `n` takes. */
 const MAX_CHOICES = 128;
+
+/** An integer field (absent is fine) outside `min`..`max`, as the API words it. */
+function integerOutOfRange(field: string, value: unknown, min: number, max: number): OpenAIErrorBody | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    return invalidRequest(`Invalid type for '${field}': expected an integer, but got ${typeof value} instead.`, field, 'invalid_type');
+  }
+  if (value < min) return invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= ${min}, but got ${value} instead.`, field, 'integer_below_min_value');
+  if (value > max) return invalidRequest(`Invalid '${field}': integer above maximum value. Expected a value <= ${max}, but got ${value} instead.`, field, 'integer_above_max_value');
+  return null;
+}
 
 /** One choice's output ceiling: what the client allowed, else the model's (as OpenAI assumes). */
 export function maxTokensOf(params: ChatParams, model: ResolvedModel): number {
@@ -160,7 +171,8 @@ export interface ChatCompletion {
   choices: {
     index: number;
     message: { role: 'assistant'; content: string | null; refusal: null; annotations: []; tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: string } }[] };
-    logprobs: null;
+    /** With `logprobs: true`, an entry per output token of a text answer (none for tool calls). */
+    logprobs: { content: TokenLogprob[] | null; refusal: null } | null;
     finish_reason: 'stop' | 'length' | 'tool_calls';
   }[];
   usage: {
@@ -182,6 +194,7 @@ export interface ChatCompletion {
 export function buildCompletion(params: ChatParams, model: ResolvedModel, promptTokens: number, outputLength: Range, createdMs: number, cachedTokens = 0): ChatCompletion {
   const hash = requestHash(params);
   const tools = openaiForcedTools(params);
+  const wantsLogprobs = params.logprobs === true;
   const choices = Array.from({ length: params.n ?? 1 }, (_, index) => {
     const choiceHash = index === 0 ? hash : sha256(`${hash}:${index}`);
     const calls = toolCalls(tools, choiceHash, maxTokensOf(params, model));
@@ -189,7 +202,8 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
       const made = calls.map((call) => ({ id: newId('call_', 24), type: 'function' as const, function: { name: call.name, arguments: call.arguments } }));
       return {
         tokens: outputTokensOf(calls),
-        choice: { index, message: { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], tool_calls: made }, logprobs: null, finish_reason: 'tool_calls' as const },
+        // The API's logprobs cover message content; a tool call's arguments are not content (the simulator's reading, not checked against the API).
+        choice: { index, message: { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], tool_calls: made }, logprobs: wantsLogprobs ? { content: null, refusal: null } : null, finish_reason: 'tool_calls' as const },
       };
     }
     const json = chatJsonFormat(params);
@@ -200,7 +214,7 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
       choice: {
         index,
         message: { role: 'assistant' as const, content: answer.text, refusal: null, annotations: [] as [] },
-        logprobs: null,
+        logprobs: wantsLogprobs ? { content: tokenLogprobs(answer.text, choiceHash, params.top_logprobs ?? 0), refusal: null } : null,
         finish_reason: answer.clipped ? ('length' as const) : ('stop' as const),
       },
     };

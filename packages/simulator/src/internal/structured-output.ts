@@ -17,7 +17,7 @@ const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' 
 export type JsonFormat = { kind: 'schema'; schema: unknown } | { kind: 'object' };
 
 /** Chat Completions: `response_format: { type: 'json_schema', json_schema: { name, schema } }` or `{ type: 'json_object' }`. */
-export function chatJsonFormat(params: { response_format?: unknown }): JsonFormat | undefined {
+export function chatJsonFormat(params: Record<string, unknown>): JsonFormat | undefined {
   const format = params.response_format;
   if (!isObject(format)) return undefined;
   if (format.type === 'json_object') return { kind: 'object' };
@@ -26,7 +26,7 @@ export function chatJsonFormat(params: { response_format?: unknown }): JsonForma
 }
 
 /** Responses: `text: { format: { type: 'json_schema', name, schema } }` or `{ format: { type: 'json_object' } }`. */
-export function responsesJsonFormat(params: { text?: unknown }): JsonFormat | undefined {
+export function responsesJsonFormat(params: Record<string, unknown>): JsonFormat | undefined {
   const format = isObject(params.text) ? params.text.format : undefined;
   if (!isObject(format)) return undefined;
   if (format.type === 'json_object') return { kind: 'object' };
