@@ -1,6 +1,6 @@
 // Bodies the official SDKs can send that are well formed but unusual: a null where the SDK types
 // allow one is the field left out (the same answer), and a malformed part is the API's 400, never
-// the simulator's 500.
+// the simulator's 500. Requests the real APIs refuse are refused the same way, in their shapes.
 
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI, { type APIError } from 'openai';
@@ -136,5 +136,70 @@ describe('nullable and malformed request fields', () => {
     });
     expect(answered.stop_reason).toBe('end_turn');
     expect(answered.usage.input_tokens).toBeGreaterThan(0);
+  });
+
+  const chatAsk = { model: GPT, messages: [{ role: 'user' as const, content: 'hi' }] };
+  const chatRefusal = async (body: object) => (await failure(openai.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming))) as APIError;
+
+  it('Chat: refuses what the API refuses, with its message, param and code', async () => {
+    const hot = await chatRefusal({ ...chatAsk, temperature: 3 });
+    expect(hot).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(hot.message).toContain("Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 3 instead.");
+    expect([hot.param, hot.code]).toEqual(['temperature', 'decimal_above_max_value']);
+
+    const options = await chatRefusal({ ...chatAsk, stream_options: { include_usage: true } });
+    expect(options).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(options.message).toContain("The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+
+    const unknown = await chatRefusal({ ...chatAsk, frobnicate: 1 });
+    expect(unknown).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(unknown.message).toContain('Unrecognized request argument supplied: frobnicate');
+
+    const empty = await chatRefusal({ model: GPT, messages: [{ role: 'user', content: [] }] });
+    expect(empty).toBeInstanceOf(OpenAI.BadRequestError);
+    expect([empty.param, empty.code]).toEqual(['messages[0].content', 'empty_array']);
+  });
+
+  it('Chat: takes the bounds themselves, stream_options on a stream, and every field the SDK types', async () => {
+    const edge = await openai.chat.completions.create({ ...chatAsk, temperature: 2, top_p: 0, seed: 1, user: 'u', store: false, parallel_tool_calls: true, logit_bias: {}, presence_penalty: 0 });
+    expect(edge.choices[0]?.finish_reason).toBe('stop');
+    const stream = await openai.chat.completions.create({ ...chatAsk, stream: true, stream_options: { include_usage: true } });
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    for await (const chunk of stream) usage = chunk.usage ?? usage;
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('Responses: refuses a temperature above 2', async () => {
+    const hot = (await failure(openai.responses.create({ model: GPT, input: 'hi', temperature: 3 }))) as APIError;
+    expect(hot).toBeInstanceOf(OpenAI.BadRequestError);
+    expect([hot.param, hot.code]).toEqual(['temperature', 'decimal_above_max_value']);
+  });
+
+  const claudeAsk = { model: CLAUDE, max_tokens: 50, messages: [{ role: 'user' as const, content: 'hi' }] };
+
+  it('Messages: refuses an unknown field and empty content, as the API does', async () => {
+    const unknown = await failure(anthropic.messages.create({ ...claudeAsk, frobnicate: 1 } as unknown as Anthropic.MessageCreateParamsNonStreaming));
+    expect(unknown).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((unknown as Error).message).toContain('frobnicate: Extra inputs are not permitted');
+
+    const counted = await failure(anthropic.messages.countTokens({ model: CLAUDE, messages: claudeAsk.messages, frobnicate: 1 } as unknown as Anthropic.MessageCountTokensParams));
+    expect((counted as Error).message).toContain('frobnicate: Extra inputs are not permitted');
+
+    for (const content of ['', []]) {
+      const empty = await failure(anthropic.messages.create({ ...claudeAsk, messages: [{ role: 'user', content }] }));
+      expect(empty).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((empty as Error).message).toContain('messages.0: all messages must have non-empty content except for the optional final assistant message');
+    }
+  });
+
+  it('Messages: takes an empty final assistant message (a prefill) and temperature, top_k, top_p', async () => {
+    const answered = await anthropic.messages.create({
+      ...claudeAsk,
+      messages: [...claudeAsk.messages, { role: 'assistant', content: '' }],
+      temperature: 0.5,
+      top_k: 5,
+      top_p: 0.9,
+    } as Anthropic.MessageCreateParamsNonStreaming);
+    expect(answered.stop_reason).toBe('end_turn');
   });
 });

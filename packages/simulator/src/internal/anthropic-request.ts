@@ -7,6 +7,7 @@ import { anthropicForcedTools, outputTokensOf, toolCalls } from './tool-call.js'
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
 import { MESSAGES_NULLABLE, withoutNulls } from './nullable-fields.js';
+import { MESSAGES_FIELDS, unknownField } from './known-fields.js';
 import { cutAtStop, stopStrings } from './stop-sequences.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
@@ -51,6 +52,8 @@ export function validateMessageParams(given: unknown, forCounting = false): Vali
   const fail = (message: string) => ({ ok: false as const, message });
   if (!isObject(given)) return fail('Input should be a valid dictionary');
   const body = withoutNulls(given, MESSAGES_NULLABLE);
+  const unknown = unknownField(body, MESSAGES_FIELDS);
+  if (unknown !== undefined) return fail(`${unknown}: Extra inputs are not permitted`);
   if (body.model === undefined) return fail('model: Field required');
   if (typeof body.model !== 'string' || body.model === '') return fail('model: Input should be a valid string');
   if (!forCounting) {
@@ -69,6 +72,11 @@ export function validateMessageParams(given: unknown, forCounting = false): Vali
       return fail(`messages.${i}.role: Input should be 'user' or 'assistant'`);
     }
     if (message.content === undefined) return fail(`messages.${i}.content: Field required`);
+    const last = i === body.messages.length - 1;
+    if ((message.content === '' || (Array.isArray(message.content) && message.content.length === 0)) && !(last && message.role === 'assistant')) {
+      // The API's wording, as far as the simulator knows it; its `messages.N` prefix is a guess.
+      return fail(`messages.${i}: all messages must have non-empty content except for the optional final assistant message`);
+    }
     if (Array.isArray(message.content)) {
       const problem = checkBlocks(message.content, `messages.${i}.content`);
       if (problem) return fail(problem);

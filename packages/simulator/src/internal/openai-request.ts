@@ -5,6 +5,7 @@ import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
 import { openaiForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import { CHAT_NULLABLE, withoutNulls } from './nullable-fields.js';
+import { CHAT_FIELDS, unknownField } from './known-fields.js';
 import { chatJsonFormat, jsonAnswer } from './structured-output.js';
 import { cutAtStop, stopStrings } from './stop-sequences.js';
 import { MAX_TOP_LOGPROBS, type TokenLogprob, tokenLogprobs } from './logprobs.js';
@@ -59,6 +60,8 @@ export function validateChatParams(given: unknown): ChatValidation {
   const fail = (error: OpenAIErrorBody) => ({ ok: false as const, error });
   if (!isObject(given)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
   const body = withoutNulls(given, CHAT_NULLABLE);
+  const unknown = unknownField(body, CHAT_FIELDS);
+  if (unknown !== undefined) return fail(invalidRequest(`Unrecognized request argument supplied: ${unknown}`));
   if (typeof body.model !== 'string' || body.model === '') return fail(invalidRequest('you must provide a model parameter'));
   if (body.messages === undefined) {
     return fail(invalidRequest("Missing required parameter: 'messages'.", 'messages', 'missing_required_parameter'));
@@ -82,6 +85,9 @@ export function validateChatParams(given: unknown): ChatValidation {
     } else if (content !== null && typeof content !== 'string' && !Array.isArray(content)) {
       return fail(invalidRequest(`Invalid type for '${at}.content': expected one of a string or array of objects.`, `${at}.content`, 'invalid_type'));
     }
+    if (Array.isArray(content) && content.length === 0 && EMPTY_REFUSED.has(message.role)) {
+      return fail(invalidRequest(`Invalid '${at}.content': empty array. Expected an array with minimum length 1, but got an empty array instead.`, `${at}.content`, 'empty_array'));
+    }
     if (Array.isArray(content)) {
       for (const [j, part] of content.entries()) {
         const partAt = `${at}.content[${j}]`;
@@ -100,6 +106,14 @@ export function validateChatParams(given: unknown): ChatValidation {
     const error = integerOutOfRange(field, body[field], min, max);
     if (error) return fail(error);
   }
+  for (const [field, min, max] of [['temperature', 0, 2], ['top_p', 0, 1]] as const) {
+    const error = decimalOutOfRange(field, body[field], min, max);
+    if (error) return fail(error);
+  }
+  if (body.stream_options !== undefined && body.stream !== true) {
+    // The API's wording; its param and code are the simulator's guess.
+    return fail(invalidRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'stream_options'));
+  }
   if (body.logprobs !== undefined && typeof body.logprobs !== 'boolean') {
     return fail(invalidRequest(`Invalid type for 'logprobs': expected a boolean, but got ${typeof body.logprobs} instead.`, 'logprobs', 'invalid_type'));
   }
@@ -113,6 +127,18 @@ export function validateChatParams(given: unknown): ChatValidation {
 
 /** The most `n` takes. */
 const MAX_CHOICES = 128;
+
+/** Roles whose content may not be an empty list (an assistant's that calls tools has none to give). */
+const EMPTY_REFUSED = new Set(['user', 'system', 'developer']);
+
+/** A number field (absent is fine) outside `min`..`max`, as the API words it. Both OpenAI endpoints check temperature and top_p. */
+export function decimalOutOfRange(field: string, value: unknown, min: number, max: number): OpenAIErrorBody | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'number') return invalidRequest(`Invalid type for '${field}': expected a decimal, but got ${typeof value} instead.`, field, 'invalid_type');
+  if (value < min) return invalidRequest(`Invalid '${field}': decimal below minimum value. Expected a value >= ${min}, but got ${value} instead.`, field, 'decimal_below_min_value');
+  if (value > max) return invalidRequest(`Invalid '${field}': decimal above maximum value. Expected a value <= ${max}, but got ${value} instead.`, field, 'decimal_above_max_value');
+  return null;
+}
 
 /** An integer field (absent is fine) outside `min`..`max`, as the API words it. */
 function integerOutOfRange(field: string, value: unknown, min: number, max: number): OpenAIErrorBody | null {

@@ -4,7 +4,7 @@
 
 import { generateAnswer, newId, requestHash } from './answer.js';
 import { responsesForcedTools, toolCalls } from './tool-call.js';
-import { invalidRequest, isObject, type OpenAIErrorBody, outputCeilingTooLarge } from './openai-request.js';
+import { decimalOutOfRange, invalidRequest, isObject, type OpenAIErrorBody, outputCeilingTooLarge } from './openai-request.js';
 import type { Range, ResolvedModel } from './options.js';
 import { RESPONSES_NULLABLE, withoutNulls } from './nullable-fields.js';
 import { jsonAnswer, responsesJsonFormat } from './structured-output.js';
@@ -93,6 +93,10 @@ export function validateResponseParams(given: unknown): ResponsesValidation {
   for (const field of ['stream', 'background'] as const) {
     const value = body[field];
     if (value !== undefined && value !== null && typeof value !== 'boolean') return fail(invalidType(field, 'a boolean', value));
+  }
+  for (const [field, min, max] of [['temperature', 0, 2], ['top_p', 0, 1]] as const) {
+    const error = decimalOutOfRange(field, body[field], min, max);
+    if (error) return fail(error);
   }
   if (body.background === true) {
     // A background response is stored and polled (GET /v1/responses/{id}); the simulator keeps no responses.
