@@ -6,6 +6,9 @@ import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
 import { anthropicForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
 import type { Range, ResolvedModel } from './options.js';
+import { MESSAGES_NULLABLE, withoutNulls } from './nullable-fields.js';
+import { MESSAGES_FIELDS, unknownField } from './known-fields.js';
+import { cutAtStop, stopStrings } from './stop-sequences.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
 type Block = Record<string, unknown>;
@@ -30,14 +33,27 @@ function checkBlocks(blocks: unknown[], at: string): string | null {
   for (const [i, block] of blocks.entries()) {
     if (!isObject(block) || typeof block.type !== 'string') return `${at}.${i}: Input should be a valid content block`;
     if (block.type === 'text' && typeof block.text !== 'string') return `${at}.${i}.text: Field required`;
+    if (block.type === 'tool_result' && block.content !== undefined) {
+      // A tool result's content is optional, a string or blocks; anything else (null included) is
+      // refused, as the API's schema refuses it (the wording here is the simulator's guess).
+      if (Array.isArray(block.content)) {
+        const problem = checkBlocks(block.content, `${at}.${i}.content`);
+        if (problem) return problem;
+      } else if (typeof block.content !== 'string') {
+        return `${at}.${i}.content: Input should be a valid string or a list of content blocks`;
+      }
+    }
   }
   return null;
 }
 
 /** `forCounting`: count_tokens takes the same body without `max_tokens`. */
-export function validateMessageParams(body: unknown, forCounting = false): Validation<MessageParams> {
+export function validateMessageParams(given: unknown, forCounting = false): Validation<MessageParams> {
   const fail = (message: string) => ({ ok: false as const, message });
-  if (!isObject(body)) return fail('Input should be a valid dictionary');
+  if (!isObject(given)) return fail('Input should be a valid dictionary');
+  const body = withoutNulls(given, MESSAGES_NULLABLE);
+  const unknown = unknownField(body, MESSAGES_FIELDS);
+  if (unknown !== undefined) return fail(`${unknown}: Extra inputs are not permitted`);
   if (body.model === undefined) return fail('model: Field required');
   if (typeof body.model !== 'string' || body.model === '') return fail('model: Input should be a valid string');
   if (!forCounting) {
@@ -56,6 +72,11 @@ export function validateMessageParams(body: unknown, forCounting = false): Valid
       return fail(`messages.${i}.role: Input should be 'user' or 'assistant'`);
     }
     if (message.content === undefined) return fail(`messages.${i}.content: Field required`);
+    const last = i === body.messages.length - 1;
+    if ((message.content === '' || (Array.isArray(message.content) && message.content.length === 0)) && !(last && message.role === 'assistant')) {
+      // The API's wording, as far as the simulator knows it; its `messages.N` prefix is a guess.
+      return fail(`messages.${i}: all messages must have non-empty content except for the optional final assistant message`);
+    }
     if (Array.isArray(message.content)) {
       const problem = checkBlocks(message.content, `messages.${i}.content`);
       if (problem) return fail(problem);
@@ -74,12 +95,21 @@ export function validateMessageParams(body: unknown, forCounting = false): Valid
       return fail('system: Input should be a valid string or a list of text blocks');
     }
   }
-  if (body.tools !== undefined && !Array.isArray(body.tools)) return fail('tools: Input should be a valid list');
+  if (body.tools !== undefined) {
+    if (!Array.isArray(body.tools)) return fail('tools: Input should be a valid list');
+    const notATool = body.tools.findIndex((tool) => !isObject(tool));
+    if (notATool >= 0) return fail(`tools.${notATool}: Input should be a valid dictionary`);
+  }
   if (body.temperature !== undefined) {
     if (typeof body.temperature !== 'number') return fail('temperature: Input should be a valid number');
     if (body.temperature < 0 || body.temperature > 1) return fail('temperature: Input should be between 0 and 1');
   }
   if (body.stream !== undefined && typeof body.stream !== 'boolean') return fail('stream: Input should be a valid boolean');
+  if (body.stop_sequences !== undefined) {
+    if (!Array.isArray(body.stop_sequences)) return fail('stop_sequences: Input should be a valid list');
+    const notAString = body.stop_sequences.findIndex((s) => typeof s !== 'string');
+    if (notAString >= 0) return fail(`stop_sequences.${notAString}: Input should be a valid string`);
+  }
   const thinking = checkThinking(body, forCounting);
   if (thinking) return fail(thinking);
   const signatures = checkSignatures(body.messages as { content: unknown }[]);
@@ -184,8 +214,8 @@ export interface AnthropicMessage {
   role: 'assistant';
   model: string;
   content: AnthropicBlock[];
-  stop_reason: 'end_turn' | 'max_tokens' | 'tool_use';
-  stop_sequence: null;
+  stop_reason: 'end_turn' | 'max_tokens' | 'tool_use' | 'stop_sequence';
+  stop_sequence: string | null;
   stop_details: null;
   container: null;
   usage: MessageUsage & {
@@ -205,7 +235,7 @@ export function buildMessage(
   const thought = thinkingOf(params, hash, outputLength);
   const room = params.max_tokens - (thought?.tokens ?? 0);
   const calls = toolCalls(anthropicForcedTools(params), hash, room);
-  const answer = calls ? { text: '', outputTokens: outputTokensOf(calls), clipped: false } : generateAnswer(hash, room, outputLength);
+  const answer = calls ? { text: '', outputTokens: outputTokensOf(calls), clipped: false, stopSequence: null } : cutAtStop(generateAnswer(hash, room, outputLength), stopStrings(params.stop_sequences));
   const content: AnthropicBlock[] = calls
     ? calls.map((call) => ({ type: 'tool_use' as const, id: newId('toolu_01', 22), name: call.name, input: JSON.parse(call.arguments) as Record<string, unknown> }))
     : [{ type: 'text', text: answer.text, citations: null }];
@@ -215,8 +245,8 @@ export function buildMessage(
     role: 'assistant',
     model: params.model,
     content: thought ? [thought.block, ...content] : content,
-    stop_reason: calls ? 'tool_use' : answer.clipped ? 'max_tokens' : 'end_turn',
-    stop_sequence: null,
+    stop_reason: calls ? 'tool_use' : answer.stopSequence !== null ? 'stop_sequence' : answer.clipped ? 'max_tokens' : 'end_turn',
+    stop_sequence: answer.stopSequence,
     stop_details: null,
     container: null,
     usage: {

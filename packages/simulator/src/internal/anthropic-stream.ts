@@ -89,7 +89,7 @@ export async function streamMessage(res: ServerResponse, message: AnthropicMessa
   close(res, open);
   event(res, 'message_delta', {
     type: 'message_delta',
-    delta: { stop_reason: message.stop_reason, stop_sequence: null },
+    delta: { stop_reason: message.stop_reason, stop_sequence: message.stop_sequence },
     usage: {
       input_tokens: usage.input_tokens,
       cache_creation_input_tokens: usage.cache_creation_input_tokens,

@@ -4,6 +4,11 @@
 import { generateAnswer, newId, requestHash, sha256 } from './answer.js';
 import { openaiForcedTools, outputTokensOf, toolCalls } from './tool-call.js';
 import { json, type Reply } from './http-exchange.js';
+import { CHAT_NULLABLE, withoutNulls } from './nullable-fields.js';
+import { CHAT_FIELDS, unknownField } from './known-fields.js';
+import { chatJsonFormat, jsonAnswer } from './structured-output.js';
+import { cutAtStop, stopStrings } from './stop-sequences.js';
+import { MAX_TOP_LOGPROBS, type TokenLogprob, tokenLogprobs } from './logprobs.js';
 import type { Range, ResolvedModel } from './options.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
@@ -17,6 +22,8 @@ export interface ChatParams {
   tools?: unknown[];
   stream?: boolean;
   stream_options?: { include_usage?: boolean } | null;
+  logprobs?: boolean;
+  top_logprobs?: number;
   [field: string]: unknown;
 }
 
@@ -49,9 +56,12 @@ export function isObject(value: unknown): value is Record<string, unknown> {
 
 export type ChatValidation = { ok: true; value: ChatParams } | { ok: false; error: OpenAIErrorBody };
 
-export function validateChatParams(body: unknown): ChatValidation {
+export function validateChatParams(given: unknown): ChatValidation {
   const fail = (error: OpenAIErrorBody) => ({ ok: false as const, error });
-  if (!isObject(body)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
+  if (!isObject(given)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
+  const body = withoutNulls(given, CHAT_NULLABLE);
+  const unknown = unknownField(body, CHAT_FIELDS);
+  if (unknown !== undefined) return fail(invalidRequest(`Unrecognized request argument supplied: ${unknown}`));
   if (typeof body.model !== 'string' || body.model === '') return fail(invalidRequest('you must provide a model parameter'));
   if (body.messages === undefined) {
     return fail(invalidRequest("Missing required parameter: 'messages'.", 'messages', 'missing_required_parameter'));
@@ -69,37 +79,77 @@ export function validateChatParams(body: unknown): ChatValidation {
       return fail(invalidRequest(`Invalid value: '${String(message.role)}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.`, `${at}.role`, 'invalid_value'));
     }
     const content = message.content;
-    const contentOptional = message.role === 'assistant' && message.tool_calls !== undefined;
+    const contentOptional = message.role === 'assistant' && message.tool_calls !== undefined && message.tool_calls !== null;
     if (content === undefined || (content === null && !contentOptional)) {
       if (!contentOptional) return fail(invalidRequest(`Missing required parameter: '${at}.content'.`, `${at}.content`, 'missing_required_parameter'));
     } else if (content !== null && typeof content !== 'string' && !Array.isArray(content)) {
       return fail(invalidRequest(`Invalid type for '${at}.content': expected one of a string or array of objects.`, `${at}.content`, 'invalid_type'));
     }
-  }
-  for (const field of ['max_tokens', 'max_completion_tokens'] as const) {
-    const value = body[field];
-    if (value === undefined || value === null) continue;
-    if (typeof value !== 'number' || !Number.isInteger(value)) {
-      return fail(invalidRequest(`Invalid type for '${field}': expected an integer, but got ${typeof value} instead.`, field, 'invalid_type'));
+    if (Array.isArray(content) && content.length === 0 && EMPTY_REFUSED.has(message.role)) {
+      return fail(invalidRequest(`Invalid '${at}.content': empty array. Expected an array with minimum length 1, but got an empty array instead.`, `${at}.content`, 'empty_array'));
     }
-    if (value < 1) {
-      return fail(invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= 1, but got ${value} instead.`, field, 'integer_below_min_value'));
+    if (Array.isArray(content)) {
+      for (const [j, part] of content.entries()) {
+        const partAt = `${at}.content[${j}]`;
+        if (!isObject(part)) return fail(invalidRequest(`Invalid type for '${partAt}': expected an object, but got ${part === null ? 'null' : typeof part} instead.`, partAt, 'invalid_type'));
+        if (typeof part.type !== 'string') return fail(invalidRequest(`Missing required parameter: '${partAt}.type'.`, `${partAt}.type`, 'missing_required_parameter'));
+      }
     }
   }
-  const n = body.n;
-  if (n !== undefined && n !== null) {
-    if (typeof n !== 'number' || !Number.isInteger(n)) return fail(invalidRequest(`Invalid type for 'n': expected an integer, but got ${typeof n} instead.`, 'n', 'invalid_type'));
-    if (n < 1) return fail(invalidRequest(`Invalid 'n': integer below minimum value. Expected a value >= 1, but got ${n} instead.`, 'n', 'integer_below_min_value'));
-    if (n > MAX_CHOICES) return fail(invalidRequest(`Invalid 'n': integer above maximum value. Expected a value <= ${MAX_CHOICES}, but got ${n} instead.`, 'n', 'integer_above_max_value'));
+  const integers: [string, number, number][] = [
+    ['max_tokens', 1, Number.POSITIVE_INFINITY],
+    ['max_completion_tokens', 1, Number.POSITIVE_INFINITY],
+    ['n', 1, MAX_CHOICES],
+    ['top_logprobs', 0, MAX_TOP_LOGPROBS],
+  ];
+  for (const [field, min, max] of integers) {
+    const error = integerOutOfRange(field, body[field], min, max);
+    if (error) return fail(error);
+  }
+  for (const [field, min, max] of [['temperature', 0, 2], ['top_p', 0, 1]] as const) {
+    const error = decimalOutOfRange(field, body[field], min, max);
+    if (error) return fail(error);
+  }
+  if (body.stream_options !== undefined && body.stream !== true) {
+    // The API's wording; its param and code are the simulator's guess.
+    return fail(invalidRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'stream_options'));
+  }
+  if (body.logprobs !== undefined && typeof body.logprobs !== 'boolean') {
+    return fail(invalidRequest(`Invalid type for 'logprobs': expected a boolean, but got ${typeof body.logprobs} instead.`, 'logprobs', 'invalid_type'));
   }
   if (body.tools !== undefined && !Array.isArray(body.tools)) {
     return fail(invalidRequest("Invalid type for 'tools': expected an array.", 'tools', 'invalid_type'));
   }
+  const notATool = Array.isArray(body.tools) ? body.tools.findIndex((tool) => !isObject(tool)) : -1;
+  if (notATool >= 0) return fail(invalidRequest(`Invalid type for 'tools[${notATool}]': expected an object.`, `tools[${notATool}]`, 'invalid_type'));
   return { ok: true, value: body as ChatParams };
 }
 
 /** The most `n` takes. */
 const MAX_CHOICES = 128;
+
+/** Roles whose content may not be an empty list (an assistant's that calls tools has none to give). */
+const EMPTY_REFUSED = new Set(['user', 'system', 'developer']);
+
+/** A number field (absent is fine) outside `min`..`max`, as the API words it. Both OpenAI endpoints check temperature and top_p. */
+export function decimalOutOfRange(field: string, value: unknown, min: number, max: number): OpenAIErrorBody | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'number') return invalidRequest(`Invalid type for '${field}': expected a decimal, but got ${typeof value} instead.`, field, 'invalid_type');
+  if (value < min) return invalidRequest(`Invalid '${field}': decimal below minimum value. Expected a value >= ${min}, but got ${value} instead.`, field, 'decimal_below_min_value');
+  if (value > max) return invalidRequest(`Invalid '${field}': decimal above maximum value. Expected a value <= ${max}, but got ${value} instead.`, field, 'decimal_above_max_value');
+  return null;
+}
+
+/** An integer field (absent is fine) outside `min`..`max`, as the API words it. */
+function integerOutOfRange(field: string, value: unknown, min: number, max: number): OpenAIErrorBody | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    return invalidRequest(`Invalid type for '${field}': expected an integer, but got ${typeof value} instead.`, field, 'invalid_type');
+  }
+  if (value < min) return invalidRequest(`Invalid '${field}': integer below minimum value. Expected a value >= ${min}, but got ${value} instead.`, field, 'integer_below_min_value');
+  if (value > max) return invalidRequest(`Invalid '${field}': integer above maximum value. Expected a value <= ${max}, but got ${value} instead.`, field, 'integer_above_max_value');
+  return null;
+}
 
 /** One choice's output ceiling: what the client allowed, else the model's (as OpenAI assumes). */
 export function maxTokensOf(params: ChatParams, model: ResolvedModel): number {
@@ -147,7 +197,8 @@ export interface ChatCompletion {
   choices: {
     index: number;
     message: { role: 'assistant'; content: string | null; refusal: null; annotations: []; tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: string } }[] };
-    logprobs: null;
+    /** With `logprobs: true`, an entry per output token of a text answer (none for tool calls). */
+    logprobs: { content: TokenLogprob[] | null; refusal: null } | null;
     finish_reason: 'stop' | 'length' | 'tool_calls';
   }[];
   usage: {
@@ -169,6 +220,7 @@ export interface ChatCompletion {
 export function buildCompletion(params: ChatParams, model: ResolvedModel, promptTokens: number, outputLength: Range, createdMs: number, cachedTokens = 0): ChatCompletion {
   const hash = requestHash(params);
   const tools = openaiForcedTools(params);
+  const wantsLogprobs = params.logprobs === true;
   const choices = Array.from({ length: params.n ?? 1 }, (_, index) => {
     const choiceHash = index === 0 ? hash : sha256(`${hash}:${index}`);
     const calls = toolCalls(tools, choiceHash, maxTokensOf(params, model));
@@ -176,16 +228,19 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
       const made = calls.map((call) => ({ id: newId('call_', 24), type: 'function' as const, function: { name: call.name, arguments: call.arguments } }));
       return {
         tokens: outputTokensOf(calls),
-        choice: { index, message: { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], tool_calls: made }, logprobs: null, finish_reason: 'tool_calls' as const },
+        // The API's logprobs cover message content; a tool call's arguments are not content (the simulator's reading, not checked against the API).
+        choice: { index, message: { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], tool_calls: made }, logprobs: wantsLogprobs ? { content: null, refusal: null } : null, finish_reason: 'tool_calls' as const },
       };
     }
-    const answer = generateAnswer(choiceHash, maxTokensOf(params, model), outputLength);
+    const json = chatJsonFormat(params);
+    const written = json ? jsonAnswer(json, choiceHash, maxTokensOf(params, model), outputLength) : generateAnswer(choiceHash, maxTokensOf(params, model), outputLength);
+    const answer = cutAtStop(written, stopStrings(params.stop));
     return {
       tokens: answer.outputTokens,
       choice: {
         index,
         message: { role: 'assistant' as const, content: answer.text, refusal: null, annotations: [] as [] },
-        logprobs: null,
+        logprobs: wantsLogprobs ? { content: tokenLogprobs(answer.text, choiceHash, params.top_logprobs ?? 0), refusal: null } : null,
         finish_reason: answer.clipped ? ('length' as const) : ('stop' as const),
       },
     };

@@ -4,8 +4,10 @@
 
 import { generateAnswer, newId, requestHash } from './answer.js';
 import { responsesForcedTools, toolCalls } from './tool-call.js';
-import { invalidRequest, isObject, type OpenAIErrorBody, outputCeilingTooLarge } from './openai-request.js';
+import { decimalOutOfRange, invalidRequest, isObject, type OpenAIErrorBody, outputCeilingTooLarge } from './openai-request.js';
 import type { Range, ResolvedModel } from './options.js';
+import { RESPONSES_NULLABLE, withoutNulls } from './nullable-fields.js';
+import { jsonAnswer, responsesJsonFormat } from './structured-output.js';
 
 export interface ResponsesParams {
   model: string;
@@ -57,9 +59,10 @@ function checkInputItem(item: unknown, at: string): OpenAIErrorBody | null {
   return null;
 }
 
-export function validateResponseParams(body: unknown): ResponsesValidation {
+export function validateResponseParams(given: unknown): ResponsesValidation {
   const fail = (error: OpenAIErrorBody) => ({ ok: false as const, error });
-  if (!isObject(body)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
+  if (!isObject(given)) return fail(invalidRequest('Invalid body: expected a JSON object.'));
+  const body = withoutNulls(given, RESPONSES_NULLABLE);
   if (body.model === undefined || body.model === null) return fail(missing('model'));
   if (typeof body.model !== 'string' || body.model === '') return fail(invalidType('model', 'a non-empty string', body.model));
 
@@ -90,6 +93,10 @@ export function validateResponseParams(body: unknown): ResponsesValidation {
   for (const field of ['stream', 'background'] as const) {
     const value = body[field];
     if (value !== undefined && value !== null && typeof value !== 'boolean') return fail(invalidType(field, 'a boolean', value));
+  }
+  for (const [field, min, max] of [['temperature', 0, 2], ['top_p', 0, 1]] as const) {
+    const error = decimalOutOfRange(field, body[field], min, max);
+    if (error) return fail(error);
   }
   if (body.background === true) {
     // A background response is stored and polled (GET /v1/responses/{id}); the simulator keeps no responses.
@@ -199,7 +206,12 @@ export function buildResponse(params: ResponsesParams, model: ResolvedModel, pro
   const hash = requestHash(params);
   const maxTokens = maxOutputTokensOf(params, model);
   const call = toolCalls(responsesForcedTools(params), hash, maxTokens)?.[0];
-  const answer = call ? { text: '', outputTokens: call.outputTokens, clipped: false } : generateAnswer(hash, maxTokens, outputLength);
+  const json = responsesJsonFormat(params);
+  const answer = call
+    ? { text: '', outputTokens: call.outputTokens, clipped: false }
+    : json
+      ? jsonAnswer(json, hash, maxTokens, outputLength)
+      : generateAnswer(hash, maxTokens, outputLength);
   const status = answer.clipped ? 'incomplete' : 'completed';
   const output: OpenAIResponse['output'] = call
     ? [{ type: 'function_call', id: newId('fc_', 48), call_id: newId('call_', 24), name: call.name, arguments: call.arguments, status: 'completed' }]

@@ -29,7 +29,17 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
   const send = (out: ServerResponse, choices: unknown[], usage: unknown = null) => {
     if (!out.destroyed) out.write(`data: ${JSON.stringify({ ...base, choices, ...(options.includeUsage ? { usage } : {}) })}\n\n`);
   };
-  const delta = (index: number, content: object, finish: string | null = null) => [{ index, delta: content, logprobs: null, finish_reason: finish }];
+  const delta = (index: number, content: object, finish: string | null = null, logprobs: object | null = null) => [{ index, delta: content, logprobs, finish_reason: finish }];
+  // With logprobs, each content chunk carries its token's entry: the choice's entries in order.
+  const logprobsOf = completion.choices.map((c) => c.logprobs?.content ?? null);
+  const tokenAt = completion.choices.map(() => 0);
+  const entryFor = (index: number) => {
+    const entries = logprobsOf[index];
+    if (!entries) return null;
+    const entry = entries[tokenAt[index] ?? 0];
+    tokenAt[index] = (tokenAt[index] ?? 0) + 1;
+    return { content: entry ? [entry] : [], refusal: null };
+  };
 
   const callsOf = (index: number) => completion.choices[index]?.message.tool_calls;
   const opening = (at: number, call: NonNullable<ReturnType<typeof callsOf>>[number]) => ({ tool_calls: [{ index: at, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
@@ -51,7 +61,7 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
     latencyMs: options.latencyMs,
     tokenMs: options.tokenMs,
     writeDelta: (out, [index, [at, piece]]) => {
-      if (at < 0) return send(out, delta(index, { content: piece }));
+      if (at < 0) return send(out, delta(index, { content: piece }, null, entryFor(index)));
       const call = callsOf(index)?.[at];
       if (at !== open[index] && call) {
         open[index] = at;

@@ -131,7 +131,7 @@ const IMAGE_PARTS = new Set(['image_url', 'input_image']);
  */
 export function openaiSegments(prompt: OpenAIPrompt): Segment[] {
   const segments: Segment[] = [];
-  if (prompt.tools !== undefined && prompt.tools.length > 0) {
+  if (Array.isArray(prompt.tools) && prompt.tools.length > 0) {
     const material = prompt.tools.map((tool) => canonicalJson(tool));
     segments.push({ tokens: material.reduce((sum, tool) => sum + countTokens(tool), 0), material: `tools:${material.join(',')}`, breakpointTtlMs: null });
   }
@@ -146,7 +146,7 @@ export function openaiSegments(prompt: OpenAIPrompt): Segment[] {
         else tokens += countTokens(canonicalJson(part));
       }
     }
-    if (message.tool_calls !== undefined) tokens += countTokens(canonicalJson(message.tool_calls));
+    if (message.tool_calls !== undefined && message.tool_calls !== null) tokens += countTokens(canonicalJson(message.tool_calls));
     segments.push({ tokens, material: canonicalJson(message), breakpointTtlMs: null });
   }
   return segments;

@@ -8,7 +8,8 @@
 // `parallel_tool_calls: false`); a named tool, or the Responses API, gets one call.
 // Arguments that would not fit `max_tokens` are not cut part-way: the request gets its text answer.
 
-import { prng, WORDS } from './answer.js';
+import { prng } from './answer.js';
+import { sampleObject } from './json-sample.js';
 import { countTokens } from './tokenizer.js';
 
 export interface ToolCall {
@@ -74,32 +75,6 @@ export function openaiForcedTools(params: { tools?: unknown; tool_choice?: unkno
   );
 }
 
-/** A value of the schema's type: an enum's first value, a word, a small number. */
-function sampleOf(schema: unknown, random: () => number): unknown {
-  if (!isObject(schema)) return null;
-  if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
-  switch (schema.type) {
-    case 'string':
-      return WORDS[Math.floor(random() * WORDS.length)] ?? 'ok';
-    case 'integer':
-    case 'number':
-      return 1 + Math.floor(random() * 99);
-    case 'boolean':
-      return true;
-    case 'array':
-      return [];
-    case 'object':
-      return argumentsOf(schema, random);
-    default:
-      return null;
-  }
-}
-
-function argumentsOf(schema: Json, random: () => number): Json {
-  const properties = isObject(schema.properties) ? schema.properties : {};
-  return Object.fromEntries(Object.entries(properties).map(([key, property]) => [key, sampleOf(property, random)]));
-}
-
 /**
  * The calls of `tools` this request gets (`hash`: the request's), or undefined when there are none
  * or they would not fit `maxTokens` together.
@@ -108,7 +83,7 @@ export function toolCalls(tools: readonly Tool[], hash: string, maxTokens: numbe
   if (tools.length === 0) return undefined;
   const seed = Number.parseInt(hash.slice(8, 16), 16);
   const calls = tools.map((tool, i) => {
-    const text = JSON.stringify(isObject(tool.schema) ? argumentsOf(tool.schema, prng(seed + i * 7919)) : {});
+    const text = JSON.stringify(sampleObject(tool.schema, prng(seed + i * 7919)));
     return { name: tool.name, arguments: text, outputTokens: countTokens(text) };
   });
   return outputTokensOf(calls) <= maxTokens ? calls : undefined;

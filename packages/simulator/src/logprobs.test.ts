@@ -1,0 +1,72 @@
+// Chat Completions logprobs through the openai SDK: an entry per output token (its text, a
+// logprob <= 0, its UTF-8 bytes, and the asked number of alternatives), plain and streamed.
+
+import { Tiktoken } from 'js-tiktoken/lite';
+import cl100kBase from 'js-tiktoken/ranks/cl100k_base';
+import OpenAI, { type APIError } from 'openai';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Simulator, startSimulator } from './index.js';
+
+const MODEL = 'gpt-4o-mini';
+const cl100k = new Tiktoken(cl100kBase);
+const chat = { model: MODEL, max_tokens: 100, messages: [{ role: 'user' as const, content: 'Tell me about lanes.' }] };
+
+function expectEntries(content: string, logprobs: OpenAI.ChatCompletion.Choice['logprobs'], top: number): void {
+  const entries = logprobs?.content ?? [];
+  expect(logprobs?.refusal).toBeNull();
+  expect(entries.map((e) => e.token)).toEqual(cl100k.encode(content).map((id) => cl100k.decode([id])));
+  for (const entry of entries) {
+    expect(entry.logprob).toBeLessThanOrEqual(0);
+    expect(entry.bytes).toEqual(Array.from(Buffer.from(entry.token, 'utf8')));
+    expect(entry.top_logprobs).toHaveLength(top);
+    if (top > 0) expect(entry.top_logprobs[0]).toEqual({ token: entry.token, logprob: entry.logprob, bytes: entry.bytes });
+    const probability = entry.top_logprobs.reduce((sum, t) => sum + Math.exp(t.logprob), 0);
+    expect(probability).toBeLessThanOrEqual(1.000001);
+    for (const alternative of entry.top_logprobs) expect(alternative.logprob).toBeLessThanOrEqual(0);
+  }
+}
+
+describe('Chat Completions logprobs through the openai SDK', () => {
+  let sim: Simulator;
+  let client: OpenAI;
+
+  beforeAll(async () => {
+    sim = await startSimulator({ latencyMs: 0, outputTokens: 30, apiKeys: ['sk-oai'], models: { [MODEL]: { provider: 'openai', limits: { rpm: 1000, tpm: 1_000_000 } } } });
+    client = new OpenAI({ apiKey: 'sk-oai', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+  });
+  afterEach(() => sim.reset());
+  afterAll(() => sim.close());
+
+  it('returns one entry per output token, with top_logprobs alternatives when asked, the text unchanged', async () => {
+    const plain = await client.chat.completions.create(chat);
+    expect(plain.choices[0]?.logprobs).toBeNull();
+    for (const top of [0, 3, 20]) {
+      const completion = await client.chat.completions.create({ ...chat, logprobs: true, top_logprobs: top });
+      const [choice] = completion.choices;
+      expect(choice?.message.content).toBe(plain.choices[0]?.message.content);
+      expectEntries(choice?.message.content ?? '', choice?.logprobs ?? null, top);
+      expect(choice?.logprobs?.content).toHaveLength(completion.usage?.completion_tokens ?? -1);
+    }
+  });
+
+  it('streams each token’s entry in its chunk, which the SDK puts back together as the plain answer’s', async () => {
+    const plain = await client.chat.completions.create({ ...chat, logprobs: true, top_logprobs: 2 });
+    const stream = client.chat.completions.stream({ ...chat, logprobs: true, top_logprobs: 2 });
+    const perChunk: number[] = [];
+    stream.on('chunk', (chunk) => {
+      const entries = chunk.choices[0]?.logprobs?.content;
+      if (chunk.choices[0]?.delta.content) perChunk.push(entries?.length ?? 0);
+    });
+    const final = await stream.finalChatCompletion();
+    expect(final.choices[0]?.logprobs?.content).toEqual(plain.choices[0]?.logprobs?.content);
+    expect(perChunk.every((n) => n === 1)).toBe(true);
+    expect(perChunk).toHaveLength(plain.usage?.completion_tokens ?? -1);
+  });
+
+  it('refuses a top_logprobs outside 0-20', async () => {
+    const error = (await client.chat.completions.create({ ...chat, logprobs: true, top_logprobs: 21 }).catch((e: unknown) => e)) as APIError;
+    expect(error).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(error.param).toBe('top_logprobs');
+    expect(error.code).toBe('integer_above_max_value');
+  });
+});
