@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
 import { FailureCode, jobFailure } from './failure.js';
-import { checkRelay, decodeJobEvent, encodeJobEvent, flagCancelled, jobEventsKey, relayEvents, type JobEvent } from './job-events.js';
+import { checkRelay, decodeJobEvent, readRelay, encodeJobEvent, flagCancelled, jobEventsKey, relayEvents, type JobEvent } from './job-events.js';
 import { fleetKeys, laneKeys } from './keys.js';
 
 let server: EmbeddedRedis;
@@ -32,9 +32,21 @@ describe('job events', () => {
       { kind: 'event', data: '{"type":"ping"}' },
       { kind: 'error', data: '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}', failure: jobFailure(FailureCode.STREAM_FAILED, '529 overloaded_error: Overloaded', undefined, 529) },
       { kind: 'end' },
+      { kind: 'end', withheld: '{"usage":{"prompt_tokens":3,"completion_tokens":1}}' },
     ];
     expect(events.map((e) => decodeJobEvent(...encodeJobEvent(e)))).toEqual(events);
     expect(decodeJobEvent('zz', 'future entry')).toBeUndefined();
+  });
+
+  it('reads a relay back whole, each entry with when Redis appended it', async () => {
+    const { prefix, jobId } = fresh();
+    expect(await readRelay(redis, prefix, jobId)).toEqual([]);
+    const events: JobEvent[] = [{ kind: 'start', model: 'm', waitMs: 1, startedAt: 2 }, { kind: 'event', data: '{"n":1}' }, { kind: 'end', withheld: '{"usage":{}}' }];
+    expect(await relayEvents(redis, prefix, jobId, events, { first: true })).toBe('written');
+    const read = await readRelay(redis, prefix, jobId);
+    expect(read.map((e) => e.event)).toEqual(events);
+    const ids = (await redis.xrange(jobEventsKey(prefix, jobId), '-', '+')).map(([id]) => Number(id.split('-')[0]));
+    expect(read.map((e) => e.atMs)).toEqual(ids);
   });
 
   it('appends in order, in the lane slot, and expires the stream after its last write', async () => {

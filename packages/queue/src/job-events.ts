@@ -14,7 +14,8 @@
  *
  * Entries, one field each: `s` the start (the model answering, the wait), `e` one provider event
  * (its JSON, as the provider sent it), `x` the provider-shaped error event a stream ended with after
- * its first event, with the job's failure, `d` the end of a complete stream.
+ * its first event, with the job's failure, `d` the end of a complete stream (its value: what a rerun
+ * needs to rebuild the answer that the client was not sent, see `JobEvent`).
  */
 import type { Cluster, Redis } from 'ioredis';
 import { failureText, type JobFailure } from './failure.js';
@@ -38,8 +39,12 @@ export type JobEvent =
   | { kind: 'event'; data: string }
   /** The stream failed after its first event: the provider's error event (JSON) and the job's failure. */
   | { kind: 'error'; data: string; failure: JobFailure }
-  /** The stream is complete. */
-  | { kind: 'end' };
+  /**
+   * The stream is complete. `withheld`: a provider event the client was not sent but the answer
+   * needs (the Chat Completions usage chunk a client did not ask for), as JSON, so that a rerun of
+   * a job whose worker lost it after the end can rebuild the answer from the relay (`readRelay`).
+   */
+  | { kind: 'end'; withheld?: string };
 
 /** The entry a stream that failed after its first event ends with, written as its job is failed (lane-finish.ts). */
 export type StreamErrorEvent = Extract<JobEvent, { kind: 'error' }>;
@@ -56,7 +61,7 @@ export function encodeJobEvent(event: JobEvent): [string, string] {
     case 'error':
       return [FIELD.error, JSON.stringify({ data: event.data, failure: event.failure })];
     case 'end':
-      return [FIELD.end, ''];
+      return [FIELD.end, event.withheld ?? ''];
   }
 }
 
@@ -74,7 +79,7 @@ export function decodeJobEvent(field: string, value: string): JobEvent | undefin
       return { kind: 'error', data, failure };
     }
     case FIELD.end:
-      return { kind: 'end' };
+      return value === '' ? { kind: 'end' } : { kind: 'end', withheld: value };
     default:
       return undefined;
   }
@@ -129,6 +134,28 @@ export type RelayCheck = 'open' | Exclude<RelayOutcome, 'written'>;
 export async function checkRelay(redis: Redis | Cluster, prefix: string, jobId: string): Promise<RelayCheck> {
   const outcome = await relayEvents(redis, prefix, jobId, [], { first: true });
   return outcome === 'written' ? 'open' : outcome;
+}
+
+/** One entry of a job's relay read back, with when Redis appended it (its id's milliseconds, by Redis's clock). */
+export interface RelayEntry {
+  event: JobEvent;
+  atMs: number;
+}
+
+/**
+ * Everything a job's relay holds, oldest first: a rerun reads it to find whether an earlier
+ * attempt relayed a whole answer (its `start`, events and `end`). One answer's events at most
+ * (the stream is per job and expires after `RELAY_TTL_MS`); entries this version does not know
+ * are left out.
+ */
+export async function readRelay(redis: Redis | Cluster, prefix: string, jobId: string): Promise<RelayEntry[]> {
+  const entries = await redis.xrange(jobEventsKey(prefix, jobId), '-', '+');
+  const read: RelayEntry[] = [];
+  for (const [id, fields] of entries) {
+    const event = decodeJobEvent(fields[0] ?? '', fields[1] ?? '');
+    if (event) read.push({ event, atMs: Number(id.split('-')[0]) });
+  }
+  return read;
 }
 
 /**

@@ -8,7 +8,7 @@
  * leaves the job held by this worker until it has room (held-jobs.ts). A finished job gives back
  * what admission counted for it (its bytes, its tenant's slot) in the same call (`finishJob`).
  */
-import { Queue, type Job } from 'bullmq';
+import { ErrorCode, Queue, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { FailureCode, failureText, finishJob, forceReturnToLane, isConnectionError, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome, type StreamErrorEvent, type TenantPark } from '@headroom/queue';
 import type { JobProgress, RunContext, RunOutcome } from '../run/run-context.js';
@@ -44,7 +44,7 @@ export class OutcomeApplier {
     try {
       switch (outcome.kind) {
         case 'completed':
-          await this.#finish(job, token, lane, { completed: outcome.result });
+          if (!(await this.#finish(job, token, lane, { completed: outcome.result }))) return;
           ctx.metrics.jobs.inc({ lane, outcome: 'completed' });
           ctx.stats.jobEnded({ lane, outcome: 'completed', waitMs: outcome.result.timings.waitMs, model: outcome.result.model, usage: outcome.result.usage, costUsd: outcome.result.cost.usd });
           return;
@@ -73,7 +73,7 @@ export class OutcomeApplier {
             await this.#fail(job, token, lane, failure, outcome.progress);
             return;
           }
-          await this.#finish(job, token, lane, { completed: { movedTo, reason: failureText(outcome.failure) } });
+          if (!(await this.#finish(job, token, lane, { completed: { movedTo, reason: failureText(outcome.failure) } }))) return;
           ctx.metrics.jobs.inc({ lane, outcome: 'shed' });
           ctx.stats.jobEnded({ lane, outcome: 'shed' });
           await this.#countShed(lane);
@@ -121,7 +121,7 @@ export class OutcomeApplier {
   #returned(held: HeldJob, outcome: ReturnOutcome): void {
     if (outcome.status === 'moved') return;
     if (outcome.status === 'lost') {
-      this.o.ctx.logger.warn({ jobId: held.job.id, lane: held.lane, bullmqCode: outcome.bullmqCode }, 'could not put the job back: its lock is no longer ours; it runs again');
+      this.o.ctx.logger.warn({ jobId: held.job.id, lane: held.lane, bullmqCode: outcome.bullmqCode }, `could not put the job back: ${whyLost(outcome.bullmqCode)}`);
     } else {
       this.o.held.hold(held);
     }
@@ -129,15 +129,21 @@ export class OutcomeApplier {
 
   /**
    * Ends the job and gives back its admission counts, retried while Redis blinks. A job whose lock
-   * is no longer ours (it stalled and another worker took it) is left to that worker.
+   * is no longer ours (it stalled and another worker took it) is left to that worker, which ends
+   * it (a streamed one whose answer was relayed whole, with that answer: relayed-answer.ts).
+   * Returns whether this end is the job's one, to be counted: false when the job runs again, so
+   * the metrics count it once, when it ends there.
    */
-  async #finish(job: Job, token: string, lane: InteractiveLane, end: JobEnd): Promise<void> {
+  async #finish(job: Job, token: string, lane: InteractiveLane, end: JobEnd): Promise<boolean> {
     let lostCode: number | undefined;
     await this.#attempt(async () => {
       const r = await finishJob(this.o.redis, this.o.config.redis.prefix, lane, this.o.backendOf(lane), job, token, end);
       lostCode = r.status === 'lost' ? r.bullmqCode : undefined;
     });
-    if (lostCode !== undefined) this.o.ctx.logger.warn({ jobId: job.id, lane, bullmqCode: lostCode }, 'could not finish the job: its lock is no longer ours; it runs again');
+    if (lostCode === undefined) return true;
+    this.o.ctx.logger.warn({ jobId: job.id, lane, bullmqCode: lostCode }, `could not finish the job: ${whyLost(lostCode)}`);
+    // Gone, it ends nowhere else: what it did here (a call made, an answer streamed) is its end.
+    return lostCode === ErrorCode.JobNotExist;
   }
 
   /**
@@ -148,7 +154,7 @@ export class OutcomeApplier {
   async #fail(job: Job, token: string, lane: InteractiveLane, failure: JobFailure, progress: JobProgress, streamError?: StreamErrorEvent): Promise<void> {
     const { ctx } = this.o;
     await this.#attempt(() => job.updateProgress({ ...progress, failure } as unknown as object));
-    await this.#finish(job, token, lane, { failed: failureText(failure), ...(streamError ? { streamError } : {}) });
+    if (!(await this.#finish(job, token, lane, { failed: failureText(failure), ...(streamError ? { streamError } : {}) }))) return;
     const ended = failure.code === FailureCode.SHED ? 'shed' : 'failed';
     ctx.metrics.jobs.inc({ lane, outcome: ended });
     ctx.stats.jobEnded({ lane, outcome: ended });
@@ -192,4 +198,14 @@ export class OutcomeApplier {
   async #saveProgress(job: Job, progress: JobProgress): Promise<void> {
     if (readProgress(job.progress).attempts !== progress.attempts) await job.updateProgress(progress as unknown as object);
   }
+}
+
+/**
+ * Why BullMQ refused a job's move (its code): the job is gone from Redis (a Redis restarted
+ * without its data: nothing runs it again, and no result or failure of it is kept), or its lock
+ * lapsed (Redis away, or this worker paused, longer than `dispatch.lockMs`) and the job runs again.
+ */
+function whyLost(bullmqCode: number): string {
+  if (bullmqCode === ErrorCode.JobNotExist) return 'it is gone from Redis (restarted without its data); it does not run again and nothing of it is kept';
+  return 'its lock is no longer ours; it runs again';
 }

@@ -10,7 +10,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import type { Usage } from '@headroom/queue';
 import { z } from 'zod';
-import { AnthropicStreamAccumulator } from './anthropic-stream.js';
+import { streamAccumulatorOf } from './accumulators.js';
 import { runSdkCall, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
 import { runSdkStream, type OpenedStream } from './sdk-stream.js';
 import type { ProviderAdapter, ProviderCallInput, ProviderCallResult, ProviderStreamInput, ProviderStreamResult } from './types.js';
@@ -100,7 +100,7 @@ export class AnthropicAdapter implements ProviderAdapter {
       this.#spec,
       input,
       ({ timeout, signal }) => this.#client.messages.create(body, { timeout, signal, ...betaHeaders(input) }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
-      new AnthropicStreamAccumulator(),
+      streamAccumulatorOf('anthropic', input),
     );
   }
 }

@@ -82,6 +82,11 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
     if (typeof c.finish_reason === 'string') choice.finish_reason = c.finish_reason;
   }
 
+  /** The usage a client that did not ask for it was not sent, as a chunk holding only it. */
+  withheld(): string | undefined {
+    return this.#clientWantsUsage || this.#usage === undefined ? undefined : JSON.stringify({ usage: this.#usage });
+  }
+
   outputText(): string {
     return this.#text;
   }

@@ -13,8 +13,8 @@ import type { Usage } from '@headroom/queue';
 import OpenAI from 'openai';
 import { z } from 'zod';
 import type { AdapterOptions } from './anthropic.js';
-import { OpenAIResponseBody, OpenAIResponsesAccumulator, responsesUsage } from './openai-responses.js';
-import { OpenAIStreamAccumulator } from './openai-stream.js';
+import { streamAccumulatorOf } from './accumulators.js';
+import { OpenAIResponseBody, responsesUsage } from './openai-responses.js';
 import { runSdkCall, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
 import { runSdkStream, type OpenedStream } from './sdk-stream.js';
 import type { ProviderAdapter, ProviderCallInput, ProviderCallResult, ProviderStreamInput, ProviderStreamResult } from './types.js';
@@ -104,11 +104,10 @@ export class OpenAIAdapter implements ProviderAdapter {
         this.#responsesSpec,
         input,
         ({ timeout, signal }) => this.#client.responses.create(body, { timeout, signal }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
-        new OpenAIResponsesAccumulator(),
+        streamAccumulatorOf('openai', input),
       );
     }
     const request = input.request as OpenAI.ChatCompletionCreateParams;
-    const clientWantsUsage = request.stream_options?.include_usage === true;
     // The bucket is settled from the usage chunk, so it is always asked for; the accumulator
     // hides it again from a client that did not ask.
     const body = { ...request, model: input.model, stream: true, stream_options: { ...request.stream_options, include_usage: true } } as OpenAI.ChatCompletionCreateParamsStreaming;
@@ -116,9 +115,7 @@ export class OpenAIAdapter implements ProviderAdapter {
       this.#spec,
       input,
       ({ timeout, signal }) => this.#client.chat.completions.create(body, { timeout, signal }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
-      // Nothing in a Chat Completions stream shows reasoning: the request's effort is what says a
-      // reasoning model thinks (one called without it is counted by its visible text).
-      new OpenAIStreamAccumulator(clientWantsUsage, request.reasoning_effort != null && request.reasoning_effort !== 'none'),
+      streamAccumulatorOf('openai', input),
     );
   }
 }

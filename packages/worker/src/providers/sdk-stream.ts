@@ -28,6 +28,12 @@ export interface StreamAccumulator<E> {
   outputText(): string;
   /** The assembled response once the stream ended, or why it is incomplete. */
   finish(): { response: unknown; usage: Usage } | { incomplete: string };
+  /**
+   * What the answer needs that the client was not sent (Chat Completions' usage, when the client
+   * did not ask for it), as one event's JSON `add` takes: the relay's end carries it, so the
+   * answer can be rebuilt from the relay alone (run/relayed-answer.ts).
+   */
+  withheld?(): string | undefined;
   /** The provider-shaped error event a stream that failed after its first event ends with. */
   errorEvent(error: unknown, failure: ProviderCallFailure): string;
 }
@@ -91,6 +97,7 @@ export async function runSdkStream<E>(
       response: cutSecretTokens(done.response),
       usage: done.usage,
       headers,
+      ...withheldOf(acc),
       ...(requestId === undefined ? {} : { requestId }),
       progress: { ...progress(), firstEventAt: firstEventAt ?? Date.now() },
     };
@@ -101,4 +108,9 @@ export async function runSdkStream<E>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+function withheldOf(acc: StreamAccumulator<unknown>): { withheld?: string } {
+  const withheld = acc.withheld?.();
+  return withheld === undefined ? {} : { withheld };
 }

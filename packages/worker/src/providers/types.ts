@@ -106,7 +106,11 @@ export interface StreamProgress {
 
 export type ProviderStreamResult =
   /** `response` is the message (Anthropic) or chat completion (OpenAI) assembled from the events. */
-  | (ProviderCallOk & { progress: StreamProgress & { firstEventAt: number } })
+  | (ProviderCallOk & {
+      progress: StreamProgress & { firstEventAt: number };
+      /** What the answer needs that the client was not sent, for the relay's end (`StreamAccumulator.withheld`). */
+      withheld?: string;
+    })
   /**
    * With `progress.events === 0` the client saw nothing and the job may be retried like any
    * failed call. After the first event, `errorEvent` is the provider-shaped error event the

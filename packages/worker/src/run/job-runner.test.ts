@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, readFleetStats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type LlmJob, type Pressure } from '@headroom/queue';
+import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, readFleetStats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
@@ -824,6 +824,90 @@ describe('runJob, streamed', () => {
     });
     expect(await requestsLeft()).toBe(6);
     expect(await relayed(ctx, m.id)).toEqual(earlier);
+  });
+
+  /**
+   * What a worker leaves that streamed a job's whole answer, then lost the job (its lock lapsed
+   * while Redis was away): the first attempt runs to its end in a context of its own, its bucket
+   * charged there, and its relay (less what `keep` drops) is copied into `into`'s, whose bucket it
+   * never touched. Returns the result that attempt would have stored.
+   */
+  async function answeredEarlier(first: RunContext, into: RunContext, j: LlmJob, m: JobMeta, keep = (events: JobEvent[]) => events) {
+    const outcome = await run(first, j, m);
+    if (outcome.kind !== 'completed') throw new Error(`the first attempt ended ${outcome.kind}`);
+    const events = keep(await relayed(first, m.id));
+    expect(await relayEvents(db.redis, into.config.redis.prefix, m.id, events, { first: true })).toBe('written');
+    return outcome.result;
+  }
+
+  /** Every dimension's level, flushed first: a grant given back whole leaves them as they were. */
+  const levels = async (ctx: RunContext, pool: string) => {
+    await ctx.bucket.flush();
+    const limits = ctx.config.models[pool]!.limits;
+    return (await ctx.bucket.snapshot(pool, limits)).dimensions.map((d) => [d.dimension, d.level]);
+  };
+
+  it('completes a rerun with the whole answer an earlier attempt relayed before it lost the job: the same response and usage, no provider call, nothing charged', async () => {
+    const { ctx, requestsLeft } = scarceRequests();
+    // Run again: taken from its lane before (BullMQ's attemptsStarted 2).
+    const m = { ...streamMeta(), takenBefore: true };
+    const j = streamed();
+    const earlier = await answeredEarlier(context(), ctx, j, m);
+    const before = calls(SONNET);
+    const charged = await levels(ctx, SONNET);
+    const outcome = await run(ctx, j, m);
+    expect(calls(SONNET) - before).toBe(0);
+    expect(outcome).toEqual({
+      kind: 'completed',
+      result: expect.objectContaining({
+        provider: 'anthropic',
+        model: SONNET,
+        response: earlier.response,
+        usage: earlier.usage,
+        providerRequestId: earlier.providerRequestId,
+        cost: earlier.cost,
+        streamed: true,
+        attempts: 1,
+      }),
+    });
+    expect(earlier.usage.outputTokens).toBeGreaterThan(0);
+    const timings = (outcome as { result: LlmResult }).result.timings;
+    expect(timings.waitMs).toBe(earlier.timings.waitMs);
+    expect(timings.firstEventAt).toBeGreaterThanOrEqual(timings.startedAt);
+    expect(timings.ttftMs).toBe(timings.firstEventAt! - timings.startedAt);
+    // The grant the rerun took went back whole: its request, its tokens.
+    expect(await requestsLeft()).toBe(6);
+    expect(await levels(ctx, SONNET)).toEqual(charged);
+  });
+
+  it("rebuilds a Chat Completions answer whose client did not ask for usage: the relay's end carries the usage chunk the client was not sent", async () => {
+    const GPT = 'gpt-4.1';
+    const openai = () => context({ providers: { openai: { baseURL: `${sim.url}/v1`, apiKeyEnv: KEY_ENV } }, models: { [GPT]: { provider: 'openai', limits: { rpm: 1_000, tpm: 100_000 } } } });
+    const ctx = openai();
+    const m = { ...streamMeta(), takenBefore: true };
+    const j = { priority: 'HIGH', provider: 'openai', request: { model: GPT, max_tokens: 64, stream: true, messages: [{ role: 'user', content: `question ${++seq}` }] } } as LlmJob;
+    const earlier = await answeredEarlier(openai(), ctx, j, m);
+    const events = await relayed(ctx, m.id);
+    // The client's chunks hold no usage; the end does.
+    expect(events.filter((e) => e.kind === 'event').some((e) => 'usage' in (JSON.parse((e as { data: string }).data) as object))).toBe(false);
+    expect(events.at(-1)).toMatchObject({ kind: 'end', withheld: expect.stringContaining('"usage"') });
+    const before = calls(GPT);
+    const outcome = await run(ctx, j, m);
+    expect(calls(GPT) - before).toBe(0);
+    expect(outcome).toMatchObject({ kind: 'completed', result: { model: GPT, response: earlier.response, usage: earlier.usage, cost: earlier.cost } });
+    expect((earlier.response as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(earlier.usage.outputTokens);
+  });
+
+  it('still fails STREAM_FAILED, with no call, when the relay holds an earlier answer without its end', async () => {
+    const { ctx, requestsLeft } = scarceRequests();
+    const m = { ...streamMeta(), takenBefore: true };
+    const j = streamed();
+    // Every event of a real answer but its end: the earlier attempt may be streaming still.
+    await answeredEarlier(context(), ctx, j, m, (events) => events.slice(0, -1));
+    const before = calls(SONNET);
+    expect(await run(ctx, j, m)).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED' }, progress: { attempts: 0 } });
+    expect(calls(SONNET) - before).toBe(0);
+    expect(await requestsLeft()).toBe(6);
   });
 
   it("fails CANCELLED without a call when its cancel flag is set though this worker never heard the cancel", async () => {

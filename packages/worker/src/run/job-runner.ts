@@ -15,6 +15,7 @@ import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
 import { decide } from './retry-policy.js';
 import { isCancel, type JobMeta, type JobProgress, type RunContext, type RunOutcome } from './run-context.js';
 import { relayTakenFailure, streamedCall } from './stream-call.js';
+import { relayedAnswer } from './relayed-answer.js';
 import { promptTokensOf } from './token-estimator.js';
 
 export type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context.js';
@@ -151,7 +152,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         // in the budget.
         ctx.bucket.release(reservation).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
         report(ctx, { pool, model, jobId: meta.id, startedAt: ctx.now(), retry }, undefined);
-        if (relayed === 'taken') return { kind: 'failed', failure: relayTakenFailure(), progress };
+        if (relayed === 'taken') return await fromEarlierAttempt(ctx, job, meta, progress);
         // Its caller cancelled it (the flag the relay checks) and this worker missed the message.
         if (relayed === 'cancelled') return { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, 'cancelled by its caller before its provider call'), progress };
         if (!ahead) return stopped(signal, progress, 'before its provider call');
@@ -208,28 +209,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         const usd = costOf(modelCfg.pricing, res.usage, { provider: job.provider, batch: false });
         ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, usd);
         ctx.metrics.waitSeconds.observe({ lane: meta.lane }, Math.max(0, callStarted - meta.enqueuedAt) / 1000);
-        return {
-          kind: 'completed',
-          result: {
-            provider: job.provider,
-            model,
-            response: res.response,
-            usage: res.usage,
-            attempts: progress.attempts,
-            timings: {
-              enqueuedAt: meta.enqueuedAt,
-              startedAt,
-              finishedAt: callEnded,
-              waitMs: Math.max(0, callStarted - meta.enqueuedAt),
-              runMs: callEnded - callStarted,
-              ...(firstEventAt === undefined ? {} : { firstEventAt, ttftMs: Math.max(0, firstEventAt - callStarted) }),
-            },
-            ...(isStreamed(job) ? { streamed: true } : {}),
-            ...(res.requestId === undefined ? {} : { providerRequestId: res.requestId }),
-            cost: { usd, batch: false },
-            ...(job.metadata ? { metadata: job.metadata } : {}),
-          },
-        };
+        return completed(job, meta, progress, { model, response: res.response, usage: res.usage, requestId: res.requestId, usd, startedAt, callStarted, callEnded, firstEventAt });
       }
 
       if (signal.aborted) return stopped(signal, progress, 'during its provider call');
@@ -272,6 +252,72 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
     if (sleeping) ctx.poolHolds.release(primaryPool);
     if (!waitsForPool) ctx.poolHolds.done(meta.id);
   }
+}
+
+/** A completed job's outcome: its result from the call that answered. */
+function completed(
+  job: LlmJob,
+  meta: JobMeta,
+  progress: JobProgress,
+  call: { model: string; response: unknown; usage: Usage; requestId: string | undefined; usd: number; startedAt: number; callStarted: number; callEnded: number; firstEventAt: number | undefined },
+): RunOutcome {
+  const { callStarted, callEnded, firstEventAt } = call;
+  return {
+    kind: 'completed',
+    result: {
+      provider: job.provider,
+      model: call.model,
+      response: call.response,
+      usage: call.usage,
+      attempts: progress.attempts,
+      timings: {
+        enqueuedAt: meta.enqueuedAt,
+        startedAt: call.startedAt,
+        finishedAt: callEnded,
+        waitMs: Math.max(0, callStarted - meta.enqueuedAt),
+        runMs: callEnded - callStarted,
+        ...(firstEventAt === undefined ? {} : { firstEventAt, ttftMs: Math.max(0, firstEventAt - callStarted) }),
+      },
+      ...(isStreamed(job) ? { streamed: true } : {}),
+      ...(call.requestId === undefined ? {} : { providerRequestId: call.requestId }),
+      cost: { usd: call.usd, batch: false },
+      ...(job.metadata ? { metadata: job.metadata } : {}),
+    },
+  };
+}
+
+/**
+ * A rerun whose relay an earlier attempt has written to. A whole answer there (its worker lost
+ * the job after the end, when its lock lapsed while Redis was away) is the job's: the client has
+ * it, so the job completes with it, rebuilt from the relay (relayed-answer.ts), and no call. That
+ * attempt's worker settled the bucket for its call before its finish was refused (runJob settles
+ * before it returns), and counted the call's tokens and cost: the rerun, its own grant given
+ * back whole, charges and counts nothing of it again. Part of an answer fails the job
+ * STREAM_FAILED: a second answer cannot follow it.
+ */
+async function fromEarlierAttempt(ctx: RunContext, job: LlmJob, meta: JobMeta, progress: JobProgress): Promise<RunOutcome> {
+  const answer = await relayedAnswer(ctx, job, meta).catch((err: Error) => {
+    ctx.logger.warn({ jobId: meta.id, err: err.message }, "could not read the earlier attempt's relay");
+    return undefined;
+  });
+  if (answer === undefined) return { kind: 'failed', failure: relayTakenFailure(), progress };
+  // The earlier attempt's call is the one that answered; its progress was never recorded.
+  progress.attempts += 1;
+  if (!progress.triedModels?.includes(answer.model)) progress.triedModels = [...(progress.triedModels ?? []), answer.model];
+  ctx.logger.info({ jobId: meta.id, lane: meta.lane, model: answer.model }, 'completed with the answer an earlier attempt relayed whole before it lost the job');
+  const usd = costOf(ctx.config.models[answer.model]?.pricing, answer.usage, { provider: job.provider, batch: false });
+  return completed(job, meta, progress, {
+    model: answer.model,
+    response: answer.response,
+    usage: answer.usage,
+    requestId: answer.providerRequestId,
+    usd,
+    // That attempt's run began a little before its call; the relay tells only the call's start.
+    startedAt: answer.startedAt,
+    callStarted: answer.startedAt,
+    callEnded: answer.endedAt,
+    firstEventAt: answer.firstEventAt,
+  });
 }
 
 /**

@@ -95,7 +95,8 @@ export async function streamedCall(
   if (res.ok) {
     // An answer without output (an empty text) is relayed whole at its end.
     relayOpening();
-    relay.push({ kind: 'end' });
+    // With what the client was not sent but the answer needs: a rerun may rebuild it from the relay (relayed-answer.ts).
+    relay.push(res.withheld === undefined ? { kind: 'end' } : { kind: 'end', withheld: res.withheld });
     const refused = await relay.flush();
     // A cancel that lands after the last event changes nothing: the answer is whole and paid for.
     if (refused === undefined || refused === 'cancelled') return { kind: 'done', res, firstEventAt: res.progress.firstEventAt };
