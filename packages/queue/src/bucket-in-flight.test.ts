@@ -99,7 +99,7 @@ describe('sure waits', () => {
 });
 
 describe('the count of calls in flight', () => {
-  it('returns to nothing after a burst of grants settled, released, settled twice and cancelled', async () => {
+  it('returns to nothing after a burst of grants settled, released, kept whole, settled twice and cancelled', async () => {
     const b = fresh();
     const limits = { otpm: 1_000_000, tpm: 1_000_000 };
     const tenants = [{ id: 'acme', limits: { tpm: 100_000 } }, { id: 'beta', limits: { tpm: 100_000 } }];
@@ -111,13 +111,23 @@ describe('the count of calls in flight', () => {
     expect(during.calls).toBe(40);
     expect(during.outputTokens).toBe(rs.reduce((n, r) => n + r.need.outputTokens, 0));
     expect(Object.keys(during.tenants).sort()).toEqual(['acme', 'beta']);
-    // Settled for less, settled for more, released (never sent, or cancelled), some twice.
-    await Promise.all(
-      rs.map((r, i) => (i % 4 === 0 ? b.release(r) : b.settle(r, { input_tokens: 10, output_tokens: i % 4 === 1 ? 500 : 3 }))),
-    );
+    // Released (never sent, or cancelled), settled for more, kept whole (a 5xx), settled for
+    // less; some handed in twice.
+    const end = [(r: Reservation) => b.release(r), (r: Reservation) => b.settle(r, { input_tokens: 10, output_tokens: 500 }), (r: Reservation) => b.keep(r), (r: Reservation) => b.settle(r, { input_tokens: 10, output_tokens: 3 })];
+    await Promise.all(rs.map((r, i) => end[i % 4]!(r)));
     await Promise.all(rs.slice(0, 10).map((r) => b.settle(r, { input_tokens: 10, output_tokens: 1 })));
     await b.flush();
     expect((await b.snapshot('p', limits)).inFlight).toEqual({ calls: 0, outputTokens: 0, tenants: {} });
+  });
+
+  it('keeps the whole charge of a grant kept, and ends its place in flight', async () => {
+    const b = fresh();
+    const r = granted(await b.acquire({ pool: 'p', limits: OTPM, lane: 'critical', need: need(0, 3000) }));
+    expect(await b.keep(r, { immediate: true })).toMatchObject({ status: 'settled', delta: { outputTokens: 0, requests: 0 } });
+    const snap = await b.snapshot('p', OTPM);
+    expect(snap.inFlight.calls).toBe(0);
+    const otpm = snap.dimensions.find((d) => d.dimension === 'otpm')!;
+    expect(otpm.level).toBeCloseTo(3000 + ((snap.atMs - r.grantedAtMs) * 6000) / 60_000, 6);
   });
 
   it('starts from nothing when Redis lost its keys, and a settle after that takes nothing below it', async () => {

@@ -23,8 +23,11 @@
  * them. Until then the pool holds the reservation's full charge, which errs on the safe side, and
  * so does a crash: a reservation never settled keeps its charge. Redis holds no reservation: the
  * grant's reply says what a settle needs, the `Reservation` carries it, and the settle sends it
- * back with the usage, so a grant creates no key and a settle reads none. A grant whose call is
- * never sent goes back whole with `release` (its request too), the same way.
+ * back with the usage, so a grant creates no key of its own and a settle reads none. A grant whose call is
+ * never sent goes back whole with `release` (its request too), the same way; one the provider may
+ * have counted in full keeps its charge with `keep`. Each grant that reserves output is listed
+ * among the calls in flight until one of the three (lua/includes/in-flight.lua), so a wait can
+ * say how much of it their refunds could cover (`sureWaitMs`).
  *
  * Each dimension holds `limits.burst` seconds of its quota (default 60: a minute's worth) and
  * refills at limit/60 per second, so over any window of W seconds a pool grants at most
@@ -289,6 +292,15 @@ export class Bucket {
    */
   release(reservation: Reservation, options: CarryOptions = {}): Promise<SettleResult> {
     return this.#settle(reservation, () => ({ inputTokens: 0, outputTokens: 0, requestsBack: reservation.need.requests }), options);
+  }
+
+  /**
+   * Keeps a grant's whole charge (a call the provider may have counted in full: a 5xx, a cut
+   * connection) and ends its place among the calls in flight: nothing of it is coming back, so no
+   * tokens/min wait may count on it. Once per reservation, like `settle`.
+   */
+  keep(reservation: Reservation, options: CarryOptions = {}): Promise<SettleResult> {
+    return this.#settle(reservation, () => ({ inputTokens: reservation.need.inputTokens, outputTokens: reservation.need.outputTokens, requestsBack: 0 }), options);
   }
 
   #settle(reservation: Reservation, what: () => { inputTokens: number; outputTokens: number; requestsBack: number }, options: CarryOptions): Promise<SettleResult> {

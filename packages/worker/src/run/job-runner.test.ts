@@ -227,7 +227,8 @@ describe('runJob', () => {
 
   it('gives back the tokens of a call answered 529 (the provider did no work), not of one answered 503', async () => {
     // An 8,000-token output reservation: kept after a 503 (the provider may have done the work),
-    // given back after a 529.
+    // given back after a 529. Either way the call is no longer in flight: nothing more of it
+    // comes back for a tokens/min wait to count on.
     const usedOtpm = async (status: 529 | 503) => {
       // Limits well under the simulator's, so its rate-limit headers never lower the bucket here.
       const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 100, itpm: 20_000, otpm: 20_000 } } } });
@@ -235,6 +236,7 @@ describe('runJob', () => {
       expect((await run(ctx, job({ request: { model: SONNET, max_tokens: 8_000, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>))).kind).toBe('delay');
       await ctx.bucket.flush();
       const snap = await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits);
+      expect(snap.inFlight).toEqual({ calls: 0, outputTokens: 0, tenants: {} });
       const otpm = snap.dimensions.find((d) => d.dimension === 'otpm')!;
       return otpm.capacity - otpm.level;
     };

@@ -352,8 +352,11 @@ function settleAndSync(
   } else if (failure && refusedBeforeWork(failure)) {
     // The provider refused before doing any work: give the tokens back, keep the request.
     ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch(failed);
+  } else {
+    // Otherwise (5xx, cut connection) the provider may have counted everything: keep the charge,
+    // and no longer count it among what the calls in flight may give back.
+    ctx.bucket.keep(reservation).catch(failed);
   }
-  // Otherwise (5xx, cut connection) the provider may have counted everything: keep the charge.
   // Headers go after the settle, so the bucket holds this call's usage when they are read.
   if (headers) {
     const observed = parseRateLimitHeaders(headers);
