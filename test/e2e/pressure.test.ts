@@ -211,6 +211,23 @@ describe('pressure and shedding', () => {
     expect((await big[parked]!.result({ timeoutMs: 120_000 })).attempts).toBe(1);
   });
 
+  it("serves deadline jobs its tenant's refunds serve in time, rather than fail them on the wait counted from output still reserved", async () => {
+    const limits = { rpm: 6_000, itpm: 2_000_000, otpm: 400_000 };
+    const models = { [HAIKU]: { provider: 'anthropic' as const, limits } };
+    // Each call answers 10 of its 1,000 reserved tokens. NORMAL may hold 2,400 of the tenant's
+    // 3,000: two jobs fit at once, and the bucket tells the third about 12.6 s on the refill
+    // alone, past its 6 s; the two calls in flight give nearly all of it back when they settle.
+    const { producer } = await fleet({ models, latencyMs: 300, outputTokens: 10 }, { models, tenants: { overrides: { p: { tpm: 3_000 } } } }, 1);
+    const handles = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        producer.enqueue({ priority: 'NORMAL', provider: 'anthropic', tenant: 'p', maxWaitMs: 6_000, request: { model: HAIKU, max_tokens: 1_000, messages: [{ role: 'user', content: `q ${i}` }] } } as LlmJobInput),
+      ),
+    );
+    const settled = await Promise.allSettled(handles.map((h) => h.result({ timeoutMs: 60_000 })));
+    const failures = settled.flatMap((s) => (s.status === 'rejected' ? [(s.reason as JobFailedError).failure?.code ?? String(s.reason)] : []));
+    expect(failures).toEqual([]);
+  });
+
   it('serves 50 identical coalesced requests with one provider call', async () => {
     const limits = { rpm: 1_000, itpm: 400_000, otpm: 100_000 };
     sim = await startSimulator({ models: { [SONNET]: { provider: 'anthropic', limits } }, latencyMs: 20 });

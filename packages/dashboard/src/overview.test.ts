@@ -24,6 +24,7 @@ const snapshot = (level: number): BucketSnapshot => ({
   learned: {},
   cooldowns: [{ model: 'claude-sonnet-4-5', untilMs: NOW + 2_000, remainingMs: 2_000 }],
   tenants: {},
+  inFlight: { calls: 0, outputTokens: 0, tenants: {} },
   throttles: [
     { model: 'claude-sonnet-4-5', state: 'open', admitRatio: 0, successRatio: 0, allowedRpm: 60, callsPerSec: 1, firstsPerSec: 0.8, retriesPerSec: 0.2, retryBudget: 12, retryBudgetLeft: 10 },
     { model: 'claude-sonnet-4-6', state: 'closed', admitRatio: 1, successRatio: 0.55, allowedRpm: 60, callsPerSec: 4, firstsPerSec: 3, retriesPerSec: 1, retryBudget: 16, retryBudgetLeft: 6 },

@@ -21,7 +21,8 @@ export async function readSnapshot(
     .time()
     .getBuffer(k.bucket)
     .zrange(k.cooldowns, '0', '-1', 'WITHSCORES')
-    .hgetall(k.stats);
+    .hgetall(k.stats)
+    .zrange(k.inFlight, '0', '-1', 'WITHSCORES');
   for (const [id] of tenants) multi.hgetall(k.tenantBucket(id));
   const results = (await multi.exec()) ?? [];
   const value = (i: number): unknown => {
@@ -48,7 +49,7 @@ export async function readSnapshot(
 
   const tenantDims: Record<string, DimensionSnapshot[]> = {};
   tenants.forEach(([id, tl], i) => {
-    const raw = value(4 + i) as Record<string, string>;
+    const raw = value(5 + i) as Record<string, string>;
     const dims: DimensionSnapshot[] = [];
     if (tl.rpm !== undefined) dims.push(dimensionAt('tenant_rpm', tl.rpm, 'config', raw, 'rpm', now));
     if (tl.tpm !== undefined) dims.push(dimensionAt('tenant_tpm', tl.tpm, 'config', raw, 'tpm', now));
@@ -61,7 +62,21 @@ export async function readSnapshot(
     const untilMs = Number(zs[i + 1]);
     if (untilMs > now) cooldowns.push({ model: zs[i] as string, untilMs, remainingMs: untilMs - now });
   }
-  return { pool, atMs: now, dimensions, unbound, learned, cooldowns, tenants: tenantDims, counters: counters(value(3) as Record<string, string>, bucket) };
+  return { pool, atMs: now, dimensions, unbound, learned, cooldowns, tenants: tenantDims, inFlight: inFlightAt(value(4) as string[], now), counters: counters(value(3) as Record<string, string>, bucket) };
+}
+
+/** The in-flight entries still counting at `now` (lua/includes/in-flight.lua), summed. */
+function inFlightAt(zs: string[], now: number): BucketSnapshot['inFlight'] {
+  const inFlight: BucketSnapshot['inFlight'] = { calls: 0, outputTokens: 0, tenants: {} };
+  for (let i = 0; i + 1 < zs.length; i += 2) {
+    if (Number(zs[i + 1]) <= now) continue;
+    const [, out, tenant] = /^[^|]*\|([^|]*)\|(.*)$/.exec(zs[i] as string) ?? [];
+    const n = Number(out ?? 0);
+    inFlight.calls += 1;
+    inFlight.outputTokens += n;
+    if (tenant) inFlight.tenants[tenant] = (inFlight.tenants[tenant] ?? 0) + n;
+  }
+  return inFlight;
 }
 
 const STATE_FIELDS = ['ts', 'rpm', 'itpm', 'otpm', 'tpm', 'limit:rpm', 'limit:itpm', 'limit:otpm', 'limit:tpm', ...LANES.map((l) => `grant:${l}`)];

@@ -67,6 +67,13 @@ export interface AcquireRequest {
   retryBudgetExempt?: boolean;
   tenant?: { id: string; limits: TenantLimits };
   /**
+   * The longest the granted call may run before it is settled (its timeout). Until its settle or
+   * release, or for this long after the grant, the output it reserved counts as in flight: what
+   * may still come back to a tokens/min wait (`sureWaitMs`). A grant whose worker died stops
+   * counting then. @default DEFAULT_CALL_LIFE_MS (600,000: the providers' default timeout)
+   */
+  callLifeMs?: number;
+  /**
    * Further fraction of every pool dimension to leave, for a tenant with nothing queued: set for a
    * job whose tenant had work queued ahead of it in a fair lane. A wait it alone causes has reason
    * `fair_share`. @default 0
@@ -166,8 +173,15 @@ export type AcquireResult =
        */
       unhealthyRun?: number;
     }
-  /** Every dimension (and the model's cooldown, throttle and retry budget) can serve after `waitMs`, if nobody else draws. */
-  | { status: 'wait'; waitMs: number; reason: WaitReason; atMs: number; throttle?: ThrottleState }
+  /**
+   * Every dimension (and the model's cooldown, throttle and retry budget) can serve after `waitMs`,
+   * if nobody else draws and nothing is given back. `sureWaitMs` (<= `waitMs`): the wait even if
+   * every call in flight gave back all the output it reserved (a settle's refund at most), so
+   * the part of a tokens/min wait refunds cannot cover; requests/min waits, input tokens,
+   * cooldowns, the throttle and the retry budget are sure as they are. 0: the refunds to come
+   * could cover the whole wait.
+   */
+  | { status: 'wait'; waitMs: number; reason: WaitReason; sureWaitMs: number; atMs: number; throttle?: ThrottleState }
   /**
    * The need is larger than this lane may ever draw from `dimension` (`maxDrawable`, rounded down):
    * waiting cannot help. `limit` is the per-minute limit that bound, configured or learned; the
@@ -223,6 +237,12 @@ export interface BucketSnapshot {
   learned: PoolLimits;
   cooldowns: { model: string; untilMs: number; remainingMs: number }[];
   tenants: Record<string, DimensionSnapshot[]>;
+  /**
+   * The grants not yet settled or released (and not past their call's life): their count, the
+   * output they reserved (what their settles may still give back), and that output per tenant
+   * with limits.
+   */
+  inFlight: { calls: number; outputTokens: number; tenants: Record<string, number> };
   /** The models' adaptive throttles (with the bucket's `throttle` options and `models` asked for). */
   throttles: ThrottleSnapshot[];
   counters: {

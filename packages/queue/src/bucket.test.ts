@@ -51,7 +51,7 @@ const need = (inputTokens: number, outputTokens: number, requests = 1) => ({ inp
 describe('acquire', () => {
   it('keeps every key of a pool, tenants included, in one Redis Cluster slot', () => {
     const k = fresh().keys('sonnet-4');
-    const tags = [k.bucket, k.cooldowns, k.stats, k.tenantBucket('acme')].map((key) => /\{([^}]*)\}/.exec(key)?.[1]);
+    const tags = [k.bucket, k.cooldowns, k.stats, k.throttle, k.inFlight, k.tenantBucket('acme')].map((key) => /\{([^}]*)\}/.exec(key)?.[1]);
     expect(new Set(tags).size).toBe(1);
   });
 
@@ -284,8 +284,9 @@ describe('settle', () => {
     const r = granted(await b.acquire({ pool: 'p', limits, lane: 'critical', need: need(0, 3000) }));
     const { level: l, atMs } = await level(b, 'p', limits, 'otpm');
     expect(l).toBeCloseTo(3000 + ((atMs - r.grantedAtMs) * 6000) / 60_000, 6);
-    // The pool's own state (levels, learned limits, grant counts): nothing per reservation.
-    expect(await db.redis.keys(`{${b.prefix}:*`)).toEqual([b.keys('p').bucket]);
+    // The pool's own state (levels, learned limits, grant counts) and its one set of calls in
+    // flight (an entry there, no key, per reservation: bucket-in-flight.test.ts).
+    expect((await db.redis.keys(`{${b.prefix}:*`)).sort()).toEqual([b.keys('p').inFlight, b.keys('p').bucket]);
   });
 });
 

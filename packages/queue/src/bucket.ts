@@ -23,8 +23,11 @@
  * them. Until then the pool holds the reservation's full charge, which errs on the safe side, and
  * so does a crash: a reservation never settled keeps its charge. Redis holds no reservation: the
  * grant's reply says what a settle needs, the `Reservation` carries it, and the settle sends it
- * back with the usage, so a grant creates no key and a settle reads none. A grant whose call is
- * never sent goes back whole with `release` (its request too), the same way.
+ * back with the usage, so a grant creates no key of its own and a settle reads none. A grant whose call is
+ * never sent goes back whole with `release` (its request too), the same way; one the provider may
+ * have counted in full keeps its charge with `keep`. Each grant that reserves output is listed
+ * among the calls in flight until one of the three (lua/includes/in-flight.lua), so a wait can
+ * say how much of it their refunds could cover (`sureWaitMs`).
  *
  * Each dimension holds `limits.burst` seconds of its quota (default 60: a minute's worth) and
  * refills at limit/60 per second, so over any window of W seconds a pool grants at most
@@ -97,6 +100,20 @@ const PROCESS_ID = randomBytes(6).toString('base64url');
 let sequence = 0;
 const nextId = () => `${PROCESS_ID}${(sequence++).toString(36)}`;
 
+/** A grant's life in the in-flight count when the caller names none: the providers' default call timeout. */
+export const DEFAULT_CALL_LIFE_MS = 600_000;
+
+/**
+ * A grant's entry among the calls in flight (lua/includes/in-flight.lua): what its settle may give
+ * back, and to which tenant's bucket; '' when it reserved no output. Built the same at the grant
+ * and at its settle, so the settle removes exactly the grant's entry.
+ */
+function inFlightMember(id: string, outputTokens: number, limitedTenant: string | undefined): string {
+  return outputTokens > 0 ? `${id}|${outputTokens}|${limitedTenant ?? ''}` : '';
+}
+
+const limitedTenantOf = (r: Reservation): string | undefined => (r.chargedAgainst.tenantTpm > 0 || r.chargedAgainst.tenantRpm > 0 ? (r.tenant ?? '') : undefined);
+
 function laneIndex(lane: Lane): number {
   const i = LANES.indexOf(lane);
   if (i < 0) throw new RangeError(`unknown lane ${lane}`);
@@ -139,7 +156,7 @@ interface AcquirePart {
   limits: PoolLimits;
   /** The tenant bucket, when the acquire checks tenant limits: the script's last key. */
   tenantKey: string | undefined;
-  /** requests, input, output, reserve, lane index, then model, retry flag, retry reserve, tenant tokens/min, tenant requests/min, fair reserve (each omitted when it and those after it are unused). */
+  /** requests, input, output, reserve, lane index, in-flight member, call life, then model, retry flag, retry reserve, tenant tokens/min, tenant requests/min, fair reserve (each omitted when it and those after it are unused). */
   args: (string | number)[];
 }
 
@@ -211,7 +228,10 @@ export class Bucket {
     if (!(retryReserve >= 0 && retryReserve < 1)) throw new RangeError(`retryReserve must be in [0, 1), got ${retryReserve}`);
     const fairReserve = req.fairReserve ?? 0;
     if (!(fairReserve >= 0 && reserve + fairReserve < 1)) throw new RangeError(`fairReserve must be >= 0 and below 1 - reserve, got ${fairReserve}`);
-    const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, laneIndex(req.lane)];
+    const id = nextId();
+    const callLifeMs = positive(req.callLifeMs ?? DEFAULT_CALL_LIFE_MS, 'callLifeMs');
+    const member = inFlightMember(id, need.outputTokens, tenantLimited ? tenant.id : undefined);
+    const args: (string | number)[] = [need.requests, need.inputTokens, need.outputTokens, reserve, laneIndex(req.lane), member, callLifeMs];
     // '2': a retry the budget counts but does not hold (an exempt lane's).
     const retry = !req.retry ? 0 : (req.retryBudgetExempt ?? LANE_DEFAULTS[req.lane].retryBudgetExempt) ? 2 : 1;
     if (tenantLimited || req.model || fairReserve > 0) args.push(req.model ?? '', retry, retryReserve);
@@ -234,14 +254,14 @@ export class Bucket {
           tenantRpm: tenantLimited ? (tenant.limits.rpm ?? 0) : 0,
           tenantTpm: tenantLimited ? (tenant.limits.tpm ?? 0) : 0,
         };
-        const reservation: Reservation = { id: nextId(), pool: req.pool, lane: req.lane, need, chargedAgainst, grantedAtMs: atMs };
+        const reservation: Reservation = { id, pool: req.pool, lane: req.lane, need, chargedAgainst, grantedAtMs: atMs };
         if (tenant) reservation.tenant = tenant.id;
         const throttle = throttleOf(reply);
         return throttle ? { status: 'granted', reservation, atMs, throttle, unhealthyRun: Number(reply[6]) } : { status: 'granted', reservation, atMs };
       }
       case AcquireReply.WAIT: {
         const throttle = throttleOf(reply);
-        const wait = { status: 'wait', waitMs: Number(reply[2]), reason: reply[3] as WaitReason, atMs } as const;
+        const wait = { status: 'wait', waitMs: Number(reply[2]), reason: reply[3] as WaitReason, sureWaitMs: Number(reply[4]), atMs } as const;
         return throttle ? { ...wait, throttle } : wait;
       }
       case AcquireReply.NEVER_FITS:
@@ -272,6 +292,15 @@ export class Bucket {
    */
   release(reservation: Reservation, options: CarryOptions = {}): Promise<SettleResult> {
     return this.#settle(reservation, () => ({ inputTokens: 0, outputTokens: 0, requestsBack: reservation.need.requests }), options);
+  }
+
+  /**
+   * Keeps a grant's whole charge (a call the provider may have counted in full: a 5xx, a cut
+   * connection) and ends its place among the calls in flight: nothing of it is coming back, so no
+   * tokens/min wait may count on it. Once per reservation, like `settle`.
+   */
+  keep(reservation: Reservation, options: CarryOptions = {}): Promise<SettleResult> {
+    return this.#settle(reservation, () => ({ inputTokens: reservation.need.inputTokens, outputTokens: reservation.need.outputTokens, requestsBack: 0 }), options);
   }
 
   #settle(reservation: Reservation, what: () => { inputTokens: number; outputTokens: number; requestsBack: number }, options: CarryOptions): Promise<SettleResult> {
@@ -427,7 +456,7 @@ export class Bucket {
     const sync = batch?.sync;
     const outcomes = batch?.outcomes;
     const limits = acquire?.limits ?? sync?.limits ?? {};
-    const keys = [k.bucket, k.cooldowns, k.stats, k.throttle];
+    const keys = [k.bucket, k.cooldowns, k.stats, k.throttle, k.inFlight];
     const args: (string | number)[] = [
       limitArg(limits.rpm), limitArg(limits.itpm), limitArg(limits.otpm), limitArg(limits.tpm),
       burstArg(limits.burst), settles.length, sync ? 1 : 0, outcomes?.size ?? 0, ...this.#throttleArgs,
@@ -436,7 +465,8 @@ export class Bucket {
       const { need, chargedAgainst: against } = s.reservation;
       const dIn = s.inputTokens - need.inputTokens;
       const dOut = s.outputTokens - need.outputTokens;
-      args.push(dIn, dOut, against.itpm, against.otpm, against.tpm, against.tenantTpm, 0 - s.requestsBack, against.rpm, against.tenantRpm, laneIndex(s.reservation.lane));
+      const member = inFlightMember(s.reservation.id, need.outputTokens, limitedTenantOf(s.reservation));
+      args.push(dIn, dOut, against.itpm, against.otpm, against.tpm, against.tenantTpm, 0 - s.requestsBack, against.rpm, against.tenantRpm, laneIndex(s.reservation.lane), member);
       const delta = corrections(0 - s.requestsBack, dIn, dOut, against);
       if (delta.tenantTokens !== 0 || delta.tenantRequests !== 0) keys.push(k.tenantBucket(s.reservation.tenant ?? ''));
       return delta;

@@ -22,6 +22,7 @@ describe('keys', () => {
     expect(slotTag(poolKeys('hr', 'sonnet-4').bucket)).toBe('hr:pool:sonnet-4');
     expect(slotTag(poolKeys('hr', 'sonnet-4').tenantBucket('acme'))).toBe('hr:pool:sonnet-4');
     expect(slotTag(poolKeys('hr', 'sonnet-4').throttle)).toBe('hr:pool:sonnet-4');
+    expect(slotTag(poolKeys('hr', 'sonnet-4').inFlight)).toBe('hr:pool:sonnet-4');
     expect(slotTag(fleetKeys('hr').batchLeader)).toBe('hr:fleet');
   });
 });

@@ -223,6 +223,12 @@ export interface PoolKeys {
    */
   throttle: string;
   /**
+   * ZSET `<reservation id>|<output reserved>|<tenant>` -> when it stops counting (ms, Redis time):
+   * the grants not yet settled or released, whose refunds may still come (lua/includes/in-flight.lua).
+   * Expires with its last grant's entry.
+   */
+  inFlight: string;
+  /**
    * Per-tenant bucket (`ts`, `rpm`, `tpm`) in the same slot as its pool, so one script checks
    * both. Tenants are many, so it expires once it would be full again (missing = full).
    */
@@ -236,6 +242,7 @@ export function poolKeys(prefix: string, pool: string): PoolKeys {
     cooldowns: `${t}:cooldowns`,
     stats: `${t}:stats`,
     throttle: `${t}:throttle`,
+    inFlight: `${t}:in-flight`,
     tenantBucket: (tenant: string) => `${t}:tenant:${tenant}`,
   };
 }

@@ -29,7 +29,8 @@
   KEYS[2] cooldowns zset (model -> end ms)
   KEYS[3] stats hash (counters of waits, never-fits, headers; grants are counted in the state)
   KEYS[4] throttle hash (model -> packed throttle and retry-budget state, see includes/model-throttle)
-  KEYS[5..] the tenant bucket of each carried settle with a tenant correction, in order; then,
+  KEYS[5] in-flight zset: the output each grant not yet settled reserved (see includes/in-flight)
+  KEYS[6..] the tenant bucket of each carried settle with a tenant correction, in order; then,
           last, the tenant bucket of the acquire when it has tenant limits
   The key count varies per call (no padding); every key names the pool's slot.
 
@@ -48,7 +49,8 @@
   budget goes back (those served, and those granted but never sent)
   then the acquire, absent for a flush (callers omit the optional trailing arguments they do not
   use): requests, input tokens, output tokens (tpm draws input + output), the reserve fraction of
-  the lane (0..1), the lane's index in LANES (grant counters); optionally model ('' = no cooldown
+  the lane (0..1), the lane's index in LANES (grant counters), the grant's in-flight member ('' =
+  none) and its life in ms (see includes/in-flight); optionally model ('' = no cooldown
   or throttle check), '1' when the call retries this model for the job ('2' the same from a lane
   the retry budget does not hold while the throttle is closed, '0' when it is the job's first
   call to it), the lane's reserve of the retry budget (0..1); optionally after them
@@ -64,7 +66,9 @@
     code -1 WAIT: every dimension (and the model's cooldown, throttle and retry budget) can serve
             after a = waitMs; b = the binding dimension, 'cooldown', 'throttle' or 'retry_budget',
             or 'fair_share' when only the fair reserve holds the job back (a fresh tenant's job
-            would be granted now)
+            would be granted now); c = sureMs, the wait even if every call in flight gave back
+            all the output it reserved (= waitMs unless a tokens/min wait could be covered by
+            those refunds; 0 when they could cover all of it)
     code -2 NEVER_FITS: the need exceeds what this lane may ever draw from dimension a
             (capacity minus its reserve, capacity = limit * burst / 60); b = that most, rounded
             down; c = the limit per minute that bound (configured or learned), so the caller can
@@ -82,6 +86,7 @@
 --- @include "includes/carried-settle"
 --- @include "includes/carried-sync"
 --- @include "includes/model-throttle"
+--- @include "includes/in-flight"
 
 -- Float slack so that sleeping exactly the returned (rounded-up) wait always succeeds.
 local EPS = 1e-6
@@ -99,7 +104,7 @@ local pool = readPool(KEYS[1])
 local elapsed = elapsedSince(pool[1], now)
 local reply = { 0, nowUs, 0, 0, 0, -1, 0, 0 }
 local changed, learned = false, false
-if settles > 0 then changed = settleCarried(pool, elapsed, now, 15, settles, 5) end
+if settles > 0 then changed = settleCarried(pool, elapsed, now, 15, settles, 6, KEYS[5]) end
 if ARGV[7] == '1' then
   local lowered
   lowered, learned = syncCarried(pool, { lr, li, lo, lt }, burstShare, elapsed, at, KEYS[3], reply)
@@ -134,6 +139,7 @@ if not ARGV[at] then
 end
 local requests, input, output = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
 local reserve, lane = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+local member, lifeMs = ARGV[at + 5], tonumber(ARGV[at + 6])
 
 -- The per-minute limit of each pool dimension (`limitOf`: the lower of configured and learned;
 -- nil: does not bind). It sets the refill rate; the capacity is `burstShare` of it.
@@ -141,7 +147,24 @@ local cr, ci, co, ct = limitOf(lr, pool[6]), limitOf(li, pool[7]), limitOf(lo, p
 local ur, ui, uo, ut = usedAt(pool[2], elapsed, cr), usedAt(pool[3], elapsed, ci), usedAt(pool[4], elapsed, co), usedAt(pool[5], elapsed, ct)
 
 local waitMs, reason, never, neverMost, neverLimit = 0, nil, nil, 0, 0
-local fairReserve, fairWaitMs = tonumber(ARGV[at + 10] or '') or 0, 0
+local fairReserve, fairWaitMs = tonumber(ARGV[at + 12] or '') or 0, 0
+-- The same waits if every call in flight gave back all the output it reserved (its settle's
+-- refund at most): a tokens/min wait beyond what they may give back is sure, the rest may not come.
+local sureMs, fairSureMs = 0, 0
+local inFlight
+local function givesBack(dim)
+  if dim ~= 'otpm' and dim ~= 'tpm' and dim ~= 'tenant_tpm' then return 0 end
+  if not inFlight then
+    local tenant = string.match(member, '^[^|]*|[^|]*|(.*)$')
+    inFlight = { outputInFlight(KEYS[5], now, tenant) }
+  end
+  return dim == 'tenant_tpm' and inFlight[2] or inFlight[1]
+end
+local function sureWait(dim, short, c)
+  if short <= EPS then return 0 end
+  local sure = short - givesBack(dim)
+  return sure > EPS and sure * 60000 / c or 0
+end
 -- One dimension's check against its limit c (the rate) and capacity c * share: records the wait
 -- it needs, or that the need can never fit. With `fair`, also the wait to leave the fair reserve
 -- above the lane's floor; a need too large for that ignores it (fairness never makes a job fail).
@@ -157,12 +180,14 @@ local function check(dim, c, used, n, share, fair)
   if short > EPS then
     local w = short * 60000 / c
     if w > waitMs then waitMs, reason = w, dim end
+    sureMs = math.max(sureMs, sureWait(dim, short, c))
   end
   if fair and fairReserve > 0 and n + floor + fairReserve * capacity <= capacity + EPS then
     local fairShort = short + fairReserve * capacity
     if fairShort > EPS then
       local w = fairShort * 60000 / c
       if w > fairWaitMs then fairWaitMs = w end
+      fairSureMs = math.max(fairSureMs, sureWait(dim, fairShort, c))
     end
   end
 end
@@ -171,7 +196,7 @@ check('itpm', ci, ui, input, burstShare, true)
 check('otpm', co, uo, output, burstShare, true)
 check('tpm', ct, ut, input + output, burstShare, true)
 
-local tenantTpm, tenantRpm = tonumber(ARGV[at + 8] or ''), tonumber(ARGV[at + 9] or '')
+local tenantTpm, tenantRpm = tonumber(ARGV[at + 10] or ''), tonumber(ARGV[at + 11] or '')
 local hasTenant = tenantTpm ~= nil or tenantRpm ~= nil
 local tr, tt = 0, 0
 if hasTenant then
@@ -191,26 +216,28 @@ if never then
   return reply
 end
 
-local model = ARGV[at + 5] or ''
+local model = ARGV[at + 7] or ''
 local throttle, retry, throttleState, claimed
 if model ~= '' then
   local ends = redis.call('ZSCORE', KEYS[2], model)
   if ends then
     local w = tonumber(ends) - now
     if w > waitMs then waitMs, reason = w, 'cooldown' end
+    sureMs = math.max(sureMs, w)
   end
   if params then
     -- '2': an exempt lane's retry, charged to the budget but not held by it while the throttle is closed.
-    throttle, retry = readThrottle(KEYS[4], model), ARGV[at + 6] ~= '0'
+    throttle, retry = readThrottle(KEYS[4], model), ARGV[at + 8] ~= '0'
     local w, why
-    w, why, throttleState, claimed = throttleCheck(throttle, now, params, cr, reserve, retry, tonumber(ARGV[at + 7]) or 0, ARGV[at + 6] == '2')
+    w, why, throttleState, claimed = throttleCheck(throttle, now, params, cr, reserve, retry, tonumber(ARGV[at + 9]) or 0, ARGV[at + 8] == '2')
     reply[6], reply[7] = throttleState, throttle[8]
     if w > waitMs then waitMs, reason = w, why end
+    sureMs = math.max(sureMs, w)
   end
 end
 
 -- Only the fair reserve holds the job back: a fresh tenant's job would be served now.
-if waitMs <= 0 and fairWaitMs > 0 then waitMs, reason = fairWaitMs, 'fair_share' end
+if waitMs <= 0 and fairWaitMs > 0 then waitMs, reason, sureMs = fairWaitMs, 'fair_share', fairSureMs end
 
 if waitMs > 0 then
   -- The throttle's state brought up to now is not written back (the next call decays it again),
@@ -218,7 +245,7 @@ if waitMs > 0 then
   if claimed then writeThrottle(KEYS[4], model, throttle) end
   writeCorrections()
   redis.call('HINCRBY', KEYS[3], 'wait:' .. reason, 1)
-  reply[1], reply[3], reply[4] = -1, math.ceil(waitMs), reason
+  reply[1], reply[3], reply[4], reply[5] = -1, math.ceil(waitMs), reason, math.ceil(sureMs)
   return reply
 end
 
@@ -233,6 +260,7 @@ pool[5] = ct and ut + input + output or 0
 local slot = GRANTS_AT + lane
 pool[slot] = (pool[slot] or 0) + 1
 writePool(KEYS[1], pool)
+addInFlight(KEYS[5], member, output, lifeMs, now)
 
 if throttle then
   chargeThrottle(throttle, retry, throttleState)

@@ -2,9 +2,12 @@
  * A job's own `maxWaitMs` is its deadline, in every lane: the latest time any provider call of
  * the job may start, counted from its enqueue. A job not started by then ends DEADLINE_EXCEEDED
  * without a call, so a caller that gave up is not billed for an answer nobody reads. It applies
- * to retries too (a retry due past the deadline is not made), and it ends the job as soon as the
- * wait the bucket names (a lower bound: "if nobody else draws") already passes it, rather than
- * when the deadline comes. A call already in flight is never cut short: the provider is charging
+ * to retries too (a retry due past the deadline is not made), and it ends the job as soon as a
+ * sure wait the bucket names already passes it, rather than when the deadline comes: sure is a
+ * wait the refunds of the calls in flight cannot cover (requests/min, input tokens, cooldowns, and
+ * a tokens/min wait beyond all the output those calls reserved; the bucket's `sureWaitMs`). A job
+ * whose wait only those refunds could shorten is parked no later than its deadline and looked at
+ * again then (job-runner.ts). A call already in flight is never cut short: the provider is charging
  * for it, and the answer still reaches a caller who waits. A job several callers share has the
  * latest deadline any of them wants: the dispatcher hands the job here with it
  * (`withSharedDeadline`), each caller being withdrawn at its own by its producer.

@@ -227,7 +227,8 @@ describe('runJob', () => {
 
   it('gives back the tokens of a call answered 529 (the provider did no work), not of one answered 503', async () => {
     // An 8,000-token output reservation: kept after a 503 (the provider may have done the work),
-    // given back after a 529.
+    // given back after a 529. Either way the call is no longer in flight: nothing more of it
+    // comes back for a tokens/min wait to count on.
     const usedOtpm = async (status: 529 | 503) => {
       // Limits well under the simulator's, so its rate-limit headers never lower the bucket here.
       const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 100, itpm: 20_000, otpm: 20_000 } } } });
@@ -235,6 +236,7 @@ describe('runJob', () => {
       expect((await run(ctx, job({ request: { model: SONNET, max_tokens: 8_000, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>))).kind).toBe('delay');
       await ctx.bucket.flush();
       const snap = await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits);
+      expect(snap.inFlight).toEqual({ calls: 0, outputTokens: 0, tenants: {} });
       const otpm = snap.dimensions.find((d) => d.dimension === 'otpm')!;
       return otpm.capacity - otpm.level;
     };
@@ -641,6 +643,61 @@ describe('runJob', () => {
     expect(calls(SONNET)).toBe(before);
     // Without a deadline of its own the job waits out the cooldown, as before.
     expect((await run(ctx, job())).kind).toBe('delay');
+  });
+
+  it("waits for its tenant's refunds rather than fail its deadline on a tokens/min wait the calls in flight could cover", async () => {
+    const { ctx, advance } = clocked({ tenants: { default: { tpm: 2_000 } } });
+    const withDeadline = () => ({ ...tenantJob(SONNET), maxWaitMs: 3_000 });
+    // The bucket says about 34 s for the second, far past its 3 s; the first's call, in flight as
+    // the second asks, reserved 1,500 of output and settles for a few.
+    const outcomes = await Promise.all([run(ctx, withDeadline()), run(ctx, withDeadline())]);
+    expect(outcomes.map((o) => o.kind).sort()).toEqual(['completed', 'delay']);
+    const parked = outcomes.find((o) => o.kind === 'delay')!;
+    expect(parked.kind === 'delay' && parked.delayMs).toBeLessThanOrEqual(TENANT_RECHECK_MS);
+    // Looked at again, with the refund in: served, within its deadline.
+    advance(TENANT_RECHECK_MS);
+    expect((await run(ctx, withDeadline(), { ...meta(), enqueuedAt: ctx.now() - TENANT_RECHECK_MS })).kind).toBe('completed');
+    // Past its deadline the job ends, with no call.
+    const late = await run(ctx, withDeadline(), { ...meta(), enqueuedAt: ctx.now() - 3_001 });
+    expect(late).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED' } });
+  });
+
+  it("ends a deadline job at once, the foreseen wait as its retry-after, when its tenant's quota is spent and nothing in flight can give tokens back", async () => {
+    const ctx = context({ tenants: { default: { tpm: 2_000 } } });
+    const limits = ctx.config.models[SONNET]!.limits;
+    const tenant = { id: 'acme', limits: { tpm: 2_000 } };
+    const spent = await ctx.bucket.acquire({ pool: SONNET, limits, lane: 'critical', need: { inputTokens: 100, outputTokens: 1_500 }, tenant });
+    if (spent.status !== 'granted') throw new Error(`expected a grant, got ${spent.status}`);
+    await ctx.bucket.settle(spent.reservation, { input_tokens: 100, output_tokens: 1_500 }, { immediate: true });
+    const before = calls(SONNET);
+    const outcome = await run(ctx, { ...tenantJob(SONNET), maxWaitMs: 3_000 });
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('its tenant_tpm wait needs') } });
+    // About 34 s at 2,000/min, not a second: the SDK that waits it is served.
+    expect(outcome.kind === 'failed' && outcome.failure.retryAfterMs).toBeGreaterThan(30_000);
+    expect(calls(SONNET)).toBe(before);
+  });
+
+  it("parks a deadline job behind a pool's output wait the calls in flight could refund until no later than its deadline, and ends it at once when they cannot", async () => {
+    const limits = { rpm: 1_000, itpm: 400_000, otpm: 6_000 };
+    const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits } } });
+    const inFlight = await ctx.bucket.acquire({ pool: SONNET, limits, lane: 'critical', need: { inputTokens: 0, outputTokens: 4_000 } });
+    if (inFlight.status !== 'granted') throw new Error(`expected a grant, got ${inFlight.status}`);
+    const withDeadline = () => job({ maxWaitMs: 3_000, request: { model: SONNET, max_tokens: 3_000, messages: [{ role: 'user', content: 'x' }] } } as Partial<LlmJob>);
+    // 4,000 of the 6,000 reserved by a call in flight: the 3,000 this job needs come in about
+    // 10 s on the refill alone, or as soon as that call gives back what it did not use.
+    const parked = await run(ctx, withDeadline());
+    expect(parked).toMatchObject({ kind: 'requeue' });
+    expect(parked.kind === 'requeue' && parked.waitMs).toBeLessThanOrEqual(3_000);
+    // The call settles for a few tokens: the job, looked at again, is served.
+    await ctx.bucket.settle(inFlight.reservation, { input_tokens: 0, output_tokens: 5 }, { immediate: true });
+    expect((await run(ctx, withDeadline())).kind).toBe('completed');
+    // Spent by a call that used all it reserved, nothing in flight: the wait is sure.
+    const spent = await ctx.bucket.acquire({ pool: SONNET, limits, lane: 'critical', need: { inputTokens: 0, outputTokens: 5_000 } });
+    if (spent.status !== 'granted') throw new Error(`expected a grant, got ${spent.status}`);
+    await ctx.bucket.settle(spent.reservation, { input_tokens: 0, output_tokens: 5_000 }, { immediate: true });
+    const sure = await run(ctx, withDeadline());
+    expect(sure).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('its otpm wait needs') } });
+    expect(sure.kind === 'failed' && sure.failure.retryAfterMs).toBeGreaterThan(3_000);
   });
 
   it('makes no retry due past the deadline: the job ends with the failure it had', async () => {

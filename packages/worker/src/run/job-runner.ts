@@ -8,7 +8,7 @@ import { answeredFailure, callOptionsOf, checkRelay, FailureCode, isStreamed, is
 import type { FailureKind, ProviderCallFailure, ProviderCallResult } from '../providers/types.js';
 import { shedFailure } from '../shedding/shed-decision.js';
 import { costOf } from './cost.js';
-import { pastDeadline } from './deadline.js';
+import { deadlineOf, pastDeadline } from './deadline.js';
 import { ladderOf } from './model-ladder.js';
 import { modelWaitMs } from './model-wait.js';
 import { hasAlternative, planCall, waitIsJobsOwn } from './plan.js';
@@ -61,6 +61,15 @@ export const UNHEALTHY: ReadonlySet<FailureKind> = new Set(['server', 'overloade
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The longest a waiting job may be parked: until its deadline (at least 1 ms, so the look then
+ * comes after it), when it is looked at again; unbounded without one.
+ */
+function untilDeadline(job: LlmJob, meta: JobMeta, now: number): number {
+  const deadline = deadlineOf(job, meta);
+  return deadline === undefined ? Number.POSITIVE_INFINITY : Math.max(1, deadline - now);
+}
+
 export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal: AbortSignal): Promise<RunOutcome> {
   const progress: JobProgress = { ...meta.progress };
   const startedAt = ctx.now();
@@ -99,23 +108,27 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       }
       if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
       if (plan.kind === 'wait') {
-        // The bucket's wait is a lower bound: past the deadline already, the job ends now.
-        const tooLate = pastDeadline(job, meta, ctx.now(), plan.waitMs, `its ${plan.reason} wait`);
+        // A sure wait (one the refunds of the calls in flight cannot cover) already past the
+        // deadline ends the job now, with the whole foreseen wait as its retry-after. A wait only
+        // those refunds could shorten parks it no later than its deadline, looked at again then.
+        const sureMs = plan.sureWaitMs ?? plan.waitMs;
+        const tooLate = pastDeadline(job, meta, ctx.now(), sureMs) && pastDeadline(job, meta, ctx.now(), Math.max(plan.waitMs, sureMs), `its ${plan.reason} wait`);
         if (tooLate) return { kind: 'failed', failure: tooLate, progress };
+        const waitMs = Math.min(plan.waitMs, untilDeadline(job, meta, ctx.now()));
         const jobsOwn = waitIsJobsOwn(plan.reason);
         if (!jobsOwn && meta.fetched !== undefined) {
-          ctx.poolHolds.waited(meta.id, { lane: meta.lane, pool: primaryPool, fetched: meta.fetched, waitEnd: ctx.now() + plan.waitMs, fairShare: plan.reason === 'fair_share' });
+          ctx.poolHolds.waited(meta.id, { lane: meta.lane, pool: primaryPool, fetched: meta.fetched, waitEnd: ctx.now() + waitMs, fairShare: plan.reason === 'fair_share' });
         }
         // A fair-share wait is never slept in place: the jobs it holds back (all of one pool, and
         // short waits) would race a sleeper for the same refill and come back out of lane order.
         const inline = plan.reason !== 'fair_share' && (jobsOwn || !ctx.poolHolds.has(primaryPool));
-        if (plan.waitMs <= INLINE_WAIT_MS && inlineWaits < MAX_INLINE_WAITS && inline) {
+        if (waitMs <= INLINE_WAIT_MS && inlineWaits < MAX_INLINE_WAITS && inline) {
           inlineWaits++;
           if (!jobsOwn) {
-            ctx.poolHolds.take(primaryPool, meta.lane, ctx.now() + plan.waitMs);
+            ctx.poolHolds.take(primaryPool, meta.lane, ctx.now() + waitMs);
             sleeping = true;
           }
-          await sleep(plan.waitMs);
+          await sleep(waitMs);
           continue;
         }
         // A cooling model, a retry over the model's budget, or a tenant over its quota is that
@@ -126,7 +139,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
           waitsForPool = true;
           return {
             kind: 'requeue',
-            waitMs: plan.waitMs,
+            waitMs,
             progress,
             ...(plan.reason === 'fair_share' ? { fairShare: true } : {}),
             // The backoff is its primary's pool's: so is the pace it records.
@@ -135,7 +148,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         }
         const spread = plan.reason === 'cooldown' ? Math.floor(ctx.random() * Math.min(COOLDOWN_RESUME_SPREAD_MS, plan.waitMs)) : 0;
         const tpm = isTenantDimension(plan.reason) && job.tenant ? tenantTpmOf(ctx.config, job.tenant) : undefined;
-        return { kind: 'delay', delayMs: (plan.parkMs ?? plan.waitMs) + spread, progress, ...(tpm === undefined ? {} : { tenantPark: { tenant: job.tenant!, tpm } }) };
+        return { kind: 'delay', delayMs: Math.min((plan.parkMs ?? plan.waitMs) + spread, untilDeadline(job, meta, ctx.now())), progress, ...(tpm === undefined ? {} : { tenantPark: { tenant: job.tenant!, tpm } }) };
       }
 
       // A grant as a retry of the model, served or never sent, gives its place in the budget back.
@@ -391,8 +404,11 @@ function settleAndSync(
   } else if (failure && refusedBeforeWork(failure)) {
     // The provider refused before doing any work: give the tokens back, keep the request.
     ctx.bucket.settle(reservation, { inputTokens: 0, outputTokens: 0 }).catch(failed);
+  } else {
+    // Otherwise (5xx, cut connection) the provider may have counted everything: keep the charge,
+    // and no longer count it among what the calls in flight may give back.
+    ctx.bucket.keep(reservation).catch(failed);
   }
-  // Otherwise (5xx, cut connection) the provider may have counted everything: keep the charge.
   // Headers go after the settle, so the bucket holds this call's usage when they are read.
   if (headers) {
     const observed = parseRateLimitHeaders(headers);

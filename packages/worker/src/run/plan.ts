@@ -20,13 +20,15 @@ export type Plan =
    */
   | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; retry: boolean; probeRun?: number }
   /**
+   * `sureWaitMs`: the wait even if every call in flight gave back all the output it reserved
+   * (absent: `waitMs`, all of it sure); a job's deadline is held against it (job-runner.ts).
    * `parkMs`: park the job this long, though the bucket said `waitMs` (a tenant's quota: its calls
    * in flight refund what they do not use when they settle; its held jobs wait their turn,
    * tenant-waits.ts). `pace`:
    * the pool whose bucket said wait, and how long it takes to refill this job's draw (ms): how
    * far apart that pool's queued jobs will start (pool-backoff.ts).
    */
-  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason; parkMs?: number; pace?: { pool: string; ms: number } }
+  | { kind: 'wait'; waitMs: number; reason: PlanWaitReason; sureWaitMs?: number; parkMs?: number; pace?: { pool: string; ms: number } }
   | { kind: 'never_fits'; message: string };
 
 /**
@@ -86,7 +88,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
   const configured = ladderOf(ctx.config, job).filter((m) => ctx.config.models[m]);
   const rest = configured.filter((m) => !avoid.has(m) && (meta.lateOn === undefined || poolOf(ctx.config, m) !== meta.lateOn));
   const ladder = rest.length > 0 ? rest : configured;
-  let best: { waitMs: number; reason: PlanWaitReason; pace: { pool: string; ms: number } } | undefined;
+  let best: { waitMs: number; reason: PlanWaitReason; sureWaitMs: number; pace: { pool: string; ms: number } } | undefined;
   const neverFits: string[] = [];
   const quota = tenantOf(ctx.config, job.tenant);
 
@@ -125,6 +127,8 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
         retry,
         retryReserve: laneCfg.retryReserve,
         retryBudgetExempt: laneCfg.retryBudgetExempt,
+        // A call ends (and settles) by its timeout: an entry left after it is a dead worker's.
+        callLifeMs: ctx.config.providers[job.provider].timeoutMs,
         ...quota,
         // A job of a tenant with work queued ahead leaves the fair reserve to a fresh tenant's.
         fairReserve: laneCfg.fairness === 'tenants' && !meta.fresh ? laneCfg.fairReserve : 0,
@@ -154,17 +158,17 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
     }
     ctx.metrics.bucketWaits.inc({ pool, lane: meta.lane, reason: res.reason });
     if (isTenantDimension(res.reason) && job.tenant) {
-      const parkMs = ctx.tenantWaits.told(pool, job.tenant, meta.id, res.reason, res.waitMs, ctx.now());
-      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason, parkMs };
+      const parkMs = ctx.tenantWaits.told(pool, job.tenant, meta.id, res.reason, res, ctx.now());
+      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason, sureWaitMs: res.sureWaitMs, parkMs };
     }
     // Wait for the primary unless it is cooling down, throttled, out of retry budget, or would
     // make the job late; then degrade.
     const tooLate = waitedMs + res.waitMs + REQUEUE_TRIP_MS > maxWaitMs;
     const pace = { pool, ms: paceOf(modelCfg.limits, { inputTokens: reserve, outputTokens }) };
     if (!degrades(res.reason) && (!tooLate || isLast)) {
-      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason, pace };
+      return { kind: 'wait', waitMs: res.waitMs, reason: res.reason, sureWaitMs: res.sureWaitMs, pace };
     }
-    if (!best || res.waitMs < best.waitMs) best = { waitMs: res.waitMs, reason: res.reason, pace };
+    if (!best || res.waitMs < best.waitMs) best = { waitMs: res.waitMs, reason: res.reason, sureWaitMs: res.sureWaitMs, pace };
   }
   if (best) return { kind: 'wait', ...best };
   return { kind: 'never_fits', message: neverFits.join('; ') || 'no model on the ladder can serve this job' };

@@ -36,8 +36,13 @@ export const TENANT_HOLD_MAX_MS = 60_000;
 const PROMOTE_TRIES = 3;
 
 export interface TenantHold {
-  /** Until the tenant's bucket in the pool is asked again (the deadline's view of the wait). */
+  /** Until the tenant's bucket in the pool is asked again. */
   waitMs: number;
+  /**
+   * What is left of the bucket's last sure wait (the part the tenant's calls in flight could not
+   * refund): the deadline's view of the wait, which may pass `waitMs`.
+   */
+  sureWaitMs: number;
   reason: TenantDimension;
   /** How long to park the job. */
   parkMs: number;
@@ -54,6 +59,8 @@ interface Held {
   at: number;
   /** When the bucket's last wait ends if nothing is refunded. */
   until: number;
+  /** When it ends if every call in flight refunded all it reserved: no sooner. */
+  sureUntil: number;
   reason: TenantDimension;
   /** Job id -> the job and when its park ends, in park-end order. */
   parked: Map<string, ParkedJob & { returnAt: number }>;
@@ -79,23 +86,26 @@ export class TenantWaits {
       return undefined;
     }
     const waitMs = held.at - now;
-    if (job.ownDeadline) return { waitMs, reason: held.reason, parkMs: waitMs };
+    const sureWaitMs = Math.max(0, held.sureUntil - now);
+    if (job.ownDeadline) return { waitMs, reason: held.reason, sureWaitMs, parkMs: waitMs };
     const returnAt = Math.min(now + TENANT_HOLD_MAX_MS, Math.max(held.until, held.lastReturnAt) + job.paceMs);
     held.parked.set(job.id, { id: job.id, lane: job.lane, returnAt });
     held.lastReturnAt = returnAt;
-    return { waitMs, reason: held.reason, parkMs: Math.max(waitMs, returnAt - now) };
+    return { waitMs, reason: held.reason, sureWaitMs, parkMs: Math.max(waitMs, returnAt - now) };
   }
 
   /**
-   * The bucket told job `jobId` of the tenant to wait `waitMs` in the pool: holds the tenant's jobs
-   * for the pool until the recheck, and returns how long that is (the job's own park).
+   * The bucket told job `jobId` of the tenant to wait `waitMs` in the pool (`sureWaitMs` of it
+   * sure): holds the tenant's jobs for the pool until the recheck, and returns how long that is
+   * (the job's own park).
    */
-  told(pool: string, tenant: string, jobId: string, reason: TenantDimension, waitMs: number, now: number): number {
+  told(pool: string, tenant: string, jobId: string, reason: TenantDimension, wait: { waitMs: number; sureWaitMs: number }, now: number): number {
+    const { waitMs, sureWaitMs } = wait;
     const recheckMs = Math.min(waitMs, TENANT_RECHECK_MS);
     const tenants = this.#held.get(pool) ?? new Map<string, Held>();
-    const held = tenants.get(tenant) ?? { at: 0, until: 0, reason, parked: new Map(), lastReturnAt: 0 };
+    const held = tenants.get(tenant) ?? { at: 0, until: 0, sureUntil: 0, reason, parked: new Map(), lastReturnAt: 0 };
     held.parked.delete(jobId);
-    Object.assign(held, { at: now + recheckMs, until: now + waitMs, reason });
+    Object.assign(held, { at: now + recheckMs, until: now + waitMs, sureUntil: now + sureWaitMs, reason });
     tenants.set(tenant, held);
     this.#held.set(pool, tenants);
     return recheckMs;

@@ -3,7 +3,8 @@
   grant's reply told it which capacities each dimension was charged against), so a settle sends
   its corrections, already worked out, with those capacities: no key is read or deleted. That a
   reservation is refunded once is the client's to keep (the Bucket dedupes, and its connection
-  does not resend a command lost in a disconnect).
+  does not resend a command lost in a disconnect). The settle also removes the grant's in-flight
+  entry (includes/in-flight): its refund is no longer to come.
 
   Needs includes/bucket-time and includes/pool-state.
 ]]
@@ -12,9 +13,9 @@
 -- the capacities input, output, tokens and tenant tokens were charged against (0 = that dimension
 -- did not bind at the grant: nothing to correct), then the requests given back (a grant never
 -- sent: its request goes back too, and its lane's grant is uncounted), the capacities requests and
--- tenant requests were charged against, and the grant's lane index. Tokens and tenant tokens
--- correct by the sum of input and output.
-local SETTLE_ARGS = 10
+-- tenant requests were charged against, the grant's lane index, and its in-flight member ('' =
+-- none). Tokens and tenant tokens correct by the sum of input and output.
+local SETTLE_ARGS = 11
 
 -- The tenant bucket is a separate key (one per tenant, expiring once full again), so it is
 -- corrected in place. A refund only makes it full sooner, so its TTL can stay; a charge may
@@ -41,10 +42,10 @@ end
   Applies the `n` settles in ARGV from `at` on. `pool` is the pool state as read (index 2..5 = rpm,
   itpm, otpm, tpm used at pool[1]); corrections go into it in place, at `now`, without moving its
   `ts`. A settle with a tenant correction (tokens, requests or both) takes the next of KEYS, from
-  `keyAt` on. Returns
-  whether a pool field changed, and the next unused key index.
+  `keyAt` on; its in-flight entry leaves `inFlightKey`. Returns whether a pool field changed, and
+  the next unused key index.
 ]]
-local function settleCarried(pool, elapsed, now, at, n, keyAt)
+local function settleCarried(pool, elapsed, now, at, n, keyAt, inFlightKey)
   local changed = false
   local function correct(field, delta, cap)
     if delta == 0 then return end
@@ -60,6 +61,7 @@ local function settleCarried(pool, elapsed, now, at, n, keyAt)
     local dIn, dOut = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
     local ki, ko, kt, kn = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
     local dReq, kr, knr = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
+    if ARGV[a + 10] ~= '' then redis.call('ZREM', inFlightKey, ARGV[a + 10]) end
     if kr > 0 then correct(2, dReq, kr) end
     if dReq < 0 then
       -- A grant given back was no call: the lane's count of grants is of calls let through.
