@@ -3,6 +3,7 @@
  * shape with a status the SDKs do not retry, a message naming what is wrong, and nothing is
  * enqueued. The gateway never crashes: a good call still goes through at the end.
  */
+import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { Redis } from 'ioredis';
@@ -250,6 +251,30 @@ describe('bad input through headroom gateway', () => {
     expect(await orphan.exited).toBe(2);
     expect(orphan.output()).toContain('gateway.keys.app.keyEnv: environment variable BAD_INPUT_GATEWAY_KEY is not set');
   });
+
+  it("keeps an idle connection open past Node's 5 s default, so an SDK's pooled socket is still there when reused", async () => {
+    // One socket: the second request goes on the first one's connection if it is still open.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ keepAlive: string | undefined; reused: boolean; status: number }>((resolve, reject) => {
+        const req = request(`${base}/v1/models`, { agent, headers: { 'anthropic-version': '2023-06-01', 'x-api-key': KEY } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ keepAlive: res.headers['keep-alive'] as string | undefined, reused: req.reusedSocket, status: res.statusCode ?? 0 }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      const first = await get();
+      expect(first).toEqual({ keepAlive: 'timeout=65', reused: false, status: 200 });
+      // Idle past Node's default (5 s), and past this gateway's headersTimeoutMs (2 s): an idle
+      // connection is not a head that is late, and the next request is answered on it.
+      await new Promise((r) => setTimeout(r, 6_000));
+      expect(await get()).toEqual({ keepAlive: 'timeout=65', reused: true, status: 200 });
+    } finally {
+      agent.destroy();
+    }
+  }, 20_000);
 
   it('answers 503 with retry-after while Redis is down (the SDKs retry), and never crashes', async () => {
     await redis.stop();

@@ -111,6 +111,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const retry = timeout ? '' : 'x-should-retry: false\r\n';
     socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`);
   });
+  // Node's 5 s default is shorter than an SDK pool keeps an idle socket: a call reusing one as the
+  // gateway closes it fails with ECONNRESET. headersTimeout still bounds each request's head: Node
+  // times a head from its first byte, not from the end of the answer before it.
+  server.keepAliveTimeout = config.gateway.keepAliveTimeoutMs;
   const portSetting = opts.portSetting ?? (opts.port === undefined ? 'gateway.port' : 'the port option');
   try {
     await listen(server, { port: opts.port ?? config.gateway.port, host: opts.host ?? config.gateway.host, what: 'the gateway', setting: portSetting });
