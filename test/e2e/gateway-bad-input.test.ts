@@ -82,6 +82,8 @@ interface Case {
   provider: 'anthropic' | 'openai';
   /** OpenAI's `code`, where the case pins it. */
   code?: string | null;
+  /** OpenAI's `param`, where the case pins it: a body field as OpenAI writes it, null for a header. */
+  param?: string | null;
 }
 
 const CASES: Case[] = [
@@ -130,7 +132,16 @@ const CASES: Case[] = [
   { name: 'missing messages', headers: ANTHROPIC, body: JSON.stringify({ model: SONNET, max_tokens: 16 }), status: 400, says: 'messages: expected an array of messages', provider: 'anthropic' },
   { name: 'max_tokens 0', headers: ANTHROPIC, body: message({ max_tokens: 0 }), status: 400, says: 'max_tokens: expected a positive integer, got 0', provider: 'anthropic' },
   { name: 'system role inside Anthropic messages', headers: ANTHROPIC, body: message({ messages: [{ role: 'system', content: 'x' }] }), status: 400, says: 'messages.0.role: expected "user" or "assistant"', provider: 'anthropic' },
-  { name: 'OpenAI stream_options without stream', path: '/v1/chat/completions', headers: OPENAI, body: chat({ stream_options: { include_usage: true } }), status: 400, says: 'stream_options: stream_options is only allowed with "stream": true', provider: 'openai' },
+  { name: 'OpenAI stream_options without stream', path: '/v1/chat/completions', headers: OPENAI, body: chat({ stream_options: { include_usage: true } }), status: 400, says: 'stream_options: stream_options is only allowed with "stream": true', provider: 'openai', param: 'stream_options', code: 'invalid_value' },
+  // OpenAI's param and code, as OpenAI gives them: the path in its own notation, the kind of problem.
+  { name: 'OpenAI unknown role', path: '/v1/chat/completions', headers: OPENAI, body: chat({ messages: [{ role: 'bot', content: 'x' }] }), status: 400, says: 'messages.0.role: expected role', provider: 'openai', param: 'messages[0].role', code: 'invalid_value' },
+  { name: 'OpenAI missing model', path: '/v1/chat/completions', headers: OPENAI, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }), status: 400, says: 'model: expected a string', provider: 'openai', param: 'model', code: 'missing_required_parameter' },
+  { name: 'OpenAI temperature as a string', path: '/v1/chat/completions', headers: OPENAI, body: chat({ temperature: 'hot' }), status: 400, says: 'temperature:', provider: 'openai', param: 'temperature', code: 'invalid_type' },
+  { name: 'OpenAI n of 0', path: '/v1/chat/completions', headers: OPENAI, body: chat({ n: 0 }), status: 400, says: 'n: expected a positive integer, got 0', provider: 'openai', param: 'n', code: 'integer_below_min_value' },
+  { name: 'OpenAI max_output_tokens of 0 (Responses)', path: '/v1/responses', headers: OPENAI, body: JSON.stringify({ model: GPT, input: 'hi', max_output_tokens: 0 }), status: 400, says: 'max_output_tokens: expected a positive integer, got 0', provider: 'openai', param: 'max_output_tokens', code: 'integer_below_min_value' },
+  // A header is no body field: OpenAI's param is null for it.
+  { name: 'OpenAI without a content type', path: '/v1/chat/completions', headers: { authorization: `Bearer ${KEY}` }, body: new Blob([chat()]) as unknown as string, status: 400, says: 'content-type: expected application/json', provider: 'openai', param: null },
+  { name: 'OpenAI unknown priority', path: '/v1/chat/completions', headers: { ...OPENAI, 'headroom-priority': 'urgent' }, body: chat(), status: 400, says: 'headroom-priority: expected critical', provider: 'openai', param: null },
   { name: 'unknown path', path: '/v1/complete', headers: ANTHROPIC, body: message(), status: 404, says: 'no such endpoint', provider: 'anthropic' },
   // OpenAI's own answer to an endpoint it lacks: no code (it is not a model that is missing).
   { name: 'an OpenAI endpoint the gateway lacks', path: '/v1/embeddings', headers: OPENAI, body: chat(), status: 404, says: 'POST /v1/embeddings: no such endpoint', provider: 'openai', code: null },
@@ -221,6 +232,7 @@ describe('bad input through headroom gateway', () => {
     if (c.provider === 'anthropic') expect(parsed).toMatchObject({ type: 'error', error: { type: expect.any(String), message: expect.any(String) } });
     else expect(Object.keys(parsed.error as object).sort()).toEqual(['code', 'message', 'param', 'type']);
     if (c.code !== undefined) expect((parsed.error as { code: unknown }).code).toBe(c.code);
+    if (c.param !== undefined) expect((parsed.error as { param: unknown }).param).toBe(c.param);
     const message = (parsed.error as { message: string }).message;
     if (typeof c.says === 'string') expect(message).toContain(c.says);
     else expect(message).toMatch(c.says);

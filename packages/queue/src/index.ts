@@ -27,7 +27,7 @@ export {
   AddressUnavailableError,
 } from './errors.js';
 export { listen } from './listen.js';
-export type { Issue } from './errors.js';
+export type { Issue, IssueCode } from './errors.js';
 export { INTERACTIVE_LANES, LANES, PRIORITIES, LANE_DEFAULTS, laneOfPriority } from './lanes.js';
 export type { InteractiveLane, Lane, Priority, LaneDefaults } from './lanes.js';
 export {

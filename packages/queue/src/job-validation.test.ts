@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { JobValidationError, PayloadTooLargeError } from './errors.js';
+import { JobValidationError, PayloadTooLargeError, type Issue } from './errors.js';
 import { apiOf, callOptionsOf, maxOutputTokens, outputBoundField, outputBoundFor } from './job.js';
 import { coalesceKeyOf } from './job-ids.js';
 import { parseJob } from './job-validation.js';
@@ -25,7 +25,7 @@ const openai = (request: Record<string, unknown> = {}, extra: Record<string, unk
   ...extra,
 });
 
-function issuesOf(input: unknown): { path: string; message: string }[] {
+function issuesOf(input: unknown): Issue[] {
   try {
     parseJob(input);
   } catch (err) {
@@ -195,8 +195,8 @@ describe('parseJob', () => {
     expect(issuesOf(responses({ max_output_tokens: 0 }))[0]?.path).toBe('request.max_output_tokens');
     // A Chat Completions body under api "responses" (and the other way round) names what is missing.
     expect(issuesOf(responses({ input: undefined, messages: [{ role: 'user', content: 'Hi' }] })).map((i) => i.path)).toContain('request.input');
-    expect(issuesOf(openai({}, { api: 'assistants' }))[0]).toEqual({ path: 'api', message: 'expected api "chat" (or none) or "responses", got "assistants"' });
-    expect(issuesOf(anthropic({}, { provider: 'gemini' }))[0]).toEqual({ path: 'provider', message: 'expected "anthropic" or "openai", got "gemini"' });
+    expect(issuesOf(openai({}, { api: 'assistants' }))[0]).toEqual({ path: 'api', message: 'expected api "chat" (or none) or "responses", got "assistants"', code: 'invalid_value' });
+    expect(issuesOf(anthropic({}, { provider: 'gemini' }))[0]).toEqual({ path: 'provider', message: 'expected "anthropic" or "openai", got "gemini"', code: 'invalid_value' });
   });
 
   it('says a job must be an object when it is not one', () => {
@@ -241,6 +241,18 @@ describe('parseJob', () => {
     expect(issuesOf(anthropic({}, { metadata: { ticket: 10n } }))).toEqual([{ path: 'metadata.ticket', message: 'a BigInt is not JSON (send it as a string or a number)' }]);
     expect(issuesOf(anthropic({}, { metadata: { onDone: () => 1 } }))).toEqual([{ path: 'metadata.onDone', message: 'a function is not JSON' }]);
     expect(issuesOf(anthropic({ tools: [{ name: 't', input_schema: { type: 'object', default: Number.NaN } }] }))).toEqual([{ path: 'request.tools.0.input_schema.default', message: 'NaN is not JSON' }]);
+  });
+
+  it('says what kind of problem each issue is, as OpenAI codes it', () => {
+    const codeAt = (input: unknown, path: string) => issuesOf(input).find((i) => i.path === path)?.code;
+    expect(codeAt(openai({ model: undefined }), 'request.model')).toBe('missing_required_parameter');
+    expect(codeAt(openai({ n: 'two' }), 'request.n')).toBe('invalid_type');
+    expect(codeAt(openai({ n: 0 }), 'request.n')).toBe('integer_below_min_value');
+    // A decimal below its minimum is no integer's: a plain invalid value.
+    expect(codeAt(openai({ temperature: -1 }), 'request.temperature')).toBe('invalid_value');
+    expect(codeAt(openai({ messages: [{ role: 'bot', content: 'x' }] }), 'request.messages.0.role')).toBe('invalid_value');
+    // A rule across fields has none of its own.
+    expect(codeAt(openai({ max_tokens: 10 }), 'request.max_tokens')).toBeUndefined();
   });
 
   it('refuses a job over the size limit with PAYLOAD_TOO_LARGE', () => {

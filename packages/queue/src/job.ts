@@ -8,7 +8,14 @@ import { PRIORITIES } from './lanes.js';
 const nonEmpty = z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' });
 /** Provider model ids never hold whitespace; admission sends a job's models as one line-separated argument. */
 const modelId = nonEmpty.regex(/^\S*$/, { error: 'a model id has no whitespace' });
-const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
+/**
+ * Its minimum is raised as a `too_small` issue of origin "int" (zod's own says "number" for an
+ * integer too), so an error can say an integer was below its minimum (OpenAI's
+ * `integer_below_min_value`) rather than any number.
+ */
+const positiveInt = z.int({ error: 'expected a positive integer' }).check((ctx) => {
+  if (ctx.value < 1) ctx.issues.push({ code: 'too_small', origin: 'int', minimum: 1, inclusive: true, input: ctx.value, message: 'expected a positive integer' });
+});
 
 // ---- Anthropic Messages ----------------------------------------------------------------
 

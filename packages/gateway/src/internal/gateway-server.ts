@@ -336,7 +336,7 @@ class GatewayHandler {
     const key = this.#authenticate(req, res, dialect);
     if (!key) return undefined;
     if (dialect.provider === 'anthropic' && !req.headers['anthropic-version']) {
-      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'anthropic-version: header is required', shouldRetry: false, param: 'anthropic-version' });
+      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'anthropic-version: header is required', shouldRetry: false });
       return undefined;
     }
     // A key's own tenant is the tenant: its requests' headroom-tenant is not read, so not refused either.
