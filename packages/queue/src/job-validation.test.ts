@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { JobValidationError, PayloadTooLargeError, type Issue } from './errors.js';
-import { apiOf, callOptionsOf, maxOutputTokens, outputBoundField, outputBoundFor } from './job.js';
+import { apiOf, callOptionsOf, choicesOf, isStreamed, maxOutputTokens, outputBoundField, outputBoundFor } from './job.js';
 import { coalesceKeyOf } from './job-ids.js';
 import { parseJob } from './job-validation.js';
 import { MAX_JSON_DEPTH } from './json-value.js';
@@ -241,6 +241,28 @@ describe('parseJob', () => {
     expect(issuesOf(anthropic({}, { metadata: { ticket: 10n } }))).toEqual([{ path: 'metadata.ticket', message: 'a BigInt is not JSON (send it as a string or a number)' }]);
     expect(issuesOf(anthropic({}, { metadata: { onDone: () => 1 } }))).toEqual([{ path: 'metadata.onDone', message: 'a function is not JSON' }]);
     expect(issuesOf(anthropic({ tools: [{ name: 't', input_schema: { type: 'object', default: Number.NaN } }] }))).toEqual([{ path: 'request.tools.0.input_schema.default', message: 'NaN is not JSON' }]);
+  });
+
+  it("takes null where the provider's API does, keeps it for the provider, and reads it as absent", () => {
+    // The openai SDK's types say `T | null` for these; a client passing its own null got a 400.
+    const chat = parseJob(openai({ temperature: null, n: null, max_completion_tokens: null, max_tokens: null, stream: null, stream_options: null, messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello', tool_calls: null }] })).job;
+    expect(chat.request).toMatchObject({ temperature: null, n: null, max_completion_tokens: null, max_tokens: null, stream: null });
+    expect(isStreamed(chat)).toBe(false);
+    expect(choicesOf(chat)).toBe(1);
+    // No bound of its own: the model's default is reserved (a null bound read as 0 reserved nothing).
+    expect(maxOutputTokens(chat)).toBeUndefined();
+    expect(outputBoundFor(chat, { maxOutputTokens: 32_768 })).toBe(32_768);
+    // One of the two bounds set, the other null: not "both set".
+    expect(maxOutputTokens(parseJob(openai({ max_completion_tokens: null, max_tokens: 100, n: 2 })).job)).toBe(200);
+    expect(maxOutputTokens(parseJob(openai({ max_completion_tokens: 50, max_tokens: null })).job)).toBe(50);
+    const reply = parseJob(responses({ stream: null, max_output_tokens: null })).job;
+    expect(reply.request.stream).toBeNull();
+    expect(isStreamed(reply)).toBe(false);
+    expect(outputBoundFor(reply, { maxOutputTokens: 32_768 })).toBe(32_768);
+    // Where the API takes no null, neither does Headroom: Anthropic's refuses `temperature: null`.
+    expect(issuesOf(anthropic({ temperature: null }))[0]?.path).toBe('request.temperature');
+    expect(issuesOf(anthropic({ max_tokens: null }))[0]?.path).toBe('request.max_tokens');
+    expect(issuesOf(openai({ messages: null }))[0]?.path).toBe('request.messages');
   });
 
   it('says what kind of problem each issue is, as OpenAI codes it', () => {

@@ -86,6 +86,8 @@ export const AnthropicMessagesRequest = z.looseObject({
     )
     .min(1, { error: 'must not be empty' }),
   system: z.union([z.string(), z.array(AnthropicTextBlock)]).optional(),
+  // Not null, unlike OpenAI's: Anthropic's API refuses `"temperature": null` ("Input should be a
+  // valid number"), and its SDK's types take none of these as null.
   temperature: z.number().min(0).max(1).optional(),
   top_p: z.number().min(0).max(1).optional(),
   top_k: positiveInt.optional(),
@@ -107,7 +109,7 @@ const OpenAIMessage = z.discriminatedUnion(
       role: z.literal('assistant'),
       content: z.union([z.string(), z.array(OpenAIContentPart), z.null()]).optional(),
       // `function` or `custom` (a custom tool's call, answered with free text) today.
-      tool_calls: z.array(z.looseObject({ id: nonEmpty, type: nonEmpty })).optional(),
+      tool_calls: z.array(z.looseObject({ id: nonEmpty, type: nonEmpty })).nullish(),
     }),
     z.looseObject({ role: z.literal('tool'), tool_call_id: nonEmpty, content: z.union([z.string(), z.array(OpenAIContentPart)]) }),
     // The deprecated answer to a `function_call`, which the API and the SDK's types still take.
@@ -120,12 +122,13 @@ export const OpenAIChatRequest = z
   .looseObject({
     model: modelId,
     messages: z.array(OpenAIMessage, { error: 'expected an array of messages' }).min(1, { error: 'must not be empty' }),
-    max_tokens: positiveInt.optional(),
-    max_completion_tokens: positiveInt.optional(),
-    n: positiveInt.optional(),
-    temperature: z.number().min(0).max(2).optional(),
+    // null is the SDK's own "not set" for each of these (its types say `T | null`): read as absent.
+    max_tokens: positiveInt.nullish(),
+    max_completion_tokens: positiveInt.nullish(),
+    n: positiveInt.nullish(),
+    temperature: z.number().min(0).max(2).nullish(),
     /** The worker makes a streaming call and relays each chunk to the waiting client through Redis. */
-    stream: z.boolean({ error: 'expected true or false' }).optional(),
+    stream: z.boolean({ error: 'expected true or false' }).nullish(),
     stream_options: z.looseObject({ include_usage: z.boolean({ error: 'expected true or false' }).optional() }).nullish(),
   })
   .superRefine((req, ctx) => {
@@ -135,7 +138,7 @@ export const OpenAIChatRequest = z
     }
     // A request with no output bound is OpenAI's default and is allowed: it reserves its models'
     // configured maxOutputTokens, as OpenAI counts it (admission refuses it for a model without).
-    if (req.max_tokens !== undefined && req.max_completion_tokens !== undefined) {
+    if (req.max_tokens != null && req.max_completion_tokens != null) {
       ctx.addIssue({ code: 'custom', path: ['max_tokens'], message: 'set only one of max_tokens and max_completion_tokens' });
     }
   });
@@ -157,7 +160,7 @@ export const OpenAIResponsesRequest = z
     temperature: z.number().min(0).max(2).nullish(),
     top_p: z.number().min(0).max(1).nullish(),
     /** The worker makes a streaming call and relays each event to the waiting client through Redis. */
-    stream: z.boolean({ error: 'expected true or false' }).optional(),
+    stream: z.boolean({ error: 'expected true or false' }).nullish(),
     stream_options: z.looseObject({}).nullish(),
     background: z.boolean().nullish(),
   })
@@ -295,8 +298,9 @@ export function choicesOf(job: LlmJob): number {
 export function maxOutputTokens(job: LlmJob): number | undefined {
   if (job.provider === 'anthropic') return job.request.max_tokens;
   if (job.api === 'responses') return job.request.max_output_tokens ?? undefined;
+  // A null bound is the SDK's "not set": the model's default is reserved, never 0 tokens.
   const perChoice = job.request.max_completion_tokens ?? job.request.max_tokens;
-  return perChoice === undefined ? undefined : perChoice * choicesOf(job);
+  return perChoice == null ? undefined : perChoice * choicesOf(job);
 }
 
 /** The request field that bounds the job's output, as its API names it (for messages that ask the caller to set one). */
