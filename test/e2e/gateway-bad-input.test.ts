@@ -60,6 +60,8 @@ afterAll(async () => {
 const ANTHROPIC = { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': KEY };
 const OPENAI = { 'content-type': 'application/json', authorization: `Bearer ${KEY}` };
 const message = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }], ...extra });
+/** A count_tokens body: a Messages body without max_tokens. */
+const countBody = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: SONNET, messages: [{ role: 'user', content: 'hi' }], ...extra });
 const chat = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'hi' }], ...extra });
 
 /** An object nested `levels` deep: `{ a: { a: ... {} } }`. */
@@ -142,6 +144,14 @@ const CASES: Case[] = [
   // A header is no body field: OpenAI's param is null for it.
   { name: 'OpenAI without a content type', path: '/v1/chat/completions', headers: { authorization: `Bearer ${KEY}` }, body: new Blob([chat()]) as unknown as string, status: 400, says: 'content-type: expected application/json', provider: 'openai', param: null },
   { name: 'OpenAI unknown priority', path: '/v1/chat/completions', headers: { ...OPENAI, 'headroom-priority': 'urgent' }, body: chat(), status: 400, says: 'headroom-priority: expected critical', provider: 'openai', param: null },
+  // count_tokens refuses what /v1/messages refuses (and Anthropic's count_tokens does).
+  { name: 'count_tokens with a system role in messages', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ messages: [{ role: 'system', content: 'x' }] }), status: 400, says: 'messages.0.role: expected "user" or "assistant"', provider: 'anthropic' },
+  { name: 'count_tokens with content 5', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ messages: [{ role: 'user', content: 5 }] }), status: 400, says: 'messages.0.content:', provider: 'anthropic' },
+  { name: 'count_tokens with a message without content', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ messages: [{ role: 'user' }] }), status: 400, says: 'messages.0.content:', provider: 'anthropic' },
+  { name: 'count_tokens with tools "nope"', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ tools: 'nope' }), status: 400, says: 'tools: expected an array of tools', provider: 'anthropic' },
+  { name: 'count_tokens with system 5', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ system: 5 }), status: 400, says: 'system:', provider: 'anthropic' },
+  { name: 'count_tokens with an empty message before the last', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ messages: [{ role: 'assistant', content: '' }, { role: 'user', content: 'hi' }] }), status: 400, says: 'messages.0.content: must not be empty', provider: 'anthropic' },
+  { name: 'tools "nope" (Anthropic)', headers: ANTHROPIC, body: message({ tools: 'nope' }), status: 400, says: 'tools: expected an array of tools', provider: 'anthropic' },
   { name: 'unknown path', path: '/v1/complete', headers: ANTHROPIC, body: message(), status: 404, says: 'no such endpoint', provider: 'anthropic' },
   // OpenAI's own answer to an endpoint it lacks: no code (it is not a model that is missing).
   { name: 'an OpenAI endpoint the gateway lacks', path: '/v1/embeddings', headers: OPENAI, body: chat(), status: 404, says: 'POST /v1/embeddings: no such endpoint', provider: 'openai', code: null },

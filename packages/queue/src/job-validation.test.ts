@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { JobValidationError, PayloadTooLargeError, type Issue } from './errors.js';
 import { apiOf, callOptionsOf, choicesOf, isStreamed, maxOutputTokens, outputBoundField, outputBoundFor } from './job.js';
 import { coalesceKeyOf } from './job-ids.js';
-import { parseJob } from './job-validation.js';
+import { countTokensIssues, parseJob } from './job-validation.js';
 import { MAX_JSON_DEPTH } from './json-value.js';
 
 const anthropic = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
@@ -130,6 +130,7 @@ describe('parseJob', () => {
     ['text block without text', anthropic({ messages: [{ role: 'user', content: [{ type: 'text' }] }] }), 'request.messages.0.content.0.text', /string/],
     ['bad image media type', anthropic({ messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/bmp', data: 'x' } }] }] }), 'request.messages.0.content.0.source.media_type', /image\/jpeg/],
     ['system as number', anthropic({ system: 42 }), 'request.system', /./],
+    ['tools not an array', anthropic({ tools: 'nope' }), 'request.tools', /array of tools/],
     ['temperature too high', anthropic({ temperature: 3 }), 'request.temperature', /1/],
     ['streaming with sla none', anthropic({ stream: true }, { sla: 'none' }), 'request.stream', /must be interactive: sla "none" goes to the batch API/],
     ['streaming with onShed batch', anthropic({ stream: true }, { priority: 'LOW', onShed: 'batch' }), 'onShed', /streamed job cannot be shed to the batch API/],
@@ -275,6 +276,19 @@ describe('parseJob', () => {
     expect(codeAt(openai({ messages: [{ role: 'bot', content: 'x' }] }), 'request.messages.0.role')).toBe('invalid_value');
     // A rule across fields has none of its own.
     expect(codeAt(openai({ max_tokens: 10 }), 'request.max_tokens')).toBeUndefined();
+  });
+
+  it("checks a count_tokens body as a Messages job's request, without the max_tokens count_tokens does not take", () => {
+    const messages = [{ role: 'user', content: 'Hi' }];
+    expect(countTokensIssues({ model: 'claude-sonnet-4-6', messages })).toEqual([]);
+    expect(countTokensIssues({ model: 'claude-sonnet-4-6', messages, tools: [{ name: 't', input_schema: { type: 'object' } }] })).toEqual([]);
+    const pathOf = (body: Record<string, unknown>) => countTokensIssues({ model: 'claude-sonnet-4-6', messages, ...body })[0]?.path;
+    expect(pathOf({ messages: [{ role: 'system', content: 'x' }] })).toBe('request.messages.0.role');
+    expect(pathOf({ messages: [{ role: 'user', content: 5 }] })).toBe('request.messages.0.content');
+    expect(pathOf({ messages: [{ role: 'user' }] })).toBe('request.messages.0.content');
+    expect(pathOf({ system: 5 })).toBe('request.system');
+    expect(pathOf({ model: undefined })).toBe('request.model');
+    expect(countTokensIssues([])).toEqual([expect.objectContaining({ path: 'request' })]);
   });
 
   it('refuses a job over the size limit with PAYLOAD_TOO_LARGE', () => {

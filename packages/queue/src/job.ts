@@ -86,6 +86,8 @@ export const AnthropicMessagesRequest = z.looseObject({
     )
     .min(1, { error: 'must not be empty' }),
   system: z.union([z.string(), z.array(AnthropicTextBlock)]).optional(),
+  /** Each tool as the provider takes it (a custom tool, a server tool...): checked there. */
+  tools: z.array(z.looseObject({}, { error: 'expected a tool (an object)' }), { error: 'expected an array of tools' }).optional(),
   // Not null, unlike OpenAI's: Anthropic's API refuses `"temperature": null` ("Input should be a
   // valid number"), and its SDK's types take none of these as null.
   temperature: z.number().min(0).max(1).optional(),
@@ -96,6 +98,10 @@ export const AnthropicMessagesRequest = z.looseObject({
   stream: z.boolean({ error: 'expected true or false' }).optional(),
 });
 export type AnthropicMessagesRequest = z.infer<typeof AnthropicMessagesRequest>;
+
+/** An Anthropic count_tokens body: a Messages request, checked as one, without the max_tokens count_tokens does not take. */
+export const AnthropicCountTokensRequest = AnthropicMessagesRequest.omit({ max_tokens: true });
+export type AnthropicCountTokensRequest = z.infer<typeof AnthropicCountTokensRequest>;
 
 // ---- OpenAI Chat Completions ----------------------------------------------------------
 

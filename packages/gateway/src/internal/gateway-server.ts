@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createLogger, createRedis, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
+import { countTokensIssues, createLogger, createRedis, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -371,8 +371,9 @@ class GatewayHandler {
     const prepared = await this.#prepare(req, res, anthropic);
     if (!prepared) return;
     const { body } = prepared;
-    if (typeof body.model !== 'string' || body.model === '') return send(res, anthropic, invalid([{ path: 'request.model', message: 'expected a model name' }]));
-    if (!Array.isArray(body.messages) || body.messages.length === 0) return send(res, anthropic, invalid([{ path: 'request.messages', message: 'expected a non-empty array of messages' }]));
+    // What /v1/messages refuses is not counted either: the provider's count_tokens refuses it too.
+    const issues = countTokensIssues(body);
+    if (issues.length > 0) return send(res, anthropic, invalid(issues));
     // No provider key lives here: the count is the estimate the fleet reserves with, and says so.
     res.writeHead(200, { 'content-type': 'application/json', 'headroom-estimate': 'o200k_base' }).end(JSON.stringify({ input_tokens: estimateInputTokens(body) }));
   }
