@@ -267,6 +267,12 @@ describe('the gateway with the official SDKs', () => {
     expect((refused as Error).message).toContain(`model "${GPT_MINI}" has no maxOutputTokens`);
   });
 
+  it('Anthropic: an empty final assistant message (a prefill) is served as the provider serves it', async () => {
+    const prefill = { ...claude('Say something.'), messages: [{ role: 'user' as const, content: 'Say something.' }, { role: 'assistant' as const, content: '' }] };
+    const directPrefill = await direct.anthropic.messages.create(prefill);
+    expect((await fleet.anthropic().messages.create(prefill)).content).toEqual(directPrefill.content);
+  });
+
   it('Anthropic: a tool call and its result, plain and through messages.stream(), as the provider gives them directly', async () => {
     const tools = [{ name: 'get_weather', description: 'Weather for a city', input_schema: { type: 'object' as const, properties: { city: { type: 'string' }, days: { type: 'integer' } }, required: ['city'] } }];
     const body = { ...claude('Weather in Lisbon?'), tools, tool_choice: { type: 'tool' as const, name: 'get_weather' } };

@@ -266,6 +266,16 @@ describe('parseJob', () => {
     expect(issuesOf(openai({ messages: null }))[0]?.path).toBe('request.messages');
   });
 
+  it('takes an empty final assistant message (a prefill), and no other empty message, as Anthropic does', () => {
+    for (const empty of ['', []]) {
+      expect(parseJob(anthropic({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: empty }] })).job.request.messages).toHaveLength(2);
+      expect(issuesOf(anthropic({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: empty }, { role: 'user', content: 'Go on' }] }))).toEqual([
+        { path: 'request.messages.1.content', message: 'must not be empty (only a final assistant message may be)' },
+      ]);
+      expect(issuesOf(anthropic({ messages: [{ role: 'user', content: empty }] }))[0]?.path).toBe('request.messages.0.content');
+    }
+  });
+
   it('says what kind of problem each issue is, as OpenAI codes it', () => {
     const codeAt = (input: unknown, path: string) => issuesOf(input).find((i) => i.path === path)?.code;
     expect(codeAt(openai({ model: undefined }), 'request.model')).toBe('missing_required_parameter');

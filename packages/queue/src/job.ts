@@ -80,11 +80,19 @@ export const AnthropicMessagesRequest = z.looseObject({
     .array(
       z.strictObject({
         role: z.enum(['user', 'assistant'], { error: 'expected "user" or "assistant"' }),
-        content: z.union([nonEmpty, z.array(AnthropicContentBlock).min(1, { error: 'must not be empty' })]),
+        content: z.union([z.string({ error: 'expected a string' }), z.array(AnthropicContentBlock)]),
       }),
       { error: 'expected an array of messages' },
     )
-    .min(1, { error: 'must not be empty' }),
+    .min(1, { error: 'must not be empty' })
+    .superRefine((messages, ctx) => {
+      // Anthropic's own rule: a final assistant message may be empty (a prefill the model starts
+      // from, its whole answer then); any other message must say something.
+      for (const [i, message] of messages.entries()) {
+        const prefill = i === messages.length - 1 && message.role === 'assistant';
+        if (message.content.length === 0 && !prefill) ctx.addIssue({ code: 'custom', path: [i, 'content'], message: 'must not be empty (only a final assistant message may be)' });
+      }
+    }),
   system: z.union([z.string(), z.array(AnthropicTextBlock)]).optional(),
   /** Each tool as the provider takes it (a custom tool, a server tool...): checked there. */
   tools: z.array(z.looseObject({}, { error: 'expected a tool (an object)' }), { error: 'expected an array of tools' }).optional(),
