@@ -3,6 +3,7 @@
  * shape with a status the SDKs do not retry, a message naming what is wrong, and nothing is
  * enqueued. The gateway never crashes: a good call still goes through at the end.
  */
+import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { Redis } from 'ioredis';
@@ -59,6 +60,8 @@ afterAll(async () => {
 const ANTHROPIC = { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': KEY };
 const OPENAI = { 'content-type': 'application/json', authorization: `Bearer ${KEY}` };
 const message = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }], ...extra });
+/** A count_tokens body: a Messages body without max_tokens. */
+const countBody = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: SONNET, messages: [{ role: 'user', content: 'hi' }], ...extra });
 const chat = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'hi' }], ...extra });
 
 /** An object nested `levels` deep: `{ a: { a: ... {} } }`. */
@@ -81,6 +84,8 @@ interface Case {
   provider: 'anthropic' | 'openai';
   /** OpenAI's `code`, where the case pins it. */
   code?: string | null;
+  /** OpenAI's `param`, where the case pins it: a body field as OpenAI writes it, null for a header. */
+  param?: string | null;
 }
 
 const CASES: Case[] = [
@@ -129,7 +134,24 @@ const CASES: Case[] = [
   { name: 'missing messages', headers: ANTHROPIC, body: JSON.stringify({ model: SONNET, max_tokens: 16 }), status: 400, says: 'messages: expected an array of messages', provider: 'anthropic' },
   { name: 'max_tokens 0', headers: ANTHROPIC, body: message({ max_tokens: 0 }), status: 400, says: 'max_tokens: expected a positive integer, got 0', provider: 'anthropic' },
   { name: 'system role inside Anthropic messages', headers: ANTHROPIC, body: message({ messages: [{ role: 'system', content: 'x' }] }), status: 400, says: 'messages.0.role: expected "user" or "assistant"', provider: 'anthropic' },
-  { name: 'OpenAI stream_options without stream', path: '/v1/chat/completions', headers: OPENAI, body: chat({ stream_options: { include_usage: true } }), status: 400, says: 'stream_options: stream_options is only allowed with "stream": true', provider: 'openai' },
+  { name: 'OpenAI stream_options without stream', path: '/v1/chat/completions', headers: OPENAI, body: chat({ stream_options: { include_usage: true } }), status: 400, says: 'stream_options: stream_options is only allowed with "stream": true', provider: 'openai', param: 'stream_options', code: 'invalid_value' },
+  // OpenAI's param and code, as OpenAI gives them: the path in its own notation, the kind of problem.
+  { name: 'OpenAI unknown role', path: '/v1/chat/completions', headers: OPENAI, body: chat({ messages: [{ role: 'bot', content: 'x' }] }), status: 400, says: 'messages.0.role: expected role', provider: 'openai', param: 'messages[0].role', code: 'invalid_value' },
+  { name: 'OpenAI missing model', path: '/v1/chat/completions', headers: OPENAI, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }), status: 400, says: 'model: expected a string', provider: 'openai', param: 'model', code: 'missing_required_parameter' },
+  { name: 'OpenAI temperature as a string', path: '/v1/chat/completions', headers: OPENAI, body: chat({ temperature: 'hot' }), status: 400, says: 'temperature:', provider: 'openai', param: 'temperature', code: 'invalid_type' },
+  { name: 'OpenAI n of 0', path: '/v1/chat/completions', headers: OPENAI, body: chat({ n: 0 }), status: 400, says: 'n: expected a positive integer, got 0', provider: 'openai', param: 'n', code: 'integer_below_min_value' },
+  { name: 'OpenAI max_output_tokens of 0 (Responses)', path: '/v1/responses', headers: OPENAI, body: JSON.stringify({ model: GPT, input: 'hi', max_output_tokens: 0 }), status: 400, says: 'max_output_tokens: expected a positive integer, got 0', provider: 'openai', param: 'max_output_tokens', code: 'integer_below_min_value' },
+  // A header is no body field: OpenAI's param is null for it.
+  { name: 'OpenAI without a content type', path: '/v1/chat/completions', headers: { authorization: `Bearer ${KEY}` }, body: new Blob([chat()]) as unknown as string, status: 400, says: 'content-type: expected application/json', provider: 'openai', param: null },
+  { name: 'OpenAI unknown priority', path: '/v1/chat/completions', headers: { ...OPENAI, 'headroom-priority': 'urgent' }, body: chat(), status: 400, says: 'headroom-priority: expected critical', provider: 'openai', param: null },
+  // count_tokens refuses what /v1/messages refuses (and Anthropic's count_tokens does).
+  { name: 'count_tokens with a system role in messages', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ messages: [{ role: 'system', content: 'x' }] }), status: 400, says: 'messages.0.role: expected "user" or "assistant"', provider: 'anthropic' },
+  { name: 'count_tokens with content 5', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ messages: [{ role: 'user', content: 5 }] }), status: 400, says: 'messages.0.content:', provider: 'anthropic' },
+  { name: 'count_tokens with a message without content', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ messages: [{ role: 'user' }] }), status: 400, says: 'messages.0.content:', provider: 'anthropic' },
+  { name: 'count_tokens with tools "nope"', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ tools: 'nope' }), status: 400, says: 'tools: expected an array of tools', provider: 'anthropic' },
+  { name: 'count_tokens with system 5', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ system: 5 }), status: 400, says: 'system:', provider: 'anthropic' },
+  { name: 'count_tokens with an empty message before the last', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ messages: [{ role: 'assistant', content: '' }, { role: 'user', content: 'hi' }] }), status: 400, says: 'messages.0.content: must not be empty', provider: 'anthropic' },
+  { name: 'tools "nope" (Anthropic)', headers: ANTHROPIC, body: message({ tools: 'nope' }), status: 400, says: 'tools: expected an array of tools', provider: 'anthropic' },
   { name: 'unknown path', path: '/v1/complete', headers: ANTHROPIC, body: message(), status: 404, says: 'no such endpoint', provider: 'anthropic' },
   // OpenAI's own answer to an endpoint it lacks: no code (it is not a model that is missing).
   { name: 'an OpenAI endpoint the gateway lacks', path: '/v1/embeddings', headers: OPENAI, body: chat(), status: 404, says: 'POST /v1/embeddings: no such endpoint', provider: 'openai', code: null },
@@ -220,6 +242,7 @@ describe('bad input through headroom gateway', () => {
     if (c.provider === 'anthropic') expect(parsed).toMatchObject({ type: 'error', error: { type: expect.any(String), message: expect.any(String) } });
     else expect(Object.keys(parsed.error as object).sort()).toEqual(['code', 'message', 'param', 'type']);
     if (c.code !== undefined) expect((parsed.error as { code: unknown }).code).toBe(c.code);
+    if (c.param !== undefined) expect((parsed.error as { param: unknown }).param).toBe(c.param);
     const message = (parsed.error as { message: string }).message;
     if (typeof c.says === 'string') expect(message).toContain(c.says);
     else expect(message).toMatch(c.says);
@@ -250,6 +273,30 @@ describe('bad input through headroom gateway', () => {
     expect(await orphan.exited).toBe(2);
     expect(orphan.output()).toContain('gateway.keys.app.keyEnv: environment variable BAD_INPUT_GATEWAY_KEY is not set');
   });
+
+  it("keeps an idle connection open past Node's 5 s default, so an SDK's pooled socket is still there when reused", async () => {
+    // One socket: the second request goes on the first one's connection if it is still open.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ keepAlive: string | undefined; reused: boolean; status: number }>((resolve, reject) => {
+        const req = request(`${base}/v1/models`, { agent, headers: { 'anthropic-version': '2023-06-01', 'x-api-key': KEY } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ keepAlive: res.headers['keep-alive'] as string | undefined, reused: req.reusedSocket, status: res.statusCode ?? 0 }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      const first = await get();
+      expect(first).toEqual({ keepAlive: 'timeout=65', reused: false, status: 200 });
+      // Idle past Node's default (5 s), and past this gateway's headersTimeoutMs (2 s): an idle
+      // connection is not a head that is late, and the next request is answered on it.
+      await new Promise((r) => setTimeout(r, 6_000));
+      expect(await get()).toEqual({ keepAlive: 'timeout=65', reused: true, status: 200 });
+    } finally {
+      agent.destroy();
+    }
+  }, 20_000);
 
   it('answers 503 with retry-after while Redis is down (the SDKs retry), and never crashes', async () => {
     await redis.stop();

@@ -245,6 +245,34 @@ describe('the gateway with the official SDKs', () => {
     expect(sim.stats().models[GPT_MINI]?.admitted ?? 0).toBe(admitted);
   });
 
+  it("OpenAI: the SDK's typed nulls (temperature, n, max_completion_tokens, stream: null) are served as the provider serves them, plain and streamed", async () => {
+    const body = { model: GPT, messages: [{ role: 'user' as const, content: 'typed nulls' }], temperature: null, n: null, max_completion_tokens: null, max_tokens: null };
+    // stream: null is a plain call, as it is to the provider.
+    const viaGateway = await fleet.openai().chat.completions.create({ ...body, stream: null });
+    const directly = await direct.openai.chat.completions.create({ ...body, stream: null });
+    expect(viaGateway.choices).toEqual(directly.choices);
+    expect(viaGateway.usage).toEqual(directly.usage);
+    const streamed = await fleet.openai().chat.completions.stream({ ...body, stream_options: { include_usage: true } }).finalChatCompletion();
+    expect(streamed.choices[0]?.message.content).toBe(directly.choices[0]?.message.content);
+    expect(streamed.usage).toEqual(directly.usage);
+    // An assistant turn sent back with tool_calls: null, and a Responses call with stream: null.
+    const turn = await fleet.openai().chat.completions.create({ ...body, messages: [...body.messages, { role: 'assistant', content: 'ok', tool_calls: null } as never, { role: 'user', content: 'again' }] });
+    expect(turn.choices).toHaveLength(1);
+    const reply = await fleet.openai().responses.create({ model: GPT, input: 'typed nulls', stream: null, max_output_tokens: null });
+    expect(reply.status).toBe('completed');
+    // A null bound is no bound: the call reserves its model's maxOutputTokens, so a model without
+    // one in the fleet's config is refused naming it (a null read as a bound reserved 0 tokens).
+    const refused = await fleet.openai().chat.completions.create({ ...body, model: GPT_MINI }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as Error).message).toContain(`model "${GPT_MINI}" has no maxOutputTokens`);
+  });
+
+  it('Anthropic: an empty final assistant message (a prefill) is served as the provider serves it', async () => {
+    const prefill = { ...claude('Say something.'), messages: [{ role: 'user' as const, content: 'Say something.' }, { role: 'assistant' as const, content: '' }] };
+    const directPrefill = await direct.anthropic.messages.create(prefill);
+    expect((await fleet.anthropic().messages.create(prefill)).content).toEqual(directPrefill.content);
+  });
+
   it('Anthropic: a tool call and its result, plain and through messages.stream(), as the provider gives them directly', async () => {
     const tools = [{ name: 'get_weather', description: 'Weather for a city', input_schema: { type: 'object' as const, properties: { city: { type: 'string' }, days: { type: 'integer' } }, required: ['city'] } }];
     const body = { ...claude('Weather in Lisbon?'), tools, tool_choice: { type: 'tool' as const, name: 'get_weather' } };

@@ -174,6 +174,7 @@ const GATEWAY_DEFAULTS = {
   maxHeaderBytes: 16 * 1024,
   headersTimeoutMs: 10_000,
   bodyTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 65_000,
   maxWaitMs: 60_000,
   slowClientMs: 30_000,
   shutdownGraceMs: 30_000,
@@ -194,6 +195,12 @@ const GatewayConfig = z.strictObject({
   headersTimeoutMs: positiveInt.default(10_000),
   /** The request body must arrive within this once the head has (408 otherwise). */
   bodyTimeoutMs: positiveInt.default(30_000),
+  /**
+   * How long an idle client connection is kept open for its next request. Longer than the SDKs'
+   * pools keep one (undici's, the openai SDK's, ~4-60 s): a server that closes first races a
+   * client reusing the socket, and the client gets ECONNRESET (Node's own default is 5 s).
+   */
+  keepAliveTimeoutMs: positiveInt.default(65_000),
   /**
    * How long a request may wait in its lane for its call to start, unless `headroom-max-wait-ms`
    * says otherwise; past it the job is cancelled and the client told to retry (529 / 503).

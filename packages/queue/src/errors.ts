@@ -28,10 +28,19 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 const BRAND = Symbol.for('headroom.error');
 
+/**
+ * What kind of problem an issue is, in the words OpenAI's errors use for them (its `code`): a
+ * required field left out, a value of the wrong type, an integer below its minimum, or any other
+ * value refused.
+ */
+export type IssueCode = 'missing_required_parameter' | 'invalid_type' | 'integer_below_min_value' | 'invalid_value';
+
 /** One problem in an input, located by its path (`request.messages.0.role`). */
 export interface Issue {
   path: string;
   message: string;
+  /** Set for a schema's issues (not for a rule across fields, nor a check of the gateway's own). */
+  code?: IssueCode;
 }
 
 export class HeadroomError extends Error {

@@ -27,7 +27,7 @@ export {
   AddressUnavailableError,
 } from './errors.js';
 export { listen } from './listen.js';
-export type { Issue } from './errors.js';
+export type { Issue, IssueCode } from './errors.js';
 export { INTERACTIVE_LANES, LANES, PRIORITIES, LANE_DEFAULTS, laneOfPriority } from './lanes.js';
 export type { InteractiveLane, Lane, Priority, LaneDefaults } from './lanes.js';
 export {
@@ -47,7 +47,7 @@ export {
   callOptionsOf,
 } from './job.js';
 export type { LlmJobInput, Provider, ProviderApi } from './job.js';
-export { checkJob, checkTakenJob, parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
+export { checkJob, checkTakenJob, countTokensIssues, parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
 export { MAX_JSON_DEPTH, jsonIssueAt, kindOf } from './json-value.js';
 export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, tenantTpmOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';

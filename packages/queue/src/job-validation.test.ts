@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { JobValidationError, PayloadTooLargeError } from './errors.js';
-import { apiOf, callOptionsOf, maxOutputTokens, outputBoundField, outputBoundFor } from './job.js';
+import { JobValidationError, PayloadTooLargeError, type Issue } from './errors.js';
+import { apiOf, callOptionsOf, choicesOf, isStreamed, maxOutputTokens, outputBoundField, outputBoundFor } from './job.js';
 import { coalesceKeyOf } from './job-ids.js';
-import { parseJob } from './job-validation.js';
+import { countTokensIssues, parseJob } from './job-validation.js';
 import { MAX_JSON_DEPTH } from './json-value.js';
 
 const anthropic = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
@@ -25,7 +25,7 @@ const openai = (request: Record<string, unknown> = {}, extra: Record<string, unk
   ...extra,
 });
 
-function issuesOf(input: unknown): { path: string; message: string }[] {
+function issuesOf(input: unknown): Issue[] {
   try {
     parseJob(input);
   } catch (err) {
@@ -130,6 +130,7 @@ describe('parseJob', () => {
     ['text block without text', anthropic({ messages: [{ role: 'user', content: [{ type: 'text' }] }] }), 'request.messages.0.content.0.text', /string/],
     ['bad image media type', anthropic({ messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/bmp', data: 'x' } }] }] }), 'request.messages.0.content.0.source.media_type', /image\/jpeg/],
     ['system as number', anthropic({ system: 42 }), 'request.system', /./],
+    ['tools not an array', anthropic({ tools: 'nope' }), 'request.tools', /array of tools/],
     ['temperature too high', anthropic({ temperature: 3 }), 'request.temperature', /1/],
     ['streaming with sla none', anthropic({ stream: true }, { sla: 'none' }), 'request.stream', /must be interactive: sla "none" goes to the batch API/],
     ['streaming with onShed batch', anthropic({ stream: true }, { priority: 'LOW', onShed: 'batch' }), 'onShed', /streamed job cannot be shed to the batch API/],
@@ -195,8 +196,8 @@ describe('parseJob', () => {
     expect(issuesOf(responses({ max_output_tokens: 0 }))[0]?.path).toBe('request.max_output_tokens');
     // A Chat Completions body under api "responses" (and the other way round) names what is missing.
     expect(issuesOf(responses({ input: undefined, messages: [{ role: 'user', content: 'Hi' }] })).map((i) => i.path)).toContain('request.input');
-    expect(issuesOf(openai({}, { api: 'assistants' }))[0]).toEqual({ path: 'api', message: 'expected api "chat" (or none) or "responses", got "assistants"' });
-    expect(issuesOf(anthropic({}, { provider: 'gemini' }))[0]).toEqual({ path: 'provider', message: 'expected "anthropic" or "openai", got "gemini"' });
+    expect(issuesOf(openai({}, { api: 'assistants' }))[0]).toEqual({ path: 'api', message: 'expected api "chat" (or none) or "responses", got "assistants"', code: 'invalid_value' });
+    expect(issuesOf(anthropic({}, { provider: 'gemini' }))[0]).toEqual({ path: 'provider', message: 'expected "anthropic" or "openai", got "gemini"', code: 'invalid_value' });
   });
 
   it('says a job must be an object when it is not one', () => {
@@ -241,6 +242,63 @@ describe('parseJob', () => {
     expect(issuesOf(anthropic({}, { metadata: { ticket: 10n } }))).toEqual([{ path: 'metadata.ticket', message: 'a BigInt is not JSON (send it as a string or a number)' }]);
     expect(issuesOf(anthropic({}, { metadata: { onDone: () => 1 } }))).toEqual([{ path: 'metadata.onDone', message: 'a function is not JSON' }]);
     expect(issuesOf(anthropic({ tools: [{ name: 't', input_schema: { type: 'object', default: Number.NaN } }] }))).toEqual([{ path: 'request.tools.0.input_schema.default', message: 'NaN is not JSON' }]);
+  });
+
+  it("takes null where the provider's API does, keeps it for the provider, and reads it as absent", () => {
+    // The openai SDK's types say `T | null` for these; a client passing its own null got a 400.
+    const chat = parseJob(openai({ temperature: null, n: null, max_completion_tokens: null, max_tokens: null, stream: null, stream_options: null, messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello', tool_calls: null }] })).job;
+    expect(chat.request).toMatchObject({ temperature: null, n: null, max_completion_tokens: null, max_tokens: null, stream: null });
+    expect(isStreamed(chat)).toBe(false);
+    expect(choicesOf(chat)).toBe(1);
+    // No bound of its own: the model's default is reserved (a null bound read as 0 reserved nothing).
+    expect(maxOutputTokens(chat)).toBeUndefined();
+    expect(outputBoundFor(chat, { maxOutputTokens: 32_768 })).toBe(32_768);
+    // One of the two bounds set, the other null: not "both set".
+    expect(maxOutputTokens(parseJob(openai({ max_completion_tokens: null, max_tokens: 100, n: 2 })).job)).toBe(200);
+    expect(maxOutputTokens(parseJob(openai({ max_completion_tokens: 50, max_tokens: null })).job)).toBe(50);
+    const reply = parseJob(responses({ stream: null, max_output_tokens: null })).job;
+    expect(reply.request.stream).toBeNull();
+    expect(isStreamed(reply)).toBe(false);
+    expect(outputBoundFor(reply, { maxOutputTokens: 32_768 })).toBe(32_768);
+    // Where the API takes no null, neither does Headroom: Anthropic's refuses `temperature: null`.
+    expect(issuesOf(anthropic({ temperature: null }))[0]?.path).toBe('request.temperature');
+    expect(issuesOf(anthropic({ max_tokens: null }))[0]?.path).toBe('request.max_tokens');
+    expect(issuesOf(openai({ messages: null }))[0]?.path).toBe('request.messages');
+  });
+
+  it('takes an empty final assistant message (a prefill), and no other empty message, as Anthropic does', () => {
+    for (const empty of ['', []]) {
+      expect(parseJob(anthropic({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: empty }] })).job.request.messages).toHaveLength(2);
+      expect(issuesOf(anthropic({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: empty }, { role: 'user', content: 'Go on' }] }))).toEqual([
+        { path: 'request.messages.1.content', message: 'must not be empty (only a final assistant message may be)' },
+      ]);
+      expect(issuesOf(anthropic({ messages: [{ role: 'user', content: empty }] }))[0]?.path).toBe('request.messages.0.content');
+    }
+  });
+
+  it('says what kind of problem each issue is, as OpenAI codes it', () => {
+    const codeAt = (input: unknown, path: string) => issuesOf(input).find((i) => i.path === path)?.code;
+    expect(codeAt(openai({ model: undefined }), 'request.model')).toBe('missing_required_parameter');
+    expect(codeAt(openai({ n: 'two' }), 'request.n')).toBe('invalid_type');
+    expect(codeAt(openai({ n: 0 }), 'request.n')).toBe('integer_below_min_value');
+    // A decimal below its minimum is no integer's: a plain invalid value.
+    expect(codeAt(openai({ temperature: -1 }), 'request.temperature')).toBe('invalid_value');
+    expect(codeAt(openai({ messages: [{ role: 'bot', content: 'x' }] }), 'request.messages.0.role')).toBe('invalid_value');
+    // A rule across fields has none of its own.
+    expect(codeAt(openai({ max_tokens: 10 }), 'request.max_tokens')).toBeUndefined();
+  });
+
+  it("checks a count_tokens body as a Messages job's request, without the max_tokens count_tokens does not take", () => {
+    const messages = [{ role: 'user', content: 'Hi' }];
+    expect(countTokensIssues({ model: 'claude-sonnet-4-6', messages })).toEqual([]);
+    expect(countTokensIssues({ model: 'claude-sonnet-4-6', messages, tools: [{ name: 't', input_schema: { type: 'object' } }] })).toEqual([]);
+    const pathOf = (body: Record<string, unknown>) => countTokensIssues({ model: 'claude-sonnet-4-6', messages, ...body })[0]?.path;
+    expect(pathOf({ messages: [{ role: 'system', content: 'x' }] })).toBe('request.messages.0.role');
+    expect(pathOf({ messages: [{ role: 'user', content: 5 }] })).toBe('request.messages.0.content');
+    expect(pathOf({ messages: [{ role: 'user' }] })).toBe('request.messages.0.content');
+    expect(pathOf({ system: 5 })).toBe('request.system');
+    expect(pathOf({ model: undefined })).toBe('request.model');
+    expect(countTokensIssues([])).toEqual([expect.objectContaining({ path: 'request' })]);
   });
 
   it('refuses a job over the size limit with PAYLOAD_TOO_LARGE', () => {

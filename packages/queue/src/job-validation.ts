@@ -2,10 +2,10 @@
  * The edge check every job passes before anything is written: plain JSON (json-value.ts), shape
  * (zod, every bad field by path) and serialized size.
  */
-import { JobValidationError, PayloadTooLargeError } from './errors.js';
+import { JobValidationError, PayloadTooLargeError, type Issue } from './errors.js';
 import { FailureCode, jobFailure, type JobFailure } from './failure.js';
 import { toIssues } from './internal/zod-issues.js';
-import { LlmJob } from './job.js';
+import { AnthropicCountTokensRequest, LlmJob } from './job.js';
 import { jsonIssueAt, kindOf } from './json-value.js';
 
 export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
@@ -51,4 +51,15 @@ export function parseJob(input: unknown, maxJobBytes = DEFAULT_MAX_JOB_BYTES): {
   const size = Buffer.byteLength(json, 'utf8');
   if (size > maxJobBytes) throw new PayloadTooLargeError(size, maxJobBytes);
   return { job, json };
+}
+
+/**
+ * What is wrong with an Anthropic count_tokens body (none when it is fine), checked as a Messages
+ * job's request is and named by the same paths (`request.messages.0.role`): a body /v1/messages
+ * refuses is not counted either.
+ */
+export function countTokensIssues(body: unknown): Issue[] {
+  const parsed = AnthropicCountTokensRequest.safeParse(body, { reportInput: true });
+  if (parsed.success) return [];
+  return toIssues(parsed.error).map((issue) => ({ ...issue, path: issue.path === '' ? 'request' : `request.${issue.path}` }));
 }

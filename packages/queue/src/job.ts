@@ -8,7 +8,14 @@ import { PRIORITIES } from './lanes.js';
 const nonEmpty = z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' });
 /** Provider model ids never hold whitespace; admission sends a job's models as one line-separated argument. */
 const modelId = nonEmpty.regex(/^\S*$/, { error: 'a model id has no whitespace' });
-const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
+/**
+ * Its minimum is raised as a `too_small` issue of origin "int" (zod's own says "number" for an
+ * integer too), so an error can say an integer was below its minimum (OpenAI's
+ * `integer_below_min_value`) rather than any number.
+ */
+const positiveInt = z.int({ error: 'expected a positive integer' }).check((ctx) => {
+  if (ctx.value < 1) ctx.issues.push({ code: 'too_small', origin: 'int', minimum: 1, inclusive: true, input: ctx.value, message: 'expected a positive integer' });
+});
 
 // ---- Anthropic Messages ----------------------------------------------------------------
 
@@ -73,12 +80,24 @@ export const AnthropicMessagesRequest = z.looseObject({
     .array(
       z.strictObject({
         role: z.enum(['user', 'assistant'], { error: 'expected "user" or "assistant"' }),
-        content: z.union([nonEmpty, z.array(AnthropicContentBlock).min(1, { error: 'must not be empty' })]),
+        content: z.union([z.string({ error: 'expected a string' }), z.array(AnthropicContentBlock)]),
       }),
       { error: 'expected an array of messages' },
     )
-    .min(1, { error: 'must not be empty' }),
+    .min(1, { error: 'must not be empty' })
+    .superRefine((messages, ctx) => {
+      // Anthropic's own rule: a final assistant message may be empty (a prefill the model starts
+      // from, its whole answer then); any other message must say something.
+      for (const [i, message] of messages.entries()) {
+        const prefill = i === messages.length - 1 && message.role === 'assistant';
+        if (message.content.length === 0 && !prefill) ctx.addIssue({ code: 'custom', path: [i, 'content'], message: 'must not be empty (only a final assistant message may be)' });
+      }
+    }),
   system: z.union([z.string(), z.array(AnthropicTextBlock)]).optional(),
+  /** Each tool as the provider takes it (a custom tool, a server tool...): checked there. */
+  tools: z.array(z.looseObject({}, { error: 'expected a tool (an object)' }), { error: 'expected an array of tools' }).optional(),
+  // Not null, unlike OpenAI's: Anthropic's API refuses `"temperature": null` ("Input should be a
+  // valid number"), and its SDK's types take none of these as null.
   temperature: z.number().min(0).max(1).optional(),
   top_p: z.number().min(0).max(1).optional(),
   top_k: positiveInt.optional(),
@@ -87,6 +106,10 @@ export const AnthropicMessagesRequest = z.looseObject({
   stream: z.boolean({ error: 'expected true or false' }).optional(),
 });
 export type AnthropicMessagesRequest = z.infer<typeof AnthropicMessagesRequest>;
+
+/** An Anthropic count_tokens body: a Messages request, checked as one, without the max_tokens count_tokens does not take. */
+export const AnthropicCountTokensRequest = AnthropicMessagesRequest.omit({ max_tokens: true });
+export type AnthropicCountTokensRequest = z.infer<typeof AnthropicCountTokensRequest>;
 
 // ---- OpenAI Chat Completions ----------------------------------------------------------
 
@@ -100,7 +123,7 @@ const OpenAIMessage = z.discriminatedUnion(
       role: z.literal('assistant'),
       content: z.union([z.string(), z.array(OpenAIContentPart), z.null()]).optional(),
       // `function` or `custom` (a custom tool's call, answered with free text) today.
-      tool_calls: z.array(z.looseObject({ id: nonEmpty, type: nonEmpty })).optional(),
+      tool_calls: z.array(z.looseObject({ id: nonEmpty, type: nonEmpty })).nullish(),
     }),
     z.looseObject({ role: z.literal('tool'), tool_call_id: nonEmpty, content: z.union([z.string(), z.array(OpenAIContentPart)]) }),
     // The deprecated answer to a `function_call`, which the API and the SDK's types still take.
@@ -113,12 +136,13 @@ export const OpenAIChatRequest = z
   .looseObject({
     model: modelId,
     messages: z.array(OpenAIMessage, { error: 'expected an array of messages' }).min(1, { error: 'must not be empty' }),
-    max_tokens: positiveInt.optional(),
-    max_completion_tokens: positiveInt.optional(),
-    n: positiveInt.optional(),
-    temperature: z.number().min(0).max(2).optional(),
+    // null is the SDK's own "not set" for each of these (its types say `T | null`): read as absent.
+    max_tokens: positiveInt.nullish(),
+    max_completion_tokens: positiveInt.nullish(),
+    n: positiveInt.nullish(),
+    temperature: z.number().min(0).max(2).nullish(),
     /** The worker makes a streaming call and relays each chunk to the waiting client through Redis. */
-    stream: z.boolean({ error: 'expected true or false' }).optional(),
+    stream: z.boolean({ error: 'expected true or false' }).nullish(),
     stream_options: z.looseObject({ include_usage: z.boolean({ error: 'expected true or false' }).optional() }).nullish(),
   })
   .superRefine((req, ctx) => {
@@ -128,7 +152,7 @@ export const OpenAIChatRequest = z
     }
     // A request with no output bound is OpenAI's default and is allowed: it reserves its models'
     // configured maxOutputTokens, as OpenAI counts it (admission refuses it for a model without).
-    if (req.max_tokens !== undefined && req.max_completion_tokens !== undefined) {
+    if (req.max_tokens != null && req.max_completion_tokens != null) {
       ctx.addIssue({ code: 'custom', path: ['max_tokens'], message: 'set only one of max_tokens and max_completion_tokens' });
     }
   });
@@ -150,7 +174,7 @@ export const OpenAIResponsesRequest = z
     temperature: z.number().min(0).max(2).nullish(),
     top_p: z.number().min(0).max(1).nullish(),
     /** The worker makes a streaming call and relays each event to the waiting client through Redis. */
-    stream: z.boolean({ error: 'expected true or false' }).optional(),
+    stream: z.boolean({ error: 'expected true or false' }).nullish(),
     stream_options: z.looseObject({}).nullish(),
     background: z.boolean().nullish(),
   })
@@ -288,8 +312,9 @@ export function choicesOf(job: LlmJob): number {
 export function maxOutputTokens(job: LlmJob): number | undefined {
   if (job.provider === 'anthropic') return job.request.max_tokens;
   if (job.api === 'responses') return job.request.max_output_tokens ?? undefined;
+  // A null bound is the SDK's "not set": the model's default is reserved, never 0 tokens.
   const perChoice = job.request.max_completion_tokens ?? job.request.max_tokens;
-  return perChoice === undefined ? undefined : perChoice * choicesOf(job);
+  return perChoice == null ? undefined : perChoice * choicesOf(job);
 }
 
 /** The request field that bounds the job's output, as its API names it (for messages that ask the caller to set one). */

@@ -38,3 +38,11 @@ describe('token counts of long runs', () => {
     }
   });
 });
+
+describe('token counts of null fields', () => {
+  it("counts an assistant message's tool_calls: null (the SDK's own \"none\") as none, not as the text null", () => {
+    const bare = { model: 'gpt-4.1', messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }] };
+    const withNull = { ...bare, messages: [bare.messages[0], { role: 'assistant', content: 'Hello', tool_calls: null }] };
+    expect(estimateInputTokens(withNull)).toBe(estimateInputTokens(bare));
+  });
+});

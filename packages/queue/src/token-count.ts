@@ -158,7 +158,7 @@ export function estimateInputTokens(request: object): number {
     }
     total += PER_MESSAGE_TOKENS + text(message.role) + contentTokens(message.content);
     if (typeof message.name === 'string') total += 1 + text(message.name);
-    if (message.tool_calls !== undefined) total += json(message.tool_calls);
+    if (message.tool_calls != null) total += json(message.tool_calls);
   }
   return total;
 }

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createLogger, createRedis, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
+import { countTokensIssues, createLogger, createRedis, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -111,6 +111,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     const retry = timeout ? '' : 'x-should-retry: false\r\n';
     socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`);
   });
+  // Node's 5 s default is shorter than an SDK pool keeps an idle socket: a call reusing one as the
+  // gateway closes it fails with ECONNRESET. headersTimeout still bounds each request's head: Node
+  // times a head from its first byte, not from the end of the answer before it.
+  server.keepAliveTimeout = config.gateway.keepAliveTimeoutMs;
   const portSetting = opts.portSetting ?? (opts.port === undefined ? 'gateway.port' : 'the port option');
   try {
     await listen(server, { port: opts.port ?? config.gateway.port, host: opts.host ?? config.gateway.host, what: 'the gateway', setting: portSetting });
@@ -332,7 +336,7 @@ class GatewayHandler {
     const key = this.#authenticate(req, res, dialect);
     if (!key) return undefined;
     if (dialect.provider === 'anthropic' && !req.headers['anthropic-version']) {
-      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'anthropic-version: header is required', shouldRetry: false, param: 'anthropic-version' });
+      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'anthropic-version: header is required', shouldRetry: false });
       return undefined;
     }
     // A key's own tenant is the tenant: its requests' headroom-tenant is not read, so not refused either.
@@ -367,8 +371,9 @@ class GatewayHandler {
     const prepared = await this.#prepare(req, res, anthropic);
     if (!prepared) return;
     const { body } = prepared;
-    if (typeof body.model !== 'string' || body.model === '') return send(res, anthropic, invalid([{ path: 'request.model', message: 'expected a model name' }]));
-    if (!Array.isArray(body.messages) || body.messages.length === 0) return send(res, anthropic, invalid([{ path: 'request.messages', message: 'expected a non-empty array of messages' }]));
+    // What /v1/messages refuses is not counted either: the provider's count_tokens refuses it too.
+    const issues = countTokensIssues(body);
+    if (issues.length > 0) return send(res, anthropic, invalid(issues));
     // No provider key lives here: the count is the estimate the fleet reserves with, and says so.
     res.writeHead(200, { 'content-type': 'application/json', 'headroom-estimate': 'o200k_base' }).end(JSON.stringify({ input_tokens: estimateInputTokens(body) }));
   }

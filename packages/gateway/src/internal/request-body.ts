@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import { promisify } from 'node:util';
 import { brotliDecompress, gunzip, inflate, type ZlibOptions } from 'node:zlib';
 import { ErrorCode, jsonIssueAt } from '@headroom/queue';
-import { GatewayCode, type WireError } from './wire-errors.js';
+import { GatewayCode, paramOf, type WireError } from './wire-errors.js';
 
 export type BodyResult = { ok: true; value: unknown } | { ok: false; error: WireError };
 
@@ -22,14 +22,14 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
   if (encoding !== 'identity' && !inflateBody) {
     return Promise.resolve({
       ok: false,
-      error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `content-encoding: "${encoding.slice(0, 100)}" is not supported; send the body uncompressed, or as gzip, deflate or br`, shouldRetry: false, param: 'content-encoding' },
+      error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `content-encoding: "${encoding.slice(0, 100)}" is not supported; send the body uncompressed, or as gzip, deflate or br`, shouldRetry: false },
     });
   }
   const type = req.headers['content-type'];
   if (type === undefined || !/^application\/json\s*(;|$)/i.test(type)) {
     return Promise.resolve({
       ok: false,
-      error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `content-type: expected application/json, got ${type === undefined ? 'none' : `"${type.slice(0, 100)}"`}`, shouldRetry: false, param: 'content-type' },
+      error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `content-type: expected application/json, got ${type === undefined ? 'none' : `"${type.slice(0, 100)}"`}`, shouldRetry: false },
     });
   }
   const declared = Number(req.headers['content-length']);
@@ -65,7 +65,7 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
           raw = await inflateBody(raw, { maxOutputLength: limits.maxBytes });
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return finish({ ok: false, error: tooLarge(limits.maxBytes + 1, limits.maxBytes, 'inflated ') });
-          return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body is not valid ${encoding} (content-encoding): ${(err as Error).message}`, shouldRetry: false, param: 'content-encoding' } });
+          return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body is not valid ${encoding} (content-encoding): ${(err as Error).message}`, shouldRetry: false } });
         }
       }
       const text = raw.toString('utf8');
@@ -78,7 +78,10 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
       }
       // Every route walks the body recursively (validation, the token estimate): see json-value.ts.
       const deep = jsonIssueAt(value);
-      if (deep) return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `${deep.path}: ${deep.message}`, shouldRetry: false, param: deep.path } });
+      if (deep) {
+        const param = paramOf(`request.${deep.path}`);
+        return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `${deep.path}: ${deep.message}`, shouldRetry: false, ...(param === undefined ? {} : { param }) } });
+      }
       finish({ ok: true, value });
     };
     const onEndListener = () => void onEnd();

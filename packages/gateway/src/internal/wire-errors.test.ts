@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { answeredFailure, FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, providerErrorOf, QueueFullError, RedisOomError, RedisUnavailableError, ShedError } from '@headroom/queue';
 import { anthropic, openai, openaiResponses } from './dialects.js';
-import { clientPath, errorBodyOf, fromError } from './wire-errors.js';
+import { clientPath, errorBodyOf, fromError, paramOf } from './wire-errors.js';
 
 describe('wire errors', () => {
   it('names a body field as the client wrote it, and a job option by its header', () => {
@@ -14,6 +14,27 @@ describe('wire errors', () => {
       param: 'max_tokens',
       shouldRetry: false,
     });
+  });
+
+  it("names OpenAI's param as OpenAI writes it, with OpenAI's code for the kind of problem, and no param for a header", () => {
+    expect(paramOf('request.messages.0.role')).toBe('messages[0].role');
+    expect(paramOf('request.tools.1.function.parameters')).toBe('tools[1].function.parameters');
+    expect(paramOf('request.max_tokens')).toBe('max_tokens');
+    expect(paramOf('priority')).toBeUndefined();
+    expect(paramOf('request')).toBeUndefined();
+    const role = fromError(new JobValidationError([{ path: 'request.messages.0.role', message: 'expected role ..., got "bot"', code: 'invalid_value' }]));
+    expect(JSON.parse(errorBodyOf(openai, role)).error).toMatchObject({ param: 'messages[0].role', code: 'invalid_value' });
+    const missing = fromError(new JobValidationError([{ path: 'request.model', message: 'expected a string, got nothing', code: 'missing_required_parameter' }]));
+    expect(JSON.parse(errorBodyOf(openai, missing)).error).toMatchObject({ param: 'model', code: 'missing_required_parameter' });
+    // A rule across fields: an invalid value of the field it is raised on.
+    const both = fromError(new JobValidationError([{ path: 'request.max_tokens', message: 'set only one of max_tokens and max_completion_tokens' }]));
+    expect(JSON.parse(errorBodyOf(openai, both)).error).toMatchObject({ param: 'max_tokens', code: 'invalid_value' });
+    // A header is no body field: OpenAI's param is null there.
+    const header = fromError(new JobValidationError([{ path: 'priority', message: 'expected critical, high, normal or low, got "urgent"', code: 'invalid_value' }]));
+    expect(header.message).toBe('headroom-priority: expected critical, high, normal or low, got "urgent"');
+    expect(JSON.parse(errorBodyOf(openai, header)).error).toMatchObject({ param: null, code: 'invalid_value' });
+    // Anthropic's shape has neither.
+    expect(JSON.parse(errorBodyOf(anthropic, role))).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'messages.0.role: expected role ..., got "bot"' } });
   });
 
   it("says with a stable code whose refusal each answer is, beside the status", () => {

@@ -28,6 +28,7 @@ import {
   ShedError,
   TimeoutError,
   type Issue,
+  type IssueCode,
   type JobFailure,
   type ProviderError,
 } from '@headroom/queue';
@@ -62,8 +63,10 @@ export interface WireError {
   retryAfterMs?: number;
   /** Sent as `x-should-retry`, which both SDKs obey over their own rules. */
   shouldRetry?: boolean;
-  /** OpenAI's `param`: the field at fault. */
+  /** OpenAI's `param`: the body field at fault, as OpenAI writes it (`messages[0].role`); never a header. */
   param?: string;
+  /** OpenAI's `code` for a refused field (`missing_required_parameter`, `invalid_type`...). */
+  issueCode?: IssueCode;
   /** The provider's id for the call whose answer this is, sent in its own header (`Dialect.requestIdHeader`). */
   requestId?: string;
   /** The provider's own error body: sent verbatim, in place of one built from `kind` and `message`, to a client of that provider's dialect. */
@@ -83,12 +86,33 @@ export function clientPath(path: string): string {
   return path || '(body)';
 }
 
+/**
+ * A job field's path as OpenAI's `param` names a body field (`messages[0].role`), or undefined
+ * for what is no body field: a header (a job option), the body as a whole.
+ */
+export function paramOf(path: string): string | undefined {
+  if (!path.startsWith('request.')) return undefined;
+  const [first = '', ...rest] = path.slice('request.'.length).split('.');
+  if (first === '') return undefined;
+  return first + rest.map((part) => (/^\d+$/.test(part) ? `[${part}]` : `.${part}`)).join('');
+}
+
 export function describeIssues(issues: readonly Issue[]): string {
   return issues.map((i) => `${clientPath(i.path)}: ${i.message}`).join('; ');
 }
 
+/** The refusal of a request with these issues: the first names OpenAI's `param` and `code` (a rule across fields is an invalid value). */
 export function invalid(issues: readonly Issue[]): WireError {
-  return { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: describeIssues(issues), shouldRetry: false, ...(issues[0] ? { param: clientPath(issues[0].path) } : {}) };
+  const first = issues[0];
+  const param = first === undefined ? undefined : paramOf(first.path);
+  return {
+    kind: 'invalid_request',
+    code: ErrorCode.JOB_INVALID,
+    message: describeIssues(issues),
+    shouldRetry: false,
+    ...(param === undefined ? {} : { param }),
+    ...(first === undefined ? {} : { issueCode: first.code ?? 'invalid_value' }),
+  };
 }
 
 const KIND_OF_STATUS: Record<number, ErrorKind> = { 400: 'invalid_request', 401: 'authentication', 403: 'permission', 404: 'not_found', 413: 'too_large', 422: 'invalid_request' };
@@ -146,7 +170,7 @@ function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
  */
 export function errorBodyOf(dialect: Dialect, error: WireError): string {
   if (error.providerError?.provider === dialect.provider) return JSON.stringify(error.providerError.body);
-  return dialect.errorBody(error.kind, error.message, error.param === undefined ? {} : { param: error.param });
+  return dialect.errorBody(error.kind, error.message, { ...(error.param === undefined ? {} : { param: error.param }), ...(error.issueCode === undefined ? {} : { code: error.issueCode }) });
 }
 
 /** Whatever enqueueing or waiting threw, as the client is to see it. */

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { Issue } from '../errors.js';
+import type { Issue, IssueCode } from '../errors.js';
 import { maskUrlPasswords } from '../redaction.js';
 
 /** API-key-shaped tokens (`sk-ant-...`, `sk-proj-...`). */
@@ -85,5 +85,15 @@ function issueToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[], 
     const input = discriminator !== undefined && typeof issue.input === 'object' && issue.input !== null ? (issue.input as Record<string, unknown>)[discriminator] : issue.input;
     message = `${message}, got ${describe(input, path, hideSecrets)}`;
   }
-  return [{ path, message }];
+  const code = codeOf(issue);
+  return [code === undefined ? { path, message } : { path, message, code }];
+}
+
+/** The issue's kind; a rule across fields (`custom`) and an unknown key have none. */
+function codeOf(issue: z.core.$ZodIssue): IssueCode | undefined {
+  // Parsed with `reportInput`, an issue carries its input unless there was none: the field was left out.
+  if (issue.code === 'invalid_type') return 'input' in issue && issue.input !== undefined ? 'invalid_type' : 'missing_required_parameter';
+  // Zod's own minimum checks say "number" for an integer too; job.ts raises an integer's as "int".
+  if (issue.code === 'too_small' && issue.origin === 'int') return 'integer_below_min_value';
+  return ABOUT_THE_VALUE.has(issue.code) ? 'invalid_value' : undefined;
 }
