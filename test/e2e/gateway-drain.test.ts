@@ -3,8 +3,10 @@
  * no new connection, answers the calls it holds (plain and streamed, through the official SDKs)
  * within `gateway.shutdownGraceMs` and exits 0; past the grace it cuts what is left, and a cut
  * stream's provider call is stopped, a call not started withdrawn (cancelled, as its client would
- * have it: its SDK sends it again elsewhere). And one killed outright (SIGKILL) loses no job it
- * accepted.
+ * have it: its SDK sends it again elsewhere). A stream begun after SIGTERM on a kept-alive
+ * connection is cut too, and both SDKs raise: its head said `connection: close`, after which their
+ * fetch (undici) took the cut for the body's end and the stream ended cleanly, truncated. And one
+ * killed outright (SIGKILL) loses no job it accepted.
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { Redis } from 'ioredis';
