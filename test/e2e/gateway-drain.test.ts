@@ -3,8 +3,10 @@
  * no new connection, answers the calls it holds (plain and streamed, through the official SDKs)
  * within `gateway.shutdownGraceMs` and exits 0; past the grace it cuts what is left, and a cut
  * stream's provider call is stopped, a call not started withdrawn (cancelled, as its client would
- * have it: its SDK sends it again elsewhere). And one killed outright (SIGKILL) loses no job it
- * accepted.
+ * have it: its SDK sends it again elsewhere). A stream begun after SIGTERM on a kept-alive
+ * connection is cut too, and both SDKs raise: its head said `connection: close`, after which their
+ * fetch (undici) took the cut for the body's end and the stream ended cleanly, truncated. And one
+ * killed outright (SIGKILL) loses no job it accepted.
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { Redis } from 'ioredis';
@@ -132,6 +134,71 @@ describe('headroom gateway on SIGTERM', () => {
     }
   });
 
+  it('past its grace cuts a stream that began after SIGTERM on a kept-alive connection: both SDKs raise, neither ends it as if whole', async () => {
+    const { proc, url } = await startGatewayProcess(8_000);
+    // Answered while draining: a head that said `connection: close` made the SDKs' fetch (undici)
+    // take the connection's close, even a reset, as the body's end, chunked or not. Retries: a call sent while its pool is still releasing the kept-alive connection opens a
+    // new one, refused (the gateway no longer listens), and is sent again on the kept one.
+    const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 3 });
+    const openai = new OpenAI({ apiKey: KEY, baseURL: `${url}/v1`, maxRetries: 3 });
+    // Tokens every 200 ms: a short answer (20 tokens) still streams when SIGTERM lands and ends
+    // within the grace, a long one (over 200: the simulator's answer to this question) outlives it.
+    sim.setPace({ streamTokenMs: 200, latencyMs: 100 });
+    let stopped: () => void = () => {};
+    const sigterm = new Promise<void>((resolve) => {
+      stopped = resolve;
+    });
+    const heads: Promise<void>[] = [];
+    /**
+     * The short stream's head (connection: keep-alive) comes before SIGTERM, which lands while it
+     * streams (an idle connection is closed at once); its reader holds the rest until then.
+     */
+    const shortHeld = () => {
+      let headCame: () => void = () => {};
+      heads.push(
+        new Promise((resolve) => {
+          headCame = resolve;
+        }),
+      );
+      return async () => {
+        headCame();
+        await sigterm;
+      };
+    };
+    const chatEnds = (c: unknown) => (c as OpenAI.ChatCompletionChunk).choices[0]?.finish_reason != null;
+    const messageEnds = (e: unknown) => (e as Anthropic.RawMessageStreamEvent).type === 'message_stop';
+    const chatBody = (n: number) => ({ model: GPT, max_completion_tokens: n, stream: true as const, messages: [{ role: 'user' as const, content: 'Go on at length.' }] });
+    const messageBody = (n: number) => ({ model: SONNET, max_tokens: n, stream: true as const, messages: [{ role: 'user' as const, content: 'Go on at length.' }] });
+    const [chatHeld, messageHeld] = [shortHeld(), shortHeld()];
+    try {
+      const ends = Promise.all([
+        (async () => {
+          const short = await readStream(await openai.chat.completions.create(chatBody(20)), chatEnds, chatHeld);
+          const { data, response } = await openai.chat.completions.create(chatBody(400)).withResponse();
+          return { short, long: { ...(await readStream(data, chatEnds)), connection: response.headers.get('connection') } };
+        })(),
+        (async () => {
+          const short = await readStream(await anthropic.messages.create(messageBody(20)), messageEnds, messageHeld);
+          const { data, response } = await anthropic.messages.create(messageBody(400)).withResponse();
+          return { short, long: { ...(await readStream(data, messageEnds)), connection: response.headers.get('connection') } };
+        })(),
+      ]);
+      await Promise.all(heads);
+      proc.child.kill('SIGTERM');
+      stopped();
+      for (const { short, long } of await ends) {
+        expect(short).toMatchObject({ ended: 'cleanly', whole: true });
+        // Begun after SIGTERM and cut at the grace's end: its SDK raises, and its caller retries
+        // elsewhere rather than take half an answer as whole.
+        expect(long).toMatchObject({ connection: 'keep-alive', ended: 'with an error', whole: false });
+        expect(long.events).toBeGreaterThan(0);
+      }
+      expect(await proc.exited).toBe(0);
+    } finally {
+      sim.setPace({ streamTokenMs: null, latencyMs: 2_000 });
+    }
+  });
+
   it('past its grace withdraws the calls it holds that have not started, as their clients would: the jobs end cancelled, with no provider call', async () => {
     const { proc, url } = await startGatewayProcess(300);
     const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 0 });
@@ -186,3 +253,22 @@ describe('headroom gateway on SIGTERM', () => {
     }
   });
 });
+
+/**
+ * Reads an SDK's stream to its end: whether it ended cleanly or raised, how many events came, and
+ * whether one said the answer was whole. `first` runs after the first event, before the rest is read.
+ */
+async function readStream(stream: AsyncIterable<unknown>, finished: (event: unknown) => boolean, first?: () => Promise<void>): Promise<{ ended: 'cleanly' | 'with an error'; whole: boolean; events: number; error?: unknown }> {
+  let whole = false;
+  let events = 0;
+  try {
+    for await (const event of stream) {
+      events++;
+      whole ||= finished(event);
+      if (events === 1) await first?.();
+    }
+    return { ended: 'cleanly', whole, events };
+  } catch (error) {
+    return { ended: 'with an error', whole, events, error };
+  }
+}

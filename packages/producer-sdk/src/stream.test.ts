@@ -229,6 +229,68 @@ describe('producer.stream', () => {
     expect((err as JobFailedError).failure).toMatchObject({ code: 'STREAM_FAILED', status: 529 });
   });
 
+  /**
+   * A stand-in worker whose stream Redis loses after its first write (the reader has read it):
+   * `rest` is written next, as an attempt's first write when `anew`. A refused write fails the
+   * job as the fleet's worker does (`relayFailure`).
+   */
+  function loseRelayMidway(prefix: string, rest: JobEvent[], anew: boolean): { lost: () => void } {
+    let lost: () => void = () => {};
+    const gone = new Promise<void>((resolve) => {
+      lost = resolve;
+    });
+    open.push(
+      standInWorker(redis.url, prefix, 'high', async (j) => {
+        await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('a') }], { first: true });
+        await gone;
+        const outcome = await relayEvents(admin, prefix, j.id!, rest, { first: anew });
+        if (outcome !== 'written') throw new Error(`STREAM_FAILED: relay refused (${outcome})`);
+        return result();
+      }),
+    );
+    return { lost: () => lost() };
+  }
+
+  /** Reads a stream's raw events, deleting its relay key (as Redis losing it) once the first is read. */
+  async function readLosingRelay(stream: Awaited<ReturnType<Producer['stream']>>, prefix: string, lost: () => void): Promise<{ seen: string[]; err: unknown }> {
+    const seen: string[] = [];
+    const err = await (async () => {
+      for await (const data of stream.raw()) {
+        seen.push(data);
+        if (seen.length === 1) {
+          await admin.del(jobEventsKey(prefix, stream.id));
+          lost();
+        }
+      }
+    })().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    return { seen, err };
+  }
+
+  it('fails, never ends cleanly or past a gap, when Redis loses the relay mid-stream: the next write is refused and the job fails', async () => {
+    const prefix = await fleetPrefix();
+    const { lost } = loseRelayMidway(prefix, [{ kind: 'event', data: delta('b') }, { kind: 'end' }], false);
+    const stream = await producer(prefix).stream(job());
+    const { seen, err } = await readLosingRelay(stream, prefix, lost);
+    expect(err).toBeInstanceOf(JobFailedError);
+    expect((err as JobFailedError).failure.message).toContain('relay refused (lost)');
+    expect(seen.slice(0, -1)).toEqual([delta('a')]);
+    expect(JSON.parse(seen.at(-1)!)).toMatchObject({ type: 'error' });
+  });
+
+  it('fails, never reads on past the gap, when a lost relay was made anew by an attempt\'s first write (a second start)', async () => {
+    const prefix = await fleetPrefix();
+    const { lost } = loseRelayMidway(prefix, [start, { kind: 'event', data: delta('c') }, { kind: 'end' }], true);
+    const stream = await producer(prefix).stream(job());
+    const { seen, err } = await readLosingRelay(stream, prefix, lost);
+    expect(err).toBeInstanceOf(JobFailedError);
+    expect((err as JobFailedError).failure).toMatchObject({ code: 'STREAM_FAILED', message: expect.stringContaining('was lost after 1 events') });
+    expect(seen.slice(0, -1)).toEqual([delta('a')]);
+    expect(JSON.parse(seen.at(-1)!)).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+  });
+
   it("makes the error event in the provider's shape when the job failed part-way without one", async () => {
     const prefix = await fleetPrefix();
     fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('par') }]], fail: 'a worker that died' }));

@@ -67,6 +67,14 @@ describe('job events', () => {
     expect(await read(prefix, jobId)).toEqual([{ kind: 'event', data: '{"n":1}' }]);
   });
 
+  it('refuses a later write once the stream is gone (Redis lost it), never recreating it past the reader', async () => {
+    const { prefix, jobId } = fresh();
+    await relayEvents(redis, prefix, jobId, [{ kind: 'start', model: 'm', waitMs: 0, startedAt: 1 }, { kind: 'event', data: '{"n":1}' }], { first: true });
+    await redis.del(jobEventsKey(prefix, jobId));
+    expect(await relayEvents(redis, prefix, jobId, [{ kind: 'event', data: '{"n":2}' }, { kind: 'end' }], { first: false })).toBe('lost');
+    expect(await redis.exists(jobEventsKey(prefix, jobId))).toBe(0);
+  });
+
   it("checks before a provider call, writing nothing, what an attempt's first write would meet: open, taken or cancelled", async () => {
     const { prefix, jobId } = fresh();
     expect(await checkRelay(redis, prefix, jobId)).toBe('open');

@@ -86,8 +86,8 @@ export function decodeJobEvent(field: string, value: string): JobEvent | undefin
 }
 
 /** lua/relay-2.lua's replies below zero. */
-export const RelayReply = { CANCELLED: -1, TAKEN: -2 } as const;
-export type RelayOutcome = 'written' | 'cancelled' | 'taken';
+export const RelayReply = { CANCELLED: -1, TAKEN: -2, LOST: -3 } as const;
+export type RelayOutcome = 'written' | 'cancelled' | 'taken' | 'lost';
 
 function keysOf(prefix: string, jobId: string) {
   const lane = laneOfJobId(jobId);
@@ -102,8 +102,9 @@ export function jobEventsKey(prefix: string, jobId: string): string {
 
 /**
  * Appends events to the job's stream in one call. `first` marks an attempt's first write, which
- * is refused (`taken`) when an earlier attempt already streamed; every write is refused
- * (`cancelled`) once the job's caller has cancelled it.
+ * is refused (`taken`) when an earlier attempt already streamed; a later one (`lost`) when the
+ * stream is gone (Redis lost it); every write is refused (`cancelled`) once the job's caller has
+ * cancelled it.
  */
 export async function relayEvents(
   redis: Redis | Cluster,
@@ -118,6 +119,7 @@ export async function relayEvents(
   const reply = await runScript<number>(redis, 'relay', [k.jobEvents(jobId), k.jobCancel(jobId)], args);
   if (reply === RelayReply.CANCELLED) return 'cancelled';
   if (reply === RelayReply.TAKEN) return 'taken';
+  if (reply === RelayReply.LOST) return 'lost';
   return 'written';
 }
 

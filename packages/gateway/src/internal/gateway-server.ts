@@ -8,7 +8,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse }
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
+import { JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { countTokensIssues, createLogger, createRedis, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
@@ -467,11 +467,18 @@ class GatewayHandler {
       if (!abort.signal.aborted) send(res, dialect, fromError(err), ids);
       return;
     }
+    // Keep-alive even while draining (in place of handle's `connection: close`): after a head that
+    // says close, the SDKs' fetch (undici) takes the connection's close, even a reset, as the
+    // body's end, chunked or not, so a stream cut at the grace's end read as whole. A draining
+    // gateway closes the connection once the stream has ended instead.
+    if (this.#draining) {
+      const socket = res.socket;
+      res.once('finish', () => socket?.destroySoon());
+    }
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      // A draining gateway's `connection: close` (set in handle) stands.
-      ...(res.hasHeader('connection') ? {} : { connection: 'keep-alive' }),
+      connection: 'keep-alive',
       ...ids,
       'headroom-model': start.model,
       'headroom-wait-ms': String(Math.round(start.waitMs)),
@@ -496,10 +503,13 @@ class GatewayHandler {
         }
       }
       res.end(dialect.endFrame);
-    } catch {
-      // The stream ended with an error event (the provider's, or one in its shape), already
-      // written as its last frame; or the client left and the job was cancelled.
-      if (!res.destroyed) res.end();
+    } catch (err) {
+      // Ended with an error event (the provider's, or one in its shape), already written as its
+      // last frame: the client's SDK raises it. Ended otherwise (the client left, the gateway
+      // stopped, the job's data is gone from Redis, the wait ran out), its answer has neither its
+      // end nor an error: cut, never ended cleanly, or the client would take half an answer as whole.
+      if (err instanceof JobFailedError) res.end();
+      else res.destroy();
     }
   }
 }

@@ -15,9 +15,12 @@
  * provider's shape made here; then the iteration throws `JobFailedError`. One that completed but
  * whose remaining events expired before this reader took them (it paused past `RELAY_TTL_MS`)
  * throws `TimeoutError`, never ends as if the answer were whole: `result()` holds all of it.
+ * A stream Redis lost mid-way is a failure, never an end: the worker's next write is refused
+ * (relay-2.lua's LOST) and the job fails, or, when an attempt's first write made it anew (a
+ * second `start`), the reader fails it here, with an error event in the provider's shape.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { errorEventOf, FailureCode, JobFailedError, RELAY_TTL_MS, replayEventsOf, TimeoutError, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
+import { errorEventOf, FailureCode, JobFailedError, jobFailure, RELAY_TTL_MS, replayEventsOf, TimeoutError, type JobEvent, type Lane, type LlmResult, type ProviderApi } from '@headroom/queue';
 import type { EventSubscription } from './event-reader.js';
 
 export interface StreamStart {
@@ -182,6 +185,13 @@ export class JobEventStream implements JobStream {
       } else if (entry.kind === 'end') {
         if (this.#p.deleteKey) await this.#p.command.del(this.#p.deleteKey).catch(() => 0);
         return;
+      } else {
+        // A second `start` (the first was `started()`'s): the stream was lost (Redis lost its
+        // data) and an attempt's first write made it anew, past this reader's position. What
+        // follows is another answer, or this one's rest after a gap: never read on as if whole.
+        const failure = jobFailure(FailureCode.STREAM_FAILED, `the relay's stream of job ${this.id} was lost after ${this.#events} events (Redis lost its data) and began anew: the rest of the answer cannot follow them`);
+        yield errorEventOf(this.#p.api, failure, this.#events);
+        throw new JobFailedError(this.id, failure);
       }
     }
   }

@@ -18,9 +18,15 @@
     -2   TAKEN: on a first write, an earlier attempt of the job (its worker died mid-stream, or
          lost the job when its lock lapsed) already streamed part of an answer: the reader has
          it, so this attempt must not add a second one; nothing written
+    -3   LOST: on a later write, the stream is gone (Redis lost its data: restarted empty, a
+         failover to a replica behind); nothing written. Recreated, it would hold the answer's
+         rest with new ids past the reader's position: the reader would read on across the gap
+         and could end with the provider's last event, as if whole
 ]]
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return -2 end
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if ARGV[2] == '1' and exists then return -2 end
+if ARGV[2] == '0' and not exists then return -3 end
 if #ARGV == 2 then return 0 end
 for i = 3, #ARGV, 2 do
   redis.call('XADD', KEYS[1], '*', ARGV[i], ARGV[i + 1])

@@ -86,6 +86,20 @@ describe('EventRelay', () => {
     expect(await entries(jobId)).toEqual([start, event(1), event(2), event(3), event(4), event(5), { kind: 'end' }]);
   });
 
+  it('stops at a stream Redis lost after its first write: says so, and never writes it anew', async () => {
+    const jobId = newJobId('high');
+    const refusals: RelayRefusal[] = [];
+    const relay = new EventRelay(db.redis, PREFIX, jobId, (why) => refusals.push(why));
+    relay.push(start);
+    relay.push(event(1));
+    expect(await relay.flush()).toBeUndefined();
+    await db.redis.del(jobEventsKey(PREFIX, jobId));
+    relay.push(event(2));
+    expect(await relay.flush()).toBe('lost');
+    expect(refusals).toEqual(['lost']);
+    expect(await db.redis.exists(jobEventsKey(PREFIX, jobId))).toBe(0);
+  });
+
   it('stops at a cancelled job: says so once, and drops what was pending', async () => {
     const jobId = newJobId('high');
     const refusals: RelayRefusal[] = [];

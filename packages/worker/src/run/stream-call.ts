@@ -137,6 +137,7 @@ export function relayTakenFailure(): JobFailure {
 
 function relayFailure(refused: Exclude<RelayRefusal, 'cancelled'>, progress: StreamProgress): JobFailure {
   if (refused === 'taken') return relayTakenFailure();
+  if (refused === 'lost') return jobFailure(FailureCode.STREAM_FAILED, `the relay's stream in Redis was gone after ${progress.events} events (Redis lost its data): the rest of the answer cannot follow them`);
   return jobFailure(FailureCode.STREAM_FAILED, `relaying the stream through Redis failed after ${progress.events} events: ${refused.message}`);
 }
 

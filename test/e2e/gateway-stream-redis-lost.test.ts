@@ -1,0 +1,84 @@
+/**
+ * Redis restarted empty while the gateway streams answers (here FLUSHALL and every client
+ * connection killed, on a private redis-server): the streams' jobs and relays are gone, so their
+ * answers can have neither their end nor an error event. Both SDKs must raise, never end the
+ * stream cleanly, truncated: the gateway ended it cleanly (its catch took any error for one whose
+ * error event was written), and the OpenAI SDK's loop just stopped, short, with no finish_reason.
+ */
+import type Anthropic from '@anthropic-ai/sdk';
+import type OpenAI from 'openai';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { GPT, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+
+let redis: EmbeddedRedis;
+let sim: Simulator;
+let fleet: GatewayFleet;
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  // 300 tokens every 50 ms: a stream still runs when Redis loses everything.
+  sim = await startSimulator({ latencyMs: 5, models: SIM_MODELS, outputTokens: { min: 300, max: 300 } });
+  sim.setPace({ streamTokenMs: 50 });
+  fleet = await startGatewayFleet(redis.url, sim);
+});
+afterAll(async () => {
+  await fleet?.close();
+  await sim?.close();
+  await redis?.stop();
+});
+
+/** Reads a stream to its end, calling `after5` once 5 events are in; how it ended. */
+async function readStream(stream: AsyncIterable<unknown>, finished: (event: unknown) => boolean, after5: () => Promise<void>): Promise<{ ended: 'cleanly' | 'with an error'; whole: boolean; events: number }> {
+  let whole = false;
+  let events = 0;
+  try {
+    for await (const event of stream) {
+      events++;
+      whole ||= finished(event);
+      if (events === 5) await after5();
+    }
+    return { ended: 'cleanly', whole, events };
+  } catch {
+    return { ended: 'with an error', whole, events };
+  }
+}
+
+describe('Redis restarted empty mid-stream', () => {
+  it('both SDKs raise: the streams are cut, never ended cleanly, truncated', async () => {
+    let lose: () => void = () => {};
+    const lost = new Promise<void>((resolve) => {
+      lose = resolve;
+    });
+    let readers = 0;
+    // Once both streams have 5 events in, Redis loses everything, as one restarted empty.
+    const bothIn = async () => {
+      if (++readers === 2) lose();
+      await lost;
+    };
+    const chat = readStream(
+      await fleet.openai().chat.completions.create({ model: GPT, max_completion_tokens: 400, stream: true, messages: [{ role: 'user', content: 'A long story, please.' }] }),
+      (c) => (c as OpenAI.ChatCompletionChunk).choices[0]?.finish_reason != null,
+      bothIn,
+    );
+    const message = readStream(
+      await fleet.anthropic().messages.create({ model: SONNET, max_tokens: 400, stream: true, messages: [{ role: 'user', content: 'A long story, please.' }] }),
+      (e) => (e as Anthropic.RawMessageStreamEvent).type === 'message_stop',
+      bothIn,
+    );
+    await lost;
+    const admin = new Redis(redis.url);
+    try {
+      await admin.flushall();
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    } finally {
+      admin.disconnect();
+    }
+    for (const cut of await Promise.all([chat, message])) {
+      expect(cut).toMatchObject({ ended: 'with an error', whole: false });
+      expect(cut.events).toBeGreaterThanOrEqual(5);
+    }
+  });
+});
