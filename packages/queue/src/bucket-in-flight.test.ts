@@ -103,12 +103,14 @@ describe('the count of calls in flight', () => {
     const b = fresh();
     const limits = { otpm: 1_000_000, tpm: 1_000_000 };
     const tenants = [{ id: 'acme', limits: { tpm: 100_000 } }, { id: 'beta', limits: { tpm: 100_000 } }];
+    // Half the pool's output taken first: from there on every grant is counted (acquire.lua).
+    const half = granted(await b.acquire({ pool: 'p', limits, lane: 'high', need: need(0, 500_000) }));
     const grants = await Promise.all(
       Array.from({ length: 40 }, (_, i) => b.acquire({ pool: 'p', limits, lane: 'high', need: need(10, 100 + i), ...(i % 3 === 0 ? {} : { tenant: tenants[i % 2]! }) })),
     );
-    const rs = grants.map(granted);
+    const rs = [half, ...grants.map(granted)];
     const during = (await b.snapshot('p', limits)).inFlight;
-    expect(during.calls).toBe(40);
+    expect(during.calls).toBe(41);
     expect(during.outputTokens).toBe(rs.reduce((n, r) => n + r.need.outputTokens, 0));
     expect(Object.keys(during.tenants).sort()).toEqual(['acme', 'beta']);
     // Released (never sent, or cancelled), settled for more, kept whole (a 5xx), settled for
@@ -130,13 +132,30 @@ describe('the count of calls in flight', () => {
     expect(otpm.level).toBeCloseTo(3000 + ((snap.atMs - r.grantedAtMs) * 6000) / 60_000, 6);
   });
 
+  it('counts a grant only once a tokens/min dimension it draws on is half used: below that no wait is near, and the entry is what a grant paid for it', async () => {
+    const b = fresh();
+    // 2,999 of 6,000: under half, nothing recorded (no key at all).
+    const low = granted(await b.acquire({ pool: 'p', limits: OTPM, lane: 'critical', need: need(0, 2999) }));
+    expect(await db.redis.exists(b.keys('p').inFlight)).toBe(0);
+    expect(low.inFlight).toBeUndefined();
+    // This one takes the pool past half: counted, and its reservation says so (its settle takes it out).
+    expect(granted(await b.acquire({ pool: 'p', limits: OTPM, lane: 'critical', need: need(0, 1000) })).inFlight).toBe(true);
+    expect((await b.snapshot('p', OTPM)).inFlight).toEqual({ calls: 1, outputTokens: 1000, tenants: {} });
+    // A tenant near its own quota is counted with the pool's levels low.
+    const tenant = { id: 'acme', limits: { tpm: 2000 } };
+    granted(await b.acquire({ pool: 'q', limits: { otpm: 1_000_000 }, lane: 'critical', need: need(100, 900), tenant }));
+    expect((await b.snapshot('q', { otpm: 1_000_000 })).inFlight).toEqual({ calls: 1, outputTokens: 900, tenants: { acme: 900 } });
+    await b.settle(low, { input_tokens: 0, output_tokens: 10 }, { immediate: true });
+    expect((await b.snapshot('p', OTPM)).inFlight.calls).toBe(1);
+  });
+
   it('starts from nothing when Redis lost its keys, and a settle after that takes nothing below it', async () => {
     const b = fresh();
     const r1 = granted(await b.acquire({ pool: 'p', limits: OTPM, lane: 'critical', need: need(0, 3000) }));
     await db.redis.del(b.keys('p').bucket, b.keys('p').inFlight);
-    const r2 = granted(await b.acquire({ pool: 'p', limits: OTPM, lane: 'critical', need: need(0, 1000) }));
+    const r2 = granted(await b.acquire({ pool: 'p', limits: OTPM, lane: 'critical', need: need(0, 3000) }));
     await b.settle(r1, { input_tokens: 0, output_tokens: 10 }, { immediate: true });
-    expect((await b.snapshot('p', OTPM)).inFlight).toEqual({ calls: 1, outputTokens: 1000, tenants: {} });
+    expect((await b.snapshot('p', OTPM)).inFlight).toEqual({ calls: 1, outputTokens: 3000, tenants: {} });
     await b.settle(r2, { input_tokens: 0, output_tokens: 10 }, { immediate: true });
     expect((await b.snapshot('p', OTPM)).inFlight).toEqual({ calls: 0, outputTokens: 0, tenants: {} });
     expect(await db.redis.exists(b.keys('p').inFlight)).toBe(0);

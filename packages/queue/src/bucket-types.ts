@@ -99,6 +99,11 @@ export interface Reservation {
   chargedAgainst: { rpm: number; itpm: number; otpm: number; tpm: number; tenantRpm: number; tenantTpm: number };
   /** Redis time of the grant, ms since the epoch (fractional). */
   grantedAtMs: number;
+  /**
+   * Counted among the pool's calls in flight (its output a refund a tokens/min wait may count on:
+   * includes/in-flight.lua); absent for a grant made while no such wait was near.
+   */
+  inFlight?: true;
 }
 
 /**

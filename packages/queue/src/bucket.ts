@@ -256,6 +256,7 @@ export class Bucket {
         };
         const reservation: Reservation = { id, pool: req.pool, lane: req.lane, need, chargedAgainst, grantedAtMs: atMs };
         if (tenant) reservation.tenant = tenant.id;
+        if (Number(reply[8]) === 1) reservation.inFlight = true;
         const throttle = throttleOf(reply);
         return throttle ? { status: 'granted', reservation, atMs, throttle, unhealthyRun: Number(reply[6]) } : { status: 'granted', reservation, atMs };
       }
@@ -465,7 +466,8 @@ export class Bucket {
       const { need, chargedAgainst: against } = s.reservation;
       const dIn = s.inputTokens - need.inputTokens;
       const dOut = s.outputTokens - need.outputTokens;
-      const member = inFlightMember(s.reservation.id, need.outputTokens, limitedTenantOf(s.reservation));
+      // A grant never counted in flight has no entry to remove: its settle spends no command on it.
+      const member = s.reservation.inFlight ? inFlightMember(s.reservation.id, need.outputTokens, limitedTenantOf(s.reservation)) : '';
       args.push(dIn, dOut, against.itpm, against.otpm, against.tpm, against.tenantTpm, 0 - s.requestsBack, against.rpm, against.tenantRpm, laneIndex(s.reservation.lane), member);
       const delta = corrections(0 - s.requestsBack, dIn, dOut, against);
       if (delta.tenantTokens !== 0 || delta.tenantRequests !== 0) keys.push(k.tenantBucket(s.reservation.tenant ?? ''));

@@ -260,7 +260,15 @@ pool[5] = ct and ut + input + output or 0
 local slot = GRANTS_AT + lane
 pool[slot] = (pool[slot] or 0) + 1
 writePool(KEYS[1], pool)
-addInFlight(KEYS[5], member, output, lifeMs, now)
+-- Recorded only once a tokens/min dimension the grant draws on is half used or more: below
+-- that no wait is near, and the entry (two commands) was most of what a grant cost Redis beyond
+-- the check itself (bench:bucket). A call granted earlier and still in flight when a wait comes
+-- is not counted as a refund: the wait errs toward sure, the bucket's view before it counted any.
+local function pastHalf(c, used, share)
+  return c ~= nil and used >= c * share / 2
+end
+local counted = pastHalf(co, pool[4], burstShare) or pastHalf(ct, pool[5], burstShare) or (hasTenant and pastHalf(tenantTpm, tt + input + output, 1))
+if counted then addInFlight(KEYS[5], member, output, lifeMs, now) end
 
 if throttle then
   chargeThrottle(throttle, retry, throttleState)
@@ -286,4 +294,6 @@ local function against(limit, c)
   return string.format('%.17g', c)
 end
 reply[1], reply[3], reply[4], reply[5], reply[8] = 1, against(li, ci), against(lo, co), against(lt, ct), against(lr, cr)
+-- Whether the grant is among the calls in flight: only then does its settle take it out.
+if counted and output > 0 and member ~= '' then reply[9] = 1 end
 return reply

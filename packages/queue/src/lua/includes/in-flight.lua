@@ -2,8 +2,9 @@
   What the calls in flight may still give back: a grant's output is reserved at `max_tokens` (or
   a learned p95), and most calls settle for far less, so a tokens/min wait counted against those
   reservations may be covered by their refunds before it ends. Each grant that reserves output
-  adds one entry to the pool's in-flight zset, and its settle or release (the one way a grant is
-  given back, once: the client dedupes) removes it.
+  while a tokens/min dimension it draws on is half used or more (acquire.lua: below that no
+  wait is near) adds one entry to the pool's in-flight zset, and its settle or release (the one
+  way a grant is given back, once: the client dedupes) removes it.
 
   Member `<reservation id>|<output reserved>|<tenant>`; score: when the entry stops counting (ms,
   Redis time), the grant's time plus its call's longest life. A grant nobody settles (its worker
