@@ -17,6 +17,7 @@ import { startSimulator, type Simulator } from '@headroom/simulator';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { startWorker, type RunningWorker } from '@headroom/worker';
 import { spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { readStream } from '../support/sdk-streams.js';
 
 const SONNET = 'claude-sonnet-4-6';
 const GPT = 'gpt-4.1';
@@ -173,12 +174,12 @@ describe('headroom gateway on SIGTERM', () => {
     try {
       const ends = Promise.all([
         (async () => {
-          const short = await readStream(await openai.chat.completions.create(chatBody(20)), chatEnds, chatHeld);
+          const short = await readStream(await openai.chat.completions.create(chatBody(20)), chatEnds, { at: 1, run: chatHeld });
           const { data, response } = await openai.chat.completions.create(chatBody(400)).withResponse();
           return { short, long: { ...(await readStream(data, chatEnds)), connection: response.headers.get('connection') } };
         })(),
         (async () => {
-          const short = await readStream(await anthropic.messages.create(messageBody(20)), messageEnds, messageHeld);
+          const short = await readStream(await anthropic.messages.create(messageBody(20)), messageEnds, { at: 1, run: messageHeld });
           const { data, response } = await anthropic.messages.create(messageBody(400)).withResponse();
           return { short, long: { ...(await readStream(data, messageEnds)), connection: response.headers.get('connection') } };
         })(),
@@ -253,22 +254,3 @@ describe('headroom gateway on SIGTERM', () => {
     }
   });
 });
-
-/**
- * Reads an SDK's stream to its end: whether it ended cleanly or raised, how many events came, and
- * whether one said the answer was whole. `first` runs after the first event, before the rest is read.
- */
-async function readStream(stream: AsyncIterable<unknown>, finished: (event: unknown) => boolean, first?: () => Promise<void>): Promise<{ ended: 'cleanly' | 'with an error'; whole: boolean; events: number; error?: unknown }> {
-  let whole = false;
-  let events = 0;
-  try {
-    for await (const event of stream) {
-      events++;
-      whole ||= finished(event);
-      if (events === 1) await first?.();
-    }
-    return { ended: 'cleanly', whole, events };
-  } catch (error) {
-    return { ended: 'with an error', whole, events, error };
-  }
-}

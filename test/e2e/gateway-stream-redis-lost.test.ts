@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { GPT, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+import { readStream } from '../support/sdk-streams.js';
 
 let redis: EmbeddedRedis;
 let sim: Simulator;
@@ -30,22 +31,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-/** Reads a stream to its end, calling `after5` once 5 events are in; how it ended. */
-async function readStream(stream: AsyncIterable<unknown>, finished: (event: unknown) => boolean, after5: () => Promise<void>): Promise<{ ended: 'cleanly' | 'with an error'; whole: boolean; events: number }> {
-  let whole = false;
-  let events = 0;
-  try {
-    for await (const event of stream) {
-      events++;
-      whole ||= finished(event);
-      if (events === 5) await after5();
-    }
-    return { ended: 'cleanly', whole, events };
-  } catch {
-    return { ended: 'with an error', whole, events };
-  }
-}
-
 describe('Redis restarted empty mid-stream', () => {
   it('both SDKs raise: the streams are cut, never ended cleanly, truncated', async () => {
     let lose: () => void = () => {};
@@ -61,12 +46,12 @@ describe('Redis restarted empty mid-stream', () => {
     const chat = readStream(
       await fleet.openai().chat.completions.create({ model: GPT, max_completion_tokens: 400, stream: true, messages: [{ role: 'user', content: 'A long story, please.' }] }),
       (c) => (c as OpenAI.ChatCompletionChunk).choices[0]?.finish_reason != null,
-      bothIn,
+      { at: 5, run: bothIn },
     );
     const message = readStream(
       await fleet.anthropic().messages.create({ model: SONNET, max_tokens: 400, stream: true, messages: [{ role: 'user', content: 'A long story, please.' }] }),
       (e) => (e as Anthropic.RawMessageStreamEvent).type === 'message_stop',
-      bothIn,
+      { at: 5, run: bothIn },
     );
     await lost;
     const admin = new Redis(redis.url);

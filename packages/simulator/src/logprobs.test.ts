@@ -5,9 +5,10 @@ import { Tiktoken } from 'js-tiktoken/lite';
 import cl100kBase from 'js-tiktoken/ranks/cl100k_base';
 import OpenAI, { type APIError } from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Simulator, startSimulator } from './index.js';
+import type { Simulator } from './index.js';
+import { GPT, simulatorWithClients } from './sdk-clients.fixture.js';
 
-const MODEL = 'gpt-4o-mini';
+const MODEL = GPT;
 const cl100k = new Tiktoken(cl100kBase);
 const chat = { model: MODEL, max_tokens: 100, messages: [{ role: 'user' as const, content: 'Tell me about lanes.' }] };
 
@@ -31,8 +32,7 @@ describe('Chat Completions logprobs through the openai SDK', () => {
   let client: OpenAI;
 
   beforeAll(async () => {
-    sim = await startSimulator({ latencyMs: 0, outputTokens: 30, apiKeys: ['sk-oai'], models: { [MODEL]: { provider: 'openai', limits: { rpm: 1000, tpm: 1_000_000 } } } });
-    client = new OpenAI({ apiKey: 'sk-oai', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+    ({ sim, openai: client } = await simulatorWithClients());
   });
   afterEach(() => sim.reset());
   afterAll(() => sim.close());

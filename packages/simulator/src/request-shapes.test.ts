@@ -5,19 +5,9 @@
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI, { type APIError } from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Simulator, startSimulator } from './index.js';
+import type { Simulator } from './index.js';
+import { CLAUDE, failure, GPT, simulatorWithClients } from './sdk-clients.fixture.js';
 
-async function failure(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the call to fail');
-}
-
-const GPT = 'gpt-4o-mini';
-const CLAUDE = 'claude-haiku-4-5';
 
 describe('nullable and malformed request fields', () => {
   let sim: Simulator;
@@ -25,17 +15,7 @@ describe('nullable and malformed request fields', () => {
   let anthropic: Anthropic;
 
   beforeAll(async () => {
-    sim = await startSimulator({
-      latencyMs: 0,
-      outputTokens: 30,
-      apiKeys: ['sk-test'],
-      models: {
-        [GPT]: { provider: 'openai', limits: { rpm: 1000, tpm: 1_000_000 } },
-        [CLAUDE]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 1_000_000, otpm: 1_000_000 } },
-      },
-    });
-    openai = new OpenAI({ apiKey: 'sk-test', baseURL: `${sim.url}/v1`, maxRetries: 0 });
-    anthropic = new Anthropic({ apiKey: 'sk-test', baseURL: sim.url, maxRetries: 0 });
+    ({ sim, openai, anthropic } = await simulatorWithClients());
   });
   afterEach(() => sim.reset());
   afterAll(() => sim.close());

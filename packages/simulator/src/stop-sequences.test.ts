@@ -3,15 +3,14 @@
 // a word picked from the answer the same request gets without it (a stop sequence leaves the text
 // it cuts the same).
 
-import Anthropic from '@anthropic-ai/sdk';
+import type Anthropic from '@anthropic-ai/sdk';
 import { Tiktoken } from 'js-tiktoken/lite';
 import cl100kBase from 'js-tiktoken/ranks/cl100k_base';
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Simulator, startSimulator } from './index.js';
+import type { Simulator } from './index.js';
+import { CLAUDE, GPT, simulatorWithClients } from './sdk-clients.fixture.js';
 
-const GPT = 'gpt-4o-mini';
-const CLAUDE = 'claude-haiku-4-5';
 const cl100k = new Tiktoken(cl100kBase);
 
 /** A word of `text` past its first few (` word`, with its space, so it is a whole word there), and the text before it. */
@@ -31,17 +30,7 @@ describe('stop sequences through the official SDKs', () => {
   let anthropic: Anthropic;
 
   beforeAll(async () => {
-    sim = await startSimulator({
-      latencyMs: 0,
-      outputTokens: 30,
-      apiKeys: ['sk-test'],
-      models: {
-        [GPT]: { provider: 'openai', limits: { rpm: 1000, tpm: 1_000_000 } },
-        [CLAUDE]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 1_000_000, otpm: 1_000_000 } },
-      },
-    });
-    openai = new OpenAI({ apiKey: 'sk-test', baseURL: `${sim.url}/v1`, maxRetries: 0 });
-    anthropic = new Anthropic({ apiKey: 'sk-test', baseURL: sim.url, maxRetries: 0 });
+    ({ sim, openai, anthropic } = await simulatorWithClients());
   });
   afterEach(() => sim.reset());
   afterAll(() => sim.close());
