@@ -2,7 +2,7 @@
  * Backpressure through the gateway is the SDK's own retry: a full lane answers 429 with
  * `retry-after`, and the official SDK, retrying by itself, succeeds once the lane drains. A call
  * that cannot start within its max wait is cancelled and answered 529 (Anthropic) / 503 (OpenAI)
- * with `retry-after`; a provider's 4xx or spend cap comes back as the provider sent it (its status
+ * with `retry-after`, which the SDK does not retry (the max wait bounds the client's whole wait); a provider's 4xx or spend cap comes back as the provider sent it (its status
  * and error body, so the SDK raises the same error as from the provider), not retried. A retry of
  * a 529 under the same `headroom-idempotency-key` runs the job again. A job clients share waits
  * for the latest deadline among them, while each hears its own.
@@ -94,19 +94,29 @@ describe('backpressure through the gateway', () => {
     await Promise.all([running, ...waiting]);
   });
 
-  it('cancels a call that cannot start within headroom-max-wait-ms and answers 529 (Anthropic) / 503 (OpenAI) with retry-after', async () => {
+  it('cancels a call that cannot start within headroom-max-wait-ms and answers 529 (Anthropic) / 503 (OpenAI) with retry-after, which the SDK does not retry', async () => {
     const busy = fleet.anthropic().messages.create(ask('busy'), HIGH);
     await new Promise((r) => setTimeout(r, 50));
     const headers = { 'content-type': 'application/json', 'headroom-max-wait-ms': '50', 'headroom-priority': 'low' };
-    const [a, o] = await Promise.all([
+    // The SDK with its retries on: a retry after retry-after (1 s) would find the slot free again
+    // and be answered, waiting past the 50 ms the client allowed.
+    const { client, answers } = retryingClient(2);
+    const [a, o, sdk] = await Promise.all([
       fetch(`${fleet.gateway.url}/v1/messages`, { method: 'POST', headers: { ...headers, 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.app }, body: JSON.stringify(ask('late', HAIKU)) }),
       fetch(`${fleet.gateway.url}/v1/chat/completions`, { method: 'POST', headers: { ...headers, authorization: `Bearer ${GATEWAY_KEYS.app}` }, body: JSON.stringify({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'late' }] }) }),
+      client.messages.create(ask('late, through the SDK', HAIKU), { headers: { 'headroom-max-wait-ms': '50', 'headroom-priority': 'low' } }).then(() => undefined, (e: unknown) => e),
     ]);
+    expect(sdk).toBeInstanceOf(Anthropic.OverloadedError);
+    expect((sdk as InstanceType<typeof Anthropic.APIError>).status).toBe(529);
+    expect(answers.map((x) => x.status)).toEqual([529]);
     expect(a.status).toBe(529);
     expect(await a.json()).toMatchObject({ type: 'error', error: { type: 'overloaded_error', message: expect.stringContaining('did not start within 50 ms') } });
     expect(o.status).toBe(503);
     expect(await o.json()).toMatchObject({ error: { type: 'server_error', message: expect.stringContaining('did not start within 50 ms') } });
-    for (const r of [a, o]) expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    for (const r of [a, o]) {
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(r.headers.get('x-should-retry')).toBe('false');
+    }
     await busy;
     // Cancelled: never sent.
     expect(sim.stats().admissions.some((x) => x.model === HAIKU || x.model === GPT)).toBe(false);

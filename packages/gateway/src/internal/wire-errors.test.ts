@@ -59,9 +59,11 @@ describe('wire errors', () => {
     expect(fromError(new RedisOomError())).toMatchObject({ kind: 'unavailable', retryAfterMs: 1_000, message: expect.stringContaining('out of memory') });
   });
 
-  it('answers a job past its deadline as overloaded with a retry hint, as a call the gateway gave up on', () => {
+  it("answers a job past its deadline as overloaded with a retry hint, and no SDK retry: the max wait bounds the client's whole wait", () => {
     const err = fromError(new JobFailedError('high.x', jobFailure(FailureCode.DEADLINE_EXCEEDED, 'not started within its maxWaitMs of 200 ms (waited 250 ms)')));
-    expect(err).toMatchObject({ kind: 'overloaded', retryAfterMs: 1_000, message: expect.stringContaining('maxWaitMs of 200 ms') });
+    expect(err).toMatchObject({ kind: 'overloaded', retryAfterMs: 1_000, shouldRetry: false, message: expect.stringContaining('maxWaitMs of 200 ms') });
+    // A job out of attempts is still the SDK's to retry: a burst of 529s may be over by then.
+    expect(fromError(new JobFailedError('high.x', jobFailure(FailureCode.RETRIES_EXHAUSTED, 'after 6 attempts, last: 529 x')))).not.toHaveProperty('shouldRetry');
   });
 
   it("answers a batch's failure without an automatic retry: each would be another batch, hours long", () => {

@@ -5,7 +5,8 @@
  * - backpressure (a full lane, a shed LOW job, a tenant over quota) is a 429 with `retry-after`:
  *   the SDK's own retry is the backoff;
  * - a job that could not start in time, or ran out of retries, is Anthropic's 529
- *   `overloaded_error` / OpenAI's 503, with `retry-after`;
+ *   `overloaded_error` / OpenAI's 503, with `retry-after`; one past its max wait also with
+ *   `x-should-retry: false` (the max wait bounds the client's whole wait);
  * - a request that can never succeed (malformed, a model nobody serves, a spend cap) is a 4xx
  *   with `x-should-retry: false`, even the spend cap's 429;
  * - a provider's refusal and its spend cap are the provider's own answer: its status and its
@@ -151,10 +152,13 @@ function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
     case FailureCode.SHED:
       return { kind: 'rate_limit', message: `shed under pressure: ${failure.message}`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
     case FailureCode.DEADLINE_EXCEEDED:
-      // Not started within its max wait (the client's own, headroom-max-wait-ms, or the job's at
-      // its pickup): the SDK's retry is the right answer, after the wait the worker foresaw (a
-      // model cooling down for the provider's retry-after, a drained pool) when it knew one.
-      return { kind: 'overloaded', message: `the call could not start in time: ${failure.message}; retry later`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
+      // Not started within its max wait (the client's own, headroom-max-wait-ms, or the gateway's
+      // default). The fleet kept the job through that whole wait, retrying a failing provider
+      // within it; each automatic SDK retry would be a new job waiting the whole max wait again
+      // (a dead model: 3x the client's stated bound, and a probe a second for each). So the SDK is
+      // told not to retry; `retry-after` still says when a retry of the caller's own could start
+      // (a model cooling down for the provider's retry-after, a drained pool) when it was known.
+      return { kind: 'overloaded', message: `the call could not start in time: ${failure.message}; retry later`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS, shouldRetry: false };
     default:
       // A batch's failure (errored, expired, cancelled, lost) came after hours in a batch: the
       // SDK's automatic retry would send a new batch each time, so it is left to the caller
