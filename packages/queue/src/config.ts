@@ -321,7 +321,7 @@ export const HeadroomConfig = z
         /**
          * How long a job may ride out a model's outage: a call that fails as a dead model's do
          * while other jobs' calls to it fail too costs the job no attempt, for this long from the
-         * job's first such failure (the worker's job-runner.ts, outage-evidence.ts).
+         * job's first such failure (the worker's failed-call.ts, outage-evidence.ts).
          */
         outageGraceMs: positiveInt.default(300_000),
         budget: z

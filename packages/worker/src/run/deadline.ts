@@ -7,7 +7,7 @@
  * wait the refunds of the calls in flight cannot cover (requests/min, input tokens, cooldowns, and
  * a tokens/min wait beyond all the output those calls reserved; the bucket's `sureWaitMs`). A job
  * whose wait only those refunds could shorten is parked no later than its deadline and looked at
- * again then (job-runner.ts). A call already in flight is never cut short: the provider is charging
+ * again then (plan-wait.ts). A call already in flight is never cut short: the provider is charging
  * for it, and the answer still reaches a caller who waits. A job several callers share has the
  * latest deadline any of them wants: the dispatcher hands the job here with it
  * (`withSharedDeadline`), each caller being withdrawn at its own by its producer.

@@ -1,7 +1,7 @@
 /**
  * What this worker has seen of each model since the latest call the model served started: the
  * calls started after it that failed as a dead model does (5xx, 529, no answer), and whose they
- * were. A job's failure costs it no attempt when other jobs' calls fail too (job-runner.ts): the
+ * were. A job's failure costs it no attempt when other jobs' calls fail too (failed-call.ts): the
  * outage is the fleet's, not the job's.
  *
  * Ordered by when calls started, not when they ended: at an outage's onset the calls started
@@ -9,7 +9,7 @@
  * throttle counts those) keeps being reset by them, while every call started after it fails. In
  * `bench:brownout`'s full outage a HIGH job spent its six attempts in 0.6 s of that onset, before
  * the fleet-wide throttle and retry budget could tell. Local to the worker (no round trip); the
- * acquire's unhealthy run covers a worker that has seen too little (a probe, job-runner.ts).
+ * acquire's unhealthy run covers a worker that has seen too little (a probe, failed-call.ts).
  */
 
 /** Failed calls, of at least OUTAGE_JOBS other jobs, since the latest served start: an outage. At 50% failures, 1 in 256. */

@@ -21,7 +21,7 @@ export type Plan =
   | { kind: 'granted'; model: string; pool: string; reservation: Reservation; estimate: number; retry: boolean; probeRun?: number }
   /**
    * `sureWaitMs`: the wait even if every call in flight gave back all the output it reserved
-   * (absent: `waitMs`, all of it sure); a job's deadline is held against it (job-runner.ts).
+   * (absent: `waitMs`, all of it sure); a job's deadline is held against it (plan-wait.ts).
    * `parkMs`: park the job this long, though the bucket said `waitMs` (a tenant's quota: its calls
    * in flight refund what they do not use when they settle; its held jobs wait their turn,
    * tenant-waits.ts). `pace`:
@@ -30,6 +30,8 @@ export type Plan =
    */
   | { kind: 'wait'; waitMs: number; reason: PlanWaitReason; sureWaitMs?: number; parkMs?: number; pace?: { pool: string; ms: number } }
   | { kind: 'never_fits'; message: string };
+
+export type Grant = Extract<Plan, { kind: 'granted' }>;
 
 /**
  * A wait that concerns this job alone (its model cooling down, its retry not yet in the model's

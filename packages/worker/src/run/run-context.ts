@@ -68,7 +68,7 @@ export interface JobProgress {
   /** Provider calls made for the job (the result's `attempts`). */
   attempts: number;
   /**
-   * Of those, failures in a model's outage that cost the job no attempt (see `countedAttempts` in job-runner.ts),
+   * Of those, failures in a model's outage that cost the job no attempt (see `countedAttempts` in failed-call.ts),
    * and when the first of them failed: a job rides out an outage for `retry.outageGraceMs`.
    */
   outageFailures?: number;
