@@ -17,6 +17,7 @@ import { anthropic, openai, openaiResponses, requestIdHeader, type Dialect } fro
 import { CLIENT_CLOSED, GatewayMetrics, type RequestRecord, type RouteLabel } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
+import { clientDrain } from './client-drain.js';
 import { errorBodyOf, fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
 
 export interface GatewayOptions {
@@ -164,6 +165,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         server.closeIdleConnections();
         const drained = await within(handler.idle(), config.gateway.shutdownGraceMs);
         if (!drained) logger.warn({ inFlight: handler.inFlight, graceMs: config.gateway.shutdownGraceMs }, 'gateway stopping: cutting the calls still in flight');
+        handler.cut();
         server.closeAllConnections();
         await stopped;
         // A cut call cancels its job from its own close handler: let those cancels go out first.
@@ -197,6 +199,7 @@ class GatewayHandler {
   /** Requests whose answers are not done yet (sent in full, or cut). */
   inFlight = 0;
   #draining = false;
+  #cut = false;
   /** The answers not done yet, for a drain to close their connections after them. */
   readonly #answering = new Set<ServerResponse>();
   #onIdle: (() => void) | undefined;
@@ -223,6 +226,11 @@ class GatewayHandler {
   drain(): void {
     this.#draining = true;
     for (const res of this.#answering) closeAfter(res);
+  }
+
+  /** Cut at the grace's end (the connections are closed next): what a stream cut then says. */
+  cut(): void {
+    this.#cut = true;
   }
 
   get draining(): boolean {
@@ -499,13 +507,16 @@ class GatewayHandler {
           res.cork();
           process.nextTick(() => res.uncork());
         }
-        if (!res.write(dialect.frame(data)) && !(await drained(res, this.config.gateway.slowClientMs))) {
-          // A client that stops reading holds nothing here for long: its call is stopped.
-          this.logger.warn({ jobId: stream.id }, 'stream client too slow; cutting it off');
-          abort.abort();
-          res.destroy();
-          return;
-        }
+        if (res.write(dialect.frame(data))) continue;
+        const why = await clientDrain(res, this.config.gateway.slowClientMs);
+        if (why === 'drained') continue;
+        // A client that stops reading holds nothing here for long: its call is stopped. A closed
+        // connection already stopped it (its close handler); the log names which it was.
+        if (why === 'slow') this.logger.warn({ jobId: stream.id }, 'stream client too slow; cutting it off');
+        else if (this.#cut) this.logger.warn({ jobId: stream.id }, "stream cut: the gateway's shutdown grace ran out");
+        abort.abort();
+        res.destroy();
+        return;
       }
       res.end(dialect.endFrame);
     } catch (err) {
@@ -527,23 +538,6 @@ class GatewayHandler {
 function betasFromHeader(header: string | string[] | undefined): { betas?: string[] } {
   const betas = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').map((b) => b.trim()).filter((b) => b !== '');
   return betas.length > 0 ? { betas } : {};
-}
-
-/** Waits until the response drains, the client leaves, or `ms` pass; true when drained. */
-function drained(res: ServerResponse, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      res.off('drain', onDrain);
-      res.off('close', onClose);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onClose = () => done(false);
-    const timer = setTimeout(() => done(false), ms);
-    res.once('drain', onDrain);
-    res.once('close', onClose);
-  });
 }
 
 /**
