@@ -3,11 +3,13 @@
  * no new connection, answers the calls it holds (plain and streamed, through the official SDKs)
  * within `gateway.shutdownGraceMs` and exits 0; past the grace it cuts what is left, and a cut
  * stream's provider call is stopped, a call not started withdrawn (cancelled, as its client would
- * have it: its SDK sends it again elsewhere). A stream begun after SIGTERM on a kept-alive
- * connection is cut too, and both SDKs raise: its head said `connection: close`, after which their
+ * have it: its SDK sends it again elsewhere). Each kept-alive connection is closed as soon as its
+ * answer ends, whether the answer began before SIGTERM or after. A stream whose answer began after
+ * SIGTERM is cut too, and both SDKs raise: its head said `connection: close`, after which their
  * fetch (undici) took the cut for the body's end and the stream ended cleanly, truncated. And one
  * killed outright (SIGKILL) loses no job it accepted.
  */
+import { Agent, request, type IncomingMessage } from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
@@ -62,6 +64,43 @@ async function callsInFlight(n: number): Promise<void> {
     if (Date.now() > deadline) throw new Error(`fewer than ${n} calls reached the provider`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * A streamed chat call on a kept-alive connection of its own (node:http, so its socket can be
+ * watched), once its head is in: the head's `connection`, its body once read whole, and when its
+ * answer and its connection end, pushed to `order` as they happen.
+ */
+async function rawStream(url: string, maxTokens: number, name: string, order: string[]): Promise<{ connection: string | undefined; body: Promise<string>; closed: Promise<void> }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const payload = JSON.stringify({ model: GPT, max_completion_tokens: maxTokens, stream: true, messages: [{ role: 'user', content: 'Go on at length.' }] });
+  let closed: Promise<void> = Promise.resolve();
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = request(`${url}/v1/chat/completions`, { method: 'POST', agent, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' } }, resolve);
+    req.once('socket', (socket) => {
+      closed = new Promise((done) =>
+        socket.once('close', () => {
+          order.push(`${name} connection closed`);
+          done();
+        }),
+      );
+    });
+    req.once('error', reject);
+    req.end(payload);
+  });
+  const body = new Promise<string>((resolve, reject) => {
+    let text = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      text += chunk;
+    });
+    res.once('end', () => {
+      order.push(`${name} answer ended`);
+      resolve(text);
+    });
+    res.once('error', reject);
+  });
+  return { connection: res.headers.connection, body, closed };
 }
 
 beforeAll(async () => {
@@ -135,66 +174,62 @@ describe('headroom gateway on SIGTERM', () => {
     }
   });
 
-  it('past its grace cuts a stream that began after SIGTERM on a kept-alive connection: both SDKs raise, neither ends it as if whole', async () => {
-    const { proc, url } = await startGatewayProcess(8_000);
-    // Answered while draining: a head that said `connection: close` made the SDKs' fetch (undici)
-    // take the connection's close, even a reset, as the body's end, chunked or not. Retries: a call sent while its pool is still releasing the kept-alive connection opens a
-    // new one, refused (the gateway no longer listens), and is sent again on the kept one.
-    const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 3 });
-    const openai = new OpenAI({ apiKey: KEY, baseURL: `${url}/v1`, maxRetries: 3 });
-    // Tokens every 200 ms: a short answer (20 tokens) still streams when SIGTERM lands and ends
-    // within the grace, a long one (over 200: the simulator's answer to this question) outlives it.
+  it("closes the kept-alive connection of each stream begun before SIGTERM as soon as its answer ends, while a longer one runs on, and exits once that one is done", async () => {
+    const { proc, url } = await startGatewayProcess(30_000);
+    // Tokens every 200 ms: the short answer (10 tokens) still streams when SIGTERM lands and ends
+    // well before the long one (60 tokens).
     sim.setPace({ streamTokenMs: 200, latencyMs: 100 });
-    let stopped: () => void = () => {};
-    const sigterm = new Promise<void>((resolve) => {
-      stopped = resolve;
-    });
-    const heads: Promise<void>[] = [];
-    /**
-     * The short stream's head (connection: keep-alive) comes before SIGTERM, which lands while it
-     * streams (an idle connection is closed at once); its reader holds the rest until then.
-     */
-    const shortHeld = () => {
-      let headCame: () => void = () => {};
-      heads.push(
-        new Promise((resolve) => {
-          headCame = resolve;
-        }),
-      );
-      return async () => {
-        headCame();
-        await sigterm;
-      };
-    };
+    const order: string[] = [];
+    try {
+      const [short, long] = await Promise.all([rawStream(url, 10, 'short', order), rawStream(url, 60, 'long', order)]);
+      proc.child.kill('SIGTERM');
+      const [shortBody, longBody] = await Promise.all([short.body, long.body]);
+      // Begun before SIGTERM: their heads said keep-alive, and both answers came whole.
+      expect([short.connection, long.connection]).toEqual(['keep-alive', 'keep-alive']);
+      expect(shortBody).toContain('data: [DONE]');
+      expect(longBody).toContain('data: [DONE]');
+      expect(await proc.exited).toBe(0);
+      await Promise.all([short.closed, long.closed]);
+      // The short answer's connection closed once it ended, not kept for a next call that the
+      // gateway would cut: its client's next call opens a new connection, to a live instance.
+      expect(order).toEqual(['short answer ended', 'short connection closed', 'long answer ended', 'long connection closed']);
+    } finally {
+      sim.setPace({ streamTokenMs: null, latencyMs: 2_000 });
+    }
+  });
+
+  it('past its grace cuts a stream whose answer began after SIGTERM: its head says keep-alive, and both SDKs raise rather than end it as if whole', async () => {
+    const { proc, url } = await startGatewayProcess(8_000);
+    const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 0 });
+    const openai = new OpenAI({ apiKey: KEY, baseURL: `${url}/v1`, maxRetries: 0 });
+    // The calls reach the provider before SIGTERM; their answers begin after it (5 s before the
+    // first token) and outlive the grace (over 200 tokens, one every 200 ms). A head that said
+    // `connection: close` made the SDKs' fetch (undici) take the connection's close, even a reset,
+    // as the body's end, chunked or not.
+    sim.setPace({ streamTokenMs: 200, latencyMs: 5_000 });
     const chatEnds = (c: unknown) => (c as OpenAI.ChatCompletionChunk).choices[0]?.finish_reason != null;
     const messageEnds = (e: unknown) => (e as Anthropic.RawMessageStreamEvent).type === 'message_stop';
-    const chatBody = (n: number) => ({ model: GPT, max_completion_tokens: n, stream: true as const, messages: [{ role: 'user' as const, content: 'Go on at length.' }] });
-    const messageBody = (n: number) => ({ model: SONNET, max_tokens: n, stream: true as const, messages: [{ role: 'user' as const, content: 'Go on at length.' }] });
-    const [chatHeld, messageHeld] = [shortHeld(), shortHeld()];
+    const body = { max_tokens: 400, stream: true as const, messages: [{ role: 'user' as const, content: 'Go on at length.' }] };
     try {
       const ends = Promise.all([
         (async () => {
-          const short = await readStream(await openai.chat.completions.create(chatBody(20)), chatEnds, { at: 1, run: chatHeld });
-          const { data, response } = await openai.chat.completions.create(chatBody(400)).withResponse();
-          return { short, long: { ...(await readStream(data, chatEnds)), connection: response.headers.get('connection') } };
+          const { data, response } = await openai.chat.completions.create({ ...body, model: GPT }).withResponse();
+          return { ...(await readStream(data, chatEnds)), connection: response.headers.get('connection') };
         })(),
         (async () => {
-          const short = await readStream(await anthropic.messages.create(messageBody(20)), messageEnds, { at: 1, run: messageHeld });
-          const { data, response } = await anthropic.messages.create(messageBody(400)).withResponse();
-          return { short, long: { ...(await readStream(data, messageEnds)), connection: response.headers.get('connection') } };
+          const { data, response } = await anthropic.messages.create({ ...body, model: SONNET }).withResponse();
+          return { ...(await readStream(data, messageEnds)), connection: response.headers.get('connection') };
         })(),
       ]);
-      await Promise.all(heads);
+      await callsInFlight(2);
       proc.child.kill('SIGTERM');
-      stopped();
-      for (const { short, long } of await ends) {
-        expect(short).toMatchObject({ ended: 'cleanly', whole: true });
-        // Begun after SIGTERM and cut at the grace's end: its SDK raises, and its caller retries
-        // elsewhere rather than take half an answer as whole.
-        expect(long).toMatchObject({ connection: 'keep-alive', ended: 'with an error', whole: false });
-        expect(long.events).toBeGreaterThan(0);
+      for (const cut of await ends) {
+        expect(cut).toMatchObject({ connection: 'keep-alive', ended: 'with an error', whole: false });
+        expect(cut.events).toBeGreaterThan(0);
       }
       expect(await proc.exited).toBe(0);
+      // Cut by the grace, not for reading slowly.
+      expect(proc.output()).not.toContain('too slow');
     } finally {
       sim.setPace({ streamTokenMs: null, latencyMs: 2_000 });
     }

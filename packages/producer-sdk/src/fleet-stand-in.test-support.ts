@@ -50,3 +50,12 @@ export function standInWorker(redisUrl: string, prefix: string, lane: Interactiv
     },
   };
 }
+
+/** Resolves once `condition` holds: polled, within a bound only a broken build reaches. */
+export async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -17,7 +17,7 @@ import {
   type LlmJobInput,
 } from './index.js';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { standInWorker, type StandInWorker } from './fleet-stand-in.test-support.js';
+import { standInWorker, waitUntil, type StandInWorker } from './fleet-stand-in.test-support.js';
 
 let redis: EmbeddedRedis;
 let admin: Redis;
@@ -70,14 +70,6 @@ function producer(prefix: string): Producer {
   const p = new Producer({ redis: redis.url, prefix });
   open.push(p);
   return p;
-}
-
-async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 async function keysUnder(prefix: string): Promise<string[]> {

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FailureCode, jobEventsKey, jobFailure, parseConfig, publishFleetSettings, relayEvents, type JobEvent, type LlmResult } from '@headroom/queue';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { standInWorker } from './fleet-stand-in.test-support.js';
+import { standInWorker, waitUntil } from './fleet-stand-in.test-support.js';
 import { JobFailedError, Producer, type LlmJobInput } from './index.js';
 
 let redis: EmbeddedRedis;
@@ -110,7 +110,33 @@ describe('producer.stream', () => {
     for await (const event of stream) texts.push((event as { delta: { text: string } }).delta.text);
     expect(texts).toEqual(['hi', ' there']);
     expect((await stream.result()).streamed).toBe(true);
-    expect(await admin.exists(jobEventsKey(prefix, stream.id))).toBe(0);
+    await waitUntil(async () => (await admin.exists(jobEventsKey(prefix, stream.id))) === 0);
+  });
+
+  it('keeps a relay read to its end until its job has ended, for a rerun to complete the job from, then deletes it', async () => {
+    const prefix = await fleetPrefix();
+    let finish: () => void = () => {};
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    // The worker relayed the whole answer but has not ended the job: as one whose lock lapsed
+    // after the end, before its finish, whose rerun is still to come.
+    fleet(prefix, async (j) => {
+      await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('hi') }, { kind: 'end' }], { first: true });
+      await finished;
+      return { events: [] };
+    });
+    const stream = await producer(prefix).stream(job());
+    const texts: string[] = [];
+    for await (const event of stream) texts.push((event as { delta: { text: string } }).delta.text);
+    expect(texts).toEqual(['hi']);
+    const key = jobEventsKey(prefix, stream.id);
+    expect(await admin.xlen(key)).toBe(3);
+    // Its expiry still holds it to RELAY_TTL_MS after the worker's last write.
+    expect(await admin.pttl(key)).toBeGreaterThan(0);
+    finish();
+    await stream.result();
+    await waitUntil(async () => (await admin.exists(key)) === 0);
   });
 
   it('throws TIMEOUT, never ends as if whole, when the rest of a completed answer expired before the reader took it', async () => {

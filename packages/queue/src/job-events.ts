@@ -9,8 +9,10 @@
  *   last; neither the worker nor the gateway buffers more than one read;
  * - a reader that loses its connection resumes from the last entry id it saw and misses nothing
  *   (pub/sub would drop what was sent meanwhile); a reader that starts late reads from the start;
- * - no leftover keys: the reader deletes the stream once it has read the end, and it expires
- *   `RELAY_TTL_MS` after the worker's last write if nobody does.
+ * - no leftover keys: the reader deletes the stream once it has read the end and the job has
+ *   ended (not before: a rerun of a job whose worker lost it after the end completes it from the
+ *   relay, worker's relayed-answer.ts), and it expires `RELAY_TTL_MS` after the worker's last
+ *   write if nobody does.
  *
  * Entries, one field each: `s` the start (the model answering, the wait), `e` one provider event
  * (its JSON, as the provider sent it), `x` the provider-shaped error event a stream ended with after

@@ -17,6 +17,7 @@ import { anthropic, openai, openaiResponses, requestIdHeader, type Dialect } fro
 import { CLIENT_CLOSED, GatewayMetrics, type RequestRecord, type RouteLabel } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
+import { clientDrain } from './client-drain.js';
 import { errorBodyOf, fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
 
 export interface GatewayOptions {
@@ -164,6 +165,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         server.closeIdleConnections();
         const drained = await within(handler.idle(), config.gateway.shutdownGraceMs);
         if (!drained) logger.warn({ inFlight: handler.inFlight, graceMs: config.gateway.shutdownGraceMs }, 'gateway stopping: cutting the calls still in flight');
+        handler.cut();
         server.closeAllConnections();
         await stopped;
         // A cut call cancels its job from its own close handler: let those cancels go out first.
@@ -197,6 +199,9 @@ class GatewayHandler {
   /** Requests whose answers are not done yet (sent in full, or cut). */
   inFlight = 0;
   #draining = false;
+  #cut = false;
+  /** The answers not done yet, for a drain to close their connections after them. */
+  readonly #answering = new Set<ServerResponse>();
   #onIdle: (() => void) | undefined;
   /** What each request in flight is counted as, filled in as it is known (its key, streaming). */
   readonly #records = new WeakMap<ServerResponse, Counted>();
@@ -212,9 +217,20 @@ class GatewayHandler {
     this.#modelsOf = { anthropic: of('anthropic'), openai: of('openai') };
   }
 
-  /** From now on each answer closes its connection, and /healthz says the gateway is stopping. */
+  /**
+   * From now on each answer closes its connection, and /healthz says the gateway is stopping. The
+   * answers already under way close theirs too once they end: a connection kept alive past its
+   * answer would take the client's next call only to cut it at the grace's end, where a new
+   * connection goes to a live instance.
+   */
   drain(): void {
     this.#draining = true;
+    for (const res of this.#answering) closeAfter(res);
+  }
+
+  /** Cut at the grace's end (the connections are closed next): what a stream cut then says. */
+  cut(): void {
+    this.#cut = true;
   }
 
   get draining(): boolean {
@@ -240,9 +256,11 @@ class GatewayHandler {
     const route = this.#routeOf(path);
     const record: Counted = { route: route?.label ?? 'other', key: '', stream: false, startedAt: performance.now() };
     this.#records.set(res, record);
+    this.#answering.add(res);
     // 'close' follows the answer's last byte handed to the socket, or a client that left: counted
     // once either way. A drain waits for it, not for the handler, whose end() may still be flushing.
     res.once('close', () => {
+      this.#answering.delete(res);
       const status = res.headersSent ? String(res.statusCode) : CLIENT_CLOSED;
       this.metrics.record({ ...record, status, seconds: (performance.now() - record.startedAt) / 1000 });
       if (--this.inFlight === 0 && this.#onIdle) {
@@ -251,8 +269,7 @@ class GatewayHandler {
         onIdle();
       }
     });
-    // A keep-alive client's next call goes to another instance rather than to one going away.
-    if (this.#draining) res.setHeader('connection', 'close');
+    if (this.#draining) closeAfter(res);
     try {
       await this.#route(req, res, path, dialect, route);
     } catch (err) {
@@ -467,14 +484,10 @@ class GatewayHandler {
       if (!abort.signal.aborted) send(res, dialect, fromError(err), ids);
       return;
     }
-    // Keep-alive even while draining (in place of handle's `connection: close`): after a head that
-    // says close, the SDKs' fetch (undici) takes the connection's close, even a reset, as the
+    // Keep-alive even while draining (in place of closeAfter's `connection: close`): after a head
+    // that says close, the SDKs' fetch (undici) takes the connection's close, even a reset, as the
     // body's end, chunked or not, so a stream cut at the grace's end read as whole. A draining
-    // gateway closes the connection once the stream has ended instead.
-    if (this.#draining) {
-      const socket = res.socket;
-      res.once('finish', () => socket?.destroySoon());
-    }
+    // gateway closes the connection once the stream has ended instead (closeAfter).
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
@@ -494,13 +507,16 @@ class GatewayHandler {
           res.cork();
           process.nextTick(() => res.uncork());
         }
-        if (!res.write(dialect.frame(data)) && !(await drained(res, this.config.gateway.slowClientMs))) {
-          // A client that stops reading holds nothing here for long: its call is stopped.
-          this.logger.warn({ jobId: stream.id }, 'stream client too slow; cutting it off');
-          abort.abort();
-          res.destroy();
-          return;
-        }
+        if (res.write(dialect.frame(data))) continue;
+        const why = await clientDrain(res, this.config.gateway.slowClientMs);
+        if (why === 'drained') continue;
+        // A client that stops reading holds nothing here for long: its call is stopped. A closed
+        // connection already stopped it (its close handler); the log names which it was.
+        if (why === 'slow') this.logger.warn({ jobId: stream.id }, 'stream client too slow; cutting it off');
+        else if (this.#cut) this.logger.warn({ jobId: stream.id }, "stream cut: the gateway's shutdown grace ran out");
+        abort.abort();
+        res.destroy();
+        return;
       }
       res.end(dialect.endFrame);
     } catch (err) {
@@ -524,21 +540,17 @@ function betasFromHeader(header: string | string[] | undefined): { betas?: strin
   return betas.length > 0 ? { betas } : {};
 }
 
-/** Waits until the response drains, the client leaves, or `ms` pass; true when drained. */
-function drained(res: ServerResponse, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      res.off('drain', onDrain);
-      res.off('close', onClose);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onClose = () => done(false);
-    const timer = setTimeout(() => done(false), ms);
-    res.once('drain', onDrain);
-    res.once('close', onClose);
-  });
+/**
+ * Closes the answer's connection once the answer is out, so the client's next call opens a new
+ * one, to another instance, rather than reuse one about to be cut. An answer not begun says so in
+ * its head (`connection: close`: a stream's head overrides it, see #streamed); one under way, begun
+ * kept alive, has its connection closed after its last byte.
+ */
+function closeAfter(res: ServerResponse): void {
+  if (!res.headersSent) res.setHeader('connection', 'close');
+  const socket = res.socket;
+  if (res.writableFinished) socket?.destroySoon();
+  else res.once('finish', () => socket?.destroySoon());
 }
 
 /** Which provider's shape an answer takes where the route does not say (models, unknown paths). */

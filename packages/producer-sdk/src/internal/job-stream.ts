@@ -67,7 +67,7 @@ export interface JobStreamParts {
   sub: EventSubscription;
   result: Promise<LlmResult>;
   command: Redis | Cluster;
-  /** Deleted once read to the end, unless other readers may share it (coalesced, idempotent). */
+  /** Deleted once read to the end and its job has ended, unless other readers may share it (coalesced, idempotent). */
   deleteKey: string | undefined;
   signal: AbortSignal | undefined;
   cancel(): Promise<void>;
@@ -183,7 +183,7 @@ export class JobEventStream implements JobStream {
         if (entry.data !== '') yield entry.data;
         throw new JobFailedError(this.id, entry.failure);
       } else if (entry.kind === 'end') {
-        if (this.#p.deleteKey) await this.#p.command.del(this.#p.deleteKey).catch(() => 0);
+        this.#deleteOnceEnded();
         return;
       } else {
         // A second `start` (the first was `started()`'s): the stream was lost (Redis lost its
@@ -194,6 +194,23 @@ export class JobEventStream implements JobStream {
         throw new JobFailedError(this.id, failure);
       }
     }
+  }
+
+  /**
+   * The relay read to its end is deleted once its job has ended, not at once: a worker that lost
+   * the job after relaying this end (its lock lapsed while Redis was away, so its finish was
+   * refused) leaves it to a rerun, which finds the whole answer here and completes the job with it
+   * (the worker's relayed-answer.ts). Deleted at once, the rerun found no relay and called the
+   * provider again for an answer this client already had. Normally the job ends right after its
+   * end is relayed, so the relay goes as soon as before; it never outlives its expiry
+   * (`RELAY_TTL_MS` after the worker's last write), which nothing here renews, so a reader that
+   * goes away before the job ends leaves nothing behind either.
+   */
+  #deleteOnceEnded(): void {
+    const key = this.#p.deleteKey;
+    if (key === undefined) return;
+    const del = () => this.#p.command.del(key).catch(() => 0);
+    void this.#p.result.then(del, del);
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {

@@ -1,6 +1,6 @@
 /**
- * A finish refused by BullMQ (the lock is another worker's, or the job is gone): what the worker
- * says of it, and whether it counts the job's end. A job that runs again ends there, and is
+ * A finish refused by BullMQ (the lock is another worker's, or the job is gone), completed or
+ * failed: what the worker says of it, and whether it counts the job's end. A job that runs again ends there, and is
  * counted there, once (its rerun may complete it from its relay: relayed-answer.ts).
  */
 import { randomUUID } from 'node:crypto';
@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addToLane, createLogger, FleetStatsWriter, laneKeys, parseConfig, publishFleetSettings, type LlmJob, type LlmResult } from '@headroom/queue';
+import { addToLane, createLogger, FailureCode, FleetStatsWriter, jobFailure, laneKeys, parseConfig, publishFleetSettings, type LlmJob, type LlmResult } from '@headroom/queue';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
 import type { RunContext } from '../run/run-context.js';
@@ -60,8 +60,8 @@ async function applierOf() {
     if (!job) throw new Error('lane empty');
     return { job, token };
   };
-  const completions = async () => (await metrics.jobs.get()).values.find((v) => v.labels.outcome === 'completed')?.value ?? 0;
-  return { applier, take, lines, completions, k };
+  const ended = (outcome: string) => async () => (await metrics.jobs.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+  return { applier, take, lines, completions: ended('completed'), failures: ended('failed'), k };
 }
 
 const result: LlmResult = {
@@ -92,6 +92,23 @@ describe('a finish BullMQ refuses', () => {
     await applier.apply(job, token, 'high', { kind: 'completed', result });
     expect(await completions()).toBe(1);
     expect(lines.map((l) => l.msg)).toEqual(['could not finish the job: it is gone from Redis (restarted without its data); it does not run again and nothing of it is kept']);
+  });
+
+  it('says a failed job gone from Redis is gone, not that it runs again, and counts its failure here', async () => {
+    const { applier, take, lines, k, failures } = await applierOf();
+    const { job, token } = await take();
+    await redis.del(`${k.bullPrefix}:${k.queueName}:${job.id}`);
+    await applier.apply(job, token, 'high', { kind: 'failed', failure: jobFailure(FailureCode.STREAM_FAILED, 'the stream broke'), progress: { attempts: 1 } });
+    expect(await failures()).toBe(1);
+    expect(lines.map((l) => l.msg)).toEqual(['could not finish the job: it is gone from Redis (restarted without its data); it does not run again and nothing of it is kept']);
+  });
+
+  it('says a job gone from Redis that was to retry later is gone, not that it runs again', async () => {
+    const { applier, take, lines, k } = await applierOf();
+    const { job, token } = await take();
+    await redis.del(`${k.bullPrefix}:${k.queueName}:${job.id}`);
+    await applier.apply(job, token, 'high', { kind: 'delay', delayMs: 1_000, progress: { attempts: 1 } });
+    expect(lines.map((l) => l.msg)).toEqual(['could not record the job outcome: it is gone from Redis (restarted without its data); it does not run again and nothing of it is kept']);
   });
 
   it('counts a completion it finished', async () => {

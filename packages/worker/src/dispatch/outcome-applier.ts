@@ -94,7 +94,8 @@ export class OutcomeApplier {
           return;
       }
     } catch (err) {
-      ctx.logger.error({ jobId: job.id, lane, outcome: outcome.kind, err: (err as Error).message }, 'could not record the job outcome; its lock will expire and it runs again');
+      if (isGone(err)) ctx.logger.warn({ jobId: job.id, lane, outcome: outcome.kind }, `could not record the job outcome: ${whyLost(ErrorCode.JobNotExist)}`);
+      else ctx.logger.error({ jobId: job.id, lane, outcome: outcome.kind, err: (err as Error).message }, 'could not record the job outcome; its lock will expire and it runs again');
     }
   }
 
@@ -153,7 +154,10 @@ export class OutcomeApplier {
    */
   async #fail(job: Job, token: string, lane: InteractiveLane, failure: JobFailure, progress: JobProgress, streamError?: StreamErrorEvent): Promise<void> {
     const { ctx } = this.o;
-    await this.#attempt(() => job.updateProgress({ ...progress, failure } as unknown as object));
+    // A job gone from Redis has no progress to write: its finish says it is gone, and counts its end.
+    await this.#attempt(() => job.updateProgress({ ...progress, failure } as unknown as object)).catch((err: unknown) => {
+      if (!isGone(err)) throw err;
+    });
     if (!(await this.#finish(job, token, lane, { failed: failureText(failure), ...(streamError ? { streamError } : {}) }))) return;
     const ended = failure.code === FailureCode.SHED ? 'shed' : 'failed';
     ctx.metrics.jobs.inc({ lane, outcome: ended });
@@ -170,7 +174,8 @@ export class OutcomeApplier {
         return;
       } catch (err) {
         // A connection ended by a stop that gave up on Redis does not come back: no use waiting.
-        if (i >= 5 || this.o.redis.status === 'end') throw err;
+        // Nor does a job gone from Redis: retried, it only held up the answer that it is gone.
+        if (i >= 5 || this.o.redis.status === 'end' || isGone(err)) throw err;
         await sleep(200 * 2 ** i);
       }
     }
@@ -198,6 +203,11 @@ export class OutcomeApplier {
   async #saveProgress(job: Job, progress: JobProgress): Promise<void> {
     if (readProgress(job.progress).attempts !== progress.attempts) await job.updateProgress(progress as unknown as object);
   }
+}
+
+/** BullMQ's refusal of a command on a job whose hash is gone (its error carries the code). */
+function isGone(err: unknown): boolean {
+  return (err as { code?: unknown } | undefined)?.code === ErrorCode.JobNotExist;
 }
 
 /**

@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, readFleetStats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
+import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, publishFleetSettings, readFleetStats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
+import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
@@ -935,6 +936,37 @@ describe('runJob, streamed', () => {
     // The grant the rerun took went back whole: its request, its tokens.
     expect(await requestsLeft()).toBe(6);
     expect(await levels(ctx, SONNET)).toEqual(charged);
+  });
+
+  it("completes a rerun with no second provider call when the client's reader already read the earlier answer to its end: the relay waits for the job's end", async () => {
+    const ctx = context();
+    const prefix = ctx.config.redis.prefix;
+    await publishFleetSettings(db.redis, ctx.config);
+    const producer = new Producer({ redis: db.url, prefix });
+    try {
+      const j = streamed();
+      // The client's stream, as the gateway reads it: the job waits in its lane, taken by no worker here.
+      const stream = await producer.stream({ priority: j.priority, provider: j.provider, request: j.request } as LlmJobInput);
+      const m: JobMeta = { id: stream.id, lane: 'high', enqueuedAt: Date.now(), progress: { attempts: 0 } };
+      // The earlier attempt streams the whole answer to the client, then loses the job (its
+      // finish refused: its lock lapsed while Redis was away), and the reader reads the end.
+      const read = (async () => {
+        const events: string[] = [];
+        for await (const data of stream.raw()) events.push(data);
+        return events;
+      })();
+      const before = calls(SONNET);
+      const earlier = await run(ctx, j, m);
+      if (earlier.kind !== 'completed') throw new Error(`the earlier attempt ended ${earlier.kind}`);
+      expect((await read).length).toBeGreaterThan(0);
+      expect(calls(SONNET) - before).toBe(1);
+      // The rerun: taken from its lane before.
+      const outcome = await run(ctx, j, { ...m, takenBefore: true });
+      expect(calls(SONNET) - before).toBe(1);
+      expect(outcome).toMatchObject({ kind: 'completed', result: { response: earlier.result.response, usage: earlier.result.usage } });
+    } finally {
+      await producer.close();
+    }
   });
 
   it("rebuilds a Chat Completions answer whose client did not ask for usage: the relay's end carries the usage chunk the client was not sent", async () => {

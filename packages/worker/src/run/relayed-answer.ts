@@ -3,7 +3,9 @@
  * rerun. The attempt streamed it to the end, then lost the job before recording it: its lock
  * lapsed while Redis was away (longer than `dispatch.lockMs`), so its finish was refused and the
  * job ran again. The client has that whole answer; it is the job's, so the rerun completes the
- * job from it, with no provider call, instead of failing it STREAM_FAILED.
+ * job from it, with no provider call, instead of failing it STREAM_FAILED. A reader that read the
+ * end leaves the relay until the job has ended (the producer's job-stream.ts), so the rerun finds
+ * it however fast the client read.
  *
  * The relay holds the `start` (model, provider request id, wait, when the call started), each
  * provider event as the client was sent it, and the `end` with what the client was not sent but
