@@ -39,6 +39,25 @@ const OPENAI_REQUEST_ID = /^req_[0-9A-Za-z]{32}$/;
 const claude = (content: string) => ({ model: SONNET, max_tokens: 120, messages: [{ role: 'user' as const, content }] });
 const chat = (content: string) => ({ model: GPT, max_completion_tokens: 120, messages: [{ role: 'user' as const, content }] });
 
+/**
+ * A streamed job once its worker has finished it: the client's stream ends on the relay's end
+ * entry, which the worker writes just before it completes the job, so the result may be a moment
+ * behind the stream's last event.
+ */
+async function finishedJob(jobId: string) {
+  const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+  try {
+    for (let tries = 0; tries < 400; tries++) {
+      const job = await producer.getJob(jobId);
+      if (job?.state === 'completed' || job?.state === 'failed') return job;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`job ${jobId} did not finish`);
+  } finally {
+    await producer.close();
+  }
+}
+
 describe('the gateway with the official SDKs', () => {
   it('Anthropic: messages.create gets the answer the provider gives directly, and says how it was served', async () => {
     const body = claude('What is a priority queue?');
@@ -166,9 +185,7 @@ describe('the gateway with the official SDKs', () => {
     expect(final.usage).toEqual(directly.usage);
     // The job's result, put together by the worker from the events, keeps the block and its signature.
     const { response } = await stream.withResponse();
-    const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
-    const job = await producer.getJob(response.headers.get('headroom-job-id')!);
-    await producer.close();
+    const job = await finishedJob(response.headers.get('headroom-job-id')!);
     expect(job?.result?.response).toMatchObject({ content: [{ type: 'thinking', signature: (directly.content[0] as Anthropic.ThinkingBlock).signature }, { type: 'text' }] });
     // The provider checks a thinking block passed back against its signature: through the gateway it is the one it sent.
     const next = await fleet.anthropic().messages.create({
@@ -293,9 +310,7 @@ describe('the gateway with the official SDKs', () => {
     expect(final.usage).toEqual(directly.usage);
     // The job's result, put together by the worker from the events, holds the same call.
     const { response } = await stream.withResponse();
-    const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
-    const job = await producer.getJob(response.headers.get('headroom-job-id')!);
-    await producer.close();
+    const job = await finishedJob(response.headers.get('headroom-job-id')!);
     expect(job?.result?.response).toMatchObject({ stop_reason: 'tool_use', content: [{ type: 'tool_use', name: 'get_weather', input: inputOf(directly) }] });
     // The agent's next turn: the tool's result goes back, and the answer is text.
     const use = final.content[0] as Anthropic.ToolUseBlock;
@@ -327,9 +342,7 @@ describe('the gateway with the official SDKs', () => {
     for await (const chunk of streamed.data) args += chunk.choices[0]?.delta.tool_calls?.[0]?.function?.arguments ?? '';
     expect(args).toBe(functionOf(directly.choices[0]!.message)?.arguments);
     // The job's result, put together by the worker from the chunks, holds the same call.
-    const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
-    const job = await producer.getJob(streamed.response.headers.get('headroom-job-id')!);
-    await producer.close();
+    const job = await finishedJob(streamed.response.headers.get('headroom-job-id')!);
     expect(job?.result?.response).toMatchObject({ choices: [{ finish_reason: 'tool_calls', message: { tool_calls: [{ type: 'function', function: functionOf(directly.choices[0]!.message) }] } }] });
     const final = await fleet.openai().chat.completions.stream({ ...body, stream_options: { include_usage: true } }).finalChatCompletion();
     expect(final.choices[0]?.finish_reason).toBe('tool_calls');
@@ -362,7 +375,7 @@ describe('the gateway with the official SDKs', () => {
       const stream = fleet.anthropic().messages.stream(claudeBody);
       const final = await stream.finalMessage();
       expect(uses(final)).toEqual(uses(directly));
-      const job = await producer.getJob((await stream.withResponse()).response.headers.get('headroom-job-id')!);
+      const job = await finishedJob((await stream.withResponse()).response.headers.get('headroom-job-id')!);
       expect(uses(job!.result!.response as Anthropic.Message)).toEqual(uses(directly));
       // OpenAI: two tool_calls, the second opened by a chunk of its own index.
       const gptBody = { ...chat('Weather and time in Rome?'), tools: names.map((name) => ({ type: 'function' as const, function: { name, parameters: schema } })), tool_choice: 'required' as const };
@@ -373,7 +386,7 @@ describe('the gateway with the official SDKs', () => {
       for await (const _chunk of streamed.data);
       const viaHelper = await fleet.openai().chat.completions.stream(gptBody).finalChatCompletion();
       expect(fns(viaHelper.choices[0]!.message)).toEqual(fns(plain.choices[0]!.message));
-      const gptJob = await producer.getJob(streamed.response.headers.get('headroom-job-id')!);
+      const gptJob = await finishedJob(streamed.response.headers.get('headroom-job-id')!);
       expect(fns((gptJob!.result!.response as OpenAI.Chat.ChatCompletion).choices[0]!.message)).toEqual(fns(plain.choices[0]!.message));
     } finally {
       await producer.close();
