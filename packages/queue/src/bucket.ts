@@ -329,7 +329,10 @@ export class Bucket {
    * Lowers the pool's levels to what the provider reports (never raises them) and learns the
    * limits it announces. Applied after the settles handed in before it, so the bucket already
    * holds those calls' usage. Rides on the next acquire like `settle`; the headers are then read
-   * against that acquire's limits.
+   * against that acquire's limits. Headers say what the provider held when it sent them: hand them
+   * in as they come, before the settles of whatever it had not yet given back then. A stream's
+   * head, which still counts that call's whole output bound, goes `{ immediate: true }` when it
+   * arrives, so it cannot share a batch with (and be applied after) that call's settle.
    */
   sync(pool: string, limits: PoolLimits, observed: Observed, options: CarryOptions = {}): Promise<SyncResult> {
     const done = new Promise<SyncResult>((resolve, reject) => {

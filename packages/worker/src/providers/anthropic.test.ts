@@ -50,7 +50,7 @@ describe('AnthropicAdapter against the simulator', () => {
       cacheCreationInputTokens: body.usage.cache_creation_input_tokens,
     });
     expect(result.usage.inputTokens).toBeGreaterThan(0);
-    expect(result.headers.get('anthropic-ratelimit-requests-limit')).toBe('1000');
+    expect(result.headers?.get('anthropic-ratelimit-requests-limit')).toBe('1000');
     expect(result.requestId).toMatch(/^req_/);
     expect(sim.stats().admissions.at(-1)?.model).toBe(MODEL);
   });

@@ -44,7 +44,7 @@ describe('OpenAIAdapter against the simulator', () => {
       cacheCreationInputTokens: 0,
     });
     expect(result.usage.inputTokens).toBeGreaterThan(0);
-    expect(result.headers.get('x-ratelimit-limit-requests')).toBe('5000');
+    expect(result.headers?.get('x-ratelimit-limit-requests')).toBe('5000');
     expect(result.requestId).toMatch(/^req_/);
   });
 

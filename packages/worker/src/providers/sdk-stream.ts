@@ -64,7 +64,7 @@ export async function runSdkStream<E>(
     const opened = await open({ timeout: spec.timeoutMs, signal });
     response = opened.response;
     requestId = response.headers.get(spec.requestIdHeader) ?? undefined;
-    input.onOpen?.(requestId);
+    input.onOpen?.(requestId, response.headers);
     let outputLength = 0;
     // A key the provider echoes in pieces is whole in no one event: see stream-secrets.ts.
     const secrets = registeredSecrets();
@@ -84,10 +84,11 @@ export async function runSdkStream<E>(
       // What a secret's start held back goes before the end, or before the error event.
       guard?.end();
     }
-    const { status, headers } = response;
+    // No headers in what follows: the head's went to onOpen, and by now they are stale (see types.ts).
+    const { status } = response;
     const done = acc.finish();
     if ('incomplete' in done) {
-      const failure: ProviderCallFailure = { ok: false, kind: 'bad_response', status, message: done.incomplete, headers, ...(requestId === undefined ? {} : { requestId }) };
+      const failure: ProviderCallFailure = { ok: false, kind: 'bad_response', status, message: done.incomplete, ...(requestId === undefined ? {} : { requestId }) };
       return { ...failure, progress: progress(), errorEvent: acc.errorEvent(undefined, failure) };
     }
     return {
@@ -96,18 +97,24 @@ export async function runSdkStream<E>(
       // Its logprobs' tokens, put together from the events, may spell a key the text had cut.
       response: cutSecretTokens(done.response),
       usage: done.usage,
-      headers,
       ...withheldOf(acc),
       ...(requestId === undefined ? {} : { requestId }),
       progress: { ...progress(), firstEventAt: firstEventAt ?? Date.now() },
     };
   } catch (error) {
     const meta: Meta | undefined = response === undefined ? undefined : { status: response.status, headers: response.headers, requestId };
-    const failure = classifyError(spec, error, why, meta);
+    const classified = classifyError(spec, error, why, meta);
+    // Once the head came, any headers here are still its own: stale, and already with onOpen.
+    const failure = response === undefined ? classified : withoutHeaders(classified);
     return { ...failure, progress: progress(), errorEvent: acc.errorEvent(error, failure) };
   } finally {
     clearTimeout(timer);
   }
+}
+
+function withoutHeaders(failure: ProviderCallFailure): ProviderCallFailure {
+  const { headers: _head, ...rest } = failure;
+  return rest;
 }
 
 function withheldOf(acc: StreamAccumulator<unknown>): { withheld?: string } {

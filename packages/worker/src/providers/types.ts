@@ -25,8 +25,11 @@ export interface ProviderCallOk {
   /** The provider's response body, untouched. */
   response: unknown;
   usage: Usage;
-  /** Response headers, for the bucket sync (`anthropic-ratelimit-*`, `x-ratelimit-*`). */
-  headers: Headers;
+  /**
+   * Response headers, for the bucket sync (`anthropic-ratelimit-*`, `x-ratelimit-*`). None on a
+   * stream's result: its only headers are its head's, handed to `onOpen` while they were current.
+   */
+  headers?: Headers;
   requestId?: string;
 }
 
@@ -80,8 +83,12 @@ export interface ProviderStreamInput extends ProviderCallInput {
    * one only open the message.
    */
   onEvent(data: string, output: boolean): void;
-  /** The provider's id for the call (its `request-id` / `x-request-id` header), once it answered; before the first event. */
-  onOpen?(requestId: string | undefined): void;
+  /**
+   * The provider's id for the call (its `request-id` / `x-request-id` header) and the head's
+   * headers, once it answered; before the first event. The head's rate-limit headers describe the
+   * provider as the call began: its whole output bound charged, none of it given back yet.
+   */
+  onOpen?(requestId: string | undefined, headers: Headers): void;
 }
 
 /** How far a stream got: what a cut-short stream is charged from. */

@@ -798,6 +798,52 @@ describe('runJob, streamed', () => {
     }
   });
 
+  // A stream's rate-limit headers come with its 200 head, when the provider has charged the call's
+  // whole output bound (Anthropic's output tokens/min, OpenAI's tokens/min), and the unused part is
+  // given back at its end. The provider here holds this call alone (a key of its own) and refills
+  // slowly (6,000 a minute), so what it and the bucket still count after the settle is read from
+  // their states: the simulator's admission, and the bucket's stored level at its own time.
+  it.each([
+    { provider: 'anthropic', model: SONNET, dimension: 'otpm', limits: { rpm: 1_000, itpm: 450_000, otpm: 6_000 } },
+    { provider: 'openai', model: 'gpt-4.1', dimension: 'tpm', limits: { rpm: 5_000, tpm: 6_000 } },
+  ] as const)("holds after a $provider stream's settle what the provider counts, not the output bound its head's headers still counted ($dimension)", async ({ provider, model, dimension, limits }) => {
+    const key = `sk-stream-sync-${++seq}`;
+    const restore = sim.limits().models[model]!.configured;
+    sim.setLimits(model, { [dimension]: limits[dimension] });
+    try {
+      const base = context({
+        providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV }, openai: { baseURL: `${sim.url}/v1`, apiKeyEnv: KEY_ENV } },
+        models: { [model]: { provider, limits } },
+      });
+      const ctx: RunContext = { ...base, adapters: createAdapters(base.config, { [KEY_ENV]: key }) };
+      const bound = provider === 'anthropic' ? { max_tokens: 5_000 } : { max_completion_tokens: 5_000 };
+      const grantedFrom = Date.now();
+      const outcome = await run(ctx, job({ provider, request: { model, ...bound, stream: true, messages: [{ role: 'user', content: `a short story ${++seq}` }] } } as Partial<LlmJob>), streamMeta());
+      expect(outcome.kind).toBe('completed');
+      await ctx.bucket.flush();
+      const snap = await ctx.bucket.snapshot(model, limits);
+      const admitted = sim.stats().admissions.filter((a) => a.key === key);
+      expect(admitted).toMatchObject([{ done: true, streamed: true }]);
+      const { t, input, output } = admitted[0]!;
+      const level = snap.dimensions.find((d) => d.dimension === dimension)!;
+      const perMs = level.ratePerSec / 1000;
+      // What the simulator still counts: the call's usage (its bucket was full before it), refilled since its admission.
+      const counted = (dimension === 'tpm' ? input : 0) + output;
+      const providerUsed = Math.max(0, counted - perMs * (snap.atMs - t));
+      // The bucket charged the grant a little before the provider's admission, so it may have refilled that much more.
+      const earlier = perMs * (t - grantedFrom);
+      // Where the head's headers counted more input than the grant's estimate, they lift the bucket
+      // to it, and the settle adds the difference again: on the safe side, by at most the input.
+      const twice = dimension === 'tpm' ? input : 0;
+      const bucketUsed = level.capacity - level.level;
+      expect(output).toBeLessThan(1_000);
+      expect(bucketUsed).toBeLessThanOrEqual(providerUsed + twice + 1e-6);
+      expect(bucketUsed).toBeGreaterThanOrEqual(providerUsed - earlier);
+    } finally {
+      sim.setLimits(model, restore);
+    }
+  });
+
   it("lets a plain call already sent run to its end when its caller cancels: the job completes with the provider's answer", async () => {
     sim.setPace({ latencyMs: { min: 400, max: 400 } });
     const abort = new AbortController();

@@ -44,7 +44,8 @@ export function settleEndedStream(
   const modelCfg = ctx.config.models[model]!;
   progress.attempts += 1;
   countCall(ctx, job.provider, model, { startedAt: callStarted, endedAt: ctx.now() }, streamed.status, streamed.failureKind === 'spend_cap');
-  settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, streamed.headers);
+  // Its head's headers were synced when they came (stream-call.ts).
+  settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, undefined);
   countTokens(ctx, job.provider, model, streamed.usage);
   ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
   // A provider failure mid-stream is the model's; a client that went away is not.
@@ -97,12 +98,21 @@ function settleAndSync(ctx: RunContext, usage: Usage | undefined, failure: Provi
     // and no longer count it among what the calls in flight may give back.
     ctx.bucket.keep(reservation).catch(failed);
   }
-  // Headers go after the settle, so the bucket holds this call's usage when they are read.
-  if (headers) {
-    const observed = parseRateLimitHeaders(headers);
-    ctx.limitNotices.check(pool, limits, observed);
-    ctx.bucket.sync(pool, limits, observed).catch(failed);
-  }
+  // Headers go after the settle, so the bucket holds this call's usage when they are read: a
+  // plain call's come with its end, once the provider counts its usage too. A stream's head came
+  // before any of that (stream-call.ts syncs it then), so a streamed result carries none here.
+  if (headers) syncHeaders(ctx, pool, limits, headers);
+}
+
+/**
+ * Lowers the pool's bucket to what the provider's rate-limit headers say is left (never raises
+ * it), riding on the next acquire like a settle; `immediate` sends them, and whatever the pool
+ * had waiting before them, at once.
+ */
+export function syncHeaders(ctx: RunContext, pool: string, limits: PoolLimits, headers: Headers, options: { immediate?: boolean } = {}): void {
+  const observed = parseRateLimitHeaders(headers);
+  ctx.limitNotices.check(pool, limits, observed);
+  ctx.bucket.sync(pool, limits, observed, options).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket settle/sync failed'));
 }
 
 /**

@@ -24,6 +24,7 @@ import type { FailureKind, ProviderCallFailure, ProviderCallOk, ProviderStreamRe
 import { EventRelay, type RelayRefusal } from './event-relay.js';
 import { describeFailure } from './retry-policy.js';
 import { isCancel, type JobMeta, type RunContext } from './run-context.js';
+import { syncHeaders } from './settle.js';
 import { estimateOutputTokens } from './token-estimator.js';
 
 /**
@@ -44,7 +45,7 @@ export type StreamedCall =
    * Ended after its first output: the job fails with `failure`, charged `usage`; its stream ends
    * with `streamError` (the provider's error event), written when the job is failed.
    */
-  | { kind: 'ended'; status: number | null; headers?: Headers; failure: JobFailure; usage: Usage; failureKind?: FailureKind; streamError?: StreamErrorEvent };
+  | { kind: 'ended'; status: number | null; failure: JobFailure; usage: Usage; failureKind?: FailureKind; streamError?: StreamErrorEvent };
 
 export async function streamedCall(
   ctx: RunContext,
@@ -73,8 +74,14 @@ export async function streamedCall(
     request: job.request,
     ...callOptionsOf(job),
     signal: AbortSignal.any([signal, stop.signal]),
-    onOpen: (requestId) => {
+    onOpen: (requestId, headers) => {
       providerRequestId = requestId;
+      // The head's rate-limit headers count this call's whole output bound (both providers charge
+      // it as a call starts) and the unused part goes back only at its end. Read after this call's
+      // settle, they would take that refund back, and all the refill since, for a minute. So they
+      // are synced now, as what the provider held as the call began, and sent at once, ahead of
+      // this call's settle (a carried batch applies its settles before its headers).
+      syncHeaders(ctx, call.reservation.pool, ctx.config.models[call.model]!.limits, headers, { immediate: true });
     },
     onEvent: (data, carriesOutput) => {
       if (!carriesOutput && opening !== undefined) {
@@ -100,7 +107,7 @@ export async function streamedCall(
     const refused = await relay.flush();
     // A cancel that lands after the last event changes nothing: the answer is whole and paid for.
     if (refused === undefined || refused === 'cancelled') return { kind: 'done', res, firstEventAt: res.progress.firstEventAt };
-    return { kind: 'ended', status: res.status, headers: res.headers, failure: relayFailure(refused, res.progress), usage: res.usage };
+    return { kind: 'ended', status: res.status, failure: relayFailure(refused, res.progress), usage: res.usage };
   }
 
   const refused = await relay.flush();
@@ -109,7 +116,7 @@ export async function streamedCall(
   // A call its caller cancelled once the provider had begun is charged what it produced, relayed or not.
   if (!relay.started && !(cancelled && progress.events > 0)) return { kind: 'retryable', res: failure };
   const usage = producedSoFar(progress, call.reservation);
-  const seen = { status: failure.status, ...(failure.headers === undefined ? {} : { headers: failure.headers }), usage };
+  const seen = { status: failure.status, usage };
   if (cancelled) {
     return { kind: 'ended', ...seen, failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller after ${progress.events} events (about ${usage.outputTokens} output tokens)`) };
   }
