@@ -346,6 +346,12 @@ export const Usage = z.object({
   outputTokens: z.number().int().nonnegative(),
   cacheReadInputTokens: z.number().int().nonnegative(),
   cacheCreationInputTokens: z.number().int().nonnegative(),
+  /**
+   * Of `cacheCreationInputTokens`, those written with a 1-hour TTL (Anthropic's
+   * `cache_creation.ephemeral_1h_input_tokens`), which Anthropic bills at 2x input where a 5-minute
+   * write is 1.25x. Absent when the provider gave no breakdown.
+   */
+  cacheCreation1hInputTokens: z.number().int().nonnegative().optional(),
 });
 export type Usage = z.infer<typeof Usage>;
 

@@ -46,7 +46,7 @@ export function settleEndedStream(
   countCall(ctx, job.provider, model, { startedAt: callStarted, endedAt: ctx.now() }, streamed.status, streamed.failureKind === 'spend_cap');
   settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, streamed.headers);
   countTokens(ctx, job.provider, model, streamed.usage);
-  ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
+  ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, model, batch: false }));
   // A provider failure mid-stream is the model's; a client that went away is not.
   report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, streamed.failureKind ? !UNHEALTHY.has(streamed.failureKind) : undefined);
   return { kind: 'failed', failure: streamed.failure, progress, ...(streamed.streamError ? { streamError: streamed.streamError } : {}) };
