@@ -789,6 +789,9 @@ describe('Producer', () => {
     expect(primaryOnly.existing).toBe(false);
     expect(primaryOnly.id).not.toBe(handles[0]!.id);
     expect((await p.enqueue({ ...same(), fallback: [] })).id).toBe(primaryOnly.id);
+    // An idempotency key compares the job whole: the two ladders are two requests there too.
+    await p.enqueue({ ...same(), coalesce: false, idempotencyKey: 'ladder-k' });
+    await expect(p.enqueue({ ...same(), coalesce: false, idempotencyKey: 'ladder-k', fallback: [] })).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey' }] });
     // Per scope: a gateway key without a tenant shares only with itself.
     const app = await p.enqueue({ ...same(), scope: 'gateway-key:app' });
     const capped = await p.enqueue({ ...same(), scope: 'gateway-key:capped' });

@@ -18,6 +18,13 @@ describe('coalesceKeyOf', () => {
     expect(coalesceKeyOf({ ...job, fallback: [] })).toBe(coalesceKeyOf({ ...job, fallback: [] }));
   });
 
+  it("keeps a job that moves to the batch lane when shed apart from one that fails, which is what no onShed does", () => {
+    const low = { ...job, priority: 'LOW' as const };
+    expect(coalesceKeyOf({ ...low, onShed: 'batch' })).not.toBe(coalesceKeyOf(low));
+    expect(coalesceKeyOf({ ...low, onShed: 'batch' })).not.toBe(coalesceKeyOf({ ...low, onShed: 'fail' }));
+    expect(coalesceKeyOf({ ...low, onShed: 'fail' })).toBe(coalesceKeyOf(low));
+  });
+
   it('keeps the key a job without fallback, tenant or scope always had', () => {
     // What the key hashed before fallback [] and scopes counted: a rolling upgrade keeps coalescing such jobs.
     const before = createHash('sha256')

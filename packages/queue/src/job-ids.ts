@@ -57,17 +57,21 @@ function canonical(value: unknown): string {
  * tenant must not learn of another's (the reason providers keep prompt caches per organization);
  * and a shared job has one tenant, whose quota it draws and whose cancel stops it. Per scope for
  * the same reason between callers the gateway tells apart by client key only (as it scopes their
- * idempotency keys). Metadata is left out: the answer does not depend on it.
+ * idempotency keys). And of what the job does when shed (`onShed: 'batch'`): joined, the first
+ * caller's choice decided whether the other got a SHED failure or a batch answer. Metadata is left
+ * out: the answer does not depend on it.
  */
-export function coalesceKeyOf(job: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined; tenant?: string | undefined; scope?: string | undefined }): string {
+export function coalesceKeyOf(job: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined; tenant?: string | undefined; scope?: string | undefined; onShed?: 'fail' | 'batch' | undefined }): string {
   // Betas, the API, the tenant and the scope are left out when absent (`canonical` drops
   // undefined), so a Chat Completions job's key, or one with none of them, is what it was before
   // they counted. No fallback (the config's ladder for the primary) and `fallback: []` (the primary
   // alone) are two ladders: joined into one job, the first caller's ladder answered both. An
   // absent one hashes as it always did; an empty one is marked apart.
   const primaryOnly = job.fallback?.length === 0 ? true : undefined;
+  // `onShed: 'fail'` is what no onShed does: both keep the key they had.
+  const shedToBatch = job.onShed === 'batch' ? true : undefined;
   return createHash('sha256')
-    .update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], primaryOnly, betas: job.betas, tenant: job.tenant, scope: job.scope }))
+    .update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], primaryOnly, betas: job.betas, tenant: job.tenant, scope: job.scope, shedToBatch }))
     .digest('hex')
     .slice(0, 40);
 }
