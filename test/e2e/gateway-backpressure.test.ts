@@ -171,10 +171,11 @@ describe('backpressure through the gateway', () => {
       const busy = fleet.anthropic().messages.stream({ model: SONNET, max_tokens: 400, messages: [{ role: 'user', content: 'Hold the slot.' }] }, { signal: hold.signal, headers: { 'headroom-priority': 'critical' } });
       await busy.withResponse();
       const body = ask('asked first with a short deadline', HAIKU);
-      const first = await producer.enqueue({ priority: 'HIGH', provider: 'anthropic', coalesce: true, maxWaitMs: 300, request: body });
+      // The client's key is bound to tenant acme: its calls share jobs with acme's, and no one else's.
+      const first = await producer.enqueue({ priority: 'HIGH', provider: 'anthropic', tenant: 'acme', coalesce: true, maxWaitMs: 300, request: body });
       const joined = fetch(`${fleet.gateway.url}/v1/messages`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.app, 'headroom-priority': 'high', 'headroom-coalesce': 'true' },
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.tenant, 'headroom-priority': 'high', 'headroom-coalesce': 'true' },
         body: JSON.stringify(body),
       });
       const jobKey = `${laneKeys(fleet.prefix, 'high').jobKeyPrefix}${first.id}`;
@@ -192,6 +193,41 @@ describe('backpressure through the gateway', () => {
     } finally {
       sim.setPace({ streamTokenMs: null });
       await producer.close();
+    }
+  });
+
+  it('coalesces the calls of one client key without a tenant, never two such keys: as their idempotency keys, each key is its own party', async () => {
+    const hold = new AbortController();
+    sim.setPace({ streamTokenMs: 60_000 });
+    try {
+      // A CRITICAL stream holds the one slot until the test lets it go, so the three calls meet in the lane.
+      const busy = fleet.anthropic().messages.stream({ model: SONNET, max_tokens: 400, messages: [{ role: 'user', content: 'Hold the slot.' }] }, { signal: hold.signal, headers: { 'headroom-priority': 'critical' } });
+      await busy.withResponse();
+      const before = sim.stats().admissions.filter((x) => x.model === HAIKU).length;
+      const body = JSON.stringify(ask('the same question from two clients', HAIKU));
+      const post = (key: string) =>
+        fetch(`${fleet.gateway.url}/v1/messages`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': key, 'headroom-priority': 'normal', 'headroom-coalesce': 'true' },
+          body,
+        });
+      const calls = [post(GATEWAY_KEYS.app), post(GATEWAY_KEYS.capped), post(GATEWAY_KEYS.app)];
+      // Each call is in the lane as a job of its own or as a join of one, however they were grouped.
+      const normal = laneKeys(fleet.prefix, 'normal');
+      await until('the three calls to reach the lane', async () => {
+        const ids = [...(await admin.lrange(normal.wait, 0, -1)), ...(await admin.zrange(normal.prioritized, '0', '-1'))];
+        const joins = await Promise.all(ids.map(async (id) => Number((await admin.hget(`${normal.jobKeyPrefix}${id}`, 'hrJoins')) ?? 0)));
+        return ids.length + joins.reduce((a, b) => a + b, 0) === 3;
+      });
+      hold.abort();
+      await expect(busy.finalMessage()).rejects.toThrow();
+      const [app, capped, appAgain] = await Promise.all(calls);
+      for (const res of [app, capped, appAgain]) expect(res?.status).toBe(200);
+      expect(appAgain?.headers.get('headroom-job-id')).toBe(app?.headers.get('headroom-job-id'));
+      expect(capped?.headers.get('headroom-job-id')).not.toBe(app?.headers.get('headroom-job-id'));
+      expect(sim.stats().admissions.filter((x) => x.model === HAIKU).length - before).toBe(2);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
     }
   });
 

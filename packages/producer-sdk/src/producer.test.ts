@@ -783,6 +783,20 @@ describe('Producer', () => {
     expect([acme.existing, globex.existing]).toEqual([false, false]);
     expect(new Set([acme.id, globex.id, handles[0]!.id]).size).toBe(3);
     expect((await p.enqueue({ ...same(), tenant: 'acme' })).id).toBe(acme.id);
+    // Per ladder: no fallback (the config's ladder) and fallback [] (the primary alone) are two jobs,
+    // whichever comes first; a first caller's ladder used to answer both.
+    const primaryOnly = await p.enqueue({ ...same(), fallback: [] });
+    expect(primaryOnly.existing).toBe(false);
+    expect(primaryOnly.id).not.toBe(handles[0]!.id);
+    expect((await p.enqueue({ ...same(), fallback: [] })).id).toBe(primaryOnly.id);
+    // An idempotency key compares the job whole: the two ladders are two requests there too.
+    await p.enqueue({ ...same(), coalesce: false, idempotencyKey: 'ladder-k' });
+    await expect(p.enqueue({ ...same(), coalesce: false, idempotencyKey: 'ladder-k', fallback: [] })).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey' }] });
+    // Per scope: a gateway key without a tenant shares only with itself.
+    const app = await p.enqueue({ ...same(), scope: 'gateway-key:app' });
+    const capped = await p.enqueue({ ...same(), scope: 'gateway-key:capped' });
+    expect(new Set([app.id, capped.id, handles[0]!.id]).size).toBe(3);
+    expect((await p.enqueue({ ...same(), scope: 'gateway-key:app' })).id).toBe(app.id);
   });
 
   it('lets a coalesced request join its job in flight when the lane is full or its tenant at its max: a join takes no room', async () => {

@@ -297,7 +297,7 @@ export class Producer {
     const enqueuedAt = Date.now();
     const { job } = parseJob(input, this.maxJobBytes);
     const lane: Lane = job.sla === 'none' ? 'batch' : laneOfPriority(job.priority);
-    const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey, job.tenant) : newJobId(lane);
+    const id = job.idempotencyKey ? idempotentJobId(lane, job.idempotencyKey, job.tenant, job.scope) : newJobId(lane);
     try {
       await this.ready();
     } catch (err) {

@@ -65,6 +65,7 @@ export const ModelConfig = z.strictObject({
       outputPerMTok: dollars,
       cacheReadPerMTok: dollars.optional(),
       cacheWritePerMTok: dollars.optional(),
+      cacheWrite1hPerMTok: dollars.optional(),
     })
     .optional(),
   /** Models tried next, in order, when this one is cooling down, broken, or too slow to free up. */

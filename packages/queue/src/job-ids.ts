@@ -10,16 +10,19 @@ export function newJobId(lane: Lane): string {
 }
 
 /**
- * The same key from the same tenant always maps to the same id in a lane, so BullMQ's own id
- * check dedupes. The lane is part of the id: the same key in another lane (another priority, or
- * `sla: 'none'`) is another job. Refusing that would need a look at the other lanes, which live in
- * other Cluster slots, outside the lane's atomic add (docs/producer.md says so to callers). Keys are scoped per tenant: two tenants choosing the same key get two jobs, and
- * one cannot read or block another's by guessing its keys. A job without a tenant keeps the id
- * it always had. Hand-offs to the BATCH lane use ids of their own form (`handOffJobId`), which no
- * key maps to.
+ * The same key from the same tenant (and scope) always maps to the same id in a lane, so BullMQ's
+ * own id check dedupes. The lane is part of the id: the same key in another lane (another
+ * priority, or `sla: 'none'`) is another job. Refusing that would need a look at the other lanes,
+ * which live in other Cluster slots, outside the lane's atomic add (docs/producer.md says so to
+ * callers). Keys are scoped per tenant and per scope (a gateway key bound to no tenant): two
+ * tenants choosing the same key get two jobs, and one cannot read or block another's by guessing
+ * its keys. A job with neither keeps the id it always had, a job with a tenant only too. Hand-offs
+ * to the BATCH lane use ids of their own form (`handOffJobId`), which no key maps to.
  */
-export function idempotentJobId(lane: Lane, idempotencyKey: string, tenant?: string): string {
-  const scoped = tenant === undefined ? idempotencyKey : `tenant\u0000${tenant}\u0000${idempotencyKey}`;
+export function idempotentJobId(lane: Lane, idempotencyKey: string, tenant?: string, scope?: string): string {
+  // NUL never occurs in a tenant or a scope (their alphabet is closed), so no two triples meet.
+  const scopedByTenant = tenant === undefined ? idempotencyKey : `tenant\u0000${tenant}\u0000${idempotencyKey}`;
+  const scoped = scope === undefined ? scopedByTenant : `scope\u0000${scope}\u0000${scopedByTenant}`;
   return `${lane}.idem-${createHash('sha256').update(scoped).digest('hex').slice(0, 40)}`;
 }
 
@@ -49,14 +52,26 @@ function canonical(value: unknown): string {
 /**
  * The coalescing key of a job: a hash of what the provider would see (provider, request, fallback
  * ladder, Anthropic betas), with object keys sorted, so identical requests written differently
- * still coalesce, and of its tenant. Per tenant because a join tells its caller something: that
- * the same request was in flight (`existing`, and how soon it answered), which one tenant must not
- * learn of another's (the reason providers keep prompt caches per organization); and a shared job
- * has one tenant, whose quota it draws and whose cancel stops it. Metadata is left out: the answer
- * does not depend on it.
+ * still coalesce, and of its tenant and scope. Per tenant because a join tells its caller
+ * something: that the same request was in flight (`existing`, and how soon it answered), which one
+ * tenant must not learn of another's (the reason providers keep prompt caches per organization);
+ * and a shared job has one tenant, whose quota it draws and whose cancel stops it. Per scope for
+ * the same reason between callers the gateway tells apart by client key only (as it scopes their
+ * idempotency keys). And of what the job does when shed (`onShed: 'batch'`): joined, the first
+ * caller's choice decided whether the other got a SHED failure or a batch answer. Metadata is left
+ * out: the answer does not depend on it.
  */
-export function coalesceKeyOf(job: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined; tenant?: string | undefined }): string {
-  // Betas, the API and the tenant are left out when absent (`canonical` drops undefined), so a
-  // Chat Completions job's key, or one with no tenant, is what it was before they counted.
-  return createHash('sha256').update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], betas: job.betas, tenant: job.tenant })).digest('hex').slice(0, 40);
+export function coalesceKeyOf(job: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined; tenant?: string | undefined; scope?: string | undefined; onShed?: 'fail' | 'batch' | undefined }): string {
+  // Betas, the API, the tenant and the scope are left out when absent (`canonical` drops
+  // undefined), so a Chat Completions job's key, or one with none of them, is what it was before
+  // they counted. No fallback (the config's ladder for the primary) and `fallback: []` (the primary
+  // alone) are two ladders: joined into one job, the first caller's ladder answered both. An
+  // absent one hashes as it always did; an empty one is marked apart.
+  const primaryOnly = job.fallback?.length === 0 ? true : undefined;
+  // `onShed: 'fail'` is what no onShed does: both keep the key they had.
+  const shedToBatch = job.onShed === 'batch' ? true : undefined;
+  return createHash('sha256')
+    .update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], primaryOnly, betas: job.betas, tenant: job.tenant, scope: job.scope, shedToBatch }))
+    .digest('hex')
+    .slice(0, 40);
 }

@@ -208,6 +208,12 @@ const JobCommon = {
   fallback: z.array(modelId).max(8).optional(),
   /** Caller's tenant, for per-tenant quotas. */
   tenant: TenantId.optional(),
+  /**
+   * Who may share this job, within its tenant: its idempotency key and its coalesced joins meet
+   * only jobs of the same scope. The gateway sets it for a client key bound to no tenant, so two
+   * such keys never share a job. Never sent to the provider.
+   */
+  scope: TenantId.optional(),
   /** `none`: no deadline; goes to the provider's batch API at half price. */
   sla: z.enum(['interactive', 'none']).optional(),
   /** A repeated enqueue with the same key returns the first job instead of adding another. */
@@ -340,6 +346,12 @@ export const Usage = z.object({
   outputTokens: z.number().int().nonnegative(),
   cacheReadInputTokens: z.number().int().nonnegative(),
   cacheCreationInputTokens: z.number().int().nonnegative(),
+  /**
+   * Of `cacheCreationInputTokens`, those written with a 1-hour TTL (Anthropic's
+   * `cache_creation.ephemeral_1h_input_tokens`), which Anthropic bills at 2x input where a 5-minute
+   * write is 1.25x. Absent when the provider gave no breakdown.
+   */
+  cacheCreation1hInputTokens: z.number().int().nonnegative().optional(),
 });
 export type Usage = z.infer<typeof Usage>;
 

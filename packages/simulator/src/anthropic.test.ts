@@ -170,6 +170,31 @@ describe('Anthropic Messages through @anthropic-ai/sdk', () => {
     }
   });
 
+  it("breaks cache writes down by TTL as Anthropic does: a ttl '1h' breakpoint's writes are ephemeral_1h, the rest 5m, plain and streamed", async () => {
+    const text = (label: string) => Array.from({ length: 120 }, (_, i) => `${label} rule ${i}: keep the queue moving.`).join('\n');
+    const params: Anthropic.MessageCreateParamsNonStreaming = {
+      model: MODEL,
+      max_tokens: 16,
+      system: [
+        { type: 'text', text: text('Long-lived'), cache_control: { type: 'ephemeral', ttl: '1h' } },
+        { type: 'text', text: text('Short-lived'), cache_control: { type: 'ephemeral' } },
+      ],
+      messages: [{ role: 'user', content: 'question' }],
+    };
+    const first = await client.messages.create(params);
+    const oneHour = first.usage.cache_creation?.ephemeral_1h_input_tokens ?? 0;
+    const fiveMinutes = first.usage.cache_creation?.ephemeral_5m_input_tokens ?? 0;
+    expect(oneHour).toBeGreaterThan(1000);
+    expect(fiveMinutes).toBeGreaterThan(1000);
+    expect(oneHour + fiveMinutes).toBe(first.usage.cache_creation_input_tokens);
+    // The 1-hour prefix is read now; a changed 5-minute part is written again, as a 5-minute write.
+    const changed = { ...params, system: [params.system![0]!, { type: 'text' as const, text: text('Other'), cache_control: { type: 'ephemeral' as const } }] } as Anthropic.MessageCreateParamsNonStreaming;
+    const streamed = await client.messages.stream(changed).finalMessage();
+    expect(streamed.usage.cache_read_input_tokens).toBe(oneHour);
+    expect(streamed.usage.cache_creation).toEqual({ ephemeral_5m_input_tokens: streamed.usage.cache_creation_input_tokens, ephemeral_1h_input_tokens: 0 });
+    expect(streamed.usage.cache_creation_input_tokens).toBeGreaterThan(1000);
+  });
+
   it('draws input tokens/min for cache writes but not for cache reads', async () => {
     const cached = await startSimulator({
       latencyMs: 0,

@@ -3,7 +3,7 @@
  * microsecond here is added to each call). A call becomes a Headroom job through the producer
  * SDK: plain calls wait for the job's result, streamed calls relay the job's events as SSE.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
@@ -416,7 +416,8 @@ class GatewayHandler {
       ...(key.tenant !== undefined ? { tenant: key.tenant } : options.tenant !== undefined ? { tenant: options.tenant } : {}),
       ...(options.fallback ? { fallback: options.fallback } : {}),
       ...(options.sla ? { sla: options.sla } : {}),
-      ...(options.idempotencyKey !== undefined ? { idempotencyKey: scopedIdempotencyKey(options.idempotencyKey, key, key.tenant ?? options.tenant) } : {}),
+      ...callerScope(key, key.tenant ?? options.tenant),
+      ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}),
       ...(options.coalesce !== undefined ? { coalesce: options.coalesce } : {}),
       ...(dialect.provider === 'anthropic' ? betasFromHeader(req.headers['anthropic-beta']) : {}),
     } as LlmJobInput;
@@ -623,13 +624,12 @@ function pageOf(models: readonly string[], query: URLSearchParams, dialect: Dial
 }
 
 /**
- * Idempotency keys are scoped per tenant (job-ids.ts); a call with no tenant has its key scoped
- * to the client key that sent it, so two clients without tenants never share a job by choosing
- * the same key (one would read the other's answer). Within the job's 256 characters, readable;
- * past them, by digest.
+ * Jobs are shared within a tenant only, by idempotency key or coalescing (job-ids.ts); a call with
+ * no tenant is scoped to the client key that sent it, one way for both, so two clients without
+ * tenants never share a job: by choosing the same key one would read the other's answer, and by
+ * sending the same body with `headroom-coalesce` one would learn the other's request was in flight
+ * and get its answer.
  */
-function scopedIdempotencyKey(idempotencyKey: string, key: ClientKey, tenant: string | undefined): string {
-  if (tenant !== undefined) return idempotencyKey;
-  const scoped = `gateway-key:${key.name}:${idempotencyKey}`;
-  return scoped.length <= 256 ? scoped : `gateway-key:${key.name}:sha256:${createHash('sha256').update(idempotencyKey).digest('hex')}`;
+function callerScope(key: ClientKey, tenant: string | undefined): { scope?: string } {
+  return tenant === undefined ? { scope: `gateway-key:${key.name}` } : {};
 }

@@ -95,7 +95,7 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
   const { ticket } = result;
   const message = buildMessage(
     params,
-    { input_tokens: cache.input, cache_creation_input_tokens: cache.cacheCreation, cache_read_input_tokens: cache.cacheRead },
+    { input_tokens: cache.input, cache_creation_input_tokens: cache.cacheCreation, cache_read_input_tokens: cache.cacheRead, cache_creation: { ephemeral_5m_input_tokens: cache.cacheCreation - cache.cacheCreation1h, ephemeral_1h_input_tokens: cache.cacheCreation1h } },
     state.config.outputTokens,
   );
   // The prompt was read (and cached) however the answer ends, a stream cut short included, unless

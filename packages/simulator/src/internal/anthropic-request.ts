@@ -203,6 +203,12 @@ export interface MessageUsage {
   cache_read_input_tokens: number;
 }
 
+/** The cache writes by TTL, as Anthropic breaks `cache_creation_input_tokens` down. */
+export interface CacheCreation {
+  ephemeral_5m_input_tokens: number;
+  ephemeral_1h_input_tokens: number;
+}
+
 export type AnthropicBlock =
   | { type: 'thinking'; thinking: string; signature: string }
   | { type: 'text'; text: string; citations: null }
@@ -219,7 +225,7 @@ export interface AnthropicMessage {
   stop_details: null;
   container: null;
   usage: MessageUsage & {
-    cache_creation: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
+    cache_creation: CacheCreation;
     server_tool_use: null;
     service_tier: 'standard' | 'batch';
   };
@@ -227,7 +233,7 @@ export interface AnthropicMessage {
 
 export function buildMessage(
   params: MessageParams,
-  usage: Omit<MessageUsage, 'output_tokens'>,
+  usage: Omit<MessageUsage, 'output_tokens'> & { cache_creation?: CacheCreation },
   outputLength: Range,
   serviceTier: 'standard' | 'batch' = 'standard',
 ): AnthropicMessage {
@@ -252,7 +258,7 @@ export function buildMessage(
     usage: {
       ...usage,
       output_tokens: (thought?.tokens ?? 0) + answer.outputTokens,
-      cache_creation: { ephemeral_5m_input_tokens: usage.cache_creation_input_tokens, ephemeral_1h_input_tokens: 0 },
+      cache_creation: usage.cache_creation ?? { ephemeral_5m_input_tokens: usage.cache_creation_input_tokens, ephemeral_1h_input_tokens: 0 },
       server_tool_use: null,
       service_tier: serviceTier,
     },

@@ -4,12 +4,14 @@
 // input tokens/min, which is why a fleet that caches can go faster than its ITPM suggests.
 
 import { createHash } from 'node:crypto';
-import type { Segment } from './prompt-tokens.js';
+import { ONE_HOUR_MS, type Segment } from './prompt-tokens.js';
 
 export interface CachePlan {
   /** Plain input tokens (what `usage.input_tokens` reports). */
   input: number;
   cacheCreation: number;
+  /** Of `cacheCreation`, the tokens written at a breakpoint with `ttl: '1h'` (billed at 2x input, not 1.25x). */
+  cacheCreation1h: number;
   cacheRead: number;
   /** Prefixes to remember once the call has run. */
   writes: { hash: string; ttlMs: number }[];
@@ -28,6 +30,7 @@ export class PromptCache {
     let lastBreakpointTokens = 0;
     let readTokens = 0;
     const writes: CachePlan['writes'] = [];
+    const breakpoints: { upTo: number; ttlMs: number }[] = [];
     for (const segment of segments) {
       running.update('\u0000').update(segment.material);
       cumulative += segment.tokens;
@@ -37,10 +40,21 @@ export class PromptCache {
       if (expiresAt !== undefined && expiresAt > now) readTokens = cumulative;
       lastBreakpointTokens = cumulative;
       writes.push({ hash, ttlMs: segment.breakpointTtlMs });
+      breakpoints.push({ upTo: cumulative, ttlMs: segment.breakpointTtlMs });
+    }
+    // As Anthropic reports it: the tokens written up to a breakpoint, since the one before it (or
+    // since what was read), take that breakpoint's TTL.
+    let cacheCreation1h = 0;
+    let from = readTokens;
+    for (const { upTo, ttlMs } of breakpoints) {
+      if (upTo <= from) continue;
+      if (ttlMs === ONE_HOUR_MS) cacheCreation1h += upTo - from;
+      from = upTo;
     }
     return {
       input: totalTokens - lastBreakpointTokens,
       cacheCreation: lastBreakpointTokens - readTokens,
+      cacheCreation1h,
       cacheRead: readTokens,
       writes,
     };

@@ -15,7 +15,7 @@ const DOCUMENT_TOKENS = 2000;
 // OpenAI's price of one high-detail 512 px image tile set, the same fixed guess for every image.
 const OPENAI_IMAGE_TOKENS = 765;
 const FIVE_MINUTES_MS = 5 * 60_000;
-const ONE_HOUR_MS = 60 * 60_000;
+export const ONE_HOUR_MS = 60 * 60_000;
 
 export interface Segment {
   tokens: number;

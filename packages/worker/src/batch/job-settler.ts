@@ -122,7 +122,7 @@ function resultOf(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Extrac
   // The batch ran from its submission to its end; until then the job only waited.
   const startedAt = claim.submittedAt ?? job.processedOn ?? ctx.now();
   const finishedAt = Math.max(startedAt, endedAt ?? ctx.now());
-  const usd = costOf(ctx.config.models[claim.model]?.pricing, fate.usage, { provider: claim.provider, batch: true });
+  const usd = costOf(ctx.config.models[claim.model]?.pricing, fate.usage, { provider: claim.provider, model: claim.model, batch: true });
   return {
     provider: claim.provider,
     model: claim.model,

@@ -103,11 +103,19 @@ export class AnthropicStreamAccumulator implements StreamAccumulator<Json> {
   progress() {
     const usage = isRecord(this.#message?.usage) ? this.#message.usage : undefined;
     const input = num(usage?.input_tokens);
+    const oneHour = isRecord(usage?.cache_creation) ? num(usage.cache_creation.ephemeral_1h_input_tokens) : undefined;
     return {
       outputText: this.#text,
       ...(input === undefined
         ? {}
-        : { inputUsage: { inputTokens: input, cacheReadInputTokens: num(usage?.cache_read_input_tokens) ?? 0, cacheCreationInputTokens: num(usage?.cache_creation_input_tokens) ?? 0 } }),
+        : {
+            inputUsage: {
+              inputTokens: input,
+              cacheReadInputTokens: num(usage?.cache_read_input_tokens) ?? 0,
+              cacheCreationInputTokens: num(usage?.cache_creation_input_tokens) ?? 0,
+              ...(oneHour === undefined ? {} : { cacheCreation1hInputTokens: oneHour }),
+            },
+          }),
       ...(this.#outputTokens === undefined ? {} : { outputTokens: this.#outputTokens }),
       ...(this.#hidden ? { hiddenOutput: true as const } : {}),
     };

@@ -48,6 +48,7 @@ describe('AnthropicAdapter against the simulator', () => {
       outputTokens: body.usage.output_tokens,
       cacheReadInputTokens: body.usage.cache_read_input_tokens,
       cacheCreationInputTokens: body.usage.cache_creation_input_tokens,
+      cacheCreation1hInputTokens: 0,
     });
     expect(result.usage.inputTokens).toBeGreaterThan(0);
     expect(result.headers?.get('anthropic-ratelimit-requests-limit')).toBe('1000');
@@ -72,6 +73,19 @@ describe('AnthropicAdapter against the simulator', () => {
     if (!first.ok || !second.ok) throw new Error('cached calls failed');
     expect(first.usage.cacheCreationInputTokens).toBeGreaterThan(1000);
     expect(second.usage.cacheReadInputTokens).toBe(first.usage.cacheCreationInputTokens);
+  });
+
+  it("keeps the 1-hour cache writes apart (usage.cache_creation), which cost more than 5-minute ones", async () => {
+    const system = [
+      { type: 'text', text: 'Kept for an hour. '.repeat(300), cache_control: { type: 'ephemeral', ttl: '1h' } },
+      { type: 'text', text: 'Kept for five minutes. '.repeat(300), cache_control: { type: 'ephemeral' } },
+    ];
+    const result = await adapter.call({ model: MODEL, request: request({ system }) });
+    if (!result.ok) throw new Error(result.message);
+    const written = (result.response as { usage: { cache_creation: { ephemeral_1h_input_tokens: number } } }).usage.cache_creation;
+    expect(written.ephemeral_1h_input_tokens).toBeGreaterThan(1000);
+    expect(result.usage.cacheCreation1hInputTokens).toBe(written.ephemeral_1h_input_tokens);
+    expect(result.usage.cacheCreationInputTokens).toBeGreaterThan(written.ephemeral_1h_input_tokens);
   });
 
   it('classifies a 429 with retry-after as rate_limit with the exact wait', async () => {

@@ -28,16 +28,20 @@ export const AnthropicMessageBody = z.looseObject({
     output_tokens: count,
     cache_read_input_tokens: count.nullish(),
     cache_creation_input_tokens: count.nullish(),
+    cache_creation: z.looseObject({ ephemeral_1h_input_tokens: count.nullish() }).nullish(),
   }),
 });
 export type AnthropicMessageBody = z.infer<typeof AnthropicMessageBody>;
 
 export function anthropicUsage(body: AnthropicMessageBody): Usage {
+  const oneHour = body.usage.cache_creation?.ephemeral_1h_input_tokens;
   return {
     inputTokens: body.usage.input_tokens,
     outputTokens: body.usage.output_tokens,
     cacheReadInputTokens: body.usage.cache_read_input_tokens ?? 0,
     cacheCreationInputTokens: body.usage.cache_creation_input_tokens ?? 0,
+    // 1-hour writes cost more than 5-minute ones (cost.ts): kept apart when the provider says.
+    ...(oneHour == null ? {} : { cacheCreation1hInputTokens: oneHour }),
   };
 }
 

@@ -53,6 +53,15 @@ async function collect(call: (onEvent: (data: string, output: boolean) => void) 
 }
 
 describe('streamed calls', () => {
+  it('Anthropic: keeps the 1-hour cache writes apart in the usage, and in what a cut stream is charged from (message_start)', async () => {
+    const system = [{ type: 'text', text: 'Kept for an hour, streamed. '.repeat(300), cache_control: { type: 'ephemeral', ttl: '1h' } }];
+    const { result } = await collect((onEvent) => anthropic.stream({ model: SONNET, request: claude('Cached for long', { system }), onEvent }));
+    if (!result.ok) throw new Error('expected the stream to succeed');
+    expect(result.usage.cacheCreation1hInputTokens).toBeGreaterThan(1000);
+    expect(result.usage.cacheCreation1hInputTokens).toBe(result.usage.cacheCreationInputTokens);
+    expect(result.progress.inputUsage?.cacheCreation1hInputTokens).toBe(result.usage.cacheCreation1hInputTokens);
+  });
+
   it('Anthropic: relays each event and assembles the same message the plain call answers', async () => {
     const plain = await anthropic.call({ model: SONNET, request: claude('Tell me about queues') });
     let head: Headers | undefined;

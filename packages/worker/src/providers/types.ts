@@ -100,7 +100,7 @@ export interface StreamProgress {
   /** The output text received so far (text, tool input JSON, thinking), for counting its tokens. */
   outputText: string;
   /** Input usage the provider already reported (Anthropic's `message_start`); OpenAI reports none before the end. */
-  inputUsage?: Pick<Usage, 'inputTokens' | 'cacheReadInputTokens' | 'cacheCreationInputTokens'>;
+  inputUsage?: Pick<Usage, 'inputTokens' | 'cacheReadInputTokens' | 'cacheCreationInputTokens' | 'cacheCreation1hInputTokens'>;
   /** Output tokens the provider already reported, if any (a cumulative count in a delta). */
   outputTokens?: number;
   /**

@@ -29,7 +29,7 @@ export function answered(
   ctx.estimator.observe(model, estimate, promptTokensOf(job.provider, res.usage), res.usage.outputTokens);
   if (job.provider === 'anthropic') ctx.promptCache.remember(model, { ...job.request, model } as LlmJob['request'], res.usage, times.callStarted);
   countTokens(ctx, job.provider, model, res.usage);
-  const usd = costOf(ctx.config.models[model]!.pricing, res.usage, { provider: job.provider, batch: false });
+  const usd = costOf(ctx.config.models[model]!.pricing, res.usage, { provider: job.provider, model, batch: false });
   ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, usd);
   ctx.metrics.waitSeconds.observe({ lane: meta.lane }, Math.max(0, times.callStarted - meta.enqueuedAt) / 1000);
   return completed(job, meta, progress, { model, response: res.response, usage: res.usage, requestId: res.requestId, usd, ...times });
@@ -54,7 +54,7 @@ export async function fromEarlierAttempt(ctx: RunContext, job: LlmJob, meta: Job
   progress.attempts += 1;
   if (!progress.triedModels?.includes(answer.model)) progress.triedModels = [...(progress.triedModels ?? []), answer.model];
   ctx.logger.info({ jobId: meta.id, lane: meta.lane, model: answer.model }, 'completed with the answer an earlier attempt relayed whole before it lost the job');
-  const usd = costOf(ctx.config.models[answer.model]?.pricing, answer.usage, { provider: job.provider, batch: false });
+  const usd = costOf(ctx.config.models[answer.model]?.pricing, answer.usage, { provider: job.provider, model: answer.model, batch: false });
   return completed(job, meta, progress, {
     model: answer.model,
     response: answer.response,

@@ -47,7 +47,7 @@ export function settleEndedStream(
   // Its head's headers were synced when they came (stream-call.ts).
   settleAndSync(ctx, streamed.usage, undefined, reservation, pool, modelCfg.limits, undefined);
   countTokens(ctx, job.provider, model, streamed.usage);
-  ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, batch: false }));
+  ctx.metrics.cost.inc({ provider: job.provider, model, batch: 'false' }, costOf(modelCfg.pricing, streamed.usage, { provider: job.provider, model, batch: false }));
   // A provider failure mid-stream is the model's; a client that went away is not.
   report(ctx, { pool, model, jobId: meta.id, startedAt: callStarted, retry }, streamed.failureKind ? !UNHEALTHY.has(streamed.failureKind) : undefined);
   return { kind: 'failed', failure: streamed.failure, progress, ...(streamed.streamError ? { streamError: streamed.streamError } : {}) };

@@ -1,0 +1,57 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { coalesceKeyOf, idempotentJobId } from './job-ids.js';
+import { parseJob } from './job-validation.js';
+
+const { job } = parseJob({
+  priority: 'NORMAL',
+  provider: 'anthropic',
+  request: { model: 'claude-sonnet-4-6', max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }] },
+});
+
+describe('coalesceKeyOf', () => {
+  it('keeps a job with no fallback (the config ladder) and one with fallback [] (the primary alone) apart', () => {
+    expect(coalesceKeyOf({ ...job, fallback: [] })).not.toBe(coalesceKeyOf(job));
+    // Neither of them meets an explicit ladder either.
+    expect(coalesceKeyOf({ ...job, fallback: ['claude-haiku-4-5'] })).not.toBe(coalesceKeyOf(job));
+    expect(coalesceKeyOf({ ...job, fallback: ['claude-haiku-4-5'] })).not.toBe(coalesceKeyOf({ ...job, fallback: [] }));
+    expect(coalesceKeyOf({ ...job, fallback: [] })).toBe(coalesceKeyOf({ ...job, fallback: [] }));
+  });
+
+  it("keeps a job that moves to the batch lane when shed apart from one that fails, which is what no onShed does", () => {
+    const low = { ...job, priority: 'LOW' as const };
+    expect(coalesceKeyOf({ ...low, onShed: 'batch' })).not.toBe(coalesceKeyOf(low));
+    expect(coalesceKeyOf({ ...low, onShed: 'batch' })).not.toBe(coalesceKeyOf({ ...low, onShed: 'fail' }));
+    expect(coalesceKeyOf({ ...low, onShed: 'fail' })).toBe(coalesceKeyOf(low));
+  });
+
+  it('keeps the key a job without fallback, tenant or scope always had', () => {
+    // What the key hashed before fallback [] and scopes counted: a rolling upgrade keeps coalescing such jobs.
+    const before = createHash('sha256')
+      .update(`{"fallback":[],"provider":"anthropic","request":{"max_tokens":64,"messages":[{"content":"Hi","role":"user"}],"model":"claude-sonnet-4-6"}}`)
+      .digest('hex')
+      .slice(0, 40);
+    expect(coalesceKeyOf(job)).toBe(before);
+  });
+
+  it('coalesces within a scope only: two scopes, or a scope and none, are two jobs', () => {
+    expect(coalesceKeyOf({ ...job, scope: 'gateway-key:app' })).toBe(coalesceKeyOf({ ...job, scope: 'gateway-key:app' }));
+    expect(coalesceKeyOf({ ...job, scope: 'gateway-key:app' })).not.toBe(coalesceKeyOf({ ...job, scope: 'gateway-key:capped' }));
+    expect(coalesceKeyOf({ ...job, scope: 'gateway-key:app' })).not.toBe(coalesceKeyOf(job));
+    // A scope is not a tenant of the same name.
+    expect(coalesceKeyOf({ ...job, scope: 'acme' })).not.toBe(coalesceKeyOf({ ...job, tenant: 'acme' }));
+  });
+});
+
+describe('idempotentJobId', () => {
+  it('scopes a key per scope as per tenant, and keeps the ids of keys with neither or a tenant only', () => {
+    const sha = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 40);
+    expect(idempotentJobId('normal', 'k')).toBe(`normal.idem-${sha('k')}`);
+    expect(idempotentJobId('normal', 'k', 'acme')).toBe(`normal.idem-${sha('tenant\u0000acme\u0000k')}`);
+    const app = idempotentJobId('normal', 'k', undefined, 'gateway-key:app');
+    expect(app).not.toBe(idempotentJobId('normal', 'k', undefined, 'gateway-key:capped'));
+    expect(app).not.toBe(idempotentJobId('normal', 'k'));
+    expect(app).toBe(idempotentJobId('normal', 'k', undefined, 'gateway-key:app'));
+    expect(idempotentJobId('normal', 'k', 'acme', 'x')).not.toBe(idempotentJobId('normal', 'k', 'acme'));
+  });
+});
