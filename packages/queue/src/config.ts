@@ -12,6 +12,7 @@ import { PREFIX_PATTERN } from './keys.js';
 import { INTERACTIVE_LANES, LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import { PROVIDERS, TenantId } from './job.js';
 import { OUTPUT_COUNTINGS, outputReservationIssues } from './output-counting.js';
+import { urlHasPassword } from './redaction.js';
 
 /** The shortest `dispatch.lockMs` (see there). */
 export const MIN_LOCK_MS = 1_000;
@@ -546,7 +547,7 @@ function crossCheck(raw: unknown): Issue[] {
     }
   }
   const redis = record(cfg.redis);
-  if (typeof redis.url === 'string' && /\/\/[^/@]*:[^/@]+@/.test(redis.url)) {
+  if (typeof redis.url === 'string' && urlHasPassword(redis.url)) {
     const env = typeof redis.urlEnv === 'string' ? redis.urlEnv : 'REDIS_URL';
     issues.push({ path: 'redis.url', message: `contains a password: keep secrets out of the file and set ${env} instead` });
   }
