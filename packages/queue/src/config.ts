@@ -109,7 +109,11 @@ const LaneConfig = (lane: Lane) =>
 const ProviderConfig = (defaultKeyEnv: string) =>
   z
     .strictObject({
-      baseURL: z.url({ error: 'expected a URL' }).optional(),
+      /**
+       * http(s) only: `z.url` alone took `localhost:8000` (scheme "localhost"), and every job then
+       * spent its attempts on "fetch failed: unknown scheme" before failing RETRIES_EXHAUSTED.
+       */
+      baseURL: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL, e.g. http://localhost:8000' }).optional(),
       apiKeyEnv: envName.default(defaultKeyEnv),
       /** Per-call timeout; the SDKs refuse long non-streaming calls without one. */
       timeoutMs: positiveInt.default(600_000),
