@@ -140,9 +140,7 @@ async function main(argv: string[]): Promise<number> {
       const { port } = values;
       return serveUntilStopped(async () => {
         const { startGateway } = await import('@headroom/gateway');
-        const gateway = await startGateway({ config, redisUrl, ...(port !== undefined ? { port, portSetting: '--port' } : {}) });
-        process.stdout.write(`headroom gateway listening on ${gateway.url}\n`);
-        return gateway;
+        return startGateway({ config, redisUrl, ...(port !== undefined ? { port, portSetting: '--port' } : {}) });
       });
     }
     case 'status': {
