@@ -126,7 +126,7 @@ async function main(): Promise<void> {
     procs.push(worker);
     const gateway = spawnHeadroom(['gateway', '--config', blockConfig, '--redis', redis.url, '--port', String(gatewayPort)], ENV);
     procs.push(gateway);
-    await until('the gateway', () => gateway.output().includes('listening on'));
+    await until('the gateway', () => up(`http://127.0.0.1:${gatewayPort}/healthz`));
     await until('the proxy', () => up(`http://127.0.0.1:${proxyPort}/_sim/stats`));
 
     const direct = new Anthropic({ apiKey: PROVIDER_KEY, baseURL: simUrl, maxRetries: 0 });

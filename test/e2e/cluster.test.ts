@@ -11,7 +11,7 @@ import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, QueueFullError, type JobHandle, type LlmJobInput, type Priority } from '@headroom/producer-sdk';
 import { startGateway } from '@headroom/gateway';
-import { Bucket, createLogger, createRedis, laneKeys, LANES, parseConfig, poolKeys, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
+import { Bucket, createLogger, createRedis, fleetKeys, laneKeys, LANES, parseConfig, poolKeys, publishFleetSettings, removeKeysUnder, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
@@ -168,6 +168,17 @@ describe('Redis Cluster (3 masters)', () => {
     } finally {
       await gateway.close();
     }
+  });
+
+  it("removes a prefix's keys from every master (the demo's clean-up of a borrowed Redis), and no other prefix's", async () => {
+    const mine = [...LANES.map((lane) => laneKeys('gone', lane).wait), poolKeys('gone', 'sonnet').bucket, fleetKeys('gone').workers];
+    const kept = [laneKeys('kept', 'critical').wait, poolKeys('kept', 'sonnet').bucket];
+    for (const key of [...mine, ...kept]) await admin.set(key, 'x');
+    // Spread over more than one master: one node's SCAN would miss the rest.
+    expect(new Set(await Promise.all(mine.map(masterOf))).size).toBeGreaterThan(1);
+    expect(await removeKeysUnder(admin, 'gone')).toBe(mine.length);
+    for (const key of mine) expect(await admin.exists(key)).toBe(0);
+    for (const key of kept) expect(await admin.exists(key)).toBe(1);
   });
 
   it('serves the dashboard overview from the cluster', async () => {

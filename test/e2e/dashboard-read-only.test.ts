@@ -69,7 +69,7 @@ async function dashboard(file: string, flags: string[] = []): Promise<{ url: str
 async function tryRemove(file: string, prefix: string, flags: string[] = []) {
   const { url, proc } = await dashboard(file, flags);
   try {
-    const started = proc.output().split('\n').filter((l) => l.includes('"event":"dashboard.started"')).map((l) => JSON.parse(l) as { readOnly: boolean });
+    const started = proc.output().split('\n').filter((l) => l.includes('"msg":"dashboard started"')).map((l) => JSON.parse(l) as { readOnly: boolean });
     const lanes = (await (await fetch(`${url}/admin/queues/api/queues`)).json()) as { queues: { name: string; readOnlyMode: boolean }[] };
     const completed = laneKeys(prefix, 'low').completed;
     const [jobId] = await admin.zrange(completed, '0', '0');

@@ -199,7 +199,7 @@ describe('headroom dashboard', () => {
     try {
       const url = `http://127.0.0.1:${port}`;
       await waitFor('the local-only dashboard', async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.ok);
-      const started = local.output().split('\n').filter((l) => l.includes('"event":"dashboard.started"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const started = local.output().split('\n').filter((l) => l.includes('"msg":"dashboard started"')).map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(started).toEqual([expect.objectContaining({ host: '127.0.0.1', auth: 'none', readOnly: true, localOnly: true })]);
       expect((await fetch(`${url}/api/overview`)).status).toBe(200);
       const pause = await fetch(`${url}/admin/queues/api/queues/pause`, { method: 'PUT' });

@@ -8,11 +8,14 @@
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { startEmbeddedRedis } from '@headroom/testing';
 import { REPO_ROOT } from '../support/fleet.js';
+import { scanKeys } from '../support/probes.js';
 
-function startDemo(args: string[]) {
+function startDemo(args: string[], extraEnv: NodeJS.ProcessEnv = {}) {
   const env: NodeJS.ProcessEnv = { ...process.env, HEADROOM_LOG_LEVEL: 'warn' };
   for (const k of ['REDIS_URL', 'ANTHROPIC_API_KEY', 'OPENAI_API_KEY']) delete env[k];
+  Object.assign(env, extraEnv);
   // A process group of its own, as a terminal's foreground job is: a signal to -pid reaches all of it.
   const child = spawn('pnpm', ['demo', ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
@@ -67,4 +70,27 @@ describe('pnpm demo', () => {
     await expect(probe.connect()).rejects.toThrow();
     probe.disconnect();
   }, 180_000);
+
+  it("on a Redis of yours (REDIS_URL), removes its own keys at exit and leaves every other key", async () => {
+    const server = await startEmbeddedRedis();
+    const redis = new Redis(server.url);
+    try {
+      // Another demo's keys, another fleet's, and keys outside any Headroom prefix.
+      const others = ['{demo-0a0b0c:critical}:critical:wait', '{hr:fleet}:workers', 'session:42', 'demo-plain'];
+      for (const key of others) await redis.set(key, 'kept');
+      const demo = startDemo(['--duration', '6'], { REDIS_URL: server.url });
+      const code = await demo.exited;
+      const out = demo.output();
+      const prefix = /the demo's keys go under (demo-[0-9a-f]{6}), removed at exit/.exec(out)?.[1];
+      expect(prefix, out.slice(-3000)).toBeDefined();
+      // It did write there (the removal is not vacuous), and removed all of it.
+      expect(Number(new RegExp(`removed the demo.s (\\d+) keys under ${prefix}`).exec(out)?.[1]), out.slice(-1500)).toBeGreaterThan(0);
+      expect(await scanKeys(redis, `{${prefix}:*`)).toEqual([]);
+      expect((await scanKeys(redis)).sort()).toEqual([...others].sort());
+      expect(code).toBe(0);
+    } finally {
+      redis.disconnect();
+      await server.stop();
+    }
+  }, 120_000);
 });

@@ -43,10 +43,10 @@ beforeAll(async () => {
       headersTimeoutMs: 2_000,
     },
   });
-  gateway = spawnHeadroom(['gateway', '--config', configFile, '--redis', redis.url, '--port', String(port)], { BAD_INPUT_GATEWAY_KEY: KEY });
+  gateway = spawnHeadroom(['gateway', '--config', configFile, '--redis', redis.url, '--port', String(port)], { BAD_INPUT_GATEWAY_KEY: KEY, HEADROOM_LOG_LEVEL: 'info' });
   base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
-  while (!gateway.output().includes('listening on')) {
+  while (!gateway.output().includes('"msg":"gateway started"')) {
     if (Date.now() > deadline || gateway.child.exitCode !== null) throw new Error(`gateway did not start:\n${gateway.output()}`);
     await new Promise((r) => setTimeout(r, 50));
   }

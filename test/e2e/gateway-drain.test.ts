@@ -24,7 +24,7 @@ import { readStream } from '../support/sdk-streams.js';
 const SONNET = 'claude-sonnet-4-6';
 const GPT = 'gpt-4.1';
 const KEY = 'hr-gw-drain-key-0123456789abcdef';
-const ENV = { DRAIN_PROVIDER_KEY: 'sk-drain-provider', DRAIN_GATEWAY_KEY: KEY };
+const ENV = { DRAIN_PROVIDER_KEY: 'sk-drain-provider', DRAIN_GATEWAY_KEY: KEY, HEADROOM_LOG_LEVEL: 'info' };
 
 let redis: EmbeddedRedis;
 let sim: Simulator;
@@ -50,7 +50,7 @@ async function startGatewayProcess(shutdownGraceMs: number): Promise<{ proc: Fle
   const proc = spawnHeadroom(['gateway', '--config', file, '--redis', redis.url, '--port', String(port)], ENV);
   gateways.push(proc);
   const deadline = Date.now() + 30_000;
-  while (!proc.output().includes('listening on')) {
+  while (!proc.output().includes('"msg":"gateway started"')) {
     if (Date.now() > deadline || proc.child.exitCode !== null) throw new Error(`gateway did not start:\n${proc.output()}`);
     await new Promise((r) => setTimeout(r, 50));
   }

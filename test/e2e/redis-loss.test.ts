@@ -212,7 +212,7 @@ describe('SIGTERM to the dashboard and the gateway without Redis', () => {
     const dashboard = spawnHeadroom(['dashboard', '--config', file, '--redis', r.url, '--local-only', '--port', String(dashPort)], ENV);
     const gateway = spawnHeadroom(['gateway', '--config', file, '--redis', r.url, '--port', String(await freePort())], ENV);
     procs.push(dashboard, gateway);
-    await until(() => dashboard.output().includes('dashboard.started') && gateway.output().includes('listening on'), 60_000, 'the dashboard and the gateway started');
+    await until(() => dashboard.output().includes('"msg":"dashboard started"') && gateway.output().includes('"msg":"gateway started"'), 60_000, 'the dashboard and the gateway started');
     await r.stop({ kill: true });
     await until(() => dashboard.output().includes('redis connection lost') && gateway.output().includes('redis connection lost'), 30_000, 'both noticing Redis gone');
     expect(await Promise.all([stopped(dashboard), stopped(gateway)])).toEqual([0, 0]);

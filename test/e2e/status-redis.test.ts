@@ -41,6 +41,13 @@ describe('headroom status without a readable Redis', () => {
     expect(code).toBe(3);
   });
 
+  it('masks a password given as a query parameter, which ioredis reads too', async () => {
+    const port = await freePort();
+    const { code, out } = await status(`redis://127.0.0.1:${port}?password=hunter2-secret`);
+    expect(out).toBe(`headroom status: cannot read the fleet from Redis at redis://127.0.0.1:${port}?password=***: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+    expect(code).toBe(3);
+  });
+
   it('says what Redis answered to a wrong password', async () => {
     const server = await startEmbeddedRedis({ args: ['--requirepass', 'right-password'] });
     servers.push(server);

@@ -3,6 +3,7 @@
  * Each command imports its own package when it runs, so a worker process never loads express or
  * Bull Board, and a dashboard never loads the provider SDKs.
  */
+import { resolve } from 'node:path';
 import { ReplyError } from 'ioredis';
 import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, logLevelOf, maskUrlPasswords, RedisUnavailableError, redisUrlOf, waitForReady, type HeadroomConfig } from '@headroom/queue';
 import type { OverviewReader } from '@headroom/dashboard';
@@ -48,8 +49,22 @@ commands:
               on the simulator, every call through the gateway was answered]
 `;
 
+/**
+ * Where a relative path on the command line is read from: `HEADROOM_CWD` when set, else the
+ * working directory. The repository's `pnpm headroom` script sets it to the directory pnpm was run
+ * in (`INIT_CWD`), because pnpm runs a root script in the root: `cd infra && pnpm headroom status
+ * --config headroom.sim.config.yaml` read the root's file, or none. The CLI does not read
+ * `INIT_CWD` itself: under `pnpm --filter app run worker` it names where pnpm was run, not the
+ * app's directory the script runs in and means its paths from.
+ */
+function callerPath(path: string): string {
+  return resolve(process.env.HEADROOM_CWD || process.cwd(), path);
+}
+
 /** The config file, and the Redis URL from `--redis`, else the config (its `urlEnv` or `url`). */
-function configAndRedis(file: string, flag: string | undefined): { config: HeadroomConfig; redisUrl: string } {
+function configAndRedis(given: string, flag: string | undefined): { config: HeadroomConfig; redisUrl: string } {
+  // Absolute, so an error names the file tried rather than a path relative to a directory to guess.
+  const file = callerPath(given);
   const config = loadConfig(file);
   const redisUrl = flag ?? redisUrlOf(config);
   if (!redisUrl) throw new HeadroomError('CONFIG_INVALID', `no Redis URL: set ${config.redis.urlEnv} or redis.url in ${file}, or pass --redis`);
@@ -125,9 +140,7 @@ async function main(argv: string[]): Promise<number> {
       const { port } = values;
       return serveUntilStopped(async () => {
         const { startGateway } = await import('@headroom/gateway');
-        const gateway = await startGateway({ config, redisUrl, ...(port !== undefined ? { port, portSetting: '--port' } : {}) });
-        process.stdout.write(`headroom gateway listening on ${gateway.url}\n`);
-        return gateway;
+        return startGateway({ config, redisUrl, ...(port !== undefined ? { port, portSetting: '--port' } : {}) });
       });
     }
     case 'status': {

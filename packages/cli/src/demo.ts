@@ -11,7 +11,7 @@ import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { ErrorCode, HeadroomError, laneKeys, maskUrlPasswords, parseConfig, QueueFullError, QuotaExceededError, ShedError, type HeadroomConfigInput, type LlmJobInput } from '@headroom/queue';
+import { createRedis, ErrorCode, HeadroomError, keysUnderPattern, laneKeys, maskUrlPasswords, parseConfig, removeKeysUnder, waitForReady, QueueFullError, QuotaExceededError, ShedError, type HeadroomConfigInput, type LlmJobInput } from '@headroom/queue';
 import { Producer } from '@headroom/producer-sdk';
 import { freePort, REDIS_SERVER_NOT_FOUND, startEmbeddedRedis } from '@headroom/testing';
 import { startSimulator, type Simulator, type SimulatorOptions } from '@headroom/simulator';
@@ -55,6 +55,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const killChildren = () => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); };
   process.on('exit', killChildren);
 
+  const prefix = `demo-${randomBytes(3).toString('hex')}`;
+  // Set when the demo runs on a Redis it did not start (REDIS_URL): its keys are removed at exit.
+  let borrowedRedis: string | undefined;
   try {
     const dir = mkdtempSync(join(tmpdir(), 'headroom-demo-'));
     let redisUrl = env.REDIS_URL;
@@ -68,7 +71,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       redisUrl = redis.url;
       say(`redis      started a private redis-server at ${redisUrl} (set REDIS_URL to use yours)`);
     } else {
-      say(`redis      ${maskUrlPasswords(redisUrl)}`);
+      borrowedRedis = redisUrl;
+      say(`redis      ${maskUrlPasswords(redisUrl)}: the demo's keys go under ${prefix}, removed at exit`);
     }
 
     const real = hasRealKeys(env);
@@ -84,7 +88,6 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
 
     const dashboardPort = await freePort();
     const gatewayPort = await freePort();
-    const prefix = `demo-${randomBytes(3).toString('hex')}`;
     const configInput: HeadroomConfigInput = demoConfig({ prefix, simUrl: sim?.url, dashboardPort, gatewayPort });
     if (real) {
       // Only the providers whose key is set: a worker refuses models it has no key for.
@@ -209,6 +212,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     throw err;
   } finally {
     await stopAll();
+    // After every process that writes under the prefix has stopped, or one would write again.
+    if (borrowedRedis !== undefined) await removeDemoKeys(borrowedRedis, prefix, say);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('exit', killChildren);
@@ -272,6 +277,25 @@ async function showTable(status: OverviewReader, out: NodeJS.WritableStream, ref
 async function waitForFleet(redis: Redis, prefix: string): Promise<void> {
   const key = laneKeys(prefix, 'critical').models;
   for (let i = 0; i < 300 && !(await redis.exists(key)); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
+/**
+ * Leaves someone else's Redis as the demo found it: the fleet's keys, most with no TTL, stayed
+ * behind otherwise (136 of them after a short run). A failure is said, not thrown: the demo's
+ * own outcome stands.
+ */
+async function removeDemoKeys(redisUrl: string, prefix: string, say: (line: string) => void): Promise<void> {
+  const conn = createRedis(redisUrl, 'producer');
+  conn.on('error', () => {}); // a failed command says so through its own promise
+  try {
+    await waitForReady(conn, 5_000);
+    const removed = await removeKeysUnder(conn, prefix);
+    say(`redis      removed the demo's ${removed} keys under ${prefix}`);
+  } catch (err) {
+    say(`redis      could not remove the demo's keys under ${prefix} (${maskUrlPasswords((err as Error).message)}): remove the keys matching ${keysUnderPattern(prefix)} by hand`);
+  } finally {
+    conn.disconnect();
+  }
 }
 
 function stopChild(child: ChildProcess): Promise<void> {

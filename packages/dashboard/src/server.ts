@@ -18,7 +18,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
-import { Bucket, listen, RedisUnavailableError, asRedisError, createRedis, reportOutages, waitForReady, type HeadroomConfig, createLogger, type Logger, throttleParamsOf } from '@headroom/queue';
+import { Bucket, listen, RedisUnavailableError, asRedisError, createRedis, reportOutages, waitForReady, type HeadroomConfig, createLogger, type Logger, throttleParamsOf, within } from '@headroom/queue';
 import { AlertNotifier } from './alert-notifier.js';
 import { requireAuth, resolveAuth, type DashboardAuth } from './auth.js';
 import { hostGuard } from './host-guard.js';
@@ -201,7 +201,7 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
   monitor.start();
   const authMode = auth.mode === 'none' ? 'none' : [auth.basic ? 'basic' : '', auth.token ? 'token' : ''].filter(Boolean).join('+');
-  logger.info({ event: 'dashboard.started', host, port, auth: authMode, readOnly, localOnly, webhook: notifier.hasWebhook }, `dashboard listening on ${url}`);
+  logger.info({ url, host, port, auth: authMode, readOnly, localOnly, webhook: notifier.hasWebhook }, 'dashboard started');
 
   let closing: Promise<void> | undefined;
   return {
@@ -214,6 +214,7 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
     monitor,
     close() {
       closing ??= (async () => {
+        logger.info({ url }, 'dashboard stopping');
         await monitor.stop();
         await new Promise<void>((r) => {
           server.close(() => r());
@@ -221,7 +222,8 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
         });
         await closeLaneQueues(queues);
         redis.disconnect();
-        logger.flush?.();
+        logger.info({ url }, 'dashboard stopped');
+        await within(new Promise<void>((resolve) => logger.flush(() => resolve())), 1_000);
       })();
       return closing;
     },

@@ -161,6 +161,27 @@ dashboard: { port: "eighty" }
     expect(err.issues[0]?.message).toMatch(/REDIS_URL/);
   });
 
+  it('refuses a provider baseURL that is not http(s), naming the field', () => {
+    for (const baseURL of ['localhost:8000', 'ftp://proxy.internal/v1', 'api.anthropic.com']) {
+      const err = configErrorOf(() => parseConfig({ providers: { anthropic: { baseURL } }, models: ONE_MODEL }));
+      expect(err.issues.map((i) => i.path)).toEqual(['providers.anthropic.baseURL']);
+      expect(err.issues[0]?.message).toMatch(/^expected an http:\/\/ or https:\/\/ URL/);
+    }
+    const ok = parseConfig({ providers: { anthropic: { baseURL: 'http://localhost:8000' }, openai: { baseURL: 'https://proxy.internal/v1' } }, models: ONE_MODEL });
+    expect([ok.providers.anthropic.baseURL, ok.providers.openai.baseURL]).toEqual(['http://localhost:8000', 'https://proxy.internal/v1']);
+  });
+
+  it("refuses a password in the URL's query, which ioredis reads as surely as one before the host", () => {
+    for (const url of ['redis://localhost:6379?password=hunter2', 'rediss://localhost:6379/2?db=2&password=hunter2', 'redis://localhost:6379?sentinelPassword=hunter2']) {
+      const err = configErrorOf(() => parseConfig({ redis: { url }, models: ONE_MODEL }));
+      expect(err.issues.map((i) => `${i.path}: ${i.message}`)).toEqual([expect.stringMatching(/^redis\.url: contains a password: .*REDIS_URL/)]);
+      expect(err.message).not.toContain('hunter2');
+    }
+    // A user name is not a secret, and an empty password authenticates nothing.
+    expect(parseConfig({ redis: { url: 'redis://localhost:6379?username=app' }, models: ONE_MODEL }).redis.url).toBe('redis://localhost:6379?username=app');
+    expect(parseConfig({ redis: { url: 'redis://localhost:6379?password=' }, models: ONE_MODEL }).redis.url).toBe('redis://localhost:6379?password=');
+  });
+
   it('never echoes a key pasted into the file, or a URL password, in the error', () => {
     const key = 'sk-ant-api03-PASTEDpastedPASTED0123456789';
     const err = configErrorOf(() => parseConfig({ redis: { url: 'redis-cluster://:hunter2@h:1' }, providers: { anthropic: { apiKeyEnv: key } }, models: ONE_MODEL }));

@@ -12,6 +12,7 @@ import { PREFIX_PATTERN } from './keys.js';
 import { INTERACTIVE_LANES, LANE_DEFAULTS, LANES, type Lane } from './lanes.js';
 import { PROVIDERS, TenantId } from './job.js';
 import { OUTPUT_COUNTINGS, outputReservationIssues } from './output-counting.js';
+import { urlHasPassword } from './redaction.js';
 
 /** The shortest `dispatch.lockMs` (see there). */
 export const MIN_LOCK_MS = 1_000;
@@ -109,7 +110,11 @@ const LaneConfig = (lane: Lane) =>
 const ProviderConfig = (defaultKeyEnv: string) =>
   z
     .strictObject({
-      baseURL: z.url({ error: 'expected a URL' }).optional(),
+      /**
+       * http(s) only: `z.url` alone took `localhost:8000` (scheme "localhost"), and every job then
+       * spent its attempts on "fetch failed: unknown scheme" before failing RETRIES_EXHAUSTED.
+       */
+      baseURL: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL, e.g. http://localhost:8000' }).optional(),
       apiKeyEnv: envName.default(defaultKeyEnv),
       /** Per-call timeout; the SDKs refuse long non-streaming calls without one. */
       timeoutMs: positiveInt.default(600_000),
@@ -547,7 +552,7 @@ function crossCheck(raw: unknown): Issue[] {
     }
   }
   const redis = record(cfg.redis);
-  if (typeof redis.url === 'string' && /\/\/[^/@]*:[^/@]+@/.test(redis.url)) {
+  if (typeof redis.url === 'string' && urlHasPassword(redis.url)) {
     const env = typeof redis.urlEnv === 'string' ? redis.urlEnv : 'REDIS_URL';
     issues.push({ path: 'redis.url', message: `contains a password: keep secrets out of the file and set ${env} instead` });
   }

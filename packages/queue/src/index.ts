@@ -53,7 +53,8 @@ export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig
 export type { HeadroomConfigInput } from './config.js';
 export { OUTPUT_COUNTINGS, PROVIDER_OUTPUT_COUNTING, outputCountingOf, reservesOutputP95 } from './output-counting.js';
 export type { OutputCounting } from './output-counting.js';
-export { DEFAULT_PREFIX, PREFIX_PATTERN, laneKeys, poolKeys, fleetKeys } from './keys.js';
+export { DEFAULT_PREFIX, PREFIX_PATTERN, laneKeys, poolKeys, fleetKeys, keysUnderPattern } from './keys.js';
+export { removeKeysUnder } from './remove-prefix.js';
 export type { LaneKeys, PoolKeys } from './keys.js';
 export { addToLane, ADMITTED_OPTION, notAdmittedFailure, publishFleetSettings, rememberHandOff, releaseJobs, unadmitted, AddReply } from './admission.js';
 export { returnToLane, forceReturnToLane, promoteDelayed, promoteRaisedTenantParks, ReturnReply, RETURNING_STALE_MS } from './lane-return.js';

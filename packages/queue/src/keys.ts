@@ -280,3 +280,11 @@ export function fleetKeys(prefix: string) {
     statsMinute: (minute: number) => `${t}:stats:${minute}`,
   };
 }
+
+/**
+ * A SCAN `MATCH` pattern for every key under `prefix`, and no other prefix's: each key starts with
+ * the prefix's hash tag `{prefix:`, and `PREFIX_PATTERN` admits no glob character.
+ */
+export function keysUnderPattern(prefix: string): string {
+  return `{${prefix}:*`;
+}

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { createRedis } from './connection.js';
 import { createLogger } from './logger.js';
-import { cutSecretTokens, maskUrlPasswords, REDACTED, redactSecrets, registerSecret } from './redaction.js';
+import { cutSecretTokens, maskUrlPasswords, REDACTED, redactSecrets, registerSecret, urlHasPassword } from './redaction.js';
 
 // Not key-shaped on purpose: only its registration can cut it.
 const SECRET = `opaque-provider-credential-${randomUUID()}`;
@@ -87,6 +87,22 @@ describe('maskUrlPasswords', () => {
     expect(maskUrlPasswords('redis://:hunter2@10.0.0.1:6380/2')).toBe('redis://:***@10.0.0.1:6380/2');
     expect(maskUrlPasswords('at rediss-cluster://app:p@ss@n1:7000,n2:7001: refused')).toBe('at rediss-cluster://app:***@n1:7000,n2:7001: refused');
     expect(maskUrlPasswords('redis://app@h:1 and redis://127.0.0.1:6379')).toBe('redis://app@h:1 and redis://127.0.0.1:6379');
+  });
+});
+
+describe('maskUrlPasswords, a password in the query', () => {
+  it('masks the value of every password parameter, and only that', () => {
+    expect(maskUrlPasswords('redis://127.0.0.1:6396?password=hunter2')).toBe('redis://127.0.0.1:6396?password=***');
+    expect(maskUrlPasswords('redis://h:1/2?db=2&password=hun@ter2&username=app')).toBe('redis://h:1/2?db=2&password=***&username=app');
+    expect(maskUrlPasswords('rediss://h:1?sentinelPassword=s3cret#x')).toBe('rediss://h:1?sentinelPassword=***#x');
+    expect(maskUrlPasswords('got "redis://h:1?PASSWORD=hunter2" here')).toBe('got "redis://h:1?PASSWORD=***" here');
+    expect(maskUrlPasswords('redis://h:1?username=app&db=3')).toBe('redis://h:1?username=app&db=3');
+  });
+
+  it('says a URL holds a password wherever it sits', () => {
+    expect(urlHasPassword('redis://h:1?password=hunter2')).toBe(true);
+    expect(urlHasPassword('redis://:hunter2@h:1')).toBe(true);
+    expect(urlHasPassword('redis://app@h:1?username=app')).toBe(false);
   });
 });
 

@@ -29,6 +29,13 @@ const API_KEY_HEADER = /((?:x-api-key|api-key)"?\s*[:=]\s*"?)[^\s",}]{8,}/gi;
 
 /** The password of a URL (`//user:pw@host`, `//:pw@host`): the rest of the URL says where, and stays. */
 const URL_PASSWORD = /(\/\/[^/@:\s]*:)[^/\s]+@/g;
+/**
+ * A password in a URL's query: ioredis copies every query parameter into its options, so
+ * `redis://host?password=pw` authenticates as surely as `redis://:pw@host` (and
+ * `sentinelPassword=` is read the same way). Any parameter whose name ends in "password" counts.
+ * The value stops at the next parameter, fragment, space or quote, as a URL is quoted in a message.
+ */
+const URL_QUERY_PASSWORD = /([?&][A-Za-z_]*password=)[^&#\s"'`]+/gi;
 
 /** Shorter values are too likely to occur by chance to be cut everywhere. */
 const MIN_SECRET_LENGTH = 8;
@@ -73,11 +80,17 @@ export function redactSecrets(text: string): string {
 }
 
 /**
- * `text` with every URL's password replaced by `***`: a Redis URL named in an error (which server
+ * `text` with every URL's password (userinfo or query) replaced by `***`: a Redis URL named in an error (which server
  * could not be read) or in the demo's banner, where the URL is worth showing and its password never.
  */
 export function maskUrlPasswords(text: string): string {
-  return text.replace(URL_PASSWORD, '$1***@');
+  // The query first: a password there may hold an '@' the userinfo pattern would read as its end.
+  return text.replace(URL_QUERY_PASSWORD, '$1***').replace(URL_PASSWORD, '$1***@');
+}
+
+/** Whether `url` carries a password, in its userinfo or its query (what `maskUrlPasswords` would mask). */
+export function urlHasPassword(url: string): boolean {
+  return maskUrlPasswords(url) !== url;
 }
 
 /** One entry of a provider's per-token list (OpenAI's `logprobs`): its text and, optionally, its UTF-8 bytes. */

@@ -146,12 +146,16 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   reportOutages(heartbeatRedis, logger, 'heartbeat');
   const heartbeat = new Heartbeat({ redis: heartbeatRedis, prefix: config.redis.prefix, kind: 'gateway', id, concurrency: 0, inFlight: () => handler.inFlight, logger });
   // Its first beat waits for the connection (a fail-fast one refuses commands until then).
-  heartbeatRedis.once('ready', () => heartbeat.start());
-  logger.info({ id, port, keys: Object.keys(config.gateway.keys), metricsPort: metricsServer?.port }, 'gateway started');
+  const startBeating = () => heartbeat.start();
+  heartbeatRedis.once('ready', startBeating);
+  const url = `http://${shown}:${port}`;
+  // Start and stop as JSON log lines, as the worker and the dashboard write them: a log that
+  // ended at the start (and a plain-text line among JSON ones) left a SIGTERM stop unseen.
+  logger.info({ id, url, port, keys: Object.keys(config.gateway.keys), metricsPort: metricsServer?.port }, 'gateway started');
   let closing: Promise<void> | undefined;
   return {
     id,
-    url: `http://${shown}:${port}`,
+    url,
     port,
     metrics,
     ...(metricsServer ? { metricsPort: metricsServer.port } : {}),
@@ -160,6 +164,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         // A rolling deploy's SIGTERM: the answers in flight are the clients' (some already paid
         // for at the provider), so they are given time, while the load balancer, told by
         // /healthz, sends new calls elsewhere.
+        logger.info({ id, inFlight: handler.inFlight }, 'gateway stopping');
+        // A SIGTERM before the connection was first ready: its first beat must not come after the
+        // stop (a "heartbeat failed" past "gateway stopped", or an entry written after its removal).
+        heartbeatRedis.off('ready', startBeating);
         handler.drain();
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
@@ -174,6 +182,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         await metricsServer?.close();
         await heartbeat.stop();
         heartbeatRedis.disconnect();
+        logger.info({ id, drained }, 'gateway stopped');
+        // The last line: let it reach stdout before a caller exits the process.
+        await within(new Promise<void>((resolve) => logger.flush(() => resolve())), 1_000);
       })();
       return closing;
     },
