@@ -28,13 +28,17 @@ ensure_node() {
   node_at_least "$required" && return 0
   log "node $(node --version) is below $required: installing node@$major from the npm registry"
   command -v npm >/dev/null || apt_install npm
-  $SUDO npm install -g "node@$major"
+  local too_old="Node.js >= $required is required (package.json engines); found $(node --version) at $(command -v node)"
+  if ! $SUDO npm install -g "node@$major"; then
+    echo "$too_old, and npm install -g node@$major failed (above). Install Node.js $major.x and run again." >&2
+    return 1
+  fi
   # npm's global bin may come after the old node's directory on PATH.
   PATH="$(npm prefix -g)/bin:$PATH"
   export PATH
   hash -r
   if ! node_at_least "$required"; then
-    echo "Node.js >= $required is required (package.json engines); found $(node --version) at $(command -v node) after trying npm install -g node@$major. Install Node.js $major.x and run again." >&2
+    echo "$too_old after npm install -g node@$major. Install Node.js $major.x and run again." >&2
     return 1
   fi
   log "node $(node --version) at $(command -v node)"
