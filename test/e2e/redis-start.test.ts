@@ -1,0 +1,85 @@
+/**
+ * `headroom worker`, `gateway` and `dashboard` started against a Redis they cannot use, run as the
+ * real commands on private redis-servers:
+ * - a Redis that refuses them (a database it does not have, a wrong or missing password) ends the
+ *   start with exit 2 and one line naming the Redis (password masked) and the cause, and nothing
+ *   is written to database 0. A worker given `/99` ran on database 0 instead (ioredis goes on after
+ *   a failed SELECT): it published fleet settings there and would have taken another fleet's
+ *   jobs; one given a wrong password waited for ever (or crashed with a stack and 1).
+ */
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { exitOf, spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+
+const ENV = { RS_KEY: 'sk-redis-start', RS_GATEWAY_KEY: 'hr-gw-redis-start-0123456789', HEADROOM_DASHBOARD_USER: '', HEADROOM_DASHBOARD_PASSWORD: '', HEADROOM_DASHBOARD_TOKEN: '' };
+const procs: FleetProcess[] = [];
+const servers: EmbeddedRedis[] = [];
+afterAll(async () => {
+  await stopAll(procs, 'SIGKILL');
+  for (const s of servers) await s.stop({ kill: true });
+});
+
+function config(extra: Record<string, unknown> = {}): string {
+  return writeConfig({
+    redis: { prefix: 'rstart' },
+    providers: { anthropic: { baseURL: 'http://127.0.0.1:9', apiKeyEnv: 'RS_KEY' } },
+    models: { 'claude-haiku-4-5': { provider: 'anthropic', limits: { rpm: 100 } } },
+    gateway: { host: '127.0.0.1', keys: { app: { keyEnv: 'RS_GATEWAY_KEY' } } },
+    ...extra,
+  });
+}
+
+async function redisServer(args: string[] = []): Promise<EmbeddedRedis> {
+  const s = await startEmbeddedRedis({ args });
+  servers.push(s);
+  return s;
+}
+
+function headroom(args: string[]): FleetProcess {
+  const proc = spawnHeadroom(args, ENV);
+  procs.push(proc);
+  return proc;
+}
+
+
+async function db0Keys(server: EmbeddedRedis, password?: string): Promise<string[]> {
+  const reader = new Redis({ host: '127.0.0.1', port: server.port, ...(password ? { password } : {}) });
+  try {
+    return await reader.keys('*');
+  } finally {
+    reader.disconnect();
+  }
+}
+
+const portArgs = async (command: string) => (command === 'worker' ? [] : ['--port', String(await freePort()), ...(command === 'dashboard' ? ['--local-only'] : [])]);
+
+describe.concurrent('a service whose Redis refuses it at start', () => {
+  for (const command of ['worker', 'gateway', 'dashboard']) {
+    it(`headroom ${command} with a database Redis does not have exits 2, naming it, and writes nothing to database 0`, async () => {
+      const r = await redisServer();
+      const url = `redis://127.0.0.1:${r.port}/99`;
+      const proc = headroom([command, '--config', config(), '--redis', url, ...(await portArgs(command))]);
+      expect(await exitOf(proc)).toBe(2);
+      expect(proc.output()).toContain(`headroom: Redis at ${url} refused the connection: it cannot select database 99 (ERR DB index is out of range)`);
+      expect(proc.output()).not.toMatch(/^\s+at /m);
+      expect(await db0Keys(r)).toEqual([]);
+    });
+  }
+
+  it('headroom worker with a wrong password exits 2 and masks it', async () => {
+    const r = await redisServer(['--requirepass', 'right-password']);
+    const proc = headroom(['worker', '--config', config(), '--redis', `redis://:wrong-password@127.0.0.1:${r.port}`]);
+    expect(await exitOf(proc)).toBe(2);
+    expect(proc.output()).toContain(`headroom: Redis at redis://:***@127.0.0.1:${r.port} refused the connection: WRONGPASS`);
+    expect(proc.output()).not.toContain('wrong-password');
+    expect(await db0Keys(r, 'right-password')).toEqual([]);
+  });
+
+  it('headroom worker without the password Redis requires exits 2', async () => {
+    const r = await redisServer(['--requirepass', 'right-password']);
+    const proc = headroom(['worker', '--config', config(), '--redis', `redis://127.0.0.1:${r.port}`]);
+    expect(await exitOf(proc)).toBe(2);
+    expect(proc.output()).toContain(`headroom: Redis at redis://127.0.0.1:${r.port} refused the connection: it requires a password and the URL gives none (NOAUTH`);
+  });
+});
