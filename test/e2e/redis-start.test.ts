@@ -1,11 +1,12 @@
 /**
  * `headroom worker`, `gateway` and `dashboard` started against a Redis they cannot use, run as the
  * real commands on private redis-servers:
- * - a Redis that refuses them (a database it does not have, a wrong or missing password) ends the
- *   start with exit 2 and one line naming the Redis (password masked) and the cause, and nothing
- *   is written to database 0. A worker given `/99` ran on database 0 instead (ioredis goes on after
- *   a failed SELECT): it published fleet settings there and would have taken another fleet's
- *   jobs; one given a wrong password waited for ever;
+ * - a Redis that refuses them (a database it does not have, a wrong or missing password, a TLS
+ *   certificate that cannot be verified) ends the start with exit 2 and one line naming the Redis
+ *   (password masked) and the cause, and nothing is written to database 0. A worker given `/99`
+ *   ran on database 0 instead (ioredis goes on after a failed SELECT): it published fleet settings
+ *   there and would have taken another fleet's jobs; one given a wrong password waited for ever
+ *   (or crashed with a stack and 1), one on an unverifiable certificate for ever;
  * - a worker's probes listen before it touches Redis: during an outage at start `/healthz` answers
  *   (a liveness probe must not restart it) and `/readyz` says 503, where nothing listened until
  *   Redis answered; a metrics port in use exits 2 before the worker writes anything to Redis.
@@ -15,16 +16,19 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { exitOf, spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { makeTestCerts, type TestCerts } from '../support/tls-certs.js';
 import { until } from '../support/probes.js';
 
 const ENV = { RS_KEY: 'sk-redis-start', RS_GATEWAY_KEY: 'hr-gw-redis-start-0123456789', HEADROOM_DASHBOARD_USER: '', HEADROOM_DASHBOARD_PASSWORD: '', HEADROOM_DASHBOARD_TOKEN: '' };
 const procs: FleetProcess[] = [];
 const servers: EmbeddedRedis[] = [];
 const blockers: Server[] = [];
+const certs: TestCerts[] = [];
 afterAll(async () => {
   await stopAll(procs, 'SIGKILL');
   for (const s of servers) await s.stop({ kill: true });
   for (const b of blockers) b.close();
+  for (const c of certs) c.remove();
 });
 
 function config(extra: Record<string, unknown> = {}): string {
@@ -88,6 +92,17 @@ describe.concurrent('a service whose Redis refuses it at start', () => {
     const proc = headroom(['worker', '--config', config(), '--redis', `redis://127.0.0.1:${r.port}`]);
     expect(await exitOf(proc)).toBe(2);
     expect(proc.output()).toContain(`headroom: Redis at redis://127.0.0.1:${r.port} refused the connection: it requires a password and the URL gives none (NOAUTH`);
+  });
+
+  it('headroom worker on a TLS Redis whose certificate it cannot verify exits 2', async () => {
+    const c = await makeTestCerts();
+    certs.push(c);
+    const port = await freePort();
+    servers.push(await startEmbeddedRedis({ port, args: c.redisArgs(port) }));
+    // No NODE_EXTRA_CA_CERTS: the private CA is unknown to this process.
+    const proc = headroom(['worker', '--config', config(), '--redis', `rediss://127.0.0.1:${port}`]);
+    expect(await exitOf(proc)).toBe(2);
+    expect(proc.output()).toContain(`headroom: Redis at rediss://127.0.0.1:${port} refused the connection: TLS: `);
   });
 });
 
