@@ -16,7 +16,7 @@ import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { laneKeys, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { exitOf, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { sleep, until, waitForFleet } from '../support/probes.js';
 
 const MODEL = 'claude-haiku-4-5';
@@ -66,18 +66,6 @@ async function stopped(proc: FleetProcess): Promise<number | string> {
   return exitOf(proc);
 }
 
-/** The exit code (or signal) of a process told to stop, or a note that it is still running a minute later. */
-async function exitOf(proc: FleetProcess): Promise<number | string> {
-  let timer: NodeJS.Timeout | undefined;
-  const hung = new Promise<string>((resolve) => {
-    timer = setTimeout(() => resolve('still running 60 s after SIGTERM'), 60_000);
-  });
-  try {
-    return await Promise.race([proc.exited, hung]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const job = (i: number): LlmJobInput => ({
   priority: 'NORMAL',

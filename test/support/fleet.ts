@@ -73,3 +73,19 @@ export async function stopAll(procs: FleetProcess[], signal: NodeJS.Signals = 'S
     }),
   );
 }
+
+/**
+ * The exit code (or signal) of a process expected to end, or a note that it is still running
+ * `ms` later: a hang fails the test with that note rather than the test's own timeout.
+ */
+export async function exitOf(proc: FleetProcess, ms = 60_000): Promise<number | string> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`still running ${ms / 1000} s later`), ms);
+  });
+  try {
+    return await Promise.race([proc.exited, hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -70,7 +70,7 @@ function splitForCluster(opts: RoleOptions): { top: ClusterOptions; node: NonNul
 export function createRedis(url: string, role: ConnectionRole, extra: RedisOptions = {}): Redis | Cluster {
   const parsed = parseRedisUrl(url);
   const options: RoleOptions = { ...ROLE_OPTIONS[role], lazyConnect: false, ...extra };
-  if (parsed.kind === 'standalone') return withoutSecrets(new Redis(url, { retryStrategy, ...standalone(options) }));
+  if (parsed.kind === 'standalone') return withoutSecrets(onItsDatabaseOnly(new Redis(url, { retryStrategy, ...standalone(options) })));
 
   const { top, node } = splitForCluster(options);
   return withoutSecrets(new Cluster(parsed.nodes, {
@@ -117,7 +117,30 @@ export function duplicateFor(conn: Redis | Cluster, role: ConnectionRole): Redis
     const { top, node } = splitForCluster(ROLE_OPTIONS[role]);
     return withoutSecrets(conn.duplicate(undefined, { ...top, redisOptions: { ...conn.options.redisOptions, ...node } }));
   }
-  return withoutSecrets(conn.duplicate(standalone(ROLE_OPTIONS[role])));
+  return withoutSecrets(onItsDatabaseOnly(conn.duplicate(standalone(ROLE_OPTIONS[role]))));
+}
+
+/**
+ * Keeps a connection off every database but the one its URL names. ioredis sends `SELECT` as it
+ * connects and, when Redis refuses it (`ERR DB index is out of range`: a `/99` where Redis has 16),
+ * only emits the error and goes on to ready on database 0: a worker with a typo in its URL then
+ * published its fleet settings there and took another fleet's jobs. Cutting the connection inside
+ * that error (emitted before the handshake ends, so before `ready` and before any queued command
+ * is written) makes it retry instead, as after any failed connect, on every reconnect too: it is
+ * never ready anywhere but on its own database. `firstContact` turns the refusal at start into a
+ * `RedisRefusedError`. Duplicates (BullMQ opens its own from ours) get the same guard.
+ */
+const guarded = new WeakSet<Redis>();
+
+function onItsDatabaseOnly(conn: Redis): Redis {
+  if (guarded.has(conn)) return conn;
+  guarded.add(conn);
+  conn.on('error', (err: Error) => {
+    if ((err as { command?: { name?: string } }).command?.name === 'select') conn.disconnect(true);
+  });
+  const duplicate = conn.duplicate.bind(conn);
+  conn.duplicate = (...args: Parameters<Redis['duplicate']>) => onItsDatabaseOnly(duplicate(...args));
+  return conn;
 }
 
 /** A single node has no use for the cluster-only options. */

@@ -23,6 +23,11 @@ export const ErrorCode = {
   REDIS_OOM: 'REDIS_OOM',
   /** A server could not listen where its settings say (the port taken, not ours to bind). */
   ADDRESS_UNAVAILABLE: 'ADDRESS_UNAVAILABLE',
+  /**
+   * Redis answered, and refused this connection in a way waiting does not fix (a wrong or missing
+   * password, a database it does not have, a TLS certificate it cannot verify).
+   */
+  REDIS_REFUSED: 'REDIS_REFUSED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -239,6 +244,20 @@ export class RedisUnavailableError extends HeadroomError {
   constructor(detail: string, cause?: unknown) {
     super(ErrorCode.REDIS_UNAVAILABLE, `Redis is unavailable: ${detail}`, { retryable: true, cause });
     this.name = 'RedisUnavailableError';
+  }
+}
+
+/**
+ * Redis refused a connection before it was ever usable, for a reason that does not go away by
+ * retrying: a configuration mistake, named with the Redis (its password masked) and the cause.
+ */
+export class RedisRefusedError extends HeadroomError {
+  /** The Redis URL, its password masked. */
+  readonly url: string;
+  constructor(url: string, reason: string, cause?: unknown) {
+    super(ErrorCode.REDIS_REFUSED, `Redis at ${url} refused the connection: ${reason}`, { cause });
+    this.name = 'RedisRefusedError';
+    this.url = url;
   }
 }
 

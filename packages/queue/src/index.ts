@@ -25,6 +25,7 @@ export {
   FleetUnpublishedError,
   RedisOomError,
   AddressUnavailableError,
+  RedisRefusedError,
 } from './errors.js';
 export { listen } from './listen.js';
 export type { Issue, IssueCode } from './errors.js';
@@ -79,6 +80,7 @@ export type { ReplayOptions } from './stream-replay.js';
 export { FailureCode, jobFailure, answeredFailure, failureText, failureOf, asJobFailure, providerErrorOf, PROVIDER_ERROR_MAX_BYTES, REPLAYED_FAILURES } from './failure.js';
 export type { JobFailure, ProviderError } from './failure.js';
 export { createRedis, duplicateFor, waitForReady, answeredWithin, asRedisError } from './connection.js';
+export { firstContact, refusalOf, type FirstContact } from './connection-start.js';
 export { parseRedisUrl } from './redis-url.js';
 export type { ParsedRedisUrl } from './redis-url.js';
 export { toIssues } from './internal/zod-issues.js';

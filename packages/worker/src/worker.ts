@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, INTERACTIVE_LANES, promoteRaisedTenantParks, tenantTpmOf, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, firstContact, INTERACTIVE_LANES, promoteRaisedTenantParks, tenantTpmOf, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
@@ -93,6 +93,16 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   // otherwise republish the fleet's settings, or hang there while Redis is unreachable).
   const adapters = createAdapters(config, env) as Record<Provider, ProviderAdapter>;
   if (config.breaker) logger.warn({ breaker: config.breaker }, 'config: breaker is retired and ignored; the fleet-wide throttle (throttle, retry.budget) replaces it');
+  /** What the probes say until the parts exist: alive, not ready. */
+  let probe: () => { ready: boolean; body: Record<string, unknown> } = () => ({ ready: false, body: { alive: true, ready: false, id } });
+  // The probes' server listens before anything touches Redis: an orchestrator's liveness probe
+  // must find a worker that waits for a Redis outage to end alive (restarting it would not bring
+  // Redis back), and a port in use is a config mistake to refuse before the worker joins the fleet.
+  const { metricsPort } = config.dispatch;
+  const server: MetricsServer | undefined =
+    metricsPort === undefined
+      ? undefined
+      : await serveMetrics('worker', { ...config.dispatch, metricsPort }, { env, logger, registry: metrics.registry, alive: true, health: () => probe() });
 
   // Every part is built up front (no round trip in a constructor), so a stop knows them all,
   // whatever point the start had reached.
@@ -148,13 +158,21 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     logger,
     now,
   });
-  let server: MetricsServer | undefined;
   /** Redis has answered this worker: until then it took nothing, wrote nothing, started nothing. */
   let reachedRedis = false;
   let beating = false;
   let stopAsked = false;
+  /** Started and not stopping: ready for work while Redis is up. */
+  let running = false;
+  probe = () => {
+    const ready = running && !stopAsked && redis.status === 'ready';
+    return { ready, body: { alive: true, ready, id, redis: redis.status, inFlight: dispatcher.inFlight } };
+  };
 
   const start = async (): Promise<void> => {
+    // A Redis that refuses this worker (password, database, certificate) would refuse it on every
+    // retry: fail the start, naming it. One that is down is waited for.
+    await firstContact(redis, opts.redisUrl);
     await publishFleetSettings(redis, config);
     reachedRedis = true;
     await bringBackRaisedTenantParks(redis, config, logger);
@@ -169,14 +187,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     if (stopAsked) return;
     heartbeat.start();
     beating = true;
-    const { metricsPort: port } = config.dispatch;
-    if (port === undefined) return;
-    server = await serveMetrics('worker', { ...config.dispatch, metricsPort: port }, {
-      env,
-      logger,
-      registry: metrics.registry,
-      health: () => ({ ready: redis.status === 'ready', body: { ok: redis.status === 'ready', id, inFlight: dispatcher.inFlight } }),
-    });
+    running = true;
   };
   /** Settles with the start's error, or undefined; never rejects. */
   const started: Promise<unknown> = start().then(() => undefined, (err: unknown) => err);
@@ -243,7 +254,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   });
   const failure = await Promise.race([started, stopped]);
   if (failure !== undefined && !stopAsked) {
-    // A start that failed (a metrics port in use, a Redis too old) stops what it had started.
+    // A start that failed (a Redis that refuses this worker, or too old) stops what it had started.
     await close();
     throw failure;
   }

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { countTokensIssues, createLogger, createRedis, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
+import { countTokensIssues, createLogger, createRedis, firstContact, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -116,11 +116,24 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // gateway closes it fails with ECONNRESET. headersTimeout still bounds each request's head: Node
   // times a head from its first byte, not from the end of the answer before it.
   server.keepAliveTimeout = config.gateway.keepAliveTimeoutMs;
+  const heartbeatRedis = createRedis(opts.redisUrl, 'producer');
+  reportOutages(heartbeatRedis, logger, 'heartbeat');
+  // Down: it starts anyway (its answers say Redis is away until it is back). Refusing it
+  // (password, database, certificate): every retry would be refused, so the start fails before
+  // it listens, naming the Redis and why. The producer's connection goes to the same Redis.
+  try {
+    await firstContact(heartbeatRedis, opts.redisUrl, { waitMs: 5_000 });
+  } catch (err) {
+    heartbeatRedis.disconnect();
+    await producer.close();
+    throw err;
+  }
   const portSetting = opts.portSetting ?? (opts.port === undefined ? 'gateway.port' : 'the port option');
   try {
     await listen(server, { port: opts.port ?? config.gateway.port, host: opts.host ?? config.gateway.host, what: 'the gateway', setting: portSetting });
   } catch (err) {
     // Nothing was served: let go of Redis, so a caller that handles the error is not kept alive.
+    heartbeatRedis.disconnect();
     await producer.close();
     throw err;
   }
@@ -142,12 +155,12 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // never waits behind an enqueue, and one that fails fast: a beat while Redis is away is missed,
   // not queued, and never holds up a stop.
   const id = `gateway-${randomUUID().slice(0, 8)}`;
-  const heartbeatRedis = createRedis(opts.redisUrl, 'producer');
-  reportOutages(heartbeatRedis, logger, 'heartbeat');
   const heartbeat = new Heartbeat({ redis: heartbeatRedis, prefix: config.redis.prefix, kind: 'gateway', id, concurrency: 0, inFlight: () => handler.inFlight, logger });
   // Its first beat waits for the connection (a fail-fast one refuses commands until then).
   const startBeating = () => heartbeat.start();
-  heartbeatRedis.once('ready', startBeating);
+  // Checked before the gateway listened, the connection may be ready already.
+  if (heartbeatRedis.status === 'ready') startBeating();
+  else heartbeatRedis.once('ready', startBeating);
   const url = `http://${shown}:${port}`;
   // Start and stop as JSON log lines, as the worker and the dashboard write them: a log that
   // ended at the start (and a plain-text line among JSON ones) left a SIGTERM stop unseen.

@@ -36,4 +36,15 @@ describe('the metrics server of a worker or gateway', () => {
       await server.close();
     }
   });
+
+  it('with alive, answers /healthz 200 while /readyz says not ready (a liveness probe during a Redis outage)', async () => {
+    const notReady = () => ({ ready: false, body: { ready: false } });
+    const server = await startMetricsServer({ name: 'worker', port: 0, host: '127.0.0.1', token: undefined, registry, health: notReady, alive: true });
+    try {
+      expect((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${server.port}/readyz`)).status).toBe(503);
+    } finally {
+      await server.close();
+    }
+  });
 });

@@ -33,6 +33,11 @@ export interface MetricsServerOptions {
   registry: MetricsRegistry;
   /** The probes' answer: ready or not, and what to say. */
   health(): { ready: boolean; body: Record<string, unknown> };
+  /**
+   * `/healthz` says the process is alive (200 whatever `health()` says), for a liveness probe;
+   * `/readyz` still follows `ready`. Without it both follow `ready`.
+   */
+  alive?: boolean;
 }
 
 export interface MetricsServer {
@@ -62,7 +67,8 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
       );
     } else if (path === '/healthz' || path === '/readyz') {
       const { ready, body } = opts.health();
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      const ok = ready || (path === '/healthz' && opts.alive === true);
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     } else {
       res.writeHead(404).end();
     }
@@ -90,11 +96,11 @@ export interface MetricsSettings {
 export async function serveMetrics(
   name: MetricsServerOptions['name'],
   settings: MetricsSettings,
-  opts: { env: NodeJS.ProcessEnv; logger: Logger; registry: MetricsRegistry; health: MetricsServerOptions['health'] },
+  opts: { env: NodeJS.ProcessEnv; logger: Logger; registry: MetricsRegistry; health: MetricsServerOptions['health']; alive?: boolean },
 ): Promise<MetricsServer> {
   const token = opts.env[settings.metricsTokenEnv] || undefined;
   registerSecret(token);
-  const server = await startMetricsServer({ name, port: settings.metricsPort, host: settings.metricsHost, token, registry: opts.registry, health: opts.health });
+  const server = await startMetricsServer({ name, port: settings.metricsPort, host: settings.metricsHost, token, registry: opts.registry, health: opts.health, ...(opts.alive ? { alive: true } : {}) });
   if (!token && !LOOPBACK.has(settings.metricsHost)) {
     opts.logger.warn({ host: settings.metricsHost, tokenEnv: settings.metricsTokenEnv }, `${name} /metrics is served on ${settings.metricsHost} without auth; set ${settings.metricsTokenEnv} to require a token`);
   }
