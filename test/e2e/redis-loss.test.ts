@@ -11,7 +11,7 @@
  * The dashboard and the gateway hold no jobs: they stop with Redis gone too, and exit 0.
  */
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { laneKeys, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
@@ -30,6 +30,9 @@ let sim: Simulator;
 
 beforeAll(async () => {
   sim = await startSimulator({ latencyMs: CALL_MS });
+});
+afterEach(() => {
+  sim.setPace({ latencyMs: CALL_MS });
 });
 afterAll(async () => {
   await stopAll(procs, 'SIGKILL');
@@ -168,6 +171,9 @@ describe('SIGTERM to a worker without Redis', () => {
     expect(await stopped(w)).toBe(1);
     expect(jsonLines(w).at(-1)).toMatchObject({ msg: 'worker stopped', drained: false });
 
+    // The call held across the outage is over; the retake only needs to complete, so it need not
+    // also take CALL_MS (the latency is drawn when a call starts).
+    sim.setPace({ latencyMs: 20 });
     const r = await restart();
     const producer = new Producer({ redis: r.url, prefix: 'rl4' });
     // Still active under the stopped worker's lock, until the lock lapses and a stalled check runs.
