@@ -30,7 +30,7 @@ export default defineConfig({
     // Two files at a time on 2 cores: most of a file's time is spent waiting (on latencies, locks,
     // outages, process starts), and each file starts its own redis-server, simulator and worker
     // processes on free ports, with its own temporary files, so two never share state. The
-    // whole suite ran green this way three times in a row, at load averages of 2 to 28 (other
+    // whole suite ran green this way four times, at load averages of 0.4 to 28 (other
     // jobs on the machine), in about half the wall time of one file at a time.
     fileParallelism: true,
     maxWorkers: 2,
