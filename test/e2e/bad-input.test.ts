@@ -213,7 +213,7 @@ const CONFIG_CASES: ConfigCase[] = [
   { name: 'unknown lane', yaml: `${MODELS_OK}lanes: { urgent: { cap: 5 } }\n`, path: 'lanes', says: 'unknown key "urgent"' },
   { name: 'unknown dispatch order', yaml: `${MODELS_OK}dispatch: { order: random }\n`, path: 'dispatch.order', says: 'got "random"' },
   { name: 'shedding threshold above 1', yaml: `${MODELS_OK}shedding: { lowAt: 1.5 }\n`, path: 'shedding.lowAt', says: 'expected a number from 0 to 1' },
-  { name: 'baseURL that is not a URL', yaml: `${MODELS_OK}providers: { anthropic: { baseURL: not-a-url } }\n`, path: 'providers.anthropic.baseURL', says: 'expected a URL' },
+  { name: 'baseURL that is not a URL', yaml: `${MODELS_OK}providers: { anthropic: { baseURL: not-a-url } }\n`, path: 'providers.anthropic.baseURL', says: 'expected an http:// or https:// URL' },
   { name: 'metrics port out of range', yaml: `${MODELS_OK}dispatch: { metricsPort: 70000 }\n`, path: 'dispatch.metricsPort', says: '70000' },
   { name: 'secret: API key in the file', yaml: `${MODELS_OK}providers: { anthropic: { apiKey: ${PASTED_KEY} } }\n`, path: 'providers.anthropic', says: 'unknown key "apiKey"', secret: PASTED_KEY },
   { name: 'secret: API key pasted where the env variable name goes', yaml: `${MODELS_OK}providers: { anthropic: { apiKeyEnv: ${PASTED_KEY} } }\n`, path: 'providers.anthropic.apiKeyEnv', says: 'expected an environment variable name', secret: PASTED_KEY },
