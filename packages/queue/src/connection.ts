@@ -13,6 +13,7 @@ import { Cluster, Redis, type ClusterOptions, type Command, type RedisOptions } 
 import { HeadroomError, RedisOomError, RedisUnavailableError } from './errors.js';
 import { hasRegisteredSecrets, redactRegistered } from './redaction.js';
 import { parseRedisUrl } from './redis-url.js';
+import { HeardSocketConnector } from './socket-connector.js';
 
 /**
  * A `redis://` / `rediss://` URL, a `redis-cluster://` / `rediss-cluster://` URL (password and
@@ -70,7 +71,7 @@ function splitForCluster(opts: RoleOptions): { top: ClusterOptions; node: NonNul
 export function createRedis(url: string, role: ConnectionRole, extra: RedisOptions = {}): Redis | Cluster {
   const parsed = parseRedisUrl(url);
   const options: RoleOptions = { ...ROLE_OPTIONS[role], lazyConnect: false, ...extra };
-  if (parsed.kind === 'standalone') return withoutSecrets(onItsDatabaseOnly(new Redis(url, { retryStrategy, ...standalone(options) })));
+  if (parsed.kind === 'standalone') return withoutSecrets(onItsDatabaseOnly(new Redis(url, { retryStrategy, Connector: HeardSocketConnector, ...standalone(options) })));
 
   const { top, node } = splitForCluster(options);
   return withoutSecrets(new Cluster(parsed.nodes, {
@@ -80,6 +81,7 @@ export function createRedis(url: string, role: ConnectionRole, extra: RedisOptio
       ...(parsed.username !== undefined ? { username: parsed.username } : {}),
       ...(parsed.password !== undefined ? { password: parsed.password } : {}),
       ...(parsed.tls ? { tls: {} } : {}),
+      Connector: HeardSocketConnector,
       ...node,
     },
     // With TLS the certificate names the host, not its IP: keep the name as given (ioredis'
