@@ -12,6 +12,7 @@ import { Producer } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { GATEWAY_KEYS, GPT, GPT_MINI, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+import { until } from '../support/probes.js';
 
 let redis: EmbeddedRedis;
 let sim: Simulator;
@@ -47,12 +48,12 @@ const chat = (content: string) => ({ model: GPT, max_completion_tokens: 120, mes
 async function finishedJob(jobId: string) {
   const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
   try {
-    for (let tries = 0; tries < 400; tries++) {
-      const job = await producer.getJob(jobId);
-      if (job?.state === 'completed' || job?.state === 'failed') return job;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`job ${jobId} did not finish`);
+    const seen: { job?: Awaited<ReturnType<Producer['getJob']>> } = {};
+    await until(async () => {
+      seen.job = await producer.getJob(jobId);
+      return seen.job?.state === 'completed' || seen.job?.state === 'failed';
+    }, 10_000, `job ${jobId} finished`);
+    return seen.job;
   } finally {
     await producer.close();
   }
