@@ -95,8 +95,11 @@ describe('backpressure through the gateway', () => {
   });
 
   it('cancels a call that cannot start within headroom-max-wait-ms and answers 529 (Anthropic) / 503 (OpenAI) with retry-after, which the SDK does not retry', async () => {
+    const admitted = sim.stats().admissions.length;
     const busy = fleet.anthropic().messages.create(ask('busy'), HIGH);
-    await new Promise((r) => setTimeout(r, 50));
+    // The one slot taken for the simulator's 600 ms: a 50 ms wait cannot end in a start, however
+    // slowly this machine enqueues.
+    await until('the busy call to start', async () => sim.stats().admissions.length > admitted);
     const headers = { 'content-type': 'application/json', 'headroom-max-wait-ms': '50', 'headroom-priority': 'low' };
     // The SDK with its retries on: a retry after retry-after (1 s) would find the slot free again
     // and be answered, waiting past the 50 ms the client allowed.
