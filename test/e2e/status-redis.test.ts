@@ -1,7 +1,8 @@
 /**
  * `headroom status` when Redis cannot be read, run as the real command: one line on stderr naming
  * the Redis URL (its password masked) and what failed, and exit code 3 (docs/operations.md#exit-codes),
- * whether Redis was never there, refuses the password, or goes away under `--watch`. It printed
+ * whether Redis was never there, refuses it (a password, a database: in the words a worker's
+ * start uses, `refused the connection: <cause>`), or goes away under `--watch`. It printed
  * a stack and exited 1 when a read failed after connecting, and exited 2, the bad-input code,
  * without naming the URL when the first connect failed.
  */
@@ -48,13 +49,22 @@ describe('headroom status without a readable Redis', () => {
     expect(code).toBe(3);
   });
 
-  it('says what Redis answered to a wrong password', async () => {
+  it('says that Redis refused a wrong password, in the words a worker uses, with what to check', async () => {
     const server = await startEmbeddedRedis({ args: ['--requirepass', 'right-password'] });
     servers.push(server);
     const { code, out } = await status(`redis://:wrong-password@127.0.0.1:${server.port}`);
     expect(out.trim().split('\n')).toHaveLength(1);
-    expect(out).toMatch(new RegExp(`^headroom status: cannot read the fleet from Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${server.port}: WRONGPASS`));
+    expect(out).toMatch(new RegExp(`^headroom status: cannot read the fleet from Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${server.port}: refused the connection: WRONGPASS .*\\(check the user and password in the URL\\)\n$`));
     expect(out).not.toContain('wrong-password');
+    expect(code).toBe(3);
+  });
+
+  it('says that Redis refused a database it does not have, naming it', async () => {
+    const server = await startEmbeddedRedis();
+    servers.push(server);
+    const { code, out } = await status(`redis://127.0.0.1:${server.port}/99`);
+    // It said only "ERR DB index is out of range".
+    expect(out).toMatch(new RegExp(`^headroom status: cannot read the fleet from Redis at redis://127\\.0\\.0\\.1:${server.port}/99: refused the connection: it cannot select database 99 \\(ERR DB index is out of range\\)`));
     expect(code).toBe(3);
   });
 

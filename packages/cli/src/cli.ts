@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { ReplyError } from 'ioredis';
-import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, logLevelOf, maskUrlPasswords, RedisUnavailableError, redisUrlOf, waitForReady, type HeadroomConfig } from '@headroom/queue';
+import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, logLevelOf, maskUrlPasswords, RedisRefusedError, RedisUnavailableError, redisUrlOf, untilReady, type HeadroomConfig } from '@headroom/queue';
 import type { OverviewReader } from '@headroom/dashboard';
 import { parseCommandLine } from './args.js';
 import { renderStatus } from './status-view.js';
@@ -22,6 +22,8 @@ const EXIT_REDIS_UNREADABLE = 3;
  */
 function redisFailureOf(err: unknown): string | undefined {
   const mapped = asRedisError(err);
+  // The line names the Redis already: the refusal's own words and what to check follow it.
+  if (mapped instanceof RedisRefusedError) return `refused the connection: ${mapped.reason}`;
   if (mapped instanceof RedisUnavailableError) {
     const detail = ((mapped.cause as Error | undefined)?.message ?? mapped.message).replace(/^Redis is unavailable: /, '');
     // ioredis' words for a command refused while it reconnects ("Stream isn't writeable and enableOfflineQueue options is false").
@@ -151,7 +153,7 @@ async function main(argv: string[]): Promise<number> {
       redis.on('error', () => {});
       let reader: OverviewReader | undefined;
       try {
-        await waitForReady(redis, 5_000);
+        await untilReady(redis, { waitMs: 5_000 });
         const { openOverviewReader } = await import('@headroom/dashboard');
         reader = openOverviewReader(redis, config);
         do {

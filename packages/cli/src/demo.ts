@@ -11,7 +11,7 @@ import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { createRedis, ErrorCode, HeadroomError, keysUnderPattern, laneKeys, maskUrlPasswords, parseConfig, removeKeysUnder, waitForReady, QueueFullError, QuotaExceededError, ShedError, type HeadroomConfigInput, type LlmJobInput } from '@headroom/queue';
+import { createRedis, ErrorCode, HeadroomError, keysUnderPattern, laneKeys, maskUrlPasswords, parseConfig, removeKeysUnder, untilReady, QueueFullError, QuotaExceededError, ShedError, type HeadroomConfigInput, type LlmJobInput } from '@headroom/queue';
 import { Producer } from '@headroom/producer-sdk';
 import { freePort, REDIS_SERVER_NOT_FOUND, startEmbeddedRedis } from '@headroom/testing';
 import { startSimulator, type Simulator, type SimulatorOptions } from '@headroom/simulator';
@@ -288,7 +288,7 @@ async function removeDemoKeys(redisUrl: string, prefix: string, say: (line: stri
   const conn = createRedis(redisUrl, 'producer');
   conn.on('error', () => {}); // a failed command says so through its own promise
   try {
-    await waitForReady(conn, 5_000);
+    await untilReady(conn, { waitMs: 5_000 });
     const removed = await removeKeysUnder(conn, prefix);
     say(`redis      removed the demo's ${removed} keys under ${prefix}`);
   } catch (err) {

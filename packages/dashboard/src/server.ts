@@ -18,7 +18,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
-import { Bucket, listen, RedisUnavailableError, asRedisError, createRedis, firstContact, reportOutages, type HeadroomConfig, createLogger, type Logger, throttleParamsOf, within } from '@headroom/queue';
+import { Bucket, listen, RedisUnavailableError, asRedisError, createRedis, untilReady, reportOutages, type HeadroomConfig, createLogger, type Logger, throttleParamsOf, within } from '@headroom/queue';
 import { AlertNotifier } from './alert-notifier.js';
 import { requireAuth, resolveAuth, type DashboardAuth } from './auth.js';
 import { hostGuard } from './host-guard.js';
@@ -110,13 +110,18 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
   // Fails fast while Redis is away (the producer role): a page shows 503, it never hangs.
   const redis = createRedis(opts.redisUrl, 'producer');
   reportOutages(redis, logger, 'dashboard');
-  // Down: starts anyway and /readyz says so. Refusing it (password, database, certificate): it
-  // would refuse every retry, so the start fails, naming the Redis and why, before it listens.
-  const contact = await firstContact(redis, opts.redisUrl, { waitMs: 5_000 }).catch((err: unknown) => {
-    redis.disconnect();
-    throw err;
-  });
-  if (contact === 'unreachable') logger.warn('redis not ready yet; the dashboard starts anyway and /readyz says so');
+  // Down (REDIS_UNAVAILABLE): starts anyway and /readyz says so. Refusing it (REDIS_REFUSED:
+  // password, database, certificate): it would refuse every retry, so the start fails, naming the
+  // Redis and why, before it listens.
+  try {
+    await untilReady(redis, { waitMs: 5_000 });
+  } catch (err) {
+    if (!(err instanceof RedisUnavailableError)) {
+      redis.disconnect();
+      throw err;
+    }
+    logger.warn('redis not ready yet; the dashboard starts anyway and /readyz says so');
+  }
 
   // With the fleet's throttle params, so snapshots carry each model's throttle (read, never charged).
   const bucket = new Bucket(redis, { prefix, throttle: throttleParamsOf(config) });

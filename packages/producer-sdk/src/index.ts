@@ -32,6 +32,7 @@ export {
   JobNotFoundError,
   TimeoutError,
   RedisUnavailableError,
+  RedisRefusedError,
   ConfigError,
   ClosedError,
   FleetUnpublishedError,

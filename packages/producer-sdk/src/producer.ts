@@ -26,7 +26,7 @@ import {
   cancelIfNotStarted,
   REPLY_TO_OPTION,
   CACHE_TTL_OPTION,
-  waitForReady,
+  untilReady,
   answeredWithin,
   JobNotFoundError,
   TimeoutError,
@@ -604,7 +604,7 @@ export class Producer {
   /** One wait shared by every call made while the connection comes up. */
   private ready(): Promise<void> {
     if (this.client.redis.status === 'ready') return Promise.resolve();
-    this.pendingReady ??= waitForReady(this.client.redis, this.connectTimeoutMs).finally(() => {
+    this.pendingReady ??= untilReady(this.client.redis, { waitMs: this.connectTimeoutMs }).finally(() => {
       this.pendingReady = undefined;
     });
     return this.pendingReady;

@@ -3,8 +3,8 @@ import { Redis as PlainRedis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { createRedis, duplicateFor } from './connection.js';
-import { firstContact } from './connection-start.js';
-import { ErrorCode, RedisRefusedError } from './errors.js';
+import { untilReady } from './connection-start.js';
+import { ErrorCode, RedisRefusedError, RedisUnavailableError } from './errors.js';
 
 const servers: EmbeddedRedis[] = [];
 const conns: Redis[] = [];
@@ -12,6 +12,9 @@ afterAll(async () => {
   for (const c of conns) c.disconnect();
   for (const s of servers) await s.stop({ kill: true });
 });
+
+/** A retry delay no test waits for: a wait for the next attempt would outlast the test's timeout. */
+const NEXT_ATTEMPT_MS = 600_000;
 
 async function server(opts: Parameters<typeof startEmbeddedRedis>[0] = {}): Promise<EmbeddedRedis> {
   const s = await startEmbeddedRedis(opts);
@@ -34,6 +37,9 @@ async function db0Keys(port: number, password?: string): Promise<string[]> {
     reader.disconnect();
   }
 }
+
+/** Resolves once `conn` has failed an attempt and waits for its next one. */
+const reconnecting = (conn: Redis) => new Promise<void>((resolve) => conn.once('reconnecting', () => resolve()));
 
 /** Resolves once `conn` has failed `n` more times, or is ready (what the guard must prevent). */
 const failures = (conn: Redis, n: number) =>
@@ -67,9 +73,9 @@ describe('a connection whose URL names a database Redis does not have', () => {
     expect(await db0Keys(r.port)).toEqual([]);
   });
 
-  it('firstContact refuses it with REDIS_REFUSED naming the database', async () => {
+  it('untilReady refuses it with REDIS_REFUSED naming the database', async () => {
     const r = await server();
-    const err = await firstContact(open(`redis://127.0.0.1:${r.port}/99`), `redis://127.0.0.1:${r.port}/99`).catch((e: unknown) => e);
+    const err = await untilReady(open(`redis://127.0.0.1:${r.port}/99`)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RedisRefusedError);
     expect((err as RedisRefusedError).code).toBe(ErrorCode.REDIS_REFUSED);
     expect((err as Error).message).toContain(`Redis at redis://127.0.0.1:${r.port}/99 refused the connection: it cannot select database 99`);
@@ -92,11 +98,11 @@ describe('a connection whose URL names a database Redis does not have', () => {
   });
 });
 
-describe('firstContact', () => {
+describe('untilReady', () => {
   it('refuses a wrong password without echoing it', async () => {
     const r = await server({ args: ['--requirepass', 'right-password'] });
     const url = `redis://:wrong-password@127.0.0.1:${r.port}`;
-    const err = await firstContact(open(url), url).catch((e: unknown) => e);
+    const err = await untilReady(open(url)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RedisRefusedError);
     expect((err as Error).message).toMatch(new RegExp(`^Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${r.port} refused the connection: WRONGPASS`));
     expect((err as Error).message).not.toContain('wrong-password');
@@ -105,7 +111,7 @@ describe('firstContact', () => {
   it('refuses a URL without the password Redis requires', async () => {
     const r = await server({ args: ['--requirepass', 'right-password'] });
     const url = `redis://127.0.0.1:${r.port}`;
-    const err = await firstContact(open(url, 'producer'), url).catch((e: unknown) => e);
+    const err = await untilReady(open(url, 'producer')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RedisRefusedError);
     expect((err as Error).message).toContain('it requires a password and the URL gives none (NOAUTH');
   });
@@ -114,14 +120,57 @@ describe('firstContact', () => {
     const port = await freePort();
     const url = `redis://127.0.0.1:${port}`;
     const conn = open(url);
-    const contact = firstContact(conn, url);
+    const contact = untilReady(conn);
     await failures(conn, 2);
     await server({ port });
-    expect(await contact).toBe('ready');
+    await contact;
+    expect(conn.status).toBe('ready');
   });
 
-  it('with waitMs, says unreachable at the first failure of a Redis that is down', async () => {
-    const url = `redis://127.0.0.1:${await freePort()}`;
-    expect(await firstContact(open(url, 'producer'), url, { waitMs: 60_000 })).toBe('unreachable');
+  it('with waitMs, fails REDIS_UNAVAILABLE at the first failure of a Redis that is down, quoting it', async () => {
+    const port = await freePort();
+    const err = await untilReady(open(`redis://127.0.0.1:${port}`, 'producer'), { waitMs: 60_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisUnavailableError);
+    expect((err as Error).message).toBe(`Redis is unavailable: connect ECONNREFUSED 127.0.0.1:${port}`);
+  });
+
+  it('between two attempts, refuses at once after a refused attempt, rather than wait for the next one', async () => {
+    const r = await server({ args: ['--requirepass', 'right-password'] });
+    const conn = createRedis(`redis://:wrong-password@127.0.0.1:${r.port}`, 'producer', { retryStrategy: () => NEXT_ATTEMPT_MS }) as Redis;
+    conns.push(conn);
+    await reconnecting(conn);
+    for (const opts of [{ waitMs: NEXT_ATTEMPT_MS }, {}]) {
+      const err = await untilReady(conn, opts).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RedisRefusedError);
+      expect((err as RedisRefusedError).reason).toMatch(/^WRONGPASS .*\(check the user and password in the URL\)$/);
+    }
+  });
+
+  it('between two attempts of a Redis that is down, with waitMs, fails REDIS_UNAVAILABLE at once quoting the last failure', async () => {
+    const port = await freePort();
+    const conn = createRedis(`redis://127.0.0.1:${port}`, 'producer', { retryStrategy: () => NEXT_ATTEMPT_MS }) as Redis;
+    conns.push(conn);
+    await reconnecting(conn);
+    // It said "the connection was lost and is reconnecting", of a connection never made.
+    await expect(untilReady(conn, { waitMs: NEXT_ATTEMPT_MS })).rejects.toThrow(`Redis is unavailable: connect ECONNREFUSED 127.0.0.1:${port}`);
+  });
+
+  it('names a connection opened elsewhere from its options, password masked', async () => {
+    const r = await server({ args: ['--requirepass', 'right-password'] });
+    const conn = new PlainRedis({ host: '127.0.0.1', port: r.port, db: 3, password: 'wrong-password', maxRetriesPerRequest: 1 });
+    conn.on('error', () => {});
+    conns.push(conn);
+    const err = await untilReady(conn).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisRefusedError);
+    expect((err as RedisRefusedError).url).toBe(`redis://:***@127.0.0.1:${r.port}/3`);
+  });
+
+  it('fails REDIS_UNAVAILABLE when its owner closes the connection before it is ready', async () => {
+    const conn = open(`redis://127.0.0.1:${await freePort()}`);
+    const contact = untilReady(conn).catch((e: unknown) => e);
+    await failures(conn, 1);
+    conn.disconnect();
+    expect(await contact).toBeInstanceOf(RedisUnavailableError);
+    expect(await untilReady(conn).catch((e: unknown) => e)).toMatchObject({ code: ErrorCode.REDIS_UNAVAILABLE, message: 'Redis is unavailable: the connection was closed' });
   });
 });

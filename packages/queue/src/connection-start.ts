@@ -1,18 +1,20 @@
 /**
- * A service's first contact with Redis: a Redis that is down may come up (wait for it, as every
+ * The one way any Headroom code waits for a Redis connection to be usable: a service at start,
+ * a Producer's call, `headroom status`. A Redis that is down may come up (wait for it, as every
  * connection retries by itself), but one that answers and refuses the connection (a wrong or
  * missing password, a database it does not have, a certificate this process cannot verify)
- * refuses it again on every retry. A worker that waited on one of those waited for ever, saying
- * once "redis connection lost; reconnecting" about a connection never made; a refusal at start is
- * a configuration mistake and fails the start with `RedisRefusedError` (`headroom`: exit 2).
+ * refuses it again on every retry: that is a configuration mistake, `RedisRefusedError`
+ * (`REDIS_REFUSED`, not retryable; `headroom`: exit 2), naming the Redis and the cause, whoever
+ * asked. A worker that waited on one of those waited for ever; a Producer got `REDIS_UNAVAILABLE`
+ * (retryable) with Redis' bare reply, or only "the connection was lost and is reconnecting".
  *
  * ```ts
  * const redis = createRedis(url, 'worker');
- * await firstContact(redis, url);                      // waits while Redis is down; throws on a refusal
- * await firstContact(redis, url, { waitMs: 5_000 });   // 'ready' | 'unreachable': starts anyway while down
+ * await untilReady(redis);                       // waits while Redis is down; throws REDIS_REFUSED on a refusal
+ * await untilReady(redis, { waitMs: 5_000 });    // REDIS_UNAVAILABLE once Redis is down for 5 s, or between retries
  * ```
  */
-import type { Cluster, Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { RedisRefusedError, RedisUnavailableError } from './errors.js';
 import { maskUrlPasswords } from './redaction.js';
 
@@ -54,36 +56,98 @@ export function refusalOf(err: Error): string | undefined {
   return undefined;
 }
 
-export type FirstContact = 'ready' | 'unreachable';
+/**
+ * Per connection, the error its latest connection attempt failed with, until it is ready again:
+ * a call made between two attempts (the connection `reconnecting`) is told why the last one
+ * failed, a refusal as a refusal, rather than waiting for the next attempt. `createRedis`
+ * watches every connection it opens; `watchAttempts` watches one opened elsewhere.
+ */
+const lastFailure = new WeakMap<Redis | Cluster, Error>();
+/** The URL a connection was opened from, as given (a refusal names it, password masked). */
+const urlOf = new WeakMap<Redis | Cluster, string>();
+const watched = new WeakSet<Redis | Cluster>();
 
 /**
- * Resolves `'ready'` once `conn` is ready. Throws `RedisRefusedError` (naming `url`, password
- * masked) when Redis refuses it first. Any other error is Redis not there (yet): without `waitMs`
- * it is waited out, for as long as it lasts; with `waitMs`, the first one (or `waitMs` without an
- * answer) resolves `'unreachable'`, for a service that starts anyway and says so on `/readyz`.
- * Throws `RedisUnavailableError` when its owner closes the connection meanwhile.
+ * Starts remembering why `conn`'s connection attempts fail, for `untilReady`. Call it as soon as
+ * the connection exists: an attempt that failed before is not known. `url`: what a refusal names.
  */
-export function firstContact(conn: Redis | Cluster, url: string, opts: { waitMs?: number } = {}): Promise<FirstContact> {
-  if (conn.status === 'ready') return Promise.resolve('ready');
-  return new Promise<FirstContact>((resolve, reject) => {
-    const timer = opts.waitMs === undefined ? undefined : setTimeout(() => done('unreachable'), opts.waitMs);
-    const done = (outcome: FirstContact | Error) => {
+export function watchAttempts(conn: Redis | Cluster, url?: string): void {
+  if (url !== undefined) urlOf.set(conn, url);
+  if (watched.has(conn)) return;
+  watched.add(conn);
+  conn.on('error', (err: Error) => {
+    // An error on a ready connection is a socket failing under it: the next attempt will say more.
+    if (conn.status !== 'ready') lastFailure.set(conn, err);
+  });
+  conn.on('ready', () => lastFailure.delete(conn));
+}
+
+export interface UntilReadyOptions {
+  /**
+   * How long a Redis that is down is waited for. Past it, or at once when the connection is
+   * between two attempts (an outage under way) or an attempt fails, `RedisUnavailableError`.
+   * @default no limit: waited for as long as the outage lasts
+   */
+  waitMs?: number;
+}
+
+/**
+ * Resolves once `conn` is ready. Throws:
+ * - `RedisRefusedError` when Redis refused its latest attempt (or refuses the one under way),
+ *   naming the URL the connection was opened from (password masked) and the cause;
+ * - `RedisUnavailableError` when Redis is down and `waitMs` is given (see there), quoting the
+ *   attempt's error; without `waitMs` a Redis that is down is waited for;
+ * - `RedisUnavailableError` when the connection is closed (by its owner) before it is ready.
+ */
+export function untilReady(conn: Redis | Cluster, opts: UntilReadyOptions = {}): Promise<void> {
+  watchAttempts(conn);
+  if (conn.status === 'ready') return Promise.resolve();
+  if (conn.status === 'end') return Promise.reject(new RedisUnavailableError('the connection was closed'));
+  const failed = lastFailure.get(conn);
+  if (failed !== undefined) {
+    const refused = refusedError(conn, failed);
+    if (refused !== undefined) return Promise.reject(refused);
+    // Between attempts: a producer's call fails fast rather than wait out a retry delay.
+    if (opts.waitMs !== undefined && (conn.status === 'reconnecting' || conn.status === 'close')) {
+      return Promise.reject(new RedisUnavailableError(failed.message, failed));
+    }
+  }
+  return new Promise<void>((resolve, reject) => {
+    const timer = opts.waitMs === undefined ? undefined : setTimeout(() => done(new RedisUnavailableError(`not ready after ${opts.waitMs} ms`)), opts.waitMs);
+    const done = (err?: Error) => {
       clearTimeout(timer);
       conn.off('ready', onReady);
       conn.off('error', onError);
       conn.off('end', onEnd);
-      if (outcome instanceof Error) reject(outcome);
-      else resolve(outcome);
+      if (err) reject(err);
+      else resolve();
     };
-    const onReady = () => done('ready');
+    const onReady = () => done();
     const onError = (err: Error) => {
-      const refusal = refusalOf(err);
-      if (refusal !== undefined) done(new RedisRefusedError(maskUrlPasswords(url), refusal, err));
-      else if (opts.waitMs !== undefined) done('unreachable');
+      const refused = refusedError(conn, err);
+      if (refused !== undefined) done(refused);
+      else if (opts.waitMs !== undefined) done(new RedisUnavailableError(err.message, err));
     };
     const onEnd = () => done(new RedisUnavailableError('the connection was closed before Redis answered'));
     conn.on('ready', onReady);
     conn.on('error', onError);
     conn.on('end', onEnd);
   });
+}
+
+function refusedError(conn: Redis | Cluster, err: Error): RedisRefusedError | undefined {
+  const refusal = refusalOf(err);
+  return refusal === undefined ? undefined : new RedisRefusedError(maskUrlPasswords(urlOf.get(conn) ?? describedUrl(conn)), refusal, err);
+}
+
+/**
+ * The URL of a connection opened elsewhere (a Producer given an ioredis connection), from its
+ * options; the password, when it has one, is given masked.
+ */
+function describedUrl(conn: Redis | Cluster): string {
+  if (conn instanceof Cluster) return 'redis-cluster://(the cluster connection given)';
+  const { host, port, db, username, password, tls, path } = conn.options;
+  const user = username || password ? `${username ?? ''}${password ? ':***' : ''}@` : '';
+  if (path) return `unix://${path}`;
+  return `${tls ? 'rediss' : 'redis'}://${user}${host ?? 'localhost'}:${port ?? 6379}${db ? `/${db}` : ''}`;
 }

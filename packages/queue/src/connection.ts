@@ -12,7 +12,8 @@
 import { Cluster, Redis, type ClusterOptions, type Command, type RedisOptions } from 'ioredis';
 import { HeadroomError, RedisOomError, RedisUnavailableError } from './errors.js';
 import { hasRegisteredSecrets, redactRegistered } from './redaction.js';
-import { parseRedisUrl } from './redis-url.js';
+import { watchAttempts } from './connection-start.js';
+import { parseRedisUrl, type ParsedRedisUrl } from './redis-url.js';
 import { HeardSocketConnector } from './socket-connector.js';
 
 /**
@@ -71,10 +72,16 @@ function splitForCluster(opts: RoleOptions): { top: ClusterOptions; node: NonNul
 export function createRedis(url: string, role: ConnectionRole, extra: RedisOptions = {}): Redis | Cluster {
   const parsed = parseRedisUrl(url);
   const options: RoleOptions = { ...ROLE_OPTIONS[role], lazyConnect: false, ...extra };
-  if (parsed.kind === 'standalone') return withoutSecrets(onItsDatabaseOnly(new Redis(url, { retryStrategy, Connector: HeardSocketConnector, ...standalone(options) })));
+  const conn = parsed.kind === 'standalone'
+    ? onItsDatabaseOnly(new Redis(url, { retryStrategy, Connector: HeardSocketConnector, ...standalone(options) }))
+    : cluster(parsed, options);
+  watchAttempts(conn, url);
+  return withoutSecrets(conn);
+}
 
+function cluster(parsed: Extract<ParsedRedisUrl, { kind: 'cluster' }>, options: RoleOptions): Cluster {
   const { top, node } = splitForCluster(options);
-  return withoutSecrets(new Cluster(parsed.nodes, {
+  return new Cluster(parsed.nodes, {
     clusterRetryStrategy: retryStrategy,
     ...top,
     redisOptions: {
@@ -87,7 +94,7 @@ export function createRedis(url: string, role: ConnectionRole, extra: RedisOptio
     // With TLS the certificate names the host, not its IP: keep the name as given (ioredis'
     // advice for ElastiCache and other managed clusters behind TLS).
     ...(parsed.tls ? { dnsLookup: (address: string, done: (err: null, address: string) => void) => done(null, address) } : {}),
-  }));
+  });
 }
 
 /**
@@ -129,7 +136,7 @@ export function duplicateFor(conn: Redis | Cluster, role: ConnectionRole): Redis
  * published its fleet settings there and took another fleet's jobs. Cutting the connection inside
  * that error (emitted before the handshake ends, so before `ready` and before any queued command
  * is written) makes it retry instead, as after any failed connect, on every reconnect too: it is
- * never ready anywhere but on its own database. `firstContact` turns the refusal at start into a
+ * never ready anywhere but on its own database. `untilReady` turns the refusal at start into a
  * `RedisRefusedError`. Duplicates (BullMQ opens its own from ours) get the same guard.
  */
 const guarded = new WeakSet<Redis>();
@@ -170,34 +177,10 @@ export async function answeredWithin<T>(reply: Promise<T>, ms: number, what: str
 }
 
 /**
- * Resolves when `conn` is ready, or throws `RedisUnavailableError`: at once while the connection
- * is between reconnect attempts, on the first connection error, or after `timeoutMs`. A
- * producer with Redis away gets a clear error instead of a hang.
- */
-export async function waitForReady(conn: Redis | Cluster, timeoutMs: number): Promise<void> {
-  if (conn.status === 'ready') return;
-  if (conn.status === 'end' || conn.status === 'close') throw new RedisUnavailableError('the connection was closed');
-  if (conn.status === 'reconnecting') throw new RedisUnavailableError('the connection was lost and is reconnecting');
-  await new Promise<void>((resolve, reject) => {
-    const done = (err?: Error) => {
-      clearTimeout(timer);
-      conn.off('ready', onReady);
-      conn.off('error', onError);
-      if (err) reject(err); else resolve();
-    };
-    const onReady = () => done();
-    const onError = (err: Error) => done(new RedisUnavailableError(err.message, err));
-    const timer = setTimeout(() => done(new RedisUnavailableError(`not ready after ${timeoutMs} ms`)), timeoutMs);
-    conn.on('ready', onReady);
-    conn.on('error', onError);
-  });
-}
-
-/**
  * Maps ioredis' "not connected" failures (single node or cluster) to `RedisUnavailableError`, and
  * Redis' refusal at `maxmemory` (`OOM command not allowed...`, from a command or inside a script)
  * to `RedisOomError`; passes others through. One of ours passes through as it is: a
- * `RedisUnavailableError` from `waitForReady` quotes ioredis' `ECONNREFUSED`, and mapping it again
+ * `RedisUnavailableError` from `untilReady` quotes ioredis' `ECONNREFUSED`, and mapping it again
  * read "Redis is unavailable: Redis is unavailable: connect ECONNREFUSED ...".
  */
 export function asRedisError(err: unknown): unknown {

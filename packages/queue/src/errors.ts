@@ -254,10 +254,13 @@ export class RedisUnavailableError extends HeadroomError {
 export class RedisRefusedError extends HeadroomError {
   /** The Redis URL, its password masked. */
   readonly url: string;
+  /** Why, with what to check: `WRONGPASS ... (check the user and password in the URL)`. */
+  readonly reason: string;
   constructor(url: string, reason: string, cause?: unknown) {
     super(ErrorCode.REDIS_REFUSED, `Redis at ${url} refused the connection: ${reason}`, { cause });
     this.name = 'RedisRefusedError';
     this.url = url;
+    this.reason = reason;
   }
 }
 

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, firstContact, INTERACTIVE_LANES, promoteRaisedTenantParks, tenantTpmOf, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, untilReady, INTERACTIVE_LANES, promoteRaisedTenantParks, tenantTpmOf, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
@@ -172,7 +172,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const start = async (): Promise<void> => {
     // A Redis that refuses this worker (password, database, certificate) would refuse it on every
     // retry: fail the start, naming it. One that is down is waited for.
-    await firstContact(redis, opts.redisUrl);
+    await untilReady(redis);
     await publishFleetSettings(redis, config);
     reachedRedis = true;
     await bringBackRaisedTenantParks(redis, config, logger);

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { countTokensIssues, createLogger, createRedis, firstContact, listen, reportOutages, ErrorCode, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
+import { countTokensIssues, createLogger, createRedis, untilReady, listen, reportOutages, ErrorCode, RedisUnavailableError, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -118,15 +118,18 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   server.keepAliveTimeout = config.gateway.keepAliveTimeoutMs;
   const heartbeatRedis = createRedis(opts.redisUrl, 'producer');
   reportOutages(heartbeatRedis, logger, 'heartbeat');
-  // Down: it starts anyway (its answers say Redis is away until it is back). Refusing it
-  // (password, database, certificate): every retry would be refused, so the start fails before
-  // it listens, naming the Redis and why. The producer's connection goes to the same Redis.
+  // Down (REDIS_UNAVAILABLE): it starts anyway (its answers say Redis is away until it is back).
+  // Refusing it (REDIS_REFUSED: password, database, certificate): every retry would be refused,
+  // so the start fails before it listens, naming the Redis and why. The producer's connection
+  // goes to the same Redis.
   try {
-    await firstContact(heartbeatRedis, opts.redisUrl, { waitMs: 5_000 });
+    await untilReady(heartbeatRedis, { waitMs: 5_000 });
   } catch (err) {
-    heartbeatRedis.disconnect();
-    await producer.close();
-    throw err;
+    if (!(err instanceof RedisUnavailableError)) {
+      heartbeatRedis.disconnect();
+      await producer.close();
+      throw err;
+    }
   }
   const portSetting = opts.portSetting ?? (opts.port === undefined ? 'gateway.port' : 'the port option');
   try {

@@ -11,7 +11,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { createRedis, laneKeys, reportOutages, type Lane, type LoggerLike, type RedisInput } from '@headroom/queue';
+import { createRedis, laneKeys, reportOutages, watchAttempts, type Lane, type LoggerLike, type RedisInput } from '@headroom/queue';
 import { EnqueueBatcher } from './enqueue-batcher.js';
 
 export class SharedClient {
@@ -28,6 +28,9 @@ export class SharedClient {
   ) {
     // Connection errors surface through the calls that hit them; an unhandled 'error' event would crash the host.
     redis.on('error', () => {});
+    // A connection the caller opened: a call between two attempts then knows why the last one
+    // failed (a refusal is REDIS_REFUSED); one from a URL is watched by `createRedis`.
+    if (!owned) watchAttempts(redis);
   }
 
   /** The lane's BullMQ Queue under `prefix`. */

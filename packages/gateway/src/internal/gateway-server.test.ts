@@ -1,0 +1,49 @@
+/**
+ * The gateway's first contact with Redis: one that is down is not a reason not to start (its
+ * answers say Redis is away until it is back); one that refuses it (a wrong password, a database
+ * it does not have) would refuse every retry, so the start fails `REDIS_REFUSED`, naming the
+ * Redis and the cause, before it listens.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { createLogger, ErrorCode, parseConfig, RedisRefusedError } from '@headroom/queue';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { startGateway } from './gateway-server.js';
+
+const servers: EmbeddedRedis[] = [];
+afterAll(async () => {
+  for (const s of servers) await s.stop({ kill: true });
+});
+
+const KEY = 'hr-gateway-start-0123456789';
+const config = parseConfig({
+  redis: { prefix: 'gstart' },
+  models: { 'claude-haiku-4-5': { provider: 'anthropic', limits: { rpm: 100 } } },
+  gateway: { host: '127.0.0.1', port: 0, keys: { app: { keyEnv: 'GSTART_KEY' } } },
+});
+const start = (redisUrl: string) => startGateway({ config, redisUrl, env: { GSTART_KEY: KEY }, logger: createLogger({ level: 'silent' }) });
+
+describe('startGateway', () => {
+  it('starts while Redis is down and answers that Redis is away', async () => {
+    const gateway = await start(`redis://127.0.0.1:${await freePort()}`);
+    try {
+      const res = await fetch(`${gateway.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', authorization: `Bearer ${KEY}` },
+        body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 16, messages: [{ role: 'user', content: 'Hi' }] }),
+      });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('headroom-error-code')).toBe('REDIS_UNAVAILABLE');
+      await res.arrayBuffer();
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('fails its start REDIS_REFUSED on a Redis that refuses it, naming it', async () => {
+    const r = await startEmbeddedRedis();
+    servers.push(r);
+    const err = await start(`redis://127.0.0.1:${r.port}/99`).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisRefusedError);
+    expect(err).toMatchObject({ code: ErrorCode.REDIS_REFUSED, url: `redis://127.0.0.1:${r.port}/99` });
+  });
+});
