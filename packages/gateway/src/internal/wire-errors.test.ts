@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { answeredFailure, FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, providerErrorOf, QueueFullError, RedisOomError, RedisUnavailableError, ShedError } from '@headroom/queue';
+import { answeredFailure, FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, providerErrorOf, QueueFullError, RedisOomError, RedisRefusedError, RedisUnavailableError, ShedError } from '@headroom/queue';
 import { anthropic, openai, openaiResponses } from './dialects.js';
 import { clientPath, errorBodyOf, fromError, paramOf } from './wire-errors.js';
 
@@ -57,6 +57,12 @@ describe('wire errors', () => {
   it('answers a fleet with no published settings, or Redis out of memory, as unavailable: the SDKs retry', () => {
     expect(fromError(new FleetUnpublishedError('normal'))).toMatchObject({ kind: 'unavailable', retryAfterMs: 1_000, message: expect.stringContaining('no fleet settings') });
     expect(fromError(new RedisOomError())).toMatchObject({ kind: 'unavailable', retryAfterMs: 1_000, message: expect.stringContaining('out of memory') });
+  });
+
+  it("answers a Redis that refuses the gateway (a password rotated under it) as unavailable, code REDIS_REFUSED, never naming the Redis to the client", () => {
+    const answer = fromError(new RedisRefusedError('redis://:***@10.0.0.5:6379', 'WRONGPASS invalid username-password pair (check the user and password in the URL)'));
+    // It was a 500 "internal gateway error", as for a bug.
+    expect(answer).toEqual({ kind: 'unavailable', code: 'REDIS_REFUSED', message: 'the queue is unavailable; retry later', retryAfterMs: 1_000 });
   });
 
   it("answers a job past its deadline as overloaded with a retry hint, and no SDK retry: the max wait bounds the client's whole wait", () => {

@@ -25,6 +25,7 @@ import {
   QueueFullError,
   QuotaExceededError,
   RedisOomError,
+  RedisRefusedError,
   RedisUnavailableError,
   ShedError,
   TimeoutError,
@@ -194,7 +195,9 @@ function answerToError(err: unknown): Omit<WireError, 'code'> {
   // again within seconds, so the SDK's retry is the right answer.
   if (err instanceof FleetUnpublishedError) return { kind: 'unavailable', message: `${err.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof RedisOomError) return { kind: 'unavailable', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
-  if (err instanceof RedisUnavailableError) return { kind: 'unavailable', message: 'the queue is unavailable; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  // Refused (REDIS_REFUSED, the code says so): the gateway's configuration is for its operator to
+  // fix, so the client is told no more than that the queue is away (and not which Redis).
+  if (err instanceof RedisUnavailableError || err instanceof RedisRefusedError) return { kind: 'unavailable', message: 'the queue is unavailable; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof TimeoutError) return { kind: 'overloaded', message: 'the call did not finish in time; retry later', retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof JobNotFoundError) return { kind: 'api_error', message: `the job ${err.jobId} disappeared before it finished` };
   return { kind: 'api_error', message: 'internal gateway error' };
