@@ -85,7 +85,8 @@ export interface ProducerOptions {
   /**
    * Where the producer says that its Redis connection was lost (warn, `redis connection lost;
    * reconnecting`, once per outage) and is back (info, `redis connection back`), each with
-   * `connection: 'producer'` and the error. Any object with `warn`, `info` and `error` taking
+   * `connection: 'producer'` and the error (not made yet, Redis down as it starts: `redis
+   * connection could not be made; retrying`, then `redis connection made`). Any object with `warn`, `info` and `error` taking
    * (fields, message): a pino logger, or `console`. Producers sharing a connection and a logger
    * log one pair of lines. Without one nothing is printed: calls that need Redis while it is away
    * reject `REDIS_UNAVAILABLE`, as with one. @default none

@@ -69,13 +69,25 @@ describe('reportOutages', () => {
     conn.disconnect();
   });
 
-  it('reports a connection that never reached Redis once', async () => {
+  it('says once that a connection could not be made (Redis down at start), not that it was lost, and when it is made', async () => {
+    const port = await freePort();
     const { logger, lines } = capture();
-    const conn = createRedis(`redis://127.0.0.1:${await freePort()}`, 'worker') as Redis;
+    const conn = createRedis(`redis://127.0.0.1:${port}`, 'worker') as Redis;
     reportOutages(conn, logger, 'never');
     await errors(conn, 4);
+    // It said "redis connection lost; reconnecting" of a connection never made.
+    expect(lines).toEqual([expect.objectContaining({ msg: 'redis connection could not be made; retrying', connection: 'never', err: expect.stringContaining('ECONNREFUSED') })]);
+
+    const made = ready(conn);
+    const server = await startEmbeddedRedis({ port });
+    servers.push(server);
+    await made;
+    // Once made, losing it is an outage like any other.
+    const failing = errors(conn, 3);
+    await server.stop({ kill: true });
+    await failing;
     conn.disconnect();
-    expect(lines).toEqual([expect.objectContaining({ msg: 'redis connection lost; reconnecting', connection: 'never' })]);
+    expect(lines.map((l) => l.msg)).toEqual(['redis connection could not be made; retrying', 'redis connection made', 'redis connection lost; reconnecting']);
   });
 });
 

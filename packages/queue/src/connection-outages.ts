@@ -9,6 +9,7 @@
  * ```ts
  * const redis = createRedis(url, 'worker');
  * reportOutages(redis, logger, 'main');    // warn "redis connection lost" once, info "redis connection back" once
+ *                                          // (never made yet: "could not be made", then "made")
  * worker.on('error', (err) => { if (!isConnectionError(err)) logger.warn({ err: err.message }, 'lane worker error'); });
  * ```
  */
@@ -21,20 +22,24 @@ import type { LoggerLike } from './logger.js';
  * Logs the first error of an outage on `conn` (warn, with `connection: name` and the error's
  * message) and its end when the connection is ready again (info); the errors in between are
  * the same outage retried, and are dropped. An error while the connection is ready (no outage
- * under way) is logged too. Returns what stops it: a producer that closes leaves a connection it
- * shares (or was handed) to others, without its listeners.
+ * under way) is logged too. A connection not yet made (Redis down as a service starts) was not
+ * lost: it says `could not be made` and `made` instead. Returns what stops it: a producer that
+ * closes leaves a connection it shares (or was handed) to others, without its listeners.
  */
 export function reportOutages(conn: Redis | Cluster, logger: LoggerLike, name: string): () => void {
   let down = false;
+  let made = conn.status === 'ready';
   const onError = (err: Error) => {
     if (down && conn.status !== 'ready') return;
     down = true;
-    logger.warn({ connection: name, err: err.message }, 'redis connection lost; reconnecting');
+    logger.warn({ connection: name, err: err.message }, made ? 'redis connection lost; reconnecting' : 'redis connection could not be made; retrying');
   };
   const onReady = () => {
+    const wasMade = made;
+    made = true;
     if (!down) return;
     down = false;
-    logger.info({ connection: name }, 'redis connection back');
+    logger.info({ connection: name }, wasMade ? 'redis connection back' : 'redis connection made');
   };
   conn.on('error', onError);
   conn.on('ready', onReady);
