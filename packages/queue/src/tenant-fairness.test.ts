@@ -5,8 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { redisForFile } from '@headroom/testing/vitest';
 import { addToLane, publishFleetSettings, type Added } from './admission.js';
 import { parseConfig, type HeadroomConfigInput } from './config.js';
@@ -17,14 +16,9 @@ import { forceReturnToLane, returnToLane } from './lane-return.js';
 import { fairCostArg } from './tenant-fairness.js';
 
 const db = redisForFile();
-let conn: Redis;
 const closers: { close(): Promise<unknown> }[] = [];
-beforeAll(() => {
-  conn = new Redis(db.url, { maxRetriesPerRequest: null });
-});
 afterAll(async () => {
   await Promise.all(closers.map((c) => c.close()));
-  conn.disconnect();
 });
 
 const SONNET = 'claude-sonnet-4-6';
@@ -42,10 +36,10 @@ function llmJob(tenant: string | undefined, maxTokens: number): LlmJob {
 
 async function fairLane(extra: Partial<HeadroomConfigInput> = {}) {
   const prefix = `tf-${randomUUID().slice(0, 8)}`;
-  await publishFleetSettings(conn, parseConfig({ redis: { prefix }, models: { [SONNET]: { provider: 'anthropic' } }, lanes: { normal: { cap: 10_000 } }, ...extra }));
+  await publishFleetSettings(db.workerRedis, parseConfig({ redis: { prefix }, models: { [SONNET]: { provider: 'anthropic' } }, lanes: { normal: { cap: 10_000 } }, ...extra }));
   const k = laneKeys(prefix, 'normal');
-  const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: conn });
-  const worker = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: conn, autorun: false, skipLockRenewal: true });
+  const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: db.workerRedis });
+  const worker = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: db.workerRedis, autorun: false, skipLockRenewal: true });
   closers.push(queue, worker);
   /** Tenant of each job id, and its cost as the producer sends it. */
   const tenantOf = new Map<string, string>();
@@ -56,7 +50,7 @@ async function fairLane(extra: Partial<HeadroomConfigInput> = {}) {
     tenantOf,
     async add(tenant: string | undefined, maxTokens: number, count = 1): Promise<string[]> {
       const entries = Array.from({ length: count }, () => ({ jobId: `normal.${tenant ?? 'anon'}.${randomUUID()}`, job: llmJob(tenant, maxTokens) }));
-      const out = await addToLane(conn, queue, prefix, 'normal', entries);
+      const out = await addToLane(db.workerRedis, queue, prefix, 'normal', entries);
       return out.map((r, i) => {
         if (r instanceof HeadroomError) throw r;
         tenantOf.set((r as Added).id, tenant ?? '');
@@ -163,14 +157,14 @@ describe('fair sharing inside a lane', () => {
     // One whale job at weight 0.01 is ~10^8 tokens: ~98k rounds of the lane's virtual time.
     const lane = await fairLane({ tenants: { default: {}, overrides: { whale: { weight: 0.01 } } } });
     const assertExact = async () => {
-      const entries = await conn.zrange(lane.k.prioritized, '0', '-1', 'WITHSCORES');
+      const entries = await db.workerRedis.zrange(lane.k.prioritized, '0', '-1', 'WITHSCORES');
       for (let i = 1; i < entries.length; i += 2) {
         const score = Number(entries[i]);
         expect(Number.isSafeInteger(score)).toBe(true);
         const p = Math.floor(score / 2 ** 32);
         expect(p).toBeGreaterThanOrEqual(1);
         expect(p).toBeLessThanOrEqual(MAX_PRIORITY);
-        expect(Number(await conn.hget(`${lane.k.jobKeyPrefix}${entries[i - 1]}`, 'priority'))).toBe(p);
+        expect(Number(await db.workerRedis.hget(`${lane.k.jobKeyPrefix}${entries[i - 1]}`, 'priority'))).toBe(p);
       }
     };
     const whale = await lane.add('whale', 1_000_000, 30);
@@ -179,9 +173,9 @@ describe('fair sharing inside a lane', () => {
     const taken: string[] = [];
     for (let i = 0; i < 15; i++) taken.push((await lane.take())!.job.id!);
     // The head is now ~1.4M rounds past the base: the next enqueue rebases the lane.
-    const baseBefore = Number(await conn.hget(lane.k.fair, 'base'));
+    const baseBefore = Number(await db.workerRedis.hget(lane.k.fair, 'base'));
     const more = await lane.add('whale', 1_000_000, 10);
-    expect(Number(await conn.hget(lane.k.fair, 'base'))).toBeGreaterThan(baseBefore + 2 ** 20);
+    expect(Number(await db.workerRedis.hget(lane.k.fair, 'base'))).toBeGreaterThan(baseBefore + 2 ** 20);
     await assertExact();
     // A small tenant arriving now starts just before the head's tag: served next, not after the
     // whale's backlog.
@@ -200,7 +194,7 @@ describe('order within a lane when jobs are put back', () => {
     const taken = [await lane.take(), await lane.take(), await lane.take()].map((t) => t!);
     expect(taken.map((t) => t.job.id)).toEqual(ids.slice(0, 3));
     // Told to wait for quota, they are put back last-taken first (the timing order that used to win).
-    for (const t of [...taken].reverse()) expect((await returnToLane(conn, lane.prefix, 'normal', t.job.id!, t.token)).status).toBe('moved');
+    for (const t of [...taken].reverse()) expect((await returnToLane(db.workerRedis, lane.prefix, 'normal', t.job.id!, t.token)).status).toBe('moved');
     expect(await lane.takeAll()).toEqual(ids);
   });
 
@@ -211,8 +205,8 @@ describe('order within a lane when jobs are put back', () => {
     const b = await lane.add('b', 1000, 2);
     const first = (await lane.take())!;
     const second = (await lane.take())!;
-    await forceReturnToLane(conn, lane.prefix, 'normal', second.job.id!, second.token);
-    await forceReturnToLane(conn, lane.prefix, 'normal', first.job.id!, first.token);
+    await forceReturnToLane(db.workerRedis, lane.prefix, 'normal', second.job.id!, second.token);
+    await forceReturnToLane(db.workerRedis, lane.prefix, 'normal', first.job.id!, first.token);
     expect(await lane.takeAll()).toEqual([a[0], b[0], a[1], b[1]]);
   });
 
@@ -222,7 +216,7 @@ describe('order within a lane when jobs are put back', () => {
     const t = (await lane.take())!;
     // The lane is empty while it runs: the next jobs start a new base.
     const later = await lane.add('b', 1000, 2);
-    expect((await returnToLane(conn, lane.prefix, 'normal', t.job.id!, t.token)).status).toBe('moved');
+    expect((await returnToLane(db.workerRedis, lane.prefix, 'normal', t.job.id!, t.token)).status).toBe('moved');
     expect(await lane.takeAll()).toEqual([first, ...later]);
   });
 
@@ -231,7 +225,7 @@ describe('order within a lane when jobs are put back', () => {
     // ~1k tokens each: one round apiece.
     const ids = await lane.add('a', 1000, 3);
     const t = (await lane.take())!;
-    expect((await returnToLane(conn, lane.prefix, 'normal', t.job.id!, t.token, { delayMs: 1 })).status).toBe('moved');
+    expect((await returnToLane(db.workerRedis, lane.prefix, 'normal', t.job.id!, t.token, { delayMs: 1 })).status).toBe('moved');
     await new Promise((r) => setTimeout(r, 20));
     expect(await lane.takeAll()).toEqual(ids);
   });
@@ -240,8 +234,8 @@ describe('order within a lane when jobs are put back', () => {
     const lane = await fairLane();
     const [id] = await lane.add('a', 100, 1);
     const t = (await lane.take())!;
-    await conn.del(lane.k.marker);
-    await returnToLane(conn, lane.prefix, 'normal', id!, t.token);
-    expect(await conn.zscore(lane.k.marker, '0')).toBe('0');
+    await db.workerRedis.del(lane.k.marker);
+    await returnToLane(db.workerRedis, lane.prefix, 'normal', id!, t.token);
+    expect(await db.workerRedis.zscore(lane.k.marker, '0')).toBe('0');
   });
 });

@@ -5,6 +5,7 @@
  * ```ts
  * const db = redisForFile();
  * it('...', async () => { await db.redis.set('k', 'v'); new Producer({ redis: db.url }); });
+ * it('...', () => { new Worker(name, null, { connection: db.workerRedis }); });
  * ```
  */
 import { Redis } from 'ioredis';
@@ -16,18 +17,25 @@ export interface RedisForFile {
   readonly url: string;
   /** A client on it, shared by the file's tests. */
   readonly redis: Redis;
+  /**
+   * A client on it as BullMQ's `Worker` requires one (`maxRetriesPerRequest: null`: a command
+   * waits out a reconnect rather than fail), shared by the file's tests; opened on first use.
+   */
+  readonly workerRedis: Redis;
   readonly server: EmbeddedRedis;
 }
 
 export function redisForFile(options: EmbeddedRedisOptions = {}): RedisForFile {
   let server: EmbeddedRedis | undefined;
   let redis: Redis | undefined;
+  let workerRedis: Redis | undefined;
   beforeAll(async () => {
     server = await startEmbeddedRedis(options);
     redis = new Redis(server.url);
   });
   afterAll(async () => {
     redis?.disconnect();
+    workerRedis?.disconnect();
     await server?.stop();
   });
   const started = <T>(value: T | undefined): T => {
@@ -37,6 +45,10 @@ export function redisForFile(options: EmbeddedRedisOptions = {}): RedisForFile {
   return {
     get url() { return started(server).url; },
     get redis() { return started(redis); },
+    get workerRedis() {
+      workerRedis ??= new Redis(started(server).url, { maxRetriesPerRequest: null });
+      return workerRedis;
+    },
     get server() { return started(server); },
   };
 }

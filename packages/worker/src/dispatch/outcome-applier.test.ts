@@ -6,8 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { Queue, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { addToLane, createLogger, FailureCode, FleetStatsWriter, jobFailure, laneKeys, parseConfig, publishFleetSettings, type LlmJob, type LlmResult } from '@headroom/queue';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
@@ -18,21 +17,15 @@ import type { PoolBackoffs } from './pool-backoff.js';
 
 const SONNET = 'claude-sonnet-4-6';
 const db = redisForFile();
-let redis: Redis;
 const closers: { close(): Promise<void> }[] = [];
-
-beforeAll(() => {
-  // BullMQ's worker wants a connection that waits out a blink rather than failing its commands.
-  redis = new Redis(db.url, { maxRetriesPerRequest: null });
-});
 afterAll(async () => {
   await Promise.all(closers.map((c) => c.close()));
-  redis.disconnect();
 });
 
 /** A worker's applier over a lane of its own, with the log lines it writes and its jobs counter. */
 async function applierOf() {
   const prefix = `oa-${randomUUID().slice(0, 8)}`;
+  const redis = db.workerRedis;
   const config = parseConfig({ redis: { prefix }, models: { [SONNET]: { provider: 'anthropic' } } });
   await publishFleetSettings(redis, config);
   const k = laneKeys(prefix, 'high');
@@ -88,7 +81,7 @@ describe('a finish BullMQ refuses', () => {
     const { applier, take, lines, completions, k } = await applierOf();
     const { job, token } = await take();
     // What a Redis restarted without its data leaves of the job: nothing.
-    await redis.del(`${k.bullPrefix}:${k.queueName}:${job.id}`);
+    await db.workerRedis.del(`${k.bullPrefix}:${k.queueName}:${job.id}`);
     await applier.apply(job, token, 'high', { kind: 'completed', result });
     expect(await completions()).toBe(1);
     expect(lines.map((l) => l.msg)).toEqual(['could not finish the job: it is gone from Redis (restarted without its data); it does not run again and nothing of it is kept']);
@@ -97,7 +90,7 @@ describe('a finish BullMQ refuses', () => {
   it('says a failed job gone from Redis is gone, not that it runs again, and counts its failure here', async () => {
     const { applier, take, lines, k, failures } = await applierOf();
     const { job, token } = await take();
-    await redis.del(`${k.bullPrefix}:${k.queueName}:${job.id}`);
+    await db.workerRedis.del(`${k.bullPrefix}:${k.queueName}:${job.id}`);
     await applier.apply(job, token, 'high', { kind: 'failed', failure: jobFailure(FailureCode.STREAM_FAILED, 'the stream broke'), progress: { attempts: 1 } });
     expect(await failures()).toBe(1);
     expect(lines.map((l) => l.msg)).toEqual(['could not finish the job: it is gone from Redis (restarted without its data); it does not run again and nothing of it is kept']);
@@ -106,7 +99,7 @@ describe('a finish BullMQ refuses', () => {
   it('says a job gone from Redis that was to retry later is gone, not that it runs again', async () => {
     const { applier, take, lines, k } = await applierOf();
     const { job, token } = await take();
-    await redis.del(`${k.bullPrefix}:${k.queueName}:${job.id}`);
+    await db.workerRedis.del(`${k.bullPrefix}:${k.queueName}:${job.id}`);
     await applier.apply(job, token, 'high', { kind: 'delay', delayMs: 1_000, progress: { attempts: 1 } });
     expect(lines.map((l) => l.msg)).toEqual(['could not record the job outcome: it is gone from Redis (restarted without its data); it does not run again and nothing of it is kept']);
   });
