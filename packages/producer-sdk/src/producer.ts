@@ -287,7 +287,8 @@ export class Producer {
 
   /**
    * Validates and enqueues a job. Throws JobValidationError / PayloadTooLargeError before anything
-   * is written, QueueFullError when the lane is at its cap, RedisUnavailableError when Redis is away.
+   * is written, QueueFullError when the lane is at its cap, RedisUnavailableError when Redis is away,
+   * RedisRefusedError when it refuses the connection (a wrong password, a database it does not have).
    */
   async enqueue(input: LlmJobInput): Promise<JobHandle> {
     return this.enqueueFor(input);

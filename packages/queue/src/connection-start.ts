@@ -4,8 +4,8 @@
  * connection retries by itself), but one that answers and refuses the connection (a wrong or
  * missing password, a database it does not have, a certificate this process cannot verify)
  * refuses it again on every retry: that is a configuration mistake, `RedisRefusedError`
- * (`REDIS_REFUSED`, not retryable; `headroom`: exit 2), naming the Redis and the cause, whoever
- * asked. A worker that waited on one of those waited for ever; a Producer got `REDIS_UNAVAILABLE`
+ * (`REDIS_REFUSED`, not retryable; a `headroom` service's start exits 2), naming the Redis and
+ * the cause, whoever asked. A worker that waited on one of those waited for ever; a Producer got `REDIS_UNAVAILABLE`
  * (retryable) with Redis' bare reply, or only "the connection was lost and is reconnecting".
  *
  * ```ts
