@@ -72,6 +72,18 @@ describe('a Producer whose Redis refuses it', () => {
     expectRefused(errors, new RegExp(`^Redis at redis://127\\.0\\.0\\.1:${r.port}/99 refused the connection: it cannot select database 99 \\(ERR DB index is out of range\\)`));
   });
 
+  it("says in a result wait's TIMEOUT that Redis refuses it, its cause the refusal", async () => {
+    const r = await server(['--requirepass', 'right-password']);
+    const p = producer(`redis://:wrong-password@127.0.0.1:${r.port}`);
+    // Once the producer has heard the refusal: a wait timing out then says why it heard nothing.
+    await p.getJob('high.x').catch(() => undefined);
+    const err = await p.handleOf('high.x').result({ timeoutMs: 300 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.TIMEOUT, timeoutMs: 300 });
+    // It said "(Redis is unavailable: the connection is reconnecting)".
+    expect((err as Error).cause).toBeInstanceOf(RedisRefusedError);
+    expect((err as Error).message).toMatch(new RegExp(`timed out after 300 ms \\(Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${r.port} refused the connection: WRONGPASS`));
+  });
+
   it('names the Redis of a connection the caller owns, from its options', async () => {
     const r = await server(['--requirepass', 'right-password']);
     const own = new Redis({ host: '127.0.0.1', port: r.port, password: 'wrong-password', enableOfflineQueue: false, maxRetriesPerRequest: 1 });

@@ -98,7 +98,8 @@ export interface ResultOptions {
   /**
    * Positive ms (any length: longer than a Node timer's 2^31-1 is fine), or Infinity. The wait never
    * outlasts it: with Redis out of reach it keeps waiting (a result that arrives in time is
-   * delivered) and rejects TIMEOUT at this time, its `cause` a `RedisUnavailableError`. @default 60000
+   * delivered) and rejects TIMEOUT at this time, its `cause` a `RedisUnavailableError`
+   * (`RedisRefusedError` when Redis refuses the connection). @default 60000
    */
   timeoutMs?: number;
   /**

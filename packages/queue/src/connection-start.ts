@@ -103,14 +103,12 @@ export function untilReady(conn: Redis | Cluster, opts: UntilReadyOptions = {}):
   watchAttempts(conn);
   if (conn.status === 'ready') return Promise.resolve();
   if (conn.status === 'end') return Promise.reject(new RedisUnavailableError('the connection was closed'));
+  const refused = refusalOn(conn);
+  if (refused !== undefined) return Promise.reject(refused);
+  // Between attempts: a producer's call fails fast rather than wait out a retry delay.
   const failed = lastFailure.get(conn);
-  if (failed !== undefined) {
-    const refused = refusedError(conn, failed);
-    if (refused !== undefined) return Promise.reject(refused);
-    // Between attempts: a producer's call fails fast rather than wait out a retry delay.
-    if (opts.waitMs !== undefined && (conn.status === 'reconnecting' || conn.status === 'close')) {
-      return Promise.reject(new RedisUnavailableError(failed.message, failed));
-    }
+  if (failed !== undefined && opts.waitMs !== undefined && (conn.status === 'reconnecting' || conn.status === 'close')) {
+    return Promise.reject(new RedisUnavailableError(failed.message, failed));
   }
   return new Promise<void>((resolve, reject) => {
     const timer = opts.waitMs === undefined ? undefined : setTimeout(() => done(new RedisUnavailableError(`not ready after ${opts.waitMs} ms`)), opts.waitMs);
@@ -133,6 +131,15 @@ export function untilReady(conn: Redis | Cluster, opts: UntilReadyOptions = {}):
     conn.on('error', onError);
     conn.on('end', onEnd);
   });
+}
+
+/**
+ * The refusal `conn`'s latest attempt met, as `untilReady` throws it, while it is not ready since:
+ * for a caller that does not wait (a result wait timing out says why it heard nothing).
+ */
+export function refusalOn(conn: Redis | Cluster): RedisRefusedError | undefined {
+  const failed = lastFailure.get(conn);
+  return failed === undefined || conn.status === 'ready' ? undefined : refusedError(conn, failed);
 }
 
 function refusedError(conn: Redis | Cluster, err: Error): RedisRefusedError | undefined {

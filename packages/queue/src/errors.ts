@@ -215,7 +215,7 @@ export class TimeoutError extends HeadroomError {
   readonly timeoutMs: number;
   /** `result({ cancelOnTimeout: true })`: whether the job was withdrawn before it started (removed, or this caller's share of a shared job given back). */
   cancelled?: boolean;
-  /** `cause`: what may have kept the answer away, when known (Redis out of reach: `RedisUnavailableError`), said in the message too. */
+  /** `cause`: what may have kept the answer away, when known (Redis out of reach: `RedisUnavailableError`; refusing the connection: `RedisRefusedError`), said in the message too. */
   constructor(what: string, timeoutMs: number, cause?: Error) {
     super(ErrorCode.TIMEOUT, `${what} timed out after ${timeoutMs} ms${cause ? ` (${cause.message})` : ''}`, { retryable: true, cause });
     this.name = 'TimeoutError';

@@ -80,7 +80,7 @@ export type { ReplayOptions } from './stream-replay.js';
 export { FailureCode, jobFailure, answeredFailure, failureText, failureOf, asJobFailure, providerErrorOf, PROVIDER_ERROR_MAX_BYTES, REPLAYED_FAILURES } from './failure.js';
 export type { JobFailure, ProviderError } from './failure.js';
 export { createRedis, duplicateFor, answeredWithin, asRedisError } from './connection.js';
-export { untilReady, watchAttempts, refusalOf, type UntilReadyOptions } from './connection-start.js';
+export { untilReady, watchAttempts, refusalOf, refusalOn, type UntilReadyOptions } from './connection-start.js';
 export { parseRedisUrl } from './redis-url.js';
 export type { ParsedRedisUrl } from './redis-url.js';
 export { toIssues } from './internal/zod-issues.js';

@@ -27,6 +27,7 @@ import {
   laneKeys,
   laneOfJobId,
   RedisUnavailableError,
+  refusalOn,
   ShedError,
   TimeoutError,
   type JobFailure,
@@ -178,10 +179,10 @@ export class ResultWaiter {
     });
   }
 
-  /** Why a wait that timed out may have heard nothing: Redis out of reach as it timed out. */
-  private unreachable(): RedisUnavailableError | undefined {
+  /** Why a wait that timed out may have heard nothing: Redis out of reach, or refusing it, as it timed out. */
+  private unreachable(): Error | undefined {
     const status = this.connection.status;
-    return status === 'ready' ? undefined : new RedisUnavailableError(`the connection is ${status}`);
+    return status === 'ready' ? undefined : (refusalOn(this.connection) ?? new RedisUnavailableError(`the connection is ${status}`));
   }
 
   /**
