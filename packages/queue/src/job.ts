@@ -295,7 +295,7 @@ export function leaveDefaultsOut<T extends object>(job: T): T {
   let out: Record<string, unknown> | undefined;
   for (const [field, value] of Object.entries(WRITTEN_DEFAULTS)) {
     if ((job as Record<string, unknown>)[field] !== value) continue;
-    out ??= { ...job };
+    out ??= { ...(job as Record<string, unknown>) };
     delete out[field];
   }
   return (out ?? job) as T;
