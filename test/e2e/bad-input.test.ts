@@ -12,19 +12,20 @@
  *   the job fails with a reason saying so, and the worker process keeps serving.
  */
 import { writeFileSync, mkdtempSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError as ProducerConfigError, HeadroomError, JobFailedError, Producer, type FailureCode, type LlmJobInput, type ProducerOptions } from '@headroom/producer-sdk';
-import { ConfigError, laneKeys, loadConfig, parseConfig, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
+import { ConfigError, createLogger, laneKeys, loadConfig, parseConfig, publishFleetSettings, type HeadroomConfigInput } from '@headroom/queue';
+import { startGateway } from '@headroom/gateway';
 import { Queue } from 'bullmq';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { dumpRedis, keysUnder, waitForFleet } from '../support/probes.js';
 import { startProviderStub, type ProviderStub, type WireMode } from '../support/provider-stub.js';
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';
@@ -252,6 +253,8 @@ interface CliContext {
   busyPort: number;
   /** A config whose worker /metrics port is `busyPort`, with a gateway key (its own prefix: its worker writes). */
   busyConfig: string;
+  /** A config whose gateway /metrics port is `busyPort` (loopback), with a gateway key. */
+  busyMetricsConfig: string;
 }
 
 interface CliCase {
@@ -291,6 +294,8 @@ const CLI_CASES: CliCase[] = [
   // Each a raw `Error: listen EADDRINUSE` stack and exit 1 before.
   { name: 'the gateway on a port in use', args: ({ busyConfig, redisUrl, busyPort }) => ['gateway', '--config', busyConfig, '--redis', redisUrl, '--port', String(busyPort)], env: { BAD_INPUT_GATEWAY_KEY: 'hr-gw-bad-input-key-0123456789' }, exit: 2, says: ({ busyPort }) => `the gateway cannot listen on 0.0.0.0:${busyPort}: the address is already in use; choose another with --port` },
   { name: 'the dashboard on a port in use', args: ({ config, redisUrl, busyPort }) => ['dashboard', '--config', config, '--redis', redisUrl, '--local-only', '--port', String(busyPort)], exit: 2, says: ({ busyPort }) => `the dashboard cannot listen on 127.0.0.1:${busyPort}: the address is already in use; choose another with --port` },
+  // The gateway listened first, and took calls until the process exited over its metrics port.
+  { name: "the gateway's metrics port in use", args: ({ busyMetricsConfig, redisUrl }) => ['gateway', '--config', busyMetricsConfig, '--redis', redisUrl, '--port', '0'], env: { BAD_INPUT_GATEWAY_KEY: 'hr-gw-bad-input-key-0123456789' }, exit: 2, says: ({ busyPort }) => `the gateway's /metrics server cannot listen on 127.0.0.1:${busyPort}: the address is already in use; choose another with gateway.metricsPort` },
   { name: "a worker's metrics port in use", args: ({ busyConfig, redisUrl }) => ['worker', '--config', busyConfig, '--redis', redisUrl], env: { [CLI_KEY_ENV]: 'sk-bad-input' }, exit: 2, says: ({ busyPort }) => `the worker's /metrics server cannot listen on 127.0.0.1:${busyPort}: the address is already in use; choose another with dispatch.metricsPort` },
 ];
 
@@ -334,6 +339,18 @@ const PRODUCER_OPTION_CASES: ProducerOptionCase[] = [
   { name: 'every bad option at once', options: () => ({ redis: undefined, maxJobBytes: 'abc', connectTimeoutMs: -5 }), paths: ['redis', 'maxJobBytes', 'connectTimeoutMs'], says: 'no Redis URL' },
 ];
 
+/** Whether something accepts a TCP connection on the loopback port. */
+function connectable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 function writeBadConfig(): string {
   const file = join(mkdtempSync(join(tmpdir(), 'headroom-bad-')), 'headroom.config.yaml');
   writeFileSync(file, `models:\n  ${SONNET}: { provider: anthropic, limits: { rpm: -5 } }\n`);
@@ -353,7 +370,8 @@ describe('bad environment and CLI flags: exit 2 with the message, nothing writte
   it.concurrent.each(CLI_CASES)('$name', async (c) => {
     const config = writeConfig({ redis: { prefix: 'clikey' }, providers: { anthropic: { apiKeyEnv: CLI_KEY_ENV } }, models: { [SONNET]: { provider: 'anthropic' } } });
     const busyConfig = writeConfig({ redis: { prefix: 'clibusy' }, providers: { anthropic: { apiKeyEnv: CLI_KEY_ENV } }, models: { [SONNET]: { provider: 'anthropic' } }, dispatch: { metricsPort: busyPort, metricsHost: '127.0.0.1' }, gateway: { keys: { app: { keyEnv: 'BAD_INPUT_GATEWAY_KEY' } } } });
-    const ctx: CliContext = { config, redisUrl: redis.url, busyPort, busyConfig };
+    const busyMetricsConfig = writeConfig({ redis: { prefix: 'clibusy' }, models: { [SONNET]: { provider: 'anthropic' } }, gateway: { keys: { app: { keyEnv: 'BAD_INPUT_GATEWAY_KEY' } }, metricsPort: busyPort, metricsHost: '127.0.0.1' } });
+    const ctx: CliContext = { config, redisUrl: redis.url, busyPort, busyConfig, busyMetricsConfig };
     const proc = spawnHeadroom(c.args(ctx), c.env ?? {});
     // Bounds a process that never exits; the cases start at once, so on a loaded 2-core machine
     // each one's start (tsx compiling the CLI) alone took 30 s: the bound stays under the test's.
@@ -366,6 +384,16 @@ describe('bad environment and CLI flags: exit 2 with the message, nothing writte
     expect(out, 'a clear message, not a stack trace').not.toMatch(/\n\s+at /);
     if (c.secret) expect(out).not.toContain(c.secret);
     if (c.untouched) expect(await keysUnder(admin, c.untouched)).toEqual([]);
+  });
+
+  it("refuses a gateway whose metrics port is in use before it listens: its own port never takes a connection", async () => {
+    const port = await freePort();
+    const config = parseConfig({ redis: { prefix: 'gwbusy' }, models: { [SONNET]: { provider: 'anthropic' } }, gateway: { keys: { app: { keyEnv: 'BAD_INPUT_GATEWAY_KEY' } }, metricsPort: busyPort, metricsHost: '127.0.0.1' } });
+    const started = startGateway({ config, redisUrl: redis.url, port, host: '127.0.0.1', env: { BAD_INPUT_GATEWAY_KEY: 'hr-gw-bad-input-key-0123456789' }, logger: createLogger({ level: 'silent' }) });
+    const err = await started.then(async (gateway) => { await gateway.close(); return undefined; }, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ADDRESS_UNAVAILABLE', address: `127.0.0.1:${busyPort}`, setting: 'gateway.metricsPort' });
+    // Listening first, it stayed open (taking calls and their jobs) until the process exited.
+    expect(await connectable(port)).toBe(false);
   });
 
   it('refuses a malformed Redis URL in the Producer constructor with CONFIG_INVALID, not echoing it', () => {

@@ -764,6 +764,21 @@ describe('Producer', () => {
     expect(await waiting(ownAdmin, laneKeys('hr', 'critical'))).toBe(before);
   });
 
+  it("takes a job that writes a default out (api 'chat', sla 'interactive', coalesce false) as the job that leaves it out: one coalesced job, one idempotency key's job", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const chat = (extra: Record<string, unknown>) => ({ priority: 'NORMAL', provider: 'openai', request: { model: 'gpt-4.1', max_completion_tokens: 32, messages: [{ role: 'user', content: 'Defaults?' }] }, ...extra }) as LlmJobInput;
+    // Coalesced: a service that names the default API and one (the gateway) that does not.
+    const named = await p.enqueue(chat({ coalesce: true, api: 'chat' }));
+    const unnamed = await p.enqueue(chat({ coalesce: true }));
+    expect(unnamed).toMatchObject({ id: named.id, existing: true });
+    // An idempotency key's repeat: the gateway writes `headroom-sla: interactive` and
+    // `headroom-coalesce: false` out; a producer leaves them out. Refused as "a different job" before.
+    const first = await p.enqueue(chat({ idempotencyKey: 'defaults-k', sla: 'interactive', coalesce: false, api: 'chat' }));
+    expect(await p.enqueue(chat({ idempotencyKey: 'defaults-k' }))).toMatchObject({ id: first.id, existing: true });
+    expect(await waiting(admin, laneKeys(prefix, 'normal'))).toBe(2);
+  });
+
   it('coalesces identical in-flight jobs into one', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);

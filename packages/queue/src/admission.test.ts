@@ -4,7 +4,7 @@
  * when a worker puts a job back, and the upkeep republishes and reconciles.
  */
 import { randomUUID } from 'node:crypto';
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
@@ -20,6 +20,7 @@ import { cancelIfNotStarted } from './lane-cancel.js';
 import { finishJob } from './lane-finish.js';
 import { releaseFailedHandOff } from './hand-off-rerun.js';
 import { promoteRaisedTenantParks, returnToLane } from './lane-return.js';
+import { laneHandle } from './lane-handle.test-support.js';
 import { LaneUpkeep } from './lane-upkeep.js';
 import type { Lane } from './lanes.js';
 
@@ -45,22 +46,10 @@ function config(prefix: string, extra: Partial<HeadroomConfigInput> = {}): Headr
 }
 
 function lane(prefix: string, name: Lane = 'normal') {
-  const k = laneKeys(prefix, name);
-  const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis });
-  const worker = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: redis, autorun: false, skipLockRenewal: true });
-  closers.push(queue, worker);
-  let n = 0;
+  const handle = laneHandle(redis, prefix, name, closers);
+  const { k, queue } = handle;
   return {
-    k,
-    queue,
-    backend: worker.backend,
-    /** Takes the lane's next job, as a worker's dispatcher does. */
-    take: async (): Promise<{ job: Job; token: string }> => {
-      const token = `t${++n}`;
-      const job = await worker.getNextJob(token, { block: false });
-      if (!job) throw new Error('lane empty');
-      return { job, token };
-    },
+    ...handle,
     add: (...jobs: Partial<LlmJob>[]) =>
       addToLane(
         redis,

@@ -34,6 +34,24 @@ describe('coalesceKeyOf', () => {
     expect(coalesceKeyOf(job)).toBe(before);
   });
 
+  it("gives a job that writes a default out (api 'chat', onShed 'fail') the key of the job that leaves it out, and keeps that key", () => {
+    const chat = { priority: 'NORMAL', provider: 'openai', request: { model: 'gpt-4.1', max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }] } } as const;
+    const left = parseJob(chat).job;
+    // Parsed (the producer's path) or not (a caller of coalesceKeyOf with a job of its own).
+    expect(coalesceKeyOf(parseJob({ ...chat, api: 'chat' }).job)).toBe(coalesceKeyOf(left));
+    expect(coalesceKeyOf({ ...left, api: 'chat' })).toBe(coalesceKeyOf(left));
+    expect(coalesceKeyOf(parseJob({ ...chat, api: 'chat', sla: 'interactive', coalesce: false, onShed: 'fail' }).job)).toBe(coalesceKeyOf(left));
+    // The other API is another request.
+    const responses = parseJob({ priority: 'NORMAL', provider: 'openai', api: 'responses', request: { model: 'gpt-4.1', max_output_tokens: 64, input: 'Hi' } }).job;
+    expect(coalesceKeyOf(responses)).not.toBe(coalesceKeyOf({ ...responses, api: undefined }));
+    // A job that never named its API keeps the key it had: a rolling upgrade keeps coalescing it.
+    const before = createHash('sha256')
+      .update(`{"fallback":[],"provider":"openai","request":{"max_tokens":64,"messages":[{"content":"Hi","role":"user"}],"model":"gpt-4.1"}}`)
+      .digest('hex')
+      .slice(0, 40);
+    expect(coalesceKeyOf(left)).toBe(before);
+  });
+
   it('coalesces within a scope only: two scopes, or a scope and none, are two jobs', () => {
     expect(coalesceKeyOf({ ...job, scope: 'gateway-key:app' })).toBe(coalesceKeyOf({ ...job, scope: 'gateway-key:app' }));
     expect(coalesceKeyOf({ ...job, scope: 'gateway-key:app' })).not.toBe(coalesceKeyOf({ ...job, scope: 'gateway-key:capped' }));

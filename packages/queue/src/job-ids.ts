@@ -3,6 +3,7 @@
  * queue. BullMQ forbids `:` in custom ids, hence the dot.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { leaveDefaultsOut } from './job.js';
 import { LANES, type Lane } from './lanes.js';
 
 export function newJobId(lane: Lane): string {
@@ -61,14 +62,15 @@ function canonical(value: unknown): string {
  * caller's choice decided whether the other got a SHED failure or a batch answer. Metadata is left
  * out: the answer does not depend on it.
  */
-export function coalesceKeyOf(job: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined; tenant?: string | undefined; scope?: string | undefined; onShed?: 'fail' | 'batch' | undefined }): string {
+export function coalesceKeyOf(input: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined; tenant?: string | undefined; scope?: string | undefined; onShed?: 'fail' | 'batch' | undefined }): string {
+  // A default written out (`api: 'chat'`, `onShed: 'fail'`) is the job that leaves it out: one key.
+  const job = leaveDefaultsOut(input);
   // Betas, the API, the tenant and the scope are left out when absent (`canonical` drops
   // undefined), so a Chat Completions job's key, or one with none of them, is what it was before
   // they counted. No fallback (the config's ladder for the primary) and `fallback: []` (the primary
   // alone) are two ladders: joined into one job, the first caller's ladder answered both. An
   // absent one hashes as it always did; an empty one is marked apart.
   const primaryOnly = job.fallback?.length === 0 ? true : undefined;
-  // `onShed: 'fail'` is what no onShed does: both keep the key they had.
   const shedToBatch = job.onShed === 'batch' ? true : undefined;
   return createHash('sha256')
     .update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], primaryOnly, betas: job.betas, tenant: job.tenant, scope: job.scope, shedToBatch }))

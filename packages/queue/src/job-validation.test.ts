@@ -51,6 +51,19 @@ describe('parseJob', () => {
     expect(parseJob(rich).job.tenant).toBe('acme');
   });
 
+  it("stores a job that writes a default out (api 'chat', sla 'interactive', coalesce false, onShed 'fail') as the one that leaves it out", () => {
+    // The data is what a repeat of an idempotency key is compared with: written out, the gateway's
+    // `headroom-sla: interactive` and a producer's job without it were two jobs under one key.
+    const defaults = { sla: 'interactive', coalesce: false, onShed: 'fail' };
+    expect(parseJob(openai({}, { api: 'chat', ...defaults })).json).toBe(parseJob(openai()).json);
+    expect(parseJob(anthropic({}, defaults)).json).toBe(parseJob(anthropic()).json);
+    expect(parseJob(openai({}, { api: 'chat' })).job).not.toHaveProperty('api');
+    // What is not a default stays.
+    expect(parseJob(responses()).job).toMatchObject({ api: 'responses' });
+    expect(parseJob(anthropic({}, { sla: 'none', coalesce: true })).job).toMatchObject({ sla: 'none', coalesce: true });
+    expect(parseJob(openai({}, { priority: 'LOW', onShed: 'batch' })).job).toMatchObject({ onShed: 'batch' });
+  });
+
   it('accepts streamed Anthropic and OpenAI jobs (the worker relays their events)', () => {
     expect(parseJob(anthropic({ stream: true })).job.request.stream).toBe(true);
     expect(parseJob(openai({ stream: true, stream_options: { include_usage: true } })).job.request.stream).toBe(true);

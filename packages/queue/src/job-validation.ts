@@ -5,13 +5,14 @@
 import { JobValidationError, PayloadTooLargeError, type Issue } from './errors.js';
 import { FailureCode, jobFailure, type JobFailure } from './failure.js';
 import { toIssues } from './internal/zod-issues.js';
-import { AnthropicCountTokensRequest, LlmJob } from './job.js';
+import { AnthropicCountTokensRequest, leaveDefaultsOut, LlmJob } from './job.js';
 import { jsonIssueAt, kindOf } from './json-value.js';
 
 export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
 
 /**
- * The job's shape: plain JSON no deeper than MAX_JSON_DEPTH, then zod (every bad field by path). Throws
+ * The job's shape: plain JSON no deeper than MAX_JSON_DEPTH, then zod (every bad field by path), with
+ * the defaults it wrote out left out (`leaveDefaultsOut`). Throws
  * `JobValidationError`. A worker checks each job it takes with this, since a lane can hold jobs
  * no admission of its version checked (written by another tool, or a newer version's producer).
  */
@@ -28,7 +29,9 @@ export function checkJob(input: unknown): LlmJob {
   // second time, with it, only to say what was wrong.
   const parsed = LlmJob.safeParse(input);
   if (!parsed.success) throw new JobValidationError(toIssues(LlmJob.safeParse(input, { reportInput: true }).error ?? parsed.error));
-  return parsed.data;
+  // One form per request: its data (what a repeat of its idempotency key is compared with) and its
+  // coalescing key are the same whether the caller wrote a default out or not.
+  return leaveDefaultsOut(parsed.data);
 }
 
 /**

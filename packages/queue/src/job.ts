@@ -276,6 +276,30 @@ export const LlmJob = z
     }
   });
 export type LlmJob = z.infer<typeof LlmJob>;
+/**
+ * The job-level fields whose value here is what leaving them out means: OpenAI's Chat Completions
+ * (`api`), an interactive job (`sla`), no coalescing, failing when shed. A caller that writes one
+ * out (the gateway for a `headroom-sla: interactive` or `headroom-coalesce: false` header, a
+ * service naming `api: 'chat'`) asks for the same job as one that does not, yet the written field
+ * went into the job's data and its coalescing key: two such calls neither coalesced nor passed as
+ * a repeat of one idempotency key (refused JOB_INVALID, "a different job").
+ */
+const WRITTEN_DEFAULTS: Readonly<Record<string, unknown>> = { api: 'chat', sla: 'interactive', coalesce: false, onShed: 'fail' };
+
+/**
+ * The job with the defaults it wrote out left out, so each request has one form (the one a job
+ * that never named them always had, so such a job's data and keys are unchanged). The same object
+ * when it writes none.
+ */
+export function leaveDefaultsOut<T extends object>(job: T): T {
+  let out: Record<string, unknown> | undefined;
+  for (const [field, value] of Object.entries(WRITTEN_DEFAULTS)) {
+    if ((job as Record<string, unknown>)[field] !== value) continue;
+    out ??= { ...(job as Record<string, unknown>) };
+    delete out[field];
+  }
+  return (out ?? job) as T;
+}
 type DeepReadonly<T> = T extends (...args: never[]) => unknown ? T : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 /** What a producer passes in: same shape, before defaults; `as const` literals are welcome. */
 export type LlmJobInput = DeepReadonly<z.input<typeof LlmJob>>;

@@ -132,10 +132,29 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     }
   }
   const portSetting = opts.portSetting ?? (opts.port === undefined ? 'gateway.port' : 'the port option');
+  const { metricsPort: metricsPortSetting } = config.gateway;
+  let metricsServer: MetricsServer | undefined;
   try {
+    // The metrics server first: its port in use is a config mistake refused before the gateway
+    // takes a call. Started after, it failed with the gateway listening, which then accepted
+    // calls (and took their jobs) until the process exited over the error.
+    metricsServer =
+      metricsPortSetting === undefined
+        ? undefined
+        : await serveMetrics('gateway', { ...config.gateway, metricsPort: metricsPortSetting }, {
+            env: opts.env ?? process.env,
+            logger,
+            registry: metrics.registry,
+            // Ready while it takes calls: not before it listens, nor once it drains.
+            health: () => {
+              const ready = server.listening && !handler.draining;
+              return { ready, body: { ok: ready, inFlight: handler.inFlight } };
+            },
+          });
     await listen(server, { port: opts.port ?? config.gateway.port, host: opts.host ?? config.gateway.host, what: 'the gateway', setting: portSetting });
   } catch (err) {
-    // Nothing was served: let go of Redis, so a caller that handles the error is not kept alive.
+    // Nothing was served: let go of the port and Redis, so a caller that handles the error is not kept alive.
+    await metricsServer?.close();
     heartbeatRedis.disconnect();
     await producer.close();
     throw err;
@@ -143,17 +162,6 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? config.gateway.host;
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  const { metricsPort: metricsPortSetting } = config.gateway;
-  const metricsServer: MetricsServer | undefined =
-    metricsPortSetting === undefined
-      ? undefined
-      : await serveMetrics('gateway', { ...config.gateway, metricsPort: metricsPortSetting }, {
-          env: opts.env ?? process.env,
-          logger,
-          registry: metrics.registry,
-          // Ready while it takes calls: not once it drains (it no longer listens then).
-          health: () => ({ ready: !handler.draining, body: { ok: !handler.draining, inFlight: handler.inFlight } }),
-        });
   // Seen by the dashboard and `headroom status` beside the workers. Its own connection, so a beat
   // never waits behind an enqueue, and one that fails fast: a beat while Redis is away is missed,
   // not queued, and never holds up a stop.

@@ -21,6 +21,7 @@ import { OutageEvidence } from './outage-evidence.js';
 import { TenantWaits, TENANT_RECHECK_MS } from './tenant-waits.js';
 import { ThrottleStates } from './throttle-states.js';
 import { TokenEstimator } from './token-estimator.js';
+import { OPENING_HOLD_MS } from './stream-call.js';
 
 const SONNET = 'claude-sonnet-4-6';
 const HAIKU = 'claude-haiku-4-5';
@@ -773,6 +774,31 @@ describe('runJob, streamed', () => {
     expect((JSON.parse((starts[0] as { data: string }).data) as { message: { id: string } }).message.id).toBe((second as { result: { response: { id: string } } }).result.response.id);
     expect(events[0]).toMatchObject({ kind: 'start', model: SONNET });
     expect(events.at(-1)).toEqual({ kind: 'end' });
+  });
+
+  it('relays the opening of a stream whose first output is later than OPENING_HOLD_MS before that output: a client counting from the head is not left with nothing while the model thinks', async () => {
+    // The first output a minute after the head (the simulator's latency, with streamTokenMs set),
+    // as a model that thinks without showing it: held until its first output, the opening (and the
+    // response's head at the gateway) waited that minute.
+    sim.setPace({ latencyMs: { min: 60_000, max: 60_000 }, streamTokenMs: 1 });
+    const ctx = context();
+    const m = streamMeta();
+    const abort = new AbortController();
+    try {
+      const running = run(ctx, streamed(), m, abort.signal);
+      await expect.poll(async () => (await relayed(ctx, m.id)).length, { timeout: OPENING_HOLD_MS + 15_000, interval: 50 }).toBeGreaterThan(0);
+      const events = await relayed(ctx, m.id);
+      expect(events[0]).toMatchObject({ kind: 'start', model: SONNET });
+      const types = events.slice(1).map((e) => (JSON.parse((e as { data: string }).data) as { type: string }).type);
+      expect(types[0]).toBe('message_start');
+      // The opening alone: nothing of the answer had come from the provider.
+      expect(types).not.toContain('content_block_delta');
+      // Its client now holds the opening: a cancel ends the job, never a retry behind its back.
+      abort.abort(new JobCancelled());
+      expect(await running).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' } });
+    } finally {
+      sim.setPace({ latencyMs: { min: 0, max: 0 }, streamTokenMs: null });
+    }
   });
 
   it("fails STREAM_FAILED, never retried, when the stream breaks after its first event, its error event left for the finish that fails the job", async () => {
