@@ -128,10 +128,13 @@ describe('Producer', () => {
     const prefix = await fleetPrefix();
     // A connection each, as 50 services would have: producers built from one URL in one process
     // share theirs, and their enqueues would reach Redis as a few batches, not a race.
+    // Fifty connections made at once take longer than the producer's 2 s default on a loaded
+    // machine (seen at a load average of 33: two enqueues refused REDIS_UNAVAILABLE): this test
+    // is about the cap, so the connections get all the time they need.
     const producers = Array.from({ length: 50 }, () => {
-      const connection = createRedis(redis.url, 'producer');
+      const connection = createRedis(redis.url, 'producer', { connectTimeout: 60_000 });
       open.push({ close: async () => connection.disconnect() });
-      const p = new Producer({ redis: connection, prefix });
+      const p = new Producer({ redis: connection, prefix, connectTimeoutMs: 60_000 });
       open.push(p);
       return p;
     });
