@@ -13,7 +13,7 @@ import { Producer, QueueFullError, type JobHandle, type LlmJobInput, type Priori
 import { startGateway } from '@headroom/gateway';
 import { Bucket, createLogger, createRedis, fleetKeys, laneKeys, LANES, parseConfig, poolKeys, publishFleetSettings, removeKeysUnder, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
-import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { loggedLine, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
 import { freePort } from '@headroom/testing';
 
@@ -67,15 +67,6 @@ const newProducer = () => {
   producers.push(p);
   return p;
 };
-
-/** Resolves once `proc` has logged `text` (the CLI installs its SIGTERM handler after "worker started"). */
-async function waitForOutput(proc: FleetProcess, text: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!proc.output().includes(text)) {
-    if (Date.now() > deadline) throw new Error(`no "${text}" in:\n${proc.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The master (host:port) serving `key`'s slot. */
 async function masterOf(key: string): Promise<string> {
@@ -197,7 +188,7 @@ describe('Redis Cluster (3 masters)', () => {
   });
 
   it("runs the worker's periodic work (pressure, stats, heartbeat, batcher) without a cross-slot command, and stops on SIGTERM", async () => {
-    await waitForOutput(worker, '"msg":"worker started"');
+    await loggedLine(worker, '"msg":"worker started"');
     // A few pressure ticks (1 s), stats flushes (1 s) and heartbeats.
     await new Promise((r) => setTimeout(r, 2_500));
     worker.child.kill('SIGTERM');

@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fleetKeys, loadConfig, publishFleetSettings } from '@headroom/queue';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { loggedLine, spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 
 const KEY = 'hr-gw-bad-input-key-0123456789';
 const PREFIX = 'gwbad';
@@ -45,11 +45,7 @@ beforeAll(async () => {
   });
   gateway = spawnHeadroom(['gateway', '--config', configFile, '--redis', redis.url, '--port', String(port)], { BAD_INPUT_GATEWAY_KEY: KEY, HEADROOM_LOG_LEVEL: 'info' });
   base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  while (!gateway.output().includes('"msg":"gateway started"')) {
-    if (Date.now() > deadline || gateway.child.exitCode !== null) throw new Error(`gateway did not start:\n${gateway.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await loggedLine(gateway, '"msg":"gateway started"');
 });
 afterAll(async () => {
   if (gateway) await stopAll([gateway]);

@@ -18,7 +18,7 @@ import { createLogger, laneKeys, parseConfig, type HeadroomConfigInput } from '@
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { startWorker, type RunningWorker } from '@headroom/worker';
-import { spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { loggedLine, spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { readStream } from '../support/sdk-streams.js';
 
 const SONNET = 'claude-sonnet-4-6';
@@ -49,11 +49,7 @@ async function startGatewayProcess(shutdownGraceMs: number): Promise<{ proc: Fle
   const file = writeConfig(configInput('drain', shutdownGraceMs));
   const proc = spawnHeadroom(['gateway', '--config', file, '--redis', redis.url, '--port', String(port)], ENV);
   gateways.push(proc);
-  const deadline = Date.now() + 30_000;
-  while (!proc.output().includes('"msg":"gateway started"')) {
-    if (Date.now() > deadline || proc.child.exitCode !== null) throw new Error(`gateway did not start:\n${proc.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await loggedLine(proc, '"msg":"gateway started"');
   return { proc, url: `http://127.0.0.1:${port}` };
 }
 

@@ -7,9 +7,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { createRedis, RedisUnavailableError, type HeadroomConfigInput } from '@headroom/queue';
+import { createRedis, RedisRefusedError, type HeadroomConfigInput } from '@headroom/queue';
 import { startSimulator, type Simulator } from '@headroom/simulator';
-import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { loggedLine, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
 import { makeTestCerts, type TestCerts } from '../support/tls-certs.js';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
@@ -61,15 +61,6 @@ const job = (i: number): LlmJobInput => ({
   request: { model: MODEL, max_tokens: 16, messages: [{ role: 'user', content: `url test ${i}` }] },
 });
 
-/** Resolves once `proc` has logged `text` (the CLI installs its SIGTERM handler after "worker started"). */
-async function waitForOutput(proc: FleetProcess, text: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!proc.output().includes(text)) {
-    if (Date.now() > deadline) throw new Error(`no "${text}" in:\n${proc.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Runs 3 jobs through a worker process on `workerUrl` and a producer on `producerRedis`. */
 async function roundTrip(prefix: string, workerUrl: string, producerRedis: ConstructorParameters<typeof Producer>[0]['redis'], env: NodeJS.ProcessEnv = {}) {
   const worker = spawnWorker(config(prefix), workerUrl, `w-${prefix}`, { ...KEY_ENV, HEADROOM_LOG_LEVEL: 'info', ...env });
@@ -77,7 +68,7 @@ async function roundTrip(prefix: string, workerUrl: string, producerRedis: Const
   const producer = new Producer({ redis: producerRedis, prefix });
   producers.push(producer);
   // The worker has published the fleet's settings by then: admission refuses until it has.
-  await waitForOutput(worker, '"msg":"worker started"');
+  await loggedLine(worker, '"msg":"worker started"');
   const results = await Promise.all([1, 2, 3].map((i) => producer.run(job(i), { timeoutMs: 20_000 }).catch((err: Error) => {
     throw new Error(`${err.message}\nworker output:\n${worker.output()}`);
   })));
@@ -93,14 +84,15 @@ async function enqueueError(redis: ConstructorParameters<typeof Producer>[0]['re
 }
 
 describe('Redis URLs', () => {
-  it('redis://:password@host works with requirepass; a wrong password is REDIS_UNAVAILABLE without echoing it', async () => {
+  it('redis://:password@host works with requirepass; a wrong password is REDIS_REFUSED (waiting will not fix it) without echoing it', async () => {
     const server = await startEmbeddedRedis({ args: ['--requirepass', PASSWORD] });
     servers.push(server);
     const url = `redis://:${encodeURIComponent(PASSWORD)}@127.0.0.1:${server.port}`;
     await roundTrip('pw', url, url);
 
     const err = await enqueueError(`redis://:wrong-password@127.0.0.1:${server.port}`);
-    expect(err).toBeInstanceOf(RedisUnavailableError);
+    expect(err).toBeInstanceOf(RedisRefusedError);
+    expect(err).toMatchObject({ code: 'REDIS_REFUSED' });
     expect((err as Error).message).toMatch(/WRONGPASS|NOAUTH/);
     expect((err as Error).message).not.toContain('wrong-password');
   });
@@ -114,7 +106,7 @@ describe('Redis URLs', () => {
 
     // Without the CA the certificate cannot be verified, and that is an error, not a fallback.
     const err = await enqueueError(url);
-    expect(err).toBeInstanceOf(RedisUnavailableError);
+    expect(err).toBeInstanceOf(RedisRefusedError);
     expect((err as Error).message).toMatch(/certificate/i);
   });
 

@@ -75,6 +75,19 @@ export async function stopAll(procs: FleetProcess[], signal: NodeJS.Signals = 'S
 }
 
 /**
+ * Resolves once `proc` has logged `text`; throws with its output if it exits first or `ms`
+ * passes. The bound is generous on purpose: a process start (tsx compiling the sources) takes
+ * seconds on a loaded 2-core machine, and the bound only decides when a failing test gives up.
+ */
+export async function loggedLine(proc: FleetProcess, text: string, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!proc.output().includes(text)) {
+    if (Date.now() > end || proc.child.exitCode !== null) throw new Error(`no ${text} from ${proc.id} in ${ms} ms:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
  * The exit code (or signal) of a process expected to end, or a note that it is still running
  * `ms` later: a hang fails the test with that note rather than the test's own timeout.
  */
