@@ -470,6 +470,48 @@ describe('the gateway with the official SDKs', () => {
     expect(out).toMatch(/^data: \{"type":"message_start"/m);
   });
 
+  it("fills a stream's silences with keep-alives the SDKs read past: Anthropic's ping event, an SSE comment for OpenAI", async () => {
+    // A token every 400 ms against a keep-alive after 100 ms of silence: every gap gets one.
+    const pinging = await fleet.gatewayWith({ streamPingMs: 100 });
+    const before = sim.pace();
+    sim.setPace({ streamTokenMs: 400 });
+    try {
+      const raw = async (path: string, headers: Record<string, string>, body: object) => {
+        const res = await fetch(`${pinging.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ ...body, stream: true }) });
+        expect(res.status).toBe(200);
+        return res.text();
+      };
+      const claudeText = await raw('/v1/messages', { 'x-api-key': GATEWAY_KEYS.app, 'anthropic-version': '2023-06-01' }, { ...claude('Keep me company.'), max_tokens: 4 });
+      // All the gateway's: the provider's own pings stop at the worker's SDK, which skips them.
+      expect(claudeText).toMatch(/^event: ping\ndata: \{"type": "ping"\}$/m);
+      expect(claudeText).toMatch(/^event: message_stop$/m);
+      const chatText = await raw('/v1/chat/completions', { authorization: `Bearer ${GATEWAY_KEYS.app}` }, { ...chat('Keep me company.'), max_completion_tokens: 4 });
+      expect(chatText).toMatch(/^: ping$/m);
+      expect(chatText.trimEnd().endsWith('data: [DONE]')).toBe(true);
+
+      // The SDKs' stream helpers read past them: whole messages, the same text as their deltas.
+      const anthropic = new Anthropic({ apiKey: GATEWAY_KEYS.app, baseURL: pinging.url, maxRetries: 0 });
+      const stream = anthropic.messages.stream({ ...claude('Keep me company.'), max_tokens: 4 });
+      let deltas = '';
+      stream.on('text', (t) => { deltas += t; });
+      const message = await stream.finalMessage();
+      expect(message.content).toEqual([{ type: 'text', text: deltas, citations: null }]);
+      expect(message.usage.output_tokens).toBeGreaterThan(0);
+      const openai = new OpenAI({ apiKey: GATEWAY_KEYS.app, baseURL: `${pinging.url}/v1`, maxRetries: 0 });
+      const chunks = await openai.chat.completions.create({ ...chat('Keep me company.'), max_completion_tokens: 4, stream: true, stream_options: { include_usage: true } });
+      let text = '';
+      let usage: OpenAI.CompletionUsage | null | undefined;
+      for await (const c of chunks) {
+        text += c.choices[0]?.delta.content ?? '';
+        usage = c.usage ?? usage;
+      }
+      expect(text.length).toBeGreaterThan(0);
+      expect(usage?.completion_tokens).toBeGreaterThan(0);
+    } finally {
+      sim.setPace(before);
+    }
+  });
+
   it('lists the models it serves in each format, and counts tokens without a provider key', async () => {
     const claudeModels = (await fleet.anthropic().models.list()).data.map((m) => m.id);
     const gptModels = (await fleet.openai().models.list()).data.map((m) => m.id);

@@ -51,6 +51,8 @@ export interface GatewayFleet {
   workers: RunningWorker[];
   anthropic(key?: string, opts?: { maxRetries?: number }): Anthropic;
   openai(key?: string, opts?: { maxRetries?: number }): OpenAI;
+  /** One more gateway on the same lanes, with some of its settings changed; closed with the fleet. */
+  gatewayWith(settings: Partial<HeadroomConfig['gateway']>): Promise<RunningGateway>;
   close(): Promise<void>;
 }
 
@@ -92,6 +94,7 @@ export async function startGatewayFleet(
   const workers: RunningWorker[] = [];
   for (let i = 0; i < (options.workers ?? 1); i++) workers.push(await startWorker({ config, redisUrl, env: ENV, logger }));
   const gateway = await startGateway({ config, redisUrl, env: ENV, logger });
+  const more: RunningGateway[] = [];
   return {
     config,
     prefix,
@@ -99,7 +102,13 @@ export async function startGatewayFleet(
     workers,
     anthropic: (key = GATEWAY_KEYS.app, opts = {}) => new Anthropic({ apiKey: key, baseURL: gateway.url, maxRetries: opts.maxRetries ?? 0 }),
     openai: (key = GATEWAY_KEYS.app, opts = {}) => new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: opts.maxRetries ?? 0 }),
+    gatewayWith: async (settings) => {
+      const g = await startGateway({ config: { ...config, gateway: { ...config.gateway, ...settings } }, redisUrl, env: ENV, logger });
+      more.push(g);
+      return g;
+    },
     close: async () => {
+      await Promise.all(more.map((g) => g.close()));
       await gateway.close();
       await Promise.all(workers.map((w) => w.close({ graceMs: 2_000 })));
     },

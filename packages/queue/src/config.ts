@@ -183,6 +183,7 @@ const GATEWAY_DEFAULTS = {
   keepAliveTimeoutMs: 65_000,
   maxWaitMs: 60_000,
   slowClientMs: 30_000,
+  streamPingMs: 15_000,
   shutdownGraceMs: 30_000,
   metricsHost: '127.0.0.1',
   metricsTokenEnv: 'HEADROOM_METRICS_TOKEN',
@@ -214,6 +215,13 @@ const GatewayConfig = z.strictObject({
   maxWaitMs: positiveInt.default(60_000),
   /** A streamed answer whose client reads nothing for this long is cut off (and its call stopped). */
   slowClientMs: positiveInt.default(30_000),
+  /**
+   * A streamed answer silent this long gets the provider's own keep-alive (Anthropic's `ping`
+   * event, an SSE comment for OpenAI), and again each time the silence lasts as long: a model
+   * thinking, or a rerun taking over from a worker that died, can leave a stream quiet for tens of
+   * seconds, and proxies in between (nginx, load balancers) close a connection idle for 60 s.
+   */
+  streamPingMs: positiveInt.default(15_000),
   /**
    * On SIGTERM (`close()`) the gateway takes no new connection and answers the calls it holds for
    * up to this long; then the rest are cut and their jobs cancelled.

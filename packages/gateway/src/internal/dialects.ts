@@ -36,6 +36,8 @@ export interface Dialect {
   frame(data: string): string;
   /** What closes a complete stream (OpenAI's `[DONE]`), if anything. */
   readonly endFrame: string;
+  /** A keep-alive the provider's SDK reads past: Anthropic's own `ping` event, else an SSE comment. */
+  readonly pingFrame: string;
   /** The header the provider names its call in, which its SDK reads into `_request_id`. */
   readonly requestIdHeader: string;
 }
@@ -94,6 +96,7 @@ export const anthropic: Dialect = {
   model: (id, createdAt) => JSON.stringify({ type: 'model', id, display_name: id, created_at: createdAt.toISOString() }),
   frame: (data) => namedFrame(data, 'message'),
   endFrame: '',
+  pingFrame: 'event: ping\ndata: {"type": "ping"}\n\n',
   requestIdHeader: 'request-id',
 };
 
@@ -124,6 +127,8 @@ export const openai: Dialect = {
   model: (id, createdAt) => JSON.stringify({ id, object: 'model', created: Math.floor(createdAt.getTime() / 1000), owned_by: 'headroom' }),
   frame: (data) => `data: ${data}\n\n`,
   endFrame: 'data: [DONE]\n\n',
+  // OpenAI sends none of its own; every SSE reader skips a line that starts with ':'.
+  pingFrame: ': ping\n\n',
   requestIdHeader: 'x-request-id',
 };
 

@@ -534,8 +534,13 @@ class GatewayHandler {
       ...requestIdHeader(dialect, start.providerRequestId),
     });
     const record = this.#records.get(res);
+    // Reset by every frame written: only a silence as long as the interval gets a ping.
+    const keepAlive = setInterval(() => {
+      if (!res.destroyed) res.write(dialect.pingFrame);
+    }, this.config.gateway.streamPingMs);
     try {
       for await (const data of stream.raw()) {
+        keepAlive.refresh();
         if (record && record.firstByteSeconds === undefined) record.firstByteSeconds = (performance.now() - record.startedAt) / 1000;
         // The events of one read from Redis come in microtasks: corked until the next tick, they
         // leave (with the head, the first time) in one write, so the client wakes once for them.
@@ -562,6 +567,8 @@ class GatewayHandler {
       // end nor an error: cut, never ended cleanly, or the client would take half an answer as whole.
       if (err instanceof JobFailedError) res.end();
       else res.destroy();
+    } finally {
+      clearInterval(keepAlive);
     }
   }
 }
