@@ -19,7 +19,7 @@ afterAll(async () => {
 const isReadyLanes = (args: string[]) => args[0]?.toLowerCase() === 'evalsha' && Number(args[2]) % 5 === 0 && args[3]?.endsWith(':wait') === true && args[6]?.endsWith(':marker') === true;
 
 describe('an idle worker', () => {
-  it('asks Redis about the lanes once per wake from its blocking wait, not once per lane', async () => {
+  it('asks Redis about the lanes once per wake from its blocking wait, not once per lane, and not about the pool backoffs', async () => {
     const prefix = 'idle1';
     const config = parseConfig({
       redis: { prefix },
@@ -37,14 +37,16 @@ describe('an idle worker', () => {
     base.disconnect();
     let waits = 0;
     let looks = 0;
+    let backoffReads = 0;
     const interactive = (args: string[]) => args.slice(3, 3 + Number(args[2])).some((k) => /:(critical|high|normal|low):wait$/.test(k));
     monitor.on('monitor', (_time: string, args: string[]) => {
       if (args[0]?.toLowerCase() === 'bzpopmin' && args[1]?.startsWith(`{${prefix}:`)) waits++;
       else if (isReadyLanes(args) && args[3]?.startsWith(`{${prefix}:`) && interactive(args)) looks++;
+      else if (args[1]?.startsWith(`{${prefix}:`) && args[1].endsWith(':hr:pool-backoff')) backoffReads++;
     });
     try {
-      // Idle, the worker's blocking wait times out once a second and it looks at every lane:
-      // counted over three such waits, however long a busy machine takes for them.
+      // Idle, the worker's blocking wait times out and it looks at every lane: counted over three
+      // such waits, however long a busy machine takes for them.
       await expect.poll(() => waits, { timeout: 25_000, interval: 100 }).toBeGreaterThanOrEqual(3);
     } finally {
       monitor.disconnect();
@@ -52,6 +54,8 @@ describe('an idle worker', () => {
     }
     // Each wake is one look over the lanes (before: one per lane still unknown, 4 for 1).
     expect(looks).toBeLessThanOrEqual(waits + 1);
+    // Its looks find every lane empty: no job waits on a backed-off pool (before: 4 reads a look).
+    expect(backoffReads).toBe(0);
   });
 });
 

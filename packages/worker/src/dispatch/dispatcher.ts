@@ -218,7 +218,9 @@ export class Dispatcher {
       try {
         // Learning other workers' backoffs (at most every 100 ms) does not hold up this fetch:
         // a stale view costs at most one job told to wait, not a round trip before every pickup.
-        void this.backoffs.refresh().catch(() => {});
+        // Blocking, it is learnt only while a lane is known to hold work: backoffs hold back only
+        // jobs that wait, and an idle worker's look at empty lanes needs none (4 commands a look).
+        if (!this.waker?.available || this.ready.size > 0) void this.backoffs.refresh().catch(() => {});
         const got = await this.fetchOne();
         if (!got) {
           if (this.waker?.available) {
