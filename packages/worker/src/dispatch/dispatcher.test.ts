@@ -57,6 +57,45 @@ describe('an idle worker', () => {
     // Its looks find every lane empty: no job waits on a backed-off pool (before: 4 reads a look).
     expect(backoffReads).toBe(0);
   });
+
+  it('waits longer between its own looks while they find nothing, and a second again once it has taken a job', async () => {
+    const prefix = 'idle2';
+    const sim = await startSimulator({ latencyMs: 0, apiKeys: ['sk-idle'] });
+    const config = parseConfig({
+      redis: { prefix },
+      providers: { anthropic: { baseURL: sim.url, apiKeyEnv: 'IDLE_TEST_KEY' } },
+      models: { 'claude-sonnet-4-6': { provider: 'anthropic', limits: { rpm: 60_000, itpm: 100_000_000, otpm: 100_000_000 } } },
+      batch: { enabled: false },
+    });
+    const redis = new Redis(server.url);
+    await redis.ping();
+    const monitor = await redis.monitor();
+    const worker = await startWorker({ config, redisUrl: server.url, env: { IDLE_TEST_KEY: 'sk-idle' }, logger: createLogger({ level: 'silent' }) });
+    // Each blocking wait's timeout, in seconds, as the worker sent it.
+    const timeouts: number[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'bzpopmin' && args[1]?.startsWith(`{${prefix}:`)) timeouts.push(Number(args[args.length - 1]));
+    });
+    const k = laneKeys(prefix, 'high');
+    const queue = new Queue(k.queueName, { prefix: k.bullPrefix, connection: redis });
+    try {
+      await expect.poll(() => timeouts.includes(4), { timeout: 30_000, interval: 100 }).toBe(true);
+      // 1 s, then doubled by each look that found nothing, up to 4 s.
+      expect(timeouts.slice(0, timeouts.indexOf(4) + 1)).toEqual([1, 2, 4]);
+      const seen = timeouts.length;
+      await addToLane(redis, queue, prefix, 'high', [{ jobId: 'high.idle-2', job: { priority: 'HIGH', provider: 'anthropic', request: { model: 'claude-sonnet-4-6', max_tokens: 16, messages: [{ role: 'user', content: 'q' }] } }, opts: {} }]);
+      await expect.poll(() => redis.zcard(`${k.jobKeyPrefix}completed`), { timeout: 20_000, interval: 50 }).toBe(1);
+      await expect.poll(() => timeouts.length, { timeout: 20_000, interval: 50 }).toBeGreaterThan(seen);
+      // The 4 s wait was woken by the job's marker; having taken the job, it waits a second again.
+      expect(timeouts[seen], JSON.stringify({ seen, timeouts })).toBe(1);
+    } finally {
+      monitor.disconnect();
+      await worker.close({ graceMs: 100 });
+      await queue.close();
+      redis.disconnect();
+      await sim.close();
+    }
+  });
 });
 
 describe('a busy worker', () => {
