@@ -271,6 +271,8 @@ export function fleetKeys(prefix: string) {
     pressure: `${t}:pressure`,
     /** STRING worker id, PX a few seconds: the worker that computes the pools' pressure for the fleet (lease.ts). */
     pressureLeader: `${t}:pressure-leader`,
+    /** STRING worker id, PX a few rounds: the worker that keeps the lanes' upkeep for the fleet (lane-upkeep.ts). */
+    upkeepLeader: `${t}:upkeep-leader`,
     /**
      * Pub/sub channel of job ids whose caller cancelled them while they ran or were being taken:
      * the worker running one aborts it (before its provider call, or mid-stream).

@@ -10,16 +10,24 @@
  *   lane per round, so each round costs Redis a bounded, small time;
  * - returning entries whose worker stopped refreshing them are dropped.
  *
+ * A round's work is the same from any worker, so with a `holder` only the worker holding a lease
+ * of three rounds does it (about 16 commands a round), and the others ask for the lease (one
+ * script call a round): every worker doing it cost an idle fleet 8 commands a second per worker.
+ * A holder that stops gives the lease up; one that dies loses it within three rounds, and a
+ * FLUSHALL or a Redis restarted without persistence, which upkeep exists for, takes the lease with
+ * it, so the next round of any worker republishes.
+ *
  * ```ts
- * const upkeep = new LaneUpkeep({ redis, config, logger });
- * upkeep.start();               // a round now, then every 2 s
+ * const upkeep = new LaneUpkeep({ redis, config, logger, holder: workerId });
+ * upkeep.start();               // a round now, then every 2 s while this worker holds the lease
  * await upkeep.stop();
  * ```
  */
 import type { Cluster, Redis } from 'ioredis';
 import { publishFleetSettings, releaseJobs } from './admission.js';
 import type { HeadroomConfig } from './config.js';
-import { laneKeys } from './keys.js';
+import { fleetKeys, laneKeys } from './keys.js';
+import { holdLease, releaseLease } from './lease.js';
 import { LANES, type Lane } from './lanes.js';
 import { RETURNING_STALE_MS } from './lane-return.js';
 import type { Logger } from './logger.js';
@@ -27,6 +35,8 @@ import type { Logger } from './logger.js';
 export const FLEET_UPKEEP_INTERVAL_MS = 2_000;
 /** Unfinished-job entries looked at per lane per round. */
 export const SWEEP_COUNT = 500;
+/** The upkeep lease, in rounds: a holder late by a round keeps it. */
+const LEASE_ROUNDS = 3;
 
 export interface LaneUpkeepOptions {
   redis: Redis | Cluster;
@@ -36,6 +46,8 @@ export interface LaneUpkeepOptions {
   intervalMs?: number;
   /** @default SWEEP_COUNT */
   sweepCount?: number;
+  /** This process's id: rounds run only while it holds the fleet's upkeep lease. Unset: every round runs. */
+  holder?: string;
 }
 
 export interface UpkeepRound {
@@ -50,6 +62,8 @@ export class LaneUpkeep {
   readonly #cursors = new Map<Lane, string>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> | undefined;
+  /** Whether this process held the lease at its last round (it then gives it up when it stops). */
+  #leading = false;
 
   constructor(options: LaneUpkeepOptions) {
     this.#o = options;
@@ -58,7 +72,7 @@ export class LaneUpkeep {
   start(): void {
     if (this.#timer) return;
     const run = () => {
-      this.#running ??= this.round()
+      this.#running ??= this.leadRound()
         .catch((err: Error) => this.#o.logger?.warn({ err: err.message }, 'lane upkeep failed; trying again next round'))
         .finally(() => {
           this.#running = undefined;
@@ -73,9 +87,28 @@ export class LaneUpkeep {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     await this.#running;
+    // Another worker takes over at its next round, not at the lease's expiry.
+    if (this.#leading && this.#o.holder !== undefined) {
+      this.#leading = false;
+      await releaseLease(this.#o.redis, fleetKeys(this.#o.config.redis.prefix).upkeepLeader, this.#o.holder).catch(() => {});
+    }
   }
 
-  /** One round; `start` runs them on its own. */
+  /**
+   * One round if this process holds the upkeep lease (taking it when nobody does), else
+   * undefined; `start` runs them on its own. Without a `holder`, always a round.
+   */
+  async leadRound(): Promise<UpkeepRound | undefined> {
+    const { holder, redis, config } = this.#o;
+    if (holder !== undefined) {
+      const ttlMs = LEASE_ROUNDS * (this.#o.intervalMs ?? FLEET_UPKEEP_INTERVAL_MS);
+      this.#leading = await holdLease(redis, fleetKeys(config.redis.prefix).upkeepLeader, holder, ttlMs);
+      if (!this.#leading) return undefined;
+    }
+    return this.round();
+  }
+
+  /** One round, whoever holds the lease. */
   async round(): Promise<UpkeepRound> {
     const { redis, config } = this.#o;
     const prefix = config.redis.prefix;

@@ -114,7 +114,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   reportOutages(bucketRedis, logger, 'bucket');
   // Admission fails closed without the settings: publish them again whenever they go missing (a
   // Redis restarted without persistence, a FLUSHALL), and reconcile the lanes' admission counts.
-  const upkeep = new LaneUpkeep({ redis, config, logger });
+  const upkeep = new LaneUpkeep({ redis, config, logger, holder: id });
   const stats = new FleetStatsWriter(redis, config.redis.prefix, now);
   // The throttle and retry budget are checked in the bucket's own script (one round trip per call).
   const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) });

@@ -53,11 +53,15 @@ interface Active {
 
 const IDLE_SLEEP_MAX_MS = 100;
 /**
- * An idle worker blocked on the markers still looks at every lane this often: a marker taken by a
- * worker that then filled its slots from a higher lane, or lost in a Redis restart, costs at most
- * this much pickup delay, and an idle worker one cheap round of fetches per second.
+ * An idle worker blocked on the markers still looks at every lane, in case a wake never came: a
+ * marker taken by a worker that stopped before it fetched, or lost in a Redis restart, costs at
+ * most this much pickup delay. It looks a second after its last work, then twice as long after
+ * each look that finds nothing, up to IDLE_LOOK_MAX_MS: a look is a script of 17 commands, and
+ * one a second per worker was a quarter of an idle fleet's Redis commands. A marker wake or a job
+ * taken starts it at a second again, so a busy fleet keeps the short bound.
  */
-const IDLE_BLOCK_MAX_MS = 1_000;
+const IDLE_LOOK_FIRST_MS = 1_000;
+const IDLE_LOOK_MAX_MS = 4_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Dispatcher {
@@ -82,6 +86,8 @@ export class Dispatcher {
    * A lane with no entry is asked before it is fetched from; one found empty is marked empty.
    */
   private readonly ready = new Map<InteractiveLane, number>();
+  /** How long the next idle wait may block before this worker looks at the lanes itself. */
+  private idleLookMs = IDLE_LOOK_FIRST_MS;
 
   constructor(private readonly opts: DispatcherOptions) {
     const { config, ctx } = opts;
@@ -218,7 +224,9 @@ export class Dispatcher {
       try {
         // Learning other workers' backoffs (at most every 100 ms) does not hold up this fetch:
         // a stale view costs at most one job told to wait, not a round trip before every pickup.
-        void this.backoffs.refresh().catch(() => {});
+        // Blocking, it is learnt only while a lane is known to hold work: backoffs hold back only
+        // jobs that wait, and an idle worker's look at empty lanes needs none (4 commands a look).
+        if (!this.waker?.available || this.ready.size > 0) void this.backoffs.refresh().catch(() => {});
         const got = await this.fetchOne();
         if (!got) {
           if (this.waker?.available) {
@@ -230,6 +238,7 @@ export class Dispatcher {
           continue;
         }
         idle = 5;
+        this.idleLookMs = IDLE_LOOK_FIRST_MS;
         if (this.stopping) {
           // Fetched while the stop began: a stopping worker starts nothing new; the job goes back
           // to the front of its lane, no attempt spent, for another worker.
@@ -251,13 +260,17 @@ export class Dispatcher {
    * lane's next delayed job is due; a wait that times out looks at every lane again.
    */
   private async idleWait(): Promise<void> {
-    const timeoutMs = Math.min(IDLE_BLOCK_MAX_MS, this.picker.msUntilTimedOpen());
+    const lookMs = this.idleLookMs;
+    const timeoutMs = Math.min(lookMs, this.picker.msUntilTimedOpen());
     if (timeoutMs < 1) return;
     const woke = await this.waker!.wait(timeoutMs);
     if (!woke) {
+      // A wait cut short for a lane's timed reopening is not a look that found nothing.
+      if (timeoutMs >= lookMs) this.idleLookMs = Math.min(IDLE_LOOK_MAX_MS, lookMs * 2);
       this.picker.wakeAll();
       return;
     }
+    this.idleLookMs = IDLE_LOOK_FIRST_MS;
     if (woke.dueAt > this.opts.ctx.now()) this.picker.dueAtTime(woke.lane, woke.dueAt);
     else {
       this.picker.wakeFromMarker(woke.lane, INTERACTIVE_LANES);

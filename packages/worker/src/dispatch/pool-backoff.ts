@@ -2,8 +2,9 @@
  * Which pools are backed off in which lane. A job the bucket told to wait goes back to the front
  * of its lane, and its pool backs off in that lane, fleet-wide, for the wait: this worker skips
  * the pool's jobs at once, and the others learn it from a ZSET per lane (`pool -> until`) that
- * they read at most every 100 ms. The lane's jobs for other pools keep flowing (the dispatcher
- * brings the first of them to the front). A wait only the fair reserve caused (acquire.lua's
+ * they read at most every 100 ms while they know of work in a lane (dispatcher.ts). The lane's
+ * jobs for other pools keep flowing (the dispatcher brings the first of them to the front). A
+ * wait only the fair reserve caused (acquire.lua's
  * `fair_share`) backs off `fairShareOnly(pool)`: the pool's jobs of tenants with work queued wait,
  * a fresh tenant's may still run. A pool one of this worker's jobs sleeps in place for is backed
  * off in that job's lane too, here only, until the sleeper's acquire answers (run/pool-holds.ts).

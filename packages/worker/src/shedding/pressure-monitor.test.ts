@@ -128,6 +128,48 @@ describe('PressureMonitor', () => {
     expect(w2.shedsLane('sonnet-4', 'low')).toBe(false);
   });
 
+  it('does not compute an idle fleet at rest again until a bucket grants or a job waits', async () => {
+    const { prefix, config, bucket, m } = monitor();
+    const publishedAt = async () => JSON.parse((await db.redis.hget(fleetKeys(prefix).pressure, 'sonnet-4'))!).atMs as number;
+    await m.tick();
+    const first = await publishedAt();
+    // Nothing moved: the tick reads the lanes and the bucket state, and publishes nothing new.
+    await m.tick();
+    await m.tick();
+    expect(await publishedAt()).toBe(first);
+    expect(m.pressureOf('sonnet-4')?.value).toBe(0);
+
+    // A grant rewrites the pool's state: the next tick computes again.
+    await bucket.acquire({ pool: 'sonnet-4', limits: config.models[SONNET]!.limits, lane: 'normal', need: { inputTokens: 10, outputTokens: 10 } });
+    await m.tick();
+    const afterGrant = await publishedAt();
+    expect(afterGrant).toBeGreaterThan(first);
+    // Its bucket not yet full again (rpm 50 refills a request in 1.2 s), the pool is not at rest:
+    await m.tick();
+    expect(await publishedAt()).toBeGreaterThan(afterGrant);
+
+    // A job waiting in a lane is work too, whatever the buckets say.
+    const { m: other, prefix: otherPrefix } = monitor();
+    await other.tick();
+    const before = JSON.parse((await db.redis.hget(fleetKeys(otherPrefix).pressure, 'sonnet-4'))!).atMs as number;
+    await db.redis.lpush(laneKeys(otherPrefix, 'low').wait, 'a-job');
+    await other.tick();
+    expect(JSON.parse((await db.redis.hget(fleetKeys(otherPrefix).pressure, 'sonnet-4'))!).atMs).toBeGreaterThan(before);
+  });
+
+  it('acts on an injected pressure on an idle fleet at rest from its next tick', async () => {
+    const { prefix, config, bucket } = fleet();
+    let brownout = false;
+    const m = new PressureMonitor({ redis: db.redis, bucket, config, logger: silent, holder: 'w1', adjust: (_pool, p) => ({ ...p, value: brownout ? 1 : p.value }) });
+    await m.tick();
+    await m.tick();
+    expect(m.shedsLane('sonnet-4', 'low')).toBe(false);
+    brownout = true;
+    await m.tick();
+    expect(m.shedsLane('sonnet-4', 'low')).toBe(true);
+    expect(await db.redis.hexists(laneKeys(prefix, 'low').shedding, 'sonnet-4')).toBe(1);
+  });
+
   it('hints a retry between a second and the shedding horizon', async () => {
     const { config, m } = monitor();
     expect(m.retryHintMs('sonnet-4')).toBe(config.shedding.horizonMs);

@@ -11,6 +11,10 @@
  * snapshot per pool, two writes), the same values from every worker. A leader that dies is
  * replaced within the lease; the shedding entries outlive that gap, and expire by themselves when
  * no worker is left.
+ *
+ * An idle fleet's pressure stays at rest, so the leader does not compute it again while nothing it
+ * is made of can have moved (see `Resting`): a tick then reads the lanes' depths and each pool's
+ * bucket state, where computing took about seventy commands for four pools.
  */
 import type { Cluster, Redis } from 'ioredis';
 import { capacityOf, computePressure, fleetKeys, holdLease, INTERACTIVE_LANES, laneKeys, poolOf, readFleetStats, releaseLease, type Bucket, type HeadroomConfig, type InteractiveLane, type Logger, type Pressure } from '@headroom/queue';
@@ -44,6 +48,21 @@ export interface PressureMonitorOptions {
   adjust?: PressureAdjust;
 }
 
+/**
+ * What the last compute found when it left every pool at rest (no pressure, full buckets, no
+ * cooldown) with no job waiting or running in the interactive lanes: each pool's bucket state as
+ * read before that compute, and the pressure it computed. Every input of the pressure moves only
+ * through a job: a backlog, or a call, which is granted (the state string is rewritten) before it
+ * can sync a bucket, cool a model down or move a throttle, and runs inside an active job. So while
+ * the lanes stay empty and no state string changes, a new compute would give the same at-rest
+ * values and write nothing new. Time alone only brings pressure back towards rest, and while it is
+ * not at rest the leader computes every tick.
+ */
+interface Resting {
+  states: (Buffer | null)[];
+  computed: Map<string, Pressure>;
+}
+
 /** A pool's pressure as the computing worker published it (`{…:fleet}:pressure`). */
 interface Published extends Pressure {
   /** Redis time of the bucket snapshot it was computed from. */
@@ -65,6 +84,8 @@ export class PressureMonitor {
   private running: Promise<void> | undefined;
   /** Whether this worker computed the last tick (it then gives the lease up when it stops). */
   private leading = false;
+  /** Set while the last compute found the fleet idle and every pool at rest; cleared when this worker stops leading. */
+  private resting: Resting | undefined;
 
   constructor(opts: PressureMonitorOptions) {
     const { config } = opts;
@@ -135,12 +156,17 @@ export class PressureMonitor {
   async tick(): Promise<void> {
     const lease = fleetKeys(this.config.redis.prefix).pressureLeader;
     this.leading = await holdLease(this.redis, lease, this.holder, LEASE_TICKS * this.intervalMs);
-    if (!this.leading) return this.follow();
+    if (!this.leading) {
+      // Another worker led meanwhile: what this one knew of the rest is not to be trusted.
+      this.resting = undefined;
+      return this.follow();
+    }
     try {
       await this.compute();
     } catch (err) {
       // A leader that cannot compute (its bucket connection down, say) lets another try next tick.
       this.leading = false;
+      this.resting = undefined;
       await releaseLease(this.redis, lease, this.holder).catch(() => {});
       throw err;
     }
@@ -166,24 +192,34 @@ export class PressureMonitor {
 
   private async compute(): Promise<void> {
     const prefix = this.config.redis.prefix;
-    // Two commands per lane, sent together: each lane is its own Redis Cluster slot. A fair lane
-    // keeps its waiting jobs in `prioritized`.
-    const depths = await Promise.all(
-      INTERACTIVE_LANES.flatMap((lane) => {
-        const k = laneKeys(prefix, lane);
-        return [this.redis.llen(k.wait), this.redis.zcard(k.prioritized)];
-      }),
-    );
-    const backlogJobs = depths.reduce((a, b) => a + b, 0);
+    // Three commands per lane, sent together: each lane is its own Redis Cluster slot. A fair lane
+    // keeps its waiting jobs in `prioritized`. Read before the buckets, so a grant in between is
+    // seen as a change at the next tick.
+    const [depths, states] = await Promise.all([
+      Promise.all(
+        INTERACTIVE_LANES.map(async (lane) => {
+          const k = laneKeys(prefix, lane);
+          const [waiting, prioritized, active] = await Promise.all([this.redis.llen(k.wait), this.redis.zcard(k.prioritized), this.redis.llen(k.active)]);
+          return { backlog: waiting + prioritized, active };
+        }),
+      ),
+      Promise.all([...this.pools.keys()].map((pool) => this.redis.getBuffer(this.bucket.keys(pool).bucket))),
+    ]);
+    const backlogJobs = depths.reduce((a, d) => a + d.backlog, 0);
+    const idle = depths.every((d) => d.backlog === 0 && d.active === 0);
+    if (idle && this.stillResting(states)) return;
     const oldestLowWaitMs = await this.oldestWaitMs('low');
     const stats = await readFleetStats(this.redis, prefix, 5);
 
     const shedLanes: InteractiveLane[] = this.config.shedding.shedNormal ? ['low', 'normal'] : ['low'];
+    const computed = new Map<string, Pressure>();
     for (const [pool, models] of this.pools) {
       const limits = this.config.models[models[0]!]!.limits;
       // With its models' throttles: capacity a brownout takes away counts as pressure.
       const snapshot = await this.bucket.snapshot(pool, limits, { models });
-      const pressure = this.adjust(pool, computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve, oldestWaitMs: oldestLowWaitMs, maxWaitMs: this.config.lanes.low.maxWaitMs, capacityFactor: capacityOf(models, snapshot.throttles) }));
+      const raw = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve, oldestWaitMs: oldestLowWaitMs, maxWaitMs: this.config.lanes.low.maxWaitMs, capacityFactor: capacityOf(models, snapshot.throttles) });
+      computed.set(pool, raw);
+      const pressure = this.adjust(pool, raw);
       const was = this.latest.get(pool)?.value ?? 0;
       this.latest.set(pool, pressure);
       const shedding = pressure.value >= this.config.shedding.lowAt;
@@ -201,7 +237,29 @@ export class PressureMonitor {
         this.redis.hset(fleetKeys(prefix).pressure, pool, JSON.stringify({ ...pressure, atMs: snapshot.atMs, shedding })),
       ]);
     }
+    this.resting = idle && [...this.latest.values()].every(atRest) ? { states, computed } : undefined;
   }
+
+  /**
+   * Whether the last compute's rest still holds: no pool's bucket state has changed since, and the
+   * pressure to act on (the injected adjustment applied to what was computed) is still at rest.
+   * What was published then stays true: the dashboard shows it, and the other workers, once it
+   * is older than a shedding entry's hold, act on no pressure, the same as none.
+   */
+  private stillResting(states: (Buffer | null)[]): boolean {
+    const resting = this.resting;
+    if (!resting) return false;
+    const unchanged = states.every((state, i) => {
+      const was = resting.states[i];
+      return state === null || was === null || was === undefined ? state === was : state.equals(was);
+    });
+    return unchanged && [...resting.computed].every(([pool, pressure]) => atRest(this.adjust(pool, pressure)));
+  }
+}
+
+/** No pressure, nothing drawn from the bucket, no model cooling down: what an idle pool shows. */
+function atRest(p: Pressure): boolean {
+  return p.value === 0 && p.utilization === 0 && p.drainMs === 0 && p.coolingModels === 0;
 }
 
 function parsePublished(raw: string | undefined): Published | undefined {
