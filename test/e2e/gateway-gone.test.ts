@@ -72,7 +72,8 @@ async function startGatewayProcess(): Promise<{ proc: FleetProcess; url: string;
   await until(
     async () => {
       if (proc.child.exitCode !== null) throw new Error(`gateway exited:\n${proc.output()}`);
-      id = (await readHeartbeats(admin, PREFIX, 'gateway')).alive[0]?.id;
+      // Its own entry: one killed before may still be alive in the hash.
+      id = (await readHeartbeats(admin, PREFIX, 'gateway')).alive.find((hb) => hb.pid === proc.child.pid)?.id;
       return id !== undefined && proc.output().includes('"msg":"gateway started"');
     },
     30_000,
@@ -102,6 +103,23 @@ async function failureOf(jobId: string): Promise<{ code: string; message: string
 }
 
 describe('headroom gateway killed (SIGKILL)', () => {
+  it('names itself on the jobs no other caller can share, and on those only', async () => {
+    const { proc, url, id } = await startGatewayProcess();
+    const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 0 });
+    const gatewayOf = async (headers: Record<string, string>): Promise<unknown> => {
+      const { response } = await anthropic.messages.create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: `Who waits? ${JSON.stringify(headers)}` }] }, { headers }).withResponse();
+      const jobId = response.headers.get('headroom-job-id')!;
+      const data = await admin.hget(`${laneKeys(PREFIX, 'normal').jobKeyPrefix}${jobId}`, 'data');
+      return (JSON.parse(data!) as { gateway?: string }).gateway;
+    };
+    expect(await gatewayOf({})).toBe(id);
+    // Shared jobs may have callers elsewhere (the SDK's retry under the same key, on another gateway).
+    expect(await gatewayOf({ 'headroom-idempotency-key': 'who-waits-1' })).toBeUndefined();
+    expect(await gatewayOf({ 'headroom-coalesce': 'true' })).toBeUndefined();
+    proc.child.kill('SIGKILL');
+    await proc.exited;
+  });
+
   it('its stream in flight is stopped and its queued calls are never sent: every job ends CANCELLED', async () => {
     const { proc, url, id } = await startGatewayProcess();
     const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 0 });
