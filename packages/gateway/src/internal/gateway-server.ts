@@ -69,9 +69,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const producer = new Producer({ redis: opts.redisUrl, prefix: config.redis.prefix, maxJobBytes: config.limits.maxJobBytes });
   const metrics: GatewayMetrics = new GatewayMetrics({ defaultMetrics: config.gateway.metricsPort !== undefined, inFlight: (): number => handler.inFlight });
   const id = `gateway-${randomUUID().slice(0, 8)}`;
-  // Its jobs name it once its entry is there to be found (see waiter()).
-  const waiter = (): string | undefined => (heartbeat?.written ? id : undefined);
-  const handler = new GatewayHandler(config, keys, producer, logger, metrics, waiter);
+  // Its jobs name it once its first beat is written: a worker must find the gateway a job names.
+  const handler: GatewayHandler = new GatewayHandler(config, keys, producer, logger, metrics, (): string | undefined => (heartbeat.written ? id : undefined));
   const { headersTimeoutMs, bodyTimeoutMs } = config.gateway;
   // Sockets whose request head has arrived, with its answer: a timeout on one of those is its
   // body's, and once its answer has started, a second answer would corrupt the stream.
@@ -119,9 +118,13 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // gateway closes it fails with ECONNRESET. headersTimeout still bounds each request's head: Node
   // times a head from its first byte, not from the end of the answer before it.
   server.keepAliveTimeout = config.gateway.keepAliveTimeoutMs;
-  let heartbeat: Heartbeat | undefined;
+  // Seen by the dashboard and `headroom status` beside the workers. Its own connection, so a beat
+  // never waits behind an enqueue, and one that fails fast: a beat while Redis is away is missed,
+  // not queued, and never holds up a stop. Workers withdraw the jobs it waits on once its beats
+  // stop (a SIGKILL, an OOM): the interval bounds how long after its death one may still start.
   const heartbeatRedis = createRedis(opts.redisUrl, 'producer');
   reportOutages(heartbeatRedis, logger, 'heartbeat');
+  const heartbeat = new Heartbeat({ redis: heartbeatRedis, prefix: config.redis.prefix, kind: 'gateway', id, concurrency: 0, inFlight: () => handler.inFlight, intervalMs: config.gateway.heartbeatMs, logger });
   // Down: it starts anyway (its answers say Redis is away until it is back). Refusing it
   // (password, database, certificate): every retry would be refused, so the start fails before
   // it listens, naming the Redis and why. The producer's connection goes to the same Redis.
@@ -155,15 +158,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
           // Ready while it takes calls: not once it drains (it no longer listens then).
           health: () => ({ ready: !handler.draining, body: { ok: !handler.draining, inFlight: handler.inFlight } }),
         });
-  // Seen by the dashboard and `headroom status` beside the workers. Its own connection, so a beat
-  // never waits behind an enqueue, and one that fails fast: a beat while Redis is away is missed,
-  // not queued, and never holds up a stop.
-  // Workers withdraw the jobs it waits on once its beats stop (a SIGKILL, an OOM): the beat's
-  // interval bounds how long after its death one may still start (gateway-presence.ts).
-  const beats = new Heartbeat({ redis: heartbeatRedis, prefix: config.redis.prefix, kind: 'gateway', id, concurrency: 0, inFlight: () => handler.inFlight, intervalMs: config.gateway.heartbeatMs, logger });
-  heartbeat = beats;
   // Its first beat waits for the connection (a fail-fast one refuses commands until then).
-  const startBeating = () => beats.start();
+  const startBeating = () => heartbeat.start();
   // Checked before the gateway listened, the connection may be ready already.
   if (heartbeatRedis.status === 'ready') startBeating();
   else heartbeatRedis.once('ready', startBeating);
@@ -199,7 +195,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         await within(handler.idle(), CUT_SETTLE_MS);
         await producer.close();
         await metricsServer?.close();
-        await beats.stop();
+        await heartbeat.stop();
         heartbeatRedis.disconnect();
         logger.info({ id, drained }, 'gateway stopped');
         // The last line: let it reach stdout before a caller exits the process.
