@@ -7,7 +7,8 @@
  * answer ends, whether the answer began before SIGTERM or after. A stream whose answer began after
  * SIGTERM is cut too, and both SDKs raise: its head said `connection: close`, after which their
  * fetch (undici) took the cut for the body's end and the stream ended cleanly, truncated. And one
- * killed outright (SIGKILL) loses no job it accepted.
+ * killed outright (SIGKILL) leaves the calls already at the provider to end completed when they end
+ * before its heartbeat lapses (gateway-gone.test.ts: what is left then is withdrawn).
  */
 import { Agent, request, type IncomingMessage } from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
@@ -259,7 +260,7 @@ describe('headroom gateway on SIGTERM', () => {
     }
   });
 
-  it('killed mid-call (SIGKILL): its clients see the connection cut, the jobs still end completed, and the relayed stream expires', async () => {
+  it('killed mid-call (SIGKILL): its clients see the connection cut, calls that end before its heartbeat lapses (15 s) end completed, and the relayed stream expires', async () => {
     const { proc, url } = await startGatewayProcess(20_000);
     const admin = new Redis(redis.url);
     try {
@@ -272,7 +273,8 @@ describe('headroom gateway on SIGTERM', () => {
       await callsInFlight(2);
       proc.child.kill('SIGKILL');
       for (const cut of await Promise.all([plain, streamed])) expect(cut).toBeInstanceOf(Anthropic.APIConnectionError);
-      // The fleet finishes what it accepted, with nobody left to answer.
+      // Calls of 2 s, already at the provider: they end before the gateway is known gone (its
+      // last beat vouches for it for 15 s), and the fleet records them, with nobody left to answer.
       const deadline = Date.now() + 15_000;
       while ((await admin.zcard(k.completed)) < completedBefore + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(await admin.zcard(k.completed)).toBe(completedBefore + 2);

@@ -185,6 +185,7 @@ const GATEWAY_DEFAULTS = {
   slowClientMs: 30_000,
   streamPingMs: 15_000,
   shutdownGraceMs: 30_000,
+  heartbeatMs: 5_000,
   metricsHost: '127.0.0.1',
   metricsTokenEnv: 'HEADROOM_METRICS_TOKEN',
 };
@@ -227,6 +228,13 @@ const GatewayConfig = z.strictObject({
    * up to this long; then the rest are cut and their jobs cancelled.
    */
   shutdownGraceMs: positiveInt.default(30_000),
+  /**
+   * How often the gateway beats into the fleet's `gateways` hash; each beat vouches for it for three
+   * of these. A gateway killed (SIGKILL, OOM) is known gone once its last beat lapses, and the
+   * workers then withdraw the jobs it waited on: shorter finds it sooner, and a gateway whose beats
+   * stall longer than that (a blocked event loop, Redis out of its reach) loses its queued calls.
+   */
+  heartbeatMs: intIn(100).default(5_000),
   /** Serve /metrics, /healthz and /readyz on this port, apart from the client-facing one. */
   metricsPort: port(0).optional(),
   /** The address that server binds (as `dispatch.metricsHost`). @default '127.0.0.1' */

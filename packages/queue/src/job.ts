@@ -214,6 +214,14 @@ const JobCommon = {
    * such keys never share a job. Never sent to the provider.
    */
   scope: TenantId.optional(),
+  /**
+   * The gateway process waiting on this job (its id in the fleet's `gateways` heartbeats). A
+   * worker withdraws the job, as its client's cancel would, once that gateway's heartbeat is gone:
+   * killed, its clients have already been cut off and their SDKs send the call again elsewhere.
+   * The gateway sets it only on a job no other caller can share (no idempotency key, no
+   * coalescing). Never sent to the provider.
+   */
+  gateway: TenantId.optional(),
   /** `none`: no deadline; goes to the provider's batch API at half price. */
   sla: z.enum(['interactive', 'none']).optional(),
   /** A repeated enqueue with the same key returns the first job instead of adding another. */

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, untilReady, INTERACTIVE_LANES, promoteRaisedTenantParks, tenantTpmOf, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, untilReady, INTERACTIVE_LANES, promoteRaisedTenantParks, tenantTpmOf, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, readHeartbeats, createLogger, type Logger } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
@@ -19,6 +19,7 @@ import { WorkerMetrics } from './metrics.js';
 import { PressureMonitor, type PressureAdjust } from './shedding/pressure-monitor.js';
 import { createAdapters } from './providers/index.js';
 import type { ProviderAdapter } from './providers/types.js';
+import { GatewayPresence } from './run/gateway-presence.js';
 import { LimitNotices } from './run/limit-notices.js';
 import { PoolHolds } from './run/pool-holds.js';
 import { PromptCacheMemory } from './run/prompt-cache-memory.js';
@@ -141,6 +142,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       tenantWaits: new TenantWaits(),
       poolHolds: new PoolHolds(),
       limitNotices: new LimitNotices(logger),
+      gateways: new GatewayPresence(() => readHeartbeats(redis, config.redis.prefix, 'gateway'), now),
       now,
     },
   });

@@ -68,7 +68,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const logger = opts.logger ?? createLogger({ name: 'gateway' });
   const producer = new Producer({ redis: opts.redisUrl, prefix: config.redis.prefix, maxJobBytes: config.limits.maxJobBytes });
   const metrics: GatewayMetrics = new GatewayMetrics({ defaultMetrics: config.gateway.metricsPort !== undefined, inFlight: (): number => handler.inFlight });
-  const handler = new GatewayHandler(config, keys, producer, logger, metrics);
+  const id = `gateway-${randomUUID().slice(0, 8)}`;
+  // Its jobs name it once its first beat is written: a worker must find the gateway a job names.
+  const handler: GatewayHandler = new GatewayHandler(config, keys, producer, logger, metrics, (): string | undefined => (heartbeat.written ? id : undefined));
   const { headersTimeoutMs, bodyTimeoutMs } = config.gateway;
   // Sockets whose request head has arrived, with its answer: a timeout on one of those is its
   // body's, and once its answer has started, a second answer would corrupt the stream.
@@ -116,8 +118,13 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // gateway closes it fails with ECONNRESET. headersTimeout still bounds each request's head: Node
   // times a head from its first byte, not from the end of the answer before it.
   server.keepAliveTimeout = config.gateway.keepAliveTimeoutMs;
+  // Seen by the dashboard and `headroom status` beside the workers. Its own connection, so a beat
+  // never waits behind an enqueue, and one that fails fast: a beat while Redis is away is missed,
+  // not queued, and never holds up a stop. Workers withdraw the jobs it waits on once its beats
+  // stop (a SIGKILL, an OOM): the interval bounds how long after its death one may still start.
   const heartbeatRedis = createRedis(opts.redisUrl, 'producer');
   reportOutages(heartbeatRedis, logger, 'heartbeat');
+  const heartbeat = new Heartbeat({ redis: heartbeatRedis, prefix: config.redis.prefix, kind: 'gateway', id, concurrency: 0, inFlight: () => handler.inFlight, intervalMs: config.gateway.heartbeatMs, logger });
   // Down (REDIS_UNAVAILABLE): it starts anyway (its answers say Redis is away until it is back).
   // Refusing it (REDIS_REFUSED: password, database, certificate): every retry would be refused,
   // so the start fails before it listens, naming the Redis and why. The producer's connection
@@ -162,11 +169,6 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? config.gateway.host;
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  // Seen by the dashboard and `headroom status` beside the workers. Its own connection, so a beat
-  // never waits behind an enqueue, and one that fails fast: a beat while Redis is away is missed,
-  // not queued, and never holds up a stop.
-  const id = `gateway-${randomUUID().slice(0, 8)}`;
-  const heartbeat = new Heartbeat({ redis: heartbeatRedis, prefix: config.redis.prefix, kind: 'gateway', id, concurrency: 0, inFlight: () => handler.inFlight, logger });
   // Its first beat waits for the connection (a fail-fast one refuses commands until then).
   const startBeating = () => heartbeat.start();
   // Checked before the gateway listened, the connection may be ready already.
@@ -247,6 +249,8 @@ class GatewayHandler {
     private readonly producer: Producer,
     private readonly logger: Logger,
     private readonly metrics: GatewayMetrics,
+    /** This gateway's id in the fleet's heartbeats, once it has beaten (undefined before). */
+    private readonly waiter: () => string | undefined,
   ) {
     const of = (provider: Provider) => Object.keys(config.models).filter((m) => config.models[m]?.provider === provider);
     this.#modelsOf = { anthropic: of('anthropic'), openai: of('openai') };
@@ -455,6 +459,7 @@ class GatewayHandler {
       ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey } : {}),
       ...(options.coalesce !== undefined ? { coalesce: options.coalesce } : {}),
       ...(dialect.provider === 'anthropic' ? betasFromHeader(req.headers['anthropic-beta']) : {}),
+      ...waitedOnBy(this.waiter(), options),
     } as LlmJobInput;
     if (body.stream === true) await this.#streamed(res, dialect, job, maxWaitMs);
     else await this.#plain(res, dialect, job, maxWaitMs);
@@ -663,6 +668,19 @@ function pageOf(models: readonly string[], query: URLSearchParams, dialect: Dial
   if (typeof start !== 'number') return start;
   const from = after === null ? 0 : start + 1;
   return { models: models.slice(from, from + limit), hasMore: from + limit < models.length };
+}
+
+/**
+ * The gateway a job names as the one waiting on it, so that workers withdraw it if this gateway is
+ * killed (a SIGKILL, an OOM: its clients are cut off and their SDKs send their calls elsewhere).
+ * Only on a job no other caller can share: a job joined through an idempotency key or coalescing
+ * may have callers elsewhere (a Producer, another gateway, the retry of this very call under its
+ * key), and the job records how many share it, not who. A batch call is left alone too: its batch
+ * is submitted by the batch lane's leader, which does not ask.
+ */
+function waitedOnBy(gateway: string | undefined, options: HeadroomOptions): { gateway?: string } {
+  const unwatched = options.idempotencyKey !== undefined || options.coalesce === true || options.sla === 'none';
+  return gateway === undefined || unwatched ? {} : { gateway };
 }
 
 /**

@@ -95,6 +95,14 @@ export class Heartbeat {
     this.#timer.unref();
   }
 
+  /**
+   * A beat has been written: until then this process has no entry. A gateway names itself on the
+   * jobs it enqueues only from then on, so a worker never finds a job whose gateway it cannot see.
+   */
+  get written(): boolean {
+    return this.#beats > 0;
+  }
+
   /** Writes one entry now. */
   async beat(): Promise<void> {
     const { redis, prefix, id } = this.#o;

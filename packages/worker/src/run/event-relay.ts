@@ -81,6 +81,14 @@ export class EventRelay {
       });
   }
 
+  /**
+   * Refuses every write from now on, as Redis refuses them once the job is cancelled: for a
+   * withdrawal the worker decides itself (the job's gateway is gone, gateway-presence.ts).
+   */
+  withdraw(): void {
+    this.#refuse('cancelled');
+  }
+
   #refuse(why: RelayRefusal): void {
     if (this.#refused !== undefined) return;
     this.#refused = why;

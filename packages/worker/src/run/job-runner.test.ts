@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, publishFleetSettings, readFleetStats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
+import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, publishFleetSettings, readFleetStats, readHeartbeats, Heartbeat, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
@@ -14,6 +14,7 @@ import { WorkerMetrics } from '../metrics.js';
 import { createAdapters } from '../providers/index.js';
 import { COOLDOWN_RESUME_SPREAD_MS, JobCancelled, runJob } from './job-runner.js';
 import type { JobMeta, RunContext, ShedView } from './run-context.js';
+import { GatewayPresence } from './gateway-presence.js';
 import { LimitNotices } from './limit-notices.js';
 import { PoolHolds } from './pool-holds.js';
 import { PromptCacheMemory } from './prompt-cache-memory.js';
@@ -81,6 +82,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     tenantWaits: new TenantWaits(),
     poolHolds: new PoolHolds(),
     limitNotices: new LimitNotices(logger),
+    gateways: new GatewayPresence(() => readHeartbeats(db.redis, prefix, 'gateway'), Date.now),
   };
 }
 
@@ -717,6 +719,28 @@ describe('runJob', () => {
     abort.abort();
     expect(await run(context(), job(), meta(), abort.signal)).toEqual({ kind: 'aborted', progress: { attempts: 0 } });
   });
+
+  it('withdraws a job whose gateway is gone, as its client would: CANCELLED, no provider call, its grant given back whole', async () => {
+    const { ctx, requestsLeft } = scarceRequests();
+    // Its gateway beat, then was killed: its entry removed (or lapsed) from the fleet's gateways.
+    const gateway = new Heartbeat({ redis: db.redis, prefix: ctx.config.redis.prefix, kind: 'gateway', id: 'gateway-killed', concurrency: 0, inFlight: () => 0 });
+    await gateway.beat();
+    await gateway.stop();
+    const before = calls(SONNET);
+    const outcome = await run(ctx, job({ gateway: 'gateway-killed' }));
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' }, progress: { attempts: 0 } });
+    expect((outcome as { failure: { message: string } }).failure.message).toContain('the gateway waiting on it (gateway-killed) is gone');
+    expect(calls(SONNET)).toBe(before);
+    expect(await requestsLeft()).toBe(6);
+  });
+
+  it('runs a job whose gateway still beats', async () => {
+    const ctx = context();
+    await new Heartbeat({ redis: db.redis, prefix: ctx.config.redis.prefix, kind: 'gateway', id: 'gateway-live', concurrency: 0, inFlight: () => 0 }).beat();
+    const before = calls(SONNET);
+    expect(await run(ctx, job({ gateway: 'gateway-live' }))).toMatchObject({ kind: 'completed', result: { attempts: 1 } });
+    expect(calls(SONNET)).toBe(before + 1);
+  });
 });
 
 describe('runJob, streamed', () => {
@@ -1087,5 +1111,31 @@ describe('runJob, streamed', () => {
     const before = calls(SONNET);
     expect(await run(context(), streamed(), streamMeta(), abort.signal)).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' } });
     expect(calls(SONNET)).toBe(before);
+  });
+
+  it('stops a streamed call whose gateway goes away mid-stream, and fails CANCELLED with the output produced', async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    const ctx = context();
+    const m = streamMeta();
+    const gateway = new Heartbeat({ redis: db.redis, prefix: ctx.config.redis.prefix, kind: 'gateway', id: 'gateway-mid', concurrency: 0, inFlight: () => 0 });
+    await gateway.beat();
+    try {
+      const running = run(ctx, { ...streamed({ max_tokens: 400 }), gateway: 'gateway-mid' }, m);
+      await expect.poll(async () => (await relayed(ctx, m.id)).length, { timeout: 5_000 }).toBeGreaterThan(5);
+      // The rest of the answer a token a second: it outlasts the test unless it is stopped.
+      sim.setPace({ streamTokenMs: 1_000 });
+      await gateway.stop();
+      const outcome = await running;
+      expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' } });
+      const { message } = (outcome as { failure: { message: string } }).failure;
+      expect(message).toContain('the gateway waiting on it (gateway-mid) is gone');
+      expect(Number(/about (\d+) output tokens/.exec(message)?.[1])).toBeGreaterThan(0);
+      await expect.poll(() => sim.stats().admissions.at(-1)?.done, { timeout: 5_000 }).toBe(true);
+      const admission = sim.stats().admissions.at(-1)!;
+      expect(admission).toMatchObject({ streamed: true, clientClosed: true });
+      expect(admission.outputSent).toBeLessThan(400);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
   });
 });

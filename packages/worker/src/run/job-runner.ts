@@ -10,6 +10,7 @@ import { shedFailure } from '../shedding/shed-decision.js';
 import { answered, fromEarlierAttempt } from './completed.js';
 import { pastDeadline } from './deadline.js';
 import { afterFailure } from './failed-call.js';
+import { gatewayGoneFailure } from './gateway-presence.js';
 import { ladderOf } from './model-ladder.js';
 import { planCall } from './plan.js';
 import { PlanWaits } from './plan-wait.js';
@@ -51,6 +52,9 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       if (signal.aborted) return stopped(signal, progress, 'before its provider call');
       const late = pastDeadline(job, meta, ctx.now());
       if (late) return { kind: 'failed', failure: late, progress };
+      // Asked ahead of the acquire and read once granted: the answer mostly comes from this
+      // worker's cached read of the gateways (gateway-presence.ts), without a round trip.
+      const gatewayGone = job.gateway === undefined ? false : ctx.gateways.gone(job.gateway, startedAt);
       const plan = await planCall(ctx, job, meta, fellBackFrom);
       waits.acquired();
       if (plan.kind === 'never_fits') return { kind: 'failed', failure: jobFailure(FailureCode.NEVER_FITS, plan.message), progress };
@@ -65,7 +69,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
       const attemptsBefore = progress.attempts;
       const ahead = waits.ahead(pool);
       const relayed = relay === undefined ? 'open' : await relay;
-      if (signal.aborted || ahead || relayed !== 'open') {
+      const orphaned = await gatewayGone;
+      if (signal.aborted || ahead || relayed !== 'open' || orphaned) {
         // Granted but never called: the whole reservation goes back, its request too (kept, a
         // pool whose requests bind would lose a call per grant given back), and a retry's place
         // in the budget.
@@ -74,6 +79,8 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         if (relayed === 'taken') return await fromEarlierAttempt(ctx, job, meta, progress);
         // Its caller cancelled it (the flag the relay checks) and this worker missed the message.
         if (relayed === 'cancelled') return { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, 'cancelled by its caller before its provider call'), progress };
+        // Its gateway was killed with its client's connection: nobody is left to answer.
+        if (orphaned && job.gateway !== undefined) return { kind: 'failed', failure: gatewayGoneFailure(job.gateway, 'before its provider call; no provider call was made'), progress };
         if (!ahead) return stopped(signal, progress, 'before its provider call');
         return waits.behind(pool, ahead);
       }

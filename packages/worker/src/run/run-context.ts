@@ -7,6 +7,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider, StreamErrorEvent, TenantPark } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
+import type { GatewayPresence } from './gateway-presence.js';
 import type { PromptCacheMemory } from './prompt-cache-memory.js';
 import type { LimitNotices } from './limit-notices.js';
 import type { PoolHolds } from './pool-holds.js';
@@ -61,6 +62,8 @@ export interface RunContext {
   poolHolds: PoolHolds;
   /** Says once when the config sets a limit above the provider's announced one. */
   limitNotices: LimitNotices;
+  /** Whether the gateway a job names is still there (a killed one's jobs are withdrawn). */
+  gateways: GatewayPresence;
 }
 
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */

@@ -22,6 +22,7 @@
 import { answeredFailure, callOptionsOf, FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type StreamErrorEvent, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallOk, ProviderStreamResult, StreamProgress } from '../providers/types.js';
 import { EventRelay, type RelayRefusal } from './event-relay.js';
+import { gatewayGoneFailure, STREAM_PRESENCE_CHECK_MS } from './gateway-presence.js';
 import { describeFailure } from './retry-policy.js';
 import { isCancel, type JobMeta, type RunContext } from './run-context.js';
 import { syncHeaders } from './settle.js';
@@ -56,6 +57,7 @@ export async function streamedCall(
 ): Promise<StreamedCall> {
   const stop = new AbortController();
   const relay = new EventRelay(ctx.redis, ctx.config.redis.prefix, meta.id, (why) => stop.abort(why));
+  const orphaned = watchGateway(ctx, job, call.startedAt, relay);
   let output = false;
   /** The answer's opening events, until its first output; undefined once relayed. */
   let opening: string[] | undefined = [];
@@ -69,7 +71,7 @@ export async function streamedCall(
     for (const data of opening) relay.push({ kind: 'event', data });
     opening = undefined;
   };
-  const res: ProviderStreamResult = await ctx.adapters[job.provider].stream({
+  const res: ProviderStreamResult = await orphaned.during(ctx.adapters[job.provider].stream({
     model: call.model,
     request: job.request,
     ...callOptionsOf(job),
@@ -96,7 +98,7 @@ export async function streamedCall(
       if (carriesOutput) output = true;
       relay.push({ kind: 'event', data }, { now: firstToken });
     },
-  });
+  }));
 
   clearTimeout(holdTimer);
   if (res.ok) {
@@ -118,13 +120,47 @@ export async function streamedCall(
   const usage = producedSoFar(progress, call.reservation);
   const seen = { status: failure.status, usage };
   if (cancelled) {
-    return { kind: 'ended', ...seen, failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller after ${progress.events} events (about ${usage.outputTokens} output tokens)`) };
+    const after = `after ${progress.events} events (about ${usage.outputTokens} output tokens)`;
+    return { kind: 'ended', ...seen, failure: orphaned.gone && job.gateway !== undefined ? gatewayGoneFailure(job.gateway, after) : jobFailure(FailureCode.CANCELLED, `cancelled by its caller ${after}`) };
   }
   if (refused !== undefined) return { kind: 'ended', ...seen, failure: relayFailure(refused, progress) };
   const ended = answeredFailure(FailureCode.STREAM_FAILED, `${describeFailure(failure)} (after ${progress.events} events had been streamed)`, failure);
   // Not relayed here: the finish that fails the job writes it (lua/finish-14.lua), so a caller
   // that reads the failure finds the job failed, and a repeat of its key runs again.
   return { kind: 'ended', ...seen, failure: ended, failureKind: failure.kind, streamError: { kind: 'error', data: res.errorEvent, failure: ended } };
+}
+
+/**
+ * While the call streams, asks every `STREAM_PRESENCE_CHECK_MS` whether the job's gateway is still
+ * there (a cached answer mostly: gateway-presence.ts), and once it is gone withdraws the relay, as a
+ * cancel would: the call is stopped and charged what it produced. Not asked per event: a relay
+ * write is per network read, and the answer changes only when a gateway dies.
+ */
+function watchGateway(ctx: RunContext, job: LlmJob, callStartedAt: number, relay: EventRelay): { during<T>(call: Promise<T>): Promise<T>; readonly gone: boolean } {
+  const gateway = job.gateway;
+  let gone = false;
+  /** The call has ended: an answer still on its way must not refuse the end's write. */
+  let ended = false;
+  const timer =
+    gateway === undefined
+      ? undefined
+      : setInterval(() => {
+          void ctx.gateways.gone(gateway, callStartedAt).then((answer) => {
+            if (!answer || gone || ended) return;
+            gone = true;
+            relay.withdraw();
+          });
+        }, STREAM_PRESENCE_CHECK_MS);
+  return {
+    during: (call) =>
+      call.finally(() => {
+        ended = true;
+        clearInterval(timer);
+      }),
+    get gone() {
+      return gone;
+    },
+  };
 }
 
 /**
