@@ -14,9 +14,20 @@ const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 
 interface Choice {
   index: number;
-  message: { role: string; content: string | null; refusal: string | null; tool_calls?: Json[] };
-  logprobs: unknown;
+  message: { role: string; content: string | null; refusal: string | null; tool_calls?: Json[]; function_call?: Json };
+  logprobs: Json | null;
   finish_reason: string | null;
+}
+
+/** Each chunk's token entries appended to the choice's, as the SDK's ChatCompletionStream does. */
+function appendLogprobs(choice: Choice, logprobs: Json): void {
+  const { content, refusal, ...rest } = logprobs;
+  const into = (choice.logprobs ??= {});
+  Object.assign(into, rest);
+  if (Array.isArray(content)) into.content = [...(Array.isArray(into.content) ? into.content : []), ...content];
+  else if (content !== undefined && !('content' in into)) into.content = content;
+  if (Array.isArray(refusal)) into.refusal = [...(Array.isArray(into.refusal) ? into.refusal : []), ...refusal];
+  else if (refusal !== undefined && !('refusal' in into)) into.refusal = refusal;
 }
 
 export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
@@ -53,6 +64,7 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
       choice = { index, message: { role: 'assistant', content: null, refusal: null }, logprobs: null, finish_reason: null };
       this.#choices.set(index, choice);
     }
+    if (isRecord(c.logprobs)) appendLogprobs(choice, c.logprobs);
     const delta = isRecord(c.delta) ? c.delta : {};
     if (typeof delta.role === 'string') choice.message.role = delta.role;
     if (typeof delta.content === 'string') {
@@ -77,6 +89,16 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
           call.function.arguments = String(call.function.arguments) + fn.arguments;
           this.#text += fn.arguments;
         }
+      }
+    }
+    // The legacy `functions` call (deprecated, still served): a name, then its arguments in pieces.
+    if (isRecord(delta.function_call)) {
+      const fn = delta.function_call;
+      const call = (choice.message.function_call ??= { name: '', arguments: '' });
+      if (typeof fn.name === 'string' && fn.name !== '') call.name = fn.name;
+      if (typeof fn.arguments === 'string') {
+        call.arguments = String(call.arguments) + fn.arguments;
+        this.#text += fn.arguments;
       }
     }
     if (typeof c.finish_reason === 'string') choice.finish_reason = c.finish_reason;
