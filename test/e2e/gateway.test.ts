@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { GATEWAY_KEYS, GPT, GPT_MINI, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+import { GATEWAY_KEYS, GPT, GPT_MINI, HAIKU, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
 import { until } from '../support/probes.js';
 
 let redis: EmbeddedRedis;
@@ -477,6 +477,20 @@ describe('the gateway with the official SDKs', () => {
     expect(gptModels.sort()).toEqual(['gpt-4.1', 'gpt-4.1-mini']);
     const counted = await fleet.anthropic().messages.countTokens({ model: SONNET, messages: [{ role: 'user', content: 'How many tokens is this?' }] });
     expect(counted.input_tokens).toBeGreaterThan(5);
+  });
+
+  it("describes each model in the fields the SDKs declare, with a release date that does not change with the gateway's start", async () => {
+    const claudeModels = (await fleet.anthropic().models.list()).data;
+    // Every field of SDK 1.13's ModelInfo present: a client's filter on lifecycle finds the models.
+    expect(claudeModels.filter((m) => m.lifecycle === 'active').map((m) => m.id).sort()).toEqual(['claude-haiku-4-5', 'claude-sonnet-4-6']);
+    // max_tokens is the config's maxOutputTokens (HAIKU has one), else null.
+    const sonnet = { type: 'model', id: SONNET, display_name: SONNET, created_at: '1970-01-01T00:00:00Z', capabilities: null, deprecated_at: null, lifecycle: 'active', line: null, max_input_tokens: null, max_tokens: null, retires_at: null };
+    expect(claudeModels.find((m) => m.id === SONNET)).toEqual(sonnet);
+    expect(claudeModels.find((m) => m.id === HAIKU)).toEqual({ ...sonnet, id: HAIKU, display_name: HAIKU, max_tokens: 64_000 });
+    expect(await fleet.anthropic().models.retrieve(SONNET)).toMatchObject(sonnet);
+    const gpt = { id: GPT, object: 'model', created: 0, owned_by: 'openai' };
+    expect((await fleet.openai().models.list()).data.find((m) => m.id === GPT)).toEqual(gpt);
+    expect(await fleet.openai().models.retrieve(GPT)).toMatchObject(gpt);
   });
 
   it('answers HEAD on what it serves with GET, without a body, and names GET and HEAD to another method', async () => {

@@ -13,7 +13,7 @@ import { countTokensIssues, createLogger, createRedis, firstContact, listen, rep
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
-import { anthropic, openai, openaiResponses, requestIdHeader, type Dialect } from './dialects.js';
+import { anthropic, openai, openaiResponses, requestIdHeader, type Dialect, type ServedModel } from './dialects.js';
 import { CLIENT_CLOSED, GatewayMetrics, type RequestRecord, type RouteLabel } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
@@ -217,7 +217,6 @@ interface Counted extends Omit<RequestRecord, 'status' | 'seconds'> {
 }
 
 class GatewayHandler {
-  readonly #servedAt = new Date();
   readonly #modelsOf: Record<Provider, string[]>;
 
   /** Requests whose answers are not done yet (sent in full, or cut). */
@@ -360,7 +359,7 @@ class GatewayHandler {
     if (!this.#authenticate(req, res, dialect)) return;
     const page = pageOf(this.#served(dialect.provider), new URL(req.url ?? '/', 'http://gateway').searchParams, dialect);
     if ('error' in page) send(res, dialect, invalid([page.error]));
-    else res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.modelList(page.models, this.#servedAt, page.hasMore));
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.modelList(page.models.map((id) => this.#servedModel(id)), page.hasMore));
   }
 
   #model(req: IncomingMessage, res: ServerResponse, dialect: Dialect, id: string): void {
@@ -369,7 +368,11 @@ class GatewayHandler {
       send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${id}`, shouldRetry: false });
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.model(id, this.#servedAt));
+    res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.model(this.#servedModel(id)));
+  }
+
+  #servedModel(id: string): ServedModel {
+    return { id, maxOutputTokens: this.config.models[id]?.maxOutputTokens ?? null };
   }
 
   /** Common checks of a call: key, version header, headroom headers, body. The body, or undefined once an error was sent. */
