@@ -493,6 +493,22 @@ describe('the gateway with the official SDKs', () => {
     expect(await fleet.openai().models.retrieve(GPT)).toMatchObject(gpt);
   });
 
+  it('serves each route with one trailing slash: /v1/messages/, /v1/chat/completions/, and /v1/models/ is the list', async () => {
+    const anthropicHeaders = { 'x-api-key': GATEWAY_KEYS.app, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' };
+    const openaiHeaders = { authorization: `Bearer ${GATEWAY_KEYS.app}`, 'content-type': 'application/json' };
+    const message = await fetch(`${fleet.gateway.url}/v1/messages/`, { method: 'POST', headers: anthropicHeaders, body: JSON.stringify(claude('Hello with a slash.')) });
+    expect(message.status).toBe(200);
+    expect(await message.json()).toMatchObject({ type: 'message', model: SONNET });
+    const completion = await fetch(`${fleet.gateway.url}/v1/chat/completions/`, { method: 'POST', headers: openaiHeaders, body: JSON.stringify(chat('Hello with a slash.')) });
+    expect(completion.status).toBe(200);
+    expect(await completion.json()).toMatchObject({ object: 'chat.completion', model: GPT });
+    const list = await fetch(`${fleet.gateway.url}/v1/models/`, { headers: openaiHeaders });
+    expect(list.status).toBe(200);
+    expect(((await list.json()) as { data: { id: string }[] }).data.map((m) => m.id).sort()).toEqual([GPT, GPT_MINI]);
+    const one = await fetch(`${fleet.gateway.url}/v1/models/${GPT}/`, { headers: openaiHeaders });
+    expect(await one.json()).toMatchObject({ id: GPT, object: 'model' });
+  });
+
   it('answers HEAD on what it serves with GET, without a body, and names GET and HEAD to another method', async () => {
     const headers = { 'x-api-key': GATEWAY_KEYS.app, 'anthropic-version': '2023-06-01' };
     const head = await fetch(`${fleet.gateway.url}/v1/models`, { method: 'HEAD', headers });

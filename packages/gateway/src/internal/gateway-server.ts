@@ -273,7 +273,7 @@ class GatewayHandler {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const path = routePath(req.url);
     const dialect = dialectOf(req, path);
     this.inFlight++;
     const route = this.#routeOf(path);
@@ -579,6 +579,16 @@ function closeAfter(res: ServerResponse): void {
   const socket = res.socket;
   if (res.writableFinished) socket?.destroySoon();
   else res.once('finish', () => socket?.destroySoon());
+}
+
+/**
+ * The path a request is routed by: without its query, and without one trailing slash
+ * (`/v1/messages/`, `/v1/models/`, as a hand-built URL or a client's path joined with a slash
+ * produces them; the simulator serves them too), so `/v1/models/` is the list, not a model "".
+ */
+function routePath(url = '/'): string {
+  const path = url.split('?')[0] ?? '/';
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
 }
 
 /** Which provider's shape an answer takes where the route does not say (models, unknown paths). */
