@@ -66,7 +66,8 @@ export interface Dialect {
   /** The provider API a call in this dialect is a job for. */
   readonly api: ProviderApi;
   status(kind: ErrorKind): number;
-  errorBody(kind: ErrorKind, message: string, detail?: { param?: string; code?: string }): string;
+  /** `requestId`: the answer's id, which Anthropic repeats in its error body (`request_id`). */
+  errorBody(kind: ErrorKind, message: string, detail?: { param?: string; code?: string; requestId?: string }): string;
   /** A list of models; `hasMore` when the client asked for a page that ends before the list does. */
   modelList(models: readonly ServedModel[], hasMore: boolean): string;
   model(model: ServedModel): string;
@@ -121,7 +122,7 @@ export const anthropic: Dialect = {
   provider: 'anthropic',
   api: 'messages',
   status: (kind) => STATUS[kind],
-  errorBody: (kind, message) => JSON.stringify({ type: 'error', error: { type: ANTHROPIC_TYPES[kind], message } }),
+  errorBody: (kind, message, detail = {}) => JSON.stringify({ type: 'error', error: { type: ANTHROPIC_TYPES[kind], message }, request_id: detail.requestId ?? null }),
   modelList: (models, hasMore) =>
     JSON.stringify({
       data: models.map(anthropicModel),
