@@ -4,6 +4,7 @@
  * their own stream helpers, and the SSE events as curl shows them.
  */
 import { spawn } from 'node:child_process';
+import { request } from 'node:http';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
@@ -507,6 +508,39 @@ describe('the gateway with the official SDKs', () => {
     expect(((await list.json()) as { data: { id: string }[] }).data.map((m) => m.id).sort()).toEqual([GPT, GPT_MINI]);
     const one = await fetch(`${fleet.gateway.url}/v1/models/${GPT}/`, { headers: openaiHeaders });
     expect(await one.json()).toMatchObject({ id: GPT, object: 'model' });
+  });
+
+  it('answers Expect: 100-continue with a refusal the head decides (a wrong key, an oversized content-length) before the body is sent, and with 100 Continue otherwise', async () => {
+    /** A POST that sends its body only when told to continue, as curl and the HTTP clients that use Expect do. */
+    const post = (headers: Record<string, string>, body: string, declaredLength = Buffer.byteLength(body)) =>
+      new Promise<{ status: number; continued: boolean; body: string; connection: string | undefined }>((resolve, reject) => {
+        let continued = false;
+        const req = request(`${fleet.gateway.url}/v1/messages`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', 'anthropic-version': '2023-06-01', expect: '100-continue', 'content-length': String(declaredLength) } });
+        req.on('continue', () => {
+          continued = true;
+          req.end(body);
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => {
+            resolve({ status: res.statusCode ?? 0, continued, body: text, connection: res.headers.connection });
+            // A refused request's body was never sent: nothing more to say on this connection.
+            req.destroy();
+          });
+        });
+        req.on('error', reject);
+        req.flushHeaders();
+      });
+    const body = JSON.stringify(claude('Hello, expecting to continue.'));
+    const wrongKey = await post({ 'x-api-key': 'hr-gw-not-a-key-000000000000' }, body);
+    // Node closes a connection whose announced body was refused unsent, rather than wait for it.
+    expect(wrongKey).toMatchObject({ status: 401, continued: false, connection: 'close' });
+    const oversized = await post({ 'x-api-key': GATEWAY_KEYS.app }, body, 10 * 1024 * 1024);
+    expect(oversized).toMatchObject({ status: 413, continued: false, connection: 'close' });
+    const good = await post({ 'x-api-key': GATEWAY_KEYS.app }, body);
+    expect(good).toMatchObject({ status: 200, continued: true });
+    expect(JSON.parse(good.body)).toMatchObject({ type: 'message', model: SONNET });
   });
 
   it('answers HEAD on what it serves with GET, without a body, and names GET and HEAD to another method', async () => {

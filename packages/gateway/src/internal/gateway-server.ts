@@ -73,6 +73,15 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // Sockets whose request head has arrived, with its answer: a timeout on one of those is its
   // body's, and once its answer has started, a second answer would corrupt the stream.
   const answering = new WeakMap<Socket, ServerResponse>();
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    answering.set(req.socket, res);
+    // A body answered early is still being discarded after the answer: its socket stays marked,
+    // so a timeout then closes it rather than writing a second answer behind the first.
+    res.once('close', () => {
+      if (req.complete && answering.get(req.socket) === res) answering.delete(req.socket);
+    });
+    void handler.handle(req, res);
+  };
   const server = createServer(
     {
       maxHeaderSize: config.gateway.maxHeaderBytes,
@@ -85,16 +94,14 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       // timeout) holds each limit to within a second of its value.
       connectionsCheckingInterval: Math.max(1, Math.min(1_000, Math.floor(headersTimeoutMs / 2))),
     },
-    (req, res) => {
-      answering.set(req.socket, res);
-      // A body answered early is still being discarded after the answer: its socket stays marked,
-      // so a timeout then closes it rather than writing a second answer behind the first.
-      res.once('close', () => {
-        if (req.complete && answering.get(req.socket) === res) answering.delete(req.socket);
-      });
-      void handler.handle(req, res);
-    },
+    onRequest,
   );
+  // `Expect: 100-continue`: Node would send 100 Continue at once, and the client upload its whole
+  // body before hearing that its key is wrong or its body too large. Handled as any request, the
+  // refusals decided by the head (route, method, key, headers, content-length) go out first, and
+  // only a request about to be read is told to continue (readJsonBody's `continue`). Node closes
+  // the connection after a refusal that sent no 100, so an unsent body is never waited for.
+  server.on('checkContinue', onRequest);
   // A request Node could not parse (a header with a bare newline, a head over the size limit) or
   // that did not arrive in time never reaches the handler: answer it plainly and close, never crash.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -407,7 +414,7 @@ class GatewayHandler {
       this.#send(res, dialect, invalid(issues));
       return undefined;
     }
-    const body = await readJsonBody(req, { maxBytes: this.config.gateway.maxBodyBytes, timeoutMs: this.config.gateway.bodyTimeoutMs });
+    const body = await readJsonBody(req, { maxBytes: this.config.gateway.maxBodyBytes, timeoutMs: this.config.gateway.bodyTimeoutMs, continue: () => res.writeContinue() });
     if (!body.ok) {
       this.#send(res, dialect, body.error);
       return undefined;
