@@ -22,7 +22,8 @@ interface Choice {
 /** Each chunk's token entries appended to the choice's, as the SDK's ChatCompletionStream does. */
 function appendLogprobs(choice: Choice, logprobs: Json): void {
   const { content, refusal, ...rest } = logprobs;
-  const into = (choice.logprobs ??= {});
+  choice.logprobs ??= {};
+  const into = choice.logprobs;
   Object.assign(into, rest);
   if (Array.isArray(content)) into.content = [...(Array.isArray(into.content) ? into.content : []), ...content];
   else if (content !== undefined && !('content' in into)) into.content = content;
@@ -94,7 +95,8 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
     // The legacy `functions` call (deprecated, still served): a name, then its arguments in pieces.
     if (isRecord(delta.function_call)) {
       const fn = delta.function_call;
-      const call = (choice.message.function_call ??= { name: '', arguments: '' });
+      choice.message.function_call ??= { name: '', arguments: '' };
+      const call = choice.message.function_call;
       if (typeof fn.name === 'string' && fn.name !== '') call.name = fn.name;
       if (typeof fn.arguments === 'string') {
         call.arguments = String(call.arguments) + fn.arguments;
