@@ -15,7 +15,7 @@
  *   message_delta with the stop reason and the whole usage, message_stop. No ping: the worker
  *   never relays one.
  * - OpenAI Chat Completions: per choice a role chunk, its content, refusal, each tool call
- *   (opened with its id and name, then its arguments) or a legacy function_call (its name, then
+ *   (opened with its id and name, then its arguments, or a custom tool's input) or a legacy function_call (its name, then
  *   its arguments), and its finish_reason, its logprobs whole on the first of these; with
  *   `stream_options.include_usage`, `usage: null` on each of those and a last chunk with the
  *   usage and no choices. The gateway adds `data: [DONE]`.
@@ -113,9 +113,11 @@ function chunkEvents(completion: Json, includeUsage: boolean): Json[] {
     if (text(message.content) !== '') chunk({ content: message.content });
     if (text(message.refusal) !== '') chunk({ refusal: message.refusal });
     for (const [at, call] of calls.entries()) {
-      const fn = isRecord(call.function) ? call.function : {};
-      chunk({ tool_calls: [{ index: at, id: call.id, type: call.type ?? 'function', function: { name: fn.name, arguments: '' } }] });
-      chunk({ tool_calls: [{ index: at, function: { arguments: text(fn.arguments) } }] });
+      // A custom tool's call carries free-form `input` where a function's carries `arguments`.
+      const [field, input] = call.type === 'custom' ? (['custom', 'input'] as const) : (['function', 'arguments'] as const);
+      const part = isRecord(call[field]) ? call[field] : {};
+      chunk({ tool_calls: [{ index: at, id: call.id, type: call.type ?? 'function', [field]: { name: part.name, [input]: '' } }] });
+      chunk({ tool_calls: [{ index: at, [field]: { [input]: text(part[input]) } }] });
     }
     if (legacyCall) {
       chunk({ function_call: { name: legacyCall.name, arguments: '' } });

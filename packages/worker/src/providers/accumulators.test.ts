@@ -4,7 +4,7 @@
  * the one a repeat of the call is streamed from once its events expired, keeps every field the
  * client's helper kept the first time. The OpenAI events come from the simulator through the
  * official SDK; the fields the simulator never sends (a refusal's logprobs, the legacy
- * `function_call`, Anthropic's `container` and `stop_details`) come as event sequences in the
+ * `function_call`, a custom tool's call, Anthropic's `container` and `stop_details`) come as event sequences in the
  * shapes the providers' API references and SDK types give them.
  */
 import type Anthropic from '@anthropic-ai/sdk';
@@ -112,6 +112,21 @@ describe('OpenAI Chat Completions: the stored completion is ChatCompletionStream
     expect(ours.choices[0]!.message.function_call).toEqual({ name: 'get_weather', arguments: '{"city":"Oslo"}' });
     // The arguments are output, counted as a tool call's are.
     expect(acc.outputText()).toBe('{"city":"Oslo"}');
+  });
+
+  it("keeps a custom tool's call (type custom): its name, and its free-form input in pieces", async () => {
+    const chunks = [
+      chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: 'call_7', type: 'custom', custom: { name: 'grep', input: '' } }] }),
+      chunk({ tool_calls: [{ index: 0, custom: { input: 'foo ' } }] }),
+      chunk({ tool_calls: [{ index: 0, custom: { input: 'src/' } }] }),
+      chunk({}, null, 'tool_calls'),
+      usage,
+    ];
+    const acc = new OpenAIStreamAccumulator(true);
+    const ours = assembled(chunks, acc) as unknown as OpenAI.ChatCompletion;
+    expect(ours.choices).toEqual((await sdkCompletion(chunks)).choices);
+    expect(ours.choices[0]!.message.tool_calls).toEqual([{ id: 'call_7', type: 'custom', custom: { name: 'grep', input: 'foo src/' } }]);
+    expect(acc.outputText()).toBe('foo src/');
   });
 });
 

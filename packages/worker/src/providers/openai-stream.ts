@@ -81,29 +81,32 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
       for (const tc of delta.tool_calls) {
         if (!isRecord(tc)) continue;
         const at = typeof tc.index === 'number' ? tc.index : choice.message.tool_calls.length;
-        const call = (choice.message.tool_calls[at] ?? { id: '', type: 'function', function: { name: '', arguments: '' } }) as Json & { function: Json };
+        const call = choice.message.tool_calls[at] ?? { id: '', type: 'function' };
         choice.message.tool_calls[at] = call;
         if (typeof tc.id === 'string') call.id = tc.id;
-        const fn = isRecord(tc.function) ? tc.function : {};
-        if (typeof fn.name === 'string') call.function.name = String(call.function.name) + fn.name;
-        if (typeof fn.arguments === 'string') {
-          call.function.arguments = String(call.function.arguments) + fn.arguments;
-          this.#text += fn.arguments;
-        }
+        if (typeof tc.type === 'string') call.type = tc.type;
+        // A custom tool's free-form input (`type: "custom"`) or a function's arguments, in pieces.
+        if (isRecord(tc.custom)) this.#toolPiece(call, 'custom', 'input', tc.custom);
+        else if (call.type === 'function') this.#toolPiece(call, 'function', 'arguments', isRecord(tc.function) ? tc.function : {});
       }
     }
     // The legacy `functions` call (deprecated, still served): a name, then its arguments in pieces.
-    if (isRecord(delta.function_call)) {
-      const fn = delta.function_call;
-      choice.message.function_call ??= { name: '', arguments: '' };
-      const call = choice.message.function_call;
-      if (typeof fn.name === 'string' && fn.name !== '') call.name = fn.name;
-      if (typeof fn.arguments === 'string') {
-        call.arguments = String(call.arguments) + fn.arguments;
-        this.#text += fn.arguments;
-      }
-    }
+    if (isRecord(delta.function_call)) this.#toolPiece(choice.message as Json, 'function_call', 'arguments', delta.function_call);
     if (typeof c.finish_reason === 'string') choice.finish_reason = c.finish_reason;
+  }
+
+  /**
+   * A call's name (sent once; kept whole, as the SDK keeps it) and the next piece of its input:
+   * `holder[field]` is a tool call's `function` or `custom`, or a message's legacy `function_call`.
+   */
+  #toolPiece(holder: Json, field: 'function' | 'custom' | 'function_call', input: 'arguments' | 'input', delta: Json): void {
+    const into = isRecord(holder[field]) ? holder[field] : { name: '', [input]: '' };
+    holder[field] = into;
+    if (typeof delta.name === 'string' && delta.name !== '') into.name = delta.name;
+    if (typeof delta[input] === 'string') {
+      into[input] = String(into[input]) + delta[input];
+      this.#text += delta[input];
+    }
   }
 
   /** The usage a client that did not ask for it was not sent, as a chunk holding only it. */

@@ -32,13 +32,14 @@ describe('a replayed stream assembles into the stored answer', () => {
     });
   });
 
-  it("Chat Completions: a choice's logprobs and a legacy function_call, as the SDK's helper assembles them too", async () => {
+  it("Chat Completions: a choice's logprobs, a legacy function_call and a custom tool's call, as the SDK's helper assembles them too", async () => {
     const entry = (token: string) => ({ token, logprob: -0.5, bytes: [...Buffer.from(token)], top_logprobs: [] });
     const completion = {
       ...CHAT_COMPLETION,
       choices: [
         { index: 0, message: { role: 'assistant', content: 'Hello there.', refusal: null }, logprobs: { content: [entry('Hello'), entry(' there.')], refusal: null }, finish_reason: 'stop' },
         { index: 1, message: { role: 'assistant', content: null, refusal: null, function_call: { name: 'weather', arguments: '{"city":"Oslo"}' } }, logprobs: null, finish_reason: 'function_call' },
+        { index: 2, message: { role: 'assistant', content: null, refusal: null, tool_calls: [{ id: 'call_7', type: 'custom', custom: { name: 'grep', input: 'foo src/' } }] }, logprobs: null, finish_reason: 'tool_calls' },
       ],
     };
     expect(replayed('chat', completion, new OpenAIStreamAccumulator(true))).toMatchObject({ response: completion });
