@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fleetKeys, loadConfig, publishFleetSettings } from '@headroom/queue';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { loggedLine, spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { until } from '../support/probes.js';
 
 const KEY = 'hr-gw-bad-input-key-0123456789';
 const PREFIX = 'gwbad';
@@ -123,6 +124,8 @@ const CASES: Case[] = [
   { name: 'a control character in a header', headers: { ...ANTHROPIC, 'headroom-tenant': 'acme\tcorp' }, body: message(), status: 400, says: 'headroom-tenant: holds a control character', provider: 'anthropic' },
   { name: 'unknown model', headers: ANTHROPIC, body: message({ model: 'claude-nope-9' }), status: 404, says: 'model: claude-nope-9 is not served by this gateway', provider: 'anthropic' },
   { name: 'an OpenAI model on the Anthropic API', headers: ANTHROPIC, body: message({ model: GPT }), status: 404, says: `model: ${GPT} is not served`, provider: 'anthropic' },
+  // OpenAI names no param for a model it does not have.
+  { name: 'OpenAI unknown model', path: '/v1/chat/completions', headers: OPENAI, body: chat({ model: 'gpt-nope-9' }), status: 404, says: 'model: gpt-nope-9 is not served', provider: 'openai', param: null, code: 'model_not_found' },
   { name: 'a beta name with spaces', headers: { ...ANTHROPIC, 'anthropic-beta': 'context 1m' }, body: message(), status: 400, says: 'anthropic-beta (0): expected a beta name', provider: 'anthropic' },
   { name: 'betas with sla none', headers: { ...ANTHROPIC, 'anthropic-beta': 'context-1m-2025-08-07', 'headroom-sla': 'none' }, body: message(), status: 400, says: 'anthropic-beta: betas go with interactive calls only', provider: 'anthropic' },
   { name: 'streaming with sla none', headers: { ...ANTHROPIC, 'headroom-sla': 'none' }, body: message({ stream: true }), status: 400, says: 'stream: a streamed job must be interactive', provider: 'anthropic' },
@@ -187,6 +190,7 @@ const CODES: Record<string, string | undefined> = {
   'wrong bearer key (OpenAI)': 'GATEWAY_KEY_INVALID',
   'unknown model': 'UNKNOWN_MODEL',
   'an OpenAI model on the Anthropic API': 'UNKNOWN_MODEL',
+  'OpenAI unknown model': 'UNKNOWN_MODEL',
   'unknown path': 'NOT_FOUND',
   'an OpenAI endpoint the gateway lacks': 'NOT_FOUND',
   'a model id that is not valid percent-encoding': 'UNKNOWN_MODEL',
@@ -198,7 +202,7 @@ const CODES: Record<string, string | undefined> = {
 };
 const codeOf = (c: Case) => (c.name in CODES ? CODES[c.name] : 'JOB_INVALID');
 
-async function send(c: Case): Promise<{ status: number; body: string; code: string | undefined; shouldRetry?: string | undefined }> {
+async function send(c: Case): Promise<{ status: number; body: string; code: string | undefined; shouldRetry?: string | undefined; requestId?: string | undefined }> {
   if (c.raw !== undefined) {
     return new Promise((resolve, reject) => {
       const socket = connect(port, '127.0.0.1', () => socket.write(c.raw!));
@@ -221,12 +225,13 @@ async function send(c: Case): Promise<{ status: number; body: string; code: stri
     headers: c.headers ?? {},
     ...(body === undefined ? {} : { body, duplex: 'half' }),
   } as RequestInit);
-  return { status: res.status, body: await res.text(), code: res.headers.get('headroom-error-code') ?? undefined, shouldRetry: res.headers.get('x-should-retry') ?? undefined };
+  const requestId = res.headers.get(c.provider === 'anthropic' ? 'request-id' : 'x-request-id') ?? undefined;
+  return { status: res.status, body: await res.text(), code: res.headers.get('headroom-error-code') ?? undefined, shouldRetry: res.headers.get('x-should-retry') ?? undefined, requestId };
 }
 
 describe('bad input through headroom gateway', () => {
   it.each(CASES)('$name: $status in its provider shape, naming the problem', async (c) => {
-    const { status, body, code, shouldRetry } = await send(c);
+    const { status, body, code, shouldRetry, requestId } = await send(c);
     expect(status, body).toBe(c.status);
     expect(code).toBe(codeOf(c));
     // A request that was slow to come may come in time on a retry (docs/gateway.md: the SDKs retry
@@ -242,6 +247,13 @@ describe('bad input through headroom gateway', () => {
     const message = (parsed.error as { message: string }).message;
     if (typeof c.says === 'string') expect(message).toContain(c.says);
     else expect(message).toMatch(c.says);
+    // The gateway's own id for its answer, where the provider's SDK reads one (and Anthropic's body
+    // repeats it), and in the gateway's log line for it, so a user can quote it and an operator find it.
+    if (c.raw === undefined) {
+      expect(requestId, c.name).toMatch(/^req_headroom_[0-9a-f]{32}$/);
+      if (c.provider === 'anthropic') expect(parsed.request_id).toBe(requestId);
+      await until(() => gateway.output().includes(`"requestId":"${requestId}"`), 5_000, `${c.name}: its request id logged`);
+    }
   });
 
   it('enqueued nothing for any of them, and still serves a good call', async () => {

@@ -11,6 +11,7 @@
  */
 import type Anthropic from '@anthropic-ai/sdk';
 import type OpenAI from 'openai';
+import { ChatCompletionStream } from 'openai/lib/ChatCompletionStream';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '@headroom/producer-sdk';
@@ -278,6 +279,31 @@ describe('a streamed repeat of an idempotency key whose events expired', () => {
 
     const again = await collect();
     expect(again).toEqual(first);
+    expect(providerCalls()).toBe(calls);
+  });
+
+  it("ChatCompletionStream's final completion keeps its logprobs in the repeat, as the job's stored result does", async () => {
+    const options = { headers: { 'headroom-idempotency-key': 'replay-logprobs' } };
+    const body = { model: GPT, max_completion_tokens: 300, logprobs: true, top_logprobs: 2, stream: true as const, messages: [{ role: 'user' as const, content: 'Tell me a short story about a bridge.' }] };
+    const collect = async () => {
+      const { data: stream, response } = await fleet.openai().chat.completions.create(body, options).withResponse();
+      const final = await ChatCompletionStream.fromReadableStream(stream.toReadableStream()).finalChatCompletion();
+      return { jobId: response.headers.get('headroom-job-id'), final };
+    };
+    const first = await collect();
+    const logprobs = first.final.choices[0]?.logprobs;
+    expect(logprobs?.content?.length).toBeGreaterThan(0);
+    expect(logprobs?.content?.[0]?.top_logprobs).toHaveLength(2);
+    // What producer.stream(...).result() reads: it used to hold `logprobs: null`.
+    const stored = (await producer.getJob(first.jobId!))?.result?.response as OpenAI.ChatCompletion | undefined;
+    expect(stored?.choices[0]?.logprobs).toEqual(logprobs);
+    expect(await expireEvents(first.jobId)).toBe(1);
+    const calls = providerCalls();
+
+    const again = await collect();
+    expect(again.jobId).toBe(first.jobId);
+    expect(again.final.choices[0]?.logprobs).toEqual(logprobs);
+    expect(again.final.choices).toEqual(first.final.choices);
     expect(providerCalls()).toBe(calls);
   });
 

@@ -185,6 +185,24 @@ describe('the Responses API through the gateway', () => {
     expect(out).not.toContain('[DONE]');
   });
 
+  it('a saved prompt with no input is a call, plain and through responses.stream(), as the provider answers it directly', async () => {
+    const body = { model: GPT, max_output_tokens: 16, prompt: { id: 'pmpt_123', variables: { topic: 'lighthouses' } } };
+    const viaGateway = await fleet.openai().responses.create(body);
+    const directly = await direct.responses.create(body);
+    expect(viaGateway.status).toBe(directly.status);
+    expect(viaGateway.prompt).toEqual(body.prompt);
+    expect(outputOf(viaGateway)).toEqual(outputOf(directly));
+    expect(viaGateway.usage).toEqual(directly.usage);
+    const streamed = await fleet.openai().responses.stream({ model: GPT, max_output_tokens: 16, prompt: { id: 'pmpt_123' } }).finalResponse();
+    expect(streamed.output_text.length).toBeGreaterThan(0);
+    // Neither input nor a saved prompt: refused naming both, in OpenAI's shape.
+    const neither = await fleet.openai().responses.create({ model: GPT, max_output_tokens: 16 }).then(() => undefined, (e: unknown) => e);
+    expect(neither).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((neither as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('input');
+    expect((neither as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('missing_required_parameter');
+    expect((neither as Error).message).toMatch(/input.*prompt/);
+  });
+
   it("refuses a bad Responses request in OpenAI's shape, naming the field, and enqueues nothing", async () => {
     const admin = new Redis(redis.url);
     const jobKeys = async () => (await admin.keys(`${laneKeys(fleet.prefix, 'normal').jobKeyPrefix}*`)).length;

@@ -4,6 +4,7 @@
  * their own stream helpers, and the SSE events as curl shows them.
  */
 import { spawn } from 'node:child_process';
+import { request } from 'node:http';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
@@ -11,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { GATEWAY_KEYS, GPT, GPT_MINI, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+import { GATEWAY_KEYS, GPT, GPT_MINI, HAIKU, PROVIDER_KEY, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
 import { until } from '../support/probes.js';
 
 let redis: EmbeddedRedis;
@@ -519,6 +520,69 @@ describe('the gateway with the official SDKs', () => {
     expect(gptModels.sort()).toEqual(['gpt-4.1', 'gpt-4.1-mini']);
     const counted = await fleet.anthropic().messages.countTokens({ model: SONNET, messages: [{ role: 'user', content: 'How many tokens is this?' }] });
     expect(counted.input_tokens).toBeGreaterThan(5);
+  });
+
+  it("describes each model in the fields the SDKs declare, with a release date that does not change with the gateway's start", async () => {
+    const claudeModels = (await fleet.anthropic().models.list()).data;
+    // Every field of SDK 1.13's ModelInfo present: a client's filter on lifecycle finds the models.
+    expect(claudeModels.filter((m) => m.lifecycle === 'active').map((m) => m.id).sort()).toEqual(['claude-haiku-4-5', 'claude-sonnet-4-6']);
+    // max_tokens is the config's maxOutputTokens (HAIKU has one), else null.
+    const sonnet = { type: 'model', id: SONNET, display_name: SONNET, created_at: '1970-01-01T00:00:00Z', capabilities: null, deprecated_at: null, lifecycle: 'active', line: null, max_input_tokens: null, max_tokens: null, retires_at: null };
+    expect(claudeModels.find((m) => m.id === SONNET)).toEqual(sonnet);
+    expect(claudeModels.find((m) => m.id === HAIKU)).toEqual({ ...sonnet, id: HAIKU, display_name: HAIKU, max_tokens: 64_000 });
+    expect(await fleet.anthropic().models.retrieve(SONNET)).toMatchObject(sonnet);
+    const gpt = { id: GPT, object: 'model', created: 0, owned_by: 'openai' };
+    expect((await fleet.openai().models.list()).data.find((m) => m.id === GPT)).toEqual(gpt);
+    expect(await fleet.openai().models.retrieve(GPT)).toMatchObject(gpt);
+  });
+
+  it('serves each route with one trailing slash: /v1/messages/, /v1/chat/completions/, and /v1/models/ is the list', async () => {
+    const anthropicHeaders = { 'x-api-key': GATEWAY_KEYS.app, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' };
+    const openaiHeaders = { authorization: `Bearer ${GATEWAY_KEYS.app}`, 'content-type': 'application/json' };
+    const message = await fetch(`${fleet.gateway.url}/v1/messages/`, { method: 'POST', headers: anthropicHeaders, body: JSON.stringify(claude('Hello with a slash.')) });
+    expect(message.status).toBe(200);
+    expect(await message.json()).toMatchObject({ type: 'message', model: SONNET });
+    const completion = await fetch(`${fleet.gateway.url}/v1/chat/completions/`, { method: 'POST', headers: openaiHeaders, body: JSON.stringify(chat('Hello with a slash.')) });
+    expect(completion.status).toBe(200);
+    expect(await completion.json()).toMatchObject({ object: 'chat.completion', model: GPT });
+    const list = await fetch(`${fleet.gateway.url}/v1/models/`, { headers: openaiHeaders });
+    expect(list.status).toBe(200);
+    expect(((await list.json()) as { data: { id: string }[] }).data.map((m) => m.id).sort()).toEqual([GPT, GPT_MINI]);
+    const one = await fetch(`${fleet.gateway.url}/v1/models/${GPT}/`, { headers: openaiHeaders });
+    expect(await one.json()).toMatchObject({ id: GPT, object: 'model' });
+  });
+
+  it('answers Expect: 100-continue with a refusal the head decides (a wrong key, an oversized content-length) before the body is sent, and with 100 Continue otherwise', async () => {
+    /** A POST that sends its body only when told to continue, as curl and the HTTP clients that use Expect do. */
+    const post = (headers: Record<string, string>, body: string, declaredLength = Buffer.byteLength(body)) =>
+      new Promise<{ status: number; continued: boolean; body: string; connection: string | undefined }>((resolve, reject) => {
+        let continued = false;
+        const req = request(`${fleet.gateway.url}/v1/messages`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', 'anthropic-version': '2023-06-01', expect: '100-continue', 'content-length': String(declaredLength) } });
+        req.on('continue', () => {
+          continued = true;
+          req.end(body);
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => {
+            resolve({ status: res.statusCode ?? 0, continued, body: text, connection: res.headers.connection });
+            // A refused request's body was never sent: nothing more to say on this connection.
+            req.destroy();
+          });
+        });
+        req.on('error', reject);
+        req.flushHeaders();
+      });
+    const body = JSON.stringify(claude('Hello, expecting to continue.'));
+    const wrongKey = await post({ 'x-api-key': 'hr-gw-not-a-key-000000000000' }, body);
+    // Node closes a connection whose announced body was refused unsent, rather than wait for it.
+    expect(wrongKey).toMatchObject({ status: 401, continued: false, connection: 'close' });
+    const oversized = await post({ 'x-api-key': GATEWAY_KEYS.app }, body, 10 * 1024 * 1024);
+    expect(oversized).toMatchObject({ status: 413, continued: false, connection: 'close' });
+    const good = await post({ 'x-api-key': GATEWAY_KEYS.app }, body);
+    expect(good).toMatchObject({ status: 200, continued: true });
+    expect(JSON.parse(good.body)).toMatchObject({ type: 'message', model: SONNET });
   });
 
   it('answers HEAD on what it serves with GET, without a body, and names GET and HEAD to another method', async () => {

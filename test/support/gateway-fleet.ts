@@ -71,7 +71,8 @@ export async function startGatewayFleet(
     },
     models: {
       [SONNET]: { provider: 'anthropic', limits: ANTHROPIC_LIMITS },
-      [HAIKU]: { provider: 'anthropic', limits: ANTHROPIC_LIMITS },
+      // One Anthropic model with its output bound configured, which its models.list() entry shows as max_tokens.
+      [HAIKU]: { provider: 'anthropic', limits: ANTHROPIC_LIMITS, maxOutputTokens: 64_000 },
       // As the simulator's: a call with no max_completion_tokens reserves it. GPT_MINI has none.
       [GPT]: { provider: 'openai', limits: OPENAI_LIMITS, maxOutputTokens: 32_768 },
       [GPT_MINI]: { provider: 'openai', limits: OPENAI_LIMITS },

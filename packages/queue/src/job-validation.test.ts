@@ -200,6 +200,15 @@ describe('parseJob', () => {
     expect(coalesceKeyOf({ provider: 'openai', request: body })).toBe(coalesceKeyOf({ provider: 'openai', api: undefined, request: body }));
   });
 
+  it('takes a Responses job with a saved prompt and no input, and names both when it has neither', () => {
+    expect(parseJob(responses({ input: undefined, prompt: { id: 'pmpt_123', variables: { city: 'Oslo' } } })).job.request).toMatchObject({ input: undefined, prompt: { id: 'pmpt_123' } });
+    expect(issuesOf(responses({ input: undefined }))).toEqual([
+      { path: 'request.input', message: 'required unless the call names a saved prompt: set input, prompt, or both', code: 'missing_required_parameter' },
+    ]);
+    expect(issuesOf(responses({ input: undefined, prompt: null }))[0]?.path).toBe('request.input');
+    expect(issuesOf(responses({ input: undefined, prompt: { id: '' } }))[0]?.path).toBe('request.prompt.id');
+  });
+
   it('refuses a Responses job the queue cannot serve, naming the field', () => {
     expect(issuesOf(responses({ background: true }))).toEqual([{ path: 'request.background', message: expect.stringContaining('background responses are not supported') }]);
     expect(issuesOf(responses({ stream_options: {} }))[0]?.path).toBe('request.stream_options');

@@ -168,7 +168,9 @@ const OpenAIInputItem = z.looseObject({ type: z.string().optional(), role: z.str
 export const OpenAIResponsesRequest = z
   .looseObject({
     model: modelId,
-    input: z.union([nonEmpty, z.array(OpenAIInputItem).min(1, { error: 'must not be empty' })], { error: 'expected a string or an array of input items' }),
+    input: z.union([nonEmpty, z.array(OpenAIInputItem).min(1, { error: 'must not be empty' })], { error: 'expected a string or an array of input items' }).optional(),
+    /** A saved prompt (a template kept at OpenAI, with values for its variables), in place of or beside `input`. */
+    prompt: z.looseObject({ id: nonEmpty, variables: z.record(z.string(), z.unknown()).nullish(), version: z.string().nullish() }).nullish(),
     instructions: z.string().nullish(),
     max_output_tokens: positiveInt.nullish(),
     temperature: z.number().min(0).max(2).nullish(),
@@ -179,6 +181,10 @@ export const OpenAIResponsesRequest = z
     background: z.boolean().nullish(),
   })
   .superRefine((req, ctx) => {
+    // The SDK's types make `input` optional: a saved prompt can be the whole of a call.
+    if (req.input === undefined && req.prompt == null) {
+      ctx.addIssue({ code: 'custom', path: ['input'], message: 'required unless the call names a saved prompt: set input, prompt, or both', params: { code: 'missing_required_parameter' } });
+    }
     if (req.stream_options != null && req.stream !== true) {
       ctx.addIssue({ code: 'custom', path: ['stream_options'], message: 'stream_options is only allowed with "stream": true' });
     }

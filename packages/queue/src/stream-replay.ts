@@ -14,8 +14,9 @@
  *   content_block_stop (a redacted_thinking block, or any other, comes whole in its start),
  *   message_delta with the stop reason and the whole usage, message_stop. No ping: the worker
  *   never relays one.
- * - OpenAI Chat Completions: per choice a role chunk, its content, refusal and each tool call
- *   (opened with its id and name, then its arguments), and its finish_reason; with
+ * - OpenAI Chat Completions: per choice a role chunk, its content, refusal, each tool call
+ *   (opened with its id and name, then its arguments, or a custom tool's input) or a legacy function_call (its name, then
+ *   its arguments), and its finish_reason, its logprobs whole on the first of these; with
  *   `stream_options.include_usage`, `usage: null` on each of those and a last chunk with the
  *   usage and no choices. The gateway adds `data: [DONE]`.
  * - OpenAI Responses: response.created and response.in_progress (no output, no usage), per output
@@ -95,21 +96,34 @@ function chunkEvents(completion: Json, includeUsage: boolean): Json[] {
     system_fingerprint: completion.system_fingerprint,
   };
   const chunks: Json[] = [];
-  const chunk = (index: number, delta: Json, finish: unknown = null) =>
-    chunks.push({ ...base, choices: [{ index, delta, logprobs: null, finish_reason: finish }], ...(includeUsage ? { usage: null } : {}) });
   for (const choice of records(completion.choices)) {
     const index = typeof choice.index === 'number' ? choice.index : 0;
     const message = isRecord(choice.message) ? choice.message : {};
     const calls = records(message.tool_calls);
-    chunk(index, { role: message.role ?? 'assistant', content: calls.length > 0 ? null : '', refusal: null });
-    if (text(message.content) !== '') chunk(index, { content: message.content });
-    if (text(message.refusal) !== '') chunk(index, { refusal: message.refusal });
+    const legacyCall = isRecord(message.function_call) ? message.function_call : undefined;
+    // The choice's token entries (content and refusal arrays) go whole on its first output chunk:
+    // the SDK appends each chunk's entries, so one chunk holding them all assembles the same.
+    let logprobs = isRecord(choice.logprobs) ? choice.logprobs : null;
+    const chunk = (delta: Json, finish: unknown = null) => {
+      const output = finish !== null || Object.keys(delta).some((k) => k !== 'role');
+      chunks.push({ ...base, choices: [{ index, delta, logprobs: output ? logprobs : null, finish_reason: finish }], ...(includeUsage ? { usage: null } : {}) });
+      if (output) logprobs = null;
+    };
+    chunk({ role: message.role ?? 'assistant', content: calls.length > 0 || legacyCall ? null : '', refusal: null });
+    if (text(message.content) !== '') chunk({ content: message.content });
+    if (text(message.refusal) !== '') chunk({ refusal: message.refusal });
     for (const [at, call] of calls.entries()) {
-      const fn = isRecord(call.function) ? call.function : {};
-      chunk(index, { tool_calls: [{ index: at, id: call.id, type: call.type ?? 'function', function: { name: fn.name, arguments: '' } }] });
-      chunk(index, { tool_calls: [{ index: at, function: { arguments: text(fn.arguments) } }] });
+      // A custom tool's call carries free-form `input` where a function's carries `arguments`.
+      const [field, input] = call.type === 'custom' ? (['custom', 'input'] as const) : (['function', 'arguments'] as const);
+      const part = isRecord(call[field]) ? call[field] : {};
+      chunk({ tool_calls: [{ index: at, id: call.id, type: call.type ?? 'function', [field]: { name: part.name, [input]: '' } }] });
+      chunk({ tool_calls: [{ index: at, [field]: { [input]: text(part[input]) } }] });
     }
-    chunk(index, {}, choice.finish_reason ?? 'stop');
+    if (legacyCall) {
+      chunk({ function_call: { name: legacyCall.name, arguments: '' } });
+      if (text(legacyCall.arguments) !== '') chunk({ function_call: { arguments: legacyCall.arguments } });
+    }
+    chunk({}, choice.finish_reason ?? 'stop');
   }
   if (includeUsage) chunks.push({ ...base, choices: [], usage: completion.usage ?? null });
   return chunks;

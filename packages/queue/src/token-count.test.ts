@@ -46,3 +46,18 @@ describe('token counts of null fields', () => {
     expect(estimateInputTokens(withNull)).toBe(estimateInputTokens(bare));
   });
 });
+
+describe('token counts of a Responses call with a saved prompt', () => {
+  const tools = [{ type: 'function', name: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } }];
+
+  it("counts its variables' values as input (the template is at OpenAI), and its tools as Responses tools", () => {
+    const saved = { model: 'gpt-4.1', prompt: { id: 'pmpt_123' }, tools };
+    const withInput = { model: 'gpt-4.1', input: 'Oslo', tools };
+    const filled = { ...saved, prompt: { id: 'pmpt_123', variables: { city: 'Oslo' } } };
+    // A saved prompt with the value as a variable counts as that value given as input.
+    expect(estimateInputTokens(filled)).toBe(estimateInputTokens(withInput));
+    expect(estimateInputTokens(filled)).toBeGreaterThan(estimateInputTokens(saved));
+    // Read as a Responses call: no Anthropic tool-use system prompt added for its tools.
+    expect(estimateInputTokens(saved)).toBe(estimateInputTokens({ model: 'gpt-4.1', input: [], tools }) );
+  });
+});

@@ -134,8 +134,8 @@ function contentTokens(content: unknown): number {
  */
 export function estimateInputTokens(request: object): number {
   const body = request as unknown as Json;
-  // Responses requests carry `input` (and `instructions`) where the others carry `messages`.
-  const responses = body.input !== undefined && body.messages === undefined;
+  // Responses requests carry `input` (and `instructions`) or a saved `prompt` where the others carry `messages`.
+  const responses = (body.input !== undefined || body.prompt != null) && body.messages === undefined;
   let total = REPLY_PRIMING_TOKENS;
   if (Array.isArray(body.tools) && body.tools.length > 0) {
     // Anthropic tools carry `input_schema`; Chat Completions' are `{type:'function', function}`,
@@ -163,11 +163,18 @@ export function estimateInputTokens(request: object): number {
   return total;
 }
 
-/** A Responses request's prompt as the model reads it: the instructions as a system message, then the input. */
+/**
+ * A Responses request's prompt as the model reads it: the instructions as a system message, a
+ * saved prompt's variables, then the input. A saved prompt's own text is kept at OpenAI, out of
+ * sight: only the values the call fills in are counted (the bucket is settled from the usage
+ * OpenAI reports, which includes the template).
+ */
 function responsesMessages(body: Json): unknown[] {
   const instructions = typeof body.instructions === 'string' && body.instructions !== '' ? [{ role: 'system', content: body.instructions }] : [];
+  const variables = isRecord(body.prompt) && isRecord(body.prompt.variables) ? Object.values(body.prompt.variables) : [];
+  const filled = variables.map((value) => ({ role: 'user', content: typeof value === 'string' ? value : [value] }));
   const input = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : Array.isArray(body.input) ? body.input : [];
-  return [...instructions, ...input];
+  return [...instructions, ...filled, ...input];
 }
 
 /** A Responses input item other than a message, as the model reads it. */

@@ -116,6 +116,16 @@ describe('OpenAI Responses API through the openai SDK', () => {
     expect(withOutput.usage?.input_tokens).toBe((plain.usage?.input_tokens ?? 0) + messageTokens('tool', '42'));
   });
 
+  it('answers a saved prompt with no input, reading it as the values of its variables (it keeps no templates)', async () => {
+    const saved = await client.responses.create({ model: MODEL, max_output_tokens: 100, prompt: { id: 'pmpt_123' } });
+    expect(saved.status).toBe('completed');
+    expect(saved.prompt).toEqual({ id: 'pmpt_123' });
+    // An empty prompt: only the reply's priming.
+    expect(saved.usage?.input_tokens).toBe(3);
+    const filled = await client.responses.create({ model: MODEL, max_output_tokens: 100, prompt: { id: 'pmpt_123', variables: { city: 'Oslo' } } });
+    expect(filled.usage?.input_tokens).toBe((await client.responses.create(ask('Oslo'))).usage?.input_tokens);
+  });
+
   it('is incomplete when max_output_tokens cuts the answer short', async () => {
     const clipped = await client.responses.create(ask('a long answer', 16));
     expect(clipped).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, completed_at: null, max_output_tokens: 16 });
@@ -242,6 +252,8 @@ describe('OpenAI Responses API through the openai SDK', () => {
       [{ model: MODEL, input: 'hi', max_output_tokens: 100_000 }, 'max_output_tokens', 'invalid_value'],
       [{ model: MODEL, input: 'hi', instructions: 7 }, 'instructions', 'invalid_type'],
       [{ model: MODEL, input: 'hi', background: true }, 'background', 'unsupported_value'],
+      [{ model: MODEL, prompt: {} }, 'prompt.id', 'missing_required_parameter'],
+      [{ model: MODEL, prompt: 'pmpt_123' }, 'prompt', 'invalid_type'],
       [{ input: 'hi' }, 'model', 'missing_required_parameter'],
       [{ model: 'gpt-small-window', input: 'a prompt far longer than the forty tokens this model can read, '.repeat(3) }, 'input', 'context_length_exceeded'],
     ];

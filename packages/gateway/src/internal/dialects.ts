@@ -23,15 +23,54 @@ export type ErrorKind =
   /** A dependency is down (Redis). */
   | 'unavailable';
 
+/** A model the gateway serves, with what its config says of it. */
+export interface ServedModel {
+  id: string;
+  /** The config's `maxOutputTokens`: the most a call may ask for (`max_tokens`), when known. */
+  maxOutputTokens: number | null;
+}
+
+/**
+ * A model's release date, which the config does not hold: the epoch, as Anthropic documents for
+ * a date it does not know. Never the gateway's start, which changed with each restart and differed
+ * between instances behind one address.
+ */
+const RELEASED_UNKNOWN = { rfc3339: '1970-01-01T00:00:00Z', unixSeconds: 0 };
+
+/**
+ * Anthropic's ModelInfo with every field its SDK declares present: what the gateway knows (the
+ * model serves calls, so `active`; `max_tokens` from the config) and null for what it does not.
+ */
+const anthropicModel = (m: ServedModel) => ({
+  type: 'model',
+  id: m.id,
+  display_name: m.id,
+  created_at: RELEASED_UNKNOWN.rfc3339,
+  capabilities: null,
+  deprecated_at: null,
+  lifecycle: 'active',
+  line: null,
+  max_input_tokens: null,
+  max_tokens: m.maxOutputTokens,
+  retires_at: null,
+});
+
+/**
+ * OpenAI's Model. `owned_by` is "the organization that owns the model": the provider's models are
+ * not Headroom's, so the provider's name, which is what OpenAI itself answers for its own.
+ */
+const openaiModel = (m: ServedModel) => ({ id: m.id, object: 'model', created: RELEASED_UNKNOWN.unixSeconds, owned_by: 'openai' });
+
 export interface Dialect {
   readonly provider: Provider;
   /** The provider API a call in this dialect is a job for. */
   readonly api: ProviderApi;
   status(kind: ErrorKind): number;
-  errorBody(kind: ErrorKind, message: string, detail?: { param?: string; code?: string }): string;
+  /** `requestId`: the answer's id, which Anthropic repeats in its error body (`request_id`). */
+  errorBody(kind: ErrorKind, message: string, detail?: { param?: string; code?: string; requestId?: string }): string;
   /** A list of models; `hasMore` when the client asked for a page that ends before the list does. */
-  modelList(models: readonly string[], createdAt: Date, hasMore: boolean): string;
-  model(id: string, createdAt: Date): string;
+  modelList(models: readonly ServedModel[], hasMore: boolean): string;
+  model(model: ServedModel): string;
   /** One event as an SSE frame. */
   frame(data: string): string;
   /** What closes a complete stream (OpenAI's `[DONE]`), if anything. */
@@ -85,15 +124,15 @@ export const anthropic: Dialect = {
   provider: 'anthropic',
   api: 'messages',
   status: (kind) => STATUS[kind],
-  errorBody: (kind, message) => JSON.stringify({ type: 'error', error: { type: ANTHROPIC_TYPES[kind], message } }),
-  modelList: (models, createdAt, hasMore) =>
+  errorBody: (kind, message, detail = {}) => JSON.stringify({ type: 'error', error: { type: ANTHROPIC_TYPES[kind], message }, request_id: detail.requestId ?? null }),
+  modelList: (models, hasMore) =>
     JSON.stringify({
-      data: models.map((id) => ({ type: 'model', id, display_name: id, created_at: createdAt.toISOString() })),
+      data: models.map(anthropicModel),
       has_more: hasMore,
-      first_id: models[0] ?? null,
-      last_id: models.at(-1) ?? null,
+      first_id: models[0]?.id ?? null,
+      last_id: models.at(-1)?.id ?? null,
     }),
-  model: (id, createdAt) => JSON.stringify({ type: 'model', id, display_name: id, created_at: createdAt.toISOString() }),
+  model: (m) => JSON.stringify(anthropicModel(m)),
   frame: (data) => namedFrame(data, 'message'),
   endFrame: '',
   pingFrame: 'event: ping\ndata: {"type": "ping"}\n\n',
@@ -122,9 +161,8 @@ export const openai: Dialect = {
   status: (kind) => (kind === 'overloaded' ? 503 : STATUS[kind]),
   errorBody: (kind, message, detail = {}) =>
     JSON.stringify({ error: { message, type: OPENAI_TYPES[kind].type, param: detail.param ?? null, code: detail.code ?? OPENAI_TYPES[kind].code } }),
-  modelList: (models, createdAt) =>
-    JSON.stringify({ object: 'list', data: models.map((id) => ({ id, object: 'model', created: Math.floor(createdAt.getTime() / 1000), owned_by: 'headroom' })) }),
-  model: (id, createdAt) => JSON.stringify({ id, object: 'model', created: Math.floor(createdAt.getTime() / 1000), owned_by: 'headroom' }),
+  modelList: (models) => JSON.stringify({ object: 'list', data: models.map(openaiModel) }),
+  model: (m) => JSON.stringify(openaiModel(m)),
   frame: (data) => `data: ${data}\n\n`,
   endFrame: 'data: [DONE]\n\n',
   // OpenAI sends none of its own; every SSE reader skips a line that starts with ':'.

@@ -13,7 +13,7 @@ import { countTokensIssues, createLogger, createRedis, untilReady, listen, repor
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
-import { anthropic, openai, openaiResponses, requestIdHeader, type Dialect } from './dialects.js';
+import { anthropic, openai, openaiResponses, requestIdHeader, type Dialect, type ServedModel } from './dialects.js';
 import { CLIENT_CLOSED, GatewayMetrics, type RequestRecord, type RouteLabel } from './gateway-metrics.js';
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { readJsonBody } from './request-body.js';
@@ -75,6 +75,15 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // Sockets whose request head has arrived, with its answer: a timeout on one of those is its
   // body's, and once its answer has started, a second answer would corrupt the stream.
   const answering = new WeakMap<Socket, ServerResponse>();
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    answering.set(req.socket, res);
+    // A body answered early is still being discarded after the answer: its socket stays marked,
+    // so a timeout then closes it rather than writing a second answer behind the first.
+    res.once('close', () => {
+      if (req.complete && answering.get(req.socket) === res) answering.delete(req.socket);
+    });
+    void handler.handle(req, res);
+  };
   const server = createServer(
     {
       maxHeaderSize: config.gateway.maxHeaderBytes,
@@ -87,16 +96,14 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       // timeout) holds each limit to within a second of its value.
       connectionsCheckingInterval: Math.max(1, Math.min(1_000, Math.floor(headersTimeoutMs / 2))),
     },
-    (req, res) => {
-      answering.set(req.socket, res);
-      // A body answered early is still being discarded after the answer: its socket stays marked,
-      // so a timeout then closes it rather than writing a second answer behind the first.
-      res.once('close', () => {
-        if (req.complete && answering.get(req.socket) === res) answering.delete(req.socket);
-      });
-      void handler.handle(req, res);
-    },
+    onRequest,
   );
+  // `Expect: 100-continue`: Node would send 100 Continue at once, and the client upload its whole
+  // body before hearing that its key is wrong or its body too large. Handled as any request, the
+  // refusals decided by the head (route, method, key, headers, content-length) go out first, and
+  // only a request about to be read is told to continue (readJsonBody's `continue`). Node closes
+  // the connection after a refusal that sent no 100, so an unsent body is never waited for.
+  server.on('checkContinue', onRequest);
   // A request Node could not parse (a header with a bare newline, a head over the size limit) or
   // that did not arrive in time never reaches the handler: answer it plainly and close, never crash.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -230,7 +237,6 @@ interface Counted extends Omit<RequestRecord, 'status' | 'seconds'> {
 }
 
 class GatewayHandler {
-  readonly #servedAt = new Date();
   readonly #modelsOf: Record<Provider, string[]>;
 
   /** Requests whose answers are not done yet (sent in full, or cut). */
@@ -289,7 +295,7 @@ class GatewayHandler {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const path = routePath(req.url);
     const dialect = dialectOf(req, path);
     this.inFlight++;
     const route = this.#routeOf(path);
@@ -312,10 +318,28 @@ class GatewayHandler {
     try {
       await this.#route(req, res, path, dialect, route);
     } catch (err) {
-      this.logger.error({ err: (err as Error).message, path }, 'gateway request failed');
-      if (!res.headersSent) send(res, dialect, { kind: 'api_error', code: GatewayCode.INTERNAL, message: 'internal gateway error' });
+      const requestId = gatewayRequestId();
+      this.logger.error({ err: (err as Error).message, path, requestId }, 'gateway request failed');
+      if (!res.headersSent) this.#send(res, dialect, { kind: 'api_error', code: GatewayCode.INTERNAL, message: 'internal gateway error', requestId });
       else res.destroy();
     }
+  }
+
+  /**
+   * Sends an error answer. One the gateway gives itself (no provider call answered it, so no
+   * provider request id) gets an id of the gateway's own, in the header the client's SDK reads
+   * into `requestID` / `_request_id` (and Anthropic's body), and logged with it, so a user can quote
+   * it and an operator find it. The lane's backpressure (429s, many a second under load, each
+   * retried by the SDK) is logged at debug.
+   */
+  #send(res: ServerResponse, dialect: Dialect, error: WireError, extra: Record<string, string> = {}): void {
+    if (error.requestId === undefined && !res.headersSent) {
+      const requestId = gatewayRequestId();
+      const status = error.status ?? dialect.status(error.kind);
+      this.logger[error.kind === 'rate_limit' ? 'debug' : 'info']({ requestId, status, code: error.code, path: routePath(res.req.url), message: error.message }, 'gateway error answer');
+      error = { ...error, requestId };
+    }
+    send(res, dialect, error, extra);
   }
 
   #health(res: ServerResponse): void {
@@ -343,13 +367,13 @@ class GatewayHandler {
   }
 
   async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect, route: Route | undefined): Promise<void> {
-    if (!route) return send(res, dialect, { kind: 'unknown_endpoint', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models`, shouldRetry: false });
+    if (!route) return this.#send(res, dialect, { kind: 'unknown_endpoint', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models`, shouldRetry: false });
     // HEAD is GET without the body (Node's server leaves the body out), as HTTP has it: health
     // checkers and proxies probe with it.
     const get = route.method === 'GET';
     if (req.method !== route.method && !(get && req.method === 'HEAD')) {
       res.setHeader('allow', get ? 'GET, HEAD' : route.method);
-      return send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}`, shouldRetry: false });
+      return this.#send(res, dialect, { kind: 'method_not_allowed', code: GatewayCode.METHOD_NOT_ALLOWED, message: `${req.method} ${path}: method not allowed; use ${route.method}`, shouldRetry: false });
     }
     await route.run(req, res, dialect, path);
   }
@@ -362,7 +386,7 @@ class GatewayHandler {
     if (key && record) record.key = key.name;
     if (!key) {
       const where = dialect.provider === 'anthropic' ? 'x-api-key (or Authorization: Bearer)' : 'Authorization: Bearer';
-      send(res, dialect, { kind: 'authentication', code: GatewayCode.KEY_INVALID, message: presented === undefined ? `no API key: send the gateway key in ${where}` : 'invalid API key', shouldRetry: false });
+      this.#send(res, dialect, { kind: 'authentication', code: GatewayCode.KEY_INVALID, message: presented === undefined ? `no API key: send the gateway key in ${where}` : 'invalid API key', shouldRetry: false });
     }
     return key;
   }
@@ -374,17 +398,21 @@ class GatewayHandler {
   #models(req: IncomingMessage, res: ServerResponse, dialect: Dialect): void {
     if (!this.#authenticate(req, res, dialect)) return;
     const page = pageOf(this.#served(dialect.provider), new URL(req.url ?? '/', 'http://gateway').searchParams, dialect);
-    if ('error' in page) send(res, dialect, invalid([page.error]));
-    else res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.modelList(page.models, this.#servedAt, page.hasMore));
+    if ('error' in page) this.#send(res, dialect, invalid([page.error]));
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.modelList(page.models.map((id) => this.#servedModel(id)), page.hasMore));
   }
 
   #model(req: IncomingMessage, res: ServerResponse, dialect: Dialect, id: string): void {
     if (!this.#authenticate(req, res, dialect)) return;
     if (!this.#served(dialect.provider).includes(id)) {
-      send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${id}`, shouldRetry: false });
+      this.#send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${id}`, shouldRetry: false });
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.model(id, this.#servedAt));
+    res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.model(this.#servedModel(id)));
+  }
+
+  #servedModel(id: string): ServedModel {
+    return { id, maxOutputTokens: this.config.models[id]?.maxOutputTokens ?? null };
   }
 
   /** Common checks of a call: key, version header, headroom headers, body. The body, or undefined once an error was sent. */
@@ -392,32 +420,32 @@ class GatewayHandler {
     const key = this.#authenticate(req, res, dialect);
     if (!key) return undefined;
     if (dialect.provider === 'anthropic' && !req.headers['anthropic-version']) {
-      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'anthropic-version: header is required', shouldRetry: false });
+      this.#send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'anthropic-version: header is required', shouldRetry: false });
       return undefined;
     }
     // A key's own tenant is the tenant: its requests' headroom-tenant is not read, so not refused either.
     const { options, issues } = readHeadroomHeaders(req.headers, key.tenant !== undefined ? { ignore: ['headroom-tenant'] } : {});
     if (issues.length > 0) {
-      send(res, dialect, invalid(issues));
+      this.#send(res, dialect, invalid(issues));
       return undefined;
     }
-    const body = await readJsonBody(req, { maxBytes: this.config.gateway.maxBodyBytes, timeoutMs: this.config.gateway.bodyTimeoutMs });
+    const body = await readJsonBody(req, { maxBytes: this.config.gateway.maxBodyBytes, timeoutMs: this.config.gateway.bodyTimeoutMs, continue: () => res.writeContinue() });
     if (!body.ok) {
-      send(res, dialect, body.error);
+      this.#send(res, dialect, body.error);
       return undefined;
     }
     if (!isRecord(body.value)) {
-      send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body must be a JSON object, got ${kindOf(body.value)}`, shouldRetry: false });
+      this.#send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body must be a JSON object, got ${kindOf(body.value)}`, shouldRetry: false });
       return undefined;
     }
     const model = body.value.model;
     if (typeof model === 'string' && model !== '' && !this.#served(dialect.provider).includes(model)) {
-      send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${model} is not served by this gateway (GET /v1/models lists the ${dialect.provider} models it serves)`, shouldRetry: false, param: 'model' });
+      this.#send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${model} is not served by this gateway (GET /v1/models lists the ${dialect.provider} models it serves)`, shouldRetry: false });
       return undefined;
     }
     const strange = (options.fallback ?? []).filter((m) => !this.#served(dialect.provider).includes(m));
     if (strange.length > 0) {
-      send(res, dialect, invalid([{ path: 'fallback', message: `not ${dialect.provider} models this gateway serves: ${strange.join(', ')}` }]));
+      this.#send(res, dialect, invalid([{ path: 'fallback', message: `not ${dialect.provider} models this gateway serves: ${strange.join(', ')}` }]));
       return undefined;
     }
     return { key, options, body: body.value };
@@ -429,7 +457,7 @@ class GatewayHandler {
     const { body } = prepared;
     // What /v1/messages refuses is not counted either: the provider's count_tokens refuses it too.
     const issues = countTokensIssues(body);
-    if (issues.length > 0) return send(res, anthropic, invalid(issues));
+    if (issues.length > 0) return this.#send(res, anthropic, invalid(issues));
     // No provider key lives here: the count is the estimate the fleet reserves with, and says so.
     res.writeHead(200, { 'content-type': 'application/json', 'headroom-estimate': 'o200k_base' }).end(JSON.stringify({ input_tokens: estimateInputTokens(body) }));
   }
@@ -442,7 +470,7 @@ class GatewayHandler {
     if (record) record.stream = body.stream === true;
     // A batch job has no start deadline: the provider's batch API answers within its own window.
     if (options.sla === 'none' && options.maxWaitMs !== undefined) {
-      return send(res, dialect, invalid([{ path: 'maxWaitMs', message: 'cannot be combined with headroom-sla: none: a batch call starts when its batch is sent and answers within the batch window, so no start deadline applies' }]));
+      return this.#send(res, dialect, invalid([{ path: 'maxWaitMs', message: 'cannot be combined with headroom-sla: none: a batch call starts when its batch is sent and answers within the batch window, so no start deadline applies' }]));
     }
     const maxWaitMs = options.maxWaitMs ?? this.config.gateway.maxWaitMs;
     const job = {
@@ -476,7 +504,7 @@ class GatewayHandler {
     try {
       handle = await this.producer.enqueue(job);
     } catch (err) {
-      return send(res, dialect, fromError(err));
+      return this.#send(res, dialect, fromError(err));
     }
     const ids = { 'headroom-job-id': handle.id, 'headroom-lane': handle.lane };
     const gone = new AbortController();
@@ -499,7 +527,7 @@ class GatewayHandler {
         })
         .end(body);
     } catch (err) {
-      if (!gone.signal.aborted) send(res, dialect, fromError(err), ids);
+      if (!gone.signal.aborted) this.#send(res, dialect, fromError(err), ids);
     }
   }
 
@@ -513,7 +541,7 @@ class GatewayHandler {
       // A stream nobody reads past its bound is stopped, not left spending tokens.
       stream = await this.producer.stream(job, { signal: abort.signal, timeoutMs: maxWaitMs + RUN_BOUND_MS, cancelOnTimeout: true });
     } catch (err) {
-      if (!abort.signal.aborted) send(res, dialect, fromError(err));
+      if (!abort.signal.aborted) this.#send(res, dialect, fromError(err));
       return;
     }
     const ids = { 'headroom-job-id': stream.id, 'headroom-lane': stream.lane };
@@ -522,7 +550,7 @@ class GatewayHandler {
       // Rejects DEADLINE_EXCEEDED once the job has not started within the client's max wait.
       start = await stream.started();
     } catch (err) {
-      if (!abort.signal.aborted) send(res, dialect, fromError(err), ids);
+      if (!abort.signal.aborted) this.#send(res, dialect, fromError(err), ids);
       return;
     }
     // Keep-alive even while draining (in place of closeAfter's `connection: close`): after a head
@@ -599,6 +627,21 @@ function closeAfter(res: ServerResponse): void {
   const socket = res.socket;
   if (res.writableFinished) socket?.destroySoon();
   else res.once('finish', () => socket?.destroySoon());
+}
+
+/**
+ * The path a request is routed by: without its query, and without one trailing slash
+ * (`/v1/messages/`, `/v1/models/`, as a hand-built URL or a client's path joined with a slash
+ * produces them; the simulator serves them too), so `/v1/models/` is the list, not a model "".
+ */
+function routePath(url = '/'): string {
+  const path = url.split('?')[0] ?? '/';
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+}
+
+/** An id for an answer the gateway gives itself, told apart from the providers' (`req_...`) by its prefix. */
+function gatewayRequestId(): string {
+  return `req_headroom_${randomUUID().replaceAll('-', '')}`;
 }
 
 /** Which provider's shape an answer takes where the route does not say (models, unknown paths). */

@@ -16,7 +16,18 @@ export type BodyResult = { ok: true; value: unknown } | { ok: false; error: Wire
 type Inflate = (body: Buffer, opts: ZlibOptions) => Promise<Buffer>;
 const INFLATE: Record<string, Inflate> = { gzip: promisify(gunzip), 'x-gzip': promisify(gunzip), deflate: promisify(inflate), br: promisify(brotliDecompress) };
 
-export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; timeoutMs: number }): Promise<BodyResult> {
+export interface BodyLimits {
+  maxBytes: number;
+  timeoutMs: number;
+  /**
+   * Sends `100 Continue` to a client that waits for it (`Expect: 100-continue`), called once the
+   * head has passed every check and the body is about to be read: a body refused by its head is
+   * never uploaded.
+   */
+  continue?: () => void;
+}
+
+export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<BodyResult> {
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
   const inflateBody = encoding === 'identity' ? undefined : INFLATE[encoding];
   if (encoding !== 'identity' && !inflateBody) {
@@ -36,6 +47,7 @@ export function readJsonBody(req: IncomingMessage, limits: { maxBytes: number; t
   if (Number.isFinite(declared) && declared > limits.maxBytes) {
     return Promise.resolve({ ok: false, error: tooLarge(declared, limits.maxBytes) });
   }
+  if (/^100-continue$/i.test(req.headers.expect?.trim() ?? '')) limits.continue?.();
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;

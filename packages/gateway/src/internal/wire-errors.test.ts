@@ -34,7 +34,7 @@ describe('wire errors', () => {
     expect(header.message).toBe('headroom-priority: expected critical, high, normal or low, got "urgent"');
     expect(JSON.parse(errorBodyOf(openai, header)).error).toMatchObject({ param: null, code: 'invalid_value' });
     // Anthropic's shape has neither.
-    expect(JSON.parse(errorBodyOf(anthropic, role))).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'messages.0.role: expected role ..., got "bot"' } });
+    expect(JSON.parse(errorBodyOf(anthropic, role))).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'messages.0.role: expected role ..., got "bot"' }, request_id: null });
   });
 
   it("says with a stable code whose refusal each answer is, beside the status", () => {
@@ -97,7 +97,8 @@ describe('wire errors', () => {
     expect(JSON.parse(errorBodyOf(openai, err))).toEqual(body);
     expect(JSON.parse(errorBodyOf(openaiResponses, err))).toEqual(body);
     // Never to the other provider's SDK: that one gets its own shape, rebuilt.
-    expect(JSON.parse(errorBodyOf(anthropic, err))).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: `invalid_request_error: ${body.error.message}` } });
+    // Rebuilt, it names the provider's request id as Anthropic's own body does.
+    expect(JSON.parse(errorBodyOf(anthropic, err))).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: `invalid_request_error: ${body.error.message}` }, request_id: 'req_1' });
     // No body kept (an HTML page): rebuilt, as before.
     const bare = fromError(new JobFailedError('high.x', jobFailure(FailureCode.PROVIDER_REJECTED, '403 permission_error: not allowed', undefined, 403)));
     expect(JSON.parse(errorBodyOf(openai, bare))).toEqual({ error: { message: 'permission_error: not allowed', type: 'invalid_request_error', param: null, code: 'permission_denied' } });
@@ -126,7 +127,7 @@ describe('wire errors', () => {
     expect(err.kind).toBe('overloaded');
     expect(anthropic.status(err.kind)).toBe(529);
     expect(openai.status(err.kind)).toBe(503);
-    expect(JSON.parse(anthropic.errorBody(err.kind, 'x'))).toEqual({ type: 'error', error: { type: 'overloaded_error', message: 'x' } });
+    expect(JSON.parse(anthropic.errorBody(err.kind, 'x'))).toEqual({ type: 'error', error: { type: 'overloaded_error', message: 'x' }, request_id: null });
     expect(JSON.parse(openai.errorBody(err.kind, 'x'))).toEqual({ error: { message: 'x', type: 'server_error', param: null, code: 'overloaded' } });
   });
 

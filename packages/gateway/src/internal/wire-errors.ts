@@ -69,7 +69,10 @@ export interface WireError {
   param?: string;
   /** OpenAI's `code` for a refused field (`missing_required_parameter`, `invalid_type`...). */
   issueCode?: IssueCode;
-  /** The provider's id for the call whose answer this is, sent in its own header (`Dialect.requestIdHeader`). */
+  /**
+   * The answer's id, sent in the header the provider names its calls in (`Dialect.requestIdHeader`)
+   * and in Anthropic's error body: the provider's id for the call that answered, else the gateway's own.
+   */
   requestId?: string;
   /** The provider's own error body: sent verbatim, in place of one built from `kind` and `message`, to a client of that provider's dialect. */
   providerError?: ProviderError;
@@ -175,7 +178,11 @@ function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
  */
 export function errorBodyOf(dialect: Dialect, error: WireError): string {
   if (error.providerError?.provider === dialect.provider) return JSON.stringify(error.providerError.body);
-  return dialect.errorBody(error.kind, error.message, { ...(error.param === undefined ? {} : { param: error.param }), ...(error.issueCode === undefined ? {} : { code: error.issueCode }) });
+  return dialect.errorBody(error.kind, error.message, {
+    ...(error.param === undefined ? {} : { param: error.param }),
+    ...(error.issueCode === undefined ? {} : { code: error.issueCode }),
+    ...(error.requestId === undefined ? {} : { requestId: error.requestId }),
+  });
 }
 
 /** Whatever enqueueing or waiting threw, as the client is to see it. */

@@ -89,8 +89,10 @@ function issueToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[], 
   return [code === undefined ? { path, message } : { path, message, code }];
 }
 
-/** The issue's kind; a rule across fields (`custom`) and an unknown key have none. */
+/** The issue's kind; a rule across fields (`custom`) has the one it names (`params.code`), an unknown key none. */
 function codeOf(issue: z.core.$ZodIssue): IssueCode | undefined {
+  // Our refinements set it (job.ts), so it is one of ours.
+  if (issue.code === 'custom') return issue.params?.code as IssueCode | undefined;
   // Parsed with `reportInput`, an issue carries its input unless there was none: the field was left out.
   if (issue.code === 'invalid_type') return 'input' in issue && issue.input !== undefined ? 'invalid_type' : 'missing_required_parameter';
   // Zod's own minimum checks say "number" for an integer too; job.ts raises an integer's as "int".

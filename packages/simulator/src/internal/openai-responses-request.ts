@@ -12,7 +12,9 @@ import { jsonAnswer, responsesJsonFormat } from './structured-output.js';
 export interface ResponsesParams {
   model: string;
   /** A string (one user message) or input items: messages, function calls and their outputs, ... */
-  input: string | Record<string, unknown>[];
+  input?: string | Record<string, unknown>[];
+  /** A saved prompt: its id, and values for its variables. Without `input`, the call's whole prompt. */
+  prompt?: { id: string; variables?: Record<string, unknown> | null; version?: string | null };
   instructions?: string | null;
   max_output_tokens?: number | null;
   stream?: boolean | null;
@@ -66,9 +68,17 @@ export function validateResponseParams(given: unknown): ResponsesValidation {
   if (body.model === undefined || body.model === null) return fail(missing('model'));
   if (typeof body.model !== 'string' || body.model === '') return fail(invalidType('model', 'a non-empty string', body.model));
 
-  const { input } = body;
-  if (input === undefined || input === null) return fail(missing('input'));
-  if (typeof input === 'string') {
+  const { input, prompt } = body;
+  if (prompt !== undefined) {
+    if (!isObject(prompt)) return fail(invalidType('prompt', 'an object', prompt));
+    if (prompt.id === undefined || prompt.id === null) return fail(missing('prompt.id'));
+    if (typeof prompt.id !== 'string') return fail(invalidType('prompt.id', 'a string', prompt.id));
+    if (prompt.variables != null && !isObject(prompt.variables)) return fail(invalidType('prompt.variables', 'an object', prompt.variables));
+  }
+  // OpenAI's saved prompts (`prompt`) make input optional: the template is the prompt.
+  if (input === undefined || input === null) {
+    if (prompt === undefined) return fail(missing('input'));
+  } else if (typeof input === 'string') {
     if (input === '') return fail(invalidRequest("Invalid 'input': empty string. Expected a string with minimum length 1, but got an empty string instead.", 'input', 'empty_string'));
   } else if (Array.isArray(input)) {
     if (input.length === 0) return fail(invalidRequest("Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty array instead.", 'input', 'empty_array'));
@@ -175,6 +185,7 @@ export interface OpenAIResponse {
   output: [OutputMessage] | [FunctionCallItem];
   parallel_tool_calls: unknown;
   previous_response_id: unknown;
+  prompt: unknown;
   prompt_cache_key: unknown;
   reasoning: unknown;
   safety_identifier: unknown;
@@ -233,6 +244,7 @@ export function buildResponse(params: ResponsesParams, model: ResolvedModel, pro
     output,
     parallel_tool_calls: given('parallel_tool_calls', true),
     previous_response_id: given('previous_response_id', null),
+    prompt: given('prompt', null),
     prompt_cache_key: given('prompt_cache_key', null),
     reasoning: given('reasoning', { effort: null, summary: null }),
     safety_identifier: given('safety_identifier', null),

@@ -160,21 +160,27 @@ export function openaiPromptTokens(prompt: OpenAIPrompt, segments = openaiSegmen
 export interface ResponsesPrompt {
   instructions?: string | null | undefined;
   /** A string, or input items (validated by the caller: objects, message items with a role). */
-  input: string | readonly Block[];
+  input?: string | readonly Block[] | undefined;
+  /** A saved prompt (validated by the caller: an object with an id). */
+  prompt?: { variables?: Record<string, unknown> | null | undefined } | undefined;
   tools?: unknown[] | undefined;
 }
 
 /**
  * A Responses API prompt as the chat messages it amounts to, so both endpoints count (and cache)
  * through `openaiSegments`: `instructions` is a system message (OpenAI: "a system (or developer)
- * message inserted into the model's context"), a string input one user message, each message
- * item a message, and any other item (a function call, its output, ...) a message holding its text.
+ * message inserted into the model's context"), a saved prompt's variables each a user message, a
+ * string input one user message, each message item a message, and any other item (a function
+ * call, its output, ...) a message holding its text.
  */
 export function responsesPrompt(prompt: ResponsesPrompt): OpenAIPrompt {
   const messages: OpenAIMessage[] = [];
   if (typeof prompt.instructions === 'string' && prompt.instructions !== '') messages.push({ role: 'system', content: prompt.instructions });
+  // A saved prompt's template is kept at OpenAI; the simulator keeps none, so it reads the prompt
+  // as the values the call gives its variables, each a user message (none: an empty prompt).
+  for (const value of Object.values(prompt.prompt?.variables ?? {})) messages.push({ role: 'user', content: typeof value === 'string' ? value : [value as Block] });
   if (typeof prompt.input === 'string') messages.push({ role: 'user', content: prompt.input });
-  else for (const item of prompt.input) messages.push(itemAsMessage(item));
+  else for (const item of prompt.input ?? []) messages.push(itemAsMessage(item));
   return { messages, tools: prompt.tools };
 }
 

@@ -57,6 +57,10 @@ export class AnthropicStreamAccumulator implements StreamAccumulator<Json> {
           const delta = isRecord(event.delta) ? event.delta : {};
           if ('stop_reason' in delta) this.#message.stop_reason = delta.stop_reason;
           if ('stop_sequence' in delta) this.#message.stop_sequence = delta.stop_sequence;
+          // A refusal's category and explanation, and the code execution tool's container: only
+          // this event carries them (message_start has them null), as the SDK's MessageStream reads.
+          if ('stop_details' in delta) this.#message.stop_details = delta.stop_details;
+          if (delta.container != null) this.#message.container = delta.container;
           // Cumulative whole-message counts; fields that do not apply are omitted or null.
           const usage = this.#message.usage as Json;
           if (isRecord(event.usage)) for (const [k, v] of Object.entries(event.usage)) if (v !== null && v !== undefined) usage[k] = v;

@@ -14,9 +14,21 @@ const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 
 interface Choice {
   index: number;
-  message: { role: string; content: string | null; refusal: string | null; tool_calls?: Json[] };
-  logprobs: unknown;
+  message: { role: string; content: string | null; refusal: string | null; tool_calls?: Json[]; function_call?: Json };
+  logprobs: Json | null;
   finish_reason: string | null;
+}
+
+/** Each chunk's token entries appended to the choice's, as the SDK's ChatCompletionStream does. */
+function appendLogprobs(choice: Choice, logprobs: Json): void {
+  const { content, refusal, ...rest } = logprobs;
+  choice.logprobs ??= {};
+  const into = choice.logprobs;
+  Object.assign(into, rest);
+  if (Array.isArray(content)) into.content = [...(Array.isArray(into.content) ? into.content : []), ...content];
+  else if (content !== undefined && !('content' in into)) into.content = content;
+  if (Array.isArray(refusal)) into.refusal = [...(Array.isArray(into.refusal) ? into.refusal : []), ...refusal];
+  else if (refusal !== undefined && !('refusal' in into)) into.refusal = refusal;
 }
 
 export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
@@ -53,6 +65,7 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
       choice = { index, message: { role: 'assistant', content: null, refusal: null }, logprobs: null, finish_reason: null };
       this.#choices.set(index, choice);
     }
+    if (isRecord(c.logprobs)) appendLogprobs(choice, c.logprobs);
     const delta = isRecord(c.delta) ? c.delta : {};
     if (typeof delta.role === 'string') choice.message.role = delta.role;
     if (typeof delta.content === 'string') {
@@ -68,18 +81,32 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
       for (const tc of delta.tool_calls) {
         if (!isRecord(tc)) continue;
         const at = typeof tc.index === 'number' ? tc.index : choice.message.tool_calls.length;
-        const call = (choice.message.tool_calls[at] ?? { id: '', type: 'function', function: { name: '', arguments: '' } }) as Json & { function: Json };
+        const call = choice.message.tool_calls[at] ?? { id: '', type: 'function' };
         choice.message.tool_calls[at] = call;
         if (typeof tc.id === 'string') call.id = tc.id;
-        const fn = isRecord(tc.function) ? tc.function : {};
-        if (typeof fn.name === 'string') call.function.name = String(call.function.name) + fn.name;
-        if (typeof fn.arguments === 'string') {
-          call.function.arguments = String(call.function.arguments) + fn.arguments;
-          this.#text += fn.arguments;
-        }
+        if (typeof tc.type === 'string') call.type = tc.type;
+        // A custom tool's free-form input (`type: "custom"`) or a function's arguments, in pieces.
+        if (isRecord(tc.custom)) this.#toolPiece(call, 'custom', 'input', tc.custom);
+        else if (call.type === 'function') this.#toolPiece(call, 'function', 'arguments', isRecord(tc.function) ? tc.function : {});
       }
     }
+    // The legacy `functions` call (deprecated, still served): a name, then its arguments in pieces.
+    if (isRecord(delta.function_call)) this.#toolPiece(choice.message as Json, 'function_call', 'arguments', delta.function_call);
     if (typeof c.finish_reason === 'string') choice.finish_reason = c.finish_reason;
+  }
+
+  /**
+   * A call's name (sent once; kept whole, as the SDK keeps it) and the next piece of its input:
+   * `holder[field]` is a tool call's `function` or `custom`, or a message's legacy `function_call`.
+   */
+  #toolPiece(holder: Json, field: 'function' | 'custom' | 'function_call', input: 'arguments' | 'input', delta: Json): void {
+    const into = isRecord(holder[field]) ? holder[field] : { name: '', [input]: '' };
+    holder[field] = into;
+    if (typeof delta.name === 'string' && delta.name !== '') into.name = delta.name;
+    if (typeof delta[input] === 'string') {
+      into[input] = String(into[input]) + delta[input];
+      this.#text += delta[input];
+    }
   }
 
   /** The usage a client that did not ask for it was not sent, as a chunk holding only it. */

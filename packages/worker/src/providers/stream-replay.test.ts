@@ -5,6 +5,7 @@
  */
 import { replayEventsOf, type ProviderApi } from '@headroom/queue';
 import { ANTHROPIC_MESSAGE, CHAT_COMPLETION, RESPONSE } from '@headroom/testing';
+import { ChatCompletionStream } from 'openai/lib/ChatCompletionStream';
 import { describe, expect, it } from 'vitest';
 import { AnthropicStreamAccumulator } from './anthropic-stream.js';
 import { OpenAIResponsesAccumulator } from './openai-responses.js';
@@ -29,6 +30,22 @@ describe('a replayed stream assembles into the stored answer', () => {
       response: CHAT_COMPLETION,
       usage: { inputTokens: 9, outputTokens: 14, cacheReadInputTokens: 4, cacheCreationInputTokens: 0 },
     });
+  });
+
+  it("Chat Completions: a choice's logprobs, a legacy function_call and a custom tool's call, as the SDK's helper assembles them too", async () => {
+    const entry = (token: string) => ({ token, logprob: -0.5, bytes: [...Buffer.from(token)], top_logprobs: [] });
+    const completion = {
+      ...CHAT_COMPLETION,
+      choices: [
+        { index: 0, message: { role: 'assistant', content: 'Hello there.', refusal: null }, logprobs: { content: [entry('Hello'), entry(' there.')], refusal: null }, finish_reason: 'stop' },
+        { index: 1, message: { role: 'assistant', content: null, refusal: null, function_call: { name: 'weather', arguments: '{"city":"Oslo"}' } }, logprobs: null, finish_reason: 'function_call' },
+        { index: 2, message: { role: 'assistant', content: null, refusal: null, tool_calls: [{ id: 'call_7', type: 'custom', custom: { name: 'grep', input: 'foo src/' } }] }, logprobs: null, finish_reason: 'tool_calls' },
+      ],
+    };
+    expect(replayed('chat', completion, new OpenAIStreamAccumulator(true))).toMatchObject({ response: completion });
+    const lines = replayEventsOf('chat', completion, { includeUsage: true }).map((e) => `${e}\n`).join('');
+    const sdk = await ChatCompletionStream.fromReadableStream(new Response(lines).body!).finalChatCompletion();
+    expect(sdk.choices.map(({ message: { parsed: _parsed, ...message }, ...choice }) => ({ ...choice, message }))).toEqual(completion.choices);
   });
 
   it('Responses: every output item in its events, and the stored Response in the terminal one', () => {
