@@ -54,6 +54,8 @@ async function finishedJob(jobId: string) {
       seen.job = await producer.getJob(jobId);
       return seen.job?.state === 'completed' || seen.job?.state === 'failed';
     }, 10_000, `job ${jobId} finished`);
+    // Said here, with its failure, rather than as a missing result further on.
+    expect(seen.job?.state, JSON.stringify(seen.job?.failure)).toBe('completed');
     return seen.job;
   } finally {
     await producer.close();
