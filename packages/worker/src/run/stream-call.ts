@@ -19,7 +19,7 @@
  *   is charged what was produced: the input the provider reported (or the reservation's estimate),
  *   and the output tokens counted in the text received.
  */
-import { answeredFailure, callOptionsOf, FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type StreamErrorEvent, type Usage } from '@headroom/queue';
+import { answeredFailure, apiOf, callOptionsOf, errorEventOf, FailureCode, jobFailure, StreamCut, type JobFailure, type LlmJob, type Reservation, type StreamErrorEvent, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallOk, ProviderStreamResult, StreamProgress } from '../providers/types.js';
 import { EventRelay, type RelayRefusal } from './event-relay.js';
 import { describeFailure } from './retry-policy.js';
@@ -65,7 +65,7 @@ export async function streamedCall(
     if (opening === undefined) return;
     clearTimeout(holdTimer);
     // An absent id is left out of the entry (JSON drops undefined).
-    relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt, providerRequestId });
+    relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt, providerRequestId, worker: ctx.workerId });
     for (const data of opening) relay.push({ kind: 'event', data });
     opening = undefined;
   };
@@ -144,6 +144,8 @@ export function relayTakenFailure(): JobFailure {
 
 function relayFailure(refused: Exclude<RelayRefusal, 'cancelled'>, progress: StreamProgress): JobFailure {
   if (refused === 'taken') return relayTakenFailure();
+  // Its lock lapsed and the rerun that followed its relay gave up on it (relay-follow.ts): the job has ended.
+  if (refused === 'closed') return jobFailure(FailureCode.STREAM_FAILED, `the job was ended without this attempt after ${progress.events} events: it had lost the job (its lock lapsed), and the worker that took it again stopped waiting for this answer`);
   if (refused === 'lost') return jobFailure(FailureCode.STREAM_FAILED, `the relay's stream in Redis was gone after ${progress.events} events (Redis lost its data): the rest of the answer cannot follow them`);
   return jobFailure(FailureCode.STREAM_FAILED, `relaying the stream through Redis failed after ${progress.events} events: ${refused.message}`);
 }
