@@ -845,6 +845,27 @@ describe('runJob, streamed', () => {
     }
   });
 
+  it("fails a stream its worker's shutdown cut after its first event STREAM_FAILED, saying so in the failure and in the client's error event, not blaming the provider", async () => {
+    sim.setPace({ streamTokenMs: 10 });
+    try {
+      const ctx = context();
+      const m = streamMeta();
+      const shutdown = new AbortController();
+      const outcome = run(ctx, streamed({ max_tokens: 200 }), m, shutdown.signal);
+      // The grace runs out once the client has part of the answer.
+      while ((await db.redis.xlen(jobEventsKey(ctx.config.redis.prefix, m.id))) < 5) await new Promise((r) => setTimeout(r, 10));
+      shutdown.abort();
+      const ended = await outcome;
+      if (ended.kind !== 'failed') throw new Error(`ended ${ended.kind}`);
+      expect(ended.failure).toMatchObject({ code: 'STREAM_FAILED', streamCut: 'WORKER_SHUTDOWN', message: expect.stringMatching(/^cut by its worker's shutdown: the shutdown grace \(dispatch.shutdownGraceMs\) ran out after \d+ events had been streamed/) });
+      expect(ended.progress.attempts).toBe(1);
+      expect(ended.streamError?.failure).toEqual(ended.failure);
+      expect(JSON.parse(ended.streamError!.data)).toEqual({ type: 'error', error: { type: 'api_error', message: `STREAM_FAILED: ${ended.failure.message}` } });
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
   it("lets a plain call already sent run to its end when its caller cancels: the job completes with the provider's answer", async () => {
     sim.setPace({ latencyMs: { min: 400, max: 400 } });
     const abort = new AbortController();

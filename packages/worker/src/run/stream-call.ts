@@ -121,6 +121,14 @@ export async function streamedCall(
     return { kind: 'ended', ...seen, failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller after ${progress.events} events (about ${usage.outputTokens} output tokens)`) };
   }
   if (refused !== undefined) return { kind: 'ended', ...seen, failure: relayFailure(refused, progress) };
+  if (signal.aborted) {
+    // Any other abort of the job's signal is its worker's shutdown grace running out. The SDK's
+    // stream just ends then, so the call read as the provider's ("the stream ended before its
+    // message_stop event"); the client is told what cut it, in the API's error shape.
+    const message = `cut by its worker's shutdown: the shutdown grace (dispatch.shutdownGraceMs) ran out after ${progress.events} events had been streamed, and a second answer cannot follow part of one`;
+    const cut: JobFailure = { ...answeredFailure(FailureCode.STREAM_FAILED, message, { status: failure.status, requestId: failure.requestId }), streamCut: StreamCut.WORKER_SHUTDOWN };
+    return { kind: 'ended', ...seen, failure: cut, streamError: { kind: 'error', data: errorEventOf(apiOf(job), cut, progress.events), failure: cut } };
+  }
   const ended = answeredFailure(FailureCode.STREAM_FAILED, `${describeFailure(failure)} (after ${progress.events} events had been streamed)`, failure);
   // Not relayed here: the finish that fails the job writes it (lua/finish-14.lua), so a caller
   // that reads the failure finds the job failed, and a repeat of its key runs again.
