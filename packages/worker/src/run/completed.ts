@@ -55,6 +55,7 @@ export async function fromEarlierAttempt(ctx: RunContext, job: LlmJob, meta: Job
   });
   if (followed.kind === 'aborted') return stopped(signal, progress, "while an earlier attempt's answer was relayed");
   if (followed.kind === 'failed') return { kind: 'failed', failure: followed.failure, progress };
+  if (followed.kind === 'cancelled') return { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, "cancelled by its caller while an earlier attempt's answer was relayed"), progress };
   const answer = followed.kind === 'ended' ? relayedAnswer(job, followed.entries) : undefined;
   if (answer === undefined) {
     const failure = followed.kind === 'stopped' ? earlierAttemptStopped(followed.why) : relayTakenFailure();

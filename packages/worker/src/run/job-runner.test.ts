@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Bucket, decodeJobEvent, FailureCode, flagCancelled, Heartbeat, jobFailure, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, publishFleetSettings, readFleetStats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
+import { Bucket, checkRelay, decodeJobEvent, FailureCode, flagCancelled, Heartbeat, jobFailure, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, publishFleetSettings, readFleetStats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
@@ -1100,6 +1100,19 @@ describe('runJob, streamed', () => {
     expect(calls(GPT) - before).toBe(0);
     expect(outcome).toMatchObject({ kind: 'completed', result: { model: GPT, response: earlier.response, usage: earlier.usage, cost: earlier.cost } });
     expect((earlier.response as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(earlier.usage.outputTokens);
+  });
+
+  it("fails CANCELLED when its caller cancels while it follows an earlier attempt's relay, though this worker never heard the cancel", async () => {
+    const ctx = context();
+    const prefix = ctx.config.redis.prefix;
+    const m = { ...streamMeta(), takenBefore: true };
+    await new Heartbeat({ redis: db.redis, prefix, id: 'a-beating-worker', concurrency: 1, inFlight: () => 1 }).beat();
+    await relayEvents(db.redis, prefix, m.id, [{ kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now(), worker: 'a-beating-worker' }, { kind: 'event', data: '{"type":"message_start","message":{"id":"msg_earlier"}}' }], { first: true });
+    // Its relay script loaded: the rerun's own check goes out on this connection before the cancel.
+    expect(await checkRelay(db.redis, prefix, m.id)).toBe('taken');
+    const outcome = run(ctx, streamed(), m);
+    await flagCancelled(db.redis, prefix, m.id);
+    expect(await outcome).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' }, progress: { attempts: 0 } });
   });
 
   it('still fails STREAM_FAILED, with no call, when the relay holds an earlier answer without its end and its worker is dead', async () => {

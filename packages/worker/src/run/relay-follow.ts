@@ -12,12 +12,13 @@
  * (it stopped cleanly: its calls ended), or has stayed expired for a heartbeat interval while
  * nothing was written (a worker cut off by a Redis pause beats again within one interval once
  * Redis is back); when the relay is gone (expired `RELAY_TTL_MS` after its last write, or Redis
- * lost it); or after the provider's call timeout, which bounds the earlier call itself. The
+ * lost it); or after the provider's call timeout, which bounds the earlier call itself. (A job its
+ * caller cancels meanwhile ends CANCELLED: its flag refuses the earlier attempt's writes.) The
  * caller then fails the job and writes its error event to the relay, which ends it: the relay
  * refuses the earlier attempt's next write (CLOSED, lua/relay-2.lua), so a call still running
  * stops there and settles for what it produced.
  */
-import { duplicateFor, heartbeatOf, HEARTBEAT_INTERVAL_MS, jobEventsKey, readRelayAfter, reportOutages, type JobFailure, type LlmJob, type RelayEntry } from '@headroom/queue';
+import { checkRelay, duplicateFor, heartbeatOf, HEARTBEAT_INTERVAL_MS, readRelayAfter, reportOutages, type JobFailure, type LlmJob, type RelayEntry } from '@headroom/queue';
 import type { JobMeta, RunContext } from './run-context.js';
 
 /** How long one read waits for the next entry before the writer's liveness is checked again. */
@@ -30,6 +31,8 @@ export type Followed =
   | { kind: 'failed'; failure: JobFailure }
   /** The rest will not come: why, and how many provider events the client has. */
   | { kind: 'stopped'; why: string; events: number }
+  /** Its caller cancelled the job (its cancel flag is set). */
+  | { kind: 'cancelled' }
   /** This rerun was stopped (its worker's shutdown, or its caller's cancel). */
   | { kind: 'aborted' };
 
@@ -61,9 +64,10 @@ export async function followRelay(ctx: RunContext, job: LlmJob, meta: JobMeta, s
         continue;
       }
       if (signal.aborted) return { kind: 'aborted' };
-      const stopped = await whyStopped(ctx, job, meta, entries, { startedAt, livedAt });
-      if (stopped === 'alive') livedAt = ctx.now();
-      else if (stopped !== undefined) return { kind: 'stopped', why: stopped, events: events() };
+      const quiet = await whileQuiet(ctx, job, meta, entries, { startedAt, livedAt });
+      if (quiet === 'alive') livedAt = ctx.now();
+      else if (quiet === 'cancelled') return { kind: 'cancelled' };
+      else if (quiet !== undefined) return { kind: 'stopped', why: quiet, events: events() };
     }
   } finally {
     signal.removeEventListener('abort', onAbort);
@@ -72,19 +76,26 @@ export async function followRelay(ctx: RunContext, job: LlmJob, meta: JobMeta, s
   }
 }
 
-/** Why the rest will not come, 'alive' when its writer beats, undefined while it may still come. */
-async function whyStopped(
+/**
+ * What a quiet relay says: `alive` (its writer beats), `cancelled` (its caller cancelled the job,
+ * which this worker may not have heard: the earlier attempt's writes are refused, so no end
+ * comes), why the rest will not come, or undefined while it may still come.
+ */
+async function whileQuiet(
   ctx: RunContext,
   job: LlmJob,
   meta: JobMeta,
   entries: readonly RelayEntry[],
   times: { startedAt: number; livedAt: number },
-): Promise<string | 'alive' | undefined> {
+): Promise<string | 'alive' | 'cancelled' | undefined> {
   const { prefix } = ctx.config.redis;
   const now = ctx.now();
   const timeoutMs = ctx.config.providers[job.provider].timeoutMs;
   if (now - times.startedAt > timeoutMs) return `its relay did not end within the provider's call timeout (${timeoutMs} ms)`;
-  if ((await ctx.redis.exists(jobEventsKey(prefix, meta.id))) === 0) return 'its relay is gone (expired after its last write, or Redis lost it)';
+  // The relay's own checks, nothing written: `open` is a relay that is gone.
+  const relay = await checkRelay(ctx.redis, prefix, meta.id);
+  if (relay === 'cancelled') return 'cancelled';
+  if (relay === 'open') return 'its relay is gone (expired after its last write, or Redis lost it)';
   const start = entries[0]?.event;
   const writer = start?.kind === 'start' ? start.worker : undefined;
   // A relay an older version wrote names no writer: nothing tells that its rest may come.
