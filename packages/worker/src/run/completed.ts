@@ -56,13 +56,16 @@ export async function fromEarlierAttempt(ctx: RunContext, job: LlmJob, meta: Job
   if (followed.kind === 'aborted') return stopped(signal, progress, "while an earlier attempt's answer was relayed");
   if (followed.kind === 'failed') return { kind: 'failed', failure: followed.failure, progress };
   if (followed.kind === 'cancelled') return { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, "cancelled by its caller while an earlier attempt's answer was relayed"), progress };
-  const answer = followed.kind === 'ended' ? relayedAnswer(job, followed.entries) : undefined;
-  if (answer === undefined) {
-    const failure = followed.kind === 'stopped' ? earlierAttemptStopped(followed.why) : relayTakenFailure();
-    const events = followed.kind === 'stopped' ? followed.events : 0;
+  if (followed.kind === 'stopped') {
+    const failure = earlierAttemptStopped(followed.why);
     ctx.logger.warn({ jobId: meta.id, lane: meta.lane, reason: failure.message }, 'an earlier attempt relayed part of an answer and stopped');
-    return { kind: 'failed', failure, progress, streamError: { kind: 'error', data: errorEventOf(apiOf(job), failure, events), failure } };
+    // Written by the finish that fails the job: it ends the relay for its reader, and refuses a
+    // write of that attempt if it runs on after all.
+    return { kind: 'failed', failure, progress, streamError: { kind: 'error', data: errorEventOf(apiOf(job), failure, followed.events), failure } };
   }
+  const answer = relayedAnswer(job, followed.entries);
+  // An end after events that do not make an answer: still not one a second call could follow.
+  if (answer === undefined) return { kind: 'failed', failure: relayTakenFailure(), progress };
   // The earlier attempt's call is the one that answered; its progress was never recorded.
   progress.attempts += 1;
   if (!progress.triedModels?.includes(answer.model)) progress.triedModels = [...(progress.triedModels ?? []), answer.model];
