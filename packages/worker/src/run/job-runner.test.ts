@@ -983,12 +983,19 @@ describe('runJob, streamed', () => {
     }
   });
 
-  it("fails with the earlier attempt's own stream failure when its error event reaches the relay it follows", async () => {
+  /** A rerun's job whose relay an earlier attempt began, its worker alive and beating: it may stream on. */
+  async function streamingElsewhere() {
     const ctx = context();
     const prefix = ctx.config.redis.prefix;
     const m = { ...streamMeta(), takenBefore: true };
     await new Heartbeat({ redis: db.redis, prefix, id: 'a-beating-worker', concurrency: 1, inFlight: () => 1 }).beat();
-    await relayEvents(db.redis, prefix, m.id, [{ kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now(), worker: 'a-beating-worker' }, { kind: 'event', data: '{"type":"message_start","message":{"id":"msg_earlier"}}' }], { first: true });
+    const opening = [{ kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now(), worker: 'a-beating-worker' }, { kind: 'event', data: '{"type":"message_start","message":{"id":"msg_earlier"}}' }] as const;
+    await relayEvents(db.redis, prefix, m.id, opening, { first: true });
+    return { ctx, prefix, m };
+  }
+
+  it("fails with the earlier attempt's own stream failure when its error event reaches the relay it follows", async () => {
+    const { ctx, prefix, m } = await streamingElsewhere();
     const outcome = run(ctx, streamed(), m);
     // That attempt's stream breaks; its finish refused (its lock lapsed), its worker relays the error.
     const broke = jobFailure(FailureCode.STREAM_FAILED, '200 network connection closed mid-response (after 1 events had been streamed)');
@@ -1103,11 +1110,7 @@ describe('runJob, streamed', () => {
   });
 
   it("fails CANCELLED when its caller cancels while it follows an earlier attempt's relay, though this worker never heard the cancel", async () => {
-    const ctx = context();
-    const prefix = ctx.config.redis.prefix;
-    const m = { ...streamMeta(), takenBefore: true };
-    await new Heartbeat({ redis: db.redis, prefix, id: 'a-beating-worker', concurrency: 1, inFlight: () => 1 }).beat();
-    await relayEvents(db.redis, prefix, m.id, [{ kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now(), worker: 'a-beating-worker' }, { kind: 'event', data: '{"type":"message_start","message":{"id":"msg_earlier"}}' }], { first: true });
+    const { ctx, prefix, m } = await streamingElsewhere();
     // Its relay script loaded: the rerun's own check goes out on this connection before the cancel.
     expect(await checkRelay(db.redis, prefix, m.id)).toBe('taken');
     const outcome = run(ctx, streamed(), m);
