@@ -1,12 +1,14 @@
 /**
  * Redis restarted empty while the gateway streams answers (here FLUSHALL and every client
  * connection killed, on a private redis-server): the streams' jobs and relays are gone, so their
- * answers can have neither their end nor an error event. Both SDKs must raise, never end the
- * stream cleanly, truncated: the gateway ended it cleanly (its catch took any error for one whose
- * error event was written), and the OpenAI SDK's loop just stopped, short, with no finish_reason.
+ * answers cannot have their end. Both SDKs must raise, never end the stream cleanly, truncated: the
+ * gateway ended it cleanly (its catch took any error for one whose error event was written), and
+ * the OpenAI SDK's loop just stopped, short, with no finish_reason. Then it cut the connection,
+ * and the SDKs raised a bare `TypeError: terminated`; the gateway, alive, now ends each stream
+ * with an error event in the API's shape, which each SDK raises as its APIError.
  */
-import type Anthropic from '@anthropic-ai/sdk';
-import type OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '@headroom/simulator';
@@ -61,9 +63,14 @@ describe('Redis restarted empty mid-stream', () => {
     } finally {
       admin.disconnect();
     }
-    for (const cut of await Promise.all([chat, message])) {
+    const [chatCut, messageCut] = await Promise.all([chat, message]);
+    for (const cut of [chatCut, messageCut]) {
       expect(cut).toMatchObject({ ended: 'with an error', whole: false });
       expect(cut.events).toBeGreaterThanOrEqual(5);
     }
+    // The gateway lives on and says so: each SDK raises its API error, not a bare `TypeError: terminated`.
+    expect(chatCut.error).toBeInstanceOf(OpenAI.APIError);
+    expect(messageCut.error).toBeInstanceOf(Anthropic.APIError);
+    for (const cut of [chatCut, messageCut]) expect((cut.error as Error).message).toContain('STREAM_FAILED: the rest of this answer cannot be streamed');
   });
 });

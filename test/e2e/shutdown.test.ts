@@ -1,9 +1,10 @@
 /**
  * SIGTERM: a worker stops taking jobs, lets in-flight calls finish within its grace period, and
- * hands back what is still running after it, so another worker completes it. Nothing is lost.
+ * hands back what is still running after it, so another worker completes it. Nothing is lost. A
+ * stream already under way cannot be answered again: it fails, saying the shutdown cut it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
+import { JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { waitForFleet } from '../support/probes.js';
@@ -93,5 +94,44 @@ describe('worker shutdown', () => {
     const results = await Promise.all(handles.map((h) => h.result({ timeoutMs: 20_000 })));
     expect(results).toHaveLength(3);
     await producer.close();
+  });
+
+  it("fails a stream past its first event that outlives the grace STREAM_FAILED, saying its worker's shutdown cut it: its caller's stream ends with that error", async () => {
+    // 300 tokens 50 ms apart: the answer streams on long after the grace.
+    const slow = await startSimulator({ latencyMs: 5, outputTokens: { min: 300, max: 300 } });
+    slow.setPace({ streamTokenMs: 50 });
+    const cfg = writeConfig({
+      redis: { prefix: 'sd3' },
+      providers: { anthropic: { baseURL: slow.url, apiKeyEnv: 'SHUTDOWN_TEST_KEY' } },
+      models: { [MODEL]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 400_000, otpm: 100_000 } } },
+      dispatch: { concurrency: 8, shutdownGraceMs: 300, lockMs: 5_000, stalledIntervalMs: 1_000 },
+    });
+    const worker = spawnWorker(cfg, redis.url, 'sd3-w', { SHUTDOWN_TEST_KEY: 'sk-shutdown' });
+    procs.push(worker);
+    const producer = new Producer({ redis: redis.url, prefix: 'sd3' });
+    try {
+      await waitForFleet(redis.url, 'sd3', [worker]);
+      const stream = await producer.stream({ ...job(4), request: { ...job(4).request, max_tokens: 400, stream: true } } as LlmJobInput);
+      const events: string[] = [];
+      let raised: unknown;
+      try {
+        for await (const data of stream.raw()) {
+          events.push(data);
+          if (events.length === 5) worker.child.kill('SIGTERM');
+        }
+      } catch (err) {
+        raised = err;
+      }
+      expect(await worker.exited).toBe(0);
+      expect(raised).toBeInstanceOf(JobFailedError);
+      const failure = (raised as JobFailedError).failure;
+      expect(failure).toMatchObject({ code: 'STREAM_FAILED', streamCut: 'WORKER_SHUTDOWN', message: expect.stringContaining("cut by its worker's shutdown") });
+      // The last event its caller read says so, in the provider's shape, not "the stream ended before its message_stop event".
+      expect(JSON.parse(events.at(-1)!)).toEqual({ type: 'error', error: { type: 'api_error', message: `STREAM_FAILED: ${failure.message}` } });
+      expect(events.length).toBeLessThan(300);
+    } finally {
+      await producer.close();
+      await slow.close();
+    }
   });
 });

@@ -55,6 +55,22 @@ export const FailureCode = {
 export type FailureCode = (typeof FailureCode)[keyof typeof FailureCode];
 
 /**
+ * What cut a STREAM_FAILED stream when Headroom cut it, not its provider: kept as data beside the
+ * code, so a caller tells them apart without reading the message.
+ */
+export const StreamCut = {
+  /** Its worker was stopped (SIGTERM) and its shutdown grace (`dispatch.shutdownGraceMs`) ran out mid-stream. */
+  WORKER_SHUTDOWN: 'WORKER_SHUTDOWN',
+  /**
+   * An earlier attempt lost the job mid-stream (its lock lapsed) and stopped writing its answer
+   * before the end: its worker died, or its relay stalled past the call's timeout.
+   */
+  EARLIER_ATTEMPT_STOPPED: 'EARLIER_ATTEMPT_STOPPED',
+} as const;
+export type StreamCut = (typeof StreamCut)[keyof typeof StreamCut];
+const STREAM_CUTS: ReadonlySet<string> = new Set(Object.values(StreamCut));
+
+/**
  * Failures a repeat of the job's idempotency key is answered with again: the request itself is at
  * fault and would fail the same way (the gateway tells the SDK not to retry them). After any other
  * failure (one that told its caller to retry: SHED, DEADLINE_EXCEEDED, RETRIES_EXHAUSTED,
@@ -126,6 +142,8 @@ export interface JobFailure {
   providerRequestId?: string;
   /** That answer's error body, as the provider sent it, when it was one (see `ProviderError`). */
   providerError?: ProviderError;
+  /** A STREAM_FAILED that Headroom cut, not the provider: what cut it. */
+  streamCut?: StreamCut;
 }
 
 export const jobFailure = (code: FailureCode, message: string, retryAfterMs?: number, status?: number): JobFailure => ({
@@ -157,7 +175,7 @@ export function failureText(f: JobFailure): string {
 /** The stored failure, when `value` is one (a job's `progress.failure`). */
 export function asJobFailure(value: unknown): JobFailure | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { code, message, retryAfterMs, status, providerRequestId, providerError } = value as Partial<JobFailure>;
+  const { code, message, retryAfterMs, status, providerRequestId, providerError, streamCut } = value as Partial<JobFailure>;
   if (typeof code !== 'string' || !CODES.has(code) || typeof message !== 'string') return undefined;
   const failure = jobFailure(code as FailureCode, message, typeof retryAfterMs === 'number' ? retryAfterMs : undefined, typeof status === 'number' ? status : undefined);
   // Checked as on the way in: a reader passes the body on verbatim.
@@ -166,6 +184,7 @@ export function asJobFailure(value: unknown): JobFailure | undefined {
     ...failure,
     ...(typeof providerRequestId === 'string' ? { providerRequestId } : {}),
     ...(kept === undefined ? {} : { providerError: kept }),
+    ...(typeof streamCut === 'string' && STREAM_CUTS.has(streamCut) ? { streamCut } : {}),
   };
 }
 

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedRedis, startEmbeddedRedis } from '@headroom/testing';
 import { FailureCode, jobFailure } from './failure.js';
-import { checkRelay, decodeJobEvent, readRelay, encodeJobEvent, flagCancelled, jobEventsKey, relayEvents, type JobEvent } from './job-events.js';
+import { checkRelay, decodeJobEvent, readRelayAfter, encodeJobEvent, flagCancelled, jobEventsKey, relayEvents, type JobEvent } from './job-events.js';
 import { fleetKeys, laneKeys } from './keys.js';
 
 let server: EmbeddedRedis;
@@ -29,6 +29,7 @@ describe('job events', () => {
   it('round-trips every kind of entry', () => {
     const events: JobEvent[] = [
       { kind: 'start', model: 'claude-haiku-4-5', waitMs: 3, startedAt: 1_700_000_000_000 },
+      { kind: 'start', model: 'claude-haiku-4-5', waitMs: 3, startedAt: 1_700_000_000_000, providerRequestId: 'req_1', worker: 'worker-a' },
       { kind: 'event', data: '{"type":"ping"}' },
       { kind: 'error', data: '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}', failure: jobFailure(FailureCode.STREAM_FAILED, '529 overloaded_error: Overloaded', undefined, 529) },
       { kind: 'end' },
@@ -38,15 +39,27 @@ describe('job events', () => {
     expect(decodeJobEvent('zz', 'future entry')).toBeUndefined();
   });
 
-  it('reads a relay back whole, each entry with when Redis appended it', async () => {
+  it('reads a relay back from the start or after an entry, each entry with its id and when Redis appended it', async () => {
     const { prefix, jobId } = fresh();
-    expect(await readRelay(redis, prefix, jobId)).toEqual([]);
+    expect(await readRelayAfter(redis, prefix, jobId, '0-0', 10)).toEqual([]);
     const events: JobEvent[] = [{ kind: 'start', model: 'm', waitMs: 1, startedAt: 2 }, { kind: 'event', data: '{"n":1}' }, { kind: 'end', withheld: '{"usage":{}}' }];
     expect(await relayEvents(redis, prefix, jobId, events, { first: true })).toBe('written');
-    const read = await readRelay(redis, prefix, jobId);
+    const read = await readRelayAfter(redis, prefix, jobId, '0-0', 10);
     expect(read.map((e) => e.event)).toEqual(events);
-    const ids = (await redis.xrange(jobEventsKey(prefix, jobId), '-', '+')).map(([id]) => Number(id.split('-')[0]));
-    expect(read.map((e) => e.atMs)).toEqual(ids);
+    const ids = (await redis.xrange(jobEventsKey(prefix, jobId), '-', '+')).map(([id]) => id);
+    expect(read.map((e) => e.id)).toEqual(ids);
+    expect(read.map((e) => e.atMs)).toEqual(ids.map((id) => Number(id.split('-')[0])));
+    expect((await readRelayAfter(redis, prefix, jobId, ids[0]!, 10)).map((e) => e.event)).toEqual(events.slice(1));
+  });
+
+  it("refuses a later write once the stream has ended, with its end or an error: the job was ended without that attempt", async () => {
+    for (const last of [{ kind: 'end' }, { kind: 'error', data: '{}', failure: jobFailure(FailureCode.STREAM_FAILED, 'cut') }] as const) {
+      const { prefix, jobId } = fresh();
+      await relayEvents(redis, prefix, jobId, [{ kind: 'start', model: 'm', waitMs: 0, startedAt: 1 }, { kind: 'event', data: '{"n":1}' }], { first: true });
+      expect(await relayEvents(redis, prefix, jobId, [last], { first: false })).toBe('written');
+      expect(await relayEvents(redis, prefix, jobId, [{ kind: 'event', data: '{"n":2}' }], { first: false })).toBe('closed');
+      expect((await read(prefix, jobId)).map((e) => e.kind)).toEqual(['start', 'event', last.kind]);
+    }
   });
 
   it('appends in order, in the lane slot, and expires the stream after its last write', async () => {

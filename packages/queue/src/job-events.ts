@@ -34,9 +34,11 @@ export const CANCEL_FLAG_TTL_MS = 60 * 60_000;
 export type JobEvent =
   /**
    * The first entry: the model that answers (a fallback may), how long the job waited, and the
-   * provider's id for the call when it sent one (see `LlmResult.providerRequestId`).
+   * provider's id for the call when it sent one (see `LlmResult.providerRequestId`). `worker`: the
+   * id of the worker writing it (its heartbeat's, telemetry/heartbeat.ts), so that a rerun of a
+   * job this worker lost mid-stream can tell whether the rest of the answer may still come.
    */
-  | { kind: 'start'; model: string; waitMs: number; startedAt: number; providerRequestId?: string }
+  | { kind: 'start'; model: string; waitMs: number; startedAt: number; providerRequestId?: string; worker?: string }
   /** One provider event, as JSON text: an Anthropic SSE event's data, an OpenAI chunk. */
   | { kind: 'event'; data: string }
   /** The stream failed after its first event: the provider's error event (JSON) and the job's failure. */
@@ -44,7 +46,7 @@ export type JobEvent =
   /**
    * The stream is complete. `withheld`: a provider event the client was not sent but the answer
    * needs (the Chat Completions usage chunk a client did not ask for), as JSON, so that a rerun of
-   * a job whose worker lost it after the end can rebuild the answer from the relay (`readRelay`).
+   * a job whose worker lost it after the end can rebuild the answer from the relay (`readRelayAfter`).
    */
   | { kind: 'end'; withheld?: string };
 
@@ -57,7 +59,7 @@ const FIELD = { start: 's', event: 'e', error: 'x', end: 'd' } as const;
 export function encodeJobEvent(event: JobEvent): [string, string] {
   switch (event.kind) {
     case 'start':
-      return [FIELD.start, JSON.stringify({ model: event.model, waitMs: event.waitMs, startedAt: event.startedAt, providerRequestId: event.providerRequestId })];
+      return [FIELD.start, JSON.stringify({ model: event.model, waitMs: event.waitMs, startedAt: event.startedAt, providerRequestId: event.providerRequestId, worker: event.worker })];
     case 'event':
       return [FIELD.event, event.data];
     case 'error':
@@ -73,8 +75,8 @@ export function decodeJobEvent(field: string, value: string): JobEvent | undefin
     case FIELD.event:
       return { kind: 'event', data: value };
     case FIELD.start: {
-      const { model, waitMs, startedAt, providerRequestId } = JSON.parse(value) as { model: string; waitMs: number; startedAt: number; providerRequestId?: unknown };
-      return { kind: 'start', model, waitMs, startedAt, ...(typeof providerRequestId === 'string' ? { providerRequestId } : {}) };
+      const { model, waitMs, startedAt, providerRequestId, worker } = JSON.parse(value) as { model: string; waitMs: number; startedAt: number; providerRequestId?: unknown; worker?: unknown };
+      return { kind: 'start', model, waitMs, startedAt, ...(typeof providerRequestId === 'string' ? { providerRequestId } : {}), ...(typeof worker === 'string' ? { worker } : {}) };
     }
     case FIELD.error: {
       const { data, failure } = JSON.parse(value) as { data: string; failure: JobFailure };
@@ -88,8 +90,8 @@ export function decodeJobEvent(field: string, value: string): JobEvent | undefin
 }
 
 /** lua/relay-2.lua's replies below zero. */
-export const RelayReply = { CANCELLED: -1, TAKEN: -2, LOST: -3 } as const;
-export type RelayOutcome = 'written' | 'cancelled' | 'taken' | 'lost';
+export const RelayReply = { CANCELLED: -1, TAKEN: -2, LOST: -3, CLOSED: -4 } as const;
+export type RelayOutcome = 'written' | 'cancelled' | 'taken' | 'lost' | 'closed';
 
 function keysOf(prefix: string, jobId: string) {
   const lane = laneOfJobId(jobId);
@@ -105,8 +107,8 @@ export function jobEventsKey(prefix: string, jobId: string): string {
 /**
  * Appends events to the job's stream in one call. `first` marks an attempt's first write, which
  * is refused (`taken`) when an earlier attempt already streamed; a later one (`lost`) when the
- * stream is gone (Redis lost it); every write is refused (`cancelled`) once the job's caller has
- * cancelled it.
+ * stream is gone (Redis lost it) or has ended already (`closed`: the job was ended without this
+ * attempt); every write is refused (`cancelled`) once the job's caller has cancelled it.
  */
 export async function relayEvents(
   redis: Redis | Cluster,
@@ -122,6 +124,7 @@ export async function relayEvents(
   if (reply === RelayReply.CANCELLED) return 'cancelled';
   if (reply === RelayReply.TAKEN) return 'taken';
   if (reply === RelayReply.LOST) return 'lost';
+  if (reply === RelayReply.CLOSED) return 'closed';
   return 'written';
 }
 
@@ -140,24 +143,31 @@ export async function checkRelay(redis: Redis | Cluster, prefix: string, jobId: 
   return outcome === 'written' ? 'open' : outcome;
 }
 
-/** One entry of a job's relay read back, with when Redis appended it (its id's milliseconds, by Redis's clock). */
+/** One entry of a job's relay read back, with its stream id and when Redis appended it (the id's milliseconds, by Redis's clock). */
 export interface RelayEntry {
+  id: string;
   event: JobEvent;
   atMs: number;
 }
 
 /**
- * Everything a job's relay holds, oldest first: a rerun reads it to find whether an earlier
- * attempt relayed a whole answer (its `start`, events and `end`). One answer's events at most
- * (the stream is per job and expires after `RELAY_TTL_MS`); entries this version does not know
- * are left out.
+ * The entries of a job's relay after `afterId` (`'0-0'`: from the start), oldest first, waiting up
+ * to `blockMs` for one when there is none yet (XREAD BLOCK: give it a connection of its own, it
+ * holds the connection meanwhile). An empty list: nothing new in that time, or no stream. A rerun
+ * reads it to follow an earlier attempt's answer to its end (the worker's relay-follow.ts); the
+ * stream is per job and expires after `RELAY_TTL_MS`, so it holds one answer's events at most.
+ * Entries this version does not know are left out.
  */
-export async function readRelay(redis: Redis | Cluster, prefix: string, jobId: string): Promise<RelayEntry[]> {
-  const entries = await redis.xrange(jobEventsKey(prefix, jobId), '-', '+');
+export async function readRelayAfter(redis: Redis | Cluster, prefix: string, jobId: string, afterId: string, blockMs: number): Promise<RelayEntry[]> {
+  const reply = await redis.xread('COUNT', 1024, 'BLOCK', blockMs, 'STREAMS', jobEventsKey(prefix, jobId), afterId);
+  return relayEntriesOf(reply?.[0]?.[1] ?? []);
+}
+
+function relayEntriesOf(entries: [id: string, fields: string[]][]): RelayEntry[] {
   const read: RelayEntry[] = [];
   for (const [id, fields] of entries) {
     const event = decodeJobEvent(fields[0] ?? '', fields[1] ?? '');
-    if (event) read.push({ event, atMs: Number(id.split('-')[0]) });
+    if (event) read.push({ id, event, atMs: Number(id.split('-')[0]) });
   }
   return read;
 }

@@ -127,6 +127,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     workerId: id,
     ctx: {
       config,
+      workerId: id,
       redis,
       bucket,
       adapters,

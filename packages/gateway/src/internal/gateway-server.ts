@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { JobFailedError, Producer, type LlmJobInput } from '@headroom/producer-sdk';
-import { countTokensIssues, createLogger, createRedis, untilReady, listen, reportOutages, ErrorCode, RedisUnavailableError, FailureCode, Heartbeat, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
+import { countTokensIssues, createLogger, createRedis, untilReady, listen, reportOutages, ErrorCode, errorEventOf, RedisUnavailableError, FailureCode, Heartbeat, jobFailure, kindOf, type HeadroomConfig, type Logger, type Provider, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { estimateInputTokens } from '@headroom/queue/token-count';
 import { ClientKeys, laneFor, presentedKey, type ClientKey } from './client-keys.js';
@@ -571,9 +571,12 @@ class GatewayHandler {
     const keepAlive = setInterval(() => {
       if (!res.destroyed) res.write(dialect.pingFrame);
     }, this.config.gateway.streamPingMs);
+    /** Events written: a Responses error event is numbered after them. */
+    let events = 0;
     try {
       for await (const data of stream.raw()) {
         keepAlive.refresh();
+        events += 1;
         if (record && record.firstByteSeconds === undefined) record.firstByteSeconds = (performance.now() - record.startedAt) / 1000;
         // The events of one read from Redis come in microtasks: corked until the next tick, they
         // leave (with the head, the first time) in one write, so the client wakes once for them.
@@ -595,11 +598,17 @@ class GatewayHandler {
       res.end(dialect.endFrame);
     } catch (err) {
       // Ended with an error event (the provider's, or one in its shape), already written as its
-      // last frame: the client's SDK raises it. Ended otherwise (the client left, the gateway
-      // stopped, the job's data is gone from Redis, the wait ran out), its answer has neither its
-      // end nor an error: cut, never ended cleanly, or the client would take half an answer as whole.
-      if (err instanceof JobFailedError) res.end();
-      else res.destroy();
+      // last frame: the client's SDK raises it.
+      if (err instanceof JobFailedError) return void res.end();
+      // The client left, or the gateway's grace ran out: cut, and the client's SDK (if still
+      // there) retries elsewhere.
+      if (abort.signal.aborted || this.#cut || !res.writable) return void res.destroy();
+      // The gateway lives, but the rest of the answer will not come (its relay gone with a Redis
+      // restarted empty, the wait ran out): it ends with an error event in the API's shape, so
+      // the client's SDK raises an API error saying why. Cut, the SDKs raised a bare
+      // `TypeError: terminated`; ended cleanly, the client would take half an answer as whole.
+      const failure = jobFailure(FailureCode.STREAM_FAILED, `the rest of this answer cannot be streamed: ${(err as Error).message}`);
+      res.end(dialect.frame(errorEventOf(dialect.api, failure, events)));
     } finally {
       clearInterval(keepAlive);
     }

@@ -22,11 +22,20 @@
          failover to a replica behind); nothing written. Recreated, it would hold the answer's
          rest with new ids past the reader's position: the reader would read on across the gap
          and could end with the provider's last event, as if whole
+    -4   CLOSED: on a later write, the stream has already ended (its last entry is an end `d` or an
+         error `x`): the job was ended without this attempt, which lost it (its lock lapsed) and
+         was given up on by the rerun that followed its relay (the worker's relay-follow.ts), so
+         its call stops. Nothing follows a stream's end; nothing written
 ]]
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if ARGV[2] == '1' and exists then return -2 end
 if ARGV[2] == '0' and not exists then return -3 end
+if ARGV[2] == '0' then
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  local field = last and last[2][1]
+  if field == 'd' or field == 'x' then return -4 end
+end
 if #ARGV == 2 then return 0 end
 for i = 3, #ARGV, 2 do
   redis.call('XADD', KEYS[1], '*', ARGV[i], ARGV[i + 1])

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { fleetKeys } from '@headroom/queue';
-import { Heartbeat, readHeartbeats } from './heartbeat.js';
+import { Heartbeat, heartbeatOf, readHeartbeats } from './heartbeat.js';
 import { redisForFile } from '@headroom/testing/vitest';
 
 const db = redisForFile();
@@ -46,6 +46,20 @@ describe('Heartbeat', () => {
     await gateway.stop();
     expect((await readHeartbeats(db.redis, p, 'gateway')).alive).toEqual([]);
     expect((await readHeartbeats(db.redis, p)).alive).toHaveLength(1);
+  });
+
+  it("tells one process's beat: alive while its entry lasts, expired after, absent once it stopped cleanly", async () => {
+    const p = prefix();
+    const live = new Heartbeat({ redis: db.redis, prefix: p, id: 'live', concurrency: 1, inFlight: () => 1 });
+    // A beat that vouches for 1 ms: expired by the time it is read.
+    const lapsed = new Heartbeat({ redis: db.redis, prefix: p, id: 'lapsed', concurrency: 1, inFlight: () => 1, ttlMs: 1 });
+    await Promise.all([live.beat(), lapsed.beat()]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(await heartbeatOf(db.redis, p, 'live')).toBe('alive');
+    expect(await heartbeatOf(db.redis, p, 'lapsed')).toBe('expired');
+    expect(await heartbeatOf(db.redis, p, 'never-beat')).toBe('absent');
+    await live.stop();
+    expect(await heartbeatOf(db.redis, p, 'live')).toBe('absent');
   });
 
   it('reports an entry past its expiry as expired, and a clean stop removes the entry', async () => {

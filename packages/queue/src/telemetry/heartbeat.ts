@@ -64,9 +64,14 @@ export interface HeartbeatOptions {
   now?: () => number;
 }
 
-async function redisNowMs(redis: Redis | Cluster): Promise<number> {
-  const [sec, usec] = (await redis.time()).map(Number) as [number, number];
+/** Redis's `TIME` reply in ms. */
+function msOfTime(time: readonly (string | number)[]): number {
+  const [sec, usec] = time.map(Number) as [number, number];
   return sec * 1000 + Math.floor(usec / 1000);
+}
+
+async function redisNowMs(redis: Redis | Cluster): Promise<number> {
+  return msOfTime(await redis.time());
 }
 
 export class Heartbeat {
@@ -182,8 +187,7 @@ export async function readHeartbeats(redis: Redis | Cluster, prefix: string, kin
   const [hashErr, hash] = replies[1] ?? [new Error('missing reply'), null];
   if (timeErr) throw timeErr;
   if (hashErr) throw hashErr;
-  const [sec, usec] = (time as [string, string]).map(Number) as [number, number];
-  const atMs = sec * 1000 + Math.floor(usec / 1000);
+  const atMs = msOfTime(time as string[]);
   const alive: WorkerHeartbeat[] = [];
   const expired: string[] = [];
   for (const [field, raw] of Object.entries(hash as Record<string, string>)) {
@@ -194,4 +198,21 @@ export async function readHeartbeats(redis: Redis | Cluster, prefix: string, kin
   alive.sort((a, b) => a.id.localeCompare(b.id));
   expired.sort();
   return { atMs, alive, expired };
+}
+
+/**
+ * One process's beat as of now: `alive` (its entry has not expired), `expired` (it beat, and has
+ * not since its entry's expiry: dead, or cut off from Redis; a Redis paused longer than the
+ * entry's life shows every process expired until each beats again, within one interval), or
+ * `absent` (no entry: it stopped cleanly, never beat, or Redis lost the hash). One round trip.
+ */
+export async function heartbeatOf(redis: Redis | Cluster, prefix: string, id: string, kind: HeartbeatKind = 'worker'): Promise<'alive' | 'expired' | 'absent'> {
+  const replies = (await redis.multi().time().hget(keyOf(prefix, kind), id).exec()) ?? [];
+  const [timeErr, time] = replies[0] ?? [new Error('missing reply'), null];
+  const [hashErr, raw] = replies[1] ?? [new Error('missing reply'), null];
+  if (timeErr) throw timeErr;
+  if (hashErr) throw hashErr;
+  const hb = typeof raw === 'string' ? parseHeartbeat(raw) : undefined;
+  if (hb === undefined) return 'absent';
+  return hb.expiresAtMs >= msOfTime(time as string[]) ? 'alive' : 'expired';
 }

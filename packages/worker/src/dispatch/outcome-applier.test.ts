@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { Queue, Worker, type Job } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
-import { addToLane, createLogger, FailureCode, FleetStatsWriter, jobFailure, laneKeys, parseConfig, publishFleetSettings, type LlmJob, type LlmResult } from '@headroom/queue';
+import { addToLane, createLogger, decodeJobEvent, FailureCode, jobEventsKey, relayEvents, FleetStatsWriter, jobFailure, laneKeys, parseConfig, publishFleetSettings, type LlmJob, type LlmResult } from '@headroom/queue';
 import { redisForFile } from '@headroom/testing/vitest';
 import { WorkerMetrics } from '../metrics.js';
 import type { RunContext } from '../run/run-context.js';
@@ -45,16 +45,17 @@ async function applierOf() {
   const ctx = { config, metrics, stats: new FleetStatsWriter(redis, prefix), logger, now: Date.now } as unknown as RunContext;
   // A finish never holds a job back nor backs a pool off.
   const applier = new OutcomeApplier({ ctx, config, redis, backoffs: {} as PoolBackoffs, held: {} as HeldJobs, backendOf: () => worker.backend });
-  const take = async (): Promise<{ job: Job; token: string }> => {
+  const take = async (options: { stream?: boolean } = {}): Promise<{ job: Job; token: string }> => {
     const id = `high.${randomUUID()}`;
-    await addToLane(redis, queue, prefix, 'high', [{ jobId: id, job: { priority: 'HIGH', provider: 'anthropic', request: { model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] } } as LlmJob }]);
+    const request = { model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }], ...(options.stream ? { stream: true } : {}) };
+    await addToLane(redis, queue, prefix, 'high', [{ jobId: id, job: { priority: 'HIGH', provider: 'anthropic', request } as LlmJob }]);
     const token = randomUUID();
     const job = await worker.getNextJob(token, { block: false });
     if (!job) throw new Error('lane empty');
     return { job, token };
   };
   const ended = (outcome: string) => async () => (await metrics.jobs.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
-  return { applier, take, lines, completions: ended('completed'), failures: ended('failed'), k };
+  return { applier, take, lines, completions: ended('completed'), failures: ended('failed'), k, prefix };
 }
 
 const result: LlmResult = {
@@ -74,6 +75,28 @@ describe('a finish BullMQ refuses', () => {
     await applier.apply(job, 'a-lapsed-lock', 'high', { kind: 'completed', result });
     expect(await completions()).toBe(0);
     expect(lines.map((l) => l.msg)).toEqual(['could not finish the job: its lock is no longer ours; it runs again']);
+    expect(await job.getState()).toBe('active');
+  });
+
+  it("says of a streamed job it lost after relaying its whole answer that the worker that took it again completes it with that answer", async () => {
+    const { applier, take, lines, completions } = await applierOf();
+    const { job } = await take({ stream: true });
+    await applier.apply(job, 'a-lapsed-lock', 'high', { kind: 'completed', result: { ...result, streamed: true } });
+    expect(await completions()).toBe(0);
+    expect(lines.map((l) => l.msg)).toEqual(['could not finish the job: its lock is no longer ours; the worker that took it again completes it with the answer relayed here whole (no second provider call)']);
+  });
+
+  it("relays the error event of a streamed job it lost mid-stream, which the refused finish did not write: the worker following its relay fails the job with it", async () => {
+    const { applier, take, lines, failures, prefix } = await applierOf();
+    const { job } = await take({ stream: true });
+    await relayEvents(db.workerRedis, prefix, job.id!, [{ kind: 'start', model: SONNET, waitMs: 0, startedAt: 1 }, { kind: 'event', data: '{"type":"message_start"}' }], { first: true });
+    const failure = jobFailure(FailureCode.STREAM_FAILED, '200 network connection closed mid-response (after 1 events had been streamed)');
+    const streamError = { kind: 'error' as const, data: '{"type":"error","error":{"type":"api_error","message":"cut"}}', failure };
+    await applier.apply(job, 'a-lapsed-lock', 'high', { kind: 'failed', failure, progress: { attempts: 1 }, streamError });
+    expect(await failures()).toBe(0);
+    expect(lines.map((l) => l.msg)).toEqual(["could not finish the job: its lock is no longer ours; its stream's error, relayed now, fails it where it was taken again"]);
+    const entries = await db.workerRedis.xrange(jobEventsKey(prefix, job.id!), '-', '+');
+    expect(decodeJobEvent(...(entries.at(-1)![1] as [string, string]))).toEqual(streamError);
     expect(await job.getState()).toBe('active');
   });
 

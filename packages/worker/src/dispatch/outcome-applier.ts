@@ -10,7 +10,7 @@
  */
 import { ErrorCode, Queue, type Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { FailureCode, failureText, finishJob, forceReturnToLane, isConnectionError, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome, type StreamErrorEvent, type TenantPark } from '@headroom/queue';
+import { FailureCode, failureText, finishJob, isStreamed, relayEvents, forceReturnToLane, isConnectionError, jobFailure, laneKeys, poolOf, returnToLane, type FinishArgsBuilder, type HeadroomConfig, type InteractiveLane, type JobEnd, type JobFailure, type LlmJob, type ReturnOutcome, type StreamErrorEvent, type TenantPark } from '@headroom/queue';
 import type { JobProgress, RunContext, RunOutcome } from '../run/run-context.js';
 import { handOffToBatch } from '../shedding/batch-handoff.js';
 import type { HeldJob, HeldJobs } from './held-jobs.js';
@@ -142,7 +142,8 @@ export class OutcomeApplier {
       lostCode = r.status === 'lost' ? r.bullmqCode : undefined;
     });
     if (lostCode === undefined) return true;
-    this.o.ctx.logger.warn({ jobId: job.id, lane, bullmqCode: lostCode }, `could not finish the job: ${whyLost(lostCode)}`);
+    const next = lostCode === ErrorCode.JobNotExist ? undefined : await this.#handOver(job, end);
+    this.o.ctx.logger.warn({ jobId: job.id, lane, bullmqCode: lostCode }, `could not finish the job: ${whyLost(lostCode, next)}`);
     // Gone, it ends nowhere else: what it did here (a call made, an answer streamed) is its end.
     return lostCode === ErrorCode.JobNotExist;
   }
@@ -164,6 +165,23 @@ export class OutcomeApplier {
     ctx.stats.jobEnded({ lane, outcome: ended });
     if (ended === 'shed') await this.#countShed(lane);
     ctx.logger.info({ jobId: job.id, lane, failureCode: failure.code, reason: failure.message }, 'job failed');
+  }
+
+  /**
+   * What happens to a job whose lock this worker lost, once it ran here to its end: a plain job
+   * runs again. A streamed one that relayed part of an answer cannot (the client has that part):
+   * the worker that took it follows its relay to the end (relay-follow.ts). A whole answer there
+   * completes the job; a failed stream's error event, which the finish refused to write, is
+   * relayed now, so the follower fails the job with it rather than wait for an end that will
+   * not come.
+   */
+  async #handOver(job: Job, end: JobEnd): Promise<string | undefined> {
+    if (!isStreamed(job.data as LlmJob)) return undefined;
+    if ('completed' in end) return 'the worker that took it again completes it with the answer relayed here whole (no second provider call)';
+    if (!('failed' in end) || end.streamError === undefined) return 'the worker that took it again ends it';
+    const relayed = await relayEvents(this.o.redis, this.o.config.redis.prefix, job.id!, [end.streamError], { first: false }).catch((err: Error) => err);
+    if (relayed === 'written') return "its stream's error, relayed now, fails it where it was taken again";
+    return `the worker that took it again ends it (its stream's error could not be relayed: ${relayed instanceof Error ? relayed.message : relayed})`;
   }
 
   /** Redis may blink: retry the transition while our lock is still ours. */
@@ -213,9 +231,10 @@ function isGone(err: unknown): boolean {
 /**
  * Why BullMQ refused a job's move (its code): the job is gone from Redis (a Redis restarted
  * without its data: nothing runs it again, and no result or failure of it is kept), or its lock
- * lapsed (Redis away, or this worker paused, longer than `dispatch.lockMs`) and the job runs again.
+ * lapsed (Redis away, or this worker paused, longer than `dispatch.lockMs`) and another worker
+ * takes it: it runs again, unless `next` says otherwise (a streamed job, `#handOver`).
  */
-function whyLost(bullmqCode: number): string {
+function whyLost(bullmqCode: number, next = 'it runs again'): string {
   if (bullmqCode === ErrorCode.JobNotExist) return 'it is gone from Redis (restarted without its data); it does not run again and nothing of it is kept';
-  return 'its lock is no longer ours; it runs again';
+  return `its lock is no longer ours; ${next}`;
 }

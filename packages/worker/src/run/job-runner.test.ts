@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Bucket, decodeJobEvent, flagCancelled, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, publishFleetSettings, readFleetStats, readHeartbeats, Heartbeat, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
+import { Bucket, checkRelay, decodeJobEvent, FailureCode, flagCancelled, Heartbeat, jobFailure, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, publishFleetSettings, readFleetStats, readHeartbeats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
@@ -66,6 +66,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
   });
   return {
     config,
+    workerId: `worker-${prefix}`,
     redis: db.redis,
     bucket: new Bucket(db.redis, { prefix, throttle: throttleParamsOf(config) }),
     adapters: createAdapters(config, { [KEY_ENV]: 'sk-runner-test' }),
@@ -894,6 +895,27 @@ describe('runJob, streamed', () => {
     }
   });
 
+  it("fails a stream its worker's shutdown cut after its first event STREAM_FAILED, saying so in the failure and in the client's error event, not blaming the provider", async () => {
+    sim.setPace({ streamTokenMs: 10 });
+    try {
+      const ctx = context();
+      const m = streamMeta();
+      const shutdown = new AbortController();
+      const outcome = run(ctx, streamed({ max_tokens: 200 }), m, shutdown.signal);
+      // The grace runs out once the client has part of the answer.
+      while ((await db.redis.xlen(jobEventsKey(ctx.config.redis.prefix, m.id))) < 5) await new Promise((r) => setTimeout(r, 10));
+      shutdown.abort();
+      const ended = await outcome;
+      if (ended.kind !== 'failed') throw new Error(`ended ${ended.kind}`);
+      expect(ended.failure).toMatchObject({ code: 'STREAM_FAILED', streamCut: 'WORKER_SHUTDOWN', message: expect.stringMatching(/^cut by its worker's shutdown: the shutdown grace \(dispatch.shutdownGraceMs\) ran out after \d+ events had been streamed/) });
+      expect(ended.progress.attempts).toBe(1);
+      expect(ended.streamError?.failure).toEqual(ended.failure);
+      expect(JSON.parse(ended.streamError!.data)).toEqual({ type: 'error', error: { type: 'api_error', message: `STREAM_FAILED: ${ended.failure.message}` } });
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
   it("lets a plain call already sent run to its end when its caller cancels: the job completes with the provider's answer", async () => {
     sim.setPace({ latencyMs: { min: 400, max: 400 } });
     const abort = new AbortController();
@@ -956,14 +978,15 @@ describe('runJob, streamed', () => {
     expect(await run(ctx, streamed(), retried())).toMatchObject({ kind: 'delay', progress: { attempts: 1 } });
   });
 
-  it('fails STREAM_FAILED without a provider call, its grant given back whole, when an earlier attempt already streamed part of an answer', async () => {
+  it('fails STREAM_FAILED without a provider call, its grant given back whole, when an earlier attempt streamed part of an answer and its worker has stopped', async () => {
     const { ctx, requestsLeft } = scarceRequests();
     // Run again: taken from its lane before (BullMQ's attemptsStarted 2).
     const m = { ...streamMeta(), takenBefore: true };
     // What a worker killed mid-stream (or one that lost the job's lock) left in the relay: its
-    // first write, the start and the provider's first event, read by the caller already.
+    // first write, the start and the provider's first event, read by the caller already. Its
+    // worker has no heartbeat: it stopped.
     const earlier = [
-      { kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now(), providerRequestId: 'req_earlier' },
+      { kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now(), providerRequestId: 'req_earlier', worker: 'a-stopped-worker' },
       { kind: 'event', data: '{"type":"message_start","message":{"id":"msg_earlier"}}' },
     ] as const;
     expect(await relayEvents(db.redis, ctx.config.redis.prefix, m.id, earlier, { first: true })).toBe('written');
@@ -971,13 +994,66 @@ describe('runJob, streamed', () => {
     const outcome = await run(ctx, streamed(), m);
     // No call whose answer would be thrown away: none reached the provider, none is charged.
     expect(calls(SONNET) - before).toBe(0);
-    expect(outcome).toEqual({
-      kind: 'failed',
-      failure: expect.objectContaining({ code: 'STREAM_FAILED', message: 'an earlier attempt of this job already streamed part of an answer; a second one cannot follow it' }),
-      progress: { attempts: 0 },
-    });
+    const message = 'an earlier attempt of this job streamed part of an answer and stopped before its end (its worker a-stopped-worker has stopped); a second one cannot follow it';
+    const failure = { code: 'STREAM_FAILED', message, streamCut: 'EARLIER_ATTEMPT_STOPPED' };
+    expect(outcome).toEqual({ kind: 'failed', failure, progress: { attempts: 0 }, streamError: { kind: 'error', data: expect.any(String), failure } });
+    // The error event its finish writes ends the relay: the client's SDK raises it.
+    expect(JSON.parse((outcome as { streamError: { data: string } }).streamError.data)).toEqual({ type: 'error', error: { type: 'api_error', message: `STREAM_FAILED: ${message}` } });
     expect(await requestsLeft()).toBe(6);
     expect(await relayed(ctx, m.id)).toEqual(earlier);
+  });
+
+  it("follows an earlier attempt that lost the job but streams on, its worker beating, to the relay's end, and completes the job with that answer: one provider call", async () => {
+    sim.setPace({ streamTokenMs: 10 });
+    try {
+      const { ctx, requestsLeft } = scarceRequests();
+      const prefix = ctx.config.redis.prefix;
+      // The earlier attempt's worker: alive, and beating.
+      const writer: RunContext = { ...context(), config: ctx.config, workerId: 'the-earlier-worker' };
+      await new Heartbeat({ redis: db.redis, prefix, id: writer.workerId, concurrency: 1, inFlight: () => 1 }).beat();
+      const j = streamed({ max_tokens: 120 });
+      const m = streamMeta();
+      const before = calls(SONNET);
+      const earlier = run(writer, j, m);
+      // Taken again once the earlier attempt has relayed part of its answer (its lock lapsed).
+      while ((await db.redis.xlen(jobEventsKey(prefix, m.id))) < 3) await new Promise((r) => setTimeout(r, 10));
+      const outcome = await run(ctx, j, { ...m, takenBefore: true });
+      const first = await earlier;
+      if (first.kind !== 'completed') throw new Error(`the earlier attempt ended ${first.kind}`);
+      expect(calls(SONNET) - before).toBe(1);
+      expect(outcome).toEqual({
+        kind: 'completed',
+        result: expect.objectContaining({ model: SONNET, response: first.result.response, usage: first.result.usage, providerRequestId: first.result.providerRequestId, streamed: true, attempts: 1 }),
+      });
+      expect(first.result.usage.outputTokens).toBeGreaterThan(0);
+      // The rerun's grant went back whole: only the earlier attempt's call is charged, in its own bucket.
+      expect(await requestsLeft()).toBe(6);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  /** A rerun's job whose relay an earlier attempt began, its worker alive and beating: it may stream on. */
+  async function streamingElsewhere() {
+    const ctx = context();
+    const prefix = ctx.config.redis.prefix;
+    const m = { ...streamMeta(), takenBefore: true };
+    await new Heartbeat({ redis: db.redis, prefix, id: 'a-beating-worker', concurrency: 1, inFlight: () => 1 }).beat();
+    const opening = [{ kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now(), worker: 'a-beating-worker' }, { kind: 'event', data: '{"type":"message_start","message":{"id":"msg_earlier"}}' }] as const;
+    await relayEvents(db.redis, prefix, m.id, opening, { first: true });
+    return { ctx, prefix, m };
+  }
+
+  it("fails with the earlier attempt's own stream failure when its error event reaches the relay it follows", async () => {
+    const { ctx, prefix, m } = await streamingElsewhere();
+    const outcome = run(ctx, streamed(), m);
+    // That attempt's stream breaks; its finish refused (its lock lapsed), its worker relays the error.
+    const broke = jobFailure(FailureCode.STREAM_FAILED, '200 network connection closed mid-response (after 1 events had been streamed)');
+    const data = JSON.stringify({ type: 'error', error: { type: 'api_error', message: 'broke' } });
+    expect(await relayEvents(db.redis, prefix, m.id, [{ kind: 'error', data, failure: broke }], { first: false })).toBe('written');
+    expect(await outcome).toEqual({ kind: 'failed', failure: broke, progress: { attempts: 0 } });
+    // Nothing follows a stream's end: a later write of that attempt is refused.
+    expect(await relayEvents(db.redis, prefix, m.id, [{ kind: 'event', data: '{}' }], { first: false })).toBe('closed');
   });
 
   /**
@@ -1083,14 +1159,29 @@ describe('runJob, streamed', () => {
     expect((earlier.response as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(earlier.usage.outputTokens);
   });
 
-  it('still fails STREAM_FAILED, with no call, when the relay holds an earlier answer without its end', async () => {
+  it("fails CANCELLED when its caller cancels while it follows an earlier attempt's relay, though this worker never heard the cancel", async () => {
+    const { ctx, prefix, m } = await streamingElsewhere();
+    // Its relay script loaded: the rerun's own check goes out on this connection before the cancel.
+    expect(await checkRelay(db.redis, prefix, m.id)).toBe('taken');
+    const outcome = run(ctx, streamed(), m);
+    await flagCancelled(db.redis, prefix, m.id);
+    expect(await outcome).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' }, progress: { attempts: 0 } });
+  });
+
+  it('still fails STREAM_FAILED, with no call, when the relay holds an earlier answer without its end and its worker is dead', async () => {
     const { ctx, requestsLeft } = scarceRequests();
     const m = { ...streamMeta(), takenBefore: true };
     const j = streamed();
-    // Every event of a real answer but its end: the earlier attempt may be streaming still.
-    await answeredEarlier(context(), ctx, j, m, (events) => events.slice(0, -1));
+    // Every event of a real answer but its end, written by a worker that beat once and then no
+    // more (its beat lasted 1 ms). The rerun's clock runs on by 3 s a reading: the writer is given
+    // a heartbeat interval to beat again (Redis may have been paused), and does not.
+    const writer = context();
+    await new Heartbeat({ redis: db.redis, prefix: ctx.config.redis.prefix, id: writer.workerId, concurrency: 1, inFlight: () => 1, ttlMs: 1 }).beat();
+    await answeredEarlier(writer, ctx, j, m, (events) => events.slice(0, -1));
+    let t = Date.now();
     const before = calls(SONNET);
-    expect(await run(ctx, j, m)).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED' }, progress: { attempts: 0 } });
+    const outcome = await run({ ...ctx, now: () => (t += 3_000) }, j, m);
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED', streamCut: 'EARLIER_ATTEMPT_STOPPED', message: expect.stringContaining(`its worker ${writer.workerId} is dead`) }, progress: { attempts: 0 } });
     expect(calls(SONNET) - before).toBe(0);
     expect(await requestsLeft()).toBe(6);
   });

@@ -15,17 +15,12 @@ import { ladderOf } from './model-ladder.js';
 import { planCall } from './plan.js';
 import { PlanWaits } from './plan-wait.js';
 import { callProvider } from './provider-call.js';
-import { isCancel, type JobMeta, type JobProgress, type RunContext, type RunOutcome } from './run-context.js';
+import { stopped, type JobMeta, type JobProgress, type RunContext, type RunOutcome } from './run-context.js';
 import { report, settleCall, settleEndedStream } from './settle.js';
 
 export type { JobMeta, JobProgress, RunContext, RunOutcome } from './run-context.js';
 export { JobCancelled } from './run-context.js';
 export { COOLDOWN_RESUME_SPREAD_MS } from './plan-wait.js';
-
-/** Stopped before its provider call: cancelled by its caller, or handed back by a worker shutting down. */
-function stopped(signal: AbortSignal, progress: JobProgress, when: string): RunOutcome {
-  return isCancel(signal) ? { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller ${when}`), progress } : { kind: 'aborted', progress };
-}
 
 export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal: AbortSignal): Promise<RunOutcome> {
   const progress: JobProgress = { ...meta.progress };
@@ -76,7 +71,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
         // in the budget.
         ctx.bucket.release(reservation).catch((err: Error) => ctx.logger.warn({ err: err.message, pool }, 'bucket refund failed'));
         report(ctx, { pool, model, jobId: meta.id, startedAt: ctx.now(), retry }, undefined);
-        if (relayed === 'taken') return await fromEarlierAttempt(ctx, job, meta, progress);
+        if (relayed === 'taken') return await fromEarlierAttempt(ctx, job, meta, progress, signal);
         // Its caller cancelled it (the flag the relay checks) and this worker missed the message.
         if (relayed === 'cancelled') return { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, 'cancelled by its caller before its provider call'), progress };
         // Its gateway was killed with its client's connection: nobody is left to answer.

@@ -5,7 +5,8 @@
  * job ran again. The client has that whole answer; it is the job's, so the rerun completes the
  * job from it, with no provider call, instead of failing it STREAM_FAILED. A reader that read the
  * end leaves the relay until the job has ended (the producer's job-stream.ts), so the rerun finds
- * it however fast the client read.
+ * it however fast the client read. An attempt still streaming when the job ran again is followed
+ * to its end first (relay-follow.ts).
  *
  * The relay holds the `start` (model, provider request id, wait, when the call started), each
  * provider event as the client was sent it, and the `end` with what the client was not sent but
@@ -16,9 +17,8 @@
  * thinks first), nor its run's start before the call; and its times mix that worker's clock
  * (`startedAt`) with Redis's (entry ids).
  */
-import { callOptionsOf, cutSecretTokens, readRelay, type LlmJob, type Usage } from '@headroom/queue';
+import { callOptionsOf, cutSecretTokens, type LlmJob, type RelayEntry, type Usage } from '@headroom/queue';
 import { streamAccumulatorOf } from '../providers/accumulators.js';
-import type { JobMeta, RunContext } from './run-context.js';
 
 export interface RelayedAnswer {
   /** The model that answered, as the earlier attempt named it in its `start`. */
@@ -34,9 +34,8 @@ export interface RelayedAnswer {
   endedAt: number;
 }
 
-/** The whole answer the relay holds, or undefined: none, part of one (no `end`, or an `error`), or one that does not assemble. */
-export async function relayedAnswer(ctx: RunContext, job: LlmJob, meta: JobMeta): Promise<RelayedAnswer | undefined> {
-  const entries = await readRelay(ctx.redis, ctx.config.redis.prefix, meta.id);
+/** The whole answer the relay's entries hold, or undefined: none, part of one (no `end`, or an `error`), or one that does not assemble. */
+export function relayedAnswer(job: LlmJob, entries: readonly RelayEntry[]): RelayedAnswer | undefined {
   const start = entries[0];
   const end = entries.at(-1);
   if (start?.event.kind !== 'start' || end?.event.kind !== 'end') return undefined;

@@ -4,7 +4,7 @@
  * randomness and pressure.
  */
 import type { Cluster, Redis } from 'ioredis';
-import type { Bucket, FleetStatsWriter, HeadroomConfig, InteractiveLane, JobFailure, LlmResult, Logger, Pressure, Provider, StreamErrorEvent, TenantPark } from '@headroom/queue';
+import { FailureCode, jobFailure, type Bucket, type FleetStatsWriter, type HeadroomConfig, type InteractiveLane, type JobFailure, type LlmResult, type Logger, type Pressure, type Provider, type StreamErrorEvent, type TenantPark } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import type { GatewayPresence } from './gateway-presence.js';
@@ -37,8 +37,15 @@ export class JobCancelled extends Error {
 
 export const isCancel = (signal: AbortSignal): boolean => signal.aborted && signal.reason instanceof JobCancelled;
 
+/** Stopped before its provider call: cancelled by its caller, or handed back by a worker shutting down. */
+export function stopped(signal: AbortSignal, progress: JobProgress, when: string): RunOutcome {
+  return isCancel(signal) ? { kind: 'failed', failure: jobFailure(FailureCode.CANCELLED, `cancelled by its caller ${when}`), progress } : { kind: 'aborted', progress };
+}
+
 export interface RunContext {
   config: HeadroomConfig;
+  /** This worker's id, as its heartbeat names it: a streamed job's relay names its writer by it. */
+  workerId: string;
   /** Command connection: a streamed job's events are relayed on it. */
   redis: Redis | Cluster;
   bucket: Bucket;

@@ -19,7 +19,7 @@
  *   is charged what was produced: the input the provider reported (or the reservation's estimate),
  *   and the output tokens counted in the text received.
  */
-import { answeredFailure, callOptionsOf, FailureCode, jobFailure, type JobFailure, type LlmJob, type Reservation, type StreamErrorEvent, type Usage } from '@headroom/queue';
+import { answeredFailure, apiOf, callOptionsOf, errorEventOf, FailureCode, jobFailure, StreamCut, type JobFailure, type LlmJob, type Reservation, type StreamErrorEvent, type Usage } from '@headroom/queue';
 import type { FailureKind, ProviderCallFailure, ProviderCallOk, ProviderStreamResult, StreamProgress } from '../providers/types.js';
 import { EventRelay, type RelayRefusal } from './event-relay.js';
 import { gatewayGoneFailure, STREAM_PRESENCE_CHECK_MS } from './gateway-presence.js';
@@ -67,7 +67,7 @@ export async function streamedCall(
     if (opening === undefined) return;
     clearTimeout(holdTimer);
     // An absent id is left out of the entry (JSON drops undefined).
-    relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt, providerRequestId });
+    relay.push({ kind: 'start', model: call.model, waitMs: Math.max(0, call.startedAt - meta.enqueuedAt), startedAt: call.startedAt, providerRequestId, worker: ctx.workerId });
     for (const data of opening) relay.push({ kind: 'event', data });
     opening = undefined;
   };
@@ -124,6 +124,14 @@ export async function streamedCall(
     return { kind: 'ended', ...seen, failure: orphaned.gone && job.gateway !== undefined ? gatewayGoneFailure(job.gateway, after) : jobFailure(FailureCode.CANCELLED, `cancelled by its caller ${after}`) };
   }
   if (refused !== undefined) return { kind: 'ended', ...seen, failure: relayFailure(refused, progress) };
+  if (signal.aborted) {
+    // Any other abort of the job's signal is its worker's shutdown grace running out. The SDK's
+    // stream just ends then, so the call read as the provider's ("the stream ended before its
+    // message_stop event"); the client is told what cut it, in the API's error shape.
+    const message = `cut by its worker's shutdown: the shutdown grace (dispatch.shutdownGraceMs) ran out after ${progress.events} events had been streamed, and a second answer cannot follow part of one`;
+    const cut: JobFailure = { ...answeredFailure(FailureCode.STREAM_FAILED, message, { status: failure.status, requestId: failure.requestId }), streamCut: StreamCut.WORKER_SHUTDOWN };
+    return { kind: 'ended', ...seen, failure: cut, streamError: { kind: 'error', data: errorEventOf(apiOf(job), cut, progress.events), failure: cut } };
+  }
   const ended = answeredFailure(FailureCode.STREAM_FAILED, `${describeFailure(failure)} (after ${progress.events} events had been streamed)`, failure);
   // Not relayed here: the finish that fails the job writes it (lua/finish-14.lua), so a caller
   // that reads the failure finds the job failed, and a repeat of its key runs again.
@@ -180,6 +188,8 @@ export function relayTakenFailure(): JobFailure {
 
 function relayFailure(refused: Exclude<RelayRefusal, 'cancelled'>, progress: StreamProgress): JobFailure {
   if (refused === 'taken') return relayTakenFailure();
+  // Its lock lapsed and the rerun that followed its relay gave up on it (relay-follow.ts): the job has ended.
+  if (refused === 'closed') return jobFailure(FailureCode.STREAM_FAILED, `the job was ended without this attempt after ${progress.events} events: it had lost the job (its lock lapsed), and the worker that took it again stopped waiting for this answer`);
   if (refused === 'lost') return jobFailure(FailureCode.STREAM_FAILED, `the relay's stream in Redis was gone after ${progress.events} events (Redis lost its data): the rest of the answer cannot follow them`);
   return jobFailure(FailureCode.STREAM_FAILED, `relaying the stream through Redis failed after ${progress.events} events: ${refused.message}`);
 }
