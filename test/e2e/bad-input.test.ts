@@ -24,7 +24,7 @@ import { Queue } from 'bullmq';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { dumpRedis, keysUnder, waitForFleet } from '../support/probes.js';
-import { startProviderStub, type ProviderStub, type WireMode } from '../support/provider-stub.js';
+import { startMisbehavingProvider, type MisbehavingProvider, type WireMode } from '../support/misbehaving-provider.js';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 
 const SONNET = 'claude-sonnet-4-6';
@@ -451,17 +451,17 @@ const WIRE_CASES: WireCase[] = [
 
 describe('garbage on the wire: the job fails with a clear reason, the worker keeps serving', () => {
   let sim: Simulator;
-  let stub: ProviderStub;
+  let provider: MisbehavingProvider;
   let worker: FleetProcess;
   let producer: Producer;
   const prefix = 'wire';
 
   beforeAll(async () => {
     sim = await startSimulator({ latencyMs: 5 });
-    stub = await startProviderStub(sim.url);
+    provider = await startMisbehavingProvider(sim.url);
     const config = writeConfig({
       redis: { prefix },
-      providers: { anthropic: { baseURL: stub.url, apiKeyEnv: CLI_KEY_ENV } },
+      providers: { anthropic: { baseURL: provider.url, apiKeyEnv: CLI_KEY_ENV } },
       models: { [HAIKU]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 400_000, otpm: 100_000 } } },
       retry: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 50 },
     } satisfies HeadroomConfigInput);
@@ -472,7 +472,7 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
   afterAll(async () => {
     await producer?.close();
     await stopAll(worker ? [worker] : [], 'SIGKILL');
-    await stub?.close();
+    await provider?.close();
     await sim?.close();
   });
 
@@ -483,10 +483,10 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
     expect(err).toBeInstanceOf(JobFailedError);
     expect((err as JobFailedError).failureCode).toBe(code);
     expect((await producer.getJob((err as JobFailedError).jobId))?.failure).toMatchObject({ code, message });
-    expect(stub.hits.get(mode)).toBe(mode === 'html-400' ? 1 : 2);
+    expect(provider.hits.get(mode)).toBe(mode === 'html-400' ? 1 : 2);
   });
 
-  const providerCalls = () => [...stub.hits.values()].reduce((a, b) => a + b, 0);
+  const providerCalls = () => [...provider.hits.values()].reduce((a, b) => a + b, 0);
   /** The HIGH lane's BullMQ Queue, as another tool holds it: its `add` skips admission. */
   const highLaneAsAnotherTool = () => {
     const lane = laneKeys(prefix, 'high');

@@ -19,7 +19,7 @@ import { parseConfig, type HeadroomConfigInput, createLogger } from '@headroom/q
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { dumpRedis, scrapeMetrics, waitForFleet } from '../support/probes.js';
-import { startProviderStub, type ProviderStub, type WireMode } from '../support/provider-stub.js';
+import { startMisbehavingProvider, type MisbehavingProvider, type WireMode } from '../support/misbehaving-provider.js';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { startDashboard, type RunningDashboard } from '@headroom/dashboard';
 
@@ -38,7 +38,7 @@ const NEEDLES = [ANTHROPIC_KEY, OPENAI_KEY, UUID, UUID.split('').reverse().join(
 let redis: EmbeddedRedis;
 let admin: Redis;
 let sim: Simulator;
-let stub: ProviderStub;
+let provider: MisbehavingProvider;
 let dashboard: RunningDashboard;
 let producer: Producer;
 const workers: FleetProcess[] = [];
@@ -46,20 +46,20 @@ const metricsPorts: number[] = [];
 const echoed = new Map<string, WireMode>();
 
 const leaks = (text: string) => NEEDLES.filter((n) => text.includes(n));
-/** Batch status reads the stub answers with a 401 echoing the request headers. */
+/** Batch status reads the provider answers with a 401 echoing the request headers. */
 const BATCH_ECHOES = 3;
 
 beforeAll(async () => {
   redis = await startEmbeddedRedis();
   admin = new Redis(redis.url);
   sim = await startSimulator({ apiKeys: [ANTHROPIC_KEY, OPENAI_KEY], latencyMs: { min: 5, max: 30 } });
-  stub = await startProviderStub(sim.url, { echoBatchReads: BATCH_ECHOES });
+  provider = await startMisbehavingProvider(sim.url, { echoBatchReads: BATCH_ECHOES });
   const limits = { rpm: 1000, itpm: 400_000, otpm: 100_000 };
   const base = {
     redis: { prefix: PREFIX },
     providers: {
-      anthropic: { baseURL: stub.url, apiKeyEnv: 'SECRETS_TEST_ANTHROPIC_KEY' },
-      openai: { baseURL: `${stub.url}/v1`, apiKeyEnv: 'SECRETS_TEST_OPENAI_KEY' },
+      anthropic: { baseURL: provider.url, apiKeyEnv: 'SECRETS_TEST_ANTHROPIC_KEY' },
+      openai: { baseURL: `${provider.url}/v1`, apiKeyEnv: 'SECRETS_TEST_OPENAI_KEY' },
     },
     models: {
       [SONNET]: { provider: 'anthropic', limits, fallback: [HAIKU] },
@@ -83,7 +83,7 @@ afterAll(async () => {
   await producer?.close();
   await dashboard?.close();
   await stopAll(workers, 'SIGKILL');
-  await stub?.close();
+  await provider?.close();
   await sim?.close();
   admin?.disconnect();
   await redis?.stop();
@@ -157,7 +157,7 @@ describe('provider keys never leave the worker', () => {
     // The keys were really in play: the simulator authenticated both, the echo endpoint saw them.
     const seen = new Set(sim.stats().admissions.map((a) => a.key));
     expect(seen.has(ANTHROPIC_KEY) && seen.has(OPENAI_KEY)).toBe(true);
-    expect([...stub.hits.keys()].sort()).toEqual(['echo-400', 'echo-401', 'echo-429', 'echo-500-html']);
+    expect([...provider.hits.keys()].sort()).toEqual(['echo-400', 'echo-401', 'echo-429', 'echo-500-html']);
   });
 
   it('streams answers that echo the key a few characters per event: no event, joined or alone, holds it', async () => {
@@ -184,7 +184,7 @@ describe('provider keys never leave the worker', () => {
       expect(leaks(JSON.stringify(events))).toEqual([]);
       expect(leaks(JSON.stringify(result.response))).toEqual([]);
     }
-    expect(stub.hits.get('echo-stream')).toBe(3);
+    expect(provider.hits.get('echo-stream')).toBe(3);
   });
 
   it('cuts a key an answer spells again in its logprobs, token by token, plain and streamed', async () => {
@@ -211,7 +211,7 @@ describe('provider keys never leave the worker', () => {
     }
     // The stored results, the stream's put together by the worker, hold them cut too.
     for (const result of [plain, streamed]) expect(JSON.stringify(result.response)).not.toContain(OPENAI_KEY.slice(0, 4));
-    expect(stub.hits.get('echo-logprobs')).toBe(2);
+    expect(provider.hits.get('echo-logprobs')).toBe(2);
   });
 
   it('runs batch jobs while the provider echoes the request headers on batch status reads', async () => {
@@ -223,7 +223,7 @@ describe('provider keys never leave the worker', () => {
     const results = await Promise.all(handles.map((h) => h.result({ timeoutMs: 90_000 })));
     for (const r of results) expect(r.cost.batch).toBe(true);
     // The echoing answers were given, and the batcher logged them on its retry path.
-    expect(stub.hits.get('echo-batch-read')).toBe(BATCH_ECHOES);
+    expect(provider.hits.get('echo-batch-read')).toBe(BATCH_ECHOES);
     expect(workers.map((w) => w.output()).join('\n')).toContain('batch step failed; retrying');
   });
 

@@ -32,7 +32,7 @@ export const WIRE_MODES = [
 ] as const;
 export type WireMode = (typeof WIRE_MODES)[number];
 
-export interface ProviderStub {
+export interface MisbehavingProvider {
   url: string;
   /** Requests answered by each scripted mode (forwarded ones are not counted). */
   hits: Map<WireMode, number>;
@@ -67,19 +67,19 @@ const html = (title: string, extra = '') =>
 function echoStream(path: string, key: string, res: ServerResponse, body: string): void {
   const text = `your key is ${key} ok`;
   const pieces = Array.from({ length: Math.ceil(text.length / 3) }, (_, i) => text.slice(i * 3, i * 3 + 3));
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'request-id': 'req_stub', 'x-request-id': 'req_stub' });
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'request-id': 'req_misbehaving', 'x-request-id': 'req_misbehaving' });
   if (path.startsWith('/v1/chat/completions')) {
-    const chunk = (delta: object, extra: object = {}) => `data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
+    const chunk = (delta: object, extra: object = {}) => `data: ${JSON.stringify({ id: 'chatcmpl-misbehaving', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
     const choices = (JSON.parse(body) as { n?: number }).n === 2 ? [0, 1] : [0];
-    const chunkOf = (index: number, delta: object) => `data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index, delta, finish_reason: null }] })}\n\n`;
+    const chunkOf = (index: number, delta: object) => `data: ${JSON.stringify({ id: 'chatcmpl-misbehaving', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index, delta, finish_reason: null }] })}\n\n`;
     res.write(chunk({ role: 'assistant', content: '' }));
     for (const piece of pieces) for (const index of choices) res.write(chunkOf(index, { content: piece }));
-    for (const index of choices) res.write(`data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index, delta: {}, finish_reason: 'stop' }] })}\n\n`);
-    res.end(`data: ${JSON.stringify({ id: 'chatcmpl-stub', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [], usage: { prompt_tokens: 12, completion_tokens: pieces.length, total_tokens: 12 + pieces.length } })}\n\ndata: [DONE]\n\n`);
+    for (const index of choices) res.write(`data: ${JSON.stringify({ id: 'chatcmpl-misbehaving', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index, delta: {}, finish_reason: 'stop' }] })}\n\n`);
+    res.end(`data: ${JSON.stringify({ id: 'chatcmpl-misbehaving', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [], usage: { prompt_tokens: 12, completion_tokens: pieces.length, total_tokens: 12 + pieces.length } })}\n\ndata: [DONE]\n\n`);
     return;
   }
   const event = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
-  res.write(event('message_start', { message: { id: 'msg_stub', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 1 } } }));
+  res.write(event('message_start', { message: { id: 'msg_misbehaving', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 1 } } }));
   res.write(event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
   for (const piece of pieces) res.write(event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: piece } }));
   res.write(event('content_block_stop', { index: 0 }));
@@ -94,13 +94,13 @@ function echoLogprobs(key: string, res: ServerResponse, body: string): void {
   const bytes = (t: string) => [...Buffer.from(t, 'utf8')];
   const entry = (token: string) => ({ token, logprob: -0.01, bytes: bytes(token), top_logprobs: [{ token, logprob: -0.01, bytes: bytes(token) }] });
   const usage = { prompt_tokens: 12, completion_tokens: tokens.length, total_tokens: 12 + tokens.length };
-  const base = { id: 'chatcmpl-stub', created: 1, model: 'gpt-4.1-mini' };
+  const base = { id: 'chatcmpl-misbehaving', created: 1, model: 'gpt-4.1-mini' };
   if ((JSON.parse(body) as { stream?: boolean }).stream !== true) {
-    res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': 'req_stub' });
+    res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': 'req_misbehaving' });
     res.end(JSON.stringify({ ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: { content: tokens.map(entry), refusal: null }, finish_reason: 'stop' }], usage }));
     return;
   }
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'req_stub' });
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': 'req_misbehaving' });
   const chunk = (choice: object, extra: object = {}) => `data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [choice], ...extra })}\n\n`;
   res.write(chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
   for (const token of tokens) res.write(chunk({ index: 0, delta: { content: token }, logprobs: { content: [entry(token)], refusal: null }, finish_reason: null }));
@@ -110,14 +110,14 @@ function echoLogprobs(key: string, res: ServerResponse, body: string): void {
 
 function answer(mode: WireMode, key: string, res: ServerResponse, path: string, body: string): void {
   const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-    res.writeHead(status, { 'content-type': 'application/json', 'request-id': 'req_stub', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body));
+    res.writeHead(status, { 'content-type': 'application/json', 'request-id': 'req_misbehaving', ...headers }).end(typeof body === 'string' ? body : JSON.stringify(body));
   };
   const page = (status: number, body: string) => {
     res.writeHead(status, { 'content-type': 'text/html' }).end(body);
   };
   switch (mode) {
     case 'malformed-json':
-      json(200, '{"id":"msg_stub","type":"message","content":[{"type":"text","text":"Hel');
+      json(200, '{"id":"msg_misbehaving","type":"message","content":[{"type":"text","text":"Hel');
       return;
     case 'html-502':
       page(502, html('502 Bad Gateway'));
@@ -129,10 +129,10 @@ function answer(mode: WireMode, key: string, res: ServerResponse, path: string, 
       json(200, '');
       return;
     case 'missing-usage':
-      json(200, { id: 'msg_stub', type: 'message', role: 'assistant', content: [{ type: 'text', text: 'hi' }], stop_reason: 'end_turn' });
+      json(200, { id: 'msg_misbehaving', type: 'message', role: 'assistant', content: [{ type: 'text', text: 'hi' }], stop_reason: 'end_turn' });
       return;
     case 'wrong-types':
-      json(200, { id: 'msg_stub', type: 'message', role: 'assistant', content: [{ type: 'text', text: 'hi' }], usage: { input_tokens: '12', output_tokens: 3 } });
+      json(200, { id: 'msg_misbehaving', type: 'message', role: 'assistant', content: [{ type: 'text', text: 'hi' }], usage: { input_tokens: '12', output_tokens: 3 } });
       return;
     case 'html-400':
       page(400, html('400 Bad Request', '<p>The plain HTTP request was sent to HTTPS port</p>'));
@@ -165,7 +165,7 @@ function answer(mode: WireMode, key: string, res: ServerResponse, path: string, 
 /** A batch's status or the batch list, for either provider. */
 const BATCH_READ = /^\/v1\/(?:messages\/)?batches(?:\/[^/?]+)?(?:\?|$)/;
 
-export async function startProviderStub(upstream: string, opts: { echoBatchReads?: number } = {}): Promise<ProviderStub> {
+export async function startMisbehavingProvider(upstream: string, opts: { echoBatchReads?: number } = {}): Promise<MisbehavingProvider> {
   const hits = new Map<WireMode, number>();
   let batchEchoes = opts.echoBatchReads ?? 0;
   const server: Server = createServer((req, res) => {
@@ -176,7 +176,7 @@ export async function startProviderStub(upstream: string, opts: { echoBatchReads
       if (batchEchoes > 0 && req.method === 'GET' && BATCH_READ.test(req.url ?? '')) {
         batchEchoes -= 1;
         hits.set('echo-batch-read', (hits.get('echo-batch-read') ?? 0) + 1);
-        res.writeHead(401, { 'content-type': 'application/json', 'request-id': 'req_stub' }).end(
+        res.writeHead(401, { 'content-type': 'application/json', 'request-id': 'req_misbehaving' }).end(
           JSON.stringify({ type: 'error', error: { type: 'authentication_error', message: `invalid credentials; request headers: ${JSON.stringify(req.headers)}` } }),
         );
         return;
