@@ -9,6 +9,18 @@ const { job } = parseJob({
   request: { model: 'claude-sonnet-4-6', max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }] },
 });
 
+/**
+ * The key a job of `provider`'s model asking "Hi" for 64 tokens, with no fallback, tenant or
+ * scope, hashed to before fallback [], scopes and written-out defaults counted: a rolling
+ * upgrade keeps coalescing such jobs only while it stays the same.
+ */
+function keyHashedBefore(provider: string, model: string): string {
+  return createHash('sha256')
+    .update(`{"fallback":[],"provider":"${provider}","request":{"max_tokens":64,"messages":[{"content":"Hi","role":"user"}],"model":"${model}"}}`)
+    .digest('hex')
+    .slice(0, 40);
+}
+
 describe('coalesceKeyOf', () => {
   it('keeps a job with no fallback (the config ladder) and one with fallback [] (the primary alone) apart', () => {
     expect(coalesceKeyOf({ ...job, fallback: [] })).not.toBe(coalesceKeyOf(job));
@@ -27,11 +39,7 @@ describe('coalesceKeyOf', () => {
 
   it('keeps the key a job without fallback, tenant or scope always had', () => {
     // What the key hashed before fallback [] and scopes counted: a rolling upgrade keeps coalescing such jobs.
-    const before = createHash('sha256')
-      .update(`{"fallback":[],"provider":"anthropic","request":{"max_tokens":64,"messages":[{"content":"Hi","role":"user"}],"model":"claude-sonnet-4-6"}}`)
-      .digest('hex')
-      .slice(0, 40);
-    expect(coalesceKeyOf(job)).toBe(before);
+    expect(coalesceKeyOf(job)).toBe(keyHashedBefore('anthropic', 'claude-sonnet-4-6'));
   });
 
   it("gives a job that writes a default out (api 'chat', onShed 'fail') the key of the job that leaves it out, and keeps that key", () => {
@@ -45,11 +53,7 @@ describe('coalesceKeyOf', () => {
     const responses = parseJob({ priority: 'NORMAL', provider: 'openai', api: 'responses', request: { model: 'gpt-4.1', max_output_tokens: 64, input: 'Hi' } }).job;
     expect(coalesceKeyOf(responses)).not.toBe(coalesceKeyOf({ ...responses, api: undefined }));
     // A job that never named its API keeps the key it had: a rolling upgrade keeps coalescing it.
-    const before = createHash('sha256')
-      .update(`{"fallback":[],"provider":"openai","request":{"max_tokens":64,"messages":[{"content":"Hi","role":"user"}],"model":"gpt-4.1"}}`)
-      .digest('hex')
-      .slice(0, 40);
-    expect(coalesceKeyOf(left)).toBe(before);
+    expect(coalesceKeyOf(left)).toBe(keyHashedBefore('openai', 'gpt-4.1'));
   });
 
   it('coalesces within a scope only: two scopes, or a scope and none, are two jobs', () => {

@@ -16,7 +16,7 @@
  * ```
  */
 import { hostname } from 'node:os';
-import type { Cluster, Redis } from 'ioredis';
+import type { ChainableCommander, Cluster, Redis } from 'ioredis';
 import { fleetKeys } from '../keys.js';
 import type { Logger } from '../logger.js';
 
@@ -180,17 +180,10 @@ export interface Heartbeats {
 
 /** The fleet's workers (or gateways) as of now; one round trip. */
 export async function readHeartbeats(redis: Redis | Cluster, prefix: string, kind: HeartbeatKind = 'worker'): Promise<Heartbeats> {
-  const key = keyOf(prefix, kind);
-  // TIME and HGETALL in one MULTI: a consistent read on any node layout (the hash has one slot).
-  const replies = (await redis.multi().time().hgetall(key).exec()) ?? [];
-  const [timeErr, time] = replies[0] ?? [new Error('missing reply'), null];
-  const [hashErr, hash] = replies[1] ?? [new Error('missing reply'), null];
-  if (timeErr) throw timeErr;
-  if (hashErr) throw hashErr;
-  const atMs = msOfTime(time as string[]);
+  const { atMs, reply: hash } = await atRedisTime(redis, (m) => m.hgetall(keyOf(prefix, kind)));
   const alive: WorkerHeartbeat[] = [];
   const expired: string[] = [];
-  for (const [field, raw] of Object.entries(hash as Record<string, string>)) {
+  for (const [field, raw] of Object.entries((hash ?? {}) as Record<string, string>)) {
     const hb = parseHeartbeat(raw);
     if (hb && hb.expiresAtMs >= atMs) alive.push(hb);
     else expired.push(field);
@@ -207,12 +200,21 @@ export async function readHeartbeats(redis: Redis | Cluster, prefix: string, kin
  * `absent` (no entry: it stopped cleanly, never beat, or Redis lost the hash). One round trip.
  */
 export async function heartbeatOf(redis: Redis | Cluster, prefix: string, id: string, kind: HeartbeatKind = 'worker'): Promise<'alive' | 'expired' | 'absent'> {
-  const replies = (await redis.multi().time().hget(keyOf(prefix, kind), id).exec()) ?? [];
-  const [timeErr, time] = replies[0] ?? [new Error('missing reply'), null];
-  const [hashErr, raw] = replies[1] ?? [new Error('missing reply'), null];
-  if (timeErr) throw timeErr;
-  if (hashErr) throw hashErr;
+  const { atMs, reply: raw } = await atRedisTime(redis, (m) => m.hget(keyOf(prefix, kind), id));
   const hb = typeof raw === 'string' ? parseHeartbeat(raw) : undefined;
   if (hb === undefined) return 'absent';
-  return hb.expiresAtMs >= msOfTime(time as string[]) ? 'alive' : 'expired';
+  return hb.expiresAtMs >= atMs ? 'alive' : 'expired';
+}
+
+/**
+ * One read of the heartbeats' hash with Redis's time, in one MULTI: consistent on any node layout
+ * (the hash has one slot), and the entries' expiries are in Redis time.
+ */
+async function atRedisTime(redis: Redis | Cluster, read: (m: ChainableCommander) => ChainableCommander): Promise<{ atMs: number; reply: unknown }> {
+  const replies = (await read(redis.multi().time()).exec()) ?? [];
+  const [timeErr, time] = replies[0] ?? [new Error('missing reply'), null];
+  const [readErr, reply] = replies[1] ?? [new Error('missing reply'), null];
+  if (timeErr) throw timeErr;
+  if (readErr) throw readErr;
+  return { atMs: msOfTime(time as string[]), reply };
 }
