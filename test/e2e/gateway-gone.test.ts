@@ -42,8 +42,10 @@ function configInput(): HeadroomConfigInput {
     models: { [SONNET]: { provider: 'anthropic' }, [GPT]: { provider: 'openai' } },
     // One call at a time: the plain calls wait in their lane behind the stream.
     dispatch: { concurrency: 1 },
-    // A beat every 300 ms, each vouching for 900 ms: the gateway is known gone soon after the kill.
-    gateway: { host: '127.0.0.1', keys: { app: { keyEnv: 'GONE_GATEWAY_KEY' } }, heartbeatMs: 300 },
+    // A beat every second, each vouching for 3 s: the gateway is known gone within about 4 s of
+    // the kill, well inside the stream's 30 s, while a live gateway on a busy machine (timers
+    // late by a second) is never taken for dead before it.
+    gateway: { host: '127.0.0.1', keys: { app: { keyEnv: 'GONE_GATEWAY_KEY' } }, heartbeatMs: 1_000 },
   };
 }
 
