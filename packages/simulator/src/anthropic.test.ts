@@ -80,7 +80,11 @@ describe('Anthropic Messages through @anthropic-ai/sdk', () => {
 
     const anonymous = await fetch(`${sim.url}/v1/messages`, { method: 'POST', headers: { 'anthropic-version': '2023-06-01' }, body });
     expect(anonymous.status).toBe(401);
-    expect(await anonymous.json()).toEqual({ type: 'error', error: { type: 'authentication_error', message: 'x-api-key header is required' } });
+    expect(await anonymous.json()).toEqual({
+      type: 'error',
+      error: { type: 'authentication_error', message: 'x-api-key header is required' },
+      request_id: anonymous.headers.get('request-id'),
+    });
 
     const intruder = new Anthropic({ apiKey: 'sk-ant-unknown', baseURL: sim.url, maxRetries: 0 });
     const error = await failure(intruder.messages.create(ask('hello')));

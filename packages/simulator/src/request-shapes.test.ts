@@ -140,6 +140,50 @@ describe('nullable and malformed request fields', () => {
     expect([empty.param, empty.code]).toEqual(['messages[0].content', 'empty_array']);
   });
 
+  it('Chat: refuses max_tokens and max_completion_tokens together, as the API does (one of them null is fine)', async () => {
+    const both = await chatRefusal({ ...chatAsk, max_tokens: 50, max_completion_tokens: 50 });
+    expect(both).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(both.message).toContain("Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported.");
+    expect([both.type, both.param, both.code]).toEqual(['invalid_request_error', 'max_tokens', 'invalid_parameter_combination']);
+
+    const one = await openai.chat.completions.create({ ...chatAsk, max_tokens: null, max_completion_tokens: 50 });
+    expect(one.choices[0]?.finish_reason).toBe('stop');
+  });
+
+  it('Chat: refuses a tool message that answers no tool call, as the API does', async () => {
+    const tools = [{ type: 'function' as const, function: { name: 'look', parameters: { type: 'object', properties: {} } } }];
+    const call = { id: 'call_1', type: 'function' as const, function: { name: 'look', arguments: '{}' } };
+    const orphans: [string, OpenAI.ChatCompletionMessageParam[], number][] = [
+      ['first', [{ role: 'tool', tool_call_id: 'call_1', content: 'found' }], 0],
+      ['after a user', [{ role: 'user', content: 'look' }, { role: 'tool', tool_call_id: 'call_1', content: 'found' }], 1],
+      ['after an assistant without calls', [{ role: 'user', content: 'look' }, { role: 'assistant', content: 'ok' }, { role: 'tool', tool_call_id: 'call_1', content: 'found' }], 2],
+      [
+        'after the calls were answered and a user spoke',
+        [{ role: 'user', content: 'look' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_1', content: 'found' }, { role: 'user', content: 'again' }, { role: 'tool', tool_call_id: 'call_1', content: 'found' }],
+        4,
+      ],
+    ];
+    for (const [name, messages, at] of orphans) {
+      const refused = await chatRefusal({ model: GPT, tools, messages });
+      expect(refused, name).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(refused.message).toContain("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.");
+      expect([refused.type, refused.param, refused.code]).toEqual(['invalid_request_error', `messages.[${at}].role`, null]);
+    }
+
+    // Two parallel calls answered by two tool messages in a row are a response, both of them.
+    const answered = await openai.chat.completions.create({
+      model: GPT,
+      tools,
+      messages: [
+        { role: 'user', content: 'look' },
+        { role: 'assistant', content: null, tool_calls: [call, { ...call, id: 'call_2' }] },
+        { role: 'tool', tool_call_id: 'call_1', content: 'found' },
+        { role: 'tool', tool_call_id: 'call_2', content: 'found too' },
+      ],
+    });
+    expect(answered.choices[0]?.finish_reason).toBe('stop');
+  });
+
   it('Chat: takes the bounds themselves, stream_options on a stream, and every field the SDK types', async () => {
     const edge = await openai.chat.completions.create({ ...chatAsk, temperature: 2, top_p: 0, seed: 1, user: 'u', store: false, parallel_tool_calls: true, logit_bias: {}, presence_penalty: 0 });
     expect(edge.choices[0]?.finish_reason).toBe('stop');

@@ -224,10 +224,14 @@ export interface AnthropicMessage {
   stop_sequence: string | null;
   stop_details: null;
   container: null;
+  diagnostics: null;
   usage: MessageUsage & {
     cache_creation: CacheCreation;
     server_tool_use: null;
     service_tier: 'standard' | 'batch';
+    inference_geo: null;
+    output_tokens_details: null;
+    speed: null;
   };
 }
 
@@ -253,14 +257,20 @@ export function buildMessage(
     content: thought ? [thought.block, ...content] : content,
     stop_reason: calls ? 'tool_use' : answer.stopSequence !== null ? 'stop_sequence' : answer.clipped ? 'max_tokens' : 'end_turn',
     stop_sequence: answer.stopSequence,
+    // Every field the SDK's Message declares is sent, null where the simulator models nothing
+    // (no refusals, containers, diagnostics, geo or speed options), as the API sends them.
     stop_details: null,
     container: null,
+    diagnostics: null,
     usage: {
       ...usage,
       output_tokens: (thought?.tokens ?? 0) + answer.outputTokens,
       cache_creation: usage.cache_creation ?? { ephemeral_5m_input_tokens: usage.cache_creation_input_tokens, ephemeral_1h_input_tokens: 0 },
       server_tool_use: null,
       service_tier: serviceTier,
+      inference_geo: null,
+      output_tokens_details: null,
+      speed: null,
     },
   };
 }

@@ -89,12 +89,15 @@ export async function streamMessage(res: ServerResponse, message: AnthropicMessa
   close(res, open);
   event(res, 'message_delta', {
     type: 'message_delta',
-    delta: { stop_reason: message.stop_reason, stop_sequence: message.stop_sequence },
+    // The delta and usage with every field the SDK's MessageDeltaEvent declares.
+    delta: { stop_reason: message.stop_reason, stop_sequence: message.stop_sequence, stop_details: message.stop_details, container: message.container },
     usage: {
       input_tokens: usage.input_tokens,
       cache_creation_input_tokens: usage.cache_creation_input_tokens,
       cache_read_input_tokens: usage.cache_read_input_tokens,
       output_tokens: usage.output_tokens,
+      output_tokens_details: usage.output_tokens_details,
+      server_tool_use: usage.server_tool_use,
     },
   });
   event(res, 'message_stop', { type: 'message_stop' });

@@ -96,6 +96,11 @@ export function validateChatParams(given: unknown): ChatValidation {
       }
     }
   }
+  const orphan = orphanToolMessage(body.messages as Record<string, unknown>[]);
+  if (orphan >= 0) {
+    // The API's wording, its misspelling and its `messages.[N].role` param included.
+    return fail(invalidRequest("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", `messages.[${orphan}].role`));
+  }
   const integers: [string, number, number][] = [
     ['max_tokens', 1, Number.POSITIVE_INFINITY],
     ['max_completion_tokens', 1, Number.POSITIVE_INFINITY],
@@ -105,6 +110,9 @@ export function validateChatParams(given: unknown): ChatValidation {
   for (const [field, min, max] of integers) {
     const error = integerOutOfRange(field, body[field], min, max);
     if (error) return fail(error);
+  }
+  if (body.max_tokens !== undefined && body.max_completion_tokens !== undefined) {
+    return fail(invalidRequest("Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported.", 'max_tokens', 'invalid_parameter_combination'));
   }
   for (const [field, min, max] of [['temperature', 0, 2], ['top_p', 0, 1]] as const) {
     const error = decimalOutOfRange(field, body[field], min, max);
@@ -123,6 +131,22 @@ export function validateChatParams(given: unknown): ChatValidation {
   const notATool = Array.isArray(body.tools) ? body.tools.findIndex((tool) => !isObject(tool)) : -1;
   if (notATool >= 0) return fail(invalidRequest(`Invalid type for 'tools[${notATool}]': expected an object.`, `tools[${notATool}]`, 'invalid_type'));
   return { ok: true, value: body as ChatParams };
+}
+
+/**
+ * The first `tool` message that answers no call: one not after an assistant message with
+ * `tool_calls` (or after another tool message answering it); -1 when every one answers.
+ */
+function orphanToolMessage(messages: Record<string, unknown>[]): number {
+  let answering = false;
+  for (const [i, message] of messages.entries()) {
+    if (message.role === 'tool') {
+      if (!answering) return i;
+    } else {
+      answering = message.role === 'assistant' && Array.isArray(message.tool_calls) && message.tool_calls.length > 0;
+    }
+  }
+  return -1;
 }
 
 /** The most `n` takes. */

@@ -19,7 +19,8 @@ import { apiKeyOf, BodyTooLargeError, type Exchange, readBody, type Reply, sendR
 import { handleCancelOpenAIBatch, handleCreateOpenAIBatch, handleGetOpenAIBatch, handleListOpenAIBatches } from './openai-batches.js';
 import { handleChatCompletion } from './openai-chat.js';
 import { handleDeleteFile, handleFileContent, handleGetFile, handleListFiles, handleUploadFile } from './openai-files.js';
-import { invalidRequest, openaiError } from './openai-request.js';
+import { handleGetModel, handleListModels } from './model-list.js';
+import { invalidRequest, openaiError, openaiErrorBody } from './openai-request.js';
 import { handleCreateResponse } from './openai-responses.js';
 import type { Provider } from './options.js';
 import type { SimulatorState } from './state.js';
@@ -63,6 +64,11 @@ const ROUTES: Route[] = [
   route('GET', '/v1/batches', 'openai', (s, e, k) => handleListOpenAIBatches(s, e, k)),
   route('GET', '/v1/batches/:id', 'openai', (s, _e, k, id) => handleGetOpenAIBatch(s, id, k)),
   route('POST', '/v1/batches/:id/cancel', 'openai', (s, _e, k, id) => handleCancelOpenAIBatch(s, id, k)),
+  // Both providers serve the models at the same paths; the SDK that asks is told by its headers.
+  route('GET', '/v1/models', 'anthropic', (s, e) => handleListModels(s, e, 'anthropic')),
+  route('GET', '/v1/models', 'openai', (s, e) => handleListModels(s, e, 'openai')),
+  route('GET', '/v1/models/:id', 'anthropic', (s, _e, _k, id) => handleGetModel(s, id, 'anthropic')),
+  route('GET', '/v1/models/:id', 'openai', (s, _e, _k, id) => handleGetModel(s, id, 'openai')),
 ];
 
 function authenticate(state: SimulatorState, provider: Provider, exchange: Exchange): { apiKey: string } | { reply: Reply } {
@@ -89,15 +95,81 @@ function notFound(provider: Provider | null, exchange: Exchange): Reply {
   return anthropicError(404, 'not_found_error', `Not found: ${exchange.method} ${exchange.path}`);
 }
 
-// A path the simulator does not serve still answers in the dialect of the SDK that asked.
-function providerOfPath(path: string): Provider | null {
+/**
+ * The provider a request speaks to, for a path both serve (`/v1/models`) or none does: the
+ * Anthropic SDK sends `anthropic-version` and `x-api-key`, the OpenAI SDK neither. A path the
+ * simulator does not serve still answers in the dialect of the SDK that asked.
+ */
+function providerOf(path: string, headers: Exchange['headers']): Provider | null {
   if (path.startsWith('/v1/messages')) return 'anthropic';
-  if (/^\/v1\/(chat|files|batches|responses|embeddings|completions|models)/.test(path)) return 'openai';
+  if (path.startsWith('/v1/models')) return headers['anthropic-version'] !== undefined || headers['x-api-key'] !== undefined ? 'anthropic' : 'openai';
+  if (/^\/v1\/(chat|files|batches|responses|embeddings|completions)/.test(path)) return 'openai';
   return null;
+}
+
+/** The route for the request, and the id it names; of two at one path, the asking provider's. */
+function routeOf(exchange: Exchange, asked: Provider | null): { route: Route; id: string } | undefined {
+  let found: { route: Route; id: string } | undefined;
+  for (const candidate of ROUTES) {
+    const match = candidate.method === exchange.method ? candidate.pattern.exec(exchange.path) : null;
+    if (!match) continue;
+    const hit = { route: candidate, id: decodedId(match[1] ?? '') };
+    if (candidate.provider === asked) return hit;
+    found ??= hit;
+  }
+  return found;
+}
+
+/** A path segment decoded; one that is not valid percent-encoding is the id as sent (an unknown one). */
+function decodedId(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/** The id a provider names a request by, in its own format. */
+function newRequestId(provider: Provider | null): string {
+  return provider === 'openai' ? newId('req_', 32) : newId('req_011', 21);
+}
+
+/**
+ * Every answer carries its request id as the provider sends it: OpenAI's `x-request-id` header,
+ * Anthropic's `request-id` header and, on an error, the same id as the body's top-level
+ * `request_id` (its SDK types ErrorResponse so).
+ */
+function withRequestId(reply: Reply, provider: Provider | null, requestId: string): Reply {
+  const headers = { ...reply.headers, [provider === 'openai' ? 'x-request-id' : 'request-id']: requestId };
+  if (provider !== 'openai' && reply.kind === 'json' && isAnthropicError(reply.body)) {
+    return { ...reply, headers, body: { ...reply.body, request_id: requestId } };
+  }
+  return { ...reply, headers };
+}
+
+function isAnthropicError(body: unknown): body is Record<string, unknown> {
+  return typeof body === 'object' && body !== null && (body as { type?: unknown }).type === 'error';
 }
 
 async function dispatch(state: SimulatorState, controls: Controls, req: IncomingMessage): Promise<Reply> {
   const url = new URL(req.url ?? '/', 'http://simulator');
+  const path = url.pathname;
+  if (path.startsWith('/_sim/')) {
+    const body = await readBody(req, MAX_BODY_BYTES);
+    return handleAdmin(controls, { method: req.method ?? 'GET', path, query: url.searchParams, headers: req.headers, body, origin: `http://${req.headers.host ?? 'localhost'}` });
+  }
+  const provider = providerOf(path, req.headers);
+  const requestId = newRequestId(provider);
+  let reply: Reply;
+  try {
+    reply = await answer(state, req, url, provider);
+  } catch (error) {
+    reply = internalError(error, provider);
+  }
+  return withRequestId(reply, provider, requestId);
+}
+
+async function answer(state: SimulatorState, req: IncomingMessage, url: URL, asked: Provider | null): Promise<Reply> {
   const body = await readBody(req, MAX_BODY_BYTES);
   const exchange: Exchange = {
     method: req.method ?? 'GET',
@@ -107,36 +179,21 @@ async function dispatch(state: SimulatorState, controls: Controls, req: Incoming
     body,
     origin: `http://${req.headers.host ?? 'localhost'}`,
   };
-  if (exchange.path.startsWith('/_sim/')) return handleAdmin(controls, exchange);
-
-  let matched: Route | undefined;
-  let id = '';
-  for (const candidate of ROUTES) {
-    const match = candidate.method === exchange.method ? candidate.pattern.exec(exchange.path) : null;
-    if (match) {
-      matched = candidate;
-      id = decodeURIComponent(match[1] ?? '');
-      break;
-    }
-  }
-  const provider = matched?.provider ?? providerOfPath(exchange.path);
-  const requestIdHeader = provider === 'openai' ? 'x-request-id' : 'request-id';
-  const requestId = newId(provider === 'openai' ? 'req_' : 'req_011', provider === 'openai' ? 32 : 21);
-  state.stats.request(matched ? `${matched.method} ${matched.label}` : 'unmatched');
-
-  let reply: Reply;
-  if (!matched) reply = notFound(provider, exchange);
-  else {
-    const auth = authenticate(state, matched.provider, exchange);
-    reply = 'reply' in auth ? auth.reply : await matched.handler(state, exchange, auth.apiKey, id);
-  }
-  return { ...reply, headers: { ...reply.headers, [requestIdHeader]: requestId } };
+  const matched = routeOf(exchange, asked);
+  state.stats.request(matched ? `${matched.route.method} ${matched.route.label}` : 'unmatched');
+  if (!matched) return notFound(asked, exchange);
+  const auth = authenticate(state, matched.route.provider, exchange);
+  return 'reply' in auth ? auth.reply : matched.route.handler(state, exchange, auth.apiKey, matched.id);
 }
 
-function internalError(error: unknown): Reply {
-  if (error instanceof BodyTooLargeError) return anthropicError(413, 'request_too_large', error.message);
-  // `{ type, error: { type, message } }` parses as an APIError in both SDKs.
-  return anthropicError(500, 'api_error', `simulator error: ${String(error)}`);
+/** A body too large, or a fault of the simulator's own: the provider's 413 or 500, in its shape. */
+function internalError(error: unknown, provider: Provider | null): Reply {
+  const tooLarge = error instanceof BodyTooLargeError;
+  const message = tooLarge ? error.message : `simulator error: ${String(error)}`;
+  if (provider === 'openai') {
+    return tooLarge ? openaiError(413, invalidRequest(message, null, 'request_too_large')) : openaiError(500, openaiErrorBody(message, 'server_error'));
+  }
+  return tooLarge ? anthropicError(413, 'request_too_large', message) : anthropicError(500, 'api_error', message);
 }
 
 export interface RunningServer {
@@ -148,7 +205,8 @@ export interface RunningServer {
 export async function startServer(state: SimulatorState, controls: Controls, port: number): Promise<RunningServer> {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     dispatch(state, controls, req)
-      .catch(internalError)
+      // Only an admin request can still throw here: the provider paths answer their own errors.
+      .catch((error: unknown) => anthropicError(500, 'api_error', `simulator error: ${String(error)}`))
       .then((reply) => sendReply(res, reply))
       .catch(() => res.destroy());
   });

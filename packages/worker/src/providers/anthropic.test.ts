@@ -136,7 +136,12 @@ describe('AnthropicAdapter against the simulator', () => {
     // The body as sent, for the client: its error_code is what the SDK picks its error class by.
     expect(f.providerError).toEqual({
       provider: 'anthropic',
-      body: { type: 'error', error: { type: 'rate_limit_error', message: expect.stringContaining('usage limits'), details: { error_code: 'enforced_spend_limit_reached' } } },
+      body: {
+        type: 'error',
+        error: { type: 'rate_limit_error', message: expect.stringContaining('usage limits'), details: { error_code: 'enforced_spend_limit_reached' } },
+        // Anthropic repeats its request-id header in the error body.
+        request_id: f.requestId,
+      },
     });
   });
 
