@@ -81,7 +81,9 @@ describe('request ids on errors', () => {
     await openaiFailure(openai.chat.completions.create({ ...gptAsk, temperature: 3 }), 400);
     await openaiFailure(new OpenAI({ apiKey: 'wrong', baseURL: `${sim.url}/v1`, maxRetries: 0 }).chat.completions.create(gptAsk), 401);
     await openaiFailure(openai.chat.completions.create({ ...gptAsk, model: 'gpt-nope' }), 404);
-    await openaiFailure(openai.models.retrieve('%E0%A4%A'), 404);
+    await openaiFailure(openai.models.retrieve('gpt-nope'), 404);
+    // An id that is not valid percent-encoding is one no file has: a 404 in OpenAI's shape, not a 500.
+    await openaiFailure(openai.get('/files/%E0%A4%A'), 404);
     await openai.chat.completions.create(gptAsk);
     await openaiFailure(openai.chat.completions.create(gptAsk), 429);
     for (const [fault, status] of [
