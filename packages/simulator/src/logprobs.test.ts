@@ -70,3 +70,49 @@ describe('Chat Completions logprobs through the openai SDK', () => {
     expect(error.code).toBe('integer_above_max_value');
   });
 });
+
+describe('Responses logprobs through the openai SDK', () => {
+  let sim: Simulator;
+  let client: OpenAI;
+  const ask = { model: MODEL, max_output_tokens: 100, input: 'Tell me about lanes.' };
+  const include: OpenAI.Responses.ResponseIncludable[] = ['message.output_text.logprobs'];
+
+  beforeAll(async () => {
+    ({ sim, openai: client } = await simulatorWithClients());
+  });
+  afterEach(() => sim.reset());
+  afterAll(() => sim.close());
+
+  const outputText = (response: OpenAI.Responses.Response) => {
+    const [item] = response.output;
+    const part = item?.type === 'message' ? item.content[0] : undefined;
+    if (part?.type !== 'output_text') throw new Error('expected an output_text part');
+    return part;
+  };
+
+  it('returns an entry per output token with include message.output_text.logprobs, none without it, the text unchanged', async () => {
+    const plain = outputText(await client.responses.create({ ...ask, top_logprobs: 3 }));
+    // top_logprobs alone returns none, as the API answers it.
+    expect(plain.logprobs).toEqual([]);
+    const included = outputText(await client.responses.create({ ...ask, include, top_logprobs: 3 }));
+    expect(included.text).toBe(plain.text);
+    expectEntries(included.text, { content: included.logprobs ?? [], refusal: null }, 3);
+    const bare = outputText(await client.responses.create({ ...ask, include }));
+    expectEntries(bare.text, { content: bare.logprobs ?? [], refusal: null }, 0);
+  });
+
+  it('streams each delta with its token’s entry and the done event with them all, as the plain call has them', async () => {
+    const plain = outputText(await client.responses.create({ ...ask, include, top_logprobs: 2 }));
+    const deltas: OpenAI.Responses.ResponseTextDeltaEvent[] = [];
+    let done: OpenAI.Responses.ResponseTextDoneEvent | undefined;
+    for await (const event of await client.responses.create({ ...ask, include, top_logprobs: 2, stream: true })) {
+      if (event.type === 'response.output_text.delta') deltas.push(event);
+      if (event.type === 'response.output_text.done') done = event;
+    }
+    // The events' entries are the output text's without bytes, one per delta.
+    const withoutBytes = (plain.logprobs ?? []).map(({ token, logprob, top_logprobs }) => ({ token, logprob, top_logprobs: top_logprobs.map((t) => ({ token: t.token, logprob: t.logprob })) }));
+    expect(deltas.map((d) => d.logprobs)).toEqual(withoutBytes.map((entry) => [entry]));
+    expect(deltas.map((d) => d.delta).join('')).toBe(plain.text);
+    expect(done?.logprobs).toEqual(withoutBytes);
+  });
+});

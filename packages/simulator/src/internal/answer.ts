@@ -7,8 +7,9 @@ import { clipToTokens } from './tokenizer.js';
 
 // Fields that change how an answer is delivered, not what it says (`n` adds choices after the
 // first, which stays the answer the request gets without it; a stop sequence ends the same text
-// early; logprobs annotate the same tokens).
-const DELIVERY_FIELDS = new Set(['stream', 'stream_options', 'metadata', 'user', 'service_tier', 'n', 'stop', 'stop_sequences', 'logprobs', 'top_logprobs']);
+// early; logprobs annotate the same tokens, and the Responses API's `include` only adds them or
+// other annotations to the same answer).
+const DELIVERY_FIELDS = new Set(['stream', 'stream_options', 'metadata', 'user', 'service_tier', 'n', 'stop', 'stop_sequences', 'logprobs', 'top_logprobs', 'include']);
 
 /** JSON with sorted keys, so two clients serialising the same request differently hash the same. */
 export function canonicalJson(value: unknown): string {

@@ -8,6 +8,7 @@ import { decimalOutOfRange, invalidRequest, isObject, type OpenAIErrorBody, outp
 import type { Range, ResolvedModel } from './options.js';
 import { RESPONSES_NULLABLE, withoutNulls } from './nullable-fields.js';
 import { jsonAnswer, responsesJsonFormat } from './structured-output.js';
+import { type TokenLogprob, tokenLogprobs } from './logprobs.js';
 
 export interface ResponsesParams {
   model: string;
@@ -138,7 +139,8 @@ export interface OutputText {
   type: 'output_text';
   text: string;
   annotations: [];
-  logprobs: [];
+  /** An entry per output token with `include: ['message.output_text.logprobs']`, else none. */
+  logprobs: TokenLogprob[];
 }
 
 export interface OutputMessage {
@@ -226,7 +228,7 @@ export function buildResponse(params: ResponsesParams, model: ResolvedModel, pro
   const status = answer.clipped ? 'incomplete' : 'completed';
   const output: OpenAIResponse['output'] = call
     ? [{ type: 'function_call', id: newId('fc_', 48), call_id: newId('call_', 24), name: call.name, arguments: call.arguments, status: 'completed' }]
-    : [{ type: 'message', id: newId('msg_', 48), status, role: 'assistant', content: [{ type: 'output_text', text: answer.text, annotations: [], logprobs: [] }] }];
+    : [{ type: 'message', id: newId('msg_', 48), status, role: 'assistant', content: [{ type: 'output_text', text: answer.text, annotations: [], logprobs: outputLogprobs(params, answer.text, hash) }] }];
   const given = (field: string, fallback: unknown): unknown => params[field] ?? fallback;
   return {
     id: newId('resp_', 48),
@@ -267,6 +269,16 @@ export function buildResponse(params: ResponsesParams, model: ResolvedModel, pro
     user: given('user', null),
     metadata: given('metadata', {}),
   };
+}
+
+/** The include that asks for the output text's logprobs (`top_logprobs` alone gives none, as on the API). */
+const LOGPROBS_INCLUDE = 'message.output_text.logprobs';
+
+/** The output text's logprobs: made up as Chat's are, when the request includes them. */
+function outputLogprobs(params: ResponsesParams, text: string, hash: string): TokenLogprob[] {
+  if (!Array.isArray(params.include) || !params.include.includes(LOGPROBS_INCLUDE)) return [];
+  const top = typeof params.top_logprobs === 'number' ? params.top_logprobs : 0;
+  return tokenLogprobs(text, hash, top);
 }
 
 /** The response as it ends at `nowMs`: a completed one says when. */

@@ -15,6 +15,7 @@ import type { ServerResponse } from 'node:http';
 import { finishedAt, inProgress, type FunctionCallItem, type OpenAIResponse } from './openai-responses-request.js';
 import { paceDeltas, type StreamPacing } from './paced-stream.js';
 import { tokenPieces } from './tokenizer.js';
+import type { TokenLogprob } from './logprobs.js';
 import { OVERLOADED_MESSAGE } from './openai-faults.js';
 
 export interface ResponseStreamOptions extends StreamPacing {
@@ -41,11 +42,14 @@ export async function streamResponse(res: ServerResponse, response: OpenAIRespon
   send(res, 'response.in_progress', { response: started });
   send(res, 'response.output_item.added', { output_index: 0, item: { ...message, status: 'in_progress', content: [] } });
   send(res, 'response.content_part.added', { ...at, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
-  const complete = await paceDeltas(res, {
+  // With logprobs included, each delta carries its token's entry, and the done event them all, in
+  // the events' shape: the SDK types theirs without `bytes`.
+  const entries = part.logprobs.map(eventLogprob);
+  const complete = await paceDeltas<[string, number]>(res, {
     ...options,
-    pieces: tokenPieces(text),
+    pieces: tokenPieces(text).map((piece, i): [string, number] => [piece, i]),
     outputTokens: response.usage.output_tokens,
-    writeDelta: (out, delta) => send(out, 'response.output_text.delta', { ...at, delta, logprobs: [] }),
+    writeDelta: (out, [delta, i]) => send(out, 'response.output_text.delta', { ...at, delta, logprobs: entries.slice(i, i + 1) }),
     writeMalformed: (out) =>
       out.write(`event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":${sequence},"item_id":"${message.id}","output_index":0,"content_index":0,"delta":\n\n`),
     writeOverloaded: (out) => send(out, 'error', overloadedError),
@@ -53,13 +57,18 @@ export async function streamResponse(res: ServerResponse, response: OpenAIRespon
   if (!complete) return;
 
   const done = finishedAt(response, options.now());
-  send(res, 'response.output_text.done', { ...at, text, logprobs: [] });
+  send(res, 'response.output_text.done', { ...at, text, logprobs: entries });
   send(res, 'response.content_part.done', { ...at, part });
   send(res, 'response.output_item.done', { output_index: 0, item: message });
   send(res, done.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response: done });
 }
 
 type Send = (out: ServerResponse, type: string, fields: object) => void;
+
+/** A token's logprob entry as the delta and done events carry it: the output text's without `bytes`. */
+function eventLogprob(entry: TokenLogprob) {
+  return { token: entry.token, logprob: entry.logprob, top_logprobs: entry.top_logprobs.map(({ token, logprob }) => ({ token, logprob })) };
+}
 
 /** The Responses API's `error` event for an overload mid-call. */
 const overloadedError = { code: 'server_is_overloaded', message: OVERLOADED_MESSAGE, param: null };
