@@ -218,12 +218,12 @@ describe('AnthropicAdapter against the simulator', () => {
       res.write('{"type":"message",');
     });
     try {
-      const slow = new AnthropicAdapter({ apiKey: KEY, baseURL: url, timeoutMs: 300 });
+      const slow = new AnthropicAdapter({ apiKey: KEY, baseURL: url, timeoutMs: 1_000 });
       const body = expectFailure(await slow.call({ model: MODEL, request: request() }));
       // The head said 200, but the call never ended: no status, as for a head that never came.
-      expect(body).toMatchObject({ kind: 'network', status: null, message: 'request timed out after 300 ms' });
+      expect(body).toMatchObject({ kind: 'network', status: null, message: 'request timed out after 1000 ms' });
       const head = expectFailure(await slow.call({ model: MODEL, request: request() }));
-      expect(head).toMatchObject({ kind: 'network', status: null, message: 'request timed out after 300 ms' });
+      expect(head).toMatchObject({ kind: 'network', status: null, message: 'request timed out after 1000 ms' });
       expect(calls).toBe(2);
     } finally {
       server.closeAllConnections();
