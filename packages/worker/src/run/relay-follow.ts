@@ -118,7 +118,8 @@ async function whileQuiet(
  * after the relay's first entry, was taken after the call began (the job is listed before its
  * call's first write), so the call has ended. An older beat, or one of a worker before the list,
  * tells nothing: the call may run on. (On a cluster the beat's time and the entry's are two nodes'
- * clocks; the call's first write comes after its time to first output, which covers their skew.)
+ * clocks: the job is listed before its provider request is sent, and the first entry is written
+ * only with the answer's first output, a margin well beyond their usual skew.)
  */
 function relayingStill(beat: WorkerHeartbeat | undefined, jobId: string, firstEntryAtMs: number): boolean {
   if (beat?.relaying === undefined || beat.atMs <= firstEntryAtMs) return true;

@@ -206,10 +206,10 @@ export function relayTakenFailure(): JobFailure {
 /**
  * Why the job fails whose relay refused this attempt's write, and for a write Redis failed (an
  * error reply: at its maxmemory, a read-only replica after a failover, a script's BUSY), the error
- * event that ends the relay: the call stopped there, so without it the client (and a rerun that
- * follows the relay, this worker having lost the job) would wait on a relay nobody writes. The
- * finish that fails the job writes it, or the hand-over when the lock was lost
- * (outcome-applier.ts). The other refusals leave the relay as it is: it has ended already, or is
+ * event that ends the relay: the call stopped there, so without it a rerun that follows the relay
+ * (this worker having lost the job) waited on a relay nobody writes (a client's reader makes the
+ * same event from the job's failure once it has failed). The finish that fails the job writes it,
+ * or the hand-over when the lock was lost (outcome-applier.ts). The other refusals leave the relay as it is: it has ended already, or is
  * another attempt's, or is gone.
  */
 function relayRefused(job: LlmJob, refused: Exclude<RelayRefusal, 'cancelled'>, progress: StreamProgress): { failure: JobFailure; streamError?: StreamErrorEvent } {
