@@ -23,6 +23,7 @@ import { GatewayPresence } from './run/gateway-presence.js';
 import { LimitNotices } from './run/limit-notices.js';
 import { PoolHolds } from './run/pool-holds.js';
 import { PromptCacheMemory } from './run/prompt-cache-memory.js';
+import { RelayingJobs } from './run/relaying-jobs.js';
 import { TenantWaits } from './run/tenant-waits.js';
 import { OutageEvidence } from './run/outage-evidence.js';
 import { ThrottleStates } from './run/throttle-states.js';
@@ -119,6 +120,8 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
   const stats = new FleetStatsWriter(redis, config.redis.prefix, now);
   // The throttle and retry budget are checked in the bucket's own script (one round trip per call).
   const bucket = new Bucket(bucketRedis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) });
+  // Told in each beat: a rerun following one of these jobs' relay learns when its call has ended.
+  const relaying = new RelayingJobs();
   const pressure = new PressureMonitor({ redis, bucket, config, logger, holder: id, ...(opts.pressure ? { adjust: opts.pressure } : {}) });
   const dispatcher = new Dispatcher({
     config,
@@ -144,6 +147,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       poolHolds: new PoolHolds(),
       limitNotices: new LimitNotices(logger),
       gateways: new GatewayPresence(() => readHeartbeats(redis, config.redis.prefix, 'gateway'), now),
+      relaying,
       now,
     },
   });
@@ -158,6 +162,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
     id,
     concurrency: config.dispatch.concurrency,
     inFlight: () => dispatcher.inFlight,
+    relaying: () => relaying.ids(),
     logger,
     now,
   });

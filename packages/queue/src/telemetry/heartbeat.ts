@@ -40,6 +40,13 @@ export interface WorkerHeartbeat {
   inFlight: number;
   /** A worker's call slots; 0 for a gateway, which holds none. */
   concurrency: number;
+  /**
+   * A worker's streamed jobs whose relay one of its calls is writing, as of the beat. A rerun that
+   * follows the relay of a job this worker lost (the worker's relay-follow.ts) learns from a beat
+   * without the job that the call has ended, though the worker lives: the rest will not come.
+   * Absent from a gateway's beat and from a worker's of a version before it.
+   */
+  relaying?: string[];
 }
 
 /** The processes that beat: each kind has its own hash. */
@@ -55,6 +62,8 @@ export interface HeartbeatOptions {
   id: string;
   concurrency: number;
   inFlight: () => number;
+  /** A worker's streamed jobs whose relay it is writing (`WorkerHeartbeat.relaying`); left out of the beat when not given. */
+  relaying?: () => readonly string[];
   /** @default 5000 */
   intervalMs?: number;
   /** How long one beat vouches for the process. @default 3 x intervalMs */
@@ -121,6 +130,7 @@ export class Heartbeat {
       startedAt: this.#startedAt,
       inFlight: this.#o.inFlight(),
       concurrency: this.#o.concurrency,
+      ...(this.#o.relaying === undefined ? {} : { relaying: [...this.#o.relaying()] }),
     };
     const key = keyOf(prefix, this.#o.kind ?? 'worker');
     await redis.hset(key, id, JSON.stringify(entry));
@@ -200,10 +210,15 @@ export async function readHeartbeats(redis: Redis | Cluster, prefix: string, kin
  * `absent` (no entry: it stopped cleanly, never beat, or Redis lost the hash). One round trip.
  */
 export async function heartbeatOf(redis: Redis | Cluster, prefix: string, id: string, kind: HeartbeatKind = 'worker'): Promise<'alive' | 'expired' | 'absent'> {
+  return (await heartbeatEntryOf(redis, prefix, id, kind)).state;
+}
+
+/** `heartbeatOf` with the entry itself, when there is one (what the process said in its last beat). One round trip. */
+export async function heartbeatEntryOf(redis: Redis | Cluster, prefix: string, id: string, kind: HeartbeatKind = 'worker'): Promise<{ state: 'alive' | 'expired' | 'absent'; entry?: WorkerHeartbeat }> {
   const { atMs, reply: raw } = await atRedisTime(redis, (m) => m.hget(keyOf(prefix, kind), id));
-  const hb = typeof raw === 'string' ? parseHeartbeat(raw) : undefined;
-  if (hb === undefined) return 'absent';
-  return hb.expiresAtMs >= atMs ? 'alive' : 'expired';
+  const entry = typeof raw === 'string' ? parseHeartbeat(raw) : undefined;
+  if (entry === undefined) return { state: 'absent' };
+  return { state: entry.expiresAtMs >= atMs ? 'alive' : 'expired', entry };
 }
 
 /**

@@ -17,6 +17,7 @@ import type { JobMeta, RunContext, ShedView } from './run-context.js';
 import { GatewayPresence } from './gateway-presence.js';
 import { LimitNotices } from './limit-notices.js';
 import { PoolHolds } from './pool-holds.js';
+import { RelayingJobs } from './relaying-jobs.js';
 import { PromptCacheMemory } from './prompt-cache-memory.js';
 import { OutageEvidence } from './outage-evidence.js';
 import { TenantWaits, TENANT_RECHECK_MS } from './tenant-waits.js';
@@ -84,6 +85,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     poolHolds: new PoolHolds(),
     limitNotices: new LimitNotices(logger),
     gateways: new GatewayPresence(() => readHeartbeats(db.redis, prefix, 'gateway'), Date.now),
+    relaying: new RelayingJobs(),
   };
 }
 
@@ -1010,13 +1012,17 @@ describe('runJob, streamed', () => {
       const prefix = ctx.config.redis.prefix;
       // The earlier attempt's worker: alive, and beating.
       const writer: RunContext = { ...context(), config: ctx.config, workerId: 'the-earlier-worker' };
-      await new Heartbeat({ redis: db.redis, prefix, id: writer.workerId, concurrency: 1, inFlight: () => 1 }).beat();
+      const beat = new Heartbeat({ redis: db.redis, prefix, id: writer.workerId, concurrency: 1, inFlight: () => 1, relaying: () => writer.relaying.ids() });
+      await beat.beat();
       const j = streamed({ max_tokens: 120 });
       const m = streamMeta();
       const before = calls(SONNET);
       const earlier = run(writer, j, m);
       // Taken again once the earlier attempt has relayed part of its answer (its lock lapsed).
       while ((await db.redis.xlen(jobEventsKey(prefix, m.id))) < 3) await new Promise((r) => setTimeout(r, 10));
+      // A beat while it streams lists the job: the rerun follows on.
+      await beat.beat();
+      expect(writer.relaying.ids()).toEqual([m.id]);
       const outcome = await run(ctx, j, { ...m, takenBefore: true });
       const first = await earlier;
       if (first.kind !== 'completed') throw new Error(`the earlier attempt ended ${first.kind}`);
@@ -1157,6 +1163,65 @@ describe('runJob, streamed', () => {
     expect(calls(GPT) - before).toBe(0);
     expect(outcome).toMatchObject({ kind: 'completed', result: { model: GPT, response: earlier.response, usage: earlier.usage, cost: earlier.cost } });
     expect((earlier.response as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(earlier.usage.outputTokens);
+  });
+
+  /**
+   * An earlier attempt whose relay write Redis refuses mid-stream (at its maxmemory, every write is
+   * refused OOM for a while), its worker beating on: the call is stopped at that write. Returns
+   * that attempt's outcome, once Redis takes writes again.
+   */
+  async function relayRefusedMidStream(writer: RunContext, j: LlmJob, m: JobMeta) {
+    const earlier = run(writer, j, m);
+    while ((await db.redis.xlen(jobEventsKey(writer.config.redis.prefix, m.id))) < 3) await new Promise((r) => setTimeout(r, 10));
+    await db.redis.config('SET', 'maxmemory', '1');
+    try {
+      return await earlier;
+    } finally {
+      await db.redis.config('SET', 'maxmemory', '0');
+    }
+  }
+
+  it("ends the relay with an error event when Redis refuses a relay write mid-stream: the call stops there, and the finish (or the hand-over of a lost job) writes that event", async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    try {
+      const ctx = context();
+      const m = streamMeta();
+      const outcome = await relayRefusedMidStream(ctx, streamed({ max_tokens: 400 }), m);
+      const failure = { code: 'STREAM_FAILED', message: expect.stringMatching(/^relaying the stream through Redis failed after \d+ events: OOM /) };
+      expect(outcome).toMatchObject({ kind: 'failed', failure, streamError: { kind: 'error', failure } });
+      // The client's SDK raises it, as it does any stream's error event.
+      const { streamError } = outcome as { streamError: { data: string } };
+      expect(JSON.parse(streamError.data)).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringContaining('STREAM_FAILED: relaying the stream through Redis failed') } });
+      // Stopped at the refused write: nothing of this attempt was written after it.
+      expect((await relayed(ctx, m.id)).map((e) => e.kind)).not.toContain('end');
+      expect(ctx.relaying.ids()).toEqual([]);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
+  it("fails a rerun STREAM_FAILED once the earlier attempt, whose relay writes Redis refused, has stopped its call: its worker's beats, alive, no longer list the job", async () => {
+    sim.setPace({ streamTokenMs: 20 });
+    try {
+      // The follower gives up on the provider's call timeout at the latest: 20 s here.
+      const ctx = context({ providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV, timeoutMs: 20_000 } } });
+      const prefix = ctx.config.redis.prefix;
+      const writer: RunContext = { ...context(), config: ctx.config, workerId: 'a-writer-redis-refused' };
+      const beat = new Heartbeat({ redis: db.redis, prefix, id: writer.workerId, concurrency: 1, inFlight: () => 1, relaying: () => writer.relaying.ids(), ttlMs: 60_000 });
+      await beat.beat();
+      const j = streamed({ max_tokens: 400 });
+      const m = streamMeta();
+      const first = await relayRefusedMidStream(writer, j, m);
+      expect(first).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED', message: expect.stringContaining('OOM') } });
+      // Its worker lives on, and beats.
+      await beat.beat();
+      const before = calls(SONNET);
+      const outcome = await run(ctx, j, { ...m, takenBefore: true });
+      expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'STREAM_FAILED', streamCut: 'EARLIER_ATTEMPT_STOPPED', message: expect.stringContaining('no longer relays it') } });
+      expect(calls(SONNET) - before).toBe(0);
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
   });
 
   it("fails CANCELLED when its caller cancels while it follows an earlier attempt's relay, though this worker never heard the cancel", async () => {

@@ -8,17 +8,22 @@
  *
  * Whether the rest may still come is decided from real signals, never a guess: the relay's `start`
  * names the worker writing it, and that worker's heartbeat (telemetry/heartbeat.ts) says whether
- * it lives. New entries count as life too. The writer is given up on when its heartbeat is gone
- * (it stopped cleanly: its calls ended), or has stayed expired for a heartbeat interval while
- * nothing was written (a worker cut off by a Redis pause beats again within one interval once
- * Redis is back); when the relay is gone (expired `RELAY_TTL_MS` after its last write, or Redis
+ * it lives, and whether its call for this job still runs: each beat lists the jobs whose relay the
+ * worker's calls are writing (relaying-jobs.ts). New entries count as life too. The writer is given
+ * up on when its heartbeat is gone (it stopped cleanly: its calls ended), or has stayed expired for
+ * a heartbeat interval while nothing was written (a worker cut off by a Redis pause beats again
+ * within one interval once Redis is back); when it beats on but a beat written after the relay's
+ * first entry no longer lists the job: its call ended without ending the relay (Redis refused a
+ * relay write, which stops the call, and the error event its worker then writes did not reach the
+ * relay), so a quiet relay is given up on one beat after the call ended, not after the provider's
+ * call timeout; when the relay is gone (expired `RELAY_TTL_MS` after its last write, or Redis
  * lost it); or after the provider's call timeout, which bounds the earlier call itself. (A job its
  * caller cancels meanwhile ends CANCELLED: its flag refuses the earlier attempt's writes.) The
  * caller then fails the job and writes its error event to the relay, which ends it: the relay
  * refuses the earlier attempt's next write (CLOSED, lua/relay-2.lua), so a call still running
  * stops there and settles for what it produced.
  */
-import { checkRelay, duplicateFor, heartbeatOf, HEARTBEAT_INTERVAL_MS, readRelayAfter, reportOutages, type JobFailure, type LlmJob, type RelayEntry } from '@headroom/queue';
+import { checkRelay, duplicateFor, heartbeatEntryOf, HEARTBEAT_INTERVAL_MS, readRelayAfter, reportOutages, type JobFailure, type LlmJob, type RelayEntry, type WorkerHeartbeat } from '@headroom/queue';
 import type { JobMeta, RunContext } from './run-context.js';
 
 /** How long one read waits for the next entry before the writer's liveness is checked again. */
@@ -96,13 +101,27 @@ async function whileQuiet(
   const relay = await checkRelay(ctx.redis, prefix, meta.id);
   if (relay === 'cancelled') return 'cancelled';
   if (relay === 'open') return 'its relay is gone (expired after its last write, or Redis lost it)';
-  const start = entries[0]?.event;
-  const writer = start?.kind === 'start' ? start.worker : undefined;
+  const start = entries[0];
+  const writer = start?.event.kind === 'start' ? start.event.worker : undefined;
   // A relay an older version wrote names no writer: nothing tells that its rest may come.
-  if (writer === undefined) return 'its relay does not name the worker writing it';
-  const beat = await heartbeatOf(ctx.redis, prefix, writer);
-  if (beat === 'alive') return 'alive';
-  if (beat === 'absent') return `its worker ${writer} has stopped`;
+  if (start === undefined || writer === undefined) return 'its relay does not name the worker writing it';
+  const { state, entry } = await heartbeatEntryOf(ctx.redis, prefix, writer);
+  if (state === 'alive') return relayingStill(entry, meta.id, start.atMs) ? 'alive' : `its worker ${writer} beats on but no longer relays it: that call ended without ending the relay`;
+  if (state === 'absent') return `its worker ${writer} has stopped`;
   if (now - times.livedAt > HEARTBEAT_INTERVAL_MS + FOLLOW_READ_MS) return `its worker ${writer} is dead: its heartbeat expired and its relay stalled`;
   return undefined;
+}
+
+/**
+ * Whether a live writer's beat leaves the job's call running. A beat lists the jobs its worker's
+ * calls are relaying as of the beat (relaying-jobs.ts): one without this job, taken at a Redis time
+ * after the relay's first entry, was taken after the call began (the job is listed before its
+ * call's first write), so the call has ended. An older beat, or one of a worker before the list,
+ * tells nothing: the call may run on. (On a cluster the beat's time and the entry's are two nodes'
+ * clocks: the job is listed before its provider request is sent, and the first entry is written
+ * only with the answer's first output, a margin well beyond their usual skew.)
+ */
+function relayingStill(beat: WorkerHeartbeat | undefined, jobId: string, firstEntryAtMs: number): boolean {
+  if (beat?.relaying === undefined || beat.atMs <= firstEntryAtMs) return true;
+  return beat.relaying.includes(jobId);
 }

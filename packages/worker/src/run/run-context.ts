@@ -7,6 +7,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { FailureCode, jobFailure, type Bucket, type FleetStatsWriter, type HeadroomConfig, type InteractiveLane, type JobFailure, type LlmResult, type Logger, type Pressure, type Provider, type StreamErrorEvent, type TenantPark } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { ProviderAdapter } from '../providers/types.js';
+import type { RelayingJobs } from './relaying-jobs.js';
 import type { GatewayPresence } from './gateway-presence.js';
 import type { PromptCacheMemory } from './prompt-cache-memory.js';
 import type { LimitNotices } from './limit-notices.js';
@@ -71,6 +72,8 @@ export interface RunContext {
   limitNotices: LimitNotices;
   /** Whether the gateway a job names is still there (a killed one's jobs are withdrawn). */
   gateways: GatewayPresence;
+  /** The streamed jobs whose relay this worker's calls are writing, for its heartbeat (relaying-jobs.ts). */
+  relaying: RelayingJobs;
 }
 
 /** Kept in the BullMQ job's `progress`, so attempts survive requeues, delays and worker crashes. */

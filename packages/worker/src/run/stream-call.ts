@@ -55,6 +55,23 @@ export async function streamedCall(
   call: { model: string; reservation: Reservation; startedAt: number },
   signal: AbortSignal,
 ): Promise<StreamedCall> {
+  // In this worker's beats until the call has ended, however it ends: a rerun following its relay
+  // after this worker lost the job learns from them when no more will come (relaying-jobs.ts).
+  const ended = ctx.relaying.add(meta.id);
+  try {
+    return await relayedCall(ctx, job, meta, call, signal);
+  } finally {
+    ended();
+  }
+}
+
+async function relayedCall(
+  ctx: RunContext,
+  job: LlmJob,
+  meta: JobMeta,
+  call: { model: string; reservation: Reservation; startedAt: number },
+  signal: AbortSignal,
+): Promise<StreamedCall> {
   const stop = new AbortController();
   const relay = new EventRelay(ctx.redis, ctx.config.redis.prefix, meta.id, (why) => stop.abort(why));
   const orphaned = watchGateway(ctx, job, call.startedAt, relay);
@@ -109,7 +126,7 @@ export async function streamedCall(
     const refused = await relay.flush();
     // A cancel that lands after the last event changes nothing: the answer is whole and paid for.
     if (refused === undefined || refused === 'cancelled') return { kind: 'done', res, firstEventAt: res.progress.firstEventAt };
-    return { kind: 'ended', status: res.status, failure: relayFailure(refused, res.progress), usage: res.usage };
+    return { kind: 'ended', status: res.status, ...relayRefused(job, refused, res.progress), usage: res.usage };
   }
 
   const refused = await relay.flush();
@@ -123,7 +140,7 @@ export async function streamedCall(
     const after = `after ${progress.events} events (about ${usage.outputTokens} output tokens)`;
     return { kind: 'ended', ...seen, failure: orphaned.gone && job.gateway !== undefined ? gatewayGoneFailure(job.gateway, after) : jobFailure(FailureCode.CANCELLED, `cancelled by its caller ${after}`) };
   }
-  if (refused !== undefined) return { kind: 'ended', ...seen, failure: relayFailure(refused, progress) };
+  if (refused !== undefined) return { kind: 'ended', ...seen, ...relayRefused(job, refused, progress) };
   if (signal.aborted) {
     // Any other abort of the job's signal is its worker's shutdown grace running out. The SDK's
     // stream just ends then, so the call read as the provider's ("the stream ended before its
@@ -184,6 +201,21 @@ function watchGateway(ctx: RunContext, job: LlmJob, callStartedAt: number, relay
  */
 export function relayTakenFailure(): JobFailure {
   return jobFailure(FailureCode.STREAM_FAILED, 'an earlier attempt of this job already streamed part of an answer; a second one cannot follow it');
+}
+
+/**
+ * Why the job fails whose relay refused this attempt's write, and for a write Redis failed (an
+ * error reply: at its maxmemory, a read-only replica after a failover, a script's BUSY), the error
+ * event that ends the relay: the call stopped there, so without it a rerun that follows the relay
+ * (this worker having lost the job) waited on a relay nobody writes (a client's reader makes the
+ * same event from the job's failure once it has failed). The finish that fails the job writes it,
+ * or the hand-over when the lock was lost (outcome-applier.ts). The other refusals leave the relay as it is: it has ended already, or is
+ * another attempt's, or is gone.
+ */
+function relayRefused(job: LlmJob, refused: Exclude<RelayRefusal, 'cancelled'>, progress: StreamProgress): { failure: JobFailure; streamError?: StreamErrorEvent } {
+  const failure = relayFailure(refused, progress);
+  if (!(refused instanceof Error)) return { failure };
+  return { failure, streamError: { kind: 'error', data: errorEventOf(apiOf(job), failure, progress.events), failure } };
 }
 
 function relayFailure(refused: Exclude<RelayRefusal, 'cancelled'>, progress: StreamProgress): JobFailure {
