@@ -86,7 +86,7 @@ describe('coalesceKeyOf', () => {
     expect(coalesceKeyOf(withBetas([...sorted, sorted[0]!]))).toBe(coalesceKeyOf(withBetas(sorted)));
     expect(coalesceKeyOf(withBetas([sorted[0]!]))).not.toBe(coalesceKeyOf(withBetas(sorted)));
     // What goes to the provider is the caller's header, in its order.
-    expect(reversed.betas).toEqual([...sorted].reverse());
+    expect(reversed).toMatchObject({ betas: [...sorted].reverse() });
     // Betas already in order, once each, keep the key they had.
     expect(coalesceKeyOf(withBetas(sorted))).toBe(keyHashedBefore('anthropic', 'claude-sonnet-4-6', sorted));
   });
