@@ -6,7 +6,9 @@
 import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import Anthropic from '@anthropic-ai/sdk';
 import { Redis } from 'ioredis';
+import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fleetKeys, loadConfig, publishFleetSettings } from '@headroom/queue';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
@@ -83,6 +85,8 @@ interface Case {
   code?: string | null;
   /** OpenAI's `param`, where the case pins it: a body field as OpenAI writes it, null for a header. */
   param?: string | null;
+  /** The SDKs retry it (a request that was slow to come may come in time): a 408 by its status, else told so (`x-should-retry: true`). */
+  retried?: boolean;
 }
 
 const CASES: Case[] = [
@@ -133,7 +137,20 @@ const CASES: Case[] = [
   { name: 'missing messages', headers: ANTHROPIC, body: JSON.stringify({ model: SONNET, max_tokens: 16 }), status: 400, says: 'messages: expected an array of messages', provider: 'anthropic' },
   { name: 'max_tokens 0', headers: ANTHROPIC, body: message({ max_tokens: 0 }), status: 400, says: 'max_tokens: expected a positive integer, got 0', provider: 'anthropic' },
   { name: 'system role inside Anthropic messages', headers: ANTHROPIC, body: message({ messages: [{ role: 'system', content: 'x' }] }), status: 400, says: 'messages.0.role: expected "user" or "assistant"', provider: 'anthropic' },
-  { name: 'OpenAI stream_options without stream', path: '/v1/chat/completions', headers: OPENAI, body: chat({ stream_options: { include_usage: true } }), status: 400, says: 'stream_options: stream_options is only allowed with "stream": true', provider: 'openai', param: 'stream_options', code: 'invalid_value' },
+  // A rule across fields: OpenAI's own 400 for it names the param with code null.
+  { name: 'OpenAI stream_options without stream', path: '/v1/chat/completions', headers: OPENAI, body: chat({ stream_options: { include_usage: true } }), status: 400, says: 'stream_options: stream_options is only allowed with "stream": true', provider: 'openai', param: 'stream_options', code: null },
+  { name: 'OpenAI max_tokens and max_completion_tokens', path: '/v1/chat/completions', headers: OPENAI, body: chat({ max_tokens: 16 }), status: 400, says: 'max_tokens: set only one of max_tokens and max_completion_tokens', provider: 'openai', param: 'max_tokens', code: null },
+  // OpenAI: "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 3 instead."
+  { name: 'OpenAI temperature 3', path: '/v1/chat/completions', headers: OPENAI, body: chat({ temperature: 3 }), status: 400, says: 'temperature: expected at most 2, got 3', provider: 'openai', param: 'temperature', code: 'decimal_above_max_value' },
+  { name: 'OpenAI temperature -1', path: '/v1/chat/completions', headers: OPENAI, body: chat({ temperature: -1 }), status: 400, says: 'temperature: expected at least 0, got -1', provider: 'openai', param: 'temperature', code: 'decimal_below_min_value' },
+  { name: 'OpenAI top_p 2 (Responses)', path: '/v1/responses', headers: OPENAI, body: JSON.stringify({ model: GPT, input: 'hi', top_p: 2 }), status: 400, says: 'top_p: expected at most 1, got 2', provider: 'openai', param: 'top_p', code: 'decimal_above_max_value' },
+  { name: 'OpenAI messages []', path: '/v1/chat/completions', headers: OPENAI, body: chat({ messages: [] }), status: 400, says: 'messages: must not be empty', provider: 'openai', param: 'messages', code: 'empty_array' },
+  { name: 'OpenAI content a number', path: '/v1/chat/completions', headers: OPENAI, body: chat({ messages: [{ role: 'user', content: 7 }] }), status: 400, says: 'messages.0.content: expected a string or an array of content parts, got 7', provider: 'openai', param: 'messages[0].content', code: 'invalid_type' },
+  // Union-typed fields name what they take (each read zod's bare "Invalid input", or only its first type).
+  { name: "a tool_result's content a number", headers: ANTHROPIC, body: message({ messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 5 }] }] }), status: 400, says: 'messages.0.content.0.content: expected a string or an array of content blocks, got 5', provider: 'anthropic' },
+  { name: "a tool_result's content block a number", headers: ANTHROPIC, body: message({ messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: [5] }] }] }), status: 400, says: 'messages.0.content.0.content.0: expected an object, got 5', provider: 'anthropic' },
+  { name: 'a text block with a number for text', headers: ANTHROPIC, body: message({ messages: [{ role: 'user', content: [{ type: 'text', text: 5 }] }] }), status: 400, says: 'messages.0.content.0.text: expected a string, got 5', provider: 'anthropic' },
+  { name: 'system a number', headers: ANTHROPIC, body: message({ system: 5 }), status: 400, says: 'system: expected a string or an array of text blocks, got 5', provider: 'anthropic' },
   // OpenAI's param and code, as OpenAI gives them: the path in its own notation, the kind of problem.
   { name: 'OpenAI unknown role', path: '/v1/chat/completions', headers: OPENAI, body: chat({ messages: [{ role: 'bot', content: 'x' }] }), status: 400, says: 'messages.0.role: expected role', provider: 'openai', param: 'messages[0].role', code: 'invalid_value' },
   { name: 'OpenAI missing model', path: '/v1/chat/completions', headers: OPENAI, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }), status: 400, says: 'model: expected a string', provider: 'openai', param: 'model', code: 'missing_required_parameter' },
@@ -159,12 +176,23 @@ const CASES: Case[] = [
   { name: 'wrong method', method: 'GET', headers: { 'anthropic-version': '2023-06-01', 'x-api-key': KEY }, status: 405, says: 'method not allowed; use POST', provider: 'anthropic' },
   { name: 'a header with a newline (raw request)', raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: ${KEY}\r\nheadroom-tenant: acme\nevil: 1\r\ncontent-length: 2\r\n\r\n{}`, status: 400, says: 'malformed HTTP request', provider: 'anthropic' },
   { name: 'a head over the header limit (raw request)', raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: ${KEY}\r\nx-padding: ${'p'.repeat(10_000)}\r\ncontent-length: 2\r\n\r\n{}`, status: 431, says: 'malformed HTTP request', provider: 'anthropic' },
+  // Anthropic's own answer to it (its SDK's BetaRequestBodyTimeoutError); OpenAI's SDK retries a 408.
   {
     name: 'a body that never finishes arriving (raw request)',
     raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nanthropic-version: 2023-06-01\r\nx-api-key: ${KEY}\r\ncontent-length: 500\r\n\r\n{"model":`,
-    status: 408,
+    status: 400,
     says: 'did not arrive within 500 ms',
     provider: 'anthropic',
+    retried: true,
+  },
+  {
+    name: 'a body that never finishes arriving (raw request, OpenAI)',
+    raw: `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nauthorization: Bearer ${KEY}\r\ncontent-length: 500\r\n\r\n{"model":`,
+    status: 408,
+    says: 'did not arrive within 500 ms',
+    provider: 'openai',
+    code: 'timeout',
+    retried: true,
   },
   // The raw send gives up after 10 s of silence: a 408 only Node's 30 s sweep sends never comes.
   {
@@ -196,6 +224,7 @@ const CODES: Record<string, string | undefined> = {
   'a model id that is not valid percent-encoding': 'UNKNOWN_MODEL',
   'wrong method': 'METHOD_NOT_ALLOWED',
   'a body that never finishes arriving (raw request)': 'BODY_TIMEOUT',
+  'a body that never finishes arriving (raw request, OpenAI)': 'BODY_TIMEOUT',
   'a header with a newline (raw request)': undefined,
   'a head over the header limit (raw request)': undefined,
   'a head that never finishes arriving (raw request)': undefined,
@@ -235,8 +264,9 @@ describe('bad input through headroom gateway', () => {
     expect(status, body).toBe(c.status);
     expect(code).toBe(codeOf(c));
     // A request that was slow to come may come in time on a retry (docs/gateway.md: the SDKs retry
-    // a 408); the others would fail the same way again, and say so (docs/gateway.md#errors).
-    if (status === 408) expect(shouldRetry).not.toBe('false');
+    // a 408, and what x-should-retry: true says); the others would fail the same way again, and say
+    // so (docs/gateway.md#errors).
+    if (c.retried ?? status === 408) expect(shouldRetry).not.toBe('false');
     else expect(shouldRetry).toBe('false');
     const parsed = JSON.parse(body) as Record<string, unknown>;
     // Anthropic: {type: 'error', error: {type, message}}; OpenAI: {error: {message, type, param, code}}.
@@ -255,6 +285,45 @@ describe('bad input through headroom gateway', () => {
       await until(() => gateway.output().includes(`"requestId":"${requestId}"`), 5_000, `${c.name}: its request id logged`);
     }
   });
+
+  it("raises, through the official SDKs, the class and fields each raises for its provider's own refusal", async () => {
+    const anthropic = new Anthropic({ apiKey: KEY, baseURL: base, maxRetries: 0 });
+    const openai = new OpenAI({ apiKey: KEY, baseURL: `${base}/v1`, maxRetries: 0 });
+    const temperature = await openai.chat.completions.create({ model: GPT, max_completion_tokens: 16, temperature: 3, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    expect(temperature).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(temperature).toMatchObject({ status: 400, code: 'decimal_above_max_value', param: 'temperature', type: 'invalid_request_error' });
+    const combination = await openai.chat.completions.create({ model: GPT, max_completion_tokens: 16, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    expect(combination).toMatchObject({ status: 400, code: null, param: 'stream_options' });
+    const toolResult = await anthropic.messages
+      .create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 5 as unknown as string }] }] })
+      .catch((e: unknown) => e);
+    expect(toolResult).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((toolResult as Error).message).toContain('messages.0.content.0.content: expected a string or an array of content blocks, got 5');
+  });
+
+  it('a body too slow to arrive: each SDK sends it again, then raises the class it raises for its provider', async () => {
+    let sends = 0;
+    // The SDK's own request, with only the first bytes of its body sent, and then nothing: the
+    // gateway's body timeout (500 ms) answers it.
+    const stalling = (async (url: string | URL | Request, init?: RequestInit) => {
+      sends++;
+      const head = new TextEncoder().encode(String(init?.body).slice(0, 10));
+      const body = new ReadableStream<Uint8Array>({ start: (c) => c.enqueue(head) });
+      return fetch(url, { ...init, body, duplex: 'half' } as RequestInit);
+    }) as typeof fetch;
+    const anthropic = new Anthropic({ apiKey: KEY, baseURL: base, maxRetries: 1, fetch: stalling });
+    const slow = await anthropic.messages.create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    // Anthropic's own answer (a 400 with details.error_code request_body_timeout), sent again by the SDK once.
+    expect(slow).toBeInstanceOf(Anthropic.BetaRequestBodyTimeoutError);
+    expect(slow).toMatchObject({ status: 400, errorCode: 'request_body_timeout' });
+    expect(sends).toBe(2);
+    sends = 0;
+    const openai = new OpenAI({ apiKey: KEY, baseURL: `${base}/v1`, maxRetries: 1, fetch: stalling });
+    const slowOpenAI = await openai.chat.completions.create({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    expect(slowOpenAI).toBeInstanceOf(OpenAI.APIError);
+    expect(slowOpenAI).toMatchObject({ status: 408, code: 'timeout' });
+    expect(sends).toBe(2);
+  }, 20_000);
 
   it('enqueued nothing for any of them, and still serves a good call', async () => {
     expect(CASES.length).toBeGreaterThanOrEqual(25);

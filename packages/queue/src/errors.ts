@@ -35,10 +35,18 @@ const BRAND = Symbol.for('headroom.error');
 
 /**
  * What kind of problem an issue is, in the words OpenAI's errors use for them (its `code`): a
- * required field left out, a value of the wrong type, an integer below its minimum, or any other
- * value refused.
+ * required field left out, a value of the wrong type, an integer below its minimum, a decimal
+ * outside its range, an empty array where one item at least belongs, or any other value refused.
+ * A rule across fields has none (OpenAI's own such 400s send `code: null`).
  */
-export type IssueCode = 'missing_required_parameter' | 'invalid_type' | 'integer_below_min_value' | 'invalid_value';
+export type IssueCode =
+  | 'missing_required_parameter'
+  | 'invalid_type'
+  | 'integer_below_min_value'
+  | 'decimal_below_min_value'
+  | 'decimal_above_max_value'
+  | 'empty_array'
+  | 'invalid_value';
 
 /** One problem in an input, located by its path (`request.messages.0.role`). */
 export interface Issue {

@@ -14,9 +14,10 @@ const { job } = parseJob({
  * scope, hashed to before fallback [], scopes and written-out defaults counted: a rolling
  * upgrade keeps coalescing such jobs only while it stays the same.
  */
-function keyHashedBefore(provider: string, model: string): string {
+function keyHashedBefore(provider: string, model: string, betas?: readonly string[]): string {
+  const betasField = betas === undefined ? '' : `"betas":${JSON.stringify(betas)},`;
   return createHash('sha256')
-    .update(`{"fallback":[],"provider":"${provider}","request":{"max_tokens":64,"messages":[{"content":"Hi","role":"user"}],"model":"${model}"}}`)
+    .update(`{${betasField}"fallback":[],"provider":"${provider}","request":{"max_tokens":64,"messages":[{"content":"Hi","role":"user"}],"model":"${model}"}}`)
     .digest('hex')
     .slice(0, 40);
 }
@@ -54,6 +55,40 @@ describe('coalesceKeyOf', () => {
     expect(coalesceKeyOf(responses)).not.toBe(coalesceKeyOf({ ...responses, api: undefined }));
     // A job that never named its API keeps the key it had: a rolling upgrade keeps coalescing it.
     expect(coalesceKeyOf(left)).toBe(keyHashedBefore('openai', 'gpt-4.1'));
+  });
+
+  it('gives a request that writes a documented default out (stream false, OpenAI n 1, OpenAI null) the key of the one that leaves it out', () => {
+    const anthropic = (request: Record<string, unknown>) => parseJob({ ...job, request: { ...job.request, ...request } }).job;
+    expect(coalesceKeyOf(anthropic({ stream: false }))).toBe(coalesceKeyOf(job));
+    expect(coalesceKeyOf(anthropic({ stream: true }))).not.toBe(coalesceKeyOf(job));
+    // Sent as the client wrote it: only the key leaves the default out.
+    expect(anthropic({ stream: false }).request).toMatchObject({ stream: false });
+    const chat = (request: Record<string, unknown>) => parseJob({ priority: 'NORMAL', provider: 'openai', request: { model: 'gpt-4.1', max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }], ...request } }).job;
+    const plain = coalesceKeyOf(chat({}));
+    for (const written of [{ stream: false }, { stream: null }, { n: 1 }, { n: null }, { stream_options: null }, { temperature: null }, { stream: false, n: 1, stream_options: null }]) {
+      expect(coalesceKeyOf(chat(written)), JSON.stringify(written)).toBe(plain);
+    }
+    // Another value asks for another answer; a default the provider does not document is not assumed.
+    expect(coalesceKeyOf(chat({ n: 2 }))).not.toBe(plain);
+    expect(coalesceKeyOf(chat({ temperature: 1 }))).not.toBe(plain);
+    expect(coalesceKeyOf(chat({ stream: true, stream_options: { include_usage: true } }))).not.toBe(coalesceKeyOf(chat({ stream: true })));
+    const responses = (request: Record<string, unknown>) => parseJob({ priority: 'NORMAL', provider: 'openai', api: 'responses', request: { model: 'gpt-4.1', max_output_tokens: 64, input: 'Hi', ...request } }).job;
+    expect(coalesceKeyOf(responses({ stream: false, background: false, instructions: null }))).toBe(coalesceKeyOf(responses({})));
+    // The job that writes none keeps the key it always had.
+    expect(plain).toBe(keyHashedBefore('openai', 'gpt-4.1'));
+  });
+
+  it("gives one key to a call's Anthropic betas in any order or repeated, and keeps the order they are sent in", () => {
+    const withBetas = (betas: string[]) => parseJob({ ...job, betas }).job;
+    const sorted = ['context-1m-2025-08-07', 'interleaved-thinking-2025-05-14'];
+    const reversed = withBetas([...sorted].reverse());
+    expect(coalesceKeyOf(reversed)).toBe(coalesceKeyOf(withBetas(sorted)));
+    expect(coalesceKeyOf(withBetas([...sorted, sorted[0]!]))).toBe(coalesceKeyOf(withBetas(sorted)));
+    expect(coalesceKeyOf(withBetas([sorted[0]!]))).not.toBe(coalesceKeyOf(withBetas(sorted)));
+    // What goes to the provider is the caller's header, in its order.
+    expect(reversed).toMatchObject({ betas: [...sorted].reverse() });
+    // Betas already in order, once each, keep the key they had.
+    expect(coalesceKeyOf(withBetas(sorted))).toBe(keyHashedBefore('anthropic', 'claude-sonnet-4-6', sorted));
   });
 
   it('coalesces within a scope only: two scopes, or a scope and none, are two jobs', () => {

@@ -51,6 +51,35 @@ function canonical(value: unknown): string {
 }
 
 /**
+ * Request fields whose written value asks for what leaving them out does, per provider API: a
+ * plain call (`stream: false`, what the SDKs' non-streaming params type as `stream?: false`, and
+ * OpenAI's `null`), OpenAI's one choice (`n: 1`), and OpenAI's `null` for each field its SDK types
+ * `T | null` (its "not set"), which Headroom reads as left out too. Only those whose default the
+ * provider documents: `temperature: 1` is not here.
+ */
+const REQUEST_DEFAULTS: Record<'messages' | 'chat' | 'responses', Readonly<Record<string, readonly unknown[]>>> = {
+  messages: { stream: [false] },
+  chat: { stream: [false, null], stream_options: [null], n: [1, null], max_tokens: [null], max_completion_tokens: [null], temperature: [null] },
+  responses: { stream: [false, null], stream_options: [null], max_output_tokens: [null], temperature: [null], top_p: [null], instructions: [null], prompt: [null], background: [false, null] },
+};
+
+/**
+ * The request as the key reads it: without the defaults it writes out, so `stream: false` given
+ * and left out coalesce. The request sent to the provider keeps them (it is the client's own).
+ */
+function requestForKey(api: 'messages' | 'chat' | 'responses', request: unknown): unknown {
+  if (request === null || typeof request !== 'object' || Array.isArray(request)) return request;
+  const defaults = REQUEST_DEFAULTS[api];
+  let out: Record<string, unknown> | undefined;
+  for (const [field, value] of Object.entries(request)) {
+    if (!defaults[field]?.includes(value)) continue;
+    out ??= { ...(request as Record<string, unknown>) };
+    delete out[field];
+  }
+  return out ?? request;
+}
+
+/**
  * The coalescing key of a job: a hash of what the provider would see (provider, request, fallback
  * ladder, Anthropic betas), with object keys sorted, so identical requests written differently
  * still coalesce, and of its tenant and scope. Per tenant because a join tells its caller
@@ -72,8 +101,12 @@ export function coalesceKeyOf(input: { provider: string; api?: string | undefine
   // absent one hashes as it always did; an empty one is marked apart.
   const primaryOnly = job.fallback?.length === 0 ? true : undefined;
   const shedToBatch = job.onShed === 'batch' ? true : undefined;
+  const request = requestForKey(job.provider === 'anthropic' ? 'messages' : job.api === 'responses' ? 'responses' : 'chat', job.request);
+  // One `anthropic-beta` header however its names are ordered or repeated (the SDK joins `betas`
+  // in the caller's order): the set is what the provider reads. The job keeps them as written.
+  const betas = job.betas === undefined ? undefined : [...new Set(job.betas)].sort();
   return createHash('sha256')
-    .update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], primaryOnly, betas: job.betas, tenant: job.tenant, scope: job.scope, shedToBatch }))
+    .update(canonical({ provider: job.provider, api: job.api, request, fallback: job.fallback ?? [], primaryOnly, betas, tenant: job.tenant, scope: job.scope, shedToBatch }))
     .digest('hex')
     .slice(0, 40);
 }

@@ -303,11 +303,41 @@ describe('parseJob', () => {
     expect(codeAt(openai({ model: undefined }), 'request.model')).toBe('missing_required_parameter');
     expect(codeAt(openai({ n: 'two' }), 'request.n')).toBe('invalid_type');
     expect(codeAt(openai({ n: 0 }), 'request.n')).toBe('integer_below_min_value');
-    // A decimal below its minimum is no integer's: a plain invalid value.
-    expect(codeAt(openai({ temperature: -1 }), 'request.temperature')).toBe('invalid_value');
+    // A decimal out of its range is no integer's: OpenAI answers `temperature: 3` with
+    // "Invalid 'temperature': decimal above maximum value", code decimal_above_max_value.
+    expect(codeAt(openai({ temperature: 3 }), 'request.temperature')).toBe('decimal_above_max_value');
+    expect(codeAt(openai({ temperature: -1 }), 'request.temperature')).toBe('decimal_below_min_value');
+    expect(codeAt(responses({ top_p: 2 }), 'request.top_p')).toBe('decimal_above_max_value');
+    // An array that must hold one item at least, as OpenAI codes `messages: []`.
+    expect(codeAt(openai({ messages: [] }), 'request.messages')).toBe('empty_array');
+    expect(codeAt(openai({ messages: [{ role: 'user', content: [] }] }), 'request.messages.0.content')).toBe('empty_array');
     expect(codeAt(openai({ messages: [{ role: 'bot', content: 'x' }] }), 'request.messages.0.role')).toBe('invalid_value');
-    // A rule across fields has none of its own.
+    // A value of none of the types a union takes is of the wrong type, as OpenAI codes `content: 7`.
+    expect(codeAt(openai({ messages: [{ role: 'user', content: 7 }] }), 'request.messages.0.content')).toBe('invalid_type');
+    // A rule across fields has none of its own (OpenAI's own such 400s send code null).
     expect(codeAt(openai({ max_tokens: 10 }), 'request.max_tokens')).toBeUndefined();
+    expect(codeAt(openai({ stream_options: { include_usage: true } }), 'request.stream_options')).toBeUndefined();
+  });
+
+  it('names what a union-typed field takes when the value is none of it, and the closest branch when one got further', () => {
+    const user = (content: unknown) => anthropic({ messages: [{ role: 'user', content }] });
+    const toolResult = (content: unknown) => user([{ type: 'tool_result', tool_use_id: 't1', content }]);
+    // Zod's bare "Invalid input" for the union, passed on as it was.
+    expect(issuesOf(toolResult(5))).toEqual([{ path: 'request.messages.0.content.0.content', message: 'expected a string or an array of content blocks, got 5', code: 'invalid_type' }]);
+    // Into the array branch, its element is what is wrong.
+    expect(issuesOf(toolResult([5]))).toEqual([{ path: 'request.messages.0.content.0.content.0', message: 'expected an object, got 5', code: 'invalid_type' }]);
+    // A checked block's own field keeps its code and what was found.
+    expect(issuesOf(user([{ type: 'text', text: 5 }]))).toEqual([{ path: 'request.messages.0.content.0.text', message: 'expected a string, got 5', code: 'invalid_type' }]);
+    expect(issuesOf(user([{ type: 'image', source: { type: 'weird' } }]))[0]).toMatchObject({ path: 'request.messages.0.content.0.source.type', message: 'expected a source of type "base64", "url" or "file", got "weird"' });
+    // The message's own content said "expected a string" only, though an array of blocks is as good.
+    expect(issuesOf(user(5))).toEqual([{ path: 'request.messages.0.content', message: 'expected a string or an array of content blocks, got 5', code: 'invalid_type' }]);
+    expect(issuesOf(anthropic({ system: 5 }))[0]?.message).toBe('expected a string or an array of text blocks, got 5');
+    expect(issuesOf(openai({ messages: [{ role: 'assistant', content: 5 }] }))[0]?.message).toBe('expected a string, an array of content parts or null, got 5');
+    expect(issuesOf(openai({ messages: [{ role: 'tool', tool_call_id: 'c', content: 5 }] }))[0]?.message).toBe('expected a string or an array of content parts, got 5');
+    expect(issuesOf(responses({ input: 5 }))[0]?.message).toBe('expected a string or an array of input items, got 5');
+    // Zod's own wording for a type or a bound reads as the rest.
+    expect(issuesOf(openai({ temperature: 3 }))[0]?.message).toBe('expected at most 2, got 3');
+    expect(issuesOf(openai({ messages: [] }))[0]?.message).toBe('must not be empty');
   });
 
   it("checks a count_tokens body as a Messages job's request, without the max_tokens count_tokens does not take", () => {

@@ -32,7 +32,7 @@ const AnthropicImageBlock = z.looseObject({
     }),
     z.looseObject({ type: z.literal('url'), url: z.url() }),
     z.looseObject({ type: z.literal('file'), file_id: nonEmpty }),
-  ]),
+  ], { error: 'expected a source of type "base64", "url" or "file"' }),
   cache_control: CacheControl,
 });
 const AnthropicDocumentBlock = z.looseObject({ type: z.literal('document'), source: z.looseObject({ type: nonEmpty }) });
@@ -45,7 +45,7 @@ const AnthropicToolUseBlock = z.looseObject({
 const AnthropicToolResultBlock = z.looseObject({
   type: z.literal('tool_result'),
   tool_use_id: nonEmpty,
-  content: z.union([z.string(), z.array(z.looseObject({ type: nonEmpty }))]).optional(),
+  content: z.union([z.string(), z.array(z.looseObject({ type: nonEmpty }))], { error: 'expected a string or an array of content blocks' }).optional(),
   is_error: z.boolean().optional(),
 });
 const AnthropicThinkingBlock = z.looseObject({ type: z.enum(['thinking', 'redacted_thinking']) });
@@ -68,9 +68,12 @@ const CHECKED_BLOCKS: Record<string, z.ZodType> = {
  * provider's own blocks back on its next turn: a closed list refused such turns, even when the
  * blocks came from the gateway's own answer. The provider checks what Headroom does not know.
  */
-const AnthropicContentBlock = z.looseObject({ type: nonEmpty }).superRefine((block, ctx) => {
-  const checked = CHECKED_BLOCKS[block.type]?.safeParse(block);
-  if (checked && !checked.success) for (const issue of checked.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+const AnthropicContentBlock = z.looseObject({ type: nonEmpty }).check((ctx) => {
+  // The kind's own issues, as they are (a union's branches, the value found): passed on as bare
+  // messages, a wrong-typed tool_result's content read "Invalid input" with no word of what was
+  // expected. `reportInput` costs nothing on a valid block.
+  const checked = CHECKED_BLOCKS[ctx.value.type]?.safeParse(ctx.value, { reportInput: true });
+  if (checked && !checked.success) for (const issue of checked.error.issues) ctx.issues.push(issue as z.core.$ZodRawIssue);
 });
 
 export const AnthropicMessagesRequest = z.looseObject({
@@ -80,7 +83,7 @@ export const AnthropicMessagesRequest = z.looseObject({
     .array(
       z.strictObject({
         role: z.enum(['user', 'assistant'], { error: 'expected "user" or "assistant"' }),
-        content: z.union([z.string({ error: 'expected a string' }), z.array(AnthropicContentBlock)]),
+        content: z.union([z.string(), z.array(AnthropicContentBlock)], { error: 'expected a string or an array of content blocks' }),
       }),
       { error: 'expected an array of messages' },
     )
@@ -93,7 +96,7 @@ export const AnthropicMessagesRequest = z.looseObject({
         if (message.content.length === 0 && !prefill) ctx.addIssue({ code: 'custom', path: [i, 'content'], message: 'must not be empty (only a final assistant message may be)' });
       }
     }),
-  system: z.union([z.string(), z.array(AnthropicTextBlock)]).optional(),
+  system: z.union([z.string(), z.array(AnthropicTextBlock)], { error: 'expected a string or an array of text blocks' }).optional(),
   /** Each tool as the provider takes it (a custom tool, a server tool...): checked there. */
   tools: z.array(z.looseObject({}, { error: 'expected a tool (an object)' }), { error: 'expected an array of tools' }).optional(),
   // Not null, unlike OpenAI's: Anthropic's API refuses `"temperature": null` ("Input should be a
@@ -114,20 +117,21 @@ export type AnthropicCountTokensRequest = z.infer<typeof AnthropicCountTokensReq
 // ---- OpenAI Chat Completions ----------------------------------------------------------
 
 const OpenAIContentPart = z.looseObject({ type: nonEmpty });
+const PARTS = { error: 'expected a string or an array of content parts' };
 const OpenAIMessage = z.discriminatedUnion(
   'role',
   [
-    z.looseObject({ role: z.enum(['system', 'developer']), content: z.union([z.string(), z.array(OpenAIContentPart)]) }),
-    z.looseObject({ role: z.literal('user'), content: z.union([z.string(), z.array(OpenAIContentPart).min(1)]) }),
+    z.looseObject({ role: z.enum(['system', 'developer']), content: z.union([z.string(), z.array(OpenAIContentPart)], PARTS) }),
+    z.looseObject({ role: z.literal('user'), content: z.union([z.string(), z.array(OpenAIContentPart).min(1)], PARTS) }),
     z.looseObject({
       role: z.literal('assistant'),
-      content: z.union([z.string(), z.array(OpenAIContentPart), z.null()]).optional(),
+      content: z.union([z.string(), z.array(OpenAIContentPart), z.null()], { error: 'expected a string, an array of content parts or null' }).optional(),
       // `function` or `custom` (a custom tool's call, answered with free text) today.
       tool_calls: z.array(z.looseObject({ id: nonEmpty, type: nonEmpty })).nullish(),
     }),
-    z.looseObject({ role: z.literal('tool'), tool_call_id: nonEmpty, content: z.union([z.string(), z.array(OpenAIContentPart)]) }),
+    z.looseObject({ role: z.literal('tool'), tool_call_id: nonEmpty, content: z.union([z.string(), z.array(OpenAIContentPart)], PARTS) }),
     // The deprecated answer to a `function_call`, which the API and the SDK's types still take.
-    z.looseObject({ role: z.literal('function'), name: nonEmpty, content: z.union([z.string(), z.null()]) }),
+    z.looseObject({ role: z.literal('function'), name: nonEmpty, content: z.union([z.string(), z.null()], { error: 'expected a string or null' }) }),
   ],
   { error: 'expected role "system", "developer", "user", "assistant", "tool" or "function"' },
 );

@@ -14,3 +14,18 @@ describe('requestIdHeader', () => {
     }
   });
 });
+
+describe('a body that did not arrive in time', () => {
+  it("is Anthropic's own 400 request_body_timeout (its SDK's BetaRequestBodyTimeoutError), and OpenAI's 408", () => {
+    expect(anthropic.status('body_timeout')).toBe(400);
+    expect(JSON.parse(anthropic.errorBody('body_timeout', 'the request body did not arrive within 500 ms', { requestId: 'req_headroom_1' }))).toEqual({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: 'the request body did not arrive within 500 ms', details: { error_code: 'request_body_timeout' } },
+      request_id: 'req_headroom_1',
+    });
+    // No other answer carries details: an SDK would raise the class of the error_code it names.
+    expect(JSON.parse(anthropic.errorBody('invalid_request', 'x')).error).toEqual({ type: 'invalid_request_error', message: 'x' });
+    expect(openai.status('body_timeout')).toBe(408);
+    expect(JSON.parse(openai.errorBody('body_timeout', 'x'))).toEqual({ error: { message: 'x', type: 'invalid_request_error', param: null, code: 'timeout' } });
+  });
+});

@@ -15,7 +15,8 @@ export type ErrorKind =
   | 'unknown_endpoint'
   | 'method_not_allowed'
   | 'too_large'
-  | 'timeout'
+  /** The request body did not arrive within `gateway.bodyTimeoutMs`. */
+  | 'body_timeout'
   | 'rate_limit'
   | 'api_error'
   /** The service is too busy to take or finish the call now (a job past its max wait, out of retries). */
@@ -89,7 +90,7 @@ const STATUS: Record<ErrorKind, number> = {
   unknown_endpoint: 404,
   method_not_allowed: 405,
   too_large: 413,
-  timeout: 408,
+  body_timeout: 408,
   rate_limit: 429,
   api_error: 500,
   overloaded: 529,
@@ -104,7 +105,7 @@ const ANTHROPIC_TYPES: Record<ErrorKind, string> = {
   unknown_endpoint: 'not_found_error',
   method_not_allowed: 'invalid_request_error',
   too_large: 'request_too_large',
-  timeout: 'timeout_error',
+  body_timeout: 'invalid_request_error',
   rate_limit: 'rate_limit_error',
   api_error: 'api_error',
   overloaded: 'overloaded_error',
@@ -120,11 +121,25 @@ function namedFrame(data: string, fallback: string): string {
   return `event: ${name}\ndata: ${data}\n\n`;
 }
 
+/**
+ * Anthropic's own answer to a body that did not finish arriving in time: a 400
+ * `invalid_request_error` with `details.error_code: "request_body_timeout"`, which its SDK (1.13)
+ * raises as `BetaRequestBodyTimeoutError` ("nothing was done"). It was a 408 `timeout_error`,
+ * a type Anthropic pairs with 504 (its SDK's `GatewayTimeoutErrorObject`: the API timed out
+ * processing), raised as a bare `RequestTimeoutError`. The retry a 408 got from the SDK comes from
+ * `x-should-retry: true` (request-body.ts), which both SDKs obey before their status rules.
+ */
+const ANTHROPIC_ERROR_CODES: Partial<Record<ErrorKind, string>> = { body_timeout: 'request_body_timeout' };
+
 export const anthropic: Dialect = {
   provider: 'anthropic',
   api: 'messages',
-  status: (kind) => STATUS[kind],
-  errorBody: (kind, message, detail = {}) => JSON.stringify({ type: 'error', error: { type: ANTHROPIC_TYPES[kind], message }, request_id: detail.requestId ?? null }),
+  status: (kind) => (kind === 'body_timeout' ? 400 : STATUS[kind]),
+  errorBody: (kind, message, detail = {}) => {
+    const errorCode = ANTHROPIC_ERROR_CODES[kind];
+    const error = { type: ANTHROPIC_TYPES[kind], message, ...(errorCode === undefined ? {} : { details: { error_code: errorCode } }) };
+    return JSON.stringify({ type: 'error', error, request_id: detail.requestId ?? null });
+  },
   modelList: (models, hasMore) =>
     JSON.stringify({
       data: models.map(anthropicModel),
@@ -147,7 +162,7 @@ const OPENAI_TYPES: Record<ErrorKind, { type: string; code: string | null }> = {
   unknown_endpoint: { type: 'invalid_request_error', code: null },
   method_not_allowed: { type: 'invalid_request_error', code: 'method_not_supported' },
   too_large: { type: 'invalid_request_error', code: 'request_too_large' },
-  timeout: { type: 'invalid_request_error', code: 'timeout' },
+  body_timeout: { type: 'invalid_request_error', code: 'timeout' },
   rate_limit: { type: 'requests', code: 'rate_limit_exceeded' },
   api_error: { type: 'server_error', code: null },
   overloaded: { type: 'server_error', code: 'overloaded' },

@@ -61,8 +61,10 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
       req.off('error', onError);
       resolve(result);
     };
+    // Nothing was done with a body that came too slowly: the SDK may send it again, and is told so
+    // (Anthropic's answer is a 400, which no SDK retries by its status; OpenAI's stays a 408).
     const timer = setTimeout(
-      () => finish({ ok: false, error: { kind: 'timeout', code: GatewayCode.BODY_TIMEOUT, message: `the request body did not arrive within ${limits.timeoutMs} ms` } }),
+      () => finish({ ok: false, error: { kind: 'body_timeout', code: GatewayCode.BODY_TIMEOUT, message: `the request body did not arrive within ${limits.timeoutMs} ms`, shouldRetry: true } }),
       limits.timeoutMs,
     );
     const onData = (chunk: Buffer) => {

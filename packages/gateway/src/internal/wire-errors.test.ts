@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { answeredFailure, FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, providerErrorOf, QueueFullError, RedisOomError, RedisRefusedError, RedisUnavailableError, ShedError } from '@headroom/queue';
+import { answeredFailure, FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, parseJob, providerErrorOf, QueueFullError, RedisOomError, RedisRefusedError, RedisUnavailableError, ShedError } from '@headroom/queue';
 import { anthropic, openai, openaiResponses } from './dialects.js';
 import { clientPath, errorBodyOf, fromError, paramOf } from './wire-errors.js';
 
@@ -26,15 +26,34 @@ describe('wire errors', () => {
     expect(JSON.parse(errorBodyOf(openai, role)).error).toMatchObject({ param: 'messages[0].role', code: 'invalid_value' });
     const missing = fromError(new JobValidationError([{ path: 'request.model', message: 'expected a string, got nothing', code: 'missing_required_parameter' }]));
     expect(JSON.parse(errorBodyOf(openai, missing)).error).toMatchObject({ param: 'model', code: 'missing_required_parameter' });
-    // A rule across fields: an invalid value of the field it is raised on.
+    // A rule across fields names the field it is raised on, with no code, as OpenAI's own do.
     const both = fromError(new JobValidationError([{ path: 'request.max_tokens', message: 'set only one of max_tokens and max_completion_tokens' }]));
-    expect(JSON.parse(errorBodyOf(openai, both)).error).toMatchObject({ param: 'max_tokens', code: 'invalid_value' });
+    expect(JSON.parse(errorBodyOf(openai, both)).error).toMatchObject({ param: 'max_tokens', code: null });
     // A header is no body field: OpenAI's param is null there.
     const header = fromError(new JobValidationError([{ path: 'priority', message: 'expected critical, high, normal or low, got "urgent"', code: 'invalid_value' }]));
     expect(header.message).toBe('headroom-priority: expected critical, high, normal or low, got "urgent"');
     expect(JSON.parse(errorBodyOf(openai, header)).error).toMatchObject({ param: null, code: 'invalid_value' });
     // Anthropic's shape has neither.
     expect(JSON.parse(errorBodyOf(anthropic, role))).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'messages.0.role: expected role ..., got "bot"' }, request_id: null });
+  });
+
+  it("answers a refused chat body with OpenAI's own code: a decimal out of range, an empty array, a wrong type, no code for a rule across fields", () => {
+    const refusal = (request: Record<string, unknown>) => {
+      try {
+        parseJob({ priority: 'NORMAL', provider: 'openai', request: { model: 'gpt-4.1', messages: [{ role: 'user', content: 'hi' }], ...request } });
+      } catch (err) {
+        return JSON.parse(errorBodyOf(openai, fromError(err))).error as Record<string, unknown>;
+      }
+      throw new Error('expected a refusal');
+    };
+    // OpenAI: "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 3 instead."
+    expect(refusal({ temperature: 3 })).toEqual({ message: 'temperature: expected at most 2, got 3', type: 'invalid_request_error', param: 'temperature', code: 'decimal_above_max_value' });
+    expect(refusal({ temperature: -0.5 })).toMatchObject({ param: 'temperature', code: 'decimal_below_min_value' });
+    expect(refusal({ messages: [] })).toMatchObject({ param: 'messages', code: 'empty_array' });
+    expect(refusal({ messages: [{ role: 'user', content: 7 }] })).toMatchObject({ param: 'messages[0].content', code: 'invalid_type', message: 'messages.0.content: expected a string or an array of content parts, got 7' });
+    // OpenAI: "The 'stream_options' parameter is only allowed when 'stream' is enabled.", code null.
+    expect(refusal({ stream_options: { include_usage: true } })).toMatchObject({ param: 'stream_options', code: null });
+    expect(refusal({ max_tokens: 5, max_completion_tokens: 5 })).toMatchObject({ param: 'max_tokens', code: null });
   });
 
   it("says with a stable code whose refusal each answer is, beside the status", () => {

@@ -67,7 +67,7 @@ export interface WireError {
   shouldRetry?: boolean;
   /** OpenAI's `param`: the body field at fault, as OpenAI writes it (`messages[0].role`); never a header. */
   param?: string;
-  /** OpenAI's `code` for a refused field (`missing_required_parameter`, `invalid_type`...). */
+  /** OpenAI's `code` for a refused field (`missing_required_parameter`, `invalid_type`...); none (null) for a rule across fields. */
   issueCode?: IssueCode;
   /**
    * The answer's id, sent in the header the provider names its calls in (`Dialect.requestIdHeader`)
@@ -106,7 +106,11 @@ export function describeIssues(issues: readonly Issue[]): string {
   return issues.map((i) => `${clientPath(i.path)}: ${i.message}`).join('; ');
 }
 
-/** The refusal of a request with these issues: the first names OpenAI's `param` and `code` (a rule across fields is an invalid value). */
+/**
+ * The refusal of a request with these issues: the first names OpenAI's `param` and `code`. A rule
+ * across fields has no code, as OpenAI sends none for its own (`stream_options` without `stream`:
+ * `"code": null`); it was `invalid_value`, which OpenAI keeps for a value outside a field's set.
+ */
 export function invalid(issues: readonly Issue[]): WireError {
   const first = issues[0];
   const param = first === undefined ? undefined : paramOf(first.path);
@@ -116,7 +120,7 @@ export function invalid(issues: readonly Issue[]): WireError {
     message: describeIssues(issues),
     shouldRetry: false,
     ...(param === undefined ? {} : { param }),
-    ...(first === undefined ? {} : { issueCode: first.code ?? 'invalid_value' }),
+    ...(first?.code === undefined ? {} : { issueCode: first.code }),
   };
 }
 

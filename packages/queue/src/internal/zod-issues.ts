@@ -48,20 +48,67 @@ function describe(input: unknown, path: string, hideSecrets: boolean): string {
 export function toIssues(error: z.ZodError, opts: { hideSecrets?: boolean } = {}): Issue[] {
   const out: Issue[] = [];
   const hideSecrets = opts.hideSecrets ?? false;
-  for (const issue of error.issues) {
-    if (issue.code === 'invalid_union' && 'errors' in issue && issue.errors.length > 0) {
-      // Report the branch that got furthest rather than "invalid input" for the whole union.
-      const best = [...issue.errors].sort((a, b) => maxDepth(b) - maxDepth(a))[0] ?? [];
-      for (const sub of best) out.push(...issueToList(sub, issue.path, hideSecrets));
-      continue;
-    }
-    out.push(...issueToList(issue, [], hideSecrets));
-  }
+  for (const issue of error.issues) out.push(...unionToList(issue, [], hideSecrets));
   return out;
 }
 
+/**
+ * A union's issue as the closest branch's issues: the branch that got furthest into the value
+ * (an array whose 3rd element is wrong) says what is wrong there. When no branch got past the
+ * value's own type (a number where a string or an array of blocks belongs), no branch is closer
+ * than another, and the first one's "expected a string" would mislead: the union itself is named,
+ * with every type it takes. Zod's own message for it is a bare "Invalid input".
+ */
+function unionToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[], hideSecrets: boolean): Issue[] {
+  if (issue.code !== 'invalid_union' || !('errors' in issue) || issue.errors.length === 0) return issueToList(issue, basePath, hideSecrets);
+  const best = [...issue.errors].sort((a, b) => maxDepth(b) - maxDepth(a))[0] ?? [];
+  const path = [...basePath, ...issue.path];
+  if (maxDepth(best) > 0) return best.flatMap((sub) => unionToList(sub, path, hideSecrets));
+  const message = issue.message === ZOD_UNION_MESSAGE ? expectedOfBranches(issue.errors) : issue.message;
+  if (message === undefined) return best.flatMap((sub) => unionToList(sub, path, hideSecrets));
+  return issueToList({ ...issue, message }, basePath, hideSecrets);
+}
+
+/** What zod says of a union no branch of which matched, when the schema gave it no message of its own. */
+const ZOD_UNION_MESSAGE = 'Invalid input';
+
 function maxDepth(issues: readonly z.core.$ZodIssue[]): number {
   return Math.max(0, ...issues.map((i) => i.path.length));
+}
+
+/** "expected a string, an array or null": the types the branches take, when each refused the value's type. */
+function expectedOfBranches(branches: readonly (readonly z.core.$ZodIssue[])[]): string | undefined {
+  const expected: string[] = [];
+  for (const branch of branches) {
+    const own = branch.find((i) => i.path.length === 0 && i.code === 'invalid_type');
+    if (own === undefined || own.code !== 'invalid_type') return undefined;
+    const name = withArticle(own.expected);
+    if (!expected.includes(name)) expected.push(name);
+  }
+  return `expected ${expected.length > 1 ? `${expected.slice(0, -1).join(', ')} or ${expected.at(-1)}` : (expected[0] ?? 'something else')}`;
+}
+
+function withArticle(type: string): string {
+  if (type === 'null' || type === 'undefined') return type;
+  return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
+}
+
+/**
+ * Zod's own wording for a type or a bound ("Invalid input: expected string, received number",
+ * "Too big: expected number to be <=2") in the words of the rest ("expected a string", "expected at
+ * most 2"); a message a schema gave is kept.
+ */
+function plainMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type' && issue.message.startsWith('Invalid input: expected ')) return `expected ${withArticle(issue.expected)}`;
+  if (issue.code === 'too_big' && issue.message.startsWith('Too big: ') && typeof issue.maximum === 'number') {
+    return issue.origin === 'array' ? `expected at most ${issue.maximum} items` : `expected at most ${issue.maximum}`;
+  }
+  if (issue.code === 'too_small' && issue.message.startsWith('Too small: ') && typeof issue.minimum === 'number') {
+    if (issue.origin === 'array') return issue.minimum === 1 ? 'must not be empty' : `expected at least ${issue.minimum} items`;
+    if (issue.origin === 'string') return issue.minimum === 1 ? 'must not be empty' : `expected at least ${issue.minimum} characters`;
+    return `expected at least ${issue.minimum}`;
+  }
+  return issue.message;
 }
 
 /**
@@ -73,13 +120,13 @@ const ABOUT_THE_VALUE: ReadonlySet<string> = new Set(['invalid_type', 'invalid_v
 
 function issueToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[], hideSecrets: boolean): Issue[] {
   const path = [...basePath, ...issue.path].map(String).join('.');
-  let message = issue.message;
+  let message = plainMessage(issue);
   // A record key's own message ("expected a model name of ...") is on its inner issue; zod's
   // outer one only says "Invalid key in record".
   if (issue.code === 'invalid_key' && issue.issues[0] !== undefined) message = issue.issues[0].message;
   if (issue.code === 'unrecognized_keys') {
     message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
-  } else if ('input' in issue && ABOUT_THE_VALUE.has(issue.code) && !/, got /.test(message)) {
+  } else if ('input' in issue && ABOUT_THE_VALUE.has(issue.code) && !/, got /.test(message) && !(isBound(issue) && Array.isArray(issue.input))) {
     // A discriminated union's issue holds the whole object; what was wrong is its discriminator.
     const discriminator = 'discriminator' in issue && typeof issue.discriminator === 'string' ? issue.discriminator : undefined;
     const input = discriminator !== undefined && typeof issue.input === 'object' && issue.input !== null ? (issue.input as Record<string, unknown>)[discriminator] : issue.input;
@@ -89,6 +136,11 @@ function issueToList(issue: z.core.$ZodIssue, basePath: readonly PropertyKey[], 
   return [code === undefined ? { path, message } : { path, message, code }];
 }
 
+/** A length or range refused: "got an array" would say nothing the message does not. */
+function isBound(issue: z.core.$ZodIssue): boolean {
+  return issue.code === 'too_small' || issue.code === 'too_big';
+}
+
 /** The issue's kind; a rule across fields (`custom`) has the one it names (`params.code`), an unknown key none. */
 function codeOf(issue: z.core.$ZodIssue): IssueCode | undefined {
   // Our refinements set it (job.ts), so it is one of ours.
@@ -96,6 +148,16 @@ function codeOf(issue: z.core.$ZodIssue): IssueCode | undefined {
   // Parsed with `reportInput`, an issue carries its input unless there was none: the field was left out.
   if (issue.code === 'invalid_type') return 'input' in issue && issue.input !== undefined ? 'invalid_type' : 'missing_required_parameter';
   // Zod's own minimum checks say "number" for an integer too; job.ts raises an integer's as "int".
-  if (issue.code === 'too_small' && issue.origin === 'int') return 'integer_below_min_value';
+  // OpenAI's bounds, as its 400s code them: `temperature: 3` is a decimal above its maximum
+  // ("Invalid 'temperature': decimal above maximum value"), `messages: []` an empty array.
+  if (issue.code === 'too_small') {
+    if (issue.origin === 'int') return 'integer_below_min_value';
+    if (issue.origin === 'number') return 'decimal_below_min_value';
+    if (issue.origin === 'array' && Number(issue.minimum) === 1) return 'empty_array';
+  }
+  if (issue.code === 'too_big' && issue.origin === 'number') return 'decimal_above_max_value';
+  // A union named whole (unionToList): the value's type is none of those it takes, as OpenAI codes
+  // `content: 7` ("expected one of a string or array of objects"), unless a branch took the type.
+  if (issue.code === 'invalid_union') return issue.errors.length > 0 && issue.errors.every((branch) => branch.some((i) => i.path.length === 0 && i.code === 'invalid_type')) ? 'invalid_type' : 'invalid_value';
   return ABOUT_THE_VALUE.has(issue.code) ? 'invalid_value' : undefined;
 }
