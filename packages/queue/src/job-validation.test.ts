@@ -314,8 +314,8 @@ describe('parseJob', () => {
     expect(codeAt(openai({ messages: [{ role: 'bot', content: 'x' }] }), 'request.messages.0.role')).toBe('invalid_value');
     // A value of none of the types a union takes is of the wrong type, as OpenAI codes `content: 7`.
     expect(codeAt(openai({ messages: [{ role: 'user', content: 7 }] }), 'request.messages.0.content')).toBe('invalid_type');
-    // A rule across fields has none of its own (OpenAI's own such 400s send code null).
-    expect(codeAt(openai({ max_tokens: 10 }), 'request.max_tokens')).toBeUndefined();
+    // Both output bounds: the one rule across fields OpenAI codes (langchain-ai/langgraph#5943); the others have none (OpenAI's own such 400s send code null).
+    expect(codeAt(openai({ max_tokens: 10 }), 'request.max_tokens')).toBe('invalid_parameter_combination');
     expect(codeAt(openai({ stream_options: { include_usage: true } }), 'request.stream_options')).toBeUndefined();
   });
 

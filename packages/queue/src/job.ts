@@ -157,7 +157,8 @@ export const OpenAIChatRequest = z
     // A request with no output bound is OpenAI's default and is allowed: it reserves its models'
     // configured maxOutputTokens, as OpenAI counts it (admission refuses it for a model without).
     if (req.max_tokens != null && req.max_completion_tokens != null) {
-      ctx.addIssue({ code: 'custom', path: ['max_tokens'], message: 'set only one of max_tokens and max_completion_tokens' });
+      // OpenAI's own 400 for it: `param: max_tokens`, `code: invalid_parameter_combination`.
+      ctx.addIssue({ code: 'custom', path: ['max_tokens'], message: "setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported: set only one", params: { code: 'invalid_parameter_combination' } });
     }
   });
 export type OpenAIChatRequest = z.infer<typeof OpenAIChatRequest>;

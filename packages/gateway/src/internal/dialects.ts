@@ -58,9 +58,10 @@ const anthropicModel = (m: ServedModel) => ({
 
 /**
  * OpenAI's Model. `owned_by` is "the organization that owns the model": the provider's models are
- * not Headroom's, so the provider's name, which is what OpenAI itself answers for its own.
+ * not Headroom's, so what OpenAI itself answers for its current models, `system` (observed in real
+ * listings, e.g. huggingface/smolagents#808; only its oldest say `openai`), as the simulator does.
  */
-const openaiModel = (m: ServedModel) => ({ id: m.id, object: 'model', created: RELEASED_UNKNOWN.unixSeconds, owned_by: 'openai' });
+const openaiModel = (m: ServedModel) => ({ id: m.id, object: 'model', created: RELEASED_UNKNOWN.unixSeconds, owned_by: 'system' });
 
 export interface Dialect {
   readonly provider: Provider;

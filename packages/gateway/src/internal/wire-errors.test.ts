@@ -37,7 +37,7 @@ describe('wire errors', () => {
     expect(JSON.parse(errorBodyOf(anthropic, role))).toEqual({ type: 'error', error: { type: 'invalid_request_error', message: 'messages.0.role: expected role ..., got "bot"' }, request_id: null });
   });
 
-  it("answers a refused chat body with OpenAI's own code: a decimal out of range, an empty array, a wrong type, no code for a rule across fields", () => {
+  it("answers a refused chat body with OpenAI's own code: a decimal out of range, an empty array, a wrong type, none for a rule across fields but the one OpenAI names", () => {
     const refusal = (request: Record<string, unknown>) => {
       try {
         parseJob({ priority: 'NORMAL', provider: 'openai', request: { model: 'gpt-4.1', messages: [{ role: 'user', content: 'hi' }], ...request } });
@@ -53,7 +53,8 @@ describe('wire errors', () => {
     expect(refusal({ messages: [{ role: 'user', content: 7 }] })).toMatchObject({ param: 'messages[0].content', code: 'invalid_type', message: 'messages.0.content: expected a string or an array of content parts, got 7' });
     // OpenAI: "The 'stream_options' parameter is only allowed when 'stream' is enabled.", code null.
     expect(refusal({ stream_options: { include_usage: true } })).toMatchObject({ param: 'stream_options', code: null });
-    expect(refusal({ max_tokens: 5, max_completion_tokens: 5 })).toMatchObject({ param: 'max_tokens', code: null });
+    // OpenAI names this one rule across fields (observed: langchain-ai/langgraph#5943).
+    expect(refusal({ max_tokens: 5, max_completion_tokens: 5 })).toMatchObject({ param: 'max_tokens', code: 'invalid_parameter_combination' });
   });
 
   it("says with a stable code whose refusal each answer is, beside the status", () => {
