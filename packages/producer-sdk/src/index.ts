@@ -28,6 +28,7 @@ export {
   QueueFullError,
   ShedError,
   QuotaExceededError,
+  JobStoppingError,
   JobFailedError,
   JobNotFoundError,
   TimeoutError,

@@ -8,7 +8,7 @@ import {
   failureOf,
   failureText,
   ClosedError,
-  flagCancelled,
+  publishCancel,
   apiOf,
   handOffJobId,
   QueueFullError,
@@ -16,6 +16,7 @@ import {
   rememberHandOff,
   releaseFailedHandOff,
   ShedError,
+  JobStoppingError,
   idempotentJobId,
   LANE_DEFAULTS,
   laneKeys,
@@ -181,7 +182,7 @@ interface CallerHandle extends JobHandle {
 
 /**
  * How a withdrawal went: `cancelIfNotStarted`'s outcome, or `stopping` when a running job's call
- * was asked to stop (`flagCancelled`).
+ * was asked to stop (flagged cancelled: lane-cancel.ts).
  */
 type Withdrawal = CancelOutcome | 'stopping';
 
@@ -229,6 +230,12 @@ const DEFAULT_RESULT_TIMEOUT_MS = 60_000;
 /** The providers' batch completion window: the longest a BATCH job waits for its batch to end. */
 const BATCH_WINDOW_SEC = 24 * 3600;
 const DEFAULT_STREAM_TIMEOUT_MS = 600_000;
+/**
+ * How long an idempotent repeat whose job is stopping (cancelled by its last caller as it ran) is
+ * sent again before `JobStoppingError`: a live worker stops the job within milliseconds of the
+ * cancel; a dead one's job ends only once its lock lapses, which is not worth waiting out here.
+ */
+const STOPPING_RESEND_MS = 5_000;
 
 interface Retention {
   removeOnComplete: { age: number; count: number };
@@ -310,7 +317,7 @@ export class Producer {
     // settled by the batcher, and its waiter reads the lane's events.
     const replyTo = lane === 'batch' ? undefined : this.waiter.replyTo(lane);
     const fresh = this.waiter.isLive(lane);
-    const add = () => this.answered(this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo)), `the enqueue of ${id}`);
+    const add = () => this.addPastStopping(() => this.answered(this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo)), `the enqueue of ${id}`));
     let added: Added;
     try {
       added = await add();
@@ -332,6 +339,23 @@ export class Producer {
     // A BATCH job's wait is for its batch, not for a start.
     const startBy = at !== 'batch' && job.maxWaitMs !== undefined ? { maxWaitMs: job.maxWaitMs, enqueuedAt } : undefined;
     return this.handle(jobId, at, existing, existing ? 'read' : replyTo !== undefined ? 'reply' : fresh ? 'fresh' : 'read', startBy);
+  }
+
+  /**
+   * Adds, sending an idempotent repeat again while the key's job is stopping (add-9.lua -10: it
+   * was running when its last caller cancelled it). Joined, the repeat would end CANCELLED with
+   * it; sent once that job has ended, it runs the job again, as a repeat after a cancel does.
+   */
+  private async addPastStopping(add: () => Promise<Added>): Promise<Added> {
+    const until = Date.now() + STOPPING_RESEND_MS;
+    for (let pauseMs = 5; ; pauseMs = Math.min(pauseMs * 2, 250)) {
+      try {
+        return await add();
+      } catch (err) {
+        if (!(err instanceof JobStoppingError) || Date.now() + pauseMs > until) throw err;
+        await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      }
+    }
   }
 
   /**
@@ -489,13 +513,10 @@ export class Producer {
       const to = await this.movedToOf(id);
       if (to !== undefined) return this.stop(to, opts);
     }
-    if (outcome !== 'started' || opts.ifNotStarted) return outcome;
-    // A started batch job is in its leader's claim or parked with its provider batch. Both
-    // providers cancel only a whole batch, never one request of it, and nothing in the batch
-    // lane reads the flag: the job runs to its end (cancel says false), and no flag is left to
-    // outlive it by CANCEL_FLAG_TTL_MS.
-    if (laneOfJobId(id) === 'batch') return outcome;
-    await flagCancelled(this.client.redis, this.prefix, id);
+    // Started and flagged cancelled in that same call (a batch job is never flagged: it runs to
+    // its end, and cancel says false): its worker is told at once.
+    if (outcome !== 'flagged') return outcome;
+    await publishCancel(this.client.redis, this.prefix, id);
     return 'stopping';
   }
 

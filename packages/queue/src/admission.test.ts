@@ -13,7 +13,7 @@ import { handOffJobId, idempotentJobId } from './job-ids.js';
 import { decodeJobEvent, jobEventsKey, relayEvents } from './job-events.js';
 import { FailureCode, failureText, jobFailure } from './failure.js';
 import { parseConfig, type HeadroomConfig, type HeadroomConfigInput } from './config.js';
-import { ErrorCode, HeadroomError, QueueFullError } from './errors.js';
+import { ErrorCode, HeadroomError, JobStoppingError, QueueFullError } from './errors.js';
 import type { LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
 import { cancelIfNotStarted } from './lane-cancel.js';
@@ -599,7 +599,11 @@ describe('cancelIfNotStarted', () => {
     // A job told to wait goes back to its lane delayed, not started.
     const later = await l.take();
     expect(await returnToLane(redis, prefix, 'normal', b, later.token, { delayMs: 60_000, now: Date.now })).toMatchObject({ status: 'moved' });
-    expect(await cancelIfNotStarted(redis, prefix, a)).toBe('started');
+    // A caller's own stop (keepShared) of a started job it alone waits on flags it in the same call.
+    expect(await cancelIfNotStarted(redis, prefix, a, { keepShared: true, ifNotStarted: true })).toBe('started');
+    expect(await redis.exists(l.k.jobCancel(a))).toBe(0);
+    expect(await cancelIfNotStarted(redis, prefix, a)).toBe('flagged');
+    expect(await redis.exists(l.k.jobCancel(a))).toBe(1);
     expect(await job.getState()).toBe('active');
     expect(await redis.hget(l.k.usage, 'tenant:acme')).toBe('2');
     expect(await (await l.queue.getJob(b))!.getState()).toBe('delayed');
@@ -610,6 +614,38 @@ describe('cancelIfNotStarted', () => {
     expect(await (await l.queue.getJob(a))!.getState()).toBe('completed');
     expect(await cancelIfNotStarted(redis, prefix, 'normal.nope')).toBe('missing');
     expect(await cancelIfNotStarted(redis, prefix, 'no-lane')).toBe('missing');
+  });
+});
+
+describe('a job cancelled as it runs', () => {
+  it('is flagged in the call that finds no other caller, so a coalesced join after it makes a new job, and a repeat of its key is told it is stopping', async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix));
+    const l = lane(prefix);
+    // A coalesced job (BullMQ's deduplication id is its coalescing key), and a job under an idempotency key.
+    const coalesced = () => addToLane(redis, l.queue, prefix, 'normal', [{ jobId: `normal.${randomUUID()}`, job: llmJob({ coalesce: true }), opts: { deduplication: { id: 'same-request' } } }]);
+    const keyed = idempotentJobId('normal', 'k');
+    const repeatKey = () => addToLane(redis, l.queue, prefix, 'normal', [{ jobId: keyed, job: llmJob({ idempotencyKey: 'k' }) }]);
+    const first = added((await coalesced())[0]);
+    expect(added((await repeatKey())[0]).id).toBe(keyed);
+    const { job: running, token } = await l.take();
+    expect(running.id).toBe(first.id);
+    const { job: keyedRunning, token: keyedToken } = await l.take();
+    expect(keyedRunning.id).toBe(keyed);
+    // The last (only) caller of each leaves while it runs: flagged in that call.
+    expect(await cancelIfNotStarted(redis, prefix, first.id, { keepShared: true })).toBe('flagged');
+    expect(await cancelIfNotStarted(redis, prefix, keyed, { keepShared: true })).toBe('flagged');
+    // A join of the same request now is a job of its own, not a share of the one stopping.
+    const join = added((await coalesced())[0]);
+    expect(join.id).not.toBe(first.id);
+    // A repeat of the key is told its job is stopping, and takes no share of it (it would end CANCELLED with it)...
+    const [repeat] = await repeatKey();
+    expect(repeat).toBeInstanceOf(JobStoppingError);
+    expect(await redis.hget(l.k.jobKeyPrefix + keyed, 'hrJoins')).toBeNull();
+    // ...and once that job has ended CANCELLED, the repeat runs it again.
+    expect(await finishJob(redis, prefix, 'normal', l.backend, keyedRunning, keyedToken, { failed: failureText(jobFailure(FailureCode.CANCELLED, 'cancelled by its caller')) })).toEqual({ status: 'finished' });
+    expect(added((await repeatKey())[0])).toEqual({ id: keyed, existing: false });
+    expect(await finishJob(redis, prefix, 'normal', l.backend, running, token, { failed: failureText(jobFailure(FailureCode.CANCELLED, 'cancelled by its caller')) })).toEqual({ status: 'finished' });
   });
 });
 

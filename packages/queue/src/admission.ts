@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { Job, type IRedisTransaction, type JobsOptions, type Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { poolOf, type HeadroomConfig } from './config.js';
-import { FleetUnpublishedError, type HeadroomError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
+import { FleetUnpublishedError, type HeadroomError, JobStoppingError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
 import { FailureCode, jobFailure, type JobFailure } from './failure.js';
 import { modelLadder, outputBoundField, type LlmJob } from './job.js';
 import { laneKeys } from './keys.js';
@@ -148,6 +148,7 @@ export const AddReply = {
   BYTES_FULL: -7,
   NO_OUTPUT_BOUND: -8,
   IDEMPOTENCY_CONFLICT: -9,
+  STOPPING: -10,
 } as const;
 
 /** The error a refusal of `add-9.lua` means for this entry. */
@@ -181,6 +182,8 @@ function addRefusalToError(lane: Lane, entry: LaneEntry, models: readonly string
       return new JobValidationError([
         { path: 'idempotencyKey', message: `already names job ${entry.jobId}, which holds a different job: a repeat must send the same job again (a new request needs a new key)` },
       ]);
+    case AddReply.STOPPING:
+      return new JobStoppingError(entry.jobId);
     default:
       throw new Error(`add script returned unknown code ${code}`);
   }

@@ -28,6 +28,11 @@ export const ErrorCode = {
    * password, a database it does not have, a TLS certificate it cannot verify).
    */
   REDIS_REFUSED: 'REDIS_REFUSED',
+  /**
+   * A repeat of an idempotency key whose job is stopping: it was running when its last caller
+   * cancelled it. Sent again once that job has ended, the repeat runs it again.
+   */
+  JOB_STOPPING: 'JOB_STOPPING',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -179,6 +184,21 @@ export class ShedError extends HeadroomError {
     this.reason = reason;
     this.retryAfterMs = retryAfterMs;
     if (jobId !== undefined) this.jobId = jobId;
+  }
+}
+
+/**
+ * A repeat of an idempotency key found the key's job stopping: it was running when its last
+ * caller cancelled it, and a share added to it would end CANCELLED with it. The producer sends
+ * the repeat again for a few seconds (the job's worker stops it within milliseconds of the cancel);
+ * raised when it has not ended by then (its worker dead, say: the job ends once its lock lapses).
+ */
+export class JobStoppingError extends HeadroomError {
+  readonly jobId: string;
+  constructor(jobId: string) {
+    super(ErrorCode.JOB_STOPPING, `the idempotency key's job ${jobId} is stopping (its last caller cancelled it while it ran); send the repeat again once it has ended, and it runs again`, { retryable: true });
+    this.name = 'JobStoppingError';
+    this.jobId = jobId;
   }
 }
 

@@ -16,6 +16,7 @@ export {
   QueueFullError,
   ShedError,
   QuotaExceededError,
+  JobStoppingError,
   JobFailedError,
   JobNotFoundError,
   TimeoutError,
@@ -73,7 +74,7 @@ export type { LaneUpkeepOptions, UpkeepRound } from './lane-upkeep.js';
 export type { Added, LaneEntry } from './admission.js';
 export { allFairShareOnly, bringRunnableToFront, fairShareOnly, FAIR_SHARE_ONLY, FRONT_SEARCH_DEPTH, readyJobs, type FrontOutcome, type FrontResult, type LaneBackoffs } from './lane-fetch.js';
 export { newJobId, idempotentJobId, handOffJobId, laneOfJobId, coalesceKeyOf } from './job-ids.js';
-export { relayEvents, checkRelay, readRelayAfter, flagCancelled, errorEventOf, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
+export { relayEvents, checkRelay, readRelayAfter, flagCancelled, publishCancel, errorEventOf, encodeJobEvent, decodeJobEvent, jobEventsKey, RelayReply, RELAY_TTL_MS, CANCEL_FLAG_TTL_MS } from './job-events.js';
 export type { JobEvent, RelayCheck, RelayEntry, RelayOutcome, StreamErrorEvent } from './job-events.js';
 export { replayEventsOf } from './stream-replay.js';
 export type { ReplayOptions } from './stream-replay.js';

@@ -173,13 +173,19 @@ function relayEntriesOf(entries: [id: string, fields: string[]][]): RelayEntry[]
 }
 
 /**
- * Marks a job cancelled by its caller, for a worker that has taken it or is about to: the flag
- * stops its stream at the next write, and the message on the fleet's cancel channel aborts its
- * call at once (before the provider call, when it has not started).
+ * Marks a job cancelled, for a worker that has taken it or is about to: the flag stops its stream
+ * at the next write, and the message on the fleet's cancel channel aborts its call at once (before
+ * the provider call, when it has not started). A caller's cancel sets the flag in the call that
+ * finds the job started and unshared (lane-cancel.ts), then only publishes (`publishCancel`).
  */
 export async function flagCancelled(redis: Redis | Cluster, prefix: string, jobId: string): Promise<void> {
   const k = keysOf(prefix, jobId);
   await redis.set(k.jobCancel(jobId), '1', 'PX', CANCEL_FLAG_TTL_MS);
+  await publishCancel(redis, prefix, jobId);
+}
+
+/** Tells the fleet's workers at once that a job flagged cancelled is to stop (its worker aborts its call). */
+export async function publishCancel(redis: Redis | Cluster, prefix: string, jobId: string): Promise<void> {
   await redis.publish(fleetKeys(prefix).cancelChannel, jobId);
 }
 

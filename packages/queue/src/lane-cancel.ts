@@ -2,15 +2,17 @@
  * Cancelling a job that has not started, in one call (`cancel-3.lua`): removed with BullMQ's own
  * script, its admission counts given back, a short-lived note of how it ended (`cancelledFailure`
  * reads it), and the producer waiting on it told through its replies stream (a `removed` entry
- * beside the `completed` / `failed` ones `finishJob` writes). A job that has started is not
- * touched: stopping it is the caller's next step (`flagCancelled`).
+ * beside the `completed` / `failed` ones `finishJob` writes). A job that has started and no other
+ * caller shares is flagged cancelled in the same call (its worker stops it at its next look);
+ * telling its worker at once is the caller's next step (`publishCancel`).
  *
  * ```ts
- * if ((await cancelIfNotStarted(redis, prefix, jobId)) === 'started') await flagCancelled(redis, prefix, jobId);
+ * if ((await cancelIfNotStarted(redis, prefix, jobId)) === 'flagged') await publishCancel(redis, prefix, jobId);
  * ```
  */
 import type { Cluster, Redis } from 'ioredis';
 import { asJobFailure, FailureCode, jobFailure, type JobFailure } from './failure.js';
+import { CANCEL_FLAG_TTL_MS } from './job-events.js';
 import { laneOfJobId } from './job-ids.js';
 import { laneKeys } from './keys.js';
 import { runScript } from './scripts.js';
@@ -24,13 +26,15 @@ import { runScript } from './scripts.js';
 export const CANCELLED_NOTE_TTL_MS = 10 * 60_000;
 
 /**
- * `removed`: gone from its lane; `started`: a worker has it (left running); `finished` or
- * `missing`: nothing to cancel; `shared`: (`keepShared` only) other callers share the job, so it
- * stays for them and only this caller's share was given back.
+ * `removed`: gone from its lane; `flagged`: a worker has it, and it is flagged cancelled (its
+ * worker stops it); `started`: a worker has it, left running (`ifNotStarted`, or the batch lane,
+ * whose jobs run to their end); `finished` or `missing`: nothing to cancel; `shared`:
+ * (`keepShared` only) other callers share the job, so it stays for them and only this caller's
+ * share was given back.
  */
-export type CancelOutcome = 'removed' | 'started' | 'finished' | 'missing' | 'shared';
+export type CancelOutcome = 'removed' | 'flagged' | 'started' | 'finished' | 'missing' | 'shared';
 
-const OUTCOMES: Record<number, CancelOutcome> = { 1: 'removed', 0: 'started', [-1]: 'finished', [-2]: 'missing', 2: 'shared' };
+const OUTCOMES: Record<number, CancelOutcome> = { 1: 'removed', 3: 'flagged', 0: 'started', [-1]: 'finished', [-2]: 'missing', 2: 'shared' };
 
 /**
  * `keepShared`: the caller only stops waiting (a client gone, a stream aborted, a wait timed out):
@@ -52,7 +56,11 @@ export async function cancelIfNotStarted(
   const k = laneKeys(prefix, lane);
   const mode = modeOf(opts);
   const note = JSON.stringify(cancelledAs(mode));
-  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, mode, note, String(CANCELLED_NOTE_TTL_MS)]));
+  // A started batch job is in its leader's claim or parked with its provider batch. Both providers
+  // cancel only a whole batch, never one request of it, and nothing in the batch lane reads the
+  // flag: the job runs to its end, and no flag is left to outlive it by CANCEL_FLAG_TTL_MS.
+  const flagMs = lane === 'batch' ? '' : String(CANCEL_FLAG_TTL_MS);
+  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, mode, note, String(CANCELLED_NOTE_TTL_MS), flagMs]));
   const outcome = OUTCOMES[reply];
   if (!outcome) throw new Error(`cancel-3.lua: unexpected reply ${reply}`);
   return outcome;

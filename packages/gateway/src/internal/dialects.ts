@@ -18,6 +18,8 @@ export type ErrorKind =
   /** The request body did not arrive within `gateway.bodyTimeoutMs`. */
   | 'body_timeout'
   | 'rate_limit'
+  /** The call's idempotency key names a job that is stopping (cancelled as it ran): a retry in a moment runs it again. */
+  | 'conflict'
   | 'api_error'
   /** The service is too busy to take or finish the call now (a job past its max wait, out of retries). */
   | 'overloaded'
@@ -93,6 +95,7 @@ const STATUS: Record<ErrorKind, number> = {
   too_large: 413,
   body_timeout: 408,
   rate_limit: 429,
+  conflict: 409,
   api_error: 500,
   overloaded: 529,
   unavailable: 503,
@@ -108,6 +111,8 @@ const ANTHROPIC_TYPES: Record<ErrorKind, string> = {
   too_large: 'request_too_large',
   body_timeout: 'invalid_request_error',
   rate_limit: 'rate_limit_error',
+  // Anthropic documents no type of its own for a 409 (its SDK raises ConflictError by the status).
+  conflict: 'api_error',
   api_error: 'api_error',
   overloaded: 'overloaded_error',
   unavailable: 'api_error',
@@ -165,6 +170,7 @@ const OPENAI_TYPES: Record<ErrorKind, { type: string; code: string | null }> = {
   too_large: { type: 'invalid_request_error', code: 'request_too_large' },
   body_timeout: { type: 'invalid_request_error', code: 'timeout' },
   rate_limit: { type: 'requests', code: 'rate_limit_exceeded' },
+  conflict: { type: 'invalid_request_error', code: 'conflict' },
   api_error: { type: 'server_error', code: null },
   overloaded: { type: 'server_error', code: 'overloaded' },
   unavailable: { type: 'server_error', code: null },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { answeredFailure, FailureCode, FleetUnpublishedError, JobFailedError, JobValidationError, jobFailure, parseJob, providerErrorOf, QueueFullError, RedisOomError, RedisRefusedError, RedisUnavailableError, ShedError } from '@headroom/queue';
+import { answeredFailure, FailureCode, FleetUnpublishedError, JobFailedError, JobStoppingError, JobValidationError, jobFailure, parseJob, providerErrorOf, QueueFullError, RedisOomError, RedisRefusedError, RedisUnavailableError, ShedError } from '@headroom/queue';
 import { anthropic, openai, openaiResponses } from './dialects.js';
 import { clientPath, errorBodyOf, fromError, paramOf } from './wire-errors.js';
 
@@ -72,6 +72,18 @@ describe('wire errors', () => {
     expect(fromError(new ShedError('low', 'pressure 0.9', 7_000))).toMatchObject({ kind: 'rate_limit', retryAfterMs: 7_000 });
     expect(fromError(new QueueFullError('low', { maxBytes: 1_000, bytes: 900, jobBytes: 200 })).message).toContain('would pass its maxBytes of 1000');
     expect(fromError(new RedisUnavailableError('down'))).toMatchObject({ kind: 'unavailable' });
+  });
+
+  it("tells the SDK not to retry a job a caller or an operator cancelled, and to retry one withdrawn from a gateway taken for gone, or a repeat of a key whose job is stopping", () => {
+    // Producer.cancel, or Bull Board: the SDK's retry would send the call again, undoing the cancel.
+    const cancelled = fromError(new JobFailedError('normal.1', jobFailure(FailureCode.CANCELLED, 'cancelled by its caller after 3 events')));
+    expect(cancelled).toMatchObject({ kind: 'api_error', code: 'CANCELLED', shouldRetry: false });
+    // Its gateway's beats lapsed while it lived: its client is still there, and its retry runs the job again.
+    const withdrawn = fromError(new JobFailedError('normal.2', jobFailure(FailureCode.CANCELLED, 'withdrawn before its call: the gateway waiting on it (gateway-1) is gone', 0)));
+    expect(withdrawn).toMatchObject({ kind: 'api_error', code: 'CANCELLED', retryAfterMs: 0 });
+    expect(withdrawn.shouldRetry).toBeUndefined();
+    expect(fromError(new JobStoppingError('normal.idem-1'))).toMatchObject({ kind: 'conflict', code: 'JOB_STOPPING', retryAfterMs: 1_000 });
+    expect(anthropic.status('conflict')).toBe(409);
   });
 
   it('answers a fleet with no published settings, or Redis out of memory, as unavailable: the SDKs retry', () => {

@@ -20,6 +20,7 @@ import {
   HeadroomError,
   JobFailedError,
   JobNotFoundError,
+  JobStoppingError,
   JobValidationError,
   PayloadTooLargeError,
   QueueFullError,
@@ -159,6 +160,14 @@ function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
       return { kind: 'not_found', message: failure.message, shouldRetry: false };
     case FailureCode.SHED:
       return { kind: 'rate_limit', message: `shed under pressure: ${failure.message}`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
+    case FailureCode.CANCELLED:
+      // Withdrawn because its gateway was taken for gone (its beats lapsed while it lived: the
+      // failure says when a retry may start): its client is still there, and a retry runs the job
+      // again. Any other cancel is a caller's or an operator's decision (Producer.cancel, Bull
+      // Board), which the SDK's automatic retry must not undo by sending the call again.
+      return failure.retryAfterMs === undefined
+        ? { kind: 'api_error', message: `${failure.code}: ${failure.message}`, shouldRetry: false }
+        : { kind: 'api_error', message: `${failure.code}: ${failure.message}`, retryAfterMs: failure.retryAfterMs };
     case FailureCode.DEADLINE_EXCEEDED:
       // Not started within its max wait (the client's own, headroom-max-wait-ms, or the gateway's
       // default). The fleet kept the job through that whole wait, retrying a failing provider
@@ -202,6 +211,9 @@ function answerToError(err: unknown): Omit<WireError, 'code'> {
   if (err instanceof QueueFullError) return { kind: 'rate_limit', message: `${err.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   if (err instanceof ShedError) return { kind: 'rate_limit', message: err.message, retryAfterMs: Math.max(DEFAULT_RETRY_AFTER_MS, err.retryAfterMs) };
   if (err instanceof QuotaExceededError) return { kind: 'rate_limit', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
+  // The key's job did not stop within the producer's resends (its worker gone, say): the SDK's
+  // retry, a second on, sends the repeat again, which runs the job again once it has ended.
+  if (err instanceof JobStoppingError) return { kind: 'conflict', message: err.message, retryAfterMs: DEFAULT_RETRY_AFTER_MS };
   // The fleet's settings are missing (no worker yet, or Redis lost them): workers publish them
   // again within seconds, so the SDK's retry is the right answer.
   if (err instanceof FleetUnpublishedError) return { kind: 'unavailable', message: `${err.message}; retry later`, retryAfterMs: DEFAULT_RETRY_AFTER_MS };

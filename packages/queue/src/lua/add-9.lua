@@ -82,6 +82,11 @@
     -9, '', '', ''                         IDEMPOTENCY_CONFLICT: the job's idempotency key names a job
                                            that holds a different one (or, having coalesced into
                                            another job, was first sent with a different one)
+    -10, '', '', ''                        the job the idempotency key names is stopping: started,
+                                           and cancelled by its last caller (its cancel flag set,
+                                           cancel-3.lua). A share added now would end CANCELLED
+                                           with it; the caller sends the repeat again once it has
+                                           ended, and that one runs it again
 
   A repeat and a coalesced join each count one more caller sharing the job (`hrJoins` in its hash):
   a caller that stops waiting then leaves it to the others instead of cancelling it (cancel-3.lua).
@@ -339,6 +344,9 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     -- new job under the id (the failed run's record moves aside, setFailedRunAside; refused, it
     -- stays as it was).
     rerun = (idempotent or handOff) and failedToRetry(jobKeyPrefix .. jobId)
+    if idempotent and not rerun and not joinable(jobId) and redis.call('HEXISTS', jobKeyPrefix .. jobId, 'finishedOn') == 0 then
+      return -10, '', '', ''
+    end
     if not rerun then
       -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
       redis.call('HINCRBY', jobKeyPrefix .. jobId, 'hrJoins', 1)

@@ -23,9 +23,15 @@
            never taken is removed (no call was made for it).
   ARGV[5]  the failure (JSON) a removed job's waiters are told, kept under `<own>cancelled:<id>`
   ARGV[6]  how long that note lives (ms)
+  ARGV[7]  how long the cancel flag of a started job lives (ms), or '' to leave a started job
+           unflagged (the batch lane: nothing there reads the flag)
 
   Returns 1 removed, 0 started (left running), -1 finished already, -2 no such job, 2 shared (kept
-  for the callers still sharing it).
+  for the callers still sharing it), 3 started and flagged cancelled (`<own>cancel:<id>`: its
+  worker stops it; the caller publishes on the fleet's cancel channel to stop it at once).
+  The flag is set here, in the call that found no other share, not by the caller after: a join
+  (add-9.lua `joinable`) landing between the two would have passed, added its share, and then been
+  stopped by the flag with the job it joined.
 ]]
 --- @bullmq "removeJob"
 --- @include "includes/release-job"
@@ -40,7 +46,11 @@ if ARGV[4] ~= '0' and tonumber(redis.call('HGET', jobKey, 'hrJoins') or '0') > 0
   redis.call('HINCRBY', jobKey, 'hrJoins', -1)
   return 2
 end
-if started() then return 0 end
+if started() then
+  if ARGV[7] == '' then return 0 end
+  redis.call('SET', own .. 'cancel:' .. id, '1', 'PX', ARGV[7])
+  return 3
+end
 if ARGV[4] == '3' and redis.call('HEXISTS', jobKey, 'processedOn') == 1 then return 0 end
 
 -- Read before the hash goes: where the job's result was to be sent.

@@ -89,5 +89,11 @@ export class GatewayPresence {
 
 /** How a job withdrawn because its gateway is gone ends: as its client's cancel would end it. */
 export function gatewayGoneFailure(gateway: string, when: string): JobFailure {
-  return jobFailure(FailureCode.CANCELLED, `withdrawn ${when}: the gateway waiting on it (${gateway}) is gone (its heartbeat lapsed or was removed), and its client with it`);
+  // A retry may start at once: a gateway that in fact lives (its beats lapsed) answers its client
+  // with this, and the SDK's retry, sent again, runs the job again (a caller's own cancel carries
+  // no retryAfterMs, and the gateway tells the SDK not to retry that: wire-errors.ts).
+  return jobFailure(FailureCode.CANCELLED, `withdrawn ${when}: the gateway waiting on it (${gateway}) is gone (its heartbeat lapsed or was removed), and its client with it`, GATEWAY_GONE_RETRY_AFTER_MS);
 }
+
+/** The `retry-after` of a job withdrawn from a gateway taken for gone: its client may send it again at once. */
+const GATEWAY_GONE_RETRY_AFTER_MS = 0;

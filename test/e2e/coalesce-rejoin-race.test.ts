@@ -1,0 +1,62 @@
+/**
+ * A caller that joins a streamed job (a coalesced join, or a repeat of its idempotency key) just
+ * as the job's last caller leaves must get a whole answer: docs/architecture.md, "only the last one
+ * cancels the job", and docs/gateway.md, "a client that left asking again under its idempotency
+ * key gets the job run again".
+ *
+ * FAILS on a46629c (found by probe-coalesce): the leave is two Redis calls, cancel-3.lua (finds
+ * the job started and no other share: returns 'started') and then flagCancelled (producer.ts
+ * `stop`). A join that lands between them passes add-9.lua's `joinable` (no cancel flag yet),
+ * adds its share, and is then stopped by the flag: its stream ends CANCELLED. In one process the
+ * order is deterministic (one connection: cancel-3, the join's add, the flag); through the gateway
+ * it is a window of a few ms (about 1 in 20 of joins sent 0-2 ms after the abort).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Producer } from '@headroom/producer-sdk';
+import { startSimulator, type Simulator } from '@headroom/simulator';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+
+let redis: EmbeddedRedis;
+let sim: Simulator;
+let fleet: GatewayFleet;
+let producer: Producer;
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  sim = await startSimulator({ latencyMs: 5, models: SIM_MODELS, outputTokens: { min: 60, max: 60 }, streamTokenMs: 20 });
+  fleet = await startGatewayFleet(redis.url, sim, { dispatch: { concurrency: 2 } });
+  producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+});
+afterAll(async () => {
+  await producer?.close();
+  await fleet?.close();
+  await sim?.close();
+  await redis?.stop();
+});
+
+const request = (content: string) => ({ model: SONNET, max_tokens: 60, messages: [{ role: 'user' as const, content }] });
+
+/** Starts a stream, aborts it after its fifth event, and at once sends the same job again. */
+async function leaveAndRejoin(input: Parameters<Producer['stream']>[0]) {
+  const abort = new AbortController();
+  const first = await producer.stream(input, { signal: abort.signal });
+  let events = 0;
+  await (async () => {
+    for await (const _ of first) if (++events === 5) abort.abort();
+  })().catch(() => undefined);
+  const again = await producer.stream(input);
+  return { sameJob: again.id === first.id, result: await again.result() };
+}
+
+describe('a join as the last caller leaves', () => {
+  it('a coalesced join gets the whole answer, not CANCELLED', async () => {
+    const { result } = await leaveAndRejoin({ provider: 'anthropic', priority: 'NORMAL', coalesce: true, request: request('rejoin, coalesced') });
+    expect(result.usage.outputTokens).toBe(60);
+  });
+
+  it('a repeat of the idempotency key gets the whole answer, not CANCELLED', async () => {
+    const { result } = await leaveAndRejoin({ provider: 'anthropic', priority: 'NORMAL', idempotencyKey: 'rejoin-key', request: request('rejoin, keyed') });
+    expect(result.usage.outputTokens).toBe(60);
+  });
+});
