@@ -55,7 +55,7 @@ function send(url: URL, init: RequestInit, body: string | Uint8Array | undefined
   if (signal?.aborted) return Promise.reject(abortReason(signal));
   const method = (init.method ?? 'GET').toUpperCase();
   const headers: OutgoingHttpHeaders = {};
-  new Headers(init.headers).forEach((value, name) => {
+  (init.headers instanceof Headers ? init.headers : new Headers(init.headers)).forEach((value, name) => {
     headers[name] = value;
   });
   if (body !== undefined) headers['content-length'] = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
