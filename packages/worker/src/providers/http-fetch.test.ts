@@ -1,5 +1,10 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Anthropic from '@anthropic-ai/sdk';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -174,6 +179,34 @@ describe('createHttpFetch: the failures classify as over the built-in fetch', ()
     const client = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 0, fetch: createHttpFetch() });
     for (let i = 0; i < 5; i++) await client.messages.create(ask);
     expect(sockets.size).toBe(1);
+  });
+});
+
+describe('createHttpFetch over https', () => {
+  it('answers a call, and refuses a server whose certificate it does not trust as a connection error', async () => {
+    // A throwaway self-signed certificate for 127.0.0.1, made here so no key is kept in the repo.
+    const dir = mkdtempSync(join(tmpdir(), 'http-fetch-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(join(dir, 'cert.pem'));
+      const server = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'request-id': 'req_tls' });
+        res.end(JSON.stringify(MESSAGE));
+      });
+      servers.push(server as unknown as Server);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const baseURL = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const call = (fetch: typeof globalThis.fetch) => {
+        const client = new Anthropic({ apiKey: KEY, baseURL, maxRetries: 0, fetch });
+        return runSdkCall(spec(5_000), undefined, ({ timeout, signal }) => client.messages.create(ask, { timeout, signal }).asResponse());
+      };
+      expect(await call(createHttpFetch({ ca: cert }))).toMatchObject({ ok: true, status: 200, requestId: 'req_tls', response: MESSAGE });
+      const untrusted = await call(createHttpFetch());
+      expect(untrusted).toMatchObject({ ok: false, kind: 'network', status: null });
+      expect(!untrusted.ok && untrusted.message).toMatch(/^connection error: .*self[- ]signed/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

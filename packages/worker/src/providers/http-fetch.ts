@@ -35,11 +35,19 @@ const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
 export type FetchFunction = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
+export interface HttpFetchOptions {
+  /** What a URL it does not handle goes to. @default globalThis.fetch */
+  fallback?: FetchFunction;
+  /** Certificate authorities trusted over https in place of Node's own (a test's self-signed server). */
+  ca?: string | Buffer;
+}
+
 /** A fetch over node:http(s) with its own keep-alive agents (one per adapter: its connection pool). */
-export function createHttpFetch(fallback: FetchFunction = globalThis.fetch): FetchFunction {
+export function createHttpFetch(options: HttpFetchOptions = {}): FetchFunction {
+  const fallback = options.fallback ?? globalThis.fetch;
   const agents = {
     'http:': new HttpAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS }),
-    'https:': new HttpsAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS }),
+    'https:': new HttpsAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, ...(options.ca === undefined ? {} : { ca: options.ca }) }),
   };
   return (input, init) => {
     const url = typeof input === 'string' ? new URL(input) : input instanceof URL ? input : undefined;
