@@ -169,6 +169,37 @@ describe('createHttpFetch: the failures classify as over the built-in fetch', ()
     expect(ours).toEqual(builtIn);
   });
 
+  it('holds the socket while its reader is behind: a body nobody reads is not buffered whole', async () => {
+    const TOTAL = 64 * 1024 * 1024;
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    let sent = 0;
+    const url = await stub((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(TOTAL) });
+      const more = () => {
+        while (sent < TOTAL) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+    });
+    const response = await createHttpFetch()(url);
+    const reader = response.body!.getReader();
+    const first = await reader.read();
+    // The server writes as fast as the socket takes its bytes; with the reader stopped, it must stall.
+    let stalledAt = -1;
+    while (stalledAt !== sent) {
+      stalledAt = sent;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(sent).toBeLessThan(TOTAL);
+    // Read on, it all comes.
+    let received = first.value?.byteLength ?? 0;
+    for (let r = await reader.read(); !r.done; r = await reader.read()) received += r.value.byteLength;
+    expect(received).toBe(TOTAL);
+  });
+
   it('keeps one connection for calls in sequence (keep-alive)', async () => {
     const sockets = new Set<unknown>();
     const url = await stub((req, res) => {
