@@ -3,10 +3,11 @@
  * take, with none of Headroom's work on it (no lanes, admission, bucket, locks, retries or
  * validation). A front process takes an HTTP request and `LPUSH`es it; a back process, blocked in
  * `BLMOVE` (the wake-up delivers the job), makes the call with the same official SDK the worker
- * uses and answers with one `MULTI` (`LREM` from its processing list, `XADD` to the front's
- * replies stream); the front, blocked in `XREAD`, answers the client. Eight process wake-ups per
- * call where a direct call takes two, as the gateway path's twelve: what the added latency of a
- * queue in front of the provider cannot go below on the machine the bench runs on.
+ * uses, over the worker's transport, and answers with one `MULTI` (`LREM` from its processing
+ * list, `XADD` to the front's replies stream); the front, blocked in `XREAD`, answers the client.
+ * Eight process wake-ups per call where a direct call takes two, as the gateway path's twelve: what
+ * the added latency of a queue in front of the provider cannot go below on the machine the bench
+ * runs on.
  *
  * usage: tsx bench/bare-queue.ts front <listen port> <redis url>
  *        tsx bench/bare-queue.ts back <simulator port> <redis url> <provider key>
@@ -14,6 +15,7 @@
 import { createServer } from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import { Redis } from 'ioredis';
+import { createHttpFetch } from '@headroom/worker';
 
 const [role, port, redisUrl, providerKey] = process.argv.slice(2);
 const QUEUE = 'bare:queue';
@@ -59,7 +61,8 @@ function front(listenPort: number): void {
 async function back(simPort: number): Promise<void> {
   const blocking = new Redis(redisUrl!);
   const commands = new Redis(redisUrl!);
-  const client = new Anthropic({ apiKey: providerKey!, baseURL: `http://127.0.0.1:${simPort}`, maxRetries: 0 });
+  // The worker's transport under the same SDK (providers/http-fetch.ts), so the floor stays a floor.
+  const client = new Anthropic({ apiKey: providerKey!, baseURL: `http://127.0.0.1:${simPort}`, maxRetries: 0, fetch: createHttpFetch() });
   let inFlight = 0;
   let slotFree: (() => void) | undefined;
   const run = async (raw: string) => {

@@ -78,7 +78,7 @@ const errorKinds = new Map<string, number>();
 /** The paths the throughput rounds drive: the pass-through proxy, the gateway, the bare queue. */
 type Mode = 'proxy' | 'gateway' | 'bare';
 
-async function closedLoop(client: Anthropic, seconds: number, concurrency: number): Promise<{ rps: number; errors: number }> {
+async function closedLoop(client: Anthropic, seconds: number, concurrency: number, path: string): Promise<{ rps: number; errors: number }> {
   const end = performance.now() + seconds * 1000;
   let done = 0;
   let errors = 0;
@@ -90,7 +90,9 @@ async function closedLoop(client: Anthropic, seconds: number, concurrency: numbe
           done += 1;
         } catch (err) {
           errors += 1;
-          const kind = `${(err as { status?: number }).status ?? ''} ${(err as Error).message.slice(0, 80)}`;
+          const cause = (err as Error).cause as { message?: string; cause?: { message?: string; code?: string } } | undefined;
+          const why = [cause?.message, cause?.cause?.message, cause?.cause?.code].filter((s) => s !== undefined).join(': ');
+          const kind = `${path}: ${(err as { status?: number }).status ?? ''} ${(err as Error).message.slice(0, 80)}${why === '' ? '' : ` (${why})`}`;
           errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
         }
       }
@@ -265,7 +267,7 @@ async function main(): Promise<void> {
       const before = cpuNow();
       const commandsBefore = await commandsNow();
       const byCommandBefore = await callsByCommand();
-      const r = await closedLoop(clients[mode], SECONDS, CONCURRENCY);
+      const r = await closedLoop(clients[mode], SECONDS, CONCURRENCY, mode);
       const after = cpuNow();
       if (mode === 'gateway') {
         gatewayCommands += (await commandsNow()) - commandsBefore - 1;
@@ -277,9 +279,9 @@ async function main(): Promise<void> {
       served[mode] += r.rps * SECONDS;
       return r;
     };
-    await closedLoop(viaProxy, 2, CONCURRENCY);
-    await closedLoop(viaGateway, 2, CONCURRENCY);
-    await closedLoop(viaBare, 2, CONCURRENCY);
+    await closedLoop(viaProxy, 2, CONCURRENCY, 'proxy');
+    await closedLoop(viaGateway, 2, CONCURRENCY, 'gateway');
+    await closedLoop(viaBare, 2, CONCURRENCY, 'bare');
     for (let r = 0; r < 2; r++) {
       const p = await measured('proxy');
       const g = await measured('gateway');
