@@ -4,12 +4,14 @@
  * cancels the job", and docs/gateway.md, "a client that left asking again under its idempotency
  * key gets the job run again".
  *
- * FAILS on a46629c (found by probe-coalesce): the leave is two Redis calls, cancel-3.lua (finds
- * the job started and no other share: returns 'started') and then flagCancelled (producer.ts
- * `stop`). A join that lands between them passes add-9.lua's `joinable` (no cancel flag yet),
- * adds its share, and is then stopped by the flag: its stream ends CANCELLED. In one process the
- * order is deterministic (one connection: cancel-3, the join's add, the flag); through the gateway
- * it is a window of a few ms (about 1 in 20 of joins sent 0-2 ms after the abort).
+ * The leave used to be two Redis calls: cancel-3.lua (found the job started and no other share)
+ * and then the cancel flag (producer.ts `stop`). A join that landed between them passed add-9.lua's
+ * `joinable` (no flag yet), added its share, and was then stopped by the flag: its stream ended
+ * CANCELLED. In one process the order was certain (one connection: cancel-3, the join's add, the
+ * flag); through the gateway it was a window of a few ms (about 1 in 20 joins sent 0-2 ms after
+ * the abort). Now cancel-3.lua sets the flag itself: a coalesced join makes a job of its own, and
+ * a repeat of the key is told JOB_STOPPING and sent again until the job has ended (found by a
+ * probe, 7 Dec 2026).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '@headroom/producer-sdk';

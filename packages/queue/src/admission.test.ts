@@ -626,8 +626,8 @@ describe('a job cancelled as it runs', () => {
     const coalesced = () => addToLane(redis, l.queue, prefix, 'normal', [{ jobId: `normal.${randomUUID()}`, job: llmJob({ coalesce: true }), opts: { deduplication: { id: 'same-request' } } }]);
     const keyed = idempotentJobId('normal', 'k');
     const repeatKey = () => addToLane(redis, l.queue, prefix, 'normal', [{ jobId: keyed, job: llmJob({ idempotencyKey: 'k' }) }]);
-    const first = added((await coalesced())[0]);
-    expect(added((await repeatKey())[0]).id).toBe(keyed);
+    const first = added((await coalesced())[0]!);
+    expect(added((await repeatKey())[0]!).id).toBe(keyed);
     const { job: running, token } = await l.take();
     expect(running.id).toBe(first.id);
     const { job: keyedRunning, token: keyedToken } = await l.take();
@@ -636,7 +636,7 @@ describe('a job cancelled as it runs', () => {
     expect(await cancelIfNotStarted(redis, prefix, first.id, { keepShared: true })).toBe('flagged');
     expect(await cancelIfNotStarted(redis, prefix, keyed, { keepShared: true })).toBe('flagged');
     // A join of the same request now is a job of its own, not a share of the one stopping.
-    const join = added((await coalesced())[0]);
+    const join = added((await coalesced())[0]!);
     expect(join.id).not.toBe(first.id);
     // A repeat of the key is told its job is stopping, and takes no share of it (it would end CANCELLED with it)...
     const [repeat] = await repeatKey();
@@ -644,7 +644,7 @@ describe('a job cancelled as it runs', () => {
     expect(await redis.hget(l.k.jobKeyPrefix + keyed, 'hrJoins')).toBeNull();
     // ...and once that job has ended CANCELLED, the repeat runs it again.
     expect(await finishJob(redis, prefix, 'normal', l.backend, keyedRunning, keyedToken, { failed: failureText(jobFailure(FailureCode.CANCELLED, 'cancelled by its caller')) })).toEqual({ status: 'finished' });
-    expect(added((await repeatKey())[0])).toEqual({ id: keyed, existing: false });
+    expect(added((await repeatKey())[0]!)).toEqual({ id: keyed, existing: false });
     expect(await finishJob(redis, prefix, 'normal', l.backend, running, token, { failed: failureText(jobFailure(FailureCode.CANCELLED, 'cancelled by its caller')) })).toEqual({ status: 'finished' });
   });
 });
