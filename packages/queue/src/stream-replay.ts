@@ -79,9 +79,10 @@ function messageEvents(message: Json): Json[] {
     events.push({ type: 'content_block_stop', index });
   }
   const delta: Json = { stop_reason: message.stop_reason ?? null, stop_sequence: message.stop_sequence ?? null };
-  // Only when set, as the simulator streams it: the SDK's helper takes the field from this event.
-  if (message.stop_details != null) delta.stop_details = message.stop_details;
-  if (message.container != null) delta.container = message.container;
+  // As the message has them, null included (the API sends both in every message_delta, null when
+  // unset): the SDK's helper takes stop_details from this event, an absent one as undefined.
+  if ('stop_details' in message) delta.stop_details = message.stop_details;
+  if ('container' in message) delta.container = message.container;
   events.push({ type: 'message_delta', delta, usage }, { type: 'message_stop' });
   return events;
 }
