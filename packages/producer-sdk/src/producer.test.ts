@@ -235,6 +235,28 @@ describe('Producer', () => {
     expect(await waiting(admin, laneKeys(prefix, 'critical'))).toBe(1);
   });
 
+  it('a key whose request coalesced into another job: a repeat with another job names the job it joined; one while that job stops is told so', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const shared = await p.enqueue(job({ coalesce: true }));
+    const keyed = await p.enqueue(job({ coalesce: true, idempotencyKey: 'joined-1' }));
+    expect(keyed.id).toBe(shared.id);
+    const other = job({ coalesce: true, idempotencyKey: 'joined-1', request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Something else' }] } });
+    // It named the key's own id, where no job is.
+    await expect(p.enqueue(other)).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey', message: expect.stringContaining(`already names job ${shared.id}, which holds`) }] });
+    // The joined job runs, and is cancelled (for every caller): flagged in that call.
+    const k = laneKeys(prefix, 'critical');
+    const w = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
+    open.push(w);
+    expect((await w.getNextJob('tok', { block: false }))?.id).toBe(shared.id);
+    expect(await p.cancel(shared.id)).toBe(false);
+    expect(await admin.exists(k.jobCancel(shared.id))).toBe(1);
+    // A repeat of the key would have shared the stopping job and ended CANCELLED with it: it is
+    // sent again until the job ends, here never (no worker finishes it), so it is told.
+    await expect(p.enqueue(job({ coalesce: true, idempotencyKey: 'joined-1' }))).rejects.toMatchObject({ code: 'JOB_STOPPING', jobId: shared.id });
+    expect(await admin.hget(k.jobKeyPrefix + shared.id, 'hrJoins')).toBe('1');
+  });
+
   it('runs a job again for a repeat of its idempotency key after a failure that told its caller to retry, and answers one that did not with that failure', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);

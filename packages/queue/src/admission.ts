@@ -179,11 +179,12 @@ function addRefusalToError(lane: Lane, entry: LaneEntry, models: readonly string
       ]);
     }
     case AddReply.IDEMPOTENCY_CONFLICT:
+      // A key whose first request coalesced into another job names that job (its own id holds none).
       return new JobValidationError([
-        { path: 'idempotencyKey', message: `already names job ${entry.jobId}, which holds a different job: a repeat must send the same job again (a new request needs a new key)` },
+        { path: 'idempotencyKey', message: `already names job ${a === '' || a === undefined ? entry.jobId : a}, which holds a different job: a repeat must send the same job again (a new request needs a new key)` },
       ]);
     case AddReply.STOPPING:
-      return new JobStoppingError(entry.jobId);
+      return new JobStoppingError(String(a));
     default:
       throw new Error(`add script returned unknown code ${code}`);
   }

@@ -79,10 +79,10 @@
     -7, maxBytes, bytes, jobBytes          QUEUE_FULL: the lane's unfinished jobs hold its byte cap
     -8, model, '', ''                      the request sets no output bound and the model has no
                                            maxOutputTokens in the fleet's config
-    -9, '', '', ''                         IDEMPOTENCY_CONFLICT: the job's idempotency key names a job
+    -9, joined, '', ''                     IDEMPOTENCY_CONFLICT: the job's idempotency key names a job
                                            that holds a different one (or, having coalesced into
-                                           another job, was first sent with a different one)
-    -10, '', '', ''                        the job the idempotency key names is stopping: started,
+                                           another job, `joined`, was first sent with a different one)
+    -10, job, '', ''                       the job the idempotency key names (or joined) is stopping: started,
                                            and cancelled by its last caller (its cancel flag set,
                                            cancel-3.lua). A share added now would end CANCELLED
                                            with it; the caller sends the repeat again once it has
@@ -282,8 +282,9 @@ end
 
 -- The job an idempotent job's earlier request joined (see rememberJoin), still there, or the BATCH
 -- job it was moved to when this lane shed it at admission (admission.ts rememberHandOff), and
--- whether that job is in another lane; -9 when the repeat is not the same job (as for a key's own
--- job); nil when the key names no joined job.
+-- whether that job is in another lane; -9 and that job's id when the repeat is not the same job
+-- (as for a key's own job); -10 and its id when that job is stopping (cancelled as it ran);
+-- nil when the key names no joined job.
 local function joinedUnder(jobId, data)
   local alias = redis.call('GET', own .. 'idem-alias:' .. jobId)
   if not alias then return nil end
@@ -294,10 +295,11 @@ local function joinedUnder(jobId, data)
   local elsewhere = string.match(target, '^[^.]+') ~= string.match(jobId, '^[^.]+')
   if not elsewhere and redis.call('EXISTS', jobKeyPrefix .. target) == 0 then return nil end
   -- An alias written before the digest left the deadline out holds the whole data's.
-  if digest ~= redis.sha1hex(withoutMaxWait(data)) and digest ~= redis.sha1hex(data) then return -9 end
+  if digest ~= redis.sha1hex(withoutMaxWait(data)) and digest ~= redis.sha1hex(data) then return -9, target end
   if elsewhere then return target, true end
   -- A joined job that failed to retry is not this key's answer: the repeat runs afresh.
   if failedToRetry(jobKeyPrefix .. target) then return nil end
+  if not joinable(target) and redis.call('HEXISTS', jobKeyPrefix .. target, 'finishedOn') == 0 then return -10, target end
   return target
 end
 
@@ -345,7 +347,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     -- stays as it was).
     rerun = (idempotent or handOff) and failedToRetry(jobKeyPrefix .. jobId)
     if idempotent and not rerun and not joinable(jobId) and redis.call('HEXISTS', jobKeyPrefix .. jobId, 'finishedOn') == 0 then
-      return -10, '', '', ''
+      return -10, jobId, '', ''
     end
     if not rerun then
       -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
@@ -356,7 +358,8 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
   end
   if idempotent and not rerun then
     local target, elsewhere = joinedUnder(jobId, ARGV[at + 1])
-    if target == -9 then return -9, '', '', '' end
+    if target == -9 then return -9, elsewhere, '', '' end
+    if target == -10 then return -10, elsewhere, '', '' end
     if target then
       -- A job in another lane (the BATCH job it was shed to) is out of this script's reach; a
       -- batch job has no start deadline to move.
