@@ -97,7 +97,7 @@ const JOB_CASES: JobCase[] = [
   { name: 'streaming with sla none', job: { ...withRequest({ stream: true }), sla: 'none' }, code: 'JOB_INVALID', path: 'request.stream', says: 'a streamed job must be interactive' },
   { name: 'stream as a string', job: withRequest({ stream: 'yes' }), code: 'JOB_INVALID', path: 'request.stream', says: 'expected true or false' },
   { name: 'OpenAI body without an output bound', job: { ...openai, request: without(openai.request, 'max_completion_tokens') }, code: 'JOB_INVALID', path: 'request.max_completion_tokens', says: 'set max_completion_tokens (or max_tokens)' },
-  { name: 'OpenAI body with both output bounds', job: { ...openai, request: { ...openai.request, max_tokens: 10 } }, code: 'JOB_INVALID', path: 'request.max_tokens', says: 'set only one of' },
+  { name: 'OpenAI body with both output bounds', job: { ...openai, request: { ...openai.request, max_tokens: 10 } }, code: 'JOB_INVALID', path: 'request.max_tokens', says: 'at the same time is not supported: set only one' },
   { name: 'OpenAI unknown role', job: { ...openai, request: { ...openai.request, messages: [{ role: 'robot', content: 'x' }] } }, code: 'JOB_INVALID', path: 'request.messages.0.role', says: 'expected role' },
   { name: 'unknown top-level key', job: { ...valid, callbackUrl: 'https://example.com' }, code: 'JOB_INVALID', says: 'unknown key "callbackUrl"' },
   { name: 'tenant with spaces', job: { ...valid, tenant: 'acme corp' }, code: 'JOB_INVALID', path: 'tenant', says: 'expected 1-128 characters' },

@@ -292,7 +292,12 @@ describe('backpressure through the gateway', () => {
    */
   const anthropicView = (e: unknown) => {
     const err = e as InstanceType<typeof Anthropic.APIError>;
-    return { class: err.constructor.name, status: err.status, message: err.message, error: err.error, type: err.type, errorCode: err.errorCode, details: err.details };
+    // Anthropic's error body names its call (`request_id`, the `request-id` header's): each call's
+    // own, so compared as the header's, and read past where the SDK quotes the body.
+    const body = err.error as { request_id?: unknown } | undefined;
+    expect(body?.request_id).toBe(err.requestID);
+    const unnamed = (text: string) => (err.requestID ? text.replaceAll(err.requestID, '<request id>') : text);
+    return { class: err.constructor.name, status: err.status, message: unnamed(err.message), error: { ...body, request_id: '<request id>' }, type: err.type, errorCode: err.errorCode, details: err.details };
   };
   const openaiView = (e: unknown) => {
     const err = e as InstanceType<typeof OpenAI.APIError>;
