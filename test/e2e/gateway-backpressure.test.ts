@@ -152,6 +152,10 @@ describe('backpressure through the gateway', () => {
     // Each shared job ran once, for the patient client, which got the whole answer.
     expect(patientPlain.status).toBe(200);
     expect(patientPlain.headers.get('headroom-job-id')).toBe(hastyPlain.headers.get('headroom-job-id'));
+    // Of each pair, the one that joined the other's job says so (its usage is that job's, shared).
+    const joinedOf = (...answers: Response[]) => answers.map((a) => a.headers.get('headroom-joined')).sort();
+    expect(joinedOf(patientPlain, hastyPlain)).toEqual([null, 'true']);
+    expect(joinedOf(patientStream, hastyStream)).toEqual([null, 'true']);
     expect(((await patientPlain.json()) as { content: unknown[] }).content.length).toBeGreaterThan(0);
     expect(patientStream.status).toBe(200);
     const events = await patientStream.text();

@@ -306,7 +306,7 @@ export class GatewayHandler {
     } catch (err) {
       return this.#send(res, dialect, fromError(err));
     }
-    const ids = { 'headroom-job-id': handle.id, 'headroom-lane': handle.lane };
+    const ids = { 'headroom-job-id': handle.id, 'headroom-lane': handle.lane, ...joined(handle.existing) };
     const gone = new AbortController();
     // A client that leaves before its call starts takes the job with it: nothing is sent.
     res.once('close', () => {
@@ -344,7 +344,7 @@ export class GatewayHandler {
       if (!abort.signal.aborted) this.#send(res, dialect, fromError(err));
       return;
     }
-    const ids = { 'headroom-job-id': stream.id, 'headroom-lane': stream.lane };
+    const ids = { 'headroom-job-id': stream.id, 'headroom-lane': stream.lane, ...joined(stream.existing) };
     let start: Awaited<ReturnType<typeof stream.started>>;
     try {
       // Rejects DEADLINE_EXCEEDED once the job has not started within the client's max wait.
@@ -459,6 +459,15 @@ function dialectOf(req: IncomingMessage, path: string): Dialect {
   if (path.startsWith('/v1/chat')) return openai;
   if (path.startsWith('/v1/responses')) return openaiResponses;
   return req.headers['anthropic-version'] !== undefined || req.headers['x-api-key'] !== undefined ? anthropic : openai;
+}
+
+/**
+ * `headroom-joined: true` on a call that joined a job already there (a coalesced request, a
+ * repeat of an idempotency key): its usage and cost are that job's, shared with whoever else
+ * asked, so a service that bills per call can tell it from a call of its own.
+ */
+function joined(existing: boolean): { 'headroom-joined'?: string } {
+  return existing ? { 'headroom-joined': 'true' } : {};
 }
 
 /**
