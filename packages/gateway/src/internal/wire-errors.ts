@@ -160,14 +160,14 @@ function answerTo(failure: JobFailure): Omit<WireError, 'code'> {
       return { kind: 'not_found', message: failure.message, shouldRetry: false };
     case FailureCode.SHED:
       return { kind: 'rate_limit', message: `shed under pressure: ${failure.message}`, retryAfterMs: failure.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS };
-    case FailureCode.CANCELLED:
+    case FailureCode.CANCELLED: {
       // Withdrawn because its gateway was taken for gone (its beats lapsed while it lived: the
       // failure says when a retry may start): its client is still there, and a retry runs the job
       // again. Any other cancel is a caller's or an operator's decision (Producer.cancel, Bull
       // Board), which the SDK's automatic retry must not undo by sending the call again.
-      return failure.retryAfterMs === undefined
-        ? { kind: 'api_error', message: `${failure.code}: ${failure.message}`, shouldRetry: false }
-        : { kind: 'api_error', message: `${failure.code}: ${failure.message}`, retryAfterMs: failure.retryAfterMs };
+      const message = `${failure.code}: ${failure.message}`;
+      return failure.retryAfterMs === undefined ? { kind: 'api_error', message, shouldRetry: false } : { kind: 'api_error', message, retryAfterMs: failure.retryAfterMs };
+    }
     case FailureCode.DEADLINE_EXCEEDED:
       // Not started within its max wait (the client's own, headroom-max-wait-ms, or the gateway's
       // default). The fleet kept the job through that whole wait, retrying a failing provider

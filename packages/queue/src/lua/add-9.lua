@@ -357,6 +357,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     end
   end
   if idempotent and not rerun then
+    -- On a refusal (-9, -10) the second value is the joined job's id, named in the reply.
     local target, elsewhere = joinedUnder(jobId, ARGV[at + 1])
     if target == -9 then return -9, elsewhere, '', '' end
     if target == -10 then return -10, elsewhere, '', '' end

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { fleetKeys } from '@headroom/queue';
-import { Heartbeat, heartbeatEntryOf, heartbeatOf, readHeartbeats } from './heartbeat.js';
+import { Heartbeat, heartbeatOf, readHeartbeats } from './heartbeat.js';
 import { redisForFile } from '@headroom/testing/vitest';
 
 const db = redisForFile();
@@ -55,11 +55,11 @@ describe('Heartbeat', () => {
     const lapsed = new Heartbeat({ redis: db.redis, prefix: p, id: 'lapsed', concurrency: 1, inFlight: () => 1, ttlMs: 1 });
     await Promise.all([live.beat(), lapsed.beat()]);
     await new Promise((r) => setTimeout(r, 5));
-    expect(await heartbeatOf(db.redis, p, 'live')).toBe('alive');
-    expect(await heartbeatOf(db.redis, p, 'lapsed')).toBe('expired');
-    expect(await heartbeatOf(db.redis, p, 'never-beat')).toBe('absent');
+    expect((await heartbeatOf(db.redis, p, 'live')).state).toBe('alive');
+    expect((await heartbeatOf(db.redis, p, 'lapsed')).state).toBe('expired');
+    expect((await heartbeatOf(db.redis, p, 'never-beat')).state).toBe('absent');
     await live.stop();
-    expect(await heartbeatOf(db.redis, p, 'live')).toBe('absent');
+    expect((await heartbeatOf(db.redis, p, 'live')).state).toBe('absent');
   });
 
   it("carries a worker's relaying jobs as of each beat, and none for a process that does not say", async () => {
@@ -68,14 +68,14 @@ describe('Heartbeat', () => {
     const worker = new Heartbeat({ redis: db.redis, prefix: p, id: 'w', concurrency: 2, inFlight: () => relaying.length, relaying: () => relaying });
     const gateway = new Heartbeat({ redis: db.redis, prefix: p, kind: 'gateway', id: 'g', concurrency: 0, inFlight: () => 1 });
     await Promise.all([worker.beat(), gateway.beat()]);
-    expect(await heartbeatEntryOf(db.redis, p, 'w')).toMatchObject({ state: 'alive', entry: { id: 'w', relaying: ['high.a', 'high.b'] } });
+    expect(await heartbeatOf(db.redis, p, 'w')).toMatchObject({ state: 'alive', entry: { id: 'w', relaying: ['high.a', 'high.b'] } });
     relaying = ['high.b'];
     await worker.beat();
-    expect((await heartbeatEntryOf(db.redis, p, 'w')).entry?.relaying).toEqual(['high.b']);
-    const beat = await heartbeatEntryOf(db.redis, p, 'g', 'gateway');
+    expect((await heartbeatOf(db.redis, p, 'w')).entry?.relaying).toEqual(['high.b']);
+    const beat = await heartbeatOf(db.redis, p, 'g', 'gateway');
     expect(beat.state).toBe('alive');
     expect(beat.entry && 'relaying' in beat.entry).toBe(false);
-    expect(await heartbeatEntryOf(db.redis, p, 'never-beat')).toEqual({ state: 'absent' });
+    expect(await heartbeatOf(db.redis, p, 'never-beat')).toEqual({ state: 'absent' });
   });
 
   it('reports an entry past its expiry as expired, and a clean stop removes the entry', async () => {

@@ -207,14 +207,10 @@ export async function readHeartbeats(redis: Redis | Cluster, prefix: string, kin
  * One process's beat as of now: `alive` (its entry has not expired), `expired` (it beat, and has
  * not since its entry's expiry: dead, or cut off from Redis; a Redis paused longer than the
  * entry's life shows every process expired until each beats again, within one interval), or
- * `absent` (no entry: it stopped cleanly, never beat, or Redis lost the hash). One round trip.
+ * `absent` (no entry: it stopped cleanly, never beat, or Redis lost the hash); with the entry
+ * itself when there is one (what the process said in its last beat). One round trip.
  */
-export async function heartbeatOf(redis: Redis | Cluster, prefix: string, id: string, kind: HeartbeatKind = 'worker'): Promise<'alive' | 'expired' | 'absent'> {
-  return (await heartbeatEntryOf(redis, prefix, id, kind)).state;
-}
-
-/** `heartbeatOf` with the entry itself, when there is one (what the process said in its last beat). One round trip. */
-export async function heartbeatEntryOf(redis: Redis | Cluster, prefix: string, id: string, kind: HeartbeatKind = 'worker'): Promise<{ state: 'alive' | 'expired' | 'absent'; entry?: WorkerHeartbeat }> {
+export async function heartbeatOf(redis: Redis | Cluster, prefix: string, id: string, kind: HeartbeatKind = 'worker'): Promise<{ state: 'alive' | 'expired' | 'absent'; entry?: WorkerHeartbeat }> {
   const { atMs, reply: raw } = await atRedisTime(redis, (m) => m.hget(keyOf(prefix, kind), id));
   const entry = typeof raw === 'string' ? parseHeartbeat(raw) : undefined;
   if (entry === undefined) return { state: 'absent' };

@@ -56,6 +56,16 @@ async function bothWays(baseURL: string, opts: { timeoutMs?: number; abortAfterM
   return [await call(globalThis.fetch), await call(createHttpFetch())];
 }
 
+/** A server whose head never comes, and one whose body stalls after its head. */
+async function silentServers(): Promise<string[]> {
+  const never = await stub(() => {});
+  const stalls = await stub((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '500' });
+    res.write('{"type":');
+  });
+  return [never, stalls];
+}
+
 /** What the classification keeps of a result, the message's socket detail aside. */
 const shape = (r: ProviderCallResult) =>
   r.ok ? { ok: true, status: r.status, body: r.response } : { ok: false, kind: r.kind, status: r.status, message: r.message.replace(/: [^:]*$/, ''), head: r.headers?.get('x-head') ?? null };
@@ -95,12 +105,7 @@ describe('createHttpFetch: the failures classify as over the built-in fetch', ()
   });
 
   it('a head that never comes, and a body that stalls after it: timed out', async () => {
-    const never = await stub(() => {});
-    const stalls = await stub((_req, res) => {
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '500' });
-      res.write('{"type":');
-    });
-    for (const url of [never, stalls]) {
+    for (const url of await silentServers()) {
       const [builtIn, ours] = await bothWays(url, { timeoutMs: 200 });
       expect(ours).toMatchObject({ ok: false, kind: 'network', status: null, message: 'request timed out after 200 ms' });
       expect(shape(ours)).toEqual(shape(builtIn));
@@ -108,12 +113,7 @@ describe('createHttpFetch: the failures classify as over the built-in fetch', ()
   });
 
   it('aborted by the worker before the head and mid-body', async () => {
-    const never = await stub(() => {});
-    const stalls = await stub((_req, res) => {
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '500' });
-      res.write('{"type":');
-    });
-    for (const url of [never, stalls]) {
+    for (const url of await silentServers()) {
       const [builtIn, ours] = await bothWays(url, { abortAfterMs: 50 });
       expect(ours).toMatchObject({ ok: false, kind: 'network', status: null, message: 'request aborted by the worker' });
       expect(shape(ours)).toEqual(shape(builtIn));

@@ -23,7 +23,7 @@
  * refuses the earlier attempt's next write (CLOSED, lua/relay-2.lua), so a call still running
  * stops there and settles for what it produced.
  */
-import { checkRelay, duplicateFor, heartbeatEntryOf, HEARTBEAT_INTERVAL_MS, readRelayAfter, reportOutages, type JobFailure, type LlmJob, type RelayEntry, type WorkerHeartbeat } from '@headroom/queue';
+import { checkRelay, duplicateFor, heartbeatOf, HEARTBEAT_INTERVAL_MS, readRelayAfter, reportOutages, type JobFailure, type LlmJob, type RelayEntry, type WorkerHeartbeat } from '@headroom/queue';
 import type { JobMeta, RunContext } from './run-context.js';
 
 /** How long one read waits for the next entry before the writer's liveness is checked again. */
@@ -105,7 +105,7 @@ async function whileQuiet(
   const writer = start?.event.kind === 'start' ? start.event.worker : undefined;
   // A relay an older version wrote names no writer: nothing tells that its rest may come.
   if (start === undefined || writer === undefined) return 'its relay does not name the worker writing it';
-  const { state, entry } = await heartbeatEntryOf(ctx.redis, prefix, writer);
+  const { state, entry } = await heartbeatOf(ctx.redis, prefix, writer);
   if (state === 'alive') return relayingStill(entry, meta.id, start.atMs) ? 'alive' : `its worker ${writer} beats on but no longer relays it: that call ended without ending the relay`;
   if (state === 'absent') return `its worker ${writer} has stopped`;
   if (now - times.livedAt > HEARTBEAT_INTERVAL_MS + FOLLOW_READ_MS) return `its worker ${writer} is dead: its heartbeat expired and its relay stalled`;
