@@ -184,6 +184,43 @@ describe('nullable and malformed request fields', () => {
     expect(answered.choices[0]?.finish_reason).toBe('stop');
   });
 
+  it("Chat: refuses tool calls not all answered by the tool messages after them, naming the ids left, as the API does", async () => {
+    const tools = [{ type: 'function' as const, function: { name: 'look', parameters: { type: 'object', properties: {} } } }];
+    const call = (id: string) => ({ id, type: 'function' as const, function: { name: 'look', arguments: '{}' } });
+    const answer = (id: string) => ({ role: 'tool' as const, tool_call_id: id, content: 'found' });
+    const unanswered: [string, OpenAI.ChatCompletionMessageParam[], number, string][] = [
+      ['the history ends on the calls', [{ role: 'user', content: 'look' }, { role: 'assistant', content: null, tool_calls: [call('call_1')] }], 1, 'call_1'],
+      ['a user speaks before the answers', [{ role: 'user', content: 'look' }, { role: 'assistant', content: null, tool_calls: [call('call_1')] }, { role: 'user', content: 'well?' }], 1, 'call_1'],
+      [
+        'one of two parallel calls answered',
+        [{ role: 'user', content: 'look' }, { role: 'assistant', content: null, tool_calls: [call('call_1'), call('call_2'), call('call_3')] }, answer('call_2')],
+        1,
+        'call_1, call_3',
+      ],
+      [
+        'a later turn left open',
+        [{ role: 'user', content: 'look' }, { role: 'assistant', content: null, tool_calls: [call('call_1')] }, answer('call_1'), { role: 'assistant', content: null, tool_calls: [call('call_9')] }, { role: 'user', content: 'and?' }],
+        3,
+        'call_9',
+      ],
+    ];
+    for (const [name, messages, at, ids] of unanswered) {
+      const refused = await chatRefusal({ model: GPT, tools, messages });
+      expect(refused, name).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(refused.message, name).toContain(
+        `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${ids}`,
+      );
+      expect([refused.type, refused.param, refused.code], name).toEqual(['invalid_request_error', `messages.[${at}].role`, null]);
+    }
+    // Answers in another order than the calls still answer them all.
+    const reordered = await openai.chat.completions.create({
+      model: GPT,
+      tools,
+      messages: [{ role: 'user', content: 'look' }, { role: 'assistant', content: null, tool_calls: [call('call_1'), call('call_2')] }, answer('call_2'), answer('call_1')],
+    });
+    expect(reordered.choices[0]?.finish_reason).toBe('stop');
+  });
+
   it('Chat: takes the bounds themselves, stream_options on a stream, and every field the SDK types', async () => {
     const edge = await openai.chat.completions.create({ ...chatAsk, temperature: 2, top_p: 0, seed: 1, user: 'u', store: false, parallel_tool_calls: true, logit_bias: {}, presence_penalty: 0 });
     expect(edge.choices[0]?.finish_reason).toBe('stop');

@@ -96,10 +96,17 @@ export function validateChatParams(given: unknown): ChatValidation {
       }
     }
   }
-  const orphan = orphanToolMessage(body.messages as Record<string, unknown>[]);
-  if (orphan >= 0) {
+  const pairing = toolPairing(body.messages as Record<string, unknown>[]);
+  if (pairing?.kind === 'orphan') {
     // The API's wording, its misspelling and its `messages.[N].role` param included.
-    return fail(invalidRequest("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", `messages.[${orphan}].role`));
+    return fail(invalidRequest("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", `messages.[${pairing.at}].role`));
+  }
+  if (pairing?.kind === 'unanswered') {
+    // The API's wording; its param (the calling message's role, as for an orphan) is the simulator's guess.
+    return fail(invalidRequest(
+      `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${pairing.ids.join(', ')}`,
+      `messages.[${pairing.at}].role`,
+    ));
   }
   const integers: [string, number, number][] = [
     ['max_tokens', 1, Number.POSITIVE_INFINITY],
@@ -134,19 +141,27 @@ export function validateChatParams(given: unknown): ChatValidation {
 }
 
 /**
- * The first `tool` message that answers no call: one not after an assistant message with
- * `tool_calls` (or after another tool message answering it); -1 when every one answers.
+ * The first break of the rule that pairs tool calls with their answers: a `tool` message that
+ * answers no call (one not right after an assistant message with `tool_calls`, or after another
+ * tool message answering it), or an assistant message whose calls are not all answered by the
+ * tool messages right after it (`ids`: those left, in the order called). Null when all pair up.
  */
-function orphanToolMessage(messages: Record<string, unknown>[]): number {
-  let answering = false;
+function toolPairing(messages: Record<string, unknown>[]): { kind: 'orphan'; at: number } | { kind: 'unanswered'; at: number; ids: string[] } | null {
+  let calling: { at: number; ids: string[] } | undefined;
+  const unanswered = () => (calling && calling.ids.length > 0 ? { kind: 'unanswered' as const, ...calling } : null);
   for (const [i, message] of messages.entries()) {
     if (message.role === 'tool') {
-      if (!answering) return i;
-    } else {
-      answering = message.role === 'assistant' && Array.isArray(message.tool_calls) && message.tool_calls.length > 0;
+      if (!calling) return { kind: 'orphan', at: i };
+      const answers = message.tool_call_id;
+      calling.ids = calling.ids.filter((id) => id !== answers);
+      continue;
     }
+    const left = unanswered();
+    if (left) return left;
+    const calls = message.role === 'assistant' && Array.isArray(message.tool_calls) ? message.tool_calls : [];
+    calling = calls.length > 0 ? { at: i, ids: calls.map((call) => (isObject(call) ? String(call.id) : String(call))) } : undefined;
   }
-  return -1;
+  return unanswered();
 }
 
 /** The most `n` takes. */
