@@ -203,6 +203,53 @@ describe('backpressure through the gateway', () => {
     }
   });
 
+  it("tells a caller that joined a job its own wait in headroom-wait-ms: from its arrival to the call's start, 0 when the call had started", async () => {
+    const hold = new AbortController();
+    sim.setPace({ streamTokenMs: 60_000 });
+    const calls: AbortController[] = [];
+    const post = (body: string) => {
+      const leave = new AbortController();
+      calls.push(leave);
+      return fetch(`${fleet.gateway.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': GATEWAY_KEYS.app, 'headroom-priority': 'high', 'headroom-coalesce': 'true' },
+        body,
+        signal: leave.signal,
+      });
+    };
+    const waitOf = (res: Response) => Number(res.headers.get('headroom-wait-ms'));
+    try {
+      // A CRITICAL stream holds the one slot until the test lets it go.
+      const busy = fleet.anthropic().messages.stream({ model: SONNET, max_tokens: 400, messages: [{ role: 'user', content: 'Hold the slot.' }] }, { signal: hold.signal, headers: { 'headroom-priority': 'critical' } });
+      await busy.withResponse();
+      const body = JSON.stringify({ ...ask('who waited how long', HAIKU), stream: true });
+      const firstSent = Date.now();
+      const first = post(body);
+      const high = laneKeys(fleet.prefix, 'high');
+      const jobs = async () => [...(await admin.lrange(high.wait, 0, -1)), ...(await admin.zrange(high.prioritized, '0', '-1'))];
+      await until('the first call to reach the lane', async () => (await jobs()).length === 1);
+      await new Promise((r) => setTimeout(r, 400));
+      const laterSent = Date.now();
+      const later = post(body);
+      const [id] = await jobs();
+      await until('the later call to join the job', async () => (await admin.hget(`${high.jobKeyPrefix}${id}`, 'hrJoins')) === '1');
+      hold.abort();
+      await expect(busy.finalMessage()).rejects.toThrow();
+      const [firstRes, laterRes] = await Promise.all([first, later]);
+      expect([firstRes.status, laterRes.status, laterRes.headers.get('headroom-joined')]).toEqual([200, 200, 'true']);
+      // The job's wait is the first caller's; the later one arrived at least 400 ms after it.
+      expect(waitOf(laterRes)).toBeLessThanOrEqual(waitOf(firstRes) - (laterSent - firstSent) + 5);
+      expect(waitOf(firstRes)).toBeGreaterThanOrEqual(laterSent - firstSent);
+      // One joining after the call started waited for nothing.
+      const late = await post(body);
+      expect([late.status, late.headers.get('headroom-job-id'), late.headers.get('headroom-joined'), late.headers.get('headroom-wait-ms')]).toEqual([200, firstRes.headers.get('headroom-job-id'), 'true', '0']);
+    } finally {
+      for (const leave of calls) leave.abort();
+      hold.abort();
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
   it('coalesces the calls of one client key without a tenant, never two such keys: as their idempotency keys, each key is its own party', async () => {
     const hold = new AbortController();
     sim.setPace({ streamTokenMs: 60_000 });

@@ -301,6 +301,7 @@ export class GatewayHandler {
    */
   async #plain(res: ServerResponse, dialect: Dialect, job: LlmJobInput, maxWaitMs: number): Promise<void> {
     let handle: Awaited<ReturnType<Producer['enqueue']>>;
+    const arrivedAt = Date.now();
     try {
       handle = await this.producer.enqueue(job);
     } catch (err) {
@@ -322,7 +323,7 @@ export class GatewayHandler {
           'content-length': String(Buffer.byteLength(body)),
           ...ids,
           'headroom-model': result.model,
-          'headroom-wait-ms': String(Math.round(result.timings.waitMs)),
+          'headroom-wait-ms': waitHeader(handle.existing, arrivedAt, result.timings),
           ...requestIdHeader(dialect, result.providerRequestId),
         })
         .end(body);
@@ -337,6 +338,7 @@ export class GatewayHandler {
       if (!res.writableFinished) abort.abort();
     });
     let stream: Awaited<ReturnType<Producer['stream']>>;
+    const arrivedAt = Date.now();
     try {
       // A stream nobody reads past its bound is stopped, not left spending tokens.
       stream = await this.producer.stream(job, { signal: abort.signal, timeoutMs: maxWaitMs + RUN_BOUND_MS, cancelOnTimeout: true });
@@ -363,7 +365,7 @@ export class GatewayHandler {
       connection: 'keep-alive',
       ...ids,
       'headroom-model': start.model,
-      'headroom-wait-ms': String(Math.round(start.waitMs)),
+      'headroom-wait-ms': waitHeader(stream.existing, arrivedAt, start),
       ...requestIdHeader(dialect, start.providerRequestId),
     });
     const record = this.#records.get(res);
@@ -468,6 +470,18 @@ function dialectOf(req: IncomingMessage, path: string): Dialect {
  */
 function joined(existing: boolean): { 'headroom-joined'?: string } {
   return existing ? { 'headroom-joined': 'true' } : {};
+}
+
+/**
+ * `headroom-wait-ms`: this caller's wait for the provider call to start. The job's own wait is
+ * the first caller's; one that joined the job later waited only from its arrival (nothing when
+ * the call had started already), and reading the job's wait it took the queue for slower than it
+ * was. The clamp keeps a clock apart between gateway and worker (`startedAt` is the worker's)
+ * within what the job itself waited.
+ */
+function waitHeader(joinedJob: boolean, arrivedAt: number, timings: { waitMs: number; startedAt: number }): string {
+  const waitMs = joinedJob ? Math.min(timings.waitMs, Math.max(0, timings.startedAt - arrivedAt)) : timings.waitMs;
+  return String(Math.round(waitMs));
 }
 
 /**
