@@ -644,6 +644,37 @@ describe('the gateway with the official SDKs', () => {
     expect(sim.stats().admissions.length).toBe(callsBefore);
   });
 
+  it("answers a repeated idempotency key whose body writes out a default the first left out (a curl retry's \"stream\": false, \"n\": 1) with the first call's job; another prompt is a 400", async () => {
+    const headers = { 'headroom-idempotency-key': 'gateway-idem-defaults' };
+    /** The retry as a hand-written curl sends it: the body written out, the key in a header. */
+    const curl = (path: string, auth: Record<string, string>, body: unknown, key = headers) =>
+      fetch(`${fleet.gateway.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth, ...key }, body: JSON.stringify(body) });
+    const anthropicAuth = { 'x-api-key': GATEWAY_KEYS.app, 'anthropic-version': '2023-06-01' };
+    const first = await fleet.anthropic().messages.create(claude('Retried by hand'), { headers }).withResponse();
+    const callsBefore = sim.stats().admissions.length;
+    const again = await curl('/v1/messages', anthropicAuth, { ...claude('Retried by hand'), stream: false });
+    expect(again.status).toBe(200);
+    expect(again.headers.get('headroom-job-id')).toBe(first.response.headers.get('headroom-job-id'));
+    expect(again.headers.get('headroom-joined')).toBe('true');
+    expect(await again.json()).toEqual(JSON.parse(JSON.stringify(first.data)));
+    // The first call's answer, not a second provider call.
+    expect(sim.stats().admissions.length).toBe(callsBefore);
+    const other = await curl('/v1/messages', anthropicAuth, { ...claude('A different question by hand'), stream: false });
+    expect(other.status).toBe(400);
+    expect(await other.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining('headroom-idempotency-key: already names job') } });
+
+    // OpenAI's one choice and its nulls, written out by the retry.
+    const chatKey = { 'headroom-idempotency-key': 'gateway-idem-defaults-chat' };
+    const chatFirst = await fleet.openai().chat.completions.create(chat('Retried by hand'), { headers: chatKey }).withResponse();
+    const chatAgain = await curl('/v1/chat/completions', { authorization: `Bearer ${GATEWAY_KEYS.app}` }, { ...chat('Retried by hand'), n: 1, stream: false, temperature: null }, chatKey);
+    expect(chatAgain.status).toBe(200);
+    expect(chatAgain.headers.get('headroom-job-id')).toBe(chatFirst.response.headers.get('headroom-job-id'));
+    expect(await chatAgain.json()).toEqual(JSON.parse(JSON.stringify(chatFirst.data)));
+    const chatOther = await curl('/v1/chat/completions', { authorization: `Bearer ${GATEWAY_KEYS.app}` }, { ...chat('Retried by hand'), n: 2 }, chatKey);
+    expect(chatOther.status).toBe(400);
+    expect(sim.stats().admissions.length).toBe(callsBefore + 1);
+  });
+
   it('takes a non-ASCII idempotency key, as the SDK sends it (latin1 bytes), and answers its repeat with the same job', async () => {
     // It was refused as "holds a control character": the key only feeds a hashed job id.
     const headers = { 'headroom-idempotency-key': 'héllo-gateway' };

@@ -804,6 +804,30 @@ describe('Producer', () => {
     expect(await waiting(admin, laneKeys(prefix, 'normal'))).toBe(2);
   });
 
+  it("takes a key's repeat that writes out a request default (stream false, n 1, a null) or reorders its betas as the key's job, alone or coalesced; another prompt is refused naming the job", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const ask = (idempotencyKey: string, request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) =>
+      job({ priority: 'HIGH', idempotencyKey, request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: 'Retried elsewhere' }], ...request }, ...extra } as never);
+    // A service's first call, then its retry through another SDK (or curl) that writes the default out.
+    const first = await p.enqueue(ask('sdk-k', {}, { betas: ['b-2', 'a-1'] }));
+    expect(await p.enqueue(ask('sdk-k', { stream: false }, { betas: ['a-1', 'b-2'] }))).toMatchObject({ id: first.id, existing: true });
+    const chat = (request: Record<string, unknown>) => ({ priority: 'HIGH', provider: 'openai', idempotencyKey: 'chat-k', request: { model: 'gpt-4.1', max_completion_tokens: 32, messages: [{ role: 'user', content: 'Retried elsewhere' }], ...request } }) as LlmJobInput;
+    const chatFirst = await p.enqueue(chat({}));
+    expect(await p.enqueue(chat({ n: 1, stream: null, temperature: null }))).toMatchObject({ id: chatFirst.id, existing: true });
+    await expect(p.enqueue(chat({ n: 2 }))).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey', message: expect.stringContaining(`already names job ${chatFirst.id}`) }] });
+    await expect(p.enqueue(ask('sdk-k', { messages: [{ role: 'user', content: 'Another question' }] }, { betas: ['a-1', 'b-2'] }))).rejects.toMatchObject({
+      code: 'JOB_INVALID',
+      issues: [{ path: 'idempotencyKey', message: expect.stringContaining(`already names job ${first.id}, which holds a different job`) }],
+    });
+    // A key whose first request coalesced into another job: its repeat written otherwise finds that job too.
+    const shared = await p.enqueue(ask('joined-a', {}, { coalesce: true }));
+    expect(await p.enqueue(ask('joined-b', {}, { coalesce: true }))).toMatchObject({ id: shared.id, existing: true });
+    expect(await p.enqueue(ask('joined-b', { stream: false }, { coalesce: true }))).toMatchObject({ id: shared.id, existing: true });
+    await expect(p.enqueue(ask('joined-b', { max_tokens: 64 }, { coalesce: true }))).rejects.toMatchObject({ code: 'JOB_INVALID', issues: [{ path: 'idempotencyKey', message: expect.stringContaining(`already names job ${shared.id}`) }] });
+    expect(await waiting(admin, laneKeys(prefix, 'high'))).toBe(3);
+  });
+
   it('coalesces identical in-flight jobs into one', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);

@@ -7,13 +7,13 @@
  * by itself when the job starts, is removed, cancelled or shed. Bytes and tenants are counted
  * per unfinished job, and given back once the job is finished or gone (`releaseJobs`).
  */
-import { createHash } from 'node:crypto';
 import { Job, type IRedisTransaction, type JobsOptions, type Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { poolOf, type HeadroomConfig } from './config.js';
 import { FleetUnpublishedError, type HeadroomError, JobStoppingError, JobValidationError, QueueFullError, QuotaExceededError, ShedError } from './errors.js';
 import { FailureCode, jobFailure, type JobFailure } from './failure.js';
 import { modelLadder, outputBoundField, type LlmJob } from './job.js';
+import { idempotencyDigestOf, isIdempotentJobId } from './job-ids.js';
 import { laneKeys } from './keys.js';
 import { LANES, type Lane } from './lanes.js';
 import { runScript } from './scripts.js';
@@ -71,11 +71,11 @@ const REPLY_WIDTH = 4;
  * and the worker's plan, with nowhere to go, sent it straight back, round after round.
  */
 /**
- * The job with its own `maxWaitMs` as the last field of its data: a repeat of its idempotency key
- * is the same job whatever its caller's deadline (each caller keeps its own, shared-deadline.ts),
- * and the add script compares two jobs' data without it by cutting that last field off the JSON,
- * where nothing nested can stand (`sameJob`, add-9.lua). Compared whole, a retry with another
- * `maxWaitMs` (`headroom-max-wait-ms`) was refused as another request under the key.
+ * The job with its own `maxWaitMs` as the last field of its data. A repeat of its idempotency key
+ * is compared by digest (`idempotencyDigestOf`, which leaves each caller's deadline out); a job
+ * stored by a version before the digest has none, and the add script compares its data as it did
+ * then, without that last field, cut off the JSON where nothing nested can stand (`sameJob`,
+ * add-9.lua): so a retry with another `maxWaitMs` (`headroom-max-wait-ms`) is the same job there too.
  */
 function maxWaitLast(job: LlmJob): LlmJob {
   if (job.maxWaitMs === undefined) return job;
@@ -215,7 +215,9 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
     ladders.push(models);
     add = bullmqAddOf(queue, `${job.provider}:${job.request.model}`, maxWaitLast(job), { ...opts, [ADMITTED_OPTION]: jobId } as LaneEntry['opts'], jobId);
     const data = add[10]!;
-    args.push(jobId, job.provider, job.tenant ?? '', ladderArg(job, models), summaryOf(job), fairCostArg(job, data.length, lane), job.maxWaitMs ?? '', add[9]!, data, add[11]!);
+    // Only a key's repeat reads the digest: a job with no key pays for no hash.
+    const digest = isIdempotentJobId(jobId) ? idempotencyDigestOf(job) : '';
+    args.push(jobId, job.provider, job.tenant ?? '', ladderArg(job, models), summaryOf(job), fairCostArg(job, data.length, lane), job.maxWaitMs ?? '', digest, add[9]!, data, add[11]!);
   }
   // Every job of a lane has the same nine keys.
   const reply = await runScript<(string | number)[]>(redis, 'add', add.slice(0, 9) as string[], args);
@@ -227,15 +229,13 @@ export async function addToLane(redis: Redis | Cluster, queue: Queue, prefix: st
  * moved to instead (`onShed: 'batch'`), for `ttlSec`: a repeat of the key is answered with that
  * job by the add script (its `joinedUnder`), also once the pool no longer sheds, rather than run
  * again, as a repeat finds the pointer a worker's hand-off leaves. The value is the add script's
- * alias (`<job id>|<sha1 of the job's data as BullMQ stores it>`, keys.ts `idempotentAlias`): a
- * repeat with another job under the key is refused as for the key's own job. Written after the
+ * alias (`<job id>|<the job's idempotencyDigestOf>`, keys.ts `idempotentAlias`): a repeat with
+ * another job under the key is refused as for the key's own job. Written after the
  * BATCH job is added (another hash slot, so not in its call): a producer that dies between the
  * two leaves the key to run again on a repeat once its pool no longer sheds.
  */
 export async function rememberHandOff(redis: Redis | Cluster, prefix: string, lane: Lane, jobId: string, handOffId: string, job: LlmJob, ttlSec: number): Promise<void> {
-  // BullMQ stores the data as JSON.stringify of what `addToLane` was given: the same job, so the same digest.
-  const digest = createHash('sha1').update(JSON.stringify(job)).digest('hex');
-  await redis.set(laneKeys(prefix, lane).idempotentAlias(jobId), `${handOffId}|${digest}`, 'EX', Math.ceil(ttlSec));
+  await redis.set(laneKeys(prefix, lane).idempotentAlias(jobId), `${handOffId}|${idempotencyDigestOf(job)}`, 'EX', Math.ceil(ttlSec));
 }
 
 /**

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { coalesceKeyOf, idempotentJobId } from './job-ids.js';
+import { coalesceKeyOf, idempotencyDigestOf, idempotentJobId } from './job-ids.js';
+import type { LlmJob } from './job.js';
 import { parseJob } from './job-validation.js';
 
 const { job } = parseJob({
@@ -110,5 +111,34 @@ describe('idempotentJobId', () => {
     expect(app).not.toBe(idempotentJobId('normal', 'k'));
     expect(app).toBe(idempotentJobId('normal', 'k', undefined, 'gateway-key:app'));
     expect(idempotentJobId('normal', 'k', 'acme', 'x')).not.toBe(idempotentJobId('normal', 'k', 'acme'));
+  });
+});
+
+describe('idempotencyDigestOf', () => {
+  const keyed = (request: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => parseJob({ ...job, idempotencyKey: 'k', request: { ...job.request, ...request }, ...extra }).job;
+
+  it('reads a request as coalescing does: every request one coalescing key joins, with the same job fields, has one digest', () => {
+    const chat = (request: Record<string, unknown>) => parseJob({ priority: 'NORMAL', provider: 'openai', idempotencyKey: 'k', request: { model: 'gpt-4.1', max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }], ...request } }).job;
+    const pairs: [LlmJob, LlmJob][] = [
+      [keyed(), keyed({ stream: false })],
+      [keyed({}, { betas: ['b-2', 'a-1'] }), keyed({}, { betas: ['a-1', 'b-2', 'a-1'] })],
+      [chat({}), chat({ n: 1, stream: null, stream_options: null, temperature: null })],
+      [chat({}), parseJob({ priority: 'NORMAL', provider: 'openai', api: 'chat', sla: 'interactive', idempotencyKey: 'k', request: { messages: [{ content: 'Hi', role: 'user' }], model: 'gpt-4.1', max_tokens: 64 } }).job],
+    ];
+    for (const [a, b] of pairs) {
+      expect(coalesceKeyOf(a), JSON.stringify(b)).toBe(coalesceKeyOf(b));
+      expect(idempotencyDigestOf(a), JSON.stringify(b)).toBe(idempotencyDigestOf(b));
+    }
+    // A sha256 in hex: the add script tells it from an alias's older sha1 by its length.
+    expect(idempotencyDigestOf(keyed())).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("leaves each caller's deadline out, and reads every other field of the job, those coalescing leaves out too", () => {
+    expect(idempotencyDigestOf(keyed({}, { maxWaitMs: 1_000 }))).toBe(idempotencyDigestOf(keyed()));
+    const others = [keyed({ max_tokens: 65 }), keyed({ stream: true }), keyed({ temperature: 1 }), keyed({}, { metadata: { order: 2 } }), keyed({}, { fallback: [] }), keyed({}, { coalesce: true }), keyed({}, { priority: 'HIGH' }), keyed({}, { tenant: 'acme' })];
+    const digests = new Set([keyed(), ...others].map(idempotencyDigestOf));
+    expect(digests.size).toBe(others.length + 1);
+    // Metadata is one the coalescing key does not read; the digest does (the job holds it for its callers).
+    expect(coalesceKeyOf(keyed({}, { metadata: { order: 2 } }))).toBe(coalesceKeyOf(keyed()));
   });
 });

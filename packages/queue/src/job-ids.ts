@@ -3,7 +3,7 @@
  * queue. BullMQ forbids `:` in custom ids, hence the dot.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { leaveDefaultsOut } from './job.js';
+import { leaveDefaultsOut, type LlmJob } from './job.js';
 import { LANES, type Lane } from './lanes.js';
 
 export function newJobId(lane: Lane): string {
@@ -79,6 +79,30 @@ function requestForKey(api: 'messages' | 'chat' | 'responses', request: unknown)
   return out ?? request;
 }
 
+/** What two requests for one call are compared by: the fields `inOneForm` reads, and whatever else the job holds. */
+interface RequestOfJob {
+  provider: string;
+  api?: string | undefined;
+  request: unknown;
+  betas?: readonly string[] | undefined;
+}
+
+/**
+ * The job in the one form two requests for the same call share, for both ways callers meet in one
+ * job (the coalescing key, an idempotency key's repeat), so what one takes as the same request the
+ * other does too: the job-level defaults it writes out left out (`leaveDefaultsOut`), the
+ * request's documented defaults left out (`requestForKey`), and its Anthropic betas as a set (one
+ * `anthropic-beta` header however its names are ordered or repeated: the SDK joins `betas` in the
+ * caller's order, and the set is what the provider reads). The job itself, sent to the provider,
+ * keeps all of them as written.
+ */
+function inOneForm<T extends RequestOfJob>(input: T): T {
+  const job = leaveDefaultsOut(input);
+  const request = requestForKey(job.provider === 'anthropic' ? 'messages' : job.api === 'responses' ? 'responses' : 'chat', job.request);
+  const betas = job.betas === undefined ? undefined : [...new Set(job.betas)].sort();
+  return { ...job, request, betas } as T;
+}
+
 /**
  * The coalescing key of a job: a hash of what the provider would see (provider, request, fallback
  * ladder, Anthropic betas), with object keys sorted, so identical requests written differently
@@ -91,9 +115,9 @@ function requestForKey(api: 'messages' | 'chat' | 'responses', request: unknown)
  * caller's choice decided whether the other got a SHED failure or a batch answer. Metadata is left
  * out: the answer does not depend on it.
  */
-export function coalesceKeyOf(input: { provider: string; api?: string | undefined; request: unknown; fallback?: readonly string[] | undefined; betas?: readonly string[] | undefined; tenant?: string | undefined; scope?: string | undefined; onShed?: 'fail' | 'batch' | undefined }): string {
-  // A default written out (`api: 'chat'`, `onShed: 'fail'`) is the job that leaves it out: one key.
-  const job = leaveDefaultsOut(input);
+export function coalesceKeyOf(input: RequestOfJob & { fallback?: readonly string[] | undefined; tenant?: string | undefined; scope?: string | undefined; onShed?: 'fail' | 'batch' | undefined }): string {
+  // A default written out (`api: 'chat'`, `onShed: 'fail'`, `stream: false`) is the job that leaves it out: one key.
+  const job = inOneForm(input);
   // Betas, the API, the tenant and the scope are left out when absent (`canonical` drops
   // undefined), so a Chat Completions job's key, or one with none of them, is what it was before
   // they counted. No fallback (the config's ladder for the primary) and `fallback: []` (the primary
@@ -101,12 +125,29 @@ export function coalesceKeyOf(input: { provider: string; api?: string | undefine
   // absent one hashes as it always did; an empty one is marked apart.
   const primaryOnly = job.fallback?.length === 0 ? true : undefined;
   const shedToBatch = job.onShed === 'batch' ? true : undefined;
-  const request = requestForKey(job.provider === 'anthropic' ? 'messages' : job.api === 'responses' ? 'responses' : 'chat', job.request);
-  // One `anthropic-beta` header however its names are ordered or repeated (the SDK joins `betas`
-  // in the caller's order): the set is what the provider reads. The job keeps them as written.
-  const betas = job.betas === undefined ? undefined : [...new Set(job.betas)].sort();
   return createHash('sha256')
-    .update(canonical({ provider: job.provider, api: job.api, request, fallback: job.fallback ?? [], primaryOnly, betas, tenant: job.tenant, scope: job.scope, shedToBatch }))
+    .update(canonical({ provider: job.provider, api: job.api, request: job.request, fallback: job.fallback ?? [], primaryOnly, betas: job.betas, tenant: job.tenant, scope: job.scope, shedToBatch }))
     .digest('hex')
     .slice(0, 40);
+}
+
+/** Whether a job id is one an idempotency key maps to (`idempotentJobId`). */
+export function isIdempotentJobId(id: string): boolean {
+  return id.includes('.idem-');
+}
+
+/**
+ * What a repeat of an idempotency key must match to be the key's job (add-9.lua `sameJob`): a
+ * digest (sha256 hex, 64 characters) of the whole job in the one form coalescing reads it in
+ * (`inOneForm`), with keys sorted. A retry that writes out a default the first request left out
+ * (`stream: false` from another SDK or a hand-written curl, OpenAI's `n: 1` or a `null`), names
+ * its betas in another order, or orders its object keys otherwise, is the same job; compared byte
+ * for byte, it was refused as another. Unlike the coalescing key, every other field counts
+ * (priority, metadata, coalesce, onShed...): a repeat asks for the job stored under the key, as it
+ * was sent. Only the caller's own `maxWaitMs` is left out: each caller keeps its own deadline
+ * (shared-deadline.ts).
+ */
+export function idempotencyDigestOf(job: LlmJob): string {
+  const { maxWaitMs: _ownDeadline, ...asked } = inOneForm(job);
+  return createHash('sha256').update(canonical(asked)).digest('hex');
 }

@@ -111,7 +111,8 @@ export interface LaneKeys {
    */
   jobEvents(jobId: string): string;
   /**
-   * STRING `<job id>|<sha1 of the job's data>`: the job an idempotent job coalesced into, under the
+   * STRING `<job id>|<the job's idempotency digest>` (job-ids.ts idempotencyDigestOf; one written
+   * before it holds the sha1 of the job's data): the job an idempotent job coalesced into, under the
    * id its key maps to (add-9.lua), so a repeat of that key finds that job after the coalescing
    * key is gone; or the BATCH job it was moved to when shed at admission (admission.ts
    * `rememberHandOff`). It lives as long as the job's retention.

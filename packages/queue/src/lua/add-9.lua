@@ -41,14 +41,16 @@
   client an encoding and Redis a parse, per enqueue.
 
   ARGV[1] the lane's own-key prefix (`{prefix:lane}:hr:`)
-  then ten per job: job id, provider, tenant or '', the models primary first joined by '\n'
+  then eleven per job: job id, provider, tenant or '', the models primary first joined by '\n'
   (stored as `hrLadder` when there is more than one, or when the job names no fallback of its
   own, `fallback: []`, which its trailing '\n' says: the configured ladder is not its), the job's summary for the dashboard or ''
   (stored as the job hash's `hrSummary`), its cost in tokens for fair sharing (tenant-fairness.ts;
   `<cost>*<choices>` for a request that sets no output bound: every model of its ladder must have
   a published output cap, and the primary's, times its choices, is added to its cost), its own
-  maxWaitMs or '' (stored as `hrMaxWait`), then BullMQ addStandardJob's three arguments (packed
-  args, job data JSON, packed options); the job's size is its data JSON's length in bytes.
+  maxWaitMs or '' (stored as `hrMaxWait`), its idempotency digest for an idempotent job id, else ''
+  (job-ids.ts idempotencyDigestOf: stored as `hrIdem`, and in the alias of a key that coalesced,
+  see sameJob), then BullMQ addStandardJob's three arguments (packed args, job data JSON, packed
+  options); the job's size is its data JSON's length in bytes.
   `hrLadder` and `hrMaxWait` let a job stuck behind its primary's backed-off pool be taken for a
   fallback without reading its data (front-runnable-4.lua).
 
@@ -257,27 +259,42 @@ local function withoutMaxWait(data)
   return (string.gsub(data, ',"maxWaitMs":[%d.eE+-]+}$', '}', 1))
 end
 
--- Whether a repeat of an idempotency key asks for the job stored under it (data compared whole,
--- or but for the callers' deadlines).
-local function sameJob(stored, data)
-  return stored == data or (stored ~= false and withoutMaxWait(stored) == withoutMaxWait(data))
+-- Whether a repeat of an idempotency key asks for the job stored under it. Compared by the digest
+-- of the job in the one form coalescing reads it in (job-ids.ts idempotencyDigestOf: documented
+-- defaults written out or left out, betas in any order, object keys in any order, each caller's own
+-- deadline aside), stored with the job as `hrIdem`: byte for byte, a retry from another SDK that
+-- writes `"stream": false` was refused as another job. A job stored by a version before the digest
+-- has none: its data is compared as then, whole or but for the callers' deadlines (the normalizing
+-- lives in TypeScript, one function for coalescing and this, not copied here).
+local function sameJob(jobKey, digest, data)
+  local stored = redis.call('HMGET', jobKey, 'hrIdem', 'data')
+  if stored[1] then return stored[1] == digest end
+  return stored[2] == data or (stored[2] ~= false and withoutMaxWait(stored[2]) == withoutMaxWait(data))
+end
+
+-- Whether an alias's digest (see rememberJoin) is the repeat's: this version writes the job's
+-- idempotency digest (64 hex digits); an alias written before it holds the sha1 of the job's data
+-- (40), whole or, later, without its deadline, compared as it was then.
+local function sameAliased(aliasDigest, digest, data)
+  if #aliasDigest == 64 then return aliasDigest == digest end
+  return aliasDigest == redis.sha1hex(withoutMaxWait(data)) or aliasDigest == redis.sha1hex(data)
 end
 
 -- An idempotent job that coalesced into another has no job under its own id: the id its key maps
--- to names the job it joined, with a digest of its data, so a repeat of the key finds that job
+-- to names the job it joined, with the job's idempotency digest, so a repeat of the key finds that job
 -- once the coalescing key is gone (the job finished, its result cache over), as a repeat of a key
 -- whose job ran finds that job. It lives as long as the job's retention would have kept it (the
 -- larger of its completed and failed ages; a week when it gives none): past that, or once the
 -- joined job is gone, the key's repeat makes a job of its own, as any key's does.
 local ALIAS_DEFAULT_SEC = 7 * 24 * 3600
-local function rememberJoin(jobId, target, data, packedOpts)
+local function rememberJoin(jobId, target, digest, packedOpts)
   local opts = cmsgpack.unpack(packedOpts)
   local ttl = 0
   for _, retention in ipairs({ opts['removeOnComplete'], opts['removeOnFail'] }) do
     if type(retention) == 'table' and tonumber(retention['age']) then ttl = math.max(ttl, tonumber(retention['age'])) end
   end
   if ttl <= 0 then ttl = ALIAS_DEFAULT_SEC end
-  redis.call('SET', own .. 'idem-alias:' .. jobId, target .. '|' .. redis.sha1hex(withoutMaxWait(data)), 'EX', math.ceil(ttl))
+  redis.call('SET', own .. 'idem-alias:' .. jobId, target .. '|' .. digest, 'EX', math.ceil(ttl))
 end
 
 -- The job an idempotent job's earlier request joined (see rememberJoin), still there, or the BATCH
@@ -285,17 +302,16 @@ end
 -- whether that job is in another lane; -9 and that job's id when the repeat is not the same job
 -- (as for a key's own job); -10 and its id when that job is stopping (cancelled as it ran);
 -- nil when the key names no joined job.
-local function joinedUnder(jobId, data)
+local function joinedUnder(jobId, digest, data)
   local alias = redis.call('GET', own .. 'idem-alias:' .. jobId)
   if not alias then return nil end
-  local target, digest = string.match(alias, '^(.+)|(%x+)$')
+  local target, aliasDigest = string.match(alias, '^(.+)|(%x+)$')
   if not target then return nil end
   -- Another lane is another hash slot, out of this script's reach: the alias lives as long as that
   -- job is kept, and answers the key's repeats as the pointer a worker's hand-off leaves does.
   local elsewhere = string.match(target, '^[^.]+') ~= string.match(jobId, '^[^.]+')
   if not elsewhere and redis.call('EXISTS', jobKeyPrefix .. target) == 0 then return nil end
-  -- An alias written before the digest left the deadline out holds the whole data's.
-  if digest ~= redis.sha1hex(withoutMaxWait(data)) and digest ~= redis.sha1hex(data) then return -9, target end
+  if not sameAliased(aliasDigest, digest, data) then return -9, target end
   if elsewhere then return target, true end
   -- A joined job that failed to retry is not this key's answer: the repeat runs afresh.
   if failedToRetry(jobKeyPrefix .. target) then return nil end
@@ -328,7 +344,7 @@ local function extendDeadline(jobKey, maxWait, packedArgs)
 end
 
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
-local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, at)
+local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, digest, at)
   local idempotent = string.find(jobId, '.idem-', 1, true) ~= nil
   -- A shed job's BATCH job (`batch.shed-…`, derived from the shed job's id) is added again under
   -- its id when that job's key is repeated after its batch failed (hand-off-rerun.ts frees the
@@ -339,7 +355,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     -- An idempotency key names one job: a repeat must send that job again. Answering another
     -- request with the first one's result would hand its caller an answer to a question it did
     -- not ask. (Other fixed ids, a shed job's hand-off, are derived from the job itself.)
-    if idempotent and not sameJob(redis.call('HGET', jobKeyPrefix .. jobId, 'data'), ARGV[at + 1]) then
+    if idempotent and not sameJob(jobKeyPrefix .. jobId, digest, ARGV[at + 1]) then
       return -9, '', '', ''
     end
     -- A repeat after a failure that told its caller to retry runs the job again, admitted as a
@@ -358,7 +374,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
   end
   if idempotent and not rerun then
     -- On a refusal (-9, -10) the second value is the joined job's id, named in the reply.
-    local target, elsewhere = joinedUnder(jobId, ARGV[at + 1])
+    local target, elsewhere = joinedUnder(jobId, digest, ARGV[at + 1])
     if target == -9 then return -9, elsewhere, '', '' end
     if target == -10 then return -10, elsewhere, '', '' end
     if target then
@@ -414,7 +430,7 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
   if added ~= jobId then
     redis.call('HINCRBY', jobKeyPrefix .. added, 'hrJoins', 1)
     extendDeadline(jobKeyPrefix .. added, maxWait, ARGV[at])
-    if idempotent then rememberJoin(jobId, added, ARGV[at + 1], ARGV[at + 2]) end
+    if idempotent then rememberJoin(jobId, added, digest, ARGV[at + 2]) end
   end
   if added == jobId then
     -- A key's job cancelled before it started left a note of it (cancel-3.lua): this run is not cancelled.
@@ -443,14 +459,15 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     if summary ~= '' then fields[#fields + 1] = 'hrSummary'; fields[#fields + 1] = summary end
     if string.find(models, '\n', 1, true) then fields[#fields + 1] = 'hrLadder'; fields[#fields + 1] = models end
     if maxWait ~= '' then fields[#fields + 1] = 'hrMaxWait'; fields[#fields + 1] = maxWait end
+    if idempotent then fields[#fields + 1] = 'hrIdem'; fields[#fields + 1] = digest end
     if #fields > 0 then redis.call('HSET', jobKey, unpack(fields)) end
   end
   return 1, added, '', ''
 end
 
 local out = {}
-for i = 2, #ARGV, 10 do
-  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], i + 7)
+for i = 2, #ARGV, 11 do
+  local code, a, b, c = addOne(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], i + 8)
   out[#out + 1] = code
   out[#out + 1] = a
   out[#out + 1] = b
