@@ -15,6 +15,7 @@ import { Bucket, createLogger, createRedis, fleetKeys, laneKeys, LANES, parseCon
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { loggedLine, spawnHeadroom, spawnWorker, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { startRedisCluster, type RedisCluster } from '../support/redis-cluster.js';
+import { startDemo } from '../support/demo.js';
 import { freePort } from '@headroom/testing';
 
 const MODEL = 'claude-sonnet-4-6';
@@ -198,4 +199,17 @@ describe('Redis Cluster (3 masters)', () => {
     expect(worker.output()).not.toMatch(/same slots allocation group|CROSSSLOT|non local key/i);
     expect(worker.output()).not.toMatch(/"level":(40|50|60)/);
   });
+
+  it('runs `pnpm demo` on the cluster (REDIS_URL=redis-cluster://...) with every lane completing and zero 429s, and removes its keys at exit', async () => {
+    const demo = startDemo(['--duration', '8', '--workers', '1', '--check'], { REDIS_URL: url });
+    const code = await demo.exited;
+    const out = demo.output();
+    expect(out, out.slice(-3000)).toContain('check passed');
+    const prefix = /the demo's keys go under (demo-[0-9a-f]{6}), removed at exit/.exec(out)?.[1];
+    expect(Number(new RegExp(`removed the demo.s (\\d+) keys under ${prefix}`).exec(out)?.[1]), out.slice(-1500)).toBeGreaterThan(0);
+    expect(out).not.toMatch(/same slots allocation group|CROSSSLOT|non local key/i);
+    expect(code).toBe(0);
+    // Every master scanned: none holds a key of the demo's.
+    for (const node of admin.nodes('master')) expect(await node.keys(`{${prefix}:*`)).toEqual([]);
+  }, 120_000);
 });

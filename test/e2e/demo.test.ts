@@ -5,25 +5,11 @@
  * every lane completed jobs, every gateway call was answered, with zero 429s. Ctrl-C
  * (SIGINT to the whole process group, as a terminal sends it) ends it cleanly.
  */
-import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { startEmbeddedRedis } from '@headroom/testing';
-import { REPO_ROOT } from '../support/fleet.js';
+import { freePort, startEmbeddedRedis } from '@headroom/testing';
+import { startDemo } from '../support/demo.js';
 import { scanKeys } from '../support/probes.js';
-
-function startDemo(args: string[], extraEnv: NodeJS.ProcessEnv = {}) {
-  const env: NodeJS.ProcessEnv = { ...process.env, HEADROOM_LOG_LEVEL: 'warn' };
-  for (const k of ['REDIS_URL', 'ANTHROPIC_API_KEY', 'OPENAI_API_KEY']) delete env[k];
-  Object.assign(env, extraEnv);
-  // A process group of its own, as a terminal's foreground job is: a signal to -pid reaches all of it.
-  const child = spawn('pnpm', ['demo', ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { child, exited, output: () => out };
-}
 
 async function until(condition: () => boolean, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -93,4 +79,15 @@ describe('pnpm demo', () => {
       await server.stop();
     }
   }, 120_000);
+
+  it('on a REDIS_URL nothing answers at, says so and exits 2 before starting anything, with no stack trace', async () => {
+    const port = await freePort();
+    const demo = startDemo(['--duration', '2'], { REDIS_URL: `redis://127.0.0.1:${port}` });
+    const code = await demo.exited;
+    const out = demo.output();
+    expect(out).toContain(`demo: Redis is unavailable: connect ECONNREFUSED 127.0.0.1:${port}`);
+    expect(out).not.toMatch(/^\s+at /m);
+    expect(out).not.toMatch(/^(provider|workers|gateway) /m);
+    expect(code).toBe(2);
+  }, 60_000);
 });

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { createRedis, ErrorCode, HeadroomError, keysUnderPattern, laneKeys, maskUrlPasswords, parseConfig, removeKeysUnder, untilReady, QueueFullError, QuotaExceededError, ShedError, type HeadroomConfigInput, type LlmJobInput } from '@headroom/queue';
 import { Producer } from '@headroom/producer-sdk';
 import { freePort, REDIS_SERVER_NOT_FOUND, startEmbeddedRedis } from '@headroom/testing';
@@ -71,9 +71,17 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       redisUrl = redis.url;
       say(`redis      started a private redis-server at ${redisUrl} (set REDIS_URL to use yours)`);
     } else {
-      borrowedRedis = redisUrl;
       say(`redis      ${maskUrlPasswords(redisUrl)}: the demo's keys go under ${prefix}, removed at exit`);
     }
+    // Through createRedis, as every other connection: a `redis-cluster://` REDIS_URL is one the
+    // fleet takes, and a plain ioredis client here could not parse it. A Redis that does not answer
+    // ends the demo with its reason (exit 2) before anything is started on it.
+    const statusRedis = createRedis(redisUrl, 'producer');
+    statusRedis.on('error', () => {}); // a read that fails says so through its own promise
+    cleanup.push({ stop: async () => statusRedis.disconnect() });
+    await untilReady(statusRedis, { waitMs: 10_000 });
+    // Only a Redis that answered can hold keys of the demo's to remove.
+    if (env.REDIS_URL) borrowedRedis = redisUrl;
 
     const real = hasRealKeys(env);
     let sim: Simulator | undefined;
@@ -131,10 +139,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
 
     const producer = new Producer({ redis: redisUrl, prefix });
     cleanup.push({ stop: () => producer.close() });
-    const statusRedis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
-    statusRedis.on('error', () => {}); // a read that fails says so through its own promise
     const status = openOverviewReader(statusRedis, config);
-    cleanup.push({ stop: async () => { await status.close(); statusRedis.disconnect(); } });
+    cleanup.push({ stop: () => status.close() });
     // Workers publish the fleet's models and caps as they start; wait for the first.
     await waitForFleet(statusRedis, prefix);
     if (!(await gateway.ready())) say(`gateway    did not start at ${gateway.url} (see the fleet log); the demo goes on without it`);
@@ -274,7 +280,7 @@ async function showTable(status: OverviewReader, out: NodeJS.WritableStream, ref
   out.write(`${clear}${table}\nrefused at enqueue: ${refused.shed} shed, ${refused.quota} tenant quota, ${refused.full} lane full\n`);
 }
 
-async function waitForFleet(redis: Redis, prefix: string): Promise<void> {
+async function waitForFleet(redis: Redis | Cluster, prefix: string): Promise<void> {
   const key = laneKeys(prefix, 'critical').models;
   for (let i = 0; i < 300 && !(await redis.exists(key)); i++) await new Promise((r) => setTimeout(r, 100));
 }
