@@ -153,8 +153,14 @@ const CASES: Case[] = [
   { name: 'system a number', headers: ANTHROPIC, body: message({ system: 5 }), status: 400, says: 'system: expected a string or an array of text blocks, got 5', provider: 'anthropic' },
   // OpenAI's param and code, as OpenAI gives them: the path in its own notation, the kind of problem.
   { name: 'OpenAI unknown role', path: '/v1/chat/completions', headers: OPENAI, body: chat({ messages: [{ role: 'bot', content: 'x' }] }), status: 400, says: 'messages.0.role: expected role', provider: 'openai', param: 'messages[0].role', code: 'invalid_value' },
-  { name: 'OpenAI missing model', path: '/v1/chat/completions', headers: OPENAI, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }), status: 400, says: 'model: expected a string', provider: 'openai', param: 'model', code: 'missing_required_parameter' },
   { name: 'OpenAI temperature as a string', path: '/v1/chat/completions', headers: OPENAI, body: chat({ temperature: 'hot' }), status: 400, says: 'temperature:', provider: 'openai', param: 'temperature', code: 'invalid_type' },
+  // OpenAI's bound on n: "Invalid 'n': integer above maximum value. Expected a value <= 128, but got 130 instead."
+  { name: 'OpenAI n of 129', path: '/v1/chat/completions', headers: OPENAI, body: chat({ n: 129 }), status: 400, says: 'n: expected at most 128, got 129', provider: 'openai', param: 'n', code: 'integer_above_max_value' },
+  // OpenAI's Chat answer to a call without a model: its own words, no param, no code.
+  { name: 'OpenAI Chat without a model', path: '/v1/chat/completions', headers: OPENAI, body: chat({ model: undefined }), status: 400, says: 'you must provide a model parameter', provider: 'openai', param: null, code: null },
+  { name: 'OpenAI Chat with a model that is not a string', path: '/v1/chat/completions', headers: OPENAI, body: chat({ model: 5 }), status: 400, says: 'you must provide a model parameter', provider: 'openai', param: null, code: null },
+  // The Responses API's own answer to it names the param: "Missing required parameter: 'model'."
+  { name: 'OpenAI Responses without a model', path: '/v1/responses', headers: OPENAI, body: JSON.stringify({ input: 'hi' }), status: 400, says: 'model: expected a string, got nothing', provider: 'openai', param: 'model', code: 'missing_required_parameter' },
   { name: 'OpenAI n of 0', path: '/v1/chat/completions', headers: OPENAI, body: chat({ n: 0 }), status: 400, says: 'n: expected a positive integer, got 0', provider: 'openai', param: 'n', code: 'integer_below_min_value' },
   { name: 'OpenAI max_output_tokens of 0 (Responses)', path: '/v1/responses', headers: OPENAI, body: JSON.stringify({ model: GPT, input: 'hi', max_output_tokens: 0 }), status: 400, says: 'max_output_tokens: expected a positive integer, got 0', provider: 'openai', param: 'max_output_tokens', code: 'integer_below_min_value' },
   // A header is no body field: OpenAI's param is null for it.

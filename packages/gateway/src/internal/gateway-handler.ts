@@ -239,6 +239,14 @@ export class GatewayHandler {
       return undefined;
     }
     const model = body.value.model;
+    // OpenAI's Chat answer to a call that names no model: its own words, with no param and no code
+    // (observed: `{"message": "you must provide a model parameter", "type": "invalid_request_error",
+    // "param": null, "code": null}`), as the simulator answers it. The job's check said
+    // `missing_required_parameter` with param `model`, which is the Responses API's answer, not Chat's.
+    if (dialect.api === 'chat' && (typeof model !== 'string' || model === '')) {
+      this.#send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'you must provide a model parameter', shouldRetry: false });
+      return undefined;
+    }
     if (typeof model === 'string' && model !== '' && !this.#served(dialect.provider).includes(model)) {
       this.#send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${model} is not served by this gateway (GET /v1/models lists the ${dialect.provider} models it serves)`, shouldRetry: false });
       return undefined;
