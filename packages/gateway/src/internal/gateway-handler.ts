@@ -3,7 +3,6 @@
  * it becomes through the producer SDK: a plain call waits for the job's result, a streamed one
  * relays the job's events as SSE. Errors go out in the dialect's own shape (wire-errors.ts).
  */
-import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { JobFailedError, type LlmJobInput, type Producer } from '@headroom/producer-sdk';
@@ -16,7 +15,7 @@ import { CLIENT_CLOSED, type GatewayMetrics, type RequestRecord, type RouteLabel
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { decodedId, pageOf } from './model-pages.js';
 import { readJsonBody } from './request-body.js';
-import { errorBodyOf, fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
+import { errorBodyOf, fromError, GatewayCode, gatewayRequestId, invalid, type WireError } from './wire-errors.js';
 
 /** A job may run this long after it started (retries included) before its client is told to retry. */
 const RUN_BOUND_MS = 30 * 60_000;
@@ -454,11 +453,6 @@ function closeAfter(res: ServerResponse): void {
 function routePath(url = '/'): string {
   const path = url.split('?')[0] ?? '/';
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
-}
-
-/** An id for an answer the gateway gives itself, told apart from the providers' (`req_...`) by its prefix. */
-function gatewayRequestId(): string {
-  return `req_headroom_${randomUUID().replaceAll('-', '')}`;
 }
 
 /** Which provider's shape an answer takes where the route does not say (models, unknown paths). */
