@@ -153,8 +153,14 @@ const CASES: Case[] = [
   { name: 'system a number', headers: ANTHROPIC, body: message({ system: 5 }), status: 400, says: 'system: expected a string or an array of text blocks, got 5', provider: 'anthropic' },
   // OpenAI's param and code, as OpenAI gives them: the path in its own notation, the kind of problem.
   { name: 'OpenAI unknown role', path: '/v1/chat/completions', headers: OPENAI, body: chat({ messages: [{ role: 'bot', content: 'x' }] }), status: 400, says: 'messages.0.role: expected role', provider: 'openai', param: 'messages[0].role', code: 'invalid_value' },
-  { name: 'OpenAI missing model', path: '/v1/chat/completions', headers: OPENAI, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }), status: 400, says: 'model: expected a string', provider: 'openai', param: 'model', code: 'missing_required_parameter' },
   { name: 'OpenAI temperature as a string', path: '/v1/chat/completions', headers: OPENAI, body: chat({ temperature: 'hot' }), status: 400, says: 'temperature:', provider: 'openai', param: 'temperature', code: 'invalid_type' },
+  // OpenAI's bound on n: "Invalid 'n': integer above maximum value. Expected a value <= 128, but got 130 instead."
+  { name: 'OpenAI n of 129', path: '/v1/chat/completions', headers: OPENAI, body: chat({ n: 129 }), status: 400, says: 'n: expected at most 128, got 129', provider: 'openai', param: 'n', code: 'integer_above_max_value' },
+  // OpenAI's Chat answer to a call without a model: its own words, no param, no code.
+  { name: 'OpenAI Chat without a model', path: '/v1/chat/completions', headers: OPENAI, body: chat({ model: undefined }), status: 400, says: 'you must provide a model parameter', provider: 'openai', param: null, code: null },
+  { name: 'OpenAI Chat with a model that is not a string', path: '/v1/chat/completions', headers: OPENAI, body: chat({ model: 5 }), status: 400, says: 'you must provide a model parameter', provider: 'openai', param: null, code: null },
+  // The Responses API's own answer to it names the param: "Missing required parameter: 'model'."
+  { name: 'OpenAI Responses without a model', path: '/v1/responses', headers: OPENAI, body: JSON.stringify({ input: 'hi' }), status: 400, says: 'model: expected a string, got nothing', provider: 'openai', param: 'model', code: 'missing_required_parameter' },
   { name: 'OpenAI n of 0', path: '/v1/chat/completions', headers: OPENAI, body: chat({ n: 0 }), status: 400, says: 'n: expected a positive integer, got 0', provider: 'openai', param: 'n', code: 'integer_below_min_value' },
   { name: 'OpenAI max_output_tokens of 0 (Responses)', path: '/v1/responses', headers: OPENAI, body: JSON.stringify({ model: GPT, input: 'hi', max_output_tokens: 0 }), status: 400, says: 'max_output_tokens: expected a positive integer, got 0', provider: 'openai', param: 'max_output_tokens', code: 'integer_below_min_value' },
   // A header is no body field: OpenAI's param is null for it.
@@ -195,19 +201,31 @@ const CASES: Case[] = [
     retried: true,
   },
   // The raw send gives up after 10 s of silence: a 408 only Node's 30 s sweep sends never comes.
+  // Its path is not known (Node keeps an unfinished head to itself): one body both SDKs read.
   {
     name: 'a head that never finishes arriving (raw request)',
     raw: `POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n`,
     status: 408,
     says: 'the request head did not arrive in time (within 2000 ms: gateway.headersTimeoutMs)',
     provider: 'anthropic',
+    retried: true,
+  },
+  {
+    name: 'a head that never finishes arriving (raw request, OpenAI)',
+    raw: `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n`,
+    status: 408,
+    says: 'the request head did not arrive in time',
+    provider: 'openai',
+    code: 'timeout',
+    param: null,
+    retried: true,
   },
 ];
 
 /**
  * The `headroom-error-code` each case is answered with, where it is not `JOB_INVALID` (every other
- * 400): who refused and why, which the status alone cannot say. The two raw requests Node itself
- * refuses never reach the gateway's handler, and carry none.
+ * 400): who refused and why, which the status alone cannot say, even for the raw requests Node's
+ * parser refuses before the gateway's handler sees them.
  */
 const CODES: Record<string, string | undefined> = {
   'oversized body': 'PAYLOAD_TOO_LARGE',
@@ -225,9 +243,10 @@ const CODES: Record<string, string | undefined> = {
   'wrong method': 'METHOD_NOT_ALLOWED',
   'a body that never finishes arriving (raw request)': 'BODY_TIMEOUT',
   'a body that never finishes arriving (raw request, OpenAI)': 'BODY_TIMEOUT',
-  'a header with a newline (raw request)': undefined,
-  'a head over the header limit (raw request)': undefined,
-  'a head that never finishes arriving (raw request)': undefined,
+  'a header with a newline (raw request)': 'MALFORMED_REQUEST',
+  'a head over the header limit (raw request)': 'MALFORMED_REQUEST',
+  'a head that never finishes arriving (raw request)': 'HEAD_TIMEOUT',
+  'a head that never finishes arriving (raw request, OpenAI)': 'HEAD_TIMEOUT',
 };
 const codeOf = (c: Case) => (c.name in CODES ? CODES[c.name] : 'JOB_INVALID');
 
@@ -324,6 +343,42 @@ describe('bad input through headroom gateway', () => {
     expect(slowOpenAI).toMatchObject({ status: 408, code: 'timeout' });
     expect(sends).toBe(2);
   }, 20_000);
+
+  it('a head too slow to arrive: each SDK sends it again, then raises the class it raises for a 408, with the code, type and request id it reads from its provider', async () => {
+    let sends = 0;
+    // The SDK's own request, with only its request line and one header sent, and then nothing: the
+    // gateway's head timeout (2 s) answers it. fetch cannot send half a head: a raw socket does.
+    const stalling = (async (url: string | URL | Request) => {
+      sends++;
+      const { pathname, search } = new URL(String(url));
+      const text = await new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write(`POST ${pathname}${search} HTTP/1.1\r\nhost: 127.0.0.1\r\n`));
+        let got = '';
+        socket.on('data', (d) => { got += d.toString(); });
+        socket.on('error', reject);
+        socket.on('close', () => resolve(got));
+      });
+      const [head = '', body = ''] = text.split('\r\n\r\n');
+      const [statusLine = '', ...lines] = head.split('\r\n');
+      const headers = new Headers(lines.map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()] as [string, string]));
+      return new Response(body, { status: Number(statusLine.split(' ')[1]), headers });
+    }) as typeof fetch;
+    const anthropic = new Anthropic({ apiKey: KEY, baseURL: base, maxRetries: 1, fetch: stalling });
+    const slow = await anthropic.messages.create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    expect(slow).toBeInstanceOf(Anthropic.RequestTimeoutError);
+    expect(slow).toMatchObject({ status: 408, type: 'invalid_request_error', requestID: expect.stringMatching(/^req_headroom_/) });
+    expect((slow as Error).message).toContain('the request head did not arrive in time');
+    expect(sends).toBe(2);
+    sends = 0;
+    const openai = new OpenAI({ apiKey: KEY, baseURL: `${base}/v1`, maxRetries: 1, fetch: stalling });
+    const slowOpenAI = await openai.chat.completions.create({ model: GPT, max_completion_tokens: 16, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    expect(slowOpenAI).toBeInstanceOf(OpenAI.APIError);
+    expect(slowOpenAI).toMatchObject({ status: 408, code: 'timeout', type: 'invalid_request_error', param: null, requestID: expect.stringMatching(/^req_headroom_/) });
+    expect((slowOpenAI as Error).message).toBe('408 the request head did not arrive in time (within 2000 ms: gateway.headersTimeoutMs)');
+    expect(sends).toBe(2);
+    // Answered and logged with its id, and the gateway still serves (the last test's good call).
+    await until(() => gateway.output().includes('"code":"HEAD_TIMEOUT"'), 5_000, 'the head timeout logged');
+  }, 30_000);
 
   it('enqueued nothing for any of them, and still serves a good call', async () => {
     expect(CASES.length).toBeGreaterThanOrEqual(25);

@@ -247,6 +247,29 @@ describe('the gateway with the official SDKs', () => {
     expect(streamed.usage).toEqual(directly.usage);
   });
 
+  it('OpenAI: a Chat call without a model, or with n above 128, is refused as the provider refuses it: the same class, status, type, param and code', async () => {
+    const refusal = async (client: OpenAI, body: Record<string, unknown>) => {
+      const err = await client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      const { status, type, param, code, message } = err as InstanceType<typeof OpenAI.BadRequestError>;
+      return { status, type, param, code, message };
+    };
+    const { model: _, ...noModel } = chat('Which model?');
+    for (const body of [noModel, { ...noModel, model: 5 }, { ...noModel, model: '' }]) {
+      const viaGateway = await refusal(fleet.openai(), body);
+      // OpenAI's own words, with no param and no code: `400 you must provide a model parameter`.
+      expect(viaGateway).toEqual(await refusal(direct.openai, body));
+      expect(viaGateway).toMatchObject({ status: 400, param: null, code: null, message: '400 you must provide a model parameter' });
+    }
+    const many = { ...chat('Name a colour.'), n: 129 };
+    const { message, ...viaGateway } = await refusal(fleet.openai(), many);
+    const { message: providerMessage, ...directly } = await refusal(direct.openai, many);
+    expect(viaGateway).toEqual(directly);
+    expect(viaGateway).toMatchObject({ status: 400, param: 'n', code: 'integer_above_max_value' });
+    expect(providerMessage).toContain('Expected a value <= 128, but got 129');
+    expect(message).toBe('400 n: expected at most 128, got 129');
+  });
+
   it("OpenAI: a call that sets no max_completion_tokens (the SDK's default) is served like the provider serves it, plain and streamed", async () => {
     const body = { model: GPT, messages: [{ role: 'user' as const, content: 'What is a token bucket?' }] };
     const viaGateway = await fleet.openai().chat.completions.create(body);

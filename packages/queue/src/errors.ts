@@ -40,7 +40,7 @@ const BRAND = Symbol.for('headroom.error');
 
 /**
  * What kind of problem an issue is, in the words OpenAI's errors use for them (its `code`): a
- * required field left out, a value of the wrong type, an integer below its minimum, a decimal
+ * required field left out, a value of the wrong type, an integer or a decimal
  * outside its range, an empty array where one item at least belongs, or any other value refused.
  * A rule across fields has none (OpenAI's own such 400s send `code: null`), except the one OpenAI
  * names: both output bounds set (`invalid_parameter_combination`, as its 400 says).
@@ -49,6 +49,7 @@ export type IssueCode =
   | 'missing_required_parameter'
   | 'invalid_type'
   | 'integer_below_min_value'
+  | 'integer_above_max_value'
   | 'decimal_below_min_value'
   | 'decimal_above_max_value'
   | 'empty_array'

@@ -41,6 +41,7 @@ export {
   OpenAIResponsesRequest,
   PROVIDERS,
   apiOf,
+  choicesOf,
   modelLadder,
   maxOutputTokens,
   outputBoundFor,

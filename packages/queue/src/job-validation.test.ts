@@ -303,6 +303,10 @@ describe('parseJob', () => {
     expect(codeAt(openai({ model: undefined }), 'request.model')).toBe('missing_required_parameter');
     expect(codeAt(openai({ n: 'two' }), 'request.n')).toBe('invalid_type');
     expect(codeAt(openai({ n: 0 }), 'request.n')).toBe('integer_below_min_value');
+    // OpenAI's bound on n: "Invalid 'n': integer above maximum value. Expected a value <= 128".
+    expect(codeAt(openai({ n: 129 }), 'request.n')).toBe('integer_above_max_value');
+    expect(issuesOf(openai({ n: 129 })).find((i) => i.path === 'request.n')?.message).toBe('expected at most 128, got 129');
+    expect(parseJob(openai({ n: 128 })).job.request).toMatchObject({ n: 128 });
     // A decimal out of its range is no integer's: OpenAI answers `temperature: 3` with
     // "Invalid 'temperature': decimal above maximum value", code decimal_above_max_value.
     expect(codeAt(openai({ temperature: 3 }), 'request.temperature')).toBe('decimal_above_max_value');

@@ -16,6 +16,14 @@ const modelId = nonEmpty.regex(/^\S*$/, { error: 'a model id has no whitespace' 
 const positiveInt = z.int({ error: 'expected a positive integer' }).check((ctx) => {
   if (ctx.value < 1) ctx.issues.push({ code: 'too_small', origin: 'int', minimum: 1, inclusive: true, input: ctx.value, message: 'expected a positive integer' });
 });
+/**
+ * A positive integer of at most `max`, its maximum raised as its minimum is (origin "int"), so an
+ * error can say an integer was above it (OpenAI's `integer_above_max_value`).
+ */
+const positiveIntUpTo = (max: number) =>
+  positiveInt.check((ctx) => {
+    if (ctx.value > max) ctx.issues.push({ code: 'too_big', origin: 'int', maximum: max, inclusive: true, input: ctx.value, message: `expected at most ${max}` });
+  });
 
 // ---- Anthropic Messages ----------------------------------------------------------------
 
@@ -116,6 +124,9 @@ export type AnthropicCountTokensRequest = z.infer<typeof AnthropicCountTokensReq
 
 // ---- OpenAI Chat Completions ----------------------------------------------------------
 
+/** The most choices (`n`) an OpenAI Chat call may ask for, as OpenAI bounds it. */
+const OPENAI_MAX_CHOICES = 128;
+
 const OpenAIContentPart = z.looseObject({ type: nonEmpty });
 const PARTS = { error: 'expected a string or an array of content parts' };
 const OpenAIMessage = z.discriminatedUnion(
@@ -143,7 +154,10 @@ export const OpenAIChatRequest = z
     // null is the SDK's own "not set" for each of these (its types say `T | null`): read as absent.
     max_tokens: positiveInt.nullish(),
     max_completion_tokens: positiveInt.nullish(),
-    n: positiveInt.nullish(),
+    // OpenAI's bound: "Invalid 'n': integer above maximum value. Expected a value <= 128, but got
+    // 130 instead." (param n, code integer_above_max_value). Refused here, it costs no provider
+    // call, and a job asking for 10,000 choices never reserves 10,000 x its output bound.
+    n: positiveIntUpTo(OPENAI_MAX_CHOICES).nullish(),
     temperature: z.number().min(0).max(2).nullish(),
     /** The worker makes a streaming call and relays each chunk to the waiting client through Redis. */
     stream: z.boolean({ error: 'expected true or false' }).nullish(),

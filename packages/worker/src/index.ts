@@ -15,4 +15,4 @@ export type { PressureAdjust } from './shedding/pressure-monitor.js';
 export { WorkerMetrics } from './metrics.js';
 export { customIdOf, jobIdOfCustomId } from './batch/custom-id.js';
 /** The transport the provider adapters call through (node:http under the SDK): a bench's stand-in for the worker uses it too. */
-export { createHttpFetch } from './providers/http-fetch.js';
+export { createHttpFetch, IDLE_SOCKET_MS } from './providers/http-fetch.js';

@@ -3,7 +3,6 @@
  * it becomes through the producer SDK: a plain call waits for the job's result, a streamed one
  * relays the job's events as SSE. Errors go out in the dialect's own shape (wire-errors.ts).
  */
-import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { JobFailedError, type LlmJobInput, type Producer } from '@headroom/producer-sdk';
@@ -16,7 +15,7 @@ import { CLIENT_CLOSED, type GatewayMetrics, type RequestRecord, type RouteLabel
 import { readHeadroomHeaders, type HeadroomOptions } from './headroom-headers.js';
 import { decodedId, pageOf } from './model-pages.js';
 import { readJsonBody } from './request-body.js';
-import { errorBodyOf, fromError, GatewayCode, invalid, type WireError } from './wire-errors.js';
+import { errorBodyOf, fromError, GatewayCode, gatewayRequestId, invalid, type WireError } from './wire-errors.js';
 
 /** A job may run this long after it started (retries included) before its client is told to retry. */
 const RUN_BOUND_MS = 30 * 60_000;
@@ -239,6 +238,14 @@ export class GatewayHandler {
       return undefined;
     }
     const model = body.value.model;
+    // OpenAI's Chat answer to a call that names no model: its own words, with no param and no code
+    // (observed: `{"message": "you must provide a model parameter", "type": "invalid_request_error",
+    // "param": null, "code": null}`), as the simulator answers it. The job's check said
+    // `missing_required_parameter` with param `model`, which is the Responses API's answer, not Chat's.
+    if (dialect.api === 'chat' && (typeof model !== 'string' || model === '')) {
+      this.#send(res, dialect, { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'you must provide a model parameter', shouldRetry: false });
+      return undefined;
+    }
     if (typeof model === 'string' && model !== '' && !this.#served(dialect.provider).includes(model)) {
       this.#send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${model} is not served by this gateway (GET /v1/models lists the ${dialect.provider} models it serves)`, shouldRetry: false });
       return undefined;
@@ -448,11 +455,6 @@ function closeAfter(res: ServerResponse): void {
 function routePath(url = '/'): string {
   const path = url.split('?')[0] ?? '/';
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
-}
-
-/** An id for an answer the gateway gives itself, told apart from the providers' (`req_...`) by its prefix. */
-function gatewayRequestId(): string {
-  return `req_headroom_${randomUUID().replaceAll('-', '')}`;
 }
 
 /** Which provider's shape an answer takes where the route does not say (models, unknown paths). */

@@ -4,7 +4,7 @@
  * its drain. What each request gets is the handler's (gateway-handler.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { Producer } from '@headroom/producer-sdk';
@@ -13,6 +13,7 @@ import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server
 import { ClientKeys } from './client-keys.js';
 import { GatewayMetrics } from './gateway-metrics.js';
 import { GatewayHandler } from './gateway-handler.js';
+import { nodeRefusal } from './node-refusals.js';
 
 export interface GatewayOptions {
   config: HeadroomConfig;
@@ -60,6 +61,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // Its jobs name it once its first beat is written: a worker must find the gateway a job names.
   const handler: GatewayHandler = new GatewayHandler(config, keys, producer, logger, metrics, (): string | undefined => (heartbeat.written ? id : undefined));
   const { headersTimeoutMs, bodyTimeoutMs } = config.gateway;
+  const requestTimeoutMs = headersTimeoutMs + bodyTimeoutMs + 1_000;
   // Sockets whose request head has arrived, with its answer: a timeout on one of those is its
   // body's, and once its answer has started, a second answer would corrupt the stream.
   const answering = new WeakMap<Socket, ServerResponse>();
@@ -78,7 +80,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       headersTimeout: headersTimeoutMs,
       // The body has its own, shorter deadline (request-body.ts), answered in the provider's
       // shape; this one bounds a request whose body is being discarded after an early answer.
-      requestTimeout: headersTimeoutMs + bodyTimeoutMs + 1_000,
+      requestTimeout: requestTimeoutMs,
       // Node checks both timeouts only on this sweep (30 s by default), so a 2 s headersTimeoutMs
       // cut a trickling client off after 20-30 s. Sweeping at least every second (and twice per
       // timeout) holds each limit to within a second of its value.
@@ -93,21 +95,16 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // the connection after a refusal that sent no 100, so an unsent body is never waited for.
   server.on('checkContinue', onRequest);
   // A request Node could not parse (a header with a bare newline, a head over the size limit) or
-  // that did not arrive in time never reaches the handler: answer it plainly and close, never crash.
+  // that did not arrive in time never reaches the handler: answered from here in a body both SDKs
+  // read (node-refusals.ts), logged with its id as the handler logs its own, and closed; never a
+  // crash. It was Anthropic's shape whatever the path, with no id and no retry advice. A client
+  // that reset its connection has no one left to answer.
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const res = answering.get(socket);
-    if (!socket.writable || res?.headersSent) return socket.destroy();
-    const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : timeout ? 408 : 400;
-    const message = !timeout
-      ? `malformed HTTP request (${err.code ?? 'parse error'})`
-      : res
-        ? `the request body did not arrive in time (within ${headersTimeoutMs + bodyTimeoutMs + 1_000} ms of the request's start: gateway.headersTimeoutMs + gateway.bodyTimeoutMs + 1 s)`
-        : `the request head did not arrive in time (within ${headersTimeoutMs} ms: gateway.headersTimeoutMs)`;
-    const body = JSON.stringify({ type: 'error', error: { type: timeout ? 'timeout_error' : 'invalid_request_error', message } });
-    // Only a timeout may go better on a retry; a request Node cannot parse fails the same way again.
-    const retry = timeout ? '' : 'x-should-retry: false\r\n';
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`);
+    if (!socket.writable || res?.headersSent || err.code === 'ECONNRESET') return socket.destroy();
+    const refusal = nodeRefusal(err, { headersTimeoutMs, requestTimeoutMs }, res !== undefined);
+    logger.info({ requestId: refusal.requestId, status: refusal.status, code: refusal.code, message: refusal.message }, 'gateway error answer');
+    socket.end(refusal.raw);
   });
   // Node's 5 s default is shorter than an SDK pool keeps an idle socket: a call reusing one as the
   // gateway closes it fails with ECONNRESET. headersTimeout still bounds each request's head: Node

@@ -13,6 +13,7 @@
  *   error body, verbatim, so the SDK raises the class and reads the fields it would from the
  *   provider.
  */
+import { randomUUID } from 'node:crypto';
 import {
   ErrorCode,
   FailureCode,
@@ -50,6 +51,10 @@ export const GatewayCode = {
   METHOD_NOT_ALLOWED: 'METHOD_NOT_ALLOWED',
   /** The request body did not arrive within `gateway.bodyTimeoutMs`. */
   BODY_TIMEOUT: 'BODY_TIMEOUT',
+  /** The request head did not arrive within `gateway.headersTimeoutMs` (node-refusals.ts). */
+  HEAD_TIMEOUT: 'HEAD_TIMEOUT',
+  /** A request head Node's parser refused: malformed, or over `gateway.maxHeaderBytes` (node-refusals.ts). */
+  MALFORMED_REQUEST: 'MALFORMED_REQUEST',
   INTERNAL: 'INTERNAL',
 } as const;
 
@@ -77,6 +82,11 @@ export interface WireError {
   requestId?: string;
   /** The provider's own error body: sent verbatim, in place of one built from `kind` and `message`, to a client of that provider's dialect. */
   providerError?: ProviderError;
+}
+
+/** An id for an answer the gateway gives itself, told apart from the providers' (`req_...`) by its prefix. */
+export function gatewayRequestId(): string {
+  return `req_headroom_${randomUUID().replaceAll('-', '')}`;
 }
 
 /** How long a client is told to wait when nothing better is known (a full lane, a busy fleet). */

@@ -155,6 +155,7 @@ function codeOf(issue: z.core.$ZodIssue): IssueCode | undefined {
     if (issue.origin === 'number') return 'decimal_below_min_value';
     if (issue.origin === 'array' && Number(issue.minimum) === 1) return 'empty_array';
   }
+  if (issue.code === 'too_big' && issue.origin === 'int') return 'integer_above_max_value';
   if (issue.code === 'too_big' && issue.origin === 'number') return 'decimal_above_max_value';
   // A union named whole (unionToList): the value's type is none of those it takes, as OpenAI codes
   // `content: 7` ("expected one of a string or array of objects"), unless a branch took the type.

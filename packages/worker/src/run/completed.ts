@@ -2,7 +2,7 @@
  * A completed job's outcome: its result from the call that answered it, or from the whole answer
  * an earlier attempt relayed before it lost the job (relayed-answer.ts).
  */
-import { apiOf, errorEventOf, FailureCode, isStreamed, jobFailure, StreamCut, type JobFailure, type LlmJob, type Usage } from '@headroom/queue';
+import { apiOf, choicesOf, errorEventOf, FailureCode, isStreamed, jobFailure, StreamCut, type JobFailure, type LlmJob, type Usage } from '@headroom/queue';
 import type { ProviderCallOk } from '../providers/types.js';
 import { costOf } from './cost.js';
 import type { Grant } from './plan.js';
@@ -27,7 +27,7 @@ export function answered(
   times: { startedAt: number; callStarted: number; callEnded: number; firstEventAt: number | undefined },
 ): RunOutcome {
   const { model, estimate } = grant;
-  ctx.estimator.observe(model, estimate, promptTokensOf(job.provider, res.usage), res.usage.outputTokens);
+  ctx.estimator.observe(model, estimate, promptTokensOf(job.provider, res.usage), res.usage.outputTokens / choicesOf(job));
   if (job.provider === 'anthropic') ctx.promptCache.remember(model, { ...job.request, model } as LlmJob['request'], res.usage, times.callStarted);
   countTokens(ctx, job.provider, model, res.usage);
   const usd = costOf(ctx.config.models[model]!.pricing, res.usage, { provider: job.provider, model, batch: false });

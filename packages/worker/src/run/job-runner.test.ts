@@ -174,6 +174,19 @@ describe('runJob', () => {
     expect(calls(GPT) + calls(MINI)).toBe(before + 1);
   });
 
+  it("learns an OpenAI call's output per choice: n choices teach one choice's tokens to the p95, not n times them", async () => {
+    const GPT = 'gpt-4.1';
+    const ctx = {
+      ...context({ providers: { openai: { baseURL: `${sim.url}/v1`, apiKeyEnv: KEY_ENV } }, models: { [GPT]: { provider: 'openai', limits: { rpm: 1_000, tpm: 100_000 } } } }),
+      estimator: new TokenEstimator({ minSamples: 1 }),
+    };
+    const outcome = await run(ctx, { priority: 'HIGH', provider: 'openai', request: { model: GPT, n: 4, max_completion_tokens: 64, messages: [{ role: 'user', content: `question ${++seq}` }] } } as LlmJob);
+    expect(outcome).toMatchObject({ kind: 'completed' });
+    if (outcome.kind !== 'completed') return;
+    expect(outcome.result.usage.outputTokens).toBeGreaterThan(4);
+    expect(ctx.estimator.outputP95(GPT)).toBe(outcome.result.usage.outputTokens / 4);
+  });
+
   it('serves a mostly cached prompt whose whole length the lane may never draw, and reserves only its uncached part', async () => {
     // ITPM 4,000: HIGH may draw 3,800; the prompt is ~3,000 o200k tokens, ~3,600 with the margin.
     const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits: { rpm: 1_000, itpm: 4_000, otpm: 100_000 } } } });

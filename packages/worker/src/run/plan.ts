@@ -3,7 +3,7 @@
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { isTenantDimension, maxOutputTokens, promoteDelayed, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, tenantTpmOf, type HeadroomConfig, type LlmJob, type PoolLimits, type Reservation, type WaitReason } from '@headroom/queue';
+import { choicesOf, isTenantDimension, maxOutputTokens, promoteDelayed, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, tenantTpmOf, type HeadroomConfig, type LlmJob, type PoolLimits, type Reservation, type WaitReason } from '@headroom/queue';
 import { deadlineOf } from './deadline.js';
 import { inputReservation } from './input-reservation.js';
 import { ladderOf } from './model-ladder.js';
@@ -107,7 +107,7 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
       neverFits.push(`${model} has no maxOutputTokens in this worker's config and the request sets no ${outputBoundField(job)}`);
       continue;
     }
-    const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg) ? ctx.estimator.outputReserveFor(model, bound) : bound;
+    const outputTokens = reservesOutputP95(ctx.config.dispatch.outputReservation, modelCfg) ? ctx.estimator.outputReserveFor(model, bound, choicesOf(job)) : bound;
     // The tenant's last wait in the pool holds the jobs its quota can serve, each parked for its
     // turn (its draw's refill at the tenant's quota apart). One larger than the lane may ever draw
     // from it goes to the bucket, which fails it NEVER_FITS now, not after the wait.

@@ -224,6 +224,16 @@ describe('TokenEstimator', () => {
     expect(e.outputP95('claude')).toBe(40);
   });
 
+  it("learns and reserves OpenAI's n choices per choice: n times one choice's p95, never above the bound for all", () => {
+    const e = new TokenEstimator({ minSamples: 5, outputWindow: 100 });
+    // Calls of 4 choices writing 100 tokens each: a choice's p95 is 100, not the call's 400.
+    for (let i = 0; i < 20; i += 1) e.observe('gpt', 100, 100, 400 / 4);
+    expect(e.outputP95('gpt')).toBe(100);
+    expect(e.outputReserveFor('gpt', 4096)).toBe(100);
+    expect(e.outputReserveFor('gpt', 4 * 1024, 4)).toBe(400);
+    expect(e.outputReserveFor('gpt', 300, 4)).toBe(300);
+  });
+
   it('counts the whole prompt: Anthropic cache tokens added, OpenAI cached tokens already inside', () => {
     const usage = { inputTokens: 100, outputTokens: 5, cacheReadInputTokens: 800, cacheCreationInputTokens: 50 };
     expect(promptTokensOf('anthropic', usage)).toBe(950);

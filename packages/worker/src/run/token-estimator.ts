@@ -159,7 +159,9 @@ export class TokenEstimator {
   /**
    * Learns from one call. `estimated` is `reserveFor(...).estimate` (not the reservation);
    * `actualInput` is the whole prompt as counted (`promptTokensOf`), since the estimate covers
-   * the whole prompt whatever the cache did with it. `actualOutput`, when given, feeds the output p95.
+   * the whole prompt whatever the cache did with it. `actualOutput`, when given, feeds the output
+   * p95: one choice's output (the call's over its `n`), so a call asking for 8 choices neither
+   * teaches 8x to the calls asking for one nor is reserved as one (`outputReserveFor`).
    */
   observe(model: string, estimated: number, actualInput: number, actualOutput?: number): void {
     if (actualOutput !== undefined) this.observeOutput(model, actualOutput);
@@ -206,13 +208,14 @@ export class TokenEstimator {
   }
 
   /**
-   * What to reserve against output tokens/min under `outputReservation: 'p95'`: the learned p95,
-   * never above the request's bound (the provider can never exceed it), and the bound itself
-   * until the model is learned.
+   * What to reserve against output tokens/min under `outputReservation: 'p95'`: the learned p95
+   * for each of the call's `choices` (OpenAI's `n`: the outputs are learned per choice, see
+   * `observe`), never above the request's bound for all of them (the provider can never exceed
+   * it), and the bound itself until the model is learned.
    */
-  outputReserveFor(model: string, maxTokens: number): number {
+  outputReserveFor(model: string, maxTokens: number, choices = 1): number {
     const p95 = this.outputP95(model);
-    return p95 === undefined ? maxTokens : Math.min(maxTokens, Math.max(1, p95));
+    return p95 === undefined ? maxTokens : Math.min(maxTokens, Math.max(1, Math.ceil(p95 * choices)));
   }
 
   /** Error figures per model, for metrics and the dashboard. */
