@@ -223,7 +223,6 @@ describe('backpressure through the gateway', () => {
       const busy = fleet.anthropic().messages.stream({ model: SONNET, max_tokens: 400, messages: [{ role: 'user', content: 'Hold the slot.' }] }, { signal: hold.signal, headers: { 'headroom-priority': 'critical' } });
       await busy.withResponse();
       const body = JSON.stringify({ ...ask('who waited how long', HAIKU), stream: true });
-      const firstSent = Date.now();
       const first = post(body);
       const high = laneKeys(fleet.prefix, 'high');
       const jobs = async () => [...(await admin.lrange(high.wait, 0, -1)), ...(await admin.zrange(high.prioritized, '0', '-1'))];
@@ -237,9 +236,15 @@ describe('backpressure through the gateway', () => {
       await expect(busy.finalMessage()).rejects.toThrow();
       const [firstRes, laterRes] = await Promise.all([first, later]);
       expect([firstRes.status, laterRes.status, laterRes.headers.get('headroom-joined')]).toEqual([200, 200, 'true']);
-      // The job's wait is the first caller's; the later one arrived at least 400 ms after it.
-      expect(waitOf(laterRes)).toBeLessThanOrEqual(waitOf(firstRes) - (laterSent - firstSent) + 5);
-      expect(waitOf(firstRes)).toBeGreaterThanOrEqual(laterSent - firstSent);
+      // The job's wait is the first caller's, from its enqueue; the call started at the enqueue
+      // plus that wait, after the later caller was sent (and so arrived): the later one's wait is
+      // at most the time from its sending to that start (1 ms for the headers' rounding).
+      const enqueuedAt = Number(await admin.hget(`${high.jobKeyPrefix}${id}`, 'timestamp'));
+      const callStarted = enqueuedAt + waitOf(firstRes);
+      expect(callStarted).toBeGreaterThanOrEqual(laterSent - 1);
+      expect(waitOf(laterRes)).toBeLessThanOrEqual(callStarted - laterSent + 1);
+      // The job was in the lane 400 ms before the later call was sent: 400 ms less than its wait.
+      expect(waitOf(laterRes)).toBeLessThanOrEqual(waitOf(firstRes) - 400 + 1);
       // One joining after the call started waited for nothing.
       const late = await post(body);
       expect([late.status, late.headers.get('headroom-job-id'), late.headers.get('headroom-joined'), late.headers.get('headroom-wait-ms')]).toEqual([200, firstRes.headers.get('headroom-job-id'), 'true', '0']);

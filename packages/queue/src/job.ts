@@ -423,9 +423,12 @@ export const LlmResult = z.object({
   attempts: z.number().int().positive(),
   timings: z.object({
     enqueuedAt: z.number(),
+    /** When the worker that answered began its run of the job (epoch ms): before its plan and acquire. */
     startedAt: z.number(),
     finishedAt: z.number(),
+    /** From `enqueuedAt` to the start of the provider call that answered. */
     waitMs: z.number(),
+    /** That provider call's length. */
     runMs: z.number(),
     /** Streamed jobs: when the first event arrived from the provider (epoch ms). */
     firstEventAt: z.number().optional(),

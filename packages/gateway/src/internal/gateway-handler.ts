@@ -330,7 +330,7 @@ export class GatewayHandler {
           'content-length': String(Buffer.byteLength(body)),
           ...ids,
           'headroom-model': result.model,
-          'headroom-wait-ms': waitHeader(handle.existing, arrivedAt, result.timings),
+          'headroom-wait-ms': waitHeader(handle.existing, arrivedAt, result.timings.waitMs, result.timings.enqueuedAt + result.timings.waitMs),
           ...requestIdHeader(dialect, result.providerRequestId),
         })
         .end(body);
@@ -372,7 +372,7 @@ export class GatewayHandler {
       connection: 'keep-alive',
       ...ids,
       'headroom-model': start.model,
-      'headroom-wait-ms': waitHeader(stream.existing, arrivedAt, start),
+      'headroom-wait-ms': waitHeader(stream.existing, arrivedAt, start.waitMs, start.startedAt),
       ...requestIdHeader(dialect, start.providerRequestId),
     });
     const record = this.#records.get(res);
@@ -475,14 +475,14 @@ function joined(existing: boolean): { 'headroom-joined'?: string } {
 }
 
 /**
- * `headroom-wait-ms`: this caller's wait for the provider call to start. The job's own wait is
- * the first caller's; one that joined the job later waited only from its arrival (nothing when
- * the call had started already), and reading the job's wait it took the queue for slower than it
- * was. The clamp keeps a clock apart between gateway and worker (`startedAt` is the worker's)
- * within what the job itself waited.
+ * `headroom-wait-ms`: this caller's wait for the provider call to start (at `callStartedAt`). The
+ * job's own wait (`jobWaitMs`) is the first caller's; one that joined the job later waited only
+ * from its arrival (nothing when the call had started already), and reading the job's wait it
+ * took the queue for slower than it was. The clamp keeps a clock apart between gateway and worker
+ * (the call's start is the worker's) within what the job itself waited.
  */
-function waitHeader(joinedJob: boolean, arrivedAt: number, timings: { waitMs: number; startedAt: number }): string {
-  const waitMs = joinedJob ? Math.min(timings.waitMs, Math.max(0, timings.startedAt - arrivedAt)) : timings.waitMs;
+function waitHeader(joinedJob: boolean, arrivedAt: number, jobWaitMs: number, callStartedAt: number): string {
+  const waitMs = joinedJob ? Math.min(jobWaitMs, Math.max(0, callStartedAt - arrivedAt)) : jobWaitMs;
   return String(Math.round(waitMs));
 }
 

@@ -140,7 +140,7 @@ export class JobEventStream implements JobStream {
       // join) after they expired. Its answer is in its result, already paid for: streamed from
       // there, as the client's SDK expects, rather than refused or run again.
       this.#tail = [...replayEventsOf(this.#p.api, result.response, { includeUsage: this.#p.includeUsage }).map((data): JobEvent => ({ kind: 'event', data })), { kind: 'end' }];
-      this.#start = { model: result.model, waitMs: result.timings.waitMs, startedAt: result.timings.startedAt, ...(result.providerRequestId === undefined ? {} : { providerRequestId: result.providerRequestId }) };
+      this.#start = { model: result.model, waitMs: result.timings.waitMs, startedAt: result.timings.enqueuedAt + result.timings.waitMs, ...(result.providerRequestId === undefined ? {} : { providerRequestId: result.providerRequestId }) };
       return this.#start;
     })();
     return this.#startWait;
