@@ -326,6 +326,33 @@ describe('tenant accounting', () => {
     added((await l.add({ tenant: 'acme' }))[0]!);
   });
 
+  it("gives back a failed run's counts when its key's repeat runs it again before the upkeep did (a run BullMQ's stalled check failed)", async () => {
+    // BullMQ's stalled check fails a job that stalled too often without admission's release: the
+    // lane upkeep gives its counts back when its walk reaches the entry. A repeat of the key read
+    // as "runs again" (a stall) and sent before that walk reused the entry's id: the new run's
+    // counts were added over the failed run's, whose were then never given back (the tenant
+    // counted one job too many, the lane its bytes, for good).
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix, { tenants: { default: { maxQueued: 1 } } }));
+    const l = lane(prefix);
+    const job = llmJob({ tenant: 'acme', idempotencyKey: 'stalled' });
+    const jobId = idempotentJobId('normal', 'stalled', 'acme');
+    const add = async () => addToLane(redis, l.queue, prefix, 'normal', [{ jobId, job }]);
+    expect(added((await add())[0]!)).toEqual({ id: jobId, existing: false });
+    const oneJob = await redis.hgetall(l.k.usage);
+    const first = await l.take();
+    await first.job.moveToFailed(new Error('job stalled more than allowable limit'), first.token, false);
+    // The repeat runs the job again, counted once: the tenant at its max of 1 holds just this run.
+    expect(added((await add())[0]!)).toEqual({ id: jobId, existing: false });
+    expect(await redis.hgetall(l.k.usage)).toEqual(oneJob);
+    expect((await l.add({ tenant: 'acme' }))[0]).toMatchObject({ code: ErrorCode.QUOTA_EXCEEDED });
+    // Once the rerun ends, nothing of either run is left counted.
+    const rerun = await l.take();
+    await finishJob(redis, prefix, 'normal', l.backend, rerun.job, rerun.token, { completed: { ok: true } });
+    await new LaneUpkeep({ redis, config: config(prefix) }).round();
+    expect(await redis.hgetall(l.k.usage)).toEqual({});
+  });
+
   it('leaves no key or field behind once a tenant goes idle, with or without maxQueued', async () => {
     for (const tenants of [{}, { default: { maxQueued: 5 } }]) {
       const prefix = `ad-${randomUUID().slice(0, 8)}`;

@@ -99,6 +99,7 @@
 --- @include "includes/model-pool"
 --- @include "includes/fair-queue"
 --- @include "includes/run-aside"
+--- @include "includes/release-job"
 
 -- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
 local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
@@ -346,6 +347,13 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     -- new job under the id (the failed run's record moves aside, setFailedRunAside; refused, it
     -- stays as it was).
     rerun = (idempotent or handOff) and failedToRetry(jobKeyPrefix .. jobId)
+    -- The failed run may still be counted: BullMQ's stalled check fails a job without admission's
+    -- release, which the lane upkeep's walk gives back later. Given back now, before the room
+    -- checks: the new run would otherwise be refused for its own failed run (a tenant at its max),
+    -- and, admitted, overwrite its entry, whose counts were then never given back.
+    if rerun and releaseJob(unfinishedKey, usageKey, jobKeyPrefix .. jobId, jobId, true) == 1 and cap then
+      bytes = tonumber(redis.call('HGET', usageKey, 'bytes') or '0')
+    end
     if idempotent and not rerun and not joinable(jobId) and redis.call('HEXISTS', jobKeyPrefix .. jobId, 'finishedOn') == 0 then
       return -10, jobId, '', ''
     end
