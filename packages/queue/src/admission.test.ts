@@ -353,6 +353,20 @@ describe('tenant accounting', () => {
     expect(await redis.hgetall(l.k.usage)).toEqual({});
   });
 
+  it("gives back a key's job removed behind the fleet's back (Bull Board) when the key's repeat adds it again before the upkeep did", async () => {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix, { tenants: { default: { maxQueued: 1 } } }));
+    const l = lane(prefix);
+    const job = llmJob({ tenant: 'acme', idempotencyKey: 'removed' });
+    const jobId = idempotentJobId('normal', 'removed', 'acme');
+    const add = async () => addToLane(redis, l.queue, prefix, 'normal', [{ jobId, job }]);
+    expect(added((await add())[0]!)).toEqual({ id: jobId, existing: false });
+    const oneJob = await redis.hgetall(l.k.usage);
+    await l.queue.remove(jobId);
+    expect(added((await add())[0]!)).toEqual({ id: jobId, existing: false });
+    expect(await redis.hgetall(l.k.usage)).toEqual(oneJob);
+  });
+
   it('leaves no key or field behind once a tenant goes idle, with or without maxQueued', async () => {
     for (const tenants of [{}, { default: { maxQueued: 5 } }]) {
       const prefix = `ad-${randomUUID().slice(0, 8)}`;

@@ -347,13 +347,6 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
     -- new job under the id (the failed run's record moves aside, setFailedRunAside; refused, it
     -- stays as it was).
     rerun = (idempotent or handOff) and failedToRetry(jobKeyPrefix .. jobId)
-    -- The failed run may still be counted: BullMQ's stalled check fails a job without admission's
-    -- release, which the lane upkeep's walk gives back later. Given back now, before the room
-    -- checks: the new run would otherwise be refused for its own failed run (a tenant at its max),
-    -- and, admitted, overwrite its entry, whose counts were then never given back.
-    if rerun and releaseJob(unfinishedKey, usageKey, jobKeyPrefix .. jobId, jobId, true) == 1 and cap then
-      bytes = tonumber(redis.call('HGET', usageKey, 'bytes') or '0')
-    end
     if idempotent and not rerun and not joinable(jobId) and redis.call('HEXISTS', jobKeyPrefix .. jobId, 'finishedOn') == 0 then
       return -10, jobId, '', ''
     end
@@ -378,6 +371,15 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, a
       end
       return 1, target, '', ''
     end
+  end
+  if (idempotent or handOff) and releaseJob(unfinishedKey, usageKey, jobKeyPrefix .. jobId, jobId, false) == 1 and cap then
+    -- The id's earlier job, failed or gone, may still be counted: BullMQ's stalled check fails a
+    -- job, and Bull Board removes one, without admission's release, which the lane upkeep's walk
+    -- gives back later. Given back now (releaseJob leaves an unfinished job counted), before the
+    -- room checks: the new job was refused for its own earlier one (a tenant at its max) or,
+    -- admitted, overwrote its entry, whose counts were then never given back. One HGET, and only
+    -- for a fixed id.
+    bytes = tonumber(redis.call('HGET', usageKey, 'bytes') or '0')
   end
   if not cap then return -6, '', '', '' end
   local pool, code, model, owner = poolOf(provider, models)
