@@ -6,6 +6,10 @@
  * the OpenAI SDK's loop just stopped, short, with no finish_reason. Then it cut the connection,
  * and the SDKs raised a bare `TypeError: terminated`; the gateway, alive, now ends each stream
  * with an error event in the API's shape, which each SDK raises as its APIError.
+ *
+ * And a live gateway's calls made once Redis is back: its entry in the fleet's gateways went with
+ * the data, and it named itself on them until its next beat, so the workers withdrew them as a
+ * gateway gone. It now beats as soon as its connection is back and names itself on no job until then.
  */
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
@@ -13,7 +17,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { GPT, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+import { laneKeys } from '@headroom/queue';
+import { GATEWAY_KEYS, GPT, SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+import { sleep, until } from '../support/probes.js';
 import { readStream } from '../support/sdk-streams.js';
 
 let redis: EmbeddedRedis;
@@ -33,7 +39,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-describe('Redis restarted empty mid-stream', () => {
+describe('Redis restarted empty', () => {
   it('both SDKs raise: the streams are cut, never ended cleanly, truncated', async () => {
     let lose: () => void = () => {};
     const lost = new Promise<void>((resolve) => {
@@ -72,5 +78,28 @@ describe('Redis restarted empty mid-stream', () => {
     expect(chatCut.error).toBeInstanceOf(OpenAI.APIError);
     expect(messageCut.error).toBeInstanceOf(Anthropic.APIError);
     for (const cut of [chatCut, messageCut]) expect((cut.error as Error).message).toContain('STREAM_FAILED: the rest of this answer cannot be streamed');
+  });
+
+  it("a live gateway's calls right after Redis came back empty run: it is not taken for gone before its next beat", async () => {
+    // A beat only every 20 s: Redis loses the gateway's entry long before its next one is due.
+    const gateway = await fleet.gatewayWith({ heartbeatMs: 20_000 });
+    const client = new Anthropic({ apiKey: GATEWAY_KEYS.app, baseURL: gateway.url, maxRetries: 0 });
+    const ask = (i: number) => client.messages.create({ model: SONNET, max_tokens: 16, messages: [{ role: 'user', content: `Still there? ${i}` }] });
+    expect((await ask(0)).type).toBe('message');
+    const admin = new Redis(redis.url);
+    try {
+      await admin.flushall();
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      // The workers publish the fleet's settings again (until then every call is refused FLEET_UNPUBLISHED).
+      await until(async () => (await admin.exists(laneKeys(fleet.prefix, 'normal').settings)) === 1, 30_000, 'the settings published again');
+    } finally {
+      admin.disconnect();
+    }
+    // A worker answers from a read of the gateways at most 1 s old (gateway-presence.ts): past
+    // that, every read it makes was made after Redis lost the entry.
+    await sleep(1_500);
+    // Each ran: none withdrawn `CANCELLED` as a gateway gone (the gateway named itself on them
+    // while its entry was gone, and the workers withdrew them until its next beat).
+    for (let i = 1; i <= 3; i++) expect((await ask(i)).type).toBe('message');
   });
 });

@@ -1341,6 +1341,32 @@ describe('Producer', () => {
     }
   });
 
+  it('withdraws, once Redis answers, an enqueue it failed REDIS_UNAVAILABLE while Redis stalled: a retry is safe', async () => {
+    // Redis applies a command it held through a stall when the stall ends: the job the caller was
+    // told was not enqueued ran all the same, with nobody waiting, and the caller's retry (the
+    // error is retryable) ran it again (through the gateway, a 503 the SDKs retry: two provider
+    // calls for one answer).
+    const own = await startEmbeddedRedis();
+    try {
+      const admin = new Redis(own.url);
+      const prefix = await fleetPrefix(undefined, admin);
+      const k = laneKeys(prefix, 'critical');
+      const p = new Producer({ redis: own.url, prefix, connectTimeoutMs: 500 });
+      open.push(p);
+      const kept = await p.enqueue(job({ idempotencyKey: 'kept' }));
+      await admin.call('CLIENT', 'PAUSE', '3000', 'ALL');
+      for (const input of [job(), job({ coalesce: true }), job({ idempotencyKey: 'kept' })]) {
+        await expect(p.enqueue(input)).rejects.toBeInstanceOf(RedisUnavailableError);
+      }
+      // The plain and the coalesced job are removed, the repeat's share of the kept job given back.
+      await expect.poll(async () => waitingIds(admin, k), { timeout: 20_000, interval: 100 }).toEqual([kept.id]);
+      await expect.poll(async () => admin.hget(`${k.jobKeyPrefix}${kept.id}`, 'hrJoins'), { timeout: 20_000, interval: 100 }).toBe('0');
+      admin.disconnect();
+    } finally {
+      await own.stop({ kill: true });
+    }
+  });
+
   it('fails fast when Redis dies under a connected producer', async () => {
     const { own, p } = await producerOnItsOwnRedis();
     open.push(p);

@@ -30,6 +30,7 @@ import {
   untilReady,
   answeredWithin,
   JobNotFoundError,
+  RedisUnavailableError,
   TimeoutError,
   type Added,
   type JobFailure,
@@ -317,7 +318,7 @@ export class Producer {
     // settled by the batcher, and its waiter reads the lane's events.
     const replyTo = lane === 'batch' ? undefined : this.waiter.replyTo(lane);
     const fresh = this.waiter.isLive(lane);
-    const add = () => this.addPastStopping(() => this.answered(this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo)), `the enqueue of ${id}`));
+    const add = () => this.addPastStopping(() => this.addOrWithdrawLate(this.batcher.submit(lane, id, job, this.optionsOf(lane, job, replyTo)), lane, id));
     let added: Added;
     try {
       added = await add();
@@ -339,6 +340,31 @@ export class Producer {
     // A BATCH job's wait is for its batch, not for a start.
     const startBy = at !== 'batch' && job.maxWaitMs !== undefined ? { maxWaitMs: job.maxWaitMs, enqueuedAt } : undefined;
     return this.handle(jobId, at, existing, existing ? 'read' : replyTo !== undefined ? 'reply' : fresh ? 'fresh' : 'read', startBy);
+  }
+
+  /**
+   * The add's answer within `connectTimeoutMs`. Past it the caller is told REDIS_UNAVAILABLE, a
+   * retryable error, but Redis may still apply the add when it answers (a stall, a pause): the
+   * job, or the caller's share of one, is then given back as the caller's leaving gives it back
+   * (`leave('always')`), so the caller's retry does not run the job a second time with nobody
+   * waiting on the first (through the gateway: two provider calls for one answer).
+   */
+  private async addOrWithdrawLate(submitted: Promise<Added>, lane: Lane, id: string): Promise<Added> {
+    let answered = false;
+    const late = submitted.finally(() => {
+      answered = true;
+    });
+    try {
+      return await this.answered(late, `the enqueue of ${id}`);
+    } catch (err) {
+      if (!answered && err instanceof RedisUnavailableError) {
+        late.then(
+          (added) => void this.handle(added.id, laneOfJobId(added.id) ?? lane, added.existing, 'read').leave('always'),
+          () => undefined,
+        );
+      }
+      throw err;
+    }
   }
 
   /**
@@ -370,7 +396,8 @@ export class Producer {
     const moved: LlmJob = { ...job, sla: 'none' };
     const fresh = this.waiter.isLive('batch');
     try {
-      const { id, existing } = await this.answered(this.batcher.submit('batch', handOffJobId(originalId), moved, this.optionsOf('batch', moved, undefined)), `the enqueue of ${originalId} in the batch lane`);
+      const handOff = handOffJobId(originalId);
+      const { id, existing } = await this.addOrWithdrawLate(this.batcher.submit('batch', handOff, moved, this.optionsOf('batch', moved, undefined)), 'batch', handOff);
       // The key's repeats find this job also once the pool no longer sheds, for as long as it may
       // wait for its batch (the batch APIs' 24 h window) and is then kept. The job is accepted
       // whether this lands or not: lost (Redis blinked), only such a repeat would run it again.

@@ -326,6 +326,47 @@ describe('tenant accounting', () => {
     added((await l.add({ tenant: 'acme' }))[0]!);
   });
 
+  /**
+   * A key's job of tenant acme, whose max of unfinished jobs is 1, added once: `usage` is what the
+   * lane counts for it, and `add` sends the key again.
+   */
+  async function keyedJobAtTenantMax(key: string) {
+    const prefix = `ad-${randomUUID().slice(0, 8)}`;
+    await publishFleetSettings(redis, config(prefix, { tenants: { default: { maxQueued: 1 } } }));
+    const l = lane(prefix);
+    const jobId = idempotentJobId('normal', key, 'acme');
+    const entry: LaneEntry = { jobId, job: llmJob({ tenant: 'acme', idempotencyKey: key }) };
+    const add = async () => added((await addToLane(redis, l.queue, prefix, 'normal', [entry]))[0]!);
+    expect(await add()).toEqual({ id: jobId, existing: false });
+    return { prefix, l, jobId, add, usage: await redis.hgetall(l.k.usage) };
+  }
+
+  it("gives back a failed run's counts when its key's repeat runs it again before the upkeep did (a run BullMQ's stalled check failed)", async () => {
+    // BullMQ's stalled check fails a job that stalled too often without admission's release: the
+    // lane upkeep gives its counts back when its walk reaches the entry. A repeat of the key read
+    // as "runs again" (a stall) and sent before that walk was refused for the failed run (the
+    // tenant at its max) or, admitted, counted over it, whose counts were then never given back.
+    const { prefix, l, jobId, add, usage } = await keyedJobAtTenantMax('stalled');
+    const first = await l.take();
+    await first.job.moveToFailed(new Error('job stalled more than allowable limit'), first.token, false);
+    // The repeat runs the job again, counted once: the tenant at its max of 1 holds just this run.
+    expect(await add()).toEqual({ id: jobId, existing: false });
+    expect(await redis.hgetall(l.k.usage)).toEqual(usage);
+    expect((await l.add({ tenant: 'acme' }))[0]).toMatchObject({ code: ErrorCode.QUOTA_EXCEEDED });
+    // Once the rerun ends, nothing of either run is left counted.
+    const rerun = await l.take();
+    await finishJob(redis, prefix, 'normal', l.backend, rerun.job, rerun.token, { completed: { ok: true } });
+    await new LaneUpkeep({ redis, config: config(prefix) }).round();
+    expect(await redis.hgetall(l.k.usage)).toEqual({});
+  });
+
+  it("gives back a key's job removed behind the fleet's back (Bull Board) when the key's repeat adds it again before the upkeep did", async () => {
+    const { l, jobId, add, usage } = await keyedJobAtTenantMax('removed');
+    await l.queue.remove(jobId);
+    expect(await add()).toEqual({ id: jobId, existing: false });
+    expect(await redis.hgetall(l.k.usage)).toEqual(usage);
+  });
+
   it('leaves no key or field behind once a tenant goes idle, with or without maxQueued', async () => {
     for (const tenants of [{}, { default: { maxQueued: 5 } }]) {
       const prefix = `ad-${randomUUID().slice(0, 8)}`;

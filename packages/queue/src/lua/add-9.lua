@@ -101,6 +101,7 @@
 --- @include "includes/model-pool"
 --- @include "includes/fair-queue"
 --- @include "includes/run-aside"
+--- @include "includes/release-job"
 
 -- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
 local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
@@ -386,6 +387,15 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, d
       end
       return 1, target, '', ''
     end
+  end
+  if (idempotent or handOff) and releaseJob(unfinishedKey, usageKey, jobKeyPrefix .. jobId, jobId, false) == 1 and cap then
+    -- The id's earlier job, failed or gone, may still be counted: BullMQ's stalled check fails a
+    -- job, and Bull Board removes one, without admission's release, which the lane upkeep's walk
+    -- gives back later. Given back now (releaseJob leaves an unfinished job counted), before the
+    -- room checks: the new job was refused for its own earlier one (a tenant at its max) or,
+    -- admitted, overwrote its entry, whose counts were then never given back. One HGET, and only
+    -- for a fixed id.
+    bytes = tonumber(redis.call('HGET', usageKey, 'bytes') or '0')
   end
   if not cap then return -6, '', '', '' end
   local pool, code, model, owner = poolOf(provider, models)

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { fleetKeys } from '@headroom/queue';
 import { Heartbeat, heartbeatOf, readHeartbeats } from './heartbeat.js';
@@ -6,6 +7,12 @@ import { redisForFile } from '@headroom/testing/vitest';
 
 const db = redisForFile();
 
+
+/** Polls `cond` every 20 ms until it holds; fails after 10 s. */
+async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
+  for (const end = Date.now() + 10_000; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) if (await cond()) return;
+  throw new Error('condition not met within 10 s');
+}
 
 const prefix = () => `hb-${randomUUID().slice(0, 8)}`;
 
@@ -94,6 +101,29 @@ describe('Heartbeat', () => {
     expect(read.expired).toEqual(['garbage', 'gone']);
     await hb.stop();
     expect(await db.redis.hexists(key, 'w2')).toBe(0);
+  });
+
+  it('is not written from a lost connection until it beats again, which it does at once once the connection is back', async () => {
+    // Redis restarted without its data: this process's entry is gone until it beats again. A
+    // gateway that went on naming itself on jobs meanwhile had them withdrawn as a gateway gone.
+    const p = prefix();
+    const conn = new Redis(db.url, { maxRetriesPerRequest: null });
+    const hb = new Heartbeat({ redis: conn, prefix: p, kind: 'gateway', id: 'g', concurrency: 0, inFlight: () => 0, intervalMs: 3_600_000 });
+    try {
+      hb.start();
+      await until(() => hb.written);
+      const writtenAtClose: boolean[] = [];
+      conn.once('close', () => writtenAtClose.push(hb.written));
+      // As a restart empties Redis and drops its clients.
+      await db.redis.del(fleetKeys(p).gateways);
+      await db.redis.call('CLIENT', 'KILL', 'ID', String(await conn.client('ID')));
+      await until(async () => (await heartbeatOf(db.redis, p, 'g', 'gateway')).state === 'alive');
+      expect(writtenAtClose).toEqual([false]);
+      expect(hb.written).toBe(true);
+    } finally {
+      await hb.stop();
+      conn.disconnect();
+    }
   });
 
   it('prunes entries dead for over an hour on every 12th beat', async () => {

@@ -91,7 +91,18 @@ export class Heartbeat {
   readonly #startedAt: number;
   #timer: NodeJS.Timeout | undefined;
   #beats = 0;
+  /** A beat written since the connection was last (re)made (see `written`). */
+  #current = false;
   #running: Promise<void> | undefined;
+  // A connection that closed may come back to a Redis that lost its data (restarted without
+  // persistence, a failover to an empty replica): this process's entry may be gone.
+  readonly #onClose = () => {
+    this.#current = false;
+  };
+  // Beats at once on a connection made again, not an interval later.
+  readonly #onReady = () => {
+    if (this.#timer) this.#tick();
+  };
 
   constructor(options: HeartbeatOptions) {
     this.#o = options;
@@ -104,17 +115,22 @@ export class Heartbeat {
   /** Beats at once, then every interval. Never throws: a missed beat only ages the entry. */
   start(): void {
     if (this.#timer) return;
+    this.#o.redis.on('close', this.#onClose);
+    this.#o.redis.on('ready', this.#onReady);
     this.#tick();
     this.#timer = setInterval(() => this.#tick(), this.#intervalMs);
     this.#timer.unref();
   }
 
   /**
-   * A beat has been written: until then this process has no entry. A gateway names itself on the
-   * jobs it enqueues only from then on, so a worker never finds a job whose gateway it cannot see.
+   * A beat has been written since the connection was last (re)made: until then this process may
+   * have no entry. A gateway names itself on the jobs it enqueues only while this holds, so a
+   * worker never finds a job whose gateway it cannot see. Counted from the first beat alone, a
+   * gateway went on naming itself after Redis came back empty, and the workers withdrew every call
+   * it enqueued until its next beat (`CANCELLED`, the gateway taken for gone) though it lived.
    */
   get written(): boolean {
-    return this.#beats > 0;
+    return this.#current;
   }
 
   /** Writes one entry now. */
@@ -134,6 +150,7 @@ export class Heartbeat {
     };
     const key = keyOf(prefix, this.#o.kind ?? 'worker');
     await redis.hset(key, id, JSON.stringify(entry));
+    this.#current = true;
     if (++this.#beats % PRUNE_EVERY_BEATS === 0) await this.#prune(key, atMs);
   }
 
@@ -141,6 +158,8 @@ export class Heartbeat {
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#o.redis.off('close', this.#onClose);
+    this.#o.redis.off('ready', this.#onReady);
     await this.#running;
     await this.#o.redis.hdel(keyOf(this.#o.prefix, this.#o.kind ?? 'worker'), this.#o.id).catch(() => {});
   }
