@@ -108,6 +108,7 @@ const JOB_CASES: JobCase[] = [
   { name: 'unknown onShed', job: { ...valid, onShed: 'drop' }, code: 'JOB_INVALID', path: 'onShed', says: 'onShed' },
   { name: 'unknown sla', job: { ...valid, sla: 'urgent' }, code: 'JOB_INVALID', path: 'sla', says: 'sla' },
   { name: 'coalesce as a string', job: { ...valid, coalesce: 'yes' }, code: 'JOB_INVALID', path: 'coalesce', says: 'coalesce' },
+  { name: 'a lone surrogate in a prompt (the providers refuse the request for it)', job: withRequest({ messages: [{ role: 'user', content: 'cut \ud83d' }] }), code: 'JOB_INVALID', path: 'request.messages.0.content', says: 'this text holds a lone surrogate (\\ud83d at character 4)' },
   { name: 'metadata as an array', job: { ...valid, metadata: [1, 2] }, code: 'JOB_INVALID', path: 'metadata', says: 'metadata' },
   { name: 'several bad fields at once (all reported)', job: { priority: 'URGENT', provider: 'anthropic', request: { model: '', max_tokens: 0, messages: [] } }, code: 'JOB_INVALID', says: /priority: .*request\.model: .*request\.max_tokens: .*request\.messages: /s },
   { name: 'oversized payload (2 MiB prompt)', job: withRequest({ messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }] }), code: 'PAYLOAD_TOO_LARGE', says: /job is \d+ bytes serialized, over the limit of 1048576 bytes/ },
@@ -464,6 +465,8 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
       providers: { anthropic: { baseURL: provider.url, apiKeyEnv: CLI_KEY_ENV } },
       models: { [HAIKU]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 400_000, otpm: 100_000 } } },
       retry: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 50 },
+      // A batch job's answer within a test's wait (the unreadable jobs' test sends one).
+      batch: { maxWaitMs: 200, pollIntervalMs: 300 },
     } satisfies HeadroomConfigInput);
     worker = spawnWorker(config, redis.url, 'wire-w1', { [CLI_KEY_ENV]: 'sk-bad-input-wire' });
     await waitForFleet(redis.url, prefix, [worker]);
@@ -535,6 +538,40 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
     } finally {
       await close();
     }
+  });
+
+  /** A job hash written field by field, as a script or a hand in redis-cli would, put at the head of the lane's wait list. */
+  const writeByHand = async (laneName: 'high' | 'batch', id: string, fields: Record<string, string>) => {
+    const lane = laneKeys(prefix, laneName);
+    await admin.hset(`${lane.jobKeyPrefix}${id}`, { name: 'by-hand', timestamp: String(Date.now()), ...fields });
+    await admin.lpush(lane.wait, id);
+    await admin.zadd(lane.marker, 0, '0');
+  };
+
+  it('fails a job written by hand whose stored data or options are not JSON with JOB_INVALID, naming the field, taken once', async () => {
+    // BullMQ parses both after it moved the job to active: its fetch threw, the worker never knew
+    // the job, which stalled back and was taken again until BullMQ failed it as stalled. In the
+    // BATCH lane the jobs taken beside it stalled with it.
+    const callsBefore = providerCalls();
+    const good = wireJob('a question among the unreadable');
+    await writeByHand('high', 'high.by-hand-data', { data: '{not json', opts: '{}' });
+    await writeByHand('high', 'high.by-hand-opts', { data: JSON.stringify(good), opts: '{{{' });
+    await writeByHand('batch', 'batch.by-hand-data', { data: '{"provider":', opts: '{}' });
+    const batched = await producer.enqueue({ ...good, sla: 'none' });
+    for (const [id, field] of [['high.by-hand-data', 'data'], ['high.by-hand-opts', 'opts'], ['batch.by-hand-data', 'data']] as const) {
+      const err = await producer.handleOf(id).result({ timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+      expect(err, id).toBeInstanceOf(JobFailedError);
+      expect((err as JobFailedError).failureCode).toBe('JOB_INVALID');
+      expect((err as JobFailedError).reason).toMatch(new RegExp(`^JOB_INVALID: not a job: its stored ${field} is not JSON \\(.+\\) \\(read by a worker of this version\\)$`));
+      const lane = laneKeys(prefix, id.split('.')[0]!);
+      // Taken once, and readable now (Bull Board lists it), what was stored kept beside it.
+      const [started, kept] = await admin.hmget(`${lane.jobKeyPrefix}${id}`, 'ats', field === 'data' ? 'hrUnreadableData' : 'hrUnreadableOpts');
+      expect(started, id).toBe('1');
+      expect(kept, id).toMatch(/^\{/);
+    }
+    // The batch job beside the unreadable one goes on to its batch and its answer.
+    expect((await batched.result({ timeoutMs: 30_000 })).model).toBe(HAIKU);
+    expect(providerCalls()).toBe(callsBefore);
   });
 
   it('kept the worker process up and serving through all of it', async () => {

@@ -109,6 +109,12 @@ const CASES: Case[] = [
   { name: 'empty body', headers: ANTHROPIC, body: '', status: 400, says: 'the request body is empty', provider: 'anthropic' },
   { name: 'a JSON array for a body', headers: ANTHROPIC, body: '[1,2]', status: 400, says: 'must be a JSON object, got an array', provider: 'anthropic' },
   { name: 'null for a body', headers: ANTHROPIC, body: 'null', status: 400, says: 'must be a JSON object, got null', provider: 'anthropic' },
+  // Decoded as it came, its bad bytes read U+FFFD: the prompt went to the provider silently changed.
+  { name: 'a body that is not UTF-8', headers: ANTHROPIC, body: new Blob([Buffer.concat([Buffer.from('{"model":"x","messages":[{"role":"user","content":"hi '), Buffer.from([0xff, 0xfe]), Buffer.from('"}]}')])]) as unknown as string, status: 400, says: 'the request body is not valid UTF-8 (at byte 54)', provider: 'anthropic' },
+  // Both providers refuse the whole request for one (Anthropic: "no low surrogate in string"), after it was queued and its quota drawn.
+  { name: 'a lone surrogate in a prompt', headers: ANTHROPIC, body: message({ messages: [{ role: 'user', content: 'hi \ud800 there' }] }), status: 400, says: 'messages.0.content: this text holds a lone surrogate (\\ud800 at character 3)', provider: 'anthropic' },
+  { name: 'a lone surrogate in a prompt (OpenAI)', path: '/v1/chat/completions', headers: OPENAI, body: chat({ messages: [{ role: 'user', content: 'cut \ud83d' }] }), status: 400, says: 'messages.0.content: this text holds a lone surrogate (\\ud83d at character 4)', provider: 'openai', param: 'messages[0].content' },
+  { name: 'count_tokens with a lone surrogate', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: countBody({ system: 'x\udc00' }), status: 400, says: 'system: this text holds a lone surrogate', provider: 'anthropic' },
   // Validation, the token estimate and JSON.stringify recurse: thousands deep overflowed the stack (a 500).
   { name: 'a tool schema nested 200 deep', headers: ANTHROPIC, body: message({ tools: [{ name: 't', input_schema: { type: 'object', properties: nested(200) } }] }), status: 400, says: 'tools.0.input_schema.properties.a.a.a.a...: nests deeper than 128 levels', provider: 'anthropic' },
   { name: 'a response schema nested 200 deep (OpenAI)', path: '/v1/chat/completions', headers: OPENAI, body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: nested(200) } } }), status: 400, says: 'response_format.json_schema.schema.a.a.a.a.a...: nests deeper than 128 levels', provider: 'openai' },

@@ -214,6 +214,44 @@ describe('provider keys never leave the worker', () => {
     expect(provider.hits.get('echo-logprobs')).toBe(2);
   });
 
+  it('keeps the key out of a stream whose error event echoes it, a request id that is it, and a Responses stream that spells it', async () => {
+    // Part of an answer, then the provider's error event quoting the key: the client has that part,
+    // so the event is relayed as the stream's end and the job fails STREAM_FAILED with its message.
+    const failing: LlmJobInput[] = [
+      { priority: 'HIGH', provider: 'anthropic', fallback: [], request: { model: HAIKU, max_tokens: 64, stream: true, messages: [{ role: 'user', content: 'wire:echo-stream-error' }] } } as LlmJobInput,
+      { priority: 'NORMAL', provider: 'openai', request: { model: MINI, max_completion_tokens: 64, stream: true, messages: [{ role: 'user', content: 'wire:echo-stream-error' }] } },
+    ];
+    for (const job of failing) {
+      const stream = await producer.stream(job, { timeoutMs: 60_000 });
+      const events: unknown[] = [];
+      const thrown = await (async () => {
+        for await (const event of stream) events.push(event);
+      })().then(() => undefined, (e: unknown) => e);
+      const ended = await stream.result().then(() => undefined, (e: unknown) => e);
+      expect(ended).toBeInstanceOf(JobFailedError);
+      const failed = ended as JobFailedError;
+      expect(failed.failureCode).toBe('STREAM_FAILED');
+      expect(failed.reason).toContain('upstream failure for key [redacted]');
+      expect(JSON.stringify(events)).toContain('part of an answer');
+      expect(leaks(`${JSON.stringify(events)} ${String(thrown)} ${failed.reason} ${JSON.stringify(failed.failure)}`)).toEqual([]);
+    }
+    // The provider's request id, which a result keeps and the gateway relays, is the key itself.
+    const plain = await producer.run(anthropicJob('wire:echo-request-id', { fallback: [] } as Partial<LlmJobInput>), { timeoutMs: 60_000 });
+    expect(plain.providerRequestId).toBe('req_[redacted]');
+    expect(leaks(JSON.stringify(plain))).toEqual([]);
+    // A Responses stream spelling the key three characters per delta.
+    const responses = await producer.stream({ priority: 'NORMAL', provider: 'openai', api: 'responses', request: { model: MINI, max_output_tokens: 64, stream: true, input: 'wire:echo-stream' } }, { timeoutMs: 60_000 });
+    const events: unknown[] = [];
+    for await (const event of responses) events.push(event);
+    const result = await responses.result();
+    const deltas = (events as { type: string; delta?: string }[]).filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
+    expect(deltas).toBe(`your key is ${OPENAI_KEY.slice(0, 3)}[redacted] ok`);
+    expect(leaks(JSON.stringify(events))).toEqual([]);
+    expect(leaks(JSON.stringify(result))).toEqual([]);
+    expect(provider.hits.get('echo-stream-error')).toBe(2);
+    expect(provider.hits.get('echo-request-id')).toBe(1);
+  });
+
   it('runs batch jobs while the provider echoes the request headers on batch status reads', async () => {
     const batchJobs: LlmJobInput[] = [
       { priority: 'LOW', sla: 'none', provider: 'anthropic', request: { model: HAIKU, max_tokens: 16, messages: [{ role: 'user', content: 'batch a' }] } },

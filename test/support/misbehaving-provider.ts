@@ -9,7 +9,13 @@
  * `echo-stream` answers a streamed call with the caller's key in its text, three characters per
  * delta (Anthropic events or OpenAI chunks, by the path): whole in no one event. `echo-logprobs`
  * answers an OpenAI Chat call, plain or streamed, with the key in its text and, as `logprobs: true`
- * asks, the text again as tokens of three characters (`token`, `bytes`, `top_logprobs`).
+ * asks, the text again as tokens of three characters (`token`, `bytes`, `top_logprobs`); on
+ * `/v1/responses` it streams Responses events (`response.output_text.delta`, three characters each).
+ * `echo-stream-error` streams some text and then fails the stream with an error event whose message
+ * holds the key (Anthropic `event: error`, an OpenAI Chat `data: {"error": ...}` chunk), after
+ * the first output, so the client has part of the answer. `echo-request-id` forwards the call and
+ * answers the simulator's response with the key in its request id headers (`request-id`,
+ * `x-request-id`), which the worker keeps and the gateway relays.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -29,6 +35,8 @@ export const WIRE_MODES = [
   'echo-batch-read',
   'echo-stream',
   'echo-logprobs',
+  'echo-stream-error',
+  'echo-request-id',
 ] as const;
 export type WireMode = (typeof WIRE_MODES)[number];
 
@@ -48,8 +56,8 @@ function keyOf(req: IncomingMessage): string {
 
 function markerOf(body: string): WireMode | undefined {
   try {
-    const messages = (JSON.parse(body) as { messages?: { content?: unknown }[] }).messages ?? [];
-    const text = JSON.stringify(messages.at(-1)?.content ?? '');
+    const parsed = JSON.parse(body) as { messages?: { content?: unknown }[]; input?: unknown };
+    const text = JSON.stringify(parsed.messages?.at(-1)?.content ?? parsed.input ?? '');
     const mode = /wire:([a-z0-9-]+)/.exec(text)?.[1];
     return WIRE_MODES.find((m) => m === mode);
   } catch {
@@ -79,6 +87,21 @@ function echoStream(path: string, key: string, res: ServerResponse, body: string
     return;
   }
   const event = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  if (path.startsWith('/v1/responses')) {
+    let seq = 0;
+    const at = { output_index: 0, content_index: 0, item_id: 'msg_misbehaving' };
+    const response = { id: 'resp_misbehaving', object: 'response', created_at: 1, status: 'in_progress', model: 'gpt-4.1-mini', output: [] as object[], usage: null as object | null };
+    const item = { id: 'msg_misbehaving', type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] };
+    res.write(event('response.created', { sequence_number: seq++, response }));
+    res.write(event('response.output_item.added', { sequence_number: seq++, output_index: 0, item: { ...item, status: 'in_progress', content: [] } }));
+    res.write(event('response.content_part.added', { sequence_number: seq++, ...at, part: { type: 'output_text', text: '', annotations: [] } }));
+    for (const piece of pieces) res.write(event('response.output_text.delta', { sequence_number: seq++, ...at, delta: piece, logprobs: [] }));
+    res.write(event('response.output_text.done', { sequence_number: seq++, ...at, text, logprobs: [] }));
+    res.write(event('response.output_item.done', { sequence_number: seq++, output_index: 0, item }));
+    const usage = { input_tokens: 12, output_tokens: pieces.length, total_tokens: 12 + pieces.length, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } };
+    res.end(event('response.completed', { sequence_number: seq++, response: { ...response, status: 'completed', output: [item], usage } }));
+    return;
+  }
   res.write(event('message_start', { message: { id: 'msg_misbehaving', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 1 } } }));
   res.write(event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
   for (const piece of pieces) res.write(event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: piece } }));
@@ -106,6 +129,21 @@ function echoLogprobs(key: string, res: ServerResponse, body: string): void {
   for (const token of tokens) res.write(chunk({ index: 0, delta: { content: token }, logprobs: { content: [entry(token)], refusal: null }, finish_reason: null }));
   res.write(chunk({ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }));
   res.end(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage })}\n\ndata: [DONE]\n\n`);
+}
+
+/** Part of an answer, then the stream fails with an error event whose message holds the key. */
+function echoStreamError(path: string, key: string, res: ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'request-id': 'req_misbehaving', 'x-request-id': 'req_misbehaving' });
+  if (path.startsWith('/v1/chat/completions')) {
+    res.write(`data: ${JSON.stringify({ id: 'chatcmpl-misbehaving', object: 'chat.completion.chunk', created: 1, model: 'gpt-4.1-mini', choices: [{ index: 0, delta: { role: 'assistant', content: 'part of an answer' }, finish_reason: null }] })}\n\n`);
+    res.end(`data: ${JSON.stringify({ error: { message: `upstream failure for key ${key}`, type: 'server_error', param: null, code: null } })}\n\n`);
+    return;
+  }
+  const event = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  res.write(event('message_start', { message: { id: 'msg_misbehaving', type: 'message', role: 'assistant', model: 'claude-haiku-4-5', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 12, output_tokens: 1 } } }));
+  res.write(event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
+  res.write(event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: 'part of an answer' } }));
+  res.end(event('error', { error: { type: 'api_error', message: `upstream failure for key ${key}` } }));
 }
 
 function answer(mode: WireMode, key: string, res: ServerResponse, path: string, body: string): void {
@@ -159,6 +197,12 @@ function answer(mode: WireMode, key: string, res: ServerResponse, path: string, 
     case 'echo-logprobs':
       echoLogprobs(key, res, body);
       return;
+    case 'echo-stream-error':
+      echoStreamError(path, key, res);
+      return;
+    case 'echo-request-id':
+      // Forwarded by the server below, its request ids replaced.
+      return;
   }
 }
 
@@ -182,7 +226,7 @@ export async function startMisbehavingProvider(upstream: string, opts: { echoBat
         return;
       }
       const mode = markerOf(body.toString('utf8'));
-      if (mode) {
+      if (mode && mode !== 'echo-request-id') {
         hits.set(mode, (hits.get(mode) ?? 0) + 1);
         answer(mode, keyOf(req), res, req.url ?? '/', body.toString('utf8'));
         return;
@@ -195,6 +239,11 @@ export async function startMisbehavingProvider(upstream: string, opts: { echoBat
           if (!HOP_BY_HOP.has(h)) out[h] = v;
         });
         const payload = Buffer.from(await up.arrayBuffer());
+        if (mode === 'echo-request-id') {
+          hits.set(mode, (hits.get(mode) ?? 0) + 1);
+          out['request-id'] = `req_${keyOf(req)}`;
+          out['x-request-id'] = `req_${keyOf(req)}`;
+        }
         res.writeHead(up.status, out).end(payload);
       })().catch(() => {
         // The upstream cut the connection (an injected fault): cut ours too, as a proxy would.

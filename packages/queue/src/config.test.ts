@@ -210,6 +210,13 @@ dashboard: { port: "eighty" }
     expect(err.issues[0]?.path).toMatch(/yaml line/);
   });
 
+  it('refuses YAML whose aliases expand past what yaml allows (a billion laughs) as a config error, not a crash', () => {
+    // Each line is nine of the one before: ten lines are 9^10 copies once expanded.
+    const lines = ['a0: &a0 [x]', ...Array.from({ length: 10 }, (_, i) => `a${i + 1}: &a${i + 1} [${Array(9).fill(`*a${i}`).join(', ')}]`)];
+    const err = configErrorOf(() => loadConfig(writeYaml(`${lines.join('\n')}\n`)));
+    expect(err.issues).toEqual([{ path: '(yaml)', message: expect.stringMatching(/^cannot be read: Excessive alias count/) }]);
+  });
+
   it('names a missing file', () => {
     const err = configErrorOf(() => loadConfig('/nonexistent/headroom.config.yaml'));
     expect(err.message).toMatch(/cannot read/);

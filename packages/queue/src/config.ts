@@ -625,7 +625,16 @@ export function loadConfig(path: string): HeadroomConfig {
   }
   // YAML reads an empty file (or one of comments only) as null, which the schema would call "expected an object".
   if (doc.contents === null) throw new ConfigError(path, [{ path: '(file)', message: 'the file is empty (or holds only comments): it needs at least models:' }]);
-  return parseConfig(doc.toJS(), path);
+  // Parsing checks syntax; building the value is where yaml refuses an alias bomb (a "billion
+  // laughs" file, past its maxAliasCount) with a bare ReferenceError, which reached the CLI as a
+  // crash with a stack trace (exit 1) instead of a config error (exit 2).
+  let raw: unknown;
+  try {
+    raw = doc.toJS();
+  } catch (err) {
+    throw new ConfigError(path, [{ path: '(yaml)', message: `cannot be read: ${(err as Error).message}` }]);
+  }
+  return parseConfig(raw, path);
 }
 
 /** The bucket's throttle options, from the config's `throttle` and `retry.budget`. */

@@ -50,7 +50,7 @@ export {
   callOptionsOf,
 } from './job.js';
 export type { LlmJobInput, Provider, ProviderApi } from './job.js';
-export { checkJob, checkTakenJob, countTokensIssues, parseJob, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
+export { checkJob, checkTakenJob, countTokensIssues, parseJob, UnreadableJobData, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
 export { MAX_JSON_DEPTH, jsonIssueAt, kindOf } from './json-value.js';
 export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, tenantTpmOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';

@@ -35,10 +35,20 @@ export function checkJob(input: unknown): LlmJob {
 }
 
 /**
+ * What a worker holds as the data of a job it took whose stored fields are not JSON (written into
+ * a lane by hand): BullMQ cannot read such a job, so the worker reads what it can and
+ * `checkTakenJob` fails it `JOB_INVALID` with `reason`, as it fails any other job it cannot run.
+ */
+export class UnreadableJobData {
+  constructor(readonly reason: string) {}
+}
+
+/**
  * `checkJob` for a job a worker took from a lane: its validated data, or the `JOB_INVALID` failure
  * to end it with, naming each bad field. Any other error (not the job's) is thrown.
  */
 export function checkTakenJob(input: unknown): { job: LlmJob } | { failure: JobFailure } {
+  if (input instanceof UnreadableJobData) return { failure: jobFailure(FailureCode.JOB_INVALID, `${input.reason} (read by a worker of this version)`) };
   try {
     return { job: checkJob(input) };
   } catch (err) {

@@ -40,4 +40,22 @@ describe('jsonIssueAt', () => {
     expect(jsonIssueAt({ a: [1, 'x', true, null, { b: -0.5 }], gone: undefined, bare: Object.create(null) as object })).toBeUndefined();
     for (const v of [null, 1, 'x', true, undefined, 10n]) expect(jsonIssueAt(v)).toBeUndefined();
   });
+
+  it('refuses a lone surrogate in any text or key, naming where (the providers refuse the whole request for one)', () => {
+    const lone = (unit: string, at: number) => `holds a lone surrogate (\\u${unit} at character ${at}), which is not valid Unicode and which the providers refuse ("no low surrogate in string"): remove it or replace it (String.prototype.toWellFormed())`;
+    expect(jsonIssueAt({ messages: [{ role: 'user', content: 'hi \ud800 there' }] })).toEqual({ path: 'messages.0.content', message: `this text ${lone('d800', 3)}` });
+    expect(jsonIssueAt({ list: ['ok', 'x\udfff'] })).toEqual({ path: 'list.1', message: `this text ${lone('dfff', 1)}` });
+    // A high surrogate at the very end (an emoji cut in two by a length limit).
+    expect(jsonIssueAt({ t: 'cut \ud83d' })).toEqual({ path: 't', message: `this text ${lone('d83d', 4)}` });
+    expect(jsonIssueAt({ metadata: { 'k\udc00': 1 } })).toEqual({ path: 'metadata.k\\udc00', message: `this key ${lone('dc00', 1)}` });
+    // Whole pairs (an emoji) are text like any other.
+    expect(jsonIssueAt({ t: 'ok \ud83d\ude00 fine', '\ud83d\ude00': 'key' })).toBeUndefined();
+  });
+
+  it('names a getter or a Proxy that throws when read, rather than letting its error escape', () => {
+    const getter = { get boom(): unknown { throw new Error('not today'); } };
+    expect(jsonIssueAt({ metadata: { inner: getter } })).toEqual({ path: 'metadata.inner', message: 'reading it threw: not today' });
+    const proxy = new Proxy({}, { ownKeys() { throw new Error('no keys'); } });
+    expect(jsonIssueAt({ metadata: proxy })).toEqual({ path: 'metadata', message: 'reading it threw: no keys' });
+  });
 });

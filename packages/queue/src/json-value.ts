@@ -6,6 +6,8 @@
  * validation, the token estimate and `JSON.stringify` all recurse: a request nested some thousands
  * deep (a tool's schema, say) overflowed the stack, a 500 from the gateway where a 400 was due.
  * Iterative, so the check cannot overflow itself. Real requests nest a few tens of levels at most.
+ * Text (values and keys) must be valid Unicode: a lone surrogate is refused here, as the providers
+ * refuse it, and a getter or Proxy that throws when read is named rather than let its error escape.
  */
 import type { Issue } from './errors.js';
 
@@ -35,7 +37,17 @@ export function jsonIssueAt(value: unknown, max = MAX_JSON_DEPTH): Issue | undef
     if (Array.isArray(v)) {
       for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], level + 1, { key: String(i), parent: at }]);
     } else {
-      const entries = Object.entries(v);
+      let entries: [string, unknown][];
+      try {
+        entries = Object.entries(v);
+      } catch (err) {
+        // A getter or a Proxy that throws: the job's own JSON.stringify would throw the same bare error.
+        return { path: pathOf(at), message: `reading it threw: ${(err as Error)?.message ?? String(err)}` };
+      }
+      for (const [key] of entries) {
+        const lone = loneSurrogateIn(key);
+        if (lone) return { path: pathOf({ key: JSON.stringify(key).slice(1, -1), parent: at }), message: `this key ${lone}` };
+      }
       for (let i = entries.length - 1; i >= 0; i--) {
         const [key, x] = entries[i]!;
         if (x !== undefined) stack.push([x, level + 1, { key, parent: at }]);
@@ -63,6 +75,10 @@ function notJson(v: unknown): string | undefined {
       return 'undefined is not JSON (in an array; use null)';
     case 'number':
       return Number.isFinite(v) ? undefined : `${v} is not JSON`;
+    case 'string': {
+      const lone = loneSurrogateIn(v);
+      return lone && `this text ${lone}`;
+    }
     case 'object': {
       if (v === null || Array.isArray(v)) return undefined;
       const proto: unknown = Object.getPrototypeOf(v);
@@ -73,6 +89,24 @@ function notJson(v: unknown): string | undefined {
     default:
       return undefined;
   }
+}
+
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * What is wrong with `s` when it holds a lone UTF-16 surrogate (half of an emoji cut in two, text
+ * read from a file that is not UTF-8), else undefined. JSON.stringify writes one as `\ud800`, and
+ * both providers' JSON parsers refuse the whole request for it (Anthropic: 400 "The request body
+ * is not valid JSON: no low surrogate in string"): refused here, nothing is queued, no call is
+ * paid for and the caller learns where. The check is native; the regex runs only to say where.
+ */
+function loneSurrogateIn(s: string): string | undefined {
+  if (isWellFormed(s)) return undefined;
+  const at = s.search(LONE_SURROGATE);
+  const unit = s.charCodeAt(at).toString(16);
+  return `holds a lone surrogate (\\u${unit} at character ${at}), which is not valid Unicode and which the providers refuse ("no low surrogate in string"): remove it or replace it (String.prototype.toWellFormed())`;
 }
 
 function pathOf(at: Step | undefined): string {

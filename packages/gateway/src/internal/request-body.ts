@@ -5,6 +5,7 @@
  * (`content-encoding: gzip`, `deflate` or `br`, as HTTP clients with request compression send it)
  * is inflated, and the limit holds for what it inflates to.
  */
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { promisify } from 'node:util';
 import { brotliDecompress, gunzip, inflate, type ZlibOptions } from 'node:zlib';
@@ -83,6 +84,9 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
         }
       }
       const text = raw.toString('utf8');
+      // Decoding replaces bytes that are not UTF-8 with U+FFFD: the prompt would reach the provider
+      // changed, silently. JSON text is UTF-8 (RFC 8259), so such a body is refused, saying where.
+      if (!isUtf8(raw)) return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: `the request body is not valid UTF-8 (at byte ${firstInvalidByte(raw, text)}): JSON text must be UTF-8 encoded`, shouldRetry: false } });
       if (text.trim() === '') return finish({ ok: false, error: { kind: 'invalid_request', code: ErrorCode.JOB_INVALID, message: 'the request body is empty; expected a JSON object', shouldRetry: false } });
       let value: unknown;
       try {
@@ -104,6 +108,15 @@ export function readJsonBody(req: IncomingMessage, limits: BodyLimits): Promise<
     req.on('end', onEndListener);
     req.on('error', onError);
   });
+}
+
+/** The offset of the first byte of `raw` that is not UTF-8: where its decoding (`text`) put a U+FFFD the bytes did not spell. */
+function firstInvalidByte(raw: Buffer, text: string): number {
+  for (let at = text.indexOf('\uFFFD'); at !== -1; at = text.indexOf('\uFFFD', at + 1)) {
+    const byte = Buffer.byteLength(text.slice(0, at), 'utf8');
+    if (!(raw[byte] === 0xef && raw[byte + 1] === 0xbf && raw[byte + 2] === 0xbd)) return byte;
+  }
+  return 0;
 }
 
 function tooLarge(size: number, limit: number, what = ''): WireError {

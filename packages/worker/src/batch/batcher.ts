@@ -19,7 +19,7 @@
  * claim's token can end them. A new leader reloads every claim from Redis and carries on.
  */
 import { randomUUID } from 'node:crypto';
-import { Job, Worker as BullWorker } from 'bullmq';
+import { Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { callOptionsOf, checkTakenJob, ClosedError, createRedis, FailureCode, fleetKeys, isConnectionError, reportOutages, jobFailure, laneKeys, notAdmittedFailure, readyJobs, unadmitted, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
@@ -29,6 +29,7 @@ import { batchLimitsFor, ClaimAssembler } from './claim-assembler.js';
 import { ClaimSteps, type LiveClaim, SETTLE_CONCURRENCY } from './claim-steps.js';
 import { ClaimStore, phaseOf } from './claim-store.js';
 import { customIdOf } from './custom-id.js';
+import { LaneWorker } from '../dispatch/lane-worker.js';
 import { type SettleContext, settleJob } from './job-settler.js';
 import { LeaderLease } from './leader-lease.js';
 import { mapLimited } from './task-pool.js';
@@ -64,7 +65,7 @@ const LOCK_CHUNK = 5_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Batcher {
-  private lane: BullWorker | undefined;
+  private lane: LaneWorker | undefined;
   private leaseRedis: Redis | Cluster | undefined;
   private laneRedis: Redis | Cluster | undefined;
   private lease: LeaderLease | undefined;
@@ -133,7 +134,7 @@ export class Batcher {
     const k = laneKeys(config.redis.prefix, 'batch');
     this.laneRedis = createRedis(redisUrl, 'worker');
     reportOutages(this.laneRedis, logger, 'lane:batch');
-    this.lane = new BullWorker(k.queueName, null, {
+    this.lane = new LaneWorker(k.queueName, null, {
       connection: this.laneRedis,
       prefix: k.bullPrefix,
       autorun: false,

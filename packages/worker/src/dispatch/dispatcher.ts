@@ -16,7 +16,7 @@
  * empty fetches per job on an idle fleet (the lane just taken from, then the lower ones), each a
  * script call of BullMQ's fetch. A marker wake needs no such question: the lane has work.
  */
-import { Worker as BullWorker, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { allFairShareOnly, bringRunnableToFront, checkTakenJob, ClosedError, createRedis, INTERACTIVE_LANES, isConnectionError, reportOutages, laneKeys, notAdmittedFailure, poolOf, readyJobs, unadmitted, withSharedDeadline, type HeadroomConfig, type InteractiveLane, type LlmJob } from '@headroom/queue';
 import { JobCancelled, runJob, type RunContext, type RunOutcome } from '../run/job-runner.js';
@@ -24,6 +24,7 @@ import { CancelListener } from './cancel-listener.js';
 import { LanePicker } from './lane-picker.js';
 import { HeldJobs } from './held-jobs.js';
 import { LaneWaker } from './lane-waker.js';
+import { LaneWorker } from './lane-worker.js';
 import { OutcomeApplier, readProgress } from './outcome-applier.js';
 import { PoolBackoffs } from './pool-backoff.js';
 
@@ -65,7 +66,7 @@ const IDLE_LOOK_MAX_MS = 4_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class Dispatcher {
-  private readonly lanes = new Map<InteractiveLane, BullWorker>();
+  private readonly lanes = new Map<InteractiveLane, LaneWorker>();
   /** BullMQ never closes a connection it was handed: these are ours to close. */
   private readonly connections: (Redis | Cluster)[] = [];
   private readonly active = new Map<string, Active>();
@@ -118,7 +119,7 @@ export class Dispatcher {
     for (const lane of INTERACTIVE_LANES) {
       this.throwIfStopping();
       const k = laneKeys(config.redis.prefix, lane);
-      const worker = new BullWorker(k.queueName, null, {
+      const worker = new LaneWorker(k.queueName, null, {
         connection: this.own(createRedis(redisUrl, 'worker'), `lane:${lane}`),
         prefix: k.bullPrefix,
         autorun: false,
