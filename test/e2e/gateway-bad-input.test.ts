@@ -121,6 +121,8 @@ const CASES: Case[] = [
   { name: 'count_tokens nested 200 deep', path: '/v1/messages/count_tokens', headers: ANTHROPIC, body: message({ metadata: nested(200) }), status: 400, says: 'metadata.a.a.a.a.a.a.a...: nests deeper than 128 levels', provider: 'anthropic' },
   { name: 'missing key', headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' }, body: message(), status: 401, says: 'no API key', provider: 'anthropic' },
   { name: 'wrong key', headers: { ...ANTHROPIC, 'x-api-key': 'hr-gw-not-a-key-000000000000' }, body: message(), status: 401, says: 'invalid API key', provider: 'anthropic' },
+  // Node keeps the first of two credentials: the valid key beside a wrong one passed, and the client was never told.
+  { name: 'a valid key beside a wrong one', headers: { ...ANTHROPIC, authorization: 'Bearer hr-gw-not-a-key-000000000000' }, body: message(), status: 401, says: 'conflicting credentials: x-api-key and Authorization: Bearer hold different keys; send one key', provider: 'anthropic' },
   { name: 'wrong bearer key (OpenAI)', path: '/v1/chat/completions', headers: { ...OPENAI, authorization: 'Bearer sk-someone-elses-key-000000' }, body: chat(), status: 401, says: 'invalid API key', provider: 'openai' },
   { name: 'missing anthropic-version', headers: { 'content-type': 'application/json', 'x-api-key': KEY }, body: message(), status: 400, says: 'anthropic-version: header is required', provider: 'anthropic' },
   { name: 'unknown priority', headers: { ...ANTHROPIC, 'headroom-priority': 'urgent' }, body: message(), status: 400, says: 'headroom-priority: expected critical, high, normal or low, got "urgent"', provider: 'anthropic' },
@@ -240,6 +242,7 @@ const CODES: Record<string, string | undefined> = {
   'missing key': 'GATEWAY_KEY_INVALID',
   'wrong key': 'GATEWAY_KEY_INVALID',
   'wrong bearer key (OpenAI)': 'GATEWAY_KEY_INVALID',
+  'a valid key beside a wrong one': 'GATEWAY_KEY_INVALID',
   'unknown model': 'UNKNOWN_MODEL',
   'an OpenAI model on the Anthropic API': 'UNKNOWN_MODEL',
   'OpenAI unknown model': 'UNKNOWN_MODEL',

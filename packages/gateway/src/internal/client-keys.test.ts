@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '@headroom/queue';
+import { ConfigError, parseConfig, redactSecrets } from '@headroom/queue';
 import { ClientKeys, laneFor, presentedKey } from './client-keys.js';
 
 const config = (keys: Record<string, unknown>) => parseConfig({ models: { m: { provider: 'anthropic' } }, gateway: { keys } });
@@ -13,6 +13,12 @@ describe('ClientKeys', () => {
     expect(keys.authenticate(`${ENV.WEB_KEY}x`)).toBeUndefined();
     expect(keys.authenticate('')).toBeUndefined();
     expect(keys.authenticate(undefined)).toBeUndefined();
+  });
+
+  it("registers each key as a secret of the process: cut out of its log lines and Redis writes, as a worker's provider keys are", () => {
+    ClientKeys.fromConfig(config({ web: { keyEnv: 'WEB_KEY' } }), ENV);
+    // A refusal quoting a key sent in the wrong place (`headroom-tenant: <key>`), as the gateway logs it.
+    expect(redactSecrets(`headroom-tenant: expected a tenant name, got "${ENV.WEB_KEY}"`)).not.toContain(ENV.WEB_KEY);
   });
 
   it('refuses to start with an unset variable, a short key, two keys of one value, or no keys at all', () => {
@@ -47,10 +53,20 @@ describe('laneFor', () => {
 
 describe('presentedKey', () => {
   it("reads the providers' own auth headers", () => {
-    expect(presentedKey({ 'x-api-key': 'abc' })).toBe('abc');
-    expect(presentedKey({ authorization: 'Bearer abc' })).toBe('abc');
-    expect(presentedKey({ authorization: 'bearer   abc  ' })).toBe('abc');
-    expect(presentedKey({ authorization: 'Basic abc' })).toBeUndefined();
-    expect(presentedKey({})).toBeUndefined();
+    expect(presentedKey({ 'x-api-key': ['abc'] })).toEqual({ key: 'abc' });
+    expect(presentedKey({ authorization: ['Bearer abc'] })).toEqual({ key: 'abc' });
+    expect(presentedKey({ authorization: ['bearer   abc  '] })).toEqual({ key: 'abc' });
+    expect(presentedKey({ authorization: ['Basic abc'] })).toEqual({ missing: true });
+    expect(presentedKey({ 'x-api-key': [''] })).toEqual({ missing: true });
+    expect(presentedKey({})).toEqual({ missing: true });
+    // The same key in both is one key; a proxy's Basic beside it is not a credential of ours.
+    expect(presentedKey({ 'x-api-key': ['abc'], authorization: ['Bearer abc'] })).toEqual({ key: 'abc' });
+    expect(presentedKey({ 'x-api-key': ['abc'], authorization: ['Basic eHl6'] })).toEqual({ key: 'abc' });
+  });
+
+  it('refuses two credentials that disagree, or one sent twice, whichever comes first', () => {
+    expect(presentedKey({ 'x-api-key': ['abc'], authorization: ['Bearer xyz'] })).toEqual({ conflict: 'x-api-key and Authorization: Bearer hold different keys' });
+    expect(presentedKey({ 'x-api-key': ['abc', 'xyz'] })).toEqual({ conflict: 'x-api-key sent more than once' });
+    expect(presentedKey({ authorization: ['Bearer abc', 'Bearer abc'] })).toEqual({ conflict: 'Authorization: Bearer sent more than once' });
   });
 });

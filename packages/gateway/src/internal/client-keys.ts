@@ -7,7 +7,7 @@
  * which bytes matched.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { ConfigError, type GatewayKeyConfig, type HeadroomConfig, type Issue } from '@headroom/queue';
+import { ConfigError, registerSecret, type GatewayKeyConfig, type HeadroomConfig, type Issue } from '@headroom/queue';
 
 export type LaneName = 'critical' | 'high' | 'normal' | 'low';
 const RANK: Record<LaneName, number> = { low: 0, normal: 1, high: 2, critical: 3 };
@@ -36,6 +36,10 @@ export class ClientKeys {
   /**
    * Reads every key's value from the environment. Throws `ConfigError` naming each unset
    * variable, a config with no keys (every request would be refused), and two keys with one value.
+   * Each value is registered as a secret of the process (redaction.ts), as a worker's provider
+   * keys are: a refusal quotes what the request sent (a header's value, a model id), the gateway
+   * logs its refusals, and a key a client put in the wrong place (`headroom-tenant: <key>`, the
+   * model) was logged, or stored in Redis as a tenant's name; now it is cut out of both.
    */
   static fromConfig(config: HeadroomConfig, env: NodeJS.ProcessEnv): ClientKeys {
     const issues: Issue[] = [];
@@ -59,6 +63,7 @@ export class ClientKeys {
         continue;
       }
       seen.set(value, name);
+      registerSecret(value);
       entries.push({
         digest: digest(value),
         key: { name, ...(cfg.tenant === undefined ? {} : { tenant: cfg.tenant }), defaultPriority: cfg.defaultPriority, maxPriority: cfg.maxPriority },
@@ -84,14 +89,27 @@ export function laneFor(key: ClientKey, asked: LaneName | undefined): LaneName {
   return RANK[wanted] > RANK[key.maxPriority] ? key.maxPriority : wanted;
 }
 
-/** The key in the provider's own auth header: `x-api-key`, else `Authorization: Bearer <key>`. */
-export function presentedKey(headers: { 'x-api-key'?: string | string[] | undefined; authorization?: string | undefined }): string | undefined {
-  const x = headers['x-api-key'];
-  if (typeof x === 'string' && x !== '') return x;
-  const auth = headers.authorization;
-  if (typeof auth === 'string') {
+/** What a request's auth headers present: a key, none, or two that disagree. */
+export type Presented = { key: string } | { missing: true } | { conflict: string };
+
+/**
+ * The key in the provider's own auth header: `x-api-key` or `Authorization: Bearer <key>`. Both
+ * present must agree, and each must come once: Node keeps the first of two `authorization`
+ * headers and joins two `x-api-key`s, so a valid key beside a wrong one passed (or failed) by
+ * which came first, and a client sending two credentials by mistake was never told. An
+ * Authorization that is not a Bearer (a proxy's Basic) is not a key of ours.
+ */
+export function presentedKey(headers: { 'x-api-key'?: string[] | undefined; authorization?: string[] | undefined }): Presented {
+  const xs = headers['x-api-key'] ?? [];
+  const bearers = (headers.authorization ?? []).flatMap((auth) => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-    if (m) return m[1];
-  }
-  return undefined;
+    return m ? [m[1] as string] : [];
+  });
+  if (xs.length > 1) return { conflict: 'x-api-key sent more than once' };
+  if (bearers.length > 1) return { conflict: 'Authorization: Bearer sent more than once' };
+  const x = xs[0] === '' ? undefined : xs[0];
+  const bearer = bearers[0];
+  if (x !== undefined && bearer !== undefined && x !== bearer) return { conflict: 'x-api-key and Authorization: Bearer hold different keys' };
+  const key = x ?? bearer;
+  return key === undefined ? { missing: true } : { key };
 }

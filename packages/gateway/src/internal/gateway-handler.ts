@@ -179,13 +179,14 @@ export class GatewayHandler {
 
   /** The client's key, or a 401 sent. */
   #authenticate(req: IncomingMessage, res: ServerResponse, dialect: Dialect): ClientKey | undefined {
-    const presented = presentedKey(req.headers as { 'x-api-key'?: string; authorization?: string });
-    const key = this.keys.authenticate(presented);
+    const presented = presentedKey(req.headersDistinct);
+    const key = 'key' in presented ? this.keys.authenticate(presented.key) : undefined;
     const record = this.#records.get(res);
     if (key && record) record.key = key.name;
     if (!key) {
       const where = dialect.provider === 'anthropic' ? 'x-api-key (or Authorization: Bearer)' : 'Authorization: Bearer';
-      this.#send(res, dialect, { kind: 'authentication', code: GatewayCode.KEY_INVALID, message: presented === undefined ? `no API key: send the gateway key in ${where}` : 'invalid API key', shouldRetry: false });
+      const message = 'missing' in presented ? `no API key: send the gateway key in ${where}` : 'conflict' in presented ? `conflicting credentials: ${presented.conflict}; send one key` : 'invalid API key';
+      this.#send(res, dialect, { kind: 'authentication', code: GatewayCode.KEY_INVALID, message, shouldRetry: false });
     }
     return key;
   }
