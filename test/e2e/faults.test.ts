@@ -147,6 +147,47 @@ describe('faults', () => {
     expect(snapshot.counters.grants.high ?? 0).toBeGreaterThanOrEqual(2);
   });
 
+  it('does not call again a job its caller cancelled while it ran, when its worker is then SIGKILLed: the stalled rerun on a worker that missed the cancel ends CANCELLED', async () => {
+    sim = await startSimulator({ models: { [HAIKU]: { provider: 'anthropic', limits: LIMITS } }, latencyMs: 3_000 });
+    const redis = await redisServer();
+    const prefix = 'killcancel';
+    const config = writeConfig({
+      redis: { prefix },
+      providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV } },
+      models: { [HAIKU]: { provider: 'anthropic', limits: LIMITS } },
+      dispatch: { concurrency: 2, lockMs: 2_000, stalledIntervalMs: 500 },
+    });
+    const victim = spawnWorker(config, redis.url, `${prefix}-first`, KEY);
+    procs.push(victim);
+    await waitForFleet(redis.url, prefix, [victim]);
+    const conn = admin(redis.url);
+    const k = laneKeys(prefix, 'high');
+    const lane = new Queue(k.queueName, { connection: conn, prefix: k.bullPrefix });
+    closers.push(() => lane.close());
+    const producer = producerOn(redis.url, prefix);
+    const handle = await producer.enqueue(job('cancel me, then kill my worker'));
+    await until(() => sim!.stats().models[HAIKU]?.admitted === 1, 15_000, 'first call admitted');
+    // The worker dies before the cancel reaches it: the flag is set (the job had started), the
+    // message goes to a process that is gone. The worker that takes the job next starts after it,
+    // so it never heard the message either (workers running then remember it).
+    victim.child.kill('SIGSTOP');
+    await producer.cancel(handle.id);
+    expect(await conn.exists(k.jobCancel(handle.id))).toBe(1);
+    victim.child.kill('SIGKILL');
+    await victim.exited;
+    const survivor = spawnWorker(config, redis.url, `${prefix}-second`, KEY);
+    procs.push(survivor);
+
+    const ended = await ending(handle, 30_000);
+    expect(ended).toMatchObject({ kind: 'failed', code: 'CANCELLED' });
+    const final = await lane.getJob(handle.id);
+    expect(final?.processedBy).toBe(`${prefix}-second`);
+    expect(final?.stalledCounter).toBeGreaterThan(0);
+    // Taken again after the stall, it made no call of its own.
+    await sleep(500);
+    expect(sim.stats().models[HAIKU]?.admitted).toBe(1);
+  });
+
   it('keeps every job acknowledged more than 1 s before Redis is SIGKILLed (AOF, appendfsync everysec)', async () => {
     sim = await startSimulator({ models: { [HAIKU]: { provider: 'anthropic', limits: LIMITS } }, latencyMs: { min: 100, max: 300 } });
     const redis = await redisServer({ appendOnly: true });

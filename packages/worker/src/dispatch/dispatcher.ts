@@ -399,7 +399,8 @@ export class Dispatcher {
       const fresh = (job.opts as { hrFresh?: number }).hrFresh === 1;
       // Its deadline is the latest its callers want (coalesced joins, repeats), not its first caller's.
       const takenBefore = job.attemptsStarted > 1;
-      outcome = await runJob(ctx, withSharedDeadline(job.data as LlmJob, job.opts), { id: job.id!, lane, enqueuedAt: job.timestamp, progress, fetched, ...(fresh ? { fresh } : {}), ...(lateOn ? { lateOn } : {}), ...(takenBefore ? { takenBefore } : {}) }, abort.signal);
+      const stalled = job.stalledCounter > 0;
+      outcome = await runJob(ctx, withSharedDeadline(job.data as LlmJob, job.opts), { id: job.id!, lane, enqueuedAt: job.timestamp, progress, fetched, ...(fresh ? { fresh } : {}), ...(lateOn ? { lateOn } : {}), ...(takenBefore ? { takenBefore } : {}), ...(stalled ? { stalled } : {}) }, abort.signal);
     } catch (err) {
       // Not a provider failure (e.g. Redis away mid-acquire): park the job briefly; if Redis is
       // gone entirely, the lock expires and the stalled check hands the job to another worker.

@@ -40,7 +40,11 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   // first fetch has no earlier attempt), sent ahead of the first plan's acquire and read once
   // granted, so it adds no round trip; the relay's first write still checks, for an earlier
   // attempt that writes in between. Unanswered (Redis failing), that first write decides.
-  const relay: Promise<RelayCheck> | undefined = isStreamed(job) && meta.takenBefore ? checkRelay(ctx.redis, ctx.config.redis.prefix, meta.id).catch(() => 'open' as const) : undefined;
+  // A plain job has no relay, but the same check reads its cancel flag: one its caller cancelled
+  // while a worker that then died ran it (the flag is set for a started job; the message went to
+  // the dead worker) came back through the stalled check and was called again, in full, for
+  // nobody. Asked only after a stall, the one way such a job comes back to a lane.
+  const relay: Promise<RelayCheck> | undefined = (isStreamed(job) ? meta.takenBefore : meta.stalled) ? checkRelay(ctx.redis, ctx.config.redis.prefix, meta.id).catch(() => 'open' as const) : undefined;
 
   try {
     while (true) {

@@ -124,6 +124,11 @@ export interface JobMeta {
    * hand-back): an earlier attempt may have streamed part of an answer into its relay.
    */
   takenBefore?: boolean;
+  /**
+   * Put back by BullMQ's stalled check at least once (its `stalledCounter`): a worker that held it
+   * died or lost its lock while it ran, and its caller may have cancelled it meanwhile.
+   */
+  stalled?: boolean;
 }
 
 export type RunOutcome =
