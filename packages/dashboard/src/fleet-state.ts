@@ -5,7 +5,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { fleetKeys, laneKeys, LANES, type Lane } from '@headroom/queue';
+import { answeredWithin, fleetKeys, laneKeys, LANES, type Lane } from '@headroom/queue';
 
 /**
  * BullMQ's states, as Bull Board and `getJobCounts` name them. No `paused`: BullMQ 6 pauses a
@@ -24,6 +24,21 @@ export interface LaneDepth {
 }
 
 export type LaneQueues = ReadonlyMap<Lane, Queue>;
+
+/**
+ * How long one read of the fleet's state may wait for Redis's answer. The connection fails fast
+ * while Redis is away, but a Redis that stops answering without closing it (paused, stuck on a
+ * long command, a node mid-failover, a network black hole) held each read for as long as the
+ * stall lasted: the page kept its last figures under "updated <time>" with no error, a /metrics
+ * scrape timed out (the target down, where `headroom_dashboard_redis_up 0` says why), and
+ * `headroom status --watch` hung on its last table. A read normally takes milliseconds.
+ */
+export const FLEET_READ_WAIT_MS = 3_000;
+
+/** `read`, or `RedisUnavailableError` once Redis has not answered it within `FLEET_READ_WAIT_MS`. */
+export function boundedRead<T>(read: Promise<T>, what: string): Promise<T> {
+  return answeredWithin(read, FLEET_READ_WAIT_MS, what);
+}
 
 /** One BullMQ Queue per lane, all on `redis` (shared, not owned: closing them leaves it open). */
 export function openLaneQueues(redis: Redis | Cluster, prefix: string): Map<Lane, Queue> {

@@ -8,7 +8,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { Bucket, type BucketSnapshot, type HeadroomConfig, type Lane, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats, throttleParamsOf, type ThrottleState } from '@headroom/queue';
 import type { Alert } from './alerts.js';
-import { closeLaneQueues, openLaneQueues, readLanes, readPressure, type LaneDepth, type LaneQueues, type LaneState } from './fleet-state.js';
+import { boundedRead, closeLaneQueues, openLaneQueues, readLanes, readPressure, type LaneDepth, type LaneQueues, type LaneState } from './fleet-state.js';
 import { exhaustInMs, History, type Sample } from './history.js';
 import { poolsOf, readPools, utilizationOf, type PoolInfo } from './pools.js';
 
@@ -248,7 +248,7 @@ export function openOverviewReader(redis: Redis | Cluster, config: HeadroomConfi
   const history = new History();
   const deps = { redis, config, bucket: new Bucket(redis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) }), pools: poolsOf(config), queues, history, alerts: () => [], now };
   return {
-    read: () => readOverview(deps),
+    read: () => boundedRead(readOverview(deps), 'the read of the fleet'),
     close: () => closeLaneQueues(queues),
   };
 }

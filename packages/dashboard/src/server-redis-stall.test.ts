@@ -1,0 +1,56 @@
+/**
+ * The dashboard while Redis stalls: connected, but not answering (paused, stuck on a long command,
+ * a node mid-failover, a network black hole; here a `redis-server` stopped with SIGSTOP). The
+ * page's poll, recent jobs and /metrics held their requests for as long as the stall lasted: the
+ * page kept its last figures under "updated <time>" with no error, and a scrape timed out (the
+ * target down) rather than saying `headroom_dashboard_redis_up 0`. Each read is bounded now.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, parseConfig } from '@headroom/queue';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
+import { startDashboard, type RunningDashboard } from './server.js';
+
+const config = parseConfig({ redis: { prefix: 'dstall' }, models: { 'claude-haiku-4-5': { provider: 'anthropic', limits: { rpm: 100 } } } });
+
+let redis: EmbeddedRedis;
+let dash: RunningDashboard;
+
+beforeAll(async () => {
+  redis = await startEmbeddedRedis();
+  dash = await startDashboard({ config, redisUrl: redis.url, localOnly: true, port: 0, logger: createLogger({ level: 'silent' }) });
+});
+afterAll(async () => {
+  redis?.process.kill('SIGCONT');
+  await dash?.close();
+  await redis?.stop({ kill: true });
+});
+
+/**
+ * The answer to `path`, or the fetch's abort if none came in 20 s: far past the bound, so a
+ * request held by the stall fails the test with a TimeoutError rather than passing late.
+ */
+async function get(path: string): Promise<Response> {
+  return fetch(`${dash.url}${path}`, { signal: AbortSignal.timeout(20_000) });
+}
+
+describe('the dashboard on a Redis that stops answering', () => {
+  it('answers the page poll and recent jobs 503 REDIS_UNAVAILABLE, and /metrics with redis_up 0, instead of holding them', async () => {
+    expect((await get('/api/overview')).status).toBe(200);
+    redis.process.kill('SIGSTOP');
+    try {
+      const [overview, recent, metrics] = await Promise.all([get('/api/overview'), get('/api/recent-jobs'), get('/metrics')]);
+      expect(overview.status).toBe(503);
+      expect(await overview.json()).toMatchObject({ error: { code: 'REDIS_UNAVAILABLE' } });
+      expect(recent.status).toBe(503);
+      expect(await recent.json()).toMatchObject({ error: { code: 'REDIS_UNAVAILABLE' } });
+      expect(metrics.status).toBe(200);
+      const body = await metrics.text();
+      expect(body).toMatch(/^headroom_dashboard_redis_up 0$/m);
+      expect(body).not.toMatch(/^headroom_fleet_workers /m);
+    } finally {
+      redis.process.kill('SIGCONT');
+    }
+    // And back by itself once Redis answers again.
+    expect((await get('/api/overview')).status).toBe(200);
+  });
+});
