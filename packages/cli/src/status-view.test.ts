@@ -49,8 +49,8 @@ describe('renderStatus', () => {
   });
 
   it("names the lanes' window above their table", () => {
-    expect(lines[2]).toBe('lanes (done, failed, shed and p95 wait over the last 15 min)');
-    expect(lines[3]?.split(/\s+/)).toEqual(['lane', 'queued', 'running', 'done', 'failed', 'shed', 'p95', 'wait']);
+    expect(lines[2]).toBe('lanes (done, failed, shed and p95 wait over the last 15 min; full: new jobs refused QUEUE_FULL)');
+    expect(lines[3]?.split(/\s+/)).toEqual(['lane', 'queued', 'cap', 'running', 'done', 'failed', 'shed', 'p95', 'wait']);
   });
 
   it('counts the gateways there too, with their requests in flight, when any runs', () => {
@@ -62,11 +62,25 @@ describe('renderStatus', () => {
     expect(head).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 1 worker(s), 2 gateway(s) (5 requests in flight)');
   });
 
-  it('prints one row per lane with queued, running, done, failed, shed and the p95 wait in units', () => {
+  it('prints one row per lane with queued, cap, running, done, failed, shed and the p95 wait in units', () => {
     const critical = lines.find((l) => l.startsWith('critical'))!;
-    expect(critical.split(/\s+/)).toEqual(['critical', '3', '2', '40', '1', '0', '120ms']);
+    expect(critical.split(/\s+/)).toEqual(['critical', '3', '50', '2', '40', '1', '0', '120ms']);
     const low = lines.find((l) => l.startsWith('low'))!;
-    expect(low.split(/\s+/)).toEqual(['low', '900', '0', '10', '0', '12', '1.5m']);
+    expect(low.split(/\s+/)).toEqual(['low', '900', '5000', '0', '10', '0', '12', '1.5m']);
+  });
+
+  it('marks a lane holding its cap of jobs not yet started as full, where it refuses new jobs', () => {
+    const lanes = [{ ...overview.lanes[0]!, queued: 50 }];
+    const critical = renderStatus({ ...overview, lanes }).split('\n').find((l) => l.startsWith('critical'))!;
+    expect(critical.split(/\s+/)).toEqual(['critical', '50', '50', '2', '40', '1', '0', '120ms', 'full']);
+  });
+
+  it('says so when no worker beats, naming the prefix it looked under and the workers that stopped uncleanly', () => {
+    expect(lines[1]).toBe('');
+    const none = renderStatus({ ...overview, workers: [], expiredWorkers: ['w2', 'w4'] }).split('\n');
+    expect(none[0]).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 0 worker(s)');
+    expect(none[1]).toBe('no live worker: nothing takes jobs from these lanes (none beats under redis.prefix "hr" on this Redis; stopped beating without a clean stop: w2, w4)');
+    expect(renderStatus({ ...overview, workers: [] }).split('\n')[1]).toBe('no live worker: nothing takes jobs from these lanes (none beats under redis.prefix "hr" on this Redis)');
   });
 
   it('prints each pool with utilization per dimension, unbound ones, pressure and cooldowns', () => {

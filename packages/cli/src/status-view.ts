@@ -14,11 +14,19 @@ export function renderStatus(o: Overview): string {
   const lines: string[] = [];
   const gateways = o.gateways.length > 0 ? `, ${o.gateways.length} gateway(s) (${o.gateways.reduce((n, g) => n + g.inFlight, 0)} requests in flight)` : '';
   lines.push(`Headroom fleet "${o.prefix}" — ${new Date(o.atMs).toISOString()} — ${o.workers.length} worker(s)${gateways}`);
+  // An all-zero table read the same for a fleet whose workers all died, one never started, and a
+  // status pointed at the wrong Redis or prefix: say that nothing takes jobs, and where it looked.
+  if (o.workers.length === 0) {
+    const stopped = o.expiredWorkers.length > 0 ? `; stopped beating without a clean stop: ${o.expiredWorkers.join(', ')}` : '';
+    lines.push(`no live worker: nothing takes jobs from these lanes (none beats under redis.prefix "${o.prefix}" on this Redis${stopped})`);
+  }
   lines.push('');
-  lines.push(`lanes (done, failed, shed and p95 wait over the last ${o.windowMinutes} min)`);
-  lines.push(`${'lane'.padEnd(10)}${pad('queued', 8)}${pad('running', 9)}${pad('done', 8)}${pad('failed', 8)}${pad('shed', 7)}${pad('p95 wait', 10)}`);
+  lines.push(`lanes (done, failed, shed and p95 wait over the last ${o.windowMinutes} min; full: new jobs refused QUEUE_FULL)`);
+  lines.push(`${'lane'.padEnd(10)}${pad('queued', 8)}${pad('cap', 8)}${pad('running', 9)}${pad('done', 8)}${pad('failed', 8)}${pad('shed', 7)}${pad('p95 wait', 10)}`);
   for (const l of o.lanes) {
-    lines.push(`${l.lane.padEnd(10)}${pad(l.queued, 8)}${pad(l.running, 9)}${pad(l.done, 8)}${pad(l.failed, 8)}${pad(l.shed, 7)}${pad(ms(l.p95WaitMs), 10)}`);
+    // The cap counts jobs not yet started: a lane at it refuses new jobs, which a bare depth hid.
+    const full = l.queued >= l.cap ? '  full' : '';
+    lines.push(`${l.lane.padEnd(10)}${pad(l.queued, 8)}${pad(l.cap, 8)}${pad(l.running, 9)}${pad(l.done, 8)}${pad(l.failed, 8)}${pad(l.shed, 7)}${pad(ms(l.p95WaitMs), 10)}${full}`);
   }
   lines.push('');
   lines.push(`${'pool'.padEnd(22)}${'utilization by dimension'.padEnd(44)}${pad('pressure', 9)}  cooldowns`);
