@@ -55,6 +55,8 @@ function replaceRows(tbody, rows) {
 /** Samples the page has seen, newest last; the server sends only those after `since`. */
 let samples = [];
 let lastSampleAt = 0;
+/** The time of the figures on the page (the last overview read), or null before the first. */
+let shownAt = null;
 
 /**
  * A line chart of `series` ([{ name, points: [[t, v], ...] }]) over the last `spanMs`.
@@ -234,7 +236,9 @@ async function getJson(path) {
   const res = await fetch(path, { headers: { accept: 'application/json' }, credentials: 'same-origin' });
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
-    throw new Error(body?.error?.code ?? `HTTP ${res.status}`);
+    // The server's sentence with its code ("Redis is not reachable (REDIS_UNAVAILABLE)"): the code alone read as jargon.
+    const { code, message } = body?.error ?? {};
+    throw new Error(code ? (message ? `${message} (${code})` : code) : `HTTP ${res.status}`);
   }
   return res.json();
 }
@@ -253,9 +257,11 @@ async function refresh() {
     document.getElementById('gateways-section').hidden = o.gateways.length === 0;
     renderProcesses('#gateways', 'data-gateway', o.gateways, (g) => String(g.inFlight));
     document.body.dataset.updatedAt = String(o.atMs);
+    shownAt = o.atMs;
     setStatus(`updated ${new Date(o.atMs).toLocaleTimeString()} · ${o.workers.length} worker(s)${o.gateways.length ? ` · ${o.gateways.length} gateway(s)` : ''}`);
   } catch (err) {
-    setStatus(`update failed: ${err.message}`, true);
+    // The figures below stay as last read: say how old they are, or they pass for current ones.
+    setStatus(`update failed: ${err.message}${shownAt === null ? '' : `; figures as of ${new Date(shownAt).toLocaleTimeString()}`}`, true);
   }
 }
 
