@@ -3,6 +3,7 @@ import type { Overview } from '@headroom/dashboard';
 import { renderStatus } from './status-view.js';
 
 const counts = { waiting: 0, prioritized: 0, delayed: 0, active: 0, completed: 0, failed: 0 };
+const held = { paused: false, concurrency: null, rateLimit: null };
 
 const overview: Overview = {
   atMs: Date.UTC(2026, 11, 4, 12, 0, 0),
@@ -27,8 +28,8 @@ const overview: Overview = {
     },
   ],
   lanes: [
-    { lane: 'critical', cap: 50, counts, queued: 3, running: 2, done: 40, failed: 1, shed: 0, shedTotal: 0, p95WaitMs: 120 },
-    { lane: 'low', cap: 5000, counts, queued: 900, running: 0, done: 10, failed: 0, shed: 12, shedTotal: 30, p95WaitMs: 90_000 },
+    { lane: 'critical', cap: 50, counts, queued: 3, running: 2, done: 40, failed: 1, shed: 0, shedTotal: 0, p95WaitMs: 120, held },
+    { lane: 'low', cap: 5000, counts, queued: 900, running: 0, done: 10, failed: 0, shed: 12, shedTotal: 30, p95WaitMs: 90_000, held },
   ],
   workers: [{ id: 'w1', host: 'h', pid: 1, inFlight: 2, concurrency: 16, lastSeenMsAgo: 100 }],
   expiredWorkers: [],
@@ -73,6 +74,17 @@ describe('renderStatus', () => {
     const lanes = [{ ...overview.lanes[0]!, queued: 50 }];
     const critical = renderStatus({ ...overview, lanes }).split('\n').find((l) => l.startsWith('critical'))!;
     expect(critical.split(/\s+/)).toEqual(['critical', '50', '50', '2', '40', '1', '0', '120ms', 'full']);
+  });
+
+  it("says which lanes are held back by their queue's pause, global concurrency or rate limit (Bull Board's), and how", () => {
+    expect(lines.some((l) => l.includes('held back'))).toBe(false);
+    const lanes = [
+      { ...overview.lanes[0]!, held: { paused: true, concurrency: null, rateLimit: null } },
+      { ...overview.lanes[1]!, held: { paused: false, concurrency: 1, rateLimit: { max: 2, durationMs: 5_000 } } },
+    ];
+    const out = renderStatus({ ...overview, lanes }).split('\n');
+    expect(out).toContain("critical is held back: paused: none of its jobs starts (set on the lane's queue, e.g. from Bull Board; resume or clear it there)");
+    expect(out).toContain("low is held back: at most 1 of its jobs running at once, fleet-wide; at most 2 of its jobs started per 5.0s (set on the lane's queue, e.g. from Bull Board; resume or clear it there)");
   });
 
   it('says so when no worker beats, naming the prefix it looked under and the workers that stopped uncleanly', () => {

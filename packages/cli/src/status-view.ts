@@ -10,6 +10,15 @@ const pad = (s: string | number, n: number) => String(s).padStart(n);
 const ms = (v: number | null) => (v === null ? '-' : v >= 60_000 ? `${(v / 60_000).toFixed(1)}m` : v >= 1000 ? `${(v / 1000).toFixed(1)}s` : `${Math.round(v)}ms`);
 const pct = (v: number) => `${Math.round(v * 100)}%`;
 
+/** A lane's BullMQ pause, global concurrency and rate limit, in words; '' when none is set. */
+function holdOf(held: Overview['lanes'][number]['held']): string {
+  const parts: string[] = [];
+  if (held.paused) parts.push('paused: none of its jobs starts');
+  if (held.concurrency !== null) parts.push(`at most ${held.concurrency} of its jobs running at once, fleet-wide`);
+  if (held.rateLimit) parts.push(`at most ${held.rateLimit.max} of its jobs started per ${ms(held.rateLimit.durationMs)}`);
+  return parts.join('; ');
+}
+
 export function renderStatus(o: Overview): string {
   const lines: string[] = [];
   const gateways = o.gateways.length > 0 ? `, ${o.gateways.length} gateway(s) (${o.gateways.reduce((n, g) => n + g.inFlight, 0)} requests in flight)` : '';
@@ -27,6 +36,12 @@ export function renderStatus(o: Overview): string {
     // The cap counts jobs not yet started: a lane at it refuses new jobs, which a bare depth hid.
     const full = l.queued >= l.cap ? '  full' : '';
     lines.push(`${l.lane.padEnd(10)}${pad(l.queued, 8)}${pad(l.cap, 8)}${pad(l.running, 9)}${pad(l.done, 8)}${pad(l.failed, 8)}${pad(l.shed, 7)}${pad(ms(l.p95WaitMs), 10)}${full}`);
+  }
+  // Set on a lane's queue from Bull Board, these stay until cleared and hold its jobs back whatever
+  // the quota: without a word here a paused lane read as a fleet that had stopped taking work.
+  for (const l of o.lanes) {
+    const hold = holdOf(l.held);
+    if (hold) lines.push(`${l.lane} is held back: ${hold} (set on the lane's queue, e.g. from Bull Board; resume or clear it there)`);
   }
   lines.push('');
   lines.push(`${'pool'.padEnd(22)}${'utilization by dimension'.padEnd(44)}${pad('pressure', 9)}  cooldowns`);

@@ -6,37 +6,26 @@
  * target down) rather than saying `headroom_dashboard_redis_up 0`. Each read is bounded now.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, parseConfig } from '@headroom/queue';
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { startDashboard, type RunningDashboard } from './server.js';
+import { dashboardOnOwnRedis, type DashboardOnRedis } from './dashboard-on-redis.test-support.js';
 
-const config = parseConfig({ redis: { prefix: 'dstall' }, models: { 'claude-haiku-4-5': { provider: 'anthropic', limits: { rpm: 100 } } } });
-
-let redis: EmbeddedRedis;
-let dash: RunningDashboard;
-
+let fixture: DashboardOnRedis;
 beforeAll(async () => {
-  redis = await startEmbeddedRedis();
-  dash = await startDashboard({ config, redisUrl: redis.url, localOnly: true, port: 0, logger: createLogger({ level: 'silent' }) });
+  fixture = await dashboardOnOwnRedis({ redis: { prefix: 'dstall' }, models: { 'claude-haiku-4-5': { provider: 'anthropic', limits: { rpm: 100 } } } });
 });
-afterAll(async () => {
-  redis?.process.kill('SIGCONT');
-  await dash?.close();
-  await redis?.stop({ kill: true });
-});
+afterAll(() => fixture?.close());
 
 /**
  * The answer to `path`, or the fetch's abort if none came in 20 s: far past the bound, so a
  * request held by the stall fails the test with a TimeoutError rather than passing late.
  */
 async function get(path: string): Promise<Response> {
-  return fetch(`${dash.url}${path}`, { signal: AbortSignal.timeout(20_000) });
+  return fetch(`${fixture.dash.url}${path}`, { signal: AbortSignal.timeout(20_000) });
 }
 
 describe('the dashboard on a Redis that stops answering', () => {
   it('answers the page poll and recent jobs 503 REDIS_UNAVAILABLE, and /metrics with redis_up 0, instead of holding them', async () => {
     expect((await get('/api/overview')).status).toBe(200);
-    redis.process.kill('SIGSTOP');
+    fixture.redis.process.kill('SIGSTOP');
     try {
       const [overview, recent, metrics] = await Promise.all([get('/api/overview'), get('/api/recent-jobs'), get('/metrics')]);
       expect(overview.status).toBe(503);
@@ -48,7 +37,7 @@ describe('the dashboard on a Redis that stops answering', () => {
       expect(body).toMatch(/^headroom_dashboard_redis_up 0$/m);
       expect(body).not.toMatch(/^headroom_fleet_workers /m);
     } finally {
-      redis.process.kill('SIGCONT');
+      fixture.redis.process.kill('SIGCONT');
     }
     // And back by itself once Redis answers again.
     expect((await get('/api/overview')).status).toBe(200);

@@ -150,12 +150,21 @@ function renderPools(pools, nowMs) {
   root.replaceChildren(...(cards.length > 0 ? cards : [el('p', { class: 'hint' }, 'No models in the config.')]));
 }
 
+/** What holds a lane back beside the quota: its BullMQ pause, global concurrency and rate limit (set from Bull Board). */
+function holdOf(held) {
+  const parts = [];
+  if (held?.paused) parts.push('paused');
+  if (held?.concurrency != null) parts.push(`≤ ${held.concurrency} running`);
+  if (held?.rateLimit) parts.push(`≤ ${held.rateLimit.max} started / ${duration(held.rateLimit.durationMs)}`);
+  return parts.join(' · ');
+}
+
 function renderLanes(lanes, nowMs) {
   const rows = lanes.map((l) =>
     el(
       'tr',
       { 'data-lane': l.lane },
-      el('td', {}, l.lane.toUpperCase()),
+      el('td', {}, l.lane.toUpperCase(), holdOf(l.held) ? el('span', { class: 'held', 'data-field': 'held', title: 'set on the lane in Bull Board: resume or clear it there' }, ` ${holdOf(l.held)}`) : ''),
       el('td', { 'data-field': 'cap' }, int(l.cap)),
       el('td', { 'data-field': 'queued' }, int(l.queued)),
       el('td', { 'data-field': 'running' }, int(l.running)),
