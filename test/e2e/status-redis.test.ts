@@ -8,7 +8,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
+import { exitOf, spawnHeadroom, stopAll, writeConfig, type FleetProcess } from '../support/fleet.js';
 import { until } from '../support/probes.js';
 
 const procs: FleetProcess[] = [];
@@ -25,6 +25,16 @@ async function status(redisUrl: string, ...flags: string[]): Promise<{ code: num
   const proc = spawnHeadroom(['status', '--config', config, '--redis', redisUrl, ...flags]);
   procs.push(proc);
   return { code: await proc.exited, out: proc.output(), proc };
+}
+
+/** `headroom status --watch` on a Redis of its own, once it has drawn its first table. */
+async function watchingFirstTable(): Promise<{ server: EmbeddedRedis; proc: FleetProcess }> {
+  const server = await startEmbeddedRedis();
+  servers.push(server);
+  const proc = spawnHeadroom(['status', '--config', config, '--redis', server.url, '--watch']);
+  procs.push(proc);
+  await until(() => proc.output().includes('last 5 min: calls'), 60_000, 'the first table');
+  return { server, proc };
 }
 
 describe('headroom status without a readable Redis', () => {
@@ -69,15 +79,24 @@ describe('headroom status without a readable Redis', () => {
   });
 
   it('with --watch, ends with that line and exit 3 when Redis goes away after a table, not a stack and 1', async () => {
-    const server = await startEmbeddedRedis();
-    servers.push(server);
-    const proc = spawnHeadroom(['status', '--config', config, '--redis', server.url, '--watch']);
-    procs.push(proc);
-    await until(() => proc.output().includes('last 5 min: calls'), 60_000, 'the first table');
+    const { server, proc } = await watchingFirstTable();
     await server.stop({ kill: true });
     expect(await proc.exited).toBe(3);
     const lines = proc.output().trimEnd().split('\n');
     expect(lines.at(-1)).toMatch(new RegExp(`^headroom status: cannot read the fleet from Redis at ${server.url.replace(/\./g, '\\.')}: `));
     expect(proc.output()).not.toMatch(/^\s+at /m);
+  });
+
+  it('with --watch, ends with that line and exit 3 when Redis stops answering after a table, rather than hang on it', async () => {
+    // Connected but silent: a paused Redis, a node mid-failover, a network black hole. The
+    // command waited on its read for as long as that lasted, the last table still on screen.
+    const { server, proc } = await watchingFirstTable();
+    server.process.kill('SIGSTOP');
+    try {
+      expect(await exitOf(proc, 30_000)).toBe(3);
+    } finally {
+      server.process.kill('SIGCONT');
+    }
+    expect(proc.output().trimEnd().split('\n').at(-1)).toMatch(new RegExp(`^headroom status: cannot read the fleet from Redis at ${server.url.replace(/\./g, '\\.')}: no answer within 3000 ms to the read of the fleet`));
   });
 });

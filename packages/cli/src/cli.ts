@@ -92,6 +92,14 @@ async function serveUntilStopped(start: (signal: AbortSignal) => Promise<{ close
   return outcome?.drained === false ? 1 : 0;
 }
 
+/** Resolves after `ms`, or as soon as `signal` aborts. */
+function pauseUnlessStopped(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(argv);
   if (parsed.kind === 'help') {
@@ -152,6 +160,14 @@ async function main(argv: string[]): Promise<number> {
       // print each reconnect's error, with a stack, between the tables.
       redis.on('error', () => {});
       let reader: OverviewReader | undefined;
+      // `--watch` ends by Ctrl-C or SIGTERM: that is its way to end, so it exits 0 as a service
+      // stopped by them does (docs/operations.md#exit-codes), where the signal killed it (130 or
+      // 143 in a shell, which a script reads as a failure). A second signal ends it at once.
+      const stop = new AbortController();
+      if (values.watch) {
+        process.once('SIGINT', () => stop.abort());
+        process.once('SIGTERM', () => stop.abort());
+      }
       try {
         await untilReady(redis, { waitMs: 5_000 });
         const { openOverviewReader } = await import('@headroom/dashboard');
@@ -159,8 +175,8 @@ async function main(argv: string[]): Promise<number> {
         do {
           const table = renderStatus(await reader.read());
           process.stdout.write(values.watch && process.stdout.isTTY ? `\x1b[2J\x1b[H${table}\n` : `${table}\n`);
-          if (values.watch) await new Promise((r) => setTimeout(r, 2_000));
-        } while (values.watch);
+          if (values.watch) await pauseUnlessStopped(2_000, stop.signal);
+        } while (values.watch && !stop.signal.aborted);
       } catch (err) {
         // Redis down, unreachable or refusing (a wrong password): one line saying which Redis and
         // what it said, and a code of its own, where a read failing mid-table printed a stack and 1.

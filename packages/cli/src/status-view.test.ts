@@ -3,6 +3,7 @@ import type { Overview } from '@headroom/dashboard';
 import { renderStatus } from './status-view.js';
 
 const counts = { waiting: 0, prioritized: 0, delayed: 0, active: 0, completed: 0, failed: 0 };
+const held = { paused: false, concurrency: null, rateLimit: null };
 
 const overview: Overview = {
   atMs: Date.UTC(2026, 11, 4, 12, 0, 0),
@@ -27,8 +28,8 @@ const overview: Overview = {
     },
   ],
   lanes: [
-    { lane: 'critical', cap: 50, counts, queued: 3, running: 2, done: 40, failed: 1, shed: 0, shedTotal: 0, p95WaitMs: 120 },
-    { lane: 'low', cap: 5000, counts, queued: 900, running: 0, done: 10, failed: 0, shed: 12, shedTotal: 30, p95WaitMs: 90_000 },
+    { lane: 'critical', cap: 50, counts, queued: 3, running: 2, done: 40, failed: 1, shed: 0, shedTotal: 0, p95WaitMs: 120, held },
+    { lane: 'low', cap: 5000, counts, queued: 900, running: 0, done: 10, failed: 0, shed: 12, shedTotal: 30, p95WaitMs: 90_000, held },
   ],
   workers: [{ id: 'w1', host: 'h', pid: 1, inFlight: 2, concurrency: 16, lastSeenMsAgo: 100 }],
   expiredWorkers: [],
@@ -49,8 +50,8 @@ describe('renderStatus', () => {
   });
 
   it("names the lanes' window above their table", () => {
-    expect(lines[2]).toBe('lanes (done, failed, shed and p95 wait over the last 15 min)');
-    expect(lines[3]?.split(/\s+/)).toEqual(['lane', 'queued', 'running', 'done', 'failed', 'shed', 'p95', 'wait']);
+    expect(lines[2]).toBe('lanes (done, failed, shed and p95 wait over the last 15 min; full: new jobs refused QUEUE_FULL)');
+    expect(lines[3]?.split(/\s+/)).toEqual(['lane', 'queued', 'cap', 'running', 'done', 'failed', 'shed', 'p95', 'wait']);
   });
 
   it('counts the gateways there too, with their requests in flight, when any runs', () => {
@@ -62,11 +63,36 @@ describe('renderStatus', () => {
     expect(head).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 1 worker(s), 2 gateway(s) (5 requests in flight)');
   });
 
-  it('prints one row per lane with queued, running, done, failed, shed and the p95 wait in units', () => {
+  it('prints one row per lane with queued, cap, running, done, failed, shed and the p95 wait in units', () => {
     const critical = lines.find((l) => l.startsWith('critical'))!;
-    expect(critical.split(/\s+/)).toEqual(['critical', '3', '2', '40', '1', '0', '120ms']);
+    expect(critical.split(/\s+/)).toEqual(['critical', '3', '50', '2', '40', '1', '0', '120ms']);
     const low = lines.find((l) => l.startsWith('low'))!;
-    expect(low.split(/\s+/)).toEqual(['low', '900', '0', '10', '0', '12', '1.5m']);
+    expect(low.split(/\s+/)).toEqual(['low', '900', '5000', '0', '10', '0', '12', '1.5m']);
+  });
+
+  it('marks a lane holding its cap of jobs not yet started as full, where it refuses new jobs', () => {
+    const lanes = [{ ...overview.lanes[0]!, queued: 50 }];
+    const critical = renderStatus({ ...overview, lanes }).split('\n').find((l) => l.startsWith('critical'))!;
+    expect(critical.split(/\s+/)).toEqual(['critical', '50', '50', '2', '40', '1', '0', '120ms', 'full']);
+  });
+
+  it("says which lanes are held back by their queue's pause, global concurrency or rate limit (Bull Board's), and how", () => {
+    expect(lines.some((l) => l.includes('held back'))).toBe(false);
+    const lanes = [
+      { ...overview.lanes[0]!, held: { paused: true, concurrency: null, rateLimit: null } },
+      { ...overview.lanes[1]!, held: { paused: false, concurrency: 1, rateLimit: { max: 2, durationMs: 5_000 } } },
+    ];
+    const out = renderStatus({ ...overview, lanes }).split('\n');
+    expect(out).toContain("critical is held back: paused: none of its jobs starts (set on the lane's queue, e.g. from Bull Board; resume or clear it there)");
+    expect(out).toContain("low is held back: at most 1 of its jobs running at once, fleet-wide; at most 2 of its jobs started per 5.0s (set on the lane's queue, e.g. from Bull Board; resume or clear it there)");
+  });
+
+  it('says so when no worker beats, naming the prefix it looked under and the workers that stopped uncleanly', () => {
+    expect(lines[1]).toBe('');
+    const none = renderStatus({ ...overview, workers: [], expiredWorkers: ['w2', 'w4'] }).split('\n');
+    expect(none[0]).toBe('Headroom fleet "hr" — 2026-12-04T12:00:00.000Z — 0 worker(s)');
+    expect(none[1]).toBe('no live worker: nothing takes jobs from these lanes (none beats under redis.prefix "hr" on this Redis; stopped beating without a clean stop: w2, w4)');
+    expect(renderStatus({ ...overview, workers: [] }).split('\n')[1]).toBe('no live worker: nothing takes jobs from these lanes (none beats under redis.prefix "hr" on this Redis)');
   });
 
   it('prints each pool with utilization per dimension, unbound ones, pressure and cooldowns', () => {

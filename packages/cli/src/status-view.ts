@@ -10,15 +10,38 @@ const pad = (s: string | number, n: number) => String(s).padStart(n);
 const ms = (v: number | null) => (v === null ? '-' : v >= 60_000 ? `${(v / 60_000).toFixed(1)}m` : v >= 1000 ? `${(v / 1000).toFixed(1)}s` : `${Math.round(v)}ms`);
 const pct = (v: number) => `${Math.round(v * 100)}%`;
 
+/** A lane's BullMQ pause, global concurrency and rate limit, in words; '' when none is set. */
+function holdOf(held: Overview['lanes'][number]['held']): string {
+  const parts: string[] = [];
+  if (held.paused) parts.push('paused: none of its jobs starts');
+  if (held.concurrency !== null) parts.push(`at most ${held.concurrency} of its jobs running at once, fleet-wide`);
+  if (held.rateLimit) parts.push(`at most ${held.rateLimit.max} of its jobs started per ${ms(held.rateLimit.durationMs)}`);
+  return parts.join('; ');
+}
+
 export function renderStatus(o: Overview): string {
   const lines: string[] = [];
   const gateways = o.gateways.length > 0 ? `, ${o.gateways.length} gateway(s) (${o.gateways.reduce((n, g) => n + g.inFlight, 0)} requests in flight)` : '';
   lines.push(`Headroom fleet "${o.prefix}" — ${new Date(o.atMs).toISOString()} — ${o.workers.length} worker(s)${gateways}`);
+  // An all-zero table read the same for a fleet whose workers all died, one never started, and a
+  // status pointed at the wrong Redis or prefix: say that nothing takes jobs, and where it looked.
+  if (o.workers.length === 0) {
+    const stopped = o.expiredWorkers.length > 0 ? `; stopped beating without a clean stop: ${o.expiredWorkers.join(', ')}` : '';
+    lines.push(`no live worker: nothing takes jobs from these lanes (none beats under redis.prefix "${o.prefix}" on this Redis${stopped})`);
+  }
   lines.push('');
-  lines.push(`lanes (done, failed, shed and p95 wait over the last ${o.windowMinutes} min)`);
-  lines.push(`${'lane'.padEnd(10)}${pad('queued', 8)}${pad('running', 9)}${pad('done', 8)}${pad('failed', 8)}${pad('shed', 7)}${pad('p95 wait', 10)}`);
+  lines.push(`lanes (done, failed, shed and p95 wait over the last ${o.windowMinutes} min; full: new jobs refused QUEUE_FULL)`);
+  lines.push(`${'lane'.padEnd(10)}${pad('queued', 8)}${pad('cap', 8)}${pad('running', 9)}${pad('done', 8)}${pad('failed', 8)}${pad('shed', 7)}${pad('p95 wait', 10)}`);
   for (const l of o.lanes) {
-    lines.push(`${l.lane.padEnd(10)}${pad(l.queued, 8)}${pad(l.running, 9)}${pad(l.done, 8)}${pad(l.failed, 8)}${pad(l.shed, 7)}${pad(ms(l.p95WaitMs), 10)}`);
+    // The cap counts jobs not yet started: a lane at it refuses new jobs, which a bare depth hid.
+    const full = l.queued >= l.cap ? '  full' : '';
+    lines.push(`${l.lane.padEnd(10)}${pad(l.queued, 8)}${pad(l.cap, 8)}${pad(l.running, 9)}${pad(l.done, 8)}${pad(l.failed, 8)}${pad(l.shed, 7)}${pad(ms(l.p95WaitMs), 10)}${full}`);
+  }
+  // Set on a lane's queue from Bull Board, these stay until cleared and hold its jobs back whatever
+  // the quota: without a word here a paused lane read as a fleet that had stopped taking work.
+  for (const l of o.lanes) {
+    const hold = holdOf(l.held);
+    if (hold) lines.push(`${l.lane} is held back: ${hold} (set on the lane's queue, e.g. from Bull Board; resume or clear it there)`);
   }
   lines.push('');
   lines.push(`${'pool'.padEnd(22)}${'utilization by dimension'.padEnd(44)}${pad('pressure', 9)}  cooldowns`);

@@ -11,6 +11,7 @@
  * - Prompts and completions are redacted in the job view unless `showPayloads` is set.
  * - `showWorkers: false` drops the `CLIENT LIST` per lane Bull Board would run on every poll;
  *   the Headroom page lists workers from their heartbeats instead.
+ * - Its reads are bounded as ours are while Redis stalls (`boundedBoardReads`).
  * - Its page asks Google Fonts for its typefaces; the link is cut, so the dashboard makes no
  *   request to an outside host (it works offline and leaks nothing) and falls back to the
  *   browser's sans-serif and monospace fonts.
@@ -21,7 +22,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import { Router, type RequestHandler } from 'express';
 import type { Cluster, Redis } from 'ioredis';
 import { cappedRetryRouter } from './capped-retry.js';
-import type { LaneQueues } from './fleet-state.js';
+import { FLEET_READ_WAIT_MS, type LaneQueues } from './fleet-state.js';
 import { redactJobData, redactResult } from './payload-redaction.js';
 
 const LANE_DESCRIPTIONS: Record<string, string> = {
@@ -42,6 +43,27 @@ const OUTSIDE_FONTS = /<link[^>]+href="https:\/\/fonts\.(googleapis|gstatic)\.co
 const offlinePage: RequestHandler = (_req, res, next) => {
   const send = res.send.bind(res);
   res.send = (body?: unknown) => send(typeof body === 'string' && body.includes('fonts.') ? body.replace(OUTSIDE_FONTS, '') : body);
+  next();
+};
+
+/**
+ * Bull Board's reads (its page polls `GET /api/queues`) wait on Redis as the Headroom page's did: a
+ * Redis that stops answering without closing the connection held them for the whole stall, its
+ * page spinning. Past `FLEET_READ_WAIT_MS` the request is answered 503 `REDIS_UNAVAILABLE`, as
+ * ours are, and Bull Board's own late answer is dropped (sending it then would throw: headers
+ * sent). Writes are left to finish: a 503 would not say whether Redis applied them.
+ */
+export const boundedBoardReads: RequestHandler = (req, res, next) => {
+  if (req.method !== 'GET' || !req.path.startsWith('/api/')) return next();
+  const timer = setTimeout(() => {
+    if (res.headersSent) return;
+    res.status(503).json({ error: { code: 'REDIS_UNAVAILABLE', message: 'Redis is not reachable' } });
+    const dropped = () => res;
+    res.status = dropped;
+    res.json = dropped;
+    res.send = dropped;
+  }, FLEET_READ_WAIT_MS);
+  res.once('close', () => clearTimeout(timer));
   next();
 };
 
@@ -105,6 +127,7 @@ export function bullBoardRouter(opts: BullBoardOptions): Router {
   const router = Router();
   if (opts.readOnly) router.use(refuseWrites);
   else router.use(cappedRetryRouter({ redis: opts.redis, prefix: opts.prefix, queues: opts.queues }));
+  router.use(boundedBoardReads);
   router.use(offlinePage);
   router.use(serverAdapter.getRouter() as RequestHandler);
   return router;

@@ -10,7 +10,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { type Bucket, type BucketSnapshot, type HeadroomConfig, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats, THROTTLE_STATES } from '@headroom/queue';
 import type { Alert } from './alerts.js';
-import { LANE_STATES, readLanes, type LaneDepth, type LaneQueues } from './fleet-state.js';
+import { boundedRead, LANE_STATES, readLanes, type LaneDepth, type LaneQueues } from './fleet-state.js';
 import { readPools, utilizationOf, type PoolInfo } from './pools.js';
 
 export interface FleetMetricsSource {
@@ -196,13 +196,14 @@ export class DashboardMetrics {
     if (this.#reading && now - this.#reading.at < 1_000) return this.#reading.value;
     const { redis, config, bucket, pools, queues } = this.#src;
     const prefix = config.redis.prefix;
-    const value = Promise.all([
+    // Bounded: a stalled Redis reads as `headroom_dashboard_redis_up 0`, not as a scrape that times out.
+    const value = boundedRead(Promise.all([
       readLanes(redis, prefix, queues),
       readPools(bucket, pools),
       readFleetStats(redis, prefix, config.dashboard.alerts.rate429WindowMinutes, now),
       readHeartbeats(redis, prefix),
       readHeartbeats(redis, prefix, 'gateway'),
-    ]).then(
+    ]), 'the scrape\'s read of the fleet').then(
       ([lanes, snapshots, fleet, heartbeats, gatewayHeartbeats]) => ({ lanes, snapshots, fleet, heartbeats, gatewayHeartbeats }),
       () => null,
     );

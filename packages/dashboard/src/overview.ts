@@ -8,7 +8,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { Bucket, type BucketSnapshot, type HeadroomConfig, type Lane, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats, throttleParamsOf, type ThrottleState } from '@headroom/queue';
 import type { Alert } from './alerts.js';
-import { closeLaneQueues, openLaneQueues, readLanes, readPressure, type LaneDepth, type LaneQueues, type LaneState } from './fleet-state.js';
+import { boundedRead, closeLaneQueues, openLaneQueues, readLanes, readPressure, type LaneDepth, type LaneHold, type LaneQueues, type LaneState } from './fleet-state.js';
 import { exhaustInMs, History, type Sample } from './history.js';
 import { poolsOf, readPools, utilizationOf, type PoolInfo } from './pools.js';
 
@@ -72,6 +72,8 @@ export interface LaneView {
   shed: number;
   /** All-time shed counter of the lane. */
   shedTotal: number;
+  /** Its BullMQ pause, global concurrency and rate limit (set from Bull Board), which hold its jobs back. */
+  held: LaneHold;
   p95WaitMs: number | null;
 }
 
@@ -182,6 +184,7 @@ export function buildOverview(i: OverviewInputs): Overview {
       failed: f?.failed ?? 0,
       shed: f?.shed ?? 0,
       shedTotal: l.shedTotal,
+      held: l.held,
       p95WaitMs: f?.p95WaitMs ?? null,
     };
   });
@@ -248,7 +251,7 @@ export function openOverviewReader(redis: Redis | Cluster, config: HeadroomConfi
   const history = new History();
   const deps = { redis, config, bucket: new Bucket(redis, { prefix: config.redis.prefix, throttle: throttleParamsOf(config) }), pools: poolsOf(config), queues, history, alerts: () => [], now };
   return {
-    read: () => readOverview(deps),
+    read: () => boundedRead(readOverview(deps), 'the read of the fleet'),
     close: () => closeLaneQueues(queues),
   };
 }

@@ -23,7 +23,7 @@ import { AlertNotifier } from './alert-notifier.js';
 import { requireAuth, resolveAuth, type DashboardAuth } from './auth.js';
 import { hostGuard } from './host-guard.js';
 import { bullBoardRouter } from './bull-board.js';
-import { closeLaneQueues, openLaneQueues } from './fleet-state.js';
+import { boundedRead, closeLaneQueues, openLaneQueues } from './fleet-state.js';
 import { DashboardMetrics } from './fleet-metrics.js';
 import { History } from './history.js';
 import { Monitor } from './monitor.js';
@@ -107,7 +107,8 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
   const now = opts.now ?? Date.now;
   const prefix = config.redis.prefix;
 
-  // Fails fast while Redis is away (the producer role): a page shows 503, it never hangs.
+  // Fails fast while Redis is away (the producer role), and each read is bounded (boundedRead)
+  // while Redis stalls: a page shows 503, it never hangs.
   const redis = createRedis(opts.redisUrl, 'producer');
   reportOutages(redis, logger, 'dashboard');
   // Down (REDIS_UNAVAILABLE): starts anyway and /readyz says so. Refusing it (REDIS_REFUSED:
@@ -164,11 +165,11 @@ export async function startDashboard(opts: StartDashboardOptions): Promise<Runni
   });
   app.get('/api/overview', strictCsp, async (req, res) => {
     const since = Number(req.query.since);
-    const overview = await readOverview({ redis, config, bucket, pools, queues, history, alerts, now }, Number.isFinite(since) ? since : 0);
+    const overview = await boundedRead(readOverview({ redis, config, bucket, pools, queues, history, alerts, now }, Number.isFinite(since) ? since : 0), 'the read of the fleet');
     res.json({ ...overview, readOnly });
   });
   app.get('/api/recent-jobs', strictCsp, async (_req, res) => {
-    res.json({ jobs: await readRecentJobs(redis, prefix, queues) });
+    res.json({ jobs: await boundedRead(readRecentJobs(redis, prefix, queues), 'the read of recent jobs') });
   });
   app.use(BULL_BOARD_PATH, bullBoardRouter({ queues, basePath: BULL_BOARD_PATH, readOnly, showPayloads: opts.showPayloads ?? false, headroomPath: '/', redis, prefix }));
   app.use('/assets', strictCsp, express.static(assetsDir(), { index: false, fallthrough: true, maxAge: 0 }));

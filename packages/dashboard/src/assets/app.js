@@ -55,6 +55,8 @@ function replaceRows(tbody, rows) {
 /** Samples the page has seen, newest last; the server sends only those after `since`. */
 let samples = [];
 let lastSampleAt = 0;
+/** The time of the figures on the page (the last overview read), or null before the first. */
+let shownAt = null;
 
 /**
  * A line chart of `series` ([{ name, points: [[t, v], ...] }]) over the last `spanMs`.
@@ -148,12 +150,21 @@ function renderPools(pools, nowMs) {
   root.replaceChildren(...(cards.length > 0 ? cards : [el('p', { class: 'hint' }, 'No models in the config.')]));
 }
 
+/** What holds a lane back beside the quota: its BullMQ pause, global concurrency and rate limit (set from Bull Board). */
+function holdOf(held) {
+  const parts = [];
+  if (held?.paused) parts.push('paused');
+  if (held?.concurrency != null) parts.push(`≤ ${held.concurrency} running`);
+  if (held?.rateLimit) parts.push(`≤ ${held.rateLimit.max} started / ${duration(held.rateLimit.durationMs)}`);
+  return parts.join(' · ');
+}
+
 function renderLanes(lanes, nowMs) {
   const rows = lanes.map((l) =>
     el(
       'tr',
       { 'data-lane': l.lane },
-      el('td', {}, l.lane.toUpperCase()),
+      el('td', {}, l.lane.toUpperCase(), holdOf(l.held) ? el('span', { class: 'held', 'data-field': 'held', title: 'set on the lane in Bull Board: resume or clear it there' }, ` ${holdOf(l.held)}`) : ''),
       el('td', { 'data-field': 'cap' }, int(l.cap)),
       el('td', { 'data-field': 'queued' }, int(l.queued)),
       el('td', { 'data-field': 'running' }, int(l.running)),
@@ -234,7 +245,9 @@ async function getJson(path) {
   const res = await fetch(path, { headers: { accept: 'application/json' }, credentials: 'same-origin' });
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
-    throw new Error(body?.error?.code ?? `HTTP ${res.status}`);
+    // The server's sentence with its code ("Redis is not reachable (REDIS_UNAVAILABLE)"): the code alone read as jargon.
+    const { code, message } = body?.error ?? {};
+    throw new Error(code ? (message ? `${message} (${code})` : code) : `HTTP ${res.status}`);
   }
   return res.json();
 }
@@ -253,9 +266,11 @@ async function refresh() {
     document.getElementById('gateways-section').hidden = o.gateways.length === 0;
     renderProcesses('#gateways', 'data-gateway', o.gateways, (g) => String(g.inFlight));
     document.body.dataset.updatedAt = String(o.atMs);
+    shownAt = o.atMs;
     setStatus(`updated ${new Date(o.atMs).toLocaleTimeString()} · ${o.workers.length} worker(s)${o.gateways.length ? ` · ${o.gateways.length} gateway(s)` : ''}`);
   } catch (err) {
-    setStatus(`update failed: ${err.message}`, true);
+    // The figures below stay as last read: say how old they are, or they pass for current ones.
+    setStatus(`update failed: ${err.message}${shownAt === null ? '' : `; figures as of ${new Date(shownAt).toLocaleTimeString()}`}`, true);
   }
 }
 

@@ -2,10 +2,10 @@
  * The gateway's first contact with Redis: one that is down is not a reason not to start (its
  * answers say Redis is away until it is back); one that refuses it (a wrong password, a database
  * it does not have) would refuse every retry, so the start fails `REDIS_REFUSED`, naming the
- * Redis and the cause, before it listens.
+ * Redis and the cause, before it listens. And its stop never waits on a Redis that stalls.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { createLogger, ErrorCode, parseConfig, RedisRefusedError } from '@headroom/queue';
+import { createLogger, createRedis, ErrorCode, fleetKeys, parseConfig, RedisRefusedError, within } from '@headroom/queue';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { startGateway } from './gateway-server.js';
 
@@ -36,6 +36,23 @@ describe('startGateway', () => {
       await res.arrayBuffer();
     } finally {
       await gateway.close();
+    }
+  });
+
+  it('stops while Redis is connected but does not answer (a failover, a black hole), rather than wait on it', async () => {
+    const r = await startEmbeddedRedis();
+    servers.push(r);
+    const gateway = await start(r.url);
+    const probe = createRedis(r.url, 'producer');
+    try {
+      // Beating: its stop has an entry to remove, on a connection that then gets no answer.
+      await expect.poll(() => probe.hexists(fleetKeys('gstart').gateways, gateway.id), { timeout: 10_000 }).toBe(1);
+      r.process.kill('SIGSTOP');
+      // Far past the stop's bound on Redis: a stop held by the stall never resolves.
+      expect(await within(gateway.close(), 30_000)).toBe(true);
+    } finally {
+      r.process.kill('SIGCONT');
+      probe.disconnect();
     }
   });
 

@@ -50,6 +50,15 @@ export interface RunningGateway {
 /** After the grace, how long the cut calls' cancels are given before the producer closes. */
 const CUT_SETTLE_MS = 2_000;
 
+/**
+ * How long the stop's last Redis work (the producer's close, the heartbeat's removal) may wait for
+ * Redis. A Redis that stops answering without closing the connection (a failover, a network black
+ * hole, a paused node) held the stop for as long as the stall lasted: a gateway with nothing in
+ * flight, SIGTERMed in a rolling deploy, ran on until the orchestrator killed it. Past this the
+ * stop goes on: its heartbeat entry lapses by itself (3 x `gateway.heartbeatMs`).
+ */
+const STOP_REDIS_MS = 5_000;
+
 export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
   const { config } = opts;
   // Keys first: a gateway missing one must say so before it touches Redis.
@@ -196,9 +205,10 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         await stopped;
         // A cut call cancels its job from its own close handler: let those cancels go out first.
         await within(handler.idle(), CUT_SETTLE_MS);
-        await producer.close();
         await metricsServer?.close();
-        await heartbeat.stop();
+        if (!(await within(Promise.all([producer.close(), heartbeat.stop()]), STOP_REDIS_MS))) {
+          logger.warn({ id, waitedMs: STOP_REDIS_MS }, 'Redis did not answer the stop in time: the gateway stops without it (its heartbeat entry lapses by itself)');
+        }
         heartbeatRedis.disconnect();
         logger.info({ id, drained }, 'gateway stopped');
         // The last line: let it reach stdout before a caller exits the process.
