@@ -97,6 +97,6 @@ describe('headroom status without a readable Redis', () => {
     } finally {
       server.process.kill('SIGCONT');
     }
-    expect(proc.output().trimEnd().split('\n').at(-1)).toMatch(new RegExp(`^headroom status: cannot read the fleet from Redis at ${server.url.replace(/\./g, '\\.')}: no answer within 3000 ms to the read of the fleet`));
+    expect(proc.output().trimEnd().split('\n').at(-1)).toMatch(new RegExp(`^headroom status: cannot read the fleet from Redis at ${server.url.replace(/\./g, '\\.')}: no answer within 3000 ms to the read of the fleet$`));
   });
 });

@@ -53,7 +53,7 @@ export const FLEET_READ_WAIT_MS = 3_000;
 
 /** `read`, or `RedisUnavailableError` once Redis has not answered it within `FLEET_READ_WAIT_MS`. */
 export function boundedRead<T>(read: Promise<T>, what: string): Promise<T> {
-  return answeredWithin(read, FLEET_READ_WAIT_MS, what);
+  return answeredWithin(read, FLEET_READ_WAIT_MS, what, 'read');
 }
 
 /** One BullMQ Queue per lane, all on `redis` (shared, not owned: closing them leaves it open). */

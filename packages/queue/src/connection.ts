@@ -162,12 +162,14 @@ function standalone(opts: RoleOptions): RedisOptions {
  * `reply`, or `RedisUnavailableError` once Redis has not answered it within `ms`: a connection
  * that is up but gets no answer (Redis paused or stuck on a long command, a network black hole)
  * would otherwise hold its caller for as long as the stall lasts. The command itself is not
- * withdrawn: Redis may still apply it when it answers again.
+ * withdrawn: Redis may still apply it when it answers again, which the error says of a `write`
+ * (the caller may have to look before sending it again) and not of a `read` (nothing to apply).
  */
-export async function answeredWithin<T>(reply: Promise<T>, ms: number, what: string): Promise<T> {
+export async function answeredWithin<T>(reply: Promise<T>, ms: number, what: string, effect: 'write' | 'read' = 'write'): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  const after = effect === 'write' ? '; Redis may still apply it when it answers' : '';
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisUnavailableError(`no answer within ${ms} ms to ${what}; Redis may still apply it when it answers`)), ms);
+    timer = setTimeout(() => reject(new RedisUnavailableError(`no answer within ${ms} ms to ${what}${after}`)), ms);
   });
   try {
     return await Promise.race([reply, late]);
