@@ -196,6 +196,23 @@ describe('streamed calls', () => {
     expect((a.result as { progress: { inputUsage?: unknown } }).progress.inputUsage).toMatchObject({ inputTokens: expect.any(Number) });
   });
 
+  it("a stream its call's deadline cuts mid-way fails as a timeout, in each provider's shape, not as the provider's own short stream", async () => {
+    // The SDKs end a stream's iteration quietly on an abort: this read as `200 the stream ended
+    // before its message_stop event`, a bad body the throttle counted as served.
+    sim.setPace({ streamTokenMs: 50 });
+    const slow = { timeoutMs: 400 };
+    const a = await collect((onEvent) => new AnthropicAdapter({ apiKey: KEY, baseURL: sim.url, ...slow }).stream({ model: SONNET, request: claude('A long answer please'), onEvent }));
+    const o = await collect((onEvent) => new OpenAIAdapter({ apiKey: KEY, baseURL: `${sim.url}/v1`, ...slow }).stream({ model: GPT, request: gpt('A long answer please', { stream: true }), onEvent }));
+    for (const { events, result } of [a, o]) {
+      if (result.ok) throw new Error('expected the deadline to cut the stream');
+      expect(result).toMatchObject({ kind: 'network', status: null, message: 'request timed out after 400 ms' });
+      expect(result.progress.events).toBe(events.length);
+      expect(result.progress.events).toBeGreaterThan(0);
+    }
+    expect(JSON.parse((a.result as { errorEvent: string }).errorEvent)).toEqual({ type: 'error', error: { type: 'api_error', message: 'request timed out after 400 ms' } });
+    expect(JSON.parse((o.result as { errorEvent: string }).errorEvent)).toMatchObject({ error: { type: 'server_error', message: 'request timed out after 400 ms' } });
+  });
+
   it('stops the provider call when aborted mid-stream: the simulator sees the client close', async () => {
     sim.setPace({ streamTokenMs: 20 });
     const abort = new AbortController();
