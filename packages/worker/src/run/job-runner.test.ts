@@ -648,6 +648,21 @@ describe('runJob', () => {
     expect(calls(SONNET)).toBe(before);
   });
 
+  it("names the calls a job past its maxWaitMs made, and the provider's last failure, instead of calling it not started", async () => {
+    // A model's outage costs its jobs no attempt, so they retry until their deadline: the failure
+    // read `not started within its maxWaitMs`, though each call had been made and answered 500.
+    const progress = { attempts: 11, triedModels: [SONNET], lastError: '500 server: api_error: Internal server error' };
+    const past = await run(context(), job({ maxWaitMs: 1_000 }), { ...meta('high', 5_000), progress });
+    expect(past).toMatchObject({
+      kind: 'failed',
+      failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/^not started again within its maxWaitMs of 1000 ms \(waited 5\d{3} ms; 11 calls made, the last failed: 500 server: api_error: Internal server error\)$/) },
+    });
+    const ctx = context();
+    await ctx.bucket.cooldown(SONNET, SONNET, { durationMs: 30_000 });
+    const cooling = await run(ctx, job({ maxWaitMs: 2_000 }), { ...meta(), progress });
+    expect(cooling).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/its cooldown wait needs \d+ ms more \(11 calls made, the last failed: 500 server: api_error: Internal server error\)$/) } });
+  });
+
   it('ends the job at once when the wait it faces already passes its deadline', async () => {
     const ctx = context();
     const cooledAt = Date.now();
