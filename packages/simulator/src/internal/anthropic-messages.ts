@@ -132,7 +132,7 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
 function withFault(reply: Reply, fault: Exclude<TransportFaultAction, { kind: 'overloaded-mid-call' }> | null, message: AnthropicMessage): Reply {
   if (!fault) return reply;
   const text = JSON.stringify(message);
-  if (fault.kind === 'cut') return { kind: 'cut', status: 200, headers: reply.headers ?? {}, contentType: 'application/json', body: text };
+  if (fault.kind === 'cut' || fault.kind === 'stall') return { kind: fault.kind, status: 200, headers: reply.headers ?? {}, contentType: 'application/json', body: text };
   // A truncated document: what a proxy that gave up half-way hands the client.
   return { kind: 'raw', status: 200, headers: reply.headers ?? {}, contentType: 'application/json', body: text.slice(0, Math.floor(text.length / 2)) };
 }

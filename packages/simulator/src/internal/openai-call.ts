@@ -111,7 +111,7 @@ export async function replyPlain(state: SimulatorState, call: AdmittedCall, outp
   const value = body();
   if (!fault) return json(200, value, headers);
   const text = JSON.stringify(value);
-  if (fault.kind === 'cut') return { kind: 'cut', status: 200, headers, contentType: 'application/json', body: text };
+  if (fault.kind === 'cut' || fault.kind === 'stall') return { kind: fault.kind, status: 200, headers, contentType: 'application/json', body: text };
   // A truncated document: what a proxy that gave up half-way hands the client.
   return { kind: 'raw', status: 200, headers, contentType: 'application/json', body: text.slice(0, Math.floor(text.length / 2)) };
 }
