@@ -284,6 +284,21 @@ describe('runJob', () => {
     expect(await run(ctx, job(), retried('critical'))).toMatchObject({ kind: 'completed', result: { model: SONNET } });
   });
 
+  it("counts a garbage answer (a 200 whose body is not JSON) against the model's throttle, as a 5xx: no answer is not a served call", async () => {
+    sim.injectFaults({ model: SONNET, malformed: true, count: 3 });
+    const ctx = context();
+    let m = meta();
+    let outcome = await run(ctx, job({ fallback: [] }), m);
+    while (outcome.kind === 'delay' || outcome.kind === 'requeue') {
+      m = { ...m, progress: outcome.progress };
+      outcome = await run(ctx, job({ fallback: [] }), m);
+    }
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringContaining('200 response body is not valid JSON') } });
+    await ctx.bucket.flush();
+    const [view] = await ctx.bucket.throttles(SONNET, ctx.config.models[SONNET]!.limits, [SONNET]);
+    expect(view!.successRatio).toBe(0);
+  });
+
   it('requeues a job of a model the fleet has found dead: its lane backs off, and calls fall to probes', async () => {
     const ctx = context();
     for (let i = 0; i < 20; i++) ctx.bucket.report(SONNET, SONNET, false);
