@@ -5,6 +5,7 @@
  *   one answering 500 is: the calls' answers come from the fallback, `headroom-model` names it
  *   (the throttle counted garbage as served, so every call spent its attempts on the primary and
  *   failed RETRIES_EXHAUSTED);
+ * - a provider that hangs (no head) is given up on at the call's timeout, and the call retried;
  * - a stream the provider stalls half-way is cut at the provider call's timeout, and the client's
  *   stream ends with an error event that says so; the job fails STREAM_FAILED naming the timeout
  *   (it blamed the provider: `the stream ended before its message_stop event`).
@@ -52,6 +53,17 @@ describe('a misbehaving provider, through the gateway', () => {
     } finally {
       sim.clearFaults();
     }
+  });
+
+  it("abandons a call the provider hangs on (no head) at the call's timeout and retries it: the client gets the answer, the job two attempts", async () => {
+    const { sim, fleet, producer } = stack;
+    sim.clearFaults();
+    sim.injectFaults({ model: HAIKU, hang: true, count: 1 });
+    const { data, response } = await fleet.anthropic().messages.create({ model: HAIKU, max_tokens: 20, messages: [{ role: 'user', content: 'A provider that hangs' }] }, { headers: { 'headroom-fallback': 'none' } }).withResponse();
+    expect(data.model).toBe(HAIKU);
+    const job = await producer.getJob(response.headers.get('headroom-job-id')!);
+    expect(job?.result?.attempts).toBe(2);
+    expect(sim.stats().models[HAIKU]?.faultsInjected.hang).toBe(1);
   });
 
   it("ends a stream the provider stalls half-way with an error event naming the call's timeout, and fails its job STREAM_FAILED", async () => {

@@ -19,6 +19,8 @@ export type Reply =
   | { kind: 'raw'; status: number; headers?: HeaderMap; contentType: string; body: string | Buffer }
   /** Sends the head and the first part of `body`, then destroys the socket. */
   | { kind: 'cut'; status: number; headers?: HeaderMap; contentType: string; body: string }
+  /** Sends nothing, not even the head, until the client leaves. */
+  | { kind: 'hang'; headers?: HeaderMap }
   /** Sends the head and the first part of `body`, then holds the connection, silent, until the client leaves. */
   | { kind: 'stall'; status: number; headers?: HeaderMap; contentType: string; body: string }
   /** Streaming (SSE): the handler writes the body itself once the head is out. */
@@ -66,6 +68,7 @@ export function parseJsonBody(body: Buffer): JsonBody {
 }
 
 export async function sendReply(res: ServerResponse, reply: Reply): Promise<void> {
+  if (reply.kind === 'hang') return untilClosed(res);
   for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
   switch (reply.kind) {
     case 'json': {
