@@ -464,7 +464,10 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
       redis: { prefix },
       providers: { anthropic: { baseURL: provider.url, apiKeyEnv: CLI_KEY_ENV } },
       models: { [HAIKU]: { provider: 'anthropic', limits: { rpm: 1000, itpm: 400_000, otpm: 100_000 } } },
-      retry: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 50 },
+      // The cases run one after another against one model, which to the fleet is a model answering
+      // nothing but garbage: an outage, whose failures cost a job no attempt for outageGraceMs.
+      // Each case is about its own failure's reason, so the grace is cut to nothing.
+      retry: { maxAttempts: 2, baseDelayMs: 20, maxDelayMs: 50, outageGraceMs: 1 },
       // A batch job's answer within a test's wait (the unreadable jobs' test sends one).
       batch: { maxWaitMs: 200, pollIntervalMs: 300 },
     } satisfies HeadroomConfigInput);
@@ -485,8 +488,12 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
     const err = await producer.run(wireJob(`wire:${mode}`), { timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(JobFailedError);
     expect((err as JobFailedError).failureCode).toBe(code);
-    expect((await producer.getJob((err as JobFailedError).jobId))?.failure).toMatchObject({ code, message });
-    expect(provider.hits.get(mode)).toBe(mode === 'html-400' ? 1 : 2);
+    const failure = (await producer.getJob((err as JobFailedError).jobId))?.failure;
+    expect(failure).toMatchObject({ code, message });
+    // Two attempts, and the calls the model's outage cost (the cases before left it answering
+    // nothing but garbage), which its reason names.
+    const free = Number(/\(and (\d+) failed in the model's outage, not counted\)$/.exec(failure?.message ?? '')?.[1] ?? 0);
+    expect(provider.hits.get(mode)).toBe(mode === 'html-400' ? 1 : 2 + free);
   });
 
   const providerCalls = () => [...provider.hits.values()].reduce((a, b) => a + b, 0);

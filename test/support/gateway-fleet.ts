@@ -8,7 +8,9 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { startGateway, type RunningGateway } from '@headroom/gateway';
 import { createLogger, parseConfig, type HeadroomConfig, type HeadroomConfigInput } from '@headroom/queue';
-import type { Simulator } from '@headroom/simulator';
+import { Producer } from '@headroom/producer-sdk';
+import { startSimulator, type Simulator, type SimulatorOptions } from '@headroom/simulator';
+import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { startWorker, type RunningWorker } from '@headroom/worker';
 
 export const SONNET = 'claude-sonnet-4-6';
@@ -112,6 +114,35 @@ export async function startGatewayFleet(
       await Promise.all(more.map((g) => g.close()));
       await gateway.close();
       await Promise.all(workers.map((w) => w.close({ graceMs: 2_000 })));
+    },
+  };
+}
+
+export interface GatewayStack {
+  redis: EmbeddedRedis;
+  sim: Simulator;
+  fleet: GatewayFleet;
+  /** On the fleet's lanes: to read a job the gateway answered for (`headroom-job-id`). */
+  producer: Producer;
+  close(): Promise<void>;
+}
+
+/** A test file's whole stack: its own Redis and simulator, a fleet with a gateway, and a producer. */
+export async function startGatewayStack(sim: SimulatorOptions, overrides: (sim: Simulator) => Partial<HeadroomConfigInput> = () => ({})): Promise<GatewayStack> {
+  const redis = await startEmbeddedRedis();
+  const simulator = await startSimulator({ models: SIM_MODELS, ...sim });
+  const fleet = await startGatewayFleet(redis.url, simulator, overrides(simulator));
+  const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+  return {
+    redis,
+    sim: simulator,
+    fleet,
+    producer,
+    close: async () => {
+      await producer.close();
+      await fleet.close();
+      await simulator.close();
+      await redis.stop();
     },
   };
 }

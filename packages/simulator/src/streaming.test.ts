@@ -423,4 +423,41 @@ describe('a stream the client closes is charged what it had sent', () => {
     expect(admission()).toMatchObject({ streamed: true, clientClosed: false, output: 200, outputSent: 100 });
     expect(sim.stats().models[CLAUDE]).toMatchObject({ clientClosed: 0, faultsInjected: { cut: 1 } });
   });
+
+  it('hangs a call, plain or streamed, with no head until the client gives up: only its request is charged', async () => {
+    sim.injectFaults({ hang: true, count: 3 });
+    const claude = new Anthropic({ apiKey: 'k', baseURL: sim.url, maxRetries: 0, timeout: 300 });
+    const gpt = new OpenAI({ apiKey: 'k', baseURL: `${sim.url}/v1`, maxRetries: 0, timeout: 300 });
+    await expect(claude.messages.create({ model: CLAUDE, max_tokens: 20, messages: [{ role: 'user', content: 'hang' }] })).rejects.toBeInstanceOf(Anthropic.APIConnectionTimeoutError);
+    await expect(claude.messages.create({ model: CLAUDE, max_tokens: 20, stream: true, messages: [{ role: 'user', content: 'hang' }] })).rejects.toBeInstanceOf(Anthropic.APIConnectionTimeoutError);
+    await expect(gpt.chat.completions.create({ model: GPT, max_tokens: 20, stream: true, messages: [{ role: 'user', content: 'hang' }] })).rejects.toBeInstanceOf(OpenAI.APIConnectionTimeoutError);
+    expect(sim.stats().models[CLAUDE]).toMatchObject({ faultsInjected: { hang: 2 }, outputTokens: 0 });
+    expect(sim.stats().models[GPT]).toMatchObject({ faultsInjected: { hang: 1 }, outputTokens: 0 });
+    expect(sim.stats().admissions.every((a) => a.done && a.output === 0)).toBe(true);
+  });
+
+  it('stalls a stream half-way, and a plain answer half-way through its body, holding the line silent until the client gives up', async () => {
+    sim.injectFaults({ stall: true, count: 2 });
+    sim.setPace({ streamTokenMs: 0 });
+    const claude = new Anthropic({ apiKey: 'k', baseURL: sim.url, maxRetries: 0, timeout: 400 });
+    const stopped = new AbortController();
+    const deltas: string[] = [];
+    const stream = claude.messages.stream({ model: CLAUDE, max_tokens: 1000, messages: [{ role: 'user', content: 'stall' }] }, { signal: stopped.signal });
+    stream.on('text', (t) => deltas.push(t));
+    // Half the answer comes, then nothing: the stream is still open when the client gives up.
+    await until(() => deltas.length === 100);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(deltas).toHaveLength(100);
+    stopped.abort();
+    await expect(stream.finalMessage()).rejects.toBeInstanceOf(Anthropic.APIUserAbortError);
+    await until(() => admission().done);
+    expect(admission()).toMatchObject({ streamed: true, clientClosed: false, output: 200, outputSent: 100 });
+    // A plain call's head and half its body come; the SDK's timeout covers the head only, so the
+    // caller's own abort ends the wait for the rest.
+    const plain = new AbortController();
+    const body = claude.messages.create({ model: CLAUDE, max_tokens: 20, messages: [{ role: 'user', content: 'stall' }] }, { signal: plain.signal });
+    setTimeout(() => plain.abort(), 300);
+    await expect(body).rejects.toBeInstanceOf(Error);
+    expect(sim.stats().models[CLAUDE]).toMatchObject({ faultsInjected: { stall: 2 } });
+  });
 });

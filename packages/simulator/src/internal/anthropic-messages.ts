@@ -107,6 +107,7 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
 
   if (params.stream) {
     const fault = state.transportFault(model);
+    if (fault?.kind === 'hang') return hang(finish);
     return {
       kind: 'stream',
       status: 200,
@@ -125,14 +126,21 @@ export async function handleCreateMessage(state: SimulatorState, exchange: Excha
   await sleep(state.latencyMs());
   const fault = state.transportFault(model);
   if (fault?.kind === 'overloaded-mid-call') return anthropicFaultReply({ kind: 'overloaded' }, finish(GIVEN_UP), state.now());
+  if (fault?.kind === 'hang') return hang(finish);
   const headers = headersFor(finish());
   return withFault(json(200, message, headers), fault, message);
 }
 
-function withFault(reply: Reply, fault: Exclude<TransportFaultAction, { kind: 'overloaded-mid-call' }> | null, message: AnthropicMessage): Reply {
+/** No answer at all: the call is given up (only its request charged), its client left waiting. */
+function hang(finish: (delivery: StreamDelivery) => unknown): Reply {
+  finish(GIVEN_UP);
+  return { kind: 'hang' };
+}
+
+function withFault(reply: Reply, fault: Exclude<TransportFaultAction, { kind: 'overloaded-mid-call' | 'hang' }> | null, message: AnthropicMessage): Reply {
   if (!fault) return reply;
   const text = JSON.stringify(message);
-  if (fault.kind === 'cut') return { kind: 'cut', status: 200, headers: reply.headers ?? {}, contentType: 'application/json', body: text };
+  if (fault.kind === 'cut' || fault.kind === 'stall') return { kind: fault.kind, status: 200, headers: reply.headers ?? {}, contentType: 'application/json', body: text };
   // A truncated document: what a proxy that gave up half-way hands the client.
   return { kind: 'raw', status: 200, headers: reply.headers ?? {}, contentType: 'application/json', body: text.slice(0, Math.floor(text.length / 2)) };
 }

@@ -18,7 +18,7 @@ export interface FaultSpec {
   /**
    * HTTP status of a status fault, sent as given to either provider (a 529 to an OpenAI model is
    * not something OpenAI sends; use `overloaded` for each provider's own overload answer).
-   * Required unless `malformed`, `cut`, `spendCap`, `billing` or `overloaded` is set.
+   * Required unless `malformed`, `cut`, `stall`, `hang`, `spendCap`, `billing` or `overloaded` is set.
    */
   status?: FaultStatus;
   /** Strike this many matching calls, then retire. Unbounded when absent. */
@@ -60,6 +60,17 @@ export interface FaultSpec {
   malformed?: boolean;
   /** The socket is destroyed half-way through the response. */
   cut?: boolean;
+  /**
+   * No response at all: the request is held, no head sent, until the client leaves (a provider or
+   * a load balancer that hangs). Struck after admission and given up, as a mid-call overload is:
+   * only the request is charged.
+   */
+  hang?: boolean;
+  /**
+   * The response stops half-way through its body or stream and the connection stays open, silent,
+   * until the client leaves: a provider (or a proxy) that stalls mid-answer. Charged as a cut.
+   */
+  stall?: boolean;
 }
 
 export type FaultAction =
@@ -73,10 +84,12 @@ export type FaultAction =
   | { kind: 'overloaded' }
   | { kind: 'malformed' }
   | { kind: 'cut' }
+  | { kind: 'stall' }
+  | { kind: 'hang' }
   | { kind: 'overloaded-mid-call' };
 
-export type StatusFaultAction = Exclude<FaultAction, { kind: 'malformed' | 'cut' | 'overloaded-mid-call' }>;
-export type TransportFaultAction = Extract<FaultAction, { kind: 'malformed' | 'cut' | 'overloaded-mid-call' }>;
+export type StatusFaultAction = Exclude<FaultAction, { kind: 'malformed' | 'cut' | 'stall' | 'hang' | 'overloaded-mid-call' }>;
+export type TransportFaultAction = Extract<FaultAction, { kind: 'malformed' | 'cut' | 'stall' | 'hang' | 'overloaded-mid-call' }>;
 
 export type FaultStage = 'before-admission' | 'after-admission';
 
@@ -98,6 +111,8 @@ function nonNegative(value: number | undefined, name: string): void {
 
 export function toFaultAction(spec: FaultSpec): FaultAction {
   if (spec.cut) return { kind: 'cut' };
+  if (spec.stall) return { kind: 'stall' };
+  if (spec.hang) return { kind: 'hang' };
   if (spec.malformed) return { kind: 'malformed' };
   if (spec.midCall && !spec.overloaded) throw new RangeError('midCall is for an overloaded fault');
   const kinds = [spec.spendCap, spec.billing, spec.overloaded].filter(Boolean).length;
@@ -112,7 +127,7 @@ export function toFaultAction(spec: FaultSpec): FaultAction {
   }
   const { status } = spec;
   if (status === undefined || !STATUSES.includes(status)) {
-    throw new RangeError(`fault status must be one of ${STATUSES.join(', ')} (or set malformed, cut, spendCap, billing or overloaded)`);
+    throw new RangeError(`fault status must be one of ${STATUSES.join(', ')} (or set malformed, cut, stall, hang, spendCap, billing or overloaded)`);
   }
   if ((spec.omitRetryAfter || spec.resetMs !== undefined) && status !== 429) throw new RangeError('omitRetryAfter and resetMs are for a 429');
   if (spec.resetMs !== undefined && !spec.omitRetryAfter) throw new RangeError('resetMs only applies with omitRetryAfter');
@@ -147,6 +162,8 @@ export function faultLabel(action: FaultAction, provider: Provider): string {
   switch (action.kind) {
     case 'malformed':
     case 'cut':
+    case 'stall':
+    case 'hang':
       return action.kind;
     case 'overloaded-mid-call':
       return `${faultStatus({ kind: 'overloaded' }, provider)}-mid-call`;
@@ -229,7 +246,7 @@ export class FaultTable {
 }
 
 export function isStatusFault(action: FaultAction): action is StatusFaultAction {
-  return action.kind !== 'malformed' && action.kind !== 'cut' && action.kind !== 'overloaded-mid-call';
+  return action.kind !== 'malformed' && action.kind !== 'cut' && action.kind !== 'stall' && action.kind !== 'hang' && action.kind !== 'overloaded-mid-call';
 }
 
 export interface BatchFaultSpec {

@@ -19,6 +19,10 @@ export type Reply =
   | { kind: 'raw'; status: number; headers?: HeaderMap; contentType: string; body: string | Buffer }
   /** Sends the head and the first part of `body`, then destroys the socket. */
   | { kind: 'cut'; status: number; headers?: HeaderMap; contentType: string; body: string }
+  /** Sends nothing, not even the head, until the client leaves. */
+  | { kind: 'hang'; headers?: HeaderMap }
+  /** Sends the head and the first part of `body`, then holds the connection, silent, until the client leaves. */
+  | { kind: 'stall'; status: number; headers?: HeaderMap; contentType: string; body: string }
   /** Streaming (SSE): the handler writes the body itself once the head is out. */
   | { kind: 'stream'; status: number; headers?: HeaderMap; write: (res: ServerResponse) => Promise<void> };
 
@@ -64,6 +68,7 @@ export function parseJsonBody(body: Buffer): JsonBody {
 }
 
 export async function sendReply(res: ServerResponse, reply: Reply): Promise<void> {
+  if (reply.kind === 'hang') return untilClosed(res);
   for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
   switch (reply.kind) {
     case 'json': {
@@ -85,6 +90,12 @@ export async function sendReply(res: ServerResponse, reply: Reply): Promise<void
       res.socket?.destroy();
       return;
     }
+    case 'stall':
+      // Announce the full length, send half, then nothing more: the client's own timeout decides.
+      res.writeHead(reply.status, { 'content-type': reply.contentType, 'content-length': Buffer.byteLength(reply.body) });
+      res.write(reply.body.slice(0, Math.floor(reply.body.length / 2)));
+      await untilClosed(res);
+      return;
     case 'stream':
       res.writeHead(reply.status, {
         'content-type': 'text/event-stream; charset=utf-8',
@@ -95,6 +106,12 @@ export async function sendReply(res: ServerResponse, reply: Reply): Promise<void
       if (!res.destroyed) res.end();
       return;
   }
+}
+
+/** Resolves once the client has closed the connection (at once if it has). */
+export function untilClosed(res: ServerResponse): Promise<void> {
+  if (res.destroyed || res.writableFinished) return Promise.resolve();
+  return new Promise((resolve) => res.once('close', () => resolve()));
 }
 
 export function sleep(ms: number): Promise<void> {

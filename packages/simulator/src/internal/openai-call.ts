@@ -107,11 +107,12 @@ export async function replyPlain(state: SimulatorState, call: AdmittedCall, outp
   await sleep(state.latencyMs());
   const fault = state.transportFault(call.model);
   if (fault?.kind === 'overloaded-mid-call') return openaiFaultReply({ kind: 'overloaded' }, call.finish(0, GIVEN_UP));
+  if (fault?.kind === 'hang') return hang(call);
   const headers = openaiRateLimitHeaders(call.finish(outputTokens));
   const value = body();
   if (!fault) return json(200, value, headers);
   const text = JSON.stringify(value);
-  if (fault.kind === 'cut') return { kind: 'cut', status: 200, headers, contentType: 'application/json', body: text };
+  if (fault.kind === 'cut' || fault.kind === 'stall') return { kind: fault.kind, status: 200, headers, contentType: 'application/json', body: text };
   // A truncated document: what a proxy that gave up half-way hands the client.
   return { kind: 'raw', status: 200, headers, contentType: 'application/json', body: text.slice(0, Math.floor(text.length / 2)) };
 }
@@ -122,6 +123,7 @@ export async function replyPlain(state: SimulatorState, call: AdmittedCall, outp
  */
 export function replyStream(state: SimulatorState, call: AdmittedCall, write: (res: ServerResponse, pacing: StreamPacing) => Promise<void>): Reply {
   const fault = state.transportFault(call.model);
+  if (fault?.kind === 'hang') return hang(call);
   return {
     kind: 'stream',
     status: 200,
@@ -135,4 +137,10 @@ export function replyStream(state: SimulatorState, call: AdmittedCall, write: (r
         settle: (delivery) => call.finish(delivery.charged, delivery),
       }),
   };
+}
+
+/** No answer at all: the call is given up (only its request charged), its client left waiting. */
+function hang(call: AdmittedCall): Reply {
+  call.finish(0, GIVEN_UP);
+  return { kind: 'hang' };
 }

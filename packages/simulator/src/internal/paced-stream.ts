@@ -6,6 +6,7 @@
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { TransportFaultAction } from './faults.js';
+import { untilClosed } from './http-exchange.js';
 
 export interface StreamDelivery {
   /** Output tokens the call is charged. */
@@ -87,6 +88,7 @@ export async function paceDeltas<Piece>(res: ServerResponse, options: PacedStrea
       // The provider generated (and bills) the whole answer; the client sees half of it.
       settle({ charged: outputTokens, outputSent: Math.min(sent, outputTokens), clientClosed: false });
       if (options.fault.kind === 'cut') res.destroy();
+      else if (options.fault.kind === 'stall') await untilClosed(res);
       else options.writeMalformed(res);
       return false;
     }

@@ -8,7 +8,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import type { Usage } from '@headroom/queue';
 import { z } from 'zod';
 import { ANTHROPIC_DEFAULT_BASE_URL, type AdapterOptions } from '../providers/anthropic.js';
-import { redact, runSdkCall, type SdkCallSpec } from '../providers/sdk-call.js';
+import { redact, runSdkCall, SDK_LOGGING, type SdkCallSpec } from '../providers/sdk-call.js';
 import { ANTHROPIC_SDK_ERRORS } from '../providers/anthropic.js';
 import type { BatchApi, BatchEntry, BatchStatus, FindInput, ResultEntry, SubmitInput, SubmitOutcome } from './batch-api.js';
 import { CLOCK_SKEW_MS } from './batch-api.js';
@@ -35,7 +35,7 @@ export class AnthropicBatchApi implements BatchApi {
 
   constructor(options: AdapterOptions) {
     this.#options = options;
-    this.#client = new Anthropic({ apiKey: options.apiKey, baseURL: options.baseURL ?? ANTHROPIC_DEFAULT_BASE_URL, maxRetries: 0, timeout: options.timeoutMs });
+    this.#client = new Anthropic({ apiKey: options.apiKey, baseURL: options.baseURL ?? ANTHROPIC_DEFAULT_BASE_URL, maxRetries: 0, timeout: options.timeoutMs, ...SDK_LOGGING });
   }
 
   entryBytes(entry: BatchEntry, model: string): number {

@@ -9,7 +9,7 @@ import OpenAI, { toFile } from 'openai';
 import { z } from 'zod';
 import type { AdapterOptions } from '../providers/anthropic.js';
 import { OPENAI_DEFAULT_BASE_URL } from '../providers/openai.js';
-import { redact, runSdkCall, type SdkCallSpec } from '../providers/sdk-call.js';
+import { redact, runSdkCall, SDK_LOGGING, type SdkCallSpec } from '../providers/sdk-call.js';
 import { OPENAI_SDK_ERRORS } from '../providers/openai.js';
 import type { BatchApi, BatchEntry, BatchStatus, FindInput, ResultEntry, SubmitInput, SubmitOutcome } from './batch-api.js';
 import { CLOCK_SKEW_MS } from './batch-api.js';
@@ -59,7 +59,7 @@ export class OpenAIBatchApi implements BatchApi {
   constructor(options: AdapterOptions, now: () => number = Date.now) {
     this.#options = options;
     this.#now = now;
-    this.#client = new OpenAI({ apiKey: options.apiKey, baseURL: options.baseURL ?? OPENAI_DEFAULT_BASE_URL, maxRetries: 0, timeout: options.timeoutMs });
+    this.#client = new OpenAI({ apiKey: options.apiKey, baseURL: options.baseURL ?? OPENAI_DEFAULT_BASE_URL, maxRetries: 0, timeout: options.timeoutMs, ...SDK_LOGGING });
   }
 
   entryBytes(entry: BatchEntry, model: string, api?: 'responses'): number {

@@ -12,7 +12,7 @@ import type { Usage } from '@headroom/queue';
 import { z } from 'zod';
 import { streamAccumulatorOf } from './accumulators.js';
 import { createHttpFetch } from './http-fetch.js';
-import { runSdkCall, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
+import { runSdkCall, SDK_LOGGING, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
 import { runSdkStream, type OpenedStream } from './sdk-stream.js';
 import type { ProviderAdapter, ProviderCallInput, ProviderCallResult, ProviderStreamInput, ProviderStreamResult } from './types.js';
 
@@ -81,6 +81,7 @@ export class AnthropicAdapter implements ProviderAdapter {
       baseURL: options.baseURL ?? ANTHROPIC_DEFAULT_BASE_URL,
       maxRetries: 0,
       timeout: options.timeoutMs,
+      ...SDK_LOGGING,
       // node:http under the SDK, not the built-in fetch: less latency and CPU per call (http-fetch.ts).
       fetch: createHttpFetch(),
     });

@@ -16,7 +16,7 @@ import type { AdapterOptions } from './anthropic.js';
 import { streamAccumulatorOf } from './accumulators.js';
 import { createHttpFetch } from './http-fetch.js';
 import { OpenAIResponseBody, responsesUsage } from './openai-responses.js';
-import { runSdkCall, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
+import { runSdkCall, SDK_LOGGING, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
 import { runSdkStream, type OpenedStream } from './sdk-stream.js';
 import type { ProviderAdapter, ProviderCallInput, ProviderCallResult, ProviderStreamInput, ProviderStreamResult } from './types.js';
 
@@ -73,6 +73,7 @@ export class OpenAIAdapter implements ProviderAdapter {
       baseURL: options.baseURL ?? OPENAI_DEFAULT_BASE_URL,
       maxRetries: 0,
       timeout: options.timeoutMs,
+      ...SDK_LOGGING,
       // node:http under the SDK, not the built-in fetch: less latency and CPU per call (http-fetch.ts).
       fetch: createHttpFetch(),
     });

@@ -38,6 +38,15 @@ export interface SdkCallSpec<T> {
   usageOf(body: T): Usage;
 }
 
+/**
+ * The SDK clients' own logging, off. Both SDKs log through `console` (stderr, outside the worker's
+ * JSON log lines), and on a stream event that is not JSON they print its raw text: what the
+ * provider sent, before the worker's redaction, so a key echoed in a broken event reached stderr
+ * whole. Every failure they would log comes back to the worker classified, and is logged there.
+ * (An explicit level also overrides ANTHROPIC_LOG / OPENAI_LOG, which would turn the same printing on.)
+ */
+export const SDK_LOGGING = { logLevel: 'off' } as const;
+
 export interface SendOptions {
   timeout: number;
   signal: AbortSignal;

@@ -3,8 +3,10 @@
  * them, the message assembled from them equal to the plain call's answer, and how a stream that
  * fails or is stopped part-way reports what it had produced.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { type Simulator, startSimulator } from '@headroom/simulator';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Reservation } from '@headroom/queue';
 import { producedSoFar } from '../run/stream-call.js';
 import { AnthropicAdapter } from './anthropic.js';
@@ -194,6 +196,49 @@ describe('streamed calls', () => {
     expect(JSON.parse(r.result.errorEvent)).toEqual({ type: 'error', code: 'server_error', message: expect.any(String), param: null, sequence_number: r.events.length });
     // Anthropic reported the input up front; OpenAI reports nothing before the end.
     expect((a.result as { progress: { inputUsage?: unknown } }).progress.inputUsage).toMatchObject({ inputTokens: expect.any(Number) });
+  });
+
+  it("a stream its call's deadline cuts mid-way fails as a timeout, in each provider's shape, not as the provider's own short stream", async () => {
+    // The SDKs end a stream's iteration quietly on an abort: this read as `200 the stream ended
+    // before its message_stop event`, a bad body the throttle counted as served.
+    sim.setPace({ streamTokenMs: 50 });
+    const slow = { timeoutMs: 400 };
+    const a = await collect((onEvent) => new AnthropicAdapter({ apiKey: KEY, baseURL: sim.url, ...slow }).stream({ model: SONNET, request: claude('A long answer please'), onEvent }));
+    const o = await collect((onEvent) => new OpenAIAdapter({ apiKey: KEY, baseURL: `${sim.url}/v1`, ...slow }).stream({ model: GPT, request: gpt('A long answer please', { stream: true }), onEvent }));
+    for (const { events, result } of [a, o]) {
+      if (result.ok) throw new Error('expected the deadline to cut the stream');
+      expect(result).toMatchObject({ kind: 'network', status: null, message: 'request timed out after 400 ms' });
+      expect(result.progress.events).toBe(events.length);
+      expect(result.progress.events).toBeGreaterThan(0);
+    }
+    expect(JSON.parse((a.result as { errorEvent: string }).errorEvent)).toEqual({ type: 'error', error: { type: 'api_error', message: 'request timed out after 400 ms' } });
+    expect(JSON.parse((o.result as { errorEvent: string }).errorEvent)).toMatchObject({ error: { type: 'server_error', message: 'request timed out after 400 ms' } });
+  });
+
+  it("prints nothing of a stream event that is not JSON outside the worker's logs: the SDKs' own logging is off", async () => {
+    // A proxy that breaks an event echoing the key: the SDKs printed its raw text to stderr
+    // (`Could not parse message into JSON: ...`), before any redaction, outside the JSON log lines.
+    const broken = (path: string) =>
+      path.includes('chat/completions')
+        ? `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"${GPT}","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\ndata: {"choices":[{"delta":{"content":"${KEY}\n\n`
+        : `event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"${SONNET}","content":[],"stop_reason":null,"usage":{"input_tokens":3,"output_tokens":1}}}\n\nevent: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"${KEY}\n\n`;
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'text/event-stream' }).end(broken(req.url ?? '')));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const printed = ['error', 'warn', 'info', 'log', 'debug'].map((level) => vi.spyOn(console, level as 'error').mockImplementation(() => {}));
+    try {
+      const a = await new AnthropicAdapter({ apiKey: KEY, baseURL: url, timeoutMs: 5_000 }).stream({ model: SONNET, request: claude('Broken?'), onEvent: () => {} });
+      const o = await new OpenAIAdapter({ apiKey: KEY, baseURL: `${url}/v1`, timeoutMs: 5_000 }).stream({ model: GPT, request: gpt('Broken?', { stream: true }), onEvent: () => {} });
+      for (const result of [a, o]) expect(result).toMatchObject({ ok: false, kind: 'bad_response' });
+      for (const spy of printed) expect(spy).not.toHaveBeenCalled();
+    } finally {
+      for (const spy of printed) spy.mockRestore();
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it('stops the provider call when aborted mid-stream: the simulator sees the client close', async () => {

@@ -88,6 +88,11 @@ export async function runSdkStream<E>(
     const { status } = response;
     const done = acc.finish();
     if ('incomplete' in done) {
+      // Both SDKs end a stream's iteration quietly when its signal aborts, as if the provider had
+      // ended it: our deadline cutting a stream that stalled (or ran past `timeoutMs`) read as
+      // the provider's own short stream (`200 the stream ended before its message_stop event`),
+      // a healthy answer to the throttle. Classified as the abort it was, as a plain call's is.
+      if (signal.aborted) throw abortError();
       const failure: ProviderCallFailure = { ok: false, kind: 'bad_response', status, message: done.incomplete, ...(requestId === undefined ? {} : { requestId }) };
       return { ...failure, progress: progress(), errorEvent: acc.errorEvent(undefined, failure) };
     }
@@ -110,6 +115,13 @@ export async function runSdkStream<E>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** What `classifyError` reads as an abort (the deadline's or the caller's, by the signals). */
+function abortError(): Error {
+  const error = new Error('the stream was stopped by its abort signal');
+  error.name = 'AbortError';
+  return error;
 }
 
 function withoutHeaders(failure: ProviderCallFailure): ProviderCallFailure {

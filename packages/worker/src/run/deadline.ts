@@ -16,7 +16,7 @@
  * rather than wait, and when a waiting LOW job may be shed under pressure.
  */
 import { FailureCode, jobFailure, type JobFailure, type LlmJob } from '@headroom/queue';
-import type { JobMeta } from './run-context.js';
+import type { JobMeta, JobProgress } from './run-context.js';
 
 /** The epoch ms by which the job's calls must start, when the job set `maxWaitMs`. */
 export function deadlineOf(job: Pick<LlmJob, 'maxWaitMs'>, meta: Pick<JobMeta, 'enqueuedAt'>): number | undefined {
@@ -25,17 +25,35 @@ export function deadlineOf(job: Pick<LlmJob, 'maxWaitMs'>, meta: Pick<JobMeta, '
 
 /**
  * The failure when a call starting `inMs` from `now` would start after the deadline (0: now);
- * `why` says what keeps it waiting.
+ * `why` says what keeps it waiting. `progress`: the calls the job made before, named in the
+ * failure, so that a job whose calls the provider kept failing (in an outage, which costs no
+ * attempt) does not read as one that never started: it read `not started within its maxWaitMs`
+ * after 11 calls answered 500, which neither the client nor Bull Board could tell from a queue.
  */
-export function pastDeadline(job: Pick<LlmJob, 'maxWaitMs'>, meta: Pick<JobMeta, 'enqueuedAt'>, now: number, inMs = 0, why?: string): JobFailure | undefined {
+export function pastDeadline(
+  job: Pick<LlmJob, 'maxWaitMs'>,
+  meta: Pick<JobMeta, 'enqueuedAt'>,
+  now: number,
+  inMs = 0,
+  why?: string,
+  progress?: Pick<JobProgress, 'attempts' | 'lastError'>,
+): JobFailure | undefined {
   const deadline = deadlineOf(job, meta);
   if (deadline === undefined || now + inMs <= deadline) return undefined;
   const waited = Math.max(0, Math.round(now - meta.enqueuedAt));
+  const calls = progress !== undefined && progress.attempts > 0 ? callsMade(progress) : undefined;
   const message =
     inMs <= 0
-      ? `not started within its maxWaitMs of ${job.maxWaitMs} ms (waited ${waited} ms)`
-      : `cannot start within its maxWaitMs of ${job.maxWaitMs} ms: waited ${waited} ms, and ${why ?? 'the wait'} needs ${Math.ceil(inMs)} ms more`;
+      ? calls === undefined
+        ? `not started within its maxWaitMs of ${job.maxWaitMs} ms (waited ${waited} ms)`
+        : `not started again within its maxWaitMs of ${job.maxWaitMs} ms (waited ${waited} ms; ${calls})`
+      : `cannot start within its maxWaitMs of ${job.maxWaitMs} ms: waited ${waited} ms, and ${why ?? 'the wait'} needs ${Math.ceil(inMs)} ms more${calls === undefined ? '' : ` (${calls})`}`;
   // The wait that passes the deadline is when a retry could start (a lower bound: others draw
   // too); a client told to retry sooner only fails again (the gateway's `retry-after`).
   return jobFailure(FailureCode.DEADLINE_EXCEEDED, message, inMs > 0 ? Math.ceil(inMs) : undefined);
 }
+
+const callsMade = (progress: Pick<JobProgress, 'attempts' | 'lastError'>) => {
+  const made = `${progress.attempts} ${progress.attempts === 1 ? 'call' : 'calls'} made`;
+  return progress.lastError === undefined ? made : `${made}, the last failed: ${progress.lastError}`;
+};

@@ -284,6 +284,21 @@ describe('runJob', () => {
     expect(await run(ctx, job(), retried('critical'))).toMatchObject({ kind: 'completed', result: { model: SONNET } });
   });
 
+  it("counts a garbage answer (a 200 whose body is not JSON) against the model's throttle, as a 5xx: no answer is not a served call", async () => {
+    sim.injectFaults({ model: SONNET, malformed: true, count: 3 });
+    const ctx = context();
+    let m = meta();
+    let outcome = await run(ctx, job({ fallback: [] }), m);
+    while (outcome.kind === 'delay' || outcome.kind === 'requeue') {
+      m = { ...m, progress: outcome.progress };
+      outcome = await run(ctx, job({ fallback: [] }), m);
+    }
+    expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'RETRIES_EXHAUSTED', message: expect.stringContaining('200 response body is not valid JSON') } });
+    await ctx.bucket.flush();
+    const [view] = await ctx.bucket.throttles(SONNET, ctx.config.models[SONNET]!.limits, [SONNET]);
+    expect(view!.successRatio).toBe(0);
+  });
+
   it('requeues a job of a model the fleet has found dead: its lane backs off, and calls fall to probes', async () => {
     const ctx = context();
     for (let i = 0; i < 20; i++) ctx.bucket.report(SONNET, SONNET, false);
@@ -646,6 +661,21 @@ describe('runJob', () => {
     const outcome = await run(context(), job({ maxWaitMs: 1_000 }), meta(lane, 5_000));
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/^not started within its maxWaitMs of 1000 ms \(waited 5\d{3} ms\)$/) } });
     expect(calls(SONNET)).toBe(before);
+  });
+
+  it("names the calls a job past its maxWaitMs made, and the provider's last failure, instead of calling it not started", async () => {
+    // A model's outage costs its jobs no attempt, so they retry until their deadline: the failure
+    // read `not started within its maxWaitMs`, though each call had been made and answered 500.
+    const progress = { attempts: 11, triedModels: [SONNET], lastError: '500 server: api_error: Internal server error' };
+    const past = await run(context(), job({ maxWaitMs: 1_000 }), { ...meta('high', 5_000), progress });
+    expect(past).toMatchObject({
+      kind: 'failed',
+      failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/^not started again within its maxWaitMs of 1000 ms \(waited 5\d{3} ms; 11 calls made, the last failed: 500 server: api_error: Internal server error\)$/) },
+    });
+    const ctx = context();
+    await ctx.bucket.cooldown(SONNET, SONNET, { durationMs: 30_000 });
+    const cooling = await run(ctx, job({ maxWaitMs: 2_000 }), { ...meta(), progress });
+    expect(cooling).toMatchObject({ kind: 'failed', failure: { code: 'DEADLINE_EXCEEDED', message: expect.stringMatching(/its cooldown wait needs \d+ ms more \(11 calls made, the last failed: 500 server: api_error: Internal server error\)$/) } });
   });
 
   it('ends the job at once when the wait it faces already passes its deadline', async () => {

@@ -49,7 +49,7 @@ export async function runJob(ctx: RunContext, job: LlmJob, meta: JobMeta, signal
   try {
     while (true) {
       if (signal.aborted) return stopped(signal, progress, 'before its provider call');
-      const late = pastDeadline(job, meta, ctx.now());
+      const late = pastDeadline(job, meta, ctx.now(), 0, undefined, progress);
       if (late) return { kind: 'failed', failure: late, progress };
       // Asked ahead of the acquire and read once granted: the answer mostly comes from this
       // worker's cached read of the gateways (gateway-presence.ts), without a round trip.

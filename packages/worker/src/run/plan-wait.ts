@@ -53,7 +53,7 @@ export class PlanWaits {
     // deadline ends the job now, with the whole foreseen wait as its retry-after. A wait only
     // those refunds could shorten parks it no later than its deadline, looked at again then.
     const sureMs = plan.sureWaitMs ?? plan.waitMs;
-    const tooLate = pastDeadline(job, meta, ctx.now(), sureMs) && pastDeadline(job, meta, ctx.now(), Math.max(plan.waitMs, sureMs), `its ${plan.reason} wait`);
+    const tooLate = pastDeadline(job, meta, ctx.now(), sureMs) && pastDeadline(job, meta, ctx.now(), Math.max(plan.waitMs, sureMs), `its ${plan.reason} wait`, progress);
     if (tooLate) return { kind: 'failed', failure: tooLate, progress };
     const waitMs = Math.min(plan.waitMs, untilDeadline(job, meta, ctx.now()));
     const jobsOwn = waitIsJobsOwn(plan.reason);

@@ -13,9 +13,14 @@ import type { StreamedCall } from './stream-call.js';
 
 /**
  * Failures that say the model is unhealthy (the throttle counts them against its success ratio).
- * A 429 says it is busy (the bucket's business); a 4xx says the request is wrong.
+ * A 429 says it is busy (the bucket's business); a 4xx says the request is wrong. A bad body (a
+ * 200 that is not JSON, an HTML page, an empty or short one, a stream ended before its end event)
+ * is no answer either: counted as served, a model behind a proxy answering garbage kept its
+ * throttle closed, its retries outside the retry budget, and its jobs off their fallbacks (a
+ * probe: 20 gateway calls with a fallback each spent 6 calls on it and failed RETRIES_EXHAUSTED,
+ * where a 500 storm sent them all to the fallback after 6 calls in all).
  */
-export const UNHEALTHY: ReadonlySet<FailureKind> = new Set(['server', 'overloaded', 'network']);
+export const UNHEALTHY: ReadonlySet<FailureKind> = new Set(['server', 'overloaded', 'network', 'bad_response']);
 
 /**
  * A call that answered or failed whole: its outcome to the throttle, its figures to the metrics,
