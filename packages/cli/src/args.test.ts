@@ -18,6 +18,11 @@ describe('parseCommandLine', () => {
     expect(parseCommandLine(['demo', '--workers', '2', '--duration', '1.5', '--check'])).toMatchObject({ kind: 'run', args: { workers: 2, durationSec: 1.5, check: true } });
   });
 
+  it('reads status --check, and refuses it with --watch: a probe reads once, a watch never ends with a verdict', () => {
+    expect(parseCommandLine(['status', '--check'])).toMatchObject({ kind: 'run', args: { command: 'status', check: true, watch: false } });
+    expect(usage(['status', '--check', '--watch'])).toBe('headroom status: --check and --watch do not go together (--check reads once and exits with its verdict; --watch redraws until stopped)');
+  });
+
   it('refuses a positional argument, naming it and pointing to --config', () => {
     expect(usage(['worker', '/path/cfg.yaml'])).toBe("headroom worker: unexpected argument '/path/cfg.yaml' (use --config FILE)");
     expect(usage(['gateway', '--port', '8080', 'extra'])).toBe("headroom gateway: unexpected argument 'extra' (use --config FILE)");

@@ -2,7 +2,7 @@
  * The `headroom` command line, read per command: each command takes its own flags and no
  * positional argument. One flag set shared by all, with positionals allowed, let
  * `headroom worker /path/cfg.yaml` start silently with ./headroom.config.yaml and
- * `headroom status --workers 9 --check` pass. A mistake is returned as data (`usage`), which the
+ * `headroom status --workers 9 --duration 5` pass. A mistake is returned as data (`usage`), which the
  * CLI prints and exits 2 on (docs/operations.md#exit-codes).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -19,7 +19,7 @@ const OPTIONS = {
   worker: { ...CONFIG_AND_REDIS, id: { type: 'string' } },
   dashboard: { ...CONFIG_AND_REDIS, port: { type: 'string' }, 'read-only': { type: 'boolean' }, 'local-only': { type: 'boolean' }, 'show-payloads': { type: 'boolean' } },
   gateway: { ...CONFIG_AND_REDIS, port: { type: 'string' } },
-  status: { ...CONFIG_AND_REDIS, watch: { type: 'boolean' } },
+  status: { ...CONFIG_AND_REDIS, watch: { type: 'boolean' }, check: { type: 'boolean' } },
   demo: { duration: { type: 'string' }, workers: { type: 'string' }, check: { type: 'boolean' } },
 } as const satisfies Record<Command, Options>;
 
@@ -100,6 +100,9 @@ function checkedValues(command: Command, values: Record<string, string | boolean
   const id = str('id');
   if (id !== undefined) args.id = id;
   if (bool('read-only')) args.readOnly = true;
+  // A probe reads once and exits with its verdict; a watch redraws until stopped and exits 0 then.
+  // Together the verdict would have no moment to be given, so neither wins silently.
+  if (args.watch && args.check) return { kind: 'usage', message: `headroom ${command}: --check and --watch do not go together (--check reads once and exits with its verdict; --watch redraws until stopped)`, showUsage: false };
   try {
     const port = str('port');
     if (port !== undefined) args.port = portOf(port);

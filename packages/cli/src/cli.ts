@@ -8,12 +8,15 @@ import { ReplyError } from 'ioredis';
 import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, logLevelOf, maskUrlPasswords, RedisRefusedError, RedisUnavailableError, redisUrlOf, untilReady, type HeadroomConfig } from '@headroom/queue';
 import type { OverviewReader } from '@headroom/dashboard';
 import { parseCommandLine } from './args.js';
+import { checkReasons } from './status-check.js';
 import { renderStatus } from './status-view.js';
 
 /**
- * Exit codes beside 0 (docs/operations.md#exit-codes): 1 a worker's stop Redis did not answer, or
- * a crash; 2 bad input (config, flags, URL); 3 `headroom status` could not read Redis.
+ * Exit codes beside 0 (docs/operations.md#exit-codes): 1 a worker's stop Redis did not answer, a
+ * `--check` that failed (`demo`, `status`), or a crash; 2 bad input (config, flags, URL); 3
+ * `headroom status` could not read Redis.
  */
+const EXIT_CHECK_FAILED = 1;
 const EXIT_REDIS_UNREADABLE = 3;
 
 /**
@@ -46,6 +49,8 @@ commands:
               --config headroom.config.yaml [--redis URL] [--port N]
   status      the fleet as a table: lanes, pools, 429s, cost (exit 3: Redis could not be read)
               --config headroom.config.yaml [--redis URL] [--watch]
+              [--check: no table; exit 1, one reason a line on stderr, unless the fleet takes work:
+              a live worker, no lane held back or full, no alert firing (not with --watch)]
   demo        a whole fleet on this machine (private Redis, simulator, 3 workers, dashboard)
               [--duration SECONDS] [--workers N] [--check: exit 1 unless every lane completed jobs with zero 429s and,
               on the simulator, every call through the gateway was answered]
@@ -172,6 +177,13 @@ async function main(argv: string[]): Promise<number> {
         await untilReady(redis, { waitMs: 5_000 });
         const { openOverviewReader } = await import('@headroom/dashboard');
         reader = openOverviewReader(redis, config);
+        if (values.check) {
+          // A probe's verdict, not a table: silent when the fleet takes work, so a cron line mails
+          // only the reasons. A read that fails still lands below and exits 3, never 0 or 1.
+          const reasons = checkReasons(await reader.read(), config.dashboard.alerts);
+          for (const r of reasons) process.stderr.write(`headroom status --check: ${r.message}\n`);
+          return reasons.length > 0 ? EXIT_CHECK_FAILED : 0;
+        }
         do {
           const table = renderStatus(await reader.read());
           process.stdout.write(values.watch && process.stdout.isTTY ? `\x1b[2J\x1b[H${table}\n` : `${table}\n`);

@@ -10,8 +10,14 @@ const pad = (s: string | number, n: number) => String(s).padStart(n);
 const ms = (v: number | null) => (v === null ? '-' : v >= 60_000 ? `${(v / 60_000).toFixed(1)}m` : v >= 1000 ? `${(v / 1000).toFixed(1)}s` : `${Math.round(v)}ms`);
 const pct = (v: number) => `${Math.round(v * 100)}%`;
 
+/**
+ * A lane at its cap: the cap counts jobs not yet started, and a lane at it refuses new jobs
+ * QUEUE_FULL, which a bare depth hid.
+ */
+export const isFull = (l: Overview['lanes'][number]): boolean => l.queued >= l.cap;
+
 /** A lane's BullMQ pause, global concurrency and rate limit, in words; '' when none is set. */
-function holdOf(held: Overview['lanes'][number]['held']): string {
+export function holdOf(held: Overview['lanes'][number]['held']): string {
   const parts: string[] = [];
   if (held.paused) parts.push('paused: none of its jobs starts');
   if (held.concurrency !== null) parts.push(`at most ${held.concurrency} of its jobs running at once, fleet-wide`);
@@ -33,8 +39,7 @@ export function renderStatus(o: Overview): string {
   lines.push(`lanes (done, failed, shed and p95 wait over the last ${o.windowMinutes} min; full: new jobs refused QUEUE_FULL)`);
   lines.push(`${'lane'.padEnd(10)}${pad('queued', 8)}${pad('cap', 8)}${pad('running', 9)}${pad('done', 8)}${pad('failed', 8)}${pad('shed', 7)}${pad('p95 wait', 10)}`);
   for (const l of o.lanes) {
-    // The cap counts jobs not yet started: a lane at it refuses new jobs, which a bare depth hid.
-    const full = l.queued >= l.cap ? '  full' : '';
+    const full = isFull(l) ? '  full' : '';
     lines.push(`${l.lane.padEnd(10)}${pad(l.queued, 8)}${pad(l.cap, 8)}${pad(l.running, 9)}${pad(l.done, 8)}${pad(l.failed, 8)}${pad(l.shed, 7)}${pad(ms(l.p95WaitMs), 10)}${full}`);
   }
   // Set on a lane's queue from Bull Board, these stay until cleared and hold its jobs back whatever

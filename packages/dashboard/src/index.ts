@@ -16,5 +16,5 @@ export { DASHBOARD_METRIC_NAMES } from './fleet-metrics.js';
 export { evaluateAlerts, EMPTY_ALERT_STATE } from './alerts.js';
 export type { Alert, AlertEvent, AlertRule, AlertSettings, AlertState, Observation } from './alerts.js';
 export type { AlertWebhookBody } from './alert-notifier.js';
-export { openOverviewReader } from './overview.js';
+export { alertsFiringOnOneRead, openOverviewReader } from './overview.js';
 export type { Overview, OverviewReader } from './overview.js';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig, type BucketSnapshot, type FleetStats } from '@headroom/queue';
 import { LANE_STATES, type LaneDepth } from './fleet-state.js';
 import { History } from './history.js';
-import { buildOverview, type OverviewInputs } from './overview.js';
+import { alertsFiringOnOneRead, buildOverview, type OverviewInputs } from './overview.js';
 import { poolsOf } from './pools.js';
 
 const config = parseConfig({
@@ -144,5 +144,24 @@ describe('buildOverview', () => {
     expect(o.expiredWorkers).toEqual(['w0']);
     expect(o.gateways).toEqual([{ id: 'gateway-1', host: 'h3', pid: 3, inFlight: 12, lastSeenMsAgo: 2_000 }]);
     expect(o.samples.map((s) => s.atMs)).toEqual([NOW - 4_000, NOW - 2_000, NOW]);
+  });
+});
+
+describe('alertsFiringOnOneRead', () => {
+  const alerts = config.dashboard.alerts;
+  // itpm at 55k of 60k drawn: 92%, over the 80% threshold; one 429 in 500 calls: 0.2%.
+  const hot = buildOverview(inputs({ snapshots: [snapshot(5_000)] }));
+
+  it('fires the 429 alert on the read that sees the rate over its threshold, as the dashboard does', () => {
+    expect(alertsFiringOnOneRead(hot, alerts)).toEqual([]);
+    expect(alertsFiringOnOneRead(hot, { ...alerts, rate429: 0.001 }).map((a) => a.id)).toEqual(['rate429']);
+  });
+
+  it('fires a utilization alert only with forMs 0: one read cannot tell it lasted longer', () => {
+    expect(alertsFiringOnOneRead(hot, { ...alerts, forMs: 0 }).map((a) => a.id)).toEqual(['utilization:sonnet-4:itpm']);
+  });
+
+  it('fires none when the alerts are off', () => {
+    expect(alertsFiringOnOneRead(hot, { ...alerts, enabled: false, forMs: 0, rate429: 0.001 })).toEqual([]);
   });
 });

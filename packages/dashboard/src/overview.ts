@@ -7,7 +7,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { Bucket, type BucketSnapshot, type HeadroomConfig, type Lane, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats, throttleParamsOf, type ThrottleState } from '@headroom/queue';
-import type { Alert } from './alerts.js';
+import { EMPTY_ALERT_STATE, evaluateAlerts, type Alert, type Observation } from './alerts.js';
 import { boundedRead, closeLaneQueues, openLaneQueues, readLanes, readPressure, type LaneDepth, type LaneHold, type LaneQueues, type LaneState } from './fleet-state.js';
 import { exhaustInMs, History, type Sample } from './history.js';
 import { poolsOf, readPools, utilizationOf, type PoolInfo } from './pools.js';
@@ -254,4 +254,25 @@ export function openOverviewReader(redis: Redis | Cluster, config: HeadroomConfi
     read: () => boundedRead(readOverview(deps), 'the read of the fleet'),
     close: () => closeLaneQueues(queues),
   };
+}
+
+/**
+ * The alerts one read of the overview fires by the dashboard's own rules (`evaluateAlerts`, from
+ * an empty state), for a one-shot probe (`headroom status --check`) that keeps no state between
+ * runs. That is exactly the 429 rate alert: its window already smooths it and the dashboard fires
+ * it on the first evaluation that sees it. A dimension's utilization alert must last
+ * `dashboard.alerts.forMs`, which only the dashboard's readings between evaluations can tell, so
+ * one read fires it only when `forMs` is 0; with a longer `forMs` it is left to the dashboard.
+ * None when `dashboard.alerts.enabled` is false: the dashboard evaluates none then.
+ */
+export function alertsFiringOnOneRead(o: Overview, settings: HeadroomConfig['dashboard']['alerts']): Alert[] {
+  if (!settings.enabled) return [];
+  // The monitor's inputs, read from the overview: the same utilization per bound dimension, and
+  // calls and 429s over the same window (`rate429WindowMinutes`).
+  const observation: Observation = {
+    atMs: o.atMs,
+    utilization: o.pools.flatMap((p) => p.dimensions.map((d) => ({ pool: p.pool, dimension: d.dimension, value: d.utilization }))),
+    calls: { total: o.calls.total, rate429: o.calls.rate429 },
+  };
+  return evaluateAlerts(EMPTY_ALERT_STATE, observation, settings).events.filter((e) => e.status === 'firing').map((e) => e.alert);
 }
