@@ -24,6 +24,7 @@
  * stops there and settles for what it produced.
  */
 import { checkRelay, duplicateFor, heartbeatOf, HEARTBEAT_INTERVAL_MS, readRelayAfter, reportOutages, type JobFailure, type LlmJob, type RelayEntry, type WorkerHeartbeat } from '@headroom/queue';
+import { callLifeOf } from './plan.js';
 import type { JobMeta, RunContext } from './run-context.js';
 
 /** How long one read waits for the next entry before the writer's liveness is checked again. */
@@ -95,8 +96,8 @@ async function whileQuiet(
 ): Promise<string | 'alive' | 'cancelled' | undefined> {
   const { prefix } = ctx.config.redis;
   const now = ctx.now();
-  const timeoutMs = ctx.config.providers[job.provider].timeoutMs;
-  if (now - times.startedAt > timeoutMs) return `its relay did not end within the provider's call timeout (${timeoutMs} ms)`;
+  const timeoutMs = callLifeOf(ctx.config, job);
+  if (now - times.startedAt > timeoutMs) return `its relay did not end within the provider's stream timeout (${timeoutMs} ms)`;
   // The relay's own checks, nothing written: `open` is a relay that is gone.
   const relay = await checkRelay(ctx.redis, prefix, meta.id);
   if (relay === 'cancelled') return 'cancelled';
