@@ -132,8 +132,9 @@ const ProviderConfig = (defaultKeyEnv: string) =>
       timeoutMs: positiveInt.default(PROVIDER_DEFAULTS.timeoutMs),
       /**
        * The longest silence (no byte: no event, no ping) a stream may keep once its first event
-       * came; a stalled stream is cut then, not at its whole life's bound. Anthropic pings about
-       * every 15 s, and OpenAI's events come per token once the first has come.
+       * came; a stalled stream is cut then, not at its whole life's bound. Anthropic sends `ping`
+       * events through a stream's quiet stretches, and OpenAI an event per token once the first
+       * has come.
        */
       streamIdleMs: positiveInt.default(PROVIDER_DEFAULTS.streamIdleMs),
       /**

@@ -17,7 +17,7 @@
  * relay write, which stops the call, and the error event its worker then writes did not reach the
  * relay), so a quiet relay is given up on one beat after the call ended, not after the provider's
  * call timeout; when the relay is gone (expired `RELAY_TTL_MS` after its last write, or Redis
- * lost it); or after the provider's call timeout, which bounds the earlier call itself. (A job its
+ * lost it); or after the provider's stream timeout, which bounds the earlier call itself. (A job its
  * caller cancels meanwhile ends CANCELLED: its flag refuses the earlier attempt's writes.) The
  * caller then fails the job and writes its error event to the relay, which ends it: the relay
  * refuses the earlier attempt's next write (CLOSED, lua/relay-2.lua), so a call still running
