@@ -6,9 +6,10 @@
  *   (the throttle counted garbage as served, so every call spent its attempts on the primary and
  *   failed RETRIES_EXHAUSTED);
  * - a provider that hangs (no head) is given up on at the call's timeout, and the call retried;
- * - a stream the provider stalls half-way is cut at the provider call's timeout, and the client's
- *   stream ends with an error event that says so; the job fails STREAM_FAILED naming the timeout
- *   (it blamed the provider: `the stream ended before its message_stop event`).
+ * - a stream the provider stalls half-way is cut once the provider has been silent for
+ *   `streamIdleMs`, and the client's stream ends with an error event that says so; the job fails
+ *   STREAM_FAILED naming it (it was cut at the call's timeout, 600 s by default, and before that
+ *   blamed the provider: `the stream ended before its message_stop event`).
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,16 +17,18 @@ import type { Producer } from '@headroom/producer-sdk';
 import { HAIKU, SONNET, startGatewayStack, type GatewayStack } from '../support/gateway-fleet.js';
 import { until } from '../support/probes.js';
 
-/** Short, so a stalled stream is given up on within the test; every other call answers in ms. */
+/** Short, so a hung call is given up on within the test; every other call answers in ms. */
 const PROVIDER_TIMEOUT_MS = 2_000;
+/** Shorter still, and apart from the call timeout, so the stalled stream's cut names the one that cut it. */
+const STREAM_IDLE_MS = 800;
 
 let stack: GatewayStack;
 
 beforeAll(async () => {
   stack = await startGatewayStack({ latencyMs: 2 }, (sim) => ({
     providers: {
-      anthropic: { baseURL: sim.url, apiKeyEnv: 'GW_PROVIDER_KEY', timeoutMs: PROVIDER_TIMEOUT_MS },
-      openai: { baseURL: `${sim.url}/v1`, apiKeyEnv: 'GW_PROVIDER_KEY', timeoutMs: PROVIDER_TIMEOUT_MS },
+      anthropic: { baseURL: sim.url, apiKeyEnv: 'GW_PROVIDER_KEY', timeoutMs: PROVIDER_TIMEOUT_MS, streamIdleMs: STREAM_IDLE_MS },
+      openai: { baseURL: `${sim.url}/v1`, apiKeyEnv: 'GW_PROVIDER_KEY', timeoutMs: PROVIDER_TIMEOUT_MS, streamIdleMs: STREAM_IDLE_MS },
     },
   }));
 });
@@ -66,7 +69,7 @@ describe('a misbehaving provider, through the gateway', () => {
     expect(sim.stats().models[HAIKU]?.faultsInjected.hang).toBe(1);
   });
 
-  it("ends a stream the provider stalls half-way with an error event naming the call's timeout, and fails its job STREAM_FAILED", async () => {
+  it('ends a stream the provider stalls half-way with an error event saying how long the provider was silent (streamIdleMs), and fails its job STREAM_FAILED', async () => {
     const { sim, fleet, producer } = stack;
     sim.clearFaults();
     sim.injectFaults({ model: HAIKU, stall: true, count: 1 });
@@ -81,14 +84,16 @@ describe('a misbehaving provider, through the gateway', () => {
     // Part of the answer came: the stream cannot be retried, and its error event is the API's.
     expect(texts.length).toBeGreaterThan(0);
     expect(err).toBeInstanceOf(Anthropic.APIError);
-    expect((err as InstanceType<typeof Anthropic.APIError>).error).toEqual({ type: 'error', error: { type: 'api_error', message: `request timed out after ${PROVIDER_TIMEOUT_MS} ms` } });
+    const silent = `the provider sent nothing for ${STREAM_IDLE_MS} ms (stream idle timeout, providers.anthropic.streamIdleMs)`;
+    expect((err as InstanceType<typeof Anthropic.APIError>).error).toEqual({ type: 'error', error: { type: 'api_error', message: silent } });
     const jobId = response.headers.get('headroom-job-id')!;
     const seen: { job?: Awaited<ReturnType<Producer['getJob']>> } = {};
     await until(async () => {
       seen.job = await producer.getJob(jobId);
       return seen.job?.state === 'failed';
     }, 10_000, `job ${jobId} failed`);
-    expect(seen.job?.failure).toMatchObject({ code: 'STREAM_FAILED', message: expect.stringMatching(new RegExp(`^network request timed out after ${PROVIDER_TIMEOUT_MS} ms \\(after \\d+ events had been streamed\\)$`)) });
+    const escaped = silent.replace(/[().]/g, '\\$&');
+    expect(seen.job?.failure).toMatchObject({ code: 'STREAM_FAILED', message: expect.stringMatching(new RegExp(`^network ${escaped} \\(after \\d+ events had been streamed\\)$`)) });
     expect(sim.stats().models[HAIKU]?.faultsInjected.stall).toBe(1);
   });
 });

@@ -171,6 +171,26 @@ dashboard: { port: "eighty" }
     expect([ok.providers.anthropic.baseURL, ok.providers.openai.baseURL]).toEqual(['http://localhost:8000', 'https://proxy.internal/v1']);
   });
 
+  it("gives each provider a stream idle timeout and a stream life of its own, and refuses bounds that contradict each other, naming the key", () => {
+    const cfg = parseConfig({ models: ONE_MODEL });
+    expect(cfg.providers.anthropic).toMatchObject({ timeoutMs: 600_000, streamIdleMs: 120_000, streamTimeoutMs: 3_600_000 });
+    expect(parseConfig({ providers: { openai: { streamIdleMs: 30_000 } }, models: ONE_MODEL }).providers.openai).toMatchObject({ timeoutMs: 600_000, streamIdleMs: 30_000, streamTimeoutMs: 3_600_000 });
+    const cases: [Record<string, unknown>, string, RegExp][] = [
+      [{ streamIdleMs: 0 }, 'providers.anthropic.streamIdleMs', /positive integer/],
+      [{ streamIdleMs: 1.5 }, 'providers.anthropic.streamIdleMs', /positive integer/],
+      [{ streamIdleMs: '60s' }, 'providers.anthropic.streamIdleMs', /positive integer/],
+      [{ streamTimeoutMs: 0 }, 'providers.anthropic.streamTimeoutMs', /positive integer/],
+      // A stream's first output may take as long as a plain call's answer.
+      [{ timeoutMs: 900_000, streamTimeoutMs: 600_000 }, 'providers.anthropic.streamTimeoutMs', /at least timeoutMs/],
+      [{ streamIdleMs: 3_600_000 }, 'providers.anthropic.streamIdleMs', /below streamTimeoutMs/],
+      [{ streamIdleMs: 60_000, streamTimeoutMs: 600_000, timeoutMs: 600_000, streamIdle: 1 }, 'providers.anthropic', /streamIdle/],
+    ];
+    for (const [anthropic, path, message] of cases) {
+      const err = configErrorOf(() => parseConfig({ providers: { anthropic }, models: ONE_MODEL }));
+      expect(err.issues, JSON.stringify(anthropic)).toEqual([expect.objectContaining({ path, message: expect.stringMatching(message) })]);
+    }
+  });
+
   it("refuses a password in the URL's query, which ioredis reads as surely as one before the host", () => {
     for (const url of ['redis://localhost:6379?password=hunter2', 'rediss://localhost:6379/2?db=2&password=hunter2', 'redis://localhost:6379?sentinelPassword=hunter2']) {
       const err = configErrorOf(() => parseConfig({ redis: { url }, models: ONE_MODEL }));

@@ -17,6 +17,14 @@ import { urlHasPassword } from './redaction.js';
 /** The shortest `dispatch.lockMs` (see there). */
 export const MIN_LOCK_MS = 1_000;
 
+/** A provider's call bounds (`providers.<p>`); the adapters take them as they are when built without a config. */
+export const PROVIDER_DEFAULTS = {
+  timeoutMs: 600_000,
+  /** Eight of Anthropic's ~15 s pings missed in a row; an OpenAI stream between tokens is silent for well under a second. */
+  streamIdleMs: 120_000,
+  streamTimeoutMs: 3_600_000,
+} as const;
+
 const positiveInt = z.int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 /**
  * An integer within bounds, every refusal stating the whole rule. One `{ error }` on the schema
@@ -116,10 +124,37 @@ const ProviderConfig = (defaultKeyEnv: string) =>
        */
       baseURL: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL, e.g. http://localhost:8000' }).optional(),
       apiKeyEnv: envName.default(defaultKeyEnv),
-      /** Per-call timeout; the SDKs refuse long non-streaming calls without one. */
-      timeoutMs: positiveInt.default(600_000),
+      /**
+       * A plain call's whole life; a streamed call's wait for its head and first event (an OpenAI
+       * reasoning model streams nothing until its first token, as long as a plain call waits for
+       * its answer). The SDKs refuse long non-streaming calls without one.
+       */
+      timeoutMs: positiveInt.default(PROVIDER_DEFAULTS.timeoutMs),
+      /**
+       * The longest silence (no byte: no event, no ping) a stream may keep once its first event
+       * came; a stalled stream is cut then, not at its whole life's bound. Anthropic sends `ping`
+       * events through a stream's quiet stretches, and OpenAI an event per token once the first
+       * has come.
+       */
+      streamIdleMs: positiveInt.default(PROVIDER_DEFAULTS.streamIdleMs),
+      /**
+       * A streamed call's whole life: a steady stream may run past `timeoutMs` (64k output
+       * tokens at 50/s take 21 min), but it stays bounded, as the in-flight accounting needs.
+       */
+      streamTimeoutMs: positiveInt.default(PROVIDER_DEFAULTS.streamTimeoutMs),
     })
-    .default({ apiKeyEnv: defaultKeyEnv, timeoutMs: 600_000 });
+    // Compared only once each is a valid number: `streamTimeoutMs: 0` is one mistake, not three.
+    .refine((p) => p.streamTimeoutMs >= p.timeoutMs, {
+      error: "streamTimeoutMs must be at least timeoutMs: a stream's head and first output may take as long as a plain call's answer",
+      path: ['streamTimeoutMs'],
+      when: (payload) => payload.issues.length === 0,
+    })
+    .refine((p) => p.streamIdleMs < p.streamTimeoutMs, {
+      error: 'streamIdleMs must be below streamTimeoutMs: a stream silent for as long as its whole life is bounded by that life already',
+      path: ['streamIdleMs'],
+      when: (payload) => payload.issues.length === 0,
+    })
+    .default({ apiKeyEnv: defaultKeyEnv, ...PROVIDER_DEFAULTS });
 
 const TenantQuota = z.strictObject({
   /** Tokens/min (input + output) in each pool: a tenant has its own bucket in every pool it draws from. */
@@ -262,8 +297,8 @@ export const HeadroomConfig = z
         openai: ProviderConfig('OPENAI_API_KEY'),
       })
       .default({
-        anthropic: { apiKeyEnv: 'ANTHROPIC_API_KEY', timeoutMs: 600_000 },
-        openai: { apiKeyEnv: 'OPENAI_API_KEY', timeoutMs: 600_000 },
+        anthropic: { apiKeyEnv: 'ANTHROPIC_API_KEY', ...PROVIDER_DEFAULTS },
+        openai: { apiKeyEnv: 'OPENAI_API_KEY', ...PROVIDER_DEFAULTS },
       }),
     models: z.record(z.string().regex(/^[\w.:-]{1,64}$/, { error: 'expected a model name of 1-64 letters, digits, . : _ -' }), ModelConfig, {
       error: 'required: the models the fleet serves, each under its name (models: { claude-sonnet-4-6: { provider: anthropic } })',

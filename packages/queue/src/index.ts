@@ -52,7 +52,7 @@ export {
 export type { LlmJobInput, Provider, ProviderApi } from './job.js';
 export { checkJob, checkTakenJob, countTokensIssues, parseJob, UnreadableJobData, DEFAULT_MAX_JOB_BYTES } from './job-validation.js';
 export { MAX_JSON_DEPTH, jsonIssueAt, kindOf } from './json-value.js';
-export { HeadroomConfig, GatewayKeyConfig, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, tenantTpmOf, throttleParamsOf } from './config.js';
+export { HeadroomConfig, GatewayKeyConfig, PROVIDER_DEFAULTS, ModelConfig, ModelLimits, parseConfig, loadConfig, poolOf, redisUrlOf, tenantTpmOf, throttleParamsOf } from './config.js';
 export type { HeadroomConfigInput } from './config.js';
 export { OUTPUT_COUNTINGS, PROVIDER_OUTPUT_COUNTING, outputCountingOf, reservesOutputP95 } from './output-counting.js';
 export type { OutputCounting } from './output-counting.js';

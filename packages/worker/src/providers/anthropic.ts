@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { streamAccumulatorOf } from './accumulators.js';
 import { createHttpFetch } from './http-fetch.js';
 import { runSdkCall, SDK_LOGGING, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
-import { runSdkStream, type OpenedStream } from './sdk-stream.js';
+import { runSdkStream, streamBoundsOf, type OpenedStream, type StreamSpec } from './sdk-stream.js';
 import type { ProviderAdapter, ProviderCallInput, ProviderCallResult, ProviderStreamInput, ProviderStreamResult } from './types.js';
 
 export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
@@ -50,8 +50,15 @@ export interface AdapterOptions {
   apiKey: string;
   /** @default the provider's public API */
   baseURL?: string | undefined;
-  /** The whole call, body included. Also lifts the SDKs' local refusal of long non-streaming calls. */
+  /**
+   * A plain call's whole life, body included; a stream's head and first event. Also lifts the
+   * SDKs' local refusal of long non-streaming calls.
+   */
   timeoutMs: number;
+  /** A stream's longest silence after its first event. @default PROVIDER_DEFAULTS.streamIdleMs */
+  streamIdleMs?: number | undefined;
+  /** A stream's whole life. @default PROVIDER_DEFAULTS.streamTimeoutMs */
+  streamTimeoutMs?: number | undefined;
 }
 
 /** The SDK's error classes, for classifying failures (the batch client uses them too). */
@@ -68,10 +75,12 @@ function betaHeaders(input: ProviderCallInput): { headers?: Record<string, strin
   return input.betas === undefined || input.betas.length === 0 ? {} : { headers: { 'anthropic-beta': input.betas.join(',') } };
 }
 
+
 export class AnthropicAdapter implements ProviderAdapter {
   readonly provider = 'anthropic' as const;
   readonly #client: Anthropic;
   readonly #spec: SdkCallSpec<AnthropicMessageBody>;
+  readonly #streamSpec: StreamSpec;
 
   constructor(options: AdapterOptions) {
     if (options.apiKey === '') throw new Error('AnthropicAdapter: apiKey is empty');
@@ -94,6 +103,7 @@ export class AnthropicAdapter implements ProviderAdapter {
       schema: AnthropicMessageBody,
       usageOf: anthropicUsage,
     };
+    this.#streamSpec = { ...this.#spec, ...streamBoundsOf(options) };
   }
 
   call(input: ProviderCallInput): Promise<ProviderCallResult> {
@@ -105,7 +115,7 @@ export class AnthropicAdapter implements ProviderAdapter {
   stream(input: ProviderStreamInput): Promise<ProviderStreamResult> {
     const body = { ...input.request, model: input.model, stream: true } as Anthropic.MessageCreateParamsStreaming;
     return runSdkStream(
-      this.#spec,
+      this.#streamSpec,
       input,
       ({ timeout, signal }) => this.#client.messages.create(body, { timeout, signal, ...betaHeaders(input) }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
       streamAccumulatorOf('anthropic', input),

@@ -30,6 +30,18 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
  */
 export const IDLE_SOCKET_MS = 4_000;
 
+/**
+ * When each response's body last received bytes (epoch ms), by response: what a stream's idle
+ * timeout reads (sdk-stream.ts). Bytes, not the SDK's events: both SDKs drop Anthropic's `ping`
+ * events unseen, and a provider that pings is not silent.
+ */
+const lastBytesAt = new WeakMap<Response, number>();
+
+/** When `response`'s body last received bytes, if this fetch made it and any came. */
+export function lastBytesOf(response: Response): number | undefined {
+  return lastBytesAt.get(response);
+}
+
 /** Statuses whose response has no body (fetch's null body statuses). */
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
@@ -88,13 +100,18 @@ function send(url: URL, init: RequestInit, body: string | Uint8Array | undefined
       const status = res.statusCode ?? 0;
       const head = new Headers();
       for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) head.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
-      const stream = NULL_BODY.has(status) || method === 'HEAD' ? null : bodyStream(res, request.destroy.bind(request), done);
+      let response: Response | undefined;
+      const onBytes = () => {
+        if (response !== undefined) lastBytesAt.set(response, Date.now());
+      };
+      const stream = NULL_BODY.has(status) || method === 'HEAD' ? null : bodyStream(res, request.destroy.bind(request), done, onBytes);
       if (stream === null) {
         res.resume();
         done();
       } else failBody = stream.fail;
       try {
-        resolve(new Response(stream?.body ?? null, { status, statusText: res.statusMessage ?? '', headers: head }));
+        response = new Response(stream?.body ?? null, { status, statusText: res.statusMessage ?? '', headers: head });
+        resolve(response);
       } catch (error) {
         // A status fetch cannot represent (outside 200-599): as undici, no response.
         request.destroy();
@@ -107,7 +124,7 @@ function send(url: URL, init: RequestInit, body: string | Uint8Array | undefined
 }
 
 /** The response body as a web stream: paused while the reader is behind, errored as undici errors it. */
-function bodyStream(res: IncomingMessage, destroy: () => void, done: () => void): { body: ReadableStream<Uint8Array>; fail(error: unknown): void } {
+function bodyStream(res: IncomingMessage, destroy: () => void, done: () => void, onBytes: () => void): { body: ReadableStream<Uint8Array>; fail(error: unknown): void } {
   const source = decoded(res);
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let settled = false;
@@ -123,6 +140,7 @@ function bodyStream(res: IncomingMessage, destroy: () => void, done: () => void)
       controller = c;
       source.on('data', (chunk: Buffer) => {
         if (settled) return;
+        onBytes();
         controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
         if ((controller.desiredSize ?? 0) <= 0) source.pause();
       });

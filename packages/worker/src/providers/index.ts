@@ -51,10 +51,10 @@ export function providerKeyOf(config: HeadroomConfig, provider: Provider, env: N
 }
 
 function optionsFor(config: HeadroomConfig, provider: Provider, env: NodeJS.ProcessEnv): AdapterOptions | { missing: string } {
-  const { apiKeyEnv, baseURL, timeoutMs } = config.providers[provider];
+  const { apiKeyEnv, baseURL, timeoutMs, streamIdleMs, streamTimeoutMs } = config.providers[provider];
   const apiKey = providerKeyOf(config, provider, env);
   if (!apiKey) return { missing: apiKeyEnv };
-  return { apiKey, baseURL, timeoutMs };
+  return { apiKey, baseURL, timeoutMs, streamIdleMs, streamTimeoutMs };
 }
 
 /**

@@ -17,7 +17,7 @@ import { streamAccumulatorOf } from './accumulators.js';
 import { createHttpFetch } from './http-fetch.js';
 import { OpenAIResponseBody, responsesUsage } from './openai-responses.js';
 import { runSdkCall, SDK_LOGGING, type SdkCallSpec, type SdkErrorClasses } from './sdk-call.js';
-import { runSdkStream, type OpenedStream } from './sdk-stream.js';
+import { runSdkStream, streamBoundsOf, type OpenedStream, type StreamSpec } from './sdk-stream.js';
 import type { ProviderAdapter, ProviderCallInput, ProviderCallResult, ProviderStreamInput, ProviderStreamResult } from './types.js';
 
 /** OpenAI's default path includes `/v1` (a custom baseURL must too). */
@@ -64,6 +64,7 @@ export class OpenAIAdapter implements ProviderAdapter {
   readonly #client: OpenAI;
   readonly #spec: SdkCallSpec<OpenAIChatCompletionBody>;
   readonly #responsesSpec: SdkCallSpec<OpenAIResponseBody>;
+  readonly #streamSpec: StreamSpec;
 
   constructor(options: AdapterOptions) {
     if (options.apiKey === '') throw new Error('OpenAIAdapter: apiKey is empty');
@@ -87,6 +88,8 @@ export class OpenAIAdapter implements ProviderAdapter {
       usageOf: openaiUsage,
     };
     this.#responsesSpec = { ...this.#spec, schema: OpenAIResponseBody, usageOf: responsesUsage };
+    // One stream spec for both APIs: a stream's classification reads no schema.
+    this.#streamSpec = { ...this.#spec, ...streamBoundsOf(options) };
   }
 
   call(input: ProviderCallInput): Promise<ProviderCallResult> {
@@ -105,7 +108,7 @@ export class OpenAIAdapter implements ProviderAdapter {
       // The terminal event carries the usage: a Responses stream needs no option for it.
       const body = { ...input.request, model: input.model, stream: true } as OpenAI.Responses.ResponseCreateParamsStreaming;
       return runSdkStream(
-        this.#responsesSpec,
+        this.#streamSpec,
         input,
         ({ timeout, signal }) => this.#client.responses.create(body, { timeout, signal }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
         streamAccumulatorOf('openai', input),
@@ -116,7 +119,7 @@ export class OpenAIAdapter implements ProviderAdapter {
     // hides it again from a client that did not ask.
     const body = { ...request, model: input.model, stream: true, stream_options: { ...request.stream_options, include_usage: true } } as OpenAI.ChatCompletionCreateParamsStreaming;
     return runSdkStream(
-      this.#spec,
+      this.#streamSpec,
       input,
       ({ timeout, signal }) => this.#client.chat.completions.create(body, { timeout, signal }).withResponse() as unknown as Promise<OpenedStream<Record<string, unknown>>>,
       streamAccumulatorOf('openai', input),

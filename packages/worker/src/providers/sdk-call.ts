@@ -118,7 +118,7 @@ function failure(spec: Pick<SdkCallSpec<unknown>, 'apiKey'>, kind: FailureKind, 
 export function classifyError(
   spec: Pick<SdkCallSpec<unknown>, 'provider' | 'apiKey' | 'timeoutMs' | 'errors' | 'requestIdHeader'>,
   error: unknown,
-  why: { deadline: AbortSignal; caller: AbortSignal | undefined },
+  why: { deadline: AbortSignal; caller: AbortSignal | undefined; timedOut?: () => string },
   midBody: Meta | undefined,
 ): ProviderCallFailure {
   const { errors } = spec;
@@ -129,7 +129,9 @@ export function classifyError(
   const unanswered: Meta = { ...noResponse, status: null };
   const aborted = error instanceof errors.userAbort || (error instanceof Error && error.name === 'AbortError');
   if (error instanceof errors.connectionTimeout || (aborted && why.deadline.aborted && !why.caller?.aborted)) {
-    return failure(spec, 'network', `request timed out after ${spec.timeoutMs} ms`, unanswered);
+    // A stream says which of its bounds cut it (sdk-stream.ts); the SDK's own timeout is the head's.
+    const timedOut = why.deadline.aborted && why.timedOut !== undefined ? why.timedOut() : `request timed out after ${spec.timeoutMs} ms`;
+    return failure(spec, 'network', timedOut, unanswered);
   }
   if (aborted) return failure(spec, 'network', 'request aborted by the worker', unanswered);
   if (error instanceof errors.connection) return failure(spec, 'network', `connection error: ${causeChain(error)}`, unanswered);

@@ -198,21 +198,75 @@ describe('streamed calls', () => {
     expect((a.result as { progress: { inputUsage?: unknown } }).progress.inputUsage).toMatchObject({ inputTokens: expect.any(Number) });
   });
 
-  it("a stream its call's deadline cuts mid-way fails as a timeout, in each provider's shape, not as the provider's own short stream", async () => {
+  it("a stream its whole life's bound (streamTimeoutMs) cuts mid-way fails as a timeout, in each provider's shape, not as the provider's own short stream", async () => {
     // The SDKs end a stream's iteration quietly on an abort: this read as `200 the stream ended
     // before its message_stop event`, a bad body the throttle counted as served.
     sim.setPace({ streamTokenMs: 50 });
-    const slow = { timeoutMs: 400 };
+    const slow = { timeoutMs: 400, streamTimeoutMs: 400 };
     const a = await collect((onEvent) => new AnthropicAdapter({ apiKey: KEY, baseURL: sim.url, ...slow }).stream({ model: SONNET, request: claude('A long answer please'), onEvent }));
     const o = await collect((onEvent) => new OpenAIAdapter({ apiKey: KEY, baseURL: `${sim.url}/v1`, ...slow }).stream({ model: GPT, request: gpt('A long answer please', { stream: true }), onEvent }));
-    for (const { events, result } of [a, o]) {
+    for (const [provider, { events, result }] of [['anthropic', a], ['openai', o]] as const) {
       if (result.ok) throw new Error('expected the deadline to cut the stream');
-      expect(result).toMatchObject({ kind: 'network', status: null, message: 'request timed out after 400 ms' });
+      expect(result).toMatchObject({ kind: 'network', status: null, message: `stream timed out after 400 ms (providers.${provider}.streamTimeoutMs)` });
       expect(result.progress.events).toBe(events.length);
       expect(result.progress.events).toBeGreaterThan(0);
     }
-    expect(JSON.parse((a.result as { errorEvent: string }).errorEvent)).toEqual({ type: 'error', error: { type: 'api_error', message: 'request timed out after 400 ms' } });
-    expect(JSON.parse((o.result as { errorEvent: string }).errorEvent)).toMatchObject({ error: { type: 'server_error', message: 'request timed out after 400 ms' } });
+    expect(JSON.parse((a.result as { errorEvent: string }).errorEvent)).toEqual({ type: 'error', error: { type: 'api_error', message: 'stream timed out after 400 ms (providers.anthropic.streamTimeoutMs)' } });
+    expect(JSON.parse((o.result as { errorEvent: string }).errorEvent)).toMatchObject({ error: { type: 'server_error', message: 'stream timed out after 400 ms (providers.openai.streamTimeoutMs)' } });
+  });
+
+  it('cuts a stream the provider stalls half-way (connection open, silent) at streamIdleMs, not at the call timeout: a timeout saying how long the provider was silent, in each provider\'s shape', async () => {
+    // The call timeout (10 s here, 600 s by default) used to be all that ended a stalled stream.
+    sim.injectFaults({ stall: true, count: 2 });
+    const idle = { timeoutMs: 10_000, streamIdleMs: 300 };
+    const a = await collect((onEvent) => new AnthropicAdapter({ apiKey: KEY, baseURL: sim.url, ...idle }).stream({ model: SONNET, request: claude('A stream that stalls'), onEvent }));
+    const o = await collect((onEvent) => new OpenAIAdapter({ apiKey: KEY, baseURL: `${sim.url}/v1`, ...idle }).stream({ model: GPT, request: gpt('A stream that stalls', { stream: true }), onEvent }));
+    for (const [provider, { events, result }] of [['anthropic', a], ['openai', o]] as const) {
+      if (result.ok) throw new Error('expected the idle timeout to cut the stream');
+      const message = `the provider sent nothing for 300 ms (stream idle timeout, providers.${provider}.streamIdleMs)`;
+      expect(result).toMatchObject({ kind: 'network', status: null, message });
+      expect(result.progress.events).toBe(events.length);
+      expect(result.progress.events).toBeGreaterThan(0);
+    }
+    expect(JSON.parse((a.result as { errorEvent: string }).errorEvent)).toEqual({ type: 'error', error: { type: 'api_error', message: 'the provider sent nothing for 300 ms (stream idle timeout, providers.anthropic.streamIdleMs)' } });
+    expect(JSON.parse((o.result as { errorEvent: string }).errorEvent)).toMatchObject({ error: { type: 'server_error', message: 'the provider sent nothing for 300 ms (stream idle timeout, providers.openai.streamIdleMs)' } });
+    expect(sim.stats().models[SONNET]?.faultsInjected.stall).toBe(1);
+    expect(sim.stats().models[GPT]?.faultsInjected.stall).toBe(1);
+  });
+
+  it('lets a slow but steady stream run past streamIdleMs and past the call timeout: events come more often than the idle bound, and a stream has its own whole-life bound', async () => {
+    // 50 ms a token, 300 ms of silence allowed: the whole answer takes longer than both bounds.
+    // Before, `timeoutMs` bounded a stream's whole life and cut it part-way.
+    sim.setPace({ streamTokenMs: 50 });
+    const steady = { timeoutMs: 300, streamIdleMs: 300, streamTimeoutMs: 60_000 };
+    const a = await collect((onEvent) => new AnthropicAdapter({ apiKey: KEY, baseURL: sim.url, ...steady }).stream({ model: SONNET, request: claude('A slow steady answer', { max_tokens: 20 }), onEvent }));
+    const o = await collect((onEvent) => new OpenAIAdapter({ apiKey: KEY, baseURL: `${sim.url}/v1`, ...steady }).stream({ model: GPT, request: gpt('A slow steady answer', { stream: true, max_completion_tokens: 20 }), onEvent }));
+    for (const { events, result } of [a, o]) {
+      expect(result.ok, JSON.stringify(result)).toBe(true);
+      expect(result.progress.events).toBe(events.length);
+    }
+    expect((a.result as { usage: { outputTokens: number } }).usage.outputTokens).toBe(20);
+    expect((o.result as { usage: { outputTokens: number } }).usage.outputTokens).toBe(20);
+  });
+
+  it("counts Anthropic's pings as the provider's sign of life: a stream silent but for pings for longer than streamIdleMs is not cut", async () => {
+    // Both SDKs drop `ping` events before the worker sees them: the idle clock reads the bytes.
+    // After the first output, 8 pings 100 ms apart: 800 ms with no event the SDK hands on,
+    // against an idle bound of 300 ms.
+    const pings = Array.from({ length: 8 }, () => [100, sse('ping', {})]).flat();
+    const result = await scriptedAnthropicStream([...opening, delta('Hi'), ...pings, delta(' there'), ...closing], { timeoutMs: 10_000, streamIdleMs: 300 });
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    expect((result as { response: { content: unknown } }).response.content).toEqual([{ type: 'text', text: 'Hi there' }]);
+  });
+
+  it('does not count silence before the first output against streamIdleMs: a model thinking before its first token is bounded by timeoutMs, as a plain call', async () => {
+    // OpenAI's reasoning models send nothing while they think (Chat Completions), or their opening
+    // events and then nothing (Responses): 800 ms of it here, against an idle bound of 300 ms.
+    const result = await scriptedAnthropicStream([...opening, 800, delta('Thought'), ...closing], { timeoutMs: 10_000, streamIdleMs: 300 });
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    // ... and `timeoutMs` still bounds it: the first output's wait is a plain call's.
+    const late = await scriptedAnthropicStream([...opening, 800, delta('Thought'), ...closing], { timeoutMs: 300, streamIdleMs: 200 });
+    expect(late).toMatchObject({ ok: false, kind: 'network', message: 'request timed out after 300 ms', progress: { events: 2 } });
   });
 
   it("prints nothing of a stream event that is not JSON outside the worker's logs: the SDKs' own logging is off", async () => {
@@ -306,3 +360,38 @@ describe('streamed calls', () => {
     expect(new OpenAIStreamAccumulator(true).progress().hiddenOutput).toBeUndefined();
   });
 });
+
+/** One Anthropic SSE event as the API writes it. */
+function sse(event: string, data: object): string {
+  return `event: ${event}\ndata: ${JSON.stringify({ type: event, ...data })}\n\n`;
+}
+const opening = [
+  sse('message_start', { message: { id: 'msg_scripted', type: 'message', role: 'assistant', model: SONNET, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 5, output_tokens: 1 } } }),
+  sse('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }),
+];
+const delta = (text: string) => sse('content_block_delta', { index: 0, delta: { type: 'text_delta', text } });
+const closing = [sse('content_block_stop', { index: 0 }), sse('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: 2 } }), sse('message_stop', {})];
+
+/** An Anthropic stream from a server that writes `script` in order: text is written, a number is waited (ms). */
+async function scriptedAnthropicStream(script: (string | number)[], bounds: { timeoutMs: number; streamIdleMs: number }): Promise<ProviderStreamResult> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', async () => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (const step of script) {
+        if (res.destroyed) return;
+        if (typeof step === 'number') await new Promise((resolve) => setTimeout(resolve, step));
+        else res.write(step);
+      }
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    return await new AnthropicAdapter({ apiKey: KEY, baseURL: url, ...bounds }).stream({ model: SONNET, request: claude('Scripted'), onEvent: () => {} });
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}

@@ -10,13 +10,30 @@
  * (a `length` finish with a response format). Each event is serialized as it arrives, before
  * anything reads it, so the client sees what the provider sent.
  */
-import { cutSecretTokens, registeredSecrets, type Usage } from '@headroom/queue';
+import { cutSecretTokens, PROVIDER_DEFAULTS, registeredSecrets, type Usage } from '@headroom/queue';
 import { StreamSecrets } from './stream-secrets.js';
+import { lastBytesOf } from './http-fetch.js';
 import { classifyError, type Meta } from './sdk-call.js';
 import type { SdkCallSpec, SendOptions } from './sdk-call.js';
 import type { ProviderCallFailure, ProviderStreamInput, ProviderStreamResult, StreamProgress } from './types.js';
 
-export type StreamSpec = Pick<SdkCallSpec<unknown>, 'provider' | 'apiKey' | 'timeoutMs' | 'errors' | 'requestIdHeader'>;
+export type StreamSpec = Pick<SdkCallSpec<unknown>, 'provider' | 'apiKey' | 'timeoutMs' | 'errors' | 'requestIdHeader'> & {
+  /** The longest silence once the first event came (`providers.<p>.streamIdleMs`). */
+  streamIdleMs: number;
+  /** The stream's whole life (`providers.<p>.streamTimeoutMs`). */
+  streamTimeoutMs: number;
+};
+
+/**
+ * A stream's bounds from an adapter's options; its whole life never shorter than the wait for its
+ * first event (the config refuses that; an adapter built by hand gets it quietly).
+ */
+export function streamBoundsOf(options: { timeoutMs: number; streamIdleMs?: number | undefined; streamTimeoutMs?: number | undefined }): Pick<StreamSpec, 'streamIdleMs' | 'streamTimeoutMs'> {
+  return {
+    streamIdleMs: options.streamIdleMs ?? PROVIDER_DEFAULTS.streamIdleMs,
+    streamTimeoutMs: Math.max(options.streamTimeoutMs ?? PROVIDER_DEFAULTS.streamTimeoutMs, options.timeoutMs),
+  };
+}
 
 /** One provider's event handling: relay text, assembly, and its error event. */
 export interface StreamAccumulator<E> {
@@ -51,12 +68,15 @@ export async function runSdkStream<E>(
   acc: StreamAccumulator<E>,
 ): Promise<ProviderStreamResult> {
   const deadline = new AbortController();
-  const timer = setTimeout(() => deadline.abort(), spec.timeoutMs);
-  const signal = input.signal === undefined ? deadline.signal : AbortSignal.any([input.signal, deadline.signal]);
-  const why = { deadline: deadline.signal, caller: input.signal };
   let events = 0;
   let firstEventAt: number | undefined;
+  /** When the first event adding to the output came: the idle clock starts then (watchStream). */
+  let outputFrom: number | undefined;
+  let lastEventAt = 0;
   let response: Response | undefined;
+  const watch = watchStream(spec, deadline, () => (outputFrom === undefined ? undefined : Math.max(lastEventAt, (response && lastBytesOf(response)) ?? 0)));
+  const signal = input.signal === undefined ? deadline.signal : AbortSignal.any([input.signal, deadline.signal]);
+  const why = { deadline: deadline.signal, caller: input.signal, timedOut: watch.why };
   // Read once, when the provider answers: the relay's start entry, the result and a failure all carry it.
   let requestId: string | undefined;
   const progress = (): StreamProgress => ({ events, ...(firstEventAt === undefined ? {} : { firstEventAt }), ...acc.progress() });
@@ -71,13 +91,16 @@ export async function runSdkStream<E>(
     const guard = secrets.length > 0 ? new StreamSecrets(secrets, input.onEvent) : undefined;
     try {
       for await (const event of opened.data) {
+        lastEventAt = Date.now();
         const data = acc.add(event);
         if (data === undefined) continue;
-        if (events === 0) firstEventAt = Date.now();
+        if (events === 0) firstEventAt = lastEventAt;
         events += 1;
         const text = acc.outputText();
-        if (guard) guard.push(data, event, text.length > outputLength);
-        else input.onEvent(data, text.length > outputLength);
+        const output = text.length > outputLength;
+        if (output) outputFrom ??= lastEventAt;
+        if (guard) guard.push(data, event, output);
+        else input.onEvent(data, output);
         outputLength = text.length;
       }
     } finally {
@@ -113,8 +136,46 @@ export async function runSdkStream<E>(
     const failure = response === undefined ? classified : withoutHeaders(classified);
     return { ...failure, progress: progress(), errorEvent: acc.errorEvent(error, failure) };
   } finally {
-    clearTimeout(timer);
+    watch.stop();
   }
+}
+
+/**
+ * A stream's bounds, on one timer:
+ * - its head and first output within `timeoutMs`, as a plain call's answer: a reasoning model may
+ *   think for minutes before it, silent on the wire (OpenAI's Chat Completions sends nothing, its
+ *   Responses API `response.created` and `response.in_progress`, then nothing), so silence before
+ *   the first output is no stall;
+ * - from the first output on, no silence (no byte: Anthropic's pings count) longer than
+ *   `streamIdleMs`: a model generating sends a delta per token or pings;
+ * - its whole life within `streamTimeoutMs`.
+ * `activeAt` (undefined before the first output) is read when the timer fires, not re-armed per
+ * event, so a busy stream costs no timer work. The cut says which bound it was (`why`).
+ */
+function watchStream(spec: StreamSpec, deadline: AbortController, activeAt: () => number | undefined): { why: () => string; stop(): void } {
+  const startedAt = Date.now();
+  let reason = `request timed out after ${spec.timeoutMs} ms`;
+  let timer: NodeJS.Timeout | undefined;
+  const check = () => {
+    const now = Date.now();
+    const active = activeAt();
+    const ends =
+      active === undefined
+        ? [{ at: startedAt + spec.timeoutMs, why: `request timed out after ${spec.timeoutMs} ms` }]
+        : [
+            { at: active + spec.streamIdleMs, why: `the provider sent nothing for ${spec.streamIdleMs} ms (stream idle timeout, providers.${spec.provider}.streamIdleMs)` },
+            { at: startedAt + spec.streamTimeoutMs, why: `stream timed out after ${spec.streamTimeoutMs} ms (providers.${spec.provider}.streamTimeoutMs)` },
+          ];
+    const next = ends.reduce((a, b) => (b.at < a.at ? b : a));
+    if (next.at <= now) {
+      reason = next.why;
+      deadline.abort();
+      return;
+    }
+    timer = setTimeout(check, next.at - now);
+  };
+  timer = setTimeout(check, Math.min(spec.timeoutMs, spec.streamIdleMs));
+  return { why: () => reason, stop: () => clearTimeout(timer) };
 }
 
 /** What `classifyError` reads as an abort (the deadline's or the caller's, by the signals). */

@@ -894,6 +894,43 @@ describe('runJob, streamed', () => {
     }
   });
 
+  it("cuts a stream the provider stalls half-way at streamIdleMs: STREAM_FAILED saying how long the provider was silent, the call out of flight, its error event for the client", async () => {
+    // The call timeout (20 s here, 600 s by default) was all that ended a stalled stream: the
+    // worker's slot held, the client kept waiting behind the gateway's keep-alives.
+    sim.injectFaults({ model: SONNET, stall: true, count: 1 });
+    const ctx = context({ providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV, timeoutMs: 20_000, streamIdleMs: 300 } } });
+    const m = streamMeta();
+    const silent = 'the provider sent nothing for 300 ms (stream idle timeout, providers.anthropic.streamIdleMs)';
+    const outcome = await run(ctx, streamed({ max_tokens: 200 }), m);
+    expect(outcome).toMatchObject({
+      kind: 'failed',
+      failure: { code: 'STREAM_FAILED', message: expect.stringMatching(new RegExp(`^network ${silent.replace(/[().]/g, '\\$&')} \\(after \\d+ events had been streamed\\)$`)) },
+      progress: { attempts: 1 },
+    });
+    expect(sim.stats().models[SONNET]?.faultsInjected.stall).toBe(1);
+    // Part of the answer was relayed; its end is the API's error event, with the failure.
+    expect((await relayed(ctx, m.id)).length).toBeGreaterThan(1);
+    const { streamError } = outcome as { streamError: { data: string } };
+    expect(JSON.parse(streamError.data)).toEqual({ type: 'error', error: { type: 'api_error', message: expect.stringContaining(silent) } });
+    // The call is over: nothing relays it, and the bucket counts nothing of it in flight.
+    expect(ctx.relaying.ids()).toEqual([]);
+    await ctx.bucket.flush();
+    expect((await ctx.bucket.snapshot(SONNET, ctx.config.models[SONNET]!.limits)).inFlight).toMatchObject({ calls: 0 });
+  });
+
+  it('completes a slow but steady stream that runs past streamIdleMs and past the call timeout: its events come more often than the idle bound', async () => {
+    sim.setPace({ streamTokenMs: 40 });
+    try {
+      const ctx = context({ providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV, timeoutMs: 300, streamIdleMs: 300 } } });
+      const m = streamMeta();
+      const outcome = await run(ctx, streamed({ max_tokens: 25 }), m);
+      expect(outcome).toMatchObject({ kind: 'completed', result: { usage: { outputTokens: 25 } } });
+      expect((await relayed(ctx, m.id)).map((e) => e.kind)).toContain('end');
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
+  });
+
   // A stream's rate-limit headers come with its 200 head, when the provider has charged the call's
   // whole output bound (Anthropic's output tokens/min, OpenAI's tokens/min), and the unused part is
   // given back at its end. The provider here holds this call alone (a key of its own) and refills

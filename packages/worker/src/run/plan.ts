@@ -3,7 +3,7 @@
  * the shared bucket that can serve it now, or says how long to wait and why, or that no model of
  * the ladder can ever serve the job in its lane.
  */
-import { choicesOf, isTenantDimension, maxOutputTokens, promoteDelayed, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, tenantTpmOf, type HeadroomConfig, type LlmJob, type PoolLimits, type Reservation, type WaitReason } from '@headroom/queue';
+import { choicesOf, isStreamed, isTenantDimension, maxOutputTokens, promoteDelayed, outputBoundField, outputBoundFor, poolOf, reservesOutputP95, tenantTpmOf, type HeadroomConfig, type LlmJob, type PoolLimits, type Reservation, type WaitReason } from '@headroom/queue';
 import { deadlineOf } from './deadline.js';
 import { inputReservation } from './input-reservation.js';
 import { ladderOf } from './model-ladder.js';
@@ -129,8 +129,8 @@ export async function planCall(ctx: RunContext, job: LlmJob, meta: JobMeta, avoi
         retry,
         retryReserve: laneCfg.retryReserve,
         retryBudgetExempt: laneCfg.retryBudgetExempt,
-        // A call ends (and settles) by its timeout: an entry left after it is a dead worker's.
-        callLifeMs: ctx.config.providers[job.provider].timeoutMs,
+        // A call ends (and settles) by its timeout, a stream by its own: an entry left after it is a dead worker's.
+        callLifeMs: callLifeOf(ctx.config, job),
         ...quota,
         // A job of a tenant with work queued ahead leaves the fair reserve to a fresh tenant's.
         fairReserve: laneCfg.fairness === 'tenants' && !meta.fresh ? laneCfg.fairReserve : 0,
@@ -213,4 +213,10 @@ function tenantOf(config: HeadroomConfig, tenant: string | undefined): { tenant?
   if (!tenant) return {};
   const tpm = tenantTpmOf(config, tenant);
   return tpm ? { tenant: { id: tenant, limits: { tpm } } } : {};
+}
+
+/** How long a job's provider call can live: `streamTimeoutMs` for a stream, `timeoutMs` for a plain call. */
+export function callLifeOf(config: HeadroomConfig, job: LlmJob): number {
+  const bounds = config.providers[job.provider];
+  return isStreamed(job) ? bounds.streamTimeoutMs : bounds.timeoutMs;
 }

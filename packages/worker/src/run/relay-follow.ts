@@ -17,13 +17,14 @@
  * relay write, which stops the call, and the error event its worker then writes did not reach the
  * relay), so a quiet relay is given up on one beat after the call ended, not after the provider's
  * call timeout; when the relay is gone (expired `RELAY_TTL_MS` after its last write, or Redis
- * lost it); or after the provider's call timeout, which bounds the earlier call itself. (A job its
+ * lost it); or after the provider's stream timeout, which bounds the earlier call itself. (A job its
  * caller cancels meanwhile ends CANCELLED: its flag refuses the earlier attempt's writes.) The
  * caller then fails the job and writes its error event to the relay, which ends it: the relay
  * refuses the earlier attempt's next write (CLOSED, lua/relay-2.lua), so a call still running
  * stops there and settles for what it produced.
  */
 import { checkRelay, duplicateFor, heartbeatOf, HEARTBEAT_INTERVAL_MS, readRelayAfter, reportOutages, type JobFailure, type LlmJob, type RelayEntry, type WorkerHeartbeat } from '@headroom/queue';
+import { callLifeOf } from './plan.js';
 import type { JobMeta, RunContext } from './run-context.js';
 
 /** How long one read waits for the next entry before the writer's liveness is checked again. */
@@ -95,8 +96,8 @@ async function whileQuiet(
 ): Promise<string | 'alive' | 'cancelled' | undefined> {
   const { prefix } = ctx.config.redis;
   const now = ctx.now();
-  const timeoutMs = ctx.config.providers[job.provider].timeoutMs;
-  if (now - times.startedAt > timeoutMs) return `its relay did not end within the provider's call timeout (${timeoutMs} ms)`;
+  const timeoutMs = callLifeOf(ctx.config, job);
+  if (now - times.startedAt > timeoutMs) return `its relay did not end within the provider's stream timeout (${timeoutMs} ms)`;
   // The relay's own checks, nothing written: `open` is a relay that is gone.
   const relay = await checkRelay(ctx.redis, prefix, meta.id);
   if (relay === 'cancelled') return 'cancelled';
