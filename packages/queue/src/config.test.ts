@@ -175,6 +175,8 @@ dashboard: { port: "eighty" }
     const cfg = parseConfig({ models: ONE_MODEL });
     expect(cfg.providers.anthropic).toMatchObject({ timeoutMs: 600_000, streamIdleMs: 120_000, streamTimeoutMs: 3_600_000 });
     expect(parseConfig({ providers: { openai: { streamIdleMs: 30_000 } }, models: ONE_MODEL }).providers.openai).toMatchObject({ timeoutMs: 600_000, streamIdleMs: 30_000, streamTimeoutMs: 3_600_000 });
+    // A config from before streamTimeoutMs, with a call timeout over an hour, still reads: a stream's life is at least it.
+    expect(parseConfig({ providers: { openai: { timeoutMs: 7_200_000 } }, models: ONE_MODEL }).providers.openai).toMatchObject({ timeoutMs: 7_200_000, streamTimeoutMs: 7_200_000 });
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [{ streamIdleMs: 0 }, 'providers.anthropic.streamIdleMs', /positive integer/],
       [{ streamIdleMs: 1.5 }, 'providers.anthropic.streamIdleMs', /positive integer/],

@@ -140,9 +140,12 @@ const ProviderConfig = (defaultKeyEnv: string) =>
       /**
        * A streamed call's whole life: a steady stream may run past `timeoutMs` (64k output
        * tokens at 50/s take 21 min), but it stays bounded, as the in-flight accounting needs.
+       * Left out, an hour, or `timeoutMs` when that is longer: a config written before this
+       * setting, with a `timeoutMs` over an hour, reads as it did.
        */
-      streamTimeoutMs: positiveInt.default(PROVIDER_DEFAULTS.streamTimeoutMs),
+      streamTimeoutMs: positiveInt.optional(),
     })
+    .transform((p) => ({ ...p, streamTimeoutMs: p.streamTimeoutMs ?? Math.max(PROVIDER_DEFAULTS.streamTimeoutMs, p.timeoutMs) }))
     // Compared only once each is a valid number: `streamTimeoutMs: 0` is one mistake, not three.
     .refine((p) => p.streamTimeoutMs >= p.timeoutMs, {
       error: "streamTimeoutMs must be at least timeoutMs: a stream's head and first output may take as long as a plain call's answer",
