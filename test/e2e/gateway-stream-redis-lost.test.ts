@@ -10,6 +10,8 @@
  * And a live gateway's calls made once Redis is back: its entry in the fleet's gateways went with
  * the data, and it named itself on them until its next beat, so the workers withdrew them as a
  * gateway gone. It now beats as soon as its connection is back and names itself on no job until then.
+ * With the connections left open (a bare FLUSHALL) there is no reconnect: a worker now takes an
+ * entry absent (not lapsed) for gone only once it has been absent longer than one beat's lifetime.
  */
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
