@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { Bucket, createRedis, untilReady, INTERACTIVE_LANES, promoteRaisedTenantParks, tenantTpmOf, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, readHeartbeats, createLogger, type Logger } from '@headroom/queue';
+import { Bucket, createRedis, untilReady, INTERACTIVE_LANES, promoteRaisedTenantParks, tenantTpmOf, duplicateFor, reportOutages, LaneUpkeep, within, publishFleetSettings, throttleParamsOf, type HeadroomConfig, type Provider, FleetStatsWriter, Heartbeat, heartbeatTtlMs, readHeartbeats, createLogger, type Logger } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { createBatchApis } from './batch/batch-apis.js';
 import { Batcher } from './batch/batcher.js';
@@ -146,7 +146,7 @@ export async function startWorker(opts: StartWorkerOptions): Promise<RunningWork
       tenantWaits: new TenantWaits(),
       poolHolds: new PoolHolds(),
       limitNotices: new LimitNotices(logger),
-      gateways: new GatewayPresence(() => readHeartbeats(redis, config.redis.prefix, 'gateway'), now),
+      gateways: new GatewayPresence(() => readHeartbeats(redis, config.redis.prefix, 'gateway'), now, heartbeatTtlMs(config.gateway.heartbeatMs)),
       relaying,
       now,
     },

@@ -21,6 +21,11 @@ import { fleetKeys } from '../keys.js';
 import type { Logger } from '../logger.js';
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
+
+/** How long one beat vouches for a process beating every `intervalMs`, unless its `ttlMs` says otherwise: three beats. */
+export function heartbeatTtlMs(intervalMs: number): number {
+  return 3 * intervalMs;
+}
 /** An entry dead this long is deleted by the next writer that prunes. */
 const PRUNE_AFTER_MS = 3600_000;
 /** Writers look for dead entries every this many beats (one HGETALL a minute at the default). */
@@ -107,7 +112,7 @@ export class Heartbeat {
   constructor(options: HeartbeatOptions) {
     this.#o = options;
     this.#intervalMs = options.intervalMs ?? HEARTBEAT_INTERVAL_MS;
-    this.#ttlMs = options.ttlMs ?? 3 * this.#intervalMs;
+    this.#ttlMs = options.ttlMs ?? heartbeatTtlMs(this.#intervalMs);
     this.#now = options.now ?? Date.now;
     this.#startedAt = this.#now();
   }

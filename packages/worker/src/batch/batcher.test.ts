@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addToLane, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger } from '@headroom/queue';
+import { addToLane, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger, type Logger } from '@headroom/queue';
 import { type Simulator, startSimulator } from '@headroom/simulator';
 import { WorkerMetrics } from '../metrics.js';
 import { AnthropicBatchApi } from './anthropic-batch-api.js';
@@ -21,7 +22,7 @@ afterAll(async () => {
   await sim.close();
 });
 
-async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?: number; parkLockMs?: number } = {}) {
+async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?: number; parkLockMs?: number; logger?: Logger } = {}) {
   const prefix = `t${randomUUID().slice(0, 8)}`;
   const provider = over.sim ?? sim;
   const config = parseConfig({
@@ -42,7 +43,7 @@ async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?
       apis: { anthropic: new AnthropicBatchApi({ apiKey: 'sk-batcher-test', baseURL: provider.url, timeoutMs: 5_000 }) },
       metrics: new WorkerMetrics({ defaultMetrics: false }),
       stats: new FleetStatsWriter(db.redis, prefix),
-      logger: createLogger({ level: 'silent' }),
+      logger: over.logger ?? createLogger({ level: 'silent' }),
     });
   const batchJob = (i: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant?: string): LlmJob =>
     ({
@@ -202,6 +203,39 @@ describe('Batcher', () => {
     expect((await queue.getJob(admitted[0]!))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
     // One batch, of the two jobs admitted.
     expect(sim.stats().batches.anthropic.created - before).toBe(1);
+    await a.stop(1_000);
+    await queue.close();
+  });
+
+  it('keeps the jobs taken beside one whose take throws: they go to their batch in the same round, none stalled', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: 'warn',
+      destination: new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      }),
+    });
+    const { lane, queue, batcher, admit } = await fleet(200, { logger });
+    const before = sim.stats().batches.anthropic.created;
+    const admitted = await admit(3);
+    // A job written by hand whose stored options are JSON `null`: BullMQ's fetch moves it to
+    // active, then throws reading them, a TypeError (not the SyntaxError the lane worker reads
+    // itself). Put at the end of the wait list it is taken first, beside the three admitted ones.
+    const unreadable = `batch.${randomUUID()}`;
+    await db.redis.hset(`${lane.jobKeyPrefix}${unreadable}`, { name: 'by-hand', timestamp: String(Date.now()), data: '{}', opts: 'null' });
+    await db.redis.rpush(lane.wait, unreadable);
+    const a = batcher('a');
+    await a.start();
+    await until(async () => (await queue.getCompletedCount()) === 3);
+    // Not left locked in active for the stalled check to give back: never stalled, one batch.
+    for (const id of admitted) expect(await queue.getJob(id)).toMatchObject({ stalledCounter: 0, returnvalue: { model: MODEL, cost: { batch: true } } });
+    expect(sim.stats().batches.anthropic.created - before).toBe(1);
+    const warned = lines.filter((line) => line.includes('could not take some batch jobs'));
+    expect(warned).toHaveLength(1);
+    expect(JSON.parse(warned[0]!)).toMatchObject({ lane: 'batch', failedTakes: 1, taken: 3 });
     await a.stop(1_000);
     await queue.close();
   });

@@ -315,8 +315,21 @@ export class Batcher {
     // Several takes in flight at once ride one connection back to back instead of a round trip
     // each; BullMQ's own worker loop takes jobs concurrently the same way.
     while (ready > 0 && jobs.length < FETCH_CHUNK && this.lease!.isHeld() && !this.stopping) {
-      const taken = await Promise.all(Array.from({ length: Math.min(FETCH_PARALLEL, ready, FETCH_CHUNK - jobs.length) }, () => lane.getNextJob(token, { block: false })));
+      const takes = await Promise.allSettled(Array.from({ length: Math.min(FETCH_PARALLEL, ready, FETCH_CHUNK - jobs.length) }, () => lane.getNextJob(token, { block: false })));
+      const taken = takes.flatMap((take) => (take.status === 'fulfilled' ? [take.value] : []));
       for (const job of taken) if (job) jobs.push(job);
+      const failed = takes.filter((take) => take.status === 'rejected');
+      // One take failing (a Redis error, a job BullMQ cannot read after moving it) must not lose
+      // the jobs taken beside it: dropped, they sat locked in `active` until their locks lapsed
+      // and the stalled check put them back, late and with a stall counted against each. They go
+      // on in this round; the rest wait for the next. With nothing taken, the loop's error path
+      // (claims reloaded) is the one for it, as before.
+      if (failed.length > 0) {
+        const err = (failed[0] as PromiseRejectedResult).reason as Error;
+        if (jobs.length === 0) throw err;
+        this.opts.logger.warn({ lane: 'batch', err: err.message, failedTakes: failed.length, taken: jobs.length }, 'could not take some batch jobs; the ones taken go on in this round, the rest wait for the next');
+        break;
+      }
       if (taken.some((job) => !job)) break;
       ready -= taken.length;
     }

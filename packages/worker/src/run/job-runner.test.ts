@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Bucket, checkRelay, decodeJobEvent, FailureCode, flagCancelled, Heartbeat, jobFailure, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, parseConfig, publishFleetSettings, readFleetStats, readHeartbeats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
+import { Bucket, checkRelay, decodeJobEvent, FailureCode, flagCancelled, Heartbeat, jobFailure, jobEventsKey, relayEvents, createLogger, laneKeys, FleetStatsWriter, fleetKeys, heartbeatTtlMs, parseConfig, publishFleetSettings, readFleetStats, readHeartbeats, SPEND_CAP_STATUS, throttleParamsOf, type HeadroomConfigInput, type InteractiveLane, type JobEvent, type LlmJob, type LlmResult, type Pressure } from '@headroom/queue';
 import { Producer, type LlmJobInput } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { redisForFile } from '@headroom/testing/vitest';
@@ -84,7 +84,7 @@ function context(over: Partial<HeadroomConfigInput> = {}, pressure: Record<strin
     tenantWaits: new TenantWaits(),
     poolHolds: new PoolHolds(),
     limitNotices: new LimitNotices(logger),
-    gateways: new GatewayPresence(() => readHeartbeats(db.redis, prefix, 'gateway'), Date.now),
+    gateways: new GatewayPresence(() => readHeartbeats(db.redis, prefix, 'gateway'), Date.now, heartbeatTtlMs(config.gateway.heartbeatMs)),
     relaying: new RelayingJobs(),
   };
 }
@@ -115,6 +115,13 @@ const calls = (model: string) => sim.stats().models[model]?.admitted ?? 0;
  * A context whose SONNET requests bind and barely refill (6 a minute), and what the bucket holds
  * of them: a request kept for a grant given back shows.
  */
+/** A gateway killed: its entry stays in the fleet's gateways, its expiry (Redis time) long past, as once its last beat lapses. */
+async function lapse(prefix: string, id: string): Promise<void> {
+  const key = fleetKeys(prefix).gateways;
+  const entry = JSON.parse((await db.redis.hget(key, id))!) as { expiresAtMs: number };
+  await db.redis.hset(key, id, JSON.stringify({ ...entry, expiresAtMs: 1 }));
+}
+
 function scarceRequests(): { ctx: RunContext; requestsLeft(): Promise<number> } {
   const limits = { rpm: 6, itpm: 400_000, otpm: 100_000 };
   const ctx = context({ models: { [SONNET]: { provider: 'anthropic', limits } } });
@@ -768,10 +775,9 @@ describe('runJob', () => {
 
   it('withdraws a job whose gateway is gone, as its client would: CANCELLED, no provider call, its grant given back whole', async () => {
     const { ctx, requestsLeft } = scarceRequests();
-    // Its gateway beat, then was killed: its entry removed (or lapsed) from the fleet's gateways.
-    const gateway = new Heartbeat({ redis: db.redis, prefix: ctx.config.redis.prefix, kind: 'gateway', id: 'gateway-killed', concurrency: 0, inFlight: () => 0 });
-    await gateway.beat();
-    await gateway.stop();
+    // Its gateway beat, then was killed: its last beat lapsed.
+    await new Heartbeat({ redis: db.redis, prefix: ctx.config.redis.prefix, kind: 'gateway', id: 'gateway-killed', concurrency: 0, inFlight: () => 0 }).beat();
+    await lapse(ctx.config.redis.prefix, 'gateway-killed');
     const before = calls(SONNET);
     const outcome = await run(ctx, job({ gateway: 'gateway-killed' }));
     expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' }, progress: { attempts: 0 } });
@@ -1360,7 +1366,8 @@ describe('runJob, streamed', () => {
       await expect.poll(async () => (await relayed(ctx, m.id)).length, { timeout: 5_000 }).toBeGreaterThan(5);
       // The rest of the answer a token a second: it outlasts the test unless it is stopped.
       sim.setPace({ streamTokenMs: 1_000 });
-      await gateway.stop();
+      // Killed: it beats no more, and its last beat lapses.
+      await lapse(ctx.config.redis.prefix, 'gateway-mid');
       const outcome = await running;
       expect(outcome).toMatchObject({ kind: 'failed', failure: { code: 'CANCELLED' } });
       const { message } = (outcome as { failure: { message: string } }).failure;
