@@ -293,10 +293,10 @@ async function main(): Promise<void> {
       console.log(`   round ${r + 1}: pass-through proxy ${p.rps.toFixed(0)} req/s, gateway through the fleet ${g.rps.toFixed(0)} req/s (${(g.rps / p.rps).toFixed(2)}x), bare queue ${b.rps.toFixed(0)} req/s (${(b.rps / p.rps).toFixed(2)}x)`);
     }
     const pathNames: Record<Mode, string> = { proxy: 'pass-through proxy', gateway: 'gateway path', bare: 'bare queue' };
+    // Only the processes that worked for a path (more than 2 µs of CPU per request).
+    const cpuPerRequest = (mode: Mode) => new Map(Object.entries(cpu[mode]).map(([k, v]) => [k, (v / Math.max(1, served[mode])) * 1000] as const).filter(([, v]) => v > 0.002));
     for (const mode of ['proxy', 'gateway', 'bare'] as const) {
-      // Only the processes that worked for this path (more than 2 µs of CPU per request).
-      const per = Object.entries(cpu[mode]).map(([k, v]) => [k, (v / Math.max(1, served[mode])) * 1000] as const).filter(([, v]) => v > 0.002);
-      console.log(`   CPU ms per request, ${pathNames[mode]}: ${per.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}`);
+      console.log(`   CPU ms per request, ${pathNames[mode]}: ${[...cpuPerRequest(mode)].map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}`);
     }
     console.log(`   Redis commands per gateway request: ${(gatewayCommands / Math.max(1, served.gateway)).toFixed(1)} (inside scripts included)`);
     const perRequest = [...gatewayByCommand].map(([name, calls]) => [name, calls / Math.max(1, served.gateway)] as const).filter(([, n]) => n >= 0.05);
@@ -312,6 +312,16 @@ async function main(): Promise<void> {
     const ratio = sum(rounds.gateway) / sum(rounds.proxy);
     console.log(`   total: gateway ${(sum(rounds.gateway) / 2).toFixed(0)} req/s vs proxy ${(sum(rounds.proxy) / 2).toFixed(0)} req/s = ${ratio.toFixed(2)}x (goal >= 0.5x: ${ratio >= 0.5 ? 'met' : 'MISSED'}); errors ${rounds.errors}`);
     console.log(`   the floor, a bare queue with the SDK in its back process: ${(sum(rounds.bare) / 2).toFixed(0)} req/s = ${(sum(rounds.bare) / sum(rounds.proxy)).toFixed(2)}x the proxy; the gateway path ${(sum(rounds.gateway) / sum(rounds.bare)).toFixed(2)}x the floor`);
+    // On these two shared cores throughput goes as the whole path's CPU per request: what half the
+    // proxy's rate leaves the queue's own processes once the client and the simulator have theirs,
+    // beside what the bare queue's take for the same hop.
+    const cpuOf = (mode: Mode, names?: string[]) => [...cpuPerRequest(mode)].filter(([k]) => names === undefined || names.includes(k)).reduce((a, [, v]) => a + v, 0);
+    const shared = ['client', 'simulator'];
+    const budget = 2 * cpuOf('proxy') - cpuOf('gateway', shared);
+    console.log(
+      `   CPU budget: the proxy's path ${cpuOf('proxy').toFixed(2)} ms a request, the gateway's ${cpuOf('gateway').toFixed(2)}; 0.5x leaves gateway + worker + Redis ${budget.toFixed(2)} ms ` +
+        `(they take ${cpuOf('gateway', ['gateway', 'worker', 'redis']).toFixed(2)}; the bare queue's front + back + Redis ${cpuOf('bare', ['bare front', 'bare back', 'redis']).toFixed(2)})`,
+    );
     for (const [kind, n] of errorKinds) console.log(`   error x${n}: ${kind}`);
     console.log(`\nload average at end ${loadavg().map((l) => l.toFixed(1)).join(' / ')}`);
   } finally {
