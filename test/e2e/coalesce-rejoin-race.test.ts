@@ -14,27 +14,18 @@
  * probe, 7 Dec 2026).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Producer } from '@headroom/producer-sdk';
-import { startSimulator, type Simulator } from '@headroom/simulator';
-import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
-import { SIM_MODELS, SONNET, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
+import type { Producer } from '@headroom/producer-sdk';
+import { SONNET, startGatewayStack, type GatewayStack } from '../support/gateway-fleet.js';
 
-let redis: EmbeddedRedis;
-let sim: Simulator;
-let fleet: GatewayFleet;
+let stack: GatewayStack;
 let producer: Producer;
 
 beforeAll(async () => {
-  redis = await startEmbeddedRedis();
-  sim = await startSimulator({ latencyMs: 5, models: SIM_MODELS, outputTokens: { min: 60, max: 60 }, streamTokenMs: 20 });
-  fleet = await startGatewayFleet(redis.url, sim, { dispatch: { concurrency: 2 } });
-  producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+  stack = await startGatewayStack({ latencyMs: 5, outputTokens: { min: 60, max: 60 }, streamTokenMs: 20 }, () => ({ dispatch: { concurrency: 2 } }));
+  producer = stack.producer;
 });
 afterAll(async () => {
-  await producer?.close();
-  await fleet?.close();
-  await sim?.close();
-  await redis?.stop();
+  await stack?.close();
 });
 
 const request = (content: string) => ({ model: SONNET, max_tokens: 60, messages: [{ role: 'user' as const, content }] });

@@ -148,7 +148,7 @@ describe('faults', () => {
   });
 
   it('does not call again a job its caller cancelled while it ran, when its worker is then SIGKILLed: the stalled rerun on a worker that missed the cancel ends CANCELLED', async () => {
-    sim = await startSimulator({ models: { [HAIKU]: { provider: 'anthropic', limits: LIMITS } }, latencyMs: 3_000 });
+    sim = await startSimulator({ models: { [HAIKU]: { provider: 'anthropic', limits: LIMITS } }, latencyMs: 10_000 });
     const redis = await redisServer();
     const prefix = 'killcancel';
     const config = writeConfig({

@@ -20,7 +20,7 @@ import { until } from '../support/probes.js';
 /** Short, so a hung call is given up on within the test; every other call answers in ms. */
 const PROVIDER_TIMEOUT_MS = 2_000;
 /** Shorter still, and apart from the call timeout, so the stalled stream's cut names the one that cut it. */
-const STREAM_IDLE_MS = 800;
+const STREAM_IDLE_MS = 1_500;
 
 let stack: GatewayStack;
 

@@ -35,11 +35,11 @@ export const IDLE_SOCKET_MS = 4_000;
  * timeout reads (sdk-stream.ts). Bytes, not the SDK's events: both SDKs drop Anthropic's `ping`
  * events unseen, and a provider that pings is not silent.
  */
-const lastBytesAt = new WeakMap<Response, number>();
+const lastBytesAt = new WeakMap<Response, { at?: number }>();
 
 /** When `response`'s body last received bytes, if this fetch made it and any came. */
 export function lastBytesOf(response: Response): number | undefined {
-  return lastBytesAt.get(response);
+  return lastBytesAt.get(response)?.at;
 }
 
 /** Statuses whose response has no body (fetch's null body statuses). */
@@ -100,17 +100,16 @@ function send(url: URL, init: RequestInit, body: string | Uint8Array | undefined
       const status = res.statusCode ?? 0;
       const head = new Headers();
       for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) head.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
-      let response: Response | undefined;
-      const onBytes = () => {
-        if (response !== undefined) lastBytesAt.set(response, Date.now());
-      };
-      const stream = NULL_BODY.has(status) || method === 'HEAD' ? null : bodyStream(res, request.destroy.bind(request), done, onBytes);
+      // One clock per response, its entry made once: a chunk costs a property write, not a map's.
+      const clock: { at?: number } = {};
+      const stream = NULL_BODY.has(status) || method === 'HEAD' ? null : bodyStream(res, request.destroy.bind(request), done, () => (clock.at = Date.now()));
       if (stream === null) {
         res.resume();
         done();
       } else failBody = stream.fail;
       try {
-        response = new Response(stream?.body ?? null, { status, statusText: res.statusMessage ?? '', headers: head });
+        const response = new Response(stream?.body ?? null, { status, statusText: res.statusMessage ?? '', headers: head });
+        if (stream !== null) lastBytesAt.set(response, clock);
         resolve(response);
       } catch (error) {
         // A status fetch cannot represent (outside 200-599): as undici, no response.

@@ -235,10 +235,11 @@ describe('streamed calls', () => {
   });
 
   it('lets a slow but steady stream run past streamIdleMs and past the call timeout: events come more often than the idle bound, and a stream has its own whole-life bound', async () => {
-    // 50 ms a token, 300 ms of silence allowed: the whole answer takes longer than both bounds.
-    // Before, `timeoutMs` bounded a stream's whole life and cut it part-way.
-    sim.setPace({ streamTokenMs: 50 });
-    const steady = { timeoutMs: 300, streamIdleMs: 300, streamTimeoutMs: 60_000 };
+    // 100 ms a token, 1.5 s of silence allowed (a busy machine's scheduling stays well inside it):
+    // the whole answer (20 tokens) takes longer than both bounds. Before, `timeoutMs` bounded a
+    // stream's whole life and cut it part-way.
+    sim.setPace({ streamTokenMs: 100 });
+    const steady = { timeoutMs: 1_500, streamIdleMs: 1_500, streamTimeoutMs: 60_000 };
     const a = await collect((onEvent) => new AnthropicAdapter({ apiKey: KEY, baseURL: sim.url, ...steady }).stream({ model: SONNET, request: claude('A slow steady answer', { max_tokens: 20 }), onEvent }));
     const o = await collect((onEvent) => new OpenAIAdapter({ apiKey: KEY, baseURL: `${sim.url}/v1`, ...steady }).stream({ model: GPT, request: gpt('A slow steady answer', { stream: true, max_completion_tokens: 20 }), onEvent }));
     for (const { events, result } of [a, o]) {
@@ -251,10 +252,10 @@ describe('streamed calls', () => {
 
   it("counts Anthropic's pings as the provider's sign of life: a stream silent but for pings for longer than streamIdleMs is not cut", async () => {
     // Both SDKs drop `ping` events before the worker sees them: the idle clock reads the bytes.
-    // After the first output, 8 pings 100 ms apart: 800 ms with no event the SDK hands on,
-    // against an idle bound of 300 ms.
-    const pings = Array.from({ length: 8 }, () => [100, sse('ping', {})]).flat();
-    const result = await scriptedAnthropicStream([...opening, delta('Hi'), ...pings, delta(' there'), ...closing], { timeoutMs: 10_000, streamIdleMs: 300 });
+    // After the first output, 12 pings 150 ms apart: 1.8 s with no event the SDK hands on,
+    // against an idle bound of 1 s (the pings' gaps well inside it, on a busy machine too).
+    const pings = Array.from({ length: 12 }, () => [150, sse('ping', {})]).flat();
+    const result = await scriptedAnthropicStream([...opening, delta('Hi'), ...pings, delta(' there'), ...closing], { timeoutMs: 10_000, streamIdleMs: 1_000 });
     expect(result.ok, JSON.stringify(result)).toBe(true);
     expect((result as { response: { content: unknown } }).response.content).toEqual([{ type: 'text', text: 'Hi there' }]);
   });

@@ -925,9 +925,10 @@ describe('runJob, streamed', () => {
   });
 
   it('completes a slow but steady stream that runs past streamIdleMs and past the call timeout: its events come more often than the idle bound', async () => {
-    sim.setPace({ streamTokenMs: 40 });
+    // 100 ms a token for 25 tokens, past both bounds of 1.5 s, whose margin over a token's gap a busy machine keeps.
+    sim.setPace({ streamTokenMs: 100 });
     try {
-      const ctx = context({ providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV, timeoutMs: 300, streamIdleMs: 300 } } });
+      const ctx = context({ providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV, timeoutMs: 1_500, streamIdleMs: 1_500 } } });
       const m = streamMeta();
       const outcome = await run(ctx, streamed({ max_tokens: 25 }), m);
       expect(outcome).toMatchObject({ kind: 'completed', result: { usage: { outputTokens: 25 } } });
