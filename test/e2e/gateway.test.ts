@@ -547,6 +547,25 @@ describe('the gateway with the official SDKs', () => {
     expect(counted.input_tokens).toBeGreaterThan(5);
   });
 
+  it("gives the models and count_tokens answers it makes itself a request id, as the provider gives every answer: the SDKs' _request_id is never null", async () => {
+    const OWN_ID = /^req_headroom_[0-9a-f]{32}$/;
+    const anthropicGateway = fleet.anthropic();
+    const openaiGateway = fleet.openai();
+    const answers = [
+      await anthropicGateway.models.list().withResponse(),
+      await anthropicGateway.models.retrieve(SONNET).withResponse(),
+      await anthropicGateway.messages.countTokens({ model: SONNET, messages: [{ role: 'user', content: 'hi' }] }).withResponse(),
+      await openaiGateway.models.list().withResponse(),
+      await openaiGateway.models.retrieve(GPT).withResponse(),
+    ];
+    // Each SDK reads its own provider's header (Anthropic request-id, OpenAI x-request-id).
+    for (const answer of answers) expect(answer.request_id).toMatch(OWN_ID);
+    expect(new Set(answers.map((a) => a.request_id)).size).toBe(answers.length);
+    // The provider (here the simulator) sends one on the same calls.
+    expect((await direct.anthropic.messages.countTokens({ model: SONNET, messages: [{ role: 'user', content: 'hi' }] }).withResponse()).request_id).toMatch(ANTHROPIC_REQUEST_ID);
+    expect((await direct.openai.models.retrieve(GPT).withResponse()).request_id).toMatch(OPENAI_REQUEST_ID);
+  });
+
   it("describes each model in the fields the SDKs declare, with a release date that does not change with the gateway's start", async () => {
     const claudeModels = (await fleet.anthropic().models.list()).data;
     // Every field of SDK 1.13's ModelInfo present: a client's filter on lifecycle finds the models.

@@ -199,7 +199,7 @@ export class GatewayHandler {
     if (!this.#authenticate(req, res, dialect)) return;
     const page = pageOf(this.#served(dialect.provider), new URL(req.url ?? '/', 'http://gateway').searchParams, dialect);
     if ('error' in page) this.#send(res, dialect, invalid([page.error]));
-    else res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.modelList(page.models.map((id) => this.#servedModel(id)), page.hasMore));
+    else res.writeHead(200, ownAnswerHeaders(dialect)).end(dialect.modelList(page.models.map((id) => this.#servedModel(id)), page.hasMore));
   }
 
   #model(req: IncomingMessage, res: ServerResponse, dialect: Dialect, id: string): void {
@@ -208,7 +208,7 @@ export class GatewayHandler {
       this.#send(res, dialect, { kind: 'not_found', code: FailureCode.UNKNOWN_MODEL, message: `model: ${id}`, shouldRetry: false });
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/json' }).end(dialect.model(this.#servedModel(id)));
+    res.writeHead(200, ownAnswerHeaders(dialect)).end(dialect.model(this.#servedModel(id)));
   }
 
   #servedModel(id: string): ServedModel {
@@ -267,7 +267,7 @@ export class GatewayHandler {
     const issues = countTokensIssues(body);
     if (issues.length > 0) return this.#send(res, anthropic, invalid(issues));
     // No provider key lives here: the count is the estimate the fleet reserves with, and says so.
-    res.writeHead(200, { 'content-type': 'application/json', 'headroom-estimate': 'o200k_base' }).end(JSON.stringify({ input_tokens: estimateInputTokens(body) }));
+    res.writeHead(200, { ...ownAnswerHeaders(anthropic), 'headroom-estimate': 'o200k_base' }).end(JSON.stringify({ input_tokens: estimateInputTokens(body) }));
   }
 
   async #call(req: IncomingMessage, res: ServerResponse, dialect: Dialect): Promise<void> {
@@ -423,6 +423,16 @@ export class GatewayHandler {
       clearInterval(keepAlive);
     }
   }
+}
+
+/**
+ * The head of a success the gateway answers itself (the model list, a model, a token count): no
+ * provider call answered it, so the request id is the gateway's own, as on its own errors. The
+ * providers send one on every answer, and the SDKs read it into `_request_id` (`withResponse()`'s
+ * `request_id`): without it a service that logs or asserts that id got null from these calls.
+ */
+function ownAnswerHeaders(dialect: Dialect): Record<string, string> {
+  return { 'content-type': 'application/json', ...requestIdHeader(dialect, gatewayRequestId()) };
 }
 
 /**
