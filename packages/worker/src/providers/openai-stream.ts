@@ -27,7 +27,8 @@ interface Choice {
  * done when a delta holds only the expiry (`audioDone`).
  */
 function appendAudio(choice: Choice, audio: Json): string {
-  const into = (choice.message.audio ??= {});
+  choice.message.audio ??= {};
+  const into = choice.message.audio;
   if (typeof audio.id === 'string') into.id = audio.id;
   if (typeof audio.data === 'string') into.data = String(into.data ?? '') + audio.data;
   const transcript = typeof audio.transcript === 'string' ? audio.transcript : '';
