@@ -157,8 +157,10 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
     if (this.#choices.size === 0) return { incomplete: 'the stream ended without any choice' };
     // A spoken answer's last chunk holds only its expiry, and no finish_reason follows (as the SDK's
     // stream helper reads it): a whole one ended at a natural stop.
-    for (const c of this.#choices.values()) if (c.finish_reason === null && c.audioDone && isWholeAudio(c.message.audio)) c.finish_reason = 'stop';
-    if ([...this.#choices.values()].some((c) => c.finish_reason === null)) return { incomplete: 'the stream ended before its finish_reason' };
+    const choices = [...this.#choices.values()]
+      .sort((a, b) => a.index - b.index)
+      .map(({ audioDone, ...choice }) => ({ ...choice, finish_reason: choice.finish_reason ?? (audioDone && isWholeAudio(choice.message.audio) ? 'stop' : null) }));
+    if (choices.some((c) => c.finish_reason === null)) return { incomplete: 'the stream ended before its finish_reason' };
     if (!this.#usage) return { incomplete: 'the stream ended without its usage chunk' };
     const details = isRecord(this.#usage.prompt_tokens_details) ? this.#usage.prompt_tokens_details : {};
     const usage: Usage = {
@@ -167,7 +169,6 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
       cacheReadInputTokens: num(details.cached_tokens),
       cacheCreationInputTokens: 0,
     };
-    const choices = [...this.#choices.values()].sort((a, b) => a.index - b.index).map(({ audioDone: _done, ...choice }) => choice);
     return { response: { id: this.#meta.id, object: 'chat.completion', created: this.#meta.created, model: this.#meta.model, choices, usage: this.#usage, service_tier: this.#meta.service_tier, system_fingerprint: this.#meta.system_fingerprint }, usage };
   }
 
