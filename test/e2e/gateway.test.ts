@@ -8,6 +8,7 @@ import { request } from 'node:http';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
+import { ChatCompletionStream } from 'openai/lib/ChatCompletionStream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '@headroom/producer-sdk';
 import { startSimulator, type Simulator } from '@headroom/simulator';
@@ -415,6 +416,39 @@ describe('the gateway with the official SDKs', () => {
       expect(fns(viaHelper.choices[0]!.message)).toEqual(fns(plain.choices[0]!.message));
       const gptJob = await finishedJob(streamed.response.headers.get('headroom-job-id')!);
       expect(fns((gptJob!.result!.response as OpenAI.Chat.ChatCompletion).choices[0]!.message)).toEqual(fns(plain.choices[0]!.message));
+    } finally {
+      await producer.close();
+    }
+  });
+
+  it("OpenAI: a spoken answer (audio output) streamed holds the audio the plain call gives directly: the stream helper's, the job result's, a producer.stream()'s and a repeat's", async () => {
+    const body = { ...chat('Say hello in a few words.'), modalities: ['text' as const, 'audio' as const], audio: { voice: 'alloy' as const, format: 'pcm16' as const } };
+    // The id and expiry are each call's own; the sound and its transcript are the answer's.
+    const sound = (c: OpenAI.Chat.ChatCompletion.Choice | undefined) => {
+      const m = c?.message;
+      return { content: m?.content, data: m?.audio?.data, transcript: m?.audio?.transcript, whole: m?.audio?.id !== undefined && m.audio.expires_at !== undefined, finish: c?.finish_reason };
+    };
+    const plain = await direct.openai.chat.completions.create(body);
+    const spoken = sound(plain.choices[0]);
+    expect(spoken).toMatchObject({ content: null, whole: true });
+    expect(spoken.transcript).not.toBe('');
+
+    const headers = { 'headroom-idempotency-key': 'gateway-spoken-1' };
+    const streamed = await fleet.openai().chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } }, { headers }).withResponse();
+    const final = await ChatCompletionStream.fromReadableStream(streamed.data.toReadableStream()).finalChatCompletion();
+    expect(sound(final.choices[0])).toEqual(spoken);
+    const job = await finishedJob(streamed.response.headers.get('headroom-job-id')!);
+    expect(sound((job!.result!.response as OpenAI.Chat.ChatCompletion).choices[0])).toEqual(spoken);
+    // A repeat of the key is streamed the job's answer again, not run again.
+    const again = await fleet.openai().chat.completions.stream({ ...body, stream_options: { include_usage: true } }, { headers }).finalChatCompletion();
+    expect(sound(again.choices[0])).toEqual(spoken);
+
+    const producer = new Producer({ redis: redis.url, prefix: fleet.prefix });
+    try {
+      const viaProducer = await producer.stream({ priority: 'HIGH', provider: 'openai', request: { ...body, stream: true, stream_options: { include_usage: true } } });
+      for await (const _event of viaProducer);
+      const result = await viaProducer.result();
+      expect(sound((result.response as OpenAI.Chat.ChatCompletion).choices[0])).toEqual(spoken);
     } finally {
       await producer.close();
     }

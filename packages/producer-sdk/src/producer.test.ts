@@ -1160,6 +1160,29 @@ describe('Producer', () => {
     await expect(aResult).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
   });
 
+  it("moves a shared job's deadline back to the latest of the callers left when the caller with the latest stops waiting", async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    const k = laneKeys(prefix, 'high');
+    const deadline = async (id: string) => Number(await admin.hget(`${k.jobKeyPrefix}${id}`, 'hrMaxWait'));
+    const a = await p.enqueue(coalescedHigh('Who waits longest?', 20_000));
+    const b = await p.enqueue(coalescedHigh('Who waits longest?', 600_000));
+    const c = await p.enqueue(coalescedHigh('Who waits longest?', 60_000));
+    expect(b.id).toBe(a.id);
+    // B's, counted from the job's enqueue (B joined a moment after it).
+    expect(await deadline(a.id)).toBeGreaterThanOrEqual(600_000);
+    const aResult = a.result({ timeoutMs: 20_000 });
+    // B's client goes away before the start: the job waits for C's now, not B's.
+    await expect(b.result({ timeoutMs: 20_000, signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    await waitUntil(async () => (await deadline(a.id)) < 600_000);
+    expect(await deadline(a.id)).toBeGreaterThanOrEqual(60_000);
+    // C's leaving by its own timeout, asked to cancel: A's own.
+    await expect(c.result({ timeoutMs: 50, cancelOnTimeout: true })).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: true });
+    expect(await deadline(a.id)).toBe(20_000);
+    plainWorker(prefix, 'high', () => fakeResult('claude-sonnet-4-6'));
+    await expect(aResult).resolves.toMatchObject({ model: 'claude-sonnet-4-6' });
+  });
+
   it('writes a job exactly as BullMQ Queue.add does (hash, wait list, marker, events)', async () => {
     // Admission embeds BullMQ's own add script; this is what keeps that embedding honest. In a
     // FIFO lane: a fair lane then moves the job to its place in the prioritized set (below).

@@ -187,6 +187,9 @@ interface CallerHandle extends JobHandle {
  */
 type Withdrawal = CancelOutcome | 'stopping';
 
+/** `cancelIfNotStarted`'s options, as a caller leaving (or `cancel`) sets them. */
+type WithdrawOptions = { keepShared: boolean; ifNotStarted: boolean; atDeadline?: boolean; callerDeadline?: string };
+
 /** Out of the job: it no longer runs for this caller. */
 const isOut = (w: Withdrawal | undefined): boolean => w === 'removed' || w === 'shared';
 
@@ -339,7 +342,7 @@ export class Producer {
     // A job that was there already (idempotent repeat, coalesced) replies to whoever enqueued it.
     // A BATCH job's wait is for its batch, not for a start.
     const startBy = at !== 'batch' && job.maxWaitMs !== undefined ? { maxWaitMs: job.maxWaitMs, enqueuedAt } : undefined;
-    return this.handle(jobId, at, existing, existing ? 'read' : replyTo !== undefined ? 'reply' : fresh ? 'fresh' : 'read', startBy);
+    return this.handle(jobId, at, existing, existing ? 'read' : replyTo !== undefined ? 'reply' : fresh ? 'fresh' : 'read', startBy, added.callerDeadline);
   }
 
   /**
@@ -359,7 +362,7 @@ export class Producer {
     } catch (err) {
       if (!answered && err instanceof RedisUnavailableError) {
         late.then(
-          (added) => void this.handle(added.id, laneOfJobId(added.id) ?? lane, added.existing, 'read').leave('always'),
+          (added) => void this.handle(added.id, laneOfJobId(added.id) ?? lane, added.existing, 'read', undefined, added.callerDeadline).leave('always'),
           () => undefined,
         );
       }
@@ -519,7 +522,7 @@ export class Producer {
   }
 
   /** `cancel`, and for a caller's start deadline (`atDeadline`, lane-cancel.ts). */
-  private async withdraw(id: string, opts: { keepShared: boolean; ifNotStarted: boolean; atDeadline?: boolean }): Promise<Withdrawal> {
+  private async withdraw(id: string, opts: WithdrawOptions): Promise<Withdrawal> {
     this.assertOpen();
     if (!laneOfJobId(id)) return 'missing';
     try {
@@ -530,7 +533,7 @@ export class Producer {
     }
   }
 
-  private async stop(id: string, opts: { keepShared: boolean; ifNotStarted: boolean; atDeadline?: boolean }): Promise<Withdrawal> {
+  private async stop(id: string, opts: WithdrawOptions): Promise<Withdrawal> {
     // One call removes a job not started, gives back its admission counts and tells whoever
     // waits on it, in this process or another: its replies stream gets a `removed` entry, the
     // lane's events BullMQ's `removed` (lane-cancel.ts).
@@ -590,12 +593,15 @@ export class Producer {
     return { ...retention, deduplication: { id: coalesceKeyOf(job) }, ...cache } as LaneEntry['opts'];
   }
 
-  /** `mode`: how its waiter learns the job ended (result-waiter.ts). */
-  private handle(id: string, lane: Lane, existing: boolean, mode: WaitMode, startBy?: StartBy): CallerHandle {
+  /**
+   * `mode`: how its waiter learns the job ended (result-waiter.ts). `callerDeadline`: this caller's
+   * in the job's list (`Added`), named when it leaves so a shared job's deadline moves back.
+   */
+  private handle(id: string, lane: Lane, existing: boolean, mode: WaitMode, startBy?: StartBy, callerDeadline?: string): CallerHandle {
     // One caller gives back one share: each leave waits for the one before, and once out, stays out.
     let leaving: Promise<Withdrawal | undefined> = Promise.resolve(undefined);
     const leave = (how: Leave): Promise<Withdrawal | undefined> => {
-      const opts = { keepShared: true, ifNotStarted: how !== 'always', atDeadline: how === 'deadline' };
+      const opts = { keepShared: true, ifNotStarted: how !== 'always', atDeadline: how === 'deadline', ...(callerDeadline === undefined ? {} : { callerDeadline }) };
       leaving = leaving.then((last) => (isOut(last) ? last : this.withdraw(id, opts).catch(() => undefined)));
       return leaving;
     };

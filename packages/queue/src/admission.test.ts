@@ -243,7 +243,7 @@ describe('an idempotent job moved to the batch lane at admission', () => {
     const jobId = idempotentJobId('low', 'k');
     const add = (j: LlmJob) => addToLane(redis, low.queue, prefix, 'low', [{ jobId, job: j }]);
     await rememberHandOff(redis, prefix, 'low', jobId, handOffJobId(jobId), job, 60);
-    expect(await add(job)).toEqual([{ id: handOffJobId(jobId), existing: true }]);
+    expect(await add(job)).toMatchObject([{ id: handOffJobId(jobId), existing: true }]);
     expect(await low.size()).toBe(0);
     expect(await redis.exists(`${low.k.jobKeyPrefix}${jobId}`, `${low.k.jobKeyPrefix}${handOffJobId(jobId)}`)).toBe(0);
     // The key on another job is refused, as for the key's own job.
@@ -251,7 +251,7 @@ describe('an idempotent job moved to the batch lane at admission', () => {
     expect(other).toMatchObject({ code: ErrorCode.JOB_INVALID });
     // Once the alias is gone, the key makes a job of its own.
     await redis.del(low.k.idempotentAlias(jobId));
-    expect(await add(job)).toEqual([{ id: jobId, existing: false }]);
+    expect(await add(job)).toMatchObject([{ id: jobId, existing: false }]);
   });
 });
 
@@ -274,12 +274,12 @@ describe('a key whose job was shed to the batch lane and failed there', () => {
       expect(parked.job.id).toBe(handOff);
       await finishJob(redis, prefix, 'batch', batch.backend, parked.job, parked.token, { failed: 'BATCH_EXPIRED: the batch expired before the request ran' });
     };
-    expect(await addLow()).toEqual({ id: jobId, existing: false });
+    expect(await addLow()).toMatchObject({ id: jobId, existing: false });
     await shedAndExpire();
     // The repeat lands on the moved run, as before: the BATCH job is out of the add script's reach.
-    expect(await addLow()).toEqual({ id: jobId, existing: true });
+    expect(await addLow()).toMatchObject({ id: jobId, existing: true });
     expect(await releaseFailedHandOff(redis, prefix, 'low', jobId, handOff)).toBe(true);
-    expect(await addLow()).toEqual({ id: jobId, existing: false });
+    expect(await addLow()).toMatchObject({ id: jobId, existing: false });
     expect(await low.size()).toBe(1);
     const movedAside = (await redis.zrange(low.k.completed, '0', '-1')).filter((id) => id.startsWith(`${jobId}.moved-`));
     expect(movedAside).toHaveLength(1);
@@ -337,7 +337,7 @@ describe('tenant accounting', () => {
     const jobId = idempotentJobId('normal', key, 'acme');
     const entry: LaneEntry = { jobId, job: llmJob({ tenant: 'acme', idempotencyKey: key }) };
     const add = async () => added((await addToLane(redis, l.queue, prefix, 'normal', [entry]))[0]!);
-    expect(await add()).toEqual({ id: jobId, existing: false });
+    expect(await add()).toMatchObject({ id: jobId, existing: false });
     return { prefix, l, jobId, add, usage: await redis.hgetall(l.k.usage) };
   }
 
@@ -350,7 +350,7 @@ describe('tenant accounting', () => {
     const first = await l.take();
     await first.job.moveToFailed(new Error('job stalled more than allowable limit'), first.token, false);
     // The repeat runs the job again, counted once: the tenant at its max of 1 holds just this run.
-    expect(await add()).toEqual({ id: jobId, existing: false });
+    expect(await add()).toMatchObject({ id: jobId, existing: false });
     expect(await redis.hgetall(l.k.usage)).toEqual(usage);
     expect((await l.add({ tenant: 'acme' }))[0]).toMatchObject({ code: ErrorCode.QUOTA_EXCEEDED });
     // Once the rerun ends, nothing of either run is left counted.
@@ -363,7 +363,7 @@ describe('tenant accounting', () => {
   it("gives back a key's job removed behind the fleet's back (Bull Board) when the key's repeat adds it again before the upkeep did", async () => {
     const { l, jobId, add, usage } = await keyedJobAtTenantMax('removed');
     await l.queue.remove(jobId);
-    expect(await add()).toEqual({ id: jobId, existing: false });
+    expect(await add()).toMatchObject({ id: jobId, existing: false });
     expect(await redis.hgetall(l.k.usage)).toEqual(usage);
   });
 
@@ -525,7 +525,7 @@ describe('finishJob', () => {
     const job = llmJob({ idempotencyKey: 'cut', request: { model: SONNET, max_tokens: 16, stream: true, messages: [{ role: 'user', content: 'hi' }] } } as Partial<LlmJob>);
     const jobId = idempotentJobId('normal', 'cut');
     const add = async () => added((await addToLane(redis, l.queue, prefix, 'normal', [{ jobId, job }]))[0]!);
-    expect(await add()).toEqual({ id: jobId, existing: false });
+    expect(await add()).toMatchObject({ id: jobId, existing: false });
     const { job: taken, token } = await l.take();
     expect(await relayEvents(redis, prefix, jobId, [{ kind: 'start', model: SONNET, waitMs: 0, startedAt: Date.now() }, { kind: 'event', data: '{"type":"message_start"}' }], { first: true })).toBe('written');
     const failure = jobFailure(FailureCode.STREAM_FAILED, 'the connection was cut (after 1 events had been streamed)');
@@ -536,7 +536,7 @@ describe('finishJob', () => {
     expect(events.at(-1)).toEqual(streamError);
     expect(await redis.pttl(jobEventsKey(prefix, jobId))).toBeGreaterThan(0);
     // The caller read the failure: its repeat, sent at once, runs the job again rather than joining the failed run.
-    expect(await add()).toEqual({ id: jobId, existing: false });
+    expect(await add()).toMatchObject({ id: jobId, existing: false });
     expect(['waiting', 'prioritized']).toContain(await (await l.queue.getJob(jobId))!.getState());
     // The new run's relay starts empty: the failed run's events went with its record.
     expect(await redis.exists(jobEventsKey(prefix, jobId))).toBe(0);
@@ -685,7 +685,7 @@ describe('a job cancelled as it runs', () => {
     expect(await redis.hget(l.k.jobKeyPrefix + keyed, 'hrJoins')).toBeNull();
     // ...and once that job has ended CANCELLED, the repeat runs it again.
     expect(await finishJob(redis, prefix, 'normal', l.backend, keyedRunning, keyedToken, { failed: failureText(jobFailure(FailureCode.CANCELLED, 'cancelled by its caller')) })).toEqual({ status: 'finished' });
-    expect(added((await repeatKey())[0]!)).toEqual({ id: keyed, existing: false });
+    expect(added((await repeatKey())[0]!)).toMatchObject({ id: keyed, existing: false });
     expect(await finishJob(redis, prefix, 'normal', l.backend, running, token, { failed: failureText(jobFailure(FailureCode.CANCELLED, 'cancelled by its caller')) })).toEqual({ status: 'finished' });
   });
 });

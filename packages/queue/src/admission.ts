@@ -30,6 +30,12 @@ export interface LaneEntry {
 export interface Added {
   id: string;
   existing: boolean;
+  /**
+   * This caller's start deadline as the job's list of its callers' deadlines holds it (add-9.lua's
+   * mark). Named when the caller leaves (`cancelIfNotStarted`'s `callerDeadline`), so the job's
+   * deadline moves back to the latest of those still waiting. Absent where there is none to name.
+   */
+  callerDeadline?: string;
 }
 
 /** BullMQ's nine keys, then its three arguments. */
@@ -191,9 +197,10 @@ function addRefusalToError(lane: Lane, entry: LaneEntry, models: readonly string
 }
 
 function outcomeOf(lane: Lane, entry: LaneEntry, models: readonly string[], reply: (string | number)[]): Added | HeadroomError {
-  const [code, a] = reply;
-  if (Number(code) === AddReply.ADDED) return { id: String(a), existing: String(a) !== entry.jobId };
-  if (Number(code) === AddReply.EXISTS) return { id: entry.jobId, existing: true };
+  const [code, a, mark] = reply;
+  const callerDeadline = typeof mark === 'string' && mark !== '' ? { callerDeadline: mark } : {};
+  if (Number(code) === AddReply.ADDED) return { id: String(a), existing: String(a) !== entry.jobId, ...callerDeadline };
+  if (Number(code) === AddReply.EXISTS) return { id: entry.jobId, existing: true, ...callerDeadline };
   return addRefusalToError(lane, entry, models, reply);
 }
 

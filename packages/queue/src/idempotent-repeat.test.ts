@@ -51,16 +51,16 @@ describe("an idempotency key's repeat", () => {
   it('is the same job when it writes out a documented default the first left out, names its betas in another order, or orders its fields otherwise', async () => {
     const l = await fleet();
     const id = idempotentJobId('normal', 'k');
-    expect(await l.add(id, claude({ betas: ['token-efficient-tools-2025-02-19', 'context-1m-2025-08-07'] }))).toEqual({ id, existing: false });
+    expect(await l.add(id, claude({ betas: ['token-efficient-tools-2025-02-19', 'context-1m-2025-08-07'] }))).toMatchObject({ id, existing: false });
     // Another SDK, or a hand-written curl, retrying the call: `"stream": false`, the betas sorted, the keys reordered, a deadline of its own.
     const retry = { idempotencyKey: 'k', maxWaitMs: 9_000, betas: ['context-1m-2025-08-07', 'token-efficient-tools-2025-02-19'], request: { stream: false, messages: [{ content: 'Same question', role: 'user' }], max_tokens: 64, model: SONNET }, provider: 'anthropic', priority: 'NORMAL' } as LlmJobInput;
-    expect(await l.add(id, retry)).toEqual({ id, existing: true });
+    expect(await l.add(id, retry)).toMatchObject({ id, existing: true });
     expect(await db.redis.hget(`${l.k.jobKeyPrefix}${id}`, 'hrJoins')).toBe('1');
 
     const chatId = idempotentJobId('normal', 'c');
-    expect(await l.add(chatId, chat())).toEqual({ id: chatId, existing: false });
+    expect(await l.add(chatId, chat())).toMatchObject({ id: chatId, existing: false });
     for (const written of [{ n: 1 }, { stream: false }, { stream: null, stream_options: null, temperature: null }, { n: null, max_tokens: null }]) {
-      expect(await l.add(chatId, chat(written)), JSON.stringify(written)).toEqual({ id: chatId, existing: true });
+      expect(await l.add(chatId, chat(written)), JSON.stringify(written)).toMatchObject({ id: chatId, existing: true });
     }
     // One job each, nothing else added.
     expect(await db.redis.zcard(l.k.prioritized)).toBe(2);
@@ -96,7 +96,7 @@ describe("an idempotency key's repeat", () => {
     added(await l.add(id, claude({ maxWaitMs: 5_000 })));
     // What an older producer's add left: the same job hash and data, without the digest.
     await db.redis.hdel(`${l.k.jobKeyPrefix}${id}`, 'hrIdem');
-    expect(await l.add(id, claude({ maxWaitMs: 7_000 }))).toEqual({ id, existing: true });
+    expect(await l.add(id, claude({ maxWaitMs: 7_000 }))).toMatchObject({ id, existing: true });
     expect(await l.add(id, claude({ maxWaitMs: 5_000 }, { stream: false }))).toMatchObject(conflictNaming(id));
     expect(await l.add(id, claude({}, { max_tokens: 65 }))).toMatchObject(conflictNaming(id));
   });
@@ -106,16 +106,16 @@ describe("an idempotency key's repeat", () => {
     const coalesced = { deduplication: { id: 'same-request' } };
     const first = added(await l.add(idempotentJobId('normal', 'a'), claude({ idempotencyKey: 'a', coalesce: true }), coalesced));
     const keyB = idempotentJobId('normal', 'b');
-    expect(await l.add(keyB, claude({ idempotencyKey: 'b', coalesce: true }), coalesced)).toEqual({ id: first.id, existing: true });
+    expect(await l.add(keyB, claude({ idempotencyKey: 'b', coalesce: true }), coalesced)).toMatchObject({ id: first.id, existing: true });
     // The alias holds the job's digest: a repeat that writes `stream: false` is key b's job.
-    expect(await l.add(keyB, claude({ idempotencyKey: 'b', coalesce: true }, { stream: false }), coalesced)).toEqual({ id: first.id, existing: true });
+    expect(await l.add(keyB, claude({ idempotencyKey: 'b', coalesce: true }, { stream: false }), coalesced)).toMatchObject({ id: first.id, existing: true });
     expect(await l.add(keyB, claude({ idempotencyKey: 'b', coalesce: true }, { max_tokens: 65 }), coalesced)).toMatchObject(conflictNaming(first.id));
     expect(await db.redis.exists(`${l.k.jobKeyPrefix}${keyB}`)).toBe(0);
 
     // An alias an older version wrote holds the sha1 of the job's data, compared as it was.
     const job = parseJob(claude({ idempotencyKey: 'b', coalesce: true })).job;
     await db.redis.set(l.k.idempotentAlias(keyB), `${first.id}|${createHash('sha1').update(JSON.stringify(job)).digest('hex')}`);
-    expect(await l.add(keyB, claude({ idempotencyKey: 'b', coalesce: true }), coalesced)).toEqual({ id: first.id, existing: true });
+    expect(await l.add(keyB, claude({ idempotencyKey: 'b', coalesce: true }), coalesced)).toMatchObject({ id: first.id, existing: true });
     expect(await l.add(keyB, claude({ idempotencyKey: 'b', coalesce: true }, { stream: false }), coalesced)).toMatchObject(conflictNaming(first.id));
   });
 
@@ -125,7 +125,7 @@ describe("an idempotency key's repeat", () => {
     const job: LlmJob = parseJob(claude({ priority: 'LOW', onShed: 'batch' })).job;
     await rememberHandOff(db.redis, l.prefix, 'low', jobId, handOffJobId(jobId), job, 60);
     expect(await db.redis.get(l.k.idempotentAlias(jobId))).toBe(`${handOffJobId(jobId)}|${idempotencyDigestOf(job)}`);
-    expect(await l.add(jobId, claude({ priority: 'LOW', onShed: 'batch' }, { stream: false }))).toEqual({ id: handOffJobId(jobId), existing: true });
+    expect(await l.add(jobId, claude({ priority: 'LOW', onShed: 'batch' }, { stream: false }))).toMatchObject({ id: handOffJobId(jobId), existing: true });
     expect(await l.add(jobId, claude({ priority: 'LOW', onShed: 'batch' }, { max_tokens: 65 }))).toMatchObject(conflictNaming(handOffJobId(jobId)));
   });
 });

@@ -43,13 +43,15 @@ const OUTCOMES: Record<number, CancelOutcome> = { 1: 'removed', 3: 'flagged', 0:
  * caller waits on for it (a start deadline that passed just after the start). `atDeadline`, with
  * both: the caller's start deadline passed; a job no one else shares that a worker took before
  * (and put back, to wait for its bucket or its retry) counts as started too: its worker ends it
- * at the deadline, its attempts on record, where a removal would lose them.
+ * at the deadline, its attempts on record, where a removal would lose them. `callerDeadline`: the
+ * leaving caller's (`Added.callerDeadline`): giving back its share of a job still waiting moves the
+ * job's start deadline back to the latest of the callers left, where it was that caller's.
  */
 export async function cancelIfNotStarted(
   redis: Redis | Cluster,
   prefix: string,
   jobId: string,
-  opts: { keepShared?: boolean; ifNotStarted?: boolean; atDeadline?: boolean } = {},
+  opts: { keepShared?: boolean; ifNotStarted?: boolean; atDeadline?: boolean; callerDeadline?: string } = {},
 ): Promise<CancelOutcome> {
   const lane = laneOfJobId(jobId);
   if (!lane) return 'missing';
@@ -60,7 +62,7 @@ export async function cancelIfNotStarted(
   // cancel only a whole batch, never one request of it, and nothing in the batch lane reads the
   // flag: the job runs to its end, and no flag is left to outlive it by CANCEL_FLAG_TTL_MS.
   const flagMs = lane === 'batch' ? '' : String(CANCEL_FLAG_TTL_MS);
-  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, mode, note, String(CANCELLED_NOTE_TTL_MS), flagMs]));
+  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, mode, note, String(CANCELLED_NOTE_TTL_MS), flagMs, opts.callerDeadline ?? '']));
   const outcome = OUTCOMES[reply];
   if (!outcome) throw new Error(`cancel-3.lua: unexpected reply ${reply}`);
   return outcome;

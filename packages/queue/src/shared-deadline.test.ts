@@ -12,6 +12,7 @@ import { parseConfig } from './config.js';
 import type { LlmJob } from './job.js';
 import { coalesceKeyOf, idempotentJobId } from './job-ids.js';
 import { laneKeys } from './keys.js';
+import { cancelIfNotStarted } from './lane-cancel.js';
 import { SHARED_MAX_WAIT_OPTION, withSharedDeadline } from './shared-deadline.js';
 
 const db = redisForFile();
@@ -39,15 +40,20 @@ async function highLane() {
       ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
       ...(coalesce ? { coalesce } : {}),
     }) as LlmJob;
+  const join = async (job: LlmJob, at: number): Promise<Added> => {
+    const jobId = job.idempotencyKey ? idempotentJobId('high', job.idempotencyKey) : `high.${randomUUID()}`;
+    const opts = { timestamp: at, ...(job.coalesce ? { deduplication: { id: coalesceKeyOf(job) } } : {}) };
+    const [added] = await addToLane(db.redis, queue, prefix, 'high', [{ jobId, job, opts }]);
+    return added as Added;
+  };
   return {
     k,
     /** Enqueues `job` as a producer would, BullMQ's timestamp `at`; the id of the job it is in. */
-    enqueue: async (job: LlmJob, at: number): Promise<string> => {
-      const jobId = job.idempotencyKey ? idempotentJobId('high', job.idempotencyKey) : `high.${randomUUID()}`;
-      const opts = { timestamp: at, ...(job.coalesce ? { deduplication: { id: coalesceKeyOf(job) } } : {}) };
-      const [added] = await addToLane(db.redis, queue, prefix, 'high', [{ jobId, job, opts }]);
-      return (added as Added).id;
-    },
+    enqueue: async (job: LlmJob, at: number): Promise<string> => (await join(job, at)).id,
+    /** Enqueues `job` as `enqueue` does; the caller, who can leave the job as a producer's caller does. */
+    join,
+    /** The caller gives back its share, naming its deadline, as a producer's caller that stops waiting does. */
+    leave: (caller: Added) => cancelIfNotStarted(db.redis, prefix, caller.id, { keepShared: true, ifNotStarted: true, ...(caller.callerDeadline === undefined ? {} : { callerDeadline: caller.callerDeadline }) }),
     ask,
     /** The deadline the job's hash gives `front-runnable-4.lua`. */
     stored: (id: string) => db.redis.hget(`${k.jobKeyPrefix}${id}`, 'hrMaxWait'),
@@ -112,5 +118,50 @@ describe("a shared job's start deadline", () => {
     const taken = await lane.taken(id);
     expect(taken.maxWaitMs).toBe(1_500);
     expect(withSharedDeadline(taken, { [SHARED_MAX_WAIT_OPTION]: null })).not.toHaveProperty('maxWaitMs');
+  });
+
+  it('moves back to the latest deadline of the callers still waiting when the caller with the latest leaves', async () => {
+    const lane = await highLane();
+    const a = await lane.join(lane.ask(1_500), T0);
+    const b = await lane.join(lane.ask(9_000), T0 + 1_000);
+    const c = await lane.join(lane.ask(3_000), T0 + 2_000);
+    expect(b.id).toBe(a.id);
+    expect(c.id).toBe(a.id);
+    expect(await lane.stored(a.id)).toBe('10000');
+    // B, the latest, leaves: C's 5 s is the latest of those left, where the worker reads it too.
+    expect(await lane.leave(b)).toBe('shared');
+    expect(await lane.stored(a.id)).toBe('5000');
+    expect((await lane.taken(a.id)).maxWaitMs).toBe(5_000);
+    // C leaves: A's own is the job's again.
+    expect(await lane.leave(c)).toBe('shared');
+    expect(await lane.stored(a.id)).toBe('1500');
+    expect((await lane.taken(a.id)).maxWaitMs).toBe(1_500);
+  });
+
+  it('brings a deadline back when the caller with none leaves, and keeps none while another with none waits', async () => {
+    const lane = await highLane();
+    const a = await lane.join(lane.ask(1_500), T0);
+    const b = await lane.join(lane.ask(), T0 + 1_000);
+    const c = await lane.join(lane.ask(), T0 + 2_000);
+    const d = await lane.join(lane.ask(4_000), T0 + 3_000);
+    expect(await lane.stored(a.id)).toBeNull();
+    expect(await lane.leave(b)).toBe('shared');
+    expect(await lane.stored(a.id)).toBeNull();
+    expect(await lane.leave(c)).toBe('shared');
+    expect(await lane.stored(a.id)).toBe('7000');
+    expect((await lane.taken(a.id)).maxWaitMs).toBe(7_000);
+    // A caller leaving whose deadline is not the latest moves nothing.
+    expect(await lane.leave(a)).toBe('shared');
+    expect(await lane.stored(d.id)).toBe('7000');
+  });
+
+  it("moves back when an idempotency key's repeat with the latest deadline leaves", async () => {
+    const lane = await highLane();
+    const first = await lane.join(lane.ask(1_500, 'key-r'), T0);
+    const repeat = await lane.join(lane.ask(6_000, 'key-r'), T0 + 1_000);
+    expect(await lane.stored(first.id)).toBe('7000');
+    expect(await lane.leave(repeat)).toBe('shared');
+    expect(await lane.stored(first.id)).toBe('1500');
+    expect((await lane.taken(first.id)).maxWaitMs).toBe(1_500);
   });
 });

@@ -9,8 +9,10 @@
  * The add script (`add-9.lua`) moves the job's deadline when such a caller joins: in its hash
  * (`hrMaxWait`, what `front-runnable-4.lua` reads) and in its BullMQ options under this name, which
  * a worker's fetch hands back with the job, so neither admission nor the worker reads the job's
- * data for it. A caller leaving never moves it back: the callers still waiting are withdrawn at
- * their own deadlines anyway.
+ * data for it. A caller leaving moves it back to the latest of the callers still waiting
+ * (`cancel-3.lua`, with the caller's mark the add script answered: `Added.callerDeadline`), so the
+ * job does not wait for a caller that has gone, nor run past what the callers left want (the list
+ * of their deadlines: `lua/includes/shared-deadline.lua`).
  */
 import type { LlmJob } from './job.js';
 

@@ -14,7 +14,9 @@
  *   content_block_stop (a redacted_thinking block, or any other, comes whole in its start),
  *   message_delta with the stop reason and the whole usage, message_stop. No ping: the worker
  *   never relays one.
- * - OpenAI Chat Completions: per choice a role chunk, its content, refusal, each tool call
+ * - OpenAI Chat Completions: per choice a role chunk, its content, a spoken answer's audio (its
+ *   id and data, its transcript, then its expiry alone, which ends the choice at a natural stop
+ *   with no finish_reason chunk, as the API streams it), refusal, each tool call
  *   (opened with its id and name, then its arguments, or a custom tool's input) or a legacy function_call (its name, then
  *   its arguments), and its finish_reason, its logprobs whole on the first of these; with
  *   `stream_options.include_usage`, `usage: null` on each of those and a last chunk with the
@@ -110,8 +112,14 @@ function chunkEvents(completion: Json, includeUsage: boolean): Json[] {
       chunks.push({ ...base, choices: [{ index, delta, logprobs: output ? logprobs : null, finish_reason: finish }], ...(includeUsage ? { usage: null } : {}) });
       if (output) logprobs = null;
     };
-    chunk({ role: message.role ?? 'assistant', content: calls.length > 0 || legacyCall ? null : '', refusal: null });
+    const audio = isRecord(message.audio) ? message.audio : undefined;
+    chunk({ role: message.role ?? 'assistant', content: calls.length > 0 || legacyCall || audio ? null : '', refusal: null });
     if (text(message.content) !== '') chunk({ content: message.content });
+    if (audio) {
+      chunk({ audio: { id: audio.id, data: text(audio.data) } });
+      chunk({ audio: { transcript: text(audio.transcript) } });
+      chunk({ audio: { expires_at: audio.expires_at } });
+    }
     if (text(message.refusal) !== '') chunk({ refusal: message.refusal });
     for (const [at, call] of calls.entries()) {
       // A custom tool's call carries free-form `input` where a function's carries `arguments`.
@@ -124,7 +132,8 @@ function chunkEvents(completion: Json, includeUsage: boolean): Json[] {
       chunk({ function_call: { name: legacyCall.name, arguments: '' } });
       if (text(legacyCall.arguments) !== '') chunk({ function_call: { arguments: legacyCall.arguments } });
     }
-    chunk({}, choice.finish_reason ?? 'stop');
+    // A spoken answer's expiry chunk ends it at a natural stop: no finish_reason chunk follows.
+    if (!audio || (choice.finish_reason ?? 'stop') !== 'stop') chunk({}, choice.finish_reason ?? 'stop');
   }
   if (includeUsage) chunks.push({ ...base, choices: [], usage: completion.usage ?? null });
   return chunks;

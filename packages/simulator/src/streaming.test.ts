@@ -126,6 +126,41 @@ describe('token-by-token streams through the official SDKs', () => {
     expect(auto.choices[0]!.message.tool_calls).toBeUndefined();
   });
 
+  it('speaks a Chat Completions answer asked for audio output, the same plain and streamed through chat.completions.stream()', async () => {
+    const params = {
+      model: GPT,
+      max_completion_tokens: 200,
+      modalities: ['text' as const, 'audio' as const],
+      audio: { voice: 'alloy' as const, format: 'pcm16' as const },
+      messages: [{ role: 'user' as const, content: 'Say hello.' }],
+    };
+    const plain = await gpt.chat.completions.create(params);
+    const message = plain.choices[0]!.message;
+    expect(message.content).toBeNull();
+    expect(message.audio).toMatchObject({ id: expect.stringMatching(/^audio_/), expires_at: expect.any(Number) });
+    expect(message.audio!.transcript.length).toBeGreaterThan(0);
+    expect(Buffer.from(message.audio!.data, 'base64').length).toBeGreaterThan(0);
+
+    // The chunks as the API sends them: pieces of transcript and data, the id once, and an
+    // expiry-only chunk that ends the choice with no finish_reason chunk after it.
+    const chunks: OpenAI.Chat.ChatCompletionChunk[] = [];
+    const stream = gpt.chat.completions.stream({ ...params, stream_options: { include_usage: true } });
+    stream.on('chunk', (chunk) => chunks.push(chunk));
+    const final = await stream.finalChatCompletion();
+    const audios = chunks.flatMap((c) => c.choices.map((choice) => choice.delta.audio).filter((a) => a !== undefined));
+    expect(audios.filter((a) => a.id !== undefined)).toHaveLength(1);
+    expect(audios.filter((a) => a.transcript !== undefined).length).toBeGreaterThan(1);
+    expect(audios.at(-1)).toEqual({ expires_at: expect.any(Number) });
+    expect(chunks.flatMap((c) => c.choices).some((choice) => choice.finish_reason !== null)).toBe(false);
+
+    const streamed = final.choices[0]!;
+    expect(streamed.finish_reason).toBe('stop');
+    expect(streamed.message.content).toBeNull();
+    expect(streamed.message.audio?.transcript).toBe(message.audio!.transcript);
+    expect(streamed.message.audio?.data).toBe(message.audio!.data);
+    expect(final.usage?.completion_tokens).toBe(plain.usage?.completion_tokens);
+  });
+
   it('streams Anthropic events in the API’s order with one text_delta per output token', async () => {
     const params = { model: CLAUDE, max_tokens: 100, messages: [{ role: 'user' as const, content: 'token by token' }] };
     const plain = await claude.messages.create(params);

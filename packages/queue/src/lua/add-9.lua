@@ -62,12 +62,12 @@
     weight:<tenant>)
 
   Returns four entries per job, in order:
-    1, jobId, '', ''                       added; jobId differs from the one sent when BullMQ
+    1, jobId, mark, ''                     added; jobId differs from the one sent when BullMQ
                                            deduplicated it into a job already in flight, or when
                                            its idempotency key's earlier request was (idem-alias),
                                            or was moved to the BATCH lane at admission (a
                                            `batch.shed-` id: the job is in that lane)
-    2, '', '', ''                          a job with this id exists already (idempotent repeat);
+    2, '', mark, ''                        a job with this id exists already (idempotent repeat);
                                            a repeat of one that failed to retry is added again (1),
                                            the failed record kept as `<id>.failed-<finishedOn>`
                                            (so is a shed job's `batch.shed-` hand-off job)
@@ -93,7 +93,11 @@
   A repeat and a coalesced join each count one more caller sharing the job (`hrJoins` in its hash):
   a caller that stops waiting then leaves it to the others instead of cancelling it (cancel-3.lua).
   Each also moves the job's start deadline to its own when that is later (or none), in `hrMaxWait`
-  and in the job's options, where the worker's fetch reads it (shared-deadline.ts).
+  and in the job's options, where the worker's fetch reads it (shared-deadline.ts), and adds its
+  deadline to the job's list of its callers' (`hrWaits`, includes/shared-deadline.lua). `mark` is
+  the caller's deadline as that list holds it (its maxWaitMs from the job's enqueue, `n` for none;
+  '' for a join of a finished job, or of one in another lane): the caller names it when it leaves,
+  so the job's deadline moves back to the latest of those still waiting.
   Neither takes room, so neither is refused for it (shedding, the tenant's max, the lane's caps): a
   join is looked for only when such a refusal would be the answer, so an ordinary add pays nothing.
 ]]
@@ -102,6 +106,7 @@
 --- @include "includes/fair-queue"
 --- @include "includes/run-aside"
 --- @include "includes/release-job"
+--- @include "includes/shared-deadline"
 
 -- BullMQ's keys are `<lane><name>`: its job hashes are `<lane><id>`.
 local jobKeyPrefix = string.sub(KEYS[1], 1, -5)
@@ -323,25 +328,21 @@ end
 -- A caller joining a job (a coalesced join, a repeat of its idempotency key) with a later start
 -- deadline than the job's, or none, moves the job's to its own, counted from the job's enqueue:
 -- otherwise the job ended DEADLINE_EXCEEDED at the first caller's deadline for a caller still
--- willing to wait (shared-deadline.ts). Only a join pays for this: two hash reads, no data decoded.
-local function extendDeadline(jobKey, maxWait, packedArgs)
-  local job = redis.call('HMGET', jobKey, 'hrMaxWait', 'timestamp', 'finishedOn', 'opts')
-  -- No deadline (none set, or lifted by an earlier caller) is the latest; a finished job has none to keep.
-  if not job[1] or job[3] then return end
-  local value = 'null'
-  if maxWait ~= '' then
-    -- Both times are the producers' BullMQ timestamps, as the worker counts the job's wait.
-    local wanted = tonumber(cmsgpack.unpack(packedArgs)[4]) + tonumber(maxWait) - tonumber(job[2])
-    if wanted <= tonumber(job[1]) then return end
-    value = string.format('%d', wanted)
-    redis.call('HSET', jobKey, 'hrMaxWait', value)
-  else
-    redis.call('HDEL', jobKey, 'hrMaxWait')
-  end
-  local opts = job[4] or '{}'
-  local moved, n = string.gsub(opts, '"hrMaxWait":[%w.]+', '"hrMaxWait":' .. value, 1)
-  if n == 0 then moved = opts == '{}' and '{"hrMaxWait":' .. value .. '}' or '{"hrMaxWait":' .. value .. ',' .. string.sub(opts, 2) end
-  redis.call('HSET', jobKey, 'opts', moved)
+-- willing to wait (shared-deadline.ts). Its mark goes in the job's list of its callers' deadlines
+-- (includes/shared-deadline.lua), so its leaving can move the deadline back. Only a join pays for
+-- this: one hash read and one or two writes, no data decoded. Returns the caller's mark, which
+-- names its deadline when it leaves (cancel-3.lua), or '' for a finished job.
+local function joinDeadline(jobKey, maxWait, packedArgs)
+  local job = redis.call('HMGET', jobKey, 'hrMaxWait', 'timestamp', 'finishedOn', 'opts', 'hrWaits')
+  if job[3] then return '' end
+  local mark = 'n'
+  -- Both times are the producers' BullMQ timestamps, as the worker counts the job's wait.
+  if maxWait ~= '' then mark = string.format('%d', tonumber(cmsgpack.unpack(packedArgs)[4]) + tonumber(maxWait) - tonumber(job[2])) end
+  redis.call('HSET', jobKey, 'hrWaits', (job[5] or job[1] or 'n') .. ' ' .. mark)
+  -- No deadline (none set, or lifted by an earlier caller) is the latest.
+  if not job[1] or (mark ~= 'n' and tonumber(mark) <= tonumber(job[1])) then return mark end
+  setSharedDeadline(jobKey, mark == 'n' and 'null' or mark, job[4])
+  return mark
 end
 
 -- ARGV[at..at + 2] are the job's BullMQ add arguments.
@@ -369,8 +370,8 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, d
     if not rerun then
       -- One more caller shares the job: its leaving must not cancel it for the others (cancel-3.lua).
       redis.call('HINCRBY', jobKeyPrefix .. jobId, 'hrJoins', 1)
-      if idempotent then extendDeadline(jobKeyPrefix .. jobId, maxWait, ARGV[at]) end
-      return 2, '', '', ''
+      local mark = idempotent and joinDeadline(jobKeyPrefix .. jobId, maxWait, ARGV[at]) or ''
+      return 2, '', mark, ''
     end
   end
   if idempotent and not rerun then
@@ -381,11 +382,12 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, d
     if target then
       -- A job in another lane (the BATCH job it was shed to) is out of this script's reach; a
       -- batch job has no start deadline to move.
+      local mark = ''
       if not elsewhere then
         redis.call('HINCRBY', jobKeyPrefix .. target, 'hrJoins', 1)
-        extendDeadline(jobKeyPrefix .. target, maxWait, ARGV[at])
+        mark = joinDeadline(jobKeyPrefix .. target, maxWait, ARGV[at])
       end
-      return 1, target, '', ''
+      return 1, target, mark, ''
     end
   end
   if (idempotent or handOff) and releaseJob(unfinishedKey, usageKey, jobKeyPrefix .. jobId, jobId, false) == 1 and cap then
@@ -439,8 +441,9 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, d
   -- has one more caller sharing it (see the EXISTS path above).
   if added ~= jobId then
     redis.call('HINCRBY', jobKeyPrefix .. added, 'hrJoins', 1)
-    extendDeadline(jobKeyPrefix .. added, maxWait, ARGV[at])
+    local mark = joinDeadline(jobKeyPrefix .. added, maxWait, ARGV[at])
     if idempotent then rememberJoin(jobId, added, digest, ARGV[at + 2]) end
+    return 1, added, mark, ''
   end
   if added == jobId then
     -- A key's job cancelled before it started left a note of it (cancel-3.lua): this run is not cancelled.
@@ -472,7 +475,8 @@ local function addOne(jobId, provider, tenant, models, summary, cost, maxWait, d
     if idempotent then fields[#fields + 1] = 'hrIdem'; fields[#fields + 1] = digest end
     if #fields > 0 then redis.call('HSET', jobKey, unpack(fields)) end
   end
-  return 1, added, '', ''
+  -- The first caller's mark is its own maxWaitMs: the job's enqueue is its own.
+  return 1, added, maxWait ~= '' and maxWait or 'n', ''
 end
 
 local out = {}

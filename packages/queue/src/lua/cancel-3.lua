@@ -25,6 +25,11 @@
   ARGV[6]  how long that note lives (ms)
   ARGV[7]  how long the cancel flag of a started job lives (ms), or '' to leave a started job
            unflagged (the batch lane: nothing there reads the flag)
+  ARGV[8]  the leaving caller's deadline mark (add-9.lua's reply), or '': a caller that gives back
+           its share of a job still waiting takes its mark out of the job's list of its callers'
+           deadlines, and the job's deadline moves to the latest of those left
+           (includes/shared-deadline.lua). Without it the job waited, its slot in its lane held,
+           until the deadline of a caller no longer there, and could then be run for nobody.
 
   Returns 1 removed, 0 started (left running), -1 finished already, -2 no such job, 2 shared (kept
   for the callers still sharing it), 3 started and flagged cancelled (`<own>cancel:<id>`: its
@@ -36,6 +41,7 @@
 --- @bullmq "removeJob"
 --- @include "includes/release-job"
 --- @include "includes/job-reply"
+--- @include "includes/shared-deadline"
 
 local jobKey, id, bullPrefix, own = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', jobKey) == 0 then return -2 end
@@ -44,6 +50,7 @@ local function started() return redis.call('EXISTS', jobKey .. ':lock') == 1 or 
 if (ARGV[4] == '2' or ARGV[4] == '3') and started() then return 0 end
 if ARGV[4] ~= '0' and tonumber(redis.call('HGET', jobKey, 'hrJoins') or '0') > 0 then
   redis.call('HINCRBY', jobKey, 'hrJoins', -1)
+  leaveSharedDeadline(jobKey, ARGV[8] or '')
   return 2
 end
 if started() then

@@ -10,6 +10,7 @@ import { chatJsonFormat, jsonAnswer } from './structured-output.js';
 import { cutAtStop, stopStrings } from './stop-sequences.js';
 import { MAX_TOP_LOGPROBS, type TokenLogprob, tokenLogprobs } from './logprobs.js';
 import type { Range, ResolvedModel } from './options.js';
+import { spokenAnswer, wantsAudio, type ChatAudio } from './openai-audio.js';
 import type { HeaderMap } from './rate-limit-headers.js';
 
 export interface ChatParams {
@@ -235,7 +236,15 @@ export interface ChatCompletion {
   model: string;
   choices: {
     index: number;
-    message: { role: 'assistant'; content: string | null; refusal: null; annotations: []; tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: string } }[] };
+    message: {
+      role: 'assistant';
+      content: string | null;
+      refusal: null;
+      annotations: [];
+      tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: string } }[];
+      /** A spoken answer (audio output asked for): its transcript is the text, and `content` is null. */
+      audio?: ChatAudio;
+    };
     /** With `logprobs: true`, an entry per output token of a text answer (none for tool calls). */
     logprobs: { content: TokenLogprob[] | null; refusal: null } | null;
     finish_reason: 'stop' | 'length' | 'tool_calls';
@@ -260,6 +269,8 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
   const hash = requestHash(params);
   const tools = openaiForcedTools(params);
   const wantsLogprobs = params.logprobs === true;
+  const spoken = wantsAudio(params);
+  const created = Math.floor(createdMs / 1000);
   const choices = Array.from({ length: params.n ?? 1 }, (_, index) => {
     const choiceHash = index === 0 ? hash : sha256(`${hash}:${index}`);
     const calls = toolCalls(tools, choiceHash, maxTokensOf(params, model));
@@ -274,12 +285,14 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
     const json = chatJsonFormat(params);
     const written = json ? jsonAnswer(json, choiceHash, maxTokensOf(params, model), outputLength) : generateAnswer(choiceHash, maxTokensOf(params, model), outputLength);
     const answer = cutAtStop(written, stopStrings(params.stop));
+    // Spoken, the answer's text is the audio's transcript; logprobs cover content, which it has none of.
+    const audio = spoken ? spokenAnswer(answer.text, choiceHash, created) : undefined;
     return {
       tokens: answer.outputTokens,
       choice: {
         index,
-        message: { role: 'assistant' as const, content: answer.text, refusal: null, annotations: [] as [] },
-        logprobs: wantsLogprobs ? { content: tokenLogprobs(answer.text, choiceHash, params.top_logprobs ?? 0), refusal: null } : null,
+        message: audio ? { role: 'assistant' as const, content: null, refusal: null, annotations: [] as [], audio } : { role: 'assistant' as const, content: answer.text, refusal: null, annotations: [] as [] },
+        logprobs: wantsLogprobs ? { content: audio ? null : tokenLogprobs(answer.text, choiceHash, params.top_logprobs ?? 0), refusal: null } : null,
         finish_reason: answer.clipped ? ('length' as const) : ('stop' as const),
       },
     };
@@ -288,7 +301,7 @@ export function buildCompletion(params: ChatParams, model: ResolvedModel, prompt
   return {
     id: newId('chatcmpl-', 29),
     object: 'chat.completion',
-    created: Math.floor(createdMs / 1000),
+    created,
     model: params.model,
     choices: choices.map((c) => c.choice),
     usage: {

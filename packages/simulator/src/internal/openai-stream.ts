@@ -5,13 +5,18 @@
 // carries one choice, named by its `index`: the choices' roles first, then their tokens in turn,
 // then their finish_reasons, so a client must put each choice together by its index. A choice that
 // calls tools opens with its first call's id and name, and its tokens are pieces of the arguments;
-// each further (parallel) call opens with a chunk of its own `index`, id and name.
+// each further (parallel) call opens with a chunk of its own `index`, id and name. A spoken answer
+// (audio output) sends, per token, a chunk with its piece of `audio.transcript` and one with its
+// `audio.data` (the first of these with the audio's `id`), and ends with a chunk holding only
+// `audio.expires_at`: that chunk ends the choice, with no finish_reason chunk after it for a
+// natural stop (as the API does, and as the openai SDK's stream helper reads it).
 
 import type { ServerResponse } from 'node:http';
 import type { ChatCompletion } from './openai-request.js';
 import { paceDeltas, type StreamPacing } from './paced-stream.js';
 import { tokenPieces } from './tokenizer.js';
 import { OVERLOADED_MESSAGE } from './openai-faults.js';
+import { spokenPieces } from './openai-audio.js';
 
 export interface CompletionStreamOptions extends StreamPacing {
   includeUsage: boolean;
@@ -45,8 +50,10 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
   const opening = (at: number, call: NonNullable<ReturnType<typeof callsOf>>[number]) => ({ tool_calls: [{ index: at, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
   for (const choice of completion.choices) {
     const first = callsOf(choice.index)?.[0];
-    send(res, delta(choice.index, { role: 'assistant', content: first ? null : '', refusal: null, ...(first ? opening(0, first) : {}) }));
+    send(res, delta(choice.index, { role: 'assistant', content: first || choice.message.audio ? null : '', refusal: null, ...(first ? opening(0, first) : {}) }));
   }
+  const spoken = completion.choices.map((c) => (c.message.audio ? spokenPieces(c.message.audio) : undefined));
+  const audioIdSent = completion.choices.map(() => false);
   // Each choice's pieces with the call they belong to (-1: text), and the call each has open.
   const open = completion.choices.map(() => 0);
   const complete = await paceDeltas(res, {
@@ -54,14 +61,25 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
       completion.choices.map((c) =>
         c.message.tool_calls
           ? c.message.tool_calls.flatMap((call, at) => tokenPieces(call.function.arguments).map((piece): [number, string] => [at, piece]))
-          : tokenPieces(c.message.content ?? '').map((piece): [number, string] => [-1, piece]),
+          : spoken[c.index]
+            ? spoken[c.index]!.map((_, at): [number, string] => [SPOKEN, String(at)])
+            : tokenPieces(c.message.content ?? '').map((piece): [number, string] => [TEXT, piece]),
       ),
     ),
     outputTokens: completion.usage.completion_tokens,
     latencyMs: options.latencyMs,
     tokenMs: options.tokenMs,
     writeDelta: (out, [index, [at, piece]]) => {
-      if (at < 0) return send(out, delta(index, { content: piece }, null, entryFor(index)));
+      if (at === TEXT) return send(out, delta(index, { content: piece }, null, entryFor(index)));
+      if (at === SPOKEN) {
+        const sound = spoken[index]?.[Number(piece)];
+        const audio = completion.choices[index]?.message.audio;
+        if (!sound || !audio) return;
+        send(out, delta(index, { audio: { transcript: sound.transcript } }));
+        send(out, delta(index, { audio: { ...(audioIdSent[index] ? {} : { id: audio.id }), data: sound.data } }));
+        audioIdSent[index] = true;
+        return;
+      }
       const call = callsOf(index)?.[at];
       if (at !== open[index] && call) {
         open[index] = at;
@@ -78,10 +96,18 @@ export async function streamCompletion(res: ServerResponse, completion: ChatComp
   });
   if (!complete) return;
 
-  for (const choice of completion.choices) send(res, delta(choice.index, {}, choice.finish_reason));
+  for (const choice of completion.choices) {
+    const audio = choice.message.audio;
+    if (audio) send(res, delta(choice.index, { audio: { expires_at: audio.expires_at } }));
+    if (!audio || choice.finish_reason !== 'stop') send(res, delta(choice.index, {}, choice.finish_reason));
+  }
   if (options.includeUsage) send(res, [], completion.usage);
   if (!res.destroyed) res.write('data: [DONE]\n\n');
 }
+
+/** A piece's call index when it is no tool call's: a piece of text, or a spoken token (its number). */
+const TEXT = -1;
+const SPOKEN = -2;
 
 /** Each choice's pieces as `[index, piece]`, in turn: every choice's first token, then their second, ... */
 function interleaved<T>(choices: readonly T[][]): [number, T][] {

@@ -80,6 +80,51 @@ describe('OpenAI Chat Completions: the stored completion is ChatCompletionStream
     expect(ours.choices[0]!.logprobs!.content![0]!.top_logprobs).toHaveLength(2);
   });
 
+  it('keeps a spoken answer (audio output): its id, data and transcript joined, its expiry, as the plain call answers', async () => {
+    const openai = new OpenAI({ apiKey: 'sk-test', baseURL: `${sim.url}/v1`, maxRetries: 0 });
+    const params = {
+      model: 'gpt-4.1',
+      max_completion_tokens: 32,
+      modalities: ['text' as const, 'audio' as const],
+      audio: { voice: 'alloy' as const, format: 'pcm16' as const },
+      messages: [{ role: 'user' as const, content: 'Say something short.' }],
+    };
+    const plain = await openai.chat.completions.create(params);
+    const stream = await openai.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+    const chunks: Json[] = [];
+    for await (const chunk of stream) chunks.push(chunk as unknown as Json);
+
+    const acc = new OpenAIStreamAccumulator(true);
+    const ours = assembled(chunks, acc) as unknown as OpenAI.ChatCompletion;
+    expect(ours.choices).toEqual((await sdkCompletion(chunks)).choices);
+    const [spoken] = ours.choices;
+    const { id: _id, expires_at: _expiry, ...sound } = plain.choices[0]!.message.audio!;
+    expect(spoken!.message.audio).toEqual({ ...sound, id: expect.stringMatching(/^audio_/), expires_at: expect.any(Number) });
+    expect(spoken!.message.content).toBeNull();
+    expect(spoken!.finish_reason).toBe('stop');
+    // The transcript is the output a cancelled stream is charged for.
+    expect(acc.outputText()).toBe(sound.transcript);
+  });
+
+  it('keeps parallel tool calls whose pieces interleave, each by its index', async () => {
+    const call = (index: number, fields: Json) => ({ tool_calls: [{ index, ...fields }] });
+    const chunks = [
+      chunk({ role: 'assistant', content: null, ...call(0, { id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '' } }) }),
+      chunk(call(1, { id: 'call_b', type: 'function', function: { name: 'get_time', arguments: '' } })),
+      chunk(call(0, { function: { arguments: '{"city":' } })),
+      chunk(call(1, { function: { arguments: '{"tz":"CET"}' } })),
+      chunk(call(0, { function: { arguments: '"Oslo"}' } })),
+      chunk({}, null, 'tool_calls'),
+      usage,
+    ];
+    const ours = assembled(chunks, new OpenAIStreamAccumulator(true)) as unknown as OpenAI.ChatCompletion;
+    expect(ours.choices).toEqual((await sdkCompletion(chunks)).choices);
+    expect(ours.choices[0]!.message.tool_calls).toEqual([
+      { id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } },
+      { id: 'call_b', type: 'function', function: { name: 'get_time', arguments: '{"tz":"CET"}' } },
+    ]);
+  });
+
   const base = { id: 'chatcmpl-9', object: 'chat.completion.chunk', created: 1_750_000_000, model: 'gpt-4.1-2025-04-14', system_fingerprint: 'fp_9', service_tier: 'default' };
   const token = (t: string, logprob: number) => ({ token: t, logprob, bytes: [...Buffer.from(t)], top_logprobs: [{ token: t, logprob, bytes: [...Buffer.from(t)] }] });
   const chunk = (delta: Json, logprobs: Json | null = null, finish: string | null = null): Json => ({ ...base, choices: [{ index: 0, delta, logprobs, finish_reason: finish }] });

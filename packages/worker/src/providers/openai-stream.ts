@@ -14,10 +14,38 @@ const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 
 interface Choice {
   index: number;
-  message: { role: string; content: string | null; refusal: string | null; tool_calls?: Json[]; function_call?: Json };
+  message: { role: string; content: string | null; refusal: string | null; tool_calls?: Json[]; function_call?: Json; audio?: Json };
   logprobs: Json | null;
   finish_reason: string | null;
+  /** Its last delta held only `audio.expires_at`: how a spoken answer ends, with no finish_reason. */
+  audioDone?: boolean;
 }
+
+/**
+ * A spoken answer's next pieces (audio output): its id and expiry whole, its base64 data and its
+ * transcript appended, so the message holds the `audio` a plain call answers with. The answer is
+ * done when a delta holds only the expiry (`audioDone`).
+ */
+function appendAudio(choice: Choice, audio: Json): string {
+  choice.message.audio ??= {};
+  const into = choice.message.audio;
+  if (typeof audio.id === 'string') into.id = audio.id;
+  if (typeof audio.data === 'string') into.data = String(into.data ?? '') + audio.data;
+  const transcript = typeof audio.transcript === 'string' ? audio.transcript : '';
+  if (typeof audio.transcript === 'string') into.transcript = String(into.transcript ?? '') + transcript;
+  if (audio.expires_at !== undefined && audio.expires_at !== null) into.expires_at = audio.expires_at;
+  return transcript;
+}
+
+/** A delta that holds only a spoken answer's expiry (any other field null or absent). */
+function isAudioEnd(delta: Json): boolean {
+  const { audio, ...rest } = delta;
+  if (!isRecord(audio) || audio.expires_at === undefined || audio.expires_at === null) return false;
+  const { expires_at: _expiry, ...pieces } = audio;
+  return [...Object.values(rest), ...Object.values(pieces)].every((v) => v === undefined || v === null);
+}
+
+const isWholeAudio = (audio: Json | undefined): boolean => audio !== undefined && ['id', 'data', 'transcript', 'expires_at'].every((k) => audio[k] !== undefined && audio[k] !== null);
 
 /** Each chunk's token entries appended to the choice's, as the SDK's ChatCompletionStream does. */
 function appendLogprobs(choice: Choice, logprobs: Json): void {
@@ -67,6 +95,8 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
     }
     if (isRecord(c.logprobs)) appendLogprobs(choice, c.logprobs);
     const delta = isRecord(c.delta) ? c.delta : {};
+    if (isRecord(c.delta)) choice.audioDone = isAudioEnd(delta);
+    if (isRecord(delta.audio)) this.#text += appendAudio(choice, delta.audio);
     if (typeof delta.role === 'string') choice.message.role = delta.role;
     if (typeof delta.content === 'string') {
       choice.message.content = (choice.message.content ?? '') + delta.content;
@@ -125,7 +155,12 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
 
   finish() {
     if (this.#choices.size === 0) return { incomplete: 'the stream ended without any choice' };
-    if ([...this.#choices.values()].some((c) => c.finish_reason === null)) return { incomplete: 'the stream ended before its finish_reason' };
+    // A spoken answer's last chunk holds only its expiry, and no finish_reason follows (as the SDK's
+    // stream helper reads it): a whole one ended at a natural stop.
+    const choices = [...this.#choices.values()]
+      .sort((a, b) => a.index - b.index)
+      .map(({ audioDone, ...choice }) => ({ ...choice, finish_reason: choice.finish_reason ?? (audioDone && isWholeAudio(choice.message.audio) ? 'stop' : null) }));
+    if (choices.some((c) => c.finish_reason === null)) return { incomplete: 'the stream ended before its finish_reason' };
     if (!this.#usage) return { incomplete: 'the stream ended without its usage chunk' };
     const details = isRecord(this.#usage.prompt_tokens_details) ? this.#usage.prompt_tokens_details : {};
     const usage: Usage = {
@@ -134,7 +169,6 @@ export class OpenAIStreamAccumulator implements StreamAccumulator<Json> {
       cacheReadInputTokens: num(details.cached_tokens),
       cacheCreationInputTokens: 0,
     };
-    const choices = [...this.#choices.values()].sort((a, b) => a.index - b.index);
     return { response: { id: this.#meta.id, object: 'chat.completion', created: this.#meta.created, model: this.#meta.model, choices, usage: this.#usage, service_tier: this.#meta.service_tier, system_fingerprint: this.#meta.system_fingerprint }, usage };
   }
 

@@ -48,6 +48,15 @@ describe('a replayed stream assembles into the stored answer', () => {
     expect(sdk.choices.map(({ message: { parsed: _parsed, ...message }, ...choice }) => ({ ...choice, message }))).toEqual(completion.choices);
   });
 
+  it('Chat Completions: a spoken answer (audio output), as the SDK’s helper assembles it too', async () => {
+    const audio = { id: 'audio_1', data: 'UklGRiQAAABXQVZF', expires_at: 1_750_003_600, transcript: 'Hello there.' };
+    const completion = { ...CHAT_COMPLETION, choices: [{ index: 0, message: { role: 'assistant', content: null, refusal: null, audio }, logprobs: null, finish_reason: 'stop' }] };
+    expect(replayed('chat', completion, new OpenAIStreamAccumulator(true))).toMatchObject({ response: completion });
+    const lines = replayEventsOf('chat', completion, { includeUsage: true }).map((e) => `${e}\n`).join('');
+    const sdk = await ChatCompletionStream.fromReadableStream(new Response(lines).body!).finalChatCompletion();
+    expect(sdk.choices.map(({ message: { parsed: _parsed, ...message }, ...choice }) => ({ ...choice, message }))).toEqual(completion.choices);
+  });
+
   it('Responses: every output item in its events, and the stored Response in the terminal one', () => {
     const acc = new OpenAIResponsesAccumulator();
     expect(replayed('responses', RESPONSE, acc)).toEqual({ response: RESPONSE, usage: { inputTokens: 8, outputTokens: 20, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 } });
