@@ -27,16 +27,6 @@ async function status(redisUrl: string, ...flags: string[]): Promise<{ code: num
   return { code: await proc.exited, out: proc.output(), proc };
 }
 
-/** `headroom status --watch` on a Redis of its own, once it has drawn its first table. */
-async function watchingFirstTable(): Promise<{ server: EmbeddedRedis; proc: FleetProcess }> {
-  const server = await startEmbeddedRedis();
-  servers.push(server);
-  const proc = spawnHeadroom(['status', '--config', config, '--redis', server.url, '--watch']);
-  procs.push(proc);
-  await until(() => proc.output().includes('last 5 min: calls'), 60_000, 'the first table');
-  return { server, proc };
-}
-
 describe('headroom status without a readable Redis', () => {
   it('says which Redis could not be reached and why, in one line, and exits 3', async () => {
     const port = await freePort();
