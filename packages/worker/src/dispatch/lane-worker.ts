@@ -18,7 +18,8 @@
  * are not objects (`opts 5` reads as no options) is set aside the same way after its fetch.
  */
 import { Job, Worker } from 'bullmq';
-import { ADMITTED_OPTION, kindOf, UnreadableJobData } from '@headroom/queue';
+import { ReplyError } from 'ioredis';
+import { ADMITTED_OPTION, isConnectionError, kindOf, UnreadableJobData } from '@headroom/queue';
 
 /** How far into `active` the job is looked for: the fetch put it at the head, and other workers' fetches since may be ahead of it. */
 const ACTIVE_SEARCH = 64;
@@ -58,6 +59,9 @@ export class LaneWorker extends Worker {
     try {
       job = await super.moveToActive(token, name);
     } catch (err) {
+      // Redis refusing a command or gone has no unreadable job behind it, and the rescue's own
+      // reads would wait out the outage on this connection instead of letting the fetch fail.
+      if (err instanceof ReplyError || isConnectionError(err)) throw err;
       const rescue = this.#rescues.then(() => this.#takenUnreadable(token));
       this.#rescues = rescue.catch(() => undefined);
       // A rescue that fails itself (Redis gone) leaves the fetch's own error to be reported.
@@ -65,6 +69,7 @@ export class LaneWorker extends Worker {
       if (!rescued) throw err;
       return rescued;
     }
+    // An empty lane: BullMQ's type says a Job, its fetch gives undefined.
     if (!job) return job as unknown as Job;
     // Read again only when what BullMQ made of the job looks wrong, so a good job costs nothing:
     // data that is not an object, or options without admission's mark (`opts 5` reads as `{}`).
