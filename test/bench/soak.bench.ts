@@ -93,7 +93,7 @@ async function main(): Promise<number> {
 
   const rows: Row[] = [];
   const sample = async (label: string, report: SoakReport): Promise<Row> => {
-    const heaps = await Promise.all(ports.map((p) => scrapeMetrics(p).then((t) => metricValue(t, 'headroom_process_nodejs_heap_size_used_bytes'), () => undefined)));
+    const heaps = await Promise.all(ports.map((p) => scrapeMetrics(p).then((t) => metricValue(t, 'headroom_nodejs_heap_size_used_bytes'), () => undefined)));
     const memory = /used_memory:(\d+)/.exec(await admin.info('memory'))?.[1];
     const stats = sim.stats().models[MODEL];
     const row: Row = { label, report, workerHeaps: heaps, keys: await admin.dbsize(), usedMemory: Number(memory), admitted: stats?.admitted ?? 0, refused429: stats?.refused429 ?? 0 };

@@ -581,6 +581,45 @@ describe('garbage on the wire: the job fails with a clear reason, the worker kee
     expect(providerCalls()).toBe(callsBefore);
   });
 
+  it('fails a job written by hand whose stored data or options are JSON of the wrong kind with JOB_INVALID, naming the field, taken once', async () => {
+    // `opts null` made BullMQ's fetch throw a TypeError (not the SyntaxError above) after the move
+    // to active: the job stalled back and was taken again for ever, in the BATCH lane with the jobs
+    // taken beside it. The other kinds BullMQ reads (options as none at all), Headroom cannot run.
+    const callsBefore = providerCalls();
+    const good = JSON.stringify(wireJob('a question with stored fields of the wrong kind'));
+    const cases = [
+      { lane: 'high', field: 'opts', stored: 'null', kind: 'null' },
+      { lane: 'high', field: 'opts', stored: '5', kind: 'a number' },
+      { lane: 'high', field: 'opts', stored: '[]', kind: 'an array' },
+      { lane: 'high', field: 'opts', stored: '"fast"', kind: 'a string' },
+      { lane: 'high', field: 'data', stored: 'null', kind: 'null' },
+      { lane: 'high', field: 'data', stored: '[1]', kind: 'an array' },
+      { lane: 'batch', field: 'opts', stored: 'null', kind: 'null' },
+      // Two the BATCH leader's parallel takes throw on at once: each is rescued, neither twice.
+      { lane: 'batch', field: 'opts', stored: 'null', kind: 'null' },
+      { lane: 'batch', field: 'opts', stored: '7', kind: 'a number' },
+      { lane: 'batch', field: 'data', stored: '5', kind: 'a number' },
+    ] as const;
+    const idOf = (i: number) => `${cases[i]!.lane}.wrong-kind-${i}`;
+    for (const [i, c] of cases.entries()) await writeByHand(c.lane, idOf(i), { data: good, opts: '{}', [c.field]: c.stored });
+    const batched = await producer.enqueue({ ...wireJob('a batch question beside the wrong kinds'), sla: 'none' });
+    for (const [i, c] of cases.entries()) {
+      const id = idOf(i);
+      const err = await producer.handleOf(id).result({ timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+      expect(err, id).toBeInstanceOf(JobFailedError);
+      expect((err as JobFailedError).failureCode, id).toBe('JOB_INVALID');
+      expect((err as JobFailedError).reason, id).toBe(`JOB_INVALID: not a job: its stored ${c.field} is ${c.kind}, not an object (read by a worker of this version)`);
+      // Taken once, and readable now, what was stored kept beside it.
+      const lane = laneKeys(prefix, c.lane);
+      const [started, kept] = await admin.hmget(`${lane.jobKeyPrefix}${id}`, 'ats', c.field === 'data' ? 'hrUnreadableData' : 'hrUnreadableOpts');
+      expect(started, id).toBe('1');
+      expect(kept, id).toBe(c.stored);
+    }
+    // The batch job beside them goes on to its batch and its answer.
+    expect((await batched.result({ timeoutMs: 30_000 })).model).toBe(HAIKU);
+    expect(providerCalls()).toBe(callsBefore);
+  });
+
   it('kept the worker process up and serving through all of it', async () => {
     const result = await producer.run(wireJob('a normal question after the garbage'), { timeoutMs: 20_000 });
     expect(result.model).toBe(HAIKU);

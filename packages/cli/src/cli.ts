@@ -9,7 +9,7 @@ import { asRedisError, ConfigError, createRedis, HeadroomError, loadConfig, logL
 import type { OverviewReader } from '@headroom/dashboard';
 import { parseCommandLine } from './args.js';
 import { checkReasons } from './status-check.js';
-import { renderStatus } from './status-view.js';
+import { renderStatus, renderUnreachable } from './status-view.js';
 
 /**
  * Exit codes beside 0 (docs/operations.md#exit-codes): 1 a worker's stop Redis did not answer, a
@@ -105,6 +105,43 @@ function pauseUnlessStopped(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** How often `--watch` redraws, and tries again while Redis cannot be read. */
+const WATCH_EVERY_MS = 2_000;
+
+/**
+ * `headroom status --watch` until Ctrl-C or SIGTERM (then 0). A watch is what an operator looks at
+ * through an incident: a Redis that cannot be reached (down, restarting, paused, mid-failover) is
+ * shown, with how old the last figures are, and the watch goes on and draws the fleet again once
+ * Redis answers. It ended at the first failed read (exit 3), at the moment it was most wanted.
+ * Redis refusing it (a password, a database: a refusal of the connect, which waiting does not
+ * change) still ends it with exit 3, and an error not from Redis is thrown as before.
+ */
+async function watchStatus(redis: ReturnType<typeof createRedis>, openReader: () => OverviewReader, redisUrl: string, stop: AbortSignal): Promise<number> {
+  const draw = (text: string) => process.stdout.write(process.stdout.isTTY ? `\x1b[2J\x1b[H${text}\n` : `${text}\n`);
+  let last: { table: string; atMs: number } | undefined;
+  let unreachableSince: number | undefined;
+  while (!stop.aborted) {
+    try {
+      await untilReady(redis, { waitMs: 5_000 });
+      const overview = await openReader().read();
+      last = { table: renderStatus(overview), atMs: overview.atMs };
+      unreachableSince = undefined;
+      draw(last.table);
+    } catch (err) {
+      // Stopped while a read waited on a Redis that does not answer: the stop is the news.
+      if (stop.aborted) break;
+      const failure = redisFailureOf(err);
+      if (failure === undefined || asRedisError(err) instanceof RedisRefusedError) throw err;
+      unreachableSince ??= Date.now();
+      const line = renderUnreachable({ redisUrl: maskUrlPasswords(redisUrl), failure, sinceMs: unreachableSince, lastReadAtMs: last?.atMs, nowMs: Date.now(), retryMs: WATCH_EVERY_MS });
+      // On a terminal the last table stays on screen under the line; piped, the line alone.
+      draw(process.stdout.isTTY && last ? `${last.table}\n\n${line}` : line);
+    }
+    await pauseUnlessStopped(WATCH_EVERY_MS, stop);
+  }
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(argv);
   if (parsed.kind === 'help') {
@@ -174,21 +211,19 @@ async function main(argv: string[]): Promise<number> {
         process.once('SIGTERM', () => stop.abort());
       }
       try {
-        await untilReady(redis, { waitMs: 5_000 });
         const { openOverviewReader } = await import('@headroom/dashboard');
-        reader = openOverviewReader(redis, config);
+        // Opened once Redis is ready: its lane queues' set-up waits on a connection that is.
+        const open = () => (reader ??= openOverviewReader(redis, config));
+        if (values.watch) return await watchStatus(redis, open, redisUrl, stop.signal);
+        await untilReady(redis, { waitMs: 5_000 });
         if (values.check) {
           // A probe's verdict, not a table: silent when the fleet takes work, so a cron line mails
           // only the reasons. A read that fails still lands below and exits 3, never 0 or 1.
-          const reasons = checkReasons(await reader.read(), config.dashboard.alerts);
+          const reasons = checkReasons(await open().read(), config.dashboard.alerts);
           for (const r of reasons) process.stderr.write(`headroom status --check: ${r.message}\n`);
           return reasons.length > 0 ? EXIT_CHECK_FAILED : 0;
         }
-        do {
-          const table = renderStatus(await reader.read());
-          process.stdout.write(values.watch && process.stdout.isTTY ? `\x1b[2J\x1b[H${table}\n` : `${table}\n`);
-          if (values.watch) await pauseUnlessStopped(2_000, stop.signal);
-        } while (values.watch && !stop.signal.aborted);
+        process.stdout.write(`${renderStatus(await open().read())}\n`);
       } catch (err) {
         // Redis down, unreachable or refusing (a wrong password): one line saying which Redis and
         // what it said, and a code of its own, where a read failing mid-table printed a stack and 1.

@@ -67,3 +67,13 @@ export function renderStatus(o: Overview): string {
   lines.push(`last ${o.calls.windowMinutes} min: calls ${o.calls.total}, 429s ${o.calls.calls429} (${(o.calls.rate429 * 100).toFixed(2)}%), cost $${o.cost.usdWindow.toFixed(4)} ($${o.cost.usdPerHour.toFixed(2)}/h)`);
   return lines.join('\n');
 }
+
+/**
+ * What `headroom status --watch` shows while it cannot read Redis: which Redis (its password
+ * masked), since when and why, and how old the last figures it drew are, so a table left on
+ * screen is never taken for the fleet as it is now.
+ */
+export function renderUnreachable(u: { redisUrl: string; failure: string; sinceMs: number; lastReadAtMs: number | undefined; nowMs: number; retryMs: number }): string {
+  const figures = u.lastReadAtMs === undefined ? 'no figures read yet' : `the last figures are ${ms(u.nowMs - u.lastReadAtMs)} old (read at ${new Date(u.lastReadAtMs).toISOString()})`;
+  return `Redis at ${u.redisUrl} unreachable since ${new Date(u.sinceMs).toISOString()}: ${u.failure}; ${figures}; trying again every ${ms(u.retryMs)}`;
+}

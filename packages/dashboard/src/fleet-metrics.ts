@@ -8,7 +8,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { type Bucket, type BucketSnapshot, type HeadroomConfig, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats, THROTTLE_STATES } from '@headroom/queue';
+import { type Bucket, type BucketSnapshot, type HeadroomConfig, readFleetStats, type FleetStats, readHeartbeats, type Heartbeats, PROCESS_METRICS_PREFIX, THROTTLE_STATES } from '@headroom/queue';
 import type { Alert } from './alerts.js';
 import { boundedRead, LANE_STATES, readLanes, type LaneDepth, type LaneQueues } from './fleet-state.js';
 import { readPools, utilizationOf, type PoolInfo } from './pools.js';
@@ -31,7 +31,7 @@ interface Reading {
   gatewayHeartbeats: Heartbeats;
 }
 
-/** Every series name this registry exports (beside `headroom_process_*`), for docs and tests. */
+/** Every series name this registry exports (beside prom-client's defaults, `headroom_process_*` and `headroom_nodejs_*`), for docs and tests. */
 export const DASHBOARD_METRIC_NAMES = [
   'headroom_dashboard_redis_up',
   'headroom_lane_depth',
@@ -68,7 +68,7 @@ export class DashboardMetrics {
 
   constructor(source: FleetMetricsSource, opts: { defaultMetrics?: boolean } = {}) {
     this.#src = source;
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'headroom_process_' });
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: PROCESS_METRICS_PREFIX });
     const read = () => this.#read();
     const windowMin = source.config.dashboard.alerts.rate429WindowMinutes;
     const registers = [this.registry];

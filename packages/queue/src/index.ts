@@ -123,5 +123,6 @@ export type { Logger, LoggerLike, LogLevel } from './logger.js';
 export { FleetStatsWriter, readFleetStats, SPEND_CAP_STATUS, WAIT_BUCKETS_MS } from './telemetry/fleet-stats.js';
 export type { FleetStats, JobOutcome, CallEvent, JobEndEvent } from './telemetry/fleet-stats.js';
 export { Heartbeat, readHeartbeats, heartbeatOf, heartbeatTtlMs, HEARTBEAT_INTERVAL_MS } from './telemetry/heartbeat.js';
+export { PROCESS_METRICS_PREFIX } from './telemetry/process-metrics.js';
 export type { WorkerHeartbeat, Heartbeats, HeartbeatKind, HeartbeatOptions } from './telemetry/heartbeat.js';
 export { within } from './within.js';

@@ -35,8 +35,8 @@ export function checkJob(input: unknown): LlmJob {
 }
 
 /**
- * What a worker holds as the data of a job it took whose stored fields are not JSON (written into
- * a lane by hand): BullMQ cannot read such a job, so the worker reads what it can and
+ * What a worker holds as the data of a job it took whose stored fields are not JSON, or JSON of the
+ * wrong kind (written into a lane by hand): the worker reads what it can and
  * `checkTakenJob` fails it `JOB_INVALID` with `reason`, as it fails any other job it cannot run.
  */
 export class UnreadableJobData {

@@ -3,6 +3,7 @@
  * process, so an embedded worker never collides with the host application's own metrics.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PROCESS_METRICS_PREFIX } from '@headroom/queue';
 
 export class WorkerMetrics {
   readonly registry = new Registry();
@@ -86,6 +87,6 @@ export class WorkerMetrics {
   });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'headroom_process_' });
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: PROCESS_METRICS_PREFIX });
   }
 }

@@ -6,6 +6,7 @@
  * host application's own metrics.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PROCESS_METRICS_PREFIX } from '@headroom/queue';
 
 /** The routes a request is counted under: the endpoints, and `other` for anything else (404s), so the label stays bounded. */
 export type RouteLabel = 'messages' | 'count_tokens' | 'chat_completions' | 'responses' | 'models' | 'healthz' | 'other';
@@ -65,7 +66,7 @@ export class GatewayMetrics {
         this.set(opts.inFlight());
       },
     });
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'headroom_process_' });
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: PROCESS_METRICS_PREFIX });
   }
 
   record(r: RequestRecord): void {

@@ -221,11 +221,12 @@ describe('Batcher', () => {
     const { lane, queue, batcher, admit } = await fleet(200, { logger });
     const before = sim.stats().batches.anthropic.created;
     const admitted = await admit(3);
-    // A job written by hand whose stored options are JSON `null`: BullMQ's fetch moves it to
-    // active, then throws reading them, a TypeError (not the SyntaxError the lane worker reads
-    // itself). Put at the end of the wait list it is taken first, beside the three admitted ones.
+    // An id on the wait list whose key is a string, not a job's hash: BullMQ's fetch script moves
+    // it to active and locks it, then Redis refuses to write the hash (WRONGTYPE) and the take
+    // throws, an error the lane worker cannot take a job from. Put at the end of the wait list it
+    // is taken first, beside the three admitted ones.
     const unreadable = `batch.${randomUUID()}`;
-    await db.redis.hset(`${lane.jobKeyPrefix}${unreadable}`, { name: 'by-hand', timestamp: String(Date.now()), data: '{}', opts: 'null' });
+    await db.redis.set(`${lane.jobKeyPrefix}${unreadable}`, 'not a job');
     await db.redis.rpush(lane.wait, unreadable);
     const a = batcher('a');
     await a.start();
