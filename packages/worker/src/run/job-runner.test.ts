@@ -925,13 +925,15 @@ describe('runJob, streamed', () => {
   });
 
   it('completes a slow but steady stream that runs past streamIdleMs and past the call timeout: its events come more often than the idle bound', async () => {
-    // 100 ms a token for 25 tokens, past both bounds of 1.5 s, whose margin over a token's gap a busy machine keeps.
+    // 100 ms a token for 40 tokens, past both bounds of 3 s. The bounds keep 30 token gaps of
+    // margin: at 1.5 s (15 gaps) a machine loaded by parallel test files starved the stream's
+    // process past the idle bound, and the stream was cut after 11 tokens.
     sim.setPace({ streamTokenMs: 100 });
     try {
-      const ctx = context({ providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV, timeoutMs: 1_500, streamIdleMs: 1_500 } } });
+      const ctx = context({ providers: { anthropic: { baseURL: sim.url, apiKeyEnv: KEY_ENV, timeoutMs: 3_000, streamIdleMs: 3_000 } } });
       const m = streamMeta();
-      const outcome = await run(ctx, streamed({ max_tokens: 25 }), m);
-      expect(outcome).toMatchObject({ kind: 'completed', result: { usage: { outputTokens: 25 } } });
+      const outcome = await run(ctx, streamed({ max_tokens: 40 }), m);
+      expect(outcome).toMatchObject({ kind: 'completed', result: { usage: { outputTokens: 40 } } });
       expect((await relayed(ctx, m.id)).map((e) => e.kind)).toContain('end');
     } finally {
       sim.setPace({ streamTokenMs: null });
