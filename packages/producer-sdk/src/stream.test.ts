@@ -370,6 +370,14 @@ describe('producer.stream', () => {
     await expect.poll(() => refused.outcome).toBe('cancelled');
   });
 
+  it('stops a running job when its caller leaves the iteration early (a break), as an abort does', async () => {
+    const prefix = await fleetPrefix();
+    const refused = writeUntilRefused(prefix);
+    const stream = await producer(prefix).stream(job());
+    for await (const _ of stream) break;
+    await expect.poll(() => refused.outcome).toBe('cancelled');
+  });
+
   it("leaves a stream's job to run on when the caller's timeout passes, as result() does", async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);
