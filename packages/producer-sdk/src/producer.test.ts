@@ -1242,6 +1242,15 @@ describe('Producer', () => {
     await later.close();
   });
 
+  it('refuses run() with a signal already aborted before it enqueues: nothing is written, nothing can run', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    await p.run(job(), { timeoutMs: 200 }).catch(() => undefined);
+    const before = (await keysUnder(prefix)).sort();
+    await expect(p.run(job(), { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    expect((await keysUnder(prefix)).sort()).toEqual(before);
+  });
+
   it('refuses every call after close() with CLOSED', async () => {
     const prefix = await fleetPrefix();
     const p = new Producer({ redis: redis.url, prefix });

@@ -115,7 +115,7 @@ export interface ResultOptions {
    * Aborting stops the wait (the result rejects with the signal's reason) and withdraws the job
    * for this caller if it has not started: removed, or, when other callers share it, this
    * caller's share given back. A job already running is left to finish (a plain call sent cannot
-   * be taken back).
+   * be taken back). `run()` with a signal already aborted throws its reason before enqueueing.
    */
   signal?: AbortSignal;
 }
@@ -416,6 +416,9 @@ export class Producer {
   async run(input: LlmJobInput, opts: ResultOptions = {}): Promise<LlmResult> {
     // Before enqueueing: refused after it, the job would run while its caller saw an error.
     if (opts.timeoutMs !== undefined) checkTimeoutMs(opts.timeoutMs, 'run()');
+    // An aborted signal, as stream()'s: enqueued and then withdrawn, a worker could take the job
+    // in between and call the provider for nobody (a probe: 1 call for 10 such runs).
+    opts.signal?.throwIfAborted();
     return (await this.enqueue(input)).result(opts);
   }
 
