@@ -1278,6 +1278,29 @@ describe('Producer', () => {
     }
   });
 
+  it('rejects CLOSED, not REDIS_UNAVAILABLE nor an ioredis error, every call in flight when its producer closes', async () => {
+    const prefix = await fleetPrefix();
+    const calls = (p: Producer) => [
+      p.enqueue(job()),
+      p.run(job(), { timeoutMs: 60_000 }),
+      p.stream(job()).then(async (s) => {
+        for await (const _ of s) void _;
+      }),
+      p.getJob('high.x'),
+      p.cancel('high.x'),
+    ];
+    // Closed before its connection is ready, and closed once connected with the calls' enqueues out.
+    const cold = new Producer({ redis: redis.url, prefix });
+    const coldCalls = calls(cold);
+    await cold.close();
+    for (const err of await Promise.all(coldCalls.map((c) => c.then(() => undefined, (e: unknown) => e)))) expect(err).toBeInstanceOf(ClosedError);
+    const warm = new Producer({ redis: redis.url, prefix });
+    await warm.getJob('high.x');
+    const [, run, stream] = calls(warm);
+    await warm.close();
+    for (const err of await Promise.all([run, stream].map((c) => c!.then(() => undefined, (e: unknown) => e)))) expect(err).toBeInstanceOf(ClosedError);
+  });
+
   it('fails fast with REDIS_UNAVAILABLE when Redis is down', async () => {
     const port = await freePort();
     const p = new Producer({ redis: `redis://127.0.0.1:${port}`, connectTimeoutMs: 1_000 });
