@@ -4,6 +4,7 @@
  * own relay script.
  */
 import { randomUUID } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import type { Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -392,6 +393,19 @@ describe('producer.stream', () => {
     })().then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(ClosedError);
     expect(seen).toBeLessThan(600);
+  });
+
+  it('lets go of the signal once the job ended: one signal given to many streams holds none of them', async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('hi') }, { kind: 'end' }]] }));
+    const server = new AbortController();
+    const p = producer(prefix);
+    for (let i = 0; i < 3; i++) {
+      const stream = await p.stream(job({ request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: `Hello ${i}` }] } } as Partial<LlmJobInput>), { signal: server.signal });
+      for await (const _ of stream) void _;
+      await stream.result();
+    }
+    expect(getEventListeners(server.signal, 'abort')).toHaveLength(0);
   });
 
   it("leaves a stream's job to run on when the caller's timeout passes, as result() does", async () => {

@@ -95,26 +95,25 @@ export class JobEventStream implements JobStream {
     this.id = parts.id;
     this.lane = parts.lane;
     this.existing = parts.existing;
+    const onAbort = () => this.#abandon();
     // However the job ends, the stream holds all it will: stop waiting on it and read the rest.
-    parts.result.then(
-      () => {
-        this.#ended = true;
-        parts.sub.close();
-      },
-      (err: unknown) => {
-        this.#ended = true;
-        this.#settledError = err;
-        // Not started in time: nothing was streamed for this caller, and what a job shared with
-        // others streams after this caller left is theirs.
-        if (err instanceof JobFailedError && err.failureCode === FailureCode.DEADLINE_EXCEEDED) this.#out = true;
-        parts.sub.close();
-      },
-    );
-    if (parts.signal) {
-      const onAbort = () => this.#abandon();
-      if (parts.signal.aborted) onAbort();
-      else parts.signal.addEventListener('abort', onAbort, { once: true });
-    }
+    // Nothing is left for an abort to stop either (a wait that timed out left its job running: an
+    // abort still stops that one), so its listener goes: a signal that outlives its streams (a
+    // server's, given to every stream) kept each of them, and Node warned of a leak past ten.
+    const ended = (err?: unknown) => {
+      this.#ended = true;
+      if (!(err instanceof TimeoutError)) parts.signal?.removeEventListener('abort', onAbort);
+      parts.sub.close();
+    };
+    parts.result.then(() => ended(), (err: unknown) => {
+      this.#settledError = err;
+      // Not started in time: nothing was streamed for this caller, and what a job shared with
+      // others streams after this caller left is theirs.
+      if (err instanceof JobFailedError && err.failureCode === FailureCode.DEADLINE_EXCEEDED) this.#out = true;
+      ended(err);
+    });
+    if (parts.signal?.aborted) onAbort();
+    else parts.signal?.addEventListener('abort', onAbort, { once: true });
   }
 
   result(): Promise<LlmResult> {
