@@ -87,6 +87,7 @@ export class JobEventStream implements JobStream {
   #settledError: unknown;
   /** Its job ended (or the caller's wait for it did): nothing left to stop. */
   #ended = false;
+  #abandoned = false;
   /** Out of the job before it streamed anything: there is nothing to read. */
   #out = false;
 
@@ -126,6 +127,9 @@ export class JobEventStream implements JobStream {
 
   /** The caller is gone (its signal aborted, or it left the iteration early): stop the job for it and stop reading. */
   #abandon(): void {
+    // Once: a loop left after its signal aborted (the gateway's, for a slow client) is one leave.
+    if (this.#abandoned) return;
+    this.#abandoned = true;
     void this.#p.cancel().catch(() => {});
     this.#p.sub.close();
   }
