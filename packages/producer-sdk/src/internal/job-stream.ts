@@ -34,7 +34,11 @@ export interface StreamStart {
   providerRequestId?: string;
 }
 
-/** A streamed job: iterate it for the provider's events, then read its result. */
+/**
+ * A streamed job: iterate it for the provider's events, then read its result. Leaving the loop
+ * before the answer's end (`break`, `return`, a throw) cancels the job for this caller, as an
+ * abort of its signal does.
+ */
 export interface JobStream extends AsyncIterable<unknown> {
   readonly id: string;
   readonly lane: Lane;
