@@ -5,7 +5,8 @@
  * - a rate-limit 429 without `retry-after` waits for the reset headers, and only what the
  *   provider calls a spend cap or a billing error fails SPEND_CAP;
  * - a setting that must 429 is refused when the worker starts;
- * - `maxWaitMs` is a deadline in every lane, and `result()` can cancel the job it gave up on.
+ * - `maxWaitMs` is a deadline in every lane, and `result()` can cancel the job it gave up on;
+ * - a `stream()` caller that leaves its loop early stops the provider's stream.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -259,5 +260,26 @@ describe('cache-aware reservations', () => {
     for (const r of later) expect(r.usage.cacheReadInputTokens).toBe(first.usage.cacheCreationInputTokens);
     expect(sim.stats().models[SONNET]?.refused429).toBe(0);
     expect(sim.stats().models[SONNET]?.admitted).toBe(4);
+  });
+});
+
+describe('producer streams', () => {
+  it("stops the provider's stream when its caller leaves the loop early: the provider charged only what it sent", async () => {
+    const { producer } = await fleet();
+    // 300 tokens 50 ms apart: 15 s to the end, where the break comes after the first few.
+    sim.setPace({ streamTokenMs: 50 });
+    try {
+      const stream = await producer.stream(job(SONNET, { request: { model: SONNET, max_tokens: 300, messages: [{ role: 'user', content: `hello ${randomUUID()}` }] } } as Partial<LlmJobInput>));
+      let events = 0;
+      for await (const _ of stream) if (++events === 5) break;
+      const err = await failureOf(stream.result());
+      expect(err).toBeInstanceOf(JobFailedError);
+      expect((err as JobFailedError).failureCode).toBe('CANCELLED');
+      await expect.poll(() => sim.stats().models[SONNET]?.clientClosed, { timeout: 10_000 }).toBe(1);
+      const call = sim.stats().admissions.at(-1);
+      expect(call).toMatchObject({ streamed: true, clientClosed: true, output: call?.outputSent });
+    } finally {
+      sim.setPace({ streamTokenMs: null });
+    }
   });
 });

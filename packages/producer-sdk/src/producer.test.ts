@@ -1265,6 +1265,15 @@ describe('Producer', () => {
     await later.close();
   });
 
+  it('refuses run() with a signal already aborted before it enqueues: nothing is written, nothing can run', async () => {
+    const prefix = await fleetPrefix();
+    const p = producer(prefix);
+    await p.run(job(), { timeoutMs: 200 }).catch(() => undefined);
+    const before = (await keysUnder(prefix)).sort();
+    await expect(p.run(job(), { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    expect((await keysUnder(prefix)).sort()).toEqual(before);
+  });
+
   it('refuses every call after close() with CLOSED', async () => {
     const prefix = await fleetPrefix();
     const p = new Producer({ redis: redis.url, prefix });
@@ -1290,6 +1299,29 @@ describe('Producer', () => {
       expect(err).toBeInstanceOf(ClosedError);
       expect(err).toMatchObject({ code: 'CLOSED', message: expect.stringContaining(handle.id) });
     }
+  });
+
+  it('rejects CLOSED, not REDIS_UNAVAILABLE nor an ioredis error, every call in flight when its producer closes', async () => {
+    const prefix = await fleetPrefix();
+    const calls = (p: Producer) => [
+      p.enqueue(job()),
+      p.run(job(), { timeoutMs: 60_000 }),
+      p.stream(job()).then(async (s) => {
+        for await (const _ of s) void _;
+      }),
+      p.getJob('high.x'),
+      p.cancel('high.x'),
+    ];
+    // Closed before its connection is ready, and closed once connected with the calls' enqueues out.
+    const cold = new Producer({ redis: redis.url, prefix });
+    const coldCalls = calls(cold);
+    await cold.close();
+    for (const err of await Promise.all(coldCalls.map((c) => c.then(() => undefined, (e: unknown) => e)))) expect(err).toBeInstanceOf(ClosedError);
+    const warm = new Producer({ redis: redis.url, prefix });
+    await warm.getJob('high.x');
+    const [, run, stream] = calls(warm);
+    await warm.close();
+    for (const err of await Promise.all([run, stream].map((c) => c!.then(() => undefined, (e: unknown) => e)))) expect(err).toBeInstanceOf(ClosedError);
   });
 
   it('fails fast with REDIS_UNAVAILABLE when Redis is down', async () => {

@@ -115,7 +115,7 @@ export interface ResultOptions {
    * Aborting stops the wait (the result rejects with the signal's reason) and withdraws the job
    * for this caller if it has not started: removed, or, when other callers share it, this
    * caller's share given back. A job already running is left to finish (a plain call sent cannot
-   * be taken back).
+   * be taken back). `run()` with a signal already aborted throws its reason before enqueueing.
    */
   signal?: AbortSignal;
 }
@@ -315,7 +315,7 @@ export class Producer {
     try {
       await this.ready();
     } catch (err) {
-      throw asRedisError(err);
+      throw this.redisError(err);
     }
     // A job in an interactive lane asks its worker to send its result here; a BATCH job is
     // settled by the batcher, and its waiter reads the lane's events.
@@ -419,6 +419,9 @@ export class Producer {
   async run(input: LlmJobInput, opts: ResultOptions = {}): Promise<LlmResult> {
     // Before enqueueing: refused after it, the job would run while its caller saw an error.
     if (opts.timeoutMs !== undefined) checkTimeoutMs(opts.timeoutMs, 'run()');
+    // An aborted signal, as stream()'s: enqueued and then withdrawn, a worker could take the job
+    // in between and call the provider for nobody (a probe: 1 call for 10 such runs).
+    opts.signal?.throwIfAborted();
     return (await this.enqueue(input)).result(opts);
   }
 
@@ -438,6 +441,9 @@ export class Producer {
     if (opts.timeoutMs !== undefined) checkTimeoutMs(opts.timeoutMs, 'stream()');
     const streamed = { ...input, request: { ...input.request, stream: true } } as LlmJobInput;
     const handle = await this.enqueueFor(streamed);
+    // Closed while the enqueue was out: its job runs on, as a waiting result()'s does, and no
+    // reader is opened for it (one opened now was never closed, and held the process open).
+    this.assertOpen();
     const sub = this.events.subscribe(handle.lane, handle.id);
     const shared = handle.existing || input.coalesce === true || input.idempotencyKey !== undefined;
     return new JobEventStream({
@@ -478,7 +484,7 @@ export class Producer {
       await this.ready();
       return await this.answered(this.readJob(lane, id), `the read of ${id}`);
     } catch (err) {
-      throw asRedisError(err);
+      throw this.redisError(err);
     }
   }
 
@@ -529,7 +535,7 @@ export class Producer {
       await this.ready();
       return await this.answered(this.stop(id, opts), `the cancel of ${id}`);
     } catch (err) {
-      throw asRedisError(err);
+      throw this.redisError(err);
     }
   }
 
@@ -665,6 +671,15 @@ export class Producer {
       this.pendingReady = undefined;
     });
     return this.pendingReady;
+  }
+
+  /**
+   * What a call that failed on Redis throws: CLOSED when this producer was closed while it was out
+   * (its connections closed under it; Redis was not the one to blame, where it read
+   * REDIS_UNAVAILABLE, "the connection was closed before Redis answered").
+   */
+  private redisError(err: unknown): unknown {
+    return this.closed ? new ClosedError('this Producer') : asRedisError(err);
   }
 
   private assertOpen(): void {

@@ -4,13 +4,14 @@
  * own relay script.
  */
 import { randomUUID } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import type { Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FailureCode, jobEventsKey, jobFailure, parseConfig, publishFleetSettings, relayEvents, type JobEvent, type LlmResult } from '@headroom/queue';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { standInWorker, waitUntil } from './fleet-stand-in.test-support.js';
-import { JobFailedError, Producer, type LlmJobInput } from './index.js';
+import { ClosedError, JobFailedError, Producer, type LlmJobInput } from './index.js';
 
 let redis: EmbeddedRedis;
 let admin: Redis;
@@ -368,6 +369,43 @@ describe('producer.stream', () => {
     await stream.started();
     abort.abort();
     await expect.poll(() => refused.outcome).toBe('cancelled');
+  });
+
+  it('stops a running job when its caller leaves the iteration early (a break), as an abort does', async () => {
+    const prefix = await fleetPrefix();
+    const refused = writeUntilRefused(prefix);
+    const stream = await producer(prefix).stream(job());
+    for await (const _ of stream) break;
+    await expect.poll(() => refused.outcome).toBe('cancelled');
+  });
+
+  it("throws CLOSED from an iteration still reading a finished answer when its producer closes, not the closed connection's own error", async () => {
+    const prefix = await fleetPrefix();
+    // Longer than one read's page: the rest is read after the job ended, a page at a time.
+    const events: JobEvent[] = [start, ...Array.from({ length: 600 }, (_, i): JobEvent => ({ kind: 'event', data: delta(String(i)) })), { kind: 'end' }];
+    fleet(prefix, async () => ({ events: [events] }));
+    const p = new Producer({ redis: redis.url, prefix });
+    const stream = await p.stream(job());
+    await stream.result();
+    let seen = 0;
+    const err = await (async () => {
+      for await (const _ of stream) if (++seen === 1) await p.close();
+    })().then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ClosedError);
+    expect(seen).toBeLessThan(600);
+  });
+
+  it('lets go of the signal once the job ended: one signal given to many streams holds none of them', async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async () => ({ events: [[start, { kind: 'event', data: delta('hi') }, { kind: 'end' }]] }));
+    const server = new AbortController();
+    const p = producer(prefix);
+    for (let i = 0; i < 3; i++) {
+      const stream = await p.stream(job({ request: { model: 'claude-sonnet-4-6', max_tokens: 32, messages: [{ role: 'user', content: `Hello ${i}` }] } } as Partial<LlmJobInput>), { signal: server.signal });
+      for await (const _ of stream) void _;
+      await stream.result();
+    }
+    expect(getEventListeners(server.signal, 'abort')).toHaveLength(0);
   });
 
   it("leaves a stream's job to run on when the caller's timeout passes, as result() does", async () => {

@@ -18,7 +18,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { decodeJobEvent, duplicateFor, laneKeys, type JobEvent, type Lane } from '@headroom/queue';
+import { ClosedError, decodeJobEvent, duplicateFor, laneKeys, type JobEvent, type Lane } from '@headroom/queue';
 
 /** Entries taken per stream per read: what one stream may hold in this process. */
 const READ_COUNT = 256;
@@ -101,6 +101,9 @@ class LaneReader {
       },
       drain: async () => {
         if (sub.buffer.length > 0) return sub.buffer.splice(0);
+        // Its producer closed under a reader still taking the rest: its connection is gone, and
+        // the read threw ioredis's own error ("Connection is closed.") where CLOSED is owed.
+        if (this.#closed) throw new ClosedError('this Producer');
         const entries = await this.command.xrange(key, `(${sub.lastId}`, '+', 'COUNT', READ_COUNT);
         const out: JobEvent[] = [];
         for (const [id, fields] of entries) {

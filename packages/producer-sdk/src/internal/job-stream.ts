@@ -34,7 +34,11 @@ export interface StreamStart {
   providerRequestId?: string;
 }
 
-/** A streamed job: iterate it for the provider's events, then read its result. */
+/**
+ * A streamed job: iterate it for the provider's events, then read its result. Leaving the loop
+ * before the answer's end (`break`, `return`, a throw) cancels the job for this caller, as an
+ * abort of its signal does.
+ */
 export interface JobStream extends AsyncIterable<unknown> {
   readonly id: string;
   readonly lane: Lane;
@@ -85,6 +89,9 @@ export class JobEventStream implements JobStream {
   #events = 0;
   #iterating = false;
   #settledError: unknown;
+  /** Its job ended (or the caller's wait for it did): nothing left to stop. */
+  #ended = false;
+  #abandoned = false;
   /** Out of the job before it streamed anything: there is nothing to read. */
   #out = false;
 
@@ -93,25 +100,25 @@ export class JobEventStream implements JobStream {
     this.id = parts.id;
     this.lane = parts.lane;
     this.existing = parts.existing;
+    const onAbort = () => this.#abandon();
     // However the job ends, the stream holds all it will: stop waiting on it and read the rest.
-    parts.result.then(
-      () => parts.sub.close(),
-      (err: unknown) => {
-        this.#settledError = err;
-        // Not started in time: nothing was streamed for this caller, and what a job shared with
-        // others streams after this caller left is theirs.
-        if (err instanceof JobFailedError && err.failureCode === FailureCode.DEADLINE_EXCEEDED) this.#out = true;
-        parts.sub.close();
-      },
-    );
-    if (parts.signal) {
-      const onAbort = () => {
-        void parts.cancel().catch(() => {});
-        parts.sub.close();
-      };
-      if (parts.signal.aborted) onAbort();
-      else parts.signal.addEventListener('abort', onAbort, { once: true });
-    }
+    // Nothing is left for an abort to stop either (a wait that timed out left its job running: an
+    // abort still stops that one), so its listener goes: a signal that outlives its streams (a
+    // server's, given to every stream) kept each of them, and Node warned of a leak past ten.
+    const ended = (err?: unknown) => {
+      this.#ended = true;
+      if (!(err instanceof TimeoutError)) parts.signal?.removeEventListener('abort', onAbort);
+      parts.sub.close();
+    };
+    parts.result.then(() => ended(), (err: unknown) => {
+      this.#settledError = err;
+      // Not started in time: nothing was streamed for this caller, and what a job shared with
+      // others streams after this caller left is theirs.
+      if (err instanceof JobFailedError && err.failureCode === FailureCode.DEADLINE_EXCEEDED) this.#out = true;
+      ended(err);
+    });
+    if (parts.signal?.aborted) onAbort();
+    else parts.signal?.addEventListener('abort', onAbort, { once: true });
   }
 
   result(): Promise<LlmResult> {
@@ -120,6 +127,15 @@ export class JobEventStream implements JobStream {
 
   cancel(): Promise<void> {
     return this.#p.cancel();
+  }
+
+  /** The caller is gone (its signal aborted, or it left the iteration early): stop the job for it and stop reading. */
+  #abandon(): void {
+    // Once: a loop left after its signal aborted (the gateway's, for a slow client) is one leave.
+    if (this.#abandoned) return;
+    this.#abandoned = true;
+    void this.#p.cancel().catch(() => {});
+    this.#p.sub.close();
   }
 
   started(): Promise<StreamStart> {
@@ -151,48 +167,59 @@ export class JobEventStream implements JobStream {
     this.#iterating = true;
     this.#p.signal?.throwIfAborted();
     await this.started();
-    for (;;) {
-      this.#p.signal?.throwIfAborted();
-      const entry = await this.#next();
-      this.#p.signal?.throwIfAborted();
-      if (entry === undefined) {
-        // The stream ended without its end: the job failed part-way (or the wait timed out).
-        await this.#p.result.then(
-          () => undefined,
-          () => undefined,
-        );
-        const err = this.#settledError;
-        if (err instanceof JobFailedError) {
-          yield errorEventOf(this.#p.api, err.failure, this.#events);
-          throw err;
+    // Suspended at an event's yield when the generator closes: the caller left the loop (a
+    // `break`, a `return`, a throw in its body) before the answer's end. Left running, its job
+    // streamed on to the end with no reader, every token charged (a probe: a caller that broke
+    // out after 5 of 300 tokens paid for all 300), where an abort stops the call.
+    let reading = false;
+    try {
+      for (;;) {
+        this.#p.signal?.throwIfAborted();
+        const entry = await this.#next();
+        this.#p.signal?.throwIfAborted();
+        if (entry === undefined) {
+          // The stream ended without its end: the job failed part-way (or the wait timed out).
+          await this.#p.result.then(
+            () => undefined,
+            () => undefined,
+          );
+          const err = this.#settledError;
+          if (err instanceof JobFailedError) {
+            yield errorEventOf(this.#p.api, err.failure, this.#events);
+            throw err;
+          }
+          if (err !== undefined) throw err;
+          // It completed, and its end was written before it did: the rest of its events are gone.
+          // They expire RELAY_TTL_MS after the worker's last write, and this reader came back later
+          // (or Redis lost them). Ending here handed the caller a cut-short answer as if whole.
+          throw new TimeoutError(
+            `reading the events of job ${this.id} (gone before the rest was read: they are kept ${RELAY_TTL_MS / 60_000} min after the worker's last write, and the job completed: result() holds its whole answer)`,
+            RELAY_TTL_MS,
+          );
         }
-        if (err !== undefined) throw err;
-        // It completed, and its end was written before it did: the rest of its events are gone.
-        // They expire RELAY_TTL_MS after the worker's last write, and this reader came back later
-        // (or Redis lost them). Ending here handed the caller a cut-short answer as if whole.
-        throw new TimeoutError(
-          `reading the events of job ${this.id} (gone before the rest was read: they are kept ${RELAY_TTL_MS / 60_000} min after the worker's last write, and the job completed: result() holds its whole answer)`,
-          RELAY_TTL_MS,
-        );
+        if (entry.kind === 'event') {
+          this.#events += 1;
+          reading = true;
+          yield entry.data;
+          reading = false;
+        } else if (entry.kind === 'error') {
+          // Empty when the provider's own event already said it (a Responses stream's response.failed).
+          if (entry.data !== '') yield entry.data;
+          throw new JobFailedError(this.id, entry.failure);
+        } else if (entry.kind === 'end') {
+          this.#deleteOnceEnded();
+          return;
+        } else {
+          // A second `start` (the first was `started()`'s): the stream was lost (Redis lost its
+          // data) and an attempt's first write made it anew, past this reader's position. What
+          // follows is another answer, or this one's rest after a gap: never read on as if whole.
+          const failure = jobFailure(FailureCode.STREAM_FAILED, `the relay's stream of job ${this.id} was lost after ${this.#events} events (Redis lost its data) and began anew: the rest of the answer cannot follow them`);
+          yield errorEventOf(this.#p.api, failure, this.#events);
+          throw new JobFailedError(this.id, failure);
+        }
       }
-      if (entry.kind === 'event') {
-        this.#events += 1;
-        yield entry.data;
-      } else if (entry.kind === 'error') {
-        // Empty when the provider's own event already said it (a Responses stream's response.failed).
-        if (entry.data !== '') yield entry.data;
-        throw new JobFailedError(this.id, entry.failure);
-      } else if (entry.kind === 'end') {
-        this.#deleteOnceEnded();
-        return;
-      } else {
-        // A second `start` (the first was `started()`'s): the stream was lost (Redis lost its
-        // data) and an attempt's first write made it anew, past this reader's position. What
-        // follows is another answer, or this one's rest after a gap: never read on as if whole.
-        const failure = jobFailure(FailureCode.STREAM_FAILED, `the relay's stream of job ${this.id} was lost after ${this.#events} events (Redis lost its data) and began anew: the rest of the answer cannot follow them`);
-        yield errorEventOf(this.#p.api, failure, this.#events);
-        throw new JobFailedError(this.id, failure);
-      }
+    } finally {
+      if (reading && !this.#ended) this.#abandon();
     }
   }
 
