@@ -7,6 +7,7 @@
  */
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { Producer } from '@headroom/producer-sdk';
 import { freePort, startEmbeddedRedis } from '@headroom/testing';
 import { startDemo } from '../support/demo.js';
 import { scanKeys } from '../support/probes.js';
@@ -43,6 +44,21 @@ describe('pnpm demo', () => {
       throw new Error(`the demo never got going:\n${demo.output().slice(-3000)}`, { cause: err });
     }
     const redisUrl = /started a private redis-server at (redis:\/\/\S+)/.exec(demo.output())![1]!;
+    // The README's producer quickstart against the running fleet, with what the demo prints for it.
+    try {
+      const printed = /producer {3}new Producer\(\{ redis: '(\S+)', prefix: '(demo-[0-9a-f]{6})' \}\)/.exec(demo.output());
+      expect(printed?.[1], demo.output().slice(0, 3000)).toBe(redisUrl);
+      const producer = new Producer({ redis: printed![1]!, prefix: printed![2]! });
+      try {
+        const result = await producer.run({ priority: 'HIGH', provider: 'anthropic', request: { model: 'claude-sonnet-4-6', max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }] } }, { timeoutMs: 60_000 });
+        expect(result.usage.outputTokens).toBeGreaterThan(0);
+      } finally {
+        await producer.close();
+      }
+    } catch (err) {
+      process.kill(-demo.child.pid!, 'SIGKILL');
+      throw err;
+    }
     process.kill(-demo.child.pid!, 'SIGINT');
     const code = await demo.exited;
     const out = demo.output();

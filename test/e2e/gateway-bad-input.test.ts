@@ -293,7 +293,7 @@ describe('bad input through headroom gateway', () => {
     expect(code).toBe(codeOf(c));
     // A request that was slow to come may come in time on a retry (docs/gateway.md: the SDKs retry
     // a 408, and what x-should-retry: true says); the others would fail the same way again, and say
-    // so (docs/gateway.md#errors).
+    // so (docs/gateway.md#errors-and-what-the-sdks-do-with-them).
     if (c.retried ?? status === 408) expect(shouldRetry).not.toBe('false');
     else expect(shouldRetry).toBe('false');
     const parsed = JSON.parse(body) as Record<string, unknown>;

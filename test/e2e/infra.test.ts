@@ -7,7 +7,7 @@
  * and the Dockerfile's pnpm commands name real packages and scripts of this workspace.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, posix, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { INTERACTIVE_LANES, laneKeys, loadConfig, parseConfig, type HeadroomConfig } from '@headroom/queue';
@@ -336,6 +336,28 @@ describe('infra/Dockerfile', () => {
     }
     const ignored = readFileSync(join(INFRA, 'Dockerfile.dockerignore'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
     for (const src of copiedBefore) expect(ignored).not.toContain(src.split('/')[0]);
+  });
+
+  it("runs infra/README.md's `docker run` on the config it mounts, though its command names no --config", () => {
+    // `docker run ... headroom:latest worker` replaces the image's CMD, and with it the CMD's
+    // --config: the CLI then reads its default file from the working directory, which was /app
+    // (the code; exit 2, "cannot read ... /app/headroom.config.yaml").
+    const runtime = instructions().slice(instructions().findLastIndex((i) => i.op === 'FROM'));
+    const workdir = runtime.filter((i) => i.op === 'WORKDIR').at(-1)?.args ?? '/';
+    const defaultConfig = /--config (\S+)/.exec(usage.commands.get('worker')!)?.[1];
+    expect(defaultConfig).toBeDefined();
+    const readme = readFileSync(join(INFRA, 'README.md'), 'utf8').replace(/\\\n\s*/g, ' ');
+    const runs = [...readme.matchAll(/^docker run (.*)$/gm)].map((m) => m[1]!);
+    expect(runs.length).toBeGreaterThan(0);
+    for (const run of runs) {
+      const mounts = [...run.matchAll(/-v "?[^:\s]+:([^:\s"]+)/g)].map((m) => m[1]!);
+      const args = run.split(/\s+/).slice(run.split(/\s+/).findIndex((w) => w.startsWith('headroom:')) + 1);
+      if (args.length === 0) continue; // the image's CMD, checked above
+      expectHeadroomCommand(args, `infra/README.md: docker run ... ${args.join(' ')}`);
+      const at = args.indexOf('--config');
+      const config = at >= 0 ? args[at + 1]! : posix.resolve(workdir, defaultConfig!);
+      expect(mounts, `infra/README.md: docker run ... ${args.join(' ')} reads ${config}`).toContain(config);
+    }
   });
 
   it("runs pnpm commands on real workspace packages and scripts, and links the deployed package's bins", () => {

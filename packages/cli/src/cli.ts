@@ -51,7 +51,7 @@ commands:
               --config headroom.config.yaml [--redis URL] [--watch]
               [--check: no table; exit 1, one reason a line on stderr, unless the fleet takes work:
               a live worker, no lane held back or full, no alert firing (not with --watch)]
-  demo        a whole fleet on this machine (private Redis, simulator, 3 workers, dashboard)
+  demo        a whole fleet on this machine (private Redis, simulator, 3 workers, dashboard, gateway)
               [--duration SECONDS] [--workers N] [--check: exit 1 unless every lane completed jobs with zero 429s and,
               on the simulator, every call through the gateway was answered]
 `;

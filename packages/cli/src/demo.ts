@@ -135,6 +135,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     say(`gateway    ${gateway.url}  (key ${gatewayKey}): an official SDK's baseURL (OpenAI's with /v1), e.g.`);
     say(`           curl ${gateway.url}/v1/messages -H 'x-api-key: ${gatewayKey}' -H 'anthropic-version: 2023-06-01' \\`);
     say(`             -H 'content-type: application/json' -H 'headroom-priority: critical' -d '${JSON.stringify(GATEWAY_CALL)}'`);
+    // The README's producer quickstart against this fleet: its keys are not under the default 'hr'.
+    say(`producer   new Producer({ redis: '${maskUrlPasswords(redisUrl)}', prefix: '${prefix}' })  (@headroom/producer-sdk, the README's quickstart)`);
     say('');
 
     const producer = new Producer({ redis: redisUrl, prefix });

@@ -5,7 +5,7 @@
  * Redis and the cause, before it listens. And its stop never waits on a Redis that stalls.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { createLogger, createRedis, ErrorCode, fleetKeys, parseConfig, RedisRefusedError, within } from '@headroom/queue';
+import { createLogger, createRedis, ErrorCode, fleetKeys, type HeadroomError, parseConfig, RedisRefusedError, within } from '@headroom/queue';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { startGateway } from './gateway-server.js';
 
@@ -23,6 +23,18 @@ const config = parseConfig({
 const start = (redisUrl: string) => startGateway({ config, redisUrl, env: { GSTART_KEY: KEY }, logger: createLogger({ level: 'silent' }) });
 
 describe('startGateway', () => {
+  it('refuses a malformed Redis URL in the words the worker and the dashboard use, not echoing it', async () => {
+    // It was the Producer's option check: "invalid config (Producer options): redis: ...", naming
+    // an option the operator of `headroom gateway --redis` never wrote.
+    const refused = await start('redis://:hunter2-pw@127.0.0.1:notaport').then(
+      () => undefined,
+      (err: unknown) => err as HeadroomError,
+    );
+    expect(refused?.code).toBe(ErrorCode.CONFIG_INVALID);
+    expect(refused?.message).toMatch(/^invalid Redis URL: /);
+    expect(refused?.message).not.toContain('hunter2-pw');
+  });
+
   it('starts while Redis is down and answers that Redis is away', async () => {
     const gateway = await start(`redis://127.0.0.1:${await freePort()}`);
     try {

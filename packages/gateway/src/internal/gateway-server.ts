@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { Producer } from '@headroom/producer-sdk';
-import { createLogger, createRedis, untilReady, listen, reportOutages, RedisUnavailableError, Heartbeat, type HeadroomConfig, type Logger, within } from '@headroom/queue';
+import { createLogger, createRedis, parseRedisUrl, untilReady, listen, reportOutages, RedisUnavailableError, Heartbeat, type HeadroomConfig, type Logger, within } from '@headroom/queue';
 import { serveMetrics, type MetricsServer } from '@headroom/queue/metrics-server';
 import { ClientKeys } from './client-keys.js';
 import { GatewayMetrics } from './gateway-metrics.js';
@@ -63,6 +63,9 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const { config } = opts;
   // Keys first: a gateway missing one must say so before it touches Redis.
   const keys = ClientKeys.fromConfig(config, opts.env ?? process.env);
+  // Then the URL, read as a worker's and a dashboard's is: the Producer's own check below would
+  // word a bad `--redis` as one of its options ("invalid config (Producer options)").
+  parseRedisUrl(opts.redisUrl);
   const logger = opts.logger ?? createLogger({ name: 'gateway' });
   const producer = new Producer({ redis: opts.redisUrl, prefix: config.redis.prefix, maxJobBytes: config.limits.maxJobBytes });
   const metrics: GatewayMetrics = new GatewayMetrics({ defaultMetrics: config.gateway.metricsPort !== undefined, inFlight: (): number => handler.inFlight });
