@@ -2,10 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addToLane, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger, type Logger } from '@headroom/queue';
+import { addToLane, failureOf, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger, type Logger } from '@headroom/queue';
 import { type Simulator, startSimulator } from '@headroom/simulator';
 import { WorkerMetrics } from '../metrics.js';
 import { AnthropicBatchApi } from './anthropic-batch-api.js';
+import { customIdOf } from './custom-id.js';
+import { MAX_BATCH_REQUEUES } from './job-settler.js';
 import { Batcher } from './batcher.js';
 import { redisForFile } from '@headroom/testing/vitest';
 
@@ -137,6 +139,31 @@ describe('Batcher', () => {
       await slow.close();
     }
   }, 90_000);
+
+  it('settles every job of a batch whose results file has a line cut short: the others complete, its job goes back to the lane', async () => {
+    const garbling = await startSimulator({ latencyMs: 0, batchCompletionMs: 200 });
+    try {
+      const { keys, queue, batcher, add } = await fleet(300, { sim: garbling });
+      const jobs = await add(10);
+      // Its line comes back cut short from every batch it is sent in.
+      const garbled = jobs[4]!;
+      garbling.injectBatchFaults({ garbled: [customIdOf('anthropic', garbled)] });
+      const a = batcher('a');
+      await a.start();
+      await until(async () => (await queue.getCompletedCount()) === 9 && (await queue.getFailedCount()) === 1, 30_000);
+      // Each batch said nothing readable about it: back to the lane each time, until BATCH_LOST.
+      const lost = await queue.getJob(garbled);
+      expect(failureOf(lost!).code).toBe('BATCH_LOST');
+      expect(garbling.stats().batches.anthropic.created).toBe(1 + MAX_BATCH_REQUEUES);
+      expect(garbling.stats().batches.anthropic.requests).toBe(10 + MAX_BATCH_REQUEUES);
+      for (const id of jobs.filter((id) => id !== garbled)) expect((await queue.getJob(id))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+      await until(async () => (await db.redis.zcard(keys.batchClaims)) === 0);
+      await a.stop(1_000);
+      await queue.close();
+    } finally {
+      await garbling.close();
+    }
+  }, 60_000);
 
   it('gives back what admission counted for each job in the call that ends it, completed or failed', async () => {
     const { lane, queue, batcher, admit } = await fleet(200);
