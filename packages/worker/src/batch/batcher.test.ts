@@ -36,16 +36,17 @@ async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?
   await publishFleetSettings(db.redis, config);
   const k = laneKeys(prefix, 'batch');
   const queue = new Queue(k.queueName, { connection: db.redis, prefix: k.bullPrefix });
-  const batcher = (id: string) =>
+  const batcher = (id: string, as: { apiKey?: string; now?: () => number } = {}) =>
     new Batcher({
       config,
       redisUrl: db.url,
       redis: db.redis,
       workerId: id,
-      apis: { anthropic: new AnthropicBatchApi({ apiKey: 'sk-batcher-test', baseURL: provider.url, timeoutMs: 5_000 }) },
+      apis: { anthropic: new AnthropicBatchApi({ apiKey: as.apiKey ?? 'sk-batcher-test', baseURL: provider.url, timeoutMs: 5_000 }) },
       metrics: new WorkerMetrics({ defaultMetrics: false }),
       stats: new FleetStatsWriter(db.redis, prefix),
       logger: over.logger ?? createLogger({ level: 'silent' }),
+      ...(as.now ? { now: as.now } : {}),
     });
   const batchJob = (i: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant?: string): LlmJob =>
     ({
@@ -164,6 +165,50 @@ describe('Batcher', () => {
       await garbling.close();
     }
   }, 60_000);
+
+  it('sends the jobs of a batch it cannot read an hour past its 24 h window back to the lane, instead of parking them for good', async () => {
+    const lines: string[] = [];
+    let onLine = (_line: string) => {};
+    const logger = createLogger({
+      level: 'warn',
+      destination: new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(String(chunk));
+          onLine(String(chunk));
+          done();
+        },
+      }),
+    });
+    const slow = await startSimulator({ latencyMs: 0, batchCompletionMs: 10_000 });
+    try {
+      const { keys, queue, batcher, add } = await fleet(200, { sim: slow, logger });
+      const a = batcher('a');
+      await a.start();
+      const jobs = await add(5);
+      await until(async () => (await db.redis.hlen(keys.batches)) === 1);
+      await a.stop(1_000);
+      // The next leader reads with a key of another workspace (every read of the batch is a 404),
+      // 26 h after the submission by its clock, and 2 h later from its second failed read on (the
+      // failure is logged before it is counted: the first read's failure starts the clock at 26 h).
+      let offsetMs = 26 * 3600_000;
+      let failedReads = 0;
+      onLine = (line) => {
+        if (line.includes('batch step failed') && ++failedReads === 2) offsetMs = 28 * 3600_000;
+      };
+      const b = batcher('b', { apiKey: 'sk-other-workspace', now: () => Date.now() + offsetMs });
+      await b.start();
+      await until(async () => (await queue.getCompletedCount()) === 5, 60_000);
+      expect(lines.some((line) => line.includes('batch unreadable past its 24 h window'))).toBe(true);
+      // Sent again, in a batch of its own that the new key can read.
+      expect(slow.stats().batches.anthropic.created).toBe(2);
+      expect(await db.redis.hlen(keys.batches)).toBe(0);
+      for (const id of jobs) expect(await queue.getJob(id)).toMatchObject({ progress: { batchRequeues: 1 }, returnvalue: { model: MODEL, cost: { batch: true } } });
+      await b.stop(1_000);
+      await queue.close();
+    } finally {
+      await slow.close();
+    }
+  }, 90_000);
 
   it('gives back what admission counted for each job in the call that ends it, completed or failed', async () => {
     const { lane, queue, batcher, admit } = await fleet(200);

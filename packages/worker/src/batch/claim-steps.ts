@@ -29,6 +29,8 @@ export interface LiveClaim extends ClaimRecord {
   /** Local time our own submit call came back; unset when the intent may be another leader's. */
   sendEndedAt?: number;
   busy: boolean;
+  /** Local time since which every step of this claim has thrown (unset after one that did not). */
+  failingSince?: number;
 }
 
 export interface ClaimStepsDeps {
@@ -52,6 +54,15 @@ export interface ClaimStepsDeps {
 
 /** How long after a submit's end its batch may take to show in the provider's list. */
 const FIND_GRACE_MS = 5_000;
+/**
+ * Both providers end a batch within 24 h of its creation (its requests then expire), and keep its
+ * results readable for weeks after. A submitted batch that still cannot be read an hour past that,
+ * after an hour of nothing but failures, never will be (deleted, or under a key of another
+ * workspace or organization): its jobs go back to the lane, as a batch's silence about them sends
+ * them, instead of staying parked for good.
+ */
+export const BATCH_WINDOW_MS = 24 * 3600_000;
+export const UNREADABLE_GIVE_UP_MS = 3600_000;
 export const SETTLE_CONCURRENCY = 16;
 
 export class ClaimSteps {
@@ -244,10 +255,31 @@ export class ClaimSteps {
     await api.discard?.(claim.batchId!).catch((err: Error) => this.d.logger.warn({ batchId: claim.batchId, err: err.message }, 'could not delete the batch files'));
   }
 
-  async failClaim(claim: LiveClaim, failure: JobFailure): Promise<void> {
+  failClaim(claim: LiveClaim, failure: JobFailure): Promise<void> {
+    return this.endClaim(claim, { kind: 'failed', failure });
+  }
+
+  /**
+   * A step of this claim threw (the leader retries it). True when the claim was given up: a
+   * submitted batch that has not been readable for UNREADABLE_GIVE_UP_MS, that long past its
+   * provider's 24 h window. Its jobs that were not settled go back to the lane.
+   */
+  async stepFailed(claim: LiveClaim, err: Error): Promise<boolean> {
+    const now = this.d.now();
+    claim.failingSince ??= now;
+    if (claim.batchId === undefined || claim.submittedAt === undefined) return false;
+    if (now - claim.failingSince < UNREADABLE_GIVE_UP_MS || now - claim.submittedAt < BATCH_WINDOW_MS + UNREADABLE_GIVE_UP_MS) return false;
+    const why = `batch ${claim.batchId} could not be read for ${Math.round((now - claim.failingSince) / 60_000)} min, ${Math.round((now - claim.submittedAt) / 3600_000)} h after its submission (${err.message})`;
+    this.d.logger.error({ claim: claim.id, batchId: claim.batchId, model: claim.model, err: err.message }, 'batch unreadable past its 24 h window; its jobs go back to the lane');
+    this.d.metrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'unreadable' });
+    await this.endClaim(claim, { kind: 'requeue', why });
+    return true;
+  }
+
+  private async endClaim(claim: LiveClaim, fate: JobFate): Promise<void> {
     const ctx = this.d.settleContext();
     const view = { provider: claim.provider, model: claim.model, token: claim.token };
-    await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, (id) => settleJob(ctx, view, id, { kind: 'failed', failure }, undefined));
+    await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, (id) => settleJob(ctx, view, id, fate, undefined));
     await this.d.store.remove(claim);
     this.d.dropClaim(claim.id);
   }
