@@ -31,6 +31,7 @@ function totalOf(counts: Anthropic.Messages.MessageBatchRequestCounts): number {
 
 export class AnthropicBatchApi implements BatchApi {
   readonly provider = 'anthropic' as const;
+  readonly findsByCount = true;
   readonly #client: Anthropic;
   readonly #options: AdapterOptions;
 

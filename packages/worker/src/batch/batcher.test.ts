@@ -24,14 +24,14 @@ afterAll(async () => {
   await sim.close();
 });
 
-async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?: number; parkLockMs?: number; logger?: Logger } = {}) {
+async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?: number; parkLockMs?: number; maxRequests?: number; submitTimeoutMs?: number; logger?: Logger } = {}) {
   const prefix = `t${randomUUID().slice(0, 8)}`;
   const provider = over.sim ?? sim;
   const config = parseConfig({
     redis: { prefix },
     models: { [MODEL]: { provider: 'anthropic', pricing: { inputPerMTok: 1, outputPerMTok: 5 } }, [OPENAI_MODEL]: { provider: 'openai' } },
     dispatch: { lockMs: 5_000, stalledIntervalMs: 1_000 },
-    batch: { maxRequests: 100, maxWaitMs, pollIntervalMs: over.pollIntervalMs ?? 100, leaseMs: 1_000, parkLockMs: over.parkLockMs ?? 30_000, submitTimeoutMs: 5_000 },
+    batch: { maxRequests: over.maxRequests ?? 100, maxWaitMs, pollIntervalMs: over.pollIntervalMs ?? 100, leaseMs: 1_000, parkLockMs: over.parkLockMs ?? 30_000, submitTimeoutMs: over.submitTimeoutMs ?? 5_000 },
   });
   await publishFleetSettings(db.redis, config);
   const k = laneKeys(prefix, 'batch');
@@ -209,6 +209,30 @@ describe('Batcher', () => {
       await slow.close();
     }
   }, 90_000);
+
+  it('finds each unanswered Anthropic batch for its own claim when several of one count were sent: every job goes out once', async () => {
+    // Every create answer comes after the submission deadline: each claim must find its batch by
+    // creation time and request count, and four claims of 5 requests each share the count. Sent
+    // at once, claims took each other's batches, proved them not theirs at settlement and sent
+    // every job again (20 jobs, 50 requests billed in one run).
+    const held = await startSimulator({ latencyMs: 0, batchCompletionMs: 200 });
+    try {
+      held.injectBatchFaults({ holdCreateReplyMs: 3_000 });
+      const { queue, batcher, add } = await fleet(60_000, { sim: held, maxRequests: 5, submitTimeoutMs: 1_000 });
+      const jobs = await add(20);
+      const a = batcher('a');
+      await a.start();
+      await until(async () => (await queue.getCompletedCount()) + (await queue.getFailedCount()) === 20, 120_000);
+      expect(held.stats().batches.anthropic).toMatchObject({ created: 4, requests: 20 });
+      for (const id of jobs) expect((await queue.getJob(id))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+      // None went back to the lane: each claim's batch named its own jobs.
+      for (const id of jobs) expect(((await queue.getJob(id))?.progress as { batchRequeues?: number } | undefined)?.batchRequeues ?? 0).toBe(0);
+      await a.stop(1_000);
+      await queue.close();
+    } finally {
+      await held.close();
+    }
+  }, 150_000);
 
   it('gives back what admission counted for each job in the call that ends it, completed or failed', async () => {
     const { lane, queue, batcher, admit } = await fleet(200);

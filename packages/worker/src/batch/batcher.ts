@@ -112,6 +112,7 @@ export class Batcher {
       now: this.now,
       redisTimeMs: () => this.redisTimeMs(),
       inflight: this.inflight,
+      claims: () => this.claims.values(),
       dropClaim: (claimId) => this.claims.delete(claimId),
       reload: () => {
         this.resyncNeeded = true;

@@ -29,6 +29,8 @@ export interface LiveClaim extends ClaimRecord {
   /** Local time our own submit call came back; unset when the intent may be another leader's. */
   sendEndedAt?: number;
   busy: boolean;
+  /** Requests of a submission this leader is making, from the moment it is counted until it ends. */
+  sendingCount?: number;
   /** Local time since which every step of this claim has thrown (unset after one that did not). */
   failingSince?: number;
 }
@@ -46,6 +48,8 @@ export interface ClaimStepsDeps {
   redisTimeMs(): Promise<number>;
   /** Submissions in flight, aborted when the worker stops. */
   inflight: Set<AbortController>;
+  /** Every claim the leader holds. */
+  claims(): Iterable<LiveClaim>;
   /** The claim is finished and its records are gone. */
   dropClaim(claimId: string): void;
   /** Redis disagrees with the leader's view (a second batch for a claim): reload it. */
@@ -64,6 +68,8 @@ const FIND_GRACE_MS = 5_000;
 export const BATCH_WINDOW_MS = 24 * 3600_000;
 export const UNREADABLE_GIVE_UP_MS = 3600_000;
 export const SETTLE_CONCURRENCY = 16;
+/** How soon a submission held back behind another of its count looks again. */
+const COUNT_BUSY_RETRY_MS = 250;
 
 export class ClaimSteps {
   constructor(private readonly d: ClaimStepsDeps) {}
@@ -76,10 +82,15 @@ export class ClaimSteps {
   }
 
   private async submit(claim: LiveClaim): Promise<void> {
-    const { config, logger } = this.d;
+    const { config } = this.d;
     const lane = this.d.lane();
     const api = this.d.apis[claim.provider];
     if (!api) return this.failClaim(claim, jobFailure(FailureCode.PROVIDER_REJECTED, `no batch API for "${claim.provider}": its API key is not set`));
+    // Most often the count sent is the claim's size: a claim held back looks again without reading its jobs.
+    if (api.findsByCount && this.countInFlight(claim, claim.jobIds.size)) {
+      claim.nextAt = this.d.now() + COUNT_BUSY_RETRY_MS;
+      return;
+    }
     const ids = [...claim.jobIds];
     const jobs = await mapLimited(ids, SETTLE_CONCURRENCY, (id) => Job.fromId(lane, id));
     const present = jobs.filter((j): j is Job => j !== undefined && !j.finishedOn);
@@ -95,7 +106,35 @@ export class ClaimSteps {
       return;
     }
     const entries: BatchEntry[] = sending.map((j) => ({ customId: customIdOf(claim.provider, j.id!), request: (j.data as LlmJob).request }));
+    // Checked and marked with no await between: two steps of this leader cannot both pass.
+    if (api.findsByCount && this.countInFlight(claim, entries.length)) {
+      claim.nextAt = this.d.now() + COUNT_BUSY_RETRY_MS;
+      return;
+    }
+    claim.sendingCount = entries.length;
+    try {
+      await this.send(claim, api, entries);
+    } finally {
+      delete claim.sendingCount;
+    }
+  }
 
+  /**
+   * Another claim of this provider whose batch of `count` requests may exist unrecorded: one being
+   * sent, or one whose answer never came (`submitting`), inherited ones included. Its `find` and
+   * ours could each take the other's batch (both prove not theirs at settlement, and every job of
+   * both goes out again).
+   */
+  private countInFlight(claim: LiveClaim, count: number): boolean {
+    for (const other of this.d.claims()) {
+      if (other === claim || other.provider !== claim.provider) continue;
+      if (other.sendingCount === count || (phaseOf(other) === 'submitting' && (other.intentCount ?? other.jobIds.size) === count)) return true;
+    }
+    return false;
+  }
+
+  private async send(claim: LiveClaim, api: BatchApi, entries: BatchEntry[]): Promise<void> {
+    const { config, logger } = this.d;
     // The local clock starts before the intent's Redis time is read, so our own deadline always
     // falls before the one a later leader computes from the intent.
     const started = this.d.now();

@@ -34,6 +34,7 @@ function lineOf(entry: BatchEntry, model: string, api: 'responses' | undefined):
 
 export class OpenAIBatchApi implements BatchApi {
   readonly provider = 'openai' as const;
+  readonly findsByCount = false;
   readonly #client: OpenAI;
   readonly #options: AdapterOptions;
   readonly #now: () => number;
