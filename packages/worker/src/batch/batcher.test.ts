@@ -77,6 +77,32 @@ async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise
   }
 }
 
+/** A simulator of the test's own (its faults and clock touch no other test), closed after `run`. */
+async function withSimulator(options: Parameters<typeof startSimulator>[0], run: (sim: Simulator) => Promise<void>): Promise<void> {
+  const own = await startSimulator(options);
+  try {
+    await run(own);
+  } finally {
+    await own.close();
+  }
+}
+
+/** A warn-level logger whose lines the test reads; `onLine` sees each as it is written. */
+function capturedLogger(onLine: (line: string) => void = () => {}): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger = createLogger({
+    level: 'warn',
+    destination: new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        onLine(String(chunk));
+        done();
+      },
+    }),
+  });
+  return { logger, lines };
+}
+
 describe('Batcher', () => {
   it('hands gathered, unsubmitted jobs back to the lane on a graceful stop, and the lease over at once', async () => {
     const { keys, queue, batcher, add } = await fleet(60_000);
@@ -124,8 +150,7 @@ describe('Batcher', () => {
   it('keeps parked jobs locked for a batch that outlasts parkLockMs, and sends each job once', async () => {
     // A batch running longer than the park lock (10 s, the shortest allowed), polled every second:
     // the leader's renewals, which fell on the poll's tick, must still reach the polled claim.
-    const slow = await startSimulator({ latencyMs: 0, batchCompletionMs: 16_000 });
-    try {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 16_000 }, async (slow) => {
       const { queue, batcher, add } = await fleet(200, { sim: slow, pollIntervalMs: 1_000, parkLockMs: 10_000 });
       const a = batcher('a');
       await a.start();
@@ -136,14 +161,11 @@ describe('Batcher', () => {
       expect((await queue.getJob(jobs[0]!))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
       await a.stop(1_000);
       await queue.close();
-    } finally {
-      await slow.close();
-    }
+    });
   }, 90_000);
 
   it('settles every job of a batch whose results file has a line cut short: the others complete, its job goes back to the lane', async () => {
-    const garbling = await startSimulator({ latencyMs: 0, batchCompletionMs: 200 });
-    try {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 200 }, async (garbling) => {
       const { keys, queue, batcher, add } = await fleet(300, { sim: garbling });
       const jobs = await add(10);
       // Its line comes back cut short from every batch it is sent in.
@@ -161,26 +183,13 @@ describe('Batcher', () => {
       await until(async () => (await db.redis.zcard(keys.batchClaims)) === 0);
       await a.stop(1_000);
       await queue.close();
-    } finally {
-      await garbling.close();
-    }
+    });
   }, 60_000);
 
   it('sends the jobs of a batch it cannot read an hour past its 24 h window back to the lane, instead of parking them for good', async () => {
-    const lines: string[] = [];
     let onLine = (_line: string) => {};
-    const logger = createLogger({
-      level: 'warn',
-      destination: new Writable({
-        write(chunk, _encoding, done) {
-          lines.push(String(chunk));
-          onLine(String(chunk));
-          done();
-        },
-      }),
-    });
-    const slow = await startSimulator({ latencyMs: 0, batchCompletionMs: 10_000 });
-    try {
+    const { logger, lines } = capturedLogger((line) => onLine(line));
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 10_000 }, async (slow) => {
       const { keys, queue, batcher, add } = await fleet(200, { sim: slow, logger });
       const a = batcher('a');
       await a.start();
@@ -205,9 +214,7 @@ describe('Batcher', () => {
       for (const id of jobs) expect(await queue.getJob(id)).toMatchObject({ progress: { batchRequeues: 1 }, returnvalue: { model: MODEL, cost: { batch: true } } });
       await b.stop(1_000);
       await queue.close();
-    } finally {
-      await slow.close();
-    }
+    });
   }, 90_000);
 
   it('finds each unanswered Anthropic batch for its own claim when several of one count were sent: every job goes out once', async () => {
@@ -215,8 +222,7 @@ describe('Batcher', () => {
     // creation time and request count, and four claims of 5 requests each share the count. Sent
     // at once, claims took each other's batches, proved them not theirs at settlement and sent
     // every job again (20 jobs, 50 requests billed in one run).
-    const held = await startSimulator({ latencyMs: 0, batchCompletionMs: 200 });
-    try {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 200 }, async (held) => {
       held.injectBatchFaults({ holdCreateReplyMs: 3_000 });
       const { queue, batcher, add } = await fleet(60_000, { sim: held, maxRequests: 5, submitTimeoutMs: 1_000 });
       const jobs = await add(20);
@@ -229,9 +235,7 @@ describe('Batcher', () => {
       for (const id of jobs) expect(((await queue.getJob(id))?.progress as { batchRequeues?: number } | undefined)?.batchRequeues ?? 0).toBe(0);
       await a.stop(1_000);
       await queue.close();
-    } finally {
-      await held.close();
-    }
+    });
   }, 150_000);
 
   it('gives back what admission counted for each job in the call that ends it, completed or failed', async () => {
@@ -304,16 +308,7 @@ describe('Batcher', () => {
   });
 
   it('keeps the jobs taken beside one whose take throws: they go to their batch in the same round, none stalled', async () => {
-    const lines: string[] = [];
-    const logger = createLogger({
-      level: 'warn',
-      destination: new Writable({
-        write(chunk, _encoding, done) {
-          lines.push(String(chunk));
-          done();
-        },
-      }),
-    });
+    const { logger, lines } = capturedLogger();
     const { lane, queue, batcher, admit } = await fleet(200, { logger });
     const before = sim.stats().batches.anthropic.created;
     const admitted = await admit(3);
