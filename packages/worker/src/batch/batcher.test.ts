@@ -186,7 +186,7 @@ describe('Batcher', () => {
     });
   }, 60_000);
 
-  it('sends the jobs of a batch it cannot read an hour past its 24 h window back to the lane, instead of parking them for good', async () => {
+  it('sends the jobs of a batch it cannot read 6 h past its 24 h window back to the lane, instead of parking them for good', async () => {
     let onLine = (_line: string) => {};
     const { logger, lines } = capturedLogger((line) => onLine(line));
     await withSimulator({ latencyMs: 0, batchCompletionMs: 10_000 }, async (slow) => {
@@ -197,12 +197,12 @@ describe('Batcher', () => {
       await until(async () => (await db.redis.hlen(keys.batches)) === 1);
       await a.stop(1_000);
       // The next leader reads with a key of another workspace (every read of the batch is a 404),
-      // 26 h after the submission by its clock, and 2 h later from its second failed read on (the
-      // failure is logged before it is counted: the first read's failure starts the clock at 26 h).
-      let offsetMs = 26 * 3600_000;
+      // 31 h after the submission by its clock, and 7 h later from its second failed read on (the
+      // failure is logged before it is counted: the first read's failure starts the clock at 31 h).
+      let offsetMs = 31 * 3600_000;
       let failedReads = 0;
       onLine = (line) => {
-        if (line.includes('batch step failed') && ++failedReads === 2) offsetMs = 28 * 3600_000;
+        if (line.includes('batch step failed') && ++failedReads === 2) offsetMs = 38 * 3600_000;
       };
       const b = batcher('b', { apiKey: 'sk-other-workspace', now: () => Date.now() + offsetMs });
       await b.start();

@@ -60,13 +60,14 @@ export interface ClaimStepsDeps {
 const FIND_GRACE_MS = 5_000;
 /**
  * Both providers end a batch within 24 h of its creation (its requests then expire), and keep its
- * results readable for weeks after. A submitted batch that still cannot be read an hour past that,
- * after an hour of nothing but failures, never will be (deleted, or under a key of another
- * workspace or organization): its jobs go back to the lane, as a batch's silence about them sends
- * them, instead of staying parked for good.
+ * results readable for weeks after. A submitted batch that still cannot be read 6 h past that,
+ * after 6 h of nothing but failures, never will be (deleted, or under a key of another workspace
+ * or organization): its jobs go back to the lane, as a batch's silence about them sends them,
+ * instead of staying parked for good. Six hours, not less: an outage of the provider's batch API
+ * around a batch's end must not send its jobs (paid for, their results waiting) out again.
  */
 export const BATCH_WINDOW_MS = 24 * 3600_000;
-export const UNREADABLE_GIVE_UP_MS = 3600_000;
+export const UNREADABLE_GIVE_UP_MS = 6 * 3600_000;
 export const SETTLE_CONCURRENCY = 16;
 /** How soon a submission held back behind another of its count looks again. */
 const COUNT_BUSY_RETRY_MS = 250;
