@@ -300,20 +300,19 @@ export class ClaimSteps {
   }
 
   /**
-   * A step of this claim threw (the leader retries it). True when the claim was given up: a
-   * submitted batch that has not been readable for UNREADABLE_GIVE_UP_MS, that long past its
-   * provider's 24 h window. Its jobs that were not settled go back to the lane.
+   * A step of this claim threw (the leader retries it). A submitted batch that has not been
+   * readable for UNREADABLE_GIVE_UP_MS, that long past its provider's 24 h window, is given up:
+   * its jobs that were not settled go back to the lane.
    */
-  async stepFailed(claim: LiveClaim, err: Error): Promise<boolean> {
+  async stepFailed(claim: LiveClaim, err: Error): Promise<void> {
     const now = this.d.now();
     claim.failingSince ??= now;
-    if (claim.batchId === undefined || claim.submittedAt === undefined) return false;
-    if (now - claim.failingSince < UNREADABLE_GIVE_UP_MS || now - claim.submittedAt < BATCH_WINDOW_MS + UNREADABLE_GIVE_UP_MS) return false;
+    if (claim.batchId === undefined || claim.submittedAt === undefined) return;
+    if (now - claim.failingSince < UNREADABLE_GIVE_UP_MS || now - claim.submittedAt < BATCH_WINDOW_MS + UNREADABLE_GIVE_UP_MS) return;
     const why = `batch ${claim.batchId} could not be read for ${Math.round((now - claim.failingSince) / 60_000)} min, ${Math.round((now - claim.submittedAt) / 3600_000)} h after its submission (${err.message})`;
     this.d.logger.error({ claim: claim.id, batchId: claim.batchId, model: claim.model, err: err.message }, 'batch unreadable past its 24 h window; its jobs go back to the lane');
     this.d.metrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'unreadable' });
     await this.endClaim(claim, { kind: 'requeue', why });
-    return true;
   }
 
   private async endClaim(claim: LiveClaim, fate: JobFate): Promise<void> {
