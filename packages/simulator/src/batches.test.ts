@@ -82,6 +82,20 @@ describe('Anthropic Message Batches through @anthropic-ai/sdk', () => {
     expect(sim.stats().models[CLAUDE]?.admitted).toBe(2); // the two interactive calls above, nothing from the batch
   });
 
+  it('cuts a garbled entry\'s result line in half, leaving the other lines whole', async () => {
+    sim.injectBatchFaults({ garbled: ['job-2'] });
+    const sdk = client();
+    const created = await sdk.messages.batches.create({ requests: ['job-1', 'job-2', 'job-3'].map((custom_id) => ({ custom_id, params: params(custom_id) })) });
+    await until(() => sdk.messages.batches.retrieve(created.id), (b) => b.processing_status === 'ended');
+    const res = await fetch(`${sim.url}/v1/messages/batches/${created.id}/results`, { headers: { 'x-api-key': 'sk-batch', 'anthropic-version': '2023-06-01' } });
+    const lines = (await res.text()).trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ custom_id: 'job-1', result: { type: 'succeeded' } });
+    expect(() => JSON.parse(lines[1]!)).toThrow(SyntaxError);
+    expect(lines[1]).toMatch(/^\{"custom_id":"job-2"/);
+    expect(JSON.parse(lines[2]!)).toMatchObject({ custom_id: 'job-3', result: { type: 'succeeded' } });
+  });
+
   it('refuses a malformed batch at creation', async () => {
     const error = await client()
       .messages.batches.create({ requests: [{ custom_id: 'bad id!', params: params('x') }] })

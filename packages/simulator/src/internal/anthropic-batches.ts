@@ -4,7 +4,7 @@
 
 import { anthropicError, anthropicErrorBody, buildMessage, validateMessageParams } from './anthropic-request.js';
 import { newId } from './answer.js';
-import type { BatchEntryFate } from './faults.js';
+import { type BatchEntryFate, garbledLine } from './faults.js';
 import { type Exchange, json, parseJsonBody, type Reply, replyAfter } from './http-exchange.js';
 import { anthropicInputTokens, anthropicSegments } from './prompt-tokens.js';
 import type { SimulatorState } from './state.js';
@@ -54,9 +54,11 @@ function refresh(state: SimulatorState, batch: AnthropicBatch): void {
   const counts: RequestCounts = { processing: 0, succeeded: 0, errored: 0, canceled: 0, expired: 0 };
   const lines: string[] = [];
   for (const { custom_id, params } of batch.requests) {
-    const result = resultOf(state, params, batch.fates.get(custom_id), canceled);
+    const fate = batch.fates.get(custom_id);
+    const result = resultOf(state, params, fate, canceled);
     counts[result.type] += 1;
-    lines.push(JSON.stringify({ custom_id, result }));
+    const line = JSON.stringify({ custom_id, result });
+    lines.push(fate === 'garbled' ? garbledLine(line) : line);
   }
   batch.outcome = { endedAt: endAt, jsonl: lines.length ? `${lines.join('\n')}\n` : '', counts };
   const { processing: _none, ...ended } = counts;

@@ -255,6 +255,11 @@ export interface BatchFaultSpec {
   /** custom_ids to come back expired, or the fraction (0..1) of each batch's entries. */
   expired?: string[] | number;
   /**
+   * custom_ids whose result line comes back cut short (not JSON), or the fraction (0..1) of each
+   * batch's entries: a results file that was corrupted or truncated on the provider's side.
+   */
+  garbled?: string[] | number;
+  /**
    * Hold the reply to every batch create (both providers) this long after the batch exists: the
    * provider has accepted it, the client has not heard yet. For crash drills between a submit
    * and its record.
@@ -262,13 +267,18 @@ export interface BatchFaultSpec {
   holdCreateReplyMs?: number;
 }
 
-export type BatchEntryFate = 'errored' | 'expired';
+export type BatchEntryFate = 'errored' | 'expired' | 'garbled';
+
+/** A `garbled` entry's result line: its first half, which no JSON parser reads. */
+export function garbledLine(line: string): string {
+  return line.slice(0, Math.ceil(line.length / 2));
+}
 
 export class BatchFaultTable {
   #specs: BatchFaultSpec[] = [];
 
   add(spec: BatchFaultSpec): void {
-    for (const value of [spec.errored, spec.expired]) {
+    for (const value of [spec.errored, spec.expired, spec.garbled]) {
       if (typeof value === 'number' && !(value >= 0 && value <= 1)) {
         throw new RangeError('a batch fault fraction must be within [0, 1]');
       }
@@ -320,6 +330,7 @@ export class BatchFaultTable {
     for (const spec of this.#specs) {
       mark(spec.errored, 'errored');
       mark(spec.expired, 'expired');
+      mark(spec.garbled, 'garbled');
     }
     return fates;
   }

@@ -3,7 +3,7 @@
 // (last 10%), then completed; advanced lazily when read. Draws nothing from interactive limits.
 
 import { newId } from './answer.js';
-import type { BatchEntryFate } from './faults.js';
+import { type BatchEntryFate, garbledLine } from './faults.js';
 import { type Exchange, json, parseJsonBody, type Reply, replyAfter } from './http-exchange.js';
 import { BATCH_ENDPOINTS, type BatchEndpoint, isBatchEndpoint, type LineContext } from './openai-batch-endpoints.js';
 import { cursorPage, findFile, storeFile } from './openai-files.js';
@@ -137,7 +137,8 @@ function finish(state: SimulatorState, batch: OpenAIBatch, lines: BatchLine[], a
     }
     inputTokens += answered.inputTokens;
     outputTokens += answered.outputTokens;
-    output.push(outputLine(custom_id, 200, answered.body));
+    const line = outputLine(custom_id, 200, answered.body);
+    output.push(fate === 'garbled' ? garbledLine(line) : line);
   }
   const outputFile = output.length ? storeFile(state, batch.apiKey, `${batch.id}_output.jsonl`, 'batch_output', `${output.join('\n')}\n`) : null;
   const errorFile = failures.length ? storeFile(state, batch.apiKey, `${batch.id}_error.jsonl`, 'batch_output', `${failures.join('\n')}\n`) : null;

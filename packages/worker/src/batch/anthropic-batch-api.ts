@@ -12,7 +12,8 @@ import { redact, runSdkCall, SDK_LOGGING, type SdkCallSpec } from '../providers/
 import { ANTHROPIC_SDK_ERRORS } from '../providers/anthropic.js';
 import type { BatchApi, BatchEntry, BatchStatus, FindInput, ResultEntry, SubmitInput, SubmitOutcome } from './batch-api.js';
 import { CLOCK_SKEW_MS } from './batch-api.js';
-import { anthropicEntryOutcome } from './batch-results.js';
+import { anthropicEntryOutcome, parseAnthropicBatchLine } from './batch-results.js';
+import { linesOf } from './jsonl-lines.js';
 import { submitOutcomeOf } from './submit-outcome.js';
 
 const NO_USAGE: Usage = { inputTokens: 0, outputTokens: 0, cacheReadInputTokens: 0, cacheCreationInputTokens: 0 };
@@ -30,6 +31,7 @@ function totalOf(counts: Anthropic.Messages.MessageBatchRequestCounts): number {
 
 export class AnthropicBatchApi implements BatchApi {
   readonly provider = 'anthropic' as const;
+  readonly findsByCount = true;
   readonly #client: Anthropic;
   readonly #options: AdapterOptions;
 
@@ -75,8 +77,14 @@ export class AnthropicBatchApi implements BatchApi {
 
   async *results(batchId: string): AsyncIterable<ResultEntry> {
     const scrub = (m: string) => redact(m, this.#options.apiKey);
-    for await (const line of await this.#client.messages.batches.results(batchId)) {
-      yield { customId: line.custom_id, outcome: anthropicEntryOutcome(line.result, scrub) };
+    // Read line by line here, not with the SDK's `batches.results`, whose decoder throws at the
+    // first line that is not JSON (see parseAnthropicBatchLine).
+    const batch = await this.#client.messages.batches.retrieve(batchId);
+    if (!batch.results_url) throw new Error(`batch ${batchId} has no results_url yet (${batch.processing_status})`);
+    const res = await this.#client.get(batch.results_url, { headers: { Accept: 'application/binary' }, __binaryResponse: true }).asResponse();
+    for await (const text of linesOf(res.body)) {
+      const line = parseAnthropicBatchLine(text);
+      if (line) yield { customId: line.custom_id, outcome: anthropicEntryOutcome(line.result, scrub) };
     }
   }
 

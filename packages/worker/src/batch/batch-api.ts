@@ -71,6 +71,12 @@ export type BatchStatus =
 
 export interface BatchApi {
   readonly provider: Provider;
+  /**
+   * `find` tells batches apart by request count (and creation time) alone: the provider keeps no
+   * metadata on a batch. Two unanswered submissions of one count would each match the other's
+   * batch, so such a provider gets one submission of a given count in flight at a time.
+   */
+  readonly findsByCount: boolean;
   /** Serialized size of one entry as it will be sent (for the provider's size limit). */
   entryBytes(entry: BatchEntry, model: string, api?: 'responses'): number;
   submit(input: SubmitInput): Promise<SubmitOutcome>;

@@ -22,7 +22,7 @@ export class BatchMetrics {
     });
     this.batches = new Counter({
       name: 'headroom_batches_total',
-      help: 'Provider batches by event: submitted, found (after a lost answer), ended, rejected, duplicate_canceled.',
+      help: 'Provider batches by event: submitted, found (after a lost answer), ended, rejected, duplicate_canceled, unreadable (given up past its 24 h window).',
       labelNames: ['provider', 'model', 'event'] as const,
       registers: [registry],
     });

@@ -30,6 +30,19 @@ const AnthropicEntryResult = z.discriminatedUnion('type', [
   z.looseObject({ type: z.literal('expired') }),
 ]);
 
+const AnthropicBatchLine = z.looseObject({ custom_id: z.string(), result: z.unknown() });
+export type AnthropicBatchLine = z.infer<typeof AnthropicBatchLine>;
+
+/**
+ * Parses one line of a Message Batch's results; undefined when it is not one. A line that cannot
+ * be read names no job, so its job counts as missing from the results, as on OpenAI: throwing
+ * here (as the SDK's own decoder does) stopped the settle at that line on every poll, and the
+ * jobs after it were parked for good.
+ */
+export function parseAnthropicBatchLine(text: string): AnthropicBatchLine | undefined {
+  return parseLine(AnthropicBatchLine, text);
+}
+
 /** `result` of one line of a Message Batch's results (`{ custom_id, result }`). */
 export function anthropicEntryOutcome(result: unknown, scrub: Scrub = (m) => m): EntryOutcome {
   const parsed = AnthropicEntryResult.safeParse(result);
@@ -63,8 +76,12 @@ export type OpenAIBatchLine = z.infer<typeof OpenAIBatchLine>;
 
 /** Parses one line of an OpenAI batch output or error file; undefined when it is not one. */
 export function parseOpenAIBatchLine(text: string): OpenAIBatchLine | undefined {
+  return parseLine(OpenAIBatchLine, text);
+}
+
+function parseLine<T>(schema: z.ZodType<T>, text: string): T | undefined {
   try {
-    const parsed = OpenAIBatchLine.safeParse(JSON.parse(text));
+    const parsed = schema.safeParse(JSON.parse(text));
     return parsed.success ? parsed.data : undefined;
   } catch {
     return undefined;

@@ -2,10 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addToLane, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger, type Logger } from '@headroom/queue';
+import { addToLane, failureOf, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger, type Logger } from '@headroom/queue';
 import { type Simulator, startSimulator } from '@headroom/simulator';
 import { WorkerMetrics } from '../metrics.js';
 import { AnthropicBatchApi } from './anthropic-batch-api.js';
+import { customIdOf } from './custom-id.js';
+import { MAX_BATCH_REQUEUES } from './job-settler.js';
 import { Batcher } from './batcher.js';
 import { redisForFile } from '@headroom/testing/vitest';
 
@@ -22,28 +24,29 @@ afterAll(async () => {
   await sim.close();
 });
 
-async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?: number; parkLockMs?: number; logger?: Logger } = {}) {
+async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?: number; parkLockMs?: number; maxRequests?: number; submitTimeoutMs?: number; logger?: Logger } = {}) {
   const prefix = `t${randomUUID().slice(0, 8)}`;
   const provider = over.sim ?? sim;
   const config = parseConfig({
     redis: { prefix },
     models: { [MODEL]: { provider: 'anthropic', pricing: { inputPerMTok: 1, outputPerMTok: 5 } }, [OPENAI_MODEL]: { provider: 'openai' } },
     dispatch: { lockMs: 5_000, stalledIntervalMs: 1_000 },
-    batch: { maxRequests: 100, maxWaitMs, pollIntervalMs: over.pollIntervalMs ?? 100, leaseMs: 1_000, parkLockMs: over.parkLockMs ?? 30_000, submitTimeoutMs: 5_000 },
+    batch: { maxRequests: over.maxRequests ?? 100, maxWaitMs, pollIntervalMs: over.pollIntervalMs ?? 100, leaseMs: 1_000, parkLockMs: over.parkLockMs ?? 30_000, submitTimeoutMs: over.submitTimeoutMs ?? 5_000 },
   });
   await publishFleetSettings(db.redis, config);
   const k = laneKeys(prefix, 'batch');
   const queue = new Queue(k.queueName, { connection: db.redis, prefix: k.bullPrefix });
-  const batcher = (id: string) =>
+  const batcher = (id: string, as: { apiKey?: string; now?: () => number } = {}) =>
     new Batcher({
       config,
       redisUrl: db.url,
       redis: db.redis,
       workerId: id,
-      apis: { anthropic: new AnthropicBatchApi({ apiKey: 'sk-batcher-test', baseURL: provider.url, timeoutMs: 5_000 }) },
+      apis: { anthropic: new AnthropicBatchApi({ apiKey: as.apiKey ?? 'sk-batcher-test', baseURL: provider.url, timeoutMs: 5_000 }) },
       metrics: new WorkerMetrics({ defaultMetrics: false }),
       stats: new FleetStatsWriter(db.redis, prefix),
       logger: over.logger ?? createLogger({ level: 'silent' }),
+      ...(as.now ? { now: as.now } : {}),
     });
   const batchJob = (i: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant?: string): LlmJob =>
     ({
@@ -72,6 +75,32 @@ async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise
     if (Date.now() > end) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A simulator of the test's own (its faults and clock touch no other test), closed after `run`. */
+async function withSimulator(options: Parameters<typeof startSimulator>[0], run: (sim: Simulator) => Promise<void>): Promise<void> {
+  const own = await startSimulator(options);
+  try {
+    await run(own);
+  } finally {
+    await own.close();
+  }
+}
+
+/** A warn-level logger whose lines the test reads; `onLine` sees each as it is written. */
+function capturedLogger(onLine: (line: string) => void = () => {}): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger = createLogger({
+    level: 'warn',
+    destination: new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        onLine(String(chunk));
+        done();
+      },
+    }),
+  });
+  return { logger, lines };
 }
 
 describe('Batcher', () => {
@@ -121,8 +150,7 @@ describe('Batcher', () => {
   it('keeps parked jobs locked for a batch that outlasts parkLockMs, and sends each job once', async () => {
     // A batch running longer than the park lock (10 s, the shortest allowed), polled every second:
     // the leader's renewals, which fell on the poll's tick, must still reach the polled claim.
-    const slow = await startSimulator({ latencyMs: 0, batchCompletionMs: 16_000 });
-    try {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 16_000 }, async (slow) => {
       const { queue, batcher, add } = await fleet(200, { sim: slow, pollIntervalMs: 1_000, parkLockMs: 10_000 });
       const a = batcher('a');
       await a.start();
@@ -133,10 +161,82 @@ describe('Batcher', () => {
       expect((await queue.getJob(jobs[0]!))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
       await a.stop(1_000);
       await queue.close();
-    } finally {
-      await slow.close();
-    }
+    });
   }, 90_000);
+
+  it('settles every job of a batch whose results file has a line cut short: the others complete, its job goes back to the lane', async () => {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 200 }, async (garbling) => {
+      const { keys, queue, batcher, add } = await fleet(300, { sim: garbling });
+      const jobs = await add(10);
+      // Its line comes back cut short from every batch it is sent in.
+      const garbled = jobs[4]!;
+      garbling.injectBatchFaults({ garbled: [customIdOf('anthropic', garbled)] });
+      const a = batcher('a');
+      await a.start();
+      await until(async () => (await queue.getCompletedCount()) === 9 && (await queue.getFailedCount()) === 1, 30_000);
+      // Each batch said nothing readable about it: back to the lane each time, until BATCH_LOST.
+      const lost = await queue.getJob(garbled);
+      expect(failureOf(lost!).code).toBe('BATCH_LOST');
+      expect(garbling.stats().batches.anthropic.created).toBe(1 + MAX_BATCH_REQUEUES);
+      expect(garbling.stats().batches.anthropic.requests).toBe(10 + MAX_BATCH_REQUEUES);
+      for (const id of jobs.filter((id) => id !== garbled)) expect((await queue.getJob(id))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+      await until(async () => (await db.redis.zcard(keys.batchClaims)) === 0);
+      await a.stop(1_000);
+      await queue.close();
+    });
+  }, 60_000);
+
+  it('sends the jobs of a batch it cannot read 6 h past its 24 h window back to the lane, instead of parking them for good', async () => {
+    let onLine = (_line: string) => {};
+    const { logger, lines } = capturedLogger((line) => onLine(line));
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 10_000 }, async (slow) => {
+      const { keys, queue, batcher, add } = await fleet(200, { sim: slow, logger });
+      const a = batcher('a');
+      await a.start();
+      const jobs = await add(5);
+      await until(async () => (await db.redis.hlen(keys.batches)) === 1);
+      await a.stop(1_000);
+      // The next leader reads with a key of another workspace (every read of the batch is a 404),
+      // 31 h after the submission by its clock, and 7 h later from its second failed read on (the
+      // failure is logged before it is counted: the first read's failure starts the clock at 31 h).
+      let offsetMs = 31 * 3600_000;
+      let failedReads = 0;
+      onLine = (line) => {
+        if (line.includes('batch step failed') && ++failedReads === 2) offsetMs = 38 * 3600_000;
+      };
+      const b = batcher('b', { apiKey: 'sk-other-workspace', now: () => Date.now() + offsetMs });
+      await b.start();
+      await until(async () => (await queue.getCompletedCount()) === 5, 60_000);
+      expect(lines.some((line) => line.includes('batch unreadable past its 24 h window'))).toBe(true);
+      // Sent again, in a batch of its own that the new key can read.
+      expect(slow.stats().batches.anthropic.created).toBe(2);
+      expect(await db.redis.hlen(keys.batches)).toBe(0);
+      for (const id of jobs) expect(await queue.getJob(id)).toMatchObject({ progress: { batchRequeues: 1 }, returnvalue: { model: MODEL, cost: { batch: true } } });
+      await b.stop(1_000);
+      await queue.close();
+    });
+  }, 90_000);
+
+  it('finds each unanswered Anthropic batch for its own claim when several of one count were sent: every job goes out once', async () => {
+    // Every create answer comes after the submission deadline: each claim must find its batch by
+    // creation time and request count, and four claims of 5 requests each share the count. Sent
+    // at once, claims took each other's batches, proved them not theirs at settlement and sent
+    // every job again (20 jobs, 50 requests billed in one run).
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 200 }, async (held) => {
+      held.injectBatchFaults({ holdCreateReplyMs: 3_000 });
+      const { queue, batcher, add } = await fleet(60_000, { sim: held, maxRequests: 5, submitTimeoutMs: 1_000 });
+      const jobs = await add(20);
+      const a = batcher('a');
+      await a.start();
+      await until(async () => (await queue.getCompletedCount()) + (await queue.getFailedCount()) === 20, 120_000);
+      expect(held.stats().batches.anthropic).toMatchObject({ created: 4, requests: 20 });
+      for (const id of jobs) expect((await queue.getJob(id))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+      // None went back to the lane: each claim's batch named its own jobs.
+      for (const id of jobs) expect(((await queue.getJob(id))?.progress as { batchRequeues?: number } | undefined)?.batchRequeues ?? 0).toBe(0);
+      await a.stop(1_000);
+      await queue.close();
+    });
+  }, 150_000);
 
   it('gives back what admission counted for each job in the call that ends it, completed or failed', async () => {
     const { lane, queue, batcher, admit } = await fleet(200);
@@ -208,16 +308,7 @@ describe('Batcher', () => {
   });
 
   it('keeps the jobs taken beside one whose take throws: they go to their batch in the same round, none stalled', async () => {
-    const lines: string[] = [];
-    const logger = createLogger({
-      level: 'warn',
-      destination: new Writable({
-        write(chunk, _encoding, done) {
-          lines.push(String(chunk));
-          done();
-        },
-      }),
-    });
+    const { logger, lines } = capturedLogger();
     const { lane, queue, batcher, admit } = await fleet(200, { logger });
     const before = sim.stats().batches.anthropic.created;
     const admitted = await admit(3);

@@ -112,6 +112,7 @@ export class Batcher {
       now: this.now,
       redisTimeMs: () => this.redisTimeMs(),
       inflight: this.inflight,
+      claims: () => this.claims.values(),
       dropClaim: (claimId) => this.claims.delete(claimId),
       reload: () => {
         this.resyncNeeded = true;
@@ -394,9 +395,11 @@ export class Batcher {
     const step = (async () => {
       try {
         await this.steps.next(claim);
+        delete claim.failingSince;
       } catch (err) {
         this.opts.logger.warn({ claim: claim.id, batchId: claim.batchId, err: (err as Error).message }, 'batch step failed; retrying');
         claim.nextAt = this.now() + RETRY_MS;
+        await this.steps.stepFailed(claim, err as Error).catch((giveUpErr: Error) => this.opts.logger.warn({ claim: claim.id, err: giveUpErr.message }, 'could not give the unreadable batch up; retrying'));
       } finally {
         claim.busy = false;
       }

@@ -29,6 +29,10 @@ export interface LiveClaim extends ClaimRecord {
   /** Local time our own submit call came back; unset when the intent may be another leader's. */
   sendEndedAt?: number;
   busy: boolean;
+  /** Requests of a submission this leader is making, from the moment it is counted until it ends. */
+  sendingCount?: number;
+  /** Local time since which every step of this claim has thrown (unset after one that did not). */
+  failingSince?: number;
 }
 
 export interface ClaimStepsDeps {
@@ -44,6 +48,8 @@ export interface ClaimStepsDeps {
   redisTimeMs(): Promise<number>;
   /** Submissions in flight, aborted when the worker stops. */
   inflight: Set<AbortController>;
+  /** Every claim the leader holds. */
+  claims(): Iterable<LiveClaim>;
   /** The claim is finished and its records are gone. */
   dropClaim(claimId: string): void;
   /** Redis disagrees with the leader's view (a second batch for a claim): reload it. */
@@ -52,7 +58,19 @@ export interface ClaimStepsDeps {
 
 /** How long after a submit's end its batch may take to show in the provider's list. */
 const FIND_GRACE_MS = 5_000;
+/**
+ * Both providers end a batch within 24 h of its creation (its requests then expire), and keep its
+ * results readable for weeks after. A submitted batch that still cannot be read 6 h past that,
+ * after 6 h of nothing but failures, never will be (deleted, or under a key of another workspace
+ * or organization): its jobs go back to the lane, as a batch's silence about them sends them,
+ * instead of staying parked for good. Six hours, not less: an outage of the provider's batch API
+ * around a batch's end must not send its jobs (paid for, their results waiting) out again.
+ */
+export const BATCH_WINDOW_MS = 24 * 3600_000;
+export const UNREADABLE_GIVE_UP_MS = 6 * 3600_000;
 export const SETTLE_CONCURRENCY = 16;
+/** How soon a submission held back behind another of its count looks again. */
+const COUNT_BUSY_RETRY_MS = 250;
 
 export class ClaimSteps {
   constructor(private readonly d: ClaimStepsDeps) {}
@@ -65,10 +83,15 @@ export class ClaimSteps {
   }
 
   private async submit(claim: LiveClaim): Promise<void> {
-    const { config, logger } = this.d;
+    const { config } = this.d;
     const lane = this.d.lane();
     const api = this.d.apis[claim.provider];
     if (!api) return this.failClaim(claim, jobFailure(FailureCode.PROVIDER_REJECTED, `no batch API for "${claim.provider}": its API key is not set`));
+    // Most often the count sent is the claim's size: a claim held back looks again without reading its jobs.
+    if (api.findsByCount && this.countInFlight(claim, claim.jobIds.size)) {
+      claim.nextAt = this.d.now() + COUNT_BUSY_RETRY_MS;
+      return;
+    }
     const ids = [...claim.jobIds];
     const jobs = await mapLimited(ids, SETTLE_CONCURRENCY, (id) => Job.fromId(lane, id));
     const present = jobs.filter((j): j is Job => j !== undefined && !j.finishedOn);
@@ -84,7 +107,35 @@ export class ClaimSteps {
       return;
     }
     const entries: BatchEntry[] = sending.map((j) => ({ customId: customIdOf(claim.provider, j.id!), request: (j.data as LlmJob).request }));
+    // Checked and marked with no await between: two steps of this leader cannot both pass.
+    if (api.findsByCount && this.countInFlight(claim, entries.length)) {
+      claim.nextAt = this.d.now() + COUNT_BUSY_RETRY_MS;
+      return;
+    }
+    claim.sendingCount = entries.length;
+    try {
+      await this.send(claim, api, entries);
+    } finally {
+      delete claim.sendingCount;
+    }
+  }
 
+  /**
+   * Another claim of this provider whose batch of `count` requests may exist unrecorded: one being
+   * sent, or one whose answer never came (`submitting`), inherited ones included. Its `find` and
+   * ours could each take the other's batch (both prove not theirs at settlement, and every job of
+   * both goes out again).
+   */
+  private countInFlight(claim: LiveClaim, count: number): boolean {
+    for (const other of this.d.claims()) {
+      if (other === claim || other.provider !== claim.provider) continue;
+      if (other.sendingCount === count || (phaseOf(other) === 'submitting' && (other.intentCount ?? other.jobIds.size) === count)) return true;
+    }
+    return false;
+  }
+
+  private async send(claim: LiveClaim, api: BatchApi, entries: BatchEntry[]): Promise<void> {
+    const { config, logger } = this.d;
     // The local clock starts before the intent's Redis time is read, so our own deadline always
     // falls before the one a later leader computes from the intent.
     const started = this.d.now();
@@ -244,10 +295,30 @@ export class ClaimSteps {
     await api.discard?.(claim.batchId!).catch((err: Error) => this.d.logger.warn({ batchId: claim.batchId, err: err.message }, 'could not delete the batch files'));
   }
 
-  async failClaim(claim: LiveClaim, failure: JobFailure): Promise<void> {
+  failClaim(claim: LiveClaim, failure: JobFailure): Promise<void> {
+    return this.endClaim(claim, { kind: 'failed', failure });
+  }
+
+  /**
+   * A step of this claim threw (the leader retries it). A submitted batch that has not been
+   * readable for UNREADABLE_GIVE_UP_MS, that long past its provider's 24 h window, is given up:
+   * its jobs that were not settled go back to the lane.
+   */
+  async stepFailed(claim: LiveClaim, err: Error): Promise<void> {
+    const now = this.d.now();
+    claim.failingSince ??= now;
+    if (claim.batchId === undefined || claim.submittedAt === undefined) return;
+    if (now - claim.failingSince < UNREADABLE_GIVE_UP_MS || now - claim.submittedAt < BATCH_WINDOW_MS + UNREADABLE_GIVE_UP_MS) return;
+    const why = `batch ${claim.batchId} could not be read for ${Math.round((now - claim.failingSince) / 60_000)} min, ${Math.round((now - claim.submittedAt) / 3600_000)} h after its submission (${err.message})`;
+    this.d.logger.error({ claim: claim.id, batchId: claim.batchId, model: claim.model, err: err.message }, 'batch unreadable past its 24 h window; its jobs go back to the lane');
+    this.d.metrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'unreadable' });
+    await this.endClaim(claim, { kind: 'requeue', why });
+  }
+
+  private async endClaim(claim: LiveClaim, fate: JobFate): Promise<void> {
     const ctx = this.d.settleContext();
     const view = { provider: claim.provider, model: claim.model, token: claim.token };
-    await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, (id) => settleJob(ctx, view, id, { kind: 'failed', failure }, undefined));
+    await mapLimited([...claim.jobIds], SETTLE_CONCURRENCY, (id) => settleJob(ctx, view, id, fate, undefined));
     await this.d.store.remove(claim);
     this.d.dropClaim(claim.id);
   }

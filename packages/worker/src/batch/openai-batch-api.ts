@@ -14,6 +14,7 @@ import { OPENAI_SDK_ERRORS } from '../providers/openai.js';
 import type { BatchApi, BatchEntry, BatchStatus, FindInput, ResultEntry, SubmitInput, SubmitOutcome } from './batch-api.js';
 import { CLOCK_SKEW_MS } from './batch-api.js';
 import { openaiEntryOutcome, parseOpenAIBatchLine } from './batch-results.js';
+import { linesOf } from './jsonl-lines.js';
 import { submitOutcomeOf } from './submit-outcome.js';
 
 /** A batch's endpoint, and each line's url: one batch holds one API's requests. */
@@ -31,27 +32,9 @@ function lineOf(entry: BatchEntry, model: string, api: 'responses' | undefined):
   return JSON.stringify({ custom_id: entry.customId, method: 'POST', url: endpointOf(api), body: { ...request, model } });
 }
 
-/** Lines of a streamed body, without holding a 200 MB file in memory at once. */
-async function* linesOf(body: ReadableStream<Uint8Array> | null): AsyncIterable<string> {
-  if (!body) return;
-  const decoder = new TextDecoder();
-  let rest = '';
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-    rest += decoder.decode(chunk, { stream: true });
-    let newline = rest.indexOf('\n');
-    while (newline >= 0) {
-      const line = rest.slice(0, newline).trim();
-      if (line) yield line;
-      rest = rest.slice(newline + 1);
-      newline = rest.indexOf('\n');
-    }
-  }
-  rest += decoder.decode();
-  if (rest.trim()) yield rest.trim();
-}
-
 export class OpenAIBatchApi implements BatchApi {
   readonly provider = 'openai' as const;
+  readonly findsByCount = false;
   readonly #client: OpenAI;
   readonly #options: AdapterOptions;
   readonly #now: () => number;
