@@ -461,6 +461,7 @@ export class Producer {
       startWithinMs: timeoutMs,
       redis: this.client.redis,
       prefix: this.prefix,
+      answerWithinMs: this.connectTimeoutMs,
       timedOut: () => new TimeoutError(`waiting for the stream of job ${handle.id} to start`, timeoutMs, this.waiter.unreachable()),
       end: (err) => bounds.abort(err),
     });

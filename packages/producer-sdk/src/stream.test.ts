@@ -458,6 +458,22 @@ describe('producer.stream', () => {
     expect((await stream.result()).usage.outputTokens).toBe(2);
   });
 
+  it("counts a stream started when its first event is in Redis by the timeout, though its caller has not read it yet", async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async (j) => {
+      await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('a') }], { first: true });
+      await new Promise((r) => setTimeout(r, 1_500));
+      await relayEvents(admin, prefix, j.id!, [{ kind: 'event', data: delta('b') }, { kind: 'end' }], { first: false });
+      return { events: [] };
+    });
+    const stream = await producer(prefix).stream(job(), { timeoutMs: 500 });
+    // The caller reads only after its bound: the start was in Redis by then.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const texts: string[] = [];
+    for await (const event of stream) texts.push((event as { delta: { text: string } }).delta.text);
+    expect(texts).toEqual(['a', 'b']);
+  });
+
   it('serves many streams of one lane at once on one blocking read, each to its end', async () => {
     const prefix = await fleetPrefix();
     fleet(prefix, async (j) => {

@@ -17,7 +17,7 @@
  * plus these bounds, never a hang.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { FailureCode, firstRelayEntry, HEARTBEAT_INTERVAL_MS, heartbeatTtlMs, JobFailedError, jobFailure, relayWriterOf, StreamCut, type TimeoutError } from '@headroom/queue';
+import { answeredWithin, FailureCode, firstRelayEntry, HEARTBEAT_INTERVAL_MS, heartbeatTtlMs, JobFailedError, jobFailure, relayWriterOf, StreamCut, type TimeoutError } from '@headroom/queue';
 
 /** A relay quiet this long gets its writer checked: a live worker's beat vouches for this long. */
 export const QUIET_MS = heartbeatTtlMs(HEARTBEAT_INTERVAL_MS);
@@ -30,6 +30,8 @@ export interface StreamGuardParts {
   startWithinMs: number;
   redis: Redis | Cluster;
   prefix: string;
+  /** How long a look at the relay may wait for Redis (`connectTimeoutMs`): a stalled Redis must not hold the start's bound past its time. */
+  answerWithinMs: number;
   /** The error a stream not started in time ends with (with its cause, Redis out of reach, when known). */
   timedOut(): TimeoutError;
   /** Ends the caller's wait for the job with this error (the job itself is not touched). */
@@ -79,14 +81,20 @@ export class StreamGuard {
 
   /**
    * Its time to start is up: started after all when the relay holds its first entry (a caller that
-   * has not read yet, its entries waiting in Redis); else the wait ends TIMEOUT.
+   * has not read yet, its entries waiting in Redis); else the wait ends TIMEOUT. With Redis out of
+   * reach it ends at once, as a result() wait does; a connected Redis that stalls holds it at most
+   * `answerWithinMs` more.
    */
   async #startDue(): Promise<void> {
     if (this.#started || this.#stopped) return;
-    const first = await firstRelayEntry(this.#p.redis, this.#p.prefix, this.#p.jobId).catch(() => undefined);
+    const first = this.#p.redis.status === 'ready' ? await this.#firstEntry().catch(() => undefined) : undefined;
     if (this.#started || this.#stopped) return;
     if (first === undefined) return this.#p.end(this.#p.timedOut());
     this.seen();
+  }
+
+  #firstEntry(): ReturnType<typeof firstRelayEntry> {
+    return answeredWithin(firstRelayEntry(this.#p.redis, this.#p.prefix, this.#p.jobId), this.#p.answerWithinMs, 'the relay read', 'read');
   }
 
   #arm(ms: number): void {
@@ -101,8 +109,8 @@ export class StreamGuard {
     const suspect = this.#suspect;
     const seenAt = this.#seenAt;
     // Redis out of reach: no verdict (the stream's reader and the result wait have their own say).
-    const writer = await firstRelayEntry(this.#p.redis, this.#p.prefix, this.#p.jobId)
-      .then((start) => relayWriterOf(this.#p.redis, this.#p.prefix, this.#p.jobId, start))
+    const writer = await this.#firstEntry()
+      .then((start) => answeredWithin(relayWriterOf(this.#p.redis, this.#p.prefix, this.#p.jobId, start), this.#p.answerWithinMs, 'the heartbeat read', 'read'))
       .catch(() => undefined);
     if (this.#stopped) return;
     // An entry read while the check was out: the stream lives.
