@@ -39,5 +39,6 @@ export {
   FleetUnpublishedError,
   RedisOomError,
   FailureCode,
+  StreamCut,
 } from '@headroom/queue';
 export type { Issue, JobFailure, LlmJobInput, LlmResult, LoggerLike, ProviderError, Usage, Priority, Lane, Provider } from '@headroom/queue';

@@ -46,6 +46,7 @@ import {
 import type { EnqueueBatcher } from './internal/enqueue-batcher.js';
 import { EventReader } from './internal/event-reader.js';
 import { JobEventStream, type JobStream } from './internal/job-stream.js';
+import { StreamGuard } from './internal/stream-guard.js';
 import { checkTimeoutMs, movedTo, ResultWaiter, type WaitMode } from './internal/result-waiter.js';
 import { resolveProducerOptions } from './internal/producer-options.js';
 import { sharedClient, type SharedClient } from './internal/shared-client.js';
@@ -127,18 +128,22 @@ export interface StreamOptions {
    */
   signal?: AbortSignal;
   /**
-   * How long this caller waits for the stream, wait and stream included: then its iteration and
+   * How long this caller waits for the stream to start (its first event: the job's wait in its lane,
+   * its retries, and the model's time to its first output): then `started()`, the iteration and
    * `result()` reject TIMEOUT, as `result({ timeoutMs })` does, and, as there, the job is left to
-   * run on (its result can still be read: `handleOf(id).result()`) unless `cancelOnTimeout`.
-   * @default 600000
+   * run on (its result can still be read: `handleOf(id).result()`) unless `cancelOnTimeout`. Once
+   * started, a stream lasts as long as its worker lets it (`providers.<p>.streamIdleMs` of silence,
+   * `streamTimeoutMs` in all, each ending it `STREAM_FAILED`); one whose worker died or stopped
+   * writing ends `STREAM_FAILED` (`streamCut: 'WORKER_LOST'`) some 30 s after its worker's last
+   * heartbeat, never hangs. @default 600000
    */
   timeoutMs?: number;
   /**
    * On timeout, also cancel the job for this caller, as an abort does: removed if it has not
-   * started, its streamed call stopped if it has (the bucket keeps only the tokens produced; no
-   * one reads the rest); a job other callers share is left to them, this caller's share given
-   * back. The `TimeoutError` then says `cancelled: true` (false: the job had ended or was gone).
-   * @default false
+   * started, its streamed call stopped if its worker took it (the bucket keeps only the tokens
+   * produced; no one reads the rest); a job other callers share is left to them, this caller's
+   * share given back. The `TimeoutError` then says `cancelled: true` (false: the job had ended or
+   * was gone). @default false
    */
   cancelOnTimeout?: boolean;
 }
@@ -172,6 +177,8 @@ export interface JobHandle {
 
 /** A handle as this producer holds it: with the caller's one way out of the job. */
 interface CallerHandle extends JobHandle {
+  /** `until`: ends the wait with its reason, leaving the job as it is (a stream's own bounds: stream-guard.ts). */
+  result(opts?: ResultOptions & { until?: AbortSignal }): Promise<LlmResult>;
   /**
    * Withdraws this caller: the job removed if no one else shares it, else this caller's share
    * given back (`always`: a running job's call asked to stop, `stopping`). A caller leaves once: a
@@ -446,6 +453,19 @@ export class Producer {
     this.assertOpen();
     const sub = this.events.subscribe(handle.lane, handle.id);
     const shared = handle.existing || input.coalesce === true || input.idempotencyKey !== undefined;
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS;
+    // The caller's bound is on the wait for the stream's start; then its worker bounds it (stream-guard.ts).
+    const bounds = new AbortController();
+    const guard = new StreamGuard({
+      jobId: handle.id,
+      startWithinMs: timeoutMs,
+      redis: this.client.redis,
+      prefix: this.prefix,
+      answerWithinMs: this.connectTimeoutMs,
+      timedOut: () => new TimeoutError(`waiting for the stream of job ${handle.id} to start`, timeoutMs, this.waiter.unreachable()),
+      end: (err) => bounds.abort(err),
+    });
+    const result = handle.result({ timeoutMs: Number.POSITIVE_INFINITY, until: bounds.signal }).finally(() => guard.stop());
     return new JobEventStream({
       id: handle.id,
       lane: handle.lane,
@@ -454,7 +474,7 @@ export class Producer {
       // A repeat's request is the job's own: the same key on another request is refused at enqueue.
       includeUsage: input.provider === 'openai' && input.api !== 'responses' && input.request.stream_options?.include_usage === true,
       sub,
-      result: handle.result({ timeoutMs: opts.timeoutMs ?? DEFAULT_STREAM_TIMEOUT_MS }).catch(async (err: unknown) => {
+      result: result.catch(async (err: unknown) => {
         // As result()'s cancelOnTimeout, and as an abort: a stream's call can be stopped mid-way.
         if (opts.cancelOnTimeout && err instanceof TimeoutError) {
           const w = await handle.leave('always');
@@ -468,6 +488,7 @@ export class Producer {
       cancel: async () => {
         await handle.leave('always');
       },
+      seen: () => guard.seen(),
     });
   }
 
@@ -616,20 +637,22 @@ export class Producer {
       lane,
       existing,
       leave,
-      result: async ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS, cancelOnTimeout = false, signal } = {}) => {
+      result: async ({ timeoutMs = DEFAULT_RESULT_TIMEOUT_MS, cancelOnTimeout = false, signal, until } = {}) => {
         this.assertOpen();
         if (signal?.aborted) {
           void leave('waiting');
           throw signal.reason;
         }
         // Ends the wait itself once the caller is out of the job, so nothing waits on for it.
-        const stop = signal || startBy ? new AbortController() : undefined;
+        const stop = signal || startBy || until ? new AbortController() : undefined;
         const deadline = startBy && new StartDeadline(id, startBy.maxWaitMs, startBy.enqueuedAt, () => leave('deadline').then(isOut), (err) => stop?.abort(err));
         const onAbort = () => {
           void leave('waiting');
           stop?.abort(signal?.reason);
         };
+        const onUntil = () => stop?.abort(until?.reason);
         signal?.addEventListener('abort', onAbort, { once: true });
+        until?.addEventListener('abort', onUntil, { once: true });
         try {
           return await this.waiter.wait(lane, id, timeoutMs, mode, stop?.signal);
         } catch (caught) {
@@ -639,6 +662,7 @@ export class Producer {
           throw err;
         } finally {
           signal?.removeEventListener('abort', onAbort);
+          until?.removeEventListener('abort', onUntil);
           deadline?.clear();
         }
       },

@@ -80,22 +80,23 @@ function producer(prefix: string): Producer {
 
 /**
  * A stand-in worker whose job streams a long answer: it writes until the relay refuses (its
- * caller cancelled it). `outcome` is the refusal, once it came.
+ * caller cancelled it), its first write `holdMs` after it took the job (a model slow to its first
+ * output). `outcome` is the refusal, once it came.
  */
-function writeUntilRefused(prefix: string): { outcome?: string } {
+function writeUntilRefused(prefix: string, holdMs = 0): { outcome?: string } {
   const seen: { outcome?: string } = {};
   fleet(prefix, async (j) => {
-    await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('a') }], { first: true });
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(async () => {
-        const outcome = await relayEvents(admin, prefix, j.id!, [{ kind: 'event', data: delta('b') }], { first: false });
-        if (outcome === 'cancelled') {
-          seen.outcome = outcome;
-          clearInterval(poll);
-          resolve();
-        }
-      }, 10);
-    });
+    await new Promise((r) => setTimeout(r, holdMs));
+    let batch: JobEvent[] = [start, { kind: 'event', data: delta('a') }];
+    for (let first = true; ; first = false) {
+      const outcome = await relayEvents(admin, prefix, j.id!, batch, { first });
+      if (outcome === 'cancelled') {
+        seen.outcome = outcome;
+        break;
+      }
+      batch = [{ kind: 'event', data: delta('b') }];
+      await new Promise((r) => setTimeout(r, 10));
+    }
     return { events: [], fail: 'CANCELLED: cancelled by its caller' };
   });
   return seen;
@@ -429,14 +430,48 @@ describe('producer.stream', () => {
     expect(await p.getJob(stream.id)).toBeNull();
   });
 
-  it('with cancelOnTimeout, stops a running streamed call when the timeout passes, as an abort does', async () => {
+  it('with cancelOnTimeout, stops a call its worker took when the stream has not started by the timeout, as an abort does', async () => {
     const prefix = await fleetPrefix();
-    const refused = writeUntilRefused(prefix);
-    // Long enough for the stand-in to start the call first (started() would reject TIMEOUT if not).
-    const stream = await producer(prefix).stream(job(), { timeoutMs: 5_000, cancelOnTimeout: true });
-    await stream.started();
-    await expect(stream.result()).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: true });
-    await expect.poll(() => refused.outcome).toBe('cancelled');
+    const refused = writeUntilRefused(prefix, 1_500);
+    const p = producer(prefix);
+    const stream = await p.stream(job(), { timeoutMs: 300, cancelOnTimeout: true });
+    await expect(stream.started()).rejects.toMatchObject({ code: 'TIMEOUT', cancelled: true });
+    await expect.poll(() => refused.outcome, { timeout: 10_000 }).toBe('cancelled');
+  });
+
+  it("reads a stream that started within the caller's timeout on past it, to its end", async () => {
+    const prefix = await fleetPrefix();
+    // Ten events 100 ms apart: the stream outlasts the 300 ms bound three times over.
+    fleet(prefix, async (j) => {
+      await relayEvents(admin, prefix, j.id!, [start], { first: true });
+      for (let i = 0; i < 10; i += 1) {
+        await new Promise((r) => setTimeout(r, 100));
+        await relayEvents(admin, prefix, j.id!, [{ kind: 'event', data: delta(String(i)) }], { first: false });
+      }
+      await relayEvents(admin, prefix, j.id!, [{ kind: 'end' }], { first: false });
+      return { events: [] };
+    });
+    const stream = await producer(prefix).stream(job(), { timeoutMs: 300 });
+    const texts: string[] = [];
+    for await (const event of stream) texts.push((event as { delta: { text: string } }).delta.text);
+    expect(texts).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    expect((await stream.result()).usage.outputTokens).toBe(2);
+  });
+
+  it("counts a stream started when its first event is in Redis by the timeout, though its caller has not read it yet", async () => {
+    const prefix = await fleetPrefix();
+    fleet(prefix, async (j) => {
+      await relayEvents(admin, prefix, j.id!, [start, { kind: 'event', data: delta('a') }], { first: true });
+      await new Promise((r) => setTimeout(r, 1_500));
+      await relayEvents(admin, prefix, j.id!, [{ kind: 'event', data: delta('b') }, { kind: 'end' }], { first: false });
+      return { events: [] };
+    });
+    const stream = await producer(prefix).stream(job(), { timeoutMs: 500 });
+    // The caller reads only after its bound: the start was in Redis by then.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const texts: string[] = [];
+    for await (const event of stream) texts.push((event as { delta: { text: string } }).delta.text);
+    expect(texts).toEqual(['a', 'b']);
   });
 
   it('serves many streams of one lane at once on one blocking read, each to its end', async () => {

@@ -66,6 +66,13 @@ export const StreamCut = {
    * before the end: its worker died, or its relay stalled past the call's timeout.
    */
   EARLIER_ATTEMPT_STOPPED: 'EARLIER_ATTEMPT_STOPPED',
+  /**
+   * Decided by its reader, not its worker: the worker writing it stopped (its heartbeat gone, or it
+   * beats on without the job) and nothing came or ended it for a while, so the caller's stream
+   * ends rather than hangs (the producer's stream-guard.ts). The job itself ends as its fleet ends
+   * it: a rerun fails it `EARLIER_ATTEMPT_STOPPED`.
+   */
+  WORKER_LOST: 'WORKER_LOST',
 } as const;
 export type StreamCut = (typeof StreamCut)[keyof typeof StreamCut];
 const STREAM_CUTS: ReadonlySet<string> = new Set(Object.values(StreamCut));

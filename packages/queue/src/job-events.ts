@@ -163,6 +163,11 @@ export async function readRelayAfter(redis: Redis | Cluster, prefix: string, job
   return relayEntriesOf(reply?.[0]?.[1] ?? []);
 }
 
+/** A job's relay's first entry (its `start`, once written), read now; undefined when the relay is gone or empty. */
+export async function firstRelayEntry(redis: Redis | Cluster, prefix: string, jobId: string): Promise<RelayEntry | undefined> {
+  return relayEntriesOf(await redis.xrange(jobEventsKey(prefix, jobId), '-', '+', 'COUNT', 1))[0];
+}
+
 function relayEntriesOf(entries: [id: string, fields: string[]][]): RelayEntry[] {
   const read: RelayEntry[] = [];
   for (const [id, fields] of entries) {

@@ -17,7 +17,11 @@ import { decodedId, pageOf } from './model-pages.js';
 import { readJsonBody } from './request-body.js';
 import { errorBodyOf, fromError, GatewayCode, gatewayRequestId, invalid, type WireError } from './wire-errors.js';
 
-/** A job may run this long after it started (retries included) before its client is told to retry. */
+/**
+ * A plain call's job may run this long after its start deadline (retries included) before its
+ * client is told to retry; a stream's must have started by then (the producer's `stream()` bound:
+ * once started, its worker bounds it, `providers.<p>.streamIdleMs` and `streamTimeoutMs`).
+ */
 const RUN_BOUND_MS = 30 * 60_000;
 
 type Json = Record<string, unknown>;
@@ -348,7 +352,7 @@ export class GatewayHandler {
     let stream: Awaited<ReturnType<Producer['stream']>>;
     const arrivedAt = Date.now();
     try {
-      // A stream nobody reads past its bound is stopped, not left spending tokens.
+      // A stream not started within its bound is cancelled, not left to start for no one.
       stream = await this.producer.stream(job, { signal: abort.signal, timeoutMs: maxWaitMs + RUN_BOUND_MS, cancelOnTimeout: true });
     } catch (err) {
       if (!abort.signal.aborted) this.#send(res, dialect, fromError(err));

@@ -4,6 +4,7 @@
  * it does not have) would refuse every retry, so the start fails `REDIS_REFUSED`, naming the
  * Redis and the cause, before it listens. And its stop never waits on a Redis that stalls.
  */
+import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger, createRedis, ErrorCode, fleetKeys, type HeadroomError, parseConfig, RedisRefusedError, within } from '@headroom/queue';
 import { freePort, startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
@@ -15,14 +16,45 @@ afterAll(async () => {
 });
 
 const KEY = 'hr-gateway-start-0123456789';
-const config = parseConfig({
+const configInput = {
   redis: { prefix: 'gstart' },
-  models: { 'claude-haiku-4-5': { provider: 'anthropic', limits: { rpm: 100 } } },
+  models: { 'claude-haiku-4-5': { provider: 'anthropic' as const, limits: { rpm: 100 } } },
   gateway: { host: '127.0.0.1', port: 0, keys: { app: { keyEnv: 'GSTART_KEY' } } },
-});
+};
+const config = parseConfig(configInput);
 const start = (redisUrl: string) => startGateway({ config, redisUrl, env: { GSTART_KEY: KEY }, logger: createLogger({ level: 'silent' }) });
 
+/** A logger whose lines (as parsed JSON) land in `lines`. */
+function capturing(): { logger: ReturnType<typeof createLogger>; lines: { level: number; msg: string; maxBodyBytes?: number; maxJobBytes?: number }[] } {
+  const lines: { level: number; msg: string }[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as { level: number; msg: string });
+      done();
+    },
+  });
+  return { logger: createLogger({ level: 'warn', destination }), lines };
+}
+
 describe('startGateway', () => {
+  it('warns at start when gateway.maxBodyBytes is above limits.maxJobBytes, naming both and what to raise', async () => {
+    const warnedOf = async (gateway: { maxBodyBytes: number }, limits: { maxJobBytes: number } | undefined) => {
+      const { logger, lines } = capturing();
+      const raised = parseConfig({ ...configInput, gateway: { ...configInput.gateway, ...gateway }, ...(limits ? { limits } : {}) });
+      const running = await startGateway({ config: raised, redisUrl: `redis://127.0.0.1:${await freePort()}`, env: { GSTART_KEY: KEY }, logger });
+      await running.close();
+      return lines.filter((l) => l.msg.includes('maxBodyBytes'));
+    };
+    const [warning, ...more] = await warnedOf({ maxBodyBytes: 10 * 1024 * 1024 }, undefined);
+    expect(more).toEqual([]);
+    expect(warning).toMatchObject({ level: 40, maxBodyBytes: 10 * 1024 * 1024, maxJobBytes: 1024 * 1024 });
+    expect(warning?.msg).toContain('gateway.maxBodyBytes (10485760) is above limits.maxJobBytes (1048576)');
+    expect(warning?.msg).toContain('PAYLOAD_TOO_LARGE');
+    expect(warning?.msg).toContain('raise limits.maxJobBytes');
+    // Both raised together: nothing to say.
+    expect(await warnedOf({ maxBodyBytes: 10 * 1024 * 1024 }, { maxJobBytes: 10 * 1024 * 1024 })).toEqual([]);
+  });
+
   it('refuses a malformed Redis URL in the words the worker and the dashboard use, not echoing it', async () => {
     // It was the Producer's option check: "invalid config (Producer options): redis: ...", naming
     // an option the operator of `headroom gateway --redis` never wrote.

@@ -67,6 +67,13 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   // word a bad `--redis` as one of its options ("invalid config (Producer options)").
   parseRedisUrl(opts.redisUrl);
   const logger = opts.logger ?? createLogger({ name: 'gateway' });
+  // Not refused: a pretty-printed body compacts into a smaller job. But an operator who raised the
+  // body's limit for images or PDFs alone meets a 413 from the job's check, far from this setting.
+  const { maxBodyBytes } = config.gateway;
+  const { maxJobBytes } = config.limits;
+  if (maxBodyBytes > maxJobBytes) {
+    logger.warn({ maxBodyBytes, maxJobBytes }, `config: gateway.maxBodyBytes (${maxBodyBytes}) is above limits.maxJobBytes (${maxJobBytes}): a body between the two is refused 413 PAYLOAD_TOO_LARGE by the job's size check; raise limits.maxJobBytes with it`);
+  }
   const producer = new Producer({ redis: opts.redisUrl, prefix: config.redis.prefix, maxJobBytes: config.limits.maxJobBytes });
   const metrics: GatewayMetrics = new GatewayMetrics({ defaultMetrics: config.gateway.metricsPort !== undefined, inFlight: (): number => handler.inFlight });
   const id = `gateway-${randomUUID().slice(0, 8)}`;

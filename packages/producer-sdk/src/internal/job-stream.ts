@@ -75,6 +75,8 @@ export interface JobStreamParts {
   deleteKey: string | undefined;
   signal: AbortSignal | undefined;
   cancel(): Promise<void>;
+  /** An entry of the job's relay was read: its stream lives (stream-guard.ts). */
+  seen(): void;
 }
 
 export class JobEventStream implements JobStream {
@@ -257,11 +259,15 @@ export class JobEventStream implements JobStream {
       if (this.#draining) {
         const page = await this.#p.sub.drain();
         if (page.length === 0) return undefined;
+        this.#p.seen();
         this.#tail = page;
         continue;
       }
       const event = await this.#p.sub.next();
-      if (event) return event;
+      if (event) {
+        this.#p.seen();
+        return event;
+      }
       this.#draining = true;
     }
   }

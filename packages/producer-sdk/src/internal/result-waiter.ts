@@ -180,7 +180,7 @@ export class ResultWaiter {
   }
 
   /** Why a wait that timed out may have heard nothing: Redis out of reach, or refusing it, as it timed out. */
-  private unreachable(): Error | undefined {
+  unreachable(): Error | undefined {
     const status = this.connection.status;
     return status === 'ready' ? undefined : (refusalOn(this.connection) ?? new RedisUnavailableError(`the connection is ${status}`));
   }

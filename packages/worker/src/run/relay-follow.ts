@@ -23,7 +23,7 @@
  * refuses the earlier attempt's next write (CLOSED, lua/relay-2.lua), so a call still running
  * stops there and settles for what it produced.
  */
-import { checkRelay, duplicateFor, heartbeatOf, HEARTBEAT_INTERVAL_MS, readRelayAfter, reportOutages, type JobFailure, type LlmJob, type RelayEntry, type WorkerHeartbeat } from '@headroom/queue';
+import { checkRelay, duplicateFor, HEARTBEAT_INTERVAL_MS, readRelayAfter, relayWriterOf, reportOutages, type JobFailure, type LlmJob, type RelayEntry } from '@headroom/queue';
 import { callLifeOf } from './plan.js';
 import type { JobMeta, RunContext } from './run-context.js';
 
@@ -102,27 +102,9 @@ async function whileQuiet(
   const relay = await checkRelay(ctx.redis, prefix, meta.id);
   if (relay === 'cancelled') return 'cancelled';
   if (relay === 'open') return 'its relay is gone (expired after its last write, or Redis lost it)';
-  const start = entries[0];
-  const writer = start?.event.kind === 'start' ? start.event.worker : undefined;
-  // A relay an older version wrote names no writer: nothing tells that its rest may come.
-  if (start === undefined || writer === undefined) return 'its relay does not name the worker writing it';
-  const { state, entry } = await heartbeatOf(ctx.redis, prefix, writer);
-  if (state === 'alive') return relayingStill(entry, meta.id, start.atMs) ? 'alive' : `its worker ${writer} beats on but no longer relays it: that call ended without ending the relay`;
-  if (state === 'absent') return `its worker ${writer} has stopped`;
-  if (now - times.livedAt > HEARTBEAT_INTERVAL_MS + FOLLOW_READ_MS) return `its worker ${writer} is dead: its heartbeat expired and its relay stalled`;
+  const writer = await relayWriterOf(ctx.redis, prefix, meta.id, entries[0]);
+  if (writer.state === 'writing') return 'alive';
+  if (writer.state === 'stopped') return writer.why;
+  if (now - times.livedAt > HEARTBEAT_INTERVAL_MS + FOLLOW_READ_MS) return `its worker ${writer.worker} is dead: its heartbeat expired and its relay stalled`;
   return undefined;
-}
-
-/**
- * Whether a live writer's beat leaves the job's call running. A beat lists the jobs its worker's
- * calls are relaying as of the beat (relaying-jobs.ts): one without this job, taken at a Redis time
- * after the relay's first entry, was taken after the call began (the job is listed before its
- * call's first write), so the call has ended. An older beat, or one of a worker before the list,
- * tells nothing: the call may run on. (On a cluster the beat's time and the entry's are two nodes'
- * clocks: the job is listed before its provider request is sent, and the first entry is written
- * only with the answer's first output, a margin well beyond their usual skew.)
- */
-function relayingStill(beat: WorkerHeartbeat | undefined, jobId: string, firstEntryAtMs: number): boolean {
-  if (beat?.relaying === undefined || beat.atMs <= firstEntryAtMs) return true;
-  return beat.relaying.includes(jobId);
 }
