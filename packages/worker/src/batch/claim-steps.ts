@@ -283,7 +283,7 @@ export class ClaimSteps {
     for (const jobId of claim.jobIds) {
       if (seen.has(jobId)) continue;
       const why = `batch ${claim.batchId} ${status.status} without a result for it`;
-      await end(jobId, status.missingFailure ? { kind: 'failed', failure: status.missingFailure } : { kind: 'requeue', why });
+      await end(jobId, status.missing ?? { kind: 'requeue', failure: jobFailure(FailureCode.BATCH_LOST, why) });
     }
     await pool.drain();
     await this.d.store.remove(claim);
@@ -312,7 +312,7 @@ export class ClaimSteps {
     const why = `batch ${claim.batchId} could not be read for ${Math.round((now - claim.failingSince) / 60_000)} min, ${Math.round((now - claim.submittedAt) / 3600_000)} h after its submission (${err.message})`;
     this.d.logger.error({ claim: claim.id, batchId: claim.batchId, model: claim.model, err: err.message }, 'batch unreadable past its 24 h window; its jobs go back to the lane');
     this.d.metrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'unreadable' });
-    await this.endClaim(claim, { kind: 'requeue', why });
+    await this.endClaim(claim, { kind: 'requeue', failure: jobFailure(FailureCode.BATCH_LOST, why) });
   }
 
   private async endClaim(claim: LiveClaim, fate: JobFate): Promise<void> {
@@ -323,11 +323,17 @@ export class ClaimSteps {
     this.d.dropClaim(claim.id);
   }
 
-  /** Drops jobs from a claim (in Redis and here): gone, or no longer under its lock. */
+  /**
+   * Drops jobs from a claim (in Redis and here): gone, or no longer under its lock. An OpenAI input
+   * file uploaded for the claim goes with them: it holds every job the claim had then, and a later
+   * submission reusing it would send a dropped job (back in the lane, sent again from there) twice.
+   */
   async forget(claim: LiveClaim, jobIds: readonly string[]): Promise<void> {
     const mine = jobIds.filter((id) => claim.jobIds.has(id));
     if (mine.length === 0) return;
     for (const id of mine) claim.jobIds.delete(id);
-    await this.d.store.removeJobs(claim.id, mine);
+    const dropFile = claim.fileId !== undefined;
+    delete claim.fileId;
+    await this.d.store.removeJobs(claim.id, mine, dropFile);
   }
 }
