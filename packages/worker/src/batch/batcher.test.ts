@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { Queue, Worker } from 'bullmq';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addToLane, createRedis, failureOf, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger, type Logger } from '@headroom/queue';
+import { addToLane, cancelIfNotStarted, cancelledFailure, createRedis, failureOf, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger, type Logger } from '@headroom/queue';
 import { type Simulator, startSimulator } from '@headroom/simulator';
 import { WorkerMetrics } from '../metrics.js';
 import { AnthropicBatchApi } from './anthropic-batch-api.js';
@@ -275,6 +275,41 @@ describe('Batcher', () => {
       await queue.close();
     });
   }, 60_000);
+
+  it('cancels a job its claim holds until the batch is sent (removed, its counts given back, not sent), and refuses once it is', async () => {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 10_000 }, async (slow) => {
+      // A claim fills to 4 (the assembler's count: a cancelled job keeps its place) and waits for nothing else.
+      const { prefix, keys, lane, queue, batcher, admit } = await fleet(60_000, { sim: slow, maxRequests: 4 });
+      const first = await admit(3);
+      const a = batcher('a');
+      await a.start();
+      await until(async () => {
+        const claims = await db.redis.zrange(keys.batchClaims, '0', '-1');
+        return claims.length === 1 && (await db.redis.scard(keys.batchClaimJobs(claims[0]!))) === 3;
+      });
+      expect(await queue.getActiveCount()).toBe(3);
+      const cancelled = first[1]!;
+      // In an open claim: nothing was sent, so it goes as a waiting job would.
+      expect(await cancelIfNotStarted(db.redis, prefix, cancelled)).toBe('removed');
+      expect(await queue.getJob(cancelled)).toBeUndefined();
+      expect(await cancelledFailure(db.redis, prefix, cancelled)).toMatchObject({ code: 'CANCELLED' });
+      expect(await db.redis.hget(lane.usage, 'tenant:acme')).toBe('2');
+      expect(await queue.getActiveCount()).toBe(2);
+
+      // One more job fills the claim: its batch goes out with the three jobs it still holds.
+      const [last] = await admit(1);
+      await until(async () => (await db.redis.hlen(keys.batches)) === 1, 30_000);
+      expect(slow.stats().batches.anthropic).toMatchObject({ created: 1, requests: 3 });
+      // Sent: one request of a batch cannot be cancelled, so the job is left to run to its end.
+      expect(await cancelIfNotStarted(db.redis, prefix, first[0]!)).toBe('started');
+      await until(async () => (await queue.getCompletedCount()) === 3, 60_000);
+      for (const id of [first[0]!, first[2]!, last!]) expect((await queue.getJob(id))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+      expect(await db.redis.hgetall(lane.usage)).toEqual({});
+      await until(async () => (await db.redis.zcard(keys.batchClaims)) === 0);
+      await a.stop(1_000);
+      await queue.close();
+    });
+  }, 90_000);
 
   it('sends the jobs of a batch it cannot read 6 h past its 24 h window back to the lane, instead of parking them for good', async () => {
     let onLine = (_line: string) => {};

@@ -10,7 +10,8 @@
  * The leader's loop (batcher.ts) decides when; this file decides what.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
-import { FailureCode, jobFailure, type HeadroomConfig, type JobFailure, type LlmJob, type Logger } from '@headroom/queue';
+import type { Cluster, Redis } from 'ioredis';
+import { FailureCode, jobFailure, parkBatchJobs, type HeadroomConfig, type JobFailure, type LlmJob, type Logger } from '@headroom/queue';
 import type { BatchApi, BatchEntry, BatchStatus } from './batch-api.js';
 import type { BatchApis } from './batch-apis.js';
 import type { BatchMetrics } from './batch-metrics.js';
@@ -42,6 +43,8 @@ export interface ClaimStepsDeps {
   store: ClaimStore;
   metrics: BatchMetrics;
   lane(): BullWorker;
+  /** Command connection: the jobs' park marks, beside the claims. */
+  redis: Redis | Cluster;
   lease(): LeaderLease;
   settleContext(): SettleContext;
   now(): number;
@@ -97,8 +100,10 @@ export class ClaimSteps {
     const present = jobs.filter((j): j is Job => j !== undefined && !j.finishedOn);
     const presentIds = new Set(present.map((j) => j.id!));
     const gone = ids.filter((id) => !presentIds.has(id));
-    // Still ours? A job whose lock lapsed went back to the lane and must not go out twice.
-    const lost = new Set(present.length > 0 ? await lane.extendJobLocks([...presentIds], present.map(() => claim.token), config.batch.parkLockMs) : []);
+    // Still ours? A job whose lock lapsed went back to the lane and must not go out twice; one
+    // cancelled is gone. Those still ours are marked as sent in the same call: from here no cancel
+    // removes them (batch-park-1.lua), so none is cancelled after it went into the batch.
+    const lost = new Set(present.length > 0 ? await parkBatchJobs(this.d.redis, config.redis.prefix, [...presentIds], claim.token, config.batch.parkLockMs, { sending: true }) : []);
     if (gone.length + lost.size > 0) await this.forget(claim, [...gone, ...lost]);
     const sending = present.filter((j) => !lost.has(j.id!));
     if (sending.length === 0) {
