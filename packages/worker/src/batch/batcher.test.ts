@@ -335,7 +335,8 @@ describe('Batcher', () => {
       expect(lines.some((line) => line.includes('batch unreadable past its 24 h window'))).toBe(true);
       // Sent again, in a batch of its own that the new key can read.
       expect(slow.stats().batches.anthropic.created).toBe(2);
-      expect(await db.redis.hlen(keys.batches)).toBe(0);
+      // The claim's records go a moment after its last job ends (claim-steps: end every job, then remove the claim).
+      await until(async () => (await db.redis.hlen(keys.batches)) === 0);
       for (const id of jobs) expect(await queue.getJob(id)).toMatchObject({ progress: { batchRequeues: 1 }, returnvalue: { model: MODEL, cost: { batch: true } } });
       await b.stop(1_000);
       await queue.close();
