@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
-import { answeredFailure, createRedis, FailureCode, failureText, finishJob, handOffJobId, idempotentJobId, jobFailure, laneKeys, parseConfig, providerErrorOf, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
+import { answeredFailure, createRedis, FailureCode, failureText, finishJob, handOffJobId, idempotentJobId, jobFailure, laneKeys, parkBatchJobs, parseConfig, providerErrorOf, publishFleetSettings, type HeadroomConfigInput, type LaneKeys, type LlmResult } from '@headroom/queue';
 import {
   ClosedError,
   JobFailedError,
@@ -519,19 +519,26 @@ describe('Producer', () => {
     expect(await p.cancel('high.no-such-job')).toBe(false);
   });
 
-  it('refuses to cancel a batch job its batch holds, and leaves no cancel flag behind', async () => {
+  it('refuses to cancel a batch job whose batch is sent, leaving no cancel flag behind, and removes one its claim holds unsent', async () => {
     const prefix = await fleetPrefix();
     const p = producer(prefix);
     const parked = await p.enqueue(job({ priority: 'LOW', sla: 'none' }));
     const k = laneKeys(prefix, 'batch');
-    // The batch leader takes a job into its claim, and parks it there while its batch runs.
+    // The batch leader takes a job into its claim, and marks it sent as it sends its batch.
     const leader = new Worker(k.queueName, null, { prefix: k.bullPrefix, connection: new Redis(redis.url, { maxRetriesPerRequest: null }) });
     open.push(leader);
     expect((await leader.getNextJob('claim-1', { block: false }))?.id).toBe(parked.id);
+    expect(await parkBatchJobs(admin, prefix, [parked.id], 'claim-1', 60_000, { sending: true })).toEqual([]);
     expect(await p.cancel(parked.id)).toBe(false);
     expect((await p.getJob(parked.id))?.state).toBe('active');
     // Nothing in the batch lane reads the flag: left behind, it would outlive the job by an hour.
     expect(await admin.exists(k.jobCancel(parked.id))).toBe(0);
+    // One in a claim not yet sent: nothing reached the provider, so it is removed.
+    const filed = await p.enqueue(job({ priority: 'LOW', sla: 'none', metadata: { n: 3 } }));
+    expect((await leader.getNextJob('claim-1', { block: false }))?.id).toBe(filed.id);
+    expect(await parkBatchJobs(admin, prefix, [filed.id], 'claim-1', 60_000, { sending: false })).toEqual([]);
+    expect(await p.cancel(filed.id)).toBe(true);
+    expect(await p.getJob(filed.id)).toBeNull();
     // One not yet taken into a claim is removed, as in any lane.
     const waitingOne = await p.enqueue(job({ priority: 'LOW', sla: 'none', metadata: { n: 2 } }));
     expect(await p.cancel(waitingOne.id)).toBe(true);

@@ -538,8 +538,9 @@ export class Producer {
    * Cancels a job. One that has not started is removed (true). One that a worker has taken is
    * asked to stop (false): its provider call is not sent if it has not been yet, a streamed call
    * is stopped and the job fails `CANCELLED`; a plain call already sent runs to its end (its
-   * answer cannot be taken back). False for a batch job its batch holds (taken into a claim, or
-   * parked with its provider batch): it runs to its end, nothing is flagged. False too for a
+   * answer cannot be taken back). A batch job is removed (true) until its batch is sent, in its
+   * leader's claim too; once the leader sends the batch it is refused (false): a provider cancels
+   * only a whole batch, so the job runs to its end, nothing is flagged. False too for a
    * finished or unknown job. With `keepShared`, a
    * job other callers share is left to them and only this caller's share given back: true, since
    * it no longer runs for this caller (with `ifNotStarted`, only before it starts).
@@ -570,8 +571,8 @@ export class Producer {
       const to = await this.movedToOf(id);
       if (to !== undefined) return this.stop(to, opts);
     }
-    // Started and flagged cancelled in that same call (a batch job is never flagged: it runs to
-    // its end, and cancel says false): its worker is told at once.
+    // Started and flagged cancelled in that same call (a batch job is never flagged: removed while
+    // its claim is unsent, else it runs to its end and cancel says false): its worker is told at once.
     if (outcome !== 'flagged') return outcome;
     await publishCancel(this.client.redis, this.prefix, id);
     return 'stopping';

@@ -67,6 +67,7 @@ export { finishJob, REPLY_TO_OPTION, CACHE_TTL_OPTION } from './lane-finish.js';
 export type { FinishArgsBuilder, FinishOutcome, JobEnd } from './lane-finish.js';
 export { SHARED_MAX_WAIT_OPTION, withSharedDeadline } from './shared-deadline.js';
 export { cancelIfNotStarted, cancelledFailure, CANCELLED_NOTE_TTL_MS } from './lane-cancel.js';
+export { parkBatchJobs } from './batch-park.js';
 export { releaseFailedHandOff } from './hand-off-rerun.js';
 export type { CancelOutcome } from './lane-cancel.js';
 export { LaneUpkeep, FLEET_UPKEEP_INTERVAL_MS } from './lane-upkeep.js';

@@ -26,9 +26,10 @@ import { runScript } from './scripts.js';
 export const CANCELLED_NOTE_TTL_MS = 10 * 60_000;
 
 /**
- * `removed`: gone from its lane; `flagged`: a worker has it, and it is flagged cancelled (its
- * worker stops it); `started`: a worker has it, left running (`ifNotStarted`, or the batch lane,
- * whose jobs run to their end); `finished` or `missing`: nothing to cancel; `shared`:
+ * `removed`: gone from its lane (a BATCH job in a claim not yet sent included); `flagged`: a
+ * worker has it, and it is flagged cancelled (its worker stops it); `started`: a worker has it,
+ * left running (`ifNotStarted`, or a BATCH job whose batch is being sent or was: it runs to its
+ * end); `finished` or `missing`: nothing to cancel; `shared`:
  * (`keepShared` only) other callers share the job, so it stays for them and only this caller's
  * share was given back.
  */
@@ -58,11 +59,14 @@ export async function cancelIfNotStarted(
   const k = laneKeys(prefix, lane);
   const mode = modeOf(opts);
   const note = JSON.stringify(cancelledAs(mode));
-  // A started batch job is in its leader's claim or parked with its provider batch. Both providers
-  // cancel only a whole batch, never one request of it, and nothing in the batch lane reads the
-  // flag: the job runs to its end, and no flag is left to outlive it by CANCEL_FLAG_TTL_MS.
-  const flagMs = lane === 'batch' ? '' : String(CANCEL_FLAG_TTL_MS);
-  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, mode, note, String(CANCELLED_NOTE_TTL_MS), flagMs, opts.callerDeadline ?? '']));
+  // A started batch job is in its leader's claim, or going out or gone out in a provider batch.
+  // In a claim not yet sent it is removed as a waiting job is (nothing reached the provider). Once
+  // sent, both providers cancel only a whole batch, never one request of it, and nothing in the
+  // batch lane reads the flag: the job runs to its end, and no flag is left to outlive it by
+  // CANCEL_FLAG_TTL_MS.
+  const batch = lane === 'batch';
+  const flagMs = batch ? '' : String(CANCEL_FLAG_TTL_MS);
+  const reply = Number(await runScript(redis, 'cancel', [k.jobKeyPrefix + jobId, `${k.jobKeyPrefix}repeat`, k.active], [jobId, k.jobKeyPrefix, k.ownPrefix, mode, note, String(CANCELLED_NOTE_TTL_MS), flagMs, opts.callerDeadline ?? '', batch ? '1' : '']));
   const outcome = OUTCOMES[reply];
   if (!outcome) throw new Error(`cancel-3.lua: unexpected reply ${reply}`);
   return outcome;

@@ -24,6 +24,7 @@ import { relayEvents } from './job-events.js';
 import { coalesceKeyOf, handOffJobId, idempotentJobId } from './job-ids.js';
 import { fleetKeys } from './keys.js';
 import { cancelIfNotStarted } from './lane-cancel.js';
+import { parkBatchJobs } from './batch-park.js';
 import { laneHandle } from './lane-handle.test-support.js';
 import { bringRunnableToFront, readyJobs } from './lane-fetch.js';
 import { CACHE_TTL_OPTION, finishJob, REPLY_TO_OPTION } from './lane-finish.js';
@@ -191,6 +192,12 @@ async function runEveryScript(): Promise<void> {
   const parked = await batch.take();
   await finishJob(redis, prefix, 'batch', batch.backend, parked.job, parked.token, { failed: 'BATCH_EXPIRED: expired' });
   expect(await releaseFailedHandOff(redis, prefix, 'low', lowId, handOff)).toBe(true);
+
+  // batch-park, and a cancel of a BATCH job its claim holds unsent (its lock and stalled entry dropped).
+  await batch.add({ ...ask('claimed'), priority: 'LOW', sla: 'none' } as LlmJob);
+  const claimed = await batch.take();
+  expect(await parkBatchJobs(redis, prefix, [claimed.job.id!], claimed.token, 60_000, { sending: false })).toEqual([]);
+  expect(await cancelIfNotStarted(redis, prefix, claimed.job.id!)).toBe('removed');
 
   // acquire (with a tenant and a carried settle), cooldown, throttle-view.
   const bucket = new Bucket(redis, { prefix, throttle: throttleParamsOf(config) });

@@ -14,5 +14,6 @@ export type { StartWorkerOptions, RunningWorker, WorkerStopped } from './worker.
 export type { PressureAdjust } from './shedding/pressure-monitor.js';
 export { WorkerMetrics } from './metrics.js';
 export { customIdOf, jobIdOfCustomId } from './batch/custom-id.js';
+export { MAX_BATCH_REQUEUES } from './batch/job-settler.js';
 /** The transport the provider adapters call through (node:http under the SDK): a bench's stand-in for the worker uses it too. */
 export { createHttpFetch, IDLE_SOCKET_MS } from './providers/http-fetch.js';

@@ -6,6 +6,11 @@
   a `removed` entry in the replies stream of the producer waiting on it (its `hrReplyTo` option:
   keys.ts `replies`), so a waiter in any process learns at once, not at its next sweep. A job that has started (its lock held, or in the active list: a
   running, held or batch-parked job) is left alone: its caller is told, and stops it another way.
+  Except a BATCH job its leader holds in a claim not yet sent (ARGV[9]): nothing went to the
+  provider, so it is removed as a waiting job is (its lock dropped first, so BullMQ's removeJob
+  takes it out of `active`); the leader finds it gone and sends its batch without it. Once the
+  leader has marked it for sending (`hrBatchSent`, batch-park-1.lua, in a call on these same keys
+  before it asks the provider) it is left to its batch.
 
   KEYS[1]  the job's hash           KEYS[2]  the lane's repeat key (BullMQ's removeJob)
   KEYS[3]  the lane's active list
@@ -30,6 +35,8 @@
            deadlines, and the job's deadline moves to the latest of those left
            (includes/shared-deadline.lua). Without it the job waited, its slot in its lane held,
            until the deadline of a caller no longer there, and could then be run for nobody.
+  ARGV[9]  '1' for the BATCH lane: a started job not marked `hrBatchSent` is removed (modes '0'
+           and '1'), not left running
 
   Returns 1 removed, 0 started (left running), -1 finished already, -2 no such job, 2 shared (kept
   for the callers still sharing it), 3 started and flagged cancelled (`<own>cancel:<id>`: its
@@ -54,9 +61,14 @@ if ARGV[4] ~= '0' and tonumber(redis.call('HGET', jobKey, 'hrJoins') or '0') > 0
   return 2
 end
 if started() then
-  if ARGV[7] == '' then return 0 end
-  redis.call('SET', own .. 'cancel:' .. id, '1', 'PX', ARGV[7])
-  return 3
+  if ARGV[9] == '1' and redis.call('HEXISTS', jobKey, 'hrBatchSent') == 0 then
+    redis.call('DEL', jobKey .. ':lock')
+    redis.call('SREM', bullPrefix .. 'stalled', id)
+  else
+    if ARGV[7] == '' then return 0 end
+    redis.call('SET', own .. 'cancel:' .. id, '1', 'PX', ARGV[7])
+    return 3
+  end
 end
 if ARGV[4] == '3' and redis.call('HEXISTS', jobKey, 'processedOn') == 1 then return 0 end
 

@@ -25,7 +25,7 @@ export interface SubmitInput {
   /** OpenAI: the claim's API, which its batch's endpoint is (Chat Completions when absent). */
   api?: 'responses';
   entries: BatchEntry[];
-  /** OpenAI: a file already uploaded for this claim (reused, never uploaded twice). */
+  /** OpenAI: a file already uploaded for this claim, of these very entries (the claim drops it when it loses a job). */
   fileId?: string;
   /** OpenAI: called once the input file exists, before the batch is created. */
   onFileUploaded?(fileId: string): Promise<void>;
@@ -49,8 +49,14 @@ export interface FindInput {
 
 export type EntryOutcome =
   | { kind: 'succeeded'; response: unknown; usage: Usage }
-  /** BATCH_ERRORED, BATCH_EXPIRED, BATCH_CANCELED or BATCH_BAD_RESPONSE. */
-  | { kind: 'failed'; failure: JobFailure };
+  /** For good: the request's own fault, or a stop someone chose (BATCH_ERRORED, BATCH_CANCELED, BATCH_BAD_RESPONSE, BATCH_FAILED). */
+  | { kind: 'failed'; failure: JobFailure }
+  /**
+   * Not the request's fault (a 5xx or overload on the provider's side, an expiry, no result at
+   * all): the job goes back to the BATCH lane for a later batch, and ends with `failure` once its
+   * resends are used up (job-settler `MAX_BATCH_REQUEUES`).
+   */
+  | { kind: 'requeue'; failure: JobFailure };
 
 export interface ResultEntry {
   customId: string;
@@ -65,8 +71,8 @@ export type BatchStatus =
       endedAt: number | undefined;
       /** Provider status, for logs and metrics (`ended`, `completed`, `expired`, ...). */
       status: string;
-      /** The fate of requests the results do not mention; undefined = they go back to the lane. */
-      missingFailure?: JobFailure;
+      /** The fate of requests the results do not mention; undefined = they go back to the lane, `BATCH_LOST` when used up. */
+      missing?: EntryOutcome;
     };
 
 export interface BatchApi {

@@ -1,8 +1,11 @@
 /**
  * One batch result entry -> the fate of its job. Succeeded entries carry the same body an
  * interactive call returns (a Message, a ChatCompletion) and are read with the same schemas, so a
- * batch result has the same shape as an interactive one. Everything else fails its job with the
- * provider's own words behind a stable code.
+ * batch result has the same shape as an interactive one. An entry that failed on the provider's
+ * side (a 5xx, an overload, a rate limit, the batch's 24 h window ending first) sends its job back
+ * to the BATCH lane for a later batch, as other lanes retry such answers; the request's own fault
+ * (400, auth, a model it cannot use) and a cancellation fail it at once. Either way the provider's
+ * own words are kept behind a stable code.
  */
 import { z } from 'zod';
 import { AnthropicMessageBody, anthropicUsage } from '../providers/anthropic.js';
@@ -17,6 +20,19 @@ const ProviderErrorBody = z.looseObject({
   type: z.string().optional(),
   error: z.looseObject({ type: z.string().optional(), code: z.string().nullish(), message: z.string().optional() }).optional(),
 });
+
+/** Anthropic error types that are the provider's state, not the request's fault. */
+const ANTHROPIC_TRANSIENT = new Set(['api_error', 'overloaded_error', 'rate_limit_error', 'timeout_error']);
+/** OpenAI error codes of a line with no response that are the provider's state, not the request's fault. */
+const OPENAI_TRANSIENT_CODES = new Set(['server_error', 'rate_limit_exceeded', 'timeout']);
+/** A status a provider answers for its own state: sent again in a later batch. */
+const transientStatus = (status: number) => status >= 500 || status === 429 || status === 408;
+
+function errored(transient: boolean, message: string): EntryOutcome {
+  return { kind: transient ? 'requeue' : 'failed', failure: jobFailure(FailureCode.BATCH_ERRORED, message) };
+}
+
+const EXPIRED: EntryOutcome = { kind: 'requeue', failure: jobFailure(FailureCode.BATCH_EXPIRED, 'the batch reached its 24 h limit before this request ran') };
 
 function bad(issues: z.core.$ZodIssue[]): EntryOutcome {
   const detail = issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
@@ -58,12 +74,12 @@ export function anthropicEntryOutcome(result: unknown, scrub: Scrub = (m) => m):
       const body = ProviderErrorBody.safeParse(entry.error);
       const inner = body.success ? body.data.error : undefined;
       const type = inner?.type ?? 'error';
-      return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_ERRORED, `${type}: ${scrub(inner?.message ?? 'no message')}`) };
+      return errored(ANTHROPIC_TRANSIENT.has(type), `${type}: ${scrub(inner?.message ?? 'no message')}`);
     }
     case 'canceled':
       return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_CANCELED, 'the batch was canceled before this request ran') };
     case 'expired':
-      return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_EXPIRED, 'the batch reached its 24 h limit before this request ran') };
+      return EXPIRED;
   }
 }
 
@@ -107,11 +123,11 @@ export function openaiEntryOutcome(line: OpenAIBatchLine, scrub: Scrub = (m) => 
     const body = ProviderErrorBody.safeParse(response.body);
     const inner = body.success ? body.data.error : undefined;
     const type = inner?.type ?? inner?.code ?? `HTTP ${response.status_code}`;
-    return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_ERRORED, `${type}: ${scrub(inner?.message ?? `status ${response.status_code}`)}`) };
+    return errored(transientStatus(response.status_code), `${type}: ${scrub(inner?.message ?? `status ${response.status_code}`)}`);
   }
   const code = error?.code ?? 'unknown';
   const message = scrub(error?.message ?? 'no message');
-  if (code === 'batch_expired') return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_EXPIRED, message) };
+  if (code === 'batch_expired') return { kind: 'requeue', failure: jobFailure(FailureCode.BATCH_EXPIRED, message) };
   if (code === 'batch_cancelled') return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_CANCELED, message) };
-  return { kind: 'failed', failure: jobFailure(FailureCode.BATCH_ERRORED, `${code}: ${message}`) };
+  return errored(OPENAI_TRANSIENT_CODES.has(code), `${code}: ${message}`);
 }

@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
+import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addToLane, failureOf, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger, type Logger } from '@headroom/queue';
+import { addToLane, cancelIfNotStarted, cancelledFailure, createRedis, failureOf, fleetKeys, laneKeys, type LlmJob, parseConfig, publishFleetSettings, FleetStatsWriter, createLogger, type Logger } from '@headroom/queue';
 import { type Simulator, startSimulator } from '@headroom/simulator';
 import { WorkerMetrics } from '../metrics.js';
 import { AnthropicBatchApi } from './anthropic-batch-api.js';
+import { OpenAIBatchApi } from './openai-batch-api.js';
+import { ClaimStore } from './claim-store.js';
 import { customIdOf } from './custom-id.js';
 import { MAX_BATCH_REQUEUES } from './job-settler.js';
 import { Batcher } from './batcher.js';
@@ -14,6 +17,8 @@ import { redisForFile } from '@headroom/testing/vitest';
 const MODEL = 'claude-haiku-4-5';
 /** Configured, but no batch API for its provider is: its jobs are failed as unusable. */
 const OPENAI_MODEL = 'gpt-4o-mini';
+/** Configured here, unknown to the simulator: its batch entries come back `not_found_error`, a request error. */
+const RETIRED_MODEL = 'claude-retired-1';
 const db = redisForFile();
 let sim: Simulator;
 
@@ -24,12 +29,12 @@ afterAll(async () => {
   await sim.close();
 });
 
-async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?: number; parkLockMs?: number; maxRequests?: number; submitTimeoutMs?: number; logger?: Logger } = {}) {
+async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?: number; parkLockMs?: number; maxRequests?: number; submitTimeoutMs?: number; logger?: Logger; openai?: boolean } = {}) {
   const prefix = `t${randomUUID().slice(0, 8)}`;
   const provider = over.sim ?? sim;
   const config = parseConfig({
     redis: { prefix },
-    models: { [MODEL]: { provider: 'anthropic', pricing: { inputPerMTok: 1, outputPerMTok: 5 } }, [OPENAI_MODEL]: { provider: 'openai' } },
+    models: { [MODEL]: { provider: 'anthropic', pricing: { inputPerMTok: 1, outputPerMTok: 5 } }, [RETIRED_MODEL]: { provider: 'anthropic' }, [OPENAI_MODEL]: { provider: 'openai' } },
     dispatch: { lockMs: 5_000, stalledIntervalMs: 1_000 },
     batch: { maxRequests: over.maxRequests ?? 100, maxWaitMs, pollIntervalMs: over.pollIntervalMs ?? 100, leaseMs: 1_000, parkLockMs: over.parkLockMs ?? 30_000, submitTimeoutMs: over.submitTimeoutMs ?? 5_000 },
   });
@@ -42,23 +47,26 @@ async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?
       redisUrl: db.url,
       redis: db.redis,
       workerId: id,
-      apis: { anthropic: new AnthropicBatchApi({ apiKey: as.apiKey ?? 'sk-batcher-test', baseURL: provider.url, timeoutMs: 5_000 }) },
+      apis: {
+        anthropic: new AnthropicBatchApi({ apiKey: as.apiKey ?? 'sk-batcher-test', baseURL: provider.url, timeoutMs: 5_000 }),
+        ...(over.openai ? { openai: new OpenAIBatchApi({ apiKey: as.apiKey ?? 'sk-batcher-test', baseURL: `${provider.url}/v1`, timeoutMs: 5_000 }) } : {}),
+      },
       metrics: new WorkerMetrics({ defaultMetrics: false }),
       stats: new FleetStatsWriter(db.redis, prefix),
       logger: over.logger ?? createLogger({ level: 'silent' }),
       ...(as.now ? { now: as.now } : {}),
     });
-  const batchJob = (i: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant?: string): LlmJob =>
+  const batchJob = (i: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant?: string, model?: string): LlmJob =>
     ({
       priority: 'LOW',
       sla: 'none',
       provider,
       ...(tenant ? { tenant } : {}),
-      request: { model: provider === 'anthropic' ? MODEL : OPENAI_MODEL, max_tokens: 16, messages: [{ role: 'user', content: `job ${i}` }] },
+      request: { model: model ?? (provider === 'anthropic' ? MODEL : OPENAI_MODEL), max_tokens: 16, messages: [{ role: 'user', content: `job ${i}` }] },
     }) as LlmJob;
   /** Through admission, as a producer adds them: each job's bytes and tenant are counted. */
-  const admit = async (n: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant: string | undefined = 'acme') => {
-    const entries = Array.from({ length: n }, (_, i) => ({ jobId: `batch.${randomUUID()}`, job: batchJob(i, provider, tenant), opts: {} }));
+  const admit = async (n: number, provider: 'anthropic' | 'openai' = 'anthropic', tenant: string | undefined = 'acme', model?: string) => {
+    const entries = Array.from({ length: n }, (_, i) => ({ jobId: `batch.${randomUUID()}`, job: batchJob(i, provider, tenant, model), opts: {} }));
     const added = await addToLane(db.redis, queue, prefix, 'batch', entries);
     expect(added.every((a) => !(a instanceof Error))).toBe(true);
     return entries.map((e) => e.jobId);
@@ -66,7 +74,7 @@ async function fleet(maxWaitMs: number, over: { sim?: Simulator; pollIntervalMs?
   const add = (n: number) => admit(n, 'anthropic', undefined);
   /** Around admission, as another tool's `Queue.add` writes a job: nothing counts it. */
   const addAround = (i: number) => queue.add(`anthropic:${MODEL}`, batchJob(i), { jobId: `batch.${randomUUID()}` });
-  return { keys: fleetKeys(prefix), lane: k, queue, batcher, add, admit, addAround };
+  return { prefix, keys: fleetKeys(prefix), lane: k, queue, batcher, add, admit, addAround };
 }
 
 async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
@@ -186,6 +194,123 @@ describe('Batcher', () => {
     });
   }, 60_000);
 
+  it('sends a job whose entry errored on the provider side (api_error) again in a later batch, and fails a request error at once', async () => {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 200 }, async (flaky) => {
+      // A resend waits maxWaitMs in its claim: seconds for the test to disarm the fault first.
+      const { keys, queue, batcher, add, admit } = await fleet(2_000, { sim: flaky });
+      const jobs = await add(5);
+      const [retired] = await admit(1, 'anthropic', undefined, RETIRED_MODEL);
+      const unlucky = jobs[2]!;
+      flaky.injectBatchFaults({ errored: [customIdOf('anthropic', unlucky)] });
+      const a = batcher('a');
+      await a.start();
+      // An entry's fate is drawn when its batch is made: the first two (one per model) carry the fault, later ones not.
+      await until(async () => flaky.stats().batches.anthropic.created === 2, 30_000);
+      flaky.clearFaults();
+      // Its first batch answered it `api_error`: it went back to the lane for a later batch.
+      await until(async () => ((await queue.getJob(unlucky))?.progress as { batchRequeues?: number } | undefined)?.batchRequeues === 1, 30_000);
+      await until(async () => (await queue.getCompletedCount()) === 5 && (await queue.getFailedCount()) === 1, 30_000);
+      // Its attempts count both batches it went out in.
+      expect((await queue.getJob(unlucky))?.returnvalue).toMatchObject({ model: MODEL, attempts: 2, cost: { batch: true } });
+      // A request error is the request's own: failed from its first batch, never sent again.
+      const failed = await queue.getJob(retired!);
+      expect(failureOf(failed!)).toEqual({ code: 'BATCH_ERRORED', message: `not_found_error: model: ${RETIRED_MODEL}` });
+      expect((failed!.progress as { batchRequeues?: number }).batchRequeues).toBeUndefined();
+      // The first batches (one per model) and one more for the job sent again; six requests and one resend.
+      expect(flaky.stats().batches.anthropic.requests).toBe(7);
+      await until(async () => (await db.redis.zcard(keys.batchClaims)) === 0);
+      await a.stop(1_000);
+      await queue.close();
+    });
+  }, 60_000);
+
+  it('fails a job whose entries keep erroring on the provider side BATCH_ERRORED with the last error, after its resends', async () => {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 200 }, async (failing) => {
+      const { queue, batcher, add } = await fleet(300, { sim: failing });
+      const [doomed] = await add(1);
+      failing.injectBatchFaults({ errored: [customIdOf('anthropic', doomed!)] });
+      const a = batcher('a');
+      await a.start();
+      await until(async () => (await queue.getFailedCount()) === 1, 60_000);
+      const failed = (await queue.getJob(doomed!))!;
+      expect(failureOf(failed)).toEqual({ code: 'BATCH_ERRORED', message: `api_error: Internal server error, ${MAX_BATCH_REQUEUES + 1} times` });
+      expect(failed.progress).toMatchObject({ attempts: MAX_BATCH_REQUEUES + 1, batchRequeues: MAX_BATCH_REQUEUES });
+      expect(failing.stats().batches.anthropic).toMatchObject({ created: 1 + MAX_BATCH_REQUEUES, requests: 1 + MAX_BATCH_REQUEUES });
+      await a.stop(1_000);
+      await queue.close();
+    });
+  }, 90_000);
+
+  it("uploads a new OpenAI input file once the claim lost a job since its last upload: the lost job is not sent twice", async () => {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 200 }, async (own) => {
+      const { prefix, lane, queue, batcher, admit } = await fleet(200, { sim: own, openai: true });
+      const ids = await admit(3, 'openai');
+      // What a leader left behind: a claim of the three jobs, parked under its token, its input
+      // file uploaded (the create then answered 429, say), and then one job's lock lapsed.
+      const token = 'hrb-1-gone';
+      const takerRedis = createRedis(db.url, 'worker');
+      const taker = new Worker(lane.queueName, null, { connection: takerRedis, prefix: lane.bullPrefix, autorun: false, lockDuration: 60_000, skipLockRenewal: true });
+      const taken = [await taker.getNextJob(token), await taker.getNextJob(token), await taker.getNextJob(token)];
+      expect(taken.map((j) => j?.id).sort()).toEqual([...ids].sort());
+      await taker.close(true);
+      takerRedis.disconnect();
+      const lines = taken.map((j) => JSON.stringify({ custom_id: j!.id, method: 'POST', url: '/v1/chat/completions', body: (j!.data as LlmJob).request }));
+      const files = new OpenAI({ apiKey: 'sk-batcher-test', baseURL: `${own.url}/v1` }).files;
+      const file = await files.create({ file: await toFile(Buffer.from(`${lines.join('\n')}\n`), 'claim.jsonl'), purpose: 'batch' });
+      const store = new ClaimStore(db.redis, prefix);
+      const claimId = 'left-behind';
+      await store.create({ id: claimId, provider: 'openai', model: OPENAI_MODEL, token, fence: 1, createdAt: Date.now(), oldestAt: Date.now(), jobIds: new Set(ids) });
+      await store.setFileId(claimId, file.id);
+      const lapsed = ids[1]!;
+      await db.redis.del(`${lane.jobKeyPrefix}${lapsed}:lock`);
+
+      const a = batcher('a');
+      await a.start();
+      await until(async () => (await queue.getCompletedCount()) === 3, 30_000);
+      // The claim went out with the two jobs it still held, the lapsed one in a batch of its own
+      // from the lane: three requests, one per job. Reusing the file sent the lapsed one twice.
+      expect(own.stats().batches.openai.requests).toBe(3);
+      for (const id of ids) expect((await queue.getJob(id))?.returnvalue).toMatchObject({ model: OPENAI_MODEL, cost: { batch: true } });
+      await a.stop(1_000);
+      await queue.close();
+    });
+  }, 60_000);
+
+  it('cancels a job its claim holds until the batch is sent (removed, its counts given back, not sent), and refuses once it is', async () => {
+    await withSimulator({ latencyMs: 0, batchCompletionMs: 10_000 }, async (slow) => {
+      // A claim fills to 4 (the assembler's count: a cancelled job keeps its place) and waits for nothing else.
+      const { prefix, keys, lane, queue, batcher, admit } = await fleet(60_000, { sim: slow, maxRequests: 4 });
+      const first = await admit(3);
+      const a = batcher('a');
+      await a.start();
+      await until(async () => {
+        const claims = await db.redis.zrange(keys.batchClaims, '0', '-1');
+        return claims.length === 1 && (await db.redis.scard(keys.batchClaimJobs(claims[0]!))) === 3;
+      });
+      expect(await queue.getActiveCount()).toBe(3);
+      const cancelled = first[1]!;
+      // In an open claim: nothing was sent, so it goes as a waiting job would.
+      expect(await cancelIfNotStarted(db.redis, prefix, cancelled)).toBe('removed');
+      expect(await queue.getJob(cancelled)).toBeUndefined();
+      expect(await cancelledFailure(db.redis, prefix, cancelled)).toMatchObject({ code: 'CANCELLED' });
+      expect(await db.redis.hget(lane.usage, 'tenant:acme')).toBe('2');
+      expect(await queue.getActiveCount()).toBe(2);
+
+      // One more job fills the claim: its batch goes out with the three jobs it still holds.
+      const [last] = await admit(1);
+      await until(async () => (await db.redis.hlen(keys.batches)) === 1, 30_000);
+      expect(slow.stats().batches.anthropic).toMatchObject({ created: 1, requests: 3 });
+      // Sent: one request of a batch cannot be cancelled, so the job is left to run to its end.
+      expect(await cancelIfNotStarted(db.redis, prefix, first[0]!)).toBe('started');
+      await until(async () => (await queue.getCompletedCount()) === 3, 60_000);
+      for (const id of [first[0]!, first[2]!, last!]) expect((await queue.getJob(id))?.returnvalue).toMatchObject({ model: MODEL, cost: { batch: true } });
+      expect(await db.redis.hgetall(lane.usage)).toEqual({});
+      await until(async () => (await db.redis.zcard(keys.batchClaims)) === 0);
+      await a.stop(1_000);
+      await queue.close();
+    });
+  }, 90_000);
+
   it('sends the jobs of a batch it cannot read 6 h past its 24 h window back to the lane, instead of parking them for good', async () => {
     let onLine = (_line: string) => {};
     const { logger, lines } = capturedLogger((line) => onLine(line));
@@ -210,7 +335,8 @@ describe('Batcher', () => {
       expect(lines.some((line) => line.includes('batch unreadable past its 24 h window'))).toBe(true);
       // Sent again, in a batch of its own that the new key can read.
       expect(slow.stats().batches.anthropic.created).toBe(2);
-      expect(await db.redis.hlen(keys.batches)).toBe(0);
+      // The claim's records go a moment after its last job ends (claim-steps: end every job, then remove the claim).
+      await until(async () => (await db.redis.hlen(keys.batches)) === 0);
       for (const id of jobs) expect(await queue.getJob(id)).toMatchObject({ progress: { batchRequeues: 1 }, returnvalue: { model: MODEL, cost: { batch: true } } });
       await b.stop(1_000);
       await queue.close();

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { Job } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import { callOptionsOf, checkTakenJob, ClosedError, createRedis, FailureCode, fleetKeys, isConnectionError, reportOutages, jobFailure, laneKeys, notAdmittedFailure, readyJobs, unadmitted, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { callOptionsOf, checkTakenJob, ClosedError, createRedis, FailureCode, fleetKeys, isConnectionError, reportOutages, jobFailure, laneKeys, notAdmittedFailure, parkBatchJobs, readyJobs, unadmitted, type HeadroomConfig, type JobFailure, type LlmJob, type FleetStatsWriter, type Logger } from '@headroom/queue';
 import type { WorkerMetrics } from '../metrics.js';
 import type { BatchApis } from './batch-apis.js';
 import { BatchMetrics } from './batch-metrics.js';
@@ -107,6 +107,7 @@ export class Batcher {
       store: this.store,
       metrics: this.batchMetrics,
       lane: () => this.lane!,
+      redis: opts.redis,
       lease: () => this.lease!,
       settleContext: () => this.settleContext(),
       now: this.now,
@@ -369,7 +370,8 @@ export class Batcher {
       claim.oldestAt = filling.oldestAt;
       added.set(claim.id, [...(added.get(claim.id) ?? []), job.id!]);
     }
-    // File first, lengthen the lock second: see the module comment.
+    // File first, lengthen the lock second: see the module comment. A job cancelled meanwhile is
+    // gone (lost here); one left marked sent from an earlier batch is cancellable again.
     await Promise.all(
       [...added].map(([claimId, ids]) => {
         const claim = this.claims.get(claimId)!;
@@ -378,7 +380,7 @@ export class Batcher {
     );
     const filed = [...added.values()].flat();
     if (filed.length > 0) {
-      const lost = await lane.extendJobLocks(filed, filed.map(() => token), this.opts.config.batch.parkLockMs);
+      const lost = await parkBatchJobs(this.opts.redis, this.opts.config.redis.prefix, filed, token, this.opts.config.batch.parkLockMs, { sending: false });
       if (lost.length > 0) await this.forget(lost);
     }
     for (const { job, failure } of unusable) {
@@ -427,7 +429,7 @@ export class Batcher {
         const chunk = ids.slice(i, i + LOCK_CHUNK);
         const lost = await lane.extendJobLocks(chunk, chunk.map(() => claim.token), this.opts.config.batch.parkLockMs);
         if (lost.length > 0 && !claim.busy) {
-          this.opts.logger.warn({ claim: claim.id, lost: lost.length }, 'parked jobs lost their lock (the fleet was away longer than batch.parkLockMs); they run again');
+          this.opts.logger.warn({ claim: claim.id, lost: lost.length }, "parked jobs are no longer the claim's (cancelled before their batch was sent, or their lock lapsed while the fleet was away longer than batch.parkLockMs: those run again)");
           await this.forget(lost, claim);
         }
       }

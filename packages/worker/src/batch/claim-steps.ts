@@ -10,7 +10,8 @@
  * The leader's loop (batcher.ts) decides when; this file decides what.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
-import { FailureCode, jobFailure, type HeadroomConfig, type JobFailure, type LlmJob, type Logger } from '@headroom/queue';
+import type { Cluster, Redis } from 'ioredis';
+import { FailureCode, jobFailure, parkBatchJobs, type HeadroomConfig, type JobFailure, type LlmJob, type Logger } from '@headroom/queue';
 import type { BatchApi, BatchEntry, BatchStatus } from './batch-api.js';
 import type { BatchApis } from './batch-apis.js';
 import type { BatchMetrics } from './batch-metrics.js';
@@ -42,6 +43,8 @@ export interface ClaimStepsDeps {
   store: ClaimStore;
   metrics: BatchMetrics;
   lane(): BullWorker;
+  /** Command connection: the jobs' park marks, beside the claims. */
+  redis: Redis | Cluster;
   lease(): LeaderLease;
   settleContext(): SettleContext;
   now(): number;
@@ -97,8 +100,10 @@ export class ClaimSteps {
     const present = jobs.filter((j): j is Job => j !== undefined && !j.finishedOn);
     const presentIds = new Set(present.map((j) => j.id!));
     const gone = ids.filter((id) => !presentIds.has(id));
-    // Still ours? A job whose lock lapsed went back to the lane and must not go out twice.
-    const lost = new Set(present.length > 0 ? await lane.extendJobLocks([...presentIds], present.map(() => claim.token), config.batch.parkLockMs) : []);
+    // Still ours? A job whose lock lapsed went back to the lane and must not go out twice; one
+    // cancelled is gone. Those still ours are marked as sent in the same call: from here no cancel
+    // removes them (batch-park-1.lua), so none is cancelled after it went into the batch.
+    const lost = new Set(present.length > 0 ? await parkBatchJobs(this.d.redis, config.redis.prefix, [...presentIds], claim.token, config.batch.parkLockMs, { sending: true }) : []);
     if (gone.length + lost.size > 0) await this.forget(claim, [...gone, ...lost]);
     const sending = present.filter((j) => !lost.has(j.id!));
     if (sending.length === 0) {
@@ -283,7 +288,7 @@ export class ClaimSteps {
     for (const jobId of claim.jobIds) {
       if (seen.has(jobId)) continue;
       const why = `batch ${claim.batchId} ${status.status} without a result for it`;
-      await end(jobId, status.missingFailure ? { kind: 'failed', failure: status.missingFailure } : { kind: 'requeue', why });
+      await end(jobId, status.missing ?? { kind: 'requeue', failure: jobFailure(FailureCode.BATCH_LOST, why) });
     }
     await pool.drain();
     await this.d.store.remove(claim);
@@ -312,7 +317,7 @@ export class ClaimSteps {
     const why = `batch ${claim.batchId} could not be read for ${Math.round((now - claim.failingSince) / 60_000)} min, ${Math.round((now - claim.submittedAt) / 3600_000)} h after its submission (${err.message})`;
     this.d.logger.error({ claim: claim.id, batchId: claim.batchId, model: claim.model, err: err.message }, 'batch unreadable past its 24 h window; its jobs go back to the lane');
     this.d.metrics.batches.inc({ provider: claim.provider, model: claim.model, event: 'unreadable' });
-    await this.endClaim(claim, { kind: 'requeue', why });
+    await this.endClaim(claim, { kind: 'requeue', failure: jobFailure(FailureCode.BATCH_LOST, why) });
   }
 
   private async endClaim(claim: LiveClaim, fate: JobFate): Promise<void> {
@@ -323,11 +328,17 @@ export class ClaimSteps {
     this.d.dropClaim(claim.id);
   }
 
-  /** Drops jobs from a claim (in Redis and here): gone, or no longer under its lock. */
+  /**
+   * Drops jobs from a claim (in Redis and here): gone, or no longer under its lock. An OpenAI input
+   * file uploaded for the claim goes with them: it holds every job the claim had then, and a later
+   * submission reusing it would send a dropped job (back in the lane, sent again from there) twice.
+   */
   async forget(claim: LiveClaim, jobIds: readonly string[]): Promise<void> {
     const mine = jobIds.filter((id) => claim.jobIds.has(id));
     if (mine.length === 0) return;
     for (const id of mine) claim.jobIds.delete(id);
-    await this.d.store.removeJobs(claim.id, mine);
+    const dropFile = claim.fileId !== undefined;
+    delete claim.fileId;
+    await this.d.store.removeJobs(claim.id, mine, dropFile);
   }
 }

@@ -80,8 +80,12 @@ export class ClaimStore {
     await exec(this.redis.multi().sadd(this.keys.batchClaimJobs(claimId), ...jobIds).hset(this.keys.batchClaim(claimId), 'oldestAt', oldestAt));
   }
 
-  async removeJobs(claimId: string, jobIds: readonly string[]): Promise<void> {
-    if (jobIds.length > 0) await this.redis.srem(this.keys.batchClaimJobs(claimId), ...jobIds);
+  /** `dropFile`: the claim's uploaded file no longer matches its jobs, and goes in the same call. */
+  async removeJobs(claimId: string, jobIds: readonly string[], dropFile = false): Promise<void> {
+    if (jobIds.length === 0) return;
+    const tx = this.redis.multi().srem(this.keys.batchClaimJobs(claimId), ...jobIds);
+    if (dropFile) tx.hdel(this.keys.batchClaim(claimId), 'fileId');
+    await exec(tx);
   }
 
   /** The intent, for a fenced transaction (see LeaderLease.fenced). */

@@ -1,7 +1,8 @@
 /**
  * Ends one parked job from its batch entry: completed with its own result (the same LlmResult
  * shape an interactive call gives, cost at the batch rate), failed with the provider's reason, or
- * handed back to the BATCH lane when its batch said nothing about it.
+ * handed back to the BATCH lane for a later batch when the entry failed on the provider's side or
+ * its batch said nothing about it.
  *
  * Safe to repeat: every transition is BullMQ's own, checked against the claim's lock token, so a
  * job settled once (by this leader before a crash, or by a deposed one) refuses a second
@@ -11,20 +12,21 @@
  * leave it counted.
  */
 import { Job, type Worker as BullWorker } from 'bullmq';
-import { FailureCode, failureText, finishJob, jobFailure, type HeadroomConfig, type JobEnd, type JobFailure, type LlmJob, type LlmResult, type Provider, type Usage, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import { failureText, finishJob, jobFailure, type HeadroomConfig, type JobEnd, type JobFailure, type LlmJob, type LlmResult, type Provider, type FleetStatsWriter, type Logger } from '@headroom/queue';
+import type { EntryOutcome } from './batch-api.js';
 import type { Cluster, Redis } from 'ioredis';
 import { costOf } from '../run/cost.js';
 import { enqueuedAtOf } from '../shedding/batch-handoff.js';
 import type { WorkerMetrics } from '../metrics.js';
 
-/** A job its batches keep losing goes back to the lane this many times, then fails. */
+/**
+ * A job its batches keep failing on the provider's side (errored, expired, or said nothing about)
+ * goes back to the lane this many times, all causes counted together, then fails with the last.
+ */
 export const MAX_BATCH_REQUEUES = 3;
 
-export type JobFate =
-  | { kind: 'succeeded'; response: unknown; usage: Usage }
-  | { kind: 'failed'; failure: JobFailure }
-  /** The batch's results did not mention the job: it goes back to the BATCH lane. */
-  | { kind: 'requeue'; why: string };
+/** `requeue`: back to the BATCH lane, or ended with its `failure` (and how many sends) once used up. */
+export type JobFate = EntryOutcome;
 
 export type Settled = 'completed' | 'failed' | 'requeued' | 'skipped';
 
@@ -85,12 +87,13 @@ async function apply(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Job
       return (await fail(ctx, claim, job, fate.failure)) ? 'failed' : 'skipped';
     case 'requeue': {
       const requeues = ((job.progress ?? {}) as BatchProgress).batchRequeues ?? 0;
+      const { code, message } = fate.failure;
       if (requeues >= MAX_BATCH_REQUEUES) {
-        return (await fail(ctx, claim, job, jobFailure(FailureCode.BATCH_LOST, `${fate.why}, ${requeues + 1} times`))) ? 'failed' : 'skipped';
+        return (await fail(ctx, claim, job, jobFailure(code, `${message}, ${requeues + 1} times`))) ? 'failed' : 'skipped';
       }
       await job.updateProgress({ ...(typeof job.progress === 'object' ? job.progress : {}), batchRequeues: requeues + 1 });
       await job.moveToWait(claim.token);
-      ctx.logger.warn({ jobId: job.id, model: claim.model, why: fate.why, lane: 'batch' }, 'job handed back to the BATCH lane');
+      ctx.logger.warn({ jobId: job.id, model: claim.model, why: message, failureCode: code, lane: 'batch' }, 'job handed back to the BATCH lane');
       return 'requeued';
     }
   }
@@ -104,15 +107,20 @@ async function end(ctx: SettleContext, claim: SettleClaim, job: Job, how: JobEnd
 
 /** As the interactive path records a failure: stored beside BullMQ's text (see `failureOf`). False when the job was not the claim's to fail. */
 async function fail(ctx: SettleContext, claim: SettleClaim, job: Job, failure: JobFailure): Promise<boolean> {
-  // A batch's failure ends the one attempt the job had (it went out in the batch), as a completed
-  // batch job's result counts it: the dashboard reads attempts from here.
-  const attempts = failure.code.startsWith('BATCH_') ? { attempts: 1 } : {};
+  // A batch's failure ends the attempts the job had (one per batch it went out in), as a completed
+  // batch job's result counts them: the dashboard reads attempts from here.
+  const attempts = failure.code.startsWith('BATCH_') ? { attempts: batchesSentIn(job) } : {};
   await job.updateProgress({ ...(typeof job.progress === 'object' ? job.progress : {}), ...attempts, failure });
   if (!(await end(ctx, claim, job, { failed: failureText(failure) }))) return false;
   ctx.metrics.jobs.inc({ lane: 'batch', outcome: 'failed' });
   ctx.stats.jobEnded({ lane: 'batch', outcome: 'failed' });
   ctx.logger.info({ jobId: job.id, lane: 'batch', failureCode: failure.code, reason: failure.message }, 'job failed');
   return true;
+}
+
+/** Its first batch, and one more for each time it was sent back to the lane. */
+function batchesSentIn(job: Job): number {
+  return 1 + (((job.progress ?? {}) as BatchProgress).batchRequeues ?? 0);
 }
 
 function resultOf(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Extract<JobFate, { kind: 'succeeded' }>, endedAt: number | undefined): LlmResult {
@@ -128,7 +136,7 @@ function resultOf(ctx: SettleContext, claim: SettleClaim, job: Job, fate: Extrac
     model: claim.model,
     response: fate.response,
     usage: fate.usage,
-    attempts: 1,
+    attempts: batchesSentIn(job),
     timings: { enqueuedAt, startedAt, finishedAt, waitMs: Math.max(0, startedAt - enqueuedAt), runMs: finishedAt - startedAt },
     cost: { usd, batch: true },
     ...(data.metadata ? { metadata: data.metadata } : {}),

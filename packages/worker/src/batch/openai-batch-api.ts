@@ -2,7 +2,8 @@
  * OpenAI Batch through the openai SDK (retries off): the claim's requests go up as one JSONL file
  * (`purpose: 'batch'`, one model per file, as the API requires), then a batch is created on it
  * with the claim id in its `metadata`, so a batch whose create answer was lost is found for sure
- * by listing batches (`find`). The file id is kept on the claim: a retry never uploads twice.
+ * by listing batches (`find`). The file id is kept on the claim: a retry of the same jobs never
+ * uploads twice (a claim that lost a job drops it, see ClaimSteps.forget).
  */
 import { FailureCode, jobFailure, type Usage } from '@headroom/queue';
 import OpenAI, { toFile } from 'openai';
@@ -95,12 +96,12 @@ export class OpenAIBatchApi implements BatchApi {
     switch (batch.status) {
       case 'failed': {
         const errors = (batch.errors?.data ?? []).slice(0, 3).map((e) => `${e.code ?? 'error'}${e.line ? ` (line ${e.line})` : ''}: ${e.message ?? ''}`);
-        return { ended: true, status: batch.status, endedAt, missingFailure: jobFailure(FailureCode.BATCH_FAILED, this.#scrub(errors.join('; ') || 'the batch failed validation')) };
+        return { ended: true, status: batch.status, endedAt, missing: { kind: 'failed', failure: jobFailure(FailureCode.BATCH_FAILED, this.#scrub(errors.join('; ') || 'the batch failed validation')) } };
       }
       case 'expired':
-        return { ended: true, status: batch.status, endedAt, missingFailure: jobFailure(FailureCode.BATCH_EXPIRED, 'the batch reached its 24 h window before this request ran') };
+        return { ended: true, status: batch.status, endedAt, missing: { kind: 'requeue', failure: jobFailure(FailureCode.BATCH_EXPIRED, 'the batch reached its 24 h window before this request ran') } };
       case 'cancelled':
-        return { ended: true, status: batch.status, endedAt, missingFailure: jobFailure(FailureCode.BATCH_CANCELED, 'the batch was cancelled before this request ran') };
+        return { ended: true, status: batch.status, endedAt, missing: { kind: 'failed', failure: jobFailure(FailureCode.BATCH_CANCELED, 'the batch was cancelled before this request ran') } };
       default:
         return { ended: true, status: batch.status, endedAt };
     }
