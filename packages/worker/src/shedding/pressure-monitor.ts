@@ -155,7 +155,7 @@ export class PressureMonitor {
   private async oldestWaitByPool(lane: InteractiveLane): Promise<Map<string, number>> {
     const k = laneKeys(this.config.redis.prefix, lane);
     const waiting = (await this.redis.lrange(k.wait, -FRONT_JOBS, -1)).reverse();
-    const ids = waiting.length < FRONT_JOBS ? [...waiting, ...(await this.redis.zrange(k.prioritized, 0, FRONT_JOBS - waiting.length - 1))] : waiting;
+    const ids = waiting.length < FRONT_JOBS ? [...waiting, ...(await this.redis.zrange(k.prioritized, '0', String(FRONT_JOBS - waiting.length - 1)))] : waiting;
     const fields = await Promise.all(ids.map((id) => this.redis.hmget(`${k.jobKeyPrefix}${id}`, 'name', 'timestamp')));
     const now = Date.now();
     const oldest = new Map<string, number>();
