@@ -199,6 +199,26 @@ describe('a settle carried by the next acquire', () => {
     await b.close();
     conn.disconnect();
   });
+
+  it("rejects a cooldown and a snapshot lost with their connection, rather than leave their callers waiting for good", async () => {
+    // A worker awaits the cooldown after a 429 and the snapshot while it waits for a model; the
+    // pressure leader awaits the snapshot at each tick. Left pending, the job hung on its worker
+    // (its lock renewed, never run, its tenant's count held) and the leader never ticked again.
+    const conn = createRedis(db.url, 'bucket') as Redis;
+    const b = new Bucket(conn, { prefix: `c-${randomUUID().slice(0, 8)}`, flushDelayMs: HOURS });
+    await b.acquire({ pool: 'p', limits: LIMITS, lane: 'critical', need: fill });
+    const id = await conn.client('ID');
+    await db.redis.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+    const calls = [b.cooldown('p', 'm', { durationMs: 1_000 }), b.snapshot('p', LIMITS, { models: ['m'] })];
+    const outcomes = Promise.all(calls.map((p) => p.then(() => undefined, (e: unknown) => e)));
+    // The cooldown script is not loaded yet: sent as EVAL, not EVALSHA.
+    await until(async () => /cmd=eval/.test(String(await db.redis.call('CLIENT', 'LIST'))));
+    await db.redis.call('CLIENT', 'KILL', 'ID', String(id));
+    await db.redis.call('CLIENT', 'UNPAUSE');
+    for (const e of await outcomes) expect(e).toSatisfy((x) => x instanceof HeadroomError && x.code === ErrorCode.REDIS_UNAVAILABLE);
+    await b.close();
+    conn.disconnect();
+  });
 });
 
 async function until(check: () => Promise<boolean>): Promise<void> {

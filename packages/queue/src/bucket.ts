@@ -391,7 +391,8 @@ export class Bucket {
   async cooldown(pool: string, model: string, span: CooldownFor): Promise<{ untilMs: number | null }> {
     const k = this.keys(pool);
     const [mode, ms] = 'durationMs' in span ? ['for', amount(span.durationMs, 'durationMs')] : ['until', amount(span.untilMs, 'untilMs')];
-    const reply = await runScript<Reply>(this.#redis, 'cooldown', [k.cooldowns, k.stats], [model, mode, ms]);
+    // Awaited by a job's run after a 429: a call its connection dropped would leave the job hung.
+    const reply = await failOnConnectionLoss(this.#redis, runScript<Reply>(this.#redis, 'cooldown', [k.cooldowns, k.stats], [model, mode, ms]));
     return { untilMs: reply[0] === CooldownReply.COOLING ? Number(reply[2]) : null };
   }
 
@@ -400,7 +401,8 @@ export class Bucket {
    * still waiting in this bucket are not in it; `flush()` first where that matters.
    */
   async snapshot(pool: string, limits: PoolLimits, options: { tenants?: Record<string, TenantLimits>; models?: readonly string[] } = {}): Promise<BucketSnapshot> {
-    const [snap, throttles] = await Promise.all([readSnapshot(this.#redis, this.keys(pool), pool, limits, options), this.throttles(pool, limits, options.models ?? [])]);
+    // Awaited by a job waiting for its model and by the pressure leader's tick: neither may hang on a dropped call.
+    const [snap, throttles] = await Promise.all([failOnConnectionLoss(this.#redis, readSnapshot(this.#redis, this.keys(pool), pool, limits, options)), this.throttles(pool, limits, options.models ?? [])]);
     return { ...snap, throttles };
   }
 
@@ -408,7 +410,7 @@ export class Bucket {
   async throttles(pool: string, limits: PoolLimits, models: readonly string[]): Promise<ThrottleSnapshot[]> {
     if (!this.throttle || models.length === 0) return [];
     const k = this.keys(pool);
-    const reply = await runScript<string[]>(this.#redis, 'throttle-view', [k.throttle, k.bucket], [limitArg(limits.rpm), ...this.#throttleArgs, ...models]);
+    const reply = await failOnConnectionLoss(this.#redis, runScript<string[]>(this.#redis, 'throttle-view', [k.throttle, k.bucket], [limitArg(limits.rpm), ...this.#throttleArgs, ...models]));
     const out: ThrottleSnapshot[] = [];
     for (let i = 0; i + 9 < reply.length; i += 10) {
       const n = (j: number) => Number(reply[i + j]);

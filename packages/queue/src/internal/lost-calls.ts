@@ -2,8 +2,10 @@
  * Settles a call's promise when its connection drops with the call in flight. A connection that
  * does not resend after a reconnect (`autoResendUnfulfilledCommands: false`, which the Bucket
  * needs) drops such a command without ever settling its promise (ioredis 6), so a bucket's
- * `flush()` and `close()` would wait forever. Whether Redis ran the command is unknown; the caller
- * treats the call as failed.
+ * `flush()` and `close()` would wait forever, and so would a job's run awaiting a cooldown or a
+ * snapshot (hung on its worker, its lock renewed, never run) and the pressure leader's tick. Every
+ * awaited call on the bucket's connection goes through it. Whether Redis ran the command is
+ * unknown; the caller treats the call as failed.
  */
 import type { Cluster, Redis } from 'ioredis';
 import { RedisUnavailableError } from '../errors.js';

@@ -170,6 +170,32 @@ describe('PressureMonitor', () => {
     expect(await db.redis.hexists(laneKeys(prefix, 'low').shedding, 'sonnet-4')).toBe(1);
   });
 
+  it("does not shed a pool's LOW jobs for another pool's LOW job past its max wait at the front of the lane", async () => {
+    const haiku = 'claude-haiku-4-5';
+    const limits = { rpm: 50, itpm: 30_000, otpm: 8_000 };
+    const { prefix, config, bucket } = fleet({
+      models: { [SONNET]: { provider: 'anthropic', pool: 'sonnet-4', limits }, [haiku]: { provider: 'anthropic', pool: 'haiku-4', limits } },
+      lanes: { low: { maxWaitMs: 1_000 } },
+    });
+    const m = new PressureMonitor({ redis: db.redis, bucket, config, logger: silent, holder: 'w1' });
+    // HIGH calls drew haiku's input tokens below what LOW may draw: a full bucket is not the
+    // problem, but its LOW jobs keep up (none waits), so it is no reason to shed them.
+    await bucket.acquire({ pool: 'haiku-4', limits, lane: 'high', need: { inputTokens: 20_000, outputTokens: 10 } });
+    // The LOW lane's front: a sonnet job long past LOW's max wait (its pool saturated, say).
+    const k = laneKeys(prefix, 'low');
+    await db.redis.hset(`${k.jobKeyPrefix}late`, 'name', `anthropic:${SONNET}`, 'timestamp', Date.now() - 60_000);
+    await db.redis.lpush(k.wait, 'late');
+    await m.tick();
+    expect(m.shedsLane('haiku-4', 'low')).toBe(false);
+    expect(await db.redis.hexists(k.shedding, 'haiku-4')).toBe(0);
+
+    // A haiku job behind it, past its max wait too: haiku's LOW work is not keeping up.
+    await db.redis.hset(`${k.jobKeyPrefix}late-haiku`, 'name', `anthropic:${haiku}`, 'timestamp', Date.now() - 60_000);
+    await db.redis.lpush(k.wait, 'late-haiku');
+    await m.tick();
+    expect(m.shedsLane('haiku-4', 'low')).toBe(true);
+  });
+
   it('hints a retry between a second and the shedding horizon', async () => {
     const { config, m } = monitor();
     expect(m.retryHintMs('sonnet-4')).toBe(config.shedding.horizonMs);

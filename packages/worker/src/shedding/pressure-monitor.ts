@@ -34,6 +34,11 @@ const HOLD_MS = 10_000;
 const MIN_RETRY_HINT_MS = 1_000;
 /** The leader's lease, in ticks: a leader late by a tick or two keeps it. */
 const LEASE_TICKS = 3;
+/**
+ * The jobs at the front of the LOW lane whose ages are read each compute (one read each): enough to
+ * see past a few of another pool's jobs held there, few enough to cost a tick little.
+ */
+const FRONT_JOBS = 16;
 
 export interface PressureMonitorOptions {
   redis: Redis | Cluster;
@@ -141,15 +146,27 @@ export class PressureMonitor {
   }
 
   /**
-   * Age of the job at the front of a lane: BullMQ takes from the right end of `wait`, then the
-   * lowest score of `prioritized` (where a fair lane keeps its jobs).
+   * How long the oldest of each pool's jobs among the next `FRONT_JOBS` a lane hands out has
+   * waited: BullMQ takes from the right end of `wait`, then the lowest scores of `prioritized`
+   * (where a fair lane keeps its jobs). Per pool, read from each job's name (`provider:model`, its
+   * primary): a lane mixes pools, and one pool's late job (its bucket saturated) says nothing of
+   * another's, whose LOW jobs it shed when the other's bucket was merely drawn down.
    */
-  private async oldestWaitMs(lane: InteractiveLane): Promise<number> {
+  private async oldestWaitByPool(lane: InteractiveLane): Promise<Map<string, number>> {
     const k = laneKeys(this.config.redis.prefix, lane);
-    const id = (await this.redis.lindex(k.wait, -1)) ?? (await this.redis.zrange(k.prioritized, '0', '0'))[0];
-    if (!id) return 0;
-    const timestamp = Number(await this.redis.hget(`${k.jobKeyPrefix}${id}`, 'timestamp'));
-    return Number.isFinite(timestamp) && timestamp > 0 ? Math.max(0, Date.now() - timestamp) : 0;
+    const waiting = (await this.redis.lrange(k.wait, -FRONT_JOBS, -1)).reverse();
+    const ids = waiting.length < FRONT_JOBS ? [...waiting, ...(await this.redis.zrange(k.prioritized, '0', String(FRONT_JOBS - waiting.length - 1)))] : waiting;
+    const fields = await Promise.all(ids.map((id) => this.redis.hmget(`${k.jobKeyPrefix}${id}`, 'name', 'timestamp')));
+    const now = Date.now();
+    const oldest = new Map<string, number>();
+    for (const [name, at] of fields) {
+      const model = name?.slice(name.indexOf(':') + 1);
+      const timestamp = Number(at);
+      if (!model || !this.config.models[model] || !Number.isFinite(timestamp) || timestamp <= 0) continue;
+      const pool = poolOf(this.config, model);
+      oldest.set(pool, Math.max(oldest.get(pool) ?? 0, now - timestamp));
+    }
+    return oldest;
   }
 
   /** One tick: computes and publishes the pools' pressure while this worker leads, else reads it. */
@@ -208,7 +225,7 @@ export class PressureMonitor {
     const backlogJobs = depths.reduce((a, d) => a + d.backlog, 0);
     const idle = depths.every((d) => d.backlog === 0 && d.active === 0);
     if (idle && this.stillResting(states)) return;
-    const oldestLowWaitMs = await this.oldestWaitMs('low');
+    const oldestLowWaitMs = await this.oldestWaitByPool('low');
     const stats = await readFleetStats(this.redis, prefix, 5);
 
     const shedLanes: InteractiveLane[] = this.config.shedding.shedNormal ? ['low', 'normal'] : ['low'];
@@ -217,7 +234,7 @@ export class PressureMonitor {
       const limits = this.config.models[models[0]!]!.limits;
       // With its models' throttles: capacity a brownout takes away counts as pressure.
       const snapshot = await this.bucket.snapshot(pool, limits, { models });
-      const raw = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve, oldestWaitMs: oldestLowWaitMs, maxWaitMs: this.config.lanes.low.maxWaitMs, capacityFactor: capacityOf(models, snapshot.throttles) });
+      const raw = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve, oldestWaitMs: oldestLowWaitMs.get(pool) ?? 0, maxWaitMs: this.config.lanes.low.maxWaitMs, capacityFactor: capacityOf(models, snapshot.throttles) });
       computed.set(pool, raw);
       const pressure = this.adjust(pool, raw);
       const was = this.latest.get(pool)?.value ?? 0;
