@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Producer } from '@headroom/producer-sdk';
 import { laneKeys } from '@headroom/queue';
+import { estimateInputTokens } from '@headroom/queue/token-count';
 import { startSimulator, type Simulator } from '@headroom/simulator';
 import { startEmbeddedRedis, type EmbeddedRedis } from '@headroom/testing';
 import { GATEWAY_KEYS, GPT, PROVIDER_KEY, SIM_MODELS, startGatewayFleet, type GatewayFleet } from '../support/gateway-fleet.js';
@@ -230,6 +231,40 @@ describe('the Responses API through the gateway', () => {
     expect(await jobKeys()).toBe(keysBefore);
     expect(sim.stats().admissions.length).toBe(callsBefore);
     admin.disconnect();
+  });
+
+  it('responses.inputTokens.count() is answered by the gateway with the estimate it reserves with, and calls nothing', async () => {
+    const callsBefore = sim.stats().admissions.length;
+    const body = { model: GPT, input: 'How many tokens is this?', instructions: 'Answer in one paragraph.' };
+    const { data: counted, response } = await fleet.openai().responses.inputTokens.count(body).withResponse();
+    expect(counted).toEqual({ object: 'response.input_tokens', input_tokens: estimateInputTokens(body) });
+    expect(response.headers.get('headroom-estimate')).toBe('o200k_base');
+    // Instructions alone are a prompt the model reads, counted as the call's reservation counts them.
+    const alone = await fleet.openai().responses.inputTokens.count({ instructions: 'Answer in one paragraph.' });
+    expect(alone.input_tokens).toBeGreaterThan((await fleet.openai().responses.inputTokens.count({})).input_tokens);
+    // A stored conversation is at OpenAI, out of sight: refused by name rather than counted short.
+    for (const param of ['previous_response_id', 'conversation'] as const) {
+      const err = await fleet.openai().responses.inputTokens.count({ ...body, [param]: 'resp_0123' }).then(() => undefined, (e: unknown) => e);
+      expect(err, param).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe(param);
+    }
+    const badInput = await fleet.openai().responses.inputTokens.count({ input: [] }).then(() => undefined, (e: unknown) => e);
+    expect((badInput as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('input');
+    expect(sim.stats().admissions.length).toBe(callsBefore);
+  });
+
+  it("a stored response's endpoints answer OpenAI's 404, saying the gateway does not serve them and where the response is", async () => {
+    const stored = await fleet.openai().responses.create(ask('Remember this.'));
+    for (const [name, call] of [
+      ['retrieve', () => fleet.openai().responses.retrieve(stored.id)],
+      ['delete', () => fleet.openai().responses.delete(stored.id)],
+      ['cancel', () => fleet.openai().responses.cancel(stored.id)],
+      ['input items', () => fleet.openai().responses.inputItems.list(stored.id)],
+    ] as const) {
+      const err = await (call as () => Promise<unknown>)().then(() => undefined, (e: unknown) => e);
+      expect(err, name).toBeInstanceOf(OpenAI.NotFoundError);
+      expect((err as Error).message, name).toMatch(/stored responses are not served through the gateway.*fleet's OpenAI project.*store: false/);
+    }
   });
 
   it('a stream the client abandons mid-way stops the provider call, charged the output it produced', async () => {

@@ -5,7 +5,7 @@
 import { JobValidationError, PayloadTooLargeError, type Issue } from './errors.js';
 import { FailureCode, jobFailure, type JobFailure } from './failure.js';
 import { toIssues } from './internal/zod-issues.js';
-import { AnthropicCountTokensRequest, leaveDefaultsOut, LlmJob } from './job.js';
+import { AnthropicCountTokensRequest, leaveDefaultsOut, LlmJob, OpenAIInputTokensRequest, type ProviderApi } from './job.js';
 import { jsonIssueAt, kindOf } from './json-value.js';
 
 export const DEFAULT_MAX_JOB_BYTES = 1024 * 1024;
@@ -67,12 +67,13 @@ export function parseJob(input: unknown, maxJobBytes = DEFAULT_MAX_JOB_BYTES): {
 }
 
 /**
- * What is wrong with an Anthropic count_tokens body (none when it is fine), checked as a Messages
- * job's request is and named by the same paths (`request.messages.0.role`): a body /v1/messages
- * refuses is not counted either.
+ * What is wrong with a token-count body (none when it is fine): Anthropic's count_tokens, checked
+ * as a Messages job's request is, or OpenAI's Responses input_tokens, checked as a Responses
+ * call's fields are, named by the same paths (`request.messages.0.role`): a body the call's own
+ * endpoint refuses is not counted either.
  */
-export function countTokensIssues(body: unknown): Issue[] {
-  const parsed = AnthropicCountTokensRequest.safeParse(body, { reportInput: true });
+export function countTokensIssues(body: unknown, api: Exclude<ProviderApi, 'chat'> = 'messages'): Issue[] {
+  const parsed = (api === 'messages' ? AnthropicCountTokensRequest : OpenAIInputTokensRequest).safeParse(body, { reportInput: true });
   if (parsed.success) return [];
   return toIssues(parsed.error).map((issue) => ({ ...issue, path: issue.path === '' ? 'request' : `request.${issue.path}` }));
 }

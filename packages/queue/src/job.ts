@@ -215,6 +215,25 @@ export const OpenAIResponsesRequest = z
   });
 export type OpenAIResponsesRequest = z.infer<typeof OpenAIResponsesRequest>;
 
+/**
+ * A Responses input_tokens body (`POST /v1/responses/input_tokens`): a call's fields, each
+ * optional as OpenAI has them. A stored conversation (`previous_response_id`, `conversation`) is
+ * kept at OpenAI, out of Headroom's sight: counting the call without it would answer too few.
+ */
+export const OpenAIInputTokensRequest = z
+  .looseObject({
+    model: modelId.nullish(),
+    input: OpenAIResponsesRequest.shape.input.nullish(),
+    instructions: z.string().nullish(),
+  })
+  .superRefine((req, ctx) => {
+    for (const field of ['previous_response_id', 'conversation'] as const) {
+      if (req[field] != null) {
+        ctx.addIssue({ code: 'custom', path: [field], message: 'not counted here: a stored conversation is kept at OpenAI, out of the gateway\'s sight, and the count would leave it out (count the whole input, or ask OpenAI directly)' });
+      }
+    }
+  });
+
 // ---- The job --------------------------------------------------------------------------
 
 export const PROVIDERS = ['anthropic', 'openai'] as const;

@@ -134,8 +134,9 @@ function contentTokens(content: unknown): number {
  */
 export function estimateInputTokens(request: object): number {
   const body = request as unknown as Json;
-  // Responses requests carry `input` (and `instructions`) or a saved `prompt` where the others carry `messages`.
-  const responses = (body.input !== undefined || body.prompt != null) && body.messages === undefined;
+  // Responses requests carry `input`, `instructions` or a saved `prompt` where the others carry
+  // `messages` (an input_tokens count may carry instructions alone).
+  const responses = (body.input != null || body.prompt != null || body.instructions != null) && body.messages === undefined;
   let total = REPLY_PRIMING_TOKENS;
   if (Array.isArray(body.tools) && body.tools.length > 0) {
     // Anthropic tools carry `input_schema`; Chat Completions' are `{type:'function', function}`,

@@ -153,9 +153,10 @@ export class GatewayHandler {
   /** The endpoints, built once: each with the label its requests are counted under. */
   readonly #routes: Record<string, Route> = {
     '/v1/messages': { label: 'messages', method: 'POST', run: (req, res) => this.#call(req, res, anthropic) },
-    '/v1/messages/count_tokens': { label: 'count_tokens', method: 'POST', run: (req, res) => this.#countTokens(req, res) },
+    '/v1/messages/count_tokens': { label: 'count_tokens', method: 'POST', run: (req, res) => this.#countTokens(req, res, anthropic) },
     '/v1/chat/completions': { label: 'chat_completions', method: 'POST', run: (req, res) => this.#call(req, res, openai) },
     '/v1/responses': { label: 'responses', method: 'POST', run: (req, res) => this.#call(req, res, openaiResponses) },
+    '/v1/responses/input_tokens': { label: 'input_tokens', method: 'POST', run: (req, res) => this.#countTokens(req, res, openaiResponses) },
     '/v1/models': { label: 'models', method: 'GET', run: (req, res, dialect) => this.#models(req, res, dialect) },
     '/healthz': { label: 'healthz', method: 'GET', run: (_req, res) => this.#health(res) },
   };
@@ -170,7 +171,7 @@ export class GatewayHandler {
   }
 
   async #route(req: IncomingMessage, res: ServerResponse, path: string, dialect: Dialect, route: Route | undefined): Promise<void> {
-    if (!route) return this.#send(res, dialect, { kind: 'unknown_endpoint', code: GatewayCode.NOT_FOUND, message: `${req.method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses and GET /v1/models`, shouldRetry: false });
+    if (!route) return this.#send(res, dialect, { kind: 'unknown_endpoint', code: GatewayCode.NOT_FOUND, message: unknownEndpoint(req.method, path), shouldRetry: false });
     // HEAD is GET without the body (Node's server leaves the body out), as HTTP has it: health
     // checkers and proxies probe with it.
     const get = route.method === 'GET';
@@ -263,15 +264,20 @@ export class GatewayHandler {
     return { key, options, body: body.value };
   }
 
-  async #countTokens(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const prepared = await this.#prepare(req, res, anthropic);
+  /**
+   * Anthropic's count_tokens and OpenAI's Responses input_tokens, answered here: no provider key
+   * lives in the gateway, so the count is the estimate the fleet reserves with, and says so.
+   */
+  async #countTokens(req: IncomingMessage, res: ServerResponse, dialect: Dialect): Promise<void> {
+    const prepared = await this.#prepare(req, res, dialect);
     if (!prepared) return;
     const { body } = prepared;
-    // What /v1/messages refuses is not counted either: the provider's count_tokens refuses it too.
-    const issues = countTokensIssues(body);
-    if (issues.length > 0) return this.#send(res, anthropic, invalid(issues));
-    // No provider key lives here: the count is the estimate the fleet reserves with, and says so.
-    res.writeHead(200, { ...ownAnswerHeaders(anthropic), 'headroom-estimate': 'o200k_base' }).end(JSON.stringify({ input_tokens: estimateInputTokens(body) }));
+    // What the call's own endpoint refuses is not counted either: the provider's count refuses it too.
+    const issues = countTokensIssues(body, dialect.api === 'messages' ? 'messages' : 'responses');
+    if (issues.length > 0) return this.#send(res, dialect, invalid(issues));
+    const input_tokens = estimateInputTokens(body);
+    const answer = dialect.api === 'messages' ? { input_tokens } : { object: 'response.input_tokens', input_tokens };
+    res.writeHead(200, { ...ownAnswerHeaders(dialect), 'headroom-estimate': 'o200k_base' }).end(JSON.stringify(answer));
   }
 
   async #call(req: IncomingMessage, res: ServerResponse, dialect: Dialect): Promise<void> {
@@ -470,6 +476,19 @@ function closeAfter(res: ServerResponse): void {
 function routePath(url = '/'): string {
   const path = url.split('?')[0] ?? '/';
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+}
+
+/**
+ * Why a path is not served. A stored Response's own endpoints (`responses.retrieve`, `delete`,
+ * `cancel`, `inputItems.list`) are named as such: a call through the gateway is stored (OpenAI's
+ * default `store: true`) in the fleet's OpenAI project, under a key its clients do not hold, and
+ * "no such endpoint" alone left them looking for a typo.
+ */
+function unknownEndpoint(method = 'GET', path: string): string {
+  if (path.startsWith('/v1/responses/')) {
+    return `${method} ${path}: stored responses are not served through the gateway, only new calls (POST /v1/responses) and their token counts (POST /v1/responses/input_tokens): a response is stored in the fleet's OpenAI project, so retrieve, cancel or delete it there, or send store: false to keep it from being stored`;
+  }
+  return `${method} ${path}: no such endpoint; the gateway serves POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions, POST /v1/responses, POST /v1/responses/input_tokens and GET /v1/models`;
 }
 
 /** Which provider's shape an answer takes where the route does not say (models, unknown paths). */

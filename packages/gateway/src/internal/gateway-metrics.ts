@@ -9,7 +9,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { PROCESS_METRICS_PREFIX } from '@headroom/queue';
 
 /** The routes a request is counted under: the endpoints, and `other` for anything else (404s), so the label stays bounded. */
-export type RouteLabel = 'messages' | 'count_tokens' | 'chat_completions' | 'responses' | 'models' | 'healthz' | 'other';
+export type RouteLabel = 'messages' | 'count_tokens' | 'chat_completions' | 'responses' | 'input_tokens' | 'models' | 'healthz' | 'other';
 
 /** nginx's code for a request whose client left before any answer was sent. */
 export const CLIENT_CLOSED = '499';
