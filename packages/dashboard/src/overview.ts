@@ -64,7 +64,9 @@ export interface LaneView {
   lane: Lane;
   cap: number;
   counts: Record<LaneState, number>;
+  /** Jobs not yet started, as the cap counts them (BullMQ's waiting, prioritized, delayed, and the jobs workers hold to put back). */
   queued: number;
+  /** Jobs running a call: BullMQ's active ones, less those held to be put back. */
   running: number;
   /** Over the window, from the fleet's counters. */
   done: number;
@@ -179,7 +181,8 @@ export function buildOverview(i: OverviewInputs): Overview {
       cap: i.config.lanes[l.lane].cap,
       counts: l.counts,
       queued: l.queued,
-      running: l.counts.active,
+      // A job held to be put back is active in BullMQ but runs no call: it is counted in `queued`.
+      running: Math.max(0, l.counts.active - l.returning),
       done: f?.completed ?? 0,
       failed: f?.failed ?? 0,
       shed: f?.shed ?? 0,
