@@ -431,6 +431,7 @@ describe('headroom dashboard', () => {
     }
     await page.locator('tr[data-worker="dash-w1"]').waitFor();
     expect(await textOf(page.locator('#calls-429'))).toBe('2');
+    expect(await textOf(page.locator('#models-429'))).toBe(`${MODEL} 2 of ${total + 2} calls`);
     await page.screenshot({ path: join(ARTIFACTS, 'headroom-page-after-jobs.png'), fullPage: true });
     await ctx.close();
 

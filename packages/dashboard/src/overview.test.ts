@@ -77,6 +77,7 @@ function inputs(over: Partial<OverviewInputs> = {}): OverviewInputs {
     },
     gatewayHeartbeats: { atMs: NOW, alive: [{ id: 'gateway-1', host: 'h3', pid: 3, atMs: NOW - 2_000, expiresAtMs: NOW + 13_000, startedAt: 0, inFlight: 12, concurrency: 0 }], expired: [] },
     fleet,
+    recentCalls: fleet.calls,
     pressure: { 'sonnet-4': 0.4 },
     history,
     alerts: [],
