@@ -94,7 +94,8 @@ function lineChart(node, series, { nowMs, yMax, format, threshold, spanMs = CHAR
 function renderAlerts(alerts) {
   const section = document.getElementById('alerts');
   section.hidden = alerts.length === 0;
-  document.getElementById('alert-list').replaceChildren(...alerts.map((a) => el('li', { 'data-alert': a.id }, a.summary)));
+  // Since when: an alert raised at 3 am and one raised a minute ago read the same without it.
+  document.getElementById('alert-list').replaceChildren(...alerts.map((a) => el('li', { 'data-alert': a.id }, `${a.summary} · since ${new Date(a.sinceMs).toLocaleTimeString()}`)));
 }
 
 function renderPools(pools, nowMs) {
