@@ -333,6 +333,9 @@ describe('headroom dashboard', () => {
     const fired = await waitFor('the utilization alert webhook', () => hooks.find((h) => h.status === 'firing' && h.alert.id === 'utilization:haiku-4:itpm'));
     expect(fired.alert).toMatchObject({ rule: 'utilization', pool: 'haiku-4', dimension: 'itpm', threshold: 0.8 });
     await page.locator('[data-alert="utilization:haiku-4:itpm"]').waitFor();
+    // Since when, in the page's own time format.
+    const since = await page.evaluate((ms) => new Date(ms).toLocaleTimeString(), fired.alert.sinceMs);
+    expect(await textOf(page.locator('[data-alert="utilization:haiku-4:itpm"]'))).toContain(`· since ${since}`);
     await page.screenshot({ path: join(ARTIFACTS, 'headroom-page.png'), fullPage: true });
     expect(errors).toEqual([]);
     await ctx.close();
@@ -431,6 +434,7 @@ describe('headroom dashboard', () => {
     }
     await page.locator('tr[data-worker="dash-w1"]').waitFor();
     expect(await textOf(page.locator('#calls-429'))).toBe('2');
+    expect(await textOf(page.locator('#models-429'))).toBe(`${MODEL} 2 of ${total + 2} calls`);
     await page.screenshot({ path: join(ARTIFACTS, 'headroom-page-after-jobs.png'), fullPage: true });
     await ctx.close();
 

@@ -71,4 +71,11 @@ describe('renderStatus', () => {
   it('ends with calls, 429s and cost over one window, named once before them', () => {
     expect(lines.at(-1)).toBe('last 5 min: calls 400, 429s 2 (0.50%), cost $0.5000 ($2.00/h)');
   });
+
+  it('names the models the 429s of the window came from, with their calls', () => {
+    const calls = { ...overview.calls, byModel: { 'claude-sonnet-4-6': { '200': 170, '429': 22, '529': 3 }, 'claude-haiku-4-5': { '200': 205 } } };
+    const out = renderStatus({ ...overview, calls }).split('\n');
+    expect(out.at(-1)).toBe('429s by model: claude-sonnet-4-6 22 of 195 calls');
+    expect(renderStatus(overview).split('\n').at(-1)).toMatch(/^last 5 min: /);
+  });
 });

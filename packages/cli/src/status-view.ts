@@ -65,6 +65,11 @@ export function renderStatus(o: Overview): string {
   }
   lines.push('');
   lines.push(`last ${o.calls.windowMinutes} min: calls ${o.calls.total}, 429s ${o.calls.calls429} (${(o.calls.rate429 * 100).toFixed(2)}%), cost $${o.cost.usdWindow.toFixed(4)} ($${o.cost.usdPerHour.toFixed(2)}/h)`);
+  // A 429 rate alone did not say which model to look at.
+  const by429 = Object.entries(o.calls.byModel)
+    .filter(([, byStatus]) => (byStatus['429'] ?? 0) > 0)
+    .map(([model, byStatus]) => `${model} ${byStatus['429']} of ${Object.values(byStatus).reduce((a, b) => a + b, 0)} calls`);
+  if (by429.length > 0) lines.push(`429s by model: ${by429.join(', ')}`);
   return lines.join('\n');
 }
 

@@ -35,6 +35,7 @@ interface Reading {
 export const DASHBOARD_METRIC_NAMES = [
   'headroom_dashboard_redis_up',
   'headroom_lane_depth',
+  'headroom_lane_queued',
   'headroom_lane_cap',
   'headroom_lane_shed_total',
   'headroom_bucket_capacity',
@@ -130,6 +131,9 @@ export class DashboardMetrics {
     });
     gauge('headroom_lane_depth', 'Jobs in each lane by BullMQ state (waiting, prioritized, delayed, active, completed, failed).', ['lane', 'state'], (put, r) => {
       for (const l of r.lanes) for (const state of LANE_STATES) put({ lane: l.lane, state }, l.counts[state]);
+    });
+    gauge('headroom_lane_queued', 'Jobs not yet started per lane, as its cap counts them (waiting, prioritized, delayed, and jobs workers hold to put back).', ['lane'], (put, r) => {
+      for (const l of r.lanes) put({ lane: l.lane }, l.queued);
     });
     gauge('headroom_lane_cap', 'The configured cap of jobs not yet started, per lane.', ['lane'], (put, r) => {
       for (const l of r.lanes) put({ lane: l.lane }, source.config.lanes[l.lane].cap);

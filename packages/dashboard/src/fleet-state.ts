@@ -17,8 +17,17 @@ export type LaneState = (typeof LANE_STATES)[number];
 export interface LaneDepth {
   lane: Lane;
   counts: Record<LaneState, number>;
-  /** Jobs not yet started: what the lane's cap counts. */
+  /**
+   * Jobs not yet started: what the lane's cap counts, as admission counts it (add-9.lua): BullMQ's
+   * waiting, prioritized and delayed jobs, and the jobs workers hold to put back (`returning`).
+   */
   queued: number;
+  /**
+   * Jobs a worker took and must put back while the lane is full (lane-return.ts): active in
+   * BullMQ, but running no call, and counted against the cap. Left out of the queued count, a
+   * lane refusing QUEUE_FULL in a cooldown read as below its cap.
+   */
+  returning: number;
   /** All-time counters the fleet keeps in the lane's stats hash. */
   shedTotal: number;
   /** What holds the lane back beside the quota, set on its BullMQ queue (Bull Board's pause, its global concurrency and rate limit). */
@@ -77,15 +86,17 @@ export async function readLanes(redis: Redis | Cluster, prefix: string, queues: 
   // Each lane is its own hash slot: separate commands (sent together), not one pipeline, so this
   // also works on Redis Cluster.
   const lanes = [...queues.keys()];
-  const [shed, counts, metas] = await Promise.all([
+  const [shed, returning, counts, metas] = await Promise.all([
     Promise.all(lanes.map((lane) => redis.hget(laneKeys(prefix, lane).stats, 'shed'))),
+    Promise.all(lanes.map((lane) => redis.zcard(laneKeys(prefix, lane).returning))),
     Promise.all([...queues.values()].map((q) => q.getJobCounts(...LANE_STATES))),
     Promise.all([...queues.values()].map((q) => q.getMeta())),
   ]);
   return lanes.map((lane, i) => {
     const raw = counts[i] ?? {};
     const c = Object.fromEntries(LANE_STATES.map((s) => [s, Number(raw[s] ?? 0)])) as Record<LaneState, number>;
-    return { lane, counts: c, queued: c.waiting + c.prioritized + c.delayed, shedTotal: Number(shed[i] ?? 0) || 0, held: holdOf(metas[i]) };
+    const back = returning[i] ?? 0;
+    return { lane, counts: c, queued: c.waiting + c.prioritized + c.delayed + back, returning: back, shedTotal: Number(shed[i] ?? 0) || 0, held: holdOf(metas[i]) };
   });
 }
 

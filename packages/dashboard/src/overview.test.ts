@@ -36,7 +36,7 @@ const lane = (name: LaneDepth['lane'], waiting: number, active: number): LaneDep
   const counts = Object.fromEntries(LANE_STATES.map((s) => [s, 0])) as LaneDepth['counts'];
   counts.waiting = waiting;
   counts.active = active;
-  return { lane: name, counts, queued: waiting, shedTotal: name === 'low' ? 7 : 0, held: { paused: name === 'high', concurrency: null, rateLimit: null } };
+  return { lane: name, counts, queued: waiting, returning: 0, shedTotal: name === 'low' ? 7 : 0, held: { paused: name === 'high', concurrency: null, rateLimit: null } };
 };
 
 // 15 minutes, 0..10 empty except the last six: calls 100 each, 429s in two of them, $0.06 per minute.
@@ -77,6 +77,7 @@ function inputs(over: Partial<OverviewInputs> = {}): OverviewInputs {
     },
     gatewayHeartbeats: { atMs: NOW, alive: [{ id: 'gateway-1', host: 'h3', pid: 3, atMs: NOW - 2_000, expiresAtMs: NOW + 13_000, startedAt: 0, inFlight: 12, concurrency: 0 }], expired: [] },
     fleet,
+    recentCalls: fleet.calls,
     pressure: { 'sonnet-4': 0.4 },
     history,
     alerts: [],

@@ -64,7 +64,9 @@ export interface LaneView {
   lane: Lane;
   cap: number;
   counts: Record<LaneState, number>;
+  /** Jobs not yet started, as the cap counts them (BullMQ's waiting, prioritized, delayed, and the jobs workers hold to put back). */
   queued: number;
+  /** Jobs running a call: BullMQ's active ones, less those held to be put back. */
   running: number;
   /** Over the window, from the fleet's counters. */
   done: number;
@@ -93,6 +95,7 @@ export interface Overview {
     total: number;
     calls429: number;
     rate429: number;
+    /** Per model, calls by HTTP status: which model the 429s (or 529s) come from. */
     byModel: Record<string, Record<string, number>>;
   };
   /**
@@ -115,6 +118,8 @@ export interface OverviewInputs {
   heartbeats: Heartbeats;
   gatewayHeartbeats: Heartbeats;
   fleet: FleetStats;
+  /** Calls by model and status over the 429 alert window (`fleet` spans the page's longer one). */
+  recentCalls: FleetStats['calls'];
   pressure: Record<string, number>;
   history: History;
   alerts: Alert[];
@@ -179,7 +184,8 @@ export function buildOverview(i: OverviewInputs): Overview {
       cap: i.config.lanes[l.lane].cap,
       counts: l.counts,
       queued: l.queued,
-      running: l.counts.active,
+      // A job held to be put back is active in BullMQ but runs no call: it is counted in `queued`.
+      running: Math.max(0, l.counts.active - l.returning),
       done: f?.completed ?? 0,
       failed: f?.failed ?? 0,
       shed: f?.shed ?? 0,
@@ -205,7 +211,7 @@ export function buildOverview(i: OverviewInputs): Overview {
     })),
     expiredWorkers: i.heartbeats.expired,
     gateways: i.gatewayHeartbeats.alive.map((g) => ({ id: g.id, host: g.host, pid: g.pid, inFlight: g.inFlight, lastSeenMsAgo: Math.max(0, i.gatewayHeartbeats.atMs - g.atMs) })),
-    calls: { windowMinutes: rate429Minutes, total, calls429, rate429: total > 0 ? calls429 / total : 0, byModel: i.fleet.calls },
+    calls: { windowMinutes: rate429Minutes, total, calls429, rate429: total > 0 ? calls429 / total : 0, byModel: i.recentCalls },
     cost: { usdWindow: costRecent, usdPerHour: (costRecent / costElapsed) * 3600_000 },
     minutes: i.fleet.series,
     samples: [...i.history.samples(i.sinceMs + 1)],
@@ -229,15 +235,17 @@ export async function readOverview(deps: OverviewDeps, sinceMs = 0): Promise<Ove
   const prefix = config.redis.prefix;
   const nowMs = deps.now();
   const windowMinutes = Math.max(OVERVIEW_WINDOW_MINUTES, config.dashboard.alerts.rate429WindowMinutes);
-  const [snapshots, lanes, heartbeats, gatewayHeartbeats, fleet, pressure] = await Promise.all([
+  const [snapshots, lanes, heartbeats, gatewayHeartbeats, fleet, recent, pressure] = await Promise.all([
     readPools(deps.bucket, deps.pools),
     readLanes(redis, prefix, deps.queues),
     readHeartbeats(redis, prefix),
     readHeartbeats(redis, prefix, 'gateway'),
     readFleetStats(redis, prefix, windowMinutes, nowMs),
+    // The minute series carries no model: the calls by model over the 429 window are a read of their own.
+    readFleetStats(redis, prefix, config.dashboard.alerts.rate429WindowMinutes, nowMs),
     readPressure(redis, prefix),
   ]);
-  return buildOverview({ config, pools: deps.pools, snapshots, lanes, heartbeats, gatewayHeartbeats, fleet, pressure, history: deps.history, alerts: deps.alerts(), nowMs, sinceMs });
+  return buildOverview({ config, pools: deps.pools, snapshots, lanes, heartbeats, gatewayHeartbeats, fleet, recentCalls: recent.calls, pressure, history: deps.history, alerts: deps.alerts(), nowMs, sinceMs });
 }
 
 /** The overview outside the dashboard's server (`headroom status`, the demo): no alerts, no history kept across reads. */

@@ -94,7 +94,8 @@ function lineChart(node, series, { nowMs, yMax, format, threshold, spanMs = CHAR
 function renderAlerts(alerts) {
   const section = document.getElementById('alerts');
   section.hidden = alerts.length === 0;
-  document.getElementById('alert-list').replaceChildren(...alerts.map((a) => el('li', { 'data-alert': a.id }, a.summary)));
+  // Since when: an alert raised at 3 am and one raised a minute ago read the same without it.
+  document.getElementById('alert-list').replaceChildren(...alerts.map((a) => el('li', { 'data-alert': a.id }, `${a.summary} · since ${new Date(a.sinceMs).toLocaleTimeString()}`)));
 }
 
 function renderPools(pools, nowMs) {
@@ -185,6 +186,11 @@ function renderCalls(o) {
   document.getElementById('calls-total').textContent = int(o.calls.total);
   document.getElementById('calls-429').textContent = int(o.calls.calls429);
   document.getElementById('rate-429').textContent = pct(o.calls.rate429);
+  // Which model the 429s come from, over the same window: the rate alone named none.
+  const by429 = Object.entries(o.calls.byModel)
+    .filter(([, byStatus]) => (byStatus['429'] ?? 0) > 0)
+    .map(([model, byStatus]) => `${model} ${int(byStatus['429'])} of ${int(Object.values(byStatus).reduce((a, b) => a + b, 0))} calls`);
+  document.getElementById('models-429').textContent = by429.length > 0 ? by429.join(', ') : '–';
   document.getElementById('cost-window').textContent = `${usd(o.cost.usdWindow)} / ${o.calls.windowMinutes} min`;
   document.getElementById('cost-rate').textContent = `${usd(o.cost.usdPerHour)} / h`;
   document.getElementById('window-minutes').textContent = String(o.windowMinutes);
