@@ -225,7 +225,7 @@ export class PressureMonitor {
     const backlogJobs = depths.reduce((a, d) => a + d.backlog, 0);
     const idle = depths.every((d) => d.backlog === 0 && d.active === 0);
     if (idle && this.stillResting(states)) return;
-    const oldestLowWaitMs = await this.oldestWaitByPool('low');
+    const oldestLowWaitByPool = await this.oldestWaitByPool('low');
     const stats = await readFleetStats(this.redis, prefix, 5);
 
     const shedLanes: InteractiveLane[] = this.config.shedding.shedNormal ? ['low', 'normal'] : ['low'];
@@ -234,7 +234,7 @@ export class PressureMonitor {
       const limits = this.config.models[models[0]!]!.limits;
       // With its models' throttles: capacity a brownout takes away counts as pressure.
       const snapshot = await this.bucket.snapshot(pool, limits, { models });
-      const raw = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve, oldestWaitMs: oldestLowWaitMs.get(pool) ?? 0, maxWaitMs: this.config.lanes.low.maxWaitMs, capacityFactor: capacityOf(models, snapshot.throttles) });
+      const raw = computePressure({ snapshot, models, backlogJobs, meanNeed: meanNeed(models, stats), horizonMs: this.config.shedding.horizonMs, reserve: this.config.lanes.low.reserve, oldestWaitMs: oldestLowWaitByPool.get(pool) ?? 0, maxWaitMs: this.config.lanes.low.maxWaitMs, capacityFactor: capacityOf(models, snapshot.throttles) });
       computed.set(pool, raw);
       const pressure = this.adjust(pool, raw);
       const was = this.latest.get(pool)?.value ?? 0;
